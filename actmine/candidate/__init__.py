@@ -1,0 +1,1 @@
+"""Candidate programs: loading their source, probing them before training."""

@@ -1,0 +1,233 @@
+"""The `actmine` command.
+
+    actmine list                              the activation registry, with formulas
+    actmine evaluate TARGET [--json]          score one activation (registry name or .py file) on the lab
+    actmine compare A B C … [--markdown]      score several and print a table per family
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Callable, Sequence
+
+import torch
+
+from . import activations
+from .candidate.source import CandidateError, load_candidate_file
+from .lab.ensemble import Protocol
+from .lab.fitness import Evaluation, Lab
+from .lab.tasks import SuiteError
+
+EXIT_REFUSED = 1     # the candidate was evaluated and refused (probes, divergence)
+EXIT_USAGE = 2       # bad arguments, unknown names, malformed files
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one clear line, exit status 2."""
+
+
+def resolve_target(target: str) -> tuple[str, Callable[[torch.Tensor], torch.Tensor], bool | None]:
+    """(display name, callable, pointwise or None if unknown) for a registry name or a .py file."""
+    if target.endswith(".py") or "/" in target:
+        try:
+            return target, load_candidate_file(target), None
+        except CandidateError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        module = activations.get(target)
+    except activations.UnknownActivationError as exc:
+        raise UsageError(f"{exc}. Give a registry name (see `actmine list`) or a .py file "
+                         "defining activation_function(x).") from None
+    return activations.info(target).name, module, activations.is_pointwise(target)
+
+
+def make_lab(args: argparse.Namespace) -> Lab:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
+    try:
+        protocol = Protocol(device=args.device, steps=args.steps) if args.steps else Protocol(device=args.device)
+        return Lab(args.suite, protocol=protocol, seeds=args.seeds)
+    except (SuiteError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _console(stderr: bool = False):
+    """A rich console; when output goes to a file or pipe, wide enough for the tables (not 80)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = [activations.info(name) for name in activations.list()]
+    if args.json:
+        print(json.dumps([{"name": e.name, "formula": e.formula, "pointwise": e.pointwise, "source": e.source,
+                           "aliases": list(e.aliases)} for e in entries], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="actmine activations")
+    table.add_column("name", no_wrap=True)
+    table.add_column("formula", overflow="fold")
+    table.add_column("pointwise", no_wrap=True)
+    table.add_column("source", overflow="fold", ratio=1)
+    for e in entries:
+        name = e.name + (f" ({', '.join(e.aliases)})" if e.aliases else "")
+        table.add_row(name, e.formula, "yes" if e.pointwise else "[red]no[/red]", e.source)
+    _console().print(table)
+    return 0
+
+
+def _evaluate_all(lab: Lab, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
+    """Evaluate each target, with a progress bar on a terminal."""
+    resolved = [resolve_target(t) for t in targets]  # fail on a bad name before any training
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), transient=True, disable=quiet or not sys.stderr.isatty(),
+                  console=_console(stderr=True)) as progress:
+        bar = progress.add_task("reference: relu", total=len(resolved))
+        lab.reference  # computed (or read from the cache) once, before the candidates
+        for name, fn, pointwise in resolved:
+            progress.update(bar, description=f"training: {name}")
+            results.append(lab.evaluate(fn, name=name, pointwise=pointwise))
+            progress.advance(bar)
+    return results
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    lab = make_lab(args)
+    (evaluation,) = _evaluate_all(lab, [args.target], quiet=args.json)
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=2))
+    else:
+        from rich.table import Table
+
+        console = _console()
+        if not evaluation.ok:
+            console.print(f"[red]refused[/red] {evaluation.activation}: [{evaluation.error['code']}] "
+                          f"{evaluation.error['message']}")
+        else:
+            table = Table(title=f"{evaluation.activation} on suite {lab.suite.name!r} "
+                                f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
+            for column in ("task", "family", "ID error", "OOD error", "ln(OOD / ReLU OOD)"):
+                table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
+            for t in evaluation.tasks:
+                table.add_row(t.name, t.family, _fmt(t.id_error), _fmt(t.ood_error), f"{t.log_ratio:+.3f}")
+            console.print(table)
+            console.print(f"ood_log_ratio [bold]{evaluation.ood_log_ratio:+.4f}[/bold]   fitness "
+                          f"[bold]{evaluation.fitness:+.4f}[/bold]   pointwise {evaluation.probes['pointwise']}   "
+                          f"{evaluation.probes['flops_per_element']} ops/element   {evaluation.seconds:.1f} s")
+    return 0 if evaluation.ok else EXIT_REFUSED
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    lab = make_lab(args)
+    evaluations = _evaluate_all(lab, args.targets, quiet=args.json or args.markdown)
+    families = lab.suite.families
+    if args.json:
+        print(json.dumps([e.to_dict() for e in evaluations], indent=2))
+    elif args.markdown:
+        print(comparison_markdown(evaluations, families))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"OOD error per family (geometric mean; suite {lab.suite.name!r}, "
+                            f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
+        table.add_column("activation", no_wrap=True)
+        for family in families:
+            table.add_column(family, justify="right", min_width=len(family))
+        table.add_column("max ID error", justify="right")
+        table.add_column("ood_log_ratio", justify="right")
+        for e in sorted(evaluations, key=lambda e: (not e.ok, e.ood_log_ratio or 0.0)):
+            if not e.ok:
+                table.add_row(e.activation, *["—"] * len(families), "—", f"[red]{e.error['code']}[/red]")
+                continue
+            by_family = e.by_family()
+            ratio = f"[green]{e.ood_log_ratio:+.3f}[/green]" if e.ood_log_ratio < 0 else f"{e.ood_log_ratio:+.3f}"
+            table.add_row(e.activation, *[_fmt(by_family[f]["ood_error"]) for f in families],
+                          _fmt(max(t.id_error for t in e.tasks)), ratio)
+        _console().print(table)
+        _console().print("ood_log_ratio: mean over tasks of ln(OOD error ÷ ReLU's); negative beats ReLU.")
+    return 0 if all(e.ok for e in evaluations) else EXIT_REFUSED
+
+
+def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[str]) -> str:
+    """A markdown table of ID and OOD error per family and the log-ratio (docs/lab.md's calibration)."""
+    header = ["activation"] + [f"{f} ID / OOD" for f in families] + ["max task ID", "ood_log_ratio"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in evaluations:
+        if not e.ok:
+            lines.append(f"| {e.activation} | " + " | ".join(["—"] * (len(header) - 2)) + f" | {e.error['code']} |")
+            continue
+        by_family = e.by_family()
+        cells = [f"{_fmt(by_family[f]['id_error'], 2)} / {_fmt(by_family[f]['ood_error'])}" for f in families]
+        lines.append(f"| {e.activation} | " + " | ".join(cells)
+                     + f" | {_fmt(max(t.id_error for t in e.tasks), 2)} | {e.ood_log_ratio:+.3f} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actmine", description="Mine activation functions that extrapolate.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="the activation registry, with formulas")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=cmd_list)
+
+    def lab_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--suite", default="lab", help="suite name (lab) or a .yaml/.toml/.json suite file")
+        p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead of the suite's")
+        p.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's 50)")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the ensemble trains")
+
+    p = sub.add_parser("evaluate", help="score one activation on the lab")
+    p.add_argument("target", help="registry name (see `actmine list`) or a .py file defining activation_function(x)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    lab_options(p)
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="score several activations and print a table per family")
+    p.add_argument("targets", nargs="+", help="registry names or .py files")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print a JSON list of results")
+    output.add_argument("--markdown", action="store_true", help="print docs/lab.md's calibration table")
+    lab_options(p)
+    p.set_defaults(run=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seeds", None) is not None and args.seeds < 1:
+        print("actmine: error: --seeds must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        print("actmine: error: --steps must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"actmine: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

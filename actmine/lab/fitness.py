@@ -1,0 +1,197 @@
+"""The lab's score: how well MLPs that use a candidate extrapolate, relative to ReLU.
+
+For each task and seed, the OOD error is the mean-squared error of the trained MLP on the OOD
+split divided by the variance of the OOD targets. A candidate's `ood_log_ratio` is the mean over
+tasks of ln(its OOD error ÷ ReLU's OOD error on the same task, seeds and initial weights), and
+`fitness = −ood_log_ratio`: 0 is ReLU, +0.69 halves ReLU's error.
+
+Per task, the log-ratio is the mean over seeds of the per-seed log-ratios (so the task's error is
+the geometric mean over seeds), clipped to ±`log_ratio_clip` (default 3, a factor of ~20): one
+task on which a candidate explodes (or shines) by orders of magnitude moves the mean by at most
+clip ÷ number of tasks, and the rest of the suite still decides. Errors are floored at 1e-8 so that
+a perfect fit cannot produce an infinite ratio. Non-finite anything is a failure, never a score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .ensemble import Protocol, TrainResult, Workload, build_workload, train_ensemble
+from .tasks import Suite, get_suite
+
+ERROR_FLOOR = 1e-8
+REFERENCE = "relu"
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """Where reference numbers are cached: $ACTMINE_CACHE_DIR, else ~/.cache/actmine."""
+    return Path(os.environ.get("ACTMINE_CACHE_DIR") or Path.home() / ".cache" / "actmine")
+
+
+@dataclass
+class TaskScore:
+    name: str
+    family: str
+    ood_error: float        # geometric mean over seeds of the normalised OOD error
+    id_error: float         # geometric mean over seeds of the normalised held-out ID error
+    log_ratio: float        # mean over seeds of ln(ood_error / ReLU's), clipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "ood_error": self.ood_error,
+                "id_error": self.id_error, "log_ratio": self.log_ratio}
+
+
+@dataclass
+class Evaluation:
+    """One candidate's result; `to_dict()` is the `actmine evaluate --json` contract."""
+
+    activation: str
+    ok: bool
+    error: dict[str, str] | None = None
+    fitness: float | None = None
+    ood_log_ratio: float | None = None
+    tasks: list[TaskScore] = field(default_factory=list)
+    probes: dict[str, Any] = field(default_factory=dict)
+    workload: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"activation": self.activation, "ok": self.ok, "error": self.error, "fitness": self.fitness,
+                "ood_log_ratio": self.ood_log_ratio, "tasks": [t.to_dict() for t in self.tasks],
+                "probes": self.probes, "workload": self.workload, "seconds": self.seconds}
+
+    def by_family(self) -> dict[str, dict[str, float]]:
+        """Per family: geometric-mean OOD and ID error and mean log-ratio over its tasks."""
+        families: dict[str, list[TaskScore]] = {}
+        for task in self.tasks:
+            families.setdefault(task.family, []).append(task)
+        return {
+            family: {
+                "ood_error": _geometric_mean([t.ood_error for t in tasks]),
+                "id_error": _geometric_mean([t.id_error for t in tasks]),
+                "log_ratio": sum(t.log_ratio for t in tasks) / len(tasks),
+            }
+            for family, tasks in sorted(families.items())
+        }
+
+
+def _geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(max(v, ERROR_FLOOR)) for v in values) / len(values))
+
+
+class Lab:
+    """A suite, a training protocol and the ReLU reference: evaluates activations.
+
+    The constructor only stores configuration; the workload (all datasets, minibatches and initial
+    weights) is built on first use and shared by every evaluation, and ReLU's numbers are computed
+    once per configuration and cached on disk under `cache_dir`.
+    """
+
+    def __init__(self, suite: str | Suite = "lab", protocol: Protocol | None = None, seeds: int | None = None,
+                 cache_dir: str | Path | None = None, log_ratio_clip: float = 3.0):
+        self.suite = get_suite(suite)
+        if seeds is not None:
+            self.suite = self.suite.with_seeds(seeds)
+        self.protocol = protocol or Protocol()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.log_ratio_clip = log_ratio_clip
+
+    @cached_property
+    def workload(self) -> Workload:
+        return build_workload(self.suite, self.protocol)
+
+    def workload_summary(self) -> dict[str, Any]:
+        return {"models": len(self.suite.tasks) * len(self.suite.seeds), "steps": self.protocol.steps,
+                "batch_size": self.protocol.batch_size, "hidden": self.protocol.hidden,
+                "tasks": len(self.suite.tasks), "seeds": len(self.suite.seeds), "suite": self.suite.name}
+
+    def reference_key(self) -> str:
+        """A hash of everything that changes ReLU's numbers."""
+        payload = {"format": CACHE_FORMAT, "reference": REFERENCE, "suite": self.suite.to_dict(),
+                   "protocol": self.protocol.to_dict(), "torch": torch.__version__}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+    @cached_property
+    def reference(self) -> TrainResult:
+        """ReLU's result on this workload, from the disk cache when it is there."""
+        path = self.cache_dir / f"reference-{REFERENCE}-{self.reference_key()}.json"
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                return TrainResult(torch.tensor(data["losses"]), torch.tensor(data["id_error"]),
+                                   torch.tensor(data["ood_error"]), [])
+            except (ValueError, KeyError):
+                pass  # a damaged cache entry is recomputed and overwritten
+        result = train_ensemble(torch.relu, self.workload)
+        if result.non_finite:
+            raise RuntimeError(f"ReLU diverged on {self._describe(result.non_finite)}: the protocol is unstable")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"losses": result.losses.tolist(), "id_error": result.id_error.tolist(),
+                                         "ood_error": result.ood_error.tolist(), "key": self.reference_key()}))
+        temporary.replace(path)  # atomic: readers never see half a file
+        return result
+
+    def _describe(self, models: list[int]) -> str:
+        labels = [f"{self.workload.labels[m][0]} (seed {self.workload.labels[m][1]})" for m in models[:3]]
+        more = f" and {len(models) - 3} more" if len(models) > 3 else ""
+        return ", ".join(labels) + more
+
+    def score(self, result: TrainResult) -> tuple[float, list[TaskScore]]:
+        """`ood_log_ratio` and per-task scores of a finished training against the ReLU reference."""
+        reference = self.reference
+        seeds = len(self.suite.seeds)
+        log_ratios = (result.ood_error.double().clamp_min(ERROR_FLOOR).log()
+                      - reference.ood_error.double().clamp_min(ERROR_FLOOR).log())
+        scores = []
+        for i, task in enumerate(self.suite.tasks):
+            rows = slice(i * seeds, (i + 1) * seeds)  # build_workload orders models task-major
+            ratio = float(log_ratios[rows].mean().clamp(-self.log_ratio_clip, self.log_ratio_clip))
+            scores.append(TaskScore(
+                task.name, task.family,
+                ood_error=float(result.ood_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
+                id_error=float(result.id_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
+                log_ratio=ratio))
+        return sum(s.log_ratio for s in scores) / len(scores), scores
+
+    def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate",
+                 pointwise: bool | None = None) -> Evaluation:
+        """Train every MLP of the suite with `activation` and score it.
+
+        `pointwise=None` measures it with the batch-dependence probe; a non-pointwise activation is
+        applied to each model's slice separately so that models do not share batch statistics.
+        """
+        from ..candidate import probes
+
+        started = time.perf_counter()
+        evaluation = Evaluation(activation=name, ok=False, workload=self.workload_summary())
+        try:
+            evaluation.probes = probes.run_probes(activation, dtype=self.protocol.torch_dtype)
+            if pointwise is not None:
+                evaluation.probes["pointwise"] = pointwise
+            result = train_ensemble(activation, self.workload, pointwise=evaluation.probes["pointwise"])
+        except probes.ProbeFailure as failure:
+            evaluation.error = {"code": failure.code, "message": str(failure)}
+        except Exception as exc:  # the candidate's own code raised while training
+            evaluation.error = {"code": "runtime_error", "message": f"{type(exc).__name__}: {exc}"}
+        else:
+            if result.non_finite:
+                evaluation.error = {"code": "non_finite", "message":
+                                    f"non-finite loss, gradient, parameters or output on {self._describe(result.non_finite)}"}
+            else:
+                evaluation.ood_log_ratio, evaluation.tasks = self.score(result)
+                evaluation.fitness = -evaluation.ood_log_ratio
+                evaluation.ok = True
+        evaluation.seconds = round(time.perf_counter() - started, 3)
+        return evaluation

@@ -1,0 +1,93 @@
+"""How fast is one candidate's lab evaluation? The default suite's workload, three ways, one process.
+
+    python benchmarks/bench_fitness.py [--threads 1 2] [--repeats 5] [--activations relu gelu gelu_sine]
+
+1. batched ensemble      `train_ensemble`: all models stacked, torch.baddbmm, one Adam (what the lab runs);
+2. per-model loop        `train_per_model`: one nn.Module and one Adam per MLP (the obvious baseline);
+3. matmul-only bound     the same batched matrix products of forward and backward, preallocated,
+                         with no activation, loss, optimiser or autograd: no implementation of the
+                         protocol can beat it.
+
+Prints, per activation and thread count, the median seconds per evaluation and the two ratios:
+per-model ÷ batched (the speed-up; target ≥ 4× with GELU) and batched ÷ bound (the overhead;
+target ≤ 2× with ReLU). Training only: data generation and the ReLU reference are built once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from actmine import activations
+from actmine.lab.ensemble import Protocol, Workload, build_workload, split_parameters, train_ensemble, train_per_model
+from actmine.lab.tasks import get_suite
+
+
+def matmul_only(workload: Workload) -> None:
+    """The batched products of one training run (forward and backward), nothing else."""
+    protocol = workload.protocol
+    models, in_dim = workload.models, workload.batches_x.shape[-1]
+    params = split_parameters(workload.init, models, in_dim, protocol)
+    weights, biases = params[0::2], params[1::2]
+    batch = protocol.batch_size
+    hidden = [torch.empty(models, batch, w.shape[2]) for w in weights]  # layer outputs
+    grad_h = [torch.empty_like(h) for h in hidden]
+    grad_w = [torch.empty_like(w) for w in weights]
+    for step in range(protocol.steps):
+        x = workload.batches_x[step]
+        inputs = [x] + hidden[:-1]
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            torch.baddbmm(b, inputs[layer], w, out=hidden[layer])
+        grad_h[-1].copy_(hidden[-1])
+        for layer in reversed(range(len(weights))):
+            torch.bmm(inputs[layer].transpose(1, 2), grad_h[layer], out=grad_w[layer])
+            if layer:
+                torch.bmm(grad_h[layer], weights[layer].transpose(1, 2), out=grad_h[layer - 1])
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: first-call allocations and kernel selection
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="lab")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--activations", nargs="+", default=["relu", "gelu", "gelu_sine", "gelu_sinc_perturbation"])
+    parser.add_argument("--per-model", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the per-model loop (slow)")
+    args = parser.parse_args()
+
+    suite = get_suite(args.suite)
+    workload = build_workload(suite, Protocol())
+    print(f"workload: {workload.models} models ({len(suite.tasks)} tasks × {len(suite.seeds)} seeds), "
+          f"{workload.protocol.steps} steps, batch {workload.protocol.batch_size}, hidden {workload.protocol.hidden}, "
+          f"input width {workload.batches_x.shape[-1]}; torch {torch.__version__}")
+    header = f"{'threads':>7} {'activation':<24} {'batched s':>10} {'per-model s':>12} {'bound s':>8} " \
+             f"{'per-model/batched':>18} {'batched/bound':>14}"
+    print(header)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        bound = median_seconds(lambda: matmul_only(workload), args.repeats)
+        for name in args.activations:
+            act = activations.get(name)
+            pointwise = activations.is_pointwise(name)
+            batched = median_seconds(lambda: train_ensemble(act, workload, pointwise=pointwise), args.repeats)
+            per_model = median_seconds(lambda: train_per_model(act, workload), max(1, args.repeats // 2)) \
+                if args.per_model else float("nan")
+            print(f"{threads:>7} {name:<24} {batched:>10.3f} {per_model:>12.3f} {bound:>8.3f} "
+                  f"{per_model / batched:>17.1f}× {batched / bound:>13.2f}×")
+
+
+if __name__ == "__main__":
+    main()

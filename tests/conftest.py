@@ -1,0 +1,19 @@
+"""Shared test set-up: nothing a test computes is written outside its temporary directories."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Reference numbers are cached in a per-session directory, never in the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ACTMINE_CACHE_DIR", str(tmp_path_factory.mktemp("actmine-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One thread per test process, as in the lab's workers (and results do not depend on it)."""
+    torch.set_num_threads(1)

@@ -1,0 +1,139 @@
+"""The `actmine` command as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actmine import activations
+from actmine.cli import main
+
+SMALL_SUITE = """
+name: small
+seeds: [0, 1]
+tasks:
+  - family: polynomial
+    dim: 1
+    seed: 0
+  - family: harmonic
+    seed: 2
+  - family: feynman
+    equation: I.14.3
+  - family: formula
+    name: damped
+    expression: exp(-x/4)*sin(3*x)
+    id: {x: [0, 2]}
+    ood: {x: [2, 3]}
+"""
+
+
+@pytest.fixture()
+def suite_file(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_SUITE)
+    return str(path)
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_every_activation_with_its_formula(capsys):
+    code, out, _ = run_cli(capsys, "list", "--json")
+    assert code == 0
+    entries = {e["name"]: e for e in json.loads(out)}
+    assert set(entries) == set(activations.list())
+    assert "sin" in entries["gelu_sine"]["formula"] and entries["turbulent"]["pointwise"] is False
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "gelu_sinc_perturbation" in out
+
+
+def test_evaluate_json_prints_the_contract(capsys, suite_file):
+    code, out, _ = run_cli(capsys, "evaluate", "gelu_sine", "--json", "--suite", suite_file)
+    assert code == 0
+    data = json.loads(out)
+    assert data["activation"] == "gelu_sine" and data["ok"] is True and data["error"] is None
+    assert len(data["tasks"]) == 4 and data["workload"]["models"] == 8 and data["workload"]["seeds"] == 2
+    assert data["fitness"] == pytest.approx(-data["ood_log_ratio"])
+    assert data["probes"]["pointwise"] is True
+
+
+def test_evaluate_a_python_file(capsys, suite_file, tmp_path):
+    candidate = tmp_path / "cand.py"
+    candidate.write_text("def activation_function(x):\n    return F.gelu(x) + 0.1 * torch.sin(x)\n")
+    code, out, _ = run_cli(capsys, "evaluate", str(candidate), "--json", "--suite", suite_file, "--seeds", "1")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] and data["workload"]["seeds"] == 1
+
+
+def test_refused_candidate_exits_non_zero_with_the_same_json(capsys, suite_file, tmp_path):
+    candidate = tmp_path / "explodes.py"
+    candidate.write_text("def activation_function(x):\n    return torch.exp(x)\n")
+    code, out, _ = run_cli(capsys, "evaluate", str(candidate), "--json", "--suite", suite_file)
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False and data["error"]["code"] == "non_finite"
+    assert data["fitness"] is None
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("def activation_function(x:\n    return x\n", "line 1"),
+    ("def act(x):\n    return x\n", "activation_function"),
+])
+def test_broken_candidate_files_get_a_clear_error(capsys, tmp_path, source, expected):
+    candidate = tmp_path / "broken.py"
+    candidate.write_text(source)
+    code, out, err = run_cli(capsys, "evaluate", str(candidate))
+    assert code == 2 and out == "" and expected in err
+
+
+def test_unknown_activation_lists_the_known_ones(capsys):
+    code, _, err = run_cli(capsys, "evaluate", "gleu")
+    assert code == 2 and "did you mean 'gelu'" in err and "gelu_sine" in err and "actmine list" in err
+
+
+def test_malformed_suite_file_names_the_task_and_field(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks:\n  - family: polynomial\n    dim: 1\n  - family: harmonic\n    frequency: [1, 2]\n")
+    code, _, err = run_cli(capsys, "evaluate", "relu", "--suite", str(bad))
+    assert code == 2 and "task 2" in err and "frequency" in err
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "relu", "--seeds", "0"], ["evaluate", "relu", "--suite", "nope"],
+                                  ["evaluate", "relu", "--steps", "-3"]])
+def test_bad_arguments_exit_2_with_a_message(capsys, argv):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.startswith("actmine: error:")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code, _, err = run_cli(capsys, "evaluate", "relu", "--device", "cuda")
+    assert code == 2 and "--device cpu" in err
+
+
+def test_compare_prints_a_table_per_family(capsys, suite_file):
+    code, out, _ = run_cli(capsys, "compare", "relu", "gelu_sine", "turbulent", "--suite", suite_file)
+    assert code == 0
+    for word in ("relu", "gelu_sine", "turbulent", "feynman", "harmonic", "polynomial", "formula", "+0.000"):
+        assert word in out
+    code, out, _ = run_cli(capsys, "compare", "relu", "gelu", "--suite", suite_file, "--markdown")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("| activation") and len(lines) == 4
+    assert lines[2].startswith("| relu") and lines[2].endswith("+0.000 |")
+
+
+def test_console_script_runs_as_installed(tmp_path, suite_file):
+    """The real `actmine` entry point in a subprocess, as a user's shell runs it."""
+    exe = Path(sys.executable).with_name("actmine")
+    env = {**os.environ, "ACTMINE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([str(exe), "evaluate", "relu", "--json", "--suite", suite_file],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ood_log_ratio"] == 0.0

@@ -1,0 +1,143 @@
+"""The score, the ReLU reference cache, failures, and the calibration promise of the default lab."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from actmine import activations
+from actmine.lab.ensemble import Protocol, TrainResult
+from actmine.lab.fitness import ERROR_FLOOR, Lab
+from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
+
+
+@pytest.fixture(scope="module")
+def lab_default():
+    """The default suite and protocol, exactly as `actmine evaluate` uses them."""
+    return Lab("lab")
+
+
+@pytest.fixture()
+def small_lab(tmp_path):
+    suite = Suite("small", (polynomial(dim=1, seed=0), harmonic(seed=1), feynman("I.14.3")), (0, 1))
+    return Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu"])
+def test_default_protocol_learns_every_default_task(lab_default, name):
+    """Calibration: an OOD score means nothing unless the network learned the ID data."""
+    result = lab_default.evaluate(activations.get(name), name=name)
+    assert result.ok
+    for task in result.tasks:
+        assert task.id_error < 0.05, f"{name} did not learn {task.name}: ID error {task.id_error:.3f}"
+    # every seed, not only the geometric mean over seeds
+    reference = lab_default.reference if name == "relu" else None
+    if reference is not None:
+        assert float(reference.id_error.max()) < 0.05
+
+
+def test_default_suite_workload_is_the_paper_protocol(lab_default):
+    summary = lab_default.workload_summary()
+    assert summary["steps"] == 50 and summary["batch_size"] == 128 and summary["hidden"] == 64
+    assert summary["models"] == summary["tasks"] * summary["seeds"] >= 12 * 3
+
+
+def test_relu_scores_exactly_zero(small_lab):
+    result = small_lab.evaluate(torch.relu, name="relu")
+    assert result.ok and result.ood_log_ratio == 0.0 and result.fitness == 0.0
+    assert all(task.log_ratio == 0.0 for task in result.tasks)
+
+
+def test_score_is_mean_of_clipped_per_task_mean_log_ratios(small_lab):
+    reference = small_lab.reference
+    seeds = len(small_lab.suite.seeds)
+    factors = torch.tensor([0.5, 0.5, 2.0, 8.0, 1e6, 1e6])  # per model: task 3 explodes
+    candidate = TrainResult(reference.losses, reference.id_error, reference.ood_error * factors, [])
+    ratio, tasks = small_lab.score(candidate)
+    expected_tasks = [math.log(0.5), (math.log(2.0) + math.log(8.0)) / 2, small_lab.log_ratio_clip]
+    assert [t.log_ratio for t in tasks] == pytest.approx(expected_tasks)
+    assert ratio == pytest.approx(sum(expected_tasks) / 3)
+    # the per-task error is the geometric mean over seeds
+    base = reference.ood_error[seeds:2 * seeds].double()
+    assert tasks[1].ood_error == pytest.approx(math.sqrt(float(base[0] * 2.0 * base[1] * 8.0)), rel=1e-6)
+
+
+def test_error_floor_keeps_a_perfect_fit_finite(small_lab):
+    reference = small_lab.reference
+    perfect = TrainResult(reference.losses, reference.id_error, torch.zeros_like(reference.ood_error), [])
+    ratio, tasks = small_lab.score(perfect)
+    assert math.isfinite(ratio) and ratio >= -small_lab.log_ratio_clip
+    assert all(t.ood_error == pytest.approx(ERROR_FLOOR) for t in tasks)
+
+
+def test_reference_is_cached_on_disk_and_keyed_by_configuration(small_lab, tmp_path):
+    first = small_lab.reference
+    files = list(tmp_path.glob("reference-relu-*.json"))
+    assert len(files) == 1
+    again = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=tmp_path)
+    assert again.reference_key() == small_lab.reference_key()
+    torch.testing.assert_close(again.reference.ood_error, first.ood_error.to(again.reference.ood_error.dtype))
+    # anything that changes ReLU's numbers changes the key
+    other = Lab(small_lab.suite, protocol=Protocol(steps=21, n_train=256, n_eval=128), cache_dir=tmp_path)
+    assert other.reference_key() != small_lab.reference_key()
+    assert Lab(small_lab.suite.with_seeds(3), protocol=small_lab.protocol).reference_key() != small_lab.reference_key()
+
+
+def test_cached_reference_is_what_training_gives(small_lab, tmp_path):
+    cached = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=tmp_path)
+    cached.reference  # written
+    fresh = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=tmp_path / "elsewhere")
+    torch.testing.assert_close(cached.reference.ood_error.float(), fresh.reference.ood_error.float())
+
+
+def test_damaged_cache_entry_is_recomputed(small_lab, tmp_path):
+    small_lab.reference
+    (path,) = tmp_path.glob("reference-relu-*.json")
+    path.write_text("{not json")
+    recovered = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=tmp_path)
+    assert recovered.reference.ood_error.shape == (6,)
+    assert json.loads(path.read_text())["key"] == small_lab.reference_key()
+
+
+def test_non_finite_candidate_is_a_failure_not_a_score(small_lab):
+    result = small_lab.evaluate(lambda x: torch.exp(x), name="exp")
+    assert not result.ok and result.fitness is None and result.ood_log_ratio is None
+    assert result.error["code"] == "non_finite"
+    diverging = small_lab.evaluate(lambda x: x * 1e18 * torch.sigmoid(x), name="huge")
+    assert not diverging.ok and diverging.error["code"] in ("non_finite", "non_finite_gradient")
+
+
+def test_candidate_that_raises_is_refused_with_its_error(small_lab):
+    result = small_lab.evaluate(lambda x: x.reshape(-1)[:3], name="bad")
+    assert not result.ok and result.error["code"] == "bad_shape"
+
+    def raises(x):
+        raise ZeroDivisionError("boom")
+
+    result = small_lab.evaluate(raises, name="raises")
+    assert result.error["code"] == "runtime_error" and "boom" in result.error["message"]
+
+
+def test_batch_dependent_candidate_is_detected_and_trained_per_model(small_lab):
+    result = small_lab.evaluate(activations.get("turbulent"), name="turbulent")
+    assert result.ok and result.probes["pointwise"] is False
+
+
+def test_evaluation_json_follows_the_contract(small_lab):
+    data = small_lab.evaluate(activations.get("gelu_sine"), name="gelu_sine").to_dict()
+    assert set(data) >= {"activation", "ok", "error", "fitness", "ood_log_ratio", "tasks", "probes", "workload",
+                         "seconds"}
+    assert data["ok"] is True and data["error"] is None and data["fitness"] == -data["ood_log_ratio"]
+    assert {"name", "family", "ood_error", "id_error", "log_ratio"} <= set(data["tasks"][0])
+    assert {"pointwise", "flops_per_element", "fingerprint"} <= set(data["probes"])
+    assert data["workload"]["models"] == 6 and data["workload"]["steps"] == 20
+    json.dumps(data)  # serialisable as is
+
+
+def test_by_family_aggregates_tasks(small_lab):
+    result = small_lab.evaluate(activations.get("gelu"), name="gelu")
+    families = result.by_family()
+    assert set(families) == {"polynomial", "harmonic", "feynman"}
+    harmonic_task = next(t for t in result.tasks if t.family == "harmonic")
+    assert families["harmonic"]["ood_error"] == pytest.approx(harmonic_task.ood_error)
