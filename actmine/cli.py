@@ -128,7 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for column in ("task", "family", "ID error", "OOD error", "ln(OOD / ReLU OOD)"):
                 table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
             for t in evaluation.tasks:
-                table.add_row(t.name, t.family, _fmt(t.id_error), _fmt(t.ood_error), f"{t.log_ratio:+.3f}")
+                table.add_row(t.name, t.family, _fmt(t.id_error), _fmt(t.ood_error), f"{t.log_ratio + 0.0:+.3f}")
             console.print(table)
             console.print(f"ood_log_ratio [bold]{evaluation.ood_log_ratio:+.4f}[/bold]   fitness "
                           f"[bold]{evaluation.fitness:+.4f}[/bold]   pointwise {evaluation.probes['pointwise']}   "

@@ -8,7 +8,7 @@
                          with no activation, loss, optimiser or autograd: no implementation of the
                          protocol can beat it.
 
-Prints, per activation and thread count, the median seconds per evaluation and the two ratios:
+Prints, per activation and thread count, the best-of-N seconds per evaluation and the two ratios:
 per-model ÷ batched (the speed-up; target ≥ 4× with GELU) and batched ÷ bound (the overhead;
 target ≤ 2× with ReLU). Training only: data generation and the ReLU reference are built once.
 """
@@ -16,7 +16,6 @@ target ≤ 2× with ReLU). Training only: data generation and the ReLU reference
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -48,21 +47,23 @@ def matmul_only(workload: Workload) -> None:
                 torch.bmm(grad_h[layer], weights[layer].transpose(1, 2), out=grad_h[layer - 1])
 
 
-def median_seconds(fn, repeats: int) -> float:
+def best_seconds(fn, repeats: int) -> float:
+    """The fastest of `repeats` runs after a warm-up: on a shared machine the minimum is the
+    least noisy estimate of what the code costs (noise only ever adds time)."""
     fn()  # warm-up: first-call allocations and kernel selection
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return min(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="lab")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--activations", nargs="+", default=["relu", "gelu", "gelu_sine", "gelu_sinc_perturbation"])
     parser.add_argument("--per-model", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the per-model loop (slow)")
@@ -78,12 +79,12 @@ def main() -> None:
     print(header)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        bound = median_seconds(lambda: matmul_only(workload), args.repeats)
+        bound = best_seconds(lambda: matmul_only(workload), args.repeats)
         for name in args.activations:
             act = activations.get(name)
             pointwise = activations.is_pointwise(name)
-            batched = median_seconds(lambda: train_ensemble(act, workload, pointwise=pointwise), args.repeats)
-            per_model = median_seconds(lambda: train_per_model(act, workload), max(1, args.repeats // 2)) \
+            batched = best_seconds(lambda: train_ensemble(act, workload, pointwise=pointwise), args.repeats)
+            per_model = best_seconds(lambda: train_per_model(act, workload), max(1, args.repeats // 2)) \
                 if args.per_model else float("nan")
             print(f"{threads:>7} {name:<24} {batched:>10.3f} {per_model:>12.3f} {bound:>8.3f} "
                   f"{per_model / batched:>17.1f}× {batched / bound:>13.2f}×")

@@ -14,6 +14,7 @@ a perfect fit cannot produce an infinite ratio. Non-finite anything is a failure
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -32,6 +33,16 @@ from .tasks import Suite, get_suite
 ERROR_FLOOR = 1e-8
 REFERENCE = "relu"
 CACHE_FORMAT = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _lab_code_hash() -> str:
+    """A hash of the lab's own source: a change to how tasks are drawn or models trained must not
+    be answered from a reference cached by the previous code."""
+    digest = hashlib.sha256()
+    for module in ("tasks.py", "ensemble.py", "fitness.py"):
+        digest.update((Path(__file__).with_name(module)).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
@@ -119,7 +130,7 @@ class Lab:
     def reference_key(self) -> str:
         """A hash of everything that changes ReLU's numbers."""
         payload = {"format": CACHE_FORMAT, "reference": REFERENCE, "suite": self.suite.to_dict(),
-                   "protocol": self.protocol.to_dict(), "torch": torch.__version__}
+                   "protocol": self.protocol.to_dict(), "torch": torch.__version__, "code": _lab_code_hash()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
     @cached_property
@@ -191,7 +202,7 @@ class Lab:
                                     f"non-finite loss, gradient, parameters or output on {self._describe(result.non_finite)}"}
             else:
                 evaluation.ood_log_ratio, evaluation.tasks = self.score(result)
-                evaluation.fitness = -evaluation.ood_log_ratio
+                evaluation.fitness = 0.0 - evaluation.ood_log_ratio  # 0.0 - x: no "-0.0" for ReLU
                 evaluation.ok = True
         evaluation.seconds = round(time.perf_counter() - started, 3)
         return evaluation
