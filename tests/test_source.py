@@ -1,0 +1,132 @@
+"""Tests of actmine.candidate.source: compiling and loading candidate programs."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actmine.candidate.source import ENTRY_POINT, CandidateError, candidate_namespace, compile_candidate, \
+    load_candidate_file
+
+USES_NAMESPACE = textwrap.dedent("""
+    def activation_function(x):
+        # torch, F and math are available without imports
+        return F.relu(x) + math.pi * torch.sin(x)
+""")
+
+
+def _expected(x):
+    return torch.relu(x) + math.pi * torch.sin(x)
+
+
+def test_namespace_has_torch_f_and_math():
+    namespace = candidate_namespace()
+    assert namespace["torch"] is torch
+    assert namespace["F"] is torch.nn.functional
+    assert namespace["math"] is math
+    # a fresh dict each time: one candidate cannot leave names for the next
+    namespace["leak"] = 1
+    assert "leak" not in candidate_namespace()
+
+
+def test_compile_returns_the_activation_function():
+    fn = compile_candidate(USES_NAMESPACE)
+    assert callable(fn) and fn.__name__ == ENTRY_POINT == "activation_function"
+    x = torch.linspace(-3, 3, 13)
+    torch.testing.assert_close(fn(x), _expected(x))
+
+
+def test_candidates_do_not_share_globals():
+    first = compile_candidate("SCALE = 2.0\ndef activation_function(x):\n    return SCALE * x\n")
+    second = compile_candidate("def activation_function(x):\n    return SCALE * x\n")
+    assert torch.equal(first(torch.ones(2)), torch.full((2,), 2.0))
+    with pytest.raises(NameError):
+        second(torch.ones(2))
+
+
+@settings(max_examples=20, deadline=None)
+@given(scale=st.floats(-10, 10, allow_nan=False), shift=st.floats(-10, 10, allow_nan=False))
+def test_compiled_source_computes_what_it_says(scale, shift):
+    fn = compile_candidate(f"def activation_function(x):\n    return {scale!r} * torch.tanh(x) + {shift!r}\n")
+    x = torch.linspace(-4, 4, 9, dtype=torch.float64)
+    torch.testing.assert_close(fn(x), scale * torch.tanh(x) + shift)
+
+
+@pytest.mark.parametrize("source, line", [
+    ("def activation_function(x)\n    return x\n", 1),
+    ("import math\n\ndef activation_function(x):\n    return x +* 2\n", 4),
+    ("def activation_function(x):\n    y = x\n   return y\n", 3),
+])
+def test_syntax_error_reports_the_line(source, line):
+    with pytest.raises(CandidateError) as info:
+        compile_candidate(source, filename="cand.py")
+    assert info.value.code == "syntax_error"
+    assert f"line {line}" in str(info.value)
+    assert "cand.py" in str(info.value)
+
+
+@pytest.mark.parametrize("source", [
+    "def activation(x):\n    return x\n",
+    "activation_function = 3\n",
+    "",
+])
+def test_missing_function(source):
+    with pytest.raises(CandidateError) as info:
+        compile_candidate(source)
+    assert info.value.code == "missing_function"
+    assert "activation_function" in str(info.value)
+
+
+@pytest.mark.parametrize("source, exception", [
+    ("raise RuntimeError('at import')\ndef activation_function(x):\n    return x\n", "RuntimeError"),
+    ("import numpy_does_not_exist_anywhere\n", "ModuleNotFoundError"),
+    ("x = 1 / 0\n", "ZeroDivisionError"),
+])
+def test_module_level_exception_is_a_load_error(source, exception):
+    with pytest.raises(CandidateError) as info:
+        compile_candidate(source, filename="cand.py")
+    assert info.value.code == "load_error"
+    assert exception in str(info.value) and "cand.py" in str(info.value)
+
+
+def test_candidate_error_is_a_value_error():
+    with pytest.raises(ValueError):
+        compile_candidate("def")
+
+
+def test_load_candidate_file_rejects_non_python(tmp_path):
+    path = tmp_path / "candidate.txt"
+    path.write_text(USES_NAMESPACE)  # exists, and valid Python, but not a .py file
+    with pytest.raises(CandidateError) as info:
+        load_candidate_file(path)
+    assert info.value.code == "not_python"
+
+
+def test_load_candidate_file_missing(tmp_path):
+    with pytest.raises(CandidateError) as info:
+        load_candidate_file(tmp_path / "absent.py")
+    assert info.value.code == "not_found"
+    assert "absent.py" in str(info.value)
+
+
+def test_load_candidate_file(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(USES_NAMESPACE, encoding="utf-8")
+    for where in (path, str(path)):
+        fn = load_candidate_file(where)
+        x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(fn(x), _expected(x))
+
+
+def test_load_candidate_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("def activation_function(x):\n    return (x\n")
+    with pytest.raises(CandidateError) as info:
+        load_candidate_file(path)
+    assert info.value.code == "syntax_error"
+    assert str(path) in str(info.value)
