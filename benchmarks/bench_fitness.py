@@ -4,9 +4,9 @@
 
 1. batched ensemble      `train_ensemble`: all models stacked, torch.baddbmm, one Adam (what the lab runs);
 2. per-model loop        `train_per_model`: one nn.Module and one Adam per MLP (the obvious baseline);
-3. matmul-only bound     the same batched matrix products of forward and backward, preallocated,
-                         with no activation, loss, optimiser or autograd: no implementation of the
-                         protocol can beat it.
+3. matmul-only bound     the same batched matrix products (training forward and backward, and the
+                         forward pass of the final evaluation), preallocated, with no activation,
+                         loss, optimiser or autograd: no implementation of the protocol can beat it.
 
 Prints, per activation and thread count, the best-of-N seconds per evaluation and the two ratios:
 per-model ÷ batched (the speed-up; target ≥ 4× with GELU) and batched ÷ bound (the overhead;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable
 
 import torch
 
@@ -26,7 +27,8 @@ from actmine.lab.tasks import get_suite
 
 
 def matmul_only(workload: Workload) -> None:
-    """The batched products of one training run (forward and backward), nothing else."""
+    """The batched products of one evaluation (training forward and backward, then the forward
+    pass over the ID and OOD evaluation points), nothing else."""
     protocol = workload.protocol
     models, in_dim = workload.models, workload.batches_x.shape[-1]
     params = split_parameters(workload.init, models, in_dim, protocol)
@@ -35,6 +37,7 @@ def matmul_only(workload: Workload) -> None:
     hidden = [torch.empty(models, batch, w.shape[2]) for w in weights]  # layer outputs
     grad_h = [torch.empty_like(h) for h in hidden]
     grad_w = [torch.empty_like(w) for w in weights]
+    eval_buffers = [[torch.empty(models, x.shape[1], w.shape[2]) for w in weights] for x in (workload.x_id, workload.x_ood)]
     for step in range(protocol.steps):
         x = workload.batches_x[step]
         inputs = [x] + hidden[:-1]
@@ -45,18 +48,27 @@ def matmul_only(workload: Workload) -> None:
             torch.bmm(inputs[layer].transpose(1, 2), grad_h[layer], out=grad_w[layer])
             if layer:
                 torch.bmm(grad_h[layer], weights[layer].transpose(1, 2), out=grad_h[layer - 1])
+    for x, outputs in zip((workload.x_id, workload.x_ood), eval_buffers):
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            torch.baddbmm(b, x if layer == 0 else outputs[layer - 1], w, out=outputs[layer])
 
 
-def best_seconds(fn, repeats: int) -> float:
-    """The fastest of `repeats` runs after a warm-up: on a shared machine the minimum is the
-    least noisy estimate of what the code costs (noise only ever adds time)."""
-    fn()  # warm-up: first-call allocations and kernel selection
-    times = []
+def best_seconds(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """The fastest of `repeats` runs of each function, after a warm-up of each.
+
+    The runs are interleaved (one of each, then again), so a slow phase of a shared machine hits
+    all of them alike; and the minimum is the least noisy estimate of what code costs, since
+    noise only ever adds time.
+    """
+    for fn in functions.values():
+        fn()  # warm-up: first-call allocations and kernel selection
+    best = {name: float("inf") for name in functions}
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        for name, fn in functions.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
 
 
 def main() -> None:
@@ -79,15 +91,17 @@ def main() -> None:
     print(header)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        bound = best_seconds(lambda: matmul_only(workload), args.repeats)
+        functions: dict[str, Callable[[], object]] = {"bound": lambda: matmul_only(workload)}
         for name in args.activations:
-            act = activations.get(name)
-            pointwise = activations.is_pointwise(name)
-            batched = best_seconds(lambda: train_ensemble(act, workload, pointwise=pointwise), args.repeats)
-            per_model = best_seconds(lambda: train_per_model(act, workload), max(1, args.repeats // 2)) \
-                if args.per_model else float("nan")
-            print(f"{threads:>7} {name:<24} {batched:>10.3f} {per_model:>12.3f} {bound:>8.3f} "
-                  f"{per_model / batched:>17.1f}× {batched / bound:>13.2f}×")
+            act, pointwise = activations.get(name), activations.is_pointwise(name)
+            functions[name] = lambda act=act, pointwise=pointwise: train_ensemble(act, workload, pointwise=pointwise)
+        best = best_seconds(functions, args.repeats)
+        per_model = best_seconds({name: lambda name=name: train_per_model(activations.get(name), workload)
+                                  for name in args.activations}, max(1, args.repeats // 3)) if args.per_model else {}
+        for name in args.activations:
+            slow = per_model.get(name, float("nan"))
+            print(f"{threads:>7} {name:<24} {best[name]:>10.3f} {slow:>12.3f} {best['bound']:>8.3f} "
+                  f"{slow / best[name]:>17.1f}× {best[name] / best['bound']:>13.2f}×")
 
 
 if __name__ == "__main__":
