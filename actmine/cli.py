@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
 from . import activations
-from .candidate.source import CandidateError, load_candidate_file
+from .candidate.probes import ProbeBudget
+from .candidate.sandbox import SandboxLimits, SandboxPool
+from .candidate.source import CandidateError, read_candidate_file
 from .lab.ensemble import Protocol
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
@@ -29,11 +33,20 @@ class UsageError(Exception):
     """Bad input from the user: printed as one clear line, exit status 2."""
 
 
-def resolve_target(target: str) -> tuple[str, Callable[[torch.Tensor], torch.Tensor], bool | None]:
-    """(display name, callable, pointwise or None if unknown) for a registry name or a .py file."""
-    if target.endswith(".py") or "/" in target:
+@dataclass(frozen=True)
+class Target:
+    """What the user named: a registry activation (trusted, runs here) or a program file's source
+    (untrusted, runs only in a sandboxed worker)."""
+
+    name: str
+    module: torch.nn.Module | None = None
+    source: str | None = None
+
+
+def resolve_target(target: str) -> Target:
+    if target.endswith(".py") or os.sep in target:
         try:
-            return target, load_candidate_file(target), None
+            return Target(target, source=read_candidate_file(target))
         except CandidateError as exc:
             raise UsageError(str(exc)) from None
     try:
@@ -41,7 +54,7 @@ def resolve_target(target: str) -> tuple[str, Callable[[torch.Tensor], torch.Ten
     except activations.UnknownActivationError as exc:
         raise UsageError(f"{exc}. Give a registry name (see `actmine list`) or a .py file "
                          "defining activation_function(x).") from None
-    return activations.info(target).name, module, activations.is_pointwise(target)
+    return Target(activations.info(target).name, module=module)
 
 
 def make_lab(args: argparse.Namespace) -> Lab:
@@ -49,7 +62,8 @@ def make_lab(args: argparse.Namespace) -> Lab:
         raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
     try:
         protocol = Protocol(device=args.device, steps=args.steps) if args.steps else Protocol(device=args.device)
-        return Lab(args.suite, protocol=protocol, seeds=args.seeds)
+        budget = ProbeBudget(max_flops_per_element=args.max_flops, allow_batch_dependent=args.allow_batch_dependent)
+        return Lab(args.suite, protocol=protocol, seeds=args.seeds, budget=budget)
     except (SuiteError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -92,27 +106,32 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_all(lab: Lab, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
-    """Evaluate each target, with a progress bar on a terminal."""
+def _evaluate_all(lab: Lab, args: argparse.Namespace, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
+    """Evaluate each target, with a progress bar on a terminal. Program files run in sandboxed
+    workers (several at once); registry activations run in this process."""
     resolved = [resolve_target(t) for t in targets]  # fail on a bad name before any training
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    results = []
+    files = [t for t in resolved if t.source is not None]
+    limits = SandboxLimits(timeout_s=args.timeout, cpu_s=args.timeout, memory_mb=args.memory_mb)
+    results: dict[int, Evaluation] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), transient=True, disable=quiet or not sys.stderr.isatty(),
-                  console=_console(stderr=True)) as progress:
+                  console=_console(stderr=True)) as progress, \
+            SandboxPool(workers=min(len(files), os.cpu_count() or 1) or 1, limits=limits) as pool:
         bar = progress.add_task("reference: relu", total=len(resolved))
         lab.reference  # computed (or read from the cache) once, before the candidates
-        for name, fn, pointwise in resolved:
-            progress.update(bar, description=f"training: {name}")
-            results.append(lab.evaluate(fn, name=name, pointwise=pointwise))
+        futures = {i: pool.submit(t.source, lab, t.name) for i, t in enumerate(resolved) if t.source is not None}
+        for i, target in enumerate(resolved):
+            progress.update(bar, description=f"evaluating: {target.name}")
+            results[i] = futures[i].result() if i in futures else lab.evaluate(target.module, name=target.name)
             progress.advance(bar)
-    return results
+    return [results[i] for i in range(len(resolved))]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     lab = make_lab(args)
-    (evaluation,) = _evaluate_all(lab, [args.target], quiet=args.json)
+    (evaluation,) = _evaluate_all(lab, args, [args.target], quiet=args.json)
     if args.json:
         print(json.dumps(evaluation.to_dict(), indent=2))
     else:
@@ -120,8 +139,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         console = _console()
         if not evaluation.ok:
-            console.print(f"[red]refused[/red] {evaluation.activation}: [{evaluation.error['code']}] "
-                          f"{evaluation.error['message']}")
+            console.print(f"[red]refused[/red] {evaluation.activation} at stage {evaluation.stage}: "
+                          f"[{evaluation.error['code']}] {evaluation.error['message']}", markup=False)
         else:
             table = Table(title=f"{evaluation.activation} on suite {lab.suite.name!r} "
                                 f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
@@ -138,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     lab = make_lab(args)
-    evaluations = _evaluate_all(lab, args.targets, quiet=args.json or args.markdown)
+    evaluations = _evaluate_all(lab, args, args.targets, quiet=args.json or args.markdown)
     families = lab.suite.families
     if args.json:
         print(json.dumps([e.to_dict() for e in evaluations], indent=2))
@@ -197,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead of the suite's")
         p.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's 50)")
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the ensemble trains")
+        p.add_argument("--max-flops", type=float, default=ProbeBudget.max_flops_per_element,
+                       help="refuse candidates above this many weighted elementwise ops per element")
+        p.add_argument("--allow-batch-dependent", action="store_true",
+                       help="score batch-dependent candidates (one example at a time) instead of refusing them")
+        p.add_argument("--timeout", type=float, default=SandboxLimits.timeout_s,
+                       help="wall-clock and CPU seconds allowed to one program file's evaluation")
+        p.add_argument("--memory-mb", type=int, default=SandboxLimits.memory_mb,
+                       help="address-space limit of the worker that evaluates a program file")
 
     p = sub.add_parser("evaluate", help="score one activation on the lab")
     p.add_argument("target", help="registry name (see `actmine list`) or a .py file defining activation_function(x)")
@@ -219,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "seeds", None) is not None and args.seeds < 1:
         print("actmine: error: --seeds must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    for option in ("timeout", "memory_mb", "max_flops"):
+        if getattr(args, option, 1) <= 0:
+            print(f"actmine: error: --{option.replace('_', '-')} must be positive", file=sys.stderr)
+            return EXIT_USAGE
     if getattr(args, "steps", None) is not None and args.steps < 1:
         print("actmine: error: --steps must be at least 1", file=sys.stderr)
         return EXIT_USAGE

@@ -84,11 +84,16 @@ def test_refused_candidate_exits_non_zero_with_the_same_json(capsys, suite_file,
     ("def activation_function(x:\n    return x\n", "line 1"),
     ("def act(x):\n    return x\n", "activation_function"),
 ])
-def test_broken_candidate_files_get_a_clear_error(capsys, tmp_path, source, expected):
+def test_broken_candidate_files_are_refused_at_the_policy_stage(capsys, tmp_path, source, expected, suite_file):
     candidate = tmp_path / "broken.py"
     candidate.write_text(source)
-    code, out, err = run_cli(capsys, "evaluate", str(candidate))
-    assert code == 2 and out == "" and expected in err
+    code, out, err = run_cli(capsys, "evaluate", str(candidate), "--suite", suite_file)
+    assert code == 1 and "refused" in out and "policy" in out and expected in out
+
+
+def test_missing_candidate_file_is_a_usage_error(capsys):
+    code, out, err = run_cli(capsys, "evaluate", "no/such/file.py")
+    assert code == 2 and out == "" and "does not exist" in err
 
 
 def test_unknown_activation_lists_the_known_ones(capsys):
@@ -119,10 +124,13 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
 
 
 def test_compare_prints_a_table_per_family(capsys, suite_file):
-    code, out, _ = run_cli(capsys, "compare", "relu", "gelu_sine", "turbulent", "--suite", suite_file)
+    code, out, _ = run_cli(capsys, "compare", "relu", "gelu_sine", "turbulent", "--suite", suite_file,
+                           "--allow-batch-dependent")
     assert code == 0
     for word in ("relu", "gelu_sine", "turbulent", "feynman", "harmonic", "polynomial", "formula", "+0.000"):
         assert word in out
+    code, out, _ = run_cli(capsys, "compare", "relu", "turbulent", "--suite", suite_file)
+    assert code == 1 and "batch_dependent" in out  # refused by default, shown in the table
     code, out, _ = run_cli(capsys, "compare", "relu", "gelu", "--suite", suite_file, "--markdown")
     lines = out.strip().splitlines()
     assert code == 0 and lines[0].startswith("| activation") and len(lines) == 4

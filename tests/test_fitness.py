@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from actmine import activations
-from actmine.lab.ensemble import Protocol, TrainResult
+from actmine.candidate.probes import ProbeBudget
+from actmine.lab.ensemble import Protocol, TrainResult, train_ensemble
 from actmine.lab.fitness import ERROR_FLOOR, Lab
 from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
 
@@ -119,9 +120,24 @@ def test_candidate_that_raises_is_refused_with_its_error(small_lab):
     assert result.error["code"] == "runtime_error" and "boom" in result.error["message"]
 
 
-def test_batch_dependent_candidate_is_detected_and_trained_per_model(small_lab):
+def test_batch_dependent_candidate_is_refused_by_default(small_lab):
     result = small_lab.evaluate(activations.get("turbulent"), name="turbulent")
+    assert not result.ok and result.error["code"] == "batch_dependent" and result.stage == "probes"
+    assert "probes.allow_batch_dependent" in result.error["message"]
+
+
+def test_allowed_batch_dependent_candidate_is_scored_one_example_at_a_time(small_lab):
+    allowed = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=small_lab.cache_dir,
+                  budget=ProbeBudget(allow_batch_dependent=True))
+    result = allowed.evaluate(activations.get("turbulent"), name="turbulent")
     assert result.ok and result.probes["pointwise"] is False
+    # scored per example: the same as an MLP trained per model but evaluated on single inputs
+    workload = allowed.workload
+    batched = train_ensemble(activations.get("turbulent"), workload, pointwise=False, per_example=False)
+    single = train_ensemble(activations.get("turbulent"), workload, pointwise=False, per_example=True)
+    assert not torch.allclose(batched.ood_error, single.ood_error)
+    expected, _ = allowed.score(single)
+    assert result.ood_log_ratio == pytest.approx(expected)
 
 
 def test_evaluation_json_follows_the_contract(small_lab):

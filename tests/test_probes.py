@@ -164,17 +164,21 @@ def test_run_probes_runtime_error_message_names_the_exception():
 
 def test_run_probes_success():
     result = P.run_probes(F.gelu)
-    assert {"pointwise", "flops_per_element", "fingerprint"} <= set(result)
+    assert set(result) == {"pointwise", "flops_per_element", "backward_flops_per_element",
+                           "saved_bytes_per_element", "fingerprint", "descriptors", "ops"}
     assert result["pointwise"] is True
     assert result["flops_per_element"] >= 1
+    assert result["backward_flops_per_element"] > 0
+    assert result["saved_bytes_per_element"] == 0.0
     assert result["fingerprint"] == P.fingerprint(F.gelu)
-    turbulent = P.run_probes(activations.get("turbulent"))
-    assert turbulent["pointwise"] is False
+    assert result["descriptors"] == P.descriptors(F.gelu)
+    assert result["ops"] == {"gelu": 1}
 
 
 def test_run_probes_in_float64():
     result = P.run_probes(torch.tanh, dtype=torch.float64)
     assert result["pointwise"] is True
+    assert result["saved_bytes_per_element"] == 8.0  # tanh saves its float64 output
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(lambda x: x.float(), dtype=torch.float64)
     assert info.value.code == "bad_shape"
@@ -188,3 +192,273 @@ def test_probe_points_span_tiny_to_huge():
     assert x[x != 0].abs().min() <= 1e-6
     assert (x < 0).any() and (x > 0).any()
     assert torch.equal(x, P.probe_points())
+
+
+# --------------------------------------------------------------------------------------------
+# ProbeBudget
+# --------------------------------------------------------------------------------------------
+
+def test_budget_defaults_and_dict():
+    budget = P.ProbeBudget()
+    assert budget.to_dict() == {"max_flops_per_element": 200.0, "max_saved_bytes_per_element": 64.0,
+                                "allow_batch_dependent": False}
+    assert P.ProbeBudget.from_dict(budget.to_dict()) == budget
+    with pytest.raises(ValueError, match="unknown.*max_flops"):
+        P.ProbeBudget.from_dict({"max_flops": 3})
+    with pytest.raises(Exception):
+        budget.max_flops_per_element = 1.0  # frozen
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("max_flops_per_element", 0, ValueError),
+    ("max_flops_per_element", -1.0, ValueError),
+    ("max_flops_per_element", math.nan, ValueError),
+    ("max_flops_per_element", "200", TypeError),
+    ("max_flops_per_element", True, TypeError),
+    ("max_saved_bytes_per_element", 0.0, ValueError),
+    ("max_saved_bytes_per_element", None, TypeError),
+    ("allow_batch_dependent", 1, TypeError),
+])
+def test_budget_rejects_bad_values(field, value, error):
+    with pytest.raises(error, match=field):
+        P.ProbeBudget(**{field: value})
+
+
+# --------------------------------------------------------------------------------------------
+# Cost: forward and backward flops, reductions
+# --------------------------------------------------------------------------------------------
+
+def test_forward_flops_exact():
+    assert flops(lambda x: x * 2 + 1) == 2.0
+    assert flops(torch.exp) == P.TRANSCENDENTAL_WEIGHT
+    assert flops(lambda x: torch.exp(x) + 1) == P.TRANSCENDENTAL_WEIGHT + 1
+
+
+@pytest.mark.parametrize("fn, expected", [
+    (lambda x: x - x.mean(), 2.0),   # mean reads n elements, sub writes n
+    (lambda x: x - x.sum(), 2.0),
+    (lambda x: x / x.std(), 2.0),
+    (lambda x: x - x.mean() / x.std(), 3.0),  # (+ one element for the scalar division)
+])
+def test_reductions_count_their_input(fn, expected):
+    assert flops(fn) == pytest.approx(expected, abs=1e-3)
+
+
+def test_backward_flops():
+    assert P.backward_flops_per_element(F.gelu) > 0
+    assert P.backward_flops_per_element(lambda x: x * 2 + 1) == 1.0  # grad * 2
+    assert P.backward_flops_per_element(lambda x: x) == 0.0
+    # forward and backward are counted apart
+    cost = P.measure_cost(activations.get("gelu_sine"))
+    assert cost.flops_per_element == flops(activations.get("gelu_sine"))
+    assert cost.backward_flops_per_element > 0
+    assert P.run_probes(F.gelu)["backward_flops_per_element"] == P.backward_flops_per_element(F.gelu)
+
+
+@pytest.mark.parametrize("budget, admitted", [(18.0, True), (17.99, False), (18.01, True), (1.0, False)])
+def test_flop_budget_boundary(budget, admitted):
+    fn = activations.get("gelu_sine")  # gelu (8) + sin (8) + mul + add = 18
+    assert P.run_probes(fn)["flops_per_element"] == 18.0
+    limits = P.ProbeBudget(max_flops_per_element=budget)
+    if admitted:
+        assert P.run_probes(fn, budget=limits)["flops_per_element"] == 18.0
+    else:
+        with pytest.raises(ProbeFailure) as info:
+            P.run_probes(fn, budget=limits)
+        assert info.value.code == "over_flop_budget"
+        message = str(info.value)
+        assert "18" in message and f"{budget:g}" in message and "probes.max_flops_per_element" in message
+
+
+def test_default_flop_budget_refuses_a_long_chain():
+    def expensive(x):
+        for _ in range(30):
+            x = torch.sin(x) + x  # 9 per step, 270 in all; sin saves each step's input
+        return x
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(expensive)
+    assert info.value.code == "over_flop_budget"
+    roomy = P.ProbeBudget(max_flops_per_element=300, max_saved_bytes_per_element=1000)
+    result = P.run_probes(expensive, budget=roomy)
+    assert result["flops_per_element"] == 270
+    assert result["saved_bytes_per_element"] == 29 * 4  # all but the first are new tensors
+
+
+# --------------------------------------------------------------------------------------------
+# Memory: bytes saved for backward
+# --------------------------------------------------------------------------------------------
+
+def _chain(x):
+    return x * torch.sigmoid(x) * torch.tanh(x) * torch.exp(-x * x)
+
+
+def test_saved_bytes():
+    assert P.saved_bytes_per_element(torch.relu) == 4.0                       # its float32 output
+    assert P.saved_bytes_per_element(torch.relu, dtype=torch.float64) == 8.0  # its float64 output
+    assert P.saved_bytes_per_element(lambda x: x) == 0.0
+    assert P.saved_bytes_per_element(F.gelu) == 0.0                           # only the input
+    assert P.saved_bytes_per_element(lambda x: x * x) == 0.0                  # the input, twice
+    assert P.saved_bytes_per_element(_chain) > P.saved_bytes_per_element(torch.relu)
+    assert P.run_probes(torch.relu)["saved_bytes_per_element"] == 4.0
+    assert P.run_probes(torch.relu, dtype=torch.float64)["saved_bytes_per_element"] == 8.0
+
+
+def test_saved_storage_counts_once():
+    def square_of_exp(x):
+        y = torch.exp(x)  # exp saves its output y; y * y saves y twice more
+        return y * y
+    assert P.saved_bytes_per_element(square_of_exp) == 4.0
+
+
+@pytest.mark.parametrize("budget, admitted", [(4.0, True), (3.99, False), (64.0, True)])
+def test_memory_budget_boundary(budget, admitted):
+    limits = P.ProbeBudget(max_saved_bytes_per_element=budget)
+    if admitted:
+        assert P.run_probes(torch.relu, budget=limits)["saved_bytes_per_element"] == 4.0
+    else:
+        with pytest.raises(ProbeFailure) as info:
+            P.run_probes(torch.relu, budget=limits)
+        assert info.value.code == "over_memory_budget"
+        assert "4" in str(info.value) and "probes.max_saved_bytes_per_element" in str(info.value)
+
+
+def test_memory_budget_with_the_chain():
+    saved = P.run_probes(_chain)["saved_bytes_per_element"]
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(_chain, budget=P.ProbeBudget(max_saved_bytes_per_element=saved / 2))
+    assert info.value.code == "over_memory_budget"
+
+
+def test_failure_order_of_the_budgets():
+    turbulent = activations.get("turbulent")
+    tight = dict(max_flops_per_element=1.0, max_saved_bytes_per_element=1.0)
+    # over both budgets and batch dependent: the flop budget is checked first, then memory
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(turbulent, budget=P.ProbeBudget(**tight))
+    assert info.value.code == "over_flop_budget"
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(turbulent, budget=P.ProbeBudget(max_saved_bytes_per_element=1.0))
+    assert info.value.code == "over_memory_budget"
+    # a gradient failure comes before any budget
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(lambda x: x * 0, budget=P.ProbeBudget(**tight))
+    assert info.value.code == "zero_gradient"
+
+
+# --------------------------------------------------------------------------------------------
+# Batch dependence in run_probes
+# --------------------------------------------------------------------------------------------
+
+def test_batch_dependent_refused_by_default():
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(activations.get("turbulent"))
+    assert info.value.code == "batch_dependent"
+    assert "probes.allow_batch_dependent" in str(info.value)
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(lambda x: torch.tanh(x) - x.mean())
+    assert info.value.code == "batch_dependent"
+
+
+def test_batch_dependent_allowed():
+    result = P.run_probes(activations.get("turbulent"), budget=P.ProbeBudget(allow_batch_dependent=True))
+    assert result["pointwise"] is False
+    # allowing them does not refuse pointwise functions
+    assert P.run_probes(F.gelu, budget=P.ProbeBudget(allow_batch_dependent=True))["pointwise"] is True
+
+
+def _fails_on_small_inputs(x):
+    if x.numel() < 100:
+        raise ValueError("too small")
+    return torch.tanh(x)
+
+
+def test_is_pointwise_reports_a_runtime_error():
+    with pytest.raises(ProbeFailure) as info:
+        P.is_pointwise(_fails_on_small_inputs)
+    assert info.value.code == "runtime_error" and "too small" in str(info.value)
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(_fails_on_small_inputs)
+    assert info.value.code == "runtime_error"
+    with pytest.raises(ProbeFailure) as info:
+        P.is_pointwise(lambda x: x.reshape(-1))  # fine on the 1-D probe points, not on a batch
+    assert info.value.code == "bad_shape"
+
+
+# --------------------------------------------------------------------------------------------
+# descriptors
+# --------------------------------------------------------------------------------------------
+
+def _assert_plain(d):
+    assert set(d) == {"value_at_0", "slope_at_0", "growth_pos", "growth_neg", "sign_changes", "bounded",
+                      "monotone", "mean_curvature"}
+    for key, value in d.items():
+        if key in ("bounded", "monotone"):
+            assert type(value) is bool
+        elif key == "sign_changes":
+            assert type(value) is int and value >= 0
+        else:
+            assert type(value) is float and math.isfinite(value)
+    assert d["monotone"] == (d["sign_changes"] == 0)
+
+
+def test_descriptors_of_relu():
+    d = P.descriptors(torch.relu)
+    _assert_plain(d)
+    assert d["value_at_0"] == 0.0
+    assert d["slope_at_0"] == 0.0  # torch's relu gradient at 0
+    assert d["growth_pos"] == 1.0 and d["growth_neg"] == 0.0
+    assert d["monotone"] is True and d["sign_changes"] == 0
+    assert d["bounded"] is False
+    assert d["mean_curvature"] == pytest.approx(1 / 6, rel=0.02)  # a unit kink over [−3, 3]
+
+
+def test_descriptors_of_tanh_and_sin():
+    d = P.descriptors(torch.tanh)
+    _assert_plain(d)
+    assert d["bounded"] is True and d["monotone"] is True
+    assert d["slope_at_0"] == pytest.approx(1.0)
+    assert d["growth_pos"] == pytest.approx(0.0, abs=2e-3) and d["growth_neg"] == pytest.approx(0.0, abs=2e-3)
+    d = P.descriptors(torch.sin)
+    _assert_plain(d)
+    assert d["sign_changes"] == 4  # cos vanishes at ±π/2 and ±3π/2 in [−5, 5]
+    assert d["bounded"] is True and d["monotone"] is False
+    assert d["mean_curvature"] == pytest.approx(2 / math.pi, rel=0.05)  # mean |sin| over [−3, 3] ≈ 0.66
+
+
+def test_descriptors_of_gelu():
+    d = P.descriptors(F.gelu)
+    _assert_plain(d)
+    assert d["growth_pos"] == pytest.approx(1.0, abs=1e-3)
+    assert d["growth_neg"] == pytest.approx(0.0, abs=1e-3)
+    assert d["sign_changes"] == 1  # GELU' < 0 below x ≈ −0.75
+    assert d["slope_at_0"] == pytest.approx(0.5)
+    assert d["bounded"] is False and d["monotone"] is False
+
+
+def test_growth_neg_is_the_slope_towards_minus_infinity():
+    assert P.descriptors(lambda x: x)["growth_neg"] == pytest.approx(1.0)
+    assert P.descriptors(lambda x: F.leaky_relu(x, 0.1))["growth_neg"] == pytest.approx(0.1)
+    assert P.descriptors(torch.abs)["growth_neg"] == pytest.approx(-1.0)
+    assert P.descriptors(lambda x: 100 * x)["growth_pos"] == 10.0  # clipped
+
+
+def test_descriptors_are_finite_for_wild_functions():
+    for fn in (torch.exp, torch.log, lambda x: x / x, lambda x: 1 / x, lambda x: torch.exp(x * x)):
+        _assert_plain(P.descriptors(fn))
+    d = P.descriptors(torch.exp)
+    assert d["growth_pos"] == 10.0 and d["bounded"] is False
+    with pytest.raises(ProbeFailure) as info:
+        P.descriptors(_raises)
+    assert info.value.code == "runtime_error"
+
+
+@FAST
+@given(a=st.floats(-5.0, 5.0), b=st.floats(-5.0, 5.0))
+def test_descriptors_of_affine_functions(a, b):
+    d = P.descriptors(lambda x: a * x + b)
+    _assert_plain(d)
+    assert d["slope_at_0"] == pytest.approx(a, abs=1e-9)
+    assert d["value_at_0"] == pytest.approx(b, abs=1e-9)
+    assert d["sign_changes"] == 0 and d["monotone"] is True
+    assert d["mean_curvature"] == pytest.approx(0.0, abs=1e-6)
+    assert flops(lambda x: a * x + b) == 2.0

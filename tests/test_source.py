@@ -82,16 +82,33 @@ def test_missing_function(source):
     assert "activation_function" in str(info.value)
 
 
+_DEFINES = "\ndef activation_function(x):\n    return x\n"
+
+
 @pytest.mark.parametrize("source, exception", [
-    ("raise RuntimeError('at import')\ndef activation_function(x):\n    return x\n", "RuntimeError"),
-    ("import numpy_does_not_exist_anywhere\n", "ModuleNotFoundError"),
-    ("x = 1 / 0\n", "ZeroDivisionError"),
+    ("x = 1 / 0" + _DEFINES, "ZeroDivisionError"),
+    ("C = math.sqrt(-1)" + _DEFINES, "ValueError"),
+    ("C = torch.zeros(2) + torch.zeros(3)" + _DEFINES, "RuntimeError"),
+    ("C = NOT_DEFINED_ANYWHERE" + _DEFINES, "NameError"),
 ])
 def test_module_level_exception_is_a_load_error(source, exception):
     with pytest.raises(CandidateError) as info:
         compile_candidate(source, filename="cand.py")
     assert info.value.code == "load_error"
     assert exception in str(info.value) and "cand.py" in str(info.value)
+
+
+@pytest.mark.parametrize("source, code", [
+    # Refused by the static policy before anything runs (they were load errors before it existed).
+    ("raise RuntimeError('at import')" + _DEFINES, "forbidden_statement"),
+    ("import numpy_does_not_exist_anywhere" + _DEFINES, "import"),
+    ("x = 1 / 0\n", "missing_function"),
+])
+def test_policy_refuses_before_running(source, code):
+    with pytest.raises(CandidateError) as info:
+        compile_candidate(source, filename="cand.py")
+    assert info.value.code == code
+    assert "cand.py, line" in str(info.value) or code == "missing_function"
 
 
 def test_candidate_error_is_a_value_error():

@@ -190,6 +190,22 @@ def per_model_activation(activation: Activation) -> Activation:
     return apply
 
 
+def per_example_activation(activation: Activation) -> Activation:
+    """Apply a non-pointwise activation to each example's hidden vector on its own.
+
+    This is how a batch-statistics activation behaves when a trained model is used on one input
+    at a time; `torch.func.vmap` vectorises it, with a plain loop for code vmap cannot trace.
+    """
+    def apply(h: torch.Tensor) -> torch.Tensor:
+        rows = h.reshape(-1, 1, h.shape[-1])
+        try:
+            out = torch.func.vmap(activation)(rows)
+        except Exception:  # vmap does not support every op; the loop gives the same result
+            out = torch.stack([activation(row) for row in rows])
+        return out.reshape(h.shape)
+    return apply
+
+
 def forward(params: Sequence[torch.Tensor], x: torch.Tensor, activation: Activation) -> torch.Tensor:
     """The stacked MLPs on x of shape (M, B, D); returns (M, B, 1)."""
     h = x
@@ -215,10 +231,16 @@ def normalised_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
     return mse / target.var(dim=(1, 2), unbiased=False)
 
 
-def train_ensemble(activation: Activation, workload: Workload, pointwise: bool = True) -> TrainResult:
-    """Train all M models of the workload at once with `activation` and score them."""
+def train_ensemble(activation: Activation, workload: Workload, pointwise: bool = True,
+                   per_example: bool = False) -> TrainResult:
+    """Train all M models of the workload at once with `activation` and score them.
+
+    `pointwise=False` trains a batch-dependent activation on each model's batch separately;
+    `per_example=True` then scores it one example at a time (see `per_example_activation`).
+    """
     protocol = workload.protocol
     act = activation if pointwise else per_model_activation(activation)
+    scoring_act = per_example_activation(activation) if per_example else act
     models, in_dim = workload.models, workload.batches_x.shape[-1]
     # Separate leaf tensors (not views of one flat tensor: slicing a leaf costs a full-size
     # zero-fill and copy per view in the backward pass); the fused Adam updates all of them in
@@ -235,8 +257,8 @@ def train_ensemble(activation: Activation, workload: Workload, pointwise: bool =
         optimizer.step()
         optimizer.zero_grad()
     with torch.no_grad():
-        pred_id = forward(params, workload.x_id, act)
-        pred_ood = forward(params, workload.x_ood, act)
+        pred_id = forward(params, workload.x_id, scoring_act)
+        pred_ood = forward(params, workload.x_ood, scoring_act)
         id_error = normalised_error(pred_id, workload.y_id)
         ood_error = normalised_error(pred_ood, workload.y_ood)
         # A non-finite gradient turns Adam's moments and then the parameters non-finite, so

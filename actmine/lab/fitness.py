@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 
 from .ensemble import Protocol, TrainResult, Workload, build_workload, train_ensemble
+from ..candidate.probes import ProbeBudget
 from .tasks import Suite, get_suite
 
 ERROR_FLOOR = 1e-8
@@ -76,11 +77,46 @@ class Evaluation:
     probes: dict[str, Any] = field(default_factory=dict)
     workload: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    stage: str = "policy"   # the last stage reached: policy, probes, screen, train, done
+    timings: dict[str, float] = field(default_factory=dict)   # seconds spent in each stage
 
     def to_dict(self) -> dict[str, Any]:
         return {"activation": self.activation, "ok": self.ok, "error": self.error, "fitness": self.fitness,
                 "ood_log_ratio": self.ood_log_ratio, "tasks": [t.to_dict() for t in self.tasks],
-                "probes": self.probes, "workload": self.workload, "seconds": self.seconds}
+                "probes": self.probes, "workload": self.workload, "seconds": self.seconds,
+                "stage": self.stage, "timings": self.timings}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Evaluation":
+        """Rebuild an evaluation from `to_dict()` output, checking every field's type: the data may
+        come from a sandboxed worker that ran hostile code, so nothing is taken on trust."""
+        def number(value: Any, allow_none: bool = True) -> float | None:
+            if value is None and allow_none:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"expected a finite number, got {value!r}")
+            return float(value)
+
+        if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+            raise ValueError("not an evaluation record")
+        error = data.get("error")
+        if error is not None and not (isinstance(error, dict) and all(isinstance(v, str) for v in error.values())):
+            raise ValueError(f"malformed error field {error!r}")
+        tasks = [TaskScore(str(t["name"]), str(t["family"]), number(t["ood_error"], False),
+                           number(t["id_error"], False), number(t["log_ratio"], False)) for t in data.get("tasks", [])]
+        evaluation = cls(activation=str(data.get("activation", "candidate")), ok=data["ok"], error=error,
+                         fitness=number(data.get("fitness")), ood_log_ratio=number(data.get("ood_log_ratio")),
+                         tasks=tasks, probes=dict(data.get("probes") or {}), workload=dict(data.get("workload") or {}),
+                         seconds=number(data.get("seconds", 0.0), False), stage=str(data.get("stage", "policy")),
+                         timings={str(k): number(v, False) for k, v in (data.get("timings") or {}).items()})
+        if evaluation.ok and (evaluation.fitness is None or not tasks):
+            raise ValueError("an evaluation marked ok must carry a fitness and task scores")
+        return evaluation
+
+    def fail(self, stage: str, code: str, message: str) -> "Evaluation":
+        self.ok, self.stage = False, stage
+        self.error = {"code": code, "message": message, "stage": stage}
+        return self
 
     def by_family(self) -> dict[str, dict[str, float]]:
         """Per family: geometric-mean OOD and ID error and mean log-ratio over its tasks."""
@@ -110,13 +146,43 @@ class Lab:
     """
 
     def __init__(self, suite: str | Suite = "lab", protocol: Protocol | None = None, seeds: int | None = None,
-                 cache_dir: str | Path | None = None, log_ratio_clip: float = 3.0):
+                 cache_dir: str | Path | None = None, log_ratio_clip: float = 3.0,
+                 budget: ProbeBudget | None = None, screen_max_id_error: float | None = 0.5,
+                 max_source_chars: int = 20_000):
         self.suite = get_suite(suite)
         if seeds is not None:
             self.suite = self.suite.with_seeds(seeds)
         self.protocol = protocol or Protocol()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.log_ratio_clip = log_ratio_clip
+        self.budget = budget or ProbeBudget()
+        self.screen_max_id_error = screen_max_id_error   # None: no screening stage
+        self.max_source_chars = max_source_chars
+
+    def to_spec(self) -> dict[str, Any]:
+        """Everything needed to rebuild this lab elsewhere (a worker process), as plain data."""
+        return {"suite": self.suite.to_dict(), "protocol": self.protocol.to_dict(),
+                "log_ratio_clip": self.log_ratio_clip, "budget": self.budget.to_dict(),
+                "screen_max_id_error": self.screen_max_id_error, "max_source_chars": self.max_source_chars}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], cache_dir: str | Path | None = None) -> "Lab":
+        return cls(Suite.from_dict(spec["suite"]), protocol=Protocol(**spec["protocol"]), cache_dir=cache_dir,
+                   log_ratio_clip=spec["log_ratio_clip"], budget=ProbeBudget(**spec["budget"]),
+                   screen_max_id_error=spec["screen_max_id_error"], max_source_chars=spec["max_source_chars"])
+
+    def use_reference(self, reference: TrainResult) -> None:
+        """Score against a reference computed elsewhere (a worker gets it from its trusted parent)."""
+        expected = len(self.suite.tasks) * len(self.suite.seeds)
+        if reference.ood_error.shape != (expected,):
+            raise ValueError(f"reference has {tuple(reference.ood_error.shape)} errors, the workload {expected} models")
+        self.__dict__["reference"] = reference
+
+    @cached_property
+    def screen_workload(self) -> Workload:
+        """The cascade's cheap stage: the suite's first task, first seed (one MLP)."""
+        return build_workload(Suite(self.suite.name + "-screen", self.suite.tasks[:1], self.suite.seeds[:1]),
+                              self.protocol)
 
     @cached_property
     def workload(self) -> Workload:
@@ -176,33 +242,87 @@ class Lab:
                 log_ratio=ratio))
         return sum(s.log_ratio for s in scores) / len(scores), scores
 
-    def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate",
-                 pointwise: bool | None = None) -> Evaluation:
-        """Train every MLP of the suite with `activation` and score it.
+    def evaluate_source(self, source: str, name: str = "candidate") -> Evaluation:
+        """The whole cascade for program text: static policy, compile, then `evaluate`.
 
-        `pointwise=None` measures it with the batch-dependence probe; a non-pointwise activation is
-        applied to each model's slice separately so that models do not share batch statistics.
+        Runs the candidate's code in this process: call it only inside a sandboxed worker
+        (`actmine.candidate.sandbox`), never in the controller.
+        """
+        from ..candidate.source import CandidateError, compile_candidate
+
+        started = time.perf_counter()
+        try:
+            function = compile_candidate(source, name, max_chars=self.max_source_chars)
+        except CandidateError as exc:
+            evaluation = Evaluation(activation=name, ok=False, workload=self.workload_summary())
+            evaluation.fail("policy", exc.code, str(exc))
+            evaluation.timings["policy"] = evaluation.seconds = round(time.perf_counter() - started, 4)
+            return evaluation
+        policy_seconds = time.perf_counter() - started
+        evaluation = self.evaluate(function, name=name)
+        evaluation.timings = {"policy": round(policy_seconds, 4), **evaluation.timings}
+        evaluation.seconds = round(evaluation.seconds + policy_seconds, 4)
+        return evaluation
+
+    def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate") -> Evaluation:
+        """The cascade for a callable: probes → a short training on one task → the full suite.
+
+        Each stage's time is recorded in `timings`; a refusal records its stage and reason code.
+        The probes measure batch dependence; a batch-dependent activation is refused unless the budget allows it; then it trains on each model's batch separately (so
+        that models do not share statistics) and is scored one example at a time, as it would be
+        used at inference.
         """
         from ..candidate import probes
 
         started = time.perf_counter()
         evaluation = Evaluation(activation=name, ok=False, workload=self.workload_summary())
-        try:
-            evaluation.probes = probes.run_probes(activation, dtype=self.protocol.torch_dtype)
-            if pointwise is not None:
-                evaluation.probes["pointwise"] = pointwise
-            result = train_ensemble(activation, self.workload, pointwise=evaluation.probes["pointwise"])
-        except probes.ProbeFailure as failure:
-            evaluation.error = {"code": failure.code, "message": str(failure)}
-        except Exception as exc:  # the candidate's own code raised while training
-            evaluation.error = {"code": "runtime_error", "message": f"{type(exc).__name__}: {exc}"}
-        else:
+
+        def stage(name_: str, since: float) -> float:
+            now = time.perf_counter()
+            evaluation.timings[name_] = round(now - since, 4)
+            return now
+
+        def run(stage_: str, fn: Callable[[], Any]) -> Any:
+            evaluation.stage = stage_
+            try:
+                return fn()
+            except probes.ProbeFailure as failure:
+                evaluation.fail(stage_, failure.code, str(failure))
+            except Exception as exc:  # the candidate's own code raised (MemoryError included)
+                evaluation.fail(stage_, probes.exception_code(exc), f"{type(exc).__name__}: {exc}")
+            return None
+
+        evaluation.probes = run("probes", lambda: probes.run_probes(activation, dtype=self.protocol.torch_dtype,
+                                                                     budget=self.budget)) or {}
+        clock = stage("probes", started)
+        if evaluation.error:
+            evaluation.seconds = round(clock - started, 4)
+            return evaluation
+        batch_wise = not evaluation.probes["pointwise"]
+        if self.screen_max_id_error is not None:
+            screen = run("screen", lambda: train_ensemble(activation, self.screen_workload, pointwise=not batch_wise,
+                                                          per_example=batch_wise))
+            clock = stage("screen", clock)
+            if screen is not None and screen.non_finite:
+                evaluation.fail("screen", "non_finite", "non-finite loss, gradient, parameters or output on "
+                                f"{self.suite.tasks[0].name} (the screening task)")
+            elif screen is not None and not float(screen.id_error[0]) <= self.screen_max_id_error:
+                evaluation.fail("screen", "screen_failed",
+                                f"the MLP did not learn the screening task {self.suite.tasks[0].name}: normalised ID "
+                                f"error {float(screen.id_error[0]):.3g} > {self.screen_max_id_error}")
+            if evaluation.error:
+                evaluation.seconds = round(clock - started, 4)
+                return evaluation
+        result = run("train", lambda: train_ensemble(activation, self.workload, pointwise=not batch_wise,
+                                                      per_example=batch_wise))
+        clock = stage("train", clock)
+        if result is not None:
             if result.non_finite:
-                evaluation.error = {"code": "non_finite", "message":
-                                    f"non-finite loss, gradient, parameters or output on {self._describe(result.non_finite)}"}
+                evaluation.fail("train", "non_finite", "non-finite loss, gradient, parameters or output on "
+                                f"{self._describe(result.non_finite)}")
             else:
                 evaluation.ood_log_ratio, evaluation.tasks = self.score(result)
                 evaluation.fitness = 0.0 - evaluation.ood_log_ratio  # 0.0 - x: no "-0.0" for ReLU
-                evaluation.ok = True
-        evaluation.seconds = round(time.perf_counter() - started, 3)
+                evaluation.ok, evaluation.stage = True, "done"
+        evaluation.seconds = round(clock - started, 4)
         return evaluation

@@ -1,0 +1,277 @@
+"""Run untrusted candidates in killable worker processes.
+
+`SandboxPool` keeps long-lived workers (`actmine.candidate.worker`), one per core by default, each
+single-threaded. A request is the candidate's source text and the lab's configuration; the answer is
+the evaluation as plain JSON. The pool enforces, per request:
+
+- a wall-clock timeout: a worker that does not answer in time is killed and replaced;
+- a CPU-time limit (RLIMIT_CPU, set by the worker before each request) and an address-space limit
+  (RLIMIT_AS): a worker that exceeds them dies or reports `memory_limit`, and is replaced;
+- a fresh worker after `max_tasks_per_worker` requests, to bound leaks.
+
+A worker starts with a scrubbed environment (an allow-list: no API keys or other secrets), its own
+temporary working directory (deleted with it) and, where the kernel permits, no network. The
+caller never hangs and never sees an exception from a candidate: every outcome is an `Evaluation`,
+refused ones with a reason code and the stage that refused them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from ..lab.fitness import Evaluation, Lab
+
+# Environment variables a worker may inherit: locale, and the numeric libraries' settings (on some
+# processors OPENBLAS_CORETYPE is needed for correct results). Everything else — API keys above
+# all — stays in the parent.
+ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+             "MKL_DEBUG_CPU_TYPE", "ATEN_CPU_CAPABILITY")
+# Without these, glibc returns freed tensor memory to the system and faults it back in at every
+# step; small-tensor training then runs measurably slower.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MALLOC_TRIM_THRESHOLD_": str(256 * 1024 * 1024), "MALLOC_MMAP_THRESHOLD_": str(64 * 1024 * 1024),
+              "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0"}
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-request limits of a worker (configuration only)."""
+
+    timeout_s: float = 300.0          # wall clock for one evaluation, start to answer
+    cpu_s: float = 300.0              # CPU seconds for one evaluation
+    memory_mb: int = 4096             # address space of a worker (torch alone maps ~1 GB)
+    max_tasks_per_worker: int = 50    # then the worker is replaced
+    start_timeout_s: float = 120.0    # for a new worker to import torch and say hello
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"sandbox limit {name!r} must be positive, got {value!r}")
+
+
+class WorkerLost(Exception):
+    """The worker died or was killed before answering; `code` says why."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def worker_environment(temporary: str, limits: SandboxLimits) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOW}
+    env.update(WORKER_ENV)
+    env.update({"HOME": temporary, "TMPDIR": temporary,
+                "ACTMINE_WORKER_LIMITS": json.dumps({"memory_mb": limits.memory_mb})})
+    # The worker must import actmine exactly as this process does (a source checkout or an install).
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = package_root
+    return env
+
+
+class _Worker:
+    """One worker process and its pipes."""
+
+    def __init__(self, limits: SandboxLimits):
+        self.limits = limits
+        self.directory = tempfile.mkdtemp(prefix="actmine-worker-")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "actmine.candidate.worker"], cwd=self.directory,
+            env=worker_environment(self.directory, limits), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.process.stdout, selectors.EVENT_READ)
+        self.buffer = b""
+        self.tasks = 0
+        try:
+            self.hello = self._read_message(limits.start_timeout_s)
+        except WorkerLost:
+            self.kill()
+            raise
+
+    def _read_message(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise WorkerLost("timeout", f"no answer within {timeout:g} s of wall-clock time; the worker was "
+                                            "killed (raise sandbox.timeout_s for slow candidates)")
+            if not self.selector.select(remaining):
+                continue
+            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            if not chunk:
+                self.process.wait()
+                raise WorkerLost(*self._death_reason())
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def _death_reason(self) -> tuple[str, str]:
+        status = self.process.returncode
+        if status is not None and status < 0:
+            sig = signal.Signals(-status)
+            if sig == signal.SIGXCPU:
+                return "cpu_limit", f"the candidate used more than {self.limits.cpu_s:g} s of CPU time"
+            if sig == signal.SIGKILL:
+                return "killed", "the worker was killed (SIGKILL; often the system's out-of-memory killer)"
+            if sig == signal.SIGSEGV:
+                return "worker_crashed", "the worker crashed (SIGSEGV; e.g. a C-level stack overflow)"
+            return "worker_died", f"the worker died from signal {sig.name}"
+        return "worker_died", f"the worker exited with status {status} before answering"
+
+    def request(self, payload: dict) -> dict:
+        self.tasks += 1
+        try:
+            self.process.stdin.write((json.dumps(payload) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.process.wait()
+            raise WorkerLost(*self._death_reason()) from None
+        return self._read_message(self.limits.timeout_s)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the worker and anything it started
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.selector.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class SandboxPool:
+    """Evaluate candidate programs in sandboxed worker processes.
+
+    Configuration only at construction; workers start on first use (or `start()`), and are shared
+    by every lab configuration. Thread-safe: `evaluate` blocks the calling thread, `submit` returns
+    a Future; at most `workers` evaluations run at once.
+    """
+
+    def __init__(self, workers: int | None = None, limits: SandboxLimits | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self.limits = limits or SandboxLimits()
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._next_id = 0
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "SandboxPool":
+        """Start every worker now (in parallel), rather than on first use."""
+        with ThreadPoolExecutor(self.workers) as starter:
+            for worker in starter.map(lambda _: self._spawn(), range(self.workers)):
+                self._idle.put(worker)
+        return self
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.limits)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self._all.discard(worker)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            workers = list(self._all)
+        for worker in workers:
+            self._retire(worker)
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return sorted(w.process.pid for w in self._all)
+
+    @property
+    def network_isolated(self) -> bool | None:
+        """Whether the workers run without network (None before any started)."""
+        with self._lock:
+            workers = list(self._all)
+        return workers[0].hello.get("network_isolated") if workers else None
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, source: str, lab: Lab, name: str = "candidate") -> Evaluation:
+        """Evaluate one program through the whole cascade in a worker; never raises for the candidate."""
+        if self._closed:
+            raise RuntimeError("the sandbox pool is closed")
+        payload = {"source": source, "name": name, "lab": lab.to_spec(), "cpu_seconds": self.limits.cpu_s,
+                   "reference": {"id_error": lab.reference.id_error.tolist(),
+                                 "ood_error": lab.reference.ood_error.tolist()}}
+        started = time.perf_counter()
+        with self._slots:
+            with self._lock:
+                self._next_id += 1
+                payload["id"] = self._next_id
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                worker = None
+            try:
+                if worker is None or not worker.alive():
+                    if worker is not None:
+                        self._retire(worker)
+                    worker = self._spawn()
+                answer = worker.request(payload)
+            except WorkerLost as lost:
+                if worker is not None:
+                    self._retire(worker)
+                evaluation = Evaluation(activation=name, ok=False, workload=lab.workload_summary())
+                evaluation.fail("sandbox", lost.code, str(lost))
+                evaluation.seconds = round(time.perf_counter() - started, 4)
+                return evaluation
+            try:
+                evaluation = Evaluation.from_dict(answer["evaluation"])
+                if answer.get("id") != payload["id"]:
+                    raise ValueError("answer to another request")
+            except (KeyError, TypeError, ValueError) as exc:
+                self._retire(worker)
+                evaluation = Evaluation(activation=name, ok=False, workload=lab.workload_summary())
+                return evaluation.fail("sandbox", "bad_worker_answer", f"the worker's answer was malformed: {exc}")
+            if answer.get("recycle") or worker.tasks >= self.limits.max_tasks_per_worker:
+                self._retire(worker)
+            else:
+                self._idle.put(worker)
+            return evaluation
+
+    def submit(self, source: str, lab: Lab, name: str = "candidate") -> Future:
+        """`evaluate` on a background thread; the Future's result is the Evaluation."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="actmine-sandbox")
+        lab.reference  # computed once, here, before the threads need it
+        return self._executor.submit(self.evaluate, source, lab, name)

@@ -1,0 +1,125 @@
+"""The sandboxed worker process: `python -m actmine.candidate.worker`.
+
+Started by `actmine.candidate.sandbox.SandboxPool` with a scrubbed environment, a throw-away
+working directory and its limits in `ACTMINE_WORKER_LIMITS`. Before it imports torch (while it is
+still single-threaded) it:
+
+- leaves the network: a new user + network namespace holds only a loopback interface that is
+  down, so no socket can reach anything (best effort: where namespaces are not permitted, the
+  static policy is the barrier, and `hello` reports `network_isolated: false`);
+- caps its address space (RLIMIT_AS) and disables core dumps;
+- keeps the protocol's stdin/stdout for itself and points file descriptors 0 and 1 at /dev/null,
+  so a candidate that prints cannot corrupt the protocol.
+
+Then it answers requests, one JSON object per line: `{"id", "source", "name", "lab", "reference",
+"cpu_seconds"}` → `{"id", "evaluation", "recycle"}`. Before each request it sets RLIMIT_CPU to the
+CPU time used so far plus the request's budget: a runaway candidate is killed by SIGXCPU, and the
+parent's wall-clock timeout backs that up. JSON, not pickle: the parent never unpickles what a
+process that ran hostile code wrote.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import sys
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+
+
+def isolate_network() -> bool:
+    """Move this (single-threaded) process into fresh user and network namespaces."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 or libc.unshare(CLONE_NEWNET) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def limit_resources(memory_mb: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit if hard == resource.RLIM_INFINITY else min(limit, hard)))
+
+
+def set_cpu_budget(seconds: float) -> None:
+    """Allow `seconds` more CPU time from now (soft limit: SIGXCPU ends the process)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(used + seconds) + 1
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def take_protocol_streams():
+    """Private copies of stdin/stdout for the protocol; fds 0 and 1 become /dev/null."""
+    protocol_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    sys.stdin = open(os.devnull, encoding="utf-8")
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")
+    return protocol_in, protocol_out
+
+
+def torch_state() -> dict:
+    """The torch global state a candidate must not change (checked after every request)."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "dtype": str(torch.get_default_dtype()),
+            "grad": torch.is_grad_enabled(), "deterministic": torch.are_deterministic_algorithms_enabled()}
+
+
+def main() -> None:
+    limits = json.loads(os.environ.get("ACTMINE_WORKER_LIMITS", "{}"))
+    network_isolated = isolate_network()
+    limit_resources(int(limits.get("memory_mb", 0)))
+    protocol_in, protocol_out = take_protocol_streams()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from actmine.lab.ensemble import TrainResult
+    from actmine.lab.fitness import Evaluation, Lab
+
+    def send(message: dict) -> None:
+        protocol_out.write(json.dumps(message) + "\n")
+        protocol_out.flush()
+
+    send({"hello": True, "pid": os.getpid(), "network_isolated": network_isolated})
+    baseline = torch_state()
+    labs: dict[str, Lab] = {}
+    for line in protocol_in:
+        request = json.loads(line)
+        key = json.dumps(request["lab"], sort_keys=True)
+        if key not in labs:  # the workload is built once per worker and lab configuration
+            labs[key] = Lab.from_spec(request["lab"])
+            reference = request["reference"]
+            labs[key].use_reference(TrainResult(torch.empty(0), torch.tensor(reference["id_error"]),
+                                                torch.tensor(reference["ood_error"]), []))
+        set_cpu_budget(float(request.get("cpu_seconds", 600)))
+        try:
+            evaluation = labs[key].evaluate_source(request["source"], name=request.get("name", "candidate"))
+        except MemoryError:
+            evaluation = Evaluation(activation=request.get("name", "candidate"), ok=False)
+            evaluation.fail("train", "memory_limit", "the candidate exceeded the worker's memory limit")
+        recycle = torch_state() != baseline or (evaluation.error or {}).get("code") == "memory_limit"
+        if torch_state() != baseline:
+            evaluation.fail(evaluation.stage, "global_state", "the candidate changed torch's global state "
+                            f"({baseline} → {torch_state()})")
+        send({"id": request["id"], "evaluation": evaluation.to_dict(), "recycle": recycle})
+        if recycle:
+            break
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+# expect: forbidden_builtin
+def activation_function(x):
+    breakpoint()
+    return x

@@ -1,0 +1,4 @@
+# expect: dunder
+def activation_function(x):
+    os = __import__('os')
+    return x

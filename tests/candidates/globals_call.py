@@ -1,0 +1,4 @@
+# expect: forbidden_builtin
+def activation_function(x):
+    b = globals()['__builtins__']
+    return x

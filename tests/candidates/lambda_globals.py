@@ -1,0 +1,4 @@
+# expect: dunder
+def activation_function(x):
+    g = (lambda: 0).__globals__
+    return x

@@ -1,0 +1,5 @@
+# expect: attribute_assignment
+torch.sin = torch.cos
+
+def activation_function(x):
+    return torch.sin(x)

@@ -1,0 +1,3 @@
+# expect: missing_function
+def act(x):
+    return torch.relu(x)

@@ -1,0 +1,3 @@
+# expect: bad_output
+def activation_function(x):
+    return 1.0

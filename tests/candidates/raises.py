@@ -1,0 +1,3 @@
+# expect: runtime_error
+def activation_function(x):
+    raise ValueError('I refuse to be evaluated')

@@ -1,0 +1,3 @@
+# expect: syntax_error
+def activation_function(x)
+    return x

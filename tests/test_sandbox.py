@@ -1,0 +1,169 @@
+"""Hostile and broken candidates: every one refused with its reason, the pool survives, nothing leaks.
+
+The corpus lives in tests/candidates/: each file starts with `# expect: CODE` (or `CODE|CODE`
+where the kernel decides which limit fires first; `ok` for a candidate that must evaluate).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from actmine import activations
+from actmine.candidate.sandbox import SandboxLimits, SandboxPool, worker_environment
+from actmine.lab.ensemble import Protocol
+from actmine.lab.fitness import Lab
+from actmine.lab.tasks import Suite, feynman, polynomial
+
+CORPUS = Path(__file__).parent / "candidates"
+LIMITS = SandboxLimits(timeout_s=20, cpu_s=6, memory_mb=3072, max_tasks_per_worker=20)
+
+
+def expected_codes(path: Path) -> set[str]:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} lacks its '# expect:' header"
+    return set(first.removeprefix("# expect: ").split("|"))
+
+
+@pytest.fixture(scope="module")
+def small_lab(tmp_path_factory):
+    suite = Suite("sandbox-test", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
+    return Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128),
+               cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(workers=2, limits=LIMITS) as pool:
+        yield pool.start()
+
+
+def torch_state():
+    return (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled(),
+            torch.random.get_rng_state().clone())
+
+
+def test_corpus_is_large_and_covers_the_reason_codes():
+    files = sorted(CORPUS.glob("*.py"))
+    assert len(files) >= 30
+    codes = set().union(*(expected_codes(f) for f in files))
+    assert {"import", "dunder", "forbidden_builtin", "torch_forbidden", "module_alias", "attribute_assignment",
+            "unbounded_loop", "forbidden_statement", "missing_function", "syntax_error", "too_long", "timeout",
+            "memory_limit", "runtime_error", "bad_shape", "bad_output", "non_finite", "batch_dependent",
+            "over_flop_budget"} <= codes
+
+
+def test_pool_survives_the_whole_corpus_then_evaluates_a_good_candidate(pool, small_lab, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a candidate that escaped would write here or in the worker's directory
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-canary")
+    # torch sets a few variables of its own on first use (TORCHINDUCTOR_CACHE_DIR): let it, first
+    reference = small_lab.evaluate(activations.get("gelu_sine"), name="gelu_sine")
+    environment_before = dict(os.environ)
+    state_before = torch_state()
+
+    futures = {path: (time.monotonic(), pool.submit(path.read_text(), small_lab, path.name))
+               for path in sorted(CORPUS.glob("*.py"))}
+    failures = []
+    for path, (started, future) in futures.items():
+        evaluation = future.result(timeout=300)  # the caller never hangs
+        code = "ok" if evaluation.ok else evaluation.error["code"]
+        if code not in expected_codes(path):
+            failures.append(f"{path.name}: expected {expected_codes(path)}, got {code}: {evaluation.error}")
+        if not evaluation.ok:
+            assert evaluation.error["message"] and evaluation.error["stage"] == evaluation.stage
+    assert not failures, "\n".join(failures)
+
+    # no side effect observable in this process
+    assert list(tmp_path.iterdir()) == []
+    assert dict(os.environ) == environment_before
+    after = torch_state()
+    assert after[:3] == state_before[:3] and torch.equal(after[3], state_before[3])
+
+    # and the pool still evaluates a good candidate, with the registry function's numbers
+    good = pool.evaluate("def activation_function(x):\n    return F.gelu(x, approximate='tanh') + 0.1 * torch.sin(x)\n",
+                         small_lab, "gelu_sine.py")
+    assert good.ok and reference.ok
+    assert good.fitness == pytest.approx(reference.fitness, abs=1e-6)
+    assert [t.ood_error for t in good.tasks] == pytest.approx([t.ood_error for t in reference.tasks], rel=1e-5)
+    assert good.stage == "done" and set(good.timings) == {"policy", "probes", "screen", "train"}
+
+
+def test_timeouts_are_enforced_within_their_limit(small_lab):
+    limits = SandboxLimits(timeout_s=3, cpu_s=100, memory_mb=3072)
+    with SandboxPool(workers=1, limits=limits) as pool:
+        pool.start()
+        started = time.monotonic()
+        evaluation = pool.evaluate((CORPUS / "busy_loop.py").read_text(), small_lab, "busy")
+        assert evaluation.error["code"] == "timeout" and evaluation.stage == "sandbox"
+        assert time.monotonic() - started < 3 + 5
+        assert pool.evaluate("def activation_function(x):\n    return torch.relu(x)\n", small_lab).ok
+
+
+def test_cpu_limit_kills_the_worker_and_it_is_replaced(small_lab):
+    limits = SandboxLimits(timeout_s=60, cpu_s=2, memory_mb=3072)
+    with SandboxPool(workers=1, limits=limits) as pool:
+        evaluation = pool.evaluate((CORPUS / "busy_loop.py").read_text(), small_lab, "busy")
+        assert evaluation.error["code"] == "cpu_limit"
+        assert pool.evaluate("def activation_function(x):\n    return torch.tanh(x)\n", small_lab).ok
+
+
+def test_workers_are_recycled_after_n_tasks(small_lab):
+    limits = SandboxLimits(timeout_s=60, cpu_s=60, memory_mb=3072, max_tasks_per_worker=2)
+    with SandboxPool(workers=1, limits=limits) as pool:
+        pids = []
+        for _ in range(3):
+            assert pool.evaluate("def activation_function(x):\n    return torch.relu(x)\n", small_lab).ok
+            pids.append(pool.worker_pids())
+        assert len(pids[0]) == 1 and pids[1] == []   # retired right after its second request...
+        assert len(pids[2]) == 1 and pids[2] != pids[0]   # ...and a fresh worker took the third
+
+
+def test_worker_environment_has_no_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    env = worker_environment(str(tmp_path), LIMITS)
+    assert "OPENAI_API_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["HOME"] == str(tmp_path) and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_worker_has_no_network_where_the_kernel_allows(tmp_path):
+    """The isolation itself, checked in a child: after it, even loopback is unreachable."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    script = (f"from actmine.candidate.worker import isolate_network\n"
+              f"import socket\nisolated = isolate_network()\n"
+              f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); reached = True\n"
+              f"except OSError:\n    reached = False\nprint(isolated, reached)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    server.close()
+    isolated, reached = done.stdout.split()
+    if isolated == "False":
+        pytest.skip("this kernel does not allow network namespaces; the static policy is the barrier")
+    assert reached == "False"
+
+
+def test_pool_reports_isolation(pool):
+    assert pool.network_isolated in (True, False)
+
+
+@pytest.mark.parametrize("name", ["import_os.py", "torch_memory_bomb.py", "wrong_shape.py"])
+def test_cli_refuses_corpus_files_with_json_and_non_zero_exit(tmp_path, name):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("seeds: [0]\ntasks:\n  - {family: polynomial, dim: 1, seed: 0}\n")
+    exe = Path(sys.executable).with_name("actmine")
+    env = {**os.environ, "ACTMINE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([str(exe), "evaluate", str(CORPUS / name), "--json", "--suite", str(suite),
+                           "--memory-mb", "3072", "--timeout", "30"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    data = json.loads(done.stdout)
+    assert done.returncode == 1 and data["ok"] is False
+    assert data["error"]["code"] in expected_codes(CORPUS / name) and data["error"]["stage"]
