@@ -139,8 +139,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         console = _console()
         if not evaluation.ok:
-            console.print(f"[red]refused[/red] {evaluation.activation} at stage {evaluation.stage}: "
-                          f"[{evaluation.error['code']}] {evaluation.error['message']}", markup=False)
+            from rich.markup import escape
+
+            console.print(f"[red]refused[/red] {escape(evaluation.activation)} at stage {evaluation.stage}: "
+                          f"{escape('[' + evaluation.error['code'] + ']')} {escape(evaluation.error['message'])}")
         else:
             table = Table(title=f"{evaluation.activation} on suite {lab.suite.name!r} "
                                 f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
