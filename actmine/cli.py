@@ -203,6 +203,47 @@ def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[st
     return "\n".join(lines)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from .config import Config, ConfigError
+    from .evolve.controller import Search
+
+    try:
+        config = Config.load(args.config).with_overrides({
+            "search.budget": args.budget, "search.time_limit": args.time, "search.seed": args.seed,
+            "mutator.kind": args.mutator, "executor.workers": args.workers, "executor.kind": args.executor,
+            "executor.scheduler": args.scheduler})
+        search = Search(config, args.run_dir, live=sys.stdout.isatty() and not args.quiet)
+        summary = search.run()
+    except (ConfigError, ValueError, SuiteError) as exc:
+        raise UsageError(str(exc)) from None
+    print_search_summary(summary, args.run_dir)
+    return 0
+
+
+def print_search_summary(summary: dict, run_dir: str) -> None:
+    from rich.table import Table
+
+    console = _console()
+    state = "interrupted (resume with the same --run-dir)" if summary["interrupted"] else "finished"
+    console.print(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
+                  f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
+    if summary.get("failures"):
+        console.print("refusals: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items(),
+                                                                                key=lambda kv: -kv[1])))
+    if "best" in summary:
+        console.print(f"best program #{summary['best']['id']} (search fitness {summary['best']['fitness']:+.3f}): "
+                      f"{summary['best']['rationale']}", markup=False)
+        console.print(summary["best"]["source"], markup=False)
+    if summary.get("heldout"):
+        table = Table(title="held-out suite (other tasks and seeds): fitness = −ood_log_ratio, higher is better")
+        for column in ("activation", "search fitness", "held-out fitness"):
+            table.add_column(column, justify="left" if column == "activation" else "right")
+        for row in summary["heldout"]:
+            table.add_row(row["name"], _fmt(row["search_fitness"]) if row["search_fitness"] is not None else "—",
+                          f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
+        console.print(table)
+
+
 # --------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--markdown", action="store_true", help="print docs/lab.md's calibration table")
     lab_options(p)
     p.set_defaults(run=cmd_compare)
+
+    p = sub.add_parser("search", help="evolve activation functions (resumes an existing --run-dir)")
+    p.add_argument("--config", help="a YAML config file (unknown keys are errors); default: the embedded config")
+    p.add_argument("--run-dir", default="runs/default", help="where the run lives; an existing run is resumed")
+    p.add_argument("--mutator", choices=("symbolic", "random", "llm"), help="the mutation operator")
+    p.add_argument("--budget", type=int, help="evaluations in total (a resumed run counts those done)")
+    p.add_argument("--time", type=float, help="seconds of search before the held-out check (0: no limit)")
+    p.add_argument("--workers", type=int, help="evaluations at once (default: one per core)")
+    p.add_argument("--executor", choices=("local", "dask"), help="local processes or a Dask cluster")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local one)")
+    p.add_argument("--seed", type=int, help="the run's seed")
+    p.add_argument("--quiet", action="store_true", help="no live view")
+    p.set_defaults(run=cmd_search)
     return parser
 
 
@@ -248,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "seeds", None) is not None and args.seeds < 1:
         print("actmine: error: --seeds must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    for option in ("timeout", "memory_mb", "max_flops"):
-        if getattr(args, option, 1) <= 0:
+    for option in ("timeout", "memory_mb", "max_flops", "budget", "workers"):
+        value = getattr(args, option, None)
+        if value is not None and value <= 0:
             print(f"actmine: error: --{option.replace('_', '-')} must be positive", file=sys.stderr)
             return EXIT_USAGE
     if getattr(args, "steps", None) is not None and args.steps < 1:

@@ -30,6 +30,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Collection
 
 from ..lab.fitness import Evaluation, Lab
 
@@ -225,11 +226,17 @@ class SandboxPool:
         return workers[0].hello.get("network_isolated") if workers else None
 
     # -- evaluation ------------------------------------------------------------------------
-    def evaluate(self, source: str, lab: Lab, name: str = "candidate") -> Evaluation:
-        """Evaluate one program through the whole cascade in a worker; never raises for the candidate."""
+    def evaluate(self, source: str, lab: Lab, name: str = "candidate",
+                 skip_fingerprints: Collection[str] = ()) -> Evaluation:
+        """Evaluate one program through the whole cascade in a worker; never raises for the candidate.
+
+        `skip_fingerprints`: functions already evaluated; a candidate computing one of them stops
+        after the probes with code `duplicate` (see `Lab.evaluate`).
+        """
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
         payload = {"source": source, "name": name, "lab": lab.to_spec(), "cpu_seconds": self.limits.cpu_s,
+                   "skip_fingerprints": sorted(skip_fingerprints),
                    "reference": {"id_error": lab.reference.id_error.tolist(),
                                  "ood_error": lab.reference.ood_error.tolist()}}
         started = time.perf_counter()
@@ -268,10 +275,11 @@ class SandboxPool:
                 self._idle.put(worker)
             return evaluation
 
-    def submit(self, source: str, lab: Lab, name: str = "candidate") -> Future:
+    def submit(self, source: str, lab: Lab, name: str = "candidate",
+               skip_fingerprints: Collection[str] = ()) -> Future:
         """`evaluate` on a background thread; the Future's result is the Evaluation."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="actmine-sandbox")
         lab.reference  # computed once, here, before the threads need it
-        return self._executor.submit(self.evaluate, source, lab, name)
+        return self._executor.submit(self.evaluate, source, lab, name, skip_fingerprints)

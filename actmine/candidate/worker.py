@@ -108,7 +108,8 @@ def main() -> None:
                                                 torch.tensor(reference["ood_error"]), []))
         set_cpu_budget(float(request.get("cpu_seconds", 600)))
         try:
-            evaluation = labs[key].evaluate_source(request["source"], name=request.get("name", "candidate"))
+            evaluation = labs[key].evaluate_source(request["source"], name=request.get("name", "candidate"),
+                                                   skip_fingerprints=frozenset(request.get("skip_fingerprints", ())))
         except MemoryError:
             evaluation = Evaluation(activation=request.get("name", "candidate"), ok=False)
             evaluation.fail("train", "memory_limit", "the candidate exceeded the worker's memory limit")

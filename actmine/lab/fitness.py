@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import torch
 
@@ -242,7 +242,8 @@ class Lab:
                 log_ratio=ratio))
         return sum(s.log_ratio for s in scores) / len(scores), scores
 
-    def evaluate_source(self, source: str, name: str = "candidate") -> Evaluation:
+    def evaluate_source(self, source: str, name: str = "candidate",
+                        skip_fingerprints: Collection[str] = ()) -> Evaluation:
         """The whole cascade for program text: static policy, compile, then `evaluate`.
 
         Runs the candidate's code in this process: call it only inside a sandboxed worker
@@ -259,18 +260,21 @@ class Lab:
             evaluation.timings["policy"] = evaluation.seconds = round(time.perf_counter() - started, 4)
             return evaluation
         policy_seconds = time.perf_counter() - started
-        evaluation = self.evaluate(function, name=name)
+        evaluation = self.evaluate(function, name=name, skip_fingerprints=skip_fingerprints)
         evaluation.timings = {"policy": round(policy_seconds, 4), **evaluation.timings}
         evaluation.seconds = round(evaluation.seconds + policy_seconds, 4)
         return evaluation
 
-    def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate") -> Evaluation:
+    def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate",
+                 skip_fingerprints: Collection[str] = ()) -> Evaluation:
         """The cascade for a callable: probes → a short training on one task → the full suite.
 
         Each stage's time is recorded in `timings`; a refusal records its stage and reason code.
         The probes measure batch dependence; a batch-dependent activation is refused unless the budget allows it; then it trains on each model's batch separately (so
         that models do not share statistics) and is scored one example at a time, as it would be
-        used at inference.
+        used at inference. A candidate whose fingerprint is in `skip_fingerprints` (the search's
+        already-evaluated functions) stops after the probes with code `duplicate`: it is not
+        trained again.
         """
         from ..candidate import probes
 
@@ -295,6 +299,9 @@ class Lab:
         evaluation.probes = run("probes", lambda: probes.run_probes(activation, dtype=self.protocol.torch_dtype,
                                                                      budget=self.budget)) or {}
         clock = stage("probes", started)
+        if not evaluation.error and evaluation.probes.get("fingerprint") in skip_fingerprints:
+            evaluation.fail("probes", "duplicate", "computes the same function as an already evaluated program "
+                            f"(fingerprint {evaluation.probes['fingerprint']})")
         if evaluation.error:
             evaluation.seconds = round(clock - started, 4)
             return evaluation

@@ -1,0 +1,240 @@
+"""Validated configuration of a search: unknown keys and bad values are errors that name the key.
+
+A config file (YAML) mirrors the dataclasses below; every section and key is optional and
+defaults to the embedded values, so an empty file (or none) is the default search:
+
+    search:   {budget: 300, time_limit: 480, seed: 0, islands: 2, seeds: [relu], ...}
+    mutator:  {kind: symbolic, options: {}}
+    executor: {kind: local, workers: null, scheduler: null}
+    lab:      {suite: lab, seeds: null, steps: 50, heldout_suite: lab-heldout}
+    probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
+    sandbox:  {timeout_s: 300, cpu_s: 300, memory_mb: 4096, max_tasks_per_worker: 50}
+    candidate: {max_source_chars: 20000}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and says what is expected."""
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    budget: int = 300                 # evaluations (every proposal counts, refused ones included)
+    time_limit: float = 480.0         # seconds of search before the final held-out check; 0 = none
+    seed: int = 0                     # the run's seed: mutations and parent choices derive from it
+    islands: int = 2                  # sub-populations with ring migration of elites
+    migration_interval: int = 40      # evaluations between migrations
+    seeds: tuple[str, ...] = ("relu",)   # registry names or .py files that start the search
+    inspirations: int = 2             # other elites shown to the mutator with the parent
+    exploitation: float = 0.6         # probability of a fitness-ranked parent
+    exploration: float = 0.3          # probability of a uniform parent over the grid
+    heldout_top: int = 5              # programs re-evaluated on the held-out suite at the end
+
+
+@dataclass(frozen=True)
+class MutatorSection:
+    kind: str = "symbolic"            # symbolic | random | llm
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecutorSection:
+    kind: str = "local"               # local (sandboxed process pool) | dask
+    workers: int | None = None        # None: one per core
+    scheduler: str | None = None      # a Dask scheduler address; None starts a LocalCluster
+
+
+@dataclass(frozen=True)
+class LabSection:
+    suite: str = "lab"                # suite name or file
+    seeds: int | None = None          # override the suite's seeds with 0..N-1
+    steps: int = 50
+    heldout_suite: str = "lab-heldout"
+
+
+@dataclass(frozen=True)
+class ProbesSection:
+    max_flops_per_element: float = 200.0
+    max_saved_bytes_per_element: float = 64.0
+    allow_batch_dependent: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxSection:
+    timeout_s: float = 300.0
+    cpu_s: float = 300.0
+    memory_mb: int = 4096
+    max_tasks_per_worker: int = 50
+
+
+@dataclass(frozen=True)
+class CandidateSection:
+    max_source_chars: int = 20_000
+
+
+@dataclass(frozen=True)
+class Config:
+    search: SearchSection = field(default_factory=SearchSection)
+    mutator: MutatorSection = field(default_factory=MutatorSection)
+    executor: ExecutorSection = field(default_factory=ExecutorSection)
+    lab: LabSection = field(default_factory=LabSection)
+    probes: ProbesSection = field(default_factory=ProbesSection)
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
+    candidate: CandidateSection = field(default_factory=CandidateSection)
+
+    # Keys that may change when a run is resumed: they change how long and where it runs, not
+    # what it computes. Any other difference is refused.
+    RESUMABLE_CHANGES = ("search.budget", "search.time_limit", "executor.kind", "executor.workers",
+                         "executor.scheduler", "sandbox.timeout_s", "sandbox.cpu_s")
+
+    def __post_init__(self) -> None:
+        _check_values(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+        return {section.name: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, section.name)).items()}
+                for section in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> "Config":
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of sections "
+                              f"({', '.join(f.name for f in dataclasses.fields(cls))})")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ConfigError(f"{source}: unknown section {unknown[0]!r}; known sections: {', '.join(sections)}")
+        built = {}
+        for name, section_field in sections.items():
+            section_type = typing.get_type_hints(cls)[name]
+            built[name] = _build_section(section_type, data.get(name) or {}, f"{source}: {name}", name)
+        return cls(**built)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "Config":
+        if path is None:
+            return cls()
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with dotted keys replaced, e.g. {"search.budget": 50}; None values are ignored."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, key = dotted.split(".")
+            data[section][key] = value
+        return Config.from_dict(data, source="command line")
+
+    def resume_conflicts(self, previous: "Config") -> list[str]:
+        """Keys that differ from the run's snapshot and may not change on resume."""
+        now, before = _flatten(self.to_dict()), _flatten(previous.to_dict())
+        return sorted(k for k in set(now) | set(before)
+                      if now.get(k) != before.get(k) and k not in self.RESUMABLE_CHANGES)
+
+
+def _flatten(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, values in data.items() for key, value in values.items()}
+
+
+def _build_section(section_type: type, values: Any, where: str, name: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: must be a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(section_type)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {name}.{unknown[0]}; known keys: {', '.join(hints)}")
+    converted = {key: _convert(value, hints[key], f"{name}.{key}") for key, value in values.items()}
+    return section_type(**converted)
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the field's type; the only conversions are int → float and list → tuple."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        return _convert(value, options[0], key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        return tuple(_convert(v, args[0], key) for v in value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _check_values(config: Config) -> None:
+    """Range checks that types alone cannot express."""
+    def positive(key: str, value: float | int | None, allow_zero: bool = False) -> None:
+        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+            raise ConfigError(f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+
+    s = config.search
+    for key in ("budget", "islands", "migration_interval", "heldout_top"):
+        positive(f"search.{key}", getattr(s, key))
+    positive("search.time_limit", s.time_limit, allow_zero=True)
+    positive("search.inspirations", s.inspirations, allow_zero=True)
+    if not s.seeds:
+        raise ConfigError("config key 'search.seeds' must list at least one registry name or .py file")
+    for key in ("exploitation", "exploration"):
+        if not 0 <= getattr(s, key) <= 1:
+            raise ConfigError(f"config key 'search.{key}' must lie in [0, 1], got {getattr(s, key)!r}")
+    if s.exploitation + s.exploration > 1:
+        raise ConfigError("config keys 'search.exploitation' + 'search.exploration' must not exceed 1")
+    if config.mutator.kind not in ("symbolic", "random", "llm"):
+        raise ConfigError(f"config key 'mutator.kind' must be symbolic, random or llm, got {config.mutator.kind!r}")
+    if config.executor.kind not in ("local", "dask"):
+        raise ConfigError(f"config key 'executor.kind' must be local or dask, got {config.executor.kind!r}")
+    positive("executor.workers", config.executor.workers)
+    positive("lab.seeds", config.lab.seeds)
+    positive("lab.steps", config.lab.steps)
+    for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
+        positive(f"probes.{key}", getattr(config.probes, key))
+    for key in ("timeout_s", "cpu_s", "memory_mb", "max_tasks_per_worker"):
+        positive(f"sandbox.{key}", getattr(config.sandbox, key))
+    positive("candidate.max_source_chars", config.candidate.max_source_chars)

@@ -1,0 +1,1 @@
+"""The search: program database, selection, mutators and the controller."""

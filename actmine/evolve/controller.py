@@ -1,0 +1,385 @@
+"""The search controller: propose, evaluate, record — steady-state, resumable.
+
+The controller is the only writer of the run's database. It keeps every executor slot busy:
+whenever a slot is free it samples a parent (and inspirations) on the next island, asks the
+mutator for a proposal, checks it cheaply here (static policy and exact-source dedup, both
+ast/text only, never executing it) and submits it; whenever an evaluation finishes it is written
+in one transaction. No generations, no lock-step.
+
+Resume: everything that finished is in `programs.sqlite`; a new controller on the same run
+directory continues from the next proposal index. Evaluations in flight when the previous
+controller died are simply proposed anew.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .. import __version__
+from ..candidate.probes import ProbeBudget
+from ..candidate.sandbox import SandboxLimits
+from ..candidate.source import CandidateError, check_source
+from ..config import Config, ConfigError
+from ..executors import make_executor
+from ..lab.ensemble import Protocol
+from ..lab.fitness import Evaluation, Lab
+from ..lab.tasks import stable_seed
+from .database import ProgramDatabase, ProgramRecord
+from .mutators import Proposal, get_mutator
+from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
+from .seeds import seed_source
+
+DATABASE = "programs.sqlite"
+CONFIG_SNAPSHOT = "config.yaml"
+BEST_PROGRAM = "best_activation.py"
+HELDOUT = "heldout.json"
+
+
+def normalised_source(source: str) -> str:
+    """Source text with comments and formatting removed, for exact-duplicate detection."""
+    try:
+        return ast.unparse(ast.parse(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source
+
+
+def build_lab(config: Config, suite: str | None = None) -> Lab:
+    return Lab(suite or config.lab.suite, protocol=Protocol(steps=config.lab.steps), seeds=config.lab.seeds,
+               budget=ProbeBudget(max_flops_per_element=config.probes.max_flops_per_element,
+                                  max_saved_bytes_per_element=config.probes.max_saved_bytes_per_element,
+                                  allow_batch_dependent=config.probes.allow_batch_dependent),
+               max_source_chars=config.candidate.max_source_chars)
+
+
+@dataclass
+class _Pending:
+    proposal: Proposal
+    index: int
+    parent_ids: list[int]
+    island: int
+    generation: int
+    submitted: float
+
+
+@dataclass
+class SearchState:
+    """What the live view shows; updated by the controller as results arrive."""
+
+    budget: int
+    evaluated: int = 0
+    started: float = field(default_factory=time.monotonic)
+    busy_seconds: float = 0.0          # summed evaluation time of finished work (for idle fraction)
+    capacity: int = 1
+    failures: dict[str, int] = field(default_factory=dict)
+    top: list[ProgramRecord] = field(default_factory=list)
+    last: str = ""
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.evaluated / elapsed if elapsed > 0 else 0.0
+
+
+class Search:
+    """One search run in `run_dir`, created or resumed. Configuration only until `run()`."""
+
+    def __init__(self, config: Config, run_dir: str | Path, live: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.live = live
+        self._stop = False
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _open(self) -> tuple[ProgramDatabase, int]:
+        """Open (or create) the run; refuse a resume whose config changed where it may not."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        snapshot = self.run_dir / CONFIG_SNAPSHOT
+        database = ProgramDatabase(self.run_dir / DATABASE)
+        run = database.latest_run()
+        if run is not None:
+            previous = Config.from_dict(yaml.safe_load(snapshot.read_text()) if snapshot.is_file() else run["config"],
+                                        source=str(snapshot))
+            conflicts = self.config.resume_conflicts(previous)
+            if conflicts:
+                database.close()
+                raise ConfigError(
+                    f"{self.run_dir} holds a run with a different configuration ({', '.join(conflicts)}); "
+                    f"only {', '.join(Config.RESUMABLE_CHANGES)} may change on resume. Use a new --run-dir, "
+                    "or the run's own config.yaml")
+            run_id = run["id"]
+            database.update_run(run_id, config=self.config.to_dict(), status="running")
+        else:
+            versions = {"actmine": __version__, "torch": torch.__version__}
+            run_id = database.create_run(self.config.to_dict(), self.config.search.seed, versions)
+        temporary = snapshot.with_suffix(".tmp")
+        temporary.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        temporary.replace(snapshot)
+        return database, run_id
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        database, run_id = self._open()
+        lab = build_lab(config)
+        lab.reference  # ReLU, computed here (trusted) once; the workers receive the numbers
+        mutator = get_mutator(config.mutator.kind, **config.mutator.options)
+        limits = SandboxLimits(timeout_s=config.sandbox.timeout_s, cpu_s=config.sandbox.cpu_s,
+                               memory_mb=config.sandbox.memory_mb,
+                               max_tasks_per_worker=config.sandbox.max_tasks_per_worker)
+        executor = make_executor(config.executor.kind, config.executor.workers, limits, config.executor.scheduler)
+        state = SearchState(budget=config.search.budget, capacity=executor.capacity)
+        state.evaluated = database.count(run_id)
+        next_index = database.max_proposal_index(run_id) + 1
+        seeds = [seed_source(s) for s in config.search.seeds]
+        in_flight: dict[Future, _Pending] = {}
+        known_fingerprints = {p.fingerprint for p in database.programs(run_id) if p.fingerprint}
+        deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
+        previous_handler = signal.signal(signal.SIGINT, self._interrupt)
+        self._refresh_state(database, run_id, state)
+        view = self._live_view(state)
+        try:
+            with view:
+                while True:
+                    stopping = (self._stop or time.monotonic() > deadline
+                                or state.evaluated + len(in_flight) >= config.search.budget)
+                    while not stopping and len(in_flight) < executor.capacity:
+                        if next_index >= len(seeds) and not state.top and in_flight:
+                            break  # the seeds are still being evaluated: nothing to select parents from
+                        index = next_index
+                        next_index += 1
+                        pending = self._propose(database, run_id, mutator, seeds, index)
+                        if not self._precheck(database, run_id, pending, state):
+                            future = executor.submit(pending.proposal.source, lab, f"p{index}",
+                                                     skip_fingerprints=known_fingerprints)
+                            in_flight[future] = pending
+                        stopping = state.evaluated + len(in_flight) >= config.search.budget
+                    if not in_flight:
+                        if stopping:
+                            break
+                        continue
+                    done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        pending = in_flight.pop(future)
+                        record = self._record(database, run_id, pending, future.result(), state)
+                        if record.fingerprint:
+                            known_fingerprints.add(record.fingerprint)
+                        if state.evaluated % config.search.migration_interval == 0 and config.search.islands > 1:
+                            migrate_ring(database, run_id, config.search.islands)
+                    self._refresh_state(database, run_id, state)
+                    view.update(self._render(state))
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            for future in in_flight:
+                future.cancel()
+            executor.close()
+        wall = time.monotonic() - state.started
+        summary = {"run_id": run_id, "evaluated": state.evaluated, "interrupted": self._stop,
+                   "seconds": round(wall, 1),
+                   "idle_fraction": round(max(0.0, 1 - state.busy_seconds / (state.capacity * wall)), 4) if wall else 0,
+                   "failures": state.failures}
+        best = database.best(run_id)
+        if best is not None:
+            write_best_program(self.run_dir / BEST_PROGRAM, best, database)
+            summary["best"] = {"id": best.id, "fitness": best.fitness, "source": best.source,
+                               "rationale": best.rationale}
+        if not self._stop:
+            summary["heldout"] = self.heldout_check(database, run_id)
+        database.update_run(run_id, status="interrupted" if self._stop else "finished")
+        database.close()
+        return summary
+
+    def _interrupt(self, signum, frame) -> None:  # noqa: ANN001 (signal handler signature)
+        if self._stop:  # a second Ctrl-C: stop waiting for in-flight work too
+            raise KeyboardInterrupt
+        self._stop = True
+
+    def _propose(self, database: ProgramDatabase, run_id: int, mutator, seeds: list[str], index: int) -> _Pending:
+        """The proposal with this index: a seed first, then the mutator's work on a sampled parent."""
+        islands = self.config.search.islands
+        island = index % islands
+        if index < len(seeds):  # evaluated once, then placed on every island (see _record)
+            proposal = Proposal(seeds[index], f"seed: {self.config.search.seeds[index]}", "seed")
+            return _Pending(proposal, index, [], 0, 0, time.monotonic())
+        rng = random.Random(stable_seed("proposal", self.config.search.seed, index))
+        parent = sample_parent(database, run_id, island, rng, exploitation=self.config.search.exploitation,
+                               exploration=self.config.search.exploration)
+        inspirations = sample_inspirations(database, run_id, island, parent, self.config.search.inspirations, rng) \
+            if parent is not None else []
+        proposal = mutator.propose(parent.to_parent() if parent else None, [p.to_parent() for p in inspirations], rng)
+        parent_ids = ([parent.id] if parent else []) + [p.id for p in inspirations if proposal.mutator != "random"]
+        generation = parent.generation + 1 if parent else 0
+        return _Pending(proposal, index, parent_ids if parent else [], island, generation, time.monotonic())
+
+    def _precheck(self, database: ProgramDatabase, run_id: int, pending: _Pending, state: SearchState) -> bool:
+        """Cheap checks here (text and ast only). True when the proposal was settled without a worker."""
+        try:
+            check_source(pending.proposal.source, max_chars=self.config.candidate.max_source_chars)
+        except CandidateError as exc:
+            evaluation = Evaluation(activation=f"p{pending.index}", ok=False)
+            evaluation.fail("policy", exc.code, str(exc))
+            self._record(database, run_id, pending, evaluation, state)
+            return True
+        original = database.by_source(normalised_source(pending.proposal.source))
+        if original is not None:
+            self._record_duplicate(database, run_id, pending, original, state)
+            return True
+        return False
+
+    def _record(self, database: ProgramDatabase, run_id: int, pending: _Pending, evaluation: Evaluation,
+                state: SearchState) -> ProgramRecord:
+        if not evaluation.ok and (evaluation.error or {}).get("code") == "duplicate":
+            original = database.by_fingerprint(evaluation.probes.get("fingerprint"))
+            if original is not None:
+                return self._record_duplicate(database, run_id, pending, original, state, evaluation)
+        cell = cell_of(evaluation.probes.get("descriptors", {}), evaluation.probes) if evaluation.ok else None
+        record = ProgramRecord.from_evaluation(
+            evaluation, pending.proposal, run_id=run_id, proposal_index=pending.index,
+            parent_ids=pending.parent_ids, island=pending.island, generation=pending.generation, cell=cell)
+        record.source = normalised_source(pending.proposal.source) if evaluation.stage != "policy" \
+            else pending.proposal.source
+        record.id = database.add_program(record)
+        if evaluation.ok and pending.proposal.mutator == "seed":
+            for island in range(1, self.config.search.islands):
+                database.migrate(run_id, record.id, island)
+        state.evaluated += 1
+        state.busy_seconds += evaluation.seconds
+        if not evaluation.ok:
+            key = f"{evaluation.stage}:{evaluation.error['code']}"
+            state.failures[key] = state.failures.get(key, 0) + 1
+        state.last = f"p{pending.index} {'ok %+.3f' % evaluation.fitness if evaluation.ok else evaluation.error['code']}"
+        return record
+
+    def _record_duplicate(self, database: ProgramDatabase, run_id: int, pending: _Pending, original: ProgramRecord,
+                          state: SearchState, evaluation: Evaluation | None = None) -> ProgramRecord:
+        """A known function: stored with the original's result and a link to it, not trained again."""
+        record = ProgramRecord(
+            id=None, run_id=run_id, proposal_index=pending.index, parent_ids=pending.parent_ids,
+            island=pending.island, generation=pending.generation, source=pending.proposal.source,
+            rationale=pending.proposal.rationale, mutator=pending.proposal.mutator, model=pending.proposal.model,
+            status="duplicate", failure_stage=original.failure_stage, failure_code=original.failure_code,
+            failure_message=original.failure_message, fitness=original.fitness, ood_log_ratio=original.ood_log_ratio,
+            family_log_ratios=original.family_log_ratios, tasks=original.tasks, fingerprint=original.fingerprint,
+            descriptors=original.descriptors, probes=original.probes,
+            timings=evaluation.timings if evaluation else {}, cell=None, duplicate_of=original.id,
+            seconds=evaluation.seconds if evaluation else 0.0, created_at=time.time())
+        record.id = database.add_program(record)
+        state.evaluated += 1
+        state.busy_seconds += record.seconds
+        state.failures["duplicate"] = state.failures.get("duplicate", 0) + 1
+        return record
+
+    def _refresh_state(self, database: ProgramDatabase, run_id: int, state: SearchState) -> None:
+        state.top = database.top(run_id, 5)
+
+    # -- live view -------------------------------------------------------------------------
+    def _live_view(self, state: SearchState):
+        from contextlib import nullcontext
+
+        from rich.live import Live
+
+        if not self.live:
+            class _Quiet(nullcontext):
+                def update(self, *_):
+                    pass
+            return _Quiet()
+        return Live(self._render(state), refresh_per_second=2, transient=False)
+
+    def _render(self, state: SearchState):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        header = Text(f"evaluated {state.evaluated}/{state.budget}  ·  {state.rate():.2f} evals/s  ·  "
+                      f"{state.capacity} workers  ·  last: {state.last}")
+        top = Table(title="top 5", expand=False)
+        for column in ("id", "fitness", "mutator", "rationale"):
+            top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)
+        for record in state.top:
+            top.add_row(str(record.id), f"{record.fitness:+.3f}", record.mutator or "", record.rationale or "")
+        failures = Table(title="failures by reason", expand=False)
+        failures.add_column("stage:code")
+        failures.add_column("count", justify="right")
+        for reason, count in sorted(state.failures.items(), key=lambda kv: -kv[1])[:6]:
+            failures.add_row(reason, str(count))
+        return Group(header, ProgressBar(total=state.budget, completed=state.evaluated, width=60), top, failures)
+
+    # -- the end ---------------------------------------------------------------------------
+    def heldout_check(self, database: ProgramDatabase, run_id: int) -> list[dict[str, Any]]:
+        """Re-score the top programs and the library's references on the held-out suite."""
+        from ..activations import get as get_activation
+        from ..candidate.sandbox import SandboxPool
+
+        heldout = build_lab(self.config, self.config.lab.heldout_suite)
+        rows = []
+        for name in ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu"):
+            evaluation = heldout.evaluate(get_activation(name), name=name)
+            rows.append({"name": name, "program_id": None, "search_fitness": None,
+                         "heldout_fitness": evaluation.fitness})
+        top = database.top(run_id, self.config.search.heldout_top)
+        limits = SandboxLimits(timeout_s=self.config.sandbox.timeout_s, cpu_s=self.config.sandbox.cpu_s,
+                               memory_mb=self.config.sandbox.memory_mb)
+        with SandboxPool(workers=min(len(top), self.config.executor.workers or 2) or 1, limits=limits) as pool:
+            futures = [(record, pool.submit(record.source, heldout, f"program {record.id}")) for record in top]
+            for record, future in futures:
+                evaluation = future.result()
+                rows.append({"name": f"program {record.id}", "program_id": record.id,
+                             "search_fitness": record.fitness,
+                             "heldout_fitness": evaluation.fitness if evaluation.ok else None,
+                             "error": evaluation.error})
+        for row in rows:
+            database.add_heldout(run_id, row["name"], row["program_id"], row)
+        (self.run_dir / HELDOUT).write_text(json.dumps(rows, indent=2))
+        return rows
+
+
+def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase) -> None:
+    """A plain PyTorch module file of the best program, its scores and lineage in the docstring."""
+    lineage, record, seen = [], best, set()
+    while record is not None and record.id not in seen:
+        seen.add(record.id)
+        lineage.append(f"    #{record.id} (fitness {record.fitness if record.fitness is None else round(record.fitness, 4)}): "
+                       f"{record.rationale}")
+        record = database.get(record.parent_ids[0]) if record.parent_ids else None
+    families = ", ".join(f"{family} {ratio:+.3f}" for family, ratio in sorted((best.family_log_ratios or {}).items()))
+    body = best.source.rstrip() + "\n"
+    text = f'''"""The best activation found by an actmine search (program #{best.id}).
+
+Fitness on the search suite: {best.fitness:+.4f} (= −mean ln(OOD error ÷ ReLU's); higher is better).
+Per-family OOD log-ratios vs ReLU: {families}.
+Made by: {best.mutator}{f" ({best.model})" if best.model else ""}. Rationale: {best.rationale}
+
+Lineage (newest first):
+{chr(10).join(lineage)}
+
+Use: `from best_activation import BestActivation; act = BestActivation()`, or
+`actmine.activations.get(activation_function)`.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+{body}
+
+class BestActivation(nn.Module):
+    """Program #{best.id} of the search as a module (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return activation_function(x)
+'''
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)

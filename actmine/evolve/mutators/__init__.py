@@ -1,0 +1,57 @@
+"""Mutators: propose a new candidate program from a parent and a few inspirations.
+
+The plug-in point is one method, `Mutator.propose(parent, inspirations, rng) -> Proposal`. The
+controller knows nothing else about a mutator, so the offline ones here (`symbolic`, `random`)
+and the LLM mutator plug in the same way. A proposal is source text plus a one-line rationale;
+the controller checks it against the static policy and evaluates it in the sandbox, so a mutator
+may propose anything (though the offline ones always emit valid programs).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Parent:
+    """What a mutator sees of an existing program (a parent or an inspiration)."""
+
+    source: str
+    fitness: float | None = None          # −ood_log_ratio on the search suite; None if not scored
+    rationale: str = ""
+    family_log_ratios: dict[str, float] = field(default_factory=dict)   # per family, vs ReLU
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    source: str
+    rationale: str        # one line: what was changed and why
+    mutator: str          # the mutator's name
+    model: str | None = None   # the LLM that wrote it, for LLM mutators
+
+
+class Mutator(Protocol):
+    name: str
+
+    def propose(self, parent: Parent | None, inspirations: Sequence[Parent], rng: random.Random) -> Proposal:
+        """A new program. `parent` is None for mutators that need none (random search)."""
+        ...
+
+
+MUTATORS: dict[str, Callable[..., Mutator]] = {}
+
+
+def register_mutator(name: str, factory: Callable[..., Mutator]) -> None:
+    MUTATORS[name] = factory
+
+
+def get_mutator(name: str, **options) -> Mutator:
+    """A mutator by name (`symbolic`, `random`, …), built with its options."""
+    if not MUTATORS:
+        from . import random_search, symbolic  # noqa: F401  (they register themselves)
+    if name not in MUTATORS:
+        raise ValueError(f"unknown mutator {name!r}; known: {', '.join(sorted(MUTATORS))}")
+    return MUTATORS[name](**options)

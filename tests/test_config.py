@@ -1,0 +1,62 @@
+"""The search configuration: defaults, validation that names the key, overrides and resume rules."""
+
+import pytest
+
+from actmine.config import Config, ConfigError
+
+
+def test_empty_file_is_the_default_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("")
+    assert Config.load(path) == Config() == Config.load(None)
+    assert Config().search.seeds == ("relu",) and Config().mutator.kind == "symbolic"
+
+
+def test_round_trip_through_dict():
+    config = Config.from_dict({"search": {"budget": 12, "seeds": ["relu", "gelu"]}, "executor": {"workers": 2}})
+    assert Config.from_dict(config.to_dict()) == config
+    assert config.search.budget == 12 and config.search.seeds == ("relu", "gelu")
+
+
+@pytest.mark.parametrize("data,key", [
+    ({"serch": {}}, "serch"),
+    ({"search": {"budgte": 3}}, "search.budgte"),
+    ({"search": {"budget": "many"}}, "search.budget"),
+    ({"search": {"budget": 0}}, "search.budget"),
+    ({"search": {"budget": True}}, "search.budget"),
+    ({"search": {"seeds": "relu"}}, "search.seeds"),
+    ({"search": {"seeds": []}}, "search.seeds"),
+    ({"search": {"exploitation": 0.8, "exploration": 0.5}}, "search.exploitation"),
+    ({"mutator": {"kind": "genetic"}}, "mutator.kind"),
+    ({"executor": {"kind": "slurm"}}, "executor.kind"),
+    ({"executor": {"workers": -1}}, "executor.workers"),
+    ({"sandbox": {"memory_mb": 0}}, "sandbox.memory_mb"),
+    ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
+    ({"lab": 3}, "lab"),
+])
+def test_bad_config_names_the_key(data, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        Config.from_dict(data)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: {budget: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Config.load(tmp_path / "missing.yaml")
+
+
+def test_overrides_are_validated_and_none_is_ignored():
+    config = Config().with_overrides({"search.budget": 7, "executor.workers": None})
+    assert config.search.budget == 7 and config.executor.workers is None
+    with pytest.raises(ConfigError, match="search.budget"):
+        Config().with_overrides({"search.budget": -2})
+
+
+def test_resume_allows_budget_and_workers_but_not_what_changes_results():
+    before = Config()
+    assert before.with_overrides({"search.budget": 999, "executor.workers": 4}).resume_conflicts(before) == []
+    changed = before.with_overrides({"search.seed": 5, "mutator.kind": "random"})
+    assert changed.resume_conflicts(before) == ["mutator.kind", "search.seed"]

@@ -1,0 +1,525 @@
+"""The program database: round-trips, atomic writes (a writer killed mid-insert), a read-only
+reader beside a writer, WAL, migration from a hand-made v1 file, dedup, elites, queries."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actmine.evolve.database import (MIGRATIONS, SCHEMA_VERSION, DatabaseError, ProgramDatabase, ProgramRecord,
+                                     normalise_source, source_key)
+from actmine.evolve.mutators import Parent, Proposal
+from actmine.lab.fitness import Evaluation, TaskScore
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = "def activation_function(x):\n    return torch.relu(x)\n"
+
+
+def record(run_id: int, index: int, fitness: float | None = 0.0, *, status: str = "ok", island: int = 0,
+           cell: str | None = "gp2.gn1.sc0.b0.fl0", source: str | None = None, **fields) -> ProgramRecord:
+    return ProgramRecord(run_id=run_id, proposal_index=index, source=source or f"{SOURCE}# {index}\n",
+                         fitness=fitness, status=status, island=island, cell=cell, **fields)
+
+
+@pytest.fixture
+def db(tmp_path):
+    with ProgramDatabase(tmp_path / "search.db") as database:
+        yield database
+
+
+@pytest.fixture
+def run(db):
+    return db.create_run({"islands": 2}, seed=7, versions={"torch": "2.x"})
+
+
+# --------------------------------------------------------------------------------------------
+# Schema, round-trips
+# --------------------------------------------------------------------------------------------
+
+def test_new_file_has_current_schema_in_wal_mode(db):
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert db.journal_mode() == "wal"
+    tables = {row[0] for row in db._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"runs", "programs", "elites", "llm_calls", "heldout", "program_parents"} <= tables
+    indexes = {row[0] for row in db._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"programs_fingerprint", "programs_fitness", "programs_island", "programs_source_hash"} <= indexes
+
+
+def test_every_field_round_trips(db, run):
+    parent = db.add_program(record(run, 0, 0.1))
+    original = ProgramRecord(
+        run_id=run, proposal_index=1, parent_ids=[parent, parent], island=3, generation=4,
+        source="def activation_function(x):\n    return x * torch.sigmoid(1.702 * x)  # ünïcode ✓\n",
+        rationale="sharper gate", mutator="llm", model="some-model", status="ok",
+        failure_stage=None, failure_code=None, failure_message=None, fitness=0.25, ood_log_ratio=-0.25,
+        family_log_ratios={"periodic": -0.5, "poly": 0.125},
+        tasks=[{"name": "sin", "family": "periodic", "ood_error": 0.3, "id_error": 0.01, "log_ratio": -0.5}],
+        fingerprint="abc123", descriptors={"growth_pos": 1.0, "bounded": False, "sign_changes": 1},
+        probes={"pointwise": True, "flops_per_element": 9.5, "ops": {"mul": 2}, "nested": [1, {"a": None}]},
+        timings={"probes": 0.5, "train": 3.25}, cell="gp2.gn1.sc1.b0.fl1", duplicate_of=None, seconds=3.75,
+        created_at=1234.5)
+    program_id = db.add_program(original)
+    assert original.id == program_id
+    assert db.get(program_id) == original
+    failed = ProgramRecord(run_id=run, proposal_index=2, source="oops", status="failed", failure_stage="probes",
+                           failure_code="non_finite", failure_message="NaN at 0", mutator="symbolic",
+                           parent_ids=[program_id], created_at=99.0)
+    db.add_program(failed)
+    assert db.get(failed.id) == failed
+    dup = ProgramRecord.duplicate(Proposal("def activation_function(x):\n    return x*torch.sigmoid(1.702*x)\n",
+                                           "same thing", "llm"), original, run_id=run, proposal_index=3,
+                                  parent_ids=[parent], island=1, generation=1)
+    db.add_program(dup)
+    back = db.get(dup.id)
+    assert back == dup and back.status == "duplicate" and back.duplicate_of == program_id
+    assert back.fitness == original.fitness and back.cell == original.cell
+    assert db.get(10_000) is None
+    assert db.get_many([dup.id, 10_000, parent]) == [dup, db.get(parent)]
+    assert db.by_proposal(run, 1) == original
+    # JSON columns are JSON text in the file
+    raw = db._conn.execute("SELECT parent_ids, probes FROM programs WHERE id = ?", (program_id,)).fetchone()
+    assert json.loads(raw[0]) == [parent, parent] and json.loads(raw[1])["ops"] == {"mul": 2}
+
+
+def _evaluation(ok: bool = True) -> Evaluation:
+    probes = {"pointwise": True, "flops_per_element": 8.0, "backward_flops_per_element": 12.0,
+              "saved_bytes_per_element": 4, "fingerprint": "f00d",
+              "descriptors": {"value_at_0": 0.0, "slope_at_0": 0.5, "growth_pos": 1.0, "growth_neg": 0.0,
+                              "sign_changes": 1, "bounded": False, "monotone": False, "mean_curvature": 0.2},
+              "ops": {"mul": 3}}
+    if not ok:
+        evaluation = Evaluation("candidate", ok=False, probes=probes, seconds=1.5, timings={"probes": 0.5})
+        return evaluation.fail("screen", "screen_failed", "did not learn")
+    tasks = [TaskScore("a", "poly", 0.1, 0.01, -0.2), TaskScore("b", "poly", 0.2, 0.02, -0.4),
+             TaskScore("c", "periodic", 0.3, 0.03, 0.3)]
+    return Evaluation("candidate", ok=True, fitness=0.1, ood_log_ratio=-0.1, tasks=tasks, probes=probes,
+                      seconds=2.5, stage="done", timings={"probes": 0.5, "train": 2.0})
+
+
+def test_from_evaluation_and_to_parent(db, run):
+    proposal = Proposal(SOURCE, "start from relu", "symbolic", None)
+    rec = ProgramRecord.from_evaluation(_evaluation(), proposal, run_id=run, proposal_index=0, parent_ids=[],
+                                        island=1, generation=0, cell=None)
+    assert rec.status == "ok" and rec.fitness == 0.1 and rec.fingerprint == "f00d"
+    assert rec.family_log_ratios == pytest.approx({"periodic": 0.3, "poly": -0.3})
+    assert rec.cell == "gp2.gn1.sc1.b0.fl1"   # computed from the probes
+    assert rec.tasks[0] == {"name": "a", "family": "poly", "ood_error": 0.1, "id_error": 0.01, "log_ratio": -0.2}
+    assert rec.failure_code is None and rec.seconds == 2.5
+    db.add_program(rec)
+    assert db.get(rec.id) == rec
+    parent = rec.to_parent()
+    assert parent == Parent(source=SOURCE, fitness=0.1, rationale="start from relu",
+                            family_log_ratios=rec.family_log_ratios, id=rec.id)
+
+    failed = ProgramRecord.from_evaluation(_evaluation(ok=False), Proposal("x", "y", "random"), run_id=run,
+                                           proposal_index=1, parent_ids=[rec.id], island=1, generation=1, cell=None)
+    assert (failed.status, failed.failure_stage, failed.failure_code, failed.failure_message) == \
+        ("failed", "screen", "screen_failed", "did not learn")
+    assert failed.cell is None and failed.fitness is None and failed.family_log_ratios == {}
+    db.add_program(failed)
+    assert db.get(failed.id) == failed and db.elites(run, 1) == [rec]
+
+
+def test_invalid_records_are_refused_and_leave_nothing(db, run):
+    with pytest.raises(ValueError):
+        db.add_program(record(run, 0, None))                       # ok without fitness
+    with pytest.raises(ValueError):
+        db.add_program(record(run, 0, math.nan))
+    with pytest.raises(ValueError):
+        db.add_program(record(run, 0, 0.1, status="weird"))
+    with pytest.raises(ValueError):
+        db.add_program(record(run, 0, 0.1, status="duplicate"))    # duplicate_of missing
+    db.add_program(record(run, 0, 0.1))
+    with pytest.raises(sqlite3.IntegrityError):                    # proposal_index is unique per run
+        db.add_program(record(run, 0, 0.9, cell="gp0.gn0.sc0.b0.fl0", parent_ids=[1]))
+    assert db.count(run) == 1 and len(db.elites(run, 0)) == 1
+    assert db._conn.execute("SELECT COUNT(*) FROM program_parents").fetchone()[0] == 0
+    with pytest.raises(ValueError):                                # a half-done insert is rolled back
+        db.add_program(record(run, 1, 0.7, cell="gp1.gn1.sc0.b0.fl0", parent_ids=[1, "x"]))
+    assert db.count(run) == 1 and db.by_proposal(run, 1) is None
+    with pytest.raises(RuntimeError):                              # a failing group rolls back entirely
+        with db.transaction():
+            db.add_program(record(run, 1, 0.5, cell="gp3.gn1.sc0.b0.fl0"))
+            raise RuntimeError("crash")
+    assert db.count(run) == 1 and len(db.elites(run, 0)) == 1 and db.max_proposal_index(run) == 0
+    with db.transaction():                                         # a nested failure undoes only its own part
+        db.add_program(record(run, 1, 0.5, cell="gp3.gn1.sc0.b0.fl0"))
+        with pytest.raises(sqlite3.IntegrityError):
+            db.add_program(record(run, 1, 0.7, cell="gp1.gn1.sc0.b0.fl0", parent_ids=[1]))
+        with pytest.raises(ValueError):                            # fails after the programs row went in
+            db.add_program(record(run, 2, 0.7, cell="gp1.gn1.sc0.b0.fl0", parent_ids=[1, "x"]))
+        db.update_run(run, status="grouped")
+    assert db.count(run) == 2 and len(db.elites(run, 0)) == 2 and db.get_run(run).status == "grouped"
+    assert db._conn.execute("SELECT COUNT(*) FROM program_parents").fetchone()[0] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Elites, queries
+# --------------------------------------------------------------------------------------------
+
+def test_elite_replacement_rules(db, run):
+    cell = "gp2.gn1.sc0.b0.fl0"
+    first = db.add_program(record(run, 0, 0.1, cell=cell))
+    assert [e.id for e in db.elites(run, 0)] == [first]
+    worse = db.add_program(record(run, 1, 0.05, cell=cell))
+    equal = db.add_program(record(run, 2, 0.1, cell=cell))
+    assert [e.id for e in db.elites(run, 0)] == [first]            # worse and equal do not replace
+    better = db.add_program(record(run, 3, 0.3, cell=cell))
+    assert [e.id for e in db.elites(run, 0)] == [better]
+    db.add_program(record(run, 4, 5.0, status="failed", cell=cell, failure_stage="train", failure_code="x"))
+    db.add_program(record(run, 5, 5.0, status="duplicate", cell=cell, duplicate_of=better))
+    db.add_program(record(run, 6, 5.0, cell=None))                  # ok but no cell: stored, not in a grid
+    assert [e.id for e in db.elites(run, 0)] == [better]
+    other = db.add_program(record(run, 7, 0.01, cell="gp0.gn1.sc3.b1.fl1"))
+    on_island_1 = db.add_program(record(run, 8, -1.0, cell=cell, island=1))
+    assert [e.id for e in db.elites(run, 0)] == [better, other]    # fitness descending
+    assert db.grid(run, 0) == {cell: better, "gp0.gn1.sc3.b1.fl1": other}
+    assert [e.id for e in db.elites(run, 1)] == [on_island_1]
+    assert db.islands(run) == [0, 1]
+    assert worse and equal
+    # migrate: into another island's grid in its own cell, only if better
+    assert db.migrate(run, better, 1) is True
+    assert db.grid(run, 1) == {cell: better}
+    assert db.migrate(run, first, 1) is False                       # worse than the occupant
+    assert db.migrate(run, better, 1) is False                      # already there
+    assert db.migrate(run, 5, 1) is False                           # a failed program never enters
+    assert db.get(better).island == 0                               # the program keeps its origin
+    run2 = db.create_run({}, seed=1)
+    with pytest.raises(ValueError):
+        db.migrate(run2, better, 1)
+
+
+def test_top_and_best_ordering(db, run):
+    fitnesses = [0.1, 0.5, -0.2, 0.5, 0.3]
+    ids = [db.add_program(record(run, i, f, island=i % 2, cell=f"gp{i % 4}.gn1.sc0.b0.fl0"))
+           for i, f in enumerate(fitnesses)]
+    db.add_program(record(run, 5, None, status="failed", failure_stage="policy", failure_code="p"))
+    db.add_program(record(run, 6, 9.0, status="duplicate", duplicate_of=ids[0]))
+    assert [r.id for r in db.top(run, 10)] == [ids[1], ids[3], ids[4], ids[0], ids[2]]  # ties: earlier first
+    assert [r.id for r in db.top(run, 2)] == [ids[1], ids[3]]
+    assert [r.id for r in db.top(run, 10, island=0)] == [ids[4], ids[0], ids[2]]
+    assert db.best(run).id == ids[1]
+    other = db.create_run({}, seed=2)
+    assert db.best(other) is None and db.top(other, 3) == []
+    db.add_program(record(other, 0, 100.0))
+    assert db.best(run).id == ids[1]                                # runs are separate
+
+
+def test_dedup_lookups(db, run):
+    failed = db.add_program(record(run, 0, None, status="failed", fingerprint="fp1", failure_stage="probes",
+                                   failure_code="zero_gradient", source="def activation_function(x):\n    return 0*x\n"))
+    ok = db.add_program(record(run, 1, 0.2, fingerprint="fp1", source=SOURCE))
+    dup = db.add_program(record(run, 2, 0.2, status="duplicate", duplicate_of=ok, fingerprint="fp2", source="z"))
+    assert db.by_fingerprint("fp1").id == failed                   # the earliest non-duplicate
+    assert db.by_fingerprint("fp2") is None                         # duplicates are never originals
+    assert db.by_fingerprint("nope") is None
+    reformatted = "# a comment\ndef activation_function( x ):\n\n    return torch.relu( x )   # same\n"
+    assert normalise_source(reformatted) == normalise_source(SOURCE) == normalise_source(normalise_source(SOURCE))
+    assert db.by_source(reformatted).id == ok
+    assert db.by_source(normalise_source(SOURCE)).id == ok
+    assert db.by_source("def activation_function(x):\n    return torch.tanh(x)\n") is None
+    assert db.by_source("z") is None and dup
+    broken = "def activation_function(x:\n   return x   \n\n"
+    assert normalise_source(broken) == "def activation_function(x:\n   return x"
+    bad = db.add_program(record(run, 3, None, status="failed", source=broken, failure_stage="policy",
+                                failure_code="syntax_error"))
+    assert db.by_source(broken + "\n\n").id == bad
+    assert source_key(broken) != source_key(SOURCE)
+    other = db.create_run({})
+    assert db.by_fingerprint("fp1", run_id=other) is None and db.by_source(SOURCE, run_id=other) is None
+    assert db.by_fingerprint("fp1", run_id=run).id == failed and db.by_source(SOURCE, run_id=run).id == ok
+
+
+def test_counts_children_and_failures(db, run):
+    root = db.add_program(record(run, 0, 0.0))
+    child = db.add_program(record(run, 1, 0.1, parent_ids=[root]))
+    db.add_program(record(run, 2, 0.1, parent_ids=[root, child]))
+    db.add_program(record(run, 3, None, status="failed", parent_ids=[child, child], failure_stage="probes",
+                          failure_code="non_finite"))
+    db.add_program(record(run, 7, None, status="failed", failure_stage="probes", failure_code="non_finite"))
+    db.add_program(record(run, 5, None, status="failed", failure_stage="screen", failure_code="screen_failed"))
+    db.add_program(record(run, 6, None, status="failed", failure_stage="policy", failure_code="forbidden_name"))
+    assert db.children_count(root) == 2 and db.children_count(child) == 2 and db.children_count(999) == 0
+    assert db.children_counts([root, child, 999]) == {root: 2, child: 2, 999: 0}
+    assert db.failures_by_reason(run) == {("probes", "non_finite"): 2, ("screen", "screen_failed"): 1,
+                                          ("policy", "forbidden_name"): 1}
+    assert db.count(run) == 7 and db.count(run, "failed") == 4 and db.count(run, "ok") == 3
+    assert db.max_proposal_index(run) == 7
+    assert db.max_proposal_index(db.create_run({})) == -1
+    assert [p.proposal_index for p in db.programs(run, status="ok")] == [0, 1, 2]
+    assert len(db.programs(run)) == 7 and db.programs(run, island=5) == []
+
+
+def test_runs_llm_calls_and_heldout(db):
+    assert db.latest_run() is None
+    first = db.create_run({"a": 1}, seed=3, versions={"python": "3.11"})
+    second = db.create_run({"b": [1, 2]}, seed=None)
+    latest = db.latest_run()
+    assert latest.id == second and latest.config == {"b": [1, 2]} and latest.status == "running"
+    assert latest["id"] == second and latest["status"] == "running" and latest.to_dict()["seed"] is None
+    with pytest.raises(KeyError):
+        latest["nope"]
+    before = db.get_run(first)
+    assert (before.seed, before.config, before.versions) == (3, {"a": 1}, {"python": "3.11"})
+    time.sleep(0.01)
+    db.update_run(first, config={"a": 2}, status="finished")
+    after = db.get_run(first)
+    assert after.config == {"a": 2} and after.status == "finished" and after.updated_at > before.updated_at
+    assert [r.id for r in db.runs()] == [first, second]
+    with pytest.raises(KeyError):
+        db.update_run(999, status="x")
+    program = db.add_program(record(first, 0, 0.1))
+    call = db.add_llm_call(first, "model-x", program_id=program, prompt_tokens=100, completion_tokens=20,
+                           latency_s=1.5, cost=0.001, outcome="ok")
+    db.add_llm_call(first, "model-x", outcome="error", error="timeout")
+    calls = db.llm_calls(first)
+    assert [c["id"] for c in calls] == [call, call + 1]
+    assert calls[0]["program_id"] == program and calls[0]["prompt_tokens"] == 100 and calls[1]["error"] == "timeout"
+    db.add_heldout(first, "suite-b", program, {"fitness": 0.2, "tasks": [1]})
+    db.add_heldout(first, "relu", None, {"fitness": 0.0})
+    assert [(h["name"], h["program_id"], h["result"]) for h in db.heldout(first)] == \
+        [("suite-b", program, {"fitness": 0.2, "tasks": [1]}), ("relu", None, {"fitness": 0.0})]
+    assert db.heldout(second) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Readers, migration
+# --------------------------------------------------------------------------------------------
+
+def test_readonly_reader_sees_only_committed_rows(tmp_path):
+    path = tmp_path / "search.db"
+    with ProgramDatabase(path) as writer:
+        run = writer.create_run({})
+        writer.add_program(record(run, 0, 0.1))
+        with ProgramDatabase(path, readonly=True) as reader:
+            assert reader.journal_mode() == "wal" and reader.count(run) == 1
+            with writer.transaction():
+                writer.add_program(record(run, 1, 0.9, cell="gp0.gn0.sc0.b0.fl0"))
+                writer.add_program(record(run, 2, 0.5, cell="gp1.gn0.sc0.b0.fl0"))
+                assert writer.count(run) == 3
+                assert reader.count(run) == 1 and len(reader.elites(run, 0)) == 1   # not committed yet
+                assert reader.best(run).proposal_index == 0
+            assert reader.count(run) == 3 and reader.best(run).proposal_index == 1
+            assert len(reader.elites(run, 0)) == 3
+            for write in (lambda: reader.create_run({}), lambda: reader.add_program(record(run, 9, 1.0)),
+                          lambda: reader.update_run(run, status="x")):
+                with pytest.raises(DatabaseError):
+                    write()
+            with pytest.raises(sqlite3.OperationalError):          # the connection itself is read-only
+                reader._conn.execute("INSERT INTO runs (created_at, updated_at, config, versions, status) "
+                                     "VALUES (0, 0, '{}', '{}', 'x')")
+        writer.add_program(record(run, 3, 0.0))
+    with ProgramDatabase(path, readonly=True) as reader:            # after the writer closed
+        assert reader.count(run) == 4
+    with pytest.raises(DatabaseError):
+        ProgramDatabase(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+
+
+V1_SCHEMA = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    seed INTEGER, config TEXT NOT NULL, versions TEXT NOT NULL, status TEXT NOT NULL);
+CREATE TABLE programs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id),
+    proposal_index INTEGER NOT NULL, parent_ids TEXT NOT NULL, island INTEGER NOT NULL, generation INTEGER NOT NULL,
+    source TEXT NOT NULL, rationale TEXT NOT NULL, mutator TEXT NOT NULL, model TEXT,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'duplicate')), failure_stage TEXT, failure_code TEXT,
+    failure_message TEXT, fitness REAL, ood_log_ratio REAL, family_log_ratios TEXT NOT NULL, tasks TEXT NOT NULL,
+    fingerprint TEXT, descriptors TEXT NOT NULL, probes TEXT NOT NULL, timings TEXT NOT NULL, cell TEXT,
+    duplicate_of INTEGER REFERENCES programs(id), seconds REAL NOT NULL, created_at REAL NOT NULL,
+    UNIQUE (run_id, proposal_index));
+CREATE INDEX programs_fingerprint ON programs(fingerprint);
+CREATE INDEX programs_fitness ON programs(run_id, status, fitness);
+CREATE INDEX programs_island ON programs(run_id, island);
+CREATE TABLE elites (run_id INTEGER NOT NULL REFERENCES runs(id), island INTEGER NOT NULL, cell TEXT NOT NULL,
+    program_id INTEGER NOT NULL REFERENCES programs(id), fitness REAL NOT NULL, PRIMARY KEY (run_id, island, cell));
+CREATE TABLE llm_calls (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id),
+    program_id INTEGER REFERENCES programs(id), model TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0, latency_s REAL NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL, error TEXT, created_at REAL NOT NULL);
+CREATE INDEX llm_calls_run ON llm_calls(run_id);
+CREATE TABLE heldout (run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL,
+    program_id INTEGER REFERENCES programs(id), result TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX heldout_run ON heldout(run_id);
+"""
+
+
+def _make_v1(path: Path) -> None:
+    """A version-1 file as the first release wrote it: no source_hash, no program_parents."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.execute("INSERT INTO runs VALUES (1, 10.0, 10.0, 5, '{\"islands\": 1}', '{}', 'running')")
+    rows = [(1, 0, "[]", SOURCE, "ok", 0.2, "gp2.gn1.sc0.b0.fl0"),
+            (2, 1, "[1]", "def activation_function(x):\n    return torch.tanh(x)  # v1\n", "ok", 0.1,
+             "gp0.gn1.sc0.b1.fl1"),
+            (3, 2, "[1, 2]", "garbage(", "failed", None, None)]
+    for pid, index, parents, source, status, fitness, cell in rows:
+        conn.execute("INSERT INTO programs (id, run_id, proposal_index, parent_ids, island, generation, source, "
+                     "rationale, mutator, status, fitness, family_log_ratios, tasks, descriptors, probes, timings, "
+                     "cell, seconds, created_at) VALUES (?, 1, ?, ?, 0, 0, ?, 'r', 'm', ?, ?, '{}', '[]', '{}', "
+                     "'{}', '{}', ?, 1.0, 11.0)", (pid, index, parents, source, status, fitness, cell))
+    conn.execute("INSERT INTO elites VALUES (1, 0, 'gp2.gn1.sc0.b0.fl0', 1, 0.2)")
+    conn.execute("INSERT INTO elites VALUES (1, 0, 'gp0.gn1.sc0.b1.fl1', 2, 0.1)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def test_migration_from_a_hand_made_v1_file(tmp_path):
+    path = tmp_path / "old.db"
+    _make_v1(path)
+    with pytest.raises(DatabaseError, match="migrate"):             # a reader never migrates
+        ProgramDatabase(path, readonly=True)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    with ProgramDatabase(path) as db:
+        assert db.schema_version() == 2 and db.journal_mode() == "wal"
+        assert [p.id for p in db.programs(1)] == [1, 2, 3]
+        assert db.by_source("def activation_function(x): return torch.relu(x)").id == 1   # backfilled hashes
+        assert db.by_source("def activation_function(x):\n    return torch.tanh(x)\n").id == 2
+        assert db.by_source("garbage(").id == 3
+        assert db.children_count(1) == 2 and db.children_count(2) == 1 and db.children_count(3) == 0  # backfilled
+        assert [e.id for e in db.elites(1, 0)] == [1, 2]
+        new = db.add_program(record(1, 3, 0.5, parent_ids=[2]))
+        assert db.children_count(2) == 2 and db.best(1).id == new
+        assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with ProgramDatabase(path) as db:                                # reopening is a no-op
+        assert db.schema_version() == 2 and db.count(1) == 4
+    with ProgramDatabase(path, readonly=True) as reader:
+        assert reader.count(1) == 4
+
+
+def test_a_newer_file_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    ProgramDatabase(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(DatabaseError, match="newer"):
+        ProgramDatabase(path)
+    with pytest.raises(DatabaseError):
+        ProgramDatabase(path, readonly=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A writer killed mid-insert leaves whole programs or nothing
+# --------------------------------------------------------------------------------------------
+
+MAKE = r'''
+import random
+from actmine.evolve.database import ProgramRecord
+
+CELLS = ["gp%d.gn1.sc0.b0.fl%d" % (a, b) for a in range(2) for b in range(2)]
+
+def make(run_id, i):
+    rng = random.Random(i)
+    status = "ok" if i % 5 else "failed"
+    return ProgramRecord(
+        run_id=run_id, proposal_index=i, source="def activation_function(x):\n    return x  # %d\n" % i
+        + "#" + "x" * (50_000 + i % 997) + "\n",
+        parent_ids=[rng.randrange(1, i + 1) for _ in range(i % 3)] if i else [], island=i % 2, generation=i % 7,
+        rationale="r%d" % i, mutator="m", status=status,
+        failure_stage=None if status == "ok" else "train", failure_code=None if status == "ok" else "non_finite",
+        fitness=round(rng.uniform(-1, 1), 6) if status == "ok" else None,
+        tasks=[{"name": "t%d" % j, "log_ratio": j * 0.5} for j in range(50)],
+        probes={"blob": ["p%d" % j for j in range(2000)], "i": i}, descriptors={"i": i},
+        timings={"train": i * 0.5}, cell=rng.choice(CELLS) if status == "ok" else None,
+        fingerprint="fp%d" % i, seconds=1.0, created_at=1000.0 + i)
+'''
+
+WRITER = MAKE + r'''
+import sys
+from actmine.evolve.database import ProgramDatabase
+
+db = ProgramDatabase(sys.argv[1])
+run = db.latest_run().id if db.latest_run() else db.create_run({"kill": True}, seed=0)
+i = db.max_proposal_index(run) + 1
+while True:
+    db.add_program(make(run, i))
+    if i % 10 == 0:
+        db.migrate(run, db.elites(run, i % 2)[0].id, 1 - i % 2) if db.elites(run, i % 2) else None
+    print(i, flush=True)
+    i += 1
+'''
+
+
+def _check_consistent(path: Path, make) -> int:
+    with ProgramDatabase(path) as db:
+        conn = db._conn
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        run = db.latest_run().id
+        programs = db.programs(run)
+        # a prefix of proposals, each complete and exactly what was written
+        assert [p.proposal_index for p in programs] == list(range(len(programs)))
+        for program in programs:
+            expected = make(run, program.proposal_index)
+            expected.id = program.id
+            assert program == expected
+            links = conn.execute("SELECT parent_id FROM program_parents WHERE child_id = ? ORDER BY position",
+                                 (program.id,)).fetchall()
+            assert [row[0] for row in links] == program.parent_ids
+        assert conn.execute("SELECT COUNT(*) FROM program_parents WHERE child_id NOT IN "
+                            "(SELECT id FROM programs)").fetchone()[0] == 0
+        # each grid cell holds an ok program of the run at its own cell, with its fitness, and is at least
+        # as fit as every ok program evaluated on that island in that cell (migrants may be fitter)
+        by_id = {p.id: p for p in programs}
+        for island in (0, 1):
+            grid = db.grid(run, island)
+            for cell, program_id in grid.items():
+                elite = by_id[program_id]
+                assert elite.status == "ok" and elite.cell == cell
+                stored = conn.execute("SELECT fitness FROM elites WHERE run_id = ? AND island = ? AND cell = ?",
+                                      (run, island, cell)).fetchone()[0]
+                assert stored == elite.fitness
+            for program in programs:
+                if program.status == "ok" and program.island == island:
+                    assert program.cell in grid and by_id[grid[program.cell]].fitness >= program.fitness
+                    home_best = max((p for p in programs if p.status == "ok" and p.island == island
+                                     and p.cell == program.cell), key=lambda p: (p.fitness, -p.id))
+                    occupant = by_id[grid[program.cell]]
+                    assert occupant.island != island or occupant.id == home_best.id
+        return len(programs)
+
+
+def test_a_killed_writer_leaves_whole_programs_or_nothing(tmp_path):
+    path = tmp_path / "killed.db"
+    namespace: dict = {}
+    exec(MAKE, namespace)
+    rng = random.Random(0)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    total = 0
+    for round_ in range(3):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        try:
+            target = total + 15 + rng.randrange(10)
+            while True:
+                line = writer.stdout.readline()
+                assert line, f"the writer stopped: {writer.stderr.read()}"
+                if int(line) >= target:
+                    break
+            time.sleep(rng.uniform(0, 0.01))   # somewhere inside a later insert
+            writer.send_signal(signal.SIGKILL)
+        finally:
+            writer.kill()
+            writer.wait()
+            writer.stdout.close()
+            writer.stderr.close()
+        assert writer.returncode == -signal.SIGKILL
+        count = _check_consistent(path, namespace["make"])
+        assert count > target
+        total = count
+    with ProgramDatabase(path) as db:                                # and the search resumes where it stopped
+        run = db.latest_run().id
+        db.add_program(namespace["make"](run, db.max_proposal_index(run) + 1))
+    assert _check_consistent(path, namespace["make"]) == total + 1

@@ -1,0 +1,144 @@
+"""`actmine search` end to end: a short run, a real kill -9 and resume, Ctrl-C, config changes."""
+
+import importlib.util
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from actmine.config import Config, ConfigError
+from actmine.evolve.controller import Search
+from actmine.evolve.database import ProgramDatabase
+
+SMALL_SUITE = {"name": "tiny", "seeds": [0],
+               "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1},
+                         {"family": "feynman", "equation": "I.14.3"}]}
+HELDOUT_SUITE = {"name": "tiny-heldout", "seeds": [7],
+                 "tasks": [{"family": "polynomial", "dim": 1, "seed": 9}, {"family": "feynman", "equation": "I.25.13"}]}
+
+
+@pytest.fixture()
+def config_file(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
+    (tmp_path / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
+    config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2},
+              "executor": {"workers": 2},
+              "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "heldout.yaml"),
+                      "steps": 20},
+              "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def programs(run_dir: Path) -> list:
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        run = db.latest_run()
+        return db.programs(run["id"]) if run else []
+
+
+def test_short_search_end_to_end(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    summary = Search(Config.load(config_file), run_dir, live=False).run()
+    assert summary["evaluated"] == 16 and not summary["interrupted"]
+    records = programs(run_dir)
+    assert len(records) == 16
+    assert sorted(r.proposal_index for r in records) == list(range(16))
+    assert records[0].mutator == "seed" and records[0].status == "ok"
+    assert any(r.mutator == "symbolic" for r in records)
+    assert all(r.rationale for r in records)
+    assert {p for r in records for p in r.parent_ids} <= {r.id for r in records}
+    for name in ("programs.sqlite", "config.yaml", "best_activation.py", "heldout.json"):
+        assert (run_dir / name).is_file()
+
+    # best_activation.py is a plain module that computes the best program's function
+    best = max((r for r in records if r.status == "ok"), key=lambda r: r.fitness)
+    spec = importlib.util.spec_from_file_location("best_activation", run_dir / "best_activation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = torch.linspace(-4, 4, 33)
+    namespace = {"torch": torch, "F": torch.nn.functional, "math": __import__("math")}
+    exec(best.source, namespace)
+    torch.testing.assert_close(module.BestActivation()(x), namespace["activation_function"](x))
+    assert f"#{best.id}" in module.__doc__
+
+    heldout = {row["name"]: row for row in json.loads((run_dir / "heldout.json").read_text())}
+    assert heldout["relu"]["heldout_fitness"] == 0.0
+    assert {"gelu", "gelu_sine", "gelu_sinc_perturbation"} <= set(heldout)
+    assert sum(1 for row in heldout.values() if row["program_id"] is not None) == 2
+
+
+def _run_cli(config_file, run_dir, *extra):
+    exe = Path(sys.executable).with_name("actmine")
+    return subprocess.Popen([str(exe), "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    process = _run_cli(config_file, run_dir, "--budget", "40")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (run_dir / "programs.sqlite").exists() and len(programs(run_dir)) >= 8:
+            break
+    os.killpg(process.pid, signal.SIGKILL)  # the controller and its workers, no clean-up at all
+    process.wait()
+    before = {r.proposal_index: (r.id, r.source, r.fitness, r.status) for r in programs(run_dir)}
+    assert 8 <= len(before) < 40
+    with sqlite3.connect(run_dir / "programs.sqlite") as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    resumed = _run_cli(config_file, run_dir, "--budget", "40")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    after = programs(run_dir)
+    assert len(after) == 40
+    indexes = [r.proposal_index for r in after]
+    assert len(set(indexes)) == 40                       # nothing evaluated twice
+    by_index = {r.proposal_index: (r.id, r.source, r.fitness, r.status) for r in after}
+    assert all(by_index[i] == before[i] for i in before)  # nothing that finished was lost or changed
+    assert min(i for i in indexes if i not in before) > max(before)
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    Search(Config.load(config_file).with_overrides({"search.budget": 3}), run_dir, live=False).run()
+    changed = Config.load(config_file).with_overrides({"search.budget": 3, "search.seed": 11})
+    with pytest.raises(ConfigError, match="search.seed"):
+        Search(changed, run_dir, live=False).run()
+    more = Config.load(config_file).with_overrides({"search.budget": 5})   # a larger budget is fine
+    assert Search(more, run_dir, live=False).run()["evaluated"] == 5
+
+
+def test_ctrl_c_stops_cleanly(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    process = _run_cli(config_file, run_dir, "--budget", "200")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not ((run_dir / "programs.sqlite").exists() and len(programs(run_dir)) >= 4):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "interrupted" in out
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert db.latest_run()["status"] == "interrupted"
+    assert (run_dir / "best_activation.py").is_file()
+
+
+def test_bad_config_is_a_usage_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search:\n  budgte: 3\n")
+    exe = Path(sys.executable).with_name("actmine")
+    done = subprocess.run([str(exe), "search", "--config", str(bad), "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "search.budgte" in done.stderr
