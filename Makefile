@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job. Until `actmine search` lands (issue 4) it compares the paper's functions with
-# ReLU and GELU on the default lab suite.
+# The main job: a search with the embedded default config (local sandboxed workers, SQLite, the
+# offline symbolic mutator); run again to resume or re-finish the same run in runs/default.
 run: install
-	$(BIN)/actmine compare relu gelu silu gelu_sine gelu_sinc_perturbation gmtu snake
+	$(BIN)/actmine search
 
 test: install
 	$(BIN)/python -m pytest

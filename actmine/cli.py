@@ -239,7 +239,7 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
         for column in ("activation", "search fitness", "held-out fitness"):
             table.add_column(column, justify="left" if column == "activation" else "right")
         for row in summary["heldout"]:
-            table.add_row(row["name"], _fmt(row["search_fitness"]) if row["search_fitness"] is not None else "—",
+            table.add_row(row["name"], f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
                           f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
         console.print(table)
 

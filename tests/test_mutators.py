@@ -113,7 +113,7 @@ def test_symbolic_chain_of_200_stays_valid(start):
         proposal = mutator.propose(parent, INSPIRATIONS, rng)
         assert_valid(proposal, "symbolic")
         assert ex.count_nodes(return_expr(proposal.source)) <= mutator.max_nodes
-        if i % 2 == 0:
+        if i % 4 == 0:   # the probes on every fourth proposal keep the test fast
             probed += 1
             passed += passes_probes(proposal.source)
         parent = Parent(proposal.source, rationale=proposal.rationale)
@@ -122,7 +122,7 @@ def test_symbolic_chain_of_200_stays_valid(start):
 
 def test_random_proposals_are_valid_and_mostly_pass_probes():
     mutator, rng = RandomMutator(), random.Random(5)
-    passed, seen = 0, set()
+    passed, probed, seen = 0, 0, set()
     parent = Parent(RELU)
     for _ in range(200):
         proposal = mutator.propose(parent, INSPIRATIONS, rng)
@@ -131,10 +131,12 @@ def test_random_proposals_are_valid_and_mostly_pass_probes():
         assert match and 1 <= int(match[1]) <= mutator.max_depth and int(match[2]) <= mutator.max_nodes
         assert ex.count_nodes(return_expr(proposal.source)) == int(match[2])
         assert float(y.max() - y.min()) > 0   # depends on x
-        passed += passes_probes(proposal.source)
+        if len(seen) % 2 == 0:
+            probed += 1
+            passed += passes_probes(proposal.source)
         seen.add(proposal.source)
         parent = Parent(proposal.source)
-    assert passed / 200 >= 0.5
+    assert passed / probed >= 0.5
     assert len(seen) >= 150   # fresh expressions, not a handful repeated
 
 
@@ -376,8 +378,10 @@ def expr(text: str) -> ast.expr:
 
 
 @pytest.mark.parametrize("before, after", [
-    ("x * 1 + 0", "x"), ("1 * torch.tanh(x) - 0", "torch.tanh(x)"), ("x + -0.5 * torch.sin(x)", "x - 0.5 * torch.sin(x)"),
-    ("x - -2 * x", "x + 2 * x"), ("2 * (3 * x)", "6 * x"), ("0.5 * (3 * x / (1 + x * x))", "1.5 * x / (1 + x * x)"), ("--x", "x"), ("0.5 * 4 + x / 1", "2.0 + x"),
+    ("x * 1 + 0", "x"), ("1 * torch.tanh(x) - 0", "torch.tanh(x)"), ("--x", "x"), ("0.5 * 4 + x / 1", "2.0 + x"),
+    ("x + -0.5 * torch.sin(x)", "x - 0.5 * torch.sin(x)"), ("x - -2 * x", "x + 2 * x"), ("2 * (3 * x)", "6 * x"),
+    ("0.5 * (3 * x / (1 + x * x))", "1.5 * x / (1 + x * x)"),
+    ("0.1 * (F.gelu(x) * torch.sigmoid(x))", "0.1 * F.gelu(x) * torch.sigmoid(x)"),
 ])
 def test_cleanup(before, after):
     assert ast.unparse(ex.cleanup(expr(before))) == after
@@ -413,3 +417,28 @@ def test_screen_catches_what_the_probes_would():
     assert screened("2 * x + 1", require_nonlinear=True) == "affine"
     reference = ex.values(ex.Evaluable("x", (), (), expr("torch.relu(x)")))
     assert screened("torch.relu(x) * 1.0", reference=reference) == "the same function as the parent"
+
+
+def test_inspiration_with_exponential_inlining_is_skipped_quickly():
+    body = "".join(f"    y{k + 1} = y{k} * y{k}\n" for k in range(40))
+    inspiration = f"def activation_function(x):\n    y0 = torch.tanh(x)\n{body}    return y40\n"
+    proposal = forced("crossover").propose(Parent(PAPER["gmtu"]), [Parent(inspiration)], random.Random(0))
+    assert proposal.rationale.startswith("tune constant")   # no usable inspiration: the fallback
+
+
+def test_cost_bound_is_an_upper_bound_of_the_measured_cost():
+    from actmine.candidate.probes import measure_cost
+    checked = 0
+    for make, seed in ((RandomMutator, 0), (SymbolicMutator, 1)):
+        mutator, rng, parent = make(), random.Random(seed), Parent(PAPER["gelu_sinc"])
+        for _ in range(40):
+            parent = Parent(mutator.propose(parent, [], rng).source)
+            program = ex.evaluable_program(check_source(parent.source))
+            bound = ex.cost_bound(program)
+            if bound is None:
+                continue
+            cost = measure_cost(program, size=256)
+            assert bound[0] >= cost.flops_per_element and bound[1] >= cost.saved_bytes_per_element, parent.source
+            checked += 1
+    assert checked >= 60
+    assert ex.cost_bound(ex.Evaluable("x", (), (), expr("torch.cumsum(x, 0)"))) is None

@@ -9,7 +9,7 @@ One place for what both offline mutators (`symbolic`, `random`) build expression
   `PERTURBATIONS`: the bounded families `g(b·x)` added as perturbation terms `a·g(b·x)` or used in
   gates `e·(1 + a·g(b·x))`. `GATES`: the gates. Expressions combine them with `+`, `−`, `×`,
   numeric constants and the input; division appears only in guarded forms whose denominator
-  cannot vanish (`x/(1 + c·x²)`, `e/(1 + |e'|)`).
+  cannot vanish (`b·x/(1 + (b·x)²)`, `e/(1 + |e'|)`).
 - **AST helpers.** Signed constants (`make_const`, `const_value`), node counting (`count_nodes`),
   the x-dependent subexpressions of an expression and replacing one (`subexpressions`,
   `replace_at`), the editable constants (`constant_sites`), a light `cleanup` (folds `e*1`,
@@ -20,7 +20,8 @@ One place for what both offline mutators (`symbolic`, `random`) build expression
   the table raises `Unsupported` -- and `screen` uses it to check, in-process and in a few
   milliseconds, what `actmine.candidate.probes.run_probes` will check later (finite values and
   gradients on the probe points, a nonzero gradient, the FLOP and memory budget), plus that the
-  function is not constant and differs from a reference (its parent).
+  function is not constant and differs from a reference (its parent). `cost_bound` bounds the cost
+  from the expression alone, so that small expressions skip the (slower) cost measurement.
 
 Node count (`count_nodes`): every expression node counts one, except that a call's function name
 (`torch.tanh` in `torch.tanh(x)`) is part of the call, and a negative literal `-0.5` is one node.
@@ -138,7 +139,8 @@ def nice_number(rng: random.Random, low: float, high: float, round_values: Seque
     [low, high] rounded to `digits` significant digits."""
     if round_values and rng.random() < p_round:
         return rng.choice(list(round_values))
-    return round_sig(math.exp(rng.uniform(math.log(low), math.log(high))), digits)
+    value = round_sig(math.exp(rng.uniform(math.log(low), math.log(high))), digits)
+    return int(value) if value.is_integer() else value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ class Perturbation:
         if self.key in ("sin", "cos", "sinc", "tanh"):
             return call(f"torch.{self.key}", scaled(b, x))
         if self.key == "gaussian":
-            return call("torch.exp", mul(mul(make_const(-b), x), clone(x)))
+            return call("torch.exp", mul(mul(make_const(-b), clone(x)), clone(x)))
         if self.key == "rational":
             return ast.BinOp(scaled(b, x), ast.Div(),
                              add(ast.Constant(1), mul(mul(ast.Constant(round_sig(b * b)), clone(x)), clone(x))))
@@ -227,10 +229,12 @@ class Perturbation:
 
 PERTURBATIONS: dict[str, Perturbation] = {p.key: p for p in (
     Perturbation("sin", "periodic", "to let the network represent oscillations beyond the training range", 0.3),
-    Perturbation("cos", "periodic", "to give the function an even oscillation that persists beyond the training range", 0.1),
+    Perturbation("cos", "periodic", "to give the function an even oscillation that persists beyond the "
+                 "training range", 0.1),
     Perturbation("gaussian", "gaussian bump", "to reshape the function near the origin while leaving the "
                  "tails unchanged", 0.2),
-    Perturbation("rational", "rational bump", "to bend the function near the origin with an odd bump that decays like 1/x", 0.15),
+    Perturbation("rational", "rational bump", "to bend the function near the origin with an odd bump that "
+                 "decays like 1/x", 0.15),
     Perturbation("sinc", "sinc ripple", "to ripple the function near the origin, fading away from it", 0.15),
     Perturbation("tanh", "saturating step", "to shift the two tails apart by a bounded step", 0.1),
 )}
@@ -479,7 +483,7 @@ def _fold(left: float, op: ast.operator, right: float) -> float | None:
 
 def cleanup(node: ast.expr) -> ast.expr:
     """Light algebraic cleanup, bottom-up: fold constant arithmetic, `e*1`, `1*e`, `e/1`, `e+0`,
-    `0+e`, `e-0`, `--e`, `c1*(c2*e)`, `c1*(c2*e/d)`, and turn `a + -c*t` into `a - c*t` (and `a - -c*t` into
+    `0+e`, `e-0`, `--e`, `c*(a*b)` (to `c*a*b`), `c1*(c2*e/d)`, and turn `a + -c*t` into `a - c*t` (and `a - -c*t` into
     `a + c*t`). Returns a new tree; values are unchanged up to float rounding."""
     node = clone(node)
     return _cleanup(node)
@@ -502,11 +506,8 @@ def _cleanup(node: ast.expr) -> ast.expr:
             if lv == 1:
                 return node.right
             if lv is not None and isinstance(node.right, ast.BinOp) and isinstance(node.right.op, ast.Mult):
-                inner = const_value(node.right.left)
-                if inner is not None:
-                    folded = _fold(lv, ast.Mult(), inner)
-                    if folded is not None:
-                        return _cleanup(mul(make_const(folded), node.right.right))
+                # c * (a * b) -> c * a * b, folding c * c2 when a is a constant c2
+                return _cleanup(mul(mul(node.left, node.right.left), node.right.right))
             if lv is not None and isinstance(node.right, ast.BinOp) and isinstance(node.right.op, ast.Div) \
                     and isinstance(node.right.left, ast.BinOp) and isinstance(node.right.left.op, ast.Mult) \
                     and const_value(node.right.left.left) is not None:   # c1 * (c2 * e / d) -> c1c2 * e / d
@@ -821,7 +822,9 @@ def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Te
     memory `budget` (default `ProbeBudget()`), different from `reference` (values on the points,
     e.g. the parent's) and, with `require_nonlinear`, not an affine function of x. When it passes
     and `report` is a dict, `report["values"]` gets the float64 values on the points (as `values`
-    gives them) and `report["cost"]` the `probes.Cost`.
+    gives them), `report["flops"]` and `report["saved"]` the cost per element (measured with
+    `probes.measure_cost`, or the `cost_bound` when that is already within the budget) and
+    `report["exact"]` whether they were measured.
     """
     budget = budget or ProbeBudget()
     x = screen_points().clone().requires_grad_(True)
@@ -856,14 +859,70 @@ def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Te
     if reference is not None and reference.shape == y.shape \
             and float((y - reference).abs().max()) < 1e-6 * (1 + float(reference.abs().max())):
         return "the same function as the parent"
-    try:
-        cost = measure_cost(function, size=256)
-    except Exception as exc:  # ProbeFailure, or an evaluation error on the cost input
-        return f"cost measurement failed ({type(exc).__name__})"
-    if round(cost.flops_per_element, 2) > budget.max_flops_per_element:
-        return f"over the FLOP budget ({cost.flops_per_element:g})"
-    if round(cost.saved_bytes_per_element, 2) > budget.max_saved_bytes_per_element:
-        return f"over the memory budget ({cost.saved_bytes_per_element:g} B)"
+    bound = cost_bound(function) if isinstance(function, Evaluable) else None
+    if bound is not None and bound[0] <= budget.max_flops_per_element \
+            and bound[1] <= budget.max_saved_bytes_per_element:
+        flops, saved, exact = *bound, False   # certainly within the budget: no need to measure
+    else:
+        exact = True
+        try:
+            cost = measure_cost(function, size=256)
+        except Exception as exc:  # ProbeFailure, or an evaluation error on the cost input
+            return f"cost measurement failed ({type(exc).__name__})"
+        flops, saved = cost.flops_per_element, cost.saved_bytes_per_element
+        if round(flops, 2) > budget.max_flops_per_element:
+            return f"over the FLOP budget ({flops:g})"
+        if round(saved, 2) > budget.max_saved_bytes_per_element:
+            return f"over the memory budget ({saved:g} B)"
     if report is not None:
-        report["values"], report["cost"] = y, cost
+        report.update(values=y, flops=flops, saved=saved, exact=exact)
     return None
+
+
+#: Calls that are one elementwise aten operation (F.softsign is three: abs, add, div).
+_SINGLE_OP_CALLS = frozenset([u.spelling for u in UNARIES if u.key != "softsign"]
+                             + ["torch.exp", "torch.square", "torch.neg", "torch.negative", "torch.erfc",
+                                "torch.special.expit", "torch.special.sinc", "torch.special.erf", "F.tanh",
+                                "F.sigmoid", "F.relu"])
+_OP_COUNT = {"F.softsign": 3}
+
+
+def cost_bound(function: Evaluable) -> tuple[float, float] | None:
+    """Upper bounds on what `probes.measure_cost` reports (forward FLOPs and saved bytes per element,
+    float32), from the expression alone; None when it uses a call or node this does not model.
+
+    Every elementwise operation on a tensor (a call of `_SINGLE_OP_CALLS`, an arithmetic operator with
+    a tensor operand, a unary minus) weighs at most `TRANSCENDENTAL_WEIGHT` (8) and produces one new
+    tensor; autograd can save at most the tensors that exist, 4 bytes each per element.
+    """
+    tensors = {function.param}
+    ops = 0
+
+    def count(node: ast.AST) -> bool:
+        nonlocal ops
+        if const_value(node) is not None or isinstance(node, (ast.Constant, ast.Name)):
+            return True
+        if not depends_on(node, tensors):
+            return True   # Python scalar arithmetic: no tensor operation
+        if isinstance(node, ast.BinOp):
+            ops += 1
+            return count(node.left) and count(node.right)
+        if isinstance(node, ast.UnaryOp):
+            ops += 0 if isinstance(node.op, ast.UAdd) else 1
+            return count(node.operand)
+        if isinstance(node, ast.Call) and not node.keywords:
+            spelling = spelling_of(node.func)
+            if spelling in _SINGLE_OP_CALLS or spelling in _OP_COUNT:
+                ops += _OP_COUNT.get(spelling, 1)
+                return all(count(arg) for arg in node.args)
+        return False
+
+    for target, value in function.body:
+        if not count(value):
+            return None
+        tensors.add(target)
+    if function.setup and depends_on(function.expr, {t for t, _ in function.setup}):
+        return None   # module-level names are scalars here, but be safe
+    if not count(function.expr):
+        return None
+    return 8.0 * ops, 4.0 * ops

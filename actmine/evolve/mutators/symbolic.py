@@ -65,6 +65,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 MAX_ATTEMPTS = 24            # edits tried before falling back to `constants`
 FALLBACK_ATTEMPTS = 12
 BASE_NAME = "base_activation"
+MAX_INLINED_NODES = 200      # an inspiration whose inlined expression is larger is not used
 #: Above this fraction of `max_nodes` (or of the probe budget) the mutator prefers `simplify`.
 CROWDED = 0.75
 _GROWING = ("wrap", "perturb_term", "gate", "crossover")
@@ -187,14 +188,15 @@ def _inspiration_expression(parent: Parent, param: str) -> ast.expr | None:
 
         return _Inline().visit(node)
 
-    for target, value in program.setup:
-        bindings[target] = inline(value)
-    bindings.pop(program.param, None)
-    for target, value in program.body:
-        bindings[target] = inline(value)
-    expr = inline(program.expr)
-    if count_nodes(expr) > 200:
-        return None
+    for target, value in list(program.setup) + [(program.param, None)] + list(program.body) + [("", program.expr)]:
+        if value is None:   # the parameter shadows a module-level name
+            bindings.pop(target, None)
+            continue
+        inlined = inline(value)
+        if count_nodes(inlined) > MAX_INLINED_NODES:   # chains of assignments can grow exponentially
+            return None
+        bindings[target] = inlined
+    expr = bindings[""]
     expr = rename(expr, program.param, "\0")      # two steps: the parent's name may be a local here
     expr = rename(expr, "\0", param)
     if not {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} <= {param, "torch", "F", "math"}:
@@ -303,7 +305,7 @@ class SymbolicMutator:
                 if reference is not None:
                     try:
                         cost = measure_cost(program.evaluable, size=256)
-                        heavy = self._is_heavy(cost)
+                        heavy = self._is_heavy(cost.flops_per_element, cost.saved_bytes_per_element)
                     except Exception:  # the parent fails on the cost input: nothing to learn from it
                         pass
             self._remember(key, reference, heavy)
@@ -314,9 +316,9 @@ class SymbolicMutator:
             self._stats.clear()
         self._stats[source] = (reference, heavy)
 
-    def _is_heavy(self, cost) -> bool:
-        return cost.flops_per_element > CROWDED * self.budget.max_flops_per_element \
-            or cost.saved_bytes_per_element > CROWDED * self.budget.max_saved_bytes_per_element
+    def _is_heavy(self, flops: float, saved: float) -> bool:
+        return flops > CROWDED * self.budget.max_flops_per_element \
+            or saved > CROWDED * self.budget.max_saved_bytes_per_element
 
     def _attempt(self, op: str, context: _Context, rng: random.Random, screened: bool = True) -> tuple[str, str] | None:
         edit = self._operators[op](context, rng)
@@ -348,7 +350,8 @@ class SymbolicMutator:
                 except Unsupported:
                     pass
                 if report:   # the proposal is often the next parent: keep what the screen learnt
-                    self._remember(source, report["values"], self._is_heavy(report["cost"]))
+                    self._remember(source, report["values"],
+                                   report["exact"] and self._is_heavy(report["flops"], report["saved"]))
         return source, " ".join(rationale.split())
 
     # -- operators -------------------------------------------------------------------------------
@@ -368,8 +371,7 @@ class SymbolicMutator:
         choices = [u for u in UNARIES if u.key != _function_key(old)]
         new = rng.choice(choices)
         replacement = call(new.spelling, node.args[0])
-        where = "" if not path else f" in `{snippet(expr, 50)}`"
-        return replace_at(expr, path, replacement), f"swap {old} → {new.spelling}{where}"
+        return replace_at(expr, path, replacement), f"swap {old} → {new.spelling} in `{snippet(node, 50)}`"
 
     def _wrap(self, context: _Context, rng: random.Random) -> Edit:
         program, expr = context.program, context.program.expr
