@@ -76,6 +76,18 @@ def test_short_search_end_to_end(tmp_path, config_file):
     assert sum(1 for row in heldout.values() if row["program_id"] is not None) == 2
 
 
+def test_the_same_function_is_recorded_once_and_linked(tmp_path, config_file):
+    same = tmp_path / "relu_again.py"
+    same.write_text("def activation_function(x):\n    # ReLU, spelled differently\n    return F.relu(x)\n")
+    config = Config.load(config_file).with_overrides({"search.budget": 3, "search.seeds": ["relu", str(same), "relu"]})
+    Search(config, tmp_path / "run", live=False).run()
+    records = {r.proposal_index: r for r in programs(tmp_path / "run")}
+    originals = [r for r in records.values() if r.status == "ok" and r.mutator == "seed"]
+    duplicates = [r for r in records.values() if r.status == "duplicate"]
+    assert len(originals) == 1 and len(duplicates) == 2
+    assert all(d.duplicate_of == originals[0].id and d.fitness == originals[0].fitness for d in duplicates)
+
+
 def _run_cli(config_file, run_dir, *extra):
     exe = Path(sys.executable).with_name("actmine")
     return subprocess.Popen([str(exe), "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet",

@@ -237,8 +237,10 @@ class Search:
 
     def _record(self, database: ProgramDatabase, run_id: int, pending: _Pending, evaluation: Evaluation,
                 state: SearchState) -> ProgramRecord:
-        if not evaluation.ok and (evaluation.error or {}).get("code") == "duplicate":
-            original = database.by_fingerprint(evaluation.probes.get("fingerprint"))
+        fingerprint = evaluation.probes.get("fingerprint")
+        if fingerprint and (evaluation.ok or (evaluation.error or {}).get("code") == "duplicate"):
+            # a known function (perhaps one that finished while this one was in flight)
+            original = database.by_fingerprint(fingerprint, run_id=run_id)
             if original is not None:
                 return self._record_duplicate(database, run_id, pending, original, state, evaluation)
         cell = cell_of(evaluation.probes.get("descriptors", {}), evaluation.probes) if evaluation.ok else None
