@@ -442,3 +442,25 @@ def test_cost_bound_is_an_upper_bound_of_the_measured_cost():
             checked += 1
     assert checked >= 60
     assert ex.cost_bound(ex.Evaluable("x", (), (), expr("torch.cumsum(x, 0)"))) is None
+
+
+def test_interpreter_matches_the_compiled_program_with_helpers_and_locals():
+    source = ("SCALE = 1.702\n\ndef gate(t, s):\n    z = s * t\n    return torch.sigmoid(z)\n\n"
+              "def activation_function(x):\n    g = gate(x, SCALE)\n    return x * g + 0.1 * x.clamp(min=0).square()\n")
+    program = ex.evaluable_program(check_source(source))
+    assert program is not None
+    assert torch.allclose(program(GRID), compile_candidate(source)(GRID))
+    looping = "def activation_function(x):\n    for k in range(2):\n        x = torch.tanh(x)\n    return x\n"
+    assert ex.evaluable_program(check_source(looping)) is None
+
+
+def test_proposals_do_not_depend_on_the_mutators_history():
+    """The caches (checked sources, parents' values) never change a proposal."""
+    warm, rng, parent = SymbolicMutator(), random.Random(9), Parent(RELU)
+    for _ in range(25):
+        state = rng.getstate()
+        proposal = warm.propose(parent, INSPIRATIONS[1:], rng)
+        fresh_rng = random.Random()
+        fresh_rng.setstate(state)
+        assert SymbolicMutator().propose(parent, INSPIRATIONS[1:], fresh_rng) == proposal
+        parent = Parent(proposal.source)

@@ -129,6 +129,9 @@ class Search:
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         config = self.config
+        # The controller shares the machine with its workers; one thread also keeps the
+        # mutators' in-process screening fast (torch's thread pool costs more than it saves here).
+        torch.set_num_threads(1)
         database, run_id = self._open()
         lab = build_lab(config)
         lab.reference  # ReLU, computed here (trusted) once; the workers receive the numbers

@@ -645,7 +645,7 @@ def evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
             return node.value
         raise Unsupported(f"literal {node.value!r}")
     if isinstance(node, ast.Name):
-        if node.id in env:
+        if node.id in env and not isinstance(env[node.id], _BoundHelper):
             return env[node.id]
         raise Unsupported(f"name {node.id}")
     if isinstance(node, ast.Attribute):
@@ -704,6 +704,10 @@ def evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
                 raise Unsupported(f"keyword {keyword.arg}")
             kwargs[keyword.arg] = evaluate(keyword.value, env)
         spelling = spelling_of(node.func)
+        if isinstance(node.func, ast.Name) and isinstance(env.get(node.func.id), _BoundHelper):
+            if kwargs:
+                raise Unsupported("keyword arguments to a helper")
+            return env[node.func.id](*args)
         if spelling in _FUNCTIONS:
             function = _FUNCTIONS[spelling]
             if spelling.startswith("math.") and any(isinstance(a, torch.Tensor) for a in args):
@@ -730,12 +734,44 @@ def evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
 
 
 @dataclass(frozen=True)
+class Helper:
+    """A helper function of a program: positional parameters, assignments to names, a final return."""
+
+    params: tuple[str, ...]
+    body: tuple[tuple[str, ast.expr], ...]
+    expr: ast.expr
+
+
+class _BoundHelper:
+    """A `Helper` bound to its module's namespace (late binding, as Python's globals)."""
+
+    MAX_ACTIVE = 16   # nested calls (recursion) deeper than this are not modelled
+
+    def __init__(self, helper: Helper, namespace: dict[str, Any]):
+        self.helper, self.namespace, self.active = helper, namespace, 0
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) != len(self.helper.params) or self.active >= self.MAX_ACTIVE:
+            raise Unsupported("a helper call with other arguments, or deep recursion")
+        env = dict(self.namespace)
+        env.update(zip(self.helper.params, args))
+        self.active += 1
+        try:
+            for target, value in self.helper.body:
+                env[target] = evaluate(value, env)
+            return evaluate(self.helper.expr, env)
+        finally:
+            self.active -= 1
+
+
+@dataclass(frozen=True)
 class Evaluable:
-    """A program reduced to what `evaluate` can run: scalar assignments at module level (`setup`),
-    the function's own assignments (`body`, in order) and its return expression."""
+    """A program reduced to what `evaluate` can run: the module-level assignments and helper
+    functions (`setup`, in order), the function's own assignments (`body`, in order) and its
+    return expression."""
 
     param: str
-    setup: tuple[tuple[str, ast.expr], ...]
+    setup: tuple[tuple[str, ast.expr | Helper], ...]
     body: tuple[tuple[str, ast.expr], ...]
     expr: ast.expr
 
@@ -743,9 +779,11 @@ class Evaluable:
         return Evaluable(self.param, self.setup, self.body, expr)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        env: dict[str, Any] = {}
+        namespace: dict[str, Any] = {}
         for target, value in self.setup:
-            env[target] = evaluate(value, env)
+            namespace[target] = _BoundHelper(value, namespace) if isinstance(value, Helper) \
+                else evaluate(value, namespace)
+        env = dict(namespace)
         env[self.param] = x
         for target, value in self.body:
             env[target] = evaluate(value, env)
@@ -755,40 +793,55 @@ class Evaluable:
         return out
 
 
-def evaluable_program(module: ast.Module) -> Evaluable | None:
-    """The program as an `Evaluable`, or None when it has anything beyond numeric module-level
-    assignments, one `def activation_function(x)` and, in it, assignments to names and a final return."""
-    setup: list[tuple[str, ast.expr]] = []
-    function: ast.FunctionDef | None = None
-    for statement in module.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                and isinstance(statement.targets[0], ast.Name) and function is None:
-            setup.append((statement.targets[0].id, statement.value))
-        elif isinstance(statement, ast.FunctionDef) and statement.name == ENTRY_POINT and function is None:
-            function = statement
-        elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-            continue  # a docstring
-        else:
-            return None
-    if function is None or function.decorator_list:
-        return None
+def _simple_function(function: ast.FunctionDef) -> Helper | None:
+    """A function of plain positional parameters whose body is assignments to names and a final
+    return (a docstring allowed), as a `Helper`; None otherwise."""
     arguments = function.args
-    if arguments.posonlyargs or len(arguments.args) != 1 or arguments.vararg or arguments.kwarg \
+    if function.decorator_list or arguments.posonlyargs or arguments.vararg or arguments.kwarg \
             or arguments.kwonlyargs or arguments.defaults:
         return None
-    body: list[tuple[str, ast.expr]] = []
     statements = list(function.body)
     if statements and isinstance(statements[0], ast.Expr) and isinstance(statements[0].value, ast.Constant):
         statements = statements[1:]
     if not statements or not isinstance(statements[-1], ast.Return) or statements[-1].value is None:
         return None
+    body: list[tuple[str, ast.expr]] = []
     for statement in statements[:-1]:
         if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
                 and isinstance(statement.targets[0], ast.Name):
             body.append((statement.targets[0].id, statement.value))
         else:
             return None
-    return Evaluable(arguments.args[0].arg, tuple(setup), tuple(body), statements[-1].value)
+    return Helper(tuple(a.arg for a in arguments.args), tuple(body), statements[-1].value)
+
+
+def evaluable_program(module: ast.Module) -> Evaluable | None:
+    """The program as an `Evaluable`, or None when it has anything beyond module-level assignments
+    to names, helper functions and one `def activation_function(x)` -- the functions made of
+    assignments to names and a final return."""
+    setup: list[tuple[str, ast.expr | Helper]] = []
+    entry: Helper | None = None
+    for statement in module.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+                and isinstance(statement.targets[0], ast.Name):
+            setup.append((statement.targets[0].id, statement.value))
+        elif isinstance(statement, ast.FunctionDef):
+            function = _simple_function(statement)
+            if function is None:
+                return None
+            if statement.name == ENTRY_POINT:
+                if entry is not None:
+                    return None
+                entry = function
+            else:
+                setup.append((statement.name, function))
+        elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # a docstring
+        else:
+            return None
+    if entry is None or len(entry.params) != 1 or ENTRY_POINT in {t for t, _ in setup}:
+        return None
+    return Evaluable(entry.params[0], tuple(setup), entry.body, entry.expr)
 
 
 _POINTS: torch.Tensor | None = None

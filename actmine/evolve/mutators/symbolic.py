@@ -42,11 +42,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from actmine.candidate.probes import ProbeBudget, measure_cost
+from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
 from . import Parent, Proposal, register_mutator
-from .expressions import (ENTRY_POINT, clone, GATES, GAUSSIAN, RECOGNIZED_UNARY_SPELLINGS, RELU_SOURCE, UNARIES,
+from .expressions import (ENTRY_POINT, clone, GATES, GAUSSIAN, Helper, RECOGNIZED_UNARY_SPELLINGS, RELU_SOURCE, UNARIES,
                           UNARY_BY_SPELLING, Evaluable, Unsupported, add, build_gate, call, const_value,
                           constant_sites, count_nodes, depends_on, evaluable_program, make_const, mul, name,
                           nice_number, rename, replace_at, round_constants, round_sig, cleanup, sample_amplitude,
@@ -189,8 +189,8 @@ def _inspiration_expression(parent: Parent, param: str) -> ast.expr | None:
         return _Inline().visit(node)
 
     for target, value in list(program.setup) + [(program.param, None)] + list(program.body) + [("", program.expr)]:
-        if value is None:   # the parameter shadows a module-level name
-            bindings.pop(target, None)
+        if value is None or isinstance(value, Helper):   # the parameter shadows a module-level name;
+            bindings.pop(target, None)                      # helpers are not inlined (nor used)
             continue
         inlined = inline(value)
         if count_nodes(inlined) > MAX_INLINED_NODES:   # chains of assignments can grow exponentially
@@ -296,18 +296,23 @@ class SymbolicMutator:
 
     def _parent_stats(self, program: _Program) -> tuple[torch.Tensor | None, bool]:
         """The parent's values on the screen points (None if it cannot be interpreted) and whether its
-        cost is above `CROWDED` of the budget; cached by source."""
+        cost is above `CROWDED` of the budget, judged as for an accepted child (so the cache of
+        children's results gives the same answers); cached by source."""
         key = program.original
         if key not in self._stats:
             reference, heavy = None, False
             if program.evaluable is not None:
-                reference = values(program.evaluable)
-                if reference is not None:
-                    try:
-                        cost = measure_cost(program.evaluable, size=256)
-                        heavy = self._is_heavy(cost.flops_per_element, cost.saved_bytes_per_element)
-                    except Exception:  # the parent fails on the cost input: nothing to learn from it
-                        pass
+                report: dict = {}
+                try:
+                    reason = screen(program.evaluable, budget=self.budget, report=report)
+                except Unsupported:
+                    reason = "unsupported"
+                if reason is None:
+                    reference = report["values"]
+                    heavy = report["exact"] and self._is_heavy(report["flops"], report["saved"])
+                else:   # a parent that fails the screen: still compare children with it if possible
+                    reference = values(program.evaluable)
+                    heavy = reason.startswith("over the")
             self._remember(key, reference, heavy)
         return self._stats[key]
 
