@@ -196,7 +196,14 @@ class Search:
             summary["best"] = {"id": best.id, "fitness": best.fitness, "source": best.source,
                                "rationale": best.rationale}
         if not self._stop:
-            summary["heldout"] = self.heldout_check(database, run_id)
+            from contextlib import nullcontext
+
+            from rich.console import Console
+
+            message = f"held-out check: the top {self.config.search.heldout_top} and the library's references on " \
+                      f"{self.config.lab.heldout_suite}"
+            with Console().status(message) if self.live else nullcontext():
+                summary["heldout"] = self.heldout_check(database, run_id)
         database.update_run(run_id, status="interrupted" if self._stop else "finished")
         database.close()
         return summary
