@@ -220,6 +220,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    run_dir = _existing_run(args.run_dir)
+    from .report.html import write_report
+
+    path = write_report(run_dir, out=args.out, top=args.top)
+    print(f"report written to {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run_dir = _existing_run(args.run_dir)
+    from .report.export import export_pack
+
+    path = export_pack(run_dir, args.top, args.out)
+    print(f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
+          f"actmine.activations.load_pack({str(path)!r})")
+    return 0
+
+
+def _existing_run(run_dir: str) -> str:
+    from pathlib import Path
+
+    if not (Path(run_dir) / "programs.sqlite").is_file():
+        raise UsageError(f"{run_dir!r} is not a run directory (no programs.sqlite); give the --run-dir of an "
+                         "`actmine search`")
+    return run_dir
+
+
 def print_search_summary(summary: dict, run_dir: str) -> None:
     from rich.table import Table
 
@@ -294,6 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="the run's seed")
     p.add_argument("--quiet", action="store_true", help="no live view")
     p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser("report", help="a self-contained HTML report of a run (works while it runs)")
+    p.add_argument("run_dir", help="the run directory of an `actmine search`")
+    p.add_argument("--out", help="where to write it (default: RUN_DIR/report.html)")
+    p.add_argument("--top", type=int, default=5, help="candidates shown in detail")
+    p.set_defaults(run=cmd_report)
+
+    p = sub.add_parser("export", help="the top programs of a run as a plain PyTorch module file")
+    p.add_argument("run_dir", help="the run directory of an `actmine search`")
+    p.add_argument("--top", type=int, default=3, help="how many programs to export")
+    p.add_argument("--out", required=True, help="the .py file to write")
+    p.set_defaults(run=cmd_export)
     return parser
 
 
@@ -302,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "seeds", None) is not None and args.seeds < 1:
         print("actmine: error: --seeds must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    for option in ("timeout", "memory_mb", "max_flops", "budget", "workers"):
+    for option in ("timeout", "memory_mb", "max_flops", "budget", "workers", "top"):
         value = getattr(args, option, None)
         if value is not None and value <= 0:
             print(f"actmine: error: --{option.replace('_', '-')} must be positive", file=sys.stderr)

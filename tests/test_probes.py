@@ -165,7 +165,7 @@ def test_run_probes_runtime_error_message_names_the_exception():
 def test_run_probes_success():
     result = P.run_probes(F.gelu)
     assert set(result) == {"pointwise", "flops_per_element", "backward_flops_per_element",
-                           "saved_bytes_per_element", "fingerprint", "descriptors", "ops"}
+                           "saved_bytes_per_element", "fingerprint", "descriptors", "ops", "curve"}
     assert result["pointwise"] is True
     assert result["flops_per_element"] >= 1
     assert result["backward_flops_per_element"] > 0
@@ -462,3 +462,12 @@ def test_descriptors_of_affine_functions(a, b):
     assert d["sign_changes"] == 0 and d["monotone"] is True
     assert d["mean_curvature"] == pytest.approx(0.0, abs=1e-6)
     assert flops(lambda x: a * x + b) == 2.0
+
+
+def test_curve_records_values_and_derivative_of_the_function():
+    record = P.curve(torch.tanh)
+    x = torch.tensor(record["x"], dtype=torch.float64)
+    assert len(x) == P.CURVE_POINTS and record["x"][0] == -6 and record["x"][-1] == 6
+    torch.testing.assert_close(torch.tensor(record["y"], dtype=torch.float64), torch.tanh(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.tensor(record["dy"], dtype=torch.float64), 1 - torch.tanh(x) ** 2,
+                               atol=1e-6, rtol=0)

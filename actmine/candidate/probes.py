@@ -320,6 +320,18 @@ def fingerprint(activation: Activation) -> str:
     return hashlib.sha256(",".join(rounded).encode()).hexdigest()[:16]
 
 
+CURVE_POINTS = 121
+
+
+def curve(activation: Activation) -> dict[str, list[float]]:
+    """f and f' on [−6, 6] (121 points), as plain numbers: reports and plots draw a candidate
+    from this record, so they never have to run its (untrusted) code themselves."""
+    x = torch.linspace(-6, 6, CURVE_POINTS, dtype=torch.float32)
+    y, dy = _derivative(activation, x, "on the curve's points")
+    return {"x": [round(v, 4) for v in x.tolist()], "y": [_finite(v) for v in y.tolist()],
+            "dy": [_finite(v) for v in dy.tolist()]}
+
+
 def _finite(value: float, bound: float = DESCRIPTOR_CLIP) -> float:
     """A plain finite float: NaN reads as 0, ±inf and huge values are clipped to ±bound, -0.0 is 0.0."""
     value = float(value)
@@ -446,4 +458,4 @@ def run_probes(activation: Activation, dtype: torch.dtype = torch.float32,
     return {"pointwise": pointwise, "flops_per_element": flops,
             "backward_flops_per_element": round(cost.backward_flops_per_element, 2),
             "saved_bytes_per_element": saved, "fingerprint": fingerprint(activation),
-            "descriptors": shape, "ops": cost.ops}
+            "descriptors": shape, "ops": cost.ops, "curve": curve(activation)}
