@@ -185,6 +185,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           _fmt(max(t.id_error for t in e.tasks)), ratio)
         _console().print(table)
         _console().print("ood_log_ratio: mean over tasks of ln(OOD error ÷ ReLU's); negative beats ReLU.")
+    if args.plot:
+        from .report.plots import plot_comparison
+
+        scored = [e for e in evaluations if e.ok]
+        # curves recorded by the probes (in the sandbox for program files): nothing untrusted runs here
+        plot_comparison(scored, {e.activation: e.probes["curve"] for e in scored if "curve" in e.probes}, args.plot)
+        _console(stderr=True).print(f"plot written to {args.plot}")
     return 0 if all(e.ok for e in evaluations) else EXIT_REFUSED
 
 
@@ -307,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON list of results")
     output.add_argument("--markdown", action="store_true", help="print docs/lab.md's calibration table")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the curves and per-family log-ratios to a PNG")
     lab_options(p)
     p.set_defaults(run=cmd_compare)
 

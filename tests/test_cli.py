@@ -145,3 +145,18 @@ def test_console_script_runs_as_installed(tmp_path, suite_file):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ood_log_ratio"] == 0.0
+
+
+def test_compare_plot_writes_a_png(capsys, suite_file, tmp_path):
+    candidate = tmp_path / "cand.py"
+    candidate.write_text("def activation_function(x):\n    return F.gelu(x) + 0.1 * torch.sin(x)\n")
+    out = tmp_path / "cmp.png"
+    code, _, err = run_cli(capsys, "compare", "relu", str(candidate), "--suite", suite_file, "--plot", str(out))
+    data = out.read_bytes()
+    assert code == 0 and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000 and "plot written" in err
+
+
+def test_report_and_export_need_a_run_directory(capsys, tmp_path):
+    for argv in (["report", str(tmp_path)], ["export", str(tmp_path), "--out", str(tmp_path / "p.py")]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and "not a run directory" in err

@@ -24,13 +24,13 @@ from .paper import (
 )
 from .registry import (
     REGISTRY, Activation, ActivationFromCallable, ActivationInfo, ActivationRegistry,
-    UnknownActivationError, get, info, is_pointwise, list, register,
+    UnknownActivationError, get, info, is_pointwise, list, load_pack, register,
 )
 
 # `list` is deliberately left out of __all__: a star-import would otherwise
 # shadow the builtin in the importer.  Use `activations.list()`.
 __all__ = [
     "REGISTRY", "Activation", "ActivationFromCallable", "ActivationInfo", "ActivationRegistry",
-    "UnknownActivationError", "get", "info", "is_pointwise", "register",
+    "UnknownActivationError", "get", "info", "is_pointwise", "load_pack", "register",
     *classic.__all__, *paper.__all__,
 ]

@@ -27,6 +27,7 @@ import builtins
 import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -42,6 +43,7 @@ __all__ = [
     "info",
     "is_pointwise",
     "list",
+    "load_pack",
     "register",
 ]
 
@@ -377,7 +379,66 @@ class ActivationRegistry:
 REGISTRY = ActivationRegistry()
 
 register = REGISTRY.register
-get = REGISTRY.get
 info = REGISTRY.info
 is_pointwise = REGISTRY.is_pointwise
 list = REGISTRY.list  # noqa: A001 -- the public name asked for; shadows the builtin only here
+
+
+def load_pack(path: str | Path, registry: ActivationRegistry | None = None) -> builtins.list[str]:
+    """Import an activation pack written by `actmine.report.export_pack` and register each of its
+    classes (``ACTIVATIONS = {"mined_<id>": Mined<id>, ...}``) under its name, with
+    ``pointwise=True``, the class's ``formula`` attribute and source ``"exported from <path>"``.
+    Returns the registered names.
+
+    Loading *runs the file's code* (the exported programs): load only packs you made yourself.
+    Loading the same file again re-registers its names (a reload); a name already taken by
+    another activation raises ``ValueError``.
+    """
+    import hashlib
+    import importlib.util
+    import sys
+
+    registry = REGISTRY if registry is None else registry
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no activation pack at {path}")
+    module_name = "actmine_pack_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    table = getattr(module, "ACTIVATIONS", None)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path} has no ACTIVATIONS dict; not an activation pack")
+    names = []
+    for name, module_cls in table.items():
+        entry = registry.register(str(name), module_cls, formula=str(getattr(module_cls, "formula", "") or ""),
+                                  source=f"exported from {path}", pointwise=bool(getattr(module_cls, "pointwise", True)),
+                                  function=None)
+        names.append(entry.name)
+    return names
+
+
+def _split_pack_reference(name: str) -> tuple[str, str] | None:
+    """``"path/to/pack.py:mined_12"`` -> (path, name); None for a plain name."""
+    if ".py:" not in name:
+        return None
+    path, _, entry = name.rpartition(":")
+    return (path, entry) if path.endswith(".py") and entry else None
+
+
+def get(name_or_callable: str | nn.Module | type[nn.Module] | Callable[..., Tensor], /, **kwargs: Any) -> nn.Module:
+    """:meth:`ActivationRegistry.get` on the package registry, plus ``"path/to/pack.py:name"``:
+    load that exported pack with :func:`load_pack` (which runs its code), then get ``name``."""
+    if isinstance(name_or_callable, str):
+        reference = _split_pack_reference(name_or_callable)
+        if reference is not None:
+            load_pack(reference[0])
+            return REGISTRY.get(reference[1], **kwargs)
+    return REGISTRY.get(name_or_callable, **kwargs)

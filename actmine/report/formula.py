@@ -213,8 +213,8 @@ class _Interpreter:
         if isinstance(node, ast.Attribute):
             parts = _dotted(node)
             if parts and parts[0] in NAMESPACES and parts[-1] in CONSTANTS:
-                return CONSTANTS[parts[-1]][0] if self.backend == "torch" and False else \
-                    (self.number(CONSTANTS[parts[-1]][0]) if self.backend == "torch" else CONSTANTS[parts[-1]][1])
+                value, symbol = CONSTANTS[parts[-1]]
+                return self.number(value) if self.backend == "torch" else symbol
             raise FormulaError("unsupported attribute")
         if isinstance(node, ast.UnaryOp):
             value = self.run(node.operand, env, depth + 1)
@@ -235,6 +235,11 @@ class _Interpreter:
             if op is ast.Div:
                 return left / right
             if op is ast.Pow:
+                if self.backend == "sympy" and getattr(right, "is_number", False):
+                    if abs(float(right)) > 64:
+                        raise FormulaError("exponent too large to simplify")
+                    if getattr(left, "is_number", False):
+                        return sp.Float(math.pow(float(left), float(right)), 6)
                 return left ** right
             raise FormulaError("unsupported operator")
         if isinstance(node, ast.Call):
@@ -287,8 +292,7 @@ def sympy_expression(source: str) -> sp.Expr | None:
         x = sp.Symbol("x", real=True)
         expr = _Interpreter("sympy", helpers).run(body, {param: x})
         return sp.sympify(expr)
-    except (FormulaError, SyntaxError, ValueError, TypeError, AttributeError, RecursionError,
-            ZeroDivisionError, OverflowError, MemoryError, sp.SympifyError):
+    except Exception:  # FormulaError, SyntaxError, sympy's errors, overflow ...: no formula
         return None
 
 
@@ -300,7 +304,9 @@ def simplified_formula(source: str) -> str | None:
         return None
     try:
         if sp.count_ops(expr) <= SIMPLIFY_MAX_OPS:
-            expr = sp.simplify(expr)
+            simpler = sp.simplify(expr)
+            if sp.count_ops(simpler) <= sp.count_ops(expr):  # simplify() can make things longer
+                expr = simpler
         return sp.latex(expr)
     except Exception:  # sympy can fail in many ways on odd expressions; the formula is optional
         try:

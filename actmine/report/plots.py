@@ -1,0 +1,226 @@
+"""Figures of a search (matplotlib, Agg backend: no display needed).
+
+Every `*_figure` function draws one figure and, given a path, writes it as PNG there; it returns
+the `matplotlib.figure.Figure` (closed figures are fine to pass to `png_bytes`/`data_uri`, which
+render them again). `plot_comparison` is what `actmine compare --plot FILE.png` writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["curves_figure", "family_bars_figure", "fitness_over_time_figure", "heatmap_figure",
+           "plot_comparison", "png_bytes", "data_uri", "REFERENCES"]
+
+X_RANGE = (-6.0, 6.0)
+POINTS = 481
+
+
+def _references() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    return {"ReLU": torch.relu, "GELU": torch.nn.functional.gelu}
+
+
+REFERENCES = _references()
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def data_uri(fig: Figure, dpi: int = 100) -> str:
+    """The figure as a `data:image/png;base64,…` URI, for inlining in HTML."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode("ascii")
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return fig
+
+
+def _curve(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[list[float], list[float]] | None:
+    """Values and autograd derivative of fn on x (non-finite points become NaN); None on error."""
+    try:
+        xs = x.clone().requires_grad_(True)
+        y = fn(xs)
+        if not isinstance(y, torch.Tensor) or y.shape != xs.shape:
+            return None
+        (grad,) = torch.autograd.grad(y.sum(), xs, allow_unused=True)
+        grad = torch.zeros_like(xs) if grad is None else grad
+        values = [v if math.isfinite(v) else math.nan for v in y.detach().double().tolist()]
+        slopes = [v if math.isfinite(v) else math.nan for v in grad.detach().double().tolist()]
+        return values, slopes
+    except Exception:  # a function that cannot be drawn is left out of the figure
+        return None
+
+
+def _draw_curves(axes: Sequence[Any], functions: Mapping[str, Callable], references: bool = True) -> None:
+    x = torch.linspace(*X_RANGE, POINTS)
+    xs = x.tolist()
+    drawn = dict(REFERENCES) if references else {}
+    drawn.update(functions)
+    for name, fn in drawn.items():
+        points = xs
+        if isinstance(fn, Mapping):  # a recorded curve {"x", "y", "dy"} (the probes' `curve`)
+            try:
+                points = [float(v) for v in fn["x"]]
+                curve = ([math.nan if v is None else float(v) for v in fn["y"]],
+                         [math.nan if v is None else float(v) for v in fn["dy"]])
+                if not len(points) == len(curve[0]) == len(curve[1]):
+                    continue
+            except (KeyError, TypeError, ValueError):
+                continue
+        else:
+            curve = _curve(fn, x)
+        if curve is None:
+            continue
+        reference = references and name in REFERENCES and name not in functions
+        # references in greys; the others take C0, C1, … in order, as the family bars do, so that
+        # one activation has one colour in every panel of `plot_comparison`
+        style = dict(linestyle="--", linewidth=1.0, color="0.35" if name == "ReLU" else "0.65") if reference \
+            else dict(linewidth=1.8, color=f"C{list(functions).index(name) % 10}")
+        axes[0].plot(points, curve[0], label=name, **style)
+        axes[1].plot(points, curve[1], label=name, **style)
+    axes[0].set_title("f(x)")
+    axes[1].set_title("f'(x) (autograd)")
+    for ax in axes:
+        ax.axhline(0, color="0.7", linewidth=0.6)
+        ax.axvline(0, color="0.7", linewidth=0.6)
+        ax.set_xlabel("x")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-3, 7)
+    axes[1].set_ylim(-1.5, 2.5)
+    axes[0].legend(fontsize=8, loc="upper left")
+
+
+def curves_figure(functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+                  path: str | Path | None = None, references: bool = True) -> Figure:
+    """Each function and its derivative on [−6, 6], in two panels; ReLU and GELU as dashed
+    references (unless `references=False`). A value is a callable (derivative by autograd) or a
+    recorded curve `{"x": [...], "y": [...], "dy": [...]}` such as the probes' `curve`."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    _draw_curves(axes, functions, references)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def _family_table(evaluations: Sequence[Any]) -> tuple[list[str], list[str], list[list[float]]]:
+    names = [getattr(e, "activation", str(i)) for i, e in enumerate(evaluations)]
+    per = [e.by_family() if getattr(e, "tasks", None) else {} for e in evaluations]
+    families = sorted({family for p in per for family in p})
+    values = [[p.get(family, {}).get("log_ratio", math.nan) for family in families] for p in per]
+    return names, families, values
+
+
+def _draw_bars(ax: Any, names: Sequence[str], families: Sequence[str], values: Sequence[Sequence[float]]) -> None:
+    if not families:
+        ax.text(0.5, 0.5, "no scored evaluations", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    width = 0.8 / max(len(names), 1)
+    for i, (name, row) in enumerate(zip(names, values)):
+        positions = [j + (i - (len(names) - 1) / 2) * width for j in range(len(families))]
+        ax.bar(positions, row, width=width, label=name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(families)))
+    ax.set_xticklabels(families)
+    ax.set_ylabel("OOD log-ratio vs ReLU (lower is better)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def family_bars_figure(evaluations: Sequence[Any], path: str | Path | None = None) -> Figure:
+    """Grouped bars of each evaluation's per-family OOD log-ratio vs ReLU (`Evaluation.by_family()`)."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    _draw_bars(ax, *_family_table(evaluations))
+    ax.set_title("per-family OOD log-ratio vs ReLU")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def fitness_over_time_figure(records: Sequence[Any], path: str | Path | None = None) -> Figure:
+    """Every scored program's fitness against its proposal index, and the best-so-far line."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    scored = sorted((r.proposal_index, r.fitness) for r in records
+                    if getattr(r, "status", "ok") == "ok" and r.fitness is not None)
+    failed = [r.proposal_index for r in records if getattr(r, "status", "ok") == "failed"]
+    if scored:
+        ax.scatter([p for p, _ in scored], [f for _, f in scored], s=14, alpha=0.7, label="evaluated")
+        best, steps_x, steps_y = -math.inf, [], []
+        for index, fitness in scored:
+            best = max(best, fitness)
+            steps_x.append(index)
+            steps_y.append(best)
+        ax.step(steps_x, steps_y, where="post", color="C3", label="best so far")
+    if failed:
+        low = min((f for _, f in scored), default=0.0)
+        ax.scatter(failed, [low] * len(failed), marker="x", color="0.6", s=14, label="failed")
+    ax.axhline(0, color="0.5", linewidth=0.6, linestyle=":")
+    ax.set_xlabel("proposal index")
+    ax.set_ylabel("fitness (higher is better)")
+    ax.set_title("fitness over the search")
+    ax.grid(alpha=0.3)
+    if scored or failed:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def heatmap_figure(rows: Mapping[str, Mapping[str, float]], path: str | Path | None = None) -> Figure:
+    """Per-task OOD log-ratios (rows: activations, columns: tasks), diverging colours centred at 0
+    (blue: better than ReLU)."""
+    names = list(rows)
+    tasks = sorted({task for row in rows.values() for task in row})
+    values = [[float(rows[name].get(task, math.nan)) for task in tasks] for name in names]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(tasks) + 3), max(2.5, 0.45 * len(names) + 1.5)))
+    if names and tasks:
+        finite = [abs(v) for row in values for v in row if math.isfinite(v)]
+        bound = max(max(finite, default=0.0), 1e-3)
+        image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound),
+                          aspect="auto")
+        ax.set_xticks(range(len(tasks)))
+        ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names, fontsize=8)
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                if math.isfinite(value):
+                    ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=7)
+        fig.colorbar(image, ax=ax, label="OOD log-ratio vs ReLU")
+    else:
+        ax.text(0.5, 0.5, "no task scores", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title("per-task OOD log-ratio vs ReLU (lower is better)")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_comparison(evaluations: Sequence[Any], functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+                    path: str | Path | None = None) -> Figure:
+    """One figure: the curves and derivatives of `functions` (with ReLU/GELU references) above
+    the per-family bar chart of `evaluations`. Used by `actmine compare --plot FILE.png`."""
+    fig = plt.figure(figsize=(11, 7.5))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
+    _draw_curves([fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])], functions)
+    bars = fig.add_subplot(grid[1, :])
+    _draw_bars(bars, *_family_table(evaluations))
+    bars.set_title("per-family OOD log-ratio vs ReLU")
+    fig.tight_layout()
+    return _finish(fig, path)
