@@ -231,7 +231,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir)
     from .report.html import write_report
 
-    path = write_report(run_dir, out=args.out, top=args.top)
+    baseline = _existing_run(args.baseline) if args.baseline else None
+    path = write_report(run_dir, out=args.out, top=args.top, baseline=baseline)
     print(f"report written to {path}")
     return 0
 
@@ -335,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run directory of an `actmine search`")
     p.add_argument("--out", help="where to write it (default: RUN_DIR/report.html)")
     p.add_argument("--top", type=int, default=5, help="candidates shown in detail")
+    p.add_argument("--baseline", help="run directory of a random-search run to draw beside this one")
     p.set_defaults(run=cmd_report)
 
     p = sub.add_parser("export", help="the top programs of a run as a plain PyTorch module file")

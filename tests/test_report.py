@@ -216,3 +216,9 @@ def test_curves_from_a_recorded_curve(tmp_path):
     recorded = {"x": [-6.0, 0.0, 6.0], "y": [0.0, None, 6.0], "dy": [0.0, 0.5, 1.0]}
     curves_figure({"recorded": recorded, "bad": {"x": [1.0]}}, tmp_path / "rec.png")
     assert_png(tmp_path / "rec.png")
+
+
+def test_random_search_baseline_is_drawn_beside_the_run(tmp_path, run_dir):
+    out = write_report(run_dir, out=tmp_path / "with-baseline.html", references=(), baseline=run_dir)
+    text = out.read_text()
+    assert "random-search run in" in text and text.count("data:image/png;base64,") >= 3

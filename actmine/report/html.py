@@ -116,12 +116,18 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 5,
-                 references: Sequence[str] = REFERENCE_NAMES) -> Path:
+                 references: Sequence[str] = REFERENCE_NAMES, baseline: str | Path | None = None) -> Path:
     """Write the HTML report of the latest run in `run_dir` (default `RUN_DIR/report.html`) and
     return its path. `top`: how many candidates get a leaderboard row and their own section;
     `references`: library activations evaluated on the search suite for the heatmap (`()` skips
-    that training)."""
+    that training); `baseline`: the run directory of a random-search run (`--mutator random`) whose
+    best-so-far curve is drawn beside this run's."""
     run_dir = Path(run_dir)
+    baseline_records = None
+    if baseline is not None:
+        with ProgramDatabase(Path(baseline) / "programs.sqlite", readonly=True) as other:
+            other_run = other.latest_run()
+            baseline_records = other.programs(other_run["id"]) if other_run else None
     out = Path(out) if out is not None else run_dir / "report.html"
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
         run = db.latest_run()
@@ -201,7 +207,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
 
     # ---- fitness over time
     parts.append("<h2 id='progress'>Fitness over evaluations</h2>")
-    parts.append(_img(plots.fitness_over_time_figure(records), "fitness over evaluations"))
+    parts.append(_img(plots.fitness_over_time_figure(records, baseline=baseline_records),
+                      "fitness over evaluations"))
+    if baseline_records is not None:
+        parts.append(f"<p class='muted'>Dashed: the best so far of the random-search run in {_e(str(baseline))} "
+                     f"({len(baseline_records)} proposals).</p>")
 
     # ---- failures
     parts.append("<h2 id='failures'>Failures by reason</h2>")

@@ -155,20 +155,32 @@ def family_bars_figure(evaluations: Sequence[Any], path: str | Path | None = Non
     return _finish(fig, path)
 
 
-def fitness_over_time_figure(records: Sequence[Any], path: str | Path | None = None) -> Figure:
-    """Every scored program's fitness against its proposal index, and the best-so-far line."""
+def _best_so_far(records: Sequence[Any]) -> tuple[list[int], list[float]]:
+    scored = sorted((r.proposal_index, r.fitness) for r in records
+                    if getattr(r, "status", "ok") == "ok" and r.fitness is not None)
+    best, xs, ys = -math.inf, [], []
+    for index, fitness in scored:
+        best = max(best, fitness)
+        xs.append(index)
+        ys.append(best)
+    return xs, ys
+
+
+def fitness_over_time_figure(records: Sequence[Any], path: str | Path | None = None,
+                             baseline: Sequence[Any] | None = None) -> Figure:
+    """Every scored program's fitness against its proposal index, and the best-so-far line;
+    with `baseline` (the programs of a random-search run), its best-so-far line for comparison."""
     fig, ax = plt.subplots(figsize=(8, 3.6))
     scored = sorted((r.proposal_index, r.fitness) for r in records
                     if getattr(r, "status", "ok") == "ok" and r.fitness is not None)
     failed = [r.proposal_index for r in records if getattr(r, "status", "ok") == "failed"]
     if scored:
         ax.scatter([p for p, _ in scored], [f for _, f in scored], s=14, alpha=0.7, label="evaluated")
-        best, steps_x, steps_y = -math.inf, [], []
-        for index, fitness in scored:
-            best = max(best, fitness)
-            steps_x.append(index)
-            steps_y.append(best)
+        steps_x, steps_y = _best_so_far(records)
         ax.step(steps_x, steps_y, where="post", color="C3", label="best so far")
+    if baseline:
+        xs, ys = _best_so_far(baseline)
+        ax.step(xs, ys, where="post", color="0.3", linestyle="--", label="random search, best so far")
     if failed:
         low = min((f for _, f in scored), default=0.0)
         ax.scatter(failed, [low] * len(failed), marker="x", color="0.6", s=14, label="failed")
