@@ -11,7 +11,6 @@ function against an independent closed form and against torch's modules.
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import torch

@@ -14,13 +14,13 @@ it is meant for the user's own runs.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from .formula import simplified_formula, sympy_expression
+from .html import heldout_results
 
 __all__ = ["export_pack", "rename_program"]
 
@@ -146,16 +146,7 @@ class {cls}(nn.Module):
 
 
 def _heldout_map(run_dir: Path, db: ProgramDatabase, run_id: int) -> dict[int, float | None]:
-    rows: list[dict] = []
-    path = run_dir / "heldout.json"
-    if path.is_file():
-        try:
-            rows = [r for r in json.loads(path.read_text()) if isinstance(r, dict)]
-        except (ValueError, OSError):
-            rows = []
-    if not rows:
-        rows = [r["result"] for r in db.heldout(run_id) if isinstance(r.get("result"), dict)]
-    return {int(r["program_id"]): r.get("heldout_fitness") for r in rows if isinstance(r.get("program_id"), int)}
+    return heldout_results(run_dir, db, run_id)[0]
 
 
 def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None) -> Path:

@@ -70,7 +70,9 @@ def _img(fig: Any, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="{plots.data_uri(fig)}">'
 
 
-def _heldout(run_dir: Path, db: ProgramDatabase, run_id: int) -> tuple[dict[int, float | None], list[dict]]:
+def heldout_results(run_dir: Path, db: ProgramDatabase, run_id: int) -> tuple[dict[int, float | None], list[dict]]:
+    """The run's held-out check: (held-out fitness by program id, all rows), from heldout.json or,
+    when that file is missing or damaged, from the database."""
     rows: list[dict] = []
     path = run_dir / "heldout.json"
     if path.is_file():
@@ -139,7 +141,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
         best = leaders[0] if leaders else None
         lineage = _lineage(db, best) if best else []
         failures = db.failures_by_reason(run_id)
-        heldout, heldout_rows = _heldout(run_dir, db, run_id)
+        heldout, heldout_rows = heldout_results(run_dir, db, run_id)
         counts = {status: db.count(run_id, status) for status in ("ok", "failed", "duplicate")}
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
