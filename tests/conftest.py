@@ -17,3 +17,13 @@ def _isolated_cache(tmp_path_factory):
 def _one_thread():
     """One thread per test process, as in the lab's workers (and results do not depend on it)."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def restore_registry():
+    """Tests that register activations in the global registry leave it as they found it."""
+    from actmine.activations import REGISTRY
+
+    saved = (dict(REGISTRY._entries), dict(REGISTRY._aliases), dict(REGISTRY._by_class))
+    yield REGISTRY
+    REGISTRY._entries, REGISTRY._aliases, REGISTRY._by_class = saved

@@ -104,7 +104,7 @@ def test_rename_is_consistent():
     assert "helper_7 = 1.0" in renamed and "x * helper_7" in renamed
 
 
-def test_load_pack_and_get_by_path(pack, run_dir):
+def test_load_pack_and_get_by_path(pack, run_dir, restore_registry):
     names = activations.load_pack(pack)
     records = top3(run_dir)
     assert names == [f"mined_{r.id}" for r in records]
