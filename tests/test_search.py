@@ -154,3 +154,11 @@ def test_bad_config_is_a_usage_error(tmp_path):
     done = subprocess.run([str(exe), "search", "--config", str(bad), "--run-dir", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "search.budgte" in done.stderr
+
+
+def test_seed_override_applies_to_the_search_suite_only():
+    from actmine.evolve.controller import build_lab
+
+    config = Config().with_overrides({"lab.seeds": 6})
+    assert build_lab(config).suite.seeds == tuple(range(6))
+    assert build_lab(config, "lab-heldout").suite.seeds == (100, 101, 102)

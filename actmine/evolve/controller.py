@@ -55,7 +55,10 @@ def normalised_source(source: str) -> str:
 
 
 def build_lab(config: Config, suite: str | None = None) -> Lab:
-    return Lab(suite or config.lab.suite, protocol=Protocol(steps=config.lab.steps), seeds=config.lab.seeds,
+    """The search's lab, or (with `suite`) another suite under the same protocol and budgets. The
+    `lab.seeds` override applies to the search suite only: a held-out suite keeps its own seeds."""
+    return Lab(suite or config.lab.suite, protocol=Protocol(steps=config.lab.steps),
+               seeds=config.lab.seeds if suite is None else None,
                budget=ProbeBudget(max_flops_per_element=config.probes.max_flops_per_element,
                                   max_saved_bytes_per_element=config.probes.max_saved_bytes_per_element,
                                   allow_batch_dependent=config.probes.allow_batch_dependent),
