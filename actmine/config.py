@@ -3,10 +3,10 @@
 A config file (YAML) mirrors the dataclasses below; every section and key is optional and
 defaults to the embedded values, so an empty file (or none) is the default search:
 
-    search:   {budget: 300, time_limit: 480, seed: 0, islands: 2, seeds: [relu], ...}
+    search:   {budget: 200, time_limit: 480, seed: 0, islands: 2, seeds: [relu], ...}
     mutator:  {kind: symbolic, options: {}}
     executor: {kind: local, workers: null, scheduler: null}
-    lab:      {suite: lab, seeds: null, steps: 50, heldout_suite: lab-heldout}
+    lab:      {suite: lab, seeds: 6, steps: 50, heldout_suite: lab-heldout}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
     sandbox:  {timeout_s: 300, cpu_s: 300, memory_mb: 4096, max_tasks_per_worker: 50}
     candidate: {max_source_chars: 20000}
@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SearchSection:
-    budget: int = 300                 # evaluations (every proposal counts, refused ones included)
+    budget: int = 200                 # evaluations (every proposal counts, refused ones included)
     time_limit: float = 480.0         # seconds of search before the final held-out check; 0 = none
     seed: int = 0                     # the run's seed: mutations and parent choices derive from it
     islands: int = 2                  # sub-populations with ring migration of elites
@@ -58,7 +58,10 @@ class ExecutorSection:
 @dataclass(frozen=True)
 class LabSection:
     suite: str = "lab"                # suite name or file
-    seeds: int | None = None          # override the suite's seeds with 0..N-1
+    # Training seeds 0..N-1 for the search suite (None: the suite's own). 6, not the suite's 3: with
+    # 3 seeds the search fits the seeds' noise (its winners scored −0.12…+0.08 on the held-out
+    # suite); with 6 its top 5 scored +0.13…+0.46 (docs/lab.md, "Noise").
+    seeds: int | None = 6
     steps: int = 50
     heldout_suite: str = "lab-heldout"
 

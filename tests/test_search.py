@@ -32,6 +32,7 @@ def config_file(tmp_path):
     config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2},
               "executor": {"workers": 2},
               "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "heldout.yaml"),
+                      "seeds": 1,
                       "steps": 20},
               "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
     path = tmp_path / "config.yaml"
