@@ -263,6 +263,11 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
     state = "interrupted (resume with the same --run-dir)" if summary["interrupted"] else "finished"
     console.print(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
                   f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
+    if "report" in summary:
+        console.print(f"report: {summary['report']}")
+    elif "report_error" in summary:
+        console.print(f"[yellow]the report could not be written[/yellow] ({summary['report_error']}); "
+                      f"try `actmine report {run_dir}`")
     if summary.get("failures"):
         console.print("refusals: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items(),
                                                                                 key=lambda kv: -kv[1])))

@@ -57,7 +57,8 @@ def test_short_search_end_to_end(tmp_path, config_file):
     assert any(r.mutator == "symbolic" for r in records)
     assert all(r.rationale for r in records)
     assert {p for r in records for p in r.parent_ids} <= {r.id for r in records}
-    for name in ("programs.sqlite", "config.yaml", "best_activation.py", "heldout.json"):
+    assert "report_error" not in summary
+    for name in ("programs.sqlite", "config.yaml", "best_activation.py", "heldout.json", "report.html"):
         assert (run_dir / name).is_file()
 
     # best_activation.py is a plain module that computes the best program's function

@@ -209,6 +209,12 @@ class Search:
                 summary["heldout"] = self.heldout_check(database, run_id)
         database.update_run(run_id, status="interrupted" if self._stop else "finished")
         database.close()
+        try:
+            from ..report.html import write_report
+
+            summary["report"] = str(write_report(self.run_dir))
+        except Exception as exc:  # a convenience: the run's results are saved whatever happens here
+            summary["report_error"] = f"{type(exc).__name__}: {exc}"
         return summary
 
     def _interrupt(self, signum, frame) -> None:  # noqa: ANN001 (signal handler signature)
