@@ -113,10 +113,11 @@ def main() -> None:
         except MemoryError:
             evaluation = Evaluation(activation=request.get("name", "candidate"), ok=False)
             evaluation.fail("train", "memory_limit", "the candidate exceeded the worker's memory limit")
-        recycle = torch_state() != baseline or (evaluation.error or {}).get("code") == "memory_limit"
-        if torch_state() != baseline:
+        state = torch_state()
+        recycle = state != baseline or (evaluation.error or {}).get("code") == "memory_limit"
+        if state != baseline:
             evaluation.fail(evaluation.stage, "global_state", "the candidate changed torch's global state "
-                            f"({baseline} → {torch_state()})")
+                            f"({baseline} → {state})")
         send({"id": request["id"], "evaluation": evaluation.to_dict(), "recycle": recycle})
         if recycle:
             break
