@@ -99,7 +99,10 @@ class Config:
     # Keys that may change when a run is resumed: they change how long and where it runs, not
     # what it computes. Any other difference is refused.
     RESUMABLE_CHANGES = ("search.budget", "search.time_limit", "executor.kind", "executor.workers",
-                         "executor.scheduler", "sandbox.timeout_s", "sandbox.cpu_s")
+                         "executor.scheduler", "sandbox.timeout_s", "sandbox.cpu_s",
+                         "mutator.options.budget_usd", "mutator.options.budget_tokens",
+                         "mutator.options.concurrency", "mutator.options.timeout_s",
+                         "mutator.options.max_retries")
 
     def __post_init__(self) -> None:
         _check_values(self)
@@ -162,7 +165,15 @@ class Config:
 
 
 def _flatten(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section, values in data.items() for key, value in values.items()}
+    """`section.key` -> value; the mutator's options one level deeper, so that its budgets may change."""
+    flat = {}
+    for section, values in data.items():
+        for key, value in values.items():
+            if (section, key) == ("mutator", "options") and isinstance(value, dict):
+                flat.update({f"mutator.options.{k}": v for k, v in value.items()})
+            else:
+                flat[f"{section}.{key}"] = value
+    return flat
 
 
 def _build_section(section_type: type, values: Any, where: str, name: str) -> Any:

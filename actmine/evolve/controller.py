@@ -18,7 +18,8 @@ import json
 import random
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from ..lab.ensemble import Protocol
 from ..lab.fitness import Evaluation, Lab
 from ..lab.tasks import stable_seed
 from .database import ProgramDatabase, ProgramRecord
-from .mutators import Proposal, get_mutator
+from .mutators import Failure, LabContext, Proposal, get_mutator
 from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
 from .seeds import seed_source
 
@@ -73,6 +74,7 @@ class _Pending:
     island: int
     generation: int
     submitted: float
+    parent_fitness: float | None = None
 
 
 @dataclass
@@ -87,6 +89,7 @@ class SearchState:
     failures: dict[str, int] = field(default_factory=dict)
     top: list[ProgramRecord] = field(default_factory=list)
     last: str = ""
+    llm: dict[str, Any] = field(default_factory=dict)   # the LLM mutator's spend, when there is one
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -101,6 +104,7 @@ class Search:
         self.run_dir = Path(run_dir)
         self.live = live
         self._stop = False
+        self.stop_reason: str | None = None    # set when the mutator can propose no more (LLM budget)
 
     # -- set-up ----------------------------------------------------------------------------
     def _open(self) -> tuple[ProgramDatabase, int]:
@@ -138,7 +142,7 @@ class Search:
         database, run_id = self._open()
         lab = build_lab(config)
         lab.reference  # ReLU, computed here (trusted) once; the workers receive the numbers
-        mutator = get_mutator(config.mutator.kind, **config.mutator.options)
+        mutator = self._mutator(database, run_id)
         limits = SandboxLimits(timeout_s=config.sandbox.timeout_s, cpu_s=config.sandbox.cpu_s,
                                memory_mb=config.sandbox.memory_mb,
                                max_tasks_per_worker=config.sandbox.max_tasks_per_worker)
@@ -148,51 +152,87 @@ class Search:
         next_index = database.max_proposal_index(run_id) + 1
         seeds = [seed_source(s) for s in config.search.seeds]
         in_flight: dict[Future, _Pending] = {}
+        # Mutators that call remote models propose in threads, so that evaluation goes on while
+        # they wait; finished proposals queue in `ready` until an executor slot is free.
+        concurrency = int(getattr(mutator, "concurrency", 1) or 1)
+        proposer = ThreadPoolExecutor(concurrency, thread_name_prefix="propose") if concurrency > 1 else None
+        proposing: dict[Future, _Pending] = {}
+        ready: deque[_Pending] = deque()
         known_fingerprints = {p.fingerprint for p in database.programs(run_id) if p.fingerprint}
         deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
         previous_handler = signal.signal(signal.SIGINT, self._interrupt)
-        self._refresh_state(database, run_id, state)
+        self._refresh_state(database, run_id, state, mutator)
         view = self._live_view(state)
         try:
             with view:
                 while True:
-                    stopping = (self._stop or time.monotonic() > deadline
-                                or state.evaluated + len(in_flight) >= config.search.budget)
-                    while not stopping and len(in_flight) < executor.capacity:
-                        if next_index >= len(seeds) and not state.top and in_flight:
+                    if self.stop_reason is None and hasattr(mutator, "exhausted"):
+                        self.stop_reason = mutator.exhausted()
+                    outstanding = len(in_flight) + len(proposing) + len(ready)
+                    stopping = (self._stop or self.stop_reason is not None or time.monotonic() > deadline
+                                or state.evaluated + outstanding >= config.search.budget)
+                    # ask for proposals: enough to keep every slot busy, plus the mutator's concurrency
+                    while not stopping and outstanding < executor.capacity + (concurrency if proposer else 0):
+                        if next_index >= len(seeds) and not state.top and (in_flight or ready):
                             break  # the seeds are still being evaluated: nothing to select parents from
+                        if proposer is not None and len(proposing) >= concurrency:
+                            break
                         index = next_index
                         next_index += 1
-                        pending = self._propose(database, run_id, mutator, seeds, index)
-                        if not self._precheck(database, run_id, pending, state):
-                            future = executor.submit(pending.proposal.source, lab, f"p{index}",
+                        if index < len(seeds) or proposer is None:
+                            ready.append(self._propose(database, run_id, mutator, seeds, index))
+                        else:
+                            pending, call = self._sample(database, run_id, mutator, index)
+                            proposing[proposer.submit(call)] = pending
+                        outstanding += 1
+                        stopping = state.evaluated + outstanding >= config.search.budget
+                    # settle finished proposals here; evaluate the rest as slots free up
+                    while ready and len(in_flight) < executor.capacity:
+                        pending = ready.popleft()
+                        if not self._precheck(database, run_id, pending, state, mutator):
+                            future = executor.submit(pending.proposal.source, lab, f"p{pending.index}",
                                                      skip_fingerprints=known_fingerprints)
                             in_flight[future] = pending
-                        stopping = state.evaluated + len(in_flight) >= config.search.budget
-                    if not in_flight:
-                        if stopping:
+                    if not in_flight and not proposing:
+                        if stopping and not ready:
                             break
                         continue
-                    done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                    done, _ = wait(list(in_flight) + list(proposing), timeout=0.5, return_when=FIRST_COMPLETED)
                     for future in done:
+                        if future in proposing:
+                            pending = proposing.pop(future)
+                            try:
+                                pending.proposal = future.result()
+                            except Exception as exc:  # a mutator bug must not end the run
+                                pending.proposal = Proposal("", f"the mutator failed: {exc}", mutator.name,
+                                                            failure={"code": "mutator_error",
+                                                                     "message": f"{type(exc).__name__}: {exc}"})
+                            ready.append(pending)
+                            continue
                         pending = in_flight.pop(future)
-                        record = self._record(database, run_id, pending, future.result(), state)
+                        record = self._record(database, run_id, pending, future.result(), state, mutator)
                         if record.fingerprint:
                             known_fingerprints.add(record.fingerprint)
                         if state.evaluated % config.search.migration_interval == 0 and config.search.islands > 1:
                             migrate_ring(database, run_id, config.search.islands)
-                    self._refresh_state(database, run_id, state)
+                    self._refresh_state(database, run_id, state, mutator)
                     view.update(self._render(state))
         finally:
             signal.signal(signal.SIGINT, previous_handler)
-            for future in in_flight:
+            for future in list(in_flight) + list(proposing):
                 future.cancel()
+            if proposer is not None:
+                proposer.shutdown(wait=False, cancel_futures=True)
             executor.close()
         wall = time.monotonic() - state.started
         summary = {"run_id": run_id, "evaluated": state.evaluated, "interrupted": self._stop,
                    "seconds": round(wall, 1),
                    "idle_fraction": round(max(0.0, 1 - state.busy_seconds / (state.capacity * wall)), 4) if wall else 0,
                    "failures": state.failures}
+        if self.stop_reason:
+            summary["stopped"] = self.stop_reason
+        if state.llm:
+            summary["llm"] = state.llm
         best = database.best(run_id)
         if best is not None:
             write_best_program(self.run_dir / BEST_PROGRAM, best, database)
@@ -222,31 +262,84 @@ class Search:
             raise KeyboardInterrupt
         self._stop = True
 
-    def _propose(self, database: ProgramDatabase, run_id: int, mutator, seeds: list[str], index: int) -> _Pending:
-        """The proposal with this index: a seed first, then the mutator's work on a sampled parent."""
-        islands = self.config.search.islands
-        island = index % islands
-        if index < len(seeds):  # evaluated once, then placed on every island (see _record)
-            proposal = Proposal(seeds[index], f"seed: {self.config.search.seeds[index]}", "seed")
-            return _Pending(proposal, index, [], 0, 0, time.monotonic())
+    def _mutator(self, database: ProgramDatabase, run_id: int):
+        """The configured mutator, told what the lab scores and, on resume, what it did before."""
+        config = self.config
+        try:
+            mutator = get_mutator(config.mutator.kind, **config.mutator.options)
+        except TypeError as exc:   # an option the mutator does not take
+            raise ConfigError(f"mutator.options for {config.mutator.kind!r}: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if hasattr(mutator, "setup"):
+            suite = build_lab(config).suite
+            mutator.setup(LabContext(families=tuple(sorted({t.family for t in suite.tasks})),
+                                     hidden=Protocol().hidden, steps=config.lab.steps or Protocol().steps,
+                                     max_flops_per_element=config.probes.max_flops_per_element,
+                                     max_source_chars=config.candidate.max_source_chars,
+                                     allow_batch_dependent=config.probes.allow_batch_dependent))
+        if hasattr(mutator, "restore"):
+            programs = database.programs(run_id)
+            fitness = {p.id: p.fitness for p in programs}
+            children = [(p.model, p.fitness if p.status == "ok" else None,
+                         fitness.get(p.parent_ids[0]) if p.parent_ids else None)
+                        for p in programs if p.mutator == mutator.name and p.model]
+            failures = [Failure(f"{p.failure_stage}:{p.failure_code}", p.failure_message or "")
+                        for p in programs if p.status == "failed"]
+            mutator.restore(database.llm_calls(run_id), children, failures)
+        return mutator
+
+    def _sample(self, database: ProgramDatabase, run_id: int, mutator, index: int):
+        """Parent and inspirations for proposal `index` (here, in the database's thread), and the
+        mutator call that turns them into a proposal (anywhere)."""
+        island = index % self.config.search.islands
         rng = random.Random(stable_seed("proposal", self.config.search.seed, index))
         parent = sample_parent(database, run_id, island, rng, exploitation=self.config.search.exploitation,
                                exploration=self.config.search.exploration)
         inspirations = sample_inspirations(database, run_id, island, parent, self.config.search.inspirations, rng) \
             if parent is not None else []
-        proposal = mutator.propose(parent.to_parent() if parent else None, [p.to_parent() for p in inspirations], rng)
-        parent_ids = ([parent.id] if parent else []) + [p.id for p in inspirations if proposal.mutator != "random"]
-        generation = parent.generation + 1 if parent else 0
-        return _Pending(proposal, index, parent_ids if parent else [], island, generation, time.monotonic())
+        parent_ids = ([parent.id] if parent else []) + \
+            ([p.id for p in inspirations] if parent and mutator.name != "random" else [])
+        pending = _Pending(Proposal("", "", mutator.name), index, parent_ids, island,
+                           parent.generation + 1 if parent else 0, time.monotonic(),
+                           parent.fitness if parent else None)
+        parent_view = parent.to_parent() if parent else None
+        views = [p.to_parent() for p in inspirations]
+        return pending, lambda: mutator.propose(parent_view, views, rng)
 
-    def _precheck(self, database: ProgramDatabase, run_id: int, pending: _Pending, state: SearchState) -> bool:
+    def _propose(self, database: ProgramDatabase, run_id: int, mutator, seeds: list[str], index: int) -> _Pending:
+        """The proposal with this index: a seed first, then the mutator's work on a sampled parent."""
+        if index < len(seeds):  # evaluated once, then placed on every island (see _record)
+            proposal = Proposal(seeds[index], f"seed: {self.config.search.seeds[index]}", "seed")
+            return _Pending(proposal, index, [], 0, 0, time.monotonic())
+        pending, call = self._sample(database, run_id, mutator, index)
+        try:
+            pending.proposal = call()
+        except Exception as exc:  # a mutator bug is one failed proposal, not the end of the run
+            pending.proposal = Proposal("", f"the mutator failed: {exc}", mutator.name,
+                                        failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"})
+        if pending.proposal.mutator == "random":
+            pending.parent_ids = []
+        return pending
+
+    def _precheck(self, database: ProgramDatabase, run_id: int, pending: _Pending, state: SearchState,
+                  mutator=None) -> bool:
         """Cheap checks here (text and ast only). True when the proposal was settled without a worker."""
+        failure = pending.proposal.failure
+        if failure is not None:
+            if failure.get("code") == "budget":   # no call was made: nothing to record but earlier attempts
+                self._record_calls(database, run_id, None, pending.proposal)
+                return True
+            evaluation = Evaluation(activation=f"p{pending.index}", ok=False)
+            evaluation.fail("mutator", failure.get("code", "mutator_error"), failure.get("message", ""))
+            self._record(database, run_id, pending, evaluation, state, mutator)
+            return True
         try:
             check_source(pending.proposal.source, max_chars=self.config.candidate.max_source_chars)
         except CandidateError as exc:
             evaluation = Evaluation(activation=f"p{pending.index}", ok=False)
             evaluation.fail("policy", exc.code, str(exc))
-            self._record(database, run_id, pending, evaluation, state)
+            self._record(database, run_id, pending, evaluation, state, mutator)
             return True
         original = database.by_source(normalised_source(pending.proposal.source))
         if original is not None:
@@ -255,7 +348,12 @@ class Search:
         return False
 
     def _record(self, database: ProgramDatabase, run_id: int, pending: _Pending, evaluation: Evaluation,
-                state: SearchState) -> ProgramRecord:
+                state: SearchState, mutator=None) -> ProgramRecord:
+        if mutator is not None and hasattr(mutator, "observe") and pending.proposal.mutator == mutator.name:
+            failure = None if evaluation.ok else Failure(f"{evaluation.stage}:{evaluation.error['code']}",
+                                                         evaluation.error.get("message") or "")
+            mutator.observe(pending.proposal, evaluation.fitness if evaluation.ok else None,
+                            pending.parent_fitness, failure)
         fingerprint = evaluation.probes.get("fingerprint")
         if fingerprint and (evaluation.ok or (evaluation.error or {}).get("code") == "duplicate"):
             # a known function (perhaps one that finished while this one was in flight)
@@ -266,9 +364,11 @@ class Search:
         record = ProgramRecord.from_evaluation(
             evaluation, pending.proposal, run_id=run_id, proposal_index=pending.index,
             parent_ids=pending.parent_ids, island=pending.island, generation=pending.generation, cell=cell)
-        record.source = normalised_source(pending.proposal.source) if evaluation.stage != "policy" \
+        record.source = normalised_source(pending.proposal.source) if evaluation.stage not in ("policy", "mutator") \
             else pending.proposal.source
-        record.id = database.add_program(record)
+        with database.transaction():    # the program and the LLM calls that wrote it, together
+            record.id = database.add_program(record)
+            self._record_calls(database, run_id, record.id, pending.proposal)
         if evaluation.ok and pending.proposal.mutator == "seed":
             for island in range(1, self.config.search.islands):
                 database.migrate(run_id, record.id, island)
@@ -293,14 +393,25 @@ class Search:
             descriptors=original.descriptors, probes=original.probes,
             timings=evaluation.timings if evaluation else {}, cell=None, duplicate_of=original.id,
             seconds=evaluation.seconds if evaluation else 0.0, created_at=time.time())
-        record.id = database.add_program(record)
+        with database.transaction():
+            record.id = database.add_program(record)
+            self._record_calls(database, run_id, record.id, pending.proposal)
         state.evaluated += 1
         state.busy_seconds += record.seconds
         state.failures["duplicate"] = state.failures.get("duplicate", 0) + 1
         return record
 
-    def _refresh_state(self, database: ProgramDatabase, run_id: int, state: SearchState) -> None:
+    @staticmethod
+    def _record_calls(database: ProgramDatabase, run_id: int, program_id: int | None, proposal: Proposal) -> None:
+        for call in proposal.calls:
+            database.add_llm_call(run_id, call.model, program_id=program_id, prompt_tokens=call.prompt_tokens,
+                                  completion_tokens=call.completion_tokens, latency_s=call.latency_s,
+                                  cost=call.cost, outcome=call.outcome, error=call.error)
+
+    def _refresh_state(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator=None) -> None:
         state.top = database.top(run_id, 5)
+        if mutator is not None and hasattr(mutator, "usage"):
+            state.llm = mutator.usage()
 
     # -- live view -------------------------------------------------------------------------
     def _live_view(self, state: SearchState):
@@ -323,6 +434,12 @@ class Search:
 
         header = Text(f"evaluated {state.evaluated}/{state.budget}  ·  {state.rate():.2f} evals/s  ·  "
                       f"{state.capacity} workers  ·  last: {state.last}")
+        if state.llm:
+            calls = sum(m["calls"] for m in state.llm["models"].values())
+            cap = f" of ${state.llm['budget_usd']:g}" if state.llm.get("budget_usd") is not None else ""
+            tokens_cap = f" of {state.llm['budget_tokens']:,}" if state.llm.get("budget_tokens") is not None else ""
+            header.append(f"\nLLM: {calls} calls  ·  {state.llm['tokens']:,}{tokens_cap} tokens  ·  "
+                          f"${state.llm['usd']:.4f}{cap}")
         top = Table(title="top 5", expand=False)
         for column in ("id", "fitness", "mutator", "rationale"):
             top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)

@@ -31,6 +31,30 @@ class Proposal:
     rationale: str        # one line: what was changed and why
     mutator: str          # the mutator's name
     model: str | None = None   # the LLM that wrote it, for LLM mutators
+    calls: tuple = ()          # the LLM calls behind it (`llm.LLMCall`), recorded by the controller
+    # Set when no program came of it: {"code", "message"}; `source` then holds the raw answer.
+    # Code "budget" means no call was made (the spend cap was reached): nothing is recorded.
+    failure: dict | None = None
+
+
+@dataclass(frozen=True)
+class LabContext:
+    """What the prompt says about the lab (filled by the controller from the search's config)."""
+
+    families: tuple[str, ...] = ("polynomial", "harmonic", "feynman")
+    hidden: int = 64
+    steps: int = 50
+    max_flops_per_element: float = 200.0
+    max_source_chars: int = 4000
+    allow_batch_dependent: bool = False
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A refused proposal, as the prompt shows it."""
+
+    reason: str          # "stage:code"
+    message: str
 
 
 class Mutator(Protocol):
@@ -39,6 +63,14 @@ class Mutator(Protocol):
     def propose(self, parent: Parent | None, inspirations: Sequence[Parent], rng: random.Random) -> Proposal:
         """A new program. `parent` is None for mutators that need none (random search)."""
         ...
+
+# Optional, for mutators that learn from the search or call remote models (the LLM mutator):
+#   concurrency: int                          proposals the controller may request at once, in threads
+#   setup(lab: LabContext)                    what the lab scores, before the first proposal
+#   restore(calls, children, failures)        a resumed run's history (see LLMMutator.restore)
+#   observe(proposal, fitness, parent_fitness, failure)   each of its proposals' outcome
+#   exhausted() -> str | None                 why no more proposals can be made (a spent budget)
+#   usage() -> dict                           spend, for the live view and the run summary
 
 
 MUTATORS: dict[str, Callable[..., Mutator]] = {}
@@ -50,7 +82,7 @@ def register_mutator(name: str, factory: Callable[..., Mutator]) -> None:
 
 def get_mutator(name: str, **options) -> Mutator:
     """A mutator by name (`symbolic`, `random`, …), built with its options."""
-    from . import random_search, symbolic  # noqa: F401  (the offline mutators register themselves)
+    from . import llm, random_search, symbolic  # noqa: F401  (the mutators register themselves)
     if name not in MUTATORS:
         raise ValueError(f"unknown mutator {name!r}; known: {', '.join(sorted(MUTATORS))}")
     return MUTATORS[name](**options)
