@@ -358,3 +358,13 @@ def test_changing_the_models_on_resume_is_refused(tmp_path, monkeypatch):
         changed["mutator"]["options"]["models"][0]["name"] = "other-model"
         with pytest.raises(ConfigError, match="mutator.options.models"):
             Search(Config.from_dict(changed), tmp_path / "run", live=False).run()
+
+
+@pytest.mark.parametrize("name", ["openai.yaml", "ensemble.yaml", "local-llm.yaml"])
+def test_example_configs_load(name, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+    monkeypatch.setenv("GEMINI_API_KEY", "example")
+    config = Config.load(Path(__file__).parent.parent / "examples" / name)
+    assert config.mutator.kind == "llm"
+    m = get_mutator("llm", **config.mutator.options)
+    assert m.models and all(model.api_key_env in (None, "OPENAI_API_KEY", "GEMINI_API_KEY") for model in m.models)
