@@ -263,6 +263,13 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
     state = "interrupted (resume with the same --run-dir)" if summary["interrupted"] else "finished"
     console.print(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
                   f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
+    if summary.get("stopped"):
+        console.print(f"stopped early: {summary['stopped']}", markup=False)
+    if summary.get("llm"):
+        llm = summary["llm"]
+        console.print(f"LLM spend: ${llm['usd']:.4f}, {llm['tokens']:,} tokens; "
+                      + "; ".join(f"{model}: {m['calls']} calls, {m['children']} programs, ${m['cost']:.4f}"
+                                  for model, m in llm["models"].items()), markup=False)
     if "report" in summary:
         console.print(f"report: {summary['report']}")
     elif "report_error" in summary:
@@ -283,6 +290,147 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
             table.add_row(row["name"], f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
                           f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
         console.print(table)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from .transfer.base import DatasetMissing
+    from .transfer.runner import TransferInputError, parse_options, results_table, run_transfer
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
+    errors = _console(stderr=True)
+    try:
+        run = run_transfer(split(args.activations), split(args.benchmarks), args.seeds,
+                           options=parse_options(args.option), epochs=args.epochs, data_dir=args.data_dir,
+                           device=args.device, executor=args.executor, workers=args.workers,
+                           scheduler=args.scheduler, out=args.out, progress=not args.quiet,
+                           notify=lambda message: errors.print(message, markup=False, highlight=False),
+                           console=errors)
+    except (TransferInputError, DatasetMissing) as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        print(f"actmine: interrupted; finished jobs are in {args.out}/results.jsonl: run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    console = _console()
+    seeds = f"{len(run.seeds)} seed" + ("s" if len(run.seeds) != 1 else "")
+    console.print(results_table(run.rows, title=f"transfer: mean ± std over {seeds} (log-ratio vs ReLU)"))
+    console.print("log-ratio: mean over seeds of ln(error / ReLU's error), error = 1 − score; negative beats ReLU.",
+                  markup=False, highlight=False)
+    failed = [r for r in run.results if not r.ok]
+    console.print(f"{len(run.results) - len(failed)} of {len(run.results)} jobs scored"
+                  + (f" ({run.resumed} from an earlier run)" if run.resumed else "")
+                  + f" in {run.seconds:.1f} s; written: "
+                  + ", ".join(str(run.files[k]) for k in ("json", "csv", "figure")), markup=False, highlight=False)
+    return EXIT_REFUSED if failed else 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """`actmine reproduce`: the paper's claims checked by our lab (actmine/reproduce.py)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from . import reproduce
+    from .config import Config, ConfigError
+    from .lab.tasks import get_suite
+
+    settings = reproduce.quick_settings(args.workers) if args.quick else reproduce.full_settings(args.workers)
+    split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
+    changes: dict = {"skip_transfer": args.skip_transfer, "skip_search": args.skip_search, "device": args.device}
+    if args.seeds is not None:
+        if args.seeds < 2:
+            raise UsageError("--seeds must be at least 2: the confidence intervals need two seeds or more")
+        changes["seeds"] = args.seeds
+    if args.transfer_seeds is not None:
+        if args.transfer_seeds < 1:
+            raise UsageError("--transfer-seeds must be at least 1")
+        changes["transfer_seeds"] = args.transfer_seeds
+    for option, key in ((args.suite, "suite"), (args.heldout_suite, "heldout_suite")):
+        if option is not None:
+            try:
+                get_suite(option)
+            except (SuiteError, ValueError, OSError) as exc:
+                raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
+            changes[key] = option
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.functions is not None:
+        names = []
+        for name in split(args.functions):
+            try:
+                names.append(activations.info(name).name)
+            except activations.UnknownActivationError as exc:
+                raise UsageError(f"--functions: {exc}") from None
+        changes["functions"] = tuple(dict.fromkeys(["relu"] + names))
+    if args.alphas is not None:
+        try:
+            alphas = sorted({float(a) for a in split(args.alphas)})
+        except ValueError:
+            raise UsageError(f"--alphas: expected comma-separated numbers, got {args.alphas!r}") from None
+        if not alphas or any(not math.isfinite(a) or a < 0 for a in alphas):
+            raise UsageError("--alphas: give one or more finite numbers ≥ 0, e.g. 0,0.05,0.1,0.2")
+        changes["alphas"] = tuple(alphas)
+    if args.benchmarks is not None:
+        from .transfer.base import list_benchmarks
+
+        known = list_benchmarks()
+        chosen = [b.lower() for b in split(args.benchmarks)]
+        unknown = [b for b in chosen if b not in known]
+        if unknown or not chosen:
+            raise UsageError(f"--benchmarks: unknown {', '.join(unknown) or 'none given'}; known: {', '.join(known)}")
+        changes["benchmarks"] = tuple(chosen)
+        changes["optional_benchmarks"] = ()
+    if args.transfer_option:
+        from .transfer.runner import TransferInputError, parse_options
+
+        try:
+            parsed = parse_options(args.transfer_option)
+        except TransferInputError as exc:
+            raise UsageError(str(exc)) from None
+        merged = {b: dict(o) for b, o in settings.transfer_options.items()}
+        for benchmark, values in parsed.items():
+            merged.setdefault(benchmark, {}).update(values)
+        changes["transfer_options"] = merged
+    if args.search_budget is not None:
+        changes["search"] = {**settings.search, "search.budget": args.search_budget}
+    if args.data_dir is not None:
+        if not Path(args.data_dir).expanduser().is_dir():
+            raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
+        changes["data_dir"] = str(Path(args.data_dir).expanduser())
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
+    settings = replace(settings, **changes)
+    try:
+        Config().with_overrides({"executor.workers": settings.workers, **settings.search})
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(f"search settings: {exc}") from None
+
+    errors = _console(stderr=True)
+    progress = reproduce.Progress(errors, enabled=not args.quiet)
+    try:
+        outcome = reproduce.run_reproduce(settings, out_dir=args.out_dir, doc=args.doc, force=args.force,
+                                          progress=progress)
+    except KeyboardInterrupt:
+        print(f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title="the paper's claims, checked by our lab")
+    for column in ("#", "claim", "verdict", "why"):
+        table.add_column(column, overflow="fold")
+    colours = {reproduce.REPRODUCED: "green", reproduce.NOT_REPRODUCED: "red", reproduce.NOT_CHECKABLE: "yellow"}
+    from rich.markup import escape
+
+    for i, claim in enumerate(outcome["claims"], 1):
+        table.add_row(str(i), escape(claim.claim), f"[{colours[claim.verdict]}]{claim.verdict}[/]", escape(claim.why))
+    console.print(table)
+    reused = f"; reused: {', '.join(outcome['resumed'])}" if outcome["resumed"] else ""
+    console.print(f"report: {outcome['doc']}; plots and raw JSON: {args.out_dir}/; "
+                  f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False)
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,6 +497,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="how many programs to export")
     p.add_argument("--out", required=True, help="the .py file to write")
     p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("transfer", help="train real models (benchmarks) with each activation; compare with ReLU",
+                       description="Train every activation × benchmark × seed from scratch (each job in its own "
+                                   "process, locally or on Dask) and report the score's mean ± std over seeds and "
+                                   "ln(error / ReLU's error) per benchmark (< 0 beats ReLU). Writes OUT/results.jsonl "
+                                   "(as jobs finish; a rerun with the same --out skips jobs done), OUT/results.json, "
+                                   "OUT/summary.csv and OUT/transfer.png. See docs/transfer.md.")
+    p.add_argument("--activations", default="relu,gelu,gelu_sine", metavar="A,B,…",
+                   help="comma-separated registry names, candidate .py files defining activation_function(x), or "
+                        "exported PACK.py:NAME; relu is added if missing (default: %(default)s)")
+    p.add_argument("--benchmarks", default="digits", metavar="B,…",
+                   help="comma-separated: digits, cifar10, imagenet, clrs, molhiv (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 per job (default: %(default)s)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the datasets are (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)")
+    p.add_argument("--epochs", type=int, metavar="N", help="epochs for every benchmark that has an epochs option")
+    p.add_argument("--option", action="append", default=[], metavar="BENCHMARK.KEY=VALUE",
+                   help="a benchmark constructor option, value parsed as YAML (repeatable), "
+                        "e.g. cifar10.batch_size=256")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu, or cuda: one job per GPU at a time (default: %(default)s)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local processes or a Dask cluster (default: %(default)s)")
+    p.add_argument("--workers", type=int,
+                   help="jobs at once: local processes or local Dask workers (default: one per core, or per "
+                        "GPU with --device cuda); with --scheduler: wait for this many Dask workers")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (default: start a local cluster)")
+    p.add_argument("--out", default="transfer", metavar="DIR", help="output directory (default: ./%(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-job lines (failures still shown)")
+    p.set_defaults(run=cmd_transfer)
+
+    p = sub.add_parser("reproduce", help="check the paper's claims with our lab; writes docs/reproduction.md",
+                       description="Run the paper's comparisons on this lab and the transfer benchmarks and write a "
+                                   "report (--doc) with every number measured: each claim of the paper next to our "
+                                   "measurement and a verdict (reproduced, not reproduced, not checkable here) decided "
+                                   "by an explicit rule; plots and raw JSON go to --out-dir. Parts: search, lab, alpha, "
+                                   "batch, transfer, analysis. Each part's JSON is saved as soon as it finishes, with "
+                                   "its settings: running the command again reuses every part saved with the same "
+                                   "settings (an interrupted run resumes), --force recomputes. --quick takes under 10 "
+                                   "minutes on a 2-core machine; the full version about 2 hours there (mostly CLRS), "
+                                   "and the report records how long it took. See docs/reproduction.md.")
+    p.add_argument("--quick", action="store_true",
+                   help="5 seeds, a 40-evaluation search, digits and a reduced CLRS only (under 10 minutes)")
+    p.add_argument("--out-dir", default="reproduction", metavar="DIR",
+                   help="plots, raw JSON, the transfer journal and the search run (default: %(default)s)")
+    p.add_argument("--doc", default="docs/reproduction.md", metavar="FILE.md",
+                   help="the markdown report (default: %(default)s)")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="lab training seeds 0..N-1 for the confidence intervals (default: 8, --quick 5)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for the search and the transfer jobs (default: one per core)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="datasets of the transfer benchmarks; cifar10, imagenet and molhiv run (full version) "
+                        "when their data are here (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the lab and the transfer train")
+    p.add_argument("--skip-transfer", action="store_true", help="no downstream benchmarks")
+    p.add_argument("--skip-search", action="store_true", help="no search (and no search winner)")
+    p.add_argument("--force", action="store_true", help="recompute every part, even those saved with the same settings")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    hidden = argparse.SUPPRESS   # for tests and experiments: smaller or different runs
+    p.add_argument("--suite", help=hidden)
+    p.add_argument("--heldout-suite", help=hidden)
+    p.add_argument("--steps", type=int, help=hidden)
+    p.add_argument("--functions", help=hidden)
+    p.add_argument("--alphas", help=hidden)
+    p.add_argument("--benchmarks", help=hidden)
+    p.add_argument("--transfer-seeds", type=int, help=hidden)
+    p.add_argument("--transfer-option", action="append", default=[], help=hidden)
+    p.add_argument("--search-budget", type=int, help=hidden)
+    p.set_defaults(run=cmd_reproduce)
     return parser
 
 

@@ -1,0 +1,1203 @@
+"""Transfer runs: (activation × benchmark × seed) jobs, executed in child processes, summarised.
+
+A transfer run trains every benchmark's model from scratch once per activation and seed and reports,
+per benchmark, the raw score (mean ± sample std over seeds) and the log-ratio against ReLU's:
+
+    log_ratio = mean over seeds of clip(ln(error_act / error_relu), ±3),   error = 1 − score
+
+(paired by seed: the same seed gives the same data order and initial weights; scores outside
+[0, 1] use −ln(score_act / score_relu) instead; errors are floored at 1e-6). Negative beats ReLU,
+the sign of the lab's `ood_log_ratio`.
+
+The parent (this process) does everything that needs no untrusted code and no training:
+
+1. resolves each activation: a registry name, an exported pack entry (``pack.py:name``) or a
+   candidate ``.py`` file, which is read (`read_candidate_file`) and checked with the static
+   policy (`check_source`) here, refused before any job starts, and only compiled
+   (`compile_candidate`) in the job's child process;
+2. resolves each benchmark and its options (checked against the constructor's signature) and calls
+   its ``check_data``: a :class:`~actmine.transfer.base.DatasetMissing` stops the run before any
+   job starts;
+3. farms the jobs out — locally to a spawn-context ``ProcessPoolExecutor`` (one process per core,
+   or per GPU with ``device="cuda"``, each pinned to one GPU), or to a Dask cluster (a Dask worker
+   runs each job in a fresh child process, `run_in_subprocess`; with ``device="cuda"`` every job
+   asks for the worker resource ``GPU=1``);
+4. appends each result to ``OUT/results.jsonl`` as it arrives (a rerun with the same ``out``
+   skips the jobs already done ok), then writes ``results.json``, ``summary.csv`` and
+   ``transfer.png``.
+
+A job never crashes the run: whatever goes wrong in it (an exception, a dead process, a lost Dask
+worker) becomes a failed :class:`TransferResult` with ``error = {code, message}``. Children answer
+with JSON text that the parent validates (`TransferResult.from_dict`).
+"""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import csv
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import math
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import _BENCHMARKS, DatasetMissing, UnknownBenchmarkError, list_benchmarks
+
+__all__ = [
+    "ActivationSpec",
+    "ERROR_FLOOR",
+    "LOG_RATIO_CLIP",
+    "REFERENCE",
+    "TransferInputError",
+    "TransferJob",
+    "TransferResult",
+    "TransferRun",
+    "default_data_dir",
+    "execute_job",
+    "log_ratio",
+    "parse_options",
+    "plot_log_ratios",
+    "resolve_activation",
+    "results_table",
+    "run_in_subprocess",
+    "run_transfer",
+    "summarise",
+]
+
+REFERENCE = "relu"              # the activation every other one is compared with
+ERROR_FLOOR = 1e-6              # errors (1 − score) below this count as this (ln 0 is −∞)
+LOG_RATIO_CLIP = 3.0            # each seed's log-ratio is clipped to ±3, as in the lab's score
+EXECUTORS = ("local", "dask")
+SUMMARY_COLUMNS = ("activation", "benchmark", "metric", "n", "mean", "std", "log_ratio_vs_relu", "log_ratio_std")
+# Variables a job's child keeps besides the sandbox's allow-list (`sandbox.worker_environment`):
+# the GPU runtime's settings and the data directory. Nothing that carries credentials.
+CHILD_ENV_KEEP = ("LD_LIBRARY_PATH", "ACTMINE_DATA_DIR")
+CHILD_ENV_PREFIXES = ("CUDA_", "NVIDIA_", "PYTORCH_")
+
+
+class TransferInputError(ValueError):
+    """Bad input to a transfer run (unknown activation or benchmark, bad option, refused candidate
+    file, no GPU): raised in the parent before any job starts; the CLI's exit status 2."""
+
+
+def default_data_dir() -> Path:
+    """``$ACTMINE_DATA_DIR``, else ``~/.cache/actmine/data``."""
+    return Path(os.environ.get("ACTMINE_DATA_DIR") or Path.home() / ".cache" / "actmine" / "data").expanduser()
+
+
+# ------------------------------------------------------------------------------------------------
+# Jobs and results
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TransferJob:
+    """One training run: ``activation`` on ``benchmark`` with ``seed`` (plain data, picklable).
+
+    Attributes:
+        activation: the display name (registry name, candidate file stem, pack entry).
+        benchmark: the registered benchmark name.
+        seed: the training seed.
+        options: keyword arguments of the benchmark's constructor.
+        source: a candidate program's text (untrusted: compiled only in the child), or None.
+        reference: what ``activations.get`` receives in the child (a registry name or
+            ``/abs/pack.py:name``); default ``activation``. Unused when ``source`` is set.
+        benchmark_class: ``"module:QualName"`` of the benchmark class; the child imports it, so
+            plug-in benchmarks (registered outside ``actmine``) work in spawned processes too.
+            None: looked up by name in the child's benchmark registry.
+    """
+
+    activation: str
+    benchmark: str
+    seed: int
+    options: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    reference: str | None = None
+    benchmark_class: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity for resuming: activation (and its code), benchmark, seed and options."""
+        ident = {"activation": self.activation, "reference": self.reference, "benchmark": self.benchmark,
+                 "seed": self.seed, "options": self.options,
+                 "source": hashlib.sha256(self.source.encode()).hexdigest() if self.source is not None else None}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TransferJob":
+        return cls(**{k: data[k] for k in ("activation", "benchmark", "seed")},
+                   **{k: data[k] for k in ("options", "source", "reference", "benchmark_class") if k in data})
+
+
+@dataclass
+class TransferResult:
+    """What one job produced. ``ok`` with a finite ``score``, or ``error = {code, message}``.
+
+    Codes: ``candidate`` (the program did not compile or misbehaved), ``dataset_missing``,
+    ``job_error`` (the benchmark raised), ``non_finite`` (the score was not finite),
+    ``worker_died`` (the job's process died), ``executor_error`` (lost by the executor),
+    ``bad_answer`` (the child's answer was malformed).
+    """
+
+    activation: str
+    benchmark: str
+    seed: int
+    ok: bool
+    score: float | None = None
+    metric: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: dict[str, str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TransferResult":
+        """Rebuild and validate (children's answers and results.jsonl lines go through here)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a result must be an object, got {type(data).__name__}")
+        try:
+            result = cls(activation=data["activation"], benchmark=data["benchmark"], seed=data["seed"],
+                         ok=data["ok"], score=data.get("score"), metric=data.get("metric", ""),
+                         details=data.get("details") or {}, seconds=data.get("seconds", 0.0),
+                         error=data.get("error"), options=data.get("options") or {}, key=data.get("key", ""))
+        except KeyError as exc:
+            raise ValueError(f"a result lacks {exc}") from None
+        if not (isinstance(result.activation, str) and isinstance(result.benchmark, str)
+                and isinstance(result.metric, str) and isinstance(result.key, str)):
+            raise ValueError("activation, benchmark, metric and key must be strings")
+        if isinstance(result.seed, bool) or not isinstance(result.seed, int):
+            raise ValueError(f"seed must be an integer, got {result.seed!r}")
+        if not isinstance(result.ok, bool):
+            raise ValueError(f"ok must be true or false, got {result.ok!r}")
+        if not isinstance(result.details, dict) or not isinstance(result.options, dict):
+            raise ValueError("details and options must be objects")
+        if isinstance(result.seconds, bool) or not isinstance(result.seconds, (int, float)):
+            raise ValueError(f"seconds must be a number, got {result.seconds!r}")
+        if result.ok:
+            if (isinstance(result.score, bool) or not isinstance(result.score, (int, float))
+                    or not math.isfinite(result.score)):
+                raise ValueError(f"an ok result needs a finite score, got {result.score!r}")
+            if result.error is not None:
+                raise ValueError("an ok result has no error")
+            result.score = float(result.score)
+        else:
+            error = result.error
+            if not (isinstance(error, dict) and isinstance(error.get("code"), str)
+                    and isinstance(error.get("message"), str)):
+                raise ValueError(f"a failed result needs error = {{code, message}}, got {error!r}")
+            result.error = {"code": error["code"], "message": error["message"]}
+            result.score = None
+        result.seconds = float(result.seconds)
+        return result
+
+
+def _failed(job: TransferJob, code: str, message: str, metric: str = "", seconds: float = 0.0) -> TransferResult:
+    return TransferResult(activation=job.activation, benchmark=job.benchmark, seed=job.seed, ok=False,
+                          metric=metric, seconds=round(seconds, 3), error={"code": code, "message": message},
+                          options=dict(job.options), key=job.key)
+
+
+# ------------------------------------------------------------------------------------------------
+# In the child process
+# ------------------------------------------------------------------------------------------------
+
+def _import_object(path: str) -> Any:
+    module, _, qualname = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _benchmark_class(job: TransferJob) -> type:
+    if job.benchmark_class:
+        return _import_object(job.benchmark_class)
+    key = job.benchmark.strip().lower()
+    if key not in _BENCHMARKS:
+        list_benchmarks()
+    if key not in _BENCHMARKS:
+        raise UnknownBenchmarkError(f"unknown benchmark {job.benchmark!r} in this process")
+    return _BENCHMARKS[key]
+
+
+class _CandidateFailure(Exception):
+    pass
+
+
+def _activation_factory(job: TransferJob) -> Callable[[], Any]:
+    import torch
+
+    from .. import activations
+    from ..candidate.source import CandidateError, compile_candidate
+
+    if job.source is not None:
+        try:
+            function = compile_candidate(job.source, f"{job.activation}.py")
+        except CandidateError as exc:
+            raise _CandidateFailure(f"[{exc.code}] {exc}") from None
+
+        def make() -> torch.nn.Module:
+            return activations.ActivationFromCallable(function)
+    else:
+        reference = job.reference or job.activation
+
+        def make() -> torch.nn.Module:
+            return activations.get(reference)
+
+    # One look before the benchmark builds a model: a clear message rather than a shape error deep
+    # inside a network.
+    probe = torch.linspace(-3.0, 3.0, 13).reshape(1, 13)
+    try:
+        with torch.no_grad():
+            out = make()(probe)
+    except Exception as exc:
+        raise _CandidateFailure(f"the activation raised on a test input: {type(exc).__name__}: {exc}") from None
+    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise _CandidateFailure(f"the activation must return a tensor of its input's shape, got {got}")
+    return make
+
+
+def _jsonable(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (ValueError, RuntimeError):
+            pass
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (results are strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def execute_job(job: TransferJob | Mapping[str, Any], data_dir: str | Path, device: str) -> dict[str, Any]:
+    """Run one job in this process and return its result as plain data; never raises for the job.
+
+    Runs untrusted candidate code: called in a job's child process, not in the parent.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    if not isinstance(job, TransferJob):
+        job = TransferJob.from_dict(job)
+    started = time.perf_counter()
+    metric = ""
+
+    def elapsed() -> float:
+        return time.perf_counter() - started
+
+    try:
+        cls = _benchmark_class(job)
+        metric = str(getattr(cls, "metric", "") or "")
+        benchmark = cls(**job.options)
+        make_activation = _activation_factory(job)
+        random.seed(job.seed)
+        np.random.seed(job.seed % 2**32)
+        torch.manual_seed(job.seed)
+        score = benchmark.run(make_activation, job.seed, Path(data_dir), device)
+    except _CandidateFailure as exc:
+        return _failed(job, "candidate", str(exc), metric, elapsed()).to_dict()
+    except DatasetMissing as exc:
+        return _failed(job, "dataset_missing", str(exc), metric, elapsed()).to_dict()
+    except (Exception, SystemExit) as exc:  # the job fails, the run goes on
+        return _failed(job, "job_error", f"{type(exc).__name__}: {exc}", metric, elapsed()).to_dict()
+    value = getattr(score, "score", None)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return _failed(job, "bad_answer", f"{type(benchmark).__name__}.run returned {score!r}, not a "
+                                          "BenchmarkScore", metric, elapsed()).to_dict()
+    metric = str(getattr(score, "metric", "") or metric)
+    if not math.isfinite(value):
+        return _failed(job, "non_finite", f"the {metric or 'score'} is {value}", metric, elapsed()).to_dict()
+    details = _finite(json.loads(json.dumps(getattr(score, "details", None) or {}, default=_jsonable)))
+    return TransferResult(activation=job.activation, benchmark=job.benchmark, seed=job.seed, ok=True, score=value,
+                          metric=metric, details=details, seconds=round(elapsed(), 3), options=dict(job.options),
+                          key=job.key).to_dict()
+
+
+def _child_environment(home: str) -> dict[str, str]:
+    """The sandbox's scrubbed environment (allow-list, HOME/TMPDIR in a scratch directory) plus
+    the GPU runtime's variables; PYTHONPATH keeps what this process had."""
+    from ..candidate.sandbox import SandboxLimits, worker_environment
+
+    env = worker_environment(home, SandboxLimits())
+    env.pop("ACTMINE_WORKER_LIMITS", None)
+    env.update({k: v for k, v in os.environ.items() if k in CHILD_ENV_KEEP or k.startswith(CHILD_ENV_PREFIXES)})
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], os.environ["PYTHONPATH"]])
+    return env
+
+
+def _init_child(scratch: str, threads: int, gpus: Sequence[str], counter: Any) -> None:
+    """Initializer of a job process: its index (for the GPU), a scrubbed environment, its threads."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    home = tempfile.mkdtemp(prefix=f"child-{index}-", dir=scratch)
+    env = _child_environment(home)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
+    os.environ.clear()
+    os.environ.update(env)
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _child_run(job: dict[str, Any], data_dir: str, device: str, markers: str | None = None) -> str:
+    """The function a job process runs: JSON text back, validated by the parent. While it runs, a
+    file named after the job's key in ``markers`` says that it started (and has not finished)."""
+    marker = Path(markers) / TransferJob.from_dict(job).key if markers else None
+    if marker is not None:
+        marker.touch()
+    try:
+        return json.dumps(execute_job(job, data_dir, device), allow_nan=False, default=str)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _answer(job: TransferJob, text: Any) -> TransferResult:
+    try:
+        result = TransferResult.from_dict(json.loads(text))
+        if (result.activation, result.benchmark, result.seed) != (job.activation, job.benchmark, job.seed):
+            raise ValueError("the answer is about another job")
+        return result
+    except (TypeError, ValueError) as exc:
+        return _failed(job, "bad_answer", f"the job's process answered with malformed data: {exc}")
+
+
+class _JobPool:
+    """A spawn-context process pool whose processes are pinned (one GPU each, round robin) and
+    scrubbed; owns a scratch directory for the children's HOME/TMPDIR."""
+
+    def __init__(self, workers: int, threads: int, gpus: Sequence[str] = ()):
+        context = multiprocessing.get_context("spawn")
+        self.scratch = tempfile.mkdtemp(prefix="actmine-transfer-")
+        self.markers = Path(self.scratch) / "running"
+        self.markers.mkdir()
+        self.executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_child,
+            initargs=(self.scratch, threads, tuple(gpus), context.Value("i", 0)))
+
+    def submit(self, job: TransferJob, data_dir: str, device: str) -> concurrent.futures.Future:
+        return self.executor.submit(_child_run, job.to_dict(), data_dir, device, str(self.markers))
+
+    def started(self, job: TransferJob) -> bool:
+        """Whether ``job`` started in this pool and did not finish (after a break: a suspect)."""
+        return (self.markers / job.key).exists()
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the pool: ``wait`` for the jobs running, or end their processes now."""
+        if not wait:
+            # No public way before Python 3.14 (`terminate_workers`): ended here rather than left
+            # to finish a job (maybe hours of training) that nobody will collect.
+            for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+                try:
+                    process.terminate()
+                except (OSError, ValueError, AttributeError):
+                    pass
+        self.executor.shutdown(wait=wait, cancel_futures=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _visible_gpus() -> list[str]:
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Resolving the user's input (parent; nothing untrusted runs here)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """A resolved activation: its display ``name``, ``kind`` (``registry``, ``pack``, ``file``),
+    the ``reference`` the child passes to ``activations.get`` and, for a file, its checked ``source``."""
+
+    name: str
+    kind: str
+    reference: str | None = None
+    source: str | None = None
+    given: str = ""
+
+
+def _pack_entries(path: Path) -> set[str] | None:
+    """The names in an exported pack's ``ACTIVATIONS = {...}``, read with ast (never run); None if unclear."""
+    from ..activations.registry import normalize_name
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        named = isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ACTIVATIONS"
+                                                     for t in node.targets)
+        if named and isinstance(node.value, ast.Dict):
+            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+            return {normalize_name(k) for k in keys} if len(keys) == len(node.value.keys) else None
+    return None
+
+
+def resolve_activation(text: str) -> ActivationSpec:
+    """A registry name, ``pack.py:name`` (an exported pack: trusted, loaded in the child) or a
+    candidate ``.py`` file (untrusted: read and checked here, compiled only in the child)."""
+    from .. import activations
+    from ..activations.registry import _split_pack_reference, normalize_name
+    from ..candidate.source import CandidateError, check_source, read_candidate_file
+
+    text = text.strip()
+    if not text:
+        raise TransferInputError("an empty activation name")
+    pack = _split_pack_reference(text)
+    if pack is not None:
+        path = Path(pack[0]).expanduser().resolve()
+        if not path.is_file():
+            raise TransferInputError(f"activation {text!r}: no activation pack at {path}")
+        entries = _pack_entries(path)
+        if entries is not None and normalize_name(pack[1]) not in entries:
+            raise TransferInputError(f"activation {text!r}: the pack {path} has no {pack[1]!r}; it has: "
+                                     f"{', '.join(sorted(entries)) or 'nothing'}")
+        return ActivationSpec(normalize_name(pack[1]), "pack", reference=f"{path}:{pack[1]}", given=text)
+    if text.endswith(".py") or os.sep in text:
+        try:
+            source = read_candidate_file(text)
+            check_source(source, filename=text)
+        except CandidateError as exc:
+            raise TransferInputError(f"activation {text!r} refused [{exc.code}]: {exc}") from None
+        return ActivationSpec(Path(text).stem, "file", source=source, given=text)
+    try:
+        name = activations.info(text).name
+    except activations.UnknownActivationError as exc:
+        raise TransferInputError(f"{exc}. Give a registry name (see `actmine list`), a .py file defining "
+                                 "activation_function(x), or an exported pack's PACK.py:NAME") from None
+    return ActivationSpec(name, "registry", reference=name, given=text)
+
+
+def _resolve_activations(texts: Sequence[str]) -> tuple[list[ActivationSpec], bool]:
+    from .. import activations
+
+    specs: list[ActivationSpec] = []
+    for text in texts:
+        spec = resolve_activation(text)
+        if any(s.kind == spec.kind and s.reference == spec.reference and s.source == spec.source for s in specs):
+            continue  # the same activation twice
+        specs.append(spec)
+    # Display names must be unique, and a file or pack entry must not pass for a registry activation.
+    names = [s.name for s in specs]
+    specs = [s if s.kind == "registry" or (names.count(s.name) == 1 and s.name not in activations.REGISTRY)
+             else ActivationSpec(s.given, s.kind, s.reference, s.source, s.given) for s in specs]
+    if len({s.name for s in specs}) != len(specs):
+        raise TransferInputError("two activations have the same name: " + ", ".join(s.given for s in specs))
+    added = not any(s.kind == "registry" and s.name == REFERENCE for s in specs)
+    if added:
+        specs.insert(0, ActivationSpec(REFERENCE, "registry", reference=REFERENCE, given=REFERENCE))
+    return specs, added
+
+
+def _benchmark_classes(names: Sequence[str]) -> dict[str, type]:
+    classes: dict[str, type] = {}
+    for name in names:
+        key = name.strip().lower()
+        if not key:
+            raise TransferInputError("an empty benchmark name")
+        if key not in _BENCHMARKS:
+            import difflib
+
+            known = list_benchmarks()  # imports the built-in benchmark modules
+        if key not in _BENCHMARKS:
+
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TransferInputError(f"unknown benchmark {name!r}{hint}; known: {', '.join(known) or 'none'}")
+        classes[key] = _BENCHMARKS[key]
+    return classes
+
+
+def _class_path(cls: type) -> str:
+    """``module:QualName`` of a benchmark class, checked to import back to the same class."""
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    try:
+        found = _import_object(path)
+    except (ImportError, AttributeError):
+        found = None
+    if found is not cls:
+        raise TransferInputError(f"benchmark class {cls.__qualname__} cannot be imported as {path}: define it at "
+                                 "the top level of an importable module so that job processes can load it")
+    return path
+
+
+def _option_names(cls: type) -> tuple[list[str], bool]:
+    """The constructor's keyword parameters, and whether it takes **kwargs."""
+    parameters = inspect.signature(cls).parameters.values()
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return names, any(p.kind == p.VAR_KEYWORD for p in parameters)
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["digits.epochs=3", "clrs.algorithms=[bfs, dfs]"]`` → ``{"digits": {"epochs": 3}, ...}``;
+    values are YAML (``3`` is an int, ``0.1`` a float, ``true`` a bool, ``none`` a string)."""
+    import yaml
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, eq, text = item.partition("=")
+        benchmark, dot, key = target.strip().partition(".")
+        if not (eq and dot and benchmark and key):
+            raise TransferInputError(f"--option {item!r}: write BENCHMARK.KEY=VALUE, e.g. digits.epochs=5")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            reason = getattr(exc, "problem", None) or type(exc).__name__
+            at = f" at column {where.column + 1}" if where is not None else ""
+            raise TransferInputError(f"--option {item!r}: the value is not valid YAML ({reason}{at})") from None
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise TransferInputError(f"--option {item!r}: the value must be a number, string, boolean or "
+                                     "null (or a list of them)") from None
+        options.setdefault(benchmark.strip().lower(), {})[key.strip()] = value
+    return options
+
+
+def _benchmark_options(classes: Mapping[str, type], options: Mapping[str, Mapping[str, Any]],
+                       epochs: int | None) -> dict[str, dict[str, Any]]:
+    resolved: dict[str, dict[str, Any]] = {name: {} for name in classes}
+    for benchmark, values in options.items():
+        key = benchmark.strip().lower()
+        if key not in classes:
+            raise TransferInputError(f"--option {benchmark}.…: {benchmark!r} is not among the benchmarks of this "
+                                     f"run ({', '.join(classes)})")
+        names, any_key = _option_names(classes[key])
+        for option, value in values.items():
+            if option not in names and not any_key:
+                raise TransferInputError(f"--option {benchmark}.{option}: {key} has no option {option!r}; its "
+                                         f"options: {', '.join(names) or 'none'}")
+            resolved[key][option] = value
+    if epochs is not None:
+        takers = [name for name, cls in classes.items() if "epochs" in _option_names(cls)[0]]
+        if not takers:
+            raise TransferInputError(f"--epochs: none of the benchmarks ({', '.join(classes)}) has an epochs option")
+        for name in takers:
+            resolved[name].setdefault("epochs", epochs)
+    for name, cls in classes.items():  # configuration-only constructors: values are checked here
+        try:
+            cls(**resolved[name])
+        except Exception as exc:  # noqa: BLE001 - a bad option value, reported as bad input
+            raise TransferInputError(f"benchmark {name} with options {resolved[name]}: "
+                                     f"{type(exc).__name__}: {exc}") from None
+    return resolved
+
+
+# ------------------------------------------------------------------------------------------------
+# Summary: raw mean ± std, and the log-ratio against ReLU
+# ------------------------------------------------------------------------------------------------
+
+def log_ratio(score: float, reference: float, bounded: bool = True) -> float:
+    """One seed's clipped log-ratio of a higher-is-better ``score`` against ReLU's ``reference``.
+
+    ``bounded`` (scores in [0, 1]): ln((1 − score) / (1 − reference)), errors floored at
+    `ERROR_FLOOR`; otherwise −ln(score / reference) (positive scores). Clipped to ±`LOG_RATIO_CLIP`.
+    Negative: better than ReLU.
+    """
+    if bounded:
+        value = math.log(max(1.0 - score, ERROR_FLOOR) / max(1.0 - reference, ERROR_FLOOR))
+    else:
+        if score <= 0 or reference <= 0:
+            return math.nan
+        value = -math.log(score / reference)
+    return max(-LOG_RATIO_CLIP, min(LOG_RATIO_CLIP, value))
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def summarise(results: Iterable[TransferResult | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (activation, benchmark), in order of first appearance.
+
+    Row keys: ``activation``, ``benchmark``, ``metric``, ``n`` (seeds scored), ``failed``,
+    ``mean`` and ``std`` (sample standard deviation, None below two seeds) of the score,
+    ``log_ratio_vs_relu`` (mean over the seeds that both this activation and ReLU scored of
+    `log_ratio`) and ``log_ratio_std`` (their sample std). None where there is nothing to compute
+    (no ReLU result on the benchmark, no common seed). A later result for the same (activation,
+    benchmark, seed) replaces an earlier one.
+    """
+    cells: dict[tuple[str, str], dict[int, TransferResult]] = {}
+    for item in results:
+        result = item if isinstance(item, TransferResult) else TransferResult.from_dict(item)
+        cells.setdefault((result.activation, result.benchmark), {})[result.seed] = result
+    bounded: dict[str, bool] = {}
+    for (_, benchmark), by_seed in cells.items():
+        scores = [r.score for r in by_seed.values() if r.ok]
+        bounded[benchmark] = bounded.get(benchmark, True) and all(0.0 <= s <= 1.0 for s in scores)
+    rows = []
+    for (activation, benchmark), by_seed in cells.items():
+        ok = {seed: r.score for seed, r in sorted(by_seed.items()) if r.ok}
+        mean, std = _mean_std(list(ok.values()))
+        reference = {seed: r.score for seed, r in cells.get((REFERENCE, benchmark), {}).items() if r.ok}
+        ratios = [log_ratio(ok[s], reference[s], bounded[benchmark]) for s in ok if s in reference]
+        ratios = [r for r in ratios if math.isfinite(r)]
+        ratio, ratio_std = _mean_std(ratios)
+        metric = next((r.metric for r in by_seed.values() if r.metric), "")
+        rows.append({"activation": activation, "benchmark": benchmark, "metric": metric, "n": len(ok),
+                     "failed": len(by_seed) - len(ok), "mean": mean, "std": std,
+                     "log_ratio_vs_relu": ratio, "log_ratio_std": ratio_std})
+    return rows
+
+
+def _cell_text(row: Mapping[str, Any] | None) -> str:
+    if row is None:
+        return "—"
+    if not row["n"]:
+        return f"failed ({row['failed']})"
+    text = f"{row['mean']:.4f}" + (f" ± {row['std']:.4f}" if row["std"] is not None else "")
+    if row["log_ratio_vs_relu"] is not None and row["activation"] != REFERENCE:
+        text += f" ({row['log_ratio_vs_relu']:+.3f})"
+    if row["failed"]:
+        text += f" [{row['failed']} failed]"
+    return text
+
+
+def results_table(rows: Sequence[Mapping[str, Any]], title: str | None = None):
+    """A rich Table: rows = activations, columns = benchmarks, cells "mean ± std (log-ratio)"."""
+    from rich.table import Table
+
+    activations = list(dict.fromkeys(r["activation"] for r in rows))
+    benchmarks = list(dict.fromkeys(r["benchmark"] for r in rows))
+    by_cell = {(r["activation"], r["benchmark"]): r for r in rows}
+    metrics = {b: next((r["metric"] for r in rows if r["benchmark"] == b and r["metric"]), "") for b in benchmarks}
+    title = title or "transfer: score mean ± std over seeds (log-ratio vs ReLU)"
+    table = Table(title=title, min_width=len(title) + 4)  # the title on one line
+    table.add_column("activation", no_wrap=True)
+    for benchmark in benchmarks:
+        table.add_column(f"{benchmark} ({metrics[benchmark]})" if metrics[benchmark] else benchmark,
+                         justify="right", no_wrap=True)
+    for activation in activations:
+        table.add_row(activation, *[_cell_text(by_cell.get((activation, b))) for b in benchmarks])
+    return table
+
+
+def plot_log_ratios(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Grouped bars: per benchmark, one bar per activation (ReLU is the zero line), error bars =
+    the std over seeds of the log-ratio. Written as PNG to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benchmarks = list(dict.fromkeys(r["benchmark"] for r in rows))
+    activations = [a for a in dict.fromkeys(r["activation"] for r in rows) if a != REFERENCE]
+    by_cell = {(r["activation"], r["benchmark"]): r for r in rows}
+    fig, ax = plt.subplots(figsize=(min(16.0, max(4.0, 1.5 + 0.5 * len(benchmarks) * max(1, len(activations)))), 3.6))
+    width = 0.8 / max(1, len(activations))
+    colours = plt.get_cmap("tab10" if len(activations) <= 10 else "tab20")
+    for i, activation in enumerate(activations):
+        xs, heights, errors = [], [], []
+        for j, benchmark in enumerate(benchmarks):
+            row = by_cell.get((activation, benchmark))
+            if row is None or row["log_ratio_vs_relu"] is None:
+                continue
+            xs.append(j - 0.4 + width * (i + 0.5))
+            heights.append(row["log_ratio_vs_relu"])
+            errors.append(row["log_ratio_std"] or 0.0)
+        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=activation, color=colours(i % colours.N))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(benchmarks)), benchmarks)
+    ax.set_xlim(-0.6, len(benchmarks) - 0.4)
+    ax.set_ylabel("ln(error / ReLU's error)")
+    ax.set_title("log-ratio vs ReLU per benchmark (below 0: better than ReLU)")
+    if activations:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    else:
+        ax.text(0.5, 0.5, "only ReLU: nothing to compare", transform=ax.transAxes, ha="center")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Executors
+# ------------------------------------------------------------------------------------------------
+
+def _run_local(jobs: Sequence[TransferJob], data_dir: str, device: str, workers: int | None,
+               on_result: Callable[[TransferResult], None]) -> None:
+    """Jobs in a spawn-context process pool.
+
+    A process that dies (killed, out of memory, a crash in native code) breaks the whole pool and
+    every job in it. The jobs that had not started go back to the queue of a fresh pool; those that
+    were running are suspects, run again afterwards one at a time, alone in their own process, so
+    that only a job that dies on its own fails (`worker_died`).
+    """
+    gpus = _visible_gpus() if device == "cuda" else []
+    workers = max(1, min(workers or len(gpus) or os.cpu_count() or 1, len(jobs)))
+    threads = 1 if device == "cpu" else max(1, (os.cpu_count() or 1) // workers)
+    position = {job.key: i for i, job in enumerate(jobs)}
+    queue, suspects = list(jobs), []
+    barren = 0  # broken pools in a row that finished nothing and started nothing
+    while queue:
+        pool = _JobPool(workers, threads, gpus)
+        broken: BaseException | None = None
+        progress = False
+        finished = False
+        try:
+            futures = {pool.submit(job, data_dir, device): job for job in queue}
+            queue = []
+            for future in concurrent.futures.as_completed(futures):
+                job = futures[future]
+                try:
+                    result = _answer(job, future.result())
+                except concurrent.futures.process.BrokenProcessPool as exc:
+                    broken = exc
+                    if pool.started(job):
+                        suspects.append(job)
+                        progress = True
+                    else:
+                        queue.append(job)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent
+                    result = _failed(job, "executor_error", f"{type(exc).__name__}: {exc}")
+                progress = True
+                on_result(result)
+            finished = True
+        finally:
+            # interrupted (Ctrl-C) or broken: do not wait for the jobs still running
+            pool.close(wait=finished and broken is None)
+        barren = 0 if progress or broken is None else barren + 1
+        if barren >= 2:  # the processes cannot even start: fail what is left rather than loop
+            for job in queue:
+                on_result(_failed(job, "worker_died", f"the job processes could not start: {broken}"))
+            queue = []
+        queue.sort(key=lambda job: position[job.key])
+    pool = None
+    finished = False
+    try:
+        for job in sorted(suspects, key=lambda job: position[job.key]):
+            pool = pool or _JobPool(1, threads, gpus)
+            try:
+                result = _answer(job, pool.submit(job, data_dir, device).result())
+            except concurrent.futures.process.BrokenProcessPool:
+                pool.close(wait=False)
+                pool = None
+                result = _failed(job, "worker_died", "the job's process died (killed, e.g. by the out-of-memory "
+                                                     "killer, or a crash in native code), also when run alone")
+            except Exception as exc:  # noqa: BLE001
+                result = _failed(job, "executor_error", f"{type(exc).__name__}: {exc}")
+            on_result(result)
+        finished = True
+    finally:
+        if pool is not None:
+            pool.close(wait=finished)
+
+
+# -- Dask: each job in a fresh child process of the Dask worker --------------------------------
+# Dask workers are daemonic processes, which multiprocessing does not let have children; the job
+# process is a plain subprocess that talks JSON lines (as the lab's sandbox workers do).
+
+def _job_main() -> None:
+    """A job process started by `run_in_subprocess`: one request line on stdin, one answer line on
+    the protocol's stdout; prints of the job go to stderr. Ends when stdin closes (the Dask worker
+    that started it is gone)."""
+    import torch
+
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # the job's own prints go to stderr
+    sys.stdout = sys.stderr
+    request = json.loads(sys.stdin.readline())
+
+    def watch() -> None:
+        sys.stdin.read()  # EOF: whoever asked is gone; nobody will read the answer
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    torch.set_num_threads(max(1, int(request["threads"])))
+    protocol.write(_child_run(request["job"], request["data_dir"], request["device"]) + "\n")
+    protocol.flush()
+
+
+def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, threads: int = 1,
+                      gpu: str | None = None) -> str:
+    """Run one job in a fresh ``python`` process with the scrubbed environment (and ``gpu`` as its
+    only visible GPU); its answer as JSON text, a `worker_died` failure if it dies."""
+    import subprocess
+
+    home = tempfile.mkdtemp(prefix="actmine-transfer-")
+    try:
+        env = _child_environment(home)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        # the job imports benchmark modules from wherever this process can (plug-ins included)
+        paths = [env["PYTHONPATH"], *(p for p in sys.path if p and os.path.isdir(p))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from actmine.transfer.runner import _job_main; _job_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home, env=env)
+        try:
+            request = {"job": dict(job), "data_dir": data_dir, "device": device, "threads": threads}
+            process.stdin.write((json.dumps(request) + "\n").encode())
+            process.stdin.flush()
+            answer = process.stdout.read()  # stdin stays open meanwhile: the job's lifeline
+            process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for stream in (process.stdin, process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    lines = answer.decode("utf-8", "replace").strip().splitlines()
+    if process.returncode != 0 or not lines:
+        status = process.returncode
+        how = f"signal {-status}" if status is not None and status < 0 else f"status {status}"
+        failed = _failed(TransferJob.from_dict(job), "worker_died", f"the job's process ended with {how} before "
+                                                                    "answering (killed, out of memory, or a crash)")
+        return json.dumps(failed.to_dict())
+    return lines[-1]
+
+
+def run_on_dask_worker(job: dict[str, Any], data_dir: str, device: str, pin_by_worker_name: bool) -> str:
+    """The Dask task: run the job in a child process of this Dask worker; JSON text back.
+
+    ``pin_by_worker_name`` (a LocalCluster started by the runner, whose workers are named 0, 1, …):
+    worker i gives its jobs GPU i of those visible. Otherwise the job keeps the worker's
+    CUDA_VISIBLE_DEVICES.
+    """
+    threads, gpu = 1, None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        if device != "cpu":
+            threads = max(1, (os.cpu_count() or 1) // max(1, int(worker.state.nthreads)))
+        if pin_by_worker_name and device == "cuda" and isinstance(worker.name, int):
+            visible = _visible_gpus()
+            gpu = visible[worker.name % len(visible)] if visible else None
+    except (ImportError, ValueError, AttributeError):
+        pass
+    return run_in_subprocess(job, data_dir, device, threads, gpu)
+
+
+def _run_dask(jobs: Sequence[TransferJob], data_dir: str, device: str, workers: int | None, scheduler: str | None,
+              on_result: Callable[[TransferResult], None], notify: Callable[[str], None]) -> None:
+    import dask
+    from distributed import Client, as_completed
+
+    from ..executors import DaskExecutor
+
+    cluster = client = None
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout=60, set_as_default=False)
+                if workers:
+                    client.wait_for_workers(workers, timeout=120)
+            except Exception as exc:  # noqa: BLE001 - unreachable scheduler, timeout
+                raise TransferInputError(f"--scheduler {scheduler}: cannot use the Dask cluster there: "
+                                         f"{type(exc).__name__}: {exc}") from None
+            if device == "cuda":
+                offered = [w for w, info in client.scheduler_info(n_workers=-1)["workers"].items()
+                           if (info.get("resources") or {}).get("GPU", 0) >= 1]
+                if not offered:
+                    raise TransferInputError(f"--device cuda: no worker of the Dask cluster at {scheduler} offers the "
+                                             "resource GPU; start each worker with `--resources GPU=1` (one per GPU)")
+        else:
+            count = workers or (len(_visible_gpus()) if device == "cuda" else os.cpu_count() or 1)
+            settings = {"distributed.worker.resources": {"GPU": 1}} if device == "cuda" else {}
+            with dask.config.set(settings):
+                cluster = DaskExecutor._local_cluster(count)
+            client = Client(cluster, set_as_default=False)
+            notify(f"started a local Dask cluster of {count} workers at {cluster.scheduler_address}")
+        resources = {"GPU": 1} if device == "cuda" else None
+        futures = {}
+        for job in jobs:
+            task = client.submit(run_on_dask_worker, job.to_dict(), data_dir, device, cluster is not None,
+                                 key=f"actmine-transfer-{uuid.uuid4().hex}", pure=False, resources=resources)
+            futures[task.key] = (task, job)
+        for task in as_completed([t for t, _ in futures.values()], loop=client.loop):
+            job = futures[task.key][1]
+            try:
+                result = _answer(job, task.result())
+            except Exception as exc:  # noqa: BLE001 - a lost worker, a cancelled task
+                result = _failed(job, "executor_error", f"the Dask task failed: {type(exc).__name__}: {exc}")
+            on_result(result)
+    finally:
+        for closing in (client, cluster):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+
+
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class TransferRun:
+    """What `run_transfer` did: every job's result (this run's jobs, resumed ones included, in
+    activation × benchmark × seed order), the summary rows and the files written."""
+
+    results: list[TransferResult]
+    rows: list[dict[str, Any]]
+    activations: list[str]
+    benchmarks: list[str]
+    seeds: list[int]
+    added_relu: bool
+    resumed: int
+    seconds: float
+    files: dict[str, Path]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+def _read_done(path: Path, notify: Callable[[str], None]) -> dict[str, TransferResult]:
+    done: dict[str, TransferResult] = {}
+    if not path.is_file():
+        return done
+    bad = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            result = TransferResult.from_dict(json.loads(line))
+        except (ValueError, TypeError):
+            bad += 1
+            continue
+        if result.ok and result.key:
+            done[result.key] = result
+    if bad:
+        notify(f"{path}: ignored {bad} unreadable line(s)")
+    return done
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else (repr(row[c]) if isinstance(row[c], float) else row[c])
+                         for c in SUMMARY_COLUMNS])
+    return buffer.getvalue()
+
+
+class _Progress:
+    """A rich progress bar on a terminal's stderr; elsewhere one line per finished job."""
+
+    def __init__(self, total: int, enabled: bool, console: Any = None):
+        from rich.console import Console
+
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.console = console or Console(stderr=True)
+        self.bar = None
+        if enabled and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("transfer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("{task.description}"), console=self.console, transient=True)
+            self.task = self.bar.add_task("", total=total)
+            self.bar.start()
+
+    def advance(self, result: TransferResult) -> None:
+        from rich.markup import escape
+
+        self.done += 1
+        what = f"{result.activation} on {result.benchmark} seed {result.seed}"
+        if result.ok:
+            outcome = f"{result.metric or 'score'} {result.score:.4f} ({result.seconds:.1f} s)"
+        else:
+            outcome = f"failed [{result.error['code']}] {result.error['message']}"
+        line = f"[{self.done}/{self.total}] {what}: {outcome}"
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=escape(what))
+            if not result.ok:
+                self.bar.console.print(line, style="red", markup=False, highlight=False)
+        elif self.enabled or not result.ok:
+            self.console.print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digits",),
+                 seeds: int | Sequence[int] = 3, *, options: Mapping[str, Mapping[str, Any]] | None = None,
+                 epochs: int | None = None, data_dir: str | Path | None = None, device: str = "cpu",
+                 executor: str = "local", workers: int | None = None, scheduler: str | None = None,
+                 out: str | Path = "transfer", progress: bool = True,
+                 notify: Callable[[str], None] | None = None, console: Any = None) -> TransferRun:
+    """Train every (activation × benchmark × seed) job and write ``out``'s files.
+
+    Args:
+        activations: registry names, candidate ``.py`` files, exported ``pack.py:name`` entries.
+            ReLU is added (and ``notify`` told) when missing: it is the reference.
+        benchmarks: registered benchmark names.
+        seeds: a count N (seeds 0..N-1) or the seeds themselves.
+        options: ``{benchmark: {constructor keyword: value}}`` (see `parse_options`).
+        epochs: ``epochs=`` for every benchmark whose constructor has it (``options`` win).
+        data_dir: where the datasets are (default `default_data_dir()`).
+        device: ``"cpu"`` or ``"cuda"`` (local: one process per GPU, each pinned to one; Dask: each
+            job needs the worker resource ``GPU=1``).
+        executor: ``"local"`` (a spawn process pool, ``workers`` processes, default one per core or
+            per GPU) or ``"dask"`` (``scheduler``'s cluster, else a LocalCluster on 127.0.0.1).
+        out: the output directory; jobs already done ok in its ``results.jsonl`` are not rerun.
+        progress: show a progress bar (stderr, on a terminal) or one line per job.
+        notify: receives one-line messages (ReLU added, jobs resumed); default: stderr.
+
+    Raises (before any job starts): `TransferInputError` for bad input, `DatasetMissing` when a
+    benchmark's data is not in ``data_dir``.
+    """
+    started = time.perf_counter()
+    if notify is None:
+        def notify(message: str) -> None:
+            print(message, file=sys.stderr)
+    if device not in ("cpu", "cuda"):
+        raise TransferInputError(f"unknown device {device!r}; choose cpu or cuda")
+    if executor not in EXECUTORS:
+        raise TransferInputError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if scheduler and executor != "dask":
+        raise TransferInputError("a scheduler address needs the 'dask' executor (--executor dask)")
+    if workers is not None and workers < 1:
+        raise TransferInputError("workers must be at least 1")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise TransferInputError(f"seeds must be at least one, without repeats; got {seeds!r}")
+    if not activations:
+        raise TransferInputError("no activations given")
+    if not benchmarks:
+        raise TransferInputError("no benchmarks given")
+
+    specs, added_relu = _resolve_activations(activations)
+    classes = _benchmark_classes(list(dict.fromkeys(b.strip().lower() for b in benchmarks)))
+    resolved_options = _benchmark_options(classes, options or {}, epochs)
+    paths = {name: _class_path(cls) for name, cls in classes.items()}
+    if device == "cuda" and not (executor == "dask" and scheduler):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TransferInputError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
+    data = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir().resolve()
+    for name, cls in classes.items():
+        cls(**resolved_options[name]).check_data(data)  # DatasetMissing: nothing has started
+    if added_relu:
+        notify(f"added {REFERENCE} to the activations: it is the reference of the log-ratios")
+
+    jobs = [TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source,
+                        s.reference if s.kind != "file" else None, paths[name])
+            for name in classes for seed in seed_list for s in specs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / "results.jsonl"
+    done = _read_done(journal, notify)
+    results = {job.key: done[job.key] for job in jobs if job.key in done}
+    todo = [job for job in jobs if job.key not in results]
+    if results:
+        notify(f"resuming {out}: {len(results)} of {len(jobs)} jobs already done, {len(todo)} to run")
+
+    lock = threading.Lock()
+    bar = _Progress(len(todo), progress, console)
+
+    def on_result(result: TransferResult) -> None:
+        with lock:
+            results[result.key] = result
+            with journal.open("a", encoding="utf-8") as stream:
+                stream.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
+            bar.advance(result)
+
+    try:
+        if todo and executor == "local":
+            _run_local(todo, str(data), device, workers, on_result)
+        elif todo:
+            _run_dask(todo, str(data), device, workers, scheduler, on_result, notify)
+    finally:
+        bar.close()
+
+    order = {(s.name, b, seed): i for i, (s, b, seed) in enumerate(
+        (s, b, seed) for s in specs for b in classes for seed in seed_list)}
+    ordered = sorted((results[job.key] for job in jobs if job.key in results),
+                     key=lambda r: order[(r.activation, r.benchmark, r.seed)])
+    rows = summarise(ordered)
+    seconds = round(time.perf_counter() - started, 3)
+    files = {"journal": journal, "json": out / "results.json", "csv": out / "summary.csv",
+             "figure": out / "transfer.png"}
+    document = {
+        "activations": [{"name": s.name, "kind": s.kind, "given": s.given} for s in specs],
+        "benchmarks": list(classes), "seeds": seed_list, "options": resolved_options, "device": device,
+        "executor": executor, "data_dir": str(data), "added_relu": added_relu, "resumed": len(jobs) - len(todo),
+        "seconds": seconds,
+        "log_ratio": ("per benchmark: mean over the seeds both scored of clip(ln(error_act / error_relu), ±3), "
+                      f"error = 1 − score (floored at {ERROR_FLOOR:g}); for scores outside [0, 1]: "
+                      "−ln(score_act / score_relu). Negative beats ReLU."),
+        "jobs": [r.to_dict() for r in ordered],
+        "summary": rows,
+    }
+    _atomic_write(files["json"], json.dumps(document, indent=2, allow_nan=False))
+    _atomic_write(files["csv"], _csv_text(rows))
+    plot_log_ratios(rows, files["figure"])
+    return TransferRun(results=ordered, rows=rows, activations=[s.name for s in specs], benchmarks=list(classes),
+                       seeds=seed_list, added_relu=added_relu, resumed=len(jobs) - len(todo), seconds=seconds,
+                       files=files)

@@ -1,0 +1,368 @@
+"""The transfer runner and `actmine transfer`, with a tiny benchmark of this module's own.
+
+`TinyBenchmark` trains a one-hidden-layer MLP on a fixed synthetic two-class problem (1000 points,
+full-batch Adam): a real training in milliseconds whose accuracy depends on the activation. It is
+registered only while a test needs it (the `tiny` fixture); the job processes import it from this
+module (`TransferJob.benchmark_class`), which they can: spawned children get this process's
+sys.path, where pytest put tests/, and a Dask worker's job process gets it as PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from actmine.transfer import base, runner
+from actmine.transfer.base import BenchmarkScore, DatasetMissing
+from actmine.transfer.runner import (
+    ERROR_FLOOR, LOG_RATIO_CLIP, TransferInputError, TransferJob, TransferResult, execute_job, log_ratio,
+    parse_options, run_transfer, summarise,
+)
+
+SECRET = "ACTMINE_TEST_TRANSFER_SECRET"
+
+
+class TinyBenchmark:
+    """Two interleaved classes in the plane; an MLP 2 → hidden → 2 with the activation in between."""
+
+    name = "tiny"
+    metric = "accuracy"
+
+    def __init__(self, *, epochs: int = 30, hidden: int = 16, fail_seed: int | None = None,
+                 crash_activation: str | None = None):
+        self.epochs = epochs
+        self.hidden = hidden
+        self.fail_seed = fail_seed
+        self.crash_activation = crash_activation
+
+    def check_data(self, data_dir: Path) -> None:
+        marker = Path(data_dir) / "tiny" / "READY"
+        if not marker.is_file():
+            raise DatasetMissing(f"tiny data not found: looked for {marker}; create it with `touch {marker}`")
+
+    def run(self, make_activation, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
+        self.check_data(data_dir)
+        if seed == self.fail_seed:
+            raise RuntimeError(f"boom on seed {seed}")
+        activation = make_activation()
+        if self.crash_activation and type(activation).__name__.lower() == self.crash_activation:
+            os._exit(3)  # the process dies, as under the out-of-memory killer
+        generator = torch.Generator().manual_seed(1234)  # the same data for every job
+        x = torch.rand(1000, 2, generator=generator) * 4 - 2
+        y = ((x[:, 0].abs() + 0.5 * torch.sin(3 * x[:, 1])) > 1.0).long()  # a wavy band: balanced classes
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(2, self.hidden), activation, nn.Linear(self.hidden, 2))
+        # Adam by hand: torch.optim's first step imports torch._dynamo, seconds per job process
+        params = list(model.parameters())
+        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        for step in range(1, self.epochs + 1):  # full batch: one step per epoch
+            loss = nn.functional.cross_entropy(model(x[:400]), y[:400])
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g, (m, v) in zip(params, grads, moments):
+                    m.mul_(0.9).add_(g, alpha=0.1)
+                    v.mul_(0.999).addcmul_(g, g, value=0.001)
+                    p -= 0.05 * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
+        with torch.no_grad():
+            accuracy = (model(x[400:]).argmax(1) == y[400:]).float().mean().item()
+        return BenchmarkScore(accuracy, self.metric, {"epochs": self.epochs, "pid": os.getpid(),
+                                                      "secret": os.environ.get(SECRET),
+                                                      "threads": torch.get_num_threads(), "nan": math.nan})
+
+
+@pytest.fixture()
+def tiny():
+    """TinyBenchmark registered for the test, removed after."""
+    base.register_benchmark(TinyBenchmark)
+    yield TinyBenchmark
+    base._BENCHMARKS.pop("tiny", None)
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    directory = tmp_path / "data"
+    (directory / "tiny").mkdir(parents=True)
+    (directory / "tiny" / "READY").touch()
+    return directory
+
+
+def run_cli(capsys, *argv):
+    from actmine.cli import main  # here, not at the top: job processes import this module
+
+    code = main(["transfer", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def journal(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+# -- the summary ---------------------------------------------------------------------------------
+
+def result(activation, seed, score, benchmark="b", ok=True):
+    if not ok:
+        return TransferResult(activation, benchmark, seed, ok=False, metric="accuracy",
+                              error={"code": "job_error", "message": "boom"})
+    return TransferResult(activation, benchmark, seed, ok=True, score=score, metric="accuracy")
+
+
+def test_summarise_against_hand_computed_numbers():
+    rows = summarise([
+        result("relu", 0, 0.90), result("relu", 1, 0.80), result("relu", 2, 0.85),
+        result("gelu", 0, 0.95), result("gelu", 1, 0.92), result("gelu", 2, None, ok=False),
+    ])
+    relu, gelu = rows
+    assert [r["activation"] for r in rows] == ["relu", "gelu"]
+    # ReLU: mean 0.85; deviations ±0.05 and 0 → sample variance (0.0025 + 0.0025) / 2 → std 0.05
+    assert relu["n"] == 3 and relu["failed"] == 0 and relu["metric"] == "accuracy"
+    assert relu["mean"] == pytest.approx(0.85) and relu["std"] == pytest.approx(0.05)
+    assert relu["log_ratio_vs_relu"] == 0.0 and relu["log_ratio_std"] == 0.0
+    # GELU: seeds 0 and 1 scored, 2 failed. Mean 0.935, std |0.95 − 0.92| / √2.
+    assert gelu["n"] == 2 and gelu["failed"] == 1
+    assert gelu["mean"] == pytest.approx(0.935) and gelu["std"] == pytest.approx(0.03 / math.sqrt(2))
+    # Paired by seed: ln(0.05 / 0.10) = ln 0.5 and ln(0.08 / 0.20) = ln 0.4.
+    assert gelu["log_ratio_vs_relu"] == pytest.approx((math.log(0.5) + math.log(0.4)) / 2)
+    assert gelu["log_ratio_std"] == pytest.approx(abs(math.log(0.5) - math.log(0.4)) / math.sqrt(2))
+
+
+def test_summarise_edge_cases():
+    rows = summarise([result("relu", 0, 0.9, "b1"), result("gelu", 0, 0.9, "b1"), result("gelu", 1, 0.8, "b1"),
+                      result("gelu", 0, 0.7, "b2")])
+    by = {(r["activation"], r["benchmark"]): r for r in rows}
+    # only the seed both scored counts; one pair has no std
+    assert by["gelu", "b1"]["log_ratio_vs_relu"] == 0.0 and by["gelu", "b1"]["log_ratio_std"] is None
+    assert by["relu", "b1"]["std"] is None
+    assert by["gelu", "b2"]["log_ratio_vs_relu"] is None  # no ReLU on b2
+    # a perfect score: the error is floored, the log-ratio clipped
+    assert log_ratio(1.0, 0.9) == -LOG_RATIO_CLIP
+    assert log_ratio(0.9, 1.0 - ERROR_FLOOR / 2) == LOG_RATIO_CLIP
+    assert log_ratio(0.9, 0.8) == pytest.approx(math.log(0.1 / 0.2))
+    # scores outside [0, 1] (higher is better): −ln(score / ReLU's)
+    rows = summarise([result("relu", 0, 2.0), result("gelu", 0, 4.0)])
+    assert rows[1]["log_ratio_vs_relu"] == pytest.approx(-math.log(2.0))
+    # a later result for the same job replaces an earlier one
+    rows = summarise([result("relu", 0, 0.5), result("relu", 0, 0.7)])
+    assert rows[0]["n"] == 1 and rows[0]["mean"] == pytest.approx(0.7)
+
+
+def test_result_round_trip_and_validation():
+    ok = result("gelu", 1, 0.9)
+    assert TransferResult.from_dict(json.loads(json.dumps(ok.to_dict()))) == ok
+    failed = result("gelu", 2, None, ok=False)
+    assert TransferResult.from_dict(failed.to_dict()) == failed
+    for broken in ({**ok.to_dict(), "score": None}, {**ok.to_dict(), "score": float("nan")},
+                   {**ok.to_dict(), "seed": "1"}, {**failed.to_dict(), "error": {"code": 3}},
+                   {"activation": "gelu"}, [1, 2]):
+        with pytest.raises(ValueError):
+            TransferResult.from_dict(broken)
+    job = TransferJob("gelu", "tiny", 0, {"epochs": 3})
+    assert TransferJob.from_dict(job.to_dict()) == job
+    assert job.key != TransferJob("gelu", "tiny", 0, {"epochs": 4}).key != TransferJob("gelu", "tiny", 1).key
+
+
+def test_parse_options():
+    assert parse_options(["tiny.epochs=3", "tiny.hidden=4", "clrs.algorithms=[bfs, dfs]", "x.lr=1e-3",
+                          "x.flag=true", "x.name=none"]) == {
+        "tiny": {"epochs": 3, "hidden": 4}, "clrs": {"algorithms": ["bfs", "dfs"]},
+        "x": {"lr": 1e-3, "flag": True, "name": "none"}}
+    for bad in ("epochs=3", "tiny.epochs", ".epochs=3", "tiny.=3", "tiny.a=[1"):
+        with pytest.raises(TransferInputError):
+            parse_options([bad])
+
+
+def test_execute_job_in_process_reports_errors_instead_of_raising(tiny, data_dir):
+    job = TransferJob("relu", "tiny", 0, {"epochs": 5}, benchmark_class=f"{__name__}:TinyBenchmark")
+    done = TransferResult.from_dict(execute_job(job, data_dir, "cpu"))
+    assert done.ok and 0.0 <= done.score <= 1.0 and done.details["epochs"] == 5
+    assert done.details["nan"] is None  # results are strict JSON
+    boom = TransferResult.from_dict(execute_job(TransferJob("relu", "tiny", 1, {"fail_seed": 1}), data_dir, "cpu"))
+    assert not boom.ok and boom.error == {"code": "job_error", "message": "RuntimeError: boom on seed 1"}
+    wrong = TransferJob("cand", "tiny", 0, source="def activation_function(x):\n    return x.sum()\n")
+    refused = TransferResult.from_dict(execute_job(wrong, data_dir, "cpu"))
+    assert refused.error["code"] == "candidate" and "shape" in refused.error["message"]
+    missing = TransferResult.from_dict(execute_job(job, data_dir / "nowhere", "cpu"))
+    assert missing.error["code"] == "dataset_missing"
+
+
+def test_job_process_initializer_scrubs_the_environment_and_pins_one_gpu_each(monkeypatch, tmp_path):
+    import multiprocessing
+
+    environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "AWS_SECRET_ACCESS_KEY": "x", "OPENAI_API_KEY": "y",
+               "CUDA_VISIBLE_DEVICES": "3,5", "LD_LIBRARY_PATH": "/opt/cuda/lib", "PYTHONPATH": "/extra"}
+    monkeypatch.setattr(os, "environ", dict(environ))  # what a freshly spawned child inherits
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    pinned = []
+    for _ in range(3):  # three job processes of one pool
+        runner._init_child(str(tmp_path), 1, ("3", "5"), counter)
+        pinned.append(os.environ["CUDA_VISIBLE_DEVICES"])
+        assert "AWS_SECRET_ACCESS_KEY" not in os.environ and "OPENAI_API_KEY" not in os.environ
+        assert os.environ["PATH"] == "/usr/bin" and os.environ["LD_LIBRARY_PATH"] == "/opt/cuda/lib"
+        assert os.environ["HOME"].startswith(str(tmp_path)) and os.environ["PYTHONPATH"].endswith("/extra")
+    assert pinned == ["3", "5", "3"] and torch.get_num_threads() == 1
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
+    out = tmp_path / "out"
+    argv = ["--activations", "gelu,tanh", "--benchmarks", "tiny", "--seeds", "2", "--epochs", "30",
+            "--data-dir", str(data_dir), "--out", str(out), "--workers", "1"]
+    code, stdout, stderr = run_cli(capsys, *argv)
+    assert code == 0, stderr
+    assert "added relu" in stderr
+    # the table: rows = activations, a column per benchmark, "mean ± std (log-ratio)"
+    assert "tiny (accuracy)" in stdout and "relu" in stdout and "±" in stdout
+    assert "(+" in stdout or "(-" in stdout  # the log-ratios
+    document = json.loads((out / "results.json").read_text())
+    assert [a["name"] for a in document["activations"]] == ["relu", "gelu", "tanh"]
+    assert document["added_relu"] is True and document["seeds"] == [0, 1] and document["resumed"] == 0
+    assert document["options"] == {"tiny": {"epochs": 30}}
+    jobs = document["jobs"]
+    assert len(jobs) == 6 and all(j["ok"] for j in jobs)
+    assert [(j["activation"], j["seed"]) for j in jobs] == [(a, s) for a in ("relu", "gelu", "tanh") for s in (0, 1)]
+    details = [j["details"] for j in jobs]
+    assert all(d["pid"] != os.getpid() and d["secret"] is None and d["threads"] == 1 and d["epochs"] == 30
+               for d in details)  # child processes, scrubbed, one thread
+    scores = {j["activation"]: [] for j in jobs}
+    for j in jobs:
+        scores[j["activation"]].append(j["score"])
+    assert len({tuple(s) for s in scores.values()}) == 3  # the activation matters
+    with (out / "summary.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["activation", "benchmark", "metric", "n", "mean", "std", "log_ratio_vs_relu",
+                             "log_ratio_std"]
+    assert [r["activation"] for r in rows] == ["relu", "gelu", "tanh"] and rows[0]["log_ratio_vs_relu"] == "0.0"
+    gelu = rows[1]
+    expected = sum(math.log((1 - g) / (1 - r)) for g, r in zip(scores["gelu"], scores["relu"])) / 2
+    assert float(gelu["mean"]) == pytest.approx(sum(scores["gelu"]) / 2)
+    assert float(gelu["log_ratio_vs_relu"]) == pytest.approx(expected)
+    assert document["summary"][1]["log_ratio_vs_relu"] == pytest.approx(expected)
+    assert (out / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(journal(out)) == 6
+
+    # a third seed: only its three jobs run
+    argv[5] = "3"
+    code, stdout, stderr = run_cli(capsys, *argv)
+    assert code == 0 and "6 of 9 jobs already done, 3 to run" in stderr
+    assert len(journal(out)) == 9 and json.loads((out / "results.json").read_text())["resumed"] == 6
+    # the same command again: nothing to run
+    code, stdout, stderr = run_cli(capsys, *argv)
+    assert code == 0 and "9 of 9 jobs already done, 0 to run" in stderr and len(journal(out)) == 9
+
+
+def test_candidate_file_runs_in_the_child_and_a_failing_job_does_not_stop_the_run(tiny, data_dir, tmp_path, capsys):
+    candidate = tmp_path / "swishy.py"
+    candidate.write_text("def activation_function(x):\n    return x * torch.sigmoid(1.5 * x)\n")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, "--activations", f"relu,{candidate}", "--benchmarks", "tiny",
+                                   "--seeds", "2", "--option", "tiny.fail_seed=1", "--option", "tiny.epochs=20",
+                                   "--data-dir", str(data_dir), "--out", str(out), "--workers", "1", "--quiet")
+    assert code == 1  # some jobs failed: the run finished and says so
+    assert "added relu" not in stderr and "boom on seed 1" in stderr
+    jobs = {(j["activation"], j["seed"]): j for j in json.loads((out / "results.json").read_text())["jobs"]}
+    assert jobs["swishy", 0]["ok"] and jobs["relu", 0]["ok"]
+    assert jobs["swishy", 0]["score"] != jobs["relu", 0]["score"]
+    for name in ("relu", "swishy"):
+        assert jobs[name, 1]["error"] == {"code": "job_error", "message": "RuntimeError: boom on seed 1"}
+    assert "swishy" in stdout and "[1 failed]" in stdout
+    rows = {r["activation"]: r for r in json.loads((out / "results.json").read_text())["summary"]}
+    assert rows["swishy"]["n"] == 1 and rows["swishy"]["failed"] == 1
+    # a rerun would retry the failed jobs only: the journal's ok results are what counts as done
+    done = runner._read_done(out / "results.jsonl", lambda message: None)
+    assert sorted((r.activation, r.seed) for r in done.values()) == [("relu", 0), ("swishy", 0)]
+
+
+def test_a_job_whose_process_dies_fails_alone(tiny, data_dir, tmp_path):
+    # One process: relu scores, gelu kills the process while tanh waits in the pool's queue. tanh
+    # had not started, so it runs in a fresh pool; gelu, which had, runs again alone and dies again.
+    run = run_transfer(["relu", "gelu", "tanh"], ["tiny"], 1,
+                       options={"tiny": {"crash_activation": "gelu", "epochs": 5}}, data_dir=data_dir,
+                       out=tmp_path / "out", workers=1, progress=False, notify=lambda message: None)
+    by = {r.activation: r for r in run.results}
+    assert by["relu"].ok and by["tanh"].ok
+    assert not by["gelu"].ok and by["gelu"].error["code"] == "worker_died"
+    assert "also when run alone" in by["gelu"].error["message"]
+    assert not run.ok and (tmp_path / "out" / "results.json").is_file()
+
+
+def test_hostile_candidate_is_refused_before_any_job(tiny, data_dir, tmp_path, capsys):
+    hostile = tmp_path / "evil.py"
+    hostile.write_text("import os\n\ndef activation_function(x):\n    return x\n")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, "--activations", f"gelu,{hostile}", "--benchmarks", "tiny",
+                              "--data-dir", str(data_dir), "--out", str(out))
+    assert code == 2 and "evil.py" in stderr and "[import]" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--activations", "relu,nosuch"], "unknown activation 'nosuch'"),
+    (["--activations", "missing.py"], "does not exist"),
+    (["--benchmarks", "tiny,tinny"], "unknown benchmark 'tinny'"),
+    (["--option", "tiny.nope=1"], "tiny has no option 'nope'; its options: epochs, hidden, fail_seed"),
+    (["--option", "digits.epochs=1"], "'digits' is not among the benchmarks"),
+    (["--option", "tiny.hidden=[1"], "not valid YAML"),
+    (["--option", "tiny:epochs=1"], "write BENCHMARK.KEY=VALUE"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "needs the 'dask' executor"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny, data_dir, tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--data-dir", str(data_dir), "--out", str(out), *argv)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_epochs_needs_a_benchmark_with_an_epochs_option(tiny, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(TinyBenchmark, "__init__", lambda self, *, hidden=8: None)
+    with pytest.raises(TransferInputError, match="none of the benchmarks"):
+        run_transfer(["relu"], ["tiny"], 1, epochs=3, data_dir=data_dir, out=tmp_path / "out")
+
+
+def test_missing_dataset_is_exit_2_with_where_and_how(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--data-dir", str(tmp_path / "empty"), "--out", str(out))
+    assert code == 2
+    assert f"looked for {tmp_path / 'empty' / 'tiny' / 'READY'}" in stderr and "create it with" in stderr
+    assert not out.exists()
+
+
+def test_data_dir_defaults_to_the_environment(tiny, data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ACTMINE_DATA_DIR", str(tmp_path / "elsewhere"))
+    code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--out", str(tmp_path / "out"))
+    assert code == 2 and str(tmp_path / "elsewhere" / "tiny" / "READY") in stderr
+
+
+def test_dask_executor_on_a_local_cluster(tiny, data_dir, tmp_path, capsys, monkeypatch):
+    from distributed import LocalCluster
+
+    monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      scheduler_port=0, dashboard_address=None,
+                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"}) as cluster:
+        out = tmp_path / "out"
+        code, stdout, stderr = run_cli(capsys, "--activations", "relu", "--benchmarks", "tiny", "--seeds", "1",
+                                       "--epochs", "10", "--executor", "dask", "--scheduler",
+                                       cluster.scheduler_address, "--data-dir", str(data_dir), "--out", str(out))
+        assert code == 0, stderr
+        jobs = json.loads((out / "results.json").read_text())["jobs"]
+        assert [j["activation"] for j in jobs] == ["relu"]  # one job: each costs a process start
+        assert all(j["ok"] and j["details"]["pid"] != os.getpid() for j in jobs)
+        assert all(j["details"]["secret"] is None and j["details"]["threads"] == 1 for j in jobs)
+        assert "tiny (accuracy)" in stdout and (out / "transfer.png").is_file()
+        # on a cluster without the GPU resource, --device cuda is refused before anything is submitted
+        code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--executor", "dask", "--scheduler",
+                                  cluster.scheduler_address, "--device", "cuda", "--data-dir", str(data_dir),
+                                  "--out", str(tmp_path / "gpu"))
+        assert code == 2 and "--resources GPU=1" in stderr
