@@ -429,7 +429,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     console.print(table)
     reused = f"; reused: {', '.join(outcome['resumed'])}" if outcome["resumed"] else ""
     console.print(f"report: {outcome['doc']}; plots and raw JSON: {args.out_dir}/; "
-                  f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False)
+                  f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -537,10 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "batch, transfer, analysis. Each part's JSON is saved as soon as it finishes, with "
                                    "its settings: running the command again reuses every part saved with the same "
                                    "settings (an interrupted run resumes), --force recomputes. --quick takes under 10 "
-                                   "minutes on a 2-core machine; the full version about 2 hours there (mostly CLRS), "
+                                   "minutes on a 2-core machine; the full version 2-3 hours there (mostly CLRS), "
                                    "and the report records how long it took. See docs/reproduction.md.")
     p.add_argument("--quick", action="store_true",
-                   help="5 seeds, a 40-evaluation search, digits and a reduced CLRS only (under 10 minutes)")
+                   help="5 seeds, a 30-evaluation search, digits and a reduced CLRS only (under 10 minutes)")
     p.add_argument("--out-dir", default="reproduction", metavar="DIR",
                    help="plots, raw JSON, the transfer journal and the search run (default: %(default)s)")
     p.add_argument("--doc", default="docs/reproduction.md", metavar="FILE.md",

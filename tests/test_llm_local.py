@@ -87,11 +87,11 @@ def test_short_search_with_a_real_local_llm(llama_server, tmp_path):
     suite = {"name": "tiny", "seeds": [0],
              "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1}]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(suite))
-    budget = 8
+    budget = 6
     config = Config.from_dict({
         "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "seeds": ["gelu", "silu"]},
         "mutator": {"kind": "llm", "options": {
-            "models": [{"name": "smollm2", "base_url": llama_server, "temperature": 0.7, "max_tokens": 200}],
+            "models": [{"name": "smollm2", "base_url": llama_server, "temperature": 0.7, "max_tokens": 160}],
             "concurrency": 1, "timeout_s": 120, "max_retries": 1, "backoff_s": 0.5, "budget_tokens": 200000}},
         "executor": {"workers": 1},
         "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "tiny.yaml"),

@@ -15,7 +15,7 @@ from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Failure, LabContext, Parent, get_mutator
 from actmine.evolve.mutators.llm import (LLMCall, LLMConfigError, LLMMutator, ModelChooser, ModelSpec, Spend,
-                                         build_prompt, load_prompts, parse_response, strip_preimported)
+                                         build_prompt, load_prompts, parse_response)
 
 from chat_server import ChatServer
 
@@ -65,10 +65,11 @@ def test_parse_reports_answers_without_a_program(text, error):
 
 
 def test_only_preimported_modules_are_stripped():
-    source = "import torch\nimport os\nfrom torch.nn import functional as F\n\ndef activation_function(x):\n    return x\n"
-    assert strip_preimported(source) == "import os\n\ndef activation_function(x):\n    return x\n"
+    parsed = parse_response("```python\nimport torch\nimport os\nfrom torch.nn import functional as F\n\n"
+                            "def activation_function(x):\n    return x\n```")
+    assert parsed.source == "import os\n\ndef activation_function(x):\n    return x\n"
     with pytest.raises(Exception, match="import"):
-        check_source(strip_preimported(source))   # the rest is left to the policy, which says why
+        check_source(parsed.source)   # the rest is left to the policy, which says why
 
 
 @settings(max_examples=60, deadline=None)

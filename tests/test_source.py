@@ -147,3 +147,37 @@ def test_load_candidate_file_errors_name_the_file(tmp_path):
         load_candidate_file(path)
     assert info.value.code == "syntax_error"
     assert str(path) in str(info.value)
+
+
+def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
+    """`best_activation.py` (imports, a docstring with the lineage, an nn.Module class) is usable
+    wherever a candidate file is: only the namespace imports, the docstring and the class go."""
+    from actmine.candidate.source import (DEFAULT_MAX_SOURCE_CHARS, candidate_from_module, check_source,
+                                          compile_candidate,
+                                          read_candidate_file)
+    from actmine.evolve.controller import write_best_program
+    from actmine.evolve.database import ProgramDatabase, ProgramRecord
+
+    body = "SCALE = 0.1\n\ndef helper(x):\n    return torch.sin(x)\n\ndef activation_function(x):\n" \
+           "    return F.gelu(x) + SCALE * helper(x) * math.pi\n"
+    with ProgramDatabase(tmp_path / "p.sqlite") as db:
+        run = db.create_run({}, 0, {})
+        record = ProgramRecord(id=None, run_id=run, proposal_index=0, source=body, rationale="r" * 12000,
+                               mutator="symbolic", status="ok", fitness=0.2, family_log_ratios={"polynomial": -0.2})
+        record.id = db.add_program(record)
+        write_best_program(tmp_path / "best_activation.py", record, db)
+    text = (tmp_path / "best_activation.py").read_text()
+    assert len(text) > DEFAULT_MAX_SOURCE_CHARS                   # the lineage alone is over the limit
+    source = read_candidate_file(tmp_path / "best_activation.py")
+    assert "import" not in source and "class" not in source and body.strip() in source
+    fn = compile_candidate(source)
+    x = torch.linspace(-3, 3, 13)
+    torch.testing.assert_close(fn(x), torch.nn.functional.gelu(x) + 0.1 * torch.sin(x) * math.pi)
+    # anything else stays, for the policy to refuse with its reason
+    hostile = "import os\nimport torch\n\nclass A:\n    pass\n\ndef activation_function(x):\n    return x\n"
+    assert candidate_from_module(hostile).split() == "import os def activation_function(x): return x".split()
+    with pytest.raises(CandidateError) as refused:
+        check_source(candidate_from_module(hostile))
+    assert refused.value.code == "import"
+    plain = "def activation_function(x):\n    return x\n"
+    assert candidate_from_module(plain) == plain

@@ -754,9 +754,49 @@ def read_candidate_file(path: str | Path, max_chars: int = DEFAULT_MAX_SOURCE_CH
             raise CandidateError("too_long", f"candidate file {str(path)!r} is {size:,} bytes, too long for the limit "
                                              f"of {max_chars:,} characters; shorten it or raise the config key "
                                              "`candidate.max_source_chars`")
-        return path.read_text(encoding="utf-8")
+        return candidate_from_module(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise CandidateError("unreadable", f"cannot read {str(path)!r}: {exc}") from None
+
+
+# Imports that only bind what the candidate namespace holds anyway (or `nn`, for module classes).
+_NAMESPACE_IMPORTS = {("torch", None), ("torch", "torch"), ("math", None), ("math", "math"),
+                      ("torch.nn.functional", "F"), ("torch.nn", "nn")}
+
+
+def candidate_from_module(source: str) -> str:
+    """The candidate inside a plain PyTorch module file, such as a search's `best_activation.py`.
+
+    Such a file imports torch, math and F and wraps `activation_function` in an `nn.Module` class.
+    When the source parses, has top-level imports or classes and defines `activation_function`,
+    its docstring, the imports of `torch`, `math`, `torch.nn.functional as F` and `torch.nn as nn` (and
+    `from torch import nn` / `from torch.nn import functional as F`) and the class definitions are
+    dropped; everything else is kept as written and still goes through `check_source`, so any
+    other import is refused with its reason. Other sources are returned unchanged.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source
+    defines = any(isinstance(n, ast.FunctionDef) and n.name == ENTRY_POINT for n in tree.body)
+
+    def namespace_import(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Import):
+            return all((a.name, a.asname) in _NAMESPACE_IMPORTS for a in node.names)
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            return all((f"{node.module}.{a.name}", a.asname or a.name) in _NAMESPACE_IMPORTS for a in node.names)
+        return False
+
+    drop = [n for n in tree.body if namespace_import(n) or isinstance(n, ast.ClassDef)]
+    if not defines or not drop:
+        return source
+    first = tree.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        drop.append(first)   # the module's docstring (a search's lineage can outgrow the size limit)
+    lines = source.splitlines(keepends=True)
+    dropped = {i for n in drop for i in range((n.decorator_list[0].lineno if getattr(n, "decorator_list", None)
+                                                else n.lineno), (n.end_lineno or n.lineno) + 1)}
+    return "".join(line for i, line in enumerate(lines, 1) if i not in dropped).strip("\n") + "\n"
 
 
 def load_candidate_file(path: str | Path,

@@ -224,6 +224,8 @@ class Search:
             if proposer is not None:
                 proposer.shutdown(wait=False, cancel_futures=True)
             executor.close()
+        if hasattr(mutator, "usage"):   # proposals settled without a worker are not in the last refresh
+            state.llm = mutator.usage()
         wall = time.monotonic() - state.started
         summary = {"run_id": run_id, "evaluated": state.evaluated, "interrupted": self._stop,
                    "seconds": round(wall, 1),

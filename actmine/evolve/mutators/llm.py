@@ -13,8 +13,9 @@ The prompts are text files in `actmine/evolve/prompts/` (`string.Template` synta
 need no escaping); `prompts_dir` overrides any of them.
 
 The answer is parsed by `parse_response` (several code blocks, missing fences, `<think>` text);
-imports of the modules the candidate namespace already holds (`torch`, `math`, `F`) are removed,
-any other import is left for the static policy to refuse with its reason. Nothing here runs the
+imports of the modules the candidate namespace already holds (`torch`, `math`, `F`) are removed
+(`candidate.source.candidate_from_module`), any other import is left for the static policy to
+refuse with its reason. Nothing here runs the
 model's code: the controller checks it (`check_source`) and evaluates it in the sandbox.
 
 Reliability and cost: every HTTP call goes through the official `openai` client (its own retries
@@ -48,6 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from ...candidate.source import candidate_from_module
 from . import Failure, LabContext, Parent, Proposal, register_mutator
 
 OPERATORS = ("mutate", "crossover", "simplify")
@@ -221,9 +223,6 @@ ENTRY = "activation_function"
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|\Z)", re.S | re.I)
 _CODE_START = re.compile(r"^(def |async def |import |from \S+ import |@|[A-Za-z_]\w*\s*(:[^=]+)?=[^=]|#)")
-# Imports of what the candidate namespace already holds, as LLMs like to write them.
-_PREIMPORTED = {("torch", None): "torch", ("math", None): "math", ("torch.nn.functional", "F"): "F",
-                ("torch", "torch"): "torch", ("math", "math"): "math"}
 
 
 @dataclass(frozen=True)
@@ -231,28 +230,6 @@ class ParsedAnswer:
     source: str | None       # None: no program could be found (the proposal fails as `no_code`)
     rationale: str
     error: str | None = None
-
-
-def strip_preimported(source: str) -> str:
-    """Remove top-level `import torch`, `import math`, `import torch.nn.functional as F` and
-    `from torch.nn import functional as F`, which would only rebind what the namespace holds."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return source
-    drop: set[int] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            if all((a.name, a.asname) in _PREIMPORTED for a in node.names):
-                drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-        elif isinstance(node, ast.ImportFrom):
-            if node.module == "torch.nn" and node.level == 0 and all(
-                    a.name == "functional" and a.asname == "F" for a in node.names):
-                drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    if not drop:
-        return source
-    lines = source.splitlines()
-    return "\n".join(line for i, line in enumerate(lines, 1) if i not in drop).strip("\n") + "\n"
 
 
 def _parses(code: str) -> bool:
@@ -312,7 +289,7 @@ def parse_response(text: str | None) -> ParsedAnswer:
               if m.group(1).lower() in ("", "python", "py", "python3", "pytorch")]
     chosen = None
     for start, end, code in reversed(blocks):
-        code = strip_preimported(code.strip("\n") + "\n")
+        code = candidate_from_module(code.strip("\n") + "\n")
         if _defines_entry(code) and _parses(code):
             chosen = (start, end, code)
             break
@@ -328,7 +305,7 @@ def parse_response(text: str | None) -> ParsedAnswer:
     code = _unfenced_program(visible)
     if code is not None:
         rationale = _one_line(visible.split(code.strip().splitlines()[0])[0])
-        return ParsedAnswer(strip_preimported(code), rationale or "(no rationale given)")
+        return ParsedAnswer(candidate_from_module(code), rationale or "(no rationale given)")
     why = "no code block" if not blocks else f"no code block defines {ENTRY}(x)"
     return ParsedAnswer(None, _one_line(visible), f"{why} in the answer")
 
