@@ -30,12 +30,14 @@ $(STAMP): pyproject.toml
 # server loads: no multimodal library, no "common" utilities (tools/llama-no-common.cmake), and
 # on x86-64 a portable AVX2 build rather than -march=native, which dies with SIGILL on VMs that
 # advertise CPU features (AMX) their kernel doesn't enable. The wheel is built by the system
-# Python, so that `make test` can compile it while the venv is set up and the other tests run.
+# Python, so that `make test` can compile it while the venv is set up and the other tests run;
+# --no-cache-dir because pip's wheel cache ignores CMAKE_ARGS (a cached -march=native build could
+# stand in for this one).
 $(LLAMA_WHEEL):
 	mkdir -p $(WHEELS)
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/tools/llama-no-common.cmake \
 		$(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)" \
-		$(PYTHON) -m pip wheel --quiet --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+		$(PYTHON) -m pip wheel --quiet --no-deps --no-cache-dir -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
 
 llama: $(LLAMA_WHEEL)
