@@ -2,6 +2,7 @@
 
 import math
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -216,11 +217,26 @@ def test_answers_without_usage_are_counted_by_length():
 def test_spend_reservations_never_overshoot_the_cap():
     spend = Spend(budget_usd=1.0)
     assert spend.reserve(0.4, 10) and spend.reserve(0.4, 10)
-    assert not spend.reserve(0.4, 10) and "budget reached" in spend.exhausted
-    spend.settle(0.4, 10, 0.1, 5)
-    assert not spend.reserve(0.1, 1)      # once exhausted, it stays so
+    # a third call does not fit while two are in flight: it waits for them to settle
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(spend.reserve(0.4, 10)))
+    waiter.start()
+    time.sleep(0.1)
+    assert outcome == [] and spend.exhausted is None
+    spend.settle(0.4, 10, 0.05, 5)            # the first cost far less than reserved: room again
+    waiter.join(timeout=5)
+    assert outcome == [True]
+    spend.settle(0.4, 10, 0.05, 5)
+    spend.settle(0.4, 10, 0.05, 5)
+    assert spend.usd == pytest.approx(0.15)
+    assert spend.reserve(0.8, 1) and not spend.exhausted
+    spend.settle(0.8, 1, 0.8, 1)               # $0.95 spent: the next worst case no longer fits
+    assert not spend.reserve(0.1, 1) and "budget reached" in spend.exhausted
+    assert not spend.reserve(0.01, 1)          # once exhausted, it stays so
     tokens = Spend(budget_tokens=100)
-    assert tokens.reserve(0, 60) and not tokens.reserve(0, 60) and "token budget" in tokens.exhausted
+    assert tokens.reserve(0, 60)
+    tokens.settle(0, 60, 0, 60)
+    assert not tokens.reserve(0, 60) and "token budget" in tokens.exhausted
 
 
 def test_the_mutator_stops_calling_at_its_budget():
@@ -352,13 +368,20 @@ def test_budget_cap_stops_the_search_and_survives_resume(tmp_path, monkeypatch):
 
 def test_changing_the_models_on_resume_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTMINE_TEST_KEY", "sk-test")
-    with ChatServer([GOOD]) as server:
-        config = search_config(tmp_path, server.base_url, budget=3)
-        Search(config, tmp_path / "run", live=False).run()
-        changed = config.to_dict()
-        changed["mutator"]["options"]["models"][0]["name"] = "other-model"
-        with pytest.raises(ConfigError, match="mutator.options.models"):
-            Search(Config.from_dict(changed), tmp_path / "run", live=False).run()
+    config = search_config(tmp_path, "http://127.0.0.1:9/v1", budget=3)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:     # a run made with `config`
+        db.create_run(config.to_dict(), 0, {})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    changed = config.to_dict()
+    changed["mutator"]["options"]["models"][0]["name"] = "other-model"
+    with pytest.raises(ConfigError, match="mutator.options.models"):
+        Search(Config.from_dict(changed), run_dir, live=False).run()
+    # the budgets, concurrency and timeouts may change
+    raised = config.to_dict()
+    raised["mutator"]["options"].update(budget_usd=9.0, concurrency=8, timeout_s=30)
+    assert Config.from_dict(raised).resume_conflicts(config) == []
 
 
 @pytest.mark.parametrize("name", ["openai.yaml", "ensemble.yaml", "local-llm.yaml"])

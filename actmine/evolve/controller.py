@@ -446,7 +446,8 @@ class Search:
         for column in ("id", "fitness", "mutator", "rationale"):
             top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)
         for record in state.top:
-            top.add_row(str(record.id), f"{record.fitness:+.3f}", record.mutator or "", record.rationale or "")
+            # Text, not markup: rationales are free text ("[mutate] ..." would be read as a style)
+            top.add_row(str(record.id), f"{record.fitness:+.3f}", record.mutator or "", Text(record.rationale or ""))
         failures = Table(title="failures by reason", expand=False)
         failures.add_column("stage:code")
         failures.add_column("count", justify="right")

@@ -407,8 +407,10 @@ class ModelChooser:
 class Spend:
     """Spent and reserved dollars and tokens, thread-safe.
 
-    A call first reserves its worst case; if that does not fit under the caps, no call is made and
-    `exhausted` says why. The reservation is replaced by the real usage when the call returns.
+    A call first reserves its worst case. If that does not fit under the caps while other calls
+    are in flight, it waits for them to settle (they usually cost far less than reserved); if it
+    does not fit with nothing in flight, no call is made and `exhausted` says why. A reservation
+    is replaced by the real usage when its call returns.
     """
 
     def __init__(self, budget_usd: float | None = None, budget_tokens: int | None = None):
@@ -418,34 +420,49 @@ class Spend:
         self.tokens = 0
         self._reserved_usd = 0.0
         self._reserved_tokens = 0
+        self._in_flight = 0        # reservations not yet settled (counted: float sums don't return to 0)
         self.exhausted: str | None = None
-        self._lock = threading.Lock()
+        self._settled = threading.Condition()
+
+    def _fits(self, usd: float, tokens: int) -> bool:
+        return ((self.budget_usd is None or self.usd + self._reserved_usd + usd <= self.budget_usd)
+                and (self.budget_tokens is None or self.tokens + self._reserved_tokens + tokens <= self.budget_tokens))
 
     def reserve(self, usd: float, tokens: int) -> bool:
-        with self._lock:
+        with self._settled:
+            while not self.exhausted and not self._fits(usd, tokens):
+                if self._in_flight:
+                    self._settled.wait()      # calls in flight may leave room when they settle
+                    continue
+                if self.budget_usd is not None and self.usd + usd > self.budget_usd:
+                    self.exhausted = (f"LLM budget reached: ${self.usd:.4f} spent of ${self.budget_usd:g} "
+                                      f"(the next call could cost up to ${usd:.4f})")
+                else:
+                    self.exhausted = (f"LLM token budget reached: {self.tokens:,} used of {self.budget_tokens:,} "
+                                      f"(the next call could use up to {tokens:,})")
+                self._settled.notify_all()    # calls waiting for room: there will be none
             if self.exhausted:
-                return False
-            if self.budget_usd is not None and self.usd + self._reserved_usd + usd > self.budget_usd:
-                self.exhausted = (f"LLM budget reached: ${self.usd:.4f} spent of ${self.budget_usd:g} "
-                                  f"(the next call could cost up to ${usd:.4f})")
-                return False
-            if self.budget_tokens is not None and self.tokens + self._reserved_tokens + tokens > self.budget_tokens:
-                self.exhausted = (f"LLM token budget reached: {self.tokens:,} used of {self.budget_tokens:,} "
-                                  f"(the next call could use up to {tokens:,})")
                 return False
             self._reserved_usd += usd
             self._reserved_tokens += tokens
+            self._in_flight += 1
             return True
 
     def settle(self, reserved_usd: float, reserved_tokens: int, usd: float, tokens: int) -> None:
-        with self._lock:
-            self._reserved_usd -= reserved_usd
-            self._reserved_tokens -= reserved_tokens
+        """Replace one reservation by what its call really used."""
+        with self._settled:
+            self._in_flight -= 1
+            self._reserved_usd = max(0.0, self._reserved_usd - reserved_usd) if self._in_flight else 0.0
+            self._reserved_tokens = self._reserved_tokens - reserved_tokens if self._in_flight else 0
             self.usd += usd
             self.tokens += tokens
+            self._settled.notify_all()
 
     def add(self, usd: float, tokens: int) -> None:
-        self.settle(0.0, 0, usd, tokens)
+        """Usage from before this process (a resumed run's recorded calls)."""
+        with self._settled:
+            self.usd += usd
+            self.tokens += tokens
 
 
 # ------------------------------------------------------------------------------------------------
@@ -644,35 +661,39 @@ class LLMMutator:
                 return None, calls
             started = time.monotonic()
             retry_after = None
-            try:
-                response = self._client(spec).chat.completions.create(model=spec.name, messages=messages, **kwargs)
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                outcome = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
-                call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome=outcome,
-                               error=f"HTTP {status}: {_one_line(str(exc.message), 200)}")
-                retry_after = _retry_after(exc.response)
-            except openai.APITimeoutError:
-                call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome="timeout",
-                               error=f"no answer within {self.timeout_s:g} s")
-            except openai.APIConnectionError as exc:
-                call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome="connection_error",
-                               error=_one_line(f"{exc}: {exc.__cause__ or ''}", 200))
-            else:
-                usage = getattr(response, "usage", None)
-                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else prompt_estimate
-                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
-                text = response.choices[0].message.content if response.choices else None
-                if not usage:     # no usage reported: count the answer's length instead
-                    completion_tokens = int(len(text or "") / CHARS_PER_TOKEN)
-                call = LLMCall(spec.key, prompt_tokens, completion_tokens, time.monotonic() - started,
-                               spec.cost(prompt_tokens, completion_tokens),
-                               "ok" if parse_response(text).source else "no_code")
-                self.spend.settle(reserve_usd, reserve_tokens, call.cost, prompt_tokens + completion_tokens)
-                self.chooser.record_call(call)
-                calls.append(call)
-                return text or "", calls
-            self.spend.settle(reserve_usd, reserve_tokens, 0.0, 0)
+            spent_usd, spent_tokens = 0.0, 0
+            try:   # the reservation is settled whatever happens: waiting calls depend on it
+                try:
+                    response = self._client(spec).chat.completions.create(model=spec.name, messages=messages,
+                                                                          **kwargs)
+                except openai.APIStatusError as exc:
+                    status = exc.status_code
+                    outcome = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
+                    call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome=outcome,
+                                   error=f"HTTP {status}: {_one_line(str(exc.message), 200)}")
+                    retry_after = _retry_after(exc.response)
+                except openai.APITimeoutError:
+                    call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome="timeout",
+                                   error=f"no answer within {self.timeout_s:g} s")
+                except openai.APIConnectionError as exc:
+                    call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome="connection_error",
+                                   error=_one_line(f"{exc}: {exc.__cause__ or ''}", 200))
+                else:
+                    usage = getattr(response, "usage", None)
+                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else prompt_estimate
+                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
+                    text = response.choices[0].message.content if response.choices else None
+                    if not usage:     # no usage reported: count the answer's length instead
+                        completion_tokens = int(len(text or "") / CHARS_PER_TOKEN)
+                    call = LLMCall(spec.key, prompt_tokens, completion_tokens, time.monotonic() - started,
+                                   spec.cost(prompt_tokens, completion_tokens),
+                                   "ok" if parse_response(text).source else "no_code")
+                    spent_usd, spent_tokens = call.cost, prompt_tokens + completion_tokens
+                    self.chooser.record_call(call)
+                    calls.append(call)
+                    return text or "", calls
+            finally:
+                self.spend.settle(reserve_usd, reserve_tokens, spent_usd, spent_tokens)
             self.chooser.record_call(call)
             calls.append(call)
             if call.outcome == "client_error":
