@@ -481,11 +481,7 @@ def _train(activation: Callable, lab, pointwise: bool, in_batches: bool):
 
 def score_matrix(lab, ood_error: torch.Tensor) -> list[list[float]]:
     """Per (task, seed) clipped ln(OOD error ÷ ReLU's): a tasks × seeds list of lists."""
-    from .lab.fitness import ERROR_FLOOR
-
-    reference = lab.reference.ood_error.double().clamp_min(ERROR_FLOOR).log()
-    ratios = (ood_error.double().clamp_min(ERROR_FLOOR).log() - reference).clamp(-lab.log_ratio_clip,
-                                                                                  lab.log_ratio_clip)
+    ratios = lab.log_ratios(ood_error).clamp(-lab.log_ratio_clip, lab.log_ratio_clip)
     seeds = len(lab.suite.seeds)
     return ratios.reshape(len(lab.suite.tasks), seeds).tolist()
 
@@ -510,10 +506,12 @@ def _entry(lab, name: str, matrix: list[list[float]] | None, official: float | N
     else:  # from one single-seed evaluation per seed (program files, scored in the sandbox)
         per_seed = [e.ood_log_ratio for e in per_seed_evaluations]
         by_family = {f: [e.by_family()[f]["log_ratio"] for e in per_seed_evaluations] for f in families}
+    from .lab.fitness import geometric_mean
+
     geo = {}
     for family in families:
         errors = [t.ood_error for t in tasks if t.family == family]
-        geo[family] = math.exp(sum(math.log(max(e, 1e-8)) for e in errors) / len(errors)) if errors else None
+        geo[family] = geometric_mean(errors) if errors else None
     entry.update({
         "ood_log_ratio": official, "fitness": None if official is None else 0.0 - official,
         "per_seed": per_seed, "ci": mean_ci(per_seed),

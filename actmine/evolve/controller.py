@@ -320,8 +320,6 @@ class Search:
         except Exception as exc:  # a mutator bug is one failed proposal, not the end of the run
             pending.proposal = Proposal("", f"the mutator failed: {exc}", mutator.name,
                                         failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"})
-        if pending.proposal.mutator == "random":
-            pending.parent_ids = []
         return pending
 
     def _precheck(self, database: ProgramDatabase, run_id: int, pending: _Pending, state: SearchState,

@@ -125,15 +125,15 @@ class Evaluation:
             families.setdefault(task.family, []).append(task)
         return {
             family: {
-                "ood_error": _geometric_mean([t.ood_error for t in tasks]),
-                "id_error": _geometric_mean([t.id_error for t in tasks]),
+                "ood_error": geometric_mean([t.ood_error for t in tasks]),
+                "id_error": geometric_mean([t.id_error for t in tasks]),
                 "log_ratio": sum(t.log_ratio for t in tasks) / len(tasks),
             }
             for family, tasks in sorted(families.items())
         }
 
 
-def _geometric_mean(values: list[float]) -> float:
+def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(max(v, ERROR_FLOOR)) for v in values) / len(values))
 
 
@@ -225,12 +225,15 @@ class Lab:
         more = f" and {len(models) - 3} more" if len(models) > 3 else ""
         return ", ".join(labels) + more
 
+    def log_ratios(self, ood_error: torch.Tensor) -> torch.Tensor:
+        """ln(OOD error ÷ ReLU's) per model (task-major, as `build_workload` orders them), unclipped."""
+        return (ood_error.double().clamp_min(ERROR_FLOOR).log()
+                - self.reference.ood_error.double().clamp_min(ERROR_FLOOR).log())
+
     def score(self, result: TrainResult) -> tuple[float, list[TaskScore]]:
         """`ood_log_ratio` and per-task scores of a finished training against the ReLU reference."""
-        reference = self.reference
         seeds = len(self.suite.seeds)
-        log_ratios = (result.ood_error.double().clamp_min(ERROR_FLOOR).log()
-                      - reference.ood_error.double().clamp_min(ERROR_FLOOR).log())
+        log_ratios = self.log_ratios(result.ood_error)
         scores = []
         for i, task in enumerate(self.suite.tasks):
             rows = slice(i * seeds, (i + 1) * seeds)  # build_workload orders models task-major

@@ -35,7 +35,6 @@ run directory (candidate workers get a scrubbed environment, see `candidate.sand
 from __future__ import annotations
 
 import ast
-import dataclasses
 import math
 import os
 import random
@@ -54,7 +53,8 @@ from . import Failure, LabContext, Parent, Proposal, register_mutator
 
 OPERATORS = ("mutate", "crossover", "simplify")
 PROMPT_FILES = ("system", "task", "mutate", "crossover", "simplify", "inspirations", "failures")
-OUTCOMES = ("ok", "no_code", "rate_limited", "server_error", "timeout", "connection_error", "client_error")
+# Outcomes recorded per call: ok, no_code, rate_limited, server_error, timeout, connection_error,
+# client_error (and "budget" for a call not made, which is never recorded).
 CHARS_PER_TOKEN = 3.0   # a deliberately low estimate, so that budget reservations err on the safe side
 
 
@@ -347,7 +347,7 @@ class ModelChooser:
     def available(self) -> list[ModelSpec]:
         return [m for m in self.models if m.key not in self.disabled]
 
-    def _unit_cost(self, spec: ModelSpec, stats: ModelStats) -> float:
+    def _unit_cost(self, stats: ModelStats) -> float:
         priced = all(m.price_in > 0 or m.price_out > 0 for m in self.models)
         if stats.calls == 0:
             return 1.0
@@ -359,7 +359,7 @@ class ModelChooser:
         """Each model's estimated improvement per unit cost (the bandit's exploitation term)."""
         with self._lock:
             return {m.key: (self.stats[m.key].reward / self.stats[m.key].children
-                            / self._unit_cost(m, self.stats[m.key])) if self.stats[m.key].children else 0.0
+                            / self._unit_cost(self.stats[m.key])) if self.stats[m.key].children else 0.0
                     for m in self.models}
 
     def choose(self, rng: random.Random) -> ModelSpec | None:
@@ -480,9 +480,6 @@ class LLMCall:
     cost: float = 0.0
     outcome: str = "ok"
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class LLMMutator:
