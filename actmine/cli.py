@@ -1,7 +1,7 @@
 """The `actmine` command.
 
     actmine list                              the activation registry, with formulas
-    actmine evaluate TARGET [--json]          score one activation (registry name or .py file) on the lab
+    actmine evaluate TARGET [--json]          score one activation (registry name, .py file or PACK.py:NAME)
     actmine compare A B C … [--markdown]      score several and print a table per family
 """
 
@@ -20,10 +20,12 @@ import torch
 from . import activations
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits, SandboxPool
-from .candidate.source import CandidateError, read_candidate_file
+from .candidate.source import CandidateError, read_candidate_reference
 from .lab.ensemble import Protocol
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
+from .language.files import split_program_reference
+from .terminal import terminal_text
 
 EXIT_REFUSED = 1     # the candidate was evaluated and refused (probes, divergence)
 EXIT_USAGE = 2       # bad arguments, unknown names, malformed files
@@ -44,11 +46,14 @@ class Target:
 
 
 def resolve_target(target: str) -> Target:
-    if target.endswith(".py") or os.sep in target:
+    """A registry name, or a program given as `FILE.py` or `FILE.py:NAME` (a program of an export
+    pack): a program's source is only read here (as data for a generated file), never run in this
+    process -- it goes to a sandboxed worker like any candidate."""
+    if target.endswith(".py") or os.sep in target or split_program_reference(target) is not None:
         try:
-            return Target(target, source=read_candidate_file(target))
+            return Target(target, source=read_candidate_reference(target)[1])
         except CandidateError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"{exc} [{exc.code}]") from None
     try:
         module = activations.get(target)
     except activations.UnknownActivationError as exc:
@@ -136,16 +141,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(evaluation.to_dict(), indent=2))
     else:
         from rich.table import Table
+        from rich.text import Text
 
         console = _console()
         if not evaluation.ok:
-            from rich.markup import escape
-
-            console.print(f"[red]refused[/red] {escape(evaluation.activation)} at stage {evaluation.stage}: "
-                          f"{escape('[' + evaluation.error['code'] + ']')} {escape(evaluation.error['message'])}")
+            # Text, not markup; every part from the worker may carry a candidate's text
+            error = evaluation.error
+            console.print(Text.assemble(("refused", "red"), terminal_text(
+                f" {evaluation.activation} at stage {evaluation.stage}: [{error['code']}] {error['message']}")))
         else:
-            table = Table(title=f"{evaluation.activation} on suite {lab.suite.name!r} "
-                                f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
+            table = Table(title=Text(f"{terminal_text(evaluation.activation)} on suite {lab.suite.name!r} "
+                                     f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"))
             for column in ("task", "family", "ID error", "OOD error", "ln(OOD / ReLU OOD)"):
                 table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
             for t in evaluation.tasks:
@@ -157,9 +163,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if evaluation.ok else EXIT_REFUSED
 
 
+def pack_members(targets: Sequence[str]) -> list[str]:
+    """The targets, with a generated program file of several programs (an export pack) given
+    alone replaced by each of its programs as `PACK.py:NAME` (read as data, never imported)."""
+    from .candidate.source import read_program_file_at
+
+    expanded = []
+    for target in targets:
+        names: list[str] = []
+        if target.endswith(".py"):
+            try:
+                names = read_program_file_at(target).names
+            except CandidateError:
+                pass   # not a generated file (or a damaged one): resolve_target says what is wrong
+        expanded += [f"{target}:{name}" for name in names] if len(names) > 1 else [target]
+    return expanded
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     lab = make_lab(args)
-    evaluations = _evaluate_all(lab, args, args.targets, quiet=args.json or args.markdown)
+    evaluations = _evaluate_all(lab, args, pack_members(args.targets), quiet=args.json or args.markdown)
     families = lab.suite.families
     if args.json:
         print(json.dumps([e.to_dict() for e in evaluations], indent=2))
@@ -167,6 +190,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(comparison_markdown(evaluations, families))
     else:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"OOD error per family (geometric mean; suite {lab.suite.name!r}, "
                             f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
@@ -176,12 +200,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table.add_column("max ID error", justify="right")
         table.add_column("ood_log_ratio", justify="right")
         for e in sorted(evaluations, key=lambda e: (not e.ok, e.ood_log_ratio or 0.0)):
+            # names and codes as Text, not markup: a file name or a worker's code is not a style
+            name = Text(terminal_text(e.activation, keep_newlines=False))
             if not e.ok:
-                table.add_row(e.activation, *["—"] * len(families), "—", f"[red]{e.error['code']}[/red]")
+                table.add_row(name, *["—"] * len(families), "—",
+                              Text(terminal_text(e.error["code"], keep_newlines=False), style="red"))
                 continue
             by_family = e.by_family()
             ratio = f"[green]{e.ood_log_ratio:+.3f}[/green]" if e.ood_log_ratio < 0 else f"{e.ood_log_ratio:+.3f}"
-            table.add_row(e.activation, *[_fmt(by_family[f]["ood_error"]) for f in families],
+            table.add_row(name, *[_fmt(by_family[f]["ood_error"]) for f in families],
                           _fmt(max(t.id_error for t in e.tasks)), ratio)
         _console().print(table)
         _console().print("ood_log_ratio: mean over tasks of ln(OOD error ÷ ReLU's); negative beats ReLU.")
@@ -200,12 +227,14 @@ def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[st
     header = ["activation"] + [f"{f} ID / OOD" for f in families] + ["max task ID", "ood_log_ratio"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in evaluations:
+        name = terminal_text(e.activation, keep_newlines=False)
         if not e.ok:
-            lines.append(f"| {e.activation} | " + " | ".join(["—"] * (len(header) - 2)) + f" | {e.error['code']} |")
+            lines.append(f"| {name} | " + " | ".join(["—"] * (len(header) - 2))
+                         + f" | {terminal_text(e.error['code'], keep_newlines=False)} |")
             continue
         by_family = e.by_family()
         cells = [f"{_fmt(by_family[f]['id_error'], 2)} / {_fmt(by_family[f]['ood_error'])}" for f in families]
-        lines.append(f"| {e.activation} | " + " | ".join(cells)
+        lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {_fmt(max(t.id_error for t in e.tasks), 2)} | {e.ood_log_ratio:+.3f} |")
     return "\n".join(lines)
 
@@ -233,7 +262,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     baseline = _existing_run(args.baseline) if args.baseline else None
     path = write_report(run_dir, out=args.out, top=args.top, baseline=baseline)
-    print(f"report written to {path}")
+    print(terminal_text(f"report written to {path}"))
     return 0
 
 
@@ -242,8 +271,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .report.export import export_pack
 
     path = export_pack(run_dir, args.top, args.out)
-    print(f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
-          f"actmine.activations.load_pack({str(path)!r})")
+    print(terminal_text(f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
+                        f"actmine.activations.load_pack({str(path)!r}) or actmine.activations.get('{path}:NAME')"))
     return 0
 
 
@@ -258,53 +287,58 @@ def _existing_run(run_dir: str) -> str:
 
 def print_search_summary(summary: dict, run_dir: str) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     state = "interrupted (resume with the same --run-dir)" if summary["interrupted"] else "finished"
-    console.print(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
-                  f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
+    # Everything below may carry a model's or a worker's text: plain text, control characters escaped.
+    def say(text: str) -> None:
+        console.print(terminal_text(text), markup=False, highlight=False)
+
+    say(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
+        f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
     if summary.get("stopped"):
-        console.print(f"stopped early: {summary['stopped']}", markup=False)
+        say(f"stopped early: {summary['stopped']}")
     if summary.get("llm"):
         llm = summary["llm"]
-        console.print(f"LLM spend: ${llm['usd']:.4f}, {llm['tokens']:,} tokens; "
-                      + "; ".join(f"{model}: {m['calls']} calls, {m['children']} programs, ${m['cost']:.4f}"
-                                  for model, m in llm["models"].items()), markup=False)
+        say(f"LLM spend: ${llm['usd']:.4f}, {llm['tokens']:,} tokens; "
+            + "; ".join(f"{model}: {m['calls']} calls, {m['children']} programs, ${m['cost']:.4f}"
+                        for model, m in llm["models"].items()))
     if "report" in summary:
-        console.print(f"report: {summary['report']}")
+        say(f"report: {summary['report']}")
     elif "report_error" in summary:
-        console.print(f"[yellow]the report could not be written[/yellow] ({summary['report_error']}); "
-                      f"try `actmine report {run_dir}`")
+        say(f"the report could not be written ({summary['report_error']}); try `actmine report {run_dir}`")
     if summary.get("failures"):
-        console.print("refusals: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items(),
-                                                                                key=lambda kv: -kv[1])))
+        say("refusals: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items(), key=lambda kv: -kv[1])))
     if "best" in summary:
-        console.print(f"best program #{summary['best']['id']} (search fitness {summary['best']['fitness']:+.3f}): "
-                      f"{summary['best']['rationale']}", markup=False)
-        console.print(summary["best"]["source"], markup=False)
+        say(f"best program #{summary['best']['id']} (search fitness {summary['best']['fitness']:+.3f}): "
+            f"{summary['best']['rationale']}")
+        say(summary["best"]["source"])
     if summary.get("heldout"):
         table = Table(title="held-out suite (other tasks and seeds): fitness = −ood_log_ratio, higher is better")
         for column in ("activation", "search fitness", "held-out fitness"):
             table.add_column(column, justify="left" if column == "activation" else "right")
         for row in summary["heldout"]:
-            table.add_row(row["name"], f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
+            table.add_row(Text(terminal_text(row["name"], keep_newlines=False)),
+                          f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
                           f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
         console.print(table)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .transfer.base import DatasetMissing
-    from .transfer.runner import TransferInputError, parse_options, results_table, run_transfer
+    from .transfer.runner import TransferInputError, TransferLimits, parse_options, results_table, run_transfer
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
     split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
     errors = _console(stderr=True)
     try:
+        limits = TransferLimits(timeout_s=args.timeout, cpu_s=args.cpu_time, memory_mb=args.memory_mb)
         run = run_transfer(split(args.activations), split(args.benchmarks), args.seeds,
                            options=parse_options(args.option), epochs=args.epochs, data_dir=args.data_dir,
                            device=args.device, executor=args.executor, workers=args.workers,
-                           scheduler=args.scheduler, out=args.out, progress=not args.quiet,
+                           scheduler=args.scheduler, limits=limits, out=args.out, progress=not args.quiet,
                            notify=lambda message: errors.print(message, markup=False, highlight=False),
                            console=errors)
     except (TransferInputError, DatasetMissing) as exc:
@@ -458,13 +492,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address-space limit of the worker that evaluates a program file")
 
     p = sub.add_parser("evaluate", help="score one activation on the lab")
-    p.add_argument("target", help="registry name (see `actmine list`) or a .py file defining activation_function(x)")
+    p.add_argument("target", help="registry name (see `actmine list`), a .py file defining activation_function(x) "
+                                  "(or a search's best_activation.py), or PACK.py:NAME, a program of an export pack; "
+                                  "files run only in a sandboxed worker")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     lab_options(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("compare", help="score several activations and print a table per family")
-    p.add_argument("targets", nargs="+", help="registry names or .py files")
+    p.add_argument("targets", nargs="+", help="registry names, .py files, PACK.py:NAME programs or a PACK.py "
+                                              "(each of its programs)")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON list of results")
     output.add_argument("--markdown", action="store_true", help="print docs/lab.md's calibration table")
@@ -492,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run directory of a random-search run to draw beside this one")
     p.set_defaults(run=cmd_report)
 
-    p = sub.add_parser("export", help="the top programs of a run as a plain PyTorch module file")
+    p = sub.add_parser("export", help="the top programs of a run as a pack: a generated file holding them as data, "
+                                      "loaded through the candidate policy")
     p.add_argument("run_dir", help="the run directory of an `actmine search`")
     p.add_argument("--top", type=int, default=3, help="how many programs to export")
     p.add_argument("--out", required=True, help="the .py file to write")
@@ -527,6 +565,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a running Dask scheduler, e.g. tcp://host:8786 (default: start a local cluster)")
     p.add_argument("--out", default="transfer", metavar="DIR", help="output directory (default: ./%(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-job lines (failures still shown)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="wall clock of one job, then its processes are killed and it fails (timeout); 0: none "
+                        "(default: per benchmark, from its epochs; see docs/transfer.md)")
+    p.add_argument("--cpu-time", type=float, metavar="SECONDS",
+                   help="CPU seconds of one job's process (cpu_limit); 0: none (default: the timeout × the "
+                        "threads a job may use)")
+    p.add_argument("--memory-mb", type=int, metavar="MB",
+                   help="address space of one job's process (memory_limit); 0: none; never applied with "
+                        "--device cuda (default: per benchmark, e.g. 4096 for digits, 16384 for cifar10)")
     p.set_defaults(run=cmd_transfer)
 
     p = sub.add_parser("reproduce", help="check the paper's claims with our lab; writes docs/reproduction.md",
@@ -587,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as exc:
-        print(f"actmine: error: {exc}", file=sys.stderr)
+        print(f"actmine: error: {terminal_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
 

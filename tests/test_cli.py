@@ -160,3 +160,58 @@ def test_report_and_export_need_a_run_directory(capsys, tmp_path):
     for argv in (["report", str(tmp_path)], ["export", str(tmp_path), "--out", str(tmp_path / "p.py")]):
         code, out, err = run_cli(capsys, *argv)
         assert code == 2 and "not a run directory" in err
+
+
+# ---- programs of generated files (packs, best_activation.py): run only in the sandbox ------------
+
+def write_pack(path, programs):
+    from actmine.language.files import ProgramEntry, render_program_file
+
+    entries = [ProgramEntry(name, name.title().replace("_", ""), source, {"rationale": "test"})
+               for name, source in programs.items()]
+    path.write_text(render_program_file(entries, "a test pack"))
+    return path
+
+
+def test_pack_programs_are_evaluated_in_the_sandbox_never_here(capsys, tmp_path, suite_file, monkeypatch):
+    """`evaluate PACK.py:NAME` and `compare` read the program as data and send it to a worker: with
+    compilation broken in this process, they still score it."""
+    import actmine.candidate.loader
+    import actmine.candidate.source
+
+    def never_here(*_args, **_kwargs):
+        raise AssertionError("a program file was compiled in the CLI process")
+
+    monkeypatch.setattr(actmine.candidate.source, "compile_candidate", never_here)
+    monkeypatch.setattr(actmine.candidate.loader, "compile_candidate", never_here)
+    pack = write_pack(tmp_path / "pack.py", {"mined_1": "def activation_function(x):\n    return F.gelu(x)\n",
+                                             "mined_2": "def activation_function(x):\n    return torch.tanh(x)\n"})
+    code, out, err = run_cli(capsys, "evaluate", f"{pack}:mined_2", "--json", "--suite", suite_file, "--seeds", "1")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] and data["activation"] == f"{pack}:mined_2", err
+    # compare takes a pack as each of its programs
+    code, out, err = run_cli(capsys, "compare", "relu", str(pack), "--json", "--suite", suite_file, "--seeds", "1")
+    assert code == 0 and [e["activation"] for e in json.loads(out)] == ["relu", f"{pack}:mined_1", f"{pack}:mined_2"]
+    # evaluate needs one program; an unknown name lists the known ones
+    for target, words in ((str(pack), ["2 programs", "mined_1", "mined_2"]),
+                          (f"{pack}:mined_3", ["no program 'mined_3'", "mined_1, mined_2"])):
+        code, out, err = run_cli(capsys, "evaluate", target, "--suite", suite_file)
+        assert code == 2 and out == "" and all(w in err for w in words) and "[unknown_program]" in err
+
+
+def test_an_old_plain_code_pack_is_a_usage_error_and_is_not_run(capsys, tmp_path):
+    marker = tmp_path / "ran"
+    old = tmp_path / "old.py"
+    old.write_text(f"open({str(marker)!r}, 'w')\nACTIVATIONS = {{}}\n")
+    code, out, err = run_cli(capsys, "evaluate", f"{old}:mined_1")
+    assert code == 2 and "[stale_program_file]" in err and "actmine export" in err and not marker.exists()
+
+
+def test_refusal_messages_are_printed_with_control_characters_escaped(capsys, tmp_path, suite_file):
+    candidate = tmp_path / "loud.py"
+    candidate.write_text("def activation_function(x):\n    raise ValueError('\\x1b]0;owned\\x07\\x1b[2J[red]boom')\n")
+    code, out, _ = run_cli(capsys, "evaluate", str(candidate), "--suite", suite_file, "--seeds", "1", "--steps", "5")
+    assert code == 1 and "refused" in out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned\\x07" in out and "[red]boom" in out
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "no\x1b[2Jsuch.py"))
+    assert code == 2 and "\x1b" not in err and "\\x1b[2J" in err

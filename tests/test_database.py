@@ -47,7 +47,7 @@ def run(db):
 # --------------------------------------------------------------------------------------------
 
 def test_new_file_has_current_schema_in_wal_mode(db):
-    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 3
     assert db.journal_mode() == "wal"
     tables = {row[0] for row in db._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"runs", "programs", "elites", "llm_calls", "heldout", "program_parents"} <= tables
@@ -67,7 +67,8 @@ def test_every_field_round_trips(db, run):
         fingerprint="abc123", descriptors={"growth_pos": 1.0, "bounded": False, "sign_changes": 1},
         probes={"pointwise": True, "flops_per_element": 9.5, "ops": {"mul": 2}, "nested": [1, {"a": None}]},
         timings={"probes": 0.5, "train": 3.25}, cell="gp2.gn1.sc1.b0.fl1", duplicate_of=None, seconds=3.75,
-        created_at=1234.5)
+        created_at=1234.5, original_answer="Sharper.\n```python\nfrom typing import Any\ndef activation_function(x: Any):"
+        "\n    return x * torch.sigmoid(1.702 * x)\n```\n<script>", normalisation_changes=["dropped `from typing import Any`"])
     program_id = db.add_program(original)
     assert original.id == program_id
     assert db.get(program_id) == original
@@ -77,11 +78,14 @@ def test_every_field_round_trips(db, run):
     db.add_program(failed)
     assert db.get(failed.id) == failed
     dup = ProgramRecord.duplicate(Proposal("def activation_function(x):\n    return x*torch.sigmoid(1.702*x)\n",
-                                           "same thing", "llm"), original, run_id=run, proposal_index=3,
-                                  parent_ids=[parent], island=1, generation=1)
+                                           "same thing", "llm", original_answer="the answer",
+                                           normalisation_changes=("a change",)), original, run_id=run,
+                                  proposal_index=3, parent_ids=[parent], island=1, generation=1)
     db.add_program(dup)
     back = db.get(dup.id)
     assert back == dup and back.status == "duplicate" and back.duplicate_of == program_id
+    assert back.original_answer == "the answer" and back.normalisation_changes == ["a change"]
+    assert failed.original_answer is None and failed.normalisation_changes == []   # other mutators: none
     assert back.fitness == original.fitness and back.cell == original.cell
     assert db.get(10_000) is None
     assert db.get_many([dup.id, 10_000, parent]) == [dup, db.get(parent)]
@@ -381,7 +385,7 @@ def test_migration_from_a_hand_made_v1_file(tmp_path):
         ProgramDatabase(path, readonly=True)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
     with ProgramDatabase(path) as db:
-        assert db.schema_version() == 2 and db.journal_mode() == "wal"
+        assert db.schema_version() == SCHEMA_VERSION and db.journal_mode() == "wal"
         assert [p.id for p in db.programs(1)] == [1, 2, 3]
         assert db.by_source("def activation_function(x): return torch.relu(x)").id == 1   # backfilled hashes
         assert db.by_source("def activation_function(x):\n    return torch.tanh(x)\n").id == 2
@@ -392,9 +396,41 @@ def test_migration_from_a_hand_made_v1_file(tmp_path):
         assert db.children_count(2) == 2 and db.best(1).id == new
         assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with ProgramDatabase(path) as db:                                # reopening is a no-op
-        assert db.schema_version() == 2 and db.count(1) == 4
+        assert db.schema_version() == SCHEMA_VERSION and db.count(1) == 4
     with ProgramDatabase(path, readonly=True) as reader:
         assert reader.count(1) == 4
+
+
+def test_migration_from_version_2_keeps_rows_and_adds_the_original_answer(tmp_path):
+    """A file as the previous release wrote it (schema 2, built by its own migration steps, which are
+    append-only) opens with the new code: its rows read with no original answer, new rows carry one."""
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    for step in MIGRATIONS[:2]:
+        step(conn)
+    conn.execute("INSERT INTO runs VALUES (1, 10.0, 10.0, 5, '{}', '{}', 'running')")
+    conn.execute("INSERT INTO programs (run_id, proposal_index, parent_ids, island, generation, source, rationale, "
+                 "mutator, status, fitness, family_log_ratios, tasks, descriptors, probes, timings, cell, seconds, "
+                 "created_at, source_hash) VALUES (1, 0, '[]', 0, 0, ?, 'r', 'llm', 'ok', 0.2, '{}', '[]', '{}', "
+                 "'{}', '{}', 'gp2.gn1.sc0.b0.fl0', 1.0, 11.0, ?)", (SOURCE, source_key(SOURCE)))
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("COMMIT")
+    conn.close()
+    with pytest.raises(DatabaseError, match="migrate"):
+        ProgramDatabase(path, readonly=True)
+    with ProgramDatabase(path) as db:
+        assert db.schema_version() == SCHEMA_VERSION == 3
+        old = db.programs(1)[0]
+        assert old.source == SOURCE and old.original_answer is None and old.normalisation_changes == []
+        answer = "Here.\n```python\nfrom typing import Optional\ndef activation_function(x):\n    return x\n```"
+        new = db.add_program(record(1, 1, 0.3, original_answer=answer,
+                                    normalisation_changes=["dropped `from typing import Optional`"]))
+        assert db.get(new).original_answer == answer
+        assert db.by_source(SOURCE).id == old.id                     # the old row still dedups
+    with ProgramDatabase(path, readonly=True) as reader:
+        assert reader.get(new).normalisation_changes == ["dropped `from typing import Optional`"]
+        assert reader.best(1).id == new
 
 
 def test_a_newer_file_is_refused(tmp_path):

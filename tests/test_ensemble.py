@@ -7,7 +7,8 @@ import torch
 
 from actmine import activations
 from actmine.lab.ensemble import (
-    Protocol, build_workload, init_model, parameter_shapes, split_parameters, train_ensemble, train_per_model,
+    Protocol, build_workload, check_steps, init_model, parameter_shapes, split_parameters, train_ensemble,
+    train_per_model,
 )
 from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
 
@@ -106,3 +107,66 @@ def test_learning_rate_schedule_warms_up_then_decays():
 def test_protocol_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         Protocol(**{field: value})
+
+
+class _Recorder:
+    """A call check that keeps what it was shown (a real check raises instead)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, h, output, where, modified_in_place):
+        self.calls.append((where, tuple(h.shape), not modified_in_place, output.requires_grad))
+
+
+def test_a_call_check_sees_a_few_training_steps_and_the_scoring_pass(mixed_suite):
+    protocol = Protocol(steps=7, n_train=256, n_eval=128, depth=2)
+    workload = build_workload(mixed_suite, protocol)
+    recorder = _Recorder()
+    checked = train_ensemble(activations.get("gelu_sine"), workload, check=recorder)
+    plain = train_ensemble(activations.get("gelu_sine"), workload)
+    # watching changes nothing in the training
+    assert torch.equal(checked.losses, plain.losses) and torch.equal(checked.ood_error, plain.ood_error)
+    assert check_steps(7) == {0, 3, 6}
+    wheres = [where for where, *_ in recorder.calls]
+    assert wheres == ["at training step 0"] * 2 + ["at training step 3"] * 2 + ["at training step 6"] * 2 \
+        + ["in the OOD scoring pass"] * 2  # each hidden layer of the watched calls
+    models, hidden = workload.models, protocol.hidden
+    assert recorder.calls[0][1] == (models, protocol.batch_size, hidden)
+    assert recorder.calls[-1][1] == (models, protocol.n_eval, hidden)
+    assert all(unchanged for *_, unchanged, _ in recorder.calls)
+    assert [tracked for *_, tracked in recorder.calls] == [True] * 6 + [False] * 2
+
+
+def test_a_call_check_that_raises_stops_the_training(mixed_suite):
+    workload = build_workload(mixed_suite, Protocol(steps=4, n_train=256, n_eval=128))
+
+    def refuse(h, output, where, modified_in_place):
+        raise LookupError(f"refused {where}")
+
+    with pytest.raises(LookupError, match="refused at training step 0"):
+        train_ensemble(torch.relu, workload, check=refuse)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 50])
+def test_check_steps_are_within_the_training(steps):
+    assert check_steps(steps) <= set(range(steps)) and 0 in check_steps(steps) and steps - 1 in check_steps(steps)
+
+
+@pytest.mark.parametrize("change", [
+    lambda x: x.mul_(2),
+    lambda x: x.view(-1)[:3].zero_(),                      # through a view
+    lambda x: x.__setitem__(x.abs() > 1, 0.0),           # item assignment
+    lambda x: torch.tanh(x, out=x),                        # out= its input
+])
+def test_a_watched_call_sees_any_in_place_change_of_its_input(mixed_suite, change):
+    workload = build_workload(mixed_suite, Protocol(steps=3, n_train=256, n_eval=128))
+    recorder = _Recorder()
+
+    def activation(x):
+        if not x.requires_grad:  # the scoring pass: a changed input is seen there as well
+            change(x)
+        return torch.relu(x) + 0.0
+
+    train_ensemble(activation, workload, check=recorder)
+    assert [unchanged for _, _, unchanged, _ in recorder.calls] == [True] * 6 + [False] * 2

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from actmine import activations
-from actmine.candidate.probes import ProbeBudget
+from actmine.candidate import probes
+from actmine.candidate.probes import MESSAGE_LIMIT, ProbeBudget
 from actmine.lab.ensemble import Protocol, TrainResult, train_ensemble
-from actmine.lab.fitness import ERROR_FLOOR, Lab
+from actmine.lab.fitness import ERROR_FLOOR, Evaluation, Lab
 from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
 
 
@@ -157,3 +158,93 @@ def test_by_family_aggregates_tasks(small_lab):
     assert set(families) == {"polynomial", "harmonic", "feynman"}
     harmonic_task = next(t for t in result.tasks if t.family == "harmonic")
     assert families["harmonic"]["ood_error"] == pytest.approx(harmonic_task.ood_error)
+
+
+# --------------------------------------------------------------------------------------------
+# The training checks what the probes saw
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_lab(tmp_path_factory):
+    """Two tasks, one seed, a few steps on small tensors: the checks, not the score."""
+    suite = Suite("tiny", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
+    return Lab(suite, protocol=Protocol(steps=6, n_train=64, n_eval=32, batch_size=16, hidden=16),
+               cache_dir=tmp_path_factory.mktemp("cache"), screen_max_id_error=None)
+
+
+def test_training_shape_is_models_by_batch_by_hidden(small_lab):
+    assert small_lab.training_shape() == (6, 128, 64)
+    assert small_lab.workload.batches_x[0].shape[:2] == small_lab.training_shape()[:2]
+
+
+@pytest.mark.parametrize("name", [n for n in activations.list() if activations.is_pointwise(n)])
+def test_every_pointwise_library_activation_passes_the_training_check(tiny_lab, name):
+    result = tiny_lab.evaluate(activations.get(name), name=name)
+    assert result.ok, result.error
+    assert result.stage == "done"
+
+
+def _switches_after(calls: int):
+    """relu for its first `calls` calls, then tanh: what a call counter makes possible."""
+    count = []
+
+    def activation(x):
+        count.append(1)
+        return torch.relu(x) if len(count) <= calls else torch.tanh(x)
+    return activation, count
+
+
+def test_a_function_that_changes_after_the_probes_is_refused_in_training(tiny_lab):
+    counting, count = _switches_after(10**9)
+    probes.run_probes(counting, dtype=tiny_lab.protocol.torch_dtype, budget=tiny_lab.budget,
+                      shapes=(tiny_lab.training_shape(),))
+    switching, _ = _switches_after(len(count))  # relu throughout the probes, tanh from the first training call
+    result = tiny_lab.evaluate(switching, name="switching")
+    assert not result.ok and result.stage == "train" and result.error["code"] == "inconsistent_function"
+    assert "at training step 0" in result.error["message"]
+
+
+def test_a_function_that_changes_its_input_only_in_training_is_refused(tiny_lab):
+    def in_place_on_layer_outputs(x):
+        if x.dim() == 3 and not x.is_leaf:  # the probes' tensors are leaves
+            x.mul_(1.5)
+        return torch.relu(x)
+
+    result = tiny_lab.evaluate(in_place_on_layer_outputs, name="in_place")
+    assert not result.ok and result.stage == "train" and result.error["code"] == "modifies_input"
+
+
+def test_a_function_that_differs_on_the_scoring_pass_is_refused(tiny_lab):
+    def other_when_scoring(x):  # relu on the training batch, tanh on the 32-row scoring tensors
+        return torch.tanh(x) if x.dim() == 3 and x.shape[1] == 32 else torch.relu(x)
+
+    result = tiny_lab.evaluate(other_when_scoring, name="scoring")
+    assert not result.ok and result.stage == "train" and result.error["code"] == "inconsistent_function"
+
+
+# --------------------------------------------------------------------------------------------
+# Messages are capped
+# --------------------------------------------------------------------------------------------
+
+def test_failure_messages_are_capped(tiny_lab):
+    evaluation = Evaluation(activation="a", ok=False).fail("probes", "runtime_error", "x" * 100_000)
+    assert len(evaluation.error["message"]) < MESSAGE_LIMIT + 80 and "cut: 100000 characters" in \
+        evaluation.error["message"]
+
+    def raises_a_huge_message(x):
+        raise ValueError("boom " * 200_000)
+
+    result = tiny_lab.evaluate(raises_a_huge_message, name="huge")
+    assert result.error["code"] == "runtime_error" and len(result.error["message"]) < MESSAGE_LIMIT + 80
+
+
+def test_evaluation_from_a_worker_is_capped_and_checked():
+    record = Evaluation(activation="a", ok=False).to_dict()
+    record["error"] = {"code": "runtime_error", "message": "y" * 5_000_000, "stage": "probes"}
+    record["activation"] = "n" * 10_000
+    evaluation = Evaluation.from_dict(record)
+    assert len(evaluation.error["message"]) < MESSAGE_LIMIT + 80 and len(evaluation.activation) < 400
+    record["error"] = {f"k{i}": "v" for i in range(1000)}
+    with pytest.raises(ValueError, match="malformed error field") as info:
+        Evaluation.from_dict(record)
+    assert len(str(info.value)) < 400

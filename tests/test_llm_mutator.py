@@ -10,13 +10,17 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from actmine.candidate.source import check_source
+import ast
+
+from actmine.candidate.probes import PROBE_CODES, run_probes
+from actmine.candidate.source import REASON_CODES, check_source, compile_candidate
 from actmine.config import Config, ConfigError
 from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Failure, LabContext, Parent, get_mutator
+from actmine.evolve.mutators.feedback import FIXES, NOT_THE_ANSWER, fix_for
 from actmine.evolve.mutators.llm import (LLMCall, LLMConfigError, LLMMutator, ModelChooser, ModelSpec, Spend,
-                                         build_prompt, load_prompts, parse_response)
+                                         build_prompt, failure_items, load_prompts, parse_response)
 
 from chat_server import ChatServer
 
@@ -41,7 +45,7 @@ def test_parse_takes_the_last_block_that_defines_the_function():
             "I make it smoother.\n```python\nimport torch\nimport math\nimport torch.nn.functional as F\n\n"
             "def activation_function(x):\n    return F.softplus(x) * math.pi\n```\nDone.")
     parsed = parse_response(text)
-    assert parsed.source == "def activation_function(x):\n    return F.softplus(x) * math.pi\n"
+    assert parsed.source.strip() == "def activation_function(x):\n    return F.softplus(x) * math.pi"
     assert parsed.rationale.startswith("The parent was:")
     check_source(parsed.source)
 
@@ -73,6 +77,38 @@ def test_only_preimported_modules_are_stripped():
         check_source(parsed.source)   # the rest is left to the policy, which says why
 
 
+# An answer written the way frontier models write code: typing import, annotations, a docstring, and
+# a self-test under `if __name__ == "__main__":` that the policy would refuse as written.
+BOILERPLATE = ('Here is a smoother gate <b>with</b> a bounded periodic term.\n\n'
+               '```python\nfrom typing import Optional\n\nimport torch\n\n\n'
+               'def activation_function(x: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:\n'
+               '    """GELU plus a small periodic term."""\n'
+               '    y: torch.Tensor = F.gelu(x) + 0.2 * torch.sin(x)\n    return y\n\n\n'
+               'if __name__ == "__main__":\n    t = torch.linspace(-3, 3, 7)\n    print(activation_function(t))\n```\n'
+               'It should extrapolate <script>alert(1)</script> better.\n')
+
+
+def test_boilerplate_is_normalised_and_the_policy_accepts_it():
+    parsed = parse_response(BOILERPLATE)
+    check_source(parsed.source)                       # as written, the policy refuses the import and the `if`
+    tree = ast.parse(parsed.source)
+    assert "typing" not in parsed.source and "__main__" not in parsed.source and "print" not in parsed.source
+    assert not any(isinstance(n, (ast.Import, ast.ImportFrom, ast.If)) for n in tree.body)
+    assert parsed.changes and all(isinstance(c, str) and c for c in parsed.changes)
+    assert parsed.rationale.startswith("Here is a smoother gate")
+
+
+def test_a_block_counts_when_its_normalised_form_defines_the_function():
+    """The last block wins when, normalised, it defines the function at its top level; a later block
+    that only uses the function (a usage example) does not count."""
+    text = ("Parent:\n```python\ndef activation_function(x):\n    return x\n```\nMine:\n"
+            "```python\nfrom typing import Optional\ndef activation_function(x: Optional[torch.Tensor]):\n"
+            "    return torch.tanh(x) * x\n```\nUsage:\n```python\nprint(activation_function(torch.ones(3)))\n```")
+    parsed = parse_response(text)
+    assert "torch.tanh(x) * x" in parsed.source and "typing" not in parsed.source
+    check_source(parsed.source)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=400))
 def test_parse_never_raises(text):
@@ -100,6 +136,88 @@ def test_prompt_carries_scores_rules_inspirations_and_failures():
     assert "Second parent" in crossover and "Recent refusals" not in crossover
     simplify = build_prompt(templates, "simplify", PARENT, [], [], lab)[1]["content"]
     assert "SIMPLER" in simplify
+
+
+# ---- feedback after a refusal ---------------------------------------------------------------
+
+def _written_failure_codes() -> set[str]:
+    """Every failure code written as a literal anywhere in actmine: `evaluation.fail(stage, CODE, …)`,
+    `failed_evaluation(lab, name, CODE, …)`, `ProbeFailure/WorkerLost/CandidateError(CODE, …)`,
+    `{"code": CODE}` and the sandbox's `return CODE, message` (the `_death_reason` of a worker)."""
+    codes = set()
+    for path in (Path(__file__).parent.parent / "actmine").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            constant = None
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                position = {"fail": 1, "failed_evaluation": 2, "ProbeFailure": 0, "WorkerLost": 0,
+                            "CandidateError": 0}.get(name)
+                if position is not None and len(node.args) > position:
+                    constant = node.args[position]
+            elif isinstance(node, ast.Dict):
+                constant = next((v for k, v in zip(node.keys, node.values)
+                                 if isinstance(k, ast.Constant) and k.value == "code"), None)
+            elif isinstance(node, ast.FunctionDef) and node.name == "_death_reason":
+                codes |= {r.value.elts[0].value for r in ast.walk(node) if isinstance(r, ast.Return)
+                          and isinstance(r.value, ast.Tuple) and isinstance(r.value.elts[0], ast.Constant)}
+            if isinstance(constant, ast.Constant) and isinstance(constant.value, str):
+                codes.add(constant.value)
+    return codes
+
+
+def test_every_reason_code_has_a_rule_and_a_corrected_example():
+    written = _written_failure_codes()
+    assert {"syntax_error", "non_finite", "screen_failed", "timeout", "cpu_limit", "no_code"} <= written  # the scan works
+    probe_literals = {c for c in written if c in PROBE_CODES}
+    assert probe_literals >= {"bad_shape", "batch_dependent", "over_flop_budget"}
+    missing = (set(REASON_CODES) | set(PROBE_CODES) | written) - set(FIXES) - NOT_THE_ANSWER
+    assert not missing, f"add a feedback.FIXES entry (rule, corrected example) for: {sorted(missing)}"
+    assert all(fix.rule.strip() and "activation_function" in fix.example for fix in FIXES.values())
+
+
+def test_every_corrected_example_passes_the_policy_and_the_probes():
+    for example in {fix.example for fix in FIXES.values()}:
+        check_source(example)
+        probes = run_probes(compile_candidate(example))      # trusted text written by us: run here
+        assert probes["pointwise"], example
+
+
+def test_a_prompt_after_a_refusal_quotes_the_rule_and_the_example_for_its_code():
+    lab = LabContext()
+    for code in ("import", "forbidden_statement", "non_finite_gradient", "batch_dependent", "no_code"):
+        failure = Failure(f"policy:{code}", f"line 3: something about {code}")
+        user = build_prompt(load_prompts(), "mutate", PARENT, [], [failure], lab)[1]["content"]
+        fix = fix_for(failure.reason)
+        assert f"policy:{code} (1x): line 3: something about {code}" in user
+        assert fix.rule in user and f"```python\n{fix.example.strip()}\n```" in user
+        others = [f for c, f in FIXES.items() if f.rule != fix.rule]
+        assert not any(f.rule in user for f in others)            # the rule of that code, not every rule
+
+
+def test_failure_items_skip_service_failures_and_write_a_shared_example_once():
+    failures = [Failure("mutator:llm_unavailable", "HTTP 500"), Failure("policy:too_long", "too long"),
+                Failure("policy:missing_function", "no function"), Failure("mutator:budget", "spent")]
+    text = failure_items(failures)
+    assert "llm_unavailable" not in text and "budget" not in text
+    assert FIXES["too_long"].example == FIXES["missing_function"].example
+    assert text.count(FIXES["too_long"].example.strip()) == 1 and "as above" in text
+    assert failure_items([Failure("mutator:mutator_error", "bug")]) == ""
+
+
+def test_the_next_request_after_a_refusal_teaches_the_rule():
+    """Through the real client: a proposal refused by the policy, observed by the mutator, shows up in
+    the next call's prompt with its rule and corrected example."""
+    with ChatServer([GOOD]) as server:
+        m = mutator(server, operators={"mutate": 1})
+        first = m.propose(PARENT, [], random.Random(0))
+        assert "Recent refusals" not in server.requests[0]["body"]["messages"][1]["content"]
+        m.observe(first, None, PARENT.fitness,
+                  Failure("policy:forbidden_statement", "line 9: a top-level `if` is not allowed"))
+        m.propose(PARENT, [], random.Random(1))
+        prompt = server.requests[1]["body"]["messages"][1]["content"]
+    assert "Recent refusals" in prompt and "policy:forbidden_statement (1x): line 9" in prompt
+    assert FIXES["forbidden_statement"].rule in prompt and FIXES["forbidden_statement"].example.strip() in prompt
 
 
 def test_prompts_dir_overrides_one_template(tmp_path):
@@ -155,6 +273,16 @@ def test_good_answer_becomes_a_recorded_proposal(monkeypatch):
     assert PARENT.source.strip() in request["body"]["messages"][1]["content"]
 
 
+def test_a_normalised_answer_keeps_the_original_beside_it():
+    with ChatServer([BOILERPLATE]) as server:
+        proposal = mutator(server).propose(PARENT, [], random.Random(0))
+    assert proposal.failure is None
+    assert proposal.source == parse_response(BOILERPLATE).source and "typing" not in proposal.source
+    check_source(proposal.source)
+    assert proposal.original_answer == BOILERPLATE                 # the whole answer, as it came
+    assert proposal.normalisation_changes == parse_response(BOILERPLATE).changes != ()
+
+
 def test_rate_limits_and_server_errors_are_retried_with_backoff():
     script = [{"status": 429, "retry_after": 0.2}, {"status": 503}, GOOD]
     with ChatServer(script) as server:
@@ -196,6 +324,7 @@ def test_no_code_keeps_the_raw_answer():
     with ChatServer(["I think GELU is already optimal."]) as server:
         proposal = mutator(server).propose(PARENT, [], random.Random(5))
     assert proposal.failure["code"] == "no_code" and proposal.source == "I think GELU is already optimal."
+    assert proposal.original_answer == proposal.source and proposal.normalisation_changes == ()
     assert proposal.calls[0].outcome == "no_code"
 
 
@@ -313,8 +442,7 @@ def run_records(run_dir: Path):
 def test_search_with_scripted_llm_records_everything_and_leaks_no_key(tmp_path, monkeypatch):
     secret = "sk-live-SECRET-0123456789abcdef"
     monkeypatch.setenv("ACTMINE_TEST_KEY", secret)
-    script = [GOOD, HOSTILE, "No idea, sorry.", {"status": 429, "retry_after": 0}, BROKEN, DIVERGENT,
-              GOOD.replace("0.1 *", "0.2 *")]
+    script = [GOOD, HOSTILE, "No idea, sorry.", {"status": 429, "retry_after": 0}, BROKEN, DIVERGENT, BOILERPLATE]
     with ChatServer(script) as server:
         summary = Search(search_config(tmp_path, server.base_url, budget=8), tmp_path / "run", live=False).run()
         requests = len(server.requests)
@@ -331,6 +459,20 @@ def test_search_with_scripted_llm_records_everything_and_leaks_no_key(tmp_path, 
     assert good and all(p.model == "scripted-model" and p.rationale.startswith("[") for p in good)
     no_code = next(p for p in llm if p.failure_code == "no_code")
     assert no_code.source == "No idea, sorry."         # the raw answer is kept
+    # boilerplate became a candidate: its normalised program is stored, the whole answer beside it
+    boiler = [p for p in llm if p.original_answer == BOILERPLATE]
+    assert boiler and boiler[0].status == "ok" and "typing" not in boiler[0].source
+    assert "__main__" not in boiler[0].source and boiler[0].normalisation_changes
+    assert all(p.status == "duplicate" for p in boiler[1:])       # the repeats: same normalised program
+    assert all(p.original_answer is None for p in programs if p.mutator == "seed")
+    # ... and the report shows both under the program, escaped
+    report = (tmp_path / "run" / "report.html").read_text()
+    section = report[report.index(f"id='program-{boiler[0].id}'"):]
+    section = section[:section.index("</div>")]
+    import html
+    assert f"<pre>{html.escape(BOILERPLATE)}</pre></details>" in section
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section and "<script>" not in report
+    assert all(f"<li>{html.escape(c)}</li>" in section for c in boiler[0].normalisation_changes)
     assert summary["llm"]["usd"] == pytest.approx(sum(c["cost"] for c in calls))
     linked = {c["program_id"] for c in calls if c["program_id"] is not None}
     assert linked <= {p.id for p in llm}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import keyword
+import math
 import sys
 import textwrap
 
@@ -14,7 +16,8 @@ from hypothesis import strategies as st
 from actmine.candidate import source as source_module
 from actmine.candidate.source import (
     DANGEROUS_ATTRIBUTES, F_ALLOWED, FORBIDDEN_BUILTINS, MATH_ALLOWED, MAX_AST_DEPTH, REASON_CODES,
-    SAFE_BUILTINS, TORCH_ALLOWED, TORCH_NAMESPACES, TORCH_SPECIAL_ALLOWED, CandidateError, candidate_namespace,
+    PYTHON_ESCAPE_BUILTINS, PYTHON_VALUE_ATTRIBUTES, RNG_METHODS, SAFE_BUILTINS, TORCH_ALLOWED, TORCH_NAMESPACES,
+    TORCH_SPECIAL_ALLOWED, CandidateError, candidate_namespace,
     check_source, compile_candidate, read_candidate_file,
 )
 
@@ -159,7 +162,7 @@ REFUSED = [
     # -- dangerous attributes of objects
     (body("x.register_hook(print)"), "dangerous_attribute", 2),
     (body("x.backward()"), "dangerous_attribute", 2),
-    (returns("x.numpy()"), "dangerous_attribute", 2),
+    (returns("x.new_empty(3)"), "dangerous_attribute", 2),
     (returns("x.untyped_storage()"), "dangerous_attribute", 2),
     (returns("x.grad_fn.next_functions"), "dangerous_attribute", 2),
     (returns("x.apply_(abs)"), "dangerous_attribute", 2),
@@ -183,6 +186,87 @@ REFUSED = [
     ("C = " + "-" * 5000 + "1" + ENTRY, "syntax_error", None),
     ("C = " + " + ".join(["1"] * (MAX_AST_DEPTH + 10)) + ENTRY, "syntax_error", 1),
     ("return 1\n", "forbidden_statement", 1),
+    ("C = 1\ndel C" + ENTRY, "forbidden_statement", 2),
+    # -- names: only locals, the program's own globals, torch/F/math and SAFE_BUILTINS
+    (body("try:", "    nn.functional.torch.os.system('id')", "except Exception:", "    pass"), "undefined_name", 3),
+    (body("f = lambda z, s=nn.functional: z"), "undefined_name", 2),
+    ("def activation_function(x, m=nn):\n    return x\n", "undefined_name", 1),
+    (returns("np.sin(x)"), "undefined_name", 2),
+    (body("try:", "    y = x", "except NameError:", "    pass"), "undefined_name", 4),
+    (returns("x * id(x)"), "undefined_name", 2),
+    ("def helper(y):\n    secret = 2.0\n    return y\n" + returns("x * secret").replace("def", "\ndef", 1),
+     "undefined_name", 6),
+    ("C: float" + ENTRY.replace("return x", "return x * C"), "undefined_name", 3),
+    (returns("[k for k in range(3)] and k"), "undefined_name", 2),   # comprehension variables stay inside
+    # -- state that could outlive a call: mutable top-level values and default arguments
+    ("CALLS = []" + ENTRY, "mutable_state", 1),
+    ("SEEN = {}" + ENTRY, "mutable_state", 1),
+    ("S = {1, 2}" + ENTRY, "mutable_state", 1),
+    ("S = dict()" + ENTRY, "mutable_state", 1),
+    ("T = torch.zeros(1)" + ENTRY, "mutable_state", 1),
+    ("T = torch.tensor([1.0, 2.0])" + ENTRY, "mutable_state", 1),
+    ("T = (1.0, [2.0])" + ENTRY, "mutable_state", 1),
+    ("C = [k for k in range(3)]" + ENTRY, "mutable_state", 1),
+    ("G = (k for k in range(3))" + ENTRY, "mutable_state", 1),
+    ("T = tuple([[], []])" + ENTRY, "mutable_state", 1),
+    ("def make():\n    return [0]\nSTATE = make()" + ENTRY, "mutable_state", 3),
+    ("L = 'a b'.split()" + ENTRY, "mutable_state", 1),
+    ("A, *B = (1, 2, 3)" + ENTRY, "mutable_state", 1),
+    ("A = (1, 2)\nA[0] = 3" + ENTRY, "mutable_state", 2),
+    ("C = (D := 2)" + ENTRY, "mutable_state", 1),
+    ("count = lambda c=[0]: c" + ENTRY, "mutable_state", 1),
+    ("def activation_function(x, cache=[]):\n    return x\n", "mutable_state", 1),
+    ("def activation_function(x, t=torch.zeros(1)):\n    return x\n", "mutable_state", 1),
+    ("def activation_function(x, *, seen=set()):\n    return x\n", "mutable_state", 1),
+    (body("def g(z, acc={}):", "    return z"), "mutable_state", 2),
+    # -- randomness
+    (returns("x * torch.zeros_like(x).bernoulli_(0.5)"), "randomness", 2),
+    (returns("x + x.clone().normal_()"), "randomness", 2),
+    (returns("x + x.new_zeros(x.shape).uniform_(-1, 1)"), "randomness", 2),
+    (returns("x + x.bernoulli()"), "randomness", 2),
+    # -- tensor values turned into Python values or text
+    (returns("x.numpy()"), "python_escape", 2),
+    (returns("x * x.sum().item()"), "python_escape", 2),
+    (body("v = x.tolist()"), "python_escape", 2),
+    (returns("torch.tensor(list(map(math.sin, x)))"), "python_escape", 2),
+    (returns("torch.stack(list(filter(None, x)))"), "python_escape", 2),
+    (body("t = str(x)"), "python_escape", 2),
+    (body("t = repr(x)"), "python_escape", 2),
+    (body("t = f'{x}'"), "python_escape", 2),
+    (body("t = f'{x.sum():.3f}'"), "python_escape", 2),
+    (body("t = '%s' % x"), "python_escape", 2),
+    (body("t = '%f %f' % (x.dim(), x.max())"), "python_escape", 2),
+    # -- uninitialised memory: torch.Tensor is a type name only, torch.empty_like is not in the language
+    (returns("torch.Tensor(3)"), "torch_forbidden", 2),
+    (body("y = torch.Tensor(x.shape)"), "torch_forbidden", 2),
+    ("T = torch.Tensor" + ENTRY, "torch_forbidden", 1),
+    ("def activation_function(x, make=torch.Tensor):\n    return make(3)\n", "torch_forbidden", 1),
+    (returns("(torch.Tensor,)[0](3)"), "torch_forbidden", 2),
+    (body("def g(z: torch.Tensor(3)) -> torch.Tensor:", "    return z"), "torch_forbidden", 2),
+    (returns("torch.empty_like(x)"), "torch_forbidden", 2),
+    # -- load-time code (top-level values, defaults, annotations) that cannot be proven cheap
+    ("X = 9 ** 9 ** 9 ** 9" + ENTRY, "costly_constant", 1),
+    ("X = 10 ** 60\nY = ((X ** 60) ** 60) ** 60" + ENTRY, "costly_constant", 2),
+    ("X = math.factorial(10 ** 8)" + ENTRY, "costly_constant", 1),
+    ("X = math.comb(10 ** 7, 5 * 10 ** 6)" + ENTRY, "costly_constant", 1),
+    ("X = 'a' * 10 ** 10" + ENTRY, "costly_constant", 1),
+    ("X = (0,) * 10 ** 10" + ENTRY, "costly_constant", 1),
+    ("X = round(5, -10 ** 8)" + ENTRY, "costly_constant", 1),
+    ("X = 1 << 10 ** 9" + ENTRY, "costly_constant", 1),
+    ("X = sum(range(10 ** 12))" + ENTRY, "costly_constant", 1),
+    ("X = 0.5 in range(10 ** 18)" + ENTRY, "costly_constant", 1),
+    ("W = 10 ** 9\nX = f'{1.0:>{W}}'" + ENTRY, "costly_constant", 2),
+    ("W = 10 ** 9\nX = '%*d' % (W, 1)" + ENTRY, "costly_constant", 2),
+    ("T = (1.0,)\n" + "T = (T, T)\n" * 20 + "S = f'{T}'" + ENTRY, "costly_constant", 17),
+    ("X = 3\nX **= 10 ** 9" + ENTRY, "costly_constant", 2),
+    ("X = max((1, 2), key=lambda v: 9 ** 9 ** 9)" + ENTRY, "costly_constant", 1),
+    ("g = lambda z, a=10 ** 10 ** 10: z" + ENTRY, "costly_constant", 1),
+    ("def g(z, a=9 ** 9 ** 9):\n    return z" + ENTRY, "costly_constant", 1),
+    ("def activation_function(x, *, pad='-' * 10 ** 11):\n    return x\n", "costly_constant", 1),
+    ("def activation_function(x: 'a' * 10 ** 10):\n    return x\n", "costly_constant", 1),
+    ("def activation_function(x) -> torch.zeros(10 ** 10):\n    return x\n", "costly_constant", 1),
+    ("C: 9 ** 9 ** 9 = 1.0" + ENTRY, "costly_constant", 1),
+    ("M = float.fromhex\nX = 5 ** M" + ENTRY, "costly_constant", 2),   # unknown to the policy: no power
 ]
 
 
@@ -202,7 +286,8 @@ def test_refused(source, code, line):
 
 
 def test_the_table_covers_every_policy_code():
-    file_codes = {"load_error", "not_python", "not_found", "unreadable"}
+    file_codes = {"load_error", "not_python", "not_found", "unreadable", "stale_program_file", "bad_program_file",
+                  "unknown_program"}
     assert {code for _source, code, _line in REFUSED} == set(REASON_CODES) - file_codes
 
 
@@ -271,14 +356,18 @@ def test_check_source_returns_the_module():
 
 
 def test_check_source_never_runs_the_candidate(capsys):
-    source = ("C = print('top level ran')\n"
+    source = ("C = 1 / 0\n"
               "def activation_function(x):\n"
               "    print('function ran')\n"
               "    return x\n")
-    check_source(source)
-    assert capsys.readouterr().out == ""
-    compile_candidate(source)  # this one does run the top level (in a worker, normally)
-    assert capsys.readouterr().out == "top level ran\n"
+    check_source(source)  # the top level would raise ZeroDivisionError if it ran
+    with pytest.raises(CandidateError) as info:
+        compile_candidate(source)  # this one does run the top level (in a worker, normally)
+    assert info.value.code == "load_error" and "ZeroDivisionError" in str(info.value)
+    fn = compile_candidate(source.replace("1 / 0", "1 / 2"))
+    assert capsys.readouterr().out == ""  # compiling never calls the function
+    fn(torch.zeros(1))
+    assert capsys.readouterr().out == "function ran\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +397,7 @@ VALID = {
             return x * _phi(x) + C * torch.tanh(x)
     """),
     "comprehension_over_range": textwrap.dedent("""
-        COEFFS = [1.0 / math.factorial(k) for k in range(8)]
+        COEFFS = tuple(1.0 / math.factorial(k) for k in range(8))
 
         def activation_function(x):
             return sum(COEFFS[k] * x ** k for k in range(8)) / (1 + x.abs()) ** 7
@@ -400,6 +489,46 @@ VALID = {
 
         def activation_function(x):
             return x / (1 + x.abs() + EPS) + torch.tensor(math.e, dtype=x.dtype) * 0
+    """),
+    # What a well-meaning model writes: helpers, module constants, tuples of constants, loops over
+    # them, comprehensions over range, a default taken from a constant, metadata in messages.
+    "llm_module_constants_and_helpers": textwrap.dedent("""
+        # Smooth gated unit with a small periodic term.
+        ALPHA: float = 1.702
+        BETA = 0.1
+        WEIGHTS = (0.5, 0.25, 0.125)
+        SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+        HALF_PI = math.pi / 2
+        EPS = 1e-6
+        LIMITS = (-10.0, 10.0)
+        DTYPE = torch.float32
+        TAYLOR = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(4))
+
+        def _gate(z, alpha=ALPHA):
+            return torch.sigmoid(alpha * z)
+
+        def _periodic(z, weights=WEIGHTS):
+            total = torch.zeros_like(z)
+            for i, w in enumerate(WEIGHTS):
+                total = total + w * torch.sin((i + 1) * z)
+            return total
+
+        def activation_function(x, beta=BETA, *, clip=LIMITS):
+            if x.dim() == 0:
+                raise ValueError(f"expected a batch, got shape {x.shape} and dtype {x.dtype}")
+            z = x.clamp(*clip)
+            poly = sum(c * z ** (2 * k + 1) for k, c in enumerate(TAYLOR)) * 0
+            return z * _gate(z) + beta * _periodic(z) + poly + EPS * SQRT_2_OVER_PI * HALF_PI * 0
+    """),
+    "llm_closure_and_walrus": textwrap.dedent("""
+        def activation_function(x):
+            scale = 1.0 / math.sqrt(2.0)
+
+            def smooth(z):
+                return z * torch.special.ndtr(z * scale / scale)
+
+            parts = [(last := smooth(x * k)) / (k + 1) for k in range(3)]
+            return sum(parts) + 0 * last
     """),
 }
 
@@ -496,7 +625,8 @@ def test_forbidden_builtins_are_refused_wherever_they_appear(name, template):
 
 @pytest.mark.parametrize("snippet", ["open('/etc/passwd')", "getattr(torch, 'load')", "eval('1')", "exec('1')",
                                      "type(1)", "globals()", "breakpoint()", "compile('1', 'f', 'eval')", "vars()",
-                                     "input()", "setattr(x, 'y', 1)", "object", "__build_class__"])
+                                     "input()", "setattr(x, 'y', 1)", "object", "__build_class__",
+                                     "map(abs, [1])", "filter(None, [1])", "str(1)", "repr(1)", "nn", "NameError"])
 def test_runtime_namespace_lacks_dangerous_builtins(snippet):
     code = compile(snippet, "<unchecked>", "exec")  # no check_source: the namespace alone must refuse
     with pytest.raises(NameError):
@@ -564,9 +694,10 @@ def test_allow_lists_hold_nothing_stateful_or_private():
     assert not {"dropout", "rrelu", "gumbel_softmax", "alpha_dropout", "batch_norm"} & F_ALLOWED
     for names in (TORCH_ALLOWED, TORCH_SPECIAL_ALLOWED, F_ALLOWED, MATH_ALLOWED):
         assert not [name for name in names if name.startswith("_")]
-    must_deny = {"register_hook", "backward", "data", "grad", "numpy", "gi_frame", "f_globals", "format"}
+    must_deny = {"register_hook", "backward", "data", "grad", "numpy", "gi_frame", "f_globals", "format", "item",
+                 "tolist", "bernoulli_", "normal_"}
     assert must_deny <= DANGEROUS_ATTRIBUTES
-    assert not {"item", "tolist", "to", "detach", "new_tensor", "abs", "clamp"} & DANGEROUS_ATTRIBUTES
+    assert not {"to", "detach", "new_tensor", "new_zeros", "abs", "clamp", "shape", "dim"} & DANGEROUS_ATTRIBUTES
 
 
 def test_every_reason_code_is_documented():
@@ -574,7 +705,8 @@ def test_every_reason_code_is_documented():
     assert "defence in depth" in documented
     assert set(REASON_CODES) >= {"too_long", "syntax_error", "import", "dunder", "forbidden_builtin",
                                  "torch_forbidden", "module_alias", "attribute_assignment", "unbounded_loop",
-                                 "forbidden_statement", "dangerous_attribute", "missing_function"}
+                                 "forbidden_statement", "dangerous_attribute", "missing_function",
+                                 "undefined_name", "mutable_state", "randomness", "python_escape"}
 
 
 def test_read_candidate_file_does_not_compile(tmp_path):
@@ -588,3 +720,415 @@ def test_read_candidate_file_does_not_compile(tmp_path):
         read_candidate_file(big)
     assert info.value.code == "too_long"
     assert len(read_candidate_file(big, max_chars=10 ** 6)) == 6 * 20_000
+
+
+# --------------------------------------------------------------------------------------------
+# The deny-lists, named entry by entry: removing one from the code fails here
+# --------------------------------------------------------------------------------------------
+
+# Hard-coded on purpose (a test that draws names from the lists themselves cannot notice a removal).
+EXPECTED_FORBIDDEN_BUILTINS = """
+    open exec eval compile globals locals vars getattr setattr delattr hasattr breakpoint input help
+    memoryview type object super classmethod staticmethod property exit quit dir iter aiter anext
+""".split()
+EXPECTED_ESCAPE_BUILTINS = "map filter str repr ascii format".split()
+EXPECTED_ATTRIBUTES = {
+    "dangerous_attribute": """
+        register_hook register_post_accumulate_grad_hook backward retain_grad requires_grad_ grad grad_fn
+        data share_memory_ storage untyped_storage typed_storage data_ptr apply_ map_ map2_ cuda
+        pin_memory set_ resize_ resize_as_ resize_as_sparse_ sparse_resize_ sparse_resize_and_clear_
+        record_stream as_subclass module_load const_data_ptr storage_type xpu ipu mtia hpu mps
+        new new_empty new_empty_strided
+        gi_frame gi_code gi_yieldfrom cr_frame cr_code cr_await ag_frame ag_code
+        f_globals f_locals f_back f_builtins f_code f_trace tb_frame tb_next
+        co_code co_consts co_names func_globals func_code func_closure im_func im_self mro
+        format format_map""".split(),
+    "randomness": """bernoulli bernoulli_ cauchy cauchy_ exponential exponential_ geometric geometric_ log_normal
+        log_normal_ multinomial normal normal_ random random_ uniform uniform_ poisson""".split(),
+    "python_escape": "tolist item numpy tobytes".split(),
+}
+
+
+@pytest.mark.parametrize("name", EXPECTED_FORBIDDEN_BUILTINS)
+def test_every_forbidden_builtin_is_refused(name):
+    assert name in FORBIDDEN_BUILTINS and name not in SAFE_BUILTINS
+    for source in (returns(f"{name}(x)"), body(f"f = {name}"), body(f"f = lambda: {name}")):
+        with pytest.raises(CandidateError) as info:
+            check_source(source)
+        assert info.value.code == "forbidden_builtin" and f"`{name}`" in str(info.value)
+
+
+@pytest.mark.parametrize("name", EXPECTED_ESCAPE_BUILTINS)
+def test_every_escape_builtin_is_refused(name):
+    assert name in PYTHON_ESCAPE_BUILTINS and name not in SAFE_BUILTINS
+    with pytest.raises(CandidateError) as info:
+        check_source(returns(f"torch.tensor(list({name}(math.sin, x)))"))
+    assert info.value.code == "python_escape" and f"`{name}`" in str(info.value)
+    check_source(body(f"{name} = 2.0", f"y = x * {name}"))  # a local of that name is the program's own
+
+
+@pytest.mark.parametrize("code, name", [(code, name) for code, names in EXPECTED_ATTRIBUTES.items()
+                                        for name in names])
+def test_every_denied_attribute_is_refused(code, name):
+    assert name in DANGEROUS_ATTRIBUTES
+    for source in (returns(f"x.{name}"), returns(f"x.abs().{name}(1)"), body(f"y = (x + 1).{name}")):
+        with pytest.raises(CandidateError) as info:
+            check_source(source)
+        assert info.value.code == code and f".{name}" in str(info.value)
+
+
+def test_the_deny_lists_hold_nothing_unreviewed():
+    """A new entry needs a line in the reference lists above (and a reason code)."""
+    assert FORBIDDEN_BUILTINS == set(EXPECTED_FORBIDDEN_BUILTINS)
+    assert PYTHON_ESCAPE_BUILTINS == set(EXPECTED_ESCAPE_BUILTINS)
+    assert DANGEROUS_ATTRIBUTES == set().union(*map(set, EXPECTED_ATTRIBUTES.values()))
+    assert RNG_METHODS == set(EXPECTED_ATTRIBUTES["randomness"])
+    assert PYTHON_VALUE_ATTRIBUTES == set(EXPECTED_ATTRIBUTES["python_escape"])
+
+
+def _seeded_tensor_methods() -> set[str]:
+    """Tensor methods whose aten op is tagged nondeterministic_seeded (draws from the RNG), from torch itself."""
+    seeded = set()
+    for name in dir(torch.Tensor):
+        if name.startswith("_"):
+            continue
+        try:
+            packet = getattr(torch.ops.aten, name)
+        except (AttributeError, RuntimeError):
+            continue
+        if not hasattr(packet, "overloads"):
+            continue
+        if any(torch.Tag.nondeterministic_seeded in getattr(packet, overload).tags for overload in packet.overloads()):
+            seeded.add(name)
+    return seeded
+
+
+def test_every_random_tensor_method_is_refused():
+    seeded = _seeded_tensor_methods()
+    assert {"bernoulli_", "normal_", "uniform_", "random_", "exponential_"} <= seeded  # the enumeration works
+    assert seeded <= RNG_METHODS, f"Tensor methods that draw random numbers, not refused: {seeded - RNG_METHODS}"
+    # and the functional forms of torch that draw random numbers stay off the allow-lists
+    torch_seeded = {name for name in dir(torch) if not name.startswith("_")
+                    and hasattr(getattr(torch.ops.aten, name, None), "overloads")
+                    and any(torch.Tag.nondeterministic_seeded in getattr(getattr(torch.ops.aten, name), o).tags
+                            for o in getattr(torch.ops.aten, name).overloads())}
+    assert {"rand", "randn", "bernoulli", "dropout"} <= torch_seeded
+    assert not torch_seeded & TORCH_ALLOWED and not torch_seeded & F_ALLOWED
+
+
+# --------------------------------------------------------------------------------------------
+# Names: every name a program loads is one it defines, torch/F/math, or an allowed builtin
+# --------------------------------------------------------------------------------------------
+
+_DEFINED = set(SAFE_BUILTINS) | FORBIDDEN_BUILTINS | PYTHON_ESCAPE_BUILTINS | {"torch", "F", "math",
+                                                                              "x", "y", "f", "z", "k", "s"}
+_UNDEFINED_NAMES = st.from_regex(r"[a-zA-Z][a-zA-Z0-9_]{0,8}", fullmatch=True).filter(
+    lambda name: name not in _DEFINED and not keyword.iskeyword(name) and not keyword.issoftkeyword(name))
+_HIDING_PLACES = [
+    "return {}",
+    "y = {}.functional.torch",
+    "try:\n        {}.os.system('id')\n    except Exception:\n        pass",
+    "f = lambda z, s={}: z",
+    "f = lambda z: z * {}",
+    "y = [k * {} for k in range(3)]",
+    "y = [k for k in range(3) if {}]",
+    "def f(z, s={}):\n        return z",
+    "def f(z):\n        return z + {}\n    y = f",
+    "y = x if x.dim() else {}",
+    "assert True, {}",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=_UNDEFINED_NAMES, place=st.sampled_from(_HIDING_PLACES))
+def test_undefined_names_are_refused_wherever_they_hide(name, place):
+    source = "def activation_function(x):\n    " + place.format(name) + "\n    return x\n"
+    with pytest.raises(CandidateError) as info:
+        check_source(source)
+    assert info.value.code == "undefined_name" and f"`{name}`" in str(info.value)
+    assert "abs" in str(info.value) and "torch, F and math" in str(info.value)  # says what is available
+    # defined as a top-level constant (also after the function: it is read at call time) or a local, it is fine
+    check_source(f"{name} = 1.0\n" + source)
+    check_source(source + f"{name} = 1.0\n")
+    if "def f" not in place and "lambda" not in place:
+        check_source(source.replace("    return x\n", f"    {name} = 1.0\n    return x\n"))
+
+
+def test_names_follow_pythons_scopes():
+    accepted = [
+        body("if False:", "    y = 1", "y = x"),                            # assigned later: a local
+        "def activation_function(x):\n    return x * K\nK = 2.0\n",          # a global assigned after the def
+        body("a = 2.0", "def g(z):", "    return z * a", "x = g(x)"),      # a closure
+        body("s = [(t := k) for k in range(3)]", "x = x * t"),             # walrus binds in the function
+        body("try:", "    y = x", "except ValueError as e:", "    y = e"),  # except ... as
+        body("g = lambda z, a=x: (b := z) * a + b"),                        # lambda's own names
+        "def helper(z):\n    return z\n" + returns("helper(x)").replace("def", "\ndef", 1),
+        "def activation_function(x):\n    return activation_function(x) if False else x\n",
+    ]
+    for source in accepted:
+        check_source(source)
+    refused = [
+        body("g = lambda z: (b := z)", "y = b"),                            # the lambda's walrus stays inside
+        body("def g(z):", "    inner = z", "    return z", "y = inner"),
+        body("y = [k for k in range(3)]", "z = k"),
+        "def helper(z):\n    def inner(w):\n        return w\n    return z\n" + returns("inner(x)").replace(
+            "def", "\ndef", 1),
+    ]
+    for source in refused:
+        with pytest.raises(CandidateError) as info:
+            check_source(source)
+        assert info.value.code == "undefined_name", source
+
+
+# --------------------------------------------------------------------------------------------
+# State: top-level values and default arguments are immutable constants
+# --------------------------------------------------------------------------------------------
+
+_NUMBERS = st.recursive(
+    st.one_of(st.integers(-1000, 1000).map(repr), st.floats(-1e3, 1e3, allow_nan=False).map(repr),
+              st.sampled_from(["math.pi", "torch.pi", "math.e", "math.sqrt(2.0)", "torch.finfo(torch.float32).eps",
+                               "float('inf')", "-1.5", "abs(-2)", "math.inf", "sum(k / 2 for k in range(4))",
+                               "math.exp(0.5) / math.factorial(3)", "max(1.0, 2.0)", "round(2.5)"])),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        inner.map(lambda c: f"(-{c} if True else 0)"),
+    ),
+    max_leaves=6,
+)
+_CONSTANTS = st.recursive(
+    st.one_of(_NUMBERS, st.sampled_from(["None", "True", "'tanh'", "torch.float32", "F.gelu", "abs",
+                                         "tuple(k / 2 for k in range(4))", "lambda z, a=0.5: a * z"])),
+    lambda inner: st.lists(inner, min_size=1, max_size=3).map(lambda items: "(" + ", ".join(items) + ",)"),
+    max_leaves=6,
+)
+_MUTABLE = st.sampled_from([
+    "[]", "[0.5]", "{}", "{'n': 0}", "{1.0}", "set()", "dict()", "list()", "[k for k in range(3)]",
+    "{k: k for k in range(3)}", "(k for k in range(3))", "torch.zeros(1)", "torch.tensor(0.5)",
+    "torch.ones(3, dtype=torch.float64)", "torch.linspace(0, 1, 5)", "math.pi * torch.ones(1)", "'a b'.split()",
+    "sorted((2, 1))", "helper()", "(1.0, [])", "((0, {}),)", "tuple([[], []])", "torch.arange(3)[:1]",
+])
+_STATE_PLACES = [
+    "C = {}\n" + ENTRY,
+    "C: float = {}\n" + ENTRY,
+    "A, C = 1, {}\n" + ENTRY,
+    "def activation_function(x, state={}):\n    return x\n",
+    "def activation_function(x, *, state={}):\n    return x\n",
+    "def g(z, state={}):\n    return z\n" + ENTRY,
+    "g = lambda z, state={}: z\n" + ENTRY,
+    "C = (1.0, lambda z, s={}: z)\n" + ENTRY,
+    "def activation_function(x):\n    def g(z, state={}):\n        return z\n    return g(x)\n",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_MUTABLE, place=st.sampled_from(_STATE_PLACES))
+def test_mutable_state_is_refused(value, place):
+    source = "def helper():\n    return 1.0\n" + place.format(value)
+    with pytest.raises(CandidateError) as info:
+        check_source(source)
+    assert info.value.code == "mutable_state", str(info.value)
+    assert "immutable constants" in str(info.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=_CONSTANTS, place=st.sampled_from(_STATE_PLACES))
+def test_constant_values_and_defaults_pass_and_compile(value, place):
+    source = place.format(value)
+    check_source(source)
+    fn = compile_candidate(source)
+    assert fn(torch.ones(2)).shape == (2,)
+
+
+def test_the_call_counter_cannot_be_written():
+    """The classic trick, in every spelling the policy knows: refused before anything runs."""
+    spellings = [
+        "CALLS = []\ndef activation_function(x):\n    CALLS.append(1)\n    return x if len(CALLS) < 9 else -x\n",
+        "def activation_function(x, calls=[]):\n    calls.append(1)\n    return x if len(calls) < 9 else -x\n",
+        "N = torch.zeros(1)\ndef activation_function(x):\n    N.add_(1)\n    return torch.where(N < 9, x, -x)\n",
+        "def activation_function(x, n=torch.zeros(1)):\n    n += 1\n    return torch.where(n < 9, x, -x)\n",
+        "def activation_function(x):\n    activation_function.calls = 1\n    return x\n",
+        "def activation_function(x):\n    global CALLS\n    CALLS = 1\n    return x\n",
+    ]
+    for source in spellings:
+        with pytest.raises(CandidateError) as info:
+            check_source(source)
+        assert info.value.code in {"mutable_state", "attribute_assignment", "forbidden_statement"}, source
+
+
+# --------------------------------------------------------------------------------------------
+# The namespace's math takes numbers, not tensors
+# --------------------------------------------------------------------------------------------
+
+def test_namespace_math_refuses_tensors():
+    namespace_math = candidate_namespace()["math"]
+    assert set(MATH_ALLOWED) <= set(dir(namespace_math))
+    assert namespace_math.pi == math.pi and namespace_math.inf == math.inf
+    assert namespace_math.sqrt(2.0) == math.sqrt(2.0) and namespace_math.factorial(5) == 120
+    assert namespace_math.fsum((0.1,) * 10) == 1.0 and namespace_math.prod(range(1, 5)) == 24
+    assert namespace_math.isclose(1.0, 1.0 + 1e-12) and namespace_math.hypot(3, 4) == 5.0
+    t = torch.tensor(0.5)
+    for call in (lambda: namespace_math.sin(t), lambda: namespace_math.pow(2.0, t),
+                 lambda: namespace_math.atan2(t, 1.0),
+                 lambda: namespace_math.isclose(1.0, b=t), lambda: namespace_math.fsum([1.0, t]),
+                 lambda: namespace_math.prod(torch.ones(3)), lambda: namespace_math.dist((t,), (1.0,)),
+                 lambda: list(map(namespace_math.sin, torch.ones(3)))):
+        with pytest.raises(TypeError, match="not tensors"):
+            call()
+    assert candidate_namespace()["math"] is not namespace_math  # fresh: a candidate cannot alter the next's
+
+
+def test_unchecked_code_cannot_compute_in_python_on_tensor_elements():
+    """The second layer, with the static policy skipped: no map, no str, and math refuses tensor elements."""
+    namespace = candidate_namespace()
+    namespace["x"] = torch.linspace(-1, 1, 5)
+    for snippet in ("y = [math.sin(v) for v in x]", "y = sorted(x, key=math.exp)", "y = map(math.sin, x)",
+                    "y = str(x)"):
+        with pytest.raises((TypeError, NameError)):
+            exec(compile(snippet, "<unchecked>", "exec"), namespace)
+
+
+# --------------------------------------------------------------------------------------------
+# Load-time code must be provably cheap (costly_constant, actmine.candidate.load_time)
+# --------------------------------------------------------------------------------------------
+
+def test_torch_tensor_stays_usable_as_a_type():
+    source = ("def _gate(z: torch.Tensor, k: float = 1.0) -> torch.Tensor:\n"
+              "    return z if isinstance(z, (torch.Tensor, float)) else torch.zeros(1)\n"
+              "def activation_function(x: torch.Tensor) -> tuple[torch.Tensor, ...][0]:\n"
+              "    y: torch.Tensor = _gate(x)\n"
+              "    return y if isinstance(y, torch.Tensor) else x\n")
+    check_source(source)
+    assert torch.equal(compile_candidate(source)(torch.ones(2)), torch.ones(2))
+    with pytest.raises(CandidateError) as info:   # isinstance rebound: no longer a type position
+        check_source("isinstance = abs\n" + source)
+    assert info.value.code in {"torch_forbidden", "mutable_state"}
+
+
+def test_costly_constant_messages_say_where_and_how_to_fix():
+    with pytest.raises(CandidateError) as info:
+        check_source("ALPHA = 0.1\nBIG = 2 ** 10 ** 9" + ENTRY, filename="cand.py")
+    message = str(info.value)
+    assert info.value.code == "costly_constant" and info.value.line == 2
+    assert message.startswith("cand.py, line 2: the top-level value of `BIG`")
+    assert "bits" in message and "literal" in message and "inside activation_function" in message
+
+
+def test_the_policy_only_evaluates_a_program_that_passed_every_other_rule():
+    """Another violation is reported, not the cost: the evaluator never sees unchecked code."""
+    with pytest.raises(CandidateError) as info:
+        check_source("X = 9 ** 9 ** 9 ** 9\nY = nn" + ENTRY)
+    assert info.value.code == "undefined_name"
+
+
+# Constant expressions of every size: small and huge integers, strings and tuples, and the operations
+# and functions whose cost grows with their operands.
+_SMALL_INTS = st.integers(-40, 40).map(str)
+_BIG_INTS = st.integers(0, 7).map(lambda k: f"(10 ** {10 ** k})")
+_COSTLY_LEAVES = st.one_of(
+    _SMALL_INTS, _BIG_INTS, st.sampled_from(["0.5", "-2.25", "'ab'", "b'x'", "(1, 2.0)", "()", "True", "None",
+                                             "math.pi", "torch.finfo(torch.float32).eps", "N", "T", "S"]))
+
+
+def _costly_node(inner):
+    return st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "**", "//", "%", "<<", ">>", "&", "|", "/"]), inner)
+        .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["math.factorial", "math.isqrt", "abs", "int", "float", "len", "tuple", "sum",
+                                   "max", "math.prod", "math.lcm", "math.fsum"]), inner)
+        .map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(st.sampled_from(["math.comb", "math.perm", "pow", "round", "divmod", "math.gcd"]), inner, inner)
+        .map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"pow({t[0]}, {t[1]}, {t[2]})"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]}, {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]}, *{t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}]"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]} if {t[1]} else 'no')"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]} in {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"range({t[0]}, {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"tuple(k * {t[0]} for k in range(3) if k != {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: "f'{" + t[0] + "!r:>{" + t[1] + "}}'"),
+        st.tuples(inner, inner).map(lambda t: f"('%s %5d' % ({t[0]}, {t[1]}))"),
+    )
+
+
+_COSTLY_EXPRESSIONS = st.recursive(_COSTLY_LEAVES, _costly_node, max_leaves=7)
+_COSTLY_PLACES = ["X = {}\n" + ENTRY, "X: float = {}\n" + ENTRY, "X = 1\nX += {}\n" + ENTRY,
+                  "def activation_function(x, X={}):\n    return x\n", "X = lambda z, a={}: z\n" + ENTRY]
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_value(p, q) for p, q in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=_COSTLY_EXPRESSIONS, place=st.sampled_from(_COSTLY_PLACES))
+def test_accepted_constants_are_what_python_computes_and_within_the_bounds(expression, place):
+    """Whatever load-time expression the policy accepts, Python computes the very value the policy
+    computed (or fails where the policy found it fails) -- so no work is done that the policy did not
+    already do under its bounds -- and that value is within the bounds."""
+    from actmine.candidate import load_time
+
+    source = "N = 7\nT = (0.5, 3)\nS = 'text'\n" + place.format(expression)
+    try:
+        tree = check_source(source)
+    except CandidateError as exc:
+        assert exc.code in {"costly_constant", "python_escape", "syntax_error"}, str(exc)
+        return
+    evaluator = load_time.LoadTimeEvaluator(source_module._ROOT_TREES, SAFE_BUILTINS)
+    assert evaluator.run(tree) is None
+    assert evaluator.steps <= load_time.MAX_STEPS
+    namespace = candidate_namespace()
+    try:
+        exec(compile(tree, "<property>", "exec"), namespace)   # noqa: S102 -- the accepted program itself
+    except Exception:   # noqa: BLE001 -- loading may fail: exactly where the policy saw it fail
+        assert evaluator.fails_at is not None, expression
+        return
+    assert evaluator.fails_at is None, expression
+    if "X" in namespace and not callable(namespace["X"]):
+        values = [namespace["X"]]
+        assert _same_value(values[0], evaluator.values["X"]), (values[0], evaluator.values["X"])
+    else:   # a default value
+        function = namespace["X"] if "X" in namespace else namespace["activation_function"]
+        values = [*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values()]
+    for value in values:
+        if isinstance(value, int):
+            assert value.bit_length() <= load_time.MAX_INT_BITS
+        if isinstance(value, (str, bytes, tuple)):
+            assert evaluator.weight(value) <= load_time.MAX_SIZE
+
+
+# The constants LLM-written and mutator-written programs use: they must all stay accepted, in any mix.
+_LLM_CONSTANT_LINES = [
+    "ALPHA = 0.1", "BETA: float = 1.702", "C = math.sqrt(2 / math.pi)", "EPS = torch.finfo(torch.float32).eps",
+    "WEIGHTS = (1.0, -0.5, 0.25)", "K = 2 ** -3", "QUARTER_PI = torch.pi / 4", "HALF = 1 / 2",
+    "NAME = f'gelu-{ALPHA:.3f}-{len(COEFFS)}'",
+    "TAYLOR = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(8))",
+    "INV_FACT = 1.0 / math.factorial(12)", "BIG = 2 ** 64", "LIMITS = (-10.0, 10.0)", "DTYPE = torch.float32",
+    "LOG2 = math.log(2.0)", "TAU = 2 * math.pi", "SCALE = 1.0507009873554805", "SQRT2 = 2 ** 0.5",
+    "GRID = tuple(i / 10 for i in range(-30, 31))",
+    "PAIRS = tuple((a, b) for a in range(4) for b in range(4) if a < b)",
+    "BINOM = math.comb(20, 10)", "MAXI = torch.iinfo(torch.int32).max", "SIGNS = (1, -1) * 4", "BAR = '-' * 40",
+    "FMT = '%.3f' % 0.25", "TOTAL = sum(COEFFS)", "PEAK = max(abs(c) for c in COEFFS)", "ODD = tuple(range(1, 20, 2))",
+]
+_LLM_FUNCTIONS = [
+    "def activation_function(x: torch.Tensor, alpha: float = ALPHA) -> torch.Tensor:\n"
+    "    return x * torch.sigmoid(alpha * 17.02 * x) + 0 * EPS\n",
+    "def _poly(z, scale=C):\n    out = torch.zeros_like(z)\n    for c in COEFFS:\n        out = out * z + c\n"
+    "    return out\n\ndef activation_function(x, *, clip=LIMITS):\n    return _poly(x.clamp(*clip)) * C\n",
+    "smooth = lambda z, k=K: F.softplus(z, beta=1.0) * k\n\ndef activation_function(x):\n    return smooth(x) + x\n",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.permutations(_LLM_CONSTANT_LINES).flatmap(lambda p: st.integers(1, len(p)).map(lambda n: p[:n])),
+       function=st.sampled_from(_LLM_FUNCTIONS))
+def test_llm_style_constants_stay_accepted(lines, function):
+    # the lines that name others come after them (ALPHA, COEFFS, EPS, C, K and LIMITS first)
+    base = ["ALPHA = 0.1", "COEFFS = (1.0, -0.5, 0.25)", "EPS = 1e-6", "C = 0.5", "K = 0.125", "LIMITS = (-3.0, 3.0)"]
+    source = "\n".join([*base, *lines]) + "\n\n" + function
+    check_source(source)
+    assert compile_candidate(source)(torch.linspace(-2, 2, 5)).shape == (5,)

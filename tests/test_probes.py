@@ -471,3 +471,229 @@ def test_curve_records_values_and_derivative_of_the_function():
     torch.testing.assert_close(torch.tensor(record["y"], dtype=torch.float64), torch.tanh(x), atol=1e-6, rtol=0)
     torch.testing.assert_close(torch.tensor(record["dy"], dtype=torch.float64), 1 - torch.tanh(x) ** 2,
                                atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# What training sees: its tensor shape, the input after the call, two calls, far inputs
+# --------------------------------------------------------------------------------------------
+
+POINTWISE_LIBRARY = [name for name in activations.list() if activations.is_pointwise(name)]
+SMALL_TRAINING_SHAPE = (3, 40, 16)
+
+
+def test_the_library_has_the_pointwise_activations_the_finiteness_rule_was_measured_on():
+    assert {"relu", "gelu", "silu", "mish", "softplus", "elu", "selu", "tanh", "sigmoid", "snake", "sin",
+            "gelu_sine", "gelu_sinc_perturbation", "gmtu"} <= set(POINTWISE_LIBRARY)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", POINTWISE_LIBRARY)
+def test_every_pointwise_library_activation_passes_the_probes(name, dtype):
+    f = activations.get(name)
+    result = P.run_probes(f, dtype=dtype, shapes=(SMALL_TRAINING_SHAPE, P.DEFAULT_TRAINING_SHAPE))
+    assert result["pointwise"] is True
+    P.check_far_inputs(f, dtype)  # run_probes does; said again so that a failure names this rule
+
+
+def _dim3_mean(x):
+    return torch.relu(x - x.mean()) if x.dim() == 3 else torch.relu(x)
+
+
+def _dim3_sin(x):
+    return torch.sin(x) if x.dim() == 3 else torch.relu(x)
+
+
+def _heavy_when_large(x):
+    y = torch.relu(x)
+    if x.numel() > 5000:
+        for k in range(30):
+            y = y + 1e-9 * torch.sin(x + k)
+    return y
+
+
+def _training_shape_only(x):
+    return torch.tanh(x) if tuple(x.shape) == (5, 20, 12) else torch.relu(x)
+
+
+@pytest.mark.parametrize("fn, code", [
+    (_dim3_mean, "batch_dependent"),
+    (lambda x: torch.relu(x - x.mean(0, keepdim=True)) if x.dim() == 3 else torch.relu(x), "batch_dependent"),
+    (_dim3_sin, "inconsistent_function"),
+    (_heavy_when_large, "over_flop_budget"),
+    (_training_shape_only, "inconsistent_function"),
+])
+def test_candidates_that_branch_on_the_tensor_shape_are_seen_on_the_training_shape(fn, code):
+    assert P.is_pointwise(fn) is True  # the classic 2-D check alone is fooled
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(fn, shapes=((5, 20, 12),) if fn is _training_shape_only else None)
+    assert info.value.code == code
+
+
+def test_the_exact_training_shape_is_probed():
+    # a candidate that changes only on the lab's exact shape passes with another training shape
+    assert P.run_probes(_training_shape_only, shapes=((4, 20, 12),))["pointwise"] is True
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(_training_shape_only, shapes=((4, 20, 12), (5, 20, 12)))
+    assert info.value.code == "inconsistent_function" and "5×20×12" in str(info.value)
+
+
+def test_cost_is_the_most_expensive_shape():
+    small = P.measure_cost(_heavy_when_large)              # 4096 elements: cheap branch
+    large = P.measure_cost(_heavy_when_large, shape=(4, 128, 64))
+    assert small.flops_per_element < 5 < 100 < large.flops_per_element
+    generous = P.ProbeBudget(max_flops_per_element=1e6, max_saved_bytes_per_element=1e6)
+    reported = P.run_probes(_heavy_when_large, budget=generous)["flops_per_element"]
+    assert reported == round(large.flops_per_element, 2)
+
+
+@FAST
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4))
+def test_cost_per_element_of_a_pointwise_function_does_not_depend_on_the_shape(shape):
+    f = activations.get("gelu_sine")
+    assert P.measure_cost(f, shape=tuple(shape)).flops_per_element == P.measure_cost(f).flops_per_element
+
+
+@FAST
+@given(decade=st.floats(4.6, 29.9))
+def test_nan_anywhere_beyond_the_probe_set_is_refused(decade):
+    threshold = 10.0 ** decade
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(lambda x: torch.relu(x) + torch.where(x.abs() > threshold, float("nan"), 0.0))
+    assert info.value.code == "non_finite" and "NaN" in str(info.value)
+
+
+def _nan_gradient_beyond(threshold):
+    # the added term is 0 everywhere; where |x| > t its gradient flows into the branch torch.where
+    # did not select, sqrt of a negative number: 0·NaN = NaN
+    return lambda x: torch.relu(x) + torch.where(x.abs() > threshold, 0.0 * x, 0.0 * torch.sqrt(threshold - x.abs()))
+
+
+def test_nan_gradient_is_refused_up_to_the_gradient_limit_only():
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(_nan_gradient_beyond(1e6))
+    assert info.value.code == "non_finite_gradient"
+    # beyond 1e10 float32 itself makes NaN gradients of the library's functions: allowed
+    assert P.run_probes(_nan_gradient_beyond(1e15))["pointwise"] is True
+
+
+def test_infinite_inputs_must_run_but_may_give_nan():
+    # sin(±inf) is NaN, and so is most of the library there: NaN at ±inf alone is allowed
+    assert P.run_probes(lambda x: torch.relu(x) + torch.where(x.isinf(), float("nan"), 0.0))["pointwise"]
+
+    def refuses_infinity(x):
+        if bool(torch.isinf(x).any()):
+            raise ValueError("no infinities")
+        return torch.relu(x)
+
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(refuses_infinity)
+    assert info.value.code == "runtime_error" and "±inf" in str(info.value)
+
+
+def test_overflow_to_infinity_beyond_the_probe_set_is_allowed():
+    assert P.run_probes(lambda x: x * x * x * 1e-6)["pointwise"] is True  # inf beyond ~7e14 in float32
+
+
+def test_far_points_span_beyond_the_probe_set_to_1e30():
+    x = P.far_points()
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert x.abs().min() > P.probe_points().abs().max() and x.abs().max() == pytest.approx(1e30, rel=1e-6)
+    assert (x > 0).sum() == (x < 0).sum()
+    magnitudes = x[x > 0].double().sort().values
+    assert (magnitudes[1:] / magnitudes[:-1]).max() < 1.4  # no band wider than that is skipped
+
+
+def _counter():
+    calls = []
+
+    def alternating(x):
+        calls.append(1)
+        return torch.relu(x) * (1 + len(calls) % 2)
+    return alternating
+
+
+@pytest.mark.parametrize("fn, code", [
+    (lambda x: torch.relu(x.mul_(2)), "modifies_input"),
+    (lambda x: torch.tanh(x, out=x) * 1.0, "modifies_input"),
+    (lambda x: torch.relu(x.clamp_(-5, 5)) if x.requires_grad else torch.relu(x), "modifies_input"),
+    (_counter(), "nondeterministic"),
+    (lambda x: torch.relu(x) if x.requires_grad else torch.tanh(x), "inconsistent_function"),
+])
+def test_impure_candidates_are_refused_first(fn, code):
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(fn)
+    assert info.value.code == code and str(info.value)
+
+
+def test_check_purity_returns_the_output_and_leaves_the_input():
+    x = P.probe_points()
+    before = x.clone()
+    assert torch.equal(P.check_purity(torch.tanh, x, "here"), torch.tanh(before))
+    assert torch.equal(x, before)
+
+
+# --------------------------------------------------------------------------------------------
+# TrainingCheck (train_ensemble's side is in test_ensemble.py and test_fitness.py)
+# --------------------------------------------------------------------------------------------
+
+def _training_call(fn, shape=(3, 16, 8)):
+    h = torch.randn(shape, generator=torch.Generator().manual_seed(7)) * 3
+    return h, fn(h)
+
+
+def test_training_check_accepts_the_function_the_probes_saw():
+    f = activations.get("gelu_sine")
+    check = P.TrainingCheck(f, P.run_probes(f)["curve"])
+    check(*_training_call(f), "at step 0")
+    check(*_training_call(f, (200,)), "at step 1")  # any shape
+    assert check.checked == 2
+
+
+def test_training_check_refuses_another_function_than_the_probes_recorded():
+    check = P.TrainingCheck(torch.tanh, P.run_probes(torch.relu)["curve"])
+    with pytest.raises(ProbeFailure) as info:
+        check(*_training_call(torch.tanh), "at training step 3")
+    assert info.value.code == "inconsistent_function" and "at training step 3" in str(info.value)
+
+
+def test_training_check_refuses_values_that_a_sub_batch_does_not_reproduce():
+    check = P.TrainingCheck(torch.relu, P.run_probes(torch.relu)["curve"])
+    h, _ = _training_call(torch.relu)
+    with pytest.raises(ProbeFailure) as info:
+        check(h, torch.sin(h), "at training step 0")  # training computed something else
+    assert info.value.code == "inconsistent_function" and "sub-batch" in str(info.value)
+
+
+def test_training_check_refuses_a_changed_input_even_when_batch_dependent():
+    check = P.TrainingCheck(torch.relu, P.run_probes(torch.relu)["curve"], pointwise=False)
+    h, out = _training_call(torch.relu)
+    check(h, torch.sin(h), "here")  # not pointwise: values are not compared
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "at training step 9", True)
+    assert info.value.code == "modifies_input" and "at training step 9" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+
+@FAST
+@given(n=st.integers(0, 3 * P.MESSAGE_LIMIT))
+def test_cap_message_keeps_short_text_and_marks_cut_text(n):
+    text = "é" * n
+    capped = P.cap_message(text)
+    if n <= P.MESSAGE_LIMIT:
+        assert capped == text
+    else:
+        assert capped.startswith("é" * P.MESSAGE_LIMIT) and f"cut: {n} characters" in capped
+        assert len(capped) < P.MESSAGE_LIMIT + 80
+
+
+def test_probe_failure_messages_are_capped():
+    def huge(x):
+        raise ValueError("boom " * 1_000_000)
+
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(huge)
+    assert info.value.code == "runtime_error" and len(str(info.value)) < P.MESSAGE_LIMIT + 80
+    assert str(info.value).startswith("the activation raised ValueError") and "cut:" in str(info.value)

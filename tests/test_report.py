@@ -164,7 +164,9 @@ def test_hostile_text_is_escaped(tmp_path, run_dir):
             source=src("torch.relu(x)") + f"# </pre>{HOSTILE}\n", rationale=HOSTILE, mutator=HOSTILE,
             model="<img src=x onerror=alert(2)>", fitness=99.0,
             tasks=[{"name": "<b>t</b>", "family": "polynomial", "ood_error": 0.1, "id_error": 0.1, "log_ratio": -1.0}],
-            family_log_ratios={"polynomial": -1.0}, probes={"pointwise": True, "flops_per_element": 1.0}))
+            family_log_ratios={"polynomial": -1.0}, probes={"pointwise": True, "flops_per_element": 1.0},
+            original_answer=f"Here.</pre></details>{HOSTILE}\n```python\ndef activation_function(x):\n"
+                            "    return torch.relu(x)\n```", normalisation_changes=[f"dropped `{HOSTILE}`"]))
         db.add_program(ProgramRecord(run_id=run_id, proposal_index=index + 1, source="x", rationale=HOSTILE,
                                      status="failed", failure_stage="policy", failure_code=HOSTILE))
     text = write_report(copy, references=()).read_text()
@@ -173,6 +175,11 @@ def test_hostile_text_is_escaped(tmp_path, run_dir):
     assert f'href="#program-{hostile_id}"' in text
     failures = text[text.index("id='failures'"):text.index("id='lineage'")]
     assert "policy" in failures and "&lt;script&gt;" in failures
+    section = text[text.index(f"id='program-{hostile_id}'"):text.index("id='progress'")]
+    assert "<li>dropped `&lt;script&gt;alert(1)&lt;/script&gt;`</li>" in section      # the normaliser's changes
+    answer = section[section.index("<details class='original-answer'>"):]
+    assert answer.startswith("<details class='original-answer'><summary>the model's original answer")
+    assert "Here.&lt;/pre&gt;&lt;/details&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in answer   # collapsed, escaped
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from actmine import activations
-from actmine.candidate.sandbox import SandboxLimits, SandboxPool, worker_environment
+from actmine.candidate import worker as worker_module
+from actmine.candidate.probes import MESSAGE_LIMIT
+from actmine.candidate.sandbox import MAX_ANSWER_BYTES, SandboxLimits, SandboxPool, WorkerLost, _Worker, \
+    worker_environment
 from actmine.lab.ensemble import Protocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
@@ -55,7 +58,7 @@ def test_corpus_is_large_and_covers_the_reason_codes():
     assert {"import", "dunder", "forbidden_builtin", "torch_forbidden", "module_alias", "attribute_assignment",
             "unbounded_loop", "forbidden_statement", "missing_function", "syntax_error", "too_long", "timeout",
             "memory_limit", "runtime_error", "bad_shape", "bad_output", "non_finite", "batch_dependent",
-            "over_flop_budget"} <= codes
+            "over_flop_budget", "modifies_input", "inconsistent_function"} <= codes
 
 
 def test_pool_survives_the_whole_corpus_then_evaluates_a_good_candidate(pool, small_lab, tmp_path, monkeypatch):
@@ -76,6 +79,7 @@ def test_pool_survives_the_whole_corpus_then_evaluates_a_good_candidate(pool, sm
             failures.append(f"{path.name}: expected {expected_codes(path)}, got {code}: {evaluation.error}")
         if not evaluation.ok:
             assert evaluation.error["message"] and evaluation.error["stage"] == evaluation.stage
+            assert len(evaluation.error["message"]) < MESSAGE_LIMIT + 80  # huge_exception_message.py
     assert not failures, "\n".join(failures)
 
     # no side effect observable in this process
@@ -167,3 +171,43 @@ def test_cli_refuses_corpus_files_with_json_and_non_zero_exit(tmp_path, name):
     data = json.loads(done.stdout)
     assert done.returncode == 1 and data["ok"] is False
     assert data["error"]["code"] in expected_codes(CORPUS / name) and data["error"]["stage"]
+
+
+def test_the_parent_reads_no_more_than_max_answer_bytes_from_a_worker(tmp_path):
+    """A process that writes a line far longer than any answer (no newline) is killed, not buffered."""
+    worker = object.__new__(_Worker)  # the real reader, on a process that floods its pipe
+    worker.limits, worker.directory, worker.buffer, worker.tasks = LIMITS, str(tmp_path / "w"), b"", 0
+    worker.process = subprocess.Popen(
+        [sys.executable, "-c", f"import sys\nsys.stdout.write('x' * {4 * MAX_ANSWER_BYTES})\nsys.stdout.flush()\n"
+                               "import time\ntime.sleep(60)\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    import selectors
+    worker.selector = selectors.DefaultSelector()
+    worker.selector.register(worker.process.stdout, selectors.EVENT_READ)
+    with pytest.raises(WorkerLost) as info:
+        worker._read_message(30)
+    assert info.value.code == "answer_too_large"
+    assert worker.process.returncode is not None  # killed
+    assert len(worker.buffer) <= MAX_ANSWER_BYTES + (1 << 16)
+
+
+def test_worker_state_sees_the_global_rng():
+    """A candidate cannot reach torch's RNG through the policy; the worker's check is the second wall."""
+    baseline = worker_module.torch_state()
+    with torch.random.fork_rng():
+        torch.rand(3)
+        drawn = worker_module.torch_state()
+        torch.manual_seed(0)
+        reseeded = worker_module.torch_state()
+    assert drawn != baseline and reseeded != baseline and drawn["rng"] != reseeded["rng"]
+    assert worker_module.torch_state() == baseline  # fork_rng restored it
+    change = worker_module.state_change(baseline, drawn)
+    assert change.startswith("rng: ") and "threads" not in change
+
+
+def test_the_lab_leaves_torch_global_state_alone(small_lab):
+    """The lab's own work (workload, probes, screen, training, scoring) must not trip the worker's check."""
+    baseline = worker_module.torch_state()
+    fresh = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=small_lab.cache_dir)
+    assert fresh.evaluate(activations.get("gelu_sine"), name="gelu_sine").ok
+    assert worker_module.torch_state() == baseline

@@ -28,10 +28,12 @@ def test_namespace_has_torch_f_and_math():
     namespace = candidate_namespace()
     assert namespace["torch"] is torch
     assert namespace["F"] is torch.nn.functional
-    assert namespace["math"] is math
+    # math's constants and functions, for Python numbers only (see test_policy for the refusals)
+    assert namespace["math"].pi == math.pi and namespace["math"].tanh(0.5) == math.tanh(0.5)
     # a fresh dict each time: one candidate cannot leave names for the next
     namespace["leak"] = 1
-    assert "leak" not in candidate_namespace()
+    namespace["math"].leak = 1
+    assert "leak" not in candidate_namespace() and not hasattr(candidate_namespace()["math"], "leak")
 
 
 def test_compile_returns_the_activation_function():
@@ -43,10 +45,14 @@ def test_compile_returns_the_activation_function():
 
 def test_candidates_do_not_share_globals():
     first = compile_candidate("SCALE = 2.0\ndef activation_function(x):\n    return SCALE * x\n")
-    second = compile_candidate("def activation_function(x):\n    return SCALE * x\n")
     assert torch.equal(first(torch.ones(2)), torch.full((2,), 2.0))
+    # a name the program does not define is refused before it runs ...
+    with pytest.raises(CandidateError) as info:
+        compile_candidate("def activation_function(x):\n    return SCALE * x\n")
+    assert info.value.code == "undefined_name" and "`SCALE`" in str(info.value)
+    # ... and would not be found at run time either: each candidate gets its own globals
     with pytest.raises(NameError):
-        second(torch.ones(2))
+        exec(compile("y = SCALE", "<unchecked>", "exec"), candidate_namespace())
 
 
 @settings(max_examples=20, deadline=None)
@@ -88,8 +94,9 @@ _DEFINES = "\ndef activation_function(x):\n    return x\n"
 @pytest.mark.parametrize("source, exception", [
     ("x = 1 / 0" + _DEFINES, "ZeroDivisionError"),
     ("C = math.sqrt(-1)" + _DEFINES, "ValueError"),
-    ("C = torch.zeros(2) + torch.zeros(3)" + _DEFINES, "RuntimeError"),
-    ("C = NOT_DEFINED_ANYWHERE" + _DEFINES, "NameError"),
+    ("C = math.exp(1000.0)" + _DEFINES, "OverflowError"),
+    ("C = (1.0, 2.0)[5]" + _DEFINES, "IndexError"),
+    ("C = D\nD = 1.0" + _DEFINES, "NameError"),  # the program's own global, read before it is assigned
 ])
 def test_module_level_exception_is_a_load_error(source, exception):
     with pytest.raises(CandidateError) as info:
@@ -103,6 +110,8 @@ def test_module_level_exception_is_a_load_error(source, exception):
     ("raise RuntimeError('at import')" + _DEFINES, "forbidden_statement"),
     ("import numpy_does_not_exist_anywhere" + _DEFINES, "import"),
     ("x = 1 / 0\n", "missing_function"),
+    ("C = torch.zeros(2) + torch.zeros(3)" + _DEFINES, "mutable_state"),
+    ("C = NOT_DEFINED_ANYWHERE" + _DEFINES, "undefined_name"),
 ])
 def test_policy_refuses_before_running(source, code):
     with pytest.raises(CandidateError) as info:
@@ -152,9 +161,8 @@ def test_load_candidate_file_errors_name_the_file(tmp_path):
 def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
     """`best_activation.py` (imports, a docstring with the lineage, an nn.Module class) is usable
     wherever a candidate file is: only the namespace imports, the docstring and the class go."""
-    from actmine.candidate.source import (DEFAULT_MAX_SOURCE_CHARS, candidate_from_module, check_source,
-                                          compile_candidate,
-                                          read_candidate_file)
+    from actmine.candidate.source import DEFAULT_MAX_SOURCE_CHARS, check_source, compile_candidate, read_candidate_file
+    from actmine.language.normalise import normalise
     from actmine.evolve.controller import write_best_program
     from actmine.evolve.database import ProgramDatabase, ProgramRecord
 
@@ -173,11 +181,14 @@ def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
     fn = compile_candidate(source)
     x = torch.linspace(-3, 3, 13)
     torch.testing.assert_close(fn(x), torch.nn.functional.gelu(x) + 0.1 * torch.sin(x) * math.pi)
-    # anything else stays, for the policy to refuse with its reason
+    # anything else stays, for the policy to refuse with its reason (normalisation: test_language_normalise.py)
     hostile = "import os\nimport torch\n\nclass A:\n    pass\n\ndef activation_function(x):\n    return x\n"
-    assert candidate_from_module(hostile).split() == "import os def activation_function(x): return x".split()
+    (tmp_path / "hostile.py").write_text(hostile)
+    assert read_candidate_file(tmp_path / "hostile.py").split() == \
+        "import os class A: pass def activation_function(x): return x".split()
     with pytest.raises(CandidateError) as refused:
-        check_source(candidate_from_module(hostile))
+        check_source(normalise(hostile).source)
     assert refused.value.code == "import"
     plain = "def activation_function(x):\n    return x\n"
-    assert candidate_from_module(plain) == plain
+    (tmp_path / "plain.py").write_text(plain)
+    assert read_candidate_file(tmp_path / "plain.py") == plain

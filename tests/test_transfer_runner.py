@@ -13,17 +13,21 @@ import csv
 import json
 import math
 import os
+import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
+from actmine.candidate.probes import MESSAGE_LIMIT
 from actmine.transfer import base, runner
 from actmine.transfer.base import BenchmarkScore, DatasetMissing
 from actmine.transfer.runner import (
-    ERROR_FLOOR, LOG_RATIO_CLIP, TransferInputError, TransferJob, TransferResult, execute_job, log_ratio,
-    parse_options, run_transfer, summarise,
+    ERROR_FLOOR, LOG_RATIO_CLIP, JobBudget, TransferInputError, TransferJob, TransferLimits, TransferResult,
+    execute_job, log_ratio, parse_options, run_transfer, summarise,
 )
 
 SECRET = "ACTMINE_TEST_TRANSFER_SECRET"
@@ -36,11 +40,12 @@ class TinyBenchmark:
     metric = "accuracy"
 
     def __init__(self, *, epochs: int = 30, hidden: int = 16, fail_seed: int | None = None,
-                 crash_activation: str | None = None):
+                 crash_activation: str | None = None, probe_port: int | None = None):
         self.epochs = epochs
         self.hidden = hidden
         self.fail_seed = fail_seed
         self.crash_activation = crash_activation
+        self.probe_port = probe_port  # try to connect to 127.0.0.1:probe_port; details["reached"] says
 
     def check_data(self, data_dir: Path) -> None:
         marker = Path(data_dir) / "tiny" / "READY"
@@ -72,9 +77,19 @@ class TinyBenchmark:
                     p -= 0.05 * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
         with torch.no_grad():
             accuracy = (model(x[400:]).argmax(1) == y[400:]).float().mean().item()
+        reached = None
+        if self.probe_port is not None:
+            try:
+                socket.create_connection(("127.0.0.1", self.probe_port), timeout=5).close()
+                reached = True
+            except OSError:
+                reached = False
         return BenchmarkScore(accuracy, self.metric, {"epochs": self.epochs, "pid": os.getpid(),
                                                       "secret": os.environ.get(SECRET),
-                                                      "threads": torch.get_num_threads(), "nan": math.nan})
+                                                      "threads": torch.get_num_threads(), "nan": math.nan,
+                                                      "reached": reached, "cwd": os.getcwd(),
+                                                      "home": os.environ.get("HOME"),
+                                                      "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")})
 
 
 @pytest.fixture()
@@ -192,30 +207,14 @@ def test_execute_job_in_process_reports_errors_instead_of_raising(tiny, data_dir
     assert missing.error["code"] == "dataset_missing"
 
 
-def test_job_process_initializer_scrubs_the_environment_and_pins_one_gpu_each(monkeypatch, tmp_path):
-    import multiprocessing
-
-    environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "AWS_SECRET_ACCESS_KEY": "x", "OPENAI_API_KEY": "y",
-               "CUDA_VISIBLE_DEVICES": "3,5", "LD_LIBRARY_PATH": "/opt/cuda/lib", "PYTHONPATH": "/extra"}
-    monkeypatch.setattr(os, "environ", dict(environ))  # what a freshly spawned child inherits
-    counter = multiprocessing.get_context("spawn").Value("i", 0)
-    pinned = []
-    for _ in range(3):  # three job processes of one pool
-        runner._init_child(str(tmp_path), 1, ("3", "5"), counter)
-        pinned.append(os.environ["CUDA_VISIBLE_DEVICES"])
-        assert "AWS_SECRET_ACCESS_KEY" not in os.environ and "OPENAI_API_KEY" not in os.environ
-        assert os.environ["PATH"] == "/usr/bin" and os.environ["LD_LIBRARY_PATH"] == "/opt/cuda/lib"
-        assert os.environ["HOME"].startswith(str(tmp_path)) and os.environ["PYTHONPATH"].endswith("/extra")
-    assert pinned == ["3", "5", "3"] and torch.get_num_threads() == 1
-
-
 # -- the command -----------------------------------------------------------------------------------
 
 def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
     out = tmp_path / "out"
     argv = ["--activations", "gelu,tanh", "--benchmarks", "tiny", "--seeds", "2", "--epochs", "30",
-            "--data-dir", str(data_dir), "--out", str(out), "--workers", "1"]
+            "--data-dir", str(data_dir), "--out", str(out), "--workers", "2", "--timeout", "300",
+            "--memory-mb", "3000"]
     code, stdout, stderr = run_cli(capsys, *argv)
     assert code == 0, stderr
     assert "added relu" in stderr
@@ -226,6 +225,8 @@ def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir,
     assert [a["name"] for a in document["activations"]] == ["relu", "gelu", "tanh"]
     assert document["added_relu"] is True and document["seeds"] == [0, 1] and document["resumed"] == 0
     assert document["options"] == {"tiny": {"epochs": 30}}
+    assert document["limits"] == {"tiny": {"timeout_s": 300, "cpu_s": 300, "memory_mb": 3000}}
+    assert all(j["sandbox"]["memory_mb"] == 3000 and j["sandbox"]["timeout_s"] == 300 for j in document["jobs"])
     jobs = document["jobs"]
     assert len(jobs) == 6 and all(j["ok"] for j in jobs)
     assert [(j["activation"], j["seed"]) for j in jobs] == [(a, s) for a in ("relu", "gelu", "tanh") for s in (0, 1)]
@@ -282,15 +283,14 @@ def test_candidate_file_runs_in_the_child_and_a_failing_job_does_not_stop_the_ru
 
 
 def test_a_job_whose_process_dies_fails_alone(tiny, data_dir, tmp_path):
-    # One process: relu scores, gelu kills the process while tanh waits in the pool's queue. tanh
-    # had not started, so it runs in a fresh pool; gelu, which had, runs again alone and dies again.
+    # One job at a time, each in its own process: gelu's process dies, the jobs before and after score.
     run = run_transfer(["relu", "gelu", "tanh"], ["tiny"], 1,
                        options={"tiny": {"crash_activation": "gelu", "epochs": 5}}, data_dir=data_dir,
                        out=tmp_path / "out", workers=1, progress=False, notify=lambda message: None)
     by = {r.activation: r for r in run.results}
     assert by["relu"].ok and by["tanh"].ok
     assert not by["gelu"].ok and by["gelu"].error["code"] == "worker_died"
-    assert "also when run alone" in by["gelu"].error["message"]
+    assert "ended with status 3 before answering" in by["gelu"].error["message"]
     assert not run.ok and (tmp_path / "out" / "results.json").is_file()
 
 
@@ -354,15 +354,194 @@ def test_dask_executor_on_a_local_cluster(tiny, data_dir, tmp_path, capsys, monk
         out = tmp_path / "out"
         code, stdout, stderr = run_cli(capsys, "--activations", "relu", "--benchmarks", "tiny", "--seeds", "1",
                                        "--epochs", "10", "--executor", "dask", "--scheduler",
-                                       cluster.scheduler_address, "--data-dir", str(data_dir), "--out", str(out))
+                                       cluster.scheduler_address, "--data-dir", str(data_dir), "--out", str(out),
+                                       "--timeout", "60", "--memory-mb", "3000")
         assert code == 0, stderr
         jobs = json.loads((out / "results.json").read_text())["jobs"]
         assert [j["activation"] for j in jobs] == ["relu"]  # one job: each costs a process start
         assert all(j["ok"] and j["details"]["pid"] != os.getpid() for j in jobs)
         assert all(j["details"]["secret"] is None and j["details"]["threads"] == 1 for j in jobs)
+        # the same limits as locally, applied by the job's process on the Dask worker
+        assert all(j["sandbox"]["timeout_s"] == 60 and j["sandbox"]["cpu_s"] == 60 and j["sandbox"]["memory_mb"] == 3000
+                   and isinstance(j["sandbox"]["network_isolated"], bool) for j in jobs)
         assert "tiny (accuracy)" in stdout and (out / "transfer.png").is_file()
         # on a cluster without the GPU resource, --device cuda is refused before anything is submitted
         code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--executor", "dask", "--scheduler",
                                   cluster.scheduler_address, "--device", "cuda", "--data-dir", str(data_dir),
                                   "--out", str(tmp_path / "gpu"))
         assert code == 2 and "--resources GPU=1" in stderr
+
+
+# -- the limits of a job's process -----------------------------------------------------------------
+
+# Policy-bounded (10⁸ iterations of tensor ops) but hours of work: only a limit ends it.
+SLOW = """def activation_function(x):
+    y = x
+    for i in range(10000):
+        for j in range(10000):
+            y = torch.tanh(y) * 1.0
+    return y
+"""
+# 1.5 GiB at the first call: beyond a small address-space limit, harmless without one.
+HOG = """def activation_function(x):
+    big = torch.ones(1 << 27, 3)
+    return x + 0.0 * big.sum()
+"""
+
+
+@pytest.fixture()
+def listener():
+    """A TCP server on the loopback interface: a job that can reach the network reaches it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_hanging_candidate_times_out_alone_and_jobs_have_no_network(tiny, data_dir, tmp_path, listener):
+    slow = tmp_path / "slow.py"
+    slow.write_text(SLOW)
+    out = tmp_path / "out"
+    # A wall clock far above what a tiny job takes (about a second), far below what slow.py needs.
+    run = run_transfer(["relu", str(slow)], ["tiny"], 1, options={"tiny": {"epochs": 5, "probe_port": listener}},
+                       data_dir=data_dir, out=out, workers=2, progress=False, notify=lambda message: None,
+                       limits=TransferLimits(timeout_s=12, cpu_s=0, memory_mb=0))
+    by = {r.activation: r for r in run.results}
+    assert by["relu"].ok
+    assert not by["slow"].ok and by["slow"].error["code"] == "timeout"
+    assert "12 s of wall-clock time" in by["slow"].error["message"] and "--timeout" in by["slow"].error["message"]
+    assert by["slow"].sandbox["timeout_s"] == 12 and by["slow"].seconds >= 12
+    assert by["relu"].sandbox == {"network_isolated": by["relu"].sandbox["network_isolated"], "timeout_s": 12,
+                                  "cpu_s": None, "memory_mb": None}
+    # the journal holds both, the timeout like any other failure
+    assert {(j["activation"], j["ok"]) for j in journal(out)} == {("relu", True), ("slow", False)}
+    # No network: where the kernel allows a namespace the job cannot reach the loopback server,
+    # and where it does not, the result says so (the static policy is then the only barrier).
+    isolated = by["relu"].sandbox["network_isolated"]
+    assert isinstance(isolated, bool) and by["relu"].details["reached"] is (not isolated)
+    # its own temporary directory as cwd and HOME, removed after the job
+    details = by["relu"].details
+    assert details["cwd"] == details["home"] and "actmine-transfer-" in details["cwd"]
+    assert not Path(details["cwd"]).exists()
+
+
+SWISH = "def activation_function(x):\n    return x * torch.sigmoid(1.5 * x)\n"
+
+
+@pytest.fixture()
+def pack(tmp_path):
+    """A generated program file (as `actmine export` writes) with a fine program and a memory hog."""
+    from actmine.language.files import ProgramEntry, render_program_file
+
+    path = tmp_path / "pack.py"
+    path.write_text(render_program_file([ProgramEntry("mined_1", "Mined1", SWISH),
+                                         ProgramEntry("mined_2", "Mined2", HOG)], "two programs for a test"))
+    return path
+
+
+def test_memory_and_cpu_limits_fail_their_job_alone(tiny, data_dir, tmp_path, pack):
+    slow = tmp_path / "slow.py"
+    slow.write_text(SLOW)
+    # 1536 MB: a tiny job maps about 700 MB. 5 CPU seconds: a tiny job uses about 2 (imports
+    # included). The wall clock only backs these up: a job that reaches it shows a limit that failed.
+    # The hog is a pack entry: a program like any candidate file, run under the same limits.
+    limits = TransferLimits(timeout_s=120, cpu_s=5, memory_mb=1536)
+    run = run_transfer(["relu", str(slow), f"{pack}:mined_2"], ["tiny"], 1, options={"tiny": {"epochs": 5}},
+                       data_dir=data_dir, out=tmp_path / "out", workers=3, progress=False,
+                       notify=lambda message: None, limits=limits)
+    by = {r.activation: r for r in run.results}
+    assert by["relu"].ok and by["relu"].sandbox["memory_mb"] == 1536 and by["relu"].sandbox["cpu_s"] == 5
+    assert by["mined_2"].error["code"] == "memory_limit", by["mined_2"].error
+    assert "address-space limit is 1536 MB" in by["mined_2"].error["message"]
+    assert by["slow"].error["code"] == "cpu_limit", by["slow"].error
+    assert "5 s of CPU time" in by["slow"].error["message"] and "--cpu-time" in by["slow"].error["message"]
+
+
+def test_local_jobs_each_get_one_gpu_round_robin(tiny, data_dir, monkeypatch):
+    # device="cuda" with two GPUs listed: each running job sees one of them, and no address-space
+    # limit is set (CUDA maps far more virtual memory than it uses). The tiny model stays on the CPU.
+    monkeypatch.setattr(runner, "_visible_gpus", lambda: ["3", "5"])
+    jobs = [TransferJob(a, "tiny", 0, {"epochs": 2}, benchmark_class=f"{__name__}:TinyBenchmark")
+            for a in ("relu", "gelu")]
+    limits = {"tiny": TransferLimits(timeout_s=120).resolve(TinyBenchmark(), "tiny", "cuda")}
+    assert limits["tiny"]["memory_mb"] is None
+    results = []
+    runner._run_local(jobs, str(data_dir), "cuda", 2, limits, results.append)
+    assert all(r.ok for r in results) and len(results) == 2
+    assert {r.details["gpu"] for r in results} == {"3", "5"}
+    assert all(r.sandbox["memory_mb"] is None and r.sandbox["timeout_s"] == 120 for r in results)
+
+
+def test_default_limits_follow_the_benchmark_and_its_options():
+    from actmine.transfer.vision import Cifar10, Digits
+
+    digits = TransferLimits().resolve(Digits(epochs=12), "digits", "cpu")
+    longer = TransferLimits().resolve(Digits(epochs=120), "digits", "cpu")
+    assert digits["memory_mb"] == 4096 and digits["cpu_s"] == digits["timeout_s"]
+    assert digits["timeout_s"] < 600 < longer["timeout_s"]  # seconds of work: minutes of limit
+    cifar = TransferLimits().resolve(Cifar10(epochs=30), "cifar10", "cuda")
+    assert cifar["memory_mb"] is None and cifar["timeout_s"] > 30 * 60  # never an address-space limit on CUDA
+    assert cifar["cpu_s"] == cifar["timeout_s"] * (os.cpu_count() or 1)
+    smaller = TransferLimits().resolve(Cifar10(epochs=30, limit_train=5000), "cifar10", "cpu")
+    assert smaller["timeout_s"] < TransferLimits().resolve(Cifar10(epochs=30), "cifar10", "cpu")["timeout_s"]
+    # explicit values win, 0 is no limit; a benchmark may carry its own budget
+    assert TransferLimits(timeout_s=0, cpu_s=7, memory_mb=0).resolve(Digits(), "digits", "cpu") == {
+        "timeout_s": None, "cpu_s": 7, "memory_mb": None}
+    assert TransferLimits(timeout_s=0).resolve(Digits(), "digits", "cpu")["cpu_s"] is None
+    TinyBenchmark.job_budget = JobBudget({"cpu": 2.0}, memory_mb=1000, base_s=10.0)
+    try:
+        assert TransferLimits().resolve(TinyBenchmark(epochs=5), "tiny", "cpu") == {
+            "timeout_s": 20.0, "cpu_s": 20.0, "memory_mb": 1000}
+    finally:
+        del TinyBenchmark.job_budget
+    for bad in (-1, float("nan"), "10", True):
+        with pytest.raises(TransferInputError, match="≥ 0"):
+            TransferLimits(timeout_s=bad)
+
+
+@given(st.text(max_size=3 * MESSAGE_LIMIT // 2))
+@settings(max_examples=200, deadline=None)
+def test_messages_from_a_job_are_printable_bounded_and_stable(text):
+    once = runner._printable(text)
+    assert runner._printable(once) == once
+    # what a job's process answers goes through it, in the parent
+    failed = TransferResult.from_dict({"activation": "a", "benchmark": "b", "seed": 0, "ok": False,
+                                       "error": {"code": "job_error", "message": text}})
+    assert failed.error["message"] == once
+    assert len(once) <= MESSAGE_LIMIT + 64
+    assert all(c.isprintable() or c in "\n\t" for c in once)
+    if len(text) <= MESSAGE_LIMIT and all(c.isprintable() for c in text):
+        assert once == text
+
+
+def test_a_pack_entry_is_an_untrusted_program_read_as_data(tiny, pack, tmp_path):
+    spec = runner.resolve_activation(f"{pack}:mined_1")
+    assert (spec.name, spec.kind, spec.source, spec.reference) == ("mined_1", "pack", SWISH, None)
+    job = TransferJob(spec.name, "tiny", 0, source=spec.source)
+    assert job.key != TransferJob(spec.name, "tiny", 0, source=HOG).key  # the program is the job's identity
+    # an entry the policy refuses stops the run before any job, like a refused file
+    from actmine.language.files import ProgramEntry, render_program_file
+
+    hostile = tmp_path / "hostile.py"
+    hostile.write_text(render_program_file([ProgramEntry("mined_9", "Mined9", "import os\n\n" + SWISH)], "x"))
+    with pytest.raises(TransferInputError, match=r"mined_9' refused \[import\]"):
+        runner.resolve_activation(f"{hostile}:mined_9")
+    # a pack with code added is refused unread: resolving it runs nothing
+    marker = tmp_path / "ran"
+    edited = tmp_path / "edited.py"
+    edited.write_text(pack.read_text() + f"\nimport os\nos.system('touch {marker}')\n")
+    with pytest.raises(TransferInputError, match="refused"):
+        runner.resolve_activation(f"{edited}:mined_1")
+    with pytest.raises(TransferInputError, match="unknown_program"):
+        runner.resolve_activation(f"{pack}:mined_3")
+    # a job naming a program file instead of carrying its source is refused in the child too
+    refused = TransferResult.from_dict(execute_job(TransferJob("x", "tiny", 0, reference=f"{pack}:mined_1"),
+                                                   tmp_path, "cpu"))
+    assert refused.error["code"] == "candidate" and "names a program file" in refused.error["message"]
+    assert not marker.exists()
+
+
+def test_a_benchmark_defined_in_the_script_being_run_is_refused():
+    # a job's process is a fresh interpreter: it cannot import the parent's __main__
+    scripted = type("Scripted", (), {"__module__": "__main__"})
+    with pytest.raises(TransferInputError, match="importable module"):
+        runner._class_path(scripted)

@@ -385,60 +385,55 @@ list = REGISTRY.list  # noqa: A001 -- the public name asked for; shadows the bui
 
 
 def load_pack(path: str | Path, registry: ActivationRegistry | None = None) -> builtins.list[str]:
-    """Import an activation pack written by `actmine.report.export_pack` and register each of its
-    classes (``ACTIVATIONS = {"mined_<id>": Mined<id>, ...}``) under its name, with
-    ``pointwise=True``, the class's ``formula`` attribute and source ``"exported from <path>"``.
-    Returns the registered names.
+    """Load a generated program file -- a pack written by `actmine.report.export_pack`, or a
+    search's ``best_activation.py`` -- and register each of its programs under its name
+    (``mined_<id>``, ``best_activation``), with its ``pointwise`` flag, its formula and source
+    ``"exported from <path>"``. Returns the registered names.
 
-    Loading *runs the file's code* (the exported programs): load only packs you made yourself.
-    Loading the same file again re-registers its names (a reload); a name already taken by
-    another activation raises ``ValueError``.
+    The file is read as data (``ast``, never imported); each program is checked by the candidate
+    policy and compiled in the restricted namespace (`actmine.candidate.loader`), never run as
+    plain code. A program the policy refuses raises its `CandidateError` (with its reason code);
+    a file in the plain-code format of an older actmine is refused (``stale_program_file``) with
+    a message saying how to regenerate it. Loading the same file again re-registers its names (a
+    reload); a name already taken by another activation raises ``ValueError``.
     """
-    import hashlib
-    import importlib.util
-    import sys
+    # The checked loader lives with the candidate policy (a layer above this library); imported
+    # only when a program file is loaded.
+    from ..candidate.loader import load_program_file
 
     registry = REGISTRY if registry is None else registry
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no activation pack at {path}")
-    module_name = "actmine_pack_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    table = getattr(module, "ACTIVATIONS", None)
-    if not isinstance(table, dict):
-        raise ValueError(f"{path} has no ACTIVATIONS dict; not an activation pack")
+    return _register_programs(load_program_file(path), path, registry)
+
+
+def _register_programs(classes: dict, path: str | Path, registry: ActivationRegistry) -> builtins.list[str]:
+    origin = Path(path).expanduser().resolve()
     names = []
-    for name, module_cls in table.items():
-        entry = registry.register(str(name), module_cls, formula=str(getattr(module_cls, "formula", "") or ""),
-                                  source=f"exported from {path}", pointwise=bool(getattr(module_cls, "pointwise", True)),
-                                  function=None)
+    for name, module_cls in classes.items():
+        entry = registry.register(name, module_cls, formula=module_cls.formula, source=f"exported from {origin}",
+                                  pointwise=module_cls.pointwise, function=module_cls.function)
         names.append(entry.name)
     return names
 
 
 def _split_pack_reference(name: str) -> tuple[str, str] | None:
     """``"path/to/pack.py:mined_12"`` -> (path, name); None for a plain name."""
-    if ".py:" not in name:
+    if ".py:" not in name:   # the common case (a registry name) without importing the file format
         return None
-    path, _, entry = name.rpartition(":")
-    return (path, entry) if path.endswith(".py") and entry else None
+    from ..language.files import split_program_reference
+
+    return split_program_reference(name)
 
 
 def get(name_or_callable: str | nn.Module | type[nn.Module] | Callable[..., Tensor], /, **kwargs: Any) -> nn.Module:
     """:meth:`ActivationRegistry.get` on the package registry, plus ``"path/to/pack.py:name"``:
-    load that exported pack with :func:`load_pack` (which runs its code), then get ``name``."""
+    read that generated program file (never importing it), check and compile only the program
+    ``name`` through the candidate policy (see :func:`load_pack`), register it and return a module."""
     if isinstance(name_or_callable, str):
         reference = _split_pack_reference(name_or_callable)
         if reference is not None:
-            load_pack(reference[0])
-            return REGISTRY.get(reference[1], **kwargs)
+            from ..candidate.loader import load_program_file
+
+            path, name = reference
+            (registered,) = _register_programs(load_program_file(path, [name]), path, REGISTRY)
+            return REGISTRY.get(registered, **kwargs)
     return REGISTRY.get(name_or_callable, **kwargs)

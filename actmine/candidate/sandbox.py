@@ -7,7 +7,9 @@ the evaluation as plain JSON. The pool enforces, per request:
 - a wall-clock timeout: a worker that does not answer in time is killed and replaced;
 - a CPU-time limit (RLIMIT_CPU, set by the worker before each request) and an address-space limit
   (RLIMIT_AS): a worker that exceeds them dies or reports `memory_limit`, and is replaced;
-- a fresh worker after `max_tasks_per_worker` requests, to bound leaks.
+- a fresh worker after `max_tasks_per_worker` requests, to bound leaks;
+- an answer of at most MAX_ANSWER_BYTES: a worker that writes a longer line is killed
+  (`answer_too_large`) before the parent holds more of it.
 
 A worker starts with a scrubbed environment (an allow-list: no API keys or other secrets), its own
 temporary working directory (deleted with it) and, where the kernel permits, no network. The
@@ -44,6 +46,10 @@ ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OPENBLAS_CORETYPE", "O
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "MALLOC_TRIM_THRESHOLD_": str(256 * 1024 * 1024), "MALLOC_MMAP_THRESHOLD_": str(64 * 1024 * 1024),
               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0"}
+
+# The longest answer line the parent reads from a worker. A real evaluation is a few tens of KB
+# (its error message is capped at probes.MESSAGE_LIMIT characters in the worker).
+MAX_ANSWER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,15 @@ class _Worker:
                 self.process.wait()
                 raise WorkerLost(*self._death_reason())
             self.buffer += chunk
+            if b"\n" not in self.buffer and len(self.buffer) > MAX_ANSWER_BYTES:
+                self.kill()
+                raise WorkerLost("answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; "
+                                                     "the worker was killed")
         line, self.buffer = self.buffer.split(b"\n", 1)
+        if len(line) > MAX_ANSWER_BYTES:
+            self.kill()
+            raise WorkerLost("answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; "
+                                                 "the worker was killed")
         return json.loads(line)
 
     def _death_reason(self) -> tuple[str, str]:

@@ -14,13 +14,17 @@ still single-threaded) it:
 Then it answers requests, one JSON object per line: `{"id", "source", "name", "lab", "reference",
 "cpu_seconds"}` → `{"id", "evaluation", "recycle"}`. Before each request it sets RLIMIT_CPU to the
 CPU time used so far plus the request's budget: a runaway candidate is killed by SIGXCPU, and the
-parent's wall-clock timeout backs that up. JSON, not pickle: the parent never unpickles what a
-process that ran hostile code wrote.
+parent's wall-clock timeout backs that up. After each request it compares torch's global state
+(`torch_state`: threads, default dtype, grad mode, deterministic algorithms, the global RNG) with
+its state at start: a change fails the evaluation with `global_state` and the worker is replaced.
+Every error message it sends is capped (`probes.MESSAGE_LIMIT` characters). JSON, not pickle: the
+parent never unpickles what a process that ran hostile code wrote.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import resource
@@ -72,11 +76,29 @@ def take_protocol_streams():
 
 
 def torch_state() -> dict:
-    """The torch global state a candidate must not change (checked after every request)."""
+    """The torch global state a candidate must not change (checked after every request).
+
+    `rng` is a digest of the global random generator's state (and of the CUDA generators' where
+    CUDA is in use): a candidate that draws from it or reseeds it changes what every later user of
+    torch's global RNG in this process gets. The lab never touches it (its data, minibatches and
+    initial weights come from their own seeded `torch.Generator`s and numpy generators, the
+    probes' inputs too), so any change is the candidate's.
+    """
     import torch
 
+    rng = hashlib.sha256(torch.random.get_rng_state().numpy().tobytes())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for state in torch.cuda.get_rng_state_all():
+            rng.update(state.numpy().tobytes())
     return {"threads": torch.get_num_threads(), "dtype": str(torch.get_default_dtype()),
-            "grad": torch.is_grad_enabled(), "deterministic": torch.are_deterministic_algorithms_enabled()}
+            "grad": torch.is_grad_enabled(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "rng": rng.hexdigest()[:16]}
+
+
+def state_change(before: dict, after: dict) -> str:
+    """What differs between two `torch_state()`s, for the refusal's message."""
+    return ", ".join(f"{key}: {before.get(key)!r} → {after.get(key)!r}" for key in sorted(set(before) | set(after))
+                     if before.get(key) != after.get(key))
 
 
 def main() -> None:
@@ -88,6 +110,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    from actmine.candidate.probes import MESSAGE_LIMIT, cap_message
     from actmine.lab.ensemble import TrainResult
     from actmine.lab.fitness import Evaluation, Lab
 
@@ -117,7 +140,9 @@ def main() -> None:
         recycle = state != baseline or (evaluation.error or {}).get("code") == "memory_limit"
         if state != baseline:
             evaluation.fail(evaluation.stage, "global_state", "the candidate changed torch's global state "
-                            f"({baseline} → {state})")
+                            f"({state_change(baseline, state)}); the worker is replaced")
+        if evaluation.error:  # Evaluation.fail caps too; this holds whatever path set the error
+            evaluation.error = {key: cap_message(value, MESSAGE_LIMIT) for key, value in evaluation.error.items()}
         send({"id": request["id"], "evaluation": evaluation.to_dict(), "recycle": recycle})
         if recycle:
             break

@@ -36,6 +36,8 @@ from ..executors import make_executor
 from ..lab.ensemble import Protocol
 from ..lab.fitness import Evaluation, Lab
 from ..lab.tasks import stable_seed
+from ..language.files import ProgramEntry, render_program_file
+from ..terminal import terminal_text
 from .database import ProgramDatabase, ProgramRecord
 from .mutators import Failure, LabContext, Proposal, get_mutator
 from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
@@ -378,6 +380,9 @@ class Search:
             key = f"{evaluation.stage}:{evaluation.error['code']}"
             state.failures[key] = state.failures.get(key, 0) + 1
         state.last = f"p{pending.index} {'ok %+.3f' % evaluation.fitness if evaluation.ok else evaluation.error['code']}"
+        if pending.proposal.normalisation_changes:   # the model's answer was rewritten to get here
+            changes = len(pending.proposal.normalisation_changes)
+            state.last += f" (normalised: {changes} change{'s' if changes != 1 else ''})"
         return record
 
     def _record_duplicate(self, database: ProgramDatabase, run_id: int, pending: _Pending, original: ProgramRecord,
@@ -392,7 +397,9 @@ class Search:
             family_log_ratios=original.family_log_ratios, tasks=original.tasks, fingerprint=original.fingerprint,
             descriptors=original.descriptors, probes=original.probes,
             timings=evaluation.timings if evaluation else {}, cell=None, duplicate_of=original.id,
-            seconds=evaluation.seconds if evaluation else 0.0, created_at=time.time())
+            seconds=evaluation.seconds if evaluation else 0.0, created_at=time.time(),
+            original_answer=pending.proposal.original_answer,
+            normalisation_changes=list(pending.proposal.normalisation_changes))
         with database.transaction():
             record.id = database.add_program(record)
             self._record_calls(database, run_id, record.id, pending.proposal)
@@ -432,8 +439,10 @@ class Search:
         from rich.table import Table
         from rich.text import Text
 
+        # Text, not markup, and control characters escaped (`terminal_text`): rationales, model names
+        # and reason codes are text a model or a worker wrote.
         header = Text(f"evaluated {state.evaluated}/{state.budget}  ·  {state.rate():.2f} evals/s  ·  "
-                      f"{state.capacity} workers  ·  last: {state.last}")
+                      f"{state.capacity} workers  ·  last: {terminal_text(state.last, keep_newlines=False)}")
         if state.llm:
             calls = sum(m["calls"] for m in state.llm["models"].values())
             cap = f" of ${state.llm['budget_usd']:g}" if state.llm.get("budget_usd") is not None else ""
@@ -444,13 +453,13 @@ class Search:
         for column in ("id", "fitness", "mutator", "rationale"):
             top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)
         for record in state.top:
-            # Text, not markup: rationales are free text ("[mutate] ..." would be read as a style)
-            top.add_row(str(record.id), f"{record.fitness:+.3f}", record.mutator or "", Text(record.rationale or ""))
+            top.add_row(str(record.id), f"{record.fitness:+.3f}", Text(terminal_text(record.mutator or "", False)),
+                        Text(terminal_text(record.rationale or "", keep_newlines=False)))
         failures = Table(title="failures by reason", expand=False)
         failures.add_column("stage:code")
         failures.add_column("count", justify="right")
         for reason, count in sorted(state.failures.items(), key=lambda kv: -kv[1])[:6]:
-            failures.add_row(reason, str(count))
+            failures.add_row(Text(terminal_text(reason, keep_newlines=False)), str(count))
         return Group(header, ProgressBar(total=state.budget, completed=state.evaluated, width=60), top, failures)
 
     # -- the end ---------------------------------------------------------------------------
@@ -483,42 +492,30 @@ class Search:
 
 
 def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase) -> None:
-    """A plain PyTorch module file of the best program, its scores and lineage in the docstring."""
+    """Write `best_activation.py`: the best program as a generated program file (data only, see
+    `actmine.language.files`) -- its source, scores, origin, rationale and lineage as literals,
+    and the call of the checked loader, so `from best_activation import BestActivation` compiles
+    the program through the candidate policy and the restricted namespace, never as plain code."""
     lineage, record, seen = [], best, set()
     while record is not None and record.id not in seen:
         seen.add(record.id)
-        lineage.append(f"    #{record.id} (fitness {record.fitness if record.fitness is None else round(record.fitness, 4)}): "
-                       f"{record.rationale}")
+        lineage.append({"program_id": record.id, "fitness": record.fitness, "rationale": str(record.rationale or "")})
         record = database.get(record.parent_ids[0]) if record.parent_ids else None
-    families = ", ".join(f"{family} {ratio:+.3f}" for family, ratio in sorted((best.family_log_ratios or {}).items()))
-    body = best.source.rstrip() + "\n"
-    text = f'''"""The best activation found by an actmine search (program #{best.id}).
-
-Fitness on the search suite: {best.fitness:+.4f} (= −mean ln(OOD error ÷ ReLU's); higher is better).
-Per-family OOD log-ratios vs ReLU: {families}.
-Made by: {best.mutator}{f" ({best.model})" if best.model else ""}. Rationale: {best.rationale}
-
-Lineage (newest first):
-{chr(10).join(lineage)}
-
-Use: `from best_activation import BestActivation; act = BestActivation()`, or
-`actmine.activations.get(activation_function)`.
-"""
-
-import math
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-{body}
-
-class BestActivation(nn.Module):
-    """Program #{best.id} of the search as a module (see the module docstring)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return activation_function(x)
-'''
+    info = {"program_id": best.id, "search_fitness": best.fitness,
+            "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
+            "pointwise": (best.probes or {}).get("pointwise", True) is not False,
+            "run_dir": str(path.parent.resolve()), "proposal_index": best.proposal_index,
+            "mutator": str(best.mutator or ""), "model": str(best.model or ""),
+            "rationale": str(best.rationale or ""), "lineage": lineage}
+    fitness = f"{best.fitness:+.4f}" if isinstance(best.fitness, (int, float)) else "n/a"
+    # The docstring holds only numbers and fixed text; everything from the database is data.
+    doc = (f"The best activation found by an actmine search (program #{int(best.id)}), search fitness {fitness}\n"
+           "(= -mean ln(OOD error / ReLU's); higher is better).\n\n"
+           "PROGRAMS holds its source, scores, origin, rationale and lineage as data. Use:\n"
+           "`from best_activation import BestActivation; act = BestActivation()` (actmine must be installed;\n"
+           "the program is checked and compiled by actmine's candidate policy, never run as plain code),\n"
+           "or `actmine evaluate best_activation.py`.")
+    text = render_program_file([ProgramEntry("best_activation", "BestActivation", str(best.source), info)], doc)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
+    temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)

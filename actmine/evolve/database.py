@@ -19,6 +19,10 @@ Tables (schema version `SCHEMA_VERSION`, kept in `PRAGMA user_version`):
 - elites: (run_id, island, cell) -> program_id, fitness: each island's MAP-Elites grid.
 - llm_calls, heldout: LLM usage and held-out evaluations.
 
+Migration 3 added `programs.original_answer` (an LLM's whole answer, as it came) and
+`programs.normalisation_changes` (JSON list of what the normaliser changed to make `source`); rows
+written before it read as None and [].
+
 Schema changes are append-only functions in `MIGRATIONS`; `MIGRATIONS[i]` takes a database from
 version i to i + 1 and runs, with the version bump, in one transaction when the file is opened.
 """
@@ -83,6 +87,11 @@ class ProgramRecord:
     status: "ok" (evaluated and scored), "failed" (refused or failed at `failure_stage` with
     `failure_code`), "duplicate" (same source or fingerprint as program `duplicate_of`; it carries
     the original's numbers for information but never enters a grid, `top` or `best`).
+
+    `source` is the program as checked and evaluated (for an LLM proposal, the normalised one; for
+    an answer without a program, the raw answer). `original_answer` is the LLM's whole answer as it
+    came (None for other mutators), and `normalisation_changes` what the normaliser changed in it.
+    Both are untrusted text, shown for debugging prompts, never run.
     """
 
     run_id: int
@@ -111,6 +120,8 @@ class ProgramRecord:
     duplicate_of: int | None = None
     seconds: float = 0.0
     created_at: float = field(default_factory=time.time)
+    original_answer: str | None = None
+    normalisation_changes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_evaluation(cls, evaluation: "Evaluation", proposal: Proposal, *, run_id: int, proposal_index: int,
@@ -142,7 +153,8 @@ class ProgramRecord:
             tasks=[t.to_dict() for t in evaluation.tasks], fingerprint=probes.get("fingerprint"),
             descriptors=descriptors, probes=probes, timings=dict(evaluation.timings), cell=cell,
             duplicate_of=duplicate_of, seconds=float(evaluation.seconds),
-            created_at=time.time() if created_at is None else created_at)
+            created_at=time.time() if created_at is None else created_at,
+            original_answer=proposal.original_answer, normalisation_changes=list(proposal.normalisation_changes))
 
     @classmethod
     def duplicate(cls, proposal: Proposal, original: "ProgramRecord", *, run_id: int, proposal_index: int,
@@ -159,7 +171,8 @@ class ProgramRecord:
             ood_log_ratio=original.ood_log_ratio, family_log_ratios=dict(original.family_log_ratios),
             tasks=[dict(t) for t in original.tasks], fingerprint=original.fingerprint,
             descriptors=dict(original.descriptors), probes=dict(original.probes), cell=original.cell,
-            duplicate_of=original.id, seconds=seconds, created_at=time.time() if created_at is None else created_at)
+            duplicate_of=original.id, seconds=seconds, created_at=time.time() if created_at is None else created_at,
+            original_answer=proposal.original_answer, normalisation_changes=list(proposal.normalisation_changes))
 
     def to_parent(self) -> Parent:
         return Parent(source=self.source, fitness=self.fitness, rationale=self.rationale,
@@ -286,8 +299,16 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX programs_source_hash ON programs(source_hash)")
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """LLM answers as they came: `programs.original_answer` (the model's whole answer; NULL for older
+    rows and other mutators) and `programs.normalisation_changes` (JSON list of what the normaliser
+    changed to make `source`; '[]' for older rows)."""
+    conn.execute("ALTER TABLE programs ADD COLUMN original_answer TEXT")
+    conn.execute("ALTER TABLE programs ADD COLUMN normalisation_changes TEXT NOT NULL DEFAULT '[]'")
+
+
 #: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -295,7 +316,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # The database
 # --------------------------------------------------------------------------------------------
 
-_JSON_FIELDS = ("parent_ids", "family_log_ratios", "tasks", "descriptors", "probes", "timings")
+_JSON_FIELDS = ("parent_ids", "family_log_ratios", "tasks", "descriptors", "probes", "timings",
+                "normalisation_changes")
 _COLUMNS = tuple(f.name for f in fields(ProgramRecord) if f.name != "id")
 
 

@@ -206,6 +206,31 @@ def per_example_activation(activation: Activation) -> Activation:
     return apply
 
 
+#: Called as check(input, output, where, modified_in_place) after each watched call.
+CallCheck = Callable[[torch.Tensor, object, str, bool], None]
+
+
+def check_steps(steps: int) -> frozenset[int]:
+    """The training steps whose activation calls a `CallCheck` watches: the first, the middle and the last."""
+    return frozenset({0, steps // 2, steps - 1})
+
+
+def watched(activation: Activation, check: CallCheck, where: str) -> Activation:
+    """`activation`, with every call handed to `check` (its input, output, and whether the call
+    changed its input in place) after it ran.
+
+    The training call itself is unchanged (same input, same autograd graph) and nothing is copied:
+    an in-place change is seen by the tensor's version counter, which every in-place operation on a
+    tensor or any view of it increments (the policy refuses `.data` and `set_`, which would not).
+    """
+    def apply(h: torch.Tensor) -> torch.Tensor:
+        version = h._version
+        out = activation(h)
+        check(h.detach(), out, where, h._version != version)
+        return out
+    return apply
+
+
 def forward(params: Sequence[torch.Tensor], x: torch.Tensor, activation: Activation) -> torch.Tensor:
     """The stacked MLPs on x of shape (M, B, D); returns (M, B, 1)."""
     h = x
@@ -232,15 +257,19 @@ def normalised_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 def train_ensemble(activation: Activation, workload: Workload, pointwise: bool = True,
-                   per_example: bool = False) -> TrainResult:
+                   per_example: bool = False, check: CallCheck | None = None) -> TrainResult:
     """Train all M models of the workload at once with `activation` and score them.
 
     `pointwise=False` trains a batch-dependent activation on each model's batch separately;
     `per_example=True` then scores it one example at a time (see `per_example_activation`).
+    `check` (untrusted candidates: `actmine.candidate.probes.TrainingCheck`) watches the
+    activation's calls at `check_steps` and in the OOD scoring pass, and raises to stop the
+    training when the candidate computes something other than what its probes saw.
     """
     protocol = workload.protocol
     act = activation if pointwise else per_model_activation(activation)
     scoring_act = per_example_activation(activation) if per_example else act
+    watch = check_steps(protocol.steps) if check is not None else frozenset()
     models, in_dim = workload.models, workload.batches_x.shape[-1]
     # Separate leaf tensors (not views of one flat tensor: slicing a leaf costs a full-size
     # zero-fill and copy per view in the backward pass); the fused Adam updates all of them in
@@ -250,7 +279,8 @@ def train_ensemble(activation: Activation, workload: Workload, pointwise: bool =
     losses = torch.empty(protocol.steps, models, dtype=workload.init.dtype, device=workload.init.device)
     for step, lr in enumerate(protocol.learning_rates()):
         optimizer.param_groups[0]["lr"] = lr
-        prediction = forward(params, workload.batches_x[step], act)
+        step_act = watched(act, check, f"at training step {step}") if step in watch else act
+        prediction = forward(params, workload.batches_x[step], step_act)
         loss = (prediction - workload.batches_y[step]).pow(2).mean(dim=(1, 2))
         loss.sum().backward()
         losses[step] = loss.detach()
@@ -258,7 +288,8 @@ def train_ensemble(activation: Activation, workload: Workload, pointwise: bool =
         optimizer.zero_grad()
     with torch.no_grad():
         pred_id = forward(params, workload.x_id, scoring_act)
-        pred_ood = forward(params, workload.x_ood, scoring_act)
+        pred_ood = forward(params, workload.x_ood, scoring_act if check is None
+                           else watched(scoring_act, check, "in the OOD scoring pass"))
         id_error = normalised_error(pred_id, workload.y_id)
         ood_error = normalised_error(pred_ood, workload.y_ood)
         # A non-finite gradient turns Adam's moments and then the parameters non-finite, so

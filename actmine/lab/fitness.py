@@ -28,7 +28,7 @@ from typing import Any, Callable, Collection
 import torch
 
 from .ensemble import Protocol, TrainResult, Workload, build_workload, train_ensemble
-from ..candidate.probes import ProbeBudget
+from ..candidate.probes import MESSAGE_LIMIT, ProbeBudget, cap_message
 from .tasks import Suite, get_suite
 
 ERROR_FLOOR = 1e-8
@@ -100,22 +100,29 @@ class Evaluation:
         if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
             raise ValueError("not an evaluation record")
         error = data.get("error")
-        if error is not None and not (isinstance(error, dict) and all(isinstance(v, str) for v in error.values())):
-            raise ValueError(f"malformed error field {error!r}")
+        if error is not None and not (isinstance(error, dict) and len(error) <= 8
+                                      and all(isinstance(v, str) for v in error.values())):
+            raise ValueError(f"malformed error field {cap_message(repr(error), 200)}")
+        if error is not None:  # a worker's text is capped here too, whatever the worker did
+            error = {cap_message(str(k), 64): cap_message(v, MESSAGE_LIMIT) for k, v in error.items()}
         tasks = [TaskScore(str(t["name"]), str(t["family"]), number(t["ood_error"], False),
                            number(t["id_error"], False), number(t["log_ratio"], False)) for t in data.get("tasks", [])]
-        evaluation = cls(activation=str(data.get("activation", "candidate")), ok=data["ok"], error=error,
+        evaluation = cls(activation=cap_message(str(data.get("activation", "candidate")), 256), ok=data["ok"],
+                         error=error,
                          fitness=number(data.get("fitness")), ood_log_ratio=number(data.get("ood_log_ratio")),
                          tasks=tasks, probes=dict(data.get("probes") or {}), workload=dict(data.get("workload") or {}),
-                         seconds=number(data.get("seconds", 0.0), False), stage=str(data.get("stage", "policy")),
+                         seconds=number(data.get("seconds", 0.0), False),
+                         stage=cap_message(str(data.get("stage", "policy")), 64),
                          timings={str(k): number(v, False) for k, v in (data.get("timings") or {}).items()})
         if evaluation.ok and (evaluation.fitness is None or not tasks):
             raise ValueError("an evaluation marked ok must carry a fitness and task scores")
         return evaluation
 
     def fail(self, stage: str, code: str, message: str) -> "Evaluation":
+        """Mark refused at `stage` with reason `code`; the message is capped at MESSAGE_LIMIT characters
+        (it may quote a candidate's exception, which can be any size)."""
         self.ok, self.stage = False, stage
-        self.error = {"code": code, "message": message, "stage": stage}
+        self.error = {"code": code, "message": cap_message(message), "stage": stage}
         return self
 
     def by_family(self) -> dict[str, dict[str, float]]:
@@ -187,6 +194,10 @@ class Lab:
     @cached_property
     def workload(self) -> Workload:
         return build_workload(self.suite, self.protocol)
+
+    def training_shape(self) -> tuple[int, int, int]:
+        """The shape of the tensors the activation gets in training: models × batch × hidden."""
+        return (len(self.suite.tasks) * len(self.suite.seeds), self.protocol.batch_size, self.protocol.hidden)
 
     def workload_summary(self) -> dict[str, Any]:
         return {"models": len(self.suite.tasks) * len(self.suite.seeds), "steps": self.protocol.steps,
@@ -273,11 +284,14 @@ class Lab:
         """The cascade for a callable: probes → a short training on one task → the full suite.
 
         Each stage's time is recorded in `timings`; a refusal records its stage and reason code.
-        The probes measure batch dependence; a batch-dependent activation is refused unless the budget allows it; then it trains on each model's batch separately (so
+        The probes measure batch dependence (on the training shape too); a batch-dependent activation
+        is refused unless the budget allows it; then it trains on each model's batch separately (so
         that models do not share statistics) and is scored one example at a time, as it would be
-        used at inference. A candidate whose fingerprint is in `skip_fingerprints` (the search's
-        already-evaluated functions) stops after the probes with code `duplicate`: it is not
-        trained again.
+        used at inference. Both trainings (screen and train) check a few of the candidate's calls
+        against what the probes saw (`probes.TrainingCheck`: codes `modifies_input`,
+        `nondeterministic`, `inconsistent_function` at the stage that caught it). A candidate whose
+        fingerprint is in `skip_fingerprints` (the search's already-evaluated functions) stops after
+        the probes with code `duplicate`: it is not trained again.
         """
         from ..candidate import probes
 
@@ -300,7 +314,8 @@ class Lab:
             return None
 
         evaluation.probes = run("probes", lambda: probes.run_probes(activation, dtype=self.protocol.torch_dtype,
-                                                                     budget=self.budget)) or {}
+                                                                     budget=self.budget,
+                                                                     shapes=(self.training_shape(),))) or {}
         clock = stage("probes", started)
         if not evaluation.error and evaluation.probes.get("fingerprint") in skip_fingerprints:
             evaluation.fail("probes", "duplicate", "computes the same function as an already evaluated program "
@@ -309,9 +324,12 @@ class Lab:
             evaluation.seconds = round(clock - started, 4)
             return evaluation
         batch_wise = not evaluation.probes["pointwise"]
+        # Both trainings check, on a few calls, that the candidate computes the function its probes
+        # recorded (probes.TrainingCheck): the probes' tensors are not training's.
+        check = probes.TrainingCheck(activation, evaluation.probes["curve"], pointwise=not batch_wise)
         if self.screen_max_id_error is not None:
             screen = run("screen", lambda: train_ensemble(activation, self.screen_workload, pointwise=not batch_wise,
-                                                          per_example=batch_wise))
+                                                          per_example=batch_wise, check=check))
             clock = stage("screen", clock)
             if screen is not None and screen.non_finite:
                 evaluation.fail("screen", "non_finite", "non-finite loss, gradient, parameters or output on "
@@ -324,7 +342,7 @@ class Lab:
                 evaluation.seconds = round(clock - started, 4)
                 return evaluation
         result = run("train", lambda: train_ensemble(activation, self.workload, pointwise=not batch_wise,
-                                                      per_example=batch_wise))
+                                                      per_example=batch_wise, check=check))
         clock = stage("train", clock)
         if result is not None:
             if result.non_finite:

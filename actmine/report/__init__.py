@@ -4,7 +4,7 @@
   `plot_comparison` (for `actmine compare --plot`).
 - `formula`: `simplified_formula(source)` (ast → sympy → LaTeX; never executes the source).
 - `html`: `write_report(run_dir, out=None, top=5)`, one self-contained HTML file.
-- `export`: `export_pack(run_dir, top, out)`, a plain PyTorch module file of the top programs.
+- `export`: `export_pack(run_dir, top, out)`, a generated program file (data only) of the top programs.
 """
 
 from .export import export_pack

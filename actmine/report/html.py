@@ -1,9 +1,10 @@
 """`write_report(run_dir)`: one self-contained HTML page about a search run.
 
 No network at view time: inline CSS, images as base64 PNG data URIs, no scripts. Everything that
-comes from the database (sources, rationales, mutator and model names, failure messages) is
-untrusted text and goes through `html.escape`. The database is opened read-only, so a report can
-be written while the search runs. Candidate sources are never executed: curves are drawn from the
+comes from the database (sources, rationales, mutator and model names, failure messages, an LLM's
+original answer and the normaliser's changes, shown under a top candidate's program) is
+untrusted text and goes through `_e` (`html.escape`, control characters made visible). The
+database is opened read-only, so a report can be written while the search runs. Candidate sources are never executed: curves are drawn from the
 probes' recorded `curve` (f and f' measured in the sandbox) or, for older records, from the
 restricted-ast interpreter of `formula.safe_function` (outside its subset: no curve). The library's references (trusted code) are evaluated in-process on the run's search suite
 for the per-task heatmap.
@@ -21,8 +22,9 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from ..evolve.database import ProgramDatabase, ProgramRecord
+from ..terminal import terminal_text
 from . import plots
-from .formula import safe_function, simplified_formula
+from .formula import safe_function, simplified_formula, simplified_formulas
 
 __all__ = ["write_report", "REFERENCE_NAMES"]
 
@@ -41,7 +43,9 @@ code{font-size:.9em}img{max-width:100%;height:auto}.muted{color:#777}.candidate{
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """Untrusted text as HTML: markup characters escaped, and control characters (ESC, BEL, ...;
+    invalid in HTML, and live if the page is printed on a terminal) shown as visible escapes."""
+    return html.escape(terminal_text("" if value is None else value), quote=True)
 
 
 def _num(value: Any, digits: int = 4, signed: bool = True) -> str:
@@ -68,6 +72,20 @@ def _td(text: str, num: bool = False, raw: bool = False, css: str = "") -> str:
 
 def _img(fig: Any, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="{plots.data_uri(fig)}">'
+
+
+def _original_answer(record: ProgramRecord) -> list[str]:
+    """What the normaliser changed in an LLM's answer to make the program above, and the answer as
+    it came, collapsed (both untrusted text: escaped)."""
+    parts = []
+    if record.normalisation_changes:
+        items = "".join(f"<li>{_e(change)}</li>" for change in record.normalisation_changes)
+        parts.append(f"<p class='muted'>Normalised from the model's answer:</p><ul class='normalisation'>{items}</ul>")
+    if record.original_answer:
+        parts.append(f"<details class='original-answer'><summary>the model's original answer "
+                     f"({len(record.original_answer):,} characters)</summary>"
+                     f"<pre>{_e(record.original_answer)}</pre></details>")
+    return parts
 
 
 def heldout_results(run_dir: Path, db: ProgramDatabase, run_id: int) -> tuple[dict[int, float | None], list[dict]]:
@@ -189,6 +207,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
 
     # ---- candidates
     parts.append("<h2 id='candidates'>Top candidates</h2>")
+    simplified_formulas([record.source for record in leaders])   # one bounded sympy child for all (cached)
     for rank, record in enumerate(leaders, 1):
         parts.append(f"<div class='candidate' id='program-{record.id}'>")
         parts.append(f"<h3>#{rank}: program {record.id} — fitness {_num(record.fitness)}</h3>")
@@ -205,7 +224,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
         formula = simplified_formula(record.source)
         if formula is not None:
             parts.append(f"<p>Simplified formula (LaTeX): <code class='formula'>{_e(formula)}</code></p>")
-        parts.append(f"<pre class='source'>{_e(record.source)}</pre></div>")
+        parts.append(f"<pre class='source'>{_e(record.source)}</pre>")
+        parts.extend(_original_answer(record))
+        parts.append("</div>")
 
     # ---- fitness over time
     parts.append("<h2 id='progress'>Fitness over evaluations</h2>")

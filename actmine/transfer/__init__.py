@@ -9,13 +9,14 @@ from .base import (
     register_benchmark,
 )
 from .runner import (
-    ActivationSpec, TransferInputError, TransferJob, TransferResult, TransferRun, default_data_dir, execute_job,
+    ActivationSpec, TransferInputError, TransferJob, TransferLimits, TransferResult, TransferRun, default_data_dir,
+    execute_job,
     log_ratio, parse_options, plot_log_ratios, resolve_activation, results_table, run_transfer, summarise,
 )
 
 __all__ = [
     "ActivationSpec", "Benchmark", "BenchmarkScore", "DatasetMissing", "TransferInputError", "TransferJob",
-    "TransferResult", "TransferRun", "UnknownBenchmarkError", "default_data_dir", "execute_job", "get_benchmark",
+    "TransferLimits", "TransferResult", "TransferRun", "UnknownBenchmarkError", "default_data_dir", "execute_job", "get_benchmark",
     "list_benchmarks", "log_ratio", "parse_options", "plot_log_ratios", "register_benchmark", "resolve_activation",
     "results_table", "run_transfer", "summarise",
 ]

@@ -11,24 +11,29 @@ the sign of the lab's `ood_log_ratio`.
 
 The parent (this process) does everything that needs no untrusted code and no training:
 
-1. resolves each activation: a registry name, an exported pack entry (``pack.py:name``) or a
-   candidate ``.py`` file, which is read (`read_candidate_file`) and checked with the static
-   policy (`check_source`) here, refused before any job starts, and only compiled
-   (`compile_candidate`) in the job's child process;
+1. resolves each activation: a registry name (trusted), or a program: a candidate ``.py`` file or
+   an exported pack's entry (``pack.py:name``). A program is read as data
+   (`read_candidate_reference`; a pack is never imported), checked with the static policy
+   (`check_source`) here, refused before any job starts, and only compiled (`compile_candidate`)
+   in the job's child process;
 2. resolves each benchmark and its options (checked against the constructor's signature) and calls
    its ``check_data``: a :class:`~actmine.transfer.base.DatasetMissing` stops the run before any
-   job starts;
-3. farms the jobs out — locally to a spawn-context ``ProcessPoolExecutor`` (one process per core,
-   or per GPU with ``device="cuda"``, each pinned to one GPU), or to a Dask cluster (a Dask worker
-   runs each job in a fresh child process, `run_in_subprocess`; with ``device="cuda"`` every job
-   asks for the worker resource ``GPU=1``);
+   job starts; and the limits of its jobs (`TransferLimits`, `job_budget`);
+3. runs every job in a fresh child process of its own (`run_in_subprocess`): the sandbox's scrubbed
+   environment, its own temporary directory, no network where the kernel permits a network
+   namespace, an address-space limit (not for CUDA), a CPU-time limit, and a wall-clock timeout
+   after which the parent kills the job's process group. Locally ``workers`` jobs run at once
+   (one per core, or per GPU with ``device="cuda"``, each pinned to one GPU); on a Dask cluster
+   each job is a task whose Dask worker runs the same child process (with ``device="cuda"`` every
+   job asks for the worker resource ``GPU=1``);
 4. appends each result to ``OUT/results.jsonl`` as it arrives (a rerun with the same ``out``
    skips the jobs already done ok), then writes ``results.json``, ``summary.csv`` and
    ``transfer.png``.
 
-A job never crashes the run: whatever goes wrong in it (an exception, a dead process, a lost Dask
-worker) becomes a failed :class:`TransferResult` with ``error = {code, message}``. Children answer
-with JSON text that the parent validates (`TransferResult.from_dict`).
+A job never crashes the run: whatever goes wrong in it (an exception, a limit, a dead process, a
+lost Dask worker) becomes a failed :class:`TransferResult` with ``error = {code, message}``, and
+the other jobs go on. Children answer with JSON lines that the parent validates
+(`TransferResult.from_dict`); never pickle.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ import inspect
 import io
 import json
 import math
-import multiprocessing
 import os
+import queue
 import re
 import shutil
 import sys
@@ -60,15 +65,20 @@ from .base import _BENCHMARKS, DatasetMissing, UnknownBenchmarkError, list_bench
 
 __all__ = [
     "ActivationSpec",
+    "DEFAULT_BUDGET",
     "ERROR_FLOOR",
+    "JOB_BUDGETS",
+    "JobBudget",
     "LOG_RATIO_CLIP",
     "REFERENCE",
     "TransferInputError",
     "TransferJob",
+    "TransferLimits",
     "TransferResult",
     "TransferRun",
     "default_data_dir",
     "execute_job",
+    "job_budget",
     "log_ratio",
     "parse_options",
     "plot_log_ratios",
@@ -106,18 +116,19 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class TransferJob:
-    """One training run: ``activation`` on ``benchmark`` with ``seed`` (plain data, picklable).
+    """One training run: ``activation`` on ``benchmark`` with ``seed`` (plain data, JSON-able).
 
     Attributes:
         activation: the display name (registry name, candidate file stem, pack entry).
         benchmark: the registered benchmark name.
         seed: the training seed.
         options: keyword arguments of the benchmark's constructor.
-        source: a candidate program's text (untrusted: compiled only in the child), or None.
-        reference: what ``activations.get`` receives in the child (a registry name or
-            ``/abs/pack.py:name``); default ``activation``. Unused when ``source`` is set.
+        source: a program's text (a candidate file or a pack entry; untrusted: compiled only in
+            the child), or None.
+        reference: the registry name ``activations.get`` receives in the child; default
+            ``activation``. Unused when ``source`` is set.
         benchmark_class: ``"module:QualName"`` of the benchmark class; the child imports it, so
-            plug-in benchmarks (registered outside ``actmine``) work in spawned processes too.
+            plug-in benchmarks (registered outside ``actmine``) work in job processes too.
             None: looked up by name in the child's benchmark registry.
     """
 
@@ -152,8 +163,14 @@ class TransferResult:
 
     Codes: ``candidate`` (the program did not compile or misbehaved), ``dataset_missing``,
     ``job_error`` (the benchmark raised), ``non_finite`` (the score was not finite),
-    ``worker_died`` (the job's process died), ``executor_error`` (lost by the executor),
-    ``bad_answer`` (the child's answer was malformed).
+    ``timeout`` (the job ran past its wall-clock limit and was killed), ``cpu_limit`` (it used
+    more CPU time than allowed), ``memory_limit`` (it ran out of memory: the address-space limit,
+    or the GPU's), ``worker_died`` (the job's process died), ``executor_error`` (lost by the
+    executor), ``bad_answer`` (the child's answer was malformed).
+
+    ``sandbox``: how the job's process was confined, ``{network_isolated, timeout_s, cpu_s,
+    memory_mb}`` (None: no such limit; ``network_isolated`` None when the process died before
+    saying): the process's own report, before any untrusted code ran, and the parent's timeout.
     """
 
     activation: str
@@ -167,6 +184,7 @@ class TransferResult:
     error: dict[str, str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     key: str = ""
+    sandbox: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,7 +198,8 @@ class TransferResult:
             result = cls(activation=data["activation"], benchmark=data["benchmark"], seed=data["seed"],
                          ok=data["ok"], score=data.get("score"), metric=data.get("metric", ""),
                          details=data.get("details") or {}, seconds=data.get("seconds", 0.0),
-                         error=data.get("error"), options=data.get("options") or {}, key=data.get("key", ""))
+                         error=data.get("error"), options=data.get("options") or {}, key=data.get("key", ""),
+                         sandbox=data.get("sandbox") or {})
         except KeyError as exc:
             raise ValueError(f"a result lacks {exc}") from None
         if not (isinstance(result.activation, str) and isinstance(result.benchmark, str)
@@ -190,8 +209,8 @@ class TransferResult:
             raise ValueError(f"seed must be an integer, got {result.seed!r}")
         if not isinstance(result.ok, bool):
             raise ValueError(f"ok must be true or false, got {result.ok!r}")
-        if not isinstance(result.details, dict) or not isinstance(result.options, dict):
-            raise ValueError("details and options must be objects")
+        if not all(isinstance(d, dict) for d in (result.details, result.options, result.sandbox)):
+            raise ValueError("details, options and sandbox must be objects")
         if isinstance(result.seconds, bool) or not isinstance(result.seconds, (int, float)):
             raise ValueError(f"seconds must be a number, got {result.seconds!r}")
         if result.ok:
@@ -206,16 +225,129 @@ class TransferResult:
             if not (isinstance(error, dict) and isinstance(error.get("code"), str)
                     and isinstance(error.get("message"), str)):
                 raise ValueError(f"a failed result needs error = {{code, message}}, got {error!r}")
-            result.error = {"code": error["code"], "message": error["message"]}
+            result.error = {"code": _printable(error["code"][:64]), "message": _printable(error["message"])}
             result.score = None
         result.seconds = float(result.seconds)
         return result
 
 
-def _failed(job: TransferJob, code: str, message: str, metric: str = "", seconds: float = 0.0) -> TransferResult:
+def _printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes) written as ``\\xNN``, cut to the
+    candidate messages' size (`probes.cap_message`): error messages come from the job's process,
+    which ran untrusted code. Applying it twice changes nothing (results are read back through it)."""
+    from ..candidate.probes import MESSAGE_LIMIT, cap_message
+
+    text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    # the margin holds cap_message's note, so that a cut text is not cut again
+    return cap_message(text, MESSAGE_LIMIT) if len(text) > MESSAGE_LIMIT + 64 else text
+
+
+def _failed(job: TransferJob, code: str, message: str, metric: str = "", seconds: float = 0.0,
+            sandbox: Mapping[str, Any] | None = None) -> TransferResult:
     return TransferResult(activation=job.activation, benchmark=job.benchmark, seed=job.seed, ok=False,
-                          metric=metric, seconds=round(seconds, 3), error={"code": code, "message": message},
-                          options=dict(job.options), key=job.key)
+                          metric=metric, seconds=round(seconds, 3),
+                          error={"code": code, "message": _printable(message)},
+                          options=dict(job.options), key=job.key, sandbox=dict(sandbox or {}))
+
+
+# ------------------------------------------------------------------------------------------------
+# Limits of a job's process
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobBudget:
+    """The default limits of one benchmark's jobs (`TransferLimits` with ``None`` uses these).
+
+    Wall clock: ``base_s`` (process start, data loading, evaluation) plus ``seconds_per_unit[device]``
+    for each unit of training, ``units(benchmark)`` (an epoch by default; the benchmark instance
+    carries its options). Address space: ``memory_mb`` (CPU jobs only: RLIMIT_AS breaks CUDA).
+    Upper bounds of real runs, several times what the recipes take, since a limit is there to end
+    a hang or a runaway, not to race a slow machine. A benchmark class may carry its own as the
+    class attribute ``job_budget``.
+    """
+
+    seconds_per_unit: Mapping[str, float]
+    memory_mb: int
+    base_s: float = 900.0
+    units: Callable[[Any], float] = lambda benchmark: float(getattr(benchmark, "epochs", 1) or 1)
+
+    def timeout_s(self, benchmark: Any, device: str) -> float:
+        per_unit = self.seconds_per_unit.get(device, max(self.seconds_per_unit.values()))
+        return float(round(self.base_s + per_unit * self.units(benchmark)))
+
+
+def _fraction(benchmark: Any, attribute: str, full: int) -> float:
+    """The share of the full training set a ``limit_train``/``max_train`` option keeps."""
+    limit = getattr(benchmark, attribute, None)
+    return min(1.0, limit / full) if isinstance(limit, int) and limit > 0 else 1.0
+
+
+# Sizes (docs/transfer.md): digits runs about a second per epoch on one busy core (measured: 12
+# epochs in 11 s, 10 s more to start the process and import torch and scikit-learn); the others are
+# estimates from their recipes: cifar10 (ResNet-20, 50k images) ~10-20 s per epoch on a GPU and
+# minutes per epoch on one core; imagenet (ResNet-50, 1.28M images) ~1-2 h per epoch on one GPU;
+# clrs some minutes per algorithm (300 steps) on a core; molhiv (GIN, 33k graphs) about a minute
+# per epoch on a GPU. Memory: a job process maps 0.6-1.1 GB before it trains (measured: torch, and
+# scikit-learn for digits); CIFAR-10 in memory is 0.7 GB, a CPU ResNet-20 step well under 1 GB;
+# ImageNet's loader workers are processes of their own, each with this limit.
+JOB_BUDGETS: dict[str, JobBudget] = {
+    "digits": JobBudget({"cpu": 10.0, "cuda": 10.0}, memory_mb=4096, base_s=300.0),
+    "cifar10": JobBudget({"cpu": 3600.0, "cuda": 300.0}, memory_mb=16384,
+                         units=lambda b: b.epochs * _fraction(b, "limit_train", 50_000)),
+    "imagenet": JobBudget({"cpu": 7 * 86400.0, "cuda": 6 * 3600.0}, memory_mb=65536, base_s=3600.0,
+                          units=lambda b: b.epochs * _fraction(b, "limit_train", 1_281_167)),
+    "clrs": JobBudget({"cpu": 3600.0, "cuda": 1800.0}, memory_mb=16384,
+                      units=lambda b: len(b.algorithms) * b.train_steps / 300),
+    "molhiv": JobBudget({"cpu": 1800.0, "cuda": 300.0}, memory_mb=16384,
+                        units=lambda b: b.epochs * _fraction(b, "max_train", 32_901)),
+}
+# A benchmark registered elsewhere, without a ``job_budget``: an hour per epoch.
+DEFAULT_BUDGET = JobBudget({"cpu": 3600.0, "cuda": 3600.0}, memory_mb=16384)
+
+
+def job_budget(benchmark: Any, name: str) -> JobBudget:
+    """The benchmark's own ``job_budget``, the built-in one for its name, else `DEFAULT_BUDGET`."""
+    own = getattr(benchmark, "job_budget", None)
+    return own if isinstance(own, JobBudget) else JOB_BUDGETS.get(name, DEFAULT_BUDGET)
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    """Limits of every job's process (configuration only); ``None``: the benchmark's default
+    (`job_budget`), ``0``: no limit.
+
+    Attributes:
+        timeout_s: wall clock of one job, start to answer; the parent kills the job's process group.
+        cpu_s: CPU seconds of the job's process (RLIMIT_CPU; SIGXCPU ends it). Default: the
+            timeout times the threads the job may use (1 on CPU; the cores with ``cuda``).
+        memory_mb: address space of the job's process (RLIMIT_AS). Never applied to ``cuda``
+            jobs: CUDA maps far more virtual memory than it uses and fails under RLIMIT_AS.
+
+    The job's process also leaves the network (a network namespace, where the kernel permits one)
+    and gets the sandbox's scrubbed environment and its own temporary directory: these are not
+    configurable.
+    """
+
+    timeout_s: float | None = None
+    cpu_s: float | None = None
+    memory_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "cpu_s", "memory_mb"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise TransferInputError(f"the job limit {name} must be a number ≥ 0 (0: no limit), got {value!r}")
+
+    def resolve(self, benchmark: Any, name: str, device: str) -> dict[str, Any]:
+        """``{timeout_s, cpu_s, memory_mb}`` for the jobs of ``benchmark`` (an instance, with its
+        options) on ``device``; ``None`` where there is no limit."""
+        budget = job_budget(benchmark, name)
+        timeout = budget.timeout_s(benchmark, device) if self.timeout_s is None else (self.timeout_s or None)
+        threads = 1 if device == "cpu" else (os.cpu_count() or 1)
+        cpu = (timeout * threads if timeout else None) if self.cpu_s is None else (self.cpu_s or None)
+        memory = budget.memory_mb if self.memory_mb is None else (int(self.memory_mb) or None)
+        return {"timeout_s": timeout, "cpu_s": cpu, "memory_mb": None if device == "cuda" else memory}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,7 +381,9 @@ def _activation_factory(job: TransferJob) -> Callable[[], Any]:
     import torch
 
     from .. import activations
+    from ..candidate.probes import exception_code
     from ..candidate.source import CandidateError, compile_candidate
+    from ..language.files import split_program_reference
 
     if job.source is not None:
         try:
@@ -261,6 +395,8 @@ def _activation_factory(job: TransferJob) -> Callable[[], Any]:
             return activations.ActivationFromCallable(function)
     else:
         reference = job.reference or job.activation
+        if split_program_reference(reference) is not None:  # programs travel as source, checked
+            raise _CandidateFailure(f"{reference!r} names a program file: give it as the job's source")
 
         def make() -> torch.nn.Module:
             return activations.get(reference)
@@ -272,6 +408,8 @@ def _activation_factory(job: TransferJob) -> Callable[[], Any]:
         with torch.no_grad():
             out = make()(probe)
     except Exception as exc:
+        if exception_code(exc) == "memory_limit":
+            raise  # the job's limit, reported as such by execute_job
         raise _CandidateFailure(f"the activation raised on a test input: {type(exc).__name__}: {exc}") from None
     if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
         got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
@@ -303,6 +441,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _memory_limit_note() -> str:
+    """Where the job's memory ended: its address-space limit (RLIMIT_AS), when it has one."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return f" (its address-space limit is {soft // (1024 * 1024)} MB; raise it with --memory-mb, 0 for none)"
+
+
 def execute_job(job: TransferJob | Mapping[str, Any], data_dir: str | Path, device: str) -> dict[str, Any]:
     """Run one job in this process and return its result as plain data; never raises for the job.
 
@@ -312,6 +460,8 @@ def execute_job(job: TransferJob | Mapping[str, Any], data_dir: str | Path, devi
 
     import numpy as np
     import torch
+
+    from ..candidate.probes import exception_code
 
     if not isinstance(job, TransferJob):
         job = TransferJob.from_dict(job)
@@ -335,6 +485,9 @@ def execute_job(job: TransferJob | Mapping[str, Any], data_dir: str | Path, devi
     except DatasetMissing as exc:
         return _failed(job, "dataset_missing", str(exc), metric, elapsed()).to_dict()
     except (Exception, SystemExit) as exc:  # the job fails, the run goes on
+        if exception_code(exc) == "memory_limit":
+            return _failed(job, "memory_limit", f"the job ran out of memory{_memory_limit_note()}: "
+                                                f"{type(exc).__name__}: {exc}", metric, elapsed()).to_dict()
         return _failed(job, "job_error", f"{type(exc).__name__}: {exc}", metric, elapsed()).to_dict()
     value = getattr(score, "score", None)
     try:
@@ -364,33 +517,233 @@ def _child_environment(home: str) -> dict[str, str]:
     return env
 
 
-def _init_child(scratch: str, threads: int, gpus: Sequence[str], counter: Any) -> None:
-    """Initializer of a job process: its index (for the GPU), a scrubbed environment, its threads."""
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    home = tempfile.mkdtemp(prefix=f"child-{index}-", dir=scratch)
-    env = _child_environment(home)
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
-    os.environ.clear()
-    os.environ.update(env)
+# The job process's first statements, run before torch is imported, while the process is still
+# single-threaded (unshare(CLONE_NEWUSER) refuses a threaded process): leave the network, cap the
+# address space and the CPU time with the lab's worker's own functions, then run `_job_main`.
+# argv[1] is the limits as JSON: {"memory_mb": N or null, "cpu_s": S or null}.
+_CHILD_BOOTSTRAP = """\
+import json, sys
+from actmine.candidate.worker import isolate_network, limit_resources, set_cpu_budget
+limits = json.loads(sys.argv[1])
+isolated = isolate_network()
+limit_resources(int(limits.get("memory_mb") or 0))
+if limits.get("cpu_s"):
+    set_cpu_budget(float(limits["cpu_s"]))
+from actmine.transfer.runner import _job_main
+_job_main(isolated, limits)
+"""
+
+
+def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None = None) -> None:
+    """A job process started by `run_in_subprocess` (after `_CHILD_BOOTSTRAP`).
+
+    Protocol, JSON lines on the process's original stdout: first ``{"hello": true, "pid",
+    "network_isolated", "memory_mb", "cpu_s"}`` (how this process is confined, as the lab's worker
+    says in its hello), then, after one request line on stdin (``{"job", "data_dir", "device",
+    "threads"}``), the job's result. Prints of the job go to stderr. The process ends when stdin
+    closes (whoever started it is gone: nobody would read the answer).
+    """
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # the job's own prints go to stderr
+    sys.stdout = sys.stderr
+    limits = dict(limits or {})
+    protocol.write(json.dumps({"hello": True, "pid": os.getpid(), "network_isolated": bool(network_isolated),
+                               "memory_mb": limits.get("memory_mb") or None,
+                               "cpu_s": limits.get("cpu_s") or None}) + "\n")
+    protocol.flush()
+    request = json.loads(sys.stdin.readline())
+
+    def watch() -> None:
+        sys.stdin.read()
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, int(request["threads"])))
+    answer = json.dumps(execute_job(request["job"], request["data_dir"], request["device"]), allow_nan=False,
+                        default=str)
+    protocol.write(answer + "\n")
+    protocol.flush()
+    sys.stderr.flush()
+    # Now, without the interpreter's shutdown: nothing is left to do, and a shutdown could wait on
+    # `watch`'s read of stdin (or on threads the job left behind).
+    os._exit(0)
 
 
-def _child_run(job: dict[str, Any], data_dir: str, device: str, markers: str | None = None) -> str:
-    """The function a job process runs: JSON text back, validated by the parent. While it runs, a
-    file named after the job's key in ``markers`` says that it started (and has not finished)."""
-    marker = Path(markers) / TransferJob.from_dict(job).key if markers else None
-    if marker is not None:
-        marker.touch()
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a job's answer is a few KB; more is a misbehaving process
+
+
+def _end_process_group(process: Any) -> None:
+    """Kill whatever is left of the job's process group (its DataLoader workers, anything it
+    started), then reap the job's process.
+
+    The group is killed while its leader is not yet reaped (alive, or a zombie), so its id cannot
+    have been reused by an unrelated process.
+    """
+    import signal
+
     try:
-        return json.dumps(execute_job(job, data_dir, device), allow_nan=False, default=str)
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _exited(process: Any) -> bool:
+    """Whether the process has ended, without reaping it (its pid, and so its group id, stay ours)."""
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _read_answer(process: Any, deadline: float | None,
+                 cancelled: threading.Event | None) -> tuple[bytes, str | None]:
+    """Everything the process writes to stdout until it ends; and why we stopped it, if we did:
+    ``timeout`` (past ``deadline``), ``cancelled`` (``cancelled`` was set) or ``too_long``."""
+    import selectors
+
+    chunks, size, stop = [], 0, None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if cancelled is not None and cancelled.is_set():
+                stop = "cancelled"
+            elif wait <= 0:
+                stop = "timeout"
+            if stop:
+                break
+            if not selector.select(wait):
+                continue
+            chunk = os.read(process.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break  # EOF: the process closed stdout (it is ending)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                stop = "too_long"
+                break
+    while stop is None and not _exited(process):  # stdout closed; the process is on its way out
+        if cancelled is not None and cancelled.is_set():
+            stop = "cancelled"
+        elif deadline is not None and time.monotonic() >= deadline:
+            stop = "timeout"
+        else:
+            time.sleep(0.05)
+    return b"".join(chunks), stop
+
+
+def _sandbox_report(hello: Mapping[str, Any], limits: Mapping[str, Any]) -> dict[str, Any]:
+    """``TransferResult.sandbox``: what the job's process said it applied, and the parent's timeout."""
+    number = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None  # noqa: E731
+    isolated = hello.get("network_isolated")
+    return {"network_isolated": isolated if isinstance(isolated, bool) else None,
+            "timeout_s": number(limits.get("timeout_s")),
+            "cpu_s": number(hello.get("cpu_s", limits.get("cpu_s"))),
+            "memory_mb": number(hello.get("memory_mb", limits.get("memory_mb")))}
+
+
+def _death(status: int | None, limits: Mapping[str, Any]) -> tuple[str, str]:
+    """The reason code and message of a job process that ended without answering."""
+    import signal
+
+    if status is not None and status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        if -status == signal.SIGXCPU:
+            return "cpu_limit", (f"the job used more than its {limits.get('cpu_s'):g} s of CPU time and was "
+                                 "stopped; raise --cpu-time (0: no limit)")
+        memory = f" (its address-space limit was {limits['memory_mb']} MB)" if limits.get("memory_mb") else ""
+        return "worker_died", (f"the job's process ended with {name} before answering{memory}: killed (e.g. by "
+                               "the out-of-memory killer) or a crash in native code")
+    return "worker_died", f"the job's process ended with status {status} before answering"
+
+
+def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, threads: int = 1,
+                      gpu: str | None = None, limits: Mapping[str, Any] | None = None,
+                      cancelled: threading.Event | None = None) -> str:
+    """Run one job in a fresh, confined ``python`` process; its answer as JSON text.
+
+    The process (see `_CHILD_BOOTSTRAP`, `_job_main`) runs in its own session and process group,
+    with the scrubbed environment (`_child_environment`; ``gpu`` as its only visible GPU), its own
+    temporary directory as cwd, HOME and TMPDIR (deleted after), no network where the kernel allows
+    a network namespace, and ``limits`` (`TransferLimits.resolve`): ``memory_mb`` (RLIMIT_AS) and
+    ``cpu_s`` (RLIMIT_CPU) set by the process itself, ``timeout_s`` (wall clock) enforced here by
+    killing its process group. Every way the job can end is a `TransferResult` in the text:
+    ``timeout``, ``cpu_limit``, ``worker_died``, ``bad_answer``; ``executor_error`` when
+    ``cancelled`` was set (the run was interrupted). Never raises for the job.
+    """
+    import subprocess
+
+    limits = dict(limits or {})
+    timeout = limits.get("timeout_s") or None
+    described = TransferJob.from_dict(job)
+    home = tempfile.mkdtemp(prefix="actmine-transfer-")
+    started = time.monotonic()
+    try:
+        env = _child_environment(home)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        # the job imports benchmark modules from wherever this process can (plug-ins included)
+        paths = [env["PYTHONPATH"], *(p for p in sys.path if p and os.path.isdir(p))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        child_limits = {"memory_mb": limits.get("memory_mb") or None, "cpu_s": limits.get("cpu_s") or None}
+        process = subprocess.Popen([sys.executable, "-c", _CHILD_BOOTSTRAP, json.dumps(child_limits)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home, env=env,
+                                   start_new_session=True)
+        try:
+            request = {"job": dict(job), "data_dir": data_dir, "device": device, "threads": threads}
+            try:
+                process.stdin.write((json.dumps(request) + "\n").encode())
+                process.stdin.flush()  # stdin stays open meanwhile: the job's lifeline
+            except (BrokenPipeError, OSError):
+                pass  # it died at once; said below
+            answer, stop = _read_answer(process, started + timeout if timeout else None, cancelled)
+        finally:
+            _end_process_group(process)
+            for stream in (process.stdin, process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
     finally:
-        if marker is not None:
-            marker.unlink(missing_ok=True)
+        shutil.rmtree(home, ignore_errors=True)
+    seconds = time.monotonic() - started
+    lines = [line for line in answer.decode("utf-8", "replace").splitlines() if line.strip()]
+    hello: dict[str, Any] = {}
+    if lines:
+        try:
+            first = json.loads(lines[0])
+            if isinstance(first, dict) and first.get("hello") is True:
+                hello = first
+                lines = lines[1:]
+        except ValueError:
+            pass
+    sandbox = _sandbox_report(hello, limits)
+
+    def failure(code: str, message: str) -> str:
+        return json.dumps(_failed(described, code, message, seconds=seconds, sandbox=sandbox).to_dict())
+
+    if stop == "timeout":
+        return failure("timeout", f"the job ran longer than its {timeout:g} s of wall-clock time and was "
+                                  "stopped (its process group killed); raise --timeout (0: no limit)")
+    if stop == "cancelled":
+        return failure("executor_error", "the run was interrupted before the job finished")
+    if stop == "too_long":
+        return failure("bad_answer", f"the job's process wrote more than {MAX_ANSWER_BYTES} bytes of answer")
+    if process.returncode != 0 or not lines:
+        return failure(*_death(process.returncode, limits))
+    try:
+        data = json.loads(lines[-1])
+    except ValueError:
+        return lines[-1]  # `_answer` says what is wrong with it
+    if isinstance(data, dict):
+        data["sandbox"] = sandbox
+    return json.dumps(data, allow_nan=False, default=str)
 
 
 def _answer(job: TransferJob, text: Any) -> TransferResult:
@@ -401,40 +754,6 @@ def _answer(job: TransferJob, text: Any) -> TransferResult:
         return result
     except (TypeError, ValueError) as exc:
         return _failed(job, "bad_answer", f"the job's process answered with malformed data: {exc}")
-
-
-class _JobPool:
-    """A spawn-context process pool whose processes are pinned (one GPU each, round robin) and
-    scrubbed; owns a scratch directory for the children's HOME/TMPDIR."""
-
-    def __init__(self, workers: int, threads: int, gpus: Sequence[str] = ()):
-        context = multiprocessing.get_context("spawn")
-        self.scratch = tempfile.mkdtemp(prefix="actmine-transfer-")
-        self.markers = Path(self.scratch) / "running"
-        self.markers.mkdir()
-        self.executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_child,
-            initargs=(self.scratch, threads, tuple(gpus), context.Value("i", 0)))
-
-    def submit(self, job: TransferJob, data_dir: str, device: str) -> concurrent.futures.Future:
-        return self.executor.submit(_child_run, job.to_dict(), data_dir, device, str(self.markers))
-
-    def started(self, job: TransferJob) -> bool:
-        """Whether ``job`` started in this pool and did not finish (after a break: a suspect)."""
-        return (self.markers / job.key).exists()
-
-    def close(self, wait: bool = True) -> None:
-        """Stop the pool: ``wait`` for the jobs running, or end their processes now."""
-        if not wait:
-            # No public way before Python 3.14 (`terminate_workers`): ended here rather than left
-            # to finish a job (maybe hours of training) that nobody will collect.
-            for process in list((getattr(self.executor, "_processes", None) or {}).values()):
-                try:
-                    process.terminate()
-                except (OSError, ValueError, AttributeError):
-                    pass
-        self.executor.shutdown(wait=wait, cancel_futures=True)
-        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _visible_gpus() -> list[str]:
@@ -451,8 +770,9 @@ def _visible_gpus() -> list[str]:
 
 @dataclass(frozen=True)
 class ActivationSpec:
-    """A resolved activation: its display ``name``, ``kind`` (``registry``, ``pack``, ``file``),
-    the ``reference`` the child passes to ``activations.get`` and, for a file, its checked ``source``."""
+    """A resolved activation: its display ``name``, ``kind`` (``registry``; ``file`` or ``pack``:
+    a program), for a registry activation the ``reference`` the child passes to
+    ``activations.get``, and for a program its policy-checked ``source`` (compiled only in the child)."""
 
     name: str
     kind: str
@@ -461,50 +781,26 @@ class ActivationSpec:
     given: str = ""
 
 
-def _pack_entries(path: Path) -> set[str] | None:
-    """The names in an exported pack's ``ACTIVATIONS = {...}``, read with ast (never run); None if unclear."""
-    from ..activations.registry import normalize_name
-
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
-        return None
-    for node in tree.body:
-        named = isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ACTIVATIONS"
-                                                     for t in node.targets)
-        if named and isinstance(node.value, ast.Dict):
-            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
-            return {normalize_name(k) for k in keys} if len(keys) == len(node.value.keys) else None
-    return None
-
-
 def resolve_activation(text: str) -> ActivationSpec:
-    """A registry name, ``pack.py:name`` (an exported pack: trusted, loaded in the child) or a
-    candidate ``.py`` file (untrusted: read and checked here, compiled only in the child)."""
+    """A registry name (trusted: the child builds it with ``activations.get``), or a program: a
+    candidate ``.py`` file or an entry of a generated program file (``PACK.py:NAME``, an export
+    pack). A program is untrusted: read here as data (`read_candidate_reference`, never imported
+    or run), checked with the static policy, and compiled only in the job's confined process."""
     from .. import activations
-    from ..activations.registry import _split_pack_reference, normalize_name
-    from ..candidate.source import CandidateError, check_source, read_candidate_file
+    from ..candidate.source import CandidateError, check_source, read_candidate_reference
+    from ..language.files import split_program_reference
 
     text = text.strip()
     if not text:
         raise TransferInputError("an empty activation name")
-    pack = _split_pack_reference(text)
-    if pack is not None:
-        path = Path(pack[0]).expanduser().resolve()
-        if not path.is_file():
-            raise TransferInputError(f"activation {text!r}: no activation pack at {path}")
-        entries = _pack_entries(path)
-        if entries is not None and normalize_name(pack[1]) not in entries:
-            raise TransferInputError(f"activation {text!r}: the pack {path} has no {pack[1]!r}; it has: "
-                                     f"{', '.join(sorted(entries)) or 'nothing'}")
-        return ActivationSpec(normalize_name(pack[1]), "pack", reference=f"{path}:{pack[1]}", given=text)
-    if text.endswith(".py") or os.sep in text:
+    entry = split_program_reference(text) is not None
+    if entry or text.endswith(".py") or os.sep in text:
         try:
-            source = read_candidate_file(text)
+            name, source = read_candidate_reference(text)
             check_source(source, filename=text)
         except CandidateError as exc:
             raise TransferInputError(f"activation {text!r} refused [{exc.code}]: {exc}") from None
-        return ActivationSpec(Path(text).stem, "file", source=source, given=text)
+        return ActivationSpec(name, "pack" if entry else "file", source=source, given=text)
     try:
         name = activations.info(text).name
     except activations.UnknownActivationError as exc:
@@ -557,7 +853,8 @@ def _class_path(cls: type) -> str:
     """``module:QualName`` of a benchmark class, checked to import back to the same class."""
     path = f"{cls.__module__}:{cls.__qualname__}"
     try:
-        found = _import_object(path)
+        # a job's process is a fresh interpreter: the script run as __main__ is not there
+        found = _import_object(path) if cls.__module__ != "__main__" else None
     except (ImportError, AttributeError):
         found = None
     if found is not cls:
@@ -773,146 +1070,55 @@ def plot_log_ratios(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path
 # ------------------------------------------------------------------------------------------------
 
 def _run_local(jobs: Sequence[TransferJob], data_dir: str, device: str, workers: int | None,
-               on_result: Callable[[TransferResult], None]) -> None:
-    """Jobs in a spawn-context process pool.
+               limits: Mapping[str, Mapping[str, Any]], on_result: Callable[[TransferResult], None]) -> None:
+    """Each job in its own confined child process (`run_in_subprocess`), ``workers`` at a time.
 
-    A process that dies (killed, out of memory, a crash in native code) breaks the whole pool and
-    every job in it. The jobs that had not started go back to the queue of a fresh pool; those that
-    were running are suspects, run again afterwards one at a time, alone in their own process, so
-    that only a job that dies on its own fails (`worker_died`).
+    A job that hangs, exceeds a limit or kills its process fails alone; the others go on. With
+    ``device="cuda"`` each running job has one GPU to itself (slot i of the ``workers`` gets the
+    i-th visible GPU, round robin). ``limits``: per benchmark (`TransferLimits.resolve`).
+    Interrupted (Ctrl-C), the running jobs' processes are killed and nothing more is started.
     """
     gpus = _visible_gpus() if device == "cuda" else []
     workers = max(1, min(workers or len(gpus) or os.cpu_count() or 1, len(jobs)))
     threads = 1 if device == "cpu" else max(1, (os.cpu_count() or 1) // workers)
-    position = {job.key: i for i, job in enumerate(jobs)}
-    queue, suspects = list(jobs), []
-    barren = 0  # broken pools in a row that finished nothing and started nothing
-    while queue:
-        pool = _JobPool(workers, threads, gpus)
-        broken: BaseException | None = None
-        progress = False
-        finished = False
+    slots: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    for i in range(workers):
+        slots.put(gpus[i % len(gpus)] if gpus else None)
+    cancelled = threading.Event()
+
+    def run_one(job: TransferJob) -> TransferResult | None:
+        gpu = slots.get()
         try:
-            futures = {pool.submit(job, data_dir, device): job for job in queue}
-            queue = []
-            for future in concurrent.futures.as_completed(futures):
-                job = futures[future]
-                try:
-                    result = _answer(job, future.result())
-                except concurrent.futures.process.BrokenProcessPool as exc:
-                    broken = exc
-                    if pool.started(job):
-                        suspects.append(job)
-                        progress = True
-                    else:
-                        queue.append(job)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - e.g. the job could not be sent
-                    result = _failed(job, "executor_error", f"{type(exc).__name__}: {exc}")
-                progress = True
-                on_result(result)
-            finished = True
+            if cancelled.is_set():
+                return None
+            return _answer(job, run_in_subprocess(job.to_dict(), data_dir, device, threads, gpu,
+                                                  limits.get(job.benchmark), cancelled))
         finally:
-            # interrupted (Ctrl-C) or broken: do not wait for the jobs still running
-            pool.close(wait=finished and broken is None)
-        barren = 0 if progress or broken is None else barren + 1
-        if barren >= 2:  # the processes cannot even start: fail what is left rather than loop
-            for job in queue:
-                on_result(_failed(job, "worker_died", f"the job processes could not start: {broken}"))
-            queue = []
-        queue.sort(key=lambda job: position[job.key])
-    pool = None
-    finished = False
+            slots.put(gpu)
+
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="actmine-transfer")
     try:
-        for job in sorted(suspects, key=lambda job: position[job.key]):
-            pool = pool or _JobPool(1, threads, gpus)
+        futures = {pool.submit(run_one, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
             try:
-                result = _answer(job, pool.submit(job, data_dir, device).result())
-            except concurrent.futures.process.BrokenProcessPool:
-                pool.close(wait=False)
-                pool = None
-                result = _failed(job, "worker_died", "the job's process died (killed, e.g. by the out-of-memory "
-                                                     "killer, or a crash in native code), also when run alone")
-            except Exception as exc:  # noqa: BLE001
-                result = _failed(job, "executor_error", f"{type(exc).__name__}: {exc}")
-            on_result(result)
-        finished = True
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. no process could be started
+                result = _failed(futures[future], "executor_error", f"{type(exc).__name__}: {exc}")
+            if result is not None:
+                on_result(result)
     finally:
-        if pool is not None:
-            pool.close(wait=finished)
+        cancelled.set()  # interrupted: the running jobs' processes are killed; otherwise all are done
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- Dask: each job in a fresh child process of the Dask worker --------------------------------
 # Dask workers are daemonic processes, which multiprocessing does not let have children; the job
-# process is a plain subprocess that talks JSON lines (as the lab's sandbox workers do).
+# process is the same confined subprocess as locally (`run_in_subprocess`).
 
-def _job_main() -> None:
-    """A job process started by `run_in_subprocess`: one request line on stdin, one answer line on
-    the protocol's stdout; prints of the job go to stderr. Ends when stdin closes (the Dask worker
-    that started it is gone)."""
-    import torch
-
-    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)  # the job's own prints go to stderr
-    sys.stdout = sys.stderr
-    request = json.loads(sys.stdin.readline())
-
-    def watch() -> None:
-        sys.stdin.read()  # EOF: whoever asked is gone; nobody will read the answer
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-    torch.set_num_threads(max(1, int(request["threads"])))
-    protocol.write(_child_run(request["job"], request["data_dir"], request["device"]) + "\n")
-    protocol.flush()
-
-
-def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, threads: int = 1,
-                      gpu: str | None = None) -> str:
-    """Run one job in a fresh ``python`` process with the scrubbed environment (and ``gpu`` as its
-    only visible GPU); its answer as JSON text, a `worker_died` failure if it dies."""
-    import subprocess
-
-    home = tempfile.mkdtemp(prefix="actmine-transfer-")
-    try:
-        env = _child_environment(home)
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        # the job imports benchmark modules from wherever this process can (plug-ins included)
-        paths = [env["PYTHONPATH"], *(p for p in sys.path if p and os.path.isdir(p))]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from actmine.transfer.runner import _job_main; _job_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home, env=env)
-        try:
-            request = {"job": dict(job), "data_dir": data_dir, "device": device, "threads": threads}
-            process.stdin.write((json.dumps(request) + "\n").encode())
-            process.stdin.flush()
-            answer = process.stdout.read()  # stdin stays open meanwhile: the job's lifeline
-            process.wait()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            for stream in (process.stdin, process.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    lines = answer.decode("utf-8", "replace").strip().splitlines()
-    if process.returncode != 0 or not lines:
-        status = process.returncode
-        how = f"signal {-status}" if status is not None and status < 0 else f"status {status}"
-        failed = _failed(TransferJob.from_dict(job), "worker_died", f"the job's process ended with {how} before "
-                                                                    "answering (killed, out of memory, or a crash)")
-        return json.dumps(failed.to_dict())
-    return lines[-1]
-
-
-def run_on_dask_worker(job: dict[str, Any], data_dir: str, device: str, pin_by_worker_name: bool) -> str:
-    """The Dask task: run the job in a child process of this Dask worker; JSON text back.
+def run_on_dask_worker(job: dict[str, Any], data_dir: str, device: str, pin_by_worker_name: bool,
+                       limits: Mapping[str, Any] | None = None) -> str:
+    """The Dask task: run the job in a confined child process of this Dask worker, under ``limits``
+    (`run_in_subprocess`, as locally); JSON text back.
 
     ``pin_by_worker_name`` (a LocalCluster started by the runner, whose workers are named 0, 1, …):
     worker i gives its jobs GPU i of those visible. Otherwise the job keeps the worker's
@@ -930,11 +1136,12 @@ def run_on_dask_worker(job: dict[str, Any], data_dir: str, device: str, pin_by_w
             gpu = visible[worker.name % len(visible)] if visible else None
     except (ImportError, ValueError, AttributeError):
         pass
-    return run_in_subprocess(job, data_dir, device, threads, gpu)
+    return run_in_subprocess(job, data_dir, device, threads, gpu, limits)
 
 
 def _run_dask(jobs: Sequence[TransferJob], data_dir: str, device: str, workers: int | None, scheduler: str | None,
-              on_result: Callable[[TransferResult], None], notify: Callable[[str], None]) -> None:
+              limits: Mapping[str, Mapping[str, Any]], on_result: Callable[[TransferResult], None],
+              notify: Callable[[str], None]) -> None:
     import dask
     from distributed import Client, as_completed
 
@@ -967,7 +1174,7 @@ def _run_dask(jobs: Sequence[TransferJob], data_dir: str, device: str, workers: 
         futures = {}
         for job in jobs:
             task = client.submit(run_on_dask_worker, job.to_dict(), data_dir, device, cluster is not None,
-                                 key=f"actmine-transfer-{uuid.uuid4().hex}", pure=False, resources=resources)
+                                 dict(limits.get(job.benchmark) or {}), key=f"actmine-transfer-{uuid.uuid4().hex}", pure=False, resources=resources)
             futures[task.key] = (task, job)
         for task in as_completed([t for t, _ in futures.values()], loop=client.loop):
             job = futures[task.key][1]
@@ -1088,7 +1295,7 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
                  seeds: int | Sequence[int] = 3, *, options: Mapping[str, Mapping[str, Any]] | None = None,
                  epochs: int | None = None, data_dir: str | Path | None = None, device: str = "cpu",
                  executor: str = "local", workers: int | None = None, scheduler: str | None = None,
-                 out: str | Path = "transfer", progress: bool = True,
+                 limits: TransferLimits | None = None, out: str | Path = "transfer", progress: bool = True,
                  notify: Callable[[str], None] | None = None, console: Any = None) -> TransferRun:
     """Train every (activation × benchmark × seed) job and write ``out``'s files.
 
@@ -1102,8 +1309,11 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
         data_dir: where the datasets are (default `default_data_dir()`).
         device: ``"cpu"`` or ``"cuda"`` (local: one process per GPU, each pinned to one; Dask: each
             job needs the worker resource ``GPU=1``).
-        executor: ``"local"`` (a spawn process pool, ``workers`` processes, default one per core or
-            per GPU) or ``"dask"`` (``scheduler``'s cluster, else a LocalCluster on 127.0.0.1).
+        executor: ``"local"`` (``workers`` jobs at once, default one per core or per GPU, each in
+            its own process) or ``"dask"`` (``scheduler``'s cluster, else a LocalCluster on 127.0.0.1).
+        limits: the wall-clock, CPU-time and address-space limits of each job's process (default:
+            each benchmark's `job_budget`); a job that exceeds one fails alone (``timeout``,
+            ``cpu_limit``, ``memory_limit``).
         out: the output directory; jobs already done ok in its ``results.jsonl`` are not rerun.
         progress: show a progress bar (stderr, on a terminal) or one line per job.
         notify: receives one-line messages (ReLU added, jobs resumed); default: stderr.
@@ -1140,14 +1350,21 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
 
         if not torch.cuda.is_available():
             raise TransferInputError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
+    limits = limits if limits is not None else TransferLimits()
+    if not isinstance(limits, TransferLimits):
+        raise TransferInputError(f"limits must be a TransferLimits, got {type(limits).__name__}")
     data = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir().resolve()
+    job_limits = {}
     for name, cls in classes.items():
-        cls(**resolved_options[name]).check_data(data)  # DatasetMissing: nothing has started
+        benchmark = cls(**resolved_options[name])
+        benchmark.check_data(data)  # DatasetMissing: nothing has started
+        job_limits[name] = limits.resolve(benchmark, name, device)
+    if device == "cuda" and limits.memory_mb:
+        notify("--memory-mb is not applied to cuda jobs: CUDA fails under an address-space limit")
     if added_relu:
         notify(f"added {REFERENCE} to the activations: it is the reference of the log-ratios")
 
-    jobs = [TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source,
-                        s.reference if s.kind != "file" else None, paths[name])
+    jobs = [TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source, s.reference, paths[name])
             for name in classes for seed in seed_list for s in specs]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1170,9 +1387,9 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
 
     try:
         if todo and executor == "local":
-            _run_local(todo, str(data), device, workers, on_result)
+            _run_local(todo, str(data), device, workers, job_limits, on_result)
         elif todo:
-            _run_dask(todo, str(data), device, workers, scheduler, on_result, notify)
+            _run_dask(todo, str(data), device, workers, scheduler, job_limits, on_result, notify)
     finally:
         bar.close()
 
@@ -1186,7 +1403,8 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
              "figure": out / "transfer.png"}
     document = {
         "activations": [{"name": s.name, "kind": s.kind, "given": s.given} for s in specs],
-        "benchmarks": list(classes), "seeds": seed_list, "options": resolved_options, "device": device,
+        "benchmarks": list(classes), "seeds": seed_list, "options": resolved_options, "limits": job_limits,
+        "device": device,
         "executor": executor, "data_dir": str(data), "added_relu": added_relu, "resumed": len(jobs) - len(todo),
         "seconds": seconds,
         "log_ratio": ("per benchmark: mean over the seeds both scored of clip(ln(error_act / error_relu), ±3), "

@@ -35,6 +35,11 @@ class Proposal:
     # Set when no program came of it: {"code", "message"}; `source` then holds the raw answer.
     # Code "budget" means no call was made (the spend cap was reached): nothing is recorded.
     failure: dict | None = None
+    # For LLM proposals: the model's whole answer as it came (prose, thinking, every code block), and
+    # what the normaliser (`actmine.language.normalise`) changed in the chosen block to make `source`,
+    # one short line each. `source` is the normalised program: what is checked, stored and shown.
+    original_answer: str | None = None
+    normalisation_changes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ One place for what both offline mutators (`symbolic`, `random`) build expression
   `replace_at`), the editable constants (`constant_sites`), a light `cleanup` (folds `e*1`,
   `e+0`, constant arithmetic, `a + -c*t`), `round_constants` (4 significant digits) and
   `render_program`.
-- **A screen.** `evaluate` interprets an expression tree over a small, fixed table of torch
-  functions -- it never executes candidate source, so it is safe on hostile text: anything outside
-  the table raises `Unsupported` -- and `screen` uses it to check, in-process and in a few
+- **A screen.** `evaluate` and `Evaluable` (re-exported from `actmine.language.interpreter`, the
+  one interpreter of the candidate language) run an expression tree or a program with the torch
+  back-end over the language's table -- they never execute candidate source, so they are safe on
+  hostile text: anything outside the table raises `Unsupported` -- and `screen` uses them to check, in-process and in a few
   milliseconds, what `actmine.candidate.probes.run_probes` will check later (finite values and
   gradients on the probe points, a nonzero gradient, the FLOP and memory budget), plus that the
   function is not constant and differs from a reference (its parent). `cost_bound` bounds the cost
@@ -37,9 +38,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from actmine.candidate.probes import ProbeBudget, measure_cost, probe_points
+from actmine.language import ops as language_ops
+from actmine.language.ops import TRANSCENDENTAL_WEIGHT
+from actmine.language.interpreter import (SCALAR_LIMIT, EvaluationError, Evaluable, Unsupported, evaluate,  # noqa: F401
+                                          spelling_of)
+from actmine.language.program import Helper, render_program  # noqa: F401  (re-exported)
 
 PARAM = "x"
 ENTRY_POINT = "activation_function"
@@ -60,18 +65,6 @@ def spelling_node(spelling: str) -> ast.expr:
     for part in parts[1:]:
         node = ast.Attribute(node, part, ast.Load())
     return node
-
-
-def spelling_of(func: ast.expr) -> str | None:
-    """The dotted name of a call's function (`torch.tanh`), or None for anything else."""
-    parts: list[str] = []
-    while isinstance(func, ast.Attribute):
-        parts.append(func.attr)
-        func = func.value
-    if not isinstance(func, ast.Name):
-        return None
-    parts.append(func.id)
-    return ".".join(reversed(parts))
 
 
 def call(spelling: str, *args: ast.expr) -> ast.Call:
@@ -186,18 +179,17 @@ UNARIES: tuple[Unary, ...] = (
 )
 GAUSSIAN = Unary("gaussian", "", "bump", True)
 UNARY_BY_SPELLING: dict[str, Unary] = {u.spelling: u for u in UNARIES}
-#: The calls (besides `UNARIES`) that `swap_unary` may replace and `simplify` may unwrap: one-tensor
-#: functions a parent may contain, including spellings of the same functions under other names.
+for _unary in UNARIES:   # the operator set is part of the one language table: a typo fails here, not silently
+    _op = language_ops.op_of(_unary.spelling)
+    if _op is None or _op.kind != "elementwise" or _op.arity != 1:
+        raise ValueError(f"Unary {_unary.key!r}: `{_unary.spelling}` is not a one-tensor elementwise op of "
+                         "actmine.language.ops.OPS; add it there or fix the spelling")
+#: The calls that `swap_unary` may replace and `simplify` may unwrap: every tensor spelling of the
+#: language's one-tensor elementwise ops (`actmine.language.ops.unary_elementwise`), so spellings of
+#: the same function under other names (`torch.special.expit`, `torch.nn.functional.gelu`) count too.
 RECOGNIZED_UNARY_SPELLINGS: frozenset[str] = frozenset(
-    [u.spelling for u in UNARIES]
-    + [f"torch.{n}" for n in ("exp", "expm1", "square", "sign", "erfc", "asinh", "arctan", "sigmoid",
-                               "log1p", "sqrt", "neg", "negative", "cosh", "sinh")]
-    + [f"{root}.{n}" for root in ("F", "torch.nn.functional")
-       for n in ("relu", "gelu", "silu", "softplus", "mish", "elu", "selu", "celu", "leaky_relu", "tanh",
-                 "sigmoid", "softsign", "relu6", "hardtanh", "hardswish", "hardsigmoid", "tanhshrink",
-                 "logsigmoid", "softshrink", "hardshrink")]
-    + [f"torch.special.{n}" for n in ("expit", "erf", "sinc", "ndtr", "log_ndtr")]
-)
+    spelling for op in language_ops.unary_elementwise() for spelling in op.spellings
+    if not spelling.startswith("math."))
 
 
 @dataclass(frozen=True)
@@ -576,272 +568,19 @@ def masked_structure(node: ast.AST) -> str:
     return ast.dump(_Mask().visit(node))
 
 
-def render_program(expr: ast.expr, param: str = PARAM) -> str:
-    """`def activation_function(<param>):\\n    return <expr>\\n`."""
-    return f"def {ENTRY_POINT}({param}):\n    return {ast.unparse(expr)}\n"
-
-
 # ------------------------------------------------------------------------------------------------
-# The interpreter and the screen
+# The interpreter (one, in actmine.language) and the screen
 # ------------------------------------------------------------------------------------------------
-
-class Unsupported(Exception):
-    """The expression uses something the interpreter does not model (it may still be valid)."""
-
-
-class EvaluationError(Exception):
-    """Evaluating the expression raised, as the candidate itself would."""
-
-
-def _function_table() -> dict[str, Callable]:
-    table: dict[str, Callable] = {}
-    for n in ("relu", "tanh", "sigmoid", "sin", "cos", "tan", "sinc", "erf", "erfc", "atan", "arctan", "asinh",
-              "arcsinh", "abs", "absolute", "exp", "expm1", "log", "log1p", "sqrt", "rsqrt", "square", "sign",
-              "neg", "negative", "sinh", "cosh", "reciprocal", "floor", "ceil", "round", "trunc", "frac",
-              "clamp", "clip", "clamp_min", "clamp_max", "maximum", "minimum", "fmax", "fmin", "pow", "where",
-              "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "atan2", "hypot",
-              "logaddexp", "heaviside", "copysign", "zeros_like", "ones_like", "full_like", "lerp", "nan_to_num"):
-        table[f"torch.{n}"] = getattr(torch, n)
-    for n in ("relu", "gelu", "silu", "softplus", "mish", "elu", "selu", "celu", "leaky_relu", "tanh", "sigmoid",
-              "softsign", "relu6", "hardtanh", "hardswish", "hardsigmoid", "tanhshrink", "logsigmoid",
-              "softshrink", "hardshrink"):
-        table[f"F.{n}"] = getattr(F, n)
-        table[f"torch.nn.functional.{n}"] = getattr(F, n)
-    for n in ("expit", "erf", "erfc", "sinc", "ndtr", "log_ndtr", "expm1", "log1p", "i0e", "i1e"):
-        table[f"torch.special.{n}"] = getattr(torch.special, n)
-    for n in ("sqrt", "exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "atan", "erf", "fabs"):
-        table[f"math.{n}"] = getattr(math, n)
-    return table
-
-
-_FUNCTIONS: dict[str, Callable] = _function_table()
-_CONSTANTS: dict[str, float] = {"math.pi": math.pi, "math.e": math.e, "math.tau": math.tau, "torch.pi": math.pi,
-                                "torch.e": math.e}
-_KEYWORDS = frozenset({"approximate", "negative_slope", "alpha", "beta", "threshold", "min", "max", "min_val",
-                       "max_val", "lambd", "nan", "posinf", "neginf", "other", "exponent", "input", "weight"})
-_METHODS = frozenset({"abs", "square", "sigmoid", "tanh", "sin", "cos", "exp", "expm1", "log1p", "clamp",
-                      "clamp_min", "clamp_max", "clip", "pow", "sqrt", "relu", "neg", "sign", "erf", "atan",
-                      "sinc", "mul", "add", "sub", "div", "reciprocal"})
-_SCALAR_LIMIT = 1e12
-
-
-def _check_scalar(value: Any) -> Any:
-    if isinstance(value, float) and (not math.isfinite(value) or abs(value) > _SCALAR_LIMIT):
-        raise Unsupported("a huge or non-finite scalar")
-    return value
-
-
-def evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
-    """Interpret an expression over `env` (names -> tensors or floats) and the fixed function table.
-
-    Never executes source: a node type, function, keyword or method outside the table raises
-    `Unsupported`; an exception from a torch function raises `EvaluationError`.
-    """
-    value = const_value(node)
-    if value is not None:
-        return float(value)
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, str) and len(node.value) < 32:
-            return node.value
-        raise Unsupported(f"literal {node.value!r}")
-    if isinstance(node, ast.Name):
-        if node.id in env and not isinstance(env[node.id], _BoundHelper):
-            return env[node.id]
-        raise Unsupported(f"name {node.id}")
-    if isinstance(node, ast.Attribute):
-        spelling = spelling_of(node)
-        if spelling in _CONSTANTS:
-            return _CONSTANTS[spelling]
-        raise Unsupported(f"attribute {spelling}")
-    if isinstance(node, ast.BinOp):
-        left, right = evaluate(node.left, env), evaluate(node.right, env)
-        scalars = not isinstance(left, torch.Tensor) and not isinstance(right, torch.Tensor)
-        if isinstance(left, str) or isinstance(right, str):
-            raise Unsupported("string arithmetic")
-        try:
-            if isinstance(node.op, ast.Add):
-                out = left + right
-            elif isinstance(node.op, ast.Sub):
-                out = left - right
-            elif isinstance(node.op, ast.Mult):
-                out = left * right
-            elif isinstance(node.op, ast.Div):
-                out = left / right
-            elif isinstance(node.op, ast.Pow):
-                if scalars and (abs(right) > 64 or abs(left) > 1e6):
-                    raise Unsupported("a large scalar power")
-                out = left ** right
-            else:
-                raise Unsupported(type(node.op).__name__)
-        except Unsupported:
-            raise
-        except Exception as exc:
-            raise EvaluationError(f"{type(exc).__name__}: {exc}") from None
-        if isinstance(out, complex):
-            raise Unsupported("complex result")
-        return _check_scalar(out) if scalars else out
-    if isinstance(node, ast.UnaryOp):
-        operand = evaluate(node.operand, env)
-        if isinstance(node.op, ast.USub):
-            return -operand
-        if isinstance(node.op, ast.UAdd):
-            return operand
-        raise Unsupported(type(node.op).__name__)
-    if isinstance(node, ast.Compare) and len(node.ops) == 1:
-        left, right = evaluate(node.left, env), evaluate(node.comparators[0], env)
-        ops = {ast.Gt: lambda a, b: a > b, ast.Lt: lambda a, b: a < b, ast.GtE: lambda a, b: a >= b,
-               ast.LtE: lambda a, b: a <= b}
-        if type(node.ops[0]) not in ops:
-            raise Unsupported("comparison")
-        return ops[type(node.ops[0])](left, right)
-    if isinstance(node, ast.Call):
-        args = [evaluate(a, env) for a in node.args if not isinstance(a, ast.Starred)]
-        if len(args) != len(node.args):
-            raise Unsupported("starred argument")
-        kwargs = {}
-        for keyword in node.keywords:
-            if keyword.arg not in _KEYWORDS:
-                raise Unsupported(f"keyword {keyword.arg}")
-            kwargs[keyword.arg] = evaluate(keyword.value, env)
-        spelling = spelling_of(node.func)
-        if isinstance(node.func, ast.Name) and isinstance(env.get(node.func.id), _BoundHelper):
-            if kwargs:
-                raise Unsupported("keyword arguments to a helper")
-            return env[node.func.id](*args)
-        if spelling in _FUNCTIONS:
-            function = _FUNCTIONS[spelling]
-            if spelling.startswith("math.") and any(isinstance(a, torch.Tensor) for a in args):
-                raise EvaluationError("a math function of a tensor")
-        elif isinstance(node.func, ast.Attribute) and node.func.attr in _METHODS \
-                and (spelling is None or spelling.split(".")[0] not in ("torch", "F", "math")):
-            receiver = evaluate(node.func.value, env)
-            if not isinstance(receiver, torch.Tensor):
-                raise Unsupported("method of a non-tensor")
-            function = getattr(receiver, node.func.attr)
-        else:
-            raise Unsupported(f"function {spelling}")
-        try:
-            out = function(*args, **kwargs)
-        except Exception as exc:
-            raise EvaluationError(f"{spelling}: {type(exc).__name__}: {exc}") from None
-        return out if isinstance(out, torch.Tensor) else _check_scalar(out)
-    if isinstance(node, ast.IfExp):
-        test = evaluate(node.test, env)
-        if isinstance(test, torch.Tensor):
-            raise EvaluationError("a tensor used as a condition")
-        return evaluate(node.body if test else node.orelse, env)
-    raise Unsupported(type(node).__name__)
-
-
-@dataclass(frozen=True)
-class Helper:
-    """A helper function of a program: positional parameters, assignments to names, a final return."""
-
-    params: tuple[str, ...]
-    body: tuple[tuple[str, ast.expr], ...]
-    expr: ast.expr
-
-
-class _BoundHelper:
-    """A `Helper` bound to its module's namespace (late binding, as Python's globals)."""
-
-    MAX_ACTIVE = 16   # nested calls (recursion) deeper than this are not modelled
-
-    def __init__(self, helper: Helper, namespace: dict[str, Any]):
-        self.helper, self.namespace, self.active = helper, namespace, 0
-
-    def __call__(self, *args: Any) -> Any:
-        if len(args) != len(self.helper.params) or self.active >= self.MAX_ACTIVE:
-            raise Unsupported("a helper call with other arguments, or deep recursion")
-        env = dict(self.namespace)
-        env.update(zip(self.helper.params, args))
-        self.active += 1
-        try:
-            for target, value in self.helper.body:
-                env[target] = evaluate(value, env)
-            return evaluate(self.helper.expr, env)
-        finally:
-            self.active -= 1
-
-
-@dataclass(frozen=True)
-class Evaluable:
-    """A program reduced to what `evaluate` can run: the module-level assignments and helper
-    functions (`setup`, in order), the function's own assignments (`body`, in order) and its
-    return expression."""
-
-    param: str
-    setup: tuple[tuple[str, ast.expr | Helper], ...]
-    body: tuple[tuple[str, ast.expr], ...]
-    expr: ast.expr
-
-    def with_expr(self, expr: ast.expr) -> Evaluable:
-        return Evaluable(self.param, self.setup, self.body, expr)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        namespace: dict[str, Any] = {}
-        for target, value in self.setup:
-            namespace[target] = _BoundHelper(value, namespace) if isinstance(value, Helper) \
-                else evaluate(value, namespace)
-        env = dict(namespace)
-        env[self.param] = x
-        for target, value in self.body:
-            env[target] = evaluate(value, env)
-        out = evaluate(self.expr, env)
-        if not isinstance(out, torch.Tensor):
-            raise EvaluationError(f"the function returns a {type(out).__name__}, not a tensor")
-        return out
-
-
-def _simple_function(function: ast.FunctionDef) -> Helper | None:
-    """A function of plain positional parameters whose body is assignments to names and a final
-    return (a docstring allowed), as a `Helper`; None otherwise."""
-    arguments = function.args
-    if function.decorator_list or arguments.posonlyargs or arguments.vararg or arguments.kwarg \
-            or arguments.kwonlyargs or arguments.defaults:
-        return None
-    statements = list(function.body)
-    if statements and isinstance(statements[0], ast.Expr) and isinstance(statements[0].value, ast.Constant):
-        statements = statements[1:]
-    if not statements or not isinstance(statements[-1], ast.Return) or statements[-1].value is None:
-        return None
-    body: list[tuple[str, ast.expr]] = []
-    for statement in statements[:-1]:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                and isinstance(statement.targets[0], ast.Name):
-            body.append((statement.targets[0].id, statement.value))
-        else:
-            return None
-    return Helper(tuple(a.arg for a in arguments.args), tuple(body), statements[-1].value)
+# The program representation, the renderer and the torch interpreter live in `actmine.language`
+# (one implementation, shared with the report's formulas); these names stay importable from here.
+_SCALAR_LIMIT = SCALAR_LIMIT
 
 
 def evaluable_program(module: ast.Module) -> Evaluable | None:
-    """The program as an `Evaluable`, or None when it has anything beyond module-level assignments
-    to names, helper functions and one `def activation_function(x)` -- the functions made of
-    assignments to names and a final return."""
-    setup: list[tuple[str, ast.expr | Helper]] = []
-    entry: Helper | None = None
-    for statement in module.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                and isinstance(statement.targets[0], ast.Name):
-            setup.append((statement.targets[0].id, statement.value))
-        elif isinstance(statement, ast.FunctionDef):
-            function = _simple_function(statement)
-            if function is None:
-                return None
-            if statement.name == ENTRY_POINT:
-                if entry is not None:
-                    return None
-                entry = function
-            else:
-                setup.append((statement.name, function))
-        elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-            continue  # a docstring
-        else:
-            return None
-    if entry is None or len(entry.params) != 1 or ENTRY_POINT in {t for t, _ in setup}:
-        return None
-    return Evaluable(entry.params[0], tuple(setup), entry.body, entry.expr)
+    """The program as an `Evaluable` (`actmine.language.program`: module-level assignments, helper
+    functions and one `def activation_function(x)`, each function made of assignments to names and
+    a final return), or None when it is outside that subset."""
+    return Evaluable.from_module(module)
 
 
 _POINTS: torch.Tensor | None = None
@@ -932,41 +671,44 @@ def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Te
     return None
 
 
-#: Calls that are one elementwise aten operation (F.softsign is three: abs, add, div).
-_SINGLE_OP_CALLS = frozenset([u.spelling for u in UNARIES if u.key != "softsign"]
-                             + ["torch.exp", "torch.square", "torch.neg", "torch.negative", "torch.erfc",
-                                "torch.special.expit", "torch.special.sinc", "torch.special.erf", "F.tanh",
-                                "F.sigmoid", "F.relu"])
-_OP_COUNT = {"F.softsign": 3}
+#: spelling -> (weight, kernels) of the calls `cost_bound` models: the language's one-tensor
+#: elementwise ops, whose forward cost per element (`weight`, e.g. 8 for torch.tanh, 3 for F.softsign)
+#: and number of new tensors (`kernels`) the table states and tests/test_language_ops.py measures.
+_CALL_COST: dict[str, tuple[int, int]] = {
+    spelling: (op.weight, op.kernels) for op in language_ops.unary_elementwise() for spelling in op.spellings
+    if not spelling.startswith("math.")}
 
 
 def cost_bound(function: Evaluable) -> tuple[float, float] | None:
     """Upper bounds on what `probes.measure_cost` reports (forward FLOPs and saved bytes per element,
     float32), from the expression alone; None when it uses a call or node this does not model.
 
-    Every elementwise operation on a tensor (a call of `_SINGLE_OP_CALLS`, an arithmetic operator with
-    a tensor operand, a unary minus) weighs at most `TRANSCENDENTAL_WEIGHT` (8) and produces one new
-    tensor; autograd can save at most the tensors that exist, 4 bytes each per element.
+    A call of a one-tensor elementwise op (`_CALL_COST`) costs its table weight and makes its
+    table's number of kernels' new tensors; an arithmetic operator with a tensor operand or a unary
+    minus weighs at most `TRANSCENDENTAL_WEIGHT` (8: `**` is a pow) and makes one new tensor;
+    autograd can save at most the tensors that exist, 4 bytes each per element.
     """
     tensors = {function.param}
-    ops = 0
+    flops = 0
+    made = 0
 
     def count(node: ast.AST) -> bool:
-        nonlocal ops
+        nonlocal flops, made
         if const_value(node) is not None or isinstance(node, (ast.Constant, ast.Name)):
             return True
         if not depends_on(node, tensors):
             return True   # Python scalar arithmetic: no tensor operation
         if isinstance(node, ast.BinOp):
-            ops += 1
+            flops, made = flops + TRANSCENDENTAL_WEIGHT, made + 1
             return count(node.left) and count(node.right)
         if isinstance(node, ast.UnaryOp):
-            ops += 0 if isinstance(node.op, ast.UAdd) else 1
+            if not isinstance(node.op, ast.UAdd):
+                flops, made = flops + TRANSCENDENTAL_WEIGHT, made + 1
             return count(node.operand)
         if isinstance(node, ast.Call) and not node.keywords:
-            spelling = spelling_of(node.func)
-            if spelling in _SINGLE_OP_CALLS or spelling in _OP_COUNT:
-                ops += _OP_COUNT.get(spelling, 1)
+            cost = _CALL_COST.get(spelling_of(node.func) or "")
+            if cost is not None:
+                flops, made = flops + cost[0], made + cost[1]
                 return all(count(arg) for arg in node.args)
         return False
 
@@ -978,4 +720,4 @@ def cost_bound(function: Evaluable) -> tuple[float, float] | None:
         return None   # module-level names are scalars here, but be safe
     if not count(function.expr):
         return None
-    return 8.0 * ops, 4.0 * ops
+    return float(flops), 4.0 * made

@@ -12,11 +12,17 @@ search most, so that the model learns the rules. Three operators, drawn by confi
 The prompts are text files in `actmine/evolve/prompts/` (`string.Template` syntax, so code braces
 need no escaping); `prompts_dir` overrides any of them.
 
-The answer is parsed by `parse_response` (several code blocks, missing fences, `<think>` text);
-imports of the modules the candidate namespace already holds (`torch`, `math`, `F`) are removed
-(`candidate.source.candidate_from_module`), any other import is left for the static policy to
-refuse with its reason. Nothing here runs the
-model's code: the controller checks it (`check_source`) and evaluates it in the sandbox.
+The answer is parsed by `parse_response` (several code blocks, missing fences, `<think>` text), and
+the chosen block is normalised (`actmine.language.normalise`: well-meaning boilerplate such as type
+hints, `typing` imports, `__main__` self-tests or harmless decorators is removed or rewritten; anything
+hostile is left for the static policy to refuse with its reason). The proposal's `source` is the
+normalised program -- what is checked, stored, exported and shown -- and the model's whole answer
+and the list of changes travel beside it (`Proposal.original_answer`, `normalisation_changes`).
+Nothing here runs the model's code: the controller checks it (`check_source`) and evaluates it in
+the sandbox.
+
+After a refusal, the next prompts quote the refusal with the precise rule and a corrected example
+for its reason code (`feedback.FIXES`, the one table of them).
 
 Reliability and cost: every HTTP call goes through the official `openai` client (its own retries
 off, so that each attempt is recorded), with a timeout, retries with exponential backoff on rate
@@ -48,8 +54,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...candidate.source import candidate_from_module
+from ...language.normalise import normalise
 from . import Failure, LabContext, Parent, Proposal, register_mutator
+from .feedback import NOT_THE_ANSWER, fix_for, reason_code
 
 OPERATORS = ("mutate", "crossover", "simplify")
 PROMPT_FILES = ("system", "task", "mutate", "crossover", "simplify", "inspirations", "failures")
@@ -182,6 +189,30 @@ def _families(ratios: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:+.3f}" for k, v in sorted(ratios.items())) or "not available"
 
 
+def failure_items(failures: Sequence[Failure], shown: int = 5) -> str:
+    """The most frequent refusals, each with one of its messages, the rule it broke and a corrected
+    example (`feedback.FIXES`); failures of the service (`feedback.NOT_THE_ANSWER`) are left out.
+    An example shared by two reasons is written once."""
+    relevant = [f for f in failures if reason_code(f.reason) not in NOT_THE_ANSWER]
+    counts = Counter(f.reason for f in relevant)
+    messages: dict[str, str] = {}
+    for f in relevant:
+        messages.setdefault(f.reason, f.message)
+    lines, examples = [], set()
+    for reason, n in counts.most_common(shown):
+        lines.append(f"- {reason} ({n}x): {_one_line(messages[reason], 300)}")
+        fix = fix_for(reason)
+        if fix is None:
+            continue
+        lines.append(f"  Rule: {fix.rule}")
+        if fix.example in examples:
+            lines.append("  Corrected example: as above.")
+        else:
+            examples.add(fix.example)
+            lines.append(f"  Corrected example:\n```python\n{fix.example.strip()}\n```")
+    return "\n".join(lines)
+
+
 def build_prompt(templates: dict[str, string.Template], operator: str, parent: Parent,
                  inspirations: Sequence[Parent], failures: Sequence[Failure], lab: LabContext,
                  other: Parent | None = None) -> list[dict[str, str]]:
@@ -197,11 +228,7 @@ def build_prompt(templates: dict[str, string.Template], operator: str, parent: P
     programs = "\n".join(f"## Fitness {_fitness(p.fitness)} (per family: {_families(p.family_log_ratios)})\n"
                          f"```python\n{p.source.strip()}\n```" for p in shown)
     inspiration_text = templates["inspirations"].substitute(programs=programs) if shown else ""
-    counts = Counter(f.reason for f in failures)
-    examples = {}
-    for f in failures:
-        examples.setdefault(f.reason, f.message)
-    items = "\n".join(f"- {reason} ({n}x): {examples[reason][:300]}" for reason, n in counts.most_common(5))
+    items = failure_items(failures)
     failure_text = templates["failures"].substitute(items=items) if items else ""
     values = dict(task=task, parent_fitness=_fitness(parent.fitness),
                   parent_rationale=parent.rationale or "(none)", parent_families=_families(parent.family_log_ratios),
@@ -227,9 +254,10 @@ _CODE_START = re.compile(r"^(def |async def |import |from \S+ import |@|[A-Za-z_
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    source: str | None       # None: no program could be found (the proposal fails as `no_code`)
+    source: str | None       # the normalised program; None: none could be found (the proposal fails as `no_code`)
     rationale: str
     error: str | None = None
+    changes: tuple[str, ...] = ()    # what the normaliser changed in the chosen code, one line each
 
 
 def _parses(code: str) -> bool:
@@ -272,40 +300,48 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _defines_entry_at_top(code: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(node, ast.FunctionDef) and node.name == ENTRY for node in tree.body)
+
+
 def parse_response(text: str | None) -> ParsedAnswer:
     """The program and rationale in a model's answer.
 
-    Thinking sections are dropped; of the fenced blocks, the last one that defines
-    `activation_function` and parses wins (models often show the parent first); without fences
-    the code around `def activation_function` is taken. The rationale is the prose before the
-    program (or after it, when there is none before), as one line.
+    Thinking sections are dropped, and each fenced code block is normalised
+    (`actmine.language.normalise`) before it is judged: of the blocks, the last one whose
+    normalised form parses and defines `activation_function` at its top level wins (models often
+    show the parent first; a block whose only problem is boilerplate the normaliser removes, such
+    as a `__main__` self-test or an nn.Module wrapper it turns into a function, still counts).
+    Failing that, the last block that mentions `def activation_function` is taken anyway, so that
+    the policy says what is wrong with it (a syntax error, a method instead of a function).
+    Without fences the code around `def activation_function` is taken. The rationale is the prose
+    before the program (or after it, when there is none before), as one line. `changes` lists what
+    the normaliser changed in the chosen code.
     """
     if not text or not text.strip():
         return ParsedAnswer(None, "", "the answer was empty")
     visible = _THINK.sub("", text)
     if "</think>" in visible:      # an opening tag cut off by the server's chat template
         visible = visible.rsplit("</think>", 1)[1]
-    blocks = [(m.start(), m.end(), m.group(2)) for m in _FENCE.finditer(visible)
+    blocks = [(m.start(), m.end(), normalise(m.group(2).strip("\n") + "\n")) for m in _FENCE.finditer(visible)
               if m.group(1).lower() in ("", "python", "py", "python3", "pytorch")]
-    chosen = None
-    for start, end, code in reversed(blocks):
-        code = candidate_from_module(code.strip("\n") + "\n")
-        if _defines_entry(code) and _parses(code):
-            chosen = (start, end, code)
-            break
-    if chosen is None:
-        for start, end, code in reversed(blocks):   # a block that defines it but does not parse
-            if _defines_entry(code):
-                chosen = (start, end, code.strip("\n") + "\n")
-                break
+    chosen = next((block for block in reversed(blocks) if _defines_entry_at_top(block[2].source)), None)
+    if chosen is None:   # one that defines it but does not parse, or not at the top level: the policy says why
+        chosen = next((block for block in reversed(blocks) if _defines_entry(block[2].source)), None)
     if chosen is not None:
-        before, after = visible[: chosen[0]], visible[chosen[1]:]
+        start, end, normalised = chosen
+        before, after = visible[:start], visible[end:]
         rationale = _one_line(_FENCE.sub(" ", before)) or _one_line(_FENCE.sub(" ", after))
-        return ParsedAnswer(chosen[2], rationale or "(no rationale given)")
+        return ParsedAnswer(normalised.source, rationale or "(no rationale given)", changes=normalised.changes)
     code = _unfenced_program(visible)
     if code is not None:
         rationale = _one_line(visible.split(code.strip().splitlines()[0])[0])
-        return ParsedAnswer(candidate_from_module(code), rationale or "(no rationale given)")
+        normalised = normalise(code)
+        return ParsedAnswer(normalised.source, rationale or "(no rationale given)", changes=normalised.changes)
     why = "no code block" if not blocks else f"no code block defines {ENTRY}(x)"
     return ParsedAnswer(None, _one_line(visible), f"{why} in the answer")
 
@@ -613,10 +649,12 @@ class LLMMutator:
                             calls=tuple(c for c in calls if c.outcome != "budget"),
                             failure={"code": "llm_unavailable", "message": message})
         parsed = parse_response(text)
-        if parsed.source is None:
+        if parsed.source is None:   # the raw answer is the source: there is no program to show instead
             return Proposal(text, tag + (parsed.rationale or "(no rationale)"), self.name, spec.key,
-                            calls=tuple(calls), failure={"code": "no_code", "message": parsed.error or "no code"})
-        return Proposal(parsed.source, tag + parsed.rationale, self.name, spec.key, calls=tuple(calls))
+                            calls=tuple(calls), failure={"code": "no_code", "message": parsed.error or "no code"},
+                            original_answer=text)
+        return Proposal(parsed.source, tag + parsed.rationale, self.name, spec.key, calls=tuple(calls),
+                        original_answer=text, normalisation_changes=parsed.changes)
 
     # -- HTTP ------------------------------------------------------------------------------
     def _api_key(self, spec: ModelSpec) -> str:

@@ -1,0 +1,173 @@
+"""A run whose database holds a hostile program and a hostile rationale, inserted directly (the
+policy never saw them): nothing that writes, exports, loads, evaluates or reports it runs the
+program as code, the checked path refuses it with its reason code, and the rationale lands only
+as escaped text (Python literal, HTML, terminal)."""
+
+import importlib
+import importlib.util
+import io
+import json
+import sys
+
+import pytest
+import torch
+
+from actmine import activations
+from actmine.candidate.source import CandidateError, check_source, read_candidate_file, read_candidate_reference
+from actmine.cli import main, print_search_summary
+from actmine.config import Config
+from actmine.evolve.controller import Search, SearchState, write_best_program
+from actmine.evolve.database import ProgramDatabase, ProgramRecord
+from actmine.report import export_pack
+from actmine.terminal import terminal_text
+
+ONE_TASK_SUITE = "name: one\nseeds: [0]\ntasks:\n  - family: polynomial\n    dim: 1\n    seed: 0\n"
+TERMINAL_ATTACK = "\x1b]0;owned\x07\x1b[2J\x9b31m\r\x08"
+CONTROLS = set("\x1b\x07\x9b\r\x08")
+GOOD_SOURCE = "def activation_function(x):\n    return torch.relu(x) * 2.0\n"
+
+
+def hostile_source(marker):
+    """Harmless as data; as plain module code it would write `marker` (twice over)."""
+    return (f"def activation_function(x):\n    return x\n\nimport os\nos.system('touch {marker}')\n"
+            f"open({str(marker)!r}, 'w').write('ran')\n")
+
+
+def nn_escape_source(marker):
+    """The issue's payload: accepted by the old policy (the NameError hid in the sandbox) and run for
+    real by old packs, whose header imported `nn`."""
+    return ("def activation_function(x):\n    try:\n"
+            f"        nn.functional.torch.os.system('touch {marker}')\n"
+            "    except Exception:\n        pass\n    return torch.relu(x)\n")
+
+
+def hostile_rationale(marker):
+    return (f'"""; import os; os.system("touch {marker}"); """\n\'\'\'; open({str(marker)!r}, "w"); \'\'\'\n'
+            f"{TERMINAL_ATTACK}</script><script>alert(1)</script>")
+
+
+@pytest.fixture()
+def hostile_run(tmp_path):
+    """RUN/programs.sqlite: a parent and the top program, both hostile, and a good runner-up."""
+    marker = tmp_path / "MARKER"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:
+        run_id = db.create_run({}, 0, {})
+        common = dict(run_id=run_id, status="ok", mutator="llm</script>\x1b[31m", model="m\x07\r",
+                      family_log_ratios={"polynomial": -1.0}, probes={"pointwise": True})
+        parent = db.add_program(ProgramRecord(proposal_index=0, source=GOOD_SOURCE, fitness=1.0,
+                                              rationale=hostile_rationale(marker), **common))
+        best = db.add_program(ProgramRecord(proposal_index=1, source=hostile_source(marker), fitness=100.0,
+                                            parent_ids=[parent], rationale=hostile_rationale(marker), **common))
+        escape = db.add_program(ProgramRecord(proposal_index=3, source=nn_escape_source(marker), fitness=80.0,
+                                              rationale="nn", **common))
+        good = db.add_program(ProgramRecord(proposal_index=2, source=GOOD_SOURCE.replace("2.0", "3.0"),
+                                            fitness=50.0, rationale="fine", **{**common, "mutator": "symbolic"}))
+        write_best_program(run_dir / "best_activation.py", db.get(best), db)
+    pack = export_pack(run_dir, 4, tmp_path / "pack.py")
+    return {"run_dir": run_dir, "marker": marker, "pack": pack, "best": best, "good": good, "parent": parent,
+            "escape": escape,
+            "best_file": run_dir / "best_activation.py"}
+
+
+def refused_with_import(call):
+    with pytest.raises(CandidateError) as refused:
+        call()
+    assert refused.value.code == "import", str(refused.value)
+    return str(refused.value)
+
+
+def import_plainly(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_the_generated_files_hold_the_hostile_text_as_data_only(hostile_run):
+    marker = hostile_run["marker"]
+    for path in (hostile_run["pack"], hostile_run["best_file"]):
+        text = path.read_text()
+        assert text.isascii() and "\x1b" not in text and "</script>" not in text.split("PROGRAMS =")[0]
+        # every line of the hostile texts is inside a string literal: the only statements are the format's
+        assert "\nimport os" not in text and "\nos.system" not in text and '\n"""; import' not in text
+    assert not marker.exists()
+
+
+def test_no_load_path_runs_the_hostile_program(hostile_run, tmp_path, restore_registry, monkeypatch):
+    marker, pack, best, good = hostile_run["marker"], hostile_run["pack"], hostile_run["best"], hostile_run["good"]
+    # import the pack and best_activation.py as plain Python
+    message = refused_with_import(lambda: import_plainly(pack, "hostile_pack"))
+    assert f"mined_{best}" in message and f"mined_{good}" in message   # names the refused one and the others
+    monkeypatch.syspath_prepend(str(hostile_run["run_dir"]))
+    refused_with_import(lambda: importlib.import_module("best_activation"))
+    # the loaders of the library
+    refused_with_import(lambda: activations.load_pack(pack))
+    refused_with_import(lambda: activations.load_pack(hostile_run["best_file"]))
+    refused_with_import(lambda: activations.get(f"{pack}:mined_{best}"))
+    assert f"mined_{best}" not in activations.REGISTRY
+    with pytest.raises(CandidateError) as refused:
+        activations.get(f"{pack}:mined_{hostile_run['escape']}")
+    assert refused.value.code == "undefined_name" and "nn" in str(refused.value)
+    # the good program of the same pack loads alone, and computes its own function
+    module = activations.get(f"{pack}:mined_{good}")
+    torch.testing.assert_close(module(torch.tensor([-1.0, 2.0])), torch.tensor([0.0, 6.0]))
+    # read as candidates: the source comes back as text, and the policy refuses it
+    for source in (read_candidate_file(hostile_run["best_file"]), read_candidate_reference(f"{pack}:mined_{best}")[1]):
+        assert "os.system" in source
+        refused_with_import(lambda: check_source(source))
+    assert not marker.exists()
+
+
+def test_the_cli_sends_pack_programs_to_the_sandbox_and_escapes_what_it_prints(hostile_run, tmp_path, capsys):
+    suite = tmp_path / "one.yaml"
+    suite.write_text(ONE_TASK_SUITE)
+    pack, best = hostile_run["pack"], hostile_run["best"]
+    options = ["--suite", str(suite), "--seeds", "1", "--steps", "5"]
+    for target in (f"{pack}:mined_{best}", str(hostile_run["best_file"])):
+        code = main(["evaluate", target, "--json", *options])
+        data = json.loads(capsys.readouterr().out)
+        assert code == 1 and data["stage"] == "policy" and data["error"]["code"] == "import"
+    # the report: every database text escaped, no script
+    assert main(["report", str(hostile_run["run_dir"])]) == 0
+    capsys.readouterr()
+    html = (hostile_run["run_dir"] / "report.html").read_text()
+    assert "<script" not in html.lower() and "\x1b" not in html and "\x07" not in html
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert not hostile_run["marker"].exists()
+
+
+def test_terminal_output_escapes_control_sequences(hostile_run, capsys):
+    with ProgramDatabase(hostile_run["run_dir"] / "programs.sqlite", readonly=True) as db:
+        record = db.get(hostile_run["best"])
+    summary = {"run_id": 1, "evaluated": 3, "interrupted": False, "seconds": 1.0, "idle_fraction": 0.0,
+               "failures": {f"policy:{TERMINAL_ATTACK}": 1}, "stopped": TERMINAL_ATTACK,
+               "best": {"id": record.id, "fitness": record.fitness, "source": record.source,
+                        "rationale": record.rationale},
+               "report_error": f"[red]{TERMINAL_ATTACK}", "heldout": [
+                   {"name": TERMINAL_ATTACK, "search_fitness": None, "heldout_fitness": None}]}
+    print_search_summary(summary, "run")
+    out = capsys.readouterr().out
+    assert not set(out) & CONTROLS
+    assert "\\x1b]0;owned\\x07" in out and "[red]" in out   # shown, escaped, and not read as markup
+    # the live view of the search
+    from rich.console import Console
+
+    state = SearchState(budget=3, top=[record], failures={TERMINAL_ATTACK: 2}, last=TERMINAL_ATTACK)
+    view = Search(Config(), hostile_run["run_dir"], live=False)._render(state)
+    console = Console(file=io.StringIO(), width=200, color_system=None, force_terminal=False)
+    console.print(view)
+    rendered = console.file.getvalue()
+    assert not set(rendered) & CONTROLS and "\\x1b" in rendered
+
+
+@pytest.mark.parametrize("text", [TERMINAL_ATTACK, "a\u202eb\u2028c\x00d\x7fe\x85f", "\ud800", "plain [b]text[/b]"])
+def test_terminal_text_leaves_nothing_a_terminal_acts_on(text):
+    for keep in (True, False):
+        safe = terminal_text(text, keep_newlines=keep)
+        assert all(c.isprintable() or (keep and c in "\n\t") for c in safe)
+    assert terminal_text("line\n\tnext") == "line\n\tnext" and terminal_text("a\nb", keep_newlines=False) == "a\\x0ab"
