@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,6 +30,7 @@ from .terminal import terminal_text
 
 EXIT_REFUSED = 1     # the candidate was evaluated and refused (probes, divergence)
 EXIT_USAGE = 2       # bad arguments, unknown names, malformed files
+EXIT_BUSY = 3        # `search`: another controller holds the run directory; try again when it has finished
 
 
 class UsageError(Exception):
@@ -242,6 +244,8 @@ def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[st
 def cmd_search(args: argparse.Namespace) -> int:
     from .config import Config, ConfigError
     from .evolve.controller import Search
+    from .evolve.database import DatabaseError
+    from .evolve.runlock import RunDirError, RunLocked
 
     try:
         config = Config.load(args.config).with_overrides({
@@ -250,7 +254,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             "executor.scheduler": args.scheduler})
         search = Search(config, args.run_dir, live=sys.stdout.isatty() and not args.quiet)
         summary = search.run()
-    except (ConfigError, ValueError, SuiteError) as exc:
+    except RunLocked as exc:   # not the user's input: the run is busy, and the message says with whom
+        print(f"actmine: error: {terminal_text(exc, keep_newlines=False)}", file=sys.stderr)
+        return EXIT_BUSY
+    except (ConfigError, ValueError, SuiteError, DatabaseError, RunDirError) as exc:
         raise UsageError(str(exc)) from None
     print_search_summary(summary, args.run_dir)
     return 0
@@ -261,7 +268,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.html import write_report
 
     baseline = _existing_run(args.baseline) if args.baseline else None
-    path = write_report(run_dir, out=args.out, top=args.top, baseline=baseline)
+    with _readable_run():
+        path = write_report(run_dir, out=args.out, top=args.top, baseline=baseline)
     print(terminal_text(f"report written to {path}"))
     return 0
 
@@ -270,10 +278,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir)
     from .report.export import export_pack
 
-    path = export_pack(run_dir, args.top, args.out)
+    with _readable_run():
+        path = export_pack(run_dir, args.top, args.out)
     print(terminal_text(f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
                         f"actmine.activations.load_pack({str(path)!r}) or actmine.activations.get('{path}:NAME')"))
     return 0
+
+
+@contextmanager
+def _readable_run():
+    """A damaged or too-new database (or no scored program) is bad input: one line, exit 2."""
+    from .evolve.database import DatabaseError
+
+    try:
+        yield
+    except DatabaseError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _existing_run(run_dir: str) -> str:

@@ -13,6 +13,16 @@ inside a `SandboxPool` worker process, with its rlimits, wall-clock timeout and 
   `Evaluation.from_dict`. The lab travels as `lab.to_spec()` plus ReLU's reference errors
   (computed here, once): workers never train the reference themselves.
 
+Lost workers cost at most the candidates they held. A sandboxed process lost mid-evaluation is
+retried once on a fresh one by its `SandboxPool` (local or on a Dask worker). A Dask worker lost
+mid-evaluation (killed, its nanny or machine gone) is retried here, once, on whichever worker
+the scheduler picks, with no further sandbox retry; lost again, the candidate fails with
+`worker_lost` (stage `sandbox`) and the run goes on (a nanny restarts the lost worker). So that
+this is the only retry, our LocalCluster's scheduler allows no silent re-run of a task whose
+worker died (`allowed_failures=0`); a cluster of your own reschedules such a task
+`distributed.scheduler.allowed-failures` times (default 3) before this retry: set it to 0 there
+for the same accounting.
+
 Worker environment (LocalCluster): glibc reads `MALLOC_TRIM_THRESHOLD_` when a process starts,
 so it must be in the environment *before* the Dask worker is spawned; the nanny applies
 `distributed.nanny.pre-spawn-environ` exactly then (`distributed.nanny.environ` and the nanny's
@@ -35,7 +45,7 @@ import weakref
 from dataclasses import asdict
 from typing import Any, Collection, Protocol as TypingProtocol, runtime_checkable
 
-from .candidate.sandbox import WORKER_ENV, SandboxLimits, SandboxPool
+from .candidate.sandbox import LOSS_RETRIES, WORKER_ENV, SandboxLimits, SandboxPool
 from .lab.fitness import Evaluation, Lab
 
 log = logging.getLogger(__name__)
@@ -159,11 +169,12 @@ def close_worker_pools() -> None:
 
 
 def evaluate_on_worker(source: str, name: str, spec: dict[str, Any], reference: dict[str, list[float]],
-                       limits: dict[str, Any], skip_fingerprints: list[str] = ()) -> dict[str, Any]:
+                       limits: dict[str, Any], skip_fingerprints: list[str] = (),
+                       retries: int = LOSS_RETRIES) -> dict[str, Any]:
     """The Dask task: evaluate in this worker's sandbox pool, answer with plain data."""
     lab = _worker_lab(spec, reference)
     pool = _worker_pool(SandboxLimits(**limits))
-    return pool.evaluate(source, lab, name, skip_fingerprints).to_dict()
+    return pool.evaluate(source, lab, name, skip_fingerprints, retries=retries).to_dict()
 
 
 def getenv(variable: str) -> str | None:
@@ -176,6 +187,22 @@ def worker_sandbox_pids() -> list[int]:
     with _worker_lock:
         pools = list(_pools.values())
     return sorted(pid for pool in pools for pid in pool.worker_pids())
+
+
+def worker_busy_sandboxes() -> dict[int, str]:
+    """This Dask worker's sandboxed processes evaluating a candidate now: pid → candidate name."""
+    with _worker_lock:
+        pools = list(_pools.values())
+    return {pid: name for pool in pools for pid, name in pool.busy_workers().items()}
+
+
+def lost_worker(exc: BaseException | None) -> bool:
+    """Whether a Dask task failed because the worker running it died (not because the task raised)."""
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return False
+    return isinstance(exc, KilledWorker)
 
 
 try:
@@ -202,6 +229,24 @@ class SandboxTeardown(_WorkerPlugin):
 
 # -- Dask -----------------------------------------------------------------------------------------
 
+class _Submission:
+    """One candidate submitted to a DaskExecutor: its task's arguments, its Future, its attempts."""
+
+    def __init__(self, arguments: tuple, result: concurrent.futures.Future, lab: Lab, name: str):
+        self.arguments = arguments
+        self.result = result
+        self.lab = lab
+        self.name = name
+        self.task = None              # the Dask future of the current attempt
+        self.losses: list[str] = []   # why each earlier attempt's worker was lost
+
+    def settle(self, evaluation: Evaluation) -> None:
+        try:
+            self.result.set_result(evaluation)
+        except concurrent.futures.InvalidStateError:
+            pass  # the caller cancelled it, or close() failed it first
+
+
 class DaskExecutor:
     """Evaluations on a Dask cluster, each in a sandboxed grandchild of a Dask worker.
 
@@ -220,7 +265,7 @@ class DaskExecutor:
         self._closed = False
         self._lock = threading.Lock()
         # Dask futures must stay referenced until they finish (else Dask forgets the task).
-        self._pending: dict[str, tuple[Any, concurrent.futures.Future, Lab, str]] = {}
+        self._pending: dict[str, _Submission] = {}
         self._specs: weakref.WeakKeyDictionary[Lab, tuple[dict, dict]] = weakref.WeakKeyDictionary()
         started = time.perf_counter()
         try:
@@ -253,7 +298,10 @@ class DaskExecutor:
                                     scheduler_port=0, dashboard_address=None, worker_dashboard_address=None,
                                     # no dashboard; the scheduler's HTTP routes (health, metrics) on a
                                     # free port of 127.0.0.1 rather than the default :8787
-                                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0",
+                                                      # a task whose worker died is retried by
+                                                      # DaskExecutor, once, not by the scheduler
+                                                      "allowed_failures": 0},
                                     silence_logs=logging.ERROR)
         finally:
             for key, value in saved.items():
@@ -301,37 +349,53 @@ class DaskExecutor:
         if self._closed:
             raise RuntimeError("the executor is closed")
         spec, reference = self._lab_payload(lab)
-        result: concurrent.futures.Future = concurrent.futures.Future()
+        submission = _Submission((source, name, spec, reference, asdict(self.limits), sorted(skip_fingerprints)),
+                                 concurrent.futures.Future(), lab, name)
+
+        def cancelled(future: concurrent.futures.Future) -> None:
+            if future.cancelled() and submission.task is not None:
+                submission.task.cancel()
+
+        submission.result.add_done_callback(cancelled)
+        self._launch(submission)
+        return submission.result
+
+    def _launch(self, submission: "_Submission") -> None:
+        """Submit one attempt of `submission` to the cluster; its end settles or retries it."""
         key = f"actmine-evaluate-{uuid.uuid4().hex}"
+        # A retry here spends the candidate's one retry: its sandbox pool must not retry it again.
+        retries = max(0, LOSS_RETRIES - len(submission.losses))
         try:
-            task = self.client.submit(evaluate_on_worker, source, name, spec, reference, asdict(self.limits),
-                                      sorted(skip_fingerprints), key=key, pure=False)
+            task = self.client.submit(evaluate_on_worker, *submission.arguments, retries, key=key, pure=False)
         except Exception as exc:
-            result.set_result(failed_evaluation(lab, name, "executor_error",
+            submission.settle(failed_evaluation(submission.lab, submission.name, "executor_error",
                                                 f"could not submit to the Dask cluster: {type(exc).__name__}: {exc}"))
-            return result
+            return
+        submission.task = task
         with self._lock:
-            self._pending[key] = (task, result, lab, name)
+            self._pending[key] = submission
 
         def finished(task) -> None:
             with self._lock:
                 self._pending.pop(key, None)
-            evaluation = self._collect(task, lab, name)
+            if submission.result.done():  # cancelled by the caller, or failed by close()
+                return
             try:
-                result.set_result(evaluation)
-            except concurrent.futures.InvalidStateError:
-                pass  # the caller cancelled it
+                exc = task.exception(timeout=60) if task.status == "error" else None
+            except Exception:  # the client went away meanwhile: _collect says so
+                exc = None
+            if lost_worker(exc):
+                submission.losses.append(str(exc))
+                if len(submission.losses) <= LOSS_RETRIES and not self._closed:
+                    log.warning("a Dask worker was lost while evaluating %r; retrying it once", submission.name)
+                    self._launch(submission)
+                    return
+            submission.settle(self._collect(task, submission.lab, submission.name, submission.losses))
 
-        def cancelled(future: concurrent.futures.Future) -> None:
-            if future.cancelled():
-                task.cancel()
-
-        result.add_done_callback(cancelled)
         task.add_done_callback(finished)
-        return result
 
     @staticmethod
-    def _collect(task, lab: Lab, name: str) -> Evaluation:
+    def _collect(task, lab: Lab, name: str, losses: list[str] = ()) -> Evaluation:
         """The Evaluation of a finished Dask task: its validated answer, else a failure."""
         try:
             if task.status == "finished":
@@ -340,6 +404,11 @@ class DaskExecutor:
                 return failed_evaluation(lab, name, "executor_error", "the Dask task was cancelled")
             else:
                 exc = task.exception(timeout=60)
+                if lost_worker(exc):
+                    return failed_evaluation(
+                        lab, name, "worker_lost",
+                        f"the Dask worker evaluating the candidate died mid-evaluation (killed, or its nanny or "
+                        f"machine gone), on each of its {max(1, len(losses))} attempt(s); the last: {exc}")
                 return failed_evaluation(lab, name, "executor_error",
                                          f"the Dask task failed: {type(exc).__name__}: {exc}")
         except Exception as exc:  # cancelled meanwhile, client closed, lost worker...
@@ -359,16 +428,14 @@ class DaskExecutor:
             pending = list(self._pending.values())
             self._pending.clear()
             self._specs.clear()
-        for task, result, lab, name in pending:
+        for submission in pending:
             try:
-                task.cancel()
+                submission.task.cancel()
             except Exception:
                 pass
-            try:  # the caller never waits forever
-                result.set_result(failed_evaluation(lab, name, "executor_error",
-                                                    "the executor was closed before the evaluation finished"))
-            except concurrent.futures.InvalidStateError:
-                pass
+            # the caller never waits forever
+            submission.settle(failed_evaluation(submission.lab, submission.name, "executor_error",
+                                                "the executor was closed before the evaluation finished"))
         if self.client is not None:
             try:
                 self.client.close()

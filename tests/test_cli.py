@@ -215,3 +215,17 @@ def test_refusal_messages_are_printed_with_control_characters_escaped(capsys, tm
     assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned\\x07" in out and "[red]boom" in out
     code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "no\x1b[2Jsuch.py"))
     assert code == 2 and "\x1b" not in err and "\\x1b[2J" in err
+
+
+@pytest.mark.parametrize("command", [["report"], ["export", "--out", "pack.py"]])
+def test_report_and_export_refuse_a_damaged_database_in_one_line(capsys, tmp_path, command):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    damaged = b"not a database " * 400
+    (run_dir / "programs.sqlite").write_bytes(damaged)
+    argv = [command[0], str(run_dir), *[str(tmp_path / a) if a.endswith(".py") else a for a in command[1:]]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a usable program database" in err and "Traceback" not in err
+    assert (run_dir / "programs.sqlite").read_bytes() == damaged
+    assert sorted(p.name for p in run_dir.iterdir()) == ["programs.sqlite"]

@@ -3,6 +3,7 @@ reader beside a writer, WAL, migration from a hand-made v1 file, dedup, elites, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -11,10 +12,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actmine.evolve.database import (MIGRATIONS, SCHEMA_VERSION, DatabaseError, ProgramDatabase, ProgramRecord,
                                      normalise_source, source_key)
@@ -559,3 +563,101 @@ def test_a_killed_writer_leaves_whole_programs_or_nothing(tmp_path):
         run = db.latest_run().id
         db.add_program(namespace["make"](run, db.max_proposal_index(run) + 1))
     assert _check_consistent(path, namespace["make"]) == total + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up checks: a file a writer cannot use is refused before anything is written
+# --------------------------------------------------------------------------------------------
+
+def _hashes(directory: Path) -> dict[str, str]:
+    """{name: sha256} of every file in the directory: "nothing changed" also means "nothing added"."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def _filled(path: Path, programs: int = 40) -> bytes:
+    """A cleanly closed database with a run and some programs (several pages of b-tree)."""
+    with ProgramDatabase(path) as db:
+        run = db.create_run({"islands": 1})
+        for index in range(programs):
+            db.add_program(record(run, index, float(index), cell=f"c{index % 7}", probes={"curve": list(range(60))}))
+    return path.read_bytes()
+
+
+def _refused(path: Path, *expected: str) -> str:
+    """Open for writing: it must raise DatabaseError with all of `expected` and change no file."""
+    before = _hashes(path.parent)
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(path)
+    message = str(refused.value)
+    assert all(text in message for text in expected), message
+    assert "\n" not in message and str(path) in message
+    assert _hashes(path.parent) == before
+    return message
+
+
+def test_a_newer_file_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "programs.sqlite"
+    _filled(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    message = _refused(path, f"schema version {SCHEMA_VERSION + 1}", "newer actmine", f"up to {SCHEMA_VERSION}")
+    assert "Nothing was changed" in message
+
+
+@pytest.mark.parametrize("content", [b"", b"search:\n  budget: 3\n", b"\x89PNG\r\n\x1a\n" + bytes(200),
+                                     b"SQLite format 3\x00" + bytes(20)], ids=["empty", "yaml", "png", "short-header"])
+def test_a_file_that_is_not_a_database_is_refused(tmp_path, content):
+    path = tmp_path / "programs.sqlite"
+    path.write_bytes(content)
+    if not content:      # SQLite's own empty database (a controller killed before its first commit)
+        with ProgramDatabase(path) as db:
+            assert db.schema_version() == SCHEMA_VERSION
+        return
+    message = _refused(path, "is not a usable program database", f"mv {path} {path}.broken")
+    with pytest.raises(DatabaseError, match="not a usable program database"):   # readers say the same
+        ProgramDatabase(path, readonly=True)
+    assert "Nothing was changed" in message
+
+
+_TRUNCATED_SOURCE: dict[str, bytes] = {}
+
+
+@settings(max_examples=25, deadline=None)
+@given(fraction=st.floats(0.0, 1.0, exclude_max=True), offset=st.integers(1, 4096))
+def test_a_truncated_file_is_refused_at_any_length(fraction, offset):
+    """Cut anywhere (a crash while copying, a full disk): refused, never half-read, never changed."""
+    with tempfile.TemporaryDirectory() as directory:
+        if "data" not in _TRUNCATED_SOURCE:
+            _TRUNCATED_SOURCE["data"] = _filled(Path(directory) / "source.sqlite", programs=60)
+        data = _TRUNCATED_SOURCE["data"]
+        length = max(1, min(len(data) - 1, int(fraction * len(data)) + offset - 1))
+        path = Path(directory) / "run" / "programs.sqlite"
+        path.parent.mkdir()
+        path.write_bytes(data[:length])
+        _refused(path, "is not a usable program database")
+
+
+def test_a_damaged_page_is_found_by_the_quick_check(tmp_path):
+    path = tmp_path / "programs.sqlite"
+    data = bytearray(_filled(path, programs=80))
+    page_size = int.from_bytes(data[16:18], "big")
+    leaves = [page for page in range(1, len(data) // page_size) if data[page * page_size] == 13]  # table b-tree leaf
+    start = leaves[len(leaves) // 2] * page_size
+    data[start + 3:start + 5] = b"\xff\xff"      # its cell count, far beyond what the page holds
+    path.write_bytes(bytes(data))
+    message = _refused(path, "is not a usable program database")
+    assert "quick_check" in message or "malformed" in message   # SQLite reports some damage as an error
+
+
+def test_a_file_left_by_a_killed_writer_still_opens(tmp_path):
+    """The checks read a database whose last commits are only in its -wal (no false alarm)."""
+    path = tmp_path / "programs.sqlite"
+    script = ("import os, sys\nfrom actmine.evolve.database import ProgramDatabase, ProgramRecord\n"
+              "db = ProgramDatabase(sys.argv[1])\nrun = db.create_run({})\n"
+              "db.add_program(ProgramRecord(run_id=run, proposal_index=0, source='x', status='failed'))\n"
+              "os._exit(0)\n")     # no close, no checkpoint: the rows live in the -wal
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    assert (tmp_path / "programs.sqlite-wal").stat().st_size > 0
+    with ProgramDatabase(path) as db:
+        assert db.count(db.latest_run().id) == 1

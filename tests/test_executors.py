@@ -7,13 +7,16 @@ loopback interface only and that its workers start with the allocator settings.
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import psutil
 import pytest
 
 from actmine.candidate.sandbox import WORKER_ENV, SandboxLimits
-from actmine.executors import DaskExecutor, Executor, LocalExecutor, make_executor, worker_sandbox_pids
+from actmine.executors import DaskExecutor, Executor, LocalExecutor, make_executor, worker_busy_sandboxes, \
+    worker_sandbox_pids
 from actmine.lab.ensemble import Protocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
@@ -209,4 +212,84 @@ def test_dask_close_fails_pending_work_and_stops_every_process(lab):
     with pytest.raises(RuntimeError):
         executor.submit(GOOD, lab, "late")
     gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in started if psutil.pid_exists(pid)], timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+# -- losing a Dask worker --------------------------------------------------------------------------
+# A Dask worker process killed mid-evaluation costs at most the candidate it held: the executor
+# retries it once (the scheduler itself does not), then fails it with `worker_lost`; the nanny
+# restarts the worker and other work goes on.
+
+# A good candidate that takes a few seconds to evaluate, so a kill sent as soon as its sandbox is
+# busy lands mid-evaluation.
+SLOW_GOOD = ("def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
+             "        for j in range(10):\n            total = total + 1.0\n    return torch.tanh(x) + 0.0 * total\n")
+LOSS_LIMITS = SandboxLimits(timeout_s=120, cpu_s=60, memory_mb=3072)
+
+
+def wait_ended(pid: int, timeout_s: float = 15) -> bool:
+    """Whether process `pid` ends (or is only a zombie, dead but not yet reaped) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def started_processes(me: psutil.Process, before: set[int]) -> list[psutil.Process]:
+    """The processes under `me` not in `before`, less multiprocessing's resource tracker (one per
+    process, started with the first spawned child and kept for the process's life)."""
+    started = []
+    for process in me.children(recursive=True):
+        try:
+            if process.pid not in before and "multiprocessing.resource_tracker" not in " ".join(process.cmdline()):
+                started.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return started
+
+
+def kill_busy_dask_worker(executor: DaskExecutor, spare: set[int] = frozenset(),
+                          timeout_s: float = 120) -> tuple[int, int]:
+    """SIGKILL the Dask worker (not one of `spare`) whose sandbox is evaluating: (worker pid, sandbox pid)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # (the scheduler's worker identities carry no pid in this Dask version: ask the workers)
+        pids = executor.client.run(os.getpid, on_error="ignore")
+        busy = executor.client.run(worker_busy_sandboxes, on_error="ignore")
+        for address, sandboxes in busy.items():
+            if sandboxes and pids.get(address) not in spare:
+                os.kill(pids[address], signal.SIGKILL)
+                return pids[address], next(iter(sandboxes))
+        time.sleep(0.02)
+    raise AssertionError("no Dask worker's sandbox became busy")
+
+
+def test_a_dask_worker_killed_mid_evaluation_costs_at_most_its_candidate(lab, in_process):
+    """Killed once: the candidate finishes on another worker. Killed on both attempts: `worker_lost`.
+    Either way other work goes on, the killed worker's sandbox ends, and close() stops everything."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with DaskExecutor(workers=2, limits=LOSS_LIMITS) as executor:
+        future = executor.submit(SLOW_GOOD, lab, "slow")
+        worker, sandbox = kill_busy_dask_worker(executor)
+        other = executor.submit(GOOD, lab, "other")
+        evaluation = future.result(timeout=120)
+        assert evaluation.ok, evaluation.error   # finished on another worker
+        assert other.result(timeout=120).fitness == pytest.approx(in_process.fitness, abs=1e-6)
+        assert wait_ended(sandbox)   # the killed worker's sandbox did not run on, orphaned
+
+        future = executor.submit(SLOW_GOOD, lab, "slow-again")
+        first, _ = kill_busy_dask_worker(executor)
+        kill_busy_dask_worker(executor, spare={first})
+        evaluation = future.result(timeout=120)
+        assert not evaluation.ok and evaluation.stage == "sandbox"
+        assert evaluation.error["code"] == "worker_lost" and "2 attempt(s)" in evaluation.error["message"]
+        assert executor.submit(GOOD, lab, "after").result(timeout=120).ok   # the nannies restarted them
+        started = started_processes(me, before)
+    gone, alive = psutil.wait_procs(started, timeout=15)
     assert not alive, [p.cmdline() for p in alive]

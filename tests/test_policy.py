@@ -734,7 +734,7 @@ EXPECTED_FORBIDDEN_BUILTINS = """
 EXPECTED_ESCAPE_BUILTINS = "map filter str repr ascii format".split()
 EXPECTED_ATTRIBUTES = {
     "dangerous_attribute": """
-        register_hook register_post_accumulate_grad_hook backward retain_grad requires_grad_ grad grad_fn
+        register_hook register_post_accumulate_grad_hook backward retain_grad requires_grad_ detach_ grad grad_fn
         data share_memory_ storage untyped_storage typed_storage data_ptr apply_ map_ map2_ cuda
         pin_memory set_ resize_ resize_as_ resize_as_sparse_ sparse_resize_ sparse_resize_and_clear_
         record_stream as_subclass module_load const_data_ptr storage_type xpu ipu mtia hpu mps

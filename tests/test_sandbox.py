@@ -6,11 +6,13 @@ where the kernel decides which limit fires first; `ok` for a candidate that must
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -211,3 +213,111 @@ def test_the_lab_leaves_torch_global_state_alone(small_lab):
     fresh = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=small_lab.cache_dir)
     assert fresh.evaluate(activations.get("gelu_sine"), name="gelu_sine").ok
     assert worker_module.torch_state() == baseline
+
+
+# -- losing workers ----------------------------------------------------------------------------------
+# A worker killed from outside (SIGKILL: an operator, the out-of-memory killer) costs at most the
+# candidate it held: retried once on a fresh worker, then `worker_lost`.
+
+# A good candidate whose evaluation takes a few seconds (a pure-Python loop on every call), so the
+# test's SIGKILL, sent as soon as the pool reports the worker busy, lands mid-evaluation.
+SLOW_GOOD = ("def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
+             "        for j in range(10):\n            total = total + 1.0\n    return torch.tanh(x) + 0.0 * total\n")
+GOOD = "def activation_function(x):\n    return torch.tanh(x)\n"
+LOSS_LIMITS = SandboxLimits(timeout_s=120, cpu_s=60, memory_mb=3072)
+
+
+def wait_ended(pid: int, timeout_s: float = 15) -> bool:
+    """Whether process `pid` ends (or is only a zombie, dead but not yet reaped) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def kill_when_busy(pool: SandboxPool, spare: set[int] = frozenset(), timeout_s: float = 120) -> int:
+    """SIGKILL the first worker that evaluates a candidate (not one of `spare`); its pid."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        busy = set(pool.busy_workers()) - set(spare)
+        if busy:
+            pid = busy.pop()
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        time.sleep(0.005)
+    raise AssertionError("no worker became busy")
+
+
+def test_a_worker_killed_mid_evaluation_costs_one_retry(small_lab):
+    with SandboxPool(workers=1, limits=LOSS_LIMITS) as pool:
+        future = pool.submit(SLOW_GOOD, small_lab, "slow")
+        killed = kill_when_busy(pool)
+        evaluation = future.result(timeout=120)
+        assert evaluation.ok, evaluation.error   # retried on a fresh worker, and scored
+        assert pool.started_workers == 2 and killed not in pool.worker_pids()
+
+
+def test_a_worker_killed_twice_fails_the_candidate_with_worker_lost_and_the_pool_goes_on(small_lab):
+    with SandboxPool(workers=1, limits=LOSS_LIMITS) as pool:
+        future = pool.submit(SLOW_GOOD, small_lab, "slow")
+        first = kill_when_busy(pool)
+        second = kill_when_busy(pool, spare={first})
+        evaluation = future.result(timeout=120)
+        assert not evaluation.ok and evaluation.stage == "sandbox"
+        assert evaluation.error["code"] == "worker_lost"
+        assert "SIGKILL" in evaluation.error["message"] and "retry on a fresh worker" in evaluation.error["message"]
+        assert pool.started_workers == 2  # tried twice, no more
+        assert not {first, second} & set(pool.worker_pids())
+        assert pool.evaluate(GOOD, small_lab, "next").ok   # the next candidate, on a replacement
+        assert pool.started_workers == 3
+
+
+def test_a_worker_killed_while_idle_costs_nothing(small_lab):
+    with SandboxPool(workers=1, limits=LOSS_LIMITS) as pool:
+        pool.start()
+        (idle,) = pool.worker_pids()
+        os.kill(idle, signal.SIGKILL)
+        while psutil.Process(idle).status() != psutil.STATUS_ZOMBIE:  # dead, not yet reaped by the pool
+            time.sleep(0.01)
+        assert pool.evaluate(GOOD, small_lab, "after").ok
+        assert pool.started_workers == 2   # the dead one replaced before the request, not after a loss
+
+
+def test_a_candidate_that_kills_its_own_worker_is_not_retried_and_keeps_its_code(small_lab):
+    """A limit's code (memory, CPU) is the candidate's own doing: no retry, not `worker_lost`."""
+    limits = SandboxLimits(timeout_s=60, cpu_s=2, memory_mb=3072)
+    with SandboxPool(workers=1, limits=limits) as pool:
+        for name, codes in (("torch_memory_bomb.py", {"memory_limit"}), ("busy_loop.py", {"cpu_limit"})):
+            before = pool.started_workers
+            evaluation = pool.evaluate((CORPUS / name).read_text(), small_lab, name)
+            assert evaluation.error["code"] in codes, evaluation.error
+            assert pool.started_workers - before <= 1   # one worker for it: never a second attempt
+        assert pool.evaluate(GOOD, small_lab, "after").ok
+
+
+def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab):
+    """An orphaned worker (its pool's process SIGKILLed mid-evaluation) does not run on for nobody."""
+    script = ("import sys, time\nfrom actmine.candidate.sandbox import SandboxLimits, SandboxPool\n"
+              "from actmine.lab.ensemble import Protocol\nfrom actmine.lab.fitness import Lab\n"
+              "from actmine.lab.tasks import Suite, feynman, polynomial\n"
+              "suite = Suite('sandbox-test', (polynomial(dim=1, seed=0), feynman('I.14.3')), (0,))\n"
+              f"lab = Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128), cache_dir={str(small_lab.cache_dir)!r})\n"
+              "pool = SandboxPool(workers=1, limits=SandboxLimits(timeout_s=600, cpu_s=600, memory_mb=3072))\n"
+              f"pool.submit({(CORPUS / 'busy_loop.py').read_text()!r}, lab, 'busy')\n"
+              "while not pool.busy_workers():\n    time.sleep(0.01)\n"
+              "print(*pool.busy_workers(), flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parent.parent)
+    try:
+        worker = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(timeout=10)
+        assert wait_ended(worker)   # its limits would let it run 600 s
+    finally:
+        parent.kill()
+        parent.wait()

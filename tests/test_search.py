@@ -12,38 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from actmine.config import Config, ConfigError
 from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
-
-SMALL_SUITE = {"name": "tiny", "seeds": [0],
-               "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1},
-                         {"family": "feynman", "equation": "I.14.3"}]}
-HELDOUT_SUITE = {"name": "tiny-heldout", "seeds": [7],
-                 "tasks": [{"family": "polynomial", "dim": 1, "seed": 9}, {"family": "feynman", "equation": "I.25.13"}]}
+from search_runs import programs, run_cli, write_tiny_config
 
 
 @pytest.fixture()
 def config_file(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
-    (tmp_path / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
-    config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2},
-              "executor": {"workers": 2},
-              "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "heldout.yaml"),
-                      "seeds": 1,
-                      "steps": 20},
-              "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def programs(run_dir: Path) -> list:
-    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
-        run = db.latest_run()
-        return db.programs(run["id"]) if run else []
+    return write_tiny_config(tmp_path)
 
 
 def test_short_search_end_to_end(tmp_path, config_file):
@@ -90,16 +68,9 @@ def test_the_same_function_is_recorded_once_and_linked(tmp_path, config_file):
     assert all(d.duplicate_of == originals[0].id and d.fitness == originals[0].fitness for d in duplicates)
 
 
-def _run_cli(config_file, run_dir, *extra):
-    exe = Path(sys.executable).with_name("actmine")
-    return subprocess.Popen([str(exe), "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
 def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path, config_file):
     run_dir = tmp_path / "run"
-    process = _run_cli(config_file, run_dir, "--budget", "40")
+    process = run_cli(config_file, run_dir, "--budget", "40")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         time.sleep(0.5)
@@ -112,7 +83,7 @@ def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path,
     with sqlite3.connect(run_dir / "programs.sqlite") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    resumed = _run_cli(config_file, run_dir, "--budget", "40")
+    resumed = run_cli(config_file, run_dir, "--budget", "40")
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     after = programs(run_dir)
@@ -121,7 +92,7 @@ def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path,
     assert len(set(indexes)) == 40                       # nothing evaluated twice
     by_index = {r.proposal_index: (r.id, r.source, r.fitness, r.status) for r in after}
     assert all(by_index[i] == before[i] for i in before)  # nothing that finished was lost or changed
-    assert min(i for i in indexes if i not in before) > max(before)
+    assert sorted(indexes) == list(range(40))            # gap-free: work lost in flight was proposed anew
 
 
 def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
@@ -136,7 +107,7 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
 
 def test_ctrl_c_stops_cleanly(tmp_path, config_file):
     run_dir = tmp_path / "run"
-    process = _run_cli(config_file, run_dir, "--budget", "200")
+    process = run_cli(config_file, run_dir, "--budget", "200")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not ((run_dir / "programs.sqlite").exists() and len(programs(run_dir)) >= 4):
         time.sleep(0.5)

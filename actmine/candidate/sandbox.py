@@ -11,6 +11,13 @@ the evaluation as plain JSON. The pool enforces, per request:
 - an answer of at most MAX_ANSWER_BYTES: a worker that writes a longer line is killed
   (`answer_too_large`) before the parent holds more of it.
 
+A worker lost for a reason none of those limits explains — SIGKILLed from outside (an operator, the
+system's out-of-memory killer), crashed, or gone — costs at most the candidate it held: the
+candidate is tried once more on a fresh worker (`LOSS_RETRIES`), and if that worker is lost too
+it fails with the second loss's code (`worker_lost` for a SIGKILL). A candidate that kills its own
+worker every time is therefore run at most twice, and keeps its own code: a limit's code
+(`LIMIT_CODES`) is never retried, since the limit fired because of what the candidate did.
+
 A worker starts with a scrubbed environment (an allow-list: no API keys or other secrets), its own
 temporary working directory (deleted with it) and, where the kernel permits, no network. The
 caller never hangs and never sees an exception from a candidate: every outcome is an `Evaluation`,
@@ -68,6 +75,12 @@ class SandboxLimits:
                 raise ValueError(f"sandbox limit {name!r} must be positive, got {value!r}")
 
 
+# Losses that a limit of the candidate's request explains (the candidate's own doing): never retried.
+LIMIT_CODES = frozenset({"timeout", "cpu_limit", "answer_too_large"})
+# How many times a candidate is tried again after losing its worker to anything else.
+LOSS_RETRIES = 1
+
+
 class WorkerLost(Exception):
     """The worker died or was killed before answering; `code` says why."""
 
@@ -79,7 +92,7 @@ class WorkerLost(Exception):
 def worker_environment(temporary: str, limits: SandboxLimits) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ENV_ALLOW}
     env.update(WORKER_ENV)
-    env.update({"HOME": temporary, "TMPDIR": temporary,
+    env.update({"HOME": temporary, "TMPDIR": temporary, "ACTMINE_PARENT_PID": str(os.getpid()),
                 "ACTMINE_WORKER_LIMITS": json.dumps({"memory_mb": limits.memory_mb})})
     # The worker must import actmine exactly as this process does (a source checkout or an install).
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,8 +152,9 @@ class _Worker:
             sig = signal.Signals(-status)
             if sig == signal.SIGXCPU:
                 return "cpu_limit", f"the candidate used more than {self.limits.cpu_s:g} s of CPU time"
-            if sig == signal.SIGKILL:
-                return "killed", "the worker was killed (SIGKILL; often the system's out-of-memory killer)"
+            if sig == signal.SIGKILL:  # a candidate cannot send signals: this came from outside
+                return "worker_lost", ("the worker was killed from outside (SIGKILL: an operator or the system's "
+                                       "out-of-memory killer)")
             if sig == signal.SIGSEGV:
                 return "worker_crashed", "the worker crashed (SIGSEGV; e.g. a C-level stack overflow)"
             return "worker_died", f"the worker died from signal {sig.name}"
@@ -192,6 +206,8 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._next_id = 0
+        self._started = 0
+        self._busy: dict[_Worker, str] = {}
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -206,6 +222,7 @@ class SandboxPool:
         worker = _Worker(self.limits)
         with self._lock:
             self._all.add(worker)
+            self._started += 1
         return worker
 
     def _retire(self, worker: _Worker) -> None:
@@ -232,6 +249,17 @@ class SandboxPool:
         with self._lock:
             return sorted(w.process.pid for w in self._all)
 
+    def busy_workers(self) -> dict[int, str]:
+        """The workers evaluating a candidate now (its request sent, no answer yet): pid → candidate name."""
+        with self._lock:
+            return {w.process.pid: name for w, name in self._busy.items()}
+
+    @property
+    def started_workers(self) -> int:
+        """How many worker processes this pool has started (replacements included)."""
+        with self._lock:
+            return self._started
+
     @property
     def network_isolated(self) -> bool | None:
         """Whether the workers run without network (None before any started)."""
@@ -241,11 +269,14 @@ class SandboxPool:
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, source: str, lab: Lab, name: str = "candidate",
-                 skip_fingerprints: Collection[str] = ()) -> Evaluation:
+                 skip_fingerprints: Collection[str] = (), retries: int = LOSS_RETRIES) -> Evaluation:
         """Evaluate one program through the whole cascade in a worker; never raises for the candidate.
 
         `skip_fingerprints`: functions already evaluated; a candidate computing one of them stops
-        after the probes with code `duplicate` (see `Lab.evaluate`).
+        after the probes with code `duplicate` (see `Lab.evaluate`). `retries`: how many times the
+        candidate is tried again, each time on a fresh worker, after losing its worker to a cause
+        that is not one of its limits (`LIMIT_CODES`); a caller that already retried it elsewhere
+        (a Dask worker lost mid-evaluation) passes 0.
         """
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
@@ -254,27 +285,21 @@ class SandboxPool:
                    "reference": {"id_error": lab.reference.id_error.tolist(),
                                  "ood_error": lab.reference.ood_error.tolist()}}
         started = time.perf_counter()
+        losses: list[WorkerLost] = []
         with self._slots:
-            with self._lock:
-                self._next_id += 1
-                payload["id"] = self._next_id
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                worker = None
-            try:
-                if worker is None or not worker.alive():
-                    if worker is not None:
-                        self._retire(worker)
-                    worker = self._spawn()
-                answer = worker.request(payload)
-            except WorkerLost as lost:
-                if worker is not None:
-                    self._retire(worker)
-                evaluation = Evaluation(activation=name, ok=False, workload=lab.workload_summary())
-                evaluation.fail("sandbox", lost.code, str(lost))
-                evaluation.seconds = round(time.perf_counter() - started, 4)
-                return evaluation
+            while True:
+                try:
+                    # After a loss, a fresh worker: one that ran nothing yet gives the candidate's
+                    # second attempt nothing to blame but the candidate.
+                    worker, answer = self._request(payload, name, fresh=bool(losses))
+                    break
+                except WorkerLost as lost:
+                    losses.append(lost)
+                    if lost.code in LIMIT_CODES or len(losses) > retries or self._closed:
+                        evaluation = Evaluation(activation=name, ok=False, workload=lab.workload_summary())
+                        evaluation.fail("sandbox", lost.code, _loss_message(losses))
+                        evaluation.seconds = round(time.perf_counter() - started, 4)
+                        return evaluation
             try:
                 evaluation = Evaluation.from_dict(answer["evaluation"])
                 if answer.get("id") != payload["id"]:
@@ -289,11 +314,50 @@ class SandboxPool:
                 self._idle.put(worker)
             return evaluation
 
+    def _request(self, payload: dict, name: str, fresh: bool) -> tuple[_Worker, dict]:
+        """Send one request to an idle worker (a new one if `fresh` or none is idle); its answer.
+
+        Raises WorkerLost, having retired the worker, when the worker is lost before answering.
+        """
+        with self._lock:  # a new id per attempt: an answer can only match the attempt that asked
+            self._next_id += 1
+            payload["id"] = self._next_id
+        worker = None
+        if not fresh:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            if worker is not None and not worker.alive():  # died while idle: it held no candidate
+                self._retire(worker)
+                worker = None
+        if worker is None:
+            worker = self._spawn()
+        with self._lock:
+            self._busy[worker] = name
+        try:
+            return worker, worker.request(payload)
+        except WorkerLost:
+            self._retire(worker)
+            raise
+        finally:
+            with self._lock:
+                self._busy.pop(worker, None)
+
     def submit(self, source: str, lab: Lab, name: str = "candidate",
-               skip_fingerprints: Collection[str] = ()) -> Future:
+               skip_fingerprints: Collection[str] = (), retries: int = LOSS_RETRIES) -> Future:
         """`evaluate` on a background thread; the Future's result is the Evaluation."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="actmine-sandbox")
         lab.reference  # computed once, here, before the threads need it
-        return self._executor.submit(self.evaluate, source, lab, name, skip_fingerprints)
+        return self._executor.submit(self.evaluate, source, lab, name, skip_fingerprints, retries)
+
+
+def _loss_message(losses: list[WorkerLost]) -> str:
+    """Why a candidate failed after losing its worker(s): the last loss, and the earlier ones."""
+    last = str(losses[-1])
+    if len(losses) == 1:
+        return last
+    earlier = "; ".join(f"{lost} ({lost.code})" for lost in losses[:-1])
+    return f"{last}, on the candidate's retry on a fresh worker; before that: {earlier}"

@@ -231,7 +231,7 @@ PYTHON_VALUE_ATTRIBUTES: frozenset[str] = frozenset("tolist item numpy tobytes".
 #: objects, and str.format (which reaches attributes through its format string). Anything starting
 #: with `_` is refused too.
 DANGEROUS_ATTRIBUTES: frozenset[str] = frozenset("""
-    register_hook register_post_accumulate_grad_hook backward retain_grad requires_grad_ grad grad_fn
+    register_hook register_post_accumulate_grad_hook backward retain_grad requires_grad_ detach_ grad grad_fn
     data share_memory_ storage untyped_storage typed_storage data_ptr apply_ map_ map2_ cuda
     pin_memory set_ resize_ resize_as_ resize_as_sparse_ sparse_resize_ sparse_resize_and_clear_
     record_stream as_subclass module_load const_data_ptr storage_type xpu ipu mtia hpu mps

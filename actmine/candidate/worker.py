@@ -9,7 +9,10 @@ still single-threaded) it:
   static policy is the barrier, and `hello` reports `network_isolated: false`);
 - caps its address space (RLIMIT_AS) and disables core dumps;
 - keeps the protocol's stdin/stdout for itself and points file descriptors 0 and 1 at /dev/null,
-  so a candidate that prints cannot corrupt the protocol.
+  so a candidate that prints cannot corrupt the protocol;
+- ends itself when its parent is gone (`exit_with_parent`): a worker whose pool's process was
+  killed mid-evaluation (a Dask worker SIGKILLed, say) would otherwise train its candidate to the
+  end for nobody, and only then read EOF on its request pipe.
 
 Then it answers requests, one JSON object per line: `{"id", "source", "name", "lab", "reference",
 "cpu_seconds"}` → `{"id", "evaluation", "recycle"}`. Before each request it sets RLIMIT_CPU to the
@@ -29,6 +32,8 @@ import json
 import os
 import resource
 import sys
+import threading
+import time
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -60,6 +65,22 @@ def set_cpu_budget(seconds: float) -> None:
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def exit_with_parent(parent: int, interval_s: float = 0.5) -> threading.Thread:
+    """Watch, on a daemon thread, that `parent` is still this process's parent; exit at once when not.
+
+    (A worker is its own session leader, so the signal that kills its parent does not reach it; and
+    PR_SET_PDEATHSIG would follow the parent *thread* that spawned it, which a pool does not keep.)
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    watcher = threading.Thread(target=watch, name="actmine-parent-watch", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def take_protocol_streams():
@@ -105,6 +126,9 @@ def main() -> None:
     limits = json.loads(os.environ.get("ACTMINE_WORKER_LIMITS", "{}"))
     network_isolated = isolate_network()
     limit_resources(int(limits.get("memory_mb", 0)))
+    # After the namespaces (unshare needs a single-threaded process); the pool names its pid, so a
+    # parent that died before this line is noticed too.
+    exit_with_parent(int(os.environ.get("ACTMINE_PARENT_PID") or os.getppid()))
     protocol_in, protocol_out = take_protocol_streams()
 
     import torch

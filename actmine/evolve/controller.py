@@ -8,7 +8,9 @@ in one transaction. No generations, no lock-step.
 
 Resume: everything that finished is in `programs.sqlite`; a new controller on the same run
 directory continues from the next proposal index. Evaluations in flight when the previous
-controller died are simply proposed anew.
+controller died are simply proposed anew, first and under their own indexes (so a run's indexes
+stay gap-free). One controller per run directory: `run` holds the
+directory's `RunLock` from before the database opens to the end, so a second one stops at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..candidate.sandbox import SandboxLimits
 from ..candidate.source import CandidateError, check_source
 from ..config import Config, ConfigError
 from ..executors import make_executor
+from ..faults import fault_point
 from ..lab.ensemble import Protocol
 from ..lab.fitness import Evaluation, Lab
 from ..lab.tasks import stable_seed
@@ -40,6 +43,7 @@ from ..language.files import ProgramEntry, render_program_file
 from ..terminal import terminal_text
 from .database import ProgramDatabase, ProgramRecord
 from .mutators import Failure, LabContext, Proposal, get_mutator
+from .runlock import RunLock
 from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
 from .seeds import seed_source
 
@@ -137,6 +141,14 @@ class Search:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Run the search to its budget (or time limit, Ctrl-C, the mutator's end) and return the
+        summary. The run directory's lock (`RunLock`) is taken first, before the lab is built or the
+        database opened, and held until the report is written: a second controller on the
+        directory fails at once with `RunLocked` instead of writing the same database."""
+        with RunLock(self.run_dir):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         config = self.config
         # The controller shares the machine with its workers; one thread also keeps the
         # mutators' in-process screening fast (torch's thread pool costs more than it saves here).
@@ -160,7 +172,11 @@ class Search:
         proposer = ThreadPoolExecutor(concurrency, thread_name_prefix="propose") if concurrency > 1 else None
         proposing: dict[Future, _Pending] = {}
         ready: deque[_Pending] = deque()
-        known_fingerprints = {p.fingerprint for p in database.programs(run_id) if p.fingerprint}
+        recorded = database.programs(run_id)
+        known_fingerprints = {p.fingerprint for p in recorded if p.fingerprint}
+        # proposals that were in flight when an earlier controller died: proposed anew first, under
+        # their own indexes, so that a run's indexes end up gap-free (0 .. budget - 1)
+        unfilled = deque(sorted(set(range(next_index)) - {p.proposal_index for p in recorded}))
         deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
         previous_handler = signal.signal(signal.SIGINT, self._interrupt)
         self._refresh_state(database, run_id, state, mutator)
@@ -179,8 +195,10 @@ class Search:
                             break  # the seeds are still being evaluated: nothing to select parents from
                         if proposer is not None and len(proposing) >= concurrency:
                             break
-                        index = next_index
-                        next_index += 1
+                        if unfilled:
+                            index = unfilled.popleft()
+                        else:
+                            index, next_index = next_index, next_index + 1
                         if index < len(seeds) or proposer is None:
                             ready.append(self._propose(database, run_id, mutator, seeds, index))
                         else:
@@ -191,10 +209,12 @@ class Search:
                     # settle finished proposals here; evaluate the rest as slots free up
                     while ready and len(in_flight) < executor.capacity:
                         pending = ready.popleft()
+                        fault_point("proposal_ready")
                         if not self._precheck(database, run_id, pending, state, mutator):
                             future = executor.submit(pending.proposal.source, lab, f"p{pending.index}",
                                                      skip_fingerprints=known_fingerprints)
                             in_flight[future] = pending
+                            fault_point("in_flight")
                     if not in_flight and not proposing:
                         if stopping and not ready:
                             break
@@ -212,10 +232,12 @@ class Search:
                             ready.append(pending)
                             continue
                         pending = in_flight.pop(future)
+                        fault_point("result_ready")
                         record = self._record(database, run_id, pending, future.result(), state, mutator)
                         if record.fingerprint:
                             known_fingerprints.add(record.fingerprint)
                         if state.evaluated % config.search.migration_interval == 0 and config.search.islands > 1:
+                            fault_point("migration")
                             migrate_ring(database, run_id, config.search.islands)
                     self._refresh_state(database, run_id, state, mutator)
                     view.update(self._render(state))
@@ -256,6 +278,7 @@ class Search:
         try:
             from ..report.html import write_report
 
+            fault_point("report")
             summary["report"] = str(write_report(self.run_dir))
         except Exception as exc:  # a convenience: the run's results are saved whatever happens here
             summary["report_error"] = f"{type(exc).__name__}: {exc}"
@@ -368,12 +391,12 @@ class Search:
             parent_ids=pending.parent_ids, island=pending.island, generation=pending.generation, cell=cell)
         record.source = normalised_source(pending.proposal.source) if evaluation.stage not in ("policy", "mutator") \
             else pending.proposal.source
-        with database.transaction():    # the program and the LLM calls that wrote it, together
+        with database.transaction():    # the program, the LLM calls that wrote it, a seed's places: together
             record.id = database.add_program(record)
             self._record_calls(database, run_id, record.id, pending.proposal)
-        if evaluation.ok and pending.proposal.mutator == "seed":
-            for island in range(1, self.config.search.islands):
-                database.migrate(run_id, record.id, island)
+            if evaluation.ok and pending.proposal.mutator == "seed":
+                for island in range(1, self.config.search.islands):
+                    database.migrate(run_id, record.id, island)
         state.evaluated += 1
         state.busy_seconds += evaluation.seconds
         if not evaluation.ok:
@@ -481,12 +504,16 @@ class Search:
             futures = [(record, pool.submit(record.source, heldout, f"program {record.id}")) for record in top]
             for record, future in futures:
                 evaluation = future.result()
+                fault_point("heldout_evaluated")
                 rows.append({"name": f"program {record.id}", "program_id": record.id,
                              "search_fitness": record.fitness,
                              "heldout_fitness": evaluation.fitness if evaluation.ok else None,
                              "error": evaluation.error})
-        for row in rows:
-            database.add_heldout(run_id, row["name"], row["program_id"], row)
+        with database.transaction():   # a resumed run checks again: its rows replace the earlier ones, all at once
+            database.clear_heldout(run_id)
+            for row in rows:
+                fault_point("heldout_write")
+                database.add_heldout(run_id, row["name"], row["program_id"], row)
         (self.run_dir / HELDOUT).write_text(json.dumps(rows, indent=2))
         return rows
 
@@ -518,4 +545,5 @@ def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabas
     text = render_program_file([ProgramEntry("best_activation", "BestActivation", str(best.source), info)], doc)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(text, encoding="utf-8")
+    fault_point("best_program_write")
     temporary.replace(path)

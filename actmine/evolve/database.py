@@ -23,6 +23,12 @@ Migration 3 added `programs.original_answer` (an LLM's whole answer, as it came)
 `programs.normalisation_changes` (JSON list of what the normaliser changed to make `source`); rows
 written before it read as None and [].
 
+Start-up checks (`check_before_opening`, run before a writer writes anything): a directory or file
+that cannot be written, a file that is not an SQLite database, is cut short or fails `PRAGMA
+quick_check`, and a file from a newer schema are refused with a `DatabaseError` that names the file
+and what to do, leaving every file as it was. Readers (`readonly=True`) refuse a file that is not a
+database or is from a newer schema with the same messages.
+
 Schema changes are append-only functions in `MIGRATIONS`; `MIGRATIONS[i]` takes a database from
 version i to i + 1 and runs, with the version bump, in one transaction when the file is opened.
 """
@@ -33,6 +39,7 @@ import ast
 import hashlib
 import json
 import math
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -40,6 +47,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+from ..faults import fault_point
 from .mutators import Parent, Proposal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +58,8 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 class DatabaseError(RuntimeError):
-    """The file is not a usable program database (too new, not migrated, written to read-only)."""
+    """The file is not a usable program database (too new, not migrated, damaged, not writable, written
+    to read-only)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +343,130 @@ def _finite_or_none(value: Any, what: str) -> float | None:
     return value
 
 
+# --------------------------------------------------------------------------------------------
+# Startup checks: what a writer refuses before it writes anything
+# --------------------------------------------------------------------------------------------
+
+SQLITE_MAGIC = b"SQLite format 3\x00"   # the first 16 bytes of every SQLite 3 database file
+
+
+def _newer_message(path: Path, version: int) -> str:
+    return (f"{path} has schema version {version}: a newer actmine wrote it (this one reads versions up to "
+            f"{SCHEMA_VERSION}). Nothing was changed; use that newer actmine with this run, or give another --run-dir")
+
+
+def _corrupt_message(path: Path, detail: str) -> str:
+    return (f"{path} is not a usable program database ({detail}). Nothing was changed. To start over in this "
+            f"directory, move it aside with its -wal and -shm files (e.g. `mv {path} {path}.broken`); to save "
+            "what is readable, run `sqlite3 FILE .recover` on a copy; or give another --run-dir")
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite's verdict on the file itself ("file is not a database", "database disk image is
+    malformed"), as opposed to an operational failure (locked, busy, cannot open, out of memory)."""
+    text = str(exc)
+    return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
+
+
+def _not_writable(path: Path, what: str) -> DatabaseError:
+    reason = "no write permission"
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            reason = "a read-only file system"
+    except OSError:
+        pass
+    return DatabaseError(f"{what} {path} is not writable ({reason}); nothing was changed. Give a --run-dir you "
+                         "can write to, or copy the run somewhere writable to resume it")
+
+
+def _check_header(path: Path, settled: bool = False) -> bool:
+    """Refuse a file whose first 100 bytes are not an SQLite header (plain reads, no SQLite: a
+    connection would create files beside it). False for an empty file (SQLite's empty database).
+
+    `settled` (no -wal or -journal beside it, so the file is the whole database): also refuse a
+    size that is not a whole number of pages, or fewer pages than the header counts. SQLite itself
+    reads a short last page as zeros, and `quick_check` looks at the b-trees, not at the rows, so a
+    file cut inside its last page would otherwise open with rows silently damaged."""
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+        size = os.fstat(handle.fileno()).st_size
+    if not header:
+        return False
+    if not header.startswith(SQLITE_MAGIC):
+        raise DatabaseError(_corrupt_message(path, f"not an SQLite database: it starts with {header[:16]!r}"))
+    if len(header) < 100:
+        raise DatabaseError(_corrupt_message(path, f"truncated: {len(header)} bytes, less than an SQLite header"))
+    if settled:
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        if page_size < 512 or size % page_size:
+            raise DatabaseError(_corrupt_message(path, f"truncated: {size} bytes is not a whole number of "
+                                                       f"{page_size}-byte pages"))
+        pages, counter, valid_for = (int.from_bytes(header[i:i + 4], "big") for i in (28, 24, 92))
+        if counter == valid_for and pages * page_size > size:   # the count is valid when these agree
+            raise DatabaseError(_corrupt_message(path, f"truncated: {size // page_size} of its {pages} pages"))
+    return True
+
+
+def check_before_opening(path: Path) -> None:
+    """Refuse, before anything is written, a database file that a writer cannot use: its directory
+    not writable (SQLite creates the -wal and -shm files there), the file or its -wal/-shm not
+    writable, a file that is not an SQLite database or is damaged (`PRAGMA quick_check`), a file
+    from a newer schema. Each raises `DatabaseError` saying what is wrong and what to do; the
+    files are left byte-for-byte as they were.
+
+    Why here: opening read-write writes at once (`PRAGMA journal_mode = WAL` rewrites the header
+    of a rollback-journal file, the migration transaction creates -wal/-shm), so a refusal after
+    opening would already have changed the run. The checks read with a separate read-only
+    connection; when no -wal or -journal file exists (no connection has the file open for
+    writing; the run lock keeps other controllers away), it opens the file `immutable`, so not
+    even -wal/-shm files appear beside a file it refuses.
+
+    A zero-byte file is SQLite's empty database (a controller killed before its first commit
+    leaves one) and is used as such. `os.access` is used rather than permission bits because root
+    passes any permission but not a read-only file system, and `access` reports both."""
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:   # a read-only parent, a path through a regular file, no permission
+        raise DatabaseError(f"cannot create the directory {directory} ({exc.strerror or exc}); give a --run-dir "
+                            "in a place you can write to") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise _not_writable(directory, "the directory")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise DatabaseError(f"{path} is not a file; give a --run-dir without anything of that name in it")
+    companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    for file in [path] + companions:
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            raise _not_writable(file, "the database file")
+    wal, journal = companions[0], companions[2]
+    in_use = any(file.exists() and file.stat().st_size > 0 for file in (wal, journal))
+    if not _check_header(path, settled=not in_use):
+        return
+    uri = path.resolve().as_uri() + ("?mode=ro" if in_use else "?mode=ro&immutable=1")
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open {path} to check it ({exc})") from None
+    try:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(_newer_message(path, version))
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if not _is_corruption(exc):
+            raise DatabaseError(f"cannot check {path} ({exc}); try again") from None
+        raise DatabaseError(_corrupt_message(path, str(exc))) from None
+    finally:
+        connection.close()
+    if problems != ["ok"]:
+        lines = [line.strip() for problem in problems for line in str(problem).splitlines()]
+        found = [line for line in lines if line and not line.startswith("***")]   # "*** in database main ***"
+        raise DatabaseError(_corrupt_message(path, "PRAGMA quick_check: " + "; ".join(found[:5])))
+
+
 class ProgramDatabase:
     """The search's SQLite store. `ProgramDatabase(path)` creates or migrates the file;
     `ProgramDatabase(path, readonly=True)` opens an existing, current file without ever writing.
@@ -346,21 +479,28 @@ class ProgramDatabase:
         if readonly:
             if not self.path.is_file():
                 raise DatabaseError(f"no program database at {self.path}")
+            _check_header(self.path)
             uri = self.path.resolve().as_uri() + "?mode=ro"
             self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_before_opening(self.path)   # refuse what we cannot use before writing anything
             self._conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         self._depth = 0
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             if readonly:
-                version = self.schema_version()
+                try:
+                    version = self.schema_version()
+                except sqlite3.DatabaseError as exc:
+                    if not _is_corruption(exc):
+                        raise
+                    raise DatabaseError(_corrupt_message(self.path, str(exc))) from None
+                if version > SCHEMA_VERSION:
+                    raise DatabaseError(_newer_message(self.path, version))
                 if version != SCHEMA_VERSION:
-                    raise DatabaseError(
-                        f"{self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
-                        + ("; open it once read-write to migrate it" if version < SCHEMA_VERSION else ""))
+                    raise DatabaseError(f"{self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
+                                        "; open it once read-write to migrate it")
             else:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -382,9 +522,8 @@ class ProgramDatabase:
     def _migrate(self) -> None:
         with self.transaction():  # BEGIN IMMEDIATE: two processes opening a new file cannot both migrate
             version = self.schema_version()
-            if version > SCHEMA_VERSION:
-                raise DatabaseError(f"{self.path} has schema version {version}, newer than this code's "
-                                    f"{SCHEMA_VERSION}")
+            if version > SCHEMA_VERSION:   # `check_before_opening` saw it already, unless it changed since
+                raise DatabaseError(_newer_message(self.path, version))
             for step in range(version, SCHEMA_VERSION):
                 MIGRATIONS[step](self._conn)
                 self._conn.execute(f"PRAGMA user_version = {step + 1}")
@@ -422,6 +561,7 @@ class ProgramDatabase:
             self._conn.execute("ROLLBACK")
             raise
         self._depth = 0
+        fault_point("db_commit")
         self._conn.execute("COMMIT")
 
     def close(self) -> None:
@@ -503,6 +643,7 @@ class ProgramDatabase:
             program_id = int(cursor.lastrowid)
             conn.executemany("INSERT INTO program_parents (child_id, parent_id, position) VALUES (?, ?, ?)",
                              [(program_id, int(p), i) for i, p in enumerate(record.parent_ids)])
+            fault_point("db_program_inserted")
             if record.status == "ok" and record.cell is not None:
                 self._offer_elite(record.run_id, record.island, record.cell, program_id, fitness)
         record.id = program_id
@@ -690,6 +831,11 @@ class ProgramDatabase:
         with self.transaction() as conn:
             conn.execute("INSERT INTO heldout (run_id, name, program_id, result, created_at) VALUES (?, ?, ?, ?, ?)",
                          (run_id, name, program_id, _dumps(result), time.time() if created_at is None else created_at))
+
+    def clear_heldout(self, run_id: int) -> None:
+        """Remove the run's held-out results (before a new check writes its own; one transaction)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM heldout WHERE run_id = ?", (run_id,))
 
     def heldout(self, run_id: int) -> list[dict[str, Any]]:
         """The run's held-out results in insertion order: {name, program_id, result, created_at}."""

@@ -41,7 +41,7 @@ def _lab_code_hash() -> str:
     """A hash of the lab's own source: a change to how tasks are drawn or models trained must not
     be answered from a reference cached by the previous code."""
     digest = hashlib.sha256()
-    for module in ("tasks.py", "ensemble.py", "fitness.py"):
+    for module in ("tasks.py", "generators.py", "expression_tasks.py", "ensemble.py", "fitness.py"):
         digest.update((Path(__file__).with_name(module)).read_bytes())
     return digest.hexdigest()[:16]
 

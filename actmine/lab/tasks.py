@@ -369,15 +369,98 @@ FAMILIES: dict[str, Callable[..., Task]] = {
 }
 
 
+# The fields of a suite entry that names a generator (see docs/lab.md, "Task generators").
+GENERATOR_ENTRY_FIELDS = ("generator", "params", "index", "indexes", "start", "count", "name", "family")
+MAX_DRAWS_PER_ENTRY = 100_000
+
+
+def expand_generator_entry(definition: Mapping[str, Any], where: str = "task") -> list[Task]:
+    """The tasks of a suite entry {generator, params, index | indexes: [start, stop) | count (+ start)}.
+
+    A drawn task's own `to_dict()` ({family, generator, params, index, name}) is such an entry with
+    one index, so this also rebuilds drawn tasks.
+    """
+    from .generators import get_generator   # generators.py builds on this module
+
+    args = dict(definition)
+    generator = args.get("generator")
+    label = f"{where} (generator {generator!r})"
+    unknown = sorted(set(args) - set(GENERATOR_ENTRY_FIELDS))
+    if unknown:
+        raise SuiteError(f"{label}: unknown field(s) {', '.join(unknown)} for a generator entry; "
+                         f"allowed: {', '.join(GENERATOR_ENTRY_FIELDS)}")
+    if not isinstance(generator, str):
+        raise SuiteError(f"{where}: field 'generator' must be a generator name, got {generator!r}")
+    params = args.get("params", {})
+    if not isinstance(params, Mapping):
+        raise SuiteError(f"{label}: field 'params' must be a mapping of parameter names to values, got {params!r}")
+
+    def integer(field_name: str, minimum: int) -> int:
+        value = args[field_name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise SuiteError(f"{label}: field {field_name!r} must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    forms = [f for f in ("index", "indexes", "count") if f in args]
+    if len(forms) != 1:
+        raise SuiteError(f"{label}: give exactly one of 'index' (one task), 'indexes: [start, stop]' (the "
+                         f"indexes start..stop-1) or 'count' (with an optional 'start'); got "
+                         f"{', '.join(forms) or 'none'}")
+    if "start" in args and "count" not in args:
+        raise SuiteError(f"{label}: field 'start' goes with 'count'; with 'indexes' write [start, stop]")
+    if "name" in args and "index" not in args:
+        raise SuiteError(f"{label}: field 'name' names one task; use it with 'index', not with a range")
+    if "index" in args:
+        indexes = range(integer("index", 0), args["index"] + 1)
+    elif "count" in args:
+        start = integer("start", 0) if "start" in args else 0
+        indexes = range(start, start + integer("count", 1))
+    else:
+        pair = args["indexes"]
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                or not 0 <= pair[0] < pair[1]):
+            raise SuiteError(f"{label}: field 'indexes' must be [start, stop] with 0 <= start < stop (the indexes "
+                             f"start..stop-1, as Python's range), got {pair!r}")
+        indexes = range(pair[0], pair[1])
+    if len(indexes) > MAX_DRAWS_PER_ENTRY:
+        raise SuiteError(f"{label}: {len(indexes)} draws in one entry; at most {MAX_DRAWS_PER_ENTRY}")
+    try:
+        chosen = get_generator(generator, **dict(params))
+        family = args.get("family", chosen.family)
+        if family != chosen.family:
+            raise SuiteError(f"field 'family' is {family!r}, but generator {generator!r} draws "
+                             f"{chosen.family!r} tasks; drop the field or fix it")
+        drawn = [chosen.draw(i) for i in indexes]
+    except SuiteError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
+    if "name" in args and args["name"] != drawn[0].name:
+        task = drawn[0]
+        drawn = [Task(str(args["name"]), task.family, task.variables, task.target, task.id_box, task.ood_box,
+                      {**task.spec, "name": str(args["name"])}, task.description)]
+    return drawn
+
+
 def build_task(definition: Mapping[str, Any], where: str = "task") -> Task:
-    """Build a task from a mapping {"family": ..., **arguments}, as found in a suite file."""
+    """Build a task from a mapping {"family": ..., **arguments}, as found in a suite file.
+
+    A mapping with a "generator" field is a drawn task ({generator, params, index}; see
+    `expand_generator_entry`), which is how a drawn task's `to_dict()` is rebuilt.
+    """
     if not isinstance(definition, Mapping):
         raise SuiteError(f"{where}: must be a mapping with a 'family' field, got {definition!r}")
+    if "generator" in definition:
+        tasks = expand_generator_entry(definition, where)
+        if len(tasks) != 1:
+            raise SuiteError(f"{where}: a single task was expected; this generator entry draws {len(tasks)} "
+                             "(use 'index', or put the entry in a suite's task list)")
+        return tasks[0]
     args = dict(definition)
     family = args.pop("family", None)
     label = f"{where} ({args['name']!r})" if "name" in args else where
     if family not in FAMILIES:
-        raise SuiteError(f"{label}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r}")
+        raise SuiteError(f"{label}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r} "
+                         "(or draw tasks with a 'generator' field; see docs/lab.md)")
     constructor = FAMILIES[family]
     parameters = inspect.signature(constructor).parameters
     unknown = sorted(set(args) - set(parameters))
@@ -442,8 +525,14 @@ class Suite:
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise SuiteError(f"{source}: field 'tasks' must be a non-empty list of task mappings")
-        built = tuple(build_task(t, where=f"{source}: task {i + 1}") for i, t in enumerate(tasks))
-        return cls(str(name), built, tuple(seeds))
+        built: list[Task] = []
+        for i, entry in enumerate(tasks):
+            where = f"{source}: task {i + 1}"
+            if isinstance(entry, Mapping) and "generator" in entry:
+                built += expand_generator_entry(entry, where)   # one entry may draw many tasks
+            else:
+                built.append(build_task(entry, where=where))
+        return cls(str(name), tuple(built), tuple(seeds))
 
 
 def load_suite_file(path: str | Path) -> Suite:
