@@ -640,6 +640,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .faults import FaultPlanError, active_plan
+
+    try:
+        active_plan()
+    except FaultPlanError as exc:
+        print(f"actmine: error: {terminal_text(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     if getattr(args, "seeds", None) is not None and args.seeds < 1:
         print("actmine: error: --seeds must be at least 1", file=sys.stderr)
         return EXIT_USAGE

@@ -119,11 +119,22 @@ def kill(name: str, count: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-_PLAN = parse_plan(os.environ.get(ENVIRONMENT_VARIABLE))
+_UNREAD = object()
+_PLAN: "_Plan | None | object" = _UNREAD
+
+
+def active_plan() -> "_Plan | None":
+    """The plan ACTMINE_FAULT names, read once (lazily: a malformed value is reported by whoever asks
+    first -- the CLI does at start, as a usage error -- rather than when a module is imported)."""
+    global _PLAN
+    if _PLAN is _UNREAD:
+        _PLAN = parse_plan(os.environ.get(ENVIRONMENT_VARIABLE))
+    return _PLAN  # type: ignore[return-value]
 
 
 def fault_point(name: str) -> None:
     """A moment a crash test may kill this process at (see the module docstring). A no-op unless
     ACTMINE_FAULT is set."""
-    if _PLAN is not None:
-        _PLAN.hit(name)
+    plan = _PLAN if _PLAN is not _UNREAD else active_plan()
+    if plan is not None:
+        plan.hit(name)

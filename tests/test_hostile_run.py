@@ -116,6 +116,8 @@ def test_no_load_path_runs_the_hostile_program(hostile_run, tmp_path, restore_re
     # the good program of the same pack loads alone, and computes its own function
     module = activations.get(f"{pack}:mined_{good}")
     torch.testing.assert_close(module(torch.tensor([-1.0, 2.0])), torch.tensor([0.0, 6.0]))
+    doc = type(module).__doc__   # `help()` prints it: the model name's BEL and CR are shown, not sent
+    assert "Made by: symbolic (m\\x07" in doc and not CONTROLS & set(doc)
     # read as candidates: the source comes back as text, and the policy refuses it
     for source in (read_candidate_file(hostile_run["best_file"]), read_candidate_reference(f"{pack}:mined_{best}")[1]):
         assert "os.system" in source

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from actmine.evolve.database import SCHEMA_VERSION, DatabaseError, ProgramDatabase, ProgramRecord
-from actmine.evolve.runlock import LOCK_FILE, RunDirError, RunLock, RunLocked, read_holder
+from actmine.evolve.runlock import LOCK_FILE, Holder, RunDirError, RunLock, RunLocked, read_holder
 from search_runs import programs, run_cli, write_tiny_config
 
 ACTMINE = str(Path(sys.executable).with_name("actmine"))
@@ -366,3 +366,20 @@ def test_a_run_directory_through_a_file_is_refused(tmp_path, config_file):
     assert done.returncode == 2 and "cannot create the run directory" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert blocker.read_text() == "not a directory\n"
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path):
+    run_dir, victim = tmp_path / "run", tmp_path / "victim.txt"
+    run_dir.mkdir()
+    victim.write_text("keep me\n")
+    (run_dir / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(RunDirError, match="symbolic link"):
+        RunLock(run_dir).acquire()
+    assert victim.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("started", ["1e300", "Infinity", "\"soon\"", "-1e300"])
+def test_a_holder_record_with_an_impossible_time_reads_as_unknown(started):
+    text = '{"pid": 7, "host": "h", "started": %s, "command": ["actmine"]}' % started
+    assert Holder.from_json(text) is None
+    assert "another actmine search is running" in str(RunLocked(Path("/r"), Holder.from_json(text)))

@@ -415,21 +415,14 @@ def _register_programs(classes: dict, path: str | Path, registry: ActivationRegi
     return names
 
 
-def _split_pack_reference(name: str) -> tuple[str, str] | None:
-    """``"path/to/pack.py:mined_12"`` -> (path, name); None for a plain name."""
-    if ".py:" not in name:   # the common case (a registry name) without importing the file format
-        return None
-    from ..language.files import split_program_reference
-
-    return split_program_reference(name)
-
-
 def get(name_or_callable: str | nn.Module | type[nn.Module] | Callable[..., Tensor], /, **kwargs: Any) -> nn.Module:
     """:meth:`ActivationRegistry.get` on the package registry, plus ``"path/to/pack.py:name"``:
     read that generated program file (never importing it), check and compile only the program
     ``name`` through the candidate policy (see :func:`load_pack`), register it and return a module."""
     if isinstance(name_or_callable, str):
-        reference = _split_pack_reference(name_or_callable)
+        from ..language.files import split_program_reference
+
+        reference = split_program_reference(name_or_callable)
         if reference is not None:
             from ..candidate.loader import load_program_file
 

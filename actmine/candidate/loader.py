@@ -25,6 +25,7 @@ from torch import nn
 
 from ..language.files import (FORMAT_NAME, FORMAT_VERSION, PROGRAMS_NAME, ProgramEntry, ProgramFile,
                               ProgramFileError, programs_from_data)
+from ..terminal import terminal_text
 from .source import DEFAULT_MAX_SOURCE_CHARS, CandidateError, compile_candidate, read_program_file_at
 
 __all__ = ["ProgramModule", "compile_programs", "install_programs", "load_program_file"]
@@ -82,7 +83,7 @@ def _describe(entry: ProgramEntry, origin: str) -> str:
         lines.append("Lineage (newest first):")
         lines += [f"    #{step.get('program_id')} (fitness {step.get('fitness')}): {step.get('rationale')}"
                   for step in lineage if isinstance(step, dict)]
-    return "\n".join(lines)
+    return terminal_text("\n".join(lines))   # `help(Mined12)` prints it: no live escape sequences
 
 
 def _module_class(entry: ProgramEntry, function: Callable, module_name: str, origin: str) -> type[ProgramModule]:

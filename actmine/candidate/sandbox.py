@@ -116,8 +116,12 @@ class _Worker:
         self.tasks = 0
         try:
             self.hello = self._read_message(limits.start_timeout_s)
-        except WorkerLost:
+        except WorkerLost as lost:
             self.kill()
+            if lost.code == "timeout":   # a slow start is the machine's doing, never the candidate's
+                raise WorkerLost("worker_start_timeout",
+                                 f"a new worker did not start within {limits.start_timeout_s:g} s (a busy machine? "
+                                 "raise sandbox.start_timeout_s)") from None
             raise
 
     def _read_message(self, timeout: float) -> dict:
@@ -144,7 +148,16 @@ class _Worker:
             self.kill()
             raise WorkerLost("answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; "
                                                  "the worker was killed")
-        return json.loads(line)
+        try:
+            message = json.loads(line)
+        except ValueError as exc:   # not JSON: the worker is broken, whatever it was running
+            self.kill()
+            raise WorkerLost("bad_worker_answer", f"the worker's answer was not JSON ({exc}); the worker was "
+                                                  "killed") from None
+        if not isinstance(message, dict):
+            self.kill()
+            raise WorkerLost("bad_worker_answer", "the worker's answer was not a JSON object; the worker was killed")
+        return message
 
     def _death_reason(self) -> tuple[str, str]:
         status = self.process.returncode
@@ -221,8 +234,13 @@ class SandboxPool:
     def _spawn(self) -> _Worker:
         worker = _Worker(self.limits)
         with self._lock:
-            self._all.add(worker)
-            self._started += 1
+            closed = self._closed
+            if not closed:
+                self._all.add(worker)
+                self._started += 1
+        if closed:   # `close` ran while this one started: it must not outlive the pool
+            worker.kill()
+            raise WorkerLost("worker_lost", "the sandbox pool was closed")
         return worker
 
     def _retire(self, worker: _Worker) -> None:
@@ -231,7 +249,8 @@ class SandboxPool:
             self._all.discard(worker)
 
     def close(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
@@ -308,7 +327,7 @@ class SandboxPool:
                 self._retire(worker)
                 evaluation = Evaluation(activation=name, ok=False, workload=lab.workload_summary())
                 return evaluation.fail("sandbox", "bad_worker_answer", f"the worker's answer was malformed: {exc}")
-            if answer.get("recycle") or worker.tasks >= self.limits.max_tasks_per_worker:
+            if answer.get("recycle") or worker.tasks >= self.limits.max_tasks_per_worker or self._closed:
                 self._retire(worker)
             else:
                 self._idle.put(worker)
@@ -340,6 +359,9 @@ class SandboxPool:
         except WorkerLost:
             self._retire(worker)
             raise
+        except Exception as exc:   # the pipes closed under us (the pool closing), an OS error: a lost worker
+            self._retire(worker)
+            raise WorkerLost("worker_died", f"the worker was lost ({type(exc).__name__}: {exc})") from None
         finally:
             with self._lock:
                 self._busy.pop(worker, None)

@@ -109,6 +109,7 @@ import torch.nn.functional as F
 
 from actmine.language import ops as _language
 from actmine.language.normalise import normalise
+from actmine.language.program import ast_depth
 
 from .load_time import check_load_time
 
@@ -399,20 +400,6 @@ def _binding_counts(tree: ast.Module) -> Counter[str]:
         elif isinstance(node, ast.alias):
             names[(node.asname or node.name).split(".")[0]] += 1
     return names
-
-
-def _max_depth(tree: ast.AST) -> tuple[int, ast.AST | None]:
-    """The depth of the deepest node (iteratively: the tree may be too deep to recurse over)."""
-    deepest, where = 0, None
-    stack = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > deepest:
-            deepest, where = depth, node
-            if depth > MAX_AST_DEPTH:
-                break
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest, where
 
 
 def _attribute_refusal(attr: str) -> tuple[str, str]:
@@ -1073,7 +1060,7 @@ def check_source(source: str, max_chars: int = DEFAULT_MAX_SOURCE_CHARS, filenam
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc) or type(exc).__name__
         raise CandidateError("syntax_error", f"{where}cannot parse the candidate: {reason}") from None
 
-    depth, deepest = _max_depth(tree)
+    depth, deepest = ast_depth(tree, MAX_AST_DEPTH)
     if depth > MAX_AST_DEPTH:
         line = getattr(deepest, "lineno", None)
         at = f"line {line}: " if line else ""

@@ -35,6 +35,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -109,9 +110,11 @@ class Holder:
         """The holder in the file's text, None when the text is not a complete record."""
         try:
             data: Any = json.loads(text)
-            return cls(pid=int(data["pid"]), host=str(data["host"]), started=float(data["started"]),
-                       command=tuple(str(part) for part in data["command"]))
-        except (ValueError, KeyError, TypeError):
+            holder = cls(pid=int(data["pid"]), host=str(data["host"]), started=float(data["started"]),
+                         command=tuple(str(part) for part in data["command"]))
+            time.localtime(holder.started)   # a time the message can show (not inf, not 1e300)
+            return holder
+        except (ValueError, KeyError, TypeError, OverflowError, OSError):
             return None
 
 
@@ -173,10 +176,16 @@ class RunLock:
         # anything (root passes permission bits, but not a read-only file system; os.access sees both).
         if not os.access(self.run_dir, os.W_OK | os.X_OK):
             raise _unwritable(self.run_dir)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:   # never through a link: a run directory from elsewhere could point the lock at any file
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RunDirError(f"{self.path} is a symbolic link; remove it (the lock file must be a plain "
+                                  "file of the run directory) and run this command again") from None
             raise _unwritable(self.run_dir, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunDirError(f"{self.path} is not a regular file; remove it and run this command again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

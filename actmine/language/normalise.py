@@ -77,12 +77,14 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import inspect
 import re
 from dataclasses import dataclass
 from typing import Callable
 
 from . import ops as _ops
+from .program import ast_depth
 
 __all__ = ["Normalised", "normalise", "ACTIVATION_MODULES"]
 
@@ -370,21 +372,25 @@ class _Analysis:
 
     def bound_anywhere(self, name: str) -> bool:
         """Whether anything in the program binds `name` (in any scope)."""
-        if name in self.module_globals:
-            return True
+        return name in self.module_globals or name in self.bound_names
+
+    @functools.cached_property
+    def bound_names(self) -> frozenset[str]:
+        """Every name the program binds anywhere (assignments, parameters, definitions, `except ... as`,
+        imports), collected in one walk (asked once per call of many rules)."""
+        names: set[str] = set()
         for node in ast.walk(self.tree):
-            if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, (ast.Store, ast.Del)):
-                return True
-            if isinstance(node, ast.arg) and node.arg == name:
-                return True
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-                return True
-            if isinstance(node, ast.ExceptHandler) and node.name == name:
-                return True
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and \
-                    any((a.asname or a.name).split(".")[0] == name for a in node.names):
-                return True
-        return False
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                names.add(node.id)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                names.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        return frozenset(names)
 
     def chain(self, name: ast.Name) -> tuple[ast.expr, list[str]]:
         """The longest attribute chain read from `name` (`nn.functional.silu`) and its attributes."""
@@ -465,15 +471,6 @@ def _snake(name: str) -> str:
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     return name.lower()
-
-
-def _max_depth(tree: ast.AST) -> int:
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
 
 
 #: Deeper programs are left as written (the policy refuses past 200 levels; recursion stays bounded).
@@ -609,7 +606,7 @@ class _Normaliser:
     # -- the run --
 
     def run(self) -> Normalised:
-        if _max_depth(self.tree) > _MAX_DEPTH:
+        if ast_depth(self.tree, _MAX_DEPTH)[0] > _MAX_DEPTH:
             return Normalised(self.source)
         self.drop_future_imports()
         self.drop_main_blocks()

@@ -197,3 +197,18 @@ def render_program(expr: ast.expr, param: str = PARAM) -> str:
     """`def activation_function(<param>):\\n    return <expr>\\n` -- the one way a bare expression
     becomes candidate source."""
     return f"def {ENTRY_POINT}({param}):\n    return {ast.unparse(expr)}\n"
+
+
+def ast_depth(tree: ast.AST, stop_beyond: int | None = None) -> tuple[int, ast.AST | None]:
+    """The depth of the deepest node of `tree` and that node, walked iteratively (a hostile tree may be
+    too deep to recurse over); with `stop_beyond`, the walk stops at the first node deeper than that."""
+    deepest, where = 0, None
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest, where = depth, node
+            if stop_beyond is not None and depth > stop_beyond:
+                break
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest, where

@@ -236,8 +236,9 @@ def _printable(text: str) -> str:
     candidate messages' size (`probes.cap_message`): error messages come from the job's process,
     which ran untrusted code. Applying it twice changes nothing (results are read back through it)."""
     from ..candidate.probes import MESSAGE_LIMIT, cap_message
+    from ..terminal import terminal_text
 
-    text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    text = terminal_text(text)
     # the margin holds cap_message's note, so that a cut text is not cut again
     return cap_message(text, MESSAGE_LIMIT) if len(text) > MESSAGE_LIMIT + 64 else text
 
@@ -1009,6 +1010,9 @@ def _cell_text(row: Mapping[str, Any] | None) -> str:
 def results_table(rows: Sequence[Mapping[str, Any]], title: str | None = None):
     """A rich Table: rows = activations, columns = benchmarks, cells "mean ± std (log-ratio)"."""
     from rich.table import Table
+    from rich.text import Text
+
+    from ..terminal import terminal_text
 
     activations = list(dict.fromkeys(r["activation"] for r in rows))
     benchmarks = list(dict.fromkeys(r["benchmark"] for r in rows))
@@ -1021,7 +1025,9 @@ def results_table(rows: Sequence[Mapping[str, Any]], title: str | None = None):
         table.add_column(f"{benchmark} ({metrics[benchmark]})" if metrics[benchmark] else benchmark,
                          justify="right", no_wrap=True)
     for activation in activations:
-        table.add_row(activation, *[_cell_text(by_cell.get((activation, b))) for b in benchmarks])
+        # Text, not markup: an activation's name is a file stem or a path the user gave
+        table.add_row(Text(terminal_text(activation, keep_newlines=False)),
+                      *[_cell_text(by_cell.get((activation, b))) for b in benchmarks])
     return table
 
 

@@ -177,7 +177,8 @@ FIXES: dict[str, Fix] = {
 #: Failures of the service, not of the answer (the model was unreachable, the mutator or the
 #: executor failed, the budget ran out, a worker was killed from outside twice): not shown in
 #: prompts, since the model can learn nothing from them.
-NOT_THE_ANSWER = frozenset({"llm_unavailable", "mutator_error", "budget", "executor_error", "worker_lost"})
+NOT_THE_ANSWER = frozenset({"llm_unavailable", "mutator_error", "budget", "executor_error", "worker_lost",
+                            "worker_start_timeout"})
 
 
 def reason_code(reason: str) -> str:
