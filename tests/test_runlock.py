@@ -82,6 +82,26 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def lock_is_free(run_dir: Path) -> bool:
+    try:
+        with RunLock(run_dir):
+            return True
+    except RunLocked:
+        return False
+
+
+def holders_of(run_dir: Path) -> list[str]:
+    """The processes with the lock file open, for a failure message."""
+    target, found = str((run_dir / LOCK_FILE).resolve()), []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                found.append(f"{fd_dir.parent.name}: {(fd_dir.parent / 'cmdline').read_bytes()[:120]!r}")
+        except OSError:
+            continue
+    return found
+
+
 def kill_group(pid: int) -> None:
     """SIGKILL to what is left of a process group started by a test (nothing, at times)."""
     try:
@@ -234,8 +254,9 @@ def test_one_controller_per_run_and_readers_beside_it(tmp_path, config_file):
 
         os.kill(controller, signal.SIGKILL)             # the controller alone; its workers may linger
         wait_for(lambda: not alive(controller), "the controller to die")
-        with RunLock(run_dir):                          # no stale lock: the next controller may start
-            pass
+        # no stale lock: the next controller may start (a child the controller was forking when it was
+        # killed holds the file until it execs, which closes it: O_CLOEXEC; so allow a few seconds)
+        wait_for(lambda: lock_is_free(run_dir), f"the lock to be released (held by {holders_of(run_dir)})", limit=20)
     finally:
         kill_group(first.pid)
     with sqlite3.connect(run_dir / "programs.sqlite") as connection:

@@ -54,6 +54,9 @@ def test_short_search_end_to_end(tmp_path, config_file):
     assert heldout["relu"]["heldout_fitness"] == 0.0
     assert {"gelu", "gelu_sine", "gelu_sinc_perturbation"} <= set(heldout)
     assert sum(1 for row in heldout.values() if row["program_id"] is not None) == 2
+    # ... and best_activation.py carries the winner's held-out score, rewritten after the check
+    assert module.BestActivation.heldout_fitness == heldout[f"program {best.id}"]["heldout_fitness"]
+    assert module.BestActivation.heldout_fitness is not None
 
 
 def test_the_same_function_is_recorded_once_and_linked(tmp_path, config_file):

@@ -273,6 +273,9 @@ class Search:
                       f"{self.config.lab.heldout_suite}"
             with Console().status(message) if self.live else nullcontext():
                 summary["heldout"] = self.heldout_check(database, run_id)
+            checked = next((row for row in summary["heldout"] if best is not None and row["program_id"] == best.id), None)
+            if checked is not None:   # the file now says how the winner did on the held-out suite too
+                write_best_program(self.run_dir / BEST_PROGRAM, best, database, checked["heldout_fitness"])
         database.update_run(run_id, status="interrupted" if self._stop else "finished")
         database.close()
         try:
@@ -518,17 +521,19 @@ class Search:
         return rows
 
 
-def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase) -> None:
+def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase,
+                       heldout_fitness: float | None = None) -> None:
     """Write `best_activation.py`: the best program as a generated program file (data only, see
     `actmine.language.files`) -- its source, scores, origin, rationale and lineage as literals,
     and the call of the checked loader, so `from best_activation import BestActivation` compiles
-    the program through the candidate policy and the restricted namespace, never as plain code."""
+    the program through the candidate policy and the restricted namespace, never as plain code.
+    Written when the search ends, and again with `heldout_fitness` once the held-out check has scored it."""
     lineage, record, seen = [], best, set()
     while record is not None and record.id not in seen:
         seen.add(record.id)
         lineage.append({"program_id": record.id, "fitness": record.fitness, "rationale": str(record.rationale or "")})
         record = database.get(record.parent_ids[0]) if record.parent_ids else None
-    info = {"program_id": best.id, "search_fitness": best.fitness,
+    info = {"program_id": best.id, "search_fitness": best.fitness, "heldout_fitness": heldout_fitness,
             "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
             "pointwise": (best.probes or {}).get("pointwise", True) is not False,
             "run_dir": str(path.parent.resolve()), "proposal_index": best.proposal_index,
