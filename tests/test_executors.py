@@ -20,6 +20,7 @@ from actmine.executors import DaskExecutor, Executor, LocalExecutor, make_execut
 from actmine.lab.ensemble import Protocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
+from worker_loss import LOSS_LIMITS, SLOW_GOOD, wait_ended
 
 GOOD = "def activation_function(x):\n    return torch.tanh(x)\n"
 IMPORT_OS = "import os\n\ndef activation_function(x):\n    return x\n"
@@ -222,22 +223,6 @@ def test_dask_close_fails_pending_work_and_stops_every_process(lab):
 
 # A good candidate that takes a few seconds to evaluate, so a kill sent as soon as its sandbox is
 # busy lands mid-evaluation.
-SLOW_GOOD = ("def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
-             "        for j in range(10):\n            total = total + 1.0\n    return torch.tanh(x) + 0.0 * total\n")
-LOSS_LIMITS = SandboxLimits(timeout_s=120, cpu_s=60, memory_mb=3072)
-
-
-def wait_ended(pid: int, timeout_s: float = 15) -> bool:
-    """Whether process `pid` ends (or is only a zombie, dead but not yet reaped) within `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def started_processes(me: psutil.Process, before: set[int]) -> list[psutil.Process]:

@@ -24,6 +24,7 @@ from actmine.candidate.sandbox import MAX_ANSWER_BYTES, SandboxLimits, SandboxPo
 from actmine.lab.ensemble import Protocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
+from worker_loss import LOSS_LIMITS, SLOW_GOOD, wait_ended
 
 CORPUS = Path(__file__).parent / "candidates"
 LIMITS = SandboxLimits(timeout_s=20, cpu_s=6, memory_mb=3072, max_tasks_per_worker=20)
@@ -221,23 +222,7 @@ def test_the_lab_leaves_torch_global_state_alone(small_lab):
 
 # A good candidate whose evaluation takes a few seconds (a pure-Python loop on every call), so the
 # test's SIGKILL, sent as soon as the pool reports the worker busy, lands mid-evaluation.
-SLOW_GOOD = ("def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
-             "        for j in range(10):\n            total = total + 1.0\n    return torch.tanh(x) + 0.0 * total\n")
 GOOD = "def activation_function(x):\n    return torch.tanh(x)\n"
-LOSS_LIMITS = SandboxLimits(timeout_s=120, cpu_s=60, memory_mb=3072)
-
-
-def wait_ended(pid: int, timeout_s: float = 15) -> bool:
-    """Whether process `pid` ends (or is only a zombie, dead but not yet reaped) within `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def kill_when_busy(pool: SandboxPool, spare: set[int] = frozenset(), timeout_s: float = 120) -> int:
