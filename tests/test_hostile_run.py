@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import io
 import json
-import sys
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from actmine.evolve.controller import Search, SearchState, write_best_program
 from actmine.evolve.database import ProgramDatabase, ProgramRecord
 from actmine.report import export_pack
 from actmine.terminal import terminal_text
+from test_export import import_plainly
 
 ONE_TASK_SUITE = "name: one\nseeds: [0]\ntasks:\n  - family: polynomial\n    dim: 1\n    seed: 0\n"
 TERMINAL_ATTACK = "\x1b]0;owned\x07\x1b[2J\x9b31m\r\x08"
@@ -76,16 +76,6 @@ def refused_with_import(call):
         call()
     assert refused.value.code == "import", str(refused.value)
     return str(refused.value)
-
-
-def import_plainly(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
 
 
 def test_the_generated_files_hold_the_hostile_text_as_data_only(hostile_run):

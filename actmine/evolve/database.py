@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..faults import fault_point
 from .mutators import Parent, Proposal
+from .runlock import unwritable_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..lab.fitness import Evaluation
@@ -369,14 +370,8 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
 
 
 def _not_writable(path: Path, what: str) -> DatabaseError:
-    reason = "no write permission"
-    try:
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
-            reason = "a read-only file system"
-    except OSError:
-        pass
-    return DatabaseError(f"{what} {path} is not writable ({reason}); nothing was changed. Give a --run-dir you "
-                         "can write to, or copy the run somewhere writable to resume it")
+    return DatabaseError(f"{what} {path} is not writable ({unwritable_reason(path)}); nothing was changed. Give a "
+                         "--run-dir you can write to, or copy the run somewhere writable to resume it")
 
 
 def _check_header(path: Path, settled: bool = False) -> bool:

@@ -133,15 +133,20 @@ def read_holder(run_dir: str | Path, attempts: int = 20) -> Holder | None:
     return None
 
 
-def _unwritable(directory: Path, error: OSError | None = None) -> RunDirError:
-    reason = os.strerror(error.errno) if error is not None and error.errno else "no write permission"
+def unwritable_reason(path: Path, error: OSError | None = None) -> str:
+    """Why `path` cannot be written, for a message: a read-only file system, or the error's reason."""
     try:
-        if os.statvfs(directory).f_flag & os.ST_RDONLY:
-            reason = "it is on a read-only file system"
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
     except OSError:
         pass
-    return RunDirError(f"the run directory {directory} is not writable ({reason}); nothing was changed. "
-                       "Give a --run-dir you can write to, or copy the run somewhere writable to resume it")
+    return os.strerror(error.errno) if error is not None and error.errno else "no write permission"
+
+
+def _unwritable(directory: Path, error: OSError | None = None) -> RunDirError:
+    return RunDirError(f"the run directory {directory} is not writable ({unwritable_reason(directory, error)}); "
+                       "nothing was changed. Give a --run-dir you can write to, or copy the run somewhere "
+                       "writable to resume it")
 
 
 class RunLock:
