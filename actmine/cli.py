@@ -331,17 +331,30 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
     if summary.get("failures"):
         say("refusals: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items(), key=lambda kv: -kv[1])))
     if "best" in summary:
-        say(f"best program #{summary['best']['id']} (search fitness {summary['best']['fitness']:+.3f}): "
-            f"{summary['best']['rationale']}")
-        say(summary["best"]["source"])
+        best = summary["best"]
+        se = f" ± {best['fitness_se']:.3f}" if best.get("fitness_se") is not None else ""
+        chosen = "chosen on the validation tasks" if summary.get("winner") is not None else "best by search score"
+        say(f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
+            f"{terminal_text(best['rationale'] or '', keep_newlines=False)}")
+        say(terminal_text(best["source"]))
     if summary.get("heldout"):
-        table = Table(title="held-out suite (other tasks and seeds): fitness = −ood_log_ratio, higher is better")
-        for column in ("activation", "search fitness", "held-out fitness"):
+        table = Table(title="validation (tasks the search never drew): fitness = −ood_log_ratio, higher is better")
+        for column in ("activation", "search fitness", "validation fitness"):
             table.add_column(column, justify="left" if column == "activation" else "right")
         for row in summary["heldout"]:
-            table.add_row(Text(terminal_text(row["name"], keep_newlines=False)),
+            name = row["name"] + (" (winner)" if row.get("winner") else "")
+            table.add_row(Text(terminal_text(name, keep_newlines=False)),
                           f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
                           f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
+        console.print(table)
+    if summary.get("comparisons"):
+        table = Table(title="test suites (reported only): the winner's mean log-ratio against each function, "
+                            "95% interval over tasks and seeds; below 0 = the winner extrapolates better")
+        for column in ("suite", "against", "mean", "95% interval", "tasks × seeds"):
+            table.add_column(column, justify="left" if column in ("suite", "against") else "right")
+        for row in summary["comparisons"]:
+            table.add_row(Text(terminal_text(row["suite"], False)), row["against"], f"{row['mean']:+.3f}",
+                          f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['tasks']} × {row['seeds']}")
         console.print(table)
 
 

@@ -142,6 +142,10 @@ def _worker_pool(limits: SandboxLimits) -> SandboxPool:
         return pool
 
 
+#: Labs (built workloads) a Dask worker keeps; the oldest is dropped first.
+MAX_CACHED_LABS = 4
+
+
 def _worker_lab(spec: dict[str, Any], reference: dict[str, list[float]]) -> Lab:
     import torch
 
@@ -155,6 +159,8 @@ def _worker_lab(spec: dict[str, Any], reference: dict[str, list[float]]) -> Lab:
             lab.use_reference(TrainResult(torch.empty(0), torch.tensor(reference["id_error"]),
                                           torch.tensor(reference["ood_error"]), []))
             _labs[key] = lab
+            while len(_labs) > MAX_CACHED_LABS:   # a search samples new tasks every round: keep the latest
+                _labs.pop(next(iter(_labs)))
         return lab
 
 

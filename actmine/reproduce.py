@@ -662,8 +662,11 @@ def part_search(settings: Settings, out_dir: Path, progress: Progress) -> dict[s
     from .evolve.controller import Search
     from .lab.tasks import Suite
 
+    # The held-out suite is reported below, so it must not choose the winner: a top list of one
+    # leaves the search's validation step nothing to choose from.
     overrides = {"lab.suite": settings.suite, "lab.heldout_suite": settings.heldout_suite,
-                 "lab.steps": settings.steps, "executor.workers": settings.workers, **settings.search}
+                 "lab.steps": settings.steps, "executor.workers": settings.workers, "search.seeds": ["relu"],
+                 **settings.search, "search.heldout_top": 1}
     config = Config().with_overrides(overrides)
     # what the search computes names its run directory (workers may change on resume)
     run_dir = out_dir / "runs" / f"search-{_settings_key({k: v for k, v in config.to_dict().items() if k != 'executor'})}"

@@ -16,8 +16,11 @@ The invariants (issue 16):
   duplicate link, cell, parents), and nothing is recorded twice;
 - every `llm_calls` row belongs to a program of the run or has no program (spent without one),
   and no recorded call is lost or changed;
-- every elite is a recorded ok program of the run, in its own cell, at its own fitness; an ok
-  seed sits on every island (its cell there holds it or something fitter);
+- a program's identity (index, source, status, cell, lineage, ...) never changes; its estimate may
+  (confirmation rounds), but always equals the pooled mean of its recorded rounds (`evaluations`),
+  and rows of rounds are never lost or changed;
+- every elite is a recorded, settled ok program of the run, in its own cell, at its own score; a
+  settled ok seed sits on every island (its cell there holds it or something with a higher score);
 - held-out rows: one per name (a resumed run replaces its check, never adds a second);
 - finished: as many programs as the budget, status finished, and best_activation.py,
   heldout.json and report.html written.
@@ -36,8 +39,10 @@ from typing import Any
 
 from search_runs import run_cli, write_tiny_config
 
-PROGRAM_FIELDS = ("proposal_index", "source", "status", "fitness", "failure_stage", "failure_code", "duplicate_of",
+PROGRAM_FIELDS = ("proposal_index", "source", "status", "failure_stage", "failure_code", "duplicate_of",
                   "cell", "parent_ids", "island", "mutator")
+#: positions in a PROGRAM_FIELDS row
+STATUS, CELL, MUTATOR = 2, 6, 9
 
 
 def stress_config(directory: Path, *, budget: int, llm_base_url: str | None = None) -> Path:
@@ -81,6 +86,8 @@ class Snapshot:
     """What a run directory's database holds, as plain rows."""
 
     programs: dict[int, tuple] = field(default_factory=dict)      # id -> PROGRAM_FIELDS
+    estimates: dict[int, tuple] = field(default_factory=dict)     # id -> (fitness, score, settled)
+    rounds: dict[tuple, tuple] = field(default_factory=dict)      # (program_id, round) -> (kind, tasks)
     llm_calls: dict[int, tuple] = field(default_factory=dict)     # id -> (program_id, model, tokens, cost, outcome)
     elites: list[tuple] = field(default_factory=list)             # (island, cell, program_id, fitness)
     heldout: list[tuple] = field(default_factory=list)            # (name, program_id)
@@ -110,6 +117,13 @@ def read_snapshot(run_dir: Path) -> Snapshot:
         snap.runs = connection.execute("SELECT id, status, config FROM runs ORDER BY id").fetchall()
         for row in connection.execute(f"SELECT id, {', '.join(PROGRAM_FIELDS)} FROM programs ORDER BY id"):
             snap.programs[row[0]] = tuple(row[1:])
+        for program_id, fitness, score, settled in connection.execute(
+                "SELECT id, fitness, COALESCE(score, fitness), settled FROM programs WHERE status = 'ok'"):
+            snap.estimates[program_id] = (fitness, score, bool(settled))
+        if "evaluations" in tables:
+            for program_id, number, kind, tasks in connection.execute(
+                    "SELECT program_id, round, kind, tasks FROM evaluations ORDER BY id"):
+                snap.rounds[program_id, number] = (kind, tasks)
         for row in connection.execute("SELECT id, program_id, model, prompt_tokens, completion_tokens, cost, outcome "
                                       "FROM llm_calls ORDER BY id"):
             snap.llm_calls[row[0]] = tuple(row[1:])
@@ -144,22 +158,34 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
     for call_id, row in snap.llm_calls.items():
         if row[0] is not None and row[0] not in snap.programs:
             found.append(f"llm call {call_id} belongs to program {row[0]}, which is not recorded")
-    ok = {pid: row for pid, row in snap.programs.items() if row[2] == "ok"}
-    for island, cell, program_id, fitness in snap.elites:
+    for key, row in previous.rounds.items():
+        if snap.rounds.get(key) != row:
+            found.append(f"round {key[1]} of program {key[0]} lost or changed")
+    ok = {pid: row for pid, row in snap.programs.items() if row[STATUS] == "ok"}
+    for program_id in ok:
+        tasks = [t for (pid, _), (_, text) in snap.rounds.items() if pid == program_id for t in json.loads(text)]
+        fitness = snap.estimates[program_id][0]
+        if not tasks:
+            found.append(f"ok program {program_id} has no recorded round")
+        elif abs(fitness - sum(-t["log_ratio"] for t in tasks) / len(tasks)) > 1e-9:
+            found.append(f"ok program {program_id} says fitness {fitness}, its rounds pool to "
+                         f"{sum(-t['log_ratio'] for t in tasks) / len(tasks)}")
+    for island, cell, program_id, score in snap.elites:
         row = ok.get(program_id)
-        if row is None:
-            found.append(f"elite of island {island} cell {cell} is program {program_id}, not a recorded ok program")
-        elif row[7] != cell or row[3] != fitness:
-            found.append(f"elite of island {island} cell {cell} says fitness {fitness}, program {program_id} is "
-                         f"in cell {row[7]} at {row[3]}")
-    grid = {(island, cell): fitness for island, cell, _, fitness in snap.elites}
+        if row is None or not snap.estimates[program_id][2]:
+            found.append(f"elite of island {island} cell {cell} is program {program_id}, not a settled ok program")
+        elif row[CELL] != cell or snap.estimates[program_id][1] != score:
+            found.append(f"elite of island {island} cell {cell} says score {score}, program {program_id} is "
+                         f"in cell {row[CELL]} at {snap.estimates[program_id][1]}")
+    grid = {(island, cell): score for island, cell, _, score in snap.elites}
     for program_id, row in ok.items():
-        if row[10] == "seed":
+        score, settled = snap.estimates[program_id][1:]
+        if row[MUTATOR] == "seed" and settled:
             for island in range(islands):
-                held = grid.get((island, row[7]))
-                if held is None or held < row[3]:
-                    found.append(f"ok seed program {program_id} is not on island {island} (cell {row[7]} holds "
-                                 f"{'nothing' if held is None else held})")
+                held = grid.get((island, row[CELL]))
+                if held is None or held < score:
+                    found.append(f"settled seed program {program_id} is not on island {island} (cell {row[CELL]} "
+                                 f"holds {'nothing' if held is None else held})")
     names = [name for name, _ in snap.heldout]
     if len(names) != len(set(names)):
         found.append(f"held-out rows recorded twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
@@ -179,7 +205,8 @@ def final_violations(run_dir: Path, snap: Snapshot, budget: int) -> list[str]:
         if not (run_dir / name).is_file():
             found.append(f"{name} was not written")
     try:
-        rows = json.loads((run_dir / "heldout.json").read_text())
+        final = json.loads((run_dir / "heldout.json").read_text())
+        rows = final["validation"] if isinstance(final, dict) else final
         if not any(row.get("program_id") is not None for row in rows):
             found.append("heldout.json holds no program of the run")
     except (OSError, ValueError) as exc:

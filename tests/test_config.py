@@ -1,5 +1,7 @@
 """The search configuration: defaults, validation that names the key, overrides and resume rules."""
 
+import re
+
 import pytest
 
 from actmine.config import Config, ConfigError
@@ -9,7 +11,21 @@ def test_empty_file_is_the_default_config(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("")
     assert Config.load(path) == Config() == Config.load(None)
-    assert Config().search.seeds == ("relu",) and Config().mutator.kind == "symbolic"
+    assert Config().search.seeds[0] == "relu" and Config().mutator.kind == "symbolic"
+    # the paper's database is seeded with known activations: the library's, the paper's three among them
+    assert {"gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu"} <= set(Config().search.seeds)
+    # the default search samples pools (no fixed suite), and its test side names generators only
+    assert Config().lab.suite is None and Config().tasks.search and Config().tasks.test
+
+
+def test_bad_pools_are_config_errors_that_name_the_key():
+    for tasks, key in (({"search": [{"generator": "no-such"}]}, "tasks.search[0]"),
+                       ({"search": [{"generator": "polynomial", "size": 0}]}, "tasks.search[0]"),
+                       ({"test": {"x": [{"generator": "polynomial", "seeds": 3}]}}, "tasks.test.x[0]"),
+                       ({"test": {"x": []}}, "tasks.test.x"),
+                       ({"sample": 0}, "tasks.sample")):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            Config.from_dict({"tasks": tasks})
 
 
 def test_round_trip_through_dict():

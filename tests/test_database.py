@@ -51,7 +51,7 @@ def run(db):
 # --------------------------------------------------------------------------------------------
 
 def test_new_file_has_current_schema_in_wal_mode(db):
-    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 3
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 4
     assert db.journal_mode() == "wal"
     tables = {row[0] for row in db._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"runs", "programs", "elites", "llm_calls", "heldout", "program_parents"} <= tables
@@ -121,7 +121,8 @@ def test_from_evaluation_and_to_parent(db, run):
     assert rec.status == "ok" and rec.fitness == 0.1 and rec.fingerprint == "f00d"
     assert rec.family_log_ratios == pytest.approx({"periodic": 0.3, "poly": -0.3})
     assert rec.cell == "gp2.gn1.sc1.b0.fl1"   # computed from the probes
-    assert rec.tasks[0] == {"name": "a", "family": "poly", "ood_error": 0.1, "id_error": 0.01, "log_ratio": -0.2}
+    assert rec.tasks[0] == {"name": "a", "family": "poly", "ood_error": 0.1, "id_error": 0.01, "log_ratio": -0.2,
+                            "seed_log_ratios": []}
     assert rec.failure_code is None and rec.seconds == 2.5
     db.add_program(rec)
     assert db.get(rec.id) == rec
@@ -424,7 +425,7 @@ def test_migration_from_version_2_keeps_rows_and_adds_the_original_answer(tmp_pa
     with pytest.raises(DatabaseError, match="migrate"):
         ProgramDatabase(path, readonly=True)
     with ProgramDatabase(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION == 3
+        assert db.schema_version() == SCHEMA_VERSION == 4
         old = db.programs(1)[0]
         assert old.source == SOURCE and old.original_answer is None and old.normalisation_changes == []
         answer = "Here.\n```python\nfrom typing import Optional\ndef activation_function(x):\n    return x\n```"

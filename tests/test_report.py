@@ -1,5 +1,6 @@
 """The results report: formulas from sources (ast only), figures, the self-contained HTML page."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -230,3 +231,251 @@ def test_random_search_baseline_is_drawn_beside_the_run(tmp_path, run_dir):
     out = write_report(run_dir, out=tmp_path / "with-baseline.html", references=(), baseline=run_dir)
     text = out.read_text()
     assert "random-search run in" in text and text.count("data:image/png;base64,") >= 3
+
+
+# ---- end-of-run results: validation, test, generalisation gap (data built by hand) -------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from actmine.language.files import read_program_file  # noqa: E402
+from actmine.report import export_pack  # noqa: E402
+from actmine.report import html as report_html  # noqa: E402
+from actmine.report.html import final_results, heldout_results  # noqa: E402
+from actmine.report.plots import generalisation_gap_figure  # noqa: E402
+
+FAMILIES = {"polynomial": -0.10, "harmonic": 0.05}
+
+
+def section(text, start, end):
+    """The report's text from the heading with id `start` to the one with id `end`."""
+    return text[text.index(f"id='{start}'"):text.index(f"id='{end}'")]
+
+
+def make_results_run(base, name="relu", suite="feynman", against="gelu", family="polynomial",
+                     error_message="fell over", validated=True):
+    """A run directory built directly in a database (no search): three programs with estimates
+    (rounds, standard errors), two validations of the best, and end-of-run validation, test and
+    comparison rows in both the database and a dict-format heldout.json. The winner (program c)
+    is last by search score, so it is outside a top-2 leaderboard. Text fields are parameters so
+    that a test can make them hostile; `validated=False` leaves the validations out (an older run)."""
+    run_dir = base / "results-run"
+    run_dir.mkdir()
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:
+        run_id = db.create_run({"search": {"budget": 10}}, seed=0)
+        ids = []
+        for index, (body, fitness, se, score, rounds) in enumerate(
+                [("torch.relu(x)", 0.2, 0.05, 0.1, 3), ("torch.tanh(x) + x", 0.3, 0.2, -0.1, 1),
+                 ("F.gelu(x)", 0.15, 0.04, -0.2, 2)]):
+            ids.append(db.add_program(ProgramRecord(
+                run_id=run_id, proposal_index=index, source=src(body), fitness=fitness, fitness_se=se, score=score,
+                rounds=rounds, mutator="test", family_log_ratios={family: -fitness})))
+            for round in range(rounds):
+                db.add_evaluation(run_id, ids[-1], round, "search" if round == 0 else "confirm", fitness, [])
+        a, b, c = ids
+        if validated:
+            db.add_validation(run_id, a, 4, 0.25, 0.06, 0.10,
+                              {"families": {family: -0.08, "harmonic": -0.12}, "search_families": {family: -0.3}})
+            db.add_validation(run_id, b, 9, 0.30, 0.05, 0.12,
+                              {"families": {family: -0.10, "harmonic": -0.14},
+                               "search_families": {family: -0.40, "harmonic": -0.20}})
+        validation = [
+            {"split": "validation", "name": f"program {a}", "program_id": a, "search_fitness": 0.2, "search_se": 0.05,
+             "heldout_fitness": 0.05, "families": {family: -0.05}, "error": None, "winner": False},
+            {"split": "validation", "name": f"program {b}", "program_id": b, "search_fitness": 0.3, "search_se": 0.2,
+             "heldout_fitness": None, "families": {}, "error": {"stage": "train", "message": error_message},
+             "winner": False},
+            {"split": "validation", "name": f"program {c}", "program_id": c, "search_fitness": 0.15,
+             "search_se": 0.04, "heldout_fitness": 0.11, "families": {family: -0.11}, "error": None, "winner": True},
+            {"split": "validation", "name": name, "program_id": None, "search_fitness": None, "search_se": None,
+             "heldout_fitness": 0.0, "families": {family: 0.0}, "error": None, "winner": False}]
+        test = [{"split": "test", "suite": suite, "name": f"program {c}", "program_id": c, "fitness": 0.09,
+                 "families": {family: -0.09}, "tasks": {"I.14.3": [-0.1, -0.08], "II.2.42": [-0.1, -0.08]}},
+                {"split": "test", "suite": suite, "name": name, "program_id": None, "fitness": 0.0,
+                 "families": {family: 0.0}, "tasks": {"I.14.3": [0.0, 0.0], "II.2.42": [0.0, 0.0]}}]
+        comparisons = [
+            {"split": "comparison", "suite": suite, "name": f"program {c} vs {against}", "program_id": c,
+             "against": against, "mean": -0.12, "low": -0.20, "high": -0.04, "tasks": 60, "seeds": 3},
+            {"split": "comparison", "suite": suite, "name": f"program {c} vs {name}", "program_id": c,
+             "against": name, "mean": 0.01, "low": -0.03, "high": 0.05, "tasks": 60, "seeds": 3},
+            {"split": "comparison", "suite": "all unseen", "name": f"program {c} vs {against}", "program_id": c,
+             "against": against, "mean": 0.10, "low": 0.05, "high": 0.20, "tasks": 90, "seeds": 3}]
+        for row in validation + test + comparisons:
+            db.add_heldout(run_id, row["name"], row["program_id"], row)
+        db.update_run(run_id, status="finished")
+    (run_dir / "heldout.json").write_text(json.dumps(
+        {"winner": c, "validation": validation, "test": test, "comparisons": comparisons}))
+    return run_dir, {"a": a, "b": b, "c": c}
+
+
+@pytest.fixture
+def results_run(tmp_path):
+    return make_results_run(tmp_path)
+
+
+def test_new_sections_render_from_a_hand_made_run(results_run):
+    run_dir, ids = results_run
+    a, b, c = ids["a"], ids["b"], ids["c"]
+    text = write_report(run_dir, top=2, references=()).read_text()
+    board = section(text, "leaderboard", "validation")
+    assert "+0.2000 ± 0.0500" in board and "+0.3000 ± 0.2000" in board       # fitness ± se
+    assert f'href="#program-{c}"' not in board                               # the winner is not in the top 2
+    assert re.search(r'<td class="num">3</td>', board) and "+0.1000" in board  # rounds and score of program a
+    validation = section(text, "validation", "test")
+    rows = re.findall(r"<tr>(.*?)</tr>", validation)
+    winner_rows = [row for row in rows if "<td>winner</td>" in row]
+    assert len(winner_rows) == 1 and f"program {c}" in winner_rows[0]
+    assert [f"program {c}" in rows[1], "relu" in rows[3], f"program {b}" in rows[4]] == [True, True, True]  # by fitness
+    assert "stage: train; message: fell over" in validation
+    test = section(text, "test", "gap")
+    assert "<h3 class='suite'>feynman</h3>" in test and "<h3 class='suite'>all unseen</h3>" in test
+    assert "winner − gelu: −0.120 [−0.200, −0.040] over 60 tasks × 3 seeds</td><td>better</td>" in test
+    assert "winner − relu: +0.010 [−0.030, +0.050] over 60 tasks × 3 seeds</td><td>not distinguishable</td>" in test
+    unseen = test[test.index("all unseen"):]
+    assert "winner − gelu: +0.100 [+0.050, +0.200] over 90 tasks × 3 seeds</td><td>worse</td>" in unseen
+    feynman = test[:test.index("all unseen")]
+    assert "<td>winner</td><td>program" in feynman and "+0.0900" in feynman and "<td class=\"num\">2</td>" in feynman
+    gap = section(text, "gap", "candidates")
+    assert re.search(r'<img alt="generalisation gap[^"]*" src="data:image/png;base64,', gap)
+    latest = re.findall(r"<tr>(.*?)</tr>", gap[:gap.index("<details>")])
+    assert latest[1] == ('<td>fitness</td><td class="num">+0.3000 ± 0.0500</td><td class="num">+0.1200</td>'
+                         '<td class="num">+0.1800</td>')
+    assert latest[2] == ('<td>harmonic log-ratio</td><td class="num">-0.200</td><td class="num">-0.140</td>'
+                         '<td class="num">+0.060</td>')
+    assert latest[3].startswith("<td>polynomial log-ratio</td>") and latest[3].endswith('"num">+0.300</td>')
+    assert f"program {b} after 9 proposals" in gap
+    # the winner gets its own section although it is outside the top 2
+    candidates = text[text.index("id='candidates'"):text.index("id='progress'")]
+    assert f"<h3>the winner: program {c} — fitness +0.1500 ± 0.0400</h3>" in candidates
+    assert f"id='program-{c}'" in candidates and f'href="#program-{c}"' in validation
+
+
+def test_database_and_heldout_json_give_the_same_results(results_run):
+    run_dir, ids = results_run
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        run_id = db.latest_run()["id"]
+        from_file = final_results(run_dir, db, run_id)
+        (run_dir / "heldout.json").unlink()
+        from_database = final_results(run_dir, db, run_id)
+        assert from_database == from_file and from_file["winner"] == ids["c"]
+        assert [len(from_file[k]) for k in ("validation", "test", "comparisons")] == [4, 2, 3]
+        fitness, rows = heldout_results(run_dir, db, run_id)
+    assert fitness == {ids["a"]: 0.05, ids["b"]: None, ids["c"]: 0.11} and len(rows) == 4
+    text = write_report(run_dir, references=()).read_text()
+    assert "winner − gelu: −0.120" in text and "not available" not in text
+
+
+def test_old_list_format_heldout_json_still_works(tmp_path):
+    run_dir, ids = make_results_run(tmp_path, validated=False)
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:   # an older run: no validations, no split
+        run_id = db.latest_run()["id"]
+        db.clear_heldout(run_id)
+    old = [{"name": "relu", "program_id": None, "search_fitness": None, "heldout_fitness": 0.0},
+           {"name": f"program {ids['a']}", "program_id": ids["a"], "search_fitness": 0.2, "heldout_fitness": 0.07,
+            "error": None}, "junk", 3]
+    (run_dir / "heldout.json").write_text(json.dumps(old))
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        fitness, rows = heldout_results(run_dir, db, run_id)
+        results = final_results(run_dir, db, run_id)
+    assert fitness == {ids["a"]: 0.07} and rows == old[:2]
+    assert results == {"winner": None, "validation": old[:2], "test": [], "comparisons": []}
+    text = write_report(run_dir, references=()).read_text()
+    validation = section(text, "validation", "test")
+    assert "+0.0700" in validation and "<td>winner</td>" not in validation
+    assert "not available: this run recorded no test results" in section(text, "test", "gap")
+    assert "not available: this run recorded no validation of its best" in section(text, "gap", "candidates")
+    # the pack takes the validation fitness as its held-out fitness, in either format
+    (program,) = [p for p in read_program_file(export_pack(run_dir, 3, tmp_path / "old.py").read_text()).programs
+                  if p.info["program_id"] == ids["a"]]
+    assert program.info["heldout_fitness"] == 0.07
+    (tmp_path / "new-format").mkdir()
+    new_dir, _ = make_results_run(tmp_path / "new-format")
+    entries = read_program_file(export_pack(new_dir, 3, tmp_path / "new.py").read_text()).programs
+    assert sorted(p.info["heldout_fitness"] for p in entries if p.info["heldout_fitness"] is not None) == [0.05, 0.11]
+
+
+@pytest.mark.parametrize("content", ["", "not json {", "null", '{"winner": "x", "validation": 5}', "[1, 2]"])
+def test_missing_or_damaged_results_never_break_the_report(results_run, content):
+    run_dir, _ = results_run
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:
+        db.clear_heldout(db.latest_run()["id"])
+    (run_dir / "heldout.json").write_text(content)
+    text = write_report(run_dir, references=()).read_text()
+    assert "not available: this run recorded no validation results" in text
+    assert "not available: this run recorded no test results" in text and "</html>" in text
+
+
+def test_hostile_names_are_escaped_in_the_new_sections(tmp_path):
+    run_dir, _ = make_results_run(tmp_path, name=HOSTILE, suite=HOSTILE + "\x1b[2J", against="<img src=x onerror=1>",
+                                  family=HOSTILE, error_message=HOSTILE)
+    text = write_report(run_dir, references=()).read_text()
+    assert "<script" not in text.lower() and "<img src=x" not in text and "\x1b" not in text
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    for start, end in (("validation", "test"), ("test", "gap"), ("gap", "candidates")):
+        assert escaped in section(text, start, end), start
+    assert f"<h3 class='suite'>{escaped}\\x1b[2J</h3>" in text
+    assert "winner − &lt;img src=x onerror=1&gt;: −0.120" in text
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+                    | st.just(HOSTILE),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6) | st.just(HOSTILE),
+                                                                                inner, max_size=5),
+                    max_leaves=25)
+ROW = st.dictionaries(st.sampled_from(["split", "suite", "name", "program_id", "against", "mean", "low", "high",
+                                       "tasks", "seeds", "families", "error", "winner", "search_fitness",
+                                       "search_se", "heldout_fitness", "fitness", HOSTILE]), JSON, max_size=10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(JSON, st.lists(ROW | JSON, max_size=4),
+                      st.fixed_dictionaries({"winner": JSON, "validation": st.lists(ROW, max_size=3),
+                                             "test": st.lists(ROW, max_size=3),
+                                             "comparisons": st.lists(ROW, max_size=3)})))
+def test_any_heldout_json_gives_results_that_render_escaped(results_run, data):
+    """Whatever heldout.json holds, the results are lists of dicts and their sections render with
+    every piece of text escaped (the sections are rendered directly: the figures are slow)."""
+    run_dir, _ = results_run
+    (run_dir / "heldout.json").write_text(json.dumps(data))
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        run_id = db.latest_run()["id"]
+        results = final_results(run_dir, db, run_id)
+        fitness, rows = heldout_results(run_dir, db, run_id)
+    assert all(isinstance(row, dict) for key in ("validation", "test", "comparisons") for row in results[key])
+    assert results["winner"] is None or isinstance(results["winner"], int)
+    assert all(isinstance(pid, int) for pid in fitness) and rows == results["validation"]
+    rendered = "".join(report_html._validation_section(results, {1, 2}) + report_html._test_section(results, {1}))
+    assert HOSTILE not in rendered and "<script" not in rendered
+
+
+def test_verdict_follows_the_interval():
+    @given(st.floats(-5, 5), st.floats(0, 5))
+    def check(low, width):
+        high = low + width
+        verdict = report_html._verdict({"low": low, "high": high})
+        assert verdict == ("better" if high < 0 else "worse" if low > 0 else "not distinguishable")
+    check()
+    assert report_html._verdict({"low": None, "high": 0.1}) == "not available"
+
+
+def test_generalisation_gap_figure(tmp_path):
+    rows = [{"evaluated": 4, "search_fitness": 0.25, "search_se": 0.06, "fitness": 0.1},
+            {"evaluated": 9, "search_fitness": 0.3, "search_se": None, "fitness": None},
+            {"evaluated": "x", "search_fitness": "bad", "fitness": float("inf")}, "junk"]
+    figure = generalisation_gap_figure(rows, tmp_path / "gap.png", until=30)
+    search_line = figure.axes[0].lines[0]
+    assert list(search_line.get_xdata()) == [4, 9, 30]       # the last best holds to the end of the run
+    assert list(search_line.get_ydata()) == [0.25, 0.3, 0.3]
+    generalisation_gap_figure([], tmp_path / "empty.png")
+    assert_png(tmp_path / "gap.png")
+    assert_png(tmp_path / "empty.png")
+    assert (tmp_path / "gap.png").read_bytes() != (tmp_path / "empty.png").read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+def test_new_sections_render_in_chromium(tmp_path, results_run):
+    run_dir, _ = results_run
+    path = write_report(run_dir, references=())
+    dom = chromium(tmp_path, "--dump-dom", path.resolve().as_uri())
+    assert console_problems(dom.stderr) == []
+    assert "Generalisation gap" in dom.stdout and "not distinguishable" in dom.stdout

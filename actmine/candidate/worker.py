@@ -149,6 +149,8 @@ def main() -> None:
         request = json.loads(line)
         key = json.dumps(request["lab"], sort_keys=True)
         if key not in labs:  # the workload is built once per worker and lab configuration
+            while len(labs) >= 4:   # a search samples new tasks every round: keep the latest few
+                labs.pop(next(iter(labs)))
             labs[key] = Lab.from_spec(request["lab"])
             reference = request["reference"]
             labs[key].use_reference(TrainResult(torch.empty(0), torch.tensor(reference["id_error"]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import random
 import signal
 import time
@@ -37,13 +38,16 @@ from ..config import Config, ConfigError
 from ..executors import make_executor
 from ..faults import fault_point
 from ..lab.ensemble import Protocol
+from ..lab.estimate import Estimate
 from ..lab.fitness import Evaluation, Lab
 from ..lab.tasks import stable_seed
 from ..language.files import ProgramEntry, render_program_file
 from ..terminal import terminal_text
+from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .mutators import Failure, LabContext, Proposal, get_mutator
 from .runlock import RunLock
+from .search_tasks import SearchTasks
 from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
 from .seeds import seed_source
 
@@ -62,9 +66,11 @@ def normalised_source(source: str) -> str:
 
 
 def build_lab(config: Config, suite: str | None = None) -> Lab:
-    """The search's lab, or (with `suite`) another suite under the same protocol and budgets. The
-    `lab.seeds` override applies to the search suite only: a held-out suite keeps its own seeds."""
-    return Lab(suite or config.lab.suite, protocol=Protocol(steps=config.lab.steps),
+    """A fixed suite under the search's protocol and budgets: `suite`, else the config's `lab.suite`
+    (the default suite `lab` when that is null: the search itself then samples pools, see
+    `SearchTasks`). The `lab.seeds` override applies to the search suite only: a held-out suite
+    keeps its own seeds."""
+    return Lab(suite or config.lab.suite or "lab", protocol=Protocol(steps=config.lab.steps),
                seeds=config.lab.seeds if suite is None else None,
                budget=ProbeBudget(max_flops_per_element=config.probes.max_flops_per_element,
                                   max_saved_bytes_per_element=config.probes.max_saved_bytes_per_element,
@@ -84,6 +90,18 @@ class _Pending:
 
 
 @dataclass
+class _Round:
+    """A scoring job for a recorded program: a confirmation round on a fresh sample, or the
+    validation of the current best (the generalisation gap)."""
+
+    program_id: int
+    kind: str           # "confirm" or "validate"
+    round: int          # the round number (confirm); 0 for a validation
+    source: str
+    lab: Lab
+
+
+@dataclass
 class SearchState:
     """What the live view shows; updated by the controller as results arrive."""
 
@@ -96,6 +114,9 @@ class SearchState:
     top: list[ProgramRecord] = field(default_factory=list)
     last: str = ""
     llm: dict[str, Any] = field(default_factory=dict)   # the LLM mutator's spend, when there is one
+    rounds: dict[str, int] = field(default_factory=dict)   # scored rounds by kind (search, confirm, pooled)
+    unsettled: int = 0                                     # programs waiting for confirmation
+    gap: dict[str, Any] = field(default_factory=dict)      # the latest validation of the best
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -111,6 +132,12 @@ class Search:
         self.live = live
         self._stop = False
         self.stop_reason: str | None = None    # set when the mutator can propose no more (LLM budget)
+        self.rule = ConfirmationRule(config.tasks.confirm_rounds, config.tasks.lcb_z)
+        self.tasks: SearchTasks | None = None  # built by run()
+        self._rounds: deque[_Round] = deque()  # confirmation rounds waiting for a slot
+        self._confirming: set[int] = set()     # programs with a round queued or in flight
+        self._validating: int | None = None    # the program whose validation is in flight
+        self._validated_at = -10**9            # state.evaluated when the last validation was submitted
 
     # -- set-up ----------------------------------------------------------------------------
     def _open(self) -> tuple[ProgramDatabase, int]:
@@ -154,8 +181,7 @@ class Search:
         # mutators' in-process screening fast (torch's thread pool costs more than it saves here).
         torch.set_num_threads(1)
         database, run_id = self._open()
-        lab = build_lab(config)
-        lab.reference  # ReLU, computed here (trusted) once; the workers receive the numbers
+        self.tasks = self._build_tasks()
         mutator = self._mutator(database, run_id)
         limits = SandboxLimits(timeout_s=config.sandbox.timeout_s, cpu_s=config.sandbox.cpu_s,
                                memory_mb=config.sandbox.memory_mb,
@@ -165,7 +191,7 @@ class Search:
         state.evaluated = database.count(run_id)
         next_index = database.max_proposal_index(run_id) + 1
         seeds = [seed_source(s) for s in config.search.seeds]
-        in_flight: dict[Future, _Pending] = {}
+        in_flight: dict[Future, _Pending | _Round] = {}
         # Mutators that call remote models propose in threads, so that evaluation goes on while
         # they wait; finished proposals queue in `ready` until an executor slot is free.
         concurrency = int(getattr(mutator, "concurrency", 1) or 1)
@@ -177,21 +203,39 @@ class Search:
         # proposals that were in flight when an earlier controller died: proposed anew first, under
         # their own indexes, so that a run's indexes end up gap-free (0 .. budget - 1)
         unfilled = deque(sorted(set(range(next_index)) - {p.proposal_index for p in recorded}))
+        for program in database.unsettled(run_id):   # confirmations an earlier controller did not finish
+            self._queue_round(database, program)
+        self._validated_at = max([v["evaluated"] for v in database.validations(run_id)], default=-10**9)
         deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
         previous_handler = signal.signal(signal.SIGINT, self._interrupt)
         self._refresh_state(database, run_id, state, mutator)
         view = self._live_view(state)
+
+        def proposals_in_flight() -> int:
+            return sum(isinstance(job, _Pending) for job in in_flight.values())
+
         try:
             with view:
                 while True:
                     if self.stop_reason is None and hasattr(mutator, "exhausted"):
                         self.stop_reason = mutator.exhausted()
-                    outstanding = len(in_flight) + len(proposing) + len(ready)
-                    stopping = (self._stop or self.stop_reason is not None or time.monotonic() > deadline
+                    halted = self._stop or time.monotonic() > deadline   # nothing new starts, rounds included
+                    outstanding = proposals_in_flight() + len(proposing) + len(ready)
+                    stopping = (halted or self.stop_reason is not None
                                 or state.evaluated + outstanding >= config.search.budget)
+                    # confirmation rounds first: they decide what the search may build on
+                    while self._rounds and not halted and len(in_flight) < executor.capacity:
+                        job = self._rounds.popleft()
+                        in_flight[executor.submit(job.source, job.lab, f"program {job.program_id} round {job.round}",
+                                                  skip_fingerprints=())] = job
+                    if not stopping and len(in_flight) < executor.capacity:
+                        job = self._validation_job(database, run_id, state)
+                        if job is not None:
+                            in_flight[executor.submit(job.source, job.lab, f"program {job.program_id} validation",
+                                                      skip_fingerprints=())] = job
                     # ask for proposals: enough to keep every slot busy, plus the mutator's concurrency
                     while not stopping and outstanding < executor.capacity + (concurrency if proposer else 0):
-                        if next_index >= len(seeds) and not state.top and (in_flight or ready):
+                        if next_index >= len(seeds) and not state.top and (in_flight or ready or self._rounds):
                             break  # the seeds are still being evaluated: nothing to select parents from
                         if proposer is not None and len(proposing) >= concurrency:
                             break
@@ -211,12 +255,13 @@ class Search:
                         pending = ready.popleft()
                         fault_point("proposal_ready")
                         if not self._precheck(database, run_id, pending, state, mutator):
+                            lab = self.tasks.lab_for(pending.index, 0)
                             future = executor.submit(pending.proposal.source, lab, f"p{pending.index}",
                                                      skip_fingerprints=known_fingerprints)
                             in_flight[future] = pending
                             fault_point("in_flight")
                     if not in_flight and not proposing:
-                        if stopping and not ready:
+                        if stopping and not ready and (halted or not self._rounds):
                             break
                         continue
                     done, _ = wait(list(in_flight) + list(proposing), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -231,7 +276,11 @@ class Search:
                                                                      "message": f"{type(exc).__name__}: {exc}"})
                             ready.append(pending)
                             continue
-                        pending = in_flight.pop(future)
+                        job = in_flight.pop(future)
+                        if isinstance(job, _Round):
+                            self._finish_round(database, run_id, job, future.result(), state)
+                            continue
+                        pending = job
                         fault_point("result_ready")
                         record = self._record(database, run_id, pending, future.result(), state, mutator)
                         if record.fingerprint:
@@ -254,28 +303,35 @@ class Search:
         summary = {"run_id": run_id, "evaluated": state.evaluated, "interrupted": self._stop,
                    "seconds": round(wall, 1),
                    "idle_fraction": round(max(0.0, 1 - state.busy_seconds / (state.capacity * wall)), 4) if wall else 0,
-                   "failures": state.failures}
+                   "failures": state.failures, "tasks": self.tasks.describe(), "tasks_seconds": self.tasks_seconds,
+                   "rounds": database.evaluation_counts(run_id)}
         if self.stop_reason:
             summary["stopped"] = self.stop_reason
         if state.llm:
             summary["llm"] = state.llm
+        if not self._stop:   # programs still waiting for rounds keep the estimate they have
+            self._settle_all(database, run_id)
         best = database.best(run_id)
         if best is not None:
             write_best_program(self.run_dir / BEST_PROGRAM, best, database)
-            summary["best"] = {"id": best.id, "fitness": best.fitness, "source": best.source,
-                               "rationale": best.rationale}
+            summary["best"] = {"id": best.id, "fitness": best.fitness, "fitness_se": best.fitness_se,
+                               "source": best.source, "rationale": best.rationale}
         if not self._stop:
             from contextlib import nullcontext
 
             from rich.console import Console
 
-            message = f"held-out check: the top {self.config.search.heldout_top} and the library's references on " \
-                      f"{self.config.lab.heldout_suite}"
-            with Console().status(message) if self.live else nullcontext():
-                summary["heldout"] = self.heldout_check(database, run_id)
-            checked = next((row for row in summary["heldout"] if best is not None and row["program_id"] == best.id), None)
-            if checked is not None:   # the file now says how the winner did on the held-out suite too
-                write_best_program(self.run_dir / BEST_PROGRAM, best, database, checked["heldout_fitness"])
+            message = f"validation: the top {self.config.search.heldout_top} on the validation tasks; " \
+                      "then the winner and the library's references on the test suites"
+            with Console(stderr=True).status(message) if self.live else nullcontext():
+                final = self.final_check(database, run_id)
+            summary.update(final)
+            winner = database.get(final["winner"]) if final.get("winner") is not None else None
+            if winner is not None:   # the file holds the validation's choice, with its validation and test numbers
+                summary["best"] = {"id": winner.id, "fitness": winner.fitness, "fitness_se": winner.fitness_se,
+                                   "source": winner.source, "rationale": winner.rationale}
+                write_best_program(self.run_dir / BEST_PROGRAM, winner, database,
+                                   final["winner_validation_fitness"], final.get("winner_test"))
         database.update_run(run_id, status="interrupted" if self._stop else "finished")
         database.close()
         try:
@@ -286,6 +342,15 @@ class Search:
         except Exception as exc:  # a convenience: the run's results are saved whatever happens here
             summary["report_error"] = f"{type(exc).__name__}: {exc}"
         return summary
+
+    def _build_tasks(self) -> SearchTasks:
+        """The run's labs; pools are built (or read from the cache) here, with a progress bar."""
+        started = time.monotonic()
+        tasks = SearchTasks.from_config(self.config, progress=self.live)
+        if tasks.suite_lab is not None:
+            tasks.suite_lab.reference  # ReLU, computed here (trusted) once; the workers receive the numbers
+        self.tasks_seconds = round(time.monotonic() - started, 1)
+        return tasks
 
     def _interrupt(self, signum, frame) -> None:  # noqa: ANN001 (signal handler signature)
         if self._stop:  # a second Ctrl-C: stop waiting for in-flight work too
@@ -302,8 +367,8 @@ class Search:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if hasattr(mutator, "setup"):
-            suite = build_lab(config).suite
-            mutator.setup(LabContext(families=tuple(sorted({t.family for t in suite.tasks})),
+            tasks = self.tasks.split.search.tasks if self.tasks.split is not None else self.tasks.suite_lab.suite.tasks
+            mutator.setup(LabContext(families=tuple(sorted({t.family for t in tasks})),
                                      hidden=Protocol().hidden, steps=config.lab.steps or Protocol().steps,
                                      max_flops_per_element=config.probes.max_flops_per_element,
                                      max_source_chars=config.candidate.max_source_chars,
@@ -387,19 +452,31 @@ class Search:
             # a known function (perhaps one that finished while this one was in flight)
             original = database.by_fingerprint(fingerprint, run_id=run_id)
             if original is not None:
-                return self._record_duplicate(database, run_id, pending, original, state, evaluation)
+                duplicate = self._record_duplicate(database, run_id, pending, original, state, evaluation)
+                if evaluation.ok and original.status == "ok" and self._new_sample(database, original.id, evaluation):
+                    self._add_round(database, run_id, original.id, evaluation, "pooled")
+                return duplicate
         cell = cell_of(evaluation.probes.get("descriptors", {}), evaluation.probes) if evaluation.ok else None
         record = ProgramRecord.from_evaluation(
             evaluation, pending.proposal, run_id=run_id, proposal_index=pending.index,
             parent_ids=pending.parent_ids, island=pending.island, generation=pending.generation, cell=cell)
         record.source = normalised_source(pending.proposal.source) if evaluation.stage not in ("policy", "mutator") \
             else pending.proposal.source
-        with database.transaction():    # the program, the LLM calls that wrote it, a seed's places: together
+        if evaluation.ok:
+            estimate = self._estimate([t.to_dict() for t in evaluation.tasks])
+            record.fitness, record.fitness_se = estimate.mean, estimate.se
+            record.score, record.rounds = self.rule.score(estimate), 1
+            record.settled = not self.rule.needs_round(estimate, 1, self._bars(database, run_id, record))
+        with database.transaction():    # the program, its first round, its LLM calls, a seed's places: together
             record.id = database.add_program(record)
+            if evaluation.ok:
+                database.add_evaluation(run_id, record.id, 0, "search", evaluation.fitness,
+                                        [t.to_dict() for t in evaluation.tasks], evaluation.seconds)
             self._record_calls(database, run_id, record.id, pending.proposal)
-            if evaluation.ok and pending.proposal.mutator == "seed":
-                for island in range(1, self.config.search.islands):
-                    database.migrate(run_id, record.id, island)
+            if evaluation.ok and record.settled and pending.proposal.mutator == "seed":
+                self._place_seed(database, run_id, record.id)
+        if evaluation.ok and not record.settled:
+            self._queue_round(database, record)
         state.evaluated += 1
         state.busy_seconds += evaluation.seconds
         if not evaluation.ok:
@@ -411,6 +488,122 @@ class Search:
             state.last += f" (normalised: {changes} change{'s' if changes != 1 else ''})"
         return record
 
+    # -- estimates and confirmation rounds ---------------------------------------------------
+    @staticmethod
+    def _estimate(tasks: list[dict[str, Any]]) -> Estimate:
+        """The fitness estimate of pooled task scores: fitness = −log-ratio, per task."""
+        return Estimate.of([-float(t["log_ratio"]) for t in tasks])
+
+    @staticmethod
+    def _new_sample(database: ProgramDatabase, program_id: int, evaluation: Evaluation) -> bool:
+        """Whether a same-function evaluation scored tasks the program's rounds have not: only then
+        is it pooled (a fixed suite's or a shared round's tasks again add no information)."""
+        seen = {t["name"] for r in database.evaluations(program_id) for t in r["tasks"]}
+        return any(t.name not in seen for t in evaluation.tasks)
+
+    def _bars(self, database: ProgramDatabase, run_id: int, record: ProgramRecord) -> list[float | None]:
+        """The score a program must beat to enter the run's top list (the parents exploitation
+        prefers most, and the programs the validation chooses from): the last place's score, or
+        −inf while the list is not full (everything enters, so everything early is confirmed)."""
+        k = self.config.search.heldout_top
+        top = [p for p in database.top(run_id, k + 1) if p.id != record.id][:k]
+        if len(top) < k:
+            return [-math.inf]
+        last = top[-1]
+        return [last.score if last.score is not None else last.fitness]
+
+    def _queue_round(self, database: ProgramDatabase, record: ProgramRecord) -> None:
+        """Queue the program's next confirmation round (on a fresh sample) unless one is pending."""
+        if record.id in self._confirming:
+            return
+        rounds = database.evaluations(record.id)
+        next_round = max((r["round"] for r in rounds), default=-1) + 1
+        self._confirming.add(record.id)
+        self._rounds.append(_Round(record.id, "confirm", next_round, record.source,
+                                   self.tasks.lab_for(record.proposal_index, next_round)))
+
+    def _finish_round(self, database: ProgramDatabase, run_id: int, job: _Round, evaluation: Evaluation,
+                      state: SearchState) -> None:
+        """A confirmation round or a validation came back: pool it, or record the gap."""
+        state.busy_seconds += evaluation.seconds
+        if job.kind == "validate":
+            self._validating = None
+            self._record_validation(database, run_id, job.program_id, evaluation, state)
+            return
+        self._confirming.discard(job.program_id)
+        if not evaluation.ok:   # a round that fails (a lost worker, a time limit) ends the confirmation
+            self._settle(database, run_id, job.program_id)
+            return
+        self._add_round(database, run_id, job.program_id, evaluation, "confirm", job.round)
+
+    def _add_round(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
+                   kind: str, round: int | None = None) -> None:
+        """Pool one more scored sample into the program's estimate; settle it or ask for another round."""
+        rounds = database.evaluations(program_id)
+        if round is None or any(r["round"] == round for r in rounds):
+            round = max((r["round"] for r in rounds), default=-1) + 1
+        with database.transaction():
+            database.add_evaluation(run_id, program_id, round, kind, evaluation.fitness,
+                                    [t.to_dict() for t in evaluation.tasks], evaluation.seconds)
+            self._reestimate(database, run_id, program_id)
+
+    def _reestimate(self, database: ProgramDatabase, run_id: int, program_id: int, force_settle: bool = False) -> None:
+        record = database.get(program_id)
+        rounds = database.evaluations(program_id)
+        tasks = [t for r in rounds for t in r["tasks"]]
+        estimate = self._estimate(tasks)
+        record.fitness, record.fitness_se = estimate.mean, estimate.se   # for the bars' own-id check
+        settled = record.settled or force_settle or             not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
+        families: dict[str, list[float]] = {}
+        for task in tasks:
+            families.setdefault(str(task["family"]), []).append(float(task["log_ratio"]))
+        database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=-estimate.mean,
+                                 family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
+                                 tasks=tasks, fitness_se=estimate.se, score=self.rule.score(estimate),
+                                 rounds=len(rounds), settled=settled)
+        if settled and not record.settled and record.mutator == "seed":
+            self._place_seed(database, run_id, program_id)
+        if not settled:
+            self._queue_round(database, database.get(program_id))
+
+    def _settle(self, database: ProgramDatabase, run_id: int, program_id: int) -> None:
+        with database.transaction():
+            self._reestimate(database, run_id, program_id, force_settle=True)
+
+    def _settle_all(self, database: ProgramDatabase, run_id: int) -> None:
+        """At the end: programs still waiting for rounds settle with the estimate they have."""
+        for record in database.unsettled(run_id):
+            self._settle(database, run_id, record.id)
+        self._rounds.clear()
+        self._confirming.clear()
+
+    def _place_seed(self, database: ProgramDatabase, run_id: int, program_id: int) -> None:
+        """A seed is evaluated once and placed on every island."""
+        for island in range(1, self.config.search.islands):
+            database.migrate(run_id, program_id, island)
+
+    # -- the generalisation gap over the run -------------------------------------------------
+    def _validation_job(self, database: ProgramDatabase, run_id: int, state: SearchState) -> _Round | None:
+        """Validate the current best when it changed and `validate_every` evaluations have passed."""
+        if self._validating is not None or self.tasks.validation is None:
+            return None
+        best = database.best(run_id)
+        if best is None or state.evaluated - self._validated_at < self.config.search.validate_every:
+            return None
+        if any(v["program_id"] == best.id for v in database.validations(run_id)[-1:]):
+            return None
+        self._validating, self._validated_at = best.id, state.evaluated
+        return _Round(best.id, "validate", 0, best.source, self.tasks.validation)
+
+    def _record_validation(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
+                           state: SearchState) -> None:
+        record = database.get(program_id)
+        result = {"families": {f: v["log_ratio"] for f, v in evaluation.by_family().items()} if evaluation.ok else {},
+                  "search_families": dict(record.family_log_ratios), "error": evaluation.error,
+                  "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
+        database.add_validation(run_id, program_id, state.evaluated, record.fitness, record.fitness_se,
+                                evaluation.fitness if evaluation.ok else None, result)
+
     def _record_duplicate(self, database: ProgramDatabase, run_id: int, pending: _Pending, original: ProgramRecord,
                           state: SearchState, evaluation: Evaluation | None = None) -> ProgramRecord:
         """A known function: stored with the original's result and a link to it, not trained again."""
@@ -421,7 +614,8 @@ class Search:
             status="duplicate", failure_stage=original.failure_stage, failure_code=original.failure_code,
             failure_message=original.failure_message, fitness=original.fitness, ood_log_ratio=original.ood_log_ratio,
             family_log_ratios=original.family_log_ratios, tasks=original.tasks, fingerprint=original.fingerprint,
-            descriptors=original.descriptors, probes=original.probes,
+            descriptors=original.descriptors, probes=original.probes, fitness_se=original.fitness_se,
+            score=original.score, rounds=original.rounds,
             timings=evaluation.timings if evaluation else {}, cell=None, duplicate_of=original.id,
             seconds=evaluation.seconds if evaluation else 0.0, created_at=time.time(),
             original_answer=pending.proposal.original_answer,
@@ -443,6 +637,10 @@ class Search:
 
     def _refresh_state(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator=None) -> None:
         state.top = database.top(run_id, 5)
+        state.rounds = database.evaluation_counts(run_id)
+        state.unsettled = len(database.unsettled(run_id))
+        validations = database.validations(run_id)
+        state.gap = validations[-1] if validations else {}
         if mutator is not None and hasattr(mutator, "usage"):
             state.llm = mutator.usage()
 
@@ -475,65 +673,182 @@ class Search:
             tokens_cap = f" of {state.llm['budget_tokens']:,}" if state.llm.get("budget_tokens") is not None else ""
             header.append(f"\nLLM: {calls} calls  ·  {state.llm['tokens']:,}{tokens_cap} tokens  ·  "
                           f"${state.llm['usd']:.4f}{cap}")
-        top = Table(title="top 5", expand=False)
-        for column in ("id", "fitness", "mutator", "rationale"):
+        rounds = state.rounds
+        header.append(f"\nrounds: {rounds.get('search', 0)} first, {rounds.get('confirm', 0)} confirmations, "
+                      f"{rounds.get('pooled', 0)} pooled  ·  {state.unsettled} waiting for confirmation")
+        top = Table(title="top 5 (by score = fitness − z·se)", expand=False)
+        for column in ("id", "fitness ± se", "rounds", "mutator", "rationale"):
             top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)
         for record in state.top:
-            top.add_row(str(record.id), f"{record.fitness:+.3f}", Text(terminal_text(record.mutator or "", False)),
+            top.add_row(str(record.id), f"{record.fitness:+.3f} ± {record.fitness_se or 0:.3f}", str(record.rounds),
+                        Text(terminal_text(record.mutator or "", False)),
                         Text(terminal_text(record.rationale or "", keep_newlines=False)))
         failures = Table(title="failures by reason", expand=False)
         failures.add_column("stage:code")
         failures.add_column("count", justify="right")
         for reason, count in sorted(state.failures.items(), key=lambda kv: -kv[1])[:6]:
             failures.add_row(Text(terminal_text(reason, keep_newlines=False)), str(count))
-        return Group(header, ProgressBar(total=state.budget, completed=state.evaluated, width=60), top, failures)
+        parts = [header, ProgressBar(total=state.budget, completed=state.evaluated, width=60), top]
+        if state.gap:
+            parts.append(self._gap_table(state.gap))
+        return Group(*parts, failures)
+
+    @staticmethod
+    def _gap_table(gap: dict[str, Any]):
+        """The best program's search estimate beside its validation score, overall and per family."""
+        from rich.table import Table
+
+        table = Table(title=f"generalisation gap: program {gap['program_id']} (validated at {gap['evaluated']})",
+                      expand=False)
+        for column in ("", "search", "validation", "gap"):
+            table.add_column(column, justify="right" if column else "left")
+
+        def number(value: float | None) -> str:
+            return "—" if value is None else f"{value:+.3f}"
+
+        search, validation = gap.get("search_fitness"), gap.get("fitness")
+        table.add_row("fitness", number(search), number(validation),
+                      number(None if search is None or validation is None else search - validation))
+        search_families = gap["result"].get("search_families", {})
+        for family, log_ratio in sorted(gap["result"].get("families", {}).items()):
+            mine = search_families.get(family)
+            table.add_row(terminal_text(str(family), False), number(None if mine is None else -mine), number(-log_ratio),
+                          number(None if mine is None else log_ratio - mine))
+        return table
 
     # -- the end ---------------------------------------------------------------------------
-    def heldout_check(self, database: ProgramDatabase, run_id: int) -> list[dict[str, Any]]:
-        """Re-score the top programs and the library's references on the held-out suite."""
-        from ..activations import get as get_activation
+    REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu")
+
+    def final_check(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
+        """Validation chooses, the tests report: the top programs (by score) and the library's
+        references on the validation tasks; the winner is the program with the highest validation
+        fitness; then the winner and the references on every test suite, with paired intervals of
+        the winner against each reference. All rows replace an earlier check's in one transaction."""
         from ..candidate.sandbox import SandboxPool
 
-        heldout = build_lab(self.config, self.config.lab.heldout_suite)
-        rows = []
-        for name in ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu"):
-            evaluation = heldout.evaluate(get_activation(name), name=name)
-            rows.append({"name": name, "program_id": None, "search_fitness": None,
-                         "heldout_fitness": evaluation.fitness})
+        tasks = self.tasks
         top = database.top(run_id, self.config.search.heldout_top)
         limits = SandboxLimits(timeout_s=self.config.sandbox.timeout_s, cpu_s=self.config.sandbox.cpu_s,
                                memory_mb=self.config.sandbox.memory_mb)
-        with SandboxPool(workers=min(len(top), self.config.executor.workers or 2) or 1, limits=limits) as pool:
-            futures = [(record, pool.submit(record.source, heldout, f"program {record.id}")) for record in top]
-            for record, future in futures:
-                evaluation = future.result()
-                fault_point("heldout_evaluated")
-                rows.append({"name": f"program {record.id}", "program_id": record.id,
-                             "search_fitness": record.fitness,
-                             "heldout_fitness": evaluation.fitness if evaluation.ok else None,
-                             "error": evaluation.error})
+        validation_rows: list[dict[str, Any]] = []
+        test_rows: list[dict[str, Any]] = []
+        winner = top[0] if top else None
+        with SandboxPool(workers=max(1, min(len(top) or 1, self.config.executor.workers or 2)), limits=limits) as pool:
+            if tasks.validation is not None and top:
+                validation_rows = self._validate_top(database, run_id, top, pool)
+                scored = [r for r in validation_rows if r["program_id"] is not None and r["heldout_fitness"] is not None]
+                if scored:
+                    chosen = max(scored, key=lambda r: r["heldout_fitness"])
+                    winner = next(p for p in top if p.id == chosen["program_id"])
+            for row in validation_rows:
+                row["winner"] = winner is not None and row["program_id"] == winner.id
+            if winner is not None:
+                for name, lab in tasks.tests.items():
+                    test_rows += self._test_suite(name, lab, winner, pool)
+        comparisons = self._comparisons(test_rows, winner, tasks.unseen_tests()) if winner is not None else []
+        rows = validation_rows + test_rows + comparisons
         with database.transaction():   # a resumed run checks again: its rows replace the earlier ones, all at once
             database.clear_heldout(run_id)
             for row in rows:
                 fault_point("heldout_write")
-                database.add_heldout(run_id, row["name"], row["program_id"], row)
-        (self.run_dir / HELDOUT).write_text(json.dumps(rows, indent=2))
+                database.add_heldout(run_id, row["name"], row.get("program_id"), row)
+        final = {"winner": winner.id if winner is not None else None, "validation": validation_rows,
+                 "test": test_rows, "comparisons": comparisons}
+        (self.run_dir / HELDOUT).write_text(json.dumps(final, indent=2))
+        chosen_row = next((r for r in validation_rows if r["winner"]), None)
+        final["winner_validation_fitness"] = chosen_row["heldout_fitness"] if chosen_row else None
+        final["winner_test"] = {r["suite"]: r["fitness"] for r in test_rows if r["program_id"] is not None}
+        final["heldout"] = validation_rows   # the rows `actmine search` prints
+        return final
+
+    def _validate_top(self, database: ProgramDatabase, run_id: int, top: list[ProgramRecord],
+                      pool) -> list[dict[str, Any]]:
+        """Validation rows: references (trusted, here) and the top programs (sandboxed); a program
+        already validated during the run on the same tasks is not trained again."""
+        from ..activations import get as get_activation
+
+        lab = self.tasks.validation
+        rows = []
+        for name in self.REFERENCES:
+            evaluation = lab.evaluate(get_activation(name), name=name)
+            rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
+                         "search_se": None, "heldout_fitness": evaluation.fitness,
+                         "families": {f: v["log_ratio"] for f, v in evaluation.by_family().items()}, "error": None})
+        earlier = {v["program_id"]: v for v in database.validations(run_id) if v["fitness"] is not None}
+        futures = [(record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
+                   for record in top]
+        for record, future in futures:
+            row = {"split": "validation", "name": f"program {record.id}", "program_id": record.id,
+                   "search_fitness": record.fitness, "search_se": record.fitness_se}
+            if future is None:
+                row.update(heldout_fitness=earlier[record.id]["fitness"],
+                           families=earlier[record.id]["result"].get("families", {}), error=None)
+            else:
+                evaluation = future.result()
+                fault_point("heldout_evaluated")
+                row.update(heldout_fitness=evaluation.fitness if evaluation.ok else None, error=evaluation.error,
+                           families={f: v["log_ratio"] for f, v in evaluation.by_family().items()})
+            rows.append(row)
         return rows
+
+    def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
+        """The winner (sandboxed) and the references (here) on one test suite, per task and seed."""
+        from ..activations import get as get_activation
+
+        def row(name: str, program_id: int | None, evaluation: Evaluation) -> dict[str, Any]:
+            return {"split": "test", "suite": suite, "name": name, "program_id": program_id,
+                    "fitness": evaluation.fitness if evaluation.ok else None, "error": evaluation.error,
+                    "families": {f: v["log_ratio"] for f, v in evaluation.by_family().items()},
+                    "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
+
+        future = pool.submit(winner.source, lab, f"program {winner.id}")
+        rows = [row(name, None, lab.evaluate(get_activation(name), name=name)) for name in self.REFERENCES]
+        rows.insert(0, row(f"program {winner.id}", winner.id, future.result()))
+        fault_point("heldout_evaluated")
+        return rows
+
+    @staticmethod
+    def _comparisons(test_rows: list[dict[str, Any]], winner: ProgramRecord, unseen: list[str]) -> list[dict[str, Any]]:
+        """The winner against each reference, per test suite and over all unseen-generator suites
+        together: mean paired log-ratio difference per (task, seed), 95% cluster-bootstrap interval."""
+        from ..lab.estimate import paired_interval
+
+        suites = sorted({r["suite"] for r in test_rows})
+        groups = [(suite, [suite]) for suite in suites]
+        if len(unseen) > 1:
+            groups.append(("all unseen", unseen))
+        comparisons = []
+        for label, members in groups:
+            rows = [r for r in test_rows if r["suite"] in members and r["fitness"] is not None]
+            mine = {f"{r['suite']}/{t}": v for r in rows if r["program_id"] == winner.id for t, v in r["tasks"].items()}
+            if not mine:
+                continue
+            for reference in Search.REFERENCES:
+                theirs = {f"{r['suite']}/{t}": v for r in rows if r["name"] == reference for t, v in r["tasks"].items()}
+                if not theirs:
+                    continue
+                interval = paired_interval(mine, theirs)
+                comparisons.append({"split": "comparison", "suite": label, "name": f"program {winner.id} vs {reference}",
+                                    "program_id": winner.id, "against": reference, **interval})
+        return comparisons
 
 
 def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase,
-                       heldout_fitness: float | None = None) -> None:
+                       heldout_fitness: float | None = None, test_fitness: dict[str, float | None] | None = None) -> None:
     """Write `best_activation.py`: the best program as a generated program file (data only, see
     `actmine.language.files`) -- its source, scores, origin, rationale and lineage as literals,
     and the call of the checked loader, so `from best_activation import BestActivation` compiles
     the program through the candidate policy and the restricted namespace, never as plain code.
-    Written when the search ends, and again with `heldout_fitness` once the held-out check has scored it."""
+    Written when the search ends, and again for the validation's choice with its validation fitness
+    (`heldout_fitness`) and its fitness on each test suite (`test_fitness`)."""
     lineage, record, seen = [], best, set()
     while record is not None and record.id not in seen:
         seen.add(record.id)
         lineage.append({"program_id": record.id, "fitness": record.fitness, "rationale": str(record.rationale or "")})
         record = database.get(record.parent_ids[0]) if record.parent_ids else None
-    info = {"program_id": best.id, "search_fitness": best.fitness, "heldout_fitness": heldout_fitness,
+    info = {"program_id": best.id, "search_fitness": best.fitness, "search_se": best.fitness_se,
+            "rounds": best.rounds, "heldout_fitness": heldout_fitness, "validation_fitness": heldout_fitness,
+            "test_fitness": {str(k): v for k, v in sorted((test_fitness or {}).items())},
             "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
             "pointwise": (best.probes or {}).get("pointwise", True) is not False,
             "run_dir": str(path.parent.resolve()), "proposal_index": best.proposal_index,

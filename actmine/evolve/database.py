@@ -17,7 +17,12 @@ Tables (schema version `SCHEMA_VERSION`, kept in `PRAGMA user_version`):
 - program_parents: (child_id, parent_id, position), one row per entry of `parent_ids`, for
   `children_count` (added by migration 2).
 - elites: (run_id, island, cell) -> program_id, fitness: each island's MAP-Elites grid.
-- llm_calls, heldout: LLM usage and held-out evaluations.
+- llm_calls, heldout: LLM usage and the end-of-run validation and test results (`heldout` rows
+  carry `split`: "validation" or "test" in their JSON).
+- evaluations (migration 4): one row per round a program was scored on (round 0 is its proposal's
+  evaluation; later rounds are confirmations on fresh task samples, or a same-function program's
+  evaluation pooled into it): the per-task scores the program's estimate is computed from.
+- validations (migration 4): the current best's validation score over the run (the generalisation gap).
 
 Migration 3 added `programs.original_answer` (an LLM's whole answer, as it came) and
 `programs.normalisation_changes` (JSON list of what the normaliser changed to make `source`); rows
@@ -132,6 +137,14 @@ class ProgramRecord:
     created_at: float = field(default_factory=time.time)
     original_answer: str | None = None
     normalisation_changes: list[str] = field(default_factory=list)
+    # The estimate (schema 4): `fitness` is the mean over every task the program was scored on (all
+    # its rounds, see `evaluations`), `fitness_se` its standard error, `score` the lower confidence
+    # bound selection ranks by, `rounds` how many samples were pooled. `settled` is False while a
+    # program waits for confirmation rounds: it is then in no grid, `top` or `best`.
+    fitness_se: float | None = None
+    score: float | None = None
+    rounds: int = 1
+    settled: bool = True
 
     @classmethod
     def from_evaluation(cls, evaluation: "Evaluation", proposal: Proposal, *, run_id: int, proposal_index: int,
@@ -317,8 +330,47 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE programs ADD COLUMN normalisation_changes TEXT NOT NULL DEFAULT '[]'")
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Fitness as an estimate: `programs.fitness_se`, `score` (the selection's lower bound), `rounds`
+    and `settled`; the `evaluations` table (one row per scored round, older programs get their one
+    round from their own row) and `validations` (the best's validation score over the run). Elites
+    now hold the score; for older rows score = fitness (one round, no standard error known)."""
+    conn.execute("ALTER TABLE programs ADD COLUMN fitness_se REAL")
+    conn.execute("ALTER TABLE programs ADD COLUMN score REAL")
+    conn.execute("ALTER TABLE programs ADD COLUMN rounds INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE programs ADD COLUMN settled INTEGER NOT NULL DEFAULT 1")
+    conn.execute("UPDATE programs SET score = fitness")
+    conn.execute("""CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        program_id INTEGER NOT NULL REFERENCES programs(id),
+        round INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        fitness REAL NOT NULL,
+        tasks TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (program_id, round))""")
+    conn.execute("CREATE INDEX evaluations_program ON evaluations(program_id)")
+    conn.execute("INSERT INTO evaluations (run_id, program_id, round, kind, fitness, tasks, seconds, created_at) "
+                 "SELECT run_id, id, 0, 'search', fitness, tasks, seconds, created_at FROM programs "
+                 "WHERE status = 'ok'")
+    conn.execute("""CREATE TABLE validations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        program_id INTEGER NOT NULL REFERENCES programs(id),
+        evaluated INTEGER NOT NULL,
+        search_fitness REAL,
+        search_se REAL,
+        fitness REAL,
+        result TEXT NOT NULL,
+        created_at REAL NOT NULL)""")
+    conn.execute("CREATE INDEX validations_run ON validations(run_id)")
+
+
 #: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3,
+                                                          _migrate_3_to_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -329,6 +381,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _JSON_FIELDS = ("parent_ids", "family_log_ratios", "tasks", "descriptors", "probes", "timings",
                 "normalisation_changes")
 _COLUMNS = tuple(f.name for f in fields(ProgramRecord) if f.name != "id")
+
+
+def _selection_score(record: "ProgramRecord") -> float:
+    """What grids and `top` rank a program by: its score (lower confidence bound), else its fitness."""
+    return float(record.score if record.score is not None else record.fitness)
 
 
 def _dumps(value: Any) -> str:
@@ -627,8 +684,10 @@ class ProgramDatabase:
             value = getattr(record, name)
             if name in _JSON_FIELDS:
                 value = _dumps(list(value) if name == "parent_ids" else value)
-            elif name in ("fitness", "ood_log_ratio", "seconds"):
+            elif name in ("fitness", "ood_log_ratio", "seconds", "fitness_se", "score"):
                 value = _finite_or_none(value, name)
+            elif name == "settled":
+                value = int(bool(value))
             values.append(value)
         columns = _COLUMNS + ("source_hash",)
         values.append(source_key(record.source))
@@ -639,17 +698,21 @@ class ProgramDatabase:
             conn.executemany("INSERT INTO program_parents (child_id, parent_id, position) VALUES (?, ?, ?)",
                              [(program_id, int(p), i) for i, p in enumerate(record.parent_ids)])
             fault_point("db_program_inserted")
-            if record.status == "ok" and record.cell is not None:
-                self._offer_elite(record.run_id, record.island, record.cell, program_id, fitness)
+            if record.status == "ok" and record.cell is not None and record.settled:
+                self._offer_elite(record.run_id, record.island, record.cell, program_id, _selection_score(record))
         record.id = program_id
         return program_id
 
     def _offer_elite(self, run_id: int, island: int, cell: str, program_id: int, fitness: float) -> bool:
-        """Put the program in the cell if it is empty or the program is strictly fitter. Call
-        inside a transaction."""
+        """Put the program in the cell if it is empty or the program's selection score (`fitness`
+        here: the score column of the grid) is strictly higher. Call inside a transaction."""
         row = self._conn.execute("SELECT program_id, fitness FROM elites WHERE run_id = ? AND island = ? AND cell = ?",
                                  (run_id, island, cell)).fetchone()
-        if row is not None and (row[0] == program_id or not fitness > row[1]):
+        if row is not None and row[0] == program_id:
+            self._conn.execute("UPDATE elites SET fitness = ? WHERE run_id = ? AND island = ? AND cell = ?",
+                               (fitness, run_id, island, cell))
+            return False
+        if row is not None and not fitness > row[1]:
             return False
         self._conn.execute("INSERT OR REPLACE INTO elites (run_id, island, cell, program_id, fitness) "
                            "VALUES (?, ?, ?, ?, ?)", (run_id, island, cell, program_id, fitness))
@@ -659,13 +722,13 @@ class ProgramDatabase:
         """Offer a stored ok program to another island's grid, in its own cell (it takes the cell
         if empty or strictly fitter). Returns whether it took the cell. One transaction."""
         with self.transaction():
-            row = self._conn.execute("SELECT run_id, status, cell, fitness FROM programs WHERE id = ?",
-                                     (program_id,)).fetchone()
+            row = self._conn.execute("SELECT run_id, status, cell, COALESCE(score, fitness), settled FROM programs "
+                                     "WHERE id = ?", (program_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no program {program_id}")
             if row[0] != run_id:
                 raise ValueError(f"program {program_id} belongs to run {row[0]}, not {run_id}")
-            if row[1] != "ok" or row[2] is None:
+            if row[1] != "ok" or row[2] is None or not row[4]:
                 return False
             return self._offer_elite(run_id, to_island, row[2], program_id, row[3])
 
@@ -675,6 +738,7 @@ class ProgramDatabase:
         data = dict(zip(("id",) + _COLUMNS, row))
         for name in _JSON_FIELDS:
             data[name] = json.loads(data[name])
+        data["settled"] = bool(data["settled"])
         return ProgramRecord(**data)
 
     def _records(self, sql: str, params: Sequence[Any] = ()) -> list[ProgramRecord]:
@@ -744,13 +808,14 @@ class ProgramDatabase:
         return -1 if value is None else int(value)
 
     def top(self, run_id: int, k: int, island: int | None = None) -> list[ProgramRecord]:
-        """The k fittest ok programs (duplicates excluded), fitness descending, earlier first on
+        """The k best settled ok programs (duplicates and programs awaiting confirmation excluded)
+        by selection score (the lower confidence bound of the fitness), descending, earlier first on
         ties; `island` restricts to programs evaluated on that island (not migrants)."""
-        sql, params = f"{self._SELECT} WHERE run_id = ? AND status = 'ok'", [run_id]
+        sql, params = f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 1", [run_id]
         if island is not None:
             sql += " AND island = ?"
             params.append(island)
-        return self._records(sql + " ORDER BY fitness DESC, id ASC LIMIT ?", params + [int(k)])
+        return self._records(sql + " ORDER BY COALESCE(score, fitness) DESC, id ASC LIMIT ?", params + [int(k)])
 
     def best(self, run_id: int) -> ProgramRecord | None:
         found = self.top(run_id, 1)
@@ -798,6 +863,70 @@ class ProgramDatabase:
                                   "AND status = 'failed' GROUP BY failure_stage, failure_code "
                                   "ORDER BY COUNT(*) DESC, failure_stage, failure_code", (run_id,)).fetchall()
         return {(stage, code): int(n) for stage, code, n in rows}
+
+    # ---- estimates: rounds, confirmation, validation over the run ------------------------------
+
+    def add_evaluation(self, run_id: int, program_id: int, round: int, kind: str, fitness: float,
+                       tasks: Sequence[dict[str, Any]], seconds: float = 0.0, created_at: float | None = None) -> None:
+        """One scored round of a program (`kind`: search, confirm or pooled); its per-task scores."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO evaluations (run_id, program_id, round, kind, fitness, tasks, seconds, "
+                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, program_id, int(round), kind, _finite_or_none(fitness, "fitness"),
+                          _dumps(list(tasks)), float(seconds), time.time() if created_at is None else created_at))
+
+    def evaluations(self, program_id: int) -> list[dict[str, Any]]:
+        """A program's scored rounds in round order: {round, kind, fitness, tasks, seconds, created_at}."""
+        rows = self._conn.execute("SELECT round, kind, fitness, tasks, seconds, created_at FROM evaluations "
+                                  "WHERE program_id = ? ORDER BY round", (program_id,)).fetchall()
+        return [{"round": r, "kind": k, "fitness": f, "tasks": json.loads(t), "seconds": s, "created_at": c}
+                for r, k, f, t, s, c in rows]
+
+    def evaluation_counts(self, run_id: int) -> dict[str, int]:
+        """How many rounds the run scored, by kind."""
+        rows = self._conn.execute("SELECT kind, COUNT(*) FROM evaluations WHERE run_id = ? GROUP BY kind",
+                                  (run_id,)).fetchall()
+        return {kind: int(n) for kind, n in rows}
+
+    def update_estimate(self, program_id: int, *, fitness: float, ood_log_ratio: float,
+                        family_log_ratios: dict[str, float], tasks: Sequence[dict[str, Any]], fitness_se: float,
+                        score: float, rounds: int, settled: bool) -> None:
+        """A program's pooled estimate after a new round; a settled program is offered to its island's
+        grid (and every grid entry it holds takes its new score). One transaction."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE programs SET fitness = ?, ood_log_ratio = ?, family_log_ratios = ?, tasks = ?, "
+                         "fitness_se = ?, score = ?, rounds = ?, settled = ? WHERE id = ?",
+                         (_finite_or_none(fitness, "fitness"), _finite_or_none(ood_log_ratio, "ood_log_ratio"),
+                          _dumps(family_log_ratios), _dumps(list(tasks)), _finite_or_none(fitness_se, "fitness_se"),
+                          _finite_or_none(score, "score"), int(rounds), int(bool(settled)), program_id))
+            conn.execute("UPDATE elites SET fitness = ? WHERE program_id = ?", (score, program_id))
+            record = self.get(program_id)
+            if settled and record is not None and record.status == "ok" and record.cell is not None:
+                self._offer_elite(record.run_id, record.island, record.cell, program_id, score)
+
+    def unsettled(self, run_id: int) -> list[ProgramRecord]:
+        """Ok programs still waiting for confirmation rounds, in insertion order."""
+        return self._records(f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 0 ORDER BY id",
+                             (run_id,))
+
+    def add_validation(self, run_id: int, program_id: int, evaluated: int, search_fitness: float | None,
+                       search_se: float | None, fitness: float | None, result: dict[str, Any],
+                       created_at: float | None = None) -> None:
+        """The validation score of the run's best program at the time `evaluated` proposals were recorded."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO validations (run_id, program_id, evaluated, search_fitness, search_se, fitness, "
+                         "result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, program_id, int(evaluated), _finite_or_none(search_fitness, "search_fitness"),
+                          _finite_or_none(search_se, "search_se"), _finite_or_none(fitness, "fitness"),
+                          _dumps(result), time.time() if created_at is None else created_at))
+
+    def validations(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's validations of its best program over time: {program_id, evaluated, search_fitness,
+        search_se, fitness, result, created_at}, oldest first."""
+        rows = self._conn.execute("SELECT program_id, evaluated, search_fitness, search_se, fitness, result, "
+                                  "created_at FROM validations WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        return [{"program_id": p, "evaluated": e, "search_fitness": sf, "search_se": se, "fitness": f,
+                 "result": json.loads(r), "created_at": c} for p, e, sf, se, f, r, c in rows]
 
     # ---- LLM calls and held-out results --------------------------------------------------------
 

@@ -58,10 +58,12 @@ class TaskScore:
     ood_error: float        # geometric mean over seeds of the normalised OOD error
     id_error: float         # geometric mean over seeds of the normalised held-out ID error
     log_ratio: float        # mean over seeds of ln(ood_error / ReLU's), clipped
+    seed_log_ratios: tuple[float, ...] = ()   # per seed, each clipped: for intervals paired by seed
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "ood_error": self.ood_error,
-                "id_error": self.id_error, "log_ratio": self.log_ratio}
+                "id_error": self.id_error, "log_ratio": self.log_ratio,
+                "seed_log_ratios": list(self.seed_log_ratios)}
 
 
 @dataclass
@@ -106,7 +108,9 @@ class Evaluation:
         if error is not None:  # a worker's text is capped here too, whatever the worker did
             error = {cap_message(str(k), 64): cap_message(v, MESSAGE_LIMIT) for k, v in error.items()}
         tasks = [TaskScore(str(t["name"]), str(t["family"]), number(t["ood_error"], False),
-                           number(t["id_error"], False), number(t["log_ratio"], False)) for t in data.get("tasks", [])]
+                           number(t["id_error"], False), number(t["log_ratio"], False),
+                           tuple(number(v, False) for v in (t.get("seed_log_ratios") or ())[:1000]))
+                 for t in data.get("tasks", [])]
         evaluation = cls(activation=cap_message(str(data.get("activation", "candidate")), 256), ok=data["ok"],
                          error=error,
                          fitness=number(data.get("fitness")), ood_log_ratio=number(data.get("ood_log_ratio")),
@@ -253,7 +257,9 @@ class Lab:
                 task.name, task.family,
                 ood_error=float(result.ood_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
                 id_error=float(result.id_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
-                log_ratio=ratio))
+                log_ratio=ratio,
+                seed_log_ratios=tuple(float(v) for v in log_ratios[rows].clamp(-self.log_ratio_clip,
+                                                                               self.log_ratio_clip))))
         return sum(s.log_ratio for s in scores) / len(scores), scores
 
     def evaluate_source(self, source: str, name: str = "candidate",

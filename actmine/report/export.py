@@ -1,7 +1,9 @@
 """`export_pack(run_dir, top, out)`: the top programs of a run as one generated program file (a pack).
 
 The pack holds data only (`actmine.language.files`): for each exported program its source, name
-(`mined_<id>`), class name (`Mined<id>`), LaTeX and plain formula, search and held-out fitness,
+(`mined_<id>`), class name (`Mined<id>`), LaTeX and plain formula, search and held-out fitness (the
+validation fitness of the end-of-run check, read from heldout.json in either its current or its older
+list format, see `html.heldout_results`),
 per-family log-ratios, origin (run, proposal, mutator, model), rationale and the normaliser's changes
 to the model's answer, all as literals, and
 the call of the checked loader. Each program keeps its own source string (helpers keep their

@@ -8,6 +8,14 @@ database is opened read-only, so a report can be written while the search runs. 
 probes' recorded `curve` (f and f' measured in the sandbox) or, for older records, from the
 restricted-ast interpreter of `formula.safe_function` (outside its subset: no curve). The library's references (trusted code) are evaluated in-process on the run's search suite
 for the per-task heatmap.
+
+The end-of-run results (`final_results`: heldout.json, else the database's `heldout` table) give
+the Validation section (the top programs and references on the validation pools, the winner
+marked) and the Test section (per test suite, the winner's and references' fitness and the
+paired comparisons with their intervals); the `validations` table gives the Generalisation gap
+(the best's search estimate against its validation fitness over the run). A run that lacks any of
+them (an older run, a run still going) shows "not available" there; heldout.json written as a
+plain list (the older held-out check) is read as validation rows.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from ..terminal import terminal_text
 from . import plots
 from .formula import safe_function, simplified_formula, simplified_formulas
 
-__all__ = ["write_report", "REFERENCE_NAMES"]
+__all__ = ["write_report", "final_results", "heldout_results", "REFERENCE_NAMES"]
 
 REFERENCE_NAMES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation")
 
@@ -88,21 +96,253 @@ def _original_answer(record: ProgramRecord) -> list[str]:
     return parts
 
 
+SPLITS = {"validation": "validation", "test": "test", "comparison": "comparisons"}
+
+
+def _dict_rows(value: Any) -> list[dict]:
+    """The dict entries of a list (anything else in a hand-edited or damaged file is skipped)."""
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+
+def _program_id(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _empty_results() -> dict[str, Any]:
+    return {"winner": None, "validation": [], "test": [], "comparisons": []}
+
+
+def _results_from_file(path: Path) -> dict[str, Any]:
+    """heldout.json as the end-of-run results. The current format is a dict {winner, validation,
+    test, comparisons}; older runs wrote a plain list of held-out rows, which were the same kind
+    of check as today's validation rows and are read as such."""
+    results = _empty_results()
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return results
+    if isinstance(data, list):
+        results["validation"] = _dict_rows(data)
+    elif isinstance(data, dict):
+        results["winner"] = _program_id(data.get("winner"))
+        for key in SPLITS.values():
+            results[key] = _dict_rows(data.get(key))
+    return results
+
+
+def _results_from_database(db: ProgramDatabase, run_id: int) -> dict[str, Any]:
+    """The `heldout` table's rows grouped by their `split` (rows without one are an older run's
+    held-out check: validation rows)."""
+    results = _empty_results()
+    for row in db.heldout(run_id):
+        result = row.get("result")
+        if isinstance(result, dict):
+            results[SPLITS.get(result.get("split"), "validation")].append(result)
+    return results
+
+
+def final_results(run_dir: str | Path, db: ProgramDatabase, run_id: int) -> dict[str, Any]:
+    """The run's end-of-run results: {"winner": program id or None, "validation": rows, "test":
+    rows, "comparisons": rows}, from heldout.json or, when that file is missing, damaged or empty,
+    from the database. Rows are dicts as written (untrusted: escape before showing). Without a
+    recorded winner, the validation row marked `winner` names it."""
+    results = _results_from_file(Path(run_dir) / "heldout.json")
+    if not any(results[key] for key in SPLITS.values()):
+        results = _results_from_database(db, run_id)
+    if results["winner"] is None:
+        marked = [_program_id(r.get("program_id")) for r in results["validation"] if r.get("winner") is True]
+        results["winner"] = next((pid for pid in marked if pid is not None), None)
+    return results
+
+
 def heldout_results(run_dir: Path, db: ProgramDatabase, run_id: int) -> tuple[dict[int, float | None], list[dict]]:
-    """The run's held-out check: (held-out fitness by program id, all rows), from heldout.json or,
-    when that file is missing or damaged, from the database."""
-    rows: list[dict] = []
-    path = run_dir / "heldout.json"
-    if path.is_file():
-        try:
-            rows = [r for r in json.loads(path.read_text()) if isinstance(r, dict)]
-        except (ValueError, OSError):
-            rows = []
+    """The run's validation check: (validation fitness by program id, the validation rows), from
+    heldout.json (either format) or the database; see `final_results` for the test side too."""
+    rows = final_results(run_dir, db, run_id)["validation"]
+    return _validation_by_program(rows), rows
+
+
+def _validation_by_program(rows: list[dict]) -> dict[int, Any]:
+    """{program id: validation fitness} of the validation rows that are programs (not references)."""
+    return {pid: r.get("heldout_fitness") for r in rows if (pid := _program_id(r.get("program_id"))) is not None}
+
+
+def _finite(value: Any) -> float | None:
+    """A number from a results row as a float, or None (missing, text, bool, not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _with_se(fitness: Any, se: Any) -> str:
+    """`+0.1234 ± 0.0100` (the ± part only when a standard error is known)."""
+    spread = _finite(se)
+    return _num(fitness) + (f" ± {spread:.4f}" if spread is not None else "")
+
+
+def _signed(value: Any, digits: int = 3) -> str:
+    """A signed number with a real minus sign (for the comparisons' sentences)."""
+    number = _finite(value)
+    return "—" if number is None else f"{number:+.{digits}f}".replace("-", "\u2212")
+
+
+def _program_cell(program_id: Any, linked: set[int]) -> str:
+    """The program column: a link to its section when the report has one, `—` for a reference."""
+    pid = _program_id(program_id)
+    if pid is None:
+        return _td("—")
+    return _td(f'<a href="#program-{pid}">#{pid}</a>', raw=True) if pid in linked else _td(f"#{pid}")
+
+
+def _family_names(rows: Iterable[dict], key: str = "families") -> list[str]:
+    return sorted({str(f) for r in rows for f in _mapping(r.get(key))})
+
+
+def _error_text(error: Any) -> str:
+    """A row's error dict (stage, code, message, ...) as one line of text (escaped by the caller)."""
+    if isinstance(error, dict):
+        return "; ".join(f"{k}: {v}" for k, v in error.items())
+    return "" if error is None else str(error)
+
+
+def _by_fitness(rows: list[dict], key: str) -> list[dict]:
+    """Rows by `key` descending, rows without a number last (stable, so ties keep their order)."""
+    return sorted(rows, key=lambda r: (_finite(r.get(key)) is None, -(_finite(r.get(key)) or 0.0)))
+
+
+def _validation_section(results: dict[str, Any], linked: set[int]) -> list[str]:
+    """The validation pool: the top programs and the library's references, the winner marked."""
+    parts = ["<h2 id='validation'>Validation</h2>"]
+    rows = _by_fitness(results["validation"], "heldout_fitness")
     if not rows:
-        rows = [r["result"] for r in db.heldout(run_id) if isinstance(r.get("result"), dict)]
-    by_program = {int(r["program_id"]): r.get("heldout_fitness") for r in rows
-                  if isinstance(r.get("program_id"), int)}
-    return by_program, rows
+        return parts + ["<p class='muted'>not available: this run recorded no validation results</p>"]
+    winner = results["winner"]
+    families = _family_names(rows)
+    headers = ["", "name", "program", "search fitness", "validation fitness",
+               *[f"{f} log-ratio" for f in families], "error"]
+    body = []
+    for r in rows:
+        chosen = r.get("winner") is True or (winner is not None and _program_id(r.get("program_id")) == winner)
+        body.append([_td("winner" if chosen else ""), _td(r.get("name")), _program_cell(r.get("program_id"), linked),
+                     _td(_with_se(r.get("search_fitness"), r.get("search_se")), num=True),
+                     _td(_num(r.get("heldout_fitness")), num=True),
+                     *[_td(_num(_mapping(r.get("families")).get(f), 3), num=True) for f in families],
+                     _td(_error_text(r.get("error")))])
+    parts.append("<p class='muted'>Fitness on the validation pools (−mean log-ratio vs ReLU; higher is better): "
+                 "the winner is the program that did best here, not on the search's own tasks.</p>")
+    parts.append(_table(headers, body, "validation"))
+    return parts
+
+
+def _verdict(row: dict) -> str:
+    """better / worse / not distinguishable, from the interval of winner − reference (below 0:
+    the winner's log-ratio is lower, so it is better)."""
+    low, high = _finite(row.get("low")), _finite(row.get("high"))
+    if low is None or high is None:
+        return "not available"
+    if high < 0:
+        return "better"
+    if low > 0:
+        return "worse"
+    return "not distinguishable"
+
+
+def _comparison_sentence(row: dict, winner: int | None) -> str:
+    """`winner − gelu: −0.120 [−0.200, −0.040] over 60 tasks × 3 seeds` (plain text; escape it)."""
+    pid = _program_id(row.get("program_id"))
+    who = "winner" if pid is None or winner is None or pid == winner else f"program {pid}"
+    return (f"{who} \u2212 {row.get('against') or '?'}: "
+            f"{_signed(row.get('mean'))} [{_signed(row.get('low'))}, {_signed(row.get('high'))}] over "
+            f"{row.get('tasks', '?')} tasks × {row.get('seeds', '?')} seeds")
+
+
+def _comparison_table(rows: list[dict], winner: int | None) -> str:
+    body = [[_td(_comparison_sentence(r, winner)), _td(_verdict(r))] for r in rows]
+    return _table(["winner − reference: mean log-ratio difference [95% interval]", "the winner is"], body,
+                  "comparisons")
+
+
+def _test_table(rows: list[dict], winner: int | None, linked: set[int]) -> str:
+    families = _family_names(rows)
+    body = []
+    for r in _by_fitness(rows, "fitness"):
+        chosen = winner is not None and _program_id(r.get("program_id")) == winner
+        tasks = r.get("tasks")
+        body.append([_td("winner" if chosen else ""), _td(r.get("name")), _program_cell(r.get("program_id"), linked),
+                     _td(_num(r.get("fitness")), num=True),
+                     _td(str(len(tasks)) if isinstance(tasks, dict) else "—", num=True),
+                     *[_td(_num(_mapping(r.get("families")).get(f), 3), num=True) for f in families]])
+    return _table(["", "name", "program", "test fitness", "tasks", *[f"{f} log-ratio" for f in families]], body,
+                  "test")
+
+
+def _suite_of(row: dict) -> str:
+    return str(row.get("suite") or "test")
+
+
+def _test_section(results: dict[str, Any], linked: set[int]) -> list[str]:
+    """Per test suite (reported only, never used to choose): the winner's and each reference's
+    fitness, then the paired comparisons of the winner with each reference and their verdicts."""
+    parts = ["<h2 id='test'>Test</h2>"]
+    tests, comparisons, winner = results["test"], results["comparisons"], results["winner"]
+    if not tests and not comparisons:
+        return parts + ["<p class='muted'>not available: this run recorded no test results</p>"]
+    parts.append("<p class='muted'>Test suites, never seen by the search or by the choice of the winner. A "
+                 "comparison is the mean over (task, seed) of the winner's log-ratio minus the reference's, "
+                 "with a 95% cluster-bootstrap interval: below 0, the winner is better.</p>")
+    suites = list(dict.fromkeys([_suite_of(r) for r in tests] + [_suite_of(r) for r in comparisons]))
+    for suite in suites:
+        parts.append(f"<h3 class='suite'>{_e(suite)}</h3>")
+        suite_tests = [r for r in tests if _suite_of(r) == suite]
+        suite_comparisons = [r for r in comparisons if _suite_of(r) == suite]
+        if suite_tests:
+            parts.append(_test_table(suite_tests, winner, linked))
+        if suite_comparisons:
+            parts.append(_comparison_table(suite_comparisons, winner))
+    return parts
+
+
+def _gap_rows(latest: dict) -> list[list[str]]:
+    """The latest validation of the best as table rows: overall fitness, then per family (search vs
+    validation log-ratio). Gap = how much worse validation was than the search promised, positive
+    when the search overestimated (fitness: search − validation; log-ratio: validation − search)."""
+    search, validation = _finite(latest.get("search_fitness")), _finite(latest.get("fitness"))
+    rows = [[_td("fitness"), _td(_with_se(search, latest.get("search_se")), num=True), _td(_num(validation), num=True),
+             _td(_num(None if search is None or validation is None else search - validation), num=True)]]
+    result = _mapping(latest.get("result"))
+    search_families, families = _mapping(result.get("search_families")), _mapping(result.get("families"))
+    for family in sorted({str(f) for f in (*search_families, *families)}):
+        low, high = _finite(search_families.get(family)), _finite(families.get(family))
+        rows.append([_td(f"{family} log-ratio"), _td(_num(low, 3), num=True), _td(_num(high, 3), num=True),
+                     _td(_num(None if low is None or high is None else high - low, 3), num=True)])
+    return rows
+
+
+def _gap_section(validations: list[dict], linked: set[int], proposals: int) -> list[str]:
+    """The generalisation gap: the best's search estimate against its validation fitness over the
+    run (figure), the latest such pair per family, and every recorded pair (collapsed)."""
+    parts = ["<h2 id='gap'>Generalisation gap</h2>"]
+    rows = [v for v in validations if isinstance(v, dict)]
+    if not rows:
+        return parts + ["<p class='muted'>not available: this run recorded no validation of its best program</p>"]
+    parts.append(_img(plots.generalisation_gap_figure(rows, until=proposals),
+                      "generalisation gap: search estimate vs validation fitness"))
+    latest = rows[-1]
+    parts.append(f"<p>Latest: program {_e(latest.get('program_id'))} after {_e(latest.get('evaluated'))} proposals. "
+                 "Gap: positive when the program did worse on the validation pools than its search estimate "
+                 "promised.</p>")
+    parts.append(_table(["", "search", "validation", "gap"], _gap_rows(latest), "gap"))
+    history = [[_td(str(v.get("evaluated")), num=True), _program_cell(v.get("program_id"), linked),
+                _td(_with_se(v.get("search_fitness"), v.get("search_se")), num=True),
+                _td(_num(v.get("fitness")), num=True)] for v in rows]
+    parts.append("<details><summary>every validation of the best</summary>"
+                 + _table(["evaluated", "program", "search fitness", "validation fitness"], history, "validations")
+                 + "</details>")
+    return parts
 
 
 def _lineage(db: ProgramDatabase, best: ProgramRecord, limit: int = 200) -> list[ProgramRecord]:
@@ -112,6 +352,16 @@ def _lineage(db: ProgramDatabase, best: ProgramRecord, limit: int = 200) -> list
         chain.append(record)
         record = db.get(record.parent_ids[0]) if record.parent_ids else None
     return chain
+
+
+def _with_winner(db: ProgramDatabase, run_id: int, leaders: list[ProgramRecord],
+                 winner: int | None) -> list[ProgramRecord]:
+    """The programs that get their own section: the leaders, and the winner (chosen on the
+    validation pools) when the search's ranking left it out of them."""
+    if winner is None or any(record.id == winner for record in leaders):
+        return list(leaders)
+    record = db.get(winner)
+    return [*leaders, record] if record is not None and record.run_id == run_id else list(leaders)
 
 
 def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tuple[dict[str, dict[str, float]], str]:
@@ -159,7 +409,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
         best = leaders[0] if leaders else None
         lineage = _lineage(db, best) if best else []
         failures = db.failures_by_reason(run_id)
-        heldout, heldout_rows = heldout_results(run_dir, db, run_id)
+        results = final_results(run_dir, db, run_id)
+        heldout = _validation_by_program(results["validation"])
+        validations = db.validations(run_id)
+        shown = _with_winner(db, run_id, leaders, results["winner"])
         counts = {status: db.count(run_id, status) for status in ("ok", "failed", "duplicate")}
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
@@ -177,40 +430,47 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
                ("seed", run["seed"]), ("created", created), ("updated", updated),
                ("proposals", len(records)), ("ok", counts["ok"]), ("failed", counts["failed"]),
                ("duplicates", counts["duplicate"]),
-               ("best fitness", _num(best.fitness) if best else "—"),
+               ("best fitness", _with_se(best.fitness, best.fitness_se) if best else "—"),
+               ("winner (chosen on validation)", "—" if results["winner"] is None else f"program {results['winner']}"),
                ("versions", json.dumps(run["versions"] or {}))]
     parts.append("<h2 id='summary'>Run summary</h2>")
     parts.append(_table(["", ""], [[_td(k), _td(v)] for k, v in summary], "summary"))
     parts.append(f"<details><summary>config.yaml</summary><pre>{_e(config_text)}</pre></details>")
 
     # ---- leaderboard
+    linked = {record.id for record in shown}
     families = sorted({f for r in leaders for f in (r.family_log_ratios or {})})
-    headers = ["rank", "program", "fitness", "held-out fitness", *[f"{f} log-ratio" for f in families],
-               "pointwise", "flops/elem", "mutator", "model", "rationale"]
+    headers = ["rank", "program", "fitness ± se", "score", "rounds", "validation fitness",
+               *[f"{f} log-ratio" for f in families], "pointwise", "flops/elem", "mutator", "model", "rationale"]
     rows = []
     for rank, record in enumerate(leaders, 1):
         probes = record.probes or {}
-        rows.append([_td(str(rank), num=True), _td(f'<a href="#program-{record.id}">#{record.id}</a>', raw=True),
-                     _td(_num(record.fitness), num=True), _td(_num(heldout.get(record.id)), num=True),
+        mark = " (winner)" if record.id == results["winner"] else ""
+        rows.append([_td(str(rank), num=True),
+                     _td(f'<a href="#program-{record.id}">#{record.id}</a>{mark}', raw=True),
+                     _td(_with_se(record.fitness, record.fitness_se), num=True), _td(_num(record.score), num=True),
+                     _td(f"{record.rounds}" + ("" if record.settled else " (unsettled)"), num=True),
+                     _td(_num(heldout.get(record.id)), num=True),
                      *[_td(_num((record.family_log_ratios or {}).get(f), 3), num=True) for f in families],
                      _td(str(probes.get("pointwise", "—"))),
                      _td(_num(probes.get("flops_per_element"), 3, signed=False), num=True),
                      _td(record.mutator), _td(record.model or "—"), _td(record.rationale, css="rationale")])
     parts.append("<h2 id='leaderboard'>Leaderboard</h2>")
+    parts.append("<p class='muted'>Ranked by score, the lower confidence bound of the search estimate "
+                 "(fitness − a multiple of its standard error); rounds: task samples pooled into the estimate.</p>")
     parts.append(_table(headers, rows, "leaderboard") if rows else "<p class='muted'>no scored program yet</p>")
-    if heldout_rows:
-        parts.append("<h3>Held-out check</h3>")
-        parts.append(_table(["name", "program", "search fitness", "held-out fitness"],
-                            [[_td(r.get("name")), _td("—" if r.get("program_id") is None else f"#{r['program_id']}"),
-                              _td(_num(r.get("search_fitness")), num=True),
-                              _td(_num(r.get("heldout_fitness")), num=True)] for r in heldout_rows], "heldout"))
+    parts.extend(_validation_section(results, linked))
+    parts.extend(_test_section(results, linked))
+    parts.extend(_gap_section(validations, linked, len(records)))
 
     # ---- candidates
     parts.append("<h2 id='candidates'>Top candidates</h2>")
-    simplified_formulas([record.source for record in leaders])   # one bounded sympy child for all (cached)
-    for rank, record in enumerate(leaders, 1):
+    simplified_formulas([record.source for record in shown])   # one bounded sympy child for all (cached)
+    for rank, record in enumerate(shown, 1):
         parts.append(f"<div class='candidate' id='program-{record.id}'>")
-        parts.append(f"<h3>#{rank}: program {record.id} — fitness {_num(record.fitness)}</h3>")
+        label = f"#{rank}" if rank <= len(leaders) else "the winner"
+        parts.append(f"<h3>{label}: program {record.id} — fitness {_with_se(record.fitness, record.fitness_se)}"
+                     f"{' (winner)' if record.id == results['winner'] and rank <= len(leaders) else ''}</h3>")
         parts.append(f"<p class='rationale'>{_e(record.rationale)} <span class='muted'>({_e(record.mutator)}"
                      f"{', ' + _e(record.model) if record.model else ''})</span></p>")
         recorded = (record.probes or {}).get("curve")
@@ -259,7 +519,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
     parts.append("<h2 id='heatmap'>Per-task OOD log-ratios</h2>")
     heat = {f"program {r.id}": {t["name"]: t["log_ratio"] for t in (r.tasks or [])
                                 if isinstance(t, dict) and "name" in t and isinstance(t.get("log_ratio"), (int, float))}
-            for r in leaders}
+            for r in shown}
     reference_rows, note = _reference_rows(config, references)
     heat.update(reference_rows)
     if note:

@@ -2,7 +2,8 @@
 
 Every `*_figure` function draws one figure and, given a path, writes it as PNG there; it returns
 the `matplotlib.figure.Figure` (closed figures are fine to pass to `png_bytes`/`data_uri`, which
-render them again). `plot_comparison` is what `actmine compare --plot FILE.png` writes.
+render them again). `plot_comparison` is what `actmine compare --plot FILE.png` writes; `generalisation_gap_figure`
+draws the best program's search estimate against its validation fitness over a run.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["curves_figure", "family_bars_figure", "fitness_over_time_figure", "heatmap_figure",
-           "plot_comparison", "png_bytes", "data_uri", "REFERENCES"]
+__all__ = ["curves_figure", "family_bars_figure", "fitness_over_time_figure", "generalisation_gap_figure",
+           "heatmap_figure", "plot_comparison", "png_bytes", "data_uri", "REFERENCES"]
 
 X_RANGE = (-6.0, 6.0)
 POINTS = 481
@@ -191,6 +192,57 @@ def fitness_over_time_figure(records: Sequence[Any], path: str | Path | None = N
     ax.grid(alpha=0.3)
     if scored or failed:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def _finite(value: Any) -> float:
+    """A number from a database row as a float; NaN for anything else (None, text, inf), which
+    matplotlib leaves as a gap."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def _gap_points(validations: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, float, float]]:
+    """(evaluated, search fitness, search se, validation fitness) of each row with a numeric
+    `evaluated`, in order of `evaluated` (rows arrive oldest first; sorting guards a hand-made list)."""
+    points = [(_finite(row.get("evaluated")), _finite(row.get("search_fitness")), _finite(row.get("search_se")),
+               _finite(row.get("fitness"))) for row in validations if isinstance(row, Mapping)]
+    return sorted((p for p in points if math.isfinite(p[0])), key=lambda p: p[0])
+
+
+def generalisation_gap_figure(validations: Sequence[Mapping[str, Any]], path: str | Path | None = None,
+                              until: int | None = None) -> Figure:
+    """The run's best program over the search (`ProgramDatabase.validations` rows: evaluated,
+    search_fitness, search_se, fitness): its search estimate with a ±1.96·se band and its validation
+    fitness, both as steps (a row holds until the best changes again; `until`, the run's proposal
+    count, carries the last row to the end of the run). The distance between the two lines is the
+    generalisation gap: how much the search's estimate promised beyond unseen tasks."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    points = _gap_points(validations)
+    marked = list(range(len(points)))   # the recorded rows; not the carried-over end point
+    if points and until is not None and until > points[-1][0]:
+        points.append((float(until), *points[-1][1:]))
+    if points:
+        xs = [p[0] for p in points]
+        search = [p[1] for p in points]
+        low = [s - 1.96 * se if math.isfinite(se) else s for _, s, se, _ in points]
+        high = [s + 1.96 * se if math.isfinite(se) else s for _, s, se, _ in points]
+        validation = [p[3] for p in points]
+        ax.fill_between(xs, low, high, step="post", color="C0", alpha=0.2, label="search ±1.96·se")
+        ax.step(xs, search, where="post", color="C0", marker="o", markersize=4, markevery=marked,
+                label="search estimate")
+        ax.step(xs, validation, where="post", color="C3", marker="s", markersize=4, markevery=marked,
+                label="validation fitness")
+        ax.axhline(0, color="0.5", linewidth=0.6, linestyle=":")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no validation of the best yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("proposals evaluated")
+    ax.set_ylabel("fitness (higher is better)")
+    ax.set_title("best program: search estimate vs validation fitness")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _finish(fig, path)
 

@@ -1,0 +1,236 @@
+"""The lab as a task distribution: pool specs, mixtures of pools, samples, and the three-way split.
+
+A search must not fit a fixed list of tasks (docs/lab.md, "The split"). Here:
+
+- `PoolSpec` names one pool (`pools.Pool`): a generator with parameters, how many learnable draws,
+  the first index, and the training seeds. Plain data, so it lives in the run's config.
+- `TaskDistribution` is several pools as one distribution: its tasks, the cached ReLU numbers of
+  each, and `sample(rng, k)`: k distinct tasks stratified by pool (each pool's share of a sample is
+  its share of the tasks, by largest remainder), so every sample covers every generator.
+- `Split` holds the three sides: the search distribution (selection pressure), the validation
+  distribution (picks the winner and the top list) and the test distributions (reported only).
+  `check_split` refuses a split in which any (generator, parameters, index) of the validation or
+  test side could be drawn by the search: pools of one generator with the same parameters must
+  cover disjoint index ranges (a pool looks at indexes start … start + max_draws − 1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .ensemble import Protocol, TrainResult
+from .fitness import Lab
+from .generators import get_generator
+from .pools import Pool, PoolError
+from .tasks import Suite, Task
+
+import torch
+
+#: Where the default validation pools start: far beyond any index a search pool looks at.
+VALIDATION_START = 1_000_000
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One pool: `size` learnable draws of `generator(**params)` from index `start`, trained with `seeds`."""
+
+    generator: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    size: int = 100
+    start: int = 0
+    seeds: tuple[int, ...] = (0,)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "pool") -> "PoolSpec":
+        if not isinstance(data, Mapping) or "generator" not in data:
+            raise PoolError(f"{where}: a pool is a mapping with at least 'generator' "
+                            f"(and optionally params, size, start, seeds), got {data!r}")
+        unknown = sorted(set(data) - {"generator", "params", "size", "start", "seeds"})
+        if unknown:
+            raise PoolError(f"{where}: unknown pool field {unknown[0]!r}; known: generator, params, size, start, seeds")
+        params, seeds = data.get("params") or {}, data.get("seeds", (0,))
+        if not isinstance(params, Mapping):
+            raise PoolError(f"{where}: pool field 'params' must be a mapping of generator parameters, got {params!r}")
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+            raise PoolError(f"{where}: pool field 'seeds' must be a non-empty list of integers, got {seeds!r}")
+        spec = cls(str(data["generator"]), dict(params), data.get("size", 100), data.get("start", 0), tuple(seeds))
+        spec.check(where)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator, "params": dict(self.params), "size": self.size, "start": self.start,
+                "seeds": list(self.seeds)}
+
+    def check(self, where: str = "pool") -> None:
+        """Field types and ranges, and the generator's own parameter checks (no training)."""
+        for name, value, minimum in (("size", self.size, 1), ("start", self.start, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise PoolError(f"{where}: pool field {name!r} must be an integer >= {minimum}, got {value!r}")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise PoolError(f"{where}: pool field 'seeds' must be a non-empty list of integers, got {list(self.seeds)!r}")
+        try:
+            get_generator(self.generator, **dict(self.params))
+        except ValueError as exc:
+            raise PoolError(f"{where}: {exc}") from None
+
+    def identity(self) -> tuple[str, str]:
+        """(generator, canonical parameters): two specs with the same identity draw the same tasks."""
+        generator = get_generator(self.generator, **dict(self.params))
+        return generator.name, json.dumps(generator.params(), sort_keys=True)
+
+    def index_range(self) -> range:
+        """Every index the pool may look at while it fills itself (its draw budget, `Pool.max_draws`)."""
+        return range(self.start, self.start + 20 * self.size + 100)
+
+    def build(self, protocol: Protocol, cache_dir: str | Path | None = None, progress: bool | None = None) -> Pool:
+        return Pool(self.generator, dict(self.params), size=self.size, start=self.start, seeds=self.seeds,
+                    protocol=protocol, cache_dir=cache_dir, progress=progress)
+
+
+class TaskDistribution:
+    """Several pools (with the same seeds and protocol) as one distribution of tasks."""
+
+    def __init__(self, name: str, pools: Sequence[Pool]):
+        if not pools:
+            raise PoolError(f"distribution {name!r} has no pools")
+        seeds = {pool.seeds for pool in pools}
+        if len(seeds) != 1:
+            raise PoolError(f"distribution {name!r}: every pool must use the same seeds, got {sorted(seeds)}")
+        self.name = name
+        self.pools = tuple(pools)
+        self.seeds = pools[0].seeds
+        self.protocol = pools[0].protocol
+        self._pool_of = {task.name: pool for pool in self.pools for task in pool.tasks}
+        if len(self._pool_of) != sum(len(p.tasks) for p in self.pools):
+            raise PoolError(f"distribution {name!r}: two pools hold the same task (the same generator, "
+                            "parameters and indexes twice)")
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(task for pool in self.pools for task in pool.tasks)
+
+    def shares(self, k: int) -> list[int]:
+        """How many of k sampled tasks come from each pool: proportional to pool size by largest
+        remainder; when k ≥ the number of pools, a pool whose share rounds to 0 still gets one (taken
+        from the largest share), so every sample covers every generator."""
+        sizes = np.array([len(p.tasks) for p in self.pools], dtype=int)
+        k = min(k, int(sizes.sum()))
+        exact = k * sizes / sizes.sum()
+        counts = np.floor(exact).astype(int)   # exact ≤ size, so no pool is asked for more than it holds
+        for i in np.argsort(-(exact - counts), kind="stable")[: k - int(counts.sum())]:
+            counts[i] += 1
+        if k >= len(sizes):   # a pool too small for its own share still gets one task, from the largest share
+            for i in np.flatnonzero(counts == 0):
+                counts[int(np.argmax(counts))] -= 1
+                counts[i] = 1
+        return [int(c) for c in counts]
+
+    def sample(self, rng: np.random.Generator | int, k: int) -> list[Task]:
+        """k distinct tasks (all of them when k ≥ the distribution's size), stratified by pool."""
+        total = len(self._pool_of)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise PoolError(f"sample size must be a positive integer, got {k!r}")
+        if k >= total:
+            return list(self.tasks)
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        chosen: list[Task] = []
+        for pool, count in zip(self.pools, self.shares(k)):
+            if count:
+                chosen += pool.sample(rng, count)
+        return chosen
+
+    def reference_result(self, tasks: Sequence[Task], activation: str = "relu") -> TrainResult:
+        """The cached errors of `activation` on `tasks` × seeds, in workload order (task-major)."""
+        parts = [self._pool_of[t.name].reference_result([t], activation) for t in tasks]
+        return TrainResult(torch.empty(0, 0), torch.cat([p.id_error for p in parts]),
+                           torch.cat([p.ood_error for p in parts]), [])
+
+    def lab(self, tasks: Sequence[Task] | None = None, name: str | None = None, **lab_options: Any) -> Lab:
+        """A Lab over these tasks (default: all) scored against the cached ReLU numbers."""
+        tasks = list(tasks if tasks is not None else self.tasks)
+        missing = [t.name for t in tasks if t.name not in self._pool_of]
+        if missing:
+            raise PoolError(f"distribution {self.name!r} has no task {missing[0]!r}")
+        lab = Lab(Suite(name or self.name, tuple(tasks), self.seeds), protocol=self.protocol, **lab_options)
+        lab.use_reference(self.reference_result(tasks))
+        return lab
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Per pool: generator, parameters, tasks, seeds and the learnable fraction of its build."""
+        return [{"generator": p.generator.name, "params": p.params, "tasks": len(p.tasks), "start": p.start,
+                 "seeds": list(p.seeds), "learnable": round(p.learnable_fraction, 3)} for p in self.pools]
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The three sides of a search's tasks, as pool specs (see the module docstring)."""
+
+    search: tuple[PoolSpec, ...]
+    validation: tuple[PoolSpec, ...]
+    test: tuple[tuple[str, tuple[PoolSpec, ...]], ...] = ()   # (suite name, its pools)
+
+
+def check_split(split: SplitSpec) -> None:
+    """Refuse a split whose validation or test pools could share a draw with the search pools."""
+    searched: dict[tuple[str, str], list[range]] = {}
+    for spec in split.search:
+        searched.setdefault(spec.identity(), []).append(spec.index_range())
+    others = [("validation", spec) for spec in split.validation]
+    others += [(f"test suite {name!r}", spec) for name, specs in split.test for spec in specs]
+    for side, spec in others:
+        for used in searched.get(spec.identity(), []):
+            mine = spec.index_range()
+            if mine.start < used.stop and used.start < mine.stop:
+                raise PoolError(
+                    f"the {side} pool {spec.generator} (start {spec.start}, size {spec.size}) may draw indexes "
+                    f"{mine.start}..{mine.stop - 1}, which overlap the search pool's {used.start}..{used.stop - 1} "
+                    f"of the same generator and parameters: start it at {used.stop} or later "
+                    f"(validation pools default to start {VALIDATION_START})")
+
+
+@dataclass
+class Split:
+    """The built split: the search and validation distributions and the test distributions by name."""
+
+    search: TaskDistribution
+    validation: TaskDistribution
+    test: dict[str, TaskDistribution]
+
+    @classmethod
+    def build(cls, spec: SplitSpec, protocol: Protocol, cache_dir: str | Path | None = None,
+              progress: bool | None = None) -> "Split":
+        check_split(spec)
+
+        def distribution(name: str, specs: Sequence[PoolSpec]) -> TaskDistribution:
+            return TaskDistribution(name, [s.build(protocol, cache_dir, progress) for s in specs])
+
+        split = cls(distribution("search", spec.search), distribution("validation", spec.validation),
+                    {name: distribution(name, specs) for name, specs in spec.test})
+        split.check_content()
+        return split
+
+    def check_content(self) -> None:
+        """No validation or test task computes the same target on the same boxes as a search task,
+        whatever its name (two generators' parameters may select the same Feynman equation)."""
+        def key(task: Task) -> tuple:
+            return task.family, task.description, tuple(task.id_box), tuple(task.ood_box)
+
+        searched = {key(t): t.name for t in self.search.tasks}
+        sides = [("validation", self.validation)] + [(f"test suite {n!r}", d) for n, d in self.test.items()]
+        for side, distribution in sides:
+            for task in distribution.tasks:
+                if key(task) in searched:
+                    raise PoolError(f"the {side} task {task.name!r} is the search task {searched[key(task)]!r} "
+                                    "(the same target and boxes): change the pools' parameters so that the "
+                                    "sides share no task")
+
+    def task_names(self) -> dict[str, set[str]]:
+        """The task names of each side ("search", "validation", "test:<name>")."""
+        names = {"search": {t.name for t in self.search.tasks}, "validation": {t.name for t in self.validation.tasks}}
+        names.update({f"test:{n}": {t.name for t in d.tasks} for n, d in self.test.items()})
+        return names

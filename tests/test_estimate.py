@@ -1,0 +1,205 @@
+"""Tests of actmine.lab.estimate: `Estimate.of` against a reference computation, its confidence
+bounds, and `paired_interval` (the mean of per-(task, seed) differences with its cluster bootstrap)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actmine.lab.estimate import Estimate, paired_interval
+from actmine.lab.fitness import Evaluation, TaskScore
+
+FINITE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+SCORE = st.floats(min_value=-5.0, max_value=5.0, allow_nan=False, allow_infinity=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Estimate
+# --------------------------------------------------------------------------------------------
+
+@given(st.lists(FINITE, min_size=1, max_size=40))
+def test_estimate_is_the_mean_and_the_standard_error_of_the_mean(scores):
+    estimate = Estimate.of(scores)
+    assert estimate.n == len(scores)
+    assert estimate.mean == pytest.approx(statistics.fmean(scores), rel=1e-9, abs=1e-6)
+    expected_se = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else 0.0
+    assert estimate.se == pytest.approx(expected_se, rel=1e-6, abs=1e-6)
+    assert estimate.se >= 0
+
+
+def test_estimate_of_known_numbers_and_a_single_score():
+    estimate = Estimate.of([1.0, 2.0, 3.0, 4.0])
+    # sample sd of 1..4 is sqrt(5/3); se = sd / 2
+    assert (estimate.mean, estimate.n) == (2.5, 4)
+    assert estimate.se == pytest.approx(math.sqrt(5 / 3) / 2)
+    single = Estimate.of([0.7])
+    assert (single.mean, single.se, single.n) == (0.7, 0.0, 1)   # one task: no spread is known
+    assert Estimate.of(iter([1.0, 3.0])).mean == 2.0              # any iterable of scores
+
+
+@pytest.mark.parametrize("scores, match", [([], "at least one"), ([0.1, math.nan], "finite"),
+                                           ([math.inf], "finite"), ([-math.inf, 1.0], "finite")])
+def test_estimate_refuses_no_scores_and_non_finite_scores(scores, match):
+    with pytest.raises(ValueError, match=match):
+        Estimate.of(scores)
+
+
+@given(st.lists(SCORE, min_size=1, max_size=20), st.floats(min_value=0.0, max_value=5.0))
+def test_confidence_bounds_are_mean_minus_and_plus_z_standard_errors(scores, z):
+    estimate = Estimate.of(scores)
+    assert estimate.lcb(z) == pytest.approx(estimate.mean - z * estimate.se)
+    assert estimate.ucb(z) == pytest.approx(estimate.mean + z * estimate.se)
+    assert estimate.lcb(z) <= estimate.mean <= estimate.ucb(z)
+    assert estimate.lcb(0.0) == estimate.mean == estimate.ucb(0.0)
+
+
+def test_a_lucky_single_round_has_a_lower_bound_below_a_confirmed_one():
+    """Why selection ranks by the lower bound: a high but noisy mean loses to a steady one."""
+    noisy = Estimate.of([1.5, -0.9, 1.2, -0.6])
+    steady = Estimate.of([0.2, 0.25, 0.3, 0.22, 0.28, 0.24, 0.26, 0.25])
+    assert noisy.mean > steady.mean and noisy.lcb(1.0) < steady.lcb(1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# paired_interval
+# --------------------------------------------------------------------------------------------
+
+def _scores(tasks: int, seeds: int, seed: int = 0, scale: float = 0.5) -> dict[str, list[float]]:
+    rng = np.random.default_rng(seed)
+    return {f"t{i}": list(rng.normal(0.0, scale, seeds)) for i in range(tasks)}
+
+
+def _direct_mean(a, b, clip):
+    """The statistic written out: per common task the mean over seeds of a − b, clipped, then the mean."""
+    per_task = []
+    for name in a:
+        if name in b:
+            diffs = [x - y for x, y in zip(a[name], b[name])]
+            per_task.append(min(clip, max(-clip, sum(diffs) / len(diffs))))
+    return sum(per_task) / len(per_task)
+
+
+def test_identical_functions_differ_by_exactly_nothing():
+    a = _scores(6, 3)
+    result = paired_interval(a, {k: list(v) for k, v in a.items()}, resamples=200)
+    assert (result["mean"], result["low"], result["high"]) == (0.0, 0.0, 0.0)
+    assert (result["tasks"], result["seeds"]) == (6, 3)
+
+
+@given(st.floats(min_value=-2.5, max_value=2.5, allow_nan=False))
+@settings(max_examples=25, deadline=None)
+def test_a_constant_shift_is_the_mean_and_a_tight_interval(shift):
+    b = _scores(5, 3, seed=1)
+    a = {name: [v + shift for v in values] for name, values in b.items()}
+    result = paired_interval(a, b, resamples=100)
+    assert result["mean"] == pytest.approx(shift, abs=1e-9)
+    assert result["low"] == pytest.approx(shift, abs=1e-9) and result["high"] == pytest.approx(shift, abs=1e-9)
+
+
+def test_the_interval_contains_the_mean_and_narrows_with_more_tasks():
+    b = _scores(8, 3, seed=2)
+    a = {name: [v + 0.3 + noise for v, noise in zip(values, np.random.default_rng(5).normal(0, 0.4, 3))]
+         for name, values in b.items()}
+    few = paired_interval(a, b, resamples=500)
+    assert few["low"] < few["mean"] < few["high"]
+    more_b = _scores(80, 3, seed=2)
+    rng = np.random.default_rng(5)
+    more_a = {name: [v + 0.3 + rng.normal(0, 0.4) for v in values] for name, values in more_b.items()}
+    more = paired_interval(more_a, more_b, resamples=500)
+    assert more["low"] < more["mean"] < more["high"]
+    assert more["high"] - more["low"] < few["high"] - few["low"]
+    assert more["low"] < 0.3 < more["high"]   # the true shift is covered with 80 tasks
+
+
+@given(st.dictionaries(st.sampled_from([f"t{i}" for i in range(8)]),
+                       st.lists(st.tuples(SCORE, SCORE), min_size=1, max_size=4), min_size=1, max_size=8),
+       st.floats(min_value=0.5, max_value=10.0))
+@settings(max_examples=60, deadline=None)
+def test_the_mean_is_the_clipped_mean_over_tasks_of_seed_differences(pairs, clip):
+    a = {name: [x for x, _ in values] for name, values in pairs.items()}
+    b = {name: [y for _, y in values] for name, values in pairs.items()}
+    result = paired_interval(a, b, clip=clip, resamples=50)
+    assert result["mean"] == pytest.approx(_direct_mean(a, b, clip), abs=1e-9)
+    assert result["tasks"] == len(pairs) and result["seeds"] == max(len(v) for v in pairs.values())
+    assert -clip - 1e-9 <= result["low"] <= result["high"] <= clip + 1e-9
+    if clip >= 10.0 or all(abs(x - y) < clip for values in pairs.values() for x, y in values):
+        # no clipping at work: the bootstrap is centred on the mean, which its 95% interval holds
+        assert result["low"] - 1e-9 <= result["mean"] <= result["high"] + 1e-9
+
+
+def test_clipping_applies_to_each_tasks_mean_not_to_each_seed():
+    a = {"big": [10.0, -2.0], "small": [0.5, 0.5]}
+    b = {"big": [0.0, 0.0], "small": [0.0, 0.0]}
+    result = paired_interval(a, b, clip=3.0, resamples=100)
+    # per task: mean(10, −2) = 4 → 3; 0.5. Clipping each seed first would give (3 − 2)/2 = 0.5 for "big".
+    assert result["mean"] == pytest.approx((3.0 + 0.5) / 2)
+    wide = paired_interval(a, b, clip=100.0, resamples=100)
+    assert wide["mean"] == pytest.approx((4.0 + 0.5) / 2)
+
+
+def test_tasks_scored_by_only_one_side_are_ignored():
+    a, b = _scores(5, 3, seed=3), _scores(5, 3, seed=4)
+    alone = paired_interval(a, b, resamples=300, seed=9)
+    a_more = dict(a, only_in_a=[100.0, 100.0, 100.0])
+    b_more = dict(b, only_in_b=[-100.0, 5.0])   # different seeds, too: never looked at
+    assert paired_interval(a_more, b_more, resamples=300, seed=9) == alone
+
+
+@pytest.mark.parametrize("a, b, match", [
+    ({"t": [0.1, 0.2]}, {"t": [0.1]}, "different seeds"),
+    ({"t": []}, {"t": []}, "different seeds"),
+    ({"t": [0.1]}, {"u": [0.1]}, "no task"),
+    ({}, {}, "no task"),
+])
+def test_mismatched_seeds_and_nothing_in_common_are_refused(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        paired_interval(a, b, resamples=10)
+
+
+def test_the_bootstrap_is_deterministic_for_a_seed():
+    a, b = _scores(7, 3, seed=5), _scores(7, 3, seed=6)
+    first = paired_interval(a, b, resamples=300, seed=1)
+    assert paired_interval(a, b, resamples=300, seed=1) == first
+    other = paired_interval(a, b, resamples=300, seed=2)
+    assert other["mean"] == first["mean"]                             # the point estimate uses no randomness
+    assert (other["low"], other["high"]) != (first["low"], first["high"])
+
+
+def test_tasks_with_different_seed_counts_are_compared_over_their_own_seeds():
+    """A task scored on one seed next to tasks on three: no padding value leaks into any mean."""
+    a = {"one": [1.0], "three": [0.0, 0.3, 0.6]}
+    b = {"one": [0.0], "three": [0.0, 0.0, 0.0]}
+    result = paired_interval(a, b, resamples=400, seed=0)
+    assert result["mean"] == pytest.approx((1.0 + 0.3) / 2)
+    assert result["seeds"] == 3
+    # every bootstrap value is a mean of "one" (1.0) and/or "three" (means of 0, .3, .6): within [0, 1]
+    assert 0.0 <= result["low"] <= result["mean"] <= result["high"] <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Per-seed log-ratios travel with the task scores (what paired intervals are computed from)
+# --------------------------------------------------------------------------------------------
+
+@given(st.lists(st.floats(min_value=-3.0, max_value=3.0, allow_nan=False), max_size=5))
+def test_seed_log_ratios_round_trip_through_an_evaluation_record(seed_log_ratios):
+    task = TaskScore("t", "poly", 0.1, 0.01, 0.2, tuple(seed_log_ratios))
+    evaluation = Evaluation("candidate", ok=True, fitness=0.2, ood_log_ratio=-0.2, tasks=[task], stage="done")
+    data = evaluation.to_dict()
+    assert data["tasks"][0]["seed_log_ratios"] == list(seed_log_ratios)
+    back = Evaluation.from_dict(data)
+    assert back.tasks[0] == task and back.tasks[0].seed_log_ratios == tuple(seed_log_ratios)
+
+
+def test_an_older_record_without_seed_log_ratios_reads_as_none_and_bad_values_are_refused():
+    data = Evaluation("c", ok=True, fitness=0.2, tasks=[TaskScore("t", "poly", 0.1, 0.01, 0.2, (0.1,))]).to_dict()
+    del data["tasks"][0]["seed_log_ratios"]
+    assert Evaluation.from_dict(data).tasks[0].seed_log_ratios == ()
+    for bad in ([math.nan], ["0.1"], [True]):
+        data["tasks"][0]["seed_log_ratios"] = bad
+        with pytest.raises(ValueError, match="finite number"):
+            Evaluation.from_dict(data)
