@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated registry names, candidate .py files defining activation_function(x), or "
                         "exported PACK.py:NAME; relu is added if missing (default: %(default)s)")
     p.add_argument("--benchmarks", default="digits", metavar="B,…",
-                   help="comma-separated: digits, cifar10, imagenet, clrs, molhiv (default: %(default)s)")
+                   help="comma-separated: digits, cifar10, imagenet, clrs, molhiv, series, diabetes (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 per job (default: %(default)s)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the datasets are (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)")

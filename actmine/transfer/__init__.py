@@ -1,5 +1,5 @@
 """Transfer: does a mined activation help real models? Downstream benchmarks (``base``: the plug-in
-protocol; ``vision``, ``algorithmic``, ``molecules``: the built-in ones) and the runner that trains
+protocol; ``vision``, ``algorithmic``, ``molecules``, ``realdata``: the built-in ones) and the runner that trains
 every (activation × benchmark × seed) job in child processes, locally or on Dask, and reports
 mean ± std and the log-ratio against ReLU (``runner``; ``actmine transfer`` on the command line;
 docs/transfer.md)."""

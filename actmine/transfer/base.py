@@ -87,7 +87,7 @@ def register_benchmark(cls: type) -> type:
     return cls
 
 
-_BUILTIN_MODULES = ("vision", "algorithmic", "molecules")
+_BUILTIN_MODULES = ("vision", "algorithmic", "molecules", "realdata")
 
 
 def _load_builtin() -> None:
