@@ -24,12 +24,13 @@ HELDOUT_SUITE = {"name": "tiny-heldout", "seeds": [7],
 
 
 def write_tiny_config(directory: Path, **sections: dict[str, Any]) -> Path:
-    """A config for a fast search (3 small tasks, 1 seed, 20 steps, 2 workers, 2 islands) written to
+    """A config for a fast search (from ReLU alone; 3 small tasks, 1 seed, 20 steps, 2 workers, 2 islands) written to
     `directory/config.yaml`, with its suite files beside it. `sections` update the config's
     sections key by key, e.g. `search={"budget": 30}`."""
     (directory / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
     (directory / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
-    config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2},
+    config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2,
+                         "seeds": ["relu"]},
               "executor": {"workers": 2},
               "lab": {"suite": str(directory / "tiny.yaml"), "heldout_suite": str(directory / "heldout.yaml"),
                       "seeds": 1, "steps": 20},

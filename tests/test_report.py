@@ -31,7 +31,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def make_run(base):
     (base / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
     (base / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
-    config = {"search": {"budget": 12, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 3},
+    config = {"search": {"budget": 12, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 3,
+                         "seeds": ["relu"]},
               "executor": {"workers": 2},
               "lab": {"suite": str(base / "tiny.yaml"), "heldout_suite": str(base / "heldout.yaml"), "steps": 20,
                       "seeds": 1},

@@ -428,11 +428,14 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
         assert program.fitness == pytest.approx(_expected(db, lucky.id).mean)
         assert db.unsettled(run_id) == []
         ok_ids = {p.id for p in db.programs(run_id, status="ok")}
+        # the validation's candidates: the top list, and the run's seeds besides
+        expected_candidates = {p.id for p in db.top(run_id, TOP)} | \
+            {p.id for p in db.programs(run_id, status="ok") if p.mutator == "seed" and p.settled}
 
     final = json.loads((run_dir / HELDOUT).read_text())
     assert set(final) == {"winner", "validation", "test", "comparisons"}
     candidates = [r for r in final["validation"] if r["program_id"] is not None]
-    assert 1 <= len(candidates) <= TOP and {r["program_id"] for r in candidates} <= ok_ids
+    assert {r["program_id"] for r in candidates} == expected_candidates and expected_candidates <= ok_ids
     scored_rows = [r for r in candidates if r["heldout_fitness"] is not None]
     chosen = max(scored_rows, key=lambda r: r["heldout_fitness"])
     assert final["winner"] == chosen["program_id"]

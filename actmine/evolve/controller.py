@@ -720,14 +720,18 @@ class Search:
     REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu")
 
     def final_check(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
-        """Validation chooses, the tests report: the top programs (by score) and the library's
-        references on the validation tasks; the winner is the program with the highest validation
-        fitness; then the winner and the references on every test suite, with paired intervals of
+        """Validation chooses, the tests report: the top programs (by score), the run's seeds and the
+        library's references on the validation tasks; the winner is the program with the highest
+        validation fitness; then the winner and the references on every test suite, with paired intervals of
         the winner against each reference. All rows replace an earlier check's in one transaction."""
         from ..candidate.sandbox import SandboxPool
 
         tasks = self.tasks
+        # the top list, and the seeds (the known functions the search set out to beat): the winner is
+        # never a program the validation ranks below a seed of the run
         top = database.top(run_id, self.config.search.heldout_top)
+        top += [p for p in database.programs(run_id, status="ok")
+                if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}]
         limits = SandboxLimits(timeout_s=self.config.sandbox.timeout_s, cpu_s=self.config.sandbox.cpu_s,
                                memory_mb=self.config.sandbox.memory_mb)
         validation_rows: list[dict[str, Any]] = []
