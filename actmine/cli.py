@@ -333,7 +333,8 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
     if "best" in summary:
         best = summary["best"]
         se = f" ± {best['fitness_se']:.3f}" if best.get("fitness_se") is not None else ""
-        chosen = "chosen on the validation tasks" if summary.get("winner") is not None else "best by search score"
+        chosen = "chosen on the validation tasks" if summary.get("winner_chosen_by") == "validation" \
+            else "best by search score: nothing was validated"
         say(f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
             f"{terminal_text(best['rationale'] or '', keep_newlines=False)}")
         say(terminal_text(best["source"]))

@@ -324,3 +324,9 @@ def _check_tasks(tasks: TasksSection) -> None:
                 PoolSpec.from_dict(pool, f"config key '{where}[{i}]'")
             except PoolError as exc:
                 raise ConfigError(str(exc)) from None
+    from .lab.distribution import check_split, split_spec_from
+
+    try:   # index ranges only, no training: a bad split is refused before a run directory is written
+        check_split(split_spec_from(tasks.search, tasks.validation, tasks.test))
+    except PoolError as exc:
+        raise ConfigError(f"config section 'tasks': {exc}") from None

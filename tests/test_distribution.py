@@ -151,8 +151,17 @@ def test_a_test_pool_over_the_search_indexes_is_refused_and_named():
     search = (_harmonic(10), PoolSpec("polynomial", LINES, size=4))
     validation = (_harmonic(3, start=VALIDATION_START),)
     with pytest.raises(PoolError, match="test suite 'lines'"):
-        check_split(SplitSpec(search, validation, (("fine", (_harmonic(3, start=VALIDATION_START),)),
+        check_split(SplitSpec(search, validation, (("fine", (_harmonic(3, start=2 * VALIDATION_START),)),
                                                    ("lines", (PoolSpec("polynomial", LINES, size=2, start=50),)))))
+
+
+def test_a_test_pool_over_the_validation_indexes_is_refused():
+    search = (_harmonic(10),)
+    validation = (_harmonic(3, start=VALIDATION_START),)
+    with pytest.raises(PoolError, match="test suite 'same'.*validation pool"):
+        check_split(SplitSpec(search, validation, (("same", (_harmonic(3, start=VALIDATION_START),)),)))
+    with pytest.raises(PoolError, match="no pools"):
+        check_split(SplitSpec((), validation, ()))
 
 
 def test_the_same_generator_with_other_parameters_may_use_the_same_indexes():

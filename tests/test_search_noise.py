@@ -264,7 +264,12 @@ def test_a_failed_confirmation_round_settles_the_program_with_its_estimate(contr
 # --------------------------------------------------------------------------------------------
 
 def _expected(database, program_id: int) -> Estimate:
-    return Estimate.of([-t["log_ratio"] for r in database.evaluations(program_id) for t in r["tasks"]])
+    """The pooled estimate written out: each task once, at its mean over the rounds that scored it."""
+    per_task: dict[str, list[float]] = {}
+    for row in database.evaluations(program_id):
+        for task in row["tasks"]:
+            per_task.setdefault(task["name"], []).append(-task["log_ratio"])
+    return Estimate.of([sum(v) / len(v) for v in per_task.values()])
 
 
 def test_the_same_function_found_again_is_pooled_into_the_original(controller):
@@ -284,7 +289,8 @@ def test_the_same_function_found_again_is_pooled_into_the_original(controller):
     stored = database.get(original.id)
     assert rows(database, original.id) == [(0, "search"), (1, "pooled")]
     expected = _expected(database, original.id)
-    assert expected.n == 8
+    # every task once: the two samples may share tasks (tiny pools), a shared one counts at its mean
+    assert expected.n == len({t["name"] for t in stored.tasks}) and expected.n > 4
     assert (stored.fitness, stored.fitness_se, stored.rounds) == (pytest.approx(expected.mean),
                                                                   pytest.approx(expected.se), 2)
     assert stored.score == pytest.approx(expected.lcb(1.0))
@@ -307,11 +313,15 @@ def test_the_same_function_found_again_is_pooled_into_the_original(controller):
                                                             "same"), state)
     stored = database.get(original.id)
     expected = _expected(database, original.id)
-    assert expected.n == 16 and stored.rounds == 4 and stored.settled
+    assert expected.n == len({t["name"] for t in stored.tasks}) and len(stored.tasks) == 16
+    assert stored.rounds == 4 and stored.settled
     assert (stored.fitness, stored.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
+    per_task = {}   # per family: the mean over its tasks, each task at its mean over rounds
+    for t in stored.tasks:
+        per_task.setdefault((t["family"], t["name"]), []).append(t["log_ratio"])
     assert stored.family_log_ratios == pytest.approx(
-        {f: float(np.mean([t["log_ratio"] for t in stored.tasks if t["family"] == f]))
-         for f in {t["family"] for t in stored.tasks}})
+        {f: float(np.mean([np.mean(v) for (family, _), v in per_task.items() if family == f]))
+         for f in {family for family, _ in per_task}})
     assert [p.id for p in database.top(run_id, 10)] == [original.id]    # duplicates never rank
     assert database.evaluation_counts(run_id) == {"search": 1, "pooled": 2, "confirm": 1}
     assert [p.status for p in database.programs(run_id)] == ["ok", "duplicate", "duplicate"]
@@ -433,7 +443,8 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
             {p.id for p in db.programs(run_id, status="ok") if p.mutator == "seed" and p.settled}
 
     final = json.loads((run_dir / HELDOUT).read_text())
-    assert set(final) == {"winner", "validation", "test", "comparisons"}
+    assert set(final) == {"winner", "winner_chosen_by", "validation", "test", "comparisons"}
+    assert final["winner_chosen_by"] == "validation"
     candidates = [r for r in final["validation"] if r["program_id"] is not None]
     assert {r["program_id"] for r in candidates} == expected_candidates and expected_candidates <= ok_ids
     scored_rows = [r for r in candidates if r["heldout_fitness"] is not None]

@@ -31,7 +31,6 @@ import torch
 import yaml
 
 from .. import __version__
-from ..candidate.probes import ProbeBudget
 from ..candidate.sandbox import SandboxLimits
 from ..candidate.source import CandidateError, check_source
 from ..config import Config, ConfigError
@@ -47,7 +46,7 @@ from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .mutators import Failure, LabContext, Proposal, get_mutator
 from .runlock import RunLock
-from .search_tasks import SearchTasks
+from .search_tasks import SearchTasks, lab_options
 from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
 from .seeds import seed_source
 
@@ -71,11 +70,7 @@ def build_lab(config: Config, suite: str | None = None) -> Lab:
     `SearchTasks`). The `lab.seeds` override applies to the search suite only: a held-out suite
     keeps its own seeds."""
     return Lab(suite or config.lab.suite or "lab", protocol=Protocol(steps=config.lab.steps),
-               seeds=config.lab.seeds if suite is None else None,
-               budget=ProbeBudget(max_flops_per_element=config.probes.max_flops_per_element,
-                                  max_saved_bytes_per_element=config.probes.max_saved_bytes_per_element,
-                                  allow_batch_dependent=config.probes.allow_batch_dependent),
-               max_source_chars=config.candidate.max_source_chars)
+               seeds=config.lab.seeds if suite is None else None, **lab_options(config))
 
 
 @dataclass
@@ -321,7 +316,7 @@ class Search:
 
             from rich.console import Console
 
-            message = f"validation: the top {self.config.search.heldout_top} on the validation tasks; " \
+            message = f"validation: the top {self.config.search.heldout_top} and the seeds on the validation tasks; " \
                       "then the winner and the library's references on the test suites"
             with Console(stderr=True).status(message) if self.live else nullcontext():
                 final = self.final_check(database, run_id)
@@ -452,9 +447,11 @@ class Search:
             # a known function (perhaps one that finished while this one was in flight)
             original = database.by_fingerprint(fingerprint, run_id=run_id)
             if original is not None:
-                duplicate = self._record_duplicate(database, run_id, pending, original, state, evaluation)
-                if evaluation.ok and original.status == "ok" and self._new_sample(database, original.id, evaluation):
-                    self._add_round(database, run_id, original.id, evaluation, "pooled")
+                with database.transaction():   # the duplicate and its pooled sample: together
+                    duplicate = self._record_duplicate(database, run_id, pending, original, state, evaluation)
+                    if evaluation.ok and original.status == "ok" and \
+                            self._new_sample(database, original.id, evaluation):
+                        self._add_round(database, run_id, original.id, evaluation, "pooled")
                 return duplicate
         cell = cell_of(evaluation.probes.get("descriptors", {}), evaluation.probes) if evaluation.ok else None
         record = ProgramRecord.from_evaluation(
@@ -490,9 +487,21 @@ class Search:
 
     # -- estimates and confirmation rounds ---------------------------------------------------
     @staticmethod
-    def _estimate(tasks: list[dict[str, Any]]) -> Estimate:
+    def _per_task(tasks: list[dict[str, Any]]) -> dict[str, tuple[str, float]]:
+        """Pooled task scores by task: (family, mean log-ratio over the rounds that scored it). A task
+        scored again (a fixed suite's rounds, a repeat draw) is one task, so the standard error
+        counts tasks, not rounds."""
+        scores: dict[str, list[float]] = {}
+        families: dict[str, str] = {}
+        for task in tasks:
+            scores.setdefault(str(task["name"]), []).append(float(task["log_ratio"]))
+            families[str(task["name"])] = str(task["family"])
+        return {name: (families[name], sum(v) / len(v)) for name, v in scores.items()}
+
+    @classmethod
+    def _estimate(cls, tasks: list[dict[str, Any]]) -> Estimate:
         """The fitness estimate of pooled task scores: fitness = −log-ratio, per task."""
-        return Estimate.of([-float(t["log_ratio"]) for t in tasks])
+        return Estimate.of([-ratio for _, ratio in cls._per_task(tasks).values()])
 
     @staticmethod
     def _new_sample(database: ProgramDatabase, program_id: int, evaluation: Evaluation) -> bool:
@@ -555,8 +564,8 @@ class Search:
         record.fitness, record.fitness_se = estimate.mean, estimate.se   # for the bars' own-id check
         settled = record.settled or force_settle or             not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
         families: dict[str, list[float]] = {}
-        for task in tasks:
-            families.setdefault(str(task["family"]), []).append(float(task["log_ratio"]))
+        for family, ratio in self._per_task(tasks).values():
+            families.setdefault(family, []).append(ratio)
         database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=-estimate.mean,
                                  family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
                                  tasks=tasks, fitness_se=estimate.se, score=self.rule.score(estimate),
@@ -737,6 +746,7 @@ class Search:
         validation_rows: list[dict[str, Any]] = []
         test_rows: list[dict[str, Any]] = []
         winner = top[0] if top else None
+        chosen_by = "search score"   # unless the validation below scores at least one program
         with SandboxPool(workers=max(1, min(len(top) or 1, self.config.executor.workers or 2)), limits=limits) as pool:
             if tasks.validation is not None and top:
                 validation_rows = self._validate_top(database, run_id, top, pool)
@@ -744,6 +754,7 @@ class Search:
                 if scored:
                     chosen = max(scored, key=lambda r: r["heldout_fitness"])
                     winner = next(p for p in top if p.id == chosen["program_id"])
+                    chosen_by = "validation"
             for row in validation_rows:
                 row["winner"] = winner is not None and row["program_id"] == winner.id
             if winner is not None:
@@ -756,8 +767,8 @@ class Search:
             for row in rows:
                 fault_point("heldout_write")
                 database.add_heldout(run_id, row["name"], row.get("program_id"), row)
-        final = {"winner": winner.id if winner is not None else None, "validation": validation_rows,
-                 "test": test_rows, "comparisons": comparisons}
+        final = {"winner": winner.id if winner is not None else None, "winner_chosen_by": chosen_by,
+                 "validation": validation_rows, "test": test_rows, "comparisons": comparisons}
         (self.run_dir / HELDOUT).write_text(json.dumps(final, indent=2))
         chosen_row = next((r for r in validation_rows if r["winner"]), None)
         final["winner_validation_fitness"] = chosen_row["heldout_fitness"] if chosen_row else None

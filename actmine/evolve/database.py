@@ -822,8 +822,8 @@ class ProgramDatabase:
         return found[0] if found else None
 
     def elites(self, run_id: int, island: int) -> list[ProgramRecord]:
-        """The programs in the island's grid (one per occupied cell, migrants included), fitness
-        descending, earlier first on ties. Each one's `cell` is the cell it occupies."""
+        """The programs in the island's grid (one per occupied cell, migrants included), selection
+        score descending, earlier first on ties. Each one's `cell` is the cell it occupies."""
         sql = (f"SELECT p.id, {', '.join('p.' + c for c in _COLUMNS)} FROM elites e JOIN programs p "
                "ON p.id = e.program_id WHERE e.run_id = ? AND e.island = ? ORDER BY e.fitness DESC, p.id ASC")
         return self._records(sql, (run_id, island))

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..candidate.probes import ProbeBudget
-from ..config import Config
-from ..lab.distribution import VALIDATION_START, PoolSpec, Split, SplitSpec
+from ..config import Config, ConfigError
+from ..lab.distribution import Split, SplitSpec, split_spec_from
 from ..lab.ensemble import Protocol
 from ..lab.fitness import Lab
 from ..lab.tasks import stable_seed
@@ -42,16 +42,8 @@ def lab_options(config: Config) -> dict[str, Any]:
 
 
 def split_spec(config: Config) -> SplitSpec:
-    """The config's split as pool specs; validation pools default to the search generators far out."""
-    search = tuple(PoolSpec.from_dict(p, "tasks.search") for p in config.tasks.search)
-    if config.tasks.validation:
-        validation = tuple(PoolSpec.from_dict(p, "tasks.validation") for p in config.tasks.validation)
-    else:
-        validation = tuple(PoolSpec(s.generator, dict(s.params), max(10, s.size // 3), VALIDATION_START, (0, 1))
-                           for s in search)
-    test = tuple((name, tuple(PoolSpec.from_dict(p, f"tasks.test.{name}") for p in pools))
-                 for name, pools in config.tasks.test.items())
-    return SplitSpec(search, validation, test)
+    """The config's split as pool specs (`lab.distribution.split_spec_from`)."""
+    return split_spec_from(config.tasks.search, config.tasks.validation, config.tasks.test)
 
 
 @dataclass
@@ -76,8 +68,11 @@ class SearchTasks:
         split = Split.build(split_spec(config), protocol, progress=progress)
         tests = {name: distribution.lab(name=name, **options) for name, distribution in split.test.items()}
         if config.lab.heldout_suite:
-            tests[Lab(config.lab.heldout_suite).suite.name] = Lab(config.lab.heldout_suite, protocol=protocol,
-                                                                    **options)
+            fixed = Lab(config.lab.heldout_suite, protocol=protocol, **options)
+            if fixed.suite.name in tests:
+                raise ConfigError(f"the held-out suite {fixed.suite.name!r} (lab.heldout_suite) has the name of a "
+                                  "test suite of tasks.test: rename that test suite")
+            tests[fixed.suite.name] = fixed
         return cls(config, split, None, split.validation.lab(name="validation", **options), tests)
 
     @property

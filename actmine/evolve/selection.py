@@ -90,10 +90,12 @@ def cell_distance(a: str, b: str) -> int:
 
 
 def rank_weights(records: Sequence[ProgramRecord], temperature: float) -> list[float]:
-    """exp(−rank / temperature) with ranks by fitness (0 = fittest; equal fitness, equal rank)."""
+    """exp(−rank / temperature) with ranks by selection score (the lower confidence bound of the
+    fitness, or the fitness where there is none; 0 = best; equal scores, equal rank)."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
-    fitnesses = [r.fitness if r.fitness is not None else -math.inf for r in records]
+    fitnesses = [r.score if r.score is not None else r.fitness if r.fitness is not None else -math.inf
+                 for r in records]
     ordered = sorted(fitnesses, reverse=True)
     first_rank: dict[float, int] = {}
     for rank, value in enumerate(ordered):

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .ensemble import Protocol, TrainResult
 from .fitness import Lab
 from .generators import get_generator
 from .pools import Pool, PoolError
 from .tasks import Suite, Task
-
-import torch
 
 #: Where the default validation pools start: far beyond any index a search pool looks at.
 VALIDATION_START = 1_000_000
@@ -175,22 +174,42 @@ class SplitSpec:
     test: tuple[tuple[str, tuple[PoolSpec, ...]], ...] = ()   # (suite name, its pools)
 
 
+def split_spec_from(search: Sequence[Mapping], validation: Sequence[Mapping],
+                    test: Mapping[str, Sequence[Mapping]], where: str = "tasks") -> SplitSpec:
+    """A split from config data (lists of pool mappings); validation defaults to the search
+    generators from `VALIDATION_START`, a third of their size each (at least 10), seeds 0 and 1."""
+    search_specs = tuple(PoolSpec.from_dict(p, f"{where}.search") for p in search)
+    if validation:
+        validation_specs = tuple(PoolSpec.from_dict(p, f"{where}.validation") for p in validation)
+    else:
+        validation_specs = tuple(PoolSpec(s.generator, dict(s.params), max(10, s.size // 3), VALIDATION_START, (0, 1))
+                                 for s in search_specs)
+    test_specs = tuple((name, tuple(PoolSpec.from_dict(p, f"{where}.test.{name}") for p in pools))
+                       for name, pools in test.items())
+    return SplitSpec(search_specs, validation_specs, test_specs)
+
+
 def check_split(split: SplitSpec) -> None:
-    """Refuse a split whose validation or test pools could share a draw with the search pools."""
-    searched: dict[tuple[str, str], list[range]] = {}
-    for spec in split.search:
-        searched.setdefault(spec.identity(), []).append(spec.index_range())
-    others = [("validation", spec) for spec in split.validation]
-    others += [(f"test suite {name!r}", spec) for name, specs in split.test for spec in specs]
-    for side, spec in others:
-        for used in searched.get(spec.identity(), []):
-            mine = spec.index_range()
+    """Refuse a split in which two sides could share a draw: a validation or test pool and a search
+    pool, or a test pool and a validation pool (test tasks must never help choose), of the same
+    generator and parameters with overlapping index ranges. Also refuses an empty search side."""
+    if not split.search:
+        raise PoolError("the search side has no pools: name at least one in tasks.search")
+    sides = [("search", spec) for spec in split.search] + [("validation", spec) for spec in split.validation]
+    sides += [(f"test suite {name!r}", spec) for name, specs in split.test for spec in specs]
+    for i, (side, spec) in enumerate(sides):
+        for earlier_side, earlier in sides[:i]:
+            if earlier_side == side or earlier_side.startswith("test") and side.startswith("test"):
+                continue   # pools of one side (or two test suites) may share draws: nothing chooses on them
+            if spec.identity() != earlier.identity():
+                continue
+            mine, used = spec.index_range(), earlier.index_range()
             if mine.start < used.stop and used.start < mine.stop:
                 raise PoolError(
                     f"the {side} pool {spec.generator} (start {spec.start}, size {spec.size}) may draw indexes "
-                    f"{mine.start}..{mine.stop - 1}, which overlap the search pool's {used.start}..{used.stop - 1} "
-                    f"of the same generator and parameters: start it at {used.stop} or later "
-                    f"(validation pools default to start {VALIDATION_START})")
+                    f"{mine.start}..{mine.stop - 1}, which overlap the {earlier_side} pool's "
+                    f"{used.start}..{used.stop - 1} of the same generator and parameters: start it at "
+                    f"{used.stop} or later (validation pools default to start {VALIDATION_START})")
 
 
 @dataclass
@@ -216,18 +235,21 @@ class Split:
 
     def check_content(self) -> None:
         """No validation or test task computes the same target on the same boxes as a search task,
-        whatever its name (two generators' parameters may select the same Feynman equation)."""
+        and no test task as a validation task, whatever its name (two generators' parameters may
+        select the same Feynman equation)."""
         def key(task: Task) -> tuple:
             return task.family, task.description, tuple(task.id_box), tuple(task.ood_box)
 
-        searched = {key(t): t.name for t in self.search.tasks}
+        chosen_on = {key(t): ("search", t.name) for t in self.search.tasks}
         sides = [("validation", self.validation)] + [(f"test suite {n!r}", d) for n, d in self.test.items()]
         for side, distribution in sides:
             for task in distribution.tasks:
-                if key(task) in searched:
-                    raise PoolError(f"the {side} task {task.name!r} is the search task {searched[key(task)]!r} "
-                                    "(the same target and boxes): change the pools' parameters so that the "
-                                    "sides share no task")
+                if key(task) in chosen_on:
+                    other, name = chosen_on[key(task)]
+                    raise PoolError(f"the {side} task {task.name!r} is the {other} task {name!r} (the same target "
+                                    "and boxes): change the pools' parameters so that the sides share no task")
+            if side == "validation":
+                chosen_on.update({key(t): ("validation", t.name) for t in distribution.tasks})
 
     def task_names(self) -> dict[str, set[str]]:
         """The task names of each side ("search", "validation", "test:<name>")."""

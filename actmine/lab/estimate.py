@@ -51,40 +51,46 @@ def paired_interval(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[f
                     resamples: int = 2000, seed: int = 0) -> dict[str, float | int]:
     """Mean over tasks of (a − b) per (task, seed), with a 95% cluster-bootstrap interval.
 
-    `a` and `b` map task names to per-seed scores (the same seeds, in the same order, for a task in
-    both); only tasks in both are compared. Each task's difference is the mean over its seeds,
-    clipped to ±`clip` like the lab's per-task log-ratios. Returns {mean, low, high, tasks, seeds}.
+    `a` and `b` map task names to per-seed log-ratios (unclipped; the same seeds, in the same order,
+    for a task in both); only tasks in both are compared. A task's difference is clip(mean of a's
+    seeds) − clip(mean of b's seeds), the clip ±`clip` as the lab's per-task log-ratio, so the mean
+    over tasks is exactly the difference of the two functions' `ood_log_ratio` on these tasks. The
+    bootstrap resamples tasks, then seeds within each task (the same seeds for both functions).
+    Returns {mean, low, high, tasks, seeds}.
     """
     names = [n for n in a if n in b]
     if not names:
         raise ValueError("no task is scored in both")
-    diffs = []
+    pairs = []
     for name in names:
         x, y = np.asarray(a[name], dtype=float), np.asarray(b[name], dtype=float)
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ValueError(f"task {name!r}: scores must be finite")
         if x.shape != y.shape or x.size == 0:
             raise ValueError(f"task {name!r}: the two functions have different seeds ({x.size} and {y.size})")
-        diffs.append(x - y)
-    width = max(d.size for d in diffs)
-    matrix = np.full((len(diffs), width), np.nan)
-    for i, d in enumerate(diffs):
-        matrix[i, :d.size] = d
-    counts = np.array([d.size for d in diffs])
+        pairs.append((x, y))
+    width = max(x.size for x, _ in pairs)
+    first, second = np.full((len(pairs), width), np.nan), np.full((len(pairs), width), np.nan)
+    for i, (x, y) in enumerate(pairs):
+        first[i, :x.size], second[i, :y.size] = x, y
+    counts = np.array([x.size for x, _ in pairs])
 
-    def statistic(rows: np.ndarray) -> float:
-        return float(np.clip(np.nanmean(rows, axis=1), -clip, clip).mean())
+    def statistic(rows_a: np.ndarray, rows_b: np.ndarray) -> float:
+        per_task = np.clip(np.nanmean(rows_a, axis=1), -clip, clip) - np.clip(np.nanmean(rows_b, axis=1), -clip, clip)
+        return float(per_task.mean())
 
-    mean = statistic(matrix)
+    mean = statistic(first, second)
     rng = np.random.default_rng(seed)
     boot = np.empty(resamples)
     for r in range(resamples):
-        tasks = rng.integers(0, len(diffs), len(diffs))
-        # seeds within each resampled task: positions drawn among that task's own seeds
-        picks = (rng.random((len(diffs), width)) * counts[tasks, None]).astype(int)
-        rows = np.take_along_axis(matrix[tasks], picks, axis=1)
-        rows[np.arange(width)[None, :] >= counts[tasks, None]] = np.nan
-        boot[r] = statistic(rows)
+        tasks = rng.integers(0, len(pairs), len(pairs))
+        # seeds within each resampled task: positions drawn among that task's own seeds, the same for both
+        picks = (rng.random((len(pairs), width)) * counts[tasks, None]).astype(int)
+        missing = np.arange(width)[None, :] >= counts[tasks, None]
+        rows_a = np.take_along_axis(first[tasks], picks, axis=1)
+        rows_b = np.take_along_axis(second[tasks], picks, axis=1)
+        rows_a[missing] = rows_b[missing] = np.nan
+        boot[r] = statistic(rows_a, rows_b)
     low, high = np.percentile(boot, [2.5, 97.5])
-    return {"mean": mean, "low": float(low), "high": float(high), "tasks": len(diffs),
+    return {"mean": mean, "low": float(low), "high": float(high), "tasks": len(pairs),
             "seeds": int(counts.max())}

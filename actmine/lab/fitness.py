@@ -58,7 +58,7 @@ class TaskScore:
     ood_error: float        # geometric mean over seeds of the normalised OOD error
     id_error: float         # geometric mean over seeds of the normalised held-out ID error
     log_ratio: float        # mean over seeds of ln(ood_error / ReLU's), clipped
-    seed_log_ratios: tuple[float, ...] = ()   # per seed, each clipped: for intervals paired by seed
+    seed_log_ratios: tuple[float, ...] = ()   # per seed, unclipped (log_ratio = their mean, clipped)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "ood_error": self.ood_error,
@@ -258,8 +258,7 @@ class Lab:
                 ood_error=float(result.ood_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
                 id_error=float(result.id_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
                 log_ratio=ratio,
-                seed_log_ratios=tuple(float(v) for v in log_ratios[rows].clamp(-self.log_ratio_clip,
-                                                                               self.log_ratio_clip))))
+                seed_log_ratios=tuple(float(v) for v in log_ratios[rows])))
         return sum(s.log_ratio for s in scores) / len(scores), scores
 
     def evaluate_source(self, source: str, name: str = "candidate",

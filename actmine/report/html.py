@@ -125,6 +125,8 @@ def _results_from_file(path: Path) -> dict[str, Any]:
         results["validation"] = _dict_rows(data)
     elif isinstance(data, dict):
         results["winner"] = _program_id(data.get("winner"))
+        if data.get("winner_chosen_by") in ("validation", "search score"):
+            results["winner_chosen_by"] = data["winner_chosen_by"]
         for key in SPLITS.values():
             results[key] = _dict_rows(data.get(key))
     return results
@@ -431,7 +433,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
                ("proposals", len(records)), ("ok", counts["ok"]), ("failed", counts["failed"]),
                ("duplicates", counts["duplicate"]),
                ("best fitness", _with_se(best.fitness, best.fitness_se) if best else "—"),
-               ("winner (chosen on validation)", "—" if results["winner"] is None else f"program {results['winner']}"),
+               ("winner", "—" if results["winner"] is None else f"program {results['winner']}"
+                + (" (chosen on validation)" if results.get("winner_chosen_by", "validation") == "validation"
+                   else " (best by search score: nothing was validated)")),
                ("versions", json.dumps(run["versions"] or {}))]
     parts.append("<h2 id='summary'>Run summary</h2>")
     parts.append(_table(["", ""], [[_td(k), _td(v)] for k, v in summary], "summary"))
