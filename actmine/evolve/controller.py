@@ -209,6 +209,17 @@ class Search:
         def proposals_in_flight() -> int:
             return sum(isinstance(job, _Pending) for job in in_flight.values())
 
+        migrated_at = state.evaluated
+
+        def migrate_now() -> None:
+            """Every `migration_interval` recorded proposals (however they were settled), once per count."""
+            nonlocal migrated_at
+            if config.search.islands > 1 and state.evaluated % config.search.migration_interval == 0 \
+                    and state.evaluated != migrated_at:
+                migrated_at = state.evaluated
+                fault_point("migration")
+                migrate_ring(database, run_id, config.search.islands)
+
         try:
             with view:
                 while True:
@@ -249,7 +260,9 @@ class Search:
                     while ready and len(in_flight) < executor.capacity:
                         pending = ready.popleft()
                         fault_point("proposal_ready")
-                        if not self._precheck(database, run_id, pending, state, mutator):
+                        if self._precheck(database, run_id, pending, state, mutator):
+                            migrate_now()
+                        else:
                             lab = self.tasks.lab_for(pending.index, 0)
                             future = executor.submit(pending.proposal.source, lab, f"p{pending.index}",
                                                      skip_fingerprints=known_fingerprints)
@@ -280,9 +293,7 @@ class Search:
                         record = self._record(database, run_id, pending, future.result(), state, mutator)
                         if record.fingerprint:
                             known_fingerprints.add(record.fingerprint)
-                        if state.evaluated % config.search.migration_interval == 0 and config.search.islands > 1:
-                            fault_point("migration")
-                            migrate_ring(database, run_id, config.search.islands)
+                        migrate_now()
                     self._refresh_state(database, run_id, state, mutator)
                     view.update(self._render(state))
         finally:
