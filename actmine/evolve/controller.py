@@ -200,7 +200,8 @@ class Search:
         unfilled = deque(sorted(set(range(next_index)) - {p.proposal_index for p in recorded}))
         for program in database.unsettled(run_id):   # confirmations an earlier controller did not finish
             self._queue_round(database, program)
-        self._validated_at = max([v["evaluated"] for v in database.validations(run_id)], default=-10**9)
+        latest = database.latest_validation(run_id)
+        self._validated_at = latest["evaluated"] if latest is not None else -10**9
         deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
         previous_handler = signal.signal(signal.SIGINT, self._interrupt)
         self._refresh_state(database, run_id, state, mutator)
@@ -303,6 +304,11 @@ class Search:
             if proposer is not None:
                 proposer.shutdown(wait=False, cancel_futures=True)
             executor.close()
+        return self._finish(database, run_id, state, mutator)
+
+    def _finish(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator) -> dict[str, Any]:
+        """After the loop: the summary, unsettled programs settled, the validation and tests (unless
+        interrupted), best_activation.py, the run's status, the report."""
         if hasattr(mutator, "usage"):   # proposals settled without a worker are not in the last refresh
             state.llm = mutator.usage()
         wall = time.monotonic() - state.started
@@ -320,8 +326,7 @@ class Search:
         best = database.best(run_id)
         if best is not None:
             write_best_program(self.run_dir / BEST_PROGRAM, best, database)
-            summary["best"] = {"id": best.id, "fitness": best.fitness, "fitness_se": best.fitness_se,
-                               "source": best.source, "rationale": best.rationale}
+            summary["best"] = self._best_summary(best)
         if not self._stop:
             from contextlib import nullcontext
 
@@ -334,8 +339,7 @@ class Search:
             summary.update(final)
             winner = database.get(final["winner"]) if final.get("winner") is not None else None
             if winner is not None:   # the file holds the validation's choice, with its validation and test numbers
-                summary["best"] = {"id": winner.id, "fitness": winner.fitness, "fitness_se": winner.fitness_se,
-                                   "source": winner.source, "rationale": winner.rationale}
+                summary["best"] = self._best_summary(winner)
                 write_best_program(self.run_dir / BEST_PROGRAM, winner, database,
                                    final["winner_validation_fitness"], final.get("winner_test"))
         database.update_run(run_id, status="interrupted" if self._stop else "finished")
@@ -348,6 +352,11 @@ class Search:
         except Exception as exc:  # a convenience: the run's results are saved whatever happens here
             summary["report_error"] = f"{type(exc).__name__}: {exc}"
         return summary
+
+    @staticmethod
+    def _best_summary(record: ProgramRecord) -> dict[str, Any]:
+        return {"id": record.id, "fitness": record.fitness, "fitness_se": record.fitness_se,
+                "source": record.source, "rationale": record.rationale}
 
     def _build_tasks(self) -> SearchTasks:
         """The run's labs; pools are built (or read from the cache) here, with a progress bar."""
@@ -610,7 +619,8 @@ class Search:
         best = database.best(run_id)
         if best is None or state.evaluated - self._validated_at < self.config.search.validate_every:
             return None
-        if any(v["program_id"] == best.id for v in database.validations(run_id)[-1:]):
+        latest = database.latest_validation(run_id)
+        if latest is not None and latest["program_id"] == best.id:
             return None
         self._validating, self._validated_at = best.id, state.evaluated
         return _Round(best.id, "validate", 0, best.source, self.tasks.validation)
@@ -618,7 +628,7 @@ class Search:
     def _record_validation(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
                            state: SearchState) -> None:
         record = database.get(program_id)
-        result = {"families": {f: v["log_ratio"] for f, v in evaluation.by_family().items()} if evaluation.ok else {},
+        result = {"families": evaluation.family_log_ratios() if evaluation.ok else {},
                   "search_families": dict(record.family_log_ratios), "error": evaluation.error,
                   "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
         database.add_validation(run_id, program_id, state.evaluated, record.fitness, record.fitness_se,
@@ -658,9 +668,8 @@ class Search:
     def _refresh_state(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator=None) -> None:
         state.top = database.top(run_id, 5)
         state.rounds = database.evaluation_counts(run_id)
-        state.unsettled = len(database.unsettled(run_id))
-        validations = database.validations(run_id)
-        state.gap = validations[-1] if validations else {}
+        state.unsettled = database.unsettled_count(run_id)
+        state.gap = database.latest_validation(run_id) or {}
         if mutator is not None and hasattr(mutator, "usage"):
             state.llm = mutator.usage()
 
@@ -799,7 +808,7 @@ class Search:
             evaluation = lab.evaluate(get_activation(name), name=name)
             rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
                          "search_se": None, "heldout_fitness": evaluation.fitness,
-                         "families": {f: v["log_ratio"] for f, v in evaluation.by_family().items()}, "error": None})
+                         "families": evaluation.family_log_ratios(), "error": None})
         earlier = {v["program_id"]: v for v in database.validations(run_id) if v["fitness"] is not None}
         futures = [(record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
                    for record in top]
@@ -813,7 +822,7 @@ class Search:
                 evaluation = future.result()
                 fault_point("heldout_evaluated")
                 row.update(heldout_fitness=evaluation.fitness if evaluation.ok else None, error=evaluation.error,
-                           families={f: v["log_ratio"] for f, v in evaluation.by_family().items()})
+                           families=evaluation.family_log_ratios())
             rows.append(row)
         return rows
 
@@ -824,7 +833,7 @@ class Search:
         def row(name: str, program_id: int | None, evaluation: Evaluation) -> dict[str, Any]:
             return {"split": "test", "suite": suite, "name": name, "program_id": program_id,
                     "fitness": evaluation.fitness if evaluation.ok else None, "error": evaluation.error,
-                    "families": {f: v["log_ratio"] for f, v in evaluation.by_family().items()},
+                    "families": evaluation.family_log_ratios(),
                     "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
 
         future = pool.submit(winner.source, lab, f"program {winner.id}")

@@ -164,7 +164,7 @@ class ProgramRecord:
         if cell is None and evaluation.ok and descriptors:
             from .selection import cell_of
             cell = cell_of(descriptors, probes)
-        family = {name: scores["log_ratio"] for name, scores in evaluation.by_family().items()} if evaluation.tasks else {}
+        family = evaluation.family_log_ratios()
         return cls(
             run_id=run_id, proposal_index=proposal_index, source=proposal.source, parent_ids=list(parent_ids),
             island=island, generation=generation, rationale=proposal.rationale, mutator=proposal.mutator,
@@ -904,6 +904,10 @@ class ProgramDatabase:
             if settled and record is not None and record.status == "ok" and record.cell is not None:
                 self._offer_elite(record.run_id, record.island, record.cell, program_id, score)
 
+    def unsettled_count(self, run_id: int) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM programs WHERE run_id = ? AND status = 'ok' "
+                                      "AND settled = 0", (run_id,)).fetchone()[0])
+
     def unsettled(self, run_id: int) -> list[ProgramRecord]:
         """Ok programs still waiting for confirmation rounds, in insertion order."""
         return self._records(f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 0 ORDER BY id",
@@ -920,11 +924,17 @@ class ProgramDatabase:
                           _finite_or_none(search_se, "search_se"), _finite_or_none(fitness, "fitness"),
                           _dumps(result), time.time() if created_at is None else created_at))
 
-    def validations(self, run_id: int) -> list[dict[str, Any]]:
+    def latest_validation(self, run_id: int) -> dict[str, Any] | None:
+        """The run's newest row of `validations`, or None."""
+        found = self.validations(run_id, latest=True)
+        return found[0] if found else None
+
+    def validations(self, run_id: int, latest: bool = False) -> list[dict[str, Any]]:
         """The run's validations of its best program over time: {program_id, evaluated, search_fitness,
         search_se, fitness, result, created_at}, oldest first."""
         rows = self._conn.execute("SELECT program_id, evaluated, search_fitness, search_se, fitness, result, "
-                                  "created_at FROM validations WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+                                  "created_at FROM validations WHERE run_id = ? ORDER BY id"
+                                  + (" DESC LIMIT 1" if latest else ""), (run_id,)).fetchall()
         return [{"program_id": p, "evaluated": e, "search_fitness": sf, "search_se": se, "fitness": f,
                  "result": json.loads(r), "created_at": c} for p, e, sf, se, f, r, c in rows]
 

@@ -143,6 +143,10 @@ class Evaluation:
             for family, tasks in sorted(families.items())
         }
 
+    def family_log_ratios(self) -> dict[str, float]:
+        """Per family: the mean log-ratio over its tasks (the part of `by_family` records keep)."""
+        return {family: scores["log_ratio"] for family, scores in self.by_family().items()}
+
 
 def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(max(v, ERROR_FLOOR)) for v in values) / len(values))
