@@ -3,6 +3,7 @@
     actmine list                              the activation registry, with formulas
     actmine evaluate TARGET [--json]          score one activation (registry name, .py file or PACK.py:NAME)
     actmine compare A B C … [--markdown]      score several and print a table per family
+    actmine validate --out DIR [...]          the validity study: lab fitness vs downstream fitness
 """
 
 from __future__ import annotations
@@ -333,8 +334,8 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
     if "best" in summary:
         best = summary["best"]
         se = f" ± {best['fitness_se']:.3f}" if best.get("fitness_se") is not None else ""
-        chosen = "chosen on the validation tasks" if summary.get("winner_chosen_by") == "validation" \
-            else "best by search score: nothing was validated"
+        chosen = f"chosen on the validation tasks, rule {summary.get('winner_rule', 'mean')}" \
+            if summary.get("winner_chosen_by") == "validation" else "best by search score: nothing was validated"
         say(f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
             f"{terminal_text(best['rationale'] or '', keep_newlines=False)}")
         say(terminal_text(best["source"]))
@@ -462,6 +463,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         changes["transfer_options"] = merged
     if args.search_budget is not None:
         changes["search"] = {**settings.search, "search.budget": args.search_budget}
+    if args.validity is not None:
+        if not Path(args.validity).expanduser().is_file() or reproduce.load_validity(Path(args.validity).expanduser()) is None:
+            raise UsageError(f"--validity {args.validity!r} is not a validity study's result: give the validity.json "
+                             "that `actmine validate --out DIR` wrote")
+        changes["validity"] = str(Path(args.validity).expanduser())
     if args.data_dir is not None:
         if not Path(args.data_dir).expanduser().is_dir():
             raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
@@ -498,6 +504,38 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     reused = f"; reused: {', '.join(outcome['resumed'])}" if outcome["resumed"] else ""
     console.print(f"report: {outcome['doc']}; plots and raw JSON: {args.out_dir}/; "
                   f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """The validity study: the work is `actmine.validity.run_validity`; here only options and output."""
+    from . import validity
+    from .reproduce import Progress
+
+    settings = validity.Settings(
+        benchmarks=tuple(b.strip() for b in args.benchmarks.split(",") if b.strip()), seeds=args.seeds,
+        random=args.random, random_pool=args.random_pool, random_seed=args.random_seed, runs=tuple(args.runs),
+        functions=tuple(args.functions) if args.functions else None,
+        lab_suites=tuple(s.strip() for s in args.lab_suites.split(",") if s.strip()) if args.lab_suites else None,
+        executor=args.executor, workers=args.workers, scheduler=args.scheduler, options=tuple(args.option),
+        data_dir=args.data_dir, replicates=args.replicates)
+    try:
+        document = validity.run_validity(settings, args.out,
+                                         progress=Progress(_console(stderr=True), enabled=not args.quiet))
+    except validity.ValidityInputError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        print(terminal_text(f"actmine: interrupted; the finished lab scores and transfer jobs are saved in "
+                            f"{args.out}/: run the same command again to resume"), file=sys.stderr)
+        return 130
+    console = _console()
+    console.print(validity.summary_table(document))
+    cost = document["cost"]
+    plots = ", ".join(document["files"]["plots"].values())
+    console.print(terminal_text(f"report: {os.path.join(args.out, 'validity.md')}; numbers: validity.json; plots: "
+                                f"{plots}; compute {cost['cpu_seconds']:.0f} s in all, this run "
+                                f"{cost['wall_seconds']:.0f} s"),
+                  markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -637,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-transfer", action="store_true", help="no downstream benchmarks")
     p.add_argument("--skip-search", action="store_true", help="no search (and no search winner)")
     p.add_argument("--force", action="store_true", help="recompute every part, even those saved with the same settings")
+    p.add_argument("--validity", metavar="FILE.json",
+                   help="the validity study (`actmine validate`) whose pooled correlation decides the claim "
+                        "\"lab fitness predicts downstream rank\" (default: validity/validity.json)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     hidden = argparse.SUPPRESS   # for tests and experiments: smaller or different runs
     p.add_argument("--suite", help=hidden)
@@ -649,6 +690,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer-option", action="append", default=[], help=hidden)
     p.add_argument("--search-budget", type=int, help=hidden)
     p.set_defaults(run=cmd_reproduce)
+
+    from .validity.study import DEFAULT_BENCHMARKS
+
+    p = sub.add_parser("validate", help="the validity study: does lab fitness predict downstream extrapolation?",
+                       description="Score a few dozen functions spanning the range of lab fitness (the pointwise "
+                                   "library with the paper's functions, search winners, random programs chosen "
+                                   "stratified by lab fitness) on the lab's test suites and on each benchmark over "
+                                   "several seeds; report Spearman's rho between lab and downstream fitness per "
+                                   "benchmark and pooled with a bootstrap 95% interval (functions, tasks and seeds "
+                                   "resampled), which lab families predict which benchmark, a scatter plot per "
+                                   "benchmark and the compute cost. Writes OUT/validity.md, OUT/validity.json, "
+                                   "OUT/scatter-*.png; OUT/lab.jsonl and OUT/transfer/results.jsonl make a rerun with "
+                                   "the same --out resume.")
+    p.add_argument("--out", required=True, metavar="DIR", help="the study's directory (an existing one is resumed)")
+    p.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS), metavar="B,…",
+                   help="comma-separated downstream benchmarks (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds 0..N-1 per benchmark "
+                                                                     "(default: %(default)s)")
+    p.add_argument("--random", type=int, default=12, metavar="K",
+                   help="random programs kept, at evenly spaced ranks of lab fitness (default: %(default)s)")
+    p.add_argument("--random-pool", type=int, default=48, metavar="M",
+                   help="random programs drawn and scored in the lab to choose them from (default: %(default)s)")
+    p.add_argument("--random-seed", type=int, default=0, metavar="S", help="seed of the random draws (default: 0)")
+    p.add_argument("--run", dest="runs", action="extend", nargs="+", default=[], metavar="RUN_DIR",
+                   help="search run directories whose best_activation.py joins the study (repeatable)")
+    p.add_argument("--functions", action="extend", nargs="+", metavar="NAME_OR_FILE",
+                   help="instead of the pointwise library: registry names, .py files or PACK.py:NAME (ReLU is "
+                        "always added)")
+    p.add_argument("--lab-suites", metavar="S,…",
+                   help="lab suites to score on: feynman, expression-bump, lab-heldout or suite files "
+                        "(default: the unseen test suites, feynman,expression-bump)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local processes or a Dask cluster, for the lab's programs and the transfer jobs")
+    p.add_argument("--workers", type=int, help="evaluations and jobs at once (default: one per core)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: start a local one)")
+    p.add_argument("--option", action="append", default=[], metavar="BENCHMARK.KEY=VALUE",
+                   help="a benchmark constructor option, value parsed as YAML (repeatable), e.g. diabetes.steps=100")
+    p.add_argument("--data-dir", metavar="DIR", help="where the benchmarks' datasets are (default: $ACTMINE_DATA_DIR, "
+                                                     "else ~/.cache/actmine/data)")
+    p.add_argument("--replicates", type=int, default=2000, metavar="B", help="bootstrap replicates (default: 2000)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=cmd_validate)
     return parser
 
 

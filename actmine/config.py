@@ -47,6 +47,8 @@ class SearchSection:
     exploration: float = 0.3          # probability of a uniform parent over the grid
     heldout_top: int = 16             # the top list: programs scored on the validation pool at the end
     validate_every: int = 25          # evaluations between validations of a new best (the gap over the run)
+    winner_rule: str = "softmin"      # how validation picks the winner: mean | family_mean | maximin | softmin
+                                      # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule should pick the winner")
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,11 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"config key 'search.{key}' must lie in [0, 1], got {getattr(s, key)!r}")
     if s.exploitation + s.exploration > 1:
         raise ConfigError("config keys 'search.exploitation' + 'search.exploration' must not exceed 1")
+    from .lab.estimate import WINNER_RULES   # numpy only: no cycle
+
+    if s.winner_rule not in WINNER_RULES:
+        raise ConfigError(f"config key 'search.winner_rule' must be one of {', '.join(WINNER_RULES)}, "
+                          f"got {s.winner_rule!r}")
     if config.mutator.kind not in ("symbolic", "random", "llm"):
         raise ConfigError(f"config key 'mutator.kind' must be symbolic, random or llm, got {config.mutator.kind!r}")
     if config.executor.kind not in ("local", "dask"):

@@ -51,7 +51,7 @@ __all__ = [
     "Claim", "Settings", "quick_settings", "full_settings", "run_reproduce",
     "t_quantile_975", "mean_ci", "paired_ci", "average_ranks", "spearman", "spearman_p_value",
     "rule_all_beat", "rule_below_zero", "rule_alpha", "rule_batch_statistics", "rule_probe",
-    "rule_best", "rule_correlation", "rule_seconds", "rule_no_failures",
+    "rule_best", "rule_validity", "load_validity", "rule_seconds", "rule_no_failures",
     "REPRODUCED", "NOT_REPRODUCED", "NOT_CHECKABLE",
 ]
 
@@ -67,7 +67,7 @@ REQUIRED_BENCHMARKS = ("digits", "clrs")
 OPTIONAL_BENCHMARKS = ("cifar10", "imagenet", "molhiv")   # used when their data are present (full runs)
 WINNER_FILE = "search_winner.py"
 LAB_SECONDS_LIMIT = 10.0      # "seconds per evaluation"
-SIGNIFICANCE = 0.05
+VALIDITY_FILE = "validity/validity.json"   # `actmine validate --out validity`: decides "lab predicts"
 
 SHORT = {"relu": "ReLU", "gelu": "GELU", "gelu_sine": "GELUSine", "gelu_sinc_perturbation": "GSP",
          "gmtu": "GMTU", "turbulent": "Turbulent", "silu": "SiLU", "mish": "Mish", "snake": "Snake",
@@ -287,14 +287,34 @@ def rule_best(values: Mapping[str, float | None], target: str) -> tuple[str, str
                             f"best: {short(ranked[0])}")
 
 
-def rule_correlation(rho: float | None, p_value: float | None, n: int,
-                     alpha: float = SIGNIFICANCE) -> tuple[str, str]:
-    """Spearman's ρ between lab fitness and downstream fitness is positive and significant."""
-    if rho is None or p_value is None or n < 4:
-        return NOT_CHECKABLE, f"needs at least 4 functions scored in both (have {n})"
-    if rho > 0 and p_value < alpha:
-        return REPRODUCED, f"ρ = {rho:+.2f} > 0, one-sided p = {p_value:.3f} < {alpha:g}"
-    return NOT_REPRODUCED, f"ρ = {rho:+.2f}, one-sided p = {p_value:.3f} (needs ρ > 0 and p < {alpha:g})"
+def rule_validity(cell: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The validity study's pooled ρ (lab fitness on unseen test suites vs downstream fitness) has a
+    bootstrap 95% interval above 0 (reproduced), below or across 0 (not reproduced)."""
+    if not cell or cell.get("rho") is None or cell.get("low") is None or (cell.get("n") or 0) < 4:
+        return NOT_CHECKABLE, ("needs the validity study (`actmine validate`, at least 4 functions with an "
+                               "interval): the quick digits correlation of part 5 cannot decide it")
+    text = f"ρ = {cell['rho']:+.2f} [{cell['low']:+.2f}, {cell['high']:+.2f}] over {cell['n']} functions"
+    if cell["low"] > 0:
+        return REPRODUCED, f"{text}: the 95% interval lies above 0"
+    return NOT_REPRODUCED, f"{text}: the 95% interval does not lie above 0"
+
+
+def load_validity(path: str | Path | None) -> dict[str, Any] | None:
+    """The validity study's result (``validity.json`` of `actmine validate`) for the claim: its
+    pooled correlation (or its only benchmark's), the per-benchmark cells, the benchmarks and seeds;
+    None when there is no such file or it is not a study's result."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        correlations = document["correlations"]
+        per_benchmark = dict(correlations["per_benchmark"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    overall = correlations.get("pooled") or (next(iter(per_benchmark.values())) if len(per_benchmark) == 1 else None)
+    return {"path": str(path), "overall": overall, "per_benchmark": per_benchmark,
+            "benchmarks": list(document.get("benchmarks", per_benchmark)), "seeds": document.get("seeds"),
+            "lab_suites": document.get("lab_suites")}
 
 
 def rule_seconds(seconds: float | None, limit: float = LAB_SECONDS_LIMIT) -> tuple[str, str]:
@@ -341,6 +361,7 @@ class Settings:
     data_dir: str | None = None
     skip_transfer: bool = False
     skip_search: bool = False
+    validity: str | None = VALIDITY_FILE            # the validity study that decides "lab predicts"
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -359,6 +380,8 @@ class Settings:
             words.append("--skip-transfer")
         if self.skip_search:
             words.append("--skip-search")
+        if self.validity != base.validity:
+            words += ["--validity", str(self.validity)]
         hidden = []
         for name in ("suite", "heldout_suite", "steps", "functions", "alphas", "transfer_seeds", "benchmarks",
                      "transfer_options", "search"):
@@ -847,13 +870,27 @@ CLAIM_RULES = {
     "gsp_imagenet": "reproduced iff the 95% interval of GSP's ImageNet log-ratio vs ReLU does not lie above 0",
     "pointwise_transfer": "reproduced iff every downstream job of every pointwise function finished with a "
                           "finite score",
-    "lab_predicts": "reproduced iff Spearman's ρ between lab fitness and downstream fitness (mean over "
-                    "benchmarks) across all functions is > 0 with one-sided permutation p < 0.05",
+    "lab_predicts": "decided by the validity study (`actmine validate`, docs/validity.md): reproduced iff the "
+                    "bootstrap 95% interval of Spearman's ρ between lab fitness on the unseen test suites and "
+                    "downstream fitness (mean over its benchmarks) lies above 0; not checkable without the study",
     "search": "reproduced iff the 95% interval of the search winner's ood_log_ratio on the held-out suite lies "
               "below 0",
     "lab_seconds": f"reproduced iff the median time to score one function on the search suite is below "
                    f"{LAB_SECONDS_LIMIT:g} s",
 }
+
+
+def _validity_measured(validity: Mapping[str, Any] | None) -> str:
+    """The validity study's numbers as the claim's "measured" text."""
+    if not validity or not validity.get("overall") or validity["overall"].get("rho") is None:
+        return "validity study not found (run `actmine validate --out validity`)"
+    c = validity["overall"]
+    cells = ", ".join(f"{b}: {v['rho']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
+                      for b, v in validity["per_benchmark"].items()
+                      if v.get("rho") is not None and v.get("low") is not None)
+    scope = "mean over " + ", ".join(validity["benchmarks"]) if len(validity["benchmarks"]) > 1 else validity["benchmarks"][0]
+    return (f"validity study ({validity['path']}): Spearman ρ = {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
+            f"over {c['n']} functions ({scope}); per benchmark: {cells}")
 
 
 def _lab_functions(lab_part: Mapping | None, suite: str) -> dict[str, Any]:
@@ -986,16 +1023,13 @@ def build_claims(settings: Settings, parts: Mapping[str, Any]) -> list[Claim]:
         f"{', '.join(benchmarks) or 'no benchmark'}" if failures is not None else "transfer not run",
         rule_no_failures(failures), "transfer")
 
+    measured, verdict = _validity_measured(parts.get("validity")), rule_validity((parts.get("validity") or {}).get("overall"))
     overall = corr.get("correlations", {}).get("mean") or next(iter(corr.get("correlations", {}).values()), None)
     key = "mean" if corr.get("correlations", {}).get("mean") else (benchmarks[0] if benchmarks else None)
     if overall and overall.get("rho") is not None:
-        measured = (f"Spearman ρ = {overall['rho']:+.2f} (p = {overall['p_value']:.3f}, {overall['n']} functions, "
-                    f"{'mean over benchmarks' if key == 'mean' else key}); "
-                    + ", ".join(f"{b}: {c['rho']:+.2f}" for b, c in corr["correlations"].items()
-                                if b != "mean" and c.get("rho") is not None))
-        verdict = rule_correlation(overall["rho"], overall["p_value"], overall["n"])
-    else:
-        measured, verdict = "transfer not run", rule_correlation(None, None, 0)
+        measured += (f"; for information only, this run's own functions (part 5): ρ = {overall['rho']:+.2f} "
+                     f"(p = {overall['p_value']:.3f}, {overall['n']} functions, "
+                     f"{'mean over benchmarks' if key == 'mean' else key})")
     add("lab_predicts", "Lab fitness predicts the downstream ranking (a small-scale lab is enough).",
         "abstract (the premise of the lab)", measured, verdict, "analysis")
 
@@ -1474,7 +1508,12 @@ def write_markdown(path: Path, out_dir: Path, settings: Settings, parts: Mapping
         lines += ["Skipped (`--skip-transfer`).", ""]
 
     # -- correlation
-    lines += ["## 5. Does lab fitness predict downstream rank?", ""]
+    lines += ["## 5. Does lab fitness predict downstream rank?", "",
+              "The verdict of this claim comes from the validity study (`actmine validate`, "
+              "docs/validity.md): two dozen functions or more across the whole range of lab "
+              "fitness, lab fitness on the unseen test suites, real-data extrapolation benchmarks, bootstrap "
+              "intervals. " + _validity_measured(parts.get("validity")) + ". The correlation below uses only this "
+              "run's few functions and benchmarks and is shown for information.", ""]
     if corr and corr.get("correlations"):
         lines += ["Spearman's ρ (average ranks for ties) across all functions between lab fitness "
                   f"(−ood_log_ratio on `{settings.suite}`) and downstream fitness (−log-ratio vs ReLU; ReLU is "
@@ -1667,6 +1706,7 @@ def run_reproduce(settings: Settings, out_dir: str | Path = "reproduction", doc:
     finally:
         torch.set_num_threads(threads)
 
+    parts["validity"] = load_validity(settings.validity)
     claims = build_claims(settings, parts)
     _atomic_write_json(out_dir / "claims.json", {"command": settings.command(), "settings": settings.to_dict(),
                                                 "claims": [c.to_dict() for c in claims]})

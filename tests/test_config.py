@@ -43,6 +43,7 @@ def test_round_trip_through_dict():
     ({"search": {"seeds": "relu"}}, "search.seeds"),
     ({"search": {"seeds": []}}, "search.seeds"),
     ({"search": {"exploitation": 0.8, "exploration": 0.5}}, "search.exploitation"),
+    ({"search": {"winner_rule": "median"}}, "search.winner_rule"),
     ({"mutator": {"kind": "genetic"}}, "mutator.kind"),
     ({"executor": {"kind": "slurm"}}, "executor.kind"),
     ({"executor": {"workers": -1}}, "executor.workers"),

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.lab.estimate import Estimate, paired_interval
+from actmine.lab.estimate import (WINNER_RULES, Estimate, family_mean_fitness, paired_interval, softmin_fitness,
+                                  worst_family_fitness)
 from actmine.lab.fitness import Evaluation, TaskScore
 
 FINITE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -204,3 +205,37 @@ def test_an_older_record_without_seed_log_ratios_reads_as_none_and_bad_values_ar
         data["tasks"][0]["seed_log_ratios"] = bad
         with pytest.raises(ValueError, match="finite number"):
             Evaluation.from_dict(data)
+
+
+def test_softmin_by_hand_and_its_two_limits():
+    families = {"expression": -0.45, "harmonic": -1.02, "polynomial": 0.19}
+    # −0.1·ln(mean(exp(l/0.1))) computed by hand: the worst family (+0.19) dominates
+    by_hand = -0.1 * math.log((math.exp(-4.5) + math.exp(-10.2) + math.exp(1.9)) / 3)
+    assert softmin_fitness(families) == pytest.approx(by_hand)
+    assert softmin_fitness(families, temperature=1e-4) == pytest.approx(worst_family_fitness(families), abs=1e-3)
+    assert softmin_fitness(families, temperature=1e4) == pytest.approx(family_mean_fitness(families), abs=1e-3)
+    assert worst_family_fitness(families) == pytest.approx(-0.19)
+    assert family_mean_fitness(families) == pytest.approx((0.45 + 1.02 - 0.19) / 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from("abcdef"), st.floats(-3, 3), min_size=1),
+       st.floats(0.01, 10))
+def test_softmin_lies_between_the_worst_family_and_the_family_mean(families, temperature):
+    value = softmin_fitness(families, temperature)
+    assert worst_family_fitness(families) - 1e-9 <= value <= family_mean_fitness(families) + 1e-9
+    # making one family worse never raises it (monotone in every family)
+    worse = {**families, next(iter(families)): families[next(iter(families))] + 0.5}
+    assert softmin_fitness(worse, temperature) <= value + 1e-12
+
+
+def test_the_winner_rules_rank_a_one_family_loser_below_a_balanced_function():
+    """The case the robust rules exist for: the higher mean comes from one family's big gain and
+    another family's loss against ReLU; `mean` prefers it, the family rules do not."""
+    lopsided = (0.438, {"expression": -0.45, "harmonic": -1.02, "polynomial": 0.19})
+    balanced = (0.360, {"expression": -0.37, "harmonic": -0.53, "polynomial": -0.13})
+    prefers = {name: rule(*lopsided) > rule(*balanced) for name, rule in WINNER_RULES.items()}
+    assert prefers == {"mean": True, "family_mean": True, "maximin": False, "softmin": False}
+    nothing = (0.1, {})
+    assert WINNER_RULES["mean"](*nothing) == 0.1
+    assert all(WINNER_RULES[name](*nothing) == float("-inf") for name in ("family_mean", "maximin", "softmin"))

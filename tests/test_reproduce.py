@@ -10,7 +10,7 @@ from actmine import activations, reproduce
 from actmine.cli import main
 from actmine.reproduce import (NOT_CHECKABLE, NOT_REPRODUCED, REPRODUCED, average_ranks, mean_ci, paired_ci,
                                rule_all_beat, rule_alpha, rule_batch_statistics, rule_below_zero, rule_best,
-                               rule_correlation, rule_no_failures, rule_probe, rule_seconds, spearman,
+                               rule_no_failures, rule_validity, rule_probe, rule_seconds, spearman,
                                spearman_p_value, t_quantile_975)
 
 TINY_SUITE = """
@@ -122,11 +122,13 @@ def test_rules_for_transfer_correlation_search_and_time():
     assert rule_below_zero(ci(-0.2, -0.01))[0] == REPRODUCED
     assert rule_below_zero(ci(-0.2, 0.1))[0] == NOT_REPRODUCED
     assert rule_below_zero({"mean": -0.2, "low": None, "high": None})[0] == NOT_CHECKABLE
-    assert rule_correlation(0.8, 0.01, 10)[0] == REPRODUCED
-    assert rule_correlation(0.8, 0.2, 10)[0] == NOT_REPRODUCED
-    assert rule_correlation(-0.5, 0.9, 10)[0] == NOT_REPRODUCED
-    assert rule_correlation(1.0, 0.04, 3)[0] == NOT_CHECKABLE
-    assert rule_correlation(None, None, 0)[0] == NOT_CHECKABLE
+    cell = {"rho": 0.5, "low": 0.01, "high": 0.8, "n": 24}
+    assert rule_validity(cell)[0] == REPRODUCED
+    assert rule_validity({**cell, "low": 0.0})[0] == NOT_REPRODUCED        # the interval touches 0
+    assert rule_validity({**cell, "rho": -0.4, "low": -0.7, "high": -0.1})[0] == NOT_REPRODUCED
+    assert rule_validity({**cell, "n": 3})[0] == NOT_CHECKABLE
+    assert rule_validity({**cell, "low": None, "high": None})[0] == NOT_CHECKABLE
+    assert rule_validity(None)[0] == NOT_CHECKABLE
     assert rule_seconds(2.5)[0] == REPRODUCED and rule_seconds(30.0)[0] == NOT_REPRODUCED
     assert rule_seconds(None)[0] == NOT_CHECKABLE
     assert rule_no_failures({"relu": 0, "gelu": 0})[0] == REPRODUCED
@@ -265,7 +267,23 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path):
     assert claims["pointwise_transfer"].verdict == REPRODUCED
     assert claims["gsp_clrs"].verdict == NOT_CHECKABLE and claims["gsp_imagenet"].verdict == NOT_CHECKABLE
     assert "1 failed" in claims["batch_statistics"].measured or claims["batch_statistics"].verdict == NOT_REPRODUCED
-    assert claims["lab_predicts"].verdict in (REPRODUCED, NOT_REPRODUCED)
+    # the claim is decided by the validity study, never by this run's digits correlation
+    assert claims["lab_predicts"].verdict == NOT_CHECKABLE and "validity study not found" in claims["lab_predicts"].measured
+    study = tmp_path / "validity.json"
+    cells = {"series": {"rho": 0.41, "low": 0.05, "high": 0.7, "n": 26},
+             "diabetes": {"rho": 0.1, "low": -0.3, "high": 0.45, "n": 26}}
+    study.write_text(json.dumps({"benchmarks": ["series", "diabetes"], "seeds": [0, 1, 2],
+                                 "correlations": {"per_benchmark": cells,
+                                                  "pooled": {"rho": 0.3, "low": 0.02, "high": 0.6, "n": 26}}}))
+    parts["validity"] = reproduce.load_validity(study)
+    decided = {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"]
+    assert decided.verdict == REPRODUCED and "ρ = +0.30 [+0.02, +0.60] over 26 functions" in decided.measured
+    assert "series: +0.41 [+0.05, +0.70]" in decided.measured and "part 5" in decided.measured
+    study.write_text(json.dumps({"correlations": {"per_benchmark": cells, "pooled": {**cells["diabetes"]}}}))
+    parts["validity"] = reproduce.load_validity(study)
+    assert {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"].verdict == NOT_REPRODUCED
+    study.write_text("{not json")
+    assert reproduce.load_validity(study) is None and reproduce.load_validity(tmp_path / "absent.json") is None
     assert claims["search"].verdict in (REPRODUCED, NOT_REPRODUCED)
     info = {"date": "today", "machine": "test", "load_start": "0", "load_end": "0", "torch": "x", "python": "3",
             "actmine": "0", "wall_seconds": 1.0, "parts_seconds": 1.0, "part_seconds": {"lab": 1.0}, "resumed": [],
@@ -289,6 +307,7 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path):
     (["--data-dir", "/no/such/dir"], "is not a directory"),
     (["--workers", "0"], "--workers must be positive"),
     (["--suite", "nope"], "unknown suite"),
+    (["--validity", "/no/such/validity.json"], "is not a validity study's result"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(capsys, argv, message, tmp_path):
     code, _, err = run_cli(capsys, "reproduce", "--out-dir", str(tmp_path / "o"), "--doc", str(tmp_path / "d.md"),

@@ -16,6 +16,7 @@ import torch
 from actmine.config import Config, ConfigError
 from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
+from actmine.lab.estimate import WINNER_RULES
 from search_runs import programs, run_cli, write_tiny_config
 
 
@@ -59,10 +60,13 @@ def test_short_search_end_to_end(tmp_path, config_file):
     seed = next(r for r in records if r.mutator == "seed")
     assert {row["program_id"] for row in heldout.values() if row["program_id"] is not None} == \
         {r.id for r in top} | {seed.id}
-    # the winner is the validation's best of the top list, whatever its search fitness
+    # the winner is the validation's best of the top list by the run's rule, whatever its search fitness
     programs_rows = [row for row in heldout.values() if row["program_id"] is not None]
+    rule = WINNER_RULES[final["winner_rule"]]
+    assert final["winner_rule"] == Config().search.winner_rule
     assert heldout[f"program {best.id}"]["winner"]
-    assert heldout[f"program {best.id}"]["heldout_fitness"] == max(r["heldout_fitness"] for r in programs_rows)
+    assert rule(heldout[f"program {best.id}"]["heldout_fitness"], heldout[f"program {best.id}"]["families"]) == \
+        max(rule(r["heldout_fitness"], r["families"]) for r in programs_rows)
     # ... and best_activation.py carries the winner's validation score, rewritten after the check
     assert module.BestActivation.heldout_fitness == heldout[f"program {best.id}"]["heldout_fitness"]
     assert module.BestActivation.heldout_fitness is not None

@@ -24,7 +24,7 @@ from actmine.evolve.controller import HELDOUT, Search, SearchState, _Pending, _R
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Proposal
 from actmine.evolve.search_tasks import SEED_SHIFT, SearchTasks
-from actmine.lab.estimate import Estimate
+from actmine.lab.estimate import WINNER_RULES, Estimate
 from actmine.lab.fitness import Evaluation, Lab, TaskScore
 from search_runs import write_tiny_config
 
@@ -443,12 +443,13 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
             {p.id for p in db.programs(run_id, status="ok") if p.mutator == "seed" and p.settled}
 
     final = json.loads((run_dir / HELDOUT).read_text())
-    assert set(final) == {"winner", "winner_chosen_by", "validation", "test", "comparisons"}
+    assert set(final) == {"winner", "winner_chosen_by", "winner_rule", "validation", "test", "comparisons"}
     assert final["winner_chosen_by"] == "validation"
     candidates = [r for r in final["validation"] if r["program_id"] is not None]
     assert {r["program_id"] for r in candidates} == expected_candidates and expected_candidates <= ok_ids
     scored_rows = [r for r in candidates if r["heldout_fitness"] is not None]
-    chosen = max(scored_rows, key=lambda r: r["heldout_fitness"])
+    rule = WINNER_RULES[final["winner_rule"]]
+    chosen = max(scored_rows, key=lambda r: rule(r["heldout_fitness"], r["families"]))
     assert final["winner"] == chosen["program_id"]
     assert [r["program_id"] for r in final["validation"] if r["winner"]] == [final["winner"]]
     assert {r["name"] for r in final["validation"] if r["program_id"] is None} == set(Search.REFERENCES)

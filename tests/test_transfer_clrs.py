@@ -7,9 +7,12 @@ import json
 import math
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, strategies as st
 from torch import nn
 
 pytest.importorskip("absl", reason="the CLRS samplers need absl-py")
@@ -89,6 +92,33 @@ def test_train_and_test_sets_have_16_and_64_nodes():
     assert not np.array_equal(other.inputs[2].data, train.inputs[2].data)
 
 
+def test_the_id_test_set_has_train_size_nodes_and_is_held_out():
+    bench = A.CLRS(algorithms=("bfs",), num_train_samples=50, num_test_samples=6)
+    train, ood = bench.datasets("bfs", seed=0)
+    in_dist = bench.id_test_set("bfs", seed=0)
+    assert in_dist.nb_nodes == 16 and in_dist.size == 6 and ood.nb_nodes == 64
+    # Drawn from a seed of its own: none of its graphs is a training graph.
+    adj = {p.name: p.data for p in train.inputs}["A"]
+    for graph in {p.name: p.data for p in in_dist.inputs}["A"]:
+        assert not any(np.array_equal(graph, g) for g in adj)
+    # ... and fixed by the seed, like the other sets.
+    again = bench.id_test_set("bfs", seed=0)
+    assert np.array_equal(again.inputs[2].data, in_dist.inputs[2].data)
+    assert not np.array_equal(bench.id_test_set("bfs", seed=1).inputs[2].data, in_dist.inputs[2].data)
+    with pytest.raises(ValueError, match="known"):
+        bench.id_test_set("quantum_sort", seed=0)
+
+
+def test_scoring_on_the_way_is_what_a_shorter_run_scores():
+    bench = A.CLRS(**{**TINY, "train_steps": 12})
+    scores, record = bench.run_algorithm("bfs", nn.ReLU, seed=3, score_at=[5, 12, 40])
+    short, short_record = bench.run_algorithm("bfs", nn.ReLU, seed=3, train_steps=5)
+    assert set(record["scored_at"]) == {5}  # 12 is the run itself, 40 is never reached
+    at = record["scored_at"][5]
+    assert at["score"] == short["score"] and at["id_score"] == short_record["id_scores"]["score"]
+    assert 0 < at["train_seconds"] < record["seconds"]["train"]
+
+
 def test_pred_as_input_and_random_pos():
     data = A.sample_dataset("binary_search", 4, 16, seed=3)
     assert [p.name for p in data.inputs] == ["pos", "key", "target", "pred"]
@@ -164,11 +194,16 @@ def test_losses_are_the_clrs_losses():
 
 def test_a_short_run_learns_and_is_deterministic():
     bench = A.CLRS(**TINY)
-    untrained, _ = bench.run_algorithm("bfs", nn.ReLU, seed=0, train_steps=0)
+    untrained, untrained_record = bench.run_algorithm("bfs", nn.ReLU, seed=0, train_steps=0)
     result = bench.run(nn.ReLU, seed=0, data_dir=None, device="cpu")
     assert isinstance(result, BenchmarkScore) and result.metric == "score"
     assert result.score == result.details["per_algorithm"]["bfs"]
     assert result.details["per_output"]["bfs"] == {"pi": result.score}
+    # The ID score (held-out 16-node instances) is reported beside the OOD one, not instead of it.
+    id_score = result.details["id_per_algorithm"]["bfs"]
+    assert result.details["id_score"] == id_score and result.details["id_per_output"]["bfs"] == {"pi": id_score}
+    assert 0.0 <= id_score <= 1.0 and 0.0 <= result.score <= 1.0
+    assert id_score > untrained_record["id_scores"]["score"] + 0.3, (id_score, untrained_record)
     assert result.score > untrained["score"] + 0.3, (result.score, untrained)
     assert math.isfinite(result.details["final_train_loss"]["bfs"])
     assert result.details["diverged_at_step"] == {"bfs": None}
@@ -199,6 +234,81 @@ class Exploding(nn.Module):
 def test_a_diverging_activation_stops_training_and_is_scored_as_it_is():
     Exploding.calls = 0
     bench = A.CLRS(**{**TINY, "train_steps": 20})
-    scores, record = bench.run_algorithm("bfs", Exploding, seed=0)
-    assert record["diverged_at"] is not None and 0 < record["diverged_at"] < 20
+    scores, record = bench.run_algorithm("bfs", Exploding, seed=0, score_at=[19])
+    assert record["diverged_at"] is not None and 0 < record["diverged_at"] < 19
     assert math.isfinite(record["final_loss"]) and 0.0 <= scores["score"] <= 1.0
+    # A 19-step run would have stopped at the same step: it scores what the stopped model scores.
+    assert record["scored_at"][19]["score"] == scores["score"]
+    assert record["scored_at"][19]["id_score"] == record["id_scores"]["score"]
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks/bench_clrs_power.py: the power calculation
+# --------------------------------------------------------------------------------------------
+
+def _power_script():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_clrs_power.py"
+    spec = importlib.util.spec_from_file_location("bench_clrs_power", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def power():
+    return _power_script()
+
+
+def test_seeds_needed_by_hand(power):
+    assert power.seeds_needed(0.3) == 35  # (1.96 · 0.3 / 0.1)² = 34.57
+    assert power.seeds_needed(0.1) == 4   # 3.84
+    assert power.seeds_needed(0.02) == 2  # 0.15, but an sd needs two seeds
+    assert power.seeds_needed(0.5, resolution=0.2, z=2.0) == 25  # exactly 25: no rounding up
+    assert power.pooled_sd([0.3, 0.4, None]) == pytest.approx(math.sqrt((0.09 + 0.16) / 2))
+    assert power.pooled_sd([None]) is None
+
+
+@given(sd=st.floats(0.01, 3.0))
+def test_seeds_needed_is_the_fewest_that_resolve_the_difference(power, sd):
+    n = power.seeds_needed(sd)
+    assert 1.96 * sd / math.sqrt(n) <= 0.1 + 1e-9
+    assert n == 2 or 1.96 * sd / math.sqrt(n - 1) > 0.1
+
+
+def test_settings_share_one_training_run_per_algorithm(power):
+    settings = power.grid([("bfs", "bellman_ford"), ("bellman_ford",)], [600, 300])
+    assert [s.label for s in settings] == ["bfs+bellman_ford @600", "bfs+bellman_ford @300",
+                                           "bellman_ford @600", "bellman_ford @300"]
+    assert power.training_plan(settings) == {"bfs": [300, 600], "bellman_ford": [300, 600]}
+
+
+def test_a_setting_row_against_a_hand_computation(power):
+    from actmine.transfer.runner import log_ratio
+
+    # Two algorithms, two seeds, ReLU and one activation: the setting's score is the algorithms' mean.
+    ood = {("relu", 0): (0.9, 0.7), ("relu", 1): (0.8, 0.6), ("gelu", 0): (0.95, 0.75), ("gelu", 1): (0.8, 0.5)}
+    records = [{"algorithm": alg, "activation": act, "seed": seed, "steps": 300, "score": score,
+                "id_score": 1.0 - i * 0.1, "seconds": 10.0 + i}
+               for (act, seed), pair in ood.items() for i, (alg, score) in enumerate(zip(("a", "b"), pair))]
+    row = power.setting_row(power.Setting(("a", "b"), 300), records, ["gelu"], seeds=2)
+    ratios = [log_ratio(0.85, 0.8), log_ratio(0.65, 0.7)]
+    assert row["relu_ood"] == pytest.approx(0.75) and row["relu_id"] == pytest.approx(0.95)
+    assert row["seconds_per_job"] == pytest.approx(21.0)
+    mean, sd = row["log_ratio"]["gelu"]
+    assert mean == pytest.approx(np.mean(ratios)) and sd == pytest.approx(np.std(ratios, ddof=1))
+    assert row["sd"] == pytest.approx(sd) and row["seeds_needed"] == math.ceil((1.96 * sd / 0.1) ** 2)
+    assert row["minutes_per_activation"] == pytest.approx(row["seeds_needed"] * 21.0 / 60)
+    assert "a+b @300" in power.format_table([row], ["gelu"])
+
+
+def test_the_power_script_runs_quick(power, capsys):
+    threads = torch.get_num_threads()
+    try:
+        assert power.main(["--quick"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # main() runs on one thread; leave the session as it was
+    out = capsys.readouterr().out
+    assert "bfs @4" in out and "bfs @8" in out and "gelu_sine lr±sd" in out
+    with pytest.raises(SystemExit):
+        power.main(["--seeds", "1"])

@@ -37,7 +37,7 @@ from ..config import Config, ConfigError
 from ..executors import make_executor
 from ..faults import fault_point
 from ..lab.ensemble import Protocol
-from ..lab.estimate import Estimate
+from ..lab.estimate import WINNER_RULES, Estimate
 from ..lab.fitness import Evaluation, Lab
 from ..lab.tasks import stable_seed
 from ..language.files import ProgramEntry, render_program_file
@@ -750,8 +750,8 @@ class Search:
 
     def final_check(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
         """Validation chooses, the tests report: the top programs (by score), the run's seeds and the
-        library's references on the validation tasks; the winner is the program with the highest
-        validation fitness; then the winner and the references on every test suite, with paired intervals of
+        library's references on the validation tasks; the winner is the program with the best score
+        under `search.winner_rule` (`lab.estimate.WINNER_RULES`); then the winner and the references on every test suite, with paired intervals of
         the winner against each reference. All rows replace an earlier check's in one transaction."""
         from ..candidate.sandbox import SandboxPool
 
@@ -772,7 +772,11 @@ class Search:
                 validation_rows = self._validate_top(database, run_id, top, pool)
                 scored = [r for r in validation_rows if r["program_id"] is not None and r["heldout_fitness"] is not None]
                 if scored:
-                    chosen = max(scored, key=lambda r: r["heldout_fitness"])
+                    rule = WINNER_RULES[self.config.search.winner_rule]
+                    for row in scored:
+                        row["winner_score"] = rule(row["heldout_fitness"], row["families"])
+                    # ties (a seed and its duplicate) go to the earlier row: `max` keeps the first
+                    chosen = max(scored, key=lambda r: r["winner_score"])
                     winner = next(p for p in top if p.id == chosen["program_id"])
                     chosen_by = "validation"
             for row in validation_rows:
@@ -788,6 +792,7 @@ class Search:
                 fault_point("heldout_write")
                 database.add_heldout(run_id, row["name"], row.get("program_id"), row)
         final = {"winner": winner.id if winner is not None else None, "winner_chosen_by": chosen_by,
+                 "winner_rule": self.config.search.winner_rule,
                  "validation": validation_rows, "test": test_rows, "comparisons": comparisons}
         (self.run_dir / HELDOUT).write_text(json.dumps(final, indent=2))
         chosen_row = next((r for r in validation_rows if r["winner"]), None)

@@ -94,3 +94,46 @@ def paired_interval(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[f
     low, high = np.percentile(boot, [2.5, 97.5])
     return {"mean": mean, "low": float(low), "high": float(high), "tasks": len(pairs),
             "seeds": int(counts.max())}
+
+
+SOFTMIN_TEMPERATURE = 0.1
+
+
+def softmin_fitness(families: Mapping[str, float], temperature: float = SOFTMIN_TEMPERATURE) -> float:
+    """A smooth worst family: −T·ln(mean_f exp(l_f / T)) of the per-family mean log-ratios l_f
+    (lower is better). T → 0 gives the worst family (−max_f l_f), T → ∞ the mean over families,
+    so one family that is much worse than ReLU outweighs gains elsewhere; T = 0.1 (in log-ratio
+    units) lets families within ~0.1 of the worst still count."""
+    values = np.array(_family_values(families), dtype=float)
+    if values.size == 0:
+        return float("-inf")
+    top = values.max()
+    return float(-(temperature * math.log(np.mean(np.exp((values - top) / temperature))) + top))
+
+
+def _family_values(families: Mapping[str, float]) -> list[float]:
+    return [v for v in families.values() if v is not None and math.isfinite(v)]
+
+
+def family_mean_fitness(families: Mapping[str, float]) -> float:
+    """−mean over families of the per-family mean log-ratios: every family weighs the same."""
+    values = _family_values(families)
+    return -float(np.mean(values)) if values else float("-inf")
+
+
+def worst_family_fitness(families: Mapping[str, float]) -> float:
+    """−max over families of the per-family mean log-ratios: the worst family (maximin)."""
+    values = _family_values(families)
+    return -max(values) if values else float("-inf")
+
+
+#: How the end of a run ranks its candidates on the validation tasks (higher is better):
+#: ``rule(fitness, families)`` of the validation fitness (−mean log-ratio over tasks) and the
+#: per-family mean log-ratios. Measured side by side by benchmarks/bench_winner_rules.py
+#: (docs/lab.md, "Which rule should pick the winner").
+WINNER_RULES = {
+    "mean": lambda fitness, families: fitness,
+    "family_mean": lambda fitness, families: family_mean_fitness(families),
+    "maximin": lambda fitness, families: worst_family_fitness(families),
+    "softmin": lambda fitness, families: softmin_fitness(families),
+}

@@ -36,7 +36,9 @@ as plain pointers (``enforce_permutations=False``).
 Scores follow ``clrs._src.evaluation`` (reimplemented below on numpy arrays and checked in the
 tests): accuracy for pointers, ``mask_one`` and categorical outputs, F1 for masks, mean squared
 error for scalars (no CLRS-30 output is a scalar); an algorithm's score is the mean over its
-outputs, and the benchmark's score is the mean over algorithms.
+outputs, and the benchmark's score is the mean over algorithms.  Each model is also scored on fresh
+instances of the training size (the ID score, in ``details``): an OOD score means something only
+where the ID one is high.
 """
 
 from __future__ import annotations
@@ -88,12 +90,15 @@ CLRS30_ALGORITHMS: tuple[str, ...] = (
     "strongly_connected_components", "task_scheduling", "topological_sort",
 )
 
-#: Graph algorithms with short trajectories (a handful of processor steps on 64 nodes, so a run of
-#: both takes ~25 s on one CPU thread) that learn in a few hundred steps without hints: BFS (easy:
-#: close to 1 for most activations, it catches those that break on bigger graphs) and Bellman-Ford
-#: (shortest-path parents on weighted graphs: 0.7-0.85 after 300 steps, not saturated).  The other
-#: CLRS-30 algorithms unroll ~n steps or more (insertion_sort, minimum, activity_selector, dijkstra,
-#: mst_prim: n; dag_shortest_paths: ~1.2 n; dfs: 3 n), 5-20x the cost; pass them in `algorithms`.
+#: Graph algorithms with short trajectories (a handful of processor steps on 64 nodes) that learn
+#: in a few hundred steps without hints: BFS (easy: close to 1 for most activations, it catches
+#: those that break on bigger graphs) and Bellman-Ford (shortest-path parents on weighted graphs:
+#: OOD 0.7-0.85 after 300 steps, not saturated).  Measured (docs/transfer.md, "CLRS: settings and
+#: power", benchmarks/bench_clrs_power.py): 13 s per job on one thread at 300 steps, ReLU's ID
+#: score 0.96 and OOD 0.89, per-seed log-ratio sd ~0.12, so ~6 seeds resolve a difference of 0.1;
+#: 600 and 1000 steps cost 2-3x and were no less noisy.  The other CLRS-30 algorithms unroll ~n
+#: steps or more (insertion_sort, minimum, activity_selector, dijkstra, mst_prim: n;
+#: dag_shortest_paths: ~1.2 n; dfs: 3 n), 3-20x the cost; pass them in `algorithms`.
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("bfs", "bellman_ford")
 
 #: ``examples/run.py`` of dm-clrs: algorithms whose constant ``pred_h`` hint becomes an input.
@@ -629,9 +634,11 @@ class CLRS:
         train_steps: optimiser steps per algorithm (300); batch_size: samples per step (16).
         hidden: processor width (32); lr: Adam learning rate (3e-3; gradients clipped to norm 1, as
             in clrs).  The CLRS baselines use 128, 32 and 1e-3 for 10,000 steps; these defaults are
-            sized for a CPU run of ~25 s (one thread) per activation and seed.
+            sized for a CPU run of ~13 s (one thread) per activation and seed, the smallest
+            setting measured that resolves a log-ratio difference of 0.1 in ~6 seeds.
         num_train_samples: the fixed training set per algorithm (clrs: 1000).
-        num_test_samples: test instances per algorithm (clrs: 32).
+        num_test_samples: test instances per algorithm (clrs: 32), in each of the two test sets:
+            OOD (``test_size`` nodes, the score) and ID (``train_size`` nodes, held out, in details).
         msg_passing_steps: processor applications per algorithm step (clrs: 1).
     """
 
@@ -665,8 +672,16 @@ class CLRS:
 
     def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
             device: str) -> BenchmarkScore:
+        """Train one model per algorithm; ``score`` is the mean OOD (``test_size``) score.
+
+        ``details`` holds per algorithm the OOD score (``per_algorithm``, per output in
+        ``per_output``) and the in-distribution one (``id_per_algorithm``, ``id_per_output``;
+        their mean is ``id_score``): a low OOD score means little unless the ID one is high.
+        """
         per_algorithm: dict[str, float] = {}
         per_output: dict[str, dict[str, float]] = {}
+        id_per_algorithm: dict[str, float] = {}
+        id_per_output: dict[str, dict[str, float]] = {}
         final_loss: dict[str, float | None] = {}
         diverged_at: dict[str, int | None] = {}
         seconds: dict[str, float] = {}
@@ -676,47 +691,101 @@ class CLRS:
             seconds[algorithm] = round(time.perf_counter() - start, 3)
             per_algorithm[algorithm] = scores.pop("score")
             per_output[algorithm] = scores
+            id_scores = dict(record["id_scores"])
+            id_per_algorithm[algorithm] = id_scores.pop("score")
+            id_per_output[algorithm] = id_scores
             final_loss[algorithm] = record["final_loss"]
             diverged_at[algorithm] = record["diverged_at"]
         score = float(np.mean(list(per_algorithm.values())))
         return BenchmarkScore(score=score, metric=self.metric, details={
-            "per_algorithm": per_algorithm, "per_output": per_output, "final_train_loss": final_loss,
-            "diverged_at_step": diverged_at, "seconds": seconds, "train_size": self.train_size,
-            "test_size": self.test_size, "train_steps": self.train_steps, "batch_size": self.batch_size, "hidden": self.hidden,
+            "per_algorithm": per_algorithm, "per_output": per_output,
+            "id_score": float(np.mean(list(id_per_algorithm.values()))),
+            "id_per_algorithm": id_per_algorithm, "id_per_output": id_per_output,
+            "final_train_loss": final_loss, "diverged_at_step": diverged_at, "seconds": seconds,
+            "train_size": self.train_size, "test_size": self.test_size, "train_steps": self.train_steps,
+            "batch_size": self.batch_size, "hidden": self.hidden,
             "num_test_samples": self.num_test_samples, "hints": False,
         })
 
     def datasets(self, algorithm: str, seed: int) -> tuple[Dataset, Dataset]:
-        """The training set (``train_size`` nodes) and the test set (``test_size``) for ``seed``."""
-        if algorithm not in CLRS30_ALGORITHMS:
-            raise ValueError(f"unknown CLRS algorithm {algorithm!r}; known: {', '.join(CLRS30_ALGORITHMS)}")
+        """The training set (``train_size`` nodes) and the OOD test set (``test_size``) for ``seed``."""
+        _check_algorithm(algorithm)
         train = sample_dataset(algorithm, self.num_train_samples, self.train_size,
                                _derived_seed(seed, algorithm, "train"))
         test = sample_dataset(algorithm, self.num_test_samples, self.test_size,
                               _derived_seed(seed, algorithm, "test"))
         return train, test
 
-    def run_algorithm(self, algorithm: str, make_activation: ActivationFactory, seed: int,
-                      device: str = "cpu", train_steps: int | None = None,
-                      ) -> tuple[dict[str, float], dict[str, Any]]:
-        """Train one model on ``algorithm`` and score it on the test set.
+    def id_test_set(self, algorithm: str, seed: int) -> Dataset:
+        """The in-distribution test set: ``num_test_samples`` fresh instances of ``train_size``
+        nodes, drawn from a seed of their own (not the training set's), so they are held out."""
+        _check_algorithm(algorithm)
+        return sample_dataset(algorithm, self.num_test_samples, self.train_size,
+                              _derived_seed(seed, algorithm, "id-test"))
 
-        Returns the scores (per output and ``score``) and the training record: ``final_loss`` (the
-        last 20 losses' mean) and ``diverged_at`` (the step whose loss was non-finite, or None).
+    def run_algorithm(self, algorithm: str, make_activation: ActivationFactory, seed: int,
+                      device: str = "cpu", train_steps: int | None = None, score_at: Sequence[int] = (),
+                      ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Train one model on ``algorithm`` and score it on the OOD and the ID test sets.
+
+        Returns the OOD scores (per output and ``score``) and the record: ``id_scores`` (the same
+        on :meth:`id_test_set`), ``final_loss`` (the last 20 losses' mean), ``diverged_at`` (the
+        step whose loss was non-finite, or None), and ``seconds`` spent on ``data`` (sampling),
+        ``train`` and ``evaluate`` (both test sets).
+
+        ``score_at``: step counts below the run's at which the model is scored too, in
+        ``record["scored_at"][k]`` (``score``, ``id_score``, ``train_seconds`` up to step k,
+        ``evaluate_seconds``).  Nothing in training depends on the number of steps (no schedule;
+        batches come from one RNG stream), so that is exactly what a k-step run would score: one
+        long run measures several ``train_steps`` settings (``benchmarks/bench_clrs_power.py``).
         """
+        start = time.perf_counter()
         train, test = self.datasets(algorithm, seed)
+        id_test = self.id_test_set(algorithm, seed)
+        data_seconds = time.perf_counter() - start
         torch.manual_seed(_derived_seed(seed, algorithm, "model"))
         model = build_model(train, self.hidden, make_activation, self.msg_passing_steps).to(device)
         steps = self.train_steps if train_steps is None else train_steps
+        scored_at: dict[int, dict[str, float]] = {}
+        clock = {"train": 0.0, "since": time.perf_counter()}  # training time, evaluations left out
+
+        def score_now() -> tuple[dict[str, float], dict[str, float], float]:
+            begin = time.perf_counter()
+            ood, in_dist = (evaluate_model(model, test, self.batch_size, device),
+                            evaluate_model(model, id_test, self.batch_size, device))
+            return ood, in_dist, time.perf_counter() - begin
+
+        def on_step(done: int) -> None:
+            if done in score_at and done < steps:
+                clock["train"] += time.perf_counter() - clock["since"]
+                ood, in_dist, evaluate_seconds = score_now()
+                scored_at[done] = {"score": ood["score"], "id_score": in_dist["score"],
+                                   "train_seconds": clock["train"], "evaluate_seconds": evaluate_seconds}
+                clock["since"] = time.perf_counter()
+
         final_loss, diverged_at = train_model(model, train, steps, self.batch_size, self.lr, device,
-                                              np.random.RandomState(_derived_seed(seed, algorithm, "batches")))
-        return evaluate_model(model, test, self.batch_size, device), {"final_loss": final_loss,
-                                                                      "diverged_at": diverged_at}
+                                              np.random.RandomState(_derived_seed(seed, algorithm, "batches")),
+                                              on_step=on_step if score_at else None)
+        clock["train"] += time.perf_counter() - clock["since"]
+        ood, in_dist, evaluate_seconds = score_now()
+        for k in score_at:  # not reached: training stopped at a non-finite loss, as a k-step run would
+            if k < steps and k not in scored_at:
+                scored_at[k] = {"score": ood["score"], "id_score": in_dist["score"],
+                                "train_seconds": clock["train"], "evaluate_seconds": evaluate_seconds}
+        return ood, {"id_scores": in_dist, "final_loss": final_loss, "diverged_at": diverged_at,
+                     "seconds": {"data": data_seconds, "train": clock["train"], "evaluate": evaluate_seconds},
+                     "scored_at": scored_at}
+
+
+def _check_algorithm(algorithm: str) -> None:
+    if algorithm not in CLRS30_ALGORITHMS:
+        raise ValueError(f"unknown CLRS algorithm {algorithm!r}; known: {', '.join(CLRS30_ALGORITHMS)}")
 
 
 def train_model(model: CLRSNet, train: Dataset, steps: int, batch_size: int, lr: float, device: str,
-                rng: np.random.RandomState) -> tuple[float | None, int | None]:
-    """Adam on random batches of ``train`` with randomised ``pos``.
+                rng: np.random.RandomState, on_step: Callable[[int], None] | None = None,
+                ) -> tuple[float | None, int | None]:
+    """Adam on random batches of ``train`` with randomised ``pos``; ``on_step(k)`` after the k-th update.
 
     Returns the mean of the last 20 losses (None if there was none) and the step at which the loss
     became non-finite (None if it never did): training stops there, before the update, so the
@@ -740,4 +809,6 @@ def train_model(model: CLRSNet, train: Dataset, steps: int, batch_size: int, lr:
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         recent = (recent + [value])[-20:]
+        if on_step is not None:
+            on_step(step + 1)
     return (float(np.mean(recent)) if recent else None), None

@@ -287,7 +287,8 @@ def _fraction(benchmark: Any, attribute: str, full: int) -> float:
 # epochs in 11 s, 10 s more to start the process and import torch and scikit-learn); the others are
 # estimates from their recipes: cifar10 (ResNet-20, 50k images) ~10-20 s per epoch on a GPU and
 # minutes per epoch on one core; imagenet (ResNet-50, 1.28M images) ~1-2 h per epoch on one GPU;
-# clrs some minutes per algorithm (300 steps) on a core; molhiv (GIN, 33k graphs) about a minute
+# clrs ~7 s per algorithm at its default 300 steps on one core (measured: docs/transfer.md, "CLRS: settings
+# and power"; the budget keeps room for the longer algorithms); molhiv (GIN, 33k graphs) about a minute
 # per epoch on a GPU. Memory: a job process maps 0.6-1.1 GB before it trains (measured: torch, and
 # scikit-learn for digits); CIFAR-10 in memory is 0.7 GB, a CPU ResNet-20 step well under 1 GB;
 # ImageNet's loader workers are processes of their own, each with this limit.
@@ -831,6 +832,24 @@ def _resolve_activations(texts: Sequence[str]) -> tuple[list[ActivationSpec], bo
     return specs, added
 
 
+def check_benchmarks(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None = None,
+                     epochs: int | None = None, data_dir: str | Path | None = None,
+                     ) -> tuple[dict[str, type], dict[str, dict[str, Any]]]:
+    """Everything about the benchmarks that can be wrong before a job starts: ``({name: class},
+    {name: constructor options})`` for ``names`` (duplicates dropped), or `TransferInputError` (an
+    unknown name, an unknown option or a bad value) or `DatasetMissing` (its data are not in
+    ``data_dir``, default `default_data_dir()`)."""
+    classes = _benchmark_classes(list(dict.fromkeys(b.strip().lower() for b in names)))
+    resolved = _benchmark_options(classes, options or {}, epochs)
+    data = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    for name, cls in classes.items():
+        try:
+            cls(**resolved[name]).check_data(data.resolve())
+        except DatasetMissing as exc:
+            raise DatasetMissing(f"{name}: its data are missing: {exc}") from None
+    return classes, resolved
+
+
 def _benchmark_classes(names: Sequence[str]) -> dict[str, type]:
     classes: dict[str, type] = {}
     for name in names:
@@ -841,11 +860,10 @@ def _benchmark_classes(names: Sequence[str]) -> dict[str, type]:
             import difflib
 
             known = list_benchmarks()  # imports the built-in benchmark modules
-        if key not in _BENCHMARKS:
-
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TransferInputError(f"unknown benchmark {name!r}{hint}; known: {', '.join(known) or 'none'}")
+            if key not in _BENCHMARKS:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TransferInputError(f"unknown benchmark {name!r}{hint}; known: {', '.join(known) or 'none'}")
         classes[key] = _BENCHMARKS[key]
     return classes
 
@@ -1348,8 +1366,8 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
         raise TransferInputError("no benchmarks given")
 
     specs, added_relu = _resolve_activations(activations)
-    classes = _benchmark_classes(list(dict.fromkeys(b.strip().lower() for b in benchmarks)))
-    resolved_options = _benchmark_options(classes, options or {}, epochs)
+    data = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir().resolve()
+    classes, resolved_options = check_benchmarks(benchmarks, options, epochs, data)  # DatasetMissing: nothing started
     paths = {name: _class_path(cls) for name, cls in classes.items()}
     if device == "cuda" and not (executor == "dask" and scheduler):
         import torch
@@ -1359,12 +1377,7 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
     limits = limits if limits is not None else TransferLimits()
     if not isinstance(limits, TransferLimits):
         raise TransferInputError(f"limits must be a TransferLimits, got {type(limits).__name__}")
-    data = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir().resolve()
-    job_limits = {}
-    for name, cls in classes.items():
-        benchmark = cls(**resolved_options[name])
-        benchmark.check_data(data)  # DatasetMissing: nothing has started
-        job_limits[name] = limits.resolve(benchmark, name, device)
+    job_limits = {name: limits.resolve(cls(**resolved_options[name]), name, device) for name, cls in classes.items()}
     if device == "cuda" and limits.memory_mb:
         notify("--memory-mb is not applied to cuda jobs: CUDA fails under an address-space limit")
     if added_relu:

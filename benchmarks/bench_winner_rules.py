@@ -1,0 +1,129 @@
+"""Which rule should pick a run's winner from its validation rows? Judged on the unseen test suites.
+
+    python benchmarks/bench_winner_rules.py RUN_DIR [RUN_DIR ...] [--scores winner_rules.json]
+
+A finished run's `heldout.json` holds every final-check candidate (the top list and the seeds) with
+its validation fitness and per-family log-ratios. This script scores every candidate (sandboxed) on
+the default config's unseen test suites, per task and seed (journalled in `--scores`, so a second
+call scores nothing twice), then prints per run:
+
+* for each rule, the candidate it picks and that candidate's mean paired log-ratio against ReLU,
+  GELU and GELUSine on all unseen test tasks (below 0 = the pick is better; the references' numbers
+  are the run's own test rows);
+* Spearman's ρ across the run's candidates between each validation statistic (the fitness, each
+  family, the worst family) and the test fitness per suite: which validation signal ranks the
+  candidates as the unseen tests do.
+
+The rules (`actmine.lab.estimate.WINNER_RULES`, the config's `search.winner_rule`) read only
+validation rows, never the tests: `mean` (the highest validation fitness), `family_mean` (each
+family weighs the same), `maximin` (the best worst family: distributionally robust over the
+validation families) and `softmin` (a smooth maximin, temperature 0.1). A rule chosen on some runs
+must be confirmed on runs it did not see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from actmine.candidate.sandbox import SandboxLimits, SandboxPool
+from actmine.config import Config
+from actmine.evolve.database import ProgramDatabase
+from actmine.evolve.search_tasks import SearchTasks
+from actmine.lab.estimate import WINNER_RULES, paired_interval
+
+REFERENCES = ("relu", "gelu", "gelu_sine")
+
+
+def _worst(row: dict) -> float:
+    return max(row["families"].values())
+
+
+def _rank(rule: str, row: dict) -> float:
+    return WINNER_RULES[rule](row["heldout_fitness"], row["families"])
+
+
+def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
+    final = json.loads((run_dir / "heldout.json").read_text())
+    rows = [r for r in final.get("validation", []) if r.get("program_id") is not None
+            and r.get("heldout_fitness") is not None and r.get("families")]
+    return final, rows
+
+
+def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[str, dict]:
+    """{run#program: {suite: {task: per-seed log-ratios}}} for every candidate, sandboxed."""
+    tasks = SearchTasks.from_config(Config(), progress=False)
+    scores = json.loads(journal.read_text()) if journal.exists() else {}
+    with SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096)) as pool:
+        for run_dir in run_dirs:
+            _, rows = candidates(run_dir)
+            database = ProgramDatabase(run_dir / "programs.sqlite", readonly=True)
+            try:
+                for row in rows:
+                    key = f"{run_dir}#{row['program_id']}"
+                    if key in scores:
+                        continue
+                    source = database.get(row["program_id"]).source
+                    futures = {s: pool.submit(source, tasks.tests[s], row["name"]) for s in tasks.unseen_tests()}
+                    scores[key] = {s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks}
+                                       if f.result().ok else None) for s, f in futures.items()}
+                    journal.write_text(json.dumps(scores))
+                    print(f"scored {key}", flush=True)
+            finally:
+                database.close()
+    return scores
+
+
+def flat(by_suite: dict) -> dict[str, list[float]]:
+    return {f"{suite}/{task}": v for suite, tasks in by_suite.items() if tasks for task, v in tasks.items()}
+
+
+def suite_fitness(tasks: dict[str, list[float]]) -> float:
+    """The lab's fitness of one suite: −mean over tasks of the clipped mean log-ratio."""
+    return -float(np.mean([np.clip(np.mean(v), -3, 3) for v in tasks.values()]))
+
+
+def report(run_dir: Path, scores: dict[str, dict]) -> None:
+    final, rows = candidates(run_dir)
+    rows = [r for r in rows if scores.get(f"{run_dir}#{r['program_id']}")]
+    references: dict[str, dict] = {}
+    for r in final["test"]:
+        if r["program_id"] is None and r["name"] in REFERENCES:
+            references.setdefault(r["name"], {})[r["suite"]] = r["tasks"]
+    print(f"\n{run_dir}: {len(rows)} candidates")
+    for name in WINNER_RULES:
+        pick = max(rows, key=lambda row: _rank(name, row))
+        mine = flat(scores[f"{run_dir}#{pick['program_id']}"])
+        against = "  ".join(f"{ref} {paired_interval(mine, flat(references[ref]))['mean']:+.3f}"
+                            for ref in REFERENCES if ref in references)
+        print(f"  {name:<12} picks {pick['name']:<13} validation {pick['heldout_fitness']:+.3f}  "
+              f"worst family {_worst(pick):+.2f} | unseen vs {against}")
+    if len(rows) < 4:
+        return
+    statistics = {"fitness": [r["heldout_fitness"] for r in rows], "worst family": [-_worst(r) for r in rows]}
+    for family in rows[0]["families"]:
+        statistics[family] = [-r["families"].get(family, 0.0) for r in rows]
+    suites = sorted(scores[f"{run_dir}#{rows[0]['program_id']}"])
+    tests = {s: [suite_fitness(scores[f"{run_dir}#{r['program_id']}"][s]) for r in rows] for s in suites}
+    print("  Spearman ρ across candidates, validation statistic vs test fitness: " + ", ".join(suites))
+    for name, values in statistics.items():
+        print(f"    {name:<14} " + "  ".join(f"{spearmanr(values, tests[s])[0]:+.2f}" for s in suites))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
+    parser.add_argument("--scores", type=Path, default=Path("winner_rules.json"), help="journal of test scores")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    scores = score_candidates(args.runs, args.scores, args.workers)
+    for run_dir in args.runs:
+        report(run_dir, scores)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+def activation_function(x):
+    return F.silu(x)

@@ -1,0 +1,2 @@
+def activation_function(x):
+    return x * (2 * x) - 0.1 * x

@@ -1,0 +1,2 @@
+def activation_function(x):
+    return (F.gelu(x, approximate='tanh') * (1 + 0.5 * torch.erf(x)) + 0.07728 * x / (1 + 0.7056 * x * x) + (F.gelu(x) + 0.097 * F.elu(x) + 0.25 * ((torch.abs(x) * (1 + 0.754 * torch.sinc(x)) + F.gelu(x)) / 1.5))) / 2
