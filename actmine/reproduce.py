@@ -1512,7 +1512,7 @@ def write_markdown(path: Path, out_dir: Path, settings: Settings, parts: Mapping
               "The verdict of this claim comes from the validity study (`actmine validate`, "
               "docs/validity.md): two dozen functions or more across the whole range of lab "
               "fitness, lab fitness on the unseen test suites, real-data extrapolation benchmarks, bootstrap "
-              "intervals. " + _validity_measured(parts.get("validity")) + ". The correlation below uses only this "
+              "intervals; " + _validity_measured(parts.get("validity")) + ". The correlation below uses only this "
               "run's few functions and benchmarks and is shown for information.", ""]
     if corr and corr.get("correlations"):
         lines += ["Spearman's ρ (average ranks for ties) across all functions between lab fitness "
