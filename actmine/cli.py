@@ -677,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute every part, even those saved with the same settings")
     p.add_argument("--validity", metavar="FILE.json",
                    help="the validity study (`actmine validate`) whose pooled correlation decides the claim "
-                        "\"lab fitness predicts downstream rank\" (default: validity/validity.json)")
+                        "\"lab fitness predicts downstream rank\" (default: validity/validity.json under the current "
+                        "directory, as the other defaults; without it the claim is not checkable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     hidden = argparse.SUPPRESS   # for tests and experiments: smaller or different runs
     p.add_argument("--suite", help=hidden)

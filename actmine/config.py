@@ -48,7 +48,7 @@ class SearchSection:
     heldout_top: int = 16             # the top list: programs scored on the validation pool at the end
     validate_every: int = 25          # evaluations between validations of a new best (the gap over the run)
     winner_rule: str = "softmin"      # how validation picks the winner: mean | family_mean | maximin | softmin
-                                      # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule should pick the winner")
+                                      # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule picks the winner")
 
 
 @dataclass(frozen=True)

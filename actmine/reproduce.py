@@ -312,9 +312,11 @@ def load_validity(path: str | Path | None) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     overall = correlations.get("pooled") or (next(iter(per_benchmark.values())) if len(per_benchmark) == 1 else None)
+    if not isinstance(overall, Mapping) or not all(isinstance(overall.get(k), (int, float)) for k in ("rho", "low", "high")):
+        overall = None   # no interval: the study cannot decide the claim
     return {"path": str(path), "overall": overall, "per_benchmark": per_benchmark,
-            "benchmarks": list(document.get("benchmarks", per_benchmark)), "seeds": document.get("seeds"),
-            "lab_suites": document.get("lab_suites")}
+            "benchmarks": list(document.get("benchmarks") or per_benchmark), "seeds": document.get("seeds"),
+            "lab_suites": list(document.get("labs") or [])}
 
 
 def rule_seconds(seconds: float | None, limit: float = LAB_SECONDS_LIMIT) -> tuple[str, str]:
@@ -880,6 +882,14 @@ CLAIM_RULES = {
 }
 
 
+def _search_config(settings: Settings) -> dict[str, Any]:
+    """The search part's effective config (its overrides on today's defaults): a saved search made
+    under other defaults (another winner rule, other pools) is not reused."""
+    from .config import Config
+
+    return Config().with_overrides({"executor.workers": settings.workers, **settings.search}).to_dict()
+
+
 def _validity_measured(validity: Mapping[str, Any] | None) -> str:
     """The validity study's numbers as the claim's "measured" text."""
     if not validity or not validity.get("overall") or validity["overall"].get("rho") is None:
@@ -887,8 +897,9 @@ def _validity_measured(validity: Mapping[str, Any] | None) -> str:
     c = validity["overall"]
     cells = ", ".join(f"{b}: {v['rho']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
                       for b, v in validity["per_benchmark"].items()
-                      if v.get("rho") is not None and v.get("low") is not None)
-    scope = "mean over " + ", ".join(validity["benchmarks"]) if len(validity["benchmarks"]) > 1 else validity["benchmarks"][0]
+                      if isinstance(v, Mapping) and all(isinstance(v.get(k), (int, float)) for k in ("rho", "low", "high")))
+    benchmarks = validity["benchmarks"] or ["its benchmark"]
+    scope = "mean over " + ", ".join(benchmarks) if len(benchmarks) > 1 else benchmarks[0]
     return (f"validity study ({validity['path']}): Spearman ρ = {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] "
             f"over {c['n']} functions ({scope}); per benchmark: {cells}")
 
@@ -1681,7 +1692,7 @@ def run_reproduce(settings: Settings, out_dir: str | Path = "reproduction", doc:
 
     try:
         if not settings.skip_search:
-            parts["search"] = run_part("search", {"search": settings.search},
+            parts["search"] = run_part("search", {"search": settings.search, "config": _search_config(settings)},
                                        lambda: part_search(settings, out_dir, progress))
         parts["lab"] = run_part("lab", {"functions": list(settings.functions)},
                                 lambda: part_lab(settings, progress))

@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=2000)
     args = parser.parse_args()
     document = json.loads((args.study / "validity.json").read_text())
+    # by name; the journal is in the order written, so a name scored twice (lab settings changed) keeps
+    # its latest record, the one the study's last run used
     records = {r["name"]: r for r in read_journal(args.study / JOURNAL)[0].values()}
     names = [f["name"] for f in document["functions"] if f["lab"]["ok"] and f["downstream"]]
     lab, _, groups = data.lab_matrix([records[n] for n in names])

@@ -282,6 +282,12 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path):
     study.write_text(json.dumps({"correlations": {"per_benchmark": cells, "pooled": {**cells["diabetes"]}}}))
     parts["validity"] = reproduce.load_validity(study)
     assert {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"].verdict == NOT_REPRODUCED
+    # a pooled ρ without an interval cannot decide the claim, and the text still renders
+    study.write_text(json.dumps({"benchmarks": [], "correlations": {"per_benchmark": {"series": {"rho": 0.4}},
+                                                                    "pooled": {"rho": 0.4, "n": 26}}}))
+    parts["validity"] = reproduce.load_validity(study)
+    undecided = {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"]
+    assert undecided.verdict == NOT_CHECKABLE and "validity study not found" in undecided.measured
     study.write_text("{not json")
     assert reproduce.load_validity(study) is None and reproduce.load_validity(tmp_path / "absent.json") is None
     assert claims["search"].verdict in (REPRODUCED, NOT_REPRODUCED)

@@ -312,3 +312,9 @@ def test_the_power_script_runs_quick(power, capsys):
     assert "bfs @4" in out and "bfs @8" in out and "gelu_sine lr±sd" in out
     with pytest.raises(SystemExit):
         power.main(["--seeds", "1"])
+
+
+def test_score_at_refuses_step_counts_below_one():
+    bench = A.CLRS(**TINY)
+    with pytest.raises(ValueError, match="at least 1"):
+        bench.run_algorithm("bfs", nn.ReLU, 0, score_at=(0,))

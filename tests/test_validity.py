@@ -267,6 +267,8 @@ def run_cli(capsys, *argv):
     (["--functions", "no_such_function"], "unknown activation"),
     (["--random", "5", "--random-pool", "2"], "is more than --random-pool"),
     (["--lab-suites", "no-such-suite"], "unknown suite"),
+    (["--workers", "0"], "--workers must be positive"),
+    (["--workers", "-1"], "--workers must be positive"),
     (["--option", "diabetes.nonsense=1", "--benchmarks", "diabetes"], "has no option 'nonsense'"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, argv, message):
@@ -283,3 +285,14 @@ def test_validate_parses_repeated_runs_and_functions():
     args = build_parser().parse_args(["validate", "--out", "d", "--run", "a", "b", "--run", "c", "--functions", "relu",
                                       "x.py"])
     assert args.runs == ["a", "b", "c"] and args.functions == ["relu", "x.py"] and args.seeds == 3
+
+
+@pytest.mark.parametrize("workers", [0, -1, True])
+def test_the_api_refuses_bad_workers_before_any_work(tmp_path, workers):
+    """The Python API has no argparse in front of it: the study's own check refuses the value."""
+    from actmine.validity import Settings, ValidityInputError, run_validity
+
+    with pytest.raises(ValidityInputError, match="--workers must be an integer of at least 1"):
+        run_validity(Settings(functions=("relu", "gelu", "tanh"), random=0, benchmarks=("diabetes",),
+                              workers=workers), tmp_path / "study")
+    assert not (tmp_path / "study" / "lab.jsonl").exists()

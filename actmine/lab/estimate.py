@@ -130,7 +130,7 @@ def worst_family_fitness(families: Mapping[str, float]) -> float:
 #: How the end of a run ranks its candidates on the validation tasks (higher is better):
 #: ``rule(fitness, families)`` of the validation fitness (−mean log-ratio over tasks) and the
 #: per-family mean log-ratios. Measured side by side by benchmarks/bench_winner_rules.py
-#: (docs/lab.md, "Which rule should pick the winner").
+#: (docs/lab.md, "Which rule picks the winner").
 WINNER_RULES = {
     "mean": lambda fitness, families: fitness,
     "family_mean": lambda fitness, families: family_mean_fitness(families),

@@ -739,6 +739,8 @@ class CLRS:
         batches come from one RNG stream), so that is exactly what a k-step run would score: one
         long run measures several ``train_steps`` settings (``benchmarks/bench_clrs_power.py``).
         """
+        if any(k < 1 for k in score_at):
+            raise ValueError(f"score_at: step counts must be at least 1, got {sorted(score_at)}")
         start = time.perf_counter()
         train, test = self.datasets(algorithm, seed)
         id_test = self.id_test_set(algorithm, seed)

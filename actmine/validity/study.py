@@ -82,6 +82,9 @@ def _check_settings(settings: Settings) -> tuple[list[str], dict[str, dict[str, 
                                  "random programs are chosen from the pool")
     if settings.executor not in ("local", "dask"):
         raise ValidityInputError(f"unknown executor {settings.executor!r}; choose local or dask")
+    if settings.workers is not None and (isinstance(settings.workers, bool) or not isinstance(settings.workers, int)
+                                         or settings.workers < 1):
+        raise ValidityInputError(f"--workers must be an integer of at least 1, got {settings.workers!r}")
     if settings.scheduler and settings.executor != "dask":
         raise ValidityInputError("--scheduler needs --executor dask")
     try:
