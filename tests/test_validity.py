@@ -296,3 +296,34 @@ def test_the_api_refuses_bad_workers_before_any_work(tmp_path, workers):
         run_validity(Settings(functions=("relu", "gelu", "tanh"), random=0, benchmarks=("diabetes",),
                               workers=workers), tmp_path / "study")
     assert not (tmp_path / "study" / "lab.jsonl").exists()
+
+
+def test_a_program_is_journalled_while_the_library_still_trains(tmp_path, monkeypatch):
+    """Sandbox results are journalled as they finish, not after the in-process (library) functions:
+    an interrupt during the library's training loses no program that had finished. The library's
+    evaluation here waits until the program's record is in the journal; if programs were journalled
+    only afterwards, it would wait in vain."""
+    import time
+
+    from actmine.lab.fitness import Lab
+    from actmine.validity import labscore
+    from actmine.validity.functions import registry_function, write_program
+
+    labs = tiny_lab(tmp_path)
+    program = write_program(tmp_path / "functions", "soft", "def activation_function(x):\n    return F.softplus(x)\n",
+                            "given", "soft.py")
+    journal = tmp_path / "lab.jsonl"
+    original, seen = Lab.evaluate, []
+
+    def evaluate_after_the_program(self, module, name="activation"):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (journal.is_file() and '"name": "soft"' in journal.read_text()):
+            time.sleep(0.1)
+        seen.append(journal.is_file() and '"name": "soft"' in journal.read_text())
+        return original(self, module, name=name)
+
+    monkeypatch.setattr(Lab, "evaluate", evaluate_after_the_program)   # this process only: workers are unpatched
+    records = labscore.score_functions([registry_function("gelu"), program], labs, journal, workers=1)
+    assert seen == [True] and set(records) == {"gelu", "soft"} and all(r["ok"] for r in records.values())
+    written = [json.loads(line)["name"] for line in lines(journal)]
+    assert written == ["soft", "gelu"]      # the program first: it finished while the library trained

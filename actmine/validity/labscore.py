@@ -16,9 +16,11 @@ half-written last line of an interrupted run) -- those functions are scored agai
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -188,18 +190,34 @@ def score_functions(functions: Sequence[Function], labs: Mapping[str, Any], jour
         _say_done(say, record, position, len(functions))
 
     programs = [f for f in todo if not f.trusted]
-    pool = make_executor(executor, workers, scheduler=scheduler) if programs else None
-    try:
-        futures = {pool.submit(f.source, lab, f.name): (f, name) for f in programs for name, lab in labs.items()}
-        for function in (f for f in todo if f.trusted):
-            finish(function, {name: lab.evaluate(activations.get(function.reference), name=function.name)
-                              for name, lab in labs.items()})
-        pending: dict[str, dict[str, Any]] = {f.name: {} for f in programs}
-        for future in concurrent.futures.as_completed(futures):
-            function, name = futures[future]
+    pending: dict[str, dict[str, Any]] = {f.name: {} for f in programs}
+    lock = threading.Lock()   # sandbox results arrive in the pool's threads while this one trains
+
+    def collect(function: Function, name: str, future: concurrent.futures.Future) -> None:
+        # journalled the moment a program's last lab finishes, even while the library functions
+        # train here: an interrupt loses nothing that finished (a failure is re-raised below)
+        if future.cancelled() or future.exception() is not None:
+            return
+        with lock:
             pending[function.name][name] = future.result()
             if len(pending[function.name]) == len(labs):
                 finish(function, {n: pending[function.name][n] for n in labs})
+
+    pool = make_executor(executor, workers, scheduler=scheduler) if programs else None
+    try:
+        futures = []
+        for function in programs:
+            for name, lab in labs.items():
+                future = pool.submit(function.source, lab, function.name)
+                future.add_done_callback(functools.partial(collect, function, name))
+                futures.append(future)
+        for function in (f for f in todo if f.trusted):
+            evaluations = {name: lab.evaluate(activations.get(function.reference), name=function.name)
+                           for name, lab in labs.items()}
+            with lock:
+                finish(function, evaluations)
+        for future in futures:
+            future.result()   # waits for the rest; an executor failure surfaces here
     finally:
         if pool is not None:
             pool.close()
