@@ -552,10 +552,10 @@ def test_a_half_written_journal_line_is_ended_before_new_records(tmp_path):
     its own, so that it is read back on the following resume."""
     journal = tmp_path / "results.jsonl"
     journal.write_text('{"activation": "relu", "benchmark": "digits", "seed": 0, "ok": tr')
-    runner._end_partial_line(journal)
+    runner.end_partial_line(journal)
     with journal.open("a", encoding="utf-8") as stream:
         stream.write(json.dumps({"next": 1}) + "\n")
     lines = journal.read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1]) == {"next": 1}
-    runner._end_partial_line(journal)          # a complete journal is left as it is
+    runner.end_partial_line(journal)          # a complete journal is left as it is
     assert journal.read_text().splitlines() == lines

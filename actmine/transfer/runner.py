@@ -1260,7 +1260,7 @@ def _read_done(path: Path, notify: Callable[[str], None]) -> dict[str, TransferR
     return done
 
 
-def _end_partial_line(path: Path) -> None:
+def end_partial_line(path: Path) -> None:
     """End ``path`` with a newline when its last line was cut short (a run killed mid-write)."""
     if path.is_file() and path.stat().st_size:
         with path.open("rb") as stream:
@@ -1400,7 +1400,7 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
     out.mkdir(parents=True, exist_ok=True)
     journal = out / "results.jsonl"
     done = _read_done(journal, notify)
-    _end_partial_line(journal)   # an interrupted run's half-written last line: the next record starts afresh
+    end_partial_line(journal)   # an interrupted run's half-written last line: the next record starts afresh
     results = {job.key: done[job.key] for job in jobs if job.key in done}
     todo = [job for job in jobs if job.key not in results]
     if results:

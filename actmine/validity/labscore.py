@@ -137,13 +137,10 @@ class _Journal:
 
     def __init__(self, path: Path):
         self.path = path
+        from ..transfer.runner import end_partial_line
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and path.stat().st_size:
-            with path.open("rb") as stream:
-                stream.seek(-1, 2)
-                if stream.read(1) != b"\n":
-                    with path.open("a", encoding="utf-8") as out:
-                        out.write("\n")
+        end_partial_line(path)
 
     def append(self, record: Mapping[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as stream:
