@@ -10,7 +10,7 @@ SMOLLM2_VERSION := 0.1.2
 LLAMA_WHEEL     := $(WHEELS)/.llama-cpp-python-$(LLAMA_VERSION)
 LLAMA_INSTALLED := $(VENV)/.llama-installed
 
-.PHONY: install browser run test llama reproduce bench calibration clean
+.PHONY: install browser run test llama reproduce bench calibration mutation clean
 
 install: $(STAMP)
 
@@ -77,6 +77,12 @@ reproduce: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_fitness.py
+
+# Mutation testing of the core modules (slow: not part of `make test`); the report is written to
+# benchmarks/results/mutation.md. `make mutation MODULES=actmine/evolve/selection.py` runs one module.
+mutation: install
+	$(BIN)/pip install --quiet 'mutmut==3.8.1'
+	$(BIN)/python benchmarks/mutation.py $(MODULES)
 
 # Regenerates the calibration table of docs/lab.md.
 calibration: install

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from . import activations
+from . import __version__, activations
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits, SandboxPool
 from .candidate.source import CandidateError, read_candidate_reference
@@ -396,7 +397,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    """`actmine reproduce`: the paper's claims checked by our lab (actmine/reproduce.py)."""
+    """`actmine reproduce`: the paper's claims checked by our lab (actmine/reproduce/)."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -541,8 +542,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 
+def version_text() -> str:
+    """`actmine --version`: the package, and the torch and Python it runs on (what a bug report needs)."""
+    return f"actmine {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actmine", description="Mine activation functions that extrapolate.")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="the activation registry, with formulas")

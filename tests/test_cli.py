@@ -10,6 +10,7 @@ import pytest
 
 from actmine import activations
 from actmine.cli import main
+from figure_checks import assert_png_about
 
 SMALL_SUITE = """
 name: small
@@ -154,6 +155,7 @@ def test_compare_plot_writes_a_png(capsys, suite_file, tmp_path):
     code, _, err = run_cli(capsys, "compare", "relu", str(candidate), "--suite", suite_file, "--plot", str(out))
     data = out.read_bytes()
     assert code == 0 and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000 and "plot written" in err
+    assert_png_about(data, (11, 7.5), dpi=100, slack=0.1)     # plot_comparison's curves above its bars
 
 
 def test_report_and_export_need_a_run_directory(capsys, tmp_path):

@@ -59,6 +59,33 @@ def test_new_file_has_current_schema_in_wal_mode(db):
     assert {"programs_fingerprint", "programs_fitness", "programs_island", "programs_source_hash"} <= indexes
 
 
+#: sha256 of the schema that migration steps 1 to 4 create (`_schema_text`). The steps are shipped:
+#: files in the wild were made by them, so they must never change (append a step instead). If this
+#: fails, a shipped step was edited; print `_schema_text(4)` to see what it makes now.
+SCHEMA_4_SHA256 = "abda59557f525807a7835aeb47b41eb270700e82742de9e771e1b4622629a339"
+
+
+def _schema_text(steps: int) -> str:
+    """Every table and index that the first `steps` migration steps create, as SQLite stores them."""
+    connection = sqlite3.connect(":memory:")
+    for step in MIGRATIONS[:steps]:
+        step(connection)
+    rows = connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                              "ORDER BY type, name").fetchall()
+    connection.close()
+    return "\n".join(f"{kind} {name} {table}: {sql}" for kind, name, table, sql in rows)
+
+
+def test_shipped_migration_steps_never_change(db):
+    assert hashlib.sha256(_schema_text(4).encode()).hexdigest() == SCHEMA_4_SHA256, _schema_text(4)
+    stored = db._conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                              "ORDER BY type, name").fetchall()
+    assert "\n".join(f"{kind} {name} {table}: {sql}" for kind, name, table, sql in stored) == _schema_text(4)
+    columns = [row[1] for row in db._conn.execute("PRAGMA table_info(programs)")]
+    assert columns[-7:] == ["source_hash", "original_answer", "normalisation_changes", "fitness_se", "score",
+                            "rounds", "settled"]                   # each later step appends its columns
+
+
 def test_every_field_round_trips(db, run):
     parent = db.add_program(record(run, 0, 0.1))
     original = ProgramRecord(
@@ -195,7 +222,8 @@ def test_elite_replacement_rules(db, run):
     assert db.grid(run, 0) == {cell: better, "gp0.gn1.sc3.b1.fl1": other}
     assert [e.id for e in db.elites(run, 1)] == [on_island_1]
     assert db.islands(run) == [0, 1]
-    assert worse and equal
+    for stored, fitness in ((worse, 0.05), (equal, 0.1)):           # stored, just not in the grid
+        assert db.get(stored).fitness == fitness and stored not in db.grid(run, 0).values()
     # migrate: into another island's grid in its own cell, only if better
     assert db.migrate(run, better, 1) is True
     assert db.grid(run, 1) == {cell: better}
@@ -237,7 +265,7 @@ def test_dedup_lookups(db, run):
     assert db.by_source(reformatted).id == ok
     assert db.by_source(normalise_source(SOURCE)).id == ok
     assert db.by_source("def activation_function(x):\n    return torch.tanh(x)\n") is None
-    assert db.by_source("z") is None and dup
+    assert db.by_source("z") is None and db.get(dup).source == "z"   # a duplicate's source is no original
     broken = "def activation_function(x:\n   return x   \n\n"
     assert normalise_source(broken) == "def activation_function(x:\n   return x"
     bad = db.add_program(record(run, 3, None, status="failed", source=broken, failure_stage="policy",
@@ -284,6 +312,7 @@ def test_runs_llm_calls_and_heldout(db):
     db.update_run(first, config={"a": 2}, status="finished")
     after = db.get_run(first)
     assert after.config == {"a": 2} and after.status == "finished" and after.updated_at > before.updated_at
+    assert after.created_at == before.created_at                     # only updated_at moves
     assert [r.id for r in db.runs()] == [first, second]
     with pytest.raises(KeyError):
         db.update_run(999, status="x")
@@ -662,3 +691,569 @@ def test_a_file_left_by_a_killed_writer_still_opens(tmp_path):
     assert (tmp_path / "programs.sqlite-wal").stat().st_size > 0
     with ProgramDatabase(path) as db:
         assert db.count(db.latest_run().id) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Records: every field from an evaluation or an original, JSON round trips
+# --------------------------------------------------------------------------------------------
+
+def test_from_evaluation_fills_every_field():
+    evaluation = _evaluation()
+    proposal = Proposal(SOURCE, "sharper", "llm", "model-1", original_answer="the answer",
+                        normalisation_changes=("one", "two"))
+    rec = ProgramRecord.from_evaluation(evaluation, proposal, run_id=4, proposal_index=9, parent_ids=(3, 2),
+                                        island=2, generation=5, created_at=77.0)
+    assert rec == ProgramRecord(
+        run_id=4, proposal_index=9, source=SOURCE, parent_ids=[3, 2], island=2, generation=5, rationale="sharper",
+        mutator="llm", model="model-1", status="ok", fitness=0.1, ood_log_ratio=-0.1,
+        family_log_ratios=evaluation.family_log_ratios(), tasks=[t.to_dict() for t in evaluation.tasks],
+        fingerprint="f00d", descriptors=evaluation.probes["descriptors"], probes=evaluation.probes,
+        timings={"probes": 0.5, "train": 2.0}, cell="gp2.gn1.sc1.b0.fl1", seconds=2.5, created_at=77.0,
+        original_answer="the answer", normalisation_changes=["one", "two"])
+    given_cell = ProgramRecord.from_evaluation(evaluation, proposal, run_id=4, proposal_index=9, cell="mine")
+    assert given_cell.cell == "mine" and given_cell.parent_ids == [] and given_cell.island == 0
+    assert given_cell.generation == 0 and given_cell.duplicate_of is None
+    before = time.time()
+    dup = ProgramRecord.from_evaluation(evaluation, proposal, run_id=4, proposal_index=10, duplicate_of=7)
+    assert (dup.status, dup.duplicate_of, dup.fitness, dup.failure_stage) == ("duplicate", 7, 0.1, None)
+    assert before <= dup.created_at <= time.time()
+    no_probes = Evaluation("candidate", ok=True, fitness=0.2, tasks=[], probes={}, seconds=1.0)
+    plain = ProgramRecord.from_evaluation(no_probes, proposal, run_id=4, proposal_index=11)
+    assert plain.cell is None and plain.fingerprint is None and plain.descriptors == {} and plain.probes == {}
+
+
+def test_from_evaluation_of_a_failure():
+    proposal = Proposal("x", "y", "random")
+    coded = Evaluation("candidate", ok=False, error={"code": "non_finite", "message": "NaN"}, stage="train",
+                       probes=_evaluation().probes)
+    rec = ProgramRecord.from_evaluation(coded, proposal, run_id=1, proposal_index=0)
+    assert (rec.status, rec.failure_stage, rec.failure_code, rec.failure_message) == \
+        ("failed", "train", "non_finite", "NaN")                    # no stage in the error: the last one reached
+    assert rec.cell is None and rec.fingerprint == "f00d"            # probes kept, but a failure has no cell
+    assert rec.original_answer is None and rec.normalisation_changes == [] and rec.model is None
+    staged = Evaluation("candidate", ok=False, error={"stage": "probes", "code": "c", "message": "m"}, stage="train")
+    assert ProgramRecord.from_evaluation(staged, proposal, run_id=1, proposal_index=2).failure_stage == "probes"
+    # an ok evaluation never gives failure fields, whatever its error says
+    odd = Evaluation("candidate", ok=True, fitness=0.2, error={"stage": "probes", "code": "c", "message": "m"})
+    rec = ProgramRecord.from_evaluation(odd, proposal, run_id=1, proposal_index=3)
+    assert (rec.status, rec.failure_stage, rec.failure_code, rec.failure_message) == ("ok", None, None, None)
+    bare = Evaluation("candidate", ok=False, error=None, stage="probes")
+    rec = ProgramRecord.from_evaluation(bare, proposal, run_id=1, proposal_index=1)
+    assert (rec.status, rec.failure_stage, rec.failure_code, rec.failure_message) == ("failed", "probes", None, None)
+
+
+def test_duplicate_copies_the_original():
+    original = ProgramRecord(run_id=1, proposal_index=0, source=SOURCE, id=5, fitness=0.3, ood_log_ratio=-0.3,
+                             family_log_ratios={"poly": -0.3}, tasks=[{"name": "a"}], fingerprint="fp",
+                             descriptors={"bounded": False}, probes={"flops_per_element": 2.0}, cell="c",
+                             mutator="old", rationale="old", model="old-model", generation=9, island=3)
+    proposal = Proposal(SOURCE + "# again\n", "again", "llm", "m", original_answer="ans", normalisation_changes=("c",))
+    dup = ProgramRecord.duplicate(proposal, original, run_id=2, proposal_index=8, parent_ids=(5,), island=1,
+                                  generation=2, seconds=0.5, created_at=3.0)
+    assert dup == ProgramRecord(
+        run_id=2, proposal_index=8, source=SOURCE + "# again\n", parent_ids=[5], island=1, generation=2,
+        rationale="again", mutator="llm", model="m", status="duplicate", fitness=0.3, ood_log_ratio=-0.3,
+        family_log_ratios={"poly": -0.3}, tasks=[{"name": "a"}], fingerprint="fp", descriptors={"bounded": False},
+        probes={"flops_per_element": 2.0}, cell="c", duplicate_of=5, seconds=0.5, created_at=3.0,
+        original_answer="ans", normalisation_changes=["c"])
+    before = time.time()
+    plain = ProgramRecord.duplicate(proposal, original, run_id=2, proposal_index=9)
+    assert plain.parent_ids == [] and plain.island == 0 and plain.generation == 0 and plain.seconds == 0.0
+    assert before <= plain.created_at <= time.time()
+    original.id = None
+    with pytest.raises(ValueError, match=r"^the original must be a stored program \(with an id\)$"):
+        ProgramRecord.duplicate(proposal, original, run_id=2, proposal_index=10)
+
+
+def test_to_dict_is_every_field(db, run):
+    rec = record(run, 0, 0.5, parent_ids=[1], probes={"a": [1, {"b": None}]})
+    as_dict = rec.to_dict()
+    assert list(as_dict) == ["run_id", "proposal_index", "source", "id", "parent_ids", "island", "generation",
+                             "rationale", "mutator", "model", "status", "failure_stage", "failure_code",
+                             "failure_message", "fitness", "ood_log_ratio", "family_log_ratios", "tasks",
+                             "fingerprint", "descriptors", "probes", "timings", "cell", "duplicate_of", "seconds",
+                             "created_at", "original_answer", "normalisation_changes", "fitness_se", "score",
+                             "rounds", "settled"]
+    assert ProgramRecord(**json.loads(json.dumps(as_dict))) == rec   # JSON and back
+    db.add_program(rec)
+    assert db.get(rec.id).to_dict() == {**as_dict, "id": rec.id}
+
+
+@settings(max_examples=12, deadline=None)
+@given(data=st.fixed_dictionaries({
+    "parent_ids": st.lists(st.integers(1, 10**6), max_size=4),
+    "family_log_ratios": st.dictionaries(st.text(max_size=8), st.floats(-5, 5), max_size=3),
+    "probes": st.recursive(st.none() | st.booleans() | st.integers(-10**9, 10**9) | st.text(max_size=10),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                        max_size=3), max_leaves=8),
+    "rationale": st.text(max_size=30), "source": st.text(min_size=1, max_size=40),
+    "fitness": st.floats(-1e6, 1e6), "seconds": st.floats(0, 1e4), "settled": st.booleans(),
+    "normalisation_changes": st.lists(st.text(max_size=10), max_size=3), "rounds": st.integers(1, 50)}))
+def test_any_record_round_trips(tmp_path_factory, data):
+    data = {**data, "probes": {"value": data["probes"]}}
+    with ProgramDatabase(tmp_path_factory.mktemp("trip") / "search.db") as database:
+        run_id = database.create_run({})
+        original = ProgramRecord(run_id=run_id, proposal_index=0, cell="c", **data)
+        database.add_program(original)
+        assert database.get(original.id) == original
+        assert database.programs(run_id) == [original] and database.by_proposal(run_id, 0) == original
+
+
+# --------------------------------------------------------------------------------------------
+# Plumbing: connection settings, transactions, fault points
+# --------------------------------------------------------------------------------------------
+
+def _pragma(database: ProgramDatabase, name: str):
+    return database._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_connection_settings_of_writers_and_readers(db):
+    assert (_pragma(db, "busy_timeout"), _pragma(db, "foreign_keys"), _pragma(db, "synchronous")) == (30_000, 1, 1)
+    with ProgramDatabase(db.path, readonly=True) as reader:
+        assert (_pragma(reader, "busy_timeout"), _pragma(reader, "foreign_keys")) == (30_000, 1)
+        assert reader.readonly is True and db.readonly is False and reader.path == db.path
+        with pytest.raises(DatabaseError, match=f"^{db.path} is open read-only$"):
+            with reader.transaction():
+                pass
+
+
+def test_missing_file_for_a_reader(tmp_path):
+    with pytest.raises(DatabaseError, match=f"^no program database at {tmp_path / 'none.db'}$"):
+        ProgramDatabase(tmp_path / "none.db", readonly=True)
+
+
+def test_transactions_nest_and_commit_once(db, run, monkeypatch):
+    import actmine.evolve.database as database_module
+
+    points: list[str] = []
+    monkeypatch.setattr(database_module, "fault_point", points.append)
+    db.add_program(record(run, 0, 0.1))
+    assert points == ["db_program_inserted", "db_commit"]
+    points.clear()
+    with db.transaction():
+        with db.transaction():
+            db.add_program(record(run, 1, 0.1))
+            with pytest.raises(KeyError):
+                with db.transaction():                              # a failure two levels down
+                    db.add_program(record(run, 2, 0.1))
+                    raise KeyError("inner")
+            db.add_program(record(run, 3, 0.1))
+        with db.transaction():                                      # a second nested block after the first
+            db.add_program(record(run, 4, 0.1))
+        assert db._conn.in_transaction
+    assert points.count("db_commit") == 1 and not db._conn.in_transaction
+    assert [p.proposal_index for p in db.programs(run)] == [0, 1, 3, 4]
+    points.clear()
+    with pytest.raises(ZeroDivisionError):
+        with db.transaction():
+            db.add_program(record(run, 5, 0.1))
+            1 / 0
+    assert not db._conn.in_transaction and db.by_proposal(run, 5) is None
+    with db.transaction():                                          # after a rollback: a fresh BEGIN … COMMIT
+        db.add_program(record(run, 5, 0.1))
+    assert points[-1] == "db_commit" and db.by_proposal(run, 5) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------
+
+def test_runs_keep_what_they_were_given(db):
+    before = time.time()
+    first = db.create_run({"b": 1, "a": [2, {"d": 0, "c": 1}]})
+    got = db.get_run(first)
+    assert (got.seed, got.versions, got.status) == (None, {}, "running")
+    assert before <= got.created_at == got.updated_at <= time.time()
+    raw = db._conn.execute("SELECT config, versions FROM runs WHERE id = ?", (first,)).fetchone()
+    assert raw == ('{"a":[2,{"c":1,"d":0}],"b":1}', "{}")          # compact JSON with sorted keys
+    second = db.create_run({}, seed=0, versions={"torch": "2"}, status="finished")
+    got = db.get_run(second)
+    assert (got.seed, got.versions, got.status, got["seed"]) == (0, {"torch": "2"}, "finished", 0)
+    assert got.to_dict() == {"id": second, "created_at": got.created_at, "updated_at": got.updated_at, "seed": 0,
+                             "config": {}, "versions": {"torch": "2"}, "status": "finished"}
+    assert db.get_run(second + 1) is None
+    with pytest.raises(KeyError, match="^'nope'$"):
+        got["nope"]
+    db.update_run(first, status="stopped")
+    assert db.get_run(first).config == {"b": 1, "a": [2, {"d": 0, "c": 1}]}   # only the status changed
+    db.update_run(first, config={"c": 3})
+    assert db.get_run(first).status == "stopped" and db.get_run(first).config == {"c": 3}
+    db.update_run(first)                                            # only the time
+    assert db.get_run(first).updated_at >= db.get_run(first).created_at
+    with pytest.raises(KeyError, match="no run 999"):
+        db.update_run(999)
+    assert [r.id for r in db.runs()] == [first, second] and db.latest_run().id == second
+
+
+# --------------------------------------------------------------------------------------------
+# Programs: what is refused, what is stored, grids
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field_name, value", [("ood_log_ratio", math.inf), ("seconds", math.nan),
+                                                ("fitness", -math.inf), ("score", math.nan)])
+def test_non_finite_numbers_are_refused_by_name(db, run, field_name, value):
+    with pytest.raises(ValueError, match=f"^{field_name} must be finite, got {value!r}$"):
+        db.add_program(record(run, 0, 0.1, **{field_name: value}) if field_name != "fitness"
+                       else record(run, 0, value))
+    assert db.count(run) == 0
+
+
+def test_refusal_messages(db, run):
+    with pytest.raises(ValueError, match=r"^status must be one of \('ok', 'failed', 'duplicate'\), got 'weird'$"):
+        db.add_program(record(run, 0, 0.1, status="weird"))
+    with pytest.raises(ValueError, match="^an ok program needs a fitness$"):
+        db.add_program(record(run, 0, None))
+    with pytest.raises(ValueError, match="^a duplicate needs duplicate_of$"):
+        db.add_program(record(run, 0, 0.1, status="duplicate"))
+    failed = db.add_program(record(run, 0, 0.7, status="failed", failure_stage="train", failure_code="x"))
+    assert db.get(failed).fitness == 0.7 and db.grid(run, 0) == {}  # a failure may carry a number, never a cell
+
+
+def test_what_the_programs_row_holds(db, run):
+    parent = db.add_program(record(run, 0, 0.1))
+    child = record(run, 1, 0.2, parent_ids=(parent, parent), settled=False, family_log_ratios={"z": 1.0, "a": 2.0})
+    db.add_program(child)
+    row = db._conn.execute("SELECT parent_ids, settled, source_hash, family_log_ratios FROM programs WHERE id = ?",
+                           (child.id,)).fetchone()
+    assert row == (f"[{parent},{parent}]", 0, source_key(child.source), '{"a":2.0,"z":1.0}')
+    assert db.get(child.id).parent_ids == [parent, parent] and db.get(child.id).settled is False
+    links = db._conn.execute("SELECT parent_id, position FROM program_parents WHERE child_id = ? ORDER BY position",
+                             (child.id,)).fetchall()
+    assert links == [(parent, 0), (parent, 1)]
+    assert db.children_count(parent) == 1                           # one child, listed twice
+
+
+def test_elites_break_ties_by_age_and_a_reoffer_updates_the_score(db, run):
+    first = db.add_program(record(run, 0, 0.5, cell="c1"))
+    second = db.add_program(record(run, 1, 0.5, cell="c2"))
+    third = db.add_program(record(run, 2, 0.7, cell="c3"))
+    assert [e.id for e in db.elites(run, 0)] == [third, first, second]
+    assert [e.cell for e in db.elites(run, 0)] == ["c3", "c1", "c2"]
+    assert [r.id for r in db.top(run, 3)] == [third, first, second]
+    # an occupant offered its own cell again keeps it and takes its (new) score
+    db.update_estimate(first, fitness=0.9, ood_log_ratio=0.0, family_log_ratios={}, tasks=[], fitness_se=0.0,
+                       score=0.9, rounds=2, settled=True)
+    assert db.migrate(run, first, 0) is False
+    stored = db._conn.execute("SELECT fitness FROM elites WHERE program_id = ?", (first,)).fetchall()
+    assert stored == [(0.9,)] and [e.id for e in db.elites(run, 0)] == [first, third, second]
+
+
+def test_migrate_refusals(db, run):
+    ok = db.add_program(record(run, 0, 0.5))
+    failed = db.add_program(record(run, 1, 0.9, status="failed", failure_stage="train", failure_code="x"))
+    no_cell = db.add_program(record(run, 2, 0.9, cell=None))
+    duplicate = db.add_program(record(run, 3, 0.9, status="duplicate", duplicate_of=ok))
+    for program in (failed, no_cell, duplicate):
+        assert db.migrate(run, program, 1) is False
+    assert db.grid(run, 1) == {}
+    with pytest.raises(KeyError, match="no program 999"):
+        db.migrate(run, 999, 1)
+    other = db.create_run({})
+    with pytest.raises(ValueError, match=f"^program {ok} belongs to run {run}, not {other}$"):
+        db.migrate(other, ok, 1)
+    assert db.migrate(run, ok, 4) is True and db.islands(run) == [0, 4]   # a grid entry makes an island
+
+
+def test_lookups_in_chunks_keep_the_given_order(db, run):
+    ids = [db.add_program(record(run, i, 0.1)) for i in range(3)]
+    for i in range(3):                                              # children: ids[0] 3, ids[1] 1, ids[2] none
+        db.add_program(record(run, 3 + i, None, status="failed", parent_ids=[ids[0]] + ([ids[1]] if i == 0 else [])))
+    wanted = [10_000 + i for i in range(1200)]
+    wanted[0], wanted[500], wanted[1001] = ids[2], ids[0], ids[1]
+    wanted.append(ids[2])                                           # repeated: once
+    assert [r.id for r in db.get_many(wanted)] == [ids[2], ids[0], ids[1]]
+    counts = db.children_counts(wanted)
+    assert len(counts) == 1200 and counts[ids[0]] == 3 and counts[ids[1]] == 1 and counts[ids[2]] == 0
+    assert list(counts)[:1] == [ids[2]] and counts[10_001] == 0
+    assert db.get_many([]) == [] and db.children_counts([]) == {}
+
+
+def test_queries_filter_by_run_status_and_island(db, run):
+    other = db.create_run({})
+    a = db.add_program(record(run, 0, 0.1, island=1))
+    b = db.add_program(record(run, 1, None, status="failed", island=1, failure_stage="s", failure_code="c"))
+    c = db.add_program(record(run, 2, 0.3, island=0))
+    db.add_program(record(other, 0, 0.9, island=1))
+    assert [p.id for p in db.programs(run, island=1)] == [a, b]
+    assert [p.id for p in db.programs(run, status="ok", island=1)] == [a]
+    assert [p.id for p in db.programs(run, status="ok")] == [a, c]
+    assert db.count(run) == 3 and db.count(run, "ok") == 2 and db.count(other) == 1 and db.count(run, "duplicate") == 0
+    assert [p.id for p in db.top(run, 1, island=1)] == [a] and [p.id for p in db.top(run, 0)] == []
+    assert db.islands(run) == [0, 1] and db.islands(other) == [1] and db.islands(other + 1) == []
+    assert db.by_proposal(run, 9) is None and db.by_proposal(other, 0).run_id == other
+
+
+def test_failures_are_counted_most_common_first(db, run):
+    for index, (stage, code) in enumerate([("b", "y"), ("a", "x"), ("b", "y"), ("a", "z"), ("a", "x"), ("a", "x")]):
+        db.add_program(record(run, index, None, status="failed", failure_stage=stage, failure_code=code))
+    db.add_program(record(run, 10, 0.5))
+    assert list(db.failures_by_reason(run).items()) == [(("a", "x"), 3), (("b", "y"), 2), (("a", "z"), 1)]
+    assert db.failures_by_reason(run + 1) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# LLM calls and held-out results
+# --------------------------------------------------------------------------------------------
+
+def test_llm_call_defaults_and_heldout_clearing(db, run):
+    before = time.time()
+    call = db.add_llm_call(run, None)
+    (got,) = db.llm_calls(run)
+    assert got == {"id": call, "run_id": run, "program_id": None, "model": None, "prompt_tokens": 0,
+                   "completion_tokens": 0, "latency_s": 0.0, "cost": 0.0, "outcome": "ok", "error": None,
+                   "created_at": got["created_at"]}
+    assert before <= got["created_at"] <= time.time()
+    db.add_llm_call(run, "m", prompt_tokens=3.0, completion_tokens=4, latency_s=2, cost=1, created_at=5.0)
+    assert db.llm_calls(run)[1] == {**got, "id": call + 1, "model": "m", "prompt_tokens": 3, "completion_tokens": 4,
+                                    "latency_s": 2.0, "cost": 1.0, "created_at": 5.0}
+    assert db.llm_calls(run + 1) == []
+    other = db.create_run({})
+    db.add_heldout(run, "b", None, {"z": 1, "a": 2}, created_at=7.0)
+    db.add_heldout(run, "a", None, {})
+    db.add_heldout(other, "kept", None, {"x": 1})
+    assert [h["name"] for h in db.heldout(run)] == ["b", "a"]       # insertion order, not by name
+    assert db.heldout(run)[0] == {"name": "b", "program_id": None, "result": {"z": 1, "a": 2}, "created_at": 7.0}
+    assert before <= db.heldout(run)[1]["created_at"] <= time.time()
+    db.clear_heldout(run)
+    assert db.heldout(run) == [] and [h["name"] for h in db.heldout(other)] == ["kept"]
+
+
+# --------------------------------------------------------------------------------------------
+# Source normalisation
+# --------------------------------------------------------------------------------------------
+
+def test_normalising_text_that_does_not_parse():
+    assert normalise_source("  x(\r\n\r\n   y  \r\n\n") == "x(\n   y"
+    assert normalise_source("\n\n") == "" and normalise_source("") == ""
+    assert normalise_source("x = 1  # c\n\n\ny=2") == "x = 1\ny = 2"
+    surrogate = "f(\ud800"                                         # not even UTF-8: still a key
+    assert source_key(surrogate) == hashlib.sha256(surrogate.encode("utf-8", "surrogatepass")).hexdigest()
+    assert source_key(SOURCE) == hashlib.sha256(normalise_source(SOURCE).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up checks at their edges: headers, unwritable places, what SQLite reports
+# --------------------------------------------------------------------------------------------
+
+def _header(page_size: int = 4096, pages: int = 2, counter: int = 7, valid_for: int = 7) -> bytes:
+    """The first 100 bytes of an SQLite file with these header fields (the others zero)."""
+    header = bytearray(100)
+    header[:16] = b"SQLite format 3\x00"
+    header[16:18] = page_size.to_bytes(2, "big")
+    header[24:28] = counter.to_bytes(4, "big")
+    header[28:32] = pages.to_bytes(4, "big")
+    header[92:96] = valid_for.to_bytes(4, "big")
+    return bytes(header)
+
+
+@pytest.mark.parametrize("content, settled, error", [
+    (_header() + bytes(8192 - 100), True, None),
+    (_header(pages=3) + bytes(8192 - 100), False, None),                  # not settled: the size is not checked
+    (_header(pages=3) + bytes(8192 - 100), True, "truncated: 2 of its 3 pages"),
+    (_header(pages=3, valid_for=6) + bytes(8192 - 100), True, None),     # a stale page count is not trusted
+    (_header() + bytes(8000 - 100), True, "truncated: 8000 bytes is not a whole number of 4096-byte pages"),
+    (_header(page_size=512, pages=1) + bytes(412), True, None),
+    (_header(page_size=256, pages=1) + bytes(156), True, "is not a whole number of 256-byte pages"),
+    (_header(page_size=1, pages=1) + bytes(65536 - 100), True, None),    # 1 means 65536
+    (_header(page_size=1, pages=1) + bytes(4096 - 100), True, "4096 bytes is not a whole number of 65536-byte pages"),
+    (_header()[:99], False, "truncated: 99 bytes, less than an SQLite header"),
+    (_header(), False, None),                                               # exactly a header
+    (b"SQLite format 2\x00" + bytes(84), False, "not an SQLite database: it starts with b'SQLite format 2\\x00'"),
+])
+def test_header_checks(tmp_path, content, settled, error):
+    from actmine.evolve.database import _check_header
+
+    path = tmp_path / "programs.sqlite"
+    path.write_bytes(content)
+    if error is None:
+        assert _check_header(path, settled=settled) is True
+        if not settled:                                                # readers: no size checks by default
+            assert _check_header(path) is True
+    else:
+        with pytest.raises(DatabaseError) as refused:
+            _check_header(path, settled=settled)
+        assert error in str(refused.value) and str(refused.value).startswith(f"{path} is not a usable program database (")
+    path.write_bytes(b"")
+    assert _check_header(path, settled=True) is False and _check_header(path) is False
+
+
+def test_is_corruption_tells_damage_from_operational_failures():
+    from actmine.evolve.database import _is_corruption
+
+    assert _is_corruption(sqlite3.DatabaseError("anything"))
+    assert _is_corruption(sqlite3.OperationalError("database disk image is malformed"))
+    assert _is_corruption(sqlite3.OperationalError("file is not a database"))
+    assert not _is_corruption(sqlite3.OperationalError("database is locked"))
+    assert not _is_corruption(sqlite3.OperationalError("unable to open database file"))
+
+
+def test_a_place_that_cannot_hold_the_database_is_refused(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(blocker / "run" / "programs.sqlite")
+    assert str(refused.value) == f"cannot create the directory {blocker / 'run'} (Not a directory); give a --run-dir " \
+                                 "in a place you can write to"
+    with ProgramDatabase(tmp_path / "a" / "b" / "c" / "programs.sqlite") as deep:   # missing parents are made
+        assert deep.schema_version() == SCHEMA_VERSION
+    (tmp_path / "adir.sqlite").mkdir()
+    with pytest.raises(DatabaseError, match="is not a file; give a --run-dir without anything of that name in it$"):
+        ProgramDatabase(tmp_path / "adir.sqlite")
+    path = tmp_path / "run" / "programs.sqlite"
+    _filled(path, programs=2)
+    wal, shm, journal = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))
+    for companion in (wal, shm, journal):
+        companion.write_bytes(b"")
+    real_access = os.access
+    denied: set[str] = set()
+    asked: list[tuple[str, int]] = []
+
+    def access(file, mode, **kwargs):
+        asked.append((str(file), mode))
+        return False if str(file) in denied else real_access(file, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    for refused, what in ((path.parent, "the directory"), (path, "the database file"), (wal, "the database file"),
+                          (shm, "the database file"), (journal, "the database file")):
+        denied.clear()
+        denied.add(str(refused))
+        with pytest.raises(DatabaseError, match=f"^{what} {refused} is not writable \\(no write permission\\); nothing "
+                                                "was changed. Give a --run-dir you can write to"):
+            ProgramDatabase(path)
+    assert (str(path.parent), os.W_OK | os.X_OK) in asked and (str(path), os.R_OK | os.W_OK) in asked
+    denied.clear()
+    journal.unlink()
+    with ProgramDatabase(path) as db:                               # an empty -wal is no sign of a writer
+        assert db.count(1) == 2
+
+
+def test_an_empty_wal_does_not_hide_a_cut_file(tmp_path):
+    path = tmp_path / "programs.sqlite"
+    data = _filled(path)
+    path.write_bytes(data[:-100])
+    path.with_name(path.name + "-wal").write_bytes(b"")
+    _refused(path, "is not a whole number of")
+
+
+class _FakeConnection:
+    """Stands in for the check's read-only connection: answers the version, then the quick check."""
+
+    def __init__(self, version=SCHEMA_VERSION, problems=(("ok",),), error=None):
+        self.version, self.problems, self.error, self.closed = version, list(problems), error, False
+
+    def execute(self, sql):
+        if self.error is not None:
+            raise self.error
+        rows = [(self.version,)] if "user_version" in sql else self.problems
+        assert "user_version" in sql or sql == "PRAGMA quick_check(5)"
+        return type("Cursor", (), {"fetchone": lambda _: rows[0], "fetchall": lambda _: rows})()
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("fake, expected", [
+    (_FakeConnection(problems=[("*** in database main ***\nPage 5: btree bad\n\n",), ("row 2 missing",)]),
+     "{path} is not a usable program database (PRAGMA quick_check: Page 5: btree bad; row 2 missing). Nothing was "
+     "changed."),
+    (_FakeConnection(problems=[(f"problem {i}",) for i in range(8)]),
+     "(PRAGMA quick_check: problem 0; problem 1; problem 2; problem 3; problem 4). Nothing"),
+    (_FakeConnection(error=sqlite3.OperationalError("database is locked")), "cannot check {path} (database is locked); try again"),
+    (_FakeConnection(error=sqlite3.DatabaseError("file is not a database")),
+     "{path} is not a usable program database (file is not a database)"),
+    (_FakeConnection(version=SCHEMA_VERSION + 1), "has schema version 5: a newer actmine wrote it"),
+])
+def test_what_the_check_connection_reports(tmp_path, monkeypatch, fake, expected):
+    path = tmp_path / "programs.sqlite"
+    _filled(path, programs=1)
+    opened: list[str] = []
+
+    def connect(database, **kwargs):
+        opened.append(database)
+        assert kwargs == {"uri": True, "isolation_level": None, "timeout": 30.0}
+        return fake
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(path)
+    assert expected.format(path=path) in str(refused.value) and fake.closed
+    assert opened == [path.resolve().as_uri() + "?mode=ro&immutable=1"]
+
+
+def test_a_connection_that_cannot_be_opened_for_the_check(tmp_path, monkeypatch):
+    path = tmp_path / "programs.sqlite"
+    _filled(path, programs=1)
+    path.with_name(path.name + "-wal").write_bytes(b"x")           # a writer's -wal: opened without immutable
+    opened: list[str] = []
+
+    def connect(database, **kwargs):
+        opened.append(database)
+        raise sqlite3.OperationalError("unable to open")
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with pytest.raises(DatabaseError, match=f"^cannot open {path} to check it \\(unable to open\\)$"):
+        ProgramDatabase(path)
+    assert opened == [path.resolve().as_uri() + "?mode=ro"]
+
+
+def test_messages_name_the_file_the_version_and_what_to_do(tmp_path, monkeypatch):
+    import actmine.evolve.database as database_module
+
+    path = tmp_path / "programs.sqlite"
+    _filled(path, programs=1)
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
+    connection.close()
+    newer = (f"{path} has schema version {SCHEMA_VERSION + 3}: a newer actmine wrote it (this one reads versions up to "
+             f"{SCHEMA_VERSION}). Nothing was changed; use that newer actmine with this run, or give another --run-dir")
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(path, readonly=True)
+    assert str(refused.value) == newer
+    monkeypatch.setattr(database_module, "check_before_opening", lambda _: None)   # changed after the check
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(path)
+    assert str(refused.value) == newer
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(_header() + bytes(8192 - 100))
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(garbage, readonly=True)
+    assert str(refused.value).startswith(f"{garbage} is not a usable program database (file is not a database). ")
+    assert str(refused.value).endswith(f"(e.g. `mv {garbage} {garbage}.broken`); to save what is readable, run "
+                                       "`sqlite3 FILE .recover` on a copy; or give another --run-dir")
+
+
+def test_an_old_file_is_read_only_after_migration(tmp_path):
+    path = tmp_path / "v1.db"
+    _make_v1(path)
+    with pytest.raises(DatabaseError) as refused:
+        ProgramDatabase(path, readonly=True)
+    assert str(refused.value) == f"{path} has schema version 1, this code reads {SCHEMA_VERSION}; open it once " \
+                                 "read-write to migrate it"
+    with ProgramDatabase(path) as db:
+        links = db._conn.execute("SELECT child_id, parent_id, position FROM program_parents ORDER BY child_id, "
+                                 "position").fetchall()
+        assert links == [(2, 1, 0), (3, 1, 0), (3, 2, 1)]
+        hashes = db._conn.execute("SELECT id, source_hash FROM programs ORDER BY id").fetchall()
+        assert hashes == [(p.id, source_key(p.source)) for p in db.programs(1)]
+    with pytest.raises(sqlite3.ProgrammingError):                   # closed by the with block
+        db.count(1)
+
+
+def test_a_v1_row_with_empty_parent_ids_migrates(tmp_path):
+    path = tmp_path / "v1.db"
+    _make_v1(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE programs SET parent_ids = '' WHERE id = 2")
+    connection.close()
+    with ProgramDatabase(path) as db:
+        assert db.children_count(1) == 1 and db.children_count(2) == 1
+
+
+def test_a_score_equal_to_a_program_id_is_still_a_score(db, run):
+    """The grid row holds an id and a score side by side: a challenger whose id happens to equal the
+    occupant's score is compared by score like any other."""
+    occupant = db.add_program(record(run, 0, 2.0, cell="c"))
+    assert occupant == 1
+    challenger = db.add_program(record(run, 1, 3.0, cell="c"))
+    assert challenger == 2 and db.grid(run, 0) == {"c": challenger}
+    assert db._conn.execute("SELECT fitness FROM elites").fetchall() == [(3.0,)]

@@ -56,9 +56,9 @@ def test_estimate_fields_round_trip(db, run):
     plain = record(run, 1, 0.1)
     db.add_program(plain)
     assert db.get(plain.id).settled is True and db.get(plain.id).rounds == 1   # the defaults
-    with pytest.raises(ValueError, match="score"):
+    with pytest.raises(ValueError, match="^score must be finite, got nan$"):
         db.add_program(record(run, 2, 0.1, score=float("nan")))
-    with pytest.raises(ValueError, match="fitness_se"):
+    with pytest.raises(ValueError, match="^fitness_se must be finite, got inf$"):
         db.add_program(record(run, 2, 0.1, fitness_se=float("inf")))
     assert db.count(run) == 2
 
@@ -110,7 +110,8 @@ def test_a_lucky_round_does_not_displace_the_incumbent_once_pooled(db, run):
 def test_an_incumbent_whose_pooled_score_falls_can_be_displaced_by_what_it_beat_before(db, run):
     first = record(run, 0, 0.5, score=0.5)
     db.add_program(first)
-    assert db.add_program(record(run, 1, 0.3, score=0.3)) and db.grid(run, 0) == {CELL: first.id}
+    weaker = db.add_program(record(run, 1, 0.3, score=0.3))
+    assert db.grid(run, 0) == {CELL: first.id} and db.get(weaker).score == 0.3
     settle(db, first.id, fitness=0.15, score=0.1)               # the grid's stored score follows the program
     row = db._conn.execute("SELECT fitness FROM elites WHERE program_id = ?", (first.id,)).fetchone()
     assert row == (0.1,)
@@ -194,7 +195,7 @@ def test_a_round_is_recorded_once(db, run):
 def test_evaluations_refuse_non_finite_fitness_and_unknown_programs(db, run):
     program = record(run, 0, 0.3)
     db.add_program(program)
-    with pytest.raises(ValueError, match="fitness"):
+    with pytest.raises(ValueError, match="^fitness must be finite, got nan$"):
         db.add_evaluation(run, program.id, 0, "search", float("nan"), TASKS)
     with pytest.raises(sqlite3.IntegrityError):   # foreign keys are on
         db.add_evaluation(run, 10_000, 0, "search", 0.1, TASKS)
@@ -218,7 +219,7 @@ def test_validations_round_trip_in_order_and_survive_reopening(path, db, run):
                  "result": {}, "created_at": 6.0}]
     assert db.validations(run) == expected
     assert db.validations(run + 1) == []
-    with pytest.raises(ValueError, match="fitness"):
+    with pytest.raises(ValueError, match="^fitness must be finite, got inf$"):
         db.add_validation(run, a.id, 30, 0.3, 0.05, float("inf"), {})
     assert len(db.validations(run)) == 2
     db.close()
@@ -288,3 +289,90 @@ def test_migration_from_schema_3_gives_old_programs_one_round_and_score_equal_to
         assert reopened.evaluation_counts(1) == {"search": 2, "confirm": 1}
     with ProgramDatabase(path, readonly=True) as reader:
         assert len(reader.evaluations(1)) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Estimates at their edges
+# --------------------------------------------------------------------------------------------
+
+def test_a_new_estimate_follows_the_program_into_every_grid(db, run):
+    program = record(run, 0, 0.5, score=0.5)
+    db.add_program(program)
+    assert db.migrate(run, program.id, 1) is True and db.grid(run, 1) == {CELL: program.id}
+    settle(db, program.id, fitness=0.3, score=0.2, rounds=4)
+    stored = db._conn.execute("SELECT island, fitness FROM elites WHERE program_id = ? ORDER BY island",
+                              (program.id,)).fetchall()
+    assert stored == [(0, 0.2), (1, 0.2)]                            # the migrant copy too
+    row = db._conn.execute("SELECT rounds, settled, fitness_se FROM programs WHERE id = ?", (program.id,)).fetchone()
+    assert row == (4, 1, pytest.approx(0.1))
+    settle(db, program.id, fitness=0.3, score=0.25, rounds=5, settled=False)
+    assert db._conn.execute("SELECT settled FROM programs WHERE id = ?", (program.id,)).fetchone() == (0,)
+    assert db.unsettled_count(run) == 1 and db.unsettled_count(run + 1) == 0
+
+
+def test_settling_offers_only_ok_programs_with_a_cell(db, run):
+    no_cell = record(run, 0, 0.5, score=0.5, settled=False, cell=None)
+    failed = record(run, 1, 0.5, score=0.5, settled=False, status="failed", failure_stage="train", failure_code="x")
+    for program in (no_cell, failed):
+        db.add_program(program)
+        settle(db, program.id, fitness=0.9, score=0.9)
+    assert db.grid(run, 0) == {} and db.elites(run, 0) == []
+    settle(db, 10_000, fitness=0.9, score=0.9)                       # an unknown program: nothing happens
+    assert db.grid(run, 0) == {} and db.get(10_000) is None
+    assert [p.id for p in db.top(run, 5)] == [no_cell.id]             # settled and ok: ranked, just in no cell
+
+
+@pytest.mark.parametrize("name", ["fitness", "ood_log_ratio", "fitness_se", "score"])
+def test_an_estimate_with_a_non_finite_number_changes_nothing(db, run, name):
+    program = record(run, 0, 0.5, score=0.4, settled=False)
+    db.add_program(program)
+    numbers = {"fitness": 0.6, "ood_log_ratio": 0.1, "fitness_se": 0.1, "score": 0.5, name: float("nan")}
+    with pytest.raises(ValueError, match=f"^{name} must be finite, got nan$"):
+        db.update_estimate(program.id, family_log_ratios={}, tasks=[], rounds=2, settled=True, **numbers)
+    assert db.get(program.id) == program and db.grid(run, 0) == {}
+
+
+def test_counts_and_the_unsettled_in_insertion_order(db, run):
+    other = db.create_run({})
+    ids = [db.add_program(record(run, i, 0.1 * i, score=0.0, settled=i % 2 == 0)) for i in range(5)]
+    db.add_program(record(other, 0, 0.1, settled=False))
+    db.add_program(record(run, 9, None, status="failed", settled=False, failure_stage="s", failure_code="c"))
+    assert [p.id for p in db.unsettled(run)] == [ids[1], ids[3]] and db.unsettled_count(run) == 2
+    assert db.unsettled_count(other) == 1
+
+
+def test_the_default_time_of_rounds_and_validations(db, run):
+    import time
+
+    program = record(run, 0, 0.3)
+    db.add_program(program)
+    before = time.time()
+    db.add_evaluation(run, program.id, 0, "search", 1, TASKS)
+    db.add_validation(run, program.id, 3.0, 1, 0, -1, {"b": [1], "a": None})
+    after = time.time()
+    (evaluation,) = db.evaluations(program.id)
+    assert before <= evaluation["created_at"] <= after and evaluation["seconds"] == 0.0
+    assert evaluation["fitness"] == 1.0 and isinstance(evaluation["fitness"], float)
+    validation = db.latest_validation(run)
+    assert before <= validation["created_at"] <= after
+    assert (validation["evaluated"], validation["search_fitness"], validation["search_se"], validation["fitness"]) == \
+        (3, 1.0, 0.0, -1.0)
+    raw = db._conn.execute("SELECT result, evaluated FROM validations").fetchone()
+    assert raw == ('{"a":null,"b":[1]}', 3)
+
+
+def test_latest_validation_is_the_newest(db, run):
+    a, b = record(run, 0, 0.3), record(run, 1, 0.5)
+    db.add_program(a)
+    db.add_program(b)
+    assert db.latest_validation(run) is None
+    db.add_validation(run, a.id, 10, 0.3, 0.05, 0.1, {"n": 1}, created_at=5.0)
+    db.add_validation(run, b.id, 20, 0.5, 0.1, 0.2, {"n": 2}, created_at=4.0)   # newer row, older clock
+    assert db.latest_validation(run) == {"program_id": b.id, "evaluated": 20, "search_fitness": 0.5, "search_se": 0.1,
+                                         "fitness": 0.2, "result": {"n": 2}, "created_at": 4.0}
+    assert [v["program_id"] for v in db.validations(run)] == [a.id, b.id]
+    assert db.latest_validation(run + 1) is None
+    for name, args in (("search_fitness", (float("inf"), 0.1, 0.2)), ("search_se", (0.5, float("nan"), 0.2))):
+        with pytest.raises(ValueError, match=f"^{name} must be finite"):
+            db.add_validation(run, b.id, 30, *args, {})
+    assert len(db.validations(run)) == 2

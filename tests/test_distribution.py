@@ -62,6 +62,9 @@ def test_a_pool_spec_round_trips_and_defaults():
     assert PoolSpec.from_dict(spec.to_dict()) == spec
     assert PoolSpec.from_dict({"generator": "harmonic"}) == PoolSpec("harmonic", {}, 100, 0, (0,))
     assert PoolSpec.from_dict({"generator": "harmonic", "params": None}).params == {}
+    weighted = PoolSpec.from_dict({"generator": "harmonic", "weight": 2.5})
+    assert weighted.weight == 2.5 and PoolSpec.from_dict(weighted.to_dict()) == weighted
+    assert "weight" not in spec.to_dict()          # the default (None: weigh by size) is not written out
 
 
 @pytest.mark.parametrize("data, field", [
@@ -74,6 +77,11 @@ def test_a_pool_spec_round_trips_and_defaults():
     ({"generator": "harmonic", "seeds": []}, "'seeds'"),
     ({"generator": "harmonic", "seeds": ["0"]}, "'seeds'"),
     ({"generator": "harmonic", "seeds": [True]}, "'seeds'"),
+    ({"generator": "harmonic", "weight": 0}, "'weight'"),
+    ({"generator": "harmonic", "weight": -1.5}, "'weight'"),
+    ({"generator": "harmonic", "weight": "1"}, "'weight'"),
+    ({"generator": "harmonic", "weight": True}, "'weight'"),
+    ({"generator": "harmonic", "weight": float("inf")}, "'weight'"),
     ({"generator": "harmonic", "params": {"cylces": [0.3, 1.0]}}, "'cylces'"),
     ({"generator": "harmonic", "params": {"cycles": "many"}}, "'cycles'"),
     ({"generator": "harmonc"}, "'harmonc'"),
@@ -349,3 +357,56 @@ def test_a_sample_is_k_distinct_tasks_drawn_per_pool_by_share(sizes, seed, data)
     per_pool = [sum(name.startswith(f"p{i}-") for name in names) for i in range(len(sizes))]
     assert per_pool == distribution.shares(k)
     assert names == _names(distribution.sample(seed, k))
+
+
+# --------------------------------------------------------------------------------------------
+# Pool weights: a pool's share of a sample
+# --------------------------------------------------------------------------------------------
+
+def _weighted(sizes: list[int], weights: list[float | None]) -> TaskDistribution:
+    return TaskDistribution("weighted", [_stand_in(f"p{i}", n) for i, n in enumerate(sizes)], weights)
+
+
+def test_equal_weights_give_equal_shares_whatever_the_pool_sizes():
+    assert _weighted([300, 60, 60], [1, 1, 1]).shares(48) == [16, 16, 16]
+    assert _weighted([300, 60, 60], [2, 1, 1]).shares(48) == [24, 12, 12]
+    assert _weighted([300, 60, 60], [None, None, None]).shares(48) == [34, 7, 7]   # None: by size
+    assert _weighted([300, 60, 60], [None, 60, 60]).shares(48) == [34, 7, 7]
+
+
+def test_a_pool_smaller_than_its_weighted_share_gives_all_and_the_rest_goes_by_weight():
+    assert _weighted([300, 10, 60], [1, 1, 1]).shares(48) == [19, 10, 19]
+    assert _weighted([300, 10, 60], [1, 1, 2]).shares(48) == [13, 10, 25]   # the 38 left split 1:2 (12.67, 25.33)
+    assert _weighted([3, 3, 100], [1, 1, 1]).shares(30) == [3, 3, 24]
+    assert _weighted([300, 10, 60], [1, 1, 1]).shares(370) == [300, 10, 60]
+
+
+@given(SIZES, st.data())
+@settings(max_examples=80, deadline=None)
+def test_weighted_shares_sum_to_k_fit_their_pools_and_follow_the_weights(sizes, data):
+    weights = data.draw(st.lists(st.floats(0.1, 10), min_size=len(sizes), max_size=len(sizes)))
+    k = data.draw(st.integers(1, sum(sizes)))
+    shares = _weighted(sizes, weights).shares(k)
+    assert sum(shares) == k
+    assert all(0 <= share <= size for share, size in zip(shares, sizes))
+    if k >= len(sizes):
+        assert min(shares) >= 1
+    # no capped pool: every share within one of its weighted share (up to the one-per-pool move)
+    exact = [k * w / sum(weights) for w in weights]
+    if all(e <= size for e, size in zip(exact, sizes)) and (k < len(sizes) or min(exact) >= 1):
+        assert all(abs(share - e) < 1 for share, e in zip(shares, exact))
+
+
+def test_weights_must_be_one_positive_number_per_pool():
+    for weights in ([1, 1], [1, 0, 1], [1, -1, 1], [1, float("nan"), 1]):
+        with pytest.raises(PoolError, match="weight"):
+            _weighted([5, 5, 5], weights)
+
+
+def test_split_passes_the_specs_weights_to_the_search_distribution(tmp_path):
+    search = (PoolSpec("polynomial", LINES, size=6, seeds=SEEDS, weight=1.0),
+              PoolSpec("harmonic", {}, size=3, seeds=SEEDS, weight=1.0))
+    split = Split.build(SplitSpec(search, VALIDATION, TEST), PROTOCOL, progress=False)
+    assert split.search.weights == (1.0, 1.0)
+    assert split.search.shares(4) == [2, 2]          # by size it would be [3, 1]
+    assert split.validation.weights == (3.0,)        # unweighted: its size

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -239,3 +240,123 @@ def test_the_winner_rules_rank_a_one_family_loser_below_a_balanced_function():
     nothing = (0.1, {})
     assert WINNER_RULES["mean"](*nothing) == 0.1
     assert all(WINNER_RULES[name](*nothing) == float("-inf") for name in ("family_mean", "maximin", "softmin"))
+
+
+# --------------------------------------------------------------------------------------------
+# Boundaries: the number types accepted, the defaults, what is refused and what is skipped
+# --------------------------------------------------------------------------------------------
+
+REAL_NUMBERS = [[1, 2, 4], [Fraction(1, 3), Fraction(2, 3), Fraction(5, 2)], [10**20, 3 * 10**20],
+                [np.float32(0.5), 1.5, np.int64(3)]]
+
+
+@pytest.mark.parametrize("scores", REAL_NUMBERS)
+def test_an_estimate_takes_any_real_numbers_as_floats(scores):
+    """Integers (even beyond 64 bits), fractions and numpy scalars give the estimate of their float values."""
+    estimate, as_floats = Estimate.of(scores), Estimate.of([float(s) for s in scores])
+    assert (estimate.mean, estimate.se, estimate.n) == pytest.approx((as_floats.mean, as_floats.se, as_floats.n))
+    assert type(estimate.mean) is float and type(estimate.se) is float and type(estimate.n) is int
+
+
+def test_estimate_errors_say_exactly_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^an estimate needs at least one score$"):
+        Estimate.of([])
+    with pytest.raises(ValueError, match=r"^scores must be finite$"):
+        Estimate.of([1.0, math.nan])
+
+
+@pytest.mark.parametrize("values", REAL_NUMBERS)
+def test_paired_interval_takes_any_real_numbers_as_floats(values):
+    as_floats = [float(v) for v in values]
+    zeros = [0] * len(values)
+    for a, b in (({"t": values}, {"t": zeros}), ({"t": zeros}, {"t": values})):
+        expected = paired_interval({k: [float(v) for v in x] for k, x in a.items()},
+                                   {k: [float(v) for v in x] for k, x in b.items()}, resamples=50, clip=1e30)
+        assert paired_interval(a, b, resamples=50, clip=1e30) == pytest.approx(expected)
+    assert paired_interval({"t": values}, {"t": zeros}, resamples=50, clip=1e30)["mean"] == \
+        pytest.approx(sum(as_floats) / len(as_floats))
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_score_on_either_side_is_refused_naming_the_task(side, bad):
+    good = {"fine": [0.1, 0.2], "t": [0.1, 0.2]}
+    broken = {"fine": [0.1, 0.2], "t": [0.1, bad]}
+    a, b = (broken, good) if side == "a" else (good, broken)
+    with pytest.raises(ValueError, match=r"^task 't': scores must be finite$"):
+        paired_interval(a, b, resamples=10)
+
+
+def test_paired_interval_errors_name_the_task_and_the_seed_counts():
+    with pytest.raises(ValueError, match=r"^no task is scored in both$"):
+        paired_interval({"t": [0.1]}, {"u": [0.1]}, resamples=10)
+    with pytest.raises(ValueError, match=r"^task 't': the two functions have different seeds \(2 and 1\)$"):
+        paired_interval({"t": [0.1, 0.2]}, {"t": [0.1]}, resamples=10)
+
+
+def test_paired_interval_defaults_are_the_labs_clip_2000_resamples_and_seed_0():
+    rng = np.random.default_rng(3)
+    a = {f"t{i}": list(rng.normal(0.0, 4.0, 2)) for i in range(6)}   # task means beyond ±3: the clip matters
+    b = {f"t{i}": list(rng.normal(0.0, 0.5, 2)) for i in range(6)}
+    default = paired_interval(a, b)
+    assert default == paired_interval(a, b, clip=3.0, resamples=2000, seed=0)
+    assert default["mean"] == pytest.approx(_direct_mean(a, b, 3.0))
+
+
+def test_the_bootstrap_resamples_tasks():
+    """Two tasks differing by 0 and 1: a resample holds task 0 twice, each once, or task 1 twice (1/4,
+    1/2, 1/4), so the 95% interval runs from 0 to 1; never resampling tasks would give a point."""
+    result = paired_interval({"zero": [0.0], "one": [1.0]}, {"zero": [0.0], "one": [0.0]}, resamples=400)
+    assert (result["mean"], result["low"], result["high"]) == (0.5, 0.0, 1.0)
+
+
+def test_the_bootstrap_resamples_seeds_within_a_task_for_both_functions_alike():
+    """One task, seeds differing by 0 and 1: resampled seeds give 0, 1/2 or 1. Each function alone
+    varies far more across seeds than the difference does; the same seeds for both keep that out."""
+    a = {"t": [10.0, -20.0]}
+    b = {"t": [10.0, -21.0]}
+    result = paired_interval(a, b, resamples=400, clip=100.0)
+    assert (result["mean"], result["low"], result["high"]) == (0.5, 0.0, 1.0)
+    clipped = paired_interval(a, b, resamples=400)   # resampled means beyond ±3 clip to the same value
+    assert clipped["mean"] == 0.0 and clipped["low"] == 0.0 and clipped["high"] <= 1.0
+
+
+def test_the_interval_is_the_central_95_percent_of_the_bootstrap():
+    """Many tasks with independent differences: the bootstrap interval of their mean is close to
+    the normal one, mean ± 1.96·sd/√n (a 93% interval would be ~8% narrower on one side, a 99% one ~31% wider)."""
+    differences = np.random.default_rng(2).normal(0.0, 1.0, 300)
+    a = {f"t{i}": [float(d)] for i, d in enumerate(differences)}
+    b = {f"t{i}": [0.0] for i in range(len(differences))}
+    result = paired_interval(a, b, resamples=2000, clip=100.0)
+    half_width = 1.96 * differences.std() / math.sqrt(len(differences))
+    assert result["mean"] == pytest.approx(differences.mean())
+    assert result["mean"] - result["low"] == pytest.approx(half_width, rel=0.05)
+    assert result["high"] - result["mean"] == pytest.approx(half_width, rel=0.05)
+
+
+@pytest.mark.parametrize("skipped", [None, math.nan, math.inf, -math.inf])
+def test_the_family_rules_skip_families_without_a_finite_score(skipped):
+    families = {"a": 0.2, "b": skipped, "c": -0.4}
+    assert family_mean_fitness(families) == pytest.approx(0.1)
+    assert worst_family_fitness(families) == pytest.approx(-0.2)
+    assert softmin_fitness(families) == pytest.approx(softmin_fitness({"a": 0.2, "c": -0.4}))
+    nothing = {"b": skipped}
+    assert family_mean_fitness(nothing) == worst_family_fitness(nothing) == softmin_fitness(nothing) == -math.inf
+
+
+@pytest.mark.parametrize("families", [{"a": 1, "b": -2}, {"a": Fraction(1, 5), "b": Fraction(-2, 5)},
+                                      {"a": np.float32(0.25), "b": 10**20}])
+def test_the_family_rules_take_any_real_numbers_as_floats(families):
+    as_floats = {k: float(v) for k, v in families.items()}
+    for rule in (softmin_fitness, family_mean_fitness, worst_family_fitness):
+        assert rule(families) == pytest.approx(rule(as_floats)), rule.__name__
+
+
+def test_each_resampled_task_keeps_its_own_number_of_seeds():
+    """Task "two" (seed differences 0 and 1) beside a three-seed task that differs by 0: a resampled
+    "two" is a mean of two draws (0, 1/2 or 1), so the bootstrap values are multiples of 1/4 and the
+    top 2.5% starts at 3/4; three draws for "two" would put it at 5/6."""
+    a = {"two": [0.0, 1.0], "three": [0.0, 0.0, 0.0]}
+    b = {"two": [0.0, 0.0], "three": [0.0, 0.0, 0.0]}
+    result = paired_interval(a, b, resamples=2000)
+    assert (result["mean"], result["low"], result["high"]) == (0.25, 0.0, 0.75)

@@ -2,7 +2,6 @@
 
 import math
 import random
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Failure, LabContext, Parent, get_mutator
 from actmine.evolve.mutators.feedback import FIXES, NOT_THE_ANSWER, fix_for
-from actmine.evolve.mutators.llm import (LLMCall, LLMConfigError, LLMMutator, ModelChooser, ModelSpec, Spend,
+from actmine.evolve.mutators.llm import (LLMCall, LLMConfigError, LLMMutator, ModelChooser, ModelSpec,
                                          build_prompt, failure_items, load_prompts, parse_response)
 
 from chat_server import ChatServer
@@ -343,41 +342,30 @@ def test_answers_without_usage_are_counted_by_length():
 
 # ---- budget and the bandit -------------------------------------------------------------------
 
-def test_spend_reservations_never_overshoot_the_cap():
-    spend = Spend(budget_usd=1.0)
-    assert spend.reserve(0.4, 10) and spend.reserve(0.4, 10)
-    # a third call does not fit while two are in flight: it waits for them to settle
-    outcome = []
-    waiter = threading.Thread(target=lambda: outcome.append(spend.reserve(0.4, 10)))
-    waiter.start()
-    time.sleep(0.1)
-    assert outcome == [] and spend.exhausted is None
-    spend.settle(0.4, 10, 0.05, 5)            # the first cost far less than reserved: room again
-    waiter.join(timeout=5)
-    assert outcome == [True]
-    spend.settle(0.4, 10, 0.05, 5)
-    spend.settle(0.4, 10, 0.05, 5)
-    assert spend.usd == pytest.approx(0.15)
-    assert spend.reserve(0.8, 1) and not spend.exhausted
-    spend.settle(0.8, 1, 0.8, 1)               # $0.95 spent: the next worst case no longer fits
-    assert not spend.reserve(0.1, 1) and "budget reached" in spend.exhausted
-    assert not spend.reserve(0.01, 1)          # once exhausted, it stays so
-    tokens = Spend(budget_tokens=100)
-    assert tokens.reserve(0, 60)
-    tokens.settle(0, 60, 0, 60)
-    assert not tokens.reserve(0, 60) and "token budget" in tokens.exhausted
-
+# (Spend's own arithmetic, boundaries and concurrency: tests/test_llm_spend.py)
 
 def test_the_mutator_stops_calling_at_its_budget():
-    # each call reserves its prompt estimate + 200 completion tokens at $10/M both ways
+    # Each call reserves its worst case, the prompt estimate + a full 1000-token completion at $10/M
+    # both ways, and really uses 100 + 100 tokens ($0.002). One operator: every prompt is the same.
     with ChatServer([GOOD], prompt_tokens=100, completion_tokens=100) as server:
-        m = mutator(server, budget_usd=0.02, model={"price_in": 10.0, "price_out": 10.0, "max_tokens": 200})
-        proposals = [m.propose(PARENT, [], random.Random(i)) for i in range(10)]
+        m = mutator(server, budget_usd=0.03, operators={"mutate": 1},
+                    model={"price_in": 10.0, "price_out": 10.0, "max_tokens": 1000})
+        proposals = [m.propose(PARENT, [], random.Random(i)) for i in range(15)]
+    messages = server.requests[0]["body"]["messages"]
+    assert all(r["body"]["messages"] == messages for r in server.requests)
+    prompt_estimate = int(sum(len(message["content"]) for message in messages) / 3.0) + 16
+    worst_case = (prompt_estimate * 10.0 + 1000 * 10.0) / 1e6
+    # a call is made while what was spent + its worst case fits under $0.03
+    expected, spent = 0, 0.0
+    while spent + worst_case <= 0.03:
+        expected, spent = expected + 1, spent + 0.002
+    assert 2 <= expected < 15      # the numbers above: the budget binds within this test
     made = [p for p in proposals if p.failure is None]
-    assert 0 < len(made) < 10
-    assert all(p.failure["code"] == "budget" for p in proposals[len(made):])
-    assert m.usage()["usd"] <= 0.02 and len(server.requests) == len(made)
-    assert m.exhausted().startswith("LLM budget reached")
+    assert len(made) == expected and len(server.requests) == expected
+    assert all(p.failure["code"] == "budget" for p in proposals[expected:])
+    assert m.usage()["usd"] == pytest.approx(0.002 * expected)
+    assert m.exhausted() == m.spend.exhausted == (f"LLM budget reached: ${0.002 * expected:.4f} spent of $0.03 "
+                                                 f"(the next call could cost up to ${worst_case:.4f})")
 
 
 def test_bandit_favours_improvement_per_unit_cost():

@@ -1132,3 +1132,221 @@ def test_llm_style_constants_stay_accepted(lines, function):
     source = "\n".join([*base, *lines]) + "\n\n" + function
     check_source(source)
     assert compile_candidate(source)(torch.linspace(-2, 2, 5)).shape == (5,)
+
+
+# --------------------------------------------------------------------------------------------
+# Loops at the edges of what the policy can bound
+# --------------------------------------------------------------------------------------------
+
+def _nested_reversed(levels: int) -> str:
+    return "reversed(" * levels + "range(3)" + ")" * levels
+
+
+@pytest.mark.parametrize("iterable, bounded", [
+    (_nested_reversed(20), True),           # helpers nested 20 deep: still bounded
+    (_nested_reversed(21), False),          # deeper: the policy gives up
+    ("reversed(range(3), range(4))", False),
+    ("reversed((1.0, 2.0))", True),
+    ("enumerate((1.0, 2.0), start=1)", True),
+    ("enumerate((1.0, 2.0), 1)", True),
+    ("enumerate((1.0, 2.0), 1, 2)", False),
+    ("enumerate((1.0, 2.0), step=1)", False),
+    ("zip()", False),
+    ("zip(range(3), foo=1)", False),
+    ("zip(range(3), (1.0, 2.0), strict=False)", True),
+    ("range(+3)", True),
+    ("range(10, -10001, -1)", False),       # 10011 iterations: negative literals count
+    ("range(-10, 10, 0)", False),           # a zero step never ends
+    ("range(*(1, 2))", False),
+])
+def test_loop_bounds_at_the_edges(iterable, bounded):
+    source = body(f"for v in {iterable}:", "    pass")
+    if bounded:
+        check_source(source)
+    else:
+        with pytest.raises(CandidateError) as info:
+            check_source(source)
+        assert (info.value.code, info.value.line) == ("unbounded_loop", 2)
+
+
+def test_a_rebound_isinstance_does_not_make_torch_tensor_a_type_position():
+    """Only the real `isinstance` may receive torch.Tensor: a local of that name could call it."""
+    source = "def activation_function(x, isinstance=max):\n    return x if isinstance(x, torch.Tensor) else x\n"
+    with pytest.raises(CandidateError) as info:
+        check_source(source)
+    assert info.value.code == "torch_forbidden"
+    check_source(returns("x if isinstance(x, torch.Tensor) else x"))
+    with pytest.raises(CandidateError) as info:
+        check_source(returns("x if isinstance(x, torch.Tensor, 1) else x"))   # not the two-argument form
+    assert info.value.code == "torch_forbidden"
+
+
+# --------------------------------------------------------------------------------------------
+# Messages: each refusal says what was found and what to do
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source, message", [
+    ("async def activation_function(x):\n    return x\n",
+     "line 1: async functions, `async for` and `await` are not allowed"),
+    (body("match x:", "    case 1:", "        pass"),
+     "line 2: `match` statements are not allowed (class patterns read attributes by name)"),
+    (body("while True:", "    pass"),
+     "line 2: `while` loops are not allowed (they may never end); use `for i in range(N)` with an integer "
+     "literal N <= 10000"),
+    (body("y = [v async for v in x]"), "line 2: `async for` is not allowed"),
+    (body("def g():", "    yield 1"), "line 3: `yield` is not allowed (no generator functions)"),
+    (body("global G"), "line 2: `global` statements are not allowed"),
+    (returns("__builtins__"),
+     "line 2: the name `__builtins__` is not allowed (names starting with `__` reach Python's internals)"),
+    (returns("torch"), "line 2: `torch` may only be used as the root of an attribute chain such as `torch.sin(x)`; "
+                       "it cannot be aliased, passed, stored or returned"),
+    (returns("F"), "line 2: `F` may only be used as the root of an attribute chain such as `F.relu(x)`; "
+                   "it cannot be aliased, passed, stored or returned"),
+    (returns("filter(None, (x,))"), "line 2: `filter` is not available to candidates: it applies a Python function "
+                                    "element by element, work the op counter and autograd cannot see; use tensor "
+                                    "operations"),
+    (returns("repr(x)"), "line 2: `repr` is not available to candidates: it turns values (tensors too) into text, "
+                         "work the op counter and autograd cannot see; use tensor operations"),
+    ("def activation_function(torch):\n    return torch\n",
+     "line 1: the parameter `torch` rebinds the pre-imported `torch`; choose another name"),
+    ("C = [1.0]\n" + ENTRY, "line 1: the top-level value of `C` is a list, which is mutable: "),
+    ("C = {'a': 1.0}\n" + ENTRY, "line 1: the top-level value of `C` is a dict, which is mutable: "),
+    ("C = max\nD = C(1, 2)\n" + ENTRY, "line 2: the top-level value of `D` is a call of `C`, whose result may be "
+                                       "mutable: "),
+    (body("x.y, z = 1, 2"), "line 2: assigning to an attribute (`x.y`) is not allowed; compute a new value instead"),
+])
+def test_refusal_messages_say_what_was_found(source, message):
+    with pytest.raises(CandidateError) as info:
+        check_source(source)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_fix_hints_of_mutable_constants():
+    assert "use a tuple or separate constants" in str(refusal_of("C = {'a': 1.0}\n" + ENTRY))
+    assert "use a tuple, e.g. `(1.0, 0.5)`" in str(refusal_of("C = [1.0]\n" + ENTRY))
+
+
+def refusal_of(source: str) -> CandidateError:
+    with pytest.raises(CandidateError) as info:
+        check_source(source)
+    return info.value
+
+
+def test_undefined_name_messages_list_the_program_s_own_names_and_hint_at_usual_ones():
+    def globals_source(count: int) -> str:
+        return "".join(f"G{i} = {i}\n" for i in range(count)) + returns("undefined_thing")
+    eight = str(refusal_of(globals_source(8)))
+    assert "its own top-level definitions (G0, G1, G2, G3, G4, G5, G6, G7, activation_function)" not in eight
+    assert "(G0, G1, G2, G3, G4, G5, G6, G7, ...)" in eight       # 9 names with the entry point: cut after 8
+    seven = str(refusal_of(globals_source(7)))
+    assert "(G0, G1, G2, G3, G4, G5, G6, activation_function)," in seven   # 8 names: all shown
+    assert "the builtins ArithmeticError, Exception, IndexError, KeyError, OverflowError, RuntimeError, " in seven
+    assert str(refusal_of(returns("nn.relu(x)"))).startswith(
+        "line 2: the name `nn` is not defined (`nn` is not pre-imported; use F.<function> or "
+        "torch.nn.functional.<function>)")
+    assert "the name `hex` is not defined (a Python builtin that candidates do not get)" in str(
+        refusal_of(returns("hex(3)")))
+    assert "the name `zzz` is not defined: a candidate" in str(refusal_of(returns("zzz")))
+
+
+def test_long_expressions_are_cut_in_messages():
+    name = "a_rather_long_helper_name_" * 4
+    error = refusal_of(f"def {name}(t):\n    return t\n" + body(f"for v in {name}(x, x, x):", "    pass"))
+    snippet = f"{name}(x, x, x)"
+    assert f"cannot bound the loop over `{snippet[:57]}...`" in str(error)
+
+
+def test_the_torch_tensor_message_says_where_it_may_appear():
+    assert "`torch.Tensor` may only be named as a type -- in an annotation (`x: torch.Tensor`) or in " \
+           "`isinstance(obj, torch.Tensor)`" in str(refusal_of(returns("torch.Tensor(3)")))
+
+
+def test_percent_formatting_may_show_globals_and_metadata_but_not_values():
+    check_source("G = 2\ndef activation_function(x):\n    s = '%s' % G\n    t = '%s %s' % (G, x.shape)\n    return x\n")
+    error = refusal_of("G = 2\ndef activation_function(x):\n    s = '%s %s' % (G, x)\n    return x\n")
+    assert (error.code, error.line) == ("python_escape", 3)
+    error = refusal_of("def activation_function(x):\n    G = 2\n    s = '%s' % G\n    return x\n")   # a local
+    assert (error.code, error.line) == ("python_escape", 3)
+
+
+@pytest.mark.parametrize("signature, accepted", [
+    ("x", True), ("x, k=1.0", True), ("x, *, k=1.0", True), ("x, /", True), ("x=None", True),
+    ("x, *, k", False), ("x, k", False), ("", False), ("*, x", False), ("*args", False),
+])
+def test_the_entry_point_takes_one_required_positional_argument(signature, accepted):
+    source = f"def activation_function({signature}):\n    return 0.0\n"
+    if accepted:
+        check_source(source)
+    else:
+        error = refusal_of(source)
+        assert (error.code, error.line) == ("missing_function", 1)
+
+
+@pytest.mark.parametrize("function", [
+    "def activation_function(x, W=(1.0,)):\n    for v in W:\n        x = x * v\n    return x\n",
+    "def activation_function(x, W=(1.0,)):\n    W = x\n    for v in W:\n        x = x * v\n    return x\n",
+    "def activation_function(x):\n    W = x\n    for v in W:\n        x = x * v\n    return x\n",
+])
+def test_a_top_level_tuple_shadowed_anywhere_is_no_bounded_loop(function):
+    """Loops over a top-level tuple are bounded only when no other binding of its name exists."""
+    error = refusal_of("W = (1.0, 2.0)\n" + function)
+    assert error.code == "unbounded_loop"
+    check_source("W = (1.0, 2.0)\ndef activation_function(x):\n    for v in W:\n        x = x * v\n    return x\n")
+
+
+def test_parameter_problems_name_the_parameter_s_line():
+    error = refusal_of(body("def g(y,", "      torch):", "    return y"))
+    assert (error.code, error.line) == ("module_alias", 3)
+    error = refusal_of(body("h = lambda y, __z: y"))
+    assert (error.code, error.line) == ("dunder", 2)
+
+
+@pytest.mark.parametrize("source", [b"def activation_function(x):\n    return x\n", None, 3])
+def test_source_that_is_not_text_is_refused(source):
+    error = refusal_of(source)
+    assert error.code == "syntax_error" and f"candidate source must be text, got {type(source).__name__}" in str(error)
+
+
+@pytest.mark.parametrize("source, message", [
+    (body("with x:", "    pass"), "line 2: `with` statements are not allowed (context managers change global state, "
+                                    "e.g. torch.no_grad)"),
+    ("print(1)\n" + ENTRY, "line 1: a top-level expression statement is not allowed: the top level may only define "
+                           "functions and assign constants (it runs when the candidate loads); put logic inside "
+                           "activation_function"),
+    ("if True:\n    pass\n" + ENTRY, "line 1: a top-level `if` statement is not allowed: "),
+    ("@staticmethod\ndef activation_function(x):\n    return x\n", "line 1: decorators are not allowed (`@staticmethod`)"),
+    (returns("map(abs, (x,))"), "line 2: `map` is not available to candidates: it applies a Python function element "
+                                "by element"),
+    (returns("torch.Tensor(3)"), "line 2: `torch.Tensor` may only be named as a type -- in an annotation "
+                                 "(`x: torch.Tensor`) or in `isinstance(obj, torch.Tensor)`: called, it makes a tensor "
+                                 "of uninitialised memory (`torch.Tensor(3)`), and stored or passed it could be called "
+                                 "later; create tensors with torch.zeros, torch.zeros_like, torch.full_like or "
+                                 "torch.tensor"),
+    ("C = torch.zeros(3).dtype\n" + ENTRY, "line 1: the top-level value of `C` is a call of `torch.zeros`, which makes "
+                                          "a tensor"),
+])
+def test_more_refusal_messages(source, message):
+    assert str(refusal_of(source)).startswith(message)
+
+
+def test_an_unbounded_iterable_over_several_lines_is_reported_at_its_end():
+    error = refusal_of(body("for v in zip(range(3),", "             x):", "    pass"))
+    assert (error.code, error.line) == ("unbounded_loop", 3)
+
+
+def test_programs_exactly_as_deep_as_the_limit_pass():
+    from actmine.language.program import ast_depth
+
+    def nested(levels: int) -> str:
+        return returns("-" * levels + "x")
+    levels = next(k for k in range(MAX_AST_DEPTH) if ast_depth(ast.parse(nested(k)))[0] == MAX_AST_DEPTH)
+    check_source(nested(levels))
+    error = refusal_of(nested(levels + 1))
+    assert error.code == "syntax_error" and f"nests more than {MAX_AST_DEPTH} levels deep" in str(error)
+
+
+def test_the_load_time_missing_function_message_says_what_is_needed():
+    with pytest.raises(CandidateError) as info:
+        compile_candidate("def activation_function(x):\n    return x\nactivation_function = abs\n", "c.py")
+    assert str(info.value) == "c.py must define a function `activation_function(x)` that takes and returns a " \
+                              "torch.Tensor"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
@@ -697,3 +698,544 @@ def test_probe_failure_messages_are_capped():
         P.run_probes(huge)
     assert info.value.code == "runtime_error" and len(str(info.value)) < P.MESSAGE_LIMIT + 80
     assert str(info.value).startswith("the activation raised ValueError") and "cut:" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Reason codes of exceptions, messages and tolerances at their boundaries
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exc, code", [
+    (MemoryError(), "memory_limit"),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"), "memory_limit"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "memory_limit"),
+    (RuntimeError("Out Of Memory"), "memory_limit"),
+    (RuntimeError("boom"), "runtime_error"),
+    (ValueError("memory"), "runtime_error"),
+    (ZeroDivisionError(), "runtime_error"),
+])
+def test_exception_code_tells_running_out_of_memory_from_other_errors(exc, code):
+    assert P.exception_code(exc) == code
+
+
+def test_a_candidate_out_of_memory_is_a_memory_limit_failure():
+    def hungry(x):
+        raise MemoryError
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(hungry)
+    assert info.value.code == "memory_limit" and "MemoryError" in str(info.value)
+
+
+def test_a_probe_failure_raised_inside_the_candidate_keeps_its_code():
+    def refuses(x):
+        raise ProbeFailure("nondeterministic", "from inside")
+    with pytest.raises(ProbeFailure) as info:
+        P._call(refuses, torch.zeros(3), "here")
+    assert (info.value.code, str(info.value)) == ("nondeterministic", "from inside")
+
+
+def test_call_messages_say_what_was_wrong_and_where():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ProbeFailure) as info:
+        P._call(_raises, x, "on the test points")
+    assert (info.value.code, str(info.value)) == ("runtime_error",
+                                                  "the activation raised RuntimeError on the test points: boom")
+    with pytest.raises(ProbeFailure) as info:
+        P._call(lambda t: [1.0], x, "on the test points")
+    assert (info.value.code, str(info.value)) == ("bad_output", "the activation returned list, not a torch.Tensor, "
+                                                                "on the test points")
+    with pytest.raises(ProbeFailure) as info:
+        P._call(lambda t: t.double(), x, "on the test points")
+    assert info.value.code == "bad_shape"
+    assert str(info.value).startswith("output (2, 3) torch.float64 differs from input (2, 3) torch.float32 on the "
+                                      "test points")
+    with pytest.raises(ProbeFailure) as info:
+        P._call(lambda t: t.reshape(-1), x, "there")
+    assert info.value.code == "bad_shape" and "output (6,) torch.float32 differs from input (2, 3)" in str(info.value)
+    same = P._call(torch.tanh, x, "there")
+    assert torch.equal(same, torch.tanh(x))
+
+
+def test_cap_message_at_its_limit():
+    assert P.cap_message("abc", limit=3) == "abc"
+    assert P.cap_message("abcd", limit=3) == "abc… [cut: 4 characters, the first 3 kept]"
+    assert P.cap_message("x" * P.MESSAGE_LIMIT) == "x" * P.MESSAGE_LIMIT
+    assert P.cap_message(12345, limit=2) == "12… [cut: 5 characters, the first 2 kept]"   # any object, as text
+    assert P.ProbeFailure("bad_output", "y" * (P.MESSAGE_LIMIT + 1)).args[0].endswith(
+        f"[cut: {P.MESSAGE_LIMIT + 1} characters, the first {P.MESSAGE_LIMIT} kept]")
+
+
+def test_budget_messages_name_the_setting_and_the_value():
+    with pytest.raises(TypeError) as info:
+        P.ProbeBudget(max_flops_per_element="200")
+    assert str(info.value) == "probes.max_flops_per_element must be a number, got str '200'"
+    with pytest.raises(ValueError) as info:
+        P.ProbeBudget(max_saved_bytes_per_element=-2)
+    assert str(info.value) == "probes.max_saved_bytes_per_element must be a positive number, got -2"
+    with pytest.raises(TypeError) as info:
+        P.ProbeBudget(allow_batch_dependent="yes")
+    assert str(info.value) == "probes.allow_batch_dependent must be true or false, got str 'yes'"
+    with pytest.raises(ValueError) as info:
+        P.ProbeBudget.from_dict({"zeta": 1, "alpha": 2, "max_flops_per_element": 3.0})
+    assert str(info.value) == ("unknown probes setting(s) alpha, zeta; known: allow_batch_dependent, "
+                               "max_flops_per_element, max_saved_bytes_per_element")
+    # the smallest positive numbers and integers are budgets
+    assert P.ProbeBudget(max_flops_per_element=1e-9, max_saved_bytes_per_element=1).max_saved_bytes_per_element == 1
+    assert P.ProbeBudget.from_dict({"allow_batch_dependent": True}) == P.ProbeBudget(allow_batch_dependent=True)
+
+
+def test_same_uses_the_documented_tolerances():
+    """Within SAME_ATOL (1e-5) + SAME_RTOL (1e-4) × |b|: the same function; NaN matches NaN, inf matches inf."""
+    b = torch.tensor([0.0, 0.0, 100.0, 100.0, math.nan, math.inf, -math.inf, 1.0], dtype=torch.float64)
+    a = torch.tensor([0.9e-5, 1.1e-5, 100.0 + 0.0100, 100.0 + 0.0102, math.nan, math.inf, math.inf, math.nan],
+                     dtype=torch.float64)
+    assert P._same(a, b).tolist() == [True, False, True, False, True, True, False, False]
+    assert P._all_same(b, b.clone()) and not P._all_same(a, b)
+    assert P._all_same(a[:1], b[:1])   # not bit-identical, yet the same within the tolerance
+
+
+def test_unchanged_is_bit_for_bit_with_nan_equal_to_nan():
+    before = torch.tensor([1.0, math.nan, -0.0])
+    assert P._unchanged(before, before.clone())
+    assert P._unchanged(before, torch.tensor([1.0, math.nan, 0.0]))   # -0.0 == 0.0
+    assert not P._unchanged(before, torch.tensor([1.0 + 1e-7, math.nan, 0.0]))
+    assert not P._unchanged(before, torch.tensor([1.0, 2.0, 0.0]))
+    assert not P._unchanged(before, torch.tensor([math.nan, math.nan, 0.0]))
+
+
+def test_examples_are_the_first_three_failing_inputs_rounded_to_six_digits():
+    x = torch.tensor([1.0, 2.123456789, 3.0, 4.0, 5.0])
+    assert P._examples(x, torch.tensor([False, True, True, True, True])) == [2.12346, 3.0, 4.0]
+    assert P._examples(x, torch.tensor([True, False, False, False, False])) == [1.0]
+    assert P._examples(x, x > 3.5, n=1) == [4.0]
+
+
+@pytest.mark.parametrize("value, bound, expected", [
+    (math.nan, 1e6, 0.0), (math.inf, 1e6, 1e6), (-math.inf, 1e6, -1e6), (2e6, 1e6, 1e6), (-2e6, 1e6, -1e6),
+    (3.5, 1e6, 3.5), (-0.0, 1e6, 0.0), (12.0, 10.0, 10.0), (-12.0, 10.0, -10.0), (1e6, 1e6, 1e6)])
+def test_finite_clips_to_the_bound_and_reads_nan_as_zero(value, bound, expected):
+    result = P._finite(value, bound)
+    assert result == expected and type(result) is float and math.copysign(1.0, result) == math.copysign(1.0, expected)
+    assert P._finite(value) == P._finite(value, P.DESCRIPTOR_CLIP)
+
+
+# --------------------------------------------------------------------------------------------
+# The probe sets: what they hold
+# --------------------------------------------------------------------------------------------
+
+def test_probe_points_are_a_grid_zeros_four_normal_scales_and_extremes():
+    x = P.probe_points(torch.float64)
+    assert x.shape == (401 + 4 + 4 * 64 + 8,)
+    assert torch.allclose(x[:401], torch.linspace(-10, 10, 401, dtype=torch.float64))
+    assert torch.equal(x[401:405], torch.zeros(4, dtype=torch.float64))
+    for index, scale in enumerate((0.01, 1.0, 10.0, 100.0)):
+        block = x[405 + 64 * index: 405 + 64 * (index + 1)]
+        assert 0.5 * scale < block.std() < 1.5 * scale   # normal samples at that scale
+    assert x[-8:].tolist() == [1e-30, -1e-30, 1e-6, -1e-6, 1e4, -1e4, 3e4, -3e4]
+    assert P.probe_points().dtype == torch.float32 and torch.equal(P.probe_points(), x.float())
+
+
+def test_far_points_are_log_spaced_from_10_to_the_4_5_to_1e30_in_both_signs():
+    x = P.far_points(torch.float64)
+    assert x.shape == (2 * P.FAR_MAGNITUDES,) and P.FAR_MAGNITUDES == 200
+    assert torch.equal(x[P.FAR_MAGNITUDES:], -x[:P.FAR_MAGNITUDES])
+    assert x[0] == pytest.approx(10 ** 4.5) and x[P.FAR_MAGNITUDES - 1] == pytest.approx(1e30)
+    ratios = x[1:P.FAR_MAGNITUDES] / x[:P.FAR_MAGNITUDES - 1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios)) and ratios[0] == pytest.approx(10 ** (25.5 / 199))
+    assert P.far_points().dtype == torch.float32
+
+
+def test_the_far_check_names_the_nan_inputs():
+    def nan_beyond_1e20(x):
+        return torch.relu(x) + torch.where(x.abs() > 1e20, math.nan, 0.0)
+    with pytest.raises(ProbeFailure) as info:
+        P.check_far_inputs(nan_beyond_1e20)
+    message = str(info.value)
+    assert info.value.code == "non_finite" and message.startswith("NaN output at inputs such as [")
+    assert float(message.split("[")[1].split(",")[0]) > 1e20   # the first NaN input, as an example
+    with pytest.raises(ProbeFailure) as info:
+        P.check_far_inputs(_nan_gradient_beyond(1e6))
+    assert info.value.code == "non_finite_gradient" and str(info.value).startswith("NaN gradient at inputs such as [")
+    P.check_far_inputs(torch.relu)   # passes: returns nothing, raises nothing
+
+
+def test_the_far_check_runs_the_candidate_at_infinity_in_its_dtype():
+    seen = []
+
+    def records(x):
+        seen.append((x.dtype, x.detach().clone()))
+        return torch.relu(x)
+    P.check_far_inputs(records, torch.float64)
+    assert all(dtype == torch.float64 for dtype, _ in seen)
+    assert seen[-1][1].tolist() == [math.inf, -math.inf]
+
+
+def test_a_backward_pass_that_raises_on_far_inputs_is_a_runtime_error():
+    class Explodes(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("backward exploded")
+    with pytest.raises(ProbeFailure) as info:
+        P.check_far_inputs(Explodes.apply)
+    assert info.value.code == "runtime_error" and "backward exploded" in str(info.value)
+    with pytest.raises(ProbeFailure) as info:
+        P.measure_cost(Explodes.apply)
+    assert info.value.code == "runtime_error" and "while measuring its cost" in str(info.value)
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(Explodes.apply)
+    assert info.value.code == "runtime_error" and "backward exploded" in str(info.value)
+    with pytest.raises(ProbeFailure) as info:
+        P.curve(Explodes.apply)
+    assert info.value.code == "runtime_error" and "on the curve's points" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprint, curve, descriptors: tolerances and clipping
+# --------------------------------------------------------------------------------------------
+
+def _documented_fingerprint(values: list[float]) -> str:
+    """The recipe of `fingerprint`'s docstring, written out: outputs below 1e-5 read as 0, the others
+    keep 5 significant digits, joined by commas, sha256, the first 16 hex digits."""
+    rounded = [f"{v:.5g}" if abs(v) >= 1e-5 else "0" for v in values]
+    return hashlib.sha256(",".join(rounded).encode()).hexdigest()[:16]
+
+
+def test_fingerprints_follow_the_documented_recipe_and_stay_stable():
+    """Fingerprints are stored in search databases: the same function must keep its print."""
+    points = torch.linspace(-6, 6, 97, dtype=torch.float64).to(torch.float32).double()
+    assert P.fingerprint(torch.relu) == _documented_fingerprint(torch.relu(points).tolist()) == "92bf6abfed76e40c"
+    assert P.fingerprint(lambda x: x) == _documented_fingerprint(points.tolist()) == "a76c21f699221edf"
+    assert P.fingerprint(lambda x: 2 * x) == _documented_fingerprint((2 * points).tolist())
+
+
+def test_fingerprint_reads_outputs_below_its_tolerance_as_zero():
+    def plus(offset):
+        return lambda x: torch.relu(x) + torch.where(x <= 0, offset, 0.0)
+    assert P.fingerprint(plus(0.9 * P.FINGERPRINT_ATOL)) == P.fingerprint(torch.relu)
+    assert P.fingerprint(plus(-0.9 * P.FINGERPRINT_ATOL)) == P.fingerprint(torch.relu)
+    assert P.fingerprint(plus(1.5 * P.FINGERPRINT_ATOL)) != P.fingerprint(torch.relu)
+
+
+def test_fingerprint_keeps_five_significant_digits():
+    base = P.fingerprint(lambda x: x * 0 + 1.0)
+    assert P.fingerprint(lambda x: x * 0 + 1.000001) == base        # the 7th digit: rounded away
+    assert P.fingerprint(lambda x: x * 0 + 1.0001) != base          # the 5th digit: kept
+
+
+def test_curve_is_finite_plain_numbers_on_the_curve_points():
+    record = P.curve(lambda x: 1 / x)   # inf at 0, huge slopes around it
+    assert record["x"] == [round(v, 4) for v in P.curve_points().tolist()]
+    assert record["x"][60] == 0.0 and record["x"][1] == pytest.approx(-5.9, abs=1e-4)
+    assert abs(record["y"][60]) == P.DESCRIPTOR_CLIP and record["dy"][60] == -P.DESCRIPTOR_CLIP
+    assert all(type(v) is float and math.isfinite(v) for v in record["y"] + record["dy"])
+    nan = P.curve(lambda x: x * torch.where(x > 0, math.nan, 1.0))
+    assert nan["y"][-1] == 0.0 and nan["y"][0] == -6.0
+
+
+def test_bounded_means_below_ten_on_the_wide_grid():
+    assert P.descriptors(lambda x: 9.9 * torch.tanh(x))["bounded"] is True
+    assert P.descriptors(lambda x: 10.1 * torch.tanh(x))["bounded"] is False
+    assert P.descriptors(lambda x: torch.where(x.abs() > 99, 1e3, 0.0) + torch.tanh(x))["bounded"] is False
+    assert P.descriptors(lambda x: torch.where(x.abs() < 1, math.nan, 0.0 * x))["bounded"] is False  # NaN: unbounded
+
+
+def test_sign_changes_ignore_slopes_below_the_derivative_threshold():
+    assert P.descriptors(lambda x: 1e-7 * torch.sin(x))["sign_changes"] == 0
+    assert P.descriptors(lambda x: 1e-5 * torch.sin(x))["sign_changes"] == 4
+    assert P.descriptors(lambda x: torch.relu(x - 1) - torch.relu(-x - 1))["sign_changes"] == 0  # flat middle
+
+
+def test_descriptors_growth_is_measured_at_1e3():
+    d = P.descriptors(lambda x: torch.where(x.abs() >= 1e3, 3 * x, x))
+    assert d["growth_pos"] == pytest.approx(3.0) and d["growth_neg"] == pytest.approx(3.0)
+    d = P.descriptors(lambda x: torch.where(x.abs() >= 1e3, -20 * x, x))
+    assert d["growth_pos"] == -10.0 and d["growth_neg"] == -10.0    # clipped to [−10, 10]
+
+
+def test_mean_curvature_is_the_mean_second_difference_on_minus_3_to_3():
+    assert P.descriptors(lambda x: x * x)["mean_curvature"] == pytest.approx(2.0, rel=1e-3)
+    assert P.descriptors(lambda x: 0.5 * x * x + x)["mean_curvature"] == pytest.approx(1.0, rel=1e-3)
+    # outside [−3, 3] the function may bend as it likes
+    assert P.descriptors(lambda x: torch.where(x.abs() > 3.5, x * x, 0.0 * x))["mean_curvature"] == \
+        pytest.approx(0.0, abs=1e-9)
+    assert P.descriptors(lambda x: x.abs() * 6)["mean_curvature"] == pytest.approx(2.0, rel=0.02)
+
+
+def test_descriptors_are_computed_in_float64_by_default_and_in_the_dtype_asked():
+    seen = set()
+
+    def records(x):
+        seen.add(x.dtype)
+        return torch.tanh(x)
+    P.descriptors(records)
+    assert seen == {torch.float64}
+    seen.clear()
+    P.descriptors(records, torch.float32)
+    assert seen == {torch.float32}
+
+
+def _float32_only(x):
+    if x.dtype != torch.float32:
+        raise TypeError("float32 only")
+    return torch.tanh(x)
+
+
+def _fails_on_one_element(x):
+    if x.numel() == 1:
+        raise ValueError("one element")
+    return torch.tanh(x)
+
+
+def test_run_probes_describes_a_float32_only_candidate_in_float32():
+    result = P.run_probes(_float32_only)
+    assert result["descriptors"] == P.descriptors(_float32_only, torch.float32)
+    assert result["descriptors"] != P.descriptors(torch.tanh)   # float32, not float64, values
+    for dtype in (torch.float32, torch.float64):
+        with pytest.raises(ProbeFailure) as info:
+            P.run_probes(_fails_on_one_element, dtype=dtype)
+        assert info.value.code == "runtime_error" and "at x = 0" in str(info.value)
+
+
+def test_slope_at_zero_of_a_function_without_gradient_is_zero():
+    d = P.descriptors(lambda x: torch.tanh(x).detach() + 1)
+    assert d["slope_at_0"] == 0.0 and d["value_at_0"] == 1.0 and d["sign_changes"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# run_probes: what it reports
+# --------------------------------------------------------------------------------------------
+
+def test_run_probes_reports_costs_rounded_to_hundredths_and_the_largest_shape_cost():
+    def third_of_a_sum(x):
+        return x + x.sum() / 3    # 1 (sum) + 1/numel (div) + 1 (add) per element
+    result = P.run_probes(lambda x: torch.tanh(x) + torch.relu(third_of_a_sum(x)) - torch.relu(third_of_a_sum(x)),
+                          budget=P.ProbeBudget(allow_batch_dependent=True))
+    assert result["flops_per_element"] == round(result["flops_per_element"], 2)
+    assert result["ops"]["tanh"] == 1
+
+
+def test_the_flop_failure_names_the_training_shape_when_it_is_the_costliest():
+    generous = P.ProbeBudget(max_flops_per_element=50, max_saved_bytes_per_element=1e6)
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(_heavy_when_large, budget=generous)
+    assert info.value.code == "over_flop_budget"
+    assert " on a 4×128×64 tensor (the training shape)" in str(info.value)
+    assert "a transcendental op counts 8" in str(info.value) and "over the budget of 50" in str(info.value)
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(torch.tanh, budget=P.ProbeBudget(max_flops_per_element=7.99))
+    assert "training shape" not in str(info.value) and "costs 8 weighted" in str(info.value)
+
+
+def test_run_probes_checks_each_training_shape_given():
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(_heavy_when_large, shapes=((2, 3), (100, 60)),
+                     budget=P.ProbeBudget(max_flops_per_element=50, max_saved_bytes_per_element=1e6))
+    assert "on a 100×60 tensor" in str(info.value)
+    assert P.run_probes(_heavy_when_large, shapes=((2, 3),))["flops_per_element"] < 5
+
+
+def test_size_and_dtype_reach_the_cost_helpers():
+    assert P.flops_per_element(_heavy_when_large, size=6000)[0] > 100 > P.flops_per_element(_heavy_when_large)[0]
+    assert P.backward_flops_per_element(_heavy_when_large, size=6000) > P.backward_flops_per_element(
+        _heavy_when_large) + 10
+    assert P.saved_bytes_per_element(_heavy_when_large, size=6000) > P.saved_bytes_per_element(_heavy_when_large)
+    assert P.saved_bytes_per_element(torch.relu, torch.float64, size=10) == 8.0
+    assert P.measure_cost(torch.relu, size=10).saved_bytes_per_element == 4.0
+
+
+# --------------------------------------------------------------------------------------------
+# TrainingCheck: which values it compares
+# --------------------------------------------------------------------------------------------
+
+def test_training_check_ignores_what_training_fails_on_itself():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(2, 6, 4)
+    check(h, "not a tensor", "here")
+    check(h, torch.zeros(3), "here")          # another shape: training raises its own error
+    assert check.checked == 2
+
+
+def test_training_check_compares_the_last_values_of_a_one_dimensional_call():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(3000, generator=torch.Generator().manual_seed(1))
+    out = torch.relu(h)
+    out[: 3000 - P.CONSISTENCY_POINTS] = 7.0    # values the check does not compare
+    check(h, out, "here")
+    out[-1] += 1.0
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "at step 2")
+    assert info.value.code == "inconsistent_function" and "as a 1-D tensor at step 2" in str(info.value)
+
+
+def test_training_check_sub_batch_is_the_first_model_s_first_rows():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(2, 10, 400, generator=torch.Generator().manual_seed(2))
+    out = torch.relu(h)
+    out[1, :5] += 1.0        # another model's first rows: neither the sub-batch nor the last values see them,
+    out[0, 5:] += 1.0        # nor the first model's rows past the first SUB_BATCH_ROWS
+    check(h, out, "here")
+    out[1, -1, -1] += 1.0    # but the last values are compared
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "here")
+    assert "as a 1-D tensor" in str(info.value)
+    out = torch.relu(h)
+    out[0, P.TrainingCheck.SUB_BATCH_ROWS - 1, 0] += 1.0
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "here")
+    assert "sub-batch" in str(info.value)
+    out = torch.relu(h)
+    out[0, P.TrainingCheck.SUB_BATCH_ROWS, 0] += 1.0   # just past the sub-batch, not among the last values
+    check(h, out, "here")
+
+
+def test_training_check_tolerates_non_finite_curves_recorded_clipped():
+    f = lambda x: 1 / x   # noqa: E731  (inf at 0: recorded as the clip value)
+    check = P.TrainingCheck(f, P.curve(f))
+    h = torch.rand(2, 6, 4) + 1
+    check(h, f(h), "here")
+    assert check.checked == 1
+
+
+def test_training_check_compares_two_dimensional_calls_on_their_first_rows():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(10, 400, generator=torch.Generator().manual_seed(3))
+    out = torch.relu(h)
+    out[P.TrainingCheck.SUB_BATCH_ROWS - 1, 0] += 1.0   # in the first rows, not among the last values
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "at step 4")
+    assert "on a sub-batch of the training tensor at step 4" in str(info.value)
+
+
+def test_training_check_messages_name_the_inputs_that_disagree():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(3000, generator=torch.Generator().manual_seed(1))
+    out = torch.relu(h)
+    out[-2] += 1.0
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "at step 2")
+    assert f"at inputs such as [{float(f'{h[-2]:.6g}')}]" in str(info.value)
+    check = P.TrainingCheck(torch.tanh, P.curve(torch.relu))
+    with pytest.raises(ProbeFailure) as info:
+        check(h, torch.tanh(h), "at step 3")
+    assert str(info.value).startswith("at step 3, the activation no longer computes the function the probes "
+                                      "recorded (at inputs such as [-6.0, -5.9, -5.8]")
+
+
+def test_training_check_says_where_a_fresh_call_misbehaved():
+    check = P.TrainingCheck(_counter(), P.curve(torch.relu))
+    h = torch.randn(4, 6)
+    with pytest.raises(ProbeFailure) as info:
+        check(h, torch.relu(h), "at step 5")
+    assert info.value.code == "nondeterministic" and "on a sub-batch of the training tensor at step 5" in str(
+        info.value)
+
+    def fails_on_the_curve(x):
+        if x.numel() == P.CURVE_POINTS:
+            raise ValueError("not here")
+        return torch.relu(x)
+    check = P.TrainingCheck(fails_on_the_curve, P.curve(torch.relu))
+    with pytest.raises(ProbeFailure) as info:
+        check(h, torch.relu(h), "at step 6")
+    assert info.value.code == "runtime_error" and "on the curve's points at step 6" in str(info.value)
+
+
+def test_training_check_accepts_training_output_in_another_dtype():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(3, 5, 8)
+    check(h, torch.relu(h).double(), "here")
+    assert check.checked == 1
+
+
+def _wild(x):
+    """NaN, ±inf and huge values on parts of the curve's range: the curve records them clipped."""
+    y = torch.where(x > 4, 2e6, x)
+    y = torch.where(x < -4, -2e6, y)
+    y = torch.where(x > 5, math.inf, y)
+    y = torch.where(x < -5, -math.inf, y)
+    return torch.where(x.abs() > 5.5, math.nan, y)
+
+
+def test_training_check_compares_the_curve_as_recorded_with_nan_and_infinities_clipped():
+    record = P.curve(_wild)
+    assert record["y"][0] == 0.0 and record["y"][6] == -P.DESCRIPTOR_CLIP and record["y"][-7] == P.DESCRIPTOR_CLIP
+    assert record["y"][15] == -P.DESCRIPTOR_CLIP and record["y"][-16] == P.DESCRIPTOR_CLIP   # the huge values
+    check = P.TrainingCheck(_wild, record)
+    h = torch.randn(2, 6, 10)
+    check(h, _wild(h), "here")
+    assert check.checked == 1
+
+
+def _exp_of_the_first_hundred(x):
+    return torch.tanh(x) + torch.exp(x[..., :100]).sum()
+
+
+def test_run_probes_reports_each_cost_as_its_largest_over_the_shapes_rounded_to_hundredths():
+    costs = [P.measure_cost(_exp_of_the_first_hundred), P.measure_cost(_exp_of_the_first_hundred, shape=(3, 40, 16))]
+    result = P.run_probes(_exp_of_the_first_hundred, shapes=((3, 40, 16),),
+                          budget=P.ProbeBudget(allow_batch_dependent=True))
+    assert result["flops_per_element"] == round(max(c.flops_per_element for c in costs), 2)
+    assert result["backward_flops_per_element"] == round(max(c.backward_flops_per_element for c in costs), 2) == 4.02
+    assert result["saved_bytes_per_element"] == round(max(c.saved_bytes_per_element for c in costs), 2)
+    assert result["pointwise"] is False
+
+
+def test_mean_curvature_of_a_function_with_nan_near_zero_is_the_clip_value():
+    d = P.descriptors(lambda x: torch.where(x.abs() < 0.5, math.nan, x))
+    assert d["mean_curvature"] == P.DESCRIPTOR_CLIP and d["bounded"] is False
+
+
+def test_measure_cost_of_an_output_that_ignores_its_input_is_measured_not_refused():
+    weight = torch.ones(1, requires_grad=True)
+    cost = P.measure_cost(lambda x: x.detach() * weight)   # depends on a parameter, not on x
+    assert (cost.flops_per_element, cost.backward_flops_per_element, cost.ops) == (1.0, 0.0, {"mul": 1})
+
+
+def test_training_check_sub_batch_starts_at_the_first_row():
+    check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
+    h = torch.randn(2, 10, 400, generator=torch.Generator().manual_seed(2))
+    out = torch.relu(h)
+    out[0, 0, 0] += 1.0
+    with pytest.raises(ProbeFailure) as info:
+        check(h, out, "here")
+    assert "sub-batch" in str(info.value)
+
+
+def test_failures_on_the_wide_and_far_inputs_say_where():
+    def fails_on_the_wide_grid(x):
+        if 50 < float(x.detach().abs().max()) < 500:
+            raise ValueError("wide")
+        return torch.tanh(x)
+    with pytest.raises(ProbeFailure) as info:
+        P.descriptors(fails_on_the_wide_grid)
+    assert "on [−100, 100]: wide" in str(info.value)
+
+    def fails_far_away(x):
+        if float(x.detach().abs().max()) > 1e20:
+            raise ValueError("far")
+        return torch.tanh(x)
+    with pytest.raises(ProbeFailure) as info:
+        P.check_far_inputs(fails_far_away)
+    assert str(info.value) == "the activation raised ValueError on the far probe points (3e4 < |x| ≤ 1e30): far"
+
+
+def test_gradient_failure_messages():
+    weight = torch.ones(1, requires_grad=True)
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(lambda x: x.detach() * weight)   # differentiable, but not in x
+    assert (info.value.code, str(info.value)) == ("no_gradient",
+                                                  "the output does not depend differentiably on the input")
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(lambda x: x * 0)
+    assert (info.value.code, str(info.value)) == ("zero_gradient", "the gradient is zero everywhere on the probe set")
+
+
+def test_the_batch_dependence_message_says_why_and_how_to_allow_it():
+    with pytest.raises(ProbeFailure) as info:
+        P.run_probes(lambda x: torch.tanh(x) - x.mean())
+    assert str(info.value).startswith(
+        "the output for one element depends on other elements of the tensor (batch statistics such as mean or std, "
+        "softmax, roll): in the paper such functions won the lab, where the statistics come from one small task's "
+        "batch, and failed downstream; set probes.allow_batch_dependent to true")

@@ -1,6 +1,7 @@
 """The results report: formulas from sources (ast only), figures, the self-contained HTML page."""
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from actmine.report import (
     curves_figure, family_bars_figure, fitness_over_time_figure, heatmap_figure, plot_comparison,
     png_bytes, safe_function, simplified_formula, sympy_expression, write_report,
 )
+from figure_checks import assert_png_about, bar_heights, line, png_size
 
 SMALL_SUITE = {"name": "tiny", "seeds": [0],
                "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1},
@@ -110,9 +112,11 @@ def evaluation(name, ratios):
     return Evaluation(activation=name, ok=True, fitness=-sum(ratios.values()) / len(ratios), tasks=tasks)
 
 
-def assert_png(path):
+def assert_png(path, inches, dpi=100):
+    """A PNG of about ``inches`` at ``dpi`` (`plots` saves at 100 dpi with a tight bounding box)."""
     data = path.read_bytes()
     assert data.startswith(PNG) and len(data) > 1024
+    return assert_png_about(data, inches, dpi, slack=0.1)
 
 
 def test_figures_are_written(tmp_path, run_dir):
@@ -120,14 +124,37 @@ def test_figures_are_written(tmp_path, run_dir):
     evaluations = [evaluation("a", {"polynomial": -0.2, "harmonic": 0.3}),
                    evaluation("b", {"polynomial": 0.1, "harmonic": -0.5})]
     _, records = latest(run_dir)
-    curves_figure(functions, tmp_path / "curves.png")
-    family_bars_figure(evaluations, tmp_path / "bars.png")
-    fitness_over_time_figure(records, tmp_path / "fitness.png")
-    heatmap_figure({"a": {"t1": 0.4, "t2": -1.0}, "b": {"t1": 0.0}}, tmp_path / "heat.png")
-    plot_comparison(evaluations, {"tanh": torch.tanh}, tmp_path / "compare.png")
-    for name in ("curves", "bars", "fitness", "heat", "compare"):
-        assert_png(tmp_path / f"{name}.png")
-    assert png_bytes(curves_figure({"tanh": torch.tanh})).startswith(PNG)
+    curves = curves_figure(functions, tmp_path / "curves.png")
+    bars = family_bars_figure(evaluations, tmp_path / "bars.png")
+    fitness = fitness_over_time_figure(records, tmp_path / "fitness.png")
+    heat = heatmap_figure({"a": {"t1": 0.4, "t2": -1.0}, "b": {"t1": 0.0}}, tmp_path / "heat.png")
+    compare = plot_comparison(evaluations, {"tanh": torch.tanh}, tmp_path / "compare.png")
+    # each file has its figure's size: figsize × 100 dpi, give or take the tight bounding box
+    for name, inches in (("curves", (10, 3.6)), ("bars", (8, 3.8)), ("fitness", (8, 3.6)), ("heat", (5.2, 2.5)),
+                         ("compare", (11, 7.5))):
+        assert_png(tmp_path / f"{name}.png", inches)
+    assert png_size(png_bytes(curves)) == png_size((tmp_path / "curves.png").read_bytes())
+    # the curves: ReLU and GELU for reference, tanh where tanh is, its slope in the second panel; no "broken"
+    assert [line.get_label() for line in curves.axes[0].get_lines() if not line.get_label().startswith("_")] == \
+        ["ReLU", "GELU", "tanh"]
+    for drawn in (curves, compare):
+        tanh, slope = line(drawn.axes[0], "tanh"), line(drawn.axes[1], "tanh")
+        x = torch.tensor(tanh.get_xdata(), dtype=torch.float64)
+        assert x[0] == -6 and x[-1] == 6 and len(x) == 481
+        torch.testing.assert_close(torch.tensor(tanh.get_ydata()), torch.tanh(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(torch.tensor(slope.get_ydata()), 1 - torch.tanh(x) ** 2, atol=1e-5, rtol=0)
+    # family bars, families in sorted order, one group per evaluation: a = (0.3, -0.2), b = (-0.5, 0.1)
+    for ax in (bars.axes[0], compare.axes[2]):
+        assert bar_heights(ax) == pytest.approx([0.3, -0.2, -0.5, 0.1])
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["harmonic", "polynomial"]
+    # fitness over time: the best-so-far step line is the running maximum in proposal order
+    scored = sorted((r.proposal_index, r.fitness) for r in records if r.status == "ok" and r.fitness is not None)
+    step = line(fitness.axes[0], "best so far")
+    assert list(step.get_xdata()) == [i for i, _ in scored]
+    assert list(step.get_ydata()) == pytest.approx([max(f for _, f in scored[:k + 1]) for k in range(len(scored))])
+    # the heat map: one row per activation, tasks sorted, a missing score left blank
+    cells = heat.axes[0].images[0].get_array()
+    assert cells.tolist() == [[0.4, -1.0], [0.0, None]] and bool(cells.mask[1][1])
 
 
 # ---- the HTML report --------------------------------------------------------------------------
@@ -224,8 +251,13 @@ def test_chromium_check_does_see_console_errors(tmp_path):
 
 def test_curves_from_a_recorded_curve(tmp_path):
     recorded = {"x": [-6.0, 0.0, 6.0], "y": [0.0, None, 6.0], "dy": [0.0, 0.5, 1.0]}
-    curves_figure({"recorded": recorded, "bad": {"x": [1.0]}}, tmp_path / "rec.png")
-    assert_png(tmp_path / "rec.png")
+    figure = curves_figure({"recorded": recorded, "bad": {"x": [1.0]}}, tmp_path / "rec.png")
+    assert_png(tmp_path / "rec.png", (10, 3.6))
+    drawn = line(figure.axes[0], "recorded")
+    assert list(drawn.get_xdata()) == [-6.0, 0.0, 6.0]
+    assert drawn.get_ydata()[0] == 0.0 and math.isnan(drawn.get_ydata()[1]) and drawn.get_ydata()[2] == 6.0
+    assert list(line(figure.axes[1], "recorded").get_ydata()) == [0.0, 0.5, 1.0]
+    assert "bad" not in [artist.get_label() for artist in figure.axes[0].get_lines()]   # unequal lengths: left out
 
 
 def test_random_search_baseline_is_drawn_beside_the_run(tmp_path, run_dir):
@@ -468,8 +500,8 @@ def test_generalisation_gap_figure(tmp_path):
     assert list(search_line.get_xdata()) == [4, 9, 30]       # the last best holds to the end of the run
     assert list(search_line.get_ydata()) == [0.25, 0.3, 0.3]
     generalisation_gap_figure([], tmp_path / "empty.png")
-    assert_png(tmp_path / "gap.png")
-    assert_png(tmp_path / "empty.png")
+    assert_png(tmp_path / "gap.png", (8, 3.6))
+    assert_png(tmp_path / "empty.png", (8, 3.6))
     assert (tmp_path / "gap.png").read_bytes() != (tmp_path / "empty.png").read_bytes()
 
 

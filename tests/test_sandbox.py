@@ -158,8 +158,14 @@ def test_worker_has_no_network_where_the_kernel_allows(tmp_path):
     assert reached == "False"
 
 
-def test_pool_reports_isolation(pool):
-    assert pool.network_isolated in (True, False)
+@pytest.mark.skipif(not Path("/proc/self/ns/net").exists(), reason="network namespaces are read from Linux's /proc")
+def test_pool_reports_the_isolation_its_workers_really_have(pool):
+    """`network_isolated` says what the kernel did: True exactly when the workers live in another
+    network namespace than this process (read from /proc, independently of the workers' own report)."""
+    own = os.readlink("/proc/self/ns/net")
+    worker_namespaces = [os.readlink(f"/proc/{pid}/ns/net") for pid in pool.worker_pids()]
+    assert worker_namespaces, "the started pool has workers"
+    assert pool.network_isolated is all(namespace != own for namespace in worker_namespaces)
 
 
 @pytest.mark.parametrize("name", ["import_os.py", "torch_memory_bomb.py", "wrong_shape.py"])

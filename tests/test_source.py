@@ -192,3 +192,91 @@ def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
     plain = "def activation_function(x):\n    return x\n"
     (tmp_path / "plain.py").write_text(plain)
     assert read_candidate_file(tmp_path / "plain.py") == plain
+
+
+# --------------------------------------------------------------------------------------------
+# Plain module files: what reading keeps and drops
+# --------------------------------------------------------------------------------------------
+
+def _read(tmp_path, text: str, name: str = "candidate.py") -> str:
+    from actmine.candidate.source import read_candidate_file
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return read_candidate_file(path)
+
+
+def test_a_module_file_loses_its_docstring_with_its_imports(tmp_path):
+    """A normalised module (an older best_activation.py) drops its docstring: there it holds lineage."""
+    text = ('"""Lineage: parent 3, rationale ' + "r" * 500 + '."""\nimport torch\nimport torch.nn.functional as F\n\n'
+            "def activation_function(x):\n    return F.relu(x)\n")
+    assert _read(tmp_path, text) == "def activation_function(x):\n    return F.relu(x)\n"
+
+
+def test_a_plain_file_keeps_its_docstring_and_a_lone_docstring_stays(tmp_path):
+    plain = '"""Doc."""\n\ndef activation_function(x):\n    return x\n'
+    assert _read(tmp_path, plain) == plain                            # nothing normalised: kept as written
+    assert _read(tmp_path, '"""Doc only."""\nimport torch\n') == '"""Doc only."""\n'   # nothing else to keep
+    assert _read(tmp_path, "import torch\n").strip() == ""            # nothing at all left: no error
+
+
+def test_a_file_too_large_to_be_any_program_is_refused_before_reading(tmp_path):
+    from actmine.candidate.source import read_candidate_file
+    from actmine.language.files import MAX_FILE_BYTES
+    path = tmp_path / "huge.py"
+    path.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(CandidateError) as info:
+        read_candidate_file(path)
+    assert info.value.code == "too_long"
+    assert f"is {MAX_FILE_BYTES + 1:,} bytes, too long for the limit of 20,000 characters" in str(info.value)
+
+
+def test_a_file_that_is_not_utf8_is_unreadable(tmp_path):
+    from actmine.candidate.source import read_candidate_file
+    path = tmp_path / "latin.py"
+    path.write_bytes(b"def activation_function(x):\n    return x  # caf\xe9\n")
+    with pytest.raises(CandidateError) as info:
+        read_candidate_file(path)
+    assert info.value.code == "unreadable" and "latin.py" in str(info.value)
+
+
+def _pack(tmp_path, names: tuple[str, ...] = ("first", "second")):
+    from actmine.language.files import ProgramEntry, render_program_file
+    programs = [ProgramEntry(name=name, class_name=name.title(), source=f"def activation_function(x):\n"
+                                                                        f"    return x * {index + 2}\n")
+                for index, name in enumerate(names)]
+    path = tmp_path / "pack.py"
+    path.write_text(render_program_file(programs, "a test pack"))
+    return path
+
+
+def test_programs_of_a_pack_are_read_by_reference_as_data(tmp_path):
+    from actmine.candidate.source import read_candidate_file, read_candidate_reference, read_program_file_at
+    path = _pack(tmp_path)
+    assert read_candidate_reference(f"{path}:second") == ("second", "def activation_function(x):\n    return x * 3\n")
+    assert read_program_file_at(path).names == ["first", "second"]
+    with pytest.raises(CandidateError) as info:
+        read_candidate_file(path)        # two programs: which one?
+    assert info.value.code == "unknown_program" and "first, second" in str(info.value)
+    with pytest.raises(CandidateError) as info:
+        read_candidate_reference(f"{path}:third")
+    assert info.value.code == "unknown_program" and str(info.value).startswith(f"{path}: ")
+    single = _pack(tmp_path, ("only",))
+    assert read_candidate_file(single) == "def activation_function(x):\n    return x * 2\n"
+    assert read_candidate_reference(str(single)) == ("pack", "def activation_function(x):\n    return x * 2\n")
+
+
+def test_a_damaged_pack_is_refused_naming_the_file(tmp_path):
+    from actmine.candidate.source import read_candidate_file, read_program_file_at
+    path = _pack(tmp_path)
+    path.write_text(path.read_text().replace("from actmine", "import os\nfrom actmine"))
+    for read in (read_candidate_file, read_program_file_at):
+        with pytest.raises(CandidateError) as info:
+            read(path)
+        assert info.value.code == "bad_program_file" and str(path) in str(info.value)
+
+
+def test_a_statement_python_refuses_only_when_compiling_is_a_syntax_error_with_its_line():
+    with pytest.raises(CandidateError) as info:
+        compile_candidate("def activation_function(x):\n    y = x\n    break\n    return y\n", "cand.py")
+    assert (info.value.code, info.value.line) == ("syntax_error", 3)
+    assert str(info.value) == "cand.py, line 3: 'break' outside loop"

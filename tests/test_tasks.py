@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -619,3 +620,551 @@ def test_get_suite():
         T.get_suite("nope")
     for known in T.SUITES:
         assert known in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds, boxes and the exact data each (task, seed) gets
+# --------------------------------------------------------------------------------------------
+
+def test_stable_seed_is_the_crc32_of_the_parts_as_json_in_31_bits():
+    import zlib
+    for parts in [("a", 1), ("task-data", "poly1d-s0", {"b": 1, "a": [0.5, 2]}, 3), ()]:
+        expected = zlib.crc32(json.dumps(parts, sort_keys=True, default=str).encode()) & 0x7FFFFFFF
+        assert T.stable_seed(*parts) == expected
+    assert T.stable_seed("a", 1) == 1288422474 and T.stable_seed("task-data") == 657535149   # the same in every version
+    assert T.stable_seed("a", 1) != T.stable_seed(1, "a")
+    assert T.stable_seed({"x": 1, "y": 2}) == T.stable_seed({"y": 2, "x": 1})
+    assert T.stable_seed(T.Path("p")) == T.stable_seed("p")   # anything else by its text
+
+
+@FAST
+@given(st.lists(st.tuples(st.floats(-100, 100), st.floats(0.01, 50)), min_size=1, max_size=4), st.integers(0, 99))
+def test_generated_points_fill_their_boxes(box, seed):
+    box = tuple((lo, lo + width) for lo, width in box)
+    ood = tuple((hi, hi + 1.0) for _, hi in box)
+    task = T.Task("boxed", "formula", tuple(f"v{i}" for i in range(len(box))), lambda x: x.sum(axis=1), box, ood, {})
+    data = T.generate(task, seed, 400, 400)
+    raw_train = T._sample_box(np.random.default_rng(T.stable_seed("task-data", "boxed", task.to_dict(), seed)), box, 400)
+    mean, std = raw_train.mean(0), raw_train.std(0)
+    for split, lo_hi in (("x_train", box), ("x_id", box), ("x_ood", ood)):
+        raw = getattr(data, split).numpy() * std + mean
+        low, high = np.array([b[0] for b in lo_hi]), np.array([b[1] for b in lo_hi])
+        width = high - low
+        assert np.all(raw >= low - 1e-9 * (1 + abs(low))) and np.all(raw <= high + 1e-9 * (1 + abs(high)))
+        assert np.all(raw.min(0) < low + 0.05 * width) and np.all(raw.max(0) > high - 0.05 * width)   # all of it
+    np.testing.assert_allclose(data.x_train.numpy() * std + mean, raw_train, rtol=1e-9, atol=1e-9)
+
+
+def test_the_data_of_a_task_and_seed_are_drawn_in_a_fixed_order():
+    """train, then held-out ID, then OOD points from one generator seeded by (name, spec, seed); targets
+    standardised with the training targets' mean and (population) standard deviation."""
+    task = T.formula("x**2 + y", id={"x": [0, 1], "y": [0, 2]}, ood={"x": [1, 2], "y": [2, 3]}, name="order")
+    data = T.generate(task, 4, 50, 20)
+    rng = np.random.default_rng(T.stable_seed("task-data", "order", task.to_dict(), 4))
+    low, high = np.array([0.0, 0.0]), np.array([1.0, 2.0])
+    x_train = low + (high - low) * rng.random((50, 2))
+    x_id = low + (high - low) * rng.random((20, 2))
+    x_ood = np.array([1.0, 2.0]) + np.array([1.0, 1.0]) * rng.random((20, 2))
+    y = [x[:, 0] ** 2 + x[:, 1] for x in (x_train, x_id, x_ood)]
+    for got, x, y_raw in zip(("train", "id", "ood"), (x_train, x_id, x_ood), y):
+        np.testing.assert_allclose(getattr(data, f"x_{got}").numpy(),
+                                   (x - x_train.mean(0)) / x_train.std(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(getattr(data, f"y_{got}").numpy()[:, 0],
+                                   (y_raw - y[0].mean()) / y[0].std(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_nearly_constant_target_is_refused_below_1e_12_and_kept_above():
+    tiny = T.formula("1e-14*x", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="tiny")
+    with pytest.raises(SuiteError, match=r"^task 'tiny': the target is constant on the ID box; nothing to learn$"):
+        T.generate(tiny, 0, 64, 8)
+    small = T.formula("1e-10*x", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="small")
+    assert torch.isfinite(T.generate(small, 0, 64, 8).y_train).all()
+
+
+@pytest.mark.parametrize("expression, id_range, ood_range, split", [
+    ("log(x)", [-1, 0], [0.5, 1], "ID"), ("sqrt(x)", [0, 1], [-1, -0.5], "OOD")])
+def test_the_non_finite_target_message_in_full(expression, id_range, ood_range, split):
+    task = T.formula(expression, id={"x": id_range}, ood={"x": ood_range}, name="undefined")
+    with pytest.raises(SuiteError, match=rf"^task 'undefined': the target is not finite everywhere on its {split} box; "
+                                         r"shrink the box so that the formula is defined on all of it$"):
+        T.generate(task, 0, 256, 64)
+
+
+def test_the_data_cache_is_keyed_by_the_spec_too():
+    a = T.polynomial(dim=3, seed=1, degree=2, n_terms=4, name="same")
+    b = T.polynomial(dim=3, seed=2, degree=2, n_terms=4, name="same")
+    assert a == b   # equal as tasks (the spec is not compared) ...
+    assert not torch.equal(T.generate(a, 0, 32, 8).y_train, T.generate(b, 0, 32, 8).y_train)   # ... not as data
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges, and each family's arguments, defaults, spec and description
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [(0, 1), ["0", "1.5"], (-1e9, -1e8), np.array([2.0, 2.0000001])])
+def test_a_range_is_any_increasing_pair_of_numbers(value):
+    lo, hi = T._check_range("t", "r", value)
+    assert (lo, hi) == (float(value[0]), float(value[1])) and type(lo) is float and type(hi) is float
+
+
+@pytest.mark.parametrize("value", [(1, 1), (2, 1), (0, math.inf), (-math.inf, 0), (math.nan, 1), (0, math.nan)])
+def test_a_range_must_be_finite_and_increasing(value):
+    with pytest.raises(SuiteError, match=rf"^task 't': field 'r' must satisfy low < high, got {re.escape(repr(value))}$"):
+        T._check_range("t", "r", value)
+
+
+@pytest.mark.parametrize("value", [(1,), (0, 1, 2), "ab", None, 5, ("a", 1)])
+def test_a_range_must_be_a_pair(value):
+    with pytest.raises(SuiteError, match=rf"^task 't': field 'r' must be a pair \[low, high\], got {re.escape(repr(value))}$"):
+        T._check_range("t", "r", value)
+
+
+def _degree_1d(task) -> int:
+    y = _grid_values(task, 0.0, 1.0, 41)
+    scale = max(1.0, np.abs(y).max())
+    return next(d for d in range(12) if np.abs(np.diff(y, n=d + 1)).max() < 1e-8 * scale)
+
+
+def test_polynomial_degree_and_terms_ranges_are_inclusive():
+    assert {_degree_1d(T.polynomial(dim=1, seed=s, degree=(2, 3))) for s in range(30)} == {2, 3}
+    assert {_degree_1d(T.polynomial(dim=1, seed=s, degree=[4, 4])) for s in range(5)} == {4}
+    assert {_degree_1d(T.polynomial(dim=1, seed=s, degree=1)) for s in range(5)} == {1}
+    terms = {int(T.polynomial(dim=2, seed=s, n_terms=(1, 2)).description.split()[0]) for s in range(30)}
+    assert terms == {1, 2}
+    assert T.polynomial(dim=3, seed=0, n_terms=7, degree=2).description == \
+        "7 random monomials of degree ≤ 2 in 3 variables + a linear part"
+
+
+def test_polynomial_1d_is_the_polynomial_its_description_writes():
+    task = T.polynomial(dim=1, seed=3)
+    coefficients = [float(term.split("·")[0]) for term in task.description.split(" + ")]
+    assert [term.split("·")[1] for term in task.description.split(" + ")] == [f"x^{k}" for k in range(len(coefficients))]
+    x = np.linspace(-1.0, 2.0, 25)[:, None]
+    np.testing.assert_allclose(task.target(x), np.polyval(coefficients[::-1], x[:, 0]), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(task.target(np.zeros((1, 1))), [coefficients[0]], rtol=2e-3)
+
+
+def test_polynomial_nd_uses_every_variable_with_monomials_of_degree_two_and_up():
+    task = T.polynomial(dim=4, seed=5, degree=(3, 3), n_terms=6)
+    rng = np.random.default_rng(1)
+    start = rng.random(4)
+    for axis in range(4):   # each variable moves the target (the linear part uses all of them)
+        points = np.tile(start, (2, 1))
+        points[1, axis] += 0.3
+        assert task.target(points)[0] != task.target(points)[1]
+    t = np.linspace(-1, 1, 21)[:, None]
+    y = task.target(start + t * rng.normal(size=4))
+    assert np.abs(np.diff(y, n=4)).max() < 1e-8 * max(1.0, np.abs(y).max())   # degree ≤ 3
+    assert np.abs(np.diff(y, n=3)).max() > 1e-6                               # a cubic monomial is there
+    linear_only = T.polynomial(dim=3, seed=2, degree=1, n_terms=2)
+    y = linear_only.target(start[:3] + t * rng.normal(size=3))
+    assert np.abs(np.diff(y, n=2)).max() < 1e-9                               # degree 1: every term linear
+
+
+def test_polynomial_task_fields():
+    task = T.polynomial(dim=2, seed=7, degree=[2, 3], n_terms=5, id_range=(-1, 1), ood_range=[1, "2"])
+    assert task.name == "poly2d-s7" and task.family == "polynomial" and task.variables == ("x0", "x1")
+    assert task.id_box == ((-1.0, 1.0),) * 2 and task.ood_box == ((1.0, 2.0),) * 2
+    assert task.spec == {"dim": 2, "seed": 7, "degree": [2, 3], "n_terms": 5, "id_range": [-1.0, 1.0],
+                         "ood_range": [1.0, 2.0], "name": "poly2d-s7"}
+    assert task.to_dict() == {"family": "polynomial", **task.spec}
+    assert T.polynomial(name="mine").name == "mine"
+    assert T.polynomial().spec == {"dim": 1, "seed": 0, "degree": [2, 5], "n_terms": [4, 8], "id_range": [0.0, 0.5],
+                                   "ood_range": [0.5, 1.0], "name": "poly1d-s0"}
+    assert T.build_task(task.to_dict()).target(np.ones((1, 2))) == task.target(np.ones((1, 2)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dim": 0}, "field 'dim' must be a positive integer, got 0"),
+    ({"dim": 1.0}, "field 'dim' must be a positive integer, got 1.0"),
+    ({"degree": 0}, "field 'degree' must satisfy 1 <= low <= high, got 0"),
+    ({"degree": [3, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [3, 2]"),
+    ({"degree": [0, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [0, 2]"),
+    ({"degree": [2]}, "field 'degree' must be an integer or [low, high], got [2]"),
+    ({"degree": None}, "field 'degree' must be an integer or [low, high], got None"),
+    ({"dim": 2, "n_terms": "many"}, "field 'n_terms' must be an integer or [low, high], got 'many'"),
+    ({"dim": 2, "n_terms": [0, 0]}, "field 'n_terms' must satisfy 1 <= low <= high, got [0, 0]"),
+])
+def test_polynomial_argument_errors_in_full(kwargs, message):
+    with pytest.raises(SuiteError, match=rf"^task 'p': {re.escape(message)}$"):
+        T.polynomial(name="p", **kwargs)
+    assert T.polynomial(dim=1, degree=[1, 1]).input_dim == 1   # the smallest allowed
+
+
+def _harmonic_terms(description):
+    """[(amplitude, frequency, phase)] read back from a harmonic task's description."""
+    pattern = re.compile(r"([\d.]+)·sin\(2π·([\d.]+)·x \+ ([\d.]+)\)")
+    return [tuple(float(v) for v in m.groups()) for m in pattern.finditer(description)]
+
+
+def test_harmonic_is_the_sum_its_description_writes():
+    task = T.harmonic(seed=3, n_terms=4)
+    terms = _harmonic_terms(task.description)
+    assert len(terms) == 4 and task.description.count(" + sin") == 0
+    x = np.linspace(0, 3, 31)
+    expected = sum(a * np.sin(2 * math.pi * f * x + p) for a, f, p in terms)
+    np.testing.assert_allclose(task.target(x[:, None]), expected, atol=0.15)
+    for amplitude, frequency, phase in terms:
+        assert 0.5 - 0.005 <= amplitude <= 1.5 + 0.005 and 0.2 - 0.005 <= frequency <= 0.7 + 0.005
+        assert 0 <= phase <= 2 * math.pi + 0.005
+
+
+@FAST
+@given(st.integers(0, 10_000), st.floats(0.05, 2.0), st.floats(0.01, 1.0))
+def test_harmonic_draws_frequencies_amplitudes_and_phases_in_their_ranges(seed, low, width):
+    task = T.harmonic(seed=seed, n_terms=6, frequencies=(low, low + width))
+    for amplitude, frequency, phase in _harmonic_terms(task.description):
+        assert 0.5 - 0.005 <= amplitude <= 1.5 + 0.005
+        assert low - 0.005 <= frequency <= low + width + 0.005
+        assert 0.0 <= phase <= 2 * math.pi + 0.005
+
+
+def test_harmonic_task_fields():
+    task = T.harmonic(seed=2, n_terms=2, frequencies=[0.1, "0.3"], id_range=(0, 1), ood_range=(1, 5))
+    assert task.name == "harmonic-s2" and task.family == "harmonic" and task.variables == ("x",)
+    assert task.id_box == ((0.0, 1.0),) and task.ood_box == ((1.0, 5.0),)
+    assert task.spec == {"seed": 2, "n_terms": 2, "frequencies": [0.1, 0.3], "id_range": [0.0, 1.0],
+                         "ood_range": [1.0, 5.0], "name": "harmonic-s2"}
+    assert T.harmonic().id_box == ((0.0, 2.0),) and T.harmonic().ood_box == ((2.0, 3.0),)
+    assert T.harmonic().spec["n_terms"] == 3 and T.harmonic().spec["frequencies"] == [0.2, 0.7]
+    assert T.harmonic(name="h").name == "h" and T.harmonic(n_terms=1).input_dim == 1
+    with pytest.raises(SuiteError, match=r"^task 'h': field 'n_terms' must be a positive integer, got 0$"):
+        T.harmonic(n_terms=0, name="h")
+    with pytest.raises(SuiteError, match=r"^task 'h': field 'n_terms' must be a positive integer, got 2.0$"):
+        T.harmonic(n_terms=2.0, name="h")
+    for field in ("frequencies", "id_range", "ood_range"):
+        with pytest.raises(SuiteError, match=rf"^task 'h': field '{field}' must satisfy low < high"):
+            T.harmonic(name="h", **{field: (1, 1)})
+
+
+@pytest.mark.parametrize("name, value, closed_form", [
+    ("arcsin", 0.3, math.asin), ("arccos", 0.3, math.acos), ("arctan", 0.3, math.atan), ("ln", 2.5, math.log),
+    ("log", 2.5, math.log), ("exp", 0.7, math.exp), ("sqrt", 2.0, math.sqrt), ("sin", 0.4, math.sin),
+    ("cos", 0.4, math.cos), ("tan", 0.4, math.tan), ("tanh", 0.4, math.tanh), ("abs", -1.5, abs)])
+def test_formula_function_names(name, value, closed_form):
+    task = T.formula(f"{name}(x) + 0*x", id={"x": [-2, 3]}, ood={"x": [3, 4]}, name="f")
+    assert _at(task, x=value) == pytest.approx(closed_form(value), rel=1e-12)
+
+
+def test_formula_pi_and_numbers():
+    task = T.formula("pi*x + Rational(1, 4) + 2.5", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="f")
+    assert _at(task, x=2.0) == pytest.approx(2 * math.pi + 2.75)
+
+
+def test_formula_task_fields():
+    task = T.formula("x*y", id={"y": (0, 1), "x": [2, 3]}, ood={"x": [3, 4], "y": [1, 2]}, name="xy",
+                     family="feynman")
+    assert task.variables == ("y", "x") and task.family == "feynman"   # the order of `id`
+    assert task.id_box == ((0.0, 1.0), (2.0, 3.0)) and task.ood_box == ((1.0, 2.0), (3.0, 4.0))
+    assert task.spec == {"expression": "x*y", "id": {"y": [0.0, 1.0], "x": [2.0, 3.0]},
+                         "ood": {"y": [1.0, 2.0], "x": [3.0, 4.0]}, "name": "xy"}
+    assert task.description == "x*y"
+    assert T.formula("x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}).name == "formula:x + 1"
+    assert T.formula("x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}).family == "formula"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"expression": "   ", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "field 'expression' must be a non-empty string"),
+    ({"expression": 3, "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "field 'expression' must be a non-empty string"),
+    ({"expression": "x", "id": [("x", [0, 1])], "ood": {"x": [1, 2]}}, "field 'id' must map each variable to [low, high]"),
+    ({"expression": "x", "id": {"x": [0, 1]}, "ood": {"x": [1, 2], "y": [0, 1]}},
+     "field 'ood' must give a range for exactly the variables of 'id' (x)"),
+    ({"expression": "x", "id": {"x": [0, 1], "y": [0, 1]}, "ood": [1, 2]},
+     "field 'ood' must give a range for exactly the variables of 'id' (x, y)"),
+    ({"expression": "x*y*z", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
+     "field 'expression' uses y, z, which are not among the variables ['x']; give each one an ID and OOD range"),
+])
+def test_formula_argument_errors_in_full(kwargs, message):
+    with pytest.raises(SuiteError, match=rf"^task 'bad': {re.escape(message)}$"):
+        T.formula(name="bad", **kwargs)
+    with pytest.raises(SuiteError, match=r"^task 'bad': field 'expression' could not be parsed: "):
+        T.formula("x +* 2", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="bad")
+
+
+def test_parse_expression_names_its_task():
+    assert str(T.parse_expression("a*b", ["a", "b"])) == "a*b"
+    with pytest.raises(SuiteError, match=r"^task '\?': field 'expression' uses c"):
+        T.parse_expression("a*c", ["a"])
+
+
+def test_feynman_equation_records_and_the_task_built_from_one():
+    equations = T.feynman_equations()
+    assert T.feynman_equations() is equations   # read once
+    equation = equations["I.6.2a"]
+    assert equation == T.FeynmanEquation("I.6.2a", "f", "exp(-theta**2/2)/sqrt(2*pi)", (("theta", 1.0, 3.0),))
+    task = T.feynman("I.6.2a", id_fraction=0.75)
+    assert task.name == "feynman-I.6.2a" and task.family == "feynman" and task.variables == ("theta",)
+    assert task.id_box == ((1.0, 2.5),) and task.ood_box == ((2.5, 3.0),)
+    assert task.spec == {"equation": "I.6.2a", "id_fraction": 0.75, "name": "feynman-I.6.2a"}
+    assert task.description == "f = exp(-theta**2/2)/sqrt(2*pi)"
+    assert T.feynman("I.6.2a", name="gauss").name == "gauss"
+    assert T.feynman("I.6.2a", id_fraction=0.01).id_box == ((1.0, 1.02),)
+    assert T.feynman("I.6.2a", id_fraction=0.99).ood_box == ((2.98, 3.0),)
+
+
+@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, -0.5, 1.5, "0.5", None])
+def test_feynman_id_fraction_is_strictly_between_0_and_1(fraction):
+    with pytest.raises(SuiteError, match=rf"^task 'feynman-I.6.2a': field 'id_fraction' must be strictly between 0 "
+                                         rf"and 1, got {re.escape(repr(fraction))}$"):
+        T.feynman("I.6.2a", id_fraction=fraction)
+
+
+def test_feynman_unknown_equation_message_in_full():
+    with pytest.raises(SuiteError, match=r"^task 'feynman-I.6.2z': field 'equation': unknown AI Feynman equation "
+                                         r"'I.6.2z' \(close matches: I.6.2, I.6.2b, I.6.2a; see "
+                                         r"actmine/data/FeynmanEquations.csv\)$"):
+        T.feynman("I.6.2z")
+    with pytest.raises(SuiteError, match=r"close matches: none;"):
+        T.feynman("zzzzzz")
+
+
+# --------------------------------------------------------------------------------------------
+# build_task, generator entries and suites: what each accepts and the errors' full text
+# --------------------------------------------------------------------------------------------
+
+def test_build_task_by_family():
+    assert T.FAMILIES == {"polynomial": T.polynomial, "harmonic": T.harmonic, "feynman": T.feynman,
+                          "formula": T.formula}
+    task = T.build_task({"family": "harmonic", "seed": 4, "name": "h4"})
+    assert (task.name, task.family, task.spec["seed"]) == ("h4", "harmonic", 4)
+    assert T.build_task(T.feynman("I.6.2a").to_dict()).id_box == T.feynman("I.6.2a").id_box
+
+
+@pytest.mark.parametrize("definition, message", [
+    (["family", "harmonic"], "where: must be a mapping with a 'family' field, got ['family', 'harmonic']"),
+    ({"family": "nope", "name": "n"}, "where ('n'): field 'family' must be one of polynomial, harmonic, feynman, "
+                                      "formula, got 'nope' (or draw tasks with a 'generator' field; see docs/lab.md)"),
+    ({"seed": 1}, "where: field 'family' must be one of polynomial, harmonic, feynman, formula, got None "
+                  "(or draw tasks with a 'generator' field; see docs/lab.md)"),
+    ({"family": "harmonic", "sead": 1, "amp": 2}, "where: unknown field(s) amp, sead for family 'harmonic'; "
+                                                  "allowed: seed, n_terms, frequencies, id_range, ood_range, name"),
+    ({"family": "formula", "expression": "x"}, "where: missing field(s) id, ood for family 'formula'"),
+    ({"family": "harmonic", "n_terms": 0, "name": "n"},
+     "where: task 'n': field 'n_terms' must be a positive integer, got 0"),
+])
+def test_build_task_errors_in_full(definition, message):
+    with pytest.raises(SuiteError, match=rf"^{re.escape(message)}$"):
+        T.build_task(definition, where="where")
+
+
+def test_build_task_wraps_a_constructors_own_type_errors():
+    with pytest.raises(SuiteError, match=r"^where \('n'\): unhashable type: 'list'$"):
+        T.build_task({"family": "feynman", "name": "n", "equation": ["I.6.2a"]}, where="where")
+    with pytest.raises(SuiteError, match=r"^where: unhashable type: 'list'$"):
+        T.build_task({"family": "feynman", "equation": ["I.6.2a"]}, where="where")
+    with pytest.raises(SuiteError, match=r"^task: field 'family'"):
+        T.build_task({})
+
+
+def test_generator_entries_draw_the_tasks_they_name():
+    from actmine.lab.generators import get_generator
+    generator = get_generator("harmonic")
+    names = lambda tasks: [t.name for t in tasks]   # noqa: E731
+    assert names(T.expand_generator_entry({"generator": "harmonic", "index": 3})) == [generator.draw(3).name]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "indexes": [2, 5]})) == \
+        [generator.draw(i).name for i in (2, 3, 4)]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "count": 2})) == \
+        [generator.draw(i).name for i in (0, 1)]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "count": 1, "start": 7})) == [generator.draw(7).name]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "indexes": [0, 1]})) == [generator.draw(0).name]
+    params = {"generator": "harmonic", "params": {"n_tones": 2}, "index": 0, "family": "harmonic"}
+    (task,) = T.expand_generator_entry(params)
+    assert task.name == get_generator("harmonic", n_tones=2).draw(0).name
+    drawn = generator.draw(4)
+    rebuilt = T.build_task(drawn.to_dict())
+    assert rebuilt.name == drawn.name and rebuilt.id_box == drawn.id_box
+    (renamed,) = T.expand_generator_entry({"generator": "harmonic", "index": 4, "name": "mine"})
+    assert renamed.name == "mine" and renamed.spec["name"] == "mine" and renamed.family == drawn.family
+    assert (renamed.variables, renamed.id_box, renamed.ood_box, renamed.description) == \
+        (drawn.variables, drawn.id_box, drawn.ood_box, drawn.description)
+    x = _sample(drawn.id_box, 16)
+    np.testing.assert_array_equal(renamed.target(x), drawn.target(x))
+    (same,) = T.expand_generator_entry({"generator": "harmonic", "index": 4, "name": drawn.name})
+    assert same.spec == drawn.spec
+
+
+LABEL = "here (generator 'harmonic')"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"generator": "harmonic", "index": 0, "seed": 1, "x": 2},
+     f"{LABEL}: unknown field(s) seed, x for a generator entry; allowed: "
+     "generator, params, index, indexes, start, count, name, family"),
+    ({"generator": 3, "index": 0}, "here: field 'generator' must be a generator name, got 3"),
+    ({"generator": "harmonic", "index": 0, "params": [1]},
+     f"{LABEL}: field 'params' must be a mapping of parameter names to values, got [1]"),
+    ({"generator": "harmonic"}, f"{LABEL}: give exactly one of 'index' (one task), 'indexes: [start, stop]' (the "
+                                "indexes start..stop-1) or 'count' (with an optional 'start'); got none"),
+    ({"generator": "harmonic", "index": 0, "count": 2}, f"{LABEL}: give exactly one of 'index' (one task), 'indexes: "
+                                                        "[start, stop]' (the indexes start..stop-1) or 'count' (with an "
+                                                        "optional 'start'); got index, count"),
+    ({"generator": "harmonic", "indexes": [0, 2], "start": 1},
+     f"{LABEL}: field 'start' goes with 'count'; with 'indexes' write [start, stop]"),
+    ({"generator": "harmonic", "count": 2, "name": "n"},
+     f"{LABEL}: field 'name' names one task; use it with 'index', not with a range"),
+    ({"generator": "harmonic", "index": -1}, f"{LABEL}: field 'index' must be an integer >= 0, got -1"),
+    ({"generator": "harmonic", "index": True}, f"{LABEL}: field 'index' must be an integer >= 0, got True"),
+    ({"generator": "harmonic", "index": 1.0}, f"{LABEL}: field 'index' must be an integer >= 0, got 1.0"),
+    ({"generator": "harmonic", "count": 0}, f"{LABEL}: field 'count' must be an integer >= 1, got 0"),
+    ({"generator": "harmonic", "count": 1, "start": -1}, f"{LABEL}: field 'start' must be an integer >= 0, got -1"),
+    ({"generator": "harmonic", "indexes": [2, 2]}, f"{LABEL}: field 'indexes' must be [start, stop] with 0 <= start "
+                                                   "< stop (the indexes start..stop-1, as Python's range), got [2, 2]"),
+    ({"generator": "harmonic", "indexes": [-1, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+    ({"generator": "harmonic", "indexes": (0, 2)}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+    ({"generator": "harmonic", "indexes": [0, 1, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+    ({"generator": "harmonic", "indexes": [0, True]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+    ({"generator": "harmonic", "indexes": [False, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+    ({"generator": "harmonic", "indexes": [0.0, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+    ({"generator": "harmonic", "count": 100_001}, f"{LABEL}: 100001 draws in one entry; at most 100000"),
+    ({"generator": "harmonic", "indexes": [5, 100_006]}, f"{LABEL}: 100001 draws in one entry; at most 100000"),
+    ({"generator": "harmonic", "index": 0, "family": "feynman"},
+     "here: field 'family' is 'feynman', but generator 'harmonic' draws 'harmonic' tasks; drop the field or fix it"),
+    ({"generator": "nope", "index": 0}, "here: "),
+])
+def test_generator_entry_errors_in_full(entry, message):
+    pattern = rf"^{re.escape(message)}" + ("" if message.endswith((": ", "[start, stop]")) else "$")
+    with pytest.raises(SuiteError, match=pattern):
+        T.expand_generator_entry(entry, where="here")
+
+
+def test_generator_entries_at_their_limits():
+    assert T.MAX_DRAWS_PER_ENTRY == 100_000
+    assert len(T.expand_generator_entry({"generator": "feynman", "index": 0})) == 1
+    assert T.expand_generator_entry({"generator": "harmonic", "index": 0})[0].name == \
+        T.expand_generator_entry({"generator": "harmonic", "count": 1, "start": 0})[0].name
+    with pytest.raises(SuiteError, match=r"^task \(generator 'harmonic'\): field 'count'"):
+        T.expand_generator_entry({"generator": "harmonic", "count": -2})
+    with pytest.raises(SuiteError, match=r"^where: a single task was expected; this generator entry draws 2 \(use "
+                                         r"'index', or put the entry in a suite's task list\)$"):
+        T.build_task({"generator": "harmonic", "count": 2}, where="where")
+
+
+def test_a_suite_file_expands_generator_entries_in_place(tmp_path):
+    data = {"name": "drawn", "seeds": 2, "tasks": [{"family": "harmonic", "name": "first"},
+                                                    {"generator": "harmonic", "count": 3},
+                                                    {"family": "polynomial", "name": "last"}]}
+    suite = T.Suite.from_dict(data)
+    assert [t.name for t in suite.tasks][0] == "first" and suite.tasks[-1].name == "last" and len(suite.tasks) == 5
+    assert suite.seeds == (0, 1) and suite.name == "drawn"
+    with pytest.raises(SuiteError, match=r"^src: task 2 \(generator 'harmonic'\): field 'count'"):
+        T.Suite.from_dict({"tasks": [{"family": "harmonic"}, {"generator": "harmonic", "count": 0}]}, source="src")
+
+
+def test_suite_fields_and_dict():
+    suite = T.Suite("s", (T.harmonic(seed=1), T.polynomial(seed=2), T.harmonic(seed=3)))
+    assert suite.seeds == (0, 1, 2) and suite.families == ["harmonic", "polynomial"]
+    assert suite.to_dict() == {"name": "s", "seeds": [0, 1, 2], "tasks": [t.to_dict() for t in suite.tasks]}
+    assert suite.with_seeds(1).seeds == (0,) and suite.with_seeds(1).tasks == suite.tasks
+    assert suite.with_seeds(1).name == "s"
+    for n in (0, -1):
+        with pytest.raises(SuiteError, match=r"^the number of seeds must be at least 1$"):
+            suite.with_seeds(n)
+    with pytest.raises(SuiteError, match=r"^suite 's': field 'tasks' is empty$"):
+        T.Suite("s", ())
+    with pytest.raises(SuiteError, match=r"^suite 's': field 'seeds' is empty$"):
+        T.Suite("s", suite.tasks, ())
+    with pytest.raises(SuiteError, match=r"^suite 's': task names must be unique; repeated: a, b$"):
+        T.Suite("s", (T.harmonic(name="b"), T.harmonic(name="a"), T.harmonic(name="b"), T.harmonic(name="a"),
+                      T.harmonic(name="c")))
+
+
+@pytest.mark.parametrize("data, message", [
+    ([1], "src: the top level must be a mapping with 'name', 'seeds' and 'tasks'"),
+    ({"tasks": [{"family": "harmonic"}], "zeta": 1, "alpha": 2},
+     "src: unknown field(s) alpha, zeta; allowed: name, seeds, tasks"),
+    ({"tasks": [{"family": "harmonic"}], "seeds": "3"}, "src: field 'seeds' must be a list of integers or a count, got '3'"),
+    ({"tasks": [{"family": "harmonic"}], "seeds": True}, "src: field 'seeds' must be a list of integers or a count, "
+                                                         "got True"),
+    ({"tasks": [{"family": "harmonic"}], "seeds": (0, 1)}, "src: field 'seeds' must be a list of integers or a count, "
+                                                           "got (0, 1)"),
+    ({"tasks": []}, "src: field 'tasks' must be a non-empty list of task mappings"),
+    ({}, "src: field 'tasks' must be a non-empty list of task mappings"),
+    ({"tasks": [{"family": "harmonic"}, {"family": "nope"}]}, "src: task 2: field 'family' must be one of"),
+    ({"tasks": [{"family": "harmonic"}], "seeds": []}, "suite 'src': field 'seeds' is empty"),
+])
+def test_suite_from_dict_errors_in_full(data, message):
+    pattern = rf"^{re.escape(message)}" + ("" if message.endswith(("one of", "is empty")) else "$")
+    with pytest.raises(SuiteError, match=pattern):
+        T.Suite.from_dict(data, source="src")
+
+
+def test_suite_from_dict_defaults():
+    suite = T.Suite.from_dict({"tasks": [{"family": "harmonic"}]}, source="dir/my-suite.yaml")
+    assert suite.name == "my-suite" and suite.seeds == (0, 1, 2)
+    assert T.Suite.from_dict({"tasks": [{"family": "harmonic"}]}).name == "suite"
+    assert T.Suite.from_dict({"name": 5, "seeds": 1, "tasks": [{"family": "harmonic"}]}).name == "5"
+    assert T.Suite.from_dict({"seeds": [7, 3], "tasks": [{"family": "harmonic"}]}).seeds == (7, 3)
+    with pytest.raises(SuiteError, match=r"^suite: task 1: field 'family'"):
+        T.Suite.from_dict({"tasks": [{}]})
+
+
+def test_suite_file_errors_in_full(tmp_path):
+    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'none.yaml')))} does not exist$"):
+        T.load_suite_file(tmp_path / "none.yaml")
+    (tmp_path / "suite.txt").write_text("name: s")
+    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'suite.txt')))}: use a .yaml, "
+                                         r"\.yml, \.toml or \.json file$"):
+        T.load_suite_file(tmp_path / "suite.txt")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'bad.json')))} is not valid "
+                                         r"JSON: Expecting"):
+        T.load_suite_file(tmp_path / "bad.json")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(SuiteError, match=rf"^{re.escape(str(tmp_path / 'list.yaml'))}: the top level must be"):
+        T.load_suite_file(str(tmp_path / "list.yaml"))
+    (tmp_path / "utf8.json").write_text(json.dumps({"name": "ü", "tasks": [{"family": "harmonic"}]}), encoding="utf-8")
+    assert T.load_suite_file(tmp_path / "utf8.json").name == "ü"
+
+
+def test_get_suite_by_name_suite_or_file(tmp_path):
+    assert T.SUITES == {"lab": T.lab_suite, "lab-heldout": T.lab_heldout_suite}
+    assert T.get_suite("lab-heldout").name == "lab-heldout"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"tasks": [{"family": "harmonic"}]}))
+    assert T.get_suite(str(path)).name == "mine"
+    for name in ("lab.txt", "mine", "lab-held"):
+        with pytest.raises(SuiteError, match=rf"^unknown suite '{re.escape(name)}': use one of lab, lab-heldout or a "
+                                             r"path to a \.yaml/\.toml/\.json suite file$"):
+            T.get_suite(name)
+
+
+# --------------------------------------------------------------------------------------------
+# The default suites, task by task
+# --------------------------------------------------------------------------------------------
+
+def test_the_lab_suite_task_by_task():
+    suite = T.lab_suite()
+    assert suite.seeds == (0, 1, 2)
+    assert [t.name for t in suite.tasks] == (
+        ["poly1d-s0", "poly1d-s1", "poly1d-s2", "poly20d-s0", "poly20d-s1", "harmonic-s0", "harmonic-s1",
+         "harmonic-s2"] + [f"feynman-{eq}" for eq in T.LAB_FEYNMAN] + ["damped-oscillation"])
+    assert T.LAB_FEYNMAN == ("I.6.2a", "I.29.4", "II.8.31", "I.14.3", "I.47.23", "III.17.37", "I.13.4", "I.18.4",
+                             "II.2.42")
+    for task in suite.tasks[3:5]:
+        assert task.spec["degree"] == 2 and task.spec["n_terms"] == [3, 6] and task.input_dim == 20
+    for task in suite.tasks[:3]:
+        assert task.spec["degree"] == [2, 5] and task.input_dim == 1
+    damped = suite.tasks[-1]
+    assert damped.id_box == ((0.0, 2.0),) and damped.ood_box == ((2.0, 3.0),)
+    assert _at(damped, x=1.0) == pytest.approx(math.exp(-0.25) * math.sin(3) + 0.5)
+
+
+def test_the_heldout_suite_task_by_task():
+    suite = T.lab_heldout_suite()
+    assert suite.name == "lab-heldout" and suite.seeds == (100, 101, 102)
+    assert [t.name for t in suite.tasks] == (
+        ["poly1d-s10", "poly1d-s11", "poly1d-s12", "poly20d-s10", "poly20d-s11", "harmonic-s10", "harmonic-s11",
+         "harmonic-s12"] + [f"feynman-{eq}" for eq in T.HELDOUT_FEYNMAN] + ["decaying-ramp"])
+    assert not set(T.HELDOUT_FEYNMAN) & set(T.LAB_FEYNMAN) and len(T.HELDOUT_FEYNMAN) == 8
+    assert suite.families == T.lab_suite().families
+    for task in suite.tasks[3:5]:
+        assert task.spec["degree"] == 2 and task.spec["n_terms"] == [3, 6] and task.input_dim == 20
+    ramp = suite.tasks[-1]
+    assert ramp.id_box == ((0.0, 2.0),) and ramp.ood_box == ((2.0, 3.0),)
+    assert _at(ramp, x=1.5) == pytest.approx(1.5 * math.exp(-0.5) + math.sin(3.0) / 2)
+
+
+def test_polynomial_refuses_a_range_of_three_numbers():
+    """A list of three is not silently read as its first two (it once was)."""
+    with pytest.raises(SuiteError, match=r"^task 'p': field 'n_terms' must be an integer or \[low, high\]"):
+        T.polynomial(dim=2, n_terms=[1, 2, 3], name="p")

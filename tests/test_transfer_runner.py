@@ -207,9 +207,94 @@ def test_execute_job_in_process_reports_errors_instead_of_raising(tiny, data_dir
     assert missing.error["code"] == "dataset_missing"
 
 
+# -- the figure ----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def closed_figures(monkeypatch):
+    """The figures `plot_log_ratios` drew, kept when it closes them (their artists stay readable)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept, close = [], plt.close
+
+    def keep_and_close(fig=None):
+        kept.append(fig)
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", keep_and_close)
+    return kept
+
+
+def drawn_bars(fig) -> dict[str, list[tuple[float, float, float]]]:
+    """Per legend label, each bar's (centre x, height, error bar's half length)."""
+    from matplotlib.container import BarContainer
+
+    bars = {}
+    for container in fig.axes[0].containers:
+        if not isinstance(container, BarContainer):
+            continue
+        segments = container.errorbar.lines[2][0].get_segments() if container.errorbar else []
+        bars[container.get_label()] = [
+            (round(p.get_x() + p.get_width() / 2, 9), p.get_height(), (seg[1][1] - seg[0][1]) / 2)
+            for p, seg in zip(container.patches, segments)]
+    return bars
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def summary_row(activation, benchmark, ratio, std):
+    return {"activation": activation, "benchmark": benchmark, "metric": "accuracy", "n": 2, "failed": 0,
+            "mean": 0.9, "std": 0.01, "log_ratio_vs_relu": ratio, "log_ratio_std": std}
+
+
+def test_the_figure_has_a_bar_per_activation_and_benchmark(closed_figures, tmp_path):
+    rows = [summary_row("relu", "b1", 0.0, 0.0), summary_row("gelu", "b1", -0.5, 0.25),
+            summary_row("tanh", "b1", 0.75, None), summary_row("relu", "b2", 0.0, 0.0),
+            summary_row("gelu", "b2", 0.125, 0.0625), summary_row("tanh", "b2", None, None)]
+    path = runner.plot_log_ratios(rows, tmp_path / "deep" / "figure.png")
+    assert path == tmp_path / "deep" / "figure.png"
+    (fig,) = closed_figures
+    ax = fig.axes[0]
+    # two activations: bars 0.4 wide, GELU's left of each benchmark's tick, tanh's right; no ReLU
+    # bar (it is the zero line), no tanh bar on b2 (no log-ratio), a missing std drawn as 0
+    assert drawn_bars(fig) == {"gelu": [(-0.2, -0.5, 0.25), (0.8, 0.125, 0.0625)], "tanh": [(0.2, 0.75, 0.0)]}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["b1", "b2"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gelu", "tanh"]
+    assert any(tuple(line.get_xdata()) == (0, 1) and tuple(line.get_ydata()) == (0, 0)
+               for line in ax.get_lines())          # ReLU: the zero line across the axes
+    assert ax.get_xlim() == (-0.6, 1.6)
+    # 1.5 + 0.5 inch per bar, at least 4 inches, by 3.6: 100 dpi, trimmed to what is drawn
+    assert tuple(fig.get_size_inches()) == (4.0, 3.6)
+    width, height = png_size(path)
+    assert 300 < width < 700 and 250 < height < 400
+
+
+def test_the_figure_with_only_relu_says_so(closed_figures, tmp_path):
+    runner.plot_log_ratios([summary_row("relu", "b1", 0.0, 0.0)], tmp_path / "only.png")
+    (fig,) = closed_figures
+    assert drawn_bars(fig) == {} and fig.axes[0].get_legend() is None
+    assert [t.get_text() for t in fig.axes[0].texts] == ["only ReLU: nothing to compare"]
+
+
+def test_the_figure_grows_with_the_bars_up_to_16_inches(closed_figures, tmp_path):
+    wide = [summary_row(a, f"b{j}", 0.1, 0.0) for j in range(3) for a in ("relu", "a1", "a2", "a3")]
+    runner.plot_log_ratios(wide, tmp_path / "wide.png")            # 3 benchmarks x 3 activations
+    widest = wide + [summary_row(f"x{i}", "b0", 0.1, 0.0) for i in range(8)]
+    runner.plot_log_ratios(widest, tmp_path / "widest.png")        # 3 x 11: 18 inches, capped
+    assert tuple(closed_figures[0].get_size_inches()) == (1.5 + 0.5 * 3 * 3, 3.6)
+    assert tuple(closed_figures[1].get_size_inches()) == (16.0, 3.6)
+
+
 # -- the command -----------------------------------------------------------------------------------
 
-def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir, tmp_path, capsys, monkeypatch):
+def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir, tmp_path, capsys, monkeypatch,
+                                                                 closed_figures):
     monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
     out = tmp_path / "out"
     argv = ["--activations", "gelu,tanh", "--benchmarks", "tiny", "--seeds", "2", "--epochs", "30",
@@ -247,7 +332,15 @@ def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir,
     assert float(gelu["mean"]) == pytest.approx(sum(scores["gelu"]) / 2)
     assert float(gelu["log_ratio_vs_relu"]) == pytest.approx(expected)
     assert document["summary"][1]["log_ratio_vs_relu"] == pytest.approx(expected)
-    assert (out / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the figure: one bar per compared activation, at its log-ratio vs ReLU, with its std
+    tanh = [math.log((1 - t) / (1 - r)) for t, r in zip(scores["tanh"], scores["relu"])]
+    (fig,) = closed_figures
+    bars = drawn_bars(fig)
+    assert list(bars) == ["gelu", "tanh"] and [len(b) for b in bars.values()] == [1, 1]
+    assert bars["gelu"][0][1] == pytest.approx(expected) and bars["tanh"][0][1] == pytest.approx(sum(tanh) / 2)
+    assert bars["tanh"][0][2] == pytest.approx(abs(tanh[0] - tanh[1]) / math.sqrt(2))
+    width, height = png_size(out / "transfer.png")
+    assert 300 < width < 700 and 250 < height < 400      # 4 × 3.6 inches at 100 dpi, trimmed
     assert len(journal(out)) == 6
 
     # a third seed: only its three jobs run

@@ -26,6 +26,7 @@ from actmine.transfer.base import BenchmarkScore
 from actmine.transfer.runner import JobBudget
 from actmine.validity import Settings, ValidityInputError, correlation, correlations, run_validity, stratified_choice
 from actmine.validity.report import markdown_text
+from figure_checks import assert_png_about
 from search_runs import SMALL_SUITE
 
 HOSTILE = "evil|`x`<b>*y*[z](u)"
@@ -223,7 +224,7 @@ def test_a_tiny_study_resumes_without_recomputing_and_escapes_names(tmp_path, ti
     assert set(first["correlations"]["families"]) == {"tiny:polynomial", "tiny:harmonic", "tiny:feynman"}
     relu = next(f for f in first["functions"] if f["name"] == "relu")
     assert relu["downstream"]["tinyfit"]["fitness"] == 0.0 and abs(relu["lab"]["fitness"]) < 1e-6
-    assert (out / "scatter-tinyfit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_png_about((out / "scatter-tinyfit.png").read_bytes(), (7.5, 6.0), dpi=100, slack=0.25)   # the scatter
     assert (out / "functions" / f"{HOSTILE}.py").is_file()
     assert first["cost"]["transfer"]["jobs"] == 2 * len(scored) and first["cost"]["lab"]["functions"] == 4 + 6
 

@@ -6,7 +6,8 @@ A search must not fit a fixed list of tasks (docs/lab.md, "The split"). Here:
   the first index, and the training seeds. Plain data, so it lives in the run's config.
 - `TaskDistribution` is several pools as one distribution: its tasks, the cached ReLU numbers of
   each, and `sample(rng, k)`: k distinct tasks stratified by pool (each pool's share of a sample is
-  its share of the tasks, by largest remainder), so every sample covers every generator.
+  its `weight`'s share, by largest remainder; by default a pool weighs its size), so every sample
+  covers every generator. A sample's mean then estimates the weighted mixture of the pools.
 - `Split` holds the three sides: the search distribution (selection pressure), the validation
   distribution (picks the winner and the top list) and the test distributions (reported only).
   `check_split` refuses a split in which any (generator, parameters, index) of the validation or
@@ -17,6 +18,7 @@ A search must not fit a fixed list of tasks (docs/lab.md, "The split"). Here:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -36,40 +38,49 @@ VALIDATION_START = 1_000_000
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """One pool: `size` learnable draws of `generator(**params)` from index `start`, trained with `seeds`."""
+    """One pool: `size` learnable draws of `generator(**params)` from index `start`, trained with `seeds`;
+    `weight` is its share of a sample (relative to the other pools' weights; None: its size)."""
 
     generator: str
     params: Mapping[str, Any] = field(default_factory=dict)
     size: int = 100
     start: int = 0
     seeds: tuple[int, ...] = (0,)
+    weight: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "pool") -> "PoolSpec":
         if not isinstance(data, Mapping) or "generator" not in data:
             raise PoolError(f"{where}: a pool is a mapping with at least 'generator' "
-                            f"(and optionally params, size, start, seeds), got {data!r}")
-        unknown = sorted(set(data) - {"generator", "params", "size", "start", "seeds"})
+                            f"(and optionally params, size, start, seeds, weight), got {data!r}")
+        unknown = sorted(set(data) - {"generator", "params", "size", "start", "seeds", "weight"})
         if unknown:
-            raise PoolError(f"{where}: unknown pool field {unknown[0]!r}; known: generator, params, size, start, seeds")
+            raise PoolError(f"{where}: unknown pool field {unknown[0]!r}; "
+                            "known: generator, params, size, start, seeds, weight")
         params, seeds = data.get("params") or {}, data.get("seeds", (0,))
         if not isinstance(params, Mapping):
             raise PoolError(f"{where}: pool field 'params' must be a mapping of generator parameters, got {params!r}")
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
             raise PoolError(f"{where}: pool field 'seeds' must be a non-empty list of integers, got {seeds!r}")
-        spec = cls(str(data["generator"]), dict(params), data.get("size", 100), data.get("start", 0), tuple(seeds))
+        spec = cls(str(data["generator"]), dict(params), data.get("size", 100), data.get("start", 0), tuple(seeds),
+                   data.get("weight"))
         spec.check(where)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator, "params": dict(self.params), "size": self.size, "start": self.start,
+        data = {"generator": self.generator, "params": dict(self.params), "size": self.size, "start": self.start,
                 "seeds": list(self.seeds)}
+        return data if self.weight is None else {**data, "weight": self.weight}
 
     def check(self, where: str = "pool") -> None:
         """Field types and ranges, and the generator's own parameter checks (no training)."""
         for name, value, minimum in (("size", self.size, 1), ("start", self.start, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise PoolError(f"{where}: pool field {name!r} must be an integer >= {minimum}, got {value!r}")
+        if self.weight is not None and (isinstance(self.weight, bool) or not isinstance(self.weight, (int, float))
+                                        or not math.isfinite(self.weight) or self.weight <= 0):
+            raise PoolError(f"{where}: pool field 'weight' must be a positive number (its share of a sample), "
+                            f"got {self.weight!r}")
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise PoolError(f"{where}: pool field 'seeds' must be a non-empty list of integers, got {list(self.seeds)!r}")
         try:
@@ -94,14 +105,19 @@ class PoolSpec:
 class TaskDistribution:
     """Several pools (with the same seeds and protocol) as one distribution of tasks."""
 
-    def __init__(self, name: str, pools: Sequence[Pool]):
+    def __init__(self, name: str, pools: Sequence[Pool], weights: Sequence[float | None] | None = None):
         if not pools:
             raise PoolError(f"distribution {name!r} has no pools")
+        weights = list(weights) if weights is not None else [None] * len(pools)
+        if len(weights) != len(pools) or any(w is not None and not (w > 0 and math.isfinite(w)) for w in weights):
+            raise PoolError(f"distribution {name!r}: one positive weight (or None) per pool, got {weights!r}")
         seeds = {pool.seeds for pool in pools}
         if len(seeds) != 1:
             raise PoolError(f"distribution {name!r}: every pool must use the same seeds, got {sorted(seeds)}")
         self.name = name
         self.pools = tuple(pools)
+        # a pool's share of a sample; None: its size (the mixture is the union of the tasks)
+        self.weights = tuple(float(len(p.tasks)) if w is None else float(w) for p, w in zip(self.pools, weights))
         self.seeds = pools[0].seeds
         self.protocol = pools[0].protocol
         self._pool_of = {task.name: pool for pool in self.pools for task in pool.tasks}
@@ -114,15 +130,26 @@ class TaskDistribution:
         return tuple(task for pool in self.pools for task in pool.tasks)
 
     def shares(self, k: int) -> list[int]:
-        """How many of k sampled tasks come from each pool: proportional to pool size by largest
-        remainder; when k ≥ the number of pools, a pool whose share rounds to 0 still gets one (taken
-        from the largest share), so every sample covers every generator."""
+        """How many of k sampled tasks come from each pool: proportional to the pools' weights (by
+        default their sizes) by largest remainder, no pool asked for more than it holds (the excess
+        goes to the others by weight); when k ≥ the number of pools, a pool whose share rounds to 0
+        still gets one (taken from the largest share), so every sample covers every generator."""
         sizes = np.array([len(p.tasks) for p in self.pools], dtype=int)
+        weights = np.array(self.weights, dtype=float)
         k = min(k, int(sizes.sum()))
-        exact = k * sizes / sizes.sum()
-        counts = np.floor(exact).astype(int)   # exact ≤ size, so no pool is asked for more than it holds
-        for i in np.argsort(-(exact - counts), kind="stable")[: k - int(counts.sum())]:
-            counts[i] += 1
+        counts = np.zeros(len(sizes), dtype=int)
+        open_ = np.ones(len(sizes), dtype=bool)
+        while int(counts.sum()) < k:
+            left = k - int(counts.sum())
+            exact = left * weights * open_ / (weights * open_).sum()
+            full = open_ & (counts + exact >= sizes)
+            if full.any():   # these pools give all their tasks; share the rest among the others
+                counts[full], open_ = sizes[full], open_ & ~full
+                continue
+            add = np.floor(exact).astype(int)
+            for i in np.argsort(-(exact - add), kind="stable")[: left - int(add.sum())]:
+                add[i] += 1
+            counts += add
         if k >= len(sizes):   # a pool too small for its own share still gets one task, from the largest share
             for i in np.flatnonzero(counts == 0):
                 counts[int(np.argmax(counts))] -= 1
@@ -226,7 +253,8 @@ class Split:
         check_split(spec)
 
         def distribution(name: str, specs: Sequence[PoolSpec]) -> TaskDistribution:
-            return TaskDistribution(name, [s.build(protocol, cache_dir, progress) for s in specs])
+            return TaskDistribution(name, [s.build(protocol, cache_dir, progress) for s in specs],
+                                    [s.weight for s in specs])
 
         split = cls(distribution("search", spec.search), distribution("validation", spec.validation),
                     {name: distribution(name, specs) for name, specs in spec.test})

@@ -171,6 +171,8 @@ def polynomial(
 
     def draw(value: int | Sequence[int], field_name: str) -> int:
         try:
+            if not isinstance(value, int) and len(value) != 2:   # [low, high], not a longer list read in part
+                raise ValueError(value)
             lo, hi = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
         except (TypeError, ValueError, IndexError):
             raise SuiteError(f"task {name!r}: field {field_name!r} must be an integer or [low, high], "

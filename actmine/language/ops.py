@@ -668,7 +668,7 @@ OPS: tuple[Op, ...] = (
     op("cummin", "torch.cummin", None, keywords="dim", kind="reduction", arity=None),
     op("logcumsumexp", "torch.logcumsumexp", None, weight=T, keywords="dim", kind="reduction", arity=None),
     op("logsumexp", "torch.logsumexp torch.special.logsumexp", None, weight=T, keywords="dim keepdim",
-       kind="reduction", arity=None, aten=()),
+       kind="reduction", arity=None, aten=("logsumexp",)),   # one aten kernel: it pays its exp and log
     op("softmax", "torch.softmax F.softmax torch.special.softmax", None, weight=T, keywords="dim dtype",
        kind="reduction", arity=None, aten=("_softmax",)),
     op("log_softmax", "torch.log_softmax F.log_softmax torch.special.log_softmax", None, weight=T,

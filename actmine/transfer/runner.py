@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import _BENCHMARKS, DatasetMissing, UnknownBenchmarkError, list_benchmarks
+from .summary import ERROR_FLOOR, LOG_RATIO_CLIP, REFERENCE, log_ratio, summarise
 
 __all__ = [
     "ActivationSpec",
@@ -89,9 +90,6 @@ __all__ = [
     "summarise",
 ]
 
-REFERENCE = "relu"              # the activation every other one is compared with
-ERROR_FLOOR = 1e-6              # errors (1 − score) below this count as this (ln 0 is −∞)
-LOG_RATIO_CLIP = 3.0            # each seed's log-ratio is clipped to ±3, as in the lab's score
 EXECUTORS = ("local", "dask")
 SUMMARY_COLUMNS = ("activation", "benchmark", "metric", "n", "mean", "std", "log_ratio_vs_relu", "log_ratio_std")
 # Variables a job's child keeps besides the sandbox's allow-list (`sandbox.worker_environment`):
@@ -951,66 +949,8 @@ def _benchmark_options(classes: Mapping[str, type], options: Mapping[str, Mappin
 
 
 # ------------------------------------------------------------------------------------------------
-# Summary: raw mean ± std, and the log-ratio against ReLU
+# Summary (`summary`: raw mean ± std, and the log-ratio against ReLU): a table and a figure
 # ------------------------------------------------------------------------------------------------
-
-def log_ratio(score: float, reference: float, bounded: bool = True) -> float:
-    """One seed's clipped log-ratio of a higher-is-better ``score`` against ReLU's ``reference``.
-
-    ``bounded`` (scores in [0, 1]): ln((1 − score) / (1 − reference)), errors floored at
-    `ERROR_FLOOR`; otherwise −ln(score / reference) (positive scores). Clipped to ±`LOG_RATIO_CLIP`.
-    Negative: better than ReLU.
-    """
-    if bounded:
-        value = math.log(max(1.0 - score, ERROR_FLOOR) / max(1.0 - reference, ERROR_FLOOR))
-    else:
-        if score <= 0 or reference <= 0:
-            return math.nan
-        value = -math.log(score / reference)
-    return max(-LOG_RATIO_CLIP, min(LOG_RATIO_CLIP, value))
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def summarise(results: Iterable[TransferResult | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (activation, benchmark), in order of first appearance.
-
-    Row keys: ``activation``, ``benchmark``, ``metric``, ``n`` (seeds scored), ``failed``,
-    ``mean`` and ``std`` (sample standard deviation, None below two seeds) of the score,
-    ``log_ratio_vs_relu`` (mean over the seeds that both this activation and ReLU scored of
-    `log_ratio`) and ``log_ratio_std`` (their sample std). None where there is nothing to compute
-    (no ReLU result on the benchmark, no common seed). A later result for the same (activation,
-    benchmark, seed) replaces an earlier one.
-    """
-    cells: dict[tuple[str, str], dict[int, TransferResult]] = {}
-    for item in results:
-        result = item if isinstance(item, TransferResult) else TransferResult.from_dict(item)
-        cells.setdefault((result.activation, result.benchmark), {})[result.seed] = result
-    bounded: dict[str, bool] = {}
-    for (_, benchmark), by_seed in cells.items():
-        scores = [r.score for r in by_seed.values() if r.ok]
-        bounded[benchmark] = bounded.get(benchmark, True) and all(0.0 <= s <= 1.0 for s in scores)
-    rows = []
-    for (activation, benchmark), by_seed in cells.items():
-        ok = {seed: r.score for seed, r in sorted(by_seed.items()) if r.ok}
-        mean, std = _mean_std(list(ok.values()))
-        reference = {seed: r.score for seed, r in cells.get((REFERENCE, benchmark), {}).items() if r.ok}
-        ratios = [log_ratio(ok[s], reference[s], bounded[benchmark]) for s in ok if s in reference]
-        ratios = [r for r in ratios if math.isfinite(r)]
-        ratio, ratio_std = _mean_std(ratios)
-        metric = next((r.metric for r in by_seed.values() if r.metric), "")
-        rows.append({"activation": activation, "benchmark": benchmark, "metric": metric, "n": len(ok),
-                     "failed": len(by_seed) - len(ok), "mean": mean, "std": std,
-                     "log_ratio_vs_relu": ratio, "log_ratio_std": ratio_std})
-    return rows
-
 
 def _cell_text(row: Mapping[str, Any] | None) -> str:
     if row is None:

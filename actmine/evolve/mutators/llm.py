@@ -49,7 +49,7 @@ import string
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,12 +57,12 @@ from typing import Any, Sequence
 from ...language.normalise import normalise
 from . import Failure, LabContext, Parent, Proposal, register_mutator
 from .feedback import NOT_THE_ANSWER, fix_for, reason_code
+from .spend import Spend, cost_usd, prompt_tokens_estimate, tokens_in, worst_case
 
 OPERATORS = ("mutate", "crossover", "simplify")
 PROMPT_FILES = ("system", "task", "mutate", "crossover", "simplify", "inspirations", "failures")
 # Outcomes recorded per call: ok, no_code, rate_limited, server_error, timeout, connection_error,
 # client_error (and "budget" for a call not made, which is never recorded).
-CHARS_PER_TOKEN = 3.0   # a deliberately low estimate, so that budget reservations err on the safe side
 
 
 class LLMConfigError(ValueError):
@@ -100,7 +100,7 @@ class ModelSpec:
         return self.label or self.name
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+        return cost_usd(prompt_tokens, completion_tokens, self.price_in, self.price_out)
 
 
 _FIELD_TYPES = {"name": (str,), "base_url": (str, None), "api_key_env": (str, None), "label": (str, None),
@@ -437,71 +437,6 @@ class ModelChooser:
 
 
 # ------------------------------------------------------------------------------------------------
-# Spend: a hard cap on dollars and tokens
-# ------------------------------------------------------------------------------------------------
-
-class Spend:
-    """Spent and reserved dollars and tokens, thread-safe.
-
-    A call first reserves its worst case. If that does not fit under the caps while other calls
-    are in flight, it waits for them to settle (they usually cost far less than reserved); if it
-    does not fit with nothing in flight, no call is made and `exhausted` says why. A reservation
-    is replaced by the real usage when its call returns.
-    """
-
-    def __init__(self, budget_usd: float | None = None, budget_tokens: int | None = None):
-        self.budget_usd = budget_usd
-        self.budget_tokens = budget_tokens
-        self.usd = 0.0
-        self.tokens = 0
-        self._reserved_usd = 0.0
-        self._reserved_tokens = 0
-        self._in_flight = 0        # reservations not yet settled (counted: float sums don't return to 0)
-        self.exhausted: str | None = None
-        self._settled = threading.Condition()
-
-    def _fits(self, usd: float, tokens: int) -> bool:
-        return ((self.budget_usd is None or self.usd + self._reserved_usd + usd <= self.budget_usd)
-                and (self.budget_tokens is None or self.tokens + self._reserved_tokens + tokens <= self.budget_tokens))
-
-    def reserve(self, usd: float, tokens: int) -> bool:
-        with self._settled:
-            while not self.exhausted and not self._fits(usd, tokens):
-                if self._in_flight:
-                    self._settled.wait()      # calls in flight may leave room when they settle
-                    continue
-                if self.budget_usd is not None and self.usd + usd > self.budget_usd:
-                    self.exhausted = (f"LLM budget reached: ${self.usd:.4f} spent of ${self.budget_usd:g} "
-                                      f"(the next call could cost up to ${usd:.4f})")
-                else:
-                    self.exhausted = (f"LLM token budget reached: {self.tokens:,} used of {self.budget_tokens:,} "
-                                      f"(the next call could use up to {tokens:,})")
-                self._settled.notify_all()    # calls waiting for room: there will be none
-            if self.exhausted:
-                return False
-            self._reserved_usd += usd
-            self._reserved_tokens += tokens
-            self._in_flight += 1
-            return True
-
-    def settle(self, reserved_usd: float, reserved_tokens: int, usd: float, tokens: int) -> None:
-        """Replace one reservation by what its call really used."""
-        with self._settled:
-            self._in_flight -= 1
-            self._reserved_usd = max(0.0, self._reserved_usd - reserved_usd) if self._in_flight else 0.0
-            self._reserved_tokens = self._reserved_tokens - reserved_tokens if self._in_flight else 0
-            self.usd += usd
-            self.tokens += tokens
-            self._settled.notify_all()
-
-    def add(self, usd: float, tokens: int) -> None:
-        """Usage from before this process (a resumed run's recorded calls)."""
-        with self._settled:
-            self.usd += usd
-            self.tokens += tokens
-
-
-# ------------------------------------------------------------------------------------------------
 # The mutator
 # ------------------------------------------------------------------------------------------------
 
@@ -683,15 +618,15 @@ class LLMMutator:
         """The answer's text (None when every attempt failed) and one `LLMCall` per attempt."""
         import openai
 
-        prompt_estimate = int(sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN) + 16
-        reserve_usd = spec.cost(prompt_estimate, spec.max_tokens)
-        reserve_tokens = prompt_estimate + spec.max_tokens
+        prompt_estimate = prompt_tokens_estimate(messages)
+        # the worst case (prompt + a full max_tokens completion): concurrent calls cannot overshoot the cap
+        reserve = worst_case(prompt_estimate, spec.max_tokens, spec.price_in, spec.price_out)
         calls: list[LLMCall] = []
         kwargs: dict[str, Any] = {spec.token_parameter: spec.max_tokens}
         if spec.temperature is not None:
             kwargs["temperature"] = spec.temperature
         for attempt in range(self.max_retries + 1):
-            if not self.spend.reserve(reserve_usd, reserve_tokens):
+            if not self.spend.reserve(reserve.usd, reserve.tokens):
                 calls.append(LLMCall(spec.key, outcome="budget", error=self.spend.exhausted))
                 return None, calls
             started = time.monotonic()
@@ -719,7 +654,7 @@ class LLMMutator:
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
                     text = response.choices[0].message.content if response.choices else None
                     if not usage:     # no usage reported: count the answer's length instead
-                        completion_tokens = int(len(text or "") / CHARS_PER_TOKEN)
+                        completion_tokens = tokens_in(text)
                     call = LLMCall(spec.key, prompt_tokens, completion_tokens, time.monotonic() - started,
                                    spec.cost(prompt_tokens, completion_tokens),
                                    "ok" if parse_response(text).source else "no_code")
@@ -728,7 +663,7 @@ class LLMMutator:
                     calls.append(call)
                     return text or "", calls
             finally:
-                self.spend.settle(reserve_usd, reserve_tokens, spent_usd, spent_tokens)
+                self.spend.settle(reserve.usd, reserve.tokens, spent_usd, spent_tokens)
             self.chooser.record_call(call)
             calls.append(call)
             if call.outcome == "client_error":

@@ -31,12 +31,10 @@ for differences between two functions: the same seed means the same data and ini
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import os
 import platform
-import random
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,18 +45,21 @@ from typing import Any
 
 import torch
 
+# the verdict rules and their statistics live in `rules`; re-exported here, where they always were
+from .rules import (LAB_SECONDS_LIMIT, NOT_CHECKABLE, NOT_REPRODUCED, REPRODUCED, SHORT, _ci_text, _pearson,
+                    average_ranks, load_validity, mean_ci, paired_ci, rule_all_beat, rule_alpha,
+                    rule_batch_statistics, rule_below_zero, rule_best, rule_no_failures, rule_not_above_zero,
+                    rule_probe, rule_seconds, rule_validity, short, spearman, spearman_p_value, t_quantile_975)
+
 __all__ = [
     "Claim", "Settings", "quick_settings", "full_settings", "run_reproduce",
     "t_quantile_975", "mean_ci", "paired_ci", "average_ranks", "spearman", "spearman_p_value",
     "rule_all_beat", "rule_below_zero", "rule_alpha", "rule_batch_statistics", "rule_probe",
-    "rule_best", "rule_validity", "load_validity", "rule_seconds", "rule_no_failures",
+    "rule_best", "rule_validity", "load_validity", "rule_seconds", "rule_no_failures", "rule_not_above_zero",
     "REPRODUCED", "NOT_REPRODUCED", "NOT_CHECKABLE",
 ]
 
 PART_FORMAT = 1
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_CHECKABLE = "not checkable here"
 
 REFERENCE = "relu"
 PAPER_FUNCTIONS = ("gelu_sine", "gelu_sinc_perturbation", "gmtu", "turbulent")
@@ -66,276 +67,7 @@ FUNCTIONS = ("relu", "gelu") + PAPER_FUNCTIONS + ("silu", "mish", "snake")
 REQUIRED_BENCHMARKS = ("digits", "clrs")
 OPTIONAL_BENCHMARKS = ("cifar10", "imagenet", "molhiv")   # used when their data are present (full runs)
 WINNER_FILE = "search_winner.py"
-LAB_SECONDS_LIMIT = 10.0      # "seconds per evaluation"
 VALIDITY_FILE = "validity/validity.json"   # `actmine validate --out validity`: decides "lab predicts"
-
-SHORT = {"relu": "ReLU", "gelu": "GELU", "gelu_sine": "GELUSine", "gelu_sinc_perturbation": "GSP",
-         "gmtu": "GMTU", "turbulent": "Turbulent", "silu": "SiLU", "mish": "Mish", "snake": "Snake",
-         "search_winner": "search winner"}
-
-
-def short(name: str) -> str:
-    return SHORT.get(name, name)
-
-
-# ------------------------------------------------------------------------------------------------
-# Statistics
-# ------------------------------------------------------------------------------------------------
-
-# Two-sided 95% quantiles of Student's t (the 0.975 quantile) for 1..30 degrees of freedom.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
-_Z975 = 1.959963984540054
-
-
-def t_quantile_975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom: a table up to 30, then the
-    Cornish-Fisher expansion around the normal quantile (error < 1e-3 there)."""
-    if df < 1:
-        raise ValueError("the t distribution needs at least one degree of freedom")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-
-
-def mean_ci(values: Sequence[float]) -> dict[str, Any]:
-    """Mean and 95% t-interval of ``values`` (one per seed): ``{mean, low, high, half, sd, n}``;
-    ``low``/``high``/``half``/``sd`` are None below two values."""
-    values = [float(v) for v in values]
-    n = len(values)
-    if n == 0:
-        return {"mean": None, "low": None, "high": None, "half": None, "sd": None, "n": 0}
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "low": None, "high": None, "half": None, "sd": None, "n": n}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "half": half, "sd": sd, "n": n}
-
-
-def paired_ci(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """The 95% t-interval of the per-seed differences a − b (paired by position)."""
-    if len(a) != len(b):
-        raise ValueError(f"paired values of different lengths ({len(a)} and {len(b)})")
-    return mean_ci([x - y for x, y in zip(a, b)])
-
-
-def average_ranks(values: Sequence[float]) -> list[float]:
-    """Ranks 1..n, ties sharing the average of the ranks they span."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def _pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return None
-    return sxy / math.sqrt(sxx * syy)
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's ρ: the Pearson correlation of the average ranks (ties handled). None when fewer
-    than three pairs or when one side is constant."""
-    if len(x) != len(y):
-        raise ValueError("x and y must have the same length")
-    if len(x) < 3:
-        return None
-    return _pearson(average_ranks(x), average_ranks(y))
-
-
-def spearman_p_value(x: Sequence[float], y: Sequence[float], permutations: int = 20_000,
-                     seed: int = 0) -> float | None:
-    """One-sided permutation p-value of ρ ≥ the observed ρ (y permuted): exact for up to 8 pairs,
-    else ``permutations`` draws from a fixed-seed generator (the observed order counted once)."""
-    rho = spearman(x, y)
-    if rho is None:
-        return None
-    rx, ry = average_ranks(x), average_ranks(y)
-    n = len(rx)
-    threshold = rho - 1e-12
-    if n <= 8:
-        perms = list(itertools.permutations(ry))
-        hits = sum(1 for p in perms if (_pearson(rx, p) or 0.0) >= threshold)
-        return hits / len(perms)
-    rng = random.Random(seed)
-    shuffled = list(ry)
-    hits = 1
-    for _ in range(permutations):
-        rng.shuffle(shuffled)
-        if (_pearson(rx, shuffled) or 0.0) >= threshold:
-            hits += 1
-    return hits / (permutations + 1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Claim rules (pure functions of measured numbers; each returns (verdict, one line of why))
-# ------------------------------------------------------------------------------------------------
-
-def _ci_text(ci: Mapping[str, Any] | None, digits: int = 3) -> str:
-    if not ci or ci.get("mean") is None:
-        return "—"
-    if ci.get("low") is None:
-        return f"{ci['mean']:+.{digits}f}"
-    return f"{ci['mean']:+.{digits}f} [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
-
-
-def rule_all_beat(intervals: Mapping[str, Mapping[str, Any] | None]) -> tuple[str, str]:
-    """Every function's 95% interval of its log-ratio (vs the reference) lies below 0. One function
-    that does not beat it refutes the claim; otherwise a function not measured (None) leaves it not
-    checkable."""
-    measured = {n: ci for n, ci in intervals.items() if ci is not None and ci.get("high") is not None}
-    missing = [n for n in intervals if n not in measured]
-    losing = [n for n, ci in measured.items() if not ci["high"] < 0]
-    if losing:
-        worse = [n for n in losing if measured[n]["low"] > 0]
-        tied = [n for n in losing if n not in worse]
-        parts = []
-        if worse:
-            parts.append(f"significantly worse: {', '.join(map(short, worse))}")
-        if tied:
-            parts.append(f"not significantly better: {', '.join(map(short, tied))}")
-        return NOT_REPRODUCED, "; ".join(parts)
-    if missing or not intervals:
-        return NOT_CHECKABLE, f"no interval for {', '.join(map(short, missing)) or 'any function'}"
-    return REPRODUCED, "every 95% interval lies below 0"
-
-
-def rule_below_zero(ci: Mapping[str, Any] | None) -> tuple[str, str]:
-    """One 95% interval below 0 (better than ReLU)."""
-    if ci is None or ci.get("high") is None:
-        return NOT_CHECKABLE, "not measured"
-    if ci["high"] < 0:
-        return REPRODUCED, "the 95% interval lies below 0"
-    if ci["low"] > 0:
-        return NOT_REPRODUCED, "the 95% interval lies above 0 (worse than ReLU)"
-    return NOT_REPRODUCED, "the 95% interval includes 0 (no significant difference)"
-
-
-def rule_alpha(alphas: Sequence[float], means: Sequence[float | None], best_vs_target: Mapping[str, Any] | None,
-               target: float = 0.1, near: tuple[float, float] = (0.05, 0.2)) -> tuple[str, str]:
-    """α = ``target`` is near the optimum: the grid optimum α* lies in ``near``, or α* > 0 and
-    ``target`` is not significantly worse than α* (the paired interval of score(target) − score(α*)
-    includes 0). ``means`` are mean log-ratios (lower is better); ``best_vs_target`` is that paired
-    interval."""
-    scored = [(a, m) for a, m in zip(alphas, means) if m is not None]
-    if not scored or target not in [a for a, _ in scored]:
-        return NOT_CHECKABLE, f"α = {target:g} or the grid was not scored"
-    best_alpha = min(scored, key=lambda am: am[1])[0]
-    if near[0] <= best_alpha <= near[1]:
-        return REPRODUCED, f"the grid optimum α* = {best_alpha:g} lies in [{near[0]:g}, {near[1]:g}]"
-    if best_alpha > 0 and best_vs_target and best_vs_target.get("low") is not None \
-            and best_vs_target["low"] <= 0 <= best_vs_target["high"]:
-        return REPRODUCED, (f"the grid optimum is α* = {best_alpha:g}, but α = {target:g} is not significantly "
-                            "worse")
-    why = "α = 0 (plain GELU) is best" if best_alpha == 0 else f"the grid optimum is α* = {best_alpha:g}"
-    if best_vs_target and best_vs_target.get("low") is not None and best_vs_target["low"] > 0:
-        why += f" and α = {target:g} is significantly worse"
-    return NOT_REPRODUCED, why
-
-
-def rule_batch_statistics(wins_lab: bool | None, fails_downstream: bool | None) -> tuple[str, str]:
-    """A batch-statistics function wins the lab (scored in batches) and fails downstream."""
-    if wins_lab is None:
-        return NOT_CHECKABLE, "the batch-statistics function was not scored"
-    if not wins_lab:
-        return NOT_REPRODUCED, "it does not win our lab even with batch statistics"
-    if fails_downstream is None:
-        return NOT_CHECKABLE, "it wins the lab; downstream was not run"
-    if fails_downstream:
-        return REPRODUCED, "it wins the lab and fails downstream"
-    return NOT_REPRODUCED, "it wins the lab but does not fail downstream"
-
-
-def rule_probe(pointwise: Mapping[str, bool | None], expected: Mapping[str, bool]) -> tuple[str, str]:
-    """The probe flags exactly the functions that are not pointwise."""
-    checked = {n: pointwise.get(n) for n in expected}
-    if not checked or any(v is None for v in checked.values()):
-        return NOT_CHECKABLE, "not every function was probed"
-    wrong = [n for n in expected if checked[n] != expected[n]]
-    if wrong:
-        return NOT_REPRODUCED, f"misclassified: {', '.join(map(short, wrong))}"
-    flagged = [n for n in expected if not expected[n]]
-    if not flagged:
-        return NOT_CHECKABLE, "no batch-dependent function among those probed"
-    return REPRODUCED, f"flagged {', '.join(map(short, flagged))}; every other function passed as pointwise"
-
-
-def rule_best(values: Mapping[str, float | None], target: str) -> tuple[str, str]:
-    """``target`` has the lowest value (log-ratio: lower is better) of all functions."""
-    scored = {n: v for n, v in values.items() if v is not None}
-    if target not in scored or len(scored) < 2:
-        return NOT_CHECKABLE, f"{short(target)} or its competitors were not scored downstream"
-    ranked = sorted(scored, key=lambda n: scored[n])
-    if ranked[0] == target:
-        return REPRODUCED, f"{short(target)} is first of {len(ranked)}"
-    return NOT_REPRODUCED, (f"{short(target)} is {ranked.index(target) + 1}th of {len(ranked)}; "
-                            f"best: {short(ranked[0])}")
-
-
-def rule_validity(cell: Mapping[str, Any] | None) -> tuple[str, str]:
-    """The validity study's pooled ρ (lab fitness on unseen test suites vs downstream fitness) has a
-    bootstrap 95% interval above 0 (reproduced), below or across 0 (not reproduced)."""
-    if not cell or cell.get("rho") is None or cell.get("low") is None or (cell.get("n") or 0) < 4:
-        return NOT_CHECKABLE, ("needs the validity study (`actmine validate`, at least 4 functions with an "
-                               "interval): the quick digits correlation of part 5 cannot decide it")
-    text = f"ρ = {cell['rho']:+.2f} [{cell['low']:+.2f}, {cell['high']:+.2f}] over {cell['n']} functions"
-    if cell["low"] > 0:
-        return REPRODUCED, f"{text}: the 95% interval lies above 0"
-    return NOT_REPRODUCED, f"{text}: the 95% interval does not lie above 0"
-
-
-def load_validity(path: str | Path | None) -> dict[str, Any] | None:
-    """The validity study's result (``validity.json`` of `actmine validate`) for the claim: its
-    pooled correlation (or its only benchmark's), the per-benchmark cells, the benchmarks and seeds;
-    None when there is no such file or it is not a study's result."""
-    if not path or not Path(path).is_file():
-        return None
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        correlations = document["correlations"]
-        per_benchmark = dict(correlations["per_benchmark"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    overall = correlations.get("pooled") or (next(iter(per_benchmark.values())) if len(per_benchmark) == 1 else None)
-    if not isinstance(overall, Mapping) or not all(isinstance(overall.get(k), (int, float)) for k in ("rho", "low", "high")):
-        overall = None   # no interval: the study cannot decide the claim
-    return {"path": str(path), "overall": overall, "per_benchmark": per_benchmark,
-            "benchmarks": list(document.get("benchmarks") or per_benchmark), "seeds": document.get("seeds"),
-            "lab_suites": list(document.get("labs") or [])}
-
-
-def rule_seconds(seconds: float | None, limit: float = LAB_SECONDS_LIMIT) -> tuple[str, str]:
-    """The lab scores one function in seconds (median below ``limit``)."""
-    if seconds is None:
-        return NOT_CHECKABLE, "not timed"
-    if seconds < limit:
-        return REPRODUCED, f"median {seconds:.1f} s < {limit:g} s"
-    return NOT_REPRODUCED, f"median {seconds:.1f} s ≥ {limit:g} s"
-
-
-def rule_no_failures(failures: Mapping[str, int] | None) -> tuple[str, str]:
-    """Every downstream job of the pointwise functions finished with a finite score."""
-    if not failures:
-        return NOT_CHECKABLE, "downstream was not run"
-    failed = {n: k for n, k in failures.items() if k}
-    if failed:
-        return NOT_REPRODUCED, "failed jobs: " + ", ".join(f"{short(n)} ({k})" for n, k in failed.items())
-    return REPRODUCED, f"all jobs of {len(failures)} pointwise functions scored"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -472,9 +204,9 @@ class Progress:
 
 def _make_lab(settings: Settings, suite: Any, keep_seeds: bool = False, allow_batch_dependent: bool = True):
     """The lab of a part: ``suite`` with seeds 0..settings.seeds-1 (or its own with ``keep_seeds``)."""
-    from .candidate.probes import ProbeBudget
-    from .lab.ensemble import Protocol
-    from .lab.fitness import Lab
+    from ..candidate.probes import ProbeBudget
+    from ..lab.ensemble import Protocol
+    from ..lab.fitness import Lab
 
     protocol = Protocol(device=settings.device, steps=settings.steps) if settings.steps else \
         Protocol(device=settings.device)
@@ -494,7 +226,7 @@ def _train(activation: Callable, lab, pointwise: bool, in_batches: bool):
     """Train the lab's ensemble; a non-pointwise activation sees one model's batch at a time and is
     scored either on each model's whole evaluation batch (``in_batches``) or one example at a time
     (as `Lab.evaluate` scores it)."""
-    from .lab.ensemble import train_ensemble
+    from ..lab.ensemble import train_ensemble
 
     if pointwise:
         return train_ensemble(activation, lab.workload)
@@ -531,7 +263,7 @@ def _entry(lab, name: str, matrix: list[list[float]] | None, official: float | N
     else:  # from one single-seed evaluation per seed (program files, scored in the sandbox)
         per_seed = [e.ood_log_ratio for e in per_seed_evaluations]
         by_family = {f: [e.by_family()[f]["log_ratio"] for e in per_seed_evaluations] for f in families}
-    from .lab.fitness import geometric_mean
+    from ..lab.fitness import geometric_mean
 
     geo = {}
     for family in families:
@@ -551,7 +283,7 @@ def score_activation(lab, activation: Callable, name: str, in_batches: bool = Fa
                      probe: dict | None = None) -> dict[str, Any]:
     """A trusted activation on ``lab``: probes (batch dependence allowed), training, the lab's
     score and the per-seed scores. Non-finite training is an entry with ``ok`` False."""
-    from .candidate import probes
+    from ..candidate import probes
 
     started = time.perf_counter()
     try:
@@ -585,7 +317,7 @@ def _add_paired(entries: Mapping[str, dict[str, Any]], against: str, key: str) -
 
 def part_lab(settings: Settings, progress: Progress) -> dict[str, Any]:
     """Every function on the search suite and the held-out suite."""
-    from . import activations
+    from .. import activations
 
     suites = [settings.suite, settings.heldout_suite]
     progress.start("lab", len(suites) * len(settings.functions))
@@ -611,7 +343,7 @@ def part_lab(settings: Settings, progress: Progress) -> dict[str, Any]:
 
 def part_alpha(settings: Settings, progress: Progress) -> dict[str, Any]:
     """GELUSine's α over the grid on the search suite (α = 0 is GELU, tanh approximation)."""
-    from . import activations
+    from .. import activations
 
     lab = _make_lab(settings, settings.suite)
     progress.start("alpha", len(settings.alphas))
@@ -642,8 +374,8 @@ def part_batch(settings: Settings, progress: Progress, lab_part: Mapping[str, An
     """Batch-dependent functions scored in batches (each model's whole evaluation batch shares the
     statistics, as in a lab that evaluates in batches) and one example at a time (the lab part's
     numbers: how `Lab.evaluate` scores them); the probe's verdict on every function."""
-    from . import activations
-    from .candidate import probes
+    from .. import activations
+    from ..candidate import probes
 
     verdicts = {}
     for name in settings.functions:
@@ -682,10 +414,10 @@ def part_batch(settings: Settings, progress: Progress, lab_part: Mapping[str, An
 def part_search(settings: Settings, out_dir: Path, progress: Progress) -> dict[str, Any]:
     """A short search from ReLU with the offline mutator; its best program scored on both suites
     (program text: only ever run in sandboxed workers)."""
-    from .candidate.sandbox import SandboxLimits, SandboxPool
-    from .config import Config
-    from .evolve.controller import Search
-    from .lab.tasks import Suite
+    from ..candidate.sandbox import SandboxLimits, SandboxPool
+    from ..config import Config
+    from ..evolve.controller import Search
+    from ..lab.tasks import Suite
 
     # The held-out suite is reported below, so it must not choose the winner: a top list of one
     # leaves the search's validation step nothing to choose from.
@@ -749,8 +481,8 @@ def part_search(settings: Settings, out_dir: Path, progress: Progress) -> dict[s
 def available_benchmarks(settings: Settings) -> tuple[list[str], dict[str, str]]:
     """The benchmarks to run: the required ones, and the optional ones whose data are present
     (each benchmark's own ``check_data``); ``{name: why not}`` for the others."""
-    from .transfer.base import get_benchmark
-    from .transfer.runner import default_data_dir
+    from ..transfer.base import get_benchmark
+    from ..transfer.runner import default_data_dir
 
     data = Path(settings.data_dir).expanduser() if settings.data_dir else default_data_dir()
     present, missing = [], {}
@@ -767,7 +499,7 @@ def available_benchmarks(settings: Settings) -> tuple[list[str], dict[str, str]]
 def part_transfer(settings: Settings, out_dir: Path, progress: Progress, winner_file: Path | None,
                   benchmarks: Sequence[str], missing: Mapping[str, str]) -> dict[str, Any]:
     """The functions (and the search's winner, as a program file) on the benchmarks present."""
-    from .transfer.runner import log_ratio, run_transfer
+    from ..transfer.runner import log_ratio, run_transfer
 
     names = list(settings.functions) + ([str(winner_file)] if winner_file else [])
     options = {b: settings.transfer_options.get(b, {}) for b in benchmarks}
@@ -885,7 +617,7 @@ CLAIM_RULES = {
 def _search_config(settings: Settings) -> dict[str, Any]:
     """The search part's effective config (its overrides on today's defaults): a saved search made
     under other defaults (another winner rule, other pools) is not reused."""
-    from .config import Config
+    from ..config import Config
 
     return Config().with_overrides({"executor.workers": settings.workers, **settings.search}).to_dict()
 
@@ -981,7 +713,7 @@ def build_claims(settings: Settings, parts: Mapping[str, Any]) -> list[Claim]:
 
     if batch_part:
         flags = {n: v["pointwise"] for n, v in batch_part["probe"].items()}
-        from . import activations
+        from .. import activations
 
         expected = {n: activations.info(n).pointwise for n in flags}
         add("probe", "Batch dependence can be detected before any downstream compute is spent.",
@@ -1000,8 +732,9 @@ def build_claims(settings: Settings, parts: Mapping[str, Any]) -> list[Claim]:
     add("gsp_best", "GELU-Sinc-Perturbation transfers best overall.", "paper (secondary sources; benchmarks "
         "CIFAR-10, ImageNet, CLRS-30, ogbg-molhiv)",
         ("mean log-ratio over " + ", ".join(benchmarks) + ": "
-         + ", ".join(f"{short(n)} {v:+.3f}" for n, v in sorted(means.items(), key=lambda nv: nv[1])
-                     if v is not None)) if transfer_rows else "transfer not run",
+         + ", ".join(f"{short(n)} {v:+.3f}" for n, v in sorted(((n, v) for n, v in means.items() if v is not None),
+                                                               key=lambda nv: nv[1]))) if transfer_rows
+        else "transfer not run",
         rule_best(means, "gelu_sinc_perturbation"), "transfer")
     clrs = next((r for r in transfer_rows if r["activation"] == "gelu_sinc_perturbation" and r["benchmark"] == "clrs"),
                 None)
@@ -1011,11 +744,8 @@ def build_claims(settings: Settings, parts: Mapping[str, Any]) -> list[Claim]:
     imagenet = next((r for r in transfer_rows if r["activation"] == "gelu_sinc_perturbation"
                      and r["benchmark"] == "imagenet"), None)
     if imagenet:
-        ci = imagenet["ci"]
-        verdict = (NOT_CHECKABLE, "one seed: no interval") if ci.get("low") is None else \
-            ((REPRODUCED, "the 95% interval does not lie above 0") if ci["low"] <= 0 else
-             (NOT_REPRODUCED, "the 95% interval lies above 0"))
-        measured = f"imagenet log-ratio vs ReLU {_ci_text(ci)}"
+        verdict = rule_not_above_zero(imagenet["ci"])
+        measured = f"imagenet log-ratio vs ReLU {_ci_text(imagenet['ci'])}"
     else:
         why = ((transfer_part or {}).get("missing") or {}).get("imagenet", "not run in this mode")
         verdict, measured = (NOT_CHECKABLE, "ImageNet was not run"), f"ImageNet not run: {why}"
@@ -1648,7 +1378,7 @@ def run_reproduce(settings: Settings, out_dir: str | Path = "reproduction", doc:
 
     Returns ``{"claims": [...], "doc": path, "wall_seconds": …, "resumed": [...], "computed": [...]}``.
     """
-    from . import __version__
+    from .. import __version__
 
     started = time.perf_counter()
     load_start = _load()
