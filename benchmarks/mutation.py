@@ -6,8 +6,9 @@
 For each chosen module of `CORE` this runs mutmut (https://mutmut.readthedocs.io) in a scratch copy
 of the working tree (`.mutation/`, ignored by git): mutmut writes one mutant per operator, constant,
 comparison or string of the module and runs, for each, the module's test files of `CORE` that
-executed the mutated function. A mutant is *killed* when those tests fail (or time out) and
-*survives* when they pass; the module's score is killed ÷ (killed + survived + no tests + timeout).
+executed the mutated function. A mutant is *killed* when those tests fail and *survives* when they
+pass; a timeout is listed with the survivors (see `KILLED`), and the module's score is
+killed ÷ (killed + survived + no tests + timeout).
 
 The report (default `benchmarks/results/mutation.md`, and `.json` beside it) gives the score per
 module and every surviving mutant with its diff line and, where `benchmarks/mutation_equivalent.toml`
