@@ -60,6 +60,7 @@ NOT_KILLED = {"survived", "no tests", "timeout"}
 WORK = ROOT / ".mutation"   # default scratch place (--work): one per concurrent run
 DEFAULT_REPORT = ROOT / "benchmarks" / "results" / "mutation.md"
 EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.toml"
+MUTMUT = Path(sys.executable).with_name("mutmut")   # installed beside this Python (make mutation)
 
 
 def scratch_copy(modules: list[str], work: Path, extra_tests: list[str]) -> Path:
@@ -90,26 +91,23 @@ def scratch_copy(modules: list[str], work: Path, extra_tests: list[str]) -> Path
 
 def run_mutmut(tree: Path, children: int, work: Path) -> float:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    mutmut = Path(sys.executable).with_name("mutmut")
     started = time.monotonic()
     with open(work / "mutmut.log", "w") as log:
-        subprocess.run([str(mutmut), "run", "--max-children", str(children)], cwd=tree, env=env,
+        subprocess.run([str(MUTMUT), "run", "--max-children", str(children)], cwd=tree, env=env,
                        stdout=log, stderr=subprocess.STDOUT, check=False)
     return time.monotonic() - started
 
 
 def statuses(tree: Path) -> dict[str, str]:
     """mutant name → status, from `mutmut results --all true`."""
-    mutmut = Path(sys.executable).with_name("mutmut")
-    out = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=tree, capture_output=True, text=True,
+    out = subprocess.run([str(MUTMUT), "results", "--all", "true"], cwd=tree, capture_output=True, text=True,
                          check=True).stdout
     return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\S+): (.+)$", out, re.M)}
 
 
 def diff_line(tree: Path, name: str) -> str:
     """The mutant's changed line (the `+` line of `mutmut show`)."""
-    mutmut = Path(sys.executable).with_name("mutmut")
-    out = subprocess.run([str(mutmut), "show", name], cwd=tree, capture_output=True, text=True).stdout
+    out = subprocess.run([str(MUTMUT), "show", name], cwd=tree, capture_output=True, text=True).stdout
     added = [line[1:].strip() for line in out.splitlines() if line.startswith("+") and not line.startswith("+++")]
     return " / ".join(added)[:200]
 

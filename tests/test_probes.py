@@ -869,27 +869,24 @@ def test_the_far_check_runs_the_candidate_at_infinity_in_its_dtype():
     assert seen[-1][1].tolist() == [math.inf, -math.inf]
 
 
-def test_a_backward_pass_that_raises_on_far_inputs_is_a_runtime_error():
-    class Explodes(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
+class _BackwardExplodes(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
 
-        @staticmethod
-        def backward(ctx, grad):
-            raise RuntimeError("backward exploded")
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward exploded")
+
+
+@pytest.mark.parametrize("probe, says", [("check_far_inputs", "backward exploded"),
+                                         ("measure_cost", "while measuring its cost"),
+                                         ("run_probes", "backward exploded"),
+                                         ("curve", "on the curve's points")])
+def test_a_backward_pass_that_raises_is_a_runtime_error(probe, says):
     with pytest.raises(ProbeFailure) as info:
-        P.check_far_inputs(Explodes.apply)
-    assert info.value.code == "runtime_error" and "backward exploded" in str(info.value)
-    with pytest.raises(ProbeFailure) as info:
-        P.measure_cost(Explodes.apply)
-    assert info.value.code == "runtime_error" and "while measuring its cost" in str(info.value)
-    with pytest.raises(ProbeFailure) as info:
-        P.run_probes(Explodes.apply)
-    assert info.value.code == "runtime_error" and "backward exploded" in str(info.value)
-    with pytest.raises(ProbeFailure) as info:
-        P.curve(Explodes.apply)
-    assert info.value.code == "runtime_error" and "on the curve's points" in str(info.value)
+        getattr(P, probe)(_BackwardExplodes.apply)
+    assert info.value.code == "runtime_error" and says in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------

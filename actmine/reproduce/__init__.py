@@ -829,15 +829,8 @@ def plot_lab(lab_part: Mapping, winner: Mapping | None, path: Path) -> Path:
         if winner and winner.get("suites", {}).get(suite, {}).get("ok"):
             entries["search_winner"] = winner["suites"][suite]
         groups = list(data["families"]) + ["all"]
-        width = 0.8 / max(1, len(entries))
-        colours = plt.get_cmap("tab10")
-        for i, (name, entry) in enumerate(entries.items()):
-            cis = [entry["families"][g]["ci"] for g in data["families"]] + [entry["ci"]]
-            xs = [j - 0.4 + width * (i + 0.5) for j in range(len(groups))]
-            ax.bar(xs, [c["mean"] for c in cis], width, yerr=_yerr(cis), capsize=2, label=short(name),
-                   color=colours(i % 10))
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(groups)), groups)
+        _grouped_bars(ax, groups, {name: [entry["families"][g]["ci"] for g in data["families"]] + [entry["ci"]]
+                                   for name, entry in entries.items()})
         ax.set_ylabel("ln(OOD error / ReLU's)")
         ax.set_title(f"suite {suite}: {len(data['seeds'])} seeds, mean and 95% interval over seeds (below 0 beats ReLU)")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -897,19 +890,8 @@ def plot_transfer(transfer_part: Mapping, path: Path) -> Path:
     names = list(dict.fromkeys(r["activation"] for r in rows))
     by_cell = {(r["activation"], r["benchmark"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(max(6.0, 2.0 + 2.2 * len(benchmarks)), 3.8))
-    width = 0.8 / max(1, len(names))
-    colours = plt.get_cmap("tab10")
-    for i, name in enumerate(names):
-        xs, cis = [], []
-        for j, benchmark in enumerate(benchmarks):
-            row = by_cell.get((name, benchmark))
-            if row and row["ci"]["mean"] is not None:
-                xs.append(j - 0.4 + width * (i + 0.5))
-                cis.append(row["ci"])
-        ax.bar(xs, [c["mean"] for c in cis], width, yerr=_yerr(cis), capsize=2, label=short(name),
-               color=colours(i % 10))
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(benchmarks)), benchmarks)
+    _grouped_bars(ax, benchmarks, {name: [by_cell[(name, b)]["ci"] if (name, b) in by_cell else None
+                                          for b in benchmarks] for name in names})
     ax.set_ylabel("ln(error / ReLU's error)")
     ax.set_title(f"transfer: mean and 95% interval over {len(transfer_part['seeds'])} seeds (below 0 beats ReLU)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -937,6 +919,20 @@ def plot_correlation(analysis_part: Mapping, path: Path) -> Path:
             ax.set_ylabel("downstream fitness (−log-ratio vs ReLU)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Mapping[str, Any] | None]]) -> None:
+    """One bar per (function, group): each function's means with 95% error bars, side by side within
+    a group, in the function's colour; a missing interval (None, or no mean) leaves its slot empty.
+    Draws the zero line (ReLU) and the group ticks."""
+    width = 0.8 / max(1, len(series))
+    colours = _plt().get_cmap("tab10")
+    for i, (name, cis) in enumerate(series.items()):
+        slots = [(j, ci) for j, ci in enumerate(cis) if ci is not None and ci["mean"] is not None]
+        ax.bar([j - 0.4 + width * (i + 0.5) for j, _ in slots], [ci["mean"] for _, ci in slots], width,
+               yerr=_yerr([ci for _, ci in slots]), capsize=2, label=short(name), color=colours(i % 10))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(groups)), groups)
 
 
 def _save(fig, path: Path) -> Path:
