@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 # the verdict rules and their statistics live in `rules`; re-exported here, where they always were
-from .rules import (LAB_SECONDS_LIMIT, NOT_CHECKABLE, NOT_REPRODUCED, REPRODUCED, _ci_text,
+from .rules import (LAB_SECONDS_LIMIT, NOT_CHECKABLE, NOT_REPRODUCED, REPRODUCED, SHORT, _ci_text, _pearson,
                     average_ranks, load_validity, mean_ci, paired_ci, rule_all_beat, rule_alpha,
                     rule_batch_statistics, rule_below_zero, rule_best, rule_no_failures, rule_not_above_zero,
                     rule_probe, rule_seconds, rule_validity, short, spearman, spearman_p_value, t_quantile_975)
