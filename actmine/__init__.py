@@ -1,3 +1,23 @@
-"""actmine: mine activation functions that extrapolate."""
+"""actmine: mine activation functions that extrapolate.
+
+The Python API (`actmine.api`, docs/api.md) is exported here lazily: `actmine.search`,
+`actmine.open_run`, `actmine.evaluate`, `actmine.compare`, `actmine.Run` import pandas and torch
+only when first used, so that `import actmine` (and `actmine --version`) stays light.
+"""
 
 __version__ = "0.1.0"
+
+_API_NAMES = ("search", "open_run", "evaluate", "compare", "load_config", "Run", "Heldout")
+__all__ = ["__version__", *_API_NAMES]
+
+
+def __getattr__(name: str):
+    if name in _API_NAMES:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'actmine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API_NAMES))

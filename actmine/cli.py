@@ -67,12 +67,20 @@ def resolve_target(target: str) -> Target:
 
 
 def make_lab(args: argparse.Namespace) -> Lab:
-    if args.device == "cuda" and not torch.cuda.is_available():
+    return lab_for(args.suite, seeds=args.seeds, steps=args.steps, device=args.device, max_flops=args.max_flops,
+                   allow_batch_dependent=args.allow_batch_dependent)
+
+
+def lab_for(suite: str = "lab", *, seeds: int | None = None, steps: int | None = None, device: str = "cpu",
+            max_flops: float = ProbeBudget.max_flops_per_element, allow_batch_dependent: bool = False) -> Lab:
+    """The lab of `actmine evaluate` and `compare` from their options (None: the suite's seeds, the
+    protocol's steps); shared with `actmine.api` so that both score alike. Bad values: UsageError."""
+    if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
     try:
-        protocol = Protocol(device=args.device, steps=args.steps) if args.steps else Protocol(device=args.device)
-        budget = ProbeBudget(max_flops_per_element=args.max_flops, allow_batch_dependent=args.allow_batch_dependent)
-        return Lab(args.suite, protocol=protocol, seeds=args.seeds, budget=budget)
+        protocol = Protocol(device=device, steps=steps) if steps is not None else Protocol(device=device)
+        budget = ProbeBudget(max_flops_per_element=max_flops, allow_batch_dependent=allow_batch_dependent)
+        return Lab(suite, protocol=protocol, seeds=seeds, budget=budget)
     except (SuiteError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -116,16 +124,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _evaluate_all(lab: Lab, args: argparse.Namespace, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
-    """Evaluate each target, with a progress bar on a terminal. Program files run in sandboxed
-    workers (several at once); registry activations run in this process."""
+    limits = SandboxLimits(timeout_s=args.timeout, cpu_s=args.timeout, memory_mb=args.memory_mb)
+    return evaluate_targets(lab, targets, limits, show_progress=not quiet)
+
+
+def evaluate_targets(lab: Lab, targets: Sequence[str], limits: SandboxLimits,
+                     show_progress: bool = True) -> list[Evaluation]:
+    """Evaluate each target, with a progress bar on a terminal (when `show_progress`). Program files run
+    in sandboxed workers (several at once) under `limits`; registry activations run in this process.
+    Shared by `actmine evaluate/compare` and `actmine.api`."""
     resolved = [resolve_target(t) for t in targets]  # fail on a bad name before any training
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     files = [t for t in resolved if t.source is not None]
-    limits = SandboxLimits(timeout_s=args.timeout, cpu_s=args.timeout, memory_mb=args.memory_mb)
     results: dict[int, Evaluation] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), transient=True, disable=quiet or not sys.stderr.isatty(),
+                  TimeElapsedColumn(), transient=True, disable=not show_progress or not sys.stderr.isatty(),
                   console=_console(stderr=True)) as progress, \
             SandboxPool(workers=min(len(files), os.cpu_count() or 1) or 1, limits=limits) as pool:
         bar = progress.add_task("reference: relu", total=len(resolved))
@@ -263,6 +277,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     print_search_summary(summary, args.run_dir)
     return 0
+
+
+def cmd_llm_check(args: argparse.Namespace) -> int:
+    """One real request per model of the config's llm mutator: URL, key, model name and prices."""
+    from .evolve.mutators.llm_check import CheckConfigError, check_model, exit_status, format_check, load_plan
+
+    try:
+        plan = load_plan(args.config)
+    except CheckConfigError as exc:
+        raise UsageError(str(exc)) from None
+    print(terminal_text(f"checking {len(plan.models)} model(s) of {plan.path}: one request each "
+                        "(billed at the provider's rates)"))
+    checks = []
+    for index, spec in enumerate(plan.models):   # printed as each answers: a slow model shows which
+        checks.append(check_model(plan, spec, index))
+        print(format_check(checks[-1]), flush=True)
+    return exit_status(checks)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -600,6 +631,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="the run's seed")
     p.add_argument("--quiet", action="store_true", help="no live view")
     p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser("llm", help="the LLM mutator's endpoints: `actmine llm check --config FILE`")
+    llm = p.add_subparsers(dest="llm_command", required=True, metavar="ACTION")
+    about = ("one real request per configured model: endpoint, key, model name, the parsed program and the "
+             "policy's verdict, tokens and costs; exit 0 all good, 1 a program refused or absent, 2 a bad config, "
+             "3 a model unusable")
+    p = llm.add_parser("check", help=about, description=about)
+    p.add_argument("--config", required=True, help="the YAML config of `actmine search --config` (its llm mutator)")
+    p.set_defaults(run=cmd_llm_check)
 
     p = sub.add_parser("report", help="a self-contained HTML report of a run (works while it runs)")
     p.add_argument("run_dir", help="the run directory of an `actmine search`")

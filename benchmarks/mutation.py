@@ -16,6 +16,10 @@ names it, why it is equivalent or harmless; a second score leaves those explaine
 (killed ÷ non-equivalent mutants, the usual definition). A report of some modules keeps the other modules'
 rows of the previous report, so modules can be run one at a time.
 
+mutmut runs a mutant's tests by node id, so every test id must be selectable from pytest's command line:
+an id holding an escape (`\\n`, `\\xe9`) is not, and mutmut reports its mutants as timeouts.
+tests/conftest.py builds readable ids for text parameters and refuses a collection with such an id.
+
 Slow by design: it is not part of `make test`.
 """
 
@@ -37,12 +41,16 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Core module → the test files that test it (mutmut runs, per mutant, the ones that executed the
 #: mutated function). One place: adding a module to mutation testing is one entry here.
 CORE: dict[str, list[str]] = {
-    "actmine/lab/tasks.py": ["tests/test_tasks.py", "tests/test_lab_aggregation.py"],
+    "actmine/lab/tasks.py": ["tests/test_tasks.py", "tests/test_task_laws.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/ensemble.py": ["tests/test_ensemble.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/fitness.py": ["tests/test_fitness.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/estimate.py": ["tests/test_estimate.py"],
-    "actmine/candidate/source.py": ["tests/test_source.py", "tests/test_policy.py", "tests/test_policy_denylist.py"],
-    "actmine/candidate/probes.py": ["tests/test_probes.py", "tests/test_op_counter.py"],
+    "actmine/candidate/source.py": ["tests/test_source.py", "tests/test_policy.py", "tests/test_policy_denylist.py",
+                                    "tests/test_policy_attributes.py", "tests/test_policy_bounds.py",
+                                    "tests/test_policy_files_and_constants.py", "tests/test_policy_names.py",
+                                    "tests/test_policy_program.py", "tests/test_policy_statements.py"],
+    "actmine/candidate/probes.py": ["tests/test_probes.py", "tests/test_op_counter.py", "tests/test_probe_descriptors.py",
+                                    "tests/test_probe_pointwise.py"],
     "actmine/evolve/selection.py": ["tests/test_selection.py"],
     "actmine/evolve/database.py": ["tests/test_database.py", "tests/test_database_rounds.py"],
     "actmine/evolve/mutators/spend.py": ["tests/test_llm_spend.py"],
@@ -63,11 +71,22 @@ EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.toml"
 MUTMUT = Path(sys.executable).with_name("mutmut")   # installed beside this Python (make mutation)
 
 
-def scratch_copy(modules: list[str], work: Path, extra_tests: list[str]) -> Path:
+def scratch_copy(modules: list[str], work: Path, extra_tests: list[str], again: bool = False) -> Path:
     """The working tree (tracked and untracked, not ignored files) copied to `.mutation/tree`, with
-    a `[tool.mutmut]` section for the chosen modules and their tests."""
+    a `[tool.mutmut]` section for the chosen modules and their tests.
+
+    `again`: over the tree of an earlier run, keeping mutmut's results (`mutants/`): the copies of
+    the modules that are not mutated are removed there so that mutmut copies them afresh, and the
+    test statistics so that it learns again which tests run which function."""
     tree = work / "tree"
-    shutil.rmtree(tree, ignore_errors=True)
+    if again:
+        mutated = {tree / "mutants" / m for m in modules}
+        for stale in (tree / "mutants" / "actmine").rglob("*.py"):
+            if stale not in mutated:
+                stale.unlink()
+        (tree / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    else:
+        shutil.rmtree(tree, ignore_errors=True)
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
                            capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -89,13 +108,23 @@ def scratch_copy(modules: list[str], work: Path, extra_tests: list[str]) -> Path
     return tree
 
 
-def run_mutmut(tree: Path, children: int, work: Path) -> float:
+def run_mutmut(tree: Path, children: int, work: Path, names: list[str] = ()) -> float:
+    """`mutmut run`: every mutant without a result, or (`names`) these mutants again."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
-    with open(work / "mutmut.log", "w") as log:
-        subprocess.run([str(MUTMUT), "run", "--max-children", str(children)], cwd=tree, env=env,
+    with open(work / "mutmut.log", "a") as log:
+        subprocess.run([str(MUTMUT), "run", "--max-children", str(children), *names], cwd=tree, env=env,
                        stdout=log, stderr=subprocess.STDOUT, check=False)
     return time.monotonic() - started
+
+
+def run_again(tree: Path, children: int, work: Path) -> float:
+    """Test again, with the current tests, the mutants an earlier run did not kill; mutants of
+    functions changed since then have no result yet and are tested first."""
+    not_killed = [name for name, status in statuses(tree).items() if status in NOT_KILLED]
+    seconds = run_mutmut(tree, children, work)
+    still_there = set(statuses(tree))
+    return seconds + run_mutmut(tree, children, work, [n for n in not_killed if n in still_there])
 
 
 def statuses(tree: Path) -> dict[str, str]:
@@ -191,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument("--work", type=Path, default=WORK, help="scratch directory (default .mutation/)")
     parser.add_argument("--tests", nargs="*", default=[], help="more test files to run (beside CORE's)")
+    parser.add_argument("--again", action="store_true",
+                        help="in the --work tree of an earlier run: test its survivors again with the current "
+                             "tests (and the mutants of functions changed since)")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                         help="run nothing: merge these earlier reports' modules into --report")
     args = parser.parse_args(argv)
@@ -207,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not a core module: {unknown[0]} (known: {', '.join(CORE)}; add it to CORE with its tests)",
               file=sys.stderr)
         return 2
-    tree = scratch_copy(modules, args.work, args.tests)
-    seconds = run_mutmut(tree, args.children, args.work)
+    if args.again and not (args.work / "tree" / "mutants").is_dir():
+        print(f"--again needs the tree of an earlier run in {args.work}; run without --again first", file=sys.stderr)
+        return 2
+    tree = scratch_copy(modules, args.work, args.tests, again=args.again)
+    seconds = (run_again if args.again else run_mutmut)(tree, args.children, args.work)
     rows = summarise(tree, modules, seconds)
     write_report(rows, args.report)
     for module, r in rows.items():

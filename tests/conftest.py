@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from case_ids import readable_id, unselectable
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,3 +28,19 @@ def restore_registry():
     saved = (dict(REGISTRY._entries), dict(REGISTRY._aliases), dict(REGISTRY._by_class))
     yield REGISTRY
     REGISTRY._entries, REGISTRY._aliases, REGISTRY._by_class = saved
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """A parameter's text (a program, a message) shown in the id readably and without escapes, so
+    that every test can be re-run by its node id (see case_ids.py)."""
+    if isinstance(val, (str, bytes)):
+        return readable_id(val if isinstance(val, str) else val.decode("latin-1"))
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    bad = unselectable([item.nodeid for item in items])
+    if bad:
+        raise pytest.UsageError(
+            f"{len(bad)} test id(s) cannot be selected again by node id (they hold an escape), e.g. {'; '.join(bad[:3])}; "
+            "build explicit ids= with tests/case_ids.readable_id")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from case_ids import readable_id
 
 from actmine.candidate import source as source_module
 from actmine.candidate.source import (
@@ -272,7 +273,7 @@ REFUSED = [
 
 def _id(case):
     source, code, _line = case
-    return f"{code}:{source[:40]!r}"
+    return f"{code}:{readable_id(source)}"
 
 
 @pytest.mark.parametrize("source, code, line", REFUSED, ids=[_id(case) for case in REFUSED])

@@ -13,17 +13,8 @@ import builtins
 import pytest
 
 from actmine.candidate import source as policy
-from actmine.candidate.source import SAFE_BUILTINS, CandidateError, candidate_namespace, check_source
-
-
-def refusal(source: str) -> CandidateError:
-    with pytest.raises(CandidateError) as info:
-        check_source(source)
-    return info.value
-
-
-def returns(expression: str) -> str:
-    return f"def activation_function(x):\n    return {expression}\n"
+from actmine.candidate.source import SAFE_BUILTINS, candidate_namespace, check_source
+from policy_cases import refusal, returns
 
 
 #: Each denied attribute with its reason code and a phrase of the reason the message must give.

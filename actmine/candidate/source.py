@@ -764,6 +764,8 @@ class _Checker:
             return True
         if isinstance(node, ast.Tuple):
             return all(self.shows_no_values(element, scopes) for element in node.elts)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):   # x.size(-1)
+            return self.shows_no_values(node.operand, scopes)
         if isinstance(node, ast.Name):
             return node.id in self.globals and not any(node.id in scope for scope in scopes)
         if isinstance(node, ast.Subscript):

@@ -18,12 +18,14 @@ the ID training points only, so nothing about the OOD split leaks into training.
 
 from __future__ import annotations
 
+import ast
 import csv
 import difflib
 import functools
 import inspect
 import json
 import math
+import operator
 import zlib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -146,6 +148,16 @@ def _check_range(name: str, field_name: str, value: Sequence[float]) -> tuple[fl
     return lo, hi
 
 
+def _check_seed(name: str, seed: Any) -> int:
+    """A task's seed as a plain int: a numpy integer draws the same task as the int it equals."""
+    if isinstance(seed, bool):
+        raise SuiteError(f"task {name!r}: field 'seed' must be an integer, got {seed!r}")
+    try:
+        return operator.index(seed)
+    except TypeError:
+        raise SuiteError(f"task {name!r}: field 'seed' must be an integer, got {seed!r}") from None
+
+
 def polynomial(
     dim: int = 1,
     seed: int = 0,
@@ -157,12 +169,15 @@ def polynomial(
 ) -> Task:
     """A random polynomial with normal coefficients; degree (and term count) drawn from `seed`.
 
-    1-D: all powers up to the degree, p(x) = Σ_k c_k x^k. n-D: a sparse sum of `n_terms` monomials,
-    each a product of up to `degree` variables drawn with replacement, plus a linear part. ID is the
+    1-D: all powers up to the degree, p(x) = Σ_k c_k x^k. n-D: a sparse sum of `n_terms` monomials
+    with N(0, 1) coefficients, each a product of 2 to `degree` variables drawn with replacement (or one
+    variable when the degree is 1), plus a linear part with N(0, 1/d) coefficients (its expected
+    squared norm is 1 whatever the dimension). ID is the
     cube id_range^d and OOD the cube ood_range^d (by default [0, 0.5] and [0.5, 1], as in the paper).
     `degree` and `n_terms` are either a number or an inclusive [low, high] range to draw from.
     """
     name = name or f"poly{dim}d-s{seed}"
+    seed = _check_seed(name, seed)
     if not isinstance(dim, int) or dim < 1:
         raise SuiteError(f"task {name!r}: field 'dim' must be a positive integer, got {dim!r}")
     id_lo_hi = _check_range(name, "id_range", id_range)
@@ -227,6 +242,7 @@ def harmonic(
     extrapolates must have learned (or be biased toward) the periodicity.
     """
     name = name or f"harmonic-s{seed}"
+    seed = _check_seed(name, seed)
     if not isinstance(n_terms, int) or n_terms < 1:
         raise SuiteError(f"task {name!r}: field 'n_terms' must be a positive integer, got {n_terms!r}")
     f_lo, f_hi = _check_range(name, "frequencies", frequencies)
@@ -253,15 +269,56 @@ _SYMPY_FUNCTIONS = {"arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.
                     "tan": sympy.tan, "tanh": sympy.tanh, "log": sympy.log, "pi": sympy.pi, "abs": sympy.Abs}
 
 
+#: The Python syntax a formula may use: numbers, names, + - * / ** and calls of _SYMPY_FUNCTIONS (and of
+#: sympy's exact numbers, `Rational(1, 4)`).
+#: sympy's parse_expr runs `eval` on the text, so anything else (attribute access, subscripts,
+#: strings, lambdas, comprehensions) is refused before it gets there: a suite file is input, not code.
+_FORMULA_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+
+
+_NUMBER_CONSTRUCTORS = {"Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational}
+
+
+def _check_formula_syntax(expression: str, task_name: str) -> None:
+    def refuse(why: str) -> SuiteError:
+        return SuiteError(f"task {task_name!r}: field 'expression' {why}; a formula is numbers, variables, "
+                          f"+ - * / ** and the functions and constants {', '.join(sorted(_SYMPY_FUNCTIONS))}")
+
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise SuiteError(f"task {task_name!r}: field 'expression' could not be parsed: {exc.msg}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Load) + _FORMULA_OPERATORS):
+            continue
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            continue
+        if isinstance(node, ast.Name) and not node.id.startswith("_"):
+            continue
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)   # sin(x), Rational(1, 4)
+                and (node.func.id in _SYMPY_FUNCTIONS or node.func.id in _NUMBER_CONSTRUCTORS) and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)):
+            continue
+        if isinstance(node, ast.operator):
+            hint = " (use ** for powers)" if isinstance(node, ast.BitXor) else ""
+            raise refuse(f"uses the operator {type(node).__name__}, which is not allowed{hint}")
+        raise refuse(f"uses {ast.unparse(node)[:60]!r}, which is not allowed")
+
+
 def parse_expression(expression: str, variables: Sequence[str], task_name: str = "?") -> sympy.Expr:
-    """Parse `expression` with every name in `variables` bound to a plain Symbol."""
+    """Parse `expression` with every name in `variables` bound to a plain Symbol.
+
+    The text is checked against a closed Python syntax first (`_check_formula_syntax`): sympy's
+    parser evaluates it, and a suite file may come from anyone.
+    """
+    _check_formula_syntax(expression, task_name)
     local = dict(_SYMPY_FUNCTIONS)
     local.update({v: sympy.Symbol(v) for v in variables})
     try:
-        expr = sympy.parse_expr(expression, local_dict=local, global_dict={"Integer": sympy.Integer,
-                                "Float": sympy.Float, "Rational": sympy.Rational, "Symbol": sympy.Symbol})
+        expr = sympy.parse_expr(expression, local_dict=local, global_dict={**_NUMBER_CONSTRUCTORS, "Symbol": sympy.Symbol})
     except Exception as exc:  # sympy raises many kinds for bad text; all mean the same to the user
         raise SuiteError(f"task {task_name!r}: field 'expression' could not be parsed: {exc}") from None
+    if not isinstance(expr, sympy.Expr):   # e.g. a bare function name such as "sin"
+        raise SuiteError(f"task {task_name!r}: field 'expression' is not a formula of the variables: {expression!r}")
     unknown = sorted(str(s) for s in expr.free_symbols - {local[v] for v in variables})
     if unknown:
         raise SuiteError(f"task {task_name!r}: field 'expression' uses {', '.join(unknown)}, which are "
@@ -356,7 +413,6 @@ def feynman(equation: str, id_fraction: float = 0.5, name: str | None = None) ->
         id={v: [lo, split[v]] for v, lo, hi in eq.variables},
         ood={v: [split[v], hi] for v, lo, hi in eq.variables},
         name=name,
-        family="feynman",
     )
     spec = {"equation": equation, "id_fraction": id_fraction, "name": name}
     return Task(task.name, "feynman", task.variables, task.target, task.id_box, task.ood_box, spec,

@@ -1,6 +1,7 @@
 """`write_report(run_dir)`: one self-contained HTML page about a search run.
 
-No network at view time: inline CSS, images as base64 PNG data URIs, no scripts. Everything that
+No network at view time: inline CSS, images as base64 PNG data URIs, formulas as inline SVG
+outlines (`typeset.formula_svg`; the LaTeX as text where one cannot be typeset), no scripts. Everything that
 comes from the database (sources, rationales, mutator and model names, failure messages, an LLM's
 original answer and the normaliser's changes, shown under a top candidate's program) is
 untrusted text and goes through `_e` (`html.escape`, control characters made visible). The
@@ -33,6 +34,7 @@ from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..terminal import terminal_text
 from . import plots
 from .formula import safe_function, simplified_formula, simplified_formulas
+from .typeset import formula_svg
 
 __all__ = ["write_report", "final_results", "heldout_results", "REFERENCE_NAMES"]
 
@@ -47,6 +49,8 @@ vertical-align:top;text-align:left}th{background:#f3f3f3}td.num{text-align:right
 pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:.6em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
 code{font-size:.9em}img{max-width:100%;height:auto}.muted{color:#777}.candidate{margin-bottom:2em}
 .rationale{max-width:30em}
+.formula-picture{display:inline-block;max-width:100%;overflow-x:auto;font-size:1.25em;vertical-align:middle}
+.formula-latex summary{cursor:pointer;color:#777;font-size:.85em}
 """
 
 
@@ -54,6 +58,20 @@ def _e(value: Any) -> str:
     """Untrusted text as HTML: markup characters escaped, and control characters (ESC, BEL, ...;
     invalid in HTML, and live if the page is printed on a terminal) shown as visible escapes."""
     return html.escape(terminal_text("" if value is None else value), quote=True)
+
+
+def _formula(latex: str | None) -> list[str]:
+    """A program's simplified formula: typeset as an inline SVG (`typeset.formula_svg`: outlines
+    only, nothing from the text in its markup), with the LaTeX as its tooltip and, collapsed under
+    it, as text to copy; where it cannot be typeset, the escaped LaTeX as text; no formula, nothing."""
+    if latex is None:
+        return []
+    picture = formula_svg(latex)
+    if picture is None:
+        return [f"<p>Simplified formula (LaTeX): <code class='formula'>{_e(latex)}</code></p>"]
+    return [f"<p>Simplified formula: <span class='formula-picture' title='{_e(latex)}'>{picture}</span></p>",
+            f"<details class='formula-latex'><summary>LaTeX</summary><code class='formula'>{_e(latex)}</code>"
+            "</details>"]
 
 
 def _num(value: Any, digits: int = 4, signed: bool = True) -> str:
@@ -485,9 +503,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
         else:
             parts.append("<p class='muted'>no curve: the source is outside the subset the report draws "
                          "without executing it</p>")
-        formula = simplified_formula(record.source)
-        if formula is not None:
-            parts.append(f"<p>Simplified formula (LaTeX): <code class='formula'>{_e(formula)}</code></p>")
+        parts.extend(_formula(simplified_formula(record.source)))
         parts.append(f"<pre class='source'>{_e(record.source)}</pre>")
         parts.extend(_original_answer(record))
         parts.append("</div>")
