@@ -179,13 +179,13 @@ class Run:
         LookupError when there is no such program; `CandidateError` when the policy refuses it."""
         from .candidate.loader import compile_programs, module_name_for
         from .language.files import ProgramFile
-        from .report.export import _program_entry
+        from .report.export import program_entry
         from .report.html import heldout_results
 
         with self._database() as db:
             record = self._program(db, program_id if program_id is not None else self._default_program(db))
             validation = heldout_results(self.run_dir, db, self.run_id)[0].get(record.id)
-        entry = _program_entry(record, self.run_dir.resolve(), validation)
+        entry = program_entry(record, self.run_dir.resolve(), validation)
         path = (self.run_dir / DATABASE).resolve()
         classes = compile_programs(ProgramFile((entry,)), f"{path} (program {record.id})", module_name_for(path))
         return classes[entry.name]()

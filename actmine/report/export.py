@@ -38,7 +38,7 @@ def _plain_formula(source: str) -> str:
     return str(expr) if expr is not None else ""
 
 
-def _program_entry(record: ProgramRecord, run_dir: Path, heldout: float | None) -> ProgramEntry:
+def program_entry(record: ProgramRecord, run_dir: Path, heldout: float | None) -> ProgramEntry:
     families = {str(k): _score(v) for k, v in sorted((record.family_log_ratios or {}).items())}
     pointwise = (record.probes or {}).get("pointwise", True)
     info = {
@@ -74,7 +74,7 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
         heldout = heldout_results(run_dir, db, run["id"])[0]
     if not records:
         raise ValueError(f"{run_dir} has no scored program to export")
-    entries = [_program_entry(record, run_dir.resolve(), heldout.get(record.id)) for record in records]
+    entries = [program_entry(record, run_dir.resolve(), heldout.get(record.id)) for record in records]
     # The docstring holds only numbers and fixed text; everything from the database is data.
     listing = "\n".join(f"    mined_{e.info['program_id']}: search fitness "
                         + ("n/a" if e.info["search_fitness"] is None else f"{e.info['search_fitness']:+.4f}")
