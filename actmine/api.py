@@ -12,9 +12,10 @@
     actmine.compare(["relu", "gelu", "pack.py"])
 
 The top layer, beside `cli.py`: it imports from every layer and nothing imports it except
-`actmine/__init__.py` (lazily, so that `import actmine` stays light). `evaluate` and `compare`
-build the lab and run the targets with the CLI's own functions (`cli.lab_for`,
-`cli.evaluate_targets`, `cli.pack_members`), so they give what `actmine evaluate/compare --json`
+`actmine/__init__.py` (lazily, so that `import actmine` stays light) and `serve` (the viewer reads
+runs through `open_run`). `evaluate` and `compare`
+build the lab and run the targets with the functions the CLI uses (`targets.lab_for`,
+`targets.evaluate_targets`, `targets.pack_members`), so they give what `actmine evaluate/compare --json`
 give. Program sources from a run are untrusted: `best_module` compiles one only through the
 candidate policy (`candidate.loader.compile_programs`: `check_source` then the restricted
 namespace), never by running its text as plain code.
@@ -31,14 +32,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import activations as _activations
-from . import cli
+import actmine.activations as _activations
+
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
 from .config import Config
 from .evolve.controller import CONFIG_SNAPSHOT, DATABASE, Search
 from .evolve.database import ProgramDatabase, ProgramRecord
 from .lab.fitness import Evaluation, Lab
+from .targets import UsageError, evaluate_targets, lab_for, pack_members
 
 __all__ = ["Heldout", "Run", "compare", "evaluate", "open_run", "search"]
 
@@ -261,11 +263,11 @@ def compare(targets: Sequence[Activation], *, suite: str = "lab", seeds: int | N
 
 def _lab(suite: str, seeds: int | None, steps: int | None, device: str, max_flops: float,
          allow_batch_dependent: bool) -> Lab:
-    """The CLI's lab for these options; its usage errors as ValueError."""
+    """The CLI's lab for these options (`targets.lab_for`); its usage errors as ValueError."""
     try:
-        return cli.lab_for(str(suite), seeds=seeds, steps=steps, device=device, max_flops=max_flops,
+        return lab_for(str(suite), seeds=seeds, steps=steps, device=device, max_flops=max_flops,
                            allow_batch_dependent=allow_batch_dependent)
-    except cli.UsageError as exc:
+    except UsageError as exc:
         raise ValueError(str(exc)) from None
 
 
@@ -276,12 +278,12 @@ def _limits(timeout: float, memory_mb: int) -> SandboxLimits:
 
 def _score(targets: list[Activation], lab: Lab, limits: SandboxLimits, names: list[str | None], progress: bool,
            expand_packs: bool) -> list[Evaluation]:
-    """Texts (names, files, pack programs) through the CLI's `evaluate_targets` in one batch;
+    """Texts (names, files, pack programs) through `targets.evaluate_targets` (as the CLI) in one batch;
     modules and callables evaluated here. Results in the order of the (expanded) targets."""
     plan: list[tuple[str, Any]] = []          # ("text", target) or ("object", (module, name))
     for target, name in zip(targets, names):
         if isinstance(target, (str, os.PathLike)):
-            texts = cli.pack_members([os.fspath(target)]) if expand_packs else [os.fspath(target)]
+            texts = pack_members([os.fspath(target)]) if expand_packs else [os.fspath(target)]
             plan += [("text", text) for text in texts]
         elif isinstance(target, nn.Module) or callable(target):
             plan.append(("object", (_activations.get(target), name or _object_name(target))))
@@ -290,8 +292,8 @@ def _score(targets: list[Activation], lab: Lab, limits: SandboxLimits, names: li
                              "nn.Module or a callable")
     texts = [target for kind, target in plan if kind == "text"]
     try:   # no sandbox pool to start when every target is an object
-        scored = iter(cli.evaluate_targets(lab, texts, limits, show_progress=progress) if texts else [])
-    except cli.UsageError as exc:
+        scored = iter(evaluate_targets(lab, texts, limits, show_progress=progress) if texts else [])
+    except UsageError as exc:
         raise ValueError(str(exc)) from None
     return [next(scored) if kind == "text" else lab.evaluate(target[0], name=target[1]) for kind, target in plan]
 

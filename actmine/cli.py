@@ -15,82 +15,31 @@ import os
 import platform
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from . import __version__, activations
+import actmine.activations as activations
+
 from .candidate.probes import ProbeBudget
-from .candidate.sandbox import SandboxLimits, SandboxPool
-from .candidate.source import CandidateError, read_candidate_reference
-from .lab.ensemble import Protocol
+from .candidate.sandbox import SandboxLimits
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
-from .language.files import split_program_reference
+from .targets import (  # noqa: F401  (defined here before: re-exported)
+    Target, UsageError, evaluate_targets, lab_for, pack_members, resolve_target,
+)
+from .targets import console as _console
 from .terminal import terminal_text
+from .version import __version__
 
 EXIT_REFUSED = 1     # the candidate was evaluated and refused (probes, divergence)
 EXIT_USAGE = 2       # bad arguments, unknown names, malformed files
 EXIT_BUSY = 3        # `search`: another controller holds the run directory; try again when it has finished
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one clear line, exit status 2."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the user named: a registry activation (trusted, runs here) or a program file's source
-    (untrusted, runs only in a sandboxed worker)."""
-
-    name: str
-    module: torch.nn.Module | None = None
-    source: str | None = None
-
-
-def resolve_target(target: str) -> Target:
-    """A registry name, or a program given as `FILE.py` or `FILE.py:NAME` (a program of an export
-    pack): a program's source is only read here (as data for a generated file), never run in this
-    process -- it goes to a sandboxed worker like any candidate."""
-    if target.endswith(".py") or os.sep in target or split_program_reference(target) is not None:
-        try:
-            return Target(target, source=read_candidate_reference(target)[1])
-        except CandidateError as exc:
-            raise UsageError(f"{exc} [{exc.code}]") from None
-    try:
-        module = activations.get(target)
-    except activations.UnknownActivationError as exc:
-        raise UsageError(f"{exc}. Give a registry name (see `actmine list`) or a .py file "
-                         "defining activation_function(x).") from None
-    return Target(activations.info(target).name, module=module)
-
-
 def make_lab(args: argparse.Namespace) -> Lab:
     return lab_for(args.suite, seeds=args.seeds, steps=args.steps, device=args.device, max_flops=args.max_flops,
                    allow_batch_dependent=args.allow_batch_dependent)
-
-
-def lab_for(suite: str = "lab", *, seeds: int | None = None, steps: int | None = None, device: str = "cpu",
-            max_flops: float = ProbeBudget.max_flops_per_element, allow_batch_dependent: bool = False) -> Lab:
-    """The lab of `actmine evaluate` and `compare` from their options (None: the suite's seeds, the
-    protocol's steps); shared with `actmine.api` so that both score alike. Bad values: UsageError."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
-    try:
-        protocol = Protocol(device=device, steps=steps) if steps is not None else Protocol(device=device)
-        budget = ProbeBudget(max_flops_per_element=max_flops, allow_batch_dependent=allow_batch_dependent)
-        return Lab(suite, protocol=protocol, seeds=seeds, budget=budget)
-    except (SuiteError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _console(stderr: bool = False):
-    """A rich console; when output goes to a file or pipe, wide enough for the tables (not 80)."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -128,30 +77,6 @@ def _evaluate_all(lab: Lab, args: argparse.Namespace, targets: Sequence[str], qu
     return evaluate_targets(lab, targets, limits, show_progress=not quiet)
 
 
-def evaluate_targets(lab: Lab, targets: Sequence[str], limits: SandboxLimits,
-                     show_progress: bool = True) -> list[Evaluation]:
-    """Evaluate each target, with a progress bar on a terminal (when `show_progress`). Program files run
-    in sandboxed workers (several at once) under `limits`; registry activations run in this process.
-    Shared by `actmine evaluate/compare` and `actmine.api`."""
-    resolved = [resolve_target(t) for t in targets]  # fail on a bad name before any training
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    files = [t for t in resolved if t.source is not None]
-    results: dict[int, Evaluation] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), transient=True, disable=not show_progress or not sys.stderr.isatty(),
-                  console=_console(stderr=True)) as progress, \
-            SandboxPool(workers=min(len(files), os.cpu_count() or 1) or 1, limits=limits) as pool:
-        bar = progress.add_task("reference: relu", total=len(resolved))
-        lab.reference  # computed (or read from the cache) once, before the candidates
-        futures = {i: pool.submit(t.source, lab, t.name) for i, t in enumerate(resolved) if t.source is not None}
-        for i, target in enumerate(resolved):
-            progress.update(bar, description=f"evaluating: {target.name}")
-            results[i] = futures[i].result() if i in futures else lab.evaluate(target.module, name=target.name)
-            progress.advance(bar)
-    return [results[i] for i in range(len(resolved))]
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     lab = make_lab(args)
     (evaluation,) = _evaluate_all(lab, args, [args.target], quiet=args.json)
@@ -179,23 +104,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           f"[bold]{evaluation.fitness:+.4f}[/bold]   pointwise {evaluation.probes['pointwise']}   "
                           f"{evaluation.probes['flops_per_element']} ops/element   {evaluation.seconds:.1f} s")
     return 0 if evaluation.ok else EXIT_REFUSED
-
-
-def pack_members(targets: Sequence[str]) -> list[str]:
-    """The targets, with a generated program file of several programs (an export pack) given
-    alone replaced by each of its programs as `PACK.py:NAME` (read as data, never imported)."""
-    from .candidate.source import read_program_file_at
-
-    expanded = []
-    for target in targets:
-        names: list[str] = []
-        if target.endswith(".py"):
-            try:
-                names = read_program_file_at(target).names
-            except CandidateError:
-                pass   # not a generated file (or a damaged one): resolve_target says what is wrong
-        expanded += [f"{target}:{name}" for name in names] if len(names) > 1 else [target]
-    return expanded
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -305,6 +213,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_report(run_dir, out=args.out, top=args.top, baseline=baseline)
     print(terminal_text(f"report written to {path}"))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """A live web viewer of runs on 127.0.0.1 until Ctrl-C (docs/serve.md)."""
+    from .serve import ServeError, serve
+
+    try:
+        serve(args.run_dirs or _runs_under("runs"), port=args.port, host=args.host)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _runs_under(folder: str) -> list[str]:
+    """The run directories directly inside `folder` (those holding a programs.sqlite), sorted."""
+    from pathlib import Path
+
+    return sorted(str(path.parent) for path in Path(folder).glob("*/programs.sqlite"))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -432,7 +358,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from . import reproduce
+    import actmine.reproduce as reproduce
     from .config import Config, ConfigError
     from .lab.tasks import get_suite
 
@@ -541,7 +467,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """The validity study: the work is `actmine.validity.run_validity`; here only options and output."""
-    from . import validity
+    import actmine.validity as validity
     from .reproduce import Progress
 
     settings = validity.Settings(
@@ -648,10 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run directory of a random-search run to draw beside this one")
     p.set_defaults(run=cmd_report)
 
+    p = sub.add_parser("serve", help="a live web viewer of runs on 127.0.0.1 (pages update while searches run)")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run directories (default: every run under runs/)")
+    p.add_argument("--port", type=int, default=8765, help="the port (default: 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="only 127.0.0.1 is accepted: the viewer has no login")
+    p.set_defaults(run=cmd_serve)
+
     p = sub.add_parser("export", help="the top programs of a run as a pack: a generated file holding them as data, "
                                       "loaded through the candidate policy")
     p.add_argument("run_dir", help="the run directory of an `actmine search`")
-    p.add_argument("--top", type=int, default=3, help="how many programs to export")
+    p.add_argument("--top", type=int, default=3, help="how many programs to export: the run's winner (chosen on "
+                                                      "validation) first, then the fittest by search score")
     p.add_argument("--out", required=True, help="the .py file to write")
     p.set_defaults(run=cmd_export)
 

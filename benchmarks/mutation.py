@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: mutated function). One place: adding a module to mutation testing is one entry here.
 CORE: dict[str, list[str]] = {
     "actmine/lab/tasks.py": ["tests/test_tasks.py", "tests/test_task_laws.py", "tests/test_lab_aggregation.py"],
+    "actmine/lab/task_families.py": ["tests/test_tasks.py", "tests/test_task_laws.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/ensemble.py": ["tests/test_ensemble.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/fitness.py": ["tests/test_fitness.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/estimate.py": ["tests/test_estimate.py"],
@@ -50,8 +51,9 @@ CORE: dict[str, list[str]] = {
                                     "tests/test_policy_files_and_constants.py", "tests/test_policy_names.py",
                                     "tests/test_policy_program.py", "tests/test_policy_statements.py"],
     "actmine/candidate/probes.py": ["tests/test_probes.py", "tests/test_op_counter.py", "tests/test_probe_descriptors.py",
-                                    "tests/test_probe_pointwise.py"],
+                                    "tests/test_probe_pointwise.py", "tests/test_probe_failures.py"],
     "actmine/evolve/selection.py": ["tests/test_selection.py"],
+    "actmine/evolve/cells.py": ["tests/test_selection.py", "tests/test_database.py"],
     "actmine/evolve/database.py": ["tests/test_database.py", "tests/test_database_rounds.py"],
     "actmine/evolve/mutators/spend.py": ["tests/test_llm_spend.py"],
     "actmine/transfer/summary.py": ["tests/test_transfer_summary.py"],

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from actmine.evolve.database import ProgramDatabase
+from actmine.evolve.database import DatabaseError, ProgramDatabase
 
 SMALL_SUITE = {"name": "tiny", "seeds": [0],
                "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1},
@@ -56,3 +56,16 @@ def programs(run_dir: Path) -> list:
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
         run = db.latest_run()
         return db.programs(run["id"]) if run else []
+
+
+def programs_so_far(run_dir: Path) -> list:
+    """`programs` while a search may be starting: [] until its database file exists and has its
+    schema (a reader can open the file in the moment between its creation and the first migration)."""
+    if not (run_dir / "programs.sqlite").exists():
+        return []
+    try:
+        return programs(run_dir)
+    except DatabaseError as exc:
+        if "schema version 0," in str(exc):
+            return []
+        raise

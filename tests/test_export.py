@@ -3,7 +3,9 @@ the candidate policy however it is loaded."""
 
 import ast
 import importlib.util
+import json
 import math
+import shutil
 import sys
 
 import pytest
@@ -53,8 +55,11 @@ def pack(run_dir, tmp_path_factory):
 
 
 def top3(run_dir):
+    """The three programs a `--top 3` pack holds: the run's winner (heldout.json), then the fittest."""
+    winner = json.loads((run_dir / "heldout.json").read_text())["winner"]
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
-        return db.top(db.latest_run()["id"], 3)
+        ranked = db.top(db.latest_run()["id"], 3)
+        return [db.get(winner)] + [r for r in ranked if r.id != winner][:2]
 
 
 def import_plainly(path, name):
@@ -213,3 +218,23 @@ def test_program_names_and_class_names_are_checked():
         with pytest.raises(ProgramFileError) as refused:
             render_program_file([ProgramEntry(name, class_name, "x")], "")
         assert refused.value.code == "bad_program_file"
+
+
+def test_the_run_winner_is_exported_first_even_when_its_search_score_ranks_it_lower(run_dir, tmp_path):
+    """The program chosen on validation is the one the run recommends: `--top 2` holds it first,
+    then the fittest of the others by search score."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    with ProgramDatabase(copy / "programs.sqlite", readonly=True) as db:
+        run_id = db.latest_run()["id"]
+        ranked = [r.id for r in db.top(run_id, 1000)]
+    low = ranked[-1]
+    results = json.loads((copy / "heldout.json").read_text())
+    assert results["winner"] not in ranked[:2]   # the fixture's winner is ranked low too
+    (copy / "heldout.json").write_text(json.dumps({**results, "winner": low}))
+    names = read_program_file(export_pack(copy, 2, tmp_path / "pack.py").read_text()).names
+    assert names == [f"mined_{low}", f"mined_{ranked[0]}"]
+    text = (tmp_path / "pack.py").read_text()
+    assert "the run's winner (chosen on validation) first, then the fittest by search score" in text
+    (copy / "heldout.json").write_text(json.dumps({**results, "winner": ranked[1]}))
+    assert read_program_file(export_pack(copy, 2, tmp_path / "again.py").read_text()).names == [f"mined_{ranked[1]}", f"mined_{ranked[0]}"]

@@ -422,8 +422,10 @@ def test_the_reference_key_hashes_everything_that_changes_relus_numbers(tmp_path
     key = lab.reference_key()
     assert len(key) == 20 and int(key, 16) >= 0
     lab_dir = Path(fitness.__file__).parent
-    digest = hashlib.sha256(b"".join((lab_dir / m).read_bytes() for m in
-                                     ("tasks.py", "generators.py", "expression_tasks.py", "ensemble.py", "fitness.py")))
+    modules = sorted(lab_dir.glob("*.py"))
+    assert {"tasks.py", "task_families.py", "generators.py", "expression_tasks.py", "ensemble.py",
+            "fitness.py"} <= {m.name for m in modules}
+    digest = hashlib.sha256(b"".join(m.read_bytes() for m in modules))
     assert fitness._lab_code_hash() == digest.hexdigest()[:16]
     payload = {"format": 1, "reference": "relu", "suite": suite.to_dict(), "protocol": lab.protocol.to_dict(),
                "torch": torch.__version__, "code": digest.hexdigest()[:16]}

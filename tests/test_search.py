@@ -17,7 +17,7 @@ from actmine.config import Config, ConfigError
 from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
 from actmine.lab.estimate import WINNER_RULES
-from search_runs import programs, run_cli, write_tiny_config
+from search_runs import programs, programs_so_far, run_cli, write_tiny_config
 
 
 @pytest.fixture()
@@ -90,7 +90,7 @@ def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path,
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        if (run_dir / "programs.sqlite").exists() and len(programs(run_dir)) >= 8:
+        if len(programs_so_far(run_dir)) >= 8:
             break
     os.killpg(process.pid, signal.SIGKILL)  # the controller and its workers, no clean-up at all
     process.wait()
@@ -125,7 +125,7 @@ def test_ctrl_c_stops_cleanly(tmp_path, config_file):
     run_dir = tmp_path / "run"
     process = run_cli(config_file, run_dir, "--budget", "200")
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not ((run_dir / "programs.sqlite").exists() and len(programs(run_dir)) >= 4):
+    while time.monotonic() < deadline and len(programs_so_far(run_dir)) < 4:
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)

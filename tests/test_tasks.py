@@ -1168,3 +1168,63 @@ def test_polynomial_refuses_a_range_of_three_numbers():
     """A list of three is not silently read as its first two (it once was)."""
     with pytest.raises(SuiteError, match=r"^task 'p': field 'n_terms' must be an integer or \[low, high\]"):
         T.polynomial(dim=2, n_terms=[1, 2, 3], name="p")
+
+
+# --------------------------------------------------------------------------------------------
+# A formula is checked against a closed syntax before sympy's parser (which runs eval) sees it
+# --------------------------------------------------------------------------------------------
+
+_ALLOWED = ("a formula is numbers, variables, + - * / ** and the functions and constants abs, arccos, arcsin, "
+            "arctan, cos, exp, ln, log, pi, sin, sqrt, tan, tanh")
+
+
+def _refusal(expression: str) -> str:
+    with pytest.raises(SuiteError) as info:
+        T.parse_expression(expression, ["x"], task_name="t")
+    return str(info.value)
+
+
+def test_a_refused_operator_is_named_with_what_a_formula_may_use():
+    assert _refusal("x % 2") == f"task 't': field 'expression' uses the operator Mod, which is not allowed; {_ALLOWED}"
+    assert _refusal("x ^ 2") == ("task 't': field 'expression' uses the operator BitXor, which is not allowed "
+                                 f"(use ** for powers); {_ALLOWED}")
+
+
+@pytest.mark.parametrize("allowed_first", ["1", "x", "sin(x)", "-x", "x ** 2", "Rational(1, 4)"])
+def test_a_forbidden_part_after_allowed_ones_is_still_refused(allowed_first):
+    """Every node of the formula is checked, not only those before the first allowed one."""
+    assert _refusal(f"{allowed_first} + x.real") == (
+        f"task 't': field 'expression' uses 'x.real', which is not allowed; {_ALLOWED}")
+
+
+@pytest.mark.parametrize("name", ["__builtins__", "_x", "__class__"])
+def test_names_with_a_leading_underscore_are_refused(name):
+    """They reach Python's internals through eval (`__builtins__`): refused whatever the variables."""
+    with pytest.raises(SuiteError) as info:
+        T.parse_expression(f"x + {name}", ["x", name], task_name="t")
+    assert str(info.value) == f"task 't': field 'expression' uses {name!r}, which is not allowed; {_ALLOWED}"
+
+
+def test_a_long_refused_part_is_quoted_to_sixty_characters():
+    attribute = "x." + "a" * 80
+    assert _refusal(attribute) == f"task 't': field 'expression' uses {attribute[:60]!r}, which is not allowed; {_ALLOWED}"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: T.polynomial(seed="a"), "task 'poly1d-sa': field 'seed' must be an integer, got 'a'"),
+    (lambda: T.harmonic(seed=1.5), "task 'harmonic-s1.5': field 'seed' must be an integer, got 1.5"),
+])
+def test_a_bad_seed_is_refused_with_the_task_name(make, message):
+    with pytest.raises(SuiteError) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_a_suite_file_is_read_as_utf8_whatever_the_locale(tmp_path, monkeypatch):
+    """A suite file with non-ASCII task names reads the same under a non-UTF-8 default encoding."""
+    import io
+
+    path = tmp_path / "suite.yaml"
+    path.write_text("name: accents\ntasks:\n  - {family: polynomial, seed: 0, name: pôly-é}\n", encoding="utf-8")
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, stacklevel=2: encoding or "latin-1")
+    assert [task.name for task in T.load_suite_file(path).tasks] == ["pôly-é"]

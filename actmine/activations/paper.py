@@ -17,9 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from . import registry
 from .classic import GELU, _check_approximate, gelu
-from .registry import Activation, register
+from .registry import Activation, get as registry_get, normalize_name, register
 
 __all__ = [
     "gelu_sine", "gelu_sinc_perturbation", "gmtu", "turbulent",
@@ -96,13 +95,13 @@ def _standardize_whole(x: Tensor) -> Tensor:
 
 
 def _is_gelu_name(base: object) -> bool:
-    return isinstance(base, str) and registry.normalize_name(base) == "gelu"
+    return isinstance(base, str) and normalize_name(base) == "gelu"
 
 
 def _resolve_base(base: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """A registry name or callable -> callable (the "gelu" name is handled by callers)."""
     if isinstance(base, str):
-        return registry.get(base)
+        return registry_get(base)
     if callable(base):
         return base
     raise TypeError(f"base must be an activation name or a callable, got {type(base).__name__}")
@@ -277,7 +276,7 @@ class Turbulent(Activation):
         self.approximate = approximate
         # Resolved once (not per call); a module base is registered as a
         # submodule so it shows in the repr and follows .to()/.state_dict().
-        self.base = GELU(approximate) if _is_gelu_name(base) else registry.get(_resolve_base(base))
+        self.base = GELU(approximate) if _is_gelu_name(base) else registry_get(_resolve_base(base))
 
     def forward(self, x: Tensor) -> Tensor:
         return turbulent(x, self.alpha, self.omega, self.base, self.approximate)

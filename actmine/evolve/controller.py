@@ -30,7 +30,6 @@ from typing import Any
 import torch
 import yaml
 
-from .. import __version__
 from ..candidate.sandbox import SandboxLimits
 from ..candidate.source import CandidateError, check_source
 from ..config import Config, ConfigError
@@ -42,12 +41,14 @@ from ..lab.fitness import Evaluation, Lab
 from ..lab.tasks import stable_seed
 from ..language.files import ProgramEntry, render_program_file
 from ..terminal import terminal_text
+from ..version import __version__
+from .cells import cell_of
 from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .mutators import Failure, LabContext, Proposal, get_mutator
 from .runlock import RunLock
-from .search_tasks import SearchTasks, lab_options
-from .selection import cell_of, migrate_ring, sample_inspirations, sample_parent
+from .search_tasks import SearchTasks, build_lab  # noqa: F401  (build_lab was defined here: re-exported)
+from .selection import migrate_ring, sample_inspirations, sample_parent
 from .seeds import seed_source
 
 DATABASE = "programs.sqlite"
@@ -62,15 +63,6 @@ def normalised_source(source: str) -> str:
         return ast.unparse(ast.parse(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return source
-
-
-def build_lab(config: Config, suite: str | None = None) -> Lab:
-    """A fixed suite under the search's protocol and budgets: `suite`, else the config's `lab.suite`
-    (the default suite `lab` when that is null: the search itself then samples pools, see
-    `SearchTasks`). The `lab.seeds` override applies to the search suite only: a held-out suite
-    keeps its own seeds."""
-    return Lab(suite or config.lab.suite or "lab", protocol=Protocol(steps=config.lab.steps),
-               seeds=config.lab.seeds if suite is None else None, **lab_options(config))
 
 
 @dataclass

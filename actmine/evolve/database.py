@@ -53,7 +53,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..faults import fault_point
-from .mutators import Parent, Proposal
+from .cells import cell_of
+from .mutators.base import Parent, Proposal
 from .runlock import unwritable_reason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,7 +154,7 @@ class ProgramRecord:
                         created_at: float | None = None) -> "ProgramRecord":
         """A record of an evaluated proposal: "ok" or "failed" from the evaluation, "duplicate"
         when `duplicate_of` is given. For an ok evaluation without a `cell`, the cell is computed
-        from its probes by `selection.cell_of`."""
+        from its probes by `cells.cell_of`."""
         probes = dict(evaluation.probes or {})
         descriptors = dict(probes.get("descriptors") or {})
         error = evaluation.error or {}
@@ -162,7 +163,6 @@ class ProgramRecord:
         else:
             status = "ok" if evaluation.ok else "failed"
         if cell is None and evaluation.ok and descriptors:
-            from .selection import cell_of
             cell = cell_of(descriptors, probes)
         family = evaluation.family_log_ratios()
         return cls(

@@ -41,6 +41,15 @@ def lab_options(config: Config) -> dict[str, Any]:
             "max_source_chars": config.candidate.max_source_chars}
 
 
+def build_lab(config: Config, suite: str | None = None) -> Lab:
+    """A fixed suite under the search's protocol and budgets: `suite`, else the config's `lab.suite`
+    (the default suite `lab` when that is null: the search itself then samples pools, see
+    `SearchTasks`). The `lab.seeds` override applies to the search suite only: a held-out suite
+    keeps its own seeds."""
+    return Lab(suite or config.lab.suite or "lab", protocol=Protocol(steps=config.lab.steps),
+               seeds=config.lab.seeds if suite is None else None, **lab_options(config))
+
+
 def split_spec(config: Config) -> SplitSpec:
     """The config's split as pool specs (`lab.distribution.split_spec_from`)."""
     return split_spec_from(config.tasks.search, config.tasks.validation, config.tasks.test)

@@ -49,7 +49,7 @@ import numpy as np
 
 from .generators import (Choices, Count, FloatRange, GeneratorError, IntRange, Number, ParametrisedGenerator,
                          _interval_boxes, _uniform, register_generator)
-from .tasks import Box, Task, stable_seed
+from .task_families import Box, Task, stable_seed
 
 #: The operator groups a draw's pieces come from (the `operators` parameter picks a subset).
 OPERATOR_GROUPS: dict[str, str] = {

@@ -33,7 +33,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .tasks import Box, SuiteError, Task, feynman_equations, formula, parse_expression, stable_seed
+from .task_families import Box, SuiteError, Task, feynman_equations, formula, parse_expression, stable_seed
 
 
 class GeneratorError(SuiteError):

@@ -22,7 +22,7 @@ from typing import Any
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..language.files import ProgramEntry, render_program_file
 from .formula import simplified_formula, sympy_expression
-from .html import heldout_results
+from .html import final_results, heldout_results
 
 __all__ = ["export_pack"]
 
@@ -62,8 +62,10 @@ def program_entry(record: ProgramRecord, run_dir: Path, heldout: float | None) -
 
 
 def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None) -> Path:
-    """Write the `top` fittest programs of the latest run in `run_dir` as one generated program file
-    (default `RUN_DIR/mined_activations.py`) and return its path."""
+    """Write `top` programs of the latest run in `run_dir` as one generated program file (default
+    `RUN_DIR/mined_activations.py`) and return its path: the run's winner (chosen on validation)
+    first, then the fittest by search score. The winner is there even when its search score does
+    not rank it among the top: it is the program the run recommends."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "mined_activations.py"
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
@@ -71,6 +73,10 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
         if run is None:
             raise ValueError(f"{run_dir} holds no run")
         records = db.top(run["id"], top)
+        winner_id = final_results(run_dir, db, run["id"])["winner"]
+        winner = db.get(winner_id) if winner_id is not None else None
+        if winner is not None and winner.run_id == run["id"]:
+            records = [winner] + [r for r in records if r.id != winner.id][:max(top - 1, 0)]
         heldout = heldout_results(run_dir, db, run["id"])[0]
     if not records:
         raise ValueError(f"{run_dir} has no scored program to export")
@@ -79,7 +85,9 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
     listing = "\n".join(f"    mined_{e.info['program_id']}: search fitness "
                         + ("n/a" if e.info["search_fitness"] is None else f"{e.info['search_fitness']:+.4f}")
                         for e in entries)
-    doc = (f"Activations mined by actmine: the top {len(entries)} programs of a search run.\n\n{listing}\n\n"
+    first = ("the run's winner (chosen on validation) first, then the fittest by search score"
+             if winner is not None and entries[0].info["program_id"] == winner.id else "the fittest by search score")
+    doc = (f"Activations mined by actmine: {len(entries)} programs of a search run, {first}.\n\n{listing}\n\n"
            "PROGRAMS holds each program's source, formula, scores, origin and rationale as data. Load with\n"
            "actmine.activations.load_pack(this_file), actmine.activations.get('this_file.py:mined_<id>')\n"
            "or import this file (actmine must be installed): ACTIVATIONS maps the names to modules, and\n"

@@ -30,9 +30,10 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+import actmine.report.plots as plots
+
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..terminal import terminal_text
-from . import plots
 from .formula import safe_function, simplified_formula, simplified_formulas
 from .typeset import formula_svg
 
@@ -392,7 +393,7 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
     try:
         from ..activations import get as get_activation
         from ..config import Config
-        from ..evolve.controller import build_lab
+        from ..evolve.search_tasks import build_lab
 
         lab = build_lab(Config.from_dict(config))
         rows = {}

@@ -1,4 +1,5 @@
-"""Figures of a search (matplotlib, Agg backend: no display needed).
+"""Figures of a search (matplotlib `Figure` objects, drawn without pyplot: no display needed, and
+importing this module leaves the user's pyplot backend alone, e.g. a notebook's inline plots).
 
 Every `*_figure` function draws one figure and, given a path, writes it as PNG there; it returns
 the `matplotlib.figure.Figure` (closed figures are fine to pass to `png_bytes`/`data_uri`, which
@@ -14,13 +15,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import torch
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 
 __all__ = ["curves_figure", "family_bars_figure", "fitness_over_time_figure", "generalisation_gap_figure",
            "heatmap_figure", "plot_comparison", "png_bytes", "data_uri", "REFERENCES"]
@@ -52,7 +49,6 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return fig
 
 
@@ -116,7 +112,8 @@ def curves_figure(functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]
     """Each function and its derivative on [−6, 6], in two panels; ReLU and GELU as dashed
     references (unless `references=False`). A value is a callable (derivative by autograd) or a
     recorded curve `{"x": [...], "y": [...], "dy": [...]}` such as the probes' `curve`."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     _draw_curves(axes, functions, references)
     fig.tight_layout()
     return _finish(fig, path)
@@ -149,7 +146,8 @@ def _draw_bars(ax: Any, names: Sequence[str], families: Sequence[str], values: S
 
 def family_bars_figure(evaluations: Sequence[Any], path: str | Path | None = None) -> Figure:
     """Grouped bars of each evaluation's per-family OOD log-ratio vs ReLU (`Evaluation.by_family()`)."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig = Figure(figsize=(8, 3.8))
+    ax = fig.subplots()
     _draw_bars(ax, *_family_table(evaluations))
     ax.set_title("per-family OOD log-ratio vs ReLU")
     fig.tight_layout()
@@ -171,7 +169,8 @@ def fitness_over_time_figure(records: Sequence[Any], path: str | Path | None = N
                              baseline: Sequence[Any] | None = None) -> Figure:
     """Every scored program's fitness against its proposal index, and the best-so-far line;
     with `baseline` (the programs of a random-search run), its best-so-far line for comparison."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     scored = sorted((r.proposal_index, r.fitness) for r in records
                     if getattr(r, "status", "ok") == "ok" and r.fitness is not None)
     failed = [r.proposal_index for r in records if getattr(r, "status", "ok") == "failed"]
@@ -219,7 +218,8 @@ def generalisation_gap_figure(validations: Sequence[Mapping[str, Any]], path: st
     fitness, both as steps (a row holds until the best changes again; `until`, the run's proposal
     count, carries the last row to the end of the run). The distance between the two lines is the
     generalisation gap: how much the search's estimate promised beyond unseen tasks."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     points = _gap_points(validations)
     marked = list(range(len(points)))   # the recorded rows; not the carried-over end point
     if points and until is not None and until > points[-1][0]:
@@ -253,7 +253,8 @@ def heatmap_figure(rows: Mapping[str, Mapping[str, float]], path: str | Path | N
     names = list(rows)
     tasks = sorted({task for row in rows.values() for task in row})
     values = [[float(rows[name].get(task, math.nan)) for task in tasks] for name in names]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(tasks) + 3), max(2.5, 0.45 * len(names) + 1.5)))
+    fig = Figure(figsize=(max(5.0, 1.1 * len(tasks) + 3), max(2.5, 0.45 * len(names) + 1.5)))
+    ax = fig.subplots()
     if names and tasks:
         finite = [abs(v) for row in values for v in row if math.isfinite(v)]
         bound = max(max(finite, default=0.0), 1e-3)
@@ -280,7 +281,7 @@ def plot_comparison(evaluations: Sequence[Any], functions: Mapping[str, Callable
                     path: str | Path | None = None) -> Figure:
     """One figure: the curves and derivatives of `functions` (with ReLU/GELU references) above
     the per-family bar chart of `evaluations`. Used by `actmine compare --plot FILE.png`."""
-    fig = plt.figure(figsize=(11, 7.5))
+    fig = Figure(figsize=(11, 7.5))
     grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
     _draw_curves([fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])], functions)
     bars = fig.add_subplot(grid[1, :])

@@ -317,7 +317,7 @@ def _add_paired(entries: Mapping[str, dict[str, Any]], against: str, key: str) -
 
 def part_lab(settings: Settings, progress: Progress) -> dict[str, Any]:
     """Every function on the search suite and the held-out suite."""
-    from .. import activations
+    import actmine.activations as activations
 
     suites = [settings.suite, settings.heldout_suite]
     progress.start("lab", len(suites) * len(settings.functions))
@@ -343,7 +343,7 @@ def part_lab(settings: Settings, progress: Progress) -> dict[str, Any]:
 
 def part_alpha(settings: Settings, progress: Progress) -> dict[str, Any]:
     """GELUSine's α over the grid on the search suite (α = 0 is GELU, tanh approximation)."""
-    from .. import activations
+    import actmine.activations as activations
 
     lab = _make_lab(settings, settings.suite)
     progress.start("alpha", len(settings.alphas))
@@ -374,7 +374,7 @@ def part_batch(settings: Settings, progress: Progress, lab_part: Mapping[str, An
     """Batch-dependent functions scored in batches (each model's whole evaluation batch shares the
     statistics, as in a lab that evaluates in batches) and one example at a time (the lab part's
     numbers: how `Lab.evaluate` scores them); the probe's verdict on every function."""
-    from .. import activations
+    import actmine.activations as activations
     from ..candidate import probes
 
     verdicts = {}
@@ -713,7 +713,7 @@ def build_claims(settings: Settings, parts: Mapping[str, Any]) -> list[Claim]:
 
     if batch_part:
         flags = {n: v["pointwise"] for n, v in batch_part["probe"].items()}
-        from .. import activations
+        import actmine.activations as activations
 
         expected = {n: activations.info(n).pointwise for n in flags}
         add("probe", "Batch dependence can be detected before any downstream compute is spent.",
@@ -1374,7 +1374,7 @@ def run_reproduce(settings: Settings, out_dir: str | Path = "reproduction", doc:
 
     Returns ``{"claims": [...], "doc": path, "wall_seconds": …, "resumed": [...], "computed": [...]}``.
     """
-    from .. import __version__
+    from ..version import __version__
 
     started = time.perf_counter()
     load_start = _load()

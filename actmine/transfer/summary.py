@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:   # runner imports this module; the summary needs only the results' fields
-    from .runner import TransferResult
+from .jobs import TransferResult
 
 REFERENCE = "relu"              # the activation every other one is compared with
 ERROR_FLOOR = 1e-6              # errors (1 − score) below this count as this (ln 0 is −∞)
@@ -51,11 +50,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def _as_result(item: "TransferResult | Mapping[str, Any]") -> "TransferResult":
-    """A result as is; a mapping validated by `TransferResult.from_dict` (imported here: runner
-    imports this module)."""
+    """A result as is; a mapping validated by `TransferResult.from_dict`."""
     if isinstance(item, Mapping):
-        from .runner import TransferResult
-
         return TransferResult.from_dict(item)
     return item
 

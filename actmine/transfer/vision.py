@@ -1046,7 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="save every epoch and resume from here (one per activation and seed)")
     args = parser.parse_args(argv)
 
-    from actmine import activations
+    import actmine.activations as activations
 
     try:
         activations.get(args.activation)        # fail before any process group or data scan

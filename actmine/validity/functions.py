@@ -63,7 +63,7 @@ class Function:
 
 
 def registry_function(name: str, origin: str | None = None) -> Function:
-    from .. import activations
+    import actmine.activations as activations
     from ..reproduce import PAPER_FUNCTIONS
 
     canonical = activations.info(name).name
@@ -73,7 +73,7 @@ def registry_function(name: str, origin: str | None = None) -> Function:
 
 def library_functions() -> tuple[list[Function], dict[str, str]]:
     """Every pointwise registry activation, and ``{name: why skipped}`` for the others."""
-    from .. import activations
+    import actmine.activations as activations
 
     functions, skipped = [], {}
     for name in activations.list():
@@ -90,7 +90,7 @@ def program_name(stem: str, taken: set[str]) -> str:
     characters replaced by ``_`` (other characters are kept: reports escape them), never a
     registry name (the transfer runner would not take a file for one), suffixed ``_2``, ``_3``, …
     on a clash."""
-    from .. import activations
+    import actmine.activations as activations
 
     cleaned = "".join(c if c.isprintable() and c not in "/\\:" else "_" for c in stem).strip() or "program"
     cleaned = cleaned.lstrip(".") or "program"
@@ -135,7 +135,7 @@ def _program(text: str, what: str):
 def named_functions(items: Sequence[str], directory: Path, taken: set[str]) -> list[Function]:
     """``--functions``: registry names (trusted) and program files or pack entries (copied to
     ``directory``)."""
-    from .. import activations
+    import actmine.activations as activations
     from ..language.files import split_program_reference
 
     functions = []

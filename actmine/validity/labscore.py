@@ -164,7 +164,7 @@ def score_functions(functions: Sequence[Function], labs: Mapping[str, Any], jour
                     say: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, Any]]:
     """``{name: lab record}`` of every function: from the journal when there, else scored now
     (programs in the sandbox, registry activations here) and journalled as each finishes."""
-    from .. import activations
+    import actmine.activations as activations
     from ..executors import make_executor
 
     keys = lab_key(labs)

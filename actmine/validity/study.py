@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from . import data, labscore, stats
+import actmine.validity.data as data
+import actmine.validity.labscore as labscore
+import actmine.validity.stats as stats
 from .functions import (Function, ValidityInputError, library_functions, named_functions, pool_functions,
                         random_pool, registry_function, winner_functions)
 
@@ -267,7 +269,7 @@ def run_options(run: Any, benchmark: str) -> Mapping[str, Any]:
 
 def write_outputs(document: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write the scatter plots, ``validity.json`` and ``validity.md``; the document, with ``files``."""
-    from . import plots
+    import actmine.validity.plots as plots
     from .report import markdown_report
 
     by_name = {f["name"]: f for f in document["functions"] if f["lab"]["ok"]}

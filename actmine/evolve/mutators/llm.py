@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ...language.normalise import normalise
-from . import Failure, LabContext, Parent, Proposal, register_mutator
+from .base import Failure, LabContext, Parent, Proposal, register_mutator
 from .feedback import NOT_THE_ANSWER, fix_for, reason_code
 from .spend import Spend, cost_usd, prompt_tokens_estimate, tokens_in, worst_case
 

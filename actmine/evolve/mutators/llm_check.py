@@ -39,7 +39,7 @@ from ...candidate.source import CandidateError, check_source
 from ...config import Config, ConfigError
 from ...terminal import terminal_text
 from ..seeds import seed_source
-from . import LabContext, Parent, Proposal
+from .base import LabContext, Parent, Proposal
 from .llm import LLMCall, LLMConfigError, LLMMutator, ModelSpec, build_prompt, parse_models
 from .spend import Reservation, Spend, prompt_tokens_estimate, worst_case
 

@@ -33,7 +33,7 @@ from typing import Sequence
 from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
-from . import Parent, Proposal, register_mutator
+from .base import Parent, Proposal, register_mutator
 from .expressions import (GAUSSIAN, PARAM, UNARIES, Evaluable, Unsupported, add, call, cleanup, count_nodes,
                           make_const, mul, name, nice_number, render_program, round_constants, screen)
 

@@ -45,7 +45,7 @@ import torch
 from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
-from . import Parent, Proposal, register_mutator
+from .base import Parent, Proposal, register_mutator
 from .expressions import (ENTRY_POINT, clone, GATES, GAUSSIAN, Helper, RECOGNIZED_UNARY_SPELLINGS, RELU_SOURCE, UNARIES,
                           UNARY_BY_SPELLING, Evaluable, Unsupported, add, build_gate, call, const_value,
                           constant_sites, count_nodes, depends_on, evaluable_program, make_const, mul, name,
