@@ -353,18 +353,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return EXIT_REFUSED if failed else 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """`actmine reproduce`: the paper's claims checked by our lab (actmine/reproduce/)."""
-    from dataclasses import replace
-    from pathlib import Path
+def _comma_list(text: str) -> list[str]:
+    """The non-empty parts of a comma-separated option value, stripped ("a, ,b" is a and b)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
-    import actmine.reproduce as reproduce
-    from .config import Config, ConfigError
-    from .lab.tasks import get_suite
 
-    settings = reproduce.quick_settings(args.workers) if args.quick else reproduce.full_settings(args.workers)
-    split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
-    changes: dict = {"skip_transfer": args.skip_transfer, "skip_search": args.skip_search, "device": args.device}
+def _reproduce_seed_counts(args: argparse.Namespace) -> dict:
+    """--seeds and --transfer-seeds, checked: the lab's confidence intervals need two seeds or more."""
+    changes: dict = {}
     if args.seeds is not None:
         if args.seeds < 2:
             raise UsageError("--seeds must be at least 2: the confidence intervals need two seeds or more")
@@ -373,6 +369,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if args.transfer_seeds < 1:
             raise UsageError("--transfer-seeds must be at least 1")
         changes["transfer_seeds"] = args.transfer_seeds
+    return changes
+
+
+def _reproduce_suites(args: argparse.Namespace) -> dict:
+    """--suite and --heldout-suite, loaded once here so that a bad one is a usage error before any work starts."""
+    from .lab.tasks import get_suite
+
+    changes: dict = {}
     for option, key in ((args.suite, "suite"), (args.heldout_suite, "heldout_suite")):
         if option is not None:
             try:
@@ -380,47 +384,64 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             except (SuiteError, ValueError, OSError) as exc:
                 raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
             changes[key] = option
-    if args.steps is not None:
-        changes["steps"] = args.steps
-    if args.functions is not None:
-        names = []
-        for name in split(args.functions):
-            try:
-                names.append(activations.info(name).name)
-            except activations.UnknownActivationError as exc:
-                raise UsageError(f"--functions: {exc}") from None
-        changes["functions"] = tuple(dict.fromkeys(["relu"] + names))
-    if args.alphas is not None:
-        try:
-            alphas = sorted({float(a) for a in split(args.alphas)})
-        except ValueError:
-            raise UsageError(f"--alphas: expected comma-separated numbers, got {args.alphas!r}") from None
-        if not alphas or any(not math.isfinite(a) or a < 0 for a in alphas):
-            raise UsageError("--alphas: give one or more finite numbers ≥ 0, e.g. 0,0.05,0.1,0.2")
-        changes["alphas"] = tuple(alphas)
-    if args.benchmarks is not None:
-        from .transfer.base import list_benchmarks
+    return changes
 
-        known = list_benchmarks()
-        chosen = [b.lower() for b in split(args.benchmarks)]
-        unknown = [b for b in chosen if b not in known]
-        if unknown or not chosen:
-            raise UsageError(f"--benchmarks: unknown {', '.join(unknown) or 'none given'}; known: {', '.join(known)}")
-        changes["benchmarks"] = tuple(chosen)
-        changes["optional_benchmarks"] = ()
-    if args.transfer_option:
-        from .transfer.runner import TransferInputError, parse_options
 
+def _reproduce_functions(text: str) -> tuple[str, ...]:
+    """--functions as canonical registry names, ReLU first: every comparison of the paper is against it."""
+    names = []
+    for name in _comma_list(text):
         try:
-            parsed = parse_options(args.transfer_option)
-        except TransferInputError as exc:
-            raise UsageError(str(exc)) from None
-        merged = {b: dict(o) for b, o in settings.transfer_options.items()}
-        for benchmark, values in parsed.items():
-            merged.setdefault(benchmark, {}).update(values)
-        changes["transfer_options"] = merged
-    if args.search_budget is not None:
-        changes["search"] = {**settings.search, "search.budget": args.search_budget}
+            names.append(activations.info(name).name)
+        except activations.UnknownActivationError as exc:
+            raise UsageError(f"--functions: {exc}") from None
+    return tuple(dict.fromkeys(["relu"] + names))
+
+
+def _reproduce_alphas(text: str) -> tuple[float, ...]:
+    """--alphas as sorted distinct finite numbers ≥ 0 (the weights of the alpha sweep)."""
+    try:
+        alphas = sorted({float(a) for a in _comma_list(text)})
+    except ValueError:
+        raise UsageError(f"--alphas: expected comma-separated numbers, got {text!r}") from None
+    if not alphas or any(not math.isfinite(a) or a < 0 for a in alphas):
+        raise UsageError("--alphas: give one or more finite numbers ≥ 0, e.g. 0,0.05,0.1,0.2")
+    return tuple(alphas)
+
+
+def _reproduce_benchmarks(text: str) -> dict:
+    """--benchmarks: exactly the named ones, so the optional (data-dependent) benchmarks are dropped."""
+    from .transfer.base import list_benchmarks
+
+    known = list_benchmarks()
+    chosen = [b.lower() for b in _comma_list(text)]
+    unknown = [b for b in chosen if b not in known]
+    if unknown or not chosen:
+        raise UsageError(f"--benchmarks: unknown {', '.join(unknown) or 'none given'}; known: {', '.join(known)}")
+    return {"benchmarks": tuple(chosen), "optional_benchmarks": ()}
+
+
+def _reproduce_transfer_options(options: Sequence[str], defaults: dict) -> dict:
+    """--transfer-option values merged over the settings' own per-benchmark options (the options win)."""
+    from .transfer.runner import TransferInputError, parse_options
+
+    try:
+        parsed = parse_options(options)
+    except TransferInputError as exc:
+        raise UsageError(str(exc)) from None
+    merged = {b: dict(o) for b, o in defaults.items()}
+    for benchmark, values in parsed.items():
+        merged.setdefault(benchmark, {}).update(values)
+    return merged
+
+
+def _reproduce_paths(args: argparse.Namespace) -> dict:
+    """--validity and --data-dir, checked before hours of work: the study must be one, the directory must exist."""
+    from pathlib import Path
+
+    import actmine.reproduce as reproduce
+
+    changes: dict = {}
     if args.validity is not None:
         if not Path(args.validity).expanduser().is_file() or reproduce.load_validity(Path(args.validity).expanduser()) is None:
             raise UsageError(f"--validity {args.validity!r} is not a validity study's result: give the validity.json "
@@ -430,23 +451,51 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if not Path(args.data_dir).expanduser().is_dir():
             raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
         changes["data_dir"] = str(Path(args.data_dir).expanduser())
+    return changes
+
+
+def _reproduce_changes(args: argparse.Namespace, settings) -> dict:
+    """The settings the options change, each checked (in option order, so the first bad option is the one named)."""
+    changes: dict = {"skip_transfer": args.skip_transfer, "skip_search": args.skip_search, "device": args.device}
+    changes.update(_reproduce_seed_counts(args))
+    changes.update(_reproduce_suites(args))
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.functions is not None:
+        changes["functions"] = _reproduce_functions(args.functions)
+    if args.alphas is not None:
+        changes["alphas"] = _reproduce_alphas(args.alphas)
+    if args.benchmarks is not None:
+        changes.update(_reproduce_benchmarks(args.benchmarks))
+    if args.transfer_option:
+        changes["transfer_options"] = _reproduce_transfer_options(args.transfer_option, settings.transfer_options)
+    if args.search_budget is not None:
+        changes["search"] = {**settings.search, "search.budget": args.search_budget}
+    changes.update(_reproduce_paths(args))
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
-    settings = replace(settings, **changes)
+    return changes
+
+
+def _reproduce_settings(args: argparse.Namespace):
+    """The quick or full settings with the options applied; the search part is checked against the config schema."""
+    from dataclasses import replace
+
+    import actmine.reproduce as reproduce
+    from .config import Config, ConfigError
+
+    settings = reproduce.quick_settings(args.workers) if args.quick else reproduce.full_settings(args.workers)
+    settings = replace(settings, **_reproduce_changes(args, settings))
     try:
         Config().with_overrides({"executor.workers": settings.workers, **settings.search})
     except (ConfigError, ValueError) as exc:
         raise UsageError(f"search settings: {exc}") from None
+    return settings
 
-    errors = _console(stderr=True)
-    progress = reproduce.Progress(errors, enabled=not args.quiet)
-    try:
-        outcome = reproduce.run_reproduce(settings, out_dir=args.out_dir, doc=args.doc, force=args.force,
-                                          progress=progress)
-    except KeyboardInterrupt:
-        print(f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to "
-              "resume", file=sys.stderr)
-        return 130
+
+def _print_claims(outcome: dict, out_dir: str) -> None:
+    """The verdict table of `actmine reproduce`, then where the report, plots and raw JSON are."""
+    import actmine.reproduce as reproduce
     from rich.table import Table
 
     console = _console()
@@ -460,8 +509,25 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         table.add_row(str(i), escape(claim.claim), f"[{colours[claim.verdict]}]{claim.verdict}[/]", escape(claim.why))
     console.print(table)
     reused = f"; reused: {', '.join(outcome['resumed'])}" if outcome["resumed"] else ""
-    console.print(f"report: {outcome['doc']}; plots and raw JSON: {args.out_dir}/; "
+    console.print(f"report: {outcome['doc']}; plots and raw JSON: {out_dir}/; "
                   f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False, soft_wrap=True)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """`actmine reproduce`: the paper's claims checked by our lab (actmine/reproduce/)."""
+    import actmine.reproduce as reproduce
+
+    settings = _reproduce_settings(args)
+    errors = _console(stderr=True)
+    progress = reproduce.Progress(errors, enabled=not args.quiet)
+    try:
+        outcome = reproduce.run_reproduce(settings, out_dir=args.out_dir, doc=args.doc, force=args.force,
+                                          progress=progress)
+    except KeyboardInterrupt:
+        print(f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    _print_claims(outcome, args.out_dir)
     return 0
 
 
@@ -504,37 +570,42 @@ def version_text() -> str:
     return f"actmine {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="actmine", description="Mine activation functions that extrapolate.")
-    parser.add_argument("--version", action="version", version=version_text())
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_lab_options(p: argparse.ArgumentParser) -> None:
+    """The lab's options, shared by `evaluate` and `compare`: which suite, how it trains, the candidate limits."""
+    p.add_argument("--suite", default="lab", help="suite name (lab) or a .yaml/.toml/.json suite file")
+    p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead of the suite's")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's 50)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the ensemble trains")
+    p.add_argument("--max-flops", type=float, default=ProbeBudget.max_flops_per_element,
+                   help="refuse candidates above this many weighted elementwise ops per element")
+    p.add_argument("--allow-batch-dependent", action="store_true",
+                   help="score batch-dependent candidates (one example at a time) instead of refusing them")
+    p.add_argument("--timeout", type=float, default=SandboxLimits.timeout_s,
+                   help="wall-clock and CPU seconds allowed to one program file's evaluation")
+    p.add_argument("--memory-mb", type=int, default=SandboxLimits.memory_mb,
+                   help="address-space limit of the worker that evaluates a program file")
 
+
+def _add_list_parser(sub) -> None:
+    """`actmine list`."""
     p = sub.add_parser("list", help="the activation registry, with formulas")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=cmd_list)
 
-    def lab_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--suite", default="lab", help="suite name (lab) or a .yaml/.toml/.json suite file")
-        p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead of the suite's")
-        p.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's 50)")
-        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the ensemble trains")
-        p.add_argument("--max-flops", type=float, default=ProbeBudget.max_flops_per_element,
-                       help="refuse candidates above this many weighted elementwise ops per element")
-        p.add_argument("--allow-batch-dependent", action="store_true",
-                       help="score batch-dependent candidates (one example at a time) instead of refusing them")
-        p.add_argument("--timeout", type=float, default=SandboxLimits.timeout_s,
-                       help="wall-clock and CPU seconds allowed to one program file's evaluation")
-        p.add_argument("--memory-mb", type=int, default=SandboxLimits.memory_mb,
-                       help="address-space limit of the worker that evaluates a program file")
 
+def _add_evaluate_parser(sub) -> None:
+    """`actmine evaluate TARGET`."""
     p = sub.add_parser("evaluate", help="score one activation on the lab")
     p.add_argument("target", help="registry name (see `actmine list`), a .py file defining activation_function(x) "
                                   "(or a search's best_activation.py), or PACK.py:NAME, a program of an export pack; "
                                   "files run only in a sandboxed worker")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    lab_options(p)
+    _add_lab_options(p)
     p.set_defaults(run=cmd_evaluate)
 
+
+def _add_compare_parser(sub) -> None:
+    """`actmine compare TARGET…`."""
     p = sub.add_parser("compare", help="score several activations and print a table per family")
     p.add_argument("targets", nargs="+", help="registry names, .py files, PACK.py:NAME programs or a PACK.py "
                                               "(each of its programs)")
@@ -542,9 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print a JSON list of results")
     output.add_argument("--markdown", action="store_true", help="print docs/lab.md's calibration table")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the curves and per-family log-ratios to a PNG")
-    lab_options(p)
+    _add_lab_options(p)
     p.set_defaults(run=cmd_compare)
 
+
+def _add_search_parser(sub) -> None:
+    """`actmine search`: options left unset (None) fall back to the config file's values."""
     p = sub.add_parser("search", help="evolve activation functions (resumes an existing --run-dir)")
     p.add_argument("--config", help="a YAML config file (unknown keys are errors); default: the embedded config")
     p.add_argument("--run-dir", default="runs/default", help="where the run lives; an existing run is resumed")
@@ -558,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no live view")
     p.set_defaults(run=cmd_search)
 
+
+def _add_llm_parser(sub) -> None:
+    """`actmine llm check --config FILE`, under a group of its own for later LLM actions."""
     p = sub.add_parser("llm", help="the LLM mutator's endpoints: `actmine llm check --config FILE`")
     llm = p.add_subparsers(dest="llm_command", required=True, metavar="ACTION")
     about = ("one real request per configured model: endpoint, key, model name, the parsed program and the "
@@ -567,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the YAML config of `actmine search --config` (its llm mutator)")
     p.set_defaults(run=cmd_llm_check)
 
+
+def _add_report_parser(sub) -> None:
+    """`actmine report RUN_DIR`."""
     p = sub.add_parser("report", help="a self-contained HTML report of a run (works while it runs)")
     p.add_argument("run_dir", help="the run directory of an `actmine search`")
     p.add_argument("--out", help="where to write it (default: RUN_DIR/report.html)")
@@ -574,12 +654,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run directory of a random-search run to draw beside this one")
     p.set_defaults(run=cmd_report)
 
+
+def _add_serve_parser(sub) -> None:
+    """`actmine serve [RUN_DIR…]`."""
     p = sub.add_parser("serve", help="a live web viewer of runs on 127.0.0.1 (pages update while searches run)")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run directories (default: every run under runs/)")
     p.add_argument("--port", type=int, default=8765, help="the port (default: 8765; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="only 127.0.0.1 is accepted: the viewer has no login")
     p.set_defaults(run=cmd_serve)
 
+
+def _add_export_parser(sub) -> None:
+    """`actmine export RUN_DIR --out PACK.py`."""
     p = sub.add_parser("export", help="the top programs of a run as a pack: a generated file holding them as data, "
                                       "loaded through the candidate policy")
     p.add_argument("run_dir", help="the run directory of an `actmine search`")
@@ -588,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .py file to write")
     p.set_defaults(run=cmd_export)
 
+
+def _add_transfer_parser(sub) -> None:
+    """`actmine transfer`: what to train, where the jobs run, and the limits of one job."""
     p = sub.add_parser("transfer", help="train real models (benchmarks) with each activation; compare with ReLU",
                        description="Train every activation × benchmark × seed from scratch (each job in its own "
                                    "process, locally or on Dask) and report the score's mean ± std over seeds and "
@@ -628,6 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--device cuda (default: per benchmark, e.g. 4096 for digits, 16384 for cifar10)")
     p.set_defaults(run=cmd_transfer)
 
+
+def _add_reproduce_parser(sub) -> None:
+    """`actmine reproduce`: the documented options, then the hidden ones (`_add_reproduce_hidden_options`)."""
     p = sub.add_parser("reproduce", help="check the paper's claims with our lab; writes docs/reproduction.md",
                        description="Run the paper's comparisons on this lab and the transfer benchmarks and write a "
                                    "report (--doc) with every number measured: each claim of the paper next to our "
@@ -660,7 +752,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "\"lab fitness predicts downstream rank\" (default: validity/validity.json under the current "
                         "directory, as the other defaults; without it the claim is not checkable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    hidden = argparse.SUPPRESS   # for tests and experiments: smaller or different runs
+    _add_reproduce_hidden_options(p)
+    p.set_defaults(run=cmd_reproduce)
+
+
+def _add_reproduce_hidden_options(p: argparse.ArgumentParser) -> None:
+    """Options of `actmine reproduce` left out of --help: for tests and experiments (smaller or different runs)."""
+    hidden = argparse.SUPPRESS
     p.add_argument("--suite", help=hidden)
     p.add_argument("--heldout-suite", help=hidden)
     p.add_argument("--steps", type=int, help=hidden)
@@ -670,8 +768,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer-seeds", type=int, help=hidden)
     p.add_argument("--transfer-option", action="append", default=[], help=hidden)
     p.add_argument("--search-budget", type=int, help=hidden)
-    p.set_defaults(run=cmd_reproduce)
 
+
+def _add_validate_parser(sub) -> None:
+    """`actmine validate --out DIR`: which functions, which benchmarks and seeds, where the jobs run."""
     from .validity.study import DEFAULT_BENCHMARKS
 
     p = sub.add_parser("validate", help="the validity study: does lab fitness predict downstream extrapolation?",
@@ -713,6 +813,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicates", type=int, default=2000, metavar="B", help="bootstrap replicates (default: 2000)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=cmd_validate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `actmine` command line: one subcommand per `cmd_*` function, in the order --help lists them."""
+    parser = argparse.ArgumentParser(prog="actmine", description="Mine activation functions that extrapolate.")
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_subcommand in (_add_list_parser, _add_evaluate_parser, _add_compare_parser, _add_search_parser,
+                           _add_llm_parser, _add_report_parser, _add_serve_parser, _add_export_parser,
+                           _add_transfer_parser, _add_reproduce_parser, _add_validate_parser):
+        add_subcommand(sub)
     return parser
 
 

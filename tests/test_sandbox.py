@@ -202,14 +202,16 @@ def test_the_parent_reads_no_more_than_max_answer_bytes_from_a_worker(tmp_path):
 
 def test_worker_state_sees_the_global_rng():
     """A candidate cannot reach torch's RNG through the policy; the worker's check is the second wall."""
-    baseline = worker_module.torch_state()
+    outside = worker_module.torch_state()
     with torch.random.fork_rng():
+        torch.manual_seed(1234)   # a known start: the tests before may have left any state, seed 0's too
+        baseline = worker_module.torch_state()
         torch.rand(3)
         drawn = worker_module.torch_state()
         torch.manual_seed(0)
         reseeded = worker_module.torch_state()
     assert drawn != baseline and reseeded != baseline and drawn["rng"] != reseeded["rng"]
-    assert worker_module.torch_state() == baseline  # fork_rng restored it
+    assert worker_module.torch_state() == outside  # fork_rng restored it
     change = worker_module.state_change(baseline, drawn)
     assert change.startswith("rng: ") and "threads" not in change
 

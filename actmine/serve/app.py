@@ -18,9 +18,11 @@ read the runs through a visitor's browser.
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import threading
+from contextlib import contextmanager
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -335,8 +337,29 @@ def serve(run_dirs: Sequence[str | Path], port: int = DEFAULT_PORT, host: str = 
     print(terminal_text(f"actmine serve: {len(run_dirs)} run(s) at {url_of(server)} (Ctrl-C to stop)"), file=out,
           flush=True)
     try:
-        server.serve_forever()
+        with _stopped_by_signals():
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _stopped_by_signals():
+    """Ctrl-C (SIGINT) and SIGTERM stop the server, whatever the parent did: a process started with
+    SIGINT ignored (a script's background job, a test runner's worker) inherits that, and Python then
+    installs no KeyboardInterrupt handler of its own. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
