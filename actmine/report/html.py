@@ -25,6 +25,7 @@ import datetime as _dt
 import html
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -406,20 +407,30 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
         return {}, f"library references not evaluated: {type(error).__name__}: {error}"
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 5,
-                 references: Sequence[str] = REFERENCE_NAMES, baseline: str | Path | None = None) -> Path:
-    """Write the HTML report of the latest run in `run_dir` (default `RUN_DIR/report.html`) and
-    return its path. `top`: how many candidates get a leaderboard row and their own section;
-    `references`: library activations evaluated on the search suite for the heatmap (`()` skips
-    that training); `baseline`: the run directory of a random-search run (`--mutator random`) whose
-    best-so-far curve is drawn beside this run's."""
-    run_dir = Path(run_dir)
-    baseline_records = None
-    if baseline is not None:
-        with ProgramDatabase(Path(baseline) / "programs.sqlite", readonly=True) as other:
-            other_run = other.latest_run()
-            baseline_records = other.programs(other_run["id"]) if other_run else None
-    out = Path(out) if out is not None else run_dir / "report.html"
+@dataclass
+class _RunData:
+    """What the report reads from a run's database (read-only, in one go): the run's row, its
+    proposals, the leaders and the programs that get a section (`shown`), and the results."""
+    run: dict[str, Any]
+    records: list[ProgramRecord]
+    leaders: list[ProgramRecord]
+    best: ProgramRecord | None
+    lineage: list[ProgramRecord]
+    failures: dict
+    results: dict[str, Any]
+    heldout: dict[int, Any]
+    validations: list[dict]
+    shown: list[ProgramRecord]
+    counts: dict[str, int]
+
+    @property
+    def linked(self) -> set[int]:
+        """The programs that have their own section, so that other tables can link to them."""
+        return {record.id for record in self.shown}
+
+
+def _read_run(run_dir: Path, top: int) -> _RunData:
+    """The latest run of `run_dir`'s database (read-only, so the search may still be writing)."""
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
         run = db.latest_run()
         if run is None:
@@ -435,127 +446,206 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
         validations = db.validations(run_id)
         shown = _with_winner(db, run_id, leaders, results["winner"])
         counts = {status: db.count(run_id, status) for status in ("ok", "failed", "duplicate")}
+    return _RunData(run, records, leaders, best, lineage, failures, results, heldout, validations, shown, counts)
+
+
+def _baseline_records(baseline: str | Path | None) -> list[ProgramRecord] | None:
+    """The proposals of the latest run in a random-search run directory, or None (no baseline)."""
+    if baseline is None:
+        return None
+    with ProgramDatabase(Path(baseline) / "programs.sqlite", readonly=True) as other:
+        other_run = other.latest_run()
+        return other.programs(other_run["id"]) if other_run else None
+
+
+def _run_config(run_dir: Path, run: dict[str, Any]) -> tuple[str, Any]:
+    """(the config's text as shown, the config as data): config.yaml when the run directory has
+    one, else the config recorded in the database; unparsable YAML falls back to the recorded one."""
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
     try:
-        config = yaml.safe_load(config_text)
+        return config_text, yaml.safe_load(config_text)
     except yaml.YAMLError:
-        config = run["config"]
+        return config_text, run["config"]
 
-    parts: list[str] = []
-    title = f"actmine run {run_dir.name}"
-    # ---- summary
+
+def _winner_text(results: dict[str, Any]) -> str:
+    """The summary's winner line: which program, and whether validation or the search score chose it."""
+    if results["winner"] is None:
+        return "—"
+    chosen_on_validation = results.get("winner_chosen_by", "validation") == "validation"
+    return f"program {results['winner']}" + (" (chosen on validation)" if chosen_on_validation
+                                             else " (best by search score: nothing was validated)")
+
+
+def _summary_section(run_dir: Path, data: _RunData, config_text: str) -> list[str]:
+    """The run's summary table (ids, status, times, counts, best and winner) and its config, collapsed."""
+    run, counts, best = data.run, data.counts, data.best
     created = _dt.datetime.fromtimestamp(run["created_at"]).isoformat(timespec="seconds")
     updated = _dt.datetime.fromtimestamp(run["updated_at"]).isoformat(timespec="seconds")
-    summary = [("run directory", str(run_dir.resolve())), ("run id", run_id), ("status", run["status"]),
+    summary = [("run directory", str(run_dir.resolve())), ("run id", run["id"]), ("status", run["status"]),
                ("seed", run["seed"]), ("created", created), ("updated", updated),
-               ("proposals", len(records)), ("ok", counts["ok"]), ("failed", counts["failed"]),
+               ("proposals", len(data.records)), ("ok", counts["ok"]), ("failed", counts["failed"]),
                ("duplicates", counts["duplicate"]),
                ("best fitness", _with_se(best.fitness, best.fitness_se) if best else "—"),
-               ("winner", "—" if results["winner"] is None else f"program {results['winner']}"
-                + (" (chosen on validation)" if results.get("winner_chosen_by", "validation") == "validation"
-                   else " (best by search score: nothing was validated)")),
+               ("winner", _winner_text(data.results)),
                ("versions", json.dumps(run["versions"] or {}))]
-    parts.append("<h2 id='summary'>Run summary</h2>")
-    parts.append(_table(["", ""], [[_td(k), _td(v)] for k, v in summary], "summary"))
-    parts.append(f"<details><summary>config.yaml</summary><pre>{_e(config_text)}</pre></details>")
+    return ["<h2 id='summary'>Run summary</h2>",
+            _table(["", ""], [[_td(k), _td(v)] for k, v in summary], "summary"),
+            f"<details><summary>config.yaml</summary><pre>{_e(config_text)}</pre></details>"]
 
-    # ---- leaderboard
-    linked = {record.id for record in shown}
-    families = sorted({f for r in leaders for f in (r.family_log_ratios or {})})
+
+def _leaderboard_row(rank: int, record: ProgramRecord, data: _RunData, families: list[str]) -> list[str]:
+    """One leader's cells: rank, link, estimate, score, rounds, validation fitness, family
+    log-ratios, probes, mutator, model and rationale (untrusted: escaped by `_td`)."""
+    probes = record.probes or {}
+    mark = " (winner)" if record.id == data.results["winner"] else ""
+    return [_td(str(rank), num=True),
+            _td(f'<a href="#program-{record.id}">#{record.id}</a>{mark}', raw=True),
+            _td(_with_se(record.fitness, record.fitness_se), num=True), _td(_num(record.score), num=True),
+            _td(f"{record.rounds}" + ("" if record.settled else " (unsettled)"), num=True),
+            _td(_num(data.heldout.get(record.id)), num=True),
+            *[_td(_num((record.family_log_ratios or {}).get(f), 3), num=True) for f in families],
+            _td(str(probes.get("pointwise", "—"))),
+            _td(_num(probes.get("flops_per_element"), 3, signed=False), num=True),
+            _td(record.mutator), _td(record.model or "—"), _td(record.rationale, css="rationale")]
+
+
+def _leaderboard_section(data: _RunData) -> list[str]:
+    """The top programs by score, one row each."""
+    families = sorted({f for r in data.leaders for f in (r.family_log_ratios or {})})
     headers = ["rank", "program", "fitness ± se", "score", "rounds", "validation fitness",
                *[f"{f} log-ratio" for f in families], "pointwise", "flops/elem", "mutator", "model", "rationale"]
-    rows = []
-    for rank, record in enumerate(leaders, 1):
-        probes = record.probes or {}
-        mark = " (winner)" if record.id == results["winner"] else ""
-        rows.append([_td(str(rank), num=True),
-                     _td(f'<a href="#program-{record.id}">#{record.id}</a>{mark}', raw=True),
-                     _td(_with_se(record.fitness, record.fitness_se), num=True), _td(_num(record.score), num=True),
-                     _td(f"{record.rounds}" + ("" if record.settled else " (unsettled)"), num=True),
-                     _td(_num(heldout.get(record.id)), num=True),
-                     *[_td(_num((record.family_log_ratios or {}).get(f), 3), num=True) for f in families],
-                     _td(str(probes.get("pointwise", "—"))),
-                     _td(_num(probes.get("flops_per_element"), 3, signed=False), num=True),
-                     _td(record.mutator), _td(record.model or "—"), _td(record.rationale, css="rationale")])
-    parts.append("<h2 id='leaderboard'>Leaderboard</h2>")
-    parts.append("<p class='muted'>Ranked by score, the lower confidence bound of the search estimate "
-                 "(fitness − a multiple of its standard error); rounds: task samples pooled into the estimate.</p>")
-    parts.append(_table(headers, rows, "leaderboard") if rows else "<p class='muted'>no scored program yet</p>")
-    parts.extend(_validation_section(results, linked))
-    parts.extend(_test_section(results, linked))
-    parts.extend(_gap_section(validations, linked, len(records)))
+    rows = [_leaderboard_row(rank, record, data, families) for rank, record in enumerate(data.leaders, 1)]
+    return ["<h2 id='leaderboard'>Leaderboard</h2>",
+            "<p class='muted'>Ranked by score, the lower confidence bound of the search estimate "
+            "(fitness − a multiple of its standard error); rounds: task samples pooled into the estimate.</p>",
+            _table(headers, rows, "leaderboard") if rows else "<p class='muted'>no scored program yet</p>"]
 
-    # ---- candidates
-    parts.append("<h2 id='candidates'>Top candidates</h2>")
-    simplified_formulas([record.source for record in shown])   # one bounded sympy child for all (cached)
-    for rank, record in enumerate(shown, 1):
-        parts.append(f"<div class='candidate' id='program-{record.id}'>")
-        label = f"#{rank}" if rank <= len(leaders) else "the winner"
-        parts.append(f"<h3>{label}: program {record.id} — fitness {_with_se(record.fitness, record.fitness_se)}"
-                     f"{' (winner)' if record.id == results['winner'] and rank <= len(leaders) else ''}</h3>")
-        parts.append(f"<p class='rationale'>{_e(record.rationale)} <span class='muted'>({_e(record.mutator)}"
-                     f"{', ' + _e(record.model) if record.model else ''})</span></p>")
-        recorded = (record.probes or {}).get("curve")
-        function = recorded if isinstance(recorded, dict) else safe_function(record.source)
-        if function is not None:
-            parts.append(_img(plots.curves_figure({f"program {record.id}": function}),
-                              f"program {record.id} and its derivative vs ReLU and GELU"))
-        else:
-            parts.append("<p class='muted'>no curve: the source is outside the subset the report draws "
-                         "without executing it</p>")
-        parts.extend(_formula(simplified_formula(record.source)))
-        parts.append(f"<pre class='source'>{_e(record.source)}</pre>")
-        parts.extend(_original_answer(record))
-        parts.append("</div>")
 
-    # ---- fitness over time
-    parts.append("<h2 id='progress'>Fitness over evaluations</h2>")
-    parts.append(_img(plots.fitness_over_time_figure(records, baseline=baseline_records),
-                      "fitness over evaluations"))
+def _curve_picture(record: ProgramRecord) -> str:
+    """The program's curve and derivative against ReLU and GELU, from the recorded probe curve or
+    the restricted interpreter (never by running the source); a note where neither can draw it."""
+    recorded = (record.probes or {}).get("curve")
+    function = recorded if isinstance(recorded, dict) else safe_function(record.source)
+    if function is None:
+        return ("<p class='muted'>no curve: the source is outside the subset the report draws "
+                "without executing it</p>")
+    return _img(plots.curves_figure({f"program {record.id}": function}),
+                f"program {record.id} and its derivative vs ReLU and GELU")
+
+
+def _candidate(rank: int, record: ProgramRecord, leaders: int, winner: int | None) -> list[str]:
+    """One program's section: heading, rationale, curve, formula, source and the model's answer.
+    Ranks past the `leaders` count are the winner added from outside the leaderboard."""
+    label = f"#{rank}" if rank <= leaders else "the winner"
+    return [f"<div class='candidate' id='program-{record.id}'>",
+            f"<h3>{label}: program {record.id} — fitness {_with_se(record.fitness, record.fitness_se)}"
+            f"{' (winner)' if record.id == winner and rank <= leaders else ''}</h3>",
+            f"<p class='rationale'>{_e(record.rationale)} <span class='muted'>({_e(record.mutator)}"
+            f"{', ' + _e(record.model) if record.model else ''})</span></p>",
+            _curve_picture(record),
+            *_formula(simplified_formula(record.source)),
+            f"<pre class='source'>{_e(record.source)}</pre>",
+            *_original_answer(record),
+            "</div>"]
+
+
+def _candidates_section(data: _RunData) -> list[str]:
+    """A section for each shown program (the leaders, then the winner if it is not among them)."""
+    parts = ["<h2 id='candidates'>Top candidates</h2>"]
+    simplified_formulas([record.source for record in data.shown])   # one bounded sympy child for all (cached)
+    for rank, record in enumerate(data.shown, 1):
+        parts.extend(_candidate(rank, record, len(data.leaders), data.results["winner"]))
+    return parts
+
+
+def _progress_section(records: list[ProgramRecord], baseline_records: list[ProgramRecord] | None,
+                      baseline: str | Path | None) -> list[str]:
+    """Fitness over evaluations, with the random-search baseline's best so far when there is one."""
+    parts = ["<h2 id='progress'>Fitness over evaluations</h2>",
+             _img(plots.fitness_over_time_figure(records, baseline=baseline_records), "fitness over evaluations")]
     if baseline_records is not None:
         parts.append(f"<p class='muted'>Dashed: the best so far of the random-search run in {_e(str(baseline))} "
                      f"({len(baseline_records)} proposals).</p>")
+    return parts
 
-    # ---- failures
-    parts.append("<h2 id='failures'>Failures by reason</h2>")
-    if failures:
-        parts.append(_table(["stage", "reason", "count"],
-                            [[_td(stage or "—"), _td(code or "—"), _td(str(n), num=True)]
-                             for (stage, code), n in failures.items()], "failures"))
-    else:
-        parts.append(_table(["stage", "reason", "count"], [[_td("—"), _td("no failures"), _td("0", num=True)]],
-                            "failures"))
 
-    # ---- lineage
-    parts.append("<h2 id='lineage'>Lineage of the best</h2>")
-    if lineage:
-        parts.append(_table(["program", "proposal", "fitness", "mutator", "rationale"],
-                            [[_td(f"#{r.id}"), _td(str(r.proposal_index), num=True), _td(_num(r.fitness), num=True),
-                              _td(r.mutator), _td(r.rationale, css="rationale")] for r in lineage], "lineage"))
-    else:
-        parts.append("<p class='muted'>no scored program yet</p>")
+def _failures_section(failures: dict) -> list[str]:
+    """Failed proposals counted by (stage, reason); a single "no failures" row when there are none."""
+    rows = ([[_td(stage or "—"), _td(code or "—"), _td(str(n), num=True)] for (stage, code), n in failures.items()]
+            if failures else [[_td("—"), _td("no failures"), _td("0", num=True)]])
+    return ["<h2 id='failures'>Failures by reason</h2>", _table(["stage", "reason", "count"], rows, "failures")]
 
-    # ---- heatmap
-    parts.append("<h2 id='heatmap'>Per-task OOD log-ratios</h2>")
-    heat = {f"program {r.id}": {t["name"]: t["log_ratio"] for t in (r.tasks or [])
-                                if isinstance(t, dict) and "name" in t and isinstance(t.get("log_ratio"), (int, float))}
-            for r in shown}
+
+def _lineage_section(lineage: list[ProgramRecord]) -> list[str]:
+    """The best program's chain of first parents, best first."""
+    parts = ["<h2 id='lineage'>Lineage of the best</h2>"]
+    if not lineage:
+        return parts + ["<p class='muted'>no scored program yet</p>"]
+    rows = [[_td(f"#{r.id}"), _td(str(r.proposal_index), num=True), _td(_num(r.fitness), num=True),
+             _td(r.mutator), _td(r.rationale, css="rationale")] for r in lineage]
+    return parts + [_table(["program", "proposal", "fitness", "mutator", "rationale"], rows, "lineage")]
+
+
+def _task_log_ratios(record: ProgramRecord) -> dict[str, Any]:
+    """{task name: log-ratio} of a program's recorded tasks (malformed entries skipped)."""
+    return {t["name"]: t["log_ratio"] for t in (record.tasks or [])
+            if isinstance(t, dict) and "name" in t and isinstance(t.get("log_ratio"), (int, float))}
+
+
+def _heatmap_section(shown: list[ProgramRecord], config: Any, references: Sequence[str]) -> list[str]:
+    """Per-task log-ratios of the shown programs and the library's references (evaluated here)."""
+    parts = ["<h2 id='heatmap'>Per-task OOD log-ratios</h2>"]
+    heat = {f"program {r.id}": _task_log_ratios(r) for r in shown}
     reference_rows, note = _reference_rows(config, references)
     heat.update(reference_rows)
     if note:
         parts.append(f"<p class='muted'>{_e(note)}</p>")
     parts.append(_img(plots.heatmap_figure(heat), "per-task OOD log-ratio heatmap"))
+    return parts
 
+
+def _document(title: str, data: _RunData, parts: list[str]) -> str:
+    """The whole page: head with the inline CSS, title, generation time, then the sections."""
     generated = _dt.datetime.now().isoformat(timespec="seconds")
-    document = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-                f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-                f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-                f"<h1>{_e(title)}</h1><p class='muted'>generated {generated}; "
-                f"{len(records)} proposals; status {_e(run['status'])}</p>"
-                + "\n".join(parts) + "</body></html>\n")
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{_e(title)}</h1><p class='muted'>generated {generated}; "
+            f"{len(data.records)} proposals; status {_e(data.run['status'])}</p>"
+            + "\n".join(parts) + "</body></html>\n")
+
+
+def _write_atomically(out: Path, text: str) -> None:
+    """Write through a temporary file and rename it, so a reader never sees half a report."""
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(document, encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     temporary.replace(out)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 5,
+                 references: Sequence[str] = REFERENCE_NAMES, baseline: str | Path | None = None) -> Path:
+    """Write the HTML report of the latest run in `run_dir` (default `RUN_DIR/report.html`) and
+    return its path. `top`: how many candidates get a leaderboard row and their own section;
+    `references`: library activations evaluated on the search suite for the heatmap (`()` skips
+    that training); `baseline`: the run directory of a random-search run (`--mutator random`) whose
+    best-so-far curve is drawn beside this run's."""
+    run_dir = Path(run_dir)
+    baseline_records = _baseline_records(baseline)
+    out = Path(out) if out is not None else run_dir / "report.html"
+    data = _read_run(run_dir, top)
+    config_text, config = _run_config(run_dir, data.run)
+    parts = [*_summary_section(run_dir, data, config_text),
+             *_leaderboard_section(data),
+             *_validation_section(data.results, data.linked),
+             *_test_section(data.results, data.linked),
+             *_gap_section(data.validations, data.linked, len(data.records)),
+             *_candidates_section(data),
+             *_progress_section(data.records, baseline_records, baseline),
+             *_failures_section(data.failures),
+             *_lineage_section(data.lineage),
+             *_heatmap_section(data.shown, config, references)]
+    _write_atomically(out, _document(f"actmine run {run_dir.name}", data, parts))
     return out

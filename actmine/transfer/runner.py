@@ -534,6 +534,92 @@ def _death(status: int | None, limits: Mapping[str, Any]) -> tuple[str, str]:
     return "worker_died", f"the job's process ended with status {status} before answering"
 
 
+def _job_environment(home: str, gpu: str | None) -> dict[str, str]:
+    """The job process's environment: the scrubbed one (`_child_environment`), ``gpu`` as its only
+    visible GPU, and a PYTHONPATH that reaches whatever this process can import, since the job
+    imports benchmark modules (plug-ins included) by the paths the parent found them at."""
+    env = _child_environment(home)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    paths = [env["PYTHONPATH"], *(p for p in sys.path if p and os.path.isdir(p))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def _start_job_process(home: str, gpu: str | None, limits: Mapping[str, Any]) -> Any:
+    """Start the job's ``python`` process (`_CHILD_BOOTSTRAP`) in ``home``, in a session and
+    process group of its own (so that `_end_process_group` can kill all it starts), told the
+    limits it sets on itself (RLIMIT_AS, RLIMIT_CPU); the wall clock stays with the parent."""
+    import subprocess
+
+    child_limits = {"memory_mb": limits.get("memory_mb") or None, "cpu_s": limits.get("cpu_s") or None}
+    return subprocess.Popen([sys.executable, "-c", _CHILD_BOOTSTRAP, json.dumps(child_limits)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home,
+                            env=_job_environment(home, gpu), start_new_session=True)
+
+
+def _converse(process: Any, request: Mapping[str, Any], deadline: float | None,
+              cancelled: threading.Event | None) -> tuple[bytes, str | None]:
+    """Send the job's request, read its answer (`_read_answer`), then end its process group and
+    close the pipes, whatever happened: no process of the job outlives this call."""
+    try:
+        try:
+            process.stdin.write((json.dumps(request) + "\n").encode())
+            process.stdin.flush()  # stdin stays open meanwhile: the job's lifeline
+        except (BrokenPipeError, OSError):
+            pass  # it died at once; said by the caller from its exit status
+        return _read_answer(process, deadline, cancelled)
+    finally:
+        _end_process_group(process)
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _split_hello(answer: bytes) -> tuple[dict[str, Any], list[str]]:
+    """The job process's hello (its first line, saying which confinements it applied; ``{}`` when
+    it sent none) and the answer's other non-blank lines."""
+    lines = [line for line in answer.decode("utf-8", "replace").splitlines() if line.strip()]
+    if lines:
+        try:
+            first = json.loads(lines[0])
+            if isinstance(first, dict) and first.get("hello") is True:
+                return first, lines[1:]
+        except ValueError:
+            pass
+    return {}, lines
+
+
+def _job_failure(stop: str | None, status: int | None, lines: Sequence[str], timeout: float | None,
+                 limits: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The reason code and message when the job did not answer (stopped by us, or dead), else
+    ``None``: the answer is in its last line."""
+    if stop == "timeout":
+        return "timeout", (f"the job ran longer than its {timeout:g} s of wall-clock time and was "
+                           "stopped (its process group killed); raise --timeout (0: no limit)")
+    if stop == "cancelled":
+        return "executor_error", "the run was interrupted before the job finished"
+    if stop == "too_long":
+        return "bad_answer", f"the job's process wrote more than {MAX_ANSWER_BYTES} bytes of answer"
+    if status != 0 or not lines:
+        return _death(status, limits)
+    return None
+
+
+def _with_sandbox(line: str, sandbox: Mapping[str, Any]) -> str:
+    """The job's answer line with the parent's ``sandbox`` report in it (the parent's word, not the
+    child's); a line that is not JSON goes back as it is, for `_answer` to say what is wrong."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return line
+    if isinstance(data, dict):
+        data["sandbox"] = sandbox
+    return json.dumps(data, allow_nan=False, default=str)
+
+
 def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, threads: int = 1,
                       gpu: str | None = None, limits: Mapping[str, Any] | None = None,
                       cancelled: threading.Event | None = None) -> str:
@@ -548,73 +634,24 @@ def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, thread
     ``timeout``, ``cpu_limit``, ``worker_died``, ``bad_answer``; ``executor_error`` when
     ``cancelled`` was set (the run was interrupted). Never raises for the job.
     """
-    import subprocess
-
     limits = dict(limits or {})
     timeout = limits.get("timeout_s") or None
     described = TransferJob.from_dict(job)
     home = tempfile.mkdtemp(prefix="actmine-transfer-")
     started = time.monotonic()
     try:
-        env = _child_environment(home)
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        # the job imports benchmark modules from wherever this process can (plug-ins included)
-        paths = [env["PYTHONPATH"], *(p for p in sys.path if p and os.path.isdir(p))]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        child_limits = {"memory_mb": limits.get("memory_mb") or None, "cpu_s": limits.get("cpu_s") or None}
-        process = subprocess.Popen([sys.executable, "-c", _CHILD_BOOTSTRAP, json.dumps(child_limits)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home, env=env,
-                                   start_new_session=True)
-        try:
-            request = {"job": dict(job), "data_dir": data_dir, "device": device, "threads": threads}
-            try:
-                process.stdin.write((json.dumps(request) + "\n").encode())
-                process.stdin.flush()  # stdin stays open meanwhile: the job's lifeline
-            except (BrokenPipeError, OSError):
-                pass  # it died at once; said below
-            answer, stop = _read_answer(process, started + timeout if timeout else None, cancelled)
-        finally:
-            _end_process_group(process)
-            for stream in (process.stdin, process.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        process = _start_job_process(home, gpu, limits)
+        request = {"job": dict(job), "data_dir": data_dir, "device": device, "threads": threads}
+        answer, stop = _converse(process, request, started + timeout if timeout else None, cancelled)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     seconds = time.monotonic() - started
-    lines = [line for line in answer.decode("utf-8", "replace").splitlines() if line.strip()]
-    hello: dict[str, Any] = {}
-    if lines:
-        try:
-            first = json.loads(lines[0])
-            if isinstance(first, dict) and first.get("hello") is True:
-                hello = first
-                lines = lines[1:]
-        except ValueError:
-            pass
+    hello, lines = _split_hello(answer)
     sandbox = _sandbox_report(hello, limits)
-
-    def failure(code: str, message: str) -> str:
-        return json.dumps(_failed(described, code, message, seconds=seconds, sandbox=sandbox).to_dict())
-
-    if stop == "timeout":
-        return failure("timeout", f"the job ran longer than its {timeout:g} s of wall-clock time and was "
-                                  "stopped (its process group killed); raise --timeout (0: no limit)")
-    if stop == "cancelled":
-        return failure("executor_error", "the run was interrupted before the job finished")
-    if stop == "too_long":
-        return failure("bad_answer", f"the job's process wrote more than {MAX_ANSWER_BYTES} bytes of answer")
-    if process.returncode != 0 or not lines:
-        return failure(*_death(process.returncode, limits))
-    try:
-        data = json.loads(lines[-1])
-    except ValueError:
-        return lines[-1]  # `_answer` says what is wrong with it
-    if isinstance(data, dict):
-        data["sandbox"] = sandbox
-    return json.dumps(data, allow_nan=False, default=str)
+    failure = _job_failure(stop, process.returncode, lines, timeout, limits)
+    if failure is not None:
+        return json.dumps(_failed(described, *failure, seconds=seconds, sandbox=sandbox).to_dict())
+    return _with_sandbox(lines[-1], sandbox)
 
 
 def _answer(job: TransferJob, text: Any) -> TransferResult:
@@ -1137,6 +1174,165 @@ class _Progress:
             self.bar.stop()
 
 
+def _notify_on_stderr(message: str) -> None:
+    """`run_transfer`'s default ``notify``: one line on stderr, away from the results on stdout."""
+    print(message, file=sys.stderr)
+
+
+def _checked_seeds(activations: Sequence[str], benchmarks: Sequence[str], seeds: int | Sequence[int],
+                   device: str, executor: str, scheduler: str | None, workers: int | None) -> list[int]:
+    """The run's seeds, after checking the arguments that need nothing resolved: bad input raises
+    `TransferInputError` here, before anything is read or started."""
+    if device not in ("cpu", "cuda"):
+        raise TransferInputError(f"unknown device {device!r}; choose cpu or cuda")
+    if executor not in EXECUTORS:
+        raise TransferInputError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if scheduler and executor != "dask":
+        raise TransferInputError("a scheduler address needs the 'dask' executor (--executor dask)")
+    if workers is not None and workers < 1:
+        raise TransferInputError("workers must be at least 1")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise TransferInputError(f"seeds must be at least one, without repeats; got {seeds!r}")
+    if not activations:
+        raise TransferInputError("no activations given")
+    if not benchmarks:
+        raise TransferInputError("no benchmarks given")
+    return seed_list
+
+
+def _check_cuda(device: str, executor: str, scheduler: str | None) -> None:
+    """Refuse ``cuda`` when this PyTorch sees no GPU, unless the jobs run on a remote Dask
+    cluster, whose workers' GPUs this process cannot see."""
+    if device == "cuda" and not (executor == "dask" and scheduler):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TransferInputError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
+
+
+def _job_limits(limits: TransferLimits | None, classes: Mapping[str, type],
+                options: Mapping[str, Mapping[str, Any]], device: str,
+                notify: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Each benchmark's job limits (`TransferLimits.resolve` on an instance with its options, since
+    a budget depends on them, e.g. the epochs); ``notify`` hears of a memory limit cuda ignores."""
+    limits = limits if limits is not None else TransferLimits()
+    if not isinstance(limits, TransferLimits):
+        raise TransferInputError(f"limits must be a TransferLimits, got {type(limits).__name__}")
+    resolved = {name: limits.resolve(cls(**options[name]), name, device) for name, cls in classes.items()}
+    if device == "cuda" and limits.memory_mb:
+        notify("--memory-mb is not applied to cuda jobs: CUDA fails under an address-space limit")
+    return resolved
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """Everything `run_transfer` resolved and checked before any job starts, and its jobs
+    (benchmark × seed × activation)."""
+
+    specs: list[ActivationSpec]
+    added_relu: bool
+    data: Path
+    classes: dict[str, type]
+    options: dict[str, dict[str, Any]]
+    limits: dict[str, dict[str, Any]]
+    seeds: list[int]
+    jobs: list[TransferJob]
+    device: str
+    executor: str
+    workers: int | None
+    scheduler: str | None
+
+
+def _plan_run(activations: Sequence[str], benchmarks: Sequence[str], seeds: list[int],
+              options: Mapping[str, Mapping[str, Any]] | None, epochs: int | None,
+              data_dir: str | Path | None, device: str, executor: str, workers: int | None,
+              scheduler: str | None, limits: TransferLimits | None, notify: Callable[[str], None]) -> _RunPlan:
+    """Resolve the activations, benchmarks, options and limits, and list the jobs; raises
+    `TransferInputError` or `DatasetMissing` before any job starts, so that bad input costs nothing."""
+    specs, added_relu = _resolve_activations(activations)
+    data = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir().resolve()
+    classes, resolved_options = check_benchmarks(benchmarks, options, epochs, data)  # DatasetMissing: nothing started
+    paths = {name: _class_path(cls) for name, cls in classes.items()}
+    _check_cuda(device, executor, scheduler)
+    job_limits = _job_limits(limits, classes, resolved_options, device, notify)
+    if added_relu:
+        notify(f"added {REFERENCE} to the activations: it is the reference of the log-ratios")
+    jobs = [TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source, s.reference, paths[name])
+            for name in classes for seed in seeds for s in specs]
+    return _RunPlan(specs, added_relu, data, classes, resolved_options, job_limits, seeds, jobs, device, executor,
+                    workers, scheduler)
+
+
+def _resume(jobs: Sequence[TransferJob], out: Path, journal: Path,
+            notify: Callable[[str], None]) -> tuple[dict[str, TransferResult], list[TransferJob]]:
+    """The results of ``jobs`` already done ok in ``journal`` (by key) and the jobs left to run,
+    so that a rerun into the same ``out`` picks up where an interrupted one stopped."""
+    done = _read_done(journal, notify)
+    end_partial_line(journal)   # an interrupted run's half-written last line: the next record starts afresh
+    results = {job.key: done[job.key] for job in jobs if job.key in done}
+    todo = [job for job in jobs if job.key not in results]
+    if results:
+        notify(f"resuming {out}: {len(results)} of {len(jobs)} jobs already done, {len(todo)} to run")
+    return results, todo
+
+
+def _run_jobs(todo: list[TransferJob], plan: _RunPlan, journal: Path, results: dict[str, TransferResult],
+              bar: _Progress, notify: Callable[[str], None]) -> None:
+    """Run ``todo`` on the plan's executor; each result goes into ``results``, is appended to ``journal``
+    as it arrives (so an interrupted run loses only the jobs in flight) and advances ``bar``."""
+    lock = threading.Lock()  # results arrive on the executor's threads
+
+    def on_result(result: TransferResult) -> None:
+        with lock:
+            results[result.key] = result
+            with journal.open("a", encoding="utf-8") as stream:
+                stream.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
+            bar.advance(result)
+
+    if todo and plan.executor == "local":
+        _run_local(todo, str(plan.data), plan.device, plan.workers, plan.limits, on_result)
+    elif todo:
+        _run_dask(todo, str(plan.data), plan.device, plan.workers, plan.scheduler, plan.limits, on_result, notify)
+
+
+def _in_run_order(results: Mapping[str, TransferResult], plan: _RunPlan) -> list[TransferResult]:
+    """The run's results in activation × benchmark × seed order (jobs finish in any order)."""
+    order = {(s.name, b, seed): i for i, (s, b, seed) in enumerate(
+        (s, b, seed) for s in plan.specs for b in plan.classes for seed in plan.seeds)}
+    return sorted((results[job.key] for job in plan.jobs if job.key in results),
+                  key=lambda r: order[(r.activation, r.benchmark, r.seed)])
+
+
+def _run_document(plan: _RunPlan, resumed: int, seconds: float,
+                  ordered: Sequence[TransferResult], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``results.json``'s content: the run's settings, every job's result and the summary."""
+    return {
+        "activations": [{"name": s.name, "kind": s.kind, "given": s.given} for s in plan.specs],
+        "benchmarks": list(plan.classes), "seeds": plan.seeds, "options": plan.options, "limits": plan.limits,
+        "device": plan.device,
+        "executor": plan.executor, "data_dir": str(plan.data), "added_relu": plan.added_relu, "resumed": resumed,
+        "seconds": seconds,
+        "log_ratio": ("per benchmark: mean over the seeds both scored of clip(ln(error_act / error_relu), ±3), "
+                      f"error = 1 − score (floored at {ERROR_FLOOR:g}); for scores outside [0, 1]: "
+                      "−ln(score_act / score_relu). Negative beats ReLU."),
+        "jobs": [r.to_dict() for r in ordered],
+        "summary": rows,
+    }
+
+
+def _write_outputs(out: Path, journal: Path, document: Mapping[str, Any],
+                   rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
+    """Write ``results.json``, ``summary.csv`` (each atomically: a reader never sees half a file)
+    and ``transfer.png``; the run's files, the journal included."""
+    files = {"journal": journal, "json": out / "results.json", "csv": out / "summary.csv",
+             "figure": out / "transfer.png"}
+    _atomic_write(files["json"], json.dumps(document, indent=2, allow_nan=False))
+    _atomic_write(files["csv"], _csv_text(rows))
+    plot_log_ratios(rows, files["figure"])
+    return files
+
+
 def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digits",),
                  seeds: int | Sequence[int] = 3, *, options: Mapping[str, Mapping[str, Any]] | None = None,
                  epochs: int | None = None, data_dir: str | Path | None = None, device: str = "cpu",
@@ -1168,96 +1364,25 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
     benchmark's data is not in ``data_dir``.
     """
     started = time.perf_counter()
-    if notify is None:
-        def notify(message: str) -> None:
-            print(message, file=sys.stderr)
-    if device not in ("cpu", "cuda"):
-        raise TransferInputError(f"unknown device {device!r}; choose cpu or cuda")
-    if executor not in EXECUTORS:
-        raise TransferInputError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
-    if scheduler and executor != "dask":
-        raise TransferInputError("a scheduler address needs the 'dask' executor (--executor dask)")
-    if workers is not None and workers < 1:
-        raise TransferInputError("workers must be at least 1")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise TransferInputError(f"seeds must be at least one, without repeats; got {seeds!r}")
-    if not activations:
-        raise TransferInputError("no activations given")
-    if not benchmarks:
-        raise TransferInputError("no benchmarks given")
-
-    specs, added_relu = _resolve_activations(activations)
-    data = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir().resolve()
-    classes, resolved_options = check_benchmarks(benchmarks, options, epochs, data)  # DatasetMissing: nothing started
-    paths = {name: _class_path(cls) for name, cls in classes.items()}
-    if device == "cuda" and not (executor == "dask" and scheduler):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise TransferInputError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
-    limits = limits if limits is not None else TransferLimits()
-    if not isinstance(limits, TransferLimits):
-        raise TransferInputError(f"limits must be a TransferLimits, got {type(limits).__name__}")
-    job_limits = {name: limits.resolve(cls(**resolved_options[name]), name, device) for name, cls in classes.items()}
-    if device == "cuda" and limits.memory_mb:
-        notify("--memory-mb is not applied to cuda jobs: CUDA fails under an address-space limit")
-    if added_relu:
-        notify(f"added {REFERENCE} to the activations: it is the reference of the log-ratios")
-
-    jobs = [TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source, s.reference, paths[name])
-            for name in classes for seed in seed_list for s in specs]
+    notify = notify if notify is not None else _notify_on_stderr
+    seed_list = _checked_seeds(activations, benchmarks, seeds, device, executor, scheduler, workers)
+    plan = _plan_run(activations, benchmarks, seed_list, options, epochs, data_dir, device, executor, workers,
+                     scheduler, limits, notify)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     journal = out / "results.jsonl"
-    done = _read_done(journal, notify)
-    end_partial_line(journal)   # an interrupted run's half-written last line: the next record starts afresh
-    results = {job.key: done[job.key] for job in jobs if job.key in done}
-    todo = [job for job in jobs if job.key not in results]
-    if results:
-        notify(f"resuming {out}: {len(results)} of {len(jobs)} jobs already done, {len(todo)} to run")
-
-    lock = threading.Lock()
+    results, todo = _resume(plan.jobs, out, journal, notify)
     bar = _Progress(len(todo), progress, console)
-
-    def on_result(result: TransferResult) -> None:
-        with lock:
-            results[result.key] = result
-            with journal.open("a", encoding="utf-8") as stream:
-                stream.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
-            bar.advance(result)
-
     try:
-        if todo and executor == "local":
-            _run_local(todo, str(data), device, workers, job_limits, on_result)
-        elif todo:
-            _run_dask(todo, str(data), device, workers, scheduler, job_limits, on_result, notify)
+        _run_jobs(todo, plan, journal, results, bar, notify)
     finally:
         bar.close()
 
-    order = {(s.name, b, seed): i for i, (s, b, seed) in enumerate(
-        (s, b, seed) for s in specs for b in classes for seed in seed_list)}
-    ordered = sorted((results[job.key] for job in jobs if job.key in results),
-                     key=lambda r: order[(r.activation, r.benchmark, r.seed)])
+    ordered = _in_run_order(results, plan)
     rows = summarise(ordered)
     seconds = round(time.perf_counter() - started, 3)
-    files = {"journal": journal, "json": out / "results.json", "csv": out / "summary.csv",
-             "figure": out / "transfer.png"}
-    document = {
-        "activations": [{"name": s.name, "kind": s.kind, "given": s.given} for s in specs],
-        "benchmarks": list(classes), "seeds": seed_list, "options": resolved_options, "limits": job_limits,
-        "device": device,
-        "executor": executor, "data_dir": str(data), "added_relu": added_relu, "resumed": len(jobs) - len(todo),
-        "seconds": seconds,
-        "log_ratio": ("per benchmark: mean over the seeds both scored of clip(ln(error_act / error_relu), ±3), "
-                      f"error = 1 − score (floored at {ERROR_FLOOR:g}); for scores outside [0, 1]: "
-                      "−ln(score_act / score_relu). Negative beats ReLU."),
-        "jobs": [r.to_dict() for r in ordered],
-        "summary": rows,
-    }
-    _atomic_write(files["json"], json.dumps(document, indent=2, allow_nan=False))
-    _atomic_write(files["csv"], _csv_text(rows))
-    plot_log_ratios(rows, files["figure"])
-    return TransferRun(results=ordered, rows=rows, activations=[s.name for s in specs], benchmarks=list(classes),
-                       seeds=seed_list, added_relu=added_relu, resumed=len(jobs) - len(todo), seconds=seconds,
-                       files=files)
+    resumed = len(plan.jobs) - len(todo)
+    files = _write_outputs(out, journal, _run_document(plan, resumed, seconds, ordered, rows), rows)
+    return TransferRun(results=ordered, rows=rows, activations=[s.name for s in plan.specs],
+                       benchmarks=list(plan.classes), seeds=seed_list, added_relu=plan.added_relu,
+                       resumed=resumed, seconds=seconds, files=files)
