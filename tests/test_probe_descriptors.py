@@ -12,6 +12,8 @@ import torch
 from actmine.candidate import probes as P
 from actmine.candidate.probes import ProbeFailure
 
+from probe_cases import backward_raising
+
 
 def _raising_when(condition):
     """tanh, except that it raises ValueError('boom') on the inputs for which `condition(x)` holds:
@@ -62,26 +64,12 @@ def test_the_far_check_names_infinity_when_the_candidate_raises_there():
     assert (failure.code, str(failure)) == ("runtime_error", "the activation raised ValueError at x = ±inf: boom")
 
 
-class _BackwardRaises(torch.autograd.Function):
-    """The identity, whose backward pass raises the exception stored in `error`."""
-    error: Exception = RuntimeError("backward exploded")
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise _BackwardRaises.error
-
-
 @pytest.mark.parametrize("error, code", [(RuntimeError("backward exploded"), "runtime_error"),
                                          (RuntimeError("CUDA out of memory"), "memory_limit"),
                                          (MemoryError("no room"), "memory_limit")],
                          ids=["runtime", "out-of-memory", "memory-error"])
-def test_the_far_check_reports_a_failing_backward_pass_with_its_exception(monkeypatch, error, code):
-    monkeypatch.setattr(_BackwardRaises, "error", error)
-    failure = _failure(P.check_far_inputs, _BackwardRaises.apply)
+def test_the_far_check_reports_a_failing_backward_pass_with_its_exception(error, code):
+    failure = _failure(P.check_far_inputs, backward_raising(error))
     assert failure.code == code
     assert str(failure) == (f"the backward pass raised {type(error).__name__} on the far probe points "
                             f"(3e4 < |x| ≤ 1e30): {error}")

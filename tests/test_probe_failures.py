@@ -18,6 +18,8 @@ import torch
 from actmine.candidate import probes as P
 from actmine.candidate.probes import ProbeFailure
 
+from probe_cases import backward_raising
+
 WHERE = "on the probe points"
 
 
@@ -138,31 +140,18 @@ def test_an_output_detached_from_the_input_has_no_gradient():
         "no_gradient", "the output does not depend differentiably on the input")
 
 
-class _FailingBackward(torch.autograd.Function):
-    """tanh forward; the backward raises the exception given to `apply`."""
-
-    @staticmethod
-    def forward(ctx, x, error):
-        ctx.error = error
-        return torch.tanh(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise ctx.error
-
-
 @pytest.mark.parametrize("error, code", [(RuntimeError("broken"), "runtime_error"),
                                          (MemoryError("no room"), "memory_limit"),
                                          (RuntimeError("CUDA out of memory"), "memory_limit")])
 def test_a_backward_pass_that_raises_gets_the_code_of_its_exception(error, code):
-    assert _failure(lambda x: _FailingBackward.apply(x, error)) == (
+    assert _failure(backward_raising(error)) == (
         code, f"the backward pass raised {type(error).__name__}: {error}")
 
 
 @pytest.mark.parametrize("error, code", [(KeyError("k"), "runtime_error"), (MemoryError("no room"), "memory_limit")])
 def test_a_backward_pass_that_raises_while_the_cost_is_measured_gets_the_code_of_its_exception(error, code):
     with pytest.raises(ProbeFailure) as info:
-        P.measure_cost(lambda x: _FailingBackward.apply(x, error))
+        P.measure_cost(backward_raising(error))
     assert (info.value.code, str(info.value)) == (
         code, f"the backward pass raised {type(error).__name__} while measuring its cost: {error}")
 

@@ -16,6 +16,8 @@ import torch
 from actmine.candidate import probes as P
 from actmine.candidate.probes import ProbeFailure
 
+from probe_cases import backward_raising
+
 
 class _Recorder:
     """Wraps a function and records (a copy of) every input it is called with."""
@@ -226,25 +228,11 @@ def test_a_function_differentiable_but_not_in_x_has_a_zero_derivative():
     assert record["y"] == pytest.approx(P.curve_points().tolist())
 
 
-class _BackwardFails(torch.autograd.Function):
-    """The identity, whose backward pass raises the exception kept in `error`."""
-    error: BaseException = RuntimeError("boom")
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise _BackwardFails.error
-
-
 @pytest.mark.parametrize("error, code", [(RuntimeError("backward exploded"), "runtime_error"),
                                          (MemoryError("no room"), "memory_limit")],
                          ids=["runtime-error", "memory-error"])
-def test_a_failing_backward_pass_of_the_curve_names_the_exception(error, code, monkeypatch):
-    monkeypatch.setattr(_BackwardFails, "error", error)
+def test_a_failing_backward_pass_of_the_curve_names_the_exception(error, code):
     with pytest.raises(ProbeFailure) as info:
-        P.curve(_BackwardFails.apply)
+        P.curve(backward_raising(error))
     assert (info.value.code, str(info.value)) == (
         code, f"the backward pass raised {type(error).__name__} on the curve's points: {error}")

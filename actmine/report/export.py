@@ -3,7 +3,7 @@
 The pack holds data only (`actmine.language.files`): for each exported program its source, name
 (`mined_<id>`), class name (`Mined<id>`), LaTeX and plain formula, search and held-out fitness (the
 validation fitness of the end-of-run check, read from heldout.json in either its current or its older
-list format, see `html.heldout_results`),
+list format, see `html.final_results`),
 per-family log-ratios, origin (run, proposal, mutator, model), rationale and the normaliser's changes
 to the model's answer, all as literals, and
 the call of the checked loader. Each program keeps its own source string (helpers keep their
@@ -22,7 +22,7 @@ from typing import Any
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..language.files import ProgramEntry, render_program_file
 from .formula import simplified_formula, sympy_expression
-from .html import final_results, heldout_results
+from .html import final_results, validation_by_program
 
 __all__ = ["export_pack"]
 
@@ -73,11 +73,11 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
         if run is None:
             raise ValueError(f"{run_dir} holds no run")
         records = db.top(run["id"], top)
-        winner_id = final_results(run_dir, db, run["id"])["winner"]
-        winner = db.get(winner_id) if winner_id is not None else None
+        results = final_results(run_dir, db, run["id"])
+        winner = db.get(results["winner"]) if results["winner"] is not None else None
         if winner is not None and winner.run_id == run["id"]:
             records = [winner] + [r for r in records if r.id != winner.id][:max(top - 1, 0)]
-        heldout = heldout_results(run_dir, db, run["id"])[0]
+        heldout = validation_by_program(results["validation"])
     if not records:
         raise ValueError(f"{run_dir} has no scored program to export")
     entries = [program_entry(record, run_dir.resolve(), heldout.get(record.id)) for record in records]

@@ -38,7 +38,7 @@ from ..terminal import terminal_text
 from .formula import safe_function, simplified_formula, simplified_formulas
 from .typeset import formula_svg
 
-__all__ = ["write_report", "final_results", "heldout_results", "REFERENCE_NAMES"]
+__all__ = ["write_report", "final_results", "heldout_results", "validation_by_program", "REFERENCE_NAMES"]
 
 REFERENCE_NAMES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation")
 
@@ -181,10 +181,10 @@ def heldout_results(run_dir: Path, db: ProgramDatabase, run_id: int) -> tuple[di
     """The run's validation check: (validation fitness by program id, the validation rows), from
     heldout.json (either format) or the database; see `final_results` for the test side too."""
     rows = final_results(run_dir, db, run_id)["validation"]
-    return _validation_by_program(rows), rows
+    return validation_by_program(rows), rows
 
 
-def _validation_by_program(rows: list[dict]) -> dict[int, Any]:
+def validation_by_program(rows: list[dict]) -> dict[int, Any]:
     """{program id: validation fitness} of the validation rows that are programs (not references)."""
     return {pid: r.get("heldout_fitness") for r in rows if (pid := _program_id(r.get("program_id"))) is not None}
 
@@ -442,7 +442,7 @@ def _read_run(run_dir: Path, top: int) -> _RunData:
         lineage = _lineage(db, best) if best else []
         failures = db.failures_by_reason(run_id)
         results = final_results(run_dir, db, run_id)
-        heldout = _validation_by_program(results["validation"])
+        heldout = validation_by_program(results["validation"])
         validations = db.validations(run_id)
         shown = _with_winner(db, run_id, leaders, results["winner"])
         counts = {status: db.count(run_id, status) for status in ("ok", "failed", "duplicate")}
