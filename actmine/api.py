@@ -37,7 +37,8 @@ import actmine.activations as _activations
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
 from .config import Config
-from .evolve.controller import CONFIG_SNAPSHOT, DATABASE, Search
+from .evolve.controller import Search
+from .run_files import CONFIG_SNAPSHOT, DATABASE
 from .evolve.database import ProgramDatabase, ProgramRecord
 from .lab.fitness import Evaluation, Lab
 from .targets import UsageError, evaluate_targets, lab_for, pack_members

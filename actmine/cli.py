@@ -4,565 +4,69 @@
     actmine evaluate TARGET [--json]          score one activation (registry name, .py file or PACK.py:NAME)
     actmine compare A B C … [--markdown]      score several and print a table per family
     actmine validate --out DIR [...]          the validity study: lab fitness vs downstream fitness
+
+This module is the command line itself: every subcommand's options and help text
+(`build_parser`, one `_add_*_parser` per subcommand, in the order --help lists them) and `main`,
+which checks the options several subcommands share and dispatches to the subcommand's `cmd_*`
+function. What each subcommand does lives in `actmine.commands` (one module per group); its names
+are re-exported here, so `actmine.cli.<name>` keeps working for everything defined here before.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import platform
 import sys
-from contextlib import contextmanager
 from typing import Sequence
 
 import torch
 
-import actmine.activations as activations
-
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
-from .lab.fitness import Evaluation, Lab
-from .lab.tasks import SuiteError
+from .commands.common import EXIT_BUSY as EXIT_BUSY
+from .commands.common import EXIT_REFUSED as EXIT_REFUSED
+from .commands.common import EXIT_USAGE as EXIT_USAGE
+from .commands.common import _comma_list as _comma_list
+from .commands.common import _fmt as _fmt
+from .commands.common import make_lab as make_lab
+from .commands.downstream import cmd_transfer as cmd_transfer
+from .commands.downstream import cmd_validate as cmd_validate
+from .commands.reproduce import _print_claims as _print_claims
+from .commands.reproduce import _reproduce_alphas as _reproduce_alphas
+from .commands.reproduce import _reproduce_benchmarks as _reproduce_benchmarks
+from .commands.reproduce import _reproduce_changes as _reproduce_changes
+from .commands.reproduce import _reproduce_functions as _reproduce_functions
+from .commands.reproduce import _reproduce_paths as _reproduce_paths
+from .commands.reproduce import _reproduce_seed_counts as _reproduce_seed_counts
+from .commands.reproduce import _reproduce_settings as _reproduce_settings
+from .commands.reproduce import _reproduce_suites as _reproduce_suites
+from .commands.reproduce import _reproduce_transfer_options as _reproduce_transfer_options
+from .commands.reproduce import cmd_reproduce as cmd_reproduce
+from .commands.runs import _existing_run as _existing_run
+from .commands.runs import _readable_run as _readable_run
+from .commands.runs import _runs_under as _runs_under
+from .commands.runs import cmd_export as cmd_export
+from .commands.runs import cmd_report as cmd_report
+from .commands.runs import cmd_serve as cmd_serve
+from .commands.scoring import _evaluate_all as _evaluate_all
+from .commands.scoring import cmd_compare as cmd_compare
+from .commands.scoring import cmd_evaluate as cmd_evaluate
+from .commands.scoring import cmd_list as cmd_list
+from .commands.scoring import comparison_markdown as comparison_markdown
+from .commands.search import cmd_llm_check as cmd_llm_check
+from .commands.search import cmd_search as cmd_search
+from .commands.search import print_search_summary as print_search_summary
+from .evolve.mutators import mutator_names
+from .executors import executor_names
 from .targets import (  # noqa: F401  (defined here before: re-exported)
     Target, UsageError, evaluate_targets, lab_for, pack_members, resolve_target,
 )
-from .targets import console as _console
 from .terminal import terminal_text
 from .version import __version__
 
-EXIT_REFUSED = 1     # the candidate was evaluated and refused (probes, divergence)
-EXIT_USAGE = 2       # bad arguments, unknown names, malformed files
-EXIT_BUSY = 3        # `search`: another controller holds the run directory; try again when it has finished
-
-
-def make_lab(args: argparse.Namespace) -> Lab:
-    return lab_for(args.suite, seeds=args.seeds, steps=args.steps, device=args.device, max_flops=args.max_flops,
-                   allow_batch_dependent=args.allow_batch_dependent)
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-
 
 # --------------------------------------------------------------------------------------------
-# Commands
-# --------------------------------------------------------------------------------------------
-
-def cmd_list(args: argparse.Namespace) -> int:
-    entries = [activations.info(name) for name in activations.list()]
-    if args.json:
-        print(json.dumps([{"name": e.name, "formula": e.formula, "pointwise": e.pointwise, "source": e.source,
-                           "aliases": list(e.aliases)} for e in entries], indent=2))
-        return 0
-    from rich.table import Table
-
-    table = Table(title="actmine activations")
-    table.add_column("name", no_wrap=True)
-    table.add_column("formula", overflow="fold")
-    table.add_column("pointwise", no_wrap=True)
-    table.add_column("source", overflow="fold", ratio=1)
-    for e in entries:
-        name = e.name + (f" ({', '.join(e.aliases)})" if e.aliases else "")
-        table.add_row(name, e.formula, "yes" if e.pointwise else "[red]no[/red]", e.source)
-    _console().print(table)
-    return 0
-
-
-def _evaluate_all(lab: Lab, args: argparse.Namespace, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
-    limits = SandboxLimits(timeout_s=args.timeout, cpu_s=args.timeout, memory_mb=args.memory_mb)
-    return evaluate_targets(lab, targets, limits, show_progress=not quiet)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    lab = make_lab(args)
-    (evaluation,) = _evaluate_all(lab, args, [args.target], quiet=args.json)
-    if args.json:
-        print(json.dumps(evaluation.to_dict(), indent=2))
-    else:
-        from rich.table import Table
-        from rich.text import Text
-
-        console = _console()
-        if not evaluation.ok:
-            # Text, not markup; every part from the worker may carry a candidate's text
-            error = evaluation.error
-            console.print(Text.assemble(("refused", "red"), terminal_text(
-                f" {evaluation.activation} at stage {evaluation.stage}: [{error['code']}] {error['message']}")))
-        else:
-            table = Table(title=Text(f"{terminal_text(evaluation.activation)} on suite {lab.suite.name!r} "
-                                     f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"))
-            for column in ("task", "family", "ID error", "OOD error", "ln(OOD / ReLU OOD)"):
-                table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
-            for t in evaluation.tasks:
-                table.add_row(t.name, t.family, _fmt(t.id_error), _fmt(t.ood_error), f"{t.log_ratio + 0.0:+.3f}")
-            console.print(table)
-            console.print(f"ood_log_ratio [bold]{evaluation.ood_log_ratio:+.4f}[/bold]   fitness "
-                          f"[bold]{evaluation.fitness:+.4f}[/bold]   pointwise {evaluation.probes['pointwise']}   "
-                          f"{evaluation.probes['flops_per_element']} ops/element   {evaluation.seconds:.1f} s")
-    return 0 if evaluation.ok else EXIT_REFUSED
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    lab = make_lab(args)
-    evaluations = _evaluate_all(lab, args, pack_members(args.targets), quiet=args.json or args.markdown)
-    families = lab.suite.families
-    if args.json:
-        print(json.dumps([e.to_dict() for e in evaluations], indent=2))
-    elif args.markdown:
-        print(comparison_markdown(evaluations, families))
-    else:
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title=f"OOD error per family (geometric mean; suite {lab.suite.name!r}, "
-                            f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
-        table.add_column("activation", no_wrap=True)
-        for family in families:
-            table.add_column(family, justify="right", min_width=len(family))
-        table.add_column("max ID error", justify="right")
-        table.add_column("ood_log_ratio", justify="right")
-        for e in sorted(evaluations, key=lambda e: (not e.ok, e.ood_log_ratio or 0.0)):
-            # names and codes as Text, not markup: a file name or a worker's code is not a style
-            name = Text(terminal_text(e.activation, keep_newlines=False))
-            if not e.ok:
-                table.add_row(name, *["—"] * len(families), "—",
-                              Text(terminal_text(e.error["code"], keep_newlines=False), style="red"))
-                continue
-            by_family = e.by_family()
-            ratio = f"[green]{e.ood_log_ratio:+.3f}[/green]" if e.ood_log_ratio < 0 else f"{e.ood_log_ratio:+.3f}"
-            table.add_row(name, *[_fmt(by_family[f]["ood_error"]) for f in families],
-                          _fmt(max(t.id_error for t in e.tasks)), ratio)
-        _console().print(table)
-        _console().print("ood_log_ratio: mean over tasks of ln(OOD error ÷ ReLU's); negative beats ReLU.")
-    if args.plot:
-        from .report.plots import plot_comparison
-
-        scored = [e for e in evaluations if e.ok]
-        # curves recorded by the probes (in the sandbox for program files): nothing untrusted runs here
-        plot_comparison(scored, {e.activation: e.probes["curve"] for e in scored if "curve" in e.probes}, args.plot)
-        _console(stderr=True).print(f"plot written to {args.plot}")
-    return 0 if all(e.ok for e in evaluations) else EXIT_REFUSED
-
-
-def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[str]) -> str:
-    """A markdown table of ID and OOD error per family and the log-ratio (docs/lab.md's calibration)."""
-    header = ["activation"] + [f"{f} ID / OOD" for f in families] + ["max task ID", "ood_log_ratio"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for e in evaluations:
-        name = terminal_text(e.activation, keep_newlines=False)
-        if not e.ok:
-            lines.append(f"| {name} | " + " | ".join(["—"] * (len(header) - 2))
-                         + f" | {terminal_text(e.error['code'], keep_newlines=False)} |")
-            continue
-        by_family = e.by_family()
-        cells = [f"{_fmt(by_family[f]['id_error'], 2)} / {_fmt(by_family[f]['ood_error'])}" for f in families]
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {_fmt(max(t.id_error for t in e.tasks), 2)} | {e.ood_log_ratio:+.3f} |")
-    return "\n".join(lines)
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    from .config import Config, ConfigError
-    from .evolve.controller import Search
-    from .evolve.database import DatabaseError
-    from .evolve.runlock import RunDirError, RunLocked
-
-    try:
-        config = Config.load(args.config).with_overrides({
-            "search.budget": args.budget, "search.time_limit": args.time, "search.seed": args.seed,
-            "mutator.kind": args.mutator, "executor.workers": args.workers, "executor.kind": args.executor,
-            "executor.scheduler": args.scheduler})
-        search = Search(config, args.run_dir, live=sys.stdout.isatty() and not args.quiet)
-        summary = search.run()
-    except RunLocked as exc:   # not the user's input: the run is busy, and the message says with whom
-        print(f"actmine: error: {terminal_text(exc, keep_newlines=False)}", file=sys.stderr)
-        return EXIT_BUSY
-    except (ConfigError, ValueError, SuiteError, DatabaseError, RunDirError) as exc:
-        raise UsageError(str(exc)) from None
-    print_search_summary(summary, args.run_dir)
-    return 0
-
-
-def cmd_llm_check(args: argparse.Namespace) -> int:
-    """One real request per model of the config's llm mutator: URL, key, model name and prices."""
-    from .evolve.mutators.llm_check import CheckConfigError, check_model, exit_status, format_check, load_plan
-
-    try:
-        plan = load_plan(args.config)
-    except CheckConfigError as exc:
-        raise UsageError(str(exc)) from None
-    print(terminal_text(f"checking {len(plan.models)} model(s) of {plan.path}: one request each "
-                        "(billed at the provider's rates)"))
-    checks = []
-    for index, spec in enumerate(plan.models):   # printed as each answers: a slow model shows which
-        checks.append(check_model(plan, spec, index))
-        print(format_check(checks[-1]), flush=True)
-    return exit_status(checks)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    run_dir = _existing_run(args.run_dir)
-    from .report.html import write_report
-
-    baseline = _existing_run(args.baseline) if args.baseline else None
-    with _readable_run():
-        path = write_report(run_dir, out=args.out, top=args.top, baseline=baseline)
-    print(terminal_text(f"report written to {path}"))
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """A live web viewer of runs on 127.0.0.1 until Ctrl-C (docs/serve.md)."""
-    from .serve import ServeError, serve
-
-    try:
-        serve(args.run_dirs or _runs_under("runs"), port=args.port, host=args.host)
-    except ServeError as exc:
-        raise UsageError(str(exc)) from None
-    return 0
-
-
-def _runs_under(folder: str) -> list[str]:
-    """The run directories directly inside `folder` (those holding a programs.sqlite), sorted."""
-    from pathlib import Path
-
-    return sorted(str(path.parent) for path in Path(folder).glob("*/programs.sqlite"))
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    run_dir = _existing_run(args.run_dir)
-    from .report.export import export_pack
-
-    with _readable_run():
-        path = export_pack(run_dir, args.top, args.out)
-    print(terminal_text(f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
-                        f"actmine.activations.load_pack({str(path)!r}) or actmine.activations.get('{path}:NAME')"))
-    return 0
-
-
-@contextmanager
-def _readable_run():
-    """A damaged or too-new database (or no scored program) is bad input: one line, exit 2."""
-    from .evolve.database import DatabaseError
-
-    try:
-        yield
-    except DatabaseError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _existing_run(run_dir: str) -> str:
-    from pathlib import Path
-
-    if not (Path(run_dir) / "programs.sqlite").is_file():
-        raise UsageError(f"{run_dir!r} is not a run directory (no programs.sqlite); give the --run-dir of an "
-                         "`actmine search`")
-    return run_dir
-
-
-def print_search_summary(summary: dict, run_dir: str) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    console = _console()
-    state = "interrupted (resume with the same --run-dir)" if summary["interrupted"] else "finished"
-    # Everything below may carry a model's or a worker's text: plain text, control characters escaped.
-    def say(text: str) -> None:
-        console.print(terminal_text(text), markup=False, highlight=False)
-
-    say(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
-        f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
-    if summary.get("stopped"):
-        say(f"stopped early: {summary['stopped']}")
-    if summary.get("llm"):
-        llm = summary["llm"]
-        say(f"LLM spend: ${llm['usd']:.4f}, {llm['tokens']:,} tokens; "
-            + "; ".join(f"{model}: {m['calls']} calls, {m['children']} programs, ${m['cost']:.4f}"
-                        for model, m in llm["models"].items()))
-    if "report" in summary:
-        say(f"report: {summary['report']}")
-    elif "report_error" in summary:
-        say(f"the report could not be written ({summary['report_error']}); try `actmine report {run_dir}`")
-    if summary.get("failures"):
-        say("refusals: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items(), key=lambda kv: -kv[1])))
-    if "best" in summary:
-        best = summary["best"]
-        se = f" ± {best['fitness_se']:.3f}" if best.get("fitness_se") is not None else ""
-        chosen = f"chosen on the validation tasks, rule {summary.get('winner_rule', 'mean')}" \
-            if summary.get("winner_chosen_by") == "validation" else "best by search score: nothing was validated"
-        say(f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
-            f"{terminal_text(best['rationale'] or '', keep_newlines=False)}")
-        say(terminal_text(best["source"]))
-    if summary.get("heldout"):
-        table = Table(title="validation (tasks the search never drew): fitness = −ood_log_ratio, higher is better")
-        for column in ("activation", "search fitness", "validation fitness"):
-            table.add_column(column, justify="left" if column == "activation" else "right")
-        for row in summary["heldout"]:
-            name = row["name"] + (" (winner)" if row.get("winner") else "")
-            table.add_row(Text(terminal_text(name, keep_newlines=False)),
-                          f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
-                          f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
-        console.print(table)
-    if summary.get("comparisons"):
-        table = Table(title="test suites (reported only): the winner's mean log-ratio against each function, "
-                            "95% interval over tasks and seeds; below 0 = the winner extrapolates better")
-        for column in ("suite", "against", "mean", "95% interval", "tasks × seeds"):
-            table.add_column(column, justify="left" if column in ("suite", "against") else "right")
-        for row in summary["comparisons"]:
-            table.add_row(Text(terminal_text(row["suite"], False)), row["against"], f"{row['mean']:+.3f}",
-                          f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['tasks']} × {row['seeds']}")
-        console.print(table)
-
-
-def cmd_transfer(args: argparse.Namespace) -> int:
-    from .transfer.base import DatasetMissing
-    from .transfer.runner import TransferInputError, TransferLimits, parse_options, results_table, run_transfer
-
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
-    split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
-    errors = _console(stderr=True)
-    try:
-        limits = TransferLimits(timeout_s=args.timeout, cpu_s=args.cpu_time, memory_mb=args.memory_mb)
-        run = run_transfer(split(args.activations), split(args.benchmarks), args.seeds,
-                           options=parse_options(args.option), epochs=args.epochs, data_dir=args.data_dir,
-                           device=args.device, executor=args.executor, workers=args.workers,
-                           scheduler=args.scheduler, limits=limits, out=args.out, progress=not args.quiet,
-                           notify=lambda message: errors.print(message, markup=False, highlight=False),
-                           console=errors)
-    except (TransferInputError, DatasetMissing) as exc:
-        raise UsageError(str(exc)) from None
-    except KeyboardInterrupt:
-        print(f"actmine: interrupted; finished jobs are in {args.out}/results.jsonl: run the same command "
-              "again to resume", file=sys.stderr)
-        return 130
-    console = _console()
-    seeds = f"{len(run.seeds)} seed" + ("s" if len(run.seeds) != 1 else "")
-    console.print(results_table(run.rows, title=f"transfer: mean ± std over {seeds} (log-ratio vs ReLU)"))
-    console.print("log-ratio: mean over seeds of ln(error / ReLU's error), error = 1 − score; negative beats ReLU.",
-                  markup=False, highlight=False)
-    failed = [r for r in run.results if not r.ok]
-    console.print(f"{len(run.results) - len(failed)} of {len(run.results)} jobs scored"
-                  + (f" ({run.resumed} from an earlier run)" if run.resumed else "")
-                  + f" in {run.seconds:.1f} s; written: "
-                  + ", ".join(str(run.files[k]) for k in ("json", "csv", "figure")), markup=False, highlight=False)
-    return EXIT_REFUSED if failed else 0
-
-
-def _comma_list(text: str) -> list[str]:
-    """The non-empty parts of a comma-separated option value, stripped ("a, ,b" is a and b)."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _reproduce_seed_counts(args: argparse.Namespace) -> dict:
-    """--seeds and --transfer-seeds, checked: the lab's confidence intervals need two seeds or more."""
-    changes: dict = {}
-    if args.seeds is not None:
-        if args.seeds < 2:
-            raise UsageError("--seeds must be at least 2: the confidence intervals need two seeds or more")
-        changes["seeds"] = args.seeds
-    if args.transfer_seeds is not None:
-        if args.transfer_seeds < 1:
-            raise UsageError("--transfer-seeds must be at least 1")
-        changes["transfer_seeds"] = args.transfer_seeds
-    return changes
-
-
-def _reproduce_suites(args: argparse.Namespace) -> dict:
-    """--suite and --heldout-suite, loaded once here so that a bad one is a usage error before any work starts."""
-    from .lab.tasks import get_suite
-
-    changes: dict = {}
-    for option, key in ((args.suite, "suite"), (args.heldout_suite, "heldout_suite")):
-        if option is not None:
-            try:
-                get_suite(option)
-            except (SuiteError, ValueError, OSError) as exc:
-                raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
-            changes[key] = option
-    return changes
-
-
-def _reproduce_functions(text: str) -> tuple[str, ...]:
-    """--functions as canonical registry names, ReLU first: every comparison of the paper is against it."""
-    names = []
-    for name in _comma_list(text):
-        try:
-            names.append(activations.info(name).name)
-        except activations.UnknownActivationError as exc:
-            raise UsageError(f"--functions: {exc}") from None
-    return tuple(dict.fromkeys(["relu"] + names))
-
-
-def _reproduce_alphas(text: str) -> tuple[float, ...]:
-    """--alphas as sorted distinct finite numbers ≥ 0 (the weights of the alpha sweep)."""
-    try:
-        alphas = sorted({float(a) for a in _comma_list(text)})
-    except ValueError:
-        raise UsageError(f"--alphas: expected comma-separated numbers, got {text!r}") from None
-    if not alphas or any(not math.isfinite(a) or a < 0 for a in alphas):
-        raise UsageError("--alphas: give one or more finite numbers ≥ 0, e.g. 0,0.05,0.1,0.2")
-    return tuple(alphas)
-
-
-def _reproduce_benchmarks(text: str) -> dict:
-    """--benchmarks: exactly the named ones, so the optional (data-dependent) benchmarks are dropped."""
-    from .transfer.base import list_benchmarks
-
-    known = list_benchmarks()
-    chosen = [b.lower() for b in _comma_list(text)]
-    unknown = [b for b in chosen if b not in known]
-    if unknown or not chosen:
-        raise UsageError(f"--benchmarks: unknown {', '.join(unknown) or 'none given'}; known: {', '.join(known)}")
-    return {"benchmarks": tuple(chosen), "optional_benchmarks": ()}
-
-
-def _reproduce_transfer_options(options: Sequence[str], defaults: dict) -> dict:
-    """--transfer-option values merged over the settings' own per-benchmark options (the options win)."""
-    from .transfer.runner import TransferInputError, parse_options
-
-    try:
-        parsed = parse_options(options)
-    except TransferInputError as exc:
-        raise UsageError(str(exc)) from None
-    merged = {b: dict(o) for b, o in defaults.items()}
-    for benchmark, values in parsed.items():
-        merged.setdefault(benchmark, {}).update(values)
-    return merged
-
-
-def _reproduce_paths(args: argparse.Namespace) -> dict:
-    """--validity and --data-dir, checked before hours of work: the study must be one, the directory must exist."""
-    from pathlib import Path
-
-    import actmine.reproduce as reproduce
-
-    changes: dict = {}
-    if args.validity is not None:
-        if not Path(args.validity).expanduser().is_file() or reproduce.load_validity(Path(args.validity).expanduser()) is None:
-            raise UsageError(f"--validity {args.validity!r} is not a validity study's result: give the validity.json "
-                             "that `actmine validate --out DIR` wrote")
-        changes["validity"] = str(Path(args.validity).expanduser())
-    if args.data_dir is not None:
-        if not Path(args.data_dir).expanduser().is_dir():
-            raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
-        changes["data_dir"] = str(Path(args.data_dir).expanduser())
-    return changes
-
-
-def _reproduce_changes(args: argparse.Namespace, settings) -> dict:
-    """The settings the options change, each checked (in option order, so the first bad option is the one named)."""
-    changes: dict = {"skip_transfer": args.skip_transfer, "skip_search": args.skip_search, "device": args.device}
-    changes.update(_reproduce_seed_counts(args))
-    changes.update(_reproduce_suites(args))
-    if args.steps is not None:
-        changes["steps"] = args.steps
-    if args.functions is not None:
-        changes["functions"] = _reproduce_functions(args.functions)
-    if args.alphas is not None:
-        changes["alphas"] = _reproduce_alphas(args.alphas)
-    if args.benchmarks is not None:
-        changes.update(_reproduce_benchmarks(args.benchmarks))
-    if args.transfer_option:
-        changes["transfer_options"] = _reproduce_transfer_options(args.transfer_option, settings.transfer_options)
-    if args.search_budget is not None:
-        changes["search"] = {**settings.search, "search.budget": args.search_budget}
-    changes.update(_reproduce_paths(args))
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
-    return changes
-
-
-def _reproduce_settings(args: argparse.Namespace):
-    """The quick or full settings with the options applied; the search part is checked against the config schema."""
-    from dataclasses import replace
-
-    import actmine.reproduce as reproduce
-    from .config import Config, ConfigError
-
-    settings = reproduce.quick_settings(args.workers) if args.quick else reproduce.full_settings(args.workers)
-    settings = replace(settings, **_reproduce_changes(args, settings))
-    try:
-        Config().with_overrides({"executor.workers": settings.workers, **settings.search})
-    except (ConfigError, ValueError) as exc:
-        raise UsageError(f"search settings: {exc}") from None
-    return settings
-
-
-def _print_claims(outcome: dict, out_dir: str) -> None:
-    """The verdict table of `actmine reproduce`, then where the report, plots and raw JSON are."""
-    import actmine.reproduce as reproduce
-    from rich.table import Table
-
-    console = _console()
-    table = Table(title="the paper's claims, checked by our lab")
-    for column in ("#", "claim", "verdict", "why"):
-        table.add_column(column, overflow="fold")
-    colours = {reproduce.REPRODUCED: "green", reproduce.NOT_REPRODUCED: "red", reproduce.NOT_CHECKABLE: "yellow"}
-    from rich.markup import escape
-
-    for i, claim in enumerate(outcome["claims"], 1):
-        table.add_row(str(i), escape(claim.claim), f"[{colours[claim.verdict]}]{claim.verdict}[/]", escape(claim.why))
-    console.print(table)
-    reused = f"; reused: {', '.join(outcome['resumed'])}" if outcome["resumed"] else ""
-    console.print(f"report: {outcome['doc']}; plots and raw JSON: {out_dir}/; "
-                  f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False, soft_wrap=True)
-
-
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """`actmine reproduce`: the paper's claims checked by our lab (actmine/reproduce/)."""
-    import actmine.reproduce as reproduce
-
-    settings = _reproduce_settings(args)
-    errors = _console(stderr=True)
-    progress = reproduce.Progress(errors, enabled=not args.quiet)
-    try:
-        outcome = reproduce.run_reproduce(settings, out_dir=args.out_dir, doc=args.doc, force=args.force,
-                                          progress=progress)
-    except KeyboardInterrupt:
-        print(f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to "
-              "resume", file=sys.stderr)
-        return 130
-    _print_claims(outcome, args.out_dir)
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    """The validity study: the work is `actmine.validity.run_validity`; here only options and output."""
-    import actmine.validity as validity
-    from .reproduce import Progress
-
-    settings = validity.Settings(
-        benchmarks=tuple(b.strip() for b in args.benchmarks.split(",") if b.strip()), seeds=args.seeds,
-        random=args.random, random_pool=args.random_pool, random_seed=args.random_seed, runs=tuple(args.runs),
-        functions=tuple(args.functions) if args.functions else None,
-        lab_suites=tuple(s.strip() for s in args.lab_suites.split(",") if s.strip()) if args.lab_suites else None,
-        executor=args.executor, workers=args.workers, scheduler=args.scheduler, options=tuple(args.option),
-        data_dir=args.data_dir, replicates=args.replicates)
-    try:
-        document = validity.run_validity(settings, args.out,
-                                         progress=Progress(_console(stderr=True), enabled=not args.quiet))
-    except validity.ValidityInputError as exc:
-        raise UsageError(str(exc)) from None
-    except KeyboardInterrupt:
-        print(terminal_text(f"actmine: interrupted; the finished lab scores and transfer jobs are saved in "
-                            f"{args.out}/: run the same command again to resume"), file=sys.stderr)
-        return 130
-    console = _console()
-    console.print(validity.summary_table(document))
-    cost = document["cost"]
-    plots = ", ".join(document["files"]["plots"].values())
-    console.print(terminal_text(f"report: {os.path.join(args.out, 'validity.md')}; numbers: validity.json; plots: "
-                                f"{plots}; compute {cost['cpu_seconds']:.0f} s in all, this run "
-                                f"{cost['wall_seconds']:.0f} s"),
-                  markup=False, highlight=False, soft_wrap=True)
-    return 0
-
-
+# The command line: options and help text of each subcommand
 # --------------------------------------------------------------------------------------------
 
 def version_text() -> str:
@@ -622,11 +126,11 @@ def _add_search_parser(sub) -> None:
     p = sub.add_parser("search", help="evolve activation functions (resumes an existing --run-dir)")
     p.add_argument("--config", help="a YAML config file (unknown keys are errors); default: the embedded config")
     p.add_argument("--run-dir", default="runs/default", help="where the run lives; an existing run is resumed")
-    p.add_argument("--mutator", choices=("symbolic", "random", "llm"), help="the mutation operator")
+    p.add_argument("--mutator", choices=mutator_names(), help="the mutation operator")
     p.add_argument("--budget", type=int, help="evaluations in total (a resumed run counts those done)")
     p.add_argument("--time", type=float, help="seconds of search before the held-out check (0: no limit)")
     p.add_argument("--workers", type=int, help="evaluations at once (default: one per core)")
-    p.add_argument("--executor", choices=("local", "dask"), help="local processes or a Dask cluster")
+    p.add_argument("--executor", choices=executor_names(), help="local processes or a Dask cluster")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local one)")
     p.add_argument("--seed", type=int, help="the run's seed")
     p.add_argument("--quiet", action="store_true", help="no live view")

@@ -53,13 +53,13 @@ class SearchSection:
 
 @dataclass(frozen=True)
 class MutatorSection:
-    kind: str = "symbolic"            # symbolic | random | llm
+    kind: str = "symbolic"            # a registered mutator: symbolic | random | llm (evolve/mutators)
     options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExecutorSection:
-    kind: str = "local"               # local (sandboxed process pool) | dask
+    kind: str = "local"               # a registered executor: local (sandboxed process pool) | dask (executors/)
     workers: int | None = None        # None: one per core
     scheduler: str | None = None      # a Dask scheduler address; None starts a LocalCluster
 
@@ -110,6 +110,9 @@ class TasksSection:
     # size each, at least 10, seeds 0 and 1).
     validation: tuple[dict, ...] = ()
     test: dict = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_TEST_POOLS.items()})
+    # How a program's task scores become its fitness: mean (over tasks) | softmin (a smooth worst
+    # family of the per-family means, the winner rule's aggregate; lab.estimate.OBJECTIVES).
+    objective: str = "mean"
     confirm_rounds: int = 2           # extra rounds at most for a program that would change a decision
     lcb_z: float = 1.0                # selection ranks by fitness − lcb_z · standard error
 
@@ -155,6 +158,22 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_values(self)
+
+    def sandbox_limits(self):
+        """The `sandbox` section as the workers' `SandboxLimits` (the search's executor and its final
+        check both use this one)."""
+        from .candidate.sandbox import SandboxLimits   # lazy: the config stays light to import
+        s = self.sandbox
+        return SandboxLimits(timeout_s=s.timeout_s, cpu_s=s.cpu_s, memory_mb=s.memory_mb,
+                             max_tasks_per_worker=s.max_tasks_per_worker)
+
+    def probe_budget(self):
+        """The `probes` section as the candidates' `ProbeBudget`."""
+        from .candidate.probes import ProbeBudget
+        p = self.probes
+        return ProbeBudget(max_flops_per_element=p.max_flops_per_element,
+                           max_saved_bytes_per_element=p.max_saved_bytes_per_element,
+                           allow_batch_dependent=p.allow_batch_dependent)
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -294,10 +313,12 @@ def _check_values(config: Config) -> None:
     if s.winner_rule not in WINNER_RULES:
         raise ConfigError(f"config key 'search.winner_rule' must be one of {', '.join(WINNER_RULES)}, "
                           f"got {s.winner_rule!r}")
-    if config.mutator.kind not in ("symbolic", "random", "llm"):
-        raise ConfigError(f"config key 'mutator.kind' must be symbolic, random or llm, got {config.mutator.kind!r}")
-    if config.executor.kind not in ("local", "dask"):
-        raise ConfigError(f"config key 'executor.kind' must be local or dask, got {config.executor.kind!r}")
+    from .evolve.mutators import mutator_names   # the registries: a new plug-in is a valid choice at once
+    from .executors import executor_names
+    for key, kind, names in (("mutator.kind", config.mutator.kind, mutator_names()),
+                             ("executor.kind", config.executor.kind, executor_names())):
+        if kind not in names:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(names)}, got {kind!r}")
     positive("executor.workers", config.executor.workers)
     positive("lab.seeds", config.lab.seeds)
     positive("lab.steps", config.lab.steps)
@@ -316,6 +337,10 @@ def _check_tasks(tasks: TasksSection) -> None:
 
     if tasks.sample < 1:
         raise ConfigError(f"config key 'tasks.sample' must be positive, got {tasks.sample!r}")
+    from .lab.estimate import OBJECTIVES   # numpy only: no cycle
+    if tasks.objective not in OBJECTIVES:
+        raise ConfigError(f"config key 'tasks.objective' must be one of {', '.join(OBJECTIVES)}, "
+                          f"got {tasks.objective!r}")
     if tasks.confirm_rounds < 0:
         raise ConfigError(f"config key 'tasks.confirm_rounds' must be non-negative, got {tasks.confirm_rounds!r}")
     if not tasks.lcb_z >= 0:

@@ -44,6 +44,7 @@ def test_round_trip_through_dict():
     ({"search": {"seeds": []}}, "search.seeds"),
     ({"search": {"exploitation": 0.8, "exploration": 0.5}}, "search.exploitation"),
     ({"search": {"winner_rule": "median"}}, "search.winner_rule"),
+    ({"tasks": {"objective": "median"}}, "tasks.objective"),
     ({"mutator": {"kind": "genetic"}}, "mutator.kind"),
     ({"executor": {"kind": "slurm"}}, "executor.kind"),
     ({"executor": {"workers": -1}}, "executor.workers"),
@@ -77,3 +78,15 @@ def test_resume_allows_budget_and_workers_but_not_what_changes_results():
     assert before.with_overrides({"search.budget": 999, "executor.workers": 4}).resume_conflicts(before) == []
     changed = before.with_overrides({"search.seed": 5, "mutator.kind": "random"})
     assert changed.resume_conflicts(before) == ["mutator.kind", "search.seed"]
+
+
+def test_the_config_builds_the_sandbox_limits_and_the_probe_budget_with_every_key():
+    from actmine.candidate.probes import ProbeBudget
+    from actmine.candidate.sandbox import SandboxLimits
+
+    config = Config.from_dict({"sandbox": {"timeout_s": 11, "cpu_s": 12, "memory_mb": 1234, "max_tasks_per_worker": 7},
+                               "probes": {"max_flops_per_element": 99, "max_saved_bytes_per_element": 40,
+                                          "allow_batch_dependent": True}})
+    assert config.sandbox_limits() == SandboxLimits(timeout_s=11, cpu_s=12, memory_mb=1234, max_tasks_per_worker=7)
+    assert config.probe_budget() == ProbeBudget(max_flops_per_element=99, max_saved_bytes_per_element=40,
+                                                allow_batch_dependent=True)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.lab.estimate import (WINNER_RULES, Estimate, family_mean_fitness, paired_interval, softmin_fitness,
-                                  worst_family_fitness)
+from actmine.lab.estimate import (OBJECTIVES, WINNER_RULES, Estimate, family_mean_fitness, paired_interval,
+                                  softmin_estimate, softmin_fitness, worst_family_fitness)
 from actmine.lab.fitness import Evaluation, TaskScore
 
 FINITE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -360,3 +360,91 @@ def test_each_resampled_task_keeps_its_own_number_of_seeds():
     b = {"two": [0.0, 0.0], "three": [0.0, 0.0, 0.0]}
     result = paired_interval(a, b, resamples=2000)
     assert (result["mean"], result["low"], result["high"]) == (0.25, 0.0, 0.75)
+
+
+# -- the search's objective: softmin over families as an estimate ------------------------------
+
+def _numeric_softmin_se(families: dict[str, list[float]], temperature: float) -> float:
+    """The delta method by finite differences: ∂softmin/∂(family mean) times that mean's se."""
+    means = {f: -float(np.mean(v)) for f, v in families.items()}
+    everything = [x for v in families.values() for x in v]
+    total = 0.0
+    for family, values in families.items():
+        step = 1e-6
+        shifted = dict(means, **{family: means[family] + step})
+        gradient = (softmin_fitness(shifted, temperature) - softmin_fitness(means, temperature)) / step
+        sd = statistics.stdev(values) if len(values) > 1 else statistics.stdev(everything)
+        total += (gradient * sd / math.sqrt(len(values))) ** 2
+    return math.sqrt(total)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(["expression", "harmonic", "polynomial", "feynman"]),
+                       st.lists(st.floats(-3, 3), min_size=1, max_size=8), min_size=1),
+       st.sampled_from([0.05, 0.1, 1.0]))
+def test_the_softmin_estimate_is_the_softmin_of_family_means_with_a_delta_method_se(families, temperature):
+    if sum(len(v) for v in families.values()) < 2:
+        families = {**families, "extra": [0.0, 0.5]}
+    estimate = softmin_estimate(families, temperature)
+    assert estimate.n == sum(len(v) for v in families.values())
+    assert estimate.mean == pytest.approx(
+        softmin_fitness({f: -float(np.mean(v)) for f, v in families.items()}, temperature), abs=1e-12)
+    assert estimate.se == pytest.approx(_numeric_softmin_se(families, temperature), rel=1e-3, abs=1e-6)
+
+
+def test_one_family_gives_the_plain_estimate_and_a_far_worse_family_dominates():
+    scores = [0.2, 0.5, -0.1, 0.4]
+    assert softmin_estimate({"only": scores}) == pytest.approx(Estimate.of(scores))
+    # the worst family (mean 0.1) carries almost all of the weight at T = 0.1
+    worse, better = [0.0, 0.2], [2.0, 2.4, 2.2]
+    estimate = softmin_estimate({"worse": worse, "better": better})
+    assert estimate.mean == pytest.approx(0.1 + 0.1 * math.log(2), abs=1e-6)   # −T·ln((e^-1 + ~0)/2)
+    assert estimate.se == pytest.approx(statistics.stdev(worse) / math.sqrt(2), rel=1e-6)
+
+
+def test_a_one_task_family_borrows_the_spread_of_all_tasks():
+    families = {"a": [0.0, 1.0, 2.0], "b": [0.5]}
+    weights = np.exp(np.array([-1.0, -0.5]) / 0.1 - max(-1.0, -0.5) / 0.1)
+    weights /= weights.sum()
+    sd_all = statistics.stdev([0.0, 1.0, 2.0, 0.5])
+    expected = math.sqrt((weights[0] * 1.0 / math.sqrt(3)) ** 2 + (weights[1] * sd_all) ** 2)
+    assert softmin_estimate(families).se == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("families, match", [({}, "at least one"), ({"a": []}, "at least one"),
+                                             ({"a": [0.1, math.nan]}, "finite")])
+def test_the_softmin_estimate_refuses_no_scores_and_non_finite_ones(families, match):
+    with pytest.raises(ValueError, match=match):
+        softmin_estimate(families)
+
+
+def test_the_objectives_read_family_score_pairs():
+    scores = [("poly", 0.4), ("harm", 1.0), ("poly", 0.0)]
+    assert OBJECTIVES["mean"](scores) == Estimate.of([0.4, 1.0, 0.0])
+    assert OBJECTIVES["softmin"](scores) == softmin_estimate({"poly": [0.4, 0.0], "harm": [1.0]})
+
+
+def test_the_softmin_estimate_of_one_score_has_no_spread_and_two_one_task_families_share_theirs():
+    assert softmin_estimate({"a": [0.7]}) == Estimate(0.7, 0.0, 1)
+    estimate = softmin_estimate({"a": [0.0], "b": [1.0]})
+    weights = np.exp(np.array([0.0, -1.0]) / 0.1)
+    weights /= weights.sum()
+    pooled = statistics.stdev([0.0, 1.0])
+    assert estimate.se == pytest.approx(math.sqrt(((weights * pooled) ** 2).sum()), rel=1e-12)
+
+
+def test_the_softmin_estimate_takes_any_real_numbers_and_extreme_ones_stay_finite():
+    exact = softmin_estimate({"a": [Fraction(1, 4), Fraction(3, 4)], "b": [2]})
+    assert exact == softmin_estimate({"a": [0.25, 0.75], "b": [2.0]})
+    far = softmin_estimate({"loses": [-400.0, -390.0], "wins": [400.0, 410.0]})
+    assert math.isfinite(far.mean) and math.isfinite(far.se)
+    assert far.mean == pytest.approx(-395.0 + 0.1 * math.log(2), abs=1e-9)
+
+
+def test_the_softmin_estimate_errors_say_exactly_what_is_wrong():
+    with pytest.raises(ValueError) as empty:
+        softmin_estimate({"a": []})
+    assert str(empty.value) == "an estimate needs at least one score"
+    with pytest.raises(ValueError) as infinite:
+        softmin_estimate({"a": [0.1, math.inf]})
+    assert str(infinite.value) == "scores must be finite"

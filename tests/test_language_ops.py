@@ -17,7 +17,6 @@ import math
 import pytest
 import sympy as sp
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

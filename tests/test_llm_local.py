@@ -8,7 +8,6 @@ holds up against a real model's output, and that whatever valid programs it writ
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys

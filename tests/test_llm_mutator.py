@@ -1,6 +1,5 @@
 """The LLM mutator, driven through the real `openai` client against a scripted server on 127.0.0.1."""
 
-import math
 import random
 import time
 from pathlib import Path

@@ -348,7 +348,7 @@ def results_run(tmp_path):
 
 def test_new_sections_render_from_a_hand_made_run(results_run):
     run_dir, ids = results_run
-    a, b, c = ids["a"], ids["b"], ids["c"]
+    b, c = ids["b"], ids["c"]
     text = write_report(run_dir, top=2, references=()).read_text()
     board = section(text, "leaderboard", "validation")
     assert "+0.2000 ± 0.0500" in board and "+0.3000 ± 0.2000" in board       # fitness ± se

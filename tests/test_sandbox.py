@@ -308,9 +308,12 @@ def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab):
                               cwd=Path(__file__).parent.parent)
     try:
         worker = int(parent.stdout.readline())
+        directory = Path(os.readlink(f"/proc/{worker}/cwd"))
+        assert directory.name.startswith("actmine-worker-") and directory.is_dir()
         parent.kill()
         parent.wait(timeout=10)
         assert wait_ended(worker)   # its limits would let it run 600 s
+        assert not directory.exists()   # nobody else is left to remove its throw-away directory
     finally:
         parent.kill()
         parent.wait()

@@ -24,7 +24,7 @@ from actmine.evolve.controller import HELDOUT, Search, SearchState, _Pending, _R
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Proposal
 from actmine.evolve.search_tasks import SEED_SHIFT, SearchTasks
-from actmine.lab.estimate import WINNER_RULES, Estimate
+from actmine.lab.estimate import WINNER_RULES, Estimate, softmin_estimate
 from actmine.lab.fitness import Evaluation, Lab, TaskScore
 from search_runs import write_tiny_config
 
@@ -325,6 +325,36 @@ def test_the_same_function_found_again_is_pooled_into_the_original(controller):
     assert [p.id for p in database.top(run_id, 10)] == [original.id]    # duplicates never rank
     assert database.evaluation_counts(run_id) == {"search": 1, "pooled": 2, "confirm": 1}
     assert [p.status for p in database.programs(run_id)] == ["ok", "duplicate", "duplicate"]
+
+
+def test_the_softmin_objective_ranks_a_one_family_loser_below_a_balanced_program(config, tasks, tmp_path):
+    """`tasks.objective: softmin`: the fitness is the softmin over families of the pooled task scores
+    (the winner rule's aggregate), so a program that loses one family ranks below one that loses none
+    even when its mean over tasks is higher."""
+    search = Search(config.with_overrides({"tasks.objective": "softmin"}), tmp_path / "run", live=False)
+    search.tasks = tasks
+    database, run_id = search._open()
+    try:
+        state = SearchState(budget=3)
+        lab = search.tasks.lab_for(0, 0)
+        families = [t.family for t in lab.suite.tasks]
+        assert len(set(families)) == 2, families     # the sample holds both families of the search side
+        loser = [-0.4 if f == "polynomial" else 1.5 for f in families]   # loses the polynomials only
+        balanced = [0.2] * len(families)
+        assert np.mean(loser) > np.mean(balanced)                          # the mean would prefer it
+        ids = [search._record(database, run_id, pending(i), scored(lab, scores, f"fp-{i}"), state).id
+               for i, scores in enumerate((loser, balanced))]
+        for program_id, scores in zip(ids, (loser, balanced)):
+            stored = database.get(program_id)
+            by_family: dict[str, list[float]] = {}
+            for family, score in zip(families, scores):
+                by_family.setdefault(family, []).append(score)
+            expected = softmin_estimate(by_family)
+            assert (stored.fitness, stored.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
+            assert stored.score == pytest.approx(expected.lcb(1.0))
+        assert database.get(ids[0]).fitness < database.get(ids[1]).fitness
+    finally:
+        database.close()
 
 
 def test_a_function_known_only_as_a_failure_is_not_pooled(controller):

@@ -316,7 +316,7 @@ def test_feynman_names_that_sympy_reserves_parse_as_symbols():
     cases = {
         # I is sympy's imaginary unit, E_n would otherwise be fine, Gamma/beta/lambd are functions
         "II.13.17": ({"epsilon": 1.5, "c": 2.0, "I": 3.0, "r": 1.25},
-                     lambda epsilon, c, I, r: 1 / (4 * math.pi * epsilon * c ** 2) * 2 * I / r),
+                     lambda epsilon, c, I, r: 1 / (4 * math.pi * epsilon * c ** 2) * 2 * I / r),  # noqa: E741 (the equation's name)
         "III.8.54": ({"E_n": 1.3, "t": 2.1, "h": 3.7},
                      lambda E_n, t, h: math.sin(E_n * t / (h / (2 * math.pi))) ** 2),
         "I.30.5": ({"lambd": 1.0, "d": 2.0, "n": 3.0}, lambda lambd, d, n: math.asin(lambd / (n * d))),

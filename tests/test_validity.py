@@ -291,7 +291,7 @@ def test_validate_parses_repeated_runs_and_functions():
 @pytest.mark.parametrize("workers", [0, -1, True])
 def test_the_api_refuses_bad_workers_before_any_work(tmp_path, workers):
     """The Python API has no argparse in front of it: the study's own check refuses the value."""
-    from actmine.validity import Settings, ValidityInputError, run_validity
+    from actmine.validity import Settings, run_validity
 
     with pytest.raises(ValidityInputError, match="--workers must be an integer of at least 1"):
         run_validity(Settings(functions=("relu", "gelu", "tanh"), random=0, benchmarks=("diabetes",),

@@ -39,148 +39,38 @@ worker's limits like any body code, and are not evaluated here.
 
 The evaluator runs only on a program that passed every other rule of the policy, so it sees only
 the constant-expression nodes that `check_constant` admits (and whatever an annotation holds).
+
+Where the parts live: the bounds, the values the evaluator cannot compute and its two exceptions in
+`load_time_bounds`; the checks of binary operators and comparisons (a mixin of the evaluator) in
+`load_time_operators`; the checks made before a builtin or `math` function is called in
+`load_time_calls`; the evaluator itself -- statements, names, expressions, calls, comprehensions --
+here. The bounds, `CostlyConstant` and `UNKNOWN` stay importable from this module.
 """
 
 from __future__ import annotations
 
 import ast
 import math
-import operator
-import re
 from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
-#: The largest integer a load-time expression may make (bits). Python's own literals stay below it
-#: (4,300 decimal digits at most).
-MAX_INT_BITS = 16_384
-#: The most elements a string, bytes or tuple made at load time may hold (tuples count through nesting).
-MAX_SIZE = 100_000
-#: The largest width or precision a format spec or `%`-format may ask for.
-MAX_FORMAT_NUMBER = 1_000
-#: The most (estimated) machine-word operations all of a program's load-time code may take.
-MAX_STEPS = 5_000_000
-#: What one evaluated node or one comprehension iteration costs (Python's interpreter overhead).
-NODE_STEPS = 50
+from .load_time_bounds import (MAX_FORMAT_NUMBER as MAX_FORMAT_NUMBER, MAX_INT_BITS as MAX_INT_BITS,
+                               MAX_SIZE as MAX_SIZE, MAX_STEPS as MAX_STEPS, NODE_STEPS as NODE_STEPS,
+                               UNKNOWN as UNKNOWN, CostlyConstant as CostlyConstant, _format_numbers_problem,
+                               _Function, _is_int, _LoadFails, _snippet, _statement_targets, _unpack, _words)
+from .load_time_calls import _CALL, _CALL_CHECKS, _CONSTANT_CALLS, _SIZE_SENSITIVE_CALLS
+from .load_time_operators import _UNARY, OperatorChecks
 
-_LOG2_10 = math.log2(10)
 #: Value types whose attributes the evaluator reads (after the policy refused private, dunder and
 #: dangerous attribute names): plain data, dtypes and `torch.finfo`/`torch.iinfo` results.
 _DATA_TYPES = (int, float, complex, bool, str, bytes, tuple, range, slice, type(None), type(Ellipsis),
                torch.dtype, torch.finfo, torch.iinfo)
-_AGGREGATES = frozenset("tuple sum min max any all".split())
-#: `%`-format directives: flags, width, precision.
-_PERCENT_DIRECTIVE = re.compile(rb"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)", re.S)
 
 
-class CostlyConstant(Exception):
-    """A load-time expression the evaluator cannot prove cheap; `node` is where, the text says why."""
-
-    def __init__(self, node: ast.AST, reason: str):
-        super().__init__(reason)
-        self.node = node
-        self.reason = reason
-
-
-class _LoadFails(Exception):
-    """An operation of the program raises: Python stops loading the program there (it has no `try` at
-    the top level), cheaply."""
-
-
-class _Unknown:
-    """A value the evaluator does not know (an attribute of a function or a type, a name bound by a
-    statement that raised): it may not meet a size-sensitive operation."""
-
-    def __repr__(self):
-        return "<unknown>"
-
-
-UNKNOWN = _Unknown()
-
-
-class _Function:
-    """A function the program defines (a top-level `def`, a lambda): opaque, never called at load time."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self):
-        return f"<function {self.name}>"
-
-
-def _unpack(value: Any, count: int) -> list:
-    """What `a, b, ... = value` binds, reading at most count + 1 elements, as Python does."""
-    iterator = iter(value)
-    parts = [next(iterator) for _ in range(count)]
-    for _extra in iterator:
-        raise ValueError(f"too many values to unpack (expected {count})")
-    return parts
-
-
-def _statement_targets(statement: ast.stmt) -> list[str]:
-    if isinstance(statement, ast.FunctionDef):
-        return [statement.name]
-    targets = (statement.targets if isinstance(statement, ast.Assign) else
-               [statement.target] if isinstance(statement, (ast.AnnAssign, ast.AugAssign)) else [])
-    return [node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)]
-
-
-def _bits_text(bits: int | float) -> str:
-    """'about 1,228,093,894' for a size in bits, however large."""
-    if bits == math.inf or bits > 10 ** 15:
-        return f"far more than {MAX_INT_BITS:,}"
-    return f"about {int(bits):,}"
-
-
-def _words(value: int) -> int:
-    return value.bit_length() // 64 + 1
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) in (int, bool)
-
-
-def _snippet(node: ast.AST, limit: int = 50) -> str:
-    try:
-        text = ast.unparse(node)
-    except (RecursionError, ValueError, TypeError, AttributeError):
-        return type(node).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _format_numbers_problem(spec: str | bytes) -> str | None:
-    """Why a format spec or `%`-format string asks for too much, or None."""
-    if isinstance(spec, str):
-        spec = spec.encode("utf-8", "surrogatepass")
-    for digits in re.findall(rb"\d+", spec):
-        if len(digits) > 6 or int(digits) > MAX_FORMAT_NUMBER:
-            return (f"the format asks for a width or precision of {digits.decode()[:12]}, over the "
-                    f"{MAX_FORMAT_NUMBER:,} a load-time format may")
-    return None
-
-
-def _percent_problem(template: str | bytes) -> str | None:
-    data = template.encode("utf-8", "surrogatepass") if isinstance(template, str) else template
-    for match in _PERCENT_DIRECTIVE.finditer(data):
-        width, precision = match.group(1), match.group(2)
-        if b"*" in (width, precision):
-            return "`%`-formatting with a `*` width or precision takes it from the operands; write it out"
-        for number in (width, precision):
-            if number is not None and (len(number) > 6 or int(number) > MAX_FORMAT_NUMBER):
-                return (f"the `%`-format asks for a width or precision of {number.decode()[:12]}, over the "
-                        f"{MAX_FORMAT_NUMBER:,} a load-time format may")
-    return None
-
-
-def _log2_factorial(n: int) -> float:
-    return math.lgamma(n + 1) / math.log(2)
-
-
-class LoadTimeEvaluator:
-    """Computes a checked module's load-time code under the bounds above (see the module docstring).
+class LoadTimeEvaluator(OperatorChecks):
+    """Computes a checked module's load-time code under the bounds (see the module docstring).
 
     `roots` maps `torch`, `F` and `math` to their allow-listed attribute trees (a leaf is None);
     `builtins` are the names a candidate's builtins hold. After `run`, `values` holds the top-level
@@ -432,100 +322,6 @@ class LoadTimeEvaluator:
             return list(iterable)
         raise _LoadFails(f"{type(iterable).__name__} is not iterable")   # TypeError when loading
 
-    # -- operators --
-
-    def binary(self, op: ast.operator, left: Any, right: Any, node: ast.AST) -> Any:
-        symbol = _SYMBOLS.get(type(op), "?")
-        sensitive = isinstance(op, (ast.Mult, ast.Pow, ast.LShift, ast.Mod, ast.MatMult))
-        if left is UNKNOWN or right is UNKNOWN:
-            if sensitive:
-                raise CostlyConstant(node, f"an operand of `{symbol}` has a value the policy cannot compute")
-            return UNKNOWN
-        function = _BINARY[type(op)]
-        both_int = _is_int(left) and _is_int(right)
-        if both_int:
-            self.int_binary(op, left, right, node)
-        elif isinstance(op, ast.Mult) and (_is_int(left) or _is_int(right)):
-            sequence, count = (right, left) if _is_int(left) else (left, right)
-            if isinstance(sequence, (str, bytes, tuple)):
-                size = (self.weight(sequence) - 1) * max(int(count), 0)   # elements, through nesting
-                if size > MAX_SIZE:
-                    raise CostlyConstant(node, f"`{_snippet(node)}` repeats a sequence into about {size:,} elements")
-                self.charge(size, node)
-        elif isinstance(op, ast.Add) and isinstance(left, (str, bytes, tuple)) and type(left) is type(right):
-            size = self.weight(left) + self.weight(right)
-            if size > MAX_SIZE:
-                raise CostlyConstant(node, f"`{_snippet(node)}` concatenates into {size:,} elements")
-            self.charge(size, node)
-        elif isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
-            problem = _percent_problem(left)
-            if problem:
-                raise CostlyConstant(node, problem)
-            self.charge(self.weight(left) + 8 * self.weight(right), node)
-        elif isinstance(op, ast.Pow) and (_is_int(left) or _is_int(right)):
-            self.charge(_words(left) if _is_int(left) else 1, node)   # int ** float, float ** int: floats
-        return self.attempt(lambda: function(left, right), node)
-
-    def int_binary(self, op: ast.operator, left: int, right: int, node: ast.AST):
-        """Check an operation on two ints from their sizes, before it is computed."""
-        a, b = _words(left), _words(right)
-        if isinstance(op, ast.Mult):
-            if left.bit_length() + right.bit_length() > MAX_INT_BITS + 1:
-                raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of about "
-                                           f"{left.bit_length() + right.bit_length():,} bits")
-            self.charge(a * b, node)
-        elif isinstance(op, ast.Pow):
-            self.power(left, right, None, node)
-        elif isinstance(op, ast.LShift):
-            if left and right > 0 and left.bit_length() + right > MAX_INT_BITS:
-                raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of about "
-                                           f"{left.bit_length() + right:,} bits")
-            self.charge(a + max(right, 0) // 64, node)
-        elif isinstance(op, (ast.FloorDiv, ast.Mod)):
-            self.charge(a * b, node)
-        else:
-            self.charge(a + b, node)
-
-    def power(self, base: int, exponent: int, modulus: int | None, node: ast.AST):
-        """Check `base ** exponent` (`% modulus`) on ints before it is computed."""
-        if modulus is not None:
-            if modulus == 0:
-                return   # ValueError
-            steps = (exponent.bit_length() + 1) * 2 * _words(modulus) ** 2
-            self.charge(steps, node)
-            return
-        if exponent < 0 or abs(base) <= 1:
-            self.charge(_words(base) + _words(exponent), node)   # a float, or 0, 1, -1
-            return
-        bits = exponent * math.log2(abs(base)) if exponent.bit_length() < 64 else math.inf
-        if bits > MAX_INT_BITS:
-            raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of {_bits_text(bits)} bits")
-        self.charge((exponent.bit_length() + 1) * (int(bits) // 64 + 1) ** 2, node)
-
-    def compare(self, node: ast.Compare, scopes) -> Any:
-        left = self.evaluate(node.left, scopes)
-        for op, right_node in zip(node.ops, node.comparators):
-            right = self.evaluate(right_node, scopes)
-            if left is UNKNOWN or right is UNKNOWN:
-                return UNKNOWN
-            if isinstance(op, (ast.In, ast.NotIn)):
-                if isinstance(right, range) and not _is_int(left):
-                    try:
-                        length = len(right)
-                    except OverflowError:
-                        length = MAX_STEPS + 1
-                    self.charge(length * 4, node)   # a non-int is looked for element by element
-                elif isinstance(right, (str, bytes)):
-                    self.charge(self.weight(left) * self.weight(right), node)
-                elif isinstance(right, tuple):
-                    self.charge(self.weight(right) + self.weight(left) * len(right), node)
-            else:
-                self.charge(self.weight(left) + self.weight(right), node)
-            result = self.attempt(lambda: _COMPARE[type(op)](left, right), node)
-            if result is UNKNOWN or not result:
-                return result
-            left = right
-        return result
 
     def subscript(self, node: ast.Subscript, scopes) -> Any:
         value = self.evaluate(node.value, scopes)
@@ -654,189 +450,6 @@ class LoadTimeEvaluator:
             for index, element in enumerate(target.elts):
                 self.bind_local(element, parts[index], scope)
 
-
-_CALL = object()   # a call check's answer: go ahead and call the function with the checked arguments
-
-_CONSTANT_CALLS = frozenset("float int bool complex abs round pow divmod min max sum len tuple range slice any all "
-                            "isinstance enumerate zip reversed".split())
-_SIZE_SENSITIVE_CALLS = frozenset({"pow", "round", "math.factorial", "math.comb", "math.perm", "math.prod",
-                                   "math.lcm", "math.sumprod", "tuple", "sum", "min", "max", "int"})
-
-
-def _bind(args: list, keywords: dict, names: tuple[str, ...], required: int) -> list:
-    """The arguments of a builtin with parameters `names` (the first `required` of them required, the
-    others None by default), bound as Python binds them; a call Python refuses fails to load."""
-    if len(args) > len(names) or len(args) + len(keywords) < required:
-        raise _LoadFails("bad arguments")
-    values = [*args, *[None] * (len(names) - len(args))]
-    for name, value in keywords.items():
-        if name not in names or names.index(name) < len(args):
-            raise _LoadFails("bad keyword")
-        values[names.index(name)] = value
-    if any(value is None for value in values[:required]):
-        raise _LoadFails("missing argument")
-    return values
-
-
-def _check_pow(self: LoadTimeEvaluator, node, function, args, keywords):
-    base, exponent, modulus = _bind(args, keywords, ("base", "exp", "mod"), 2)
-    if modulus is None:   # pow(a, b) and pow(a, b, None) are a ** b
-        return self.binary(ast.Pow(), base, exponent, node)
-    if _is_int(base) and _is_int(exponent) and _is_int(modulus):
-        self.power(base, exponent, modulus, node)
-    return _CALL   # three ints, checked; anything else is a TypeError
-
-
-def _check_round(self: LoadTimeEvaluator, node, function, args, keywords):
-    number, digits = _bind(args, keywords, ("number", "ndigits"), 1)
-    if _is_int(digits) and digits < 0:
-        # int.__round__(-k) computes 10 ** k whatever the number is
-        if -digits > MAX_INT_BITS or -digits * _LOG2_10 > MAX_INT_BITS:
-            raise CostlyConstant(node, f"`{_snippet(node)}` computes 10 ** {-digits:,}"[:200])
-        self.charge(int(-digits * _LOG2_10 / 64 + 1) ** 2 * 4, node)
-    self.charge(self.weight(number) + self.weight(digits), node)
-    return _CALL
-
-
-def _check_int(self: LoadTimeEvaluator, node, function, args, keywords):
-    values = [*args, *keywords.values()]
-    if values and isinstance(values[0], (str, bytes)):
-        self.charge(len(values[0]) ** 2 // 64 + len(values[0]), node)   # parsing digits is quadratic
-    else:
-        self.charge(sum(self.weight(v) for v in values), node)
-    return _CALL
-
-
-def _check_divmod(self: LoadTimeEvaluator, node, function, args, keywords):
-    if len(args) == 2 and not keywords and _is_int(args[0]) and _is_int(args[1]):
-        self.charge(_words(args[0]) * _words(args[1]), node)
-    return _CALL
-
-
-def _check_aggregate(self: LoadTimeEvaluator, node, function, args, keywords):
-    """tuple, sum, min, max, any, all: over one iterable (or min/max over several arguments)."""
-    name = node.func.id
-    key = keywords.get("key")
-    if key is not None and not any(key is cheap for cheap in (abs, len, bool, float)):
-        raise CostlyConstant(node, f"`{name}(..., key=...)` calls its key for every element at load time: only "
-                                   "abs, len, bool and float may be keys there")
-    if name == "tuple" and (len(args) != 1 or keywords):
-        return _CALL   # tuple() is empty; anything else is a TypeError
-    if name in ("min", "max") and len(args) > 1:
-        items = list(args)
-    elif len(args) >= 1:
-        items = self.items(args[0], node)
-    else:
-        return _CALL
-    if name == "tuple":
-        return self.admit(tuple(items), node)
-    if name == "sum":   # sum adds left to right: check each partial sum, then let sum compute them
-        total = args[1] if len(args) > 1 else keywords.get("start", 0)
-        for item in items:
-            total = self.binary(ast.Add(), total, item, node)
-            if total is UNKNOWN:
-                return UNKNOWN
-        return self.attempt(lambda: function(items, *args[1:], **keywords), node)
-    self.charge(sum(self.weight(item) for item in items) * 2, node)
-    return self.attempt(lambda: function(*args, **keywords), node)
-
-
-def _check_materialise(self: LoadTimeEvaluator, node, function, args, keywords):
-    """enumerate, zip, reversed (only as comprehension iterables): their elements, as a tuple."""
-    for argument in args:
-        self.items(argument, node)
-    return self.attempt(lambda: tuple(function(*args, **keywords)), node)
-
-
-def _check_isinstance(self: LoadTimeEvaluator, node, function, args, keywords):
-    self.charge(sum(self.weight(v) for v in args), node)
-    return _CALL
-
-
-def _check_factorial(self: LoadTimeEvaluator, node, function, args, keywords):
-    if len(args) == 1 and not keywords and _is_int(args[0]) and args[0] > 1:
-        n = args[0]
-        bits = _log2_factorial(n) if n < 10 ** 9 else math.inf
-        if bits > MAX_INT_BITS:
-            raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of {_bits_text(bits)} bits")
-        self.charge((int(bits) // 64 + 1) ** 2 * 4, node)
-    return _CALL
-
-
-def _check_comb_perm(self: LoadTimeEvaluator, node, function, args, keywords):
-    values = [*args, *keywords.values()]
-    if not all(_is_int(v) for v in values) or not 1 <= len(values) <= 2:
-        return _CALL   # TypeError, or a bad call
-    n = values[0]
-    k = values[1] if len(values) == 2 else n
-    if n < 0 or k < 0 or k > n:
-        return _CALL   # ValueError or 0
-    comb = node.func.attr == "comb"
-    m = min(k, n - k) if comb else k
-    if n < 2 ** 50:
-        bits = (_log2_factorial(n) - _log2_factorial(n - k) - (_log2_factorial(k) if comb else 0)) * 1.01 + 64
-    else:
-        bits = m * n.bit_length()
-    if bits > MAX_INT_BITS:
-        raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of {_bits_text(bits)} bits")
-    self.charge((int(bits) // 64 + 1) ** 2 * 4 + m, node)
-    return _CALL
-
-
-def _check_prod(self: LoadTimeEvaluator, node, function, args, keywords):
-    if len(args) != 1:
-        return _CALL
-    total = keywords.get("start", 1)
-    for item in self.items(args[0], node):
-        total = self.binary(ast.Mult(), total, item, node)
-        if total is UNKNOWN:
-            return UNKNOWN
-    return _CALL   # every partial product was within the bounds: math.prod computes the same ones
-
-
-def _check_lcm(self: LoadTimeEvaluator, node, function, args, keywords):
-    if all(_is_int(v) for v in args):
-        bits = sum(v.bit_length() for v in args)
-        if bits > MAX_INT_BITS:
-            raise CostlyConstant(node, f"`{_snippet(node)}` may be an integer of up to {bits:,} bits")
-        self.charge(sum(_words(v) for v in args) ** 2, node)
-    return _CALL
-
-
-def _check_iterable_math(self: LoadTimeEvaluator, node, function, args, keywords):
-    """fsum, dist, hypot, sumprod, gcd and the like: every element goes through once (sumprod multiplies)."""
-    flat = []
-    for argument in args:
-        flat.extend(self.items(argument, node) if isinstance(argument, (tuple, range)) else [argument])
-    if node.func.attr == "sumprod" and len(args) == 2:
-        for a, b in zip(self.items(args[0], node), self.items(args[1], node)):
-            self.binary(ast.Mult(), a, b, node)
-    self.charge(sum(self.weight(v) ** 2 if _is_int(v) else self.weight(v) for v in flat), node)
-    return _CALL
-
-
-_CALL_CHECKS: dict[str, Callable] = {
-    "pow": _check_pow, "round": _check_round, "int": _check_int, "divmod": _check_divmod,
-    **dict.fromkeys(_AGGREGATES, _check_aggregate),
-    **dict.fromkeys(("enumerate", "zip", "reversed"), _check_materialise),
-    "isinstance": _check_isinstance,
-    "math.factorial": _check_factorial, "math.comb": _check_comb_perm, "math.perm": _check_comb_perm,
-    "math.prod": _check_prod, "math.lcm": _check_lcm,
-    **dict.fromkeys(("math.fsum", "math.dist", "math.hypot", "math.sumprod", "math.gcd", "math.isqrt"),
-                    _check_iterable_math),
-}
-
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-           ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
-           ast.BitXor: operator.xor, ast.BitAnd: operator.and_, ast.MatMult: operator.matmul}
-_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
-            ast.Pow: "**", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&",
-            ast.MatMult: "@"}
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert, ast.Not: operator.not_}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 
 
 def check_load_time(tree: ast.Module, roots: dict[str, dict], builtins: dict[str, Any]) -> tuple[ast.AST, str] | None:

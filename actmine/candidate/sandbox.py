@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Collection
 
 from ..lab.fitness import Evaluation, Lab
+from .worker import DIRECTORY_PREFIX
 
 # Environment variables a worker may inherit: locale, and the numeric libraries' settings (on some
 # processors OPENBLAS_CORETYPE is needed for correct results). Everything else — API keys above
@@ -105,7 +106,7 @@ class _Worker:
 
     def __init__(self, limits: SandboxLimits):
         self.limits = limits
-        self.directory = tempfile.mkdtemp(prefix="actmine-worker-")
+        self.directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "actmine.candidate.worker"], cwd=self.directory,
             env=worker_environment(self.directory, limits), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -31,10 +31,13 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import sys
 import threading
 import time
 
+#: The pool names every worker's throw-away directory with this prefix (`sandbox._Worker`).
+DIRECTORY_PREFIX = "actmine-worker-"
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 
@@ -76,11 +79,19 @@ def exit_with_parent(parent: int, interval_s: float = 0.5) -> threading.Thread:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(interval_s)
+        remove_own_directory()   # the pool that would have removed it is gone
         os._exit(1)
 
     watcher = threading.Thread(target=watch, name="actmine-parent-watch", daemon=True)
     watcher.start()
     return watcher
+
+
+def remove_own_directory() -> None:
+    """Remove this worker's throw-away directory (its TMPDIR, made by the pool for it alone)."""
+    directory = os.environ.get("TMPDIR", "")
+    if os.path.basename(directory).startswith(DIRECTORY_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def take_protocol_streams():

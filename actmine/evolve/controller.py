@@ -16,8 +16,6 @@ directory's `RunLock` from before the database opens to the end, so a second one
 from __future__ import annotations
 
 import ast
-import json
-import math
 import random
 import signal
 import time
@@ -30,31 +28,28 @@ from typing import Any
 import torch
 import yaml
 
-from ..candidate.sandbox import SandboxLimits
+from ..atomic_files import write_text_atomically
 from ..candidate.source import CandidateError, check_source
 from ..config import Config, ConfigError
 from ..executors import make_executor
 from ..faults import fault_point
 from ..lab.ensemble import Protocol
-from ..lab.estimate import WINNER_RULES, Estimate
-from ..lab.fitness import Evaluation, Lab
+from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
-from ..language.files import ProgramEntry, render_program_file
-from ..terminal import terminal_text
+from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
 from ..version import __version__
 from .cells import cell_of
 from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
+from .final_check import HELDOUT, REFERENCES, FinalCheck, write_best_program  # noqa: F401  (re-exported)
+from .live_view import SearchState, live_view, render
 from .mutators import Failure, LabContext, Proposal, get_mutator
+from .rounds import EstimateRounds, _Round
 from .runlock import RunLock
 from .search_tasks import SearchTasks, build_lab  # noqa: F401  (build_lab was defined here: re-exported)
-from .selection import migrate_ring, sample_inspirations, sample_parent
 from .seeds import seed_source
+from .selection import migrate_ring, sample_inspirations, sample_parent
 
-DATABASE = "programs.sqlite"
-CONFIG_SNAPSHOT = "config.yaml"
-BEST_PROGRAM = "best_activation.py"
-HELDOUT = "heldout.json"
 
 
 def normalised_source(source: str) -> str:
@@ -77,40 +72,33 @@ class _Pending:
 
 
 @dataclass
-class _Round:
-    """A scoring job for a recorded program: a confirmation round on a fresh sample, or the
-    validation of the current best (the generalisation gap)."""
+class _Loop:
+    """The moving parts of one `Search._run`: the executor and the mutator, the work in flight
+    (evaluations and rounds; proposals in mutator threads) and what waits for a slot."""
 
-    program_id: int
-    kind: str           # "confirm" or "validate"
-    round: int          # the round number (confirm); 0 for a validation
-    source: str
-    lab: Lab
+    executor: Any
+    mutator: Any
+    state: SearchState
+    seeds: list[str]                 # the seeds' sources: proposals 0 .. len(seeds) - 1
+    next_index: int
+    unfilled: deque[int]             # indexes an earlier controller left in flight: proposed anew first
+    known_fingerprints: set[str]
+    deadline: float
+    concurrency: int
+    proposer: ThreadPoolExecutor | None
+    migrated_at: int
+    in_flight: dict[Future, _Pending | _Round] = field(default_factory=dict)
+    proposing: dict[Future, _Pending] = field(default_factory=dict)
+    ready: deque[_Pending] = field(default_factory=deque)
 
+    def proposals_in_flight(self) -> int:
+        return sum(isinstance(job, _Pending) for job in self.in_flight.values())
 
-@dataclass
-class SearchState:
-    """What the live view shows; updated by the controller as results arrive."""
-
-    budget: int
-    evaluated: int = 0
-    started: float = field(default_factory=time.monotonic)
-    busy_seconds: float = 0.0          # summed evaluation time of finished work (for idle fraction)
-    capacity: int = 1
-    failures: dict[str, int] = field(default_factory=dict)
-    top: list[ProgramRecord] = field(default_factory=list)
-    last: str = ""
-    llm: dict[str, Any] = field(default_factory=dict)   # the LLM mutator's spend, when there is one
-    rounds: dict[str, int] = field(default_factory=dict)   # scored rounds by kind (search, confirm, pooled)
-    unsettled: int = 0                                     # programs waiting for confirmation
-    gap: dict[str, Any] = field(default_factory=dict)      # the latest validation of the best
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.evaluated / elapsed if elapsed > 0 else 0.0
+    def free_slot(self) -> bool:
+        return len(self.in_flight) < self.executor.capacity
 
 
-class Search:
+class Search(EstimateRounds):
     """One search run in `run_dir`, created or resumed. Configuration only until `run()`."""
 
     def __init__(self, config: Config, run_dir: str | Path, live: bool = True):
@@ -148,9 +136,7 @@ class Search:
         else:
             versions = {"actmine": __version__, "torch": torch.__version__}
             run_id = database.create_run(self.config.to_dict(), self.config.search.seed, versions)
-        temporary = snapshot.with_suffix(".tmp")
-        temporary.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        temporary.replace(snapshot)
+        write_text_atomically(snapshot, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         return database, run_id
 
     # -- the loop --------------------------------------------------------------------------
@@ -163,30 +149,43 @@ class Search:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        config = self.config
         # The controller shares the machine with its workers; one thread also keeps the
         # mutators' in-process screening fast (torch's thread pool costs more than it saves here).
         torch.set_num_threads(1)
         database, run_id = self._open()
         self.tasks = self._build_tasks()
         mutator = self._mutator(database, run_id)
-        limits = SandboxLimits(timeout_s=config.sandbox.timeout_s, cpu_s=config.sandbox.cpu_s,
-                               memory_mb=config.sandbox.memory_mb,
-                               max_tasks_per_worker=config.sandbox.max_tasks_per_worker)
-        executor = make_executor(config.executor.kind, config.executor.workers, limits, config.executor.scheduler)
+        loop = self._start_loop(database, run_id, mutator)
+        previous_handler = signal.signal(signal.SIGINT, self._interrupt)
+        self._refresh_state(database, run_id, loop.state, mutator)
+        view = self._live_view(loop.state)
+        try:
+            with view:
+                while self._step(database, run_id, loop, view):
+                    pass
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            for future in list(loop.in_flight) + list(loop.proposing):
+                future.cancel()
+            if loop.proposer is not None:
+                loop.proposer.shutdown(wait=False, cancel_futures=True)
+            loop.executor.close()
+        return self._finish(database, run_id, loop.state, mutator)
+
+    def _start_loop(self, database: ProgramDatabase, run_id: int, mutator) -> _Loop:
+        """The executor, the proposal thread pool and the counters, as a resumed run left them."""
+        config = self.config
+        seeds = [seed_source(s) for s in config.search.seeds]   # before the executor: a bad seed starts nothing
+        executor = make_executor(config.executor.kind, config.executor.workers, config.sandbox_limits(),
+                                 config.executor.scheduler)
         state = SearchState(budget=config.search.budget, capacity=executor.capacity)
         state.evaluated = database.count(run_id)
         next_index = database.max_proposal_index(run_id) + 1
-        seeds = [seed_source(s) for s in config.search.seeds]
-        in_flight: dict[Future, _Pending | _Round] = {}
         # Mutators that call remote models propose in threads, so that evaluation goes on while
         # they wait; finished proposals queue in `ready` until an executor slot is free.
-        concurrency = int(getattr(mutator, "concurrency", 1) or 1)
+        concurrency = int(mutator.concurrency or 1)
         proposer = ThreadPoolExecutor(concurrency, thread_name_prefix="propose") if concurrency > 1 else None
-        proposing: dict[Future, _Pending] = {}
-        ready: deque[_Pending] = deque()
         recorded = database.programs(run_id)
-        known_fingerprints = {p.fingerprint for p in recorded if p.fingerprint}
         # proposals that were in flight when an earlier controller died: proposed anew first, under
         # their own indexes, so that a run's indexes end up gap-free (0 .. budget - 1)
         unfilled = deque(sorted(set(range(next_index)) - {p.proposal_index for p in recorded}))
@@ -195,114 +194,118 @@ class Search:
         latest = database.latest_validation(run_id)
         self._validated_at = latest["evaluated"] if latest is not None else -10**9
         deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
-        previous_handler = signal.signal(signal.SIGINT, self._interrupt)
-        self._refresh_state(database, run_id, state, mutator)
-        view = self._live_view(state)
+        return _Loop(executor, mutator, state, seeds, next_index, unfilled,
+                     {p.fingerprint for p in recorded if p.fingerprint}, deadline, concurrency, proposer,
+                     migrated_at=state.evaluated)
 
-        def proposals_in_flight() -> int:
-            return sum(isinstance(job, _Pending) for job in in_flight.values())
+    def _step(self, database: ProgramDatabase, run_id: int, loop: _Loop, view) -> bool:
+        """One pass of the loop: fill the free slots, wait (at most 0.5 s) for work to finish, record it.
+        False when the run is over: stopping, and nothing left in flight or queued."""
+        if self.stop_reason is None:
+            self.stop_reason = loop.mutator.exhausted()
+        halted = self._stop or time.monotonic() > loop.deadline   # nothing new starts, rounds included
+        stopping = self._fill_slots(database, run_id, loop, halted)
+        if not loop.in_flight and not loop.proposing:
+            return not (stopping and not loop.ready and (halted or not self._rounds))
+        done, _ = wait(list(loop.in_flight) + list(loop.proposing), timeout=0.5, return_when=FIRST_COMPLETED)
+        for future in done:
+            self._collect(database, run_id, loop, future)
+        self._refresh_state(database, run_id, loop.state, loop.mutator)
+        view.update(self._render(loop.state))
+        return True
 
-        migrated_at = state.evaluated
+    def _fill_slots(self, database: ProgramDatabase, run_id: int, loop: _Loop, halted: bool) -> bool:
+        """Submit work while executor slots are free: confirmation rounds first (they decide what the
+        search may build on), then a validation of a new best, then proposals. Returns whether the
+        run is stopping (halted, the mutator is done, or the budget is spoken for)."""
+        outstanding = loop.proposals_in_flight() + len(loop.proposing) + len(loop.ready)
+        stopping = (halted or self.stop_reason is not None
+                    or loop.state.evaluated + outstanding >= self.config.search.budget)
+        while self._rounds and not halted and loop.free_slot():
+            job = self._rounds.popleft()
+            loop.in_flight[loop.executor.submit(job.source, job.lab, f"program {job.program_id} round {job.round}",
+                                                skip_fingerprints=())] = job
+        if not stopping and loop.free_slot():
+            job = self._validation_job(database, run_id, loop.state)
+            if job is not None:
+                loop.in_flight[loop.executor.submit(job.source, job.lab, f"program {job.program_id} validation",
+                                                    skip_fingerprints=())] = job
+        stopping = self._ask_for_proposals(database, run_id, loop, stopping, outstanding)
+        self._submit_ready(database, run_id, loop)
+        return stopping
 
-        def migrate_now() -> None:
-            """Every `migration_interval` recorded proposals (however they were settled), once per count."""
-            nonlocal migrated_at
-            if config.search.islands > 1 and state.evaluated % config.search.migration_interval == 0 \
-                    and state.evaluated != migrated_at:
-                migrated_at = state.evaluated
-                fault_point("migration")
-                migrate_ring(database, run_id, config.search.islands)
+    def _ask_for_proposals(self, database: ProgramDatabase, run_id: int, loop: _Loop, stopping: bool,
+                           outstanding: int) -> bool:
+        """Enough proposals to keep every slot busy, plus the mutator's concurrency (seeds and
+        in-process mutators propose here; remote ones in the proposal threads)."""
+        extra = loop.concurrency if loop.proposer else 0
+        while not stopping and outstanding < loop.executor.capacity + extra:
+            if loop.next_index >= len(loop.seeds) and not loop.state.top and \
+                    (loop.in_flight or loop.ready or self._rounds):
+                break  # the seeds are still being evaluated: nothing to select parents from
+            if loop.proposer is not None and len(loop.proposing) >= loop.concurrency:
+                break
+            if loop.unfilled:
+                index = loop.unfilled.popleft()
+            else:
+                index, loop.next_index = loop.next_index, loop.next_index + 1
+            if index < len(loop.seeds) or loop.proposer is None:
+                loop.ready.append(self._propose(database, run_id, loop.mutator, loop.seeds, index))
+            else:
+                pending, call = self._sample(database, run_id, loop.mutator, index)
+                loop.proposing[loop.proposer.submit(call)] = pending
+            outstanding += 1
+            stopping = loop.state.evaluated + outstanding >= self.config.search.budget
+        return stopping
 
-        try:
-            with view:
-                while True:
-                    if self.stop_reason is None and hasattr(mutator, "exhausted"):
-                        self.stop_reason = mutator.exhausted()
-                    halted = self._stop or time.monotonic() > deadline   # nothing new starts, rounds included
-                    outstanding = proposals_in_flight() + len(proposing) + len(ready)
-                    stopping = (halted or self.stop_reason is not None
-                                or state.evaluated + outstanding >= config.search.budget)
-                    # confirmation rounds first: they decide what the search may build on
-                    while self._rounds and not halted and len(in_flight) < executor.capacity:
-                        job = self._rounds.popleft()
-                        in_flight[executor.submit(job.source, job.lab, f"program {job.program_id} round {job.round}",
-                                                  skip_fingerprints=())] = job
-                    if not stopping and len(in_flight) < executor.capacity:
-                        job = self._validation_job(database, run_id, state)
-                        if job is not None:
-                            in_flight[executor.submit(job.source, job.lab, f"program {job.program_id} validation",
-                                                      skip_fingerprints=())] = job
-                    # ask for proposals: enough to keep every slot busy, plus the mutator's concurrency
-                    while not stopping and outstanding < executor.capacity + (concurrency if proposer else 0):
-                        if next_index >= len(seeds) and not state.top and (in_flight or ready or self._rounds):
-                            break  # the seeds are still being evaluated: nothing to select parents from
-                        if proposer is not None and len(proposing) >= concurrency:
-                            break
-                        if unfilled:
-                            index = unfilled.popleft()
-                        else:
-                            index, next_index = next_index, next_index + 1
-                        if index < len(seeds) or proposer is None:
-                            ready.append(self._propose(database, run_id, mutator, seeds, index))
-                        else:
-                            pending, call = self._sample(database, run_id, mutator, index)
-                            proposing[proposer.submit(call)] = pending
-                        outstanding += 1
-                        stopping = state.evaluated + outstanding >= config.search.budget
-                    # settle finished proposals here; evaluate the rest as slots free up
-                    while ready and len(in_flight) < executor.capacity:
-                        pending = ready.popleft()
-                        fault_point("proposal_ready")
-                        if self._precheck(database, run_id, pending, state, mutator):
-                            migrate_now()
-                        else:
-                            lab = self.tasks.lab_for(pending.index, 0)
-                            future = executor.submit(pending.proposal.source, lab, f"p{pending.index}",
-                                                     skip_fingerprints=known_fingerprints)
-                            in_flight[future] = pending
-                            fault_point("in_flight")
-                    if not in_flight and not proposing:
-                        if stopping and not ready and (halted or not self._rounds):
-                            break
-                        continue
-                    done, _ = wait(list(in_flight) + list(proposing), timeout=0.5, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        if future in proposing:
-                            pending = proposing.pop(future)
-                            try:
-                                pending.proposal = future.result()
-                            except Exception as exc:  # a mutator bug must not end the run
-                                pending.proposal = Proposal("", f"the mutator failed: {exc}", mutator.name,
-                                                            failure={"code": "mutator_error",
-                                                                     "message": f"{type(exc).__name__}: {exc}"})
-                            ready.append(pending)
-                            continue
-                        job = in_flight.pop(future)
-                        if isinstance(job, _Round):
-                            self._finish_round(database, run_id, job, future.result(), state)
-                            continue
-                        pending = job
-                        fault_point("result_ready")
-                        record = self._record(database, run_id, pending, future.result(), state, mutator)
-                        if record.fingerprint:
-                            known_fingerprints.add(record.fingerprint)
-                        migrate_now()
-                    self._refresh_state(database, run_id, state, mutator)
-                    view.update(self._render(state))
-        finally:
-            signal.signal(signal.SIGINT, previous_handler)
-            for future in list(in_flight) + list(proposing):
-                future.cancel()
-            if proposer is not None:
-                proposer.shutdown(wait=False, cancel_futures=True)
-            executor.close()
-        return self._finish(database, run_id, state, mutator)
+    def _submit_ready(self, database: ProgramDatabase, run_id: int, loop: _Loop) -> None:
+        """Settle finished proposals here (cheap checks); evaluate the rest as slots free up."""
+        while loop.ready and loop.free_slot():
+            pending = loop.ready.popleft()
+            fault_point("proposal_ready")
+            if self._precheck(database, run_id, pending, loop.state, loop.mutator):
+                self._migrate_now(database, run_id, loop)
+            else:
+                lab = self.tasks.lab_for(pending.index, 0)
+                future = loop.executor.submit(pending.proposal.source, lab, f"p{pending.index}",
+                                              skip_fingerprints=loop.known_fingerprints)
+                loop.in_flight[future] = pending
+                fault_point("in_flight")
+
+    def _collect(self, database: ProgramDatabase, run_id: int, loop: _Loop, future: Future) -> None:
+        """Record one finished future: a proposal from a mutator thread, a round, or an evaluation."""
+        if future in loop.proposing:
+            pending = loop.proposing.pop(future)
+            try:
+                pending.proposal = future.result()
+            except Exception as exc:  # a mutator bug must not end the run
+                pending.proposal = Proposal("", f"the mutator failed: {exc}", loop.mutator.name,
+                                            failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"})
+            loop.ready.append(pending)
+            return
+        job = loop.in_flight.pop(future)
+        if isinstance(job, _Round):
+            self._finish_round(database, run_id, job, future.result(), loop.state)
+            return
+        fault_point("result_ready")
+        record = self._record(database, run_id, job, future.result(), loop.state, loop.mutator)
+        if record.fingerprint:
+            loop.known_fingerprints.add(record.fingerprint)
+        self._migrate_now(database, run_id, loop)
+
+    def _migrate_now(self, database: ProgramDatabase, run_id: int, loop: _Loop) -> None:
+        """Every `migration_interval` recorded proposals (however they were settled), once per count."""
+        config = self.config
+        if config.search.islands > 1 and loop.state.evaluated % config.search.migration_interval == 0 \
+                and loop.state.evaluated != loop.migrated_at:
+            loop.migrated_at = loop.state.evaluated
+            fault_point("migration")
+            migrate_ring(database, run_id, config.search.islands)
 
     def _finish(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator) -> dict[str, Any]:
         """After the loop: the summary, unsettled programs settled, the validation and tests (unless
         interrupted), best_activation.py, the run's status, the report."""
-        if hasattr(mutator, "usage"):   # proposals settled without a worker are not in the last refresh
-            state.llm = mutator.usage()
+        state.llm = mutator.usage()   # proposals settled without a worker are not in the last refresh
         wall = time.monotonic() - state.started
         summary = {"run_id": run_id, "evaluated": state.evaluated, "interrupted": self._stop,
                    "seconds": round(wall, 1),
@@ -373,22 +376,20 @@ class Search:
             raise ConfigError(f"mutator.options for {config.mutator.kind!r}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if hasattr(mutator, "setup"):
-            tasks = self.tasks.split.search.tasks if self.tasks.split is not None else self.tasks.suite_lab.suite.tasks
-            mutator.setup(LabContext(families=tuple(sorted({t.family for t in tasks})),
-                                     hidden=Protocol().hidden, steps=config.lab.steps or Protocol().steps,
-                                     max_flops_per_element=config.probes.max_flops_per_element,
-                                     max_source_chars=config.candidate.max_source_chars,
-                                     allow_batch_dependent=config.probes.allow_batch_dependent))
-        if hasattr(mutator, "restore"):
-            programs = database.programs(run_id)
-            fitness = {p.id: p.fitness for p in programs}
-            children = [(p.model, p.fitness if p.status == "ok" else None,
-                         fitness.get(p.parent_ids[0]) if p.parent_ids else None)
-                        for p in programs if p.mutator == mutator.name and p.model]
-            failures = [Failure(f"{p.failure_stage}:{p.failure_code}", p.failure_message or "")
-                        for p in programs if p.status == "failed"]
-            mutator.restore(database.llm_calls(run_id), children, failures)
+        tasks = self.tasks.split.search.tasks if self.tasks.split is not None else self.tasks.suite_lab.suite.tasks
+        mutator.setup(LabContext(families=tuple(sorted({t.family for t in tasks})),
+                                 hidden=Protocol().hidden, steps=config.lab.steps or Protocol().steps,
+                                 max_flops_per_element=config.probes.max_flops_per_element,
+                                 max_source_chars=config.candidate.max_source_chars,
+                                 allow_batch_dependent=config.probes.allow_batch_dependent))
+        programs = database.programs(run_id)
+        fitness = {p.id: p.fitness for p in programs}
+        children = [(p.model, p.fitness if p.status == "ok" else None,
+                     fitness.get(p.parent_ids[0]) if p.parent_ids else None)
+                    for p in programs if p.mutator == mutator.name and p.model]
+        failures = [Failure(f"{p.failure_stage}:{p.failure_code}", p.failure_message or "")
+                    for p in programs if p.status == "failed"]
+        mutator.restore(database.llm_calls(run_id), children, failures)
         return mutator
 
     def _sample(self, database: ProgramDatabase, run_id: int, mutator, index: int):
@@ -401,7 +402,7 @@ class Search:
         inspirations = sample_inspirations(database, run_id, island, parent, self.config.search.inspirations, rng) \
             if parent is not None else []
         parent_ids = ([parent.id] if parent else []) + \
-            ([p.id for p in inspirations] if parent and mutator.name != "random" else [])
+            ([p.id for p in inspirations] if parent and mutator.uses_inspirations else [])
         pending = _Pending(Proposal("", "", mutator.name), index, parent_ids, island,
                            parent.generation + 1 if parent else 0, time.monotonic(),
                            parent.fitness if parent else None)
@@ -449,7 +450,7 @@ class Search:
 
     def _record(self, database: ProgramDatabase, run_id: int, pending: _Pending, evaluation: Evaluation,
                 state: SearchState, mutator=None) -> ProgramRecord:
-        if mutator is not None and hasattr(mutator, "observe") and pending.proposal.mutator == mutator.name:
+        if mutator is not None and pending.proposal.mutator == mutator.name:
             failure = None if evaluation.ok else Failure(f"{evaluation.stage}:{evaluation.error['code']}",
                                                          evaluation.error.get("message") or "")
             mutator.observe(pending.proposal, evaluation.fitness if evaluation.ok else None,
@@ -497,135 +498,6 @@ class Search:
             state.last += f" (normalised: {changes} change{'s' if changes != 1 else ''})"
         return record
 
-    # -- estimates and confirmation rounds ---------------------------------------------------
-    @staticmethod
-    def _per_task(tasks: list[dict[str, Any]]) -> dict[str, tuple[str, float]]:
-        """Pooled task scores by task: (family, mean log-ratio over the rounds that scored it). A task
-        scored again (a fixed suite's rounds, a repeat draw) is one task, so the standard error
-        counts tasks, not rounds."""
-        scores: dict[str, list[float]] = {}
-        families: dict[str, str] = {}
-        for task in tasks:
-            scores.setdefault(str(task["name"]), []).append(float(task["log_ratio"]))
-            families[str(task["name"])] = str(task["family"])
-        return {name: (families[name], sum(v) / len(v)) for name, v in scores.items()}
-
-    @classmethod
-    def _estimate(cls, tasks: list[dict[str, Any]]) -> Estimate:
-        """The fitness estimate of pooled task scores: fitness = −log-ratio, per task."""
-        return Estimate.of([-ratio for _, ratio in cls._per_task(tasks).values()])
-
-    @staticmethod
-    def _new_sample(database: ProgramDatabase, program_id: int, evaluation: Evaluation) -> bool:
-        """Whether a same-function evaluation scored tasks the program's rounds have not: only then
-        is it pooled (a fixed suite's or a shared round's tasks again add no information)."""
-        seen = {t["name"] for r in database.evaluations(program_id) for t in r["tasks"]}
-        return any(t.name not in seen for t in evaluation.tasks)
-
-    def _bars(self, database: ProgramDatabase, run_id: int, record: ProgramRecord) -> list[float | None]:
-        """The score a program must beat to enter the run's top list (the parents exploitation
-        prefers most, and the programs the validation chooses from): the last place's score, or
-        −inf while the list is not full (everything enters, so everything early is confirmed)."""
-        k = self.config.search.heldout_top
-        top = [p for p in database.top(run_id, k + 1) if p.id != record.id][:k]
-        if len(top) < k:
-            return [-math.inf]
-        last = top[-1]
-        return [last.score if last.score is not None else last.fitness]
-
-    def _queue_round(self, database: ProgramDatabase, record: ProgramRecord) -> None:
-        """Queue the program's next confirmation round (on a fresh sample) unless one is pending."""
-        if record.id in self._confirming:
-            return
-        rounds = database.evaluations(record.id)
-        next_round = max((r["round"] for r in rounds), default=-1) + 1
-        self._confirming.add(record.id)
-        self._rounds.append(_Round(record.id, "confirm", next_round, record.source,
-                                   self.tasks.lab_for(record.proposal_index, next_round)))
-
-    def _finish_round(self, database: ProgramDatabase, run_id: int, job: _Round, evaluation: Evaluation,
-                      state: SearchState) -> None:
-        """A confirmation round or a validation came back: pool it, or record the gap."""
-        state.busy_seconds += evaluation.seconds
-        if job.kind == "validate":
-            self._validating = None
-            self._record_validation(database, run_id, job.program_id, evaluation, state)
-            return
-        self._confirming.discard(job.program_id)
-        if not evaluation.ok:   # a round that fails (a lost worker, a time limit) ends the confirmation
-            self._settle(database, run_id, job.program_id)
-            return
-        self._add_round(database, run_id, job.program_id, evaluation, "confirm", job.round)
-
-    def _add_round(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
-                   kind: str, round: int | None = None) -> None:
-        """Pool one more scored sample into the program's estimate; settle it or ask for another round."""
-        rounds = database.evaluations(program_id)
-        if round is None or any(r["round"] == round for r in rounds):
-            round = max((r["round"] for r in rounds), default=-1) + 1
-        with database.transaction():
-            database.add_evaluation(run_id, program_id, round, kind, evaluation.fitness,
-                                    [t.to_dict() for t in evaluation.tasks], evaluation.seconds)
-            self._reestimate(database, run_id, program_id)
-
-    def _reestimate(self, database: ProgramDatabase, run_id: int, program_id: int, force_settle: bool = False) -> None:
-        record = database.get(program_id)
-        rounds = database.evaluations(program_id)
-        tasks = [t for r in rounds for t in r["tasks"]]
-        estimate = self._estimate(tasks)
-        record.fitness, record.fitness_se = estimate.mean, estimate.se   # for the bars' own-id check
-        settled = record.settled or force_settle or             not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
-        families: dict[str, list[float]] = {}
-        for family, ratio in self._per_task(tasks).values():
-            families.setdefault(family, []).append(ratio)
-        database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=-estimate.mean,
-                                 family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
-                                 tasks=tasks, fitness_se=estimate.se, score=self.rule.score(estimate),
-                                 rounds=len(rounds), settled=settled)
-        if settled and not record.settled and record.mutator == "seed":
-            self._place_seed(database, run_id, program_id)
-        if not settled:
-            self._queue_round(database, database.get(program_id))
-
-    def _settle(self, database: ProgramDatabase, run_id: int, program_id: int) -> None:
-        with database.transaction():
-            self._reestimate(database, run_id, program_id, force_settle=True)
-
-    def _settle_all(self, database: ProgramDatabase, run_id: int) -> None:
-        """At the end: programs still waiting for rounds settle with the estimate they have."""
-        for record in database.unsettled(run_id):
-            self._settle(database, run_id, record.id)
-        self._rounds.clear()
-        self._confirming.clear()
-
-    def _place_seed(self, database: ProgramDatabase, run_id: int, program_id: int) -> None:
-        """A seed is evaluated once and placed on every island."""
-        for island in range(1, self.config.search.islands):
-            database.migrate(run_id, program_id, island)
-
-    # -- the generalisation gap over the run -------------------------------------------------
-    def _validation_job(self, database: ProgramDatabase, run_id: int, state: SearchState) -> _Round | None:
-        """Validate the current best when it changed and `validate_every` evaluations have passed."""
-        if self._validating is not None or self.tasks.validation is None:
-            return None
-        best = database.best(run_id)
-        if best is None or state.evaluated - self._validated_at < self.config.search.validate_every:
-            return None
-        latest = database.latest_validation(run_id)
-        if latest is not None and latest["program_id"] == best.id:
-            return None
-        self._validating, self._validated_at = best.id, state.evaluated
-        return _Round(best.id, "validate", 0, best.source, self.tasks.validation)
-
-    def _record_validation(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
-                           state: SearchState) -> None:
-        record = database.get(program_id)
-        result = {"families": evaluation.family_log_ratios() if evaluation.ok else {},
-                  "search_families": dict(record.family_log_ratios), "error": evaluation.error,
-                  "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
-        database.add_validation(run_id, program_id, state.evaluated, record.fitness, record.fitness_se,
-                                evaluation.fitness if evaluation.ok else None, result)
-
     def _record_duplicate(self, database: ProgramDatabase, run_id: int, pending: _Pending, original: ProgramRecord,
                           state: SearchState, evaluation: Evaluation | None = None) -> ProgramRecord:
         """A known function: stored with the original's result and a link to it, not trained again."""
@@ -662,240 +534,18 @@ class Search:
         state.rounds = database.evaluation_counts(run_id)
         state.unsettled = database.unsettled_count(run_id)
         state.gap = database.latest_validation(run_id) or {}
-        if mutator is not None and hasattr(mutator, "usage"):
+        if mutator is not None:
             state.llm = mutator.usage()
 
     # -- live view -------------------------------------------------------------------------
     def _live_view(self, state: SearchState):
-        from contextlib import nullcontext
+        return live_view(state, self.live)
 
-        from rich.live import Live
-
-        if not self.live:
-            class _Quiet(nullcontext):
-                def update(self, *_):
-                    pass
-            return _Quiet()
-        return Live(self._render(state), refresh_per_second=2, transient=False)
-
-    def _render(self, state: SearchState):
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-        from rich.text import Text
-
-        # Text, not markup, and control characters escaped (`terminal_text`): rationales, model names
-        # and reason codes are text a model or a worker wrote.
-        header = Text(f"evaluated {state.evaluated}/{state.budget}  ·  {state.rate():.2f} evals/s  ·  "
-                      f"{state.capacity} workers  ·  last: {terminal_text(state.last, keep_newlines=False)}")
-        if state.llm:
-            calls = sum(m["calls"] for m in state.llm["models"].values())
-            cap = f" of ${state.llm['budget_usd']:g}" if state.llm.get("budget_usd") is not None else ""
-            tokens_cap = f" of {state.llm['budget_tokens']:,}" if state.llm.get("budget_tokens") is not None else ""
-            header.append(f"\nLLM: {calls} calls  ·  {state.llm['tokens']:,}{tokens_cap} tokens  ·  "
-                          f"${state.llm['usd']:.4f}{cap}")
-        rounds = state.rounds
-        header.append(f"\nrounds: {rounds.get('search', 0)} first, {rounds.get('confirm', 0)} confirmations, "
-                      f"{rounds.get('pooled', 0)} pooled  ·  {state.unsettled} waiting for confirmation")
-        top = Table(title="top 5 (by score = fitness − z·se)", expand=False)
-        for column in ("id", "fitness ± se", "rounds", "mutator", "rationale"):
-            top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)
-        for record in state.top:
-            top.add_row(str(record.id), f"{record.fitness:+.3f} ± {record.fitness_se or 0:.3f}", str(record.rounds),
-                        Text(terminal_text(record.mutator or "", False)),
-                        Text(terminal_text(record.rationale or "", keep_newlines=False)))
-        failures = Table(title="failures by reason", expand=False)
-        failures.add_column("stage:code")
-        failures.add_column("count", justify="right")
-        for reason, count in sorted(state.failures.items(), key=lambda kv: -kv[1])[:6]:
-            failures.add_row(Text(terminal_text(reason, keep_newlines=False)), str(count))
-        parts = [header, ProgressBar(total=state.budget, completed=state.evaluated, width=60), top]
-        if state.gap:
-            parts.append(self._gap_table(state.gap))
-        return Group(*parts, failures)
-
-    @staticmethod
-    def _gap_table(gap: dict[str, Any]):
-        """The best program's search estimate beside its validation score, overall and per family."""
-        from rich.table import Table
-
-        table = Table(title=f"generalisation gap: program {gap['program_id']} (validated at {gap['evaluated']})",
-                      expand=False)
-        for column in ("", "search", "validation", "gap"):
-            table.add_column(column, justify="right" if column else "left")
-
-        def number(value: float | None) -> str:
-            return "—" if value is None else f"{value:+.3f}"
-
-        search, validation = gap.get("search_fitness"), gap.get("fitness")
-        table.add_row("fitness", number(search), number(validation),
-                      number(None if search is None or validation is None else search - validation))
-        search_families = gap["result"].get("search_families", {})
-        for family, log_ratio in sorted(gap["result"].get("families", {}).items()):
-            mine = search_families.get(family)
-            table.add_row(terminal_text(str(family), False), number(None if mine is None else -mine), number(-log_ratio),
-                          number(None if mine is None else log_ratio - mine))
-        return table
+    _render = staticmethod(render)
 
     # -- the end ---------------------------------------------------------------------------
-    REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu")
+    REFERENCES = REFERENCES
 
     def final_check(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
-        """Validation chooses, the tests report: the top programs (by score), the run's seeds and the
-        library's references on the validation tasks; the winner is the program with the best score
-        under `search.winner_rule` (`lab.estimate.WINNER_RULES`); then the winner and the references on every test suite, with paired intervals of
-        the winner against each reference. All rows replace an earlier check's in one transaction."""
-        from ..candidate.sandbox import SandboxPool
-
-        tasks = self.tasks
-        # the top list, and the seeds (the known functions the search set out to beat): the winner is
-        # never a program the validation ranks below a seed of the run
-        top = database.top(run_id, self.config.search.heldout_top)
-        top += [p for p in database.programs(run_id, status="ok")
-                if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}]
-        limits = SandboxLimits(timeout_s=self.config.sandbox.timeout_s, cpu_s=self.config.sandbox.cpu_s,
-                               memory_mb=self.config.sandbox.memory_mb)
-        validation_rows: list[dict[str, Any]] = []
-        test_rows: list[dict[str, Any]] = []
-        winner = top[0] if top else None
-        chosen_by = "search score"   # unless the validation below scores at least one program
-        with SandboxPool(workers=max(1, min(len(top) or 1, self.config.executor.workers or 2)), limits=limits) as pool:
-            if tasks.validation is not None and top:
-                validation_rows = self._validate_top(database, run_id, top, pool)
-                scored = [r for r in validation_rows if r["program_id"] is not None and r["heldout_fitness"] is not None]
-                if scored:
-                    rule = WINNER_RULES[self.config.search.winner_rule]
-                    for row in scored:
-                        row["winner_score"] = rule(row["heldout_fitness"], row["families"])
-                    # ties (a seed and its duplicate) go to the earlier row: `max` keeps the first
-                    chosen = max(scored, key=lambda r: r["winner_score"])
-                    winner = next(p for p in top if p.id == chosen["program_id"])
-                    chosen_by = "validation"
-            for row in validation_rows:
-                row["winner"] = winner is not None and row["program_id"] == winner.id
-            if winner is not None:
-                for name, lab in tasks.tests.items():
-                    test_rows += self._test_suite(name, lab, winner, pool)
-        comparisons = self._comparisons(test_rows, winner, tasks.unseen_tests()) if winner is not None else []
-        rows = validation_rows + test_rows + comparisons
-        with database.transaction():   # a resumed run checks again: its rows replace the earlier ones, all at once
-            database.clear_heldout(run_id)
-            for row in rows:
-                fault_point("heldout_write")
-                database.add_heldout(run_id, row["name"], row.get("program_id"), row)
-        final = {"winner": winner.id if winner is not None else None, "winner_chosen_by": chosen_by,
-                 "winner_rule": self.config.search.winner_rule,
-                 "validation": validation_rows, "test": test_rows, "comparisons": comparisons}
-        (self.run_dir / HELDOUT).write_text(json.dumps(final, indent=2))
-        chosen_row = next((r for r in validation_rows if r["winner"]), None)
-        final["winner_validation_fitness"] = chosen_row["heldout_fitness"] if chosen_row else None
-        final["winner_test"] = {r["suite"]: r["fitness"] for r in test_rows if r["program_id"] is not None}
-        final["heldout"] = validation_rows   # the rows `actmine search` prints
-        return final
-
-    def _validate_top(self, database: ProgramDatabase, run_id: int, top: list[ProgramRecord],
-                      pool) -> list[dict[str, Any]]:
-        """Validation rows: references (trusted, here) and the top programs (sandboxed); a program
-        already validated during the run on the same tasks is not trained again."""
-        from ..activations import get as get_activation
-
-        lab = self.tasks.validation
-        rows = []
-        for name in self.REFERENCES:
-            evaluation = lab.evaluate(get_activation(name), name=name)
-            rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
-                         "search_se": None, "heldout_fitness": evaluation.fitness,
-                         "families": evaluation.family_log_ratios(), "error": None})
-        earlier = {v["program_id"]: v for v in database.validations(run_id) if v["fitness"] is not None}
-        futures = [(record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
-                   for record in top]
-        for record, future in futures:
-            row = {"split": "validation", "name": f"program {record.id}", "program_id": record.id,
-                   "search_fitness": record.fitness, "search_se": record.fitness_se}
-            if future is None:
-                row.update(heldout_fitness=earlier[record.id]["fitness"],
-                           families=earlier[record.id]["result"].get("families", {}), error=None)
-            else:
-                evaluation = future.result()
-                fault_point("heldout_evaluated")
-                row.update(heldout_fitness=evaluation.fitness if evaluation.ok else None, error=evaluation.error,
-                           families=evaluation.family_log_ratios())
-            rows.append(row)
-        return rows
-
-    def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
-        """The winner (sandboxed) and the references (here) on one test suite, per task and seed."""
-        from ..activations import get as get_activation
-
-        def row(name: str, program_id: int | None, evaluation: Evaluation) -> dict[str, Any]:
-            return {"split": "test", "suite": suite, "name": name, "program_id": program_id,
-                    "fitness": evaluation.fitness if evaluation.ok else None, "error": evaluation.error,
-                    "families": evaluation.family_log_ratios(),
-                    "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
-
-        future = pool.submit(winner.source, lab, f"program {winner.id}")
-        rows = [row(name, None, lab.evaluate(get_activation(name), name=name)) for name in self.REFERENCES]
-        rows.insert(0, row(f"program {winner.id}", winner.id, future.result()))
-        fault_point("heldout_evaluated")
-        return rows
-
-    @staticmethod
-    def _comparisons(test_rows: list[dict[str, Any]], winner: ProgramRecord, unseen: list[str]) -> list[dict[str, Any]]:
-        """The winner against each reference, per test suite and over all unseen-generator suites
-        together: mean paired log-ratio difference per (task, seed), 95% cluster-bootstrap interval."""
-        from ..lab.estimate import paired_interval
-
-        suites = sorted({r["suite"] for r in test_rows})
-        groups = [(suite, [suite]) for suite in suites]
-        if len(unseen) > 1:
-            groups.append(("all unseen", unseen))
-        comparisons = []
-        for label, members in groups:
-            rows = [r for r in test_rows if r["suite"] in members and r["fitness"] is not None]
-            mine = {f"{r['suite']}/{t}": v for r in rows if r["program_id"] == winner.id for t, v in r["tasks"].items()}
-            if not mine:
-                continue
-            for reference in Search.REFERENCES:
-                theirs = {f"{r['suite']}/{t}": v for r in rows if r["name"] == reference for t, v in r["tasks"].items()}
-                if not theirs:
-                    continue
-                interval = paired_interval(mine, theirs)
-                comparisons.append({"split": "comparison", "suite": label, "name": f"program {winner.id} vs {reference}",
-                                    "program_id": winner.id, "against": reference, **interval})
-        return comparisons
-
-
-def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase,
-                       heldout_fitness: float | None = None, test_fitness: dict[str, float | None] | None = None) -> None:
-    """Write `best_activation.py`: the best program as a generated program file (data only, see
-    `actmine.language.files`) -- its source, scores, origin, rationale and lineage as literals,
-    and the call of the checked loader, so `from best_activation import BestActivation` compiles
-    the program through the candidate policy and the restricted namespace, never as plain code.
-    Written when the search ends, and again for the validation's choice with its validation fitness
-    (`heldout_fitness`) and its fitness on each test suite (`test_fitness`)."""
-    lineage, record, seen = [], best, set()
-    while record is not None and record.id not in seen:
-        seen.add(record.id)
-        lineage.append({"program_id": record.id, "fitness": record.fitness, "rationale": str(record.rationale or "")})
-        record = database.get(record.parent_ids[0]) if record.parent_ids else None
-    info = {"program_id": best.id, "search_fitness": best.fitness, "search_se": best.fitness_se,
-            "rounds": best.rounds, "heldout_fitness": heldout_fitness, "validation_fitness": heldout_fitness,
-            "test_fitness": {str(k): v for k, v in sorted((test_fitness or {}).items())},
-            "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
-            "pointwise": (best.probes or {}).get("pointwise", True) is not False,
-            "run_dir": str(path.parent.resolve()), "proposal_index": best.proposal_index,
-            "mutator": str(best.mutator or ""), "model": str(best.model or ""),
-            "rationale": str(best.rationale or ""), "lineage": lineage}
-    fitness = f"{best.fitness:+.4f}" if isinstance(best.fitness, (int, float)) else "n/a"
-    # The docstring holds only numbers and fixed text; everything from the database is data.
-    doc = (f"The best activation found by an actmine search (program #{int(best.id)}), search fitness {fitness}\n"
-           "(= -mean ln(OOD error / ReLU's); higher is better).\n\n"
-           "PROGRAMS holds its source, scores, origin, rationale and lineage as data. Use:\n"
-           "`from best_activation import BestActivation; act = BestActivation()` (actmine must be installed;\n"
-           "the program is checked and compiled by actmine's candidate policy, never run as plain code),\n"
-           "or `actmine evaluate best_activation.py`.")
-    text = render_program_file([ProgramEntry("best_activation", "BestActivation", str(best.source), info)], doc)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    fault_point("best_program_write")
-    temporary.replace(path)
+        """Validation chooses, the tests report (`final_check.FinalCheck`)."""
+        return FinalCheck(self.config, self.tasks, self.run_dir).run(database, run_id)

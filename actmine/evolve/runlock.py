@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LOCK_FILE = ".controller.lock"
+from ..run_files import LOCK_FILE
 
 # Descriptors of the locks this process holds; a forked child closes its copies (see the module doc).
 _HELD: set[int] = set()

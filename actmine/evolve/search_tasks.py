@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from ..candidate.probes import ProbeBudget
 from ..config import Config, ConfigError
 from ..lab.distribution import Split, SplitSpec, split_spec_from
 from ..lab.ensemble import Protocol
@@ -35,10 +34,7 @@ SEED_SHIFT = 1000   # fixed suites: round r trains with seeds + SEED_SHIFT·r
 
 def lab_options(config: Config) -> dict[str, Any]:
     """The probe budget and source limit every lab of the run shares."""
-    return {"budget": ProbeBudget(max_flops_per_element=config.probes.max_flops_per_element,
-                                  max_saved_bytes_per_element=config.probes.max_saved_bytes_per_element,
-                                  allow_batch_dependent=config.probes.allow_batch_dependent),
-            "max_source_chars": config.candidate.max_source_chars}
+    return {"budget": config.probe_budget(), "max_source_chars": config.candidate.max_source_chars}
 
 
 def build_lab(config: Config, suite: str | None = None) -> Lab:

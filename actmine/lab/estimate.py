@@ -111,6 +111,31 @@ def softmin_fitness(families: Mapping[str, float], temperature: float = SOFTMIN_
     return float(-(temperature * math.log(np.mean(np.exp((values - top) / temperature))) + top))
 
 
+def softmin_estimate(families: Mapping[str, Sequence[float]],
+                     temperature: float = SOFTMIN_TEMPERATURE) -> Estimate:
+    """`softmin_fitness` of per-task fitness scores grouped by family, as an estimate.
+
+    `families` maps a family to its tasks' fitness scores (−log-ratio each). The mean is the softmin
+    of the family means; its standard error is the delta method's: the softmin's gradient with respect
+    to the family log-ratios is the softmax weights w_f = exp(l_f/T) / Σ exp(l/T), so
+    se² = Σ w_f² se_f², where se_f is the standard error of family f's mean (a family of one task
+    borrows the standard deviation of all tasks). `n` counts every task.
+    """
+    groups = {f: np.asarray(list(v), dtype=float) for f, v in families.items() if len(v)}
+    if not groups:
+        raise ValueError("an estimate needs at least one score")
+    if not all(np.isfinite(v).all() for v in groups.values()):
+        raise ValueError("scores must be finite")
+    everything = np.concatenate(list(groups.values()))
+    pooled_sd = float(everything.std(ddof=1)) if everything.size > 1 else 0.0
+    ratios = np.array([-v.mean() for v in groups.values()])
+    weights = np.exp((ratios - ratios.max()) / temperature)
+    weights /= weights.sum()
+    family_se = np.array([(v.std(ddof=1) if v.size > 1 else pooled_sd) / math.sqrt(v.size) for v in groups.values()])
+    mean = softmin_fitness(dict(zip(groups, ratios)), temperature)
+    return Estimate(mean, float(math.sqrt(np.sum((weights * family_se) ** 2))), int(everything.size))
+
+
 def _family_values(families: Mapping[str, float]) -> list[float]:
     return [v for v in families.values() if v is not None and math.isfinite(v)]
 
@@ -126,6 +151,20 @@ def worst_family_fitness(families: Mapping[str, float]) -> float:
     values = _family_values(families)
     return -max(values) if values else float("-inf")
 
+
+def _by_family(scores: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
+    families: dict[str, list[float]] = {}
+    for family, score in scores:
+        families.setdefault(family, []).append(score)
+    return families
+
+
+#: How a search turns a program's per-task scores into its fitness estimate (`tasks.objective`):
+#: ``objective(scores)`` of (family, fitness) per task.
+OBJECTIVES = {
+    "mean": lambda scores: Estimate.of([score for _, score in scores]),
+    "softmin": lambda scores: softmin_estimate(_by_family(scores)),
+}
 
 #: How the end of a run ranks its candidates on the validation tasks (higher is better):
 #: ``rule(fitness, families)`` of the validation fitness (−mean log-ratio over tasks) and the

@@ -27,6 +27,7 @@ from typing import Any, Callable, Collection
 
 import torch
 
+from ..atomic_files import write_text_atomically
 from .ensemble import Protocol, TrainResult, Workload, build_workload, train_ensemble
 from ..candidate.probes import MESSAGE_LIMIT, ProbeBudget, cap_message
 from .tasks import Suite, get_suite
@@ -234,11 +235,8 @@ class Lab:
         result = train_ensemble(torch.relu, self.workload)
         if result.non_finite:
             raise RuntimeError(f"ReLU diverged on {self._describe(result.non_finite)}: the protocol is unstable")
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"losses": result.losses.tolist(), "id_error": result.id_error.tolist(),
-                                         "ood_error": result.ood_error.tolist(), "key": self.reference_key()}))
-        temporary.replace(path)  # atomic: readers never see half a file
+        write_text_atomically(path, json.dumps({"losses": result.losses.tolist(), "id_error": result.id_error.tolist(),
+                                                "ood_error": result.ood_error.tolist(), "key": self.reference_key()}))
         return result
 
     def _describe(self, models: list[int]) -> str:

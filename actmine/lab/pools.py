@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic_files import write_text_atomically
 from .ensemble import Protocol, TrainResult, build_workload, train_ensemble
 from .fitness import Lab, _lab_code_hash, default_cache_dir
 from .generators import GeneratorError, TaskGenerator, get_generator
@@ -213,11 +213,9 @@ class Pool:
                 entry["id_error"] = {a: list(v) for a, v in draw.reference.id_error.items()}
                 entry["ood_error"] = {a: list(v) for a, v in draw.reference.ood_error.items()}
             entries[str(draw.index)] = entry
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        temporary = self.cache_path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"key": self.cache_key(), "generator": self.generator.name,
-                                         "params": self.params, "seeds": list(self.seeds), "draws": entries}))
-        temporary.replace(self.cache_path)   # atomic: readers never see half a file
+        write_text_atomically(self.cache_path, json.dumps({"key": self.cache_key(), "generator": self.generator.name,
+                                                           "params": self.params, "seeds": list(self.seeds),
+                                                           "draws": entries}))
 
     def _from_cache(self, index: int, entry: Mapping[str, Any]) -> Draw | None:
         """A cached entry as a Draw; None when it does not match what this build expects."""

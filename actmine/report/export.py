@@ -19,8 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import write_text_atomically
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..language.files import ProgramEntry, render_program_file
+from ..run_files import DATABASE
 from .formula import simplified_formula, sympy_expression
 from .html import final_results, validation_by_program
 
@@ -68,7 +70,7 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
     not rank it among the top: it is the program the run recommends."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "mined_activations.py"
-    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+    with ProgramDatabase(run_dir / DATABASE, readonly=True) as db:
         run = db.latest_run()
         if run is None:
             raise ValueError(f"{run_dir} holds no run")
@@ -93,8 +95,4 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
            "or import this file (actmine must be installed): ACTIVATIONS maps the names to modules, and\n"
            "every program is checked and compiled by actmine's candidate policy, never run as plain code.")
     text = render_program_file(entries, doc)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(out)
-    return out
+    return write_text_atomically(out, text)

@@ -17,25 +17,34 @@ paired comparisons with their intervals); the `validations` table gives the Gene
 (the best's search estimate against its validation fitness over the run). A run that lacks any of
 them (an older run, a run still going) shows "not available" there; heldout.json written as a
 plain list (the older held-out check) is read as validation rows.
+
+The page is assembled here (the run's data, the summary, leaderboard, candidate, progress,
+failure, lineage and heatmap sections, the document); the end-of-run results are read by
+`results.py` and drawn by `results_sections.py`, every cell is built with `html_cells.py`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import yaml
 
 import actmine.report.plots as plots
 
+from ..atomic_files import write_text_atomically
 from ..evolve.database import ProgramDatabase, ProgramRecord
-from ..terminal import terminal_text
+from ..run_files import RunFiles
 from .formula import safe_function, simplified_formula, simplified_formulas
+from .html_cells import _e, _img, _num, _table, _td, _with_se
+from .results import final_results as final_results
+from .results import heldout_results as heldout_results
+from .results import validation_by_program as validation_by_program
+from .results_sections import _gap_section, _test_section, _validation_section
+from .results_sections import _verdict as _verdict
 from .typeset import formula_svg
 
 __all__ = ["write_report", "final_results", "heldout_results", "validation_by_program", "REFERENCE_NAMES"]
@@ -56,12 +65,6 @@ code{font-size:.9em}img{max-width:100%;height:auto}.muted{color:#777}.candidate{
 """
 
 
-def _e(value: Any) -> str:
-    """Untrusted text as HTML: markup characters escaped, and control characters (ESC, BEL, ...;
-    invalid in HTML, and live if the page is printed on a terminal) shown as visible escapes."""
-    return html.escape(terminal_text("" if value is None else value), quote=True)
-
-
 def _formula(latex: str | None) -> list[str]:
     """A program's simplified formula: typeset as an inline SVG (`typeset.formula_svg`: outlines
     only, nothing from the text in its markup), with the LaTeX as its tooltip and, collapsed under
@@ -76,32 +79,6 @@ def _formula(latex: str | None) -> list[str]:
             "</details>"]
 
 
-def _num(value: Any, digits: int = 4, signed: bool = True) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    try:
-        return f"{float(value):+.{digits}f}" if signed else f"{float(value):.{digits}g}"
-    except (TypeError, ValueError):
-        return _e(value)
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str = "") -> str:
-    """`rows` cells are already-escaped HTML."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _td(text: str, num: bool = False, raw: bool = False, css: str = "") -> str:
-    classes = " ".join(c for c in ("num" if num else "", css) if c)
-    return f'<td class="{classes}">' + (text if raw else _e(text)) + "</td>" if classes else \
-        "<td>" + (text if raw else _e(text)) + "</td>"
-
-
-def _img(fig: Any, alt: str) -> str:
-    return f'<img alt="{_e(alt)}" src="{plots.data_uri(fig)}">'
-
-
 def _original_answer(record: ProgramRecord) -> list[str]:
     """What the normaliser changed in an LLM's answer to make the program above, and the answer as
     it came, collapsed (both untrusted text: escaped)."""
@@ -113,257 +90,6 @@ def _original_answer(record: ProgramRecord) -> list[str]:
         parts.append(f"<details class='original-answer'><summary>the model's original answer "
                      f"({len(record.original_answer):,} characters)</summary>"
                      f"<pre>{_e(record.original_answer)}</pre></details>")
-    return parts
-
-
-SPLITS = {"validation": "validation", "test": "test", "comparison": "comparisons"}
-
-
-def _dict_rows(value: Any) -> list[dict]:
-    """The dict entries of a list (anything else in a hand-edited or damaged file is skipped)."""
-    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
-
-
-def _program_id(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _empty_results() -> dict[str, Any]:
-    return {"winner": None, "validation": [], "test": [], "comparisons": []}
-
-
-def _results_from_file(path: Path) -> dict[str, Any]:
-    """heldout.json as the end-of-run results. The current format is a dict {winner, validation,
-    test, comparisons}; older runs wrote a plain list of held-out rows, which were the same kind
-    of check as today's validation rows and are read as such."""
-    results = _empty_results()
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, OSError):
-        return results
-    if isinstance(data, list):
-        results["validation"] = _dict_rows(data)
-    elif isinstance(data, dict):
-        results["winner"] = _program_id(data.get("winner"))
-        if data.get("winner_chosen_by") in ("validation", "search score"):
-            results["winner_chosen_by"] = data["winner_chosen_by"]
-        for key in SPLITS.values():
-            results[key] = _dict_rows(data.get(key))
-    return results
-
-
-def _results_from_database(db: ProgramDatabase, run_id: int) -> dict[str, Any]:
-    """The `heldout` table's rows grouped by their `split` (rows without one are an older run's
-    held-out check: validation rows)."""
-    results = _empty_results()
-    for row in db.heldout(run_id):
-        result = row.get("result")
-        if isinstance(result, dict):
-            results[SPLITS.get(result.get("split"), "validation")].append(result)
-    return results
-
-
-def final_results(run_dir: str | Path, db: ProgramDatabase, run_id: int) -> dict[str, Any]:
-    """The run's end-of-run results: {"winner": program id or None, "validation": rows, "test":
-    rows, "comparisons": rows}, from heldout.json or, when that file is missing, damaged or empty,
-    from the database. Rows are dicts as written (untrusted: escape before showing). Without a
-    recorded winner, the validation row marked `winner` names it."""
-    results = _results_from_file(Path(run_dir) / "heldout.json")
-    if not any(results[key] for key in SPLITS.values()):
-        results = _results_from_database(db, run_id)
-    if results["winner"] is None:
-        marked = [_program_id(r.get("program_id")) for r in results["validation"] if r.get("winner") is True]
-        results["winner"] = next((pid for pid in marked if pid is not None), None)
-    return results
-
-
-def heldout_results(run_dir: Path, db: ProgramDatabase, run_id: int) -> tuple[dict[int, float | None], list[dict]]:
-    """The run's validation check: (validation fitness by program id, the validation rows), from
-    heldout.json (either format) or the database; see `final_results` for the test side too."""
-    rows = final_results(run_dir, db, run_id)["validation"]
-    return validation_by_program(rows), rows
-
-
-def validation_by_program(rows: list[dict]) -> dict[int, Any]:
-    """{program id: validation fitness} of the validation rows that are programs (not references)."""
-    return {pid: r.get("heldout_fitness") for r in rows if (pid := _program_id(r.get("program_id"))) is not None}
-
-
-def _finite(value: Any) -> float | None:
-    """A number from a results row as a float, or None (missing, text, bool, not finite)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _mapping(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _with_se(fitness: Any, se: Any) -> str:
-    """`+0.1234 ± 0.0100` (the ± part only when a standard error is known)."""
-    spread = _finite(se)
-    return _num(fitness) + (f" ± {spread:.4f}" if spread is not None else "")
-
-
-def _signed(value: Any, digits: int = 3) -> str:
-    """A signed number with a real minus sign (for the comparisons' sentences)."""
-    number = _finite(value)
-    return "—" if number is None else f"{number:+.{digits}f}".replace("-", "\u2212")
-
-
-def _program_cell(program_id: Any, linked: set[int]) -> str:
-    """The program column: a link to its section when the report has one, `—` for a reference."""
-    pid = _program_id(program_id)
-    if pid is None:
-        return _td("—")
-    return _td(f'<a href="#program-{pid}">#{pid}</a>', raw=True) if pid in linked else _td(f"#{pid}")
-
-
-def _family_names(rows: Iterable[dict], key: str = "families") -> list[str]:
-    return sorted({str(f) for r in rows for f in _mapping(r.get(key))})
-
-
-def _error_text(error: Any) -> str:
-    """A row's error dict (stage, code, message, ...) as one line of text (escaped by the caller)."""
-    if isinstance(error, dict):
-        return "; ".join(f"{k}: {v}" for k, v in error.items())
-    return "" if error is None else str(error)
-
-
-def _by_fitness(rows: list[dict], key: str) -> list[dict]:
-    """Rows by `key` descending, rows without a number last (stable, so ties keep their order)."""
-    return sorted(rows, key=lambda r: (_finite(r.get(key)) is None, -(_finite(r.get(key)) or 0.0)))
-
-
-def _validation_section(results: dict[str, Any], linked: set[int]) -> list[str]:
-    """The validation pool: the top programs and the library's references, the winner marked."""
-    parts = ["<h2 id='validation'>Validation</h2>"]
-    rows = _by_fitness(results["validation"], "heldout_fitness")
-    if not rows:
-        return parts + ["<p class='muted'>not available: this run recorded no validation results</p>"]
-    winner = results["winner"]
-    families = _family_names(rows)
-    headers = ["", "name", "program", "search fitness", "validation fitness",
-               *[f"{f} log-ratio" for f in families], "error"]
-    body = []
-    for r in rows:
-        chosen = r.get("winner") is True or (winner is not None and _program_id(r.get("program_id")) == winner)
-        body.append([_td("winner" if chosen else ""), _td(r.get("name")), _program_cell(r.get("program_id"), linked),
-                     _td(_with_se(r.get("search_fitness"), r.get("search_se")), num=True),
-                     _td(_num(r.get("heldout_fitness")), num=True),
-                     *[_td(_num(_mapping(r.get("families")).get(f), 3), num=True) for f in families],
-                     _td(_error_text(r.get("error")))])
-    parts.append("<p class='muted'>Fitness on the validation pools (−mean log-ratio vs ReLU; higher is better): "
-                 "the winner is the program that did best here, not on the search's own tasks.</p>")
-    parts.append(_table(headers, body, "validation"))
-    return parts
-
-
-def _verdict(row: dict) -> str:
-    """better / worse / not distinguishable, from the interval of winner − reference (below 0:
-    the winner's log-ratio is lower, so it is better)."""
-    low, high = _finite(row.get("low")), _finite(row.get("high"))
-    if low is None or high is None:
-        return "not available"
-    if high < 0:
-        return "better"
-    if low > 0:
-        return "worse"
-    return "not distinguishable"
-
-
-def _comparison_sentence(row: dict, winner: int | None) -> str:
-    """`winner − gelu: −0.120 [−0.200, −0.040] over 60 tasks × 3 seeds` (plain text; escape it)."""
-    pid = _program_id(row.get("program_id"))
-    who = "winner" if pid is None or winner is None or pid == winner else f"program {pid}"
-    return (f"{who} \u2212 {row.get('against') or '?'}: "
-            f"{_signed(row.get('mean'))} [{_signed(row.get('low'))}, {_signed(row.get('high'))}] over "
-            f"{row.get('tasks', '?')} tasks × {row.get('seeds', '?')} seeds")
-
-
-def _comparison_table(rows: list[dict], winner: int | None) -> str:
-    body = [[_td(_comparison_sentence(r, winner)), _td(_verdict(r))] for r in rows]
-    return _table(["winner − reference: mean log-ratio difference [95% interval]", "the winner is"], body,
-                  "comparisons")
-
-
-def _test_table(rows: list[dict], winner: int | None, linked: set[int]) -> str:
-    families = _family_names(rows)
-    body = []
-    for r in _by_fitness(rows, "fitness"):
-        chosen = winner is not None and _program_id(r.get("program_id")) == winner
-        tasks = r.get("tasks")
-        body.append([_td("winner" if chosen else ""), _td(r.get("name")), _program_cell(r.get("program_id"), linked),
-                     _td(_num(r.get("fitness")), num=True),
-                     _td(str(len(tasks)) if isinstance(tasks, dict) else "—", num=True),
-                     *[_td(_num(_mapping(r.get("families")).get(f), 3), num=True) for f in families]])
-    return _table(["", "name", "program", "test fitness", "tasks", *[f"{f} log-ratio" for f in families]], body,
-                  "test")
-
-
-def _suite_of(row: dict) -> str:
-    return str(row.get("suite") or "test")
-
-
-def _test_section(results: dict[str, Any], linked: set[int]) -> list[str]:
-    """Per test suite (reported only, never used to choose): the winner's and each reference's
-    fitness, then the paired comparisons of the winner with each reference and their verdicts."""
-    parts = ["<h2 id='test'>Test</h2>"]
-    tests, comparisons, winner = results["test"], results["comparisons"], results["winner"]
-    if not tests and not comparisons:
-        return parts + ["<p class='muted'>not available: this run recorded no test results</p>"]
-    parts.append("<p class='muted'>Test suites, never seen by the search or by the choice of the winner. A "
-                 "comparison is the mean over (task, seed) of the winner's log-ratio minus the reference's, "
-                 "with a 95% cluster-bootstrap interval: below 0, the winner is better.</p>")
-    suites = list(dict.fromkeys([_suite_of(r) for r in tests] + [_suite_of(r) for r in comparisons]))
-    for suite in suites:
-        parts.append(f"<h3 class='suite'>{_e(suite)}</h3>")
-        suite_tests = [r for r in tests if _suite_of(r) == suite]
-        suite_comparisons = [r for r in comparisons if _suite_of(r) == suite]
-        if suite_tests:
-            parts.append(_test_table(suite_tests, winner, linked))
-        if suite_comparisons:
-            parts.append(_comparison_table(suite_comparisons, winner))
-    return parts
-
-
-def _gap_rows(latest: dict) -> list[list[str]]:
-    """The latest validation of the best as table rows: overall fitness, then per family (search vs
-    validation log-ratio). Gap = how much worse validation was than the search promised, positive
-    when the search overestimated (fitness: search − validation; log-ratio: validation − search)."""
-    search, validation = _finite(latest.get("search_fitness")), _finite(latest.get("fitness"))
-    rows = [[_td("fitness"), _td(_with_se(search, latest.get("search_se")), num=True), _td(_num(validation), num=True),
-             _td(_num(None if search is None or validation is None else search - validation), num=True)]]
-    result = _mapping(latest.get("result"))
-    search_families, families = _mapping(result.get("search_families")), _mapping(result.get("families"))
-    for family in sorted({str(f) for f in (*search_families, *families)}):
-        low, high = _finite(search_families.get(family)), _finite(families.get(family))
-        rows.append([_td(f"{family} log-ratio"), _td(_num(low, 3), num=True), _td(_num(high, 3), num=True),
-                     _td(_num(None if low is None or high is None else high - low, 3), num=True)])
-    return rows
-
-
-def _gap_section(validations: list[dict], linked: set[int], proposals: int) -> list[str]:
-    """The generalisation gap: the best's search estimate against its validation fitness over the
-    run (figure), the latest such pair per family, and every recorded pair (collapsed)."""
-    parts = ["<h2 id='gap'>Generalisation gap</h2>"]
-    rows = [v for v in validations if isinstance(v, dict)]
-    if not rows:
-        return parts + ["<p class='muted'>not available: this run recorded no validation of its best program</p>"]
-    parts.append(_img(plots.generalisation_gap_figure(rows, until=proposals),
-                      "generalisation gap: search estimate vs validation fitness"))
-    latest = rows[-1]
-    parts.append(f"<p>Latest: program {_e(latest.get('program_id'))} after {_e(latest.get('evaluated'))} proposals. "
-                 "Gap: positive when the program did worse on the validation pools than its search estimate "
-                 "promised.</p>")
-    parts.append(_table(["", "search", "validation", "gap"], _gap_rows(latest), "gap"))
-    history = [[_td(str(v.get("evaluated")), num=True), _program_cell(v.get("program_id"), linked),
-                _td(_with_se(v.get("search_fitness"), v.get("search_se")), num=True),
-                _td(_num(v.get("fitness")), num=True)] for v in rows]
-    parts.append("<details><summary>every validation of the best</summary>"
-                 + _table(["evaluated", "program", "search fitness", "validation fitness"], history, "validations")
-                 + "</details>")
     return parts
 
 
@@ -431,7 +157,7 @@ class _RunData:
 
 def _read_run(run_dir: Path, top: int) -> _RunData:
     """The latest run of `run_dir`'s database (read-only, so the search may still be writing)."""
-    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+    with ProgramDatabase(RunFiles(run_dir).database, readonly=True) as db:
         run = db.latest_run()
         if run is None:
             raise ValueError(f"{run_dir} holds no run")
@@ -453,7 +179,7 @@ def _baseline_records(baseline: str | Path | None) -> list[ProgramRecord] | None
     """The proposals of the latest run in a random-search run directory, or None (no baseline)."""
     if baseline is None:
         return None
-    with ProgramDatabase(Path(baseline) / "programs.sqlite", readonly=True) as other:
+    with ProgramDatabase(RunFiles(baseline).database, readonly=True) as other:
         other_run = other.latest_run()
         return other.programs(other_run["id"]) if other_run else None
 
@@ -461,7 +187,7 @@ def _baseline_records(baseline: str | Path | None) -> list[ProgramRecord] | None
 def _run_config(run_dir: Path, run: dict[str, Any]) -> tuple[str, Any]:
     """(the config's text as shown, the config as data): config.yaml when the run directory has
     one, else the config recorded in the database; unparsable YAML falls back to the recorded one."""
-    config_path = run_dir / "config.yaml"
+    config_path = RunFiles(run_dir).config
     config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
     try:
         return config_text, yaml.safe_load(config_text)
@@ -617,12 +343,6 @@ def _document(title: str, data: _RunData, parts: list[str]) -> str:
             + "\n".join(parts) + "</body></html>\n")
 
 
-def _write_atomically(out: Path, text: str) -> None:
-    """Write through a temporary file and rename it, so a reader never sees half a report."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(out)
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 5,
@@ -634,7 +354,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
     best-so-far curve is drawn beside this run's."""
     run_dir = Path(run_dir)
     baseline_records = _baseline_records(baseline)
-    out = Path(out) if out is not None else run_dir / "report.html"
+    out = Path(out) if out is not None else RunFiles(run_dir).report
     data = _read_run(run_dir, top)
     config_text, config = _run_config(run_dir, data.run)
     parts = [*_summary_section(run_dir, data, config_text),
@@ -647,5 +367,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
              *_failures_section(data.failures),
              *_lineage_section(data.lineage),
              *_heatmap_section(data.shown, config, references)]
-    _write_atomically(out, _document(f"actmine run {run_dir.name}", data, parts))
+    write_text_atomically(out, _document(f"actmine run {run_dir.name}", data, parts))
     return out

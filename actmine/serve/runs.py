@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..api import Run, open_run
-from ..evolve.controller import DATABASE
+from ..run_files import DATABASE
 from ..evolve.database import ProgramDatabase, ProgramRecord, RunRecord
 from ..report.html import final_results
 

@@ -32,6 +32,7 @@ __all__ = [
     "get_benchmark",
     "list_benchmarks",
     "register_benchmark",
+    "registered_benchmark",
 ]
 
 ActivationFactory = Callable[[], nn.Module]
@@ -106,6 +107,15 @@ def _load_builtin() -> None:
                 raise
 
 
+def registered_benchmark(name: str) -> type | None:
+    """The benchmark class registered as `name` (case and spaces ignored), importing the built-in
+    benchmark modules only when it is not registered yet; None when there is none."""
+    key = name.strip().lower()
+    if key not in _BENCHMARKS:
+        _load_builtin()
+    return _BENCHMARKS.get(key)
+
+
 def list_benchmarks() -> list[str]:
     _load_builtin()
     return sorted(_BENCHMARKS)
@@ -114,9 +124,9 @@ def list_benchmarks() -> list[str]:
 def get_benchmark(name: str, **options: Any):
     """An instance of the benchmark registered as ``name``, constructed with ``options``."""
     _load_builtin()
-    key = name.strip().lower()
-    if key not in _BENCHMARKS:
-        close = difflib.get_close_matches(key, list(_BENCHMARKS), n=1)
+    benchmark = registered_benchmark(name)
+    if benchmark is None:
+        close = difflib.get_close_matches(name.strip().lower(), list(_BENCHMARKS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownBenchmarkError(f"unknown benchmark {name!r}{hint} Known: {', '.join(sorted(_BENCHMARKS))}")
-    return _BENCHMARKS[key](**options)
+    return benchmark(**options)

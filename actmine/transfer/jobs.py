@@ -1,6 +1,7 @@
 """The records of a transfer run: a job (`TransferJob`, one training run, plain JSON-able data)
 and its result (`TransferResult`, validated when read back). A module of records only, so that
 the runner (which makes them) and the summary (which reads them) both import it and not each other.
+`_failed` builds the result of a job that failed, for the child and the parent alike.
 """
 
 from __future__ import annotations
@@ -130,6 +131,16 @@ class TransferResult:
             result.score = None
         result.seconds = float(result.seconds)
         return result
+
+
+def _failed(job: TransferJob, code: str, message: str, metric: str = "", seconds: float = 0.0,
+            sandbox: Mapping[str, Any] | None = None) -> TransferResult:
+    """A failed result of ``job``: ``error = {code, message}``, the message made printable (it may
+    come from the job's process, which ran untrusted code)."""
+    return TransferResult(activation=job.activation, benchmark=job.benchmark, seed=job.seed, ok=False,
+                          metric=metric, seconds=round(seconds, 3),
+                          error={"code": code, "message": _printable(message)},
+                          options=dict(job.options), key=job.key, sandbox=dict(sandbox or {}))
 
 
 def _printable(text: str) -> str:

@@ -283,6 +283,14 @@ def _stratified_subset(idx: torch.Tensor, labels: np.ndarray, limit: int | None)
     return torch.from_numpy(np.sort(chosen)).long()
 
 
+def _unscored_best() -> dict[str, Any]:
+    """The best-epoch record of a fit that diverged before any epoch was scored: a non-finite
+    score, which the runner reports as a failure (never a number to average)."""
+    nan, empty = float("nan"), np.empty((0, 1), dtype=np.float32)
+    return {"epoch": None, "valid_rocauc": nan, "test_rocauc": nan, "valid": (empty, empty),
+            "test": (empty, empty), "state": None}
+
+
 @register_benchmark
 class MolHIV:
     """ogbg-molhiv (scaffold split, ROC-AUC) with OGB's GIN; every nonlinearity is the plugged one.
@@ -415,59 +423,79 @@ class MolHIV:
             test_loader = loader_cls(dataset[split["test"]], batch_size=self.eval_batch_size, shuffle=False)
 
             model = self.build_model(make_activation).to(dev)
-            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
-            criterion = nn.BCEWithLogitsLoss()
-
-            best: dict[str, Any] | None = None
-            history: list[dict[str, float]] = []
-            diverged_epoch = None
-            for epoch in range(1, self.epochs + 1):
-                model.train()
-                total, count, finite = 0.0, 0, True
-                for batch in train_loader:
-                    batch = batch.to(dev)
-                    # as OGB's example: BatchNorm needs more than one node / graph
-                    if batch.x.shape[0] == 1 or batch.num_graphs == 1:
-                        continue
-                    pred = model(batch)
-                    y = batch.y.view(pred.shape).float()
-                    labelled = y == y  # NaN labels are unlabelled
-                    loss = criterion(pred[labelled], y[labelled])
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        finite = False
-                        break
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    n = int(labelled.sum())
-                    total, count = total + value * n, count + n
-                if not finite:
-                    diverged_epoch = epoch
-                    break
-                train_loss = total / max(count, 1)
-                valid_true, valid_pred = self.predict(model, valid_loader, dev)
-                test_true, test_pred = self.predict(model, test_loader, dev)
-                if not (np.isfinite(valid_pred).all() and np.isfinite(test_pred).all()):
-                    diverged_epoch = epoch
-                    break
-                valid_auc, test_auc = rocauc(valid_true, valid_pred), rocauc(test_true, test_pred)
-                history.append({"train_loss": train_loss, "valid_rocauc": valid_auc, "test_rocauc": test_auc})
-                if best is None or valid_auc > best["valid_rocauc"]:
-                    best = {"epoch": epoch, "valid_rocauc": valid_auc, "test_rocauc": test_auc,
-                            "valid": (valid_true, valid_pred), "test": (test_true, test_pred),
-                            "state": ({k: v.detach().clone() for k, v in model.state_dict().items()}
-                                      if keep_model else None)}
+            best, history, diverged_epoch = self._train(model, train_loader, valid_loader, test_loader, dev,
+                                                        keep_model)
 
         if best is None:
-            # Diverged before any epoch was scored: a non-finite score, which the runner reports as
-            # a failure (never a number to average).
-            nan, empty = float("nan"), np.empty((0, 1), dtype=np.float32)
-            best = {"epoch": None, "valid_rocauc": nan, "test_rocauc": nan, "valid": (empty, empty),
-                    "test": (empty, empty), "state": None}
+            best = _unscored_best()
         if keep_model and best["state"] is not None:
             model.load_state_dict(best["state"])
-        details = {
+        details = self._details(best, history, diverged_epoch, split, model, started)
+        score = BenchmarkScore(score=float(best["test_rocauc"]), metric=self.metric, details=details)
+        return MolHIVFit(score=score, valid_true=best["valid"][0], valid_pred=best["valid"][1],
+                         test_true=best["test"][0], test_pred=best["test"][1],
+                         model=model if keep_model else None)
+
+    def _train(self, model: nn.Module, train_loader, valid_loader, test_loader, dev: torch.device,
+               keep_model: bool) -> tuple[dict[str, Any] | None, list[dict[str, float]], int | None]:
+        """The epochs, each followed by predictions on the validation and test splits; keeps the
+        epoch with the best validation ROC-AUC (the first, on ties). A non-finite loss or prediction
+        stops training. ``(best epoch's record or None, per-epoch history, diverged epoch or None)``."""
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        criterion = nn.BCEWithLogitsLoss()
+
+        best: dict[str, Any] | None = None
+        history: list[dict[str, float]] = []
+        diverged_epoch = None
+        for epoch in range(1, self.epochs + 1):
+            train_loss = self._train_epoch(model, train_loader, optimizer, criterion, dev)
+            if train_loss is None:
+                diverged_epoch = epoch
+                break
+            valid_true, valid_pred = self.predict(model, valid_loader, dev)
+            test_true, test_pred = self.predict(model, test_loader, dev)
+            if not (np.isfinite(valid_pred).all() and np.isfinite(test_pred).all()):
+                diverged_epoch = epoch
+                break
+            valid_auc, test_auc = rocauc(valid_true, valid_pred), rocauc(test_true, test_pred)
+            history.append({"train_loss": train_loss, "valid_rocauc": valid_auc, "test_rocauc": test_auc})
+            if best is None or valid_auc > best["valid_rocauc"]:
+                best = {"epoch": epoch, "valid_rocauc": valid_auc, "test_rocauc": test_auc,
+                        "valid": (valid_true, valid_pred), "test": (test_true, test_pred),
+                        "state": ({k: v.detach().clone() for k, v in model.state_dict().items()}
+                                  if keep_model else None)}
+        return best, history, diverged_epoch
+
+    @staticmethod
+    def _train_epoch(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                     dev: torch.device) -> float | None:
+        """One epoch over the training split; the mean loss per labelled graph, or None when a
+        loss was not finite (the epoch stops there, before that update)."""
+        model.train()
+        total, count = 0.0, 0
+        for batch in train_loader:
+            batch = batch.to(dev)
+            # as OGB's example: BatchNorm needs more than one node / graph
+            if batch.x.shape[0] == 1 or batch.num_graphs == 1:
+                continue
+            pred = model(batch)
+            y = batch.y.view(pred.shape).float()
+            labelled = y == y  # NaN labels are unlabelled
+            loss = criterion(pred[labelled], y[labelled])
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                return None
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            n = int(labelled.sum())
+            total, count = total + value * n, count + n
+        return total / max(count, 1)
+
+    def _details(self, best: dict[str, Any], history: list[dict[str, float]], diverged_epoch: int | None,
+                 split: dict[str, Any], model: nn.Module, started: float) -> dict[str, Any]:
+        """``BenchmarkScore.details`` of a fit: the best epoch's scores and the curves."""
+        return {
             "valid_rocauc": best["valid_rocauc"],
             "test_rocauc": best["test_rocauc"],
             "best_epoch": best["epoch"],
@@ -483,10 +511,6 @@ class MolHIV:
             "split": SPLIT,
             "seconds": time.perf_counter() - started,
         }
-        score = BenchmarkScore(score=float(best["test_rocauc"]), metric=self.metric, details=details)
-        return MolHIVFit(score=score, valid_true=best["valid"][0], valid_pred=best["valid"][1],
-                         test_true=best["test"][0], test_pred=best["test"][1],
-                         model=model if keep_model else None)
 
     def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path | str,
             device: str = "cpu") -> BenchmarkScore:

@@ -54,8 +54,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import ActivationFactory, BenchmarkScore, DatasetMissing, register_benchmark
-from .runner import JobBudget
-from .vision import _cosine_schedule, _resolve_device, _seeded
+from .limits import JobBudget
+from .training import _cosine_schedule, _resolve_device, _seeded
 
 __all__ = [
     "DIABETES_FEATURES",

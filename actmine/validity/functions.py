@@ -22,10 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..atomic_files import write_text_atomically
+from ..run_files import BEST_PROGRAM
+
 __all__ = ["Draw", "Function", "ValidityInputError", "library_functions", "named_functions", "pool_functions",
            "program_name", "random_pool", "registry_function", "winner_functions", "write_program"]
 
-WINNER_FILE = "best_activation.py"          # what a finished `actmine search` leaves in its run directory
+WINNER_FILE = BEST_PROGRAM          # what a finished `actmine search` leaves in its run directory
 
 
 class ValidityInputError(ValueError):
@@ -111,9 +114,7 @@ def write_program(directory: Path, name: str, source: str, origin: str, given: s
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.py"
     if not (path.is_file() and path.read_text(encoding="utf-8") == source):
-        temporary = directory / f".{name}.{os.getpid()}.tmp"
-        temporary.write_text(source, encoding="utf-8")
-        os.replace(temporary, path)
+        write_text_atomically(path, source)
     try:
         spec = resolve_activation(str(path))
     except TransferInputError as exc:

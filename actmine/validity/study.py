@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ import numpy as np
 import actmine.validity.data as data
 import actmine.validity.labscore as labscore
 import actmine.validity.stats as stats
+from ..atomic_files import write_text_atomically
 from .functions import (Function, ValidityInputError, library_functions, named_functions, pool_functions,
                         random_pool, registry_function, winner_functions)
 
@@ -239,8 +239,8 @@ def analyse(settings: Settings, out: Path, labs: Mapping[str, Any], study: Seque
     lab_seconds = sum(r["seconds"] for n, r in records.items())
     return _finite({
         "format": FORMAT, "command": settings.command(out), "settings": asdict(settings),
-        "labs": {name: {"tasks": len(l.suite.tasks), "seeds": list(l.suite.seeds), "steps": l.protocol.steps}
-                 for name, l in labs.items()},
+        "labs": {name: {"tasks": len(lab.suite.tasks), "seeds": list(lab.suite.seeds), "steps": lab.protocol.steps}
+                 for name, lab in labs.items()},
         "lab_columns": columns, "lab_groups": {g: len(c) for g, c in group_columns.items()},
         "benchmarks": list(benchmarks), "seeds": list(run.seeds), "options": {b: dict(run_options(run, b))
                                                                              for b in benchmarks},
@@ -287,15 +287,11 @@ def write_outputs(document: dict[str, Any], out: Path) -> dict[str, Any]:
         plots.scatter(points, cell, f"lab vs {key}", ylabel, out / figures[key])
     document["files"] = {"json": "validity.json", "markdown": "validity.md", "plots": figures,
                          "lab_journal": labscore.JOURNAL, "transfer": "transfer/", "functions": "functions/"}
-    _atomic_write(out / "validity.json", json.dumps(document, indent=2, allow_nan=False))
-    _atomic_write(out / "validity.md", markdown_report(document, figures))
+    write_text_atomically(out / "validity.json", json.dumps(document, indent=2, allow_nan=False))
+    write_text_atomically(out / "validity.md", markdown_report(document, figures))
     return document
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def summary_table(document: Mapping[str, Any]):

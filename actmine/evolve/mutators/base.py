@@ -1,5 +1,5 @@
 """The mutator plug point's records and registry: what a mutator sees (`Parent`, `LabContext`,
-`Failure`), what it returns (`Proposal`), its protocol and `register_mutator`.
+`Failure`), what it returns (`Proposal`), its base class `Mutator` and `register_mutator`.
 
 A module of its own, with no imports from the mutators, so that each mutator module imports it
 directly and the package (`get_mutator`, which imports the mutators) sits above them.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -60,24 +60,52 @@ class Failure:
     message: str
 
 
-class Mutator(Protocol):
-    name: str
+class Mutator:
+    """The mutator plug point: subclass it, set `name`, implement `propose`, and register the class
+    with `@register_mutator` in a new module of this package (found by `get_mutator`, no other edit).
+
+    Every hook below has a no-op default; a mutator overrides the ones it needs (the LLM mutator
+    uses all of them).
+    """
+
+    name: str = ""
+    concurrency: int = 1              # proposals the controller may request at once (in threads when > 1)
+    uses_inspirations: bool = True    # False: `propose` ignores inspirations (so none are recorded as parents)
 
     def propose(self, parent: Parent | None, inspirations: Sequence[Parent], rng: random.Random) -> Proposal:
         """A new program. `parent` is None for mutators that need none (random search)."""
-        ...
+        raise NotImplementedError
 
-# Optional, for mutators that learn from the search or call remote models (the LLM mutator):
-#   concurrency: int                          proposals the controller may request at once, in threads
-#   setup(lab: LabContext)                    what the lab scores, before the first proposal
-#   restore(calls, children, failures)        a resumed run's history (see LLMMutator.restore)
-#   observe(proposal, fitness, parent_fitness, failure)   each of its proposals' outcome
-#   exhausted() -> str | None                 why no more proposals can be made (a spent budget)
-#   usage() -> dict                           spend, for the live view and the run summary
+    def setup(self, lab: LabContext) -> None:
+        """What the lab scores, before the first proposal."""
+
+    def restore(self, calls: Sequence[dict], children: Sequence[tuple], failures: Sequence[Failure]) -> None:
+        """A resumed run's history: its LLM calls, its children (model, fitness, parent fitness) and
+        refusals (see `LLMMutator.restore`)."""
+
+    def observe(self, proposal: Proposal, fitness: float | None, parent_fitness: float | None,
+                failure: Failure | None) -> None:
+        """The outcome of one of its proposals."""
+
+    def exhausted(self) -> str | None:
+        """Why no more proposals can be made (a spent budget), or None."""
+        return None
+
+    def usage(self) -> dict:
+        """Spend, for the live view and the run summary ({} when there is none)."""
+        return {}
 
 
 MUTATORS: dict[str, Callable[..., Mutator]] = {}
 
 
-def register_mutator(name: str, factory: Callable[..., Mutator]) -> None:
-    MUTATORS[name] = factory
+def register_mutator(name_or_class, factory: Callable[..., Mutator] | None = None):
+    """Register a mutator under its name: as a class decorator (`@register_mutator`, the name is the
+    class's `name`) or as `register_mutator(name, factory)`."""
+    if isinstance(name_or_class, type):
+        if not name_or_class.name:
+            raise ValueError(f"mutator class {name_or_class.__name__} has no `name`")
+        MUTATORS[name_or_class.name] = name_or_class
+        return name_or_class
+    MUTATORS[name_or_class] = factory
+    return factory

@@ -33,14 +33,15 @@ from typing import Sequence
 from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
-from .base import Parent, Proposal, register_mutator
+from .base import Mutator, Parent, Proposal, register_mutator
 from .expressions import (GAUSSIAN, PARAM, UNARIES, Evaluable, Unsupported, add, call, cleanup, count_nodes,
                           make_const, mul, name, nice_number, render_program, round_constants, screen)
 
 LEAF_PROBABILITY = 0.3
 
 
-class RandomMutator:
+@register_mutator
+class RandomMutator(Mutator):
     """Random expressions of bounded size (see the module docstring).
 
     max_depth: the most operator levels (>= 1).
@@ -52,6 +53,7 @@ class RandomMutator:
     """
 
     name = "random"
+    uses_inspirations = False   # a fresh expression each time: a parent or inspirations play no part
 
     def __init__(self, max_depth: int = 4, max_nodes: int = 30, screen: bool = True, max_attempts: int = 64,
                  budget: ProbeBudget | dict | None = None):
@@ -128,4 +130,3 @@ class RandomMutator:
         return guarded, max(d1, d2) + 1
 
 
-register_mutator("random", RandomMutator)

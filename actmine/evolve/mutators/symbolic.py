@@ -45,7 +45,7 @@ import torch
 from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
-from .base import Parent, Proposal, register_mutator
+from .base import Mutator, Parent, Proposal, register_mutator
 from .expressions import (ENTRY_POINT, clone, GATES, GAUSSIAN, Helper, RECOGNIZED_UNARY_SPELLINGS, RELU_SOURCE, UNARIES,
                           UNARY_BY_SPELLING, Evaluable, Unsupported, add, build_gate, call, const_value,
                           constant_sites, count_nodes, depends_on, evaluable_program, make_const, mul, name,
@@ -211,7 +211,8 @@ def _inspiration_expression(parent: Parent, param: str) -> ast.expr | None:
 Edit = tuple[ast.expr, str] | None
 
 
-class SymbolicMutator:
+@register_mutator
+class SymbolicMutator(Mutator):
     """Typed edits of the parent's return expression (see the module docstring).
 
     weights: operator -> relative weight (`OPERATORS`; missing operators get 0 when a dict is
@@ -551,4 +552,3 @@ def _format(value: float | int) -> str:
     return f"{value:g}"
 
 
-register_mutator("symbolic", SymbolicMutator)

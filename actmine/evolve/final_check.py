@@ -1,0 +1,190 @@
+"""The end of a run: validation chooses the winner, the test suites report on it.
+
+`FinalCheck.run` scores the run's top list, its seeds and the library's reference activations on
+the validation tasks, picks the winner under `search.winner_rule`, then scores the winner and the
+references on every test suite with paired intervals (docs/lab.md, "The end: validation chooses,
+the tests report"). `write_best_program` writes `best_activation.py` for the chosen program.
+Candidates train only in sandboxed workers; the references are library code and train here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..atomic_files import write_text_atomically
+from ..config import Config
+from ..faults import fault_point
+from ..lab.estimate import WINNER_RULES
+from ..lab.fitness import Evaluation, Lab
+from ..language.files import ProgramEntry, render_program_file
+from ..run_files import HELDOUT
+from .database import ProgramDatabase, ProgramRecord
+from .search_tasks import SearchTasks
+
+#: The library's activations every run is compared with, on the validation and the test tasks.
+REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu")
+
+
+class FinalCheck:
+    """The validation and test scoring of one finished run (`run`), written to its database and
+    `heldout.json`."""
+
+    def __init__(self, config: Config, tasks: SearchTasks, run_dir: Path):
+        self.config, self.tasks, self.run_dir = config, tasks, Path(run_dir)
+
+    def run(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
+        """Validation chooses, the tests report: the top programs (by score), the run's seeds and the
+        library's references on the validation tasks; the winner is the program with the best score
+        under `search.winner_rule` (`lab.estimate.WINNER_RULES`); then the winner and the references on every test suite, with paired intervals of
+        the winner against each reference. All rows replace an earlier check's in one transaction."""
+        from ..candidate.sandbox import SandboxPool
+
+        tasks = self.tasks
+        # the top list, and the seeds (the known functions the search set out to beat): the winner is
+        # never a program the validation ranks below a seed of the run
+        top = database.top(run_id, self.config.search.heldout_top)
+        top += [p for p in database.programs(run_id, status="ok")
+                if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}]
+        limits = self.config.sandbox_limits()
+        validation_rows: list[dict[str, Any]] = []
+        test_rows: list[dict[str, Any]] = []
+        winner = top[0] if top else None
+        chosen_by = "search score"   # unless the validation below scores at least one program
+        with SandboxPool(workers=max(1, min(len(top) or 1, self.config.executor.workers or 2)), limits=limits) as pool:
+            if tasks.validation is not None and top:
+                validation_rows = self._validate_top(database, run_id, top, pool)
+                scored = [r for r in validation_rows if r["program_id"] is not None and r["heldout_fitness"] is not None]
+                if scored:
+                    rule = WINNER_RULES[self.config.search.winner_rule]
+                    for row in scored:
+                        row["winner_score"] = rule(row["heldout_fitness"], row["families"])
+                    # ties (a seed and its duplicate) go to the earlier row: `max` keeps the first
+                    chosen = max(scored, key=lambda r: r["winner_score"])
+                    winner = next(p for p in top if p.id == chosen["program_id"])
+                    chosen_by = "validation"
+            for row in validation_rows:
+                row["winner"] = winner is not None and row["program_id"] == winner.id
+            if winner is not None:
+                for name, lab in tasks.tests.items():
+                    test_rows += self._test_suite(name, lab, winner, pool)
+        comparisons = self._comparisons(test_rows, winner, tasks.unseen_tests()) if winner is not None else []
+        rows = validation_rows + test_rows + comparisons
+        with database.transaction():   # a resumed run checks again: its rows replace the earlier ones, all at once
+            database.clear_heldout(run_id)
+            for row in rows:
+                fault_point("heldout_write")
+                database.add_heldout(run_id, row["name"], row.get("program_id"), row)
+        final = {"winner": winner.id if winner is not None else None, "winner_chosen_by": chosen_by,
+                 "winner_rule": self.config.search.winner_rule,
+                 "validation": validation_rows, "test": test_rows, "comparisons": comparisons}
+        (self.run_dir / HELDOUT).write_text(json.dumps(final, indent=2))
+        chosen_row = next((r for r in validation_rows if r["winner"]), None)
+        final["winner_validation_fitness"] = chosen_row["heldout_fitness"] if chosen_row else None
+        final["winner_test"] = {r["suite"]: r["fitness"] for r in test_rows if r["program_id"] is not None}
+        final["heldout"] = validation_rows   # the rows `actmine search` prints
+        return final
+
+    def _validate_top(self, database: ProgramDatabase, run_id: int, top: list[ProgramRecord],
+                      pool) -> list[dict[str, Any]]:
+        """Validation rows: references (trusted, here) and the top programs (sandboxed); a program
+        already validated during the run on the same tasks is not trained again."""
+        from ..activations import get as get_activation
+
+        lab = self.tasks.validation
+        rows = []
+        for name in REFERENCES:
+            evaluation = lab.evaluate(get_activation(name), name=name)
+            rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
+                         "search_se": None, "heldout_fitness": evaluation.fitness,
+                         "families": evaluation.family_log_ratios(), "error": None})
+        earlier = {v["program_id"]: v for v in database.validations(run_id) if v["fitness"] is not None}
+        futures = [(record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
+                   for record in top]
+        for record, future in futures:
+            row = {"split": "validation", "name": f"program {record.id}", "program_id": record.id,
+                   "search_fitness": record.fitness, "search_se": record.fitness_se}
+            if future is None:
+                row.update(heldout_fitness=earlier[record.id]["fitness"],
+                           families=earlier[record.id]["result"].get("families", {}), error=None)
+            else:
+                evaluation = future.result()
+                fault_point("heldout_evaluated")
+                row.update(heldout_fitness=evaluation.fitness if evaluation.ok else None, error=evaluation.error,
+                           families=evaluation.family_log_ratios())
+            rows.append(row)
+        return rows
+
+    def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
+        """The winner (sandboxed) and the references (here) on one test suite, per task and seed."""
+        from ..activations import get as get_activation
+
+        def row(name: str, program_id: int | None, evaluation: Evaluation) -> dict[str, Any]:
+            return {"split": "test", "suite": suite, "name": name, "program_id": program_id,
+                    "fitness": evaluation.fitness if evaluation.ok else None, "error": evaluation.error,
+                    "families": evaluation.family_log_ratios(),
+                    "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
+
+        future = pool.submit(winner.source, lab, f"program {winner.id}")
+        rows = [row(name, None, lab.evaluate(get_activation(name), name=name)) for name in REFERENCES]
+        rows.insert(0, row(f"program {winner.id}", winner.id, future.result()))
+        fault_point("heldout_evaluated")
+        return rows
+
+    @staticmethod
+    def _comparisons(test_rows: list[dict[str, Any]], winner: ProgramRecord, unseen: list[str]) -> list[dict[str, Any]]:
+        """The winner against each reference, per test suite and over all unseen-generator suites
+        together: mean paired log-ratio difference per (task, seed), 95% cluster-bootstrap interval."""
+        from ..lab.estimate import paired_interval
+
+        suites = sorted({r["suite"] for r in test_rows})
+        groups = [(suite, [suite]) for suite in suites]
+        if len(unseen) > 1:
+            groups.append(("all unseen", unseen))
+        comparisons = []
+        for label, members in groups:
+            rows = [r for r in test_rows if r["suite"] in members and r["fitness"] is not None]
+            mine = {f"{r['suite']}/{t}": v for r in rows if r["program_id"] == winner.id for t, v in r["tasks"].items()}
+            if not mine:
+                continue
+            for reference in REFERENCES:
+                theirs = {f"{r['suite']}/{t}": v for r in rows if r["name"] == reference for t, v in r["tasks"].items()}
+                if not theirs:
+                    continue
+                interval = paired_interval(mine, theirs)
+                comparisons.append({"split": "comparison", "suite": label, "name": f"program {winner.id} vs {reference}",
+                                    "program_id": winner.id, "against": reference, **interval})
+        return comparisons
+
+def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase,
+                       heldout_fitness: float | None = None, test_fitness: dict[str, float | None] | None = None) -> None:
+    """Write `best_activation.py`: the best program as a generated program file (data only, see
+    `actmine.language.files`) -- its source, scores, origin, rationale and lineage as literals,
+    and the call of the checked loader, so `from best_activation import BestActivation` compiles
+    the program through the candidate policy and the restricted namespace, never as plain code.
+    Written when the search ends, and again for the validation's choice with its validation fitness
+    (`heldout_fitness`) and its fitness on each test suite (`test_fitness`)."""
+    lineage, record, seen = [], best, set()
+    while record is not None and record.id not in seen:
+        seen.add(record.id)
+        lineage.append({"program_id": record.id, "fitness": record.fitness, "rationale": str(record.rationale or "")})
+        record = database.get(record.parent_ids[0]) if record.parent_ids else None
+    info = {"program_id": best.id, "search_fitness": best.fitness, "search_se": best.fitness_se,
+            "rounds": best.rounds, "heldout_fitness": heldout_fitness, "validation_fitness": heldout_fitness,
+            "test_fitness": {str(k): v for k, v in sorted((test_fitness or {}).items())},
+            "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
+            "pointwise": (best.probes or {}).get("pointwise", True) is not False,
+            "run_dir": str(path.parent.resolve()), "proposal_index": best.proposal_index,
+            "mutator": str(best.mutator or ""), "model": str(best.model or ""),
+            "rationale": str(best.rationale or ""), "lineage": lineage}
+    fitness = f"{best.fitness:+.4f}" if isinstance(best.fitness, (int, float)) else "n/a"
+    # The docstring holds only numbers and fixed text; everything from the database is data.
+    doc = (f"The best activation found by an actmine search (program #{int(best.id)}), search fitness {fitness}\n"
+           "(= -mean ln(OOD error / ReLU's); higher is better).\n\n"
+           "PROGRAMS holds its source, scores, origin, rationale and lineage as data. Use:\n"
+           "`from best_activation import BestActivation; act = BestActivation()` (actmine must be installed;\n"
+           "the program is checked and compiled by actmine's candidate policy, never run as plain code),\n"
+           "or `actmine evaluate best_activation.py`.")
+    text = render_program_file([ProgramEntry("best_activation", "BestActivation", str(best.source), info)], doc)
+    write_text_atomically(path, text, before_replace=lambda: fault_point("best_program_write"))

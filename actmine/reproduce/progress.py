@@ -1,0 +1,50 @@
+"""The progress of a reproduction on the terminal: a rich bar per part on a terminal (stderr), one
+line per part elsewhere. The parts report through it; `actmine validate` uses it as well."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Progress:
+    """A rich progress bar per part on a terminal (stderr); one line per part elsewhere."""
+
+    def __init__(self, console: Any = None, enabled: bool = True):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.enabled = enabled
+        self._bar = None
+        self._task = None
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            self.console.print(message, markup=False, highlight=False)
+
+    def start(self, part: str, total: int) -> None:
+        if self.enabled and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(TextColumn(f"{part:9s}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("{task.description}"),
+                                     console=self.console, transient=True)
+            self._task = self._bar.add_task("", total=total)
+            self._bar.start()
+
+    def advance(self, description: str = "") -> None:
+        if self._bar is not None:
+            from rich.markup import escape
+
+            self._bar.update(self._task, advance=1, description=escape(description))
+
+    def describe(self, description: str) -> None:
+        if self._bar is not None:
+            from rich.markup import escape
+
+            self._bar.update(self._task, description=escape(description))
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
