@@ -24,8 +24,10 @@ column as the cost.
 
 Candidates are untrusted programs: each one is compiled and profiled in a child process that
 first does what a sandbox worker does (`actmine.candidate.worker`: leaves the network, caps its
-memory and CPU time, ends with its parent), compiles the program through the checked namespace
-(`compile_candidate`), passes the probes, and is killed after `--timeout` seconds.
+memory and CPU time, ends with its parent, keeps stdout for its one answer line; a throw-away
+directory as its cwd, HOME and TMPDIR, and the sandbox's scrubbed environment), compiles the
+program through the checked namespace (`compile_candidate`), passes the probes, and is killed
+after `--timeout` seconds.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 CATEGORIES = ("activation forward", "activation backward", "matmul fwd", "matmul bwd", "loss", "optimiser", "other")
@@ -103,6 +107,7 @@ def child_main() -> None:
     worker.limit_resources(int(request["memory_mb"]))
     worker.set_cpu_budget(float(request["cpu_s"]))
     worker.exit_with_parent(os.getppid())
+    _, answer = worker.take_protocol_streams()   # fds 0 and 1 become /dev/null: only this line answers
 
     import time
 
@@ -131,9 +136,10 @@ def child_main() -> None:
                          "scoring": scoring_passes}, request["repeats"])
     started = time.perf_counter()
     shares = profile_shares(lambda a: train_ensemble(a, workload), act)
-    print(json.dumps({"seconds": best["train"], "bound": best["bound"], "scoring": best["scoring"],
-                      "profiled_seconds": time.perf_counter() - started, "shares": shares,
-                      "models": workload.models}), flush=True)
+    answer.write(json.dumps({"seconds": best["train"], "bound": best["bound"], "scoring": best["scoring"],
+                             "profiled_seconds": time.perf_counter() - started, "shares": shares,
+                             "models": workload.models}) + "\n")
+    answer.flush()
 
 
 # -- the parent: choose candidates, run each child, print the table ---------------------------------
@@ -159,16 +165,20 @@ def run_child(request: dict, timeout: float) -> dict:
     """One candidate's profile in its own isolated, killable process; {"error": …} if it fails."""
     from actmine.candidate.sandbox import SandboxLimits, worker_environment
 
-    env = worker_environment(os.environ.get("TMPDIR", "/tmp"), SandboxLimits(memory_mb=request["memory_mb"]))
-    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(Path(__file__).parent)])
-    process = subprocess.Popen([sys.executable, __file__, "--child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    home = tempfile.mkdtemp(prefix="actmine-profile-")   # its cwd, HOME and TMPDIR, removed after
+    env = worker_environment(home, SandboxLimits(memory_mb=request["memory_mb"]))
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(Path(__file__).resolve().parent)])
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=home,
+                               start_new_session=True)
     try:
         out, err = process.communicate(json.dumps(request) + "\n", timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return {"error": f"timed out after {timeout:g} s"}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         last = (err.strip().splitlines() or ["no output"])[-1]

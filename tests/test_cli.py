@@ -231,3 +231,22 @@ def test_report_and_export_refuse_a_damaged_database_in_one_line(capsys, tmp_pat
     assert err.count("\n") == 1 and "not a usable program database" in err and "Traceback" not in err
     assert (run_dir / "programs.sqlite").read_bytes() == damaged
     assert sorted(p.name for p in run_dir.iterdir()) == ["programs.sqlite"]
+
+
+def test_every_subcommand_returns_its_exit_status():
+    """`main` returns what a `cmd_*` function returns: each one's last statement is a `return` (or a
+    `raise`), so none falls off its end and answers None (the refactor into commands/ once lost one)."""
+    import ast
+    import inspect
+
+    import actmine.commands as commands
+    from actmine.plugins import import_modules
+
+    import_modules(commands.__name__, commands.__path__)
+    found = []
+    for module in [m for name, m in sorted(vars(commands).items()) if inspect.ismodule(m)]:
+        for node in ast.parse(inspect.getsource(module)).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_"):
+                found.append(node.name)
+                assert isinstance(node.body[-1], (ast.Return, ast.Raise)), f"{module.__name__}.{node.name}"
+    assert len(found) >= 10 and "cmd_validate" in found

@@ -82,15 +82,32 @@ def test_a_new_mutator_module_is_a_choice_of_the_config_and_the_cli_and_proposes
 
 def test_a_new_executor_module_is_a_choice_and_evaluates_in_the_sandbox(plugged, small_lab):
     with pytest.raises(ConfigError, match="executor.kind"):
-        Config.from_dict({"executor": {"kind": "threads"}})
-    plugged(executors, "threads", example("An executor ("), executors.EXECUTORS)
-    assert "threads" in executors.executor_names()
-    assert Config.from_dict({"executor": {"kind": "threads"}}).executor.kind == "threads"
-    assert build_parser().parse_args(["search", "--executor", "threads"]).executor == "threads"
-    executor = executors.make_executor("threads", 1, SandboxLimits(timeout_s=120, cpu_s=120, memory_mb=3072))
+        Config.from_dict({"executor": {"kind": "pinned"}})
+    plugged(executors, "pinned", example("An executor ("), executors.EXECUTORS)
+    assert "pinned" in executors.executor_names()
+    assert Config.from_dict({"executor": {"kind": "pinned"}}).executor.kind == "pinned"
+    assert build_parser().parse_args(["search", "--executor", "pinned"]).executor == "pinned"
+    executor = executors.make_executor("pinned", 1, SandboxLimits(timeout_s=120, cpu_s=120, memory_mb=3072))
     try:
         evaluation = executor.submit("def activation_function(x):\n    return torch.tanh(x)\n", small_lab,
                                      "tanh").result(timeout=300)
         assert evaluation.ok and evaluation.fitness is not None
     finally:
         executor.close()
+
+
+def test_only_mutator_subclasses_with_a_name_register():
+    class Nameless(mutators.Mutator):
+        pass
+
+    class Duck:   # proposes, but has none of the hooks the controller calls
+        name = "duck"
+
+        def propose(self, parent, inspirations, rng):
+            return None
+
+    with pytest.raises(TypeError, match="subclass of Mutator"):
+        mutators.register_mutator(Duck)
+    with pytest.raises(ValueError, match="has no `name`"):
+        mutators.register_mutator(Nameless)
+    assert "duck" not in mutators.MUTATORS

@@ -79,3 +79,4 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                 f"{plots}; compute {cost['cpu_seconds']:.0f} s in all, this run "
                                 f"{cost['wall_seconds']:.0f} s"),
                   markup=False, highlight=False, soft_wrap=True)
+    return 0

@@ -453,8 +453,9 @@ class Search(EstimateRounds):
         if mutator is not None and pending.proposal.mutator == mutator.name:
             failure = None if evaluation.ok else Failure(f"{evaluation.stage}:{evaluation.error['code']}",
                                                          evaluation.error.get("message") or "")
-            mutator.observe(pending.proposal, evaluation.fitness if evaluation.ok else None,
-                            pending.parent_fitness, failure)
+            # the child's fitness as its parent's was measured: under `tasks.objective`
+            fitness = self._estimate([t.to_dict() for t in evaluation.tasks]).mean if evaluation.ok else None
+            mutator.observe(pending.proposal, fitness, pending.parent_fitness, failure)
         fingerprint = evaluation.probes.get("fingerprint")
         if fingerprint and (evaluation.ok or (evaluation.error or {}).get("code") == "duplicate"):
             # a known function (perhaps one that finished while this one was in flight)

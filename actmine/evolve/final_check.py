@@ -79,7 +79,7 @@ class FinalCheck:
         final = {"winner": winner.id if winner is not None else None, "winner_chosen_by": chosen_by,
                  "winner_rule": self.config.search.winner_rule,
                  "validation": validation_rows, "test": test_rows, "comparisons": comparisons}
-        (self.run_dir / HELDOUT).write_text(json.dumps(final, indent=2))
+        write_text_atomically(self.run_dir / HELDOUT, json.dumps(final, indent=2))   # the viewer may be reading it
         chosen_row = next((r for r in validation_rows if r["winner"]), None)
         final["winner_validation_fitness"] = chosen_row["heldout_fitness"] if chosen_row else None
         final["winner_test"] = {r["suite"]: r["fitness"] for r in test_rows if r["program_id"] is not None}
@@ -181,7 +181,7 @@ def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabas
     fitness = f"{best.fitness:+.4f}" if isinstance(best.fitness, (int, float)) else "n/a"
     # The docstring holds only numbers and fixed text; everything from the database is data.
     doc = (f"The best activation found by an actmine search (program #{int(best.id)}), search fitness {fitness}\n"
-           "(= -mean ln(OOD error / ReLU's); higher is better).\n\n"
+           "(the search's estimate under tasks.objective, by default -mean ln(OOD error / ReLU's); higher is better).\n\n"
            "PROGRAMS holds its source, scores, origin, rationale and lineage as data. Use:\n"
            "`from best_activation import BestActivation; act = BestActivation()` (actmine must be installed;\n"
            "the program is checked and compiled by actmine's candidate policy, never run as plain code),\n"

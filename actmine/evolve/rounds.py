@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..lab.estimate import OBJECTIVES, Estimate
 from ..lab.fitness import Evaluation, Lab
 from .database import ProgramDatabase, ProgramRecord
@@ -125,9 +127,11 @@ class EstimateRounds:
         settled = record.settled or force_settle or \
             not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
         families: dict[str, list[float]] = {}
-        for family, ratio in self._per_task(tasks).values():
+        per_task = self._per_task(tasks).values()
+        for family, ratio in per_task:
             families.setdefault(family, []).append(ratio)
-        database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=-estimate.mean,
+        mean_ratio = float(np.mean([ratio for _, ratio in per_task]))   # the mean log-ratio, whatever the objective
+        database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=mean_ratio,
                                  family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
                                  tasks=tasks, fitness_se=estimate.se, score=self.rule.score(estimate),
                                  rounds=len(rounds), settled=settled)
@@ -172,5 +176,8 @@ class EstimateRounds:
         result = {"families": evaluation.family_log_ratios() if evaluation.ok else {},
                   "search_families": dict(record.family_log_ratios), "error": evaluation.error,
                   "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
-        database.add_validation(run_id, program_id, state.evaluated, record.fitness, record.fitness_se,
+        # the gap compares like with like: the validation fitness is a mean over tasks, so the search
+        # side is too, whatever `tasks.objective` ranks programs by
+        search = Estimate.of([-ratio for _, ratio in self._per_task(record.tasks).values()])
+        database.add_validation(run_id, program_id, state.evaluated, search.mean, search.se,
                                 evaluation.fitness if evaluation.ok else None, result)

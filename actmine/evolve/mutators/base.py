@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -96,16 +96,15 @@ class Mutator:
         return {}
 
 
-MUTATORS: dict[str, Callable[..., Mutator]] = {}
+MUTATORS: dict[str, type[Mutator]] = {}
 
 
-def register_mutator(name_or_class, factory: Callable[..., Mutator] | None = None):
-    """Register a mutator under its name: as a class decorator (`@register_mutator`, the name is the
-    class's `name`) or as `register_mutator(name, factory)`."""
-    if isinstance(name_or_class, type):
-        if not name_or_class.name:
-            raise ValueError(f"mutator class {name_or_class.__name__} has no `name`")
-        MUTATORS[name_or_class.name] = name_or_class
-        return name_or_class
-    MUTATORS[name_or_class] = factory
-    return factory
+def register_mutator(cls: type[Mutator]) -> type[Mutator]:
+    """Class decorator: register a `Mutator` subclass under its `name` (the controller relies on the
+    base class's hooks, so a class that does not subclass it is refused)."""
+    if not (isinstance(cls, type) and issubclass(cls, Mutator)):
+        raise TypeError(f"register_mutator takes a subclass of Mutator, got {cls!r}")
+    if not cls.name:
+        raise ValueError(f"mutator class {cls.__name__} has no `name`")
+    MUTATORS[cls.name] = cls
+    return cls
