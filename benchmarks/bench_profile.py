@@ -147,8 +147,9 @@ def child_main() -> None:
 def sample_programs(run_dir: Path, count: int) -> list[tuple[str, str, float]]:
     """(name, source, fitness) of `count` ok programs spread evenly over the run's fitness ranks."""
     from actmine.evolve.database import ProgramDatabase
+    from actmine.run_files import DATABASE
 
-    database = ProgramDatabase(run_dir / "programs.sqlite", readonly=True)
+    database = ProgramDatabase(run_dir / DATABASE, readonly=True)
     try:
         run = database.latest_run()
         programs = sorted((p for p in database.programs(run.id, status="ok") if p.mutator != "seed"),
@@ -187,7 +188,9 @@ def run_child(request: dict, timeout: float) -> dict:
 
 
 def newest_run(root: Path) -> Path | None:
-    runs = sorted((p.parent for p in root.glob("*/programs.sqlite")), key=lambda p: p.stat().st_mtime)
+    from actmine.run_files import DATABASE
+
+    runs = sorted((p.parent for p in root.glob(f"*/{DATABASE}")), key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None
 
 

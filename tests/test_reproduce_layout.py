@@ -2,12 +2,8 @@
 `actmine.reproduce` is still there, and the claims are a table (the sizes of every module are
 checked for the whole package by tests/test_layering.py)."""
 
-from pathlib import Path
-
 import actmine.reproduce as reproduce
 from actmine.reproduce import claims
-
-PACKAGE = Path(reproduce.__file__).parent
 
 # names other modules, tests and benchmarks import from the package (or look up on it)
 IMPORTED = ("Settings", "Claim", "Progress", "quick_settings", "full_settings", "run_reproduce", "build_claims",

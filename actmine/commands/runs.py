@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
+from pathlib import Path
 
-from ..run_files import RunFiles
+from ..run_files import DATABASE
 from ..targets import UsageError
 from ..terminal import terminal_text
 
@@ -38,9 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _runs_under(folder: str) -> list[str]:
     """The run directories directly inside `folder` (those holding a programs.sqlite), sorted."""
-    from pathlib import Path
-
-    return sorted(str(path.parent) for path in Path(folder).glob("*/programs.sqlite"))
+    return sorted(str(path.parent) for path in Path(folder).glob(f"*/{DATABASE}"))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -66,8 +65,7 @@ def _readable_run():
 
 
 def _existing_run(run_dir: str) -> str:
-
-    if not RunFiles(run_dir).database.is_file():
+    if not (Path(run_dir) / DATABASE).is_file():
         raise UsageError(f"{run_dir!r} is not a run directory (no programs.sqlite); give the --run-dir of an "
                          "`actmine search`")
     return run_dir

@@ -450,12 +450,13 @@ class Search(EstimateRounds):
 
     def _record(self, database: ProgramDatabase, run_id: int, pending: _Pending, evaluation: Evaluation,
                 state: SearchState, mutator=None) -> ProgramRecord:
+        # this sample's estimate under `tasks.objective`: the fitness recorded, and the one the mutator
+        # compares with its parent's (measured the same way)
+        estimate = self._estimate([t.to_dict() for t in evaluation.tasks]) if evaluation.ok else None
         if mutator is not None and pending.proposal.mutator == mutator.name:
             failure = None if evaluation.ok else Failure(f"{evaluation.stage}:{evaluation.error['code']}",
                                                          evaluation.error.get("message") or "")
-            # the child's fitness as its parent's was measured: under `tasks.objective`
-            fitness = self._estimate([t.to_dict() for t in evaluation.tasks]).mean if evaluation.ok else None
-            mutator.observe(pending.proposal, fitness, pending.parent_fitness, failure)
+            mutator.observe(pending.proposal, estimate.mean if estimate else None, pending.parent_fitness, failure)
         fingerprint = evaluation.probes.get("fingerprint")
         if fingerprint and (evaluation.ok or (evaluation.error or {}).get("code") == "duplicate"):
             # a known function (perhaps one that finished while this one was in flight)
@@ -474,7 +475,6 @@ class Search(EstimateRounds):
         record.source = normalised_source(pending.proposal.source) if evaluation.stage not in ("policy", "mutator") \
             else pending.proposal.source
         if evaluation.ok:
-            estimate = self._estimate([t.to_dict() for t in evaluation.tasks])
             record.fitness, record.fitness_se = estimate.mean, estimate.se
             record.score, record.rounds = self.rule.score(estimate), 1
             record.settled = not self.rule.needs_round(estimate, 1, self._bars(database, run_id, record))

@@ -15,8 +15,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..lab.estimate import OBJECTIVES, Estimate
 from ..lab.fitness import Evaluation, Lab
 from .database import ProgramDatabase, ProgramRecord
@@ -59,11 +57,12 @@ class EstimateRounds:
             families[str(task["name"])] = str(task["family"])
         return {name: (families[name], sum(v) / len(v)) for name, v in scores.items()}
 
-    def _estimate(self, tasks: list[dict[str, Any]]) -> Estimate:
+    def _estimate(self, tasks: list[dict[str, Any]], objective: str | None = None) -> Estimate:
         """The fitness estimate of pooled task scores (fitness = −log-ratio per task), aggregated by
-        the config's `tasks.objective` (the mean over tasks, or the softmin over families)."""
+        `objective` (default: the config's `tasks.objective`: the mean over tasks, or the softmin
+        over families)."""
         scores = [(family, -ratio) for family, ratio in self._per_task(tasks).values()]
-        return OBJECTIVES[self.config.tasks.objective](scores)
+        return OBJECTIVES[objective or self.config.tasks.objective](scores)
 
     @staticmethod
     def _new_sample(database: ProgramDatabase, program_id: int, evaluation: Evaluation) -> bool:
@@ -127,10 +126,9 @@ class EstimateRounds:
         settled = record.settled or force_settle or \
             not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
         families: dict[str, list[float]] = {}
-        per_task = self._per_task(tasks).values()
-        for family, ratio in per_task:
+        for family, ratio in self._per_task(tasks).values():
             families.setdefault(family, []).append(ratio)
-        mean_ratio = float(np.mean([ratio for _, ratio in per_task]))   # the mean log-ratio, whatever the objective
+        mean_ratio = -self._estimate(tasks, "mean").mean   # the mean log-ratio, whatever the objective
         database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=mean_ratio,
                                  family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
                                  tasks=tasks, fitness_se=estimate.se, score=self.rule.score(estimate),
@@ -178,6 +176,6 @@ class EstimateRounds:
                   "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
         # the gap compares like with like: the validation fitness is a mean over tasks, so the search
         # side is too, whatever `tasks.objective` ranks programs by
-        search = Estimate.of([-ratio for _, ratio in self._per_task(record.tasks).values()])
+        search = self._estimate(record.tasks, "mean")
         database.add_validation(run_id, program_id, state.evaluated, search.mean, search.se,
                                 evaluation.fitness if evaluation.ok else None, result)

@@ -37,7 +37,7 @@ import actmine.report.plots as plots
 
 from ..atomic_files import write_text_atomically
 from ..evolve.database import ProgramDatabase, ProgramRecord
-from ..run_files import RunFiles
+from ..run_files import CONFIG_SNAPSHOT, DATABASE, REPORT
 from .formula import safe_function, simplified_formula, simplified_formulas
 from .html_cells import _e, _img, _num, _table, _td, _with_se
 from .results import final_results as final_results
@@ -157,7 +157,7 @@ class _RunData:
 
 def _read_run(run_dir: Path, top: int) -> _RunData:
     """The latest run of `run_dir`'s database (read-only, so the search may still be writing)."""
-    with ProgramDatabase(RunFiles(run_dir).database, readonly=True) as db:
+    with ProgramDatabase(run_dir / DATABASE, readonly=True) as db:
         run = db.latest_run()
         if run is None:
             raise ValueError(f"{run_dir} holds no run")
@@ -179,7 +179,7 @@ def _baseline_records(baseline: str | Path | None) -> list[ProgramRecord] | None
     """The proposals of the latest run in a random-search run directory, or None (no baseline)."""
     if baseline is None:
         return None
-    with ProgramDatabase(RunFiles(baseline).database, readonly=True) as other:
+    with ProgramDatabase(Path(baseline) / DATABASE, readonly=True) as other:
         other_run = other.latest_run()
         return other.programs(other_run["id"]) if other_run else None
 
@@ -187,7 +187,7 @@ def _baseline_records(baseline: str | Path | None) -> list[ProgramRecord] | None
 def _run_config(run_dir: Path, run: dict[str, Any]) -> tuple[str, Any]:
     """(the config's text as shown, the config as data): config.yaml when the run directory has
     one, else the config recorded in the database; unparsable YAML falls back to the recorded one."""
-    config_path = RunFiles(run_dir).config
+    config_path = run_dir / CONFIG_SNAPSHOT
     config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
     try:
         return config_text, yaml.safe_load(config_text)
@@ -354,7 +354,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
     best-so-far curve is drawn beside this run's."""
     run_dir = Path(run_dir)
     baseline_records = _baseline_records(baseline)
-    out = Path(out) if out is not None else RunFiles(run_dir).report
+    out = Path(out) if out is not None else run_dir / REPORT
     data = _read_run(run_dir, top)
     config_text, config = _run_config(run_dir, data.run)
     parts = [*_summary_section(run_dir, data, config_text),

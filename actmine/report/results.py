@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evolve.database import ProgramDatabase
-from ..run_files import RunFiles
+from ..run_files import HELDOUT
 
 
 SPLITS = {"validation": "validation", "test": "test", "comparison": "comparisons"}
@@ -69,7 +69,7 @@ def final_results(run_dir: str | Path, db: ProgramDatabase, run_id: int) -> dict
     rows, "comparisons": rows}, from heldout.json or, when that file is missing, damaged or empty,
     from the database. Rows are dicts as written (untrusted: escape before showing). Without a
     recorded winner, the validation row marked `winner` names it."""
-    results = _results_from_file(RunFiles(run_dir).heldout)
+    results = _results_from_file(Path(run_dir) / HELDOUT)
     if not any(results[key] for key in SPLITS.values()):
         results = _results_from_database(db, run_id)
     if results["winner"] is None:
