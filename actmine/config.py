@@ -6,8 +6,8 @@ defaults to the embedded values, so an empty file (or none) is the default searc
     search:   {budget: 300, time_limit: 360, seed: 0, islands: 2, seeds: [relu, gelu, ...], ...}
     mutator:  {kind: symbolic, options: {}}
     executor: {kind: local, workers: null, scheduler: null}
-    lab:      {suite: null, seeds: 6, steps: 50, heldout_suite: lab-heldout}
-    tasks:    {search: [...pools], sample: 48, shared_samples: false, validation: [], test: {...},
+    lab:      {suite: null, seeds: 6, steps: 50, heldout_suite: lab-heldout, fused: true}
+    tasks:    {search: [...pools], sample: 48, first_sample: null, shared_samples: false, validation: [], test: {...},
                confirm_rounds: 2, lcb_z: 1.0}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
     sandbox:  {timeout_s: 300, cpu_s: 300, memory_mb: 4096, max_tasks_per_worker: 50}
@@ -76,6 +76,10 @@ class LabSection:
     steps: int = 50
     # With a fixed suite: the validation suite. With pools: reported with the test suites.
     heldout_suite: str | None = "lab-heldout"
+    # Train elementwise candidates with a compiled kernel of f and f' (actmine.candidate.fused): the
+    # same fitness to ~1e-5, 2-4× faster on the search's candidates (docs/lab.md, "Speed"). False:
+    # every candidate trains with eager PyTorch.
+    fused: bool = True
 
 
 #: The search's pools (docs/lab.md, "The split"): random expressions without the `bump` group (held
@@ -102,6 +106,10 @@ class TasksSection:
 
     search: tuple[dict, ...] = DEFAULT_SEARCH_POOLS   # pools the search samples from
     sample: int = 48                  # tasks per evaluation round, stratified over the search pools
+    # Tasks of a program's first round (racing): a program that cannot reach the top list settles
+    # after these few; one that could is confirmed on rounds of `sample` tasks (the confirmation
+    # rule projects its standard error to all of them). None: the first round has `sample` tasks too.
+    first_sample: int | None = None
     # false: a fresh sample per proposal and round; true: round r of every program is the same
     # sample (programs compared on the same tasks). Measured: shared samples let the search fit its
     # few samples (gap search − validation of the top 16: 0.25 against 0.17; docs/lab.md).
@@ -337,6 +345,9 @@ def _check_tasks(tasks: TasksSection) -> None:
 
     if tasks.sample < 1:
         raise ConfigError(f"config key 'tasks.sample' must be positive, got {tasks.sample!r}")
+    if tasks.first_sample is not None and tasks.first_sample < 2:
+        raise ConfigError(f"config key 'tasks.first_sample' must be at least 2 (a standard error needs two "
+                          f"tasks) or null, got {tasks.first_sample!r}")
     from .lab.estimate import OBJECTIVES   # numpy only: no cycle
     if tasks.objective not in OBJECTIVES:
         raise ConfigError(f"config key 'tasks.objective' must be one of {', '.join(OBJECTIVES)}, "

@@ -385,13 +385,15 @@ def test_a_lab_rebuilt_from_its_spec_is_the_same_lab(tmp_path):
     suite = Suite("two", (polynomial(dim=1, seed=3), harmonic(seed=2)), (4, 5))
     lab = Lab(suite, protocol=Protocol(steps=7, hidden=8), cache_dir=tmp_path, log_ratio_clip=1.5,
               budget=ProbeBudget(max_flops_per_element=10.0, allow_batch_dependent=True), screen_max_id_error=0.25,
-              max_source_chars=123)
+              max_source_chars=123, fused=False)
     spec = json.loads(json.dumps(lab.to_spec()))
     assert spec == {"suite": suite.to_dict(), "protocol": lab.protocol.to_dict(), "log_ratio_clip": 1.5,
-                    "budget": lab.budget.to_dict(), "screen_max_id_error": 0.25, "max_source_chars": 123}
+                    "budget": lab.budget.to_dict(), "screen_max_id_error": 0.25, "max_source_chars": 123,
+                    "fused": False}
     again = Lab.from_spec(spec, cache_dir=tmp_path / "other")
     assert again.to_spec() == lab.to_spec() and again.cache_dir == tmp_path / "other"
     assert again.reference_key() == lab.reference_key()
+    assert again.fused is False
     assert (again.protocol, again.budget, again.log_ratio_clip, again.screen_max_id_error, again.max_source_chars) \
         == (lab.protocol, lab.budget, 1.5, 0.25, 123)
     assert Lab.from_spec({**spec, "screen_max_id_error": None}).screen_max_id_error is None

@@ -130,6 +130,38 @@ def test_same_params_and_index_give_the_same_task(name):
         _assert_same_task(G.get_generator(name).draw(index), G.get_generator(name).draw(index))
 
 
+@pytest.mark.parametrize("name", BUILT_IN + ("expression",))
+def test_a_remembered_draw_is_the_draw_made_afresh(name, monkeypatch):
+    """Draws are remembered per process (a worker rebuilds every sample's tasks from their specs);
+    what the memo returns is what drawing again gives, and other params or indexes never share."""
+    def rebuilt(index: int) -> T.Task:
+        [task] = T.expand_generator_entry({"generator": name, "index": index})
+        return task
+
+    remembered = [rebuilt(0), rebuilt(5)]
+    assert rebuilt(5) is remembered[1]
+    monkeypatch.setattr(T, "_drawn", type(T._drawn)())
+    afresh = [rebuilt(0), rebuilt(5)]
+    assert afresh[0] is not remembered[0]
+    assert [_fingerprint(t) for t in afresh] == [_fingerprint(t) for t in remembered]
+    assert [_fingerprint(t) for t in afresh] == [_fingerprint(G.get_generator(name).draw(i)) for i in (0, 5)]
+    assert remembered[0].name != remembered[1].name
+
+
+def test_the_draw_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(T, "_drawn", type(T._drawn)())
+    monkeypatch.setattr(T, "DRAW_MEMO_SIZE", 5)
+    generator = G.get_generator("polynomial")
+    first = T.draw_task(generator, 0)
+    for index in range(1, 8):
+        T.draw_task(generator, index)
+    assert len(T._drawn) == 5
+    again = T.draw_task(generator, 0)
+    assert again is not first and _fingerprint(again) == _fingerprint(first)
+    other = T.draw_task(G.get_generator("polynomial", dim=2), 7)
+    assert other.spec != T.draw_task(generator, 7).spec
+
+
 def test_draws_ignore_the_global_random_state():
     np.random.seed(0)
     first = G.get_generator("harmonic").draw(2)

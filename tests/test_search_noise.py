@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.config import Config
+from actmine.config import Config, ConfigError
 from actmine.evolve.confirmation import ConfirmationRule
 from actmine.evolve.controller import HELDOUT, Search, SearchState, _Pending, _Round
 from actmine.evolve.database import ProgramDatabase
@@ -141,7 +141,8 @@ def settled_program(search, database, run_id, state, index: int, fitnesses: list
 FINITE = st.floats(-5, 5, allow_nan=False)
 ESTIMATES = st.builds(Estimate, FINITE, st.floats(0, 2, allow_nan=False), st.integers(1, 200))
 BARS = st.lists(st.one_of(st.none(), FINITE), max_size=4)
-RULES = st.builds(ConfirmationRule, st.integers(0, 4), st.floats(0, 3, allow_nan=False))
+RULES = st.builds(ConfirmationRule, st.integers(0, 4), st.floats(0, 3, allow_nan=False),
+                  st.one_of(st.just(1.0), st.floats(0.05, 1.0)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -149,8 +150,10 @@ RULES = st.builds(ConfirmationRule, st.integers(0, 4), st.floats(0, 3, allow_nan
 def test_the_rule_asks_for_a_round_iff_the_projected_score_beats_the_lowest_bar_within_the_cap(rule, estimate,
                                                                                                 bars, done):
     relevant = [b for b in bars if b is not None]
-    # the score it would have after all its rounds if its mean held: se shrinks as √(rounds done / all rounds)
-    projected = estimate.mean - rule.z * estimate.se * math.sqrt(done / (rule.rounds + 1))
+    # the score it would have after all its rounds if its mean held: se shrinks as √(tasks done / all
+    # tasks), the first round `first_share` of a later one (racing; 1: every round the same size)
+    tasks_done = rule.first_share + done - 1
+    projected = estimate.mean - rule.z * estimate.se * math.sqrt(tasks_done / (rule.first_share + rule.rounds))
     expected = done <= rule.rounds and bool(relevant) and projected > min(relevant)
     assert rule.needs_round(estimate, done, bars) is expected
 
@@ -245,6 +248,52 @@ def test_a_lucky_first_sample_does_not_enter_the_top_list_and_a_good_one_does(co
     assert rows(database, good.id) == [(0, "search"), (1, "confirm"), (2, "confirm")]
     # one cell for all of them (the same descriptors): it holds the best score
     assert set(database.grid(run_id, 0).values()) == {good.id}
+
+
+@pytest.fixture()
+def racing(config, tmp_path):
+    """As `controller`, with racing: first rounds of 2 tasks, confirmation rounds of 4."""
+    race = config.with_overrides({"tasks.first_sample": 2})
+    search = Search(race, tmp_path / "run", live=False)
+    search.tasks = SearchTasks.from_config(race, progress=False)
+    database, run_id = search._open()
+    yield search, database, run_id, SearchState(budget=race.search.budget)
+    database.close()
+
+
+def test_racing_settles_a_program_after_its_small_first_round_or_confirms_it_on_full_rounds(racing):
+    search, database, run_id, state = racing
+    assert search.rule.first_share == pytest.approx(0.5)
+    assert [len(search.tasks.lab_for(7, r).suite.tasks) for r in range(3)] == [2, 4, 4]
+    listed = []
+    for index, level in enumerate((0.2, 0.1)):   # the top list (TOP = 2), each confirmed on full rounds
+        record = search._record(database, run_id, pending(index), scored(search.tasks.lab_for(index, 0),
+                                                                         [level, level + 0.02], f"fp-{index}"), state)
+        assert confirm(search, database, run_id, state, record.id, [level, level + 0.01, level - 0.01, level],
+                       f"fp-{index}") == CONFIRM_ROUNDS
+        listed.append(record.id)
+    assert [p.id for p in database.top(run_id, TOP)] == listed
+    bar = database.get(listed[1]).score
+
+    # a program its two tasks put well below the last place: settled after them, nothing more trained
+    low = search._record(database, run_id, pending(2), scored(search.tasks.lab_for(2, 0), [-0.3, -0.2], "fp-2"), state)
+    assert database.get(low.id).settled and not queued(search, low.id)
+    assert [len(row["tasks"]) for row in database.evaluations(low.id)] == [2]
+
+    # a lucky pair of tasks: confirmed on rounds of the full sample, where its luck does not hold
+    lucky = search._record(database, run_id, pending(3), scored(search.tasks.lab_for(3, 0), [1.0, 1.2], "fp-3"), state)
+    assert not database.get(lucky.id).settled
+    [job] = queued(search, lucky.id)
+    assert (job.kind, job.round, len(job.lab.suite.tasks)) == ("confirm", 1, 4)
+    confirm(search, database, run_id, state, lucky.id, [-0.5, -0.4, -0.6, -0.5], "fp-3")
+    stored = database.get(lucky.id)
+    assert stored.settled and stored.score < bar and [p.id for p in database.top(run_id, TOP)] == listed
+
+
+def test_a_first_sample_below_two_is_refused():
+    with pytest.raises(ConfigError, match="tasks.first_sample"):
+        Config.from_dict({"tasks": {"first_sample": 1}})
+    assert Config.from_dict({}).tasks.first_sample is None
 
 
 def test_a_failed_confirmation_round_settles_the_program_with_its_estimate(controller):

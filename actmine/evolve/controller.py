@@ -107,7 +107,9 @@ class Search(EstimateRounds):
         self.live = live
         self._stop = False
         self.stop_reason: str | None = None    # set when the mutator can propose no more (LLM budget)
-        self.rule = ConfirmationRule(config.tasks.confirm_rounds, config.tasks.lcb_z)
+        first = config.tasks.first_sample
+        self.rule = ConfirmationRule(config.tasks.confirm_rounds, config.tasks.lcb_z,
+                                     first / config.tasks.sample if first is not None else 1.0)
         self.tasks: SearchTasks | None = None  # built by run()
         self._rounds: deque[_Round] = deque()  # confirmation rounds waiting for a slot
         self._confirming: set[int] = set()     # programs with a round queued or in flight

@@ -88,20 +88,19 @@ class FinalCheck:
 
     def _validate_top(self, database: ProgramDatabase, run_id: int, top: list[ProgramRecord],
                       pool) -> list[dict[str, Any]]:
-        """Validation rows: references (trusted, here) and the top programs (sandboxed); a program
+        """Validation rows: references and the top programs, all in the pool at once; a program
         already validated during the run on the same tasks is not trained again."""
-        from ..activations import get as get_activation
-
         lab = self.tasks.validation
-        rows = []
-        for name in REFERENCES:
-            evaluation = lab.evaluate(get_activation(name), name=name)
-            rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
-                         "search_se": None, "heldout_fitness": evaluation.fitness,
-                         "families": evaluation.family_log_ratios(), "error": None})
+        references = _submit_references(pool, lab)
         earlier = {v["program_id"]: v for v in database.validations(run_id) if v["fitness"] is not None}
         futures = [(record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
                    for record in top]
+        rows = []
+        for name, future in references.items():
+            evaluation = future.result()
+            rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
+                         "search_se": None, "heldout_fitness": evaluation.fitness if evaluation.ok else None,
+                         "families": evaluation.family_log_ratios(), "error": evaluation.error})
         for record, future in futures:
             row = {"split": "validation", "name": f"program {record.id}", "program_id": record.id,
                    "search_fitness": record.fitness, "search_se": record.fitness_se}
@@ -117,9 +116,7 @@ class FinalCheck:
         return rows
 
     def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
-        """The winner (sandboxed) and the references (here) on one test suite, per task and seed."""
-        from ..activations import get as get_activation
-
+        """The winner and the references on one test suite (all in the pool at once), per task and seed."""
         def row(name: str, program_id: int | None, evaluation: Evaluation) -> dict[str, Any]:
             return {"split": "test", "suite": suite, "name": name, "program_id": program_id,
                     "fitness": evaluation.fitness if evaluation.ok else None, "error": evaluation.error,
@@ -127,8 +124,9 @@ class FinalCheck:
                     "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
 
         future = pool.submit(winner.source, lab, f"program {winner.id}")
-        rows = [row(name, None, lab.evaluate(get_activation(name), name=name)) for name in REFERENCES]
-        rows.insert(0, row(f"program {winner.id}", winner.id, future.result()))
+        references = _submit_references(pool, lab)
+        rows = [row(f"program {winner.id}", winner.id, future.result())]
+        rows += [row(name, None, reference.result()) for name, reference in references.items()]
         fault_point("heldout_evaluated")
         return rows
 
@@ -156,6 +154,15 @@ class FinalCheck:
                 comparisons.append({"split": "comparison", "suite": label, "name": f"program {winner.id} vs {reference}",
                                     "program_id": winner.id, "against": reference, **interval})
         return comparisons
+
+def _submit_references(pool, lab: Lab) -> dict[str, Any]:
+    """The references as programs (their source forms, `seeds.SEED_EXPRESSIONS`) submitted to the
+    pool: they train beside the top programs, with fused kernels where those apply, instead of one
+    after another in this process while the workers wait."""
+    from .seeds import SEED_EXPRESSIONS, program
+
+    return {name: pool.submit(program(SEED_EXPRESSIONS[name]), lab, name) for name in REFERENCES}
+
 
 def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase,
                        heldout_fitness: float | None = None, test_fitness: dict[str, float | None] | None = None) -> None:

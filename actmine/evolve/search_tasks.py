@@ -33,8 +33,9 @@ SEED_SHIFT = 1000   # fixed suites: round r trains with seeds + SEED_SHIFT·r
 
 
 def lab_options(config: Config) -> dict[str, Any]:
-    """The probe budget and source limit every lab of the run shares."""
-    return {"budget": config.probe_budget(), "max_source_chars": config.candidate.max_source_chars}
+    """The probe budget, source limit and kernel choice every lab of the run shares."""
+    return {"budget": config.probe_budget(), "max_source_chars": config.candidate.max_source_chars,
+            "fused": config.lab.fused}
 
 
 def build_lab(config: Config, suite: str | None = None) -> Lab:
@@ -96,8 +97,13 @@ class SearchTasks:
         # shared samples: round r is the same tasks for every program (paired comparisons)
         key = (round,) if self.config.tasks.shared_samples else (index, round)
         rng = np.random.default_rng(stable_seed("search-sample", self.config.search.seed, *key))
-        tasks = self.split.search.sample(rng, self.config.tasks.sample)
+        tasks = self.split.search.sample(rng, self.sample_size(round))
         return self.split.search.lab(tasks, name=f"search-{index}-{round}", **lab_options(self.config))
+
+    def sample_size(self, round: int) -> int:
+        """Tasks of round `round` of a program: `tasks.first_sample` for the first (racing), else `tasks.sample`."""
+        first = self.config.tasks.first_sample
+        return first if round == 0 and first is not None else self.config.tasks.sample
 
     def unseen_tests(self) -> list[str]:
         """The test suites drawn from pools (generators the search never draws), by name."""
@@ -110,6 +116,7 @@ class SearchTasks:
                     "seeds": list(self.suite_lab.suite.seeds),
                     "validation": self.validation.suite.name if self.validation else None,
                     "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()}}
-        return {"mode": "pools", "sample": self.config.tasks.sample, "search": self.split.search.describe(),
+        return {"mode": "pools", "sample": self.config.tasks.sample, "first_sample": self.config.tasks.first_sample,
+                "search": self.split.search.describe(),
                 "validation": self.split.validation.describe(),
                 "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()}}

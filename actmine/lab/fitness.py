@@ -166,7 +166,7 @@ class Lab:
     def __init__(self, suite: str | Suite = "lab", protocol: Protocol | None = None, seeds: int | None = None,
                  cache_dir: str | Path | None = None, log_ratio_clip: float = 3.0,
                  budget: ProbeBudget | None = None, screen_max_id_error: float | None = 0.5,
-                 max_source_chars: int = 20_000):
+                 max_source_chars: int = 20_000, fused: bool = True):
         self.suite = get_suite(suite)
         if seeds is not None:
             self.suite = self.suite.with_seeds(seeds)
@@ -176,18 +176,21 @@ class Lab:
         self.budget = budget or ProbeBudget()
         self.screen_max_id_error = screen_max_id_error   # None: no screening stage
         self.max_source_chars = max_source_chars
+        self.fused = fused   # train elementwise candidates with a compiled kernel (actmine.candidate.fused)
 
     def to_spec(self) -> dict[str, Any]:
         """Everything needed to rebuild this lab elsewhere (a worker process), as plain data."""
         return {"suite": self.suite.to_dict(), "protocol": self.protocol.to_dict(),
                 "log_ratio_clip": self.log_ratio_clip, "budget": self.budget.to_dict(),
-                "screen_max_id_error": self.screen_max_id_error, "max_source_chars": self.max_source_chars}
+                "screen_max_id_error": self.screen_max_id_error, "max_source_chars": self.max_source_chars,
+                "fused": self.fused}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], cache_dir: str | Path | None = None) -> "Lab":
         return cls(Suite.from_dict(spec["suite"]), protocol=Protocol(**spec["protocol"]), cache_dir=cache_dir,
                    log_ratio_clip=spec["log_ratio_clip"], budget=ProbeBudget(**spec["budget"]),
-                   screen_max_id_error=spec["screen_max_id_error"], max_source_chars=spec["max_source_chars"])
+                   screen_max_id_error=spec["screen_max_id_error"], max_source_chars=spec["max_source_chars"],
+                   fused=bool(spec.get("fused", True)))
 
     def use_reference(self, reference: TrainResult) -> None:
         """Score against a reference computed elsewhere (a worker gets it from its trusted parent)."""
@@ -239,6 +242,27 @@ class Lab:
                                                 "ood_error": result.ood_error.tolist(), "key": self.reference_key()}))
         return result
 
+    @staticmethod
+    def _trainer(activation: Callable[[torch.Tensor], torch.Tensor], fused: Any, check: Any,
+                 evaluation: Evaluation, pointwise: bool) -> Callable[[Workload], TrainResult]:
+        """train_ensemble for this candidate: with its fused kernel where that agrees with the
+        candidate (`fused.agreement`; a disagreement seen in training retrains eagerly), else eagerly."""
+        from ..candidate import fused as fusion
+
+        if isinstance(fused, fusion.FusedActivation):
+            problem = fusion.agreement(fused, activation)
+            fused = fused if problem is None else f"eager: {problem}"
+        evaluation.workload["kernel"] = "fused" if isinstance(fused, fusion.FusedActivation) else str(fused or "eager")
+
+        def train(workload: Workload) -> TrainResult:
+            if isinstance(fused, fusion.FusedActivation) and evaluation.workload["kernel"] == "fused":
+                try:
+                    return train_ensemble(fused, workload, check=fusion.fused_check(check, activation))
+                except fusion.FusedMismatch as exc:
+                    evaluation.workload["kernel"] = f"eager: {exc}"
+            return train_ensemble(activation, workload, pointwise=pointwise, per_example=not pointwise, check=check)
+        return train
+
     def _describe(self, models: list[int]) -> str:
         labels = [f"{self.workload.labels[m][0]} (seed {self.workload.labels[m][1]})" for m in models[:3]]
         more = f" and {len(models) - 3} more" if len(models) > 3 else ""
@@ -283,13 +307,24 @@ class Lab:
             evaluation.timings["policy"] = evaluation.seconds = round(time.perf_counter() - started, 4)
             return evaluation
         policy_seconds = time.perf_counter() - started
-        evaluation = self.evaluate(function, name=name, skip_fingerprints=skip_fingerprints)
+        evaluation = self.evaluate(function, name=name, skip_fingerprints=skip_fingerprints, source=source)
         evaluation.timings = {"policy": round(policy_seconds, 4), **evaluation.timings}
         evaluation.seconds = round(evaluation.seconds + policy_seconds, 4)
         return evaluation
 
+    def _fused(self, source: str | None, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        """The candidate's fused kernel (`actmine.candidate.fused`), or why it trains eagerly."""
+        if source is None:
+            return "eager: a callable without its source"
+        if not self.fused:
+            return "eager: the lab's fused kernels are off"
+        if self.protocol.torch_dtype != torch.float32 or self.protocol.device != "cpu":
+            return "eager: fused kernels are float32 CPU only"
+        from ..candidate.fused import fused_or_reason
+        return fused_or_reason(source, function, self.cache_dir)
+
     def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate",
-                 skip_fingerprints: Collection[str] = ()) -> Evaluation:
+                 skip_fingerprints: Collection[str] = (), source: str | None = None) -> Evaluation:
         """The cascade for a callable: probes → a short training on one task → the full suite.
 
         Each stage's time is recorded in `timings`; a refusal records its stage and reason code.
@@ -300,7 +335,10 @@ class Lab:
         against what the probes saw (`probes.TrainingCheck`: codes `modifies_input`,
         `nondeterministic`, `inconsistent_function` at the stage that caught it). A candidate whose
         fingerprint is in `skip_fingerprints` (the search's already-evaluated functions) stops after
-        the probes with code `duplicate`: it is not trained again.
+        the probes with code `duplicate`: it is not trained again. With the candidate's `source`
+        (`evaluate_source`), a pointwise candidate that passed the probes trains with its compiled
+        kernel once the kernel agrees with it (`actmine.candidate.fused`; nothing is compiled for a
+        candidate refused earlier); `workload["kernel"]` says which path trained it.
         """
         from ..candidate import probes
 
@@ -336,9 +374,10 @@ class Lab:
         # Both trainings check, on a few calls, that the candidate computes the function its probes
         # recorded (probes.TrainingCheck): the probes' tensors are not training's.
         check = probes.TrainingCheck(activation, evaluation.probes["curve"], pointwise=not batch_wise)
+        fused = "eager: batch-dependent" if batch_wise else self._fused(source, activation)
+        train = self._trainer(activation, fused, check, evaluation, pointwise=not batch_wise)
         if self.screen_max_id_error is not None:
-            screen = run("screen", lambda: train_ensemble(activation, self.screen_workload, pointwise=not batch_wise,
-                                                          per_example=batch_wise, check=check))
+            screen = run("screen", lambda: train(self.screen_workload))
             clock = stage("screen", clock)
             if screen is not None and screen.non_finite:
                 evaluation.fail("screen", "non_finite", "non-finite loss, gradient, parameters or output on "
@@ -350,8 +389,7 @@ class Lab:
             if evaluation.error:
                 evaluation.seconds = round(clock - started, 4)
                 return evaluation
-        result = run("train", lambda: train_ensemble(activation, self.workload, pointwise=not batch_wise,
-                                                      per_example=batch_wise, check=check))
+        result = run("train", lambda: train(self.workload))
         clock = stage("train", clock)
         if result is not None:
             if result.non_finite:

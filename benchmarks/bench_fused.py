@@ -1,0 +1,136 @@
+"""Fused kernels against eager PyTorch on search-like candidates: speed and equal ranking, in one run.
+
+    python benchmarks/bench_fused.py [--candidates 50] [--seed 0] [--suite lab] [--run RUN_DIR]
+
+Takes the programs of a finished run (`--run`: its scored programs, spread over its fitness range)
+or draws candidates as the search makes them (random expressions of the random mutator, and chains
+of one to four symbolic edits of a seed activation, as `tests/test_fused.py` does), and evaluates each
+with the whole lab cascade (probes, screen, training on the suite, scoring) twice, in this one
+process and one thread, with the sandbox workers' environment (`WORKER_ENV`): `Lab(fused=False)` (eager PyTorch: what the lab ran before) and
+`Lab(fused=True)` (the default). The kernels are compiled once before timing (the cost of a first
+compile is printed separately). The matmul-only bound of `bench_fitness.py` is timed in the same
+run. Prints per candidate the seconds of both paths and the fitness of both, then:
+
+- evaluations per core-hour, eager and fused (the sum over all candidates), and their ratio;
+- the fused train stage ÷ the matmul-only bound (median);
+- Spearman's ρ between the eager and the fused fitness, and the largest |difference|.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from actmine.candidate import fused as fusion
+from actmine.candidate.sandbox import WORKER_ENV
+from actmine.candidate.source import compile_candidate
+from actmine.evolve.mutators.base import Parent
+from actmine.evolve.mutators.random_search import RandomMutator
+from actmine.evolve.mutators.symbolic import SymbolicMutator
+from actmine.evolve.seeds import SEED_EXPRESSIONS, program
+from actmine.lab.fitness import Lab
+
+from bench_fitness import best_seconds, matmul_only  # benchmarks/ is on the path when run as a script
+
+
+def draw_candidates(count: int, seed: int) -> list[str]:
+    """Search-like programs: half random expressions, half symbolic edits of a seed activation."""
+    rng, sources = random.Random(seed), []
+    while len(sources) < count:
+        if len(sources) % 2:
+            source = program(SEED_EXPRESSIONS[rng.choice(sorted(SEED_EXPRESSIONS))])
+            for _ in range(rng.randint(1, 4)):
+                source = SymbolicMutator().propose(Parent(source), [], rng).source
+        else:
+            source = RandomMutator().propose(None, [], rng).source
+        if source not in sources:
+            sources.append(source)
+    return sources
+
+
+def run_programs(run_dir: Path, count: int) -> list[str]:
+    """Up to `count` distinct scored programs of a run, evenly spaced over its fitness ranking."""
+    import sqlite3
+
+    from actmine.run_files import DATABASE
+
+    connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
+    sources = [row[0] for row in connection.execute(
+        "SELECT source FROM programs WHERE status = 'ok' GROUP BY source ORDER BY MAX(fitness)")]
+    step = max(1, len(sources) / count)
+    return [sources[int(i * step)] for i in range(min(count, len(sources)))]
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        out = [0.0] * len(values)
+        for rank, index in enumerate(order):
+            out[index] = float(rank)
+        return out
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    return cov / (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+
+
+def as_in_a_worker() -> None:
+    """Re-run this script with the sandbox workers' environment (one thread; glibc keeping freed
+    memory): without it eager training pays page faults on every temporary, which the workers do
+    not, and the comparison would flatter the fused kernels."""
+    if os.environ.get("ACTMINE_BENCH_AS_WORKER") != "1":
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, **WORKER_ENV, "ACTMINE_BENCH_AS_WORKER": "1"})
+
+
+def main() -> None:
+    as_in_a_worker()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suite", default="lab")
+    parser.add_argument("--cache", default="/tmp/actmine-bench-fused", help="kernel cache directory")
+    parser.add_argument("--run", type=Path, help="take the programs of this finished run instead of drawing")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cache = Path(args.cache)
+    labs = {fused: Lab(args.suite, cache_dir=cache, fused=fused) for fused in (False, True)}
+    for lab in labs.values():
+        lab.reference   # noqa: B018  (ReLU's numbers, computed once before timing)
+    sources = run_programs(args.run, args.candidates) if args.run else draw_candidates(args.candidates, args.seed)
+    started = time.perf_counter()
+    for source in sources:   # the first compile of each kernel, outside the timed evaluations
+        fusion.fused_or_reason(source, compile_candidate(source, "candidate"), cache)
+    compile_s = time.perf_counter() - started
+    bound = best_seconds({"bound": lambda: matmul_only(labs[True].workload)}, 5)["bound"]
+    rows = []
+    print(f"{'#':>3} {'eager s':>8} {'fused s':>8} {'×':>5} {'eager fitness':>14} {'fused fitness':>14}  kernel")
+    for i, source in enumerate(sources):
+        eager, fused = (labs[flag].evaluate_source(source) for flag in (False, True))
+        if not (eager.ok and fused.ok):
+            print(f"{i:>3} refused: eager {eager.error and eager.error['code']}, fused {fused.error and fused.error['code']}")
+            continue
+        rows.append((eager, fused))
+        print(f"{i:>3} {eager.seconds:>8.2f} {fused.seconds:>8.2f} {eager.seconds / fused.seconds:>4.1f}× "
+              f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {fused.workload['kernel'][:60]}")
+    eager_s, fused_s = sum(e.seconds for e, _ in rows), sum(f.seconds for _, f in rows)
+    fused_train = [f.timings["train"] for _, f in rows if f.workload["kernel"] == "fused"]
+    print(f"\n{len(rows)} candidates scored ({sum(f.workload['kernel'] == 'fused' for _, f in rows)} fused), "
+          f"first compiles {compile_s:.1f} s in all; matmul-only bound {bound:.3f} s")
+    print(f"evaluations per core-hour: eager {3600 * len(rows) / eager_s:.0f}, fused {3600 * len(rows) / fused_s:.0f} "
+          f"(×{eager_s / fused_s:.2f})")
+    if fused_train:
+        print(f"fused train stage ÷ matmul-only bound: median {statistics.median(fused_train) / bound:.2f}×")
+    print(f"Spearman ρ (eager vs fused fitness) {spearman([e.fitness for e, _ in rows], [f.fitness for _, f in rows]):.4f}; "
+          f"largest |Δ fitness| {max(abs(e.fitness - f.fitness) for e, f in rows):.2e}")
+
+
+if __name__ == "__main__":
+    main()

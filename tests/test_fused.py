@@ -1,0 +1,267 @@
+"""Fused activations (`actmine.language.ccode`, `actmine.candidate.fused`): the compiled kernel of a
+candidate gives the eager candidate's values and derivatives, the lab's fitness does not change,
+and every way to a wrong kernel ends in the eager path, never in a wrong score."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actmine.candidate import fused as fusion
+from actmine.candidate.probes import ProbeFailure
+from actmine.candidate.source import CandidateError, compile_candidate
+from actmine.evolve.mutators.base import Parent
+from actmine.evolve.mutators.random_search import RandomMutator
+from actmine.evolve.mutators.symbolic import SymbolicMutator
+from actmine.evolve.seeds import SEED_EXPRESSIONS, program
+from actmine.lab.fitness import Lab
+from actmine.lab.tasks import Suite, get_suite
+from actmine.language.ccode import SUPPORTED_OPS, c_kernel
+from actmine.language.program import parse_program
+
+pytestmark = pytest.mark.skipif(fusion.compiler() is None, reason="no C compiler on this machine")
+
+CANDIDATES = Path(__file__).parent / "candidates"
+
+# One program per rule family: every op with a fused rule appears at least once here.
+RULE_PROGRAMS = [
+    "torch.abs(x) - x.neg() + torch.relu(x) * torch.square(x)",
+    "torch.exp(-x * x) + torch.expm1(0.3 * x) + torch.log(1 + x * x) + torch.log1p(torch.abs(x))",
+    "torch.sqrt(1 + x * x) + torch.rsqrt(2 + x * x) + torch.reciprocal(3 + torch.abs(x))",
+    "torch.sin(x) + torch.cos(2 * x) + 0.1 * torch.tan(0.2 * x) + torch.atan(x)",
+    "0.1 * torch.sinh(x) + 0.1 * torch.cosh(0.5 * x) + torch.asinh(x) + torch.tanh(x)",
+    "torch.erf(x) + torch.erfc(x) + torch.sigmoid(x) + F.logsigmoid(x) + F.softsign(x) + F.tanhshrink(x)",
+    "torch.sinc(x) + F.hardsigmoid(x) + F.hardswish(x) + F.relu6(x) + F.hardtanh(x, min_val=-0.5, max_val=2.0)",
+    "F.gelu(x) + F.gelu(x, approximate='tanh') + F.silu(x) + F.mish(x)",
+    "F.softplus(x) + F.softplus(x, beta=2.0, threshold=5.0) + F.elu(x, alpha=0.5) + F.celu(x, alpha=2.0)",
+    "F.selu(x) + F.leaky_relu(x, 0.2) + F.leaky_relu(x, negative_slope=0.05)",
+    "torch.add(x, torch.sin(x), alpha=0.5) + torch.sub(x, 1.0) + torch.mul(x, 3.0) + torch.div(x, 2 + x * x)",
+    "torch.pow(x, 2) + x ** 3 + torch.abs(x) ** 1.5 + 2.0 ** torch.tanh(x) + torch.pow(1 + x * x, torch.sigmoid(x))",
+    "torch.maximum(x, torch.sin(x)) + torch.minimum(x, 0.5 * x) + torch.clamp(x, min=-1, max=2)",
+    "torch.clamp_min(x, -0.5) + torch.clamp_max(x, 0.5) + x.clamp(min=0.0)",
+    "torch.where(x > 0, x, torch.exp(x) - 1) + torch.where(torch.lt(x, 1.0), 0.5 * x, torch.ones_like(x))",
+    "torch.where(torch.ge(x, -1.0), torch.full_like(x, 2.0), torch.zeros_like(x)) + (x >= 0.5) * x "
+    "+ torch.gt(x, 0.0) * 0.3 + torch.le(x, 0.0) * torch.sin(x)",
+]
+
+
+def _fused(source: str, tmp_path: Path):
+    eager = compile_candidate(source, "candidate")
+    return fusion.fused_or_reason(source, eager, tmp_path), eager
+
+
+def test_the_rule_programs_call_every_fused_rule_by_name():
+    text = " ".join(RULE_PROGRAMS)
+    assert not {op for op in SUPPORTED_OPS if f"{op}(" not in text}
+
+
+@pytest.mark.parametrize("expression", RULE_PROGRAMS)
+def test_every_rule_gives_the_eager_values_and_derivatives(expression, tmp_path):
+    fused, eager = _fused(program(expression), tmp_path)
+    assert isinstance(fused, fusion.FusedActivation), fused
+    assert fusion.agreement(fused, eager) is None
+    x = torch.randn(7, 33, 5) * 3   # a 3-D, odd-sized tensor: the vector loop's tail too
+    x.requires_grad_(True)
+    y_eager = eager(x)
+    (g_eager,) = torch.autograd.grad(y_eager.sum(), x)
+    y_fused = fused(x)
+    (g_fused,) = torch.autograd.grad(y_fused.sum(), x)
+    assert y_fused.shape == x.shape and y_fused.dtype == torch.float32
+    torch.testing.assert_close(y_fused, y_eager, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g_fused, g_eager, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(SEED_EXPRESSIONS))
+def test_the_seed_activations_agree_or_stay_eager(name, tmp_path):
+    fused, eager = _fused(program(SEED_EXPRESSIONS[name]), tmp_path)
+    if isinstance(fused, str):
+        assert fused.startswith("eager: ")
+        assert "single operation" in fused, fused   # every seed is either one op or fusable
+    else:
+        assert fusion.agreement(fused, eager) is None
+
+
+def _corpus() -> list[Path]:
+    return sorted(CANDIDATES.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", _corpus(), ids=lambda p: p.name)
+def test_every_corpus_program_that_passes_the_policy_agrees_or_stays_eager(path, tmp_path):
+    source = path.read_text()
+    try:
+        eager = compile_candidate(source, path.stem)
+    except CandidateError:
+        return   # refused before any kernel could be made
+    fused = fusion.fused_or_reason(source, eager, tmp_path)
+    if isinstance(fused, fusion.FusedActivation):
+        problem = fusion.agreement(fused, eager)
+        # A hostile program may disagree with its own interpretation; then the lab trains eagerly.
+        assert problem is None or "differ" in problem or "could not be compared" in problem
+    else:
+        assert fused.startswith("eager: ")
+
+
+@settings(max_examples=int(os.environ.get("FUSED_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_search_candidates_agree_with_their_fused_kernels(seed, tmp_path):
+    """Programs as the search makes them: random expressions and chains of symbolic edits of a seed."""
+    rng = random.Random(seed)
+    source = RandomMutator().propose(None, [], rng).source
+    if seed % 2:
+        source = program(SEED_EXPRESSIONS[rng.choice(sorted(SEED_EXPRESSIONS))])
+        mutator = SymbolicMutator()
+        for _ in range(rng.randint(1, 4)):
+            source = mutator.propose(Parent(source), [], rng).source
+    fused, eager = _fused(source, tmp_path)
+    if isinstance(fused, fusion.FusedActivation):
+        assert fusion.agreement(fused, eager) is None, source
+    else:
+        assert "single operation" in fused or "no fused rule" in fused, (source, fused)
+
+
+def test_the_c_text_holds_nothing_of_the_program_but_numbers():
+    source = ("scale_name_that_must_not_leak = 0.5\n"
+              "def helper_name_that_must_not_leak(value):\n"
+              "    return torch.tanh(value) * scale_name_that_must_not_leak\n"
+              "def activation_function(x):\n"
+              "    \"\"\"*/ system(\"rm -rf /\"); /*\"\"\"\n"
+              "    hidden_name_that_must_not_leak = x + 1.25\n"
+              "    return helper_name_that_must_not_leak(hidden_name_that_must_not_leak) + F.gelu(x, approximate='tanh')\n")
+    text = c_kernel(parse_program(source)).source
+    assert "must_not_leak" not in text and "system" not in text and "rm -rf" not in text
+    assert "1.25f" in text and "0.5f" in text
+
+
+@pytest.mark.parametrize("source, reason", [
+    (program("torch.relu(x)"), "single operation"),
+    (program("torch.lgamma(x) + x"), "no fused rule"),
+    (program("x - x.mean()"), "no fused kernel"),
+    (program("torch.div(x, 2 + x * x, rounding_mode='floor')"), "rounding mode"),
+    (program("(x > 0) + (x < 1) + torch.tanh(x)"), "two comparisons"),
+])
+def test_what_no_rule_models_stays_eager_with_its_reason(source, reason, tmp_path):
+    fused, _ = _fused(source, tmp_path)
+    assert isinstance(fused, str) and fused.startswith("eager: ") and reason in fused
+
+
+def test_without_a_compiler_the_candidate_trains_eagerly(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    fused, _ = _fused(program("torch.tanh(x) + 0.1 * torch.sin(x)"), tmp_path)
+    assert isinstance(fused, str) and "did not run" in fused
+
+
+def test_a_kernel_is_compiled_once_into_the_cache(tmp_path):
+    source = program("torch.tanh(x) * torch.sigmoid(2 * x)")
+    first, _ = _fused(source, tmp_path)
+    libraries = list((tmp_path / "fused").glob("*.so"))
+    assert len(libraries) == 1
+    stamp = libraries[0].stat().st_mtime_ns
+    second, _ = _fused(source, tmp_path)
+    assert [p.stat().st_mtime_ns for p in (tmp_path / "fused").glob("*.so")] == [stamp]
+    assert not list((tmp_path / "fused").glob(".build-*"))   # the build directory is gone
+    assert first.library is second.library
+
+
+def test_a_kernel_for_another_function_is_refused_by_the_agreement(tmp_path):
+    fused, _ = _fused(program("torch.tanh(x) + 0.1 * torch.sin(x)"), tmp_path)
+    other = compile_candidate(program("torch.tanh(x) + 0.1 * torch.sin(1.01 * x)"), "other")
+    assert "values differ" in fusion.agreement(fused, other)
+
+
+def test_a_kernel_with_a_wrong_derivative_is_refused_by_the_agreement(tmp_path):
+    fused, eager = _fused(program("torch.tanh(x) + 0.1 * torch.sin(x)"), tmp_path)
+
+    class WrongSlope(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return fused(x.detach())
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 1.5
+
+    assert "derivative differs" in fusion.agreement(lambda x: WrongSlope.apply(x), eager)
+    assert fusion.agreement(fused, eager) is None
+
+
+def test_fused_check_tells_a_wrong_kernel_from_an_inconsistent_candidate():
+    calls = []
+
+    def check(before, output, where, modified):
+        calls.append(output)
+        if not torch.equal(output, torch.tanh(before)):
+            raise ProbeFailure("inconsistent_function", "differs")
+
+    x = torch.randn(4, 8)
+    watch = fusion.fused_check(check, torch.tanh)
+    watch(x, torch.tanh(x), "at step 0", False)            # agreement: nothing raised
+    with pytest.raises(fusion.FusedMismatch):                # the kernel is wrong: retrain eagerly
+        watch(x, torch.tanh(x) + 1, "at step 1", False)
+    with pytest.raises(ProbeFailure):                        # the candidate is wrong: the failure stands
+        fusion.fused_check(check, torch.sin)(x, torch.tanh(x) + 1, "at step 2", False)
+
+
+def _small_lab(tmp_path: Path, fused: bool) -> Lab:
+    suite = get_suite("lab")
+    small = Suite("lab-small", suite.tasks[:4], suite.seeds[:2])
+    from actmine.lab.ensemble import Protocol
+    return Lab(small, protocol=Protocol(steps=20), cache_dir=tmp_path, fused=fused)
+
+
+@pytest.mark.parametrize("expression", [
+    "F.gelu(x, approximate='tanh') * (1 + 0.5 * torch.sinc(x))",
+    "torch.tanh(1.5 * x) * torch.exp(-0.2 * x * x) + 0.1 * x",
+    "torch.where(x > 0, x, 0.1 * torch.sin(x)) + 0.05 * torch.square(x)",
+])
+def test_the_lab_scores_the_same_with_and_without_the_fused_kernel(expression, tmp_path):
+    source = program(expression)
+    fused = _small_lab(tmp_path, True).evaluate_source(source)
+    eager = _small_lab(tmp_path, False).evaluate_source(source)
+    assert fused.ok and eager.ok
+    assert fused.workload["kernel"] == "fused"
+    assert eager.workload["kernel"].startswith("eager: ") and "off" in eager.workload["kernel"]
+    assert fused.fitness == pytest.approx(eager.fitness, abs=1e-3)
+    for a, b in zip(fused.tasks, eager.tasks):
+        assert a.log_ratio == pytest.approx(b.log_ratio, abs=1e-3)
+
+
+def test_a_kernel_that_disagrees_in_training_is_retrained_eagerly(tmp_path, monkeypatch):
+    source = program("torch.tanh(x) + 0.1 * torch.sin(x)")
+    lab = _small_lab(tmp_path, True)
+    eager_fitness = _small_lab(tmp_path, False).evaluate_source(source).fitness
+    real_check = fusion.fused_check
+
+    def failing_check(check, candidate):
+        def watch(before, output, where, modified):
+            raise fusion.FusedMismatch(f"the fused kernel differed from the candidate {where}")
+        return watch
+
+    monkeypatch.setattr(fusion, "fused_check", failing_check)
+    evaluation = lab.evaluate_source(source)
+    monkeypatch.setattr(fusion, "fused_check", real_check)
+    assert evaluation.ok and evaluation.workload["kernel"].startswith("eager: the fused kernel differed")
+    assert evaluation.fitness == pytest.approx(eager_fitness, abs=1e-9)
+
+
+def test_a_lab_spec_carries_the_kernel_choice(tmp_path):
+    lab = _small_lab(tmp_path, False)
+    assert Lab.from_spec(lab.to_spec()).fused is False
+    spec = lab.to_spec()
+    del spec["fused"]   # a spec from before the option: fused, the default
+    assert Lab.from_spec(spec).fused is True
+
+
+def test_a_candidate_refused_before_training_is_never_compiled(tmp_path):
+    lab = _small_lab(tmp_path, True)
+    # over the probes' cost budget: refused at the probes, before any kernel is made
+    heavy = program(" + ".join(f"torch.tanh({i + 1}.5 * x) * torch.exp(-0.{i + 1} * x * x)" for i in range(40)))
+    evaluation = lab.evaluate_source(heavy)
+    assert not evaluation.ok and evaluation.stage == "probes"
+    assert "kernel" not in evaluation.workload
+    assert not list((tmp_path / "fused").glob("*.so"))
