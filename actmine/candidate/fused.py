@@ -1,8 +1,9 @@
 """Fused activations: a candidate's elementwise program compiled to one C loop with its derivative.
 
-`fused_activation(source)` reads the candidate with the language's interpreter (never executing
-it), writes its C kernel (`actmine.language.ccode`), compiles it once with the system's C compiler
-into the cache (`$ACTMINE_CACHE_DIR/fused/<digest>.so`, written atomically, shared by workers) and
+`fused_or_reason(source, eager, cache_dir)` reads the candidate with the language's interpreter
+(never executing it), writes its C kernel (`actmine.language.ccode`), compiles it once with the
+system's C compiler into `cache_dir/fused/<digest>.so` (written atomically; the lab's cache
+directory, which in a sandbox worker is under the worker's own HOME: one compile per worker) and
 returns a `FusedActivation`: a callable that computes f(x) and f'(x) in one vectorised pass and
 whose backward pass is one multiply. Where anything is missing — a program outside the
 interpreter's subset or an op without a fused rule, a single op (torch's own kernel is as fast),
