@@ -77,8 +77,8 @@ class LabSection:
     # With a fixed suite: the validation suite. With pools: reported with the test suites.
     heldout_suite: str | None = "lab-heldout"
     # Train elementwise candidates with a compiled kernel of f and f' (actmine.candidate.fused): the
-    # same fitness to ~1e-5, 2-4× faster on the search's candidates (docs/lab.md, "Speed"). False:
-    # every candidate trains with eager PyTorch.
+    # same fitness to ~1e-4, evaluations 1.8-2× faster on the lab suite; a whole search was not
+    # measurably faster yet (docs/lab.md, "Fused kernels"). False: every candidate trains eagerly.
     fused: bool = True
 
 

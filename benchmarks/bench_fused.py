@@ -36,6 +36,7 @@ from actmine.evolve.mutators.random_search import RandomMutator
 from actmine.evolve.mutators.symbolic import SymbolicMutator
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.fitness import Lab
+from actmine.reproduce.rules import spearman
 
 from bench_fitness import best_seconds, matmul_only  # benchmarks/ is on the path when run as a script
 
@@ -66,19 +67,6 @@ def run_programs(run_dir: Path, count: int) -> list[str]:
         "SELECT source FROM programs WHERE status = 'ok' GROUP BY source ORDER BY MAX(fitness)")]
     step = max(1, len(sources) / count)
     return [sources[int(i * step)] for i in range(min(count, len(sources)))]
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=values.__getitem__)
-        out = [0.0] * len(values)
-        for rank, index in enumerate(order):
-            out[index] = float(rank)
-        return out
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    return cov / (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
 
 
 def as_in_a_worker() -> None:
@@ -128,7 +116,8 @@ def main() -> None:
           f"(×{eager_s / fused_s:.2f})")
     if fused_train:
         print(f"fused train stage ÷ matmul-only bound: median {statistics.median(fused_train) / bound:.2f}×")
-    print(f"Spearman ρ (eager vs fused fitness) {spearman([e.fitness for e, _ in rows], [f.fitness for _, f in rows]):.4f}; "
+    rho = spearman([e.fitness for e, _ in rows], [f.fitness for _, f in rows])
+    print(f"Spearman ρ (eager vs fused fitness) {'n/a' if rho is None else f'{rho:.4f}'}; "
           f"largest |Δ fitness| {max(abs(e.fitness - f.fitness) for e, f in rows):.2e}")
 
 

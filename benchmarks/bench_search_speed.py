@@ -30,12 +30,12 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from scipy.stats import t as t_distribution
 
 from actmine.config import Config
 from actmine.lab.estimate import paired_interval
 
 HERE = Path(__file__).resolve().parents[1]
-T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
 
 def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> dict:
@@ -68,7 +68,7 @@ def t_interval(values: list[float], form: str = "+.3f") -> str:
     mean = statistics.fmean(values)
     if len(values) < 2:
         return f"{mean:{form}}"
-    half = T_975.get(len(values) - 1, 2.0) * statistics.stdev(values) / math.sqrt(len(values))
+    half = t_distribution.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
     return f"{mean:{form}} [{mean - half:{form}}, {mean + half:{form}}]"
 
 

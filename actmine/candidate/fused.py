@@ -28,6 +28,7 @@ no NaN or infinity, and the lab must see a candidate's non-finite values.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import shutil
@@ -63,6 +64,7 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
+@functools.lru_cache(maxsize=1)
 def compiler_flags() -> tuple[str, ...]:
     """The flags: AVX2 and FMA on x86-64 processors that have them (never -march=native: see the Makefile)."""
     flags = _BASE_FLAGS
@@ -136,14 +138,20 @@ def _library(path: Path) -> ctypes.CDLL:
         return library
 
 
+def _run_kernel(library: ctypes.CDLL, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x), f'(x)) from the compiled loop, for a float32 CPU tensor."""
+    x = x.contiguous()
+    y, slope = torch.empty_like(x), torch.empty_like(x)
+    getattr(library, FORWARD_BACKWARD)(x.data_ptr(), y.data_ptr(), slope.data_ptr(), x.numel())
+    return y, slope
+
+
 class _Kernel(torch.autograd.Function):
     """y = f(x) with f'(x) computed in the same pass and saved; the backward is grad · f'(x)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, library: ctypes.CDLL) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous()
-        y, slope = torch.empty_like(x), torch.empty_like(x)
-        getattr(library, FORWARD_BACKWARD)(x.data_ptr(), y.data_ptr(), slope.data_ptr(), x.numel())
+        y, slope = _run_kernel(library, x)
         ctx.save_for_backward(slope)
         return y
 
@@ -166,10 +174,7 @@ class FusedActivation:
             return self.eager(x)
         if torch.is_grad_enabled() and x.requires_grad:
             return _Kernel.apply(x, self.library)
-        x = x.contiguous()
-        y, slope = torch.empty_like(x), torch.empty_like(x)   # the slope is not needed here
-        getattr(self.library, FORWARD_BACKWARD)(x.data_ptr(), y.data_ptr(), slope.data_ptr(), x.numel())
-        return y
+        return _run_kernel(self.library, x)[0]   # no gradient: the slope is not needed
 
 
 def fused_or_reason(source: str, eager: Callable[[torch.Tensor], torch.Tensor],
