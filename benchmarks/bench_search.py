@@ -10,7 +10,9 @@ then score it with the library's references. Prints per run: proposals, confirma
 winner's search estimate, validation fitness and test fitness per suite; then, over run seeds, the
 mean test fitness of each method, and per seed the paired difference evolution − random on the
 pooled unseen test tasks (mean log-ratio of the two winners per task and seed, 95% cluster-bootstrap
-interval: below 0 = evolution's winner extrapolates better).
+interval: below 0 = evolution's winner extrapolates better); and each winner against ReLU, GELU and
+GELUSine on the same tasks (the `all unseen` comparisons of its heldout.json: below 0 = the winner
+is better), issue 13's bar.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from actmine.evolve.controller import Search
 from actmine.lab.estimate import paired_interval
 
 
+BAR = ("relu", "gelu", "gelu_sine")     # the references issue 13's winner must beat on unseen generators
+
+
 def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
     config = Config().with_overrides({"search.budget": budget, "search.time_limit": 0, "search.seed": seed,
                                       "mutator.kind": mutator, "executor.workers": workers})
@@ -38,8 +43,9 @@ def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
     tasks = {f"{suite}/{t}": v for suite in unseen for t, v in tests[suite]["tasks"].items()}
     validation = next((r["heldout_fitness"] for r in final["validation"] if r.get("winner")), None)
     references = {(r["suite"], r["name"]): r["fitness"] for r in final["test"] if r["program_id"] is None}
+    against = {c["against"]: c for c in final["comparisons"] if c["suite"] == "all unseen"}
     return {"summary": summary, "tests": {s: tests[s]["fitness"] for s in tests}, "tasks": tasks,
-            "validation": validation, "references": references, "unseen": unseen}
+            "validation": validation, "references": references, "unseen": unseen, "against": against}
 
 
 def main() -> None:
@@ -65,7 +71,7 @@ def main() -> None:
         means = {name: statistics.mean(runs[mutator, s]["tests"][name] for s in args.seeds) for name in suites}
         print(f"  {mutator:<9} " + "  ".join(f"{name} {value:+.3f}" for name, value in means.items()))
     first = runs["symbolic", args.seeds[0]]
-    for reference in ("relu", "gelu", "gelu_sine"):
+    for reference in BAR:
         print(f"  {reference:<9} " + "  ".join(f"{name} {first['references'].get((name, reference), float('nan')):+.3f}"
                                                 for name in suites))
     print("\nevolution's winner − random's winner on the unseen test tasks (paired by task and seed):")
@@ -75,6 +81,14 @@ def main() -> None:
         differences.append(interval["mean"])
         print(f"  seed {seed}: {interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}] over "
               f"{interval['tasks']} tasks × {interval['seeds']} seeds")
+    print("\nthe winner against each reference on the unseen test tasks (issue 13's bar: all three below 0):")
+    for seed in args.seeds:
+        for mutator in ("symbolic", "random"):
+            against = runs[mutator, seed]["against"]
+            cells = [f"{name} {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+                     for name in BAR if (c := against.get(name))]
+            met = all(name in against and against[name]["mean"] < 0 for name in BAR)
+            print(f"  seed {seed} {mutator:<9} " + "  ".join(cells) + ("  bar met" if met else ""))
     if len(differences) > 1:
         print(f"  mean over run seeds {statistics.mean(differences):+.3f} (sd {statistics.stdev(differences):.3f}, "
               f"{len(differences)} seeds)")

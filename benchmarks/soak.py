@@ -156,6 +156,18 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def roles_below(root: int) -> list[tuple[str, int]]:
+    """("worker", pid) for `root`'s children (the sandbox workers) and ("helper", pid) for the
+    processes below them: a worker's C compiler (gcc, cc1, as, ld) lives a fraction of a second and
+    opens a dozen files, so counted as a worker it would read as a leak of the worker's fds."""
+    found = []
+    for pid in descendants(root):
+        stat = _stat(pid)
+        if stat is not None:
+            found.append(("worker" if stat[0] == root else "helper", pid))
+    return found
+
+
 def sample_process(pid: int) -> ProcessSample | None:
     """RSS, open fds, threads and state of one process; None when it ended meanwhile."""
     stat = _stat(pid)
@@ -196,7 +208,8 @@ class PhaseResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     returncode: int | None = None
     workers_seen: dict[int, int] = field(default_factory=dict)    # pid -> start ticks
-    workers_left: list[int] = field(default_factory=list)         # alive after the controller exited
+    helpers_seen: dict[int, int] = field(default_factory=dict)    # a worker's own children (its C compiler)
+    workers_left: list[int] = field(default_factory=list)         # alive after the controller exited (or helpers)
     zombie_samples: dict[int, int] = field(default_factory=dict)  # pid -> samples that saw it a zombie
     budget: int = 0
     stderr: str = ""
@@ -228,12 +241,14 @@ def run_phase(name: str, config: Path, run_dir: Path, budget: int, interval: flo
             counted = count_evaluations(run_dir)
             evaluations = counted if counted is not None else evaluations
             seconds = round(time.monotonic() - started, 2)
-            for role, pid in [("controller", process.pid)] + [("worker", p) for p in descendants(process.pid)]:
+            for role, pid in [("controller", process.pid)] + roles_below(process.pid):
                 sample = sample_process(pid)
                 if sample is None:
                     continue
                 if role == "worker":
                     result.workers_seen[pid] = sample.start_ticks
+                elif role == "helper":
+                    result.helpers_seen[pid] = sample.start_ticks
                 if sample.state == "Z":
                     result.zombie_samples[pid] = result.zombie_samples.get(pid, 0) + 1
                 result.rows.append({"phase": name, "seconds": seconds, "evaluations": evaluations, "role": role,
@@ -246,7 +261,7 @@ def run_phase(name: str, config: Path, run_dir: Path, budget: int, interval: flo
         result.stderr = process.stderr.read() if process.stderr else ""
         result.returncode = process.wait()
     time.sleep(0.5)
-    result.workers_left = [pid for pid, ticks in result.workers_seen.items()
+    result.workers_left = [pid for pid, ticks in {**result.workers_seen, **result.helpers_seen}.items()
                            if (stat := _stat(pid)) is not None and stat[2] == ticks]
     return result
 

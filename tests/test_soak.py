@@ -66,6 +66,20 @@ def test_the_sampler_sees_a_child_its_fds_threads_and_its_zombie(tmp_path):
     assert soak.sample_process(child.pid) is None
 
 
+def test_a_workers_own_child_is_a_helper_not_a_worker():
+    # a sandbox worker runs gcc for a fused kernel: its fds are not the worker's
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(['sleep', '60']); "
+                              "print(p.pid, flush=True); sys.stdin.readline(); p.kill(); p.wait()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        found = dict((pid, role) for role, pid in soak.roles_below(os.getpid()))
+        assert found[child.pid] == "worker" and found[grandchild] == "helper"
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+
+
 def test_short_soak_stays_flat_and_leaves_nothing_behind(tmp_path):
     budget = 60
     with ChatServer(soak.scripted_answers(2 * budget)) as server:
