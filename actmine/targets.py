@@ -21,7 +21,7 @@ import actmine.activations as activations
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits, SandboxPool
 from .candidate.source import CandidateError, read_candidate_reference
-from .lab.ensemble import Protocol
+from .lab.ensemble import TrainingProtocol
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
 from .language.files import split_program_reference
@@ -67,7 +67,7 @@ def lab_for(suite: str = "lab", *, seeds: int | None = None, steps: int | None =
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
     try:
-        protocol = Protocol(device=device, steps=steps) if steps is not None else Protocol(device=device)
+        protocol = TrainingProtocol(device=device, steps=steps) if steps is not None else TrainingProtocol(device=device)
         budget = ProbeBudget(max_flops_per_element=max_flops, allow_batch_dependent=allow_batch_dependent)
         return Lab(suite, protocol=protocol, seeds=seeds, budget=budget)
     except (SuiteError, ValueError) as exc:

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from actmine import activations
-from actmine.lab.ensemble import Protocol, Workload, build_workload, split_parameters, train_ensemble, train_per_model
+from actmine.lab.ensemble import TrainingProtocol, Workload, build_workload, split_parameters, train_ensemble, train_per_model
 from actmine.lab.tasks import get_suite
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     suite = get_suite(args.suite)
-    workload = build_workload(suite, Protocol())
+    workload = build_workload(suite, TrainingProtocol())
     print(f"workload: {workload.models} models ({len(suite.tasks)} tasks × {len(suite.seeds)} seeds), "
           f"{workload.protocol.steps} steps, batch {workload.protocol.batch_size}, hidden {workload.protocol.hidden}, "
           f"input width {workload.batches_x.shape[-1]}; torch {torch.__version__}")

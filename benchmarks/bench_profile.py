@@ -116,7 +116,7 @@ def child_main() -> None:
     from actmine import activations
     from actmine.candidate.probes import run_probes
     from actmine.candidate.source import compile_candidate
-    from actmine.lab.ensemble import Protocol, build_workload, forward, split_parameters, train_ensemble
+    from actmine.lab.ensemble import TrainingProtocol, build_workload, forward, split_parameters, train_ensemble
     from actmine.lab.tasks import get_suite
     from bench_fitness import best_seconds, matmul_only
 
@@ -124,7 +124,7 @@ def child_main() -> None:
     act = activations.get(request["name"]) if request.get("source") is None else \
         compile_candidate(request["source"], request["name"])
     run_probes(act)
-    workload = build_workload(get_suite(request["suite"]), Protocol())
+    workload = build_workload(get_suite(request["suite"]), TrainingProtocol())
     params = split_parameters(workload.init, workload.models, workload.batches_x.shape[-1], workload.protocol)
 
     def scoring_passes() -> None:

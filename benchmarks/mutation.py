@@ -38,6 +38,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The probes and their parts (probes.py, probe_calls.py, cost.py, descriptors.py) share one set of tests.
+PROBE_TESTS = ["tests/test_probes.py", "tests/test_op_counter.py", "tests/test_probe_descriptors.py",
+               "tests/test_probe_pointwise.py", "tests/test_probe_failures.py"]
+
 #: Core module → the test files that test it (mutmut runs, per mutant, the ones that executed the
 #: mutated function). One place: adding a module to mutation testing is one entry here.
 CORE: dict[str, list[str]] = {
@@ -50,8 +54,10 @@ CORE: dict[str, list[str]] = {
                                     "tests/test_policy_attributes.py", "tests/test_policy_bounds.py",
                                     "tests/test_policy_files_and_constants.py", "tests/test_policy_names.py",
                                     "tests/test_policy_program.py", "tests/test_policy_statements.py"],
-    "actmine/candidate/probes.py": ["tests/test_probes.py", "tests/test_op_counter.py", "tests/test_probe_descriptors.py",
-                                    "tests/test_probe_pointwise.py", "tests/test_probe_failures.py"],
+    "actmine/candidate/probes.py": PROBE_TESTS,
+    "actmine/candidate/probe_calls.py": PROBE_TESTS,
+    "actmine/candidate/cost.py": PROBE_TESTS,
+    "actmine/candidate/descriptors.py": PROBE_TESTS,
     "actmine/evolve/selection.py": ["tests/test_selection.py"],
     "actmine/evolve/cells.py": ["tests/test_selection.py", "tests/test_database.py"],
     "actmine/evolve/database.py": ["tests/test_database.py", "tests/test_database_rounds.py"],

@@ -14,7 +14,7 @@ on a lab small enough that an evaluation takes about a second (one task, one see
    mixes distinct valid programs with a few refused ones, answers without code and server errors.
 
 Every `--interval` seconds this process reads, for the controller and every process below it (the
-sandbox workers), the resident memory (`VmRSS` in /proc/PID/status), the threads (`Threads`), the
+sandbox workers; below them, "helpers": a worker's C compiler for a fused kernel), the resident memory (`VmRSS` in /proc/PID/status), the threads (`Threads`), the
 state (a zombie is `Z`) and the open file descriptors (the entries of /proc/PID/fd), and the
 number of finished evaluations (the run's database, read-only). It writes:
 
@@ -463,8 +463,8 @@ def main() -> None:
     for found in all_figures:
         print(found.line())
     for result in results:
-        print(f"{result.name}: {len(result.workers_seen)} worker processes seen, {len(result.workers_left)} left "
-              f"after exit, {len(result.lasting_zombies)} lasting zombies")
+        print(f"{result.name}: {len(result.workers_seen)} worker processes seen ({len(result.helpers_seen)} helpers "
+              f"below them), {len(result.workers_left)} left after exit, {len(result.lasting_zombies)} lasting zombies")
     print(f"\nwrote {out / 'soak.csv'} and {out / 'soak.png'}; {time.monotonic() - started:.0f} s in all")
     if problems:
         print("\nVERDICT: GROWS\n" + "\n".join(problems))

@@ -225,15 +225,15 @@ def test_elite_replacement_rules(db, run):
     for stored, fitness in ((worse, 0.05), (equal, 0.1)):           # stored, just not in the grid
         assert db.get(stored).fitness == fitness and stored not in db.grid(run, 0).values()
     # migrate: into another island's grid in its own cell, only if better
-    assert db.migrate(run, better, 1) is True
+    assert db.move_to_island(run, better, 1) is True
     assert db.grid(run, 1) == {cell: better}
-    assert db.migrate(run, first, 1) is False                       # worse than the occupant
-    assert db.migrate(run, better, 1) is False                      # already there
-    assert db.migrate(run, 5, 1) is False                           # a failed program never enters
+    assert db.move_to_island(run, first, 1) is False                       # worse than the occupant
+    assert db.move_to_island(run, better, 1) is False                      # already there
+    assert db.move_to_island(run, 5, 1) is False                           # a failed program never enters
     assert db.get(better).island == 0                               # the program keeps its origin
     run2 = db.create_run({}, seed=1)
     with pytest.raises(ValueError):
-        db.migrate(run2, better, 1)
+        db.move_to_island(run2, better, 1)
 
 
 def test_top_and_best_ordering(db, run):
@@ -516,7 +516,7 @@ i = db.max_proposal_index(run) + 1
 while True:
     db.add_program(make(run, i))
     if i % 10 == 0:
-        db.migrate(run, db.elites(run, i % 2)[0].id, 1 - i % 2) if db.elites(run, i % 2) else None
+        db.move_to_island(run, db.elites(run, i % 2)[0].id, 1 - i % 2) if db.elites(run, i % 2) else None
     print(i, flush=True)
     i += 1
 '''
@@ -933,7 +933,7 @@ def test_elites_break_ties_by_age_and_a_reoffer_updates_the_score(db, run):
     # an occupant offered its own cell again keeps it and takes its (new) score
     db.update_estimate(first, fitness=0.9, ood_log_ratio=0.0, family_log_ratios={}, tasks=[], fitness_se=0.0,
                        score=0.9, rounds=2, settled=True)
-    assert db.migrate(run, first, 0) is False
+    assert db.move_to_island(run, first, 0) is False
     stored = db._conn.execute("SELECT fitness FROM elites WHERE program_id = ?", (first,)).fetchall()
     assert stored == [(0.9,)] and [e.id for e in db.elites(run, 0)] == [first, third, second]
 
@@ -944,14 +944,14 @@ def test_migrate_refusals(db, run):
     no_cell = db.add_program(record(run, 2, 0.9, cell=None))
     duplicate = db.add_program(record(run, 3, 0.9, status="duplicate", duplicate_of=ok))
     for program in (failed, no_cell, duplicate):
-        assert db.migrate(run, program, 1) is False
+        assert db.move_to_island(run, program, 1) is False
     assert db.grid(run, 1) == {}
     with pytest.raises(KeyError, match="no program 999"):
-        db.migrate(run, 999, 1)
+        db.move_to_island(run, 999, 1)
     other = db.create_run({})
     with pytest.raises(ValueError, match=f"^program {ok} belongs to run {run}, not {other}$"):
-        db.migrate(other, ok, 1)
-    assert db.migrate(run, ok, 4) is True and db.islands(run) == [0, 4]   # a grid entry makes an island
+        db.move_to_island(other, ok, 1)
+    assert db.move_to_island(run, ok, 4) is True and db.islands(run) == [0, 4]   # a grid entry makes an island
 
 
 def test_lookups_in_chunks_keep_the_given_order(db, run):

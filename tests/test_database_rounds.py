@@ -72,7 +72,7 @@ def test_an_unsettled_program_is_in_no_grid_ranking_or_migration_until_settled(d
     db.add_program(waiting)
     assert db.top(run, 10) == [] and db.best(run) is None
     assert db.elites(run, 0) == [] and db.grid(run, 0) == {}
-    assert db.migrate(run, waiting.id, to_island=1) is False and db.grid(run, 1) == {}
+    assert db.move_to_island(run, waiting.id, to_island=1) is False and db.grid(run, 1) == {}
     assert [p.id for p in db.unsettled(run)] == [waiting.id]
     assert [p.id for p in db.programs(run)] == [waiting.id]          # it is stored, just not ranked
 
@@ -87,7 +87,7 @@ def test_an_unsettled_program_is_in_no_grid_ranking_or_migration_until_settled(d
     stored = db.get(waiting.id)
     assert (stored.fitness, stored.score, stored.rounds, stored.settled) == (0.7, 0.5, 3, True)
     assert stored.tasks == TASKS and stored.family_log_ratios == {"poly": -0.7}
-    assert db.migrate(run, waiting.id, to_island=1) is True
+    assert db.move_to_island(run, waiting.id, to_island=1) is True
 
 
 def test_a_lucky_round_does_not_displace_the_incumbent_once_pooled(db, run):
@@ -298,7 +298,7 @@ def test_migration_from_schema_3_gives_old_programs_one_round_and_score_equal_to
 def test_a_new_estimate_follows_the_program_into_every_grid(db, run):
     program = record(run, 0, 0.5, score=0.5)
     db.add_program(program)
-    assert db.migrate(run, program.id, 1) is True and db.grid(run, 1) == {CELL: program.id}
+    assert db.move_to_island(run, program.id, 1) is True and db.grid(run, 1) == {CELL: program.id}
     settle(db, program.id, fitness=0.3, score=0.2, rounds=4)
     stored = db._conn.execute("SELECT island, fitness FROM elites WHERE program_id = ? ORDER BY island",
                               (program.id,)).fetchall()

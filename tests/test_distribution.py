@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from actmine.lab.distribution import (VALIDATION_START, PoolSpec, Split, SplitSpec, TaskDistribution,
                                       check_split)
-from actmine.lab.ensemble import Protocol
+from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.pools import Pool, PoolError
 
 # Cheap enough to build a pool in well under a second, and most draws still pass the filter.
-PROTOCOL = Protocol(steps=30, n_train=256, n_eval=128, hidden=16)
+PROTOCOL = TrainingProtocol(steps=30, n_train=256, n_eval=128, hidden=16)
 SEEDS = (0, 1)
 LINES = {"dim": [1, 1], "degree": [1, 2]}        # low-degree polynomials in one variable: all learnable
 SEARCH = (PoolSpec("polynomial", LINES, size=6, seeds=SEEDS), PoolSpec("harmonic", {}, size=3, seeds=SEEDS))

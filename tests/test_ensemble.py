@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from actmine import activations
 from actmine.lab.ensemble import (
-    Protocol, build_workload, check_steps, forward, init_model, normalised_error, parameter_shapes,
+    TrainingProtocol, build_workload, check_steps, forward, init_model, normalised_error, parameter_shapes,
     per_example_activation, per_model_activation, split_parameters, train_ensemble, train_per_model, watched,
 )
 from actmine.lab.tasks import Suite, feynman, formula, generate, harmonic, polynomial, stable_seed
@@ -26,7 +26,7 @@ def mixed_suite():
 
 @pytest.mark.parametrize("name", ["relu", "gelu", "gelu_sine", "snake", "turbulent"])
 def test_batched_ensemble_matches_per_model_training(mixed_suite, name):
-    protocol = Protocol(steps=12, dtype="float64", n_train=256, n_eval=128)
+    protocol = TrainingProtocol(steps=12, dtype="float64", n_train=256, n_eval=128)
     workload = build_workload(mixed_suite, protocol)
     act = activations.get(name)
     batched = train_ensemble(act, workload, pointwise=activations.is_pointwise(name))
@@ -39,7 +39,7 @@ def test_batched_ensemble_matches_per_model_training(mixed_suite, name):
 
 
 def test_float32_ensemble_matches_per_model_within_float_tolerance(mixed_suite):
-    workload = build_workload(mixed_suite, Protocol(steps=10, n_train=256, n_eval=128))
+    workload = build_workload(mixed_suite, TrainingProtocol(steps=10, n_train=256, n_eval=128))
     batched = train_ensemble(torch.nn.functional.gelu, workload)
     reference = train_per_model(torch.nn.functional.gelu, workload)
     torch.testing.assert_close(batched.losses, reference.losses, rtol=2e-4, atol=1e-5)
@@ -47,7 +47,7 @@ def test_float32_ensemble_matches_per_model_within_float_tolerance(mixed_suite):
 
 def test_padding_changes_nothing(mixed_suite):
     """A 1-D task trained alone equals the same task padded to width 5 beside wider tasks."""
-    protocol = Protocol(steps=10, dtype="float64", n_train=256, n_eval=128)
+    protocol = TrainingProtocol(steps=10, dtype="float64", n_train=256, n_eval=128)
     alone = train_ensemble(torch.tanh, build_workload(Suite("one", mixed_suite.tasks[:1], (0, 1)), protocol))
     together = train_ensemble(torch.tanh, build_workload(mixed_suite, protocol))
     torch.testing.assert_close(together.losses[:, :2], alone.losses, rtol=1e-10, atol=1e-13)
@@ -56,7 +56,7 @@ def test_padding_changes_nothing(mixed_suite):
 
 def test_batch_statistics_activation_sees_one_model_at_a_time(mixed_suite):
     """Applied to the whole stacked tensor, turbulent would mix models; per model it must not."""
-    protocol = Protocol(steps=5, dtype="float64", n_train=256, n_eval=128)
+    protocol = TrainingProtocol(steps=5, dtype="float64", n_train=256, n_eval=128)
     act = activations.get("turbulent")
     per_model = train_ensemble(act, build_workload(mixed_suite, protocol), pointwise=False)
     alone = train_ensemble(act, build_workload(Suite("one", mixed_suite.tasks[:1], (0, 1)), protocol), pointwise=False)
@@ -66,7 +66,7 @@ def test_batch_statistics_activation_sees_one_model_at_a_time(mixed_suite):
 
 
 def test_initial_weights_follow_nn_linear_and_do_not_depend_on_the_activation(mixed_suite):
-    protocol = Protocol()
+    protocol = TrainingProtocol()
     params = init_model(3, 5, protocol, seed=7)
     assert [tuple(p.shape) for p in params] == [s[1:] for s in parameter_shapes(1, 5, protocol)]
     first, hidden = params[0], params[2]
@@ -80,7 +80,7 @@ def test_initial_weights_follow_nn_linear_and_do_not_depend_on_the_activation(mi
 
 
 def test_split_parameters_are_views_in_order():
-    protocol = Protocol(hidden=4, depth=2)
+    protocol = TrainingProtocol(hidden=4, depth=2)
     shapes = parameter_shapes(3, 2, protocol)
     flat = torch.arange(sum(math.prod(s) for s in shapes), dtype=torch.float32)
     views = split_parameters(flat, 3, 2, protocol)
@@ -90,7 +90,7 @@ def test_split_parameters_are_views_in_order():
 
 
 def test_non_finite_training_is_reported_per_model(mixed_suite):
-    workload = build_workload(mixed_suite, Protocol(steps=5, n_train=256, n_eval=128))
+    workload = build_workload(mixed_suite, TrainingProtocol(steps=5, n_train=256, n_eval=128))
     result = train_ensemble(lambda x: torch.exp(torch.exp(x * 50)), workload)
     assert result.non_finite  # overflow: a failure, never a score
     ok = train_ensemble(torch.relu, workload)
@@ -98,7 +98,7 @@ def test_non_finite_training_is_reported_per_model(mixed_suite):
 
 
 def test_learning_rate_schedule_warms_up_then_decays():
-    protocol = Protocol(lr=0.03, steps=50, warmup=5, final_lr_fraction=0.1)
+    protocol = TrainingProtocol(lr=0.03, steps=50, warmup=5, final_lr_fraction=0.1)
     rates = protocol.learning_rates()
     assert len(rates) == 50
     assert rates[0] == pytest.approx(0.006) and rates[4] == pytest.approx(0.03)
@@ -110,7 +110,7 @@ def test_learning_rate_schedule_warms_up_then_decays():
                                          ("device", "tpu")])
 def test_protocol_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
-        Protocol(**{field: value})
+        TrainingProtocol(**{field: value})
 
 
 class _Recorder:
@@ -124,7 +124,7 @@ class _Recorder:
 
 
 def test_a_call_check_sees_a_few_training_steps_and_the_scoring_pass(mixed_suite):
-    protocol = Protocol(steps=7, n_train=256, n_eval=128, depth=2)
+    protocol = TrainingProtocol(steps=7, n_train=256, n_eval=128, depth=2)
     workload = build_workload(mixed_suite, protocol)
     recorder = _Recorder()
     checked = train_ensemble(activations.get("gelu_sine"), workload, check=recorder)
@@ -143,7 +143,7 @@ def test_a_call_check_sees_a_few_training_steps_and_the_scoring_pass(mixed_suite
 
 
 def test_a_call_check_that_raises_stops_the_training(mixed_suite):
-    workload = build_workload(mixed_suite, Protocol(steps=4, n_train=256, n_eval=128))
+    workload = build_workload(mixed_suite, TrainingProtocol(steps=4, n_train=256, n_eval=128))
 
     def refuse(h, output, where, modified_in_place):
         raise LookupError(f"refused {where}")
@@ -164,7 +164,7 @@ def test_check_steps_are_within_the_training(steps):
     lambda x: torch.tanh(x, out=x),                        # out= its input
 ])
 def test_a_watched_call_sees_any_in_place_change_of_its_input(mixed_suite, change):
-    workload = build_workload(mixed_suite, Protocol(steps=3, n_train=256, n_eval=128))
+    workload = build_workload(mixed_suite, TrainingProtocol(steps=3, n_train=256, n_eval=128))
     recorder = _Recorder()
 
     def activation(x):
@@ -177,46 +177,46 @@ def test_a_watched_call_sees_any_in_place_change_of_its_input(mixed_suite, chang
 
 
 # --------------------------------------------------------------------------------------------
-# Protocol: what it accepts, at the boundaries
+# TrainingProtocol: what it accepts, at the boundaries
 # --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field", ["hidden", "depth", "steps", "batch_size", "n_train", "n_eval"])
 def test_protocol_sizes_are_integers_from_one(field):
-    assert getattr(Protocol(**{field: 1}), field) == 1
+    assert getattr(TrainingProtocol(**{field: 1}), field) == 1
     for bad in (0, -3, 2.0, "4", None):
         with pytest.raises(ValueError, match=rf"^protocol field '{field}' must be a positive integer, "
                                              rf"got {re.escape(repr(bad))}$"):
-            Protocol(**{field: bad})
+            TrainingProtocol(**{field: bad})
 
 
 def test_protocol_learning_rate_dtype_and_device():
-    assert Protocol(lr=1e-12).lr == 1e-12
+    assert TrainingProtocol(lr=1e-12).lr == 1e-12
     for bad in (0.0, -0.1, math.nan):
         with pytest.raises(ValueError, match=rf"^protocol field 'lr' must be positive, got {bad!r}$"):
-            Protocol(lr=bad)
-    assert Protocol().torch_dtype == torch.float32 and Protocol(dtype="float64").torch_dtype == torch.float64
+            TrainingProtocol(lr=bad)
+    assert TrainingProtocol().torch_dtype == torch.float32 and TrainingProtocol(dtype="float64").torch_dtype == torch.float64
     for bad in ("float16", "double", "Float32"):
         with pytest.raises(ValueError, match=rf"^protocol field 'dtype' must be 'float32' or 'float64', got '{bad}'$"):
-            Protocol(dtype=bad)
+            TrainingProtocol(dtype=bad)
     for fine in ("cpu", "cuda", "cuda:1", "cpu:0"):
-        assert Protocol(device=fine).device == fine   # nothing is allocated when a protocol is made
+        assert TrainingProtocol(device=fine).device == fine   # nothing is allocated when a protocol is made
     for bad in ("tpu", "mps", "gpu:0", ""):
         with pytest.raises(ValueError, match=rf"^protocol field 'device' must be 'cpu' or 'cuda', got '{bad}'$"):
-            Protocol(device=bad)
+            TrainingProtocol(device=bad)
 
 
 def test_protocol_defaults_and_dict():
-    protocol = Protocol()
+    protocol = TrainingProtocol()
     assert protocol.to_dict() == {"hidden": 64, "depth": 2, "steps": 50, "batch_size": 128, "lr": 3e-2, "warmup": 5,
                                   "final_lr_fraction": 0.1, "n_train": 1024, "n_eval": 512, "dtype": "float32",
                                   "device": "cpu"}
-    assert Protocol(**Protocol(hidden=3, lr=0.5).to_dict()) == Protocol(hidden=3, lr=0.5)
+    assert TrainingProtocol(**TrainingProtocol(hidden=3, lr=0.5).to_dict()) == TrainingProtocol(hidden=3, lr=0.5)
 
 
 @given(st.integers(1, 80), st.integers(0, 12), st.floats(1e-4, 1.0), st.floats(0.0, 1.0, allow_subnormal=False))
 @settings(max_examples=80, deadline=None)
 def test_learning_rates_warm_up_linearly_then_follow_a_cosine_to_the_floor(steps, warmup, lr, floor):
-    rates = Protocol(steps=steps, warmup=warmup, lr=lr, final_lr_fraction=floor).learning_rates()
+    rates = TrainingProtocol(steps=steps, warmup=warmup, lr=lr, final_lr_fraction=floor).learning_rates()
     assert len(rates) == steps
     warm = min(warmup, steps)
     assert rates[:warm] == pytest.approx([lr * (s + 1) / warmup for s in range(warm)])
@@ -238,14 +238,14 @@ def test_learning_rates_warm_up_linearly_then_follow_a_cosine_to_the_floor(steps
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_parameter_shapes_are_a_weight_and_a_bias_per_layer(depth):
-    shapes = parameter_shapes(4, 2, Protocol(hidden=3, depth=depth))
+    shapes = parameter_shapes(4, 2, TrainingProtocol(hidden=3, depth=depth))
     expected = [(4, 2, 3), (4, 1, 3)] + [(4, 3, 3), (4, 1, 3)] * (depth - 1) + [(4, 3, 1), (4, 1, 1)]
     assert shapes == expected
 
 
 def test_initial_weights_are_uniform_over_plus_minus_one_over_root_fan_in():
     """As nn.Linear: weights and biases of a layer uniform in ±1/√fan_in (fan_in of that layer)."""
-    protocol = Protocol(hidden=400, depth=2)
+    protocol = TrainingProtocol(hidden=400, depth=2)
     params = init_model(1, 1, protocol, seed=3)
     assert all(p.dtype == torch.float64 for p in params)
     assert [tuple(p.shape) for p in params] == [(1, 400), (1, 400), (400, 400), (1, 400), (400, 1), (1, 1)]
@@ -260,7 +260,7 @@ def test_initial_weights_are_uniform_over_plus_minus_one_over_root_fan_in():
 
 
 def test_initial_weights_depend_on_the_seed_only_and_padding_adds_zero_rows():
-    protocol = Protocol(hidden=8)
+    protocol = TrainingProtocol(hidden=8)
     plain, padded = init_model(2, 2, protocol, seed=5), init_model(2, 6, protocol, seed=5)
     assert tuple(plain[0].shape) == (2, 8) and tuple(padded[0].shape) == (6, 8)
     assert torch.equal(padded[0][:2], plain[0]) and torch.equal(padded[0][2:], torch.zeros(4, 8))
@@ -271,7 +271,7 @@ def test_initial_weights_depend_on_the_seed_only_and_padding_adds_zero_rows():
 
 
 def test_split_parameters_lay_the_flat_vector_out_in_order():
-    protocol = Protocol(hidden=3, depth=1)
+    protocol = TrainingProtocol(hidden=3, depth=1)
     shapes = parameter_shapes(2, 2, protocol)
     flat = torch.arange(sum(math.prod(s) for s in shapes), dtype=torch.float64)
     views = split_parameters(flat, 2, 2, protocol)
@@ -290,7 +290,7 @@ AFFINE = formula("2*x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="affine") 
 
 def test_a_workload_is_task_major_padded_and_drawn_from_generate():
     suite = Suite("w", (AFFINE, polynomial(dim=3, seed=1)), (4, 7))
-    protocol = Protocol(steps=3, batch_size=5, n_train=20, n_eval=6, hidden=4, dtype="float64")
+    protocol = TrainingProtocol(steps=3, batch_size=5, n_train=20, n_eval=6, hidden=4, dtype="float64")
     workload = build_workload(suite, protocol)
     assert workload.labels == [("affine", 4), ("affine", 7), ("poly3d-s1", 4), ("poly3d-s1", 7)]
     assert workload.models == 4 and workload.protocol is protocol
@@ -307,12 +307,12 @@ def test_a_workload_is_task_major_padded_and_drawn_from_generate():
         # minibatches are rows of the training points, inputs and targets of the same rows
         assert torch.isin(workload.batches_x[:, m, :, 0], data.x_train[:, 0]).all()
         torch.testing.assert_close(workload.batches_y[:, m, :, 0], workload.batches_x[:, m, :, 0])
-    assert Protocol().dtype == "float32" and build_workload(suite, Protocol(steps=2, n_train=20, n_eval=6)).init.dtype \
+    assert TrainingProtocol().dtype == "float32" and build_workload(suite, TrainingProtocol(steps=2, n_train=20, n_eval=6)).init.dtype \
         == torch.float32
 
 
 def test_a_models_batches_and_weights_do_not_depend_on_the_rest_of_the_suite():
-    protocol = Protocol(steps=4, batch_size=8, n_train=32, n_eval=8, hidden=4, dtype="float64")
+    protocol = TrainingProtocol(steps=4, batch_size=8, n_train=32, n_eval=8, hidden=4, dtype="float64")
     other = polynomial(dim=1, seed=9)
     together = build_workload(Suite("a", (other, AFFINE), (0, 1)), protocol)
     alone = build_workload(Suite("b", (AFFINE,), (0, 1)), protocol)
@@ -371,7 +371,7 @@ def test_a_watched_call_returns_the_activations_output_and_reports_it():
 
 
 def test_forward_is_the_stacked_mlps_written_out():
-    protocol = Protocol(hidden=4, depth=2)
+    protocol = TrainingProtocol(hidden=4, depth=2)
     generator = torch.Generator().manual_seed(2)
     params = [torch.randn(s, generator=generator, dtype=torch.float64) for s in parameter_shapes(3, 2, protocol)]
     x = torch.randn(3, 5, 2, generator=generator, dtype=torch.float64)
@@ -403,7 +403,7 @@ def test_normalised_error_is_the_mse_over_the_targets_variance(models, points, s
 # --------------------------------------------------------------------------------------------
 
 def test_only_the_models_that_overflow_are_reported(mixed_suite):
-    workload = build_workload(mixed_suite, Protocol(steps=3, n_train=64, n_eval=16, batch_size=8, hidden=8))
+    workload = build_workload(mixed_suite, TrainingProtocol(steps=3, n_train=64, n_eval=16, batch_size=8, hidden=8))
 
     def overflows_on_models_3_and_6(h):
         scale = torch.ones(h.shape[0], 1, 1)
@@ -418,7 +418,7 @@ def test_only_the_models_that_overflow_are_reported(mixed_suite):
 
 
 def test_a_batch_dependent_activation_is_scored_one_example_at_a_time_if_asked(mixed_suite):
-    protocol = Protocol(steps=2, n_train=64, n_eval=16, batch_size=8, hidden=8)
+    protocol = TrainingProtocol(steps=2, n_train=64, n_eval=16, batch_size=8, hidden=8)
     workload = build_workload(mixed_suite, protocol)
     shapes = []
 
@@ -437,7 +437,7 @@ class _BreaksOneModel:
     forward). Knows the model either from the stacked tensor's first axis (the ensemble) or by counting the
     calls of `train_per_model`, which trains and scores one model after another."""
 
-    def __init__(self, model: int, where: str, protocol: Protocol, stacked: bool):
+    def __init__(self, model: int, where: str, protocol: TrainingProtocol, stacked: bool):
         self.model, self.where, self.protocol, self.stacked = model, where, protocol, stacked
         self.training_calls = self.scoring_calls = 0
 
@@ -463,7 +463,7 @@ class _BreaksOneModel:
 @pytest.mark.parametrize("where", ["train", "id", "ood"])
 @pytest.mark.parametrize("trainer", [train_ensemble, train_per_model])
 def test_a_model_is_reported_when_any_of_its_numbers_is_not_finite(mixed_suite, where, trainer):
-    protocol = Protocol(steps=3, n_train=64, n_eval=16, batch_size=8, hidden=8)
+    protocol = TrainingProtocol(steps=3, n_train=64, n_eval=16, batch_size=8, hidden=8)
     workload = build_workload(mixed_suite, protocol)
     if trainer is train_ensemble:
         result = train_ensemble(_BreaksOneModel(3, where, protocol, stacked=True), workload)
@@ -478,7 +478,7 @@ def test_a_model_is_reported_when_any_of_its_numbers_is_not_finite(mixed_suite, 
 def test_a_models_batches_and_weights_are_seeded_by_its_task_name_and_seed():
     """Reproducible in every process and version: batch indices from torch's generator seeded with
     stable_seed("batches", task, seed), initial weights from init_model seeded with stable_seed("init", task, seed)."""
-    protocol = Protocol(steps=3, batch_size=4, n_train=16, n_eval=4, hidden=4, dtype="float64")
+    protocol = TrainingProtocol(steps=3, batch_size=4, n_train=16, n_eval=4, hidden=4, dtype="float64")
     suite = Suite("w", (AFFINE, polynomial(dim=1, seed=9)), (0, 5))
     workload = build_workload(suite, protocol)
     layers = split_parameters(workload.init, workload.models, 1, protocol)
@@ -490,4 +490,4 @@ def test_a_models_batches_and_weights_are_seeded_by_its_task_name_and_seed():
 
 
 def test_learning_rates_with_two_steps_after_the_warm_up():
-    assert Protocol(steps=3, warmup=1, lr=1.0, final_lr_fraction=0.5).learning_rates() == pytest.approx([1.0, 1.0, 0.5])
+    assert TrainingProtocol(steps=3, warmup=1, lr=1.0, final_lr_fraction=0.5).learning_rates() == pytest.approx([1.0, 1.0, 0.5])

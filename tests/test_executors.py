@@ -17,7 +17,7 @@ import pytest
 from actmine.candidate.sandbox import WORKER_ENV, SandboxLimits
 from actmine.executors import DaskExecutor, Executor, LocalExecutor, make_executor, worker_busy_sandboxes, \
     worker_sandbox_pids
-from actmine.lab.ensemble import Protocol
+from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
 from worker_loss import LOSS_LIMITS, SLOW_GOOD, wait_ended
@@ -33,7 +33,7 @@ LIMITS = SandboxLimits(timeout_s=5, cpu_s=3, memory_mb=3072)
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     suite = Suite("t", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
-    lab = Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path_factory.mktemp("cache"))
+    lab = Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path_factory.mktemp("cache"))
     lab.reference  # trained once, here
     return lab
 

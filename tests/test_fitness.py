@@ -11,7 +11,7 @@ import torch
 from actmine import activations
 from actmine.candidate import probes
 from actmine.candidate.probes import MESSAGE_LIMIT, ProbeBudget
-from actmine.lab.ensemble import Protocol, TrainResult, train_ensemble
+from actmine.lab.ensemble import TrainingProtocol, TrainResult, train_ensemble
 from actmine.lab.fitness import ERROR_FLOOR, Evaluation, Lab, TaskScore, default_cache_dir
 from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
 
@@ -25,7 +25,7 @@ def lab_default():
 @pytest.fixture()
 def small_lab(tmp_path):
     suite = Suite("small", (polynomial(dim=1, seed=0), harmonic(seed=1), feynman("I.14.3")), (0, 1))
-    return Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path)
+    return Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path)
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu"])
@@ -83,7 +83,7 @@ def test_reference_is_cached_on_disk_and_keyed_by_configuration(small_lab, tmp_p
     assert again.reference_key() == small_lab.reference_key()
     torch.testing.assert_close(again.reference.ood_error, first.ood_error.to(again.reference.ood_error.dtype))
     # anything that changes ReLU's numbers changes the key
-    other = Lab(small_lab.suite, protocol=Protocol(steps=21, n_train=256, n_eval=128), cache_dir=tmp_path)
+    other = Lab(small_lab.suite, protocol=TrainingProtocol(steps=21, n_train=256, n_eval=128), cache_dir=tmp_path)
     assert other.reference_key() != small_lab.reference_key()
     assert Lab(small_lab.suite.with_seeds(3), protocol=small_lab.protocol).reference_key() != small_lab.reference_key()
 
@@ -170,7 +170,7 @@ def test_by_family_aggregates_tasks(small_lab):
 def tiny_lab(tmp_path_factory):
     """Two tasks, one seed, a few steps on small tensors: the checks, not the score."""
     suite = Suite("tiny", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
-    return Lab(suite, protocol=Protocol(steps=6, n_train=64, n_eval=32, batch_size=16, hidden=16),
+    return Lab(suite, protocol=TrainingProtocol(steps=6, n_train=64, n_eval=32, batch_size=16, hidden=16),
                cache_dir=tmp_path_factory.mktemp("cache"), screen_max_id_error=None)
 
 
@@ -364,7 +364,7 @@ def test_fail_marks_the_evaluation_refused_at_its_stage():
 def test_a_labs_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("ACTMINE_CACHE_DIR", str(tmp_path))
     lab = Lab()
-    assert lab.suite.name == "lab" and lab.suite.seeds == (0, 1, 2) and lab.protocol == Protocol()
+    assert lab.suite.name == "lab" and lab.suite.seeds == (0, 1, 2) and lab.protocol == TrainingProtocol()
     assert lab.cache_dir == tmp_path and lab.log_ratio_clip == 3.0 and lab.budget == ProbeBudget()
     assert lab.screen_max_id_error == 0.5 and lab.max_source_chars == 20_000
     assert Lab("lab", seeds=1, cache_dir=str(tmp_path / "x")).suite.seeds == (0,)
@@ -383,7 +383,7 @@ def test_the_default_cache_directory(monkeypatch, tmp_path):
 
 def test_a_lab_rebuilt_from_its_spec_is_the_same_lab(tmp_path):
     suite = Suite("two", (polynomial(dim=1, seed=3), harmonic(seed=2)), (4, 5))
-    lab = Lab(suite, protocol=Protocol(steps=7, hidden=8), cache_dir=tmp_path, log_ratio_clip=1.5,
+    lab = Lab(suite, protocol=TrainingProtocol(steps=7, hidden=8), cache_dir=tmp_path, log_ratio_clip=1.5,
               budget=ProbeBudget(max_flops_per_element=10.0, allow_batch_dependent=True), screen_max_id_error=0.25,
               max_source_chars=123, fused=False)
     spec = json.loads(json.dumps(lab.to_spec()))
@@ -401,7 +401,7 @@ def test_a_lab_rebuilt_from_its_spec_is_the_same_lab(tmp_path):
 
 def test_workload_summary_and_training_shape(tmp_path):
     suite = Suite("two", (polynomial(dim=1, seed=3), harmonic(seed=2)), (4, 5, 6))
-    lab = Lab(suite, protocol=Protocol(steps=7, hidden=8, batch_size=16), cache_dir=tmp_path)
+    lab = Lab(suite, protocol=TrainingProtocol(steps=7, hidden=8, batch_size=16), cache_dir=tmp_path)
     assert lab.workload_summary() == {"models": 6, "steps": 7, "batch_size": 16, "hidden": 8, "tasks": 2,
                                       "seeds": 3, "suite": "two"}
     assert lab.training_shape() == (6, 16, 8)
@@ -409,7 +409,7 @@ def test_workload_summary_and_training_shape(tmp_path):
 
 def test_the_screen_is_the_first_task_on_the_first_seed(tmp_path):
     suite = Suite("two", (harmonic(seed=2), polynomial(dim=1, seed=3)), (4, 5))
-    lab = Lab(suite, protocol=Protocol(steps=2, hidden=4, n_train=32, n_eval=16, batch_size=8), cache_dir=tmp_path)
+    lab = Lab(suite, protocol=TrainingProtocol(steps=2, hidden=4, n_train=32, n_eval=16, batch_size=8), cache_dir=tmp_path)
     assert lab.screen_workload.labels == [("harmonic-s2", 4)]
     assert lab.workload.labels == [("harmonic-s2", 4), ("harmonic-s2", 5), ("poly1d-s3", 4), ("poly1d-s3", 5)]
     torch.testing.assert_close(lab.screen_workload.x_ood[0], lab.workload.x_ood[0])
@@ -420,7 +420,7 @@ def test_the_reference_key_hashes_everything_that_changes_relus_numbers(tmp_path
 
     from actmine.lab import fitness
     suite = Suite("two", (polynomial(dim=1, seed=3), harmonic(seed=2)), (0, 1))
-    lab = Lab(suite, protocol=Protocol(steps=7), cache_dir=tmp_path)
+    lab = Lab(suite, protocol=TrainingProtocol(steps=7), cache_dir=tmp_path)
     key = lab.reference_key()
     assert len(key) == 20 and int(key, 16) >= 0
     lab_dir = Path(fitness.__file__).parent
@@ -433,7 +433,7 @@ def test_the_reference_key_hashes_everything_that_changes_relus_numbers(tmp_path
                "torch": torch.__version__, "code": digest.hexdigest()[:16]}
     assert key == hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
     # not changed by what does not change ReLU's numbers
-    assert Lab(suite, protocol=Protocol(steps=7), cache_dir=tmp_path / "b", log_ratio_clip=1.0,
+    assert Lab(suite, protocol=TrainingProtocol(steps=7), cache_dir=tmp_path / "b", log_ratio_clip=1.0,
                screen_max_id_error=None).reference_key() == key
 
 
@@ -444,7 +444,7 @@ def _fake_result(models: int) -> TrainResult:
 def test_the_reference_cache_file_is_named_by_the_key_and_holds_the_numbers(tmp_path, monkeypatch):
     from actmine.lab import fitness
     suite = Suite("two", (polynomial(dim=1, seed=3), harmonic(seed=2)), (0, 1))
-    lab = Lab(suite, protocol=Protocol(steps=2), cache_dir=tmp_path / "made" / "here")
+    lab = Lab(suite, protocol=TrainingProtocol(steps=2), cache_dir=tmp_path / "made" / "here")
     calls = []
     monkeypatch.setattr(fitness, "train_ensemble", lambda act, workload: calls.append(act) or _fake_result(4))
     monkeypatch.setattr(Lab, "workload", None)
@@ -454,18 +454,18 @@ def test_the_reference_cache_file_is_named_by_the_key_and_holds_the_numbers(tmp_
     assert [p.name for p in path.parent.iterdir()] == [path.name]   # no temporary file is left
     assert json.loads(path.read_text()) == {"losses": [[1.0] * 4] * 2, "id_error": [0.5] * 4,
                                             "ood_error": [0.25] * 4, "key": lab.reference_key()}
-    again = Lab(suite, protocol=Protocol(steps=2), cache_dir=path.parent).reference   # read, not trained
+    again = Lab(suite, protocol=TrainingProtocol(steps=2), cache_dir=path.parent).reference   # read, not trained
     assert len(calls) == 1 and again.ood_error.tolist() == [0.25] * 4 and again.id_error.tolist() == [0.5] * 4
     assert again.losses.tolist() == [[1.0] * 4] * 2 and again.non_finite == []
     path.write_text(json.dumps({"losses": [], "id_error": []}))   # valid JSON, a field missing: recomputed
-    assert Lab(suite, protocol=Protocol(steps=2), cache_dir=path.parent).reference.ood_error.tolist() == [0.25] * 4
+    assert Lab(suite, protocol=TrainingProtocol(steps=2), cache_dir=path.parent).reference.ood_error.tolist() == [0.25] * 4
     assert len(calls) == 2 and json.loads(path.read_text())["ood_error"] == [0.25] * 4
 
 
 def test_a_diverging_relu_is_an_unstable_protocol_not_a_reference(tmp_path, monkeypatch):
     from actmine.lab import fitness
     suite = Suite("two", (polynomial(dim=1, seed=3), harmonic(seed=2)), (0, 1))
-    lab = Lab(suite, protocol=Protocol(steps=2), cache_dir=tmp_path)
+    lab = Lab(suite, protocol=TrainingProtocol(steps=2), cache_dir=tmp_path)
     diverged = _fake_result(4)
     diverged.non_finite = [1, 3]
     monkeypatch.setattr(fitness, "train_ensemble", lambda act, workload: diverged)
@@ -496,7 +496,7 @@ def test_failures_name_at_most_three_models(tmp_path, models, text):
 def _one_task_lab(tmp_path, screen_max_id_error: float | None = 10.0, **kwargs) -> Lab:
     """One MLP, six steps: it learns little, so the screen is lenient unless a test sets it."""
     suite = Suite("one", (polynomial(dim=1, seed=0),), (0,))
-    return Lab(suite, protocol=Protocol(steps=6, n_train=64, n_eval=32, batch_size=16, hidden=8),
+    return Lab(suite, protocol=TrainingProtocol(steps=6, n_train=64, n_eval=32, batch_size=16, hidden=8),
                cache_dir=tmp_path, screen_max_id_error=screen_max_id_error, **kwargs)
 
 
@@ -576,7 +576,7 @@ def test_program_text_goes_through_the_policy_first(tmp_path):
 
 def test_the_probes_run_at_the_protocols_dtype_and_training_shape(tmp_path):
     suite = Suite("one", (polynomial(dim=1, seed=0),), (0,))
-    lab64 = Lab(suite, protocol=Protocol(steps=2, n_train=64, n_eval=32, batch_size=16, hidden=8, dtype="float64"),
+    lab64 = Lab(suite, protocol=TrainingProtocol(steps=2, n_train=64, n_eval=32, batch_size=16, hidden=8, dtype="float64"),
                 cache_dir=tmp_path)
     probed = lab64.evaluate(torch.tanh, skip_fingerprints=_AllFingerprints())
     assert probed.error["code"] == "duplicate" and probed.probes["saved_bytes_per_element"] == 8.0   # float64: 8 bytes

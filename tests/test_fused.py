@@ -210,8 +210,8 @@ def test_fused_check_tells_a_wrong_kernel_from_an_inconsistent_candidate():
 def _small_lab(tmp_path: Path, fused: bool) -> Lab:
     suite = get_suite("lab")
     small = Suite("lab-small", suite.tasks[:4], suite.seeds[:2])
-    from actmine.lab.ensemble import Protocol
-    return Lab(small, protocol=Protocol(steps=20), cache_dir=tmp_path, fused=fused)
+    from actmine.lab.ensemble import TrainingProtocol
+    return Lab(small, protocol=TrainingProtocol(steps=20), cache_dir=tmp_path, fused=fused)
 
 
 @pytest.mark.parametrize("expression", [

@@ -1,4 +1,5 @@
-"""Adding a mutator or an executor is one new module and no edit elsewhere (issue 18).
+"""Adding a mutator, an executor, a transfer benchmark or a task generator is one new module and no
+edit elsewhere (issue 18).
 
 The examples are read from docs/architecture.md ("Plug points"), dropped as new modules into a
 directory added to the package's search path, and then must be found by the registry, accepted by
@@ -21,7 +22,7 @@ from actmine.candidate.source import check_source
 from actmine.cli import build_parser
 from actmine.config import Config, ConfigError
 from actmine.evolve.mutators import Parent
-from actmine.lab.ensemble import Protocol
+from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, polynomial
 
@@ -39,7 +40,7 @@ def example(title: str) -> str:
 
 @pytest.fixture()
 def small_lab(tmp_path):
-    return Lab(Suite("plug-test", (polynomial(dim=1, seed=0),), (0,)), protocol=Protocol(steps=10, n_train=128,
+    return Lab(Suite("plug-test", (polynomial(dim=1, seed=0),), (0,)), protocol=TrainingProtocol(steps=10, n_train=128,
                                                                                            n_eval=64),
                cache_dir=tmp_path / "cache")
 
@@ -111,3 +112,50 @@ def test_only_mutator_subclasses_with_a_name_register():
     with pytest.raises(ValueError, match="has no `name`"):
         mutators.register_mutator(Nameless)
     assert "duck" not in mutators.MUTATORS
+
+
+def test_a_new_benchmark_module_is_found_and_trains_with_the_activation(plugged, tmp_path):
+    from torch import nn
+
+    import actmine.transfer as transfer
+    from actmine.transfer.base import _BENCHMARKS, get_benchmark, list_benchmarks, registered_benchmark
+
+    assert registered_benchmark("sine_fit") is None
+    plugged(transfer, "sine_fit", example("A transfer benchmark ("), _BENCHMARKS)
+    assert "sine_fit" in list_benchmarks() and registered_benchmark("Sine_Fit") is not None
+    benchmark = get_benchmark("sine_fit")
+    benchmark.check_data(tmp_path)
+    made = []
+
+    def make_activation() -> nn.Module:
+        made.append(nn.GELU())
+        return made[-1]
+
+    first, again = benchmark.run(make_activation, 0, tmp_path, "cpu"), benchmark.run(make_activation, 0, tmp_path, "cpu")
+    assert len(made) == 2 and first.metric == "neg_mse"
+    assert first.score == again.score and -1.0 < first.score < 0      # reproducible, and it learned something
+    assert benchmark.run(nn.Identity, 0, tmp_path, "cpu").score < first.score   # a line cannot fit sin(3x)
+
+
+def test_a_new_generator_module_is_a_generator_suites_can_name(plugged):
+    import numpy as np
+
+    import actmine.lab as lab
+    from actmine.lab.generator_base import GENERATORS, boxes_disjoint
+    from actmine.lab.generators import generator_names, get_generator
+    from actmine.lab.tasks import build_task
+
+    assert "ramp" not in generator_names()
+    plugged(lab, "ramp_generator", example("A task generator ("), GENERATORS)
+    assert "ramp" in generator_names()
+    generator = get_generator("ramp", slope=[1.0, 3.0])
+    task = generator.draw(5)
+    assert task.family == "ramp" and boxes_disjoint(task.id_box, task.ood_box)
+    x = np.linspace(0.0, 3.0, 31)[:, None]
+    again = get_generator("ramp", slope=[1.0, 3.0]).draw(5)
+    assert np.array_equal(task.target(x), again.target(x)) and task.description == again.description
+    assert not np.array_equal(task.target(x), generator.draw(6).target(x))     # distinct draws
+    rebuilt = build_task(task.to_dict())
+    assert rebuilt.name == task.name and np.array_equal(rebuilt.target(x), task.target(x))
+    with pytest.raises(Exception, match="slope"):
+        get_generator("ramp", slope=[-1.0, 3.0])

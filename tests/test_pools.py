@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from actmine.lab import pools as pools_module
-from actmine.lab.ensemble import Protocol
+from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.pools import LEARNABLE_ID_ERROR, Pool, PoolError, is_learnable, measure
 from actmine.lab.tasks import build_task, formula
 
 # Small enough to train in a fraction of a second; the filter's rule is the same as the lab's.
-PROTOCOL = Protocol(steps=30, n_train=256, n_eval=128)
+PROTOCOL = TrainingProtocol(steps=30, n_train=256, n_eval=128)
 SMALL = {"dims": [1, 2], "depth": 1, "n_terms": [1, 2]}
 
 
@@ -106,7 +106,7 @@ def test_a_bigger_pool_reuses_the_cached_draws_of_a_smaller_one(tmp_path, traini
 def test_the_cache_key_separates_protocols_seeds_and_params(tmp_path):
     base = _pool(tmp_path, size=1)
     assert _pool(tmp_path, size=1, seeds=(0,)).cache_path != base.cache_path
-    other_protocol = Pool("expression", SMALL, size=1, protocol=Protocol(steps=31, n_train=256, n_eval=128),
+    other_protocol = Pool("expression", SMALL, size=1, protocol=TrainingProtocol(steps=31, n_train=256, n_eval=128),
                           cache_dir=tmp_path, progress=False, seeds=(0, 1), chunk_size=2)
     other_params = Pool("expression", {**SMALL, "seed": 1}, size=1, protocol=PROTOCOL, cache_dir=tmp_path,
                         progress=False, seeds=(0, 1), chunk_size=2)

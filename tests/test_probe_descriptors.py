@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from actmine.candidate import descriptors as D
 from actmine.candidate import probes as P
 from actmine.candidate.probes import ProbeFailure
 
@@ -169,7 +170,7 @@ def test_a_bump_narrower_than_the_grid_step_counts_once():
     bump = lambda x: 1e-3 * torch.exp(-(x / width) ** 2)  # noqa: E731
     x = torch.linspace(-5, 5, 2001, dtype=torch.float64)
     slope = -2 * x / width ** 2 * bump(x)     # the closed form, to check the premise
-    assert int((slope.abs() >= P.DERIVATIVE_ZERO).sum()) == 2
+    assert int((slope.abs() >= D.DERIVATIVE_ZERO).sum()) == 2
     assert P.descriptors(bump)["sign_changes"] == 1
 
 

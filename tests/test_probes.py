@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actmine import activations
+from actmine.candidate import descriptors as D
+from actmine.candidate import probe_calls as C
 from actmine.candidate import probes as P
 from actmine.candidate.probes import ProbeFailure
 
@@ -795,11 +797,11 @@ def test_same_uses_the_documented_tolerances():
 
 def test_unchanged_is_bit_for_bit_with_nan_equal_to_nan():
     before = torch.tensor([1.0, math.nan, -0.0])
-    assert P._unchanged(before, before.clone())
-    assert P._unchanged(before, torch.tensor([1.0, math.nan, 0.0]))   # -0.0 == 0.0
-    assert not P._unchanged(before, torch.tensor([1.0 + 1e-7, math.nan, 0.0]))
-    assert not P._unchanged(before, torch.tensor([1.0, 2.0, 0.0]))
-    assert not P._unchanged(before, torch.tensor([math.nan, math.nan, 0.0]))
+    assert C._unchanged(before, before.clone())
+    assert C._unchanged(before, torch.tensor([1.0, math.nan, 0.0]))   # -0.0 == 0.0
+    assert not C._unchanged(before, torch.tensor([1.0 + 1e-7, math.nan, 0.0]))
+    assert not C._unchanged(before, torch.tensor([1.0, 2.0, 0.0]))
+    assert not C._unchanged(before, torch.tensor([math.nan, math.nan, 0.0]))
 
 
 def test_examples_are_the_first_three_failing_inputs_rounded_to_six_digits():
@@ -813,9 +815,9 @@ def test_examples_are_the_first_three_failing_inputs_rounded_to_six_digits():
     (math.nan, 1e6, 0.0), (math.inf, 1e6, 1e6), (-math.inf, 1e6, -1e6), (2e6, 1e6, 1e6), (-2e6, 1e6, -1e6),
     (3.5, 1e6, 3.5), (-0.0, 1e6, 0.0), (12.0, 10.0, 10.0), (-12.0, 10.0, -10.0), (1e6, 1e6, 1e6)])
 def test_finite_clips_to_the_bound_and_reads_nan_as_zero(value, bound, expected):
-    result = P._finite(value, bound)
+    result = D._finite(value, bound)
     assert result == expected and type(result) is float and math.copysign(1.0, result) == math.copysign(1.0, expected)
-    assert P._finite(value) == P._finite(value, P.DESCRIPTOR_CLIP)
+    assert D._finite(value) == D._finite(value, P.DESCRIPTOR_CLIP)
 
 
 # --------------------------------------------------------------------------------------------

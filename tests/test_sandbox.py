@@ -21,7 +21,7 @@ from actmine.candidate import worker as worker_module
 from actmine.candidate.probes import MESSAGE_LIMIT
 from actmine.candidate.sandbox import MAX_ANSWER_BYTES, SandboxLimits, SandboxPool, WorkerLost, _Worker, \
     worker_environment
-from actmine.lab.ensemble import Protocol
+from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
 from worker_loss import LOSS_LIMITS, SLOW_GOOD, wait_ended
@@ -39,7 +39,7 @@ def expected_codes(path: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def small_lab(tmp_path_factory):
     suite = Suite("sandbox-test", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
-    return Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128),
+    return Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128),
                cache_dir=tmp_path_factory.mktemp("cache"))
 
 
@@ -296,10 +296,10 @@ def test_a_candidate_that_kills_its_own_worker_is_not_retried_and_keeps_its_code
 def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab):
     """An orphaned worker (its pool's process SIGKILLed mid-evaluation) does not run on for nobody."""
     script = ("import sys, time\nfrom actmine.candidate.sandbox import SandboxLimits, SandboxPool\n"
-              "from actmine.lab.ensemble import Protocol\nfrom actmine.lab.fitness import Lab\n"
+              "from actmine.lab.ensemble import TrainingProtocol\nfrom actmine.lab.fitness import Lab\n"
               "from actmine.lab.tasks import Suite, feynman, polynomial\n"
               "suite = Suite('sandbox-test', (polynomial(dim=1, seed=0), feynman('I.14.3')), (0,))\n"
-              f"lab = Lab(suite, protocol=Protocol(steps=20, n_train=256, n_eval=128), cache_dir={str(small_lab.cache_dir)!r})\n"
+              f"lab = Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir={str(small_lab.cache_dir)!r})\n"
               "pool = SandboxPool(workers=1, limits=SandboxLimits(timeout_s=600, cpu_s=600, memory_mb=3072))\n"
               f"pool.submit({(CORPUS / 'busy_loop.py').read_text()!r}, lab, 'busy')\n"
               "while not pool.busy_workers():\n    time.sleep(0.01)\n"

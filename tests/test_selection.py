@@ -506,7 +506,7 @@ def test_migration_is_one_transaction(search, monkeypatch):
     db, run = search.db, search.run
     a = search.add(1.0, CELLS[0], island=0)
     b = search.add(1.0, CELLS[1], island=1)
-    real_migrate = db.migrate
+    real_migrate = db.move_to_island
     calls = []
 
     def failing_second(run_id, program_id, to_island):
@@ -515,7 +515,7 @@ def test_migration_is_one_transaction(search, monkeypatch):
             raise RuntimeError("disk full")
         return real_migrate(run_id, program_id, to_island)
 
-    monkeypatch.setattr(db, "migrate", failing_second)
+    monkeypatch.setattr(db, "move_to_island", failing_second)
     with pytest.raises(RuntimeError):
         migrate_ring(db, run, 2)
     assert calls == [a, b]

@@ -188,13 +188,13 @@ def test_program_names_are_file_stems_that_cannot_pass_for_registry_activations(
 # -- a tiny real study -------------------------------------------------------------------------------
 
 def tiny_lab(tmp_path: Path):
-    from actmine.lab.ensemble import Protocol
+    from actmine.lab.ensemble import TrainingProtocol
     from actmine.lab.fitness import Lab
 
     suite = tmp_path / "tiny.yaml"
     suite.write_text(yaml.safe_dump(SMALL_SUITE))
     # no screening stage: at 20 steps it refuses most random programs, and the test needs some scored
-    return {"tiny": Lab(str(suite), protocol=Protocol(steps=20), seeds=1, screen_max_id_error=None)}
+    return {"tiny": Lab(str(suite), protocol=TrainingProtocol(steps=20), seeds=1, screen_max_id_error=None)}
 
 
 def lines(path: Path) -> list[str]:

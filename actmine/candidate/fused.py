@@ -43,7 +43,8 @@ import torch
 from ..language.ccode import FORWARD_BACKWARD, c_kernel, kernel_digest
 from ..language.interpreter import EvaluationError, Unsupported
 from ..language.program import ProgramError, parse_program
-from .probes import ProbeFailure, _call, _same, curve_points
+from .descriptors import curve_points
+from .probe_calls import ProbeFailure, _call, _same
 
 __all__ = ["FusedActivation", "FusedMismatch", "fused_or_reason", "agreement", "fused_check", "compile_kernel",
            "compiler_flags", "COMPILE_TIMEOUT_S", "MIN_OPERATIONS", "AGREEMENT_POINTS", "SLOPE_RTOL", "SLOPE_ATOL"]

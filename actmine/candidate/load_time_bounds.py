@@ -102,7 +102,8 @@ def _is_int(value: Any) -> bool:
     return type(value) in (int, bool)
 
 
-def _snippet(node: ast.AST, limit: int = 50) -> str:
+def _snippet(node: ast.AST, limit: int = 60) -> str:
+    """`node` as source text, cut to `limit` characters, for an error message (the policy's too)."""
     try:
         text = ast.unparse(node)
     except (RecursionError, ValueError, TypeError, AttributeError):

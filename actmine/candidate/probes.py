@@ -20,7 +20,9 @@
   function are recognised as one whatever their source text.
 
 `run_probes` runs them all under a `ProbeBudget` and raises `ProbeFailure` (with a `code`) on the
-first that the candidate fails. `TrainingCheck` is handed to `train_ensemble`, which calls it on a
+first that the candidate fails. The parts live beside this module: `probe_calls.py` (the checked
+call, purity, `ProbeFailure` and its codes), `cost.py` (the operation counter, saved bytes) and
+`descriptors.py` (fingerprint, curve, descriptors); their names are importable from here too. `TrainingCheck` is handed to `train_ensemble`, which calls it on a
 few of the activation's calls in training: the candidate must compute there the function that the
 probes recorded (see its docstring).
 
@@ -43,41 +45,42 @@ in float32 and float64):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
-from actmine.language import ops as _language
+from .cost import COST_SIZE as COST_SIZE
+from .cost import TRANSCENDENTAL_WEIGHT as TRANSCENDENTAL_WEIGHT
+from .cost import _FREE_OPS as _FREE_OPS
+from .cost import _TRANSCENDENTAL_OPS as _TRANSCENDENTAL_OPS
+from .cost import Cost as Cost
+from .cost import _OperationCounter as _OperationCounter
+from .cost import backward_flops_per_element as backward_flops_per_element
+from .cost import flops_per_element as flops_per_element
+from .cost import measure_cost as measure_cost
+from .cost import saved_bytes_per_element as saved_bytes_per_element
+from .descriptors import CURVE_POINTS as CURVE_POINTS
+from .descriptors import DESCRIPTOR_CLIP as DESCRIPTOR_CLIP
+from .descriptors import FINGERPRINT_ATOL as FINGERPRINT_ATOL
+from .descriptors import FINGERPRINT_DIGITS as FINGERPRINT_DIGITS
+from .descriptors import curve as curve
+from .descriptors import curve_points as curve_points
+from .descriptors import descriptors as descriptors
+from .descriptors import fingerprint as fingerprint
+from .probe_calls import MESSAGE_LIMIT as MESSAGE_LIMIT
+from .probe_calls import PROBE_CODES as PROBE_CODES
+from .probe_calls import SAME_ATOL as SAME_ATOL
+from .probe_calls import SAME_RTOL as SAME_RTOL
+from .probe_calls import (_MODIFIES_INPUT, _all_same, _call, _examples, _pure_call, _refuse_modified_input, _same,
+                          _shape_text)
+from .probe_calls import Activation as Activation
+from .probe_calls import ProbeFailure as ProbeFailure
+from .probe_calls import cap_message as cap_message
+from .probe_calls import check_purity as check_purity
+from .probe_calls import exception_code as exception_code
 
-Activation = Callable[[torch.Tensor], torch.Tensor]
-
-# The weights come from the one table of the candidate language (`actmine.language.ops.OPS`): each
-# op names the aten kernels it dispatches and what they weigh per element.
-# Kernels that move no data or only allocate it (views, allocations): they cost nothing per element.
-# Copies and dtype conversions (clone, _to_copy, copy_, lift_fresh_copy) are not among them: they
-# move every element and weigh 1 per element of their output.
-_FREE_OPS: frozenset[str] = _language.FREE_ATEN
-# Kernels that evaluate a transcendental function (a polynomial or rational approximation in libm,
-# many multiply-adds each), forward and fused backward (gelu_backward, ...).
-_TRANSCENDENTAL_OPS: frozenset[str] = _language.TRANSCENDENTAL_ATEN
-TRANSCENDENTAL_WEIGHT = _language.TRANSCENDENTAL_WEIGHT
-
-# Size of the random input on which cost and memory are measured.
-COST_SIZE = 4096
-# Fingerprint rounding: outputs with |v| < FINGERPRINT_ATOL read as 0, the rest keep
-# FINGERPRINT_DIGITS significant digits.
-FINGERPRINT_ATOL = 1e-5
-FINGERPRINT_DIGITS = 5
-# Non-finite or huge descriptor values are clipped to ±DESCRIPTOR_CLIP (NaN reads as 0).
-DESCRIPTOR_CLIP = 1e6
-GROWTH_CLIP = 10.0
-DERIVATIVE_ZERO = 1e-6
-BOUNDED_BELOW = 10.0
 # The tensor shape training passes (models × batch × hidden), when the caller does not say: the
 # probes always look at one 3-D tensor as large as a small lab's.
 DEFAULT_TRAINING_SHAPE = (4, 128, 64)
@@ -86,59 +89,8 @@ DEFAULT_TRAINING_SHAPE = (4, 128, 64)
 FAR_DECADES = (4.5, 30.0)
 FAR_MAGNITUDES = 200
 FAR_GRADIENT_LIMIT = 1e10
-# Every "the same function" comparison (two calls, two shapes, training against the probes):
-# float kernels differ by an ulp or so between tensor sizes (vectorised vs scalar tails).
-SAME_RTOL = 1e-4
-SAME_ATOL = 1e-5
 # How many values of a training-shape tensor are compared with the same values as a 1-D tensor.
 CONSISTENCY_POINTS = 997
-# Exception and refusal messages are cut to this many characters (a candidate can raise a 50 MB one).
-MESSAGE_LIMIT = 4096
-
-
-def cap_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """`text` cut to `limit` characters, with a marker saying that it was cut and how long it was."""
-    text = str(text)
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"… [cut: {len(text)} characters, the first {limit} kept]"
-
-
-def exception_code(exc: BaseException) -> str:
-    """The reason code for an exception raised by candidate code: running out of memory (Python's
-    MemoryError, or torch's allocator failing under the worker's address-space limit) is
-    `memory_limit`; anything else is `runtime_error`."""
-    text = str(exc)
-    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
-        return "memory_limit"
-    return "runtime_error"
-
-
-#: Stable reason codes of `ProbeFailure` (and of `exception_code`), with what each means.
-PROBE_CODES: dict[str, str] = {
-    "bad_output": "the activation returned something other than a floating-point tensor",
-    "bad_shape": "the output's shape or dtype differs from the input's",
-    "non_finite": "a NaN or infinite output on the probe set (or NaN beyond it)",
-    "non_finite_gradient": "a NaN or infinite gradient on the probe set (or NaN beyond it)",
-    "no_gradient": "the output is not differentiable with respect to the input",
-    "zero_gradient": "the gradient is zero (almost) everywhere",
-    "nondeterministic": "the same input gave different outputs",
-    "inconsistent_function": "a different function on another tensor shape, or in training than in the probes",
-    "modifies_input": "the activation changed its input in place",
-    "batch_dependent": "an element's output depends on other elements of the tensor",
-    "over_flop_budget": "more weighted elementwise operations per element than the budget allows",
-    "over_memory_budget": "more bytes saved for the backward pass per element than the budget allows",
-    "runtime_error": "the activation's code raised an exception",
-    "memory_limit": "the activation ran out of memory",
-}
-
-
-class ProbeFailure(Exception):
-    """The candidate failed a probe; `code` says which (see `PROBE_CODES`)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(cap_message(message))
-        self.code = code
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,221 +137,6 @@ class ProbeBudget:
         if unknown:
             raise ValueError(f"unknown probes setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**dict(data))
-
-
-# --------------------------------------------------------------------------------------------
-# Calling the candidate
-# --------------------------------------------------------------------------------------------
-
-def _call(activation: Activation, x: torch.Tensor, where: str) -> torch.Tensor:
-    """activation(x), with any exception, non-tensor or wrongly shaped result as a ProbeFailure."""
-    try:
-        y = activation(x)
-    except ProbeFailure:
-        raise
-    except Exception as exc:
-        raise ProbeFailure(exception_code(exc), f"the activation raised {type(exc).__name__} {where}: {exc}") from None
-    if not isinstance(y, torch.Tensor):
-        raise ProbeFailure("bad_output", f"the activation returned {type(y).__name__}, not a torch.Tensor, {where}")
-    if y.shape != x.shape or y.dtype != x.dtype:
-        raise ProbeFailure("bad_shape", f"output {tuple(y.shape)} {y.dtype} differs from input "
-                                        f"{tuple(x.shape)} {x.dtype} {where}: return a tensor of the input's "
-                                        f"shape and dtype")
-    return y
-
-
-def _derivative(activation: Activation, x: torch.Tensor, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f(x), d sum f(x) / dx): the elementwise derivative for a pointwise f; zeros if f has no gradient."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        y = _call(activation, x, where)
-        if not y.requires_grad:
-            return y.detach(), torch.zeros_like(x)
-        try:
-            (gradient,) = torch.autograd.grad(y, x, torch.ones_like(y), allow_unused=True)
-        except Exception as exc:
-            raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__} {where}: {exc}") \
-                from None
-    return y.detach(), torch.zeros_like(x) if gradient is None else gradient.detach()
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise: a and b agree within SAME_RTOL/SAME_ATOL (NaN agrees with NaN, inf with inf)."""
-    return torch.isclose(a, b, rtol=SAME_RTOL, atol=SAME_ATOL, equal_nan=True)
-
-
-def _all_same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """`_same(a, b).all()`, with a fast path: a deterministic function on the same values in the same
-    positions gives bit-identical results, and `torch.equal` checks that at memory speed."""
-    return torch.equal(a, b) or bool(_same(a, b).all())
-
-
-def _unchanged(before: torch.Tensor, after: torch.Tensor) -> bool:
-    """Bit for bit the same values (NaN counts as equal to NaN)."""
-    return torch.equal(before, after) or bool(((before == after) | (before.isnan() & after.isnan())).all())
-
-
-def _examples(x: torch.Tensor, where: torch.Tensor, n: int = 3) -> list[float]:
-    """A few inputs at which a check failed, for the message."""
-    return [float(f"{v:.6g}") for v in x.detach()[where][:n].double().tolist()]
-
-
-_MODIFIES_INPUT = ("the activation changed its input in place {where} (an in-place method such as x.mul_() or "
-                   "x.clamp_(), an item assignment, or an out= argument): in training that corrupts the layer's "
-                   "values and gradients; compute a new tensor instead (x * 2, not x.mul_(2))")
-
-
-def _refuse_modified_input(before: torch.Tensor, after: torch.Tensor, where: str) -> None:
-    if not _unchanged(before, after):
-        raise ProbeFailure("modifies_input", _MODIFIES_INPUT.format(where=where))
-
-
-def _pure_call(activation: Activation, x: torch.Tensor, where: str) -> torch.Tensor:
-    """activation(x) without gradient tracking, called twice on copies of x: the input must be left
-    unchanged (`modifies_input`) and the two outputs must agree (`nondeterministic`). Returns the first."""
-    with torch.no_grad():
-        given = x.clone()
-        first = _call(activation, given, where)
-        _refuse_modified_input(x, given, where)
-        second = _call(activation, x.clone(), where)
-    agree = _same(first, second)
-    if not agree.all():
-        raise ProbeFailure("nondeterministic",
-                           f"two calls on the same input gave different outputs {where}, at inputs such as "
-                           f"{_examples(x, ~agree)}: the activation must be a function of its input alone (no "
-                           f"randomness, no uninitialised memory such as torch.empty_like, no state kept "
-                           f"between calls)")
-    return first
-
-
-def check_purity(activation: Activation, x: torch.Tensor, where: str) -> torch.Tensor:
-    """The same output for the same input: twice without gradient tracking, and once with it.
-
-    Raises `modifies_input` if a call changes its input (checked with and without tracking: a
-    leaf tensor that requires grad refuses in-place changes, so the tracked call gets a non-leaf
-    input, as a layer's output is in training), `nondeterministic` if two calls differ and
-    `inconsistent_function` if the tracked call differs from the untracked ones (a candidate that
-    branches on `x.requires_grad` would train one function and be scored on another).
-    Returns the untracked output.
-    """
-    untracked = _pure_call(activation, x, where)
-    with torch.enable_grad():
-        tracked_input = x.detach().clone().requires_grad_(True) * 1.0
-        tracked = _call(activation, tracked_input, where).detach()
-        _refuse_modified_input(x, tracked_input.detach(), where + " with gradients tracked")
-    agree = _same(untracked, tracked)
-    if not agree.all():
-        raise ProbeFailure("inconsistent_function",
-                           f"the output differs when gradients are tracked {where}, at inputs such as "
-                           f"{_examples(x, ~agree)}: training would use one function and scoring another")
-    return untracked
-
-
-# --------------------------------------------------------------------------------------------
-# Cost and memory
-# --------------------------------------------------------------------------------------------
-
-class _OperationCounter(TorchDispatchMode):
-    """Counts weighted elements of every aten op dispatched while active.
-
-    An op costs max(elements of its tensor inputs, elements of its tensor outputs), times
-    TRANSCENDENTAL_WEIGHT for a transcendental function: an elementwise op its output size, a
-    reduction (sum, mean, std, ...) the size of what it reads, not its scalar result. Views and
-    allocations (_FREE_OPS) are free; a fused kernel (e.g. tanh_backward) counts once.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.elements = 0.0
-        self.ops: dict[str, int] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's signature)
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = func.overloadpacket.__name__.rstrip("_")
-        if name not in _FREE_OPS:
-            leaves, _ = tree_flatten((args, kwargs, out))
-            size = max((leaf.numel() for leaf in leaves if isinstance(leaf, torch.Tensor)), default=0)
-            if size:
-                weight = TRANSCENDENTAL_WEIGHT if name in _TRANSCENDENTAL_OPS else 1
-                self.elements += weight * size
-                self.ops[name] = self.ops.get(name, 0) + 1
-        return out
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What one forward and backward pass of the activation costs, per input element."""
-
-    flops_per_element: float            # forward, weighted elementwise ops
-    backward_flops_per_element: float   # backward, weighted elementwise ops
-    saved_bytes_per_element: float      # distinct storages saved for backward, the input's excluded
-    ops: dict[str, int]                 # forward ops by name
-
-
-def measure_cost(activation: Activation, size: int = COST_SIZE, dtype: torch.dtype = torch.float32,
-                 shape: tuple[int, ...] | None = None) -> Cost:
-    """Forward and backward operation counts and saved bytes on a random input of `size` elements
-    (a 1-D tensor), or of the given `shape` (which then sets the size).
-
-    Saved bytes: every tensor that autograd keeps for the backward pass goes through a
-    `saved_tensors_hooks` pack hook, which records the `untyped_storage().nbytes()` of its storage;
-    a storage saved twice (or by two views) counts once, and the input's own storage is not
-    counted (it is kept alive by the previous layer anyway). ReLU saves its output (4 B/element
-    in float32), GELU only its input (0).
-    """
-    generator = torch.Generator().manual_seed(2)
-    shape = tuple(shape) if shape is not None else (size,)
-    size = math.prod(shape)
-    # drawn in the probe's dtype: a float64 draw of a training-sized tensor costs more than the probe
-    x = torch.randn(shape, generator=generator, dtype=dtype).requires_grad_(True)
-    input_storage = x.untyped_storage().data_ptr()
-    storages: dict[Any, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        try:
-            storage = tensor.untyped_storage()
-            key: Any = storage.data_ptr()
-            nbytes = storage.nbytes()
-        except Exception:  # a tensor without a plain storage (a subclass): count its elements
-            key, nbytes = ("id", id(tensor)), tensor.numel() * tensor.element_size()
-        if key != input_storage:
-            storages[key] = nbytes
-        return tensor
-
-    forward = _OperationCounter()
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        with forward:
-            y = _call(activation, x, f"while measuring its cost on {_shape_text(shape)} elements")
-    backward = _OperationCounter()
-    if y.requires_grad:
-        seed = torch.ones_like(y)
-        try:
-            with backward:
-                torch.autograd.grad(y, x, seed, allow_unused=True)
-        except Exception as exc:
-            raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__} while measuring "
-                                                f"its cost: {exc}") from None
-    return Cost(flops_per_element=forward.elements / size, backward_flops_per_element=backward.elements / size,
-                saved_bytes_per_element=sum(storages.values()) / size, ops=forward.ops)
-
-
-def flops_per_element(activation: Activation, size: int = COST_SIZE) -> tuple[float, dict[str, int]]:
-    """Weighted elementwise operations per input element for the forward pass, and the ops by name."""
-    cost = measure_cost(activation, size)
-    return cost.flops_per_element, cost.ops
-
-
-def backward_flops_per_element(activation: Activation, size: int = COST_SIZE) -> float:
-    """Weighted elementwise operations per input element for the backward pass."""
-    return measure_cost(activation, size).backward_flops_per_element
-
-
-def saved_bytes_per_element(activation: Activation, dtype: torch.dtype = torch.float32,
-                            size: int = COST_SIZE) -> float:
-    """Bytes saved for the backward pass per input element, the input's own storage excluded."""
-    return measure_cost(activation, size, dtype).saved_bytes_per_element
-
 
 # --------------------------------------------------------------------------------------------
 # Probe points, batch dependence, fingerprint, descriptors
@@ -450,10 +187,6 @@ def check_far_inputs(activation: Activation, dtype: torch.dtype = torch.float32)
                                f"gives a NaN gradient at a finite input up to 1e10")
     with torch.no_grad():  # its value at ±inf is IEEE's business (sin(inf) is NaN); it must run
         _call(activation, torch.tensor([math.inf, -math.inf], dtype=dtype), "at x = ±inf")
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "×".join(str(n) for n in shape)
 
 
 def _shape_input(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -535,102 +268,34 @@ def is_pointwise(activation: Activation, atol: float = 1e-5, dtype: torch.dtype 
     small_batch = close(y, alone) and close(y, shuffled) and close(y[0], first_row) and close(y[:, 0], first_column)
     return small_batch and all(probe_training_shape(activation, shape, dtype) for shape in shapes)
 
-
-def fingerprint(activation: Activation) -> str:
-    """A hash of the outputs on 97 fixed points of [−6, 6], rounded so that float noise does not
-    split equals.
-
-    Tolerance: an output with |v| < FINGERPRINT_ATOL (1e-5: float32 noise around a zero, and -0.0)
-    reads as 0, so that e.g. x*(x>0) == relu; the others keep FINGERPRINT_DIGITS (5) significant
-    digits. Two functions whose outputs agree to about 5 digits everywhere on the points share a
-    print (x*sigmoid(x) and F.silu do); ones that differ by more than about 1e-5 relative at any
-    point do not (except for the rare value that rounds to the same 5 digits).
-    """
-    x = torch.linspace(-6, 6, 97, dtype=torch.float64).to(torch.float32)
-    with torch.no_grad():
-        y = _call(activation, x, "on the fingerprint's points").double()
-    rounded = [f"{v:.{FINGERPRINT_DIGITS}g}" if abs(v) >= FINGERPRINT_ATOL else "0" for v in y.tolist()]
-    return hashlib.sha256(",".join(rounded).encode()).hexdigest()[:16]
-
-
-CURVE_POINTS = 121
-
-
-def curve_points() -> torch.Tensor:
-    """The curve's inputs: CURVE_POINTS points on [−6, 6] in float32."""
-    return torch.linspace(-6, 6, CURVE_POINTS, dtype=torch.float32)
-
-
-def curve(activation: Activation) -> dict[str, list[float]]:
-    """f and f' on [−6, 6] (121 points), as plain numbers: reports and plots draw a candidate
-    from this record, so they never have to run its (untrusted) code themselves."""
-    x = curve_points()
-    y, dy = _derivative(activation, x, "on the curve's points")
-    return {"x": [round(v, 4) for v in x.tolist()], "y": [_finite(v) for v in y.tolist()],
-            "dy": [_finite(v) for v in dy.tolist()]}
-
-
-def _finite(value: float, bound: float = DESCRIPTOR_CLIP) -> float:
-    """A plain finite float: NaN reads as 0, ±inf and huge values are clipped to ±bound, -0.0 is 0.0."""
-    value = float(value)
-    if math.isnan(value):
-        return 0.0
-    return min(max(value, -bound), bound) + 0.0
-
-
-def descriptors(activation: Activation, dtype: torch.dtype = torch.float64) -> dict[str, float | int | bool]:
-    """Numbers that describe the function's shape, for the search's diversity grid.
-
-    - value_at_0: f(0).
-    - slope_at_0: f'(0) by autograd (torch's subgradient where f has a kink: relu gives 0).
-    - growth_pos: f(1e3)/1e3, the asymptotic slope towards +∞ (1 for relu, 0 for a bounded f),
-      clipped to [−10, 10].
-    - growth_neg: f(−1e3)/(−1e3), the asymptotic slope towards −∞, i.e. lim f(x)/x (0 for relu,
-      0.01 for leaky relu, 1 for the identity, −1 for |x|), clipped to [−10, 10].
-    - sign_changes: how often f' changes sign on a grid of 2001 points over [−5, 5], values with
-      |f'| < 1e-6 read as zero and skipped (0 for relu, 1 for GELU, 4 for sin): the number of
-      bumps and dips.
-    - monotone: sign_changes == 0.
-    - bounded: max |f| on a grid over [−100, 100] is below 10.
-    - mean_curvature: mean |f''| on [−3, 3], by central second differences with step 0.01; a
-      kink contributes its jump in slope divided by 6 (relu: 1/6), a straight line 0.
-
-    Computed in float64 by default. Non-finite values become finite: NaN reads as 0 (for
-    `bounded`, as unbounded), ±inf is clipped (±1e6, growth to ±10). The derivatives are of
-    sum f(x), which is the elementwise derivative only for a pointwise f.
-    """
-    def grid(lo: float, hi: float, n: int) -> torch.Tensor:
-        return torch.linspace(lo, hi, n, dtype=torch.float64).to(dtype)
-
-    value_0, slope_0 = _derivative(activation, torch.zeros(1, dtype=dtype), "at x = 0")
-    with torch.no_grad():
-        far = _call(activation, torch.tensor([1e3, -1e3], dtype=torch.float64).to(dtype),
-                    "at x = ±1e3").double()
-        wide = _call(activation, grid(-100.0, 100.0, 2001), "on [−100, 100]").double()
-        h = 0.01
-        near = _call(activation, grid(-3.0, 3.0, 601), "on [−3, 3]").double()
-    _, slope = _derivative(activation, grid(-5.0, 5.0, 2001), "on [−5, 5]")
-
-    slope = slope.double().nan_to_num(0.0, 0.0, 0.0)
-    signs = torch.sign(slope)[slope.abs() >= DERIVATIVE_ZERO]
-    sign_changes = int((signs[1:] != signs[:-1]).sum()) if signs.numel() > 1 else 0
-    peak = wide.abs().nan_to_num(math.inf).max()
-    curvature = ((near[2:] - 2 * near[1:-1] + near[:-2]) / (h * h)).abs().nan_to_num(math.inf).mean()
-    return {
-        "value_at_0": _finite(value_0.item()),
-        "slope_at_0": _finite(slope_0.item()),
-        "growth_pos": _finite(far[0].item() / 1e3, GROWTH_CLIP),
-        "growth_neg": _finite(far[1].item() / -1e3, GROWTH_CLIP),
-        "sign_changes": sign_changes,
-        "monotone": sign_changes == 0,
-        "bounded": bool(peak < BOUNDED_BELOW),
-        "mean_curvature": max(_finite(curvature.item()), 0.0),
-    }
-
-
 # --------------------------------------------------------------------------------------------
 # All of them
 # --------------------------------------------------------------------------------------------
+
+def _check_probe_points(activation: Activation, dtype: torch.dtype) -> None:
+    """Purity, then finite outputs and finite, not all zero gradients on the probe points."""
+    points = probe_points(dtype)
+    check_purity(activation, points, "on the probe points")
+    x = points.clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = _call(activation, x, "on the probe points")
+        if not torch.isfinite(y).all():
+            bad = x[~torch.isfinite(y)][:3].tolist()
+            raise ProbeFailure("non_finite", f"non-finite output at inputs such as {bad}")
+        if not y.requires_grad:
+            raise ProbeFailure("no_gradient", "the output does not depend differentiably on the input")
+        try:
+            (gradient,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+        except Exception as exc:
+            raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__}: {exc}") from None
+    if gradient is None:
+        raise ProbeFailure("no_gradient", "the output does not depend differentiably on the input")
+    if not torch.isfinite(gradient).all():
+        bad = x[~torch.isfinite(gradient)][:3].tolist()
+        raise ProbeFailure("non_finite_gradient", f"non-finite gradient at inputs such as {bad}")
+    if not gradient.abs().gt(0).any():
+        raise ProbeFailure("zero_gradient", "the gradient is zero everywhere on the probe set")
+
 
 def run_probes(activation: Activation, dtype: torch.dtype = torch.float32,
                budget: ProbeBudget | None = None,
@@ -656,29 +321,8 @@ def run_probes(activation: Activation, dtype: torch.dtype = torch.float32,
     """
     budget = budget if budget is not None else ProbeBudget()
     shapes = tuple(tuple(shape) for shape in (shapes if shapes is not None else (DEFAULT_TRAINING_SHAPE,)))
-    points = probe_points(dtype)
-    check_purity(activation, points, "on the probe points")
-    x = points.clone().requires_grad_(True)
-    with torch.enable_grad():
-        y = _call(activation, x, "on the probe points")
-        if not torch.isfinite(y).all():
-            bad = x[~torch.isfinite(y)][:3].tolist()
-            raise ProbeFailure("non_finite", f"non-finite output at inputs such as {bad}")
-        if not y.requires_grad:
-            raise ProbeFailure("no_gradient", "the output does not depend differentiably on the input")
-        try:
-            (gradient,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
-        except Exception as exc:
-            raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__}: {exc}") from None
-    if gradient is None:
-        raise ProbeFailure("no_gradient", "the output does not depend differentiably on the input")
-    if not torch.isfinite(gradient).all():
-        bad = x[~torch.isfinite(gradient)][:3].tolist()
-        raise ProbeFailure("non_finite_gradient", f"non-finite gradient at inputs such as {bad}")
-    if not gradient.abs().gt(0).any():
-        raise ProbeFailure("zero_gradient", "the gradient is zero everywhere on the probe set")
+    _check_probe_points(activation, dtype)
     check_far_inputs(activation, dtype)
-
     # The most expensive of the shapes counts: training pays for the shape it passes.
     costs = [measure_cost(activation, dtype=dtype)] + [measure_cost(activation, dtype=dtype, shape=shape)
                                                        for shape in shapes]

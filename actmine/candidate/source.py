@@ -112,6 +112,7 @@ from actmine.language.normalise import normalise
 from actmine.language.program import ast_depth
 
 from .load_time import check_load_time
+from .load_time_bounds import _snippet
 
 ENTRY_POINT = "activation_function"
 DEFAULT_MAX_SOURCE_CHARS = 20_000
@@ -286,14 +287,6 @@ class CandidateError(ValueError):
 # ------------------------------------------------------------------------------------------------
 # The static policy
 # ------------------------------------------------------------------------------------------------
-
-def _snippet(node: ast.AST, limit: int = 60) -> str:
-    try:
-        text = ast.unparse(node)
-    except (RecursionError, ValueError, TypeError, AttributeError):
-        return type(node).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
 
 def _int_literal(node: ast.AST) -> int | None:
     """The value of an integer literal, `-3` included; None for anything else (bools too)."""

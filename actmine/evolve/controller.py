@@ -33,7 +33,7 @@ from ..candidate.source import CandidateError, check_source
 from ..config import Config, ConfigError
 from ..executors import make_executor
 from ..faults import fault_point
-from ..lab.ensemble import Protocol
+from ..lab.ensemble import TrainingProtocol
 from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
 from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
@@ -380,7 +380,7 @@ class Search(EstimateRounds):
             raise ConfigError(str(exc)) from None
         tasks = self.tasks.split.search.tasks if self.tasks.split is not None else self.tasks.suite_lab.suite.tasks
         mutator.setup(LabContext(families=tuple(sorted({t.family for t in tasks})),
-                                 hidden=Protocol().hidden, steps=config.lab.steps or Protocol().steps,
+                                 hidden=TrainingProtocol().hidden, steps=config.lab.steps or TrainingProtocol().steps,
                                  max_flops_per_element=config.probes.max_flops_per_element,
                                  max_source_chars=config.candidate.max_source_chars,
                                  allow_batch_dependent=config.probes.allow_batch_dependent))

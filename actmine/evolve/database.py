@@ -558,7 +558,7 @@ class ProgramDatabase:
                 if mode.lower() != "wal":
                     raise DatabaseError(f"could not put {self.path} in WAL mode (got {mode!r})")
                 self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across process crashes
-                self._migrate()
+                self._upgrade_schema()
         except BaseException:
             self._conn.close()
             raise
@@ -571,7 +571,7 @@ class ProgramDatabase:
     def journal_mode(self) -> str:
         return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
-    def _migrate(self) -> None:
+    def _upgrade_schema(self) -> None:
         with self.transaction():  # BEGIN IMMEDIATE: two processes opening a new file cannot both migrate
             version = self.schema_version()
             if version > SCHEMA_VERSION:   # `check_before_opening` saw it already, unless it changed since
@@ -718,7 +718,7 @@ class ProgramDatabase:
                            "VALUES (?, ?, ?, ?, ?)", (run_id, island, cell, program_id, fitness))
         return True
 
-    def migrate(self, run_id: int, program_id: int, to_island: int) -> bool:
+    def move_to_island(self, run_id: int, program_id: int, to_island: int) -> bool:
         """Offer a stored ok program to another island's grid, in its own cell (it takes the cell
         if empty or strictly fitter). Returns whether it took the cell. One transaction."""
         with self.transaction():

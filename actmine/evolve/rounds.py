@@ -152,7 +152,7 @@ class EstimateRounds:
     def _place_seed(self, database: ProgramDatabase, run_id: int, program_id: int) -> None:
         """A seed is evaluated once and placed on every island."""
         for island in range(1, self.config.search.islands):
-            database.migrate(run_id, program_id, island)
+            database.move_to_island(run_id, program_id, island)
 
     # -- the generalisation gap over the run -------------------------------------------------
     def _validation_job(self, database: ProgramDatabase, run_id: int, state: SearchState) -> _Round | None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..lab.distribution import Split, SplitSpec, split_spec_from
-from ..lab.ensemble import Protocol
+from ..lab.ensemble import TrainingProtocol
 from ..lab.fitness import Lab
 from ..lab.tasks import stable_seed
 
@@ -43,7 +43,7 @@ def build_lab(config: Config, suite: str | None = None) -> Lab:
     (the default suite `lab` when that is null: the search itself then samples pools, see
     `SearchTasks`). The `lab.seeds` override applies to the search suite only: a held-out suite
     keeps its own seeds."""
-    return Lab(suite or config.lab.suite or "lab", protocol=Protocol(steps=config.lab.steps),
+    return Lab(suite or config.lab.suite or "lab", protocol=TrainingProtocol(steps=config.lab.steps),
                seeds=config.lab.seeds if suite is None else None, **lab_options(config))
 
 
@@ -64,7 +64,7 @@ class SearchTasks:
 
     @classmethod
     def from_config(cls, config: Config, progress: bool | None = None) -> "SearchTasks":
-        protocol = Protocol(steps=config.lab.steps)
+        protocol = TrainingProtocol(steps=config.lab.steps)
         options = lab_options(config)
         if config.lab.suite is not None:
             suite_lab = Lab(config.lab.suite, protocol=protocol, seeds=config.lab.seeds, **options)

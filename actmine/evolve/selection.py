@@ -125,6 +125,6 @@ def migrate_ring(db: ProgramDatabase, run_id: int, islands: int | Sequence[int],
     with db.transaction():
         for source, target, elites in outgoing:
             for elite in elites:
-                if db.migrate(run_id, elite.id, target):
+                if db.move_to_island(run_id, elite.id, target):
                     moved.append((elite.id, source, target))
     return moved

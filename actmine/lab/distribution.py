@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .ensemble import Protocol, TrainResult
+from .ensemble import TrainingProtocol, TrainResult
 from .fitness import Lab
 from .generators import get_generator
 from .pools import Pool, PoolError
@@ -97,7 +97,7 @@ class PoolSpec:
         """Every index the pool may look at while it fills itself (its draw budget, `Pool.max_draws`)."""
         return range(self.start, self.start + 20 * self.size + 100)
 
-    def build(self, protocol: Protocol, cache_dir: str | Path | None = None, progress: bool | None = None) -> Pool:
+    def build(self, protocol: TrainingProtocol, cache_dir: str | Path | None = None, progress: bool | None = None) -> Pool:
         return Pool(self.generator, dict(self.params), size=self.size, start=self.start, seeds=self.seeds,
                     protocol=protocol, cache_dir=cache_dir, progress=progress)
 
@@ -248,7 +248,7 @@ class Split:
     test: dict[str, TaskDistribution]
 
     @classmethod
-    def build(cls, spec: SplitSpec, protocol: Protocol, cache_dir: str | Path | None = None,
+    def build(cls, spec: SplitSpec, protocol: TrainingProtocol, cache_dir: str | Path | None = None,
               progress: bool | None = None) -> "Split":
         check_split(spec)
 

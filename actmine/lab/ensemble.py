@@ -30,7 +30,7 @@ Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Protocol:
+class TrainingProtocol:
     """How every MLP of the lab is trained and scored (docs/lab.md explains each default)."""
 
     hidden: int = 64              # width of each hidden layer
@@ -95,14 +95,14 @@ class Workload:
     x_ood: torch.Tensor
     y_ood: torch.Tensor
     init: torch.Tensor                 # (P,) flat initial parameters of all models
-    protocol: Protocol
+    protocol: TrainingProtocol
 
     @property
     def models(self) -> int:
         return len(self.labels)
 
 
-def parameter_shapes(models: int, in_dim: int, protocol: Protocol) -> list[tuple[int, ...]]:
+def parameter_shapes(models: int, in_dim: int, protocol: TrainingProtocol) -> list[tuple[int, ...]]:
     """Shapes of the stacked parameters: per layer a weight (M, fan_in, fan_out) and a bias (M, 1, fan_out)."""
     widths = [in_dim] + [protocol.hidden] * protocol.depth + [1]
     shapes = []
@@ -111,7 +111,7 @@ def parameter_shapes(models: int, in_dim: int, protocol: Protocol) -> list[tuple
     return shapes
 
 
-def init_model(in_dim: int, padded_dim: int, protocol: Protocol, seed: int) -> list[torch.Tensor]:
+def init_model(in_dim: int, padded_dim: int, protocol: TrainingProtocol, seed: int) -> list[torch.Tensor]:
     """One MLP's initial parameters, as PyTorch's nn.Linear draws them: U(−1/√fan_in, 1/√fan_in).
 
     Drawn from a generator seeded only by (task, seed), so every candidate starts from the same
@@ -130,7 +130,7 @@ def init_model(in_dim: int, padded_dim: int, protocol: Protocol, seed: int) -> l
     return params
 
 
-def build_workload(suite: Suite, protocol: Protocol) -> Workload:
+def build_workload(suite: Suite, protocol: TrainingProtocol) -> Workload:
     """Generate every (task, seed) dataset, the minibatch schedule and the initial weights."""
     pairs = [(task, seed) for task in suite.tasks for seed in suite.seeds]
     width = max(task.input_dim for task in suite.tasks)
@@ -169,7 +169,7 @@ def build_workload(suite: Suite, protocol: Protocol) -> Workload:
     )
 
 
-def split_parameters(flat: torch.Tensor, models: int, in_dim: int, protocol: Protocol) -> list[torch.Tensor]:
+def split_parameters(flat: torch.Tensor, models: int, in_dim: int, protocol: TrainingProtocol) -> list[torch.Tensor]:
     """Views of the flat parameter vector with the stacked shapes (no copies)."""
     views, offset = [], 0
     for shape in parameter_shapes(models, in_dim, protocol):
@@ -307,7 +307,7 @@ def train_ensemble(activation: Activation, workload: Workload, pointwise: bool =
 class MLP(nn.Module):
     """A plain MLP (Linear → activation → … → Linear) as a user would write it."""
 
-    def __init__(self, in_dim: int, protocol: Protocol, activation: Activation):
+    def __init__(self, in_dim: int, protocol: TrainingProtocol, activation: Activation):
         super().__init__()
         widths = [in_dim] + [protocol.hidden] * protocol.depth + [1]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))

@@ -28,7 +28,7 @@ from typing import Any, Callable, Collection
 import torch
 
 from ..atomic_files import write_text_atomically
-from .ensemble import Protocol, TrainResult, Workload, build_workload, train_ensemble
+from .ensemble import TrainingProtocol, TrainResult, Workload, build_workload, train_ensemble
 from ..candidate.probes import MESSAGE_LIMIT, ProbeBudget, cap_message
 from .tasks import Suite, get_suite
 
@@ -163,14 +163,14 @@ class Lab:
     once per configuration and cached on disk under `cache_dir`.
     """
 
-    def __init__(self, suite: str | Suite = "lab", protocol: Protocol | None = None, seeds: int | None = None,
+    def __init__(self, suite: str | Suite = "lab", protocol: TrainingProtocol | None = None, seeds: int | None = None,
                  cache_dir: str | Path | None = None, log_ratio_clip: float = 3.0,
                  budget: ProbeBudget | None = None, screen_max_id_error: float | None = 0.5,
                  max_source_chars: int = 20_000, fused: bool = True):
         self.suite = get_suite(suite)
         if seeds is not None:
             self.suite = self.suite.with_seeds(seeds)
-        self.protocol = protocol or Protocol()
+        self.protocol = protocol or TrainingProtocol()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.log_ratio_clip = log_ratio_clip
         self.budget = budget or ProbeBudget()
@@ -187,7 +187,7 @@ class Lab:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], cache_dir: str | Path | None = None) -> "Lab":
-        return cls(Suite.from_dict(spec["suite"]), protocol=Protocol(**spec["protocol"]), cache_dir=cache_dir,
+        return cls(Suite.from_dict(spec["suite"]), protocol=TrainingProtocol(**spec["protocol"]), cache_dir=cache_dir,
                    log_ratio_clip=spec["log_ratio_clip"], budget=ProbeBudget(**spec["budget"]),
                    screen_max_id_error=spec["screen_max_id_error"], max_source_chars=spec["max_source_chars"],
                    fused=bool(spec.get("fused", True)))

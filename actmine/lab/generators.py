@@ -28,8 +28,6 @@ registered before any lookup.
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import sys
 from typing import Any
 
@@ -65,15 +63,13 @@ from .generator_params import IntRange as IntRange
 from .generator_params import Number as Number
 from .generator_params import _is_number as _is_number
 
-# Modules that register generators of their own; imported on first lookup so that asking for
-# "expression" works whichever module the caller imported first.
-_PLUGIN_MODULES = ("actmine.lab.expression_tasks",)
-
-
 def _load_plugins() -> None:
-    for module in _PLUGIN_MODULES:
-        if module not in sys.modules and importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+    # The lab's modules that register a generator (`@register_generator` in their text: the
+    # expression generator, a new file) are imported on the first lookup, so that asking for
+    # "expression" works whichever module the caller imported first (it imports this one).
+    from ..plugins import import_registering_modules
+
+    import_registering_modules(__package__, sys.modules[__package__].__path__, "register_generator")
 
 
 def generator_names() -> list[str]:

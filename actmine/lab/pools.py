@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic_files import write_text_atomically
-from .ensemble import Protocol, TrainResult, build_workload, train_ensemble
+from .ensemble import TrainingProtocol, TrainResult, build_workload, train_ensemble
 from .fitness import Lab, _lab_code_hash, default_cache_dir
 from .generators import GeneratorError, TaskGenerator, get_generator
 from .tasks import Suite, SuiteError, Task, generate
@@ -108,7 +108,7 @@ def _pool_code_hash(generator: TaskGenerator) -> str:
     return digest.hexdigest()[:16]
 
 
-def measure(tasks: Sequence[Task], seeds: Sequence[int], protocol: Protocol,
+def measure(tasks: Sequence[Task], seeds: Sequence[int], protocol: TrainingProtocol,
             threshold: float = LEARNABLE_ID_ERROR, indexes: Sequence[int] | None = None) -> list[Draw]:
     """The learnability filter on a batch of tasks: ReLU and GELU trained once each on all
     tasks × seeds (one `train_ensemble` call per activation), then each task kept or rejected."""
@@ -150,13 +150,13 @@ class Pool:
 
     generator: a registry name (with `params`) or a generator object; seeds: the training seeds
     every task is run with (the filter requires every one to be learned, and references are per
-    seed); protocol: the lab's protocol (defaults to `Protocol()`); max_draws: how many indexes to
+    seed); protocol: the lab's protocol (defaults to `TrainingProtocol()`); max_draws: how many indexes to
     try before giving up (default 20·size + 100); chunk_size: draws trained per batched call;
     progress: a progress bar on stderr (default: when stderr is a terminal).
     """
 
     def __init__(self, generator: str | TaskGenerator, params: Mapping[str, Any] | None = None, size: int = 100,
-                 start: int = 0, *, seeds: Sequence[int] = (0, 1, 2), protocol: Protocol | None = None,
+                 start: int = 0, *, seeds: Sequence[int] = (0, 1, 2), protocol: TrainingProtocol | None = None,
                  cache_dir: str | Path | None = None, threshold: float = LEARNABLE_ID_ERROR,
                  chunk_size: int = DEFAULT_CHUNK, max_draws: int | None = None, progress: bool | None = None):
         if isinstance(generator, str):
@@ -173,7 +173,7 @@ class Pool:
         self.generator = generator
         self.params = generator.params()
         self.size, self.start, self.seeds = size, start, tuple(seeds)
-        self.protocol = protocol or Protocol()
+        self.protocol = protocol or TrainingProtocol()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.threshold = threshold
         self.chunk_size = chunk_size

@@ -21,11 +21,11 @@ from .settings import Settings
 def _make_lab(settings: Settings, suite: Any, keep_seeds: bool = False, allow_batch_dependent: bool = True):
     """The lab of a part: ``suite`` with seeds 0..settings.seeds-1 (or its own with ``keep_seeds``)."""
     from ..candidate.probes import ProbeBudget
-    from ..lab.ensemble import Protocol
+    from ..lab.ensemble import TrainingProtocol
     from ..lab.fitness import Lab
 
-    protocol = Protocol(device=settings.device, steps=settings.steps) if settings.steps else \
-        Protocol(device=settings.device)
+    protocol = TrainingProtocol(device=settings.device, steps=settings.steps) if settings.steps else \
+        TrainingProtocol(device=settings.device)
     return Lab(suite, protocol=protocol, seeds=None if keep_seeds else settings.seeds,
                budget=ProbeBudget(allow_batch_dependent=allow_batch_dependent))
 

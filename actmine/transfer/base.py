@@ -88,23 +88,16 @@ def register_benchmark(cls: type) -> type:
     return cls
 
 
-_BUILTIN_MODULES = ("vision", "algorithmic", "molecules", "realdata")
-
-
 def _load_builtin() -> None:
-    # Imported lazily so that `import actmine` stays light and a benchmark whose optional
-    # dependency is missing fails only when it is asked for. A built-in module that is not in
-    # this checkout (yet) is skipped; any other import error (a missing dependency included)
-    # propagates.
-    import importlib
+    # The modules of this package that register a benchmark (`@register_benchmark` in their text)
+    # are imported on the first lookup, so that `import actmine` stays light, a new benchmark is one
+    # new file, and the data loaders and models of the others load only with them. A missing
+    # dependency propagates.
+    import sys
 
-    for name in _BUILTIN_MODULES:
-        module = f"{__package__}.{name}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    from ..plugins import import_registering_modules
+
+    import_registering_modules(__package__, sys.modules[__package__].__path__, "register_benchmark")
 
 
 def registered_benchmark(name: str) -> type | None:

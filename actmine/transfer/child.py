@@ -174,7 +174,7 @@ def execute_job(job: TransferJob | Mapping[str, Any], data_dir: str | Path, devi
 def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None = None) -> None:
     """A job process started by `run_in_subprocess` (after `_CHILD_BOOTSTRAP`).
 
-    Protocol, JSON lines on the process's original stdout: first ``{"hello": true, "pid",
+    TrainingProtocol, JSON lines on the process's original stdout: first ``{"hello": true, "pid",
     "network_isolated", "memory_mb", "cpu_s"}`` (how this process is confined, as the lab's worker
     says in its hello), then, after one request line on stdin (``{"job", "data_dir", "device",
     "threads"}``), the job's result. Prints of the job go to stderr. The process ends when stdin

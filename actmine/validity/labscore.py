@@ -38,7 +38,7 @@ def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
     None: the unseen test suites."""
     from ..config import Config
     from ..evolve.search_tasks import SearchTasks, lab_options
-    from ..lab.ensemble import Protocol
+    from ..lab.ensemble import TrainingProtocol
     from ..lab.fitness import Lab
     from ..lab.tasks import SuiteError
 
@@ -52,7 +52,7 @@ def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
             lab = tasks.tests[name]
         else:
             try:
-                lab = Lab(name, protocol=Protocol(steps=config.lab.steps), **lab_options(config))
+                lab = Lab(name, protocol=TrainingProtocol(steps=config.lab.steps), **lab_options(config))
             except (SuiteError, ValueError, OSError) as exc:
                 raise ValidityInputError(f"--lab-suites {name!r}: {exc}; the test suites are "
                                          f"{', '.join(built_in)}") from None
