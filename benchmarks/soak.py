@@ -140,8 +140,8 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
     return int(rest[1]), rest[0], int(rest[19])
 
 
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (children, grandchildren, ...), from one scan of /proc."""
+def _below(root: int) -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process below `root` (children, grandchildren, ...), from one scan of /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -150,22 +150,23 @@ def descendants(root: int) -> list[int]:
                 children.setdefault(stat[0], []).append(int(entry))
     found, stack = [], [root]
     while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
+        parent = stack.pop()
+        for child in children.get(parent, []):
+            found.append((child, parent))
             stack.append(child)
     return found
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children, grandchildren, ...), from one scan of /proc."""
+    return [pid for pid, _ in _below(root)]
 
 
 def roles_below(root: int) -> list[tuple[str, int]]:
     """("worker", pid) for `root`'s children (the sandbox workers) and ("helper", pid) for the
     processes below them: a worker's C compiler (gcc, cc1, as, ld) lives a fraction of a second and
     opens a dozen files, so counted as a worker it would read as a leak of the worker's fds."""
-    found = []
-    for pid in descendants(root):
-        stat = _stat(pid)
-        if stat is not None:
-            found.append(("worker" if stat[0] == root else "helper", pid))
-    return found
+    return [("worker" if parent == root else "helper", pid) for pid, parent in _below(root)]
 
 
 def sample_process(pid: int) -> ProcessSample | None:
