@@ -41,7 +41,7 @@ from .evolve.controller import Search
 from .run_files import CONFIG_SNAPSHOT, DATABASE
 from .evolve.database import ProgramDatabase, ProgramRecord
 from .lab.fitness import Evaluation, Lab
-from .targets import UsageError, evaluate_targets, lab_for, pack_members
+from .targets import UsageError, evaluate_targets, lab_for, pack_members, scoring_config
 
 __all__ = ["Heldout", "Run", "compare", "evaluate", "open_run", "search"]
 
@@ -244,8 +244,9 @@ def evaluate(activation: Activation, *, suite: str = "lab", seeds: int | None = 
     `activation_function(x)` or `PACK.py:NAME` (run only in a sandboxed worker, under `timeout`
     seconds and `memory_mb`), or your own nn.Module or callable (trusted: it runs here, named
     `name`). A refused candidate is returned with `ok` False, not raised; bad options raise ValueError."""
-    (evaluation,) = _score([activation], _lab(suite, seeds, steps, device, max_flops, allow_batch_dependent),
-                           _limits(timeout, memory_mb), [name], progress, expand_packs=False)
+    config = _config(suite, seeds, steps, max_flops, allow_batch_dependent, timeout, memory_mb)
+    (evaluation,) = _score([activation], _lab(config, device), config.sandbox_limits(), [name], progress,
+                           expand_packs=False)
     return evaluation
 
 
@@ -258,23 +259,27 @@ def compare(targets: Sequence[Activation], *, suite: str = "lab", seeds: int | N
     if isinstance(targets, (str, os.PathLike)) or not targets:
         raise ValueError("compare: give a list of one or more activations (registry names, .py files, "
                          "PACK.py:NAME, modules or callables)")
-    return _score(list(targets), _lab(suite, seeds, steps, device, max_flops, allow_batch_dependent),
-                  _limits(timeout, memory_mb), [None] * len(targets), progress, expand_packs=True)
+    config = _config(suite, seeds, steps, max_flops, allow_batch_dependent, timeout, memory_mb)
+    return _score(list(targets), _lab(config, device), config.sandbox_limits(), [None] * len(targets), progress,
+                  expand_packs=True)
 
 
-def _lab(suite: str, seeds: int | None, steps: int | None, device: str, max_flops: float,
-         allow_batch_dependent: bool) -> Lab:
-    """The CLI's lab for these options (`targets.lab_for`); its usage errors as ValueError."""
+def _config(suite: str, seeds: int | None, steps: int | None, max_flops: float, allow_batch_dependent: bool,
+            timeout: float, memory_mb: int) -> Config:
+    """The CLI's config for these options (`targets.scoring_config`); its usage errors as ValueError."""
     try:
-        return lab_for(str(suite), seeds=seeds, steps=steps, device=device, max_flops=max_flops,
-                           allow_batch_dependent=allow_batch_dependent)
+        return scoring_config(str(suite), seeds=seeds, steps=steps, max_flops=max_flops,
+                              allow_batch_dependent=allow_batch_dependent, timeout=timeout, memory_mb=memory_mb)
     except UsageError as exc:
         raise ValueError(str(exc)) from None
 
 
-def _limits(timeout: float, memory_mb: int) -> SandboxLimits:
-    """The sandbox limits of `--timeout` (wall clock and CPU) and `--memory-mb`."""
-    return SandboxLimits(timeout_s=timeout, cpu_s=timeout, memory_mb=memory_mb)
+def _lab(config: Config, device: str) -> Lab:
+    """The CLI's lab of that config (`targets.lab_for`); its usage errors as ValueError."""
+    try:
+        return lab_for(config, device)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _score(targets: list[Activation], lab: Lab, limits: SandboxLimits, names: list[str | None], progress: bool,

@@ -28,7 +28,7 @@ from .commands.common import EXIT_REFUSED as EXIT_REFUSED
 from .commands.common import EXIT_USAGE as EXIT_USAGE
 from .commands.common import _comma_list as _comma_list
 from .commands.common import _fmt as _fmt
-from .commands.common import make_lab as make_lab
+from .commands.common import lab_config as lab_config
 from .commands.downstream import cmd_transfer as cmd_transfer
 from .commands.downstream import cmd_validate as cmd_validate
 from .commands.reproduce import _print_claims as _print_claims

@@ -3,10 +3,10 @@
 A config file (YAML) mirrors the dataclasses below; every section and key is optional and
 defaults to the embedded values, so an empty file (or none) is the default search:
 
-    search:   {budget: 300, time_limit: 360, seed: 0, islands: 2, seeds: [relu, gelu, ...], ...}
+    search:   {budget: 300, time_limit: 360, seed: 0, islands: 2, initial_programs: [relu, gelu, ...], ...}
     mutator:  {kind: symbolic, options: {}}
     executor: {kind: local, workers: null, scheduler: null}
-    lab:      {suite: null, seeds: 6, steps: 50, heldout_suite: lab-heldout, fused: true}
+    lab:      {suite: null, training_seeds: 6, steps: 50, heldout_suite: lab-heldout, fused: true}
     tasks:    {search: [...pools], sample: 48, first_sample: null, shared_samples: false, validation: [], test: {...},
                confirm_rounds: 2, lcb_z: 1.0}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
@@ -26,6 +26,12 @@ from typing import Any
 import yaml
 
 
+#: Keys renamed since an earlier version: `section.old` -> the new key in the same section. A config
+#: file, an override or a run's stored config that still says the old name means the new one, so
+#: that older runs resume (issue 18: `search.seed`, `search.seeds` and `lab.seeds` meant three things).
+RENAMED_KEYS: dict[str, str] = {"search.seeds": "search.initial_programs", "lab.seeds": "lab.training_seeds"}
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the key and says what is expected."""
 
@@ -39,9 +45,9 @@ class SearchSection:
     islands: int = 2                  # sub-populations with ring migration of elites
     migration_interval: int = 40      # evaluations between migrations
     # Registry names or .py files that start the search: as the paper's database, seeded with known
-    # activations (the classic ones and the paper's three pointwise functions).
-    seeds: tuple[str, ...] = ("relu", "gelu", "silu", "elu", "mish", "softplus", "tanh", "gelu_sine",
-                              "gelu_sinc_perturbation", "gmtu")
+    # activations (the classic ones and the paper's three pointwise functions). Formerly `search.seeds`.
+    initial_programs: tuple[str, ...] = ("relu", "gelu", "silu", "elu", "mish", "softplus", "tanh", "gelu_sine",
+                                         "gelu_sinc_perturbation", "gmtu")
     inspirations: int = 2             # other elites shown to the mutator with the parent
     exploitation: float = 0.6         # probability of a fitness-ranked parent
     exploration: float = 0.3          # probability of a uniform parent over the grid
@@ -71,8 +77,8 @@ class LabSection:
     suite: str | None = None
     # Training seeds 0..N-1 for the search suite (None: the suite's own). 6, not the suite's 3: with
     # 3 seeds the search fits the seeds' noise (its winners scored −0.12…+0.08 on the held-out
-    # suite); with 6 its top 5 scored +0.13…+0.46 (docs/lab.md, "Noise").
-    seeds: int | None = 6
+    # suite); with 6 its top 5 scored +0.13…+0.46 (docs/lab.md, "Noise"). Formerly `lab.seeds`.
+    training_seeds: int | None = 6
     steps: int = 50
     # With a fixed suite: the validation suite. With pools: reported with the test suites.
     heldout_suite: str | None = "lab-heldout"
@@ -183,6 +189,24 @@ class Config:
                            max_saved_bytes_per_element=p.max_saved_bytes_per_element,
                            allow_batch_dependent=p.allow_batch_dependent)
 
+    def lab_options(self) -> dict[str, Any]:
+        """The probe budget, source limit and kernel choice every `Lab` of this config shares (the
+        search's pools build their labs with them too)."""
+        return {"budget": self.probe_budget(), "max_source_chars": self.candidate.max_source_chars,
+                "fused": self.lab.fused}
+
+    def build_lab(self, suite: Any = None, *, device: str = "cpu"):
+        """A fixed suite as a `Lab` of this config: `suite` (a name, a suite file or a `Suite`) with its
+        own seeds, else `lab.suite` with `lab.training_seeds` (the default suite `lab` when that is
+        null: the search itself then samples pools), trained for `lab.steps` on `device`, under
+        `lab_options`.
+        The one way settings become a lab: the search, `actmine evaluate`/`compare` and the API
+        (`targets.scoring_config`), the validity study, the report and `reproduce` all build it here."""
+        from .lab.ensemble import TrainingProtocol
+        from .lab.fitness import Lab
+        return Lab(suite or self.lab.suite or "lab", protocol=TrainingProtocol(device=device, steps=self.lab.steps),
+                   seeds=self.lab.training_seeds if suite is None else None, **self.lab_options())
+
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
             if isinstance(value, tuple):
@@ -204,6 +228,7 @@ class Config:
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ConfigError(f"{source}: unknown section {unknown[0]!r}; known sections: {', '.join(sections)}")
+        data = _renamed(data, source)
         built = {}
         for name, section_field in sections.items():
             section_type = typing.get_type_hints(cls)[name]
@@ -229,7 +254,7 @@ class Config:
         for dotted, value in overrides.items():
             if value is None:
                 continue
-            section, key = dotted.split(".")
+            section, key = RENAMED_KEYS.get(dotted, dotted).split(".")
             data[section][key] = value
         return Config.from_dict(data, source="command line")
 
@@ -238,6 +263,24 @@ class Config:
         now, before = _flatten(self.to_dict()), _flatten(previous.to_dict())
         return sorted(k for k in set(now) | set(before)
                       if now.get(k) != before.get(k) and k not in self.RESUMABLE_CHANGES)
+
+
+def _renamed(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`data` with the old names of `RENAMED_KEYS` moved to the new ones (a copy; `data` is untouched).
+    Both names at once is an error: which one is meant cannot be told."""
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        section, old_key = old.split(".")
+        values = data.get(section)
+        if not isinstance(values, dict) or old_key not in values:
+            continue
+        new_key = new.split(".")[1]
+        if new_key in values:
+            raise ConfigError(f"{source}: both {old} and {new} are set; {old} is the old name of {new}: keep one")
+        values = dict(values)
+        values[new_key] = values.pop(old_key)
+        data[section] = values
+    return data
 
 
 def _flatten(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -309,8 +352,8 @@ def _check_values(config: Config) -> None:
         positive(f"search.{key}", getattr(s, key))
     positive("search.time_limit", s.time_limit, allow_zero=True)
     positive("search.inspirations", s.inspirations, allow_zero=True)
-    if not s.seeds:
-        raise ConfigError("config key 'search.seeds' must list at least one registry name or .py file")
+    if not s.initial_programs:
+        raise ConfigError("config key 'search.initial_programs' must list at least one registry name or .py file")
     for key in ("exploitation", "exploration"):
         if not 0 <= getattr(s, key) <= 1:
             raise ConfigError(f"config key 'search.{key}' must lie in [0, 1], got {getattr(s, key)!r}")
@@ -328,7 +371,7 @@ def _check_values(config: Config) -> None:
         if kind not in names:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(names)}, got {kind!r}")
     positive("executor.workers", config.executor.workers)
-    positive("lab.seeds", config.lab.seeds)
+    positive("lab.training_seeds", config.lab.training_seeds)
     positive("lab.steps", config.lab.steps)
     for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
         positive(f"probes.{key}", getattr(config.probes, key))

@@ -1,8 +1,8 @@
 """The activations a user names on the command line or in the Python API, and how they are scored.
 
 A target is a registry name (trusted: runs here) or a program file, `FILE.py` or `PACK.py:NAME`
-(untrusted: read as data here and run only in sandboxed workers). `lab_for` builds the lab of
-`actmine evaluate/compare` from their options and `evaluate_targets` scores the targets in it. Shared
+(untrusted: read as data here and run only in sandboxed workers). `scoring_config` turns the options of
+`actmine evaluate/compare` into a `Config`, `lab_for` builds their lab from it, and `evaluate_targets` scores the targets in it. Shared
 by `cli.py` and `api.py`, which both sit above this module, so that both score alike and neither
 imports the other.
 """
@@ -18,15 +18,16 @@ import torch
 
 import actmine.activations as activations
 
+from .config import Config, ConfigError
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits, SandboxPool
 from .candidate.source import CandidateError, read_candidate_reference
-from .lab.ensemble import TrainingProtocol
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
 from .language.files import split_program_reference
 
-__all__ = ["Target", "UsageError", "console", "evaluate_targets", "lab_for", "pack_members", "resolve_target"]
+__all__ = ["Target", "UsageError", "console", "evaluate_targets", "lab_for", "pack_members", "resolve_target",
+           "scoring_config"]
 
 
 class UsageError(Exception):
@@ -60,16 +61,31 @@ def resolve_target(target: str) -> Target:
     return Target(activations.info(target).name, module=module)
 
 
-def lab_for(suite: str = "lab", *, seeds: int | None = None, steps: int | None = None, device: str = "cpu",
-            max_flops: float = ProbeBudget.max_flops_per_element, allow_batch_dependent: bool = False) -> Lab:
-    """The lab of `actmine evaluate` and `compare` from their options (None: the suite's seeds, the
-    protocol's steps); shared with `actmine.api` so that both score alike. Bad values: UsageError."""
+def scoring_config(suite: str = "lab", *, seeds: int | None = None, steps: int | None = None,
+                   max_flops: float = ProbeBudget.max_flops_per_element, allow_batch_dependent: bool = False,
+                   timeout: float = SandboxLimits.timeout_s, memory_mb: int = SandboxLimits.memory_mb) -> Config:
+    """The options of `actmine evaluate`/`compare` (and of `actmine.api`) as overrides of the default
+    `Config`: `lab.suite`, `lab.training_seeds` (None: the suite's own), `lab.steps` (None: the config's),
+    `probes.*`, and `sandbox.*` (the timeout is wall clock and CPU). The lab (`lab_for`) and the
+    sandbox limits (`Config.sandbox_limits`) then come from it, as the search's do. Bad values: UsageError."""
+    lab: dict = {"suite": str(suite), "training_seeds": seeds, **({"steps": steps} if steps is not None else {})}
+    try:
+        return Config.from_dict({"lab": lab,
+                                 "probes": {"max_flops_per_element": max_flops,
+                                            "allow_batch_dependent": allow_batch_dependent},
+                                 "sandbox": {"timeout_s": timeout, "cpu_s": timeout, "memory_mb": memory_mb}},
+                                source="options")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def lab_for(config: Config, device: str = "cpu") -> Lab:
+    """The lab of `actmine evaluate` and `compare` (`Config.build_lab` of `scoring_config`'s config);
+    shared with `actmine.api` so that both score alike. Bad values: UsageError."""
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
     try:
-        protocol = TrainingProtocol(device=device, steps=steps) if steps is not None else TrainingProtocol(device=device)
-        budget = ProbeBudget(max_flops_per_element=max_flops, allow_batch_dependent=allow_batch_dependent)
-        return Lab(suite, protocol=protocol, seeds=seeds, budget=budget)
+        return config.build_lab(device=device)
     except (SuiteError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 

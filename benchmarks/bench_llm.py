@@ -49,11 +49,11 @@ def main() -> None:
     for concurrency in args.concurrency:
         with CyclingServer(args.latency) as server, tempfile.TemporaryDirectory(prefix="actmine-bench-") as run_dir:
             config = Config.from_dict({
-                "search": {"budget": args.budget, "time_limit": 0, "heldout_top": 1, "seeds": ["gelu"]},
+                "search": {"budget": args.budget, "time_limit": 0, "heldout_top": 1, "initial_programs": ["gelu"]},
                 "mutator": {"kind": "llm", "options": {
                     "models": [{"name": "scripted", "base_url": server.base_url}],
                     "concurrency": concurrency, "operators": {"mutate": 1}}},
-                "executor": {"workers": args.workers}, "lab": {"seeds": 3}})
+                "executor": {"workers": args.workers}, "lab": {"training_seeds": 3}})
             started = time.monotonic()
             summary = Search(config, Path(run_dir) / "run", live=False).run()
             # the search loop only: the held-out check and the report come after it

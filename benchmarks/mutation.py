@@ -42,6 +42,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE_TESTS = ["tests/test_probes.py", "tests/test_op_counter.py", "tests/test_probe_descriptors.py",
                "tests/test_probe_pointwise.py", "tests/test_probe_failures.py"]
 
+# The candidate policy and its parts (source.py, policy_*.py) share one set of tests.
+POLICY_TESTS = ["tests/test_source.py", "tests/test_policy.py", "tests/test_policy_denylist.py",
+                "tests/test_policy_attributes.py", "tests/test_policy_bounds.py",
+                "tests/test_policy_files_and_constants.py", "tests/test_policy_names.py",
+                "tests/test_policy_program.py", "tests/test_policy_statements.py"]
+
+# The program database and its parts (database.py, program_records.py, database_schema.py, database_file.py).
+DATABASE_TESTS = ["tests/test_database.py", "tests/test_database_rounds.py"]
+
 #: Core module → the test files that test it (mutmut runs, per mutant, the ones that executed the
 #: mutated function). One place: adding a module to mutation testing is one entry here.
 CORE: dict[str, list[str]] = {
@@ -50,17 +59,21 @@ CORE: dict[str, list[str]] = {
     "actmine/lab/ensemble.py": ["tests/test_ensemble.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/fitness.py": ["tests/test_fitness.py", "tests/test_lab_aggregation.py"],
     "actmine/lab/estimate.py": ["tests/test_estimate.py"],
-    "actmine/candidate/source.py": ["tests/test_source.py", "tests/test_policy.py", "tests/test_policy_denylist.py",
-                                    "tests/test_policy_attributes.py", "tests/test_policy_bounds.py",
-                                    "tests/test_policy_files_and_constants.py", "tests/test_policy_names.py",
-                                    "tests/test_policy_program.py", "tests/test_policy_statements.py"],
+    "actmine/candidate/source.py": POLICY_TESTS,
+    "actmine/candidate/policy_lists.py": POLICY_TESTS,
+    "actmine/candidate/policy_scopes.py": POLICY_TESTS,
+    "actmine/candidate/policy_values.py": POLICY_TESTS,
+    "actmine/candidate/policy_checker.py": POLICY_TESTS,
     "actmine/candidate/probes.py": PROBE_TESTS,
     "actmine/candidate/probe_calls.py": PROBE_TESTS,
     "actmine/candidate/cost.py": PROBE_TESTS,
     "actmine/candidate/descriptors.py": PROBE_TESTS,
     "actmine/evolve/selection.py": ["tests/test_selection.py"],
     "actmine/evolve/cells.py": ["tests/test_selection.py", "tests/test_database.py"],
-    "actmine/evolve/database.py": ["tests/test_database.py", "tests/test_database_rounds.py"],
+    "actmine/evolve/database.py": DATABASE_TESTS,
+    "actmine/evolve/program_records.py": DATABASE_TESTS,
+    "actmine/evolve/database_schema.py": DATABASE_TESTS,
+    "actmine/evolve/database_file.py": DATABASE_TESTS,
     "actmine/evolve/mutators/spend.py": ["tests/test_llm_spend.py"],
     "actmine/transfer/summary.py": ["tests/test_transfer_summary.py"],
     "actmine/reproduce/rules.py": ["tests/test_reproduce_rules.py"],

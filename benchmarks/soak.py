@@ -80,12 +80,12 @@ def soak_config(directory: Path, budget: int, workers: int = 2, steps: int = 10,
     (directory / "soak-suite.yaml").write_text(yaml.safe_dump(SOAK_SUITE))
     (directory / "soak-heldout.yaml").write_text(yaml.safe_dump(SOAK_HELDOUT))
     config = {"search": {"budget": budget, "time_limit": 0, "islands": 2, "migration_interval": 20,
-                         "heldout_top": 1, "seeds": ["relu", "gelu"]},
+                         "heldout_top": 1, "initial_programs": ["relu", "gelu"]},
               "mutator": mutator or {"kind": "symbolic"},
               "executor": {"workers": workers},
               "lab": {"suite": str(directory / "soak-suite.yaml"),
                       "heldout_suite": str(directory / "soak-heldout.yaml"),
-                      "seeds": 1, "steps": steps},
+                      "training_seeds": 1, "steps": steps},
               "sandbox": {"timeout_s": 120, "cpu_s": 120, "memory_mb": 3072,
                           "max_tasks_per_worker": max_tasks_per_worker}}
     path = directory / f"config-{(mutator or {}).get('kind', 'symbolic')}.yaml"

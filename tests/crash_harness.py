@@ -53,7 +53,7 @@ def stress_config(directory: Path, *, budget: int, llm_base_url: str | None = No
     search: dict[str, Any] = {"budget": budget, "migration_interval": 3, "heldout_top": 1}
     sections: dict[str, Any] = {"search": search, "lab": {"steps": 10}}
     if llm_base_url is not None:
-        search["seeds"] = ["gelu", "relu"]
+        search["initial_programs"] = ["gelu", "relu"]
         sections["mutator"] = {"kind": "llm", "options": {
             "models": [{"name": "scripted-model", "base_url": llm_base_url, "api_key_env": "ACTMINE_TEST_KEY",
                         "price_in": 3.0, "price_out": 15.0, "max_tokens": 400}],

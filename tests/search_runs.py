@@ -30,10 +30,10 @@ def write_tiny_config(directory: Path, **sections: dict[str, Any]) -> Path:
     (directory / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
     (directory / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
     config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2,
-                         "seeds": ["relu"]},
+                         "initial_programs": ["relu"]},
               "executor": {"workers": 2},
               "lab": {"suite": str(directory / "tiny.yaml"), "heldout_suite": str(directory / "heldout.yaml"),
-                      "seeds": 1, "steps": 20},
+                      "training_seeds": 1, "steps": 20},
               "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)

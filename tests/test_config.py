@@ -11,9 +11,9 @@ def test_empty_file_is_the_default_config(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("")
     assert Config.load(path) == Config() == Config.load(None)
-    assert Config().search.seeds[0] == "relu" and Config().mutator.kind == "symbolic"
+    assert Config().search.initial_programs[0] == "relu" and Config().mutator.kind == "symbolic"
     # the paper's database is seeded with known activations: the library's, the paper's three among them
-    assert {"gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu"} <= set(Config().search.seeds)
+    assert {"gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu"} <= set(Config().search.initial_programs)
     # the default search samples pools (no fixed suite), and its test side names generators only
     assert Config().lab.suite is None and Config().tasks.search and Config().tasks.test
 
@@ -29,9 +29,29 @@ def test_bad_pools_are_config_errors_that_name_the_key():
 
 
 def test_round_trip_through_dict():
-    config = Config.from_dict({"search": {"budget": 12, "seeds": ["relu", "gelu"]}, "executor": {"workers": 2}})
+    config = Config.from_dict({"search": {"budget": 12, "initial_programs": ["relu", "gelu"]}, "executor": {"workers": 2}})
     assert Config.from_dict(config.to_dict()) == config
-    assert config.search.budget == 12 and config.search.seeds == ("relu", "gelu")
+    assert config.search.budget == 12 and config.search.initial_programs == ("relu", "gelu")
+
+
+def test_the_old_names_of_renamed_keys_mean_the_new_ones():
+    """`search.seeds` (the starting programs) and `lab.seeds` (training seeds) were renamed: a config
+    file, an override or a stored run that says the old name means the new one, and resumes."""
+    old = {"search": {"seed": 3, "seeds": ["relu", "gelu"]}, "lab": {"seeds": 2}}
+    new = {"search": {"seed": 3, "initial_programs": ["relu", "gelu"]}, "lab": {"training_seeds": 2}}
+    assert Config.from_dict(old) == Config.from_dict(new)
+    assert old == {"search": {"seed": 3, "seeds": ["relu", "gelu"]}, "lab": {"seeds": 2}}   # not changed in place
+    assert Config.from_dict(new).resume_conflicts(Config.from_dict(old)) == []
+    overridden = Config().with_overrides({"search.seeds": ["silu"], "lab.seeds": 4})
+    assert overridden.search.initial_programs == ("silu",) and overridden.lab.training_seeds == 4
+    assert set(Config().to_dict()["search"]) >= {"seed", "initial_programs"} and "seeds" not in Config().to_dict()["lab"]
+
+
+@pytest.mark.parametrize("section,old,new", [("search", "seeds", "initial_programs"), ("lab", "seeds", "training_seeds")])
+def test_an_old_and_a_new_name_together_are_refused(section, old, new):
+    value = ["relu"] if section == "search" else 2
+    with pytest.raises(ConfigError, match=rf"both {section}\.{old} and {section}\.{new}"):
+        Config.from_dict({section: {old: value, new: value}})
 
 
 @pytest.mark.parametrize("data,key", [
@@ -40,8 +60,8 @@ def test_round_trip_through_dict():
     ({"search": {"budget": "many"}}, "search.budget"),
     ({"search": {"budget": 0}}, "search.budget"),
     ({"search": {"budget": True}}, "search.budget"),
-    ({"search": {"seeds": "relu"}}, "search.seeds"),
-    ({"search": {"seeds": []}}, "search.seeds"),
+    ({"search": {"initial_programs": "relu"}}, "search.initial_programs"),
+    ({"search": {"initial_programs": []}}, "search.initial_programs"),
     ({"search": {"exploitation": 0.8, "exploration": 0.5}}, "search.exploitation"),
     ({"search": {"winner_rule": "median"}}, "search.winner_rule"),
     ({"tasks": {"objective": "median"}}, "tasks.objective"),

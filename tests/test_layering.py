@@ -161,10 +161,6 @@ def test_an_acyclic_package_passes(tmp_path):
 # -- small rooms: no module over 600 lines, no function over 80 ----------------------------------------
 
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 600, 80
-# Mutation-tested modules (benchmarks/mutation.py CORE) still over the limits: splitting them renames
-# their mutants, so the explanations of their survivors (benchmarks/mutation_equivalent.toml) must be
-# redone with a mutation rerun in the same change. Nothing may join this list.
-WAITING_FOR_A_MUTATION_RERUN = {"actmine/candidate/source.py", "actmine/evolve/database.py"}
 
 
 def _sizes() -> tuple[dict[str, int], dict[str, int]]:
@@ -182,11 +178,5 @@ def _sizes() -> tuple[dict[str, int], dict[str, int]]:
 def test_modules_and_functions_are_small():
     modules, functions = _sizes()
     assert len(modules) > 100
-    long_modules = {m: n for m, n in modules.items() if n > MAX_MODULE_LINES and m not in WAITING_FOR_A_MUTATION_RERUN}
-    long_functions = {f: n for f, n in functions.items()
-                      if n > MAX_FUNCTION_LINES and f.split(":")[0] not in WAITING_FOR_A_MUTATION_RERUN}
-    assert long_modules == {} and long_functions == {}
-    # the list only shrinks: a module that got small leaves it
-    assert all(modules[m] > MAX_MODULE_LINES or any(n > MAX_FUNCTION_LINES for f, n in functions.items()
-                                                    if f.startswith(m + ":"))
-               for m in WAITING_FOR_A_MUTATION_RERUN)
+    assert {m: n for m, n in modules.items() if n > MAX_MODULE_LINES} == {}
+    assert {f: n for f, n in functions.items() if n > MAX_FUNCTION_LINES} == {}

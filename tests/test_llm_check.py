@@ -32,7 +32,7 @@ def key(monkeypatch):
 def write_config(tmp_path, models, kind="llm", **options):
     """A search config whose llm mutator has `models`; fast failures (no retry, short timeout)."""
     options = {"models": models, "timeout_s": 2, **options}
-    config = {"search": {"budget": 12, "seeds": ["relu", "gelu"]}, "mutator": {"kind": kind, "options": options}}
+    config = {"search": {"budget": 12, "initial_programs": ["relu", "gelu"]}, "mutator": {"kind": kind, "options": options}}
     path = tmp_path / "check.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return str(path)

@@ -88,13 +88,13 @@ def test_short_search_with_a_real_local_llm(llama_server, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(suite))
     budget = 6
     config = Config.from_dict({
-        "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "seeds": ["gelu", "silu"]},
+        "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["gelu", "silu"]},
         "mutator": {"kind": "llm", "options": {
             "models": [{"name": "smollm2", "base_url": llama_server, "temperature": 0.7, "max_tokens": 160}],
             "concurrency": 1, "timeout_s": 120, "max_retries": 1, "backoff_s": 0.5, "budget_tokens": 200000}},
         "executor": {"workers": 1},
         "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "tiny.yaml"),
-                "seeds": 1, "steps": 10},
+                "training_seeds": 1, "steps": 10},
         "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}})
     summary = Search(config, tmp_path / "run", live=False).run()
     assert summary["evaluated"] == budget and not summary["interrupted"]

@@ -412,11 +412,11 @@ def search_config(tmp_path: Path, base_url: str, budget: int, **llm_options) -> 
                            "price_in": 3.0, "price_out": 15.0, "max_tokens": 400}],
                "concurrency": 2, "backoff_s": 0.01, **llm_options}
     return Config.from_dict({
-        "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "seeds": ["gelu"]},
+        "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["gelu"]},
         "mutator": {"kind": "llm", "options": options},
         "executor": {"workers": 2},
         "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "tiny.yaml"),
-                "seeds": 1, "steps": 10},
+                "training_seeds": 1, "steps": 10},
         "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}})
 
 

@@ -99,9 +99,9 @@ def test_the_installed_command_runs_a_tiny_search(installed):
     suite = {"name": "tiny", "seeds": [0], "tasks": [{"family": "polynomial", "dim": 1, "seed": 0},
                                                      {"family": "feynman", "equation": "I.14.3"}]}
     (work / "tiny.yaml").write_text(yaml.safe_dump(suite))
-    config = {"search": {"budget": 4, "time_limit": 0, "islands": 1, "heldout_top": 1, "seeds": ["relu"]},
+    config = {"search": {"budget": 4, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["relu"]},
               "executor": {"workers": 1},
-              "lab": {"suite": str(work / "tiny.yaml"), "heldout_suite": str(work / "tiny.yaml"), "seeds": 1,
+              "lab": {"suite": str(work / "tiny.yaml"), "heldout_suite": str(work / "tiny.yaml"), "training_seeds": 1,
                       "steps": 10},
               "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
     (work / "config.yaml").write_text(yaml.safe_dump(config))

@@ -34,10 +34,10 @@ def make_run(base):
     (base / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
     (base / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
     config = {"search": {"budget": 12, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 3,
-                         "seeds": ["relu"]},
+                         "initial_programs": ["relu"]},
               "executor": {"workers": 2},
               "lab": {"suite": str(base / "tiny.yaml"), "heldout_suite": str(base / "heldout.yaml"), "steps": 20,
-                      "seeds": 1},
+                      "training_seeds": 1},
               "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
     run_dir = base / "run"
     Search(Config.from_dict(config), run_dir, live=False).run()

@@ -150,7 +150,7 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
                          "seeds": [0, 1, 2], "options": {"digits": {"epochs": 1}}, "rows": rows, "failures": failures}
     winner_entry = dict(parts["lab"]["suites"][settings.suite]["functions"]["gelu"], name="search_winner")
     parts["search"] = {"config": {"search": {"budget": 4, "time_limit": 60, "heldout_top": 1},
-                                  "lab": {"seeds": 2, "suite": settings.suite}, "mutator": {"kind": "symbolic"},
+                                  "lab": {"training_seeds": 2, "suite": settings.suite}, "mutator": {"kind": "symbolic"},
                                   "executor": {"workers": 1}},
                        "run_dir": "runs/x", "evaluated": 4, "seconds": 3.0,
                        "winner": {"program_id": 7, "search_fitness": 0.2, "source": "def activation_function(x):\n"

@@ -75,7 +75,7 @@ def test_short_search_end_to_end(tmp_path, config_file):
 def test_the_same_function_is_recorded_once_and_linked(tmp_path, config_file):
     same = tmp_path / "relu_again.py"
     same.write_text("def activation_function(x):\n    # ReLU, spelled differently\n    return F.relu(x)\n")
-    config = Config.load(config_file).with_overrides({"search.budget": 3, "search.seeds": ["relu", str(same), "relu"]})
+    config = Config.load(config_file).with_overrides({"search.budget": 3, "search.initial_programs": ["relu", str(same), "relu"]})
     Search(config, tmp_path / "run", live=False).run()
     records = {r.proposal_index: r for r in programs(tmp_path / "run")}
     originals = [r for r in records.values() if r.status == "ok" and r.mutator == "seed"]
@@ -146,8 +146,7 @@ def test_bad_config_is_a_usage_error(tmp_path):
 
 
 def test_seed_override_applies_to_the_search_suite_only():
-    from actmine.evolve.controller import build_lab
 
-    config = Config().with_overrides({"lab.seeds": 6})
-    assert build_lab(config).suite.seeds == tuple(range(6))
-    assert build_lab(config, "lab-heldout").suite.seeds == (100, 101, 102)
+    config = Config().with_overrides({"lab.training_seeds": 6})
+    assert config.build_lab().suite.seeds == tuple(range(6))
+    assert config.build_lab("lab-heldout").suite.seeds == (100, 101, 102)

@@ -31,7 +31,7 @@ from search_runs import write_tiny_config
 CONFIRM_ROUNDS = 2
 TOP = 2
 POOLS_CONFIG = {
-    "search": {"budget": 3, "time_limit": 0, "islands": 1, "heldout_top": TOP, "seeds": ["relu", "gelu", "silu"]},
+    "search": {"budget": 3, "time_limit": 0, "islands": 1, "heldout_top": TOP, "initial_programs": ["relu", "gelu", "silu"]},
     "executor": {"workers": 2},
     "lab": {"suite": None, "heldout_suite": None, "steps": 20},
     "tasks": {"search": [{"generator": "polynomial", "size": 6}, {"generator": "harmonic", "size": 4}],

@@ -8,12 +8,12 @@ from typing import Sequence
 
 import actmine.activations as activations
 
-from ..candidate.sandbox import SandboxLimits
+from ..config import Config
 from ..lab.fitness import Evaluation, Lab
 from ..targets import console as _console
 from ..targets import evaluate_targets, pack_members
 from ..terminal import terminal_text
-from .common import EXIT_REFUSED, _fmt, make_lab
+from .common import EXIT_REFUSED, _fmt, lab_config
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -36,14 +36,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_all(lab: Lab, args: argparse.Namespace, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
-    limits = SandboxLimits(timeout_s=args.timeout, cpu_s=args.timeout, memory_mb=args.memory_mb)
-    return evaluate_targets(lab, targets, limits, show_progress=not quiet)
+def _evaluate_all(config: Config, lab: Lab, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
+    return evaluate_targets(lab, targets, config.sandbox_limits(), show_progress=not quiet)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    lab = make_lab(args)
-    (evaluation,) = _evaluate_all(lab, args, [args.target], quiet=args.json)
+    config, lab = lab_config(args)
+    (evaluation,) = _evaluate_all(config, lab, [args.target], quiet=args.json)
     if args.json:
         print(json.dumps(evaluation.to_dict(), indent=2))
     else:
@@ -71,8 +70,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    lab = make_lab(args)
-    evaluations = _evaluate_all(lab, args, pack_members(args.targets), quiet=args.json or args.markdown)
+    config, lab = lab_config(args)
+    evaluations = _evaluate_all(config, lab, pack_members(args.targets), quiet=args.json or args.markdown)
     families = lab.suite.families
     if args.json:
         print(json.dumps([e.to_dict() for e in evaluations], indent=2))

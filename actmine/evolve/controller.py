@@ -46,7 +46,7 @@ from .live_view import SearchState, live_view, render
 from .mutators import Failure, LabContext, Proposal, get_mutator
 from .rounds import EstimateRounds, _Round
 from .runlock import RunLock
-from .search_tasks import SearchTasks, build_lab  # noqa: F401  (build_lab was defined here: re-exported)
+from .search_tasks import SearchTasks
 from .seeds import seed_source
 from .selection import migrate_ring, sample_inspirations, sample_parent
 
@@ -177,7 +177,7 @@ class Search(EstimateRounds):
     def _start_loop(self, database: ProgramDatabase, run_id: int, mutator) -> _Loop:
         """The executor, the proposal thread pool and the counters, as a resumed run left them."""
         config = self.config
-        seeds = [seed_source(s) for s in config.search.seeds]   # before the executor: a bad seed starts nothing
+        seeds = [seed_source(s) for s in config.search.initial_programs]   # before the executor: a bad seed starts nothing
         executor = make_executor(config.executor.kind, config.executor.workers, config.sandbox_limits(),
                                  config.executor.scheduler)
         state = SearchState(budget=config.search.budget, capacity=executor.capacity)
@@ -415,7 +415,7 @@ class Search(EstimateRounds):
     def _propose(self, database: ProgramDatabase, run_id: int, mutator, seeds: list[str], index: int) -> _Pending:
         """The proposal with this index: a seed first, then the mutator's work on a sampled parent."""
         if index < len(seeds):  # evaluated once, then placed on every island (see _record)
-            proposal = Proposal(seeds[index], f"seed: {self.config.search.seeds[index]}", "seed")
+            proposal = Proposal(seeds[index], f"seed: {self.config.search.initial_programs[index]}", "seed")
             return _Pending(proposal, index, [], 0, 0, time.monotonic())
         pending, call = self._sample(database, run_id, mutator, index)
         try:

@@ -32,21 +32,6 @@ from ..lab.tasks import stable_seed
 SEED_SHIFT = 1000   # fixed suites: round r trains with seeds + SEED_SHIFT·r
 
 
-def lab_options(config: Config) -> dict[str, Any]:
-    """The probe budget, source limit and kernel choice every lab of the run shares."""
-    return {"budget": config.probe_budget(), "max_source_chars": config.candidate.max_source_chars,
-            "fused": config.lab.fused}
-
-
-def build_lab(config: Config, suite: str | None = None) -> Lab:
-    """A fixed suite under the search's protocol and budgets: `suite`, else the config's `lab.suite`
-    (the default suite `lab` when that is null: the search itself then samples pools, see
-    `SearchTasks`). The `lab.seeds` override applies to the search suite only: a held-out suite
-    keeps its own seeds."""
-    return Lab(suite or config.lab.suite or "lab", protocol=TrainingProtocol(steps=config.lab.steps),
-               seeds=config.lab.seeds if suite is None else None, **lab_options(config))
-
-
 def split_spec(config: Config) -> SplitSpec:
     """The config's split as pool specs (`lab.distribution.split_spec_from`)."""
     return split_spec_from(config.tasks.search, config.tasks.validation, config.tasks.test)
@@ -64,17 +49,15 @@ class SearchTasks:
 
     @classmethod
     def from_config(cls, config: Config, progress: bool | None = None) -> "SearchTasks":
-        protocol = TrainingProtocol(steps=config.lab.steps)
-        options = lab_options(config)
         if config.lab.suite is not None:
-            suite_lab = Lab(config.lab.suite, protocol=protocol, seeds=config.lab.seeds, **options)
-            validation = Lab(config.lab.heldout_suite, protocol=protocol, **options) \
-                if config.lab.heldout_suite else None
-            return cls(config, None, suite_lab, validation, {})
+            validation = config.build_lab(config.lab.heldout_suite) if config.lab.heldout_suite else None
+            return cls(config, None, config.build_lab(), validation, {})
+        protocol = TrainingProtocol(steps=config.lab.steps)
+        options = config.lab_options()
         split = Split.build(split_spec(config), protocol, progress=progress)
         tests = {name: distribution.lab(name=name, **options) for name, distribution in split.test.items()}
         if config.lab.heldout_suite:
-            fixed = Lab(config.lab.heldout_suite, protocol=protocol, **options)
+            fixed = config.build_lab(config.lab.heldout_suite)
             if fixed.suite.name in tests:
                 raise ConfigError(f"the held-out suite {fixed.suite.name!r} (lab.heldout_suite) has the name of a "
                                   "test suite of tasks.test: rename that test suite")
@@ -93,12 +76,12 @@ class SearchTasks:
             suite = self.suite_lab.suite
             shifted = type(suite)(suite.name, suite.tasks, tuple(s + SEED_SHIFT * round for s in suite.seeds))
             return Lab(shifted, protocol=self.suite_lab.protocol, cache_dir=self.suite_lab.cache_dir,
-                       **lab_options(self.config))
+                       **self.config.lab_options())
         # shared samples: round r is the same tasks for every program (paired comparisons)
         key = (round,) if self.config.tasks.shared_samples else (index, round)
         rng = np.random.default_rng(stable_seed("search-sample", self.config.search.seed, *key))
         tasks = self.split.search.sample(rng, self.sample_size(round))
-        return self.split.search.lab(tasks, name=f"search-{index}-{round}", **lab_options(self.config))
+        return self.split.search.lab(tasks, name=f"search-{index}-{round}", **self.config.lab_options())
 
     def sample_size(self, round: int) -> int:
         """Tasks of round `round` of a program: `tasks.first_sample` for the first (racing), else `tasks.sample`."""

@@ -120,9 +120,7 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
     try:
         from ..activations import get as get_activation
         from ..config import Config
-        from ..evolve.search_tasks import build_lab
-
-        lab = build_lab(Config.from_dict(config))
+        lab = Config.from_dict(config).build_lab()
         rows = {}
         for name in names:
             evaluation = lab.evaluate(get_activation(name), name=name)

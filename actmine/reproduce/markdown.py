@@ -457,7 +457,7 @@ def _winner_lines(r: _Report, config: Mapping[str, Any], winner: Mapping[str, An
     lines += _winner_ranks(r, winner)
     if r.settings.quick:
         lines.append("")
-        lines.append(f"With {config['lab']['seeds']} seeds and {config['search']['budget']} evaluations the "
+        lines.append(f"With {config['lab']['training_seeds']} seeds and {config['search']['budget']} evaluations the "
                      "search's best is partly selected on seed noise (docs/lab.md, \"Noise\"); its held-out "
                      "score is the honest number.")
     return lines
@@ -470,11 +470,11 @@ def _search_section(r: _Report) -> list[str]:
         return lines + ["Skipped (`--skip-search`).", ""]
     config = search_part["config"]
     lines += [f"Command: `{r.command}` (part `search`); equivalent: `actmine search --budget "
-              f"{config['search']['budget']} --run-dir {search_part['run_dir']}` with `lab.seeds: "
-              f"{config['lab']['seeds']}`, `search.time_limit: {config['search']['time_limit']}`, "
+              f"{config['search']['budget']} --run-dir {search_part['run_dir']}` with `lab.training_seeds: "
+              f"{config['lab']['training_seeds']}`, `search.time_limit: {config['search']['time_limit']}`, "
               f"`search.heldout_top: {config['search']['heldout_top']}` in a config file.", "",
               f"{search_part['evaluated']} evaluations in {_duration(search_part['seconds'])} "
-              f"({config['mutator']['kind']} mutator, {config['lab']['seeds']} seeds on `{config['lab']['suite']}`, "
+              f"({config['mutator']['kind']} mutator, {config['lab']['training_seeds']} seeds on `{config['lab']['suite']}`, "
               f"{config['executor']['workers']} workers)."]
     return lines + _winner_lines(r, config, r.winner) + [""]
 

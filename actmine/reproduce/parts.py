@@ -22,7 +22,7 @@ from typing import Any
 from .progress import Progress
 from .rules import mean_ci, paired_ci, spearman, spearman_p_value
 from .scoring import _add_paired, _entry, _make_lab, score_activation
-from .settings import REFERENCE, WINNER_FILE, Settings, _settings_key
+from .settings import REFERENCE, WINNER_FILE, Settings, _search_config, _settings_key
 
 
 def part_lab(settings: Settings, progress: Progress) -> dict[str, Any]:
@@ -139,13 +139,13 @@ def part_search(settings: Settings, out_dir: Path, progress: Progress) -> dict[s
     # The held-out suite is reported below, so it must not choose the winner: a top list of one
     # leaves the search's validation step nothing to choose from.
     overrides = {"lab.suite": settings.suite, "lab.heldout_suite": settings.heldout_suite,
-                 "lab.steps": settings.steps, "executor.workers": settings.workers, "search.seeds": ["relu"],
+                 "lab.steps": settings.steps, "executor.workers": settings.workers, "search.initial_programs": ["relu"],
                  **settings.search, "search.heldout_top": 1}
     config = Config().with_overrides(overrides)
     # what the search computes names its run directory (workers may change on resume)
     run_dir = out_dir / "runs" / f"search-{_settings_key({k: v for k, v in config.to_dict().items() if k != 'executor'})}"
     progress.say(f"search: {config.search.budget} evaluations ({config.mutator.kind} mutator, "
-                 f"{config.lab.seeds} seeds, {config.executor.workers} workers) in {run_dir}")
+                 f"{config.lab.training_seeds} seeds, {config.executor.workers} workers) in {run_dir}")
     started = time.perf_counter()
     summary = Search(config, run_dir, live=False).run()
     if summary.get("interrupted"):
@@ -170,12 +170,14 @@ def part_search(settings: Settings, out_dir: Path, progress: Progress) -> dict[s
 
 def _score_winner(settings: Settings, source: str, progress: Progress, entries: dict[str, Any]) -> None:
     """The search winner's entry on each suite, into ``entries`` (scored in sandboxed workers)."""
-    from ..candidate.sandbox import SandboxLimits, SandboxPool
+    from ..candidate.sandbox import SandboxPool
+    from ..config import Config
 
+    limits = Config.from_dict(_search_config(settings)).sandbox_limits()   # the search's own limits
     suites = [settings.suite, settings.heldout_suite]
     progress.start("winner", len(suites) * (settings.seeds + 1))
     try:
-        with SandboxPool(workers=max(1, min(settings.workers, settings.seeds + 1)), limits=SandboxLimits()) as pool:
+        with SandboxPool(workers=max(1, min(settings.workers, settings.seeds + 1)), limits=limits) as pool:
             for suite in suites:
                 entries[suite] = _winner_entry(settings, source, pool, suite, progress)
     finally:

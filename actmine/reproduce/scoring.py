@@ -19,15 +19,15 @@ from .settings import Settings
 
 
 def _make_lab(settings: Settings, suite: Any, keep_seeds: bool = False, allow_batch_dependent: bool = True):
-    """The lab of a part: ``suite`` with seeds 0..settings.seeds-1 (or its own with ``keep_seeds``)."""
-    from ..candidate.probes import ProbeBudget
-    from ..lab.ensemble import TrainingProtocol
-    from ..lab.fitness import Lab
+    """The lab of a part: ``suite`` with seeds 0..settings.seeds-1 (or its own with ``keep_seeds``),
+    built as every lab is (`Config.build_lab`) from a config with the settings' steps and budget."""
+    from ..config import Config
+    from ..lab.tasks import get_suite
 
-    protocol = TrainingProtocol(device=settings.device, steps=settings.steps) if settings.steps else \
-        TrainingProtocol(device=settings.device)
-    return Lab(suite, protocol=protocol, seeds=None if keep_seeds else settings.seeds,
-               budget=ProbeBudget(allow_batch_dependent=allow_batch_dependent))
+    config = Config.from_dict({"lab": {"steps": settings.steps} if settings.steps else {},
+                               "probes": {"allow_batch_dependent": allow_batch_dependent}}, source="reproduce settings")
+    chosen = get_suite(suite)
+    return config.build_lab(chosen if keep_seeds else chosen.with_seeds(settings.seeds), device=settings.device)
 
 
 def _per_model_vmap(activation: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

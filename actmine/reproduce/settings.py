@@ -85,7 +85,7 @@ def quick_settings(workers: int | None = None) -> Settings:
     return Settings(quick=True, seeds=5, alphas=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5), transfer_seeds=3,
                     optional_benchmarks=(), transfer_options=json.loads(json.dumps(QUICK_TRANSFER_OPTIONS)),
                     search={"search.budget": 30, "search.time_limit": 180, "search.heldout_top": 2,
-                            "lab.seeds": 3},
+                            "lab.training_seeds": 3},
                     workers=workers or os.cpu_count() or 1)
 
 

@@ -37,9 +37,7 @@ def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
     ``lab-heldout``), other registered suites or suite files with the default config's protocol;
     None: the unseen test suites."""
     from ..config import Config
-    from ..evolve.search_tasks import SearchTasks, lab_options
-    from ..lab.ensemble import TrainingProtocol
-    from ..lab.fitness import Lab
+    from ..evolve.search_tasks import SearchTasks
     from ..lab.tasks import SuiteError
 
     config = Config()
@@ -52,7 +50,7 @@ def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
             lab = tasks.tests[name]
         else:
             try:
-                lab = Lab(name, protocol=TrainingProtocol(steps=config.lab.steps), **lab_options(config))
+                lab = config.build_lab(name)
             except (SuiteError, ValueError, OSError) as exc:
                 raise ValidityInputError(f"--lab-suites {name!r}: {exc}; the test suites are "
                                          f"{', '.join(built_in)}") from None

@@ -131,11 +131,11 @@ def load_plan(path: str) -> CheckPlan:
         raise CheckConfigError(str(exc)) from None
     options = llm_options(config, path)
     models = validated_models(options)
-    seeds = [_seed_parent(name) for name in config.search.seeds]
+    seeds = [_seed_parent(name) for name in config.search.initial_programs]
     parent = seeds[0] if seeds else None
     inspirations = tuple(seeds[1:1 + config.search.inspirations])
     return CheckPlan(str(path), config, options, models, lab_context(config), parent, inspirations,
-                     max(0, config.search.budget - len(config.search.seeds)))
+                     max(0, config.search.budget - len(config.search.initial_programs)))
 
 
 def llm_options(config: Config, path: str) -> dict:
@@ -186,7 +186,7 @@ def _seed_parent(name: str) -> Parent:
     try:
         return Parent(source=seed_source(name), rationale=f"seed: {name}")
     except ValueError as exc:
-        raise CheckConfigError(f"search.seeds: {exc}") from None
+        raise CheckConfigError(f"search.initial_programs: {exc}") from None
 
 
 def _keyless(spec: ModelSpec) -> dict[str, Any]:
