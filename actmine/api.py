@@ -244,9 +244,8 @@ def evaluate(activation: Activation, *, suite: str = "lab", seeds: int | None = 
     `activation_function(x)` or `PACK.py:NAME` (run only in a sandboxed worker, under `timeout`
     seconds and `memory_mb`), or your own nn.Module or callable (trusted: it runs here, named
     `name`). A refused candidate is returned with `ok` False, not raised; bad options raise ValueError."""
-    config = _config(suite, seeds, steps, max_flops, allow_batch_dependent, timeout, memory_mb)
-    (evaluation,) = _score([activation], _lab(config, device), config.sandbox_limits(), [name], progress,
-                           expand_packs=False)
+    lab, limits = _lab_and_limits(suite, seeds, steps, device, max_flops, allow_batch_dependent, timeout, memory_mb)
+    (evaluation,) = _score([activation], lab, limits, [name], progress, expand_packs=False)
     return evaluation
 
 
@@ -259,25 +258,18 @@ def compare(targets: Sequence[Activation], *, suite: str = "lab", seeds: int | N
     if isinstance(targets, (str, os.PathLike)) or not targets:
         raise ValueError("compare: give a list of one or more activations (registry names, .py files, "
                          "PACK.py:NAME, modules or callables)")
-    config = _config(suite, seeds, steps, max_flops, allow_batch_dependent, timeout, memory_mb)
-    return _score(list(targets), _lab(config, device), config.sandbox_limits(), [None] * len(targets), progress,
-                  expand_packs=True)
+    lab, limits = _lab_and_limits(suite, seeds, steps, device, max_flops, allow_batch_dependent, timeout, memory_mb)
+    return _score(list(targets), lab, limits, [None] * len(targets), progress, expand_packs=True)
 
 
-def _config(suite: str, seeds: int | None, steps: int | None, max_flops: float, allow_batch_dependent: bool,
-            timeout: float, memory_mb: int) -> Config:
-    """The CLI's config for these options (`targets.scoring_config`); its usage errors as ValueError."""
+def _lab_and_limits(suite: str, seeds: int | None, steps: int | None, device: str, max_flops: float,
+                    allow_batch_dependent: bool, timeout: float, memory_mb: int) -> tuple[Lab, SandboxLimits]:
+    """The CLI's lab and sandbox limits for these options (`targets.scoring_config`, `lab_for`); its
+    usage errors as ValueError."""
     try:
-        return scoring_config(str(suite), seeds=seeds, steps=steps, max_flops=max_flops,
-                              allow_batch_dependent=allow_batch_dependent, timeout=timeout, memory_mb=memory_mb)
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _lab(config: Config, device: str) -> Lab:
-    """The CLI's lab of that config (`targets.lab_for`); its usage errors as ValueError."""
-    try:
-        return lab_for(config, device)
+        config = scoring_config(str(suite), seeds=seeds, steps=steps, max_flops=max_flops,
+                                allow_batch_dependent=allow_batch_dependent, timeout=timeout, memory_mb=memory_mb)
+        return lab_for(config, device), config.sandbox_limits()
     except UsageError as exc:
         raise ValueError(str(exc)) from None
 

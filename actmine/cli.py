@@ -48,7 +48,6 @@ from .commands.runs import _runs_under as _runs_under
 from .commands.runs import cmd_export as cmd_export
 from .commands.runs import cmd_report as cmd_report
 from .commands.runs import cmd_serve as cmd_serve
-from .commands.scoring import _evaluate_all as _evaluate_all
 from .commands.scoring import cmd_compare as cmd_compare
 from .commands.scoring import cmd_evaluate as cmd_evaluate
 from .commands.scoring import cmd_list as cmd_list

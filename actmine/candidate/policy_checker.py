@@ -86,8 +86,7 @@ class _Checker(_ValueRules):
             self.flag(node, "import", "import statements are not allowed "
                                       "(candidates get torch, F and math pre-imported)")
             return []
-        if self.refuse_statement(node):
-            return default
+        self.refuse_statement(node)   # flagged, its children walked as usual
 
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             if isinstance(node, ast.AnnAssign):
@@ -133,8 +132,7 @@ class _Checker(_ValueRules):
                     self.type_positions.add(id(part))
             return default
 
-        if self.refuse_text(node, scopes):
-            return default
+        self.refuse_text(node, scopes)
 
         if isinstance(node, ast.Attribute):
             return self.visit_attribute(node, scopes)
@@ -143,39 +141,30 @@ class _Checker(_ValueRules):
 
     # -- statements and scopes --
 
-    def refuse_statement(self, node) -> bool:
+    def refuse_statement(self, node) -> None:
         """Flag a statement the language does not have (class, with, async, yield, global, match,
-        while); True when `node` is one. Its children are walked as usual."""
+        while) at `node`."""
         if isinstance(node, ast.ClassDef):
             self.flag(node, "forbidden_statement", "class definitions are not allowed; write the module as a function: `def activation_function(x):` returning what forward(self, x) returns, with `self.<name>` attributes as top-level constants (no parameters, buffers or other state)")
-            return True
-        if isinstance(node, (ast.With, ast.AsyncWith)):
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
             self.flag(node, "forbidden_statement", "`with` statements are not allowed "
                                                    "(context managers change global state, e.g. torch.no_grad)")
-            return True
-        if isinstance(node, (ast.AsyncFunctionDef, ast.AsyncFor, ast.Await)):
+        elif isinstance(node, (ast.AsyncFunctionDef, ast.AsyncFor, ast.Await)):
             self.flag(node, "forbidden_statement", "async functions, `async for` and `await` are not allowed")
-            return True
-        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+        elif isinstance(node, (ast.Yield, ast.YieldFrom)):
             self.flag(node, "forbidden_statement", "`yield` is not allowed (no generator functions)")
-            return True
-        if isinstance(node, (ast.Global, ast.Nonlocal)):
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
             keyword = "global" if isinstance(node, ast.Global) else "nonlocal"
             self.flag(node, "forbidden_statement", f"`{keyword}` statements are not allowed")
-            return True
-        if isinstance(node, ast.Match):
+        elif isinstance(node, ast.Match):
             self.flag(node, "forbidden_statement", "`match` statements are not allowed "
                                                    "(class patterns read attributes by name)")
-            return True
-        if isinstance(node, ast.While):
+        elif isinstance(node, ast.While):
             self.flag(node, "unbounded_loop", "`while` loops are not allowed (they may never end); use "
                                               f"`for i in range(N)` with an integer literal N <= {MAX_LOOP_ITERATIONS}")
-            return True
-        return False
 
-    def refuse_text(self, node, scopes) -> bool:
-        """Flag an f-string field or `%` operand that may hold tensor values (`python_escape`); True
-        when `node` was flagged."""
+    def refuse_text(self, node, scopes) -> None:
+        """Flag an f-string field or `%` operand that may hold tensor values (`python_escape`)."""
         # At module scope (top-level values, and defaults and annotations of top-level functions) every
         # expression is a constant (`check_constant`): no tensor exists there, so text may show anything.
         if isinstance(node, ast.FormattedValue) and scopes and not self.shows_no_values(node.value, scopes):
@@ -183,16 +172,13 @@ class _Checker(_ValueRules):
                       f"the f-string interpolates `{_snippet(node.value)}`, which may hold tensor values: text "
                       "turns values into Python data the op counter cannot see; interpolate only constants and "
                       "metadata such as x.shape, x.dtype or x.dim()", *_end(node.value))
-            return True
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and scopes and (
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and scopes and (
                 isinstance(node.left, ast.JoinedStr)
                 or (isinstance(node.left, ast.Constant) and isinstance(node.left.value, (str, bytes)))) \
                 and not self.shows_no_values(node.right, scopes):
             self.flag(node.right, "python_escape",
                       f"`%`-formatting `{_snippet(node.right)}` turns values (tensors too) into text the op counter "
                       "cannot see; format only constants and metadata such as x.shape", *_end(node.right))
-            return True
-        return False
 
     def check_top_level(self, statement: ast.stmt):
         if isinstance(statement, (ast.FunctionDef, ast.Pass)):

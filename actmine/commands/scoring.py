@@ -8,8 +8,7 @@ from typing import Sequence
 
 import actmine.activations as activations
 
-from ..config import Config
-from ..lab.fitness import Evaluation, Lab
+from ..lab.fitness import Evaluation
 from ..targets import console as _console
 from ..targets import evaluate_targets, pack_members
 from ..terminal import terminal_text
@@ -36,13 +35,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_all(config: Config, lab: Lab, targets: Sequence[str], quiet: bool) -> list[Evaluation]:
-    return evaluate_targets(lab, targets, config.sandbox_limits(), show_progress=not quiet)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     config, lab = lab_config(args)
-    (evaluation,) = _evaluate_all(config, lab, [args.target], quiet=args.json)
+    (evaluation,) = evaluate_targets(lab, [args.target], config.sandbox_limits(), show_progress=not args.json)
     if args.json:
         print(json.dumps(evaluation.to_dict(), indent=2))
     else:
@@ -71,7 +66,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     config, lab = lab_config(args)
-    evaluations = _evaluate_all(config, lab, pack_members(args.targets), quiet=args.json or args.markdown)
+    evaluations = evaluate_targets(lab, pack_members(args.targets), config.sandbox_limits(),
+                                   show_progress=not (args.json or args.markdown))
     families = lab.suite.families
     if args.json:
         print(json.dumps([e.to_dict() for e in evaluations], indent=2))
