@@ -56,7 +56,7 @@ from .commands.search import cmd_llm_check as cmd_llm_check
 from .commands.search import cmd_search as cmd_search
 from .commands.search import print_search_summary as print_search_summary
 from .evolve.mutators import mutator_names
-from .executors import executor_names
+from .executors import executor_names, job_pool_names
 from .targets import (  # noqa: F401  (defined here before: re-exported)
     Target, UsageError, evaluate_targets, lab_for, pack_members, resolve_target,
 )
@@ -200,7 +200,7 @@ def _add_transfer_parser(sub) -> None:
                         "e.g. cifar10.batch_size=256")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu, or cuda: one job per GPU at a time (default: %(default)s)")
-    p.add_argument("--executor", choices=("local", "dask"), default="local",
+    p.add_argument("--executor", choices=job_pool_names(), default="local",
                    help="local processes or a Dask cluster (default: %(default)s)")
     p.add_argument("--workers", type=int,
                    help="jobs at once: local processes or local Dask workers (default: one per core, or per "
@@ -305,7 +305,7 @@ def _add_validate_parser(sub) -> None:
     p.add_argument("--lab-suites", metavar="S,…",
                    help="lab suites to score on: feynman, expression-bump, lab-heldout or suite files "
                         "(default: the unseen test suites, feynman,expression-bump)")
-    p.add_argument("--executor", choices=("local", "dask"), default="local",
+    p.add_argument("--executor", choices=job_pool_names(), default="local",
                    help="local processes or a Dask cluster, for the lab's programs and the transfer jobs")
     p.add_argument("--workers", type=int, help="evaluations and jobs at once (default: one per core)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: start a local one)")

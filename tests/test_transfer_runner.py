@@ -552,13 +552,15 @@ def test_memory_and_cpu_limits_fail_their_job_alone(tiny, data_dir, tmp_path, pa
 def test_local_jobs_each_get_one_gpu_round_robin(tiny, data_dir, monkeypatch):
     # device="cuda" with two GPUs listed: each running job sees one of them, and no address-space
     # limit is set (CUDA maps far more virtual memory than it uses). The tiny model stays on the CPU.
-    monkeypatch.setattr(runner, "_visible_gpus", lambda: ["3", "5"])
+    from actmine.executors import job_pool
+
+    monkeypatch.setattr(job_pool, "visible_gpus", lambda: ["3", "5"])
     jobs = [TransferJob(a, "tiny", 0, {"epochs": 2}, benchmark_class=f"{__name__}:TinyBenchmark")
             for a in ("relu", "gelu")]
     limits = {"tiny": TransferLimits(timeout_s=120).resolve(TinyBenchmark(), "tiny", "cuda")}
     assert limits["tiny"]["memory_mb"] is None
     results = []
-    runner._run_local(jobs, str(data_dir), "cuda", 2, limits, results.append)
+    runner.run_jobs(jobs, str(data_dir), "cuda", limits, results.append, "local", 2)
     assert all(r.ok for r in results) and len(results) == 2
     assert {r.details["gpu"] for r in results} == {"3", "5"}
     assert all(r.sandbox["memory_mb"] is None and r.sandbox["timeout_s"] == 120 for r in results)

@@ -1,4 +1,11 @@
-"""Where evaluations run: one small interface (`base.Executor`), one registry, two engines.
+"""Where work runs: the job system. One registry, two engines, two kinds of work.
+
+The kinds: the search's **evaluations** (`base.Executor`: seconds each, in long-lived sandboxed
+workers) and **process jobs** (`job_pool.JobPool`: the transfer's and the validity study's jobs,
+minutes to days each, a fresh confined process per job). An engine is one class in the registry
+(`register_executor`) with ``from_config`` (an `Executor`) and ``job_pool`` (a `JobPool`); the
+search, `actmine transfer`, `validate` and `reproduce` all choose among `executor_names()`, and
+Dask clusters are started or joined in one place (`dask_setup`).
 
 An `Executor` takes a candidate's source text and a `Lab` and returns a
 `concurrent.futures.Future` whose result is always an `Evaluation` (a refused or failed one
@@ -37,15 +44,17 @@ from __future__ import annotations
 from ..plugins import import_modules
 from ..candidate.sandbox import SandboxLimits
 from .base import EXECUTORS, Executor, failed_evaluation, register_executor
+from .dask_setup import ClusterUnavailable
+from .job_pool import DaskJobPool, JobPool, LocalJobPool, Slot, visible_gpus
 from .dask_cluster import DaskExecutor
 from .dask_worker import (DASK_WORKER_ENV, PLUGIN_NAME, SandboxTeardown, close_worker_pools, evaluate_on_worker,
                           getenv, lost_worker, worker_busy_sandboxes, worker_sandbox_pids)
 from .local import LocalExecutor
 
-__all__ = ["DASK_WORKER_ENV", "EXECUTORS", "PLUGIN_NAME", "DaskExecutor", "Executor", "LocalExecutor",
-           "SandboxTeardown", "close_worker_pools", "evaluate_on_worker", "executor_names", "failed_evaluation",
-           "getenv", "lost_worker", "make_executor", "register_executor", "worker_busy_sandboxes",
-           "worker_sandbox_pids"]
+__all__ = ["DASK_WORKER_ENV", "EXECUTORS", "PLUGIN_NAME", "ClusterUnavailable", "DaskExecutor", "DaskJobPool",
+           "Executor", "JobPool", "LocalExecutor", "LocalJobPool", "SandboxTeardown", "Slot", "close_worker_pools",
+           "evaluate_on_worker", "executor_names", "failed_evaluation", "getenv", "lost_worker", "make_executor",
+           "job_pool_names", "make_job_pool", "register_executor", "visible_gpus", "worker_busy_sandboxes", "worker_sandbox_pids"]
 
 
 def _discover() -> None:
@@ -59,11 +68,32 @@ def executor_names() -> list[str]:
     return sorted(EXECUTORS)
 
 
+def _registered(kind: str):
+    _discover()
+    if kind not in EXECUTORS:
+        raise ValueError(f"unknown executor {kind!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
+    return EXECUTORS[kind]
+
+
 def make_executor(kind: str, workers: int | None = None, limits: SandboxLimits | None = None,
                   scheduler: str | None = None) -> Executor:
     """The executor registered as `kind` (`"local"`: a `LocalExecutor`; `"dask"`: a `DaskExecutor` on
     `scheduler`, else a LocalCluster), built by its `from_config`."""
+    return _registered(kind).from_config(workers, limits, scheduler)
+
+
+def make_job_pool(kind: str, workers: int | None = None, scheduler: str | None = None, device: str = "cpu",
+                  notify=None, at_most: int | None = None) -> JobPool:
+    """The process-job pool of the executor registered as `kind` (its ``job_pool``): `LocalJobPool`
+    for ``"local"``, `DaskJobPool` for ``"dask"``. An executor without one runs evaluations only."""
+    engine = _registered(kind)
+    if not hasattr(engine, "job_pool"):
+        raise ValueError(f"the executor {kind!r} runs the search's evaluations only, not process jobs "
+                         f"(transfer, validate); choose one of: {', '.join(job_pool_names())}")
+    return engine.job_pool(workers, scheduler, device, notify, at_most)
+
+
+def job_pool_names() -> list[str]:
+    """The registered executors that also run process jobs, sorted (the transfer's choices)."""
     _discover()
-    if kind not in EXECUTORS:
-        raise ValueError(f"unknown executor {kind!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
-    return EXECUTORS[kind].from_config(workers, limits, scheduler)
+    return sorted(name for name, engine in EXECUTORS.items() if hasattr(engine, "job_pool"))

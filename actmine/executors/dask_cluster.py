@@ -17,6 +17,8 @@ from typing import Collection
 from ..candidate.sandbox import LOSS_RETRIES, SandboxLimits
 from ..lab.fitness import Evaluation, Lab
 from .base import failed_evaluation, register_executor
+from .dask_setup import close_quietly, connect, local_cluster
+from .job_pool import DaskJobPool
 from .dask_worker import (
     DASK_WORKER_ENV,
     PLUGIN_NAME,
@@ -62,6 +64,12 @@ class DaskExecutor:
     def from_config(cls, workers: int | None, limits: SandboxLimits | None, scheduler: str | None) -> "DaskExecutor":
         return cls(scheduler=scheduler, workers=workers, limits=limits)
 
+    @staticmethod
+    def job_pool(workers: int | None, scheduler: str | None, device: str, notify=None,
+                 at_most: int | None = None) -> DaskJobPool:
+        """Process jobs as Dask tasks (`DaskJobPool`; ``at_most`` is the cluster's business)."""
+        return DaskJobPool(workers, device, scheduler, notify)
+
     def __init__(self, scheduler: str | None = None, workers: int | None = None,
                  limits: SandboxLimits | None = None, start_timeout_s: float = 120.0):
         from distributed import Client
@@ -77,11 +85,9 @@ class DaskExecutor:
         started = time.perf_counter()
         try:
             if scheduler:
-                self.client = Client(scheduler, timeout=start_timeout_s, set_as_default=False)
-                if workers:
-                    self.client.wait_for_workers(workers, timeout=start_timeout_s)
+                self.client = connect(scheduler, workers, start_timeout_s)
             else:
-                self.cluster = self._local_cluster(workers or os.cpu_count() or 1)
+                self.cluster = local_cluster(workers or os.cpu_count() or 1, DASK_WORKER_ENV)
                 self.client = Client(self.cluster, set_as_default=False)
             self.client.register_plugin(SandboxTeardown(), name=PLUGIN_NAME)
         except BaseException:
@@ -89,33 +95,6 @@ class DaskExecutor:
             raise
         self.start_seconds = time.perf_counter() - started
         self._capacity = self._count_threads()
-
-    @staticmethod
-    def _local_cluster(workers: int):
-        import dask
-        from distributed import LocalCluster
-
-        pre_spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **DASK_WORKER_ENV}
-        # The nannies run in this process and write pre-spawn-environ into os.environ before
-        # spawning; keep this (controller) process's environment as it was.
-        saved = {k: os.environ.get(k) for k in (*pre_spawn, "PYTHONHASHSEED")}
-        try:
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}):
-                return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    scheduler_port=0, dashboard_address=None, worker_dashboard_address=None,
-                                    # no dashboard; the scheduler's HTTP routes (health, metrics) on a
-                                    # free port of 127.0.0.1 rather than the default :8787
-                                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0",
-                                                      # a task whose worker died is retried by
-                                                      # DaskExecutor, once, not by the scheduler
-                                                      "allowed_failures": 0},
-                                    silence_logs=logging.ERROR)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def _count_threads(self) -> int:
         return int(sum(self.client.nthreads().values()))
@@ -243,16 +222,7 @@ class DaskExecutor:
             # the caller never waits forever
             submission.settle(failed_evaluation(submission.lab, submission.name, "executor_error",
                                                 "the executor was closed before the evaluation finished"))
-        if self.client is not None:
-            try:
-                self.client.close()
-            except Exception as exc:  # pragma: no cover - best effort
-                log.warning("closing the Dask client: %s", exc)
-        if self.cluster is not None:
-            try:
-                self.cluster.close()
-            except Exception as exc:  # pragma: no cover - best effort
-                log.warning("closing the Dask cluster: %s", exc)
+        close_quietly(self.client, self.cluster)
 
     def __enter__(self) -> "DaskExecutor":
         return self

@@ -8,6 +8,7 @@ from typing import Collection
 from ..candidate.sandbox import SandboxLimits, SandboxPool
 from ..lab.fitness import Lab
 from .base import register_executor
+from .job_pool import LocalJobPool
 
 
 @register_executor
@@ -27,6 +28,14 @@ class LocalExecutor:
         if scheduler:
             raise ValueError("a scheduler address needs the 'dask' executor")
         return cls(workers, limits)
+
+    @staticmethod
+    def job_pool(workers: int | None, scheduler: str | None, device: str, notify=None,
+                 at_most: int | None = None) -> LocalJobPool:
+        """Process jobs on this machine (`LocalJobPool`)."""
+        if scheduler:
+            raise ValueError("a scheduler address needs the 'dask' executor")
+        return LocalJobPool(workers, device, at_most=at_most)
 
     def start(self) -> "LocalExecutor":
         """Start every sandbox worker now rather than on first use."""

@@ -3,8 +3,9 @@ the scrubbed environment, the bootstrap that confines the process before torch i
 JSON-lines conversation (hello, request, answer; never pickle), the wall-clock timeout, killing
 the job's process group, and turning every way a job can end into a `TransferResult`.
 
-The child's side of the protocol is `child`. Both executors (`process_pool` locally, `dask_pool`
-on a Dask worker) run jobs through this module, so a job is confined the same way everywhere.
+The child's side of the protocol is `child`. `run_in_subprocess` is the job that the job system's
+pools run (`actmine.executors.job_pool`: locally, or on a Dask worker), so a job is confined the
+same way everywhere.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .jobs import TransferJob, TransferResult, _failed
+
+if TYPE_CHECKING:  # not at run time: the job's own process imports this package, and must not pay for Dask
+    from ..executors.job_pool import Slot
 
 # Variables a job's child keeps besides the sandbox's allow-list (`sandbox.worker_environment`):
 # the GPU runtime's settings and the data directory. Nothing that carries credentials.
@@ -235,13 +239,13 @@ def _with_sandbox(line: str, sandbox: Mapping[str, Any]) -> str:
     return json.dumps(data, allow_nan=False, default=str)
 
 
-def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, threads: int = 1,
-                      gpu: str | None = None, limits: Mapping[str, Any] | None = None,
-                      cancelled: threading.Event | None = None) -> str:
+def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, limits: Mapping[str, Any] | None = None,
+                      *, slot: Slot | None = None, cancelled: threading.Event | None = None) -> str:
     """Run one job in a fresh, confined ``python`` process; its answer as JSON text.
 
     The process (see `_CHILD_BOOTSTRAP`, `_job_main`) runs in its own session and process group,
-    with the scrubbed environment (`_child_environment`; ``gpu`` as its only visible GPU), its own
+    with the scrubbed environment (`_child_environment`; the job ``slot``'s GPU as its only visible
+    GPU, its threads as the job's), its own
     temporary directory as cwd, HOME and TMPDIR (deleted after), no network where the kernel allows
     a network namespace, and ``limits`` (`TransferLimits.resolve`): ``memory_mb`` (RLIMIT_AS) and
     ``cpu_s`` (RLIMIT_CPU) set by the process itself, ``timeout_s`` (wall clock) enforced here by
@@ -250,6 +254,7 @@ def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, thread
     ``cancelled`` was set (the run was interrupted). Never raises for the job.
     """
     limits = dict(limits or {})
+    threads, gpu = (slot.threads, slot.gpu) if slot is not None else (1, None)
     timeout = limits.get("timeout_s") or None
     described = TransferJob.from_dict(job)
     home = tempfile.mkdtemp(prefix="actmine-transfer-")

@@ -38,12 +38,14 @@ the other jobs go on. Children answer with JSON lines that the parent validates
 This module is the driver (`run_transfer`: check, plan, resume, run, summarise, write). The steps
 live in modules of their own, each re-exported here: ``inputs`` (resolving and checking the
 input), ``limits`` (job budgets), ``job_process`` and ``child`` (a job's confined process, the
-parent's and the child's side of its protocol), ``process_pool`` and ``dask_pool`` (the two
-executors), ``journal`` (``results.jsonl`` and resuming) and ``report`` (table, CSV, figure).
+parent's and the child's side of its protocol; `run_jobs` hands them to the job system's pools,
+``actmine.executors.job_pool``), ``journal`` (``results.jsonl`` and resuming) and ``report``
+(table, CSV, figure).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import sys
 import threading
@@ -56,20 +58,18 @@ from typing import Any
 from ..atomic_files import write_text_atomically
 from .base import DatasetMissing as DatasetMissing
 from .child import _job_main as _job_main, execute_job as execute_job
-from .dask_pool import _run_dask, run_on_dask_worker as run_on_dask_worker
 from .inputs import (
     ActivationSpec as ActivationSpec, TransferInputError as TransferInputError, _class_path as _class_path,
     _resolve_activations, check_benchmarks as check_benchmarks, default_data_dir as default_data_dir,
     parse_options as parse_options, resolve_activation as resolve_activation,
 )
-from .job_process import run_in_subprocess as run_in_subprocess
-from .jobs import TransferJob as TransferJob, TransferResult as TransferResult, _printable as _printable
+from .job_process import _answer, run_in_subprocess as run_in_subprocess
+from .jobs import TransferJob as TransferJob, TransferResult as TransferResult, _failed, _printable as _printable
 from .journal import _read_done as _read_done, _resume, end_partial_line as end_partial_line
 from .limits import (
     DEFAULT_BUDGET as DEFAULT_BUDGET, JOB_BUDGETS as JOB_BUDGETS, JobBudget as JobBudget,
     TransferLimits as TransferLimits, job_budget as job_budget,
 )
-from .process_pool import _visible_gpus as _visible_gpus, run_job_pool
 from .report import _csv_text, plot_log_ratios as plot_log_ratios, results_table as results_table
 from .summary import ERROR_FLOOR, LOG_RATIO_CLIP, REFERENCE, log_ratio, summarise
 
@@ -95,22 +95,40 @@ __all__ = [
     "resolve_activation",
     "results_table",
     "run_in_subprocess",
+    "run_jobs",
     "run_transfer",
     "summarise",
 ]
 
-EXECUTORS = ("local", "dask")
+def run_jobs(jobs: Sequence[TransferJob], data_dir: str, device: str, limits: Mapping[str, Mapping[str, Any]],
+             on_result: Callable[[TransferResult], None], executor: str = "local", workers: int | None = None,
+             scheduler: str | None = None, notify: Callable[[str], None] = lambda message: None) -> None:
+    """Every job on the job system's pool ``executor`` (`actmine.executors.make_job_pool`), each in
+    its own confined process (`run_in_subprocess`, under ``limits[job.benchmark]``); each result goes
+    to ``on_result`` as it arrives, a job lost by the pool as a failed result (``executor_error``).
+    Interrupted (Ctrl-C), the running jobs' processes are killed and nothing more is started."""
+    # imported here, not above: every job's own process imports this package, and need not load Dask
+    from ..executors import ClusterUnavailable, make_job_pool
 
-
-def _run_local(jobs: Sequence[TransferJob], data_dir: str, device: str, workers: int | None,
-               limits: Mapping[str, Mapping[str, Any]], on_result: Callable[[TransferResult], None]) -> None:
-    """The local executor (`run_job_pool`) on the GPUs visible here with ``device="cuda"``.
-
-    The GPUs are looked up here, through this module's `_visible_gpus`, so that the pool itself
-    takes them as plain input.
-    """
-    gpus = _visible_gpus() if device == "cuda" else []
-    run_job_pool(jobs, data_dir, device, workers, gpus, limits, on_result)
+    try:
+        pool = make_job_pool(executor, workers, scheduler, device, notify, at_most=len(jobs))
+    except (ClusterUnavailable, ValueError) as exc:
+        raise TransferInputError(str(exc)) from None
+    try:
+        futures = {pool.submit(run_in_subprocess, job.to_dict(), data_dir, device, limits.get(job.benchmark)): job
+                   for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
+            try:
+                result = _answer(job, future.result())
+            except concurrent.futures.CancelledError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a lost Dask worker, no process could be started
+                result = _failed(job, "executor_error", f"the job was lost by the {executor} executor: "
+                                                        f"{type(exc).__name__}: {exc}")
+            on_result(result)
+    finally:
+        pool.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,8 +207,10 @@ def _checked_seeds(activations: Sequence[str], benchmarks: Sequence[str], seeds:
     `TransferInputError` here, before anything is read or started."""
     if device not in ("cpu", "cuda"):
         raise TransferInputError(f"unknown device {device!r}; choose cpu or cuda")
-    if executor not in EXECUTORS:
-        raise TransferInputError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    from ..executors import job_pool_names
+
+    if executor not in job_pool_names():
+        raise TransferInputError(f"unknown executor {executor!r}; choose one of: {', '.join(job_pool_names())}")
     if scheduler and executor != "dask":
         raise TransferInputError("a scheduler address needs the 'dask' executor (--executor dask)")
     if workers is not None and workers < 1:
@@ -281,10 +301,9 @@ def _run_jobs(todo: list[TransferJob], plan: _RunPlan, journal: Path, results: d
                 stream.write(json.dumps(result.to_dict(), allow_nan=False) + "\n")
             bar.advance(result)
 
-    if todo and plan.executor == "local":
-        _run_local(todo, str(plan.data), plan.device, plan.workers, plan.limits, on_result)
-    elif todo:
-        _run_dask(todo, str(plan.data), plan.device, plan.workers, plan.scheduler, plan.limits, on_result, notify)
+    if todo:
+        run_jobs(todo, str(plan.data), plan.device, plan.limits, on_result, plan.executor, plan.workers,
+                 plan.scheduler, notify)
 
 
 def _in_run_order(results: Mapping[str, TransferResult], plan: _RunPlan) -> list[TransferResult]:

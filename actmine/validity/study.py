@@ -82,8 +82,10 @@ def _check_settings(settings: Settings) -> tuple[list[str], dict[str, dict[str, 
     if settings.random > settings.random_pool:
         raise ValidityInputError(f"--random {settings.random} is more than --random-pool {settings.random_pool}: the "
                                  "random programs are chosen from the pool")
-    if settings.executor not in ("local", "dask"):
-        raise ValidityInputError(f"unknown executor {settings.executor!r}; choose local or dask")
+    from ..executors import job_pool_names
+
+    if settings.executor not in job_pool_names():   # it runs the lab's programs and the transfer jobs
+        raise ValidityInputError(f"unknown executor {settings.executor!r}; choose one of: {', '.join(job_pool_names())}")
     if settings.workers is not None and (isinstance(settings.workers, bool) or not isinstance(settings.workers, int)
                                          or settings.workers < 1):
         raise ValidityInputError(f"--workers must be an integer of at least 1, got {settings.workers!r}")
