@@ -63,12 +63,12 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 		echo "chromium could not be installed: the browser test will be skipped"
 
-# The llama.cpp compile (minutes, on both cores) overlaps the install, the lint (ruff: the rules in
-# pyproject.toml) and the main test run; the local-LLM test runs last, once the server is installed.
+# The llama.cpp compile (minutes, on both cores) overlaps the install, the lint and the format check
+# (ruff: the rules in pyproject.toml) and the main test run; the local-LLM test runs last, once the server is installed.
 test:
 	@$(MAKE) --no-print-directory llama > $(WHEELS).log 2>&1 & build=$$!; \
 	$(MAKE) --no-print-directory install browser || { kill $$build; exit 1; }; \
-	$(BIN)/ruff check .; status=$$?; \
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . || status=1; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/test_llm_local.py || status=1; \
 	wait $$build || { tail -n 60 $(WHEELS).log; echo "the llama.cpp build failed (log: $(WHEELS).log)"; exit 1; }; \
 	$(MAKE) --no-print-directory $(LLAMA_INSTALLED) && $(BIN)/python -m pytest tests/test_llm_local.py || status=1; \

@@ -47,12 +47,42 @@ __all__ = ["Heldout", "Run", "compare", "evaluate", "open_run", "search"]
 
 #: The columns of `Run.programs()`, in order (ProgramRecord's fields, `parent_id` = the first parent).
 PROGRAM_COLUMNS = (
-    "id", "proposal_index", "status", "fitness", "fitness_se", "score", "rounds", "settled", "ood_log_ratio",
-    "island", "cell", "generation", "parent_id", "parent_ids", "mutator", "model", "rationale",
-    "failure_stage", "failure_code", "failure_message", "duplicate_of", "fingerprint", "family_log_ratios",
-    "seconds", "created_at", "source")
-_INTEGER_COLUMNS = {"id": "int64", "proposal_index": "int64", "rounds": "int64", "island": "int64",
-                    "generation": "int64", "parent_id": "Int64", "duplicate_of": "Int64"}
+    "id",
+    "proposal_index",
+    "status",
+    "fitness",
+    "fitness_se",
+    "score",
+    "rounds",
+    "settled",
+    "ood_log_ratio",
+    "island",
+    "cell",
+    "generation",
+    "parent_id",
+    "parent_ids",
+    "mutator",
+    "model",
+    "rationale",
+    "failure_stage",
+    "failure_code",
+    "failure_message",
+    "duplicate_of",
+    "fingerprint",
+    "family_log_ratios",
+    "seconds",
+    "created_at",
+    "source",
+)
+_INTEGER_COLUMNS = {
+    "id": "int64",
+    "proposal_index": "int64",
+    "rounds": "int64",
+    "island": "int64",
+    "generation": "int64",
+    "parent_id": "Int64",
+    "duplicate_of": "Int64",
+}
 _NUMBER_COLUMNS = ("fitness", "fitness_se", "score", "ood_log_ratio", "seconds", "created_at")
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike | None
@@ -62,6 +92,7 @@ Activation = str | os.PathLike | nn.Module | Callable[[torch.Tensor], torch.Tens
 # --------------------------------------------------------------------------------------------
 # Search and runs
 # --------------------------------------------------------------------------------------------
+
 
 def load_config(config: ConfigLike = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """A validated `Config` from a Config, a dict shaped like the YAML file, a YAML file's path, or
@@ -76,8 +107,13 @@ def load_config(config: ConfigLike = None, overrides: Mapping[str, Any] | None =
     return loaded.with_overrides(dict(overrides)) if overrides else loaded
 
 
-def search(config: ConfigLike = None, run_dir: str | os.PathLike = "runs/default", *,
-           overrides: Mapping[str, Any] | None = None, progress: bool = False) -> "Run":
+def search(
+    config: ConfigLike = None,
+    run_dir: str | os.PathLike = "runs/default",
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> "Run":
     """Run a search in `run_dir` (an existing run there is resumed, as `actmine search --run-dir`)
     and return its handle, with the search's summary in `Run.summary`. `progress`: the live view on
     the terminal. Call it from the main thread (Ctrl-C stops the search cleanly there).
@@ -94,8 +130,10 @@ def open_run(run_dir: str | os.PathLike) -> "Run":
     database; `DatabaseError` when the file is damaged or from a newer actmine."""
     run_dir = Path(run_dir)
     if not (run_dir / DATABASE).is_file():
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {DATABASE}); give the run directory "
-                                "of an `actmine search` or of actmine.search()")
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} is not a run directory (no {DATABASE}); give the run directory "
+            "of an `actmine search` or of actmine.search()"
+        )
     with ProgramDatabase(run_dir / DATABASE, readonly=True) as db:
         run = db.latest_run()
     if run is None:
@@ -103,7 +141,7 @@ def open_run(run_dir: str | os.PathLike) -> "Run":
     return Run(run_dir, run.id)
 
 
-@dataclass(frozen=True, eq=False)   # DataFrames have no single truth value to compare by
+@dataclass(frozen=True, eq=False)  # DataFrames have no single truth value to compare by
 class Heldout:
     """The end-of-run results (`report.html.final_results`): the winner chosen on the validation
     pools (None before the check), and the validation, test and comparison rows as DataFrames (one
@@ -123,13 +161,13 @@ class Run:
 
     run_dir: Path
     run_id: int
-    summary: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)   # from search()
+    summary: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # from search()
 
     def _database(self) -> ProgramDatabase:
         return ProgramDatabase(self.run_dir / DATABASE, readonly=True)
 
     def status(self) -> str:
-        """"running", "finished" or "interrupted"."""
+        """ "running", "finished" or "interrupted"."""
         with self._database() as db:
             return db.get_run(self.run_id).status
 
@@ -170,8 +208,11 @@ class Run:
 
         with self._database() as db:
             results = final_results(self.run_dir, db, self.run_id)
-        return Heldout(results["winner"], results.get("winner_chosen_by"),
-                       *(_results_frame(results[key]) for key in ("validation", "test", "comparisons")))
+        return Heldout(
+            results["winner"],
+            results.get("winner_chosen_by"),
+            *(_results_frame(results[key]) for key in ("validation", "test", "comparisons")),
+        )
 
     def best_module(self, program_id: int | None = None) -> nn.Module:
         """A program as an `nn.Module`: `program_id`, else the winner chosen on validation, else
@@ -222,10 +263,12 @@ def _results_frame(rows: list[dict]) -> pd.DataFrame:
 def _frame(records: Iterable[ProgramRecord]) -> pd.DataFrame:
     """ProgramRecords as a DataFrame with `PROGRAM_COLUMNS` (ids as integers; missing numbers NaN,
     a missing parent or original <NA>), also when there are none."""
-    rows = [{**record.to_dict(), "parent_id": record.parent_ids[0] if record.parent_ids else None}
-            for record in records]
-    frame = pd.DataFrame([{column: row[column] for column in PROGRAM_COLUMNS} for row in rows],
-                         columns=list(PROGRAM_COLUMNS))
+    rows = [
+        {**record.to_dict(), "parent_id": record.parent_ids[0] if record.parent_ids else None} for record in records
+    ]
+    frame = pd.DataFrame(
+        [{column: row[column] for column in PROGRAM_COLUMNS} for row in rows], columns=list(PROGRAM_COLUMNS)
+    )
     frame = frame.astype(_INTEGER_COLUMNS)
     frame[list(_NUMBER_COLUMNS)] = frame[list(_NUMBER_COLUMNS)].astype("float64")
     return frame.astype({"settled": "bool"})
@@ -235,10 +278,21 @@ def _frame(records: Iterable[ProgramRecord]) -> pd.DataFrame:
 # Scoring activations (the CLI's `evaluate` and `compare`)
 # --------------------------------------------------------------------------------------------
 
-def evaluate(activation: Activation, *, suite: str = "lab", seeds: int | None = None, steps: int | None = None,
-             device: str = "cpu", max_flops: float = ProbeBudget.max_flops_per_element,
-             allow_batch_dependent: bool = False, timeout: float = SandboxLimits.timeout_s,
-             memory_mb: int = SandboxLimits.memory_mb, name: str | None = None, progress: bool = False) -> Evaluation:
+
+def evaluate(
+    activation: Activation,
+    *,
+    suite: str = "lab",
+    seeds: int | None = None,
+    steps: int | None = None,
+    device: str = "cpu",
+    max_flops: float = ProbeBudget.max_flops_per_element,
+    allow_batch_dependent: bool = False,
+    timeout: float = SandboxLimits.timeout_s,
+    memory_mb: int = SandboxLimits.memory_mb,
+    name: str | None = None,
+    progress: bool = False,
+) -> Evaluation:
     """Score one activation on the lab, as `actmine evaluate TARGET --json` with the same options
     (`Evaluation.to_dict()` is that JSON). `activation`: a registry name, a .py file defining
     `activation_function(x)` or `PACK.py:NAME` (run only in a sandboxed worker, under `timeout`
@@ -249,36 +303,68 @@ def evaluate(activation: Activation, *, suite: str = "lab", seeds: int | None = 
     return evaluation
 
 
-def compare(targets: Sequence[Activation], *, suite: str = "lab", seeds: int | None = None,
-            steps: int | None = None, device: str = "cpu", max_flops: float = ProbeBudget.max_flops_per_element,
-            allow_batch_dependent: bool = False, timeout: float = SandboxLimits.timeout_s,
-            memory_mb: int = SandboxLimits.memory_mb, progress: bool = False) -> list[Evaluation]:
+def compare(
+    targets: Sequence[Activation],
+    *,
+    suite: str = "lab",
+    seeds: int | None = None,
+    steps: int | None = None,
+    device: str = "cpu",
+    max_flops: float = ProbeBudget.max_flops_per_element,
+    allow_batch_dependent: bool = False,
+    timeout: float = SandboxLimits.timeout_s,
+    memory_mb: int = SandboxLimits.memory_mb,
+    progress: bool = False,
+) -> list[Evaluation]:
     """Score several activations on one lab, as `actmine compare A B … --json`: one Evaluation per
     target in order, an export pack given alone standing for each of its programs."""
     if isinstance(targets, (str, os.PathLike)) or not targets:
-        raise ValueError("compare: give a list of one or more activations (registry names, .py files, "
-                         "PACK.py:NAME, modules or callables)")
+        raise ValueError(
+            "compare: give a list of one or more activations (registry names, .py files, "
+            "PACK.py:NAME, modules or callables)"
+        )
     lab, limits = _lab_and_limits(suite, seeds, steps, device, max_flops, allow_batch_dependent, timeout, memory_mb)
     return _score(list(targets), lab, limits, [None] * len(targets), progress, expand_packs=True)
 
 
-def _lab_and_limits(suite: str, seeds: int | None, steps: int | None, device: str, max_flops: float,
-                    allow_batch_dependent: bool, timeout: float, memory_mb: int) -> tuple[Lab, SandboxLimits]:
+def _lab_and_limits(
+    suite: str,
+    seeds: int | None,
+    steps: int | None,
+    device: str,
+    max_flops: float,
+    allow_batch_dependent: bool,
+    timeout: float,
+    memory_mb: int,
+) -> tuple[Lab, SandboxLimits]:
     """The CLI's lab and sandbox limits for these options (`targets.scoring_config`, `lab_for`); its
     usage errors as ValueError."""
     try:
-        config = scoring_config(str(suite), seeds=seeds, steps=steps, max_flops=max_flops,
-                                allow_batch_dependent=allow_batch_dependent, timeout=timeout, memory_mb=memory_mb)
+        config = scoring_config(
+            str(suite),
+            seeds=seeds,
+            steps=steps,
+            max_flops=max_flops,
+            allow_batch_dependent=allow_batch_dependent,
+            timeout=timeout,
+            memory_mb=memory_mb,
+        )
         return lab_for(config, device), config.sandbox_limits()
     except UsageError as exc:
         raise ValueError(str(exc)) from None
 
 
-def _score(targets: list[Activation], lab: Lab, limits: SandboxLimits, names: list[str | None], progress: bool,
-           expand_packs: bool) -> list[Evaluation]:
+def _score(
+    targets: list[Activation],
+    lab: Lab,
+    limits: SandboxLimits,
+    names: list[str | None],
+    progress: bool,
+    expand_packs: bool,
+) -> list[Evaluation]:
     """Texts (names, files, pack programs) through `targets.evaluate_targets` (as the CLI) in one batch;
     modules and callables evaluated here. Results in the order of the (expanded) targets."""
-    plan: list[tuple[str, Any]] = []          # ("text", target) or ("object", (module, name))
+    plan: list[tuple[str, Any]] = []  # ("text", target) or ("object", (module, name))
     for target, name in zip(targets, names):
         if isinstance(target, (str, os.PathLike)):
             texts = pack_members([os.fspath(target)]) if expand_packs else [os.fspath(target)]
@@ -286,10 +372,12 @@ def _score(targets: list[Activation], lab: Lab, limits: SandboxLimits, names: li
         elif isinstance(target, nn.Module) or callable(target):
             plan.append(("object", (_activations.get(target), name or _object_name(target))))
         else:
-            raise ValueError(f"cannot evaluate {target!r}: give a registry name, a .py file, PACK.py:NAME, an "
-                             "nn.Module or a callable")
+            raise ValueError(
+                f"cannot evaluate {target!r}: give a registry name, a .py file, PACK.py:NAME, an "
+                "nn.Module or a callable"
+            )
     texts = [target for kind, target in plan if kind == "text"]
-    try:   # no sandbox pool to start when every target is an object
+    try:  # no sandbox pool to start when every target is an object
         scored = iter(evaluate_targets(lab, texts, limits, show_progress=progress) if texts else [])
     except UsageError as exc:
         raise ValueError(str(exc)) from None

@@ -58,7 +58,12 @@ from .commands.search import print_search_summary as print_search_summary
 from .evolve.mutators import mutator_names
 from .executors import executor_names, job_pool_names
 from .targets import (  # noqa: F401  (defined here before: re-exported)
-    Target, UsageError, evaluate_targets, lab_for, pack_members, resolve_target,
+    Target,
+    UsageError,
+    evaluate_targets,
+    lab_for,
+    pack_members,
+    resolve_target,
 )
 from .terminal import terminal_text
 from .version import __version__
@@ -67,6 +72,7 @@ from .version import __version__
 # --------------------------------------------------------------------------------------------
 # The command line: options and help text of each subcommand
 # --------------------------------------------------------------------------------------------
+
 
 def version_text() -> str:
     """`actmine --version`: the package, and the torch and Python it runs on (what a bug report needs)."""
@@ -79,14 +85,29 @@ def _add_lab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead of the suite's")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's 50)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the ensemble trains")
-    p.add_argument("--max-flops", type=float, default=ProbeBudget.max_flops_per_element,
-                   help="refuse candidates above this many weighted elementwise ops per element")
-    p.add_argument("--allow-batch-dependent", action="store_true",
-                   help="score batch-dependent candidates (one example at a time) instead of refusing them")
-    p.add_argument("--timeout", type=float, default=SandboxLimits.timeout_s,
-                   help="wall-clock and CPU seconds allowed to one program file's evaluation")
-    p.add_argument("--memory-mb", type=int, default=SandboxLimits.memory_mb,
-                   help="address-space limit of the worker that evaluates a program file")
+    p.add_argument(
+        "--max-flops",
+        type=float,
+        default=ProbeBudget.max_flops_per_element,
+        help="refuse candidates above this many weighted elementwise ops per element",
+    )
+    p.add_argument(
+        "--allow-batch-dependent",
+        action="store_true",
+        help="score batch-dependent candidates (one example at a time) instead of refusing them",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=SandboxLimits.timeout_s,
+        help="wall-clock and CPU seconds allowed to one program file's evaluation",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        default=SandboxLimits.memory_mb,
+        help="address-space limit of the worker that evaluates a program file",
+    )
 
 
 def _add_list_parser(sub) -> None:
@@ -99,9 +120,12 @@ def _add_list_parser(sub) -> None:
 def _add_evaluate_parser(sub) -> None:
     """`actmine evaluate TARGET`."""
     p = sub.add_parser("evaluate", help="score one activation on the lab")
-    p.add_argument("target", help="registry name (see `actmine list`), a .py file defining activation_function(x) "
-                                  "(or a search's best_activation.py), or PACK.py:NAME, a program of an export pack; "
-                                  "files run only in a sandboxed worker")
+    p.add_argument(
+        "target",
+        help="registry name (see `actmine list`), a .py file defining activation_function(x) "
+        "(or a search's best_activation.py), or PACK.py:NAME, a program of an export pack; "
+        "files run only in a sandboxed worker",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     _add_lab_options(p)
     p.set_defaults(run=cmd_evaluate)
@@ -110,8 +134,11 @@ def _add_evaluate_parser(sub) -> None:
 def _add_compare_parser(sub) -> None:
     """`actmine compare TARGET…`."""
     p = sub.add_parser("compare", help="score several activations and print a table per family")
-    p.add_argument("targets", nargs="+", help="registry names, .py files, PACK.py:NAME programs or a PACK.py "
-                                              "(each of its programs)")
+    p.add_argument(
+        "targets",
+        nargs="+",
+        help="registry names, .py files, PACK.py:NAME programs or a PACK.py (each of its programs)",
+    )
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON list of results")
     output.add_argument("--markdown", action="store_true", help="print docs/lab.md's calibration table")
@@ -140,9 +167,11 @@ def _add_llm_parser(sub) -> None:
     """`actmine llm check --config FILE`, under a group of its own for later LLM actions."""
     p = sub.add_parser("llm", help="the LLM mutator's endpoints: `actmine llm check --config FILE`")
     llm = p.add_subparsers(dest="llm_command", required=True, metavar="ACTION")
-    about = ("one real request per configured model: endpoint, key, model name, the parsed program and the "
-             "policy's verdict, tokens and costs; exit 0 all good, 1 a program refused or absent, 2 a bad config, "
-             "3 a model unusable")
+    about = (
+        "one real request per configured model: endpoint, key, model name, the parsed program and the "
+        "policy's verdict, tokens and costs; exit 0 all good, 1 a program refused or absent, 2 a bad config, "
+        "3 a model unusable"
+    )
     p = llm.add_parser("check", help=about, description=about)
     p.add_argument("--config", required=True, help="the YAML config of `actmine search --config` (its llm mutator)")
     p.set_defaults(run=cmd_llm_check)
@@ -169,91 +198,167 @@ def _add_serve_parser(sub) -> None:
 
 def _add_export_parser(sub) -> None:
     """`actmine export RUN_DIR --out PACK.py`."""
-    p = sub.add_parser("export", help="the top programs of a run as a pack: a generated file holding them as data, "
-                                      "loaded through the candidate policy")
+    p = sub.add_parser(
+        "export",
+        help="the top programs of a run as a pack: a generated file holding them as data, "
+        "loaded through the candidate policy",
+    )
     p.add_argument("run_dir", help="the run directory of an `actmine search`")
-    p.add_argument("--top", type=int, default=3, help="how many programs to export: the run's winner (chosen on "
-                                                      "validation) first, then the fittest by search score")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=3,
+        help="how many programs to export: the run's winner (chosen on "
+        "validation) first, then the fittest by search score",
+    )
     p.add_argument("--out", required=True, help="the .py file to write")
     p.set_defaults(run=cmd_export)
 
 
 def _add_transfer_parser(sub) -> None:
     """`actmine transfer`: what to train, where the jobs run, and the limits of one job."""
-    p = sub.add_parser("transfer", help="train real models (benchmarks) with each activation; compare with ReLU",
-                       description="Train every activation × benchmark × seed from scratch (each job in its own "
-                                   "process, locally or on Dask) and report the score's mean ± std over seeds and "
-                                   "ln(error / ReLU's error) per benchmark (< 0 beats ReLU). Writes OUT/results.jsonl "
-                                   "(as jobs finish; a rerun with the same --out skips jobs done), OUT/results.json, "
-                                   "OUT/summary.csv and OUT/transfer.png. See docs/transfer.md.")
-    p.add_argument("--activations", default="relu,gelu,gelu_sine", metavar="A,B,…",
-                   help="comma-separated registry names, candidate .py files defining activation_function(x), or "
-                        "exported PACK.py:NAME; relu is added if missing (default: %(default)s)")
-    p.add_argument("--benchmarks", default="digits", metavar="B,…",
-                   help="comma-separated: digits, cifar10, imagenet, clrs, molhiv, series, diabetes (default: %(default)s)")
+    p = sub.add_parser(
+        "transfer",
+        help="train real models (benchmarks) with each activation; compare with ReLU",
+        description="Train every activation × benchmark × seed from scratch (each job in its own "
+        "process, locally or on Dask) and report the score's mean ± std over seeds and "
+        "ln(error / ReLU's error) per benchmark (< 0 beats ReLU). Writes OUT/results.jsonl "
+        "(as jobs finish; a rerun with the same --out skips jobs done), OUT/results.json, "
+        "OUT/summary.csv and OUT/transfer.png. See docs/transfer.md.",
+    )
+    p.add_argument(
+        "--activations",
+        default="relu,gelu,gelu_sine",
+        metavar="A,B,…",
+        help="comma-separated registry names, candidate .py files defining activation_function(x), or "
+        "exported PACK.py:NAME; relu is added if missing (default: %(default)s)",
+    )
+    p.add_argument(
+        "--benchmarks",
+        default="digits",
+        metavar="B,…",
+        help="comma-separated: digits, cifar10, imagenet, clrs, molhiv, series, diabetes (default: %(default)s)",
+    )
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 per job (default: %(default)s)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="where the datasets are (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the datasets are (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)",
+    )
     p.add_argument("--epochs", type=int, metavar="N", help="epochs for every benchmark that has an epochs option")
-    p.add_argument("--option", action="append", default=[], metavar="BENCHMARK.KEY=VALUE",
-                   help="a benchmark constructor option, value parsed as YAML (repeatable), "
-                        "e.g. cifar10.batch_size=256")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cpu, or cuda: one job per GPU at a time (default: %(default)s)")
-    p.add_argument("--executor", choices=job_pool_names(), default="local",
-                   help="local processes or a Dask cluster (default: %(default)s)")
-    p.add_argument("--workers", type=int,
-                   help="jobs at once: local processes or local Dask workers (default: one per core, or per "
-                        "GPU with --device cuda); with --scheduler: wait for this many Dask workers")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="a running Dask scheduler, e.g. tcp://host:8786 (default: start a local cluster)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="BENCHMARK.KEY=VALUE",
+        help="a benchmark constructor option, value parsed as YAML (repeatable), e.g. cifar10.batch_size=256",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cpu, or cuda: one job per GPU at a time (default: %(default)s)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=job_pool_names(),
+        default="local",
+        help="local processes or a Dask cluster (default: %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="jobs at once: local processes or local Dask workers (default: one per core, or per "
+        "GPU with --device cuda); with --scheduler: wait for this many Dask workers",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a running Dask scheduler, e.g. tcp://host:8786 (default: start a local cluster)",
+    )
     p.add_argument("--out", default="transfer", metavar="DIR", help="output directory (default: ./%(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-job lines (failures still shown)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="wall clock of one job, then its processes are killed and it fails (timeout); 0: none "
-                        "(default: per benchmark, from its epochs; see docs/transfer.md)")
-    p.add_argument("--cpu-time", type=float, metavar="SECONDS",
-                   help="CPU seconds of one job's process (cpu_limit); 0: none (default: the timeout × the "
-                        "threads a job may use)")
-    p.add_argument("--memory-mb", type=int, metavar="MB",
-                   help="address space of one job's process (memory_limit); 0: none; never applied with "
-                        "--device cuda (default: per benchmark, e.g. 4096 for digits, 16384 for cifar10)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wall clock of one job, then its processes are killed and it fails (timeout); 0: none "
+        "(default: per benchmark, from its epochs; see docs/transfer.md)",
+    )
+    p.add_argument(
+        "--cpu-time",
+        type=float,
+        metavar="SECONDS",
+        help="CPU seconds of one job's process (cpu_limit); 0: none (default: the timeout × the threads a job may use)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        metavar="MB",
+        help="address space of one job's process (memory_limit); 0: none; never applied with "
+        "--device cuda (default: per benchmark, e.g. 4096 for digits, 16384 for cifar10)",
+    )
     p.set_defaults(run=cmd_transfer)
 
 
 def _add_reproduce_parser(sub) -> None:
     """`actmine reproduce`: the documented options, then the hidden ones (`_add_reproduce_hidden_options`)."""
-    p = sub.add_parser("reproduce", help="check the paper's claims with our lab; writes docs/reproduction.md",
-                       description="Run the paper's comparisons on this lab and the transfer benchmarks and write a "
-                                   "report (--doc) with every number measured: each claim of the paper next to our "
-                                   "measurement and a verdict (reproduced, not reproduced, not checkable here) decided "
-                                   "by an explicit rule; plots and raw JSON go to --out-dir. Parts: search, lab, alpha, "
-                                   "batch, transfer, analysis. Each part's JSON is saved as soon as it finishes, with "
-                                   "its settings: running the command again reuses every part saved with the same "
-                                   "settings (an interrupted run resumes), --force recomputes. --quick takes under 10 "
-                                   "minutes on a 2-core machine; the full version 2-3 hours there (mostly CLRS), "
-                                   "and the report records how long it took. See docs/reproduction.md.")
-    p.add_argument("--quick", action="store_true",
-                   help="5 seeds, a 30-evaluation search, digits and a reduced CLRS only (under 10 minutes)")
-    p.add_argument("--out-dir", default="reproduction", metavar="DIR",
-                   help="plots, raw JSON, the transfer journal and the search run (default: %(default)s)")
-    p.add_argument("--doc", default="docs/reproduction.md", metavar="FILE.md",
-                   help="the markdown report (default: %(default)s)")
-    p.add_argument("--seeds", type=int, metavar="N",
-                   help="lab training seeds 0..N-1 for the confidence intervals (default: 8, --quick 5)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="processes for the search and the transfer jobs (default: one per core)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="datasets of the transfer benchmarks; cifar10, imagenet and molhiv run (full version) "
-                        "when their data are here (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)")
+    p = sub.add_parser(
+        "reproduce",
+        help="check the paper's claims with our lab; writes docs/reproduction.md",
+        description="Run the paper's comparisons on this lab and the transfer benchmarks and write a "
+        "report (--doc) with every number measured: each claim of the paper next to our "
+        "measurement and a verdict (reproduced, not reproduced, not checkable here) decided "
+        "by an explicit rule; plots and raw JSON go to --out-dir. Parts: search, lab, alpha, "
+        "batch, transfer, analysis. Each part's JSON is saved as soon as it finishes, with "
+        "its settings: running the command again reuses every part saved with the same "
+        "settings (an interrupted run resumes), --force recomputes. --quick takes under 10 "
+        "minutes on a 2-core machine; the full version 2-3 hours there (mostly CLRS), "
+        "and the report records how long it took. See docs/reproduction.md.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 seeds, a 30-evaluation search, digits and a reduced CLRS only (under 10 minutes)",
+    )
+    p.add_argument(
+        "--out-dir",
+        default="reproduction",
+        metavar="DIR",
+        help="plots, raw JSON, the transfer journal and the search run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--doc", default="docs/reproduction.md", metavar="FILE.md", help="the markdown report (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="lab training seeds 0..N-1 for the confidence intervals (default: 8, --quick 5)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes for the search and the transfer jobs (default: one per core)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="datasets of the transfer benchmarks; cifar10, imagenet and molhiv run (full version) "
+        "when their data are here (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the lab and the transfer train")
     p.add_argument("--skip-transfer", action="store_true", help="no downstream benchmarks")
     p.add_argument("--skip-search", action="store_true", help="no search (and no search winner)")
     p.add_argument("--force", action="store_true", help="recompute every part, even those saved with the same settings")
-    p.add_argument("--validity", metavar="FILE.json",
-                   help="the validity study (`actmine validate`) whose pooled correlation decides the claim "
-                        "\"lab fitness predicts downstream rank\" (default: validity/validity.json under the current "
-                        "directory, as the other defaults; without it the claim is not checkable)")
+    p.add_argument(
+        "--validity",
+        metavar="FILE.json",
+        help="the validity study (`actmine validate`) whose pooled correlation decides the claim "
+        '"lab fitness predicts downstream rank" (default: validity/validity.json under the current '
+        "directory, as the other defaults; without it the claim is not checkable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_reproduce_hidden_options(p)
     p.set_defaults(run=cmd_reproduce)
@@ -277,42 +382,86 @@ def _add_validate_parser(sub) -> None:
     """`actmine validate --out DIR`: which functions, which benchmarks and seeds, where the jobs run."""
     from .validity.study import DEFAULT_BENCHMARKS
 
-    p = sub.add_parser("validate", help="the validity study: does lab fitness predict downstream extrapolation?",
-                       description="Score a few dozen functions spanning the range of lab fitness (the pointwise "
-                                   "library with the paper's functions, search winners, random programs chosen "
-                                   "stratified by lab fitness) on the lab's test suites and on each benchmark over "
-                                   "several seeds; report Spearman's rho between lab and downstream fitness per "
-                                   "benchmark and pooled with a bootstrap 95% interval (functions, tasks and seeds "
-                                   "resampled), which lab families predict which benchmark, a scatter plot per "
-                                   "benchmark and the compute cost. Writes OUT/validity.md, OUT/validity.json, "
-                                   "OUT/scatter-*.png; OUT/lab.jsonl and OUT/transfer/results.jsonl make a rerun with "
-                                   "the same --out resume.")
+    p = sub.add_parser(
+        "validate",
+        help="the validity study: does lab fitness predict downstream extrapolation?",
+        description="Score a few dozen functions spanning the range of lab fitness (the pointwise "
+        "library with the paper's functions, search winners, random programs chosen "
+        "stratified by lab fitness) on the lab's test suites and on each benchmark over "
+        "several seeds; report Spearman's rho between lab and downstream fitness per "
+        "benchmark and pooled with a bootstrap 95% interval (functions, tasks and seeds "
+        "resampled), which lab families predict which benchmark, a scatter plot per "
+        "benchmark and the compute cost. Writes OUT/validity.md, OUT/validity.json, "
+        "OUT/scatter-*.png; OUT/lab.jsonl and OUT/transfer/results.jsonl make a rerun with "
+        "the same --out resume.",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="the study's directory (an existing one is resumed)")
-    p.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS), metavar="B,…",
-                   help="comma-separated downstream benchmarks (default: %(default)s)")
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds 0..N-1 per benchmark "
-                                                                     "(default: %(default)s)")
-    p.add_argument("--random", type=int, default=12, metavar="K",
-                   help="random programs kept, at evenly spaced ranks of lab fitness (default: %(default)s)")
-    p.add_argument("--random-pool", type=int, default=48, metavar="M",
-                   help="random programs drawn and scored in the lab to choose them from (default: %(default)s)")
+    p.add_argument(
+        "--benchmarks",
+        default=",".join(DEFAULT_BENCHMARKS),
+        metavar="B,…",
+        help="comma-separated downstream benchmarks (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, metavar="N", help="training seeds 0..N-1 per benchmark (default: %(default)s)"
+    )
+    p.add_argument(
+        "--random",
+        type=int,
+        default=12,
+        metavar="K",
+        help="random programs kept, at evenly spaced ranks of lab fitness (default: %(default)s)",
+    )
+    p.add_argument(
+        "--random-pool",
+        type=int,
+        default=48,
+        metavar="M",
+        help="random programs drawn and scored in the lab to choose them from (default: %(default)s)",
+    )
     p.add_argument("--random-seed", type=int, default=0, metavar="S", help="seed of the random draws (default: 0)")
-    p.add_argument("--run", dest="runs", action="extend", nargs="+", default=[], metavar="RUN_DIR",
-                   help="search run directories whose best_activation.py joins the study (repeatable)")
-    p.add_argument("--functions", action="extend", nargs="+", metavar="NAME_OR_FILE",
-                   help="instead of the pointwise library: registry names, .py files or PACK.py:NAME (ReLU is "
-                        "always added)")
-    p.add_argument("--lab-suites", metavar="S,…",
-                   help="lab suites to score on: feynman, expression-bump, lab-heldout or suite files "
-                        "(default: the unseen test suites, feynman,expression-bump)")
-    p.add_argument("--executor", choices=job_pool_names(), default="local",
-                   help="local processes or a Dask cluster, for the lab's programs and the transfer jobs")
+    p.add_argument(
+        "--run",
+        dest="runs",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="RUN_DIR",
+        help="search run directories whose best_activation.py joins the study (repeatable)",
+    )
+    p.add_argument(
+        "--functions",
+        action="extend",
+        nargs="+",
+        metavar="NAME_OR_FILE",
+        help="instead of the pointwise library: registry names, .py files or PACK.py:NAME (ReLU is always added)",
+    )
+    p.add_argument(
+        "--lab-suites",
+        metavar="S,…",
+        help="lab suites to score on: feynman, expression-bump, lab-heldout or suite files "
+        "(default: the unseen test suites, feynman,expression-bump)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=job_pool_names(),
+        default="local",
+        help="local processes or a Dask cluster, for the lab's programs and the transfer jobs",
+    )
     p.add_argument("--workers", type=int, help="evaluations and jobs at once (default: one per core)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: start a local one)")
-    p.add_argument("--option", action="append", default=[], metavar="BENCHMARK.KEY=VALUE",
-                   help="a benchmark constructor option, value parsed as YAML (repeatable), e.g. diabetes.steps=100")
-    p.add_argument("--data-dir", metavar="DIR", help="where the benchmarks' datasets are (default: $ACTMINE_DATA_DIR, "
-                                                     "else ~/.cache/actmine/data)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="BENCHMARK.KEY=VALUE",
+        help="a benchmark constructor option, value parsed as YAML (repeatable), e.g. diabetes.steps=100",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the benchmarks' datasets are (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)",
+    )
     p.add_argument("--replicates", type=int, default=2000, metavar="B", help="bootstrap replicates (default: 2000)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=cmd_validate)
@@ -323,9 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actmine", description="Mine activation functions that extrapolate.")
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_subcommand in (_add_list_parser, _add_evaluate_parser, _add_compare_parser, _add_search_parser,
-                           _add_llm_parser, _add_report_parser, _add_serve_parser, _add_export_parser,
-                           _add_transfer_parser, _add_reproduce_parser, _add_validate_parser):
+    for add_subcommand in (
+        _add_list_parser,
+        _add_evaluate_parser,
+        _add_compare_parser,
+        _add_search_parser,
+        _add_llm_parser,
+        _add_report_parser,
+        _add_serve_parser,
+        _add_export_parser,
+        _add_transfer_parser,
+        _add_reproduce_parser,
+        _add_validate_parser,
+    ):
         add_subcommand(sub)
     return parser
 

@@ -38,36 +38,46 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SearchSection:
-    budget: int = 300                 # proposals (every one counts, refused ones included; confirmation
-                                      # rounds and validations come on top, see docs/lab.md)
-    time_limit: float = 360.0         # seconds of search before the validation and tests; 0 = none
-    seed: int = 0                     # the run's seed: mutations and parent choices derive from it
-    islands: int = 2                  # sub-populations with ring migration of elites
-    migration_interval: int = 40      # evaluations between migrations
+    budget: int = 300  # proposals (every one counts, refused ones included; confirmation
+    # rounds and validations come on top, see docs/lab.md)
+    time_limit: float = 360.0  # seconds of search before the validation and tests; 0 = none
+    seed: int = 0  # the run's seed: mutations and parent choices derive from it
+    islands: int = 2  # sub-populations with ring migration of elites
+    migration_interval: int = 40  # evaluations between migrations
     # Registry names or .py files that start the search: as the paper's database, seeded with known
     # activations (the classic ones and the paper's three pointwise functions). Formerly `search.seeds`.
-    initial_programs: tuple[str, ...] = ("relu", "gelu", "silu", "elu", "mish", "softplus", "tanh", "gelu_sine",
-                                         "gelu_sinc_perturbation", "gmtu")
-    inspirations: int = 2             # other elites shown to the mutator with the parent
-    exploitation: float = 0.6         # probability of a fitness-ranked parent
-    exploration: float = 0.3          # probability of a uniform parent over the grid
-    heldout_top: int = 16             # the top list: programs scored on the validation pool at the end
-    validate_every: int = 25          # evaluations between validations of a new best (the gap over the run)
-    winner_rule: str = "softmin"      # how validation picks the winner: mean | family_mean | maximin | softmin
-                                      # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule picks the winner")
+    initial_programs: tuple[str, ...] = (
+        "relu",
+        "gelu",
+        "silu",
+        "elu",
+        "mish",
+        "softplus",
+        "tanh",
+        "gelu_sine",
+        "gelu_sinc_perturbation",
+        "gmtu",
+    )
+    inspirations: int = 2  # other elites shown to the mutator with the parent
+    exploitation: float = 0.6  # probability of a fitness-ranked parent
+    exploration: float = 0.3  # probability of a uniform parent over the grid
+    heldout_top: int = 16  # the top list: programs scored on the validation pool at the end
+    validate_every: int = 25  # evaluations between validations of a new best (the gap over the run)
+    winner_rule: str = "softmin"  # how validation picks the winner: mean | family_mean | maximin | softmin
+    # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule picks the winner")
 
 
 @dataclass(frozen=True)
 class MutatorSection:
-    kind: str = "symbolic"            # a registered mutator: symbolic | random | llm (evolve/mutators)
+    kind: str = "symbolic"  # a registered mutator: symbolic | random | llm (evolve/mutators)
     options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExecutorSection:
-    kind: str = "local"               # a registered executor: local (sandboxed process pool) | dask (executors/)
-    workers: int | None = None        # None: one per core
-    scheduler: str | None = None      # a Dask scheduler address; None starts a LocalCluster
+    kind: str = "local"  # a registered executor: local (sandboxed process pool) | dask (executors/)
+    workers: int | None = None  # None: one per core
+    scheduler: str | None = None  # a Dask scheduler address; None starts a LocalCluster
 
 
 @dataclass(frozen=True)
@@ -101,8 +111,7 @@ DEFAULT_SEARCH_POOLS = (
 #: held-out `bump` group), three seeds each; reported only, never used to choose.
 DEFAULT_TEST_POOLS = {
     "feynman": [{"generator": "feynman", "size": 60, "seeds": [0, 1, 2]}],
-    "expression-bump": [{"generator": "expression", "params": {"operators": ["bump"]}, "size": 40,
-                         "seeds": [0, 1, 2]}],
+    "expression-bump": [{"generator": "expression", "params": {"operators": ["bump"]}, "size": 40, "seeds": [0, 1, 2]}],
 }
 
 
@@ -110,8 +119,8 @@ DEFAULT_TEST_POOLS = {
 class TasksSection:
     """The search's task distribution and its three-way split (used when `lab.suite` is null)."""
 
-    search: tuple[dict, ...] = DEFAULT_SEARCH_POOLS   # pools the search samples from
-    sample: int = 48                  # tasks per evaluation round, stratified over the search pools
+    search: tuple[dict, ...] = DEFAULT_SEARCH_POOLS  # pools the search samples from
+    sample: int = 48  # tasks per evaluation round, stratified over the search pools
     # Tasks of a program's first round (racing): a program that cannot reach the top list settles
     # after these few; one that could is confirmed on rounds of `sample` tasks (the confirmation
     # rule projects its standard error to all of them). None: the first round has `sample` tasks too.
@@ -127,8 +136,8 @@ class TasksSection:
     # How a program's task scores become its fitness: mean (over tasks) | softmin (a smooth worst
     # family of the per-family means, the winner rule's aggregate; lab.estimate.OBJECTIVES).
     objective: str = "mean"
-    confirm_rounds: int = 2           # extra rounds at most for a program that would change a decision
-    lcb_z: float = 1.0                # selection ranks by fitness − lcb_z · standard error
+    confirm_rounds: int = 2  # extra rounds at most for a program that would change a decision
+    lcb_z: float = 1.0  # selection ranks by fitness − lcb_z · standard error
 
 
 @dataclass(frozen=True)
@@ -164,11 +173,20 @@ class Config:
 
     # Keys that may change when a run is resumed: they change how long and where it runs, not
     # what it computes. Any other difference is refused.
-    RESUMABLE_CHANGES = ("search.budget", "search.time_limit", "executor.kind", "executor.workers",
-                         "executor.scheduler", "sandbox.timeout_s", "sandbox.cpu_s",
-                         "mutator.options.budget_usd", "mutator.options.budget_tokens",
-                         "mutator.options.concurrency", "mutator.options.timeout_s",
-                         "mutator.options.max_retries")
+    RESUMABLE_CHANGES = (
+        "search.budget",
+        "search.time_limit",
+        "executor.kind",
+        "executor.workers",
+        "executor.scheduler",
+        "sandbox.timeout_s",
+        "sandbox.cpu_s",
+        "mutator.options.budget_usd",
+        "mutator.options.budget_tokens",
+        "mutator.options.concurrency",
+        "mutator.options.timeout_s",
+        "mutator.options.max_retries",
+    )
 
     def __post_init__(self) -> None:
         _check_values(self)
@@ -176,24 +194,32 @@ class Config:
     def sandbox_limits(self):
         """The `sandbox` section as the workers' `SandboxLimits` (the search's executor and its final
         check both use this one)."""
-        from .candidate.sandbox import SandboxLimits   # lazy: the config stays light to import
+        from .candidate.sandbox import SandboxLimits  # lazy: the config stays light to import
+
         s = self.sandbox
-        return SandboxLimits(timeout_s=s.timeout_s, cpu_s=s.cpu_s, memory_mb=s.memory_mb,
-                             max_tasks_per_worker=s.max_tasks_per_worker)
+        return SandboxLimits(
+            timeout_s=s.timeout_s, cpu_s=s.cpu_s, memory_mb=s.memory_mb, max_tasks_per_worker=s.max_tasks_per_worker
+        )
 
     def probe_budget(self):
         """The `probes` section as the candidates' `ProbeBudget`."""
         from .candidate.probes import ProbeBudget
+
         p = self.probes
-        return ProbeBudget(max_flops_per_element=p.max_flops_per_element,
-                           max_saved_bytes_per_element=p.max_saved_bytes_per_element,
-                           allow_batch_dependent=p.allow_batch_dependent)
+        return ProbeBudget(
+            max_flops_per_element=p.max_flops_per_element,
+            max_saved_bytes_per_element=p.max_saved_bytes_per_element,
+            allow_batch_dependent=p.allow_batch_dependent,
+        )
 
     def lab_options(self) -> dict[str, Any]:
         """The probe budget, source limit and kernel choice every `Lab` of this config shares (the
         search's pools build their labs with them too)."""
-        return {"budget": self.probe_budget(), "max_source_chars": self.candidate.max_source_chars,
-                "fused": self.lab.fused}
+        return {
+            "budget": self.probe_budget(),
+            "max_source_chars": self.candidate.max_source_chars,
+            "fused": self.lab.fused,
+        }
 
     def build_lab(self, suite: Any = None, *, device: str = "cpu"):
         """A fixed suite as a `Lab` of this config: `suite` (a name, a suite file or a `Suite`) with its
@@ -204,8 +230,13 @@ class Config:
         (`targets.scoring_config`), the validity study, the report and `reproduce` all build it here."""
         from .lab.ensemble import TrainingProtocol
         from .lab.fitness import Lab
-        return Lab(suite or self.lab.suite or "lab", protocol=TrainingProtocol(device=device, steps=self.lab.steps),
-                   seeds=self.lab.training_seeds if suite is None else None, **self.lab_options())
+
+        return Lab(
+            suite or self.lab.suite or "lab",
+            protocol=TrainingProtocol(device=device, steps=self.lab.steps),
+            seeds=self.lab.training_seeds if suite is None else None,
+            **self.lab_options(),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -214,16 +245,21 @@ class Config:
             if isinstance(value, dict):
                 return {k: plain(v) for k, v in value.items()}
             return value
-        return {section.name: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, section.name)).items()}
-                for section in dataclasses.fields(self)}
+
+        return {
+            section.name: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, section.name)).items()}
+            for section in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> "Config":
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping of sections "
-                              f"({', '.join(f.name for f in dataclasses.fields(cls))})")
+            raise ConfigError(
+                f"{source}: the top level must be a mapping of sections "
+                f"({', '.join(f.name for f in dataclasses.fields(cls))})"
+            )
         sections = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(sections))
         if unknown:
@@ -261,8 +297,9 @@ class Config:
     def resume_conflicts(self, previous: "Config") -> list[str]:
         """Keys that differ from the run's snapshot and may not change on resume."""
         now, before = _flatten(self.to_dict()), _flatten(previous.to_dict())
-        return sorted(k for k in set(now) | set(before)
-                      if now.get(k) != before.get(k) and k not in self.RESUMABLE_CHANGES)
+        return sorted(
+            k for k in set(now) | set(before) if now.get(k) != before.get(k) and k not in self.RESUMABLE_CHANGES
+        )
 
 
 def _renamed(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -343,9 +380,12 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
 
 def _check_values(config: Config) -> None:
     """Range checks that types alone cannot express."""
+
     def positive(key: str, value: float | int | None, allow_zero: bool = False) -> None:
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-            raise ConfigError(f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+            raise ConfigError(
+                f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}"
+            )
 
     s = config.search
     for key in ("budget", "islands", "migration_interval", "heldout_top", "validate_every"):
@@ -359,15 +399,19 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"config key 'search.{key}' must lie in [0, 1], got {getattr(s, key)!r}")
     if s.exploitation + s.exploration > 1:
         raise ConfigError("config keys 'search.exploitation' + 'search.exploration' must not exceed 1")
-    from .lab.estimate import WINNER_RULES   # numpy only: no cycle
+    from .lab.estimate import WINNER_RULES  # numpy only: no cycle
 
     if s.winner_rule not in WINNER_RULES:
-        raise ConfigError(f"config key 'search.winner_rule' must be one of {', '.join(WINNER_RULES)}, "
-                          f"got {s.winner_rule!r}")
-    from .evolve.mutators import mutator_names   # the registries: a new plug-in is a valid choice at once
+        raise ConfigError(
+            f"config key 'search.winner_rule' must be one of {', '.join(WINNER_RULES)}, got {s.winner_rule!r}"
+        )
+    from .evolve.mutators import mutator_names  # the registries: a new plug-in is a valid choice at once
     from .executors import executor_names
-    for key, kind, names in (("mutator.kind", config.mutator.kind, mutator_names()),
-                             ("executor.kind", config.executor.kind, executor_names())):
+
+    for key, kind, names in (
+        ("mutator.kind", config.mutator.kind, mutator_names()),
+        ("executor.kind", config.executor.kind, executor_names()),
+    ):
         if kind not in names:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(names)}, got {kind!r}")
     positive("executor.workers", config.executor.workers)
@@ -389,12 +433,16 @@ def _check_tasks(tasks: TasksSection) -> None:
     if tasks.sample < 1:
         raise ConfigError(f"config key 'tasks.sample' must be positive, got {tasks.sample!r}")
     if tasks.first_sample is not None and tasks.first_sample < 2:
-        raise ConfigError(f"config key 'tasks.first_sample' must be at least 2 (a standard error needs two "
-                          f"tasks) or null, got {tasks.first_sample!r}")
-    from .lab.estimate import OBJECTIVES   # numpy only: no cycle
+        raise ConfigError(
+            f"config key 'tasks.first_sample' must be at least 2 (a standard error needs two "
+            f"tasks) or null, got {tasks.first_sample!r}"
+        )
+    from .lab.estimate import OBJECTIVES  # numpy only: no cycle
+
     if tasks.objective not in OBJECTIVES:
-        raise ConfigError(f"config key 'tasks.objective' must be one of {', '.join(OBJECTIVES)}, "
-                          f"got {tasks.objective!r}")
+        raise ConfigError(
+            f"config key 'tasks.objective' must be one of {', '.join(OBJECTIVES)}, got {tasks.objective!r}"
+        )
     if tasks.confirm_rounds < 0:
         raise ConfigError(f"config key 'tasks.confirm_rounds' must be non-negative, got {tasks.confirm_rounds!r}")
     if not tasks.lcb_z >= 0:
@@ -412,7 +460,7 @@ def _check_tasks(tasks: TasksSection) -> None:
                 raise ConfigError(str(exc)) from None
     from .lab.distribution import check_split, split_spec_from
 
-    try:   # index ranges only, no training: a bad split is refused before a run directory is written
+    try:  # index ranges only, no training: a bad split is refused before a run directory is written
         check_split(split_spec_from(tasks.search, tasks.validation, tasks.test))
     except PoolError as exc:
         raise ConfigError(f"config section 'tasks': {exc}") from None

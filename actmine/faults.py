@@ -37,7 +37,7 @@ POINTS: dict[str, str] = {
     "in_flight": "a proposal was just submitted to the executor; work is in flight",
     "result_ready": "an evaluation finished and was taken from the executor, not yet written",
     "db_program_inserted": "inside add_program's transaction: the program row and parent links "
-                           "are inserted, the elite update is not",
+    "are inserted, the elite update is not",
     "db_commit": "inside any write transaction, just before COMMIT",
     "migration": "an evaluation was recorded; the ring migration that follows it has not run",
     "heldout_evaluated": "during the held-out check: a top program was re-scored, nothing written yet",
@@ -59,10 +59,10 @@ class _Plan:
         self.rng = rng
         self.probability = probability
         self.passes: dict[str, int] = {}
-        self._lock = threading.Lock()   # points may be passed from more than one thread
+        self._lock = threading.Lock()  # points may be passed from more than one thread
 
     def hit(self, name: str) -> None:
-        if name not in POINTS:   # a typo in the code would otherwise be a point no test can reach
+        if name not in POINTS:  # a typo in the code would otherwise be a point no test can reach
             raise FaultPlanError(f"fault_point({name!r}) is not in faults.POINTS; add it there with its moment")
         with self._lock:
             count = self.passes.get(name, 0) + 1
@@ -88,8 +88,10 @@ def parse_plan(text: str | None) -> _Plan | None:
                 raise ValueError
             seed, probability = int(parts[1]), float(parts[2])
         except ValueError:
-            raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: the random form is random:SEED:P, e.g. "
-                                 "random:7:0.02 (an integer seed, a probability in [0, 1])") from None
+            raise FaultPlanError(
+                f"{ENVIRONMENT_VARIABLE}={text!r}: the random form is random:SEED:P, e.g. "
+                "random:7:0.02 (an integer seed, a probability in [0, 1])"
+            ) from None
         if not 0.0 <= probability <= 1.0:
             raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: the probability must be in [0, 1]")
         return _Plan({}, random.Random(seed), probability)
@@ -97,13 +99,17 @@ def parse_plan(text: str | None) -> _Plan | None:
     for item in text.split(","):
         name, _, count = item.strip().partition(":")
         if name not in POINTS:
-            raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: unknown fault point {name!r}; "
-                                 f"the points are {', '.join(POINTS)} (or random:SEED:P)")
+            raise FaultPlanError(
+                f"{ENVIRONMENT_VARIABLE}={text!r}: unknown fault point {name!r}; "
+                f"the points are {', '.join(POINTS)} (or random:SEED:P)"
+            )
         try:
             targets[name] = int(count) if count else 1
         except ValueError:
-            raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: {item.strip()!r} should be NAME or NAME:N "
-                                 "with N the pass to kill at (1 = the first)") from None
+            raise FaultPlanError(
+                f"{ENVIRONMENT_VARIABLE}={text!r}: {item.strip()!r} should be NAME or NAME:N "
+                "with N the pass to kill at (1 = the first)"
+            ) from None
         if targets[name] < 1:
             raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: the pass number must be ≥ 1")
     return _Plan(targets)

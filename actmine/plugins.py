@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-_SCANNED: set[tuple[str, tuple[str, ...]]] = set()   # (package, path) pairs already scanned
+_SCANNED: set[tuple[str, tuple[str, ...]]] = set()  # (package, path) pairs already scanned
 
 
 def import_modules(package: str, path: Iterable[str]) -> None:
@@ -28,7 +28,7 @@ def import_registering_modules(package: str, path: Iterable[str], decorator: str
     is read once per search path; an import error (a missing dependency) propagates, and the next
     lookup tries again."""
     key = (package, tuple(path))
-    if key in _SCANNED:   # a lookup is frequent (every task draw asks for its generator)
+    if key in _SCANNED:  # a lookup is frequent (every task draw asks for its generator)
         return
     for module in pkgutil.iter_modules(key[1]):
         name = f"{package}.{module.name}"

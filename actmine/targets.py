@@ -26,8 +26,16 @@ from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
 from .language.files import split_program_reference
 
-__all__ = ["Target", "UsageError", "console", "evaluate_targets", "lab_for", "pack_members", "resolve_target",
-           "scoring_config"]
+__all__ = [
+    "Target",
+    "UsageError",
+    "console",
+    "evaluate_targets",
+    "lab_for",
+    "pack_members",
+    "resolve_target",
+    "scoring_config",
+]
 
 
 class UsageError(Exception):
@@ -56,25 +64,36 @@ def resolve_target(target: str) -> Target:
     try:
         module = activations.get(target)
     except activations.UnknownActivationError as exc:
-        raise UsageError(f"{exc}. Give a registry name (see `actmine list`) or a .py file "
-                         "defining activation_function(x).") from None
+        raise UsageError(
+            f"{exc}. Give a registry name (see `actmine list`) or a .py file defining activation_function(x)."
+        ) from None
     return Target(activations.info(target).name, module=module)
 
 
-def scoring_config(suite: str = "lab", *, seeds: int | None = None, steps: int | None = None,
-                   max_flops: float = ProbeBudget.max_flops_per_element, allow_batch_dependent: bool = False,
-                   timeout: float = SandboxLimits.timeout_s, memory_mb: int = SandboxLimits.memory_mb) -> Config:
+def scoring_config(
+    suite: str = "lab",
+    *,
+    seeds: int | None = None,
+    steps: int | None = None,
+    max_flops: float = ProbeBudget.max_flops_per_element,
+    allow_batch_dependent: bool = False,
+    timeout: float = SandboxLimits.timeout_s,
+    memory_mb: int = SandboxLimits.memory_mb,
+) -> Config:
     """The options of `actmine evaluate`/`compare` (and of `actmine.api`) as overrides of the default
     `Config`: `lab.suite`, `lab.training_seeds` (None: the suite's own), `lab.steps` (None: the config's),
     `probes.*`, and `sandbox.*` (the timeout is wall clock and CPU). The lab (`lab_for`) and the
     sandbox limits (`Config.sandbox_limits`) then come from it, as the search's do. Bad values: UsageError."""
     lab: dict = {"suite": str(suite), "training_seeds": seeds, **({"steps": steps} if steps is not None else {})}
     try:
-        return Config.from_dict({"lab": lab,
-                                 "probes": {"max_flops_per_element": max_flops,
-                                            "allow_batch_dependent": allow_batch_dependent},
-                                 "sandbox": {"timeout_s": timeout, "cpu_s": timeout, "memory_mb": memory_mb}},
-                                source="options")
+        return Config.from_dict(
+            {
+                "lab": lab,
+                "probes": {"max_flops_per_element": max_flops, "allow_batch_dependent": allow_batch_dependent},
+                "sandbox": {"timeout_s": timeout, "cpu_s": timeout, "memory_mb": memory_mb},
+            },
+            source="options",
+        )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 
@@ -98,8 +117,9 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
-def evaluate_targets(lab: Lab, targets: Sequence[str], limits: SandboxLimits,
-                     show_progress: bool = True) -> list[Evaluation]:
+def evaluate_targets(
+    lab: Lab, targets: Sequence[str], limits: SandboxLimits, show_progress: bool = True
+) -> list[Evaluation]:
     """Evaluate each target, with a progress bar on a terminal (when `show_progress`). Program files run
     in sandboxed workers (several at once) under `limits`; registry activations run in this process.
     Shared by `actmine evaluate/compare` and `actmine.api`."""
@@ -108,10 +128,18 @@ def evaluate_targets(lab: Lab, targets: Sequence[str], limits: SandboxLimits,
 
     files = [t for t in resolved if t.source is not None]
     results: dict[int, Evaluation] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), transient=True, disable=not show_progress or not sys.stderr.isatty(),
-                  console=console(stderr=True)) as progress, \
-            SandboxPool(workers=min(len(files), os.cpu_count() or 1) or 1, limits=limits) as pool:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            transient=True,
+            disable=not show_progress or not sys.stderr.isatty(),
+            console=console(stderr=True),
+        ) as progress,
+        SandboxPool(workers=min(len(files), os.cpu_count() or 1) or 1, limits=limits) as pool,
+    ):
         bar = progress.add_task("reference: relu", total=len(resolved))
         lab.reference  # computed (or read from the cache) once, before the candidates
         futures = {i: pool.submit(t.source, lab, t.name) for i, t in enumerate(resolved) if t.source is not None}
@@ -134,6 +162,6 @@ def pack_members(targets: Sequence[str]) -> list[str]:
             try:
                 names = read_program_file_at(target).names
             except CandidateError:
-                pass   # not a generated file (or a damaged one): resolve_target says what is wrong
+                pass  # not a generated file (or a damaged one): resolve_target says what is wrong
         expanded += [f"{target}:{name}" for name in names] if len(names) > 1 else [target]
     return expanded

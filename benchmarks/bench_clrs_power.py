@@ -98,24 +98,41 @@ def pooled_sd(sds: Iterable[float | None]) -> float | None:
 def run_one(bench: CLRS, algorithm: str, activation: str, seed: int, steps: Sequence[int]) -> list[dict[str, Any]]:
     """Train ``algorithm`` with ``activation`` to ``max(steps)``: one record per step count."""
     start = time.perf_counter()
-    scores, record = bench.run_algorithm(algorithm, lambda: activations.get(activation), seed,
-                                         train_steps=max(steps), score_at=steps[:-1])
+    scores, record = bench.run_algorithm(
+        algorithm, lambda: activations.get(activation), seed, train_steps=max(steps), score_at=steps[:-1]
+    )
     data = record["seconds"]["data"]
     at = dict(record["scored_at"])
-    at[max(steps)] = {"score": scores["score"], "id_score": record["id_scores"]["score"],
-                      "train_seconds": record["seconds"]["train"],
-                      "evaluate_seconds": record["seconds"]["evaluate"]}
-    rows = [{"algorithm": algorithm, "activation": activation, "seed": seed, "steps": k,
-             "score": at[k]["score"], "id_score": at[k]["id_score"],
-             "seconds": data + at[k]["train_seconds"] + at[k]["evaluate_seconds"]} for k in steps]
-    print(f"  {algorithm:<20} {activation:<10} seed {seed}  "
-          + "  ".join(f"@{r['steps']}: OOD {r['score']:.3f} ID {r['id_score']:.3f}" for r in rows)
-          + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+    at[max(steps)] = {
+        "score": scores["score"],
+        "id_score": record["id_scores"]["score"],
+        "train_seconds": record["seconds"]["train"],
+        "evaluate_seconds": record["seconds"]["evaluate"],
+    }
+    rows = [
+        {
+            "algorithm": algorithm,
+            "activation": activation,
+            "seed": seed,
+            "steps": k,
+            "score": at[k]["score"],
+            "id_score": at[k]["id_score"],
+            "seconds": data + at[k]["train_seconds"] + at[k]["evaluate_seconds"],
+        }
+        for k in steps
+    ]
+    print(
+        f"  {algorithm:<20} {activation:<10} seed {seed}  "
+        + "  ".join(f"@{r['steps']}: OOD {r['score']:.3f} ID {r['id_score']:.3f}" for r in rows)
+        + f"  ({time.perf_counter() - start:.0f} s)",
+        flush=True,
+    )
     return rows
 
 
-def measure(bench: CLRS, plan: dict[str, list[int]], names: Sequence[str], seeds: int,
-            out: Path | None) -> list[dict[str, Any]]:
+def measure(
+    bench: CLRS, plan: dict[str, list[int]], names: Sequence[str], seeds: int, out: Path | None
+) -> list[dict[str, Any]]:
     """Every (algorithm, activation, seed) of the plan, reusing what ``out`` already holds."""
     done = load(out, bench) if out else []
     have = {(r["algorithm"], r["activation"], r["seed"], r["steps"]) for r in done}
@@ -136,8 +153,19 @@ def measure(bench: CLRS, plan: dict[str, list[int]], names: Sequence[str], seeds
 
 def options_of(bench: CLRS) -> dict[str, Any]:
     """The constructor options that change a result (not the algorithms or steps: per record)."""
-    return {k: getattr(bench, k) for k in ("train_size", "test_size", "batch_size", "hidden", "lr",
-                                           "num_train_samples", "num_test_samples", "msg_passing_steps")}
+    return {
+        k: getattr(bench, k)
+        for k in (
+            "train_size",
+            "test_size",
+            "batch_size",
+            "hidden",
+            "lr",
+            "num_train_samples",
+            "num_test_samples",
+            "msg_passing_steps",
+        )
+    }
 
 
 def load(path: Path, bench: CLRS) -> list[dict[str, Any]]:
@@ -149,58 +177,80 @@ def load(path: Path, bench: CLRS) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("options") == wanted]
 
 
-def setting_row(setting: Setting, records: Sequence[dict[str, Any]], names: Sequence[str],
-                seeds: int) -> dict[str, Any]:
+def setting_row(
+    setting: Setting, records: Sequence[dict[str, Any]], names: Sequence[str], seeds: int
+) -> dict[str, Any]:
     """The table's figures for one setting (see the module docstring)."""
     index = {(r["algorithm"], r["activation"], r["seed"], r["steps"]): r for r in records}
 
     def job(name: str, seed: int) -> tuple[float, float, float]:  # OOD score, ID score, seconds
         rs = [index[(a, name, seed, setting.steps)] for a in setting.algorithms]
-        return (sum(r["score"] for r in rs) / len(rs), sum(r["id_score"] for r in rs) / len(rs),
-                sum(r["seconds"] for r in rs))
+        return (
+            sum(r["score"] for r in rs) / len(rs),
+            sum(r["id_score"] for r in rs) / len(rs),
+            sum(r["seconds"] for r in rs),
+        )
 
     jobs = {(name, seed): job(name, seed) for name in [REFERENCE, *names] for seed in range(seeds)}
     relu = [jobs[(REFERENCE, s)] for s in range(seeds)]
-    ratios = {name: mean_ci([log_ratio(jobs[(name, s)][0], relu[s][0]) for s in range(seeds)])
-              for name in names}
-    id_ratios = {name: mean_ci([log_ratio(jobs[(name, s)][1], relu[s][1]) for s in range(seeds)])["mean"]
-                 for name in names}
+    ratios = {name: mean_ci([log_ratio(jobs[(name, s)][0], relu[s][0]) for s in range(seeds)]) for name in names}
+    id_ratios = {
+        name: mean_ci([log_ratio(jobs[(name, s)][1], relu[s][1]) for s in range(seeds)])["mean"] for name in names
+    }
     sd = pooled_sd(r["sd"] for r in ratios.values())
     n = seeds_needed(sd) if sd is not None else None
     per_job = sum(j[2] for j in jobs.values()) / len(jobs)
-    return {"setting": setting.label, "seconds_per_job": per_job,
-            "relu_id": sum(j[1] for j in relu) / seeds, "relu_ood": sum(j[0] for j in relu) / seeds,
-            "log_ratio": {name: (r["mean"], r["sd"]) for name, r in ratios.items()},
-            "id_log_ratio": id_ratios,
-            "sd": sd, "seeds_needed": n, "minutes_per_activation": None if n is None else n * per_job / 60}
+    return {
+        "setting": setting.label,
+        "seconds_per_job": per_job,
+        "relu_id": sum(j[1] for j in relu) / seeds,
+        "relu_ood": sum(j[0] for j in relu) / seeds,
+        "log_ratio": {name: (r["mean"], r["sd"]) for name, r in ratios.items()},
+        "id_log_ratio": id_ratios,
+        "sd": sd,
+        "seeds_needed": n,
+        "minutes_per_activation": None if n is None else n * per_job / 60,
+    }
 
 
 def format_table(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     def num(x: float | None, fmt: str) -> str:
         return "-" if x is None else format(x, fmt)
 
-    head = (f"{'setting':<40} {'s/job':>6} {'ReLU ID':>7} {'ReLU OOD':>8} "
-            + " ".join(f"{name + ' lr±sd':>18} {name + ' ID':>{max(6, len(name) + 3)}}" for name in names)
-            + f" {'sd':>5} {'n':>4} {'min/act':>7}")
+    head = (
+        f"{'setting':<40} {'s/job':>6} {'ReLU ID':>7} {'ReLU OOD':>8} "
+        + " ".join(f"{name + ' lr±sd':>18} {name + ' ID':>{max(6, len(name) + 3)}}" for name in names)
+        + f" {'sd':>5} {'n':>4} {'min/act':>7}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        cells = " ".join(f"{num(m, '+.3f') + '±' + num(s, '.3f'):>18} {num(r['id_log_ratio'][name], '+.3f'):>{max(6, len(name) + 3)}}"
-                         for name, (m, s) in r["log_ratio"].items())
-        lines.append(f"{r['setting']:<40} {r['seconds_per_job']:>6.1f} {r['relu_id']:>7.3f} {r['relu_ood']:>8.3f} "
-                     f"{cells} {num(r['sd'], '.3f'):>5} {num(r['seeds_needed'], 'd'):>4} "
-                     f"{num(r['minutes_per_activation'], '.0f'):>7}")
+        cells = " ".join(
+            f"{num(m, '+.3f') + '±' + num(s, '.3f'):>18} {num(r['id_log_ratio'][name], '+.3f'):>{max(6, len(name) + 3)}}"
+            for name, (m, s) in r["log_ratio"].items()
+        )
+        lines.append(
+            f"{r['setting']:<40} {r['seconds_per_job']:>6.1f} {r['relu_id']:>7.3f} {r['relu_ood']:>8.3f} "
+            f"{cells} {num(r['sd'], '.3f'):>5} {num(r['seeds_needed'], 'd'):>4} "
+            f"{num(r['minutes_per_activation'], '.0f'):>7}"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithms", nargs="+", default=["bfs,bellman_ford"],
-                        help="algorithm sets, each comma-separated (default: bfs,bellman_ford)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=["bfs,bellman_ford"],
+        help="algorithm sets, each comma-separated (default: bfs,bellman_ford)",
+    )
     parser.add_argument("--steps", nargs="+", type=int, default=[300, 600, 1000], help="train_steps values")
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..S-1 (at least 2)")
-    parser.add_argument("--activations", nargs="+", default=["gelu", "gelu_sine"],
-                        help="compared with ReLU (registry names)")
+    parser.add_argument(
+        "--activations", nargs="+", default=["gelu", "gelu_sine"], help="compared with ReLU (registry names)"
+    )
     parser.add_argument("--out", type=Path, help="JSON-lines file of per-algorithm results (reused)")
     parser.add_argument("--quick", action="store_true", help="a tiny grid, seconds: a smoke check")
     args = parser.parse_args(argv)
@@ -224,15 +274,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
     try:
-        bench = CLRS(algorithms=sorted({a for s in args.algorithms for a in s}),
-                     **(QUICK_OPTIONS if args.quick else {}))
+        bench = CLRS(
+            algorithms=sorted({a for s in args.algorithms for a in s}), **(QUICK_OPTIONS if args.quick else {})
+        )
     except ValueError as exc:
         print(f"bench_clrs_power: {exc}", file=sys.stderr)
         return 2
     settings = grid(args.algorithms, sorted(set(args.steps)))
     names = [activations.info(n).name for n in args.activations]
-    print(f"{len(settings)} settings, seeds 0..{args.seeds - 1}, {REFERENCE} vs {', '.join(names)}, "
-          f"one thread; options {options_of(bench)}", flush=True)
+    print(
+        f"{len(settings)} settings, seeds 0..{args.seeds - 1}, {REFERENCE} vs {', '.join(names)}, "
+        f"one thread; options {options_of(bench)}",
+        flush=True,
+    )
     records = measure(bench, training_plan(settings), [REFERENCE, *names], args.seeds, args.out)
     print()
     print(format_table([setting_row(s, records, names, args.seeds) for s in settings], names))

@@ -22,7 +22,14 @@ from typing import Callable
 import torch
 
 from actmine import activations
-from actmine.lab.ensemble import TrainingProtocol, Workload, build_workload, split_parameters, train_ensemble, train_per_model
+from actmine.lab.ensemble import (
+    TrainingProtocol,
+    Workload,
+    build_workload,
+    split_parameters,
+    train_ensemble,
+    train_per_model,
+)
 from actmine.lab.tasks import get_suite
 
 
@@ -37,7 +44,9 @@ def matmul_only(workload: Workload) -> None:
     hidden = [torch.empty(models, batch, w.shape[2]) for w in weights]  # layer outputs
     grad_h = [torch.empty_like(h) for h in hidden]
     grad_w = [torch.empty_like(w) for w in weights]
-    eval_buffers = [[torch.empty(models, x.shape[1], w.shape[2]) for w in weights] for x in (workload.x_id, workload.x_ood)]
+    eval_buffers = [
+        [torch.empty(models, x.shape[1], w.shape[2]) for w in weights] for x in (workload.x_id, workload.x_ood)
+    ]
     for step in range(protocol.steps):
         x = workload.batches_x[step]
         inputs = [x] + hidden[:-1]
@@ -77,17 +86,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--activations", nargs="+", default=["relu", "gelu", "gelu_sine", "gelu_sinc_perturbation"])
-    parser.add_argument("--per-model", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the per-model loop (slow)")
+    parser.add_argument(
+        "--per-model", action=argparse.BooleanOptionalAction, default=True, help="also time the per-model loop (slow)"
+    )
     args = parser.parse_args()
 
     suite = get_suite(args.suite)
     workload = build_workload(suite, TrainingProtocol())
-    print(f"workload: {workload.models} models ({len(suite.tasks)} tasks × {len(suite.seeds)} seeds), "
-          f"{workload.protocol.steps} steps, batch {workload.protocol.batch_size}, hidden {workload.protocol.hidden}, "
-          f"input width {workload.batches_x.shape[-1]}; torch {torch.__version__}")
-    header = f"{'threads':>7} {'activation':<24} {'batched s':>10} {'per-model s':>12} {'bound s':>8} " \
-             f"{'per-model/batched':>18} {'batched/bound':>14}"
+    print(
+        f"workload: {workload.models} models ({len(suite.tasks)} tasks × {len(suite.seeds)} seeds), "
+        f"{workload.protocol.steps} steps, batch {workload.protocol.batch_size}, hidden {workload.protocol.hidden}, "
+        f"input width {workload.batches_x.shape[-1]}; torch {torch.__version__}"
+    )
+    header = (
+        f"{'threads':>7} {'activation':<24} {'batched s':>10} {'per-model s':>12} {'bound s':>8} "
+        f"{'per-model/batched':>18} {'batched/bound':>14}"
+    )
     print(header)
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -96,12 +110,20 @@ def main() -> None:
             act, pointwise = activations.get(name), activations.is_pointwise(name)
             functions[name] = lambda act=act, pointwise=pointwise: train_ensemble(act, workload, pointwise=pointwise)
         best = best_seconds(functions, args.repeats)
-        per_model = best_seconds({name: lambda name=name: train_per_model(activations.get(name), workload)
-                                  for name in args.activations}, max(1, args.repeats // 3)) if args.per_model else {}
+        per_model = (
+            best_seconds(
+                {name: lambda name=name: train_per_model(activations.get(name), workload) for name in args.activations},
+                max(1, args.repeats // 3),
+            )
+            if args.per_model
+            else {}
+        )
         for name in args.activations:
             slow = per_model.get(name, float("nan"))
-            print(f"{threads:>7} {name:<24} {best[name]:>10.3f} {slow:>12.3f} {best['bound']:>8.3f} "
-                  f"{slow / best[name]:>17.1f}× {best[name] / best['bound']:>13.2f}×")
+            print(
+                f"{threads:>7} {name:<24} {best[name]:>10.3f} {slow:>12.3f} {best['bound']:>8.3f} "
+                f"{slow / best[name]:>17.1f}× {best[name] / best['bound']:>13.2f}×"
+            )
 
 
 if __name__ == "__main__":

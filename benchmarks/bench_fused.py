@@ -63,8 +63,12 @@ def run_programs(run_dir: Path, count: int) -> list[str]:
     from actmine.run_files import DATABASE
 
     connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
-    sources = [row[0] for row in connection.execute(
-        "SELECT source FROM programs WHERE status = 'ok' GROUP BY source ORDER BY MAX(fitness)")]
+    sources = [
+        row[0]
+        for row in connection.execute(
+            "SELECT source FROM programs WHERE status = 'ok' GROUP BY source ORDER BY MAX(fitness)"
+        )
+    ]
     step = max(1, len(sources) / count)
     return [sources[int(i * step)] for i in range(min(count, len(sources)))]
 
@@ -74,8 +78,9 @@ def as_in_a_worker() -> None:
     memory): without it eager training pays page faults on every temporary, which the workers do
     not, and the comparison would flatter the fused kernels."""
     if os.environ.get("ACTMINE_BENCH_AS_WORKER") != "1":
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  {**os.environ, **WORKER_ENV, "ACTMINE_BENCH_AS_WORKER": "1"})
+        os.execve(
+            sys.executable, [sys.executable, *sys.argv], {**os.environ, **WORKER_ENV, "ACTMINE_BENCH_AS_WORKER": "1"}
+        )
 
 
 def main() -> None:
@@ -91,10 +96,10 @@ def main() -> None:
     cache = Path(args.cache)
     labs = {fused: Lab(args.suite, cache_dir=cache, fused=fused) for fused in (False, True)}
     for lab in labs.values():
-        lab.reference   # noqa: B018  (ReLU's numbers, computed once before timing)
+        lab.reference  # noqa: B018  (ReLU's numbers, computed once before timing)
     sources = run_programs(args.run, args.candidates) if args.run else draw_candidates(args.candidates, args.seed)
     started = time.perf_counter()
-    for source in sources:   # the first compile of each kernel, outside the timed evaluations
+    for source in sources:  # the first compile of each kernel, outside the timed evaluations
         fusion.fused_or_reason(source, compile_candidate(source, "candidate"), cache)
     compile_s = time.perf_counter() - started
     bound = best_seconds({"bound": lambda: matmul_only(labs[True].workload)}, 5)["bound"]
@@ -103,22 +108,32 @@ def main() -> None:
     for i, source in enumerate(sources):
         eager, fused = (labs[flag].evaluate_source(source) for flag in (False, True))
         if not (eager.ok and fused.ok):
-            print(f"{i:>3} refused: eager {eager.error and eager.error['code']}, fused {fused.error and fused.error['code']}")
+            print(
+                f"{i:>3} refused: eager {eager.error and eager.error['code']}, fused {fused.error and fused.error['code']}"
+            )
             continue
         rows.append((eager, fused))
-        print(f"{i:>3} {eager.seconds:>8.2f} {fused.seconds:>8.2f} {eager.seconds / fused.seconds:>4.1f}× "
-              f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {fused.workload['kernel'][:60]}")
+        print(
+            f"{i:>3} {eager.seconds:>8.2f} {fused.seconds:>8.2f} {eager.seconds / fused.seconds:>4.1f}× "
+            f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {fused.workload['kernel'][:60]}"
+        )
     eager_s, fused_s = sum(e.seconds for e, _ in rows), sum(f.seconds for _, f in rows)
     fused_train = [f.timings["train"] for _, f in rows if f.workload["kernel"] == "fused"]
-    print(f"\n{len(rows)} candidates scored ({sum(f.workload['kernel'] == 'fused' for _, f in rows)} fused), "
-          f"first compiles {compile_s:.1f} s in all; matmul-only bound {bound:.3f} s")
-    print(f"evaluations per core-hour: eager {3600 * len(rows) / eager_s:.0f}, fused {3600 * len(rows) / fused_s:.0f} "
-          f"(×{eager_s / fused_s:.2f})")
+    print(
+        f"\n{len(rows)} candidates scored ({sum(f.workload['kernel'] == 'fused' for _, f in rows)} fused), "
+        f"first compiles {compile_s:.1f} s in all; matmul-only bound {bound:.3f} s"
+    )
+    print(
+        f"evaluations per core-hour: eager {3600 * len(rows) / eager_s:.0f}, fused {3600 * len(rows) / fused_s:.0f} "
+        f"(×{eager_s / fused_s:.2f})"
+    )
     if fused_train:
         print(f"fused train stage ÷ matmul-only bound: median {statistics.median(fused_train) / bound:.2f}×")
     rho = spearman([e.fitness for e, _ in rows], [f.fitness for _, f in rows])
-    print(f"Spearman ρ (eager vs fused fitness) {'n/a' if rho is None else f'{rho:.4f}'}; "
-          f"largest |Δ fitness| {max(abs(e.fitness - f.fitness) for e, f in rows):.2e}")
+    print(
+        f"Spearman ρ (eager vs fused fitness) {'n/a' if rho is None else f'{rho:.4f}'}; "
+        f"largest |Δ fitness| {max(abs(e.fitness - f.fitness) for e, f in rows):.2e}"
+    )
 
 
 if __name__ == "__main__":

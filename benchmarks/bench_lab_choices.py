@@ -40,8 +40,10 @@ def variants(lab: np.ndarray, groups: list[str]) -> dict[str, np.ndarray]:
 def downstream(document: dict, names: list[str], benchmark: str) -> np.ndarray:
     """(functions × seeds) per-seed log-ratios vs ReLU of one benchmark, from validity.json."""
     by_name = {f["name"]: f for f in document["functions"]}
-    ratios = {n: {int(s): v for s, v in (by_name[n]["downstream"].get(benchmark) or {}).get("log_ratios", {}).items()}
-              for n in names}
+    ratios = {
+        n: {int(s): v for s, v in (by_name[n]["downstream"].get(benchmark) or {}).get("log_ratios", {}).items()}
+        for n in names
+    }
     return data.downstream_matrix(ratios, names, document["seeds"])
 
 
@@ -55,7 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a finished `actmine validate --out` directory")
     parser.add_argument("--choose", default="series,clrs", help="benchmarks that choose (default: %(default)s)")
-    parser.add_argument("--report", default="diabetes,digits", help="benchmarks that only report (default: %(default)s)")
+    parser.add_argument(
+        "--report", default="diabetes,digits", help="benchmarks that only report (default: %(default)s)"
+    )
     parser.add_argument("--replicates", type=int, default=2000)
     args = parser.parse_args()
     document = json.loads((args.study / "validity.json").read_text())
@@ -67,23 +71,28 @@ def main() -> None:
     halves = {"choose": args.choose.split(","), "report": args.report.split(",")}
     unknown = [b for half in halves.values() for b in half if b not in document["benchmarks"]]
     if unknown:
-        raise SystemExit(f"benchmarks not in the study: {', '.join(unknown)} (it has {', '.join(document['benchmarks'])})")
+        raise SystemExit(
+            f"benchmarks not in the study: {', '.join(unknown)} (it has {', '.join(document['benchmarks'])})"
+        )
     matrices = {half: [downstream(document, names, b) for b in benchmarks] for half, benchmarks in halves.items()}
     print(f"{len(names)} functions; choose on {', '.join(halves['choose'])}, report on {', '.join(halves['report'])}")
     print(f"{'lab choice':<24} {'ρ on the choosing half':>28} {'ρ on the reporting half':>28}")
     results = {}
     for name, matrix in variants(lab, groups).items():
-        results[name] = {half: stats.correlation(matrix, matrices[half], replicates=args.replicates)
-                         for half in halves}
+        results[name] = {half: stats.correlation(matrix, matrices[half], replicates=args.replicates) for half in halves}
         print(f"{name:<24} {text(results[name]['choose']):>28} {text(results[name]['report']):>28}")
     best = max(results, key=lambda n: results[n]["choose"]["rho"] if results[n]["choose"]["rho"] is not None else -2)
-    print(f"\nchosen on {', '.join(halves['choose'])}: {best}; on the reporting half it gives "
-          f"{text(results[best]['report'])} against the default's {text(results['default']['report'])}")
+    print(
+        f"\nchosen on {', '.join(halves['choose'])}: {best}; on the reporting half it gives "
+        f"{text(results[best]['report'])} against the default's {text(results['default']['report'])}"
+    )
     print("per benchmark of the reporting half (ρ [interval]):")
     for name in dict.fromkeys(["default", best]):
         matrix = variants(lab, groups)[name]
-        cells = [f"{b} {text(stats.correlation(matrix, [m], replicates=args.replicates))}"
-                 for b, m in zip(halves["report"], matrices["report"])]
+        cells = [
+            f"{b} {text(stats.correlation(matrix, [m], replicates=args.replicates))}"
+            for b, m in zip(halves["report"], matrices["report"])
+        ]
         print(f"  {name:<22} " + "   ".join(cells))
 
 

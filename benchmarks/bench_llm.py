@@ -25,9 +25,12 @@ from chat_server import ChatServer  # noqa: E402
 from actmine.config import Config  # noqa: E402
 from actmine.evolve.controller import Search  # noqa: E402
 
-ANSWERS = [f"A GELU with a periodic term of amplitude {a} to keep curvature outside the training range.\n"
-           f"```python\ndef activation_function(x):\n    return F.gelu(x) + {a} * torch.sin({b} * x)\n```"
-           for a in (0.05, 0.1, 0.15, 0.2) for b in (0.5, 1.0, 2.0)]
+ANSWERS = [
+    f"A GELU with a periodic term of amplitude {a} to keep curvature outside the training range.\n"
+    f"```python\ndef activation_function(x):\n    return F.gelu(x) + {a} * torch.sin({b} * x)\n```"
+    for a in (0.05, 0.1, 0.15, 0.2)
+    for b in (0.5, 1.0, 2.0)
+]
 
 
 class CyclingServer(ChatServer):
@@ -48,20 +51,31 @@ def main() -> None:
     baseline = None
     for concurrency in args.concurrency:
         with CyclingServer(args.latency) as server, tempfile.TemporaryDirectory(prefix="actmine-bench-") as run_dir:
-            config = Config.from_dict({
-                "search": {"budget": args.budget, "time_limit": 0, "heldout_top": 1, "initial_programs": ["gelu"]},
-                "mutator": {"kind": "llm", "options": {
-                    "models": [{"name": "scripted", "base_url": server.base_url}],
-                    "concurrency": concurrency, "operators": {"mutate": 1}}},
-                "executor": {"workers": args.workers}, "lab": {"training_seeds": 3}})
+            config = Config.from_dict(
+                {
+                    "search": {"budget": args.budget, "time_limit": 0, "heldout_top": 1, "initial_programs": ["gelu"]},
+                    "mutator": {
+                        "kind": "llm",
+                        "options": {
+                            "models": [{"name": "scripted", "base_url": server.base_url}],
+                            "concurrency": concurrency,
+                            "operators": {"mutate": 1},
+                        },
+                    },
+                    "executor": {"workers": args.workers},
+                    "lab": {"training_seeds": 3},
+                }
+            )
             started = time.monotonic()
             summary = Search(config, Path(run_dir) / "run", live=False).run()
             # the search loop only: the held-out check and the report come after it
             seconds = summary["seconds"]
         baseline = baseline or seconds
-        print(f"{concurrency:>11} {summary['evaluated']:>5} {seconds:>8.1f} {summary['evaluated'] / seconds:>8.2f} "
-              f"{summary['idle_fraction']:>6.1%} {baseline / seconds:>8.2f}x   "
-              f"(with held-out check and report: {time.monotonic() - started:.0f} s)")
+        print(
+            f"{concurrency:>11} {summary['evaluated']:>5} {seconds:>8.1f} {summary['evaluated'] / seconds:>8.2f} "
+            f"{summary['idle_fraction']:>6.1%} {baseline / seconds:>8.2f}x   "
+            f"(with held-out check and report: {time.monotonic() - started:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

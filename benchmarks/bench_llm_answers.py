@@ -44,8 +44,12 @@ def _one_line(text: str, limit: int = 160) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=CORPUS_DIR,
-                        help="a directory of answers in the format of tests/llm_answers/README.md")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=CORPUS_DIR,
+        help="a directory of answers in the format of tests/llm_answers/README.md",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every answer's outcome")
     args = parser.parse_args(argv)
     try:
@@ -53,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CorpusFormatError, OSError, UnicodeDecodeError) as exc:
         print(f"cannot read the corpus: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
-    torch.set_num_threads(1)   # as in the sandbox workers
+    torch.set_num_threads(1)  # as in the sandbox workers
 
     started = time.monotonic()
-    per_style: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])   # kept, well-meaning, refused, hostile
+    per_style: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # kept, well-meaning, refused, hostile
     lost, holes, other_code = [], [], []
     for answer in answers:
         outcome = evaluate_answer(answer.text)
@@ -90,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'style':<14} {'well-meaning accepted':>22} {'hostile refused':>18}")
     for style in sorted(per_style):
         c = per_style[style]
-        print(f"{terminal_text(style):<14} {_rate(c[0], c[1]) if c[1] else '-':>22} {_rate(c[2], c[3]) if c[3] else '-':>18}")
+        print(
+            f"{terminal_text(style):<14} {_rate(c[0], c[1]) if c[1] else '-':>22} {_rate(c[2], c[3]) if c[3] else '-':>18}"
+        )
     if lost:
         print(f"\nwell-meaning answers lost ({len(lost)}):")
         for answer, outcome in lost:
-            print(f"  {terminal_text(answer.name)} [{terminal_text(answer.style)}]: {outcome.code} at {outcome.stage}: "
-                  f"{_one_line(outcome.message)}")
+            print(
+                f"  {terminal_text(answer.name)} [{terminal_text(answer.style)}]: {outcome.code} at {outcome.stage}: "
+                f"{_one_line(outcome.message)}"
+            )
     if holes:
         print(f"\nHOSTILE ANSWERS ACCEPTED ({len(holes)}):")
         for answer, _outcome in holes:
@@ -103,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     if other_code:
         print(f"\nhostile answers refused with another code than expected ({len(other_code)}):")
         for answer, outcome in other_code:
-            print(f"  {terminal_text(answer.name)}: expected {answer.expect} at {stage_of(answer.expect)}, got "
-                  f"{outcome.code} at {outcome.stage}: {_one_line(outcome.message)}")
+            print(
+                f"  {terminal_text(answer.name)}: expected {answer.expect} at {stage_of(answer.expect)}, got "
+                f"{outcome.code} at {outcome.stage}: {_one_line(outcome.message)}"
+            )
     return 0
 
 

@@ -27,8 +27,9 @@ def main() -> None:
     parser.add_argument("--generators", nargs="+", default=["expression", "polynomial", "harmonic", "feynman"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"| generator | looked at | kept | learnable | rejections | build s ({args.threads} thread) "
-          "| cached build s |")
+    print(
+        f"| generator | looked at | kept | learnable | rejections | build s ({args.threads} thread) | cached build s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in args.generators:
         with tempfile.TemporaryDirectory() as cache:
@@ -39,8 +40,11 @@ def main() -> None:
             Pool(name, size=args.size, cache_dir=cache, chunk_size=args.chunk)
             cached = time.perf_counter() - started
         rejections = ", ".join(f"{reason} {n}" for reason, n in sorted(pool.rejections().items())) or "none"
-        print(f"| {name} | {len(pool.draws)} | {len(pool.tasks)} | {pool.learnable_fraction:.0%} | {rejections} "
-              f"| {built:.0f} | {cached:.1f} |", flush=True)
+        print(
+            f"| {name} | {len(pool.draws)} | {len(pool.tasks)} | {pool.learnable_fraction:.0%} | {rejections} "
+            f"| {built:.0f} | {cached:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

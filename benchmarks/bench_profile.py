@@ -51,6 +51,7 @@ REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation")
 
 # -- the child: one candidate, isolated as a sandbox worker is --------------------------------------
 
+
 def _category(event, parents: dict[int, object]) -> str:
     """The category of one profiler event with self time, from its own name and its ancestors'."""
     names, node = [], event
@@ -107,7 +108,7 @@ def child_main() -> None:
     worker.limit_resources(int(request["memory_mb"]))
     worker.set_cpu_budget(float(request["cpu_s"]))
     worker.exit_with_parent(os.getppid())
-    _, answer = worker.take_protocol_streams()   # fds 0 and 1 become /dev/null: only this line answers
+    _, answer = worker.take_protocol_streams()  # fds 0 and 1 become /dev/null: only this line answers
 
     import time
 
@@ -121,8 +122,11 @@ def child_main() -> None:
     from bench_fitness import best_seconds, matmul_only
 
     torch.set_num_threads(1)
-    act = activations.get(request["name"]) if request.get("source") is None else \
-        compile_candidate(request["source"], request["name"])
+    act = (
+        activations.get(request["name"])
+        if request.get("source") is None
+        else compile_candidate(request["source"], request["name"])
+    )
     run_probes(act)
     workload = build_workload(get_suite(request["suite"]), TrainingProtocol())
     params = split_parameters(workload.init, workload.models, workload.batches_x.shape[-1], workload.protocol)
@@ -132,17 +136,34 @@ def child_main() -> None:
             forward(params, workload.x_id, act)
             forward(params, workload.x_ood, act)
 
-    best = best_seconds({"train": lambda: train_ensemble(act, workload), "bound": lambda: matmul_only(workload),
-                         "scoring": scoring_passes}, request["repeats"])
+    best = best_seconds(
+        {
+            "train": lambda: train_ensemble(act, workload),
+            "bound": lambda: matmul_only(workload),
+            "scoring": scoring_passes,
+        },
+        request["repeats"],
+    )
     started = time.perf_counter()
     shares = profile_shares(lambda a: train_ensemble(a, workload), act)
-    answer.write(json.dumps({"seconds": best["train"], "bound": best["bound"], "scoring": best["scoring"],
-                             "profiled_seconds": time.perf_counter() - started, "shares": shares,
-                             "models": workload.models}) + "\n")
+    answer.write(
+        json.dumps(
+            {
+                "seconds": best["train"],
+                "bound": best["bound"],
+                "scoring": best["scoring"],
+                "profiled_seconds": time.perf_counter() - started,
+                "shares": shares,
+                "models": workload.models,
+            }
+        )
+        + "\n"
+    )
     answer.flush()
 
 
 # -- the parent: choose candidates, run each child, print the table ---------------------------------
+
 
 def sample_programs(run_dir: Path, count: int) -> list[tuple[str, str, float]]:
     """(name, source, fitness) of `count` ok programs spread evenly over the run's fitness ranks."""
@@ -152,8 +173,9 @@ def sample_programs(run_dir: Path, count: int) -> list[tuple[str, str, float]]:
     database = ProgramDatabase(run_dir / DATABASE, readonly=True)
     try:
         run = database.latest_run()
-        programs = sorted((p for p in database.programs(run.id, status="ok") if p.mutator != "seed"),
-                          key=lambda p: p.fitness)
+        programs = sorted(
+            (p for p in database.programs(run.id, status="ok") if p.mutator != "seed"), key=lambda p: p.fitness
+        )
     finally:
         database.close()
     if not programs:
@@ -166,12 +188,19 @@ def run_child(request: dict, timeout: float) -> dict:
     """One candidate's profile in its own isolated, killable process; {"error": …} if it fails."""
     from actmine.candidate.sandbox import SandboxLimits, worker_environment
 
-    home = tempfile.mkdtemp(prefix="actmine-profile-")   # its cwd, HOME and TMPDIR, removed after
+    home = tempfile.mkdtemp(prefix="actmine-profile-")  # its cwd, HOME and TMPDIR, removed after
     env = worker_environment(home, SandboxLimits(memory_mb=request["memory_mb"]))
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(Path(__file__).resolve().parent)])
-    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=home,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=home,
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(json.dumps(request) + "\n", timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -209,12 +238,20 @@ def main() -> None:
     from actmine.terminal import terminal_text
 
     print(f"suite {args.suite}, one thread per child; run: {run_dir or 'none (references only)'}")
-    print(f"{'candidate':<24} {'fitness':>8} {'eval s':>7} {'÷ bound':>8} {'scoring':>8} | "
-          + " ".join(f"{c:>10.10}" for c in CATEGORIES))
+    print(
+        f"{'candidate':<24} {'fitness':>8} {'eval s':>7} {'÷ bound':>8} {'scoring':>8} | "
+        + " ".join(f"{c:>10.10}" for c in CATEGORIES)
+    )
     rows = []
     for name, source, fitness in jobs:
-        request = {"name": name, "source": source, "suite": args.suite, "repeats": args.repeats,
-                   "memory_mb": args.memory_mb, "cpu_s": args.timeout}
+        request = {
+            "name": name,
+            "source": source,
+            "suite": args.suite,
+            "repeats": args.repeats,
+            "memory_mb": args.memory_mb,
+            "cpu_s": args.timeout,
+        }
         result = run_child(request, args.timeout)
         label = terminal_text(name, keep_newlines=False)[:24]
         if "error" in result:
@@ -222,18 +259,23 @@ def main() -> None:
             continue
         rows.append((name, result))
         shares = " ".join(f"{100 * result['shares'][c]:>9.1f}%" for c in CATEGORIES)
-        print(f"{label:<24} {'' if fitness is None else f'{fitness:+.3f}':>8} {result['seconds']:>7.2f} "
-              f"{result['seconds'] / result['bound']:>7.1f}× {100 * result['scoring'] / result['seconds']:>7.1f}% | "
-              + shares, flush=True)
+        print(
+            f"{label:<24} {'' if fitness is None else f'{fitness:+.3f}':>8} {result['seconds']:>7.2f} "
+            f"{result['seconds'] / result['bound']:>7.1f}× {100 * result['scoring'] / result['seconds']:>7.1f}% | "
+            + shares,
+            flush=True,
+        )
     programs = [r for n, r in rows if n.startswith("program ")]
     if programs:
         import statistics
 
-        print(f"\nmedian over {len(programs)} programs: {statistics.median(r['seconds'] for r in programs):.2f} s per "
-              f"evaluation, {statistics.median(r['seconds'] / r['bound'] for r in programs):.1f}× the matmul-only bound; "
-              "activation forward + backward "
-              f"{100 * statistics.median(r['shares']['activation forward'] + r['shares']['activation backward'] for r in programs):.0f}% "
-              "of the profiled time")
+        print(
+            f"\nmedian over {len(programs)} programs: {statistics.median(r['seconds'] for r in programs):.2f} s per "
+            f"evaluation, {statistics.median(r['seconds'] / r['bound'] for r in programs):.1f}× the matmul-only bound; "
+            "activation forward + backward "
+            f"{100 * statistics.median(r['shares']['activation forward'] + r['shares']['activation backward'] for r in programs):.0f}% "
+            "of the profiled time"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def main() -> None:
             assert not pool.evaluate("import os\n", lab, "refused").ok
             best_trip = min(best_trip, time.perf_counter() - started)
         print(f"round trip of a refused candidate (the sandbox's fixed cost): {best_trip * 1e3:.2f} ms")
-    print("A negative overhead is real: workers run with glibc malloc thresholds (sandbox.WORKER_ENV) that "
-          "this process lacks.")
+    print(
+        "A negative overhead is real: workers run with glibc malloc thresholds (sandbox.WORKER_ENV) that "
+        "this process lacks."
+    )
 
 
 if __name__ == "__main__":

@@ -28,12 +28,19 @@ from actmine.evolve.controller import Search
 from actmine.lab.estimate import paired_interval
 
 
-BAR = ("relu", "gelu", "gelu_sine")     # the references issue 13's winner must beat on unseen generators
+BAR = ("relu", "gelu", "gelu_sine")  # the references issue 13's winner must beat on unseen generators
 
 
 def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
-    config = Config().with_overrides({"search.budget": budget, "search.time_limit": 0, "search.seed": seed,
-                                      "mutator.kind": mutator, "executor.workers": workers})
+    config = Config().with_overrides(
+        {
+            "search.budget": budget,
+            "search.time_limit": 0,
+            "search.seed": seed,
+            "mutator.kind": mutator,
+            "executor.workers": workers,
+        }
+    )
     with tempfile.TemporaryDirectory(prefix="actmine-bench-") as run_dir:
         summary = Search(config, run_dir, live=False).run()
         final = json.loads((Path(run_dir) / "heldout.json").read_text())
@@ -44,8 +51,15 @@ def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
     validation = next((r["heldout_fitness"] for r in final["validation"] if r.get("winner")), None)
     references = {(r["suite"], r["name"]): r["fitness"] for r in final["test"] if r["program_id"] is None}
     against = {c["against"]: c for c in final["comparisons"] if c["suite"] == "all unseen"}
-    return {"summary": summary, "tests": {s: tests[s]["fitness"] for s in tests}, "tasks": tasks,
-            "validation": validation, "references": references, "unseen": unseen, "against": against}
+    return {
+        "summary": summary,
+        "tests": {s: tests[s]["fitness"] for s in tests},
+        "tasks": tasks,
+        "validation": validation,
+        "references": references,
+        "unseen": unseen,
+        "against": against,
+    }
 
 
 def main() -> None:
@@ -63,35 +77,47 @@ def main() -> None:
             s = result["summary"]
             rounds = s.get("rounds", {})
             tests = "  ".join(f"{name} {result['tests'][name]:+.3f}" for name in suites)
-            print(f"{mutator:<9} seed {seed}: {s['evaluated']} proposals, {rounds.get('confirm', 0)} confirmations, "
-                  f"{s['seconds']:.0f} s; winner #{s['best']['id']} search {s['best']['fitness']:+.3f} "
-                  f"validation {result['validation']:+.3f}; test: {tests}", flush=True)
+            print(
+                f"{mutator:<9} seed {seed}: {s['evaluated']} proposals, {rounds.get('confirm', 0)} confirmations, "
+                f"{s['seconds']:.0f} s; winner #{s['best']['id']} search {s['best']['fitness']:+.3f} "
+                f"validation {result['validation']:+.3f}; test: {tests}",
+                flush=True,
+            )
     print("\nmean test fitness over run seeds (higher is better; fitness = −mean log-ratio vs ReLU):")
     for mutator in ("symbolic", "random"):
         means = {name: statistics.mean(runs[mutator, s]["tests"][name] for s in args.seeds) for name in suites}
         print(f"  {mutator:<9} " + "  ".join(f"{name} {value:+.3f}" for name, value in means.items()))
     first = runs["symbolic", args.seeds[0]]
     for reference in BAR:
-        print(f"  {reference:<9} " + "  ".join(f"{name} {first['references'].get((name, reference), float('nan')):+.3f}"
-                                                for name in suites))
+        print(
+            f"  {reference:<9} "
+            + "  ".join(f"{name} {first['references'].get((name, reference), float('nan')):+.3f}" for name in suites)
+        )
     print("\nevolution's winner − random's winner on the unseen test tasks (paired by task and seed):")
     differences = []
     for seed in args.seeds:
         interval = paired_interval(runs["symbolic", seed]["tasks"], runs["random", seed]["tasks"])
         differences.append(interval["mean"])
-        print(f"  seed {seed}: {interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}] over "
-              f"{interval['tasks']} tasks × {interval['seeds']} seeds")
+        print(
+            f"  seed {seed}: {interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}] over "
+            f"{interval['tasks']} tasks × {interval['seeds']} seeds"
+        )
     print("\nthe winner against each reference on the unseen test tasks (issue 13's bar: all three below 0):")
     for seed in args.seeds:
         for mutator in ("symbolic", "random"):
             against = runs[mutator, seed]["against"]
-            cells = [f"{name} {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
-                     for name in BAR if (c := against.get(name))]
+            cells = [
+                f"{name} {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+                for name in BAR
+                if (c := against.get(name))
+            ]
             met = all(name in against and against[name]["mean"] < 0 for name in BAR)
             print(f"  seed {seed} {mutator:<9} " + "  ".join(cells) + ("  bar met" if met else ""))
     if len(differences) > 1:
-        print(f"  mean over run seeds {statistics.mean(differences):+.3f} (sd {statistics.stdev(differences):.3f}, "
-              f"{len(differences)} seeds)")
+        print(
+            f"  mean over run seeds {statistics.mean(differences):+.3f} (sd {statistics.stdev(differences):.3f}, "
+            f"{len(differences)} seeds)"
+        )
 
 
 if __name__ == "__main__":

@@ -40,28 +40,52 @@ HERE = Path(__file__).resolve().parents[1]
 
 def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> dict:
     """One search with the code of checkout `code` in a child process; what it found."""
-    config = {"search": {"budget": 100_000, "time_limit": round(cpu_minutes * 60 / workers)},
-              "executor": {"workers": workers}, **({"lab": lab} if lab else {})}
+    config = {
+        "search": {"budget": 100_000, "time_limit": round(cpu_minutes * 60 / workers)},
+        "executor": {"workers": workers},
+        **({"lab": lab} if lab else {}),
+    }
     with tempfile.TemporaryDirectory(prefix="actmine-bench-speed-") as run_dir:
         path = Path(run_dir) / "bench.yaml"
         path.write_text(yaml.safe_dump(config))
         env = {**os.environ, "PYTHONPATH": str(code)}
-        subprocess.run([sys.executable, "-m", "actmine.cli", "search", "--config", str(path), "--run-dir",
-                        str(Path(run_dir) / "run"), "--seed", str(seed), "--quiet"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "actmine.cli",
+                "search",
+                "--config",
+                str(path),
+                "--run-dir",
+                str(Path(run_dir) / "run"),
+                "--seed",
+                str(seed),
+                "--quiet",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         final = json.loads((Path(run_dir) / "run" / "heldout.json").read_text())
         database = sqlite3.connect(f"file:{Path(run_dir) / 'run' / 'programs.sqlite'}?mode=ro", uri=True)
         proposals = database.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
         rounds = database.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
         database.close()
-    unseen = list(Config().tasks.test)   # the suites of generators the search never draws
+    unseen = list(Config().tasks.test)  # the suites of generators the search never draws
     winner = final["winner"]
     tests = {r["suite"]: r for r in final["test"] if r["program_id"] == winner}
     tasks = {f"{suite}/{t}": v for suite in unseen for t, v in tests[suite]["tasks"].items()}
     scores = [min(max(statistics.fmean(v), -3.0), 3.0) for v in tasks.values()]
     validation = next((r["heldout_fitness"] for r in final["validation"] if r.get("winner")), None)
-    return {"proposals": proposals, "rounds": rounds, "validation": validation,
-            "unseen": -statistics.fmean(scores), "tasks": tasks, "winner": winner}
+    return {
+        "proposals": proposals,
+        "rounds": rounds,
+        "validation": validation,
+        "unseen": -statistics.fmean(scores),
+        "tasks": tasks,
+        "winner": winner,
+    }
 
 
 def t_interval(values: list[float], form: str = "+.3f") -> str:
@@ -77,23 +101,31 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with (default: this "
-                        "checkout with lab.fused: false)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of the code to compare with (default: this checkout with lab.fused: false)",
+    )
     args = parser.parse_args()
     before = (args.baseline.resolve(), {}) if args.baseline else (HERE, {"fused": False})
     runs: dict[tuple[str, int], dict] = {}
     for seed in args.seeds:
         for label, (code, lab) in (("before", before), ("after", (HERE, {}))):
             r = runs[label, seed] = run(code, lab, seed, args.cpu_minutes, args.workers)
-            print(f"{label:<6} seed {seed}: {r['proposals']} proposals, {r['rounds']} rounds "
-                  f"({r['rounds'] / args.cpu_minutes:.1f} per CPU-minute); winner #{r['winner']} validation "
-                  f"{r['validation']:+.3f}, all unseen {r['unseen']:+.3f}", flush=True)
+            print(
+                f"{label:<6} seed {seed}: {r['proposals']} proposals, {r['rounds']} rounds "
+                f"({r['rounds'] / args.cpu_minutes:.1f} per CPU-minute); winner #{r['winner']} validation "
+                f"{r['validation']:+.3f}, all unseen {r['unseen']:+.3f}",
+                flush=True,
+            )
     print(f"\nover run seeds (mean, 95% t-interval), {args.cpu_minutes:g} CPU-minutes of search each:")
     for label in ("before", "after"):
-        print(f"  {label:<6} rounds per CPU-minute "
-              f"{t_interval([runs[label, s]['rounds'] / args.cpu_minutes for s in args.seeds], '.1f')}; "
-              f"validation {t_interval([runs[label, s]['validation'] for s in args.seeds])}; "
-              f"all unseen {t_interval([runs[label, s]['unseen'] for s in args.seeds])}")
+        print(
+            f"  {label:<6} rounds per CPU-minute "
+            f"{t_interval([runs[label, s]['rounds'] / args.cpu_minutes for s in args.seeds], '.1f')}; "
+            f"validation {t_interval([runs[label, s]['validation'] for s in args.seeds])}; "
+            f"all unseen {t_interval([runs[label, s]['unseen'] for s in args.seeds])}"
+        )
     print("\nafter's winner − before's on the unseen test tasks (paired by task and seed; below 0 = after better):")
     differences = []
     for seed in args.seeds:

@@ -49,8 +49,11 @@ def _rank(rule: str, row: dict) -> float:
 
 def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
     final = json.loads((run_dir / "heldout.json").read_text())
-    rows = [r for r in final.get("validation", []) if r.get("program_id") is not None
-            and r.get("heldout_fitness") is not None and r.get("families")]
+    rows = [
+        r
+        for r in final.get("validation", [])
+        if r.get("program_id") is not None and r.get("heldout_fitness") is not None and r.get("families")
+    ]
     return final, rows
 
 
@@ -69,8 +72,10 @@ def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[
                         continue
                     source = database.get(row["program_id"]).source
                     futures = {s: pool.submit(source, tasks.tests[s], row["name"]) for s in tasks.unseen_tests()}
-                    scores[key] = {s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks}
-                                       if f.result().ok else None) for s, f in futures.items()}
+                    scores[key] = {
+                        s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
+                        for s, f in futures.items()
+                    }
                     journal.write_text(json.dumps(scores))
                     print(f"scored {key}", flush=True)
             finally:
@@ -98,10 +103,15 @@ def report(run_dir: Path, scores: dict[str, dict]) -> None:
     for name in WINNER_RULES:
         pick = max(rows, key=lambda row: _rank(name, row))
         mine = flat(scores[f"{run_dir}#{pick['program_id']}"])
-        against = "  ".join(f"{ref} {paired_interval(mine, flat(references[ref]))['mean']:+.3f}"
-                            for ref in REFERENCES if ref in references)
-        print(f"  {name:<12} picks {pick['name']:<13} validation {pick['heldout_fitness']:+.3f}  "
-              f"worst family {_worst(pick):+.2f} | unseen vs {against}")
+        against = "  ".join(
+            f"{ref} {paired_interval(mine, flat(references[ref]))['mean']:+.3f}"
+            for ref in REFERENCES
+            if ref in references
+        )
+        print(
+            f"  {name:<12} picks {pick['name']:<13} validation {pick['heldout_fitness']:+.3f}  "
+            f"worst family {_worst(pick):+.2f} | unseen vs {against}"
+        )
     if len(rows) < 4:
         return
     statistics = {"fitness": [r["heldout_fitness"] for r in rows], "worst family": [-_worst(r) for r in rows]}

@@ -73,17 +73,19 @@ def main() -> int:
     all_cycles, runs_finished, violations = [], 0, []
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="actmine-crash-")))
-        os.environ.setdefault("ACTMINE_CACHE_DIR", str(root / "cache"))   # never the user's cache
+        os.environ.setdefault("ACTMINE_CACHE_DIR", str(root / "cache"))  # never the user's cache
         server = stack.enter_context(ChatServer(llm_script(100_000)))
         run_number = 0
         while time.monotonic() < end and not (args.cycles and len(all_cycles) >= args.cycles):
             mutator = args.mutators[run_number % len(args.mutators)]
             directory = root / f"run{run_number}"
             directory.mkdir()
-            config = stress_config(directory, budget=args.budget,
-                                   llm_base_url=server.base_url if mutator == "llm" else None)
-            checker = Checker(config, directory / "run", budget=args.budget, islands=2,
-                              max_gaps=4 if mutator == "llm" else 2)
+            config = stress_config(
+                directory, budget=args.budget, llm_base_url=server.base_url if mutator == "llm" else None
+            )
+            checker = Checker(
+                config, directory / "run", budget=args.budget, islands=2, max_gaps=4 if mutator == "llm" else 2
+            )
             kills = 0
             while time.monotonic() < end and not (args.cycles and len(all_cycles) >= args.cycles):
                 remaining = args.budget - len(checker.previous.programs)
@@ -95,25 +97,32 @@ def main() -> int:
                 cycle = checker.cycle(fault, kill_after_s=delay)
                 all_cycles.append(cycle)
                 kills += cycle.killed
-                print(f"run {run_number} ({mutator}) cycle {len(checker.cycles):>2}: {cycle.moment:<28} "
-                      f"{'killed at ' + cycle.fired if cycle.fired else ('killed' if cycle.killed else 'finished'):<40} "
-                      f"programs {cycle.programs:>3}  {time.monotonic() - started:5.1f} s", flush=True)
+                print(
+                    f"run {run_number} ({mutator}) cycle {len(checker.cycles):>2}: {cycle.moment:<28} "
+                    f"{'killed at ' + cycle.fired if cycle.fired else ('killed' if cycle.killed else 'finished'):<40} "
+                    f"programs {cycle.programs:>3}  {time.monotonic() - started:5.1f} s",
+                    flush=True,
+                )
                 for violation in cycle.violations:
                     print(f"    VIOLATION: {violation}", flush=True)
                     violations.append(f"run {run_number} cycle {len(checker.cycles)} ({cycle.moment}): {violation}")
                 if cycle.returncode == 0:
                     runs_finished += 1
                     break
-                if not cycle.killed:   # it failed on its own (a violation, printed above): next run
+                if not cycle.killed:  # it failed on its own (a violation, printed above): next run
                     break
             run_number += 1
     summary = describe(all_cycles)
     moments = {c.fired.replace(" (pass ", ":").rstrip(")") for c in all_cycles if c.fired}
-    print(f"\ncycles {summary['cycles']}, killed {summary['killed']} (at fault points "
-          f"{summary['killed'] - summary['external_kills']}, external SIGKILL {summary['external_kills']}), "
-          f"runs {run_number} ({runs_finished} finished at their budget)")
-    print(f"moments tried: {len(moments)} distinct point:pass pairs + {summary['external_kills']} external kills; "
-          f"kills per point: " + ", ".join(f"{p} {summary['points_fired'].get(p, 0)}" for p in POINTS))
+    print(
+        f"\ncycles {summary['cycles']}, killed {summary['killed']} (at fault points "
+        f"{summary['killed'] - summary['external_kills']}, external SIGKILL {summary['external_kills']}), "
+        f"runs {run_number} ({runs_finished} finished at their budget)"
+    )
+    print(
+        f"moments tried: {len(moments)} distinct point:pass pairs + {summary['external_kills']} external kills; "
+        f"kills per point: " + ", ".join(f"{p} {summary['points_fired'].get(p, 0)}" for p in POINTS)
+    )
     print(f"violations: {len(violations)}")
     for violation in violations:
         print(f"  {violation}")

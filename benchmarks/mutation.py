@@ -39,14 +39,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # The probes and their parts (probes.py, probe_calls.py, cost.py, descriptors.py) share one set of tests.
-PROBE_TESTS = ["tests/test_probes.py", "tests/test_op_counter.py", "tests/test_probe_descriptors.py",
-               "tests/test_probe_pointwise.py", "tests/test_probe_failures.py"]
+PROBE_TESTS = [
+    "tests/test_probes.py",
+    "tests/test_op_counter.py",
+    "tests/test_probe_descriptors.py",
+    "tests/test_probe_pointwise.py",
+    "tests/test_probe_failures.py",
+]
 
 # The candidate policy and its parts (source.py, policy_*.py) share one set of tests.
-POLICY_TESTS = ["tests/test_source.py", "tests/test_policy.py", "tests/test_policy_denylist.py",
-                "tests/test_policy_attributes.py", "tests/test_policy_bounds.py",
-                "tests/test_policy_files_and_constants.py", "tests/test_policy_names.py",
-                "tests/test_policy_program.py", "tests/test_policy_statements.py"]
+POLICY_TESTS = [
+    "tests/test_source.py",
+    "tests/test_policy.py",
+    "tests/test_policy_denylist.py",
+    "tests/test_policy_attributes.py",
+    "tests/test_policy_bounds.py",
+    "tests/test_policy_files_and_constants.py",
+    "tests/test_policy_names.py",
+    "tests/test_policy_program.py",
+    "tests/test_policy_statements.py",
+]
 
 # The program database and its parts (database.py, program_records.py, database_schema.py, database_file.py).
 DATABASE_TESTS = ["tests/test_database.py", "tests/test_database_rounds.py"]
@@ -86,10 +98,10 @@ CORE: dict[str, list[str]] = {
 KILLED = {"killed", "segfault", "caught by type check", "suspicious"}
 NOT_KILLED = {"survived", "no tests", "timeout"}
 
-WORK = ROOT / ".mutation"   # default scratch place (--work): one per concurrent run
+WORK = ROOT / ".mutation"  # default scratch place (--work): one per concurrent run
 DEFAULT_REPORT = ROOT / "benchmarks" / "results" / "mutation.md"
 EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.toml"
-MUTMUT = Path(sys.executable).with_name("mutmut")   # installed beside this Python (make mutation)
+MUTMUT = Path(sys.executable).with_name("mutmut")  # installed beside this Python (make mutation)
 
 
 def scratch_copy(modules: list[str], work: Path, extra_tests: list[str], again: bool = False) -> Path:
@@ -108,22 +120,29 @@ def scratch_copy(modules: list[str], work: Path, extra_tests: list[str], again: 
         (tree / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     else:
         shutil.rmtree(tree, ignore_errors=True)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, tree / name)
     tests = sorted({t for m in modules for t in CORE[m]} | set(extra_tests))
-    tests = [t for t in tests if (tree / t).is_file()]   # a planned test file may not exist yet
-    section = ("\n[tool.mutmut]\n"
-               'source_paths = ["actmine"]\n'
-               f"only_mutate = {json.dumps(modules)}\n"
-               f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-               # torch and the sandbox's worker processes are not fork-safe from a process that ran tests
-               'process_isolation = "forkserver"\n'
-               'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n')
+    tests = [t for t in tests if (tree / t).is_file()]  # a planned test file may not exist yet
+    section = (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["actmine"]\n'
+        f"only_mutate = {json.dumps(modules)}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        # torch and the sandbox's worker processes are not fork-safe from a process that ran tests
+        'process_isolation = "forkserver"\n'
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
+    )
     with open(tree / "pyproject.toml", "a") as handle:
         handle.write(section)
     return tree
@@ -134,8 +153,14 @@ def run_mutmut(tree: Path, children: int, work: Path, names: list[str] = ()) -> 
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
     with open(work / "mutmut.log", "a") as log:
-        subprocess.run([str(MUTMUT), "run", "--max-children", str(children), *names], cwd=tree, env=env,
-                       stdout=log, stderr=subprocess.STDOUT, check=False)
+        subprocess.run(
+            [str(MUTMUT), "run", "--max-children", str(children), *names],
+            cwd=tree,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     return time.monotonic() - started
 
 
@@ -150,8 +175,9 @@ def run_again(tree: Path, children: int, work: Path) -> float:
 
 def statuses(tree: Path) -> dict[str, str]:
     """mutant name → status, from `mutmut results --all true`."""
-    out = subprocess.run([str(MUTMUT), "results", "--all", "true"], cwd=tree, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(MUTMUT), "results", "--all", "true"], cwd=tree, capture_output=True, text=True, check=True
+    ).stdout
     return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\S+): (.+)$", out, re.M)}
 
 
@@ -169,8 +195,9 @@ def module_of(name: str, modules: list[str]) -> str | None:
 
 
 def summarise(tree: Path, modules: list[str], seconds: float) -> dict[str, dict]:
-    rows: dict[str, dict] = {m: {"killed": 0, "survived": 0, "no tests": 0, "timeout": 0, "other": 0,
-                                 "survivors": []} for m in modules}
+    rows: dict[str, dict] = {
+        m: {"killed": 0, "survived": 0, "no tests": 0, "timeout": 0, "other": 0, "survivors": []} for m in modules
+    }
     for name, status in sorted(statuses(tree).items()):
         module = module_of(name, modules)
         if module is None:
@@ -203,13 +230,17 @@ def write_report(rows: dict[str, dict], path: Path) -> None:
             survivor["why"] = equivalent.get(module, {}).get(survivor["name"])
     path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(merged, indent=1, sort_keys=True))
-    lines = ["# Mutation testing of the core modules", "",
-             "`python benchmarks/mutation.py [MODULE …]` (mutmut; see the script's docstring). Score = killed ÷ "
-             "(killed + survived + no tests + timeout). *Explained*: survivors that mutation_equivalent.toml says are "
-             "equivalent (the same behaviour) or harmless; the last column leaves them out of the count (the "
-             "usual mutation score, killed ÷ non-equivalent mutants).", "",
-             "| module | mutants | killed | survived | no tests | timeout | explained | score | score, explained left out |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Mutation testing of the core modules",
+        "",
+        "`python benchmarks/mutation.py [MODULE …]` (mutmut; see the script's docstring). Score = killed ÷ "
+        "(killed + survived + no tests + timeout). *Explained*: survivors that mutation_equivalent.toml says are "
+        "equivalent (the same behaviour) or harmless; the last column leaves them out of the count (the "
+        "usual mutation score, killed ÷ non-equivalent mutants).",
+        "",
+        "| module | mutants | killed | survived | no tests | timeout | explained | score | score, explained left out |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for module in sorted(merged):
         r = merged[module]
         timeouts = r.get("timeout", 0)
@@ -217,12 +248,18 @@ def write_report(rows: dict[str, dict], path: Path) -> None:
         explained = sum(1 for s in r["survivors"] if s["why"])
         score = f"{100 * r['score']:.1f}%" if r["score"] is not None else "–"
         net = f"{100 * r['killed'] / (total - explained):.1f}%" if total > explained else "–"
-        lines.append(f"| `{module}` | {total} | {r['killed']} | {r['survived']} | {r['no tests']} | {timeouts} | "
-                     f"{explained} | {score} | {net} |")
+        lines.append(
+            f"| `{module}` | {total} | {r['killed']} | {r['survived']} | {r['no tests']} | {timeouts} | "
+            f"{explained} | {score} | {net} |"
+        )
     missing = [m for m in CORE if m not in merged]
     if missing:
-        lines += ["", "Not measured in this report (run `python benchmarks/mutation.py MODULE`): "
-                  + ", ".join(f"`{m}`" for m in missing) + "."]
+        lines += [
+            "",
+            "Not measured in this report (run `python benchmarks/mutation.py MODULE`): "
+            + ", ".join(f"`{m}`" for m in missing)
+            + ".",
+        ]
     for module in sorted(merged):
         survivors = merged[module]["survivors"]
         if not survivors:
@@ -241,11 +278,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument("--work", type=Path, default=WORK, help="scratch directory (default .mutation/)")
     parser.add_argument("--tests", nargs="*", default=[], help="more test files to run (beside CORE's)")
-    parser.add_argument("--again", action="store_true",
-                        help="in the --work tree of an earlier run: test its survivors again with the current "
-                             "tests (and the mutants of functions changed since)")
-    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
-                        help="run nothing: merge these earlier reports' modules into --report")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="in the --work tree of an earlier run: test its survivors again with the current "
+        "tests (and the mutants of functions changed since)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: merge these earlier reports' modules into --report",
+    )
     args = parser.parse_args(argv)
     if args.merge:
         rows = {}
@@ -257,8 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     modules = args.modules or list(CORE)
     unknown = [m for m in modules if m not in CORE]
     if unknown:
-        print(f"not a core module: {unknown[0]} (known: {', '.join(CORE)}; add it to CORE with its tests)",
-              file=sys.stderr)
+        print(
+            f"not a core module: {unknown[0]} (known: {', '.join(CORE)}; add it to CORE with its tests)",
+            file=sys.stderr,
+        )
         return 2
     if args.again and not (args.work / "tree" / "mutants").is_dir():
         print(f"--again needs the tree of an earlier run in {args.work}; run without --again first", file=sys.stderr)
@@ -269,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     write_report(rows, args.report)
     for module, r in rows.items():
         score = f"{100 * r['score']:.1f}%" if r["score"] is not None else "–"
-        print(f"{module}: {score} ({r['killed']} killed, {r['survived']} survived, {r['no tests']} no tests, "
-              f"{r['timeout']} timeouts)")
+        print(
+            f"{module}: {score} ({r['killed']} killed, {r['survived']} survived, {r['no tests']} no tests, "
+            f"{r['timeout']} timeouts)"
+        )
     print(f"{seconds:.0f} s; report: {args.report}")
     return 0
 

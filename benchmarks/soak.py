@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from chat_server import ChatServer  # noqa: E402
 
-RSS_SLOPE_BOUND_MB = 1.0   # MiB per 100 evaluations after the warm-up
+RSS_SLOPE_BOUND_MB = 1.0  # MiB per 100 evaluations after the warm-up
 # fds and threads are flat when the most seen in the second half after the warm-up exceeds the
 # most seen in the first half by at most this: a model call's socket (the scripted server closes
 # each connection, so there are 0 to `concurrency` of them at a sample) and a worker being
@@ -73,21 +73,38 @@ SOAK_HELDOUT = {"name": "soak-heldout", "seeds": [7], "tasks": [{"family": "poly
 
 # -- the configuration ------------------------------------------------------------------------------
 
-def soak_config(directory: Path, budget: int, workers: int = 2, steps: int = 10, mutator: dict | None = None,
-                max_tasks_per_worker: int = 50) -> Path:
+
+def soak_config(
+    directory: Path,
+    budget: int,
+    workers: int = 2,
+    steps: int = 10,
+    mutator: dict | None = None,
+    max_tasks_per_worker: int = 50,
+) -> Path:
     """Write the soak's suite files and config under `directory`; return the config's path."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "soak-suite.yaml").write_text(yaml.safe_dump(SOAK_SUITE))
     (directory / "soak-heldout.yaml").write_text(yaml.safe_dump(SOAK_HELDOUT))
-    config = {"search": {"budget": budget, "time_limit": 0, "islands": 2, "migration_interval": 20,
-                         "heldout_top": 1, "initial_programs": ["relu", "gelu"]},
-              "mutator": mutator or {"kind": "symbolic"},
-              "executor": {"workers": workers},
-              "lab": {"suite": str(directory / "soak-suite.yaml"),
-                      "heldout_suite": str(directory / "soak-heldout.yaml"),
-                      "training_seeds": 1, "steps": steps},
-              "sandbox": {"timeout_s": 120, "cpu_s": 120, "memory_mb": 3072,
-                          "max_tasks_per_worker": max_tasks_per_worker}}
+    config = {
+        "search": {
+            "budget": budget,
+            "time_limit": 0,
+            "islands": 2,
+            "migration_interval": 20,
+            "heldout_top": 1,
+            "initial_programs": ["relu", "gelu"],
+        },
+        "mutator": mutator or {"kind": "symbolic"},
+        "executor": {"workers": workers},
+        "lab": {
+            "suite": str(directory / "soak-suite.yaml"),
+            "heldout_suite": str(directory / "soak-heldout.yaml"),
+            "training_seeds": 1,
+            "steps": steps,
+        },
+        "sandbox": {"timeout_s": 120, "cpu_s": 120, "memory_mb": 3072, "max_tasks_per_worker": max_tasks_per_worker},
+    }
     path = directory / f"config-{(mutator or {}).get('kind', 'symbolic')}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -100,30 +117,41 @@ def scripted_answers(count: int) -> list[Any]:
     for i in range(count):
         a, b = 0.01 + 0.002 * i, 0.5 + 0.01 * (i % 97)
         if i % 20 == 7:
-            answers.append("A faster variant.\n```python\nimport os\ndef activation_function(x):\n"
-                           "    return torch.relu(x)\n```")           # refused by the policy
+            answers.append(
+                "A faster variant.\n```python\nimport os\ndef activation_function(x):\n    return torch.relu(x)\n```"
+            )  # refused by the policy
         elif i % 20 == 13:
-            answers.append("I would rather not write code today.")    # no code in the answer
+            answers.append("I would rather not write code today.")  # no code in the answer
         elif i % 20 == 17:
-            answers.append({"status": 500, "retry_after": 0})         # a server error, retried
+            answers.append({"status": 500, "retry_after": 0})  # a server error, retried
         else:
-            answers.append(f"A GELU with a periodic term (amplitude {a:.3f}).\n```python\n"
-                           f"def activation_function(x: torch.Tensor) -> torch.Tensor:\n"
-                           f"    return F.gelu(x) + {a:.3f} * torch.sin({b:.2f} * x)\n```")
+            answers.append(
+                f"A GELU with a periodic term (amplitude {a:.3f}).\n```python\n"
+                f"def activation_function(x: torch.Tensor) -> torch.Tensor:\n"
+                f"    return F.gelu(x) + {a:.3f} * torch.sin({b:.2f} * x)\n```"
+            )
     return answers
 
 
 def llm_mutator(base_url: str) -> dict:
-    return {"kind": "llm", "options": {"models": [{"name": "scripted", "base_url": base_url}],
-                                       "concurrency": 2, "operators": {"mutate": 1}, "max_retries": 2}}
+    return {
+        "kind": "llm",
+        "options": {
+            "models": [{"name": "scripted", "base_url": base_url}],
+            "concurrency": 2,
+            "operators": {"mutate": 1},
+            "max_retries": 2,
+        },
+    }
 
 
 # -- sampling /proc ---------------------------------------------------------------------------------
 
+
 @dataclass
 class ProcessSample:
     pid: int
-    start_ticks: int       # the process's start time (field 22 of /proc/PID/stat): pid + start is unique
+    start_ticks: int  # the process's start time (field 22 of /proc/PID/stat): pid + start is unique
     rss_kb: int
     fds: int
     threads: int
@@ -136,7 +164,7 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    rest = text[text.rindex(")") + 2:].split()   # the name may hold spaces and parentheses
+    rest = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
     return int(rest[1]), rest[0], int(rest[19])
 
 
@@ -180,12 +208,13 @@ def sample_process(pid: int) -> ProcessSample | None:
             key, _, value = line.partition(":")
             status[key] = value.strip()
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:   # it ended between the reads (a zombie has no fd directory either)
+    except OSError:  # it ended between the reads (a zombie has no fd directory either)
         fds = 0 if stat[1] == "Z" else -1
         if fds < 0:
             return None
-    return ProcessSample(pid, stat[2], int(status.get("VmRSS", "0 kB").split()[0]), fds,
-                         int(status.get("Threads", "0")), stat[1])
+    return ProcessSample(
+        pid, stat[2], int(status.get("VmRSS", "0 kB").split()[0]), fds, int(status.get("Threads", "0")), stat[1]
+    )
 
 
 def count_evaluations(run_dir: Path) -> int | None:
@@ -199,7 +228,7 @@ def count_evaluations(run_dir: Path) -> int | None:
         with ProgramDatabase(path, readonly=True) as db:
             run = db.latest_run()
             return db.count(run["id"]) if run else 0
-    except Exception:   # the controller is creating the file: try again at the next sample
+    except Exception:  # the controller is creating the file: try again at the next sample
         return None
 
 
@@ -208,13 +237,13 @@ class PhaseResult:
     name: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     returncode: int | None = None
-    workers_seen: dict[int, int] = field(default_factory=dict)    # pid -> start ticks
-    helpers_seen: dict[int, int] = field(default_factory=dict)    # a worker's own children (its C compiler)
-    workers_left: list[int] = field(default_factory=list)         # alive after the controller exited (or helpers)
+    workers_seen: dict[int, int] = field(default_factory=dict)  # pid -> start ticks
+    helpers_seen: dict[int, int] = field(default_factory=dict)  # a worker's own children (its C compiler)
+    workers_left: list[int] = field(default_factory=list)  # alive after the controller exited (or helpers)
     zombie_samples: dict[int, int] = field(default_factory=dict)  # pid -> samples that saw it a zombie
     budget: int = 0
     stderr: str = ""
-    worker_window: int = 100    # evaluations in a worker's life (see `envelope`)
+    worker_window: int = 100  # evaluations in a worker's life (see `envelope`)
 
     @property
     def lasting_zombies(self) -> list[int]:
@@ -224,15 +253,31 @@ class PhaseResult:
         return sorted(pid for pid, count in self.zombie_samples.items() if count >= 2)
 
 
-def run_phase(name: str, config: Path, run_dir: Path, budget: int, interval: float = 2.0,
-              timeout: float = 3600.0, worker_window: int = 100) -> PhaseResult:
+def run_phase(
+    name: str,
+    config: Path,
+    run_dir: Path,
+    budget: int,
+    interval: float = 2.0,
+    timeout: float = 3600.0,
+    worker_window: int = 100,
+) -> PhaseResult:
     """Run one `actmine search` process and sample it and its workers until it exits."""
     result = PhaseResult(name, budget=budget, worker_window=worker_window)
     exe = Path(sys.executable).with_name("actmine")
-    command = [str(exe) if exe.is_file() else sys.executable, *([] if exe.is_file() else ["-m", "actmine.cli"]),
-               "search", "--config", str(config), "--run-dir", str(run_dir), "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        str(exe) if exe.is_file() else sys.executable,
+        *([] if exe.is_file() else ["-m", "actmine.cli"]),
+        "search",
+        "--config",
+        str(config),
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     started = time.monotonic()
     evaluations = 0
     try:
@@ -252,9 +297,19 @@ def run_phase(name: str, config: Path, run_dir: Path, budget: int, interval: flo
                     result.helpers_seen[pid] = sample.start_ticks
                 if sample.state == "Z":
                     result.zombie_samples[pid] = result.zombie_samples.get(pid, 0) + 1
-                result.rows.append({"phase": name, "seconds": seconds, "evaluations": evaluations, "role": role,
-                                    "pid": pid, "rss_kb": sample.rss_kb, "fds": sample.fds,
-                                    "threads": sample.threads, "state": sample.state})
+                result.rows.append(
+                    {
+                        "phase": name,
+                        "seconds": seconds,
+                        "evaluations": evaluations,
+                        "role": role,
+                        "pid": pid,
+                        "rss_kb": sample.rss_kb,
+                        "fds": sample.fds,
+                        "threads": sample.threads,
+                        "state": sample.state,
+                    }
+                )
             time.sleep(interval)
     finally:
         if process.poll() is None:
@@ -262,12 +317,16 @@ def run_phase(name: str, config: Path, run_dir: Path, budget: int, interval: flo
         result.stderr = process.stderr.read() if process.stderr else ""
         result.returncode = process.wait()
     time.sleep(0.5)
-    result.workers_left = [pid for pid, ticks in {**result.workers_seen, **result.helpers_seen}.items()
-                           if (stat := _stat(pid)) is not None and stat[2] == ticks]
+    result.workers_left = [
+        pid
+        for pid, ticks in {**result.workers_seen, **result.helpers_seen}.items()
+        if (stat := _stat(pid)) is not None and stat[2] == ticks
+    ]
     return result
 
 
 # -- the figures --------------------------------------------------------------------------------------
+
 
 def slope_per_100(points: Iterable[tuple[float, float]]) -> float:
     """Least-squares slope of y over x (evaluations), times 100; 0 with fewer than two distinct x."""
@@ -304,7 +363,7 @@ class Figures:
     start: float
     warm: float
     end: float
-    slope: float              # per 100 evaluations after the warm-up
+    slope: float  # per 100 evaluations after the warm-up
     first_half_max: float
     second_half_max: float
     ok: bool
@@ -313,12 +372,17 @@ class Figures:
     def line(self) -> str:
         unit = " MiB" if self.metric == "rss_kb" else ""
         name = {"rss_kb": "RSS", "fds": "fds", "threads": "threads"}[self.metric]
-        rule = (f"slope < {RSS_SLOPE_BOUND_MB:g} MiB/100" if self.metric == "rss_kb" else
-                f"flat: max 2nd half {self.second_half_max:g} <= 1st half {self.first_half_max:g} + {FLAT_TOLERANCE}")
-        return (f"{self.phase:<9} {self.role:<10} {name:<8} start {self.start:8.1f}{unit}  "
-                f"warm {self.warm:8.1f}{unit}  "
-                f"end {self.end:8.1f}{unit}  slope {self.slope:+7.3f}{unit}/100 evals  "
-                f"[{rule}] {'OK' if self.ok else 'GROWS'}  ({self.samples} samples)")
+        rule = (
+            f"slope < {RSS_SLOPE_BOUND_MB:g} MiB/100"
+            if self.metric == "rss_kb"
+            else f"flat: max 2nd half {self.second_half_max:g} <= 1st half {self.first_half_max:g} + {FLAT_TOLERANCE}"
+        )
+        return (
+            f"{self.phase:<9} {self.role:<10} {name:<8} start {self.start:8.1f}{unit}  "
+            f"warm {self.warm:8.1f}{unit}  "
+            f"end {self.end:8.1f}{unit}  slope {self.slope:+7.3f}{unit}/100 evals  "
+            f"[{rule}] {'OK' if self.ok else 'GROWS'}  ({self.samples} samples)"
+        )
 
 
 def envelope(series: list[tuple[int, float, float]], window: int) -> list[tuple[int, float, float]]:
@@ -327,11 +391,12 @@ def envelope(series: list[tuple[int, float, float]], window: int) -> list[tuple[
     Workers are replaced every `max_tasks_per_worker` evaluations, so the largest worker's RSS is a
     saw-tooth (a new worker starts small); over a window as long as a worker's life the envelope is
     each worker's peak, and a worker that grew with its evaluations would lift it."""
-    return [(e, s, max(v2 for e2, _, v2 in series[:i + 1] if e2 > e - window)) for i, (e, s, v) in enumerate(series)]
+    return [(e, s, max(v2 for e2, _, v2 in series[: i + 1] if e2 > e - window)) for i, (e, s, v) in enumerate(series)]
 
 
-def figures(rows: list[dict], phase: str, role: str, metric: str, warmup: int, budget: int,
-            worker_window: int = 100) -> Figures | None:
+def figures(
+    rows: list[dict], phase: str, role: str, metric: str, warmup: int, budget: int, worker_window: int = 100
+) -> Figures | None:
     """The figures of one phase, role and metric; the loop only (samples before `budget` evaluations).
     A worker's RSS is judged by its envelope over `worker_window` evaluations (see `envelope`)."""
     series = [(e, s, v) for e, s, v in per_sample(rows, role, metric) if e < budget]
@@ -349,8 +414,9 @@ def figures(rows: list[dict], phase: str, role: str, metric: str, warmup: int, b
         ok = slope < RSS_SLOPE_BOUND_MB
     else:
         ok = max(second) <= max(first) + FLAT_TOLERANCE
-    return Figures(phase, role, metric, series[0][2], after[0][1], series[-1][2], slope, max(first), max(second),
-                   ok, len(after))
+    return Figures(
+        phase, role, metric, series[0][2], after[0][1], series[-1][2], slope, max(first), max(second), ok, len(after)
+    )
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -379,23 +445,48 @@ def plot(results: list[PhaseResult], warmup: int, path: Path) -> None:
             for role, style in (("controller", "-"), ("worker", ".")):
                 series = per_sample(result.rows, role, metric)
                 if series:
-                    axis.plot([e for e, _, _ in series], [v for _, _, v in series], style,
-                              label=role if role == "controller" else "largest worker", markersize=3)
+                    axis.plot(
+                        [e for e, _, _ in series],
+                        [v for _, _, v in series],
+                        style,
+                        label=role if role == "controller" else "largest worker",
+                        markersize=3,
+                    )
                 if series and role == "worker" and metric == "rss_kb":
                     peaks = envelope(series, result.worker_window)
-                    axis.plot([e for e, _, _ in peaks], [v for _, _, v in peaks], "-", linewidth=1,
-                              label=f"workers' peak over {result.worker_window} evaluations")
+                    axis.plot(
+                        [e for e, _, _ in peaks],
+                        [v for _, _, v in peaks],
+                        "-",
+                        linewidth=1,
+                        label=f"workers' peak over {result.worker_window} evaluations",
+                    )
             axis.axvline(phase_warmup(warmup, result.budget), color="grey", linestyle=":", linewidth=1)
             axis.axvline(result.budget, color="grey", linestyle="--", linewidth=1)
             axis.set_ylabel(label)
             axis.grid(alpha=0.3)
-            if row_index == 0:   # with the RSS slopes, which the full scale hides
-                slopes = [f"{role} {found.slope:+.2f}" for role in ("controller", "worker")
-                          if (found := figures(result.rows, result.name, role, metric,
-                                               phase_warmup(warmup, result.budget), result.budget,
-                                               result.worker_window)) is not None]
-                axis.set_title(f"{result.name}: {result.budget} evaluations (dotted: warm-up; dashed: loop ends)\n"
-                               f"RSS slope after warm-up, MiB/100 evaluations: {', '.join(slopes)}", fontsize=10)
+            if row_index == 0:  # with the RSS slopes, which the full scale hides
+                slopes = [
+                    f"{role} {found.slope:+.2f}"
+                    for role in ("controller", "worker")
+                    if (
+                        found := figures(
+                            result.rows,
+                            result.name,
+                            role,
+                            metric,
+                            phase_warmup(warmup, result.budget),
+                            result.budget,
+                            result.worker_window,
+                        )
+                    )
+                    is not None
+                ]
+                axis.set_title(
+                    f"{result.name}: {result.budget} evaluations (dotted: warm-up; dashed: loop ends)\n"
+                    f"RSS slope after warm-up, MiB/100 evaluations: {', '.join(slopes)}",
+                    fontsize=10,
+                )
                 axis.legend(loc="center right", fontsize=8)
         axes[-1][column].set_xlabel("evaluations")
     fig.tight_layout()
@@ -409,8 +500,15 @@ def report(results: list[PhaseResult], warmup: int) -> tuple[list[Figures], list
     for result in results:
         for role in ("controller", "worker"):
             for metric in ("rss_kb", "fds", "threads"):
-                found = figures(result.rows, result.name, role, metric, phase_warmup(warmup, result.budget),
-                                result.budget, result.worker_window)
+                found = figures(
+                    result.rows,
+                    result.name,
+                    role,
+                    metric,
+                    phase_warmup(warmup, result.budget),
+                    result.budget,
+                    result.worker_window,
+                )
                 if found is None:
                     continue
                 all_figures.append(found)
@@ -449,8 +547,9 @@ def main() -> None:
         window = max(1, min(args.workers * args.max_tasks_per_worker, budget // 5))
         if name == "llm":
             with ChatServer(scripted_answers(budget * 2)) as server:
-                config = soak_config(out, budget, args.workers, args.steps, llm_mutator(server.base_url),
-                                     args.max_tasks_per_worker)
+                config = soak_config(
+                    out, budget, args.workers, args.steps, llm_mutator(server.base_url), args.max_tasks_per_worker
+                )
                 results.append(run_phase(name, config, run_dir, budget, args.interval, worker_window=window))
         else:
             config = soak_config(out, budget, args.workers, args.steps, None, args.max_tasks_per_worker)
@@ -464,14 +563,18 @@ def main() -> None:
     for found in all_figures:
         print(found.line())
     for result in results:
-        print(f"{result.name}: {len(result.workers_seen)} worker processes seen ({len(result.helpers_seen)} helpers "
-              f"below them), {len(result.workers_left)} left after exit, {len(result.lasting_zombies)} lasting zombies")
+        print(
+            f"{result.name}: {len(result.workers_seen)} worker processes seen ({len(result.helpers_seen)} helpers "
+            f"below them), {len(result.workers_left)} left after exit, {len(result.lasting_zombies)} lasting zombies"
+        )
     print(f"\nwrote {out / 'soak.csv'} and {out / 'soak.png'}; {time.monotonic() - started:.0f} s in all")
     if problems:
         print("\nVERDICT: GROWS\n" + "\n".join(problems))
         raise SystemExit(1)
-    print("\nVERDICT: bounded (RSS slope below "
-          f"{RSS_SLOPE_BOUND_MB:g} MiB per 100 evaluations, fds and threads flat, no zombies, no workers left)")
+    print(
+        "\nVERDICT: bounded (RSS slope below "
+        f"{RSS_SLOPE_BOUND_MB:g} MiB per 100 evaluations, fds and threads flat, no zombies, no workers left)"
+    )
 
 
 if __name__ == "__main__":

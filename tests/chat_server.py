@@ -72,8 +72,9 @@ class ChatServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
-                    server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                            "body": body})
+                    server.requests.append(
+                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                    )
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
@@ -87,19 +88,37 @@ class ChatServer:
                     headers = {"retry-after": str(entry["retry_after"])} if "retry_after" in entry else {}
                     # x-should-retry off: the mutator, not the client, decides about retries
                     headers["x-should-retry"] = "false"
-                    self._send(status, {"error": {"message": entry.get("message", f"scripted {status}"),
-                                                  "type": "scripted", "code": status}}, headers)
+                    self._send(
+                        status,
+                        {
+                            "error": {
+                                "message": entry.get("message", f"scripted {status}"),
+                                "type": "scripted",
+                                "code": status,
+                            }
+                        },
+                        headers,
+                    )
                     return
                 answer = {
-                    "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": int(time.time()),
+                    "id": f"chatcmpl-{len(server.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
                     "model": body.get("model", "scripted"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": entry.get("content", "")}}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": entry.get("content", "")},
+                        }
+                    ],
                 }
                 if entry.get("usage", True):
-                    answer["usage"] = {"prompt_tokens": server.prompt_tokens,
-                                       "completion_tokens": server.completion_tokens,
-                                       "total_tokens": server.prompt_tokens + server.completion_tokens}
+                    answer["usage"] = {
+                        "prompt_tokens": server.prompt_tokens,
+                        "completion_tokens": server.completion_tokens,
+                        "total_tokens": server.prompt_tokens + server.completion_tokens,
+                    }
                 self._send(200, answer)
 
         return Handler

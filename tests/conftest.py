@@ -43,4 +43,5 @@ def pytest_collection_modifyitems(config, items):
     if bad:
         raise pytest.UsageError(
             f"{len(bad)} test id(s) cannot be selected again by node id (they hold an escape), e.g. {'; '.join(bad[:3])}; "
-            "build explicit ids= with tests/case_ids.readable_id")
+            "build explicit ids= with tests/case_ids.readable_id"
+        )

@@ -39,8 +39,18 @@ from typing import Any
 
 from search_runs import run_cli, write_tiny_config
 
-PROGRAM_FIELDS = ("proposal_index", "source", "status", "failure_stage", "failure_code", "duplicate_of",
-                  "cell", "parent_ids", "island", "mutator")
+PROGRAM_FIELDS = (
+    "proposal_index",
+    "source",
+    "status",
+    "failure_stage",
+    "failure_code",
+    "duplicate_of",
+    "cell",
+    "parent_ids",
+    "island",
+    "mutator",
+)
 #: positions in a PROGRAM_FIELDS row
 STATUS, CELL, MUTATOR = 2, 6, 9
 
@@ -54,13 +64,27 @@ def stress_config(directory: Path, *, budget: int, llm_base_url: str | None = No
     sections: dict[str, Any] = {"search": search, "lab": {"steps": 10}}
     if llm_base_url is not None:
         search["initial_programs"] = ["gelu", "relu"]
-        sections["mutator"] = {"kind": "llm", "options": {
-            "models": [{"name": "scripted-model", "base_url": llm_base_url, "api_key_env": "ACTMINE_TEST_KEY",
-                        "price_in": 3.0, "price_out": 15.0, "max_tokens": 400}],
-            "concurrency": 2, "backoff_s": 0.01}}
+        sections["mutator"] = {
+            "kind": "llm",
+            "options": {
+                "models": [
+                    {
+                        "name": "scripted-model",
+                        "base_url": llm_base_url,
+                        "api_key_env": "ACTMINE_TEST_KEY",
+                        "price_in": 3.0,
+                        "price_out": 15.0,
+                        "max_tokens": 400,
+                    }
+                ],
+                "concurrency": 2,
+                "backoff_s": 0.01,
+            },
+        }
     path = write_tiny_config(directory, **sections)
-    (directory / "heldout.yaml").write_text("name: tiny-heldout\nseeds: [7]\n"
-                                            "tasks: [{family: polynomial, dim: 1, seed: 9}]\n")
+    (directory / "heldout.yaml").write_text(
+        "name: tiny-heldout\nseeds: [7]\ntasks: [{family: polynomial, dim: 1, seed: 9}]\n"
+    )
     return path
 
 
@@ -76,8 +100,10 @@ def llm_script(length: int) -> list[Any]:
         elif i % 7 == 5:
             script.append("```python\ndef activation_function(x):\n    return torch.relu(x) +\n```")
         else:
-            script.append(f"Gate {i}.\n```python\ndef activation_function(x):\n"
-                          f"    return x * torch.sigmoid({1 + i / 64} * x)\n```")
+            script.append(
+                f"Gate {i}.\n```python\ndef activation_function(x):\n"
+                f"    return x * torch.sigmoid({1 + i / 64} * x)\n```"
+            )
     return script
 
 
@@ -85,14 +111,14 @@ def llm_script(length: int) -> list[Any]:
 class Snapshot:
     """What a run directory's database holds, as plain rows."""
 
-    programs: dict[int, tuple] = field(default_factory=dict)      # id -> PROGRAM_FIELDS
-    estimates: dict[int, tuple] = field(default_factory=dict)     # id -> (fitness, score, settled)
-    rounds: dict[tuple, tuple] = field(default_factory=dict)      # (program_id, round) -> (kind, tasks)
-    llm_calls: dict[int, tuple] = field(default_factory=dict)     # id -> (program_id, model, tokens, cost, outcome)
-    elites: list[tuple] = field(default_factory=list)             # (island, cell, program_id, fitness)
-    heldout: list[tuple] = field(default_factory=list)            # (name, program_id)
-    runs: list[tuple] = field(default_factory=list)               # (id, status, config)
-    problems: list[str] = field(default_factory=list)             # integrity / foreign-key findings
+    programs: dict[int, tuple] = field(default_factory=dict)  # id -> PROGRAM_FIELDS
+    estimates: dict[int, tuple] = field(default_factory=dict)  # id -> (fitness, score, settled)
+    rounds: dict[tuple, tuple] = field(default_factory=dict)  # (program_id, round) -> (kind, tasks)
+    llm_calls: dict[int, tuple] = field(default_factory=dict)  # id -> (program_id, model, tokens, cost, outcome)
+    elites: list[tuple] = field(default_factory=list)  # (island, cell, program_id, fitness)
+    heldout: list[tuple] = field(default_factory=list)  # (name, program_id)
+    runs: list[tuple] = field(default_factory=list)  # (id, status, config)
+    problems: list[str] = field(default_factory=list)  # integrity / foreign-key findings
 
 
 def read_snapshot(run_dir: Path) -> Snapshot:
@@ -118,17 +144,21 @@ def read_snapshot(run_dir: Path) -> Snapshot:
         for row in connection.execute(f"SELECT id, {', '.join(PROGRAM_FIELDS)} FROM programs ORDER BY id"):
             snap.programs[row[0]] = tuple(row[1:])
         for program_id, fitness, score, settled in connection.execute(
-                "SELECT id, fitness, COALESCE(score, fitness), settled FROM programs WHERE status = 'ok'"):
+            "SELECT id, fitness, COALESCE(score, fitness), settled FROM programs WHERE status = 'ok'"
+        ):
             snap.estimates[program_id] = (fitness, score, bool(settled))
         if "evaluations" in tables:
             for program_id, number, kind, tasks in connection.execute(
-                    "SELECT program_id, round, kind, tasks FROM evaluations ORDER BY id"):
+                "SELECT program_id, round, kind, tasks FROM evaluations ORDER BY id"
+            ):
                 snap.rounds[program_id, number] = (kind, tasks)
-        for row in connection.execute("SELECT id, program_id, model, prompt_tokens, completion_tokens, cost, outcome "
-                                      "FROM llm_calls ORDER BY id"):
+        for row in connection.execute(
+            "SELECT id, program_id, model, prompt_tokens, completion_tokens, cost, outcome FROM llm_calls ORDER BY id"
+        ):
             snap.llm_calls[row[0]] = tuple(row[1:])
-        snap.elites = connection.execute("SELECT island, cell, program_id, fitness FROM elites "
-                                         "ORDER BY island, cell").fetchall()
+        snap.elites = connection.execute(
+            "SELECT island, cell, program_id, fitness FROM elites ORDER BY island, cell"
+        ).fetchall()
         snap.heldout = connection.execute("SELECT name, program_id FROM heldout ORDER BY rowid").fetchall()
     finally:
         connection.close()
@@ -146,12 +176,15 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
         found.append(f"proposal indexes recorded twice: {repeated}")
     gaps = sorted(set(range(max(indexes) + 1)) - set(indexes)) if indexes else []
     if len(gaps) > max_gaps:
-        found.append(f"{len(gaps)} proposal indexes missing below the last one ({gaps[:10]}), more than the "
-                     f"{max_gaps} that can be in flight")
+        found.append(
+            f"{len(gaps)} proposal indexes missing below the last one ({gaps[:10]}), more than the "
+            f"{max_gaps} that can be in flight"
+        )
     for program_id, row in previous.programs.items():
         if snap.programs.get(program_id) != row:
-            found.append(f"program {program_id} (index {row[0]}) lost or changed: {row!r} -> "
-                         f"{snap.programs.get(program_id)!r}")
+            found.append(
+                f"program {program_id} (index {row[0]}) lost or changed: {row!r} -> {snap.programs.get(program_id)!r}"
+            )
     for call_id, row in previous.llm_calls.items():
         if snap.llm_calls.get(call_id) != row:
             found.append(f"llm call {call_id} lost or changed: {row!r} -> {snap.llm_calls.get(call_id)!r}")
@@ -163,7 +196,7 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
             found.append(f"round {key[1]} of program {key[0]} lost or changed")
     ok = {pid: row for pid, row in snap.programs.items() if row[STATUS] == "ok"}
     for program_id in ok:
-        per_task: dict[str, list[float]] = {}   # a task scored in several rounds counts once, at its mean
+        per_task: dict[str, list[float]] = {}  # a task scored in several rounds counts once, at its mean
         for (pid, _), (_, text) in snap.rounds.items():
             if pid == program_id:
                 for task in json.loads(text):
@@ -179,8 +212,10 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
         if row is None or not snap.estimates[program_id][2]:
             found.append(f"elite of island {island} cell {cell} is program {program_id}, not a settled ok program")
         elif row[CELL] != cell or snap.estimates[program_id][1] != score:
-            found.append(f"elite of island {island} cell {cell} says score {score}, program {program_id} is "
-                         f"in cell {row[CELL]} at {snap.estimates[program_id][1]}")
+            found.append(
+                f"elite of island {island} cell {cell} says score {score}, program {program_id} is "
+                f"in cell {row[CELL]} at {snap.estimates[program_id][1]}"
+            )
     grid = {(island, cell): score for island, cell, _, score in snap.elites}
     for program_id, row in ok.items():
         score, settled = snap.estimates[program_id][1:]
@@ -188,8 +223,10 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
             for island in range(islands):
                 held = grid.get((island, row[CELL]))
                 if held is None or held < score:
-                    found.append(f"settled seed program {program_id} is not on island {island} (cell {row[CELL]} "
-                                 f"holds {'nothing' if held is None else held})")
+                    found.append(
+                        f"settled seed program {program_id} is not on island {island} (cell {row[CELL]} "
+                        f"holds {'nothing' if held is None else held})"
+                    )
     names = [name for name, _ in snap.heldout]
     if len(names) != len(set(names)):
         found.append(f"held-out rows recorded twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
@@ -201,8 +238,10 @@ def final_violations(run_dir: Path, snap: Snapshot, budget: int) -> list[str]:
     found = []
     indexes = sorted(row[0] for row in snap.programs.values())
     if indexes != list(range(budget)):
-        found.append(f"a finished run of budget {budget} holds indexes {indexes[:5]}…{indexes[-5:]} "
-                     f"({len(indexes)} programs), not 0..{budget - 1}")
+        found.append(
+            f"a finished run of budget {budget} holds indexes {indexes[:5]}…{indexes[-5:]} "
+            f"({len(indexes)} programs), not 0..{budget - 1}"
+        )
     if not snap.runs or snap.runs[-1][1] != "finished":
         found.append(f"run status is {snap.runs[-1][1] if snap.runs else None!r}, not 'finished'")
     for name in ("best_activation.py", "heldout.json", "report.html", "config.yaml"):
@@ -224,10 +263,10 @@ def final_violations(run_dir: Path, snap: Snapshot, budget: int) -> list[str]:
 class Cycle:
     """One start of the controller and how it ended."""
 
-    moment: str                  # what was asked: "POINT:N", "random:SEED:P", "external after S s" or "run"
+    moment: str  # what was asked: "POINT:N", "random:SEED:P", "external after S s" or "run"
     returncode: int | None
-    fired: str | None            # the fault point it died at (from its stderr), if any
-    programs: int                # programs recorded after the cycle
+    fired: str | None  # the fault point it died at (from its stderr), if any
+    programs: int  # programs recorded after the cycle
     violations: list[str]
     stderr_tail: str = ""
 
@@ -239,15 +278,24 @@ class Cycle:
 def fired_point(stderr: str) -> str | None:
     for line in stderr.splitlines():
         if line.startswith("actmine fault: SIGKILL at "):
-            return line[len("actmine fault: SIGKILL at "):]
+            return line[len("actmine fault: SIGKILL at ") :]
     return None
 
 
 class Checker:
     """Runs cycles on one run directory and checks each against the one before."""
 
-    def __init__(self, config_file: Path, run_dir: Path, *, budget: int, islands: int, max_gaps: int,
-                 env: dict[str, str] | None = None, timeout_s: float = 300):
+    def __init__(
+        self,
+        config_file: Path,
+        run_dir: Path,
+        *,
+        budget: int,
+        islands: int,
+        max_gaps: int,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 300,
+    ):
         self.config_file, self.run_dir, self.budget = config_file, run_dir, budget
         self.islands, self.max_gaps = islands, max_gaps
         self.env = dict(os.environ if env is None else env)
@@ -269,7 +317,7 @@ class Checker:
             except subprocess.TimeoutExpired:
                 if kill_after_s is None:
                     raise
-                process.send_signal(signal.SIGKILL)   # the controller only, like a lost terminal's kill -9
+                process.send_signal(signal.SIGKILL)  # the controller only, like a lost terminal's kill -9
                 _, stderr = process.communicate(timeout=60)
         finally:
             reap_group(process)
@@ -281,8 +329,7 @@ class Checker:
         if process.returncode == 0:
             violations += final_violations(self.run_dir, snap, self.budget)
         self.previous = snap
-        result = Cycle(moment, process.returncode, fired_point(stderr), len(snap.programs), violations,
-                       stderr[-2000:])
+        result = Cycle(moment, process.returncode, fired_point(stderr), len(snap.programs), violations, stderr[-2000:])
         self.cycles.append(result)
         return result
 
@@ -306,8 +353,10 @@ def reap_group(process: subprocess.Popen) -> None:
 def describe(cycles: list[Cycle]) -> dict[str, Any]:
     """Counts for a report: cycles, kills, moments tried (the fault points that fired)."""
     fired = [c.fired.split(" (")[0] for c in cycles if c.fired]
-    return {"cycles": len(cycles), "killed": sum(c.killed for c in cycles),
-            "points_fired": {p: fired.count(p) for p in sorted(set(fired))},
-            "external_kills": sum(1 for c in cycles if c.moment.startswith("external") and c.killed),
-            "violations": sum(len(c.violations) for c in cycles)}
-
+    return {
+        "cycles": len(cycles),
+        "killed": sum(c.killed for c in cycles),
+        "points_fired": {p: fired.count(p) for p in sorted(set(fired))},
+        "external_kills": sum(1 for c in cycles if c.moment.startswith("external") and c.killed),
+        "violations": sum(len(c.violations) for c in cycles),
+    }

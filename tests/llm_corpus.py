@@ -47,20 +47,22 @@ def stage_of(code: str) -> str:
         return "policy"
     if code in PROBE_CODES:
         return "probes"
-    raise CorpusFormatError(f"unknown outcome code {code!r}: use `candidate`, `refused:{NO_CODE}`, or "
-                            "`refused:CODE` with a code of actmine.candidate.source.REASON_CODES or "
-                            "actmine.candidate.probes.PROBE_CODES")
+    raise CorpusFormatError(
+        f"unknown outcome code {code!r}: use `candidate`, `refused:{NO_CODE}`, or "
+        "`refused:CODE` with a code of actmine.candidate.source.REASON_CODES or "
+        "actmine.candidate.probes.PROBE_CODES"
+    )
 
 
 @dataclass(frozen=True)
 class Answer:
     """One corpus file: the model's verbatim answer and what must become of it."""
 
-    name: str            # the file name without its suffix
-    expect: str          # "candidate", or the code it must be refused with
-    style: str           # the model family or answer shape it imitates (gpt-4, claude, hostile, ...)
-    note: str            # what the answer exercises, and why the expected outcome is the right one
-    text: str            # the answer, exactly as a model would send it
+    name: str  # the file name without its suffix
+    expect: str  # "candidate", or the code it must be refused with
+    style: str  # the model family or answer shape it imitates (gpt-4, claude, hostile, ...)
+    note: str  # what the answer exercises, and why the expected outcome is the right one
+    text: str  # the answer, exactly as a model would send it
 
     @property
     def well_meaning(self) -> bool:
@@ -70,7 +72,7 @@ class Answer:
 def read_answer(path: str | Path) -> Answer:
     """Read one corpus file; raises `CorpusFormatError` saying what is wrong with it."""
     path = Path(path)
-    raw = path.read_bytes().decode("utf-8")     # bytes as written: no newline translation of the answer
+    raw = path.read_bytes().decode("utf-8")  # bytes as written: no newline translation of the answer
     head, sep, text = raw.partition("\n" + SEPARATOR + "\n")
     if not sep:
         raise CorpusFormatError(f"{path}: no line `{SEPARATOR}` after the header; the answer follows that line")
@@ -78,8 +80,9 @@ def read_answer(path: str | Path) -> Answer:
     for number, line in enumerate(head.split("\n"), 1):
         match = re.fullmatch(r"([a-z]+): (.*\S)", line)
         if not match or match.group(1) not in HEADER_KEYS:
-            raise CorpusFormatError(f"{path}, header line {number}: {line!r} is not `KEY: VALUE` with KEY one of "
-                                    f"{', '.join(HEADER_KEYS)}")
+            raise CorpusFormatError(
+                f"{path}, header line {number}: {line!r} is not `KEY: VALUE` with KEY one of {', '.join(HEADER_KEYS)}"
+            )
         if match.group(1) in header:
             raise CorpusFormatError(f"{path}, header line {number}: `{match.group(1)}` given twice")
         header[match.group(1)] = match.group(2)
@@ -117,10 +120,10 @@ def read_corpus(directory: str | Path = CORPUS_DIR) -> list[Answer]:
 class Outcome:
     """What the pipeline made of an answer."""
 
-    code: str             # "candidate" when accepted, otherwise the refusal's code
-    stage: str            # accepted, parse, policy, compile or probes
-    message: str          # the refusal's message ("" when accepted)
-    source: str | None    # the program the parser took out (normalised), None when it found none
+    code: str  # "candidate" when accepted, otherwise the refusal's code
+    stage: str  # accepted, parse, policy, compile or probes
+    message: str  # the refusal's message ("" when accepted)
+    source: str | None  # the program the parser took out (normalised), None when it found none
 
     @property
     def accepted(self) -> bool:

@@ -16,11 +16,20 @@ import yaml
 
 from actmine.evolve.database import DatabaseError, ProgramDatabase
 
-SMALL_SUITE = {"name": "tiny", "seeds": [0],
-               "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1},
-                         {"family": "feynman", "equation": "I.14.3"}]}
-HELDOUT_SUITE = {"name": "tiny-heldout", "seeds": [7],
-                 "tasks": [{"family": "polynomial", "dim": 1, "seed": 9}, {"family": "feynman", "equation": "I.25.13"}]}
+SMALL_SUITE = {
+    "name": "tiny",
+    "seeds": [0],
+    "tasks": [
+        {"family": "polynomial", "dim": 1, "seed": 0},
+        {"family": "harmonic", "seed": 1},
+        {"family": "feynman", "equation": "I.14.3"},
+    ],
+}
+HELDOUT_SUITE = {
+    "name": "tiny-heldout",
+    "seeds": [7],
+    "tasks": [{"family": "polynomial", "dim": 1, "seed": 9}, {"family": "feynman", "equation": "I.25.13"}],
+}
 
 
 def write_tiny_config(directory: Path, **sections: dict[str, Any]) -> Path:
@@ -29,12 +38,24 @@ def write_tiny_config(directory: Path, **sections: dict[str, Any]) -> Path:
     sections key by key, e.g. `search={"budget": 30}`."""
     (directory / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
     (directory / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
-    config = {"search": {"budget": 16, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 2,
-                         "initial_programs": ["relu"]},
-              "executor": {"workers": 2},
-              "lab": {"suite": str(directory / "tiny.yaml"), "heldout_suite": str(directory / "heldout.yaml"),
-                      "training_seeds": 1, "steps": 20},
-              "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
+    config = {
+        "search": {
+            "budget": 16,
+            "time_limit": 0,
+            "islands": 2,
+            "migration_interval": 5,
+            "heldout_top": 2,
+            "initial_programs": ["relu"],
+        },
+        "executor": {"workers": 2},
+        "lab": {
+            "suite": str(directory / "tiny.yaml"),
+            "heldout_suite": str(directory / "heldout.yaml"),
+            "training_seeds": 1,
+            "steps": 20,
+        },
+        "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072},
+    }
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
     path = directory / "config.yaml"
@@ -46,9 +67,14 @@ def run_cli(config_file: Path, run_dir: Path, *extra: str, env: dict[str, str] |
     """`actmine search` in its own session (so `os.killpg` reaches it and its workers), quiet,
     stdout and stderr piped."""
     exe = Path(sys.executable).with_name("actmine")
-    return subprocess.Popen([str(exe), "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    return subprocess.Popen(
+        [str(exe), "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
 
 
 def programs(run_dir: Path) -> list:

@@ -36,8 +36,20 @@ from actmine.activations.registry import (
 )
 
 CLASSIC = (
-    "relu", "leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu", "mish",
-    "softplus", "tanh", "sigmoid", "snake", "sin", "identity",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "mish",
+    "softplus",
+    "tanh",
+    "sigmoid",
+    "snake",
+    "sin",
+    "identity",
 )
 PAPER = ("gelu_sine", "gelu_sinc_perturbation", "gmtu", "turbulent")
 BUILTIN = CLASSIC + PAPER

@@ -51,11 +51,12 @@ def database_records(run_dir):
 
 # ---- search and the run handle -------------------------------------------------------------
 
+
 def test_search_returns_a_handle_on_the_finished_run(run):
     assert run.summary["evaluated"] == 6 and not run.summary["interrupted"]
     assert run.status() == "finished"
     assert run.config().search.budget == 6 and run.config().executor.workers == 1
-    assert api.open_run(run.run_dir) == run   # the same run, found again from its directory
+    assert api.open_run(run.run_dir) == run  # the same run, found again from its directory
 
 
 def test_programs_rows_are_the_database_rows(run):
@@ -65,8 +66,13 @@ def test_programs_rows_are_the_database_rows(run):
     assert frame["id"].tolist() == [r.id for r in records]
     for row, record in zip(frame.to_dict("records"), records):
         for column in api.PROGRAM_COLUMNS:
-            expected = record.parent_ids[0] if column == "parent_id" and record.parent_ids else \
-                None if column == "parent_id" else getattr(record, column)
+            expected = (
+                record.parent_ids[0]
+                if column == "parent_id" and record.parent_ids
+                else None
+                if column == "parent_id"
+                else getattr(record, column)
+            )
             value = row[column]
             if expected is None:
                 assert pd.isna(value), column
@@ -101,8 +107,9 @@ def test_heldout_is_the_end_of_run_check(run):
     assert heldout.winner_chosen_by == final["winner_chosen_by"]
     expected = pd.DataFrame(final["validation"]).astype({"program_id": "Int64"})
     pd.testing.assert_frame_equal(heldout.validation, expected)
-    assert heldout.validation["program_id"].dropna().tolist() == \
-        [row["program_id"] for row in final["validation"] if row["program_id"] is not None]
+    assert heldout.validation["program_id"].dropna().tolist() == [
+        row["program_id"] for row in final["validation"] if row["program_id"] is not None
+    ]
     assert {"relu", "gelu"} <= set(heldout.validation["name"])
 
 
@@ -130,6 +137,7 @@ def test_best_module_of_each_ok_program(run):
 
 # ---- runs built by hand: lineage, hostile sources, snapshots, errors -------------------------
 
+
 def hand_made_run(run_dir, sources):
     """A run whose program k has source `sources[k]` and first parent k - 1 (and program 0 as a
     second parent: an inspiration, not lineage)."""
@@ -138,8 +146,19 @@ def hand_made_run(run_dir, sources):
     ids = []
     for k, source in enumerate(sources):
         parents = [ids[-1], ids[0]] if ids else []
-        ids.append(db.add_program(ProgramRecord(run_id=run_id, proposal_index=k, source=source, parent_ids=parents,
-                                                fitness=float(k), score=float(k), mutator="test")))
+        ids.append(
+            db.add_program(
+                ProgramRecord(
+                    run_id=run_id,
+                    proposal_index=k,
+                    source=source,
+                    parent_ids=parents,
+                    fitness=float(k),
+                    score=float(k),
+                    mutator="test",
+                )
+            )
+        )
     return db, ids
 
 
@@ -157,7 +176,7 @@ def test_a_refused_program_is_never_run(tmp_path):
     db, ids = hand_made_run(tmp_path, ["def activation_function(x):\n    return x\n", hostile])
     db.close()
     run = api.open_run(tmp_path)
-    assert run.best(1)["id"].tolist() == [ids[1]]   # the best by score, and the default of best_module
+    assert run.best(1)["id"].tolist() == [ids[1]]  # the best by score, and the default of best_module
     with pytest.raises(CandidateError) as refused:
         run.best_module()
     assert refused.value.code == "import" and not marker.exists()
@@ -166,9 +185,16 @@ def test_a_refused_program_is_never_run(tmp_path):
 def test_a_reader_sees_only_committed_programs(tmp_path):
     db, ids = hand_made_run(tmp_path, ["def activation_function(x):\n    return x\n"])
     run = api.open_run(tmp_path)
-    with db.transaction():   # a search in the middle of writing a program
-        db.add_program(ProgramRecord(run_id=run.run_id, proposal_index=1, source="def activation_function(x):\n"
-                                     "    return -x\n", fitness=1.0, mutator="test"))
+    with db.transaction():  # a search in the middle of writing a program
+        db.add_program(
+            ProgramRecord(
+                run_id=run.run_id,
+                proposal_index=1,
+                source="def activation_function(x):\n    return -x\n",
+                fitness=1.0,
+                mutator="test",
+            )
+        )
         assert run.programs()["id"].tolist() == ids
     assert len(run.programs()) == 2
     db.close()
@@ -192,6 +218,7 @@ def test_a_bad_config_dict_is_the_config_error_and_writes_nothing(tmp_path):
 
 # ---- evaluate and compare ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def suite_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("api-suite") / "tiny.yaml"
@@ -207,12 +234,16 @@ def test_evaluate_gives_what_the_cli_gives(suite_file, tmp_path):
     program = tmp_path / "mine.py"
     program.write_text("def activation_function(x):\n    return F.gelu(x) + 0.1 * torch.sin(x)\n")
     options = ["--suite", str(suite_file), "--seeds", "1", "--steps", "5"]
-    cli = subprocess.run([str(Path(sys.executable).with_name("actmine")), "compare", "gelu", str(program), "--json",
-                          *options], capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("actmine")), "compare", "gelu", str(program), "--json", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr
     expected = [without_times(r) for r in json.loads(cli.stdout)]
-    both = actmine.compare(["gelu", program], suite=str(suite_file), seeds=1, steps=5)   # the file: sandboxed
-    one = actmine.evaluate("gelu", suite=str(suite_file), seeds=1, steps=5)             # a name: here
+    both = actmine.compare(["gelu", program], suite=str(suite_file), seeds=1, steps=5)  # the file: sandboxed
+    one = actmine.evaluate("gelu", suite=str(suite_file), seeds=1, steps=5)  # a name: here
     assert [without_times(e.to_dict()) for e in both] == expected
     assert without_times(one.to_dict()) == expected[0]
     assert all(e.ok and math.isfinite(e.fitness) for e in both) and both[1].activation == str(program)

@@ -10,10 +10,10 @@ from actmine.atomic_files import write_text_atomically
 
 def test_the_old_file_stays_whole_until_the_rename_and_nothing_is_left_behind(tmp_path):
     path = tmp_path / "deep" / "er" / "report.html"
-    assert write_text_atomically(path, "first") == path          # the directories are made
+    assert write_text_atomically(path, "first") == path  # the directories are made
     seen = []
 
-    def between() -> None:   # the new text is written, not yet renamed: readers still see the old
+    def between() -> None:  # the new text is written, not yet renamed: readers still see the old
         temporaries = [p for p in path.parent.iterdir() if p != path]
         seen.append((path.read_text(encoding="utf-8"), [p.read_text(encoding="utf-8") for p in temporaries]))
 

@@ -12,8 +12,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_profile  # noqa: E402
 
-COSTLY = ("def activation_function(x):\n"
-          "    return torch.sin(torch.tanh(x) * torch.exp(-x * x)) + torch.sigmoid(x) * torch.cos(x) + 0.1 * x\n")
+COSTLY = (
+    "def activation_function(x):\n"
+    "    return torch.sin(torch.tanh(x) * torch.exp(-x * x)) + torch.sigmoid(x) * torch.cos(x) + 0.1 * x\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +37,21 @@ def test_the_shares_add_up_and_a_costly_activation_shows_as_activation_time(suit
         assert set(result["shares"]) == set(bench_profile.CATEGORIES)
         assert sum(result["shares"].values()) == pytest.approx(1.0)
         assert result["seconds"] > 0 and result["bound"] > 0 and result["models"] == 2
-    activation = {name: r["shares"]["activation forward"] + r["shares"]["activation backward"]
-                  for name, r in (("relu", relu), ("costly", costly))}
+    activation = {
+        name: r["shares"]["activation forward"] + r["shares"]["activation backward"]
+        for name, r in (("relu", relu), ("costly", costly))
+    }
     assert activation["costly"] > activation["relu"]
     assert relu["shares"]["matmul fwd"] + relu["shares"]["matmul bwd"] > 0.1
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import os\ndef activation_function(x):\n    return x\n", "exit"),                 # refused by the policy
-    ("def activation_function(x):\n    while True:\n        pass\n", "exit"),            # refused: an unbounded loop
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import os\ndef activation_function(x):\n    return x\n", "exit"),  # refused by the policy
+        ("def activation_function(x):\n    while True:\n        pass\n", "exit"),  # refused: an unbounded loop
+    ],
+)
 def test_a_hostile_candidate_is_an_error_line_not_a_crash(suite, source, expected):
     result = bench_profile.run_child(request(suite, "hostile", source), timeout=60)
     assert result["error"].startswith(expected)

@@ -81,10 +81,13 @@ def test_refused_candidate_exits_non_zero_with_the_same_json(capsys, suite_file,
     assert data["fitness"] is None
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("def activation_function(x:\n    return x\n", "line 1"),
-    ("def act(x):\n    return x\n", "activation_function"),
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("def activation_function(x:\n    return x\n", "line 1"),
+        ("def act(x):\n    return x\n", "activation_function"),
+    ],
+)
 def test_broken_candidate_files_are_refused_at_the_policy_stage(capsys, tmp_path, source, expected, suite_file):
     candidate = tmp_path / "broken.py"
     candidate.write_text(source)
@@ -109,8 +112,14 @@ def test_malformed_suite_file_names_the_task_and_field(capsys, tmp_path):
     assert code == 2 and "task 2" in err and "frequency" in err
 
 
-@pytest.mark.parametrize("argv", [["evaluate", "relu", "--seeds", "0"], ["evaluate", "relu", "--suite", "nope"],
-                                  ["evaluate", "relu", "--steps", "-3"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "relu", "--seeds", "0"],
+        ["evaluate", "relu", "--suite", "nope"],
+        ["evaluate", "relu", "--steps", "-3"],
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(capsys, argv):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and err.startswith("actmine: error:")
@@ -118,6 +127,7 @@ def test_bad_arguments_exit_2_with_a_message(capsys, argv):
 
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     import torch
+
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     code, _, err = run_cli(capsys, "evaluate", "relu", "--device", "cuda")
@@ -125,8 +135,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
 
 
 def test_compare_prints_a_table_per_family(capsys, suite_file):
-    code, out, _ = run_cli(capsys, "compare", "relu", "gelu_sine", "turbulent", "--suite", suite_file,
-                           "--allow-batch-dependent")
+    code, out, _ = run_cli(
+        capsys, "compare", "relu", "gelu_sine", "turbulent", "--suite", suite_file, "--allow-batch-dependent"
+    )
     assert code == 0
     for word in ("relu", "gelu_sine", "turbulent", "feynman", "harmonic", "polynomial", "formula", "+0.000"):
         assert word in out
@@ -142,8 +153,13 @@ def test_console_script_runs_as_installed(tmp_path, suite_file):
     """The real `actmine` entry point in a subprocess, as a user's shell runs it."""
     exe = Path(sys.executable).with_name("actmine")
     env = {**os.environ, "ACTMINE_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run([str(exe), "evaluate", "relu", "--json", "--suite", suite_file],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [str(exe), "evaluate", "relu", "--json", "--suite", suite_file],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ood_log_ratio"] == 0.0
 
@@ -155,7 +171,7 @@ def test_compare_plot_writes_a_png(capsys, suite_file, tmp_path):
     code, _, err = run_cli(capsys, "compare", "relu", str(candidate), "--suite", suite_file, "--plot", str(out))
     data = out.read_bytes()
     assert code == 0 and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000 and "plot written" in err
-    assert_png_about(data, (11, 7.5), dpi=100, slack=0.1)     # plot_comparison's curves above its bars
+    assert_png_about(data, (11, 7.5), dpi=100, slack=0.1)  # plot_comparison's curves above its bars
 
 
 def test_report_and_export_need_a_run_directory(capsys, tmp_path):
@@ -166,11 +182,14 @@ def test_report_and_export_need_a_run_directory(capsys, tmp_path):
 
 # ---- programs of generated files (packs, best_activation.py): run only in the sandbox ------------
 
+
 def write_pack(path, programs):
     from actmine.language.files import ProgramEntry, render_program_file
 
-    entries = [ProgramEntry(name, name.title().replace("_", ""), source, {"rationale": "test"})
-               for name, source in programs.items()]
+    entries = [
+        ProgramEntry(name, name.title().replace("_", ""), source, {"rationale": "test"})
+        for name, source in programs.items()
+    ]
     path.write_text(render_program_file(entries, "a test pack"))
     return path
 
@@ -186,8 +205,13 @@ def test_pack_programs_are_evaluated_in_the_sandbox_never_here(capsys, tmp_path,
 
     monkeypatch.setattr(actmine.candidate.source, "compile_candidate", never_here)
     monkeypatch.setattr(actmine.candidate.loader, "compile_candidate", never_here)
-    pack = write_pack(tmp_path / "pack.py", {"mined_1": "def activation_function(x):\n    return F.gelu(x)\n",
-                                             "mined_2": "def activation_function(x):\n    return torch.tanh(x)\n"})
+    pack = write_pack(
+        tmp_path / "pack.py",
+        {
+            "mined_1": "def activation_function(x):\n    return F.gelu(x)\n",
+            "mined_2": "def activation_function(x):\n    return torch.tanh(x)\n",
+        },
+    )
     code, out, err = run_cli(capsys, "evaluate", f"{pack}:mined_2", "--json", "--suite", suite_file, "--seeds", "1")
     data = json.loads(out)
     assert code == 0 and data["ok"] and data["activation"] == f"{pack}:mined_2", err
@@ -195,8 +219,10 @@ def test_pack_programs_are_evaluated_in_the_sandbox_never_here(capsys, tmp_path,
     code, out, err = run_cli(capsys, "compare", "relu", str(pack), "--json", "--suite", suite_file, "--seeds", "1")
     assert code == 0 and [e["activation"] for e in json.loads(out)] == ["relu", f"{pack}:mined_1", f"{pack}:mined_2"]
     # evaluate needs one program; an unknown name lists the known ones
-    for target, words in ((str(pack), ["2 programs", "mined_1", "mined_2"]),
-                          (f"{pack}:mined_3", ["no program 'mined_3'", "mined_1, mined_2"])):
+    for target, words in (
+        (str(pack), ["2 programs", "mined_1", "mined_2"]),
+        (f"{pack}:mined_3", ["no program 'mined_3'", "mined_1, mined_2"]),
+    ):
         code, out, err = run_cli(capsys, "evaluate", target, "--suite", suite_file)
         assert code == 2 and out == "" and all(w in err for w in words) and "[unknown_program]" in err
 

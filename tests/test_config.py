@@ -19,17 +19,21 @@ def test_empty_file_is_the_default_config(tmp_path):
 
 
 def test_bad_pools_are_config_errors_that_name_the_key():
-    for tasks, key in (({"search": [{"generator": "no-such"}]}, "tasks.search[0]"),
-                       ({"search": [{"generator": "polynomial", "size": 0}]}, "tasks.search[0]"),
-                       ({"test": {"x": [{"generator": "polynomial", "seeds": 3}]}}, "tasks.test.x[0]"),
-                       ({"test": {"x": []}}, "tasks.test.x"),
-                       ({"sample": 0}, "tasks.sample")):
+    for tasks, key in (
+        ({"search": [{"generator": "no-such"}]}, "tasks.search[0]"),
+        ({"search": [{"generator": "polynomial", "size": 0}]}, "tasks.search[0]"),
+        ({"test": {"x": [{"generator": "polynomial", "seeds": 3}]}}, "tasks.test.x[0]"),
+        ({"test": {"x": []}}, "tasks.test.x"),
+        ({"sample": 0}, "tasks.sample"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(key)):
             Config.from_dict({"tasks": tasks})
 
 
 def test_round_trip_through_dict():
-    config = Config.from_dict({"search": {"budget": 12, "initial_programs": ["relu", "gelu"]}, "executor": {"workers": 2}})
+    config = Config.from_dict(
+        {"search": {"budget": 12, "initial_programs": ["relu", "gelu"]}, "executor": {"workers": 2}}
+    )
     assert Config.from_dict(config.to_dict()) == config
     assert config.search.budget == 12 and config.search.initial_programs == ("relu", "gelu")
 
@@ -40,38 +44,45 @@ def test_the_old_names_of_renamed_keys_mean_the_new_ones():
     old = {"search": {"seed": 3, "seeds": ["relu", "gelu"]}, "lab": {"seeds": 2}}
     new = {"search": {"seed": 3, "initial_programs": ["relu", "gelu"]}, "lab": {"training_seeds": 2}}
     assert Config.from_dict(old) == Config.from_dict(new)
-    assert old == {"search": {"seed": 3, "seeds": ["relu", "gelu"]}, "lab": {"seeds": 2}}   # not changed in place
+    assert old == {"search": {"seed": 3, "seeds": ["relu", "gelu"]}, "lab": {"seeds": 2}}  # not changed in place
     assert Config.from_dict(new).resume_conflicts(Config.from_dict(old)) == []
     overridden = Config().with_overrides({"search.seeds": ["silu"], "lab.seeds": 4})
     assert overridden.search.initial_programs == ("silu",) and overridden.lab.training_seeds == 4
-    assert set(Config().to_dict()["search"]) >= {"seed", "initial_programs"} and "seeds" not in Config().to_dict()["lab"]
+    assert (
+        set(Config().to_dict()["search"]) >= {"seed", "initial_programs"} and "seeds" not in Config().to_dict()["lab"]
+    )
 
 
-@pytest.mark.parametrize("section,old,new", [("search", "seeds", "initial_programs"), ("lab", "seeds", "training_seeds")])
+@pytest.mark.parametrize(
+    "section,old,new", [("search", "seeds", "initial_programs"), ("lab", "seeds", "training_seeds")]
+)
 def test_an_old_and_a_new_name_together_are_refused(section, old, new):
     value = ["relu"] if section == "search" else 2
     with pytest.raises(ConfigError, match=rf"both {section}\.{old} and {section}\.{new}"):
         Config.from_dict({section: {old: value, new: value}})
 
 
-@pytest.mark.parametrize("data,key", [
-    ({"serch": {}}, "serch"),
-    ({"search": {"budgte": 3}}, "search.budgte"),
-    ({"search": {"budget": "many"}}, "search.budget"),
-    ({"search": {"budget": 0}}, "search.budget"),
-    ({"search": {"budget": True}}, "search.budget"),
-    ({"search": {"initial_programs": "relu"}}, "search.initial_programs"),
-    ({"search": {"initial_programs": []}}, "search.initial_programs"),
-    ({"search": {"exploitation": 0.8, "exploration": 0.5}}, "search.exploitation"),
-    ({"search": {"winner_rule": "median"}}, "search.winner_rule"),
-    ({"tasks": {"objective": "median"}}, "tasks.objective"),
-    ({"mutator": {"kind": "genetic"}}, "mutator.kind"),
-    ({"executor": {"kind": "slurm"}}, "executor.kind"),
-    ({"executor": {"workers": -1}}, "executor.workers"),
-    ({"sandbox": {"memory_mb": 0}}, "sandbox.memory_mb"),
-    ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
-    ({"lab": 3}, "lab"),
-])
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"serch": {}}, "serch"),
+        ({"search": {"budgte": 3}}, "search.budgte"),
+        ({"search": {"budget": "many"}}, "search.budget"),
+        ({"search": {"budget": 0}}, "search.budget"),
+        ({"search": {"budget": True}}, "search.budget"),
+        ({"search": {"initial_programs": "relu"}}, "search.initial_programs"),
+        ({"search": {"initial_programs": []}}, "search.initial_programs"),
+        ({"search": {"exploitation": 0.8, "exploration": 0.5}}, "search.exploitation"),
+        ({"search": {"winner_rule": "median"}}, "search.winner_rule"),
+        ({"tasks": {"objective": "median"}}, "tasks.objective"),
+        ({"mutator": {"kind": "genetic"}}, "mutator.kind"),
+        ({"executor": {"kind": "slurm"}}, "executor.kind"),
+        ({"executor": {"workers": -1}}, "executor.workers"),
+        ({"sandbox": {"memory_mb": 0}}, "sandbox.memory_mb"),
+        ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
+        ({"lab": 3}, "lab"),
+    ],
+)
 def test_bad_config_names_the_key(data, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         Config.from_dict(data)
@@ -104,9 +115,13 @@ def test_the_config_builds_the_sandbox_limits_and_the_probe_budget_with_every_ke
     from actmine.candidate.probes import ProbeBudget
     from actmine.candidate.sandbox import SandboxLimits
 
-    config = Config.from_dict({"sandbox": {"timeout_s": 11, "cpu_s": 12, "memory_mb": 1234, "max_tasks_per_worker": 7},
-                               "probes": {"max_flops_per_element": 99, "max_saved_bytes_per_element": 40,
-                                          "allow_batch_dependent": True}})
+    config = Config.from_dict(
+        {
+            "sandbox": {"timeout_s": 11, "cpu_s": 12, "memory_mb": 1234, "max_tasks_per_worker": 7},
+            "probes": {"max_flops_per_element": 99, "max_saved_bytes_per_element": 40, "allow_batch_dependent": True},
+        }
+    )
     assert config.sandbox_limits() == SandboxLimits(timeout_s=11, cpu_s=12, memory_mb=1234, max_tasks_per_worker=7)
-    assert config.probe_budget() == ProbeBudget(max_flops_per_element=99, max_saved_bytes_per_element=40,
-                                                allow_batch_dependent=True)
+    assert config.probe_budget() == ProbeBudget(
+        max_flops_per_element=99, max_saved_bytes_per_element=40, allow_batch_dependent=True
+    )

@@ -26,14 +26,25 @@ from crash_harness import Checker, describe, llm_script, stress_config
 
 #: every point once, in the order a run passes them (the first seven in the loop, the rest at its end),
 #: and one external SIGKILL at a random time (None: placed after the loop's points)
-MOMENTS = ["db_commit:1", "proposal_ready:3", "in_flight:2", "result_ready:2", "db_program_inserted:2",
-           "db_commit:3", "migration:1", None, "best_program_write:1", "heldout_evaluated:1", "heldout_write:2",
-           "report:1"]
+MOMENTS = [
+    "db_commit:1",
+    "proposal_ready:3",
+    "in_flight:2",
+    "result_ready:2",
+    "db_program_inserted:2",
+    "db_commit:3",
+    "migration:1",
+    None,
+    "best_program_write:1",
+    "heldout_evaluated:1",
+    "heldout_write:2",
+    "report:1",
+]
 
 
 def test_llm_search_survives_kills_at_every_moment_and_finishes(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTMINE_TEST_KEY", "sk-test")
-    external = round(random.Random(16).uniform(2.0, 6.0), 1)   # wherever it lands, the invariants hold
+    external = round(random.Random(16).uniform(2.0, 6.0), 1)  # wherever it lands, the invariants hold
     with ChatServer(llm_script(400)) as server:
         # budget 15: room for the loop's moments before the budget is spent, however fast a machine
         # reaches them (confirmation rounds add commits; a finished run passes no loop point)
@@ -45,14 +56,18 @@ def test_llm_search_survives_kills_at_every_moment_and_finishes(tmp_path, monkey
                 cycle = checker.cycle(kill_after_s=external)
             else:
                 cycle = checker.cycle(moment)
-                assert cycle.killed and cycle.fired and cycle.fired.startswith(moment.split(":")[0]), \
-                    (moment, cycle.returncode, cycle.fired, cycle.stderr_tail)
+                assert cycle.killed and cycle.fired and cycle.fired.startswith(moment.split(":")[0]), (
+                    moment,
+                    cycle.returncode,
+                    cycle.fired,
+                    cycle.stderr_tail,
+                )
             assert not cycle.violations, (cycle.moment, cycle.violations)
         final = checker.finish()
     assert final.returncode == 0 and not final.violations, (final.violations, final.stderr_tail)
     assert describe(checker.cycles)["killed"] >= len(MOMENTS) - 1
     calls = checker.previous.llm_calls.values()
-    assert any(row[0] is not None for row in calls)     # calls really recorded, with the programs they wrote
+    assert any(row[0] is not None for row in calls)  # calls really recorded, with the programs they wrote
 
 
 def test_every_fault_point_has_a_moment():
@@ -63,19 +78,27 @@ def test_every_fault_point_has_a_moment():
 
 # ---- the fault plan itself ---------------------------------------------------------------------
 
+
 def test_fault_plans_parse_and_bad_ones_say_what_is_wrong():
     assert parse_plan(None) is None and parse_plan("  ") is None
     assert parse_plan("db_commit:3,report").targets == {"db_commit": 3, "report": 1}
     assert parse_plan("random:7:0.25").probability == 0.25
-    for text, message in (("db_comit:2", "unknown fault point 'db_comit'"), ("report:x", "NAME:N"),
-                          ("report:0", "≥ 1"), ("random:7", "random:SEED:P"), ("random:1:2", "in \\[0, 1\\]")):
+    for text, message in (
+        ("db_comit:2", "unknown fault point 'db_comit'"),
+        ("report:x", "NAME:N"),
+        ("report:0", "≥ 1"),
+        ("random:7", "random:SEED:P"),
+        ("random:1:2", "in \\[0, 1\\]"),
+    ):
         with pytest.raises(FaultPlanError, match=message):
             parse_plan(text)
 
 
 def _passes_before_death(fault: str | None, passes: int = 6) -> subprocess.CompletedProcess:
-    code = ("from actmine.faults import fault_point\n"
-            f"for i in range({passes}):\n    print(i, flush=True)\n    fault_point('in_flight')\n")
+    code = (
+        "from actmine.faults import fault_point\n"
+        f"for i in range({passes}):\n    print(i, flush=True)\n    fault_point('in_flight')\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "ACTMINE_FAULT"}
     if fault:
         env["ACTMINE_FAULT"] = fault
@@ -85,7 +108,7 @@ def _passes_before_death(fault: str | None, passes: int = 6) -> subprocess.Compl
 def test_a_fault_point_kills_at_its_nth_pass_and_is_inert_otherwise():
     off = _passes_before_death(None)
     assert off.returncode == 0 and off.stdout.split() == [str(i) for i in range(6)]
-    other = _passes_before_death("report:1")          # another point named: this one stays inert
+    other = _passes_before_death("report:1")  # another point named: this one stays inert
     assert other.returncode == 0
     third = _passes_before_death("in_flight:3")
     assert third.returncode == -9 and third.stdout.split() == ["0", "1", "2"]

@@ -20,8 +20,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.evolve.database import (MIGRATIONS, SCHEMA_VERSION, DatabaseError, ProgramDatabase, ProgramRecord,
-                                     normalise_source, source_key)
+from actmine.evolve.database import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    DatabaseError,
+    ProgramDatabase,
+    ProgramRecord,
+    normalise_source,
+    source_key,
+)
 from actmine.evolve.mutators import Parent, Proposal
 from actmine.lab.fitness import Evaluation, TaskScore
 
@@ -29,10 +36,27 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE = "def activation_function(x):\n    return torch.relu(x)\n"
 
 
-def record(run_id: int, index: int, fitness: float | None = 0.0, *, status: str = "ok", island: int = 0,
-           cell: str | None = "gp2.gn1.sc0.b0.fl0", source: str | None = None, **fields) -> ProgramRecord:
-    return ProgramRecord(run_id=run_id, proposal_index=index, source=source or f"{SOURCE}# {index}\n",
-                         fitness=fitness, status=status, island=island, cell=cell, **fields)
+def record(
+    run_id: int,
+    index: int,
+    fitness: float | None = 0.0,
+    *,
+    status: str = "ok",
+    island: int = 0,
+    cell: str | None = "gp2.gn1.sc0.b0.fl0",
+    source: str | None = None,
+    **fields,
+) -> ProgramRecord:
+    return ProgramRecord(
+        run_id=run_id,
+        proposal_index=index,
+        source=source or f"{SOURCE}# {index}\n",
+        fitness=fitness,
+        status=status,
+        island=island,
+        cell=cell,
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -49,6 +73,7 @@ def run(db):
 # --------------------------------------------------------------------------------------------
 # Schema, round-trips
 # --------------------------------------------------------------------------------------------
+
 
 def test_new_file_has_current_schema_in_wal_mode(db):
     assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 4
@@ -70,53 +95,100 @@ def _schema_text(steps: int) -> str:
     connection = sqlite3.connect(":memory:")
     for step in MIGRATIONS[:steps]:
         step(connection)
-    rows = connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-                              "ORDER BY type, name").fetchall()
+    rows = connection.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name"
+    ).fetchall()
     connection.close()
     return "\n".join(f"{kind} {name} {table}: {sql}" for kind, name, table, sql in rows)
 
 
 def test_shipped_migration_steps_never_change(db):
     assert hashlib.sha256(_schema_text(4).encode()).hexdigest() == SCHEMA_4_SHA256, _schema_text(4)
-    stored = db._conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-                              "ORDER BY type, name").fetchall()
+    stored = db._conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name"
+    ).fetchall()
     assert "\n".join(f"{kind} {name} {table}: {sql}" for kind, name, table, sql in stored) == _schema_text(4)
     columns = [row[1] for row in db._conn.execute("PRAGMA table_info(programs)")]
-    assert columns[-7:] == ["source_hash", "original_answer", "normalisation_changes", "fitness_se", "score",
-                            "rounds", "settled"]                   # each later step appends its columns
+    assert columns[-7:] == [
+        "source_hash",
+        "original_answer",
+        "normalisation_changes",
+        "fitness_se",
+        "score",
+        "rounds",
+        "settled",
+    ]  # each later step appends its columns
 
 
 def test_every_field_round_trips(db, run):
     parent = db.add_program(record(run, 0, 0.1))
     original = ProgramRecord(
-        run_id=run, proposal_index=1, parent_ids=[parent, parent], island=3, generation=4,
+        run_id=run,
+        proposal_index=1,
+        parent_ids=[parent, parent],
+        island=3,
+        generation=4,
         source="def activation_function(x):\n    return x * torch.sigmoid(1.702 * x)  # ünïcode ✓\n",
-        rationale="sharper gate", mutator="llm", model="some-model", status="ok",
-        failure_stage=None, failure_code=None, failure_message=None, fitness=0.25, ood_log_ratio=-0.25,
+        rationale="sharper gate",
+        mutator="llm",
+        model="some-model",
+        status="ok",
+        failure_stage=None,
+        failure_code=None,
+        failure_message=None,
+        fitness=0.25,
+        ood_log_ratio=-0.25,
         family_log_ratios={"periodic": -0.5, "poly": 0.125},
         tasks=[{"name": "sin", "family": "periodic", "ood_error": 0.3, "id_error": 0.01, "log_ratio": -0.5}],
-        fingerprint="abc123", descriptors={"growth_pos": 1.0, "bounded": False, "sign_changes": 1},
+        fingerprint="abc123",
+        descriptors={"growth_pos": 1.0, "bounded": False, "sign_changes": 1},
         probes={"pointwise": True, "flops_per_element": 9.5, "ops": {"mul": 2}, "nested": [1, {"a": None}]},
-        timings={"probes": 0.5, "train": 3.25}, cell="gp2.gn1.sc1.b0.fl1", duplicate_of=None, seconds=3.75,
-        created_at=1234.5, original_answer="Sharper.\n```python\nfrom typing import Any\ndef activation_function(x: Any):"
-        "\n    return x * torch.sigmoid(1.702 * x)\n```\n<script>", normalisation_changes=["dropped `from typing import Any`"])
+        timings={"probes": 0.5, "train": 3.25},
+        cell="gp2.gn1.sc1.b0.fl1",
+        duplicate_of=None,
+        seconds=3.75,
+        created_at=1234.5,
+        original_answer="Sharper.\n```python\nfrom typing import Any\ndef activation_function(x: Any):"
+        "\n    return x * torch.sigmoid(1.702 * x)\n```\n<script>",
+        normalisation_changes=["dropped `from typing import Any`"],
+    )
     program_id = db.add_program(original)
     assert original.id == program_id
     assert db.get(program_id) == original
-    failed = ProgramRecord(run_id=run, proposal_index=2, source="oops", status="failed", failure_stage="probes",
-                           failure_code="non_finite", failure_message="NaN at 0", mutator="symbolic",
-                           parent_ids=[program_id], created_at=99.0)
+    failed = ProgramRecord(
+        run_id=run,
+        proposal_index=2,
+        source="oops",
+        status="failed",
+        failure_stage="probes",
+        failure_code="non_finite",
+        failure_message="NaN at 0",
+        mutator="symbolic",
+        parent_ids=[program_id],
+        created_at=99.0,
+    )
     db.add_program(failed)
     assert db.get(failed.id) == failed
-    dup = ProgramRecord.duplicate(Proposal("def activation_function(x):\n    return x*torch.sigmoid(1.702*x)\n",
-                                           "same thing", "llm", original_answer="the answer",
-                                           normalisation_changes=("a change",)), original, run_id=run,
-                                  proposal_index=3, parent_ids=[parent], island=1, generation=1)
+    dup = ProgramRecord.duplicate(
+        Proposal(
+            "def activation_function(x):\n    return x*torch.sigmoid(1.702*x)\n",
+            "same thing",
+            "llm",
+            original_answer="the answer",
+            normalisation_changes=("a change",),
+        ),
+        original,
+        run_id=run,
+        proposal_index=3,
+        parent_ids=[parent],
+        island=1,
+        generation=1,
+    )
     db.add_program(dup)
     back = db.get(dup.id)
     assert back == dup and back.status == "duplicate" and back.duplicate_of == program_id
     assert back.original_answer == "the answer" and back.normalisation_changes == ["a change"]
-    assert failed.original_answer is None and failed.normalisation_changes == []   # other mutators: none
+    assert failed.original_answer is None and failed.normalisation_changes == []  # other mutators: none
     assert back.fitness == original.fitness and back.cell == original.cell
     assert db.get(10_000) is None
     assert db.get_many([dup.id, 10_000, parent]) == [dup, db.get(parent)]
@@ -127,40 +199,85 @@ def test_every_field_round_trips(db, run):
 
 
 def _evaluation(ok: bool = True) -> Evaluation:
-    probes = {"pointwise": True, "flops_per_element": 8.0, "backward_flops_per_element": 12.0,
-              "saved_bytes_per_element": 4, "fingerprint": "f00d",
-              "descriptors": {"value_at_0": 0.0, "slope_at_0": 0.5, "growth_pos": 1.0, "growth_neg": 0.0,
-                              "sign_changes": 1, "bounded": False, "monotone": False, "mean_curvature": 0.2},
-              "ops": {"mul": 3}}
+    probes = {
+        "pointwise": True,
+        "flops_per_element": 8.0,
+        "backward_flops_per_element": 12.0,
+        "saved_bytes_per_element": 4,
+        "fingerprint": "f00d",
+        "descriptors": {
+            "value_at_0": 0.0,
+            "slope_at_0": 0.5,
+            "growth_pos": 1.0,
+            "growth_neg": 0.0,
+            "sign_changes": 1,
+            "bounded": False,
+            "monotone": False,
+            "mean_curvature": 0.2,
+        },
+        "ops": {"mul": 3},
+    }
     if not ok:
         evaluation = Evaluation("candidate", ok=False, probes=probes, seconds=1.5, timings={"probes": 0.5})
         return evaluation.fail("screen", "screen_failed", "did not learn")
-    tasks = [TaskScore("a", "poly", 0.1, 0.01, -0.2), TaskScore("b", "poly", 0.2, 0.02, -0.4),
-             TaskScore("c", "periodic", 0.3, 0.03, 0.3)]
-    return Evaluation("candidate", ok=True, fitness=0.1, ood_log_ratio=-0.1, tasks=tasks, probes=probes,
-                      seconds=2.5, stage="done", timings={"probes": 0.5, "train": 2.0})
+    tasks = [
+        TaskScore("a", "poly", 0.1, 0.01, -0.2),
+        TaskScore("b", "poly", 0.2, 0.02, -0.4),
+        TaskScore("c", "periodic", 0.3, 0.03, 0.3),
+    ]
+    return Evaluation(
+        "candidate",
+        ok=True,
+        fitness=0.1,
+        ood_log_ratio=-0.1,
+        tasks=tasks,
+        probes=probes,
+        seconds=2.5,
+        stage="done",
+        timings={"probes": 0.5, "train": 2.0},
+    )
 
 
 def test_from_evaluation_and_to_parent(db, run):
     proposal = Proposal(SOURCE, "start from relu", "symbolic", None)
-    rec = ProgramRecord.from_evaluation(_evaluation(), proposal, run_id=run, proposal_index=0, parent_ids=[],
-                                        island=1, generation=0, cell=None)
+    rec = ProgramRecord.from_evaluation(
+        _evaluation(), proposal, run_id=run, proposal_index=0, parent_ids=[], island=1, generation=0, cell=None
+    )
     assert rec.status == "ok" and rec.fitness == 0.1 and rec.fingerprint == "f00d"
     assert rec.family_log_ratios == pytest.approx({"periodic": 0.3, "poly": -0.3})
-    assert rec.cell == "gp2.gn1.sc1.b0.fl1"   # computed from the probes
-    assert rec.tasks[0] == {"name": "a", "family": "poly", "ood_error": 0.1, "id_error": 0.01, "log_ratio": -0.2,
-                            "seed_log_ratios": []}
+    assert rec.cell == "gp2.gn1.sc1.b0.fl1"  # computed from the probes
+    assert rec.tasks[0] == {
+        "name": "a",
+        "family": "poly",
+        "ood_error": 0.1,
+        "id_error": 0.01,
+        "log_ratio": -0.2,
+        "seed_log_ratios": [],
+    }
     assert rec.failure_code is None and rec.seconds == 2.5
     db.add_program(rec)
     assert db.get(rec.id) == rec
     parent = rec.to_parent()
-    assert parent == Parent(source=SOURCE, fitness=0.1, rationale="start from relu",
-                            family_log_ratios=rec.family_log_ratios, id=rec.id)
+    assert parent == Parent(
+        source=SOURCE, fitness=0.1, rationale="start from relu", family_log_ratios=rec.family_log_ratios, id=rec.id
+    )
 
-    failed = ProgramRecord.from_evaluation(_evaluation(ok=False), Proposal("x", "y", "random"), run_id=run,
-                                           proposal_index=1, parent_ids=[rec.id], island=1, generation=1, cell=None)
-    assert (failed.status, failed.failure_stage, failed.failure_code, failed.failure_message) == \
-        ("failed", "screen", "screen_failed", "did not learn")
+    failed = ProgramRecord.from_evaluation(
+        _evaluation(ok=False),
+        Proposal("x", "y", "random"),
+        run_id=run,
+        proposal_index=1,
+        parent_ids=[rec.id],
+        island=1,
+        generation=1,
+        cell=None,
+    )
+    assert (failed.status, failed.failure_stage, failed.failure_code, failed.failure_message) == (
+        "failed",
+        "screen",
+        "screen_failed",
+        "did not learn",
+    )
     assert failed.cell is None and failed.fitness is None and failed.family_log_ratios == {}
     db.add_program(failed)
     assert db.get(failed.id) == failed and db.elites(run, 1) == [rec]
@@ -168,31 +285,31 @@ def test_from_evaluation_and_to_parent(db, run):
 
 def test_invalid_records_are_refused_and_leave_nothing(db, run):
     with pytest.raises(ValueError):
-        db.add_program(record(run, 0, None))                       # ok without fitness
+        db.add_program(record(run, 0, None))  # ok without fitness
     with pytest.raises(ValueError):
         db.add_program(record(run, 0, math.nan))
     with pytest.raises(ValueError):
         db.add_program(record(run, 0, 0.1, status="weird"))
     with pytest.raises(ValueError):
-        db.add_program(record(run, 0, 0.1, status="duplicate"))    # duplicate_of missing
+        db.add_program(record(run, 0, 0.1, status="duplicate"))  # duplicate_of missing
     db.add_program(record(run, 0, 0.1))
-    with pytest.raises(sqlite3.IntegrityError):                    # proposal_index is unique per run
+    with pytest.raises(sqlite3.IntegrityError):  # proposal_index is unique per run
         db.add_program(record(run, 0, 0.9, cell="gp0.gn0.sc0.b0.fl0", parent_ids=[1]))
     assert db.count(run) == 1 and len(db.elites(run, 0)) == 1
     assert db._conn.execute("SELECT COUNT(*) FROM program_parents").fetchone()[0] == 0
-    with pytest.raises(ValueError):                                # a half-done insert is rolled back
+    with pytest.raises(ValueError):  # a half-done insert is rolled back
         db.add_program(record(run, 1, 0.7, cell="gp1.gn1.sc0.b0.fl0", parent_ids=[1, "x"]))
     assert db.count(run) == 1 and db.by_proposal(run, 1) is None
-    with pytest.raises(RuntimeError):                              # a failing group rolls back entirely
+    with pytest.raises(RuntimeError):  # a failing group rolls back entirely
         with db.transaction():
             db.add_program(record(run, 1, 0.5, cell="gp3.gn1.sc0.b0.fl0"))
             raise RuntimeError("crash")
     assert db.count(run) == 1 and len(db.elites(run, 0)) == 1 and db.max_proposal_index(run) == 0
-    with db.transaction():                                         # a nested failure undoes only its own part
+    with db.transaction():  # a nested failure undoes only its own part
         db.add_program(record(run, 1, 0.5, cell="gp3.gn1.sc0.b0.fl0"))
         with pytest.raises(sqlite3.IntegrityError):
             db.add_program(record(run, 1, 0.7, cell="gp1.gn1.sc0.b0.fl0", parent_ids=[1]))
-        with pytest.raises(ValueError):                            # fails after the programs row went in
+        with pytest.raises(ValueError):  # fails after the programs row went in
             db.add_program(record(run, 2, 0.7, cell="gp1.gn1.sc0.b0.fl0", parent_ids=[1, "x"]))
         db.update_run(run, status="grouped")
     assert db.count(run) == 2 and len(db.elites(run, 0)) == 2 and db.get_run(run).status == "grouped"
@@ -203,34 +320,35 @@ def test_invalid_records_are_refused_and_leave_nothing(db, run):
 # Elites, queries
 # --------------------------------------------------------------------------------------------
 
+
 def test_elite_replacement_rules(db, run):
     cell = "gp2.gn1.sc0.b0.fl0"
     first = db.add_program(record(run, 0, 0.1, cell=cell))
     assert [e.id for e in db.elites(run, 0)] == [first]
     worse = db.add_program(record(run, 1, 0.05, cell=cell))
     equal = db.add_program(record(run, 2, 0.1, cell=cell))
-    assert [e.id for e in db.elites(run, 0)] == [first]            # worse and equal do not replace
+    assert [e.id for e in db.elites(run, 0)] == [first]  # worse and equal do not replace
     better = db.add_program(record(run, 3, 0.3, cell=cell))
     assert [e.id for e in db.elites(run, 0)] == [better]
     db.add_program(record(run, 4, 5.0, status="failed", cell=cell, failure_stage="train", failure_code="x"))
     db.add_program(record(run, 5, 5.0, status="duplicate", cell=cell, duplicate_of=better))
-    db.add_program(record(run, 6, 5.0, cell=None))                  # ok but no cell: stored, not in a grid
+    db.add_program(record(run, 6, 5.0, cell=None))  # ok but no cell: stored, not in a grid
     assert [e.id for e in db.elites(run, 0)] == [better]
     other = db.add_program(record(run, 7, 0.01, cell="gp0.gn1.sc3.b1.fl1"))
     on_island_1 = db.add_program(record(run, 8, -1.0, cell=cell, island=1))
-    assert [e.id for e in db.elites(run, 0)] == [better, other]    # fitness descending
+    assert [e.id for e in db.elites(run, 0)] == [better, other]  # fitness descending
     assert db.grid(run, 0) == {cell: better, "gp0.gn1.sc3.b1.fl1": other}
     assert [e.id for e in db.elites(run, 1)] == [on_island_1]
     assert db.islands(run) == [0, 1]
-    for stored, fitness in ((worse, 0.05), (equal, 0.1)):           # stored, just not in the grid
+    for stored, fitness in ((worse, 0.05), (equal, 0.1)):  # stored, just not in the grid
         assert db.get(stored).fitness == fitness and stored not in db.grid(run, 0).values()
     # migrate: into another island's grid in its own cell, only if better
     assert db.move_to_island(run, better, 1) is True
     assert db.grid(run, 1) == {cell: better}
-    assert db.move_to_island(run, first, 1) is False                       # worse than the occupant
-    assert db.move_to_island(run, better, 1) is False                      # already there
-    assert db.move_to_island(run, 5, 1) is False                           # a failed program never enters
-    assert db.get(better).island == 0                               # the program keeps its origin
+    assert db.move_to_island(run, first, 1) is False  # worse than the occupant
+    assert db.move_to_island(run, better, 1) is False  # already there
+    assert db.move_to_island(run, 5, 1) is False  # a failed program never enters
+    assert db.get(better).island == 0  # the program keeps its origin
     run2 = db.create_run({}, seed=1)
     with pytest.raises(ValueError):
         db.move_to_island(run2, better, 1)
@@ -238,8 +356,10 @@ def test_elite_replacement_rules(db, run):
 
 def test_top_and_best_ordering(db, run):
     fitnesses = [0.1, 0.5, -0.2, 0.5, 0.3]
-    ids = [db.add_program(record(run, i, f, island=i % 2, cell=f"gp{i % 4}.gn1.sc0.b0.fl0"))
-           for i, f in enumerate(fitnesses)]
+    ids = [
+        db.add_program(record(run, i, f, island=i % 2, cell=f"gp{i % 4}.gn1.sc0.b0.fl0"))
+        for i, f in enumerate(fitnesses)
+    ]
     db.add_program(record(run, 5, None, status="failed", failure_stage="policy", failure_code="p"))
     db.add_program(record(run, 6, 9.0, status="duplicate", duplicate_of=ids[0]))
     assert [r.id for r in db.top(run, 10)] == [ids[1], ids[3], ids[4], ids[0], ids[2]]  # ties: earlier first
@@ -249,27 +369,38 @@ def test_top_and_best_ordering(db, run):
     other = db.create_run({}, seed=2)
     assert db.best(other) is None and db.top(other, 3) == []
     db.add_program(record(other, 0, 100.0))
-    assert db.best(run).id == ids[1]                                # runs are separate
+    assert db.best(run).id == ids[1]  # runs are separate
 
 
 def test_dedup_lookups(db, run):
-    failed = db.add_program(record(run, 0, None, status="failed", fingerprint="fp1", failure_stage="probes",
-                                   failure_code="zero_gradient", source="def activation_function(x):\n    return 0*x\n"))
+    failed = db.add_program(
+        record(
+            run,
+            0,
+            None,
+            status="failed",
+            fingerprint="fp1",
+            failure_stage="probes",
+            failure_code="zero_gradient",
+            source="def activation_function(x):\n    return 0*x\n",
+        )
+    )
     ok = db.add_program(record(run, 1, 0.2, fingerprint="fp1", source=SOURCE))
     dup = db.add_program(record(run, 2, 0.2, status="duplicate", duplicate_of=ok, fingerprint="fp2", source="z"))
-    assert db.by_fingerprint("fp1").id == failed                   # the earliest non-duplicate
-    assert db.by_fingerprint("fp2") is None                         # duplicates are never originals
+    assert db.by_fingerprint("fp1").id == failed  # the earliest non-duplicate
+    assert db.by_fingerprint("fp2") is None  # duplicates are never originals
     assert db.by_fingerprint("nope") is None
     reformatted = "# a comment\ndef activation_function( x ):\n\n    return torch.relu( x )   # same\n"
     assert normalise_source(reformatted) == normalise_source(SOURCE) == normalise_source(normalise_source(SOURCE))
     assert db.by_source(reformatted).id == ok
     assert db.by_source(normalise_source(SOURCE)).id == ok
     assert db.by_source("def activation_function(x):\n    return torch.tanh(x)\n") is None
-    assert db.by_source("z") is None and db.get(dup).source == "z"   # a duplicate's source is no original
+    assert db.by_source("z") is None and db.get(dup).source == "z"  # a duplicate's source is no original
     broken = "def activation_function(x:\n   return x   \n\n"
     assert normalise_source(broken) == "def activation_function(x:\n   return x"
-    bad = db.add_program(record(run, 3, None, status="failed", source=broken, failure_stage="policy",
-                                failure_code="syntax_error"))
+    bad = db.add_program(
+        record(run, 3, None, status="failed", source=broken, failure_stage="policy", failure_code="syntax_error")
+    )
     assert db.by_source(broken + "\n\n").id == bad
     assert source_key(broken) != source_key(SOURCE)
     other = db.create_run({})
@@ -281,15 +412,21 @@ def test_counts_children_and_failures(db, run):
     root = db.add_program(record(run, 0, 0.0))
     child = db.add_program(record(run, 1, 0.1, parent_ids=[root]))
     db.add_program(record(run, 2, 0.1, parent_ids=[root, child]))
-    db.add_program(record(run, 3, None, status="failed", parent_ids=[child, child], failure_stage="probes",
-                          failure_code="non_finite"))
+    db.add_program(
+        record(
+            run, 3, None, status="failed", parent_ids=[child, child], failure_stage="probes", failure_code="non_finite"
+        )
+    )
     db.add_program(record(run, 7, None, status="failed", failure_stage="probes", failure_code="non_finite"))
     db.add_program(record(run, 5, None, status="failed", failure_stage="screen", failure_code="screen_failed"))
     db.add_program(record(run, 6, None, status="failed", failure_stage="policy", failure_code="forbidden_name"))
     assert db.children_count(root) == 2 and db.children_count(child) == 2 and db.children_count(999) == 0
     assert db.children_counts([root, child, 999]) == {root: 2, child: 2, 999: 0}
-    assert db.failures_by_reason(run) == {("probes", "non_finite"): 2, ("screen", "screen_failed"): 1,
-                                          ("policy", "forbidden_name"): 1}
+    assert db.failures_by_reason(run) == {
+        ("probes", "non_finite"): 2,
+        ("screen", "screen_failed"): 1,
+        ("policy", "forbidden_name"): 1,
+    }
     assert db.count(run) == 7 and db.count(run, "failed") == 4 and db.count(run, "ok") == 3
     assert db.max_proposal_index(run) == 7
     assert db.max_proposal_index(db.create_run({})) == -1
@@ -312,27 +449,38 @@ def test_runs_llm_calls_and_heldout(db):
     db.update_run(first, config={"a": 2}, status="finished")
     after = db.get_run(first)
     assert after.config == {"a": 2} and after.status == "finished" and after.updated_at > before.updated_at
-    assert after.created_at == before.created_at                     # only updated_at moves
+    assert after.created_at == before.created_at  # only updated_at moves
     assert [r.id for r in db.runs()] == [first, second]
     with pytest.raises(KeyError):
         db.update_run(999, status="x")
     program = db.add_program(record(first, 0, 0.1))
-    call = db.add_llm_call(first, "model-x", program_id=program, prompt_tokens=100, completion_tokens=20,
-                           latency_s=1.5, cost=0.001, outcome="ok")
+    call = db.add_llm_call(
+        first,
+        "model-x",
+        program_id=program,
+        prompt_tokens=100,
+        completion_tokens=20,
+        latency_s=1.5,
+        cost=0.001,
+        outcome="ok",
+    )
     db.add_llm_call(first, "model-x", outcome="error", error="timeout")
     calls = db.llm_calls(first)
     assert [c["id"] for c in calls] == [call, call + 1]
     assert calls[0]["program_id"] == program and calls[0]["prompt_tokens"] == 100 and calls[1]["error"] == "timeout"
     db.add_heldout(first, "suite-b", program, {"fitness": 0.2, "tasks": [1]})
     db.add_heldout(first, "relu", None, {"fitness": 0.0})
-    assert [(h["name"], h["program_id"], h["result"]) for h in db.heldout(first)] == \
-        [("suite-b", program, {"fitness": 0.2, "tasks": [1]}), ("relu", None, {"fitness": 0.0})]
+    assert [(h["name"], h["program_id"], h["result"]) for h in db.heldout(first)] == [
+        ("suite-b", program, {"fitness": 0.2, "tasks": [1]}),
+        ("relu", None, {"fitness": 0.0}),
+    ]
     assert db.heldout(second) == []
 
 
 # --------------------------------------------------------------------------------------------
 # Readers, migration
 # --------------------------------------------------------------------------------------------
+
 
 def test_readonly_reader_sees_only_committed_rows(tmp_path):
     path = tmp_path / "search.db"
@@ -345,19 +493,23 @@ def test_readonly_reader_sees_only_committed_rows(tmp_path):
                 writer.add_program(record(run, 1, 0.9, cell="gp0.gn0.sc0.b0.fl0"))
                 writer.add_program(record(run, 2, 0.5, cell="gp1.gn0.sc0.b0.fl0"))
                 assert writer.count(run) == 3
-                assert reader.count(run) == 1 and len(reader.elites(run, 0)) == 1   # not committed yet
+                assert reader.count(run) == 1 and len(reader.elites(run, 0)) == 1  # not committed yet
                 assert reader.best(run).proposal_index == 0
             assert reader.count(run) == 3 and reader.best(run).proposal_index == 1
             assert len(reader.elites(run, 0)) == 3
-            for write in (lambda: reader.create_run({}), lambda: reader.add_program(record(run, 9, 1.0)),
-                          lambda: reader.update_run(run, status="x")):
+            for write in (
+                lambda: reader.create_run({}),
+                lambda: reader.add_program(record(run, 9, 1.0)),
+                lambda: reader.update_run(run, status="x"),
+            ):
                 with pytest.raises(DatabaseError):
                     write()
-            with pytest.raises(sqlite3.OperationalError):          # the connection itself is read-only
-                reader._conn.execute("INSERT INTO runs (created_at, updated_at, config, versions, status) "
-                                     "VALUES (0, 0, '{}', '{}', 'x')")
+            with pytest.raises(sqlite3.OperationalError):  # the connection itself is read-only
+                reader._conn.execute(
+                    "INSERT INTO runs (created_at, updated_at, config, versions, status) VALUES (0, 0, '{}', '{}', 'x')"
+                )
         writer.add_program(record(run, 3, 0.0))
-    with ProgramDatabase(path, readonly=True) as reader:            # after the writer closed
+    with ProgramDatabase(path, readonly=True) as reader:  # after the writer closed
         assert reader.count(run) == 4
     with pytest.raises(DatabaseError):
         ProgramDatabase(tmp_path / "missing.db", readonly=True)
@@ -396,15 +548,19 @@ def _make_v1(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(V1_SCHEMA)
     conn.execute("INSERT INTO runs VALUES (1, 10.0, 10.0, 5, '{\"islands\": 1}', '{}', 'running')")
-    rows = [(1, 0, "[]", SOURCE, "ok", 0.2, "gp2.gn1.sc0.b0.fl0"),
-            (2, 1, "[1]", "def activation_function(x):\n    return torch.tanh(x)  # v1\n", "ok", 0.1,
-             "gp0.gn1.sc0.b1.fl1"),
-            (3, 2, "[1, 2]", "garbage(", "failed", None, None)]
+    rows = [
+        (1, 0, "[]", SOURCE, "ok", 0.2, "gp2.gn1.sc0.b0.fl0"),
+        (2, 1, "[1]", "def activation_function(x):\n    return torch.tanh(x)  # v1\n", "ok", 0.1, "gp0.gn1.sc0.b1.fl1"),
+        (3, 2, "[1, 2]", "garbage(", "failed", None, None),
+    ]
     for pid, index, parents, source, status, fitness, cell in rows:
-        conn.execute("INSERT INTO programs (id, run_id, proposal_index, parent_ids, island, generation, source, "
-                     "rationale, mutator, status, fitness, family_log_ratios, tasks, descriptors, probes, timings, "
-                     "cell, seconds, created_at) VALUES (?, 1, ?, ?, 0, 0, ?, 'r', 'm', ?, ?, '{}', '[]', '{}', "
-                     "'{}', '{}', ?, 1.0, 11.0)", (pid, index, parents, source, status, fitness, cell))
+        conn.execute(
+            "INSERT INTO programs (id, run_id, proposal_index, parent_ids, island, generation, source, "
+            "rationale, mutator, status, fitness, family_log_ratios, tasks, descriptors, probes, timings, "
+            "cell, seconds, created_at) VALUES (?, 1, ?, ?, 0, 0, ?, 'r', 'm', ?, ?, '{}', '[]', '{}', "
+            "'{}', '{}', ?, 1.0, 11.0)",
+            (pid, index, parents, source, status, fitness, cell),
+        )
     conn.execute("INSERT INTO elites VALUES (1, 0, 'gp2.gn1.sc0.b0.fl0', 1, 0.2)")
     conn.execute("INSERT INTO elites VALUES (1, 0, 'gp0.gn1.sc0.b1.fl1', 2, 0.1)")
     conn.execute("PRAGMA user_version = 1")
@@ -415,13 +571,13 @@ def _make_v1(path: Path) -> None:
 def test_migration_from_a_hand_made_v1_file(tmp_path):
     path = tmp_path / "old.db"
     _make_v1(path)
-    with pytest.raises(DatabaseError, match="migrate"):             # a reader never migrates
+    with pytest.raises(DatabaseError, match="migrate"):  # a reader never migrates
         ProgramDatabase(path, readonly=True)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
     with ProgramDatabase(path) as db:
         assert db.schema_version() == SCHEMA_VERSION and db.journal_mode() == "wal"
         assert [p.id for p in db.programs(1)] == [1, 2, 3]
-        assert db.by_source("def activation_function(x): return torch.relu(x)").id == 1   # backfilled hashes
+        assert db.by_source("def activation_function(x): return torch.relu(x)").id == 1  # backfilled hashes
         assert db.by_source("def activation_function(x):\n    return torch.tanh(x)\n").id == 2
         assert db.by_source("garbage(").id == 3
         assert db.children_count(1) == 2 and db.children_count(2) == 1 and db.children_count(3) == 0  # backfilled
@@ -429,7 +585,7 @@ def test_migration_from_a_hand_made_v1_file(tmp_path):
         new = db.add_program(record(1, 3, 0.5, parent_ids=[2]))
         assert db.children_count(2) == 2 and db.best(1).id == new
         assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    with ProgramDatabase(path) as db:                                # reopening is a no-op
+    with ProgramDatabase(path) as db:  # reopening is a no-op
         assert db.schema_version() == SCHEMA_VERSION and db.count(1) == 4
     with ProgramDatabase(path, readonly=True) as reader:
         assert reader.count(1) == 4
@@ -444,10 +600,13 @@ def test_migration_from_version_2_keeps_rows_and_adds_the_original_answer(tmp_pa
     for step in MIGRATIONS[:2]:
         step(conn)
     conn.execute("INSERT INTO runs VALUES (1, 10.0, 10.0, 5, '{}', '{}', 'running')")
-    conn.execute("INSERT INTO programs (run_id, proposal_index, parent_ids, island, generation, source, rationale, "
-                 "mutator, status, fitness, family_log_ratios, tasks, descriptors, probes, timings, cell, seconds, "
-                 "created_at, source_hash) VALUES (1, 0, '[]', 0, 0, ?, 'r', 'llm', 'ok', 0.2, '{}', '[]', '{}', "
-                 "'{}', '{}', 'gp2.gn1.sc0.b0.fl0', 1.0, 11.0, ?)", (SOURCE, source_key(SOURCE)))
+    conn.execute(
+        "INSERT INTO programs (run_id, proposal_index, parent_ids, island, generation, source, rationale, "
+        "mutator, status, fitness, family_log_ratios, tasks, descriptors, probes, timings, cell, seconds, "
+        "created_at, source_hash) VALUES (1, 0, '[]', 0, 0, ?, 'r', 'llm', 'ok', 0.2, '{}', '[]', '{}', "
+        "'{}', '{}', 'gp2.gn1.sc0.b0.fl0', 1.0, 11.0, ?)",
+        (SOURCE, source_key(SOURCE)),
+    )
     conn.execute("PRAGMA user_version = 2")
     conn.execute("COMMIT")
     conn.close()
@@ -458,10 +617,11 @@ def test_migration_from_version_2_keeps_rows_and_adds_the_original_answer(tmp_pa
         old = db.programs(1)[0]
         assert old.source == SOURCE and old.original_answer is None and old.normalisation_changes == []
         answer = "Here.\n```python\nfrom typing import Optional\ndef activation_function(x):\n    return x\n```"
-        new = db.add_program(record(1, 1, 0.3, original_answer=answer,
-                                    normalisation_changes=["dropped `from typing import Optional`"]))
+        new = db.add_program(
+            record(1, 1, 0.3, original_answer=answer, normalisation_changes=["dropped `from typing import Optional`"])
+        )
         assert db.get(new).original_answer == answer
-        assert db.by_source(SOURCE).id == old.id                     # the old row still dedups
+        assert db.by_source(SOURCE).id == old.id  # the old row still dedups
     with ProgramDatabase(path, readonly=True) as reader:
         assert reader.get(new).normalisation_changes == ["dropped `from typing import Optional`"]
         assert reader.best(1).id == new
@@ -484,7 +644,7 @@ def test_a_newer_file_is_refused(tmp_path):
 # A writer killed mid-insert leaves whole programs or nothing
 # --------------------------------------------------------------------------------------------
 
-MAKE = r'''
+MAKE = r"""
 import random
 from actmine.evolve.database import ProgramRecord
 
@@ -504,9 +664,11 @@ def make(run_id, i):
         probes={"blob": ["p%d" % j for j in range(2000)], "i": i}, descriptors={"i": i},
         timings={"train": i * 0.5}, cell=rng.choice(CELLS) if status == "ok" else None,
         fingerprint="fp%d" % i, seconds=1.0, created_at=1000.0 + i)
-'''
+"""
 
-WRITER = MAKE + r'''
+WRITER = (
+    MAKE
+    + r"""
 import sys
 from actmine.evolve.database import ProgramDatabase
 
@@ -519,7 +681,8 @@ while True:
         db.move_to_island(run, db.elites(run, i % 2)[0].id, 1 - i % 2) if db.elites(run, i % 2) else None
     print(i, flush=True)
     i += 1
-'''
+"""
+)
 
 
 def _check_consistent(path: Path, make) -> int:
@@ -535,11 +698,16 @@ def _check_consistent(path: Path, make) -> int:
             expected = make(run, program.proposal_index)
             expected.id = program.id
             assert program == expected
-            links = conn.execute("SELECT parent_id FROM program_parents WHERE child_id = ? ORDER BY position",
-                                 (program.id,)).fetchall()
+            links = conn.execute(
+                "SELECT parent_id FROM program_parents WHERE child_id = ? ORDER BY position", (program.id,)
+            ).fetchall()
             assert [row[0] for row in links] == program.parent_ids
-        assert conn.execute("SELECT COUNT(*) FROM program_parents WHERE child_id NOT IN "
-                            "(SELECT id FROM programs)").fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT COUNT(*) FROM program_parents WHERE child_id NOT IN (SELECT id FROM programs)"
+            ).fetchone()[0]
+            == 0
+        )
         # each grid cell holds an ok program of the run at its own cell, with its fitness, and is at least
         # as fit as every ok program evaluated on that island in that cell (migrants may be fitter)
         by_id = {p.id: p for p in programs}
@@ -548,14 +716,17 @@ def _check_consistent(path: Path, make) -> int:
             for cell, program_id in grid.items():
                 elite = by_id[program_id]
                 assert elite.status == "ok" and elite.cell == cell
-                stored = conn.execute("SELECT fitness FROM elites WHERE run_id = ? AND island = ? AND cell = ?",
-                                      (run, island, cell)).fetchone()[0]
+                stored = conn.execute(
+                    "SELECT fitness FROM elites WHERE run_id = ? AND island = ? AND cell = ?", (run, island, cell)
+                ).fetchone()[0]
                 assert stored == elite.fitness
             for program in programs:
                 if program.status == "ok" and program.island == island:
                     assert program.cell in grid and by_id[grid[program.cell]].fitness >= program.fitness
-                    home_best = max((p for p in programs if p.status == "ok" and p.island == island
-                                     and p.cell == program.cell), key=lambda p: (p.fitness, -p.id))
+                    home_best = max(
+                        (p for p in programs if p.status == "ok" and p.island == island and p.cell == program.cell),
+                        key=lambda p: (p.fitness, -p.id),
+                    )
                     occupant = by_id[grid[program.cell]]
                     assert occupant.island != island or occupant.id == home_best.id
         return len(programs)
@@ -569,8 +740,14 @@ def test_a_killed_writer_leaves_whole_programs_or_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     total = 0
     for round_ in range(3):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
         try:
             target = total + 15 + rng.randrange(10)
             while True:
@@ -578,7 +755,7 @@ def test_a_killed_writer_leaves_whole_programs_or_nothing(tmp_path):
                 assert line, f"the writer stopped: {writer.stderr.read()}"
                 if int(line) >= target:
                     break
-            time.sleep(rng.uniform(0, 0.01))   # somewhere inside a later insert
+            time.sleep(rng.uniform(0, 0.01))  # somewhere inside a later insert
             writer.send_signal(signal.SIGKILL)
         finally:
             writer.kill()
@@ -589,7 +766,7 @@ def test_a_killed_writer_leaves_whole_programs_or_nothing(tmp_path):
         count = _check_consistent(path, namespace["make"])
         assert count > target
         total = count
-    with ProgramDatabase(path) as db:                                # and the search resumes where it stopped
+    with ProgramDatabase(path) as db:  # and the search resumes where it stopped
         run = db.latest_run().id
         db.add_program(namespace["make"](run, db.max_proposal_index(run) + 1))
     assert _check_consistent(path, namespace["make"]) == total + 1
@@ -598,6 +775,7 @@ def test_a_killed_writer_leaves_whole_programs_or_nothing(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Start-up checks: a file a writer cannot use is refused before anything is written
 # --------------------------------------------------------------------------------------------
+
 
 def _hashes(directory: Path) -> dict[str, str]:
     """{name: sha256} of every file in the directory: "nothing changed" also means "nothing added"."""
@@ -635,17 +813,20 @@ def test_a_newer_file_is_refused_before_anything_is_written(tmp_path):
     assert "Nothing was changed" in message
 
 
-@pytest.mark.parametrize("content", [b"", b"search:\n  budget: 3\n", b"\x89PNG\r\n\x1a\n" + bytes(200),
-                                     b"SQLite format 3\x00" + bytes(20)], ids=["empty", "yaml", "png", "short-header"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"search:\n  budget: 3\n", b"\x89PNG\r\n\x1a\n" + bytes(200), b"SQLite format 3\x00" + bytes(20)],
+    ids=["empty", "yaml", "png", "short-header"],
+)
 def test_a_file_that_is_not_a_database_is_refused(tmp_path, content):
     path = tmp_path / "programs.sqlite"
     path.write_bytes(content)
-    if not content:      # SQLite's own empty database (a controller killed before its first commit)
+    if not content:  # SQLite's own empty database (a controller killed before its first commit)
         with ProgramDatabase(path) as db:
             assert db.schema_version() == SCHEMA_VERSION
         return
     message = _refused(path, "is not a usable program database", f"mv {path} {path}.broken")
-    with pytest.raises(DatabaseError, match="not a usable program database"):   # readers say the same
+    with pytest.raises(DatabaseError, match="not a usable program database"):  # readers say the same
         ProgramDatabase(path, readonly=True)
     assert "Nothing was changed" in message
 
@@ -674,19 +855,21 @@ def test_a_damaged_page_is_found_by_the_quick_check(tmp_path):
     page_size = int.from_bytes(data[16:18], "big")
     leaves = [page for page in range(1, len(data) // page_size) if data[page * page_size] == 13]  # table b-tree leaf
     start = leaves[len(leaves) // 2] * page_size
-    data[start + 3:start + 5] = b"\xff\xff"      # its cell count, far beyond what the page holds
+    data[start + 3 : start + 5] = b"\xff\xff"  # its cell count, far beyond what the page holds
     path.write_bytes(bytes(data))
     message = _refused(path, "is not a usable program database")
-    assert "quick_check" in message or "malformed" in message   # SQLite reports some damage as an error
+    assert "quick_check" in message or "malformed" in message  # SQLite reports some damage as an error
 
 
 def test_a_file_left_by_a_killed_writer_still_opens(tmp_path):
     """The checks read a database whose last commits are only in its -wal (no false alarm)."""
     path = tmp_path / "programs.sqlite"
-    script = ("import os, sys\nfrom actmine.evolve.database import ProgramDatabase, ProgramRecord\n"
-              "db = ProgramDatabase(sys.argv[1])\nrun = db.create_run({})\n"
-              "db.add_program(ProgramRecord(run_id=run, proposal_index=0, source='x', status='failed'))\n"
-              "os._exit(0)\n")     # no close, no checkpoint: the rows live in the -wal
+    script = (
+        "import os, sys\nfrom actmine.evolve.database import ProgramDatabase, ProgramRecord\n"
+        "db = ProgramDatabase(sys.argv[1])\nrun = db.create_run({})\n"
+        "db.add_program(ProgramRecord(run_id=run, proposal_index=0, source='x', status='failed'))\n"
+        "os._exit(0)\n"
+    )  # no close, no checkpoint: the rows live in the -wal
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
     assert (tmp_path / "programs.sqlite-wal").stat().st_size > 0
     with ProgramDatabase(path) as db:
@@ -697,19 +880,40 @@ def test_a_file_left_by_a_killed_writer_still_opens(tmp_path):
 # Records: every field from an evaluation or an original, JSON round trips
 # --------------------------------------------------------------------------------------------
 
+
 def test_from_evaluation_fills_every_field():
     evaluation = _evaluation()
-    proposal = Proposal(SOURCE, "sharper", "llm", "model-1", original_answer="the answer",
-                        normalisation_changes=("one", "two"))
-    rec = ProgramRecord.from_evaluation(evaluation, proposal, run_id=4, proposal_index=9, parent_ids=(3, 2),
-                                        island=2, generation=5, created_at=77.0)
+    proposal = Proposal(
+        SOURCE, "sharper", "llm", "model-1", original_answer="the answer", normalisation_changes=("one", "two")
+    )
+    rec = ProgramRecord.from_evaluation(
+        evaluation, proposal, run_id=4, proposal_index=9, parent_ids=(3, 2), island=2, generation=5, created_at=77.0
+    )
     assert rec == ProgramRecord(
-        run_id=4, proposal_index=9, source=SOURCE, parent_ids=[3, 2], island=2, generation=5, rationale="sharper",
-        mutator="llm", model="model-1", status="ok", fitness=0.1, ood_log_ratio=-0.1,
-        family_log_ratios=evaluation.family_log_ratios(), tasks=[t.to_dict() for t in evaluation.tasks],
-        fingerprint="f00d", descriptors=evaluation.probes["descriptors"], probes=evaluation.probes,
-        timings={"probes": 0.5, "train": 2.0}, cell="gp2.gn1.sc1.b0.fl1", seconds=2.5, created_at=77.0,
-        original_answer="the answer", normalisation_changes=["one", "two"])
+        run_id=4,
+        proposal_index=9,
+        source=SOURCE,
+        parent_ids=[3, 2],
+        island=2,
+        generation=5,
+        rationale="sharper",
+        mutator="llm",
+        model="model-1",
+        status="ok",
+        fitness=0.1,
+        ood_log_ratio=-0.1,
+        family_log_ratios=evaluation.family_log_ratios(),
+        tasks=[t.to_dict() for t in evaluation.tasks],
+        fingerprint="f00d",
+        descriptors=evaluation.probes["descriptors"],
+        probes=evaluation.probes,
+        timings={"probes": 0.5, "train": 2.0},
+        cell="gp2.gn1.sc1.b0.fl1",
+        seconds=2.5,
+        created_at=77.0,
+        original_answer="the answer",
+        normalisation_changes=["one", "two"],
+    )
     given_cell = ProgramRecord.from_evaluation(evaluation, proposal, run_id=4, proposal_index=9, cell="mine")
     assert given_cell.cell == "mine" and given_cell.parent_ids == [] and given_cell.island == 0
     assert given_cell.generation == 0 and given_cell.duplicate_of is None
@@ -724,12 +928,21 @@ def test_from_evaluation_fills_every_field():
 
 def test_from_evaluation_of_a_failure():
     proposal = Proposal("x", "y", "random")
-    coded = Evaluation("candidate", ok=False, error={"code": "non_finite", "message": "NaN"}, stage="train",
-                       probes=_evaluation().probes)
+    coded = Evaluation(
+        "candidate",
+        ok=False,
+        error={"code": "non_finite", "message": "NaN"},
+        stage="train",
+        probes=_evaluation().probes,
+    )
     rec = ProgramRecord.from_evaluation(coded, proposal, run_id=1, proposal_index=0)
-    assert (rec.status, rec.failure_stage, rec.failure_code, rec.failure_message) == \
-        ("failed", "train", "non_finite", "NaN")                    # no stage in the error: the last one reached
-    assert rec.cell is None and rec.fingerprint == "f00d"            # probes kept, but a failure has no cell
+    assert (rec.status, rec.failure_stage, rec.failure_code, rec.failure_message) == (
+        "failed",
+        "train",
+        "non_finite",
+        "NaN",
+    )  # no stage in the error: the last one reached
+    assert rec.cell is None and rec.fingerprint == "f00d"  # probes kept, but a failure has no cell
     assert rec.original_answer is None and rec.normalisation_changes == [] and rec.model is None
     staged = Evaluation("candidate", ok=False, error={"stage": "probes", "code": "c", "message": "m"}, stage="train")
     assert ProgramRecord.from_evaluation(staged, proposal, run_id=1, proposal_index=2).failure_stage == "probes"
@@ -743,19 +956,62 @@ def test_from_evaluation_of_a_failure():
 
 
 def test_duplicate_copies_the_original():
-    original = ProgramRecord(run_id=1, proposal_index=0, source=SOURCE, id=5, fitness=0.3, ood_log_ratio=-0.3,
-                             family_log_ratios={"poly": -0.3}, tasks=[{"name": "a"}], fingerprint="fp",
-                             descriptors={"bounded": False}, probes={"flops_per_element": 2.0}, cell="c",
-                             mutator="old", rationale="old", model="old-model", generation=9, island=3)
+    original = ProgramRecord(
+        run_id=1,
+        proposal_index=0,
+        source=SOURCE,
+        id=5,
+        fitness=0.3,
+        ood_log_ratio=-0.3,
+        family_log_ratios={"poly": -0.3},
+        tasks=[{"name": "a"}],
+        fingerprint="fp",
+        descriptors={"bounded": False},
+        probes={"flops_per_element": 2.0},
+        cell="c",
+        mutator="old",
+        rationale="old",
+        model="old-model",
+        generation=9,
+        island=3,
+    )
     proposal = Proposal(SOURCE + "# again\n", "again", "llm", "m", original_answer="ans", normalisation_changes=("c",))
-    dup = ProgramRecord.duplicate(proposal, original, run_id=2, proposal_index=8, parent_ids=(5,), island=1,
-                                  generation=2, seconds=0.5, created_at=3.0)
+    dup = ProgramRecord.duplicate(
+        proposal,
+        original,
+        run_id=2,
+        proposal_index=8,
+        parent_ids=(5,),
+        island=1,
+        generation=2,
+        seconds=0.5,
+        created_at=3.0,
+    )
     assert dup == ProgramRecord(
-        run_id=2, proposal_index=8, source=SOURCE + "# again\n", parent_ids=[5], island=1, generation=2,
-        rationale="again", mutator="llm", model="m", status="duplicate", fitness=0.3, ood_log_ratio=-0.3,
-        family_log_ratios={"poly": -0.3}, tasks=[{"name": "a"}], fingerprint="fp", descriptors={"bounded": False},
-        probes={"flops_per_element": 2.0}, cell="c", duplicate_of=5, seconds=0.5, created_at=3.0,
-        original_answer="ans", normalisation_changes=["c"])
+        run_id=2,
+        proposal_index=8,
+        source=SOURCE + "# again\n",
+        parent_ids=[5],
+        island=1,
+        generation=2,
+        rationale="again",
+        mutator="llm",
+        model="m",
+        status="duplicate",
+        fitness=0.3,
+        ood_log_ratio=-0.3,
+        family_log_ratios={"poly": -0.3},
+        tasks=[{"name": "a"}],
+        fingerprint="fp",
+        descriptors={"bounded": False},
+        probes={"flops_per_element": 2.0},
+        cell="c",
+        duplicate_of=5,
+        seconds=0.5,
+        created_at=3.0,
+        original_answer="ans",
+        normalisation_changes=["c"],
+    )
     before = time.time()
     plain = ProgramRecord.duplicate(proposal, original, run_id=2, proposal_index=9)
     assert plain.parent_ids == [] and plain.island == 0 and plain.generation == 0 and plain.seconds == 0.0
@@ -768,27 +1024,66 @@ def test_duplicate_copies_the_original():
 def test_to_dict_is_every_field(db, run):
     rec = record(run, 0, 0.5, parent_ids=[1], probes={"a": [1, {"b": None}]})
     as_dict = rec.to_dict()
-    assert list(as_dict) == ["run_id", "proposal_index", "source", "id", "parent_ids", "island", "generation",
-                             "rationale", "mutator", "model", "status", "failure_stage", "failure_code",
-                             "failure_message", "fitness", "ood_log_ratio", "family_log_ratios", "tasks",
-                             "fingerprint", "descriptors", "probes", "timings", "cell", "duplicate_of", "seconds",
-                             "created_at", "original_answer", "normalisation_changes", "fitness_se", "score",
-                             "rounds", "settled"]
-    assert ProgramRecord(**json.loads(json.dumps(as_dict))) == rec   # JSON and back
+    assert list(as_dict) == [
+        "run_id",
+        "proposal_index",
+        "source",
+        "id",
+        "parent_ids",
+        "island",
+        "generation",
+        "rationale",
+        "mutator",
+        "model",
+        "status",
+        "failure_stage",
+        "failure_code",
+        "failure_message",
+        "fitness",
+        "ood_log_ratio",
+        "family_log_ratios",
+        "tasks",
+        "fingerprint",
+        "descriptors",
+        "probes",
+        "timings",
+        "cell",
+        "duplicate_of",
+        "seconds",
+        "created_at",
+        "original_answer",
+        "normalisation_changes",
+        "fitness_se",
+        "score",
+        "rounds",
+        "settled",
+    ]
+    assert ProgramRecord(**json.loads(json.dumps(as_dict))) == rec  # JSON and back
     db.add_program(rec)
     assert db.get(rec.id).to_dict() == {**as_dict, "id": rec.id}
 
 
 @settings(max_examples=12, deadline=None)
-@given(data=st.fixed_dictionaries({
-    "parent_ids": st.lists(st.integers(1, 10**6), max_size=4),
-    "family_log_ratios": st.dictionaries(st.text(max_size=8), st.floats(-5, 5), max_size=3),
-    "probes": st.recursive(st.none() | st.booleans() | st.integers(-10**9, 10**9) | st.text(max_size=10),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                        max_size=3), max_leaves=8),
-    "rationale": st.text(max_size=30), "source": st.text(min_size=1, max_size=40),
-    "fitness": st.floats(-1e6, 1e6), "seconds": st.floats(0, 1e4), "settled": st.booleans(),
-    "normalisation_changes": st.lists(st.text(max_size=10), max_size=3), "rounds": st.integers(1, 50)}))
+@given(
+    data=st.fixed_dictionaries(
+        {
+            "parent_ids": st.lists(st.integers(1, 10**6), max_size=4),
+            "family_log_ratios": st.dictionaries(st.text(max_size=8), st.floats(-5, 5), max_size=3),
+            "probes": st.recursive(
+                st.none() | st.booleans() | st.integers(-(10**9), 10**9) | st.text(max_size=10),
+                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                max_leaves=8,
+            ),
+            "rationale": st.text(max_size=30),
+            "source": st.text(min_size=1, max_size=40),
+            "fitness": st.floats(-1e6, 1e6),
+            "seconds": st.floats(0, 1e4),
+            "settled": st.booleans(),
+            "normalisation_changes": st.lists(st.text(max_size=10), max_size=3),
+            "rounds": st.integers(1, 50),
+        }
+    )
+)
 def test_any_record_round_trips(tmp_path_factory, data):
     data = {**data, "probes": {"value": data["probes"]}}
     with ProgramDatabase(tmp_path_factory.mktemp("trip") / "search.db") as database:
@@ -802,6 +1097,7 @@ def test_any_record_round_trips(tmp_path_factory, data):
 # --------------------------------------------------------------------------------------------
 # Plumbing: connection settings, transactions, fault points
 # --------------------------------------------------------------------------------------------
+
 
 def _pragma(database: ProgramDatabase, name: str):
     return database._conn.execute(f"PRAGMA {name}").fetchone()[0]
@@ -834,11 +1130,11 @@ def test_transactions_nest_and_commit_once(db, run, monkeypatch):
         with db.transaction():
             db.add_program(record(run, 1, 0.1))
             with pytest.raises(KeyError):
-                with db.transaction():                              # a failure two levels down
+                with db.transaction():  # a failure two levels down
                     db.add_program(record(run, 2, 0.1))
                     raise KeyError("inner")
             db.add_program(record(run, 3, 0.1))
-        with db.transaction():                                      # a second nested block after the first
+        with db.transaction():  # a second nested block after the first
             db.add_program(record(run, 4, 0.1))
         assert db._conn.in_transaction
     assert points.count("db_commit") == 1 and not db._conn.in_transaction
@@ -849,7 +1145,7 @@ def test_transactions_nest_and_commit_once(db, run, monkeypatch):
             db.add_program(record(run, 5, 0.1))
             1 / 0
     assert not db._conn.in_transaction and db.by_proposal(run, 5) is None
-    with db.transaction():                                          # after a rollback: a fresh BEGIN … COMMIT
+    with db.transaction():  # after a rollback: a fresh BEGIN … COMMIT
         db.add_program(record(run, 5, 0.1))
     assert points[-1] == "db_commit" and db.by_proposal(run, 5) is not None
 
@@ -858,6 +1154,7 @@ def test_transactions_nest_and_commit_once(db, run, monkeypatch):
 # Runs
 # --------------------------------------------------------------------------------------------
 
+
 def test_runs_keep_what_they_were_given(db):
     before = time.time()
     first = db.create_run({"b": 1, "a": [2, {"d": 0, "c": 1}]})
@@ -865,20 +1162,27 @@ def test_runs_keep_what_they_were_given(db):
     assert (got.seed, got.versions, got.status) == (None, {}, "running")
     assert before <= got.created_at == got.updated_at <= time.time()
     raw = db._conn.execute("SELECT config, versions FROM runs WHERE id = ?", (first,)).fetchone()
-    assert raw == ('{"a":[2,{"c":1,"d":0}],"b":1}', "{}")          # compact JSON with sorted keys
+    assert raw == ('{"a":[2,{"c":1,"d":0}],"b":1}', "{}")  # compact JSON with sorted keys
     second = db.create_run({}, seed=0, versions={"torch": "2"}, status="finished")
     got = db.get_run(second)
     assert (got.seed, got.versions, got.status, got["seed"]) == (0, {"torch": "2"}, "finished", 0)
-    assert got.to_dict() == {"id": second, "created_at": got.created_at, "updated_at": got.updated_at, "seed": 0,
-                             "config": {}, "versions": {"torch": "2"}, "status": "finished"}
+    assert got.to_dict() == {
+        "id": second,
+        "created_at": got.created_at,
+        "updated_at": got.updated_at,
+        "seed": 0,
+        "config": {},
+        "versions": {"torch": "2"},
+        "status": "finished",
+    }
     assert db.get_run(second + 1) is None
     with pytest.raises(KeyError, match="^'nope'$"):
         got["nope"]
     db.update_run(first, status="stopped")
-    assert db.get_run(first).config == {"b": 1, "a": [2, {"d": 0, "c": 1}]}   # only the status changed
+    assert db.get_run(first).config == {"b": 1, "a": [2, {"d": 0, "c": 1}]}  # only the status changed
     db.update_run(first, config={"c": 3})
     assert db.get_run(first).status == "stopped" and db.get_run(first).config == {"c": 3}
-    db.update_run(first)                                            # only the time
+    db.update_run(first)  # only the time
     assert db.get_run(first).updated_at >= db.get_run(first).created_at
     with pytest.raises(KeyError, match="no run 999"):
         db.update_run(999)
@@ -889,12 +1193,14 @@ def test_runs_keep_what_they_were_given(db):
 # Programs: what is refused, what is stored, grids
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("field_name, value", [("ood_log_ratio", math.inf), ("seconds", math.nan),
-                                                ("fitness", -math.inf), ("score", math.nan)])
+
+@pytest.mark.parametrize(
+    "field_name, value",
+    [("ood_log_ratio", math.inf), ("seconds", math.nan), ("fitness", -math.inf), ("score", math.nan)],
+)
 def test_non_finite_numbers_are_refused_by_name(db, run, field_name, value):
     with pytest.raises(ValueError, match=f"^{field_name} must be finite, got {value!r}$"):
-        db.add_program(record(run, 0, 0.1, **{field_name: value}) if field_name != "fitness"
-                       else record(run, 0, value))
+        db.add_program(record(run, 0, 0.1, **{field_name: value}) if field_name != "fitness" else record(run, 0, value))
     assert db.count(run) == 0
 
 
@@ -913,14 +1219,16 @@ def test_what_the_programs_row_holds(db, run):
     parent = db.add_program(record(run, 0, 0.1))
     child = record(run, 1, 0.2, parent_ids=(parent, parent), settled=False, family_log_ratios={"z": 1.0, "a": 2.0})
     db.add_program(child)
-    row = db._conn.execute("SELECT parent_ids, settled, source_hash, family_log_ratios FROM programs WHERE id = ?",
-                           (child.id,)).fetchone()
+    row = db._conn.execute(
+        "SELECT parent_ids, settled, source_hash, family_log_ratios FROM programs WHERE id = ?", (child.id,)
+    ).fetchone()
     assert row == (f"[{parent},{parent}]", 0, source_key(child.source), '{"a":2.0,"z":1.0}')
     assert db.get(child.id).parent_ids == [parent, parent] and db.get(child.id).settled is False
-    links = db._conn.execute("SELECT parent_id, position FROM program_parents WHERE child_id = ? ORDER BY position",
-                             (child.id,)).fetchall()
+    links = db._conn.execute(
+        "SELECT parent_id, position FROM program_parents WHERE child_id = ? ORDER BY position", (child.id,)
+    ).fetchall()
     assert links == [(parent, 0), (parent, 1)]
-    assert db.children_count(parent) == 1                           # one child, listed twice
+    assert db.children_count(parent) == 1  # one child, listed twice
 
 
 def test_elites_break_ties_by_age_and_a_reoffer_updates_the_score(db, run):
@@ -931,8 +1239,17 @@ def test_elites_break_ties_by_age_and_a_reoffer_updates_the_score(db, run):
     assert [e.cell for e in db.elites(run, 0)] == ["c3", "c1", "c2"]
     assert [r.id for r in db.top(run, 3)] == [third, first, second]
     # an occupant offered its own cell again keeps it and takes its (new) score
-    db.update_estimate(first, fitness=0.9, ood_log_ratio=0.0, family_log_ratios={}, tasks=[], fitness_se=0.0,
-                       score=0.9, rounds=2, settled=True)
+    db.update_estimate(
+        first,
+        fitness=0.9,
+        ood_log_ratio=0.0,
+        family_log_ratios={},
+        tasks=[],
+        fitness_se=0.0,
+        score=0.9,
+        rounds=2,
+        settled=True,
+    )
     assert db.move_to_island(run, first, 0) is False
     stored = db._conn.execute("SELECT fitness FROM elites WHERE program_id = ?", (first,)).fetchall()
     assert stored == [(0.9,)] and [e.id for e in db.elites(run, 0)] == [first, third, second]
@@ -951,16 +1268,16 @@ def test_migrate_refusals(db, run):
     other = db.create_run({})
     with pytest.raises(ValueError, match=f"^program {ok} belongs to run {run}, not {other}$"):
         db.move_to_island(other, ok, 1)
-    assert db.move_to_island(run, ok, 4) is True and db.islands(run) == [0, 4]   # a grid entry makes an island
+    assert db.move_to_island(run, ok, 4) is True and db.islands(run) == [0, 4]  # a grid entry makes an island
 
 
 def test_lookups_in_chunks_keep_the_given_order(db, run):
     ids = [db.add_program(record(run, i, 0.1)) for i in range(3)]
-    for i in range(3):                                              # children: ids[0] 3, ids[1] 1, ids[2] none
+    for i in range(3):  # children: ids[0] 3, ids[1] 1, ids[2] none
         db.add_program(record(run, 3 + i, None, status="failed", parent_ids=[ids[0]] + ([ids[1]] if i == 0 else [])))
     wanted = [10_000 + i for i in range(1200)]
     wanted[0], wanted[500], wanted[1001] = ids[2], ids[0], ids[1]
-    wanted.append(ids[2])                                           # repeated: once
+    wanted.append(ids[2])  # repeated: once
     assert [r.id for r in db.get_many(wanted)] == [ids[2], ids[0], ids[1]]
     counts = db.children_counts(wanted)
     assert len(counts) == 1200 and counts[ids[0]] == 3 and counts[ids[1]] == 1 and counts[ids[2]] == 0
@@ -995,23 +1312,42 @@ def test_failures_are_counted_most_common_first(db, run):
 # LLM calls and held-out results
 # --------------------------------------------------------------------------------------------
 
+
 def test_llm_call_defaults_and_heldout_clearing(db, run):
     before = time.time()
     call = db.add_llm_call(run, None)
     (got,) = db.llm_calls(run)
-    assert got == {"id": call, "run_id": run, "program_id": None, "model": None, "prompt_tokens": 0,
-                   "completion_tokens": 0, "latency_s": 0.0, "cost": 0.0, "outcome": "ok", "error": None,
-                   "created_at": got["created_at"]}
+    assert got == {
+        "id": call,
+        "run_id": run,
+        "program_id": None,
+        "model": None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "latency_s": 0.0,
+        "cost": 0.0,
+        "outcome": "ok",
+        "error": None,
+        "created_at": got["created_at"],
+    }
     assert before <= got["created_at"] <= time.time()
     db.add_llm_call(run, "m", prompt_tokens=3.0, completion_tokens=4, latency_s=2, cost=1, created_at=5.0)
-    assert db.llm_calls(run)[1] == {**got, "id": call + 1, "model": "m", "prompt_tokens": 3, "completion_tokens": 4,
-                                    "latency_s": 2.0, "cost": 1.0, "created_at": 5.0}
+    assert db.llm_calls(run)[1] == {
+        **got,
+        "id": call + 1,
+        "model": "m",
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "latency_s": 2.0,
+        "cost": 1.0,
+        "created_at": 5.0,
+    }
     assert db.llm_calls(run + 1) == []
     other = db.create_run({})
     db.add_heldout(run, "b", None, {"z": 1, "a": 2}, created_at=7.0)
     db.add_heldout(run, "a", None, {})
     db.add_heldout(other, "kept", None, {"x": 1})
-    assert [h["name"] for h in db.heldout(run)] == ["b", "a"]       # insertion order, not by name
+    assert [h["name"] for h in db.heldout(run)] == ["b", "a"]  # insertion order, not by name
     assert db.heldout(run)[0] == {"name": "b", "program_id": None, "result": {"z": 1, "a": 2}, "created_at": 7.0}
     assert before <= db.heldout(run)[1]["created_at"] <= time.time()
     db.clear_heldout(run)
@@ -1022,11 +1358,12 @@ def test_llm_call_defaults_and_heldout_clearing(db, run):
 # Source normalisation
 # --------------------------------------------------------------------------------------------
 
+
 def test_normalising_text_that_does_not_parse():
     assert normalise_source("  x(\r\n\r\n   y  \r\n\n") == "x(\n   y"
     assert normalise_source("\n\n") == "" and normalise_source("") == ""
     assert normalise_source("x = 1  # c\n\n\ny=2") == "x = 1\ny = 2"
-    surrogate = "f(\ud800"                                         # not even UTF-8: still a key
+    surrogate = "f(\ud800"  # not even UTF-8: still a key
     assert source_key(surrogate) == hashlib.sha256(surrogate.encode("utf-8", "surrogatepass")).hexdigest()
     assert source_key(SOURCE) == hashlib.sha256(normalise_source(SOURCE).encode("utf-8")).hexdigest()
 
@@ -1034,6 +1371,7 @@ def test_normalising_text_that_does_not_parse():
 # --------------------------------------------------------------------------------------------
 # Start-up checks at their edges: headers, unwritable places, what SQLite reports
 # --------------------------------------------------------------------------------------------
+
 
 def _header(page_size: int = 4096, pages: int = 2, counter: int = 7, valid_for: int = 7) -> bytes:
     """The first 100 bytes of an SQLite file with these header fields (the others zero)."""
@@ -1046,20 +1384,27 @@ def _header(page_size: int = 4096, pages: int = 2, counter: int = 7, valid_for: 
     return bytes(header)
 
 
-@pytest.mark.parametrize("content, settled, error", [
-    (_header() + bytes(8192 - 100), True, None),
-    (_header(pages=3) + bytes(8192 - 100), False, None),                  # not settled: the size is not checked
-    (_header(pages=3) + bytes(8192 - 100), True, "truncated: 2 of its 3 pages"),
-    (_header(pages=3, valid_for=6) + bytes(8192 - 100), True, None),     # a stale page count is not trusted
-    (_header() + bytes(8000 - 100), True, "truncated: 8000 bytes is not a whole number of 4096-byte pages"),
-    (_header(page_size=512, pages=1) + bytes(412), True, None),
-    (_header(page_size=256, pages=1) + bytes(156), True, "is not a whole number of 256-byte pages"),
-    (_header(page_size=1, pages=1) + bytes(65536 - 100), True, None),    # 1 means 65536
-    (_header(page_size=1, pages=1) + bytes(4096 - 100), True, "4096 bytes is not a whole number of 65536-byte pages"),
-    (_header()[:99], False, "truncated: 99 bytes, less than an SQLite header"),
-    (_header(), False, None),                                               # exactly a header
-    (b"SQLite format 2\x00" + bytes(84), False, "not an SQLite database: it starts with b'SQLite format 2\\x00'"),
-])
+@pytest.mark.parametrize(
+    "content, settled, error",
+    [
+        (_header() + bytes(8192 - 100), True, None),
+        (_header(pages=3) + bytes(8192 - 100), False, None),  # not settled: the size is not checked
+        (_header(pages=3) + bytes(8192 - 100), True, "truncated: 2 of its 3 pages"),
+        (_header(pages=3, valid_for=6) + bytes(8192 - 100), True, None),  # a stale page count is not trusted
+        (_header() + bytes(8000 - 100), True, "truncated: 8000 bytes is not a whole number of 4096-byte pages"),
+        (_header(page_size=512, pages=1) + bytes(412), True, None),
+        (_header(page_size=256, pages=1) + bytes(156), True, "is not a whole number of 256-byte pages"),
+        (_header(page_size=1, pages=1) + bytes(65536 - 100), True, None),  # 1 means 65536
+        (
+            _header(page_size=1, pages=1) + bytes(4096 - 100),
+            True,
+            "4096 bytes is not a whole number of 65536-byte pages",
+        ),
+        (_header()[:99], False, "truncated: 99 bytes, less than an SQLite header"),
+        (_header(), False, None),  # exactly a header
+        (b"SQLite format 2\x00" + bytes(84), False, "not an SQLite database: it starts with b'SQLite format 2\\x00'"),
+    ],
+)
 def test_header_checks(tmp_path, content, settled, error):
     from actmine.evolve.database import _check_header
 
@@ -1067,12 +1412,14 @@ def test_header_checks(tmp_path, content, settled, error):
     path.write_bytes(content)
     if error is None:
         assert _check_header(path, settled=settled) is True
-        if not settled:                                                # readers: no size checks by default
+        if not settled:  # readers: no size checks by default
             assert _check_header(path) is True
     else:
         with pytest.raises(DatabaseError) as refused:
             _check_header(path, settled=settled)
-        assert error in str(refused.value) and str(refused.value).startswith(f"{path} is not a usable program database (")
+        assert error in str(refused.value) and str(refused.value).startswith(
+            f"{path} is not a usable program database ("
+        )
     path.write_bytes(b"")
     assert _check_header(path, settled=True) is False and _check_header(path) is False
 
@@ -1092,9 +1439,11 @@ def test_a_place_that_cannot_hold_the_database_is_refused(tmp_path, monkeypatch)
     blocker.write_text("x")
     with pytest.raises(DatabaseError) as refused:
         ProgramDatabase(blocker / "run" / "programs.sqlite")
-    assert str(refused.value) == f"cannot create the directory {blocker / 'run'} (Not a directory); give a --run-dir " \
-                                 "in a place you can write to"
-    with ProgramDatabase(tmp_path / "a" / "b" / "c" / "programs.sqlite") as deep:   # missing parents are made
+    assert (
+        str(refused.value) == f"cannot create the directory {blocker / 'run'} (Not a directory); give a --run-dir "
+        "in a place you can write to"
+    )
+    with ProgramDatabase(tmp_path / "a" / "b" / "c" / "programs.sqlite") as deep:  # missing parents are made
         assert deep.schema_version() == SCHEMA_VERSION
     (tmp_path / "adir.sqlite").mkdir()
     with pytest.raises(DatabaseError, match="is not a file; give a --run-dir without anything of that name in it$"):
@@ -1113,17 +1462,25 @@ def test_a_place_that_cannot_hold_the_database_is_refused(tmp_path, monkeypatch)
         return False if str(file) in denied else real_access(file, mode, **kwargs)
 
     monkeypatch.setattr(os, "access", access)
-    for refused, what in ((path.parent, "the directory"), (path, "the database file"), (wal, "the database file"),
-                          (shm, "the database file"), (journal, "the database file")):
+    for refused, what in (
+        (path.parent, "the directory"),
+        (path, "the database file"),
+        (wal, "the database file"),
+        (shm, "the database file"),
+        (journal, "the database file"),
+    ):
         denied.clear()
         denied.add(str(refused))
-        with pytest.raises(DatabaseError, match=f"^{what} {refused} is not writable \\(no write permission\\); nothing "
-                                                "was changed. Give a --run-dir you can write to"):
+        with pytest.raises(
+            DatabaseError,
+            match=f"^{what} {refused} is not writable \\(no write permission\\); nothing "
+            "was changed. Give a --run-dir you can write to",
+        ):
             ProgramDatabase(path)
     assert (str(path.parent), os.W_OK | os.X_OK) in asked and (str(path), os.R_OK | os.W_OK) in asked
     denied.clear()
     journal.unlink()
-    with ProgramDatabase(path) as db:                               # an empty -wal is no sign of a writer
+    with ProgramDatabase(path) as db:  # an empty -wal is no sign of a writer
         assert db.count(1) == 2
 
 
@@ -1152,17 +1509,29 @@ class _FakeConnection:
         self.closed = True
 
 
-@pytest.mark.parametrize("fake, expected", [
-    (_FakeConnection(problems=[("*** in database main ***\nPage 5: btree bad\n\n",), ("row 2 missing",)]),
-     "{path} is not a usable program database (PRAGMA quick_check: Page 5: btree bad; row 2 missing). Nothing was "
-     "changed."),
-    (_FakeConnection(problems=[(f"problem {i}",) for i in range(8)]),
-     "(PRAGMA quick_check: problem 0; problem 1; problem 2; problem 3; problem 4). Nothing"),
-    (_FakeConnection(error=sqlite3.OperationalError("database is locked")), "cannot check {path} (database is locked); try again"),
-    (_FakeConnection(error=sqlite3.DatabaseError("file is not a database")),
-     "{path} is not a usable program database (file is not a database)"),
-    (_FakeConnection(version=SCHEMA_VERSION + 1), "has schema version 5: a newer actmine wrote it"),
-])
+@pytest.mark.parametrize(
+    "fake, expected",
+    [
+        (
+            _FakeConnection(problems=[("*** in database main ***\nPage 5: btree bad\n\n",), ("row 2 missing",)]),
+            "{path} is not a usable program database (PRAGMA quick_check: Page 5: btree bad; row 2 missing). Nothing was "
+            "changed.",
+        ),
+        (
+            _FakeConnection(problems=[(f"problem {i}",) for i in range(8)]),
+            "(PRAGMA quick_check: problem 0; problem 1; problem 2; problem 3; problem 4). Nothing",
+        ),
+        (
+            _FakeConnection(error=sqlite3.OperationalError("database is locked")),
+            "cannot check {path} (database is locked); try again",
+        ),
+        (
+            _FakeConnection(error=sqlite3.DatabaseError("file is not a database")),
+            "{path} is not a usable program database (file is not a database)",
+        ),
+        (_FakeConnection(version=SCHEMA_VERSION + 1), "has schema version 5: a newer actmine wrote it"),
+    ],
+)
 def test_what_the_check_connection_reports(tmp_path, monkeypatch, fake, expected):
     path = tmp_path / "programs.sqlite"
     _filled(path, programs=1)
@@ -1183,7 +1552,7 @@ def test_what_the_check_connection_reports(tmp_path, monkeypatch, fake, expected
 def test_a_connection_that_cannot_be_opened_for_the_check(tmp_path, monkeypatch):
     path = tmp_path / "programs.sqlite"
     _filled(path, programs=1)
-    path.with_name(path.name + "-wal").write_bytes(b"x")           # a writer's -wal: opened without immutable
+    path.with_name(path.name + "-wal").write_bytes(b"x")  # a writer's -wal: opened without immutable
     opened: list[str] = []
 
     def connect(database, **kwargs):
@@ -1204,12 +1573,14 @@ def test_messages_name_the_file_the_version_and_what_to_do(tmp_path, monkeypatch
     with sqlite3.connect(path) as connection:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
     connection.close()
-    newer = (f"{path} has schema version {SCHEMA_VERSION + 3}: a newer actmine wrote it (this one reads versions up to "
-             f"{SCHEMA_VERSION}). Nothing was changed; use that newer actmine with this run, or give another --run-dir")
+    newer = (
+        f"{path} has schema version {SCHEMA_VERSION + 3}: a newer actmine wrote it (this one reads versions up to "
+        f"{SCHEMA_VERSION}). Nothing was changed; use that newer actmine with this run, or give another --run-dir"
+    )
     with pytest.raises(DatabaseError) as refused:
         ProgramDatabase(path, readonly=True)
     assert str(refused.value) == newer
-    monkeypatch.setattr(database_module, "check_before_opening", lambda _: None)   # changed after the check
+    monkeypatch.setattr(database_module, "check_before_opening", lambda _: None)  # changed after the check
     with pytest.raises(DatabaseError) as refused:
         ProgramDatabase(path)
     assert str(refused.value) == newer
@@ -1218,8 +1589,10 @@ def test_messages_name_the_file_the_version_and_what_to_do(tmp_path, monkeypatch
     with pytest.raises(DatabaseError) as refused:
         ProgramDatabase(garbage, readonly=True)
     assert str(refused.value).startswith(f"{garbage} is not a usable program database (file is not a database). ")
-    assert str(refused.value).endswith(f"(e.g. `mv {garbage} {garbage}.broken`); to save what is readable, run "
-                                       "`sqlite3 FILE .recover` on a copy; or give another --run-dir")
+    assert str(refused.value).endswith(
+        f"(e.g. `mv {garbage} {garbage}.broken`); to save what is readable, run "
+        "`sqlite3 FILE .recover` on a copy; or give another --run-dir"
+    )
 
 
 def test_an_old_file_is_read_only_after_migration(tmp_path):
@@ -1227,15 +1600,18 @@ def test_an_old_file_is_read_only_after_migration(tmp_path):
     _make_v1(path)
     with pytest.raises(DatabaseError) as refused:
         ProgramDatabase(path, readonly=True)
-    assert str(refused.value) == f"{path} has schema version 1, this code reads {SCHEMA_VERSION}; open it once " \
-                                 "read-write to migrate it"
+    assert (
+        str(refused.value) == f"{path} has schema version 1, this code reads {SCHEMA_VERSION}; open it once "
+        "read-write to migrate it"
+    )
     with ProgramDatabase(path) as db:
-        links = db._conn.execute("SELECT child_id, parent_id, position FROM program_parents ORDER BY child_id, "
-                                 "position").fetchall()
+        links = db._conn.execute(
+            "SELECT child_id, parent_id, position FROM program_parents ORDER BY child_id, position"
+        ).fetchall()
         assert links == [(2, 1, 0), (3, 1, 0), (3, 2, 1)]
         hashes = db._conn.execute("SELECT id, source_hash FROM programs ORDER BY id").fetchall()
         assert hashes == [(p.id, source_key(p.source)) for p in db.programs(1)]
-    with pytest.raises(sqlite3.ProgrammingError):                   # closed by the with block
+    with pytest.raises(sqlite3.ProgrammingError):  # closed by the with block
         db.count(1)
 
 

@@ -16,15 +16,14 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from actmine.lab.distribution import (VALIDATION_START, PoolSpec, Split, SplitSpec, TaskDistribution,
-                                      check_split)
+from actmine.lab.distribution import VALIDATION_START, PoolSpec, Split, SplitSpec, TaskDistribution, check_split
 from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.pools import Pool, PoolError
 
 # Cheap enough to build a pool in well under a second, and most draws still pass the filter.
 PROTOCOL = TrainingProtocol(steps=30, n_train=256, n_eval=128, hidden=16)
 SEEDS = (0, 1)
-LINES = {"dim": [1, 1], "degree": [1, 2]}        # low-degree polynomials in one variable: all learnable
+LINES = {"dim": [1, 1], "degree": [1, 2]}  # low-degree polynomials in one variable: all learnable
 SEARCH = (PoolSpec("polynomial", LINES, size=6, seeds=SEEDS), PoolSpec("harmonic", {}, size=3, seeds=SEEDS))
 VALIDATION = (PoolSpec("polynomial", LINES, size=3, start=VALIDATION_START, seeds=SEEDS),)
 TEST = (("wide", (PoolSpec("polynomial", {"dim": [1, 2]}, size=2, seeds=SEEDS),)),)
@@ -37,8 +36,9 @@ def split() -> Split:
 
 def _stand_in(tag: str, size: int, seeds: tuple[int, ...] = (0,)) -> SimpleNamespace:
     """A pool's interface as TaskDistribution uses it (tasks, seeds, protocol, sample), no training."""
-    pool = SimpleNamespace(seeds=seeds, protocol=PROTOCOL,
-                           tasks=tuple(SimpleNamespace(name=f"{tag}-{i}") for i in range(size)))
+    pool = SimpleNamespace(
+        seeds=seeds, protocol=PROTOCOL, tasks=tuple(SimpleNamespace(name=f"{tag}-{i}") for i in range(size))
+    )
     pool.sample = lambda rng, k: Pool.sample(pool, rng, k)
     return pool
 
@@ -55,51 +55,59 @@ def _names(tasks) -> list[str]:
 # PoolSpec
 # --------------------------------------------------------------------------------------------
 
+
 def test_a_pool_spec_round_trips_and_defaults():
-    spec = PoolSpec.from_dict({"generator": "polynomial", "params": {"dim": [1, 2]}, "size": 5, "start": 7,
-                               "seeds": [0, 3]})
+    spec = PoolSpec.from_dict(
+        {"generator": "polynomial", "params": {"dim": [1, 2]}, "size": 5, "start": 7, "seeds": [0, 3]}
+    )
     assert spec == PoolSpec("polynomial", {"dim": [1, 2]}, 5, 7, (0, 3))
     assert PoolSpec.from_dict(spec.to_dict()) == spec
     assert PoolSpec.from_dict({"generator": "harmonic"}) == PoolSpec("harmonic", {}, 100, 0, (0,))
     assert PoolSpec.from_dict({"generator": "harmonic", "params": None}).params == {}
     weighted = PoolSpec.from_dict({"generator": "harmonic", "weight": 2.5})
     assert weighted.weight == 2.5 and PoolSpec.from_dict(weighted.to_dict()) == weighted
-    assert "weight" not in spec.to_dict()          # the default (None: weigh by size) is not written out
+    assert "weight" not in spec.to_dict()  # the default (None: weigh by size) is not written out
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"generator": "harmonic", "sise": 3}, "'sise'"),
-    ({"generator": "harmonic", "size": 0}, "'size'"),
-    ({"generator": "harmonic", "size": 2.0}, "'size'"),
-    ({"generator": "harmonic", "size": True}, "'size'"),
-    ({"generator": "harmonic", "start": -1}, "'start'"),
-    ({"generator": "harmonic", "start": "0"}, "'start'"),
-    ({"generator": "harmonic", "seeds": []}, "'seeds'"),
-    ({"generator": "harmonic", "seeds": ["0"]}, "'seeds'"),
-    ({"generator": "harmonic", "seeds": [True]}, "'seeds'"),
-    ({"generator": "harmonic", "weight": 0}, "'weight'"),
-    ({"generator": "harmonic", "weight": -1.5}, "'weight'"),
-    ({"generator": "harmonic", "weight": "1"}, "'weight'"),
-    ({"generator": "harmonic", "weight": True}, "'weight'"),
-    ({"generator": "harmonic", "weight": float("inf")}, "'weight'"),
-    ({"generator": "harmonic", "params": {"cylces": [0.3, 1.0]}}, "'cylces'"),
-    ({"generator": "harmonic", "params": {"cycles": "many"}}, "'cycles'"),
-    ({"generator": "harmonc"}, "'harmonc'"),
-    ({"size": 3}, "'generator'"),
-    (["harmonic"], "'generator'"),
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"generator": "harmonic", "sise": 3}, "'sise'"),
+        ({"generator": "harmonic", "size": 0}, "'size'"),
+        ({"generator": "harmonic", "size": 2.0}, "'size'"),
+        ({"generator": "harmonic", "size": True}, "'size'"),
+        ({"generator": "harmonic", "start": -1}, "'start'"),
+        ({"generator": "harmonic", "start": "0"}, "'start'"),
+        ({"generator": "harmonic", "seeds": []}, "'seeds'"),
+        ({"generator": "harmonic", "seeds": ["0"]}, "'seeds'"),
+        ({"generator": "harmonic", "seeds": [True]}, "'seeds'"),
+        ({"generator": "harmonic", "weight": 0}, "'weight'"),
+        ({"generator": "harmonic", "weight": -1.5}, "'weight'"),
+        ({"generator": "harmonic", "weight": "1"}, "'weight'"),
+        ({"generator": "harmonic", "weight": True}, "'weight'"),
+        ({"generator": "harmonic", "weight": float("inf")}, "'weight'"),
+        ({"generator": "harmonic", "params": {"cylces": [0.3, 1.0]}}, "'cylces'"),
+        ({"generator": "harmonic", "params": {"cycles": "many"}}, "'cycles'"),
+        ({"generator": "harmonc"}, "'harmonc'"),
+        ({"size": 3}, "'generator'"),
+        (["harmonic"], "'generator'"),
+    ],
+)
 def test_pool_spec_errors_name_the_field_and_where_it_is(data, field):
     with pytest.raises(PoolError, match=field) as raised:
         PoolSpec.from_dict(data, "config key 'tasks.search[2]'")
     assert str(raised.value).startswith("config key 'tasks.search[2]'")
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"generator": "harmonic", "seeds": 3}, "'seeds'"),          # a number where a list belongs
-    ({"generator": "harmonic", "seeds": None}, "'seeds'"),
-    ({"generator": "harmonic", "params": [1, 2]}, "'params'"),   # a list where a mapping belongs
-    ({"generator": "harmonic", "params": "dim"}, "'params'"),
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"generator": "harmonic", "seeds": 3}, "'seeds'"),  # a number where a list belongs
+        ({"generator": "harmonic", "seeds": None}, "'seeds'"),
+        ({"generator": "harmonic", "params": [1, 2]}, "'params'"),  # a list where a mapping belongs
+        ({"generator": "harmonic", "params": "dim"}, "'params'"),
+    ],
+)
 def test_pool_spec_fields_of_the_wrong_shape_are_pool_errors_that_name_the_field(data, field):
     """A config mistake must come back as the config error naming the key, not as a TypeError."""
     with pytest.raises(PoolError, match=field):
@@ -114,7 +122,7 @@ def test_a_pool_that_is_not_a_mapping_with_a_generator_is_quoted_in_the_error(da
 
 
 def test_identity_is_the_generator_with_canonical_parameters():
-    explicit = PoolSpec("harmonic", {"cycles": [0.3, 1.4]})   # the default value, written out
+    explicit = PoolSpec("harmonic", {"cycles": [0.3, 1.4]})  # the default value, written out
     assert explicit.identity() == PoolSpec("harmonic", {}).identity()
     assert PoolSpec("harmonic", {"cycles": [0.3, 1.0]}).identity() != PoolSpec("harmonic", {}).identity()
     assert PoolSpec("polynomial", {}).identity()[0] == "polynomial"
@@ -123,7 +131,7 @@ def test_identity_is_the_generator_with_canonical_parameters():
 
 def test_the_index_range_is_every_index_the_built_pool_may_look_at():
     spec = SEARCH[0]
-    pool = spec.build(PROTOCOL, progress=False)   # from the module's cache when `split` ran first
+    pool = spec.build(PROTOCOL, progress=False)  # from the module's cache when `split` ran first
     assert spec.index_range() == range(spec.start, spec.start + pool.max_draws)
     assert all(index in spec.index_range() for index in pool.indexes)
     assert _names(pool.tasks) == _names(PoolSpec.from_dict(spec.to_dict()).build(PROTOCOL, progress=False).tasks)
@@ -132,6 +140,7 @@ def test_the_index_range_is_every_index_the_built_pool_may_look_at():
 # --------------------------------------------------------------------------------------------
 # check_split
 # --------------------------------------------------------------------------------------------
+
 
 def _harmonic(size: int, start: int = 0, **params) -> PoolSpec:
     return PoolSpec("harmonic", params, size=size, start=start)
@@ -144,23 +153,31 @@ def test_a_validation_pool_over_the_search_indexes_is_refused_with_where_to_star
         check_split(SplitSpec((search,), (_harmonic(5),)))
     with pytest.raises(PoolError, match="validation"):
         check_split(SplitSpec((search,), (_harmonic(5, start=stop - 1),)))
-    check_split(SplitSpec((search,), (_harmonic(5, start=stop),)))                 # adjacent: disjoint
+    check_split(SplitSpec((search,), (_harmonic(5, start=stop),)))  # adjacent: disjoint
     check_split(SplitSpec((search,), (_harmonic(5, start=VALIDATION_START),)))
 
 
 def test_a_validation_pool_below_a_later_search_pool_is_refused_too():
     search = _harmonic(2, start=500)
     with pytest.raises(PoolError, match="overlap"):
-        check_split(SplitSpec((search,), (_harmonic(21, start=0),)))   # indexes 0..519 reach into 500..
-    check_split(SplitSpec((search,), (_harmonic(20, start=0),)))       # indexes 0..499 stay below
+        check_split(SplitSpec((search,), (_harmonic(21, start=0),)))  # indexes 0..519 reach into 500..
+    check_split(SplitSpec((search,), (_harmonic(20, start=0),)))  # indexes 0..499 stay below
 
 
 def test_a_test_pool_over_the_search_indexes_is_refused_and_named():
     search = (_harmonic(10), PoolSpec("polynomial", LINES, size=4))
     validation = (_harmonic(3, start=VALIDATION_START),)
     with pytest.raises(PoolError, match="test suite 'lines'"):
-        check_split(SplitSpec(search, validation, (("fine", (_harmonic(3, start=2 * VALIDATION_START),)),
-                                                   ("lines", (PoolSpec("polynomial", LINES, size=2, start=50),)))))
+        check_split(
+            SplitSpec(
+                search,
+                validation,
+                (
+                    ("fine", (_harmonic(3, start=2 * VALIDATION_START),)),
+                    ("lines", (PoolSpec("polynomial", LINES, size=2, start=50),)),
+                ),
+            )
+        )
 
 
 def test_a_test_pool_over_the_validation_indexes_is_refused():
@@ -173,8 +190,11 @@ def test_a_test_pool_over_the_validation_indexes_is_refused():
 
 
 def test_the_same_generator_with_other_parameters_may_use_the_same_indexes():
-    check_split(SplitSpec((_harmonic(10),), (_harmonic(10, cycles=[0.3, 1.0]),),
-                          (("t", (PoolSpec("polynomial", {}, size=3),)),)))
+    check_split(
+        SplitSpec(
+            (_harmonic(10),), (_harmonic(10, cycles=[0.3, 1.0]),), (("t", (PoolSpec("polynomial", {}, size=3),)),)
+        )
+    )
     # …but parameters written out as their defaults are the same generator
     with pytest.raises(PoolError, match="overlap"):
         check_split(SplitSpec((_harmonic(10),), (_harmonic(10, cycles=[0.3, 1.4]),)))
@@ -195,14 +215,19 @@ def test_check_split_refuses_exactly_the_overlapping_index_ranges(size_a, start_
 
 def test_building_a_refused_split_trains_nothing(tmp_path):
     with pytest.raises(PoolError, match="overlap"):
-        Split.build(SplitSpec((PoolSpec("polynomial", LINES, size=2),), (PoolSpec("polynomial", LINES, size=2),)),
-                    PROTOCOL, cache_dir=tmp_path, progress=False)
+        Split.build(
+            SplitSpec((PoolSpec("polynomial", LINES, size=2),), (PoolSpec("polynomial", LINES, size=2),)),
+            PROTOCOL,
+            cache_dir=tmp_path,
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------------
 # The built split
 # --------------------------------------------------------------------------------------------
+
 
 def test_no_validation_or_test_task_is_a_search_task(split):
     names = split.task_names()
@@ -213,8 +238,9 @@ def test_no_validation_or_test_task_is_a_search_task(split):
     assert names["validation"].isdisjoint(names["test:wide"])
     assert all(t.spec["index"] >= VALIDATION_START for t in split.validation.tasks)
     # the validation draws are the same generator and parameters as a search pool, only later indexes
-    assert {(t.spec["generator"], str(t.spec["params"])) for t in split.validation.tasks} <= \
-        {(t.spec["generator"], str(t.spec["params"])) for t in split.search.tasks}
+    assert {(t.spec["generator"], str(t.spec["params"])) for t in split.validation.tasks} <= {
+        (t.spec["generator"], str(t.spec["params"])) for t in split.search.tasks
+    }
 
 
 def test_a_distribution_is_its_pools_tasks_in_order(split):
@@ -223,8 +249,10 @@ def test_a_distribution_is_its_pools_tasks_in_order(split):
     assert _names(search.tasks) == [t.name for pool in search.pools for t in pool.tasks]
     assert [len(p.tasks) for p in search.pools] == [6, 3]
     described = search.describe()
-    assert [(d["generator"], d["tasks"], d["start"], d["seeds"]) for d in described] == \
-        [("polynomial", 6, 0, [0, 1]), ("harmonic", 3, 0, [0, 1])]
+    assert [(d["generator"], d["tasks"], d["start"], d["seeds"]) for d in described] == [
+        ("polynomial", 6, 0, [0, 1]),
+        ("harmonic", 3, 0, [0, 1]),
+    ]
     assert all(0 < d["learnable"] <= 1 for d in described)
 
 
@@ -237,8 +265,8 @@ def test_samples_are_distinct_stratified_and_deterministic_for_a_seed(split):
     assert _names(search.sample(11, 5)) == _names(sample)
     assert _names(search.sample(np.random.default_rng(11), 5)) == _names(sample)
     draws = {tuple(_names(search.sample(seed, 5))) for seed in range(12)}
-    assert len(draws) > 1                                            # other seeds, other samples
-    assert _names(search.sample(0, 9)) == _names(search.tasks) == _names(search.sample(0, 50))   # k ≥ size: all
+    assert len(draws) > 1  # other seeds, other samples
+    assert _names(search.sample(0, 9)) == _names(search.tasks) == _names(search.sample(0, 50))  # k ≥ size: all
 
 
 @pytest.mark.parametrize("k", [0, -1, True, 2.0, "3"])
@@ -255,11 +283,15 @@ def test_two_builds_in_separate_caches_draw_the_same_tasks_and_samples(tmp_path)
 
     first, second = build("a"), build("b")
     assert _names(first.tasks) == _names(second.tasks)
-    assert [pool.trainings for pool in second.pools] != [0, 0]      # the second trained again, not a cache read
+    assert [pool.trainings for pool in second.pools] != [0, 0]  # the second trained again, not a cache read
     for seed in (0, 1, 7):
         assert _names(first.sample(seed, 3)) == _names(second.sample(seed, 3))
-    torch.testing.assert_close(first.reference_result(first.tasks).ood_error,
-                               second.reference_result(second.tasks).ood_error, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        first.reference_result(first.tasks).ood_error,
+        second.reference_result(second.tasks).ood_error,
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_relu_scores_zero_against_the_cached_reference(split):
@@ -279,10 +311,15 @@ def test_relu_scores_zero_against_the_cached_reference(split):
 
 def test_the_reference_result_is_each_tasks_cached_relu_numbers_task_major(split):
     search = split.search
-    tasks = [search.tasks[7], search.tasks[0], search.tasks[4]]        # across pools, out of order
+    tasks = [search.tasks[7], search.tasks[0], search.tasks[4]]  # across pools, out of order
     result = search.reference_result(tasks)
-    expected = [e for t in tasks for pool in search.pools if t.name in _names(pool.tasks)
-                for e in pool.reference(t).ood_error["relu"]]
+    expected = [
+        e
+        for t in tasks
+        for pool in search.pools
+        if t.name in _names(pool.tasks)
+        for e in pool.reference(t).ood_error["relu"]
+    ]
     assert result.ood_error.tolist() == pytest.approx(expected)
     assert len(result.id_error) == len(tasks) * len(SEEDS)
     gelu = search.reference_result(tasks, "gelu")
@@ -301,7 +338,7 @@ def test_pools_with_other_seeds_or_the_same_pool_twice_are_refused(split):
         TaskDistribution("mixed", [pool, one_seed])
     with pytest.raises(PoolError, match="same task"):
         TaskDistribution("twice", [pool, pool])
-    again = SEARCH[0].build(PROTOCOL, progress=False)                 # an equal pool built again
+    again = SEARCH[0].build(PROTOCOL, progress=False)  # an equal pool built again
     with pytest.raises(PoolError, match="same task"):
         TaskDistribution("twice", [pool, again])
     with pytest.raises(PoolError, match="no pools"):
@@ -325,15 +362,15 @@ def test_shares_sum_to_k_and_are_proportional_to_pool_sizes(sizes, data):
     exact = [k * size / sum(sizes) for size in sizes]
     for share, size in zip(shares, sizes):
         assert 0 <= share <= size
-    if k >= len(sizes):                         # every generator is in every sample
+    if k >= len(sizes):  # every generator is in every sample
         assert min(shares) >= 1
-    if k < len(sizes) or min(exact) >= 1:       # nothing moved: largest remainder, within one of the exact share
+    if k < len(sizes) or min(exact) >= 1:  # nothing moved: largest remainder, within one of the exact share
         assert all(abs(share - e) < 1 for share, e in zip(shares, exact))
 
 
 def test_shares_by_largest_remainder_on_known_numbers():
-    assert _stand_in_distribution([300, 60, 60]).shares(48) == [34, 7, 7]    # exact 34.29, 6.86, 6.86
-    assert _stand_in_distribution([5, 5]).shares(3) == [2, 1]                # a tie goes to the first pool
+    assert _stand_in_distribution([300, 60, 60]).shares(48) == [34, 7, 7]  # exact 34.29, 6.86, 6.86
+    assert _stand_in_distribution([5, 5]).shares(3) == [2, 1]  # a tie goes to the first pool
     assert _stand_in_distribution([6, 3]).shares(9) == [6, 3]
     assert _stand_in_distribution([10, 20, 30]).shares(6) == [1, 2, 3]
 
@@ -363,6 +400,7 @@ def test_a_sample_is_k_distinct_tasks_drawn_per_pool_by_share(sizes, seed, data)
 # Pool weights: a pool's share of a sample
 # --------------------------------------------------------------------------------------------
 
+
 def _weighted(sizes: list[int], weights: list[float | None]) -> TaskDistribution:
     return TaskDistribution("weighted", [_stand_in(f"p{i}", n) for i, n in enumerate(sizes)], weights)
 
@@ -370,13 +408,13 @@ def _weighted(sizes: list[int], weights: list[float | None]) -> TaskDistribution
 def test_equal_weights_give_equal_shares_whatever_the_pool_sizes():
     assert _weighted([300, 60, 60], [1, 1, 1]).shares(48) == [16, 16, 16]
     assert _weighted([300, 60, 60], [2, 1, 1]).shares(48) == [24, 12, 12]
-    assert _weighted([300, 60, 60], [None, None, None]).shares(48) == [34, 7, 7]   # None: by size
+    assert _weighted([300, 60, 60], [None, None, None]).shares(48) == [34, 7, 7]  # None: by size
     assert _weighted([300, 60, 60], [None, 60, 60]).shares(48) == [34, 7, 7]
 
 
 def test_a_pool_smaller_than_its_weighted_share_gives_all_and_the_rest_goes_by_weight():
     assert _weighted([300, 10, 60], [1, 1, 1]).shares(48) == [19, 10, 19]
-    assert _weighted([300, 10, 60], [1, 1, 2]).shares(48) == [13, 10, 25]   # the 38 left split 1:2 (12.67, 25.33)
+    assert _weighted([300, 10, 60], [1, 1, 2]).shares(48) == [13, 10, 25]  # the 38 left split 1:2 (12.67, 25.33)
     assert _weighted([3, 3, 100], [1, 1, 1]).shares(30) == [3, 3, 24]
     assert _weighted([300, 10, 60], [1, 1, 1]).shares(370) == [300, 10, 60]
 
@@ -404,9 +442,11 @@ def test_weights_must_be_one_positive_number_per_pool():
 
 
 def test_split_passes_the_specs_weights_to_the_search_distribution(tmp_path):
-    search = (PoolSpec("polynomial", LINES, size=6, seeds=SEEDS, weight=1.0),
-              PoolSpec("harmonic", {}, size=3, seeds=SEEDS, weight=1.0))
+    search = (
+        PoolSpec("polynomial", LINES, size=6, seeds=SEEDS, weight=1.0),
+        PoolSpec("harmonic", {}, size=3, seeds=SEEDS, weight=1.0),
+    )
     split = Split.build(SplitSpec(search, VALIDATION, TEST), PROTOCOL, progress=False)
     assert split.search.weights == (1.0, 1.0)
-    assert split.search.shares(4) == [2, 2]          # by size it would be [3, 1]
-    assert split.validation.weights == (3.0,)        # unweighted: its size
+    assert split.search.shares(4) == [2, 2]  # by size it would be [3, 1]
+    assert split.validation.weights == (3.0,)  # unweighted: its size

@@ -11,8 +11,19 @@ from hypothesis import strategies as st
 
 from actmine import activations
 from actmine.lab.ensemble import (
-    TrainingProtocol, build_workload, check_steps, forward, init_model, normalised_error, parameter_shapes,
-    per_example_activation, per_model_activation, split_parameters, train_ensemble, train_per_model, watched,
+    TrainingProtocol,
+    build_workload,
+    check_steps,
+    forward,
+    init_model,
+    normalised_error,
+    parameter_shapes,
+    per_example_activation,
+    per_model_activation,
+    split_parameters,
+    train_ensemble,
+    train_per_model,
+    watched,
 )
 from actmine.lab.tasks import Suite, feynman, formula, generate, harmonic, polynomial, stable_seed
 
@@ -20,8 +31,17 @@ from actmine.lab.tasks import Suite, feynman, formula, generate, harmonic, polyn
 @pytest.fixture(scope="module")
 def mixed_suite():
     """Input widths 1, 2, 3 and 5: the ensemble pads them to 5."""
-    return Suite("mixed", (polynomial(dim=1, seed=0), polynomial(dim=3, seed=1, degree=2, n_terms=3),
-                           harmonic(seed=0), feynman("I.29.4"), feynman("II.2.42")), (0, 1))
+    return Suite(
+        "mixed",
+        (
+            polynomial(dim=1, seed=0),
+            polynomial(dim=3, seed=1, degree=2, n_terms=3),
+            harmonic(seed=0),
+            feynman("I.29.4"),
+            feynman("II.2.42"),
+        ),
+        (0, 1),
+    )
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu", "gelu_sine", "snake", "turbulent"])
@@ -106,8 +126,9 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
 
 
-@pytest.mark.parametrize("field,value", [("hidden", 0), ("steps", -1), ("lr", 0.0), ("dtype", "float16"),
-                                         ("device", "tpu")])
+@pytest.mark.parametrize(
+    "field,value", [("hidden", 0), ("steps", -1), ("lr", 0.0), ("dtype", "float16"), ("device", "tpu")]
+)
 def test_protocol_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         TrainingProtocol(**{field: value})
@@ -133,8 +154,13 @@ def test_a_call_check_sees_a_few_training_steps_and_the_scoring_pass(mixed_suite
     assert torch.equal(checked.losses, plain.losses) and torch.equal(checked.ood_error, plain.ood_error)
     assert check_steps(7) == {0, 3, 6}
     wheres = [where for where, *_ in recorder.calls]
-    assert wheres == ["at training step 0"] * 2 + ["at training step 3"] * 2 + ["at training step 6"] * 2 \
-        + ["in the OOD scoring pass"] * 2  # each hidden layer of the watched calls
+    assert (
+        wheres
+        == ["at training step 0"] * 2
+        + ["at training step 3"] * 2
+        + ["at training step 6"] * 2
+        + ["in the OOD scoring pass"] * 2
+    )  # each hidden layer of the watched calls
     models, hidden = workload.models, protocol.hidden
     assert recorder.calls[0][1] == (models, protocol.batch_size, hidden)
     assert recorder.calls[-1][1] == (models, protocol.n_eval, hidden)
@@ -157,12 +183,15 @@ def test_check_steps_are_within_the_training(steps):
     assert check_steps(steps) <= set(range(steps)) and 0 in check_steps(steps) and steps - 1 in check_steps(steps)
 
 
-@pytest.mark.parametrize("change", [
-    lambda x: x.mul_(2),
-    lambda x: x.view(-1)[:3].zero_(),                      # through a view
-    lambda x: x.__setitem__(x.abs() > 1, 0.0),           # item assignment
-    lambda x: torch.tanh(x, out=x),                        # out= its input
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda x: x.mul_(2),
+        lambda x: x.view(-1)[:3].zero_(),  # through a view
+        lambda x: x.__setitem__(x.abs() > 1, 0.0),  # item assignment
+        lambda x: torch.tanh(x, out=x),  # out= its input
+    ],
+)
 def test_a_watched_call_sees_any_in_place_change_of_its_input(mixed_suite, change):
     workload = build_workload(mixed_suite, TrainingProtocol(steps=3, n_train=256, n_eval=128))
     recorder = _Recorder()
@@ -180,12 +209,16 @@ def test_a_watched_call_sees_any_in_place_change_of_its_input(mixed_suite, chang
 # TrainingProtocol: what it accepts, at the boundaries
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("field", ["hidden", "depth", "steps", "batch_size", "n_train", "n_eval"])
 def test_protocol_sizes_are_integers_from_one(field):
     assert getattr(TrainingProtocol(**{field: 1}), field) == 1
     for bad in (0, -3, 2.0, "4", None):
-        with pytest.raises(ValueError, match=rf"^protocol field '{field}' must be a positive integer, "
-                                             rf"got {re.escape(repr(bad))}$"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^protocol field '{field}' must be a positive integer, "
+            rf"got {re.escape(repr(bad))}$",
+        ):
             TrainingProtocol(**{field: bad})
 
 
@@ -194,12 +227,15 @@ def test_protocol_learning_rate_dtype_and_device():
     for bad in (0.0, -0.1, math.nan):
         with pytest.raises(ValueError, match=rf"^protocol field 'lr' must be positive, got {bad!r}$"):
             TrainingProtocol(lr=bad)
-    assert TrainingProtocol().torch_dtype == torch.float32 and TrainingProtocol(dtype="float64").torch_dtype == torch.float64
+    assert (
+        TrainingProtocol().torch_dtype == torch.float32
+        and TrainingProtocol(dtype="float64").torch_dtype == torch.float64
+    )
     for bad in ("float16", "double", "Float32"):
         with pytest.raises(ValueError, match=rf"^protocol field 'dtype' must be 'float32' or 'float64', got '{bad}'$"):
             TrainingProtocol(dtype=bad)
     for fine in ("cpu", "cuda", "cuda:1", "cpu:0"):
-        assert TrainingProtocol(device=fine).device == fine   # nothing is allocated when a protocol is made
+        assert TrainingProtocol(device=fine).device == fine  # nothing is allocated when a protocol is made
     for bad in ("tpu", "mps", "gpu:0", ""):
         with pytest.raises(ValueError, match=rf"^protocol field 'device' must be 'cpu' or 'cuda', got '{bad}'$"):
             TrainingProtocol(device=bad)
@@ -207,9 +243,19 @@ def test_protocol_learning_rate_dtype_and_device():
 
 def test_protocol_defaults_and_dict():
     protocol = TrainingProtocol()
-    assert protocol.to_dict() == {"hidden": 64, "depth": 2, "steps": 50, "batch_size": 128, "lr": 3e-2, "warmup": 5,
-                                  "final_lr_fraction": 0.1, "n_train": 1024, "n_eval": 512, "dtype": "float32",
-                                  "device": "cpu"}
+    assert protocol.to_dict() == {
+        "hidden": 64,
+        "depth": 2,
+        "steps": 50,
+        "batch_size": 128,
+        "lr": 3e-2,
+        "warmup": 5,
+        "final_lr_fraction": 0.1,
+        "n_train": 1024,
+        "n_eval": 512,
+        "dtype": "float32",
+        "device": "cpu",
+    }
     assert TrainingProtocol(**TrainingProtocol(hidden=3, lr=0.5).to_dict()) == TrainingProtocol(hidden=3, lr=0.5)
 
 
@@ -220,21 +266,22 @@ def test_learning_rates_warm_up_linearly_then_follow_a_cosine_to_the_floor(steps
     assert len(rates) == steps
     warm = min(warmup, steps)
     assert rates[:warm] == pytest.approx([lr * (s + 1) / warmup for s in range(warm)])
-    decay = steps - warm   # steps after the warm-up: a half cosine from lr down to lr·floor
+    decay = steps - warm  # steps after the warm-up: a half cosine from lr down to lr·floor
     for i, rate in enumerate(rates[warm:]):
         progress = i / (decay - 1) if decay > 1 else 0.0
         assert rate == pytest.approx(lr * (floor + (1 - floor) * (1 + math.cos(math.pi * progress)) / 2))
     if decay >= 1:
-        assert rates[warm] == pytest.approx(lr)                 # the peak right after the warm-up
+        assert rates[warm] == pytest.approx(lr)  # the peak right after the warm-up
     if decay >= 2:
-        assert rates[-1] == pytest.approx(lr * floor)           # the floor at the last step
-    assert all(a >= b - 1e-15 for a, b in zip(rates[warm:], rates[warm + 1:]))
+        assert rates[-1] == pytest.approx(lr * floor)  # the floor at the last step
+    assert all(a >= b - 1e-15 for a, b in zip(rates[warm:], rates[warm + 1 :]))
     assert all(0 < r <= lr * (1 + 1e-12) for r in rates) or floor == 0.0
 
 
 # --------------------------------------------------------------------------------------------
 # Parameters and initial weights
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_parameter_shapes_are_a_weight_and_a_bias_per_layer(depth):
@@ -251,10 +298,10 @@ def test_initial_weights_are_uniform_over_plus_minus_one_over_root_fan_in():
     assert [tuple(p.shape) for p in params] == [(1, 400), (1, 400), (400, 400), (1, 400), (400, 1), (1, 1)]
     for layer, fan_in in enumerate((1, 400)):
         bound = 1 / math.sqrt(fan_in)
-        for p in params[2 * layer:2 * layer + 2]:
+        for p in params[2 * layer : 2 * layer + 2]:
             assert p.abs().max() <= bound
-            assert p.max() > 0.95 * bound and p.min() < -0.95 * bound          # the whole range is used
-            assert abs(float(p.mean())) < 0.15 * bound                           # centred on zero
+            assert p.max() > 0.95 * bound and p.min() < -0.95 * bound  # the whole range is used
+            assert abs(float(p.mean())) < 0.15 * bound  # centred on zero
     assert params[4].abs().max() <= 1 / 20 and params[5].abs().max() <= 1 / 20
     assert params[4].max() > 0.9 / 20 and params[4].min() < -0.9 / 20
 
@@ -276,7 +323,7 @@ def test_split_parameters_lay_the_flat_vector_out_in_order():
     flat = torch.arange(sum(math.prod(s) for s in shapes), dtype=torch.float64)
     views = split_parameters(flat, 2, 2, protocol)
     torch.testing.assert_close(torch.cat([v.reshape(-1) for v in views]), flat)
-    flat[0] = -1.0                 # views, not copies
+    flat[0] = -1.0  # views, not copies
     assert views[0][0, 0, 0] == -1.0
     assert views[1][0, 0, 0] == 12.0 and views[2][0, 0, 0] == 18.0 and views[3][1, 0, 0] == 25.0
 
@@ -285,7 +332,7 @@ def test_split_parameters_lay_the_flat_vector_out_in_order():
 # The workload
 # --------------------------------------------------------------------------------------------
 
-AFFINE = formula("2*x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="affine")   # standardised y = standardised x
+AFFINE = formula("2*x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="affine")  # standardised y = standardised x
 
 
 def test_a_workload_is_task_major_padded_and_drawn_from_generate():
@@ -302,13 +349,15 @@ def test_a_workload_is_task_major_padded_and_drawn_from_generate():
         data = generate(task, seed, 20, 6)
         for split in ("x_id", "x_ood"):
             assert torch.equal(getattr(workload, split)[m, :, :1], getattr(data, split))
-            assert torch.equal(getattr(workload, split)[m, :, 1:], torch.zeros(6, 2))   # padding
+            assert torch.equal(getattr(workload, split)[m, :, 1:], torch.zeros(6, 2))  # padding
         assert torch.equal(workload.y_id[m], data.y_id) and torch.equal(workload.y_ood[m], data.y_ood)
         # minibatches are rows of the training points, inputs and targets of the same rows
         assert torch.isin(workload.batches_x[:, m, :, 0], data.x_train[:, 0]).all()
         torch.testing.assert_close(workload.batches_y[:, m, :, 0], workload.batches_x[:, m, :, 0])
-    assert TrainingProtocol().dtype == "float32" and build_workload(suite, TrainingProtocol(steps=2, n_train=20, n_eval=6)).init.dtype \
-        == torch.float32
+    assert (
+        TrainingProtocol().dtype == "float32"
+        and build_workload(suite, TrainingProtocol(steps=2, n_train=20, n_eval=6)).init.dtype == torch.float32
+    )
 
 
 def test_a_models_batches_and_weights_do_not_depend_on_the_rest_of_the_suite():
@@ -321,13 +370,14 @@ def test_a_models_batches_and_weights_do_not_depend_on_the_rest_of_the_suite():
     single = split_parameters(alone.init, 2, 1, protocol)
     for a, b in zip(both, single):
         assert torch.equal(a[2:], b)
-    assert not torch.equal(together.batches_x[:, 2], together.batches_x[:, 3])   # seeds differ
+    assert not torch.equal(together.batches_x[:, 2], together.batches_x[:, 3])  # seeds differ
     assert not torch.equal(both[0][2], both[0][3])
 
 
 # --------------------------------------------------------------------------------------------
 # Activations applied per model and per example, watched calls, the forward pass, the error
 # --------------------------------------------------------------------------------------------
+
 
 def _centre(h):
     return h - h.mean()
@@ -341,7 +391,7 @@ def test_per_model_activation_sees_each_models_slice_alone():
 
 @pytest.mark.parametrize("traceable", [True, False])
 def test_per_example_activation_sees_each_examples_hidden_vector_alone(traceable):
-    def scale_by_max(h):   # .item() is beyond vmap: the loop gives the same result
+    def scale_by_max(h):  # .item() is beyond vmap: the loop gives the same result
         return h / h.abs().max().item()
 
     activation = _centre if traceable else scale_by_max
@@ -402,6 +452,7 @@ def test_normalised_error_is_the_mse_over_the_targets_variance(models, points, s
 # Training: which models failed, and how a batch-dependent activation is scored
 # --------------------------------------------------------------------------------------------
 
+
 def test_only_the_models_that_overflow_are_reported(mixed_suite):
     workload = build_workload(mixed_suite, TrainingProtocol(steps=3, n_train=64, n_eval=16, batch_size=8, hidden=8))
 
@@ -427,8 +478,8 @@ def test_a_batch_dependent_activation_is_scored_one_example_at_a_time_if_asked(m
         return torch.tanh(h - h.mean(dim=-2, keepdim=True)) if h.dim() >= 2 and h.shape[-2] > 1 else torch.tanh(h)
 
     train_ensemble(centred_tanh, workload, pointwise=False, per_example=True)
-    assert shapes[0] == (8, 8)                      # training: one model's batch at a time
-    assert (1, 8) in shapes                         # scoring: one example at a time, as a batch of one
+    assert shapes[0] == (8, 8)  # training: one model's batch at a time
+    assert (1, 8) in shapes  # scoring: one example at a time, as a batch of one
     assert (workload.models, 8, 8) not in shapes and (16, 8) not in shapes
 
 
@@ -483,11 +534,15 @@ def test_a_models_batches_and_weights_are_seeded_by_its_task_name_and_seed():
     workload = build_workload(suite, protocol)
     layers = split_parameters(workload.init, workload.models, 1, protocol)
     for m, (task, seed) in enumerate((t, s) for t in suite.tasks for s in suite.seeds):
-        index = torch.randint(16, (3, 4), generator=torch.Generator().manual_seed(stable_seed("batches", task.name, seed)))
+        index = torch.randint(
+            16, (3, 4), generator=torch.Generator().manual_seed(stable_seed("batches", task.name, seed))
+        )
         assert torch.equal(workload.batches_x[:, m], generate(task, seed, 16, 4).x_train[index])
         for got, expected in zip(layers, init_model(1, 1, protocol, stable_seed("init", task.name, seed))):
             assert torch.equal(got[m], expected)
 
 
 def test_learning_rates_with_two_steps_after_the_warm_up():
-    assert TrainingProtocol(steps=3, warmup=1, lr=1.0, final_lr_fraction=0.5).learning_rates() == pytest.approx([1.0, 1.0, 0.5])
+    assert TrainingProtocol(steps=3, warmup=1, lr=1.0, final_lr_fraction=0.5).learning_rates() == pytest.approx(
+        [1.0, 1.0, 0.5]
+    )

@@ -12,8 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.lab.estimate import (OBJECTIVES, WINNER_RULES, Estimate, family_mean_fitness, paired_interval,
-                                  softmin_estimate, softmin_fitness, worst_family_fitness)
+from actmine.lab.estimate import (
+    OBJECTIVES,
+    WINNER_RULES,
+    Estimate,
+    family_mean_fitness,
+    paired_interval,
+    softmin_estimate,
+    softmin_fitness,
+    worst_family_fitness,
+)
 from actmine.lab.fitness import Evaluation, TaskScore
 
 FINITE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -23,6 +31,7 @@ SCORE = st.floats(min_value=-5.0, max_value=5.0, allow_nan=False, allow_infinity
 # --------------------------------------------------------------------------------------------
 # Estimate
 # --------------------------------------------------------------------------------------------
+
 
 @given(st.lists(FINITE, min_size=1, max_size=40))
 def test_estimate_is_the_mean_and_the_standard_error_of_the_mean(scores):
@@ -40,12 +49,14 @@ def test_estimate_of_known_numbers_and_a_single_score():
     assert (estimate.mean, estimate.n) == (2.5, 4)
     assert estimate.se == pytest.approx(math.sqrt(5 / 3) / 2)
     single = Estimate.of([0.7])
-    assert (single.mean, single.se, single.n) == (0.7, 0.0, 1)   # one task: no spread is known
-    assert Estimate.of(iter([1.0, 3.0])).mean == 2.0              # any iterable of scores
+    assert (single.mean, single.se, single.n) == (0.7, 0.0, 1)  # one task: no spread is known
+    assert Estimate.of(iter([1.0, 3.0])).mean == 2.0  # any iterable of scores
 
 
-@pytest.mark.parametrize("scores, match", [([], "at least one"), ([0.1, math.nan], "finite"),
-                                           ([math.inf], "finite"), ([-math.inf, 1.0], "finite")])
+@pytest.mark.parametrize(
+    "scores, match",
+    [([], "at least one"), ([0.1, math.nan], "finite"), ([math.inf], "finite"), ([-math.inf, 1.0], "finite")],
+)
 def test_estimate_refuses_no_scores_and_non_finite_scores(scores, match):
     with pytest.raises(ValueError, match=match):
         Estimate.of(scores)
@@ -71,6 +82,7 @@ def test_a_lucky_single_round_has_a_lower_bound_below_a_confirmed_one():
 # paired_interval
 # --------------------------------------------------------------------------------------------
 
+
 def _scores(tasks: int, seeds: int, seed: int = 0, scale: float = 0.5) -> dict[str, list[float]]:
     rng = np.random.default_rng(seed)
     return {f"t{i}": list(rng.normal(0.0, scale, seeds)) for i in range(tasks)}
@@ -79,6 +91,7 @@ def _scores(tasks: int, seeds: int, seed: int = 0, scale: float = 0.5) -> dict[s
 def _direct_mean(a, b, clip):
     """The statistic written out: per common task each function's mean over seeds, clipped (the lab's
     per-task log-ratio), their difference; then the mean over tasks."""
+
     def clipped_mean(values):
         return min(clip, max(-clip, sum(values) / len(values)))
 
@@ -106,8 +119,10 @@ def test_a_constant_shift_is_the_mean_and_a_tight_interval(shift):
 
 def test_the_interval_contains_the_mean_and_narrows_with_more_tasks():
     b = _scores(8, 3, seed=2)
-    a = {name: [v + 0.3 + noise for v, noise in zip(values, np.random.default_rng(5).normal(0, 0.4, 3))]
-         for name, values in b.items()}
+    a = {
+        name: [v + 0.3 + noise for v, noise in zip(values, np.random.default_rng(5).normal(0, 0.4, 3))]
+        for name, values in b.items()
+    }
     few = paired_interval(a, b, resamples=500)
     assert few["low"] < few["mean"] < few["high"]
     more_b = _scores(80, 3, seed=2)
@@ -116,12 +131,18 @@ def test_the_interval_contains_the_mean_and_narrows_with_more_tasks():
     more = paired_interval(more_a, more_b, resamples=500)
     assert more["low"] < more["mean"] < more["high"]
     assert more["high"] - more["low"] < few["high"] - few["low"]
-    assert more["low"] < 0.3 < more["high"]   # the true shift is covered with 80 tasks
+    assert more["low"] < 0.3 < more["high"]  # the true shift is covered with 80 tasks
 
 
-@given(st.dictionaries(st.sampled_from([f"t{i}" for i in range(8)]),
-                       st.lists(st.tuples(SCORE, SCORE), min_size=1, max_size=4), min_size=1, max_size=8),
-       st.floats(min_value=0.5, max_value=10.0))
+@given(
+    st.dictionaries(
+        st.sampled_from([f"t{i}" for i in range(8)]),
+        st.lists(st.tuples(SCORE, SCORE), min_size=1, max_size=4),
+        min_size=1,
+        max_size=8,
+    ),
+    st.floats(min_value=0.5, max_value=10.0),
+)
 @settings(max_examples=60, deadline=None)
 def test_the_mean_is_the_difference_of_the_lab_scores_over_common_tasks(pairs, clip):
     a = {name: [x for x, _ in values] for name, values in pairs.items()}
@@ -149,16 +170,19 @@ def test_tasks_scored_by_only_one_side_are_ignored():
     a, b = _scores(5, 3, seed=3), _scores(5, 3, seed=4)
     alone = paired_interval(a, b, resamples=300, seed=9)
     a_more = dict(a, only_in_a=[100.0, 100.0, 100.0])
-    b_more = dict(b, only_in_b=[-100.0, 5.0])   # different seeds, too: never looked at
+    b_more = dict(b, only_in_b=[-100.0, 5.0])  # different seeds, too: never looked at
     assert paired_interval(a_more, b_more, resamples=300, seed=9) == alone
 
 
-@pytest.mark.parametrize("a, b, match", [
-    ({"t": [0.1, 0.2]}, {"t": [0.1]}, "different seeds"),
-    ({"t": []}, {"t": []}, "different seeds"),
-    ({"t": [0.1]}, {"u": [0.1]}, "no task"),
-    ({}, {}, "no task"),
-])
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        ({"t": [0.1, 0.2]}, {"t": [0.1]}, "different seeds"),
+        ({"t": []}, {"t": []}, "different seeds"),
+        ({"t": [0.1]}, {"u": [0.1]}, "no task"),
+        ({}, {}, "no task"),
+    ],
+)
 def test_mismatched_seeds_and_nothing_in_common_are_refused(a, b, match):
     with pytest.raises(ValueError, match=match):
         paired_interval(a, b, resamples=10)
@@ -169,7 +193,7 @@ def test_the_bootstrap_is_deterministic_for_a_seed():
     first = paired_interval(a, b, resamples=300, seed=1)
     assert paired_interval(a, b, resamples=300, seed=1) == first
     other = paired_interval(a, b, resamples=300, seed=2)
-    assert other["mean"] == first["mean"]                             # the point estimate uses no randomness
+    assert other["mean"] == first["mean"]  # the point estimate uses no randomness
     assert (other["low"], other["high"]) != (first["low"], first["high"])
 
 
@@ -187,6 +211,7 @@ def test_tasks_with_different_seed_counts_are_compared_over_their_own_seeds():
 # --------------------------------------------------------------------------------------------
 # Per-seed log-ratios travel with the task scores (what paired intervals are computed from)
 # --------------------------------------------------------------------------------------------
+
 
 @given(st.lists(st.floats(min_value=-3.0, max_value=3.0, allow_nan=False), max_size=5))
 def test_seed_log_ratios_round_trip_through_an_evaluation_record(seed_log_ratios):
@@ -220,8 +245,7 @@ def test_softmin_by_hand_and_its_two_limits():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from("abcdef"), st.floats(-3, 3), min_size=1),
-       st.floats(0.01, 10))
+@given(st.dictionaries(st.sampled_from("abcdef"), st.floats(-3, 3), min_size=1), st.floats(0.01, 10))
 def test_softmin_lies_between_the_worst_family_and_the_family_mean(families, temperature):
     value = softmin_fitness(families, temperature)
     assert worst_family_fitness(families) - 1e-9 <= value <= family_mean_fitness(families) + 1e-9
@@ -246,8 +270,12 @@ def test_the_winner_rules_rank_a_one_family_loser_below_a_balanced_function():
 # Boundaries: the number types accepted, the defaults, what is refused and what is skipped
 # --------------------------------------------------------------------------------------------
 
-REAL_NUMBERS = [[1, 2, 4], [Fraction(1, 3), Fraction(2, 3), Fraction(5, 2)], [10**20, 3 * 10**20],
-                [np.float32(0.5), 1.5, np.int64(3)]]
+REAL_NUMBERS = [
+    [1, 2, 4],
+    [Fraction(1, 3), Fraction(2, 3), Fraction(5, 2)],
+    [10**20, 3 * 10**20],
+    [np.float32(0.5), 1.5, np.int64(3)],
+]
 
 
 @pytest.mark.parametrize("scores", REAL_NUMBERS)
@@ -270,11 +298,16 @@ def test_paired_interval_takes_any_real_numbers_as_floats(values):
     as_floats = [float(v) for v in values]
     zeros = [0] * len(values)
     for a, b in (({"t": values}, {"t": zeros}), ({"t": zeros}, {"t": values})):
-        expected = paired_interval({k: [float(v) for v in x] for k, x in a.items()},
-                                   {k: [float(v) for v in x] for k, x in b.items()}, resamples=50, clip=1e30)
+        expected = paired_interval(
+            {k: [float(v) for v in x] for k, x in a.items()},
+            {k: [float(v) for v in x] for k, x in b.items()},
+            resamples=50,
+            clip=1e30,
+        )
         assert paired_interval(a, b, resamples=50, clip=1e30) == pytest.approx(expected)
-    assert paired_interval({"t": values}, {"t": zeros}, resamples=50, clip=1e30)["mean"] == \
-        pytest.approx(sum(as_floats) / len(as_floats))
+    assert paired_interval({"t": values}, {"t": zeros}, resamples=50, clip=1e30)["mean"] == pytest.approx(
+        sum(as_floats) / len(as_floats)
+    )
 
 
 @pytest.mark.parametrize("side", ["a", "b"])
@@ -296,7 +329,7 @@ def test_paired_interval_errors_name_the_task_and_the_seed_counts():
 
 def test_paired_interval_defaults_are_the_labs_clip_2000_resamples_and_seed_0():
     rng = np.random.default_rng(3)
-    a = {f"t{i}": list(rng.normal(0.0, 4.0, 2)) for i in range(6)}   # task means beyond ±3: the clip matters
+    a = {f"t{i}": list(rng.normal(0.0, 4.0, 2)) for i in range(6)}  # task means beyond ±3: the clip matters
     b = {f"t{i}": list(rng.normal(0.0, 0.5, 2)) for i in range(6)}
     default = paired_interval(a, b)
     assert default == paired_interval(a, b, clip=3.0, resamples=2000, seed=0)
@@ -317,7 +350,7 @@ def test_the_bootstrap_resamples_seeds_within_a_task_for_both_functions_alike():
     b = {"t": [10.0, -21.0]}
     result = paired_interval(a, b, resamples=400, clip=100.0)
     assert (result["mean"], result["low"], result["high"]) == (0.5, 0.0, 1.0)
-    clipped = paired_interval(a, b, resamples=400)   # resampled means beyond ±3 clip to the same value
+    clipped = paired_interval(a, b, resamples=400)  # resampled means beyond ±3 clip to the same value
     assert clipped["mean"] == 0.0 and clipped["low"] == 0.0 and clipped["high"] <= 1.0
 
 
@@ -344,8 +377,9 @@ def test_the_family_rules_skip_families_without_a_finite_score(skipped):
     assert family_mean_fitness(nothing) == worst_family_fitness(nothing) == softmin_fitness(nothing) == -math.inf
 
 
-@pytest.mark.parametrize("families", [{"a": 1, "b": -2}, {"a": Fraction(1, 5), "b": Fraction(-2, 5)},
-                                      {"a": np.float32(0.25), "b": 10**20}])
+@pytest.mark.parametrize(
+    "families", [{"a": 1, "b": -2}, {"a": Fraction(1, 5), "b": Fraction(-2, 5)}, {"a": np.float32(0.25), "b": 10**20}]
+)
 def test_the_family_rules_take_any_real_numbers_as_floats(families):
     as_floats = {k: float(v) for k, v in families.items()}
     for rule in (softmin_fitness, family_mean_fitness, worst_family_fitness):
@@ -364,6 +398,7 @@ def test_each_resampled_task_keeps_its_own_number_of_seeds():
 
 # -- the search's objective: softmin over families as an estimate ------------------------------
 
+
 def _numeric_softmin_se(families: dict[str, list[float]], temperature: float) -> float:
     """The delta method by finite differences: ∂softmin/∂(family mean) times that mean's se."""
     means = {f: -float(np.mean(v)) for f, v in families.items()}
@@ -379,16 +414,22 @@ def _numeric_softmin_se(families: dict[str, list[float]], temperature: float) ->
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.sampled_from(["expression", "harmonic", "polynomial", "feynman"]),
-                       st.lists(st.floats(-3, 3), min_size=1, max_size=8), min_size=1),
-       st.sampled_from([0.05, 0.1, 1.0]))
+@given(
+    st.dictionaries(
+        st.sampled_from(["expression", "harmonic", "polynomial", "feynman"]),
+        st.lists(st.floats(-3, 3), min_size=1, max_size=8),
+        min_size=1,
+    ),
+    st.sampled_from([0.05, 0.1, 1.0]),
+)
 def test_the_softmin_estimate_is_the_softmin_of_family_means_with_a_delta_method_se(families, temperature):
     if sum(len(v) for v in families.values()) < 2:
         families = {**families, "extra": [0.0, 0.5]}
     estimate = softmin_estimate(families, temperature)
     assert estimate.n == sum(len(v) for v in families.values())
     assert estimate.mean == pytest.approx(
-        softmin_fitness({f: -float(np.mean(v)) for f, v in families.items()}, temperature), abs=1e-12)
+        softmin_fitness({f: -float(np.mean(v)) for f, v in families.items()}, temperature), abs=1e-12
+    )
     assert estimate.se == pytest.approx(_numeric_softmin_se(families, temperature), rel=1e-3, abs=1e-6)
 
 
@@ -398,7 +439,7 @@ def test_one_family_gives_the_plain_estimate_and_a_far_worse_family_dominates():
     # the worst family (mean 0.1) carries almost all of the weight at T = 0.1
     worse, better = [0.0, 0.2], [2.0, 2.4, 2.2]
     estimate = softmin_estimate({"worse": worse, "better": better})
-    assert estimate.mean == pytest.approx(0.1 + 0.1 * math.log(2), abs=1e-6)   # −T·ln((e^-1 + ~0)/2)
+    assert estimate.mean == pytest.approx(0.1 + 0.1 * math.log(2), abs=1e-6)  # −T·ln((e^-1 + ~0)/2)
     assert estimate.se == pytest.approx(statistics.stdev(worse) / math.sqrt(2), rel=1e-6)
 
 
@@ -411,8 +452,9 @@ def test_a_one_task_family_borrows_the_spread_of_all_tasks():
     assert softmin_estimate(families).se == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("families, match", [({}, "at least one"), ({"a": []}, "at least one"),
-                                             ({"a": [0.1, math.nan]}, "finite")])
+@pytest.mark.parametrize(
+    "families, match", [({}, "at least one"), ({"a": []}, "at least one"), ({"a": [0.1, math.nan]}, "finite")]
+)
 def test_the_softmin_estimate_refuses_no_scores_and_non_finite_ones(families, match):
     with pytest.raises(ValueError, match=match):
         softmin_estimate(families)

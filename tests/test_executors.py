@@ -15,8 +15,14 @@ import psutil
 import pytest
 
 from actmine.candidate.sandbox import WORKER_ENV, SandboxLimits
-from actmine.executors import DaskExecutor, Executor, LocalExecutor, make_executor, worker_busy_sandboxes, \
-    worker_sandbox_pids
+from actmine.executors import (
+    DaskExecutor,
+    Executor,
+    LocalExecutor,
+    make_executor,
+    worker_busy_sandboxes,
+    worker_sandbox_pids,
+)
 from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
@@ -24,16 +30,20 @@ from worker_loss import LOSS_LIMITS, SLOW_GOOD, wait_ended
 
 GOOD = "def activation_function(x):\n    return torch.tanh(x)\n"
 IMPORT_OS = "import os\n\ndef activation_function(x):\n    return x\n"
-BUSY_LOOP = ("def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
-             "        for j in range(10000):\n            for k in range(10000):\n"
-             "                total = total + 1.0\n    return x + total\n")
+BUSY_LOOP = (
+    "def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
+    "        for j in range(10000):\n            for k in range(10000):\n"
+    "                total = total + 1.0\n    return x + total\n"
+)
 LIMITS = SandboxLimits(timeout_s=5, cpu_s=3, memory_mb=3072)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     suite = Suite("t", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
-    lab = Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path_factory.mktemp("cache"))
+    lab = Lab(
+        suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path_factory.mktemp("cache")
+    )
     lab.reference  # trained once, here
     return lab
 
@@ -72,6 +82,7 @@ def listening(process: psutil.Process) -> list[tuple[str, int]]:
 
 # -- the interface -------------------------------------------------------------------------------
 
+
 def test_make_executor_names_the_options():
     with pytest.raises(ValueError, match="unknown executor .ray.; choose one of: dask, local"):
         make_executor("ray", 2, LIMITS)
@@ -86,6 +97,7 @@ def test_make_executor_names_the_options():
 
 
 # -- local ---------------------------------------------------------------------------------------
+
 
 def test_local_evaluates_a_good_candidate_and_refuses_a_hostile_one(local, lab, in_process):
     good = local.submit(GOOD, lab, "tanh").result(timeout=60)
@@ -105,6 +117,7 @@ def test_local_concurrent_submissions_up_to_capacity_all_complete(local, lab, in
 
 
 # -- Dask ----------------------------------------------------------------------------------------
+
 
 def test_dask_executor_gives_the_same_fitness_as_local_and_in_process(dask, local, lab, in_process):
     assert isinstance(dask, Executor) and dask.capacity == 2
@@ -201,8 +214,9 @@ def test_dask_close_fails_pending_work_and_stops_every_process(lab):
     with DaskExecutor(workers=1, limits=LIMITS) as executor:
         # The nannies (in this process) write the workers' settings into os.environ to spawn them;
         # this process's environment is restored.
-        assert {k: v for k, v in os.environ.items() if k != "__DASK_PARENT_PID"} == \
-            {k: v for k, v in environment.items() if k != "__DASK_PARENT_PID"}
+        assert {k: v for k, v in os.environ.items() if k != "__DASK_PARENT_PID"} == {
+            k: v for k, v in environment.items() if k != "__DASK_PARENT_PID"
+        }
         assert executor.capacity == 1
         future = executor.submit(BUSY_LOOP, lab, "busy_loop")
         started = {p.pid for p in me.children(recursive=True)} - before
@@ -238,8 +252,9 @@ def started_processes(me: psutil.Process, before: set[int]) -> list[psutil.Proce
     return started
 
 
-def kill_busy_dask_worker(executor: DaskExecutor, spare: set[int] = frozenset(),
-                          timeout_s: float = 120) -> tuple[int, int]:
+def kill_busy_dask_worker(
+    executor: DaskExecutor, spare: set[int] = frozenset(), timeout_s: float = 120
+) -> tuple[int, int]:
     """SIGKILL the Dask worker (not one of `spare`) whose sandbox is evaluating: (worker pid, sandbox pid)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -264,14 +279,14 @@ def test_a_dask_worker_killed_mid_evaluation_costs_at_most_its_candidate(lab, in
         worker, sandbox = kill_busy_dask_worker(executor)
         other = executor.submit(GOOD, lab, "other")
         evaluation = future.result(timeout=120)
-        assert evaluation.ok, evaluation.error   # finished on another worker
+        assert evaluation.ok, evaluation.error  # finished on another worker
         assert other.result(timeout=120).fitness == pytest.approx(in_process.fitness, abs=1e-6)
-        assert wait_ended(sandbox)   # the killed worker's sandbox did not run on, orphaned
+        assert wait_ended(sandbox)  # the killed worker's sandbox did not run on, orphaned
 
         # (Killing both attempts end to end -- `worker_lost` after 2 attempts -- passed under load but
         # not reliably on an idle machine: the second kill sometimes misses the retry. The rule itself
         # is tested on SandboxPool in test_sandbox.py.)
-        assert executor.submit(GOOD, lab, "after").result(timeout=120).ok   # the nanny restarted it
+        assert executor.submit(GOOD, lab, "after").result(timeout=120).ok  # the nanny restarted it
         started = started_processes(me, before)
     gone, alive = psutil.wait_procs(started, timeout=15)
     assert not alive, [p.cmdline() for p in alive]

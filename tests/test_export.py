@@ -17,8 +17,15 @@ from actmine import activations
 from actmine.candidate.loader import load_program_file
 from actmine.candidate.source import CandidateError, read_candidate_file, read_candidate_reference
 from actmine.evolve.database import ProgramDatabase, ProgramRecord
-from actmine.language.files import (LOADER_FUNCTION, LOADER_MODULE, ProgramEntry, ProgramFileError,
-                                    read_program_file, render_program_file, split_program_reference)
+from actmine.language.files import (
+    LOADER_FUNCTION,
+    LOADER_MODULE,
+    ProgramEntry,
+    ProgramFileError,
+    read_program_file,
+    render_program_file,
+    split_program_reference,
+)
 from actmine.report import export_pack
 
 from test_report import HOSTILE, make_run
@@ -34,11 +41,21 @@ def run_dir(tmp_path_factory):
         run_id = db.latest_run()["id"]
         index = db.max_proposal_index(run_id) + 1
         for k, (scale, fitness) in enumerate([(2.0, 50.0), (3.0, 49.0)]):
-            source = (f"def helper(x):\n    return {scale} * x\n\n"
-                      "def activation_function(x):\n    return helper(torch.relu(x)) + helper(0.0 * x)\n")
-            db.add_program(ProgramRecord(run_id=run_id, proposal_index=index + k, source=source, fitness=fitness,
-                                         rationale=f'helper {scale} """ {HOSTILE} \\', mutator="test",
-                                         probes={"pointwise": True}))
+            source = (
+                f"def helper(x):\n    return {scale} * x\n\n"
+                "def activation_function(x):\n    return helper(torch.relu(x)) + helper(0.0 * x)\n"
+            )
+            db.add_program(
+                ProgramRecord(
+                    run_id=run_id,
+                    proposal_index=index + k,
+                    source=source,
+                    fitness=fitness,
+                    rationale=f'helper {scale} """ {HOSTILE} \\',
+                    mutator="test",
+                    probes={"pointwise": True},
+                )
+            )
     return run_dir
 
 
@@ -77,7 +94,7 @@ def import_plainly(path, name):
 def test_the_pack_holds_only_data_and_the_loader_call(pack, run_dir):
     tree = ast.parse(pack.read_text())
     body = tree.body
-    assert isinstance(body[0], ast.Expr) and isinstance(body[0].value.value, str)     # the docstring
+    assert isinstance(body[0], ast.Expr) and isinstance(body[0].value.value, str)  # the docstring
     assert [type(n) for n in body[1:]] == [ast.Assign, ast.Assign, ast.ImportFrom, ast.Expr]
     assert [ast.literal_eval(n.value) is not None for n in body[1:3]] == [True, True]  # plain literals
     assert body[3].module == LOADER_MODULE and [a.name for a in body[3].names] == [LOADER_FUNCTION]
@@ -102,13 +119,13 @@ def test_importing_the_pack_computes_each_program_with_its_own_helpers(pack, run
     records = top3(run_dir)
     assert list(module.ACTIVATIONS) == [f"mined_{r.id}" for r in records]
     helpers = [r for r in records if "def helper" in r.source]
-    assert len(helpers) == 2   # the same helper name, two meanings: each program keeps its own
+    assert len(helpers) == 2  # the same helper name, two meanings: each program keeps its own
     for record in records:
         cls = module.ACTIVATIONS[f"mined_{record.id}"]
         assert cls is getattr(module, f"Mined{record.id}") and cls.pointwise and cls.program_id == record.id
         torch.testing.assert_close(cls()(torch.tensor(X)), torch.tensor(reference_values(record.source)))
         assert f"#{record.id}" in cls.__doc__ and f"{record.fitness:+.4f}" in cls.__doc__
-        assert cls.__doc__.count(record.rationale) >= 1   # the rationale as text, at run time
+        assert cls.__doc__.count(record.rationale) >= 1  # the rationale as text, at run time
     # compiled in the restricted namespace, not as module code: the functions' globals are the candidate's
     fn = module.ACTIVATIONS[f"mined_{records[0].id}"].function
     assert fn.__globals__["__name__"] == "candidate" and "open" not in fn.__globals__["__builtins__"]
@@ -133,7 +150,7 @@ def test_a_pack_program_reads_as_a_candidate(pack, run_dir):
     name, source = read_candidate_reference(f"{pack}:mined_{records[0].id}")
     assert (name, source) == (f"mined_{records[0].id}", records[0].source)
     with pytest.raises(CandidateError) as several:
-        read_candidate_file(pack)   # several programs: the file alone does not say which
+        read_candidate_file(pack)  # several programs: the file alone does not say which
     assert several.value.code == "unknown_program" and f"mined_{records[0].id}" in str(several.value)
 
 
@@ -160,8 +177,12 @@ def test_an_old_plain_code_pack_is_refused_unrun(tmp_path, restore_registry):
     marker = tmp_path / "ran"
     old = tmp_path / "old_pack.py"
     old.write_text(OLD_PACK.format(marker=str(marker)))
-    for load in (lambda: activations.load_pack(old), lambda: activations.get(f"{old}:mined_1"),
-                 lambda: read_candidate_reference(f"{old}:mined_1"), lambda: load_program_file(old)):
+    for load in (
+        lambda: activations.load_pack(old),
+        lambda: activations.get(f"{old}:mined_1"),
+        lambda: read_candidate_reference(f"{old}:mined_1"),
+        lambda: load_program_file(old),
+    ):
         with pytest.raises(CandidateError) as refused:
             load()
         assert refused.value.code == "stale_program_file"
@@ -191,14 +212,25 @@ def test_references_are_split_at_the_last_colon():
 # ---- the renderer and the reader, for any text -------------------------------------------------
 
 ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=()), max_size=200) | st.sampled_from(
-    ['"""; import os; os.system("touch pwned"); """', "'''\n__import__('os')\n'''", "\\", "\x1b]0;x\x07\r\n",
-     "\u2028\u202e# -*- coding: latin-1 -*-", "\ud800"])
+    [
+        '"""; import os; os.system("touch pwned"); """',
+        "'''\n__import__('os')\n'''",
+        "\\",
+        "\x1b]0;x\x07\r\n",
+        "\u2028\u202e# -*- coding: latin-1 -*-",
+        "\ud800",
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(source=ANY_TEXT, rationale=ANY_TEXT, docstring=ANY_TEXT,
-       score=st.floats(allow_nan=True, allow_infinity=True) | st.none(),
-       lineage=st.lists(st.fixed_dictionaries({"rationale": ANY_TEXT, "fitness": st.floats(-1e9, 1e9)}), max_size=3))
+@given(
+    source=ANY_TEXT,
+    rationale=ANY_TEXT,
+    docstring=ANY_TEXT,
+    score=st.floats(allow_nan=True, allow_infinity=True) | st.none(),
+    lineage=st.lists(st.fixed_dictionaries({"rationale": ANY_TEXT, "fitness": st.floats(-1e9, 1e9)}), max_size=3),
+)
 def test_any_text_stays_data(source, rationale, docstring, score, lineage):
     """Whatever the texts are, the file is ASCII, its statements are exactly the five of the format
     (no text can end its literal and start a statement) and it reads back as the same data."""
@@ -213,8 +245,14 @@ def test_any_text_stays_data(source, rationale, docstring, score, lineage):
 
 
 def test_program_names_and_class_names_are_checked():
-    for name, class_name in (("Mined", "Mined1"), ("mined-1", "Mined1"), ("mined_1", "__class__"),
-                             ("mined_1", "ACTIVATIONS"), ("mined_1", "a b"), ("mined_1", "class")):
+    for name, class_name in (
+        ("Mined", "Mined1"),
+        ("mined-1", "Mined1"),
+        ("mined_1", "__class__"),
+        ("mined_1", "ACTIVATIONS"),
+        ("mined_1", "a b"),
+        ("mined_1", "class"),
+    ):
         with pytest.raises(ProgramFileError) as refused:
             render_program_file([ProgramEntry(name, class_name, "x")], "")
         assert refused.value.code == "bad_program_file"
@@ -230,11 +268,14 @@ def test_the_run_winner_is_exported_first_even_when_its_search_score_ranks_it_lo
         ranked = [r.id for r in db.top(run_id, 1000)]
     low = ranked[-1]
     results = json.loads((copy / "heldout.json").read_text())
-    assert results["winner"] not in ranked[:2]   # the fixture's winner is ranked low too
+    assert results["winner"] not in ranked[:2]  # the fixture's winner is ranked low too
     (copy / "heldout.json").write_text(json.dumps({**results, "winner": low}))
     names = read_program_file(export_pack(copy, 2, tmp_path / "pack.py").read_text()).names
     assert names == [f"mined_{low}", f"mined_{ranked[0]}"]
     text = (tmp_path / "pack.py").read_text()
     assert "the run's winner (chosen on validation) first, then the fittest by search score" in text
     (copy / "heldout.json").write_text(json.dumps({**results, "winner": ranked[1]}))
-    assert read_program_file(export_pack(copy, 2, tmp_path / "again.py").read_text()).names == [f"mined_{ranked[1]}", f"mined_{ranked[0]}"]
+    assert read_program_file(export_pack(copy, 2, tmp_path / "again.py").read_text()).names == [
+        f"mined_{ranked[1]}",
+        f"mined_{ranked[0]}",
+    ]

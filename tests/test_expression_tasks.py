@@ -8,8 +8,16 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actmine.lab.expression_tasks import (GROUP_FUNCTIONS, OPERATOR_GROUPS, DrawnExpression, ExpressionError,
-                                          ExpressionGenerator, _Redraw, compile_expression, functions_of)
+from actmine.lab.expression_tasks import (
+    GROUP_FUNCTIONS,
+    OPERATOR_GROUPS,
+    DrawnExpression,
+    ExpressionError,
+    ExpressionGenerator,
+    _Redraw,
+    compile_expression,
+    functions_of,
+)
 from actmine.lab.generators import GeneratorError, boxes_disjoint, generator_names, get_generator
 from actmine.lab.tasks import Suite, build_task, generate
 
@@ -32,8 +40,12 @@ def test_draws_are_deterministic_in_params_and_index():
     a, b = ExpressionGenerator(), get_generator("expression", dims=[1, 5])
     for index in (0, 7, 123_456):
         first, second = a.draw(index), b.draw(index)
-        assert (first.name, first.description, first.id_box, first.ood_box) == \
-               (second.name, second.description, second.id_box, second.ood_box)
+        assert (first.name, first.description, first.id_box, first.ood_box) == (
+            second.name,
+            second.description,
+            second.id_box,
+            second.ood_box,
+        )
         x = _points(first.id_box)
         np.testing.assert_array_equal(first.target(x), second.target(x))
 
@@ -62,8 +74,13 @@ def test_a_suite_file_entry_draws_expressions():
 
 
 @FAST
-@given(index=st.integers(0, 10**7), low=st.integers(1, 5), extra=st.integers(0, 2), depth=st.integers(1, 3),
-       operators=st.sets(st.sampled_from(tuple(OPERATOR_GROUPS)), min_size=1))
+@given(
+    index=st.integers(0, 10**7),
+    low=st.integers(1, 5),
+    extra=st.integers(0, 2),
+    depth=st.integers(1, 3),
+    operators=st.sets(st.sampled_from(tuple(OPERATOR_GROUPS)), min_size=1),
+)
 def test_every_draw_passes_the_domain_checks_and_keeps_to_its_operators(index, low, extra, depth, operators):
     generator = ExpressionGenerator(dims=[low, min(5, low + extra)], depth=depth, operators=sorted(operators))
     drawn = generator.expression(index)
@@ -114,20 +131,22 @@ def test_the_domain_checks_redraw_bad_targets():
     def drawn(text, id_box=((0.0, 1.0),), ood_box=((1.0, 2.0),)):
         return DrawnExpression(text, ("x0",), (), id_box, ood_box, 0)
 
-    for text, reason in (("log(x0 - 0.5)", "not finite on the ID box"),
-                         ("sqrt(1.5 - x0)", "not finite on the OOD box"),
-                         ("1/(x0 - 1.5)", "explodes beyond the ID scale"),   # a pole the points miss
-                         ("0*x0 + 2", "constant on the ID box"),
-                         ("tanh(40*x0)", "constant on the OOD box"),
-                         ("exp(12*x0)", "explodes beyond the ID scale")):
+    for text, reason in (
+        ("log(x0 - 0.5)", "not finite on the ID box"),
+        ("sqrt(1.5 - x0)", "not finite on the OOD box"),
+        ("1/(x0 - 1.5)", "explodes beyond the ID scale"),  # a pole the points miss
+        ("0*x0 + 2", "constant on the ID box"),
+        ("tanh(40*x0)", "constant on the OOD box"),
+        ("exp(12*x0)", "explodes beyond the ID scale"),
+    ):
         with pytest.raises(_Redraw, match=reason):
             generator._check(drawn(text), rng)
-    generator._check(drawn("sin(3*x0) + x0"), rng)   # a good target passes
+    generator._check(drawn("sin(3*x0) + x0"), rng)  # a good target passes
 
 
 def test_redraws_are_bounded_and_explained():
     class Impossible(ExpressionGenerator):
-        MIN_STD = 1e12   # no target is ever accepted
+        MIN_STD = 1e12  # no target is ever accepted
 
     expected = r"no valid target for index 4 in 3 attempts \(.*constant on the ID box ×"
     with pytest.raises(GeneratorError, match=expected):
@@ -142,8 +161,24 @@ def test_redrawn_indexes_are_still_deterministic():
     assert generator.expression(redrawn[0]) == again.expression(redrawn[0])
 
 
-@pytest.mark.parametrize("text", ["__import__('os')", "x0.real", "x0**x0", "x0**0.5", "exp(x0, 1)", "y + 1",
-                                  "open('f')", "x0 if x0 else 1", "[x0]", "exp(x=x0)", "", "Max(x0)", "True + x0"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os')",
+        "x0.real",
+        "x0**x0",
+        "x0**0.5",
+        "exp(x0, 1)",
+        "y + 1",
+        "open('f')",
+        "x0 if x0 else 1",
+        "[x0]",
+        "exp(x=x0)",
+        "",
+        "Max(x0)",
+        "True + x0",
+    ],
+)
 def test_the_grammar_refuses_everything_else(text):
     with pytest.raises(ExpressionError):
         compile_expression(text, ("x0",))
@@ -157,13 +192,16 @@ def test_the_grammar_computes_what_it_says():
     assert functions_of("Max(x0, 1) + sin(x0)") == {"Max", "sin"}
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"operators": ["trig"]}, "unknown option 'trig'"),
-    ({"operators": []}, "non-empty list"),
-    ({"dims": [0, 3]}, "dims"),
-    ({"depth": 9}, "depth"),
-    ({"colour": 1}, "unknown param 'colour'"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"operators": ["trig"]}, "unknown option 'trig'"),
+        ({"operators": []}, "non-empty list"),
+        ({"dims": [0, 3]}, "dims"),
+        ({"depth": 9}, "depth"),
+        ({"colour": 1}, "unknown param 'colour'"),
+    ],
+)
 def test_bad_parameters_say_what_is_allowed(params, match):
     with pytest.raises(GeneratorError, match=match):
         get_generator("expression", **params)

@@ -66,7 +66,7 @@ def test_every_rule_gives_the_eager_values_and_derivatives(expression, tmp_path)
     fused, eager = _fused(program(expression), tmp_path)
     assert isinstance(fused, fusion.FusedActivation), fused
     assert fusion.agreement(fused, eager) is None
-    x = torch.randn(7, 33, 5) * 3   # a 3-D, odd-sized tensor: the vector loop's tail too
+    x = torch.randn(7, 33, 5) * 3  # a 3-D, odd-sized tensor: the vector loop's tail too
     x.requires_grad_(True)
     y_eager = eager(x)
     (g_eager,) = torch.autograd.grad(y_eager.sum(), x)
@@ -82,7 +82,7 @@ def test_the_seed_activations_agree_or_stay_eager(name, tmp_path):
     fused, eager = _fused(program(SEED_EXPRESSIONS[name]), tmp_path)
     if isinstance(fused, str):
         assert fused.startswith("eager: ")
-        assert "single operation" in fused, fused   # every seed is either one op or fusable
+        assert "single operation" in fused, fused  # every seed is either one op or fusable
     else:
         assert fusion.agreement(fused, eager) is None
 
@@ -97,7 +97,7 @@ def test_every_corpus_program_that_passes_the_policy_agrees_or_stays_eager(path,
     try:
         eager = compile_candidate(source, path.stem)
     except CandidateError:
-        return   # refused before any kernel could be made
+        return  # refused before any kernel could be made
     fused = fusion.fused_or_reason(source, eager, tmp_path)
     if isinstance(fused, fusion.FusedActivation):
         problem = fusion.agreement(fused, eager)
@@ -107,7 +107,11 @@ def test_every_corpus_program_that_passes_the_policy_agrees_or_stays_eager(path,
         assert fused.startswith("eager: ")
 
 
-@settings(max_examples=int(os.environ.get("FUSED_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("FUSED_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_search_candidates_agree_with_their_fused_kernels(seed, tmp_path):
     """Programs as the search makes them: random expressions and chains of symbolic edits of a seed."""
@@ -126,25 +130,30 @@ def test_search_candidates_agree_with_their_fused_kernels(seed, tmp_path):
 
 
 def test_the_c_text_holds_nothing_of_the_program_but_numbers():
-    source = ("scale_name_that_must_not_leak = 0.5\n"
-              "def helper_name_that_must_not_leak(value):\n"
-              "    return torch.tanh(value) * scale_name_that_must_not_leak\n"
-              "def activation_function(x):\n"
-              "    \"\"\"*/ system(\"rm -rf /\"); /*\"\"\"\n"
-              "    hidden_name_that_must_not_leak = x + 1.25\n"
-              "    return helper_name_that_must_not_leak(hidden_name_that_must_not_leak) + F.gelu(x, approximate='tanh')\n")
+    source = (
+        "scale_name_that_must_not_leak = 0.5\n"
+        "def helper_name_that_must_not_leak(value):\n"
+        "    return torch.tanh(value) * scale_name_that_must_not_leak\n"
+        "def activation_function(x):\n"
+        '    """*/ system("rm -rf /"); /*"""\n'
+        "    hidden_name_that_must_not_leak = x + 1.25\n"
+        "    return helper_name_that_must_not_leak(hidden_name_that_must_not_leak) + F.gelu(x, approximate='tanh')\n"
+    )
     text = c_kernel(parse_program(source)).source
     assert "must_not_leak" not in text and "system" not in text and "rm -rf" not in text
     assert "1.25f" in text and "0.5f" in text
 
 
-@pytest.mark.parametrize("source, reason", [
-    (program("torch.relu(x)"), "single operation"),
-    (program("torch.lgamma(x) + x"), "no fused rule"),
-    (program("x - x.mean()"), "no fused kernel"),
-    (program("torch.div(x, 2 + x * x, rounding_mode='floor')"), "rounding mode"),
-    (program("(x > 0) + (x < 1) + torch.tanh(x)"), "two comparisons"),
-])
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        (program("torch.relu(x)"), "single operation"),
+        (program("torch.lgamma(x) + x"), "no fused rule"),
+        (program("x - x.mean()"), "no fused kernel"),
+        (program("torch.div(x, 2 + x * x, rounding_mode='floor')"), "rounding mode"),
+        (program("(x > 0) + (x < 1) + torch.tanh(x)"), "two comparisons"),
+    ],
+)
 def test_what_no_rule_models_stays_eager_with_its_reason(source, reason, tmp_path):
     fused, _ = _fused(source, tmp_path)
     assert isinstance(fused, str) and fused.startswith("eager: ") and reason in fused
@@ -164,7 +173,7 @@ def test_a_kernel_is_compiled_once_into_the_cache(tmp_path):
     stamp = libraries[0].stat().st_mtime_ns
     second, _ = _fused(source, tmp_path)
     assert [p.stat().st_mtime_ns for p in (tmp_path / "fused").glob("*.so")] == [stamp]
-    assert not list((tmp_path / "fused").glob(".build-*"))   # the build directory is gone
+    assert not list((tmp_path / "fused").glob(".build-*"))  # the build directory is gone
     assert first.library is second.library
 
 
@@ -200,10 +209,10 @@ def test_fused_check_tells_a_wrong_kernel_from_an_inconsistent_candidate():
 
     x = torch.randn(4, 8)
     watch = fusion.fused_check(check, torch.tanh)
-    watch(x, torch.tanh(x), "at step 0", False)            # agreement: nothing raised
-    with pytest.raises(fusion.FusedMismatch):                # the kernel is wrong: retrain eagerly
+    watch(x, torch.tanh(x), "at step 0", False)  # agreement: nothing raised
+    with pytest.raises(fusion.FusedMismatch):  # the kernel is wrong: retrain eagerly
         watch(x, torch.tanh(x) + 1, "at step 1", False)
-    with pytest.raises(ProbeFailure):                        # the candidate is wrong: the failure stands
+    with pytest.raises(ProbeFailure):  # the candidate is wrong: the failure stands
         fusion.fused_check(check, torch.sin)(x, torch.tanh(x) + 1, "at step 2", False)
 
 
@@ -211,14 +220,18 @@ def _small_lab(tmp_path: Path, fused: bool) -> Lab:
     suite = get_suite("lab")
     small = Suite("lab-small", suite.tasks[:4], suite.seeds[:2])
     from actmine.lab.ensemble import TrainingProtocol
+
     return Lab(small, protocol=TrainingProtocol(steps=20), cache_dir=tmp_path, fused=fused)
 
 
-@pytest.mark.parametrize("expression", [
-    "F.gelu(x, approximate='tanh') * (1 + 0.5 * torch.sinc(x))",
-    "torch.tanh(1.5 * x) * torch.exp(-0.2 * x * x) + 0.1 * x",
-    "torch.where(x > 0, x, 0.1 * torch.sin(x)) + 0.05 * torch.square(x)",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "F.gelu(x, approximate='tanh') * (1 + 0.5 * torch.sinc(x))",
+        "torch.tanh(1.5 * x) * torch.exp(-0.2 * x * x) + 0.1 * x",
+        "torch.where(x > 0, x, 0.1 * torch.sin(x)) + 0.05 * torch.square(x)",
+    ],
+)
 def test_the_lab_scores_the_same_with_and_without_the_fused_kernel(expression, tmp_path):
     source = program(expression)
     fused = _small_lab(tmp_path, True).evaluate_source(source)
@@ -240,6 +253,7 @@ def test_a_kernel_that_disagrees_in_training_is_retrained_eagerly(tmp_path, monk
     def failing_check(check, candidate):
         def watch(before, output, where, modified):
             raise fusion.FusedMismatch(f"the fused kernel differed from the candidate {where}")
+
         return watch
 
     monkeypatch.setattr(fusion, "fused_check", failing_check)
@@ -253,7 +267,7 @@ def test_a_lab_spec_carries_the_kernel_choice(tmp_path):
     lab = _small_lab(tmp_path, False)
     assert Lab.from_spec(lab.to_spec()).fused is False
     spec = lab.to_spec()
-    del spec["fused"]   # a spec from before the option: fused, the default
+    del spec["fused"]  # a spec from before the option: fused, the default
     assert Lab.from_spec(spec).fused is True
 
 

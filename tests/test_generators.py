@@ -42,6 +42,7 @@ def _assert_same_task(a: T.Task, b: T.Task):
 # The fixed families and built-in suites are unchanged
 # --------------------------------------------------------------------------------------------
 
+
 def _suite_digest(suite: T.Suite) -> str:
     """Specs, boxes and target values (9 significant digits) of every task of a suite."""
     digest = hashlib.sha256(json.dumps(suite.to_dict(), sort_keys=True).encode())
@@ -66,6 +67,7 @@ def test_built_in_suites_are_unchanged():
 # Registry and protocol
 # --------------------------------------------------------------------------------------------
 
+
 def test_registry_holds_the_built_in_generators():
     for name in BUILT_IN:
         generator = G.get_generator(name)
@@ -73,7 +75,7 @@ def test_registry_holds_the_built_in_generators():
         assert generator.name == name and generator.family == name
         assert generator.draw(0).family == name
         assert set(generator.params()) == set(G.GENERATORS[name].PARAMETERS)
-        json.dumps(generator.params())   # JSON-able: part of cache keys
+        json.dumps(generator.params())  # JSON-able: part of cache keys
 
 
 def test_params_are_complete_and_a_copy():
@@ -103,8 +105,11 @@ def test_register_generator_refuses_a_second_owner_of_a_name():
 # Determinism
 # --------------------------------------------------------------------------------------------
 
-CASES = [("polynomial", {"dim": [1, 8]}, 17), ("harmonic", {"envelopes": ["decay", "quadratic"]}, 5),
-         ("feynman", {}, 321)]
+CASES = [
+    ("polynomial", {"dim": [1, 8]}, 17),
+    ("harmonic", {"envelopes": ["decay", "quadratic"]}, 5),
+    ("feynman", {}, 321),
+]
 
 
 def _case_digest(name, params, index) -> str:
@@ -117,10 +122,17 @@ def _case_digest(name, params, index) -> str:
 
 
 def test_draws_and_data_are_the_same_in_a_fresh_process():
-    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_generators import _case_digest, CASES; "
-            "print(json.dumps([_case_digest(*case) for case in CASES]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123", "PATH": ""})
+    code = (
+        "import json, sys; sys.path.insert(0, 'tests'); from test_generators import _case_digest, CASES; "
+        "print(json.dumps([_case_digest(*case) for case in CASES]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    )
     assert json.loads(out.stdout) == [_case_digest(*case) for case in CASES]
 
 
@@ -134,6 +146,7 @@ def test_same_params_and_index_give_the_same_task(name):
 def test_a_remembered_draw_is_the_draw_made_afresh(name, monkeypatch):
     """Draws are remembered per process (a worker rebuilds every sample's tasks from their specs);
     what the memo returns is what drawing again gives, and other params or indexes never share."""
+
     def rebuilt(index: int) -> T.Task:
         [task] = T.expand_generator_entry({"generator": name, "index": index})
         return task
@@ -182,12 +195,13 @@ def test_other_params_give_other_names():
     a = G.get_generator("polynomial").draw(0)
     b = G.get_generator("polynomial", dim=2).draw(0)
     assert a.name == "polynomial-0" and b.name.startswith("polynomial-") and b.name != a.name
-    assert b.name == G.get_generator("polynomial", dim=[2, 2]).draw(0).name   # same params, same name
+    assert b.name == G.get_generator("polynomial", dim=[2, 2]).draw(0).name  # same params, same name
 
 
 # --------------------------------------------------------------------------------------------
 # Every draw: disjoint boxes, finite targets, something to learn
 # --------------------------------------------------------------------------------------------
+
 
 def _check_draw(task: T.Task):
     assert len(task.id_box) == len(task.ood_box) == task.input_dim
@@ -195,31 +209,53 @@ def _check_draw(task: T.Task):
     for box in (task.id_box, task.ood_box):
         assert all(lo < hi for lo, hi in box)
         assert np.all(np.isfinite(task.target(_points(box, 256)))), task.name
-    T.generate(task, 0, 64, 32)   # raises if non-finite on either box or constant on ID
+    T.generate(task, 0, 64, 32)  # raises if non-finite on either box or constant on ID
 
 
 def _range(lo, hi, cast=float):
-    return st.tuples(st.floats(lo, hi) if cast is float else st.integers(lo, hi),
-                     st.floats(lo, hi) if cast is float else st.integers(lo, hi)).map(lambda p: sorted(p))
+    return st.tuples(
+        st.floats(lo, hi) if cast is float else st.integers(lo, hi),
+        st.floats(lo, hi) if cast is float else st.integers(lo, hi),
+    ).map(lambda p: sorted(p))
 
 
 def _subset(options):
     return st.lists(st.sampled_from(options), min_size=1, max_size=len(options), unique=True)
 
 
-POLYNOMIAL_PARAMS = st.fixed_dictionaries({}, optional={
-    "dim": _range(1, 12, int), "degree": _range(1, 6, int), "sparsity": _range(0.01, 1.0),
-    "max_terms": st.integers(1, 64), "coefficient_laws": _subset(["normal", "uniform", "log-uniform"]),
-    "coefficient_range": _range(0.01, 100.0), "box_low": _range(-3.0, 3.0), "box_width": _range(0.1, 3.0),
-    "ood_width": _range(0.1, 2.0), "ood_sides": _subset(["upper", "lower"]),
-})
-HARMONIC_PARAMS = st.fixed_dictionaries({}, optional={
-    "n_tones": _range(1, 8, int), "frequency_law": _subset(["uniform", "log-uniform"]), "cycles": _range(0.05, 5.0),
-    "phase_law": _subset(["uniform", "zero"]), "amplitude_law": _subset(["uniform", "log-uniform"]),
-    "amplitudes": _range(0.01, 10.0), "envelopes": _subset(["none", "linear", "quadratic", "decay"]),
-    "trend": _range(0.0, 5.0), "decay": _range(0.1, 5.0), "id_start": _range(-5.0, 5.0),
-    "id_length": _range(0.2, 5.0), "ood_length": _range(0.1, 2.0), "ood_sides": _subset(["upper", "lower"]),
-})
+POLYNOMIAL_PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "dim": _range(1, 12, int),
+        "degree": _range(1, 6, int),
+        "sparsity": _range(0.01, 1.0),
+        "max_terms": st.integers(1, 64),
+        "coefficient_laws": _subset(["normal", "uniform", "log-uniform"]),
+        "coefficient_range": _range(0.01, 100.0),
+        "box_low": _range(-3.0, 3.0),
+        "box_width": _range(0.1, 3.0),
+        "ood_width": _range(0.1, 2.0),
+        "ood_sides": _subset(["upper", "lower"]),
+    },
+)
+HARMONIC_PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "n_tones": _range(1, 8, int),
+        "frequency_law": _subset(["uniform", "log-uniform"]),
+        "cycles": _range(0.05, 5.0),
+        "phase_law": _subset(["uniform", "zero"]),
+        "amplitude_law": _subset(["uniform", "log-uniform"]),
+        "amplitudes": _range(0.01, 10.0),
+        "envelopes": _subset(["none", "linear", "quadratic", "decay"]),
+        "trend": _range(0.0, 5.0),
+        "decay": _range(0.1, 5.0),
+        "id_start": _range(-5.0, 5.0),
+        "id_length": _range(0.2, 5.0),
+        "ood_length": _range(0.1, 2.0),
+        "ood_sides": _subset(["upper", "lower"]),
+    },
+)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -230,7 +266,7 @@ def test_polynomial_draws_are_valid(params, index):
     _check_draw(task)
     p = G.get_generator("polynomial", **params).params()
     assert p["dim"][0] <= task.input_dim <= p["dim"][1]
-    (low, high), = set(task.id_box)   # a cube
+    ((low, high),) = set(task.id_box)  # a cube
     assert p["box_low"][0] <= low <= p["box_low"][1]
     assert p["box_width"][0] - 1e-9 <= high - low <= p["box_width"][1] + 1e-9
 
@@ -250,8 +286,9 @@ def test_feynman_draws_are_valid(index, fraction):
 
 
 def test_polynomial_degree_and_sparsity():
-    generator = G.get_generator("polynomial", dim=2, degree=3, sparsity=1.0, coefficient_laws="uniform",
-                                coefficient_range=1.0)
+    generator = G.get_generator(
+        "polynomial", dim=2, degree=3, sparsity=1.0, coefficient_laws="uniform", coefficient_range=1.0
+    )
     task = generator.draw(0)
     # all 9 non-constant monomials of degree <= 3 in 2 variables, each with coefficient ±1
     assert "(9 terms)" in task.description
@@ -261,16 +298,15 @@ def test_polynomial_degree_and_sparsity():
     single = G.get_generator("polynomial", dim=1, degree=4, sparsity=0.01).draw(3)
     assert "x0^4" in single.description and "terms" not in single.description
     xs = np.linspace(0.5, 2.0, 7)[:, None]
-    assert np.allclose(single.target(xs) / xs[:, 0] ** 4, single.target(xs[:1])[0] / 0.5 ** 4)
+    assert np.allclose(single.target(xs) / xs[:, 0] ** 4, single.target(xs[:1])[0] / 0.5**4)
 
 
 def test_harmonic_decay_and_trend_envelopes():
-    decaying = G.get_generator("harmonic", envelopes="decay", n_tones=1, decay=0.5, id_length=2.0,
-                               cycles=1.0).draw(0)
-    x = np.linspace(0.0, 4.0, 4001)[:, None]          # t = x/2 in [0, 2]: one period per unit of t
+    decaying = G.get_generator("harmonic", envelopes="decay", n_tones=1, decay=0.5, id_length=2.0, cycles=1.0).draw(0)
+    x = np.linspace(0.0, 4.0, 4001)[:, None]  # t = x/2 in [0, 2]: one period per unit of t
     undone = decaying.target(x) * np.exp(x[:, 0] / 2 / 0.5)
     first, second = np.abs(undone[:2000]).max(), np.abs(undone[2000:]).max()
-    assert 0.5 - 1e-3 <= first <= 1.5 and first == pytest.approx(second, rel=1e-3)   # the same sine, decayed
+    assert 0.5 - 1e-3 <= first <= 1.5 and first == pytest.approx(second, rel=1e-3)  # the same sine, decayed
     trending = G.get_generator("harmonic", envelopes="linear", n_tones=1, trend=100.0, amplitudes=1.0).draw(1)
     ends = trending.target(np.array([[0.0], [trending.ood_box[0][1]]]))
     assert abs(ends[1] - ends[0]) > 50
@@ -279,6 +315,7 @@ def test_harmonic_decay_and_trend_envelopes():
 # --------------------------------------------------------------------------------------------
 # Feynman: what is offered
 # --------------------------------------------------------------------------------------------
+
 
 def test_feynman_offers_every_equation_of_the_list():
     equations = T.feynman_equations()
@@ -299,8 +336,7 @@ def test_feynman_count_with_every_split():
     equations = T.feynman_equations().values()
     expected = 2 * 100 + 2 * sum(len(eq.variables) for eq in equations if len(eq.variables) > 1)
     assert len(G.get_generator("feynman")) == expected == 928
-    assert [(e.equation, e.split) for e in G.feynman_exclusions()] == [("I.6.2a", "one-upper"),
-                                                                       ("I.6.2a", "one-lower")]
+    assert [(e.equation, e.split) for e in G.feynman_exclusions()] == [("I.6.2a", "one-upper"), ("I.6.2a", "one-lower")]
 
 
 def test_feynman_one_variable_split_moves_only_that_variable():
@@ -320,6 +356,7 @@ def test_feynman_index_beyond_the_list_says_how_many():
 # Rebuild from spec
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name, params, index", CASES)
 def test_drawn_tasks_rebuild_from_their_spec(name, params, index):
     task = G.get_generator(name, **params).draw(index)
@@ -330,11 +367,16 @@ def test_drawn_tasks_rebuild_from_their_spec(name, params, index):
 
 
 def test_a_suite_of_drawn_tasks_round_trips_through_json():
-    suite = T.Suite.from_dict({"name": "drawn", "tasks": [
-        {"generator": "polynomial", "indexes": [0, 3]},
-        {"generator": "harmonic", "params": {"n_tones": 2}, "count": 2, "start": 7},
-        {"family": "feynman", "equation": "I.6.2a"},
-    ]})
+    suite = T.Suite.from_dict(
+        {
+            "name": "drawn",
+            "tasks": [
+                {"generator": "polynomial", "indexes": [0, 3]},
+                {"generator": "harmonic", "params": {"n_tones": 2}, "count": 2, "start": 7},
+                {"family": "feynman", "equation": "I.6.2a"},
+            ],
+        }
+    )
     again = T.Suite.from_dict(json.loads(json.dumps(suite.to_dict())))
     for a, b in zip(suite.tasks, again.tasks, strict=True):
         _assert_same_task(a, b)
@@ -344,14 +386,23 @@ def test_a_suite_of_drawn_tasks_round_trips_through_json():
 # Suite files that name generators
 # --------------------------------------------------------------------------------------------
 
+
 def test_suite_file_expands_generator_entries(tmp_path):
     path = tmp_path / "drawn.yaml"
-    path.write_text(yaml.safe_dump({"name": "drawn", "seeds": 2, "tasks": [
-        {"family": "harmonic", "seed": 1},
-        {"generator": "polynomial", "params": {"dim": [1, 3], "degree": 3}, "indexes": [0, 5]},
-        {"generator": "feynman", "count": 3, "start": 10},
-        {"generator": "harmonic", "index": 4, "name": "my-wave"},
-    ]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "drawn",
+                "seeds": 2,
+                "tasks": [
+                    {"family": "harmonic", "seed": 1},
+                    {"generator": "polynomial", "params": {"dim": [1, 3], "degree": 3}, "indexes": [0, 5]},
+                    {"generator": "feynman", "count": 3, "start": 10},
+                    {"generator": "harmonic", "index": 4, "name": "my-wave"},
+                ],
+            }
+        )
+    )
     suite = T.load_suite_file(path)
     assert len(suite.tasks) == 1 + 5 + 3 + 1
     polynomial = G.get_generator("polynomial", dim=[1, 3], degree=3)
@@ -365,34 +416,49 @@ def test_suite_file_expands_generator_entries(tmp_path):
 
 def test_suite_toml_with_a_generator_entry(tmp_path):
     path = tmp_path / "drawn.toml"
-    path.write_text('name = "t"\n[[tasks]]\ngenerator = "polynomial"\ncount = 2\n'
-                    '[tasks.params]\ndim = [2, 4]\nood_sides = "upper"\n')
+    path.write_text(
+        'name = "t"\n[[tasks]]\ngenerator = "polynomial"\ncount = 2\n'
+        '[tasks.params]\ndim = [2, 4]\nood_sides = "upper"\n'
+    )
     suite = T.load_suite_file(path)
     assert [t.spec["index"] for t in suite.tasks] == [0, 1]
     assert all(t.ood_box[0][0] == t.id_box[0][1] for t in suite.tasks)
 
 
-@pytest.mark.parametrize("entry, fragments", [
-    ({"generator": "polynomal", "count": 2}, ["task 2", "unknown generator 'polynomal'", "did you mean 'polynomial'"]),
-    ({"generator": "polynomial", "params": {"dim": [0, 40]}, "count": 2},
-     ["task 2", "param 'dim'", "1 <= low <= high <= 32", "[0, 40]"]),
-    ({"generator": "polynomial", "params": {"dgree": 3}, "count": 2}, ["param 'dgree'", "did you mean 'degree'"]),
-    ({"generator": "harmonic", "params": {"envelopes": ["decay", "sawtooth"]}, "count": 1},
-     ["param 'envelopes'", "'sawtooth'", "none, linear, quadratic, decay"]),
-    ({"generator": "harmonic", "params": {"cycles": [2, 1]}, "count": 1}, ["param 'cycles'", "low <= high"]),
-    ({"generator": "feynman", "params": {"id_fraction": 1.0}, "count": 1}, ["param 'id_fraction'", "strictly between"]),
-    ({"generator": "feynman", "params": {"equations": ["I.6.2z"]}, "count": 1}, ["'I.6.2z'", "I.6.2a"]),
-    ({"generator": "feynman", "params": {"splits": "upper"}, "indexes": [95, 105]}, ["index 100", "100 tasks"]),
-    ({"generator": "polynomial"}, ["exactly one of 'index'", "got none"]),
-    ({"generator": "polynomial", "index": 1, "count": 2}, ["exactly one of", "index, count"]),
-    ({"generator": "polynomial", "indexes": [5, 5]}, ["'indexes'", "0 <= start < stop"]),
-    ({"generator": "polynomial", "indexes": [0, 3], "start": 1}, ["'start' goes with 'count'"]),
-    ({"generator": "polynomial", "count": 0}, ["'count'", ">= 1"]),
-    ({"generator": "polynomial", "count": 2, "name": "x"}, ["'name'", "with 'index'"]),
-    ({"generator": "polynomial", "count": 2, "params": [1]}, ["'params'", "mapping"]),
-    ({"generator": "polynomial", "count": 2, "seed": 3}, ["unknown field(s) seed", "allowed"]),
-    ({"generator": "polynomial", "index": 2, "family": "harmonic"}, ["'family' is 'harmonic'", "'polynomial'"]),
-])
+@pytest.mark.parametrize(
+    "entry, fragments",
+    [
+        (
+            {"generator": "polynomal", "count": 2},
+            ["task 2", "unknown generator 'polynomal'", "did you mean 'polynomial'"],
+        ),
+        (
+            {"generator": "polynomial", "params": {"dim": [0, 40]}, "count": 2},
+            ["task 2", "param 'dim'", "1 <= low <= high <= 32", "[0, 40]"],
+        ),
+        ({"generator": "polynomial", "params": {"dgree": 3}, "count": 2}, ["param 'dgree'", "did you mean 'degree'"]),
+        (
+            {"generator": "harmonic", "params": {"envelopes": ["decay", "sawtooth"]}, "count": 1},
+            ["param 'envelopes'", "'sawtooth'", "none, linear, quadratic, decay"],
+        ),
+        ({"generator": "harmonic", "params": {"cycles": [2, 1]}, "count": 1}, ["param 'cycles'", "low <= high"]),
+        (
+            {"generator": "feynman", "params": {"id_fraction": 1.0}, "count": 1},
+            ["param 'id_fraction'", "strictly between"],
+        ),
+        ({"generator": "feynman", "params": {"equations": ["I.6.2z"]}, "count": 1}, ["'I.6.2z'", "I.6.2a"]),
+        ({"generator": "feynman", "params": {"splits": "upper"}, "indexes": [95, 105]}, ["index 100", "100 tasks"]),
+        ({"generator": "polynomial"}, ["exactly one of 'index'", "got none"]),
+        ({"generator": "polynomial", "index": 1, "count": 2}, ["exactly one of", "index, count"]),
+        ({"generator": "polynomial", "indexes": [5, 5]}, ["'indexes'", "0 <= start < stop"]),
+        ({"generator": "polynomial", "indexes": [0, 3], "start": 1}, ["'start' goes with 'count'"]),
+        ({"generator": "polynomial", "count": 0}, ["'count'", ">= 1"]),
+        ({"generator": "polynomial", "count": 2, "name": "x"}, ["'name'", "with 'index'"]),
+        ({"generator": "polynomial", "count": 2, "params": [1]}, ["'params'", "mapping"]),
+        ({"generator": "polynomial", "count": 2, "seed": 3}, ["unknown field(s) seed", "allowed"]),
+        ({"generator": "polynomial", "index": 2, "family": "harmonic"}, ["'family' is 'harmonic'", "'polynomial'"]),
+    ],
+)
 def test_bad_generator_entries_say_what_is_wrong(tmp_path, entry, fragments):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"name": "bad", "tasks": [{"family": "harmonic"}, entry]}))
@@ -406,8 +472,7 @@ def test_bad_generator_entries_say_what_is_wrong(tmp_path, entry, fragments):
 
 def test_overlapping_generator_entries_are_refused_as_duplicates():
     with pytest.raises(SuiteError, match="unique.*polynomial-2"):
-        T.Suite.from_dict({"tasks": [{"generator": "polynomial", "count": 3},
-                                     {"generator": "polynomial", "index": 2}]})
+        T.Suite.from_dict({"tasks": [{"generator": "polynomial", "count": 3}, {"generator": "polynomial", "index": 2}]})
 
 
 def test_build_task_of_a_range_entry_asks_for_one_index():
@@ -423,6 +488,7 @@ def test_bad_index_type():
 
 def test_docs_list_every_parameter():
     from pathlib import Path
+
     text = (Path(__file__).parents[1] / "docs" / "lab.md").read_text(encoding="utf-8")
     section = text.split("## Task generators", 1)[1].split("\n## ", 1)[0]
     for name in BUILT_IN:

@@ -29,21 +29,27 @@ GOOD_SOURCE = "def activation_function(x):\n    return torch.relu(x) * 2.0\n"
 
 def hostile_source(marker):
     """Harmless as data; as plain module code it would write `marker` (twice over)."""
-    return (f"def activation_function(x):\n    return x\n\nimport os\nos.system('touch {marker}')\n"
-            f"open({str(marker)!r}, 'w').write('ran')\n")
+    return (
+        f"def activation_function(x):\n    return x\n\nimport os\nos.system('touch {marker}')\n"
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+    )
 
 
 def nn_escape_source(marker):
     """The issue's payload: accepted by the old policy (the NameError hid in the sandbox) and run for
     real by old packs, whose header imported `nn`."""
-    return ("def activation_function(x):\n    try:\n"
-            f"        nn.functional.torch.os.system('touch {marker}')\n"
-            "    except Exception:\n        pass\n    return torch.relu(x)\n")
+    return (
+        "def activation_function(x):\n    try:\n"
+        f"        nn.functional.torch.os.system('touch {marker}')\n"
+        "    except Exception:\n        pass\n    return torch.relu(x)\n"
+    )
 
 
 def hostile_rationale(marker):
-    return (f'"""; import os; os.system("touch {marker}"); """\n\'\'\'; open({str(marker)!r}, "w"); \'\'\'\n'
-            f"{TERMINAL_ATTACK}</script><script>alert(1)</script>")
+    return (
+        f'"""; import os; os.system("touch {marker}"); """\n\'\'\'; open({str(marker)!r}, "w"); \'\'\'\n'
+        f"{TERMINAL_ATTACK}</script><script>alert(1)</script>"
+    )
 
 
 @pytest.fixture()
@@ -54,21 +60,53 @@ def hostile_run(tmp_path):
     run_dir.mkdir()
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
         run_id = db.create_run({}, 0, {})
-        common = dict(run_id=run_id, status="ok", mutator="llm</script>\x1b[31m", model="m\x07\r",
-                      family_log_ratios={"polynomial": -1.0}, probes={"pointwise": True})
-        parent = db.add_program(ProgramRecord(proposal_index=0, source=GOOD_SOURCE, fitness=1.0,
-                                              rationale=hostile_rationale(marker), **common))
-        best = db.add_program(ProgramRecord(proposal_index=1, source=hostile_source(marker), fitness=100.0,
-                                            parent_ids=[parent], rationale=hostile_rationale(marker), **common))
-        escape = db.add_program(ProgramRecord(proposal_index=3, source=nn_escape_source(marker), fitness=80.0,
-                                              rationale="nn", **common))
-        good = db.add_program(ProgramRecord(proposal_index=2, source=GOOD_SOURCE.replace("2.0", "3.0"),
-                                            fitness=50.0, rationale="fine", **{**common, "mutator": "symbolic"}))
+        common = dict(
+            run_id=run_id,
+            status="ok",
+            mutator="llm</script>\x1b[31m",
+            model="m\x07\r",
+            family_log_ratios={"polynomial": -1.0},
+            probes={"pointwise": True},
+        )
+        parent = db.add_program(
+            ProgramRecord(
+                proposal_index=0, source=GOOD_SOURCE, fitness=1.0, rationale=hostile_rationale(marker), **common
+            )
+        )
+        best = db.add_program(
+            ProgramRecord(
+                proposal_index=1,
+                source=hostile_source(marker),
+                fitness=100.0,
+                parent_ids=[parent],
+                rationale=hostile_rationale(marker),
+                **common,
+            )
+        )
+        escape = db.add_program(
+            ProgramRecord(proposal_index=3, source=nn_escape_source(marker), fitness=80.0, rationale="nn", **common)
+        )
+        good = db.add_program(
+            ProgramRecord(
+                proposal_index=2,
+                source=GOOD_SOURCE.replace("2.0", "3.0"),
+                fitness=50.0,
+                rationale="fine",
+                **{**common, "mutator": "symbolic"},
+            )
+        )
         write_best_program(run_dir / "best_activation.py", db.get(best), db)
     pack = export_pack(run_dir, 4, tmp_path / "pack.py")
-    return {"run_dir": run_dir, "marker": marker, "pack": pack, "best": best, "good": good, "parent": parent,
-            "escape": escape,
-            "best_file": run_dir / "best_activation.py"}
+    return {
+        "run_dir": run_dir,
+        "marker": marker,
+        "pack": pack,
+        "best": best,
+        "good": good,
+        "parent": parent,
+        "escape": escape,
+        "best_file": run_dir / "best_activation.py",
+    }
 
 
 def refused_with_import(call):
@@ -92,7 +130,7 @@ def test_no_load_path_runs_the_hostile_program(hostile_run, tmp_path, restore_re
     marker, pack, best, good = hostile_run["marker"], hostile_run["pack"], hostile_run["best"], hostile_run["good"]
     # import the pack and best_activation.py as plain Python
     message = refused_with_import(lambda: import_plainly(pack, "hostile_pack"))
-    assert f"mined_{best}" in message and f"mined_{good}" in message   # names the refused one and the others
+    assert f"mined_{best}" in message and f"mined_{good}" in message  # names the refused one and the others
     monkeypatch.syspath_prepend(str(hostile_run["run_dir"]))
     refused_with_import(lambda: importlib.import_module("best_activation"))
     # the loaders of the library
@@ -106,7 +144,7 @@ def test_no_load_path_runs_the_hostile_program(hostile_run, tmp_path, restore_re
     # the good program of the same pack loads alone, and computes its own function
     module = activations.get(f"{pack}:mined_{good}")
     torch.testing.assert_close(module(torch.tensor([-1.0, 2.0])), torch.tensor([0.0, 6.0]))
-    doc = type(module).__doc__   # `help()` prints it: the model name's BEL and CR are shown, not sent
+    doc = type(module).__doc__  # `help()` prints it: the model name's BEL and CR are shown, not sent
     assert "Made by: symbolic (m\\x07" in doc and not CONTROLS & set(doc)
     # read as candidates: the source comes back as text, and the policy refuses it
     for source in (read_candidate_file(hostile_run["best_file"]), read_candidate_reference(f"{pack}:mined_{best}")[1]):
@@ -136,16 +174,22 @@ def test_the_cli_sends_pack_programs_to_the_sandbox_and_escapes_what_it_prints(h
 def test_terminal_output_escapes_control_sequences(hostile_run, capsys):
     with ProgramDatabase(hostile_run["run_dir"] / "programs.sqlite", readonly=True) as db:
         record = db.get(hostile_run["best"])
-    summary = {"run_id": 1, "evaluated": 3, "interrupted": False, "seconds": 1.0, "idle_fraction": 0.0,
-               "failures": {f"policy:{TERMINAL_ATTACK}": 1}, "stopped": TERMINAL_ATTACK,
-               "best": {"id": record.id, "fitness": record.fitness, "source": record.source,
-                        "rationale": record.rationale},
-               "report_error": f"[red]{TERMINAL_ATTACK}", "heldout": [
-                   {"name": TERMINAL_ATTACK, "search_fitness": None, "heldout_fitness": None}]}
+    summary = {
+        "run_id": 1,
+        "evaluated": 3,
+        "interrupted": False,
+        "seconds": 1.0,
+        "idle_fraction": 0.0,
+        "failures": {f"policy:{TERMINAL_ATTACK}": 1},
+        "stopped": TERMINAL_ATTACK,
+        "best": {"id": record.id, "fitness": record.fitness, "source": record.source, "rationale": record.rationale},
+        "report_error": f"[red]{TERMINAL_ATTACK}",
+        "heldout": [{"name": TERMINAL_ATTACK, "search_fitness": None, "heldout_fitness": None}],
+    }
     print_search_summary(summary, "run")
     out = capsys.readouterr().out
     assert not set(out) & CONTROLS
-    assert "\\x1b]0;owned\\x07" in out and "[red]" in out   # shown, escaped, and not read as markup
+    assert "\\x1b]0;owned\\x07" in out and "[red]" in out  # shown, escaped, and not read as markup
     # the live view of the search
     from rich.console import Console
 

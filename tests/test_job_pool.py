@@ -15,8 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.executors import (EXECUTORS, ClusterUnavailable, DaskJobPool, LocalJobPool, Slot, executor_names,
-                               job_pool_names, make_job_pool, register_executor)
+from actmine.executors import (
+    EXECUTORS,
+    ClusterUnavailable,
+    DaskJobPool,
+    LocalJobPool,
+    Slot,
+    executor_names,
+    job_pool_names,
+    make_job_pool,
+    register_executor,
+)
 
 
 class _Meter:
@@ -41,8 +50,9 @@ class _Meter:
         return value * 2, slot.threads, slot.gpu
 
 
-@given(workers=st.integers(1, 4), gpus=st.lists(st.sampled_from("0123"), max_size=3, unique=True),
-       jobs=st.integers(1, 9))
+@given(
+    workers=st.integers(1, 4), gpus=st.lists(st.sampled_from("0123"), max_size=3, unique=True), jobs=st.integers(1, 9)
+)
 @settings(max_examples=25, deadline=None)
 def test_local_pool_runs_every_job_at_most_capacity_at_once_on_its_own_slot(workers, gpus, jobs):
     meter = _Meter()
@@ -56,7 +66,7 @@ def test_local_pool_runs_every_job_at_most_capacity_at_once_on_its_own_slot(work
     assert [a[0] for a in answers] == [2 * i for i in range(jobs)]
     assert meter.most <= pool.capacity and not meter.shared
     if gpus:  # slot i is pinned to gpus[i % len(gpus)]: only those GPUs are handed out
-        assert {a[2] for a in answers} <= set(gpus[:pool.capacity])
+        assert {a[2] for a in answers} <= set(gpus[: pool.capacity])
     else:
         assert {a[1:] for a in answers} == {(1, None)}  # a CPU job trains on one thread
 
@@ -98,9 +108,16 @@ def _where(value, *, slot, cancelled):
 def test_dask_pool_on_a_running_cluster_and_its_gpu_check():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      scheduler_port=0, dashboard_address=None,
-                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"}) as cluster:
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+    ) as cluster:
         pool = make_job_pool("dask", scheduler=cluster.scheduler_address)
         try:
             assert isinstance(pool, DaskJobPool) and pool.capacity == 1
@@ -171,7 +188,9 @@ def test_a_jobs_own_process_loads_neither_dask_nor_the_search_executors():
     import subprocess
     import sys
 
-    code = ("import sys, actmine.transfer.child, actmine.transfer.job_process; "
-            "print(sorted(m for m in ('distributed', 'dask', 'actmine.executors') if m in sys.modules))")
+    code = (
+        "import sys, actmine.transfer.child, actmine.transfer.job_process; "
+        "print(sorted(m for m in ('distributed', 'dask', 'actmine.executors') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stderr

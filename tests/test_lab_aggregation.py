@@ -25,15 +25,20 @@ from actmine.lab.ensemble import TrainResult
 from actmine.lab.fitness import ERROR_FLOOR, Evaluation, Lab, geometric_mean
 from actmine.lab.tasks import Suite, formula, harmonic, polynomial
 
-FLOOR = 1e-8   # the documented error floor, written out (not imported) so that a changed constant shows
+FLOOR = 1e-8  # the documented error floor, written out (not imported) so that a changed constant shows
 SEEDS = (0, 1, 2)
 
 
 def _suite() -> Suite:
     """Three polynomial tasks, two harmonic, one formula, three seeds: 18 models, task-major."""
-    tasks = (polynomial(dim=1, seed=0), polynomial(dim=1, seed=1), polynomial(dim=2, seed=2),
-             harmonic(seed=0), harmonic(seed=1),
-             formula("x**2 + x", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="square"))
+    tasks = (
+        polynomial(dim=1, seed=0),
+        polynomial(dim=1, seed=1),
+        polynomial(dim=2, seed=2),
+        harmonic(seed=0),
+        harmonic(seed=1),
+        formula("x**2 + x", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="square"),
+    )
     return Suite("aggregation", tasks, SEEDS)
 
 
@@ -61,15 +66,22 @@ def _result(ood, id_=None) -> TrainResult:
 # The reference computation: fitness.py's docstrings, in numpy
 # --------------------------------------------------------------------------------------------
 
+
 def _expected(candidate_ood, candidate_id, relu_ood, clip):
     """(ood_log_ratio, per-task log-ratios, per-task OOD errors, per-task ID errors, per-seed log-ratios)."""
+
     def log_floored(values):
         return np.log(np.maximum(np.asarray(values, dtype=float), FLOOR)).reshape(TASKS, len(SEEDS))
 
     per_seed = log_floored(candidate_ood) - log_floored(relu_ood)
     per_task = np.clip(per_seed.mean(axis=1), -clip, clip)
-    return (per_task.mean(), per_task, np.exp(log_floored(candidate_ood).mean(axis=1)),
-            np.exp(log_floored(candidate_id).mean(axis=1)), per_seed)
+    return (
+        per_task.mean(),
+        per_task,
+        np.exp(log_floored(candidate_ood).mean(axis=1)),
+        np.exp(log_floored(candidate_id).mean(axis=1)),
+        per_seed,
+    )
 
 
 def _expected_families(task_ood, task_id, task_log_ratio):
@@ -101,7 +113,7 @@ def test_score_follows_the_documented_aggregation(candidate_ood, candidate_id, r
     assert ratio == pytest.approx(mean, abs=1e-9)
     assert [t.ood_error for t in tasks] == pytest.approx(list(ood), rel=1e-9)
     assert [t.id_error for t in tasks] == pytest.approx(list(id_), rel=1e-9)
-    for task, seeds in zip(tasks, per_seed):   # kept per seed and unclipped
+    for task, seeds in zip(tasks, per_seed):  # kept per seed and unclipped
         assert task.seed_log_ratios == pytest.approx(list(seeds), abs=1e-9)
     assert all(-clip <= t.log_ratio <= clip for t in tasks)
 
@@ -118,6 +130,7 @@ def test_score_follows_the_documented_aggregation(candidate_ood, candidate_id, r
 # The same rules on hand-made numbers, where two plausible rules disagree
 # --------------------------------------------------------------------------------------------
 
+
 def _per_seed_ratios(log_ratios_by_task) -> tuple[np.ndarray, np.ndarray]:
     """ReLU errors of 1e-2 everywhere and candidate errors with the given per-seed log-ratios."""
     relu = np.full(MODELS, 1e-2)
@@ -133,7 +146,7 @@ def test_the_clip_applies_to_each_tasks_mean_not_to_each_seed():
     expected = [1.0, 4 / 3, 3.0, 0.0, -3.0, 0.25]
     assert [t.log_ratio for t in tasks] == pytest.approx(expected, abs=1e-9)
     assert ratio == pytest.approx(sum(expected) / 6, abs=1e-9)
-    assert tasks[0].seed_log_ratios == pytest.approx((5, -3, 1), abs=1e-9)   # unclipped per seed
+    assert tasks[0].seed_log_ratios == pytest.approx((5, -3, 1), abs=1e-9)  # unclipped per seed
 
 
 @pytest.mark.parametrize("clip", [0.5, 1.0, 3.0])
@@ -142,8 +155,9 @@ def test_the_clip_bound_is_symmetric_and_the_labs_own(clip):
     means = [clip - 0.01, clip, clip + 2.0, -(clip - 0.01), -clip, -(clip + 2.0)]
     relu, candidate = _per_seed_ratios([[m] * len(SEEDS) for m in means])
     _, tasks = _lab(relu, clip=clip).score(_result(candidate))
-    assert [t.log_ratio for t in tasks] == pytest.approx([clip - 0.01, clip, clip, -(clip - 0.01), -clip, -clip],
-                                                         abs=1e-9)
+    assert [t.log_ratio for t in tasks] == pytest.approx(
+        [clip - 0.01, clip, clip, -(clip - 0.01), -clip, -clip], abs=1e-9
+    )
 
 
 def test_the_default_clip_is_three():
@@ -165,11 +179,11 @@ def test_a_family_error_is_the_geometric_mean_of_its_task_errors():
     id_ = np.repeat([1e-4, 1e-2, 1.0, 0.1, 0.4, 0.3], len(SEEDS))
     _, tasks = _lab(np.full(MODELS, 0.1)).score(_result(ood, id_))
     families = Evaluation("c", ok=True, fitness=0.0, tasks=tasks).by_family()
-    assert list(families) == ["formula", "harmonic", "polynomial"]   # sorted by name
+    assert list(families) == ["formula", "harmonic", "polynomial"]  # sorted by name
     assert families["polynomial"]["ood_error"] == pytest.approx(1.0)
     assert families["polynomial"]["id_error"] == pytest.approx(1e-2)
-    assert families["harmonic"]["ood_error"] == pytest.approx(0.1)        # sqrt(0.5 · 0.02)
-    assert families["harmonic"]["id_error"] == pytest.approx(0.2)         # sqrt(0.1 · 0.4)
+    assert families["harmonic"]["ood_error"] == pytest.approx(0.1)  # sqrt(0.5 · 0.02)
+    assert families["harmonic"]["id_error"] == pytest.approx(0.2)  # sqrt(0.1 · 0.4)
     assert families["formula"] == pytest.approx({"ood_error": 0.3, "id_error": 0.3, "log_ratio": math.log(3.0)})
     # the family log-ratio is the arithmetic mean of its tasks' (clipped) log-ratios: ln 0.1, ln 10, ln 1000 → 3
     assert families["polynomial"]["log_ratio"] == pytest.approx((math.log(0.1) + math.log(10) + 3.0) / 3)
@@ -178,9 +192,9 @@ def test_a_family_error_is_the_geometric_mean_of_its_task_errors():
 
 def test_a_tasks_error_is_the_geometric_mean_over_its_seeds():
     ood = np.full(MODELS, 0.5)
-    ood[:3] = [1e-3, 1e-1, 10.0]           # task 0: geometric 1e-1, arithmetic 3.37
+    ood[:3] = [1e-3, 1e-1, 10.0]  # task 0: geometric 1e-1, arithmetic 3.37
     id_ = np.full(MODELS, 0.5)
-    id_[3:6] = [0.04, 1.0, 0.25]           # task 1: geometric 0.2154…
+    id_[3:6] = [0.04, 1.0, 0.25]  # task 1: geometric 0.2154…
     _, tasks = _lab(np.full(MODELS, 0.5)).score(_result(ood, id_))
     assert tasks[0].ood_error == pytest.approx(0.1)
     assert tasks[1].id_error == pytest.approx(0.01 ** (1 / 3))
@@ -191,15 +205,16 @@ def test_a_tasks_error_is_the_geometric_mean_over_its_seeds():
 # The error floor
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_error_floor_is_1e_8_on_both_sides_of_the_ratio():
     assert ERROR_FLOOR == FLOOR
     relu = np.full(MODELS, 1e-6)
-    relu[3:6] = 0.0                         # ReLU perfect on task 1: its error counts as 1e-8
+    relu[3:6] = 0.0  # ReLU perfect on task 1: its error counts as 1e-8
     candidate = np.full(MODELS, 1e-6)
-    candidate[:3] = 0.0                     # a perfect candidate on task 0: ln(1e-8 / 1e-6)
-    candidate[3:6] = 1e-6                   # ln(1e-6 / 1e-8) = ln 100
-    candidate[6:9] = 1e-9                   # below the floor: as 1e-8
-    candidate[9:12] = 2e-8                  # above it: as itself
+    candidate[:3] = 0.0  # a perfect candidate on task 0: ln(1e-8 / 1e-6)
+    candidate[3:6] = 1e-6  # ln(1e-6 / 1e-8) = ln 100
+    candidate[6:9] = 1e-9  # below the floor: as 1e-8
+    candidate[9:12] = 2e-8  # above it: as itself
     ratio, tasks = _lab(relu, clip=50.0).score(_result(candidate, np.zeros(MODELS)))
     assert tasks[0].log_ratio == pytest.approx(math.log(1e-2))
     assert tasks[1].log_ratio == pytest.approx(math.log(100.0))
@@ -239,6 +254,7 @@ def test_geometric_mean_of_known_values():
 # --------------------------------------------------------------------------------------------
 # The reference a lab scores against
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(MODELS - 1,), (MODELS + 1,), (MODELS, 1), (len(SEEDS),)])
 def test_a_reference_of_the_wrong_size_is_refused(shape):

@@ -18,8 +18,16 @@ from hypothesis import strategies as st
 
 from actmine.candidate.source import compile_candidate
 from actmine.language import ops
-from actmine.language.interpreter import (EvaluationError, Evaluable, SympyBackend, Unsupported, evaluate,
-                                          interpreted_op, run, sympy_of)
+from actmine.language.interpreter import (
+    EvaluationError,
+    Evaluable,
+    SympyBackend,
+    Unsupported,
+    evaluate,
+    interpreted_op,
+    run,
+    sympy_of,
+)
 from actmine.language.program import Program, ProgramError, parse_program, render_program
 from actmine.report.formula import safe_function, simplified_formula, simplified_formulas, sympy_expression
 from actmine.report.simplify import _rebuild, simplify_to_latex
@@ -32,6 +40,7 @@ def src(body: str) -> str:
 
 
 # ---- the representation --------------------------------------------------------------------------
+
 
 def test_program_reads_constants_helpers_and_locals_and_renders():
     source = textwrap.dedent('''\
@@ -50,24 +59,27 @@ def test_program_reads_constants_helpers_and_locals_and_renders():
         ''')
     program = parse_program(source)
     assert program.param == "x" and [t for t, _ in program.setup] == ["SCALE", "gate"]
-    assert ast.unparse(program.body[1][1]) == "g + 0.5"          # `g += 0.5` read as a rebinding
+    assert ast.unparse(program.body[1][1]) == "g + 0.5"  # `g += 0.5` read as a rebinding
     assert program.helpers["gate"].params == ("t", "s")
     assert render_program(ast.parse("x * 2", mode="eval").body) == "def activation_function(x):\n    return x * 2\n"
 
 
-@pytest.mark.parametrize("source, why", [
-    ("def activation_function(x):\n    for i in range(2):\n        x = x + 1\n    return x\n", "assignments"),
-    ("def activation_function(x):\n    y = y + x\n    return y\n", "before assigning"),
-    ("def activation_function(x):\n    x += 1\n    return x\n", "in place"),
-    ("def activation_function(x):\n    y = x\n    y *= 2\n    return x + y\n", "in place"),
-    ("def activation_function(x, k=2):\n    return x\n", "positional"),
-    ("def activation_function(x):\n    return (y := x)\n", "NamedExpr"),
-    ("def activation_function(x):\n    return (lambda t: t)(x)\n", "Lambda"),
-    ("import os\ndef activation_function(x):\n    return x\n", "Import"),
-    ("def f(x):\n    return x\n", "no `def activation_function"),
-    ("def activation_function(x):\n    return x\ndef activation_function(x):\n    return x\n", "twice"),
-    ("not python (", "not valid Python"),
-])
+@pytest.mark.parametrize(
+    "source, why",
+    [
+        ("def activation_function(x):\n    for i in range(2):\n        x = x + 1\n    return x\n", "assignments"),
+        ("def activation_function(x):\n    y = y + x\n    return y\n", "before assigning"),
+        ("def activation_function(x):\n    x += 1\n    return x\n", "in place"),
+        ("def activation_function(x):\n    y = x\n    y *= 2\n    return x + y\n", "in place"),
+        ("def activation_function(x, k=2):\n    return x\n", "positional"),
+        ("def activation_function(x):\n    return (y := x)\n", "NamedExpr"),
+        ("def activation_function(x):\n    return (lambda t: t)(x)\n", "Lambda"),
+        ("import os\ndef activation_function(x):\n    return x\n", "Import"),
+        ("def f(x):\n    return x\n", "no `def activation_function"),
+        ("def activation_function(x):\n    return x\ndef activation_function(x):\n    return x\n", "twice"),
+        ("not python (", "not valid Python"),
+    ],
+)
 def test_programs_outside_the_subset_are_refused_with_the_reason(source, why):
     with pytest.raises(ProgramError, match=why):
         parse_program(source)
@@ -80,22 +92,29 @@ GRID = torch.linspace(-4, 4, 33, dtype=torch.float64)
 
 
 def test_torch_backend_matches_the_compiled_program():
-    source = ("SCALE = 1.702\n\ndef gate(t, s):\n    z = s * t\n    return torch.sigmoid(z)\n\n"
-              "def activation_function(x):\n    g = gate(x, SCALE)\n    g += 0.25\n"
-              "    return x * g + 0.1 * x.clamp(min=0).square() + torch.where(x > 1, x, math.pi * x)\n")
+    source = (
+        "SCALE = 1.702\n\ndef gate(t, s):\n    z = s * t\n    return torch.sigmoid(z)\n\n"
+        "def activation_function(x):\n    g = gate(x, SCALE)\n    g += 0.25\n"
+        "    return x * g + 0.1 * x.clamp(min=0).square() + torch.where(x > 1, x, math.pi * x)\n"
+    )
     program = parse_program(source, Evaluable)
     torch.testing.assert_close(program(GRID), compile_candidate(source)(GRID))
 
 
-@pytest.mark.parametrize("text, error", [
-    ("torch.zeros(1000000)", Unsupported),           # a constructor of a size the program picks
-    ("torch.sum(x)", Unsupported),                   # reductions are out of the interpreter's scope
-    ("F.gelu(x, inplace=True)", Unsupported),        # a keyword the op does not take
-    ("x.numpy()", Unsupported), ("open('f')", Unsupported), ("x[0]", Unsupported),
-    ("math.floor(1e12) * math.floor(1e12) * x", Unsupported),    # integers are bounded too
-    ("math.sin(x)", EvaluationError),                # as Python would fail on a tensor
-    ("x if x > 0 else -x", EvaluationError),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("torch.zeros(1000000)", Unsupported),  # a constructor of a size the program picks
+        ("torch.sum(x)", Unsupported),  # reductions are out of the interpreter's scope
+        ("F.gelu(x, inplace=True)", Unsupported),  # a keyword the op does not take
+        ("x.numpy()", Unsupported),
+        ("open('f')", Unsupported),
+        ("x[0]", Unsupported),
+        ("math.floor(1e12) * math.floor(1e12) * x", Unsupported),  # integers are bounded too
+        ("math.sin(x)", EvaluationError),  # as Python would fail on a tensor
+        ("x if x > 0 else -x", EvaluationError),
+    ],
+)
 def test_torch_backend_refuses_what_it_does_not_model(text, error):
     with pytest.raises(error):
         evaluate(ast.parse(text, mode="eval").body, {"x": GRID})
@@ -115,9 +134,26 @@ def test_helper_recursion_and_work_are_bounded():
 
 # ---- the two back-ends agree ---------------------------------------------------------------------
 
-_DISCONTINUOUS = {"sign", "sgn", "floor", "ceil", "round", "trunc", "frac", "hardshrink", "threshold",
-                  "floor_divide", "fmod", "remainder", "copysign", "heaviside", "polygamma", "zeta",
-                  "gammainc", "gammaincc"}   # kinks where float rounding picks the branch, or odd domains
+_DISCONTINUOUS = {
+    "sign",
+    "sgn",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "frac",
+    "hardshrink",
+    "threshold",
+    "floor_divide",
+    "fmod",
+    "remainder",
+    "copysign",
+    "heaviside",
+    "polygamma",
+    "zeta",
+    "gammainc",
+    "gammaincc",
+}  # kinks where float rounding picks the branch, or odd domains
 
 
 def _formula_ops(arity: int) -> list[tuple[str, str | None]]:
@@ -125,8 +161,13 @@ def _formula_ops(arity: int) -> list[tuple[str, str | None]]:
     builds and evaluates in mpmath."""
     found = []
     for entry in ops.OPS:
-        if interpreted_op(entry) is None or entry.kind != "elementwise" or entry.arity != arity \
-                or entry.sympy is None or entry.name in _DISCONTINUOUS:
+        if (
+            interpreted_op(entry) is None
+            or entry.kind != "elementwise"
+            or entry.arity != arity
+            or entry.sympy is None
+            or entry.name in _DISCONTINUOUS
+        ):
             continue
         spelling = next((s for s in entry.spellings if not s.startswith("math.")), None)
         if spelling is None:
@@ -183,7 +224,7 @@ def test_torch_and_sympy_backends_agree_on_random_programs(text):
         formula = sympy_of(program)
         values = run(program, torch.tensor(POINTS, dtype=torch.float64))
     except (Unsupported, EvaluationError):
-        return   # a tower of exponentials, a huge tree: refused, which is what the bounds are for
+        return  # a tower of exponentials, a huge tree: refused, which is what the bounds are for
     function = sp.lambdify(X, formula, modules="mpmath")
     for point, value in zip(POINTS, values.tolist()):
         try:
@@ -227,16 +268,27 @@ def test_hostile_formulas_are_refused_without_building_them(source):
 
 
 def test_sympy_bounds_apply_to_every_power_spelling():
-    for text in ("x ** 65", "torch.pow(x, 65)", "torch.float_power(x, 65)", "x.pow(65)", "x.float_power(65)",
-                 "torch.square(torch.square(torch.square(torch.square(torch.square(torch.square(torch.square(x)))))))"):
+    for text in (
+        "x ** 65",
+        "torch.pow(x, 65)",
+        "torch.float_power(x, 65)",
+        "x.pow(65)",
+        "x.float_power(65)",
+        "torch.square(torch.square(torch.square(torch.square(torch.square(torch.square(torch.square(x)))))))",
+    ):
         with pytest.raises(Unsupported, match="exponent"):
             sympy_of(parse_program(src(text)))
-    assert sympy_of(parse_program(src("torch.pow(x, 64) + math.pow(2.0, 10.0)"))) == X ** 64 + 1024
+    assert sympy_of(parse_program(src("torch.pow(x, 64) + math.pow(2.0, 10.0)"))) == X**64 + 1024
 
 
 def test_formulas_of_a_batch():
-    sources = [src("torch.relu(x)"), src("F.gelu(x) + 0.1 * torch.sin(x)"), HOSTILE[0], src("torch.sum(x)"),
-               src("torch.relu(x)")]
+    sources = [
+        src("torch.relu(x)"),
+        src("F.gelu(x) + 0.1 * torch.sin(x)"),
+        HOSTILE[0],
+        src("torch.sum(x)"),
+        src("torch.relu(x)"),
+    ]
     latex = simplified_formulas(sources)
     assert latex[0] == sp.latex(sp.Max(0, X)) == latex[4]
     assert "erf" in latex[1] and "sin" in latex[1]
@@ -271,15 +323,16 @@ def test_a_child_that_hangs_is_killed_and_the_rest_go_on(tmp_path):
     answers = simplify_to_latex(["a", "hang", "b"], timeout_s=1.0, argv=[sys.executable, str(script), str(pids)])
     assert answers == ["A", None, "B"]
     started = [int(p) for p in pids.read_text().split()]
-    assert len(started) == 2   # the hung child was replaced for the rest of the batch
+    assert len(started) == 2  # the hung child was replaced for the rest of the batch
     for pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 
 
 def test_a_child_that_never_starts_gives_no_formulas(tmp_path):
-    assert simplify_to_latex(["a", "b"], startup_timeout_s=0.5,
-                             argv=[sys.executable, "-c", "import time; time.sleep(3600)"]) == [None, None]
+    assert simplify_to_latex(
+        ["a", "b"], startup_timeout_s=0.5, argv=[sys.executable, "-c", "import time; time.sleep(3600)"]
+    ) == [None, None]
 
 
 def test_the_real_child_simplifies_and_rebuilds_only_sympy():
@@ -287,8 +340,7 @@ def test_the_real_child_simplifies_and_rebuilds_only_sympy():
     (latex,) = simplify_to_latex([sp.srepr(expr)])
     assert latex is not None and "erf" in latex
     assert _rebuild(sp.srepr(expr)) == expr
-    for hostile in ("__import__('os').system('true')", "Poly('x')", "Symbol.__init__", "eval('1')",
-                    "Function('f')"):
+    for hostile in ("__import__('os').system('true')", "Poly('x')", "Symbol.__init__", "eval('1')", "Function('f')"):
         with pytest.raises(ValueError):
             _rebuild(hostile)
 
@@ -298,4 +350,3 @@ def test_sympy_backend_counts_booleans_as_numbers():
     f = sp.lambdify(X, formula)
     assert f(2.0) == 4.0 and f(0.5) == 0.5 and f(-1.0) == -0.5
     assert isinstance(SympyBackend().number(3), sp.Integer)
-

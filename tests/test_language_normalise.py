@@ -50,8 +50,9 @@ def same_values(original: str, normalised: str):
 # One rule at a time, with its exact output
 # --------------------------------------------------------------------------------------------
 
+
 def test_future_and_typing_imports_and_annotations_go():
-    result = norm('''
+    result = norm("""
         from __future__ import annotations
         from typing import Optional
         import typing
@@ -69,8 +70,8 @@ def test_future_and_typing_imports_and_annotations_go():
             torch.Tensor
         ):
             return helper(x)
-        ''')
-    assert result.source == textwrap.dedent('''\
+        """)
+    assert result.source == textwrap.dedent("""\
         SCALE = 0.5  # the gate's slope
 
 
@@ -81,18 +82,22 @@ def test_future_and_typing_imports_and_annotations_go():
 
         def activation_function(x):
             return helper(x)
-        ''')
-    assert result.changes == ("dropped `from __future__ import annotations`", "dropped 8 type annotations",
-                              "dropped `from typing import Optional` (unused)", "dropped `import typing` (unused)")
+        """)
+    assert result.changes == (
+        "dropped `from __future__ import annotations`",
+        "dropped 8 type annotations",
+        "dropped `from typing import Optional` (unused)",
+        "dropped `import typing` (unused)",
+    )
 
 
 def test_a_typing_name_used_outside_annotations_keeps_its_import():
-    result = norm('''
+    result = norm("""
         from typing import cast
 
         def activation_function(x):
             return cast(float, 1.0) * x
-        ''')
+        """)
     assert result.source.startswith("from typing import cast\n")
     with pytest.raises(CandidateError) as refused:
         check_source(result.source)
@@ -101,7 +106,7 @@ def test_a_typing_name_used_outside_annotations_keeps_its_import():
 
 @pytest.mark.parametrize("test", ['__name__ == "__main__"', "'__main__' == __name__"])
 def test_a_main_block_goes(test):
-    result = norm(f'''
+    result = norm(f"""
         def activation_function(x):
             return torch.tanh(x)
 
@@ -109,13 +114,13 @@ def test_a_main_block_goes(test):
         if {test}:
             x = torch.randn(8)
             print(activation_function(x))
-        ''')
+        """)
     assert result.source == "def activation_function(x):\n    return torch.tanh(x)\n"
     assert len(result.changes) == 1 and "block (line 5)" in result.changes[0]
 
 
 def test_imports_used_only_by_the_dropped_test_code_go_with_it():
-    result = norm('''
+    result = norm("""
         import csv
         import matplotlib.pyplot as plt
 
@@ -125,7 +130,7 @@ def test_imports_used_only_by_the_dropped_test_code_go_with_it():
         if __name__ == "__main__":
             plt.plot([1, 2])
             csv.writer(open("f.csv", "w"))
-        ''')
+        """)
     assert result.source == "def activation_function(x):\n    return torch.tanh(x)\n"
     assert "dropped `import csv` (used only by the test code dropped above)" in result.changes
     # an import that nothing dropped used stays, for the policy
@@ -134,7 +139,7 @@ def test_imports_used_only_by_the_dropped_test_code_go_with_it():
 
 
 def test_top_level_test_lines_go_with_the_values_only_they_read():
-    source = textwrap.dedent('''\
+    source = textwrap.dedent("""\
         import torch
 
         SCALE = 0.5
@@ -152,9 +157,11 @@ def test_top_level_test_lines_go_with_the_values_only_they_read():
         assert y.shape == x.shape
         for v in (-1.0, 0.0, 1.0):
             print(v, activation_function(torch.tensor(v)))
-        ''')
+        """)
     result = normalise(source)
-    assert result.source == textwrap.dedent('''\
+    assert (
+        result.source
+        == textwrap.dedent("""\
         SCALE = 0.5
         UNUSED = math.sqrt(2.0)
 
@@ -163,26 +170,31 @@ def test_top_level_test_lines_go_with_the_values_only_they_read():
             return SCALE * torch.tanh(x)
 
         # Test the function
-        ''').rstrip() + "\n"
+        """).rstrip()
+        + "\n"
+    )
     assert result.changes[0].startswith("dropped 6 top-level test statements (lines 11, 12, 13, 14, 15, 16)")
     same_values(source.replace("UNUSED = math", "import math\nUNUSED = math"), result.source)
 
 
-@pytest.mark.parametrize("source", [
-    # the function reads the value the "test" line binds
-    "x0 = torch.randn(3)\nprint(x0)\n\ndef activation_function(x):\n    return x + x0\n",
-    # a call that changes global state the functions see
-    "torch.set_default_dtype(torch.float64)\n\ndef activation_function(x):\n    return x * 0.1\n",
-    # an in-place change of a top-level value
-    "print(1)\nC = (1, 2)\nC.count(1)\nZ = torch.zeros(1)\nZ.add_(1)\n\ndef activation_function(x):\n    return x + Z\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the function reads the value the "test" line binds
+        "x0 = torch.randn(3)\nprint(x0)\n\ndef activation_function(x):\n    return x + x0\n",
+        # a call that changes global state the functions see
+        "torch.set_default_dtype(torch.float64)\n\ndef activation_function(x):\n    return x * 0.1\n",
+        # an in-place change of a top-level value
+        "print(1)\nC = (1, 2)\nC.count(1)\nZ = torch.zeros(1)\nZ.add_(1)\n\ndef activation_function(x):\n    return x + Z\n",
+    ],
+)
 def test_top_level_lines_that_matter_stay_for_the_policy(source):
     with pytest.raises(CandidateError):
         check_source(normalise(source).source)
 
 
 def test_a_type_alias_used_only_by_annotations_goes():
-    result = norm('''
+    result = norm("""
         from typing import Optional, TypeVar, Union
 
         Number = Union[int, float]
@@ -193,52 +205,58 @@ def test_a_type_alias_used_only_by_annotations_goes():
 
         def activation_function(x: "torch.Tensor", mix: Number = 0.6) -> MaybeTensor:
             return mix * torch.clamp(x, -LIMIT, LIMIT)
-        ''')
-    assert result.source == textwrap.dedent('''\
+        """)
+    assert result.source == textwrap.dedent("""\
         LIMIT = 6.0
 
 
         def activation_function(x, mix=0.6):
             return mix * torch.clamp(x, -LIMIT, LIMIT)
-        ''')
+        """)
 
 
-@pytest.mark.parametrize("block", [
-    'if __name__ == "__main__":\n    pass\nelse:\n    y = 1\n',     # the else branch runs on load
-    'if __name__ != "__main__":\n    pass\n',
-    'if __name__ == "__main__" or True:\n    pass\n',
-])
+@pytest.mark.parametrize(
+    "block",
+    [
+        'if __name__ == "__main__":\n    pass\nelse:\n    y = 1\n',  # the else branch runs on load
+        'if __name__ != "__main__":\n    pass\n',
+        'if __name__ == "__main__" or True:\n    pass\n',
+    ],
+)
 def test_other_top_level_tests_stay(block):
     source = "def activation_function(x):\n    return x\n\n" + block
     assert normalise(source).source == source
 
 
-@pytest.mark.parametrize("imports, written, expected", [
-    ("import torch", "torch.tanh(x)", "torch.tanh(x)"),
-    ("import torch as th", "th.tanh(x) + th.special.expit(x)", "torch.tanh(x) + torch.special.expit(x)"),
-    ("import math", "x * math.pi", "x * math.pi"),
-    ("import math as m", "x * m.sqrt(2.0)", "x * math.sqrt(2.0)"),
-    ("import torch.nn.functional as F", "F.gelu(x)", "F.gelu(x)"),
-    ("import torch.nn.functional as fn", "fn.gelu(x)", "F.gelu(x)"),
-    ("import torch.nn as nn", "nn.functional.silu(x)", "F.silu(x)"),
-    ("from torch import nn", "nn.functional.silu(x)", "F.silu(x)"),
-    ("from torch.nn import functional as F", "F.mish(x)", "F.mish(x)"),
-    ("from torch.nn import functional as act", "act.mish(x)", "F.mish(x)"),
-    ("import torch", "torch.nn.functional.softplus(x)", "F.softplus(x)"),
-    ("from math import pi, sqrt", "x * sqrt(pi)", "x * math.sqrt(math.pi)"),
-    ("from torch import tanh, sigmoid", "tanh(x) * sigmoid(x)", "torch.tanh(x) * torch.sigmoid(x)"),
-    ("from torch.nn.functional import gelu", "gelu(x)", "F.gelu(x)"),
-    ("from torch.nn.functional import gelu as g", "g(x, approximate='tanh')", "F.gelu(x, approximate='tanh')"),
-    ("import numpy as np", "x * np.pi + np.e", "x * math.pi + math.e"),
-    ("import numpy as np", "x * np.euler_gamma", "x * 0.5772156649015329"),
-    ("from numpy import pi", "x * pi", "x * math.pi"),
-    ("import torch.nn as nn", "nn.GELU()(x)", "F.gelu(x)"),
-    ("import torch.nn as nn", "nn.LeakyReLU(0.2)(x)", "F.leaky_relu(x, negative_slope=0.2)"),
-    ("import torch.nn as nn", "nn.ReLU(inplace=True)(x)", "F.relu(x)"),
-    ("import torch.nn as nn", "nn.Softplus(beta=2.0)(x)", "F.softplus(x, beta=2.0)"),
-    ("from torch.nn import SiLU", "SiLU()(x)", "F.silu(x)"),
-    ("import torch", "torch.nn.Tanh()(x)", "F.tanh(x)"),
-])
+@pytest.mark.parametrize(
+    "imports, written, expected",
+    [
+        ("import torch", "torch.tanh(x)", "torch.tanh(x)"),
+        ("import torch as th", "th.tanh(x) + th.special.expit(x)", "torch.tanh(x) + torch.special.expit(x)"),
+        ("import math", "x * math.pi", "x * math.pi"),
+        ("import math as m", "x * m.sqrt(2.0)", "x * math.sqrt(2.0)"),
+        ("import torch.nn.functional as F", "F.gelu(x)", "F.gelu(x)"),
+        ("import torch.nn.functional as fn", "fn.gelu(x)", "F.gelu(x)"),
+        ("import torch.nn as nn", "nn.functional.silu(x)", "F.silu(x)"),
+        ("from torch import nn", "nn.functional.silu(x)", "F.silu(x)"),
+        ("from torch.nn import functional as F", "F.mish(x)", "F.mish(x)"),
+        ("from torch.nn import functional as act", "act.mish(x)", "F.mish(x)"),
+        ("import torch", "torch.nn.functional.softplus(x)", "F.softplus(x)"),
+        ("from math import pi, sqrt", "x * sqrt(pi)", "x * math.sqrt(math.pi)"),
+        ("from torch import tanh, sigmoid", "tanh(x) * sigmoid(x)", "torch.tanh(x) * torch.sigmoid(x)"),
+        ("from torch.nn.functional import gelu", "gelu(x)", "F.gelu(x)"),
+        ("from torch.nn.functional import gelu as g", "g(x, approximate='tanh')", "F.gelu(x, approximate='tanh')"),
+        ("import numpy as np", "x * np.pi + np.e", "x * math.pi + math.e"),
+        ("import numpy as np", "x * np.euler_gamma", "x * 0.5772156649015329"),
+        ("from numpy import pi", "x * pi", "x * math.pi"),
+        ("import torch.nn as nn", "nn.GELU()(x)", "F.gelu(x)"),
+        ("import torch.nn as nn", "nn.LeakyReLU(0.2)(x)", "F.leaky_relu(x, negative_slope=0.2)"),
+        ("import torch.nn as nn", "nn.ReLU(inplace=True)(x)", "F.relu(x)"),
+        ("import torch.nn as nn", "nn.Softplus(beta=2.0)(x)", "F.softplus(x, beta=2.0)"),
+        ("from torch.nn import SiLU", "SiLU()(x)", "F.silu(x)"),
+        ("import torch", "torch.nn.Tanh()(x)", "F.tanh(x)"),
+    ],
+)
 def test_namespace_imports_are_dropped_and_their_uses_respelled(imports, written, expected):
     source = f"{imports}\n\n\ndef activation_function(x):\n    return {written}\n"
     result = normalise(source)
@@ -248,23 +266,31 @@ def test_namespace_imports_are_dropped_and_their_uses_respelled(imports, written
 
 
 def test_activation_modules_are_derived_and_compute_their_functional_twin():
-    assert {"torch.nn.GELU", "torch.nn.SiLU", "torch.nn.LeakyReLU", "torch.nn.Softplus", "torch.nn.Tanh",
-            "torch.nn.Hardswish", "torch.nn.Mish", "torch.nn.ELU"} <= set(ACTIVATION_MODULES)
-    assert "torch.nn.PReLU" not in ACTIVATION_MODULES      # a learned weight: state
-    assert "torch.nn.RReLU" not in ACTIVATION_MODULES      # random: no twin in the language
+    assert {
+        "torch.nn.GELU",
+        "torch.nn.SiLU",
+        "torch.nn.LeakyReLU",
+        "torch.nn.Softplus",
+        "torch.nn.Tanh",
+        "torch.nn.Hardswish",
+        "torch.nn.Mish",
+        "torch.nn.ELU",
+    } <= set(ACTIVATION_MODULES)
+    assert "torch.nn.PReLU" not in ACTIVATION_MODULES  # a learned weight: state
+    assert "torch.nn.RReLU" not in ACTIVATION_MODULES  # random: no twin in the language
     for path, (spelling, parameters) in ACTIVATION_MODULES.items():
         assert spelling in ops.OP_BY_SPELLING
         if path == "torch.nn.Threshold":
-            continue   # no defaults: needs its arguments
+            continue  # no defaults: needs its arguments
         extra = {"dim": -1} if "dim" in parameters else {}
         module = ops.resolve(path)(**extra)
         functional = ops.resolve(spelling)
-        inputs = X[:96].reshape(2, -1)   # an even size for glu's halving
+        inputs = X[:96].reshape(2, -1)  # an even size for glu's halving
         torch.testing.assert_close(module(inputs), functional(inputs, **extra))
 
 
 def test_a_local_that_shadows_an_alias_is_not_rewritten():
-    result = norm('''
+    result = norm("""
         import math as m
 
         def scaled(x, m=2.0):
@@ -272,15 +298,16 @@ def test_a_local_that_shadows_an_alias_is_not_rewritten():
 
         def activation_function(x):
             return scaled(x) * m.sqrt(2.0)
-        ''')
-    assert result.source == textwrap.dedent('''\
+        """)
+    assert result.source == textwrap.dedent("""\
         def scaled(x, m=2.0):
             return x * m
 
         def activation_function(x):
             return scaled(x) * math.sqrt(2.0)
-        ''')
-    same_values(textwrap.dedent('''\
+        """)
+    same_values(
+        textwrap.dedent("""\
         import math as m
 
         def scaled(x, m=2.0):
@@ -288,23 +315,28 @@ def test_a_local_that_shadows_an_alias_is_not_rewritten():
 
         def activation_function(x):
             return scaled(x) * m.sqrt(2.0)
-        '''), result.source)
+        """),
+        result.source,
+    )
 
 
-@pytest.mark.parametrize("source", [
-    # rebound alias
-    "import math as m\nm = 3\n\ndef activation_function(x):\n    return x * m\n",
-    # the module itself as a value
-    "import torch.nn.functional as fn\n\ndef activation_function(x, f=fn):\n    return f.gelu(x)\n",
-    # a stateful module
-    "import torch.nn as nn\nLAYER = nn.Linear(1, 1)\n\ndef activation_function(x):\n    return LAYER(x)\n",
-    # numpy beyond its constants
-    "import numpy as np\n\ndef activation_function(x):\n    return x * np.random.rand()\n",
-    # a torch name outside the language
-    "from torch import load\n\ndef activation_function(x):\n    return load('w.pt') * x\n",
-    # a target root rebound by the program (F) -- no rewrite may land on it
-    "import torch.nn as nn\n\ndef activation_function(x, F=1.0):\n    return nn.functional.gelu(x) * F\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        # rebound alias
+        "import math as m\nm = 3\n\ndef activation_function(x):\n    return x * m\n",
+        # the module itself as a value
+        "import torch.nn.functional as fn\n\ndef activation_function(x, f=fn):\n    return f.gelu(x)\n",
+        # a stateful module
+        "import torch.nn as nn\nLAYER = nn.Linear(1, 1)\n\ndef activation_function(x):\n    return LAYER(x)\n",
+        # numpy beyond its constants
+        "import numpy as np\n\ndef activation_function(x):\n    return x * np.random.rand()\n",
+        # a torch name outside the language
+        "from torch import load\n\ndef activation_function(x):\n    return load('w.pt') * x\n",
+        # a target root rebound by the program (F) -- no rewrite may land on it
+        "import torch.nn as nn\n\ndef activation_function(x, F=1.0):\n    return nn.functional.gelu(x) * F\n",
+    ],
+)
 def test_imports_that_cannot_be_respelled_stay_for_the_policy(source):
     result = normalise(source)
     with pytest.raises(CandidateError) as refused:
@@ -314,26 +346,29 @@ def test_imports_that_cannot_be_respelled_stay_for_the_policy(source):
 
 
 def test_a_nested_import_of_a_preimported_module_goes():
-    result = norm('''
+    result = norm("""
         def activation_function(x):
             import math
             import torch.nn.functional as F
             return F.gelu(x) * math.pi
-        ''')
+        """)
     assert result.source == "def activation_function(x):\n    return F.gelu(x) * math.pi\n"
 
 
-@pytest.mark.parametrize("decorator, imports", [
-    ("@torch.jit.script", "import torch"),
-    ("@torch.jit.ignore", "import torch"),
-    ("@torch.compile", "import torch"),
-    ("@torch.compile(mode='max-autotune', fullgraph=True)", "import torch"),
-    ("@jit.script", "from torch import jit"),
-    ("@functools.lru_cache(maxsize=None)", "import functools"),
-    ("@functools.cache", "import functools"),
-    ("@lru_cache", "from functools import lru_cache"),
-    ("@final", "from typing import final"),
-])
+@pytest.mark.parametrize(
+    "decorator, imports",
+    [
+        ("@torch.jit.script", "import torch"),
+        ("@torch.jit.ignore", "import torch"),
+        ("@torch.compile", "import torch"),
+        ("@torch.compile(mode='max-autotune', fullgraph=True)", "import torch"),
+        ("@jit.script", "from torch import jit"),
+        ("@functools.lru_cache(maxsize=None)", "import functools"),
+        ("@functools.cache", "import functools"),
+        ("@lru_cache", "from functools import lru_cache"),
+        ("@final", "from typing import final"),
+    ],
+)
 def test_decorators_that_keep_the_value_go_with_their_imports(decorator, imports):
     source = f"{imports}\n\n\n{decorator}\ndef activation_function(x):\n    return x * 2\n"
     result = normalise(source)
@@ -341,8 +376,17 @@ def test_decorators_that_keep_the_value_go_with_their_imports(decorator, imports
     assert any(change.startswith(f"dropped the decorator `{decorator}`") for change in result.changes)
 
 
-@pytest.mark.parametrize("decorator", ["@torch.no_grad()", "@torch.inference_mode()", "@torch.no_grad",
-                                       "@functools.wraps(len)", "@my_cache", "@torch.compile(backend=pick())"])
+@pytest.mark.parametrize(
+    "decorator",
+    [
+        "@torch.no_grad()",
+        "@torch.inference_mode()",
+        "@torch.no_grad",
+        "@functools.wraps(len)",
+        "@my_cache",
+        "@torch.compile(backend=pick())",
+    ],
+)
 def test_decorators_that_change_the_value_stay_refused(decorator):
     source = f"import functools\n\n{decorator}\ndef activation_function(x):\n    return x * 2\n"
     result = normalise(source)
@@ -370,36 +414,55 @@ class SoftGate(nn.Module):
 '''
 
 
-@pytest.mark.parametrize("use, rewritten", [
-    ("def activation_function(x):\n    return SoftGate()(x)\n",
-     "def activation_function(x):\n    return soft_gate(x)\n"),
-    ("def activation_function(x):\n    return SoftGate().forward(x)\n",
-     "def activation_function(x):\n    return soft_gate(x)\n"),
-    ("def activation_function(x):\n    return SoftGate(2.0)(x)\n",
-     "def activation_function(x):\n    return soft_gate(x, beta=2.0)\n"),
-    ("def activation_function(x):\n    return SoftGate(beta=0.5)(x)\n",
-     "def activation_function(x):\n    return soft_gate(x, beta=0.5)\n"),
-    ("GATE = SoftGate(3.0)\n\n\ndef activation_function(x):\n    return GATE(x) + GATE.forward(x)\n",
-     "def activation_function(x):\n    return soft_gate(x, beta=3.0) + soft_gate(x, beta=3.0)\n"),
-    ("def activation_function(x):\n    gate = SoftGate()\n    return gate(x)\n",
-     "def activation_function(x):\n    return soft_gate(x)\n"),
-])
+@pytest.mark.parametrize(
+    "use, rewritten",
+    [
+        (
+            "def activation_function(x):\n    return SoftGate()(x)\n",
+            "def activation_function(x):\n    return soft_gate(x)\n",
+        ),
+        (
+            "def activation_function(x):\n    return SoftGate().forward(x)\n",
+            "def activation_function(x):\n    return soft_gate(x)\n",
+        ),
+        (
+            "def activation_function(x):\n    return SoftGate(2.0)(x)\n",
+            "def activation_function(x):\n    return soft_gate(x, beta=2.0)\n",
+        ),
+        (
+            "def activation_function(x):\n    return SoftGate(beta=0.5)(x)\n",
+            "def activation_function(x):\n    return soft_gate(x, beta=0.5)\n",
+        ),
+        (
+            "GATE = SoftGate(3.0)\n\n\ndef activation_function(x):\n    return GATE(x) + GATE.forward(x)\n",
+            "def activation_function(x):\n    return soft_gate(x, beta=3.0) + soft_gate(x, beta=3.0)\n",
+        ),
+        (
+            "def activation_function(x):\n    gate = SoftGate()\n    return gate(x)\n",
+            "def activation_function(x):\n    return soft_gate(x)\n",
+        ),
+    ],
+)
 def test_a_stateless_module_class_becomes_a_function(use, rewritten):
     source = MODULE_CLASS.lstrip("\n") + "\n" + use
     result = normalise(source)
-    assert result.source == textwrap.dedent('''\
+    assert (
+        result.source
+        == textwrap.dedent('''\
         def soft_gate(x, *, beta=1.5, offset=0.25):
             """x times a soft gate."""
             return x * torch.sigmoid(beta * x) + offset
 
 
-        ''') + rewritten
+        ''')
+        + rewritten
+    )
     assert any(c.startswith("wrote the module class `SoftGate` as the function `soft_gate`") for c in result.changes)
     same_values(source, result.source)
 
 
 def test_a_module_instance_named_as_the_entry_point_becomes_the_entry_point():
-    source = textwrap.dedent('''\
+    source = textwrap.dedent("""\
         import torch
         from torch import nn
 
@@ -415,36 +478,52 @@ def test_a_module_instance_named_as_the_entry_point_becomes_the_entry_point():
 
 
         activation_function = SmoothStep()
-        ''')
+        """)
     result = normalise(source)
-    assert result.source == textwrap.dedent('''\
+    assert result.source == textwrap.dedent("""\
         def activation_function(x, *, alpha=0.1, gate=F.silu):
             return torch.where(x > 0, gate(x), alpha * torch.expm1(x))
-        ''')
+        """)
     same_values(source, result.source)
 
 
-@pytest.mark.parametrize("body, use", [
-    # a learned parameter
-    ("    def __init__(self):\n        super().__init__()\n        self.w = nn.Parameter(torch.ones(1))\n"
-     "    def forward(self, x):\n        return self.w * x\n", "Gate()(x)"),
-    # state changed by forward
-    ("    def __init__(self):\n        super().__init__()\n        self.calls = 0\n"
-     "    def forward(self, x):\n        self.calls += 1\n        return x * self.calls\n", "Gate()(x)"),
-    # a layer
-    ("    def __init__(self):\n        super().__init__()\n        self.lin = nn.Linear(1, 1)\n"
-     "    def forward(self, x):\n        return self.lin(x)\n", "Gate()(x)"),
-    # self used as a value / another method
-    ("    def forward(self, x):\n        return self.scale(x)\n    def scale(self, x):\n        return x\n",
-     "Gate()(x)"),
-    # the class passed around
-    ("    def forward(self, x):\n        return x\n", "isinstance(x, Gate) or Gate"),
-    # training mode read by forward
-    ("    def forward(self, x):\n        return x if self.training else -x\n", "Gate()(x)"),
-])
+@pytest.mark.parametrize(
+    "body, use",
+    [
+        # a learned parameter
+        (
+            "    def __init__(self):\n        super().__init__()\n        self.w = nn.Parameter(torch.ones(1))\n"
+            "    def forward(self, x):\n        return self.w * x\n",
+            "Gate()(x)",
+        ),
+        # state changed by forward
+        (
+            "    def __init__(self):\n        super().__init__()\n        self.calls = 0\n"
+            "    def forward(self, x):\n        self.calls += 1\n        return x * self.calls\n",
+            "Gate()(x)",
+        ),
+        # a layer
+        (
+            "    def __init__(self):\n        super().__init__()\n        self.lin = nn.Linear(1, 1)\n"
+            "    def forward(self, x):\n        return self.lin(x)\n",
+            "Gate()(x)",
+        ),
+        # self used as a value / another method
+        (
+            "    def forward(self, x):\n        return self.scale(x)\n    def scale(self, x):\n        return x\n",
+            "Gate()(x)",
+        ),
+        # the class passed around
+        ("    def forward(self, x):\n        return x\n", "isinstance(x, Gate) or Gate"),
+        # training mode read by forward
+        ("    def forward(self, x):\n        return x if self.training else -x\n", "Gate()(x)"),
+    ],
+)
 def test_other_classes_stay_classes_for_the_policy(body, use):
-    source = f"import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n{body}\n\n" \
-             f"def activation_function(x):\n    return {use}\n"
+    source = (
+        f"import torch\nimport torch.nn as nn\n\nclass Gate(nn.Module):\n{body}\n\n"
+        f"def activation_function(x):\n    return {use}\n"
+    )
     result = normalise(source)
     assert "class Gate(nn.Module):" in result.source
     with pytest.raises(CandidateError):
@@ -494,11 +573,13 @@ def test_unusual_layouts_are_written_out_from_the_tree():
 def test_an_old_best_activation_module_file_reads_as_its_program(tmp_path):
     """A `best_activation.py` of an older actmine: lineage docstring, imports, a wrapper class."""
     lineage = "\n".join(f"    #{i} (fitness 0.1): {'because ' * 40}" for i in range(80))
-    text = (f'"""The best activation found by an actmine search (program #7).\n\nLineage:\n{lineage}\n"""\n\n'
-            "import math\n\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n"
-            "def activation_function(x):\n    return F.gelu(x) * math.pi\n\n\n"
-            "class BestActivation(nn.Module):\n    \"\"\"Program #7.\"\"\"\n\n"
-            "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return activation_function(x)\n")
+    text = (
+        f'"""The best activation found by an actmine search (program #7).\n\nLineage:\n{lineage}\n"""\n\n'
+        "import math\n\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n"
+        "def activation_function(x):\n    return F.gelu(x) * math.pi\n\n\n"
+        'class BestActivation(nn.Module):\n    """Program #7."""\n\n'
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return activation_function(x)\n"
+    )
     assert len(text) > 20_000
     path = tmp_path / "best_activation.py"
     path.write_text(text)
@@ -520,17 +601,26 @@ HOSTILE = [
     ("from torch import load\n\ndef activation_function(x):\n    return load('f') * x\n", "import"),
     ("import numpy as np\n\ndef activation_function(x):\n    return x * np.random.rand()\n", "import"),
     ("import torch as th\n\ndef activation_function(x):\n    return th.load('f') * x\n", "import"),
-    ("import torch.nn as nn\n\nclass A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-     "        self.w = nn.Parameter(torch.ones(1))\n    def forward(self, x):\n        return self.w * x\n\n"
-     "def activation_function(x):\n    return A()(x)\n", "import"),
+    (
+        "import torch.nn as nn\n\nclass A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.w = nn.Parameter(torch.ones(1))\n    def forward(self, x):\n        return self.w * x\n\n"
+        "def activation_function(x):\n    return A()(x)\n",
+        "import",
+    ),
     ("class A:\n    n = []\n\ndef activation_function(x):\n    A.n.append(1)\n    return x\n", "forbidden_statement"),
-    ("if __name__ == '__main__':\n    import os\nelse:\n    import os\n\ndef activation_function(x):\n    return x\n",
-     "forbidden_statement"),
-    ("import functools\n\n@functools.lru_cache(maxsize=open('x'))\ndef activation_function(x):\n    return x\n",
-     "import"),
+    (
+        "if __name__ == '__main__':\n    import os\nelse:\n    import os\n\ndef activation_function(x):\n    return x\n",
+        "forbidden_statement",
+    ),
+    (
+        "import functools\n\n@functools.lru_cache(maxsize=open('x'))\ndef activation_function(x):\n    return x\n",
+        "import",
+    ),
     ("from math import *\n\ndef activation_function(x):\n    return x * pi\n", "import"),
-    ("import torch.nn as nn\nimport os as nn2\n\ndef activation_function(x):\n    return nn.functional.gelu(x)\n",
-     "import"),
+    (
+        "import torch.nn as nn\nimport os as nn2\n\ndef activation_function(x):\n    return nn.functional.gelu(x)\n",
+        "import",
+    ),
 ]
 
 
@@ -542,18 +632,23 @@ def test_hostile_programs_stay_refused(source, code):
     assert refused.value.code == code
 
 
-@pytest.mark.parametrize("source", [
-    "def activation_function(x):\n    return torch.tanh(x)\n",
-    '"""Doc."""\nC = 2.0  # a comment\n\n\ndef activation_function(x):\n    return F.gelu(x) * C * math.pi\n',
-    "def activation_function(x):\n    if x.dim() > 1:\n        return x\n    return torch.where(x > 0, x, 0.1 * x)\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def activation_function(x):\n    return torch.tanh(x)\n",
+        '"""Doc."""\nC = 2.0  # a comment\n\n\ndef activation_function(x):\n    return F.gelu(x) * C * math.pi\n',
+        "def activation_function(x):\n    if x.dim() > 1:\n        return x\n    return torch.where(x > 0, x, 0.1 * x)\n",
+    ],
+)
 def test_a_program_that_passes_the_policy_comes_back_unchanged(source):
     check_source(source)
     assert normalise(source) == Normalised(source, ())
 
 
-@pytest.mark.parametrize("source", ["def (:", "", "x" * 10, "(" * 300 + ")" * 300,
-                                    "-" * 5000 + "x", "def activation_function(x):\n\treturn x\n  \n"])
+@pytest.mark.parametrize(
+    "source",
+    ["def (:", "", "x" * 10, "(" * 300 + ")" * 300, "-" * 5000 + "x", "def activation_function(x):\n\treturn x\n  \n"],
+)
 def test_what_does_not_parse_or_nests_too_deeply_comes_back_unchanged(source):
     assert normalise(source) == Normalised(source, ())
 
@@ -572,15 +667,21 @@ def test_normalise_never_raises_and_is_idempotent_on_any_text(text):
 
 #: One-tensor elementwise ops with a torch or F spelling (what well-meaning answers use).
 _UNARY = sorted(
-    (spelling for entry in ops.unary_elementwise() for spelling in entry.spellings
-     if spelling.startswith(("torch.", "F.")) and not spelling.startswith("torch.nn.")
-     and spelling.count(".") == 1),
+    (
+        spelling
+        for entry in ops.unary_elementwise()
+        for spelling in entry.spellings
+        if spelling.startswith(("torch.", "F.")) and not spelling.startswith("torch.nn.") and spelling.count(".") == 1
+    ),
 )
 
 
 #: F.<name> -> the torch.nn activation module that computes it with its defaults.
-_MODULE_OF = {spelling: path.removeprefix("torch.nn.") for path, (spelling, parameters) in ACTIVATION_MODULES.items()
-              if "dim" not in parameters and path != "torch.nn.Threshold"}
+_MODULE_OF = {
+    spelling: path.removeprefix("torch.nn.")
+    for path, (spelling, parameters) in ACTIVATION_MODULES.items()
+    if "dim" not in parameters and path != "torch.nn.Threshold"
+}
 
 
 class _Writer:
@@ -588,11 +689,10 @@ class _Writer:
 
     def __init__(self, draw):
         self.draw = draw
-        self.imports: dict[str, str] = {}     # import line -> why (kept unique)
+        self.imports: dict[str, str] = {}  # import line -> why (kept unique)
         self.bound: set[str] = set()
         self.torch = draw(st.sampled_from(["torch", "th", "pt"]))
-        self.functional = draw(st.sampled_from(["F", "fn", "nn.functional", "torch.nn.functional", "from",
-                                                "module"]))
+        self.functional = draw(st.sampled_from(["F", "fn", "nn.functional", "torch.nn.functional", "from", "module"]))
         self.math = draw(st.sampled_from(["math", "m", "from", "numpy"]))
 
     def need(self, line: str):
@@ -611,7 +711,7 @@ class _Writer:
             self.bound.add(name)
             self.need(f"from torch.nn.functional import {name}")
             return name
-        if style == "module" and f"F.{name}" in _MODULE_OF:   # nn.GELU()(x)
+        if style == "module" and f"F.{name}" in _MODULE_OF:  # nn.GELU()(x)
             self.need("import torch.nn as nn")
             return f"nn.{_MODULE_OF[f'F.{name}']}()"
         if style == "fn":
@@ -681,29 +781,46 @@ def well_meaning_programs(draw) -> str:
         extra = ", eps: Optional[float] = None"
     else:
         extra = ""
-    decorator = draw(st.sampled_from(["", "@torch.jit.script", "@functools.lru_cache(maxsize=None)",
-                                      "@functools.cache", "@torch.jit.ignore"]))
+    decorator = draw(
+        st.sampled_from(
+            ["", "@torch.jit.script", "@functools.lru_cache(maxsize=None)", "@functools.cache", "@torch.jit.ignore"]
+        )
+    )
     if decorator.startswith("@torch"):
         writer.need("import torch")
     elif decorator:
         writer.need("import functools")
     style = draw(st.sampled_from(["function", "class", "class", "instance", "entry"]))
     if style == "function":
-        lines += [decorator, f"def activation_function(x{tensor}{extra}){returns}:",
-                  '    """A well-meaning activation."""', "    # smooth, and cheap", f"    return {body}  # done"]
+        lines += [
+            decorator,
+            f"def activation_function(x{tensor}{extra}){returns}:",
+            '    """A well-meaning activation."""',
+            "    # smooth, and cheap",
+            f"    return {body}  # done",
+        ]
     else:
         writer.need("import torch.nn as nn")
-        lines += ["class Activation(nn.Module):", '    """A module, as models like to write."""',
-                  f"    def __init__(self, gain{': float' if annotate else ''} = 1.0):",
-                  "        super().__init__()", "        self.gain = gain",
-                  f"    def forward(self, x{tensor}){returns}:", f"        return self.gain * {body}", ""]
+        lines += [
+            "class Activation(nn.Module):",
+            '    """A module, as models like to write."""',
+            f"    def __init__(self, gain{': float' if annotate else ''} = 1.0):",
+            "        super().__init__()",
+            "        self.gain = gain",
+            f"    def forward(self, x{tensor}){returns}:",
+            f"        return self.gain * {body}",
+            "",
+        ]
         if style == "class":
             lines += [f"def activation_function(x{tensor}){returns}:", "    return Activation()(x)"]
         elif style == "entry":
             lines += ["activation_function = Activation()"]
         else:
-            lines += ["ACT = Activation(gain=1.25)", f"def activation_function(x{tensor}){returns}:",
-                      "    return ACT(x)"]
+            lines += [
+                "ACT = Activation(gain=1.25)",
+                f"def activation_function(x{tensor}){returns}:",
+                "    return ACT(x)",
+            ]
     if draw(st.booleans()):
         lines += ['if __name__ == "__main__":', "    print(activation_function(torch.randn(4)))"]
     header = list(writer.imports)
@@ -718,12 +835,12 @@ def well_meaning_programs(draw) -> str:
 def test_a_normalised_program_computes_what_the_original_computes(original):
     try:
         expected = run_original(original)
-    except Exception:   # noqa: BLE001 -- e.g. TorchScript refusing a form; the property is where it runs
+    except Exception:  # noqa: BLE001 -- e.g. TorchScript refusing a form; the property is where it runs
         assume(False)
     result = normalise(original)
-    function = compile_candidate(result.source)           # it passes the policy, and ...
-    torch.testing.assert_close(function(X.clone()), expected, equal_nan=True)   # ... computes the same
-    assert normalise(result.source) == Normalised(result.source, ())           # normalised once for all
+    function = compile_candidate(result.source)  # it passes the policy, and ...
+    torch.testing.assert_close(function(X.clone()), expected, equal_nan=True)  # ... computes the same
+    assert normalise(result.source) == Normalised(result.source, ())  # normalised once for all
     assert bool(result.changes) == (result.source != original)
 
 
@@ -754,8 +871,9 @@ def test_the_hostile_corpus_gets_the_same_verdict_after_normalisation(path):
     assert normalise(result.source).source == result.source
 
 
-@pytest.mark.parametrize("source", [s for s, _ in HOSTILE] + [MODULE_CLASS + "def activation_function(x):\n"
-                                                              "    return SoftGate()(x)\n"])
+@pytest.mark.parametrize(
+    "source", [s for s, _ in HOSTILE] + [MODULE_CLASS + "def activation_function(x):\n    return SoftGate()(x)\n"]
+)
 def test_normalising_twice_changes_nothing(source):
     once = normalise(source)
     assert normalise(once.source) == Normalised(once.source, ())

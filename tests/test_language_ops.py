@@ -28,7 +28,8 @@ from actmine.language import ops as L
 # The hand-written lists the table replaced (copied verbatim before they were derived)
 # ------------------------------------------------------------------------------------------------
 
-OLD_TORCH_ALLOWED = frozenset("""
+OLD_TORCH_ALLOWED = frozenset(
+    """
     abs absolute neg negative sin cos tan asin acos atan atan2 arcsin arccos arctan arctan2
     sinh cosh tanh asinh acosh atanh arcsinh arccosh arctanh
     exp exp2 expm1 log log2 log10 log1p sqrt rsqrt square pow float_power reciprocal
@@ -51,19 +52,24 @@ OLD_TORCH_ALLOWED = frozenset("""
     pi e inf nan
     float32 float64 float16 bfloat16 int64 int32 int16 int8 uint8 bool float double half long int
     Tensor is_tensor is_floating_point is_complex numel finfo iinfo result_type promote_types
-""".split())
-OLD_TORCH_SPECIAL_ALLOWED = frozenset("""
+""".split()
+)
+OLD_TORCH_SPECIAL_ALLOWED = frozenset(
+    """
     airy_ai bessel_j0 bessel_j1 bessel_y0 bessel_y1 digamma entr erf erfc erfcx erfinv exp2 expit
     expm1 gammainc gammaincc gammaln i0 i0e i1 i1e log1p log_ndtr log_softmax logit logsumexp
     modified_bessel_i0 modified_bessel_i1 modified_bessel_k0 modified_bessel_k1 multigammaln ndtr
     ndtri polygamma psi round scaled_modified_bessel_k0 scaled_modified_bessel_k1 sinc softmax
     spherical_bessel_j0 xlog1py xlogy zeta
-""".split())
-OLD_F_ALLOWED = frozenset("""
+""".split()
+)
+OLD_F_ALLOWED = frozenset(
+    """
     relu relu6 gelu silu mish softplus elu selu celu leaky_relu hardtanh hardswish hardsigmoid
     hardshrink softshrink tanhshrink softsign sigmoid tanh logsigmoid softmax log_softmax softmin
     glu normalize layer_norm rms_norm group_norm threshold prelu pad cosine_similarity
-""".split())
+""".split()
+)
 OLD_MATH_ALLOWED = frozenset(name for name in dir(math) if not name.startswith("_"))
 OLD_FFT = frozenset({"fft", "rfft", "irfft", "ifft"})
 OLD_LINALG = frozenset({"norm", "vector_norm"})
@@ -72,59 +78,322 @@ OLD_LINALG = frozenset({"norm", "vector_norm"})
 # the spelling-less internal op "empty".
 REMOVED_FROM_TORCH_ALLOWED = frozenset({"empty_like"})
 
-OLD_FREE_OPS = {"view", "_unsafe_view", "reshape", "expand", "alias", "detach", "t", "transpose", "permute",
-                "unsqueeze", "squeeze", "select", "slice", "as_strided", "lift_fresh", "_to_copy", "clone",
-                "copy_", "empty_like", "zeros_like", "ones_like", "full_like", "scalar_tensor", "lift_fresh_copy",
-                "split", "split_with_sizes", "unbind", "chunk", "narrow", "diagonal", "_reshape_alias", "unfold",
-                "view_as_real", "view_as_complex", "expand_as", "view_as", "empty", "empty_strided", "new_empty",
-                "new_empty_strided"}
-OLD_COPIES = {"_to_copy", "clone", "copy_", "lift_fresh_copy"}   # now 1 per output element (issue 12)
+OLD_FREE_OPS = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "expand",
+    "alias",
+    "detach",
+    "t",
+    "transpose",
+    "permute",
+    "unsqueeze",
+    "squeeze",
+    "select",
+    "slice",
+    "as_strided",
+    "lift_fresh",
+    "_to_copy",
+    "clone",
+    "copy_",
+    "empty_like",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "scalar_tensor",
+    "lift_fresh_copy",
+    "split",
+    "split_with_sizes",
+    "unbind",
+    "chunk",
+    "narrow",
+    "diagonal",
+    "_reshape_alias",
+    "unfold",
+    "view_as_real",
+    "view_as_complex",
+    "expand_as",
+    "view_as",
+    "empty",
+    "empty_strided",
+    "new_empty",
+    "new_empty_strided",
+}
+OLD_COPIES = {"_to_copy", "clone", "copy_", "lift_fresh_copy"}  # now 1 per output element (issue 12)
 OLD_TRANSCENDENTAL_OPS = {
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
-    "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "erfinv", "sigmoid", "pow", "sqrt", "rsqrt",
-    "gelu", "silu", "mish", "softplus", "elu", "selu", "sinc", "lgamma", "digamma", "logit", "log_sigmoid_forward",
-    "reciprocal", "gelu_backward", "silu_backward", "mish_backward", "softplus_backward", "elu_backward",
-    "log_sigmoid_backward", "logit_backward"}
-OLD_NEVER_DISPATCHED = {"selu"}   # torch.selu dispatches aten elu: the old entry never matched anything
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "erf",
+    "erfc",
+    "erfinv",
+    "sigmoid",
+    "pow",
+    "sqrt",
+    "rsqrt",
+    "gelu",
+    "silu",
+    "mish",
+    "softplus",
+    "elu",
+    "selu",
+    "sinc",
+    "lgamma",
+    "digamma",
+    "logit",
+    "log_sigmoid_forward",
+    "reciprocal",
+    "gelu_backward",
+    "silu_backward",
+    "mish_backward",
+    "softplus_backward",
+    "elu_backward",
+    "log_sigmoid_backward",
+    "logit_backward",
+}
+OLD_NEVER_DISPATCHED = {"selu"}  # torch.selu dispatches aten elu: the old entry never matched anything
 
 # The mutators' interpreter tables and the report's keyword list before the table.
 OLD_INTERPRETER_SPELLINGS = (
-    [f"torch.{n}" for n in (
-        "relu", "tanh", "sigmoid", "sin", "cos", "tan", "sinc", "erf", "erfc", "atan", "arctan", "asinh", "arcsinh",
-        "abs", "absolute", "exp", "expm1", "log", "log1p", "sqrt", "rsqrt", "square", "sign", "neg", "negative",
-        "sinh", "cosh", "reciprocal", "floor", "ceil", "round", "trunc", "frac", "clamp", "clip", "clamp_min",
-        "clamp_max", "maximum", "minimum", "fmax", "fmin", "pow", "where", "add", "sub", "subtract", "mul",
-        "multiply", "div", "divide", "true_divide", "atan2", "hypot", "logaddexp", "heaviside", "copysign",
-        "zeros_like", "ones_like", "full_like", "lerp", "nan_to_num")]
-    + [f"{root}.{n}" for root in ("F", "torch.nn.functional") for n in (
-        "relu", "gelu", "silu", "softplus", "mish", "elu", "selu", "celu", "leaky_relu", "tanh", "sigmoid",
-        "softsign", "relu6", "hardtanh", "hardswish", "hardsigmoid", "tanhshrink", "logsigmoid", "softshrink",
-        "hardshrink")]
-    + [f"torch.special.{n}" for n in ("expit", "erf", "erfc", "sinc", "ndtr", "log_ndtr", "expm1", "log1p", "i0e",
-                                      "i1e")]
-    + [f"math.{n}" for n in ("sqrt", "exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "atan", "erf",
-                             "fabs")])
-OLD_INTERPRETER_KEYWORDS = {"approximate", "negative_slope", "alpha", "beta", "threshold", "min", "max", "min_val",
-                            "max_val", "lambd", "nan", "posinf", "neginf", "other", "exponent", "input", "weight"}
-OLD_INTERPRETER_METHODS = {"abs", "square", "sigmoid", "tanh", "sin", "cos", "exp", "expm1", "log1p", "clamp",
-                           "clamp_min", "clamp_max", "clip", "pow", "sqrt", "relu", "neg", "sign", "erf", "atan",
-                           "sinc", "mul", "add", "sub", "div", "reciprocal"}
+    [
+        f"torch.{n}"
+        for n in (
+            "relu",
+            "tanh",
+            "sigmoid",
+            "sin",
+            "cos",
+            "tan",
+            "sinc",
+            "erf",
+            "erfc",
+            "atan",
+            "arctan",
+            "asinh",
+            "arcsinh",
+            "abs",
+            "absolute",
+            "exp",
+            "expm1",
+            "log",
+            "log1p",
+            "sqrt",
+            "rsqrt",
+            "square",
+            "sign",
+            "neg",
+            "negative",
+            "sinh",
+            "cosh",
+            "reciprocal",
+            "floor",
+            "ceil",
+            "round",
+            "trunc",
+            "frac",
+            "clamp",
+            "clip",
+            "clamp_min",
+            "clamp_max",
+            "maximum",
+            "minimum",
+            "fmax",
+            "fmin",
+            "pow",
+            "where",
+            "add",
+            "sub",
+            "subtract",
+            "mul",
+            "multiply",
+            "div",
+            "divide",
+            "true_divide",
+            "atan2",
+            "hypot",
+            "logaddexp",
+            "heaviside",
+            "copysign",
+            "zeros_like",
+            "ones_like",
+            "full_like",
+            "lerp",
+            "nan_to_num",
+        )
+    ]
+    + [
+        f"{root}.{n}"
+        for root in ("F", "torch.nn.functional")
+        for n in (
+            "relu",
+            "gelu",
+            "silu",
+            "softplus",
+            "mish",
+            "elu",
+            "selu",
+            "celu",
+            "leaky_relu",
+            "tanh",
+            "sigmoid",
+            "softsign",
+            "relu6",
+            "hardtanh",
+            "hardswish",
+            "hardsigmoid",
+            "tanhshrink",
+            "logsigmoid",
+            "softshrink",
+            "hardshrink",
+        )
+    ]
+    + [
+        f"torch.special.{n}"
+        for n in ("expit", "erf", "erfc", "sinc", "ndtr", "log_ndtr", "expm1", "log1p", "i0e", "i1e")
+    ]
+    + [
+        f"math.{n}"
+        for n in ("sqrt", "exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "atan", "erf", "fabs")
+    ]
+)
+OLD_INTERPRETER_KEYWORDS = {
+    "approximate",
+    "negative_slope",
+    "alpha",
+    "beta",
+    "threshold",
+    "min",
+    "max",
+    "min_val",
+    "max_val",
+    "lambd",
+    "nan",
+    "posinf",
+    "neginf",
+    "other",
+    "exponent",
+    "input",
+    "weight",
+}
+OLD_INTERPRETER_METHODS = {
+    "abs",
+    "square",
+    "sigmoid",
+    "tanh",
+    "sin",
+    "cos",
+    "exp",
+    "expm1",
+    "log1p",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "clip",
+    "pow",
+    "sqrt",
+    "relu",
+    "neg",
+    "sign",
+    "erf",
+    "atan",
+    "sinc",
+    "mul",
+    "add",
+    "sub",
+    "div",
+    "reciprocal",
+}
 OLD_CONSTANTS = {"math.pi": math.pi, "math.e": math.e, "math.tau": math.tau, "torch.pi": math.pi, "torch.e": math.e}
 OLD_RECOGNIZED_UNARY = (
-    ["torch.relu", "F.gelu", "F.silu", "F.softplus", "F.mish", "F.elu", "F.leaky_relu", "torch.abs", "torch.tanh",
-     "torch.sigmoid", "torch.erf", "torch.atan", "F.softsign", "torch.sin", "torch.cos", "torch.sinc"]
-    + [f"torch.{n}" for n in ("exp", "expm1", "square", "sign", "erfc", "asinh", "arctan", "sigmoid", "log1p", "sqrt",
-                               "neg", "negative", "cosh", "sinh")]
-    + [f"{root}.{n}" for root in ("F", "torch.nn.functional")
-       for n in ("relu", "gelu", "silu", "softplus", "mish", "elu", "selu", "celu", "leaky_relu", "tanh", "sigmoid",
-                 "softsign", "relu6", "hardtanh", "hardswish", "hardsigmoid", "tanhshrink", "logsigmoid", "softshrink",
-                 "hardshrink")]
-    + [f"torch.special.{n}" for n in ("expit", "erf", "sinc", "ndtr", "log_ndtr")])
+    [
+        "torch.relu",
+        "F.gelu",
+        "F.silu",
+        "F.softplus",
+        "F.mish",
+        "F.elu",
+        "F.leaky_relu",
+        "torch.abs",
+        "torch.tanh",
+        "torch.sigmoid",
+        "torch.erf",
+        "torch.atan",
+        "F.softsign",
+        "torch.sin",
+        "torch.cos",
+        "torch.sinc",
+    ]
+    + [
+        f"torch.{n}"
+        for n in (
+            "exp",
+            "expm1",
+            "square",
+            "sign",
+            "erfc",
+            "asinh",
+            "arctan",
+            "sigmoid",
+            "log1p",
+            "sqrt",
+            "neg",
+            "negative",
+            "cosh",
+            "sinh",
+        )
+    ]
+    + [
+        f"{root}.{n}"
+        for root in ("F", "torch.nn.functional")
+        for n in (
+            "relu",
+            "gelu",
+            "silu",
+            "softplus",
+            "mish",
+            "elu",
+            "selu",
+            "celu",
+            "leaky_relu",
+            "tanh",
+            "sigmoid",
+            "softsign",
+            "relu6",
+            "hardtanh",
+            "hardswish",
+            "hardsigmoid",
+            "tanhshrink",
+            "logsigmoid",
+            "softshrink",
+            "hardshrink",
+        )
+    ]
+    + [f"torch.special.{n}" for n in ("expit", "erf", "sinc", "ndtr", "log_ndtr")]
+)
 
 
 # ------------------------------------------------------------------------------------------------
 # Derived views equal the old hand-written lists
 # ------------------------------------------------------------------------------------------------
+
 
 def test_derived_allow_lists_equal_the_old_ones():
     assert source.TORCH_ALLOWED == OLD_TORCH_ALLOWED - REMOVED_FROM_TORCH_ALLOWED
@@ -132,17 +401,27 @@ def test_derived_allow_lists_equal_the_old_ones():
     assert source.TORCH_SPECIAL_ALLOWED == OLD_TORCH_SPECIAL_ALLOWED
     assert source.F_ALLOWED == OLD_F_ALLOWED
     assert source.MATH_ALLOWED == OLD_MATH_ALLOWED
-    assert source.TORCH_NAMESPACES == {"special": OLD_TORCH_SPECIAL_ALLOWED, "nn": {"functional": OLD_F_ALLOWED},
-                                       "fft": OLD_FFT, "linalg": OLD_LINALG}
+    assert source.TORCH_NAMESPACES == {
+        "special": OLD_TORCH_SPECIAL_ALLOWED,
+        "nn": {"functional": OLD_F_ALLOWED},
+        "fft": OLD_FFT,
+        "linalg": OLD_LINALG,
+    }
     assert source.PREIMPORTED == {"torch", "F", "math"}
 
 
 def test_root_trees_are_the_old_trees():
-    old = {"torch": {**dict.fromkeys(OLD_TORCH_ALLOWED - REMOVED_FROM_TORCH_ALLOWED),
-                     "special": dict.fromkeys(OLD_TORCH_SPECIAL_ALLOWED),
-                     "nn": {"functional": dict.fromkeys(OLD_F_ALLOWED)}, "fft": dict.fromkeys(OLD_FFT),
-                     "linalg": dict.fromkeys(OLD_LINALG)},
-           "F": dict.fromkeys(OLD_F_ALLOWED), "math": dict.fromkeys(OLD_MATH_ALLOWED)}
+    old = {
+        "torch": {
+            **dict.fromkeys(OLD_TORCH_ALLOWED - REMOVED_FROM_TORCH_ALLOWED),
+            "special": dict.fromkeys(OLD_TORCH_SPECIAL_ALLOWED),
+            "nn": {"functional": dict.fromkeys(OLD_F_ALLOWED)},
+            "fft": dict.fromkeys(OLD_FFT),
+            "linalg": dict.fromkeys(OLD_LINALG),
+        },
+        "F": dict.fromkeys(OLD_F_ALLOWED),
+        "math": dict.fromkeys(OLD_MATH_ALLOWED),
+    }
     assert L.root_trees() == old
 
 
@@ -183,6 +462,7 @@ def test_mutators_operator_set_is_the_table():
 # The table itself
 # ------------------------------------------------------------------------------------------------
 
+
 def _patched_by_another_library(value) -> bool:
     """torch_geometric (imported by the molhiv tests) replaces `torch.index_select` process-wide;
     the table keeps the callable it resolved when actmine was imported."""
@@ -202,7 +482,7 @@ def test_every_spelling_resolves_to_what_the_table_holds():
                 assert callable(value) or isinstance(value, torch.dtype), spelling
         if op.spellings and not _patched_by_another_library(L.resolve(op.spellings[0])):
             assert op.torch is L.resolve(op.spellings[0])
-        for spelling in op.spellings:   # F.x and torch.nn.functional.x always come together
+        for spelling in op.spellings:  # F.x and torch.nn.functional.x always come together
             if spelling.startswith("F."):
                 assert "torch.nn.functional." + spelling[2:] in op.spellings
         for method in op.methods:
@@ -231,11 +511,11 @@ def test_keywords_are_parameters_of_the_function():
         function = op.torch
         try:
             parameters = set(inspect.signature(function).parameters)
-        except (TypeError, ValueError):   # a builtin without a Python signature
+        except (TypeError, ValueError):  # a builtin without a Python signature
             continue
         assert op.keywords <= parameters | {"input", "dim", "dtype", "keepdim"}, (op.name, op.keywords - parameters)
     assert L.keywords_of("F.gelu") == {"approximate", "input"}
-    assert L.keywords_of("clamp") == {"min", "max", "input"}   # a tensor method
+    assert L.keywords_of("clamp") == {"min", "max", "input"}  # a tensor method
     assert L.keywords_of("no.such") == frozenset()
 
 
@@ -269,33 +549,77 @@ def test_all_spellings_and_methods_of_a_unary_op_agree(op):
 
 #: Argument domains per op: a (low, high) float interval, "int" (small integers) or "bool".
 DOMAINS: dict[str, list] = {
-    "log": [(0.1, 3.0)], "log2": [(0.1, 3.0)], "log10": [(0.1, 3.0)], "sqrt": [(0.0, 3.0)],
-    "rsqrt": [(0.1, 3.0)], "reciprocal": [(0.2, 3.0)], "log1p": [(-0.9, 3.0)], "tan": [(-1.2, 1.2)],
-    "asin": [(-0.95, 0.95)], "acos": [(-0.95, 0.95)], "atanh": [(-0.95, 0.95)], "erfinv": [(-0.95, 0.95)],
-    "acosh": [(1.05, 3.0)], "logit": [(0.05, 0.95)], "ndtri": [(0.05, 0.95)], "lgamma": [(0.1, 3.0)],
-    "digamma": [(0.1, 3.0)], "entr": [(0.0, 3.0)], "bessel_y0": [(0.1, 3.0)], "bessel_y1": [(0.1, 3.0)],
-    "modified_bessel_k0": [(0.1, 3.0)], "modified_bessel_k1": [(0.1, 3.0)],
-    "scaled_modified_bessel_k0": [(0.1, 3.0)], "scaled_modified_bessel_k1": [(0.1, 3.0)],
-    "spherical_bessel_j0": [(0.1, 3.0)], "gamma": [(0.1, 3.0)],
-    "pow": [(0.1, 3.0), (-2.0, 2.0)], "float_power": [(0.1, 3.0), (-2.0, 2.0)],
-    "fmod": [(-3.0, 3.0), (0.5, 2.0)], "remainder": [(-3.0, 3.0), (-2.0, -0.5)],
-    "floor_divide": [(-3.0, 3.0), (0.5, 2.0)], "div": [(-3.0, 3.0), (0.5, 2.0)], "copysign": [(-3.0, 3.0), (0.1, 2.0)],
-    "xlogy": [(-3.0, 3.0), (0.1, 3.0)], "xlog1py": [(-3.0, 3.0), (-0.9, 3.0)], "zeta": [(1.1, 4.0), (0.2, 3.0)],
-    "polygamma": ["int", (0.5, 3.0)], "gammainc": [(0.5, 3.0), (0.1, 3.0)], "gammaincc": [(0.5, 3.0), (0.1, 3.0)],
-    "addcdiv": [(-3.0, 3.0), (-3.0, 3.0), (0.5, 2.0)], "where": ["bool", (-3.0, 3.0), (-3.0, 3.0)],
-    "logical_and": ["bool", "bool"], "logical_or": ["bool", "bool"], "logical_xor": ["bool", "bool"],
-    "logical_not": ["bool"], "factorial": ["int"], "comb": ["int", "int"], "isqrt": ["int"],
-    "ldexp": [(-3.0, 3.0), "int"], "cbrt": [(-3.0, 3.0)],
-    "atan2": [(0.1, 3.0), (-3.0, 3.0)],   # atan2(0, 0) is undefined in sympy, 0 in torch
+    "log": [(0.1, 3.0)],
+    "log2": [(0.1, 3.0)],
+    "log10": [(0.1, 3.0)],
+    "sqrt": [(0.0, 3.0)],
+    "rsqrt": [(0.1, 3.0)],
+    "reciprocal": [(0.2, 3.0)],
+    "log1p": [(-0.9, 3.0)],
+    "tan": [(-1.2, 1.2)],
+    "asin": [(-0.95, 0.95)],
+    "acos": [(-0.95, 0.95)],
+    "atanh": [(-0.95, 0.95)],
+    "erfinv": [(-0.95, 0.95)],
+    "acosh": [(1.05, 3.0)],
+    "logit": [(0.05, 0.95)],
+    "ndtri": [(0.05, 0.95)],
+    "lgamma": [(0.1, 3.0)],
+    "digamma": [(0.1, 3.0)],
+    "entr": [(0.0, 3.0)],
+    "bessel_y0": [(0.1, 3.0)],
+    "bessel_y1": [(0.1, 3.0)],
+    "modified_bessel_k0": [(0.1, 3.0)],
+    "modified_bessel_k1": [(0.1, 3.0)],
+    "scaled_modified_bessel_k0": [(0.1, 3.0)],
+    "scaled_modified_bessel_k1": [(0.1, 3.0)],
+    "spherical_bessel_j0": [(0.1, 3.0)],
+    "gamma": [(0.1, 3.0)],
+    "pow": [(0.1, 3.0), (-2.0, 2.0)],
+    "float_power": [(0.1, 3.0), (-2.0, 2.0)],
+    "fmod": [(-3.0, 3.0), (0.5, 2.0)],
+    "remainder": [(-3.0, 3.0), (-2.0, -0.5)],
+    "floor_divide": [(-3.0, 3.0), (0.5, 2.0)],
+    "div": [(-3.0, 3.0), (0.5, 2.0)],
+    "copysign": [(-3.0, 3.0), (0.1, 2.0)],
+    "xlogy": [(-3.0, 3.0), (0.1, 3.0)],
+    "xlog1py": [(-3.0, 3.0), (-0.9, 3.0)],
+    "zeta": [(1.1, 4.0), (0.2, 3.0)],
+    "polygamma": ["int", (0.5, 3.0)],
+    "gammainc": [(0.5, 3.0), (0.1, 3.0)],
+    "gammaincc": [(0.5, 3.0), (0.1, 3.0)],
+    "addcdiv": [(-3.0, 3.0), (-3.0, 3.0), (0.5, 2.0)],
+    "where": ["bool", (-3.0, 3.0), (-3.0, 3.0)],
+    "logical_and": ["bool", "bool"],
+    "logical_or": ["bool", "bool"],
+    "logical_xor": ["bool", "bool"],
+    "logical_not": ["bool"],
+    "factorial": ["int"],
+    "comb": ["int", "int"],
+    "isqrt": ["int"],
+    "ldexp": [(-3.0, 3.0), "int"],
+    "cbrt": [(-3.0, 3.0)],
+    "atan2": [(0.1, 3.0), (-3.0, 3.0)],  # atan2(0, 0) is undefined in sympy, 0 in torch
 }
 #: Keyword forms checked besides the plain call.
 KEYWORD_FORMS: dict[str, list[dict]] = {
-    "gelu": [{"approximate": "tanh"}], "softplus": [{"beta": 2.0}], "elu": [{"alpha": 0.5}], "celu": [{"alpha": 0.5}],
-    "leaky_relu": [{"negative_slope": 0.2}], "hardtanh": [{"min_val": -0.5, "max_val": 2.0}],
-    "hardshrink": [{"lambd": 0.3}], "softshrink": [{"lambd": 0.3}], "threshold": [{"threshold": 0.5, "value": -1.0}],
-    "clamp": [{"min": -0.5}, {"max": 0.5}, {"min": -0.5, "max": 0.5}], "add": [{"alpha": 2.0}],
-    "sub": [{"alpha": 0.5}], "div": [{"rounding_mode": "floor"}, {"rounding_mode": "trunc"}],
-    "addcmul": [{"value": 0.5}], "addcdiv": [{"value": 2.0}], "lerp": [], "heaviside": [],
+    "gelu": [{"approximate": "tanh"}],
+    "softplus": [{"beta": 2.0}],
+    "elu": [{"alpha": 0.5}],
+    "celu": [{"alpha": 0.5}],
+    "leaky_relu": [{"negative_slope": 0.2}],
+    "hardtanh": [{"min_val": -0.5, "max_val": 2.0}],
+    "hardshrink": [{"lambd": 0.3}],
+    "softshrink": [{"lambd": 0.3}],
+    "threshold": [{"threshold": 0.5, "value": -1.0}],
+    "clamp": [{"min": -0.5}, {"max": 0.5}, {"min": -0.5, "max": 0.5}],
+    "add": [{"alpha": 2.0}],
+    "sub": [{"alpha": 0.5}],
+    "div": [{"rounding_mode": "floor"}, {"rounding_mode": "trunc"}],
+    "addcmul": [{"value": 0.5}],
+    "addcdiv": [{"value": 2.0}],
+    "lerp": [],
+    "heaviside": [],
 }
 #: Ops whose formula needs positional parameters that are not tensors.
 ARITIES = {"clamp": 1, "threshold": 1, "max": 2, "min": 2, "lerp": 3, "heaviside": 2}
@@ -318,8 +642,14 @@ def _torch_value(op: L.Op, values: list, kwargs: dict) -> float | bool:
     """The op's value through its torch callable (math's for a math-only op), as a Python number."""
     if op.kind == "scalar":
         return float(op.torch(*values, **kwargs))
-    tensors = [torch.tensor(v, dtype=torch.bool) if isinstance(v, bool)
-               else torch.tensor(v, dtype=torch.float64) if isinstance(v, float) else v for v in values]
+    tensors = [
+        torch.tensor(v, dtype=torch.bool)
+        if isinstance(v, bool)
+        else torch.tensor(v, dtype=torch.float64)
+        if isinstance(v, float)
+        else v
+        for v in values
+    ]
     if op.name == "polygamma":
         tensors[0] = int(values[0])
     result = op.torch(*tensors, **kwargs)
@@ -330,8 +660,15 @@ def _sympy_value(op: L.Op, values: list, kwargs: dict) -> float | bool:
     symbols = [sp.Symbol(f"a{i}", real=True) for i in range(len(values))]
     args = []
     for symbol, value in zip(symbols, values):
-        args.append(sp.true if value is True else sp.false if value is False
-                    else sp.Integer(value) if isinstance(value, int) else symbol)
+        args.append(
+            sp.true
+            if value is True
+            else sp.false
+            if value is False
+            else sp.Integer(value)
+            if isinstance(value, int)
+            else symbol
+        )
     sym_kwargs = {k: (v if isinstance(v, str) else sp.Float(v)) for k, v in kwargs.items()}
     expr = op.sympy(tuple(args), sym_kwargs)
     numbers = {s: sp.Float(v, 30) for s, v in zip(symbols, values) if isinstance(v, float)}
@@ -346,7 +683,7 @@ def test_sympy_formula_agrees_with_torch(op):
     arity = ARITIES.get(op.name, op.arity or 1)
     domains = DOMAINS.get(op.name, [(-3.0, 3.0)] * arity)
     forms = [{}] + KEYWORD_FORMS.get(op.name, [])
-    if op.name in ("threshold", "clamp"):   # no plain one-argument form
+    if op.name in ("threshold", "clamp"):  # no plain one-argument form
         forms = KEYWORD_FORMS[op.name]
 
     @settings(max_examples=6, deadline=None, derandomize=True)
@@ -371,7 +708,7 @@ def test_formula_rules_refuse_forms_they_do_not_model():
     with pytest.raises(L.NoFormula):
         L.OP_BY_NAME["gelu"].sympy((x,), {"approximate": "cubic"})
     with pytest.raises(L.NoFormula):
-        L.OP_BY_NAME["max"].sympy((x, sp.Integer(0)), {})   # torch.max(x, 0) reduces over dim 0
+        L.OP_BY_NAME["max"].sympy((x, sp.Integer(0)), {})  # torch.max(x, 0) reduces over dim 0
     with pytest.raises(L.NoFormula):
         L.OP_BY_NAME["where"].sympy((x,), {})
     assert L.OP_BY_NAME["max"].sympy((x, sp.Symbol("y")), {}) == sp.Max(x, sp.Symbol("y"))
@@ -385,17 +722,32 @@ def test_formula_rules_refuse_forms_they_do_not_model():
 
 #: How to call an op that is not a one-tensor function, on a float64 tensor x that requires grad.
 CALLS = {
-    "atan2": lambda f, x: f(x, x + 2), "hypot": lambda f, x: f(x, x + 2), "pow": lambda f, x: f(x.abs() + 1, 1.5),
-    "float_power": lambda f, x: f(x.abs() + 1, 1.5), "logaddexp": lambda f, x: f(x, x * 2),
-    "logaddexp2": lambda f, x: f(x, x * 2), "xlogy": lambda f, x: f(x, x.abs() + 1),
-    "xlog1py": lambda f, x: f(x, x.abs() + 1), "zeta": lambda f, x: f(x.abs() + 2, x.abs() + 1),
-    "polygamma": lambda f, x: f(1, x.abs() + 1), "gammainc": lambda f, x: f(x.abs() + 1, x.abs() + 1),
-    "gammaincc": lambda f, x: f(x.abs() + 1, x.abs() + 1), "mvlgamma": lambda f, x: f(x.abs() + 2, 2),
-    "glu": lambda f, x: f(x), "logcumsumexp": lambda f, x: f(x, 0), "logsumexp": lambda f, x: f(x, 0),
-    "softmax": lambda f, x: f(x, 0), "log_softmax": lambda f, x: f(x, 0), "softmin": lambda f, x: f(x, 0),
+    "atan2": lambda f, x: f(x, x + 2),
+    "hypot": lambda f, x: f(x, x + 2),
+    "pow": lambda f, x: f(x.abs() + 1, 1.5),
+    "float_power": lambda f, x: f(x.abs() + 1, 1.5),
+    "logaddexp": lambda f, x: f(x, x * 2),
+    "logaddexp2": lambda f, x: f(x, x * 2),
+    "xlogy": lambda f, x: f(x, x.abs() + 1),
+    "xlog1py": lambda f, x: f(x, x.abs() + 1),
+    "zeta": lambda f, x: f(x.abs() + 2, x.abs() + 1),
+    "polygamma": lambda f, x: f(1, x.abs() + 1),
+    "gammainc": lambda f, x: f(x.abs() + 1, x.abs() + 1),
+    "gammaincc": lambda f, x: f(x.abs() + 1, x.abs() + 1),
+    "mvlgamma": lambda f, x: f(x.abs() + 2, 2),
+    "glu": lambda f, x: f(x),
+    "logcumsumexp": lambda f, x: f(x, 0),
+    "logsumexp": lambda f, x: f(x, 0),
+    "softmax": lambda f, x: f(x, 0),
+    "log_softmax": lambda f, x: f(x, 0),
+    "softmin": lambda f, x: f(x, 0),
 }
-DOMAIN_SHIFT = {"acosh": lambda x: x.abs() + 1.5, "logit": lambda x: x.abs() / 2 + 0.1,
-                "ndtri": lambda x: x.abs() / 2 + 0.1, "log": lambda x: x.abs() + 0.1}
+DOMAIN_SHIFT = {
+    "acosh": lambda x: x.abs() + 1.5,
+    "logit": lambda x: x.abs() / 2 + 0.1,
+    "ndtri": lambda x: x.abs() / 2 + 0.1,
+    "log": lambda x: x.abs() + 0.1,
+}
 
 
 def _counted(op: L.Op) -> tuple[probes._OperationCounter, probes._OperationCounter]:
@@ -411,7 +763,7 @@ def _counted(op: L.Op) -> tuple[probes._OperationCounter, probes._OperationCount
             try:
                 with backward:
                     torch.autograd.grad(y.sum(), x, allow_unused=True)
-            except NotImplementedError:   # zeta, igamma: torch has no derivative for them
+            except NotImplementedError:  # zeta, igamma: torch has no derivative for them
                 pass
     return forward, backward
 
@@ -440,10 +792,12 @@ def test_unary_weight_and_kernels_are_what_the_probes_measure(op):
 def test_copies_and_conversions_cost_one_per_output_element_and_views_nothing():
     assert probes.measure_cost(lambda x: x.clone(), size=256).flops_per_element == 1
     assert probes.measure_cost(lambda x: x.double().float(), size=256).flops_per_element == 2
-    assert probes.measure_cost(lambda x: x.contiguous().view(16, 16).reshape(-1).detach() + 0, size=256) \
-        .flops_per_element == 1
+    assert (
+        probes.measure_cost(lambda x: x.contiguous().view(16, 16).reshape(-1).detach() + 0, size=256).flops_per_element
+        == 1
+    )
     big = probes.measure_cost(lambda x: x + torch.expand_copy(torch.tensor(1.0), [256]), size=256)
-    assert big.flops_per_element == 2    # the materialised constant counts by its output size
+    assert big.flops_per_element == 2  # the materialised constant counts by its output size
 
 
 def test_transcendental_ops_weigh_more_than_arithmetic():

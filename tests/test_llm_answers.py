@@ -12,8 +12,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from llm_corpus import (ACCEPTED, CORPUS_DIR, FORMAT, NO_CODE, SEPARATOR, CorpusFormatError, evaluate_answer,
-                        read_answer, read_corpus, stage_of)
+from llm_corpus import (
+    ACCEPTED,
+    CORPUS_DIR,
+    FORMAT,
+    NO_CODE,
+    SEPARATOR,
+    CorpusFormatError,
+    evaluate_answer,
+    read_answer,
+    read_corpus,
+    stage_of,
+)
 
 ANSWERS = read_corpus()
 WELL_MEANING = [a for a in ANSWERS if a.well_meaning]
@@ -21,23 +31,32 @@ HOSTILE = [a for a in ANSWERS if not a.well_meaning]
 
 
 def _describe(outcome) -> str:
-    return (f"got {outcome.code} at stage {outcome.stage}: {outcome.message}\n"
-            f"--- program after the parser ---\n{outcome.source}")
+    return (
+        f"got {outcome.code} at stage {outcome.stage}: {outcome.message}\n"
+        f"--- program after the parser ---\n{outcome.source}"
+    )
 
 
 #: Well-meaning answers the pipeline still loses, with why. Each is an expected failure (strict: one that
 #: starts passing must be removed from here), and each counts as lost in the acceptance rate below.
 KNOWN_LOSSES = {
     "gpt4_functools_lru_cache_helper": "the policy bounds loops only by literals: `range(1, n_terms + 1)` over a "
-                                       "parameter is refused as unbounded_loop (see candidate/source.py)",
+    "parameter is refused as unbounded_loop (see candidate/source.py)",
 }
 #: The issue's bar: at least 95 % of the well-meaning answers become candidates.
 MIN_ACCEPTANCE = 0.95
 
 
-@pytest.mark.parametrize("answer", [pytest.param(a, marks=pytest.mark.xfail(reason=KNOWN_LOSSES[a.name], strict=True))
-                                    if a.name in KNOWN_LOSSES else a for a in WELL_MEANING],
-                         ids=lambda a: a.name)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(a, marks=pytest.mark.xfail(reason=KNOWN_LOSSES[a.name], strict=True))
+        if a.name in KNOWN_LOSSES
+        else a
+        for a in WELL_MEANING
+    ],
+    ids=lambda a: a.name,
+)
 def test_well_meaning_answer_becomes_a_candidate(answer):
     outcome = evaluate_answer(answer.text)
     assert outcome.accepted, f"{answer.name} ({answer.note}) {_describe(outcome)}"
@@ -52,8 +71,9 @@ def test_known_losses_are_well_meaning_answers_of_the_corpus():
 def test_hostile_answer_is_refused_with_its_code(answer):
     outcome = evaluate_answer(answer.text)
     assert not outcome.accepted, f"{answer.name} ({answer.note}) was ACCEPTED:\n{outcome.source}"
-    assert (outcome.code, outcome.stage) == (answer.expect, stage_of(answer.expect)), \
+    assert (outcome.code, outcome.stage) == (answer.expect, stage_of(answer.expect)), (
         f"{answer.name} ({answer.note}): expected {answer.expect} at {stage_of(answer.expect)}, {_describe(outcome)}"
+    )
 
 
 def test_no_hostile_answer_is_expected_to_run_its_top_level():
@@ -75,6 +95,7 @@ def test_the_corpus_is_large_and_varied():
 
 # ---- the file format --------------------------------------------------------------------------
 
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "answer.txt"
     path.write_text(text, encoding="utf-8")
@@ -83,10 +104,13 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_reader_keeps_the_answer_verbatim_even_when_it_repeats_the_separator(tmp_path):
     body = f"Prose.\n{SEPARATOR}\nexpect: refused:import\n```python\ndef activation_function(x):\n    return x\n```\n"
-    answer = read_answer(_write(tmp_path, f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\n{SEPARATOR}\n{body}"))
+    answer = read_answer(
+        _write(tmp_path, f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\n{SEPARATOR}\n{body}")
+    )
     assert (answer.expect, answer.style, answer.note, answer.text) == (ACCEPTED, "s", "n", body)
-    refused = read_answer(_write(tmp_path, f"format: {FORMAT}\nexpect: refused:{NO_CODE}\nstyle: s\nnote: n\n"
-                                           f"{SEPARATOR}\nno code here\n"))
+    refused = read_answer(
+        _write(tmp_path, f"format: {FORMAT}\nexpect: refused:{NO_CODE}\nstyle: s\nnote: n\n{SEPARATOR}\nno code here\n")
+    )
     assert refused.expect == NO_CODE and not refused.well_meaning
 
 
@@ -99,16 +123,19 @@ def test_any_answer_text_comes_back_byte_for_byte(tmp_path_factory, body, expect
     assert answer.text == body and answer.well_meaning == (expect == ACCEPTED)
 
 
-@pytest.mark.parametrize("text, complaint", [
-    (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\nno separator\n", "no line"),
-    (f"format: {FORMAT}\nexpect: candidate\nstyle: s\n{SEPARATOR}\nx\n", "lacks note"),
-    (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\nnote: m\n{SEPARATOR}\nx\n", "given twice"),
-    (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\nmood: ok\n{SEPARATOR}\nx\n", "is not `KEY: VALUE`"),
-    (f"format: other/2\nexpect: candidate\nstyle: s\nnote: n\n{SEPARATOR}\nx\n", "format 'other/2'"),
-    (f"format: {FORMAT}\nexpect: accepted\nstyle: s\nnote: n\n{SEPARATOR}\nx\n", "neither"),
-    (f"format: {FORMAT}\nexpect: refused:made_up\nstyle: s\nnote: n\n{SEPARATOR}\nx\n", "unknown outcome code"),
-    (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\n{SEPARATOR}\n \n", "empty"),
-])
+@pytest.mark.parametrize(
+    "text, complaint",
+    [
+        (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\nno separator\n", "no line"),
+        (f"format: {FORMAT}\nexpect: candidate\nstyle: s\n{SEPARATOR}\nx\n", "lacks note"),
+        (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\nnote: m\n{SEPARATOR}\nx\n", "given twice"),
+        (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\nmood: ok\n{SEPARATOR}\nx\n", "is not `KEY: VALUE`"),
+        (f"format: other/2\nexpect: candidate\nstyle: s\nnote: n\n{SEPARATOR}\nx\n", "format 'other/2'"),
+        (f"format: {FORMAT}\nexpect: accepted\nstyle: s\nnote: n\n{SEPARATOR}\nx\n", "neither"),
+        (f"format: {FORMAT}\nexpect: refused:made_up\nstyle: s\nnote: n\n{SEPARATOR}\nx\n", "unknown outcome code"),
+        (f"format: {FORMAT}\nexpect: candidate\nstyle: s\nnote: n\n{SEPARATOR}\n \n", "empty"),
+    ],
+)
 def test_reader_says_what_is_wrong_with_a_file(tmp_path, text, complaint):
     with pytest.raises(CorpusFormatError, match=complaint):
         read_answer(_write(tmp_path, text))

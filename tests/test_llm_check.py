@@ -16,8 +16,10 @@ from chat_server import ChatServer
 
 KEY_ENV = "ACTMINE_CHECK_TEST_KEY"
 KEY = "sk-check-secret-4242"
-GOOD = ("A GELU with a small periodic term.\n\n```python\ndef activation_function(x):\n"
-        "    return F.gelu(x) + 0.1 * torch.sin(x)\n```\n")
+GOOD = (
+    "A GELU with a small periodic term.\n\n```python\ndef activation_function(x):\n"
+    "    return F.gelu(x) + 0.1 * torch.sin(x)\n```\n"
+)
 HOSTILE_PROGRAM = "def activation_function(x):\n    return open('/etc/passwd')\n"
 # 100 prompt and 50 completion tokens per answer (ChatServer's usage block), at $2 / $8 per million
 CALL_USD = (100 * 2.0 + 50 * 8.0) / 1e6
@@ -32,7 +34,10 @@ def key(monkeypatch):
 def write_config(tmp_path, models, kind="llm", **options):
     """A search config whose llm mutator has `models`; fast failures (no retry, short timeout)."""
     options = {"models": models, "timeout_s": 2, **options}
-    config = {"search": {"budget": 12, "initial_programs": ["relu", "gelu"]}, "mutator": {"kind": kind, "options": options}}
+    config = {
+        "search": {"budget": 12, "initial_programs": ["relu", "gelu"]},
+        "mutator": {"kind": kind, "options": options},
+    }
     path = tmp_path / "check.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return str(path)
@@ -40,8 +45,15 @@ def write_config(tmp_path, models, kind="llm", **options):
 
 def model(server_or_url, **fields):
     url = server_or_url if isinstance(server_or_url, str) else server_or_url.base_url
-    return {"name": "scripted-model", "base_url": url, "api_key_env": KEY_ENV, "price_in": 2.0, "price_out": 8.0,
-            "max_tokens": 1000, **fields}
+    return {
+        "name": "scripted-model",
+        "base_url": url,
+        "api_key_env": KEY_ENV,
+        "price_in": 2.0,
+        "price_out": 8.0,
+        "max_tokens": 1000,
+        **fields,
+    }
 
 
 def check(capsys, path):
@@ -59,11 +71,12 @@ def closed_port() -> int:
 
 # ---- answers -------------------------------------------------------------------------------
 
+
 def test_a_working_model_shows_its_program_verdict_tokens_and_costs(tmp_path, capsys, key):
     with ChatServer([GOOD]) as server:
         code, out, _ = check(capsys, write_config(tmp_path, [model(server)], budget_usd=1.0))
     assert code == 0
-    assert len(server.requests) == 1                       # one request, nothing more
+    assert len(server.requests) == 1  # one request, nothing more
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
     assert server.requests[0]["body"]["model"] == "scripted-model"
     assert "OK: answered with a program the policy accepts" in out
@@ -72,8 +85,10 @@ def test_a_working_model_shows_its_program_verdict_tokens_and_costs(tmp_path, ca
     assert "tokens: 100 in, 50 out; this call $0.000600" in out
     assert f"one proposal: about ${CALL_USD:.6f}" in out
     # 12 proposals minus 2 seeds, each at the call's cost; $1 covers them all
-    assert f"the run's 10 LLM proposals (search.budget minus the seeds), all by this model: about " \
-           f"${10 * CALL_USD:.6f}; budget_usd $1 lets all of them through" in out
+    assert (
+        f"the run's 10 LLM proposals (search.budget minus the seeds), all by this model: about "
+        f"${10 * CALL_USD:.6f}; budget_usd $1 lets all of them through" in out
+    )
     assert KEY not in out
 
 
@@ -109,17 +124,20 @@ def test_an_answer_without_a_program_exits_1(tmp_path, capsys, key):
 
 
 def test_hostile_model_text_is_neutralised(tmp_path, capsys, key):
-    answer = ("\x1b]0;owned\x07Fine \x1b[2J\x1b[31mred\u202e text\r\n"
-              "```python\ndef activation_function(x):\n    return x  # \x1b[8mhidden\x9b1m\n```")
+    answer = (
+        "\x1b]0;owned\x07Fine \x1b[2J\x1b[31mred\u202e text\r\n"
+        "```python\ndef activation_function(x):\n    return x  # \x1b[8mhidden\x9b1m\n```"
+    )
     with ChatServer([answer]) as server:
         code, out, _ = check(capsys, write_config(tmp_path, [model(server)]))
-    assert code in (0, 1)      # whatever the policy says: the text is printed either way
+    assert code in (0, 1)  # whatever the policy says: the text is printed either way
     for raw in ("\x1b", "\x07", "\u202e", "\r", "\x9b"):
         assert raw not in out
     assert "\\x1b[31mred\\u202e text" in out and "\\x1b[8mhidden\\x9b1m" in out
 
 
 # ---- what is wrong -------------------------------------------------------------------------
+
 
 def test_a_wrong_key_is_named_and_never_printed(tmp_path, capsys, key):
     # the server echoes the key it was given: the check blanks it out
@@ -131,8 +149,11 @@ def test_a_wrong_key_is_named_and_never_printed(tmp_path, capsys, key):
     assert KEY not in out and "***" in out
 
 
-@pytest.mark.parametrize("status, message", [(404, "The model `nope-1` does not exist"),
-                                             (400, "model 'nope-1' not found")], ids=["http-404", "http-400"])
+@pytest.mark.parametrize(
+    "status, message",
+    [(404, "The model `nope-1` does not exist"), (400, "model 'nope-1' not found")],
+    ids=["http-404", "http-400"],
+)
 def test_a_wrong_model_name_is_named(tmp_path, capsys, key, status, message):
     with ChatServer([{"status": status, "message": message}]) as server:
         code, out, _ = check(capsys, write_config(tmp_path, [model(server, name="nope-1")]))
@@ -176,6 +197,7 @@ def test_every_model_is_checked_and_the_worst_decides(tmp_path, capsys, key):
 
 # ---- configuration errors: exit 2, nothing sent ----------------------------------------------
 
+
 def test_a_config_without_an_llm_mutator_exits_2(tmp_path, capsys):
     path = tmp_path / "symbolic.yaml"
     path.write_text("mutator: {kind: symbolic}\n", encoding="utf-8")
@@ -184,11 +206,15 @@ def test_a_config_without_an_llm_mutator_exits_2(tmp_path, capsys):
     assert "no llm mutator to check" in err and "mutator.kind: llm" in err
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"models": []}, "must list at least one model"),
-    ({"models": [{"name": "m"}], "selection": "best"}, "selection must be weights or bandit"),
-    ({"models": [{"name": "m"}], "colour": "blue"}, "colour"),
-], ids=["no-models", "bad-selection", "unknown-option"])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"models": []}, "must list at least one model"),
+        ({"models": [{"name": "m"}], "selection": "best"}, "selection must be weights or bandit"),
+        ({"models": [{"name": "m"}], "colour": "blue"}, "colour"),
+    ],
+    ids=["no-models", "bad-selection", "unknown-option"],
+)
 def test_bad_llm_options_exit_2(tmp_path, capsys, options, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"mutator": {"kind": "llm", "options": options}}), encoding="utf-8")
@@ -203,11 +229,12 @@ def test_a_missing_file_exits_2(tmp_path, capsys):
 
 # ---- the budget arithmetic is the run's own Spend ------------------------------------------
 
+
 def test_proposals_within_budget_replays_spend():
     # reserve $0.5, spend $0.125 each: k x 0.125 + 0.5 <= 1.0 for k = 0..4
     assert proposals_within_budget(100, Reservation(0.5, 10), 0.125, 2, 1.0, None) == 5
     assert proposals_within_budget(3, Reservation(0.5, 10), 0.125, 2, 1.0, None) == 3
-    assert proposals_within_budget(100, Reservation(0.5, 10), 0.125, 2, None, 14) == 3   # tokens: k x 2 + 10 <= 14
+    assert proposals_within_budget(100, Reservation(0.5, 10), 0.125, 2, None, 14) == 3  # tokens: k x 2 + 10 <= 14
     assert proposals_within_budget(7, Reservation(0.5, 10), 0.125, 2, None, None) == 7
 
 
@@ -215,5 +242,6 @@ def test_proposals_within_budget_replays_spend():
 def test_proposals_within_budget_matches_the_closed_form(proposals, call, reserve, budget):
     """Eighths are exact in binary: the replayed Spend must agree with k x call + reserve <= budget."""
     fits = 0 if reserve > budget else (proposals if call == 0 else (budget - reserve) // call + 1)
-    assert proposals_within_budget(proposals, Reservation(reserve / 8, 0), call / 8, 0, budget / 8, None) \
-        == min(proposals, fits)
+    assert proposals_within_budget(proposals, Reservation(reserve / 8, 0), call / 8, 0, budget / 8, None) == min(
+        proposals, fits
+    )

@@ -17,17 +17,38 @@ from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Failure, LabContext, Parent, get_mutator
 from actmine.evolve.mutators.feedback import FIXES, NOT_THE_ANSWER, fix_for
-from actmine.evolve.mutators.llm import (LLMCall, LLMConfigError, LLMMutator, ModelChooser, ModelSpec,
-                                         build_prompt, failure_items, load_prompts, parse_response)
+from actmine.evolve.mutators.llm import (
+    LLMCall,
+    LLMConfigError,
+    LLMMutator,
+    ModelChooser,
+    ModelSpec,
+    build_prompt,
+    failure_items,
+    load_prompts,
+    parse_response,
+)
 
 from chat_server import ChatServer
 
-GOOD = ("I add a small periodic term to GELU so that the networks keep some curvature outside the "
-        "training range.\n\n```python\ndef activation_function(x):\n    return F.gelu(x) + 0.1 * torch.sin(x)\n```\n")
-PARENT = Parent(source="def activation_function(x):\n    return F.gelu(x)\n", fitness=0.05, rationale="GELU",
-                family_log_ratios={"polynomial": -0.1, "harmonic": 0.02}, id=3)
-INSPIRATION = Parent(source="def activation_function(x):\n    return x * torch.sigmoid(1.702 * x)\n", fitness=0.02,
-                     rationale="SiLU-like", family_log_ratios={"polynomial": -0.03}, id=4)
+GOOD = (
+    "I add a small periodic term to GELU so that the networks keep some curvature outside the "
+    "training range.\n\n```python\ndef activation_function(x):\n    return F.gelu(x) + 0.1 * torch.sin(x)\n```\n"
+)
+PARENT = Parent(
+    source="def activation_function(x):\n    return F.gelu(x)\n",
+    fitness=0.05,
+    rationale="GELU",
+    family_log_ratios={"polynomial": -0.1, "harmonic": 0.02},
+    id=3,
+)
+INSPIRATION = Parent(
+    source="def activation_function(x):\n    return x * torch.sigmoid(1.702 * x)\n",
+    fitness=0.02,
+    rationale="SiLU-like",
+    family_log_ratios={"polynomial": -0.03},
+    id=4,
+)
 
 
 def mutator(server: ChatServer, **options) -> LLMMutator:
@@ -38,10 +59,13 @@ def mutator(server: ChatServer, **options) -> LLMMutator:
 
 # ---- parsing -------------------------------------------------------------------------------
 
+
 def test_parse_takes_the_last_block_that_defines_the_function():
-    text = ("The parent was:\n```python\ndef activation_function(x):\n    return x\n```\n"
-            "I make it smoother.\n```python\nimport torch\nimport math\nimport torch.nn.functional as F\n\n"
-            "def activation_function(x):\n    return F.softplus(x) * math.pi\n```\nDone.")
+    text = (
+        "The parent was:\n```python\ndef activation_function(x):\n    return x\n```\n"
+        "I make it smoother.\n```python\nimport torch\nimport math\nimport torch.nn.functional as F\n\n"
+        "def activation_function(x):\n    return F.softplus(x) * math.pi\n```\nDone."
+    )
     parsed = parse_response(text)
     assert parsed.source.strip() == "def activation_function(x):\n    return F.softplus(x) * math.pi"
     assert parsed.rationale.startswith("The parent was:")
@@ -49,46 +73,57 @@ def test_parse_takes_the_last_block_that_defines_the_function():
 
 
 def test_parse_drops_thinking_and_accepts_unfenced_code():
-    text = ("<think>Maybe sin? ```python\ndef activation_function(x):\n    return x\n```</think>"
-            "A gated tanh.\ndef helper(x):\n    return torch.tanh(x)\n\n"
-            "def activation_function(x):\n    return x * helper(x)\nThat should extrapolate.")
+    text = (
+        "<think>Maybe sin? ```python\ndef activation_function(x):\n    return x\n```</think>"
+        "A gated tanh.\ndef helper(x):\n    return torch.tanh(x)\n\n"
+        "def activation_function(x):\n    return x * helper(x)\nThat should extrapolate."
+    )
     parsed = parse_response(text)
-    assert parsed.source == ("def helper(x):\n    return torch.tanh(x)\n\n"
-                             "def activation_function(x):\n    return x * helper(x)\n")
+    assert parsed.source == (
+        "def helper(x):\n    return torch.tanh(x)\n\ndef activation_function(x):\n    return x * helper(x)\n"
+    )
     assert parsed.rationale == "A gated tanh."
 
 
-@pytest.mark.parametrize("text, error", [
-    ("", "empty"), ("I would use GELU.", "no code block"),
-    ("```python\ndef helper(x):\n    return x\n```", "no code block defines activation_function"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("", "empty"),
+        ("I would use GELU.", "no code block"),
+        ("```python\ndef helper(x):\n    return x\n```", "no code block defines activation_function"),
+    ],
+)
 def test_parse_reports_answers_without_a_program(text, error):
     parsed = parse_response(text)
     assert parsed.source is None and error in parsed.error
 
 
 def test_only_preimported_modules_are_stripped():
-    parsed = parse_response("```python\nimport torch\nimport os\nfrom torch.nn import functional as F\n\n"
-                            "def activation_function(x):\n    return x\n```")
+    parsed = parse_response(
+        "```python\nimport torch\nimport os\nfrom torch.nn import functional as F\n\n"
+        "def activation_function(x):\n    return x\n```"
+    )
     assert parsed.source == "import os\n\ndef activation_function(x):\n    return x\n"
     with pytest.raises(Exception, match="import"):
-        check_source(parsed.source)   # the rest is left to the policy, which says why
+        check_source(parsed.source)  # the rest is left to the policy, which says why
 
 
 # An answer written the way frontier models write code: typing import, annotations, a docstring, and
 # a self-test under `if __name__ == "__main__":` that the policy would refuse as written.
-BOILERPLATE = ('Here is a smoother gate <b>with</b> a bounded periodic term.\n\n'
-               '```python\nfrom typing import Optional\n\nimport torch\n\n\n'
-               'def activation_function(x: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:\n'
-               '    """GELU plus a small periodic term."""\n'
-               '    y: torch.Tensor = F.gelu(x) + 0.2 * torch.sin(x)\n    return y\n\n\n'
-               'if __name__ == "__main__":\n    t = torch.linspace(-3, 3, 7)\n    print(activation_function(t))\n```\n'
-               'It should extrapolate <script>alert(1)</script> better.\n')
+BOILERPLATE = (
+    "Here is a smoother gate <b>with</b> a bounded periodic term.\n\n"
+    "```python\nfrom typing import Optional\n\nimport torch\n\n\n"
+    "def activation_function(x: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:\n"
+    '    """GELU plus a small periodic term."""\n'
+    "    y: torch.Tensor = F.gelu(x) + 0.2 * torch.sin(x)\n    return y\n\n\n"
+    'if __name__ == "__main__":\n    t = torch.linspace(-3, 3, 7)\n    print(activation_function(t))\n```\n'
+    "It should extrapolate <script>alert(1)</script> better.\n"
+)
 
 
 def test_boilerplate_is_normalised_and_the_policy_accepts_it():
     parsed = parse_response(BOILERPLATE)
-    check_source(parsed.source)                       # as written, the policy refuses the import and the `if`
+    check_source(parsed.source)  # as written, the policy refuses the import and the `if`
     tree = ast.parse(parsed.source)
     assert "typing" not in parsed.source and "__main__" not in parsed.source and "print" not in parsed.source
     assert not any(isinstance(n, (ast.Import, ast.ImportFrom, ast.If)) for n in tree.body)
@@ -99,9 +134,11 @@ def test_boilerplate_is_normalised_and_the_policy_accepts_it():
 def test_a_block_counts_when_its_normalised_form_defines_the_function():
     """The last block wins when, normalised, it defines the function at its top level; a later block
     that only uses the function (a usage example) does not count."""
-    text = ("Parent:\n```python\ndef activation_function(x):\n    return x\n```\nMine:\n"
-            "```python\nfrom typing import Optional\ndef activation_function(x: Optional[torch.Tensor]):\n"
-            "    return torch.tanh(x) * x\n```\nUsage:\n```python\nprint(activation_function(torch.ones(3)))\n```")
+    text = (
+        "Parent:\n```python\ndef activation_function(x):\n    return x\n```\nMine:\n"
+        "```python\nfrom typing import Optional\ndef activation_function(x: Optional[torch.Tensor]):\n"
+        "    return torch.tanh(x) * x\n```\nUsage:\n```python\nprint(activation_function(torch.ones(3)))\n```"
+    )
     parsed = parse_response(text)
     assert "torch.tanh(x) * x" in parsed.source and "typing" not in parsed.source
     check_source(parsed.source)
@@ -116,12 +153,15 @@ def test_parse_never_raises(text):
 
 # ---- prompts -------------------------------------------------------------------------------
 
+
 def test_prompt_carries_scores_rules_inspirations_and_failures():
     templates = load_prompts()
-    failures = [Failure("policy:import", "line 1: import of 'numpy' is not allowed")] * 3 + \
-        [Failure("probes:not_finite", "non-finite output at x=0")]
-    lab = LabContext(families=("feynman", "polynomial"), hidden=64, steps=50, max_flops_per_element=120,
-                     max_source_chars=2000)
+    failures = [Failure("policy:import", "line 1: import of 'numpy' is not allowed")] * 3 + [
+        Failure("probes:not_finite", "non-finite output at x=0")
+    ]
+    lab = LabContext(
+        families=("feynman", "polynomial"), hidden=64, steps=50, max_flops_per_element=120, max_source_chars=2000
+    )
     messages = build_prompt(templates, "mutate", PARENT, [INSPIRATION], failures, lab)
     system, user = messages[0]["content"], messages[1]["content"]
     assert "activation functions" in system
@@ -138,6 +178,7 @@ def test_prompt_carries_scores_rules_inspirations_and_failures():
 
 # ---- feedback after a refusal ---------------------------------------------------------------
 
+
 def _written_failure_codes() -> set[str]:
     """Every failure code written as a literal anywhere in actmine: `evaluation.fail(stage, CODE, …)`,
     `failed_evaluation(lab, name, CODE, …)`, `ProbeFailure/WorkerLost/CandidateError(CODE, …)`,
@@ -149,16 +190,28 @@ def _written_failure_codes() -> set[str]:
             constant = None
             if isinstance(node, ast.Call):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-                position = {"fail": 1, "failed_evaluation": 2, "ProbeFailure": 0, "WorkerLost": 0,
-                            "CandidateError": 0}.get(name)
+                position = {
+                    "fail": 1,
+                    "failed_evaluation": 2,
+                    "ProbeFailure": 0,
+                    "WorkerLost": 0,
+                    "CandidateError": 0,
+                }.get(name)
                 if position is not None and len(node.args) > position:
                     constant = node.args[position]
             elif isinstance(node, ast.Dict):
-                constant = next((v for k, v in zip(node.keys, node.values)
-                                 if isinstance(k, ast.Constant) and k.value == "code"), None)
+                constant = next(
+                    (v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant) and k.value == "code"),
+                    None,
+                )
             elif isinstance(node, ast.FunctionDef) and node.name == "_death_reason":
-                codes |= {r.value.elts[0].value for r in ast.walk(node) if isinstance(r, ast.Return)
-                          and isinstance(r.value, ast.Tuple) and isinstance(r.value.elts[0], ast.Constant)}
+                codes |= {
+                    r.value.elts[0].value
+                    for r in ast.walk(node)
+                    if isinstance(r, ast.Return)
+                    and isinstance(r.value, ast.Tuple)
+                    and isinstance(r.value.elts[0], ast.Constant)
+                }
             if isinstance(constant, ast.Constant) and isinstance(constant.value, str):
                 codes.add(constant.value)
     return codes
@@ -166,7 +219,14 @@ def _written_failure_codes() -> set[str]:
 
 def test_every_reason_code_has_a_rule_and_a_corrected_example():
     written = _written_failure_codes()
-    assert {"syntax_error", "non_finite", "screen_failed", "timeout", "cpu_limit", "no_code"} <= written  # the scan works
+    assert {
+        "syntax_error",
+        "non_finite",
+        "screen_failed",
+        "timeout",
+        "cpu_limit",
+        "no_code",
+    } <= written  # the scan works
     probe_literals = {c for c in written if c in PROBE_CODES}
     assert probe_literals >= {"bad_shape", "batch_dependent", "over_flop_budget"}
     missing = (set(REASON_CODES) | set(PROBE_CODES) | written) - set(FIXES) - NOT_THE_ANSWER
@@ -177,7 +237,7 @@ def test_every_reason_code_has_a_rule_and_a_corrected_example():
 def test_every_corrected_example_passes_the_policy_and_the_probes():
     for example in {fix.example for fix in FIXES.values()}:
         check_source(example)
-        probes = run_probes(compile_candidate(example))      # trusted text written by us: run here
+        probes = run_probes(compile_candidate(example))  # trusted text written by us: run here
         assert probes["pointwise"], example
 
 
@@ -190,12 +250,16 @@ def test_a_prompt_after_a_refusal_quotes_the_rule_and_the_example_for_its_code()
         assert f"policy:{code} (1x): line 3: something about {code}" in user
         assert fix.rule in user and f"```python\n{fix.example.strip()}\n```" in user
         others = [f for c, f in FIXES.items() if f.rule != fix.rule]
-        assert not any(f.rule in user for f in others)            # the rule of that code, not every rule
+        assert not any(f.rule in user for f in others)  # the rule of that code, not every rule
 
 
 def test_failure_items_skip_service_failures_and_write_a_shared_example_once():
-    failures = [Failure("mutator:llm_unavailable", "HTTP 500"), Failure("policy:too_long", "too long"),
-                Failure("policy:missing_function", "no function"), Failure("mutator:budget", "spent")]
+    failures = [
+        Failure("mutator:llm_unavailable", "HTTP 500"),
+        Failure("policy:too_long", "too long"),
+        Failure("policy:missing_function", "no function"),
+        Failure("mutator:budget", "spent"),
+    ]
     text = failure_items(failures)
     assert "llm_unavailable" not in text and "budget" not in text
     assert FIXES["too_long"].example == FIXES["missing_function"].example
@@ -210,8 +274,12 @@ def test_the_next_request_after_a_refusal_teaches_the_rule():
         m = mutator(server, operators={"mutate": 1})
         first = m.propose(PARENT, [], random.Random(0))
         assert "Recent refusals" not in server.requests[0]["body"]["messages"][1]["content"]
-        m.observe(first, None, PARENT.fitness,
-                  Failure("policy:forbidden_statement", "line 9: a top-level `if` is not allowed"))
+        m.observe(
+            first,
+            None,
+            PARENT.fitness,
+            Failure("policy:forbidden_statement", "line 9: a top-level `if` is not allowed"),
+        )
         m.propose(PARENT, [], random.Random(1))
         prompt = server.requests[1]["body"]["messages"][1]["content"]
     assert "Recent refusals" in prompt and "policy:forbidden_statement (1x): line 9" in prompt
@@ -223,21 +291,25 @@ def test_prompts_dir_overrides_one_template(tmp_path):
     templates = load_prompts(tmp_path)
     messages = build_prompt(templates, "simplify", PARENT, [], [], LabContext())
     assert messages[1]["content"] == "Make it shorter: " + PARENT.source.strip()
-    assert "Second parent" in templates["crossover"].template     # the others stay packaged
+    assert "Second parent" in templates["crossover"].template  # the others stay packaged
 
 
 # ---- configuration -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("options, message", [
-    ({}, "needs mutator.options.models"),
-    ({"models": []}, "at least one model"),
-    ({"models": [{"name": "m", "temperatur": 1}]}, "unknown key mutator.options.models[0].temperatur"),
-    ({"models": [{"name": "m", "max_tokens": "many"}]}, "max_tokens must be an integer"),
-    ({"models": [{"name": "m", "api_key_env": "sk-abc123"}]}, "NAME of an environment variable"),
-    ({"models": ["m"], "selection": "greedy"}, "weights or bandit"),
-    ({"models": ["m"], "operators": {"mutate": 1, "invert": 1}}, "operators"),
-    ({"models": ["m"], "budget_usd": -1}, "budget_usd"),
-])
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({}, "needs mutator.options.models"),
+        ({"models": []}, "at least one model"),
+        ({"models": [{"name": "m", "temperatur": 1}]}, "unknown key mutator.options.models[0].temperatur"),
+        ({"models": [{"name": "m", "max_tokens": "many"}]}, "max_tokens must be an integer"),
+        ({"models": [{"name": "m", "api_key_env": "sk-abc123"}]}, "NAME of an environment variable"),
+        ({"models": ["m"], "selection": "greedy"}, "weights or bandit"),
+        ({"models": ["m"], "operators": {"mutate": 1, "invert": 1}}, "operators"),
+        ({"models": ["m"], "budget_usd": -1}, "budget_usd"),
+    ],
+)
 def test_bad_options_name_the_key(options, message):
     with pytest.raises(LLMConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         LLMMutator(**options)
@@ -251,11 +323,21 @@ def test_missing_key_variable_is_a_clear_error(monkeypatch):
 
 # ---- calls through the real client -----------------------------------------------------------
 
+
 def test_good_answer_becomes_a_recorded_proposal(monkeypatch):
     monkeypatch.setenv("ACTMINE_TEST_KEY", "sk-test-key-123")
     with ChatServer([GOOD], prompt_tokens=1000, completion_tokens=200) as server:
-        m = mutator(server, model={"api_key_env": "ACTMINE_TEST_KEY", "price_in": 2.0, "price_out": 8.0,
-                                   "temperature": 0.5, "max_tokens": 300}, operators={"mutate": 1})
+        m = mutator(
+            server,
+            model={
+                "api_key_env": "ACTMINE_TEST_KEY",
+                "price_in": 2.0,
+                "price_out": 8.0,
+                "temperature": 0.5,
+                "max_tokens": 300,
+            },
+            operators={"mutate": 1},
+        )
         proposal = m.propose(PARENT, [INSPIRATION], random.Random(0))
         request = server.requests[0]
     assert proposal.failure is None and proposal.model == "scripted-model" and proposal.mutator == "llm"
@@ -277,7 +359,7 @@ def test_a_normalised_answer_keeps_the_original_beside_it():
     assert proposal.failure is None
     assert proposal.source == parse_response(BOILERPLATE).source and "typing" not in proposal.source
     check_source(proposal.source)
-    assert proposal.original_answer == BOILERPLATE                 # the whole answer, as it came
+    assert proposal.original_answer == BOILERPLATE  # the whole answer, as it came
     assert proposal.normalisation_changes == parse_response(BOILERPLATE).changes != ()
 
 
@@ -290,7 +372,7 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff():
         elapsed = time.monotonic() - started
     assert [c.outcome for c in proposal.calls] == ["rate_limited", "server_error", "ok"]
     assert proposal.failure is None and len(server.requests) == 3
-    assert elapsed >= 0.2 + 0.1            # Retry-After, then 2 × backoff
+    assert elapsed >= 0.2 + 0.1  # Retry-After, then 2 × backoff
     assert "HTTP 429" in proposal.calls[0].error
 
 
@@ -313,7 +395,7 @@ def test_a_wrong_key_disables_the_model():
     with ChatServer([{"status": 401, "message": "invalid api key"}]) as server:
         m = mutator(server)
         proposal = m.propose(PARENT, [], random.Random(4))
-        assert len(server.requests) == 1    # not retried
+        assert len(server.requests) == 1  # not retried
     assert proposal.failure["code"] == "llm_unavailable"
     assert "invalid api key" in m.exhausted() and "scripted-model" in m.exhausted()
 
@@ -343,12 +425,17 @@ def test_answers_without_usage_are_counted_by_length():
 
 # (Spend's own arithmetic, boundaries and concurrency: tests/test_llm_spend.py)
 
+
 def test_the_mutator_stops_calling_at_its_budget():
     # Each call reserves its worst case, the prompt estimate + a full 1000-token completion at $10/M
     # both ways, and really uses 100 + 100 tokens ($0.002). One operator: every prompt is the same.
     with ChatServer([GOOD], prompt_tokens=100, completion_tokens=100) as server:
-        m = mutator(server, budget_usd=0.03, operators={"mutate": 1},
-                    model={"price_in": 10.0, "price_out": 10.0, "max_tokens": 1000})
+        m = mutator(
+            server,
+            budget_usd=0.03,
+            operators={"mutate": 1},
+            model={"price_in": 10.0, "price_out": 10.0, "max_tokens": 1000},
+        )
         proposals = [m.propose(PARENT, [], random.Random(i)) for i in range(15)]
     messages = server.requests[0]["body"]["messages"]
     assert all(r["body"]["messages"] == messages for r in server.requests)
@@ -358,13 +445,19 @@ def test_the_mutator_stops_calling_at_its_budget():
     expected, spent = 0, 0.0
     while spent + worst_case <= 0.03:
         expected, spent = expected + 1, spent + 0.002
-    assert 2 <= expected < 15      # the numbers above: the budget binds within this test
+    assert 2 <= expected < 15  # the numbers above: the budget binds within this test
     made = [p for p in proposals if p.failure is None]
     assert len(made) == expected and len(server.requests) == expected
     assert all(p.failure["code"] == "budget" for p in proposals[expected:])
     assert m.usage()["usd"] == pytest.approx(0.002 * expected)
-    assert m.exhausted() == m.spend.exhausted == (f"LLM budget reached: ${0.002 * expected:.4f} spent of $0.03 "
-                                                 f"(the next call could cost up to ${worst_case:.4f})")
+    assert (
+        m.exhausted()
+        == m.spend.exhausted
+        == (
+            f"LLM budget reached: ${0.002 * expected:.4f} spent of $0.03 "
+            f"(the next call could cost up to ${worst_case:.4f})"
+        )
+    )
 
 
 def test_bandit_favours_improvement_per_unit_cost():
@@ -373,8 +466,8 @@ def test_bandit_favours_improvement_per_unit_cost():
     for _ in range(20):
         chooser.record_call(LLMCall("cheap", 1000, 500, cost=cheap.cost(1000, 500)))
         chooser.record_call(LLMCall("dear", 1000, 500, cost=dear.cost(1000, 500)))
-        chooser.record_child("cheap", 0.2, 0.1)    # improves by 0.1 at 1/10 the price
-        chooser.record_child("dear", 0.35, 0.1)    # improves by 0.25
+        chooser.record_child("cheap", 0.2, 0.1)  # improves by 0.1 at 1/10 the price
+        chooser.record_child("dear", 0.35, 0.1)  # improves by 0.25
     values = chooser.values()
     assert values["cheap"] == pytest.approx(0.1 / cheap.cost(1000, 500))
     assert values["cheap"] > values["dear"]
@@ -399,25 +492,49 @@ def test_get_mutator_builds_the_llm_mutator():
 
 # ---- a search with the LLM mutator -------------------------------------------------------------
 
-SUITE = {"name": "tiny", "seeds": [0],
-         "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1}]}
-HOSTILE = "Let me look around.\n```python\nimport os\ndef activation_function(x):\n    os.system('id')\n    return x\n```"
+SUITE = {
+    "name": "tiny",
+    "seeds": [0],
+    "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1}],
+}
+HOSTILE = (
+    "Let me look around.\n```python\nimport os\ndef activation_function(x):\n    os.system('id')\n    return x\n```"
+)
 BROKEN = "```python\ndef activation_function(x):\n    return torch.relu(x) +\n```"
 DIVERGENT = "Blow up.\n```python\ndef activation_function(x):\n    return torch.exp(x * 50.0) / 0.0\n```"
 
 
 def search_config(tmp_path: Path, base_url: str, budget: int, **llm_options) -> Config:
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(SUITE))
-    options = {"models": [{"name": "scripted-model", "base_url": base_url, "api_key_env": "ACTMINE_TEST_KEY",
-                           "price_in": 3.0, "price_out": 15.0, "max_tokens": 400}],
-               "concurrency": 2, "backoff_s": 0.01, **llm_options}
-    return Config.from_dict({
-        "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["gelu"]},
-        "mutator": {"kind": "llm", "options": options},
-        "executor": {"workers": 2},
-        "lab": {"suite": str(tmp_path / "tiny.yaml"), "heldout_suite": str(tmp_path / "tiny.yaml"),
-                "training_seeds": 1, "steps": 10},
-        "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}})
+    options = {
+        "models": [
+            {
+                "name": "scripted-model",
+                "base_url": base_url,
+                "api_key_env": "ACTMINE_TEST_KEY",
+                "price_in": 3.0,
+                "price_out": 15.0,
+                "max_tokens": 400,
+            }
+        ],
+        "concurrency": 2,
+        "backoff_s": 0.01,
+        **llm_options,
+    }
+    return Config.from_dict(
+        {
+            "search": {"budget": budget, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["gelu"]},
+            "mutator": {"kind": "llm", "options": options},
+            "executor": {"workers": 2},
+            "lab": {
+                "suite": str(tmp_path / "tiny.yaml"),
+                "heldout_suite": str(tmp_path / "tiny.yaml"),
+                "training_seeds": 1,
+                "steps": 10,
+            },
+            "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072},
+        }
+    )
 
 
 def run_records(run_dir: Path):
@@ -435,28 +552,29 @@ def test_search_with_scripted_llm_records_everything_and_leaks_no_key(tmp_path, 
         requests = len(server.requests)
     programs, calls = run_records(tmp_path / "run")
     assert summary["evaluated"] == 8 and len(programs) == 8
-    assert len(calls) == requests                      # every HTTP attempt is in the database
+    assert len(calls) == requests  # every HTTP attempt is in the database
     assert {c["outcome"] for c in calls} >= {"ok", "no_code", "rate_limited"}
     llm = [p for p in programs if p.mutator == "llm"]
     by_code = {(p.failure_stage, p.failure_code) for p in llm if p.status == "failed"}
-    assert ("policy", "import") in by_code             # the hostile program was refused before running
+    assert ("policy", "import") in by_code  # the hostile program was refused before running
     assert ("mutator", "no_code") in by_code
     assert ("policy", "syntax_error") in by_code
     good = [p for p in llm if p.status == "ok"]
     assert good and all(p.model == "scripted-model" and p.rationale.startswith("[") for p in good)
     no_code = next(p for p in llm if p.failure_code == "no_code")
-    assert no_code.source == "No idea, sorry."         # the raw answer is kept
+    assert no_code.source == "No idea, sorry."  # the raw answer is kept
     # boilerplate became a candidate: its normalised program is stored, the whole answer beside it
     boiler = [p for p in llm if p.original_answer == BOILERPLATE]
     assert boiler and boiler[0].status == "ok" and "typing" not in boiler[0].source
     assert "__main__" not in boiler[0].source and boiler[0].normalisation_changes
-    assert all(p.status == "duplicate" for p in boiler[1:])       # the repeats: same normalised program
+    assert all(p.status == "duplicate" for p in boiler[1:])  # the repeats: same normalised program
     assert all(p.original_answer is None for p in programs if p.mutator == "seed")
     # ... and the report shows both under the program, escaped
     report = (tmp_path / "run" / "report.html").read_text()
-    section = report[report.index(f"id='program-{boiler[0].id}'"):]
-    section = section[:section.index("</div>")]
+    section = report[report.index(f"id='program-{boiler[0].id}'") :]
+    section = section[: section.index("</div>")]
     import html
+
     assert f"<pre>{html.escape(BOILERPLATE)}</pre></details>" in section
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section and "<script>" not in report
     assert all(f"<li>{html.escape(c)}</li>" in section for c in boiler[0].normalisation_changes)
@@ -500,7 +618,7 @@ def test_changing_the_models_on_resume_is_refused(tmp_path, monkeypatch):
     config = search_config(tmp_path, "http://127.0.0.1:9/v1", budget=3)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with ProgramDatabase(run_dir / "programs.sqlite") as db:     # a run made with `config`
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:  # a run made with `config`
         db.create_run(config.to_dict(), 0, {})
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     changed = config.to_dict()

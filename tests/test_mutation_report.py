@@ -25,9 +25,14 @@ def mutation(tmp_path, monkeypatch):
 
 def _row(killed, survivors):
     statuses = [s[1] for s in survivors]
-    row = {"killed": killed, "survived": statuses.count("survived"), "no tests": statuses.count("no tests"),
-           "timeout": statuses.count("timeout"), "other": 0,
-           "survivors": [{"name": n, "status": st, "diff": "x"} for n, st in survivors]}
+    row = {
+        "killed": killed,
+        "survived": statuses.count("survived"),
+        "no tests": statuses.count("no tests"),
+        "timeout": statuses.count("timeout"),
+        "other": 0,
+        "survivors": [{"name": n, "status": st, "diff": "x"} for n, st in survivors],
+    }
     row["score"] = killed / (killed + len(survivors))
     return row
 
@@ -41,9 +46,16 @@ def test_a_mutant_name_maps_to_its_module_for_functions_and_methods(mutation):
 
 def test_the_report_scores_quotes_reasons_and_lists_what_was_not_measured(mutation, tmp_path):
     report = tmp_path / "mutation.md"
-    rows = {"actmine/evolve/selection.py": _row(7, [("actmine.evolve.selection.x_bin__mutmut_3", "survived"),
-                                                   ("actmine.evolve.selection.x_bin__mutmut_9", "timeout"),
-                                                   ("actmine.evolve.selection.x_rank__mutmut_1", "no tests")])}
+    rows = {
+        "actmine/evolve/selection.py": _row(
+            7,
+            [
+                ("actmine.evolve.selection.x_bin__mutmut_3", "survived"),
+                ("actmine.evolve.selection.x_bin__mutmut_9", "timeout"),
+                ("actmine.evolve.selection.x_rank__mutmut_1", "no tests"),
+            ],
+        )
+    }
     mutation.write_report(rows, report)
     text = report.read_text()
     # 10 mutants, 7 killed: 70.0%; one explained survivor left out: 7 / 9 = 77.8%
@@ -56,8 +68,9 @@ def test_the_report_scores_quotes_reasons_and_lists_what_was_not_measured(mutati
 
 def test_a_later_report_of_one_module_keeps_the_others_and_merge_runs_nothing(mutation, tmp_path):
     report = tmp_path / "mutation.md"
-    mutation.write_report({"actmine/lab/estimate.py": _row(9, [("actmine.lab.estimate.x_of__mutmut_1", "survived")])},
-                          report)
+    mutation.write_report(
+        {"actmine/lab/estimate.py": _row(9, [("actmine.lab.estimate.x_of__mutmut_1", "survived")])}, report
+    )
     mutation.write_report({"actmine/evolve/selection.py": _row(4, [])}, report)
     merged = json.loads(report.with_suffix(".json").read_text())
     assert set(merged) == {"actmine/lab/estimate.py", "actmine/evolve/selection.py"}

@@ -36,8 +36,9 @@ def return_expr(source: str) -> ast.expr:
 
 
 def subtrees(expr: ast.expr, min_nodes: int = 2) -> set[str]:
-    return {ast.unparse(node) for node in ast.walk(expr) if isinstance(node, ast.expr)
-            and ex.count_nodes(node) >= min_nodes}
+    return {
+        ast.unparse(node) for node in ast.walk(expr) if isinstance(node, ast.expr) and ex.count_nodes(node) >= min_nodes
+    }
 
 
 def call_spellings(source: str) -> list[str]:
@@ -70,6 +71,7 @@ def forced(op: str, **options) -> SymbolicMutator:
 # Registration, seed, options
 # ------------------------------------------------------------------------------------------------
 
+
 def test_registered_by_name():
     assert isinstance(get_mutator("symbolic"), SymbolicMutator)
     assert isinstance(get_mutator("random", max_depth=3), RandomMutator)
@@ -82,10 +84,17 @@ def test_no_parent_gives_relu_seed():
     assert proposal == Proposal(RELU, "seed", "symbolic")
 
 
-@pytest.mark.parametrize("options", [
-    {"weights": {"mutate_everything": 1.0}}, {"weights": {"wrap": -1.0}}, {"weights": {"wrap": 0.0}},
-    {"weights": {"wrap": float("nan")}}, {"max_nodes": 2}, {"max_nodes": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"weights": {"mutate_everything": 1.0}},
+        {"weights": {"wrap": -1.0}},
+        {"weights": {"wrap": 0.0}},
+        {"weights": {"wrap": float("nan")}},
+        {"max_nodes": 2},
+        {"max_nodes": True},
+    ],
+)
 def test_symbolic_rejects_bad_options(options):
     with pytest.raises(ValueError):
         SymbolicMutator(**options)
@@ -105,6 +114,7 @@ def test_default_weights_cover_every_operator():
 # Validity over long chains
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("start", list(STARTS))
 def test_symbolic_chain_of_200_stays_valid(start):
     mutator, rng, parent = SymbolicMutator(), random.Random(11), Parent(STARTS[start])
@@ -113,7 +123,7 @@ def test_symbolic_chain_of_200_stays_valid(start):
         proposal = mutator.propose(parent, INSPIRATIONS, rng)
         assert_valid(proposal, "symbolic")
         assert ex.count_nodes(return_expr(proposal.source)) <= mutator.max_nodes
-        if i % 4 == 0:   # the probes on every fourth proposal keep the test fast
+        if i % 4 == 0:  # the probes on every fourth proposal keep the test fast
             probed += 1
             passed += passes_probes(proposal.source)
         parent = Parent(proposal.source, rationale=proposal.rationale)
@@ -130,14 +140,14 @@ def test_random_proposals_are_valid_and_mostly_pass_probes():
         match = re.fullmatch(r"random expression \(depth (\d+), (\d+) nodes\)", proposal.rationale)
         assert match and 1 <= int(match[1]) <= mutator.max_depth and int(match[2]) <= mutator.max_nodes
         assert ex.count_nodes(return_expr(proposal.source)) == int(match[2])
-        assert float(y.max() - y.min()) > 0   # depends on x
+        assert float(y.max() - y.min()) > 0  # depends on x
         if len(seen) % 2 == 0:
             probed += 1
             passed += passes_probes(proposal.source)
         seen.add(proposal.source)
         parent = Parent(proposal.source)
     assert passed / probed >= 0.5
-    assert len(seen) >= 150   # fresh expressions, not a handful repeated
+    assert len(seen) >= 150  # fresh expressions, not a handful repeated
 
 
 def test_random_ignores_parent_and_inspirations():
@@ -156,8 +166,9 @@ def test_random_unscreened_is_still_policy_valid():
 # Determinism
 # ------------------------------------------------------------------------------------------------
 
+
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2 ** 32 - 1), start=st.sampled_from(list(STARTS)))
+@given(seed=st.integers(0, 2**32 - 1), start=st.sampled_from(list(STARTS)))
 def test_same_seed_same_proposal(seed, start):
     for make in (SymbolicMutator, RandomMutator):
         a = make().propose(Parent(STARTS[start]), INSPIRATIONS, random.Random(seed))
@@ -176,6 +187,7 @@ def test_different_seeds_mostly_differ():
 # ------------------------------------------------------------------------------------------------
 # Each operator does what it says
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("start", list(STARTS))
 def test_perturb_term_adds_a_bounded_term(start):
@@ -259,7 +271,7 @@ def test_crossover_renames_the_inspirations_input_and_inlines_its_locals():
         proposal = forced("crossover").propose(Parent(parent), [Parent(inspiration)], random.Random(seed))
         assert_valid(proposal, "symbolic")
         assert ex.names_in(return_expr(proposal.source)) <= {"inp", "torch", "F"}
-        assert "1.702 * inp" in proposal.source   # in every subexpression of the inspiration
+        assert "1.702 * inp" in proposal.source  # in every subexpression of the inspiration
 
 
 def test_crossover_without_inspirations_falls_back_to_constants():
@@ -269,8 +281,10 @@ def test_crossover_without_inspirations_falls_back_to_constants():
 
 @pytest.mark.parametrize("start", list(PAPER) + ["big"])
 def test_simplify_reduces_the_node_count(start):
-    source = PAPER.get(start) or ("def activation_function(x):\n    return F.gelu(x) * torch.sigmoid(1.2 * x) + "
-                                  "0.1 * torch.sin(2 * x) - 0.2 * torch.exp(-0.5 * x * x) + torch.tanh(x) * 0.05\n")
+    source = PAPER.get(start) or (
+        "def activation_function(x):\n    return F.gelu(x) * torch.sigmoid(1.2 * x) + "
+        "0.1 * torch.sin(2 * x) - 0.2 * torch.exp(-0.5 * x * x) + torch.tanh(x) * 0.05\n"
+    )
     before = ex.count_nodes(return_expr(source))
     for seed in range(8):
         proposal = forced("simplify").propose(Parent(source), [], random.Random(seed))
@@ -296,9 +310,12 @@ def test_oversized_parent_is_simplified():
 # Programs that are more than one return
 # ------------------------------------------------------------------------------------------------
 
+
 def test_multi_statement_programs_keep_their_other_statements():
-    source = ("ALPHA = 0.1\n\ndef helper(t):\n    return torch.sigmoid(t)\n\n"
-              "def activation_function(x):\n    y = torch.tanh(x)\n    return y * x + ALPHA * helper(x)\n")
+    source = (
+        "ALPHA = 0.1\n\ndef helper(t):\n    return torch.sigmoid(t)\n\n"
+        "def activation_function(x):\n    y = torch.tanh(x)\n    return y * x + ALPHA * helper(x)\n"
+    )
     rng, parent = random.Random(4), Parent(source)
     for _ in range(20):
         proposal = SymbolicMutator().propose(parent, [], rng)
@@ -309,14 +326,16 @@ def test_multi_statement_programs_keep_their_other_statements():
 
 
 def test_function_without_single_final_return_is_wrapped():
-    source = ("def activation_function(x):\n    if x.shape[0] > 0:\n        return torch.relu(x)\n"
-              "    return activation_function(-x)\n")
+    source = (
+        "def activation_function(x):\n    if x.shape[0] > 0:\n        return torch.relu(x)\n"
+        "    return activation_function(-x)\n"
+    )
     for seed in range(6):
         proposal = SymbolicMutator().propose(Parent(source), [], random.Random(seed))
         assert_valid(proposal, "symbolic")
         tree = ast.parse(proposal.source)
         assert [s.name for s in tree.body] == ["base_activation", "activation_function"]
-        assert "return base_activation(-x)" in proposal.source   # the recursion goes to the base
+        assert "return base_activation(-x)" in proposal.source  # the recursion goes to the base
         assert "base_activation(" in ast.unparse(return_expr(proposal.source))
 
 
@@ -329,8 +348,9 @@ def test_parameter_name_is_kept():
 
 
 def test_parent_against_the_policy_is_replaced_by_relu():
-    proposal = SymbolicMutator().propose(Parent("import os\ndef activation_function(x):\n    return x\n"), [],
-                                         random.Random(0))
+    proposal = SymbolicMutator().propose(
+        Parent("import os\ndef activation_function(x):\n    return x\n"), [], random.Random(0)
+    )
     assert_valid(proposal, "symbolic")
     assert proposal.rationale.startswith("parent unusable (import)")
 
@@ -338,6 +358,7 @@ def test_parent_against_the_policy_is_replaced_by_relu():
 # ------------------------------------------------------------------------------------------------
 # Reachability of the paper's forms
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_periodic_term_within_30_steps_from_relu(seed):
@@ -373,16 +394,25 @@ def test_greedy_search_approaches_gelu_sine():
 # Expression helpers
 # ------------------------------------------------------------------------------------------------
 
+
 def expr(text: str) -> ast.expr:
     return ast.parse(text, mode="eval").body
 
 
-@pytest.mark.parametrize("before, after", [
-    ("x * 1 + 0", "x"), ("1 * torch.tanh(x) - 0", "torch.tanh(x)"), ("--x", "x"), ("0.5 * 4 + x / 1", "2.0 + x"),
-    ("x + -0.5 * torch.sin(x)", "x - 0.5 * torch.sin(x)"), ("x - -2 * x", "x + 2 * x"), ("2 * (3 * x)", "6 * x"),
-    ("0.5 * (3 * x / (1 + x * x))", "1.5 * x / (1 + x * x)"),
-    ("0.1 * (F.gelu(x) * torch.sigmoid(x))", "0.1 * F.gelu(x) * torch.sigmoid(x)"),
-])
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("x * 1 + 0", "x"),
+        ("1 * torch.tanh(x) - 0", "torch.tanh(x)"),
+        ("--x", "x"),
+        ("0.5 * 4 + x / 1", "2.0 + x"),
+        ("x + -0.5 * torch.sin(x)", "x - 0.5 * torch.sin(x)"),
+        ("x - -2 * x", "x + 2 * x"),
+        ("2 * (3 * x)", "6 * x"),
+        ("0.5 * (3 * x / (1 + x * x))", "1.5 * x / (1 + x * x)"),
+        ("0.1 * (F.gelu(x) * torch.sigmoid(x))", "0.1 * F.gelu(x) * torch.sigmoid(x)"),
+    ],
+)
 def test_cleanup(before, after):
     assert ast.unparse(ex.cleanup(expr(before))) == after
 
@@ -423,11 +453,12 @@ def test_inspiration_with_exponential_inlining_is_skipped_quickly():
     body = "".join(f"    y{k + 1} = y{k} * y{k}\n" for k in range(40))
     inspiration = f"def activation_function(x):\n    y0 = torch.tanh(x)\n{body}    return y40\n"
     proposal = forced("crossover").propose(Parent(PAPER["gmtu"]), [Parent(inspiration)], random.Random(0))
-    assert proposal.rationale.startswith("tune constant")   # no usable inspiration: the fallback
+    assert proposal.rationale.startswith("tune constant")  # no usable inspiration: the fallback
 
 
 def test_cost_bound_is_an_upper_bound_of_the_measured_cost():
     from actmine.candidate.probes import measure_cost
+
     checked = 0
     for make, seed in ((RandomMutator, 0), (SymbolicMutator, 1)):
         mutator, rng, parent = make(), random.Random(seed), Parent(PAPER["gelu_sinc"])
@@ -445,8 +476,10 @@ def test_cost_bound_is_an_upper_bound_of_the_measured_cost():
 
 
 def test_interpreter_matches_the_compiled_program_with_helpers_and_locals():
-    source = ("SCALE = 1.702\n\ndef gate(t, s):\n    z = s * t\n    return torch.sigmoid(z)\n\n"
-              "def activation_function(x):\n    g = gate(x, SCALE)\n    return x * g + 0.1 * x.clamp(min=0).square()\n")
+    source = (
+        "SCALE = 1.702\n\ndef gate(t, s):\n    z = s * t\n    return torch.sigmoid(z)\n\n"
+        "def activation_function(x):\n    g = gate(x, SCALE)\n    return x * g + 0.1 * x.clamp(min=0).square()\n"
+    )
     program = ex.evaluable_program(check_source(source))
     assert program is not None
     assert torch.allclose(program(GRID), compile_candidate(source)(GRID))

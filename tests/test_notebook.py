@@ -42,9 +42,15 @@ def _kernel_manager(kernel_dirs: Path) -> AsyncKernelManager:
     """A kernel manager that knows one kernel only: this interpreter running ipykernel."""
     spec_dir = kernel_dirs / KERNEL
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "actmine tests", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "actmine tests",
+                "language": "python",
+            }
+        )
+    )
     specs = KernelSpecManager(kernel_dirs=[str(kernel_dirs)], ensure_native_kernel=False)
     return AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
 
@@ -58,11 +64,15 @@ def executed(tmp_path_factory):
         (base / folder).mkdir()
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(REPORT_CELL.strip()))
-    with pytest.MonkeyPatch.context() as env:   # the kernel inherits this environment
+    with pytest.MonkeyPatch.context() as env:  # the kernel inherits this environment
         env.setenv("TMPDIR", str(base / "tmp"))
         env.setenv("IPYTHONDIR", str(base / "ipython"))
-        client = NotebookClient(notebook, km=_kernel_manager(base / "kernels"), timeout=300,
-                                resources={"metadata": {"path": str(base / "cwd")}})
+        client = NotebookClient(
+            notebook,
+            km=_kernel_manager(base / "kernels"),
+            timeout=300,
+            resources={"metadata": {"path": str(base / "cwd")}},
+        )
         client.execute()
     facts = json.loads(_text(notebook.cells[-1]).strip().splitlines()[-1])
     return notebook, facts, base
@@ -109,7 +119,7 @@ def test_every_cell_ran_without_error_in_the_venvs_python(executed):
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
     assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
     assert Path(facts["python"]) == Path(sys.executable)
-    assert Path(facts["work"]).parent == base / "tmp"   # the notebook wrote into a temporary folder
+    assert Path(facts["work"]).parent == base / "tmp"  # the notebook wrote into a temporary folder
 
 
 def test_the_comparison_names_each_function_and_the_refusal(executed):
@@ -117,16 +127,17 @@ def test_the_comparison_names_each_function_and_the_refusal(executed):
     rows = {words[0]: words[1:] for words in _rows(_text(_cell(notebook, "actmine.compare("))).values()}
     assert set(rows) == set(COMPARED)
     assert rows["turbulent"][0] == "False" and rows["turbulent"][-1] == "batch_dependent"
-    assert rows["relu"][0] == "True" and float(rows["relu"][1]) == 0.0   # the reference: fitness 0
-    assert all(rows[name][0] == "True" and math.isfinite(float(rows[name][1]))
-               for name in COMPARED if name != "turbulent")
+    assert rows["relu"][0] == "True" and float(rows["relu"][1]) == 0.0  # the reference: fitness 0
+    assert all(
+        rows[name][0] == "True" and math.isfinite(float(rows[name][1])) for name in COMPARED if name != "turbulent"
+    )
 
 
 def test_the_search_finished_and_chose_the_winner_it_reports(executed):
     notebook, facts, _ = executed
     run = actmine.open_run(facts["run_dir"])
     assert run.status() == "finished"
-    assert len(run.programs()) == 8                  # the notebook's budget
+    assert len(run.programs()) == 8  # the notebook's budget
     assert run.heldout().winner == facts["winner"]
     assert "proposals evaluated: 8 | status: finished" in _text(_cell(notebook, "actmine.search("))
     assert f"winner: program {facts['winner']} chosen by validation" in _text(_cell(notebook, "run.heldout()"))
@@ -144,7 +155,7 @@ def winner_modules(executed):
     _, facts, _ = executed
     registry = ActivationRegistry()
     names = load_pack(facts["pack"], registry=registry)
-    assert names[0] == f"mined_{facts['winner']}"   # the winner first, whatever its search score
+    assert names[0] == f"mined_{facts['winner']}"  # the winner first, whatever its search score
     return actmine.open_run(facts["run_dir"]).best_module(), registry.get(f"mined_{facts['winner']}")
 
 

@@ -27,11 +27,13 @@ ARITHMETIC = 1
 
 #: One-tensor elementwise families: name -> weight per element.
 UNARY = {
-    **dict.fromkeys("""exp exp2 expm1 log log2 log10 log1p sqrt rsqrt reciprocal sin cos tan asin acos atan
+    **dict.fromkeys(
+        """exp exp2 expm1 log log2 log10 log1p sqrt rsqrt reciprocal sin cos tan asin acos atan
                        sinh cosh tanh asinh acosh atanh erf erfc erfinv sigmoid sinc lgamma digamma i0 logit
-                    """.split(), TRANSCENDENTAL),
-    **dict.fromkeys("abs neg relu sign sgn floor ceil round trunc frac deg2rad rad2deg nan_to_num".split(),
-                    ARITHMETIC),
+                    """.split(),
+        TRANSCENDENTAL,
+    ),
+    **dict.fromkeys("abs neg relu sign sgn floor ceil round trunc frac deg2rad rad2deg nan_to_num".split(), ARITHMETIC),
 }
 #: Two-tensor elementwise families: name -> weight per element.
 BINARY = {
@@ -40,11 +42,19 @@ BINARY = {
 }
 #: torch.nn.functional activations: F name -> (the aten kernel the counter sees, weight per element).
 FUNCTIONAL = {
-    "gelu": ("gelu", TRANSCENDENTAL), "silu": ("silu", TRANSCENDENTAL), "mish": ("mish", TRANSCENDENTAL),
-    "elu": ("elu", TRANSCENDENTAL), "selu": ("elu", TRANSCENDENTAL), "celu": ("celu", TRANSCENDENTAL),
-    "softplus": ("softplus", TRANSCENDENTAL), "logsigmoid": ("log_sigmoid_forward", TRANSCENDENTAL),
-    "relu": ("relu", ARITHMETIC), "hardtanh": ("hardtanh", ARITHMETIC), "leaky_relu": ("leaky_relu", ARITHMETIC),
-    "hardswish": ("hardswish", ARITHMETIC), "hardsigmoid": ("hardsigmoid", ARITHMETIC),
+    "gelu": ("gelu", TRANSCENDENTAL),
+    "silu": ("silu", TRANSCENDENTAL),
+    "mish": ("mish", TRANSCENDENTAL),
+    "elu": ("elu", TRANSCENDENTAL),
+    "selu": ("elu", TRANSCENDENTAL),
+    "celu": ("celu", TRANSCENDENTAL),
+    "softplus": ("softplus", TRANSCENDENTAL),
+    "logsigmoid": ("log_sigmoid_forward", TRANSCENDENTAL),
+    "relu": ("relu", ARITHMETIC),
+    "hardtanh": ("hardtanh", ARITHMETIC),
+    "leaky_relu": ("leaky_relu", ARITHMETIC),
+    "hardswish": ("hardswish", ARITHMETIC),
+    "hardsigmoid": ("hardsigmoid", ARITHMETIC),
     "relu6": ("hardtanh", ARITHMETIC),
 }
 
@@ -67,25 +77,49 @@ def probe_tensor(n: int = N) -> torch.Tensor:
 def _spellings(name: str) -> list[tuple[str, object]]:
     """The spellings of op `name` that this torch has: torch.f, Tensor.f, Tensor.f_, torch.f_."""
     found = []
-    for label, owner, attribute in [(f"torch.{name}", torch, name), (f"x.{name}", torch.Tensor, name),
-                                    (f"x.{name}_", torch.Tensor, name + "_"), (f"torch.{name}_", torch, name + "_")]:
+    for label, owner, attribute in [
+        (f"torch.{name}", torch, name),
+        (f"x.{name}", torch.Tensor, name),
+        (f"x.{name}_", torch.Tensor, name + "_"),
+        (f"torch.{name}_", torch, name + "_"),
+    ]:
         function = getattr(owner, attribute, None)
         if callable(function):
             found.append((label, function))
     return found
 
 
-UNARY_CASES = [pytest.param(name, function, weight, id=label)
-               for name, weight in UNARY.items() for label, function in _spellings(name)]
-BINARY_CASES = [pytest.param(name, function, weight, id=label)
-                for name, weight in BINARY.items() for label, function in _spellings(name)]
+UNARY_CASES = [
+    pytest.param(name, function, weight, id=label)
+    for name, weight in UNARY.items()
+    for label, function in _spellings(name)
+]
+BINARY_CASES = [
+    pytest.param(name, function, weight, id=label)
+    for name, weight in BINARY.items()
+    for label, function in _spellings(name)
+]
 
 
 def test_every_family_has_its_in_place_spelling_among_the_cases():
     """The cases really hold in-place spellings (a torch without them would test nothing of them)."""
     labels = {case.id for case in UNARY_CASES + BINARY_CASES}
-    assert {"x.exp_", "torch.exp_", "x.sin_", "x.tanh_", "x.sigmoid_", "x.sqrt_", "x.log_", "x.erf_",
-            "x.reciprocal_", "x.pow_", "x.atan2_", "x.abs_", "x.add_", "x.mul_"} <= labels
+    assert {
+        "x.exp_",
+        "torch.exp_",
+        "x.sin_",
+        "x.tanh_",
+        "x.sigmoid_",
+        "x.sqrt_",
+        "x.log_",
+        "x.erf_",
+        "x.reciprocal_",
+        "x.pow_",
+        "x.atan2_",
+        "x.abs_",
+        "x.add_",
+        "x.mul_",
+    } <= labels
     assert len(UNARY_CASES) > 3 * len(UNARY)
 
 
@@ -130,7 +164,7 @@ def test_the_documented_weights_are_the_language_table_s():
     assert language.TRANSCENDENTAL_WEIGHT == P.TRANSCENDENTAL_WEIGHT == TRANSCENDENTAL
     for name, weight in {**UNARY, **BINARY}.items():
         assert language.aten_weight(name) == weight, name
-        assert language.aten_weight(name + "_") == weight, name   # the counter's in-place name
+        assert language.aten_weight(name + "_") == weight, name  # the counter's in-place name
     for kernel, weight in FUNCTIONAL.values():
         assert language.aten_weight(kernel) == weight, kernel
 
@@ -139,18 +173,40 @@ def test_the_documented_weights_are_the_language_table_s():
 # What a kernel costs: its largest tensor, views and allocations free, every call counted
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expression", ["x.view(8, 8)", "x.reshape(4, 16)", "x.unsqueeze(0)", "x.unsqueeze_(0)",
-                                        "x.squeeze_()", "x[1:5]", "x[3]",
-                                        "x.detach()", "x.detach_()", "x.expand(3, 64)", "x.transpose(0, 0)",
-                                        "torch.zeros_like(x)", "torch.ones_like(x)", "torch.empty_like(x)",
-                                        "x.flatten()"])
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "x.view(8, 8)",
+        "x.reshape(4, 16)",
+        "x.unsqueeze(0)",
+        "x.unsqueeze_(0)",
+        "x.squeeze_()",
+        "x[1:5]",
+        "x[3]",
+        "x.detach()",
+        "x.detach_()",
+        "x.expand(3, 64)",
+        "x.transpose(0, 0)",
+        "torch.zeros_like(x)",
+        "torch.ones_like(x)",
+        "torch.empty_like(x)",
+        "x.flatten()",
+    ],
+)
 def test_views_and_allocations_are_free_in_every_spelling(expression):
     assert count(lambda x: eval(expression, {"torch": torch, "x": x}), probe_tensor()) == (0.0, {})
 
 
-@pytest.mark.parametrize("expression, expected", [
-    ("x.clone()", {"clone": 1}), ("x.double()", {"_to_copy": 1}), ("x.to(torch.float64)", {"_to_copy": 1}),
-    ("x.copy_(x.flip(0))", {"flip": 1, "copy": 1})])
+@pytest.mark.parametrize(
+    "expression, expected",
+    [
+        ("x.clone()", {"clone": 1}),
+        ("x.double()", {"_to_copy": 1}),
+        ("x.to(torch.float64)", {"_to_copy": 1}),
+        ("x.copy_(x.flip(0))", {"flip": 1, "copy": 1}),
+    ],
+)
 def test_copies_move_every_element_and_weigh_one(expression, expected):
     elements, ops = count(lambda x: eval(expression, {"torch": torch, "x": x}), probe_tensor())
     assert (elements, ops) == (sum(expected.values()) * N, expected)
@@ -165,8 +221,10 @@ def test_a_kernel_costs_its_largest_tensor_input_or_output():
     # broadcasting: an (8, 1) by (1, 8) product writes 64 elements from 16
     assert count(lambda a, b: a * b, torch.ones(8, 1), torch.ones(1, 8)) == (64, {"mul": 1})
     # a scalar tensor with a big one: the big one counts
-    assert count(lambda x: torch.exp(x) * torch.tensor(2.0), probe_tensor()) == (TRANSCENDENTAL * N + N,
-                                                                                 {"exp": 1, "mul": 1})
+    assert count(lambda x: torch.exp(x) * torch.tensor(2.0), probe_tensor()) == (
+        TRANSCENDENTAL * N + N,
+        {"exp": 1, "mul": 1},
+    )
 
 
 def test_kernels_on_empty_tensors_cost_and_record_nothing():
@@ -178,6 +236,7 @@ def test_every_call_is_counted_by_name():
         y = torch.exp(x)
         y.exp_()
         return torch.sin(y) + torch.sin(x) * 2
+
     elements, ops = count(twice_each, probe_tensor())
     assert ops == {"exp": 2, "sin": 2, "mul": 1, "add": 1}
     assert elements == (4 * TRANSCENDENTAL + 2) * N
@@ -208,6 +267,7 @@ def test_the_counter_starts_at_zero_and_accumulates():
 # measure_cost: in-place work inside an activation pays like out-of-place work
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["exp", "sin", "tanh", "sigmoid", "sqrt", "log1p", "erf", "reciprocal"])
 def test_in_place_transcendentals_in_an_activation_cost_at_least_as_much_as_out_of_place(name):
     """Same kernels, same weights; an in-place op whose backward needs its input makes autograd copy
@@ -235,9 +295,13 @@ def test_measure_cost_counts_per_element_of_the_shape_and_separates_the_backward
 # The whole table: every one-tensor elementwise op costs what the language says it costs
 # --------------------------------------------------------------------------------------------
 
-TABLE_UNARY = [pytest.param(entry, spelling, id=spelling) for entry in language.OPS
-               if entry.kind == "elementwise" and entry.arity == 1
-               for spelling in entry.spellings if not spelling.startswith("math.")]
+TABLE_UNARY = [
+    pytest.param(entry, spelling, id=spelling)
+    for entry in language.OPS
+    if entry.kind == "elementwise" and entry.arity == 1
+    for spelling in entry.spellings
+    if not spelling.startswith("math.")
+]
 
 
 @pytest.mark.parametrize("entry, spelling", TABLE_UNARY)

@@ -32,7 +32,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 def example(title: str) -> str:
     """The python block that follows the paragraph starting with `title` in the plug-points section."""
     text = DOC.read_text(encoding="utf-8")
-    section = text[text.index("## Plug points"):]
+    section = text[text.index("## Plug points") :]
     start = section.index(title)
     match = re.search(r"```python\n(.*?)```", section[start:], re.S)
     return match.group(1)
@@ -40,9 +40,11 @@ def example(title: str) -> str:
 
 @pytest.fixture()
 def small_lab(tmp_path):
-    return Lab(Suite("plug-test", (polynomial(dim=1, seed=0),), (0,)), protocol=TrainingProtocol(steps=10, n_train=128,
-                                                                                           n_eval=64),
-               cache_dir=tmp_path / "cache")
+    return Lab(
+        Suite("plug-test", (polynomial(dim=1, seed=0),), (0,)),
+        protocol=TrainingProtocol(steps=10, n_train=128, n_eval=64),
+        cache_dir=tmp_path / "cache",
+    )
 
 
 @pytest.fixture()
@@ -60,8 +62,9 @@ def plugged(tmp_path, monkeypatch):
     yield plug
     for package, module, registry in added:
         sys.modules.pop(f"{package.__name__}.{module}", None)
-        for name in [n for n, cls in registry.items() if getattr(cls, "__module__", "") ==
-                     f"{package.__name__}.{module}"]:
+        for name in [
+            n for n, cls in registry.items() if getattr(cls, "__module__", "") == f"{package.__name__}.{module}"
+        ]:
             del registry[name]
 
 
@@ -78,7 +81,7 @@ def test_a_new_mutator_module_is_a_choice_of_the_config_and_the_cli_and_proposes
     parent = Parent("def activation_function(x):\n    return torch.tanh(x)\n")
     for proposal in (mutator.propose(parent, [], random.Random(0)), mutator.propose(None, [], random.Random(1))):
         assert proposal.mutator == "identity_plus"
-        check_source(proposal.source)   # a program the policy accepts
+        check_source(proposal.source)  # a program the policy accepts
 
 
 def test_a_new_executor_module_is_a_choice_and_evaluates_in_the_sandbox(plugged, small_lab):
@@ -90,8 +93,9 @@ def test_a_new_executor_module_is_a_choice_and_evaluates_in_the_sandbox(plugged,
     assert build_parser().parse_args(["search", "--executor", "pinned"]).executor == "pinned"
     executor = executors.make_executor("pinned", 1, SandboxLimits(timeout_s=120, cpu_s=120, memory_mb=3072))
     try:
-        evaluation = executor.submit("def activation_function(x):\n    return torch.tanh(x)\n", small_lab,
-                                     "tanh").result(timeout=300)
+        evaluation = executor.submit(
+            "def activation_function(x):\n    return torch.tanh(x)\n", small_lab, "tanh"
+        ).result(timeout=300)
         assert evaluation.ok and evaluation.fitness is not None
     finally:
         executor.close()
@@ -101,7 +105,7 @@ def test_only_mutator_subclasses_with_a_name_register():
     class Nameless(mutators.Mutator):
         pass
 
-    class Duck:   # proposes, but has none of the hooks the controller calls
+    class Duck:  # proposes, but has none of the hooks the controller calls
         name = "duck"
 
         def propose(self, parent, inspirations, rng):
@@ -131,10 +135,13 @@ def test_a_new_benchmark_module_is_found_and_trains_with_the_activation(plugged,
         made.append(nn.GELU())
         return made[-1]
 
-    first, again = benchmark.run(make_activation, 0, tmp_path, "cpu"), benchmark.run(make_activation, 0, tmp_path, "cpu")
+    first, again = (
+        benchmark.run(make_activation, 0, tmp_path, "cpu"),
+        benchmark.run(make_activation, 0, tmp_path, "cpu"),
+    )
     assert len(made) == 2 and first.metric == "neg_mse"
-    assert first.score == again.score and -1.0 < first.score < 0      # reproducible, and it learned something
-    assert benchmark.run(nn.Identity, 0, tmp_path, "cpu").score < first.score   # a line cannot fit sin(3x)
+    assert first.score == again.score and -1.0 < first.score < 0  # reproducible, and it learned something
+    assert benchmark.run(nn.Identity, 0, tmp_path, "cpu").score < first.score  # a line cannot fit sin(3x)
 
 
 def test_a_new_generator_module_is_a_generator_suites_can_name(plugged):
@@ -154,7 +161,7 @@ def test_a_new_generator_module_is_a_generator_suites_can_name(plugged):
     x = np.linspace(0.0, 3.0, 31)[:, None]
     again = get_generator("ramp", slope=[1.0, 3.0]).draw(5)
     assert np.array_equal(task.target(x), again.target(x)) and task.description == again.description
-    assert not np.array_equal(task.target(x), generator.draw(6).target(x))     # distinct draws
+    assert not np.array_equal(task.target(x), generator.draw(6).target(x))  # distinct draws
     rebuilt = build_task(task.to_dict())
     assert rebuilt.name == task.name and np.array_equal(rebuilt.target(x), task.target(x))
     with pytest.raises(Exception, match="slope"):

@@ -16,10 +16,24 @@ from case_ids import readable_id
 
 from actmine.candidate import source as source_module
 from actmine.candidate.source import (
-    DANGEROUS_ATTRIBUTES, F_ALLOWED, FORBIDDEN_BUILTINS, MATH_ALLOWED, MAX_AST_DEPTH, REASON_CODES,
-    PYTHON_ESCAPE_BUILTINS, PYTHON_VALUE_ATTRIBUTES, RNG_METHODS, SAFE_BUILTINS, TORCH_ALLOWED, TORCH_NAMESPACES,
-    TORCH_SPECIAL_ALLOWED, CandidateError, candidate_namespace,
-    check_source, compile_candidate, read_candidate_file,
+    DANGEROUS_ATTRIBUTES,
+    F_ALLOWED,
+    FORBIDDEN_BUILTINS,
+    MATH_ALLOWED,
+    MAX_AST_DEPTH,
+    REASON_CODES,
+    PYTHON_ESCAPE_BUILTINS,
+    PYTHON_VALUE_ATTRIBUTES,
+    RNG_METHODS,
+    SAFE_BUILTINS,
+    TORCH_ALLOWED,
+    TORCH_NAMESPACES,
+    TORCH_SPECIAL_ALLOWED,
+    CandidateError,
+    candidate_namespace,
+    check_source,
+    compile_candidate,
+    read_candidate_file,
 )
 
 
@@ -77,8 +91,11 @@ REFUSED = [
     (returns("\uff45\uff56\uff41\uff4c('1')"), "forbidden_builtin", 2),  # fullwidth "eval", NFKC-normalised
     ("open = abs" + ENTRY, "forbidden_builtin", 1),
     # a local of one function does not make the name safe in another
-    ("def g(open):\n    return open\n" + returns("open('/etc/passwd')").replace("def", "\ndef", 1),
-     "forbidden_builtin", 5),
+    (
+        "def g(open):\n    return open\n" + returns("open('/etc/passwd')").replace("def", "\ndef", 1),
+        "forbidden_builtin",
+        5,
+    ),
     # a comprehension's first iterable is evaluated outside the comprehension
     (returns("[open for open in open]"), "forbidden_builtin", 2),
     # -- torch, F and math beyond their allow-lists
@@ -143,8 +160,11 @@ REFUSED = [
     (body("for i in range(0, 10, 0):", "    pass"), "unbounded_loop", 2),
     (body("for i in range(3.0):", "    pass"), "unbounded_loop", 2),
     (body("for i, j in zip(range(3), x):", "    pass"), "unbounded_loop", 2),
-    ("def range(n):\n    return [n]\n" + body("for i in range(3):", "    pass").replace("def", "\ndef", 1),
-     "unbounded_loop", 5),
+    (
+        "def range(n):\n    return [n]\n" + body("for i in range(3):", "    pass").replace("def", "\ndef", 1),
+        "unbounded_loop",
+        5,
+    ),
     # -- statements that are not allowed
     ("class A:\n    pass\n" + ENTRY, "forbidden_statement", 1),
     (body("with torch.no_grad():", "    x = x + 1"), "forbidden_statement", 2),
@@ -177,8 +197,11 @@ REFUSED = [
     ("def activation_function():\n    return 1\n", "missing_function", 1),
     ("def activation_function(x, y):\n    return x\n", "missing_function", 1),
     ("def activation_function(*, x):\n    return x\n", "missing_function", 1),
-    ("def f():\n    def activation_function(x):\n        return x\n    return activation_function\n",
-     "missing_function", None),
+    (
+        "def f():\n    def activation_function(x):\n        return x\n    return activation_function\n",
+        "missing_function",
+        None,
+    ),
     # -- size and syntax
     ("x" * 20_001, "too_long", None),
     ("def activation_function(x)\n    return x\n", "syntax_error", 1),
@@ -195,10 +218,13 @@ REFUSED = [
     (returns("np.sin(x)"), "undefined_name", 2),
     (body("try:", "    y = x", "except NameError:", "    pass"), "undefined_name", 4),
     (returns("x * id(x)"), "undefined_name", 2),
-    ("def helper(y):\n    secret = 2.0\n    return y\n" + returns("x * secret").replace("def", "\ndef", 1),
-     "undefined_name", 6),
+    (
+        "def helper(y):\n    secret = 2.0\n    return y\n" + returns("x * secret").replace("def", "\ndef", 1),
+        "undefined_name",
+        6,
+    ),
     ("C: float" + ENTRY.replace("return x", "return x * C"), "undefined_name", 3),
-    (returns("[k for k in range(3)] and k"), "undefined_name", 2),   # comprehension variables stay inside
+    (returns("[k for k in range(3)] and k"), "undefined_name", 2),  # comprehension variables stay inside
     # -- state that could outlive a call: mutable top-level values and default arguments
     ("CALLS = []" + ENTRY, "mutable_state", 1),
     ("SEEN = {}" + ENTRY, "mutable_state", 1),
@@ -267,7 +293,7 @@ REFUSED = [
     ("def activation_function(x: 'a' * 10 ** 10):\n    return x\n", "costly_constant", 1),
     ("def activation_function(x) -> torch.zeros(10 ** 10):\n    return x\n", "costly_constant", 1),
     ("C: 9 ** 9 ** 9 = 1.0" + ENTRY, "costly_constant", 1),
-    ("M = float.fromhex\nX = 5 ** M" + ENTRY, "costly_constant", 2),   # unknown to the policy: no power
+    ("M = float.fromhex\nX = 5 ** M" + ENTRY, "costly_constant", 2),  # unknown to the policy: no power
 ]
 
 
@@ -287,8 +313,15 @@ def test_refused(source, code, line):
 
 
 def test_the_table_covers_every_policy_code():
-    file_codes = {"load_error", "not_python", "not_found", "unreadable", "stale_program_file", "bad_program_file",
-                  "unknown_program"}
+    file_codes = {
+        "load_error",
+        "not_python",
+        "not_found",
+        "unreadable",
+        "stale_program_file",
+        "bad_program_file",
+        "unknown_program",
+    }
     assert {code for _source, code, _line in REFUSED} == set(REASON_CODES) - file_codes
 
 
@@ -357,10 +390,7 @@ def test_check_source_returns_the_module():
 
 
 def test_check_source_never_runs_the_candidate(capsys):
-    source = ("C = 1 / 0\n"
-              "def activation_function(x):\n"
-              "    print('function ran')\n"
-              "    return x\n")
+    source = "C = 1 / 0\ndef activation_function(x):\n    print('function ran')\n    return x\n"
     check_source(source)  # the top level would raise ZeroDivisionError if it ran
     with pytest.raises(CandidateError) as info:
         compile_candidate(source)  # this one does run the top level (in a worker, normally)
@@ -569,14 +599,33 @@ def test_replacing_the_entry_point_with_a_non_function_is_refused_at_load():
 # Property tests
 # --------------------------------------------------------------------------------------------
 
-_UNARY = ["torch.sin", "torch.tanh", "torch.sigmoid", "torch.abs", "torch.exp", "torch.erf", "torch.sinc",
-          "torch.special.expit", "F.gelu", "F.silu", "F.softplus", "F.relu", "F.elu", "F.mish", "F.softsign",
-          "torch.nn.functional.hardtanh"]
+_UNARY = [
+    "torch.sin",
+    "torch.tanh",
+    "torch.sigmoid",
+    "torch.abs",
+    "torch.exp",
+    "torch.erf",
+    "torch.sinc",
+    "torch.special.expit",
+    "F.gelu",
+    "F.silu",
+    "F.softplus",
+    "F.relu",
+    "F.elu",
+    "F.mish",
+    "F.softsign",
+    "torch.nn.functional.hardtanh",
+]
 _METHODS = [".abs()", ".tanh()", ".clamp(min=-1.0, max=1.0)", ".sigmoid()", ".square()"]
 _OPERATORS = ["+", "-", "*"]
-_SCALARS = st.one_of(st.floats(-5, 5, allow_nan=False).map(repr), st.sampled_from(["math.pi", "torch.pi", "math.e"]),
-                     st.tuples(st.sampled_from(["math.sqrt", "math.exp", "math.tanh"]), st.floats(0, 3)).map(
-                         lambda t: f"{t[0]}({t[1]!r})"))
+_SCALARS = st.one_of(
+    st.floats(-5, 5, allow_nan=False).map(repr),
+    st.sampled_from(["math.pi", "torch.pi", "math.e"]),
+    st.tuples(st.sampled_from(["math.sqrt", "math.exp", "math.tanh"]), st.floats(0, 3)).map(
+        lambda t: f"{t[0]}({t[1]!r})"
+    ),
+)
 # Tensor-valued expressions over x built from allow-listed functions, methods and operators.
 _TENSOR_EXPRESSIONS = st.recursive(
     st.one_of(st.just("x"), _SCALARS.map(lambda c: f"({c} * x)")),
@@ -611,9 +660,12 @@ def test_arbitrary_text_gives_a_candidate_error_or_a_module(text):
 
 
 @settings(max_examples=100, deadline=None)
-@given(name=st.sampled_from(sorted(FORBIDDEN_BUILTINS)),
-       template=st.sampled_from(["return {}", "y = {}", "y = [{}]", "return F.relu(x) if {} else x",
-                                 "return {}(x)", "y = (lambda: {})()"]))
+@given(
+    name=st.sampled_from(sorted(FORBIDDEN_BUILTINS)),
+    template=st.sampled_from(
+        ["return {}", "y = {}", "y = [{}]", "return F.relu(x) if {} else x", "return {}(x)", "y = (lambda: {})()"]
+    ),
+)
 def test_forbidden_builtins_are_refused_wherever_they_appear(name, template):
     with pytest.raises(CandidateError) as info:
         check_source("def activation_function(x):\n    " + template.format(name) + "\n    return x\n")
@@ -624,19 +676,49 @@ def test_forbidden_builtins_are_refused_wherever_they_appear(name, template):
 # The runtime namespace: the second layer, checked with the static policy skipped
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("snippet", ["open('/etc/passwd')", "getattr(torch, 'load')", "eval('1')", "exec('1')",
-                                     "type(1)", "globals()", "breakpoint()", "compile('1', 'f', 'eval')", "vars()",
-                                     "input()", "setattr(x, 'y', 1)", "object", "__build_class__",
-                                     "map(abs, [1])", "filter(None, [1])", "str(1)", "repr(1)", "nn", "NameError"])
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "open('/etc/passwd')",
+        "getattr(torch, 'load')",
+        "eval('1')",
+        "exec('1')",
+        "type(1)",
+        "globals()",
+        "breakpoint()",
+        "compile('1', 'f', 'eval')",
+        "vars()",
+        "input()",
+        "setattr(x, 'y', 1)",
+        "object",
+        "__build_class__",
+        "map(abs, [1])",
+        "filter(None, [1])",
+        "str(1)",
+        "repr(1)",
+        "nn",
+        "NameError",
+    ],
+)
 def test_runtime_namespace_lacks_dangerous_builtins(snippet):
     code = compile(snippet, "<unchecked>", "exec")  # no check_source: the namespace alone must refuse
     with pytest.raises(NameError):
         exec(code, candidate_namespace())
 
 
-@pytest.mark.parametrize("snippet", ["import os", "from os import path", "import torch", "__import__('os')",
-                                     "__import__('os', None, None, ('path',))", "__import__('os', level=1)",
-                                     "__import__('antigravity', None, None, [])"])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import os",
+        "from os import path",
+        "import torch",
+        "__import__('os')",
+        "__import__('os', None, None, ('path',))",
+        "__import__('os', level=1)",
+        "__import__('antigravity', None, None, [])",
+    ],
+)
 def test_runtime_namespace_cannot_import(snippet):
     """`__import__` exists (torch's C++ code needs it, see `_import_guard`) but imports nothing."""
     with pytest.raises(ImportError):
@@ -661,12 +743,48 @@ def test_runtime_namespace_contents():
     assert namespace["__builtins__"] is not SAFE_BUILTINS  # a copy: one candidate cannot alter the next's
     assert not set(SAFE_BUILTINS) & FORBIDDEN_BUILTINS
     assert "__build_class__" not in SAFE_BUILTINS
-    assert set(SAFE_BUILTINS) <= {"abs", "min", "max", "range", "len", "float", "int", "bool", "sum", "round",
-                                  "enumerate", "zip", "list", "tuple", "dict", "set", "pow", "divmod", "sorted",
-                                  "reversed", "any", "all", "isinstance", "map", "filter", "print", "slice",
-                                  "complex", "str", "repr", "ValueError", "TypeError", "ZeroDivisionError",
-                                  "ArithmeticError", "Exception", "RuntimeError", "IndexError", "KeyError",
-                                  "OverflowError", "__import__"}
+    assert set(SAFE_BUILTINS) <= {
+        "abs",
+        "min",
+        "max",
+        "range",
+        "len",
+        "float",
+        "int",
+        "bool",
+        "sum",
+        "round",
+        "enumerate",
+        "zip",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "pow",
+        "divmod",
+        "sorted",
+        "reversed",
+        "any",
+        "all",
+        "isinstance",
+        "map",
+        "filter",
+        "print",
+        "slice",
+        "complex",
+        "str",
+        "repr",
+        "ValueError",
+        "TypeError",
+        "ZeroDivisionError",
+        "ArithmeticError",
+        "Exception",
+        "RuntimeError",
+        "IndexError",
+        "KeyError",
+        "OverflowError",
+        "__import__",
+    }
     for name in ["abs", "range", "enumerate", "zip", "print", "isinstance", "ValueError", "Exception"]:
         assert name in SAFE_BUILTINS
     exec(compile("y = sum(abs(i) for i in range(-3, 3))", "<t>", "exec"), namespace)
@@ -676,6 +794,7 @@ def test_runtime_namespace_contents():
 # --------------------------------------------------------------------------------------------
 # The allow-lists themselves
 # --------------------------------------------------------------------------------------------
+
 
 def test_allow_listed_names_exist():
     assert not [name for name in TORCH_ALLOWED if not hasattr(torch, name)]
@@ -687,16 +806,57 @@ def test_allow_listed_names_exist():
 
 
 def test_allow_lists_hold_nothing_stateful_or_private():
-    stateful = {"load", "save", "manual_seed", "seed", "set_num_threads", "set_default_dtype", "hub", "cuda", "ops",
-                "utils", "_C", "distributed", "multiprocessing", "backends", "compile", "jit", "library", "autograd",
-                "rand", "randn", "rand_like", "randn_like", "randint", "normal", "bernoulli", "multinomial",
-                "no_grad", "set_grad_enabled", "from_file", "from_numpy", "empty"}
+    stateful = {
+        "load",
+        "save",
+        "manual_seed",
+        "seed",
+        "set_num_threads",
+        "set_default_dtype",
+        "hub",
+        "cuda",
+        "ops",
+        "utils",
+        "_C",
+        "distributed",
+        "multiprocessing",
+        "backends",
+        "compile",
+        "jit",
+        "library",
+        "autograd",
+        "rand",
+        "randn",
+        "rand_like",
+        "randn_like",
+        "randint",
+        "normal",
+        "bernoulli",
+        "multinomial",
+        "no_grad",
+        "set_grad_enabled",
+        "from_file",
+        "from_numpy",
+        "empty",
+    }
     assert not stateful & TORCH_ALLOWED and not stateful & set(TORCH_NAMESPACES)
     assert not {"dropout", "rrelu", "gumbel_softmax", "alpha_dropout", "batch_norm"} & F_ALLOWED
     for names in (TORCH_ALLOWED, TORCH_SPECIAL_ALLOWED, F_ALLOWED, MATH_ALLOWED):
         assert not [name for name in names if name.startswith("_")]
-    must_deny = {"register_hook", "backward", "data", "grad", "numpy", "gi_frame", "f_globals", "format", "item",
-                 "tolist", "bernoulli_", "normal_"}
+    must_deny = {
+        "register_hook",
+        "backward",
+        "data",
+        "grad",
+        "numpy",
+        "gi_frame",
+        "f_globals",
+        "format",
+        "item",
+        "tolist",
+        "bernoulli_",
+        "normal_",
+    }
     assert must_deny <= DANGEROUS_ATTRIBUTES
     assert not {"to", "detach", "new_tensor", "new_zeros", "abs", "clamp", "shape", "dim"} & DANGEROUS_ATTRIBUTES
 
@@ -704,10 +864,24 @@ def test_allow_lists_hold_nothing_stateful_or_private():
 def test_every_reason_code_is_documented():
     documented = source_module.__doc__ + "".join(REASON_CODES.values())
     assert "defence in depth" in documented
-    assert set(REASON_CODES) >= {"too_long", "syntax_error", "import", "dunder", "forbidden_builtin",
-                                 "torch_forbidden", "module_alias", "attribute_assignment", "unbounded_loop",
-                                 "forbidden_statement", "dangerous_attribute", "missing_function",
-                                 "undefined_name", "mutable_state", "randomness", "python_escape"}
+    assert set(REASON_CODES) >= {
+        "too_long",
+        "syntax_error",
+        "import",
+        "dunder",
+        "forbidden_builtin",
+        "torch_forbidden",
+        "module_alias",
+        "attribute_assignment",
+        "unbounded_loop",
+        "forbidden_statement",
+        "dangerous_attribute",
+        "missing_function",
+        "undefined_name",
+        "mutable_state",
+        "randomness",
+        "python_escape",
+    }
 
 
 def test_read_candidate_file_does_not_compile(tmp_path):
@@ -720,7 +894,7 @@ def test_read_candidate_file_does_not_compile(tmp_path):
     with pytest.raises(CandidateError) as info:
         read_candidate_file(big)
     assert info.value.code == "too_long"
-    assert len(read_candidate_file(big, max_chars=10 ** 6)) == 6 * 20_000
+    assert len(read_candidate_file(big, max_chars=10**6)) == 6 * 20_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,8 +942,7 @@ def test_every_escape_builtin_is_refused(name):
     check_source(body(f"{name} = 2.0", f"y = x * {name}"))  # a local of that name is the program's own
 
 
-@pytest.mark.parametrize("code, name", [(code, name) for code, names in EXPECTED_ATTRIBUTES.items()
-                                        for name in names])
+@pytest.mark.parametrize("code, name", [(code, name) for code, names in EXPECTED_ATTRIBUTES.items() for name in names])
 def test_every_denied_attribute_is_refused(code, name):
     assert name in DANGEROUS_ATTRIBUTES
     for source in (returns(f"x.{name}"), returns(f"x.abs().{name}(1)"), body(f"y = (x + 1).{name}")):
@@ -809,10 +982,16 @@ def test_every_random_tensor_method_is_refused():
     assert {"bernoulli_", "normal_", "uniform_", "random_", "exponential_"} <= seeded  # the enumeration works
     assert seeded <= RNG_METHODS, f"Tensor methods that draw random numbers, not refused: {seeded - RNG_METHODS}"
     # and the functional forms of torch that draw random numbers stay off the allow-lists
-    torch_seeded = {name for name in dir(torch) if not name.startswith("_")
-                    and hasattr(getattr(torch.ops.aten, name, None), "overloads")
-                    and any(torch.Tag.nondeterministic_seeded in getattr(getattr(torch.ops.aten, name), o).tags
-                            for o in getattr(torch.ops.aten, name).overloads())}
+    torch_seeded = {
+        name
+        for name in dir(torch)
+        if not name.startswith("_")
+        and hasattr(getattr(torch.ops.aten, name, None), "overloads")
+        and any(
+            torch.Tag.nondeterministic_seeded in getattr(getattr(torch.ops.aten, name), o).tags
+            for o in getattr(torch.ops.aten, name).overloads()
+        )
+    }
     assert {"rand", "randn", "bernoulli", "dropout"} <= torch_seeded
     assert not torch_seeded & TORCH_ALLOWED and not torch_seeded & F_ALLOWED
 
@@ -821,10 +1000,15 @@ def test_every_random_tensor_method_is_refused():
 # Names: every name a program loads is one it defines, torch/F/math, or an allowed builtin
 # --------------------------------------------------------------------------------------------
 
-_DEFINED = set(SAFE_BUILTINS) | FORBIDDEN_BUILTINS | PYTHON_ESCAPE_BUILTINS | {"torch", "F", "math",
-                                                                              "x", "y", "f", "z", "k", "s"}
+_DEFINED = (
+    set(SAFE_BUILTINS)
+    | FORBIDDEN_BUILTINS
+    | PYTHON_ESCAPE_BUILTINS
+    | {"torch", "F", "math", "x", "y", "f", "z", "k", "s"}
+)
 _UNDEFINED_NAMES = st.from_regex(r"[a-zA-Z][a-zA-Z0-9_]{0,8}", fullmatch=True).filter(
-    lambda name: name not in _DEFINED and not keyword.iskeyword(name) and not keyword.issoftkeyword(name))
+    lambda name: name not in _DEFINED and not keyword.iskeyword(name) and not keyword.issoftkeyword(name)
+)
 _HIDING_PLACES = [
     "return {}",
     "y = {}.functional.torch",
@@ -857,23 +1041,23 @@ def test_undefined_names_are_refused_wherever_they_hide(name, place):
 
 def test_names_follow_pythons_scopes():
     accepted = [
-        body("if False:", "    y = 1", "y = x"),                            # assigned later: a local
-        "def activation_function(x):\n    return x * K\nK = 2.0\n",          # a global assigned after the def
-        body("a = 2.0", "def g(z):", "    return z * a", "x = g(x)"),      # a closure
-        body("s = [(t := k) for k in range(3)]", "x = x * t"),             # walrus binds in the function
+        body("if False:", "    y = 1", "y = x"),  # assigned later: a local
+        "def activation_function(x):\n    return x * K\nK = 2.0\n",  # a global assigned after the def
+        body("a = 2.0", "def g(z):", "    return z * a", "x = g(x)"),  # a closure
+        body("s = [(t := k) for k in range(3)]", "x = x * t"),  # walrus binds in the function
         body("try:", "    y = x", "except ValueError as e:", "    y = e"),  # except ... as
-        body("g = lambda z, a=x: (b := z) * a + b"),                        # lambda's own names
+        body("g = lambda z, a=x: (b := z) * a + b"),  # lambda's own names
         "def helper(z):\n    return z\n" + returns("helper(x)").replace("def", "\ndef", 1),
         "def activation_function(x):\n    return activation_function(x) if False else x\n",
     ]
     for source in accepted:
         check_source(source)
     refused = [
-        body("g = lambda z: (b := z)", "y = b"),                            # the lambda's walrus stays inside
+        body("g = lambda z: (b := z)", "y = b"),  # the lambda's walrus stays inside
         body("def g(z):", "    inner = z", "    return z", "y = inner"),
         body("y = [k for k in range(3)]", "z = k"),
-        "def helper(z):\n    def inner(w):\n        return w\n    return z\n" + returns("inner(x)").replace(
-            "def", "\ndef", 1),
+        "def helper(z):\n    def inner(w):\n        return w\n    return z\n"
+        + returns("inner(x)").replace("def", "\ndef", 1),
     ]
     for source in refused:
         with pytest.raises(CandidateError) as info:
@@ -886,10 +1070,27 @@ def test_names_follow_pythons_scopes():
 # --------------------------------------------------------------------------------------------
 
 _NUMBERS = st.recursive(
-    st.one_of(st.integers(-1000, 1000).map(repr), st.floats(-1e3, 1e3, allow_nan=False).map(repr),
-              st.sampled_from(["math.pi", "torch.pi", "math.e", "math.sqrt(2.0)", "torch.finfo(torch.float32).eps",
-                               "float('inf')", "-1.5", "abs(-2)", "math.inf", "sum(k / 2 for k in range(4))",
-                               "math.exp(0.5) / math.factorial(3)", "max(1.0, 2.0)", "round(2.5)"])),
+    st.one_of(
+        st.integers(-1000, 1000).map(repr),
+        st.floats(-1e3, 1e3, allow_nan=False).map(repr),
+        st.sampled_from(
+            [
+                "math.pi",
+                "torch.pi",
+                "math.e",
+                "math.sqrt(2.0)",
+                "torch.finfo(torch.float32).eps",
+                "float('inf')",
+                "-1.5",
+                "abs(-2)",
+                "math.inf",
+                "sum(k / 2 for k in range(4))",
+                "math.exp(0.5) / math.factorial(3)",
+                "max(1.0, 2.0)",
+                "round(2.5)",
+            ]
+        ),
+    ),
     lambda inner: st.one_of(
         st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         inner.map(lambda c: f"(-{c} if True else 0)"),
@@ -897,17 +1098,51 @@ _NUMBERS = st.recursive(
     max_leaves=6,
 )
 _CONSTANTS = st.recursive(
-    st.one_of(_NUMBERS, st.sampled_from(["None", "True", "'tanh'", "torch.float32", "F.gelu", "abs",
-                                         "tuple(k / 2 for k in range(4))", "lambda z, a=0.5: a * z"])),
+    st.one_of(
+        _NUMBERS,
+        st.sampled_from(
+            [
+                "None",
+                "True",
+                "'tanh'",
+                "torch.float32",
+                "F.gelu",
+                "abs",
+                "tuple(k / 2 for k in range(4))",
+                "lambda z, a=0.5: a * z",
+            ]
+        ),
+    ),
     lambda inner: st.lists(inner, min_size=1, max_size=3).map(lambda items: "(" + ", ".join(items) + ",)"),
     max_leaves=6,
 )
-_MUTABLE = st.sampled_from([
-    "[]", "[0.5]", "{}", "{'n': 0}", "{1.0}", "set()", "dict()", "list()", "[k for k in range(3)]",
-    "{k: k for k in range(3)}", "(k for k in range(3))", "torch.zeros(1)", "torch.tensor(0.5)",
-    "torch.ones(3, dtype=torch.float64)", "torch.linspace(0, 1, 5)", "math.pi * torch.ones(1)", "'a b'.split()",
-    "sorted((2, 1))", "helper()", "(1.0, [])", "((0, {}),)", "tuple([[], []])", "torch.arange(3)[:1]",
-])
+_MUTABLE = st.sampled_from(
+    [
+        "[]",
+        "[0.5]",
+        "{}",
+        "{'n': 0}",
+        "{1.0}",
+        "set()",
+        "dict()",
+        "list()",
+        "[k for k in range(3)]",
+        "{k: k for k in range(3)}",
+        "(k for k in range(3))",
+        "torch.zeros(1)",
+        "torch.tensor(0.5)",
+        "torch.ones(3, dtype=torch.float64)",
+        "torch.linspace(0, 1, 5)",
+        "math.pi * torch.ones(1)",
+        "'a b'.split()",
+        "sorted((2, 1))",
+        "helper()",
+        "(1.0, [])",
+        "((0, {}),)",
+        "tuple([[], []])",
+        "torch.arange(3)[:1]",
+    ]
+)
 _STATE_PLACES = [
     "C = {}\n" + ENTRY,
     "C: float = {}\n" + ENTRY,
@@ -960,6 +1195,7 @@ def test_the_call_counter_cannot_be_written():
 # The namespace's math takes numbers, not tensors
 # --------------------------------------------------------------------------------------------
 
+
 def test_namespace_math_refuses_tensors():
     namespace_math = candidate_namespace()["math"]
     assert set(MATH_ALLOWED) <= set(dir(namespace_math))
@@ -968,11 +1204,16 @@ def test_namespace_math_refuses_tensors():
     assert namespace_math.fsum((0.1,) * 10) == 1.0 and namespace_math.prod(range(1, 5)) == 24
     assert namespace_math.isclose(1.0, 1.0 + 1e-12) and namespace_math.hypot(3, 4) == 5.0
     t = torch.tensor(0.5)
-    for call in (lambda: namespace_math.sin(t), lambda: namespace_math.pow(2.0, t),
-                 lambda: namespace_math.atan2(t, 1.0),
-                 lambda: namespace_math.isclose(1.0, b=t), lambda: namespace_math.fsum([1.0, t]),
-                 lambda: namespace_math.prod(torch.ones(3)), lambda: namespace_math.dist((t,), (1.0,)),
-                 lambda: list(map(namespace_math.sin, torch.ones(3)))):
+    for call in (
+        lambda: namespace_math.sin(t),
+        lambda: namespace_math.pow(2.0, t),
+        lambda: namespace_math.atan2(t, 1.0),
+        lambda: namespace_math.isclose(1.0, b=t),
+        lambda: namespace_math.fsum([1.0, t]),
+        lambda: namespace_math.prod(torch.ones(3)),
+        lambda: namespace_math.dist((t,), (1.0,)),
+        lambda: list(map(namespace_math.sin, torch.ones(3))),
+    ):
         with pytest.raises(TypeError, match="not tensors"):
             call()
     assert candidate_namespace()["math"] is not namespace_math  # fresh: a candidate cannot alter the next's
@@ -982,8 +1223,12 @@ def test_unchecked_code_cannot_compute_in_python_on_tensor_elements():
     """The second layer, with the static policy skipped: no map, no str, and math refuses tensor elements."""
     namespace = candidate_namespace()
     namespace["x"] = torch.linspace(-1, 1, 5)
-    for snippet in ("y = [math.sin(v) for v in x]", "y = sorted(x, key=math.exp)", "y = map(math.sin, x)",
-                    "y = str(x)"):
+    for snippet in (
+        "y = [math.sin(v) for v in x]",
+        "y = sorted(x, key=math.exp)",
+        "y = map(math.sin, x)",
+        "y = str(x)",
+    ):
         with pytest.raises((TypeError, NameError)):
             exec(compile(snippet, "<unchecked>", "exec"), namespace)
 
@@ -992,15 +1237,18 @@ def test_unchecked_code_cannot_compute_in_python_on_tensor_elements():
 # Load-time code must be provably cheap (costly_constant, actmine.candidate.load_time)
 # --------------------------------------------------------------------------------------------
 
+
 def test_torch_tensor_stays_usable_as_a_type():
-    source = ("def _gate(z: torch.Tensor, k: float = 1.0) -> torch.Tensor:\n"
-              "    return z if isinstance(z, (torch.Tensor, float)) else torch.zeros(1)\n"
-              "def activation_function(x: torch.Tensor) -> tuple[torch.Tensor, ...][0]:\n"
-              "    y: torch.Tensor = _gate(x)\n"
-              "    return y if isinstance(y, torch.Tensor) else x\n")
+    source = (
+        "def _gate(z: torch.Tensor, k: float = 1.0) -> torch.Tensor:\n"
+        "    return z if isinstance(z, (torch.Tensor, float)) else torch.zeros(1)\n"
+        "def activation_function(x: torch.Tensor) -> tuple[torch.Tensor, ...][0]:\n"
+        "    y: torch.Tensor = _gate(x)\n"
+        "    return y if isinstance(y, torch.Tensor) else x\n"
+    )
     check_source(source)
     assert torch.equal(compile_candidate(source)(torch.ones(2)), torch.ones(2))
-    with pytest.raises(CandidateError) as info:   # isinstance rebound: no longer a type position
+    with pytest.raises(CandidateError) as info:  # isinstance rebound: no longer a type position
         check_source("isinstance = abs\n" + source)
     assert info.value.code in {"torch_forbidden", "mutable_state"}
 
@@ -1024,21 +1272,57 @@ def test_the_policy_only_evaluates_a_program_that_passed_every_other_rule():
 # Constant expressions of every size: small and huge integers, strings and tuples, and the operations
 # and functions whose cost grows with their operands.
 _SMALL_INTS = st.integers(-40, 40).map(str)
-_BIG_INTS = st.integers(0, 7).map(lambda k: f"(10 ** {10 ** k})")
+_BIG_INTS = st.integers(0, 7).map(lambda k: f"(10 ** {10**k})")
 _COSTLY_LEAVES = st.one_of(
-    _SMALL_INTS, _BIG_INTS, st.sampled_from(["0.5", "-2.25", "'ab'", "b'x'", "(1, 2.0)", "()", "True", "None",
-                                             "math.pi", "torch.finfo(torch.float32).eps", "N", "T", "S"]))
+    _SMALL_INTS,
+    _BIG_INTS,
+    st.sampled_from(
+        [
+            "0.5",
+            "-2.25",
+            "'ab'",
+            "b'x'",
+            "(1, 2.0)",
+            "()",
+            "True",
+            "None",
+            "math.pi",
+            "torch.finfo(torch.float32).eps",
+            "N",
+            "T",
+            "S",
+        ]
+    ),
+)
 
 
 def _costly_node(inner):
     return st.one_of(
-        st.tuples(inner, st.sampled_from(["+", "-", "*", "**", "//", "%", "<<", ">>", "&", "|", "/"]), inner)
-        .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-        st.tuples(st.sampled_from(["math.factorial", "math.isqrt", "abs", "int", "float", "len", "tuple", "sum",
-                                   "max", "math.prod", "math.lcm", "math.fsum"]), inner)
-        .map(lambda t: f"{t[0]}({t[1]})"),
-        st.tuples(st.sampled_from(["math.comb", "math.perm", "pow", "round", "divmod", "math.gcd"]), inner, inner)
-        .map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "**", "//", "%", "<<", ">>", "&", "|", "/"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        st.tuples(
+            st.sampled_from(
+                [
+                    "math.factorial",
+                    "math.isqrt",
+                    "abs",
+                    "int",
+                    "float",
+                    "len",
+                    "tuple",
+                    "sum",
+                    "max",
+                    "math.prod",
+                    "math.lcm",
+                    "math.fsum",
+                ]
+            ),
+            inner,
+        ).map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(st.sampled_from(["math.comb", "math.perm", "pow", "round", "divmod", "math.gcd"]), inner, inner).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]})"
+        ),
         st.tuples(inner, inner, inner).map(lambda t: f"pow({t[0]}, {t[1]}, {t[2]})"),
         st.tuples(inner, inner).map(lambda t: f"({t[0]}, {t[1]})"),
         st.tuples(inner, inner).map(lambda t: f"({t[0]}, *{t[1]})"),
@@ -1053,8 +1337,13 @@ def _costly_node(inner):
 
 
 _COSTLY_EXPRESSIONS = st.recursive(_COSTLY_LEAVES, _costly_node, max_leaves=7)
-_COSTLY_PLACES = ["X = {}\n" + ENTRY, "X: float = {}\n" + ENTRY, "X = 1\nX += {}\n" + ENTRY,
-                  "def activation_function(x, X={}):\n    return x\n", "X = lambda z, a={}: z\n" + ENTRY]
+_COSTLY_PLACES = [
+    "X = {}\n" + ENTRY,
+    "X: float = {}\n" + ENTRY,
+    "X = 1\nX += {}\n" + ENTRY,
+    "def activation_function(x, X={}):\n    return x\n",
+    "X = lambda z, a={}: z\n" + ENTRY,
+]
 
 
 def _same_value(a, b) -> bool:
@@ -1084,15 +1373,15 @@ def test_accepted_constants_are_what_python_computes_and_within_the_bounds(expre
     assert evaluator.steps <= load_time.MAX_STEPS
     namespace = candidate_namespace()
     try:
-        exec(compile(tree, "<property>", "exec"), namespace)   # noqa: S102 -- the accepted program itself
-    except Exception:   # noqa: BLE001 -- loading may fail: exactly where the policy saw it fail
+        exec(compile(tree, "<property>", "exec"), namespace)  # noqa: S102 -- the accepted program itself
+    except Exception:  # noqa: BLE001 -- loading may fail: exactly where the policy saw it fail
         assert evaluator.fails_at is not None, expression
         return
     assert evaluator.fails_at is None, expression
     if "X" in namespace and not callable(namespace["X"]):
         values = [namespace["X"]]
         assert _same_value(values[0], evaluator.values["X"]), (values[0], evaluator.values["X"])
-    else:   # a default value
+    else:  # a default value
         function = namespace["X"] if "X" in namespace else namespace["activation_function"]
         values = [*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values()]
     for value in values:
@@ -1104,16 +1393,34 @@ def test_accepted_constants_are_what_python_computes_and_within_the_bounds(expre
 
 # The constants LLM-written and mutator-written programs use: they must all stay accepted, in any mix.
 _LLM_CONSTANT_LINES = [
-    "ALPHA = 0.1", "BETA: float = 1.702", "C = math.sqrt(2 / math.pi)", "EPS = torch.finfo(torch.float32).eps",
-    "WEIGHTS = (1.0, -0.5, 0.25)", "K = 2 ** -3", "QUARTER_PI = torch.pi / 4", "HALF = 1 / 2",
+    "ALPHA = 0.1",
+    "BETA: float = 1.702",
+    "C = math.sqrt(2 / math.pi)",
+    "EPS = torch.finfo(torch.float32).eps",
+    "WEIGHTS = (1.0, -0.5, 0.25)",
+    "K = 2 ** -3",
+    "QUARTER_PI = torch.pi / 4",
+    "HALF = 1 / 2",
     "NAME = f'gelu-{ALPHA:.3f}-{len(COEFFS)}'",
     "TAYLOR = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(8))",
-    "INV_FACT = 1.0 / math.factorial(12)", "BIG = 2 ** 64", "LIMITS = (-10.0, 10.0)", "DTYPE = torch.float32",
-    "LOG2 = math.log(2.0)", "TAU = 2 * math.pi", "SCALE = 1.0507009873554805", "SQRT2 = 2 ** 0.5",
+    "INV_FACT = 1.0 / math.factorial(12)",
+    "BIG = 2 ** 64",
+    "LIMITS = (-10.0, 10.0)",
+    "DTYPE = torch.float32",
+    "LOG2 = math.log(2.0)",
+    "TAU = 2 * math.pi",
+    "SCALE = 1.0507009873554805",
+    "SQRT2 = 2 ** 0.5",
     "GRID = tuple(i / 10 for i in range(-30, 31))",
     "PAIRS = tuple((a, b) for a in range(4) for b in range(4) if a < b)",
-    "BINOM = math.comb(20, 10)", "MAXI = torch.iinfo(torch.int32).max", "SIGNS = (1, -1) * 4", "BAR = '-' * 40",
-    "FMT = '%.3f' % 0.25", "TOTAL = sum(COEFFS)", "PEAK = max(abs(c) for c in COEFFS)", "ODD = tuple(range(1, 20, 2))",
+    "BINOM = math.comb(20, 10)",
+    "MAXI = torch.iinfo(torch.int32).max",
+    "SIGNS = (1, -1) * 4",
+    "BAR = '-' * 40",
+    "FMT = '%.3f' % 0.25",
+    "TOTAL = sum(COEFFS)",
+    "PEAK = max(abs(c) for c in COEFFS)",
+    "ODD = tuple(range(1, 20, 2))",
 ]
 _LLM_FUNCTIONS = [
     "def activation_function(x: torch.Tensor, alpha: float = ALPHA) -> torch.Tensor:\n"
@@ -1125,8 +1432,10 @@ _LLM_FUNCTIONS = [
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=st.permutations(_LLM_CONSTANT_LINES).flatmap(lambda p: st.integers(1, len(p)).map(lambda n: p[:n])),
-       function=st.sampled_from(_LLM_FUNCTIONS))
+@given(
+    lines=st.permutations(_LLM_CONSTANT_LINES).flatmap(lambda p: st.integers(1, len(p)).map(lambda n: p[:n])),
+    function=st.sampled_from(_LLM_FUNCTIONS),
+)
 def test_llm_style_constants_stay_accepted(lines, function):
     # the lines that name others come after them (ALPHA, COEFFS, EPS, C, K and LIMITS first)
     base = ["ALPHA = 0.1", "COEFFS = (1.0, -0.5, 0.25)", "EPS = 1e-6", "C = 0.5", "K = 0.125", "LIMITS = (-3.0, 3.0)"]
@@ -1139,27 +1448,31 @@ def test_llm_style_constants_stay_accepted(lines, function):
 # Loops at the edges of what the policy can bound
 # --------------------------------------------------------------------------------------------
 
+
 def _nested_reversed(levels: int) -> str:
     return "reversed(" * levels + "range(3)" + ")" * levels
 
 
-@pytest.mark.parametrize("iterable, bounded", [
-    (_nested_reversed(20), True),           # helpers nested 20 deep: still bounded
-    (_nested_reversed(21), False),          # deeper: the policy gives up
-    ("reversed(range(3), range(4))", False),
-    ("reversed((1.0, 2.0))", True),
-    ("enumerate((1.0, 2.0), start=1)", True),
-    ("enumerate((1.0, 2.0), 1)", True),
-    ("enumerate((1.0, 2.0), 1, 2)", False),
-    ("enumerate((1.0, 2.0), step=1)", False),
-    ("zip()", False),
-    ("zip(range(3), foo=1)", False),
-    ("zip(range(3), (1.0, 2.0), strict=False)", True),
-    ("range(+3)", True),
-    ("range(10, -10001, -1)", False),       # 10011 iterations: negative literals count
-    ("range(-10, 10, 0)", False),           # a zero step never ends
-    ("range(*(1, 2))", False),
-])
+@pytest.mark.parametrize(
+    "iterable, bounded",
+    [
+        (_nested_reversed(20), True),  # helpers nested 20 deep: still bounded
+        (_nested_reversed(21), False),  # deeper: the policy gives up
+        ("reversed(range(3), range(4))", False),
+        ("reversed((1.0, 2.0))", True),
+        ("enumerate((1.0, 2.0), start=1)", True),
+        ("enumerate((1.0, 2.0), 1)", True),
+        ("enumerate((1.0, 2.0), 1, 2)", False),
+        ("enumerate((1.0, 2.0), step=1)", False),
+        ("zip()", False),
+        ("zip(range(3), foo=1)", False),
+        ("zip(range(3), (1.0, 2.0), strict=False)", True),
+        ("range(+3)", True),
+        ("range(10, -10001, -1)", False),  # 10011 iterations: negative literals count
+        ("range(-10, 10, 0)", False),  # a zero step never ends
+        ("range(*(1, 2))", False),
+    ],
+)
 def test_loop_bounds_at_the_edges(iterable, bounded):
     source = body(f"for v in {iterable}:", "    pass")
     if bounded:
@@ -1178,7 +1491,7 @@ def test_a_rebound_isinstance_does_not_make_torch_tensor_a_type_position():
     assert info.value.code == "torch_forbidden"
     check_source(returns("x if isinstance(x, torch.Tensor) else x"))
     with pytest.raises(CandidateError) as info:
-        check_source(returns("x if isinstance(x, torch.Tensor, 1) else x"))   # not the two-argument form
+        check_source(returns("x if isinstance(x, torch.Tensor, 1) else x"))  # not the two-argument form
     assert info.value.code == "torch_forbidden"
 
 
@@ -1186,36 +1499,67 @@ def test_a_rebound_isinstance_does_not_make_torch_tensor_a_type_position():
 # Messages: each refusal says what was found and what to do
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source, message", [
-    ("async def activation_function(x):\n    return x\n",
-     "line 1: async functions, `async for` and `await` are not allowed"),
-    (body("match x:", "    case 1:", "        pass"),
-     "line 2: `match` statements are not allowed (class patterns read attributes by name)"),
-    (body("while True:", "    pass"),
-     "line 2: `while` loops are not allowed (they may never end); use `for i in range(N)` with an integer "
-     "literal N <= 10000"),
-    (body("y = [v async for v in x]"), "line 2: `async for` is not allowed"),
-    (body("def g():", "    yield 1"), "line 3: `yield` is not allowed (no generator functions)"),
-    (body("global G"), "line 2: `global` statements are not allowed"),
-    (returns("__builtins__"),
-     "line 2: the name `__builtins__` is not allowed (names starting with `__` reach Python's internals)"),
-    (returns("torch"), "line 2: `torch` may only be used as the root of an attribute chain such as `torch.sin(x)`; "
-                       "it cannot be aliased, passed, stored or returned"),
-    (returns("F"), "line 2: `F` may only be used as the root of an attribute chain such as `F.relu(x)`; "
-                   "it cannot be aliased, passed, stored or returned"),
-    (returns("filter(None, (x,))"), "line 2: `filter` is not available to candidates: it applies a Python function "
-                                    "element by element, work the op counter and autograd cannot see; use tensor "
-                                    "operations"),
-    (returns("repr(x)"), "line 2: `repr` is not available to candidates: it turns values (tensors too) into text, "
-                         "work the op counter and autograd cannot see; use tensor operations"),
-    ("def activation_function(torch):\n    return torch\n",
-     "line 1: the parameter `torch` rebinds the pre-imported `torch`; choose another name"),
-    ("C = [1.0]\n" + ENTRY, "line 1: the top-level value of `C` is a list, which is mutable: "),
-    ("C = {'a': 1.0}\n" + ENTRY, "line 1: the top-level value of `C` is a dict, which is mutable: "),
-    ("C = max\nD = C(1, 2)\n" + ENTRY, "line 2: the top-level value of `D` is a call of `C`, whose result may be "
-                                       "mutable: "),
-    (body("x.y, z = 1, 2"), "line 2: assigning to an attribute (`x.y`) is not allowed; compute a new value instead"),
-])
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            "async def activation_function(x):\n    return x\n",
+            "line 1: async functions, `async for` and `await` are not allowed",
+        ),
+        (
+            body("match x:", "    case 1:", "        pass"),
+            "line 2: `match` statements are not allowed (class patterns read attributes by name)",
+        ),
+        (
+            body("while True:", "    pass"),
+            "line 2: `while` loops are not allowed (they may never end); use `for i in range(N)` with an integer "
+            "literal N <= 10000",
+        ),
+        (body("y = [v async for v in x]"), "line 2: `async for` is not allowed"),
+        (body("def g():", "    yield 1"), "line 3: `yield` is not allowed (no generator functions)"),
+        (body("global G"), "line 2: `global` statements are not allowed"),
+        (
+            returns("__builtins__"),
+            "line 2: the name `__builtins__` is not allowed (names starting with `__` reach Python's internals)",
+        ),
+        (
+            returns("torch"),
+            "line 2: `torch` may only be used as the root of an attribute chain such as `torch.sin(x)`; "
+            "it cannot be aliased, passed, stored or returned",
+        ),
+        (
+            returns("F"),
+            "line 2: `F` may only be used as the root of an attribute chain such as `F.relu(x)`; "
+            "it cannot be aliased, passed, stored or returned",
+        ),
+        (
+            returns("filter(None, (x,))"),
+            "line 2: `filter` is not available to candidates: it applies a Python function "
+            "element by element, work the op counter and autograd cannot see; use tensor "
+            "operations",
+        ),
+        (
+            returns("repr(x)"),
+            "line 2: `repr` is not available to candidates: it turns values (tensors too) into text, "
+            "work the op counter and autograd cannot see; use tensor operations",
+        ),
+        (
+            "def activation_function(torch):\n    return torch\n",
+            "line 1: the parameter `torch` rebinds the pre-imported `torch`; choose another name",
+        ),
+        ("C = [1.0]\n" + ENTRY, "line 1: the top-level value of `C` is a list, which is mutable: "),
+        ("C = {'a': 1.0}\n" + ENTRY, "line 1: the top-level value of `C` is a dict, which is mutable: "),
+        (
+            "C = max\nD = C(1, 2)\n" + ENTRY,
+            "line 2: the top-level value of `D` is a call of `C`, whose result may be mutable: ",
+        ),
+        (
+            body("x.y, z = 1, 2"),
+            "line 2: assigning to an attribute (`x.y`) is not allowed; compute a new value instead",
+        ),
+    ],
+)
 def test_refusal_messages_say_what_was_found(source, message):
     with pytest.raises(CandidateError) as info:
         check_source(source)
@@ -1236,17 +1580,20 @@ def refusal_of(source: str) -> CandidateError:
 def test_undefined_name_messages_list_the_program_s_own_names_and_hint_at_usual_ones():
     def globals_source(count: int) -> str:
         return "".join(f"G{i} = {i}\n" for i in range(count)) + returns("undefined_thing")
+
     eight = str(refusal_of(globals_source(8)))
     assert "its own top-level definitions (G0, G1, G2, G3, G4, G5, G6, G7, activation_function)" not in eight
-    assert "(G0, G1, G2, G3, G4, G5, G6, G7, ...)" in eight       # 9 names with the entry point: cut after 8
+    assert "(G0, G1, G2, G3, G4, G5, G6, G7, ...)" in eight  # 9 names with the entry point: cut after 8
     seven = str(refusal_of(globals_source(7)))
-    assert "(G0, G1, G2, G3, G4, G5, G6, activation_function)," in seven   # 8 names: all shown
+    assert "(G0, G1, G2, G3, G4, G5, G6, activation_function)," in seven  # 8 names: all shown
     assert "the builtins ArithmeticError, Exception, IndexError, KeyError, OverflowError, RuntimeError, " in seven
     assert str(refusal_of(returns("nn.relu(x)"))).startswith(
         "line 2: the name `nn` is not defined (`nn` is not pre-imported; use F.<function> or "
-        "torch.nn.functional.<function>)")
+        "torch.nn.functional.<function>)"
+    )
     assert "the name `hex` is not defined (a Python builtin that candidates do not get)" in str(
-        refusal_of(returns("hex(3)")))
+        refusal_of(returns("hex(3)"))
+    )
     assert "the name `zzz` is not defined: a candidate" in str(refusal_of(returns("zzz")))
 
 
@@ -1258,22 +1605,35 @@ def test_long_expressions_are_cut_in_messages():
 
 
 def test_the_torch_tensor_message_says_where_it_may_appear():
-    assert "`torch.Tensor` may only be named as a type -- in an annotation (`x: torch.Tensor`) or in " \
-           "`isinstance(obj, torch.Tensor)`" in str(refusal_of(returns("torch.Tensor(3)")))
+    assert (
+        "`torch.Tensor` may only be named as a type -- in an annotation (`x: torch.Tensor`) or in "
+        "`isinstance(obj, torch.Tensor)`" in str(refusal_of(returns("torch.Tensor(3)")))
+    )
 
 
 def test_percent_formatting_may_show_globals_and_metadata_but_not_values():
     check_source("G = 2\ndef activation_function(x):\n    s = '%s' % G\n    t = '%s %s' % (G, x.shape)\n    return x\n")
     error = refusal_of("G = 2\ndef activation_function(x):\n    s = '%s %s' % (G, x)\n    return x\n")
     assert (error.code, error.line) == ("python_escape", 3)
-    error = refusal_of("def activation_function(x):\n    G = 2\n    s = '%s' % G\n    return x\n")   # a local
+    error = refusal_of("def activation_function(x):\n    G = 2\n    s = '%s' % G\n    return x\n")  # a local
     assert (error.code, error.line) == ("python_escape", 3)
 
 
-@pytest.mark.parametrize("signature, accepted", [
-    ("x", True), ("x, k=1.0", True), ("x, *, k=1.0", True), ("x, /", True), ("x=None", True),
-    ("x, *, k", False), ("x, k", False), ("", False), ("*, x", False), ("*args", False),
-])
+@pytest.mark.parametrize(
+    "signature, accepted",
+    [
+        ("x", True),
+        ("x, k=1.0", True),
+        ("x, *, k=1.0", True),
+        ("x, /", True),
+        ("x=None", True),
+        ("x, *, k", False),
+        ("x, k", False),
+        ("", False),
+        ("*, x", False),
+        ("*args", False),
+    ],
+)
 def test_the_entry_point_takes_one_required_positional_argument(signature, accepted):
     source = f"def activation_function({signature}):\n    return 0.0\n"
     if accepted:
@@ -1283,11 +1643,14 @@ def test_the_entry_point_takes_one_required_positional_argument(signature, accep
         assert (error.code, error.line) == ("missing_function", 1)
 
 
-@pytest.mark.parametrize("function", [
-    "def activation_function(x, W=(1.0,)):\n    for v in W:\n        x = x * v\n    return x\n",
-    "def activation_function(x, W=(1.0,)):\n    W = x\n    for v in W:\n        x = x * v\n    return x\n",
-    "def activation_function(x):\n    W = x\n    for v in W:\n        x = x * v\n    return x\n",
-])
+@pytest.mark.parametrize(
+    "function",
+    [
+        "def activation_function(x, W=(1.0,)):\n    for v in W:\n        x = x * v\n    return x\n",
+        "def activation_function(x, W=(1.0,)):\n    W = x\n    for v in W:\n        x = x * v\n    return x\n",
+        "def activation_function(x):\n    W = x\n    for v in W:\n        x = x * v\n    return x\n",
+    ],
+)
 def test_a_top_level_tuple_shadowed_anywhere_is_no_bounded_loop(function):
     """Loops over a top-level tuple are bounded only when no other binding of its name exists."""
     error = refusal_of("W = (1.0, 2.0)\n" + function)
@@ -1308,24 +1671,42 @@ def test_source_that_is_not_text_is_refused(source):
     assert error.code == "syntax_error" and f"candidate source must be text, got {type(source).__name__}" in str(error)
 
 
-@pytest.mark.parametrize("source, message", [
-    (body("with x:", "    pass"), "line 2: `with` statements are not allowed (context managers change global state, "
-                                    "e.g. torch.no_grad)"),
-    ("print(1)\n" + ENTRY, "line 1: a top-level expression statement is not allowed: the top level may only define "
-                           "functions and assign constants (it runs when the candidate loads); put logic inside "
-                           "activation_function"),
-    ("if True:\n    pass\n" + ENTRY, "line 1: a top-level `if` statement is not allowed: "),
-    ("@staticmethod\ndef activation_function(x):\n    return x\n", "line 1: decorators are not allowed (`@staticmethod`)"),
-    (returns("map(abs, (x,))"), "line 2: `map` is not available to candidates: it applies a Python function element "
-                                "by element"),
-    (returns("torch.Tensor(3)"), "line 2: `torch.Tensor` may only be named as a type -- in an annotation "
-                                 "(`x: torch.Tensor`) or in `isinstance(obj, torch.Tensor)`: called, it makes a tensor "
-                                 "of uninitialised memory (`torch.Tensor(3)`), and stored or passed it could be called "
-                                 "later; create tensors with torch.zeros, torch.zeros_like, torch.full_like or "
-                                 "torch.tensor"),
-    ("C = torch.zeros(3).dtype\n" + ENTRY, "line 1: the top-level value of `C` is a call of `torch.zeros`, which makes "
-                                          "a tensor"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            body("with x:", "    pass"),
+            "line 2: `with` statements are not allowed (context managers change global state, e.g. torch.no_grad)",
+        ),
+        (
+            "print(1)\n" + ENTRY,
+            "line 1: a top-level expression statement is not allowed: the top level may only define "
+            "functions and assign constants (it runs when the candidate loads); put logic inside "
+            "activation_function",
+        ),
+        ("if True:\n    pass\n" + ENTRY, "line 1: a top-level `if` statement is not allowed: "),
+        (
+            "@staticmethod\ndef activation_function(x):\n    return x\n",
+            "line 1: decorators are not allowed (`@staticmethod`)",
+        ),
+        (
+            returns("map(abs, (x,))"),
+            "line 2: `map` is not available to candidates: it applies a Python function element by element",
+        ),
+        (
+            returns("torch.Tensor(3)"),
+            "line 2: `torch.Tensor` may only be named as a type -- in an annotation "
+            "(`x: torch.Tensor`) or in `isinstance(obj, torch.Tensor)`: called, it makes a tensor "
+            "of uninitialised memory (`torch.Tensor(3)`), and stored or passed it could be called "
+            "later; create tensors with torch.zeros, torch.zeros_like, torch.full_like or "
+            "torch.tensor",
+        ),
+        (
+            "C = torch.zeros(3).dtype\n" + ENTRY,
+            "line 1: the top-level value of `C` is a call of `torch.zeros`, which makes a tensor",
+        ),
+    ],
+)
 def test_more_refusal_messages(source, message):
     assert str(refusal_of(source)).startswith(message)
 
@@ -1340,6 +1721,7 @@ def test_programs_exactly_as_deep_as_the_limit_pass():
 
     def nested(levels: int) -> str:
         return returns("-" * levels + "x")
+
     levels = next(k for k in range(MAX_AST_DEPTH) if ast_depth(ast.parse(nested(k)))[0] == MAX_AST_DEPTH)
     check_source(nested(levels))
     error = refusal_of(nested(levels + 1))
@@ -1349,5 +1731,6 @@ def test_programs_exactly_as_deep_as_the_limit_pass():
 def test_the_load_time_missing_function_message_says_what_is_needed():
     with pytest.raises(CandidateError) as info:
         compile_candidate("def activation_function(x):\n    return x\nactivation_function = abs\n", "c.py")
-    assert str(info.value) == "c.py must define a function `activation_function(x)` that takes and returns a " \
-                              "torch.Tensor"
+    assert (
+        str(info.value) == "c.py must define a function `activation_function(x)` that takes and returns a torch.Tensor"
+    )

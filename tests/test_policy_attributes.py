@@ -24,14 +24,30 @@ DENY_LIST = "(deny-list: actmine.candidate.source.DANGEROUS_ATTRIBUTES)"
 # --------------------------------------------------------------------------------------------
 
 FULL_REASONS = [  # (attribute, code, the whole reason the message gives)
-    ("normal_", "randomness", "it draws random numbers: the RNG is shared state and training would differ from "
-                              "the probes; write a deterministic function"),
-    ("bernoulli", "randomness", "it draws random numbers: the RNG is shared state and training would differ from "
-                                "the probes; write a deterministic function"),
-    ("item", "python_escape", "it turns tensor values into Python values, where work is invisible to the op "
-                              "counter and to autograd; keep the computation in tensor operations"),
-    ("tolist", "python_escape", "it turns tensor values into Python values, where work is invisible to the op "
-                                "counter and to autograd; keep the computation in tensor operations"),
+    (
+        "normal_",
+        "randomness",
+        "it draws random numbers: the RNG is shared state and training would differ from "
+        "the probes; write a deterministic function",
+    ),
+    (
+        "bernoulli",
+        "randomness",
+        "it draws random numbers: the RNG is shared state and training would differ from "
+        "the probes; write a deterministic function",
+    ),
+    (
+        "item",
+        "python_escape",
+        "it turns tensor values into Python values, where work is invisible to the op "
+        "counter and to autograd; keep the computation in tensor operations",
+    ),
+    (
+        "tolist",
+        "python_escape",
+        "it turns tensor values into Python values, where work is invisible to the op "
+        "counter and to autograd; keep the computation in tensor operations",
+    ),
     ("format", "dangerous_attribute", "str.format reads attributes named in its format string"),
     ("new_empty", "dangerous_attribute", "it returns uninitialised memory; use new_zeros or torch.zeros_like"),
     ("f_back", "dangerous_attribute", "it reaches frames, code objects, globals or classes"),
@@ -50,7 +66,8 @@ def test_a_denied_attribute_s_message_is_exactly_its_reason(attribute, code, rea
 def test_private_and_dunder_attribute_messages_are_exact():
     assert str(refusal(body("y = x._version"))) == "line 2: the private attribute `._version` is not allowed"
     assert str(refusal(body("y = x.__dict__"))) == (
-        "line 2: the attribute `.__dict__` is not allowed (attributes starting with `__` reach Python's internals)")
+        "line 2: the attribute `.__dict__` is not allowed (attributes starting with `__` reach Python's internals)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,15 +75,15 @@ def test_private_and_dunder_attribute_messages_are_exact():
 # --------------------------------------------------------------------------------------------
 
 FIRST_WRITTEN = [  # (a body line with two problems, the code of the one whose text comes first)
-    ("y = x[x.item()].grad", "python_escape"),            # `.item` is written before `.grad`
-    ("y = x.grad[x.item()]", "dangerous_attribute"),      # `.grad` is written before `.item`
+    ("y = x[x.item()].grad", "python_escape"),  # `.item` is written before `.grad`
+    ("y = x.grad[x.item()]", "dangerous_attribute"),  # `.grad` is written before `.item`
     ("y = x[x.numpy()]._base", "python_escape"),
     ("y = x._base[x.numpy()]", "dangerous_attribute"),
     ("y = x[x.tolist()].__class__", "python_escape"),
     ("y = x.__class__[x.tolist()]", "dunder"),
     ("y = torch.tanh(x.item()).normal_()", "python_escape"),
     ("y = x.normal_(x.item())", "randomness"),
-    ("y = x[zzz].grad", "undefined_name"),                # a name inside the chain, before `.grad`
+    ("y = x[zzz].grad", "undefined_name"),  # a name inside the chain, before `.grad`
     ("y = (x + zzz).data", "undefined_name"),
     ("y = (x.f_back, zzz)", "dangerous_attribute"),
 ]
@@ -101,13 +118,35 @@ def test_a_denied_attribute_at_the_start_of_a_continued_line_comes_before_what_f
 # --------------------------------------------------------------------------------------------
 
 SHOWS_NO_VALUES = [  # f-string fields and `%` operands that hold no tensor values
-    'f"{3}"', 'f"{\'gelu\'}"', "'%d items' % (2,)", "'%s' % 'a'",
-    'f"{x.shape}"', 'f"{x.dtype}"', 'f"{x.device}"', 'f"{x.ndim}"', 'f"{x.requires_grad}"',
-    'f"{x.shape[0]}"', 'f"{x.shape[1:]}"', 'f"{x.abs().shape[-1]}"',
-    'f"{x.dim()}"', 'f"{x.numel()}"', 'f"{x.size()}"', 'f"{x.size(0)}"', 'f"{x.size(dim=0)}"',
-    'f"{x.size()[0]}"', 'f"{x.size(AXIS)}"', "'%s %s' % (x.size(AXIS), x.dtype)",
-    'f"{SIZES}"', 'f"{SIZES[0]}"', 'f"{SIZES[AXIS]}"', "'%s' % (SIZES[0],)", 'f"{(AXIS, x.shape)}"',
-    'f"{x.size(-1)}"', 'f"{-x.shape[0]}"', 'f"{+AXIS}"', "'%d' % -x.dim()",   # a sign shows what its operand shows
+    'f"{3}"',
+    "f\"{'gelu'}\"",
+    "'%d items' % (2,)",
+    "'%s' % 'a'",
+    'f"{x.shape}"',
+    'f"{x.dtype}"',
+    'f"{x.device}"',
+    'f"{x.ndim}"',
+    'f"{x.requires_grad}"',
+    'f"{x.shape[0]}"',
+    'f"{x.shape[1:]}"',
+    'f"{x.abs().shape[-1]}"',
+    'f"{x.dim()}"',
+    'f"{x.numel()}"',
+    'f"{x.size()}"',
+    'f"{x.size(0)}"',
+    'f"{x.size(dim=0)}"',
+    'f"{x.size()[0]}"',
+    'f"{x.size(AXIS)}"',
+    "'%s %s' % (x.size(AXIS), x.dtype)",
+    'f"{SIZES}"',
+    'f"{SIZES[0]}"',
+    'f"{SIZES[AXIS]}"',
+    "'%s' % (SIZES[0],)",
+    'f"{(AXIS, x.shape)}"',
+    'f"{x.size(-1)}"',
+    'f"{-x.shape[0]}"',
+    'f"{+AXIS}"',
+    "'%d' % -x.dim()",  # a sign shows what its operand shows
 ]
 GLOBALS = "AXIS = 0\nSIZES = (2, 3)\n"
 
@@ -118,25 +157,25 @@ def test_text_of_constants_globals_and_metadata_is_allowed(text):
 
 
 SHOWS_VALUES = [  # (the text, the expression the message names)
-    ('f"{x[0]}"', "x[0]"),                   # an element of a tensor
-    ('f"{x.T[0]}"', "x.T[0]"),               # a subscript of a non-metadata attribute
+    ('f"{x[0]}"', "x[0]"),  # an element of a tensor
+    ('f"{x.T[0]}"', "x.T[0]"),  # a subscript of a non-metadata attribute
     ('f"{x.mT}"', "x.mT"),
-    ('f"{x * 2}"', "x * 2"),                 # arithmetic on a tensor
+    ('f"{x * 2}"', "x * 2"),  # arithmetic on a tensor
     ('f"{-x}"', "-x"),
-    ('f"{-x[0]}"', "-x[0]"),                 # a sign of a value is a value
+    ('f"{-x[0]}"', "-x[0]"),  # a sign of a value is a value
     ('f"{x.size(-d)}"', "x.size(-d)"),
-    ('f"{~x.shape[0]}"', "~x.shape[0]"),     # only + and - pass through
+    ('f"{~x.shape[0]}"', "~x.shape[0]"),  # only + and - pass through
     ('f"{AXIS + x.sum()}"', "AXIS + x.sum()"),
-    ('f"{float(x)}"', "float(x)"),           # a call of a builtin
-    ('f"{x.size(d)}"', "x.size(d)"),         # a metadata method of a local's value: d may be a tensor
+    ('f"{float(x)}"', "float(x)"),  # a call of a builtin
+    ('f"{x.size(d)}"', "x.size(d)"),  # a metadata method of a local's value: d may be a tensor
     ('f"{x.size(x.argmax())}"', "x.size(x.argmax())"),
     ('f"{x.abs()}"', "x.abs()"),
     ('f"{(AXIS, x)}"', "(AXIS, x)"),
     ('f"{SIZES if x.any() else AXIS}"', "SIZES if x.any() else AXIS"),
-    ('f"{abs}"', "abs"),                     # a builtin is neither a constant nor a global of the program
-    ('f"{d}"', "d"),                         # a local
-    ('f"{AXIS}"', "AXIS"),                   # the local AXIS (d = AXIS = x below), not the global
-    ('f"{SIZES[0]}"', "SIZES[0]"),           # the local SIZES, which shadows the global tuple
+    ('f"{abs}"', "abs"),  # a builtin is neither a constant nor a global of the program
+    ('f"{d}"', "d"),  # a local
+    ('f"{AXIS}"', "AXIS"),  # the local AXIS (d = AXIS = x below), not the global
+    ('f"{SIZES[0]}"', "SIZES[0]"),  # the local SIZES, which shadows the global tuple
 ]
 
 
@@ -145,9 +184,11 @@ def test_text_that_may_show_tensor_values_is_a_python_escape(text, shown):
     source = GLOBALS + body("d = AXIS = SIZES = x", f"s = {text}")
     error = refusal(source)
     assert (error.code, error.line) == ("python_escape", 5)
-    assert str(error) == (f"line 5: the f-string interpolates `{shown}`, which may hold tensor values: text turns "
-                          "values into Python data the op counter cannot see; interpolate only constants and "
-                          "metadata such as x.shape, x.dtype or x.dim()")
+    assert str(error) == (
+        f"line 5: the f-string interpolates `{shown}`, which may hold tensor values: text turns "
+        "values into Python data the op counter cannot see; interpolate only constants and "
+        "metadata such as x.shape, x.dtype or x.dim()"
+    )
 
 
 @pytest.mark.parametrize("operand", ["x[0]", "(x * 2)", "(x.shape, x + 1)", "x.T[0]", "SIZES[0]", "abs"])
@@ -155,8 +196,10 @@ def test_percent_formatting_of_what_may_hold_values_is_a_python_escape(operand):
     error = refusal(GLOBALS + body("SIZES = x", f"s = '%s' % {operand}"))
     assert (error.code, error.line) == ("python_escape", 5)
     shown = operand[1:-1] if operand == "(x * 2)" else operand
-    assert str(error) == (f"line 5: `%`-formatting `{shown}` turns values (tensors too) into text the op counter "
-                          "cannot see; format only constants and metadata such as x.shape")
+    assert str(error) == (
+        f"line 5: `%`-formatting `{shown}` turns values (tensors too) into text the op counter "
+        "cannot see; format only constants and metadata such as x.shape"
+    )
 
 
 def test_a_local_that_shadows_a_global_is_not_the_global():
@@ -177,12 +220,13 @@ def test_top_level_text_may_show_any_constant():
 # The torch sub-namespaces (`_namespaces`, TORCH_NAMESPACES) and what the policy does with them
 # --------------------------------------------------------------------------------------------
 
+
 def test_namespaces_of_a_tree_are_its_inner_nodes():
     """A tree maps a name to None (a leaf: a function or constant) or to a sub-tree (a namespace).
     `_namespaces` keeps the namespaces only: one holding leaves only becomes the frozenset of its
     names, a deeper one a dict of its own namespaces; leaves at the top are dropped."""
     tree = {
-        "sin": None,                                                  # a leaf before a namespace
+        "sin": None,  # a leaf before a namespace
         "special": {"erf": None, "expit": None},
         "cos": None,
         "nn": {"functional": {"relu": None, "gelu": None}},
@@ -205,12 +249,14 @@ def test_torch_namespaces_are_the_sub_namespaces_of_torch_s_allow_list():
     assert set(namespaces) == {"special", "nn", "fft", "linalg"}
     assert namespaces["special"] == policy.TORCH_SPECIAL_ALLOWED
     assert namespaces["nn"] == {"functional": policy.F_ALLOWED}
-    assert not set(namespaces) & policy.TORCH_ALLOWED        # a namespace is not a leaf
+    assert not set(namespaces) & policy.TORCH_ALLOWED  # a namespace is not a leaf
     assert policy._namespaces(policy._ROOT_TREES["F"]) == {} and policy._namespaces(policy._ROOT_TREES["math"]) == {}
 
 
-@pytest.mark.parametrize("path, leaf", [
-    ("torch.special", "erf"), ("torch.nn.functional", "relu"), ("torch.fft", "rfft"), ("torch.linalg", "vector_norm")])
+@pytest.mark.parametrize(
+    "path, leaf",
+    [("torch.special", "erf"), ("torch.nn.functional", "relu"), ("torch.fft", "rfft"), ("torch.linalg", "vector_norm")],
+)
 def test_a_namespace_s_functions_are_allowed_and_the_namespace_is_no_value(path, leaf):
     namespace = policy.TORCH_NAMESPACES
     for part in path.split(".")[1:]:
@@ -222,25 +268,30 @@ def test_a_namespace_s_functions_are_allowed_and_the_namespace_is_no_value(path,
     assert f"`{path}` is a namespace: use its allow-listed functions directly, e.g. `{path}." in str(error)
     error = refusal(body(f"y = {path}.no_such_function(x)"))
     assert (error.code, error.line) == ("torch_forbidden", 2)
-    assert str(error).startswith(f"line 2: `{path}.no_such_function` is not allowed: torch offers only pure tensor math")
+    assert str(error).startswith(
+        f"line 2: `{path}.no_such_function` is not allowed: torch offers only pure tensor math"
+    )
 
 
 def test_the_nn_namespace_s_message_names_a_function_two_levels_down():
     error = refusal(body("s = torch.nn"))
     assert (error.code, error.line) == ("module_alias", 2)
     first = sorted(policy.F_ALLOWED)[0]
-    assert str(error) == (f"line 2: `torch.nn` is a namespace: use its allow-listed functions directly, e.g. "
-                          f"`torch.nn.functional.{first}`; it cannot be aliased, passed, stored or returned")
+    assert str(error) == (
+        f"line 2: `torch.nn` is a namespace: use its allow-listed functions directly, e.g. "
+        f"`torch.nn.functional.{first}`; it cannot be aliased, passed, stored or returned"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # The runtime import guard says why nothing is imported
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("statement, name", [("import os", "os"), ("from json import loads", "json"),
-                                             ("__import__('torch')", "torch")])
+
+@pytest.mark.parametrize(
+    "statement, name", [("import os", "os"), ("from json import loads", "json"), ("__import__('torch')", "torch")]
+)
 def test_the_import_guard_s_message_names_the_module_and_the_pre_imported_names(statement, name):
     with pytest.raises(ImportError) as info:
         exec(compile(statement, "<unchecked>", "exec"), candidate_namespace())
-    assert str(info.value) == (f"candidates cannot import modules (tried {name!r}); "
-                               "torch, F and math are pre-imported")
+    assert str(info.value) == (f"candidates cannot import modules (tried {name!r}); torch, F and math are pre-imported")

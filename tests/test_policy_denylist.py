@@ -25,20 +25,29 @@ FORMAT = "str.format reads attributes named in its format string"
 RANDOM = "it draws random numbers"
 PYTHON_VALUES = "it turns tensor values into Python values"
 DENIED_ATTRIBUTES: dict[str, tuple[str, str]] = {
-    **{name: ("dangerous_attribute", STATE) for name in """
+    **{
+        name: ("dangerous_attribute", STATE)
+        for name in """
         register_hook register_post_accumulate_grad_hook backward retain_grad requires_grad_ detach_ grad grad_fn
         data share_memory_ storage untyped_storage typed_storage data_ptr apply_ map_ map2_ cuda pin_memory set_
         resize_ resize_as_ resize_as_sparse_ sparse_resize_ sparse_resize_and_clear_ record_stream as_subclass
-        module_load const_data_ptr storage_type xpu ipu mtia hpu mps""".split()},
+        module_load const_data_ptr storage_type xpu ipu mtia hpu mps""".split()
+    },
     **{name: ("dangerous_attribute", UNINITIALISED) for name in "new new_empty new_empty_strided".split()},
-    **{name: ("dangerous_attribute", FRAMES) for name in """
+    **{
+        name: ("dangerous_attribute", FRAMES)
+        for name in """
         gi_frame gi_code gi_yieldfrom cr_frame cr_code cr_await ag_frame ag_code
         f_globals f_locals f_back f_builtins f_code f_trace tb_frame tb_next
-        co_code co_consts co_names func_globals func_code func_closure im_func im_self mro""".split()},
+        co_code co_consts co_names func_globals func_code func_closure im_func im_self mro""".split()
+    },
     **{name: ("dangerous_attribute", FORMAT) for name in "format format_map".split()},
-    **{name: ("randomness", RANDOM) for name in """
+    **{
+        name: ("randomness", RANDOM)
+        for name in """
         bernoulli bernoulli_ cauchy cauchy_ exponential exponential_ geometric geometric_ log_normal log_normal_
-        multinomial normal normal_ random random_ uniform uniform_ poisson""".split()},
+        multinomial normal normal_ random random_ uniform uniform_ poisson""".split()
+    },
     **{name: ("python_escape", PYTHON_VALUES) for name in "tolist item numpy tobytes".split()},
 }
 
@@ -66,12 +75,12 @@ def test_the_reference_lists_are_the_policy_s():
 # --------------------------------------------------------------------------------------------
 
 PLACES = [  # (a body line with the attribute, the line the refusal names)
-    ("y = x.{}", 2),                          # on a parameter
-    ("y = x[0].{}", 2),                       # on a subscript
-    ("y = torch.tanh(x).{}", 2),              # on a call of an allow-listed function
-    ("y = (lambda t: t.{})(x)", 2),           # inside a lambda
-    ("y = [v.{} for v in (x, x)]", 2),        # inside a comprehension
-    ("def g(t):\n        return t.{}\n    y = g(x)", 3),   # inside a nested function
+    ("y = x.{}", 2),  # on a parameter
+    ("y = x[0].{}", 2),  # on a subscript
+    ("y = torch.tanh(x).{}", 2),  # on a call of an allow-listed function
+    ("y = (lambda t: t.{})(x)", 2),  # inside a lambda
+    ("y = [v.{} for v in (x, x)]", 2),  # inside a comprehension
+    ("def g(t):\n        return t.{}\n    y = g(x)", 3),  # inside a nested function
 ]
 
 
@@ -113,26 +122,68 @@ def test_double_underscore_attributes_are_dunder(name):
     assert (error.code, error.line) == ("dunder", 2) and f"`.{name}`" in str(error)
 
 
-@pytest.mark.parametrize("expression", [
-    "x.new_zeros(x.shape)", "x.new_ones(x.shape)", "x.new_full(x.shape, 2.0)", "x.new_tensor(1.0)",
-    "x.detach()", "x.requires_grad", "x.storage_offset()", "x.float()", "x.clamp(0, 1)", "x.t()", "x.exp()",
-    "x.sum()", "x.square()", "x.abs().flip(0)"])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "x.new_zeros(x.shape)",
+        "x.new_ones(x.shape)",
+        "x.new_full(x.shape, 2.0)",
+        "x.new_tensor(1.0)",
+        "x.detach()",
+        "x.requires_grad",
+        "x.storage_offset()",
+        "x.float()",
+        "x.clamp(0, 1)",
+        "x.t()",
+        "x.exp()",
+        "x.sum()",
+        "x.square()",
+        "x.abs().flip(0)",
+    ],
+)
 def test_allowed_methods_next_to_denied_ones_pass(expression):
     check_source(returns(expression))
 
 
-@pytest.mark.parametrize("name", ["grads", "data_x", "new_", "f_global", "co_", "frame", "gi", "mro_",
-                                  "formats", "items", "normals", "cudas", "setter", "random_state",
-                                  "func", "im_", "storages", "numpy_"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "grads",
+        "data_x",
+        "new_",
+        "f_global",
+        "co_",
+        "frame",
+        "gi",
+        "mro_",
+        "formats",
+        "items",
+        "normals",
+        "cudas",
+        "setter",
+        "random_state",
+        "func",
+        "im_",
+        "storages",
+        "numpy_",
+    ],
+)
 def test_names_that_only_resemble_denied_ones_pass(name):
     """Near misses of deny-list entries are not refused: the lists hold exact names, not prefixes
     (other than `_` and `__`)."""
     check_source(returns(f"x.{name}"))
 
 
-@pytest.mark.parametrize("chain, code", [
-    ("torch.set_", "torch_forbidden"), ("torch.grad", "torch_forbidden"), ("math.format", "torch_forbidden"),
-    ("F.numpy", "torch_forbidden"), ("torch.normal", "torch_forbidden")])
+@pytest.mark.parametrize(
+    "chain, code",
+    [
+        ("torch.set_", "torch_forbidden"),
+        ("torch.grad", "torch_forbidden"),
+        ("math.format", "torch_forbidden"),
+        ("F.numpy", "torch_forbidden"),
+        ("torch.normal", "torch_forbidden"),
+    ],
+)
 def test_denied_names_on_the_modules_are_outside_the_allow_lists(chain, code):
     """On torch, F and math the allow-lists decide (torch_forbidden), not the object deny-list."""
     error = refusal(returns(f"{chain}(x)"))
@@ -142,6 +193,7 @@ def test_denied_names_on_the_modules_are_outside_the_allow_lists(chain, code):
 # --------------------------------------------------------------------------------------------
 # Forbidden builtins: the static check refuses each name; the runtime namespace lacks each
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", FORBIDDEN)
 def test_every_forbidden_builtin_is_missing_from_the_runtime_namespace(name):
@@ -175,19 +227,21 @@ def test_a_forbidden_builtin_s_name_may_be_a_local(name):
 def test_binding_messages_say_which_binding_shadows_the_builtin():
     assert "the top level may not bind `open`" in str(refusal("open = 1\n" + returns("x")))
     assert "a function name `eval` at the top level shadows a forbidden builtin" in str(
-        refusal("def eval(t):\n    return t\n" + returns("x")))
+        refusal("def eval(t):\n    return t\n" + returns("x"))
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # The safe builtins: exactly these, and each the real builtin
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", SAFE)
 def test_every_safe_builtin_is_the_real_one_and_usable(name):
     assert SAFE_BUILTINS[name] is getattr(builtins, name)
     namespace = candidate_namespace()
     assert namespace["__builtins__"][name] is getattr(builtins, name)
-    check_source(returns(f"x if {name} else x"))   # not an undefined name to the static check
+    check_source(returns(f"x if {name} else x"))  # not an undefined name to the static check
 
 
 def test_the_import_guard_is_the_namespace_s_import():

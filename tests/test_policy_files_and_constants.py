@@ -26,17 +26,27 @@ import pytest
 import torch
 
 from actmine.candidate import source as policy
-from actmine.candidate.source import CandidateError, candidate_namespace, check_source, compile_candidate, \
-    load_candidate_file, read_candidate_file, read_candidate_reference, read_program_file_at
+from actmine.candidate.source import (
+    CandidateError,
+    candidate_namespace,
+    check_source,
+    compile_candidate,
+    load_candidate_file,
+    read_candidate_file,
+    read_candidate_reference,
+    read_program_file_at,
+)
 from actmine.language.files import MAX_FILE_BYTES, ProgramEntry, render_program_file
 from policy_cases import ENTRY, refusal
 
 LIMIT_KEY = "shorten it or raise the config key `candidate.max_source_chars`"
 #: What the policy requires of every top-level value and default argument (the start of the fix).
-CONSTANT_RULE = ("top-level values and default arguments must be immutable constants -- numbers, strings, booleans, "
-                 "None, tuples of those, arithmetic on them, math functions and constants, torch constants and dtypes "
-                 "(torch.pi, torch.float32), torch.finfo(...).eps -- so that nothing can keep state from one call to "
-                 "the next")
+CONSTANT_RULE = (
+    "top-level values and default arguments must be immutable constants -- numbers, strings, booleans, "
+    "None, tuples of those, arithmetic on them, math functions and constants, torch constants and dtypes "
+    "(torch.pi, torch.float32), torch.finfo(...).eps -- so that nothing can keep state from one call to "
+    "the next"
+)
 
 
 def file_of_size(path, size: int, first: bytes = b"#"):
@@ -59,16 +69,19 @@ def file_error(read, *args, **kwargs) -> CandidateError:
 # How large a file may be, and that a file too large is never read
 # --------------------------------------------------------------------------------------------
 
+
 def test_a_plain_file_may_hold_four_bytes_per_allowed_character(tmp_path):
     """The byte limit of a plain file is 4 * max_chars (UTF-8's widest character), at its edge."""
     exact = tmp_path / "exact.py"
-    exact.write_bytes(b"#" * 39 + b"\n")                               # 40 bytes = 4 * 10
+    exact.write_bytes(b"#" * 39 + b"\n")  # 40 bytes = 4 * 10
     assert read_candidate_file(exact, max_chars=10) == "#" * 39 + "\n"
     over = tmp_path / "over.py"
-    over.write_bytes(b"#" * 40 + b"\n")                                # 41 bytes
+    over.write_bytes(b"#" * 40 + b"\n")  # 41 bytes
     error = file_error(read_candidate_file, over, max_chars=10)
     assert error.code == "too_long"
-    assert str(error) == f"candidate file {str(over)!r} is 41 bytes, too long for the limit of 10 characters; {LIMIT_KEY}"
+    assert (
+        str(error) == f"candidate file {str(over)!r} is 41 bytes, too long for the limit of 10 characters; {LIMIT_KEY}"
+    )
 
 
 def test_a_large_max_chars_raises_the_byte_limit_which_is_checked_before_reading(tmp_path):
@@ -83,8 +96,10 @@ def test_a_large_max_chars_raises_the_byte_limit_which_is_checked_before_reading
     over = file_of_size(tmp_path / "over.py", limit + 1, first=b"\xff")
     error = file_error(read_candidate_file, over, max_chars)
     assert error.code == "too_long"
-    assert str(error) == (f"candidate file {str(over)!r} is {limit + 1:,} bytes, too long for the limit of "
-                          f"{max_chars:,} characters; {LIMIT_KEY}")
+    assert str(error) == (
+        f"candidate file {str(over)!r} is {limit + 1:,} bytes, too long for the limit of "
+        f"{max_chars:,} characters; {LIMIT_KEY}"
+    )
 
 
 def test_a_program_file_over_its_size_is_refused_with_that_size(tmp_path):
@@ -92,8 +107,10 @@ def test_a_program_file_over_its_size_is_refused_with_that_size(tmp_path):
     for read in (read_program_file_at, lambda p: read_candidate_reference(f"{p}:first")):
         error = file_error(read, path)
         assert error.code == "too_long"
-        assert str(error) == (f"candidate file {str(path)!r} is {MAX_FILE_BYTES + 1:,} bytes, more than a program "
-                              f"file may hold ({MAX_FILE_BYTES:,} bytes)")
+        assert str(error) == (
+            f"candidate file {str(path)!r} is {MAX_FILE_BYTES + 1:,} bytes, more than a program "
+            f"file may hold ({MAX_FILE_BYTES:,} bytes)"
+        )
 
 
 def test_a_file_that_is_not_python_is_refused_naming_it(tmp_path):
@@ -108,10 +125,10 @@ def test_a_file_that_is_not_python_is_refused_naming_it(tmp_path):
 def test_a_raised_max_chars_counts_when_reading_and_when_compiling(tmp_path):
     """24,000 four-byte characters (96,000 bytes) are over the default limit of 20,000 characters (80,000
     bytes) and within a limit of 25,000: passing that limit must reach every step."""
-    program = "# " + "\U0001F600" * 24_000 + "\nSCALE = 2.0\ndef activation_function(x):\n    return SCALE * x\n"
+    program = "# " + "\U0001f600" * 24_000 + "\nSCALE = 2.0\ndef activation_function(x):\n    return SCALE * x\n"
     path = tmp_path / "wide.py"
     path.write_text(program, encoding="utf-8")
-    assert file_error(read_candidate_file, path).code == "too_long"           # the default limit
+    assert file_error(read_candidate_file, path).code == "too_long"  # the default limit
     assert file_error(load_candidate_file, path).code == "too_long"
     assert read_candidate_reference(str(path), max_chars=25_000) == ("wide", program)
     assert torch.equal(load_candidate_file(path, max_chars=25_000)(torch.ones(2)), torch.full((2,), 2.0))
@@ -120,6 +137,7 @@ def test_a_raised_max_chars_counts_when_reading_and_when_compiling(tmp_path):
 # --------------------------------------------------------------------------------------------
 # What is read
 # --------------------------------------------------------------------------------------------
+
 
 def test_a_candidate_file_is_read_as_utf8_whatever_the_locale(tmp_path, monkeypatch):
     """On a machine whose locale encoding is Latin-1, a UTF-8 candidate still reads as written."""
@@ -148,11 +166,15 @@ def test_a_pack_of_several_programs_read_as_one_says_how_to_name_one(tmp_path):
     assert str(error) == f"{str(path)!r} holds 2 programs; name one as {path}:NAME with NAME one of first, second"
 
 
-@pytest.mark.parametrize("after_docstring, kept", [
-    ("\n\n  # an indented note\nSCALE = 2.0\n", "  # an indented note\nSCALE = 2.0\n"),
-    ("\n\t\n \nSCALE = 2.0\n", "\t\n \nSCALE = 2.0\n"),
-    ("\nXSCALE = 2.0\n", "XSCALE = 2.0\n"),
-], ids=["indented-comment", "blank-lines-with-spaces", "name-starting-with-X"])
+@pytest.mark.parametrize(
+    "after_docstring, kept",
+    [
+        ("\n\n  # an indented note\nSCALE = 2.0\n", "  # an indented note\nSCALE = 2.0\n"),
+        ("\n\t\n \nSCALE = 2.0\n", "\t\n \nSCALE = 2.0\n"),
+        ("\nXSCALE = 2.0\n", "XSCALE = 2.0\n"),
+    ],
+    ids=["indented-comment", "blank-lines-with-spaces", "name-starting-with-X"],
+)
 def test_a_module_file_loses_its_docstring_and_the_empty_lines_after_it_only(tmp_path, after_docstring, kept):
     """The lines after a dropped module docstring stay exactly as written, but for the empty lines that
     directly follow it (a comment keeps its indentation, a line of spaces stays)."""
@@ -167,6 +189,7 @@ def test_a_module_file_loses_its_docstring_and_the_empty_lines_after_it_only(tmp
 # Compiling
 # --------------------------------------------------------------------------------------------
 
+
 def test_without_a_file_name_messages_name_the_candidate():
     with pytest.raises(CandidateError) as info:
         compile_candidate("C = 1 / 0\n" + ENTRY)
@@ -176,14 +199,22 @@ def test_without_a_file_name_messages_name_the_candidate():
     assert str(info.value).startswith("<candidate>, line 2: ")
 
 
-@pytest.mark.parametrize("failure", [RecursionError("maximum recursion depth exceeded during compilation"),
-                                     ValueError("field 'body' is required"), MemoryError("compiler out of memory")],
-                         ids=["recursion", "value", "memory"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RecursionError("maximum recursion depth exceeded during compilation"),
+        ValueError("field 'body' is required"),
+        MemoryError("compiler out of memory"),
+    ],
+    ids=["recursion", "value", "memory"],
+)
 def test_a_compiler_failure_on_a_checked_program_is_a_syntax_error_naming_the_file(monkeypatch, failure):
     """Python's compiler may give up on what its parser accepted (its stack, its memory): the candidate is
     then refused as a syntax error that names the file and what the compiler said."""
+
     def failing_compile(*args, **kwargs):
         raise failure
+
     monkeypatch.setattr(policy, "compile", failing_compile, raising=False)
     with pytest.raises(CandidateError) as info:
         compile_candidate(ENTRY, "cand.py")
@@ -207,7 +238,7 @@ def test_the_numbers_only_math_presents_itself_as_math():
 
 def test_a_node_that_cannot_be_written_back_is_named_by_its_type():
     """Messages quote source through `_snippet`; a node `ast.unparse` cannot write is named by its type."""
-    assert policy._snippet(ast.Name(id=3, ctx=ast.Load())) == "Name"        # a name that is no text
+    assert policy._snippet(ast.Name(id=3, ctx=ast.Load())) == "Name"  # a name that is no text
     assert policy._snippet(ast.parse("x + 1").body[0].value) == "x + 1"
 
 
@@ -233,8 +264,11 @@ NOT_CONSTANT = [  # (value of C, what it is said to be, the fix)
     ("f'{[1.0]}'", "a list, which is mutable", LIST_FIX),
     ("tuple(v for v in [1.0, 2.0])", "a list, which is mutable", LIST_FIX),
     ("tuple(v for _, v in enumerate([1.0, 2.0]))", "a list, which is mutable", LIST_FIX),
-    ("tuple(a for a, b in zip((1.0,), reversed({2.0: 1})))", "a dict, which is mutable",
-     "use a tuple or separate constants"),
+    (
+        "tuple(a for a, b in zip((1.0,), reversed({2.0: 1})))",
+        "a dict, which is mutable",
+        "use a tuple or separate constants",
+    ),
 ]
 
 
@@ -246,9 +280,14 @@ def test_a_top_level_value_that_is_no_constant_is_refused_with_what_it_is(value,
 
 
 CONSTANTS = [
-    "0.0 or 1.0", "(1.0, 2.0, 3.0)[:2]", "(1.0, 2.0, 3.0)[::2]", "(1.0, 2.0, 3.0)[0:2:1]",
-    "tuple(i for i, v in enumerate((1.0, 2.0)))", "tuple(a * b for a, b in zip((1.0, 2.0), reversed((3.0, 4.0))))",
-    "sum(v for v in reversed(range(3)))", "tuple(k for k in enumerate((1.0,), start=2))",
+    "0.0 or 1.0",
+    "(1.0, 2.0, 3.0)[:2]",
+    "(1.0, 2.0, 3.0)[::2]",
+    "(1.0, 2.0, 3.0)[0:2:1]",
+    "tuple(i for i, v in enumerate((1.0, 2.0)))",
+    "tuple(a * b for a, b in zip((1.0, 2.0), reversed((3.0, 4.0))))",
+    "sum(v for v in reversed(range(3)))",
+    "tuple(k for k in enumerate((1.0,), start=2))",
 ]
 
 
@@ -275,16 +314,33 @@ def test_a_target_is_quoted_whole_up_to_forty_characters(length, shown):
 # Top-level targets
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("assignment, message", [
-    ("A, *B = (1, 2, 3)", "the starred target `*B` makes a list (mutable); top-level names must hold immutable "
-                          "constants: unpack into names"),
-    ("A, (B, *C) = (1, (2, 3))", "the starred target `*C` makes a list (mutable); top-level names must hold "
-                                 "immutable constants: unpack into names"),
-    ("A[0] = 3", "assigning to `A[0]` at the top level changes a value in place; top-level names must hold "
-                 "immutable constants"),
-    ("B, A[1:] = 1, (2,)", "assigning to `A[1:]` at the top level changes a value in place; top-level names must "
-                           "hold immutable constants"),
-], ids=["starred", "nested-starred", "subscript", "slice-in-tuple"])
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        (
+            "A, *B = (1, 2, 3)",
+            "the starred target `*B` makes a list (mutable); top-level names must hold immutable "
+            "constants: unpack into names",
+        ),
+        (
+            "A, (B, *C) = (1, (2, 3))",
+            "the starred target `*C` makes a list (mutable); top-level names must hold "
+            "immutable constants: unpack into names",
+        ),
+        (
+            "A[0] = 3",
+            "assigning to `A[0]` at the top level changes a value in place; top-level names must hold "
+            "immutable constants",
+        ),
+        (
+            "B, A[1:] = 1, (2,)",
+            "assigning to `A[1:]` at the top level changes a value in place; top-level names must "
+            "hold immutable constants",
+        ),
+    ],
+    ids=["starred", "nested-starred", "subscript", "slice-in-tuple"],
+)
 def test_a_top_level_target_that_is_no_name_is_refused_on_its_line(assignment, message):
     error = refusal(f"A = (1, 2)\n{assignment}\n{ENTRY}")
     assert (error.code, error.line) == ("mutable_state", 2)
@@ -305,8 +361,10 @@ def test_a_name_bound_by_a_starred_target_is_the_program_s_own():
 def test_a_tuple_made_by_a_rebound_tuple_gives_no_bounded_loop():
     """`tuple(...)` makes a tuple only while `tuple` is the builtin: with it rebound anywhere, a loop over
     the value is not bounded (reported first here: the loop comes before the value's own refusal)."""
-    program = ("def activation_function(x):\n    for v in W:\n        x = x * v\n    return x\n"
-               "W = tuple(k / 2 for k in range(3))\n")
+    program = (
+        "def activation_function(x):\n    for v in W:\n        x = x * v\n    return x\n"
+        "W = tuple(k / 2 for k in range(3))\n"
+    )
     check_source(program)
     error = refusal(program + "def g(tuple):\n    return tuple\n")
     assert (error.code, error.line) == ("unbounded_loop", 2)

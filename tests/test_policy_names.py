@@ -21,12 +21,12 @@ from policy_cases import ENTRY, body, refusal
 #: The reason given after a chain of torch, F or math that leaves the allow-list, per root.
 ROOT_HINTS = {
     "torch": "torch offers only pure tensor math (allow-lists: actmine.candidate.source.TORCH_ALLOWED, and "
-             "TORCH_NAMESPACES for torch.special, torch.nn.functional, torch.fft, torch.linalg; all derived from "
-             "actmine.language.ops.OPS)",
+    "TORCH_NAMESPACES for torch.special, torch.nn.functional, torch.fft, torch.linalg; all derived from "
+    "actmine.language.ops.OPS)",
     "F": "F offers only deterministic activations and normalisations (allow-list: "
-         "actmine.candidate.source.F_ALLOWED, from actmine.language.ops.OPS)",
+    "actmine.candidate.source.F_ALLOWED, from actmine.language.ops.OPS)",
     "math": "math offers its pure functions and constants (actmine.candidate.source.MATH_ALLOWED, from "
-            "actmine.language.ops.OPS)",
+    "actmine.language.ops.OPS)",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -34,20 +34,41 @@ ROOT_HINTS = {
 # --------------------------------------------------------------------------------------------
 
 BINDINGS = [  # (program, code, the whole message)
-    ("def __helper(t):\n    return t\n" + ENTRY, "dunder",
-     "line 1: a function name `__helper`: names starting with `__` are not allowed"),
-    (body("def __inner(t):", "    return t"), "dunder",
-     "line 2: a function name `__inner`: names starting with `__` are not allowed"),
-    ("def activation_function(x, __scale=1.0):\n    return x\n", "dunder",
-     "line 1: the parameter `__scale`: names starting with `__` are not allowed"),
-    (body("try:", "    y = x", "except ValueError as __error:", "    y = x"), "dunder",
-     "line 4: an exception variable `__error`: names starting with `__` are not allowed"),
-    (body("def F(t):", "    return t"), "module_alias",
-     "line 2: a function name `F` rebinds the pre-imported `F`; choose another name"),
-    (body("try:", "    y = x", "except ValueError as math:", "    y = x"), "module_alias",
-     "line 4: an exception variable `math` rebinds the pre-imported `math`; choose another name"),
-    ("C = 1.0\n\ndef eval(t):\n    return t\n" + ENTRY, "forbidden_builtin",
-     "line 3: a function name `eval` at the top level shadows a forbidden builtin; choose another name"),
+    (
+        "def __helper(t):\n    return t\n" + ENTRY,
+        "dunder",
+        "line 1: a function name `__helper`: names starting with `__` are not allowed",
+    ),
+    (
+        body("def __inner(t):", "    return t"),
+        "dunder",
+        "line 2: a function name `__inner`: names starting with `__` are not allowed",
+    ),
+    (
+        "def activation_function(x, __scale=1.0):\n    return x\n",
+        "dunder",
+        "line 1: the parameter `__scale`: names starting with `__` are not allowed",
+    ),
+    (
+        body("try:", "    y = x", "except ValueError as __error:", "    y = x"),
+        "dunder",
+        "line 4: an exception variable `__error`: names starting with `__` are not allowed",
+    ),
+    (
+        body("def F(t):", "    return t"),
+        "module_alias",
+        "line 2: a function name `F` rebinds the pre-imported `F`; choose another name",
+    ),
+    (
+        body("try:", "    y = x", "except ValueError as math:", "    y = x"),
+        "module_alias",
+        "line 4: an exception variable `math` rebinds the pre-imported `math`; choose another name",
+    ),
+    (
+        "C = 1.0\n\ndef eval(t):\n    return t\n" + ENTRY,
+        "forbidden_builtin",
+        "line 3: a function name `eval` at the top level shadows a forbidden builtin; choose another name",
+    ),
 ]
 
 
@@ -63,8 +84,9 @@ def test_a_nested_function_or_exception_variable_may_take_a_forbidden_builtin_s_
     """Inside a function such a name is the function's own local: Python never looks it up in builtins."""
     check_source(body(f"def {name}(t):", "    return t * 2.0", f"y = {name}(x)"))
     check_source(body("try:", "    y = x", f"except ValueError as {name}:", "    y = x"))
-    check_source(body("def outer(t):", f"    def {name}(u):", "        return u", f"    return {name}(t)",
-                      "y = outer(x)"))
+    check_source(
+        body("def outer(t):", f"    def {name}(u):", "        return u", f"    return {name}(t)", "y = outer(x)")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,12 +96,21 @@ def test_a_nested_function_or_exception_variable_may_take_a_forbidden_builtin_s_
 ASSIGNMENTS = [  # (program, code, the whole message)
     ("C = 1.0\ntorch = 2.0\n" + ENTRY, "module_alias", "line 2: rebinding the pre-imported `torch` is not allowed"),
     (body("y = x", "F = x"), "module_alias", "line 3: rebinding the pre-imported `F` is not allowed"),
-    (body("for math in (1, 2):", "    y = x"), "module_alias",
-     "line 2: rebinding the pre-imported `math` is not allowed"),
-    ("C = 1.0\nopen = 2.0\n" + ENTRY, "forbidden_builtin",
-     "line 2: the top level may not bind `open`, the name of a forbidden builtin; choose another name"),
-    ("C = 1.0\n\nD, input = 1.0, 2.0\n" + ENTRY, "forbidden_builtin",
-     "line 3: the top level may not bind `input`, the name of a forbidden builtin; choose another name"),
+    (
+        body("for math in (1, 2):", "    y = x"),
+        "module_alias",
+        "line 2: rebinding the pre-imported `math` is not allowed",
+    ),
+    (
+        "C = 1.0\nopen = 2.0\n" + ENTRY,
+        "forbidden_builtin",
+        "line 2: the top level may not bind `open`, the name of a forbidden builtin; choose another name",
+    ),
+    (
+        "C = 1.0\n\nD, input = 1.0, 2.0\n" + ENTRY,
+        "forbidden_builtin",
+        "line 3: the top level may not bind `input`, the name of a forbidden builtin; choose another name",
+    ),
 ]
 
 
@@ -94,6 +125,7 @@ def test_a_refused_assignment_names_the_name_on_its_line(source, code, message):
 # Reading an undefined name: the refusal lists what the program may use instead
 # --------------------------------------------------------------------------------------------
 
+
 def offered_builtins(message: str) -> list[str]:
     """The builtins an undefined-name refusal offers, in the order it lists them."""
     return message.split("and the builtins ", 1)[1].split(", ")
@@ -102,8 +134,10 @@ def offered_builtins(message: str) -> list[str]:
 def test_a_program_without_top_level_names_is_offered_no_list_of_its_own():
     """`C: zzz` binds nothing (an annotation without a value), so the program has no names of its own."""
     message = str(refusal("C: zzz\n"))
-    assert message.startswith("line 1: the name `zzz` is not defined: a candidate may use the locals of its "
-                              "functions, its own top-level definitions, torch, F and math, and the builtins ")
+    assert message.startswith(
+        "line 1: the name `zzz` is not defined: a candidate may use the locals of its "
+        "functions, its own top-level definitions, torch, F and math, and the builtins "
+    )
 
 
 def test_the_program_s_own_names_are_listed_in_order():
@@ -130,15 +164,30 @@ MODULE_CHAINS = [  # (the expression, code, the whole message after "line 2: ")
     ("torch.__dict__", "dunder", "`torch.__dict__`: attributes starting with `__` are not allowed"),
     ("torch.special.__doc__", "dunder", "`torch.special.__doc__`: attributes starting with `__` are not allowed"),
     ("F.relu.__globals__", "dunder", "`F.relu.__globals__`: attributes starting with `__` are not allowed"),
-    ("torch.sin.foo", "torch_forbidden", "`torch.sin.foo`: attributes of the allow-listed `torch.sin` are not "
-                                         f"allowed (use `torch.sin` itself, or methods of tensors); {ROOT_HINTS['torch']}"),
-    ("torch.special.erf.foo", "torch_forbidden",
-     "`torch.special.erf.foo`: attributes of the allow-listed `torch.special.erf` are not allowed (use "
-     f"`torch.special.erf` itself, or methods of tensors); {ROOT_HINTS['torch']}"),
-    ("F.relu.x", "torch_forbidden", "`F.relu.x`: attributes of the allow-listed `F.relu` are not allowed (use "
-                                    f"`F.relu` itself, or methods of tensors); {ROOT_HINTS['F']}"),
-    ("math.pi.real", "torch_forbidden", "`math.pi.real`: attributes of the allow-listed `math.pi` are not allowed "
-                                        f"(use `math.pi` itself, or methods of tensors); {ROOT_HINTS['math']}"),
+    (
+        "torch.sin.foo",
+        "torch_forbidden",
+        "`torch.sin.foo`: attributes of the allow-listed `torch.sin` are not "
+        f"allowed (use `torch.sin` itself, or methods of tensors); {ROOT_HINTS['torch']}",
+    ),
+    (
+        "torch.special.erf.foo",
+        "torch_forbidden",
+        "`torch.special.erf.foo`: attributes of the allow-listed `torch.special.erf` are not allowed (use "
+        f"`torch.special.erf` itself, or methods of tensors); {ROOT_HINTS['torch']}",
+    ),
+    (
+        "F.relu.x",
+        "torch_forbidden",
+        "`F.relu.x`: attributes of the allow-listed `F.relu` are not allowed (use "
+        f"`F.relu` itself, or methods of tensors); {ROOT_HINTS['F']}",
+    ),
+    (
+        "math.pi.real",
+        "torch_forbidden",
+        "`math.pi.real`: attributes of the allow-listed `math.pi` are not allowed "
+        f"(use `math.pi` itself, or methods of tensors); {ROOT_HINTS['math']}",
+    ),
     ("torch.special.foo", "torch_forbidden", f"`torch.special.foo` is not allowed: {ROOT_HINTS['torch']}"),
     ("math.foo", "torch_forbidden", f"`math.foo` is not allowed: {ROOT_HINTS['math']}"),
 ]
@@ -162,8 +211,10 @@ def test_a_namespace_used_as_a_value_is_refused_with_its_first_function_as_the_e
     check_source(body(f"y = {example}"))
     error = refusal(body("y = x", f"z = max({namespace}, x)"))
     assert (error.code, error.line) == ("module_alias", 3)
-    assert str(error) == (f"line 3: `{namespace}` is a namespace: use its allow-listed functions directly, e.g. "
-                          f"`{example}`; it cannot be aliased, passed, stored or returned")
+    assert str(error) == (
+        f"line 3: `{namespace}` is a namespace: use its allow-listed functions directly, e.g. "
+        f"`{example}`; it cannot be aliased, passed, stored or returned"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +242,7 @@ RETURN_ANNOTATIONS = [  # (the return annotation, the code its refusal has)
     ("open", "forbidden_builtin"),
     ("torch.nn", "module_alias"),
     ("torch.nope", "torch_forbidden"),
-    ("x.grad", "undefined_name"),   # `x` is the parameter, which does not exist where the annotation runs
+    ("x.grad", "undefined_name"),  # `x` is the parameter, which does not exist where the annotation runs
 ]
 
 
@@ -213,10 +264,10 @@ def test_a_decorator_of_a_nested_function_is_refused_on_its_line():
 # --------------------------------------------------------------------------------------------
 
 FIRST_WRITTEN = [  # (program, the code and line of the problem written first)
-    ("C = (__x, [1])\n" + ENTRY, "dunder", 1),              # the value is checked before its names are walked
+    ("C = (__x, [1])\n" + ENTRY, "dunder", 1),  # the value is checked before its names are walked
     ("C = ([1], __x)\n" + ENTRY, "mutable_state", 1),
     ("C = (zzz, {})\n" + ENTRY, "undefined_name", 1),
-    (body("__a, x.b = 1, 2"), "dunder", 2),                  # targets are checked before their names are walked
+    (body("__a, x.b = 1, 2"), "dunder", 2),  # targets are checked before their names are walked
     (body("x.b, __a = 1, 2"), "attribute_assignment", 2),
 ]
 

@@ -22,12 +22,14 @@ from case_ids import readable_id
 
 ENTRY = "def activation_function(x):\n    return x\n"
 LIMIT_KEY = "shorten it or raise the config key `candidate.max_source_chars`"
-TOO_DEEP = (f"the program nests more than {MAX_AST_DEPTH} levels deep; "
-            "split long expressions into several assignments")
-MISSING = ("the program must define a top-level function `def activation_function(x):` "
-           "that takes and returns a torch.Tensor")
-TOP_LEVEL_RULE = ("the top level may only define functions and assign constants (it runs when the candidate "
-                  "loads); put logic inside activation_function")
+TOO_DEEP = f"the program nests more than {MAX_AST_DEPTH} levels deep; split long expressions into several assignments"
+MISSING = (
+    "the program must define a top-level function `def activation_function(x):` that takes and returns a torch.Tensor"
+)
+TOP_LEVEL_RULE = (
+    "the top level may only define functions and assign constants (it runs when the candidate "
+    "loads); put logic inside activation_function"
+)
 
 
 def refusal(source, filename: str | None = None, max_chars: int = policy.DEFAULT_MAX_SOURCE_CHARS) -> CandidateError:
@@ -51,6 +53,7 @@ def python_syntax_error(source: str) -> SyntaxError:
 # Size
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("filename, prefix", [(None, ""), ("cand.py", "cand.py, ")], ids=["no-file", "file"])
 def test_a_source_over_the_limit_says_its_size_the_limit_and_the_config_key(filename, prefix):
     source = "#" * 1235
@@ -62,6 +65,7 @@ def test_a_source_over_the_limit_says_its_size_the_limit_and_the_config_key(file
 # --------------------------------------------------------------------------------------------
 # Source Python cannot parse
 # --------------------------------------------------------------------------------------------
+
 
 def test_a_syntax_error_gives_python_s_reason_and_line():
     source = "C = 1.0\n" + ENTRY + "def g(y):\n    return y +* 2\n"
@@ -85,8 +89,10 @@ def test_a_source_the_parser_cannot_take_names_the_parser_s_reason():
     source = "C = '\ud800'\n" + ENTRY
     error = refusal(source, "cand.py")
     assert (error.code, error.line) == ("syntax_error", None)
-    assert str(error) == ("cand.py, cannot parse the candidate: 'utf-8' codec can't encode character '\\ud800' in "
-                          "position 5: surrogates not allowed")
+    assert str(error) == (
+        "cand.py, cannot parse the candidate: 'utf-8' codec can't encode character '\\ud800' in "
+        "position 5: surrogates not allowed"
+    )
 
 
 def test_a_parser_that_runs_out_of_stack_says_the_program_nests_too_deeply():
@@ -95,14 +101,19 @@ def test_a_parser_that_runs_out_of_stack_says_the_program_nests_too_deeply():
     assert str(error) == "cand.py, cannot parse the candidate: nested too deeply"
 
 
-@pytest.mark.parametrize("failure, reason", [
-    (MemoryError(), "MemoryError"),                                   # no text of its own: its type
-    (MemoryError("parser out of memory"), "parser out of memory"),
-    (ValueError("bad source"), "bad source"),
-], ids=["bare-memory", "memory", "value"])
+@pytest.mark.parametrize(
+    "failure, reason",
+    [
+        (MemoryError(), "MemoryError"),  # no text of its own: its type
+        (MemoryError("parser out of memory"), "parser out of memory"),
+        (ValueError("bad source"), "bad source"),
+    ],
+    ids=["bare-memory", "memory", "value"],
+)
 def test_a_parser_failure_is_a_syntax_error_that_says_what_failed(monkeypatch, failure, reason):
     def failing_parse(*args, **kwargs):
         raise failure
+
     monkeypatch.setattr(policy.ast, "parse", failing_parse)
     error = refusal(ENTRY)
     assert (error.code, error.line, str(error)) == ("syntax_error", None, f"cannot parse the candidate: {reason}")
@@ -122,21 +133,25 @@ def test_warnings_python_gives_while_parsing_name_the_candidate(filename, shown)
 # Nesting depth
 # --------------------------------------------------------------------------------------------
 
+
 def deepest_levels_allowed(program) -> int:
     """The largest `levels` for which `program(levels)` is exactly MAX_AST_DEPTH deep."""
     return next(k for k in range(MAX_AST_DEPTH) if ast_depth(ast.parse(program(k)))[0] == MAX_AST_DEPTH)
 
 
 def negations(levels: int) -> str:
-    return "C = 1.0\n" + returns("-" * levels + "x")          # the expression is on line 3
+    return "C = 1.0\n" + returns("-" * levels + "x")  # the expression is on line 3
 
 
 def sums(levels: int) -> str:
     return "C = 1.0\n" + returns("x * " + " + ".join(["1.0"] * (levels + 1)))
 
 
-@pytest.mark.parametrize("program, past", [(negations, 2), (negations, 3), (negations, 40), (sums, 2), (sums, 5)],
-                         ids=["negations+2", "negations+3", "negations+40", "sums+2", "sums+5"])
+@pytest.mark.parametrize(
+    "program, past",
+    [(negations, 2), (negations, 3), (negations, 40), (sums, 2), (sums, 5)],
+    ids=["negations+2", "negations+3", "negations+40", "sums+2", "sums+5"],
+)
 def test_a_program_past_the_depth_limit_is_refused_on_the_line_of_its_expression(program, past):
     source = program(deepest_levels_allowed(program) + past)
     for filename, prefix in [(None, ""), ("cand.py", "cand.py, ")]:
@@ -144,8 +159,11 @@ def test_a_program_past_the_depth_limit_is_refused_on_the_line_of_its_expression
         assert (error.code, error.line, str(error)) == ("syntax_error", 3, f"{prefix}line 3: {TOO_DEEP}")
 
 
-@pytest.mark.parametrize("program, past", [(negations, 1), (negations, 2), (sums, 1), (sums, 2)],
-                         ids=["negations+1", "negations+2", "sums+1", "sums+2"])
+@pytest.mark.parametrize(
+    "program, past",
+    [(negations, 1), (negations, 2), (sums, 1), (sums, 2)],
+    ids=["negations+1", "negations+2", "sums+1", "sums+2"],
+)
 def test_a_depth_refusal_names_a_line_exactly_when_it_has_one(program, past):
     """One level past the limit the node found may have no position (the `Load` context of a name); the
     message then says no line at all rather than a wrong one."""
@@ -160,11 +178,11 @@ def test_a_depth_refusal_names_a_line_exactly_when_it_has_one(program, past):
 
 TOO_DEEP_LINE = "C = " + " + ".join(["1"] * (MAX_AST_DEPTH + 10)) + "\n"
 STEP_ORDER = [  # (source, the code of the step that refuses it, max_chars)
-    ("def activation_function(x)\n" + "#" * 100, "too_long", 100),          # size before syntax
-    ("import os\n" + "-" * 5000 + "x\n", "syntax_error", 20_000),           # parsing before the policy
-    ("import os\n" + TOO_DEEP_LINE + ENTRY, "syntax_error", 20_000),         # depth before the policy
-    ("import os\n", "import", 20_000),                                      # any problem before a missing function
-    ("D = 10 ** 10 ** 10\nC = [1.0]\n" + ENTRY, "mutable_state", 20_000),   # the policy before load-time cost
+    ("def activation_function(x)\n" + "#" * 100, "too_long", 100),  # size before syntax
+    ("import os\n" + "-" * 5000 + "x\n", "syntax_error", 20_000),  # parsing before the policy
+    ("import os\n" + TOO_DEEP_LINE + ENTRY, "syntax_error", 20_000),  # depth before the policy
+    ("import os\n", "import", 20_000),  # any problem before a missing function
+    ("D = 10 ** 10 ** 10\nC = [1.0]\n" + ENTRY, "mutable_state", 20_000),  # the policy before load-time cost
 ]
 
 
@@ -177,8 +195,12 @@ def test_the_first_step_a_source_fails_decides_its_refusal(source, code, max_cha
 # The entry point
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", ["", "C = 1.0\n", "def activation(x):\n    return x\n",
-                                    "activation_function = abs\n"], ids=["empty", "constant", "other-name", "alias"])
+
+@pytest.mark.parametrize(
+    "source",
+    ["", "C = 1.0\n", "def activation(x):\n    return x\n", "activation_function = abs\n"],
+    ids=["empty", "constant", "other-name", "alias"],
+)
 def test_a_program_without_the_entry_point_says_what_to_define(source):
     error = refusal(source)
     assert (error.code, error.line, str(error)) == ("missing_function", None, MISSING)
@@ -189,8 +211,10 @@ def test_a_program_without_the_entry_point_says_what_to_define(source):
 def test_a_wrong_signature_is_refused_on_the_def_s_line_quoting_the_parameters(signature):
     error = refusal(f"C = 1.0\n\ndef activation_function({signature}):\n    return C\n")
     assert (error.code, error.line) == ("missing_function", 3)
-    assert str(error) == (f"line 3: `activation_function` must take exactly one required positional argument, the "
-                          f"tensor x (further parameters need defaults), not `({signature})`")
+    assert str(error) == (
+        f"line 3: `activation_function` must take exactly one required positional argument, the "
+        f"tensor x (further parameters need defaults), not `({signature})`"
+    )
 
 
 def test_of_two_definitions_the_last_is_the_entry_point():
@@ -210,6 +234,7 @@ def test_a_missing_entry_point_comes_after_every_other_problem():
 # The top level: definitions, assignments of constants, and statements with no effect
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("statement", ["pass", '"""A docstring."""', "...", "1.0", "'a note'"])
 def test_statements_without_effect_may_stand_at_the_top_level(statement):
     check_source(f"{statement}\nC = 1.0\n{statement}\n{ENTRY}")
@@ -226,8 +251,9 @@ TOP_LEVEL_STATEMENTS = [  # (a statement at line 2, how the refusal names it)
 ]
 
 
-@pytest.mark.parametrize("statement, kind", TOP_LEVEL_STATEMENTS,
-                         ids=[readable_id(case[0]) for case in TOP_LEVEL_STATEMENTS])
+@pytest.mark.parametrize(
+    "statement, kind", TOP_LEVEL_STATEMENTS, ids=[readable_id(case[0]) for case in TOP_LEVEL_STATEMENTS]
+)
 def test_a_top_level_statement_with_an_effect_is_refused_on_its_line(statement, kind):
     error = refusal(f"C = 1.0\n{statement}\n{ENTRY}")
     assert (error.code, error.line) == ("forbidden_statement", 2)
@@ -237,8 +263,9 @@ def test_a_top_level_statement_with_an_effect_is_refused_on_its_line(statement, 
 def test_a_top_level_del_is_refused_on_its_line():
     error = refusal(f"C = 1.0\n{ENTRY}del C\n")
     assert (error.code, error.line) == ("forbidden_statement", 4)
-    assert str(error) == ("line 4: a top-level `del` is not allowed: the top level may only define functions and "
-                          "assign constants")
+    assert str(error) == (
+        "line 4: a top-level `del` is not allowed: the top level may only define functions and assign constants"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +273,7 @@ def test_a_top_level_del_is_refused_on_its_line():
 # --------------------------------------------------------------------------------------------
 
 #: A program that loops (line 3) over its top-level tuple T: accepted while T is bound only there.
-LOOP_OVER_T = ("T = (1.0, 2.0)\ndef activation_function(x):\n    for w in T:\n        x = x * w\n    return x\n")
+LOOP_OVER_T = "T = (1.0, 2.0)\ndef activation_function(x):\n    for w in T:\n        x = x * w\n    return x\n"
 #: Later bindings of the name T, each in a function of its own (an import is refused too, but after the loop).
 REBINDINGS = {
     "nested-def": "def g(y):\n    def T(z):\n        return z\n    return y\n",

@@ -25,15 +25,16 @@ def after_entry(*lines: str) -> str:
 
 
 IMPORT = "import statements are not allowed (candidates get torch, F and math pre-imported)"
-CLASS = ("class definitions are not allowed; write the module as a function: `def activation_function(x):` "
-         "returning what forward(self, x) returns, with `self.<name>` attributes as top-level constants "
-         "(no parameters, buffers or other state)")
+CLASS = (
+    "class definitions are not allowed; write the module as a function: `def activation_function(x):` "
+    "returning what forward(self, x) returns, with `self.<name>` attributes as top-level constants "
+    "(no parameters, buffers or other state)"
+)
 WITH = "`with` statements are not allowed (context managers change global state, e.g. torch.no_grad)"
 ASYNC = "async functions, `async for` and `await` are not allowed"
 YIELD = "`yield` is not allowed (no generator functions)"
 MATCH = "`match` statements are not allowed (class patterns read attributes by name)"
-WHILE = ("`while` loops are not allowed (they may never end); use `for i in range(N)` with an integer literal "
-         "N <= 10000")
+WHILE = "`while` loops are not allowed (they may never end); use `for i in range(N)` with an integer literal N <= 10000"
 
 # --------------------------------------------------------------------------------------------
 # Forbidden statements: the whole message, at the statement's own line
@@ -58,8 +59,12 @@ FORBIDDEN = [  # (program, reason code, line, the message after "line N: ")
     (body("def g():", "    y = 1", "    yield from (y,)"), "forbidden_statement", 4, YIELD),
     (body("y = x", "global G"), "forbidden_statement", 3, "`global` statements are not allowed"),
     (after_entry("global G"), "forbidden_statement", 3, "`global` statements are not allowed"),
-    (body("y = 1", "def g():", "    nonlocal y", "    return 0"), "forbidden_statement", 4,
-     "`nonlocal` statements are not allowed"),
+    (
+        body("y = 1", "def g():", "    nonlocal y", "    return 0"),
+        "forbidden_statement",
+        4,
+        "`nonlocal` statements are not allowed",
+    ),
     (body("y = x", "match y:", "    case 1:", "        pass"), "forbidden_statement", 3, MATCH),
     (after_entry("match 1:", "    case 1:", "        pass"), "forbidden_statement", 3, MATCH),
     (body("y = x", "while False:", "    pass"), "unbounded_loop", 3, WHILE),
@@ -67,8 +72,9 @@ FORBIDDEN = [  # (program, reason code, line, the message after "line N: ")
 ]
 
 
-@pytest.mark.parametrize("source, code, line, message", FORBIDDEN,
-                         ids=[readable_id(case[0][28:], 50) for case in FORBIDDEN])
+@pytest.mark.parametrize(
+    "source, code, line, message", FORBIDDEN, ids=[readable_id(case[0][28:], 50) for case in FORBIDDEN]
+)
 def test_a_forbidden_statement_is_refused_with_its_own_message_at_its_line(source, code, line, message):
     """At the top level too the statement's own message is given (not the generic top-level one)."""
     error = refusal(source)
@@ -86,41 +92,43 @@ def test_a_refusal_in_the_decorator_of_a_forbidden_definition_comes_first(defini
 
 def test_the_statements_a_function_may_use_are_accepted():
     """Branches, bounded loops, exceptions, assertions, lambdas and every kind of assignment to names and items."""
-    check_source(body(
-        "y = x * 1.0",
-        "y += 1.0",
-        "z: torch.Tensor = y",
-        "a, *rest = (1.0, 2.0, 3.0)",
-        "y[y > 0] = 0.0",
-        "del rest, z",
-        "w = y.clone()",
-        "del w[0]",
-        "if y.dim() > 1:",
-        "    y = y * 2.0",
-        "elif y.dim() == 1:",
-        "    pass",
-        "else:",
-        "    y = -y",
-        "for i, v in enumerate((1.0, 2.0)):",
-        "    if i == 1:",
-        "        continue",
-        "    y = y + v",
-        "    if i > 5:",
-        "        break",
-        "else:",
-        "    y = y * a",
-        "try:",
-        "    y = y / 2.0",
-        "except (ValueError, RuntimeError) as error:",
-        "    raise ValueError('bad input') from error",
-        "else:",
-        "    y = y + 0.0",
-        "finally:",
-        "    pass",
-        "assert y.dim() >= 0, 'a tensor'",
-        "square = lambda t: t * t",
-        "x = square(y) if y.dim() else y",
-    ))
+    check_source(
+        body(
+            "y = x * 1.0",
+            "y += 1.0",
+            "z: torch.Tensor = y",
+            "a, *rest = (1.0, 2.0, 3.0)",
+            "y[y > 0] = 0.0",
+            "del rest, z",
+            "w = y.clone()",
+            "del w[0]",
+            "if y.dim() > 1:",
+            "    y = y * 2.0",
+            "elif y.dim() == 1:",
+            "    pass",
+            "else:",
+            "    y = -y",
+            "for i, v in enumerate((1.0, 2.0)):",
+            "    if i == 1:",
+            "        continue",
+            "    y = y + v",
+            "    if i > 5:",
+            "        break",
+            "else:",
+            "    y = y * a",
+            "try:",
+            "    y = y / 2.0",
+            "except (ValueError, RuntimeError) as error:",
+            "    raise ValueError('bad input') from error",
+            "else:",
+            "    y = y + 0.0",
+            "finally:",
+            "    pass",
+            "assert y.dim() >= 0, 'a tensor'",
+            "square = lambda t: t * t",
+            "x = square(y) if y.dim() else y",
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,8 +152,9 @@ ATTRIBUTE_TARGETS = [  # (the statement, written at line 3, and the verb and tar
 ]
 
 
-@pytest.mark.parametrize("statement, verb, target", ATTRIBUTE_TARGETS,
-                         ids=[readable_id(case[0]) for case in ATTRIBUTE_TARGETS])
+@pytest.mark.parametrize(
+    "statement, verb, target", ATTRIBUTE_TARGETS, ids=[readable_id(case[0]) for case in ATTRIBUTE_TARGETS]
+)
 def test_changing_an_attribute_is_refused_with_the_statement_s_verb(statement, verb, target):
     error = refusal(body("y = x", statement))
     assert (error.code, error.line) == ("attribute_assignment", 3)
@@ -156,21 +165,27 @@ def test_changing_an_attribute_is_refused_with_the_statement_s_verb(statement, v
 # Keyword arguments and `%` of numbers
 # --------------------------------------------------------------------------------------------
 
+
 def test_a_dunder_keyword_argument_is_refused_with_its_name():
     error = refusal(body("y = x", "y = F.relu(x,", "           __inplace=False)"))
-    assert (error.code, str(error)) == ("dunder", "line 4: keyword argument `__inplace`: names starting with `__` "
-                                                  "are not allowed")
+    assert (error.code, str(error)) == (
+        "dunder",
+        "line 4: keyword argument `__inplace`: names starting with `__` are not allowed",
+    )
 
 
-@pytest.mark.parametrize("call", ["F.relu(x, inplace=False)", "F.relu(x, _inplace=False)",
-                                  "F.relu(x, **{'inplace': False})"])
+@pytest.mark.parametrize(
+    "call", ["F.relu(x, inplace=False)", "F.relu(x, _inplace=False)", "F.relu(x, **{'inplace': False})"]
+)
 def test_other_keyword_arguments_are_accepted(call):
     """Only names starting with `__` are refused; `**mapping` has no name to check."""
     check_source(body(f"y = {call}"))
 
 
-@pytest.mark.parametrize("expression", ["x % 2.0", "7.0 % x", "G % x", "x % G", "(x + 1.0) % 3",
-                                        "x.shape[0] % 2", "-3 % x", "(2.0, 3.0)[0] % x"])
+@pytest.mark.parametrize(
+    "expression",
+    ["x % 2.0", "7.0 % x", "G % x", "x % G", "(x + 1.0) % 3", "x.shape[0] % 2", "-3 % x", "(2.0, 3.0)[0] % x"],
+)
 def test_the_remainder_of_numbers_and_tensors_is_no_text_formatting(expression):
     """`%` is formatting only when its left side is text; on numbers and tensors it is the remainder."""
     check_source("G = 2.0\n" + body(f"y = {expression}"))

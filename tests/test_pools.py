@@ -34,8 +34,17 @@ def trainings(monkeypatch):
 
 def _pool(cache_dir, size=3, start=0, **options):
     options.setdefault("seeds", (0, 1))
-    return Pool("expression", SMALL, size=size, start=start, protocol=PROTOCOL, cache_dir=cache_dir,
-                chunk_size=4, progress=False, **options)
+    return Pool(
+        "expression",
+        SMALL,
+        size=size,
+        start=start,
+        protocol=PROTOCOL,
+        cache_dir=cache_dir,
+        chunk_size=4,
+        progress=False,
+        **options,
+    )
 
 
 def test_the_filter_keeps_a_learnable_task_and_drops_a_high_frequency_one(trainings):
@@ -43,7 +52,7 @@ def test_the_filter_keeps_a_learnable_task_and_drops_a_high_frequency_one(traini
     noise = formula("sin(2*pi*15*x)", id={"x": [0, 1]}, ood={"x": [1, 2]}, name="fifteen-periods")
     kept, dropped = measure([line, noise], seeds=(0, 1), protocol=PROTOCOL, indexes=[10, 11])
     assert (kept.status, kept.index, dropped.status, dropped.index) == ("kept", 10, "unlearnable", 11)
-    assert trainings == [4, 4]   # one batched training per reference activation, both tasks × both seeds
+    assert trainings == [4, 4]  # one batched training per reference activation, both tasks × both seeds
     assert kept.reference.worst_id_error() < LEARNABLE_ID_ERROR <= dropped.reference.worst_id_error()
     for reference in (kept.reference, dropped.reference):
         assert set(reference.id_error) == set(reference.ood_error) == {"relu", "gelu"}
@@ -62,7 +71,7 @@ def test_a_pool_is_the_first_learnable_draws_and_every_kept_task_is_learnable(tm
     assert len(pool.tasks) == 4 and list(pool.indexes) == sorted(pool.indexes)
     assert [t.spec["index"] for t in pool.tasks] == list(pool.indexes)
     looked = [d.index for d in pool.draws]
-    assert looked == list(range(looked[-1] + 1)) and looked[-1] == pool.indexes[-1]   # none skipped, none extra
+    assert looked == list(range(looked[-1] + 1)) and looked[-1] == pool.indexes[-1]  # none skipped, none extra
     for task in pool.tasks:
         reference = pool.reference(task)
         assert reference.index == task.spec["index"] and reference.seeds == (0, 1)
@@ -81,15 +90,18 @@ def test_pools_are_reproducible_and_a_second_build_trains_nothing(tmp_path, trai
     trainings.clear()
     again = _pool(tmp_path / "a")
     assert trainings == [] and again.trainings == 0
-    elsewhere = _pool(tmp_path / "b")    # recomputed from scratch in another cache
+    elsewhere = _pool(tmp_path / "b")  # recomputed from scratch in another cache
     assert len(trainings) == 2 * elsewhere.trainings >= 2
     for pool in (again, elsewhere):
         assert [t.name for t in pool.tasks] == [t.name for t in first.tasks]
         assert [t.description for t in pool.tasks] == [t.description for t in first.tasks]
         for task in first.tasks:
             for activation in ("relu", "gelu"):
-                np.testing.assert_allclose(pool.reference(task.name).ood_error[activation],
-                                           first.reference(task).ood_error[activation], rtol=1e-6)
+                np.testing.assert_allclose(
+                    pool.reference(task.name).ood_error[activation],
+                    first.reference(task).ood_error[activation],
+                    rtol=1e-6,
+                )
 
 
 def test_a_bigger_pool_reuses_the_cached_draws_of_a_smaller_one(tmp_path, trainings):
@@ -99,17 +111,33 @@ def test_a_bigger_pool_reuses_the_cached_draws_of_a_smaller_one(tmp_path, traini
     bigger = _pool(tmp_path, size=5)
     assert [t.name for t in bigger.tasks[:2]] == [t.name for t in small.tasks]
     added = set(json.loads(bigger.cache_path.read_text())["draws"]) - cached
-    trained = sum(trainings) // 2 // 2   # models of both activations ÷ 2 ÷ 2 seeds = tasks trained now
+    trained = sum(trainings) // 2 // 2  # models of both activations ÷ 2 ÷ 2 seeds = tasks trained now
     assert trained == len(added) and all(int(i) > max(small.indexes) for i in added)
 
 
 def test_the_cache_key_separates_protocols_seeds_and_params(tmp_path):
     base = _pool(tmp_path, size=1)
     assert _pool(tmp_path, size=1, seeds=(0,)).cache_path != base.cache_path
-    other_protocol = Pool("expression", SMALL, size=1, protocol=TrainingProtocol(steps=31, n_train=256, n_eval=128),
-                          cache_dir=tmp_path, progress=False, seeds=(0, 1), chunk_size=2)
-    other_params = Pool("expression", {**SMALL, "seed": 1}, size=1, protocol=PROTOCOL, cache_dir=tmp_path,
-                        progress=False, seeds=(0, 1), chunk_size=2)
+    other_protocol = Pool(
+        "expression",
+        SMALL,
+        size=1,
+        protocol=TrainingProtocol(steps=31, n_train=256, n_eval=128),
+        cache_dir=tmp_path,
+        progress=False,
+        seeds=(0, 1),
+        chunk_size=2,
+    )
+    other_params = Pool(
+        "expression",
+        {**SMALL, "seed": 1},
+        size=1,
+        protocol=PROTOCOL,
+        cache_dir=tmp_path,
+        progress=False,
+        seeds=(0, 1),
+        chunk_size=2,
+    )
     assert len({base.cache_path, other_protocol.cache_path, other_params.cache_path}) == 3
     assert base.cache_path.parent == tmp_path and base.cache_path.name.startswith("pool-expression-")
 
@@ -150,9 +178,9 @@ def test_a_lab_over_pool_tasks_scores_against_the_cached_relu_without_training_i
     lab = pool.lab(tasks, screen_max_id_error=None)
     trainings.clear()
     evaluation = lab.evaluate(torch.relu, name="relu")
-    assert evaluation.ok and trainings == []   # pools_module trained nothing: ReLU came from the cache
+    assert evaluation.ok and trainings == []  # pools_module trained nothing: ReLU came from the cache
     assert [t.name for t in evaluation.tasks] == [t.name for t in tasks]
-    assert all(abs(t.log_ratio) < 1e-4 for t in evaluation.tasks)   # ReLU against its cached self
+    assert all(abs(t.log_ratio) < 1e-4 for t in evaluation.tasks)  # ReLU against its cached self
 
 
 def test_a_pool_that_cannot_be_filled_says_why(tmp_path):
@@ -160,8 +188,10 @@ def test_a_pool_that_cannot_be_filled_says_why(tmp_path):
         _pool(tmp_path, size=5, max_draws=2)
 
 
-@pytest.mark.parametrize("bad, match", [({"size": 0}, "size"), ({"start": -1}, "start"), ({"seeds": ()}, "seeds"),
-                                        ({"threshold": 0}, "threshold")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [({"size": 0}, "size"), ({"start": -1}, "start"), ({"seeds": ()}, "seeds"), ({"threshold": 0}, "threshold")],
+)
 def test_bad_pool_options_are_refused(tmp_path, bad, match):
     with pytest.raises(PoolError, match=match):
         _pool(tmp_path, **bad)
@@ -169,8 +199,9 @@ def test_bad_pool_options_are_refused(tmp_path, bad, match):
 
 @pytest.mark.parametrize("generator, params", [("polynomial", {"dim": [1, 2]}), ("harmonic", {}), ("feynman", {})])
 def test_the_other_generators_make_pools_too(tmp_path, generator, params):
-    pool = Pool(generator, params, size=2, protocol=PROTOCOL, seeds=(0,), cache_dir=tmp_path, chunk_size=3,
-                progress=False)
+    pool = Pool(
+        generator, params, size=2, protocol=PROTOCOL, seeds=(0,), cache_dir=tmp_path, chunk_size=3, progress=False
+    )
     assert len(pool.tasks) == 2 and {t.family for t in pool.tasks} == {pool.generator.family}
     for task in pool.tasks:
         assert build_task(task.to_dict()).name == task.name

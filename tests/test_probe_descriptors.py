@@ -19,10 +19,12 @@ from probe_cases import backward_raising
 def _raising_when(condition):
     """tanh, except that it raises ValueError('boom') on the inputs for which `condition(x)` holds:
     a candidate that fails on one of a probe's point sets only."""
+
     def activation(x):
         if condition(x):
             raise ValueError("boom")
         return torch.tanh(x)
+
     return activation
 
 
@@ -45,16 +47,19 @@ _DESCRIPTOR_POINT_SETS = [
 ]
 
 
-@pytest.mark.parametrize("where, fails_on", _DESCRIPTOR_POINT_SETS,
-                         ids=["zero", "plus-minus-1e3", "wide", "near", "slope-grid"])
+@pytest.mark.parametrize(
+    "where, fails_on", _DESCRIPTOR_POINT_SETS, ids=["zero", "plus-minus-1e3", "wide", "near", "slope-grid"]
+)
 def test_descriptors_name_the_points_on_which_the_candidate_raised(where, fails_on):
     failure = _failure(P.descriptors, _raising_when(fails_on))
     assert (failure.code, str(failure)) == ("runtime_error", f"the activation raised ValueError {where}: boom")
 
 
-@pytest.mark.parametrize("probe, where", [(P.curve, "on the curve's points"),
-                                          (P.fingerprint, "on the fingerprint's points")],
-                         ids=["curve", "fingerprint"])
+@pytest.mark.parametrize(
+    "probe, where",
+    [(P.curve, "on the curve's points"), (P.fingerprint, "on the fingerprint's points")],
+    ids=["curve", "fingerprint"],
+)
 def test_curve_and_fingerprint_name_their_points_when_the_candidate_raises(probe, where):
     failure = _failure(probe, _raising_when(lambda x: True))
     assert (failure.code, str(failure)) == ("runtime_error", f"the activation raised ValueError {where}: boom")
@@ -65,20 +70,27 @@ def test_the_far_check_names_infinity_when_the_candidate_raises_there():
     assert (failure.code, str(failure)) == ("runtime_error", "the activation raised ValueError at x = ±inf: boom")
 
 
-@pytest.mark.parametrize("error, code", [(RuntimeError("backward exploded"), "runtime_error"),
-                                         (RuntimeError("CUDA out of memory"), "memory_limit"),
-                                         (MemoryError("no room"), "memory_limit")],
-                         ids=["runtime", "out-of-memory", "memory-error"])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (RuntimeError("backward exploded"), "runtime_error"),
+        (RuntimeError("CUDA out of memory"), "memory_limit"),
+        (MemoryError("no room"), "memory_limit"),
+    ],
+    ids=["runtime", "out-of-memory", "memory-error"],
+)
 def test_the_far_check_reports_a_failing_backward_pass_with_its_exception(error, code):
     failure = _failure(P.check_far_inputs, backward_raising(error))
     assert failure.code == code
-    assert str(failure) == (f"the backward pass raised {type(error).__name__} on the far probe points "
-                            f"(3e4 < |x| ≤ 1e30): {error}")
+    assert str(failure) == (
+        f"the backward pass raised {type(error).__name__} on the far probe points (3e4 < |x| ≤ 1e30): {error}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # check_far_inputs: what is not its business
 # --------------------------------------------------------------------------------------------
+
 
 def test_the_far_check_passes_a_finite_candidate_without_gradient():
     """No gradient at all is the no_gradient probe's refusal, not a finiteness failure."""
@@ -93,7 +105,7 @@ def test_the_far_check_passes_a_finite_output_that_does_not_depend_on_its_input(
 
 
 def test_far_points_in_float64_are_log_spaced_to_float64_precision():
-    x = P.far_points(torch.float64)[:P.FAR_MAGNITUDES]
+    x = P.far_points(torch.float64)[: P.FAR_MAGNITUDES]
     exponents = torch.log10(x)
     steps = exponents[1:] - exponents[:-1]
     assert exponents[0].item() == pytest.approx(4.5, abs=1e-12)
@@ -105,6 +117,7 @@ def test_far_points_in_float64_are_log_spaced_to_float64_precision():
 # curve: independent of torch's default dtype
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_curve_is_drawn_in_float32_whatever_the_default_dtype(monkeypatch):
     expected = P.curve(torch.tanh)
     seen = set()
@@ -112,6 +125,7 @@ def test_the_curve_is_drawn_in_float32_whatever_the_default_dtype(monkeypatch):
     def tanh(x):
         seen.add(x.dtype)
         return torch.tanh(x)
+
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -127,8 +141,8 @@ def test_the_curve_is_drawn_in_float32_whatever_the_default_dtype(monkeypatch):
 # descriptors: the grids and thresholds the docstring states
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("peak, bounded", [(9.99, True), (10.0, False), (10.01, False)],
-                         ids=["below", "at", "above"])
+
+@pytest.mark.parametrize("peak, bounded", [(9.99, True), (10.0, False), (10.01, False)], ids=["below", "at", "above"])
 def test_bounded_means_strictly_below_ten(peak, bounded):
     """max |f| on [−100, 100] reaching 10 exactly is not below 10."""
     assert P.descriptors(lambda x: torch.clamp(x, -peak, peak))["bounded"] is bounded
@@ -143,8 +157,11 @@ def test_bounded_looks_at_minus_100_to_100_only(side):
     assert beyond["bounded"] is True and at["bounded"] is False
 
 
-@pytest.mark.parametrize("centre, changes", [(5.5, 0), (-5.5, 0), (4.9, 1), (-4.9, 1)],
-                         ids=["min-right-of-5", "min-left-of-minus-5", "min-inside-right", "min-inside-left"])
+@pytest.mark.parametrize(
+    "centre, changes",
+    [(5.5, 0), (-5.5, 0), (4.9, 1), (-4.9, 1)],
+    ids=["min-right-of-5", "min-left-of-minus-5", "min-inside-right", "min-inside-left"],
+)
 def test_sign_changes_look_at_minus_5_to_5_only(centre, changes):
     """(x − c)² turns at c: one sign change of f' if c lies in [−5, 5], none otherwise."""
     d = P.descriptors(lambda x: (x - centre) ** 2)
@@ -167,15 +184,16 @@ def test_a_slope_of_exactly_the_threshold_counts(scale, changes):
 def test_a_bump_narrower_than_the_grid_step_counts_once():
     """A bump whose slope the grid sees at two points only (x = ±0.005, the rest below 1e-6): one change."""
     width = 0.002
-    bump = lambda x: 1e-3 * torch.exp(-(x / width) ** 2)  # noqa: E731
+    bump = lambda x: 1e-3 * torch.exp(-((x / width) ** 2))  # noqa: E731
     x = torch.linspace(-5, 5, 2001, dtype=torch.float64)
-    slope = -2 * x / width ** 2 * bump(x)     # the closed form, to check the premise
+    slope = -2 * x / width**2 * bump(x)  # the closed form, to check the premise
     assert int((slope.abs() >= D.DERIVATIVE_ZERO).sum()) == 2
     assert P.descriptors(bump)["sign_changes"] == 1
 
 
 class _SlopeOverride(torch.autograd.Function):
     """f(x) = −x, whose backward pass reports `value` as the slope at x = 0 and −1 elsewhere."""
+
     value = math.nan
 
     @staticmethod

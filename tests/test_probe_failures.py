@@ -47,8 +47,16 @@ class _RaisesOnCall:
 # Where: each call of the candidate names itself in the message
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n, which", [(1, "the first untracked call"), (2, "the second untracked call"),
-                                      (3, "the call with gradients tracked"), (4, "the gradient probe's call")])
+
+@pytest.mark.parametrize(
+    "n, which",
+    [
+        (1, "the first untracked call"),
+        (2, "the second untracked call"),
+        (3, "the call with gradients tracked"),
+        (4, "the gradient probe's call"),
+    ],
+)
 def test_a_candidate_that_raises_in_any_call_on_the_probe_points_is_told_where(n, which):
     """The first four calls all run on the probe points (twice untracked, once tracked by the purity
     check, once for the gradients): whichever raises, the message says so."""
@@ -64,7 +72,7 @@ def _modifies_input_untracked(x):
 
 def _modifies_input_tracked(x):
     if x.requires_grad:
-        x.mul_(2)    # x is a non-leaf (x * 1.0), as a layer's output is in training: allowed by autograd
+        x.mul_(2)  # x is a non-leaf (x * 1.0), as a layer's output is in training: allowed by autograd
     return torch.tanh(x)
 
 
@@ -86,8 +94,10 @@ def test_a_nondeterministic_candidate_is_told_why_and_at_which_inputs():
     code, message = _failure(lambda x: x + torch.where(x > 5, torch.rand_like(x), torch.zeros_like(x)))
     assert code == "nondeterministic"
     assert message.startswith(f"two calls on the same input gave different outputs {WHERE}, at inputs such as [")
-    assert message.endswith("]: the activation must be a function of its input alone (no randomness, no "
-                            "uninitialised memory such as torch.empty_like, no state kept between calls)")
+    assert message.endswith(
+        "]: the activation must be a function of its input alone (no randomness, no "
+        "uninitialised memory such as torch.empty_like, no state kept between calls)"
+    )
     inputs = _quoted_inputs(message)
     assert len(inputs) == 3 and all(v > 5 for v in inputs)
 
@@ -111,21 +121,26 @@ def test_a_cost_measurement_that_raises_says_so():
         return torch.tanh(x)
 
     assert _failure(raises_on_the_cost_input) == (
-        "runtime_error", f"the activation raised ValueError while measuring its cost on {P.COST_SIZE} elements: "
-                         "too many")
+        "runtime_error",
+        f"the activation raised ValueError while measuring its cost on {P.COST_SIZE} elements: too many",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Non-finite values and gradients: which inputs, and no more than three of them
 # --------------------------------------------------------------------------------------------
 
+
 def test_non_finite_outputs_name_the_first_three_inputs_where_they_occur():
     """The probe points' extreme magnitudes (±1e4, ±3e4) are the only ones beyond 5000."""
+
     def blows_up_far_out(x):
         return torch.where(x.abs() > 5000, torch.full_like(x, math.inf), torch.tanh(x))
 
-    assert _failure(blows_up_far_out) == ("non_finite",
-                                          "non-finite output at inputs such as [10000.0, -10000.0, 30000.0]")
+    assert _failure(blows_up_far_out) == (
+        "non_finite",
+        "non-finite output at inputs such as [10000.0, -10000.0, 30000.0]",
+    )
 
 
 def test_non_finite_gradients_name_the_first_three_inputs_where_they_occur():
@@ -137,15 +152,21 @@ def test_non_finite_gradients_name_the_first_three_inputs_where_they_occur():
 
 def test_an_output_detached_from_the_input_has_no_gradient():
     assert _failure(lambda x: torch.tanh(x).detach()) == (
-        "no_gradient", "the output does not depend differentiably on the input")
+        "no_gradient",
+        "the output does not depend differentiably on the input",
+    )
 
 
-@pytest.mark.parametrize("error, code", [(RuntimeError("broken"), "runtime_error"),
-                                         (MemoryError("no room"), "memory_limit"),
-                                         (RuntimeError("CUDA out of memory"), "memory_limit")])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (RuntimeError("broken"), "runtime_error"),
+        (MemoryError("no room"), "memory_limit"),
+        (RuntimeError("CUDA out of memory"), "memory_limit"),
+    ],
+)
 def test_a_backward_pass_that_raises_gets_the_code_of_its_exception(error, code):
-    assert _failure(backward_raising(error)) == (
-        code, f"the backward pass raised {type(error).__name__}: {error}")
+    assert _failure(backward_raising(error)) == (code, f"the backward pass raised {type(error).__name__}: {error}")
 
 
 @pytest.mark.parametrize("error, code", [(KeyError("k"), "runtime_error"), (MemoryError("no room"), "memory_limit")])
@@ -153,15 +174,19 @@ def test_a_backward_pass_that_raises_while_the_cost_is_measured_gets_the_code_of
     with pytest.raises(ProbeFailure) as info:
         P.measure_cost(backward_raising(error))
     assert (info.value.code, str(info.value)) == (
-        code, f"the backward pass raised {type(error).__name__} while measuring its cost: {error}")
+        code,
+        f"the backward pass raised {type(error).__name__} while measuring its cost: {error}",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # The dtype probed is the dtype of every check
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_far_input_rule_is_checked_in_the_probed_dtype():
     """A candidate that gives NaN far out only in float64 passes in float32 and fails in float64."""
+
     def nan_far_out_in_double(x):
         if x.dtype == torch.float64:
             return torch.where(x.abs() > 1e20, torch.full_like(x, math.nan), torch.tanh(x))
@@ -175,10 +200,12 @@ def test_the_far_input_rule_is_checked_in_the_probed_dtype():
 def _relu_saving_its_output_on(dims: set[int]):
     """ReLU's values; on tensors with a dimension count in `dims` computed by torch.relu (which saves
     its output for the backward pass), elsewhere by torch.where (which saves a bool mask)."""
+
     def activation(x):
         if x.dim() in dims:
             return torch.relu(x)
         return torch.where(x > 0, x, torch.zeros_like(x))
+
     return activation
 
 
@@ -197,18 +224,24 @@ def test_batch_dependence_is_checked_in_the_probed_dtype():
 
     assert P.run_probes(centred_in_double)["pointwise"] is True
     assert _failure(centred_in_double, dtype=torch.float64)[0] == "batch_dependent"
-    assert P.run_probes(centred_in_double, dtype=torch.float64,
-                        budget=P.ProbeBudget(allow_batch_dependent=True))["pointwise"] is False
+    assert (
+        P.run_probes(centred_in_double, dtype=torch.float64, budget=P.ProbeBudget(allow_batch_dependent=True))[
+            "pointwise"
+        ]
+        is False
+    )
 
 
 def test_the_batch_dependence_message_ends_with_how_such_functions_are_scored():
     assert _failure(lambda x: torch.tanh(x) - x.mean())[1].endswith(
-        "set probes.allow_batch_dependent to true to allow them (they are then scored per example)")
+        "set probes.allow_batch_dependent to true to allow them (they are then scored per example)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Reported numbers: rounded to 0.01, and the budget messages
 # --------------------------------------------------------------------------------------------
+
 
 def _partly_counted(x):
     """tanh-free pointwise values (x) whose cost has a third decimal: 9/128 of the elements are
@@ -221,23 +254,26 @@ def _partly_counted(x):
 
 def test_costs_are_reported_rounded_to_two_decimals():
     measured = P.measure_cost(_partly_counted)
-    assert measured.flops_per_element == pytest.approx(1 + 3 * 9 / 128 + 1 / P.COST_SIZE)   # 1.2112
-    assert measured.saved_bytes_per_element == 4 * 9 / 128                                  # 0.28125
+    assert measured.flops_per_element == pytest.approx(1 + 3 * 9 / 128 + 1 / P.COST_SIZE)  # 1.2112
+    assert measured.saved_bytes_per_element == 4 * 9 / 128  # 0.28125
     result = P.run_probes(_partly_counted)
     assert (result["flops_per_element"], result["saved_bytes_per_element"]) == (1.21, 0.28)
 
 
 def test_the_flop_budget_message_of_a_plain_input_names_no_shape():
     code, message = _failure(torch.relu, budget=P.ProbeBudget(max_flops_per_element=0.5))
-    assert (code, message) == ("over_flop_budget",
-                               f"the forward pass costs 1 weighted elementwise ops per element (a transcendental "
-                               f"op counts {P.TRANSCENDENTAL_WEIGHT}), over the budget of 0.5; raise "
-                               f"probes.max_flops_per_element to allow it")
+    assert (code, message) == (
+        "over_flop_budget",
+        f"the forward pass costs 1 weighted elementwise ops per element (a transcendental "
+        f"op counts {P.TRANSCENDENTAL_WEIGHT}), over the budget of 0.5; raise "
+        f"probes.max_flops_per_element to allow it",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # The cost probe itself
 # --------------------------------------------------------------------------------------------
+
 
 def test_probing_leaves_the_global_random_state_alone():
     """The probes draw from their own generators: probing a candidate in a worker must not change
@@ -252,6 +288,7 @@ def test_probing_leaves_the_global_random_state_alone():
 
 def test_the_cost_input_is_the_same_every_time():
     """A candidate whose cost depends on its input's values costs the same on every measurement."""
+
     def data_dependent(x):
         return torch.exp(x) if float(x.detach().reshape(-1)[0]) > 0 else x * 1.0
 

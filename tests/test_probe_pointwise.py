@@ -55,6 +55,7 @@ def _is_pre_activation_like(x: torch.Tensor) -> bool:
 # is_pointwise: the 8×32 check's inputs
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_batch_check_calls_the_function_on_the_8x32_input_its_messages_name():
     """One full call, each row alone, the columns shuffled, the other rows changed, the other
     columns changed: all on the 8×32 input that the messages call "the 8×32 input"."""
@@ -65,7 +66,7 @@ def test_the_batch_check_calls_the_function_on_the_8x32_input_its_messages_name(
     assert full.shape == (8, 32) and full.dtype == torch.float32
     assert _is_pre_activation_like(full)
     assert [tuple(r.shape) for r in rows] == [(1, 32)] * 8 and torch.equal(torch.cat(rows), full)
-    assert torch.equal(shuffled.sort(dim=1).values, full.sort(dim=1).values)     # a column permutation
+    assert torch.equal(shuffled.sort(dim=1).values, full.sort(dim=1).values)  # a column permutation
     assert not torch.equal(shuffled, full)
     assert torch.equal(rows_changed[0], full[0]) and (rows_changed[1:] != full[1:]).all()
     assert torch.equal(columns_changed[:, 0], full[:, 0]) and (columns_changed[:, 1:] != full[:, 1:]).all()
@@ -90,30 +91,39 @@ def test_is_pointwise_draws_the_same_inputs_every_time():
 _BATCH_CHECK = "on the batch-dependence check's 8×32 input"
 
 
-@pytest.mark.parametrize("shape, n, where", [
-    *[((2, 3, 4), n, _BATCH_CHECK) for n in range(1, 13)],   # full, 8 rows, shuffled, rows and columns changed
-    ((2, 3, 4), 13, "on a 2×3×4 tensor (the training shape)"),
-    ((2, 3, 4), 14, "on a 2×3×4 tensor (the training shape)"),       # the changed elements
-    ((2, 3, 4), 15, "on 24 values of the training shape's tensor as a 1-D tensor"),
-    ((5, 20, 12), 15, f"on {P.CONSISTENCY_POINTS} values of the training shape's tensor as a 1-D tensor"),
-], ids=[f"call{n}" for n in range(1, 16)] + ["call15-large"])
+@pytest.mark.parametrize(
+    "shape, n, where",
+    [
+        *[((2, 3, 4), n, _BATCH_CHECK) for n in range(1, 13)],  # full, 8 rows, shuffled, rows and columns changed
+        ((2, 3, 4), 13, "on a 2×3×4 tensor (the training shape)"),
+        ((2, 3, 4), 14, "on a 2×3×4 tensor (the training shape)"),  # the changed elements
+        ((2, 3, 4), 15, "on 24 values of the training shape's tensor as a 1-D tensor"),
+        ((5, 20, 12), 15, f"on {P.CONSISTENCY_POINTS} values of the training shape's tensor as a 1-D tensor"),
+    ],
+    ids=[f"call{n}" for n in range(1, 16)] + ["call15-large"],
+)
 def test_a_failing_call_says_which_probe_made_it(shape, n, where):
     with pytest.raises(ProbeFailure) as info:
         P.is_pointwise(_RaisesOnCall(n), shapes=(shape,))
-    assert (info.value.code, str(info.value)) == ("runtime_error", f"the activation raised RuntimeError {where}: "
-                                                                   f"call {n}")
+    assert (info.value.code, str(info.value)) == (
+        "runtime_error",
+        f"the activation raised RuntimeError {where}: call {n}",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # is_pointwise: which dependences it sees
 # --------------------------------------------------------------------------------------------
 
+
 def _normalised_when_large(dim):
     """x divided by its largest magnitude along `dim` (all of the tensor for None) where that exceeds
     10, else x: a guard against overflow that reads other elements, invisible on ordinary values."""
+
     def fn(x):
         peak = x.abs().amax() if dim is None else x.abs().amax(dim, keepdim=True)
         return torch.where(peak > 10, x / peak, x)
+
     return fn
 
 
@@ -142,10 +152,16 @@ def _offset_in_a_batch(offset):
     return lambda x: x * 0 + (offset if x.shape[0] > 1 else 0.0)
 
 
-@pytest.mark.parametrize("offset, atol, pointwise", [
-    (1e-6, 2e-6, True), (1e-6, 5e-7, False),
-    (5e-6, None, True), (2e-5, None, False),     # the default atol is 1e-5
-], ids=["below-atol", "above-atol", "below-default", "above-default"])
+@pytest.mark.parametrize(
+    "offset, atol, pointwise",
+    [
+        (1e-6, 2e-6, True),
+        (1e-6, 5e-7, False),
+        (5e-6, None, True),
+        (2e-5, None, False),  # the default atol is 1e-5
+    ],
+    ids=["below-atol", "above-atol", "below-default", "above-default"],
+)
 def test_differences_below_the_absolute_tolerance_are_float_noise(offset, atol, pointwise):
     kwargs = {} if atol is None else {"atol": atol}
     assert P.is_pointwise(_offset_in_a_batch(offset), **kwargs) is pointwise
@@ -155,14 +171,17 @@ def test_differences_below_the_absolute_tolerance_are_float_noise(offset, atol, 
 def test_relative_differences_below_1e_4_are_float_noise(relative, pointwise):
     """x·(1 + relative) in a batch, x on a row alone: a relative difference up to 1e-4 (float kernels
     differ by an ulp or so between tensor sizes) reads as the same function, a larger one does not."""
+
     def scaled_in_a_batch(x):
         return x * (1 + relative) if x.shape[0] > 1 else x
+
     assert P.is_pointwise(scaled_in_a_batch, atol=0.0) is pointwise
 
 
 # --------------------------------------------------------------------------------------------
 # probe_training_shape: the input, the changed elements, the 1-D values
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_the_training_shape_probe_draws_pre_activation_like_values_half_of_them_changed(dtype):
@@ -173,11 +192,11 @@ def test_the_training_shape_probe_draws_pre_activation_like_values_half_of_them_
     assert x.shape == changed.shape == shape and {x.dtype, changed.dtype, flat.dtype} == {dtype}
     assert _is_pre_activation_like(x)
     moved = changed != x
-    assert 0.45 < float(moved.double().mean()) < 0.55          # about half of the elements
-    for axis in range(len(shape)):                              # every slice holds changed elements
+    assert 0.45 < float(moved.double().mean()) < 0.55  # about half of the elements
+    for axis in range(len(shape)):  # every slice holds changed elements
         others = tuple(a for a in range(len(shape)) if a != axis)
         assert moved.any(dim=others).all()
-    assert torch.equal(flat, x.reshape(-1)[-P.CONSISTENCY_POINTS:])
+    assert torch.equal(flat, x.reshape(-1)[-P.CONSISTENCY_POINTS :])
 
 
 def test_the_training_shape_probe_draws_the_same_tensors_every_time():
@@ -193,11 +212,14 @@ def test_a_change_of_the_input_on_the_training_shape_says_where():
         if x.dim() == 3:
             x.clamp_(-1, 1)
         return torch.tanh(x)
+
     with pytest.raises(ProbeFailure) as info:
         P.probe_training_shape(clamps_3d_in_place, (2, 3, 4))
     assert info.value.code == "modifies_input"
-    assert str(info.value).startswith("the activation changed its input in place on a 2×3×4 tensor (the training "
-                                      "shape) (an in-place method such as x.mul_()")
+    assert str(info.value).startswith(
+        "the activation changed its input in place on a 2×3×4 tensor (the training "
+        "shape) (an in-place method such as x.mul_()"
+    )
 
 
 def test_another_function_on_the_training_shape_names_the_inputs_where_it_differs():
@@ -213,12 +235,14 @@ def test_another_function_on_the_training_shape_names_the_inputs_where_it_differ
         "inconsistent_function",
         f"the activation computes another function on a 4×16×32 tensor (the training shape) than on the same "
         f"values as a 1-D tensor (at inputs such as {examples}): it must not depend on the tensor's shape, size "
-        f"or number of dimensions")
+        f"or number of dimensions",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # The derivative the curve records
 # --------------------------------------------------------------------------------------------
+
 
 def test_a_function_differentiable_but_not_in_x_has_a_zero_derivative():
     """Its output requires grad (through a parameter) but does not depend on x: f' reads as 0."""
@@ -228,11 +252,15 @@ def test_a_function_differentiable_but_not_in_x_has_a_zero_derivative():
     assert record["y"] == pytest.approx(P.curve_points().tolist())
 
 
-@pytest.mark.parametrize("error, code", [(RuntimeError("backward exploded"), "runtime_error"),
-                                         (MemoryError("no room"), "memory_limit")],
-                         ids=["runtime-error", "memory-error"])
+@pytest.mark.parametrize(
+    "error, code",
+    [(RuntimeError("backward exploded"), "runtime_error"), (MemoryError("no room"), "memory_limit")],
+    ids=["runtime-error", "memory-error"],
+)
 def test_a_failing_backward_pass_of_the_curve_names_the_exception(error, code):
     with pytest.raises(ProbeFailure) as info:
         P.curve(backward_raising(error))
     assert (info.value.code, str(info.value)) == (
-        code, f"the backward pass raised {type(error).__name__} on the curve's points: {error}")
+        code,
+        f"the backward pass raised {type(error).__name__} on the curve's points: {error}",
+    )

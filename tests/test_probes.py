@@ -24,29 +24,36 @@ FAST = settings(max_examples=20, deadline=None)
 # is_pointwise
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, fn", [
-    ("relu", torch.relu),
-    ("gelu", F.gelu),
-    ("sin", torch.sin),
-    ("swish", lambda x: x * torch.sigmoid(x)),
-    ("gelu_sine", activations.get("gelu_sine")),
-    ("where", lambda x: torch.where(x > 0, x, 0.1 * x)),
-])
+
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("relu", torch.relu),
+        ("gelu", F.gelu),
+        ("sin", torch.sin),
+        ("swish", lambda x: x * torch.sigmoid(x)),
+        ("gelu_sine", activations.get("gelu_sine")),
+        ("where", lambda x: torch.where(x > 0, x, 0.1 * x)),
+    ],
+)
 def test_pointwise_functions(name, fn):
     assert P.is_pointwise(fn) is True
 
 
-@pytest.mark.parametrize("name, fn", [
-    ("centre", lambda x: x - x.mean()),
-    ("scale", lambda x: x / x.std()),
-    ("roll", lambda x: torch.roll(x, 1, -1)),
-    ("softmax", lambda x: torch.softmax(x, -1)),
-    ("cumsum", lambda x: torch.cumsum(x, -1)),
-    ("row-centre", lambda x: x - x.mean(-1, keepdim=True)),
-    ("layer-norm", lambda x: F.layer_norm(x, x.shape[-1:])),
-    ("column-centre", lambda x: x - x.mean(0, keepdim=True)),
-    ("turbulent", activations.get("turbulent")),
-])
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("centre", lambda x: x - x.mean()),
+        ("scale", lambda x: x / x.std()),
+        ("roll", lambda x: torch.roll(x, 1, -1)),
+        ("softmax", lambda x: torch.softmax(x, -1)),
+        ("cumsum", lambda x: torch.cumsum(x, -1)),
+        ("row-centre", lambda x: x - x.mean(-1, keepdim=True)),
+        ("layer-norm", lambda x: F.layer_norm(x, x.shape[-1:])),
+        ("column-centre", lambda x: x - x.mean(0, keepdim=True)),
+        ("turbulent", activations.get("turbulent")),
+    ],
+)
 def test_batch_dependent_functions(name, fn):
     assert P.is_pointwise(fn) is False
 
@@ -62,6 +69,7 @@ def test_pointwise_property(scale, shift):
 # --------------------------------------------------------------------------------------------
 # flops_per_element
 # --------------------------------------------------------------------------------------------
+
 
 def flops(fn):
     return P.flops_per_element(fn)[0]
@@ -94,6 +102,7 @@ def test_flops_count_each_elementwise_op(n_adds):
         for _ in range(n_adds):
             x = x + 1
         return x
+
     assert flops(chain) == n_adds
 
 
@@ -101,19 +110,22 @@ def test_flops_count_each_elementwise_op(n_adds):
 # fingerprint
 # --------------------------------------------------------------------------------------------
 
+
 def test_fingerprint_recognises_the_same_function():
     assert P.fingerprint(lambda x: x * torch.sigmoid(x)) == P.fingerprint(F.silu)
     assert P.fingerprint(lambda x: torch.clamp(x, min=0)) == P.fingerprint(torch.relu)
     # x * (x > 0) yields -0.0 for negative x: the same function as relu all the same
     assert P.fingerprint(lambda x: x * (x > 0)) == P.fingerprint(torch.relu)
     # float32 noise around the zeros of sin(πx) must not split two ways of writing it
-    assert P.fingerprint(lambda x: torch.sin(math.pi * x)) == \
-        P.fingerprint(lambda x: torch.cos(math.pi * x - math.pi / 2))
+    assert P.fingerprint(lambda x: torch.sin(math.pi * x)) == P.fingerprint(
+        lambda x: torch.cos(math.pi * x - math.pi / 2)
+    )
 
 
 def test_fingerprint_separates_different_functions():
-    prints = {P.fingerprint(f) for f in (torch.relu, F.gelu, F.silu, torch.tanh, torch.sin,
-                                         lambda x: x, lambda x: 1.01 * x)}
+    prints = {
+        P.fingerprint(f) for f in (torch.relu, F.gelu, F.silu, torch.tanh, torch.sin, lambda x: x, lambda x: 1.01 * x)
+    }
     assert len(prints) == 7
     fp = P.fingerprint(torch.relu)
     assert len(fp) == 16 and int(fp, 16) >= 0
@@ -133,6 +145,7 @@ def test_fingerprint_property(a, b):
 # run_probes
 # --------------------------------------------------------------------------------------------
 
+
 def _detached(x):
     return torch.relu(x).detach()
 
@@ -141,18 +154,21 @@ def _raises(x):
     raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("fn, code", [
-    (torch.exp, "non_finite"),
-    (lambda x: x.sum(), "bad_shape"),
-    (lambda x: x.double(), "bad_shape"),
-    (lambda x: 1.0, "bad_output"),
-    (lambda x: x.tolist(), "bad_output"),
-    (_raises, "runtime_error"),
-    (_detached, "no_gradient"),
-    (torch.zeros_like, "no_gradient"),
-    (lambda x: x * 0, "zero_gradient"),
-    (lambda x: torch.sqrt(x.abs()), "non_finite_gradient"),
-])
+@pytest.mark.parametrize(
+    "fn, code",
+    [
+        (torch.exp, "non_finite"),
+        (lambda x: x.sum(), "bad_shape"),
+        (lambda x: x.double(), "bad_shape"),
+        (lambda x: 1.0, "bad_output"),
+        (lambda x: x.tolist(), "bad_output"),
+        (_raises, "runtime_error"),
+        (_detached, "no_gradient"),
+        (torch.zeros_like, "no_gradient"),
+        (lambda x: x * 0, "zero_gradient"),
+        (lambda x: torch.sqrt(x.abs()), "non_finite_gradient"),
+    ],
+)
 def test_run_probes_failure_codes(fn, code):
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(fn)
@@ -167,8 +183,16 @@ def test_run_probes_runtime_error_message_names_the_exception():
 
 def test_run_probes_success():
     result = P.run_probes(F.gelu)
-    assert set(result) == {"pointwise", "flops_per_element", "backward_flops_per_element",
-                           "saved_bytes_per_element", "fingerprint", "descriptors", "ops", "curve"}
+    assert set(result) == {
+        "pointwise",
+        "flops_per_element",
+        "backward_flops_per_element",
+        "saved_bytes_per_element",
+        "fingerprint",
+        "descriptors",
+        "ops",
+        "curve",
+    }
     assert result["pointwise"] is True
     assert result["flops_per_element"] >= 1
     assert result["backward_flops_per_element"] > 0
@@ -201,10 +225,14 @@ def test_probe_points_span_tiny_to_huge():
 # ProbeBudget
 # --------------------------------------------------------------------------------------------
 
+
 def test_budget_defaults_and_dict():
     budget = P.ProbeBudget()
-    assert budget.to_dict() == {"max_flops_per_element": 200.0, "max_saved_bytes_per_element": 64.0,
-                                "allow_batch_dependent": False}
+    assert budget.to_dict() == {
+        "max_flops_per_element": 200.0,
+        "max_saved_bytes_per_element": 64.0,
+        "allow_batch_dependent": False,
+    }
     assert P.ProbeBudget.from_dict(budget.to_dict()) == budget
     with pytest.raises(ValueError, match="unknown.*max_flops"):
         P.ProbeBudget.from_dict({"max_flops": 3})
@@ -212,16 +240,19 @@ def test_budget_defaults_and_dict():
         budget.max_flops_per_element = 1.0  # frozen
 
 
-@pytest.mark.parametrize("field, value, error", [
-    ("max_flops_per_element", 0, ValueError),
-    ("max_flops_per_element", -1.0, ValueError),
-    ("max_flops_per_element", math.nan, ValueError),
-    ("max_flops_per_element", "200", TypeError),
-    ("max_flops_per_element", True, TypeError),
-    ("max_saved_bytes_per_element", 0.0, ValueError),
-    ("max_saved_bytes_per_element", None, TypeError),
-    ("allow_batch_dependent", 1, TypeError),
-])
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("max_flops_per_element", 0, ValueError),
+        ("max_flops_per_element", -1.0, ValueError),
+        ("max_flops_per_element", math.nan, ValueError),
+        ("max_flops_per_element", "200", TypeError),
+        ("max_flops_per_element", True, TypeError),
+        ("max_saved_bytes_per_element", 0.0, ValueError),
+        ("max_saved_bytes_per_element", None, TypeError),
+        ("allow_batch_dependent", 1, TypeError),
+    ],
+)
 def test_budget_rejects_bad_values(field, value, error):
     with pytest.raises(error, match=field):
         P.ProbeBudget(**{field: value})
@@ -231,18 +262,22 @@ def test_budget_rejects_bad_values(field, value, error):
 # Cost: forward and backward flops, reductions
 # --------------------------------------------------------------------------------------------
 
+
 def test_forward_flops_exact():
     assert flops(lambda x: x * 2 + 1) == 2.0
     assert flops(torch.exp) == P.TRANSCENDENTAL_WEIGHT
     assert flops(lambda x: torch.exp(x) + 1) == P.TRANSCENDENTAL_WEIGHT + 1
 
 
-@pytest.mark.parametrize("fn, expected", [
-    (lambda x: x - x.mean(), 2.0),   # mean reads n elements, sub writes n
-    (lambda x: x - x.sum(), 2.0),
-    (lambda x: x / x.std(), 2.0),
-    (lambda x: x - x.mean() / x.std(), 3.0),  # (+ one element for the scalar division)
-])
+@pytest.mark.parametrize(
+    "fn, expected",
+    [
+        (lambda x: x - x.mean(), 2.0),  # mean reads n elements, sub writes n
+        (lambda x: x - x.sum(), 2.0),
+        (lambda x: x / x.std(), 2.0),
+        (lambda x: x - x.mean() / x.std(), 3.0),  # (+ one element for the scalar division)
+    ],
+)
 def test_reductions_count_their_input(fn, expected):
     assert flops(fn) == pytest.approx(expected, abs=1e-3)
 
@@ -278,6 +313,7 @@ def test_default_flop_budget_refuses_a_long_chain():
         for _ in range(30):
             x = torch.sin(x) + x  # 9 per step, 270 in all; sin saves each step's input
         return x
+
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(expensive)
     assert info.value.code == "over_flop_budget"
@@ -291,16 +327,17 @@ def test_default_flop_budget_refuses_a_long_chain():
 # Memory: bytes saved for backward
 # --------------------------------------------------------------------------------------------
 
+
 def _chain(x):
     return x * torch.sigmoid(x) * torch.tanh(x) * torch.exp(-x * x)
 
 
 def test_saved_bytes():
-    assert P.saved_bytes_per_element(torch.relu) == 4.0                       # its float32 output
+    assert P.saved_bytes_per_element(torch.relu) == 4.0  # its float32 output
     assert P.saved_bytes_per_element(torch.relu, dtype=torch.float64) == 8.0  # its float64 output
     assert P.saved_bytes_per_element(lambda x: x) == 0.0
-    assert P.saved_bytes_per_element(F.gelu) == 0.0                           # only the input
-    assert P.saved_bytes_per_element(lambda x: x * x) == 0.0                  # the input, twice
+    assert P.saved_bytes_per_element(F.gelu) == 0.0  # only the input
+    assert P.saved_bytes_per_element(lambda x: x * x) == 0.0  # the input, twice
     assert P.saved_bytes_per_element(_chain) > P.saved_bytes_per_element(torch.relu)
     assert P.run_probes(torch.relu)["saved_bytes_per_element"] == 4.0
     assert P.run_probes(torch.relu, dtype=torch.float64)["saved_bytes_per_element"] == 8.0
@@ -310,6 +347,7 @@ def test_saved_storage_counts_once():
     def square_of_exp(x):
         y = torch.exp(x)  # exp saves its output y; y * y saves y twice more
         return y * y
+
     assert P.saved_bytes_per_element(square_of_exp) == 4.0
 
 
@@ -352,6 +390,7 @@ def test_failure_order_of_the_budgets():
 # Batch dependence in run_probes
 # --------------------------------------------------------------------------------------------
 
+
 def test_batch_dependent_refused_by_default():
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(activations.get("turbulent"))
@@ -391,9 +430,18 @@ def test_is_pointwise_reports_a_runtime_error():
 # descriptors
 # --------------------------------------------------------------------------------------------
 
+
 def _assert_plain(d):
-    assert set(d) == {"value_at_0", "slope_at_0", "growth_pos", "growth_neg", "sign_changes", "bounded",
-                      "monotone", "mean_curvature"}
+    assert set(d) == {
+        "value_at_0",
+        "slope_at_0",
+        "growth_pos",
+        "growth_neg",
+        "sign_changes",
+        "bounded",
+        "monotone",
+        "mean_curvature",
+    }
     for key, value in d.items():
         if key in ("bounded", "monotone"):
             assert type(value) is bool
@@ -472,8 +520,9 @@ def test_curve_records_values_and_derivative_of_the_function():
     x = torch.tensor(record["x"], dtype=torch.float64)
     assert len(x) == P.CURVE_POINTS and record["x"][0] == -6 and record["x"][-1] == 6
     torch.testing.assert_close(torch.tensor(record["y"], dtype=torch.float64), torch.tanh(x), atol=1e-6, rtol=0)
-    torch.testing.assert_close(torch.tensor(record["dy"], dtype=torch.float64), 1 - torch.tanh(x) ** 2,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(record["dy"], dtype=torch.float64), 1 - torch.tanh(x) ** 2, atol=1e-6, rtol=0
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,8 +534,22 @@ SMALL_TRAINING_SHAPE = (3, 40, 16)
 
 
 def test_the_library_has_the_pointwise_activations_the_finiteness_rule_was_measured_on():
-    assert {"relu", "gelu", "silu", "mish", "softplus", "elu", "selu", "tanh", "sigmoid", "snake", "sin",
-            "gelu_sine", "gelu_sinc_perturbation", "gmtu"} <= set(POINTWISE_LIBRARY)
+    assert {
+        "relu",
+        "gelu",
+        "silu",
+        "mish",
+        "softplus",
+        "elu",
+        "selu",
+        "tanh",
+        "sigmoid",
+        "snake",
+        "sin",
+        "gelu_sine",
+        "gelu_sinc_perturbation",
+        "gmtu",
+    } <= set(POINTWISE_LIBRARY)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -518,13 +581,16 @@ def _training_shape_only(x):
     return torch.tanh(x) if tuple(x.shape) == (5, 20, 12) else torch.relu(x)
 
 
-@pytest.mark.parametrize("fn, code", [
-    (_dim3_mean, "batch_dependent"),
-    (lambda x: torch.relu(x - x.mean(0, keepdim=True)) if x.dim() == 3 else torch.relu(x), "batch_dependent"),
-    (_dim3_sin, "inconsistent_function"),
-    (_heavy_when_large, "over_flop_budget"),
-    (_training_shape_only, "inconsistent_function"),
-])
+@pytest.mark.parametrize(
+    "fn, code",
+    [
+        (_dim3_mean, "batch_dependent"),
+        (lambda x: torch.relu(x - x.mean(0, keepdim=True)) if x.dim() == 3 else torch.relu(x), "batch_dependent"),
+        (_dim3_sin, "inconsistent_function"),
+        (_heavy_when_large, "over_flop_budget"),
+        (_training_shape_only, "inconsistent_function"),
+    ],
+)
 def test_candidates_that_branch_on_the_tensor_shape_are_seen_on_the_training_shape(fn, code):
     assert P.is_pointwise(fn) is True  # the classic 2-D check alone is fooled
     with pytest.raises(ProbeFailure) as info:
@@ -541,7 +607,7 @@ def test_the_exact_training_shape_is_probed():
 
 
 def test_cost_is_the_most_expensive_shape():
-    small = P.measure_cost(_heavy_when_large)              # 4096 elements: cheap branch
+    small = P.measure_cost(_heavy_when_large)  # 4096 elements: cheap branch
     large = P.measure_cost(_heavy_when_large, shape=(4, 128, 64))
     assert small.flops_per_element < 5 < 100 < large.flops_per_element
     generous = P.ProbeBudget(max_flops_per_element=1e6, max_saved_bytes_per_element=1e6)
@@ -559,7 +625,7 @@ def test_cost_per_element_of_a_pointwise_function_does_not_depend_on_the_shape(s
 @FAST
 @given(decade=st.floats(4.6, 29.9))
 def test_nan_anywhere_beyond_the_probe_set_is_refused(decade):
-    threshold = 10.0 ** decade
+    threshold = 10.0**decade
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(lambda x: torch.relu(x) + torch.where(x.abs() > threshold, float("nan"), 0.0))
     assert info.value.code == "non_finite" and "NaN" in str(info.value)
@@ -612,16 +678,20 @@ def _counter():
     def alternating(x):
         calls.append(1)
         return torch.relu(x) * (1 + len(calls) % 2)
+
     return alternating
 
 
-@pytest.mark.parametrize("fn, code", [
-    (lambda x: torch.relu(x.mul_(2)), "modifies_input"),
-    (lambda x: torch.tanh(x, out=x) * 1.0, "modifies_input"),
-    (lambda x: torch.relu(x.clamp_(-5, 5)) if x.requires_grad else torch.relu(x), "modifies_input"),
-    (_counter(), "nondeterministic"),
-    (lambda x: torch.relu(x) if x.requires_grad else torch.tanh(x), "inconsistent_function"),
-])
+@pytest.mark.parametrize(
+    "fn, code",
+    [
+        (lambda x: torch.relu(x.mul_(2)), "modifies_input"),
+        (lambda x: torch.tanh(x, out=x) * 1.0, "modifies_input"),
+        (lambda x: torch.relu(x.clamp_(-5, 5)) if x.requires_grad else torch.relu(x), "modifies_input"),
+        (_counter(), "nondeterministic"),
+        (lambda x: torch.relu(x) if x.requires_grad else torch.tanh(x), "inconsistent_function"),
+    ],
+)
 def test_impure_candidates_are_refused_first(fn, code):
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(fn)
@@ -638,6 +708,7 @@ def test_check_purity_returns_the_output_and_leaves_the_input():
 # --------------------------------------------------------------------------------------------
 # TrainingCheck (train_ensemble's side is in test_ensemble.py and test_fitness.py)
 # --------------------------------------------------------------------------------------------
+
 
 def _training_call(fn, shape=(3, 16, 8)):
     h = torch.randn(shape, generator=torch.Generator().manual_seed(7)) * 3
@@ -680,6 +751,7 @@ def test_training_check_refuses_a_changed_input_even_when_batch_dependent():
 # Messages
 # --------------------------------------------------------------------------------------------
 
+
 @FAST
 @given(n=st.integers(0, 3 * P.MESSAGE_LIMIT))
 def test_cap_message_keeps_short_text_and_marks_cut_text(n):
@@ -706,15 +778,19 @@ def test_probe_failure_messages_are_capped():
 # Reason codes of exceptions, messages and tolerances at their boundaries
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("exc, code", [
-    (MemoryError(), "memory_limit"),
-    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"), "memory_limit"),
-    (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "memory_limit"),
-    (RuntimeError("Out Of Memory"), "memory_limit"),
-    (RuntimeError("boom"), "runtime_error"),
-    (ValueError("memory"), "runtime_error"),
-    (ZeroDivisionError(), "runtime_error"),
-])
+
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (MemoryError(), "memory_limit"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"), "memory_limit"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "memory_limit"),
+        (RuntimeError("Out Of Memory"), "memory_limit"),
+        (RuntimeError("boom"), "runtime_error"),
+        (ValueError("memory"), "runtime_error"),
+        (ZeroDivisionError(), "runtime_error"),
+    ],
+)
 def test_exception_code_tells_running_out_of_memory_from_other_errors(exc, code):
     assert P.exception_code(exc) == code
 
@@ -722,6 +798,7 @@ def test_exception_code_tells_running_out_of_memory_from_other_errors(exc, code)
 def test_a_candidate_out_of_memory_is_a_memory_limit_failure():
     def hungry(x):
         raise MemoryError
+
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(hungry)
     assert info.value.code == "memory_limit" and "MemoryError" in str(info.value)
@@ -730,6 +807,7 @@ def test_a_candidate_out_of_memory_is_a_memory_limit_failure():
 def test_a_probe_failure_raised_inside_the_candidate_keeps_its_code():
     def refuses(x):
         raise ProbeFailure("nondeterministic", "from inside")
+
     with pytest.raises(ProbeFailure) as info:
         P._call(refuses, torch.zeros(3), "here")
     assert (info.value.code, str(info.value)) == ("nondeterministic", "from inside")
@@ -739,17 +817,22 @@ def test_call_messages_say_what_was_wrong_and_where():
     x = torch.zeros(2, 3)
     with pytest.raises(ProbeFailure) as info:
         P._call(_raises, x, "on the test points")
-    assert (info.value.code, str(info.value)) == ("runtime_error",
-                                                  "the activation raised RuntimeError on the test points: boom")
+    assert (info.value.code, str(info.value)) == (
+        "runtime_error",
+        "the activation raised RuntimeError on the test points: boom",
+    )
     with pytest.raises(ProbeFailure) as info:
         P._call(lambda t: [1.0], x, "on the test points")
-    assert (info.value.code, str(info.value)) == ("bad_output", "the activation returned list, not a torch.Tensor, "
-                                                                "on the test points")
+    assert (info.value.code, str(info.value)) == (
+        "bad_output",
+        "the activation returned list, not a torch.Tensor, on the test points",
+    )
     with pytest.raises(ProbeFailure) as info:
         P._call(lambda t: t.double(), x, "on the test points")
     assert info.value.code == "bad_shape"
-    assert str(info.value).startswith("output (2, 3) torch.float64 differs from input (2, 3) torch.float32 on the "
-                                      "test points")
+    assert str(info.value).startswith(
+        "output (2, 3) torch.float64 differs from input (2, 3) torch.float32 on the test points"
+    )
     with pytest.raises(ProbeFailure) as info:
         P._call(lambda t: t.reshape(-1), x, "there")
     assert info.value.code == "bad_shape" and "output (6,) torch.float32 differs from input (2, 3)" in str(info.value)
@@ -761,9 +844,12 @@ def test_cap_message_at_its_limit():
     assert P.cap_message("abc", limit=3) == "abc"
     assert P.cap_message("abcd", limit=3) == "abc… [cut: 4 characters, the first 3 kept]"
     assert P.cap_message("x" * P.MESSAGE_LIMIT) == "x" * P.MESSAGE_LIMIT
-    assert P.cap_message(12345, limit=2) == "12… [cut: 5 characters, the first 2 kept]"   # any object, as text
-    assert P.ProbeFailure("bad_output", "y" * (P.MESSAGE_LIMIT + 1)).args[0].endswith(
-        f"[cut: {P.MESSAGE_LIMIT + 1} characters, the first {P.MESSAGE_LIMIT} kept]")
+    assert P.cap_message(12345, limit=2) == "12… [cut: 5 characters, the first 2 kept]"  # any object, as text
+    assert (
+        P.ProbeFailure("bad_output", "y" * (P.MESSAGE_LIMIT + 1))
+        .args[0]
+        .endswith(f"[cut: {P.MESSAGE_LIMIT + 1} characters, the first {P.MESSAGE_LIMIT} kept]")
+    )
 
 
 def test_budget_messages_name_the_setting_and_the_value():
@@ -778,8 +864,10 @@ def test_budget_messages_name_the_setting_and_the_value():
     assert str(info.value) == "probes.allow_batch_dependent must be true or false, got str 'yes'"
     with pytest.raises(ValueError) as info:
         P.ProbeBudget.from_dict({"zeta": 1, "alpha": 2, "max_flops_per_element": 3.0})
-    assert str(info.value) == ("unknown probes setting(s) alpha, zeta; known: allow_batch_dependent, "
-                               "max_flops_per_element, max_saved_bytes_per_element")
+    assert str(info.value) == (
+        "unknown probes setting(s) alpha, zeta; known: allow_batch_dependent, "
+        "max_flops_per_element, max_saved_bytes_per_element"
+    )
     # the smallest positive numbers and integers are budgets
     assert P.ProbeBudget(max_flops_per_element=1e-9, max_saved_bytes_per_element=1).max_saved_bytes_per_element == 1
     assert P.ProbeBudget.from_dict({"allow_batch_dependent": True}) == P.ProbeBudget(allow_batch_dependent=True)
@@ -788,17 +876,18 @@ def test_budget_messages_name_the_setting_and_the_value():
 def test_same_uses_the_documented_tolerances():
     """Within SAME_ATOL (1e-5) + SAME_RTOL (1e-4) × |b|: the same function; NaN matches NaN, inf matches inf."""
     b = torch.tensor([0.0, 0.0, 100.0, 100.0, math.nan, math.inf, -math.inf, 1.0], dtype=torch.float64)
-    a = torch.tensor([0.9e-5, 1.1e-5, 100.0 + 0.0100, 100.0 + 0.0102, math.nan, math.inf, math.inf, math.nan],
-                     dtype=torch.float64)
+    a = torch.tensor(
+        [0.9e-5, 1.1e-5, 100.0 + 0.0100, 100.0 + 0.0102, math.nan, math.inf, math.inf, math.nan], dtype=torch.float64
+    )
     assert P._same(a, b).tolist() == [True, False, True, False, True, True, False, False]
     assert P._all_same(b, b.clone()) and not P._all_same(a, b)
-    assert P._all_same(a[:1], b[:1])   # not bit-identical, yet the same within the tolerance
+    assert P._all_same(a[:1], b[:1])  # not bit-identical, yet the same within the tolerance
 
 
 def test_unchanged_is_bit_for_bit_with_nan_equal_to_nan():
     before = torch.tensor([1.0, math.nan, -0.0])
     assert C._unchanged(before, before.clone())
-    assert C._unchanged(before, torch.tensor([1.0, math.nan, 0.0]))   # -0.0 == 0.0
+    assert C._unchanged(before, torch.tensor([1.0, math.nan, 0.0]))  # -0.0 == 0.0
     assert not C._unchanged(before, torch.tensor([1.0 + 1e-7, math.nan, 0.0]))
     assert not C._unchanged(before, torch.tensor([1.0, 2.0, 0.0]))
     assert not C._unchanged(before, torch.tensor([math.nan, math.nan, 0.0]))
@@ -811,9 +900,21 @@ def test_examples_are_the_first_three_failing_inputs_rounded_to_six_digits():
     assert P._examples(x, x > 3.5, n=1) == [4.0]
 
 
-@pytest.mark.parametrize("value, bound, expected", [
-    (math.nan, 1e6, 0.0), (math.inf, 1e6, 1e6), (-math.inf, 1e6, -1e6), (2e6, 1e6, 1e6), (-2e6, 1e6, -1e6),
-    (3.5, 1e6, 3.5), (-0.0, 1e6, 0.0), (12.0, 10.0, 10.0), (-12.0, 10.0, -10.0), (1e6, 1e6, 1e6)])
+@pytest.mark.parametrize(
+    "value, bound, expected",
+    [
+        (math.nan, 1e6, 0.0),
+        (math.inf, 1e6, 1e6),
+        (-math.inf, 1e6, -1e6),
+        (2e6, 1e6, 1e6),
+        (-2e6, 1e6, -1e6),
+        (3.5, 1e6, 3.5),
+        (-0.0, 1e6, 0.0),
+        (12.0, 10.0, 10.0),
+        (-12.0, 10.0, -10.0),
+        (1e6, 1e6, 1e6),
+    ],
+)
 def test_finite_clips_to_the_bound_and_reads_nan_as_zero(value, bound, expected):
     result = D._finite(value, bound)
     assert result == expected and type(result) is float and math.copysign(1.0, result) == math.copysign(1.0, expected)
@@ -824,14 +925,15 @@ def test_finite_clips_to_the_bound_and_reads_nan_as_zero(value, bound, expected)
 # The probe sets: what they hold
 # --------------------------------------------------------------------------------------------
 
+
 def test_probe_points_are_a_grid_zeros_four_normal_scales_and_extremes():
     x = P.probe_points(torch.float64)
     assert x.shape == (401 + 4 + 4 * 64 + 8,)
     assert torch.allclose(x[:401], torch.linspace(-10, 10, 401, dtype=torch.float64))
     assert torch.equal(x[401:405], torch.zeros(4, dtype=torch.float64))
     for index, scale in enumerate((0.01, 1.0, 10.0, 100.0)):
-        block = x[405 + 64 * index: 405 + 64 * (index + 1)]
-        assert 0.5 * scale < block.std() < 1.5 * scale   # normal samples at that scale
+        block = x[405 + 64 * index : 405 + 64 * (index + 1)]
+        assert 0.5 * scale < block.std() < 1.5 * scale  # normal samples at that scale
     assert x[-8:].tolist() == [1e-30, -1e-30, 1e-6, -1e-6, 1e4, -1e4, 3e4, -3e4]
     assert P.probe_points().dtype == torch.float32 and torch.equal(P.probe_points(), x.float())
 
@@ -839,9 +941,9 @@ def test_probe_points_are_a_grid_zeros_four_normal_scales_and_extremes():
 def test_far_points_are_log_spaced_from_10_to_the_4_5_to_1e30_in_both_signs():
     x = P.far_points(torch.float64)
     assert x.shape == (2 * P.FAR_MAGNITUDES,) and P.FAR_MAGNITUDES == 200
-    assert torch.equal(x[P.FAR_MAGNITUDES:], -x[:P.FAR_MAGNITUDES])
-    assert x[0] == pytest.approx(10 ** 4.5) and x[P.FAR_MAGNITUDES - 1] == pytest.approx(1e30)
-    ratios = x[1:P.FAR_MAGNITUDES] / x[:P.FAR_MAGNITUDES - 1]
+    assert torch.equal(x[P.FAR_MAGNITUDES :], -x[: P.FAR_MAGNITUDES])
+    assert x[0] == pytest.approx(10**4.5) and x[P.FAR_MAGNITUDES - 1] == pytest.approx(1e30)
+    ratios = x[1 : P.FAR_MAGNITUDES] / x[: P.FAR_MAGNITUDES - 1]
     assert torch.allclose(ratios, ratios[0].expand_as(ratios)) and ratios[0] == pytest.approx(10 ** (25.5 / 199))
     assert P.far_points().dtype == torch.float32
 
@@ -849,15 +951,16 @@ def test_far_points_are_log_spaced_from_10_to_the_4_5_to_1e30_in_both_signs():
 def test_the_far_check_names_the_nan_inputs():
     def nan_beyond_1e20(x):
         return torch.relu(x) + torch.where(x.abs() > 1e20, math.nan, 0.0)
+
     with pytest.raises(ProbeFailure) as info:
         P.check_far_inputs(nan_beyond_1e20)
     message = str(info.value)
     assert info.value.code == "non_finite" and message.startswith("NaN output at inputs such as [")
-    assert float(message.split("[")[1].split(",")[0]) > 1e20   # the first NaN input, as an example
+    assert float(message.split("[")[1].split(",")[0]) > 1e20  # the first NaN input, as an example
     with pytest.raises(ProbeFailure) as info:
         P.check_far_inputs(_nan_gradient_beyond(1e6))
     assert info.value.code == "non_finite_gradient" and str(info.value).startswith("NaN gradient at inputs such as [")
-    P.check_far_inputs(torch.relu)   # passes: returns nothing, raises nothing
+    P.check_far_inputs(torch.relu)  # passes: returns nothing, raises nothing
 
 
 def test_the_far_check_runs_the_candidate_at_infinity_in_its_dtype():
@@ -866,6 +969,7 @@ def test_the_far_check_runs_the_candidate_at_infinity_in_its_dtype():
     def records(x):
         seen.append((x.dtype, x.detach().clone()))
         return torch.relu(x)
+
     P.check_far_inputs(records, torch.float64)
     assert all(dtype == torch.float64 for dtype, _ in seen)
     assert seen[-1][1].tolist() == [math.inf, -math.inf]
@@ -881,10 +985,15 @@ class _BackwardExplodes(torch.autograd.Function):
         raise RuntimeError("backward exploded")
 
 
-@pytest.mark.parametrize("probe, says", [("check_far_inputs", "backward exploded"),
-                                         ("measure_cost", "while measuring its cost"),
-                                         ("run_probes", "backward exploded"),
-                                         ("curve", "on the curve's points")])
+@pytest.mark.parametrize(
+    "probe, says",
+    [
+        ("check_far_inputs", "backward exploded"),
+        ("measure_cost", "while measuring its cost"),
+        ("run_probes", "backward exploded"),
+        ("curve", "on the curve's points"),
+    ],
+)
 def test_a_backward_pass_that_raises_is_a_runtime_error(probe, says):
     with pytest.raises(ProbeFailure) as info:
         getattr(P, probe)(_BackwardExplodes.apply)
@@ -894,6 +1003,7 @@ def test_a_backward_pass_that_raises_is_a_runtime_error(probe, says):
 # --------------------------------------------------------------------------------------------
 # Fingerprint, curve, descriptors: tolerances and clipping
 # --------------------------------------------------------------------------------------------
+
 
 def _documented_fingerprint(values: list[float]) -> str:
     """The recipe of `fingerprint`'s docstring, written out: outputs below 1e-5 read as 0, the others
@@ -913,6 +1023,7 @@ def test_fingerprints_follow_the_documented_recipe_and_stay_stable():
 def test_fingerprint_reads_outputs_below_its_tolerance_as_zero():
     def plus(offset):
         return lambda x: torch.relu(x) + torch.where(x <= 0, offset, 0.0)
+
     assert P.fingerprint(plus(0.9 * P.FINGERPRINT_ATOL)) == P.fingerprint(torch.relu)
     assert P.fingerprint(plus(-0.9 * P.FINGERPRINT_ATOL)) == P.fingerprint(torch.relu)
     assert P.fingerprint(plus(1.5 * P.FINGERPRINT_ATOL)) != P.fingerprint(torch.relu)
@@ -920,12 +1031,12 @@ def test_fingerprint_reads_outputs_below_its_tolerance_as_zero():
 
 def test_fingerprint_keeps_five_significant_digits():
     base = P.fingerprint(lambda x: x * 0 + 1.0)
-    assert P.fingerprint(lambda x: x * 0 + 1.000001) == base        # the 7th digit: rounded away
-    assert P.fingerprint(lambda x: x * 0 + 1.0001) != base          # the 5th digit: kept
+    assert P.fingerprint(lambda x: x * 0 + 1.000001) == base  # the 7th digit: rounded away
+    assert P.fingerprint(lambda x: x * 0 + 1.0001) != base  # the 5th digit: kept
 
 
 def test_curve_is_finite_plain_numbers_on_the_curve_points():
-    record = P.curve(lambda x: 1 / x)   # inf at 0, huge slopes around it
+    record = P.curve(lambda x: 1 / x)  # inf at 0, huge slopes around it
     assert record["x"] == [round(v, 4) for v in P.curve_points().tolist()]
     assert record["x"][60] == 0.0 and record["x"][1] == pytest.approx(-5.9, abs=1e-4)
     assert abs(record["y"][60]) == P.DESCRIPTOR_CLIP and record["dy"][60] == -P.DESCRIPTOR_CLIP
@@ -951,15 +1062,16 @@ def test_descriptors_growth_is_measured_at_1e3():
     d = P.descriptors(lambda x: torch.where(x.abs() >= 1e3, 3 * x, x))
     assert d["growth_pos"] == pytest.approx(3.0) and d["growth_neg"] == pytest.approx(3.0)
     d = P.descriptors(lambda x: torch.where(x.abs() >= 1e3, -20 * x, x))
-    assert d["growth_pos"] == -10.0 and d["growth_neg"] == -10.0    # clipped to [−10, 10]
+    assert d["growth_pos"] == -10.0 and d["growth_neg"] == -10.0  # clipped to [−10, 10]
 
 
 def test_mean_curvature_is_the_mean_second_difference_on_minus_3_to_3():
     assert P.descriptors(lambda x: x * x)["mean_curvature"] == pytest.approx(2.0, rel=1e-3)
     assert P.descriptors(lambda x: 0.5 * x * x + x)["mean_curvature"] == pytest.approx(1.0, rel=1e-3)
     # outside [−3, 3] the function may bend as it likes
-    assert P.descriptors(lambda x: torch.where(x.abs() > 3.5, x * x, 0.0 * x))["mean_curvature"] == \
-        pytest.approx(0.0, abs=1e-9)
+    assert P.descriptors(lambda x: torch.where(x.abs() > 3.5, x * x, 0.0 * x))["mean_curvature"] == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert P.descriptors(lambda x: x.abs() * 6)["mean_curvature"] == pytest.approx(2.0, rel=0.02)
 
 
@@ -969,6 +1081,7 @@ def test_descriptors_are_computed_in_float64_by_default_and_in_the_dtype_asked()
     def records(x):
         seen.add(x.dtype)
         return torch.tanh(x)
+
     P.descriptors(records)
     assert seen == {torch.float64}
     seen.clear()
@@ -991,7 +1104,7 @@ def _fails_on_one_element(x):
 def test_run_probes_describes_a_float32_only_candidate_in_float32():
     result = P.run_probes(_float32_only)
     assert result["descriptors"] == P.descriptors(_float32_only, torch.float32)
-    assert result["descriptors"] != P.descriptors(torch.tanh)   # float32, not float64, values
+    assert result["descriptors"] != P.descriptors(torch.tanh)  # float32, not float64, values
     for dtype in (torch.float32, torch.float64):
         with pytest.raises(ProbeFailure) as info:
             P.run_probes(_fails_on_one_element, dtype=dtype)
@@ -1007,11 +1120,15 @@ def test_slope_at_zero_of_a_function_without_gradient_is_zero():
 # run_probes: what it reports
 # --------------------------------------------------------------------------------------------
 
+
 def test_run_probes_reports_costs_rounded_to_hundredths_and_the_largest_shape_cost():
     def third_of_a_sum(x):
-        return x + x.sum() / 3    # 1 (sum) + 1/numel (div) + 1 (add) per element
-    result = P.run_probes(lambda x: torch.tanh(x) + torch.relu(third_of_a_sum(x)) - torch.relu(third_of_a_sum(x)),
-                          budget=P.ProbeBudget(allow_batch_dependent=True))
+        return x + x.sum() / 3  # 1 (sum) + 1/numel (div) + 1 (add) per element
+
+    result = P.run_probes(
+        lambda x: torch.tanh(x) + torch.relu(third_of_a_sum(x)) - torch.relu(third_of_a_sum(x)),
+        budget=P.ProbeBudget(allow_batch_dependent=True),
+    )
     assert result["flops_per_element"] == round(result["flops_per_element"], 2)
     assert result["ops"]["tanh"] == 1
 
@@ -1030,16 +1147,21 @@ def test_the_flop_failure_names_the_training_shape_when_it_is_the_costliest():
 
 def test_run_probes_checks_each_training_shape_given():
     with pytest.raises(ProbeFailure) as info:
-        P.run_probes(_heavy_when_large, shapes=((2, 3), (100, 60)),
-                     budget=P.ProbeBudget(max_flops_per_element=50, max_saved_bytes_per_element=1e6))
+        P.run_probes(
+            _heavy_when_large,
+            shapes=((2, 3), (100, 60)),
+            budget=P.ProbeBudget(max_flops_per_element=50, max_saved_bytes_per_element=1e6),
+        )
     assert "on a 100×60 tensor" in str(info.value)
     assert P.run_probes(_heavy_when_large, shapes=((2, 3),))["flops_per_element"] < 5
 
 
 def test_size_and_dtype_reach_the_cost_helpers():
     assert P.flops_per_element(_heavy_when_large, size=6000)[0] > 100 > P.flops_per_element(_heavy_when_large)[0]
-    assert P.backward_flops_per_element(_heavy_when_large, size=6000) > P.backward_flops_per_element(
-        _heavy_when_large) + 10
+    assert (
+        P.backward_flops_per_element(_heavy_when_large, size=6000)
+        > P.backward_flops_per_element(_heavy_when_large) + 10
+    )
     assert P.saved_bytes_per_element(_heavy_when_large, size=6000) > P.saved_bytes_per_element(_heavy_when_large)
     assert P.saved_bytes_per_element(torch.relu, torch.float64, size=10) == 8.0
     assert P.measure_cost(torch.relu, size=10).saved_bytes_per_element == 4.0
@@ -1049,11 +1171,12 @@ def test_size_and_dtype_reach_the_cost_helpers():
 # TrainingCheck: which values it compares
 # --------------------------------------------------------------------------------------------
 
+
 def test_training_check_ignores_what_training_fails_on_itself():
     check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
     h = torch.randn(2, 6, 4)
     check(h, "not a tensor", "here")
-    check(h, torch.zeros(3), "here")          # another shape: training raises its own error
+    check(h, torch.zeros(3), "here")  # another shape: training raises its own error
     assert check.checked == 2
 
 
@@ -1061,7 +1184,7 @@ def test_training_check_compares_the_last_values_of_a_one_dimensional_call():
     check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
     h = torch.randn(3000, generator=torch.Generator().manual_seed(1))
     out = torch.relu(h)
-    out[: 3000 - P.CONSISTENCY_POINTS] = 7.0    # values the check does not compare
+    out[: 3000 - P.CONSISTENCY_POINTS] = 7.0  # values the check does not compare
     check(h, out, "here")
     out[-1] += 1.0
     with pytest.raises(ProbeFailure) as info:
@@ -1073,10 +1196,10 @@ def test_training_check_sub_batch_is_the_first_model_s_first_rows():
     check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
     h = torch.randn(2, 10, 400, generator=torch.Generator().manual_seed(2))
     out = torch.relu(h)
-    out[1, :5] += 1.0        # another model's first rows: neither the sub-batch nor the last values see them,
-    out[0, 5:] += 1.0        # nor the first model's rows past the first SUB_BATCH_ROWS
+    out[1, :5] += 1.0  # another model's first rows: neither the sub-batch nor the last values see them,
+    out[0, 5:] += 1.0  # nor the first model's rows past the first SUB_BATCH_ROWS
     check(h, out, "here")
-    out[1, -1, -1] += 1.0    # but the last values are compared
+    out[1, -1, -1] += 1.0  # but the last values are compared
     with pytest.raises(ProbeFailure) as info:
         check(h, out, "here")
     assert "as a 1-D tensor" in str(info.value)
@@ -1086,12 +1209,12 @@ def test_training_check_sub_batch_is_the_first_model_s_first_rows():
         check(h, out, "here")
     assert "sub-batch" in str(info.value)
     out = torch.relu(h)
-    out[0, P.TrainingCheck.SUB_BATCH_ROWS, 0] += 1.0   # just past the sub-batch, not among the last values
+    out[0, P.TrainingCheck.SUB_BATCH_ROWS, 0] += 1.0  # just past the sub-batch, not among the last values
     check(h, out, "here")
 
 
 def test_training_check_tolerates_non_finite_curves_recorded_clipped():
-    f = lambda x: 1 / x   # noqa: E731  (inf at 0: recorded as the clip value)
+    f = lambda x: 1 / x  # noqa: E731  (inf at 0: recorded as the clip value)
     check = P.TrainingCheck(f, P.curve(f))
     h = torch.rand(2, 6, 4) + 1
     check(h, f(h), "here")
@@ -1102,7 +1225,7 @@ def test_training_check_compares_two_dimensional_calls_on_their_first_rows():
     check = P.TrainingCheck(torch.relu, P.curve(torch.relu))
     h = torch.randn(10, 400, generator=torch.Generator().manual_seed(3))
     out = torch.relu(h)
-    out[P.TrainingCheck.SUB_BATCH_ROWS - 1, 0] += 1.0   # in the first rows, not among the last values
+    out[P.TrainingCheck.SUB_BATCH_ROWS - 1, 0] += 1.0  # in the first rows, not among the last values
     with pytest.raises(ProbeFailure) as info:
         check(h, out, "at step 4")
     assert "on a sub-batch of the training tensor at step 4" in str(info.value)
@@ -1119,8 +1242,10 @@ def test_training_check_messages_name_the_inputs_that_disagree():
     check = P.TrainingCheck(torch.tanh, P.curve(torch.relu))
     with pytest.raises(ProbeFailure) as info:
         check(h, torch.tanh(h), "at step 3")
-    assert str(info.value).startswith("at step 3, the activation no longer computes the function the probes "
-                                      "recorded (at inputs such as [-6.0, -5.9, -5.8]")
+    assert str(info.value).startswith(
+        "at step 3, the activation no longer computes the function the probes "
+        "recorded (at inputs such as [-6.0, -5.9, -5.8]"
+    )
 
 
 def test_training_check_says_where_a_fresh_call_misbehaved():
@@ -1129,12 +1254,14 @@ def test_training_check_says_where_a_fresh_call_misbehaved():
     with pytest.raises(ProbeFailure) as info:
         check(h, torch.relu(h), "at step 5")
     assert info.value.code == "nondeterministic" and "on a sub-batch of the training tensor at step 5" in str(
-        info.value)
+        info.value
+    )
 
     def fails_on_the_curve(x):
         if x.numel() == P.CURVE_POINTS:
             raise ValueError("not here")
         return torch.relu(x)
+
     check = P.TrainingCheck(fails_on_the_curve, P.curve(torch.relu))
     with pytest.raises(ProbeFailure) as info:
         check(h, torch.relu(h), "at step 6")
@@ -1160,7 +1287,7 @@ def _wild(x):
 def test_training_check_compares_the_curve_as_recorded_with_nan_and_infinities_clipped():
     record = P.curve(_wild)
     assert record["y"][0] == 0.0 and record["y"][6] == -P.DESCRIPTOR_CLIP and record["y"][-7] == P.DESCRIPTOR_CLIP
-    assert record["y"][15] == -P.DESCRIPTOR_CLIP and record["y"][-16] == P.DESCRIPTOR_CLIP   # the huge values
+    assert record["y"][15] == -P.DESCRIPTOR_CLIP and record["y"][-16] == P.DESCRIPTOR_CLIP  # the huge values
     check = P.TrainingCheck(_wild, record)
     h = torch.randn(2, 6, 10)
     check(h, _wild(h), "here")
@@ -1173,8 +1300,9 @@ def _exp_of_the_first_hundred(x):
 
 def test_run_probes_reports_each_cost_as_its_largest_over_the_shapes_rounded_to_hundredths():
     costs = [P.measure_cost(_exp_of_the_first_hundred), P.measure_cost(_exp_of_the_first_hundred, shape=(3, 40, 16))]
-    result = P.run_probes(_exp_of_the_first_hundred, shapes=((3, 40, 16),),
-                          budget=P.ProbeBudget(allow_batch_dependent=True))
+    result = P.run_probes(
+        _exp_of_the_first_hundred, shapes=((3, 40, 16),), budget=P.ProbeBudget(allow_batch_dependent=True)
+    )
     assert result["flops_per_element"] == round(max(c.flops_per_element for c in costs), 2)
     assert result["backward_flops_per_element"] == round(max(c.backward_flops_per_element for c in costs), 2) == 4.02
     assert result["saved_bytes_per_element"] == round(max(c.saved_bytes_per_element for c in costs), 2)
@@ -1188,7 +1316,7 @@ def test_mean_curvature_of_a_function_with_nan_near_zero_is_the_clip_value():
 
 def test_measure_cost_of_an_output_that_ignores_its_input_is_measured_not_refused():
     weight = torch.ones(1, requires_grad=True)
-    cost = P.measure_cost(lambda x: x.detach() * weight)   # depends on a parameter, not on x
+    cost = P.measure_cost(lambda x: x.detach() * weight)  # depends on a parameter, not on x
     assert (cost.flops_per_element, cost.backward_flops_per_element, cost.ops) == (1.0, 0.0, {"mul": 1})
 
 
@@ -1207,6 +1335,7 @@ def test_failures_on_the_wide_and_far_inputs_say_where():
         if 50 < float(x.detach().abs().max()) < 500:
             raise ValueError("wide")
         return torch.tanh(x)
+
     with pytest.raises(ProbeFailure) as info:
         P.descriptors(fails_on_the_wide_grid)
     assert "on [−100, 100]: wide" in str(info.value)
@@ -1215,6 +1344,7 @@ def test_failures_on_the_wide_and_far_inputs_say_where():
         if float(x.detach().abs().max()) > 1e20:
             raise ValueError("far")
         return torch.tanh(x)
+
     with pytest.raises(ProbeFailure) as info:
         P.check_far_inputs(fails_far_away)
     assert str(info.value) == "the activation raised ValueError on the far probe points (3e4 < |x| ≤ 1e30): far"
@@ -1223,9 +1353,11 @@ def test_failures_on_the_wide_and_far_inputs_say_where():
 def test_gradient_failure_messages():
     weight = torch.ones(1, requires_grad=True)
     with pytest.raises(ProbeFailure) as info:
-        P.run_probes(lambda x: x.detach() * weight)   # differentiable, but not in x
-    assert (info.value.code, str(info.value)) == ("no_gradient",
-                                                  "the output does not depend differentiably on the input")
+        P.run_probes(lambda x: x.detach() * weight)  # differentiable, but not in x
+    assert (info.value.code, str(info.value)) == (
+        "no_gradient",
+        "the output does not depend differentiably on the input",
+    )
     with pytest.raises(ProbeFailure) as info:
         P.run_probes(lambda x: x * 0)
     assert (info.value.code, str(info.value)) == ("zero_gradient", "the gradient is zero everywhere on the probe set")
@@ -1237,4 +1369,5 @@ def test_the_batch_dependence_message_says_why_and_how_to_allow_it():
     assert str(info.value).startswith(
         "the output for one element depends on other elements of the tensor (batch statistics such as mean or std, "
         "softmax, roll): in the paper such functions won the lab, where the statistics come from one small task's "
-        "batch, and failed downstream; set probes.allow_batch_dependent to true")
+        "batch, and failed downstream; set probes.allow_batch_dependent to true"
+    )

@@ -23,8 +23,12 @@ import yaml
 from actmine import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DATA = ("actmine/data/FeynmanEquations.csv", "actmine/data/README.md", "actmine/evolve/prompts/system.txt",
-                "actmine/evolve/prompts/mutate.txt")
+PACKAGE_DATA = (
+    "actmine/data/FeynmanEquations.csv",
+    "actmine/data/README.md",
+    "actmine/evolve/prompts/system.txt",
+    "actmine/evolve/prompts/mutate.txt",
+)
 
 
 def _source_tree(destination: Path) -> Path:
@@ -48,17 +52,38 @@ def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("release")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     src = _source_tree(base / "src")
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-          "-w", base / "dist", src], cwd=base, env=env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            base / "dist",
+            src,
+        ],
+        cwd=base,
+        env=env,
+    )
     wheel = next((base / "dist").glob("actmine-*.whl"))
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=base, env=env)
     fresh_python = venv / "bin" / "python"
-    purelib = Path(_run([fresh_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                        cwd=base, env=env).stdout.strip())
+    purelib = Path(
+        _run(
+            [fresh_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=base, env=env
+        ).stdout.strip()
+    )
     (purelib / "test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", fresh_python, "install", "--quiet", "--no-deps", "--no-index",
-          wheel], cwd=base, env=env)
+    _run(
+        [sys.executable, "-m", "pip", "--python", fresh_python, "install", "--quiet", "--no-deps", "--no-index", wheel],
+        cwd=base,
+        env=env,
+    )
     work = base / "elsewhere"
     work.mkdir()
     return wheel, venv / "bin", env, work
@@ -90,21 +115,33 @@ def test_the_installed_command_evaluates_a_program_file_in_its_sandbox(installed
     out = _run([bin_dir / "actmine", "evaluate", program, "--seeds", "1", "--steps", "5", "--json"], work, env).stdout
     result = json.loads(out)
     families = set(result["families"]) if "families" in result else {t["family"] for t in result["tasks"]}
-    assert "feynman" in families                       # the bundled AI Feynman list was read
+    assert "feynman" in families  # the bundled AI Feynman list was read
     assert result.get("ok", True) and isinstance(result["fitness"], float)
 
 
 def test_the_installed_command_runs_a_tiny_search(installed):
     _, bin_dir, env, work = installed
-    suite = {"name": "tiny", "seeds": [0], "tasks": [{"family": "polynomial", "dim": 1, "seed": 0},
-                                                     {"family": "feynman", "equation": "I.14.3"}]}
+    suite = {
+        "name": "tiny",
+        "seeds": [0],
+        "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "feynman", "equation": "I.14.3"}],
+    }
     (work / "tiny.yaml").write_text(yaml.safe_dump(suite))
-    config = {"search": {"budget": 4, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["relu"]},
-              "executor": {"workers": 1},
-              "lab": {"suite": str(work / "tiny.yaml"), "heldout_suite": str(work / "tiny.yaml"), "training_seeds": 1,
-                      "steps": 10},
-              "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
+    config = {
+        "search": {"budget": 4, "time_limit": 0, "islands": 1, "heldout_top": 1, "initial_programs": ["relu"]},
+        "executor": {"workers": 1},
+        "lab": {
+            "suite": str(work / "tiny.yaml"),
+            "heldout_suite": str(work / "tiny.yaml"),
+            "training_seeds": 1,
+            "steps": 10,
+        },
+        "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072},
+    }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    _run([bin_dir / "actmine", "search", "--config", work / "config.yaml", "--run-dir", work / "run", "--quiet"],
-         work, env)
+    _run(
+        [bin_dir / "actmine", "search", "--config", work / "config.yaml", "--run-dir", work / "run", "--quiet"],
+        work,
+        env,
+    )
     assert (work / "run" / "best_activation.py").is_file() and (work / "run" / "report.html").is_file()

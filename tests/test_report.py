@@ -16,16 +16,33 @@ from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase, ProgramRecord
 from actmine.lab.fitness import Evaluation, TaskScore
 from actmine.report import (
-    curves_figure, family_bars_figure, fitness_over_time_figure, heatmap_figure, plot_comparison,
-    png_bytes, safe_function, simplified_formula, sympy_expression, write_report,
+    curves_figure,
+    family_bars_figure,
+    fitness_over_time_figure,
+    heatmap_figure,
+    plot_comparison,
+    png_bytes,
+    safe_function,
+    simplified_formula,
+    sympy_expression,
+    write_report,
 )
 from figure_checks import assert_png_about, bar_heights, line, png_size
 
-SMALL_SUITE = {"name": "tiny", "seeds": [0],
-               "tasks": [{"family": "polynomial", "dim": 1, "seed": 0}, {"family": "harmonic", "seed": 1},
-                         {"family": "feynman", "equation": "I.14.3"}]}
-HELDOUT_SUITE = {"name": "tiny-heldout", "seeds": [7],
-                 "tasks": [{"family": "polynomial", "dim": 1, "seed": 9}, {"family": "feynman", "equation": "I.25.13"}]}
+SMALL_SUITE = {
+    "name": "tiny",
+    "seeds": [0],
+    "tasks": [
+        {"family": "polynomial", "dim": 1, "seed": 0},
+        {"family": "harmonic", "seed": 1},
+        {"family": "feynman", "equation": "I.14.3"},
+    ],
+}
+HELDOUT_SUITE = {
+    "name": "tiny-heldout",
+    "seeds": [7],
+    "tasks": [{"family": "polynomial", "dim": 1, "seed": 9}, {"family": "feynman", "equation": "I.25.13"}],
+}
 HOSTILE = "<script>alert(1)</script>"
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -33,12 +50,24 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def make_run(base):
     (base / "tiny.yaml").write_text(yaml.safe_dump(SMALL_SUITE))
     (base / "heldout.yaml").write_text(yaml.safe_dump(HELDOUT_SUITE))
-    config = {"search": {"budget": 12, "time_limit": 0, "islands": 2, "migration_interval": 5, "heldout_top": 3,
-                         "initial_programs": ["relu"]},
-              "executor": {"workers": 2},
-              "lab": {"suite": str(base / "tiny.yaml"), "heldout_suite": str(base / "heldout.yaml"), "steps": 20,
-                      "training_seeds": 1},
-              "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072}}
+    config = {
+        "search": {
+            "budget": 12,
+            "time_limit": 0,
+            "islands": 2,
+            "migration_interval": 5,
+            "heldout_top": 3,
+            "initial_programs": ["relu"],
+        },
+        "executor": {"workers": 2},
+        "lab": {
+            "suite": str(base / "tiny.yaml"),
+            "heldout_suite": str(base / "heldout.yaml"),
+            "steps": 20,
+            "training_seeds": 1,
+        },
+        "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072},
+    }
     run_dir = base / "run"
     Search(Config.from_dict(config), run_dir, live=False).run()
     return run_dir
@@ -63,12 +92,14 @@ def latest(run_dir):
 
 # ---- formulas ---------------------------------------------------------------------------------
 
+
 def src(body: str) -> str:
     return f"def activation_function(x):\n    return {body}\n"
 
 
 def test_formula_of_known_sources():
     import sympy as sp
+
     x = sp.Symbol("x", real=True)
     assert sympy_expression(src("torch.relu(x)")) == sp.Max(0, x)
     assert simplified_formula(src("torch.relu(x)")) == sp.latex(sp.Max(0, x))
@@ -79,7 +110,9 @@ def test_formula_of_known_sources():
     assert sympy_expression(src("F.gelu(x, approximate='tanh')")).has(sp.tanh)
     assert sympy_expression(src("torch.sigmoid(x) * x")).equals(x / (1 + sp.exp(-x)))
     # locals and module-level helpers are inlined
-    helper = "def helper(y):\n    return y * 2\n\ndef activation_function(x):\n    a = helper(x)\n    a += 1\n    return a\n"
+    helper = (
+        "def helper(y):\n    return y * 2\n\ndef activation_function(x):\n    a = helper(x)\n    a += 1\n    return a\n"
+    )
     assert sp.simplify(sympy_expression(helper) - (2 * x + 1)) == 0
     assert sympy_expression(src("x * math.pi")) == sp.pi * x
 
@@ -89,7 +122,10 @@ def test_formula_refuses_what_it_does_not_understand_without_running_it(tmp_path
     hostile = f"import os\ndef activation_function(x):\n    os.system('touch {marker}')\n    return x\n"
     assert simplified_formula(hostile) is None and safe_function(hostile) is None
     assert simplified_formula(src("open('/etc/passwd')")) is None
-    assert simplified_formula("def activation_function(x):\n    for i in range(3):\n        x = x + 1\n    return x") is None
+    assert (
+        simplified_formula("def activation_function(x):\n    for i in range(3):\n        x = x + 1\n    return x")
+        is None
+    )
     assert simplified_formula("not python (") is None
     started = time.monotonic()
     assert simplified_formula(src("x ** 10 ** 10 ** 10")) is None  # no big-integer hang
@@ -107,6 +143,7 @@ def test_safe_function_matches_the_source():
 
 # ---- figures ----------------------------------------------------------------------------------
 
+
 def evaluation(name, ratios):
     tasks = [TaskScore(f"{family}-{i}", family, 0.1, 0.05, r) for i, (family, r) in enumerate(ratios.items())]
     return Evaluation(activation=name, ok=True, fitness=-sum(ratios.values()) / len(ratios), tasks=tasks)
@@ -121,8 +158,10 @@ def assert_png(path, inches, dpi=100):
 
 def test_figures_are_written(tmp_path, run_dir):
     functions = {"tanh": torch.tanh, "broken": lambda x: 1 / 0}
-    evaluations = [evaluation("a", {"polynomial": -0.2, "harmonic": 0.3}),
-                   evaluation("b", {"polynomial": 0.1, "harmonic": -0.5})]
+    evaluations = [
+        evaluation("a", {"polynomial": -0.2, "harmonic": 0.3}),
+        evaluation("b", {"polynomial": 0.1, "harmonic": -0.5}),
+    ]
     _, records = latest(run_dir)
     curves = curves_figure(functions, tmp_path / "curves.png")
     bars = family_bars_figure(evaluations, tmp_path / "bars.png")
@@ -130,13 +169,21 @@ def test_figures_are_written(tmp_path, run_dir):
     heat = heatmap_figure({"a": {"t1": 0.4, "t2": -1.0}, "b": {"t1": 0.0}}, tmp_path / "heat.png")
     compare = plot_comparison(evaluations, {"tanh": torch.tanh}, tmp_path / "compare.png")
     # each file has its figure's size: figsize × 100 dpi, give or take the tight bounding box
-    for name, inches in (("curves", (10, 3.6)), ("bars", (8, 3.8)), ("fitness", (8, 3.6)), ("heat", (5.2, 2.5)),
-                         ("compare", (11, 7.5))):
+    for name, inches in (
+        ("curves", (10, 3.6)),
+        ("bars", (8, 3.8)),
+        ("fitness", (8, 3.6)),
+        ("heat", (5.2, 2.5)),
+        ("compare", (11, 7.5)),
+    ):
         assert_png(tmp_path / f"{name}.png", inches)
     assert png_size(png_bytes(curves)) == png_size((tmp_path / "curves.png").read_bytes())
     # the curves: ReLU and GELU for reference, tanh where tanh is, its slope in the second panel; no "broken"
-    assert [line.get_label() for line in curves.axes[0].get_lines() if not line.get_label().startswith("_")] == \
-        ["ReLU", "GELU", "tanh"]
+    assert [line.get_label() for line in curves.axes[0].get_lines() if not line.get_label().startswith("_")] == [
+        "ReLU",
+        "GELU",
+        "tanh",
+    ]
     for drawn in (curves, compare):
         tanh, slope = line(drawn.axes[0], "tanh"), line(drawn.axes[1], "tanh")
         x = torch.tensor(tanh.get_xdata(), dtype=torch.float64)
@@ -151,13 +198,14 @@ def test_figures_are_written(tmp_path, run_dir):
     scored = sorted((r.proposal_index, r.fitness) for r in records if r.status == "ok" and r.fitness is not None)
     step = line(fitness.axes[0], "best so far")
     assert list(step.get_xdata()) == [i for i, _ in scored]
-    assert list(step.get_ydata()) == pytest.approx([max(f for _, f in scored[:k + 1]) for k in range(len(scored))])
+    assert list(step.get_ydata()) == pytest.approx([max(f for _, f in scored[: k + 1]) for k in range(len(scored))])
     # the heat map: one row per activation, tasks sorted, a missing score left blank
     cells = heat.axes[0].images[0].get_array()
     assert cells.tolist() == [[0.4, -1.0], [0.0, None]] and bool(cells.mask[1][1])
 
 
 # ---- the HTML report --------------------------------------------------------------------------
+
 
 def test_report_is_complete_and_self_contained(run_dir, report):
     path, text = report
@@ -167,15 +215,16 @@ def test_report_is_complete_and_self_contained(run_dir, report):
     assert "<link" not in text.lower() and "@import" not in text
     images = re.findall(r"<img[^>]*src=\"([^\"]*)\"", text)
     assert len(images) >= len(top) + 2 and all(src.startswith("data:image/png;base64,") for src in images)
-    board = text[text.index("id='leaderboard'"):text.index("id='candidates'")]
+    board = text[text.index("id='leaderboard'") : text.index("id='candidates'")]
     for record in top:
         assert f'href="#program-{record.id}">#{record.id}</a>' in board
         assert f"{record.fitness:+.4f}" in board
     import html
+
     assert f"<pre class='source'>{html.escape(top[0].source)}</pre>" in text
-    assert "id='lineage'" in text and "class=\"lineage\"" in text
-    assert "id='failures'" in text and "class=\"failures\"" in text
-    heat = text[text.index("id='heatmap'"):]
+    assert "id='lineage'" in text and 'class="lineage"' in text
+    assert "id='failures'" in text and 'class="failures"' in text
+    heat = text[text.index("id='heatmap'") :]
     assert "per-task OOD log-ratio heatmap" in heat and "not evaluated" not in heat
     assert "<code class='formula'>" in text
 
@@ -188,39 +237,70 @@ def test_hostile_text_is_escaped(tmp_path, run_dir):
         run_id = db.latest_run()["id"]
         index = db.max_proposal_index(run_id) + 1
         parent = db.best(run_id)
-        hostile_id = db.add_program(ProgramRecord(
-            run_id=run_id, proposal_index=index, parent_ids=[parent.id],
-            source=src("torch.relu(x)") + f"# </pre>{HOSTILE}\n", rationale=HOSTILE, mutator=HOSTILE,
-            model="<img src=x onerror=alert(2)>", fitness=99.0,
-            tasks=[{"name": "<b>t</b>", "family": "polynomial", "ood_error": 0.1, "id_error": 0.1, "log_ratio": -1.0}],
-            family_log_ratios={"polynomial": -1.0}, probes={"pointwise": True, "flops_per_element": 1.0},
-            original_answer=f"Here.</pre></details>{HOSTILE}\n```python\ndef activation_function(x):\n"
-                            "    return torch.relu(x)\n```", normalisation_changes=[f"dropped `{HOSTILE}`"]))
-        db.add_program(ProgramRecord(run_id=run_id, proposal_index=index + 1, source="x", rationale=HOSTILE,
-                                     status="failed", failure_stage="policy", failure_code=HOSTILE))
+        hostile_id = db.add_program(
+            ProgramRecord(
+                run_id=run_id,
+                proposal_index=index,
+                parent_ids=[parent.id],
+                source=src("torch.relu(x)") + f"# </pre>{HOSTILE}\n",
+                rationale=HOSTILE,
+                mutator=HOSTILE,
+                model="<img src=x onerror=alert(2)>",
+                fitness=99.0,
+                tasks=[
+                    {"name": "<b>t</b>", "family": "polynomial", "ood_error": 0.1, "id_error": 0.1, "log_ratio": -1.0}
+                ],
+                family_log_ratios={"polynomial": -1.0},
+                probes={"pointwise": True, "flops_per_element": 1.0},
+                original_answer=f"Here.</pre></details>{HOSTILE}\n```python\ndef activation_function(x):\n"
+                "    return torch.relu(x)\n```",
+                normalisation_changes=[f"dropped `{HOSTILE}`"],
+            )
+        )
+        db.add_program(
+            ProgramRecord(
+                run_id=run_id,
+                proposal_index=index + 1,
+                source="x",
+                rationale=HOSTILE,
+                status="failed",
+                failure_stage="policy",
+                failure_code=HOSTILE,
+            )
+        )
     text = write_report(copy, references=()).read_text()
     assert HOSTILE not in text and "<img src=x" not in text and "<script" not in text.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert f'href="#program-{hostile_id}"' in text
-    failures = text[text.index("id='failures'"):text.index("id='lineage'")]
+    failures = text[text.index("id='failures'") : text.index("id='lineage'")]
     assert "policy" in failures and "&lt;script&gt;" in failures
-    section = text[text.index(f"id='program-{hostile_id}'"):text.index("id='progress'")]
-    assert "<li>dropped `&lt;script&gt;alert(1)&lt;/script&gt;`</li>" in section      # the normaliser's changes
-    answer = section[section.index("<details class='original-answer'>"):]
+    section = text[text.index(f"id='program-{hostile_id}'") : text.index("id='progress'")]
+    assert "<li>dropped `&lt;script&gt;alert(1)&lt;/script&gt;`</li>" in section  # the normaliser's changes
+    answer = section[section.index("<details class='original-answer'>") :]
     assert answer.startswith("<details class='original-answer'><summary>the model's original answer")
-    assert "Here.&lt;/pre&gt;&lt;/details&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in answer   # collapsed, escaped
+    assert "Here.&lt;/pre&gt;&lt;/details&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in answer  # collapsed, escaped
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def chromium(tmp_path, *args):
     binary = shutil.which("chromium")
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def console_problems(stderr):
@@ -257,7 +337,7 @@ def test_curves_from_a_recorded_curve(tmp_path):
     assert list(drawn.get_xdata()) == [-6.0, 0.0, 6.0]
     assert drawn.get_ydata()[0] == 0.0 and math.isnan(drawn.get_ydata()[1]) and drawn.get_ydata()[2] == 6.0
     assert list(line(figure.axes[1], "recorded").get_ydata()) == [0.0, 0.5, 1.0]
-    assert "bad" not in [artist.get_label() for artist in figure.axes[0].get_lines()]   # unequal lengths: left out
+    assert "bad" not in [artist.get_label() for artist in figure.axes[0].get_lines()]  # unequal lengths: left out
 
 
 def test_random_search_baseline_is_drawn_beside_the_run(tmp_path, run_dir):
@@ -282,11 +362,12 @@ FAMILIES = {"polynomial": -0.10, "harmonic": 0.05}
 
 def section(text, start, end):
     """The report's text from the heading with id `start` to the one with id `end`."""
-    return text[text.index(f"id='{start}'"):text.index(f"id='{end}'")]
+    return text[text.index(f"id='{start}'") : text.index(f"id='{end}'")]
 
 
-def make_results_run(base, name="relu", suite="feynman", against="gelu", family="polynomial",
-                     error_message="fell over", validated=True):
+def make_results_run(
+    base, name="relu", suite="feynman", against="gelu", family="polynomial", error_message="fell over", validated=True
+):
     """A run directory built directly in a database (no search): three programs with estimates
     (rounds, standard errors), two validations of the best, and end-of-run validation, test and
     comparison rows in both the database and a dict-format heldout.json. The winner (program c)
@@ -298,46 +379,159 @@ def make_results_run(base, name="relu", suite="feynman", against="gelu", family=
         run_id = db.create_run({"search": {"budget": 10}}, seed=0)
         ids = []
         for index, (body, fitness, se, score, rounds) in enumerate(
-                [("torch.relu(x)", 0.2, 0.05, 0.1, 3), ("torch.tanh(x) + x", 0.3, 0.2, -0.1, 1),
-                 ("F.gelu(x)", 0.15, 0.04, -0.2, 2)]):
-            ids.append(db.add_program(ProgramRecord(
-                run_id=run_id, proposal_index=index, source=src(body), fitness=fitness, fitness_se=se, score=score,
-                rounds=rounds, mutator="test", family_log_ratios={family: -fitness})))
+            [
+                ("torch.relu(x)", 0.2, 0.05, 0.1, 3),
+                ("torch.tanh(x) + x", 0.3, 0.2, -0.1, 1),
+                ("F.gelu(x)", 0.15, 0.04, -0.2, 2),
+            ]
+        ):
+            ids.append(
+                db.add_program(
+                    ProgramRecord(
+                        run_id=run_id,
+                        proposal_index=index,
+                        source=src(body),
+                        fitness=fitness,
+                        fitness_se=se,
+                        score=score,
+                        rounds=rounds,
+                        mutator="test",
+                        family_log_ratios={family: -fitness},
+                    )
+                )
+            )
             for round in range(rounds):
                 db.add_evaluation(run_id, ids[-1], round, "search" if round == 0 else "confirm", fitness, [])
         a, b, c = ids
         if validated:
-            db.add_validation(run_id, a, 4, 0.25, 0.06, 0.10,
-                              {"families": {family: -0.08, "harmonic": -0.12}, "search_families": {family: -0.3}})
-            db.add_validation(run_id, b, 9, 0.30, 0.05, 0.12,
-                              {"families": {family: -0.10, "harmonic": -0.14},
-                               "search_families": {family: -0.40, "harmonic": -0.20}})
+            db.add_validation(
+                run_id,
+                a,
+                4,
+                0.25,
+                0.06,
+                0.10,
+                {"families": {family: -0.08, "harmonic": -0.12}, "search_families": {family: -0.3}},
+            )
+            db.add_validation(
+                run_id,
+                b,
+                9,
+                0.30,
+                0.05,
+                0.12,
+                {"families": {family: -0.10, "harmonic": -0.14}, "search_families": {family: -0.40, "harmonic": -0.20}},
+            )
         validation = [
-            {"split": "validation", "name": f"program {a}", "program_id": a, "search_fitness": 0.2, "search_se": 0.05,
-             "heldout_fitness": 0.05, "families": {family: -0.05}, "error": None, "winner": False},
-            {"split": "validation", "name": f"program {b}", "program_id": b, "search_fitness": 0.3, "search_se": 0.2,
-             "heldout_fitness": None, "families": {}, "error": {"stage": "train", "message": error_message},
-             "winner": False},
-            {"split": "validation", "name": f"program {c}", "program_id": c, "search_fitness": 0.15,
-             "search_se": 0.04, "heldout_fitness": 0.11, "families": {family: -0.11}, "error": None, "winner": True},
-            {"split": "validation", "name": name, "program_id": None, "search_fitness": None, "search_se": None,
-             "heldout_fitness": 0.0, "families": {family: 0.0}, "error": None, "winner": False}]
-        test = [{"split": "test", "suite": suite, "name": f"program {c}", "program_id": c, "fitness": 0.09,
-                 "families": {family: -0.09}, "tasks": {"I.14.3": [-0.1, -0.08], "II.2.42": [-0.1, -0.08]}},
-                {"split": "test", "suite": suite, "name": name, "program_id": None, "fitness": 0.0,
-                 "families": {family: 0.0}, "tasks": {"I.14.3": [0.0, 0.0], "II.2.42": [0.0, 0.0]}}]
+            {
+                "split": "validation",
+                "name": f"program {a}",
+                "program_id": a,
+                "search_fitness": 0.2,
+                "search_se": 0.05,
+                "heldout_fitness": 0.05,
+                "families": {family: -0.05},
+                "error": None,
+                "winner": False,
+            },
+            {
+                "split": "validation",
+                "name": f"program {b}",
+                "program_id": b,
+                "search_fitness": 0.3,
+                "search_se": 0.2,
+                "heldout_fitness": None,
+                "families": {},
+                "error": {"stage": "train", "message": error_message},
+                "winner": False,
+            },
+            {
+                "split": "validation",
+                "name": f"program {c}",
+                "program_id": c,
+                "search_fitness": 0.15,
+                "search_se": 0.04,
+                "heldout_fitness": 0.11,
+                "families": {family: -0.11},
+                "error": None,
+                "winner": True,
+            },
+            {
+                "split": "validation",
+                "name": name,
+                "program_id": None,
+                "search_fitness": None,
+                "search_se": None,
+                "heldout_fitness": 0.0,
+                "families": {family: 0.0},
+                "error": None,
+                "winner": False,
+            },
+        ]
+        test = [
+            {
+                "split": "test",
+                "suite": suite,
+                "name": f"program {c}",
+                "program_id": c,
+                "fitness": 0.09,
+                "families": {family: -0.09},
+                "tasks": {"I.14.3": [-0.1, -0.08], "II.2.42": [-0.1, -0.08]},
+            },
+            {
+                "split": "test",
+                "suite": suite,
+                "name": name,
+                "program_id": None,
+                "fitness": 0.0,
+                "families": {family: 0.0},
+                "tasks": {"I.14.3": [0.0, 0.0], "II.2.42": [0.0, 0.0]},
+            },
+        ]
         comparisons = [
-            {"split": "comparison", "suite": suite, "name": f"program {c} vs {against}", "program_id": c,
-             "against": against, "mean": -0.12, "low": -0.20, "high": -0.04, "tasks": 60, "seeds": 3},
-            {"split": "comparison", "suite": suite, "name": f"program {c} vs {name}", "program_id": c,
-             "against": name, "mean": 0.01, "low": -0.03, "high": 0.05, "tasks": 60, "seeds": 3},
-            {"split": "comparison", "suite": "all unseen", "name": f"program {c} vs {against}", "program_id": c,
-             "against": against, "mean": 0.10, "low": 0.05, "high": 0.20, "tasks": 90, "seeds": 3}]
+            {
+                "split": "comparison",
+                "suite": suite,
+                "name": f"program {c} vs {against}",
+                "program_id": c,
+                "against": against,
+                "mean": -0.12,
+                "low": -0.20,
+                "high": -0.04,
+                "tasks": 60,
+                "seeds": 3,
+            },
+            {
+                "split": "comparison",
+                "suite": suite,
+                "name": f"program {c} vs {name}",
+                "program_id": c,
+                "against": name,
+                "mean": 0.01,
+                "low": -0.03,
+                "high": 0.05,
+                "tasks": 60,
+                "seeds": 3,
+            },
+            {
+                "split": "comparison",
+                "suite": "all unseen",
+                "name": f"program {c} vs {against}",
+                "program_id": c,
+                "against": against,
+                "mean": 0.10,
+                "low": 0.05,
+                "high": 0.20,
+                "tasks": 90,
+                "seeds": 3,
+            },
+        ]
         for row in validation + test + comparisons:
             db.add_heldout(run_id, row["name"], row["program_id"], row)
         db.update_run(run_id, status="finished")
-    (run_dir / "heldout.json").write_text(json.dumps(
-        {"winner": c, "validation": validation, "test": test, "comparisons": comparisons}))
+    (run_dir / "heldout.json").write_text(
+        json.dumps({"winner": c, "validation": validation, "test": test, "comparisons": comparisons})
+    )
     return run_dir, {"a": a, "b": b, "c": c}
 
 
@@ -351,8 +545,8 @@ def test_new_sections_render_from_a_hand_made_run(results_run):
     b, c = ids["b"], ids["c"]
     text = write_report(run_dir, top=2, references=()).read_text()
     board = section(text, "leaderboard", "validation")
-    assert "+0.2000 ± 0.0500" in board and "+0.3000 ± 0.2000" in board       # fitness ± se
-    assert f'href="#program-{c}"' not in board                               # the winner is not in the top 2
+    assert "+0.2000 ± 0.0500" in board and "+0.3000 ± 0.2000" in board  # fitness ± se
+    assert f'href="#program-{c}"' not in board  # the winner is not in the top 2
     assert re.search(r'<td class="num">3</td>', board) and "+0.1000" in board  # rounds and score of program a
     validation = section(text, "validation", "test")
     rows = re.findall(r"<tr>(.*?)</tr>", validation)
@@ -364,21 +558,23 @@ def test_new_sections_render_from_a_hand_made_run(results_run):
     assert "<h3 class='suite'>feynman</h3>" in test and "<h3 class='suite'>all unseen</h3>" in test
     assert "winner − gelu: −0.120 [−0.200, −0.040] over 60 tasks × 3 seeds</td><td>better</td>" in test
     assert "winner − relu: +0.010 [−0.030, +0.050] over 60 tasks × 3 seeds</td><td>not distinguishable</td>" in test
-    unseen = test[test.index("all unseen"):]
+    unseen = test[test.index("all unseen") :]
     assert "winner − gelu: +0.100 [+0.050, +0.200] over 90 tasks × 3 seeds</td><td>worse</td>" in unseen
-    feynman = test[:test.index("all unseen")]
-    assert "<td>winner</td><td>program" in feynman and "+0.0900" in feynman and "<td class=\"num\">2</td>" in feynman
+    feynman = test[: test.index("all unseen")]
+    assert "<td>winner</td><td>program" in feynman and "+0.0900" in feynman and '<td class="num">2</td>' in feynman
     gap = section(text, "gap", "candidates")
     assert re.search(r'<img alt="generalisation gap[^"]*" src="data:image/png;base64,', gap)
-    latest = re.findall(r"<tr>(.*?)</tr>", gap[:gap.index("<details>")])
-    assert latest[1] == ('<td>fitness</td><td class="num">+0.3000 ± 0.0500</td><td class="num">+0.1200</td>'
-                         '<td class="num">+0.1800</td>')
-    assert latest[2] == ('<td>harmonic log-ratio</td><td class="num">-0.200</td><td class="num">-0.140</td>'
-                         '<td class="num">+0.060</td>')
+    latest = re.findall(r"<tr>(.*?)</tr>", gap[: gap.index("<details>")])
+    assert latest[1] == (
+        '<td>fitness</td><td class="num">+0.3000 ± 0.0500</td><td class="num">+0.1200</td><td class="num">+0.1800</td>'
+    )
+    assert latest[2] == (
+        '<td>harmonic log-ratio</td><td class="num">-0.200</td><td class="num">-0.140</td><td class="num">+0.060</td>'
+    )
     assert latest[3].startswith("<td>polynomial log-ratio</td>") and latest[3].endswith('"num">+0.300</td>')
     assert f"program {b} after 9 proposals" in gap
     # the winner gets its own section although it is outside the top 2
-    candidates = text[text.index("id='candidates'"):text.index("id='progress'")]
+    candidates = text[text.index("id='candidates'") : text.index("id='progress'")]
     assert f"<h3>the winner: program {c} — fitness +0.1500 ± 0.0400</h3>" in candidates
     assert f"id='program-{c}'" in candidates and f'href="#program-{c}"' in validation
 
@@ -400,12 +596,21 @@ def test_database_and_heldout_json_give_the_same_results(results_run):
 
 def test_old_list_format_heldout_json_still_works(tmp_path):
     run_dir, ids = make_results_run(tmp_path, validated=False)
-    with ProgramDatabase(run_dir / "programs.sqlite") as db:   # an older run: no validations, no split
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:  # an older run: no validations, no split
         run_id = db.latest_run()["id"]
         db.clear_heldout(run_id)
-    old = [{"name": "relu", "program_id": None, "search_fitness": None, "heldout_fitness": 0.0},
-           {"name": f"program {ids['a']}", "program_id": ids["a"], "search_fitness": 0.2, "heldout_fitness": 0.07,
-            "error": None}, "junk", 3]
+    old = [
+        {"name": "relu", "program_id": None, "search_fitness": None, "heldout_fitness": 0.0},
+        {
+            "name": f"program {ids['a']}",
+            "program_id": ids["a"],
+            "search_fitness": 0.2,
+            "heldout_fitness": 0.07,
+            "error": None,
+        },
+        "junk",
+        3,
+    ]
     (run_dir / "heldout.json").write_text(json.dumps(old))
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
         fitness, rows = heldout_results(run_dir, db, run_id)
@@ -418,8 +623,11 @@ def test_old_list_format_heldout_json_still_works(tmp_path):
     assert "not available: this run recorded no test results" in section(text, "test", "gap")
     assert "not available: this run recorded no validation of its best" in section(text, "gap", "candidates")
     # the pack takes the validation fitness as its held-out fitness, in either format
-    (program,) = [p for p in read_program_file(export_pack(run_dir, 3, tmp_path / "old.py").read_text()).programs
-                  if p.info["program_id"] == ids["a"]]
+    (program,) = [
+        p
+        for p in read_program_file(export_pack(run_dir, 3, tmp_path / "old.py").read_text()).programs
+        if p.info["program_id"] == ids["a"]
+    ]
     assert program.info["heldout_fitness"] == 0.07
     (tmp_path / "new-format").mkdir()
     new_dir, _ = make_results_run(tmp_path / "new-format")
@@ -439,8 +647,14 @@ def test_missing_or_damaged_results_never_break_the_report(results_run, content)
 
 
 def test_hostile_names_are_escaped_in_the_new_sections(tmp_path):
-    run_dir, _ = make_results_run(tmp_path, name=HOSTILE, suite=HOSTILE + "\x1b[2J", against="<img src=x onerror=1>",
-                                  family=HOSTILE, error_message=HOSTILE)
+    run_dir, _ = make_results_run(
+        tmp_path,
+        name=HOSTILE,
+        suite=HOSTILE + "\x1b[2J",
+        against="<img src=x onerror=1>",
+        family=HOSTILE,
+        error_message=HOSTILE,
+    )
     text = write_report(run_dir, references=()).read_text()
     assert "<script" not in text.lower() and "<img src=x" not in text and "\x1b" not in text
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -450,21 +664,56 @@ def test_hostile_names_are_escaped_in_the_new_sections(tmp_path):
     assert "winner − &lt;img src=x onerror=1&gt;: −0.120" in text
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
-                    | st.just(HOSTILE),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6) | st.just(HOSTILE),
-                                                                                inner, max_size=5),
-                    max_leaves=25)
-ROW = st.dictionaries(st.sampled_from(["split", "suite", "name", "program_id", "against", "mean", "low", "high",
-                                       "tasks", "seeds", "families", "error", "winner", "search_fitness",
-                                       "search_se", "heldout_fitness", "fitness", HOSTILE]), JSON, max_size=10)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | st.just(HOSTILE),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6) | st.just(HOSTILE), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+ROW = st.dictionaries(
+    st.sampled_from(
+        [
+            "split",
+            "suite",
+            "name",
+            "program_id",
+            "against",
+            "mean",
+            "low",
+            "high",
+            "tasks",
+            "seeds",
+            "families",
+            "error",
+            "winner",
+            "search_fitness",
+            "search_se",
+            "heldout_fitness",
+            "fitness",
+            HOSTILE,
+        ]
+    ),
+    JSON,
+    max_size=10,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.one_of(JSON, st.lists(ROW | JSON, max_size=4),
-                      st.fixed_dictionaries({"winner": JSON, "validation": st.lists(ROW, max_size=3),
-                                             "test": st.lists(ROW, max_size=3),
-                                             "comparisons": st.lists(ROW, max_size=3)})))
+@given(
+    data=st.one_of(
+        JSON,
+        st.lists(ROW | JSON, max_size=4),
+        st.fixed_dictionaries(
+            {
+                "winner": JSON,
+                "validation": st.lists(ROW, max_size=3),
+                "test": st.lists(ROW, max_size=3),
+                "comparisons": st.lists(ROW, max_size=3),
+            }
+        ),
+    )
+)
 def test_any_heldout_json_gives_results_that_render_escaped(results_run, data):
     """Whatever heldout.json holds, the results are lists of dicts and their sections render with
     every piece of text escaped (the sections are rendered directly: the figures are slow)."""
@@ -487,17 +736,21 @@ def test_verdict_follows_the_interval():
         high = low + width
         verdict = report_html._verdict({"low": low, "high": high})
         assert verdict == ("better" if high < 0 else "worse" if low > 0 else "not distinguishable")
+
     check()
     assert report_html._verdict({"low": None, "high": 0.1}) == "not available"
 
 
 def test_generalisation_gap_figure(tmp_path):
-    rows = [{"evaluated": 4, "search_fitness": 0.25, "search_se": 0.06, "fitness": 0.1},
-            {"evaluated": 9, "search_fitness": 0.3, "search_se": None, "fitness": None},
-            {"evaluated": "x", "search_fitness": "bad", "fitness": float("inf")}, "junk"]
+    rows = [
+        {"evaluated": 4, "search_fitness": 0.25, "search_se": 0.06, "fitness": 0.1},
+        {"evaluated": 9, "search_fitness": 0.3, "search_se": None, "fitness": None},
+        {"evaluated": "x", "search_fitness": "bad", "fitness": float("inf")},
+        "junk",
+    ]
     figure = generalisation_gap_figure(rows, tmp_path / "gap.png", until=30)
     search_line = figure.axes[0].lines[0]
-    assert list(search_line.get_xdata()) == [4, 9, 30]       # the last best holds to the end of the run
+    assert list(search_line.get_xdata()) == [4, 9, 30]  # the last best holds to the end of the run
     assert list(search_line.get_ydata()) == [0.25, 0.3, 0.3]
     generalisation_gap_figure([], tmp_path / "empty.png")
     assert_png(tmp_path / "gap.png", (8, 3.6))

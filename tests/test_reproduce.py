@@ -24,6 +24,7 @@ TINY_FUNCTIONS = "gelu,gelu_sine,gelu_sinc_perturbation,turbulent"
 
 # -- lab scoring ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory):
     path = tmp_path_factory.mktemp("suite") / "tiny.yaml"
@@ -32,8 +33,15 @@ def tiny_suite(tmp_path_factory):
 
 
 def tiny_settings(suite):
-    return reproduce.Settings(seeds=2, suite=suite, heldout_suite=suite, steps=10, workers=1,
-                              functions=("relu", "gelu", "turbulent"), alphas=(0.0, 0.1))
+    return reproduce.Settings(
+        seeds=2,
+        suite=suite,
+        heldout_suite=suite,
+        steps=10,
+        workers=1,
+        functions=("relu", "gelu", "turbulent"),
+        alphas=(0.0, 0.1),
+    )
 
 
 def test_score_activation_matches_the_lab_and_its_per_seed_scores(tiny_suite):
@@ -42,7 +50,7 @@ def test_score_activation_matches_the_lab_and_its_per_seed_scores(tiny_suite):
     settings = tiny_settings(tiny_suite)
     lab = reproduce._make_lab(settings, tiny_suite)
     entries = {}
-    for name in ("gelu", "turbulent"):   # turbulent: vmap over the models, scored per example like the Lab
+    for name in ("gelu", "turbulent"):  # turbulent: vmap over the models, scored per example like the Lab
         entry = entries[name] = reproduce.score_activation(lab, activations.get(name), name)
         official = lab.evaluate(activations.get(name), name=name)
         assert entry["ok"] and official.ok
@@ -51,13 +59,15 @@ def test_score_activation_matches_the_lab_and_its_per_seed_scores(tiny_suite):
         assert len(entry["per_seed"]) == 2 and entry["ci"]["n"] == 2
     # one seed's score is the lab's score on a one-seed suite
     single = reproduce._make_lab(settings, Suite(lab.suite.name, lab.suite.tasks, (1,)), keep_seeds=True)
-    assert entries["turbulent"]["per_seed"][1] == pytest.approx(single.evaluate(activations.get("turbulent")).ood_log_ratio,
-                                                            abs=1e-5)
+    assert entries["turbulent"]["per_seed"][1] == pytest.approx(
+        single.evaluate(activations.get("turbulent")).ood_log_ratio, abs=1e-5
+    )
     in_batches = reproduce.score_activation(lab, activations.get("turbulent"), "turbulent", in_batches=True)
     assert in_batches["ok"] and in_batches["ood_log_ratio"] != entries["turbulent"]["ood_log_ratio"]
 
 
 # -- the command ------------------------------------------------------------------------------------
+
 
 def run_cli(capsys, *argv):
     code = main(list(argv))
@@ -69,9 +79,29 @@ def run_cli(capsys, *argv):
 def tiny_run(tmp_path_factory, tiny_suite):
     """One tiny run of the command (no search, no transfer), shared by the tests below."""
     out = tmp_path_factory.mktemp("reproduction")
-    argv = ["reproduce", "--skip-search", "--skip-transfer", "--suite", tiny_suite, "--heldout-suite", tiny_suite,
-            "--steps", "10", "--seeds", "2", "--alphas", "0,0.1,0.2", "--functions", TINY_FUNCTIONS,
-            "--out-dir", str(out / "rep"), "--doc", str(out / "docs" / "reproduction.md"), "--workers", "1"]
+    argv = [
+        "reproduce",
+        "--skip-search",
+        "--skip-transfer",
+        "--suite",
+        tiny_suite,
+        "--heldout-suite",
+        tiny_suite,
+        "--steps",
+        "10",
+        "--seeds",
+        "2",
+        "--alphas",
+        "0,0.1,0.2",
+        "--functions",
+        TINY_FUNCTIONS,
+        "--out-dir",
+        str(out / "rep"),
+        "--doc",
+        str(out / "docs" / "reproduction.md"),
+        "--workers",
+        "1",
+    ]
     code = main(argv)
     return code, out, argv
 
@@ -80,18 +110,26 @@ def test_tiny_run_writes_the_report_json_and_plots(tiny_run):
     code, out, _ = tiny_run
     assert code == 0
     rep = out / "rep"
-    for name in ("lab.json", "alpha.json", "batch.json", "analysis.json", "claims.json", "lab.png", "alpha.png",
-                 "batch.png"):
+    for name in (
+        "lab.json",
+        "alpha.json",
+        "batch.json",
+        "analysis.json",
+        "claims.json",
+        "lab.png",
+        "alpha.png",
+        "batch.png",
+    ):
         assert (rep / name).is_file(), name
     doc = (out / "docs" / "reproduction.md").read_text()
     assert "| # | the paper's claim |" in doc
     claims = json.loads((rep / "claims.json").read_text())["claims"]
-    assert [c["id"] for c in claims] == list(reproduce.CLAIM_RULES)      # every claim, in the rules' order
+    assert [c["id"] for c in claims] == list(reproduce.CLAIM_RULES)  # every claim, in the rules' order
     assert {c["verdict"] for c in claims} <= {REPRODUCED, NOT_REPRODUCED, NOT_CHECKABLE}
     for c in claims:
         assert c["claim"] in doc and c["rule"] in doc
     by_id = {c["id"]: c for c in claims}
-    assert by_id["probe"]["verdict"] == REPRODUCED                 # turbulent flagged, the rest pointwise
+    assert by_id["probe"]["verdict"] == REPRODUCED  # turbulent flagged, the rest pointwise
     assert by_id["search"]["verdict"] == NOT_CHECKABLE and by_id["gsp_clrs"]["verdict"] == NOT_CHECKABLE
     lab = json.loads((rep / "lab.json").read_text())
     functions = lab["result"]["suites"][lab["settings"]["suite"]]["functions"]
@@ -101,7 +139,7 @@ def test_tiny_run_writes_the_report_json_and_plots(tiny_run):
     assert by_id["beats_relu"]["verdict"] == (NOT_REPRODUCED if losers else NOT_CHECKABLE), highs
     assert "GMTU" in by_id["beats_relu"]["why"] or losers
     assert all(reproduce.short(n) in by_id["beats_relu"]["why"] for n in losers)
-    assert "](../rep/lab.png)" in doc and "](../rep/alpha.png)" in doc     # links relative to the report
+    assert "](../rep/lab.png)" in doc and "](../rep/alpha.png)" in doc  # links relative to the report
     # the plots, at 90 dpi: lab (12 × 3.6 in, one suite), alpha (6.5 × 3.8), batch (6.5 × 3.4)
     for name, inches in (("lab", (12, 3.6)), ("alpha", (6.5, 3.8)), ("batch", (6.5, 3.4))):
         assert_png_about((rep / f"{name}.png").read_bytes(), inches, dpi=90, slack=0.15)
@@ -131,35 +169,79 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     """The transfer, correlation and search sections, from synthetic parts (no training here)."""
     _, out, _ = tiny_run
     rep = out / "rep"
-    settings = reproduce.Settings(seeds=2, suite=json.loads((rep / "lab.json").read_text())["settings"]["suite"],
-                                  steps=10, functions=("relu",) + tuple(TINY_FUNCTIONS.split(",")), alphas=(0.0, 0.1))
+    settings = reproduce.Settings(
+        seeds=2,
+        suite=json.loads((rep / "lab.json").read_text())["settings"]["suite"],
+        steps=10,
+        functions=("relu",) + tuple(TINY_FUNCTIONS.split(",")),
+        alphas=(0.0, 0.1),
+    )
     settings = dataclasses.replace(settings, heldout_suite=settings.suite)
     parts = {p: json.loads((rep / f"{p}.json").read_text())["result"] for p in ("lab", "alpha", "batch")}
-    scores = {"relu": [0.90, 0.92, 0.91], "gelu": [0.92, 0.93, 0.93], "gelu_sine": [0.93, 0.94, 0.93],
-              "gelu_sinc_perturbation": [0.95, 0.96, 0.95], "search_winner": [0.91, 0.90, 0.92]}
+    scores = {
+        "relu": [0.90, 0.92, 0.91],
+        "gelu": [0.92, 0.93, 0.93],
+        "gelu_sine": [0.93, 0.94, 0.93],
+        "gelu_sinc_perturbation": [0.95, 0.96, 0.95],
+        "search_winner": [0.91, 0.90, 0.92],
+    }
     rows, failures = [], []
     for name, values in list(scores.items()) + [("turbulent", [0.5])]:
         per_seed = [math.log((1 - v) / (1 - r)) for v, r in zip(values, scores["relu"])]
-        rows.append({"activation": name, "benchmark": "digits", "metric": "accuracy", "n": len(values),
-                     "failed": 3 - len(values), "mean": sum(values) / len(values), "std": None,
-                     "log_ratio_vs_relu": sum(per_seed) / len(per_seed), "log_ratio_std": None,
-                     "ci": mean_ci(per_seed)})
-    failures.append({"activation": "turbulent", "benchmark": "digits", "seed": 1,
-                     "error": {"code": "job_error", "message": "RuntimeError: out of memory"}})
-    parts["transfer"] = {"benchmarks": ["digits"], "missing": {"cifar10": "DatasetMissing: not here"},
-                         "seeds": [0, 1, 2], "options": {"digits": {"epochs": 1}}, "rows": rows, "failures": failures}
+        rows.append(
+            {
+                "activation": name,
+                "benchmark": "digits",
+                "metric": "accuracy",
+                "n": len(values),
+                "failed": 3 - len(values),
+                "mean": sum(values) / len(values),
+                "std": None,
+                "log_ratio_vs_relu": sum(per_seed) / len(per_seed),
+                "log_ratio_std": None,
+                "ci": mean_ci(per_seed),
+            }
+        )
+    failures.append(
+        {
+            "activation": "turbulent",
+            "benchmark": "digits",
+            "seed": 1,
+            "error": {"code": "job_error", "message": "RuntimeError: out of memory"},
+        }
+    )
+    parts["transfer"] = {
+        "benchmarks": ["digits"],
+        "missing": {"cifar10": "DatasetMissing: not here"},
+        "seeds": [0, 1, 2],
+        "options": {"digits": {"epochs": 1}},
+        "rows": rows,
+        "failures": failures,
+    }
     winner_entry = dict(parts["lab"]["suites"][settings.suite]["functions"]["gelu"], name="search_winner")
-    parts["search"] = {"config": {"search": {"budget": 4, "time_limit": 60, "heldout_top": 1},
-                                  "lab": {"training_seeds": 2, "suite": settings.suite}, "mutator": {"kind": "symbolic"},
-                                  "executor": {"workers": 1}},
-                       "run_dir": "runs/x", "evaluated": 4, "seconds": 3.0,
-                       "winner": {"program_id": 7, "search_fitness": 0.2, "source": "def activation_function(x):\n"
-                                  "    return F.gelu(x)\n", "sha256": "0", "suites": {settings.suite: winner_entry}}}
+    parts["search"] = {
+        "config": {
+            "search": {"budget": 4, "time_limit": 60, "heldout_top": 1},
+            "lab": {"training_seeds": 2, "suite": settings.suite},
+            "mutator": {"kind": "symbolic"},
+            "executor": {"workers": 1},
+        },
+        "run_dir": "runs/x",
+        "evaluated": 4,
+        "seconds": 3.0,
+        "winner": {
+            "program_id": 7,
+            "search_fitness": 0.2,
+            "source": "def activation_function(x):\n    return F.gelu(x)\n",
+            "sha256": "0",
+            "suites": {settings.suite: winner_entry},
+        },
+    }
     parts["analysis"] = reproduce.analysis(settings, parts["lab"], parts["search"], parts["transfer"])
     corr = parts["analysis"]["correlations"]["digits"]
     assert corr["n"] == 6 and "search_winner" in corr["functions"] and "turbulent" in corr["functions"]
     claims = {c.id: c for c in reproduce.build_claims(settings, parts)}
-    assert claims["gsp_best"].verdict == REPRODUCED          # GSP has the lowest digits log-ratio above
+    assert claims["gsp_best"].verdict == REPRODUCED  # GSP has the lowest digits log-ratio above
     assert claims["pointwise_transfer"].verdict == REPRODUCED
     assert claims["gsp_clrs"].verdict == NOT_CHECKABLE and claims["gsp_imagenet"].verdict == NOT_CHECKABLE
     # Turbulent fails downstream (2 failed jobs above): the claim stands or falls with its lab score in batches
@@ -170,13 +252,24 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     assert claims["batch_statistics"].verdict == (REPRODUCED if wins else NOT_REPRODUCED)
     assert "2 failed jobs" in claims["batch_statistics"].measured
     # the claim is decided by the validity study, never by this run's digits correlation
-    assert claims["lab_predicts"].verdict == NOT_CHECKABLE and "validity study not found" in claims["lab_predicts"].measured
+    assert (
+        claims["lab_predicts"].verdict == NOT_CHECKABLE
+        and "validity study not found" in claims["lab_predicts"].measured
+    )
     study = tmp_path / "validity.json"
-    cells = {"series": {"rho": 0.41, "low": 0.05, "high": 0.7, "n": 26},
-             "diabetes": {"rho": 0.1, "low": -0.3, "high": 0.45, "n": 26}}
-    study.write_text(json.dumps({"benchmarks": ["series", "diabetes"], "seeds": [0, 1, 2],
-                                 "correlations": {"per_benchmark": cells,
-                                                  "pooled": {"rho": 0.3, "low": 0.02, "high": 0.6, "n": 26}}}))
+    cells = {
+        "series": {"rho": 0.41, "low": 0.05, "high": 0.7, "n": 26},
+        "diabetes": {"rho": 0.1, "low": -0.3, "high": 0.45, "n": 26},
+    }
+    study.write_text(
+        json.dumps(
+            {
+                "benchmarks": ["series", "diabetes"],
+                "seeds": [0, 1, 2],
+                "correlations": {"per_benchmark": cells, "pooled": {"rho": 0.3, "low": 0.02, "high": 0.6, "n": 26}},
+            }
+        )
+    )
     parts["validity"] = reproduce.load_validity(study)
     decided = {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"]
     assert decided.verdict == REPRODUCED and "ρ = +0.30 [+0.02, +0.60] over 26 functions" in decided.measured
@@ -185,8 +278,14 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     parts["validity"] = reproduce.load_validity(study)
     assert {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"].verdict == NOT_REPRODUCED
     # a pooled ρ without an interval cannot decide the claim, and the text still renders
-    study.write_text(json.dumps({"benchmarks": [], "correlations": {"per_benchmark": {"series": {"rho": 0.4}},
-                                                                    "pooled": {"rho": 0.4, "n": 26}}}))
+    study.write_text(
+        json.dumps(
+            {
+                "benchmarks": [],
+                "correlations": {"per_benchmark": {"series": {"rho": 0.4}}, "pooled": {"rho": 0.4, "n": 26}},
+            }
+        )
+    )
     parts["validity"] = reproduce.load_validity(study)
     undecided = {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"]
     assert undecided.verdict == NOT_CHECKABLE and "validity study not found" in undecided.measured
@@ -194,9 +293,20 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     assert reproduce.load_validity(study) is None and reproduce.load_validity(tmp_path / "absent.json") is None
     # the winner's held-out entry is GELU's: below 0 or not decides the claim
     assert claims["search"].verdict == (REPRODUCED if winner_entry["ci"]["high"] < 0 else NOT_REPRODUCED)
-    info = {"date": "today", "machine": "test", "load_start": "0", "load_end": "0", "torch": "x", "python": "3",
-            "actmine": "0", "wall_seconds": 1.0, "parts_seconds": 1.0, "part_seconds": {"lab": 1.0}, "resumed": [],
-            "full_estimate": "n/a"}
+    info = {
+        "date": "today",
+        "machine": "test",
+        "load_start": "0",
+        "load_end": "0",
+        "torch": "x",
+        "python": "3",
+        "actmine": "0",
+        "wall_seconds": 1.0,
+        "parts_seconds": 1.0,
+        "part_seconds": {"lab": 1.0},
+        "resumed": [],
+        "full_estimate": "n/a",
+    }
     doc = reproduce.write_markdown(tmp_path / "r.md", tmp_path, settings, parts, list(claims.values()), info)
     text = doc.read_text()
     assert "## 4. Transfer" in text and "`cifar10`: DatasetMissing" in text and "out of memory" in text
@@ -220,10 +330,11 @@ def check_transfer_and_correlation_plots(parts, tmp_path, monkeypatch):
     figure, path = drawn(monkeypatch, reproduce.plot_transfer, parts["transfer"], tmp_path / "transfer.png")
     means = [r["ci"]["mean"] for r in parts["transfer"]["rows"] if r["activation"] != "relu"]
     assert bar_heights(figure.axes[0]) == pytest.approx(means)
-    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == \
-        [reproduce.short(r["activation"]) for r in parts["transfer"]["rows"] if r["activation"] != "relu"]
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == [
+        reproduce.short(r["activation"]) for r in parts["transfer"]["rows"] if r["activation"] != "relu"
+    ]
     width, height = png_size(path.read_bytes())
-    assert 0.9 * 6.0 * 90 <= width and 0.9 * 3.8 * 90 <= height <= 1.1 * 3.8 * 90    # 6 × 3.8 in and a legend
+    assert 0.9 * 6.0 * 90 <= width and 0.9 * 3.8 * 90 <= height <= 1.1 * 3.8 * 90  # 6 × 3.8 in and a legend
     figure, path = drawn(monkeypatch, reproduce.plot_correlation, parts["analysis"], tmp_path / "correlation.png")
     corr, points = parts["analysis"]["correlations"]["digits"], parts["analysis"]["points"]
     offsets = figure.axes[0].collections[0].get_offsets()
@@ -238,15 +349,24 @@ def imagenet_claim(rows, missing=None):
     return {c.id: c for c in reproduce.build_claims(settings, {"transfer": transfer})}["gsp_imagenet"]
 
 
-@pytest.mark.parametrize("per_seed, verdict", [
-    ([-0.2, 0.0, 0.2], REPRODUCED),         # no significant loss
-    ([0.3, 0.4, 0.5], NOT_REPRODUCED),      # the interval lies above 0: a loss
-    ([0.1], NOT_CHECKABLE),                 # one seed: no interval
-])
+@pytest.mark.parametrize(
+    "per_seed, verdict",
+    [
+        ([-0.2, 0.0, 0.2], REPRODUCED),  # no significant loss
+        ([0.3, 0.4, 0.5], NOT_REPRODUCED),  # the interval lies above 0: a loss
+        ([0.1], NOT_CHECKABLE),  # one seed: no interval
+    ],
+)
 def test_gsp_imagenet_claim_is_decided_by_the_no_loss_rule(per_seed, verdict):
     interval = mean_ci(per_seed)
-    row = {"activation": "gelu_sinc_perturbation", "benchmark": "imagenet", "n": len(per_seed), "failed": 0,
-           "log_ratio_vs_relu": interval["mean"], "ci": interval}
+    row = {
+        "activation": "gelu_sinc_perturbation",
+        "benchmark": "imagenet",
+        "n": len(per_seed),
+        "failed": 0,
+        "log_ratio_vs_relu": interval["mean"],
+        "ci": interval,
+    }
     claim = imagenet_claim([row])
     assert (claim.verdict, claim.why) == reproduce.rule_not_above_zero(interval) and claim.verdict == verdict
     assert claim.measured == f"imagenet log-ratio vs ReLU {reproduce._ci_text(interval)}"
@@ -258,20 +378,24 @@ def test_gsp_imagenet_claim_without_imagenet():
     assert claim.measured == "ImageNet not run: DatasetMissing: no ILSVRC here"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--seeds", "1"], "--seeds must be at least 2"),
-    (["--alphas", "a,b"], "--alphas"),
-    (["--alphas", "-1"], "--alphas"),
-    (["--functions", "relu,nope"], "unknown activation 'nope'"),
-    (["--benchmarks", "nope"], "--benchmarks: unknown nope"),
-    (["--transfer-option", "digits.epochs"], "BENCHMARK.KEY=VALUE"),
-    (["--data-dir", "/no/such/dir"], "is not a directory"),
-    (["--workers", "0"], "--workers must be positive"),
-    (["--suite", "nope"], "unknown suite"),
-    (["--validity", "/no/such/validity.json"], "is not a validity study's result"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "1"], "--seeds must be at least 2"),
+        (["--alphas", "a,b"], "--alphas"),
+        (["--alphas", "-1"], "--alphas"),
+        (["--functions", "relu,nope"], "unknown activation 'nope'"),
+        (["--benchmarks", "nope"], "--benchmarks: unknown nope"),
+        (["--transfer-option", "digits.epochs"], "BENCHMARK.KEY=VALUE"),
+        (["--data-dir", "/no/such/dir"], "is not a directory"),
+        (["--workers", "0"], "--workers must be positive"),
+        (["--suite", "nope"], "unknown suite"),
+        (["--validity", "/no/such/validity.json"], "is not a validity study's result"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_clear_message(capsys, argv, message, tmp_path):
-    code, _, err = run_cli(capsys, "reproduce", "--out-dir", str(tmp_path / "o"), "--doc", str(tmp_path / "d.md"),
-                           *argv)
+    code, _, err = run_cli(
+        capsys, "reproduce", "--out-dir", str(tmp_path / "o"), "--doc", str(tmp_path / "d.md"), *argv
+    )
     assert code == 2 and message in err
     assert not (tmp_path / "o").exists()

@@ -6,11 +6,36 @@ import actmine.reproduce as reproduce
 from actmine.reproduce import claims
 
 # names other modules, tests and benchmarks import from the package (or look up on it)
-IMPORTED = ("Settings", "Claim", "Progress", "quick_settings", "full_settings", "run_reproduce", "build_claims",
-            "write_markdown", "analysis", "score_activation", "load_validity", "spearman", "mean_ci", "short",
-            "_ci_text", "_make_lab", "_save", "plot_lab", "plot_alpha", "plot_batch", "plot_transfer",
-            "plot_correlation", "rule_not_above_zero", "CLAIM_RULES", "PAPER_FUNCTIONS", "REPRODUCED",
-            "NOT_REPRODUCED", "NOT_CHECKABLE")
+IMPORTED = (
+    "Settings",
+    "Claim",
+    "Progress",
+    "quick_settings",
+    "full_settings",
+    "run_reproduce",
+    "build_claims",
+    "write_markdown",
+    "analysis",
+    "score_activation",
+    "load_validity",
+    "spearman",
+    "mean_ci",
+    "short",
+    "_ci_text",
+    "_make_lab",
+    "_save",
+    "plot_lab",
+    "plot_alpha",
+    "plot_batch",
+    "plot_transfer",
+    "plot_correlation",
+    "rule_not_above_zero",
+    "CLAIM_RULES",
+    "PAPER_FUNCTIONS",
+    "REPRODUCED",
+    "NOT_REPRODUCED",
+    "NOT_CHECKABLE",
+)
 
 
 def test_the_names_callers_import_are_still_there():
@@ -32,8 +57,12 @@ def test_the_plots_save_through_the_package(monkeypatch, tmp_path):
     """A test keeps each figure on its way to disk by replacing `reproduce._save`."""
     seen = []
     monkeypatch.setattr(reproduce, "_save", lambda fig, path: seen.append(fig) or path)
-    alpha = {"points": [{"ok": True, "alpha": 0.1, "ci": {"mean": -0.1, "low": -0.2, "high": 0.0}}],
-             "best_alpha": 0.1, "suite": "lab", "seeds": [0, 1]}
+    alpha = {
+        "points": [{"ok": True, "alpha": 0.1, "ci": {"mean": -0.1, "low": -0.2, "high": 0.0}}],
+        "best_alpha": 0.1,
+        "suite": "lab",
+        "seeds": [0, 1],
+    }
     assert reproduce.plot_alpha(alpha, tmp_path / "a.png") == tmp_path / "a.png"
     assert len(seen) == 1 and not (tmp_path / "a.png").exists()
     reproduce.plots._plt().close(seen[0])

@@ -39,28 +39,36 @@ EXIT_BUSY = 3
 @pytest.fixture()
 def config_file(tmp_path):
     """A search that runs on (budget 400) while the test looks at it."""
-    return write_tiny_config(tmp_path, search={"budget": 400, "islands": 1, "heldout_top": 1},
-                             executor={"workers": 1}, lab={"steps": 10})
+    return write_tiny_config(
+        tmp_path, search={"budget": 400, "islands": 1, "heldout_top": 1}, executor={"workers": 1}, lab={"steps": 10}
+    )
 
 
 def search_now(config_file: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     """A search expected to stop at start-up (the timeout only bounds a failure of the test)."""
-    return subprocess.run([ACTMINE, "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet",
-                           *extra], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [ACTMINE, "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def recorded(run_dir: Path) -> int:
     """How many programs a starting search has recorded (0 before its database is created)."""
     try:
         return len(programs(run_dir))
-    except DatabaseError:   # no file yet, or the first controller has not migrated it yet
+    except DatabaseError:  # no file yet, or the first controller has not migrated it yet
         return 0
 
 
 def files(directory: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """{name: sha256} of every file in the directory: what "nothing was changed" compares."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())
-            if p.is_file() and p.name not in skip}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name not in skip
+    }
 
 
 def wait_for(condition, what: str, process: subprocess.Popen | None = None, limit: float = 180) -> None:
@@ -139,24 +147,33 @@ def test_a_second_lock_is_refused_with_the_holder_and_released_cleanly(tmp_path)
         assert lock.held and (run_dir / LOCK_FILE).is_file()
         holder = read_holder(run_dir)
         assert holder.pid == os.getpid() and holder.command == tuple(sys.argv)
-        with pytest.raises(RunLocked) as refused:       # another open file: refused even in this process
+        with pytest.raises(RunLocked) as refused:  # another open file: refused even in this process
             RunLock(run_dir).acquire()
         assert refused.value.holder == holder
         assert str(run_dir) in str(refused.value) and f"pid {os.getpid()}" in str(refused.value)
-        other = subprocess.run([sys.executable, "-c", "import sys; from actmine.evolve.runlock import RunLock; "
-                                "RunLock(sys.argv[1]).acquire()", str(run_dir)], capture_output=True, text=True,
-                               timeout=60)
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from actmine.evolve.runlock import RunLock; RunLock(sys.argv[1]).acquire()",
+                str(run_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert other.returncode != 0 and "RunLocked" in other.stderr and f"pid {os.getpid()}" in other.stderr
     assert not lock.held
-    assert (run_dir / LOCK_FILE).read_text() == ""      # a clean release leaves no identity behind
-    with RunLock(run_dir):                              # and the next one takes it
+    assert (run_dir / LOCK_FILE).read_text() == ""  # a clean release leaves no identity behind
+    with RunLock(run_dir):  # and the next one takes it
         pass
 
 
 def test_a_killed_holder_leaves_no_lock_even_while_its_children_live(tmp_path):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         forked, spawned = (int(pid) for pid in holder.stdout.readline().split())
         assert read_holder(run_dir).pid == holder.pid
@@ -164,8 +181,8 @@ def test_a_killed_holder_leaves_no_lock_even_while_its_children_live(tmp_path):
             RunLock(run_dir).acquire()
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-        assert alive(forked) and alive(spawned)         # the children outlive the holder ...
-        with RunLock(run_dir) as taken:                 # ... and hold nothing: no stale lock
+        assert alive(forked) and alive(spawned)  # the children outlive the holder ...
+        with RunLock(run_dir) as taken:  # ... and hold nothing: no stale lock
             assert taken.held and read_holder(run_dir).pid == os.getpid()
     finally:
         kill_group(holder.pid)
@@ -175,13 +192,17 @@ def test_the_lock_of_a_wrapped_process_is_the_process_s_own(tmp_path):
     """`timeout` (like `nohup`, a shell) starts the real holder as its child: the child holds the
     lock and writes its own pid; killing the wrapper leaves the lock with the child."""
     run_dir = tmp_path / "run"
-    wrapper = subprocess.Popen(["timeout", "120", sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    wrapper = subprocess.Popen(
+        ["timeout", "120", sys.executable, "-c", HOLDER, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wrapper.stdout.readline()
         child = read_holder(run_dir).pid
         assert child != wrapper.pid and parent_of(child) == wrapper.pid
-        wrapper.send_signal(signal.SIGKILL)             # the user's kill -9 hits the wrapper
+        wrapper.send_signal(signal.SIGKILL)  # the user's kill -9 hits the wrapper
         wrapper.wait()
         assert alive(child)
         with pytest.raises(RunLocked, match=f"pid {child}"):
@@ -199,8 +220,9 @@ def test_a_busy_run_is_refused_before_anything_is_read_or_written(tmp_path, conf
     run_dir = tmp_path / "run"
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
         db.create_run({"note": "someone else's run"})
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         holder.stdout.readline()
         before = files(run_dir)
@@ -217,6 +239,7 @@ def test_a_busy_run_is_refused_before_anything_is_read_or_written(tmp_path, conf
 # Real controllers
 # --------------------------------------------------------------------------------------------
 
+
 def test_one_controller_per_run_and_readers_beside_it(tmp_path, config_file):
     """A search under `timeout`: the controller (not the wrapper) holds the run, also after the
     wrapper was killed with SIGKILL; a second search is refused at once, naming it; `actmine report` and
@@ -224,24 +247,36 @@ def test_one_controller_per_run_and_readers_beside_it(tmp_path, config_file):
     left alive) leaves no lock behind. (A new controller resuming after a kill -9, under the lock,
     is `test_search.py`'s kill -9 test; the many moments are `test_crash_stress.py`'s.)"""
     run_dir = tmp_path / "run"
-    first = subprocess.Popen(["timeout", "600", ACTMINE, "search", "--config", str(config_file), "--run-dir",
-                              str(run_dir), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        ["timeout", "600", ACTMINE, "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: recorded(run_dir) >= 2, "the first search's programs", first)
         controller = read_holder(run_dir).pid
         assert controller != first.pid and parent_of(controller) == first.pid
         assert "search" in read_holder(run_dir).command
-        first.send_signal(signal.SIGKILL)               # the user's kill -9 hits the wrapper ...
+        first.send_signal(signal.SIGKILL)  # the user's kill -9 hits the wrapper ...
         first.wait()
-        assert alive(controller)                        # ... and the controller runs on
+        assert alive(controller)  # ... and the controller runs on
 
         # at the same time: a second controller, a report and an export of the running search
         second = run_cli(config_file, run_dir)
-        report = subprocess.Popen([ACTMINE, "report", str(run_dir), "--top", "1", "--out", str(tmp_path / "live.html")],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        export = subprocess.Popen([ACTMINE, "export", str(run_dir), "--top", "1", "--out", str(tmp_path / "pack.py")],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        report = subprocess.Popen(
+            [ACTMINE, "report", str(run_dir), "--top", "1", "--out", str(tmp_path / "live.html")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        export = subprocess.Popen(
+            [ACTMINE, "export", str(run_dir), "--top", "1", "--out", str(tmp_path / "pack.py")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _, refused = second.communicate(timeout=120)
         assert second.returncode == EXIT_BUSY, refused
         assert len(refused.strip().splitlines()) == 1 and "Traceback" not in refused
@@ -250,9 +285,9 @@ def test_one_controller_per_run_and_readers_beside_it(tmp_path, config_file):
             _, err = reader.communicate(timeout=300)
             assert reader.returncode == 0, err
             assert mark in (tmp_path / written).read_text()
-        assert alive(controller)                        # it ran on beside its readers
+        assert alive(controller)  # it ran on beside its readers
 
-        os.kill(controller, signal.SIGKILL)             # the controller alone; its workers may linger
+        os.kill(controller, signal.SIGKILL)  # the controller alone; its workers may linger
         wait_for(lambda: not alive(controller), "the controller to die")
         # no stale lock: the next controller may start (a child the controller was forking when it was
         # killed holds the file until it execs, which closes it: O_CLOEXEC; so allow a few seconds)
@@ -268,6 +303,7 @@ def test_one_controller_per_run_and_readers_beside_it(tmp_path, config_file):
 # Start-up checks through `actmine search`: exit 2, one line, nothing changed
 # --------------------------------------------------------------------------------------------
 
+
 def _newer(path: Path) -> str:
     ProgramDatabase(path).close()
     with sqlite3.connect(path) as connection:
@@ -277,7 +313,7 @@ def _newer(path: Path) -> str:
 
 
 def _not_a_database(path: Path) -> str:
-    path.write_text("search:\n  budget: 3\n")          # e.g. a config file saved under the wrong name
+    path.write_text("search:\n  budget: 3\n")  # e.g. a config file saved under the wrong name
     return "not an SQLite database"
 
 
@@ -285,10 +321,17 @@ def _truncated(path: Path) -> str:
     with ProgramDatabase(path) as db:
         run = db.create_run({})
         for index in range(30):
-            db.add_program(ProgramRecord(run_id=run, proposal_index=index, status="failed", fitness=None,
-                                         source=f"def activation_function(x):\n    return x  # {'#' * 400} {index}\n"))
+            db.add_program(
+                ProgramRecord(
+                    run_id=run,
+                    proposal_index=index,
+                    status="failed",
+                    fitness=None,
+                    source=f"def activation_function(x):\n    return x  # {'#' * 400} {index}\n",
+                )
+            )
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2 + 123])
+    path.write_bytes(data[: len(data) // 2 + 123])
     return "not a usable program database"
 
 
@@ -303,20 +346,31 @@ def test_search_refuses_an_unusable_database_and_changes_nothing(tmp_path, confi
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert expected in done.stderr and str(run_dir / "programs.sqlite") in done.stderr
-    assert files(run_dir, skip=(LOCK_FILE,)) == before    # byte for byte, and no -wal/-shm beside it
+    assert files(run_dir, skip=(LOCK_FILE,)) == before  # byte for byte, and no -wal/-shm beside it
 
 
 # --------------------------------------------------------------------------------------------
 # Run directories that cannot be written
 # --------------------------------------------------------------------------------------------
 
+
 def _unshare_works() -> bool:
     if shutil.which("unshare") is None:
         return False
     with tempfile.TemporaryDirectory() as directory:
-        probe = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount --bind "$1" "$1" && mount -o remount,bind,ro '
-                                '"$1" && ! touch "$1/x" 2>/dev/null', "sh", directory],
-                               capture_output=True, timeout=30)
+        probe = subprocess.run(
+            [
+                "unshare",
+                "-rm",
+                "sh",
+                "-c",
+                'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && ! touch "$1/x" 2>/dev/null',
+                "sh",
+                directory,
+            ],
+            capture_output=True,
+            timeout=30,
+        )
     return probe.returncode == 0
 
 
@@ -324,8 +378,12 @@ def run_with_read_only(directory: Path, argv: list[str]) -> subprocess.Completed
     """Run `argv` seeing `directory` read-only, whoever we are (see the module doc)."""
     if _unshare_works():
         script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
-        return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(directory), *argv],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            ["unshare", "-rm", "sh", "-c", script, "sh", str(directory), *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     if os.geteuid() != 0:
         mode = directory.stat().st_mode
         directory.chmod(0o555)
@@ -347,8 +405,10 @@ def test_search_refuses_a_read_only_run_directory_and_changes_nothing(tmp_path, 
     run_dir.mkdir()
     _existing_run(run_dir, config_file)
     before = files(run_dir)
-    done = run_with_read_only(run_dir, [ACTMINE, "search", "--config", str(config_file), "--run-dir", str(run_dir),
-                                        "--quiet", "--budget", "3"])
+    done = run_with_read_only(
+        run_dir,
+        [ACTMINE, "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet", "--budget", "3"],
+    )
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert f"{run_dir} is not writable" in done.stderr
@@ -399,7 +459,7 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path
     assert victim.read_text() == "keep me\n"
 
 
-@pytest.mark.parametrize("started", ["1e300", "Infinity", "\"soon\"", "-1e300"])
+@pytest.mark.parametrize("started", ["1e300", "Infinity", '"soon"', "-1e300"])
 def test_a_holder_record_with_an_impossible_time_reads_as_unknown(started):
     text = '{"pid": 7, "host": "h", "started": %s, "command": ["actmine"]}' % started
     assert Holder.from_json(text) is None

@@ -19,8 +19,14 @@ import torch
 from actmine import activations
 from actmine.candidate import worker as worker_module
 from actmine.candidate.probes import MESSAGE_LIMIT
-from actmine.candidate.sandbox import MAX_ANSWER_BYTES, SandboxLimits, SandboxPool, WorkerLost, _Worker, \
-    worker_environment
+from actmine.candidate.sandbox import (
+    MAX_ANSWER_BYTES,
+    SandboxLimits,
+    SandboxPool,
+    WorkerLost,
+    _Worker,
+    worker_environment,
+)
 from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
@@ -39,8 +45,9 @@ def expected_codes(path: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def small_lab(tmp_path_factory):
     suite = Suite("sandbox-test", (polynomial(dim=1, seed=0), feynman("I.14.3")), (0,))
-    return Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128),
-               cache_dir=tmp_path_factory.mktemp("cache"))
+    return Lab(
+        suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir=tmp_path_factory.mktemp("cache")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +57,41 @@ def pool():
 
 
 def torch_state():
-    return (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled(),
-            torch.random.get_rng_state().clone())
+    return (
+        torch.get_num_threads(),
+        torch.get_default_dtype(),
+        torch.is_grad_enabled(),
+        torch.random.get_rng_state().clone(),
+    )
 
 
 def test_corpus_is_large_and_covers_the_reason_codes():
     files = sorted(CORPUS.glob("*.py"))
     assert len(files) >= 30
     codes = set().union(*(expected_codes(f) for f in files))
-    assert {"import", "dunder", "forbidden_builtin", "torch_forbidden", "module_alias", "attribute_assignment",
-            "unbounded_loop", "forbidden_statement", "missing_function", "syntax_error", "too_long", "timeout",
-            "memory_limit", "runtime_error", "bad_shape", "bad_output", "non_finite", "batch_dependent",
-            "over_flop_budget", "modifies_input", "inconsistent_function"} <= codes
+    assert {
+        "import",
+        "dunder",
+        "forbidden_builtin",
+        "torch_forbidden",
+        "module_alias",
+        "attribute_assignment",
+        "unbounded_loop",
+        "forbidden_statement",
+        "missing_function",
+        "syntax_error",
+        "too_long",
+        "timeout",
+        "memory_limit",
+        "runtime_error",
+        "bad_shape",
+        "bad_output",
+        "non_finite",
+        "batch_dependent",
+        "over_flop_budget",
+        "modifies_input",
+        "inconsistent_function",
+    } <= codes
 
 
 def test_pool_survives_the_whole_corpus_then_evaluates_a_good_candidate(pool, small_lab, tmp_path, monkeypatch):
@@ -72,8 +102,10 @@ def test_pool_survives_the_whole_corpus_then_evaluates_a_good_candidate(pool, sm
     environment_before = dict(os.environ)
     state_before = torch_state()
 
-    futures = {path: (time.monotonic(), pool.submit(path.read_text(), small_lab, path.name))
-               for path in sorted(CORPUS.glob("*.py"))}
+    futures = {
+        path: (time.monotonic(), pool.submit(path.read_text(), small_lab, path.name))
+        for path in sorted(CORPUS.glob("*.py"))
+    }
     failures = []
     for path, (started, future) in futures.items():
         evaluation = future.result(timeout=300)  # the caller never hangs
@@ -92,8 +124,11 @@ def test_pool_survives_the_whole_corpus_then_evaluates_a_good_candidate(pool, sm
     assert after[:3] == state_before[:3] and torch.equal(after[3], state_before[3])
 
     # and the pool still evaluates a good candidate, with the registry function's numbers
-    good = pool.evaluate("def activation_function(x):\n    return F.gelu(x, approximate='tanh') + 0.1 * torch.sin(x)\n",
-                         small_lab, "gelu_sine.py")
+    good = pool.evaluate(
+        "def activation_function(x):\n    return F.gelu(x, approximate='tanh') + 0.1 * torch.sin(x)\n",
+        small_lab,
+        "gelu_sine.py",
+    )
     assert good.ok and reference.ok
     assert good.fitness == pytest.approx(reference.fitness, abs=1e-6)
     assert [t.ood_error for t in good.tasks] == pytest.approx([t.ood_error for t in reference.tasks], rel=1e-5)
@@ -126,8 +161,8 @@ def test_workers_are_recycled_after_n_tasks(small_lab):
         for _ in range(3):
             assert pool.evaluate("def activation_function(x):\n    return torch.relu(x)\n", small_lab).ok
             pids.append(pool.worker_pids())
-        assert len(pids[0]) == 1 and pids[1] == []   # retired right after its second request...
-        assert len(pids[2]) == 1 and pids[2] != pids[0]   # ...and a fresh worker took the third
+        assert len(pids[0]) == 1 and pids[1] == []  # retired right after its second request...
+        assert len(pids[2]) == 1 and pids[2] != pids[0]  # ...and a fresh worker took the third
 
 
 def test_worker_environment_has_no_secrets(tmp_path, monkeypatch):
@@ -146,10 +181,12 @@ def test_worker_has_no_network_where_the_kernel_allows(tmp_path):
     server.bind(("127.0.0.1", 0))
     server.listen()
     port = server.getsockname()[1]
-    script = (f"from actmine.candidate.worker import isolate_network\n"
-              f"import socket\nisolated = isolate_network()\n"
-              f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); reached = True\n"
-              f"except OSError:\n    reached = False\nprint(isolated, reached)\n")
+    script = (
+        f"from actmine.candidate.worker import isolate_network\n"
+        f"import socket\nisolated = isolate_network()\n"
+        f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); reached = True\n"
+        f"except OSError:\n    reached = False\nprint(isolated, reached)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     server.close()
     isolated, reached = done.stdout.split()
@@ -174,9 +211,24 @@ def test_cli_refuses_corpus_files_with_json_and_non_zero_exit(tmp_path, name):
     suite.write_text("seeds: [0]\ntasks:\n  - {family: polynomial, dim: 1, seed: 0}\n")
     exe = Path(sys.executable).with_name("actmine")
     env = {**os.environ, "ACTMINE_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run([str(exe), "evaluate", str(CORPUS / name), "--json", "--suite", str(suite),
-                           "--memory-mb", "3072", "--timeout", "30"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            str(exe),
+            "evaluate",
+            str(CORPUS / name),
+            "--json",
+            "--suite",
+            str(suite),
+            "--memory-mb",
+            "3072",
+            "--timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     data = json.loads(done.stdout)
     assert done.returncode == 1 and data["ok"] is False
     assert data["error"]["code"] in expected_codes(CORPUS / name) and data["error"]["stage"]
@@ -187,10 +239,18 @@ def test_the_parent_reads_no_more_than_max_answer_bytes_from_a_worker(tmp_path):
     worker = object.__new__(_Worker)  # the real reader, on a process that floods its pipe
     worker.limits, worker.directory, worker.buffer, worker.tasks = LIMITS, str(tmp_path / "w"), b"", 0
     worker.process = subprocess.Popen(
-        [sys.executable, "-c", f"import sys\nsys.stdout.write('x' * {4 * MAX_ANSWER_BYTES})\nsys.stdout.flush()\n"
-                               "import time\ntime.sleep(60)\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            f"import sys\nsys.stdout.write('x' * {4 * MAX_ANSWER_BYTES})\nsys.stdout.flush()\n"
+            "import time\ntime.sleep(60)\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     import selectors
+
     worker.selector = selectors.DefaultSelector()
     worker.selector.register(worker.process.stdout, selectors.EVENT_READ)
     with pytest.raises(WorkerLost) as info:
@@ -204,7 +264,7 @@ def test_worker_state_sees_the_global_rng():
     """A candidate cannot reach torch's RNG through the policy; the worker's check is the second wall."""
     outside = worker_module.torch_state()
     with torch.random.fork_rng():
-        torch.manual_seed(1234)   # a known start: the tests before may have left any state, seed 0's too
+        torch.manual_seed(1234)  # a known start: the tests before may have left any state, seed 0's too
         baseline = worker_module.torch_state()
         torch.rand(3)
         drawn = worker_module.torch_state()
@@ -251,7 +311,7 @@ def test_a_worker_killed_mid_evaluation_costs_one_retry(small_lab):
         future = pool.submit(SLOW_GOOD, small_lab, "slow")
         killed = kill_when_busy(pool)
         evaluation = future.result(timeout=120)
-        assert evaluation.ok, evaluation.error   # retried on a fresh worker, and scored
+        assert evaluation.ok, evaluation.error  # retried on a fresh worker, and scored
         assert pool.started_workers == 2 and killed not in pool.worker_pids()
 
 
@@ -266,7 +326,7 @@ def test_a_worker_killed_twice_fails_the_candidate_with_worker_lost_and_the_pool
         assert "SIGKILL" in evaluation.error["message"] and "retry on a fresh worker" in evaluation.error["message"]
         assert pool.started_workers == 2  # tried twice, no more
         assert not {first, second} & set(pool.worker_pids())
-        assert pool.evaluate(GOOD, small_lab, "next").ok   # the next candidate, on a replacement
+        assert pool.evaluate(GOOD, small_lab, "next").ok  # the next candidate, on a replacement
         assert pool.started_workers == 3
 
 
@@ -278,7 +338,7 @@ def test_a_worker_killed_while_idle_costs_nothing(small_lab):
         while psutil.Process(idle).status() != psutil.STATUS_ZOMBIE:  # dead, not yet reaped by the pool
             time.sleep(0.01)
         assert pool.evaluate(GOOD, small_lab, "after").ok
-        assert pool.started_workers == 2   # the dead one replaced before the request, not after a loss
+        assert pool.started_workers == 2  # the dead one replaced before the request, not after a loss
 
 
 def test_a_candidate_that_kills_its_own_worker_is_not_retried_and_keeps_its_code(small_lab):
@@ -289,31 +349,34 @@ def test_a_candidate_that_kills_its_own_worker_is_not_retried_and_keeps_its_code
             before = pool.started_workers
             evaluation = pool.evaluate((CORPUS / name).read_text(), small_lab, name)
             assert evaluation.error["code"] in codes, evaluation.error
-            assert pool.started_workers - before <= 1   # one worker for it: never a second attempt
+            assert pool.started_workers - before <= 1  # one worker for it: never a second attempt
         assert pool.evaluate(GOOD, small_lab, "after").ok
 
 
 def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab):
     """An orphaned worker (its pool's process SIGKILLed mid-evaluation) does not run on for nobody."""
-    script = ("import sys, time\nfrom actmine.candidate.sandbox import SandboxLimits, SandboxPool\n"
-              "from actmine.lab.ensemble import TrainingProtocol\nfrom actmine.lab.fitness import Lab\n"
-              "from actmine.lab.tasks import Suite, feynman, polynomial\n"
-              "suite = Suite('sandbox-test', (polynomial(dim=1, seed=0), feynman('I.14.3')), (0,))\n"
-              f"lab = Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir={str(small_lab.cache_dir)!r})\n"
-              "pool = SandboxPool(workers=1, limits=SandboxLimits(timeout_s=600, cpu_s=600, memory_mb=3072))\n"
-              f"pool.submit({(CORPUS / 'busy_loop.py').read_text()!r}, lab, 'busy')\n"
-              "while not pool.busy_workers():\n    time.sleep(0.01)\n"
-              "print(*pool.busy_workers(), flush=True)\ntime.sleep(600)\n")
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).parent.parent)
+    script = (
+        "import sys, time\nfrom actmine.candidate.sandbox import SandboxLimits, SandboxPool\n"
+        "from actmine.lab.ensemble import TrainingProtocol\nfrom actmine.lab.fitness import Lab\n"
+        "from actmine.lab.tasks import Suite, feynman, polynomial\n"
+        "suite = Suite('sandbox-test', (polynomial(dim=1, seed=0), feynman('I.14.3')), (0,))\n"
+        f"lab = Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir={str(small_lab.cache_dir)!r})\n"
+        "pool = SandboxPool(workers=1, limits=SandboxLimits(timeout_s=600, cpu_s=600, memory_mb=3072))\n"
+        f"pool.submit({(CORPUS / 'busy_loop.py').read_text()!r}, lab, 'busy')\n"
+        "while not pool.busy_workers():\n    time.sleep(0.01)\n"
+        "print(*pool.busy_workers(), flush=True)\ntime.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
+    )
     try:
         worker = int(parent.stdout.readline())
         directory = Path(os.readlink(f"/proc/{worker}/cwd"))
         assert directory.name.startswith("actmine-worker-") and directory.is_dir()
         parent.kill()
         parent.wait(timeout=10)
-        assert wait_ended(worker)   # its limits would let it run 600 s
-        assert not directory.exists()   # nobody else is left to remove its throw-away directory
+        assert wait_ended(worker)  # its limits would let it run 600 s
+        assert not directory.exists()  # nobody else is left to remove its throw-away directory
     finally:
         parent.kill()
         parent.wait()

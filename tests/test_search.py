@@ -58,15 +58,17 @@ def test_short_search_end_to_end(tmp_path, config_file):
     # the top list of 2, and the seed (relu) when it is not in it
     top = sorted((r for r in records if r.status == "ok"), key=lambda r: (-r.score, r.id))[:2]
     seed = next(r for r in records if r.mutator == "seed")
-    assert {row["program_id"] for row in heldout.values() if row["program_id"] is not None} == \
-        {r.id for r in top} | {seed.id}
+    assert {row["program_id"] for row in heldout.values() if row["program_id"] is not None} == {r.id for r in top} | {
+        seed.id
+    }
     # the winner is the validation's best of the top list by the run's rule, whatever its search fitness
     programs_rows = [row for row in heldout.values() if row["program_id"] is not None]
     rule = WINNER_RULES[final["winner_rule"]]
     assert final["winner_rule"] == Config().search.winner_rule
     assert heldout[f"program {best.id}"]["winner"]
-    assert rule(heldout[f"program {best.id}"]["heldout_fitness"], heldout[f"program {best.id}"]["families"]) == \
-        max(rule(r["heldout_fitness"], r["families"]) for r in programs_rows)
+    assert rule(heldout[f"program {best.id}"]["heldout_fitness"], heldout[f"program {best.id}"]["families"]) == max(
+        rule(r["heldout_fitness"], r["families"]) for r in programs_rows
+    )
     # ... and best_activation.py carries the winner's validation score, rewritten after the check
     assert module.BestActivation.heldout_fitness == heldout[f"program {best.id}"]["heldout_fitness"]
     assert module.BestActivation.heldout_fitness is not None
@@ -75,7 +77,9 @@ def test_short_search_end_to_end(tmp_path, config_file):
 def test_the_same_function_is_recorded_once_and_linked(tmp_path, config_file):
     same = tmp_path / "relu_again.py"
     same.write_text("def activation_function(x):\n    # ReLU, spelled differently\n    return F.relu(x)\n")
-    config = Config.load(config_file).with_overrides({"search.budget": 3, "search.initial_programs": ["relu", str(same), "relu"]})
+    config = Config.load(config_file).with_overrides(
+        {"search.budget": 3, "search.initial_programs": ["relu", str(same), "relu"]}
+    )
     Search(config, tmp_path / "run", live=False).run()
     records = {r.proposal_index: r for r in programs(tmp_path / "run")}
     originals = [r for r in records.values() if r.status == "ok" and r.mutator == "seed"]
@@ -105,10 +109,10 @@ def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path,
     after = programs(run_dir)
     assert len(after) == 40
     indexes = [r.proposal_index for r in after]
-    assert len(set(indexes)) == 40                       # nothing evaluated twice
+    assert len(set(indexes)) == 40  # nothing evaluated twice
     by_index = {r.proposal_index: (r.id, r.source, r.fitness, r.status) for r in after}
     assert all(by_index[i] == before[i] for i in before)  # nothing that finished was lost or changed
-    assert sorted(indexes) == list(range(40))            # gap-free: work lost in flight was proposed anew
+    assert sorted(indexes) == list(range(40))  # gap-free: work lost in flight was proposed anew
 
 
 def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
@@ -117,7 +121,7 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
     changed = Config.load(config_file).with_overrides({"search.budget": 3, "search.seed": 11})
     with pytest.raises(ConfigError, match="search.seed"):
         Search(changed, run_dir, live=False).run()
-    more = Config.load(config_file).with_overrides({"search.budget": 5})   # a larger budget is fine
+    more = Config.load(config_file).with_overrides({"search.budget": 5})  # a larger budget is fine
     assert Search(more, run_dir, live=False).run()["evaluated"] == 5
 
 
@@ -140,8 +144,12 @@ def test_bad_config_is_a_usage_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("search:\n  budgte: 3\n")
     exe = Path(sys.executable).with_name("actmine")
-    done = subprocess.run([str(exe), "search", "--config", str(bad), "--run-dir", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(exe), "search", "--config", str(bad), "--run-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "search.budgte" in done.stderr
 
 

@@ -31,23 +31,42 @@ from search_runs import write_tiny_config
 CONFIRM_ROUNDS = 2
 TOP = 2
 POOLS_CONFIG = {
-    "search": {"budget": 3, "time_limit": 0, "islands": 1, "heldout_top": TOP, "initial_programs": ["relu", "gelu", "silu"]},
+    "search": {
+        "budget": 3,
+        "time_limit": 0,
+        "islands": 1,
+        "heldout_top": TOP,
+        "initial_programs": ["relu", "gelu", "silu"],
+    },
     "executor": {"workers": 2},
     "lab": {"suite": None, "heldout_suite": None, "steps": 20},
-    "tasks": {"search": [{"generator": "polynomial", "size": 6}, {"generator": "harmonic", "size": 4}],
-              "sample": 4,
-              "validation": [{"generator": "polynomial", "size": 3, "start": 1_000_000},
-                             {"generator": "harmonic", "size": 2, "start": 1_000_000}],
-              "test": {"feynman": [{"generator": "feynman", "size": 4, "seeds": [0]}]},
-              "confirm_rounds": CONFIRM_ROUNDS, "lcb_z": 1.0,
-              # a fresh sample per proposal, where pooling by fingerprint adds tasks (shared samples:
-              # test_shared_samples_pair_every_program_and_pool_nothing)
-              "shared_samples": False},
+    "tasks": {
+        "search": [{"generator": "polynomial", "size": 6}, {"generator": "harmonic", "size": 4}],
+        "sample": 4,
+        "validation": [
+            {"generator": "polynomial", "size": 3, "start": 1_000_000},
+            {"generator": "harmonic", "size": 2, "start": 1_000_000},
+        ],
+        "test": {"feynman": [{"generator": "feynman", "size": 4, "seeds": [0]}]},
+        "confirm_rounds": CONFIRM_ROUNDS,
+        "lcb_z": 1.0,
+        # a fresh sample per proposal, where pooling by fingerprint adds tasks (shared samples:
+        # test_shared_samples_pair_every_program_and_pool_nothing)
+        "shared_samples": False,
+    },
     "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072},
 }
 # A probe result `selection.cell_of` accepts (gelu-like: one dip, unbounded, ~8 flops).
-DESCRIPTORS = {"value_at_0": 0.0, "slope_at_0": 0.5, "growth_pos": 1.0, "growth_neg": 0.0, "sign_changes": 1,
-               "bounded": False, "monotone": False, "mean_curvature": 0.2}
+DESCRIPTORS = {
+    "value_at_0": 0.0,
+    "slope_at_0": 0.5,
+    "growth_pos": 1.0,
+    "growth_neg": 0.0,
+    "sign_changes": 1,
+    "bounded": False,
+    "monotone": False,
+    "mean_curvature": 0.2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +94,17 @@ def controller(config, tasks, tmp_path):
 # helpers
 # --------------------------------------------------------------------------------------------
 
+
 def probes(fingerprint: str) -> dict:
-    return {"pointwise": True, "flops_per_element": 8.0, "backward_flops_per_element": 12.0,
-            "saved_bytes_per_element": 4, "fingerprint": fingerprint, "descriptors": dict(DESCRIPTORS),
-            "ops": {"mul": 1}}
+    return {
+        "pointwise": True,
+        "flops_per_element": 8.0,
+        "backward_flops_per_element": 12.0,
+        "saved_bytes_per_element": 4,
+        "fingerprint": fingerprint,
+        "descriptors": dict(DESCRIPTORS),
+        "ops": {"mul": 1},
+    }
 
 
 def scored(lab: Lab, fitnesses: list[float], fingerprint: str) -> Evaluation:
@@ -87,8 +113,16 @@ def scored(lab: Lab, fitnesses: list[float], fingerprint: str) -> Evaluation:
     assert len(fitnesses) == len(names)
     task_scores = [TaskScore(t.name, t.family, 0.1, 0.01, -f, (-f,)) for t, f in zip(names, fitnesses)]
     mean = float(np.mean(fitnesses))
-    return Evaluation("candidate", ok=True, fitness=mean, ood_log_ratio=-mean, tasks=task_scores,
-                      probes=probes(fingerprint), seconds=1.0, stage="done")
+    return Evaluation(
+        "candidate",
+        ok=True,
+        fitness=mean,
+        ood_log_ratio=-mean,
+        tasks=task_scores,
+        probes=probes(fingerprint),
+        seconds=1.0,
+        stage="done",
+    )
 
 
 def pending(index: int, source: str | None = None, mutator: str = "symbolic") -> _Pending:
@@ -109,8 +143,9 @@ def take_round(search: Search, program_id: int) -> _Round | None:
     return jobs[0]
 
 
-def confirm(search: Search, database, run_id: int, state, program_id: int, fitnesses: list[float],
-            fingerprint: str) -> int:
+def confirm(
+    search: Search, database, run_id: int, state, program_id: int, fitnesses: list[float], fingerprint: str
+) -> int:
     """Answer every round the program asks for with `fitnesses` per task; the number of rounds fed."""
     fed = 0
     while (job := take_round(search, program_id)) is not None:
@@ -141,14 +176,16 @@ def settled_program(search, database, run_id, state, index: int, fitnesses: list
 FINITE = st.floats(-5, 5, allow_nan=False)
 ESTIMATES = st.builds(Estimate, FINITE, st.floats(0, 2, allow_nan=False), st.integers(1, 200))
 BARS = st.lists(st.one_of(st.none(), FINITE), max_size=4)
-RULES = st.builds(ConfirmationRule, st.integers(0, 4), st.floats(0, 3, allow_nan=False),
-                  st.one_of(st.just(1.0), st.floats(0.05, 1.0)))
+RULES = st.builds(
+    ConfirmationRule, st.integers(0, 4), st.floats(0, 3, allow_nan=False), st.one_of(st.just(1.0), st.floats(0.05, 1.0))
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(RULES, ESTIMATES, BARS, st.integers(1, 8))
-def test_the_rule_asks_for_a_round_iff_the_projected_score_beats_the_lowest_bar_within_the_cap(rule, estimate,
-                                                                                                bars, done):
+def test_the_rule_asks_for_a_round_iff_the_projected_score_beats_the_lowest_bar_within_the_cap(
+    rule, estimate, bars, done
+):
     relevant = [b for b in bars if b is not None]
     # the score it would have after all its rounds if its mean held: se shrinks as √(tasks done / all
     # tasks), the first round `first_share` of a later one (racing; 1: every round the same size)
@@ -186,6 +223,7 @@ def test_the_score_is_the_lower_confidence_bound(rule, estimate):
 # 2. a lucky candidate is not promoted
 # --------------------------------------------------------------------------------------------
 
+
 def test_programs_are_confirmed_while_the_top_list_is_not_full(controller):
     search, database, run_id, state = controller
     lab = search.tasks.lab_for(0, 0)
@@ -212,13 +250,15 @@ def test_a_lucky_first_sample_does_not_enter_the_top_list_and_a_good_one_does(co
     assert bar < 0.1
 
     # below the last place: settles at once, no round
-    low = search._record(database, run_id, pending(2), scored(search.tasks.lab_for(2, 0), [0.0, 0.05, -0.05, 0.0],
-                                                               "fp-2"), state)
+    low = search._record(
+        database, run_id, pending(2), scored(search.tasks.lab_for(2, 0), [0.0, 0.05, -0.05, 0.0], "fp-2"), state
+    )
     assert database.get(low.id).settled and database.get(low.id).rounds == 1 and not queued(search, low.id)
 
     # far above the last place on its first sample: unsettled, in no list or grid, a round queued
-    lucky = search._record(database, run_id, pending(3), scored(search.tasks.lab_for(3, 0), [1.0, 1.1, 0.9, 1.0],
-                                                                 "fp-3"), state)
+    lucky = search._record(
+        database, run_id, pending(3), scored(search.tasks.lab_for(3, 0), [1.0, 1.1, 0.9, 1.0], "fp-3"), state
+    )
     stored = database.get(lucky.id)
     assert not stored.settled and stored.fitness == pytest.approx(1.0)
     assert lucky.id not in [p.id for p in database.top(run_id, 10)]
@@ -238,8 +278,9 @@ def test_a_lucky_first_sample_does_not_enter_the_top_list_and_a_good_one_does(co
     assert database.unsettled(run_id) == []
 
     # a genuinely good program: confirmed to the cap, then first in the list
-    good = search._record(database, run_id, pending(4), scored(search.tasks.lab_for(4, 0), [1.0, 1.1, 0.9, 1.0],
-                                                                "fp-4"), state)
+    good = search._record(
+        database, run_id, pending(4), scored(search.tasks.lab_for(4, 0), [1.0, 1.1, 0.9, 1.0], "fp-4"), state
+    )
     assert not database.get(good.id).settled
     assert confirm(search, database, run_id, state, good.id, [1.0, 1.05, 0.95, 1.0], "fp-4") == CONFIRM_ROUNDS
     stored = database.get(good.id)
@@ -266,11 +307,20 @@ def test_racing_settles_a_program_after_its_small_first_round_or_confirms_it_on_
     assert search.rule.first_share == pytest.approx(0.5)
     assert [len(search.tasks.lab_for(7, r).suite.tasks) for r in range(3)] == [2, 4, 4]
     listed = []
-    for index, level in enumerate((0.2, 0.1)):   # the top list (TOP = 2), each confirmed on full rounds
-        record = search._record(database, run_id, pending(index), scored(search.tasks.lab_for(index, 0),
-                                                                         [level, level + 0.02], f"fp-{index}"), state)
-        assert confirm(search, database, run_id, state, record.id, [level, level + 0.01, level - 0.01, level],
-                       f"fp-{index}") == CONFIRM_ROUNDS
+    for index, level in enumerate((0.2, 0.1)):  # the top list (TOP = 2), each confirmed on full rounds
+        record = search._record(
+            database,
+            run_id,
+            pending(index),
+            scored(search.tasks.lab_for(index, 0), [level, level + 0.02], f"fp-{index}"),
+            state,
+        )
+        assert (
+            confirm(
+                search, database, run_id, state, record.id, [level, level + 0.01, level - 0.01, level], f"fp-{index}"
+            )
+            == CONFIRM_ROUNDS
+        )
         listed.append(record.id)
     assert [p.id for p in database.top(run_id, TOP)] == listed
     bar = database.get(listed[1]).score
@@ -298,8 +348,9 @@ def test_a_first_sample_below_two_is_refused():
 
 def test_a_failed_confirmation_round_settles_the_program_with_its_estimate(controller):
     search, database, run_id, state = controller
-    program = search._record(database, run_id, pending(0), scored(search.tasks.lab_for(0, 0), [0.3, 0.3, 0.2, 0.4],
-                                                                   "fp-0"), state)
+    program = search._record(
+        database, run_id, pending(0), scored(search.tasks.lab_for(0, 0), [0.3, 0.3, 0.2, 0.4], "fp-0"), state
+    )
     job = take_round(search, program.id)
     failure = Evaluation("candidate", ok=False).fail("train", "timeout", "lost")
     search._finish_round(database, run_id, job, failure, state)
@@ -312,6 +363,7 @@ def test_a_failed_confirmation_round_settles_the_program_with_its_estimate(contr
 # 3. pooling by fingerprint
 # --------------------------------------------------------------------------------------------
 
+
 def _expected(database, program_id: int) -> Estimate:
     """The pooled estimate written out: each task once, at its mean over the rounds that scored it."""
     per_task: dict[str, list[float]] = {}
@@ -323,8 +375,9 @@ def _expected(database, program_id: int) -> Estimate:
 
 def test_the_same_function_found_again_is_pooled_into_the_original(controller):
     search, database, run_id, state = controller
-    original = search._record(database, run_id, pending(0), scored(search.tasks.lab_for(0, 0), [0.3, 0.2, 0.4, 0.3],
-                                                                    "same"), state)
+    original = search._record(
+        database, run_id, pending(0), scored(search.tasks.lab_for(0, 0), [0.3, 0.2, 0.4, 0.3], "same"), state
+    )
     assert [j.round for j in queued(search, original.id)] == [1]
 
     # found again by another proposal (another source, the same fingerprint) while a round is owed, on
@@ -340,11 +393,14 @@ def test_the_same_function_found_again_is_pooled_into_the_original(controller):
     expected = _expected(database, original.id)
     # every task once: the two samples may share tasks (tiny pools), a shared one counts at its mean
     assert expected.n == len({t["name"] for t in stored.tasks}) and expected.n > 4
-    assert (stored.fitness, stored.fitness_se, stored.rounds) == (pytest.approx(expected.mean),
-                                                                  pytest.approx(expected.se), 2)
+    assert (stored.fitness, stored.fitness_se, stored.rounds) == (
+        pytest.approx(expected.mean),
+        pytest.approx(expected.se),
+        2,
+    )
     assert stored.score == pytest.approx(expected.lcb(1.0))
     assert len(stored.tasks) == 8 and not stored.settled
-    assert len(queued(search, original.id)) == 1          # the round already owed, not a second one
+    assert len(queued(search, original.id)) == 1  # the round already owed, not a second one
 
     # the owed round comes back under the number it was queued with; it is stored after the pooled one
     job = take_round(search, original.id)
@@ -352,26 +408,30 @@ def test_the_same_function_found_again_is_pooled_into_the_original(controller):
     search._finish_round(database, run_id, job, scored(job.lab, [0.25, 0.35, 0.3, 0.3], "same"), state)
     assert rows(database, original.id) == [(0, "search"), (1, "pooled"), (2, "confirm")]
     stored = database.get(original.id)
-    assert stored.settled and stored.rounds == 3     # 1 + CONFIRM_ROUNDS rounds: settled by the cap
+    assert stored.settled and stored.rounds == 3  # 1 + CONFIRM_ROUNDS rounds: settled by the cap
     assert stored.fitness == pytest.approx(_expected(database, original.id).mean)
 
     # found once more after it settled: pooled again, still settled, re-ranked by the new estimate
     seen = {t["name"] for t in database.get(original.id).tasks}
     fresh = next(i for i in range(other + 1, 200) if not set(_names(search.tasks.lab_for(i, 0))) <= seen)
-    search._record(database, run_id, pending(fresh), scored(search.tasks.lab_for(fresh, 0), [0.3, 0.3, 0.3, 0.3],
-                                                            "same"), state)
+    search._record(
+        database, run_id, pending(fresh), scored(search.tasks.lab_for(fresh, 0), [0.3, 0.3, 0.3, 0.3], "same"), state
+    )
     stored = database.get(original.id)
     expected = _expected(database, original.id)
     assert expected.n == len({t["name"] for t in stored.tasks}) and len(stored.tasks) == 16
     assert stored.rounds == 4 and stored.settled
     assert (stored.fitness, stored.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
-    per_task = {}   # per family: the mean over its tasks, each task at its mean over rounds
+    per_task = {}  # per family: the mean over its tasks, each task at its mean over rounds
     for t in stored.tasks:
         per_task.setdefault((t["family"], t["name"]), []).append(t["log_ratio"])
     assert stored.family_log_ratios == pytest.approx(
-        {f: float(np.mean([np.mean(v) for (family, _), v in per_task.items() if family == f]))
-         for f in {family for family, _ in per_task}})
-    assert [p.id for p in database.top(run_id, 10)] == [original.id]    # duplicates never rank
+        {
+            f: float(np.mean([np.mean(v) for (family, _), v in per_task.items() if family == f]))
+            for f in {family for family, _ in per_task}
+        }
+    )
+    assert [p.id for p in database.top(run_id, 10)] == [original.id]  # duplicates never rank
     assert database.evaluation_counts(run_id) == {"search": 1, "pooled": 2, "confirm": 1}
     assert [p.status for p in database.programs(run_id)] == ["ok", "duplicate", "duplicate"]
 
@@ -387,12 +447,14 @@ def test_the_softmin_objective_ranks_a_one_family_loser_below_a_balanced_program
         state = SearchState(budget=3)
         lab = search.tasks.lab_for(0, 0)
         families = [t.family for t in lab.suite.tasks]
-        assert len(set(families)) == 2, families     # the sample holds both families of the search side
-        loser = [-0.4 if f == "polynomial" else 1.5 for f in families]   # loses the polynomials only
+        assert len(set(families)) == 2, families  # the sample holds both families of the search side
+        loser = [-0.4 if f == "polynomial" else 1.5 for f in families]  # loses the polynomials only
         balanced = [0.2] * len(families)
-        assert np.mean(loser) > np.mean(balanced)                          # the mean would prefer it
-        ids = [search._record(database, run_id, pending(i), scored(lab, scores, f"fp-{i}"), state).id
-               for i, scores in enumerate((loser, balanced))]
+        assert np.mean(loser) > np.mean(balanced)  # the mean would prefer it
+        ids = [
+            search._record(database, run_id, pending(i), scored(lab, scores, f"fp-{i}"), state).id
+            for i, scores in enumerate((loser, balanced))
+        ]
         for program_id, scores in zip(ids, (loser, balanced)):
             stored = database.get(program_id)
             by_family: dict[str, list[float]] = {}
@@ -411,8 +473,9 @@ def test_a_function_known_only_as_a_failure_is_not_pooled(controller):
     failed = Evaluation("candidate", ok=False, probes=probes("bad")).fail("screen", "screen_failed", "no")
     first = search._record(database, run_id, pending(0), failed, state)
     assert first.status == "failed"
-    duplicate = search._record(database, run_id, pending(1), scored(search.tasks.lab_for(1, 0), [0.1] * 4, "bad"),
-                               state)
+    duplicate = search._record(
+        database, run_id, pending(1), scored(search.tasks.lab_for(1, 0), [0.1] * 4, "bad"), state
+    )
     assert duplicate.status == "duplicate" and duplicate.duplicate_of == first.id
     assert database.evaluations(first.id) == [] and database.evaluation_counts(run_id) == {}
 
@@ -420,6 +483,7 @@ def test_a_function_known_only_as_a_failure_is_not_pooled(controller):
 # --------------------------------------------------------------------------------------------
 # 4. the split
 # --------------------------------------------------------------------------------------------
+
 
 def _names(lab: Lab) -> list[str]:
     return [t.name for t in lab.suite.tasks]
@@ -463,17 +527,19 @@ def test_rounds_and_runs_draw_fresh_samples(tasks, config):
 def test_shared_samples_pair_every_program_and_pool_nothing(config, tmp_path):
     shared = config.with_overrides({"tasks.shared_samples": True})
     tasks = SearchTasks.from_config(shared, progress=False)
-    for round in range(3):   # round r is one sample for every proposal; rounds differ
+    for round in range(3):  # round r is one sample for every proposal; rounds differ
         assert len({tuple(_names(tasks.lab_for(i, round))) for i in range(30)}) == 1
     assert len({tuple(_names(tasks.lab_for(0, r))) for r in range(3)}) == 3
     search = Search(shared, tmp_path / "run", live=False)
     search.tasks = tasks
     database, run_id = search._open()
-    original = search._record(database, run_id, pending(0), scored(tasks.lab_for(0, 0), [0.3, 0.2, 0.4, 0.3], "same"),
-                              SearchState(budget=10))
+    original = search._record(
+        database, run_id, pending(0), scored(tasks.lab_for(0, 0), [0.3, 0.2, 0.4, 0.3], "same"), SearchState(budget=10)
+    )
     # the same function from another proposal scored the same tasks again: a duplicate, not a new sample
-    again = search._record(database, run_id, pending(1), scored(tasks.lab_for(1, 0), [0.3, 0.2, 0.4, 0.3], "same"),
-                           SearchState(budget=10))
+    again = search._record(
+        database, run_id, pending(1), scored(tasks.lab_for(1, 0), [0.3, 0.2, 0.4, 0.3], "same"), SearchState(budget=10)
+    )
     assert again.duplicate_of == original.id
     assert rows(database, original.id) == [(0, "search")]
     database.close()
@@ -493,8 +559,9 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
     first.tasks = tasks
     database, run_id = first._open()
     lab = tasks.lab_for(0, 0)
-    lucky = first._record(database, run_id, pending(0, UNSETTLED_SOURCE), scored(lab, [1.5, 1.4, 1.6, 1.5], "fake"),
-                          SearchState(budget=3))
+    lucky = first._record(
+        database, run_id, pending(0, UNSETTLED_SOURCE), scored(lab, [1.5, 1.4, 1.6, 1.5], "fake"), SearchState(budget=3)
+    )
     assert not database.get(lucky.id).settled
     before = database.evaluations(lucky.id)
     database.update_run(run_id, status="interrupted")
@@ -507,7 +574,7 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
         assert db.latest_run()["id"] == run_id
         program = db.get(lucky.id)
         evaluations = db.evaluations(lucky.id)
-        assert evaluations[0] == before[0]                      # the earlier row is kept as it was
+        assert evaluations[0] == before[0]  # the earlier row is kept as it was
         later = evaluations[1:]
         assert later and all(r["kind"] == "confirm" for r in later)
         assert [r["round"] for r in later] == list(range(1, len(later) + 1))
@@ -518,8 +585,9 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
         assert db.unsettled(run_id) == []
         ok_ids = {p.id for p in db.programs(run_id, status="ok")}
         # the validation's candidates: the top list, and the run's seeds besides
-        expected_candidates = {p.id for p in db.top(run_id, TOP)} | \
-            {p.id for p in db.programs(run_id, status="ok") if p.mutator == "seed" and p.settled}
+        expected_candidates = {p.id for p in db.top(run_id, TOP)} | {
+            p.id for p in db.programs(run_id, status="ok") if p.mutator == "seed" and p.settled
+        }
 
     final = json.loads((run_dir / HELDOUT).read_text())
     assert set(final) == {"winner", "winner_chosen_by", "winner_rule", "validation", "test", "comparisons"}
@@ -539,13 +607,16 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
     assert all(set(r["tasks"]) == set(_names(tasks.tests["feynman"])) for r in tests if r["fitness"] is not None)
     comparisons = final["comparisons"]
     assert {c["against"] for c in comparisons} == set(Search.REFERENCES)
-    assert all(c["suite"] == "feynman" and c["program_id"] == final["winner"] and c["low"] <= c["mean"] <= c["high"]
-               for c in comparisons)
+    assert all(
+        c["suite"] == "feynman" and c["program_id"] == final["winner"] and c["low"] <= c["mean"] <= c["high"]
+        for c in comparisons
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # 6. fixed-suite mode
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def suite_tasks(tmp_path_factory) -> SearchTasks:
@@ -561,5 +632,5 @@ def test_a_fixed_suite_confirms_on_shifted_training_seeds(suite_tasks, index, ro
     lab = suite_tasks.lab_for(index, round)
     assert lab.suite.seeds == tuple(s + SEED_SHIFT * round for s in base.suite.seeds)
     assert lab.suite.tasks == base.suite.tasks and lab.protocol == base.protocol
-    assert lab.suite.seeds == suite_tasks.lab_for(index + 1, round).suite.seeds   # the index plays no part
+    assert lab.suite.seeds == suite_tasks.lab_for(index + 1, round).suite.seeds  # the index plays no part
     assert suite_tasks.validation is not None and suite_tasks.tests == {}

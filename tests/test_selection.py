@@ -13,21 +13,48 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actmine.evolve.database import ProgramDatabase, ProgramRecord
-from actmine.evolve.selection import (AXES, AXIS_BINS, cell_distance, cell_of, migrate_ring, parse_cell,
-                                      rank_weights, sample_inspirations, sample_parent)
+from actmine.evolve.selection import (
+    AXES,
+    AXIS_BINS,
+    cell_distance,
+    cell_of,
+    migrate_ring,
+    parse_cell,
+    rank_weights,
+    sample_inspirations,
+    sample_parent,
+)
 
 
 def descriptors(growth_pos=1.0, growth_neg=0.0, sign_changes=0, bounded=False) -> dict:
-    return {"value_at_0": 0.0, "slope_at_0": 0.0, "growth_pos": growth_pos, "growth_neg": growth_neg,
-            "sign_changes": sign_changes, "monotone": sign_changes == 0, "bounded": bounded, "mean_curvature": 0.1}
+    return {
+        "value_at_0": 0.0,
+        "slope_at_0": 0.0,
+        "growth_pos": growth_pos,
+        "growth_neg": growth_neg,
+        "sign_changes": sign_changes,
+        "monotone": sign_changes == 0,
+        "bounded": bounded,
+        "mean_curvature": 0.1,
+    }
 
 
 def test_cell_of_bins():
     def axes(flops=1.0, **kw):
         return parse_cell(cell_of(descriptors(**kw), {"flops_per_element": flops}))
 
-    assert cell_of(descriptors(), {"flops_per_element": 1.0}) == "gp2.gn1.sc0.b0.fl0"   # relu
-    for value, expected in [(-3.0, 0), (0.0, 0), (0.2, 0), (0.21, 1), (0.8, 1), (0.81, 2), (1.2, 2), (1.21, 3), (10, 3)]:
+    assert cell_of(descriptors(), {"flops_per_element": 1.0}) == "gp2.gn1.sc0.b0.fl0"  # relu
+    for value, expected in [
+        (-3.0, 0),
+        (0.0, 0),
+        (0.2, 0),
+        (0.21, 1),
+        (0.8, 1),
+        (0.81, 2),
+        (1.2, 2),
+        (1.21, 3),
+        (10, 3),
+    ]:
         assert axes(growth_pos=value)[0] == expected, value
     for value, expected in [(-10.0, 0), (-0.21, 0), (-0.2, 1), (0.0, 1), (0.01, 1), (0.2, 1), (0.21, 2), (1.0, 2)]:
         assert axes(growth_neg=value)[1] == expected, value
@@ -76,10 +103,19 @@ class Search:
         self.index = 0
 
     def add(self, fitness, cell, island=0, status="ok", parent_ids=(), score=None):
-        rec = ProgramRecord(run_id=self.run, proposal_index=self.index, source=f"# program {self.index}",
-                            fitness=fitness, cell=cell, island=island, status=status, parent_ids=list(parent_ids),
-                            failure_stage=None if status == "ok" else "train",
-                            failure_code=None if status == "ok" else "non_finite", score=score)
+        rec = ProgramRecord(
+            run_id=self.run,
+            proposal_index=self.index,
+            source=f"# program {self.index}",
+            fitness=fitness,
+            cell=cell,
+            island=island,
+            status=status,
+            parent_ids=list(parent_ids),
+            failure_stage=None if status == "ok" else "train",
+            failure_code=None if status == "ok" else "non_finite",
+            score=score,
+        )
         self.index += 1
         return self.db.add_program(rec)
 
@@ -93,7 +129,7 @@ def search(tmp_path):
 
 def test_no_parent_on_an_empty_island(search):
     assert sample_parent(search.db, search.run, 0, random.Random(0)) is None
-    search.add(None, CELLS[0], status="failed")                     # failures never make a parent
+    search.add(None, CELLS[0], status="failed")  # failures never make a parent
     assert sample_parent(search.db, search.run, 0, random.Random(0)) is None
     search.add(0.1, CELLS[0], island=1)
     assert sample_parent(search.db, search.run, 0, random.Random(0)) is None
@@ -119,15 +155,19 @@ def test_sampling_is_deterministic_given_the_seed(search):
 
 
 def test_exploitation_favours_fitter_parents(search):
-    ids = [search.add(i * 0.1, CELLS[i]) for i in range(10)]          # ids[9] is the fittest
+    ids = [search.add(i * 0.1, CELLS[i]) for i in range(10)]  # ids[9] is the fittest
     rng = random.Random(3)
-    picks = Counter(sample_parent(search.db, search.run, 0, rng, exploitation=1.0, exploration=0.0,
-                                  novelty_bonus=0.0).id for _ in range(1000))
+    picks = Counter(
+        sample_parent(search.db, search.run, 0, rng, exploitation=1.0, exploration=0.0, novelty_bonus=0.0).id
+        for _ in range(1000)
+    )
     # weights exp(-rank / 3) over 10 programs: shares 0.29, 0.11, 0.04, 0.015 for ranks 0, 3, 6, 9
     assert picks[ids[9]] > picks[ids[6]] > picks[ids[3]] >= picks[ids[0]]
     assert picks[ids[9]] > 240 and picks[ids[0]] < 40
-    uniform = Counter(sample_parent(search.db, search.run, 0, rng, exploitation=0.0, exploration=1.0,
-                                    novelty_bonus=0.0).id for _ in range(1000))
+    uniform = Counter(
+        sample_parent(search.db, search.run, 0, rng, exploitation=0.0, exploration=1.0, novelty_bonus=0.0).id
+        for _ in range(1000)
+    )
     assert set(uniform) == set(ids) and all(60 < n < 140 for n in uniform.values())
     weights = rank_weights(search.db.elites(search.run, 0), temperature=3.0)
     assert weights == sorted(weights, reverse=True) and weights[0] == 1.0
@@ -136,14 +176,14 @@ def test_exploitation_favours_fitter_parents(search):
 def test_rank_weights_give_ties_equal_weight(search):
     a, b, c = search.add(0.5, CELLS[0]), search.add(0.5, CELLS[1]), search.add(0.1, CELLS[2])
     weights = rank_weights(search.db.elites(search.run, 0), temperature=2.0)
-    assert [e.id for e in search.db.elites(search.run, 0)] == [a, b, c]   # the weights are in this order
-    assert weights[0] == weights[1] == 1.0 and weights[2] == pytest.approx(math.exp(-2 / 2.0))   # rank 2, not 1
+    assert [e.id for e in search.db.elites(search.run, 0)] == [a, b, c]  # the weights are in this order
+    assert weights[0] == weights[1] == 1.0 and weights[2] == pytest.approx(math.exp(-2 / 2.0))  # rank 2, not 1
 
 
 def test_children_make_a_parent_less_likely(search):
     busy = search.add(0.2, CELLS[0])
     fresh = search.add(0.2, CELLS[1])
-    for _ in range(8):                                               # 8 failed children of `busy`
+    for _ in range(8):  # 8 failed children of `busy`
         search.add(None, None, status="failed", parent_ids=[busy])
     assert search.db.children_count(busy) == 8
     rng = random.Random(5)
@@ -158,19 +198,24 @@ def test_the_global_fallback_reaches_other_islands(search):
     search.add(0.0, CELLS[0])
     far = search.add(2.0, CELLS[1], island=1)
     rng = random.Random(0)
-    picks = Counter(sample_parent(search.db, search.run, 0, rng, exploitation=0.0, exploration=0.0).id
-                    for _ in range(200))
+    picks = Counter(
+        sample_parent(search.db, search.run, 0, rng, exploitation=0.0, exploration=0.0).id for _ in range(200)
+    )
     assert picks[far] > 80
-    picks = Counter(sample_parent(search.db, search.run, 0, rng, exploitation=0.5, exploration=0.5).id
-                    for _ in range(200))
+    picks = Counter(
+        sample_parent(search.db, search.run, 0, rng, exploitation=0.5, exploration=0.5).id for _ in range(200)
+    )
     assert picks[far] == 0
 
 
 def test_inspirations_prefer_neighbours_exclude_the_parent_and_are_distinct(search):
     parent_cell = "gp2.gn1.sc0.b0.fl0"
     parent = search.add(1.0, parent_cell)
-    neighbours = {search.add(0.1, "gp2.gn1.sc1.b0.fl0"), search.add(0.2, "gp1.gn1.sc0.b0.fl0"),
-                  search.add(0.3, "gp2.gn1.sc0.b1.fl0")}
+    neighbours = {
+        search.add(0.1, "gp2.gn1.sc1.b0.fl0"),
+        search.add(0.2, "gp1.gn1.sc0.b0.fl0"),
+        search.add(0.3, "gp2.gn1.sc0.b1.fl0"),
+    }
     distant = {search.add(0.9, "gp0.gn0.sc3.b1.fl3"), search.add(0.8, "gp3.gn2.sc0.b0.fl2")}
     elsewhere = {search.add(5.0, CELLS[0], island=1), search.add(4.0, CELLS[1], island=1)}
     record = search.db.get(parent)
@@ -178,17 +223,17 @@ def test_inspirations_prefer_neighbours_exclude_the_parent_and_are_distinct(sear
     seen_orders = set()
     for _ in range(20):
         chosen = [r.id for r in sample_inspirations(search.db, search.run, 0, record, 3, rng)]
-        assert set(chosen) == neighbours                              # the neighbours first, in random order
+        assert set(chosen) == neighbours  # the neighbours first, in random order
         seen_orders.add(tuple(chosen))
     assert len(seen_orders) > 1
     chosen = [r.id for r in sample_inspirations(search.db, search.run, 0, record, 5, rng)]
-    assert set(chosen[:3]) == neighbours and chosen[3:] == [min(distant), max(distant)]   # then fittest others
+    assert set(chosen[:3]) == neighbours and chosen[3:] == [min(distant), max(distant)]  # then fittest others
     everything = [r.id for r in sample_inspirations(search.db, search.run, 0, record, 20, rng)]
     assert parent not in everything and len(everything) == len(set(everything)) == 7
-    assert set(everything) == neighbours | distant | elsewhere        # the global top fills the gap
+    assert set(everything) == neighbours | distant | elsewhere  # the global top fills the gap
     assert sample_inspirations(search.db, search.run, 0, record, 0, rng) == []
     no_parent = [r.id for r in sample_inspirations(search.db, search.run, 0, None, 2, rng)]
-    assert no_parent == [parent, min(distant)]                       # fittest of the island
+    assert no_parent == [parent, min(distant)]  # fittest of the island
     # a parent from another island is excluded from the global top too
     visitor = search.db.get(min(elsewhere))
     assert visitor.id not in [r.id for r in sample_inspirations(search.db, search.run, 0, visitor, 20, rng)]
@@ -198,14 +243,14 @@ def test_migration_ring_moves_top_elites_one_step(search):
     db, run = search.db, search.run
     best = {i: search.add(1.0 + i, f"gp{i}.gn0.sc0.b0.fl0", island=i) for i in range(3)}
     second = {i: search.add(0.5 + i, f"gp{i}.gn2.sc0.b0.fl0", island=i) for i in range(3)}
-    moved = migrate_ring(db, run, 3)                                   # k = 1 by default
+    moved = migrate_ring(db, run, 3)  # k = 1 by default
     assert sorted(moved) == sorted([(best[0], 0, 1), (best[1], 1, 2), (best[2], 2, 0)])
     for i in range(3):
         grid = db.grid(run, i)
-        assert grid[f"gp{(i - 1) % 3}.gn0.sc0.b0.fl0"] == best[(i - 1) % 3]   # the migrant arrived in its cell
-        assert best[(i + 1) % 3] not in grid.values()                   # nothing travelled two steps
+        assert grid[f"gp{(i - 1) % 3}.gn0.sc0.b0.fl0"] == best[(i - 1) % 3]  # the migrant arrived in its cell
+        assert best[(i + 1) % 3] not in grid.values()  # nothing travelled two steps
         assert len(grid) == 3
-    for i in range(3):                                                  # only the k = 1 fittest travelled
+    for i in range(3):  # only the k = 1 fittest travelled
         assert db.grid(run, i)[f"gp{i}.gn2.sc0.b0.fl0"] == second[i]
         assert all(second[i] not in db.grid(run, j).values() for j in range(3) if j != i)
     # a worse migrant does not displace a fitter occupant of the same cell
@@ -221,6 +266,7 @@ def test_migration_ring_moves_top_elites_one_step(search):
 # Cells: every axis at its edges, what is refused, the key format
 # --------------------------------------------------------------------------------------------
 
+
 def _expected_axes(growth_pos, growth_neg, sign_changes, bounded, flops) -> tuple[int, ...]:
     """The bins as the module docstring's table states them, written independently of the code."""
     gp = sum(growth_pos > edge for edge in (0.2, 0.8, 1.2))
@@ -235,8 +281,13 @@ edges = st.sampled_from([-0.2, 0.2, 0.8, 1.2, 1, 2, 3, 4, 16.0, 64.0, 0.0])
 
 
 @settings(max_examples=100, deadline=None)
-@given(growth_pos=finite | edges, growth_neg=finite | edges, sign_changes=st.integers(0, 40) | finite,
-       bounded=st.booleans(), flops=finite | edges)
+@given(
+    growth_pos=finite | edges,
+    growth_neg=finite | edges,
+    sign_changes=st.integers(0, 40) | finite,
+    bounded=st.booleans(),
+    flops=finite | edges,
+)
 def test_cell_of_follows_the_documented_bins(growth_pos, growth_neg, sign_changes, bounded, flops):
     cell = cell_of(descriptors(growth_pos, growth_neg, sign_changes, bounded), {"flops_per_element": flops})
     expected = _expected_axes(growth_pos, growth_neg, sign_changes, bounded, flops)
@@ -250,12 +301,15 @@ def test_cell_of_reads_nan_as_zero_and_accepts_ints():
     assert cell_of(descriptors(nan, nan, nan, True), {"flops_per_element": nan}) == "gp0.gn1.sc0.b1.fl0"
     assert cell_of(descriptors(2, -1, 5, False), {"flops_per_element": 65}) == "gp3.gn0.sc3.b0.fl3"
     assert cell_of(descriptors(0.5, 0.5, 1.5, True), {"flops_per_element": 5}) == "gp1.gn2.sc1.b1.fl1"
-    assert cell_of(descriptors(float("inf"), float("-inf"), 3.99, False),
-                   {"flops_per_element": float("inf")}) == "gp3.gn0.sc2.b0.fl3"
+    assert (
+        cell_of(descriptors(float("inf"), float("-inf"), 3.99, False), {"flops_per_element": float("inf")})
+        == "gp3.gn0.sc2.b0.fl3"
+    )
 
 
-@pytest.mark.parametrize("key, bad", [("growth_pos", True), ("growth_neg", "0.1"), ("sign_changes", None),
-                                      ("growth_pos", [1.0])])
+@pytest.mark.parametrize(
+    "key, bad", [("growth_pos", True), ("growth_neg", "0.1"), ("sign_changes", None), ("growth_pos", [1.0])]
+)
 def test_cell_of_refuses_what_is_not_a_number(key, bad):
     values = descriptors()
     values[key] = bad
@@ -276,8 +330,10 @@ def test_cell_of_needs_a_bool_for_bounded(bad):
 
 
 def test_every_cell_key_parses_back_and_distances_count_differing_axes():
-    keys = [f"gp{a}.gn{b}.sc{c}.b{d}.fl{e}"
-            for a, b, c, d, e in itertools.product(*(range(AXIS_BINS[axis]) for axis in AXES))]
+    keys = [
+        f"gp{a}.gn{b}.sc{c}.b{d}.fl{e}"
+        for a, b, c, d, e in itertools.product(*(range(AXIS_BINS[axis]) for axis in AXES))
+    ]
     assert len(keys) == 4 * 3 * 4 * 2 * 4 == 384
     for key in keys[::7]:
         parsed = parse_cell(key)
@@ -288,18 +344,20 @@ def test_every_cell_key_parses_back_and_distances_count_differing_axes():
     assert parse_cell("gp12.gn0.sc3.b1.fl10") == (12, 0, 3, 1, 10)
 
 
-@pytest.mark.parametrize("bad", ["", "gp1.gn1", "gp1.gn1.sc0.b0.fl0.x1", "gn1.gp1.sc0.b0.fl0", "xgp1.gn1.sc0.b0.fl0",
-                                 "gp1.gn1.sc0.b0.f0"])
+@pytest.mark.parametrize(
+    "bad", ["", "gp1.gn1", "gp1.gn1.sc0.b0.fl0.x1", "gn1.gp1.sc0.b0.fl0", "xgp1.gn1.sc0.b0.fl0", "gp1.gn1.sc0.b0.f0"]
+)
 def test_parse_cell_refuses_other_keys(bad):
     with pytest.raises(ValueError, match=re.escape(f"not a cell key: {bad!r}")):
         parse_cell(bad)
-    with pytest.raises(ValueError):                                     # the right prefixes, not a number
+    with pytest.raises(ValueError):  # the right prefixes, not a number
         parse_cell("gp1.gn1.sc0.bb0.fl0")
 
 
 # --------------------------------------------------------------------------------------------
 # Rank weights
 # --------------------------------------------------------------------------------------------
+
 
 def _records(*pairs) -> list[ProgramRecord]:
     """Records with (fitness, score) pairs; no database needed for `rank_weights`."""
@@ -322,8 +380,10 @@ def test_rank_weights_need_a_positive_temperature(temperature):
 
 
 @settings(max_examples=100, deadline=None)
-@given(scores=st.lists(st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 0.5, 2.0])), max_size=10),
-       temperature=st.floats(0.1, 10.0))
+@given(
+    scores=st.lists(st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 0.5, 2.0])), max_size=10),
+    temperature=st.floats(0.1, 10.0),
+)
 def test_rank_weights_are_exp_of_minus_the_number_of_better_programs(scores, temperature):
     records = _records(*[(s, None) for s in scores])
     key = [-math.inf if s is None else s for s in scores]
@@ -334,6 +394,7 @@ def test_rank_weights_are_exp_of_minus_the_number_of_better_programs(scores, tem
 # --------------------------------------------------------------------------------------------
 # Parent sampling: each branch's pool and exact weights
 # --------------------------------------------------------------------------------------------
+
 
 class Recording(random.Random):
     """A seeded rng whose first draws can be fixed (`draws`) and that records the pool (ids) and
@@ -375,15 +436,15 @@ def _parent_and_choice(search, *draws, **options):
 
 def test_the_default_mix_and_its_weights(search, populated):
     home, away = populated
-    bonus = [1.0, 4 ** -0.5, 1.0, 9 ** -0.5]       # (1 + children) ** -0.5
-    rank = [1.0, math.exp(-1 / 3), math.exp(-1 / 3), math.exp(-3 / 3)]   # temperature 3, tied ranks
-    for draw in (0.0, 0.59):                       # exploitation: draws below 0.6
+    bonus = [1.0, 4**-0.5, 1.0, 9**-0.5]  # (1 + children) ** -0.5
+    rank = [1.0, math.exp(-1 / 3), math.exp(-1 / 3), math.exp(-3 / 3)]  # temperature 3, tied ranks
+    for draw in (0.0, 0.59):  # exploitation: draws below 0.6
         pool, weights = _parent_and_choice(search, draw)
         assert pool == home and weights == pytest.approx([r * b for r, b in zip(rank, bonus)])
-    for draw in (0.6, 0.75, 0.8999):               # exploration: below 0.6 + 0.3
+    for draw in (0.6, 0.75, 0.8999):  # exploration: below 0.6 + 0.3
         pool, weights = _parent_and_choice(search, draw)
         assert pool == home and weights == pytest.approx(bonus)
-    for draw in (0.9, 0.9999):                     # the run's top 10, from any island
+    for draw in (0.9, 0.9999):  # the run's top 10, from any island
         pool, weights = _parent_and_choice(search, draw)
         assert pool == away[::-1][:10]
         assert weights == pytest.approx([math.exp(-r / 3) for r in range(10)])
@@ -401,12 +462,12 @@ def test_the_options_change_the_mix_the_weights_and_the_pool(search, populated):
     pool, weights = _parent_and_choice(search, 0.75, **options)
     assert pool == away[::-1][:3] and weights == pytest.approx([1.0, math.exp(-2), math.exp(-4)])
     pool, weights = _parent_and_choice(search, 0.5, **{**options, "novelty_bonus": 2.0})
-    assert pool == home and weights == pytest.approx([1.0, 1 / 16, 1.0, 1 / 81])   # (1 + children) ** -2
+    assert pool == home and weights == pytest.approx([1.0, 1 / 16, 1.0, 1 / 81])  # (1 + children) ** -2
     # all exploration, all exploitation: the bounds themselves are allowed
     assert _parent_and_choice(search, 0.99, exploitation=0.0, exploration=1.0)[0] == home
     assert _parent_and_choice(search, 0.99, exploitation=1.0, exploration=0.0)[0] == home
     assert _parent_and_choice(search, 0.99, exploitation=0.7, exploration=0.3)[0] == home
-    assert _parent_and_choice(search, 0.99, exploitation=1.0, exploration=1e-12)[0] == home   # rounding is tolerated
+    assert _parent_and_choice(search, 0.99, exploitation=1.0, exploration=1e-12)[0] == home  # rounding is tolerated
 
 
 @pytest.mark.parametrize("exploitation, exploration", [(-0.1, 0.5), (0.5, -0.1), (0.6, 0.41), (1.0, 0.01), (2.0, 0.0)])
@@ -419,8 +480,17 @@ def test_parent_sampling_refuses_a_mix_that_is_not_a_distribution(search, exploi
 def test_the_fallback_uses_the_island_when_the_run_has_no_settled_top(search):
     """An elite whose pooled estimate went back to unsettled is still in its grid but in no `top`."""
     only = search.add(0.5, CELLS[0])
-    search.db.update_estimate(only, fitness=0.5, ood_log_ratio=0.0, family_log_ratios={}, tasks=[], fitness_se=0.1,
-                              score=0.4, rounds=2, settled=False)
+    search.db.update_estimate(
+        only,
+        fitness=0.5,
+        ood_log_ratio=0.0,
+        family_log_ratios={},
+        tasks=[],
+        fitness_se=0.1,
+        score=0.4,
+        rounds=2,
+        settled=False,
+    )
     assert search.db.top(search.run, 10) == [] and [e.id for e in search.db.elites(search.run, 0)] == [only]
     pool, weights = _parent_and_choice(search, 0.95)
     assert pool == [only] and weights == [1.0]
@@ -440,7 +510,7 @@ def test_parents_follow_the_expected_distribution(search, populated):
     rng = random.Random(2024)
     draws = 1500
     picks = Counter(sample_parent(search.db, search.run, 0, rng).id for _ in range(draws))
-    assert set(picks) <= set(home) | set(away[1:])          # the weakest of island 1 is not in the top 10
+    assert set(picks) <= set(home) | set(away[1:])  # the weakest of island 1 is not in the top 10
     for program, probability in expected.items():
         assert abs(picks[program] / draws - probability) < 4 * math.sqrt(probability * (1 - probability) / draws) + 1e-3
 
@@ -449,12 +519,13 @@ def test_parents_follow_the_expected_distribution(search, populated):
 # Inspirations at their edges
 # --------------------------------------------------------------------------------------------
 
+
 def test_inspirations_edges(search):
     parent = search.db.get(search.add(1.0, "gp2.gn1.sc0.b0.fl0"))
-    near = search.add(0.1, "gp2.gn1.sc0.b0.fl1")                        # distance 1
-    two_away = search.add(0.5, "gp2.gn1.sc1.b0.fl1")                    # distance 2: not a neighbour
+    near = search.add(0.1, "gp2.gn1.sc0.b0.fl1")  # distance 1
+    two_away = search.add(0.5, "gp2.gn1.sc1.b0.fl1")  # distance 2: not a neighbour
     three_away = search.add(0.4, "gp3.gn1.sc1.b0.fl1")
-    elsewhere = [search.add(0.2 - i / 100, CELLS[i], island=1) for i in range(3)]   # weaker than island 0
+    elsewhere = [search.add(0.2 - i / 100, CELLS[i], island=1) for i in range(3)]  # weaker than island 0
     rng = random.Random(0)
 
     def ids(k, of=parent):
@@ -470,7 +541,7 @@ def test_inspirations_edges(search):
     no_cell = ProgramRecord(run_id=search.run, proposal_index=99, source="", id=parent.id, cell=None)
     assert ids(3, no_cell) == [two_away, three_away, near]
     unstored = ProgramRecord(run_id=search.run, proposal_index=99, source="", cell="gp3.gn1.sc1.b0.fl1")
-    assert set(ids(2, unstored)) == {three_away, two_away}             # its cell and a neighbour of it
+    assert set(ids(2, unstored)) == {three_away, two_away}  # its cell and a neighbour of it
     assert ids(4, unstored)[2:] == [parent.id, near]
 
 
@@ -487,19 +558,27 @@ def test_inspirations_from_an_empty_island_are_the_run_top(search):
 # Migration around a ring
 # --------------------------------------------------------------------------------------------
 
+
 def test_a_ring_given_as_ids_in_order_and_k_elites_each(search):
     db, run = search.db, search.run
-    tops = {i: [search.add(3.0 + i - j, f"gp{j}.gn{i % 3}.sc{i}.b0.fl0", island=i) for j in range(3)]
-            for i in (5, 2, 7)}
-    moved = migrate_ring(db, run, [5, 2, 7], k=2)                      # 5 -> 2 -> 7 -> 5
-    expected = [(tops[5][0], 5, 2), (tops[5][1], 5, 2), (tops[2][0], 2, 7), (tops[2][1], 2, 7),
-                (tops[7][0], 7, 5), (tops[7][1], 7, 5)]
+    tops = {
+        i: [search.add(3.0 + i - j, f"gp{j}.gn{i % 3}.sc{i}.b0.fl0", island=i) for j in range(3)] for i in (5, 2, 7)
+    }
+    moved = migrate_ring(db, run, [5, 2, 7], k=2)  # 5 -> 2 -> 7 -> 5
+    expected = [
+        (tops[5][0], 5, 2),
+        (tops[5][1], 5, 2),
+        (tops[2][0], 2, 7),
+        (tops[2][1], 2, 7),
+        (tops[7][0], 7, 5),
+        (tops[7][1], 7, 5),
+    ]
     assert moved == expected
     assert set(db.grid(run, 2).values()) == set(tops[2]) | set(tops[5][:2])
     assert set(db.grid(run, 5).values()) == set(tops[5]) | set(tops[7][:2])
     assert migrate_ring(db, run, [5, 2, 7], k=0) == [] and migrate_ring(db, run, [5, 2, 7], k=-1) == []
     assert migrate_ring(db, run, 0) == [] and migrate_ring(db, run, []) == []
-    assert migrate_ring(db, run, 2) == []                               # islands 0 and 1: both empty
+    assert migrate_ring(db, run, 2) == []  # islands 0 and 1: both empty
 
 
 def test_migration_is_one_transaction(search, monkeypatch):
@@ -519,4 +598,4 @@ def test_migration_is_one_transaction(search, monkeypatch):
     with pytest.raises(RuntimeError):
         migrate_ring(db, run, 2)
     assert calls == [a, b]
-    assert db.grid(run, 0) == {CELLS[0]: a} and db.grid(run, 1) == {CELLS[1]: b}   # the first move undone too
+    assert db.grid(run, 0) == {CELLS[0]: a} and db.grid(run, 1) == {CELLS[1]: b}  # the first move undone too

@@ -32,11 +32,13 @@ HOSTILE = "</script><script>alert(1)</script>"
 ESCAPED = "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
 HOSTILE_MODEL = "<img src=x onerror=alert(2)>"
 PNG = b"\x89PNG\r\n\x1a\n"
-NEEDS_CHROMIUM = pytest.mark.skipif(shutil.which("chromium") is None,
-                                    reason="chromium is not installed (apt-get install chromium)")
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
+)
 
 
 # ---- runs built by hand -----------------------------------------------------------------------
+
 
 def src(body: str, comment: str = "") -> str:
     return f"def activation_function(x):\n    return {body}\n" + (f"# {comment}\n" if comment else "")
@@ -50,16 +52,28 @@ def relu_curve() -> dict:
 DESCRIPTORS = {"growth_pos": 1.0, "growth_neg": 0.0, "sign_changes": 0, "bounded": False}
 
 
-def scored(run_id, index, body, fitness, *, island=0, parents=(), comment="", descriptors=DESCRIPTORS, flops=1.0,
-           **extra) -> ProgramRecord:
+def scored(
+    run_id, index, body, fitness, *, island=0, parents=(), comment="", descriptors=DESCRIPTORS, flops=1.0, **extra
+) -> ProgramRecord:
     """An ok, settled program with probes, a recorded curve and its MAP-Elites cell."""
     probes = {"pointwise": True, "flops_per_element": flops, "fingerprint": f"fp{index}", "curve": relu_curve()}
-    return ProgramRecord(run_id=run_id, proposal_index=index, source=src(body, comment), parent_ids=list(parents),
-                         island=island, fitness=fitness, fitness_se=0.05, score=fitness - 0.05, rounds=1,
-                         family_log_ratios={"polynomial": -fitness, "harmonic": -fitness / 2},
-                         tasks=[{"name": "poly-0", "family": "polynomial", "ood_error": 0.1, "id_error": 0.01,
-                                 "log_ratio": -fitness}],
-                         descriptors=dict(descriptors), probes=probes, cell=cell_of(descriptors, probes), **extra)
+    return ProgramRecord(
+        run_id=run_id,
+        proposal_index=index,
+        source=src(body, comment),
+        parent_ids=list(parents),
+        island=island,
+        fitness=fitness,
+        fitness_se=0.05,
+        score=fitness - 0.05,
+        rounds=1,
+        family_log_ratios={"polynomial": -fitness, "harmonic": -fitness / 2},
+        tasks=[{"name": "poly-0", "family": "polynomial", "ood_error": 0.1, "id_error": 0.01, "log_ratio": -fitness}],
+        descriptors=dict(descriptors),
+        probes=probes,
+        cell=cell_of(descriptors, probes),
+        **extra,
+    )
 
 
 def make_llm_run(base: Path) -> tuple[Path, dict[str, int]]:
@@ -68,35 +82,93 @@ def make_llm_run(base: Path) -> tuple[Path, dict[str, int]]:
     source carries hostile text, a failed and a duplicate proposal, two rounds, a validation."""
     run_dir = base / "llm-run"
     run_dir.mkdir()
-    config = {"search": {"budget": 20, "islands": 2},
-              "mutator": {"kind": "llm", "options": {"budget_usd": 1.0, "budget_tokens": 50000}}}
+    config = {
+        "search": {"budget": 20, "islands": 2},
+        "mutator": {"kind": "llm", "options": {"budget_usd": 1.0, "budget_tokens": 50000}},
+    }
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
         run_id = db.create_run(config, seed=0)
         ids = {"seed": db.add_program(scored(run_id, 0, "torch.relu(x)", 0.0, mutator="seed", rationale="seed: relu"))}
-        ids["llm"] = db.add_program(scored(
-            run_id, 1, "F.gelu(x) + 0.1 * torch.sin(x)", 0.2, parents=[ids["seed"]], mutator="llm",
-            model=HOSTILE_MODEL, rationale=HOSTILE, descriptors={**DESCRIPTORS, "sign_changes": 1}, flops=9.0,
-            original_answer=f"Here.</pre></details>{HOSTILE}\n```python\n{src('F.gelu(x)')}```",
-            normalisation_changes=[f"dropped `{HOSTILE}`"]))
-        db.add_llm_call(run_id, HOSTILE_MODEL, program_id=ids["llm"], prompt_tokens=1200, completion_tokens=300,
-                        latency_s=2.5, cost=0.0125, outcome="ok")
-        ids["child"] = db.add_program(scored(
-            run_id, 2, "F.gelu(x) + 0.2 * torch.sin(x)", 0.3, parents=[ids["llm"], ids["seed"]], comment=HOSTILE,
-            mutator="symbolic", rationale="scaled the sine term", descriptors={**DESCRIPTORS, "sign_changes": 2},
-            flops=9.0))
+        ids["llm"] = db.add_program(
+            scored(
+                run_id,
+                1,
+                "F.gelu(x) + 0.1 * torch.sin(x)",
+                0.2,
+                parents=[ids["seed"]],
+                mutator="llm",
+                model=HOSTILE_MODEL,
+                rationale=HOSTILE,
+                descriptors={**DESCRIPTORS, "sign_changes": 1},
+                flops=9.0,
+                original_answer=f"Here.</pre></details>{HOSTILE}\n```python\n{src('F.gelu(x)')}```",
+                normalisation_changes=[f"dropped `{HOSTILE}`"],
+            )
+        )
+        db.add_llm_call(
+            run_id,
+            HOSTILE_MODEL,
+            program_id=ids["llm"],
+            prompt_tokens=1200,
+            completion_tokens=300,
+            latency_s=2.5,
+            cost=0.0125,
+            outcome="ok",
+        )
+        ids["child"] = db.add_program(
+            scored(
+                run_id,
+                2,
+                "F.gelu(x) + 0.2 * torch.sin(x)",
+                0.3,
+                parents=[ids["llm"], ids["seed"]],
+                comment=HOSTILE,
+                mutator="symbolic",
+                rationale="scaled the sine term",
+                descriptors={**DESCRIPTORS, "sign_changes": 2},
+                flops=9.0,
+            )
+        )
         for round in range(2):
             db.add_evaluation(run_id, ids["child"], round, "search" if round == 0 else "confirm", 0.3, [])
-        ids["failed"] = db.add_program(ProgramRecord(
-            run_id=run_id, proposal_index=3, source=HOSTILE, parent_ids=[ids["seed"]], status="failed",
-            mutator="llm", rationale=HOSTILE, failure_stage="policy", failure_code="forbidden_name",
-            failure_message=HOSTILE))
-        ids["duplicate"] = db.add_program(ProgramRecord(
-            run_id=run_id, proposal_index=4, source=src("F.gelu(x) + 0.1 * torch.sin(x)"), parent_ids=[ids["seed"]],
-            status="duplicate", duplicate_of=ids["llm"], mutator="symbolic", rationale="the same again"))
-        ids["island1"] = db.add_program(scored(run_id, 5, "F.gelu(x)", 0.1, island=1, mutator="seed",
-                                               rationale="seed: gelu", flops=8.0))
-        db.add_validation(run_id, ids["child"], 4, 0.3, 0.05, 0.18,
-                          {"families": {"polynomial": -0.2}, "search_families": {"polynomial": -0.3}})
+        ids["failed"] = db.add_program(
+            ProgramRecord(
+                run_id=run_id,
+                proposal_index=3,
+                source=HOSTILE,
+                parent_ids=[ids["seed"]],
+                status="failed",
+                mutator="llm",
+                rationale=HOSTILE,
+                failure_stage="policy",
+                failure_code="forbidden_name",
+                failure_message=HOSTILE,
+            )
+        )
+        ids["duplicate"] = db.add_program(
+            ProgramRecord(
+                run_id=run_id,
+                proposal_index=4,
+                source=src("F.gelu(x) + 0.1 * torch.sin(x)"),
+                parent_ids=[ids["seed"]],
+                status="duplicate",
+                duplicate_of=ids["llm"],
+                mutator="symbolic",
+                rationale="the same again",
+            )
+        )
+        ids["island1"] = db.add_program(
+            scored(run_id, 5, "F.gelu(x)", 0.1, island=1, mutator="seed", rationale="seed: gelu", flops=8.0)
+        )
+        db.add_validation(
+            run_id,
+            ids["child"],
+            4,
+            0.3,
+            0.05,
+            0.18,
+            {"families": {"polynomial": -0.2}, "search_families": {"polynomial": -0.3}},
+        )
     return run_dir, ids
 
 
@@ -107,8 +179,16 @@ def make_random_run(base: Path) -> Path:
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
         run_id = db.create_run({"search": {"budget": 3, "islands": 1}, "mutator": {"kind": "random"}}, seed=1)
         for index, fitness in enumerate((0.0, 0.05, 0.12)):
-            db.add_program(scored(run_id, index, f"torch.relu(x) * {1 + index}", fitness, mutator="random",
-                                  rationale=f"random {index}"))
+            db.add_program(
+                scored(
+                    run_id,
+                    index,
+                    f"torch.relu(x) * {1 + index}",
+                    fitness,
+                    mutator="random",
+                    rationale=f"random {index}",
+                )
+            )
         db.update_run(run_id, status="finished")
     return run_dir
 
@@ -141,7 +221,7 @@ def served(runs):
         yield url, ids
 
 
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # loopback: never through a proxy
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -171,12 +251,21 @@ def texts(block) -> list[str]:
 
 
 def page_paths(ids: dict[str, int]) -> list[str]:
-    return ["/", "/run/0", "/run/1", "/run/0/leaderboard", "/run/1/leaderboard", "/run/0/grid",
-            f"/run/0/lineage/{ids['child']}", "/compare?a=0&b=1",
-            *[f"/run/0/program/{pid}" for pid in ids.values()]]
+    return [
+        "/",
+        "/run/0",
+        "/run/1",
+        "/run/0/leaderboard",
+        "/run/1/leaderboard",
+        "/run/0/grid",
+        f"/run/0/lineage/{ids['child']}",
+        "/compare?a=0&b=1",
+        *[f"/run/0/program/{pid}" for pid in ids.values()],
+    ]
 
 
 # ---- pages over HTTP --------------------------------------------------------------------------
+
 
 def test_every_page_answers_and_escapes_hostile_text(served):
     url, ids = served
@@ -190,17 +279,17 @@ def test_every_page_answers_and_escapes_hostile_text(served):
         assert headers["X-Content-Type-Options"] == "nosniff"
     program = get(f"{url}/run/0/program/{ids['llm']}")[2].decode()
     assert f'<p class="rationale">{ESCAPED}' in program
-    assert "Here.&lt;/pre&gt;&lt;/details&gt;" + ESCAPED in program             # the model's answer, collapsed
-    assert f"<li>dropped `{ESCAPED}`</li>" in program                           # the normaliser's note
-    assert "&lt;img src=x onerror=alert(2)&gt;" in program                       # the model's name, in the call table
+    assert "Here.&lt;/pre&gt;&lt;/details&gt;" + ESCAPED in program  # the model's answer, collapsed
+    assert f"<li>dropped `{ESCAPED}`</li>" in program  # the normaliser's note
+    assert "&lt;img src=x onerror=alert(2)&gt;" in program  # the model's name, in the call table
     child = get(f"{url}/run/0/program/{ids['child']}")[2].decode()
-    assert ESCAPED in child and '<pre class="diff">' in child                    # source highlighted, diff shown
+    assert ESCAPED in child and '<pre class="diff">' in child  # source highlighted, diff shown
     assert '<span class="diff-add">+    return F.gelu(x) + 0.2 * torch.sin(x)</span>' in child
     assert '<span class="diff-del">-    return F.gelu(x) + 0.1 * torch.sin(x)</span>' in child
-    assert '<svg xmlns="http://www.w3.org/2000/svg" class="formula-svg"' in child   # the typeset formula
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="formula-svg"' in child  # the typeset formula
     failed = get(f"{url}/run/0/program/{ids['failed']}")[2].decode()
     assert "policy:forbidden_name: " + ESCAPED in failed
-    assert "random&lt;b&gt;run" in get(url + "/")[2].decode()                    # a directory name is text too
+    assert "random&lt;b&gt;run" in get(url + "/")[2].decode()  # a directory name is text too
 
 
 def test_json_images_and_missing_things(served):
@@ -209,15 +298,25 @@ def test_json_images_and_missing_things(served):
         api = "/api/overview" if path == "/" else "/api" + path
         assert get_json(url + api)["blocks"], api
     leaderboard = get_json(f"{url}/api/run/0/leaderboard")["blocks"]["leaderboard"]
-    assert HOSTILE in texts(leaderboard)            # JSON holds the text as text; the page inserts it as text
+    assert HOSTILE in texts(leaderboard)  # JSON holds the text as text; the page inserts it as text
     ranked = [row[1]["text"] for row in leaderboard["rows"] if row[0]["text"] != "—"]
-    assert ranked == [f"#{ids['child']}", f"#{ids['llm']}", f"#{ids['island1']}", f"#{ids['seed']}"]   # by score
-    for path in ("/run/0/fitness.png", "/run/0/gap.png", f"/run/0/program/{ids['child']}/curve.png",
-                 "/run/1/fitness.png"):
+    assert ranked == [f"#{ids['child']}", f"#{ids['llm']}", f"#{ids['island1']}", f"#{ids['seed']}"]  # by score
+    for path in (
+        "/run/0/fitness.png",
+        "/run/0/gap.png",
+        f"/run/0/program/{ids['child']}/curve.png",
+        "/run/1/fitness.png",
+    ):
         status, headers, body = get(url + path)
         assert status == 200 and headers["Content-Type"] == "image/png" and body.startswith(PNG), path
-    for path in ("/run/7", "/run/0/program/999999", "/run/1/program/5",
-                 f"/run/0/program/{ids['failed']}/curve.png", "/compare?a=0&b=9", "/api/run/0/lineage/999999"):
+    for path in (
+        "/run/7",
+        "/run/0/program/999999",
+        "/run/1/program/5",
+        f"/run/0/program/{ids['failed']}/curve.png",
+        "/compare?a=0&b=9",
+        "/api/run/0/lineage/999999",
+    ):
         assert get(url + path)[0] == 404, path
 
 
@@ -228,31 +327,39 @@ def test_overview_shows_progress_failures_and_llm_spend(served):
     assert [c["text"] for c in llm_row[:6]] == ["llm-run", "running", "6 / 20", "4", "1", "1"]
     assert llm_row[10]["text"] == "$0.0125 of $1 (1%)"
     assert [c["text"] for c in random_row[:3]] == ["random<b>run", "finished", "3 / 3"]
-    assert random_row[10]["text"] == "—"                                        # no LLM: no spend
+    assert random_row[10]["text"] == "—"  # no LLM: no spend
     failures = blocks["failures"]["sections"][0]["table"]
     assert [c["text"] for c in failures["rows"][0]] == ["policy", "forbidden_name", "1"]
     run = get_json(url + "/api/run/0")["blocks"]
     summary = {row[0]["text"]: row[1]["text"] for row in run["summary"]["rows"]}
     assert summary["LLM tokens"] == "1,500 of 50,000 (3%)" and summary["best by score"] == f"#{ids['child']}"
-    assert run["baseline"]["rows"][0][1]["text"] == "random<b>run"              # the random run is the baseline
+    assert run["baseline"]["rows"][0][1]["text"] == "random<b>run"  # the random run is the baseline
     gap = [c["text"] for c in run["gap_table"]["rows"][0][1:]]
-    assert gap == ["+0.3000 ± 0.0500", "+0.1800", "+0.1200"]                    # search, validation, gap
+    assert gap == ["+0.3000 ± 0.0500", "+0.1800", "+0.1200"]  # search, validation, gap
 
 
 def test_lineage_grid_and_comparison(served):
     url, ids = served
     tree = get_json(f"{url}/api/run/0/lineage/{ids['llm']}")["blocks"]["tree"]["root"]
     assert tree["text"].startswith(f"#{ids['seed']} ")
-    assert tree["more"] == 2                          # the seed's other children: the failed one and the duplicate
+    assert tree["more"] == 2  # the seed's other children: the failed one and the duplicate
     (program,) = tree["children"]
     assert program["cls"] == "current" and [c["text"].split()[0] for c in program["children"]] == [f"#{ids['child']}"]
     grids = get_json(url + "/api/run/0/grid")["blocks"]["grids"]["sections"]
-    assert [s["title"] for s in grids] == ["island 0: 3 occupied cells", "island 0: elites",
-                                           "island 1: 1 occupied cells", "island 1: elites"]
+    assert [s["title"] for s in grids] == [
+        "island 0: 3 occupied cells",
+        "island 0: elites",
+        "island 1: 1 occupied cells",
+        "island 1: elites",
+    ]
     grid = grids[0]["table"]
     assert len(grid["rows"]) == 12 and len(grid["columns"]) == 1 + 32
-    placed = {c["text"]: (r[0]["text"], grid["columns"][i], c["cls"]) for r in grid["rows"] for i, c in enumerate(r)
-              if c["text"].startswith("#")}
+    placed = {
+        c["text"]: (r[0]["text"], grid["columns"][i], c["cls"])
+        for r in grid["rows"]
+        for i, c in enumerate(r)
+        if c["text"].startswith("#")
+    }
     assert placed[f"#{ids['seed']}"] == ("gp2 gn1", "b0 sc0 fl0", "cell heat0")
     assert placed[f"#{ids['child']}"] == ("gp2 gn1", "b0 sc2 fl1", "cell heat9")
     compare = get_json(url + "/api/compare?a=0&b=1")["blocks"]
@@ -266,9 +373,20 @@ def add_programs(run_dir: Path, count: int, rationale: str) -> list[int]:
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
         run_id = db.latest_run()["id"]
         start, parent = db.max_proposal_index(run_id) + 1, db.best(run_id).id
-        return [db.add_program(scored(run_id, start + i, f"torch.relu(x) + {i + 1} * torch.tanh(x)", 0.5 + i / 10,
-                                      parents=[parent], mutator="symbolic", rationale=f"{rationale} {i}"))
-                for i in range(count)]
+        return [
+            db.add_program(
+                scored(
+                    run_id,
+                    start + i,
+                    f"torch.relu(x) + {i + 1} * torch.tanh(x)",
+                    0.5 + i / 10,
+                    parents=[parent],
+                    mutator="symbolic",
+                    rationale=f"{rationale} {i}",
+                )
+            )
+            for i in range(count)
+        ]
 
 
 def test_programs_written_after_the_page_was_served_appear(tmp_path, runs):
@@ -279,7 +397,7 @@ def test_programs_written_after_the_page_was_served_appear(tmp_path, runs):
         assert status == 200 and "written later" not in page.decode()
         new = add_programs(run_dir, 2, "written later")
         leaderboard = get_json(url + "/api/run/0/leaderboard")["blocks"]["leaderboard"]
-        assert [row[1]["text"] for row in leaderboard["rows"][:2]] == [f"#{new[1]}", f"#{new[0]}"]   # new best first
+        assert [row[1]["text"] for row in leaderboard["rows"][:2]] == [f"#{new[1]}", f"#{new[0]}"]  # new best first
         assert "written later 1" in texts(leaderboard)
         overview = get_json(url + "/api/overview")["blocks"]["runs"]["rows"][0]
         assert overview[2]["text"] == "8 / 20"
@@ -297,7 +415,7 @@ def test_only_loopback(runs, tmp_path, capsys):
             check_host(host)
     assert main(["serve", str(runs[0]), "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "listens on 127.0.0.1 only" in capsys.readouterr().err
-    client = app.test_client()                      # a page whose name was rebound to 127.0.0.1 gets nothing
+    client = app.test_client()  # a page whose name was rebound to 127.0.0.1 gets nothing
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/api/overview", headers={"Host": "evil.example:8765"}).status_code == 400
     assert client.get("/", headers={"Host": "localhost:8765"}).status_code == 200
@@ -323,7 +441,7 @@ def test_bad_run_directories_are_refused(tmp_path, capsys, monkeypatch):
     assert str(tmp_path / "programs.sqlite") in capsys.readouterr().err
     empty = tmp_path / "elsewhere"
     empty.mkdir()
-    monkeypatch.chdir(empty)           # no RUN_DIR and no runs/ here
+    monkeypatch.chdir(empty)  # no RUN_DIR and no runs/ here
     assert main(["serve", "--port", "0"]) == 2
     assert "give one or more run directories" in capsys.readouterr().err
 
@@ -332,15 +450,22 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("stop, parent_ignores_sigint", [(signal.SIGINT, False), (signal.SIGINT, True),
-                                                          (signal.SIGTERM, False)],
-                         ids=["ctrl-c", "ctrl-c, SIGINT ignored by the parent", "sigterm"])
+@pytest.mark.parametrize(
+    "stop, parent_ignores_sigint",
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "ctrl-c, SIGINT ignored by the parent", "sigterm"],
+)
 def test_the_command_prints_its_url_serves_and_stops_on_a_signal(runs, stop, parent_ignores_sigint):
     """A process started with SIGINT ignored (a script's background job, a test runner's worker)
     inherits that, and Python then installs no Ctrl-C handler: the viewer installs its own."""
     command = [str(Path(sys.executable).with_name("actmine")), "serve", str(runs[0]), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_ignore_sigint if parent_ignores_sigint else None)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if parent_ignores_sigint else None,
+    )
     try:
         line = process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -358,6 +483,7 @@ def test_the_command_prints_its_url_serves_and_stops_on_a_signal(runs, stop, par
 
 
 # ---- the templates escape whatever text a cell holds ---------------------------------------------
+
 
 class _Collector(HTMLParser):
     def __init__(self):
@@ -385,10 +511,11 @@ def test_any_cell_text_renders_as_the_same_text(runs, value):
     assert parsed.tags == ["div", "table", "thead", "tr", "th", "tbody", "tr", "td", "td", "a"]
     shown = pages.text(value)
     assert "".join(parsed.data).replace("\n", "") == "a" + shown + shown
-    assert all(c.isprintable() for c in shown)   # control and bidirectional characters made visible
+    assert all(c.isprintable() for c in shown)  # control and bidirectional characters made visible
 
 
 # ---- in a browser -------------------------------------------------------------------------------
+
 
 def browse(tmp_path, url, budget_ms=2500):
     """The DOM of a page after `budget_ms` of (virtual) time, so that the polling script ran."""
@@ -398,11 +525,17 @@ def browse(tmp_path, url, budget_ms=2500):
 @NEEDS_CHROMIUM
 def test_pages_load_in_chromium_without_console_errors(tmp_path, served):
     url, ids = served
-    for path in ("/", "/run/0", "/run/0/leaderboard", "/run/0/grid", f"/run/0/lineage/{ids['child']}",
-                 "/compare?a=0&b=1"):
+    for path in (
+        "/",
+        "/run/0",
+        "/run/0/leaderboard",
+        "/run/0/grid",
+        f"/run/0/lineage/{ids['child']}",
+        "/compare?a=0&b=1",
+    ):
         dom = browse(tmp_path, url + path)
         assert console_problems(dom.stderr) == [], (path, dom.stderr[-2000:])
-        assert "live: updated at" in dom.stdout, path            # the script fetched and drew the blocks
+        assert "live: updated at" in dom.stdout, path  # the script fetched and drew the blocks
         assert dom.stdout.count("<script") == 1 and HOSTILE not in dom.stdout, path
 
 
@@ -443,7 +576,7 @@ def test_leaderboard_updates_in_chromium_while_the_run_is_written(tmp_path, runs
     assert "arrived while watching 0" in dom.stdout and "arrived while watching 1" in dom.stdout
     rows = re.findall(r'<a href="/run/0/program/(\d+)">#\d+</a></td><td>(ok|failed|duplicate)', dom.stdout)
     order = [int(pid) for pid, _ in rows]
-    assert order == sorted(order, reverse=True) and len(order) == 8     # sorted by program, newest first
+    assert order == sorted(order, reverse=True) and len(order) == 8  # sorted by program, newest first
 
 
 @NEEDS_CHROMIUM
@@ -452,5 +585,5 @@ def test_leaderboard_filters_from_the_address(tmp_path, served):
     dom = browse(tmp_path, url + "/run/0/leaderboard#filter=sine&status=ok")
     assert console_problems(dom.stderr) == [], dom.stderr[-2000:]
     shown = re.findall(r'<a href="/run/0/program/(\d+)">#\d+</a></td><td>(ok|failed|duplicate)', dom.stdout)
-    assert shown == [(str(ids["child"]), "ok")]                  # "scaled the sine term"; status ok
+    assert shown == [(str(ids["child"]), "ok")]  # "scaled the sine term"; status ok
     assert 'value="sine"' in dom.stdout

@@ -17,7 +17,7 @@ from chat_server import ChatServer
 SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
 spec = importlib.util.spec_from_file_location("soak", SOAK_PATH)
 soak = importlib.util.module_from_spec(spec)
-sys.modules["soak"] = soak      # its dataclasses look their module up while they are made
+sys.modules["soak"] = soak  # its dataclasses look their module up while they are made
 spec.loader.exec_module(soak)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the sampler reads /proc (Linux)")
@@ -32,24 +32,39 @@ def test_slope_and_envelope_measure_what_they_say():
 
 
 def _rows(values):
-    return [{"phase": "p", "seconds": float(i), "evaluations": i, "role": "controller", "pid": 1, "rss_kb": 1024 * v,
-             "fds": v, "threads": v, "state": "S"} for i, v in enumerate(values)]
+    return [
+        {
+            "phase": "p",
+            "seconds": float(i),
+            "evaluations": i,
+            "role": "controller",
+            "pid": 1,
+            "rss_kb": 1024 * v,
+            "fds": v,
+            "threads": v,
+            "state": "S",
+        }
+        for i, v in enumerate(values)
+    ]
 
 
 def test_figures_flag_growth_and_pass_a_flat_curve():
     flat = _rows([5, 40, 12, 13, 12, 13, 12, 12, 13, 12, 12, 13, 12, 13, 12, 12])
-    leaking = _rows([5, 40] + [12 + i // 2 for i in range(14)])        # one fd per two evaluations
+    leaking = _rows([5, 40] + [12 + i // 2 for i in range(14)])  # one fd per two evaluations
     for metric in ("fds", "threads"):
         assert soak.figures(flat, "p", "controller", metric, warmup=2, budget=100).ok
         assert not soak.figures(leaking, "p", "controller", metric, warmup=2, budget=100).ok
     rss = soak.figures(_rows([5, 300] + [300 + i for i in range(14)]), "p", "controller", "rss_kb", 2, 100)
-    assert rss.slope == pytest.approx(100.0) and not rss.ok              # 1 MiB per evaluation
+    assert rss.slope == pytest.approx(100.0) and not rss.ok  # 1 MiB per evaluation
     assert rss.start == 5 and rss.warm == 300 and rss.end == 313
 
 
 def test_the_sampler_sees_a_child_its_fds_threads_and_its_zombie(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "import os, sys, time; r, w = os.pipe(); print(1, flush=True); "
-                              "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; r, w = os.pipe(); print(1, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         child.stdout.readline()
         assert child.pid in soak.descendants(os.getpid())
@@ -59,7 +74,7 @@ def test_the_sampler_sees_a_child_its_fds_threads_and_its_zombie(tmp_path):
         deadline = time.monotonic() + 10
         while soak.sample_process(child.pid).state != "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert soak.sample_process(child.pid).state == "Z"      # dead, not yet waited for
+        assert soak.sample_process(child.pid).state == "Z"  # dead, not yet waited for
     finally:
         child.kill()
         child.wait()
@@ -68,9 +83,17 @@ def test_the_sampler_sees_a_child_its_fds_threads_and_its_zombie(tmp_path):
 
 def test_a_workers_own_child_is_a_helper_not_a_worker():
     # a sandbox worker runs gcc for a fused kernel: its fds are not the worker's
-    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(['sleep', '60']); "
-                              "print(p.pid, flush=True); sys.stdin.readline(); p.kill(); p.wait()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; p = subprocess.Popen(['sleep', '60']); "
+            "print(p.pid, flush=True); sys.stdin.readline(); p.kill(); p.wait()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         grandchild = int(child.stdout.readline())
         found = dict((pid, role) for role, pid in soak.roles_below(os.getpid()))
@@ -83,13 +106,14 @@ def test_a_workers_own_child_is_a_helper_not_a_worker():
 def test_short_soak_stays_flat_and_leaves_nothing_behind(tmp_path):
     budget = 60
     with ChatServer(soak.scripted_answers(2 * budget)) as server:
-        config = soak.soak_config(tmp_path, budget, workers=2, steps=10, mutator=soak.llm_mutator(server.base_url),
-                                  max_tasks_per_worker=20)
+        config = soak.soak_config(
+            tmp_path, budget, workers=2, steps=10, mutator=soak.llm_mutator(server.base_url), max_tasks_per_worker=20
+        )
         result = soak.run_phase("llm", config, tmp_path / "run", budget, interval=0.2, timeout=300)
         requests = len(server.requests)
     assert result.returncode == 0, result.stderr
-    assert requests >= 20                        # the model was called over HTTP all along
-    assert len(result.workers_seen) >= 3         # workers were replaced during the run (20 tasks each)
+    assert requests >= 20  # the model was called over HTTP all along
+    assert len(result.workers_seen) >= 3  # workers were replaced during the run (20 tasks each)
     evaluated = {row["evaluations"] for row in result.rows}
     assert max(evaluated) == budget
     for role in ("controller", "worker"):
@@ -97,5 +121,5 @@ def test_short_soak_stays_flat_and_leaves_nothing_behind(tmp_path):
             found = soak.figures(result.rows, "llm", role, metric, warmup=15, budget=budget)
             assert found is not None and found.samples >= 3, (role, metric)
             assert found.ok, found.line()
-    assert result.lasting_zombies == []          # every ended worker was waited for
-    assert result.workers_left == []             # every sandbox worker ended with its controller
+    assert result.lasting_zombies == []  # every ended worker was waited for
+    assert result.workers_left == []  # every sandbox worker ended with its controller

@@ -10,8 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actmine.candidate.source import ENTRY_POINT, CandidateError, candidate_namespace, compile_candidate, \
-    load_candidate_file
+from actmine.candidate.source import (
+    ENTRY_POINT,
+    CandidateError,
+    candidate_namespace,
+    compile_candidate,
+    load_candidate_file,
+)
 
 USES_NAMESPACE = textwrap.dedent("""
     def activation_function(x):
@@ -63,11 +68,14 @@ def test_compiled_source_computes_what_it_says(scale, shift):
     torch.testing.assert_close(fn(x), scale * torch.tanh(x) + shift)
 
 
-@pytest.mark.parametrize("source, line", [
-    ("def activation_function(x)\n    return x\n", 1),
-    ("import math\n\ndef activation_function(x):\n    return x +* 2\n", 4),
-    ("def activation_function(x):\n    y = x\n   return y\n", 3),
-])
+@pytest.mark.parametrize(
+    "source, line",
+    [
+        ("def activation_function(x)\n    return x\n", 1),
+        ("import math\n\ndef activation_function(x):\n    return x +* 2\n", 4),
+        ("def activation_function(x):\n    y = x\n   return y\n", 3),
+    ],
+)
 def test_syntax_error_reports_the_line(source, line):
     with pytest.raises(CandidateError) as info:
         compile_candidate(source, filename="cand.py")
@@ -76,11 +84,14 @@ def test_syntax_error_reports_the_line(source, line):
     assert "cand.py" in str(info.value)
 
 
-@pytest.mark.parametrize("source", [
-    "def activation(x):\n    return x\n",
-    "activation_function = 3\n",
-    "",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def activation(x):\n    return x\n",
+        "activation_function = 3\n",
+        "",
+    ],
+)
 def test_missing_function(source):
     with pytest.raises(CandidateError) as info:
         compile_candidate(source)
@@ -91,13 +102,16 @@ def test_missing_function(source):
 _DEFINES = "\ndef activation_function(x):\n    return x\n"
 
 
-@pytest.mark.parametrize("source, exception", [
-    ("x = 1 / 0" + _DEFINES, "ZeroDivisionError"),
-    ("C = math.sqrt(-1)" + _DEFINES, "ValueError"),
-    ("C = math.exp(1000.0)" + _DEFINES, "OverflowError"),
-    ("C = (1.0, 2.0)[5]" + _DEFINES, "IndexError"),
-    ("C = D\nD = 1.0" + _DEFINES, "NameError"),  # the program's own global, read before it is assigned
-])
+@pytest.mark.parametrize(
+    "source, exception",
+    [
+        ("x = 1 / 0" + _DEFINES, "ZeroDivisionError"),
+        ("C = math.sqrt(-1)" + _DEFINES, "ValueError"),
+        ("C = math.exp(1000.0)" + _DEFINES, "OverflowError"),
+        ("C = (1.0, 2.0)[5]" + _DEFINES, "IndexError"),
+        ("C = D\nD = 1.0" + _DEFINES, "NameError"),  # the program's own global, read before it is assigned
+    ],
+)
 def test_module_level_exception_is_a_load_error(source, exception):
     with pytest.raises(CandidateError) as info:
         compile_candidate(source, filename="cand.py")
@@ -105,14 +119,17 @@ def test_module_level_exception_is_a_load_error(source, exception):
     assert exception in str(info.value) and "cand.py" in str(info.value)
 
 
-@pytest.mark.parametrize("source, code", [
-    # Refused by the static policy before anything runs (they were load errors before it existed).
-    ("raise RuntimeError('at import')" + _DEFINES, "forbidden_statement"),
-    ("import numpy_does_not_exist_anywhere" + _DEFINES, "import"),
-    ("x = 1 / 0\n", "missing_function"),
-    ("C = torch.zeros(2) + torch.zeros(3)" + _DEFINES, "mutable_state"),
-    ("C = NOT_DEFINED_ANYWHERE" + _DEFINES, "undefined_name"),
-])
+@pytest.mark.parametrize(
+    "source, code",
+    [
+        # Refused by the static policy before anything runs (they were load errors before it existed).
+        ("raise RuntimeError('at import')" + _DEFINES, "forbidden_statement"),
+        ("import numpy_does_not_exist_anywhere" + _DEFINES, "import"),
+        ("x = 1 / 0\n", "missing_function"),
+        ("C = torch.zeros(2) + torch.zeros(3)" + _DEFINES, "mutable_state"),
+        ("C = NOT_DEFINED_ANYWHERE" + _DEFINES, "undefined_name"),
+    ],
+)
 def test_policy_refuses_before_running(source, code):
     with pytest.raises(CandidateError) as info:
         compile_candidate(source, filename="cand.py")
@@ -166,16 +183,27 @@ def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
     from actmine.evolve.controller import write_best_program
     from actmine.evolve.database import ProgramDatabase, ProgramRecord
 
-    body = "SCALE = 0.1\n\ndef helper(x):\n    return torch.sin(x)\n\ndef activation_function(x):\n" \
-           "    return F.gelu(x) + SCALE * helper(x) * math.pi\n"
+    body = (
+        "SCALE = 0.1\n\ndef helper(x):\n    return torch.sin(x)\n\ndef activation_function(x):\n"
+        "    return F.gelu(x) + SCALE * helper(x) * math.pi\n"
+    )
     with ProgramDatabase(tmp_path / "p.sqlite") as db:
         run = db.create_run({}, 0, {})
-        record = ProgramRecord(id=None, run_id=run, proposal_index=0, source=body, rationale="r" * 12000,
-                               mutator="symbolic", status="ok", fitness=0.2, family_log_ratios={"polynomial": -0.2})
+        record = ProgramRecord(
+            id=None,
+            run_id=run,
+            proposal_index=0,
+            source=body,
+            rationale="r" * 12000,
+            mutator="symbolic",
+            status="ok",
+            fitness=0.2,
+            family_log_ratios={"polynomial": -0.2},
+        )
         record.id = db.add_program(record)
         write_best_program(tmp_path / "best_activation.py", record, db)
     text = (tmp_path / "best_activation.py").read_text()
-    assert len(text) > DEFAULT_MAX_SOURCE_CHARS                   # the lineage alone is over the limit
+    assert len(text) > DEFAULT_MAX_SOURCE_CHARS  # the lineage alone is over the limit
     source = read_candidate_file(tmp_path / "best_activation.py")
     assert "import" not in source and "class" not in source and body.strip() in source
     fn = compile_candidate(source)
@@ -184,8 +212,10 @@ def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
     # anything else stays, for the policy to refuse with its reason (normalisation: test_language_normalise.py)
     hostile = "import os\nimport torch\n\nclass A:\n    pass\n\ndef activation_function(x):\n    return x\n"
     (tmp_path / "hostile.py").write_text(hostile)
-    assert read_candidate_file(tmp_path / "hostile.py").split() == \
-        "import os class A: pass def activation_function(x): return x".split()
+    assert (
+        read_candidate_file(tmp_path / "hostile.py").split()
+        == "import os class A: pass def activation_function(x): return x".split()
+    )
     with pytest.raises(CandidateError) as refused:
         check_source(normalise(hostile).source)
     assert refused.value.code == "import"
@@ -198,8 +228,10 @@ def test_a_search_best_activation_module_reads_as_its_candidate(tmp_path):
 # Plain module files: what reading keeps and drops
 # --------------------------------------------------------------------------------------------
 
+
 def _read(tmp_path, text: str, name: str = "candidate.py") -> str:
     from actmine.candidate.source import read_candidate_file
+
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return read_candidate_file(path)
@@ -207,21 +239,24 @@ def _read(tmp_path, text: str, name: str = "candidate.py") -> str:
 
 def test_a_module_file_loses_its_docstring_with_its_imports(tmp_path):
     """A normalised module (an older best_activation.py) drops its docstring: there it holds lineage."""
-    text = ('"""Lineage: parent 3, rationale ' + "r" * 500 + '."""\nimport torch\nimport torch.nn.functional as F\n\n'
-            "def activation_function(x):\n    return F.relu(x)\n")
+    text = (
+        '"""Lineage: parent 3, rationale ' + "r" * 500 + '."""\nimport torch\nimport torch.nn.functional as F\n\n'
+        "def activation_function(x):\n    return F.relu(x)\n"
+    )
     assert _read(tmp_path, text) == "def activation_function(x):\n    return F.relu(x)\n"
 
 
 def test_a_plain_file_keeps_its_docstring_and_a_lone_docstring_stays(tmp_path):
     plain = '"""Doc."""\n\ndef activation_function(x):\n    return x\n'
-    assert _read(tmp_path, plain) == plain                            # nothing normalised: kept as written
-    assert _read(tmp_path, '"""Doc only."""\nimport torch\n') == '"""Doc only."""\n'   # nothing else to keep
-    assert _read(tmp_path, "import torch\n").strip() == ""            # nothing at all left: no error
+    assert _read(tmp_path, plain) == plain  # nothing normalised: kept as written
+    assert _read(tmp_path, '"""Doc only."""\nimport torch\n') == '"""Doc only."""\n'  # nothing else to keep
+    assert _read(tmp_path, "import torch\n").strip() == ""  # nothing at all left: no error
 
 
 def test_a_file_too_large_to_be_any_program_is_refused_before_reading(tmp_path):
     from actmine.candidate.source import read_candidate_file
     from actmine.language.files import MAX_FILE_BYTES
+
     path = tmp_path / "huge.py"
     path.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
     with pytest.raises(CandidateError) as info:
@@ -232,6 +267,7 @@ def test_a_file_too_large_to_be_any_program_is_refused_before_reading(tmp_path):
 
 def test_a_file_that_is_not_utf8_is_unreadable(tmp_path):
     from actmine.candidate.source import read_candidate_file
+
     path = tmp_path / "latin.py"
     path.write_bytes(b"def activation_function(x):\n    return x  # caf\xe9\n")
     with pytest.raises(CandidateError) as info:
@@ -241,9 +277,13 @@ def test_a_file_that_is_not_utf8_is_unreadable(tmp_path):
 
 def _pack(tmp_path, names: tuple[str, ...] = ("first", "second")):
     from actmine.language.files import ProgramEntry, render_program_file
-    programs = [ProgramEntry(name=name, class_name=name.title(), source=f"def activation_function(x):\n"
-                                                                        f"    return x * {index + 2}\n")
-                for index, name in enumerate(names)]
+
+    programs = [
+        ProgramEntry(
+            name=name, class_name=name.title(), source=f"def activation_function(x):\n    return x * {index + 2}\n"
+        )
+        for index, name in enumerate(names)
+    ]
     path = tmp_path / "pack.py"
     path.write_text(render_program_file(programs, "a test pack"))
     return path
@@ -251,11 +291,12 @@ def _pack(tmp_path, names: tuple[str, ...] = ("first", "second")):
 
 def test_programs_of_a_pack_are_read_by_reference_as_data(tmp_path):
     from actmine.candidate.source import read_candidate_file, read_candidate_reference, read_program_file_at
+
     path = _pack(tmp_path)
     assert read_candidate_reference(f"{path}:second") == ("second", "def activation_function(x):\n    return x * 3\n")
     assert read_program_file_at(path).names == ["first", "second"]
     with pytest.raises(CandidateError) as info:
-        read_candidate_file(path)        # two programs: which one?
+        read_candidate_file(path)  # two programs: which one?
     assert info.value.code == "unknown_program" and "first, second" in str(info.value)
     with pytest.raises(CandidateError) as info:
         read_candidate_reference(f"{path}:third")
@@ -267,6 +308,7 @@ def test_programs_of_a_pack_are_read_by_reference_as_data(tmp_path):
 
 def test_a_damaged_pack_is_refused_naming_the_file(tmp_path):
     from actmine.candidate.source import read_candidate_file, read_program_file_at
+
     path = _pack(tmp_path)
     path.write_text(path.read_text().replace("from actmine", "import os\nfrom actmine"))
     for read in (read_candidate_file, read_program_file_at):

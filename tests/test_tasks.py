@@ -39,8 +39,9 @@ def _raw_csv_rows():
     for row in csv.reader(text.splitlines()):
         if not row or not row[0].strip() or row[0] == "Filename":
             continue
-        variables = [(row[i].strip(), float(row[i + 1]), float(row[i + 2]))
-                     for i in range(5, len(row) - 2, 3) if row[i].strip()]
+        variables = [
+            (row[i].strip(), float(row[i + 1]), float(row[i + 2])) for i in range(5, len(row) - 2, 3) if row[i].strip()
+        ]
         rows[row[0].strip()] = (row[4].strip(), variables)
     return rows
 
@@ -48,6 +49,7 @@ def _raw_csv_rows():
 # --------------------------------------------------------------------------------------------
 # generate: determinism and standardisation
 # --------------------------------------------------------------------------------------------
+
 
 def _as_np(data: T.TaskData):
     return {k: getattr(data, k).numpy() for k in ("x_train", "y_train", "x_id", "y_id", "x_ood", "y_ood")}
@@ -83,8 +85,10 @@ def test_generate_differs_across_seeds():
 
 
 def test_generate_is_the_same_in_another_process():
-    code = ("from actmine.lab import tasks as T; d = T.generate(T.harmonic(seed=1), 2, 16, 8); "
-            "print(repr(d.x_train.sum().item()), repr(d.y_ood.sum().item()))")
+    code = (
+        "from actmine.lab import tasks as T; d = T.generate(T.harmonic(seed=1), 2, 16, 8); "
+        "print(repr(d.x_train.sum().item()), repr(d.y_ood.sum().item()))"
+    )
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     data = T.generate(T.harmonic(seed=1), 2, 16, 8)
@@ -158,6 +162,7 @@ def test_generate_rejects_a_constant_target():
 # polynomial
 # --------------------------------------------------------------------------------------------
 
+
 def test_polynomial_default_boxes():
     task = T.polynomial()
     assert task.family == "polynomial" and task.input_dim == 1
@@ -217,14 +222,17 @@ def test_polynomial_nd():
     np.testing.assert_array_equal(task.target(x), T.polynomial(dim=20, seed=0, degree=2, n_terms=(3, 6)).target(x))
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"dim": 0}, "dim"),
-    ({"degree": 0}, "degree"),
-    ({"degree": [5, 2]}, "degree"),
-    ({"dim": 2, "n_terms": "many"}, "n_terms"),
-    ({"id_range": [0.5, 0.5]}, "id_range"),
-    ({"ood_range": [1.0]}, "ood_range"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"dim": 0}, "dim"),
+        ({"degree": 0}, "degree"),
+        ({"degree": [5, 2]}, "degree"),
+        ({"dim": 2, "n_terms": "many"}, "n_terms"),
+        ({"id_range": [0.5, 0.5]}, "id_range"),
+        ({"ood_range": [1.0]}, "ood_range"),
+    ],
+)
 def test_polynomial_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(SuiteError, match=f"'p'.*'{field}'"):
         T.polynomial(name="p", **kwargs)
@@ -233,6 +241,7 @@ def test_polynomial_bad_arguments_name_the_field(kwargs, field):
 # --------------------------------------------------------------------------------------------
 # harmonic
 # --------------------------------------------------------------------------------------------
+
 
 @FAST
 @given(seed=st.integers(0, 10_000), n_terms=st.integers(1, 5))
@@ -283,6 +292,7 @@ def test_harmonic_bad_arguments():
 # feynman
 # --------------------------------------------------------------------------------------------
 
+
 def test_feynman_has_100_equations_with_variables_from_the_name_columns():
     equations = T.feynman_equations()
     raw = _raw_csv_rows()
@@ -315,14 +325,17 @@ def _at(task, **values):
 def test_feynman_names_that_sympy_reserves_parse_as_symbols():
     cases = {
         # I is sympy's imaginary unit, E_n would otherwise be fine, Gamma/beta/lambd are functions
-        "II.13.17": ({"epsilon": 1.5, "c": 2.0, "I": 3.0, "r": 1.25},
-                     lambda epsilon, c, I, r: 1 / (4 * math.pi * epsilon * c ** 2) * 2 * I / r),  # noqa: E741 (the equation's name)
-        "III.8.54": ({"E_n": 1.3, "t": 2.1, "h": 3.7},
-                     lambda E_n, t, h: math.sin(E_n * t / (h / (2 * math.pi))) ** 2),
+        "II.13.17": (
+            {"epsilon": 1.5, "c": 2.0, "I": 3.0, "r": 1.25},
+            lambda epsilon, c, I, r: 1 / (4 * math.pi * epsilon * c**2) * 2 * I / r,  # noqa: E741 (the equation's name)
+        ),
+        "III.8.54": ({"E_n": 1.3, "t": 2.1, "h": 3.7}, lambda E_n, t, h: math.sin(E_n * t / (h / (2 * math.pi))) ** 2),
         "I.30.5": ({"lambd": 1.0, "d": 2.0, "n": 3.0}, lambda lambd, d, n: math.asin(lambd / (n * d))),
         "I.47.23": ({"Gamma": 1.7, "pr": 2.2, "rho": 1.1}, lambda Gamma, pr, rho: math.sqrt(Gamma * pr / rho)),
-        "III.17.37": ({"beta": 1.5, "alpha": 2.5, "theta": 0.7},
-                      lambda beta, alpha, theta: beta * (1 + alpha * math.cos(theta))),
+        "III.17.37": (
+            {"beta": 1.5, "alpha": 2.5, "theta": 0.7},
+            lambda beta, alpha, theta: beta * (1 + alpha * math.cos(theta)),
+        ),
     }
     for equation, (point, closed_form) in cases.items():
         task = T.feynman(equation)
@@ -332,11 +345,16 @@ def test_feynman_names_that_sympy_reserves_parse_as_symbols():
 
 def test_formula_with_sympy_names_as_variables():
     names = ["gamma", "beta", "E", "I", "S", "N", "Q", "E_n", "lambd", "Gamma"]
-    task = T.formula("gamma**2 + beta*E - I/S + N*Q + E_n*lambd - Gamma",
-                     id={n: [1, 2] for n in names}, ood={n: [2, 3] for n in names}, name="names")
+    task = T.formula(
+        "gamma**2 + beta*E - I/S + N*Q + E_n*lambd - Gamma",
+        id={n: [1, 2] for n in names},
+        ood={n: [2, 3] for n in names},
+        name="names",
+    )
     p = dict(zip(names, [1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.05]))
-    expected = p["gamma"] ** 2 + p["beta"] * p["E"] - p["I"] / p["S"] + p["N"] * p["Q"] \
-        + p["E_n"] * p["lambd"] - p["Gamma"]
+    expected = (
+        p["gamma"] ** 2 + p["beta"] * p["E"] - p["I"] / p["S"] + p["N"] * p["Q"] + p["E_n"] * p["lambd"] - p["Gamma"]
+    )
     assert _at(task, **p) == pytest.approx(expected, rel=1e-12)
 
 
@@ -344,7 +362,7 @@ def test_feynman_gaussian_matches_closed_form():
     task = T.feynman("I.6.2a")
     assert task.family == "feynman" and task.variables == ("theta",)
     theta = np.linspace(-4, 4, 41)
-    expected = np.exp(-theta ** 2 / 2) / math.sqrt(2 * math.pi)
+    expected = np.exp(-(theta**2) / 2) / math.sqrt(2 * math.pi)
     np.testing.assert_allclose(task.target(theta[:, None]), expected, rtol=1e-12)
 
 
@@ -386,9 +404,11 @@ def test_feynman_targets_are_finite_on_both_boxes():
 # formula
 # --------------------------------------------------------------------------------------------
 
+
 def test_formula_user_expression():
-    task = T.formula("exp(-x/3)*sin(2*x) + y", id={"x": [0, 3], "y": [0, 1]}, ood={"x": [3, 6], "y": [1, 2]},
-                     name="mine")
+    task = T.formula(
+        "exp(-x/3)*sin(2*x) + y", id={"x": [0, 3], "y": [0, 1]}, ood={"x": [3, 6], "y": [1, 2]}, name="mine"
+    )
     assert task.family == "formula" and task.variables == ("x", "y")
     assert task.id_box == ((0.0, 3.0), (0.0, 1.0)) and task.ood_box == ((3.0, 6.0), (1.0, 2.0))
     x = _sample(task.ood_box, 20)
@@ -403,27 +423,33 @@ def test_formula_default_name_and_constant_broadcast():
     np.testing.assert_array_equal(task.target(np.zeros((5, 1))), np.full(5, 2.0))
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"expression": "sin(x", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'.*parsed"),
-    ({"expression": "x +* 2", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'.*parsed"),
-    ({"expression": "x*y", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'.*y"),
-    ({"expression": "", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'"),
-    ({"expression": "x", "id": {"x": [0, 1]}, "ood": {"y": [1, 2]}}, "'ood'"),
-    ({"expression": "x", "id": {}, "ood": {}}, "'id'"),
-    ({"expression": "x", "id": {"x": [1, 0]}, "ood": {"x": [1, 2]}}, r"'id\.x'.*low < high"),
-    ({"expression": "x", "id": {"x": [0, 1]}, "ood": {"x": [2, 2]}}, r"'ood\.x'.*low < high"),
-    ({"expression": "x", "id": {"x": [0, "a"]}, "ood": {"x": [1, 2]}}, r"'id\.x'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"expression": "sin(x", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'.*parsed"),
+        ({"expression": "x +* 2", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'.*parsed"),
+        ({"expression": "x*y", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'.*y"),
+        ({"expression": "", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "'expression'"),
+        ({"expression": "x", "id": {"x": [0, 1]}, "ood": {"y": [1, 2]}}, "'ood'"),
+        ({"expression": "x", "id": {}, "ood": {}}, "'id'"),
+        ({"expression": "x", "id": {"x": [1, 0]}, "ood": {"x": [1, 2]}}, r"'id\.x'.*low < high"),
+        ({"expression": "x", "id": {"x": [0, 1]}, "ood": {"x": [2, 2]}}, r"'ood\.x'.*low < high"),
+        ({"expression": "x", "id": {"x": [0, "a"]}, "ood": {"x": [1, 2]}}, r"'id\.x'"),
+    ],
+)
 def test_formula_errors_name_task_and_field(kwargs, pattern):
     with pytest.raises(SuiteError, match=f"'bad'.*{pattern}"):
         T.formula(name="bad", **kwargs)
 
 
-@pytest.mark.parametrize("expression, id_range, ood_range, split", [
-    ("log(x)", [-1, 0], [0.5, 1], "ID"),
-    ("sqrt(x)", [0, 1], [-1, -0.5], "OOD"),
-    ("log(x - 1)", [0, 2], [2, 3], "ID"),
-])
+@pytest.mark.parametrize(
+    "expression, id_range, ood_range, split",
+    [
+        ("log(x)", [-1, 0], [0.5, 1], "ID"),
+        ("sqrt(x)", [0, 1], [-1, -0.5], "OOD"),
+        ("log(x - 1)", [0, 2], [2, 3], "ID"),
+    ],
+)
 def test_formula_non_finite_target_names_task_and_box(expression, id_range, ood_range, split):
     task = T.formula(expression, id={"x": id_range}, ood={"x": ood_range}, name="undefined")
     with pytest.raises(SuiteError, match=f"'undefined'.*not finite.*{split} box"):
@@ -433,6 +459,7 @@ def test_formula_non_finite_target_names_task_and_box(expression, id_range, ood_
 # --------------------------------------------------------------------------------------------
 # Suites
 # --------------------------------------------------------------------------------------------
+
 
 def test_lab_suite_covers_the_families():
     suite = T.lab_suite()
@@ -453,7 +480,13 @@ def test_lab_suite_covers_the_families():
 def _assert_same_tasks(a: T.Suite, b: T.Suite):
     assert a.name == b.name and a.seeds == b.seeds and len(a.tasks) == len(b.tasks)
     for s, t in zip(a.tasks, b.tasks):
-        assert (s.name, s.family, s.variables, s.id_box, s.ood_box) == (t.name, t.family, t.variables, t.id_box, t.ood_box)
+        assert (s.name, s.family, s.variables, s.id_box, s.ood_box) == (
+            t.name,
+            t.family,
+            t.variables,
+            t.id_box,
+            t.ood_box,
+        )
         for box in (s.id_box, s.ood_box):
             x = _sample(box, 32, seed=3)
             np.testing.assert_array_equal(s.target(x), t.target(x), err_msg=s.name)
@@ -472,8 +505,13 @@ SUITE_DATA = {
         {"family": "polynomial", "dim": 1, "seed": 4},
         {"family": "harmonic", "seed": 2, "n_terms": 2},
         {"family": "feynman", "equation": "I.6.2a"},
-        {"family": "formula", "name": "wave", "expression": "sin(2*x) + y",
-         "id": {"x": [0, 1], "y": [0, 1]}, "ood": {"x": [1, 2], "y": [1, 2]}},
+        {
+            "family": "formula",
+            "name": "wave",
+            "expression": "sin(2*x) + y",
+            "id": {"x": [0, 1], "y": [0, 1]},
+            "ood": {"x": [1, 2], "y": [1, 2]},
+        },
     ],
 }
 
@@ -505,10 +543,16 @@ ood = { x = [1, 2], y = [1, 2] }
 
 
 def _expected_suite():
-    return T.Suite("mine", (
-        T.polynomial(dim=1, seed=4), T.harmonic(seed=2, n_terms=2), T.feynman("I.6.2a"),
-        T.formula("sin(2*x) + y", id={"x": [0, 1], "y": [0, 1]}, ood={"x": [1, 2], "y": [1, 2]}, name="wave"),
-    ), (0, 1))
+    return T.Suite(
+        "mine",
+        (
+            T.polynomial(dim=1, seed=4),
+            T.harmonic(seed=2, n_terms=2),
+            T.feynman("I.6.2a"),
+            T.formula("sin(2*x) + y", id={"x": [0, 1], "y": [0, 1]}, ood={"x": [1, 2], "y": [1, 2]}, name="wave"),
+        ),
+        (0, 1),
+    )
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".yml", ".toml", ".json"])
@@ -535,26 +579,32 @@ def test_suite_seed_count_and_default_name(tmp_path):
 
 
 def _write_yaml_with_second_task(tmp_path, task, **top):
-    data = {"name": "broken", "seeds": [0], **top,
-            "tasks": [{"family": "harmonic", "name": "fine"}, task]}
+    data = {"name": "broken", "seeds": [0], **top, "tasks": [{"family": "harmonic", "name": "fine"}, task]}
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-@pytest.mark.parametrize("task, fragments", [
-    ({"family": "polynomal", "name": "oops"}, ["task 2", "'oops'", "'family'", "polynomal"]),
-    ({"name": "oops", "dim": 1}, ["task 2", "'oops'", "'family'"]),
-    ({"family": "polynomial", "name": "oops", "dgree": 3}, ["task 2", "'oops'", "dgree"]),
-    ({"family": "feynman", "name": "oops"}, ["task 2", "'oops'", "missing", "equation"]),
-    ({"family": "formula", "name": "oops", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
-     ["task 2", "'oops'", "missing", "expression"]),
-    ({"family": "harmonic", "name": "oops", "id_range": [2, 1]}, ["task 2", "'oops'", "'id_range'"]),
-    ({"family": "polynomial", "name": "oops", "ood_range": "wide"}, ["task 2", "'oops'", "'ood_range'"]),
-    ({"family": "feynman", "name": "oops", "equation": "I.99.99"}, ["task 2", "'oops'", "'equation'"]),
-    ({"family": "formula", "name": "oops", "expression": "x*z", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
-     ["task 2", "'oops'", "'expression'", "z"]),
-])
+@pytest.mark.parametrize(
+    "task, fragments",
+    [
+        ({"family": "polynomal", "name": "oops"}, ["task 2", "'oops'", "'family'", "polynomal"]),
+        ({"name": "oops", "dim": 1}, ["task 2", "'oops'", "'family'"]),
+        ({"family": "polynomial", "name": "oops", "dgree": 3}, ["task 2", "'oops'", "dgree"]),
+        ({"family": "feynman", "name": "oops"}, ["task 2", "'oops'", "missing", "equation"]),
+        (
+            {"family": "formula", "name": "oops", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
+            ["task 2", "'oops'", "missing", "expression"],
+        ),
+        ({"family": "harmonic", "name": "oops", "id_range": [2, 1]}, ["task 2", "'oops'", "'id_range'"]),
+        ({"family": "polynomial", "name": "oops", "ood_range": "wide"}, ["task 2", "'oops'", "'ood_range'"]),
+        ({"family": "feynman", "name": "oops", "equation": "I.99.99"}, ["task 2", "'oops'", "'equation'"]),
+        (
+            {"family": "formula", "name": "oops", "expression": "x*z", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
+            ["task 2", "'oops'", "'expression'", "z"],
+        ),
+    ],
+)
 def test_malformed_task_errors_name_task_and_field(tmp_path, task, fragments):
     path = _write_yaml_with_second_task(tmp_path, task)
     with pytest.raises(SuiteError) as info:
@@ -578,24 +628,30 @@ def test_wrong_seeds_type(tmp_path, seeds):
         T.load_suite_file(path)
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"name": "s", "tasks": [{"family": "harmonic"}], "sedes": [0]}, "sedes"),
-    ({"name": "s", "tasks": []}, "'tasks'"),
-    ({"name": "s", "tasks": {"family": "harmonic"}}, "'tasks'"),
-    ({"name": "s", "seeds": 0, "tasks": [{"family": "harmonic"}]}, "'seeds'"),
-    ({"name": "s", "tasks": [{"family": "harmonic"}, {"family": "harmonic"}]}, "unique"),
-    ([1, 2], "top level"),
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"name": "s", "tasks": [{"family": "harmonic"}], "sedes": [0]}, "sedes"),
+        ({"name": "s", "tasks": []}, "'tasks'"),
+        ({"name": "s", "tasks": {"family": "harmonic"}}, "'tasks'"),
+        ({"name": "s", "seeds": 0, "tasks": [{"family": "harmonic"}]}, "'seeds'"),
+        ({"name": "s", "tasks": [{"family": "harmonic"}, {"family": "harmonic"}]}, "unique"),
+        ([1, 2], "top level"),
+    ],
+)
 def test_malformed_suite_level(data, field):
     with pytest.raises(SuiteError, match=field):
         T.Suite.from_dict(data)
 
 
-@pytest.mark.parametrize("name, text, kind", [
-    ("bad.yaml", "name: s\ntasks: [\n  {family: harmonic\n", "YAML"),
-    ("bad.toml", "name = \"s\"\n[[tasks]\nfamily = 1\n", "TOML"),
-    ("bad.json", '{"name": "s", "tasks": [}', "JSON"),
-])
+@pytest.mark.parametrize(
+    "name, text, kind",
+    [
+        ("bad.yaml", "name: s\ntasks: [\n  {family: harmonic\n", "YAML"),
+        ("bad.toml", 'name = "s"\n[[tasks]\nfamily = 1\n', "TOML"),
+        ("bad.json", '{"name": "s", "tasks": [}', "JSON"),
+    ],
+)
 def test_invalid_syntax(tmp_path, name, text, kind):
     path = tmp_path / name
     path.write_text(text)
@@ -626,15 +682,17 @@ def test_get_suite():
 # Seeds, boxes and the exact data each (task, seed) gets
 # --------------------------------------------------------------------------------------------
 
+
 def test_stable_seed_is_the_crc32_of_the_parts_as_json_in_31_bits():
     import zlib
+
     for parts in [("a", 1), ("task-data", "poly1d-s0", {"b": 1, "a": [0.5, 2]}, 3), ()]:
         expected = zlib.crc32(json.dumps(parts, sort_keys=True, default=str).encode()) & 0x7FFFFFFF
         assert T.stable_seed(*parts) == expected
-    assert T.stable_seed("a", 1) == 1288422474 and T.stable_seed("task-data") == 657535149   # the same in every version
+    assert T.stable_seed("a", 1) == 1288422474 and T.stable_seed("task-data") == 657535149  # the same in every version
     assert T.stable_seed("a", 1) != T.stable_seed(1, "a")
     assert T.stable_seed({"x": 1, "y": 2}) == T.stable_seed({"y": 2, "x": 1})
-    assert T.stable_seed(T.Path("p")) == T.stable_seed("p")   # anything else by its text
+    assert T.stable_seed(T.Path("p")) == T.stable_seed("p")  # anything else by its text
 
 
 @FAST
@@ -644,14 +702,16 @@ def test_generated_points_fill_their_boxes(box, seed):
     ood = tuple((hi, hi + 1.0) for _, hi in box)
     task = T.Task("boxed", "formula", tuple(f"v{i}" for i in range(len(box))), lambda x: x.sum(axis=1), box, ood, {})
     data = T.generate(task, seed, 400, 400)
-    raw_train = T._sample_box(np.random.default_rng(T.stable_seed("task-data", "boxed", task.to_dict(), seed)), box, 400)
+    raw_train = T._sample_box(
+        np.random.default_rng(T.stable_seed("task-data", "boxed", task.to_dict(), seed)), box, 400
+    )
     mean, std = raw_train.mean(0), raw_train.std(0)
     for split, lo_hi in (("x_train", box), ("x_id", box), ("x_ood", ood)):
         raw = getattr(data, split).numpy() * std + mean
         low, high = np.array([b[0] for b in lo_hi]), np.array([b[1] for b in lo_hi])
         width = high - low
         assert np.all(raw >= low - 1e-9 * (1 + abs(low))) and np.all(raw <= high + 1e-9 * (1 + abs(high)))
-        assert np.all(raw.min(0) < low + 0.05 * width) and np.all(raw.max(0) > high - 0.05 * width)   # all of it
+        assert np.all(raw.min(0) < low + 0.05 * width) and np.all(raw.max(0) > high - 0.05 * width)  # all of it
     np.testing.assert_allclose(data.x_train.numpy() * std + mean, raw_train, rtol=1e-9, atol=1e-9)
 
 
@@ -667,10 +727,12 @@ def test_the_data_of_a_task_and_seed_are_drawn_in_a_fixed_order():
     x_ood = np.array([1.0, 2.0]) + np.array([1.0, 1.0]) * rng.random((20, 2))
     y = [x[:, 0] ** 2 + x[:, 1] for x in (x_train, x_id, x_ood)]
     for got, x, y_raw in zip(("train", "id", "ood"), (x_train, x_id, x_ood), y):
-        np.testing.assert_allclose(getattr(data, f"x_{got}").numpy(),
-                                   (x - x_train.mean(0)) / x_train.std(0), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(getattr(data, f"y_{got}").numpy()[:, 0],
-                                   (y_raw - y[0].mean()) / y[0].std(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(data, f"x_{got}").numpy(), (x - x_train.mean(0)) / x_train.std(0), rtol=1e-12, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            getattr(data, f"y_{got}").numpy()[:, 0], (y_raw - y[0].mean()) / y[0].std(), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_a_nearly_constant_target_is_refused_below_1e_12_and_kept_above():
@@ -681,25 +743,31 @@ def test_a_nearly_constant_target_is_refused_below_1e_12_and_kept_above():
     assert torch.isfinite(T.generate(small, 0, 64, 8).y_train).all()
 
 
-@pytest.mark.parametrize("expression, id_range, ood_range, split", [
-    ("log(x)", [-1, 0], [0.5, 1], "ID"), ("sqrt(x)", [0, 1], [-1, -0.5], "OOD")])
+@pytest.mark.parametrize(
+    "expression, id_range, ood_range, split",
+    [("log(x)", [-1, 0], [0.5, 1], "ID"), ("sqrt(x)", [0, 1], [-1, -0.5], "OOD")],
+)
 def test_the_non_finite_target_message_in_full(expression, id_range, ood_range, split):
     task = T.formula(expression, id={"x": id_range}, ood={"x": ood_range}, name="undefined")
-    with pytest.raises(SuiteError, match=rf"^task 'undefined': the target is not finite everywhere on its {split} box; "
-                                         r"shrink the box so that the formula is defined on all of it$"):
+    with pytest.raises(
+        SuiteError,
+        match=rf"^task 'undefined': the target is not finite everywhere on its {split} box; "
+        r"shrink the box so that the formula is defined on all of it$",
+    ):
         T.generate(task, 0, 256, 64)
 
 
 def test_the_data_cache_is_keyed_by_the_spec_too():
     a = T.polynomial(dim=3, seed=1, degree=2, n_terms=4, name="same")
     b = T.polynomial(dim=3, seed=2, degree=2, n_terms=4, name="same")
-    assert a == b   # equal as tasks (the spec is not compared) ...
-    assert not torch.equal(T.generate(a, 0, 32, 8).y_train, T.generate(b, 0, 32, 8).y_train)   # ... not as data
+    assert a == b  # equal as tasks (the spec is not compared) ...
+    assert not torch.equal(T.generate(a, 0, 32, 8).y_train, T.generate(b, 0, 32, 8).y_train)  # ... not as data
 
 
 # --------------------------------------------------------------------------------------------
 # Ranges, and each family's arguments, defaults, spec and description
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("value", [(0, 1), ["0", "1.5"], (-1e9, -1e8), np.array([2.0, 2.0000001])])
 def test_a_range_is_any_increasing_pair_of_numbers(value):
@@ -709,13 +777,17 @@ def test_a_range_is_any_increasing_pair_of_numbers(value):
 
 @pytest.mark.parametrize("value", [(1, 1), (2, 1), (0, math.inf), (-math.inf, 0), (math.nan, 1), (0, math.nan)])
 def test_a_range_must_be_finite_and_increasing(value):
-    with pytest.raises(SuiteError, match=rf"^task 't': field 'r' must satisfy low < high, got {re.escape(repr(value))}$"):
+    with pytest.raises(
+        SuiteError, match=rf"^task 't': field 'r' must satisfy low < high, got {re.escape(repr(value))}$"
+    ):
         T._check_range("t", "r", value)
 
 
 @pytest.mark.parametrize("value", [(1,), (0, 1, 2), "ab", None, 5, ("a", 1)])
 def test_a_range_must_be_a_pair(value):
-    with pytest.raises(SuiteError, match=rf"^task 't': field 'r' must be a pair \[low, high\], got {re.escape(repr(value))}$"):
+    with pytest.raises(
+        SuiteError, match=rf"^task 't': field 'r' must be a pair \[low, high\], got {re.escape(repr(value))}$"
+    ):
         T._check_range("t", "r", value)
 
 
@@ -731,14 +803,18 @@ def test_polynomial_degree_and_terms_ranges_are_inclusive():
     assert {_degree_1d(T.polynomial(dim=1, seed=s, degree=1)) for s in range(5)} == {1}
     terms = {int(T.polynomial(dim=2, seed=s, n_terms=(1, 2)).description.split()[0]) for s in range(30)}
     assert terms == {1, 2}
-    assert T.polynomial(dim=3, seed=0, n_terms=7, degree=2).description == \
-        "7 random monomials of degree ≤ 2 in 3 variables + a linear part"
+    assert (
+        T.polynomial(dim=3, seed=0, n_terms=7, degree=2).description
+        == "7 random monomials of degree ≤ 2 in 3 variables + a linear part"
+    )
 
 
 def test_polynomial_1d_is_the_polynomial_its_description_writes():
     task = T.polynomial(dim=1, seed=3)
     coefficients = [float(term.split("·")[0]) for term in task.description.split(" + ")]
-    assert [term.split("·")[1] for term in task.description.split(" + ")] == [f"x^{k}" for k in range(len(coefficients))]
+    assert [term.split("·")[1] for term in task.description.split(" + ")] == [
+        f"x^{k}" for k in range(len(coefficients))
+    ]
     x = np.linspace(-1.0, 2.0, 25)[:, None]
     np.testing.assert_allclose(task.target(x), np.polyval(coefficients[::-1], x[:, 0]), rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(task.target(np.zeros((1, 1))), [coefficients[0]], rtol=2e-3)
@@ -748,47 +824,64 @@ def test_polynomial_nd_uses_every_variable_with_monomials_of_degree_two_and_up()
     task = T.polynomial(dim=4, seed=5, degree=(3, 3), n_terms=6)
     rng = np.random.default_rng(1)
     start = rng.random(4)
-    for axis in range(4):   # each variable moves the target (the linear part uses all of them)
+    for axis in range(4):  # each variable moves the target (the linear part uses all of them)
         points = np.tile(start, (2, 1))
         points[1, axis] += 0.3
         assert task.target(points)[0] != task.target(points)[1]
     t = np.linspace(-1, 1, 21)[:, None]
     y = task.target(start + t * rng.normal(size=4))
-    assert np.abs(np.diff(y, n=4)).max() < 1e-8 * max(1.0, np.abs(y).max())   # degree ≤ 3
-    assert np.abs(np.diff(y, n=3)).max() > 1e-6                               # a cubic monomial is there
+    assert np.abs(np.diff(y, n=4)).max() < 1e-8 * max(1.0, np.abs(y).max())  # degree ≤ 3
+    assert np.abs(np.diff(y, n=3)).max() > 1e-6  # a cubic monomial is there
     linear_only = T.polynomial(dim=3, seed=2, degree=1, n_terms=2)
     y = linear_only.target(start[:3] + t * rng.normal(size=3))
-    assert np.abs(np.diff(y, n=2)).max() < 1e-9                               # degree 1: every term linear
+    assert np.abs(np.diff(y, n=2)).max() < 1e-9  # degree 1: every term linear
 
 
 def test_polynomial_task_fields():
     task = T.polynomial(dim=2, seed=7, degree=[2, 3], n_terms=5, id_range=(-1, 1), ood_range=[1, "2"])
     assert task.name == "poly2d-s7" and task.family == "polynomial" and task.variables == ("x0", "x1")
     assert task.id_box == ((-1.0, 1.0),) * 2 and task.ood_box == ((1.0, 2.0),) * 2
-    assert task.spec == {"dim": 2, "seed": 7, "degree": [2, 3], "n_terms": 5, "id_range": [-1.0, 1.0],
-                         "ood_range": [1.0, 2.0], "name": "poly2d-s7"}
+    assert task.spec == {
+        "dim": 2,
+        "seed": 7,
+        "degree": [2, 3],
+        "n_terms": 5,
+        "id_range": [-1.0, 1.0],
+        "ood_range": [1.0, 2.0],
+        "name": "poly2d-s7",
+    }
     assert task.to_dict() == {"family": "polynomial", **task.spec}
     assert T.polynomial(name="mine").name == "mine"
-    assert T.polynomial().spec == {"dim": 1, "seed": 0, "degree": [2, 5], "n_terms": [4, 8], "id_range": [0.0, 0.5],
-                                   "ood_range": [0.5, 1.0], "name": "poly1d-s0"}
+    assert T.polynomial().spec == {
+        "dim": 1,
+        "seed": 0,
+        "degree": [2, 5],
+        "n_terms": [4, 8],
+        "id_range": [0.0, 0.5],
+        "ood_range": [0.5, 1.0],
+        "name": "poly1d-s0",
+    }
     assert T.build_task(task.to_dict()).target(np.ones((1, 2))) == task.target(np.ones((1, 2)))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"dim": 0}, "field 'dim' must be a positive integer, got 0"),
-    ({"dim": 1.0}, "field 'dim' must be a positive integer, got 1.0"),
-    ({"degree": 0}, "field 'degree' must satisfy 1 <= low <= high, got 0"),
-    ({"degree": [3, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [3, 2]"),
-    ({"degree": [0, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [0, 2]"),
-    ({"degree": [2]}, "field 'degree' must be an integer or [low, high], got [2]"),
-    ({"degree": None}, "field 'degree' must be an integer or [low, high], got None"),
-    ({"dim": 2, "n_terms": "many"}, "field 'n_terms' must be an integer or [low, high], got 'many'"),
-    ({"dim": 2, "n_terms": [0, 0]}, "field 'n_terms' must satisfy 1 <= low <= high, got [0, 0]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dim": 0}, "field 'dim' must be a positive integer, got 0"),
+        ({"dim": 1.0}, "field 'dim' must be a positive integer, got 1.0"),
+        ({"degree": 0}, "field 'degree' must satisfy 1 <= low <= high, got 0"),
+        ({"degree": [3, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [3, 2]"),
+        ({"degree": [0, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [0, 2]"),
+        ({"degree": [2]}, "field 'degree' must be an integer or [low, high], got [2]"),
+        ({"degree": None}, "field 'degree' must be an integer or [low, high], got None"),
+        ({"dim": 2, "n_terms": "many"}, "field 'n_terms' must be an integer or [low, high], got 'many'"),
+        ({"dim": 2, "n_terms": [0, 0]}, "field 'n_terms' must satisfy 1 <= low <= high, got [0, 0]"),
+    ],
+)
 def test_polynomial_argument_errors_in_full(kwargs, message):
     with pytest.raises(SuiteError, match=rf"^task 'p': {re.escape(message)}$"):
         T.polynomial(name="p", **kwargs)
-    assert T.polynomial(dim=1, degree=[1, 1]).input_dim == 1   # the smallest allowed
+    assert T.polynomial(dim=1, degree=[1, 1]).input_dim == 1  # the smallest allowed
 
 
 def _harmonic_terms(description):
@@ -823,8 +916,14 @@ def test_harmonic_task_fields():
     task = T.harmonic(seed=2, n_terms=2, frequencies=[0.1, "0.3"], id_range=(0, 1), ood_range=(1, 5))
     assert task.name == "harmonic-s2" and task.family == "harmonic" and task.variables == ("x",)
     assert task.id_box == ((0.0, 1.0),) and task.ood_box == ((1.0, 5.0),)
-    assert task.spec == {"seed": 2, "n_terms": 2, "frequencies": [0.1, 0.3], "id_range": [0.0, 1.0],
-                         "ood_range": [1.0, 5.0], "name": "harmonic-s2"}
+    assert task.spec == {
+        "seed": 2,
+        "n_terms": 2,
+        "frequencies": [0.1, 0.3],
+        "id_range": [0.0, 1.0],
+        "ood_range": [1.0, 5.0],
+        "name": "harmonic-s2",
+    }
     assert T.harmonic().id_box == ((0.0, 2.0),) and T.harmonic().ood_box == ((2.0, 3.0),)
     assert T.harmonic().spec["n_terms"] == 3 and T.harmonic().spec["frequencies"] == [0.2, 0.7]
     assert T.harmonic(name="h").name == "h" and T.harmonic(n_terms=1).input_dim == 1
@@ -837,10 +936,23 @@ def test_harmonic_task_fields():
             T.harmonic(name="h", **{field: (1, 1)})
 
 
-@pytest.mark.parametrize("name, value, closed_form", [
-    ("arcsin", 0.3, math.asin), ("arccos", 0.3, math.acos), ("arctan", 0.3, math.atan), ("ln", 2.5, math.log),
-    ("log", 2.5, math.log), ("exp", 0.7, math.exp), ("sqrt", 2.0, math.sqrt), ("sin", 0.4, math.sin),
-    ("cos", 0.4, math.cos), ("tan", 0.4, math.tan), ("tanh", 0.4, math.tanh), ("abs", -1.5, abs)])
+@pytest.mark.parametrize(
+    "name, value, closed_form",
+    [
+        ("arcsin", 0.3, math.asin),
+        ("arccos", 0.3, math.acos),
+        ("arctan", 0.3, math.atan),
+        ("ln", 2.5, math.log),
+        ("log", 2.5, math.log),
+        ("exp", 0.7, math.exp),
+        ("sqrt", 2.0, math.sqrt),
+        ("sin", 0.4, math.sin),
+        ("cos", 0.4, math.cos),
+        ("tan", 0.4, math.tan),
+        ("tanh", 0.4, math.tanh),
+        ("abs", -1.5, abs),
+    ],
+)
 def test_formula_function_names(name, value, closed_form):
     task = T.formula(f"{name}(x) + 0*x", id={"x": [-2, 3]}, ood={"x": [3, 4]}, name="f")
     assert _at(task, x=value) == pytest.approx(closed_form(value), rel=1e-12)
@@ -852,28 +964,46 @@ def test_formula_pi_and_numbers():
 
 
 def test_formula_task_fields():
-    task = T.formula("x*y", id={"y": (0, 1), "x": [2, 3]}, ood={"x": [3, 4], "y": [1, 2]}, name="xy",
-                     family="feynman")
-    assert task.variables == ("y", "x") and task.family == "feynman"   # the order of `id`
+    task = T.formula("x*y", id={"y": (0, 1), "x": [2, 3]}, ood={"x": [3, 4], "y": [1, 2]}, name="xy", family="feynman")
+    assert task.variables == ("y", "x") and task.family == "feynman"  # the order of `id`
     assert task.id_box == ((0.0, 1.0), (2.0, 3.0)) and task.ood_box == ((1.0, 2.0), (3.0, 4.0))
-    assert task.spec == {"expression": "x*y", "id": {"y": [0.0, 1.0], "x": [2.0, 3.0]},
-                         "ood": {"y": [1.0, 2.0], "x": [3.0, 4.0]}, "name": "xy"}
+    assert task.spec == {
+        "expression": "x*y",
+        "id": {"y": [0.0, 1.0], "x": [2.0, 3.0]},
+        "ood": {"y": [1.0, 2.0], "x": [3.0, 4.0]},
+        "name": "xy",
+    }
     assert task.description == "x*y"
     assert T.formula("x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}).name == "formula:x + 1"
     assert T.formula("x + 1", id={"x": [0, 1]}, ood={"x": [1, 2]}).family == "formula"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"expression": "   ", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "field 'expression' must be a non-empty string"),
-    ({"expression": 3, "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "field 'expression' must be a non-empty string"),
-    ({"expression": "x", "id": [("x", [0, 1])], "ood": {"x": [1, 2]}}, "field 'id' must map each variable to [low, high]"),
-    ({"expression": "x", "id": {"x": [0, 1]}, "ood": {"x": [1, 2], "y": [0, 1]}},
-     "field 'ood' must give a range for exactly the variables of 'id' (x)"),
-    ({"expression": "x", "id": {"x": [0, 1], "y": [0, 1]}, "ood": [1, 2]},
-     "field 'ood' must give a range for exactly the variables of 'id' (x, y)"),
-    ({"expression": "x*y*z", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
-     "field 'expression' uses y, z, which are not among the variables ['x']; give each one an ID and OOD range"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"expression": "   ", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
+            "field 'expression' must be a non-empty string",
+        ),
+        ({"expression": 3, "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}}, "field 'expression' must be a non-empty string"),
+        (
+            {"expression": "x", "id": [("x", [0, 1])], "ood": {"x": [1, 2]}},
+            "field 'id' must map each variable to [low, high]",
+        ),
+        (
+            {"expression": "x", "id": {"x": [0, 1]}, "ood": {"x": [1, 2], "y": [0, 1]}},
+            "field 'ood' must give a range for exactly the variables of 'id' (x)",
+        ),
+        (
+            {"expression": "x", "id": {"x": [0, 1], "y": [0, 1]}, "ood": [1, 2]},
+            "field 'ood' must give a range for exactly the variables of 'id' (x, y)",
+        ),
+        (
+            {"expression": "x*y*z", "id": {"x": [0, 1]}, "ood": {"x": [1, 2]}},
+            "field 'expression' uses y, z, which are not among the variables ['x']; give each one an ID and OOD range",
+        ),
+    ],
+)
 def test_formula_argument_errors_in_full(kwargs, message):
     with pytest.raises(SuiteError, match=rf"^task 'bad': {re.escape(message)}$"):
         T.formula(name="bad", **kwargs)
@@ -889,7 +1019,7 @@ def test_parse_expression_names_its_task():
 
 def test_feynman_equation_records_and_the_task_built_from_one():
     equations = T.feynman_equations()
-    assert T.feynman_equations() is equations   # read once
+    assert T.feynman_equations() is equations  # read once
     equation = equations["I.6.2a"]
     assert equation == T.FeynmanEquation("I.6.2a", "f", "exp(-theta**2/2)/sqrt(2*pi)", (("theta", 1.0, 3.0),))
     task = T.feynman("I.6.2a", id_fraction=0.75)
@@ -904,15 +1034,21 @@ def test_feynman_equation_records_and_the_task_built_from_one():
 
 @pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, -0.5, 1.5, "0.5", None])
 def test_feynman_id_fraction_is_strictly_between_0_and_1(fraction):
-    with pytest.raises(SuiteError, match=rf"^task 'feynman-I.6.2a': field 'id_fraction' must be strictly between 0 "
-                                         rf"and 1, got {re.escape(repr(fraction))}$"):
+    with pytest.raises(
+        SuiteError,
+        match=rf"^task 'feynman-I.6.2a': field 'id_fraction' must be strictly between 0 "
+        rf"and 1, got {re.escape(repr(fraction))}$",
+    ):
         T.feynman("I.6.2a", id_fraction=fraction)
 
 
 def test_feynman_unknown_equation_message_in_full():
-    with pytest.raises(SuiteError, match=r"^task 'feynman-I.6.2z': field 'equation': unknown AI Feynman equation "
-                                         r"'I.6.2z' \(close matches: I.6.2, I.6.2b, I.6.2a; see "
-                                         r"actmine/data/FeynmanEquations.csv\)$"):
+    with pytest.raises(
+        SuiteError,
+        match=r"^task 'feynman-I.6.2z': field 'equation': unknown AI Feynman equation "
+        r"'I.6.2z' \(close matches: I.6.2, I.6.2b, I.6.2a; see "
+        r"actmine/data/FeynmanEquations.csv\)$",
+    ):
         T.feynman("I.6.2z")
     with pytest.raises(SuiteError, match=r"close matches: none;"):
         T.feynman("zzzzzz")
@@ -922,26 +1058,45 @@ def test_feynman_unknown_equation_message_in_full():
 # build_task, generator entries and suites: what each accepts and the errors' full text
 # --------------------------------------------------------------------------------------------
 
+
 def test_build_task_by_family():
-    assert T.FAMILIES == {"polynomial": T.polynomial, "harmonic": T.harmonic, "feynman": T.feynman,
-                          "formula": T.formula}
+    assert T.FAMILIES == {
+        "polynomial": T.polynomial,
+        "harmonic": T.harmonic,
+        "feynman": T.feynman,
+        "formula": T.formula,
+    }
     task = T.build_task({"family": "harmonic", "seed": 4, "name": "h4"})
     assert (task.name, task.family, task.spec["seed"]) == ("h4", "harmonic", 4)
     assert T.build_task(T.feynman("I.6.2a").to_dict()).id_box == T.feynman("I.6.2a").id_box
 
 
-@pytest.mark.parametrize("definition, message", [
-    (["family", "harmonic"], "where: must be a mapping with a 'family' field, got ['family', 'harmonic']"),
-    ({"family": "nope", "name": "n"}, "where ('n'): field 'family' must be one of polynomial, harmonic, feynman, "
-                                      "formula, got 'nope' (or draw tasks with a 'generator' field; see docs/lab.md)"),
-    ({"seed": 1}, "where: field 'family' must be one of polynomial, harmonic, feynman, formula, got None "
-                  "(or draw tasks with a 'generator' field; see docs/lab.md)"),
-    ({"family": "harmonic", "sead": 1, "amp": 2}, "where: unknown field(s) amp, sead for family 'harmonic'; "
-                                                  "allowed: seed, n_terms, frequencies, id_range, ood_range, name"),
-    ({"family": "formula", "expression": "x"}, "where: missing field(s) id, ood for family 'formula'"),
-    ({"family": "harmonic", "n_terms": 0, "name": "n"},
-     "where: task 'n': field 'n_terms' must be a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "definition, message",
+    [
+        (["family", "harmonic"], "where: must be a mapping with a 'family' field, got ['family', 'harmonic']"),
+        (
+            {"family": "nope", "name": "n"},
+            "where ('n'): field 'family' must be one of polynomial, harmonic, feynman, "
+            "formula, got 'nope' (or draw tasks with a 'generator' field; see docs/lab.md)",
+        ),
+        (
+            {"seed": 1},
+            "where: field 'family' must be one of polynomial, harmonic, feynman, formula, got None "
+            "(or draw tasks with a 'generator' field; see docs/lab.md)",
+        ),
+        (
+            {"family": "harmonic", "sead": 1, "amp": 2},
+            "where: unknown field(s) amp, sead for family 'harmonic'; "
+            "allowed: seed, n_terms, frequencies, id_range, ood_range, name",
+        ),
+        ({"family": "formula", "expression": "x"}, "where: missing field(s) id, ood for family 'formula'"),
+        (
+            {"family": "harmonic", "n_terms": 0, "name": "n"},
+            "where: task 'n': field 'n_terms' must be a positive integer, got 0",
+        ),
+    ],
+)
 def test_build_task_errors_in_full(definition, message):
     with pytest.raises(SuiteError, match=rf"^{re.escape(message)}$"):
         T.build_task(definition, where="where")
@@ -958,14 +1113,19 @@ def test_build_task_wraps_a_constructors_own_type_errors():
 
 def test_generator_entries_draw_the_tasks_they_name():
     from actmine.lab.generators import get_generator
+
     generator = get_generator("harmonic")
-    names = lambda tasks: [t.name for t in tasks]   # noqa: E731
+    names = lambda tasks: [t.name for t in tasks]  # noqa: E731
     assert names(T.expand_generator_entry({"generator": "harmonic", "index": 3})) == [generator.draw(3).name]
-    assert names(T.expand_generator_entry({"generator": "harmonic", "indexes": [2, 5]})) == \
-        [generator.draw(i).name for i in (2, 3, 4)]
-    assert names(T.expand_generator_entry({"generator": "harmonic", "count": 2})) == \
-        [generator.draw(i).name for i in (0, 1)]
-    assert names(T.expand_generator_entry({"generator": "harmonic", "count": 1, "start": 7})) == [generator.draw(7).name]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "indexes": [2, 5]})) == [
+        generator.draw(i).name for i in (2, 3, 4)
+    ]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "count": 2})) == [
+        generator.draw(i).name for i in (0, 1)
+    ]
+    assert names(T.expand_generator_entry({"generator": "harmonic", "count": 1, "start": 7})) == [
+        generator.draw(7).name
+    ]
     assert names(T.expand_generator_entry({"generator": "harmonic", "indexes": [0, 1]})) == [generator.draw(0).name]
     params = {"generator": "harmonic", "params": {"n_tones": 2}, "index": 0, "family": "harmonic"}
     (task,) = T.expand_generator_entry(params)
@@ -975,8 +1135,12 @@ def test_generator_entries_draw_the_tasks_they_name():
     assert rebuilt.name == drawn.name and rebuilt.id_box == drawn.id_box
     (renamed,) = T.expand_generator_entry({"generator": "harmonic", "index": 4, "name": "mine"})
     assert renamed.name == "mine" and renamed.spec["name"] == "mine" and renamed.family == drawn.family
-    assert (renamed.variables, renamed.id_box, renamed.ood_box, renamed.description) == \
-        (drawn.variables, drawn.id_box, drawn.ood_box, drawn.description)
+    assert (renamed.variables, renamed.id_box, renamed.ood_box, renamed.description) == (
+        drawn.variables,
+        drawn.id_box,
+        drawn.ood_box,
+        drawn.description,
+    )
     x = _sample(drawn.id_box, 16)
     np.testing.assert_array_equal(renamed.target(x), drawn.target(x))
     (same,) = T.expand_generator_entry({"generator": "harmonic", "index": 4, "name": drawn.name})
@@ -986,41 +1150,63 @@ def test_generator_entries_draw_the_tasks_they_name():
 LABEL = "here (generator 'harmonic')"
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"generator": "harmonic", "index": 0, "seed": 1, "x": 2},
-     f"{LABEL}: unknown field(s) seed, x for a generator entry; allowed: "
-     "generator, params, index, indexes, start, count, name, family"),
-    ({"generator": 3, "index": 0}, "here: field 'generator' must be a generator name, got 3"),
-    ({"generator": "harmonic", "index": 0, "params": [1]},
-     f"{LABEL}: field 'params' must be a mapping of parameter names to values, got [1]"),
-    ({"generator": "harmonic"}, f"{LABEL}: give exactly one of 'index' (one task), 'indexes: [start, stop]' (the "
-                                "indexes start..stop-1) or 'count' (with an optional 'start'); got none"),
-    ({"generator": "harmonic", "index": 0, "count": 2}, f"{LABEL}: give exactly one of 'index' (one task), 'indexes: "
-                                                        "[start, stop]' (the indexes start..stop-1) or 'count' (with an "
-                                                        "optional 'start'); got index, count"),
-    ({"generator": "harmonic", "indexes": [0, 2], "start": 1},
-     f"{LABEL}: field 'start' goes with 'count'; with 'indexes' write [start, stop]"),
-    ({"generator": "harmonic", "count": 2, "name": "n"},
-     f"{LABEL}: field 'name' names one task; use it with 'index', not with a range"),
-    ({"generator": "harmonic", "index": -1}, f"{LABEL}: field 'index' must be an integer >= 0, got -1"),
-    ({"generator": "harmonic", "index": True}, f"{LABEL}: field 'index' must be an integer >= 0, got True"),
-    ({"generator": "harmonic", "index": 1.0}, f"{LABEL}: field 'index' must be an integer >= 0, got 1.0"),
-    ({"generator": "harmonic", "count": 0}, f"{LABEL}: field 'count' must be an integer >= 1, got 0"),
-    ({"generator": "harmonic", "count": 1, "start": -1}, f"{LABEL}: field 'start' must be an integer >= 0, got -1"),
-    ({"generator": "harmonic", "indexes": [2, 2]}, f"{LABEL}: field 'indexes' must be [start, stop] with 0 <= start "
-                                                   "< stop (the indexes start..stop-1, as Python's range), got [2, 2]"),
-    ({"generator": "harmonic", "indexes": [-1, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
-    ({"generator": "harmonic", "indexes": (0, 2)}, f"{LABEL}: field 'indexes' must be [start, stop]"),
-    ({"generator": "harmonic", "indexes": [0, 1, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
-    ({"generator": "harmonic", "indexes": [0, True]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
-    ({"generator": "harmonic", "indexes": [False, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
-    ({"generator": "harmonic", "indexes": [0.0, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
-    ({"generator": "harmonic", "count": 100_001}, f"{LABEL}: 100001 draws in one entry; at most 100000"),
-    ({"generator": "harmonic", "indexes": [5, 100_006]}, f"{LABEL}: 100001 draws in one entry; at most 100000"),
-    ({"generator": "harmonic", "index": 0, "family": "feynman"},
-     "here: field 'family' is 'feynman', but generator 'harmonic' draws 'harmonic' tasks; drop the field or fix it"),
-    ({"generator": "nope", "index": 0}, "here: "),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            {"generator": "harmonic", "index": 0, "seed": 1, "x": 2},
+            f"{LABEL}: unknown field(s) seed, x for a generator entry; allowed: "
+            "generator, params, index, indexes, start, count, name, family",
+        ),
+        ({"generator": 3, "index": 0}, "here: field 'generator' must be a generator name, got 3"),
+        (
+            {"generator": "harmonic", "index": 0, "params": [1]},
+            f"{LABEL}: field 'params' must be a mapping of parameter names to values, got [1]",
+        ),
+        (
+            {"generator": "harmonic"},
+            f"{LABEL}: give exactly one of 'index' (one task), 'indexes: [start, stop]' (the "
+            "indexes start..stop-1) or 'count' (with an optional 'start'); got none",
+        ),
+        (
+            {"generator": "harmonic", "index": 0, "count": 2},
+            f"{LABEL}: give exactly one of 'index' (one task), 'indexes: "
+            "[start, stop]' (the indexes start..stop-1) or 'count' (with an "
+            "optional 'start'); got index, count",
+        ),
+        (
+            {"generator": "harmonic", "indexes": [0, 2], "start": 1},
+            f"{LABEL}: field 'start' goes with 'count'; with 'indexes' write [start, stop]",
+        ),
+        (
+            {"generator": "harmonic", "count": 2, "name": "n"},
+            f"{LABEL}: field 'name' names one task; use it with 'index', not with a range",
+        ),
+        ({"generator": "harmonic", "index": -1}, f"{LABEL}: field 'index' must be an integer >= 0, got -1"),
+        ({"generator": "harmonic", "index": True}, f"{LABEL}: field 'index' must be an integer >= 0, got True"),
+        ({"generator": "harmonic", "index": 1.0}, f"{LABEL}: field 'index' must be an integer >= 0, got 1.0"),
+        ({"generator": "harmonic", "count": 0}, f"{LABEL}: field 'count' must be an integer >= 1, got 0"),
+        ({"generator": "harmonic", "count": 1, "start": -1}, f"{LABEL}: field 'start' must be an integer >= 0, got -1"),
+        (
+            {"generator": "harmonic", "indexes": [2, 2]},
+            f"{LABEL}: field 'indexes' must be [start, stop] with 0 <= start "
+            "< stop (the indexes start..stop-1, as Python's range), got [2, 2]",
+        ),
+        ({"generator": "harmonic", "indexes": [-1, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+        ({"generator": "harmonic", "indexes": (0, 2)}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+        ({"generator": "harmonic", "indexes": [0, 1, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+        ({"generator": "harmonic", "indexes": [0, True]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+        ({"generator": "harmonic", "indexes": [False, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+        ({"generator": "harmonic", "indexes": [0.0, 2]}, f"{LABEL}: field 'indexes' must be [start, stop]"),
+        ({"generator": "harmonic", "count": 100_001}, f"{LABEL}: 100001 draws in one entry; at most 100000"),
+        ({"generator": "harmonic", "indexes": [5, 100_006]}, f"{LABEL}: 100001 draws in one entry; at most 100000"),
+        (
+            {"generator": "harmonic", "index": 0, "family": "feynman"},
+            "here: field 'family' is 'feynman', but generator 'harmonic' draws 'harmonic' tasks; drop the field or fix it",
+        ),
+        ({"generator": "nope", "index": 0}, "here: "),
+    ],
+)
 def test_generator_entry_errors_in_full(entry, message):
     pattern = rf"^{re.escape(message)}" + ("" if message.endswith((": ", "[start, stop]")) else "$")
     with pytest.raises(SuiteError, match=pattern):
@@ -1030,19 +1216,30 @@ def test_generator_entry_errors_in_full(entry, message):
 def test_generator_entries_at_their_limits():
     assert T.MAX_DRAWS_PER_ENTRY == 100_000
     assert len(T.expand_generator_entry({"generator": "feynman", "index": 0})) == 1
-    assert T.expand_generator_entry({"generator": "harmonic", "index": 0})[0].name == \
-        T.expand_generator_entry({"generator": "harmonic", "count": 1, "start": 0})[0].name
+    assert (
+        T.expand_generator_entry({"generator": "harmonic", "index": 0})[0].name
+        == T.expand_generator_entry({"generator": "harmonic", "count": 1, "start": 0})[0].name
+    )
     with pytest.raises(SuiteError, match=r"^task \(generator 'harmonic'\): field 'count'"):
         T.expand_generator_entry({"generator": "harmonic", "count": -2})
-    with pytest.raises(SuiteError, match=r"^where: a single task was expected; this generator entry draws 2 \(use "
-                                         r"'index', or put the entry in a suite's task list\)$"):
+    with pytest.raises(
+        SuiteError,
+        match=r"^where: a single task was expected; this generator entry draws 2 \(use "
+        r"'index', or put the entry in a suite's task list\)$",
+    ):
         T.build_task({"generator": "harmonic", "count": 2}, where="where")
 
 
 def test_a_suite_file_expands_generator_entries_in_place(tmp_path):
-    data = {"name": "drawn", "seeds": 2, "tasks": [{"family": "harmonic", "name": "first"},
-                                                    {"generator": "harmonic", "count": 3},
-                                                    {"family": "polynomial", "name": "last"}]}
+    data = {
+        "name": "drawn",
+        "seeds": 2,
+        "tasks": [
+            {"family": "harmonic", "name": "first"},
+            {"generator": "harmonic", "count": 3},
+            {"family": "polynomial", "name": "last"},
+        ],
+    }
     suite = T.Suite.from_dict(data)
     assert [t.name for t in suite.tasks][0] == "first" and suite.tasks[-1].name == "last" and len(suite.tasks) == 5
     assert suite.seeds == (0, 1) and suite.name == "drawn"
@@ -1064,24 +1261,44 @@ def test_suite_fields_and_dict():
     with pytest.raises(SuiteError, match=r"^suite 's': field 'seeds' is empty$"):
         T.Suite("s", suite.tasks, ())
     with pytest.raises(SuiteError, match=r"^suite 's': task names must be unique; repeated: a, b$"):
-        T.Suite("s", (T.harmonic(name="b"), T.harmonic(name="a"), T.harmonic(name="b"), T.harmonic(name="a"),
-                      T.harmonic(name="c")))
+        T.Suite(
+            "s",
+            (
+                T.harmonic(name="b"),
+                T.harmonic(name="a"),
+                T.harmonic(name="b"),
+                T.harmonic(name="a"),
+                T.harmonic(name="c"),
+            ),
+        )
 
 
-@pytest.mark.parametrize("data, message", [
-    ([1], "src: the top level must be a mapping with 'name', 'seeds' and 'tasks'"),
-    ({"tasks": [{"family": "harmonic"}], "zeta": 1, "alpha": 2},
-     "src: unknown field(s) alpha, zeta; allowed: name, seeds, tasks"),
-    ({"tasks": [{"family": "harmonic"}], "seeds": "3"}, "src: field 'seeds' must be a list of integers or a count, got '3'"),
-    ({"tasks": [{"family": "harmonic"}], "seeds": True}, "src: field 'seeds' must be a list of integers or a count, "
-                                                         "got True"),
-    ({"tasks": [{"family": "harmonic"}], "seeds": (0, 1)}, "src: field 'seeds' must be a list of integers or a count, "
-                                                           "got (0, 1)"),
-    ({"tasks": []}, "src: field 'tasks' must be a non-empty list of task mappings"),
-    ({}, "src: field 'tasks' must be a non-empty list of task mappings"),
-    ({"tasks": [{"family": "harmonic"}, {"family": "nope"}]}, "src: task 2: field 'family' must be one of"),
-    ({"tasks": [{"family": "harmonic"}], "seeds": []}, "suite 'src': field 'seeds' is empty"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([1], "src: the top level must be a mapping with 'name', 'seeds' and 'tasks'"),
+        (
+            {"tasks": [{"family": "harmonic"}], "zeta": 1, "alpha": 2},
+            "src: unknown field(s) alpha, zeta; allowed: name, seeds, tasks",
+        ),
+        (
+            {"tasks": [{"family": "harmonic"}], "seeds": "3"},
+            "src: field 'seeds' must be a list of integers or a count, got '3'",
+        ),
+        (
+            {"tasks": [{"family": "harmonic"}], "seeds": True},
+            "src: field 'seeds' must be a list of integers or a count, got True",
+        ),
+        (
+            {"tasks": [{"family": "harmonic"}], "seeds": (0, 1)},
+            "src: field 'seeds' must be a list of integers or a count, got (0, 1)",
+        ),
+        ({"tasks": []}, "src: field 'tasks' must be a non-empty list of task mappings"),
+        ({}, "src: field 'tasks' must be a non-empty list of task mappings"),
+        ({"tasks": [{"family": "harmonic"}, {"family": "nope"}]}, "src: task 2: field 'family' must be one of"),
+        ({"tasks": [{"family": "harmonic"}], "seeds": []}, "suite 'src': field 'seeds' is empty"),
+    ],
+)
 def test_suite_from_dict_errors_in_full(data, message):
     pattern = rf"^{re.escape(message)}" + ("" if message.endswith(("one of", "is empty")) else "$")
     with pytest.raises(SuiteError, match=pattern):
@@ -1099,15 +1316,23 @@ def test_suite_from_dict_defaults():
 
 
 def test_suite_file_errors_in_full(tmp_path):
-    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'none.yaml')))} does not exist$"):
+    with pytest.raises(
+        SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'none.yaml')))} does not exist$"
+    ):
         T.load_suite_file(tmp_path / "none.yaml")
     (tmp_path / "suite.txt").write_text("name: s")
-    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'suite.txt')))}: use a .yaml, "
-                                         r"\.yml, \.toml or \.json file$"):
+    with pytest.raises(
+        SuiteError,
+        match=rf"^suite file {re.escape(repr(str(tmp_path / 'suite.txt')))}: use a .yaml, "
+        r"\.yml, \.toml or \.json file$",
+    ):
         T.load_suite_file(tmp_path / "suite.txt")
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(tmp_path / 'bad.json')))} is not valid "
-                                         r"JSON: Expecting"):
+    with pytest.raises(
+        SuiteError,
+        match=rf"^suite file {re.escape(repr(str(tmp_path / 'bad.json')))} is not valid "
+        r"JSON: Expecting",
+    ):
         T.load_suite_file(tmp_path / "bad.json")
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(SuiteError, match=rf"^{re.escape(str(tmp_path / 'list.yaml'))}: the top level must be"):
@@ -1123,8 +1348,11 @@ def test_get_suite_by_name_suite_or_file(tmp_path):
     path.write_text(json.dumps({"tasks": [{"family": "harmonic"}]}))
     assert T.get_suite(str(path)).name == "mine"
     for name in ("lab.txt", "mine", "lab-held"):
-        with pytest.raises(SuiteError, match=rf"^unknown suite '{re.escape(name)}': use one of lab, lab-heldout or a "
-                                             r"path to a \.yaml/\.toml/\.json suite file$"):
+        with pytest.raises(
+            SuiteError,
+            match=rf"^unknown suite '{re.escape(name)}': use one of lab, lab-heldout or a "
+            r"path to a \.yaml/\.toml/\.json suite file$",
+        ):
             T.get_suite(name)
 
 
@@ -1132,14 +1360,26 @@ def test_get_suite_by_name_suite_or_file(tmp_path):
 # The default suites, task by task
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_lab_suite_task_by_task():
     suite = T.lab_suite()
     assert suite.seeds == (0, 1, 2)
     assert [t.name for t in suite.tasks] == (
-        ["poly1d-s0", "poly1d-s1", "poly1d-s2", "poly20d-s0", "poly20d-s1", "harmonic-s0", "harmonic-s1",
-         "harmonic-s2"] + [f"feynman-{eq}" for eq in T.LAB_FEYNMAN] + ["damped-oscillation"])
-    assert T.LAB_FEYNMAN == ("I.6.2a", "I.29.4", "II.8.31", "I.14.3", "I.47.23", "III.17.37", "I.13.4", "I.18.4",
-                             "II.2.42")
+        ["poly1d-s0", "poly1d-s1", "poly1d-s2", "poly20d-s0", "poly20d-s1", "harmonic-s0", "harmonic-s1", "harmonic-s2"]
+        + [f"feynman-{eq}" for eq in T.LAB_FEYNMAN]
+        + ["damped-oscillation"]
+    )
+    assert T.LAB_FEYNMAN == (
+        "I.6.2a",
+        "I.29.4",
+        "II.8.31",
+        "I.14.3",
+        "I.47.23",
+        "III.17.37",
+        "I.13.4",
+        "I.18.4",
+        "II.2.42",
+    )
     for task in suite.tasks[3:5]:
         assert task.spec["degree"] == 2 and task.spec["n_terms"] == [3, 6] and task.input_dim == 20
     for task in suite.tasks[:3]:
@@ -1153,8 +1393,19 @@ def test_the_heldout_suite_task_by_task():
     suite = T.lab_heldout_suite()
     assert suite.name == "lab-heldout" and suite.seeds == (100, 101, 102)
     assert [t.name for t in suite.tasks] == (
-        ["poly1d-s10", "poly1d-s11", "poly1d-s12", "poly20d-s10", "poly20d-s11", "harmonic-s10", "harmonic-s11",
-         "harmonic-s12"] + [f"feynman-{eq}" for eq in T.HELDOUT_FEYNMAN] + ["decaying-ramp"])
+        [
+            "poly1d-s10",
+            "poly1d-s11",
+            "poly1d-s12",
+            "poly20d-s10",
+            "poly20d-s11",
+            "harmonic-s10",
+            "harmonic-s11",
+            "harmonic-s12",
+        ]
+        + [f"feynman-{eq}" for eq in T.HELDOUT_FEYNMAN]
+        + ["decaying-ramp"]
+    )
     assert not set(T.HELDOUT_FEYNMAN) & set(T.LAB_FEYNMAN) and len(T.HELDOUT_FEYNMAN) == 8
     assert suite.families == T.lab_suite().families
     for task in suite.tasks[3:5]:
@@ -1174,8 +1425,10 @@ def test_polynomial_refuses_a_range_of_three_numbers():
 # A formula is checked against a closed syntax before sympy's parser (which runs eval) sees it
 # --------------------------------------------------------------------------------------------
 
-_ALLOWED = ("a formula is numbers, variables, + - * / ** and the functions and constants abs, arccos, arcsin, "
-            "arctan, cos, exp, ln, log, pi, sin, sqrt, tan, tanh")
+_ALLOWED = (
+    "a formula is numbers, variables, + - * / ** and the functions and constants abs, arccos, arcsin, "
+    "arctan, cos, exp, ln, log, pi, sin, sqrt, tan, tanh"
+)
 
 
 def _refusal(expression: str) -> str:
@@ -1186,15 +1439,17 @@ def _refusal(expression: str) -> str:
 
 def test_a_refused_operator_is_named_with_what_a_formula_may_use():
     assert _refusal("x % 2") == f"task 't': field 'expression' uses the operator Mod, which is not allowed; {_ALLOWED}"
-    assert _refusal("x ^ 2") == ("task 't': field 'expression' uses the operator BitXor, which is not allowed "
-                                 f"(use ** for powers); {_ALLOWED}")
+    assert _refusal("x ^ 2") == (
+        f"task 't': field 'expression' uses the operator BitXor, which is not allowed (use ** for powers); {_ALLOWED}"
+    )
 
 
 @pytest.mark.parametrize("allowed_first", ["1", "x", "sin(x)", "-x", "x ** 2", "Rational(1, 4)"])
 def test_a_forbidden_part_after_allowed_ones_is_still_refused(allowed_first):
     """Every node of the formula is checked, not only those before the first allowed one."""
     assert _refusal(f"{allowed_first} + x.real") == (
-        f"task 't': field 'expression' uses 'x.real', which is not allowed; {_ALLOWED}")
+        f"task 't': field 'expression' uses 'x.real', which is not allowed; {_ALLOWED}"
+    )
 
 
 @pytest.mark.parametrize("name", ["__builtins__", "_x", "__class__"])
@@ -1207,13 +1462,18 @@ def test_names_with_a_leading_underscore_are_refused(name):
 
 def test_a_long_refused_part_is_quoted_to_sixty_characters():
     attribute = "x." + "a" * 80
-    assert _refusal(attribute) == f"task 't': field 'expression' uses {attribute[:60]!r}, which is not allowed; {_ALLOWED}"
+    assert (
+        _refusal(attribute) == f"task 't': field 'expression' uses {attribute[:60]!r}, which is not allowed; {_ALLOWED}"
+    )
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: T.polynomial(seed="a"), "task 'poly1d-sa': field 'seed' must be an integer, got 'a'"),
-    (lambda: T.harmonic(seed=1.5), "task 'harmonic-s1.5': field 'seed' must be an integer, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: T.polynomial(seed="a"), "task 'poly1d-sa': field 'seed' must be an integer, got 'a'"),
+        (lambda: T.harmonic(seed=1.5), "task 'harmonic-s1.5': field 'seed' must be an integer, got 1.5"),
+    ],
+)
 def test_a_bad_seed_is_refused_with_the_task_name(make, message):
     with pytest.raises(SuiteError) as info:
         make()

@@ -23,8 +23,7 @@ from actmine.transfer import algorithmic as A  # noqa: E402
 from actmine.transfer.base import _BENCHMARKS, BenchmarkScore, DatasetMissing  # noqa: E402
 
 #: Small enough for a test (a second or two), big enough to learn BFS's parent pointers.
-TINY = dict(algorithms=("bfs",), hidden=16, batch_size=16, train_steps=60, num_train_samples=64,
-            num_test_samples=8)
+TINY = dict(algorithms=("bfs",), hidden=16, batch_size=16, train_steps=60, num_train_samples=64, num_test_samples=8)
 
 
 class Counting(nn.Module):
@@ -72,8 +71,9 @@ def test_check_data_passes_when_installed_and_names_the_install_command_when_not
     A.CLRS().check_data(None)
     monkeypatch.setattr(A, "_CLRS", None)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "clrs" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "clrs" else real_find_spec(name, *a)
+    )
     with pytest.raises(DatasetMissing, match="pip install --no-deps dm-clrs"):
         A.CLRS().check_data(None)
 
@@ -134,8 +134,17 @@ def test_every_nonlinearity_is_the_plugged_activation():
     train = A.sample_dataset("bfs", 4, 8, seed=0)
     model = A.build_model(train, 8, lambda: Counting(created))
     assert len(created) == 3
-    allowed = (nn.Linear, nn.LayerNorm, nn.ModuleDict, nn.ModuleList, A.CLRSNet, A.MPNNProcessor,
-               A._Encoder, A._Decoder, Counting)
+    allowed = (
+        nn.Linear,
+        nn.LayerNorm,
+        nn.ModuleDict,
+        nn.ModuleList,
+        A.CLRSNet,
+        A.MPNNProcessor,
+        A._Encoder,
+        A._Decoder,
+        Counting,
+    )
     assert all(isinstance(m, allowed) for m in model.modules())
     lengths = torch.as_tensor(train.lengths)
     steps = int(torch.clamp(lengths - 1, min=1).max())
@@ -169,13 +178,17 @@ def test_scores_against_hand_computed_values(clrs):
     # ... and they agree with dm-clrs' own evaluation on random arrays.
     rng = np.random.default_rng(0)
     DataPoint, ev = clrs.probing.DataPoint, clrs.evaluation
-    truths = [DataPoint("p", "node", "pointer", rng.integers(0, 6, (5, 6)).astype(float)),
-              DataPoint("m", "node", "mask", (rng.random((5, 6)) > 0.5).astype(float)),
-              DataPoint("o", "node", "mask_one", np.eye(6)[rng.integers(0, 6, 5)])]
-    preds = {"p": rng.integers(0, 6, (5, 6)).astype(float), "m": (rng.random((5, 6)) > 0.5).astype(float),
-             "o": np.eye(6)[rng.integers(0, 6, 5)]}
-    reference = ev.evaluate(truths, {k: DataPoint(k, t.location, t.type_, preds[k])
-                                     for k, t in zip("pmo", truths)})
+    truths = [
+        DataPoint("p", "node", "pointer", rng.integers(0, 6, (5, 6)).astype(float)),
+        DataPoint("m", "node", "mask", (rng.random((5, 6)) > 0.5).astype(float)),
+        DataPoint("o", "node", "mask_one", np.eye(6)[rng.integers(0, 6, 5)]),
+    ]
+    preds = {
+        "p": rng.integers(0, 6, (5, 6)).astype(float),
+        "m": (rng.random((5, 6)) > 0.5).astype(float),
+        "o": np.eye(6)[rng.integers(0, 6, 5)],
+    }
+    reference = ev.evaluate(truths, {k: DataPoint(k, t.location, t.type_, preds[k]) for k, t in zip("pmo", truths)})
     ours = A.evaluate_outputs([A.Probe(t.name, t.location, t.type_, t.data) for t in truths], preds)
     assert ours == pytest.approx({k: float(v) for k, v in reference.items()})
 
@@ -246,6 +259,7 @@ def test_a_diverging_activation_stops_training_and_is_scored_as_it_is():
 # benchmarks/bench_clrs_power.py: the power calculation
 # --------------------------------------------------------------------------------------------
 
+
 def _power_script():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_clrs_power.py"
     spec = importlib.util.spec_from_file_location("bench_clrs_power", path)
@@ -262,7 +276,7 @@ def power():
 
 def test_seeds_needed_by_hand(power):
     assert power.seeds_needed(0.3) == 35  # (1.96 · 0.3 / 0.1)² = 34.57
-    assert power.seeds_needed(0.1) == 4   # 3.84
+    assert power.seeds_needed(0.1) == 4  # 3.84
     assert power.seeds_needed(0.02) == 2  # 0.15, but an sd needs two seeds
     assert power.seeds_needed(0.5, resolution=0.2, z=2.0) == 25  # exactly 25: no rounding up
     assert power.pooled_sd([0.3, 0.4, None]) == pytest.approx(math.sqrt((0.09 + 0.16) / 2))
@@ -278,8 +292,12 @@ def test_seeds_needed_is_the_fewest_that_resolve_the_difference(power, sd):
 
 def test_settings_share_one_training_run_per_algorithm(power):
     settings = power.grid([("bfs", "bellman_ford"), ("bellman_ford",)], [600, 300])
-    assert [s.label for s in settings] == ["bfs+bellman_ford @600", "bfs+bellman_ford @300",
-                                           "bellman_ford @600", "bellman_ford @300"]
+    assert [s.label for s in settings] == [
+        "bfs+bellman_ford @600",
+        "bfs+bellman_ford @300",
+        "bellman_ford @600",
+        "bellman_ford @300",
+    ]
     assert power.training_plan(settings) == {"bfs": [300, 600], "bellman_ford": [300, 600]}
 
 
@@ -288,9 +306,19 @@ def test_a_setting_row_against_a_hand_computation(power):
 
     # Two algorithms, two seeds, ReLU and one activation: the setting's score is the algorithms' mean.
     ood = {("relu", 0): (0.9, 0.7), ("relu", 1): (0.8, 0.6), ("gelu", 0): (0.95, 0.75), ("gelu", 1): (0.8, 0.5)}
-    records = [{"algorithm": alg, "activation": act, "seed": seed, "steps": 300, "score": score,
-                "id_score": 1.0 - i * 0.1, "seconds": 10.0 + i}
-               for (act, seed), pair in ood.items() for i, (alg, score) in enumerate(zip(("a", "b"), pair))]
+    records = [
+        {
+            "algorithm": alg,
+            "activation": act,
+            "seed": seed,
+            "steps": 300,
+            "score": score,
+            "id_score": 1.0 - i * 0.1,
+            "seconds": 10.0 + i,
+        }
+        for (act, seed), pair in ood.items()
+        for i, (alg, score) in enumerate(zip(("a", "b"), pair))
+    ]
     row = power.setting_row(power.Setting(("a", "b"), 300), records, ["gelu"], seeds=2)
     ratios = [log_ratio(0.85, 0.8), log_ratio(0.65, 0.7)]
     assert row["relu_ood"] == pytest.approx(0.75) and row["relu_id"] == pytest.approx(0.95)

@@ -38,17 +38,56 @@ except ImportError:
 REPO = Path(__file__).resolve().parents[1]
 
 WITH_N = [
-    "CCN", "c1ccncc1", "CC(=O)Nc1ccc(O)cc1", "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "NCCc1ccc(O)c(O)c1",
-    "CC(C)NCC(O)c1ccc(O)c(O)c1", "c1ccc2[nH]ccc2c1", "CN(C)C", "NC(N)=O", "CC#N", "Nc1ccccc1",
-    "NCC(=O)O", "CC(N)C(=O)O", "C1CCNCC1", "c1c[nH]cn1", "CN1CCC[C@H]1c1cccnc1", "Nc1ncnc2[nH]cnc12",
-    "CC(=O)Nc1ccccc1", "NCCO", "CNC(=O)Oc1cccc2ccccc12", "O=[N+]([O-])c1ccccc1", "CCN(CC)CC",
-    "N#Cc1ccccc1", "CC(C)(C)NCC(O)c1ccccc1",
+    "CCN",
+    "c1ccncc1",
+    "CC(=O)Nc1ccc(O)cc1",
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    "NCCc1ccc(O)c(O)c1",
+    "CC(C)NCC(O)c1ccc(O)c(O)c1",
+    "c1ccc2[nH]ccc2c1",
+    "CN(C)C",
+    "NC(N)=O",
+    "CC#N",
+    "Nc1ccccc1",
+    "NCC(=O)O",
+    "CC(N)C(=O)O",
+    "C1CCNCC1",
+    "c1c[nH]cn1",
+    "CN1CCC[C@H]1c1cccnc1",
+    "Nc1ncnc2[nH]cnc12",
+    "CC(=O)Nc1ccccc1",
+    "NCCO",
+    "CNC(=O)Oc1cccc2ccccc12",
+    "O=[N+]([O-])c1ccccc1",
+    "CCN(CC)CC",
+    "N#Cc1ccccc1",
+    "CC(C)(C)NCC(O)c1ccccc1",
 ]
 WITHOUT_N = [
-    "CCO", "CC(=O)O", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "OCC(O)CO",
-    "C1CCCCC1", "CCCCCC", "Oc1ccccc1", "CC(C)=O", "OC(=O)c1ccccc1", "COc1ccccc1", "C=CC=C",
-    "ClC(Cl)Cl", "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O", "Cc1ccccc1", "CCOC(C)=O",
-    "c1ccc2ccccc2c1", "CC(C)O", "O=C1CCCCC1", "CCCCO", "FC(F)(F)c1ccccc1", "c1ccsc1", "CCS",
+    "CCO",
+    "CC(=O)O",
+    "c1ccccc1",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+    "OCC(O)CO",
+    "C1CCCCC1",
+    "CCCCCC",
+    "Oc1ccccc1",
+    "CC(C)=O",
+    "OC(=O)c1ccccc1",
+    "COc1ccccc1",
+    "C=CC=C",
+    "ClC(Cl)Cl",
+    "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O",
+    "Cc1ccccc1",
+    "CCOC(C)=O",
+    "c1ccc2ccccc2c1",
+    "CC(C)O",
+    "O=C1CCCCC1",
+    "CCCCO",
+    "FC(F)(F)c1ccccc1",
+    "c1ccsc1",
+    "CCS",
 ]
 
 
@@ -124,6 +163,7 @@ def no_network(monkeypatch):
         def _refuse(*args, **kwargs):
             attempts.append(f"{what}{args[1:] if what.startswith('socket.') else args}")
             raise OSError(f"network disabled in this test ({what})")
+
         return _refuse
 
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
@@ -145,6 +185,7 @@ def relu_factory():
 # data
 # ------------------------------------------------------------------------------------------
 
+
 def test_registered_with_protocol_attributes():
     from actmine.transfer.base import _BENCHMARKS
 
@@ -152,7 +193,13 @@ def test_registered_with_protocol_attributes():
     assert MolHIV.name == "molhiv" and MolHIV.metric == "rocauc"
     bench = MolHIV()
     assert (bench.epochs, bench.batch_size, bench.hidden, bench.layers, bench.dropout, bench.lr) == (
-        50, 32, 300, 5, 0.5, 1e-3)
+        50,
+        32,
+        300,
+        5,
+        0.5,
+        1e-3,
+    )
     assert bench.max_train is None and bench.max_eval is None
     with pytest.raises(ValueError):
         MolHIV(epochs=0)
@@ -164,8 +211,9 @@ def test_constants_match_ogb_master_table():
     import pandas as pd
     import ogb.graphproppred
 
-    master = pd.read_csv(Path(ogb.graphproppred.__file__).parent / "master.csv", index_col=0,
-                         keep_default_na=False)["ogbg-molhiv"]
+    master = pd.read_csv(Path(ogb.graphproppred.__file__).parent / "master.csv", index_col=0, keep_default_na=False)[
+        "ogbg-molhiv"
+    ]
     assert int(master["version"]) == molecules.DATASET_VERSION
     assert master["url"] == molecules.DOWNLOAD_URL
     assert master["split"] == molecules.SPLIT
@@ -281,8 +329,7 @@ def test_imports_need_no_optional_package_and_start_no_version_check(tmp_path):
         "print('control', len(attempts) > 0)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OUTDATED_IGNORE"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "missing ok" in out.stdout and "attempts 0" in out.stdout
     assert "control True" in out.stdout  # the harness does see a version check when one runs
@@ -291,6 +338,7 @@ def test_imports_need_no_optional_package_and_start_no_version_check(tmp_path):
 # ------------------------------------------------------------------------------------------
 # model
 # ------------------------------------------------------------------------------------------
+
 
 class Counting(nn.Module):
     """A distinct activation: tanh, counting its calls."""
@@ -316,9 +364,29 @@ def test_every_nonlinearity_is_the_plugged_activation(data_dir, monkeypatch):
     model = bench.build_model(factory)
     assert len(made) == 3 * layers - 1  # per layer: message + MLP; between layers: layers - 1
     assert {id(m) for m in model.modules() if isinstance(m, Counting)} == {id(m) for m in made}
-    builtin = tuple(getattr(nn, n) for n in (
-        "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "SiLU", "Mish", "Softplus", "Tanh", "Sigmoid",
-        "PReLU", "ReLU6", "Hardtanh", "Hardswish", "Hardsigmoid", "CELU", "GLU", "Softsign"))
+    builtin = tuple(
+        getattr(nn, n)
+        for n in (
+            "ReLU",
+            "LeakyReLU",
+            "ELU",
+            "SELU",
+            "GELU",
+            "SiLU",
+            "Mish",
+            "Softplus",
+            "Tanh",
+            "Sigmoid",
+            "PReLU",
+            "ReLU6",
+            "Hardtanh",
+            "Hardswish",
+            "Hardsigmoid",
+            "CELU",
+            "GLU",
+            "Softsign",
+        )
+    )
     assert not [m for m in model.modules() if isinstance(m, builtin)]
 
     def forbidden(*a, **k):
@@ -351,6 +419,7 @@ def test_model_matches_ogb_reference_shapes():
 # end to end
 # ------------------------------------------------------------------------------------------
 
+
 def test_run_returns_official_rocauc_matching_sklearn(data_dir, no_network):
     from sklearn.metrics import roc_auc_score
 
@@ -361,7 +430,8 @@ def test_run_returns_official_rocauc_matching_sklearn(data_dir, no_network):
     assert 0.0 <= score.score <= 1.0
     assert score.score == pytest.approx(roc_auc_score(fit.test_true[:, 0], fit.test_pred[:, 0]), abs=1e-12)
     assert score.details["valid_rocauc"] == pytest.approx(
-        roc_auc_score(fit.valid_true[:, 0], fit.valid_pred[:, 0]), abs=1e-12)
+        roc_auc_score(fit.valid_true[:, 0], fit.valid_pred[:, 0]), abs=1e-12
+    )
     d = score.details
     assert d["epochs"] == 8 and 1 <= d["best_epoch"] <= 8
     assert d["valid_rocauc"] == max(d["valid_curve"])  # model selection on validation

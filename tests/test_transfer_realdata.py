@@ -24,11 +24,27 @@ from actmine import activations
 from actmine.transfer import base
 from actmine.transfer.base import BenchmarkScore, DatasetMissing, get_benchmark
 from actmine.transfer.realdata import (
-    DEFAULT_SERIES_FITS, NMSE_CEILING, NMSE_FLOOR, SERIES, Diabetes, Series, ar_split,
-    diabetes_split, load_diabetes, load_series, nmse_score, regression_mlp, trend_split,
+    DEFAULT_SERIES_FITS,
+    NMSE_CEILING,
+    NMSE_FLOOR,
+    SERIES,
+    Diabetes,
+    Series,
+    ar_split,
+    diabetes_split,
+    load_diabetes,
+    load_series,
+    nmse_score,
+    regression_mlp,
+    trend_split,
 )
 from actmine.transfer.runner import (
-    TransferJob, TransferLimits, TransferResult, execute_job, log_ratio, run_transfer,
+    TransferJob,
+    TransferLimits,
+    TransferResult,
+    execute_job,
+    log_ratio,
+    run_transfer,
 )
 
 # Length, first and last value of each bundled series as the loaders return them (co2: monthly
@@ -74,8 +90,9 @@ def test_bundled_diabetes_loads_with_its_feature_names():
 
 # -- the splits ----------------------------------------------------------------------------------
 
-series_values = arrays(np.float64, st.integers(30, 120),
-                       elements=st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False))
+series_values = arrays(
+    np.float64, st.integers(30, 120), elements=st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+)
 fractions = st.floats(0.5, 0.9)
 
 
@@ -86,7 +103,7 @@ def test_trend_split_tests_only_later_times_standardised_by_the_training_part(va
     n_train = int(math.floor(len(values) * fraction))
     assert split.train_index.tolist() == list(range(n_train))
     assert split.test_index.tolist() == list(range(n_train, len(values)))
-    assert split.x_test.min() > split.x_train.max()              # the test lies beyond in time
+    assert split.x_test.min() > split.x_train.max()  # the test lies beyond in time
     assert split.x_train.mean() == pytest.approx(0, abs=1e-9)
     assert split.x_train.std() == pytest.approx(1)
     # no leakage: what comes after the training part changes nothing of the training data
@@ -102,14 +119,16 @@ def test_ar_split_predicts_each_value_from_the_lags_before_it(values, fraction, 
     n_train = int(math.floor(len(values) * fraction))
     split = ar_split(values, lags, fraction)
     assert split.x_train.shape == (n_train - lags, lags) and split.x_test.shape == (len(values) - n_train, lags)
-    assert split.train_index.max() < n_train <= split.test_index.min()   # targets split by time
+    assert split.train_index.max() < n_train <= split.test_index.min()  # targets split by time
     # rows are the standardised values just before the target, standardised by the training part
     mean, std = values[:n_train].mean(), values[:n_train].std() or 1.0
     scaled = (values - mean) / std
-    for x, y, target in [(split.x_train, split.y_train, split.train_index),
-                         (split.x_test, split.y_test, split.test_index)]:
+    for x, y, target in [
+        (split.x_train, split.y_train, split.train_index),
+        (split.x_test, split.y_test, split.test_index),
+    ]:
         assert np.allclose(y[:, 0], scaled[target])
-        assert np.allclose(x, np.stack([scaled[t - lags:t] for t in target]))
+        assert np.allclose(x, np.stack([scaled[t - lags : t] for t in target]))
     changed = values.copy()
     changed[n_train:] += 50.0
     assert np.array_equal(ar_split(changed, lags, fraction).x_train, split.x_train)
@@ -129,7 +148,7 @@ def test_diabetes_split_trains_below_the_quantile_and_tests_above(feature):
     column = names.index(feature)
     split = diabetes_split(features, target, column, 0.7)
     train, test = features[split.train_index, column], features[split.test_index, column]
-    assert train.max() < test.min()                               # no test row inside the range
+    assert train.max() < test.min()  # no test row inside the range
     assert sorted([*split.train_index, *split.test_index]) == list(range(442))
     assert 0.65 < len(train) / 442 <= 0.7
     assert np.allclose(split.x_train.mean(axis=0), 0, atol=1e-9) and np.allclose(split.y_train.mean(), 0)
@@ -144,7 +163,7 @@ def test_diabetes_split_keeps_ties_at_the_cut_together(features, fraction):
     column = np.sort(features[:, 1])
     if column[int(math.floor(60 * fraction))] == column[0]:
         with pytest.raises(ValueError, match="no row lies below the cut"):
-            diabetes_split(features, target, 1, fraction)   # the cut is the lowest value
+            diabetes_split(features, target, 1, fraction)  # the cut is the lowest value
         return
     split = diabetes_split(features, target, 1, fraction)
     train, test = features[split.train_index, 1], features[split.test_index, 1]
@@ -159,7 +178,7 @@ def test_nmse_score_is_one_minus_the_clipped_geometric_mean_over_the_ceiling():
     score, geometric_mean = nmse_score([0.5, 2.0, 0.125])
     assert geometric_mean == pytest.approx(0.5)
     assert score == pytest.approx(1 - 0.5 / NMSE_CEILING)
-    assert nmse_score([1e9, 1e9])[0] == 0.0                       # at the ceiling: the worst score
+    assert nmse_score([1e9, 1e9])[0] == 0.0  # at the ceiling: the worst score
     assert nmse_score([NMSE_CEILING] * 3) == (0.0, NMSE_CEILING)  # exactly, never an ulp below 0
     assert nmse_score([0.0])[1] == pytest.approx(NMSE_FLOOR)
     with pytest.raises(ValueError):
@@ -213,7 +232,7 @@ def test_same_seed_same_score_other_seed_or_activation_another():
     torch.manual_seed(123)
     state = torch.get_rng_state()
     a = Series(**SMALL_SERIES).run(nn.ReLU, 3, None, "cpu")
-    assert torch.equal(torch.get_rng_state(), state)              # the caller's RNG is left alone
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left alone
     b = Series(**SMALL_SERIES).run(nn.ReLU, 3, None, "cpu")
     c = Series(**SMALL_SERIES).run(nn.ReLU, 4, None, "cpu")
     d = Series(**SMALL_SERIES).run(act("tanh"), 3, None, "cpu")
@@ -233,7 +252,7 @@ def test_a_fit_does_not_depend_on_the_other_fits():
 def test_a_diverging_activation_scores_the_ceiling_for_its_fits():
     class Exploding(nn.Module):
         def forward(self, x):
-            return torch.exp(80 * x)           # overflows to inf at once
+            return torch.exp(80 * x)  # overflows to inf at once
 
     result = Series(fits=["nile/trend"], steps=5).run(Exploding, 0, None, "cpu")
     assert result.details["diverged"] == 1 and result.score == 0.0
@@ -262,7 +281,7 @@ def test_registered_and_found_by_name_with_options():
 
 def test_without_statsmodels_series_is_a_clear_dataset_missing(monkeypatch):
     Series().check_data(Path("."))
-    monkeypatch.setitem(sys.modules, "statsmodels.datasets", None)   # the import fails
+    monkeypatch.setitem(sys.modules, "statsmodels.datasets", None)  # the import fails
     with pytest.raises(DatasetMissing, match="pip install statsmodels"):
         Series().check_data(Path("."))
     # and a job reports it as such, in its result, instead of raising
@@ -290,13 +309,22 @@ def test_job_limits_follow_the_amount_of_training():
 
 def test_one_job_runs_in_a_child_process_and_matches_the_in_process_score(tmp_path):
     options = {"fits": ["nile/ar"], "steps": 30}
-    run = run_transfer(["relu"], ["series"], [2], options={"series": options}, data_dir=tmp_path,
-                       out=tmp_path / "out", workers=1, progress=False, notify=lambda message: None)
+    run = run_transfer(
+        ["relu"],
+        ["series"],
+        [2],
+        options={"series": options},
+        data_dir=tmp_path,
+        out=tmp_path / "out",
+        workers=1,
+        progress=False,
+        notify=lambda message: None,
+    )
     (job,) = run.results
     assert job.ok, job.error
     assert job.benchmark == "series" and job.metric == "nmse_score" and job.sandbox["memory_mb"] == 4096
     in_process = Series(**options).run(nn.ReLU, 2, tmp_path, "cpu")
-    assert job.score == pytest.approx(in_process.score, rel=0, abs=1e-12)    # the same seed, CPU fp32
+    assert job.score == pytest.approx(in_process.score, rel=0, abs=1e-12)  # the same seed, CPU fp32
     assert job.details["fits"]["nile/ar"]["n_train"] == 72
     document = json.loads((tmp_path / "out" / "results.json").read_text())
     assert document["summary"][0]["log_ratio_vs_relu"] == 0.0

@@ -26,8 +26,18 @@ from actmine.candidate.probes import MESSAGE_LIMIT
 from actmine.transfer import base, runner
 from actmine.transfer.base import BenchmarkScore, DatasetMissing
 from actmine.transfer.runner import (
-    ERROR_FLOOR, LOG_RATIO_CLIP, JobBudget, TransferInputError, TransferJob, TransferLimits, TransferResult,
-    execute_job, log_ratio, parse_options, run_transfer, summarise,
+    ERROR_FLOOR,
+    LOG_RATIO_CLIP,
+    JobBudget,
+    TransferInputError,
+    TransferJob,
+    TransferLimits,
+    TransferResult,
+    execute_job,
+    log_ratio,
+    parse_options,
+    run_transfer,
+    summarise,
 )
 
 SECRET = "ACTMINE_TEST_TRANSFER_SECRET"
@@ -39,8 +49,15 @@ class TinyBenchmark:
     name = "tiny"
     metric = "accuracy"
 
-    def __init__(self, *, epochs: int = 30, hidden: int = 16, fail_seed: int | None = None,
-                 crash_activation: str | None = None, probe_port: int | None = None):
+    def __init__(
+        self,
+        *,
+        epochs: int = 30,
+        hidden: int = 16,
+        fail_seed: int | None = None,
+        crash_activation: str | None = None,
+        probe_port: int | None = None,
+    ):
         self.epochs = epochs
         self.hidden = hidden
         self.fail_seed = fail_seed
@@ -74,7 +91,7 @@ class TinyBenchmark:
                 for p, g, (m, v) in zip(params, grads, moments):
                     m.mul_(0.9).add_(g, alpha=0.1)
                     v.mul_(0.999).addcmul_(g, g, value=0.001)
-                    p -= 0.05 * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
+                    p -= 0.05 * (m / (1 - 0.9**step)) / ((v / (1 - 0.999**step)).sqrt() + 1e-8)
         with torch.no_grad():
             accuracy = (model(x[400:]).argmax(1) == y[400:]).float().mean().item()
         reached = None
@@ -84,12 +101,21 @@ class TinyBenchmark:
                 reached = True
             except OSError:
                 reached = False
-        return BenchmarkScore(accuracy, self.metric, {"epochs": self.epochs, "pid": os.getpid(),
-                                                      "secret": os.environ.get(SECRET),
-                                                      "threads": torch.get_num_threads(), "nan": math.nan,
-                                                      "reached": reached, "cwd": os.getcwd(),
-                                                      "home": os.environ.get("HOME"),
-                                                      "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")})
+        return BenchmarkScore(
+            accuracy,
+            self.metric,
+            {
+                "epochs": self.epochs,
+                "pid": os.getpid(),
+                "secret": os.environ.get(SECRET),
+                "threads": torch.get_num_threads(),
+                "nan": math.nan,
+                "reached": reached,
+                "cwd": os.getcwd(),
+                "home": os.environ.get("HOME"),
+                "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            },
+        )
 
 
 @pytest.fixture()
@@ -122,18 +148,26 @@ def journal(out: Path) -> list[dict]:
 
 # -- the summary ---------------------------------------------------------------------------------
 
+
 def result(activation, seed, score, benchmark="b", ok=True):
     if not ok:
-        return TransferResult(activation, benchmark, seed, ok=False, metric="accuracy",
-                              error={"code": "job_error", "message": "boom"})
+        return TransferResult(
+            activation, benchmark, seed, ok=False, metric="accuracy", error={"code": "job_error", "message": "boom"}
+        )
     return TransferResult(activation, benchmark, seed, ok=True, score=score, metric="accuracy")
 
 
 def test_summarise_against_hand_computed_numbers():
-    rows = summarise([
-        result("relu", 0, 0.90), result("relu", 1, 0.80), result("relu", 2, 0.85),
-        result("gelu", 0, 0.95), result("gelu", 1, 0.92), result("gelu", 2, None, ok=False),
-    ])
+    rows = summarise(
+        [
+            result("relu", 0, 0.90),
+            result("relu", 1, 0.80),
+            result("relu", 2, 0.85),
+            result("gelu", 0, 0.95),
+            result("gelu", 1, 0.92),
+            result("gelu", 2, None, ok=False),
+        ]
+    )
     relu, gelu = rows
     assert [r["activation"] for r in rows] == ["relu", "gelu"]
     # ReLU: mean 0.85; deviations ±0.05 and 0 → sample variance (0.0025 + 0.0025) / 2 → std 0.05
@@ -149,8 +183,14 @@ def test_summarise_against_hand_computed_numbers():
 
 
 def test_summarise_edge_cases():
-    rows = summarise([result("relu", 0, 0.9, "b1"), result("gelu", 0, 0.9, "b1"), result("gelu", 1, 0.8, "b1"),
-                      result("gelu", 0, 0.7, "b2")])
+    rows = summarise(
+        [
+            result("relu", 0, 0.9, "b1"),
+            result("gelu", 0, 0.9, "b1"),
+            result("gelu", 1, 0.8, "b1"),
+            result("gelu", 0, 0.7, "b2"),
+        ]
+    )
     by = {(r["activation"], r["benchmark"]): r for r in rows}
     # only the seed both scored counts; one pair has no std
     assert by["gelu", "b1"]["log_ratio_vs_relu"] == 0.0 and by["gelu", "b1"]["log_ratio_std"] is None
@@ -173,9 +213,14 @@ def test_result_round_trip_and_validation():
     assert TransferResult.from_dict(json.loads(json.dumps(ok.to_dict()))) == ok
     failed = result("gelu", 2, None, ok=False)
     assert TransferResult.from_dict(failed.to_dict()) == failed
-    for broken in ({**ok.to_dict(), "score": None}, {**ok.to_dict(), "score": float("nan")},
-                   {**ok.to_dict(), "seed": "1"}, {**failed.to_dict(), "error": {"code": 3}},
-                   {"activation": "gelu"}, [1, 2]):
+    for broken in (
+        {**ok.to_dict(), "score": None},
+        {**ok.to_dict(), "score": float("nan")},
+        {**ok.to_dict(), "seed": "1"},
+        {**failed.to_dict(), "error": {"code": 3}},
+        {"activation": "gelu"},
+        [1, 2],
+    ):
         with pytest.raises(ValueError):
             TransferResult.from_dict(broken)
     job = TransferJob("gelu", "tiny", 0, {"epochs": 3})
@@ -184,10 +229,13 @@ def test_result_round_trip_and_validation():
 
 
 def test_parse_options():
-    assert parse_options(["tiny.epochs=3", "tiny.hidden=4", "clrs.algorithms=[bfs, dfs]", "x.lr=1e-3",
-                          "x.flag=true", "x.name=none"]) == {
-        "tiny": {"epochs": 3, "hidden": 4}, "clrs": {"algorithms": ["bfs", "dfs"]},
-        "x": {"lr": 1e-3, "flag": True, "name": "none"}}
+    assert parse_options(
+        ["tiny.epochs=3", "tiny.hidden=4", "clrs.algorithms=[bfs, dfs]", "x.lr=1e-3", "x.flag=true", "x.name=none"]
+    ) == {
+        "tiny": {"epochs": 3, "hidden": 4},
+        "clrs": {"algorithms": ["bfs", "dfs"]},
+        "x": {"lr": 1e-3, "flag": True, "name": "none"},
+    }
     for bad in ("epochs=3", "tiny.epochs", ".epochs=3", "tiny.=3", "tiny.a=[1"):
         with pytest.raises(TransferInputError):
             parse_options([bad])
@@ -208,6 +256,7 @@ def test_execute_job_in_process_reports_errors_instead_of_raising(tiny, data_dir
 
 
 # -- the figure ----------------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def closed_figures(monkeypatch):
@@ -238,7 +287,8 @@ def drawn_bars(fig) -> dict[str, list[tuple[float, float, float]]]:
         segments = container.errorbar.lines[2][0].get_segments() if container.errorbar else []
         bars[container.get_label()] = [
             (round(p.get_x() + p.get_width() / 2, 9), p.get_height(), (seg[1][1] - seg[0][1]) / 2)
-            for p, seg in zip(container.patches, segments)]
+            for p, seg in zip(container.patches, segments)
+        ]
     return bars
 
 
@@ -249,14 +299,28 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def summary_row(activation, benchmark, ratio, std):
-    return {"activation": activation, "benchmark": benchmark, "metric": "accuracy", "n": 2, "failed": 0,
-            "mean": 0.9, "std": 0.01, "log_ratio_vs_relu": ratio, "log_ratio_std": std}
+    return {
+        "activation": activation,
+        "benchmark": benchmark,
+        "metric": "accuracy",
+        "n": 2,
+        "failed": 0,
+        "mean": 0.9,
+        "std": 0.01,
+        "log_ratio_vs_relu": ratio,
+        "log_ratio_std": std,
+    }
 
 
 def test_the_figure_has_a_bar_per_activation_and_benchmark(closed_figures, tmp_path):
-    rows = [summary_row("relu", "b1", 0.0, 0.0), summary_row("gelu", "b1", -0.5, 0.25),
-            summary_row("tanh", "b1", 0.75, None), summary_row("relu", "b2", 0.0, 0.0),
-            summary_row("gelu", "b2", 0.125, 0.0625), summary_row("tanh", "b2", None, None)]
+    rows = [
+        summary_row("relu", "b1", 0.0, 0.0),
+        summary_row("gelu", "b1", -0.5, 0.25),
+        summary_row("tanh", "b1", 0.75, None),
+        summary_row("relu", "b2", 0.0, 0.0),
+        summary_row("gelu", "b2", 0.125, 0.0625),
+        summary_row("tanh", "b2", None, None),
+    ]
     path = runner.plot_log_ratios(rows, tmp_path / "deep" / "figure.png")
     assert path == tmp_path / "deep" / "figure.png"
     (fig,) = closed_figures
@@ -266,8 +330,9 @@ def test_the_figure_has_a_bar_per_activation_and_benchmark(closed_figures, tmp_p
     assert drawn_bars(fig) == {"gelu": [(-0.2, -0.5, 0.25), (0.8, 0.125, 0.0625)], "tanh": [(0.2, 0.75, 0.0)]}
     assert [t.get_text() for t in ax.get_xticklabels()] == ["b1", "b2"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["gelu", "tanh"]
-    assert any(tuple(line.get_xdata()) == (0, 1) and tuple(line.get_ydata()) == (0, 0)
-               for line in ax.get_lines())          # ReLU: the zero line across the axes
+    assert any(
+        tuple(line.get_xdata()) == (0, 1) and tuple(line.get_ydata()) == (0, 0) for line in ax.get_lines()
+    )  # ReLU: the zero line across the axes
     assert ax.get_xlim() == (-0.6, 1.6)
     # 1.5 + 0.5 inch per bar, at least 4 inches, by 3.6: 100 dpi, trimmed to what is drawn
     assert tuple(fig.get_size_inches()) == (4.0, 3.6)
@@ -284,22 +349,41 @@ def test_the_figure_with_only_relu_says_so(closed_figures, tmp_path):
 
 def test_the_figure_grows_with_the_bars_up_to_16_inches(closed_figures, tmp_path):
     wide = [summary_row(a, f"b{j}", 0.1, 0.0) for j in range(3) for a in ("relu", "a1", "a2", "a3")]
-    runner.plot_log_ratios(wide, tmp_path / "wide.png")            # 3 benchmarks x 3 activations
+    runner.plot_log_ratios(wide, tmp_path / "wide.png")  # 3 benchmarks x 3 activations
     widest = wide + [summary_row(f"x{i}", "b0", 0.1, 0.0) for i in range(8)]
-    runner.plot_log_ratios(widest, tmp_path / "widest.png")        # 3 x 11: 18 inches, capped
+    runner.plot_log_ratios(widest, tmp_path / "widest.png")  # 3 x 11: 18 inches, capped
     assert tuple(closed_figures[0].get_size_inches()) == (1.5 + 0.5 * 3 * 3, 3.6)
     assert tuple(closed_figures[1].get_size_inches()) == (16.0, 3.6)
 
 
 # -- the command -----------------------------------------------------------------------------------
 
-def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir, tmp_path, capsys, monkeypatch,
-                                                                 closed_figures):
+
+def test_cli_run_writes_the_table_results_and_figure_and_resumes(
+    tiny, data_dir, tmp_path, capsys, monkeypatch, closed_figures
+):
     monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
     out = tmp_path / "out"
-    argv = ["--activations", "gelu,tanh", "--benchmarks", "tiny", "--seeds", "2", "--epochs", "30",
-            "--data-dir", str(data_dir), "--out", str(out), "--workers", "2", "--timeout", "300",
-            "--memory-mb", "3000"]
+    argv = [
+        "--activations",
+        "gelu,tanh",
+        "--benchmarks",
+        "tiny",
+        "--seeds",
+        "2",
+        "--epochs",
+        "30",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--timeout",
+        "300",
+        "--memory-mb",
+        "3000",
+    ]
     code, stdout, stderr = run_cli(capsys, *argv)
     assert code == 0, stderr
     assert "added relu" in stderr
@@ -316,16 +400,25 @@ def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir,
     assert len(jobs) == 6 and all(j["ok"] for j in jobs)
     assert [(j["activation"], j["seed"]) for j in jobs] == [(a, s) for a in ("relu", "gelu", "tanh") for s in (0, 1)]
     details = [j["details"] for j in jobs]
-    assert all(d["pid"] != os.getpid() and d["secret"] is None and d["threads"] == 1 and d["epochs"] == 30
-               for d in details)  # child processes, scrubbed, one thread
+    assert all(
+        d["pid"] != os.getpid() and d["secret"] is None and d["threads"] == 1 and d["epochs"] == 30 for d in details
+    )  # child processes, scrubbed, one thread
     scores = {j["activation"]: [] for j in jobs}
     for j in jobs:
         scores[j["activation"]].append(j["score"])
     assert len({tuple(s) for s in scores.values()}) == 3  # the activation matters
     with (out / "summary.csv").open() as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0]) == ["activation", "benchmark", "metric", "n", "mean", "std", "log_ratio_vs_relu",
-                             "log_ratio_std"]
+    assert list(rows[0]) == [
+        "activation",
+        "benchmark",
+        "metric",
+        "n",
+        "mean",
+        "std",
+        "log_ratio_vs_relu",
+        "log_ratio_std",
+    ]
     assert [r["activation"] for r in rows] == ["relu", "gelu", "tanh"] and rows[0]["log_ratio_vs_relu"] == "0.0"
     gelu = rows[1]
     expected = sum(math.log((1 - g) / (1 - r)) for g, r in zip(scores["gelu"], scores["relu"])) / 2
@@ -340,7 +433,7 @@ def test_cli_run_writes_the_table_results_and_figure_and_resumes(tiny, data_dir,
     assert bars["gelu"][0][1] == pytest.approx(expected) and bars["tanh"][0][1] == pytest.approx(sum(tanh) / 2)
     assert bars["tanh"][0][2] == pytest.approx(abs(tanh[0] - tanh[1]) / math.sqrt(2))
     width, height = png_size(out / "transfer.png")
-    assert 300 < width < 700 and 250 < height < 400      # 4 × 3.6 inches at 100 dpi, trimmed
+    assert 300 < width < 700 and 250 < height < 400  # 4 × 3.6 inches at 100 dpi, trimmed
     assert len(journal(out)) == 6
 
     # a third seed: only its three jobs run
@@ -357,9 +450,26 @@ def test_candidate_file_runs_in_the_child_and_a_failing_job_does_not_stop_the_ru
     candidate = tmp_path / "swishy.py"
     candidate.write_text("def activation_function(x):\n    return x * torch.sigmoid(1.5 * x)\n")
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli(capsys, "--activations", f"relu,{candidate}", "--benchmarks", "tiny",
-                                   "--seeds", "2", "--option", "tiny.fail_seed=1", "--option", "tiny.epochs=20",
-                                   "--data-dir", str(data_dir), "--out", str(out), "--workers", "1", "--quiet")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "--activations",
+        f"relu,{candidate}",
+        "--benchmarks",
+        "tiny",
+        "--seeds",
+        "2",
+        "--option",
+        "tiny.fail_seed=1",
+        "--option",
+        "tiny.epochs=20",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    )
     assert code == 1  # some jobs failed: the run finished and says so
     assert "added relu" not in stderr and "boom on seed 1" in stderr
     jobs = {(j["activation"], j["seed"]): j for j in json.loads((out / "results.json").read_text())["jobs"]}
@@ -377,9 +487,17 @@ def test_candidate_file_runs_in_the_child_and_a_failing_job_does_not_stop_the_ru
 
 def test_a_job_whose_process_dies_fails_alone(tiny, data_dir, tmp_path):
     # One job at a time, each in its own process: gelu's process dies, the jobs before and after score.
-    run = run_transfer(["relu", "gelu", "tanh"], ["tiny"], 1,
-                       options={"tiny": {"crash_activation": "gelu", "epochs": 5}}, data_dir=data_dir,
-                       out=tmp_path / "out", workers=1, progress=False, notify=lambda message: None)
+    run = run_transfer(
+        ["relu", "gelu", "tanh"],
+        ["tiny"],
+        1,
+        options={"tiny": {"crash_activation": "gelu", "epochs": 5}},
+        data_dir=data_dir,
+        out=tmp_path / "out",
+        workers=1,
+        progress=False,
+        notify=lambda message: None,
+    )
     by = {r.activation: r for r in run.results}
     assert by["relu"].ok and by["tanh"].ok
     assert not by["gelu"].ok and by["gelu"].error["code"] == "worker_died"
@@ -391,24 +509,36 @@ def test_hostile_candidate_is_refused_before_any_job(tiny, data_dir, tmp_path, c
     hostile = tmp_path / "evil.py"
     hostile.write_text("import os\n\ndef activation_function(x):\n    return x\n")
     out = tmp_path / "out"
-    code, _, stderr = run_cli(capsys, "--activations", f"gelu,{hostile}", "--benchmarks", "tiny",
-                              "--data-dir", str(data_dir), "--out", str(out))
+    code, _, stderr = run_cli(
+        capsys,
+        "--activations",
+        f"gelu,{hostile}",
+        "--benchmarks",
+        "tiny",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    )
     assert code == 2 and "evil.py" in stderr and "[import]" in stderr and len(stderr.strip().splitlines()) == 1
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--activations", "relu,nosuch"], "unknown activation 'nosuch'"),
-    (["--activations", "missing.py"], "does not exist"),
-    (["--benchmarks", "tiny,tinny"], "unknown benchmark 'tinny'"),
-    (["--option", "tiny.nope=1"], "tiny has no option 'nope'; its options: epochs, hidden, fail_seed"),
-    (["--option", "digits.epochs=1"], "'digits' is not among the benchmarks"),
-    (["--option", "tiny.hidden=[1"], "not valid YAML"),
-    (["--option", "tiny:epochs=1"], "write BENCHMARK.KEY=VALUE"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--seeds", "0"], "--seeds must be at least 1"),
-    (["--scheduler", "tcp://127.0.0.1:1"], "needs the 'dask' executor"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--activations", "relu,nosuch"], "unknown activation 'nosuch'"),
+        (["--activations", "missing.py"], "does not exist"),
+        (["--benchmarks", "tiny,tinny"], "unknown benchmark 'tinny'"),
+        (["--option", "tiny.nope=1"], "tiny has no option 'nope'; its options: epochs, hidden, fail_seed"),
+        (["--option", "digits.epochs=1"], "'digits' is not among the benchmarks"),
+        (["--option", "tiny.hidden=[1"], "not valid YAML"),
+        (["--option", "tiny:epochs=1"], "write BENCHMARK.KEY=VALUE"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "needs the 'dask' executor"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tiny, data_dir, tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--data-dir", str(data_dir), "--out", str(out), *argv)
@@ -441,27 +571,70 @@ def test_dask_executor_on_a_local_cluster(tiny, data_dir, tmp_path, capsys, monk
 
     monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      scheduler_port=0, dashboard_address=None,
-                      scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"}) as cluster:
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+    ) as cluster:
         out = tmp_path / "out"
-        code, stdout, stderr = run_cli(capsys, "--activations", "relu", "--benchmarks", "tiny", "--seeds", "1",
-                                       "--epochs", "10", "--executor", "dask", "--scheduler",
-                                       cluster.scheduler_address, "--data-dir", str(data_dir), "--out", str(out),
-                                       "--timeout", "60", "--memory-mb", "3000")
+        code, stdout, stderr = run_cli(
+            capsys,
+            "--activations",
+            "relu",
+            "--benchmarks",
+            "tiny",
+            "--seeds",
+            "1",
+            "--epochs",
+            "10",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+            "--memory-mb",
+            "3000",
+        )
         assert code == 0, stderr
         jobs = json.loads((out / "results.json").read_text())["jobs"]
         assert [j["activation"] for j in jobs] == ["relu"]  # one job: each costs a process start
         assert all(j["ok"] and j["details"]["pid"] != os.getpid() for j in jobs)
         assert all(j["details"]["secret"] is None and j["details"]["threads"] == 1 for j in jobs)
         # the same limits as locally, applied by the job's process on the Dask worker
-        assert all(j["sandbox"]["timeout_s"] == 60 and j["sandbox"]["cpu_s"] == 60 and j["sandbox"]["memory_mb"] == 3000
-                   and isinstance(j["sandbox"]["network_isolated"], bool) for j in jobs)
+        assert all(
+            j["sandbox"]["timeout_s"] == 60
+            and j["sandbox"]["cpu_s"] == 60
+            and j["sandbox"]["memory_mb"] == 3000
+            and isinstance(j["sandbox"]["network_isolated"], bool)
+            for j in jobs
+        )
         assert "tiny (accuracy)" in stdout and (out / "transfer.png").is_file()
         # on a cluster without the GPU resource, --device cuda is refused before anything is submitted
-        code, _, stderr = run_cli(capsys, "--benchmarks", "tiny", "--executor", "dask", "--scheduler",
-                                  cluster.scheduler_address, "--device", "cuda", "--data-dir", str(data_dir),
-                                  "--out", str(tmp_path / "gpu"))
+        code, _, stderr = run_cli(
+            capsys,
+            "--benchmarks",
+            "tiny",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+            "--device",
+            "cuda",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "gpu"),
+        )
         assert code == 2 and "--resources GPU=1" in stderr
 
 
@@ -495,16 +668,29 @@ def test_a_hanging_candidate_times_out_alone_and_jobs_have_no_network(tiny, data
     slow.write_text(SLOW)
     out = tmp_path / "out"
     # A wall clock far above what a tiny job takes (about a second), far below what slow.py needs.
-    run = run_transfer(["relu", str(slow)], ["tiny"], 1, options={"tiny": {"epochs": 5, "probe_port": listener}},
-                       data_dir=data_dir, out=out, workers=2, progress=False, notify=lambda message: None,
-                       limits=TransferLimits(timeout_s=12, cpu_s=0, memory_mb=0))
+    run = run_transfer(
+        ["relu", str(slow)],
+        ["tiny"],
+        1,
+        options={"tiny": {"epochs": 5, "probe_port": listener}},
+        data_dir=data_dir,
+        out=out,
+        workers=2,
+        progress=False,
+        notify=lambda message: None,
+        limits=TransferLimits(timeout_s=12, cpu_s=0, memory_mb=0),
+    )
     by = {r.activation: r for r in run.results}
     assert by["relu"].ok
     assert not by["slow"].ok and by["slow"].error["code"] == "timeout"
     assert "12 s of wall-clock time" in by["slow"].error["message"] and "--timeout" in by["slow"].error["message"]
     assert by["slow"].sandbox["timeout_s"] == 12 and by["slow"].seconds >= 12
-    assert by["relu"].sandbox == {"network_isolated": by["relu"].sandbox["network_isolated"], "timeout_s": 12,
-                                  "cpu_s": None, "memory_mb": None}
+    assert by["relu"].sandbox == {
+        "network_isolated": by["relu"].sandbox["network_isolated"],
+        "timeout_s": 12,
+        "cpu_s": None,
+        "memory_mb": None,
+    }
     # the journal holds both, the timeout like any other failure
     assert {(j["activation"], j["ok"]) for j in journal(out)} == {("relu", True), ("slow", False)}
     # No network: where the kernel allows a namespace the job cannot reach the loopback server,
@@ -526,8 +712,12 @@ def pack(tmp_path):
     from actmine.language.files import ProgramEntry, render_program_file
 
     path = tmp_path / "pack.py"
-    path.write_text(render_program_file([ProgramEntry("mined_1", "Mined1", SWISH),
-                                         ProgramEntry("mined_2", "Mined2", HOG)], "two programs for a test"))
+    path.write_text(
+        render_program_file(
+            [ProgramEntry("mined_1", "Mined1", SWISH), ProgramEntry("mined_2", "Mined2", HOG)],
+            "two programs for a test",
+        )
+    )
     return path
 
 
@@ -538,9 +728,18 @@ def test_memory_and_cpu_limits_fail_their_job_alone(tiny, data_dir, tmp_path, pa
     # included). The wall clock only backs these up: a job that reaches it shows a limit that failed.
     # The hog is a pack entry: a program like any candidate file, run under the same limits.
     limits = TransferLimits(timeout_s=120, cpu_s=5, memory_mb=1536)
-    run = run_transfer(["relu", str(slow), f"{pack}:mined_2"], ["tiny"], 1, options={"tiny": {"epochs": 5}},
-                       data_dir=data_dir, out=tmp_path / "out", workers=3, progress=False,
-                       notify=lambda message: None, limits=limits)
+    run = run_transfer(
+        ["relu", str(slow), f"{pack}:mined_2"],
+        ["tiny"],
+        1,
+        options={"tiny": {"epochs": 5}},
+        data_dir=data_dir,
+        out=tmp_path / "out",
+        workers=3,
+        progress=False,
+        notify=lambda message: None,
+        limits=limits,
+    )
     by = {r.activation: r for r in run.results}
     assert by["relu"].ok and by["relu"].sandbox["memory_mb"] == 1536 and by["relu"].sandbox["cpu_s"] == 5
     assert by["mined_2"].error["code"] == "memory_limit", by["mined_2"].error
@@ -555,8 +754,9 @@ def test_local_jobs_each_get_one_gpu_round_robin(tiny, data_dir, monkeypatch):
     from actmine.executors import job_pool
 
     monkeypatch.setattr(job_pool, "visible_gpus", lambda: ["3", "5"])
-    jobs = [TransferJob(a, "tiny", 0, {"epochs": 2}, benchmark_class=f"{__name__}:TinyBenchmark")
-            for a in ("relu", "gelu")]
+    jobs = [
+        TransferJob(a, "tiny", 0, {"epochs": 2}, benchmark_class=f"{__name__}:TinyBenchmark") for a in ("relu", "gelu")
+    ]
     limits = {"tiny": TransferLimits(timeout_s=120).resolve(TinyBenchmark(), "tiny", "cuda")}
     assert limits["tiny"]["memory_mb"] is None
     results = []
@@ -580,12 +780,18 @@ def test_default_limits_follow_the_benchmark_and_its_options():
     assert smaller["timeout_s"] < TransferLimits().resolve(Cifar10(epochs=30), "cifar10", "cpu")["timeout_s"]
     # explicit values win, 0 is no limit; a benchmark may carry its own budget
     assert TransferLimits(timeout_s=0, cpu_s=7, memory_mb=0).resolve(Digits(), "digits", "cpu") == {
-        "timeout_s": None, "cpu_s": 7, "memory_mb": None}
+        "timeout_s": None,
+        "cpu_s": 7,
+        "memory_mb": None,
+    }
     assert TransferLimits(timeout_s=0).resolve(Digits(), "digits", "cpu")["cpu_s"] is None
     TinyBenchmark.job_budget = JobBudget({"cpu": 2.0}, memory_mb=1000, base_s=10.0)
     try:
         assert TransferLimits().resolve(TinyBenchmark(epochs=5), "tiny", "cpu") == {
-            "timeout_s": 20.0, "cpu_s": 20.0, "memory_mb": 1000}
+            "timeout_s": 20.0,
+            "cpu_s": 20.0,
+            "memory_mb": 1000,
+        }
     finally:
         del TinyBenchmark.job_budget
     for bad in (-1, float("nan"), "10", True):
@@ -599,8 +805,9 @@ def test_messages_from_a_job_are_printable_bounded_and_stable(text):
     once = runner._printable(text)
     assert runner._printable(once) == once
     # what a job's process answers goes through it, in the parent
-    failed = TransferResult.from_dict({"activation": "a", "benchmark": "b", "seed": 0, "ok": False,
-                                       "error": {"code": "job_error", "message": text}})
+    failed = TransferResult.from_dict(
+        {"activation": "a", "benchmark": "b", "seed": 0, "ok": False, "error": {"code": "job_error", "message": text}}
+    )
     assert failed.error["message"] == once
     assert len(once) <= MESSAGE_LIMIT + 64
     assert all(c.isprintable() or c in "\n\t" for c in once)
@@ -629,8 +836,9 @@ def test_a_pack_entry_is_an_untrusted_program_read_as_data(tiny, pack, tmp_path)
     with pytest.raises(TransferInputError, match="unknown_program"):
         runner.resolve_activation(f"{pack}:mined_3")
     # a job naming a program file instead of carrying its source is refused in the child too
-    refused = TransferResult.from_dict(execute_job(TransferJob("x", "tiny", 0, reference=f"{pack}:mined_1"),
-                                                   tmp_path, "cpu"))
+    refused = TransferResult.from_dict(
+        execute_job(TransferJob("x", "tiny", 0, reference=f"{pack}:mined_1"), tmp_path, "cpu")
+    )
     assert refused.error["code"] == "candidate" and "names a program file" in refused.error["message"]
     assert not marker.exists()
 
@@ -652,5 +860,5 @@ def test_a_half_written_journal_line_is_ended_before_new_records(tmp_path):
         stream.write(json.dumps({"next": 1}) + "\n")
     lines = journal.read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1]) == {"next": 1}
-    runner.end_partial_line(journal)          # a complete journal is left as it is
+    runner.end_partial_line(journal)  # a complete journal is left as it is
     assert journal.read_text().splitlines() == lines

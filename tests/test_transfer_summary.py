@@ -15,11 +15,13 @@ from actmine.transfer.runner import TransferResult
 from actmine.transfer.summary import ERROR_FLOOR, LOG_RATIO_CLIP, REFERENCE, _mean_std, log_ratio, summarise
 
 
-def result(activation: str, seed: int, score: float | None, benchmark: str = "b", ok: bool = True,
-           metric: str = "accuracy") -> TransferResult:
+def result(
+    activation: str, seed: int, score: float | None, benchmark: str = "b", ok: bool = True, metric: str = "accuracy"
+) -> TransferResult:
     if not ok:
-        return TransferResult(activation, benchmark, seed, ok=False, metric=metric,
-                              error={"code": "job_error", "message": "boom"})
+        return TransferResult(
+            activation, benchmark, seed, ok=False, metric=metric, error={"code": "job_error", "message": "boom"}
+        )
     return TransferResult(activation, benchmark, seed, ok=True, score=score, metric=metric)
 
 
@@ -36,13 +38,17 @@ def test_the_constants():
 
 # ---- log_ratio ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("score, reference, expected", [
-    (0.9, 0.8, math.log(0.1 / 0.2)),      # half ReLU's error: −ln 2, better
-    (0.8, 0.9, math.log(0.2 / 0.1)),      # twice ReLU's error: +ln 2, worse
-    (0.7, 0.7, 0.0),
-    (0.0, 0.5, math.log(1.0 / 0.5)),      # score 0: error 1
-    (0.5, 0.0, math.log(0.5 / 1.0)),
-])
+
+@pytest.mark.parametrize(
+    "score, reference, expected",
+    [
+        (0.9, 0.8, math.log(0.1 / 0.2)),  # half ReLU's error: −ln 2, better
+        (0.8, 0.9, math.log(0.2 / 0.1)),  # twice ReLU's error: +ln 2, worse
+        (0.7, 0.7, 0.0),
+        (0.0, 0.5, math.log(1.0 / 0.5)),  # score 0: error 1
+        (0.5, 0.0, math.log(0.5 / 1.0)),
+    ],
+)
 def test_bounded_log_ratio_is_the_log_of_the_error_ratio(score, reference, expected):
     assert log_ratio(score, reference) == pytest.approx(expected, abs=1e-12)
     assert log_ratio(score, reference, bounded=True) == pytest.approx(expected, abs=1e-12)
@@ -61,11 +67,11 @@ def test_bounded_errors_are_floored():
 
 
 def test_bounded_log_ratio_is_clipped_at_three():
-    assert log_ratio(1.0, 0.9) == -LOG_RATIO_CLIP           # ln(1e-6 / 0.1) = −11.5
+    assert log_ratio(1.0, 0.9) == -LOG_RATIO_CLIP  # ln(1e-6 / 0.1) = −11.5
     assert log_ratio(0.9, 1.0) == LOG_RATIO_CLIP
-    assert log_ratio(0.0, 0.999) == LOG_RATIO_CLIP          # ln(1 / 0.001) = 6.9
+    assert log_ratio(0.0, 0.999) == LOG_RATIO_CLIP  # ln(1 / 0.001) = 6.9
     # just inside the clip: untouched
-    inside = 1.0 - 0.01 * math.exp(2.9)                      # error 0.01·e^2.9 against 0.01
+    inside = 1.0 - 0.01 * math.exp(2.9)  # error 0.01·e^2.9 against 0.01
     assert log_ratio(inside, 0.99) == pytest.approx(2.9)
     assert log_ratio(0.99, inside) == pytest.approx(-2.9)
     beyond = 1.0 - 0.01 * math.exp(3.1)
@@ -73,11 +79,11 @@ def test_bounded_log_ratio_is_clipped_at_three():
 
 
 def test_unbounded_log_ratio_is_minus_the_log_of_the_score_ratio():
-    assert log_ratio(4.0, 2.0, bounded=False) == pytest.approx(-math.log(2.0))   # twice ReLU's: better
+    assert log_ratio(4.0, 2.0, bounded=False) == pytest.approx(-math.log(2.0))  # twice ReLU's: better
     assert log_ratio(2.0, 4.0, bounded=False) == pytest.approx(math.log(2.0))
     assert log_ratio(0.5, 0.5, bounded=False) == 0.0
     assert log_ratio(30.0, 2.0, bounded=False) == pytest.approx(-math.log(15.0))  # −2.71: inside the clip
-    assert log_ratio(100.0, 1.0, bounded=False) == -3.0                          # −4.6: clipped
+    assert log_ratio(100.0, 1.0, bounded=False) == -3.0  # −4.6: clipped
     assert log_ratio(1.0, 100.0, bounded=False) == 3.0
 
 
@@ -96,11 +102,12 @@ def test_bounded_log_ratio_is_antisymmetric_and_within_the_clip(score, reference
     value = log_ratio(score, reference)
     assert -LOG_RATIO_CLIP <= value <= LOG_RATIO_CLIP
     assert log_ratio(reference, score) == pytest.approx(-value, abs=1e-9)
-    if score > reference:           # a higher score is a smaller error: never worse than ReLU
+    if score > reference:  # a higher score is a smaller error: never worse than ReLU
         assert value <= 0.0
 
 
 # ---- _mean_std ---------------------------------------------------------------------------------
+
 
 def test_mean_and_sample_std():
     assert _mean_std([]) == (None, None)
@@ -114,20 +121,46 @@ def test_mean_and_sample_std():
 
 # ---- summarise ---------------------------------------------------------------------------------
 
+
 def test_a_row_has_every_key_in_order():
     rows = summarise([result("relu", 0, 0.5), result("relu", 1, 0.75)])
-    assert rows == [{"activation": "relu", "benchmark": "b", "metric": "accuracy", "n": 2, "failed": 0,
-                     "mean": 0.625, "std": pytest.approx(0.125 * math.sqrt(2.0)),
-                     "log_ratio_vs_relu": 0.0, "log_ratio_std": 0.0}]
-    assert list(rows[0]) == ["activation", "benchmark", "metric", "n", "failed", "mean", "std",
-                             "log_ratio_vs_relu", "log_ratio_std"]
+    assert rows == [
+        {
+            "activation": "relu",
+            "benchmark": "b",
+            "metric": "accuracy",
+            "n": 2,
+            "failed": 0,
+            "mean": 0.625,
+            "std": pytest.approx(0.125 * math.sqrt(2.0)),
+            "log_ratio_vs_relu": 0.0,
+            "log_ratio_std": 0.0,
+        }
+    ]
+    assert list(rows[0]) == [
+        "activation",
+        "benchmark",
+        "metric",
+        "n",
+        "failed",
+        "mean",
+        "std",
+        "log_ratio_vs_relu",
+        "log_ratio_std",
+    ]
 
 
 def test_pairs_only_the_seeds_both_scored():
-    rows = summarise([
-        result("relu", 0, 0.9), result("relu", 1, 0.8), result("relu", 2, 0.6),
-        result("gelu", 1, 0.9), result("gelu", 2, 0.8), result("gelu", 3, 0.1),
-    ])
+    rows = summarise(
+        [
+            result("relu", 0, 0.9),
+            result("relu", 1, 0.8),
+            result("relu", 2, 0.6),
+            result("gelu", 1, 0.9),
+            result("gelu", 2, 0.8),
+            result("gelu", 3, 0.1),
+        ]
+    )
     relu, gelu = rows
     # GELU's raw statistics use all three of its seeds: mean 0.6, deviations 0.3, 0.2, −0.5
     assert gelu["n"] == 3 and gelu["mean"] == pytest.approx(0.6)
@@ -139,8 +172,7 @@ def test_pairs_only_the_seeds_both_scored():
 
 
 def test_the_log_ratio_mean_and_std_over_seeds():
-    rows = summarise([result("relu", 0, 0.9), result("relu", 1, 0.8),
-                      result("silu", 0, 0.95), result("silu", 1, 0.6)])
+    rows = summarise([result("relu", 0, 0.9), result("relu", 1, 0.8), result("silu", 0, 0.95), result("silu", 1, 0.6)])
     # seed 0: ln(0.05 / 0.1) = −ln 2; seed 1: ln(0.4 / 0.2) = ln 2
     silu = by_cell(rows)["silu", "b"]
     assert silu["log_ratio_vs_relu"] == pytest.approx(0.0, abs=1e-12)
@@ -148,16 +180,25 @@ def test_the_log_ratio_mean_and_std_over_seeds():
 
 
 def test_no_common_seed_or_no_relu_gives_none():
-    rows = by_cell(summarise([result("relu", 0, 0.9, "b1"), result("gelu", 1, 0.8, "b1"),
-                              result("gelu", 0, 0.7, "b2")]))
+    rows = by_cell(
+        summarise([result("relu", 0, 0.9, "b1"), result("gelu", 1, 0.8, "b1"), result("gelu", 0, 0.7, "b2")])
+    )
     assert rows["gelu", "b1"]["log_ratio_vs_relu"] is None and rows["gelu", "b1"]["log_ratio_std"] is None
     assert rows["gelu", "b1"]["mean"] == 0.8 and rows["gelu", "b1"]["std"] is None
     assert rows["gelu", "b2"]["log_ratio_vs_relu"] is None and rows["gelu", "b2"]["n"] == 1
 
 
 def test_the_reference_of_another_benchmark_is_not_used():
-    rows = by_cell(summarise([result("relu", 0, 0.5, "b1"), result("relu", 0, 0.9, "b2"),
-                              result("gelu", 0, 0.75, "b1"), result("gelu", 0, 0.8, "b2")]))
+    rows = by_cell(
+        summarise(
+            [
+                result("relu", 0, 0.5, "b1"),
+                result("relu", 0, 0.9, "b2"),
+                result("gelu", 0, 0.75, "b1"),
+                result("gelu", 0, 0.8, "b2"),
+            ]
+        )
+    )
     assert rows["gelu", "b1"]["log_ratio_vs_relu"] == pytest.approx(math.log(0.25 / 0.5))
     assert rows["gelu", "b2"]["log_ratio_vs_relu"] == pytest.approx(math.log(0.2 / 0.1))
 
@@ -174,8 +215,17 @@ def test_a_later_result_replaces_an_earlier_one():
     rows = summarise([result("relu", 0, 0.5), result("relu", 0, 0.7)])
     assert rows[0]["n"] == 1 and rows[0]["mean"] == 0.7 and rows[0]["failed"] == 0
     # a failure replaced by a success (a resumed run's retry), and the reverse
-    rows = by_cell(summarise([result("relu", 0, 0.8), result("gelu", 0, None, ok=False), result("gelu", 0, 0.9),
-                              result("tanh", 0, 0.9), result("tanh", 0, None, ok=False)]))
+    rows = by_cell(
+        summarise(
+            [
+                result("relu", 0, 0.8),
+                result("gelu", 0, None, ok=False),
+                result("gelu", 0, 0.9),
+                result("tanh", 0, 0.9),
+                result("tanh", 0, None, ok=False),
+            ]
+        )
+    )
     assert (rows["gelu", "b"]["n"], rows["gelu", "b"]["failed"]) == (1, 0)
     assert rows["gelu", "b"]["log_ratio_vs_relu"] == pytest.approx(math.log(0.5))
     assert (rows["tanh", "b"]["n"], rows["tanh", "b"]["failed"]) == (0, 1)
@@ -183,10 +233,18 @@ def test_a_later_result_replaces_an_earlier_one():
 
 
 def test_failed_results_are_counted_not_scored():
-    rows = by_cell(summarise([
-        result("relu", 0, 0.9), result("relu", 1, None, ok=False), result("relu", 2, 0.7),
-        result("gelu", 0, 0.8), result("gelu", 1, 0.95), result("gelu", 2, None, ok=False),
-    ]))
+    rows = by_cell(
+        summarise(
+            [
+                result("relu", 0, 0.9),
+                result("relu", 1, None, ok=False),
+                result("relu", 2, 0.7),
+                result("gelu", 0, 0.8),
+                result("gelu", 1, 0.95),
+                result("gelu", 2, None, ok=False),
+            ]
+        )
+    )
     relu, gelu = rows["relu", "b"], rows["gelu", "b"]
     assert (relu["n"], relu["failed"], relu["mean"]) == (2, 1, pytest.approx(0.8))
     assert (gelu["n"], gelu["failed"], gelu["mean"]) == (2, 1, pytest.approx(0.875))
@@ -195,10 +253,24 @@ def test_failed_results_are_counted_not_scored():
 
 
 def test_an_activation_that_failed_everywhere():
-    rows = summarise([result("relu", 0, 0.9), result("bad", 0, None, ok=False, metric=""),
-                      result("bad", 1, None, ok=False, metric="")])
-    assert rows[1] == {"activation": "bad", "benchmark": "b", "metric": "", "n": 0, "failed": 2, "mean": None,
-                       "std": None, "log_ratio_vs_relu": None, "log_ratio_std": None}
+    rows = summarise(
+        [
+            result("relu", 0, 0.9),
+            result("bad", 0, None, ok=False, metric=""),
+            result("bad", 1, None, ok=False, metric=""),
+        ]
+    )
+    assert rows[1] == {
+        "activation": "bad",
+        "benchmark": "b",
+        "metric": "",
+        "n": 0,
+        "failed": 2,
+        "mean": None,
+        "std": None,
+        "log_ratio_vs_relu": None,
+        "log_ratio_std": None,
+    }
 
 
 def test_the_metric_is_the_first_one_named():
@@ -207,10 +279,21 @@ def test_the_metric_is_the_first_one_named():
 
 
 def test_rows_come_in_order_of_first_appearance():
-    rows = summarise([result("tanh", 0, 0.5, "b2"), result("relu", 0, 0.5, "b1"), result("tanh", 1, 0.5, "b2"),
-                      result("relu", 0, 0.5, "b2"), result("gelu", 0, 0.5, "b1")])
+    rows = summarise(
+        [
+            result("tanh", 0, 0.5, "b2"),
+            result("relu", 0, 0.5, "b1"),
+            result("tanh", 1, 0.5, "b2"),
+            result("relu", 0, 0.5, "b2"),
+            result("gelu", 0, 0.5, "b1"),
+        ]
+    )
     assert [(r["activation"], r["benchmark"]) for r in rows] == [
-        ("tanh", "b2"), ("relu", "b1"), ("relu", "b2"), ("gelu", "b1")]
+        ("tanh", "b2"),
+        ("relu", "b1"),
+        ("relu", "b2"),
+        ("gelu", "b1"),
+    ]
     assert summarise([]) == []
 
 
@@ -222,12 +305,19 @@ def test_seeds_are_summarised_in_seed_order():
 
 
 def test_bounded_is_decided_per_benchmark_over_every_activation():
-    rows = by_cell(summarise([
-        # b_acc: accuracies in [0, 1]: error ratios
-        result("relu", 0, 0.8, "b_acc"), result("gelu", 0, 0.9, "b_acc"),
-        # b_reward: one score above 1 (another activation's): scores ratios for everyone on it
-        result("relu", 0, 0.5, "b_reward"), result("gelu", 0, 0.8, "b_reward"), result("tanh", 0, 1.5, "b_reward"),
-    ]))
+    rows = by_cell(
+        summarise(
+            [
+                # b_acc: accuracies in [0, 1]: error ratios
+                result("relu", 0, 0.8, "b_acc"),
+                result("gelu", 0, 0.9, "b_acc"),
+                # b_reward: one score above 1 (another activation's): scores ratios for everyone on it
+                result("relu", 0, 0.5, "b_reward"),
+                result("gelu", 0, 0.8, "b_reward"),
+                result("tanh", 0, 1.5, "b_reward"),
+            ]
+        )
+    )
     assert rows["gelu", "b_acc"]["log_ratio_vs_relu"] == pytest.approx(math.log(0.1 / 0.2))
     assert rows["gelu", "b_reward"]["log_ratio_vs_relu"] == pytest.approx(-math.log(0.8 / 0.5))
     assert rows["tanh", "b_reward"]["log_ratio_vs_relu"] == pytest.approx(-math.log(1.5 / 0.5))
@@ -241,8 +331,16 @@ def test_boundedness_does_not_depend_on_the_order_of_the_results(order):
 
 
 def test_scores_of_exactly_zero_and_one_are_bounded():
-    rows = by_cell(summarise([result("relu", 0, 1.0, "top"), result("gelu", 0, 0.5, "top"),
-                              result("relu", 0, 0.0, "bottom"), result("gelu", 0, 0.5, "bottom")]))
+    rows = by_cell(
+        summarise(
+            [
+                result("relu", 0, 1.0, "top"),
+                result("gelu", 0, 0.5, "top"),
+                result("relu", 0, 0.0, "bottom"),
+                result("gelu", 0, 0.5, "bottom"),
+            ]
+        )
+    )
     # bounded: ln(0.5 / 1e-6) clipped to 3 (unbounded would be −ln 0.5 = 0.69)
     assert rows["gelu", "top"]["log_ratio_vs_relu"] == 3.0
     # bounded: ln(0.5 / 1) = −ln 2 (unbounded would be NaN: no ratio at all)
@@ -250,8 +348,9 @@ def test_scores_of_exactly_zero_and_one_are_bounded():
 
 
 def test_a_negative_score_makes_the_benchmark_unbounded_and_its_seed_unpaired():
-    rows = by_cell(summarise([result("relu", 0, 2.0), result("relu", 1, 3.0),
-                              result("gelu", 0, -1.0), result("gelu", 1, 6.0)]))
+    rows = by_cell(
+        summarise([result("relu", 0, 2.0), result("relu", 1, 3.0), result("gelu", 0, -1.0), result("gelu", 1, 6.0)])
+    )
     gelu = rows["gelu", "b"]
     # seed 0: −ln(−1 / 2) is NaN and left out; seed 1: −ln(6 / 3)
     assert gelu["log_ratio_vs_relu"] == pytest.approx(-math.log(2.0)) and gelu["log_ratio_std"] is None
@@ -273,11 +372,17 @@ def test_mappings_are_validated_results():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.integers(0, 5), st.floats(0.01, 0.99), min_size=1),
-       st.dictionaries(st.integers(0, 5), st.floats(0.01, 0.99), min_size=1))
+@given(
+    st.dictionaries(st.integers(0, 5), st.floats(0.01, 0.99), min_size=1),
+    st.dictionaries(st.integers(0, 5), st.floats(0.01, 0.99), min_size=1),
+)
 def test_summarise_agrees_with_a_direct_computation(relu_scores, act_scores):
-    rows = by_cell(summarise([result("relu", s, v) for s, v in relu_scores.items()]
-                             + [result("act", s, v) for s, v in act_scores.items()]))
+    rows = by_cell(
+        summarise(
+            [result("relu", s, v) for s, v in relu_scores.items()]
+            + [result("act", s, v) for s, v in act_scores.items()]
+        )
+    )
     act = rows["act", "b"]
     values = [act_scores[s] for s in sorted(act_scores)]
     assert act["n"] == len(values) and act["mean"] == pytest.approx(sum(values) / len(values))

@@ -20,12 +20,22 @@ from actmine import activations
 from actmine.transfer import base
 from actmine.transfer.base import BenchmarkScore, DatasetMissing
 from actmine.transfer.vision import (
-    Cifar10, CifarResNet, Digits, DigitsCNN, ImageFolder, ImageNet, ResNet, center_crop,
-    cifar_augment, load_cifar10, random_resized_crop, resnet20, resnet50,
+    Cifar10,
+    CifarResNet,
+    Digits,
+    DigitsCNN,
+    ImageFolder,
+    ImageNet,
+    ResNet,
+    center_crop,
+    cifar_augment,
+    load_cifar10,
+    random_resized_crop,
+    resnet20,
+    resnet50,
 )
 
-TINY_IMAGENET = dict(epochs=1, batch_size=6, image_size=32, layers=(1, 1, 1, 1), width=8,
-                     workers=0, warmup_epochs=0)
+TINY_IMAGENET = dict(epochs=1, batch_size=6, image_size=32, layers=(1, 1, 1, 1), width=8, workers=0, warmup_epochs=0)
 
 
 class Counting(nn.Module):
@@ -43,20 +53,35 @@ class Counting(nn.Module):
 # -- fixtures: tiny datasets in the real formats -------------------------------------------------
 
 # Ten well-separated colours: class k is a noisy image of colour k, learnable by a tiny network.
-COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [0, 0, 128]])
+COLOURS = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [0, 0, 128],
+    ]
+)
 
 
 def _coloured_images(labels: np.ndarray, rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    base_colour = COLOURS[labels][:, :, None, None]                       # (N, 3, 1, 1)
+    base_colour = COLOURS[labels][:, :, None, None]  # (N, 3, 1, 1)
     noise = rng.normal(0, 20, size=(len(labels), 3, size, size))
     return np.clip(base_colour + noise, 0, 255).astype(np.uint8)
 
 
 def _write_cifar_batch(path: Path, x: np.ndarray, y: np.ndarray, python2_names: bool) -> None:
-    batch = {b"batch_label": path.name.encode(), b"labels": [int(v) for v in y],
-             b"data": x.reshape(len(x), 3072),
-             b"filenames": [f"img_{i}.png".encode() for i in range(len(x))]}
+    batch = {
+        b"batch_label": path.name.encode(),
+        b"labels": [int(v) for v in y],
+        b"data": x.reshape(len(x), 3072),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(x))],
+    }
     raw = pickle.dumps(batch, protocol=2)
     if python2_names:
         # The official files were written by Python 2 with numpy 1: arrays refer to
@@ -77,8 +102,9 @@ def cifar_dir(tmp_path_factory) -> Path:
         _write_cifar_batch(folder / f"data_batch_{i}", _coloured_images(y, rng), y, True)
     y = rng.integers(0, 10, 100)
     _write_cifar_batch(folder / "test_batch", _coloured_images(y, rng), y, False)
-    (folder / "batches.meta").write_bytes(pickle.dumps(
-        {b"label_names": [f"class{i}".encode() for i in range(10)], b"num_vis": 3072}, protocol=2))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [f"class{i}".encode() for i in range(10)], b"num_vis": 3072}, protocol=2)
+    )
     return data_dir
 
 
@@ -97,7 +123,7 @@ def imagenet_dir(tmp_path_factory) -> Path:
                 pixels = _coloured_images(np.array([k]), rng, size=40)[0].transpose(1, 2, 0)
                 image = Image.fromarray(pixels)
                 if split == "train" and i == 0:
-                    image = image.convert("L")      # ImageNet has greyscale JPEGs too
+                    image = image.convert("L")  # ImageNet has greyscale JPEGs too
                 image.save(folder / f"{wnid}_{i}.JPEG", quality=90)
             (folder / "notes.txt").write_text("not an image")
     return data_dir
@@ -130,7 +156,7 @@ def test_digits_relu_trains_to_high_accuracy(tmp_path):
 def test_digits_accepts_registry_and_lambda_activations():
     gelu = Digits(epochs=3).run(lambda: activations.get("gelu"), 0, None, "cpu")
     swish = Digits(epochs=3).run(lambda: activations.get(lambda x: x * torch.sigmoid(x)), 0, None, "cpu")
-    assert gelu.score > 0.6 and swish.score > 0.6          # chance is 0.1
+    assert gelu.score > 0.6 and swish.score > 0.6  # chance is 0.1
 
 
 def test_digits_is_deterministic_and_leaves_the_callers_rng_alone():
@@ -153,13 +179,17 @@ def test_digits_without_sklearn_is_a_clear_dataset_missing(monkeypatch):
 # -- every nonlinearity is the plugged activation ------------------------------------------------
 
 
-@pytest.mark.parametrize("build, shape, expected", [
-    (lambda act: DigitsCNN(act), (2, 1, 8, 8), 3),
-    (lambda act: resnet20(act), (2, 3, 32, 32), 1 + 9 * 2),
-    (lambda act: CifarResNet(act, depth=8), (2, 3, 32, 32), 1 + 3 * 2),
-    (lambda act: ResNet(act, layers=(1, 2, 1, 1), width=8), (2, 3, 32, 32), 1 + 5 * 3),
-    (lambda act: resnet50(act), (1, 3, 32, 32), 1 + 16 * 3),
-], ids=["digits", "resnet20", "resnet8", "tiny-resnet", "resnet50"])
+@pytest.mark.parametrize(
+    "build, shape, expected",
+    [
+        (lambda act: DigitsCNN(act), (2, 1, 8, 8), 3),
+        (lambda act: resnet20(act), (2, 3, 32, 32), 1 + 9 * 2),
+        (lambda act: CifarResNet(act, depth=8), (2, 3, 32, 32), 1 + 3 * 2),
+        (lambda act: ResNet(act, layers=(1, 2, 1, 1), width=8), (2, 3, 32, 32), 1 + 5 * 3),
+        (lambda act: resnet50(act), (1, 3, 32, 32), 1 + 16 * 3),
+    ],
+    ids=["digits", "resnet20", "resnet8", "tiny-resnet", "resnet50"],
+)
 def test_every_nonlinearity_is_the_plugged_activation(build, shape, expected):
     made: list[Counting] = []
 
@@ -172,7 +202,7 @@ def test_every_nonlinearity_is_the_plugged_activation(build, shape, expected):
     assert not any(isinstance(m, (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh)) for m in model.modules())
     with torch.no_grad():
         model(torch.randn(shape))
-    assert [m.calls for m in made] == [1] * expected   # each one is used, once per forward
+    assert [m.calls for m in made] == [1] * expected  # each one is used, once per forward
 
 
 def test_reference_parameter_counts():
@@ -197,10 +227,9 @@ def test_cifar10_reader(cifar_dir):
 
 
 def test_cifar10_runs_end_to_end_with_a_tiny_resnet(cifar_dir):
-    result = Cifar10(epochs=1, depth=8, batch_size=32, lr=0.05, limit_test=60).run(
-        nn.ReLU, 0, cifar_dir, "cpu")
+    result = Cifar10(epochs=1, depth=8, batch_size=32, lr=0.05, limit_test=60).run(nn.ReLU, 0, cifar_dir, "cpu")
     assert result.metric == "accuracy" and 0.0 <= result.score <= 1.0
-    assert result.score > 0.3       # the colours are learnable in one epoch (chance: 0.1)
+    assert result.score > 0.3  # the colours are learnable in one epoch (chance: 0.1)
     assert result.details["n_train"] == 300 and result.details["n_test"] == 60
     assert result.details["epochs"] == 1 and np.isfinite(result.details["train_loss"])
 
@@ -228,9 +257,13 @@ def test_cifar_augment_takes_real_crops_of_the_padded_image():
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     seen = set()
     for i in range(len(x)):
-        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
-                   if torch.equal(out[i], (lambda c: c.flip(2) if flip else c)(
-                       padded[i, :, dy:dy + 32, dx:dx + 32]))]
+        matches = [
+            (dy, dx, flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if torch.equal(out[i], (lambda c: c.flip(2) if flip else c)(padded[i, :, dy : dy + 32, dx : dx + 32]))
+        ]
         assert matches, f"image {i} is not a (flipped) crop of its padded original"
         seen.update((flip, (dy, dx) == (4, 4)) for dy, dx, flip in matches)
     # Both flips and both centred and shifted crops occur.
@@ -247,10 +280,12 @@ def test_imagenet_transforms():
     rng = np.random.default_rng(0)
     assert random_resized_crop(img, 32, rng).size == (32, 32)
     assert center_crop(img, 32).size == (32, 32)
-    a = random_resized_crop(Image.fromarray(np.arange(2400, dtype=np.uint8).reshape(40, 60)), 16,
-                            np.random.default_rng(5))
-    b = random_resized_crop(Image.fromarray(np.arange(2400, dtype=np.uint8).reshape(40, 60)), 16,
-                            np.random.default_rng(5))
+    a = random_resized_crop(
+        Image.fromarray(np.arange(2400, dtype=np.uint8).reshape(40, 60)), 16, np.random.default_rng(5)
+    )
+    b = random_resized_crop(
+        Image.fromarray(np.arange(2400, dtype=np.uint8).reshape(40, 60)), 16, np.random.default_rng(5)
+    )
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -259,8 +294,7 @@ def test_image_folder_reads_classes_and_images(imagenet_dir):
     assert train.classes == ["n01440764", "n01443537", "n01484850"] and len(train) == 18
     image, label = train[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.uint8 and label == 0
-    val = ImageFolder(imagenet_dir / "imagenet" / "val", train=False, image_size=32,
-                      classes=train.classes)
+    val = ImageFolder(imagenet_dir / "imagenet" / "val", train=False, image_size=32, classes=train.classes)
     assert len(val) == 6 and torch.equal(val[5][0], val[5][0])
 
 
@@ -269,7 +303,7 @@ def test_imagenet_runs_end_to_end_on_a_tiny_tree(imagenet_dir):
     assert result.metric == "top1" and 0.0 <= result.score <= 1.0
     d = result.details
     assert (d["num_classes"], d["n_train"], d["n_val"], d["world_size"]) == (3, 18, 6, 1)
-    assert result.score <= d["top5"] <= 1.0       # (top-5 is tested with 7 classes below)
+    assert result.score <= d["top5"] <= 1.0  # (top-5 is tested with 7 classes below)
     # data_dir may also be the folder holding train/ and val/; loader workers change nothing.
     again = ImageNet(**{**TINY_IMAGENET, "workers": 2}).run(nn.ReLU, 0, imagenet_dir / "imagenet", "cpu")
     assert (again.score, again.details["train_loss"]) == (result.score, d["train_loss"])
@@ -316,15 +350,31 @@ def test_imagenet_checkpoint_resumes(imagenet_dir, tmp_path):
     # Everything is done: the rerun only loads the weights and evaluates them.
     resumed = ImageNet(**options).run(nn.ReLU, 0, imagenet_dir, "cpu")
     assert (resumed.score, resumed.details["train_loss"]) == (first.score, first.details["train_loss"])
-    with pytest.raises(ValueError, match="other settings"):     # another seed, same directory
+    with pytest.raises(ValueError, match="other settings"):  # another seed, same directory
         ImageNet(**options).run(nn.ReLU, 1, imagenet_dir, "cpu")
 
 
 def test_command_line_prints_the_result_as_json(imagenet_dir, tmp_path, capsys):
     from actmine.transfer.vision import main
 
-    tiny = ["--epochs", "1", "--batch-size", "6", "--image-size", "32", "--layers", "1,1,1,1",
-            "--width", "8", "--workers", "0", "--warmup-epochs", "0", "--device", "cpu"]
+    tiny = [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--image-size",
+        "32",
+        "--layers",
+        "1,1,1,1",
+        "--width",
+        "8",
+        "--workers",
+        "0",
+        "--warmup-epochs",
+        "0",
+        "--device",
+        "cpu",
+    ]
     assert main(["--activation", "gelu", "--data-dir", str(imagenet_dir), *tiny]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["activation"] == "gelu" and line["metric"] == "top1" and 0 <= line["top1"] <= 1
@@ -350,7 +400,7 @@ def test_dataset_missing_messages_name_the_paths(tmp_path):
     # A missing dataset is reported before any training starts.
     with pytest.raises(DatasetMissing):
         Cifar10().run(nn.ReLU, 0, tmp_path, "cpu")
-    with pytest.raises(FileNotFoundError):      # DatasetMissing is a FileNotFoundError
+    with pytest.raises(FileNotFoundError):  # DatasetMissing is a FileNotFoundError
         ImageNet().run(nn.ReLU, 0, tmp_path, "cpu")
 
 
@@ -363,29 +413,33 @@ def _ddp_worker(rank: int, world_size: int, data_dir: str, out_dir: str) -> None
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      GLOO_SOCKET_IFNAME="lo")   # gloo's sockets on the loopback interface only
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo"
+    )  # gloo's sockets on the loopback interface only
     # Rendezvous through a file rather than torchrun's TCPStore, which listens on every interface.
     store = dist.FileStore(os.path.join(out_dir, "store"), world_size)
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
     try:
         result = ImageNet(**TINY_IMAGENET).run(nn.ReLU, 0, Path(data_dir), "cpu")
-        listening = [c.laddr.ip for c in psutil.Process().net_connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN]
+        listening = [
+            c.laddr.ip for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+        ]
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(
-        {"score": result.score, "details": result.details, "listening": listening}))
+    Path(out_dir, f"rank{rank}.json").write_text(
+        json.dumps({"score": result.score, "details": result.details, "listening": listening})
+    )
 
 
 def test_imagenet_data_parallel_on_two_cpu_processes(imagenet_dir, tmp_path):
     # fork: the children start in milliseconds instead of importing torch again (the parent runs
     # torch with one thread, so there is no thread pool to break in the children).
-    torch.multiprocessing.start_processes(_ddp_worker, args=(2, str(imagenet_dir), str(tmp_path)),
-                                          nprocs=2, start_method="fork")
+    torch.multiprocessing.start_processes(
+        _ddp_worker, args=(2, str(imagenet_dir), str(tmp_path)), nprocs=2, start_method="fork"
+    )
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    assert results[0]["score"] == results[1]["score"]              # all-reduced
+    assert results[0]["score"] == results[1]["score"]  # all-reduced
     for r in results:
         assert r["details"]["world_size"] == 2 and r["details"]["n_val"] == 6
         assert r["details"]["global_batch"] == 12 and 0.0 <= r["score"] <= 1.0

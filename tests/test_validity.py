@@ -53,7 +53,7 @@ class TinyFit:
         torch.manual_seed(seed)
         model = nn.Sequential(nn.Linear(2, 8), make_activation(), nn.Linear(8, 2))
         params = list(model.parameters())
-        for _ in range(self.steps):   # plain gradient descent: torch.optim's first step imports dynamo (slow)
+        for _ in range(self.steps):  # plain gradient descent: torch.optim's first step imports dynamo (slow)
             grads = torch.autograd.grad(nn.functional.cross_entropy(model(x[:300]), y[:300]), params)
             with torch.no_grad():
                 for p, g in zip(params, grads):
@@ -72,9 +72,12 @@ def tinyfit():
 
 # -- statistics ------------------------------------------------------------------------------------
 
-matrices = st.integers(4, 12).flatmap(lambda n: st.tuples(
-    st.lists(st.lists(st.floats(-3, 3), min_size=3, max_size=3), min_size=n, max_size=n),
-    st.lists(st.lists(st.floats(-3, 3), min_size=2, max_size=2), min_size=n, max_size=n)))
+matrices = st.integers(4, 12).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.lists(st.floats(-3, 3), min_size=3, max_size=3), min_size=n, max_size=n),
+        st.lists(st.lists(st.floats(-3, 3), min_size=2, max_size=2), min_size=n, max_size=n),
+    )
+)
 
 
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
@@ -85,7 +88,7 @@ def test_rho_is_scipys_spearman_of_the_fitness_means(data):
     x, y = -lab.mean(axis=1), -downstream.mean(axis=1)
     result = correlation(lab, [downstream], replicates=20)
     expected = scipy.stats.spearmanr(x, y).statistic
-    if not math.isfinite(expected):   # a constant side: scipy says nan, we say undefined
+    if not math.isfinite(expected):  # a constant side: scipy says nan, we say undefined
         assert result["rho"] is None
     else:
         assert result["rho"] == pytest.approx(expected, abs=1e-9)
@@ -96,7 +99,7 @@ def test_monotone_data_give_rho_one_with_a_tight_interval():
     # Every resample of tasks and seeds keeps the order: ρ = 1 in every replicate.
     n = 10
     rank = np.arange(n, dtype=float)[:, None]
-    lab = -(rank + np.array([0.0, 0.3, -0.2, 1.0]))          # fitness = rank + a task constant
+    lab = -(rank + np.array([0.0, 0.3, -0.2, 1.0]))  # fitness = rank + a task constant
     downstream = -(0.1 * rank + np.array([0.5, -0.4, 0.0]))
     result = correlation(lab, [downstream], replicates=300)
     assert result["rho"] == pytest.approx(1.0)
@@ -109,7 +112,7 @@ def test_independent_noise_gives_an_interval_around_zero():
     lab, downstream = rng.normal(size=(30, 20)), rng.normal(size=(30, 3))
     result = correlation(lab, [downstream], replicates=1000)
     assert result["low"] < 0.0 < result["high"]
-    assert result["high"] - result["low"] > 0.3   # 30 functions cannot pin ρ down
+    assert result["high"] - result["low"] > 0.3  # 30 functions cannot pin ρ down
 
 
 def test_noise_in_the_seeds_widens_the_interval():
@@ -127,14 +130,13 @@ def test_pooled_uses_the_functions_that_have_every_benchmark_and_families_their_
     rng = np.random.default_rng(3)
     lab = rng.normal(size=(8, 4))
     first, second = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))
-    second[2] = np.nan                              # function 2 failed every job of the second benchmark
+    second[2] = np.nan  # function 2 failed every job of the second benchmark
     result = correlations(lab, ["a", "a", "b", "b"], {"one": first, "two": second}, replicates=50)
     assert result["per_benchmark"]["one"]["n"] == 8 and result["per_benchmark"]["two"]["n"] == 7
     assert result["pooled"]["n"] == 7
     keep = [i for i in range(8) if i != 2]
     pooled_y = -(first.mean(1) + second.mean(1)) / 2
-    assert result["pooled"]["rho"] == pytest.approx(
-        scipy.stats.spearmanr(-lab.mean(1)[keep], pooled_y[keep]).statistic)
+    assert result["pooled"]["rho"] == pytest.approx(scipy.stats.spearmanr(-lab.mean(1)[keep], pooled_y[keep]).statistic)
     family_a = result["families"]["a"]["one"]
     assert family_a["tasks"] == 2
     assert family_a["rho"] == pytest.approx(scipy.stats.spearmanr(-lab[:, :2].mean(1), -first.mean(1)).statistic)
@@ -146,9 +148,9 @@ def test_stratified_choice_spans_the_range_evenly(values, k):
     chosen = stratified_choice(values, k)
     n = len(values)
     assert len(chosen) == min(k, n) and len(set(chosen)) == len(chosen)
-    if k >= 2:   # the lowest and the highest are in
+    if k >= 2:  # the lowest and the highest are in
         assert min(values[i] for i in chosen) == min(values) and max(values[i] for i in chosen) == max(values)
-    if 2 <= k < n:   # evenly spaced ranks: no gap wider than the spacing, rounded up
+    if 2 <= k < n:  # evenly spaced ranks: no gap wider than the spacing, rounded up
         order = sorted(range(n), key=lambda i: (values[i], i))
         ranks = [order.index(i) for i in chosen]
         assert ranks == sorted(ranks)
@@ -163,13 +165,14 @@ def test_markdown_text_neutralises_markup():
 
 # -- the functions -----------------------------------------------------------------------------------
 
+
 def test_a_search_winner_is_read_as_data_and_copied_under_its_run_name(tmp_path):
     from actmine.validity.functions import winner_functions
 
     run = tmp_path / "runs" / "night|1"
     run.mkdir(parents=True)
     (run / "best_activation.py").write_text("def activation_function(x):\n    return x * torch.sigmoid(x)\n")
-    taken = {"winner_night|1"}                       # a clash: the second gets a suffix
+    taken = {"winner_night|1"}  # a clash: the second gets a suffix
     (winner,) = winner_functions([str(run)], tmp_path / "functions", taken)
     assert winner.name == "winner_night|1_2" and winner.origin == "winner" and not winner.trusted
     assert Path(winner.reference) == tmp_path / "functions" / "winner_night|1_2.py"
@@ -181,11 +184,12 @@ def test_program_names_are_file_stems_that_cannot_pass_for_registry_activations(
 
     taken: set[str] = set()
     assert program_name("a/b\\c:d\x1b[31m", taken) == "a_b_c_d_[31m"
-    assert program_name("GELU", taken) == "GELU_2"          # the registry's gelu (names are case-blind)
+    assert program_name("GELU", taken) == "GELU_2"  # the registry's gelu (names are case-blind)
     assert program_name("../x", taken) == "_x" and program_name("_x", taken) == "_x_2"
 
 
 # -- a tiny real study -------------------------------------------------------------------------------
+
 
 def tiny_lab(tmp_path: Path):
     from actmine.lab.ensemble import TrainingProtocol
@@ -205,17 +209,24 @@ def test_a_tiny_study_resumes_without_recomputing_and_escapes_names(tmp_path, ti
     hostile = tmp_path / f"{HOSTILE}.py"
     hostile.write_text("def activation_function(x):\n    return torch.tanh(x) + 0.5 * x\n")
     out = tmp_path / "study"
-    study = Settings(benchmarks=("tinyfit",), seeds=2, random=2, random_pool=6,
-                     functions=("gelu", "tanh", str(hostile)), workers=2, replicates=200)
+    study = Settings(
+        benchmarks=("tinyfit",),
+        seeds=2,
+        random=2,
+        random_pool=6,
+        functions=("gelu", "tanh", str(hostile)),
+        workers=2,
+        replicates=200,
+    )
     labs = tiny_lab(tmp_path)
     first = run_validity(study, out, labs=labs)
 
     names = [f["name"] for f in first["functions"]]
-    assert names[:4] == ["relu", "gelu", "tanh", HOSTILE]   # ReLU added: it is the reference
+    assert names[:4] == ["relu", "gelu", "tanh", HOSTILE]  # ReLU added: it is the reference
     assert {f["origin"] for f in first["functions"]} >= {"library", "given", "random"}
     pool = first["random_pool"]
     assert len(pool) == 6 and sum(p["chosen"] for p in pool) == 2
-    kept = [p["fitness"] for p in pool if p["chosen"]]   # the lowest and the highest the lab scored
+    kept = [p["fitness"] for p in pool if p["chosen"]]  # the lowest and the highest the lab scored
     scored_pool = [p["fitness"] for p in pool if p["ok"]]
     assert len(scored_pool) >= 2 and sorted(kept) == [min(scored_pool), max(scored_pool)]
     scored = [f for f in first["functions"] if f["lab"]["ok"]]
@@ -224,7 +235,7 @@ def test_a_tiny_study_resumes_without_recomputing_and_escapes_names(tmp_path, ti
     assert set(first["correlations"]["families"]) == {"tiny:polynomial", "tiny:harmonic", "tiny:feynman"}
     relu = next(f for f in first["functions"] if f["name"] == "relu")
     assert relu["downstream"]["tinyfit"]["fitness"] == 0.0 and abs(relu["lab"]["fitness"]) < 1e-6
-    assert_png_about((out / "scatter-tinyfit.png").read_bytes(), (7.5, 6.0), dpi=100, slack=0.25)   # the scatter
+    assert_png_about((out / "scatter-tinyfit.png").read_bytes(), (7.5, 6.0), dpi=100, slack=0.25)  # the scatter
     assert (out / "functions" / f"{HOSTILE}.py").is_file()
     assert first["cost"]["transfer"]["jobs"] == 2 * len(scored) and first["cost"]["lab"]["functions"] == 4 + 6
 
@@ -252,6 +263,7 @@ def test_a_tiny_study_resumes_without_recomputing_and_escapes_names(tmp_path, ti
 
 # -- the command's errors ----------------------------------------------------------------------------
 
+
 def run_cli(capsys, *argv):
     from actmine.cli import main
 
@@ -259,32 +271,36 @@ def run_cli(capsys, *argv):
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--benchmarks", "digitz"], "unknown benchmark 'digitz' (did you mean 'digits'?)"),
-    (["--benchmarks", "imagenet", "--data-dir", "{tmp}"], "imagenet: its data are missing"),
-    (["--run", "{tmp}"], "no best_activation.py there"),
-    (["--run", "{tmp}/nowhere"], "no such directory"),
-    (["--functions", "relu", "gelu", "--random", "0"], "a rank correlation needs at least 3"),
-    (["--functions", "no_such_function"], "unknown activation"),
-    (["--random", "5", "--random-pool", "2"], "is more than --random-pool"),
-    (["--lab-suites", "no-such-suite"], "unknown suite"),
-    (["--workers", "0"], "--workers must be positive"),
-    (["--workers", "-1"], "--workers must be positive"),
-    (["--option", "diabetes.nonsense=1", "--benchmarks", "diabetes"], "has no option 'nonsense'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--benchmarks", "digitz"], "unknown benchmark 'digitz' (did you mean 'digits'?)"),
+        (["--benchmarks", "imagenet", "--data-dir", "{tmp}"], "imagenet: its data are missing"),
+        (["--run", "{tmp}"], "no best_activation.py there"),
+        (["--run", "{tmp}/nowhere"], "no such directory"),
+        (["--functions", "relu", "gelu", "--random", "0"], "a rank correlation needs at least 3"),
+        (["--functions", "no_such_function"], "unknown activation"),
+        (["--random", "5", "--random-pool", "2"], "is more than --random-pool"),
+        (["--lab-suites", "no-such-suite"], "unknown suite"),
+        (["--workers", "0"], "--workers must be positive"),
+        (["--workers", "-1"], "--workers must be positive"),
+        (["--option", "diabetes.nonsense=1", "--benchmarks", "diabetes"], "has no option 'nonsense'"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     code, err = run_cli(capsys, "--out", str(tmp_path / "study"), "--quiet", *argv)
     assert code == 2
     assert err.startswith("actmine: error: ") and message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "study" / "lab.jsonl").exists()   # nothing ran
+    assert not (tmp_path / "study" / "lab.jsonl").exists()  # nothing ran
 
 
 def test_validate_parses_repeated_runs_and_functions():
     from actmine.cli import build_parser
 
-    args = build_parser().parse_args(["validate", "--out", "d", "--run", "a", "b", "--run", "c", "--functions", "relu",
-                                      "x.py"])
+    args = build_parser().parse_args(
+        ["validate", "--out", "d", "--run", "a", "b", "--run", "c", "--functions", "relu", "x.py"]
+    )
     assert args.runs == ["a", "b", "c"] and args.functions == ["relu", "x.py"] and args.seeds == 3
 
 
@@ -294,8 +310,10 @@ def test_the_api_refuses_bad_workers_before_any_work(tmp_path, workers):
     from actmine.validity import Settings, run_validity
 
     with pytest.raises(ValidityInputError, match="--workers must be an integer of at least 1"):
-        run_validity(Settings(functions=("relu", "gelu", "tanh"), random=0, benchmarks=("diabetes",),
-                              workers=workers), tmp_path / "study")
+        run_validity(
+            Settings(functions=("relu", "gelu", "tanh"), random=0, benchmarks=("diabetes",), workers=workers),
+            tmp_path / "study",
+        )
     assert not (tmp_path / "study" / "lab.jsonl").exists()
 
 
@@ -311,8 +329,9 @@ def test_a_program_is_journalled_while_the_library_still_trains(tmp_path, monkey
     from actmine.validity.functions import registry_function, write_program
 
     labs = tiny_lab(tmp_path)
-    program = write_program(tmp_path / "functions", "soft", "def activation_function(x):\n    return F.softplus(x)\n",
-                            "given", "soft.py")
+    program = write_program(
+        tmp_path / "functions", "soft", "def activation_function(x):\n    return F.softplus(x)\n", "given", "soft.py"
+    )
     journal = tmp_path / "lab.jsonl"
     original, seen = Lab.evaluate, []
 
@@ -323,8 +342,8 @@ def test_a_program_is_journalled_while_the_library_still_trains(tmp_path, monkey
         seen.append(journal.is_file() and '"name": "soft"' in journal.read_text())
         return original(self, module, name=name)
 
-    monkeypatch.setattr(Lab, "evaluate", evaluate_after_the_program)   # this process only: workers are unpatched
+    monkeypatch.setattr(Lab, "evaluate", evaluate_after_the_program)  # this process only: workers are unpatched
     records = labscore.score_functions([registry_function("gelu"), program], labs, journal, workers=1)
     assert seen == [True] and set(records) == {"gelu", "soft"} and all(r["ok"] for r in records.values())
     written = [json.loads(line)["name"] for line in lines(journal)]
-    assert written == ["soft", "gelu"]      # the program first: it finished while the library trained
+    assert written == ["soft", "gelu"]  # the program first: it finished while the library trained

@@ -10,8 +10,10 @@ import psutil
 
 from actmine.candidate.sandbox import SandboxLimits
 
-SLOW_GOOD = ("def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
-             "        for j in range(10):\n            total = total + 1.0\n    return torch.tanh(x) + 0.0 * total\n")
+SLOW_GOOD = (
+    "def activation_function(x):\n    total = 0.0\n    for i in range(10000):\n"
+    "        for j in range(10):\n            total = total + 1.0\n    return torch.tanh(x) + 0.0 * total\n"
+)
 LOSS_LIMITS = SandboxLimits(timeout_s=120, cpu_s=60, memory_mb=3072)
 
 

@@ -20,17 +20,40 @@ from torch import Tensor
 from .registry import Activation, register
 
 __all__ = [
-    "relu", "leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu", "mish",
-    "softplus", "tanh", "sigmoid", "snake", "sin", "identity",
-    "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "GELUTanh", "SiLU", "Mish",
-    "Softplus", "Tanh", "Sigmoid", "Snake", "Sin", "Identity",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "mish",
+    "softplus",
+    "tanh",
+    "sigmoid",
+    "snake",
+    "sin",
+    "identity",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "SELU",
+    "GELU",
+    "GELUTanh",
+    "SiLU",
+    "Mish",
+    "Softplus",
+    "Tanh",
+    "Sigmoid",
+    "Snake",
+    "Sin",
+    "Identity",
 ]
 
 # SELU's fixed-point constants (Klambauer et al. 2017, eq. 14), to the
 # precision torch uses.
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-
 
 
 # -- functions ----------------------------------------------------------------
@@ -420,36 +443,93 @@ class Identity(Activation):
 
 # -- registration ---------------------------------------------------------------
 
-register("relu", ReLU, function=relu, formula="max(0, x)",
-         source="Nair & Hinton 2010, 'Rectified Linear Units Improve Restricted Boltzmann Machines'")
-register("leaky_relu", LeakyReLU, function=leaky_relu, formula="x if x > 0 else s·x, s=0.01",
-         source="Maas, Hannun & Ng 2013, 'Rectifier Nonlinearities Improve Neural Network Acoustic Models'")
-register("elu", ELU, function=elu, formula="x if x > 0 else α·(eˣ − 1), α=1",
-         source="Clevert et al. 2016, 'Fast and Accurate Deep Network Learning by ELUs', arXiv:1511.07289")
-register("selu", SELU, function=selu, formula="λ·ELU_α(x), α≈1.6733, λ≈1.0507",
-         source="Klambauer et al. 2017, 'Self-Normalizing Neural Networks', arXiv:1706.02515")
-register("gelu", GELU, function=gelu, formula="x·Φ(x) = x/2·(1 + erf(x/√2))",
-         source="Hendrycks & Gimpel 2016, 'Gaussian Error Linear Units (GELUs)', arXiv:1606.08415")
-register("gelu_tanh", GELUTanh, function=gelu_tanh,
-         formula="x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))",
-         source="Hendrycks & Gimpel 2016, 'Gaussian Error Linear Units (GELUs)', arXiv:1606.08415")
-register("silu", SiLU, function=silu, formula="x·σ(x)", aliases=("swish",),
-         source="Elfwing et al. 2018, arXiv:1702.03118; Ramachandran et al. 2017, "
-                "'Searching for Activation Functions', arXiv:1710.05941")
-register("mish", Mish, function=mish, formula="x·tanh(softplus(x))",
-         source="Misra 2019, 'Mish: A Self Regularized Non-Monotonic Activation Function', arXiv:1908.08681")
-register("softplus", Softplus, function=softplus, formula="log(1 + e^(βx))/β, β=1 (x where βx > 20)",
-         source="Dugas et al. 2001, 'Incorporating Second-Order Functional Knowledge for Better "
-                "Option Pricing'")
-register("tanh", Tanh, function=tanh, formula="tanh(x)",
-         source="classical; LeCun et al. 1998, 'Efficient BackProp'")
-register("sigmoid", Sigmoid, function=sigmoid, formula="1 / (1 + e^(−x))",
-         source="classical; Rumelhart, Hinton & Williams 1986")
-register("snake", Snake, function=snake, formula="x + sin²(a·x)/a, a=1",
-         source="Liu Ziyin et al. 2020, 'Neural Networks Fail to Learn Periodic Functions and "
-                "How to Fix It', arXiv:2006.08195")
-register("sin", Sin, function=sin, formula="sin(x)",
-         source="Sitzmann et al. 2020, 'Implicit Neural Representations with Periodic Activation "
-                "Functions' (SIREN), arXiv:2006.09661")
-register("identity", Identity, function=identity, formula="x",
-         source="linear baseline (no nonlinearity)")
+register(
+    "relu",
+    ReLU,
+    function=relu,
+    formula="max(0, x)",
+    source="Nair & Hinton 2010, 'Rectified Linear Units Improve Restricted Boltzmann Machines'",
+)
+register(
+    "leaky_relu",
+    LeakyReLU,
+    function=leaky_relu,
+    formula="x if x > 0 else s·x, s=0.01",
+    source="Maas, Hannun & Ng 2013, 'Rectifier Nonlinearities Improve Neural Network Acoustic Models'",
+)
+register(
+    "elu",
+    ELU,
+    function=elu,
+    formula="x if x > 0 else α·(eˣ − 1), α=1",
+    source="Clevert et al. 2016, 'Fast and Accurate Deep Network Learning by ELUs', arXiv:1511.07289",
+)
+register(
+    "selu",
+    SELU,
+    function=selu,
+    formula="λ·ELU_α(x), α≈1.6733, λ≈1.0507",
+    source="Klambauer et al. 2017, 'Self-Normalizing Neural Networks', arXiv:1706.02515",
+)
+register(
+    "gelu",
+    GELU,
+    function=gelu,
+    formula="x·Φ(x) = x/2·(1 + erf(x/√2))",
+    source="Hendrycks & Gimpel 2016, 'Gaussian Error Linear Units (GELUs)', arXiv:1606.08415",
+)
+register(
+    "gelu_tanh",
+    GELUTanh,
+    function=gelu_tanh,
+    formula="x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))",
+    source="Hendrycks & Gimpel 2016, 'Gaussian Error Linear Units (GELUs)', arXiv:1606.08415",
+)
+register(
+    "silu",
+    SiLU,
+    function=silu,
+    formula="x·σ(x)",
+    aliases=("swish",),
+    source="Elfwing et al. 2018, arXiv:1702.03118; Ramachandran et al. 2017, "
+    "'Searching for Activation Functions', arXiv:1710.05941",
+)
+register(
+    "mish",
+    Mish,
+    function=mish,
+    formula="x·tanh(softplus(x))",
+    source="Misra 2019, 'Mish: A Self Regularized Non-Monotonic Activation Function', arXiv:1908.08681",
+)
+register(
+    "softplus",
+    Softplus,
+    function=softplus,
+    formula="log(1 + e^(βx))/β, β=1 (x where βx > 20)",
+    source="Dugas et al. 2001, 'Incorporating Second-Order Functional Knowledge for Better Option Pricing'",
+)
+register("tanh", Tanh, function=tanh, formula="tanh(x)", source="classical; LeCun et al. 1998, 'Efficient BackProp'")
+register(
+    "sigmoid",
+    Sigmoid,
+    function=sigmoid,
+    formula="1 / (1 + e^(−x))",
+    source="classical; Rumelhart, Hinton & Williams 1986",
+)
+register(
+    "snake",
+    Snake,
+    function=snake,
+    formula="x + sin²(a·x)/a, a=1",
+    source="Liu Ziyin et al. 2020, 'Neural Networks Fail to Learn Periodic Functions and "
+    "How to Fix It', arXiv:2006.08195",
+)
+register(
+    "sin",
+    Sin,
+    function=sin,
+    formula="sin(x)",
+    source="Sitzmann et al. 2020, 'Implicit Neural Representations with Periodic Activation "
+    "Functions' (SIREN), arXiv:2006.09661",
+)
+register("identity", Identity, function=identity, formula="x", source="linear baseline (no nonlinearity)")

@@ -21,15 +21,18 @@ from .classic import GELU, _check_approximate, gelu
 from .registry import Activation, get as registry_get, normalize_name, register
 
 __all__ = [
-    "gelu_sine", "gelu_sinc_perturbation", "gmtu", "turbulent",
-    "GELUSine", "GELUSincPerturbation", "GMTU", "Turbulent",
+    "gelu_sine",
+    "gelu_sinc_perturbation",
+    "gmtu",
+    "turbulent",
+    "GELUSine",
+    "GELUSincPerturbation",
+    "GMTU",
+    "Turbulent",
     "PAPER_SOURCE",
 ]
 
-PAPER_SOURCE = (
-    "Vitvitskyi et al. 2026, 'Mining Generalizable Activation Functions', "
-    "Google DeepMind, arXiv:2602.05688"
-)
+PAPER_SOURCE = "Vitvitskyi et al. 2026, 'Mining Generalizable Activation Functions', Google DeepMind, arXiv:2602.05688"
 
 # Added to the standard deviation in `turbulent`, as in the paper's code, so
 # that a constant input gives z = 0 instead of 0/0.
@@ -287,16 +290,27 @@ class Turbulent(Activation):
 
 # -- registration ---------------------------------------------------------------
 
-register("gelu_sine", GELUSine, function=gelu_sine,
-         formula="GELU(x) + α·sin(x), α=0.1",
-         source=PAPER_SOURCE + " (α swept in Appendix C)")
-register("gelu_sinc_perturbation", GELUSincPerturbation, function=gelu_sinc_perturbation,
-         formula="GELU(x)·(1 + α·sinc(x)), α=0.5, sinc(x) = sin(πx)/(πx)",
-         source=PAPER_SOURCE)
-register("gmtu", GMTU, function=gmtu,
-         formula="tanh(β·x)·exp(−γ·x²) + α·x, β=1.5, γ=0.2, α=0.1",
-         source=PAPER_SOURCE)
-register("turbulent", Turbulent, function=turbulent, pointwise=False,
-         formula="base(x) + α·exp(−z²/2)·sin(ω·x), z = (x − mean(x))/(std(x) + 1e−6) over the "
-                 "whole tensor, α=0.2, ω=2, base=GELU (our choice)",
-         source=PAPER_SOURCE)
+register(
+    "gelu_sine",
+    GELUSine,
+    function=gelu_sine,
+    formula="GELU(x) + α·sin(x), α=0.1",
+    source=PAPER_SOURCE + " (α swept in Appendix C)",
+)
+register(
+    "gelu_sinc_perturbation",
+    GELUSincPerturbation,
+    function=gelu_sinc_perturbation,
+    formula="GELU(x)·(1 + α·sinc(x)), α=0.5, sinc(x) = sin(πx)/(πx)",
+    source=PAPER_SOURCE,
+)
+register("gmtu", GMTU, function=gmtu, formula="tanh(β·x)·exp(−γ·x²) + α·x, β=1.5, γ=0.2, α=0.1", source=PAPER_SOURCE)
+register(
+    "turbulent",
+    Turbulent,
+    function=turbulent,
+    pointwise=False,
+    formula="base(x) + α·exp(−z²/2)·sin(ω·x), z = (x − mean(x))/(std(x) + 1e−6) over the "
+    "whole tensor, α=0.2, ω=2, base=GELU (our choice)",
+    source=PAPER_SOURCE,
+)

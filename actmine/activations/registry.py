@@ -230,8 +230,7 @@ class ActivationRegistry:
         declared = getattr(module_cls, "pointwise", None)
         if declared is not None and bool(declared) != bool(pointwise):
             raise ValueError(
-                f"{module_cls.__qualname__}.pointwise is {declared} but register() "
-                f"was told pointwise={pointwise}"
+                f"{module_cls.__qualname__}.pointwise is {declared} but register() was told pointwise={pointwise}"
             )
         canonical = normalize_name(name)
         alias_names = tuple(dict.fromkeys(normalize_name(a) for a in aliases))
@@ -345,13 +344,9 @@ class ActivationRegistry:
             return obj(**kwargs)
         if callable(obj):
             return ActivationFromCallable(obj, **kwargs)
-        raise TypeError(
-            f"expected an activation name, nn.Module or callable, got {type(obj).__name__}"
-        )
+        raise TypeError(f"expected an activation name, nn.Module or callable, got {type(obj).__name__}")
 
-    def is_pointwise(
-        self, name_or_module: str | nn.Module | type[nn.Module] | Callable[..., Tensor]
-    ) -> bool | None:
+    def is_pointwise(self, name_or_module: str | nn.Module | type[nn.Module] | Callable[..., Tensor]) -> bool | None:
         """Whether an activation acts element by element.
 
         Returns ``True``/``False`` for registered names and for modules (or
@@ -409,8 +404,14 @@ def _register_programs(classes: dict, path: str | Path, registry: ActivationRegi
     origin = Path(path).expanduser().resolve()
     names = []
     for name, module_cls in classes.items():
-        entry = registry.register(name, module_cls, formula=module_cls.formula, source=f"exported from {origin}",
-                                  pointwise=module_cls.pointwise, function=module_cls.function)
+        entry = registry.register(
+            name,
+            module_cls,
+            formula=module_cls.formula,
+            source=f"exported from {origin}",
+            pointwise=module_cls.pointwise,
+            function=module_cls.function,
+        )
         names.append(entry.name)
     return names
 

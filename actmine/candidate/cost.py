@@ -65,14 +65,18 @@ class _OperationCounter(TorchDispatchMode):
 class Cost:
     """What one forward and backward pass of the activation costs, per input element."""
 
-    flops_per_element: float            # forward, weighted elementwise ops
-    backward_flops_per_element: float   # backward, weighted elementwise ops
-    saved_bytes_per_element: float      # distinct storages saved for backward, the input's excluded
-    ops: dict[str, int]                 # forward ops by name
+    flops_per_element: float  # forward, weighted elementwise ops
+    backward_flops_per_element: float  # backward, weighted elementwise ops
+    saved_bytes_per_element: float  # distinct storages saved for backward, the input's excluded
+    ops: dict[str, int]  # forward ops by name
 
 
-def measure_cost(activation: Activation, size: int = COST_SIZE, dtype: torch.dtype = torch.float32,
-                 shape: tuple[int, ...] | None = None) -> Cost:
+def measure_cost(
+    activation: Activation,
+    size: int = COST_SIZE,
+    dtype: torch.dtype = torch.float32,
+    shape: tuple[int, ...] | None = None,
+) -> Cost:
     """Forward and backward operation counts and saved bytes on a random input of `size` elements
     (a 1-D tensor), or of the given `shape` (which then sets the size).
 
@@ -112,10 +116,15 @@ def measure_cost(activation: Activation, size: int = COST_SIZE, dtype: torch.dty
             with backward:
                 torch.autograd.grad(y, x, seed, allow_unused=True)
         except Exception as exc:
-            raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__} while measuring "
-                                                f"its cost: {exc}") from None
-    return Cost(flops_per_element=forward.elements / size, backward_flops_per_element=backward.elements / size,
-                saved_bytes_per_element=sum(storages.values()) / size, ops=forward.ops)
+            raise ProbeFailure(
+                exception_code(exc), f"the backward pass raised {type(exc).__name__} while measuring its cost: {exc}"
+            ) from None
+    return Cost(
+        flops_per_element=forward.elements / size,
+        backward_flops_per_element=backward.elements / size,
+        saved_bytes_per_element=sum(storages.values()) / size,
+        ops=forward.ops,
+    )
 
 
 def flops_per_element(activation: Activation, size: int = COST_SIZE) -> tuple[float, dict[str, int]]:
@@ -129,7 +138,6 @@ def backward_flops_per_element(activation: Activation, size: int = COST_SIZE) ->
     return measure_cost(activation, size).backward_flops_per_element
 
 
-def saved_bytes_per_element(activation: Activation, dtype: torch.dtype = torch.float32,
-                            size: int = COST_SIZE) -> float:
+def saved_bytes_per_element(activation: Activation, dtype: torch.dtype = torch.float32, size: int = COST_SIZE) -> float:
     """Bytes saved for the backward pass per input element, the input's own storage excluded."""
     return measure_cost(activation, size, dtype).saved_bytes_per_element

@@ -53,8 +53,11 @@ def curve(activation: Activation) -> dict[str, list[float]]:
     from this record, so they never have to run its (untrusted) code themselves."""
     x = curve_points()
     y, dy = _derivative(activation, x, "on the curve's points")
-    return {"x": [round(v, 4) for v in x.tolist()], "y": [_finite(v) for v in y.tolist()],
-            "dy": [_finite(v) for v in dy.tolist()]}
+    return {
+        "x": [round(v, 4) for v in x.tolist()],
+        "y": [_finite(v) for v in y.tolist()],
+        "dy": [_finite(v) for v in dy.tolist()],
+    }
 
 
 def _finite(value: float, bound: float = DESCRIPTOR_CLIP) -> float:
@@ -86,13 +89,13 @@ def descriptors(activation: Activation, dtype: torch.dtype = torch.float64) -> d
     `bounded`, as unbounded), ±inf is clipped (±1e6, growth to ±10). The derivatives are of
     sum f(x), which is the elementwise derivative only for a pointwise f.
     """
+
     def grid(lo: float, hi: float, n: int) -> torch.Tensor:
         return torch.linspace(lo, hi, n, dtype=torch.float64).to(dtype)
 
     value_0, slope_0 = _derivative(activation, torch.zeros(1, dtype=dtype), "at x = 0")
     with torch.no_grad():
-        far = _call(activation, torch.tensor([1e3, -1e3], dtype=torch.float64).to(dtype),
-                    "at x = ±1e3").double()
+        far = _call(activation, torch.tensor([1e3, -1e3], dtype=torch.float64).to(dtype), "at x = ±1e3").double()
         wide = _call(activation, grid(-100.0, 100.0, 2001), "on [−100, 100]").double()
         h = 0.01
         near = _call(activation, grid(-3.0, 3.0, 601), "on [−3, 3]").double()

@@ -46,16 +46,36 @@ from ..language.program import ProgramError, parse_program
 from .descriptors import curve_points
 from .probe_calls import ProbeFailure, _call, _same
 
-__all__ = ["FusedActivation", "FusedMismatch", "fused_or_reason", "agreement", "fused_check", "compile_kernel",
-           "compiler_flags", "COMPILE_TIMEOUT_S", "MIN_OPERATIONS", "AGREEMENT_POINTS", "SLOPE_RTOL", "SLOPE_ATOL"]
+__all__ = [
+    "FusedActivation",
+    "FusedMismatch",
+    "fused_or_reason",
+    "agreement",
+    "fused_check",
+    "compile_kernel",
+    "compiler_flags",
+    "COMPILE_TIMEOUT_S",
+    "MIN_OPERATIONS",
+    "AGREEMENT_POINTS",
+    "SLOPE_RTOL",
+    "SLOPE_ATOL",
+]
 
-MIN_OPERATIONS = 2          # a single op (relu, gelu, tanh) is as fast in torch's own kernel: measured
-AGREEMENT_POINTS = 4096      # random inputs (besides the curve's) on which the kernel must agree with the candidate
-SLOPE_RTOL, SLOPE_ATOL = 1e-3, 1e-4   # f' of the kernel vs autograd's of the candidate (values: the probes' tolerance)
+MIN_OPERATIONS = 2  # a single op (relu, gelu, tanh) is as fast in torch's own kernel: measured
+AGREEMENT_POINTS = 4096  # random inputs (besides the curve's) on which the kernel must agree with the candidate
+SLOPE_RTOL, SLOPE_ATOL = 1e-3, 1e-4  # f' of the kernel vs autograd's of the candidate (values: the probes' tolerance)
 
 COMPILE_TIMEOUT_S = 60
-_BASE_FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-D__FAST_MATH__",
-               "-fPIC", "-shared")
+_BASE_FLAGS = (
+    "-O3",
+    "-fopenmp-simd",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",
+    "-D__FAST_MATH__",
+    "-fPIC",
+    "-shared",
+)
 _loaded: dict[str, ctypes.CDLL] = {}
 _lock = threading.Lock()
 
@@ -110,10 +130,16 @@ def _run_compiler(argv: list[str], log: Path) -> int:
     pipe for it (the child opens the log itself), so a worker's descriptors do not jump while it
     compiles (the soak test watches them); killed after `COMPILE_TIMEOUT_S`."""
     try:
-        pid = os.posix_spawnp(argv[0], argv, {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR")},
-                              file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                                            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT, 0o600),
-                                            (os.POSIX_SPAWN_DUP2, 1, 2)])
+        pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR")},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+        )
     except OSError as exc:
         raise RuntimeError(f"the C compiler did not run: {type(exc).__name__}: {exc}") from None
     deadline = time.monotonic() + COMPILE_TIMEOUT_S
@@ -175,11 +201,12 @@ class FusedActivation:
             return self.eager(x)
         if torch.is_grad_enabled() and x.requires_grad:
             return _Kernel.apply(x, self.library)
-        return _run_kernel(self.library, x)[0]   # no gradient: the slope is not needed
+        return _run_kernel(self.library, x)[0]  # no gradient: the slope is not needed
 
 
-def fused_or_reason(source: str, eager: Callable[[torch.Tensor], torch.Tensor],
-                    cache_dir: Path) -> FusedActivation | str:
+def fused_or_reason(
+    source: str, eager: Callable[[torch.Tensor], torch.Tensor], cache_dir: Path
+) -> FusedActivation | str:
     """The fused form of the candidate `source` (`eager`: the candidate's own function), or why
     there is none, as "eager: …" (the caller trains eagerly)."""
     try:
@@ -209,8 +236,10 @@ def _agreement_points() -> torch.Tensor:
     return torch.cat([curve_points(), torch.randn(AGREEMENT_POINTS, generator=generator) * scales, special])
 
 
-def _value_and_slope(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def _value_and_slope(
+    function: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.clone().requires_grad_(True)
     y = _call(function, x, "while comparing the fused kernel with the candidate")
     (slope,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
@@ -237,7 +266,7 @@ def agreement(fused: FusedActivation, candidate: Callable[[torch.Tensor], torch.
     try:
         exact, exact_slope = _value_and_slope(candidate, x.double())
     except (ProbeFailure, RuntimeError):
-        exact, exact_slope = expected, expected_slope   # a candidate that is float32 only
+        exact, exact_slope = expected, expected_slope  # a candidate that is float32 only
     agree = _same(got, expected) | _same(got.double(), exact.double())
     if not agree.all():
         return f"the fused kernel's values differ from the candidate's at x = {_where_not(agree, x)}"
@@ -256,6 +285,7 @@ def fused_check(check: Callable, candidate: Callable[[torch.Tensor], torch.Tenso
     candidate on slices of the training tensor and compares with the kernel's output there). If
     that fails, the candidate's full output decides who is wrong: where the candidate agrees with
     itself the kernel is (`FusedMismatch`: the lab retrains eagerly); else the failure stands."""
+
     def watch(before: torch.Tensor, output: object, where: str, modified_in_place: bool) -> None:
         try:
             check(before, output, where, modified_in_place)
@@ -264,6 +294,7 @@ def fused_check(check: Callable, candidate: Callable[[torch.Tensor], torch.Tenso
                 raise
             with torch.no_grad():
                 real = _call(candidate, before.clone(), where)
-            check(before, real, where, False)   # raises when the candidate itself is inconsistent
+            check(before, real, where, False)  # raises when the candidate itself is inconsistent
             raise FusedMismatch(f"the fused kernel differed from the candidate {where}") from None
+
     return watch

@@ -56,17 +56,44 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from .load_time_bounds import (MAX_FORMAT_NUMBER as MAX_FORMAT_NUMBER, MAX_INT_BITS as MAX_INT_BITS,
-                               MAX_SIZE as MAX_SIZE, MAX_STEPS as MAX_STEPS, NODE_STEPS as NODE_STEPS,
-                               UNKNOWN as UNKNOWN, CostlyConstant as CostlyConstant, _format_numbers_problem,
-                               _Function, _is_int, _LoadFails, _snippet, _statement_targets, _unpack, _words)
+from .load_time_bounds import (
+    MAX_FORMAT_NUMBER as MAX_FORMAT_NUMBER,
+    MAX_INT_BITS as MAX_INT_BITS,
+    MAX_SIZE as MAX_SIZE,
+    MAX_STEPS as MAX_STEPS,
+    NODE_STEPS as NODE_STEPS,
+    UNKNOWN as UNKNOWN,
+    CostlyConstant as CostlyConstant,
+    _format_numbers_problem,
+    _Function,
+    _is_int,
+    _LoadFails,
+    _snippet,
+    _statement_targets,
+    _unpack,
+    _words,
+)
 from .load_time_calls import _CALL, _CALL_CHECKS, _CONSTANT_CALLS, _SIZE_SENSITIVE_CALLS
 from .load_time_operators import _UNARY, OperatorChecks
 
 #: Value types whose attributes the evaluator reads (after the policy refused private, dunder and
 #: dangerous attribute names): plain data, dtypes and `torch.finfo`/`torch.iinfo` results.
-_DATA_TYPES = (int, float, complex, bool, str, bytes, tuple, range, slice, type(None), type(Ellipsis),
-               torch.dtype, torch.finfo, torch.iinfo)
+_DATA_TYPES = (
+    int,
+    float,
+    complex,
+    bool,
+    str,
+    bytes,
+    tuple,
+    range,
+    slice,
+    type(None),
+    type(Ellipsis),
+    torch.dtype,
+    torch.finfo,
+    torch.iinfo,
+)
 
 
 class LoadTimeEvaluator(OperatorChecks):
@@ -87,7 +114,7 @@ class LoadTimeEvaluator(OperatorChecks):
         self.fails_at: ast.stmt | None = None
         self.steps = 0
         self._weights: dict[int, int] = {}
-        self._alive: list[tuple] = []   # tuples whose weight is memoised by id: kept alive so ids stay unique
+        self._alive: list[tuple] = []  # tuples whose weight is memoised by id: kept alive so ids stay unique
 
     # -- the program --
 
@@ -105,8 +132,10 @@ class LoadTimeEvaluator(OperatorChecks):
                 for name in _statement_targets(statement):
                     self.values[name] = UNKNOWN
             except Exception as exc:  # noqa: BLE001 -- not the program's exception but the evaluator's own
-                return statement, (f"the policy could not evaluate the top-level statement "   # fail closed
-                                   f"`{_snippet(statement)}` ({type(exc).__name__}); write its values out as literals")
+                return statement, (
+                    f"the policy could not evaluate the top-level statement "  # fail closed
+                    f"`{_snippet(statement)}` ({type(exc).__name__}); write its values out as literals"
+                )
         return None
 
     def statement(self, statement: ast.stmt):
@@ -120,8 +149,7 @@ class LoadTimeEvaluator(OperatorChecks):
         elif isinstance(statement, ast.AnnAssign):
             what = _snippet(statement.target, 30)
             if statement.value is not None:
-                self.bind(statement.target,
-                          self.about(statement.value, f"the top-level value of `{what}`"))
+                self.bind(statement.target, self.about(statement.value, f"the top-level value of `{what}`"))
             self.about(statement.annotation, f"the annotation of `{what}`", annotation=True)
         elif isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
             name = statement.target.id
@@ -136,12 +164,14 @@ class LoadTimeEvaluator(OperatorChecks):
         """A `def` or lambda being created: its defaults (and a def's annotations) are evaluated now."""
         args = node.args
         positional = [*args.posonlyargs, *args.args]
-        pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults),
-                 *zip(args.kwonlyargs, args.kw_defaults)]
+        pairs = [
+            *zip(positional[len(positional) - len(args.defaults) :], args.defaults),
+            *zip(args.kwonlyargs, args.kw_defaults),
+        ]
         for arg, default in pairs:
             if default is None:
                 continue
-            if isinstance(node, ast.Lambda):   # inside an expression: its refusal names the whole value
+            if isinstance(node, ast.Lambda):  # inside an expression: its refusal names the whole value
                 self.evaluate(default, scopes)
             else:
                 self.about(default, f"the default value of `{arg.arg}` (function `{name}`)")
@@ -159,17 +189,21 @@ class LoadTimeEvaluator(OperatorChecks):
         except CostlyConstant as exc:
             reason = exc.reason
             if annotation:
-                reason += ("; annotations run when the function is defined: write a type such as torch.Tensor, "
-                           "float or tuple[float, ...], or a string")
+                reason += (
+                    "; annotations run when the function is defined: write a type such as torch.Tensor, "
+                    "float or tuple[float, ...], or a string"
+                )
             raise CostlyConstant(exc.node, self.message(what, node, reason)) from None
 
     @staticmethod
     def message(what: str, node: ast.AST, reason: str) -> str:
-        return (f"{what} (`{_snippet(node)}`) cannot be proven cheap to compute: {reason}. Top-level values, "
-                "default arguments and annotations run whenever the program is loaded -- also outside the "
-                f"sandbox, with no time or memory limit -- so they are held to integers of at most {MAX_INT_BITS:,} "
-                f"bits, strings and tuples of at most {MAX_SIZE:,} elements and {MAX_STEPS:,} steps of work; "
-                "write the value out as a literal, or compute it inside activation_function")
+        return (
+            f"{what} (`{_snippet(node)}`) cannot be proven cheap to compute: {reason}. Top-level values, "
+            "default arguments and annotations run whenever the program is loaded -- also outside the "
+            f"sandbox, with no time or memory limit -- so they are held to integers of at most {MAX_INT_BITS:,} "
+            f"bits, strings and tuples of at most {MAX_SIZE:,} elements and {MAX_STEPS:,} steps of work; "
+            "write the value out as a literal, or compute it inside activation_function"
+        )
 
     def bind(self, target: ast.AST, value: Any):
         if isinstance(target, ast.Name):
@@ -179,7 +213,7 @@ class LoadTimeEvaluator(OperatorChecks):
                 parts = (UNKNOWN,) * len(target.elts)
             elif isinstance(value, (tuple, str, bytes)) and len(value) == len(target.elts):
                 parts = tuple(value)
-            else:   # a range is unpacked element by element, at most len(targets) + 1 of them
+            else:  # a range is unpacked element by element, at most len(targets) + 1 of them
                 parts = self.attempt(lambda: tuple(_unpack(value, len(target.elts))), target)
             for index, element in enumerate(target.elts):
                 self.bind(element, parts[index])
@@ -189,8 +223,9 @@ class LoadTimeEvaluator(OperatorChecks):
     def charge(self, steps: int | float, node: ast.AST):
         self.steps += steps
         if self.steps > MAX_STEPS:
-            raise CostlyConstant(node, f"the program's load-time code takes more than {MAX_STEPS:,} steps "
-                                       f"(at `{_snippet(node)}`)")
+            raise CostlyConstant(
+                node, f"the program's load-time code takes more than {MAX_STEPS:,} steps (at `{_snippet(node)}`)"
+            )
 
     def weight(self, value: Any) -> int:
         """A value's size: bits / 64 for an int, the length of a string, elements through nesting of a tuple."""
@@ -227,7 +262,7 @@ class LoadTimeEvaluator(OperatorChecks):
             return self.values[name]
         if name in self.builtins:
             return self.builtins[name]
-        raise _LoadFails(f"name {name!r} is not bound yet")   # NameError when the program loads
+        raise _LoadFails(f"name {name!r} is not bound yet")  # NameError when the program loads
 
     def evaluate(self, node: ast.expr, scopes: tuple[dict, ...]) -> Any:
         self.charge(NODE_STEPS, node)
@@ -258,7 +293,7 @@ class LoadTimeEvaluator(OperatorChecks):
             return self.compare(node, scopes)
         if isinstance(node, ast.IfExp):
             test = self.evaluate(node.test, scopes)
-            if test is UNKNOWN:   # evaluate both: either may run
+            if test is UNKNOWN:  # evaluate both: either may run
                 self.evaluate(node.body, scopes)
                 self.evaluate(node.orelse, scopes)
                 return UNKNOWN
@@ -320,8 +355,7 @@ class LoadTimeEvaluator(OperatorChecks):
                 raise CostlyConstant(node, f"`{_snippet(node)}` has more than {MAX_SIZE:,} elements to go through")
             self.charge(length * 4, node)
             return list(iterable)
-        raise _LoadFails(f"{type(iterable).__name__} is not iterable")   # TypeError when loading
-
+        raise _LoadFails(f"{type(iterable).__name__} is not iterable")  # TypeError when loading
 
     def subscript(self, node: ast.Subscript, scopes) -> Any:
         value = self.evaluate(node.value, scopes)
@@ -331,7 +365,7 @@ class LoadTimeEvaluator(OperatorChecks):
         if isinstance(value, (str, bytes, tuple)) and isinstance(index, slice):
             self.charge(self.weight(value), node)
         else:
-            self.charge(self.weight(index), node)   # an element, or a generic alias such as tuple[float, ...]
+            self.charge(self.weight(index), node)  # an element, or a generic alias such as tuple[float, ...]
         return self.attempt(lambda: value[index], node)
 
     def formatted(self, node: ast.FormattedValue, scopes) -> Any:
@@ -358,7 +392,7 @@ class LoadTimeEvaluator(OperatorChecks):
             value = self.modules[base.id]
             for attr in chain:
                 if tree is None or attr not in tree:
-                    return UNKNOWN   # refused by the policy before this runs
+                    return UNKNOWN  # refused by the policy before this runs
                 tree, value = tree[attr], getattr(value, attr)
             return value
         value = self.evaluate(node.value, scopes)
@@ -371,11 +405,14 @@ class LoadTimeEvaluator(OperatorChecks):
     def call(self, node: ast.Call, scopes) -> Any:
         function, name = self.callee(node.func)
         if function is None:
-            raise CostlyConstant(node, f"`{_snippet(node.func)}` is not a function the policy can evaluate at load "
-                                       "time (only math functions, torch.finfo/torch.iinfo and the builtins "
-                                       f"{', '.join(sorted(_CONSTANT_CALLS))})")
+            raise CostlyConstant(
+                node,
+                f"`{_snippet(node.func)}` is not a function the policy can evaluate at load "
+                "time (only math functions, torch.finfo/torch.iinfo and the builtins "
+                f"{', '.join(sorted(_CONSTANT_CALLS))})",
+            )
         args = []
-        for argument in node.args:   # a comprehension argument is passed as the tuple of what it yields
+        for argument in node.args:  # a comprehension argument is passed as the tuple of what it yields
             if isinstance(argument, (ast.GeneratorExp, ast.ListComp, ast.SetComp)):
                 args.append(self.comprehension(argument, scopes))
             else:
@@ -384,7 +421,7 @@ class LoadTimeEvaluator(OperatorChecks):
         for keyword in node.keywords:
             value = self.evaluate(keyword.value, scopes)
             if keyword.arg is None:
-                raise _LoadFails("** of a non-mapping")   # no dicts exist at load time: TypeError
+                raise _LoadFails("** of a non-mapping")  # no dicts exist at load time: TypeError
             keywords[keyword.arg] = value
         if any(value is UNKNOWN for value in [*args, *keywords.values()]):
             if name in _SIZE_SENSITIVE_CALLS:
@@ -446,10 +483,9 @@ class LoadTimeEvaluator(OperatorChecks):
             elif isinstance(value, (tuple, str, bytes)) and len(value) == len(target.elts):
                 parts = tuple(value)
             else:
-                raise _LoadFails("cannot unpack")   # ValueError or TypeError when loading
+                raise _LoadFails("cannot unpack")  # ValueError or TypeError when loading
             for index, element in enumerate(target.elts):
                 self.bind_local(element, parts[index], scope)
-
 
 
 def check_load_time(tree: ast.Module, roots: dict[str, dict], builtins: dict[str, Any]) -> tuple[ast.AST, str] | None:

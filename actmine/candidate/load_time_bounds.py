@@ -82,14 +82,19 @@ def _unpack(value: Any, count: int) -> list:
 def _statement_targets(statement: ast.stmt) -> list[str]:
     if isinstance(statement, ast.FunctionDef):
         return [statement.name]
-    targets = (statement.targets if isinstance(statement, ast.Assign) else
-               [statement.target] if isinstance(statement, (ast.AnnAssign, ast.AugAssign)) else [])
+    targets = (
+        statement.targets
+        if isinstance(statement, ast.Assign)
+        else [statement.target]
+        if isinstance(statement, (ast.AnnAssign, ast.AugAssign))
+        else []
+    )
     return [node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)]
 
 
 def _bits_text(bits: int | float) -> str:
     """'about 1,228,093,894' for a size in bits, however large."""
-    if bits == math.inf or bits > 10 ** 15:
+    if bits == math.inf or bits > 10**15:
         return f"far more than {MAX_INT_BITS:,}"
     return f"about {int(bits):,}"
 
@@ -108,7 +113,7 @@ def _snippet(node: ast.AST, limit: int = 60) -> str:
         text = ast.unparse(node)
     except (RecursionError, ValueError, TypeError, AttributeError):
         return type(node).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _format_numbers_problem(spec: str | bytes) -> str | None:
@@ -117,8 +122,10 @@ def _format_numbers_problem(spec: str | bytes) -> str | None:
         spec = spec.encode("utf-8", "surrogatepass")
     for digits in re.findall(rb"\d+", spec):
         if len(digits) > 6 or int(digits) > MAX_FORMAT_NUMBER:
-            return (f"the format asks for a width or precision of {digits.decode()[:12]}, over the "
-                    f"{MAX_FORMAT_NUMBER:,} a load-time format may")
+            return (
+                f"the format asks for a width or precision of {digits.decode()[:12]}, over the "
+                f"{MAX_FORMAT_NUMBER:,} a load-time format may"
+            )
     return None
 
 
@@ -130,8 +137,10 @@ def _percent_problem(template: str | bytes) -> str | None:
             return "`%`-formatting with a `*` width or precision takes it from the operands; write it out"
         for number in (width, precision):
             if number is not None and (len(number) > 6 or int(number) > MAX_FORMAT_NUMBER):
-                return (f"the `%`-format asks for a width or precision of {number.decode()[:12]}, over the "
-                        f"{MAX_FORMAT_NUMBER:,} a load-time format may")
+                return (
+                    f"the `%`-format asks for a width or precision of {number.decode()[:12]}, over the "
+                    f"{MAX_FORMAT_NUMBER:,} a load-time format may"
+                )
     return None
 
 

@@ -16,8 +16,18 @@ import math
 import operator
 from typing import Any
 
-from .load_time_bounds import (MAX_INT_BITS, MAX_SIZE, MAX_STEPS, UNKNOWN, CostlyConstant, _bits_text, _is_int,
-                               _percent_problem, _snippet, _words)
+from .load_time_bounds import (
+    MAX_INT_BITS,
+    MAX_SIZE,
+    MAX_STEPS,
+    UNKNOWN,
+    CostlyConstant,
+    _bits_text,
+    _is_int,
+    _percent_problem,
+    _snippet,
+    _words,
+)
 
 
 class OperatorChecks:
@@ -37,7 +47,7 @@ class OperatorChecks:
         elif isinstance(op, ast.Mult) and (_is_int(left) or _is_int(right)):
             sequence, count = (right, left) if _is_int(left) else (left, right)
             if isinstance(sequence, (str, bytes, tuple)):
-                size = (self.weight(sequence) - 1) * max(int(count), 0)   # elements, through nesting
+                size = (self.weight(sequence) - 1) * max(int(count), 0)  # elements, through nesting
                 if size > MAX_SIZE:
                     raise CostlyConstant(node, f"`{_snippet(node)}` repeats a sequence into about {size:,} elements")
                 self.charge(size, node)
@@ -52,7 +62,7 @@ class OperatorChecks:
                 raise CostlyConstant(node, problem)
             self.charge(self.weight(left) + 8 * self.weight(right), node)
         elif isinstance(op, ast.Pow) and (_is_int(left) or _is_int(right)):
-            self.charge(_words(left) if _is_int(left) else 1, node)   # int ** float, float ** int: floats
+            self.charge(_words(left) if _is_int(left) else 1, node)  # int ** float, float ** int: floats
         return self.attempt(lambda: function(left, right), node)
 
     def int_binary(self, op: ast.operator, left: int, right: int, node: ast.AST):
@@ -60,15 +70,18 @@ class OperatorChecks:
         a, b = _words(left), _words(right)
         if isinstance(op, ast.Mult):
             if left.bit_length() + right.bit_length() > MAX_INT_BITS + 1:
-                raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of about "
-                                           f"{left.bit_length() + right.bit_length():,} bits")
+                raise CostlyConstant(
+                    node,
+                    f"`{_snippet(node)}` would be an integer of about {left.bit_length() + right.bit_length():,} bits",
+                )
             self.charge(a * b, node)
         elif isinstance(op, ast.Pow):
             self.power(left, right, None, node)
         elif isinstance(op, ast.LShift):
             if left and right > 0 and left.bit_length() + right > MAX_INT_BITS:
-                raise CostlyConstant(node, f"`{_snippet(node)}` would be an integer of about "
-                                           f"{left.bit_length() + right:,} bits")
+                raise CostlyConstant(
+                    node, f"`{_snippet(node)}` would be an integer of about {left.bit_length() + right:,} bits"
+                )
             self.charge(a + max(right, 0) // 64, node)
         elif isinstance(op, (ast.FloorDiv, ast.Mod)):
             self.charge(a * b, node)
@@ -79,12 +92,12 @@ class OperatorChecks:
         """Check `base ** exponent` (`% modulus`) on ints before it is computed."""
         if modulus is not None:
             if modulus == 0:
-                return   # ValueError
+                return  # ValueError
             steps = (exponent.bit_length() + 1) * 2 * _words(modulus) ** 2
             self.charge(steps, node)
             return
         if exponent < 0 or abs(base) <= 1:
-            self.charge(_words(base) + _words(exponent), node)   # a float, or 0, 1, -1
+            self.charge(_words(base) + _words(exponent), node)  # a float, or 0, 1, -1
             return
         bits = exponent * math.log2(abs(base)) if exponent.bit_length() < 64 else math.inf
         if bits > MAX_INT_BITS:
@@ -103,7 +116,7 @@ class OperatorChecks:
                         length = len(right)
                     except OverflowError:
                         length = MAX_STEPS + 1
-                    self.charge(length * 4, node)   # a non-int is looked for element by element
+                    self.charge(length * 4, node)  # a non-int is looked for element by element
                 elif isinstance(right, (str, bytes)):
                     self.charge(self.weight(left) * self.weight(right), node)
                 elif isinstance(right, tuple):
@@ -117,14 +130,46 @@ class OperatorChecks:
         return result
 
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-           ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
-           ast.BitXor: operator.xor, ast.BitAnd: operator.and_, ast.MatMult: operator.matmul}
-_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
-            ast.Pow: "**", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&",
-            ast.MatMult: "@"}
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.BitAnd: operator.and_,
+    ast.MatMult: operator.matmul,
+}
+_SYMBOLS = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.BitAnd: "&",
+    ast.MatMult: "@",
+}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert, ast.Not: operator.not_}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+_COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}

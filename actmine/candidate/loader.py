@@ -23,8 +23,15 @@ from typing import Any, Callable, ClassVar, Mapping, MutableMapping
 import torch
 from torch import nn
 
-from ..language.files import (FORMAT_NAME, FORMAT_VERSION, PROGRAMS_NAME, ProgramEntry, ProgramFile,
-                              ProgramFileError, programs_from_data)
+from ..language.files import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PROGRAMS_NAME,
+    ProgramEntry,
+    ProgramFile,
+    ProgramFileError,
+    programs_from_data,
+)
 from ..terminal import terminal_text
 from .source import DEFAULT_MAX_SOURCE_CHARS, CandidateError, compile_candidate, read_program_file_at
 
@@ -52,15 +59,19 @@ class ProgramModule(nn.Module):
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) else None
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
 
 
 def _describe(entry: ProgramEntry, origin: str) -> str:
     """The class docstring, built at run time from the program's data (plain text, never code)."""
     info = entry.info
-    lines = [f"Program {entry.name!r} of the program file {origin}, checked and compiled by actmine's "
-             "candidate policy."]
+    lines = [
+        f"Program {entry.name!r} of the program file {origin}, checked and compiled by actmine's candidate policy."
+    ]
     if info.get("program_id") is not None:
         lines.append(f"Program #{info['program_id']} of the run {info.get('run_dir', '?')}.")
     if info.get("formula"):
@@ -72,8 +83,11 @@ def _describe(entry: ProgramEntry, origin: str) -> str:
         lines.append(f"{label}: {'not measured' if value is None else f'{value:+.4f}'}.")
     families = info.get("family_log_ratios")
     if isinstance(families, dict) and families:
-        lines.append("Per-family OOD log-ratios vs ReLU: "
-                     + ", ".join(f"{k} {v:+.3f}" for k, v in sorted(families.items()) if _number(v) is not None) + ".")
+        lines.append(
+            "Per-family OOD log-ratios vs ReLU: "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in sorted(families.items()) if _number(v) is not None)
+            + "."
+        )
     if info.get("mutator"):
         lines.append(f"Made by: {info['mutator']}" + (f" ({info['model']})" if info.get("model") else "") + ".")
     if info.get("rationale"):
@@ -81,26 +95,39 @@ def _describe(entry: ProgramEntry, origin: str) -> str:
     lineage = info.get("lineage")
     if isinstance(lineage, list) and lineage:
         lines.append("Lineage (newest first):")
-        lines += [f"    #{step.get('program_id')} (fitness {step.get('fitness')}): {step.get('rationale')}"
-                  for step in lineage if isinstance(step, dict)]
-    return terminal_text("\n".join(lines))   # `help(Mined12)` prints it: no live escape sequences
+        lines += [
+            f"    #{step.get('program_id')} (fitness {step.get('fitness')}): {step.get('rationale')}"
+            for step in lineage
+            if isinstance(step, dict)
+        ]
+    return terminal_text("\n".join(lines))  # `help(Mined12)` prints it: no live escape sequences
 
 
 def _module_class(entry: ProgramEntry, function: Callable, module_name: str, origin: str) -> type[ProgramModule]:
     info = dict(entry.info)
     attributes = {
-        "__module__": module_name, "__qualname__": entry.class_name, "__doc__": _describe(entry, origin),
-        "pointwise": bool(info.get("pointwise", True)), "program_name": entry.name,
+        "__module__": module_name,
+        "__qualname__": entry.class_name,
+        "__doc__": _describe(entry, origin),
+        "pointwise": bool(info.get("pointwise", True)),
+        "program_name": entry.name,
         "formula": str(info.get("formula") or info.get("plain_formula") or ""),
         "program_id": info.get("program_id") if isinstance(info.get("program_id"), int) else None,
-        "search_fitness": _number(info.get("search_fitness")), "heldout_fitness": _number(info.get("heldout_fitness")),
-        "info": info, "function": staticmethod(function),
+        "search_fitness": _number(info.get("search_fitness")),
+        "heldout_fitness": _number(info.get("heldout_fitness")),
+        "info": info,
+        "function": staticmethod(function),
     }
     return type(entry.class_name, (ProgramModule,), attributes)
 
 
-def compile_programs(program_file: ProgramFile, origin: str, module_name: str, names: list[str] | None = None,
-                     max_chars: int = DEFAULT_MAX_SOURCE_CHARS) -> dict[str, type[ProgramModule]]:
+def compile_programs(
+    program_file: ProgramFile,
+    origin: str,
+    module_name: str,
+    names: list[str] | None = None,
+    max_chars: int = DEFAULT_MAX_SOURCE_CHARS,
+) -> dict[str, type[ProgramModule]]:
     """Check and compile the programs of `program_file` (all, or those in `names`) and return
     their module classes by program name. A refused program raises its `CandidateError` (its
     reason code kept) with a message that names it and the file (`origin`)."""
@@ -114,10 +141,17 @@ def compile_programs(program_file: ProgramFile, origin: str, module_name: str, n
             function = compile_candidate(entry.source, filename=f"{origin}:{entry.name}", max_chars=max_chars)
         except CandidateError as exc:
             others = [n for n in program_file.names if n != entry.name]
-            hint = (f"; the file's other programs load one at a time with actmine.activations.get('FILE.py:NAME') "
-                    f"({', '.join(others)})") if others and names is None else ""
-            raise CandidateError(exc.code, f"the checked loader refused program {entry.name!r} [{exc.code}]: "
-                                           f"{exc}{hint}", exc.line) from None
+            hint = (
+                (
+                    f"; the file's other programs load one at a time with actmine.activations.get('FILE.py:NAME') "
+                    f"({', '.join(others)})"
+                )
+                if others and names is None
+                else ""
+            )
+            raise CandidateError(
+                exc.code, f"the checked loader refused program {entry.name!r} [{exc.code}]: {exc}{hint}", exc.line
+            ) from None
         classes[entry.name] = _module_class(entry, function, module_name, origin)
     return classes
 
@@ -142,8 +176,11 @@ def install_programs(namespace: MutableMapping[str, Any]) -> None:
     Raises `CandidateError` (the import fails) when the data is out of shape or a program is refused."""
     origin = str(namespace.get("__file__") or namespace.get("__name__") or "<program file>")
     if namespace.get(FORMAT_NAME) != FORMAT_VERSION:
-        raise CandidateError("bad_program_file", f"{origin}: {FORMAT_NAME} is {namespace.get(FORMAT_NAME)!r}, this "
-                                                 f"actmine reads format {FORMAT_VERSION}; regenerate the file")
+        raise CandidateError(
+            "bad_program_file",
+            f"{origin}: {FORMAT_NAME} is {namespace.get(FORMAT_NAME)!r}, this "
+            f"actmine reads format {FORMAT_VERSION}; regenerate the file",
+        )
     try:
         program_file = programs_from_data(namespace.get(PROGRAMS_NAME))
     except ProgramFileError as exc:

@@ -118,7 +118,6 @@ def _binding_counts(tree: ast.Module) -> Counter[str]:
     return names
 
 
-
 def _end(node: ast.AST) -> tuple[int | None, int | None]:
     """Where `node` ends: a problem with a whole expression is reported after the problems inside it."""
     return getattr(node, "end_lineno", None), getattr(node, "end_col_offset", None)

@@ -10,8 +10,15 @@ import sys
 
 from .load_time_bounds import _snippet
 from .policy_lists import (
-    _CONSTANT_AGGREGATES, _CONSTANT_BUILTINS, _CONSTANT_RULE, _CONSTANT_TORCH_CALLS, _LOOP_HELPERS,
-    _METADATA_ATTRIBUTES, _METADATA_METHODS, MAX_LOOP_ITERATIONS, PREIMPORTED,
+    _CONSTANT_AGGREGATES,
+    _CONSTANT_BUILTINS,
+    _CONSTANT_RULE,
+    _CONSTANT_TORCH_CALLS,
+    _LOOP_HELPERS,
+    _METADATA_ATTRIBUTES,
+    _METADATA_METHODS,
+    MAX_LOOP_ITERATIONS,
+    PREIMPORTED,
 )
 from .policy_scopes import _attribute_chain, _int_literal
 
@@ -71,9 +78,12 @@ class _ValueRules:
                             iterables = [g.iter for g in argument.generators]
                             while iterables:  # enumerate/zip/reversed only wrap what they iterate over
                                 iterable = iterables.pop()
-                                if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name) \
-                                        and iterable.func.id in _LOOP_HELPERS - {"range"} \
-                                        and iterable.func.id not in self.bound_anywhere:
+                                if (
+                                    isinstance(iterable, ast.Call)
+                                    and isinstance(iterable.func, ast.Name)
+                                    and iterable.func.id in _LOOP_HELPERS - {"range"}
+                                    and iterable.func.id not in self.bound_anywhere
+                                ):
                                     iterables.extend([*iterable.args, *(k.value for k in iterable.keywords)])
                                 else:
                                     stack.append(iterable)
@@ -99,21 +109,29 @@ class _ValueRules:
             base, links = _attribute_chain(function)
             if isinstance(base, ast.Name) and base.id in PREIMPORTED:
                 path = ".".join([base.id, *(link.attr for link in links)])
-                if base.id == "math" or (base.id == "torch" and len(links) == 1
-                                         and links[0].attr in _CONSTANT_TORCH_CALLS):
+                if base.id == "math" or (
+                    base.id == "torch" and len(links) == 1 and links[0].attr in _CONSTANT_TORCH_CALLS
+                ):
                     return None, ""
-                return (f"a call of `{path}`, which makes a tensor (a tensor can be changed in place, e.g. by add_)",
-                        "create tensors inside the function, e.g. `torch.tensor(0.5, dtype=x.dtype)`, or keep "
-                        "plain numbers")
-        elif isinstance(function, ast.Name) and function.id in _CONSTANT_BUILTINS \
-                and function.id not in self.bound_anywhere:
+                return (
+                    f"a call of `{path}`, which makes a tensor (a tensor can be changed in place, e.g. by add_)",
+                    "create tensors inside the function, e.g. `torch.tensor(0.5, dtype=x.dtype)`, or keep "
+                    "plain numbers",
+                )
+        elif (
+            isinstance(function, ast.Name)
+            and function.id in _CONSTANT_BUILTINS
+            and function.id not in self.bound_anywhere
+        ):
             comprehensions = [a for a in call.args if isinstance(a, (ast.GeneratorExp, ast.ListComp, ast.SetComp))]
             if not comprehensions or (function.id in _CONSTANT_AGGREGATES and len(call.args) == 1):
                 return None, ""
-        return (f"a call of `{_snippet(function)}`, whose result may be mutable",
-                f"only math functions, torch.finfo/torch.iinfo and the builtins "
-                f"{', '.join(sorted(_CONSTANT_BUILTINS))} of constants may compute it; compute it inside the "
-                "function instead")
+        return (
+            f"a call of `{_snippet(function)}`, whose result may be mutable",
+            f"only math functions, torch.finfo/torch.iinfo and the builtins "
+            f"{', '.join(sorted(_CONSTANT_BUILTINS))} of constants may compute it; compute it inside the "
+            "function instead",
+        )
 
     def shows_no_values(self, node: ast.expr, scopes) -> bool:
         """Whether text made of `node` (an f-string field, a `%` operand) cannot hold tensor values:
@@ -122,18 +140,20 @@ class _ValueRules:
             return True
         if isinstance(node, ast.Tuple):
             return all(self.shows_no_values(element, scopes) for element in node.elts)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):   # x.size(-1)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):  # x.size(-1)
             return self.shows_no_values(node.operand, scopes)
         if isinstance(node, ast.Name):
             return node.id in self.globals and not any(node.id in scope for scope in scopes)
         if isinstance(node, ast.Subscript):
             return self.shows_no_values(node.value, scopes) or (
-                isinstance(node.value, ast.Attribute) and node.value.attr in _METADATA_ATTRIBUTES)
+                isinstance(node.value, ast.Attribute) and node.value.attr in _METADATA_ATTRIBUTES
+            )
         if isinstance(node, ast.Attribute):
             return node.attr in _METADATA_ATTRIBUTES
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             return node.func.attr in _METADATA_METHODS and all(
-                self.shows_no_values(argument, scopes) for argument in node.args)
+                self.shows_no_values(argument, scopes) for argument in node.args
+            )
         return False
 
     # -- loops --
@@ -147,21 +167,34 @@ class _ValueRules:
         count = self.iteration_bound(iterable)
         if count is None:
             # Flagged at the end of the iterable, so that what is wrong inside it is reported first.
-            self.flag(where, "unbounded_loop",
-                      f"cannot bound the loop over `{_snippet(iterable)}`: `for` loops and comprehensions must "
-                      "iterate over range(...) with integer-literal arguments, a literal list or tuple (or a "
-                      "top-level tuple constant assigned once), or "
-                      f"enumerate/zip/reversed of those (at most {MAX_LOOP_ITERATIONS} iterations)",
-                      line=getattr(iterable, "end_lineno", None), col=getattr(iterable, "end_col_offset", None))
+            self.flag(
+                where,
+                "unbounded_loop",
+                f"cannot bound the loop over `{_snippet(iterable)}`: `for` loops and comprehensions must "
+                "iterate over range(...) with integer-literal arguments, a literal list or tuple (or a "
+                "top-level tuple constant assigned once), or "
+                f"enumerate/zip/reversed of those (at most {MAX_LOOP_ITERATIONS} iterations)",
+                line=getattr(iterable, "end_lineno", None),
+                col=getattr(iterable, "end_col_offset", None),
+            )
         elif count > MAX_LOOP_ITERATIONS:
-            self.flag(where, "unbounded_loop",
-                      f"the loop over `{_snippet(iterable)}` runs {count} times, more than the "
-                      f"{MAX_LOOP_ITERATIONS} a loop may; use tensor operations")
+            self.flag(
+                where,
+                "unbounded_loop",
+                f"the loop over `{_snippet(iterable)}` runs {count} times, more than the "
+                f"{MAX_LOOP_ITERATIONS} a loop may; use tensor operations",
+            )
 
     def tuple_of_comprehension(self, node: ast.AST) -> bool:
-        return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tuple"
-                and "tuple" not in self.bound_anywhere and len(node.args) == 1 and not node.keywords
-                and isinstance(node.args[0], (ast.GeneratorExp, ast.ListComp)))
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "tuple"
+            and "tuple" not in self.bound_anywhere
+            and len(node.args) == 1
+            and not node.keywords
+            and isinstance(node.args[0], (ast.GeneratorExp, ast.ListComp))
+        )
 
     def iteration_bound(self, node: ast.AST, depth: int = 0) -> int | None:
         if depth > 20:  # top-level tuples made of each other, or deeply nested helpers: give up

@@ -77,9 +77,12 @@ def _call(activation: Activation, x: torch.Tensor, where: str) -> torch.Tensor:
     if not isinstance(y, torch.Tensor):
         raise ProbeFailure("bad_output", f"the activation returned {type(y).__name__}, not a torch.Tensor, {where}")
     if y.shape != x.shape or y.dtype != x.dtype:
-        raise ProbeFailure("bad_shape", f"output {tuple(y.shape)} {y.dtype} differs from input "
-                                        f"{tuple(x.shape)} {x.dtype} {where}: return a tensor of the input's "
-                                        f"shape and dtype")
+        raise ProbeFailure(
+            "bad_shape",
+            f"output {tuple(y.shape)} {y.dtype} differs from input "
+            f"{tuple(x.shape)} {x.dtype} {where}: return a tensor of the input's "
+            f"shape and dtype",
+        )
     return y
 
 
@@ -93,8 +96,9 @@ def _derivative(activation: Activation, x: torch.Tensor, where: str) -> tuple[to
         try:
             (gradient,) = torch.autograd.grad(y, x, torch.ones_like(y), allow_unused=True)
         except Exception as exc:
-            raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__} {where}: {exc}") \
-                from None
+            raise ProbeFailure(
+                exception_code(exc), f"the backward pass raised {type(exc).__name__} {where}: {exc}"
+            ) from None
     return y.detach(), torch.zeros_like(x) if gradient is None else gradient.detach()
 
 
@@ -119,9 +123,11 @@ def _examples(x: torch.Tensor, where: torch.Tensor, n: int = 3) -> list[float]:
     return [float(f"{v:.6g}") for v in x.detach()[where][:n].double().tolist()]
 
 
-_MODIFIES_INPUT = ("the activation changed its input in place {where} (an in-place method such as x.mul_() or "
-                   "x.clamp_(), an item assignment, or an out= argument): in training that corrupts the layer's "
-                   "values and gradients; compute a new tensor instead (x * 2, not x.mul_(2))")
+_MODIFIES_INPUT = (
+    "the activation changed its input in place {where} (an in-place method such as x.mul_() or "
+    "x.clamp_(), an item assignment, or an out= argument): in training that corrupts the layer's "
+    "values and gradients; compute a new tensor instead (x * 2, not x.mul_(2))"
+)
 
 
 def _refuse_modified_input(before: torch.Tensor, after: torch.Tensor, where: str) -> None:
@@ -139,11 +145,13 @@ def _pure_call(activation: Activation, x: torch.Tensor, where: str) -> torch.Ten
         second = _call(activation, x.clone(), where)
     agree = _same(first, second)
     if not agree.all():
-        raise ProbeFailure("nondeterministic",
-                           f"two calls on the same input gave different outputs {where}, at inputs such as "
-                           f"{_examples(x, ~agree)}: the activation must be a function of its input alone (no "
-                           f"randomness, no uninitialised memory such as torch.empty_like, no state kept "
-                           f"between calls)")
+        raise ProbeFailure(
+            "nondeterministic",
+            f"two calls on the same input gave different outputs {where}, at inputs such as "
+            f"{_examples(x, ~agree)}: the activation must be a function of its input alone (no "
+            f"randomness, no uninitialised memory such as torch.empty_like, no state kept "
+            f"between calls)",
+        )
     return first
 
 
@@ -164,9 +172,11 @@ def check_purity(activation: Activation, x: torch.Tensor, where: str) -> torch.T
         _refuse_modified_input(x, tracked_input.detach(), where + " with gradients tracked")
     agree = _same(untracked, tracked)
     if not agree.all():
-        raise ProbeFailure("inconsistent_function",
-                           f"the output differs when gradients are tracked {where}, at inputs such as "
-                           f"{_examples(x, ~agree)}: training would use one function and scoring another")
+        raise ProbeFailure(
+            "inconsistent_function",
+            f"the output differs when gradients are tracked {where}, at inputs such as "
+            f"{_examples(x, ~agree)}: training would use one function and scoring another",
+        )
     return untracked
 
 

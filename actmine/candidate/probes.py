@@ -73,8 +73,16 @@ from .probe_calls import MESSAGE_LIMIT as MESSAGE_LIMIT
 from .probe_calls import PROBE_CODES as PROBE_CODES
 from .probe_calls import SAME_ATOL as SAME_ATOL
 from .probe_calls import SAME_RTOL as SAME_RTOL
-from .probe_calls import (_MODIFIES_INPUT, _all_same, _call, _examples, _pure_call, _refuse_modified_input, _same,
-                          _shape_text)
+from .probe_calls import (
+    _MODIFIES_INPUT,
+    _all_same,
+    _call,
+    _examples,
+    _pure_call,
+    _refuse_modified_input,
+    _same,
+    _shape_text,
+)
 from .probe_calls import Activation as Activation
 from .probe_calls import ProbeFailure as ProbeFailure
 from .probe_calls import cap_message as cap_message
@@ -96,6 +104,7 @@ CONSISTENCY_POINTS = 997
 # --------------------------------------------------------------------------------------------
 # Budget
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ProbeBudget:
@@ -123,8 +132,10 @@ class ProbeBudget:
             if math.isnan(value) or value <= 0:
                 raise ValueError(f"probes.{name} must be a positive number, got {value!r}")
         if not isinstance(self.allow_batch_dependent, bool):
-            raise TypeError(f"probes.allow_batch_dependent must be true or false, "
-                            f"got {type(self.allow_batch_dependent).__name__} {self.allow_batch_dependent!r}")
+            raise TypeError(
+                f"probes.allow_batch_dependent must be true or false, "
+                f"got {type(self.allow_batch_dependent).__name__} {self.allow_batch_dependent!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,9 +149,11 @@ class ProbeBudget:
             raise ValueError(f"unknown probes setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**dict(data))
 
+
 # --------------------------------------------------------------------------------------------
 # Probe points, batch dependence, fingerprint, descriptors
 # --------------------------------------------------------------------------------------------
+
 
 def probe_points(dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A grid over [−10, 10], normal samples at scales up to 100, zeros and extreme magnitudes."""
@@ -169,22 +182,27 @@ def check_far_inputs(activation: Activation, dtype: torch.dtype = torch.float32)
         y = _call(activation, x, where)
         nan = y.detach().isnan()
         if nan.any():
-            raise ProbeFailure("non_finite",
-                               f"NaN output at inputs such as {_examples(x, nan)}, beyond the ±3e4 of the probe "
-                               f"set: no activation of the library gives NaN at a finite input up to 1e30; guard the "
-                               f"expression (e.g. torch.clamp its argument) so that large inputs stay defined")
+            raise ProbeFailure(
+                "non_finite",
+                f"NaN output at inputs such as {_examples(x, nan)}, beyond the ±3e4 of the probe "
+                f"set: no activation of the library gives NaN at a finite input up to 1e30; guard the "
+                f"expression (e.g. torch.clamp its argument) so that large inputs stay defined",
+            )
         if y.requires_grad:
             try:
                 (gradient,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
             except Exception as exc:
-                raise ProbeFailure(exception_code(exc), f"the backward pass raised {type(exc).__name__} {where}: "
-                                                        f"{exc}") from None
+                raise ProbeFailure(
+                    exception_code(exc), f"the backward pass raised {type(exc).__name__} {where}: {exc}"
+                ) from None
     if gradient is not None:
         bad = gradient.isnan() & (x.detach().abs() <= FAR_GRADIENT_LIMIT)
         if bad.any():
-            raise ProbeFailure("non_finite_gradient",
-                               f"NaN gradient at inputs such as {_examples(x, bad)}: no activation of the library "
-                               f"gives a NaN gradient at a finite input up to 1e10")
+            raise ProbeFailure(
+                "non_finite_gradient",
+                f"NaN gradient at inputs such as {_examples(x, bad)}: no activation of the library "
+                f"gives a NaN gradient at a finite input up to 1e10",
+            )
     with torch.no_grad():  # its value at ±inf is IEEE's business (sin(inf) is NaN); it must run
         _call(activation, torch.tensor([math.inf, -math.inf], dtype=dtype), "at x = ±inf")
 
@@ -195,8 +213,7 @@ def _shape_input(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=generator, dtype=dtype) * 2
 
 
-def probe_training_shape(activation: Activation, shape: tuple[int, ...],
-                         dtype: torch.dtype = torch.float32) -> bool:
+def probe_training_shape(activation: Activation, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> bool:
     """The probes on a tensor of a shape that training passes; True when the function is pointwise there.
 
     - batch dependence: about half of the elements (a fixed random mask) are changed, and the
@@ -228,15 +245,21 @@ def probe_training_shape(activation: Activation, shape: tuple[int, ...],
         alone = _call(activation, flat, f"on {flat.numel()} values of the training shape's tensor as a 1-D tensor")
     agree = _same(alone, y.reshape(-1)[-CONSISTENCY_POINTS:])
     if not agree.all():
-        raise ProbeFailure("inconsistent_function",
-                           f"the activation computes another function {where} than on the same values as a "
-                           f"1-D tensor (at inputs such as {_examples(flat, ~agree)}): it must not depend on the "
-                           f"tensor's shape, size or number of dimensions")
+        raise ProbeFailure(
+            "inconsistent_function",
+            f"the activation computes another function {where} than on the same values as a "
+            f"1-D tensor (at inputs such as {_examples(flat, ~agree)}): it must not depend on the "
+            f"tensor's shape, size or number of dimensions",
+        )
     return True
 
 
-def is_pointwise(activation: Activation, atol: float = 1e-5, dtype: torch.dtype = torch.float32,
-                 shapes: tuple[tuple[int, ...], ...] = ()) -> bool:
+def is_pointwise(
+    activation: Activation,
+    atol: float = 1e-5,
+    dtype: torch.dtype = torch.float32,
+    shapes: tuple[tuple[int, ...], ...] = (),
+) -> bool:
     """True when each output element depends only on its own input element.
 
     Compares f on a batch with f on each row alone and with f on a shuffled and a rescaled-others
@@ -252,7 +275,7 @@ def is_pointwise(activation: Activation, atol: float = 1e-5, dtype: torch.dtype 
     where = "on the batch-dependence check's 8×32 input"
     with torch.no_grad():
         y = _call(activation, x, where)
-        alone = torch.cat([_call(activation, x[i:i + 1], where) for i in range(len(x))])
+        alone = torch.cat([_call(activation, x[i : i + 1], where) for i in range(len(x))])
         order = torch.randperm(x.shape[1], generator=generator)
         shuffled = _call(activation, x[:, order], where)[:, torch.argsort(order)]
         changed = x.clone()
@@ -268,9 +291,11 @@ def is_pointwise(activation: Activation, atol: float = 1e-5, dtype: torch.dtype 
     small_batch = close(y, alone) and close(y, shuffled) and close(y[0], first_row) and close(y[:, 0], first_column)
     return small_batch and all(probe_training_shape(activation, shape, dtype) for shape in shapes)
 
+
 # --------------------------------------------------------------------------------------------
 # All of them
 # --------------------------------------------------------------------------------------------
+
 
 def _check_probe_points(activation: Activation, dtype: torch.dtype) -> None:
     """Purity, then finite outputs and finite, not all zero gradients on the probe points."""
@@ -297,9 +322,12 @@ def _check_probe_points(activation: Activation, dtype: torch.dtype) -> None:
         raise ProbeFailure("zero_gradient", "the gradient is zero everywhere on the probe set")
 
 
-def run_probes(activation: Activation, dtype: torch.dtype = torch.float32,
-               budget: ProbeBudget | None = None,
-               shapes: tuple[tuple[int, ...], ...] | None = None) -> dict[str, Any]:
+def run_probes(
+    activation: Activation,
+    dtype: torch.dtype = torch.float32,
+    budget: ProbeBudget | None = None,
+    shapes: tuple[tuple[int, ...], ...] | None = None,
+) -> dict[str, Any]:
     """All probes; raises ProbeFailure on the first that the activation fails.
 
     `shapes`: the tensor shapes training will pass the activation (the lab's models × batch ×
@@ -324,8 +352,9 @@ def run_probes(activation: Activation, dtype: torch.dtype = torch.float32,
     _check_probe_points(activation, dtype)
     check_far_inputs(activation, dtype)
     # The most expensive of the shapes counts: training pays for the shape it passes.
-    costs = [measure_cost(activation, dtype=dtype)] + [measure_cost(activation, dtype=dtype, shape=shape)
-                                                       for shape in shapes]
+    costs = [measure_cost(activation, dtype=dtype)] + [
+        measure_cost(activation, dtype=dtype, shape=shape) for shape in shapes
+    ]
     cost = max(costs, key=lambda c: c.flops_per_element)
     flops = round(cost.flops_per_element, 2)
     backward_flops = round(max(c.backward_flops_per_element for c in costs), 2)
@@ -333,37 +362,51 @@ def run_probes(activation: Activation, dtype: torch.dtype = torch.float32,
     if flops > budget.max_flops_per_element:
         index = costs.index(cost)
         where = f" on a {_shape_text(shapes[index - 1])} tensor (the training shape)" if index else ""
-        raise ProbeFailure("over_flop_budget",
-                           f"the forward pass costs {flops:g} weighted elementwise ops per element{where} (a "
-                           f"transcendental op counts {TRANSCENDENTAL_WEIGHT}), over the budget of "
-                           f"{budget.max_flops_per_element:g}; raise probes.max_flops_per_element to allow it")
+        raise ProbeFailure(
+            "over_flop_budget",
+            f"the forward pass costs {flops:g} weighted elementwise ops per element{where} (a "
+            f"transcendental op counts {TRANSCENDENTAL_WEIGHT}), over the budget of "
+            f"{budget.max_flops_per_element:g}; raise probes.max_flops_per_element to allow it",
+        )
     if saved > budget.max_saved_bytes_per_element:
-        raise ProbeFailure("over_memory_budget",
-                           f"the activation saves {saved:g} bytes per element for its backward pass (the "
-                           f"input not counted), over the budget of {budget.max_saved_bytes_per_element:g}; "
-                           f"raise probes.max_saved_bytes_per_element to allow it")
+        raise ProbeFailure(
+            "over_memory_budget",
+            f"the activation saves {saved:g} bytes per element for its backward pass (the "
+            f"input not counted), over the budget of {budget.max_saved_bytes_per_element:g}; "
+            f"raise probes.max_saved_bytes_per_element to allow it",
+        )
     pointwise = is_pointwise(activation, dtype=dtype, shapes=shapes)
     if not pointwise and not budget.allow_batch_dependent:
-        raise ProbeFailure("batch_dependent",
-                           "the output for one element depends on other elements of the tensor (batch "
-                           "statistics such as mean or std, softmax, roll): in the paper such functions won "
-                           "the lab, where the statistics come from one small task's batch, and failed "
-                           "downstream; set probes.allow_batch_dependent to true to allow them (they are "
-                           "then scored per example)")
+        raise ProbeFailure(
+            "batch_dependent",
+            "the output for one element depends on other elements of the tensor (batch "
+            "statistics such as mean or std, softmax, roll): in the paper such functions won "
+            "the lab, where the statistics come from one small task's batch, and failed "
+            "downstream; set probes.allow_batch_dependent to true to allow them (they are "
+            "then scored per example)",
+        )
     try:
         shape_descriptors = descriptors(activation)
     except ProbeFailure:
         if dtype == torch.float64:
             raise
         shape_descriptors = descriptors(activation, dtype)  # a candidate that only works in the lab's dtype
-    return {"pointwise": pointwise, "flops_per_element": flops, "backward_flops_per_element": backward_flops,
-            "saved_bytes_per_element": saved, "fingerprint": fingerprint(activation),
-            "descriptors": shape_descriptors, "ops": cost.ops, "curve": curve(activation)}
+    return {
+        "pointwise": pointwise,
+        "flops_per_element": flops,
+        "backward_flops_per_element": backward_flops,
+        "saved_bytes_per_element": saved,
+        "fingerprint": fingerprint(activation),
+        "descriptors": shape_descriptors,
+        "ops": cost.ops,
+        "curve": curve(activation),
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # During training
 # --------------------------------------------------------------------------------------------
+
 
 class TrainingCheck:
     """Checks, on a few of the activation's calls in training, that it computes the function the
@@ -410,23 +453,29 @@ class TrainingCheck:
                 index = (slice(0, 1),) * (before.dim() - 2) + (slice(0, self.SUB_BATCH_ROWS),)
                 parts.append((before[index], output[index], "on a sub-batch of the training tensor"))
             flat_in = before.reshape(-1)[-CONSISTENCY_POINTS:]
-            parts.append((flat_in, output.reshape(-1)[-CONSISTENCY_POINTS:],
-                          "on values of the training tensor as a 1-D tensor"))
+            parts.append(
+                (flat_in, output.reshape(-1)[-CONSISTENCY_POINTS:], "on values of the training tensor as a 1-D tensor")
+            )
             for values, expected, what in parts:
                 given = values.clone()
                 got = _pure_call(self.activation, given, f"{what} {where}")
                 agree = _same(got, expected.to(got.dtype))
                 if not agree.all():
-                    raise ProbeFailure("inconsistent_function",
-                                       f"the activation {what} {where} gives other values than in the training "
-                                       f"call itself (at inputs such as {_examples(values, ~agree)}): it must compute "
-                                       f"the same function whatever the tensor's shape, size or origin")
+                    raise ProbeFailure(
+                        "inconsistent_function",
+                        f"the activation {what} {where} gives other values than in the training "
+                        f"call itself (at inputs such as {_examples(values, ~agree)}): it must compute "
+                        f"the same function whatever the tensor's shape, size or origin",
+                    )
             recomputed = _call(self.activation, curve_points(), f"on the curve's points {where}").double()
-            recomputed = recomputed.nan_to_num(0.0, DESCRIPTOR_CLIP, -DESCRIPTOR_CLIP).clamp(-DESCRIPTOR_CLIP,
-                                                                                              DESCRIPTOR_CLIP)
+            recomputed = recomputed.nan_to_num(0.0, DESCRIPTOR_CLIP, -DESCRIPTOR_CLIP).clamp(
+                -DESCRIPTOR_CLIP, DESCRIPTOR_CLIP
+            )
             agree = _same(recomputed, self.reference)
             if not agree.all():
-                raise ProbeFailure("inconsistent_function",
-                                   f"{where}, the activation no longer computes the function the probes recorded "
-                                   f"(at inputs such as {_examples(curve_points(), ~agree)}): it must not change "
-                                   f"between calls")
+                raise ProbeFailure(
+                    "inconsistent_function",
+                    f"{where}, the activation no longer computes the function the probes recorded "
+                    f"(at inputs such as {_examples(curve_points(), ~agree)}): it must not change "
+                    f"between calls",
+                )

@@ -47,13 +47,29 @@ from .worker import DIRECTORY_PREFIX
 # Environment variables a worker may inherit: locale, and the numeric libraries' settings (on some
 # processors OPENBLAS_CORETYPE is needed for correct results). Everything else — API keys above
 # all — stays in the parent.
-ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-             "MKL_DEBUG_CPU_TYPE", "ATEN_CPU_CAPABILITY")
+ENV_ALLOW = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "MKL_DEBUG_CPU_TYPE",
+    "ATEN_CPU_CAPABILITY",
+)
 # Without these, glibc returns freed tensor memory to the system and faults it back in at every
 # step; small-tensor training then runs measurably slower.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MALLOC_TRIM_THRESHOLD_": str(256 * 1024 * 1024), "MALLOC_MMAP_THRESHOLD_": str(64 * 1024 * 1024),
-              "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0"}
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MALLOC_TRIM_THRESHOLD_": str(256 * 1024 * 1024),
+    "MALLOC_MMAP_THRESHOLD_": str(64 * 1024 * 1024),
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONNOUSERSITE": "1",
+    "PYTHONHASHSEED": "0",
+}
 
 # The longest answer line the parent reads from a worker. A real evaluation is a few tens of KB
 # (its error message is capped at probes.MESSAGE_LIMIT characters in the worker).
@@ -64,11 +80,11 @@ MAX_ANSWER_BYTES = 1 << 20
 class SandboxLimits:
     """Per-request limits of a worker (configuration only)."""
 
-    timeout_s: float = 300.0          # wall clock for one evaluation, start to answer
-    cpu_s: float = 300.0              # CPU seconds for one evaluation
-    memory_mb: int = 4096             # address space of a worker (torch alone maps ~1 GB)
-    max_tasks_per_worker: int = 50    # then the worker is replaced
-    start_timeout_s: float = 120.0    # for a new worker to import torch and say hello
+    timeout_s: float = 300.0  # wall clock for one evaluation, start to answer
+    cpu_s: float = 300.0  # CPU seconds for one evaluation
+    memory_mb: int = 4096  # address space of a worker (torch alone maps ~1 GB)
+    max_tasks_per_worker: int = 50  # then the worker is replaced
+    start_timeout_s: float = 120.0  # for a new worker to import torch and say hello
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -93,8 +109,14 @@ class WorkerLost(Exception):
 def worker_environment(temporary: str, limits: SandboxLimits) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ENV_ALLOW}
     env.update(WORKER_ENV)
-    env.update({"HOME": temporary, "TMPDIR": temporary, "ACTMINE_PARENT_PID": str(os.getpid()),
-                "ACTMINE_WORKER_LIMITS": json.dumps({"memory_mb": limits.memory_mb})})
+    env.update(
+        {
+            "HOME": temporary,
+            "TMPDIR": temporary,
+            "ACTMINE_PARENT_PID": str(os.getpid()),
+            "ACTMINE_WORKER_LIMITS": json.dumps({"memory_mb": limits.memory_mb}),
+        }
+    )
     # The worker must import actmine exactly as this process does (a source checkout or an install).
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = package_root
@@ -108,9 +130,14 @@ class _Worker:
         self.limits = limits
         self.directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "actmine.candidate.worker"], cwd=self.directory,
-            env=worker_environment(self.directory, limits), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            [sys.executable, "-m", "actmine.candidate.worker"],
+            cwd=self.directory,
+            env=worker_environment(self.directory, limits),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.process.stdout, selectors.EVENT_READ)
         self.buffer = b""
@@ -119,10 +146,12 @@ class _Worker:
             self.hello = self._read_message(limits.start_timeout_s)
         except WorkerLost as lost:
             self.kill()
-            if lost.code == "timeout":   # a slow start is the machine's doing, never the candidate's
-                raise WorkerLost("worker_start_timeout",
-                                 f"a new worker did not start within {limits.start_timeout_s:g} s (a busy machine? "
-                                 "raise sandbox.start_timeout_s)") from None
+            if lost.code == "timeout":  # a slow start is the machine's doing, never the candidate's
+                raise WorkerLost(
+                    "worker_start_timeout",
+                    f"a new worker did not start within {limits.start_timeout_s:g} s (a busy machine? "
+                    "raise sandbox.start_timeout_s)",
+                ) from None
             raise
 
     def _read_message(self, timeout: float) -> dict:
@@ -131,8 +160,11 @@ class _Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
-                raise WorkerLost("timeout", f"no answer within {timeout:g} s of wall-clock time; the worker was "
-                                            "killed (raise sandbox.timeout_s for slow candidates)")
+                raise WorkerLost(
+                    "timeout",
+                    f"no answer within {timeout:g} s of wall-clock time; the worker was "
+                    "killed (raise sandbox.timeout_s for slow candidates)",
+                )
             if not self.selector.select(remaining):
                 continue
             chunk = os.read(self.process.stdout.fileno(), 1 << 16)
@@ -142,19 +174,22 @@ class _Worker:
             self.buffer += chunk
             if b"\n" not in self.buffer and len(self.buffer) > MAX_ANSWER_BYTES:
                 self.kill()
-                raise WorkerLost("answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; "
-                                                     "the worker was killed")
+                raise WorkerLost(
+                    "answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; the worker was killed"
+                )
         line, self.buffer = self.buffer.split(b"\n", 1)
         if len(line) > MAX_ANSWER_BYTES:
             self.kill()
-            raise WorkerLost("answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; "
-                                                 "the worker was killed")
+            raise WorkerLost(
+                "answer_too_large", f"the worker's answer exceeded {MAX_ANSWER_BYTES} bytes; the worker was killed"
+            )
         try:
             message = json.loads(line)
-        except ValueError as exc:   # not JSON: the worker is broken, whatever it was running
+        except ValueError as exc:  # not JSON: the worker is broken, whatever it was running
             self.kill()
-            raise WorkerLost("bad_worker_answer", f"the worker's answer was not JSON ({exc}); the worker was "
-                                                  "killed") from None
+            raise WorkerLost(
+                "bad_worker_answer", f"the worker's answer was not JSON ({exc}); the worker was killed"
+            ) from None
         if not isinstance(message, dict):
             self.kill()
             raise WorkerLost("bad_worker_answer", "the worker's answer was not a JSON object; the worker was killed")
@@ -167,8 +202,9 @@ class _Worker:
             if sig == signal.SIGXCPU:
                 return "cpu_limit", f"the candidate used more than {self.limits.cpu_s:g} s of CPU time"
             if sig == signal.SIGKILL:  # a candidate cannot send signals: this came from outside
-                return "worker_lost", ("the worker was killed from outside (SIGKILL: an operator or the system's "
-                                       "out-of-memory killer)")
+                return "worker_lost", (
+                    "the worker was killed from outside (SIGKILL: an operator or the system's out-of-memory killer)"
+                )
             if sig == signal.SIGSEGV:
                 return "worker_crashed", "the worker crashed (SIGSEGV; e.g. a C-level stack overflow)"
             return "worker_died", f"the worker died from signal {sig.name}"
@@ -239,7 +275,7 @@ class SandboxPool:
             if not closed:
                 self._all.add(worker)
                 self._started += 1
-        if closed:   # `close` ran while this one started: it must not outlive the pool
+        if closed:  # `close` ran while this one started: it must not outlive the pool
             worker.kill()
             raise WorkerLost("worker_lost", "the sandbox pool was closed")
         return worker
@@ -288,8 +324,14 @@ class SandboxPool:
         return workers[0].hello.get("network_isolated") if workers else None
 
     # -- evaluation ------------------------------------------------------------------------
-    def evaluate(self, source: str, lab: Lab, name: str = "candidate",
-                 skip_fingerprints: Collection[str] = (), retries: int = LOSS_RETRIES) -> Evaluation:
+    def evaluate(
+        self,
+        source: str,
+        lab: Lab,
+        name: str = "candidate",
+        skip_fingerprints: Collection[str] = (),
+        retries: int = LOSS_RETRIES,
+    ) -> Evaluation:
         """Evaluate one program through the whole cascade in a worker; never raises for the candidate.
 
         `skip_fingerprints`: functions already evaluated; a candidate computing one of them stops
@@ -300,10 +342,14 @@ class SandboxPool:
         """
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
-        payload = {"source": source, "name": name, "lab": lab.to_spec(), "cpu_seconds": self.limits.cpu_s,
-                   "skip_fingerprints": sorted(skip_fingerprints),
-                   "reference": {"id_error": lab.reference.id_error.tolist(),
-                                 "ood_error": lab.reference.ood_error.tolist()}}
+        payload = {
+            "source": source,
+            "name": name,
+            "lab": lab.to_spec(),
+            "cpu_seconds": self.limits.cpu_s,
+            "skip_fingerprints": sorted(skip_fingerprints),
+            "reference": {"id_error": lab.reference.id_error.tolist(), "ood_error": lab.reference.ood_error.tolist()},
+        }
         started = time.perf_counter()
         losses: list[WorkerLost] = []
         with self._slots:
@@ -360,15 +406,21 @@ class SandboxPool:
         except WorkerLost:
             self._retire(worker)
             raise
-        except Exception as exc:   # the pipes closed under us (the pool closing), an OS error: a lost worker
+        except Exception as exc:  # the pipes closed under us (the pool closing), an OS error: a lost worker
             self._retire(worker)
             raise WorkerLost("worker_died", f"the worker was lost ({type(exc).__name__}: {exc})") from None
         finally:
             with self._lock:
                 self._busy.pop(worker, None)
 
-    def submit(self, source: str, lab: Lab, name: str = "candidate",
-               skip_fingerprints: Collection[str] = (), retries: int = LOSS_RETRIES) -> Future:
+    def submit(
+        self,
+        source: str,
+        lab: Lab,
+        name: str = "candidate",
+        skip_fingerprints: Collection[str] = (),
+        retries: int = LOSS_RETRIES,
+    ) -> Future:
         """`evaluate` on a background thread; the Future's result is the Evaluation."""
         with self._lock:
             if self._executor is None:

@@ -112,15 +112,27 @@ from actmine.language.program import ast_depth
 from .load_time_bounds import _snippet as _snippet
 from .policy_checker import _Checker
 from .policy_lists import (
-    _ROOT_TREES as _ROOT_TREES, DANGEROUS_ATTRIBUTES as DANGEROUS_ATTRIBUTES,
-    DEFAULT_MAX_SOURCE_CHARS as DEFAULT_MAX_SOURCE_CHARS, ENTRY_POINT as ENTRY_POINT, F_ALLOWED as F_ALLOWED,
-    FORBIDDEN_BUILTINS as FORBIDDEN_BUILTINS, MATH_ALLOWED as MATH_ALLOWED, MAX_AST_DEPTH as MAX_AST_DEPTH,
-    MAX_LOOP_ITERATIONS as MAX_LOOP_ITERATIONS, PREIMPORTED as PREIMPORTED,
-    PYTHON_ESCAPE_BUILTINS as PYTHON_ESCAPE_BUILTINS, PYTHON_VALUE_ATTRIBUTES as PYTHON_VALUE_ATTRIBUTES,
-    REASON_CODES as REASON_CODES, RNG_METHODS as RNG_METHODS, SAFE_BUILTINS as SAFE_BUILTINS,
-    TORCH_ALLOWED as TORCH_ALLOWED, TORCH_NAMESPACES as TORCH_NAMESPACES,
-    TORCH_SPECIAL_ALLOWED as TORCH_SPECIAL_ALLOWED, CandidateError as CandidateError,
-    _import_guard as _import_guard, _namespaces as _namespaces,
+    _ROOT_TREES as _ROOT_TREES,
+    DANGEROUS_ATTRIBUTES as DANGEROUS_ATTRIBUTES,
+    DEFAULT_MAX_SOURCE_CHARS as DEFAULT_MAX_SOURCE_CHARS,
+    ENTRY_POINT as ENTRY_POINT,
+    F_ALLOWED as F_ALLOWED,
+    FORBIDDEN_BUILTINS as FORBIDDEN_BUILTINS,
+    MATH_ALLOWED as MATH_ALLOWED,
+    MAX_AST_DEPTH as MAX_AST_DEPTH,
+    MAX_LOOP_ITERATIONS as MAX_LOOP_ITERATIONS,
+    PREIMPORTED as PREIMPORTED,
+    PYTHON_ESCAPE_BUILTINS as PYTHON_ESCAPE_BUILTINS,
+    PYTHON_VALUE_ATTRIBUTES as PYTHON_VALUE_ATTRIBUTES,
+    REASON_CODES as REASON_CODES,
+    RNG_METHODS as RNG_METHODS,
+    SAFE_BUILTINS as SAFE_BUILTINS,
+    TORCH_ALLOWED as TORCH_ALLOWED,
+    TORCH_NAMESPACES as TORCH_NAMESPACES,
+    TORCH_SPECIAL_ALLOWED as TORCH_SPECIAL_ALLOWED,
+    CandidateError as CandidateError,
+    _import_guard as _import_guard,
+    _namespaces as _namespaces,
 )
 
 
@@ -134,9 +146,12 @@ def check_source(source: str, max_chars: int = DEFAULT_MAX_SOURCE_CHARS, filenam
     if not isinstance(source, str):
         raise CandidateError("syntax_error", f"{where}candidate source must be text, got {type(source).__name__}")
     if len(source) > max_chars:
-        raise CandidateError("too_long", f"{where}candidate source is {len(source):,} characters, over the limit "
-                                         f"of {max_chars:,}; shorten it or raise the config key "
-                                         "`candidate.max_source_chars`")
+        raise CandidateError(
+            "too_long",
+            f"{where}candidate source is {len(source):,} characters, over the limit "
+            f"of {max_chars:,}; shorten it or raise the config key "
+            "`candidate.max_source_chars`",
+        )
     try:
         tree = ast.parse(source, filename or "<candidate>", "exec")
     except SyntaxError as exc:
@@ -151,13 +166,17 @@ def check_source(source: str, max_chars: int = DEFAULT_MAX_SOURCE_CHARS, filenam
     if depth > MAX_AST_DEPTH:
         line = getattr(deepest, "lineno", None)
         at = f"line {line}: " if line else ""
-        raise CandidateError("syntax_error", f"{where}{at}the program nests more than {MAX_AST_DEPTH} levels deep; "
-                                             "split long expressions into several assignments", line)
+        raise CandidateError(
+            "syntax_error",
+            f"{where}{at}the program nests more than {MAX_AST_DEPTH} levels deep; "
+            "split long expressions into several assignments",
+            line,
+        )
 
     violations = _Checker(tree).run()
     if violations:
         line, _col, _seq, code, message = violations[0]
-        if code == "missing_function" and line == 10 ** 9:
+        if code == "missing_function" and line == 10**9:
             raise CandidateError(code, f"{where}{message}")
         raise CandidateError(code, f"{where}line {line}: {message}", line)
     return tree
@@ -184,12 +203,15 @@ class _NumbersOnly:
     def __call__(self, *args, **kwargs):
         values = [*args, *kwargs.values()]
         if self._name in _MATH_ITERABLE_FUNCTIONS:
-            args = tuple(tuple(a) if not isinstance(a, torch.Tensor) and hasattr(type(a), "__iter__") else a
-                         for a in args)
+            args = tuple(
+                tuple(a) if not isinstance(a, torch.Tensor) and hasattr(type(a), "__iter__") else a for a in args
+            )
             values = [*(v for a in args for v in (a if isinstance(a, tuple) else (a,))), *kwargs.values()]
         if any(isinstance(value, torch.Tensor) for value in values):
-            raise TypeError(f"math.{self._name} takes Python numbers, not tensors: use torch.{self._name} or a "
-                            "tensor method, whose work is counted and differentiable")
+            raise TypeError(
+                f"math.{self._name} takes Python numbers, not tensors: use torch.{self._name} or a "
+                "tensor method, whose work is counted and differentiable"
+            )
         return self._function(*args, **kwargs)
 
     def __repr__(self):
@@ -209,12 +231,18 @@ def candidate_namespace() -> dict:
     """The globals a candidate program starts with: torch, F, a fresh numbers-only `math`
     (`_NumbersOnly`) and a copy of `SAFE_BUILTINS` -- fresh objects each time, so that one candidate
     cannot leave anything for the next."""
-    return {"__builtins__": dict(SAFE_BUILTINS), "torch": torch, "F": F, "math": _numbers_only_math(),
-            "__name__": "candidate"}
+    return {
+        "__builtins__": dict(SAFE_BUILTINS),
+        "torch": torch,
+        "F": F,
+        "math": _numbers_only_math(),
+        "__name__": "candidate",
+    }
 
 
-def compile_candidate(source: str, filename: str = "<candidate>",
-                      max_chars: int = DEFAULT_MAX_SOURCE_CHARS) -> Callable[[torch.Tensor], torch.Tensor]:
+def compile_candidate(
+    source: str, filename: str = "<candidate>", max_chars: int = DEFAULT_MAX_SOURCE_CHARS
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Check `source` (`check_source`), run it in a restricted namespace and return its `activation_function`.
 
     This executes the candidate's top level: call it only inside a sandboxed worker process.
@@ -225,17 +253,22 @@ def compile_candidate(source: str, filename: str = "<candidate>",
     except SyntaxError as exc:
         raise CandidateError("syntax_error", f"{filename}, line {exc.lineno}: {exc.msg}", exc.lineno) from None
     except (ValueError, RecursionError, MemoryError) as exc:
-        raise CandidateError("syntax_error", f"{filename}: cannot compile the candidate: "
-                                             f"{type(exc).__name__}: {exc}") from None
+        raise CandidateError(
+            "syntax_error", f"{filename}: cannot compile the candidate: {type(exc).__name__}: {exc}"
+        ) from None
     namespace = candidate_namespace()
     try:
         exec(code, namespace)
     except Exception as exc:
-        raise CandidateError("load_error", f"{filename}: running the module raised {type(exc).__name__}: {exc}") from None
+        raise CandidateError(
+            "load_error", f"{filename}: running the module raised {type(exc).__name__}: {exc}"
+        ) from None
     function = namespace.get(ENTRY_POINT)
     if not isinstance(function, types.FunctionType):
-        raise CandidateError("missing_function", f"{filename} must define a function `{ENTRY_POINT}(x)` "
-                                                 "that takes and returns a torch.Tensor")
+        raise CandidateError(
+            "missing_function",
+            f"{filename} must define a function `{ENTRY_POINT}(x)` that takes and returns a torch.Tensor",
+        )
     return function
 
 
@@ -285,23 +318,29 @@ def read_candidate_file(path: str | Path, max_chars: int = DEFAULT_MAX_SOURCE_CH
     from ..language.files import FORMAT_NAME, MAX_FILE_BYTES, ProgramFileError, read_program_file
 
     path = Path(path)
-    limit = f"too long for the limit of {max_chars:,} characters; shorten it or raise the config key " \
-            "`candidate.max_source_chars`"
+    limit = (
+        f"too long for the limit of {max_chars:,} characters; shorten it or raise the config key "
+        "`candidate.max_source_chars`"
+    )
     text = _read_text(path, max(MAX_FILE_BYTES, 4 * max_chars), limit)
     if FORMAT_NAME in text:  # perhaps a generated program file: read its data, never its code
         try:
             program_file = read_program_file(text, what=str(path))
         except ProgramFileError as exc:
-            if exc.code != "stale_program_file":   # stale = plain code: read below like any candidate file
+            if exc.code != "stale_program_file":  # stale = plain code: read below like any candidate file
                 raise CandidateError(exc.code, str(exc)) from None
         else:
             if len(program_file.programs) != 1:
-                raise CandidateError("unknown_program",
-                                     f"{str(path)!r} holds {len(program_file.programs)} programs; name one as "
-                                     f"{path}:NAME with NAME one of {', '.join(program_file.names)}")
+                raise CandidateError(
+                    "unknown_program",
+                    f"{str(path)!r} holds {len(program_file.programs)} programs; name one as "
+                    f"{path}:NAME with NAME one of {', '.join(program_file.names)}",
+                )
             return program_file.programs[0].source
     if len(text.encode("utf-8")) > 4 * max_chars:
-        raise CandidateError("too_long", f"candidate file {str(path)!r} is {len(text.encode('utf-8')):,} bytes, {limit}")
+        raise CandidateError(
+            "too_long", f"candidate file {str(path)!r} is {len(text.encode('utf-8')):,} bytes, {limit}"
+        )
     return _candidate_in_module_file(text)
 
 
@@ -340,14 +379,19 @@ def _candidate_in_module_file(text: str) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return source
     first = tree.body[0] if tree.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str) \
-            and len(tree.body) > 1:
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+        and len(tree.body) > 1
+    ):
         lines = source.splitlines(keepends=True)
-        source = "".join(lines[first.end_lineno:]).lstrip("\n")
+        source = "".join(lines[first.end_lineno :]).lstrip("\n")
     return source
 
 
-def load_candidate_file(path: str | Path,
-                        max_chars: int = DEFAULT_MAX_SOURCE_CHARS) -> Callable[[torch.Tensor], torch.Tensor]:
+def load_candidate_file(
+    path: str | Path, max_chars: int = DEFAULT_MAX_SOURCE_CHARS
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Read, check and compile a `.py` file that defines `activation_function(x)` (sandboxed workers only)."""
     return compile_candidate(read_candidate_file(path, max_chars), str(path), max_chars)

@@ -76,10 +76,11 @@ def exit_with_parent(parent: int, interval_s: float = 0.5) -> threading.Thread:
     (A worker is its own session leader, so the signal that kills its parent does not reach it; and
     PR_SET_PDEATHSIG would follow the parent *thread* that spawned it, which a pool does not keep.)
     """
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(interval_s)
-        remove_own_directory()   # the pool that would have removed it is gone
+        remove_own_directory()  # the pool that would have removed it is gone
         os._exit(1)
 
     watcher = threading.Thread(target=watch, name="actmine-parent-watch", daemon=True)
@@ -122,15 +123,22 @@ def torch_state() -> dict:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for state in torch.cuda.get_rng_state_all():
             rng.update(state.numpy().tobytes())
-    return {"threads": torch.get_num_threads(), "dtype": str(torch.get_default_dtype()),
-            "grad": torch.is_grad_enabled(), "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "rng": rng.hexdigest()[:16]}
+    return {
+        "threads": torch.get_num_threads(),
+        "dtype": str(torch.get_default_dtype()),
+        "grad": torch.is_grad_enabled(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "rng": rng.hexdigest()[:16],
+    }
 
 
 def state_change(before: dict, after: dict) -> str:
     """What differs between two `torch_state()`s, for the refusal's message."""
-    return ", ".join(f"{key}: {before.get(key)!r} → {after.get(key)!r}" for key in sorted(set(before) | set(after))
-                     if before.get(key) != after.get(key))
+    return ", ".join(
+        f"{key}: {before.get(key)!r} → {after.get(key)!r}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    )
 
 
 def main() -> None:
@@ -160,24 +168,33 @@ def main() -> None:
         request = json.loads(line)
         key = json.dumps(request["lab"], sort_keys=True)
         if key not in labs:  # the workload is built once per worker and lab configuration
-            while len(labs) >= 4:   # a search samples new tasks every round: keep the latest few
+            while len(labs) >= 4:  # a search samples new tasks every round: keep the latest few
                 labs.pop(next(iter(labs)))
             labs[key] = Lab.from_spec(request["lab"])
             reference = request["reference"]
-            labs[key].use_reference(TrainResult(torch.empty(0), torch.tensor(reference["id_error"]),
-                                                torch.tensor(reference["ood_error"]), []))
+            labs[key].use_reference(
+                TrainResult(
+                    torch.empty(0), torch.tensor(reference["id_error"]), torch.tensor(reference["ood_error"]), []
+                )
+            )
         set_cpu_budget(float(request.get("cpu_seconds", 600)))
         try:
-            evaluation = labs[key].evaluate_source(request["source"], name=request.get("name", "candidate"),
-                                                   skip_fingerprints=frozenset(request.get("skip_fingerprints", ())))
+            evaluation = labs[key].evaluate_source(
+                request["source"],
+                name=request.get("name", "candidate"),
+                skip_fingerprints=frozenset(request.get("skip_fingerprints", ())),
+            )
         except MemoryError:
             evaluation = Evaluation(activation=request.get("name", "candidate"), ok=False)
             evaluation.fail("train", "memory_limit", "the candidate exceeded the worker's memory limit")
         state = torch_state()
         recycle = state != baseline or (evaluation.error or {}).get("code") == "memory_limit"
         if state != baseline:
-            evaluation.fail(evaluation.stage, "global_state", "the candidate changed torch's global state "
-                            f"({state_change(baseline, state)}); the worker is replaced")
+            evaluation.fail(
+                evaluation.stage,
+                "global_state",
+                f"the candidate changed torch's global state ({state_change(baseline, state)}); the worker is replaced",
+            )
         if evaluation.error:  # Evaluation.fail caps too; this holds whatever path set the error
             evaluation.error = {key: cap_message(value, MESSAGE_LIMIT) for key, value in evaluation.error.items()}
         send({"id": request["id"], "evaluation": evaluation.to_dict(), "recycle": recycle})

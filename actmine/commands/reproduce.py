@@ -106,9 +106,14 @@ def _reproduce_paths(args: argparse.Namespace) -> dict:
 
     changes: dict = {}
     if args.validity is not None:
-        if not Path(args.validity).expanduser().is_file() or reproduce.load_validity(Path(args.validity).expanduser()) is None:
-            raise UsageError(f"--validity {args.validity!r} is not a validity study's result: give the validity.json "
-                             "that `actmine validate --out DIR` wrote")
+        if (
+            not Path(args.validity).expanduser().is_file()
+            or reproduce.load_validity(Path(args.validity).expanduser()) is None
+        ):
+            raise UsageError(
+                f"--validity {args.validity!r} is not a validity study's result: give the validity.json "
+                "that `actmine validate --out DIR` wrote"
+            )
         changes["validity"] = str(Path(args.validity).expanduser())
     if args.data_dir is not None:
         if not Path(args.data_dir).expanduser().is_dir():
@@ -172,8 +177,12 @@ def _print_claims(outcome: dict, out_dir: str) -> None:
         table.add_row(str(i), escape(claim.claim), f"[{colours[claim.verdict]}]{claim.verdict}[/]", escape(claim.why))
     console.print(table)
     reused = f"; reused: {', '.join(outcome['resumed'])}" if outcome["resumed"] else ""
-    console.print(f"report: {outcome['doc']}; plots and raw JSON: {out_dir}/; "
-                  f"{outcome['wall_seconds']:.0f} s{reused}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"report: {outcome['doc']}; plots and raw JSON: {out_dir}/; {outcome['wall_seconds']:.0f} s{reused}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -184,11 +193,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     errors = _console(stderr=True)
     progress = reproduce.Progress(errors, enabled=not args.quiet)
     try:
-        outcome = reproduce.run_reproduce(settings, out_dir=args.out_dir, doc=args.doc, force=args.force,
-                                          progress=progress)
+        outcome = reproduce.run_reproduce(
+            settings, out_dir=args.out_dir, doc=args.doc, force=args.force, progress=progress
+        )
     except KeyboardInterrupt:
-        print(f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to "
-              "resume", file=sys.stderr)
+        print(
+            f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     _print_claims(outcome, args.out_dir)
     return 0

@@ -48,8 +48,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     with _readable_run():
         path = export_pack(run_dir, args.top, args.out)
-    print(terminal_text(f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
-                        f"actmine.activations.load_pack({str(path)!r}) or actmine.activations.get('{path}:NAME')"))
+    print(
+        terminal_text(
+            f"exported the top {args.top} programs of {run_dir} to {path}; use them with "
+            f"actmine.activations.load_pack({str(path)!r}) or actmine.activations.get('{path}:NAME')"
+        )
+    )
     return 0
 
 
@@ -66,6 +70,7 @@ def _readable_run():
 
 def _existing_run(run_dir: str) -> str:
     if not (Path(run_dir) / DATABASE).is_file():
-        raise UsageError(f"{run_dir!r} is not a run directory (no programs.sqlite); give the --run-dir of an "
-                         "`actmine search`")
+        raise UsageError(
+            f"{run_dir!r} is not a run directory (no programs.sqlite); give the --run-dir of an `actmine search`"
+        )
     return run_dir

@@ -18,8 +18,21 @@ from .common import EXIT_REFUSED, _fmt, lab_config
 def cmd_list(args: argparse.Namespace) -> int:
     entries = [activations.info(name) for name in activations.list()]
     if args.json:
-        print(json.dumps([{"name": e.name, "formula": e.formula, "pointwise": e.pointwise, "source": e.source,
-                           "aliases": list(e.aliases)} for e in entries], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "formula": e.formula,
+                        "pointwise": e.pointwise,
+                        "source": e.source,
+                        "aliases": list(e.aliases),
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return 0
     from rich.table import Table
 
@@ -48,26 +61,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not evaluation.ok:
             # Text, not markup; every part from the worker may carry a candidate's text
             error = evaluation.error
-            console.print(Text.assemble(("refused", "red"), terminal_text(
-                f" {evaluation.activation} at stage {evaluation.stage}: [{error['code']}] {error['message']}")))
+            console.print(
+                Text.assemble(
+                    ("refused", "red"),
+                    terminal_text(
+                        f" {evaluation.activation} at stage {evaluation.stage}: [{error['code']}] {error['message']}"
+                    ),
+                )
+            )
         else:
-            table = Table(title=Text(f"{terminal_text(evaluation.activation)} on suite {lab.suite.name!r} "
-                                     f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"))
+            table = Table(
+                title=Text(
+                    f"{terminal_text(evaluation.activation)} on suite {lab.suite.name!r} "
+                    f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"
+                )
+            )
             for column in ("task", "family", "ID error", "OOD error", "ln(OOD / ReLU OOD)"):
                 table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
             for t in evaluation.tasks:
                 table.add_row(t.name, t.family, _fmt(t.id_error), _fmt(t.ood_error), f"{t.log_ratio + 0.0:+.3f}")
             console.print(table)
-            console.print(f"ood_log_ratio [bold]{evaluation.ood_log_ratio:+.4f}[/bold]   fitness "
-                          f"[bold]{evaluation.fitness:+.4f}[/bold]   pointwise {evaluation.probes['pointwise']}   "
-                          f"{evaluation.probes['flops_per_element']} ops/element   {evaluation.seconds:.1f} s")
+            console.print(
+                f"ood_log_ratio [bold]{evaluation.ood_log_ratio:+.4f}[/bold]   fitness "
+                f"[bold]{evaluation.fitness:+.4f}[/bold]   pointwise {evaluation.probes['pointwise']}   "
+                f"{evaluation.probes['flops_per_element']} ops/element   {evaluation.seconds:.1f} s"
+            )
     return 0 if evaluation.ok else EXIT_REFUSED
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     config, lab = lab_config(args)
-    evaluations = evaluate_targets(lab, pack_members(args.targets), config.sandbox_limits(),
-                                   show_progress=not (args.json or args.markdown))
+    evaluations = evaluate_targets(
+        lab, pack_members(args.targets), config.sandbox_limits(), show_progress=not (args.json or args.markdown)
+    )
     families = lab.suite.families
     if args.json:
         print(json.dumps([e.to_dict() for e in evaluations], indent=2))
@@ -77,8 +103,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"OOD error per family (geometric mean; suite {lab.suite.name!r}, "
-                            f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)")
+        table = Table(
+            title=f"OOD error per family (geometric mean; suite {lab.suite.name!r}, "
+            f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"
+        )
         table.add_column("activation", no_wrap=True)
         for family in families:
             table.add_column(family, justify="right", min_width=len(family))
@@ -88,13 +116,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
             # names and codes as Text, not markup: a file name or a worker's code is not a style
             name = Text(terminal_text(e.activation, keep_newlines=False))
             if not e.ok:
-                table.add_row(name, *["—"] * len(families), "—",
-                              Text(terminal_text(e.error["code"], keep_newlines=False), style="red"))
+                table.add_row(
+                    name,
+                    *["—"] * len(families),
+                    "—",
+                    Text(terminal_text(e.error["code"], keep_newlines=False), style="red"),
+                )
                 continue
             by_family = e.by_family()
             ratio = f"[green]{e.ood_log_ratio:+.3f}[/green]" if e.ood_log_ratio < 0 else f"{e.ood_log_ratio:+.3f}"
-            table.add_row(name, *[_fmt(by_family[f]["ood_error"]) for f in families],
-                          _fmt(max(t.id_error for t in e.tasks)), ratio)
+            table.add_row(
+                name,
+                *[_fmt(by_family[f]["ood_error"]) for f in families],
+                _fmt(max(t.id_error for t in e.tasks)),
+                ratio,
+            )
         _console().print(table)
         _console().print("ood_log_ratio: mean over tasks of ln(OOD error ÷ ReLU's); negative beats ReLU.")
     if args.plot:
@@ -114,11 +150,17 @@ def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[st
     for e in evaluations:
         name = terminal_text(e.activation, keep_newlines=False)
         if not e.ok:
-            lines.append(f"| {name} | " + " | ".join(["—"] * (len(header) - 2))
-                         + f" | {terminal_text(e.error['code'], keep_newlines=False)} |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(["—"] * (len(header) - 2))
+                + f" | {terminal_text(e.error['code'], keep_newlines=False)} |"
+            )
             continue
         by_family = e.by_family()
         cells = [f"{_fmt(by_family[f]['id_error'], 2)} / {_fmt(by_family[f]['ood_error'])}" for f in families]
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {_fmt(max(t.id_error for t in e.tasks), 2)} | {e.ood_log_ratio:+.3f} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {_fmt(max(t.id_error for t in e.tasks), 2)} | {e.ood_log_ratio:+.3f} |"
+        )
     return "\n".join(lines)

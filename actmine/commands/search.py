@@ -19,13 +19,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..evolve.runlock import RunDirError, RunLocked
 
     try:
-        config = Config.load(args.config).with_overrides({
-            "search.budget": args.budget, "search.time_limit": args.time, "search.seed": args.seed,
-            "mutator.kind": args.mutator, "executor.workers": args.workers, "executor.kind": args.executor,
-            "executor.scheduler": args.scheduler})
+        config = Config.load(args.config).with_overrides(
+            {
+                "search.budget": args.budget,
+                "search.time_limit": args.time,
+                "search.seed": args.seed,
+                "mutator.kind": args.mutator,
+                "executor.workers": args.workers,
+                "executor.kind": args.executor,
+                "executor.scheduler": args.scheduler,
+            }
+        )
         search = Search(config, args.run_dir, live=sys.stdout.isatty() and not args.quiet)
         summary = search.run()
-    except RunLocked as exc:   # not the user's input: the run is busy, and the message says with whom
+    except RunLocked as exc:  # not the user's input: the run is busy, and the message says with whom
         print(f"actmine: error: {terminal_text(exc, keep_newlines=False)}", file=sys.stderr)
         return EXIT_BUSY
     except (ConfigError, ValueError, SuiteError, DatabaseError, RunDirError) as exc:
@@ -42,10 +49,13 @@ def cmd_llm_check(args: argparse.Namespace) -> int:
         plan = load_plan(args.config)
     except CheckConfigError as exc:
         raise UsageError(str(exc)) from None
-    print(terminal_text(f"checking {len(plan.models)} model(s) of {plan.path}: one request each "
-                        "(billed at the provider's rates)"))
+    print(
+        terminal_text(
+            f"checking {len(plan.models)} model(s) of {plan.path}: one request each (billed at the provider's rates)"
+        )
+    )
     checks = []
-    for index, spec in enumerate(plan.models):   # printed as each answers: a slow model shows which
+    for index, spec in enumerate(plan.models):  # printed as each answers: a slow model shows which
         checks.append(check_model(plan, spec, index))
         print(format_check(checks[-1]), flush=True)
     return exit_status(checks)
@@ -57,19 +67,26 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
 
     console = _console()
     state = "interrupted (resume with the same --run-dir)" if summary["interrupted"] else "finished"
+
     # Everything below may carry a model's or a worker's text: plain text, control characters escaped.
     def say(text: str) -> None:
         console.print(terminal_text(text), markup=False, highlight=False)
 
-    say(f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
-        f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}")
+    say(
+        f"search {state}: {summary['evaluated']} evaluations in {summary['seconds']} s, "
+        f"workers idle {summary['idle_fraction']:.1%} of the time; run directory {run_dir}"
+    )
     if summary.get("stopped"):
         say(f"stopped early: {summary['stopped']}")
     if summary.get("llm"):
         llm = summary["llm"]
-        say(f"LLM spend: ${llm['usd']:.4f}, {llm['tokens']:,} tokens; "
-            + "; ".join(f"{model}: {m['calls']} calls, {m['children']} programs, ${m['cost']:.4f}"
-                        for model, m in llm["models"].items()))
+        say(
+            f"LLM spend: ${llm['usd']:.4f}, {llm['tokens']:,} tokens; "
+            + "; ".join(
+                f"{model}: {m['calls']} calls, {m['children']} programs, ${m['cost']:.4f}"
+                for model, m in llm["models"].items()
+            )
+        )
     if "report" in summary:
         say(f"report: {summary['report']}")
     elif "report_error" in summary:
@@ -79,10 +96,15 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
     if "best" in summary:
         best = summary["best"]
         se = f" ± {best['fitness_se']:.3f}" if best.get("fitness_se") is not None else ""
-        chosen = f"chosen on the validation tasks, rule {summary.get('winner_rule', 'mean')}" \
-            if summary.get("winner_chosen_by") == "validation" else "best by search score: nothing was validated"
-        say(f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
-            f"{terminal_text(best['rationale'] or '', keep_newlines=False)}")
+        chosen = (
+            f"chosen on the validation tasks, rule {summary.get('winner_rule', 'mean')}"
+            if summary.get("winner_chosen_by") == "validation"
+            else "best by search score: nothing was validated"
+        )
+        say(
+            f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
+            f"{terminal_text(best['rationale'] or '', keep_newlines=False)}"
+        )
         say(terminal_text(best["source"]))
     if summary.get("heldout"):
         table = Table(title="validation (tasks the search never drew): fitness = −ood_log_ratio, higher is better")
@@ -90,16 +112,25 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
             table.add_column(column, justify="left" if column == "activation" else "right")
         for row in summary["heldout"]:
             name = row["name"] + (" (winner)" if row.get("winner") else "")
-            table.add_row(Text(terminal_text(name, keep_newlines=False)),
-                          f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
-                          f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused")
+            table.add_row(
+                Text(terminal_text(name, keep_newlines=False)),
+                f"{row['search_fitness']:+.3f}" if row["search_fitness"] is not None else "—",
+                f"{row['heldout_fitness']:+.3f}" if row["heldout_fitness"] is not None else "refused",
+            )
         console.print(table)
     if summary.get("comparisons"):
-        table = Table(title="test suites (reported only): the winner's mean log-ratio against each function, "
-                            "95% interval over tasks and seeds; below 0 = the winner extrapolates better")
+        table = Table(
+            title="test suites (reported only): the winner's mean log-ratio against each function, "
+            "95% interval over tasks and seeds; below 0 = the winner extrapolates better"
+        )
         for column in ("suite", "against", "mean", "95% interval", "tasks × seeds"):
             table.add_column(column, justify="left" if column in ("suite", "against") else "right")
         for row in summary["comparisons"]:
-            table.add_row(Text(terminal_text(row["suite"], False)), row["against"], f"{row['mean']:+.3f}",
-                          f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['tasks']} × {row['seeds']}")
+            table.add_row(
+                Text(terminal_text(row["suite"], False)),
+                row["against"],
+                f"{row['mean']:+.3f}",
+                f"[{row['low']:+.3f}, {row['high']:+.3f}]",
+                f"{row['tasks']} × {row['seeds']}",
+            )
         console.print(table)

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 AXES = ("gp", "gn", "sc", "b", "fl")
 AXIS_BINS = {"gp": 4, "gn": 3, "sc": 4, "b": 2, "fl": 4}
-GROWTH_POS_EDGES = (0.2, 0.8, 1.2)        # bin = number of edges strictly below the value
+GROWTH_POS_EDGES = (0.2, 0.8, 1.2)  # bin = number of edges strictly below the value
 FLOPS_EDGES = (4.0, 16.0, 64.0)
 
 
@@ -73,7 +73,7 @@ def parse_cell(cell: str) -> tuple[int, ...]:
     parts = cell.split(".")
     if len(parts) != len(AXES) or any(not p.startswith(a) for p, a in zip(parts, AXES)):
         raise ValueError(f"not a cell key: {cell!r}")
-    return tuple(int(p[len(a):]) for p, a in zip(parts, AXES))
+    return tuple(int(p[len(a) :]) for p, a in zip(parts, AXES))
 
 
 def cell_distance(a: str, b: str) -> int:

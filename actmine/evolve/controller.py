@@ -51,7 +51,6 @@ from .seeds import seed_source
 from .selection import migrate_ring, sample_inspirations, sample_parent
 
 
-
 def normalised_source(source: str) -> str:
     """Source text with comments and formatting removed, for exact-duplicate detection."""
     try:
@@ -79,9 +78,9 @@ class _Loop:
     executor: Any
     mutator: Any
     state: SearchState
-    seeds: list[str]                 # the seeds' sources: proposals 0 .. len(seeds) - 1
+    seeds: list[str]  # the seeds' sources: proposals 0 .. len(seeds) - 1
     next_index: int
-    unfilled: deque[int]             # indexes an earlier controller left in flight: proposed anew first
+    unfilled: deque[int]  # indexes an earlier controller left in flight: proposed anew first
     known_fingerprints: set[str]
     deadline: float
     concurrency: int
@@ -106,15 +105,16 @@ class Search(EstimateRounds):
         self.run_dir = Path(run_dir)
         self.live = live
         self._stop = False
-        self.stop_reason: str | None = None    # set when the mutator can propose no more (LLM budget)
+        self.stop_reason: str | None = None  # set when the mutator can propose no more (LLM budget)
         first = config.tasks.first_sample
-        self.rule = ConfirmationRule(config.tasks.confirm_rounds, config.tasks.lcb_z,
-                                     first / config.tasks.sample if first is not None else 1.0)
+        self.rule = ConfirmationRule(
+            config.tasks.confirm_rounds, config.tasks.lcb_z, first / config.tasks.sample if first is not None else 1.0
+        )
         self.tasks: SearchTasks | None = None  # built by run()
         self._rounds: deque[_Round] = deque()  # confirmation rounds waiting for a slot
-        self._confirming: set[int] = set()     # programs with a round queued or in flight
-        self._validating: int | None = None    # the program whose validation is in flight
-        self._validated_at = -10**9            # state.evaluated when the last validation was submitted
+        self._confirming: set[int] = set()  # programs with a round queued or in flight
+        self._validating: int | None = None  # the program whose validation is in flight
+        self._validated_at = -(10**9)  # state.evaluated when the last validation was submitted
 
     # -- set-up ----------------------------------------------------------------------------
     def _open(self) -> tuple[ProgramDatabase, int]:
@@ -124,15 +124,17 @@ class Search(EstimateRounds):
         database = ProgramDatabase(self.run_dir / DATABASE)
         run = database.latest_run()
         if run is not None:
-            previous = Config.from_dict(yaml.safe_load(snapshot.read_text()) if snapshot.is_file() else run["config"],
-                                        source=str(snapshot))
+            previous = Config.from_dict(
+                yaml.safe_load(snapshot.read_text()) if snapshot.is_file() else run["config"], source=str(snapshot)
+            )
             conflicts = self.config.resume_conflicts(previous)
             if conflicts:
                 database.close()
                 raise ConfigError(
                     f"{self.run_dir} holds a run with a different configuration ({', '.join(conflicts)}); "
                     f"only {', '.join(Config.RESUMABLE_CHANGES)} may change on resume. Use a new --run-dir, "
-                    "or the run's own config.yaml")
+                    "or the run's own config.yaml"
+                )
             run_id = run["id"]
             database.update_run(run_id, config=self.config.to_dict(), status="running")
         else:
@@ -177,9 +179,12 @@ class Search(EstimateRounds):
     def _start_loop(self, database: ProgramDatabase, run_id: int, mutator) -> _Loop:
         """The executor, the proposal thread pool and the counters, as a resumed run left them."""
         config = self.config
-        seeds = [seed_source(s) for s in config.search.initial_programs]   # before the executor: a bad seed starts nothing
-        executor = make_executor(config.executor.kind, config.executor.workers, config.sandbox_limits(),
-                                 config.executor.scheduler)
+        seeds = [
+            seed_source(s) for s in config.search.initial_programs
+        ]  # before the executor: a bad seed starts nothing
+        executor = make_executor(
+            config.executor.kind, config.executor.workers, config.sandbox_limits(), config.executor.scheduler
+        )
         state = SearchState(budget=config.search.budget, capacity=executor.capacity)
         state.evaluated = database.count(run_id)
         next_index = database.max_proposal_index(run_id) + 1
@@ -191,21 +196,31 @@ class Search(EstimateRounds):
         # proposals that were in flight when an earlier controller died: proposed anew first, under
         # their own indexes, so that a run's indexes end up gap-free (0 .. budget - 1)
         unfilled = deque(sorted(set(range(next_index)) - {p.proposal_index for p in recorded}))
-        for program in database.unsettled(run_id):   # confirmations an earlier controller did not finish
+        for program in database.unsettled(run_id):  # confirmations an earlier controller did not finish
             self._queue_round(database, program)
         latest = database.latest_validation(run_id)
-        self._validated_at = latest["evaluated"] if latest is not None else -10**9
+        self._validated_at = latest["evaluated"] if latest is not None else -(10**9)
         deadline = time.monotonic() + config.search.time_limit if config.search.time_limit else float("inf")
-        return _Loop(executor, mutator, state, seeds, next_index, unfilled,
-                     {p.fingerprint for p in recorded if p.fingerprint}, deadline, concurrency, proposer,
-                     migrated_at=state.evaluated)
+        return _Loop(
+            executor,
+            mutator,
+            state,
+            seeds,
+            next_index,
+            unfilled,
+            {p.fingerprint for p in recorded if p.fingerprint},
+            deadline,
+            concurrency,
+            proposer,
+            migrated_at=state.evaluated,
+        )
 
     def _step(self, database: ProgramDatabase, run_id: int, loop: _Loop, view) -> bool:
         """One pass of the loop: fill the free slots, wait (at most 0.5 s) for work to finish, record it.
         False when the run is over: stopping, and nothing left in flight or queued."""
         if self.stop_reason is None:
             self.stop_reason = loop.mutator.exhausted()
-        halted = self._stop or time.monotonic() > loop.deadline   # nothing new starts, rounds included
+        halted = self._stop or time.monotonic() > loop.deadline  # nothing new starts, rounds included
         stopping = self._fill_slots(database, run_id, loop, halted)
         if not loop.in_flight and not loop.proposing:
             return not (stopping and not loop.ready and (halted or not self._rounds))
@@ -221,29 +236,40 @@ class Search(EstimateRounds):
         search may build on), then a validation of a new best, then proposals. Returns whether the
         run is stopping (halted, the mutator is done, or the budget is spoken for)."""
         outstanding = loop.proposals_in_flight() + len(loop.proposing) + len(loop.ready)
-        stopping = (halted or self.stop_reason is not None
-                    or loop.state.evaluated + outstanding >= self.config.search.budget)
+        stopping = (
+            halted or self.stop_reason is not None or loop.state.evaluated + outstanding >= self.config.search.budget
+        )
         while self._rounds and not halted and loop.free_slot():
             job = self._rounds.popleft()
-            loop.in_flight[loop.executor.submit(job.source, job.lab, f"program {job.program_id} round {job.round}",
-                                                skip_fingerprints=())] = job
+            loop.in_flight[
+                loop.executor.submit(
+                    job.source, job.lab, f"program {job.program_id} round {job.round}", skip_fingerprints=()
+                )
+            ] = job
         if not stopping and loop.free_slot():
             job = self._validation_job(database, run_id, loop.state)
             if job is not None:
-                loop.in_flight[loop.executor.submit(job.source, job.lab, f"program {job.program_id} validation",
-                                                    skip_fingerprints=())] = job
+                loop.in_flight[
+                    loop.executor.submit(
+                        job.source, job.lab, f"program {job.program_id} validation", skip_fingerprints=()
+                    )
+                ] = job
         stopping = self._ask_for_proposals(database, run_id, loop, stopping, outstanding)
         self._submit_ready(database, run_id, loop)
         return stopping
 
-    def _ask_for_proposals(self, database: ProgramDatabase, run_id: int, loop: _Loop, stopping: bool,
-                           outstanding: int) -> bool:
+    def _ask_for_proposals(
+        self, database: ProgramDatabase, run_id: int, loop: _Loop, stopping: bool, outstanding: int
+    ) -> bool:
         """Enough proposals to keep every slot busy, plus the mutator's concurrency (seeds and
         in-process mutators propose here; remote ones in the proposal threads)."""
         extra = loop.concurrency if loop.proposer else 0
         while not stopping and outstanding < loop.executor.capacity + extra:
-            if loop.next_index >= len(loop.seeds) and not loop.state.top and \
-                    (loop.in_flight or loop.ready or self._rounds):
+            if (
+                loop.next_index >= len(loop.seeds)
+                and not loop.state.top
+                and (loop.in_flight or loop.ready or self._rounds)
+            ):
                 break  # the seeds are still being evaluated: nothing to select parents from
             if loop.proposer is not None and len(loop.proposing) >= loop.concurrency:
                 break
@@ -269,8 +295,9 @@ class Search(EstimateRounds):
                 self._migrate_now(database, run_id, loop)
             else:
                 lab = self.tasks.lab_for(pending.index, 0)
-                future = loop.executor.submit(pending.proposal.source, lab, f"p{pending.index}",
-                                              skip_fingerprints=loop.known_fingerprints)
+                future = loop.executor.submit(
+                    pending.proposal.source, lab, f"p{pending.index}", skip_fingerprints=loop.known_fingerprints
+                )
                 loop.in_flight[future] = pending
                 fault_point("in_flight")
 
@@ -281,8 +308,12 @@ class Search(EstimateRounds):
             try:
                 pending.proposal = future.result()
             except Exception as exc:  # a mutator bug must not end the run
-                pending.proposal = Proposal("", f"the mutator failed: {exc}", loop.mutator.name,
-                                            failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"})
+                pending.proposal = Proposal(
+                    "",
+                    f"the mutator failed: {exc}",
+                    loop.mutator.name,
+                    failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"},
+                )
             loop.ready.append(pending)
             return
         job = loop.in_flight.pop(future)
@@ -298,8 +329,11 @@ class Search(EstimateRounds):
     def _migrate_now(self, database: ProgramDatabase, run_id: int, loop: _Loop) -> None:
         """Every `migration_interval` recorded proposals (however they were settled), once per count."""
         config = self.config
-        if config.search.islands > 1 and loop.state.evaluated % config.search.migration_interval == 0 \
-                and loop.state.evaluated != loop.migrated_at:
+        if (
+            config.search.islands > 1
+            and loop.state.evaluated % config.search.migration_interval == 0
+            and loop.state.evaluated != loop.migrated_at
+        ):
             loop.migrated_at = loop.state.evaluated
             fault_point("migration")
             migrate_ring(database, run_id, config.search.islands)
@@ -307,18 +341,24 @@ class Search(EstimateRounds):
     def _finish(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator) -> dict[str, Any]:
         """After the loop: the summary, unsettled programs settled, the validation and tests (unless
         interrupted), best_activation.py, the run's status, the report."""
-        state.llm = mutator.usage()   # proposals settled without a worker are not in the last refresh
+        state.llm = mutator.usage()  # proposals settled without a worker are not in the last refresh
         wall = time.monotonic() - state.started
-        summary = {"run_id": run_id, "evaluated": state.evaluated, "interrupted": self._stop,
-                   "seconds": round(wall, 1),
-                   "idle_fraction": round(max(0.0, 1 - state.busy_seconds / (state.capacity * wall)), 4) if wall else 0,
-                   "failures": state.failures, "tasks": self.tasks.describe(), "tasks_seconds": self.tasks_seconds,
-                   "rounds": database.evaluation_counts(run_id)}
+        summary = {
+            "run_id": run_id,
+            "evaluated": state.evaluated,
+            "interrupted": self._stop,
+            "seconds": round(wall, 1),
+            "idle_fraction": round(max(0.0, 1 - state.busy_seconds / (state.capacity * wall)), 4) if wall else 0,
+            "failures": state.failures,
+            "tasks": self.tasks.describe(),
+            "tasks_seconds": self.tasks_seconds,
+            "rounds": database.evaluation_counts(run_id),
+        }
         if self.stop_reason:
             summary["stopped"] = self.stop_reason
         if state.llm:
             summary["llm"] = state.llm
-        if not self._stop:   # programs still waiting for rounds keep the estimate they have
+        if not self._stop:  # programs still waiting for rounds keep the estimate they have
             self._settle_all(database, run_id)
         best = database.best(run_id)
         if best is not None:
@@ -329,16 +369,23 @@ class Search(EstimateRounds):
 
             from rich.console import Console
 
-            message = f"validation: the top {self.config.search.heldout_top} and the seeds on the validation tasks; " \
-                      "then the winner and the library's references on the test suites"
+            message = (
+                f"validation: the top {self.config.search.heldout_top} and the seeds on the validation tasks; "
+                "then the winner and the library's references on the test suites"
+            )
             with Console(stderr=True).status(message) if self.live else nullcontext():
                 final = self.final_check(database, run_id)
             summary.update(final)
             winner = database.get(final["winner"]) if final.get("winner") is not None else None
-            if winner is not None:   # the file holds the validation's choice, with its validation and test numbers
+            if winner is not None:  # the file holds the validation's choice, with its validation and test numbers
                 summary["best"] = self._best_summary(winner)
-                write_best_program(self.run_dir / BEST_PROGRAM, winner, database,
-                                   final["winner_validation_fitness"], final.get("winner_test"))
+                write_best_program(
+                    self.run_dir / BEST_PROGRAM,
+                    winner,
+                    database,
+                    final["winner_validation_fitness"],
+                    final.get("winner_test"),
+                )
         database.update_run(run_id, status="interrupted" if self._stop else "finished")
         database.close()
         try:
@@ -352,8 +399,13 @@ class Search(EstimateRounds):
 
     @staticmethod
     def _best_summary(record: ProgramRecord) -> dict[str, Any]:
-        return {"id": record.id, "fitness": record.fitness, "fitness_se": record.fitness_se,
-                "source": record.source, "rationale": record.rationale}
+        return {
+            "id": record.id,
+            "fitness": record.fitness,
+            "fitness_se": record.fitness_se,
+            "source": record.source,
+            "rationale": record.rationale,
+        }
 
     def _build_tasks(self) -> SearchTasks:
         """The run's labs; pools are built (or read from the cache) here, with a progress bar."""
@@ -374,23 +426,33 @@ class Search(EstimateRounds):
         config = self.config
         try:
             mutator = get_mutator(config.mutator.kind, **config.mutator.options)
-        except TypeError as exc:   # an option the mutator does not take
+        except TypeError as exc:  # an option the mutator does not take
             raise ConfigError(f"mutator.options for {config.mutator.kind!r}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         tasks = self.tasks.split.search.tasks if self.tasks.split is not None else self.tasks.suite_lab.suite.tasks
-        mutator.setup(LabContext(families=tuple(sorted({t.family for t in tasks})),
-                                 hidden=TrainingProtocol().hidden, steps=config.lab.steps or TrainingProtocol().steps,
-                                 max_flops_per_element=config.probes.max_flops_per_element,
-                                 max_source_chars=config.candidate.max_source_chars,
-                                 allow_batch_dependent=config.probes.allow_batch_dependent))
+        mutator.setup(
+            LabContext(
+                families=tuple(sorted({t.family for t in tasks})),
+                hidden=TrainingProtocol().hidden,
+                steps=config.lab.steps or TrainingProtocol().steps,
+                max_flops_per_element=config.probes.max_flops_per_element,
+                max_source_chars=config.candidate.max_source_chars,
+                allow_batch_dependent=config.probes.allow_batch_dependent,
+            )
+        )
         programs = database.programs(run_id)
         fitness = {p.id: p.fitness for p in programs}
-        children = [(p.model, p.fitness if p.status == "ok" else None,
-                     fitness.get(p.parent_ids[0]) if p.parent_ids else None)
-                    for p in programs if p.mutator == mutator.name and p.model]
-        failures = [Failure(f"{p.failure_stage}:{p.failure_code}", p.failure_message or "")
-                    for p in programs if p.status == "failed"]
+        children = [
+            (p.model, p.fitness if p.status == "ok" else None, fitness.get(p.parent_ids[0]) if p.parent_ids else None)
+            for p in programs
+            if p.mutator == mutator.name and p.model
+        ]
+        failures = [
+            Failure(f"{p.failure_stage}:{p.failure_code}", p.failure_message or "")
+            for p in programs
+            if p.status == "failed"
+        ]
         mutator.restore(database.llm_calls(run_id), children, failures)
         return mutator
 
@@ -399,15 +461,31 @@ class Search(EstimateRounds):
         mutator call that turns them into a proposal (anywhere)."""
         island = index % self.config.search.islands
         rng = random.Random(stable_seed("proposal", self.config.search.seed, index))
-        parent = sample_parent(database, run_id, island, rng, exploitation=self.config.search.exploitation,
-                               exploration=self.config.search.exploration)
-        inspirations = sample_inspirations(database, run_id, island, parent, self.config.search.inspirations, rng) \
-            if parent is not None else []
-        parent_ids = ([parent.id] if parent else []) + \
-            ([p.id for p in inspirations] if parent and mutator.uses_inspirations else [])
-        pending = _Pending(Proposal("", "", mutator.name), index, parent_ids, island,
-                           parent.generation + 1 if parent else 0, time.monotonic(),
-                           parent.fitness if parent else None)
+        parent = sample_parent(
+            database,
+            run_id,
+            island,
+            rng,
+            exploitation=self.config.search.exploitation,
+            exploration=self.config.search.exploration,
+        )
+        inspirations = (
+            sample_inspirations(database, run_id, island, parent, self.config.search.inspirations, rng)
+            if parent is not None
+            else []
+        )
+        parent_ids = ([parent.id] if parent else []) + (
+            [p.id for p in inspirations] if parent and mutator.uses_inspirations else []
+        )
+        pending = _Pending(
+            Proposal("", "", mutator.name),
+            index,
+            parent_ids,
+            island,
+            parent.generation + 1 if parent else 0,
+            time.monotonic(),
+            parent.fitness if parent else None,
+        )
         parent_view = parent.to_parent() if parent else None
         views = [p.to_parent() for p in inspirations]
         return pending, lambda: mutator.propose(parent_view, views, rng)
@@ -421,16 +499,21 @@ class Search(EstimateRounds):
         try:
             pending.proposal = call()
         except Exception as exc:  # a mutator bug is one failed proposal, not the end of the run
-            pending.proposal = Proposal("", f"the mutator failed: {exc}", mutator.name,
-                                        failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"})
+            pending.proposal = Proposal(
+                "",
+                f"the mutator failed: {exc}",
+                mutator.name,
+                failure={"code": "mutator_error", "message": f"{type(exc).__name__}: {exc}"},
+            )
         return pending
 
-    def _precheck(self, database: ProgramDatabase, run_id: int, pending: _Pending, state: SearchState,
-                  mutator=None) -> bool:
+    def _precheck(
+        self, database: ProgramDatabase, run_id: int, pending: _Pending, state: SearchState, mutator=None
+    ) -> bool:
         """Cheap checks here (text and ast only). True when the proposal was settled without a worker."""
         failure = pending.proposal.failure
         if failure is not None:
-            if failure.get("code") == "budget":   # no call was made: nothing to record but earlier attempts
+            if failure.get("code") == "budget":  # no call was made: nothing to record but earlier attempts
                 self._record_calls(database, run_id, None, pending.proposal)
                 return True
             evaluation = Evaluation(activation=f"p{pending.index}", ok=False)
@@ -450,41 +533,71 @@ class Search(EstimateRounds):
             return True
         return False
 
-    def _record(self, database: ProgramDatabase, run_id: int, pending: _Pending, evaluation: Evaluation,
-                state: SearchState, mutator=None) -> ProgramRecord:
+    def _record(
+        self,
+        database: ProgramDatabase,
+        run_id: int,
+        pending: _Pending,
+        evaluation: Evaluation,
+        state: SearchState,
+        mutator=None,
+    ) -> ProgramRecord:
         # this sample's estimate under `tasks.objective`: the fitness recorded, and the one the mutator
         # compares with its parent's (measured the same way)
         estimate = self._estimate([t.to_dict() for t in evaluation.tasks]) if evaluation.ok else None
         if mutator is not None and pending.proposal.mutator == mutator.name:
-            failure = None if evaluation.ok else Failure(f"{evaluation.stage}:{evaluation.error['code']}",
-                                                         evaluation.error.get("message") or "")
+            failure = (
+                None
+                if evaluation.ok
+                else Failure(f"{evaluation.stage}:{evaluation.error['code']}", evaluation.error.get("message") or "")
+            )
             mutator.observe(pending.proposal, estimate.mean if estimate else None, pending.parent_fitness, failure)
         fingerprint = evaluation.probes.get("fingerprint")
         if fingerprint and (evaluation.ok or (evaluation.error or {}).get("code") == "duplicate"):
             # a known function (perhaps one that finished while this one was in flight)
             original = database.by_fingerprint(fingerprint, run_id=run_id)
             if original is not None:
-                with database.transaction():   # the duplicate and its pooled sample: together
+                with database.transaction():  # the duplicate and its pooled sample: together
                     duplicate = self._record_duplicate(database, run_id, pending, original, state, evaluation)
-                    if evaluation.ok and original.status == "ok" and \
-                            self._new_sample(database, original.id, evaluation):
+                    if (
+                        evaluation.ok
+                        and original.status == "ok"
+                        and self._new_sample(database, original.id, evaluation)
+                    ):
                         self._add_round(database, run_id, original.id, evaluation, "pooled")
                 return duplicate
         cell = cell_of(evaluation.probes.get("descriptors", {}), evaluation.probes) if evaluation.ok else None
         record = ProgramRecord.from_evaluation(
-            evaluation, pending.proposal, run_id=run_id, proposal_index=pending.index,
-            parent_ids=pending.parent_ids, island=pending.island, generation=pending.generation, cell=cell)
-        record.source = normalised_source(pending.proposal.source) if evaluation.stage not in ("policy", "mutator") \
+            evaluation,
+            pending.proposal,
+            run_id=run_id,
+            proposal_index=pending.index,
+            parent_ids=pending.parent_ids,
+            island=pending.island,
+            generation=pending.generation,
+            cell=cell,
+        )
+        record.source = (
+            normalised_source(pending.proposal.source)
+            if evaluation.stage not in ("policy", "mutator")
             else pending.proposal.source
+        )
         if evaluation.ok:
             record.fitness, record.fitness_se = estimate.mean, estimate.se
             record.score, record.rounds = self.rule.score(estimate), 1
             record.settled = not self.rule.needs_round(estimate, 1, self._bars(database, run_id, record))
-        with database.transaction():    # the program, its first round, its LLM calls, a seed's places: together
+        with database.transaction():  # the program, its first round, its LLM calls, a seed's places: together
             record.id = database.add_program(record)
             if evaluation.ok:
-                database.add_evaluation(run_id, record.id, 0, "search", evaluation.fitness,
-                                        [t.to_dict() for t in evaluation.tasks], evaluation.seconds)
+                database.add_evaluation(
+                    run_id,
+                    record.id,
+                    0,
+                    "search",
+                    evaluation.fitness,
+                    [t.to_dict() for t in evaluation.tasks],
+                    evaluation.seconds,
+                )
             self._record_calls(database, run_id, record.id, pending.proposal)
             if evaluation.ok and record.settled and pending.proposal.mutator == "seed":
                 self._place_seed(database, run_id, record.id)
@@ -495,28 +608,57 @@ class Search(EstimateRounds):
         if not evaluation.ok:
             key = f"{evaluation.stage}:{evaluation.error['code']}"
             state.failures[key] = state.failures.get(key, 0) + 1
-        state.last = f"p{pending.index} {'ok %+.3f' % evaluation.fitness if evaluation.ok else evaluation.error['code']}"
-        if pending.proposal.normalisation_changes:   # the model's answer was rewritten to get here
+        state.last = (
+            f"p{pending.index} {'ok %+.3f' % evaluation.fitness if evaluation.ok else evaluation.error['code']}"
+        )
+        if pending.proposal.normalisation_changes:  # the model's answer was rewritten to get here
             changes = len(pending.proposal.normalisation_changes)
             state.last += f" (normalised: {changes} change{'s' if changes != 1 else ''})"
         return record
 
-    def _record_duplicate(self, database: ProgramDatabase, run_id: int, pending: _Pending, original: ProgramRecord,
-                          state: SearchState, evaluation: Evaluation | None = None) -> ProgramRecord:
+    def _record_duplicate(
+        self,
+        database: ProgramDatabase,
+        run_id: int,
+        pending: _Pending,
+        original: ProgramRecord,
+        state: SearchState,
+        evaluation: Evaluation | None = None,
+    ) -> ProgramRecord:
         """A known function: stored with the original's result and a link to it, not trained again."""
         record = ProgramRecord(
-            id=None, run_id=run_id, proposal_index=pending.index, parent_ids=pending.parent_ids,
-            island=pending.island, generation=pending.generation, source=pending.proposal.source,
-            rationale=pending.proposal.rationale, mutator=pending.proposal.mutator, model=pending.proposal.model,
-            status="duplicate", failure_stage=original.failure_stage, failure_code=original.failure_code,
-            failure_message=original.failure_message, fitness=original.fitness, ood_log_ratio=original.ood_log_ratio,
-            family_log_ratios=original.family_log_ratios, tasks=original.tasks, fingerprint=original.fingerprint,
-            descriptors=original.descriptors, probes=original.probes, fitness_se=original.fitness_se,
-            score=original.score, rounds=original.rounds,
-            timings=evaluation.timings if evaluation else {}, cell=None, duplicate_of=original.id,
-            seconds=evaluation.seconds if evaluation else 0.0, created_at=time.time(),
+            id=None,
+            run_id=run_id,
+            proposal_index=pending.index,
+            parent_ids=pending.parent_ids,
+            island=pending.island,
+            generation=pending.generation,
+            source=pending.proposal.source,
+            rationale=pending.proposal.rationale,
+            mutator=pending.proposal.mutator,
+            model=pending.proposal.model,
+            status="duplicate",
+            failure_stage=original.failure_stage,
+            failure_code=original.failure_code,
+            failure_message=original.failure_message,
+            fitness=original.fitness,
+            ood_log_ratio=original.ood_log_ratio,
+            family_log_ratios=original.family_log_ratios,
+            tasks=original.tasks,
+            fingerprint=original.fingerprint,
+            descriptors=original.descriptors,
+            probes=original.probes,
+            fitness_se=original.fitness_se,
+            score=original.score,
+            rounds=original.rounds,
+            timings=evaluation.timings if evaluation else {},
+            cell=None,
+            duplicate_of=original.id,
+            seconds=evaluation.seconds if evaluation else 0.0,
+            created_at=time.time(),
             original_answer=pending.proposal.original_answer,
-            normalisation_changes=list(pending.proposal.normalisation_changes))
+            normalisation_changes=list(pending.proposal.normalisation_changes),
+        )
         with database.transaction():
             record.id = database.add_program(record)
             self._record_calls(database, run_id, record.id, pending.proposal)
@@ -528,9 +670,17 @@ class Search(EstimateRounds):
     @staticmethod
     def _record_calls(database: ProgramDatabase, run_id: int, program_id: int | None, proposal: Proposal) -> None:
         for call in proposal.calls:
-            database.add_llm_call(run_id, call.model, program_id=program_id, prompt_tokens=call.prompt_tokens,
-                                  completion_tokens=call.completion_tokens, latency_s=call.latency_s,
-                                  cost=call.cost, outcome=call.outcome, error=call.error)
+            database.add_llm_call(
+                run_id,
+                call.model,
+                program_id=program_id,
+                prompt_tokens=call.prompt_tokens,
+                completion_tokens=call.completion_tokens,
+                latency_s=call.latency_s,
+                cost=call.cost,
+                outcome=call.outcome,
+                error=call.error,
+            )
 
     def _refresh_state(self, database: ProgramDatabase, run_id: int, state: SearchState, mutator=None) -> None:
         state.top = database.top(run_id, 5)

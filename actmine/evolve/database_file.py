@@ -20,18 +20,22 @@ class DatabaseError(RuntimeError):
     to read-only)."""
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"   # the first 16 bytes of every SQLite 3 database file
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 
 
 def _newer_message(path: Path, version: int) -> str:
-    return (f"{path} has schema version {version}: a newer actmine wrote it (this one reads versions up to "
-            f"{SCHEMA_VERSION}). Nothing was changed; use that newer actmine with this run, or give another --run-dir")
+    return (
+        f"{path} has schema version {version}: a newer actmine wrote it (this one reads versions up to "
+        f"{SCHEMA_VERSION}). Nothing was changed; use that newer actmine with this run, or give another --run-dir"
+    )
 
 
 def _corrupt_message(path: Path, detail: str) -> str:
-    return (f"{path} is not a usable program database ({detail}). Nothing was changed. To start over in this "
-            f"directory, move it aside with its -wal and -shm files (e.g. `mv {path} {path}.broken`); to save "
-            "what is readable, run `sqlite3 FILE .recover` on a copy; or give another --run-dir")
+    return (
+        f"{path} is not a usable program database ({detail}). Nothing was changed. To start over in this "
+        f"directory, move it aside with its -wal and -shm files (e.g. `mv {path} {path}.broken`); to save "
+        "what is readable, run `sqlite3 FILE .recover` on a copy; or give another --run-dir"
+    )
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -42,8 +46,10 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
 
 
 def _not_writable(path: Path, what: str) -> DatabaseError:
-    return DatabaseError(f"{what} {path} is not writable ({unwritable_reason(path)}); nothing was changed. Give a "
-                         "--run-dir you can write to, or copy the run somewhere writable to resume it")
+    return DatabaseError(
+        f"{what} {path} is not writable ({unwritable_reason(path)}); nothing was changed. Give a "
+        "--run-dir you can write to, or copy the run somewhere writable to resume it"
+    )
 
 
 def _check_header(path: Path, settled: bool = False) -> bool:
@@ -67,10 +73,11 @@ def _check_header(path: Path, settled: bool = False) -> bool:
         page_size = int.from_bytes(header[16:18], "big")
         page_size = 65536 if page_size == 1 else page_size
         if page_size < 512 or size % page_size:
-            raise DatabaseError(_corrupt_message(path, f"truncated: {size} bytes is not a whole number of "
-                                                       f"{page_size}-byte pages"))
-        pages, counter, valid_for = (int.from_bytes(header[i:i + 4], "big") for i in (28, 24, 92))
-        if counter == valid_for and pages * page_size > size:   # the count is valid when these agree
+            raise DatabaseError(
+                _corrupt_message(path, f"truncated: {size} bytes is not a whole number of {page_size}-byte pages")
+            )
+        pages, counter, valid_for = (int.from_bytes(header[i : i + 4], "big") for i in (28, 24, 92))
+        if counter == valid_for and pages * page_size > size:  # the count is valid when these agree
             raise DatabaseError(_corrupt_message(path, f"truncated: {size // page_size} of its {pages} pages"))
     return True
 
@@ -95,9 +102,11 @@ def check_before_opening(path: Path) -> None:
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:   # a read-only parent, a path through a regular file, no permission
-        raise DatabaseError(f"cannot create the directory {directory} ({exc.strerror or exc}); give a --run-dir "
-                            "in a place you can write to") from None
+    except OSError as exc:  # a read-only parent, a path through a regular file, no permission
+        raise DatabaseError(
+            f"cannot create the directory {directory} ({exc.strerror or exc}); give a --run-dir "
+            "in a place you can write to"
+        ) from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise _not_writable(directory, "the directory")
     if not path.exists():
@@ -130,5 +139,5 @@ def check_before_opening(path: Path) -> None:
         connection.close()
     if problems != ["ok"]:
         lines = [line.strip() for problem in problems for line in str(problem).splitlines()]
-        found = [line for line in lines if line and not line.startswith("***")]   # "*** in database main ***"
+        found = [line for line in lines if line and not line.startswith("***")]  # "*** in database main ***"
         raise DatabaseError(_corrupt_message(path, "PRAGMA quick_check: " + "; ".join(found[:5])))

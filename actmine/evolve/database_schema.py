@@ -99,8 +99,10 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     rows = conn.execute("SELECT id, source, parent_ids FROM programs").fetchall()
     for program_id, source, parent_ids in rows:
         conn.execute("UPDATE programs SET source_hash = ? WHERE id = ?", (source_key(source), program_id))
-        conn.executemany("INSERT INTO program_parents (child_id, parent_id, position) VALUES (?, ?, ?)",
-                         [(program_id, int(p), i) for i, p in enumerate(json.loads(parent_ids or "[]"))])
+        conn.executemany(
+            "INSERT INTO program_parents (child_id, parent_id, position) VALUES (?, ?, ?)",
+            [(program_id, int(p), i) for i, p in enumerate(json.loads(parent_ids or "[]"))],
+        )
     conn.execute("CREATE INDEX programs_source_hash ON programs(source_hash)")
 
 
@@ -134,9 +136,11 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
         created_at REAL NOT NULL,
         UNIQUE (program_id, round))""")
     conn.execute("CREATE INDEX evaluations_program ON evaluations(program_id)")
-    conn.execute("INSERT INTO evaluations (run_id, program_id, round, kind, fitness, tasks, seconds, created_at) "
-                 "SELECT run_id, id, 0, 'search', fitness, tasks, seconds, created_at FROM programs "
-                 "WHERE status = 'ok'")
+    conn.execute(
+        "INSERT INTO evaluations (run_id, program_id, round, kind, fitness, tasks, seconds, created_at) "
+        "SELECT run_id, id, 0, 'search', fitness, tasks, seconds, created_at FROM programs "
+        "WHERE status = 'ok'"
+    )
     conn.execute("""CREATE TABLE validations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -151,6 +155,10 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
 
 
 #: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3,
-                                                          _migrate_3_to_4]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

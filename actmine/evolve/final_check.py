@@ -45,17 +45,22 @@ class FinalCheck:
         # the top list, and the seeds (the known functions the search set out to beat): the winner is
         # never a program the validation ranks below a seed of the run
         top = database.top(run_id, self.config.search.heldout_top)
-        top += [p for p in database.programs(run_id, status="ok")
-                if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}]
+        top += [
+            p
+            for p in database.programs(run_id, status="ok")
+            if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}
+        ]
         limits = self.config.sandbox_limits()
         validation_rows: list[dict[str, Any]] = []
         test_rows: list[dict[str, Any]] = []
         winner = top[0] if top else None
-        chosen_by = "search score"   # unless the validation below scores at least one program
+        chosen_by = "search score"  # unless the validation below scores at least one program
         with SandboxPool(workers=max(1, min(len(top) or 1, self.config.executor.workers or 2)), limits=limits) as pool:
             if tasks.validation is not None and top:
                 validation_rows = self._validate_top(database, run_id, top, pool)
-                scored = [r for r in validation_rows if r["program_id"] is not None and r["heldout_fitness"] is not None]
+                scored = [
+                    r for r in validation_rows if r["program_id"] is not None and r["heldout_fitness"] is not None
+                ]
                 if scored:
                     rule = WINNER_RULES[self.config.search.winner_rule]
                     for row in scored:
@@ -71,57 +76,92 @@ class FinalCheck:
                     test_rows += self._test_suite(name, lab, winner, pool)
         comparisons = self._comparisons(test_rows, winner, tasks.unseen_tests()) if winner is not None else []
         rows = validation_rows + test_rows + comparisons
-        with database.transaction():   # a resumed run checks again: its rows replace the earlier ones, all at once
+        with database.transaction():  # a resumed run checks again: its rows replace the earlier ones, all at once
             database.clear_heldout(run_id)
             for row in rows:
                 fault_point("heldout_write")
                 database.add_heldout(run_id, row["name"], row.get("program_id"), row)
-        final = {"winner": winner.id if winner is not None else None, "winner_chosen_by": chosen_by,
-                 "winner_rule": self.config.search.winner_rule,
-                 "validation": validation_rows, "test": test_rows, "comparisons": comparisons}
-        write_text_atomically(self.run_dir / HELDOUT, json.dumps(final, indent=2))   # the viewer may be reading it
+        final = {
+            "winner": winner.id if winner is not None else None,
+            "winner_chosen_by": chosen_by,
+            "winner_rule": self.config.search.winner_rule,
+            "validation": validation_rows,
+            "test": test_rows,
+            "comparisons": comparisons,
+        }
+        write_text_atomically(self.run_dir / HELDOUT, json.dumps(final, indent=2))  # the viewer may be reading it
         chosen_row = next((r for r in validation_rows if r["winner"]), None)
         final["winner_validation_fitness"] = chosen_row["heldout_fitness"] if chosen_row else None
         final["winner_test"] = {r["suite"]: r["fitness"] for r in test_rows if r["program_id"] is not None}
-        final["heldout"] = validation_rows   # the rows `actmine search` prints
+        final["heldout"] = validation_rows  # the rows `actmine search` prints
         return final
 
-    def _validate_top(self, database: ProgramDatabase, run_id: int, top: list[ProgramRecord],
-                      pool) -> list[dict[str, Any]]:
+    def _validate_top(
+        self, database: ProgramDatabase, run_id: int, top: list[ProgramRecord], pool
+    ) -> list[dict[str, Any]]:
         """Validation rows: references and the top programs, all in the pool at once; a program
         already validated during the run on the same tasks is not trained again."""
         lab = self.tasks.validation
         references = _submit_references(pool, lab)
         earlier = {v["program_id"]: v for v in database.validations(run_id) if v["fitness"] is not None}
-        futures = [(record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
-                   for record in top]
+        futures = [
+            (record, None if record.id in earlier else pool.submit(record.source, lab, f"program {record.id}"))
+            for record in top
+        ]
         rows = []
         for name, future in references.items():
             evaluation = future.result()
-            rows.append({"split": "validation", "name": name, "program_id": None, "search_fitness": None,
-                         "search_se": None, "heldout_fitness": evaluation.fitness if evaluation.ok else None,
-                         "families": evaluation.family_log_ratios(), "error": evaluation.error})
+            rows.append(
+                {
+                    "split": "validation",
+                    "name": name,
+                    "program_id": None,
+                    "search_fitness": None,
+                    "search_se": None,
+                    "heldout_fitness": evaluation.fitness if evaluation.ok else None,
+                    "families": evaluation.family_log_ratios(),
+                    "error": evaluation.error,
+                }
+            )
         for record, future in futures:
-            row = {"split": "validation", "name": f"program {record.id}", "program_id": record.id,
-                   "search_fitness": record.fitness, "search_se": record.fitness_se}
+            row = {
+                "split": "validation",
+                "name": f"program {record.id}",
+                "program_id": record.id,
+                "search_fitness": record.fitness,
+                "search_se": record.fitness_se,
+            }
             if future is None:
-                row.update(heldout_fitness=earlier[record.id]["fitness"],
-                           families=earlier[record.id]["result"].get("families", {}), error=None)
+                row.update(
+                    heldout_fitness=earlier[record.id]["fitness"],
+                    families=earlier[record.id]["result"].get("families", {}),
+                    error=None,
+                )
             else:
                 evaluation = future.result()
                 fault_point("heldout_evaluated")
-                row.update(heldout_fitness=evaluation.fitness if evaluation.ok else None, error=evaluation.error,
-                           families=evaluation.family_log_ratios())
+                row.update(
+                    heldout_fitness=evaluation.fitness if evaluation.ok else None,
+                    error=evaluation.error,
+                    families=evaluation.family_log_ratios(),
+                )
             rows.append(row)
         return rows
 
     def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
         """The winner and the references on one test suite (all in the pool at once), per task and seed."""
+
         def row(name: str, program_id: int | None, evaluation: Evaluation) -> dict[str, Any]:
-            return {"split": "test", "suite": suite, "name": name, "program_id": program_id,
-                    "fitness": evaluation.fitness if evaluation.ok else None, "error": evaluation.error,
-                    "families": evaluation.family_log_ratios(),
-                    "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
+            return {
+                "split": "test",
+                "suite": suite,
+                "name": name,
+                "program_id": program_id,
+                "fitness": evaluation.fitness if evaluation.ok else None,
+                "error": evaluation.error,
+                "families": evaluation.family_log_ratios(),
+                "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks},
+            }
 
         future = pool.submit(winner.source, lab, f"program {winner.id}")
         references = _submit_references(pool, lab)
@@ -151,9 +191,18 @@ class FinalCheck:
                 if not theirs:
                     continue
                 interval = paired_interval(mine, theirs)
-                comparisons.append({"split": "comparison", "suite": label, "name": f"program {winner.id} vs {reference}",
-                                    "program_id": winner.id, "against": reference, **interval})
+                comparisons.append(
+                    {
+                        "split": "comparison",
+                        "suite": label,
+                        "name": f"program {winner.id} vs {reference}",
+                        "program_id": winner.id,
+                        "against": reference,
+                        **interval,
+                    }
+                )
         return comparisons
+
 
 def _submit_references(pool, lab: Lab) -> dict[str, Any]:
     """The references as programs (their source forms, `seeds.SEED_EXPRESSIONS`) submitted to the
@@ -164,8 +213,13 @@ def _submit_references(pool, lab: Lab) -> dict[str, Any]:
     return {name: pool.submit(program(SEED_EXPRESSIONS[name]), lab, name) for name in REFERENCES}
 
 
-def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabase,
-                       heldout_fitness: float | None = None, test_fitness: dict[str, float | None] | None = None) -> None:
+def write_best_program(
+    path: Path,
+    best: ProgramRecord,
+    database: ProgramDatabase,
+    heldout_fitness: float | None = None,
+    test_fitness: dict[str, float | None] | None = None,
+) -> None:
     """Write `best_activation.py`: the best program as a generated program file (data only, see
     `actmine.language.files`) -- its source, scores, origin, rationale and lineage as literals,
     and the call of the checked loader, so `from best_activation import BestActivation` compiles
@@ -177,21 +231,32 @@ def write_best_program(path: Path, best: ProgramRecord, database: ProgramDatabas
         seen.add(record.id)
         lineage.append({"program_id": record.id, "fitness": record.fitness, "rationale": str(record.rationale or "")})
         record = database.get(record.parent_ids[0]) if record.parent_ids else None
-    info = {"program_id": best.id, "search_fitness": best.fitness, "search_se": best.fitness_se,
-            "rounds": best.rounds, "heldout_fitness": heldout_fitness, "validation_fitness": heldout_fitness,
-            "test_fitness": {str(k): v for k, v in sorted((test_fitness or {}).items())},
-            "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
-            "pointwise": (best.probes or {}).get("pointwise", True) is not False,
-            "run_dir": str(path.parent.resolve()), "proposal_index": best.proposal_index,
-            "mutator": str(best.mutator or ""), "model": str(best.model or ""),
-            "rationale": str(best.rationale or ""), "lineage": lineage}
+    info = {
+        "program_id": best.id,
+        "search_fitness": best.fitness,
+        "search_se": best.fitness_se,
+        "rounds": best.rounds,
+        "heldout_fitness": heldout_fitness,
+        "validation_fitness": heldout_fitness,
+        "test_fitness": {str(k): v for k, v in sorted((test_fitness or {}).items())},
+        "family_log_ratios": {str(k): v for k, v in sorted((best.family_log_ratios or {}).items())},
+        "pointwise": (best.probes or {}).get("pointwise", True) is not False,
+        "run_dir": str(path.parent.resolve()),
+        "proposal_index": best.proposal_index,
+        "mutator": str(best.mutator or ""),
+        "model": str(best.model or ""),
+        "rationale": str(best.rationale or ""),
+        "lineage": lineage,
+    }
     fitness = f"{best.fitness:+.4f}" if isinstance(best.fitness, (int, float)) else "n/a"
     # The docstring holds only numbers and fixed text; everything from the database is data.
-    doc = (f"The best activation found by an actmine search (program #{int(best.id)}), search fitness {fitness}\n"
-           "(the search's estimate under tasks.objective, by default -mean ln(OOD error / ReLU's); higher is better).\n\n"
-           "PROGRAMS holds its source, scores, origin, rationale and lineage as data. Use:\n"
-           "`from best_activation import BestActivation; act = BestActivation()` (actmine must be installed;\n"
-           "the program is checked and compiled by actmine's candidate policy, never run as plain code),\n"
-           "or `actmine evaluate best_activation.py`.")
+    doc = (
+        f"The best activation found by an actmine search (program #{int(best.id)}), search fitness {fitness}\n"
+        "(the search's estimate under tasks.objective, by default -mean ln(OOD error / ReLU's); higher is better).\n\n"
+        "PROGRAMS holds its source, scores, origin, rationale and lineage as data. Use:\n"
+        "`from best_activation import BestActivation; act = BestActivation()` (actmine must be installed;\n"
+        "the program is checked and compiled by actmine's candidate policy, never run as plain code),\n"
+        "or `actmine evaluate best_activation.py`."
+    )
     text = render_program_file([ProgramEntry("best_activation", "BestActivation", str(best.source), info)], doc)
     write_text_atomically(path, text, before_replace=lambda: fault_point("best_program_write"))

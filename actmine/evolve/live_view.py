@@ -22,15 +22,15 @@ class SearchState:
     budget: int
     evaluated: int = 0
     started: float = field(default_factory=time.monotonic)
-    busy_seconds: float = 0.0          # summed evaluation time of finished work (for idle fraction)
+    busy_seconds: float = 0.0  # summed evaluation time of finished work (for idle fraction)
     capacity: int = 1
     failures: dict[str, int] = field(default_factory=dict)
     top: list[ProgramRecord] = field(default_factory=list)
     last: str = ""
-    llm: dict[str, Any] = field(default_factory=dict)   # the LLM mutator's spend, when there is one
-    rounds: dict[str, int] = field(default_factory=dict)   # scored rounds by kind (search, confirm, pooled)
-    unsettled: int = 0                                     # programs waiting for confirmation
-    gap: dict[str, Any] = field(default_factory=dict)      # the latest validation of the best
+    llm: dict[str, Any] = field(default_factory=dict)  # the LLM mutator's spend, when there is one
+    rounds: dict[str, int] = field(default_factory=dict)  # scored rounds by kind (search, confirm, pooled)
+    unsettled: int = 0  # programs waiting for confirmation
+    gap: dict[str, Any] = field(default_factory=dict)  # the latest validation of the best
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -44,11 +44,14 @@ def live_view(state: SearchState, live: bool):
     from rich.live import Live
 
     if not live:
+
         class _Quiet(nullcontext):
             def update(self, *_):
                 pass
+
         return _Quiet()
     return Live(render(state), refresh_per_second=2, transient=False)
+
 
 def render(state: SearchState):
     """The live view: progress, LLM spend, rounds, the top 5, the generalisation gap, failures."""
@@ -59,24 +62,33 @@ def render(state: SearchState):
 
     # Text, not markup, and control characters escaped (`terminal_text`): rationales, model names
     # and reason codes are text a model or a worker wrote.
-    header = Text(f"evaluated {state.evaluated}/{state.budget}  ·  {state.rate():.2f} evals/s  ·  "
-                  f"{state.capacity} workers  ·  last: {terminal_text(state.last, keep_newlines=False)}")
+    header = Text(
+        f"evaluated {state.evaluated}/{state.budget}  ·  {state.rate():.2f} evals/s  ·  "
+        f"{state.capacity} workers  ·  last: {terminal_text(state.last, keep_newlines=False)}"
+    )
     if state.llm:
         calls = sum(m["calls"] for m in state.llm["models"].values())
         cap = f" of ${state.llm['budget_usd']:g}" if state.llm.get("budget_usd") is not None else ""
         tokens_cap = f" of {state.llm['budget_tokens']:,}" if state.llm.get("budget_tokens") is not None else ""
-        header.append(f"\nLLM: {calls} calls  ·  {state.llm['tokens']:,}{tokens_cap} tokens  ·  "
-                      f"${state.llm['usd']:.4f}{cap}")
+        header.append(
+            f"\nLLM: {calls} calls  ·  {state.llm['tokens']:,}{tokens_cap} tokens  ·  ${state.llm['usd']:.4f}{cap}"
+        )
     rounds = state.rounds
-    header.append(f"\nrounds: {rounds.get('search', 0)} first, {rounds.get('confirm', 0)} confirmations, "
-                  f"{rounds.get('pooled', 0)} pooled  ·  {state.unsettled} waiting for confirmation")
+    header.append(
+        f"\nrounds: {rounds.get('search', 0)} first, {rounds.get('confirm', 0)} confirmations, "
+        f"{rounds.get('pooled', 0)} pooled  ·  {state.unsettled} waiting for confirmation"
+    )
     top = Table(title="top 5 (by score = fitness − z·se)", expand=False)
     for column in ("id", "fitness ± se", "rounds", "mutator", "rationale"):
         top.add_column(column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "rationale" else None)
     for record in state.top:
-        top.add_row(str(record.id), f"{record.fitness:+.3f} ± {record.fitness_se or 0:.3f}", str(record.rounds),
-                    Text(terminal_text(record.mutator or "", False)),
-                    Text(terminal_text(record.rationale or "", keep_newlines=False)))
+        top.add_row(
+            str(record.id),
+            f"{record.fitness:+.3f} ± {record.fitness_se or 0:.3f}",
+            str(record.rounds),
+            Text(terminal_text(record.mutator or "", False)),
+            Text(terminal_text(record.rationale or "", keep_newlines=False)),
+        )
     failures = Table(title="failures by reason", expand=False)
     failures.add_column("stage:code")
     failures.add_column("count", justify="right")
@@ -87,12 +99,14 @@ def render(state: SearchState):
         parts.append(gap_table(state.gap))
     return Group(*parts, failures)
 
+
 def gap_table(gap: dict[str, Any]):
     """The best program's search estimate beside its validation score, overall and per family."""
     from rich.table import Table
 
-    table = Table(title=f"generalisation gap: program {gap['program_id']} (validated at {gap['evaluated']})",
-                  expand=False)
+    table = Table(
+        title=f"generalisation gap: program {gap['program_id']} (validated at {gap['evaluated']})", expand=False
+    )
     for column in ("", "search", "validation", "gap"):
         table.add_column(column, justify="right" if column else "left")
 
@@ -100,11 +114,19 @@ def gap_table(gap: dict[str, Any]):
         return "—" if value is None else f"{value:+.3f}"
 
     search, validation = gap.get("search_fitness"), gap.get("fitness")
-    table.add_row("fitness", number(search), number(validation),
-                  number(None if search is None or validation is None else search - validation))
+    table.add_row(
+        "fitness",
+        number(search),
+        number(validation),
+        number(None if search is None or validation is None else search - validation),
+    )
     search_families = gap["result"].get("search_families", {})
     for family, log_ratio in sorted(gap["result"].get("families", {}).items()):
         mine = search_families.get(family)
-        table.add_row(terminal_text(str(family), False), number(None if mine is None else -mine), number(-log_ratio),
-                      number(None if mine is None else log_ratio - mine))
+        table.add_row(
+            terminal_text(str(family), False),
+            number(None if mine is None else -mine),
+            number(-log_ratio),
+            number(None if mine is None else log_ratio - mine),
+        )
     return table

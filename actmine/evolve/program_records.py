@@ -89,10 +89,20 @@ class ProgramRecord:
     settled: bool = True
 
     @classmethod
-    def from_evaluation(cls, evaluation: "Evaluation", proposal: Proposal, *, run_id: int, proposal_index: int,
-                        parent_ids: Sequence[int] = (), island: int = 0, generation: int = 0,
-                        cell: str | None = None, duplicate_of: int | None = None,
-                        created_at: float | None = None) -> "ProgramRecord":
+    def from_evaluation(
+        cls,
+        evaluation: "Evaluation",
+        proposal: Proposal,
+        *,
+        run_id: int,
+        proposal_index: int,
+        parent_ids: Sequence[int] = (),
+        island: int = 0,
+        generation: int = 0,
+        cell: str | None = None,
+        duplicate_of: int | None = None,
+        created_at: float | None = None,
+    ) -> "ProgramRecord":
         """A record of an evaluated proposal: "ok" or "failed" from the evaluation, "duplicate"
         when `duplicate_of` is given. For an ok evaluation without a `cell`, the cell is computed
         from its probes by `cells.cell_of`."""
@@ -107,40 +117,87 @@ class ProgramRecord:
             cell = cell_of(descriptors, probes)
         family = evaluation.family_log_ratios()
         return cls(
-            run_id=run_id, proposal_index=proposal_index, source=proposal.source, parent_ids=list(parent_ids),
-            island=island, generation=generation, rationale=proposal.rationale, mutator=proposal.mutator,
-            model=proposal.model, status=status,
+            run_id=run_id,
+            proposal_index=proposal_index,
+            source=proposal.source,
+            parent_ids=list(parent_ids),
+            island=island,
+            generation=generation,
+            rationale=proposal.rationale,
+            mutator=proposal.mutator,
+            model=proposal.model,
+            status=status,
             failure_stage=(error.get("stage") or evaluation.stage) if not evaluation.ok else None,
             failure_code=error.get("code") if not evaluation.ok else None,
             failure_message=error.get("message") if not evaluation.ok else None,
-            fitness=evaluation.fitness, ood_log_ratio=evaluation.ood_log_ratio, family_log_ratios=family,
-            tasks=[t.to_dict() for t in evaluation.tasks], fingerprint=probes.get("fingerprint"),
-            descriptors=descriptors, probes=probes, timings=dict(evaluation.timings), cell=cell,
-            duplicate_of=duplicate_of, seconds=float(evaluation.seconds),
+            fitness=evaluation.fitness,
+            ood_log_ratio=evaluation.ood_log_ratio,
+            family_log_ratios=family,
+            tasks=[t.to_dict() for t in evaluation.tasks],
+            fingerprint=probes.get("fingerprint"),
+            descriptors=descriptors,
+            probes=probes,
+            timings=dict(evaluation.timings),
+            cell=cell,
+            duplicate_of=duplicate_of,
+            seconds=float(evaluation.seconds),
             created_at=time.time() if created_at is None else created_at,
-            original_answer=proposal.original_answer, normalisation_changes=list(proposal.normalisation_changes))
+            original_answer=proposal.original_answer,
+            normalisation_changes=list(proposal.normalisation_changes),
+        )
 
     @classmethod
-    def duplicate(cls, proposal: Proposal, original: "ProgramRecord", *, run_id: int, proposal_index: int,
-                  parent_ids: Sequence[int] = (), island: int = 0, generation: int = 0,
-                  seconds: float = 0.0, created_at: float | None = None) -> "ProgramRecord":
+    def duplicate(
+        cls,
+        proposal: Proposal,
+        original: "ProgramRecord",
+        *,
+        run_id: int,
+        proposal_index: int,
+        parent_ids: Sequence[int] = (),
+        island: int = 0,
+        generation: int = 0,
+        seconds: float = 0.0,
+        created_at: float | None = None,
+    ) -> "ProgramRecord":
         """A "duplicate" record of `proposal` (not evaluated, or evaluated only as far as the
         fingerprint) that copies the original's scores and descriptors for information."""
         if original.id is None:
             raise ValueError("the original must be a stored program (with an id)")
         return cls(
-            run_id=run_id, proposal_index=proposal_index, source=proposal.source, parent_ids=list(parent_ids),
-            island=island, generation=generation, rationale=proposal.rationale, mutator=proposal.mutator,
-            model=proposal.model, status="duplicate", fitness=original.fitness,
-            ood_log_ratio=original.ood_log_ratio, family_log_ratios=dict(original.family_log_ratios),
-            tasks=[dict(t) for t in original.tasks], fingerprint=original.fingerprint,
-            descriptors=dict(original.descriptors), probes=dict(original.probes), cell=original.cell,
-            duplicate_of=original.id, seconds=seconds, created_at=time.time() if created_at is None else created_at,
-            original_answer=proposal.original_answer, normalisation_changes=list(proposal.normalisation_changes))
+            run_id=run_id,
+            proposal_index=proposal_index,
+            source=proposal.source,
+            parent_ids=list(parent_ids),
+            island=island,
+            generation=generation,
+            rationale=proposal.rationale,
+            mutator=proposal.mutator,
+            model=proposal.model,
+            status="duplicate",
+            fitness=original.fitness,
+            ood_log_ratio=original.ood_log_ratio,
+            family_log_ratios=dict(original.family_log_ratios),
+            tasks=[dict(t) for t in original.tasks],
+            fingerprint=original.fingerprint,
+            descriptors=dict(original.descriptors),
+            probes=dict(original.probes),
+            cell=original.cell,
+            duplicate_of=original.id,
+            seconds=seconds,
+            created_at=time.time() if created_at is None else created_at,
+            original_answer=proposal.original_answer,
+            normalisation_changes=list(proposal.normalisation_changes),
+        )
 
     def to_parent(self) -> Parent:
-        return Parent(source=self.source, fitness=self.fitness, rationale=self.rationale,
-                      family_log_ratios=dict(self.family_log_ratios), id=self.id)
+        return Parent(
+            source=self.source,
+            fitness=self.fitness,
+            rationale=self.rationale,
+            family_log_ratios=dict(self.family_log_ratios),
+            id=self.id,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,8 +27,8 @@ class _Round:
     validation of the current best (the generalisation gap)."""
 
     program_id: int
-    kind: str           # "confirm" or "validate"
-    round: int          # the round number (confirm); 0 for a validation
+    kind: str  # "confirm" or "validate"
+    round: int  # the round number (confirm); 0 for a validation
     source: str
     lab: Lab
 
@@ -39,10 +39,10 @@ class EstimateRounds:
     config: Any
     tasks: Any
     rule: Any
-    _rounds: deque[_Round]       # confirmation rounds waiting for a slot
-    _confirming: set[int]        # programs with a round queued or in flight
-    _validating: int | None      # the program whose validation is in flight
-    _validated_at: int           # state.evaluated when the last validation was submitted
+    _rounds: deque[_Round]  # confirmation rounds waiting for a slot
+    _confirming: set[int]  # programs with a round queued or in flight
+    _validating: int | None  # the program whose validation is in flight
+    _validated_at: int  # state.evaluated when the last validation was submitted
 
     # -- estimates and confirmation rounds ---------------------------------------------------
     @staticmethod
@@ -89,11 +89,15 @@ class EstimateRounds:
         rounds = database.evaluations(record.id)
         next_round = max((r["round"] for r in rounds), default=-1) + 1
         self._confirming.add(record.id)
-        self._rounds.append(_Round(record.id, "confirm", next_round, record.source,
-                                   self.tasks.lab_for(record.proposal_index, next_round)))
+        self._rounds.append(
+            _Round(
+                record.id, "confirm", next_round, record.source, self.tasks.lab_for(record.proposal_index, next_round)
+            )
+        )
 
-    def _finish_round(self, database: ProgramDatabase, run_id: int, job: _Round, evaluation: Evaluation,
-                      state: SearchState) -> None:
+    def _finish_round(
+        self, database: ProgramDatabase, run_id: int, job: _Round, evaluation: Evaluation, state: SearchState
+    ) -> None:
         """A confirmation round or a validation came back: pool it, or record the gap."""
         state.busy_seconds += evaluation.seconds
         if job.kind == "validate":
@@ -101,20 +105,34 @@ class EstimateRounds:
             self._record_validation(database, run_id, job.program_id, evaluation, state)
             return
         self._confirming.discard(job.program_id)
-        if not evaluation.ok:   # a round that fails (a lost worker, a time limit) ends the confirmation
+        if not evaluation.ok:  # a round that fails (a lost worker, a time limit) ends the confirmation
             self._settle(database, run_id, job.program_id)
             return
         self._add_round(database, run_id, job.program_id, evaluation, "confirm", job.round)
 
-    def _add_round(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
-                   kind: str, round: int | None = None) -> None:
+    def _add_round(
+        self,
+        database: ProgramDatabase,
+        run_id: int,
+        program_id: int,
+        evaluation: Evaluation,
+        kind: str,
+        round: int | None = None,
+    ) -> None:
         """Pool one more scored sample into the program's estimate; settle it or ask for another round."""
         rounds = database.evaluations(program_id)
         if round is None or any(r["round"] == round for r in rounds):
             round = max((r["round"] for r in rounds), default=-1) + 1
         with database.transaction():
-            database.add_evaluation(run_id, program_id, round, kind, evaluation.fitness,
-                                    [t.to_dict() for t in evaluation.tasks], evaluation.seconds)
+            database.add_evaluation(
+                run_id,
+                program_id,
+                round,
+                kind,
+                evaluation.fitness,
+                [t.to_dict() for t in evaluation.tasks],
+                evaluation.seconds,
+            )
             self._reestimate(database, run_id, program_id)
 
     def _reestimate(self, database: ProgramDatabase, run_id: int, program_id: int, force_settle: bool = False) -> None:
@@ -122,17 +140,27 @@ class EstimateRounds:
         rounds = database.evaluations(program_id)
         tasks = [t for r in rounds for t in r["tasks"]]
         estimate = self._estimate(tasks)
-        record.fitness, record.fitness_se = estimate.mean, estimate.se   # for the bars' own-id check
-        settled = record.settled or force_settle or \
-            not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
+        record.fitness, record.fitness_se = estimate.mean, estimate.se  # for the bars' own-id check
+        settled = (
+            record.settled
+            or force_settle
+            or not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
+        )
         families: dict[str, list[float]] = {}
         for family, ratio in self._per_task(tasks).values():
             families.setdefault(family, []).append(ratio)
-        mean_ratio = -self._estimate(tasks, "mean").mean   # the mean log-ratio, whatever the objective
-        database.update_estimate(program_id, fitness=estimate.mean, ood_log_ratio=mean_ratio,
-                                 family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
-                                 tasks=tasks, fitness_se=estimate.se, score=self.rule.score(estimate),
-                                 rounds=len(rounds), settled=settled)
+        mean_ratio = -self._estimate(tasks, "mean").mean  # the mean log-ratio, whatever the objective
+        database.update_estimate(
+            program_id,
+            fitness=estimate.mean,
+            ood_log_ratio=mean_ratio,
+            family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
+            tasks=tasks,
+            fitness_se=estimate.se,
+            score=self.rule.score(estimate),
+            rounds=len(rounds),
+            settled=settled,
+        )
         if settled and not record.settled and record.mutator == "seed":
             self._place_seed(database, run_id, program_id)
         if not settled:
@@ -168,14 +196,25 @@ class EstimateRounds:
         self._validating, self._validated_at = best.id, state.evaluated
         return _Round(best.id, "validate", 0, best.source, self.tasks.validation)
 
-    def _record_validation(self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation,
-                           state: SearchState) -> None:
+    def _record_validation(
+        self, database: ProgramDatabase, run_id: int, program_id: int, evaluation: Evaluation, state: SearchState
+    ) -> None:
         record = database.get(program_id)
-        result = {"families": evaluation.family_log_ratios() if evaluation.ok else {},
-                  "search_families": dict(record.family_log_ratios), "error": evaluation.error,
-                  "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks}}
+        result = {
+            "families": evaluation.family_log_ratios() if evaluation.ok else {},
+            "search_families": dict(record.family_log_ratios),
+            "error": evaluation.error,
+            "tasks": {t.name: list(t.seed_log_ratios) for t in evaluation.tasks},
+        }
         # the gap compares like with like: the validation fitness is a mean over tasks, so the search
         # side is too, whatever `tasks.objective` ranks programs by
         search = self._estimate(record.tasks, "mean")
-        database.add_validation(run_id, program_id, state.evaluated, search.mean, search.se,
-                                evaluation.fitness if evaluation.ok else None, result)
+        database.add_validation(
+            run_id,
+            program_id,
+            state.evaluated,
+            search.mean,
+            search.se,
+            evaluation.fitness if evaluation.ok else None,
+            result,
+        )

@@ -77,15 +77,19 @@ class RunLocked(RuntimeError):
     def _message(self) -> str:
         where = str(self.run_dir)
         if self.holder is None:
-            return (f"another actmine search is running on {where} (it holds {where}/{LOCK_FILE}; its pid is not "
-                    "written yet); wait for it to finish, or stop it, then run this command again")
+            return (
+                f"another actmine search is running on {where} (it holds {where}/{LOCK_FILE}; its pid is not "
+                "written yet); wait for it to finish, or stop it, then run this command again"
+            )
         pid = self.holder.pid
         host = "" if self.holder.host == socket.gethostname() else f" on host {self.holder.host}"
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.holder.started))
-        return (f"another actmine search is running on {where}: pid {pid}{host}, started {started} "
-                f"({' '.join(self.holder.command)}). Only one controller may write a run: wait for it to "
-                f"finish, or stop it (`kill -INT {pid}` stops it cleanly, like Ctrl-C in its terminal) and run "
-                f"this command again to resume. `actmine report {where}` reads the run while it runs")
+        return (
+            f"another actmine search is running on {where}: pid {pid}{host}, started {started} "
+            f"({' '.join(self.holder.command)}). Only one controller may write a run: wait for it to "
+            f"finish, or stop it (`kill -INT {pid}` stops it cleanly, like Ctrl-C in its terminal) and run "
+            f"this command again to resume. `actmine report {where}` reads the run while it runs"
+        )
 
 
 @dataclass(frozen=True)
@@ -102,17 +106,25 @@ class Holder:
         return cls(pid=os.getpid(), host=socket.gethostname(), started=time.time(), command=tuple(sys.argv))
 
     def to_json(self) -> str:
-        return json.dumps({"pid": self.pid, "host": self.host, "started": self.started,
-                           "command": list(self.command)}, indent=1) + "\n"
+        return (
+            json.dumps(
+                {"pid": self.pid, "host": self.host, "started": self.started, "command": list(self.command)}, indent=1
+            )
+            + "\n"
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "Holder | None":
         """The holder in the file's text, None when the text is not a complete record."""
         try:
             data: Any = json.loads(text)
-            holder = cls(pid=int(data["pid"]), host=str(data["host"]), started=float(data["started"]),
-                         command=tuple(str(part) for part in data["command"]))
-            time.localtime(holder.started)   # a time the message can show (not inf, not 1e300)
+            holder = cls(
+                pid=int(data["pid"]),
+                host=str(data["host"]),
+                started=float(data["started"]),
+                command=tuple(str(part) for part in data["command"]),
+            )
+            time.localtime(holder.started)  # a time the message can show (not inf, not 1e300)
             return holder
         except (ValueError, KeyError, TypeError, OverflowError, OSError):
             return None
@@ -144,9 +156,11 @@ def unwritable_reason(path: Path, error: OSError | None = None) -> str:
 
 
 def _unwritable(directory: Path, error: OSError | None = None) -> RunDirError:
-    return RunDirError(f"the run directory {directory} is not writable ({unwritable_reason(directory, error)}); "
-                       "nothing was changed. Give a --run-dir you can write to, or copy the run somewhere "
-                       "writable to resume it")
+    return RunDirError(
+        f"the run directory {directory} is not writable ({unwritable_reason(directory, error)}); "
+        "nothing was changed. Give a --run-dir you can write to, or copy the run somewhere "
+        "writable to resume it"
+    )
 
 
 class RunLock:
@@ -161,7 +175,7 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
-        self._pid: int | None = None   # the process that took it: a forked child must not release it
+        self._pid: int | None = None  # the process that took it: a forked child must not release it
 
     @property
     def held(self) -> bool:
@@ -172,21 +186,25 @@ class RunLock:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:   # a read-only parent, a path through a regular file, no permission
-            raise RunDirError(f"cannot create the run directory {self.run_dir} ({exc.strerror or exc}); give a "
-                              "--run-dir in a place you can write to") from None
+        except OSError as exc:  # a read-only parent, a path through a regular file, no permission
+            raise RunDirError(
+                f"cannot create the run directory {self.run_dir} ({exc.strerror or exc}); give a "
+                "--run-dir in a place you can write to"
+            ) from None
         if not self.run_dir.is_dir():
             raise RunDirError(f"{self.run_dir} is not a directory; give a --run-dir that is a directory")
         # Checked before the file is opened, so a directory we cannot write is refused before we write
         # anything (root passes permission bits, but not a read-only file system; os.access sees both).
         if not os.access(self.run_dir, os.W_OK | os.X_OK):
             raise _unwritable(self.run_dir)
-        try:   # never through a link: a run directory from elsewhere could point the lock at any file
+        try:  # never through a link: a run directory from elsewhere could point the lock at any file
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise RunDirError(f"{self.path} is a symbolic link; remove it (the lock file must be a plain "
-                                  "file of the run directory) and run this command again") from None
+                raise RunDirError(
+                    f"{self.path} is a symbolic link; remove it (the lock file must be a plain "
+                    "file of the run directory) and run this command again"
+                ) from None
             raise _unwritable(self.run_dir, exc) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
@@ -197,11 +215,13 @@ class RunLock:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise RunLocked(self.run_dir, read_holder(self.run_dir)) from None
-            raise RunDirError(f"cannot lock {self.path} ({exc.strerror or exc}): the file system of the run "
-                              "directory does not support locks; give a --run-dir on a local disk") from None
+            raise RunDirError(
+                f"cannot lock {self.path} ({exc.strerror or exc}): the file system of the run "
+                "directory does not support locks; give a --run-dir on a local disk"
+            ) from None
         self._fd, self._pid = fd, os.getpid()
         _HELD.add(fd)
-        try:   # identify ourselves, now that nobody else can be writing the file
+        try:  # identify ourselves, now that nobody else can be writing the file
             os.ftruncate(fd, 0)
             os.pwrite(fd, Holder.of_this_process().to_json().encode("utf-8"), 0)
         except OSError as exc:
@@ -216,11 +236,11 @@ class RunLock:
         fd, self._fd, self._pid = self._fd, None, None
         _HELD.discard(fd)
         try:
-            os.ftruncate(fd, 0)   # a finished holder leaves no identity behind
+            os.ftruncate(fd, 0)  # a finished holder leaves no identity behind
         except OSError:
             pass
         finally:
-            os.close(fd)          # closing the last descriptor drops the lock
+            os.close(fd)  # closing the last descriptor drops the lock
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

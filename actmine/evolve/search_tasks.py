@@ -29,7 +29,7 @@ from ..lab.ensemble import TrainingProtocol
 from ..lab.fitness import Lab
 from ..lab.tasks import stable_seed
 
-SEED_SHIFT = 1000   # fixed suites: round r trains with seeds + SEED_SHIFT·r
+SEED_SHIFT = 1000  # fixed suites: round r trains with seeds + SEED_SHIFT·r
 
 
 def split_spec(config: Config) -> SplitSpec:
@@ -42,8 +42,8 @@ class SearchTasks:
     """The labs of one run: `lab_for(index, round)`, `validation`, `tests`."""
 
     config: Config
-    split: Split | None = None          # pools mode
-    suite_lab: Lab | None = None        # fixed-suite mode: round 0's lab
+    split: Split | None = None  # pools mode
+    suite_lab: Lab | None = None  # fixed-suite mode: round 0's lab
     validation: Lab | None = None
     tests: dict[str, Lab] = field(default_factory=dict)
 
@@ -59,8 +59,10 @@ class SearchTasks:
         if config.lab.heldout_suite:
             fixed = config.build_lab(config.lab.heldout_suite)
             if fixed.suite.name in tests:
-                raise ConfigError(f"the held-out suite {fixed.suite.name!r} (lab.heldout_suite) has the name of a "
-                                  "test suite of tasks.test: rename that test suite")
+                raise ConfigError(
+                    f"the held-out suite {fixed.suite.name!r} (lab.heldout_suite) has the name of a "
+                    "test suite of tasks.test: rename that test suite"
+                )
             tests[fixed.suite.name] = fixed
         return cls(config, split, None, split.validation.lab(name="validation", **options), tests)
 
@@ -75,8 +77,12 @@ class SearchTasks:
                 return self.suite_lab
             suite = self.suite_lab.suite
             shifted = type(suite)(suite.name, suite.tasks, tuple(s + SEED_SHIFT * round for s in suite.seeds))
-            return Lab(shifted, protocol=self.suite_lab.protocol, cache_dir=self.suite_lab.cache_dir,
-                       **self.config.lab_options())
+            return Lab(
+                shifted,
+                protocol=self.suite_lab.protocol,
+                cache_dir=self.suite_lab.cache_dir,
+                **self.config.lab_options(),
+            )
         # shared samples: round r is the same tasks for every program (paired comparisons)
         key = (round,) if self.config.tasks.shared_samples else (index, round)
         rng = np.random.default_rng(stable_seed("search-sample", self.config.search.seed, *key))
@@ -95,11 +101,19 @@ class SearchTasks:
     def describe(self) -> dict[str, Any]:
         """What the run scores on, for the summary and the report."""
         if self.split is None:
-            return {"mode": "suite", "suite": self.suite_lab.suite.name, "tasks": len(self.suite_lab.suite.tasks),
-                    "seeds": list(self.suite_lab.suite.seeds),
-                    "validation": self.validation.suite.name if self.validation else None,
-                    "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()}}
-        return {"mode": "pools", "sample": self.config.tasks.sample, "first_sample": self.config.tasks.first_sample,
-                "search": self.split.search.describe(),
-                "validation": self.split.validation.describe(),
-                "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()}}
+            return {
+                "mode": "suite",
+                "suite": self.suite_lab.suite.name,
+                "tasks": len(self.suite_lab.suite.tasks),
+                "seeds": list(self.suite_lab.suite.seeds),
+                "validation": self.validation.suite.name if self.validation else None,
+                "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()},
+            }
+        return {
+            "mode": "pools",
+            "sample": self.config.tasks.sample,
+            "first_sample": self.config.tasks.first_sample,
+            "search": self.split.search.describe(),
+            "validation": self.split.validation.describe(),
+            "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()},
+        }

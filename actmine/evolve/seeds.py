@@ -44,6 +44,8 @@ def seed_source(name_or_path: str) -> str:
         except CandidateError as exc:
             raise ValueError(f"seed {name_or_path!r}: {exc}") from None
     if name_or_path not in SEED_EXPRESSIONS:
-        raise ValueError(f"seed {name_or_path!r} is not a pointwise registry activation with a source form; "
-                         f"use one of {', '.join(SEED_EXPRESSIONS)} or a .py file")
+        raise ValueError(
+            f"seed {name_or_path!r} is not a pointwise registry activation with a source form; "
+            f"use one of {', '.join(SEED_EXPRESSIONS)} or a .py file"
+        )
     return program(SEED_EXPRESSIONS[name_or_path])

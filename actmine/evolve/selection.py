@@ -18,7 +18,15 @@ import random
 from typing import Sequence
 
 from .cells import (  # noqa: F401  (re-exported: the cell functions were defined here)
-    AXES, AXIS_BINS, FLOPS_EDGES, GROWTH_POS_EDGES, _bin, _number, cell_distance, cell_of, parse_cell,
+    AXES,
+    AXIS_BINS,
+    FLOPS_EDGES,
+    GROWTH_POS_EDGES,
+    _bin,
+    _number,
+    cell_distance,
+    cell_of,
+    parse_cell,
 )
 from .database import ProgramDatabase, ProgramRecord
 
@@ -28,8 +36,7 @@ def rank_weights(records: Sequence[ProgramRecord], temperature: float) -> list[f
     fitness, or the fitness where there is none; 0 = best; equal scores, equal rank)."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
-    fitnesses = [r.score if r.score is not None else r.fitness if r.fitness is not None else -math.inf
-                 for r in records]
+    fitnesses = [r.score if r.score is not None else r.fitness if r.fitness is not None else -math.inf for r in records]
     ordered = sorted(fitnesses, reverse=True)
     first_rank: dict[float, int] = {}
     for rank, value in enumerate(ordered):
@@ -37,17 +44,26 @@ def rank_weights(records: Sequence[ProgramRecord], temperature: float) -> list[f
     return [math.exp(-first_rank[f] / temperature) for f in fitnesses]
 
 
-def _with_bonus(db: ProgramDatabase, pool: Sequence[ProgramRecord], weights: list[float],
-                novelty_bonus: float) -> list[float]:
+def _with_bonus(
+    db: ProgramDatabase, pool: Sequence[ProgramRecord], weights: list[float], novelty_bonus: float
+) -> list[float]:
     if not novelty_bonus:
         return weights
     counts = db.children_counts([r.id for r in pool])
     return [w * (1.0 + counts[r.id]) ** -novelty_bonus for w, r in zip(weights, pool)]
 
 
-def sample_parent(db: ProgramDatabase, run_id: int, island: int, rng: random.Random,
-                  exploitation: float = 0.6, exploration: float = 0.3, novelty_bonus: float = 0.5,
-                  temperature: float = 3.0, top_k: int = 10) -> ProgramRecord | None:
+def sample_parent(
+    db: ProgramDatabase,
+    run_id: int,
+    island: int,
+    rng: random.Random,
+    exploitation: float = 0.6,
+    exploration: float = 0.3,
+    novelty_bonus: float = 0.5,
+    temperature: float = 3.0,
+    top_k: int = 10,
+) -> ProgramRecord | None:
     """A parent for the next proposal on `island`, or None while the island's grid is empty (no
     ok program yet: the controller seeds it).
 
@@ -73,8 +89,9 @@ def sample_parent(db: ProgramDatabase, run_id: int, island: int, rng: random.Ran
     return rng.choices(pool, weights=weights, k=1)[0]
 
 
-def sample_inspirations(db: ProgramDatabase, run_id: int, island: int, parent: ProgramRecord | None, k: int,
-                        rng: random.Random) -> list[ProgramRecord]:
+def sample_inspirations(
+    db: ProgramDatabase, run_id: int, island: int, parent: ProgramRecord | None, k: int, rng: random.Random
+) -> list[ProgramRecord]:
     """Up to k distinct programs to show a mutator beside `parent` (never the parent itself).
 
     First the island's elites in the parent's cell or a neighbouring one (differing on one axis),
@@ -88,8 +105,12 @@ def sample_inspirations(db: ProgramDatabase, run_id: int, island: int, parent: P
     near: list[ProgramRecord] = []
     far: list[ProgramRecord] = []
     for elite in elites:
-        close = parent is not None and parent.cell is not None and elite.cell is not None \
+        close = (
+            parent is not None
+            and parent.cell is not None
+            and elite.cell is not None
             and cell_distance(parent.cell, elite.cell) <= 1
+        )
         (near if close else far).append(elite)
     rng.shuffle(near)
     chosen: list[ProgramRecord] = []
@@ -110,7 +131,9 @@ def sample_inspirations(db: ProgramDatabase, run_id: int, island: int, parent: P
     return chosen
 
 
-def migrate_ring(db: ProgramDatabase, run_id: int, islands: int | Sequence[int], k: int = 1) -> list[tuple[int, int, int]]:
+def migrate_ring(
+    db: ProgramDatabase, run_id: int, islands: int | Sequence[int], k: int = 1
+) -> list[tuple[int, int, int]]:
     """Each island's k fittest elites are offered to the next island on the ring (island i to
     island (i + 1) mod n), each taking its own cell there if the cell is empty or it is fitter.
     The elites are chosen before any move, so a program travels one step per call; all moves are
@@ -119,8 +142,7 @@ def migrate_ring(db: ProgramDatabase, run_id: int, islands: int | Sequence[int],
     ring = list(range(islands)) if isinstance(islands, int) else list(islands)
     if len(ring) < 2 or k <= 0:
         return []
-    outgoing = [(source, target, db.elites(run_id, source)[:k])
-                for source, target in zip(ring, ring[1:] + ring[:1])]
+    outgoing = [(source, target, db.elites(run_id, source)[:k]) for source, target in zip(ring, ring[1:] + ring[:1])]
     moved = []
     with db.transaction():
         for source, target, elites in outgoing:

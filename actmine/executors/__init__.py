@@ -47,14 +47,46 @@ from .base import EXECUTORS, Executor, failed_evaluation, register_executor
 from .dask_setup import ClusterUnavailable
 from .job_pool import DaskJobPool, JobPool, LocalJobPool, Slot, visible_gpus
 from .dask_cluster import DaskExecutor
-from .dask_worker import (DASK_WORKER_ENV, PLUGIN_NAME, SandboxTeardown, close_worker_pools, evaluate_on_worker,
-                          getenv, lost_worker, worker_busy_sandboxes, worker_sandbox_pids)
+from .dask_worker import (
+    DASK_WORKER_ENV,
+    PLUGIN_NAME,
+    SandboxTeardown,
+    close_worker_pools,
+    evaluate_on_worker,
+    getenv,
+    lost_worker,
+    worker_busy_sandboxes,
+    worker_sandbox_pids,
+)
 from .local import LocalExecutor
 
-__all__ = ["DASK_WORKER_ENV", "EXECUTORS", "PLUGIN_NAME", "ClusterUnavailable", "DaskExecutor", "DaskJobPool",
-           "Executor", "JobPool", "LocalExecutor", "LocalJobPool", "SandboxTeardown", "Slot", "close_worker_pools",
-           "evaluate_on_worker", "executor_names", "failed_evaluation", "getenv", "lost_worker", "make_executor",
-           "job_pool_names", "make_job_pool", "register_executor", "visible_gpus", "worker_busy_sandboxes", "worker_sandbox_pids"]
+__all__ = [
+    "DASK_WORKER_ENV",
+    "EXECUTORS",
+    "PLUGIN_NAME",
+    "ClusterUnavailable",
+    "DaskExecutor",
+    "DaskJobPool",
+    "Executor",
+    "JobPool",
+    "LocalExecutor",
+    "LocalJobPool",
+    "SandboxTeardown",
+    "Slot",
+    "close_worker_pools",
+    "evaluate_on_worker",
+    "executor_names",
+    "failed_evaluation",
+    "getenv",
+    "lost_worker",
+    "make_executor",
+    "job_pool_names",
+    "make_job_pool",
+    "register_executor",
+    "visible_gpus",
+    "worker_busy_sandboxes",
+    "worker_sandbox_pids",
+]
 
 
 def _discover() -> None:
@@ -75,21 +107,30 @@ def _registered(kind: str):
     return EXECUTORS[kind]
 
 
-def make_executor(kind: str, workers: int | None = None, limits: SandboxLimits | None = None,
-                  scheduler: str | None = None) -> Executor:
+def make_executor(
+    kind: str, workers: int | None = None, limits: SandboxLimits | None = None, scheduler: str | None = None
+) -> Executor:
     """The executor registered as `kind` (`"local"`: a `LocalExecutor`; `"dask"`: a `DaskExecutor` on
     `scheduler`, else a LocalCluster), built by its `from_config`."""
     return _registered(kind).from_config(workers, limits, scheduler)
 
 
-def make_job_pool(kind: str, workers: int | None = None, scheduler: str | None = None, device: str = "cpu",
-                  notify=None, at_most: int | None = None) -> JobPool:
+def make_job_pool(
+    kind: str,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    device: str = "cpu",
+    notify=None,
+    at_most: int | None = None,
+) -> JobPool:
     """The process-job pool of the executor registered as `kind` (its ``job_pool``): `LocalJobPool`
     for ``"local"``, `DaskJobPool` for ``"dask"``. An executor without one runs evaluations only."""
     engine = _registered(kind)
     if not hasattr(engine, "job_pool"):
-        raise ValueError(f"the executor {kind!r} runs the search's evaluations only, not process jobs "
-                         f"(transfer, validate); choose one of: {', '.join(job_pool_names())}")
+        raise ValueError(
+            f"the executor {kind!r} runs the search's evaluations only, not process jobs "
+            f"(transfer, validate); choose one of: {', '.join(job_pool_names())}"
+        )
     return engine.job_pool(workers, scheduler, device, notify, at_most)
 
 

@@ -33,8 +33,9 @@ class Executor(TypingProtocol):
 
     capacity: int
 
-    def submit(self, source: str, lab: Lab, name: str = "candidate",
-               skip_fingerprints: Collection[str] = ()) -> concurrent.futures.Future:
+    def submit(
+        self, source: str, lab: Lab, name: str = "candidate", skip_fingerprints: Collection[str] = ()
+    ) -> concurrent.futures.Future:
         """Evaluate `source` on `lab`; the Future's result is an `Evaluation` (never an exception).
 
         `skip_fingerprints`: functions already evaluated (a duplicate stops after the probes).

@@ -39,8 +39,8 @@ class _Submission:
         self.result = result
         self.lab = lab
         self.name = name
-        self.task = None              # the Dask future of the current attempt
-        self.losses: list[str] = []   # why each earlier attempt's worker was lost
+        self.task = None  # the Dask future of the current attempt
+        self.losses: list[str] = []  # why each earlier attempt's worker was lost
 
     def settle(self, evaluation: Evaluation) -> None:
         try:
@@ -65,13 +65,19 @@ class DaskExecutor:
         return cls(scheduler=scheduler, workers=workers, limits=limits)
 
     @staticmethod
-    def job_pool(workers: int | None, scheduler: str | None, device: str, notify=None,
-                 at_most: int | None = None) -> DaskJobPool:
+    def job_pool(
+        workers: int | None, scheduler: str | None, device: str, notify=None, at_most: int | None = None
+    ) -> DaskJobPool:
         """Process jobs as Dask tasks (`DaskJobPool`; ``at_most`` is the cluster's business)."""
         return DaskJobPool(workers, device, scheduler, notify)
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None,
-                 limits: SandboxLimits | None = None, start_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        limits: SandboxLimits | None = None,
+        start_timeout_s: float = 120.0,
+    ):
         from distributed import Client
 
         self.limits = limits or SandboxLimits()
@@ -130,13 +136,18 @@ class DaskExecutor:
             self._specs[lab] = (spec, payload)
         return spec, payload
 
-    def submit(self, source: str, lab: Lab, name: str = "candidate",
-               skip_fingerprints: Collection[str] = ()) -> concurrent.futures.Future:
+    def submit(
+        self, source: str, lab: Lab, name: str = "candidate", skip_fingerprints: Collection[str] = ()
+    ) -> concurrent.futures.Future:
         if self._closed:
             raise RuntimeError("the executor is closed")
         spec, reference = self._lab_payload(lab)
-        submission = _Submission((source, name, spec, reference, asdict(self.limits), sorted(skip_fingerprints)),
-                                 concurrent.futures.Future(), lab, name)
+        submission = _Submission(
+            (source, name, spec, reference, asdict(self.limits), sorted(skip_fingerprints)),
+            concurrent.futures.Future(),
+            lab,
+            name,
+        )
 
         def cancelled(future: concurrent.futures.Future) -> None:
             if future.cancelled() and submission.task is not None:
@@ -154,8 +165,14 @@ class DaskExecutor:
         try:
             task = self.client.submit(evaluate_on_worker, *submission.arguments, retries, key=key, pure=False)
         except Exception as exc:
-            submission.settle(failed_evaluation(submission.lab, submission.name, "executor_error",
-                                                f"could not submit to the Dask cluster: {type(exc).__name__}: {exc}"))
+            submission.settle(
+                failed_evaluation(
+                    submission.lab,
+                    submission.name,
+                    "executor_error",
+                    f"could not submit to the Dask cluster: {type(exc).__name__}: {exc}",
+                )
+            )
             return
         submission.task = task
         with self._lock:
@@ -192,14 +209,17 @@ class DaskExecutor:
                 exc = task.exception(timeout=60)
                 if lost_worker(exc):
                     return failed_evaluation(
-                        lab, name, "worker_lost",
+                        lab,
+                        name,
+                        "worker_lost",
                         f"the Dask worker evaluating the candidate died mid-evaluation (killed, or its nanny or "
-                        f"machine gone), on each of its {max(1, len(losses))} attempt(s); the last: {exc}")
-                return failed_evaluation(lab, name, "executor_error",
-                                         f"the Dask task failed: {type(exc).__name__}: {exc}")
+                        f"machine gone), on each of its {max(1, len(losses))} attempt(s); the last: {exc}",
+                    )
+                return failed_evaluation(
+                    lab, name, "executor_error", f"the Dask task failed: {type(exc).__name__}: {exc}"
+                )
         except Exception as exc:  # cancelled meanwhile, client closed, lost worker...
-            return failed_evaluation(lab, name, "executor_error",
-                                     f"the Dask task failed: {type(exc).__name__}: {exc}")
+            return failed_evaluation(lab, name, "executor_error", f"the Dask task failed: {type(exc).__name__}: {exc}")
         try:
             return Evaluation.from_dict(answer)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -220,8 +240,14 @@ class DaskExecutor:
             except Exception:
                 pass
             # the caller never waits forever
-            submission.settle(failed_evaluation(submission.lab, submission.name, "executor_error",
-                                                "the executor was closed before the evaluation finished"))
+            submission.settle(
+                failed_evaluation(
+                    submission.lab,
+                    submission.name,
+                    "executor_error",
+                    "the executor was closed before the evaluation finished",
+                )
+            )
         close_quietly(self.client, self.cluster)
 
     def __enter__(self) -> "DaskExecutor":

@@ -29,8 +29,9 @@ def connect(scheduler: str, workers: int | None = None, timeout_s: float = 120.0
         raise ClusterUnavailable(f"cannot use the Dask cluster at {scheduler}: {type(exc).__name__}: {exc}") from exc
 
 
-def local_cluster(workers: int, environment: Mapping[str, str] | None = None,
-                  resources: Mapping[str, float] | None = None):
+def local_cluster(
+    workers: int, environment: Mapping[str, str] | None = None, resources: Mapping[str, float] | None = None
+):
     """A `LocalCluster` of ``workers`` single-threaded worker processes on 127.0.0.1, no dashboard.
 
     ``environment``: set in each worker process *before* it starts (the nanny's pre-spawn-environ:
@@ -49,13 +50,19 @@ def local_cluster(workers: int, environment: Mapping[str, str] | None = None,
     saved = {k: os.environ.get(k) for k in (*pre_spawn, "PYTHONHASHSEED")}
     try:
         with dask.config.set(settings):
-            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                scheduler_port=0, dashboard_address=None, worker_dashboard_address=None,
-                                # no dashboard; the scheduler's HTTP routes (health, metrics) on a
-                                # free port of 127.0.0.1 rather than the default :8787
-                                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0",
-                                                  "allowed_failures": 0},
-                                silence_logs=logging.ERROR)
+            return LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                scheduler_port=0,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+                # no dashboard; the scheduler's HTTP routes (health, metrics) on a
+                # free port of 127.0.0.1 rather than the default :8787
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0", "allowed_failures": 0},
+                silence_logs=logging.ERROR,
+            )
     finally:
         for key, value in saved.items():
             if value is None:

@@ -14,8 +14,16 @@ from ..candidate.sandbox import LOSS_RETRIES, WORKER_ENV, SandboxLimits, Sandbox
 from ..lab.fitness import Lab
 
 # Variables a Dask worker process must have from its first instruction (see `actmine.executors`).
-DASK_WORKER_ENV = {k: WORKER_ENV[k] for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS",
-                                              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+DASK_WORKER_ENV = {
+    k: WORKER_ENV[k]
+    for k in (
+        "MALLOC_TRIM_THRESHOLD_",
+        "MALLOC_MMAP_THRESHOLD_",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+    )
+}
 PLUGIN_NAME = "actmine-sandbox"
 
 # Per Dask worker process: one SandboxPool per limits, and the labs rebuilt from their specs.
@@ -57,10 +65,13 @@ def _worker_lab(spec: dict[str, Any], reference: dict[str, list[float]]) -> Lab:
         lab = _labs.get(key)
         if lab is None:
             lab = Lab.from_spec(spec)
-            lab.use_reference(TrainResult(torch.empty(0), torch.tensor(reference["id_error"]),
-                                          torch.tensor(reference["ood_error"]), []))
+            lab.use_reference(
+                TrainResult(
+                    torch.empty(0), torch.tensor(reference["id_error"]), torch.tensor(reference["ood_error"]), []
+                )
+            )
             _labs[key] = lab
-            while len(_labs) > MAX_CACHED_LABS:   # a search samples new tasks every round: keep the latest
+            while len(_labs) > MAX_CACHED_LABS:  # a search samples new tasks every round: keep the latest
                 _labs.pop(next(iter(_labs)))
         return lab
 
@@ -75,9 +86,15 @@ def close_worker_pools() -> None:
         pool.close()
 
 
-def evaluate_on_worker(source: str, name: str, spec: dict[str, Any], reference: dict[str, list[float]],
-                       limits: dict[str, Any], skip_fingerprints: list[str] = (),
-                       retries: int = LOSS_RETRIES) -> dict[str, Any]:
+def evaluate_on_worker(
+    source: str,
+    name: str,
+    spec: dict[str, Any],
+    reference: dict[str, list[float]],
+    limits: dict[str, Any],
+    skip_fingerprints: list[str] = (),
+    retries: int = LOSS_RETRIES,
+) -> dict[str, Any]:
     """The Dask task: evaluate in this worker's sandbox pool, answer with plain data."""
     lab = _worker_lab(spec, reference)
     pool = _worker_pool(SandboxLimits(**limits))

@@ -76,8 +76,13 @@ class LocalJobPool:
     one per core; ``at_most`` caps it, e.g. at the number of jobs). With ``gpus`` (default: the
     visible ones, for cuda) slot i gets ``gpus[i % len(gpus)]``."""
 
-    def __init__(self, workers: int | None = None, device: str = "cpu", gpus: Sequence[str] | None = None,
-                 at_most: int | None = None):
+    def __init__(
+        self,
+        workers: int | None = None,
+        device: str = "cpu",
+        gpus: Sequence[str] | None = None,
+        at_most: int | None = None,
+    ):
         if gpus is None:
             gpus = visible_gpus() if device == "cuda" else []
         self.capacity = max(1, min(workers or len(gpus) or os.cpu_count() or 1, at_most or 1 << 30))
@@ -137,15 +142,21 @@ class DaskJobPool:
     ``start_timeout_s`` bounds the wait for a running scheduler and its workers.
     Raises `ClusterUnavailable` when the cluster cannot be used (no worker offers a GPU for cuda)."""
 
-    def __init__(self, workers: int | None = None, device: str = "cpu", scheduler: str | None = None,
-                 notify: Callable[[str], None] | None = None, start_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        workers: int | None = None,
+        device: str = "cpu",
+        scheduler: str | None = None,
+        notify: Callable[[str], None] | None = None,
+        start_timeout_s: float = 120.0,
+    ):
         from distributed import Client
 
         self.device = device
         self.cluster = self.client = None
         self._resources = {"GPU": 1} if device == "cuda" else None
         self._lock = threading.Lock()
-        self._tasks: dict[str, object] = {}   # Dask forgets a task whose future is not referenced
+        self._tasks: dict[str, object] = {}  # Dask forgets a task whose future is not referenced
         try:
             if scheduler:
                 self.client = connect(scheduler, workers, start_timeout_s)
@@ -164,19 +175,32 @@ class DaskJobPool:
     def _check_gpus(self, scheduler: str) -> None:
         if self.device != "cuda":
             return
-        offered = [w for w, info in self.client.scheduler_info(n_workers=-1)["workers"].items()
-                   if (info.get("resources") or {}).get("GPU", 0) >= 1]
+        offered = [
+            w
+            for w, info in self.client.scheduler_info(n_workers=-1)["workers"].items()
+            if (info.get("resources") or {}).get("GPU", 0) >= 1
+        ]
         if not offered:
-            raise ClusterUnavailable(f"--device cuda: no worker of the Dask cluster at {scheduler} offers the "
-                                     "resource GPU; start each worker with `--resources GPU=1` (one per GPU)")
+            raise ClusterUnavailable(
+                f"--device cuda: no worker of the Dask cluster at {scheduler} offers the "
+                "resource GPU; start each worker with `--resources GPU=1` (one per GPU)"
+            )
 
     def submit(self, run: Callable[..., str], *args) -> concurrent.futures.Future:
         if self.client is None:
             raise RuntimeError("the job pool is closed")
         result: concurrent.futures.Future = concurrent.futures.Future()
         key = f"actmine-job-{uuid.uuid4().hex}"
-        task = self.client.submit(run_on_dask_worker, run, args, self.device, self.cluster is not None,
-                                  key=key, pure=False, resources=self._resources)
+        task = self.client.submit(
+            run_on_dask_worker,
+            run,
+            args,
+            self.device,
+            self.cluster is not None,
+            key=key,
+            pure=False,
+            resources=self._resources,
+        )
         with self._lock:
             self._tasks[key] = task
 

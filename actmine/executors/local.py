@@ -30,8 +30,9 @@ class LocalExecutor:
         return cls(workers, limits)
 
     @staticmethod
-    def job_pool(workers: int | None, scheduler: str | None, device: str, notify=None,
-                 at_most: int | None = None) -> LocalJobPool:
+    def job_pool(
+        workers: int | None, scheduler: str | None, device: str, notify=None, at_most: int | None = None
+    ) -> LocalJobPool:
         """Process jobs on this machine (`LocalJobPool`)."""
         if scheduler:
             raise ValueError("a scheduler address needs the 'dask' executor")
@@ -42,8 +43,9 @@ class LocalExecutor:
         self.pool.start()
         return self
 
-    def submit(self, source: str, lab: Lab, name: str = "candidate",
-               skip_fingerprints: Collection[str] = ()) -> concurrent.futures.Future:
+    def submit(
+        self, source: str, lab: Lab, name: str = "candidate", skip_fingerprints: Collection[str] = ()
+    ) -> concurrent.futures.Future:
         if self._closed:
             raise RuntimeError("the executor is closed")
         return self.pool.submit(source, lab, name, skip_fingerprints)

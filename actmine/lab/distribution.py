@@ -51,25 +51,39 @@ class PoolSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "pool") -> "PoolSpec":
         if not isinstance(data, Mapping) or "generator" not in data:
-            raise PoolError(f"{where}: a pool is a mapping with at least 'generator' "
-                            f"(and optionally params, size, start, seeds, weight), got {data!r}")
+            raise PoolError(
+                f"{where}: a pool is a mapping with at least 'generator' "
+                f"(and optionally params, size, start, seeds, weight), got {data!r}"
+            )
         unknown = sorted(set(data) - {"generator", "params", "size", "start", "seeds", "weight"})
         if unknown:
-            raise PoolError(f"{where}: unknown pool field {unknown[0]!r}; "
-                            "known: generator, params, size, start, seeds, weight")
+            raise PoolError(
+                f"{where}: unknown pool field {unknown[0]!r}; known: generator, params, size, start, seeds, weight"
+            )
         params, seeds = data.get("params") or {}, data.get("seeds", (0,))
         if not isinstance(params, Mapping):
             raise PoolError(f"{where}: pool field 'params' must be a mapping of generator parameters, got {params!r}")
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
             raise PoolError(f"{where}: pool field 'seeds' must be a non-empty list of integers, got {seeds!r}")
-        spec = cls(str(data["generator"]), dict(params), data.get("size", 100), data.get("start", 0), tuple(seeds),
-                   data.get("weight"))
+        spec = cls(
+            str(data["generator"]),
+            dict(params),
+            data.get("size", 100),
+            data.get("start", 0),
+            tuple(seeds),
+            data.get("weight"),
+        )
         spec.check(where)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"generator": self.generator, "params": dict(self.params), "size": self.size, "start": self.start,
-                "seeds": list(self.seeds)}
+        data = {
+            "generator": self.generator,
+            "params": dict(self.params),
+            "size": self.size,
+            "start": self.start,
+            "seeds": list(self.seeds),
+        }
         return data if self.weight is None else {**data, "weight": self.weight}
 
     def check(self, where: str = "pool") -> None:
@@ -77,12 +91,19 @@ class PoolSpec:
         for name, value, minimum in (("size", self.size, 1), ("start", self.start, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise PoolError(f"{where}: pool field {name!r} must be an integer >= {minimum}, got {value!r}")
-        if self.weight is not None and (isinstance(self.weight, bool) or not isinstance(self.weight, (int, float))
-                                        or not math.isfinite(self.weight) or self.weight <= 0):
-            raise PoolError(f"{where}: pool field 'weight' must be a positive number (its share of a sample), "
-                            f"got {self.weight!r}")
+        if self.weight is not None and (
+            isinstance(self.weight, bool)
+            or not isinstance(self.weight, (int, float))
+            or not math.isfinite(self.weight)
+            or self.weight <= 0
+        ):
+            raise PoolError(
+                f"{where}: pool field 'weight' must be a positive number (its share of a sample), got {self.weight!r}"
+            )
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
-            raise PoolError(f"{where}: pool field 'seeds' must be a non-empty list of integers, got {list(self.seeds)!r}")
+            raise PoolError(
+                f"{where}: pool field 'seeds' must be a non-empty list of integers, got {list(self.seeds)!r}"
+            )
         try:
             get_generator(self.generator, **dict(self.params))
         except ValueError as exc:
@@ -97,9 +118,19 @@ class PoolSpec:
         """Every index the pool may look at while it fills itself (its draw budget, `Pool.max_draws`)."""
         return range(self.start, self.start + 20 * self.size + 100)
 
-    def build(self, protocol: TrainingProtocol, cache_dir: str | Path | None = None, progress: bool | None = None) -> Pool:
-        return Pool(self.generator, dict(self.params), size=self.size, start=self.start, seeds=self.seeds,
-                    protocol=protocol, cache_dir=cache_dir, progress=progress)
+    def build(
+        self, protocol: TrainingProtocol, cache_dir: str | Path | None = None, progress: bool | None = None
+    ) -> Pool:
+        return Pool(
+            self.generator,
+            dict(self.params),
+            size=self.size,
+            start=self.start,
+            seeds=self.seeds,
+            protocol=protocol,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
 
 
 class TaskDistribution:
@@ -122,8 +153,10 @@ class TaskDistribution:
         self.protocol = pools[0].protocol
         self._pool_of = {task.name: pool for pool in self.pools for task in pool.tasks}
         if len(self._pool_of) != sum(len(p.tasks) for p in self.pools):
-            raise PoolError(f"distribution {name!r}: two pools hold the same task (the same generator, "
-                            "parameters and indexes twice)")
+            raise PoolError(
+                f"distribution {name!r}: two pools hold the same task (the same generator, "
+                "parameters and indexes twice)"
+            )
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -143,14 +176,14 @@ class TaskDistribution:
             left = k - int(counts.sum())
             exact = left * weights * open_ / (weights * open_).sum()
             full = open_ & (counts + exact >= sizes)
-            if full.any():   # these pools give all their tasks; share the rest among the others
+            if full.any():  # these pools give all their tasks; share the rest among the others
                 counts[full], open_ = sizes[full], open_ & ~full
                 continue
             add = np.floor(exact).astype(int)
             for i in np.argsort(-(exact - add), kind="stable")[: left - int(add.sum())]:
                 add[i] += 1
             counts += add
-        if k >= len(sizes):   # a pool too small for its own share still gets one task, from the largest share
+        if k >= len(sizes):  # a pool too small for its own share still gets one task, from the largest share
             for i in np.flatnonzero(counts == 0):
                 counts[int(np.argmax(counts))] -= 1
                 counts[i] = 1
@@ -173,8 +206,9 @@ class TaskDistribution:
     def reference_result(self, tasks: Sequence[Task], activation: str = "relu") -> TrainResult:
         """The cached errors of `activation` on `tasks` × seeds, in workload order (task-major)."""
         parts = [self._pool_of[t.name].reference_result([t], activation) for t in tasks]
-        return TrainResult(torch.empty(0, 0), torch.cat([p.id_error for p in parts]),
-                           torch.cat([p.ood_error for p in parts]), [])
+        return TrainResult(
+            torch.empty(0, 0), torch.cat([p.id_error for p in parts]), torch.cat([p.ood_error for p in parts]), []
+        )
 
     def lab(self, tasks: Sequence[Task] | None = None, name: str | None = None, **lab_options: Any) -> Lab:
         """A Lab over these tasks (default: all) scored against the cached ReLU numbers."""
@@ -188,8 +222,17 @@ class TaskDistribution:
 
     def describe(self) -> list[dict[str, Any]]:
         """Per pool: generator, parameters, tasks, seeds and the learnable fraction of its build."""
-        return [{"generator": p.generator.name, "params": p.params, "tasks": len(p.tasks), "start": p.start,
-                 "seeds": list(p.seeds), "learnable": round(p.learnable_fraction, 3)} for p in self.pools]
+        return [
+            {
+                "generator": p.generator.name,
+                "params": p.params,
+                "tasks": len(p.tasks),
+                "start": p.start,
+                "seeds": list(p.seeds),
+                "learnable": round(p.learnable_fraction, 3),
+            }
+            for p in self.pools
+        ]
 
 
 @dataclass(frozen=True)
@@ -198,21 +241,27 @@ class SplitSpec:
 
     search: tuple[PoolSpec, ...]
     validation: tuple[PoolSpec, ...]
-    test: tuple[tuple[str, tuple[PoolSpec, ...]], ...] = ()   # (suite name, its pools)
+    test: tuple[tuple[str, tuple[PoolSpec, ...]], ...] = ()  # (suite name, its pools)
 
 
-def split_spec_from(search: Sequence[Mapping], validation: Sequence[Mapping],
-                    test: Mapping[str, Sequence[Mapping]], where: str = "tasks") -> SplitSpec:
+def split_spec_from(
+    search: Sequence[Mapping],
+    validation: Sequence[Mapping],
+    test: Mapping[str, Sequence[Mapping]],
+    where: str = "tasks",
+) -> SplitSpec:
     """A split from config data (lists of pool mappings); validation defaults to the search
     generators from `VALIDATION_START`, a third of their size each (at least 10), seeds 0 and 1."""
     search_specs = tuple(PoolSpec.from_dict(p, f"{where}.search") for p in search)
     if validation:
         validation_specs = tuple(PoolSpec.from_dict(p, f"{where}.validation") for p in validation)
     else:
-        validation_specs = tuple(PoolSpec(s.generator, dict(s.params), max(10, s.size // 3), VALIDATION_START, (0, 1))
-                                 for s in search_specs)
-    test_specs = tuple((name, tuple(PoolSpec.from_dict(p, f"{where}.test.{name}") for p in pools))
-                       for name, pools in test.items())
+        validation_specs = tuple(
+            PoolSpec(s.generator, dict(s.params), max(10, s.size // 3), VALIDATION_START, (0, 1)) for s in search_specs
+        )
+    test_specs = tuple(
+        (name, tuple(PoolSpec.from_dict(p, f"{where}.test.{name}") for p in pools)) for name, pools in test.items()
+    )
     return SplitSpec(search_specs, validation_specs, test_specs)
 
 
@@ -227,7 +276,7 @@ def check_split(split: SplitSpec) -> None:
     for i, (side, spec) in enumerate(sides):
         for earlier_side, earlier in sides[:i]:
             if earlier_side == side or earlier_side.startswith("test") and side.startswith("test"):
-                continue   # pools of one side (or two test suites) may share draws: nothing chooses on them
+                continue  # pools of one side (or two test suites) may share draws: nothing chooses on them
             if spec.identity() != earlier.identity():
                 continue
             mine, used = spec.index_range(), earlier.index_range()
@@ -236,7 +285,8 @@ def check_split(split: SplitSpec) -> None:
                     f"the {side} pool {spec.generator} (start {spec.start}, size {spec.size}) may draw indexes "
                     f"{mine.start}..{mine.stop - 1}, which overlap the {earlier_side} pool's "
                     f"{used.start}..{used.stop - 1} of the same generator and parameters: start it at "
-                    f"{used.stop} or later (validation pools default to start {VALIDATION_START})")
+                    f"{used.stop} or later (validation pools default to start {VALIDATION_START})"
+                )
 
 
 @dataclass
@@ -248,16 +298,25 @@ class Split:
     test: dict[str, TaskDistribution]
 
     @classmethod
-    def build(cls, spec: SplitSpec, protocol: TrainingProtocol, cache_dir: str | Path | None = None,
-              progress: bool | None = None) -> "Split":
+    def build(
+        cls,
+        spec: SplitSpec,
+        protocol: TrainingProtocol,
+        cache_dir: str | Path | None = None,
+        progress: bool | None = None,
+    ) -> "Split":
         check_split(spec)
 
         def distribution(name: str, specs: Sequence[PoolSpec]) -> TaskDistribution:
-            return TaskDistribution(name, [s.build(protocol, cache_dir, progress) for s in specs],
-                                    [s.weight for s in specs])
+            return TaskDistribution(
+                name, [s.build(protocol, cache_dir, progress) for s in specs], [s.weight for s in specs]
+            )
 
-        split = cls(distribution("search", spec.search), distribution("validation", spec.validation),
-                    {name: distribution(name, specs) for name, specs in spec.test})
+        split = cls(
+            distribution("search", spec.search),
+            distribution("validation", spec.validation),
+            {name: distribution(name, specs) for name, specs in spec.test},
+        )
         split.check_content()
         return split
 
@@ -265,6 +324,7 @@ class Split:
         """No validation or test task computes the same target on the same boxes as a search task,
         and no test task as a validation task, whatever its name (two generators' parameters may
         select the same Feynman equation)."""
+
         def key(task: Task) -> tuple:
             return task.family, task.description, tuple(task.id_box), tuple(task.ood_box)
 
@@ -274,8 +334,10 @@ class Split:
             for task in distribution.tasks:
                 if key(task) in chosen_on:
                     other, name = chosen_on[key(task)]
-                    raise PoolError(f"the {side} task {task.name!r} is the {other} task {name!r} (the same target "
-                                    "and boxes): change the pools' parameters so that the sides share no task")
+                    raise PoolError(
+                        f"the {side} task {task.name!r} is the {other} task {name!r} (the same target "
+                        "and boxes): change the pools' parameters so that the sides share no task"
+                    )
             if side == "validation":
                 chosen_on.update({key(t): ("validation", t.name) for t in distribution.tasks})
 

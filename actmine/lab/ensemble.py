@@ -33,15 +33,15 @@ Activation = Callable[[torch.Tensor], torch.Tensor]
 class TrainingProtocol:
     """How every MLP of the lab is trained and scored (docs/lab.md explains each default)."""
 
-    hidden: int = 64              # width of each hidden layer
-    depth: int = 2                # number of hidden layers (each followed by the activation)
-    steps: int = 50               # optimiser steps, as in the paper
-    batch_size: int = 128         # minibatch drawn from the ID training points, as in the paper
-    lr: float = 3e-2              # Adam's peak learning rate
-    warmup: int = 5               # linear warm-up steps, then cosine decay to lr·final_lr_fraction
+    hidden: int = 64  # width of each hidden layer
+    depth: int = 2  # number of hidden layers (each followed by the activation)
+    steps: int = 50  # optimiser steps, as in the paper
+    batch_size: int = 128  # minibatch drawn from the ID training points, as in the paper
+    lr: float = 3e-2  # Adam's peak learning rate
+    warmup: int = 5  # linear warm-up steps, then cosine decay to lr·final_lr_fraction
     final_lr_fraction: float = 0.1
-    n_train: int = 1024           # ID training points per (task, seed)
-    n_eval: int = 512             # held-out ID points and OOD points per (task, seed)
+    n_train: int = 1024  # ID training points per (task, seed)
+    n_eval: int = 512  # held-out ID points and OOD points per (task, seed)
     dtype: str = "float32"
     device: str = "cpu"
 
@@ -85,16 +85,16 @@ class Workload:
     gathered in advance so that the training loop does no indexing or allocation of its own.
     """
 
-    labels: list[tuple[str, int]]      # (task name, seed) of each model
+    labels: list[tuple[str, int]]  # (task name, seed) of each model
     families: list[str]
     in_dims: list[int]
-    batches_x: torch.Tensor            # (steps, M, B, D)
-    batches_y: torch.Tensor            # (steps, M, B, 1)
-    x_id: torch.Tensor                 # (M, n_eval, D)
-    y_id: torch.Tensor                 # (M, n_eval, 1)
+    batches_x: torch.Tensor  # (steps, M, B, D)
+    batches_y: torch.Tensor  # (steps, M, B, 1)
+    x_id: torch.Tensor  # (M, n_eval, D)
+    y_id: torch.Tensor  # (M, n_eval, 1)
     x_ood: torch.Tensor
     y_ood: torch.Tensor
-    init: torch.Tensor                 # (P,) flat initial parameters of all models
+    init: torch.Tensor  # (P,) flat initial parameters of all models
     protocol: TrainingProtocol
 
     @property
@@ -144,7 +144,7 @@ def build_workload(suite: Suite, protocol: TrainingProtocol) -> Workload:
     for (task, seed), data in zip(pairs, datasets):
         generator = torch.Generator().manual_seed(stable_seed("batches", task.name, seed))
         index = torch.randint(protocol.n_train, (protocol.steps, protocol.batch_size), generator=generator)
-        batch_x.append(pad(data.x_train)[index])           # (steps, B, D)
+        batch_x.append(pad(data.x_train)[index])  # (steps, B, D)
         batch_y.append(data.y_train[index])
         per_model_init.append(init_model(task.input_dim, width, protocol, stable_seed("init", task.name, seed)))
     # Stack layer by layer, then flatten into the single parameter vector the optimiser updates.
@@ -174,7 +174,7 @@ def split_parameters(flat: torch.Tensor, models: int, in_dim: int, protocol: Tra
     views, offset = [], 0
     for shape in parameter_shapes(models, in_dim, protocol):
         size = math.prod(shape)
-        views.append(flat[offset:offset + size].view(shape))
+        views.append(flat[offset : offset + size].view(shape))
         offset += size
     return views
 
@@ -185,8 +185,10 @@ def per_model_activation(activation: Activation) -> Activation:
     A batch-statistics activation sees the whole tensor it is given; in the stacked ensemble that
     would mix the statistics of all models. Applied per model it sees what a lone MLP would see.
     """
+
     def apply(h: torch.Tensor) -> torch.Tensor:
         return torch.stack([activation(h[m]) for m in range(h.shape[0])])
+
     return apply
 
 
@@ -196,6 +198,7 @@ def per_example_activation(activation: Activation) -> Activation:
     This is how a batch-statistics activation behaves when a trained model is used on one input
     at a time; `torch.func.vmap` vectorises it, with a plain loop for code vmap cannot trace.
     """
+
     def apply(h: torch.Tensor) -> torch.Tensor:
         rows = h.reshape(-1, 1, h.shape[-1])
         try:
@@ -203,6 +206,7 @@ def per_example_activation(activation: Activation) -> Activation:
         except Exception:  # vmap does not support every op; the loop gives the same result
             out = torch.stack([activation(row) for row in rows])
         return out.reshape(h.shape)
+
     return apply
 
 
@@ -223,11 +227,13 @@ def watched(activation: Activation, check: CallCheck, where: str) -> Activation:
     an in-place change is seen by the tensor's version counter, which every in-place operation on a
     tensor or any view of it increments (the policy refuses `.data` and `set_`, which would not).
     """
+
     def apply(h: torch.Tensor) -> torch.Tensor:
         version = h._version
         out = activation(h)
         check(h.detach(), out, where, h._version != version)
         return out
+
     return apply
 
 
@@ -256,8 +262,13 @@ def normalised_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
     return mse / target.var(dim=(1, 2), unbiased=False)
 
 
-def train_ensemble(activation: Activation, workload: Workload, pointwise: bool = True,
-                   per_example: bool = False, check: CallCheck | None = None) -> TrainResult:
+def train_ensemble(
+    activation: Activation,
+    workload: Workload,
+    pointwise: bool = True,
+    per_example: bool = False,
+    check: CallCheck | None = None,
+) -> TrainResult:
     """Train all M models of the workload at once with `activation` and score them.
 
     `pointwise=False` trains a batch-dependent activation on each model's batch separately;
@@ -288,8 +299,11 @@ def train_ensemble(activation: Activation, workload: Workload, pointwise: bool =
         optimizer.zero_grad()
     with torch.no_grad():
         pred_id = forward(params, workload.x_id, scoring_act)
-        pred_ood = forward(params, workload.x_ood, scoring_act if check is None
-                           else watched(scoring_act, check, "in the OOD scoring pass"))
+        pred_ood = forward(
+            params,
+            workload.x_ood,
+            scoring_act if check is None else watched(scoring_act, check, "in the OOD scoring pass"),
+        )
         id_error = normalised_error(pred_id, workload.y_id)
         ood_error = normalised_error(pred_ood, workload.y_ood)
         # A non-finite gradient turns Adam's moments and then the parameters non-finite, so
@@ -303,6 +317,7 @@ def train_ensemble(activation: Activation, workload: Workload, pointwise: bool =
 # --------------------------------------------------------------------------------------------
 # The reference: one module and one optimiser per MLP
 # --------------------------------------------------------------------------------------------
+
 
 class MLP(nn.Module):
     """A plain MLP (Linear → activation → … → Linear) as a user would write it."""
@@ -344,8 +359,8 @@ def train_per_model(activation: Activation, workload: Workload) -> TrainResult:
             optimizer.step()
             losses[step, m] = loss.detach()
         with torch.no_grad():
-            id_errors.append(normalised_error(mlp(workload.x_id[m:m + 1, :, :d]), workload.y_id[m:m + 1]))
-            ood_errors.append(normalised_error(mlp(workload.x_ood[m:m + 1, :, :d]), workload.y_ood[m:m + 1]))
+            id_errors.append(normalised_error(mlp(workload.x_id[m : m + 1, :, :d]), workload.y_id[m : m + 1]))
+            ood_errors.append(normalised_error(mlp(workload.x_ood[m : m + 1, :, :d]), workload.y_ood[m : m + 1]))
     id_error, ood_error = torch.cat(id_errors).cpu(), torch.cat(ood_errors).cpu()
     finite = torch.isfinite(losses).all(0) & torch.isfinite(id_error) & torch.isfinite(ood_error)
     return TrainResult(losses, id_error, ood_error, torch.nonzero(~finite).flatten().tolist())

@@ -47,8 +47,14 @@ class Estimate:
         return self.mean + z * self.se
 
 
-def paired_interval(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]], *, clip: float = 3.0,
-                    resamples: int = 2000, seed: int = 0) -> dict[str, float | int]:
+def paired_interval(
+    a: Mapping[str, Sequence[float]],
+    b: Mapping[str, Sequence[float]],
+    *,
+    clip: float = 3.0,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float | int]:
     """Mean over tasks of (a − b) per (task, seed), with a 95% cluster-bootstrap interval.
 
     `a` and `b` map task names to per-seed log-ratios (unclipped; the same seeds, in the same order,
@@ -72,7 +78,7 @@ def paired_interval(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[f
     width = max(x.size for x, _ in pairs)
     first, second = np.full((len(pairs), width), np.nan), np.full((len(pairs), width), np.nan)
     for i, (x, y) in enumerate(pairs):
-        first[i, :x.size], second[i, :y.size] = x, y
+        first[i, : x.size], second[i, : y.size] = x, y
     counts = np.array([x.size for x, _ in pairs])
 
     def statistic(rows_a: np.ndarray, rows_b: np.ndarray) -> float:
@@ -92,8 +98,7 @@ def paired_interval(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[f
         rows_a[missing] = rows_b[missing] = np.nan
         boot[r] = statistic(rows_a, rows_b)
     low, high = np.percentile(boot, [2.5, 97.5])
-    return {"mean": mean, "low": float(low), "high": float(high), "tasks": len(pairs),
-            "seeds": int(counts.max())}
+    return {"mean": mean, "low": float(low), "high": float(high), "tasks": len(pairs), "seeds": int(counts.max())}
 
 
 SOFTMIN_TEMPERATURE = 0.1
@@ -111,8 +116,7 @@ def softmin_fitness(families: Mapping[str, float], temperature: float = SOFTMIN_
     return float(-(temperature * math.log(np.mean(np.exp((values - top) / temperature))) + top))
 
 
-def softmin_estimate(families: Mapping[str, Sequence[float]],
-                     temperature: float = SOFTMIN_TEMPERATURE) -> Estimate:
+def softmin_estimate(families: Mapping[str, Sequence[float]], temperature: float = SOFTMIN_TEMPERATURE) -> Estimate:
     """`softmin_fitness` of per-task fitness scores grouped by family, as an estimate.
 
     `families` maps a family to its tasks' fitness scores (−log-ratio each). The mean is the softmin

@@ -47,8 +47,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .generators import (Choices, Count, FloatRange, GeneratorError, IntRange, Number, ParametrisedGenerator,
-                         _interval_boxes, _uniform, register_generator)
+from .generators import (
+    Choices,
+    Count,
+    FloatRange,
+    GeneratorError,
+    IntRange,
+    Number,
+    ParametrisedGenerator,
+    _interval_boxes,
+    _uniform,
+    register_generator,
+)
 from .task_families import Box, Task, stable_seed
 
 #: The operator groups a draw's pieces come from (the `operators` parameter picks a subset).
@@ -73,8 +83,16 @@ GROUP_FUNCTIONS: dict[str, frozenset[str]] = {
 }
 
 _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
-    "atan": np.arctan, "sech": lambda v: 1.0 / np.cosh(v), "Abs": np.abs}
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": np.sqrt,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tanh": np.tanh,
+    "atan": np.arctan,
+    "sech": lambda v: 1.0 / np.cosh(v),
+    "Abs": np.abs,
+}
 _BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"Max": np.maximum, "Min": np.minimum}
 _OPERATORS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
 MAX_TEXT = 20_000
@@ -87,8 +105,11 @@ class ExpressionError(GeneratorError):
 
 def functions_of(text: str) -> set[str]:
     """The function names an expression text calls."""
-    return {node.func.id for node in ast.walk(ast.parse(text, mode="eval"))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return {
+        node.func.id
+        for node in ast.walk(ast.parse(text, mode="eval"))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
 
 
 def compile_expression(text: str, variables: Sequence[str]) -> Callable[[np.ndarray], np.ndarray]:
@@ -124,22 +145,28 @@ def compile_expression(text: str, variables: Sequence[str]) -> Callable[[np.ndar
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             operation, left, right = _OPERATORS[type(node.op)], build(node.left), build(node.right)
             return lambda x: operation(left(x), right(x))
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords
-                and len(node.args) == (1 if node.func.id in _UNARY else 2 if node.func.id in _BINARY else -1)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and not node.keywords
+            and len(node.args) == (1 if node.func.id in _UNARY else 2 if node.func.id in _BINARY else -1)
+        ):
             args = [build(a) for a in node.args]
             if len(args) == 1:
                 unary, (arg,) = _UNARY[node.func.id], args
                 return lambda x: unary(arg(x))
             binary, (a, b) = _BINARY[node.func.id], args
             return lambda x: binary(a(x), b(x))
-        raise ExpressionError(f"expression {text[:80]!r}: {ast.unparse(node)[:80]!r} is outside the grammar "
-                              f"(variables {', '.join(variables)}, pi, numbers, + - * /, powers 1..{MAX_POWER}, "
-                              f"{', '.join([*_UNARY, *_BINARY])})")
+        raise ExpressionError(
+            f"expression {text[:80]!r}: {ast.unparse(node)[:80]!r} is outside the grammar "
+            f"(variables {', '.join(variables)}, pi, numbers, + - * /, powers 1..{MAX_POWER}, "
+            f"{', '.join([*_UNARY, *_BINARY])})"
+        )
 
     evaluate = build(tree.body)
 
     def target(x: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):   # non-finite values are reported by the checks / `generate`
+        with np.errstate(all="ignore"):  # non-finite values are reported by the checks / `generate`
             return np.broadcast_to(np.asarray(evaluate(np.asarray(x, dtype=np.float64)), dtype=np.float64), (len(x),))
 
     return target
@@ -180,14 +207,16 @@ class ExpressionGenerator(ParametrisedGenerator):
         "dims": IntRange((1, 5), (1, 8), "number of input variables"),
         "depth": Count(2, (1, 4), "deepest composition: 1 = every piece applies to an affine map of the variables"),
         "n_terms": IntRange((1, 3), (1, 8), "terms of the top-level sum (plus one per variable left unused)"),
-        "operators": Choices(tuple(OPERATOR_GROUPS), tuple(OPERATOR_GROUPS),
-                             "operator groups pieces are drawn from, uniformly"),
+        "operators": Choices(
+            tuple(OPERATOR_GROUPS), tuple(OPERATOR_GROUPS), "operator groups pieces are drawn from, uniformly"
+        ),
         "product_probability": Number(0.25, (0.0, 1.0), "chance that a term is a product of two pieces"),
         "box_low": FloatRange((-1.0, 1.0), (-10.0, 10.0), "lower end a of each variable's ID interval"),
         "box_width": FloatRange((0.5, 2.0), (0.05, 10.0), "width w of each variable's ID interval", positive=True),
         "ood_width": FloatRange((0.5, 1.0), (0.05, 4.0), "OOD width as a multiple r of w", positive=True),
-        "ood_sides": Choices(("upper", "lower"), ("upper", "lower"),
-                             "sides the OOD interval may lie beyond (drawn per variable)"),
+        "ood_sides": Choices(
+            ("upper", "lower"), ("upper", "lower"), "sides the OOD interval may lie beyond (drawn per variable)"
+        ),
         "seed": Count(0, (0, 2**31 - 1), "stream: equal parameters with another seed draw other tasks"),
         "max_attempts": Count(50, (1, 1000), "redraws per index before the draw fails"),
     }
@@ -215,16 +244,26 @@ class ExpressionGenerator(ParametrisedGenerator):
             except _Redraw as redraw:
                 reasons[str(redraw)] = reasons.get(str(redraw), 0) + 1
         summary = ", ".join(f"{reason} ×{n}" for reason, n in sorted(reasons.items()))
-        raise GeneratorError(f"generator 'expression' {self.params()}: no valid target for index {index} in "
-                             f"{self._params['max_attempts']} attempts ({summary}); raise max_attempts or allow "
-                             "more operator groups")
+        raise GeneratorError(
+            f"generator 'expression' {self.params()}: no valid target for index {index} in "
+            f"{self._params['max_attempts']} attempts ({summary}); raise max_attempts or allow "
+            "more operator groups"
+        )
 
     def draw(self, index: int) -> Task:
         drawn = self.expression(index)
         index = int(index)
         name = self._task_name(index)
-        return Task(name, self.family, drawn.variables, compile_expression(drawn.text, drawn.variables),
-                    drawn.id_box, drawn.ood_box, self._spec(index, name), drawn.text)
+        return Task(
+            name,
+            self.family,
+            drawn.variables,
+            compile_expression(drawn.text, drawn.variables),
+            drawn.id_box,
+            drawn.ood_box,
+            self._spec(index, name),
+            drawn.text,
+        )
 
     # -- one attempt ---------------------------------------------------------------------------
 
@@ -235,15 +274,24 @@ class ExpressionGenerator(ParametrisedGenerator):
         id_box, ood_box = [], []
         for _ in range(dim):
             side = p["ood_sides"][int(rng.integers(len(p["ood_sides"])))]
-            id_interval, ood_interval = _interval_boxes(round(_uniform(rng, p["box_low"]), 2),
-                                                        round(_uniform(rng, p["box_width"]), 2),
-                                                        _uniform(rng, p["ood_width"]), side)
+            id_interval, ood_interval = _interval_boxes(
+                round(_uniform(rng, p["box_low"]), 2),
+                round(_uniform(rng, p["box_width"]), 2),
+                _uniform(rng, p["ood_width"]),
+                side,
+            )
             id_box.append(tuple(round(v, 3) for v in id_interval))
             ood_box.append(tuple(round(v, 3) for v in ood_interval))
         builder = _Builder(rng, variables, tuple(id_box), tuple(ood_box), p)
         text = builder.target()
-        drawn = DrawnExpression(text, variables, tuple(g for g in OPERATOR_GROUPS if g in builder.groups),
-                                tuple(id_box), tuple(ood_box), attempt)
+        drawn = DrawnExpression(
+            text,
+            variables,
+            tuple(g for g in OPERATOR_GROUPS if g in builder.groups),
+            tuple(id_box),
+            tuple(ood_box),
+            attempt,
+        )
         self._check(drawn, rng)
         return drawn
 
@@ -256,7 +304,7 @@ class ExpressionGenerator(ParametrisedGenerator):
             if not np.all(np.isfinite(y)):
                 raise _Redraw(f"not finite on the {split} box")
             values[split] = y
-        with np.errstate(all="ignore"):   # overflowing statistics fail the tests below
+        with np.errstate(all="ignore"):  # overflowing statistics fail the tests below
             mean, std = float(values["ID"].mean()), float(values["ID"].std())
             ood_std = float(values["OOD"].std())
             largest = max(float(np.abs((y - mean) / std).max()) for y in values.values()) if std > 0 else math.inf
@@ -281,10 +329,11 @@ def _corners(box: Box) -> np.ndarray:
 class _Builder:
     """Draws one target text from the grammar; records the operator groups and variables it used."""
 
-    def __init__(self, rng: np.random.Generator, variables: tuple[str, ...], id_box: Box, ood_box: Box,
-                 params: dict[str, Any]):
+    def __init__(
+        self, rng: np.random.Generator, variables: tuple[str, ...], id_box: Box, ood_box: Box, params: dict[str, Any]
+    ):
         self.rng, self.variables, self.id_box, self.ood_box, self.params = rng, variables, id_box, ood_box, params
-        self.probe = _sample(rng, id_box, 256)   # ID points on which composed arguments are standardised
+        self.probe = _sample(rng, id_box, 256)  # ID points on which composed arguments are standardised
         self.groups: set[str] = set()
         self.used: set[int] = set()
 
@@ -298,7 +347,7 @@ class _Builder:
         low, high = self.params["n_terms"]
         terms = [self._term(self.params["depth"]) for _ in range(int(self.rng.integers(low, high + 1)))]
         unused = [i for i in range(len(self.variables)) if i not in self.used]
-        if unused:   # every variable enters at least one piece
+        if unused:  # every variable enters at least one piece
             terms.append(self._piece(self._affine(unused)))
         return " + ".join(f"{_number(self.sign() * self.uniform(0.5, 1.5))}*{t}" for t in terms)
 
@@ -313,7 +362,7 @@ class _Builder:
         if depth > 1 and self.rng.random() < 0.5:
             inner = self._term(depth - 1)
             values = compile_expression(inner, self.variables)(self.probe)
-            with np.errstate(all="ignore"):   # huge values fail the test below
+            with np.errstate(all="ignore"):  # huge values fail the test below
                 mean, std = float(values.mean()), float(values.std())
             if not (math.isfinite(mean) and math.isfinite(std) and std > 1e-6 * max(1.0, abs(mean))):
                 raise _Redraw("a composed argument is constant or not finite")
@@ -332,8 +381,10 @@ class _Builder:
         offset = float(_number(-mean / std).strip("()"))
         text = " + ".join([f"{_number(s)}*{self.variables[i]}" for s, i in zip(scales, chosen)] + [_number(offset)])
         # an affine map is smallest at a corner: per coordinate, at the low or the high end
-        minimum = min(offset + sum(min(s * box[i][0], s * box[i][1]) for s, i in zip(scales, chosen))
-                      for box in (self.id_box, self.ood_box))
+        minimum = min(
+            offset + sum(min(s * box[i][0], s * box[i][1]) for s, i in zip(scales, chosen))
+            for box in (self.id_box, self.ood_box)
+        )
         return f"({text})", minimum
 
     def _piece(self, argument: tuple[str, float | None]) -> str:
@@ -373,5 +424,5 @@ class _Builder:
         if group == "kinked":
             t = n(self.uniform(-1.0, 1.0))
             return f"Abs({z} - {t})" if kind == 0 else f"Max({z} - {t}, 0)" if kind == 1 else f"Min({z}, {t})"
-        u = f"({z} - {n(self.uniform(-1.0, 1.0))})/{n(self.uniform(0.5, 1.5))}"   # bump
+        u = f"({z} - {n(self.uniform(-1.0, 1.0))})/{n(self.uniform(0.5, 1.5))}"  # bump
         return f"exp(-({u})**2)" if kind == 0 else f"sech({u})" if kind == 1 else f"1/(1 + ({u})**2)"

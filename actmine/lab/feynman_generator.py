@@ -48,14 +48,17 @@ class EquationList:
         if value == "all":
             value = []
         if not isinstance(value, (list, tuple)) or not all(isinstance(e, str) for e in value):
-            raise GeneratorError(f"{where} must be a list of AI Feynman file names (or [] / \"all\" for every "
-                                 f"equation), got {value!r}")
+            raise GeneratorError(
+                f'{where} must be a list of AI Feynman file names (or [] / "all" for every equation), got {value!r}'
+            )
         known = feynman_equations()
         for equation in value:
             if equation not in known:
                 close = ", ".join(difflib.get_close_matches(equation, known, n=3)) or "none"
-                raise GeneratorError(f"{where}: unknown AI Feynman equation {equation!r} (close matches: {close}; "
-                                     "see actmine/data/FeynmanEquations.csv)")
+                raise GeneratorError(
+                    f"{where}: unknown AI Feynman equation {equation!r} (close matches: {close}; "
+                    "see actmine/data/FeynmanEquations.csv)"
+                )
         if len(set(value)) != len(value):
             raise GeneratorError(f"{where} lists an equation twice: {list(value)!r}")
         return list(value)
@@ -104,8 +107,10 @@ class FeynmanGenerator(ParametrisedGenerator):
     def draw(self, index: int) -> Task:
         index = self._check_index(index)
         if index >= len(self._candidates):
-            raise GeneratorError(f"generator 'feynman': index {index} is out of range; these params offer "
-                                 f"{len(self._candidates)} tasks (indexes 0..{len(self._candidates) - 1})")
+            raise GeneratorError(
+                f"generator 'feynman': index {index} is out of range; these params offer "
+                f"{len(self._candidates)} tasks (indexes 0..{len(self._candidates) - 1})"
+            )
         candidate = self._candidates[index]
         eq = feynman_equations()[candidate.equation]
         fraction = self._params["id_fraction"]
@@ -124,9 +129,16 @@ class FeynmanGenerator(ParametrisedGenerator):
         name = self._task_name(index)
         variables, target = _feynman_target(candidate.equation)
         where = candidate.split + (f" in {candidate.variable}" if candidate.variable else "")
-        return Task(name, self.family, variables, target, tuple(tuple(id_box[v]) for v in variables),
-                    tuple(tuple(ood_box[v]) for v in variables), self._spec(index, name),
-                    f"{candidate.equation}: {eq.output} = {eq.formula} (OOD: {where})")
+        return Task(
+            name,
+            self.family,
+            variables,
+            target,
+            tuple(tuple(id_box[v]) for v in variables),
+            tuple(tuple(ood_box[v]) for v in variables),
+            self._spec(index, name),
+            f"{candidate.equation}: {eq.output} = {eq.formula} (OOD: {where})",
+        )
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,8 +175,11 @@ def feynman_exclusions() -> tuple[FeynmanExclusion, ...]:
         for split in ("one-upper", "one-lower"):
             for v, _, _ in eq.variables:
                 if len(eq.variables) == 1:
-                    excluded.append(FeynmanExclusion(equation, split, v, "1 variable: the same task as "
-                                                     f"{split.removeprefix('one-')!r}"))
+                    excluded.append(
+                        FeynmanExclusion(
+                            equation, split, v, f"1 variable: the same task as {split.removeprefix('one-')!r}"
+                        )
+                    )
                 elif v not in used:
                     excluded.append(FeynmanExclusion(equation, split, v, "the formula does not depend on it"))
     return tuple(excluded)
@@ -181,8 +196,11 @@ def _feynman_candidates(equations: tuple[str, ...], splits: tuple[str, ...]) -> 
             if split in ("upper", "lower"):
                 options.append(FeynmanCandidate(equation, split))
             else:
-                options += [FeynmanCandidate(equation, split, v) for v, _, _ in known[equation].variables
-                            if (equation, split, v) not in excluded]
+                options += [
+                    FeynmanCandidate(equation, split, v)
+                    for v, _, _ in known[equation].variables
+                    if (equation, split, v) not in excluded
+                ]
         per_equation[equation] = options
     ordered = []
     for rank in range(max(len(o) for o in per_equation.values())):

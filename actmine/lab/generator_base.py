@@ -25,8 +25,8 @@ from .task_families import Box, Task, stable_seed
 class TaskGenerator(Protocol):
     """A family of tasks with documented parameters, drawn by index."""
 
-    name: str       # registry name: "polynomial", "harmonic", "feynman", "expression"
-    family: str     # the Task.family of its draws
+    name: str  # registry name: "polynomial", "harmonic", "feynman", "expression"
+    family: str  # the Task.family of its draws
 
     def params(self) -> dict:
         """Every parameter, defaults filled in, JSON-able: part of each draw's spec and cache keys."""
@@ -42,11 +42,13 @@ GENERATORS: dict[str, Callable[..., TaskGenerator]] = {}
 
 def register_generator(name: str) -> Callable[[Callable[..., TaskGenerator]], Callable[..., TaskGenerator]]:
     """Decorator: register a generator constructor (called with the parameters as keywords)."""
+
     def decorate(constructor: Callable[..., TaskGenerator]) -> Callable[..., TaskGenerator]:
         if name in GENERATORS and GENERATORS[name] is not constructor:
             raise ValueError(f"a generator named {name!r} is already registered")
         GENERATORS[name] = constructor
         return constructor
+
     return decorate
 
 
@@ -71,8 +73,9 @@ class ParametrisedGenerator:
         if unknown:
             close = difflib.get_close_matches(unknown[0], self.PARAMETERS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise GeneratorError(f"generator {self.name!r}: unknown param {unknown[0]!r}{hint}; "
-                                 f"allowed: {', '.join(self.PARAMETERS)}")
+            raise GeneratorError(
+                f"generator {self.name!r}: unknown param {unknown[0]!r}{hint}; allowed: {', '.join(self.PARAMETERS)}"
+            )
         self._params = {}
         for key, spec in self.PARAMETERS.items():
             value = params.get(key, spec.default)
@@ -82,25 +85,35 @@ class ParametrisedGenerator:
         defaults = json.dumps(type(self).default_params(), sort_keys=True)
         # Draws with non-default parameters carry a short digest in their name, so that two
         # entries of one suite (same generator, other parameters) never produce the same name.
-        self._label = self.name if canonical == defaults else \
-            f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:6]}"
+        self._label = (
+            self.name if canonical == defaults else f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:6]}"
+        )
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        return {key: spec.check(f"generator {cls.name!r}: default of {key!r}", spec.default)
-                for key, spec in cls.PARAMETERS.items()}
+        return {
+            key: spec.check(f"generator {cls.name!r}: default of {key!r}", spec.default)
+            for key, spec in cls.PARAMETERS.items()
+        }
 
     @classmethod
     def describe(cls) -> list[dict[str, str]]:
         """[{param, default, allowed, doc}] for documentation and error messages."""
-        return [{"param": key, "default": json.dumps(spec.check(key, spec.default)), "allowed": spec.allowed(),
-                 "doc": spec.doc} for key, spec in cls.PARAMETERS.items()]
+        return [
+            {
+                "param": key,
+                "default": json.dumps(spec.check(key, spec.default)),
+                "allowed": spec.allowed(),
+                "doc": spec.doc,
+            }
+            for key, spec in cls.PARAMETERS.items()
+        ]
 
     def _validate(self) -> None:
         """Cross-parameter checks; raise GeneratorError naming the param."""
 
     def params(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._params))   # a copy the caller may change
+        return json.loads(json.dumps(self._params))  # a copy the caller may change
 
     def _check_index(self, index: Any) -> int:
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 0:
@@ -141,10 +154,10 @@ def _magnitudes(rng: np.random.Generator, law: str, pair: Sequence[float], size:
     return rng.uniform(pair[0], pair[1], size=size)
 
 
-def _interval_boxes(low: float, width: float, ood_ratio: float, side: str) -> tuple[tuple[float, float],
-                                                                                   tuple[float, float]]:
+def _interval_boxes(
+    low: float, width: float, ood_ratio: float, side: str
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """ID [low, low + width] and the OOD interval of length ood_ratio·width beyond the chosen side."""
     high = low + width
     ood = (high, high + ood_ratio * width) if side == "upper" else (low - ood_ratio * width, low)
     return (low, high), ood
-

@@ -35,11 +35,15 @@ class IntRange:
     def check(self, where: str, value: Any) -> list[int]:
         pair = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
         lo_b, hi_b = self.bounds
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-                or not lo_b <= pair[0] <= pair[1] <= hi_b):
-            raise GeneratorError(f"{where} must be an integer or [low, high] with {lo_b} <= low <= high <= {hi_b}, "
-                                 f"got {value!r}")
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+            or not lo_b <= pair[0] <= pair[1] <= hi_b
+        ):
+            raise GeneratorError(
+                f"{where} must be an integer or [low, high] with {lo_b} <= low <= high <= {hi_b}, got {value!r}"
+            )
         return [int(pair[0]), int(pair[1])]
 
     def allowed(self) -> str:
@@ -53,16 +57,22 @@ class FloatRange:
     default: tuple[float, float]
     bounds: tuple[float, float]
     doc: str
-    positive: bool = False   # low must be > 0 (log-uniform laws, widths)
+    positive: bool = False  # low must be > 0 (log-uniform laws, widths)
 
     def check(self, where: str, value: Any) -> list[float]:
         pair = [value, value] if _is_number(value) else value
         lo_b, hi_b = self.bounds
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_number(v) for v in pair)
-                or not lo_b <= pair[0] <= pair[1] <= hi_b or (self.positive and pair[0] <= 0)):
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(_is_number(v) for v in pair)
+            or not lo_b <= pair[0] <= pair[1] <= hi_b
+            or (self.positive and pair[0] <= 0)
+        ):
             strict = " and low > 0" if self.positive else ""
-            raise GeneratorError(f"{where} must be a number or [low, high] with {lo_b} <= low <= high <= {hi_b}"
-                                 f"{strict}, got {value!r}")
+            raise GeneratorError(
+                f"{where} must be a number or [low, high] with {lo_b} <= low <= high <= {hi_b}{strict}, got {value!r}"
+            )
         return [float(pair[0]), float(pair[1])]
 
     def allowed(self) -> str:
@@ -81,8 +91,9 @@ class Choices:
     def check(self, where: str, value: Any) -> list[str]:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not items or not all(isinstance(v, str) for v in items):
-            raise GeneratorError(f"{where} must be one of {', '.join(self.options)} or a non-empty list of them, "
-                                 f"got {value!r}")
+            raise GeneratorError(
+                f"{where} must be one of {', '.join(self.options)} or a non-empty list of them, got {value!r}"
+            )
         for item in items:
             if item not in self.options:
                 close = difflib.get_close_matches(item, self.options, n=1)
@@ -114,8 +125,10 @@ class Number:
         return float(value)
 
     def allowed(self) -> str:
-        return f"number in {'(' if self.open_bounds else '['}{self.bounds[0]}, {self.bounds[1]}" \
-               f"{')' if self.open_bounds else ']'}"
+        return (
+            f"number in {'(' if self.open_bounds else '['}{self.bounds[0]}, {self.bounds[1]}"
+            f"{')' if self.open_bounds else ']'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,4 +146,3 @@ class Count:
 
     def allowed(self) -> str:
         return f"integer in [{self.bounds[0]}, {self.bounds[1]}]"
-

@@ -63,6 +63,7 @@ from .generator_params import IntRange as IntRange
 from .generator_params import Number as Number
 from .generator_params import _is_number as _is_number
 
+
 def _load_plugins() -> None:
     # The lab's modules that register a generator (`@register_generator` in their text: the
     # expression generator, a new file) are imported on the first lookup, so that asking for

@@ -64,8 +64,8 @@ class TaskReference:
     name: str
     index: int
     seeds: tuple[int, ...]
-    id_error: Mapping[str, tuple[float, ...]]    # activation → per-seed normalised ID error
-    ood_error: Mapping[str, tuple[float, ...]]   # activation → per-seed normalised OOD error
+    id_error: Mapping[str, tuple[float, ...]]  # activation → per-seed normalised ID error
+    ood_error: Mapping[str, tuple[float, ...]]  # activation → per-seed normalised OOD error
 
     def worst_id_error(self) -> float:
         """The largest ID error of any reference activation on any seed (what the filter tests)."""
@@ -78,7 +78,7 @@ class Draw:
 
     index: int
     name: str | None
-    status: str                   # "kept", or a rejection reason (see `REJECTIONS`)
+    status: str  # "kept", or a rejection reason (see `REJECTIONS`)
     message: str = ""
     reference: TaskReference | None = None
 
@@ -101,15 +101,23 @@ def _pool_code_hash(generator: TaskGenerator) -> str:
     """The lab's code hash plus the generator's module and this one: a change to how tasks are drawn
     or filtered must not be answered from numbers cached by the previous code."""
     digest = hashlib.sha256(_lab_code_hash().encode())
-    modules = {Path(__file__), Path(__file__).with_name("generators.py"),
-               Path(sys.modules[type(generator).__module__].__file__ or __file__)}
+    modules = {
+        Path(__file__),
+        Path(__file__).with_name("generators.py"),
+        Path(sys.modules[type(generator).__module__].__file__ or __file__),
+    }
     for path in sorted(modules):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def measure(tasks: Sequence[Task], seeds: Sequence[int], protocol: TrainingProtocol,
-            threshold: float = LEARNABLE_ID_ERROR, indexes: Sequence[int] | None = None) -> list[Draw]:
+def measure(
+    tasks: Sequence[Task],
+    seeds: Sequence[int],
+    protocol: TrainingProtocol,
+    threshold: float = LEARNABLE_ID_ERROR,
+    indexes: Sequence[int] | None = None,
+) -> list[Draw]:
     """The learnability filter on a batch of tasks: ReLU and GELU trained once each on all
     tasks × seeds (one `train_ensemble` call per activation), then each task kept or rejected."""
     indexes = list(indexes) if indexes is not None else list(range(len(tasks)))
@@ -128,17 +136,25 @@ def measure(tasks: Sequence[Task], seeds: Sequence[int], protocol: TrainingProto
         results = {name: train_ensemble(fn, workload) for name, fn in REFERENCES.items()}
         n = len(seeds)
         for position, (index, task) in enumerate(trainable):
-            rows = slice(position * n, (position + 1) * n)   # build_workload orders models task-major
+            rows = slice(position * n, (position + 1) * n)  # build_workload orders models task-major
             reference = TaskReference(
-                task.name, index, tuple(seeds),
+                task.name,
+                index,
+                tuple(seeds),
                 id_error={a: tuple(float(e) for e in r.id_error[rows]) for a, r in results.items()},
-                ood_error={a: tuple(float(e) for e in r.ood_error[rows]) for a, r in results.items()})
+                ood_error={a: tuple(float(e) for e in r.ood_error[rows]) for a, r in results.items()},
+            )
             diverged = [a for a, r in results.items() if any(m in range(rows.start, rows.stop) for m in r.non_finite)]
             if diverged:
                 draws[index] = Draw(index, task.name, "non_finite", f"{', '.join(diverged)} diverged", reference)
             elif not is_learnable(reference, threshold):
-                draws[index] = Draw(index, task.name, "unlearnable",
-                                    f"worst ID error {reference.worst_id_error():.3g} ≥ {threshold}", reference)
+                draws[index] = Draw(
+                    index,
+                    task.name,
+                    "unlearnable",
+                    f"worst ID error {reference.worst_id_error():.3g} ≥ {threshold}",
+                    reference,
+                )
             else:
                 draws[index] = Draw(index, task.name, "kept", "", reference)
     return [draws[i] for i in indexes]
@@ -155,10 +171,21 @@ class Pool:
     progress: a progress bar on stderr (default: when stderr is a terminal).
     """
 
-    def __init__(self, generator: str | TaskGenerator, params: Mapping[str, Any] | None = None, size: int = 100,
-                 start: int = 0, *, seeds: Sequence[int] = (0, 1, 2), protocol: TrainingProtocol | None = None,
-                 cache_dir: str | Path | None = None, threshold: float = LEARNABLE_ID_ERROR,
-                 chunk_size: int = DEFAULT_CHUNK, max_draws: int | None = None, progress: bool | None = None):
+    def __init__(
+        self,
+        generator: str | TaskGenerator,
+        params: Mapping[str, Any] | None = None,
+        size: int = 100,
+        start: int = 0,
+        *,
+        seeds: Sequence[int] = (0, 1, 2),
+        protocol: TrainingProtocol | None = None,
+        cache_dir: str | Path | None = None,
+        threshold: float = LEARNABLE_ID_ERROR,
+        chunk_size: int = DEFAULT_CHUNK,
+        max_draws: int | None = None,
+        progress: bool | None = None,
+    ):
         if isinstance(generator, str):
             generator = get_generator(generator, **dict(params or {}))
         elif params:
@@ -178,8 +205,8 @@ class Pool:
         self.threshold = threshold
         self.chunk_size = chunk_size
         self.max_draws = max_draws if max_draws is not None else 20 * size + 100
-        self.trainings = 0            # batched chunks trained by this build (0: all from the cache)
-        self.draws: list[Draw] = []   # every index the build looked at, in order
+        self.trainings = 0  # batched chunks trained by this build (0: all from the cache)
+        self.draws: list[Draw] = []  # every index the build looked at, in order
         self._references: dict[str, TaskReference] = {}
         self.tasks: tuple[Task, ...] = ()
         self._build(sys.stderr.isatty() if progress is None else progress)
@@ -188,9 +215,16 @@ class Pool:
 
     def cache_key(self) -> str:
         """A hash of everything that changes the reference numbers of a draw, except its index."""
-        payload = {"format": POOL_CACHE_FORMAT, "references": sorted(REFERENCES), "generator": self.generator.name,
-                   "params": self.params, "seeds": list(self.seeds), "protocol": self.protocol.to_dict(),
-                   "torch": torch.__version__, "code": _pool_code_hash(self.generator)}
+        payload = {
+            "format": POOL_CACHE_FORMAT,
+            "references": sorted(REFERENCES),
+            "generator": self.generator.name,
+            "params": self.params,
+            "seeds": list(self.seeds),
+            "protocol": self.protocol.to_dict(),
+            "torch": torch.__version__,
+            "code": _pool_code_hash(self.generator),
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
     @property
@@ -202,7 +236,7 @@ class Pool:
             entries = json.loads(self.cache_path.read_text())["draws"]
             return {int(index): entry for index, entry in entries.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}   # missing or damaged: recomputed and overwritten
+            return {}  # missing or damaged: recomputed and overwritten
 
     def _write_cache(self, draws: Sequence[Draw]) -> None:
         """Merge the new entries into the file (another process may have added its own) atomically."""
@@ -213,23 +247,36 @@ class Pool:
                 entry["id_error"] = {a: list(v) for a, v in draw.reference.id_error.items()}
                 entry["ood_error"] = {a: list(v) for a, v in draw.reference.ood_error.items()}
             entries[str(draw.index)] = entry
-        write_text_atomically(self.cache_path, json.dumps({"key": self.cache_key(), "generator": self.generator.name,
-                                                           "params": self.params, "seeds": list(self.seeds),
-                                                           "draws": entries}))
+        write_text_atomically(
+            self.cache_path,
+            json.dumps(
+                {
+                    "key": self.cache_key(),
+                    "generator": self.generator.name,
+                    "params": self.params,
+                    "seeds": list(self.seeds),
+                    "draws": entries,
+                }
+            ),
+        )
 
     def _from_cache(self, index: int, entry: Mapping[str, Any]) -> Draw | None:
         """A cached entry as a Draw; None when it does not match what this build expects."""
         try:
             reference = None
             if "id_error" in entry:
-                reference = TaskReference(str(entry["name"]), index, self.seeds,
-                                          {a: tuple(float(e) for e in entry["id_error"][a]) for a in REFERENCES},
-                                          {a: tuple(float(e) for e in entry["ood_error"][a]) for a in REFERENCES})
+                reference = TaskReference(
+                    str(entry["name"]),
+                    index,
+                    self.seeds,
+                    {a: tuple(float(e) for e in entry["id_error"][a]) for a in REFERENCES},
+                    {a: tuple(float(e) for e in entry["ood_error"][a]) for a in REFERENCES},
+                )
                 per_seed = (*reference.id_error.values(), *reference.ood_error.values())
                 if any(len(v) != len(self.seeds) for v in per_seed):
                     return None
             status = str(entry["status"])
-            if status in ("kept", "unlearnable") and reference is not None:   # the threshold is this pool's
+            if status in ("kept", "unlearnable") and reference is not None:  # the threshold is this pool's
                 status = "kept" if is_learnable(reference, self.threshold) else "unlearnable"
             if status not in ("kept", *REJECTIONS) or (status == "kept" and reference is None):
                 return None
@@ -243,7 +290,7 @@ class Pool:
         """One past the last index to try: the draw budget, and the generator's length if finite."""
         limit = self.start + self.max_draws
         if hasattr(self.generator, "__len__"):
-            limit = min(limit, len(self.generator))   # type: ignore[arg-type]
+            limit = min(limit, len(self.generator))  # type: ignore[arg-type]
         return limit
 
     def _build(self, show_progress: bool) -> None:
@@ -252,9 +299,15 @@ class Pool:
         cached = self._read_cache()
         kept: list[Task] = []
         index, limit = self.start, self._limit()
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} kept"),
-                      TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=True,
-                      disable=not show_progress) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} kept"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            transient=True,
+            disable=not show_progress,
+        ) as progress:
             bar = progress.add_task(f"pool {self.generator.name}", total=self.size, status="")
             while len(kept) < self.size and index < limit:
                 # a chunk: enough indexes to probably fill the pool, from the cache where possible
@@ -291,14 +344,20 @@ class Pool:
                         kept.append(task)
                         self._references[task.name] = draw.reference
                 looked = len(self.draws)
-                progress.update(bar, completed=len(kept), description=f"pool {self.generator.name}",
-                                status=f"{looked} drawn, {len(kept) / max(1, looked):.0%} learnable")
+                progress.update(
+                    bar,
+                    completed=len(kept),
+                    description=f"pool {self.generator.name}",
+                    status=f"{looked} drawn, {len(kept) / max(1, looked):.0%} learnable",
+                )
         if len(kept) < self.size:
             counts = self.rejections()
             rejected = ", ".join(f"{r}: {n}" for r, n in counts.items()) or "none rejected"
-            raise PoolError(f"pool {self.generator.name} {self.params}: only {len(kept)} learnable draws in indexes "
-                            f"{self.start}..{index - 1} ({rejected}); "
-                            f"ask for fewer tasks, raise max_draws, or change the generator's parameters")
+            raise PoolError(
+                f"pool {self.generator.name} {self.params}: only {len(kept)} learnable draws in indexes "
+                f"{self.start}..{index - 1} ({rejected}); "
+                f"ask for fewer tasks, raise max_draws, or change the generator's parameters"
+            )
         self.tasks = tuple(kept)
 
     # -- use -----------------------------------------------------------------------------------

@@ -11,8 +11,15 @@ import math
 
 import numpy as np
 
-from .generator_base import (ParametrisedGenerator, _choice, _integer, _interval_boxes, _magnitudes, _uniform,
-                             register_generator)
+from .generator_base import (
+    ParametrisedGenerator,
+    _choice,
+    _integer,
+    _interval_boxes,
+    _magnitudes,
+    _uniform,
+    register_generator,
+)
 from .generator_params import Choices, Count, FloatRange, IntRange
 from .task_families import Task
 
@@ -20,6 +27,7 @@ from .task_families import Task
 # --------------------------------------------------------------------------------------------
 # polynomial
 # --------------------------------------------------------------------------------------------
+
 
 def _uniform_monomial(rng: np.random.Generator, dim: int, degree: int, exact: bool) -> tuple[int, ...]:
     """An exponent vector drawn uniformly among monomials in `dim` variables of total degree ≤ `degree`
@@ -56,10 +64,14 @@ class PolynomialGenerator(ParametrisedGenerator):
         "degree": IntRange((2, 5), (1, 8), "total degree (one kept monomial has exactly this degree)"),
         "sparsity": FloatRange((0.3, 1.0), (0.0, 1.0), "fraction of the non-constant monomials kept", positive=True),
         "max_terms": Count(32, (1, 256), "cap on the number of monomials (keeps high-d draws cheap)"),
-        "coefficient_laws": Choices(("normal", "uniform", "log-uniform"), ("normal", "uniform", "log-uniform"),
-                                    "laws of the coefficient magnitudes (signs are random); one per draw"),
-        "coefficient_range": FloatRange((0.5, 2.0), (1e-3, 1e3), "magnitude range of the uniform and "
-                                        "log-uniform laws", positive=True),
+        "coefficient_laws": Choices(
+            ("normal", "uniform", "log-uniform"),
+            ("normal", "uniform", "log-uniform"),
+            "laws of the coefficient magnitudes (signs are random); one per draw",
+        ),
+        "coefficient_range": FloatRange(
+            (0.5, 2.0), (1e-3, 1e3), "magnitude range of the uniform and log-uniform laws", positive=True
+        ),
         "box_low": FloatRange((-0.5, 0.0), (-10.0, 10.0), "lower end a of the ID interval (every coordinate)"),
         "box_width": FloatRange((0.5, 1.0), (0.05, 10.0), "width w of the ID interval", positive=True),
         "ood_width": FloatRange((0.5, 1.0), (0.05, 4.0), "OOD width as a multiple r of w", positive=True),
@@ -83,26 +95,41 @@ class PolynomialGenerator(ParametrisedGenerator):
             coefficients = rng.normal(size=n_terms)
         else:
             coefficients = _magnitudes(rng, law, p["coefficient_range"], n_terms) * rng.choice([-1.0, 1.0], n_terms)
-        exponents = np.array(monomials, dtype=np.int64)          # (terms, dim)
-        id_interval, ood_interval = _interval_boxes(_uniform(rng, p["box_low"]), _uniform(rng, p["box_width"]),
-                                                    _uniform(rng, p["ood_width"]), _choice(rng, p["ood_sides"]))
+        exponents = np.array(monomials, dtype=np.int64)  # (terms, dim)
+        id_interval, ood_interval = _interval_boxes(
+            _uniform(rng, p["box_low"]),
+            _uniform(rng, p["box_width"]),
+            _uniform(rng, p["ood_width"]),
+            _choice(rng, p["ood_sides"]),
+        )
 
         def target(x: np.ndarray) -> np.ndarray:
             # (n, 1, d) ** (terms, d) → product over d → (n, terms) @ (terms,)
             return np.prod(x[:, None, :] ** exponents[None, :, :], axis=2) @ coefficients
 
         variables = tuple(f"x{i}" for i in range(dim))
-        shown = " + ".join(f"{c:.3g}·" + "·".join(f"{v}^{e}" for v, e in zip(variables, m) if e)
-                           for c, m in zip(coefficients[:4], monomials[:4]))
+        shown = " + ".join(
+            f"{c:.3g}·" + "·".join(f"{v}^{e}" for v, e in zip(variables, m) if e)
+            for c, m in zip(coefficients[:4], monomials[:4])
+        )
         more = f" + … ({n_terms} terms)" if n_terms > 4 else ""
         name = self._task_name(index)
-        return Task(name, self.family, variables, target, (id_interval,) * dim, (ood_interval,) * dim,
-                    self._spec(index, name), f"degree {degree}, {law} coefficients: {shown}{more}")
+        return Task(
+            name,
+            self.family,
+            variables,
+            target,
+            (id_interval,) * dim,
+            (ood_interval,) * dim,
+            self._spec(index, name),
+            f"degree {degree}, {law} coefficients: {shown}{more}",
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # harmonic
 # --------------------------------------------------------------------------------------------
+
 
 @register_generator("harmonic")
 class HarmonicGenerator(ParametrisedGenerator):
@@ -130,8 +157,11 @@ class HarmonicGenerator(ParametrisedGenerator):
         "phase_law": Choices(("uniform",), ("uniform", "zero"), "uniform in [0, 2π), or all phases 0"),
         "amplitude_law": Choices(("uniform",), ("uniform", "log-uniform"), "law of the amplitudes"),
         "amplitudes": FloatRange((0.5, 1.5), (1e-3, 1e3), "amplitude range", positive=True),
-        "envelopes": Choices(("none", "linear", "quadratic", "decay"), ("none", "linear", "quadratic", "decay"),
-                             "trend added or decay applied; one per draw"),
+        "envelopes": Choices(
+            ("none", "linear", "quadratic", "decay"),
+            ("none", "linear", "quadratic", "decay"),
+            "trend added or decay applied; one per draw",
+        ),
         "trend": FloatRange((0.5, 2.0), (0.0, 100.0), "trend size m per ID length, in mean amplitudes"),
         "decay": FloatRange((0.5, 2.0), (0.05, 100.0), "decay time τ in ID lengths", positive=True),
         "id_start": FloatRange((0.0, 0.0), (-100.0, 100.0), "lower end a of the ID interval"),
@@ -150,8 +180,9 @@ class HarmonicGenerator(ParametrisedGenerator):
         envelope = _choice(rng, p["envelopes"])
         trend = _uniform(rng, p["trend"]) * float(amplitudes.mean()) * float(rng.choice([-1.0, 1.0]))
         tau = _uniform(rng, p["decay"])
-        id_interval, ood_interval = _interval_boxes(start, length, _uniform(rng, p["ood_length"]),
-                                                    _choice(rng, p["ood_sides"]))
+        id_interval, ood_interval = _interval_boxes(
+            start, length, _uniform(rng, p["ood_length"]), _choice(rng, p["ood_sides"])
+        )
 
         def target(x: np.ndarray) -> np.ndarray:
             t = (x[:, :1] - start) / length
@@ -162,12 +193,24 @@ class HarmonicGenerator(ParametrisedGenerator):
             elif envelope == "linear":
                 y = y + trend * t
             elif envelope == "quadratic":
-                y = y + trend * t ** 2
+                y = y + trend * t**2
             return y
 
         tones = " + ".join(f"{a:.2f}·sin(2π·{c:.2f}·t + {f:.2f})" for a, c, f in zip(amplitudes, cycles, phases))
-        extra = {"none": "", "linear": f" + {trend:.2f}·t", "quadratic": f" + {trend:.2f}·t²",
-                 "decay": f", times exp(−t/{tau:.2f})"}[envelope]
+        extra = {
+            "none": "",
+            "linear": f" + {trend:.2f}·t",
+            "quadratic": f" + {trend:.2f}·t²",
+            "decay": f", times exp(−t/{tau:.2f})",
+        }[envelope]
         name = self._task_name(index)
-        return Task(name, self.family, ("x",), target, (id_interval,), (ood_interval,), self._spec(index, name),
-                    f"t = (x − {start:.2f})/{length:.2f}: {tones}{extra}")
+        return Task(
+            name,
+            self.family,
+            ("x",),
+            target,
+            (id_interval,),
+            (ood_interval,),
+            self._spec(index, name),
+            f"t = (x − {start:.2f})/{length:.2f}: {tones}{extra}",
+        )

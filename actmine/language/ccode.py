@@ -35,11 +35,20 @@ from .op_entries import Op
 from .op_formulas import _kw
 from .program import Program
 
-__all__ = ["Dual", "Mask", "CBackend", "Kernel", "c_kernel", "kernel_digest", "FORWARD_BACKWARD",
-           "SUPPORTED_OPS", "MAX_LINES"]
+__all__ = [
+    "Dual",
+    "Mask",
+    "CBackend",
+    "Kernel",
+    "c_kernel",
+    "kernel_digest",
+    "FORWARD_BACKWARD",
+    "SUPPORTED_OPS",
+    "MAX_LINES",
+]
 
-ZERO = "0.0f"                # the slope of a constant: terms with it are left out
-MAX_LINES = 4000             # C statements per loop body (a larger program keeps the eager path)
+ZERO = "0.0f"  # the slope of a constant: terms with it are left out
+MAX_LINES = 4000  # C statements per loop body (a larger program keeps the eager path)
 FORWARD_BACKWARD = "actmine_forward_backward"  # void (const float *x, float *y, float *dy, long n)
 
 
@@ -93,7 +102,7 @@ class CBackend:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.input = Dual("v0", "d0")
-        self.operations = 0   # ops applied to input-dependent values
+        self.operations = 0  # ops applied to input-dependent values
         self._count = 0
 
     # -- emitting
@@ -149,7 +158,7 @@ class CBackend:
         if isinstance(left, str) or isinstance(right, str):
             raise Unsupported("string arithmetic")
         if isinstance(left, Mask) and isinstance(right, Mask):
-            raise Unsupported("arithmetic of two comparisons")   # bool op bool stays bool in torch
+            raise Unsupported("arithmetic of two comparisons")  # bool op bool stays bool in torch
         rule = _BINARY.get(type(op))
         if rule is None:
             raise Unsupported(f"the operator {type(op).__name__} in a fused kernel")
@@ -161,7 +170,7 @@ class CBackend:
             self.operations += 1
             return self.dual(f"-{value.value}", ZERO if value.slope == ZERO else f"-{value.slope}")
         if isinstance(value, Mask):
-            raise Unsupported("a negated comparison")   # torch refuses `-` on a bool tensor
+            raise Unsupported("a negated comparison")  # torch refuses `-` on a bool tensor
         return TORCH.negate(value)
 
     def compare(self, op: ast.cmpop, left: Any, right: Any) -> Any:
@@ -193,6 +202,7 @@ class CBackend:
 # ------------------------------------------------------------------------------------------------
 # Arithmetic
 # ------------------------------------------------------------------------------------------------
+
 
 def _sum(*terms: tuple[str, str]) -> str:
     """Σ factor·slope over the terms whose slope is not `ZERO` (a product without its zero terms:
@@ -230,8 +240,9 @@ def _pow(b: CBackend, base: Any, exponent: Any) -> Dual:
             return b.dual(f"{x.value} * {x.value}", _sum((f"2.0f * {x.value}", x.slope)))
         if c == 3.0:
             return b.dual(f"{x.value} * {x.value} * {x.value}", _sum((f"3.0f * {x.value} * {x.value}", x.slope)))
-        return b.dual(f"powf({x.value}, {_literal(c)})", _sum((f"{_literal(c)} * powf({x.value}, {_literal(c - 1)})",
-                                                                x.slope)))
+        return b.dual(
+            f"powf({x.value}, {_literal(c)})", _sum((f"{_literal(c)} * powf({x.value}, {_literal(c - 1)})", x.slope))
+        )
     y = b.as_dual(exponent)
     if not b._symbolic(base):
         c = float(base)
@@ -241,12 +252,20 @@ def _pow(b: CBackend, base: Any, exponent: Any) -> Dual:
         return Dual(value, b.let(f"{value} * {_literal(math.log(c))} * {y.slope}"))
     x = b.as_dual(base)
     value = b.let(f"powf({x.value}, {y.value})")
-    return Dual(value, b.slope(_sum((f"{y.value} * powf({x.value}, {y.value} - 1.0f)", x.slope),
-                                    (f"{value} * logf({x.value})", y.slope))))
+    return Dual(
+        value,
+        b.slope(
+            _sum((f"{y.value} * powf({x.value}, {y.value} - 1.0f)", x.slope), (f"{value} * logf({x.value})", y.slope))
+        ),
+    )
 
 
 _BINARY: dict[type, Callable[[CBackend, Any, Any], Any]] = {
-    ast.Add: _add, ast.Sub: lambda b, x, y: _add(b, x, y, "-"), ast.Mult: _mul, ast.Div: _div, ast.Pow: _pow,
+    ast.Add: _add,
+    ast.Sub: lambda b, x, y: _add(b, x, y, "-"),
+    ast.Mult: _mul,
+    ast.Div: _div,
+    ast.Pow: _pow,
 }
 assert set(_BINARY) <= set(_ARITHMETIC)
 
@@ -260,6 +279,7 @@ Unary = Callable[[CBackend, str, dict], tuple[str, Callable[[str], str]]]
 
 def _unary_rule(rule: Unary, keywords: tuple[str, ...] = ()) -> Callable[[CBackend, tuple, dict], Dual]:
     """A call rule from (value text, slope text given the value's name) of one input."""
+
     def call(b: CBackend, args: tuple, kwargs: dict) -> Dual:
         if not args:
             if "input" not in kwargs:
@@ -279,6 +299,7 @@ def _unary_rule(rule: Unary, keywords: tuple[str, ...] = ()) -> Callable[[CBacke
         if x.slope == ZERO:
             return Dual(value, ZERO)
         return Dual(value, b.let(f"({slope_of(value)}) * {x.slope}"))
+
     return call
 
 
@@ -304,8 +325,10 @@ def _gelu(b: CBackend, a: str, params: dict) -> tuple[str, Callable[[str], str]]
         inner = b.let(f"{_literal(_GELU_TANH_BETA)} * ({a} + {_literal(_GELU_TANH_KAPPA)} * {a} * {a} * {a})")
         t = b.let(f"tanhf({inner})")
         slope_inner = f"{_literal(_GELU_TANH_BETA)} * (1.0f + {_literal(3 * _GELU_TANH_KAPPA)} * {a} * {a})"
-        return (f"0.5f * {a} * (1.0f + {t})",
-                lambda y: f"0.5f * (1.0f + {t}) + 0.5f * {a} * (1.0f - {t} * {t}) * {slope_inner}")
+        return (
+            f"0.5f * {a} * (1.0f + {t})",
+            lambda y: f"0.5f * (1.0f + {t}) + 0.5f * {a} * (1.0f - {t} * {t}) * {slope_inner}",
+        )
     raise Unsupported(f"gelu approximate={approximate!r}")
 
 
@@ -313,8 +336,7 @@ def _softplus(b: CBackend, a: str, params: dict) -> tuple[str, Callable[[str], s
     beta, threshold = _number(params, "beta", 1.0), _number(params, "threshold", 20.0)
     z = b.let(f"{a} * {_literal(beta)}")
     over = f"({z} > {_literal(threshold)})"
-    return (f"{over} ? {a} : log1pf(expf({z})) / {_literal(beta)}",
-            lambda y: f"{over} ? 1.0f : {_sigmoid(z)}")
+    return (f"{over} ? {a} : log1pf(expf({z})) / {_literal(beta)}", lambda y: f"{over} ? 1.0f : {_sigmoid(z)}")
 
 
 def _mish(b: CBackend, a: str, params: dict) -> tuple[str, Callable[[str], str]]:
@@ -329,12 +351,16 @@ def _silu(b: CBackend, a: str, params: dict) -> tuple[str, Callable[[str], str]]
 
 def _elu_like(alpha_name: str | None, scale: float = 1.0, alpha_default: float = 1.0, celu: bool = False) -> Unary:
     """elu: scale·(a if a > 0 else α·(eᵃ − 1)); celu divides the exponent by α (slope e^(a/α))."""
+
     def rule(b: CBackend, a: str, params: dict) -> tuple[str, Callable[[str], str]]:
         alpha = _number(params, alpha_name, alpha_default) if alpha_name else alpha_default
         inner = f"{a} / {_literal(alpha)}" if celu else a
         s, outer = _literal(scale), _literal(1.0 if celu else alpha)
-        return (f"{s} * (({a} > 0.0f) ? {a} : {_literal(alpha)} * expm1f({inner}))",
-                lambda y: f"{s} * (({a} > 0.0f) ? 1.0f : {outer} * expf({inner}))")
+        return (
+            f"{s} * (({a} > 0.0f) ? {a} : {_literal(alpha)} * expm1f({inner}))",
+            lambda y: f"{s} * (({a} > 0.0f) ? 1.0f : {outer} * expf({inner}))",
+        )
+
     return rule
 
 
@@ -360,13 +386,19 @@ def _hardtanh_like(low_name: str | None, high_name: str | None, low: float, high
     def rule(b: CBackend, a: str, params: dict) -> tuple[str, Callable[[str], str]]:
         lo = _number(params, low_name, low) if low_name else low
         hi = _number(params, high_name, high) if high_name else high
-        value, slope = _clamp_rule(lo, hi, inclusive=False)   # hardtanh_backward: open interval
+        value, slope = _clamp_rule(lo, hi, inclusive=False)  # hardtanh_backward: open interval
         return value.format(a=a), lambda y: slope.format(a=a)
+
     return rule
 
 
-def _clamp(b: CBackend, args: tuple, kwargs: dict, low_name: str | None = "min", high_name: str | None = "max",
-           ) -> Dual:
+def _clamp(
+    b: CBackend,
+    args: tuple,
+    kwargs: dict,
+    low_name: str | None = "min",
+    high_name: str | None = "max",
+) -> Dual:
     if not args:
         args = (kwargs.get("input"),)
     names = [n for n in (low_name, high_name) if n]
@@ -376,13 +408,15 @@ def _clamp(b: CBackend, args: tuple, kwargs: dict, low_name: str | None = "min",
     low, high = bounds.get("min"), bounds.get("max")
     if low is None and high is None:
         raise Unsupported("clamp without bounds")
-    value, slope = _clamp_rule(low, high, inclusive=True)   # clamp_backward: closed interval
+    value, slope = _clamp_rule(low, high, inclusive=True)  # clamp_backward: closed interval
     x = b.as_dual(args[0])
     return Dual(b.let(value.format(a=x.value)), b.let(f"(({slope.format(a=x.value)}) * {x.slope})"))
 
 
-def _binary_call(rule: Callable[[CBackend, Any, Any], Dual], second: str = "other",
-                 ) -> Callable[[CBackend, tuple, dict], Dual]:
+def _binary_call(
+    rule: Callable[[CBackend, Any, Any], Dual],
+    second: str = "other",
+) -> Callable[[CBackend, tuple, dict], Dual]:
     def call(b: CBackend, args: tuple, kwargs: dict) -> Dual:
         extra = set(kwargs) - {"input", second}
         if extra:
@@ -392,6 +426,7 @@ def _binary_call(rule: Callable[[CBackend, Any, Any], Dual], second: str = "othe
         if first is None or other is None:
             raise Unsupported("a missing argument")
         return rule(b, first, other)
+
     return call
 
 
@@ -404,13 +439,17 @@ def _masked(chosen: str, other: str) -> str:
 
 def _extreme(larger: bool) -> Callable[[CBackend, Any, Any], Dual]:
     """torch.maximum / minimum: NaN propagates; at a tie each side gets half the gradient."""
+
     def rule(b: CBackend, left: Any, right: Any) -> Dual:
         x, y = b.as_dual(left), b.as_dual(right)
         first, second = (">", "<") if larger else ("<", ">")
-        return b.dual(f"({x.value} {first} {y.value}) ? {x.value} : (({x.value} {second} {y.value}) ? {y.value} "
-                      f": {x.value} + 0.0f * {y.value})",
-                      f"({x.value} {first} {y.value}) ? {_masked(x.slope, y.slope)} : (({x.value} {second} {y.value}) "
-                      f"? {_masked(y.slope, x.slope)} : 0.5f * ({_sum(('', x.slope), ('', y.slope))}))")
+        return b.dual(
+            f"({x.value} {first} {y.value}) ? {x.value} : (({x.value} {second} {y.value}) ? {y.value} "
+            f": {x.value} + 0.0f * {y.value})",
+            f"({x.value} {first} {y.value}) ? {_masked(x.slope, y.slope)} : (({x.value} {second} {y.value}) "
+            f"? {_masked(y.slope, x.slope)} : 0.5f * ({_sum(('', x.slope), ('', y.slope))}))",
+        )
+
     return rule
 
 
@@ -421,8 +460,10 @@ def _where(b: CBackend, args: tuple, kwargs: dict) -> Dual:
     if not isinstance(condition, Mask):
         raise Unsupported("a condition that is not a comparison of tensors")
     x, y = b.as_dual(left), b.as_dual(right)
-    return b.dual(f"{condition.name} ? {x.value} : {y.value}",
-                  f"{condition.name} ? {_masked(x.slope, y.slope)} : {_masked(y.slope, x.slope)}")
+    return b.dual(
+        f"{condition.name} ? {x.value} : {y.value}",
+        f"{condition.name} ? {_masked(x.slope, y.slope)} : {_masked(y.slope, x.slope)}",
+    )
 
 
 def _comparison(symbol: str) -> Callable[[CBackend, tuple, dict], Mask]:
@@ -435,12 +476,13 @@ def _comparison(symbol: str) -> Callable[[CBackend, tuple, dict], Mask]:
         if first is None or other is None:
             raise Unsupported("a missing argument")
         return b.compare(node, first, other)
+
     return call
 
 
 def _like(fill: float | None) -> Callable[[CBackend, tuple, dict], Dual]:
     def call(b: CBackend, args: tuple, kwargs: dict) -> Dual:
-        if fill is None:   # full_like(input, fill_value)
+        if fill is None:  # full_like(input, fill_value)
             value = _kw(args, kwargs, 1, "fill_value", None)
             if value is None or b._symbolic(value) or isinstance(value, (str, bool)):
                 raise Unsupported("full_like without a number")
@@ -449,6 +491,7 @@ def _like(fill: float | None) -> Callable[[CBackend, tuple, dict], Dual]:
         if set(kwargs) - {"input", "fill_value"}:
             raise Unsupported("a keyword of a *_like constructor")
         return Dual(_literal(float(value)), ZERO)
+
     return call
 
 
@@ -463,6 +506,7 @@ def _add_call(sign: str) -> Callable[[CBackend, tuple, dict], Dual]:
         if float(alpha) != 1.0:
             other = _mul(b, other, float(alpha)) if b._symbolic(other) else TORCH.binary(ast.Mult(), other, alpha)
         return _add(b, first, other, sign)
+
     return call
 
 
@@ -498,15 +542,30 @@ _UNARY_RULES: dict[str, tuple[Unary, tuple[str, ...]]] = {
     "logsigmoid": (_simple("fminf({a}, 0.0f) - log1pf(expf(-fabsf({a})))", _sigmoid("-{a}")), ()),
     "softsign": (_simple("{a} / (1.0f + fabsf({a}))", "1.0f / ((1.0f + fabsf({a})) * (1.0f + fabsf({a})))"), ()),
     "tanhshrink": (_simple("{a} - tanhf({a})", "tanhf({a}) * tanhf({a})"), ()),
-    "sinc": (_simple("({a} == 0.0f) ? 1.0f : sinf(3.14159265358979f * {a}) / (3.14159265358979f * {a})",
-                     # near 0 the quotient rule cancels: its Taylor series there, as accurate as torch's
-                     "(fabsf({a}) < 0.01f) ? -3.2898681336964524f * {a} * (1.0f - 0.9869604401089358f * {a} * {a})"
-                     " : (" + _cos("3.14159265358979f * {a}") + " * 3.14159265358979f * {a}"
-                     " - sinf(3.14159265358979f * {a})) / (3.14159265358979f * {a} * {a})"), ()),
-    "hardsigmoid": (_simple("({a} <= -3.0f) ? 0.0f : (({a} >= 3.0f) ? 1.0f : {a} / 6.0f + 0.5f)",
-                            "({a} > -3.0f && {a} < 3.0f) ? (1.0f / 6.0f) : 0.0f"), ()),
-    "hardswish": (_simple("({a} <= -3.0f) ? 0.0f : (({a} >= 3.0f) ? {a} : {a} * ({a} + 3.0f) / 6.0f)",
-                          "({a} <= -3.0f) ? 0.0f : (({a} < 3.0f) ? {a} / 3.0f + 0.5f : 1.0f)"), ()),
+    "sinc": (
+        _simple(
+            "({a} == 0.0f) ? 1.0f : sinf(3.14159265358979f * {a}) / (3.14159265358979f * {a})",
+            # near 0 the quotient rule cancels: its Taylor series there, as accurate as torch's
+            "(fabsf({a}) < 0.01f) ? -3.2898681336964524f * {a} * (1.0f - 0.9869604401089358f * {a} * {a})"
+            " : (" + _cos("3.14159265358979f * {a}") + " * 3.14159265358979f * {a}"
+            " - sinf(3.14159265358979f * {a})) / (3.14159265358979f * {a} * {a})",
+        ),
+        (),
+    ),
+    "hardsigmoid": (
+        _simple(
+            "({a} <= -3.0f) ? 0.0f : (({a} >= 3.0f) ? 1.0f : {a} / 6.0f + 0.5f)",
+            "({a} > -3.0f && {a} < 3.0f) ? (1.0f / 6.0f) : 0.0f",
+        ),
+        (),
+    ),
+    "hardswish": (
+        _simple(
+            "({a} <= -3.0f) ? 0.0f : (({a} >= 3.0f) ? {a} : {a} * ({a} + 3.0f) / 6.0f)",
+            "({a} <= -3.0f) ? 0.0f : (({a} < 3.0f) ? {a} / 3.0f + 0.5f : 1.0f)",
+        ),
+        (),
+    ),
     "gelu": (_gelu, ("approximate",)),
     "silu": (_silu, ()),
     "mish": (_mish, ()),
@@ -521,14 +580,24 @@ _UNARY_RULES: dict[str, tuple[Unary, tuple[str, ...]]] = {
 
 _CALLS: dict[str, Callable[[CBackend, tuple, dict], Any]] = {
     **{name: _unary_rule(rule, keywords) for name, (rule, keywords) in _UNARY_RULES.items()},
-    "add": _add_call("+"), "sub": _add_call("-"),
-    "mul": _binary_call(_mul), "div": _div_call, "pow": _binary_call(_pow, "exponent"),
-    "maximum": _binary_call(_extreme(True)), "minimum": _binary_call(_extreme(False)),
-    "clamp": _clamp, "clamp_min": lambda b, a, k: _clamp(b, a, k, "min", None),
+    "add": _add_call("+"),
+    "sub": _add_call("-"),
+    "mul": _binary_call(_mul),
+    "div": _div_call,
+    "pow": _binary_call(_pow, "exponent"),
+    "maximum": _binary_call(_extreme(True)),
+    "minimum": _binary_call(_extreme(False)),
+    "clamp": _clamp,
+    "clamp_min": lambda b, a, k: _clamp(b, a, k, "min", None),
     "clamp_max": lambda b, a, k: _clamp(b, a, k, None, "max"),
     "where": _where,
-    "gt": _comparison(">"), "lt": _comparison("<"), "ge": _comparison(">="), "le": _comparison("<="),
-    "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
+    "gt": _comparison(">"),
+    "lt": _comparison("<"),
+    "ge": _comparison(">="),
+    "le": _comparison("<="),
+    "zeros_like": _like(0.0),
+    "ones_like": _like(1.0),
+    "full_like": _like(None),
 }
 
 #: The ops a fused kernel models (every other op keeps the eager path).
@@ -576,8 +645,10 @@ def c_kernel(program: Program) -> Kernel:
     if not isinstance(out, Dual):
         raise Unsupported(f"the function returns a {type(out).__name__}, not a tensor of the input")
     body = "\n".join(" " * 8 + line for line in backend.lines)
-    return Kernel(_TEMPLATE.format(forward_backward=FORWARD_BACKWARD, body=body,
-                                   value=out.value, slope=out.slope), backend.operations)
+    return Kernel(
+        _TEMPLATE.format(forward_backward=FORWARD_BACKWARD, body=body, value=out.value, slope=out.slope),
+        backend.operations,
+    )
 
 
 def kernel_digest(source: str, flags: tuple[str, ...]) -> str:

@@ -43,8 +43,16 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 __all__ = [
-    "FORMAT_VERSION", "LOADER_FUNCTION", "LOADER_MODULE", "MAX_FILE_BYTES", "ProgramEntry", "ProgramFile",
-    "ProgramFileError", "programs_from_data", "read_program_file", "render_program_file",
+    "FORMAT_VERSION",
+    "LOADER_FUNCTION",
+    "LOADER_MODULE",
+    "MAX_FILE_BYTES",
+    "ProgramEntry",
+    "ProgramFile",
+    "ProgramFileError",
+    "programs_from_data",
+    "read_program_file",
+    "render_program_file",
     "split_program_reference",
 ]
 
@@ -62,9 +70,11 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,99}\Z")
 #: Names the loader binds in the module besides the classes: a class may not take one.
 RESERVED_NAMES = frozenset({FORMAT_NAME, PROGRAMS_NAME, LOADER_FUNCTION, "ACTIVATIONS", "activation_function"})
 
-_HEADER = ("# actmine program file: data only. Each program below is untrusted source text held in a string;\n"
-           "# importing this file runs the programs only through actmine's checked loader (the candidate\n"
-           "# policy, then the restricted namespace), never as module code. Regenerate it rather than edit it.\n")
+_HEADER = (
+    "# actmine program file: data only. Each program below is untrusted source text held in a string;\n"
+    "# importing this file runs the programs only through actmine's checked loader (the candidate\n"
+    "# policy, then the restricted namespace), never as module code. Regenerate it rather than edit it.\n"
+)
 
 
 class ProgramFileError(ValueError):
@@ -109,13 +119,16 @@ class ProgramFile:
         for program in self.programs:
             if program.name == key:
                 return program
-        raise ProgramFileError("unknown_program", f"there is no program {name!r} in the file; it holds: "
-                                                  f"{', '.join(self.names) or 'nothing'}")
+        raise ProgramFileError(
+            "unknown_program",
+            f"there is no program {name!r} in the file; it holds: {', '.join(self.names) or 'nothing'}",
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # Validation (shared by the reader and by the loader's plain-import path)
 # ------------------------------------------------------------------------------------------------
+
 
 def _check_value(value: Any, where: str, depth: int = 0) -> None:
     """Only the literals `ast.literal_eval` gives back and `ascii()` writes back: no sets, bytes,
@@ -142,8 +155,14 @@ def _check_value(value: Any, where: str, depth: int = 0) -> None:
 
 
 def _check_class_name(name: Any, where: str) -> str:
-    if not (isinstance(name, str) and name.isidentifier() and name.isascii() and not name.startswith("_")
-            and name not in RESERVED_NAMES and not _is_keyword(name)):
+    if not (
+        isinstance(name, str)
+        and name.isidentifier()
+        and name.isascii()
+        and not name.startswith("_")
+        and name not in RESERVED_NAMES
+        and not _is_keyword(name)
+    ):
         raise ProgramFileError("bad_program_file", f"{where}: class_name {name!r} is not a plain public identifier")
     return name
 
@@ -162,8 +181,11 @@ def programs_from_data(data: Any) -> ProgramFile:
     programs, class_names = [], set()
     for name, entry in data.items():
         if not (isinstance(name, str) and _NAME.match(name)):
-            raise ProgramFileError("bad_program_file", f"{PROGRAMS_NAME}: program name {name!r} must be lower case "
-                                                       "letters, digits and `_`, starting with a letter")
+            raise ProgramFileError(
+                "bad_program_file",
+                f"{PROGRAMS_NAME}: program name {name!r} must be lower case "
+                "letters, digits and `_`, starting with a letter",
+            )
         where = f"{PROGRAMS_NAME}[{name!r}]"
         if not isinstance(entry, dict):
             raise ProgramFileError("bad_program_file", f"{where} must be a dict")
@@ -184,6 +206,7 @@ def programs_from_data(data: Any) -> ProgramFile:
 # The renderer
 # ------------------------------------------------------------------------------------------------
 
+
 def _plain(value: Any) -> Any:
     """`value` as the reader will give it back: tuples as lists, numbers as `int`/`float`, and a
     non-finite float (a diverged score; `nan` is no literal) as None."""
@@ -197,14 +220,15 @@ def _plain(value: Any) -> Any:
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value) if math.isfinite(value) else None
-    return value   # anything else is refused by programs_from_data, naming it
+    return value  # anything else is refused by programs_from_data, naming it
 
 
 def _docstring(text: str) -> str:
     """A triple-quoted docstring of `text` that cannot end early: printable ASCII and line breaks
     only, no backslash or double quote (each replaced), so the literal is exactly the text."""
-    clean = "".join(c if c == "\n" or (" " <= c <= "~" and c not in '\\"') else
-                    ("'" if c == '"' else "?") for c in text)
+    clean = "".join(
+        c if c == "\n" or (" " <= c <= "~" and c not in '\\"') else ("'" if c == '"' else "?") for c in text
+    )
     return '"""' + clean.strip("\n") + '\n"""\n'
 
 
@@ -238,11 +262,13 @@ def render_program_file(programs: list[ProgramEntry] | tuple[ProgramEntry, ...],
     renderer never returns a file its reader would refuse or read differently."""
     data = {p.name: _plain(p.to_data()) for p in programs}
     expected = programs_from_data(data)
-    text = (_HEADER + _docstring(docstring) + "\n"
-            f"{FORMAT_NAME} = {FORMAT_VERSION}\n"
-            f"{PROGRAMS_NAME} = {_literal(data, 0)}\n\n"
-            f"from {LOADER_MODULE} import {LOADER_FUNCTION}  # noqa: E402 -- checks and compiles the programs\n"
-            f"{LOADER_FUNCTION}(globals())\n")
+    text = (
+        _HEADER + _docstring(docstring) + "\n"
+        f"{FORMAT_NAME} = {FORMAT_VERSION}\n"
+        f"{PROGRAMS_NAME} = {_literal(data, 0)}\n\n"
+        f"from {LOADER_MODULE} import {LOADER_FUNCTION}  # noqa: E402 -- checks and compiles the programs\n"
+        f"{LOADER_FUNCTION}(globals())\n"
+    )
     if read_program_file(text) != expected:
         raise AssertionError("the rendered program file does not read back as its data")  # a bug here, not input
     return text
@@ -251,6 +277,7 @@ def render_program_file(programs: list[ProgramEntry] | tuple[ProgramEntry, ...],
 # ------------------------------------------------------------------------------------------------
 # The reader
 # ------------------------------------------------------------------------------------------------
+
 
 def _assigned_name(node: ast.stmt) -> str | None:
     if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -270,7 +297,8 @@ def _stale(what: str) -> ProgramFileError:
         "actmine (or by hand), and loading it would run that code with real builtins, so it is refused. "
         "Regenerate it: `actmine export RUN_DIR --out FILE.py` for a pack; for best_activation.py, "
         "`actmine search --run-dir RUN_DIR` (resuming a run rewrites it). A single candidate file "
-        "(`def activation_function(x): ...`) can still be evaluated with `actmine evaluate FILE.py`.")
+        "(`def activation_function(x): ...`) can still be evaluated with `actmine evaluate FILE.py`.",
+    )
 
 
 def read_program_file(text: str, what: str = "the file") -> ProgramFile:
@@ -281,57 +309,89 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
     messages. Raises `ProgramFileError`: `stale_program_file` when there is no `ACTMINE_FORMAT`
     (plain code), `bad_program_file` for anything else out of shape."""
     if len(text) > MAX_FILE_BYTES:
-        raise ProgramFileError("bad_program_file", f"{what} is {len(text):,} characters, more than a program file "
-                                                   f"may hold ({MAX_FILE_BYTES:,})")
+        raise ProgramFileError(
+            "bad_program_file",
+            f"{what} is {len(text):,} characters, more than a program file may hold ({MAX_FILE_BYTES:,})",
+        )
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise ProgramFileError("bad_program_file", f"{what} is not valid Python: "
-                                                   f"{getattr(exc, 'msg', None) or type(exc).__name__}") from None
+        raise ProgramFileError(
+            "bad_program_file", f"{what} is not valid Python: {getattr(exc, 'msg', None) or type(exc).__name__}"
+        ) from None
     if not is_program_file(tree):
         raise _stale(what)
     body = list(tree.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
-    shape = ("ACTMINE_FORMAT = <int>", "PROGRAMS = {...}", f"from {LOADER_MODULE} import {LOADER_FUNCTION}",
-             f"{LOADER_FUNCTION}(globals())")
+    shape = (
+        "ACTMINE_FORMAT = <int>",
+        "PROGRAMS = {...}",
+        f"from {LOADER_MODULE} import {LOADER_FUNCTION}",
+        f"{LOADER_FUNCTION}(globals())",
+    )
     if len(body) != len(shape):
-        raise ProgramFileError("bad_program_file", f"{what} has {len(body)} statements after its docstring; a program "
-                                                   f"file has exactly {len(shape)}: " + "; ".join(shape)
-                                                   + ". Regenerate it rather than edit it.")
+        raise ProgramFileError(
+            "bad_program_file",
+            f"{what} has {len(body)} statements after its docstring; a program "
+            f"file has exactly {len(shape)}: " + "; ".join(shape) + ". Regenerate it rather than edit it.",
+        )
     version, programs, loader_import, loader_call = body
 
     def out_of_shape(node: ast.stmt, expected: str) -> ProgramFileError:
-        return ProgramFileError("bad_program_file", f"{what}, line {node.lineno}: expected `{expected}`, found "
-                                                    f"`{ast.unparse(node)[:80]}`. Regenerate the file rather than "
-                                                    "edit it.")
+        return ProgramFileError(
+            "bad_program_file",
+            f"{what}, line {node.lineno}: expected `{expected}`, found "
+            f"`{ast.unparse(node)[:80]}`. Regenerate the file rather than "
+            "edit it.",
+        )
 
     if _assigned_name(version) != FORMAT_NAME:
         raise out_of_shape(version, shape[0])
     if _assigned_name(programs) != PROGRAMS_NAME:
         raise out_of_shape(programs, shape[1])
-    if not (isinstance(loader_import, ast.ImportFrom) and loader_import.module == LOADER_MODULE
-            and loader_import.level == 0 and len(loader_import.names) == 1
-            and loader_import.names[0].name == LOADER_FUNCTION and loader_import.names[0].asname is None):
+    if not (
+        isinstance(loader_import, ast.ImportFrom)
+        and loader_import.module == LOADER_MODULE
+        and loader_import.level == 0
+        and len(loader_import.names) == 1
+        and loader_import.names[0].name == LOADER_FUNCTION
+        and loader_import.names[0].asname is None
+    ):
         raise out_of_shape(loader_import, shape[2])
     call = loader_call.value if isinstance(loader_call, ast.Expr) else None
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == LOADER_FUNCTION
-            and not call.keywords and len(call.args) == 1 and isinstance(call.args[0], ast.Call)
-            and isinstance(call.args[0].func, ast.Name) and call.args[0].func.id == "globals"
-            and not call.args[0].args and not call.args[0].keywords):
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == LOADER_FUNCTION
+        and not call.keywords
+        and len(call.args) == 1
+        and isinstance(call.args[0], ast.Call)
+        and isinstance(call.args[0].func, ast.Name)
+        and call.args[0].func.id == "globals"
+        and not call.args[0].args
+        and not call.args[0].keywords
+    ):
         raise out_of_shape(loader_call, shape[3])
     try:
         found = ast.literal_eval(version.value)
         data = ast.literal_eval(programs.value)
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
-        raise ProgramFileError("bad_program_file", f"{what}: the data is not made of plain literals "
-                                                   f"({type(exc).__name__}); regenerate the file") from None
+        raise ProgramFileError(
+            "bad_program_file",
+            f"{what}: the data is not made of plain literals ({type(exc).__name__}); regenerate the file",
+        ) from None
     if found != FORMAT_VERSION:
-        raise ProgramFileError("stale_program_file" if isinstance(found, int) and found < FORMAT_VERSION
-                               else "bad_program_file",
-                               f"{what} is in program-file format {found!r}; this actmine reads format "
-                               f"{FORMAT_VERSION}: regenerate it with this version (`actmine export RUN_DIR`)")
+        raise ProgramFileError(
+            "stale_program_file" if isinstance(found, int) and found < FORMAT_VERSION else "bad_program_file",
+            f"{what} is in program-file format {found!r}; this actmine reads format "
+            f"{FORMAT_VERSION}: regenerate it with this version (`actmine export RUN_DIR`)",
+        )
     try:
         return programs_from_data(data)
     except ProgramFileError as exc:

@@ -41,15 +41,29 @@ from . import ops
 from .ops import NoFormula, Op
 from .program import Helper, Program
 
-__all__ = ["Unsupported", "EvaluationError", "Backend", "TorchBackend", "SympyBackend", "TORCH", "Interpreter",
-           "evaluate", "run", "Evaluable", "sympy_of", "SCALAR_LIMIT", "INTERPRETED_KINDS", "interpreted_op"]
+__all__ = [
+    "Unsupported",
+    "EvaluationError",
+    "Backend",
+    "TorchBackend",
+    "SympyBackend",
+    "TORCH",
+    "Interpreter",
+    "evaluate",
+    "run",
+    "Evaluable",
+    "sympy_of",
+    "SCALAR_LIMIT",
+    "INTERPRETED_KINDS",
+    "interpreted_op",
+]
 
-SCALAR_LIMIT = 1e12          # |Python number| the torch back-end's scalar arithmetic may produce
-MAX_DEPTH = 200              # nesting of expression nodes (deeper: Unsupported, not a RecursionError)
-MAX_HELPER_DEPTH = 16        # nested helper calls (recursion deeper than this is not modelled)
-MAX_EXPONENT = 64            # |numeric exponent| of any power the sympy back-end builds
-MAX_EXP_HEIGHT = 3           # exp(exp(exp(x))) at most
-MAX_TREE_SIZE = 1500         # nodes of a sympy expression (as a tree)
+SCALAR_LIMIT = 1e12  # |Python number| the torch back-end's scalar arithmetic may produce
+MAX_DEPTH = 200  # nesting of expression nodes (deeper: Unsupported, not a RecursionError)
+MAX_HELPER_DEPTH = 16  # nested helper calls (recursion deeper than this is not modelled)
+MAX_EXPONENT = 64  # |numeric exponent| of any power the sympy back-end builds
+MAX_EXP_HEIGHT = 3  # exp(exp(exp(x))) at most
+MAX_TREE_SIZE = 1500  # nodes of a sympy expression (as a tree)
 TORCH_MAX_STEPS = 20_000
 SYMPY_MAX_STEPS = 2_000
 
@@ -89,6 +103,7 @@ def spelling_of(node: ast.expr) -> str | None:
 # Back-ends
 # ------------------------------------------------------------------------------------------------
 
+
 class Backend(Protocol):
     """What values mean. The interpreter resolves names, helpers and the table; a back-end computes."""
 
@@ -106,12 +121,18 @@ class Backend(Protocol):
 
 
 _ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b, ast.FloorDiv: lambda a, b: a // b,
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+    ast.FloorDiv: lambda a, b: a // b,
     ast.Mod: lambda a, b: a % b,
 }
 _COMPARISONS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Gt: lambda a, b: a > b, ast.Lt: lambda a, b: a < b, ast.GtE: lambda a, b: a >= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.Lt: lambda a, b: a < b,
+    ast.GtE: lambda a, b: a >= b,
     ast.LtE: lambda a, b: a <= b,
 }
 
@@ -120,8 +141,11 @@ def _check_scalar(value: Any) -> Any:
     """A Python number the torch back-end may keep: finite and at most `SCALAR_LIMIT` in size."""
     if isinstance(value, complex):
         raise Unsupported("a complex number")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and (not math.isfinite(value) or abs(value) > SCALAR_LIMIT):
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (not math.isfinite(value) or abs(value) > SCALAR_LIMIT)
+    ):
         raise Unsupported("a huge or non-finite number")
     return value
 
@@ -264,8 +288,9 @@ class SympyBackend:
         return _check_scalar(out.real)
 
     def _numeric(self, value: Any) -> bool:
-        return isinstance(value, str) or isinstance(value, (sp.logic.boolalg.BooleanAtom, bool)) \
-            or self._is_number(value)
+        return (
+            isinstance(value, str) or isinstance(value, (sp.logic.boolalg.BooleanAtom, bool)) or self._is_number(value)
+        )
 
     def _shadow(self, compute: Callable[[], Any]) -> None:
         """Run the same step with the torch back-end on floats: raises where that overflows/fails."""
@@ -319,12 +344,19 @@ class SympyBackend:
         if entry.sympy is None:
             raise Unsupported(f"{entry.name} has no formula")
         if spelling is not None and spelling.startswith("math.") and any(self.depends_on_input(a) for a in args):
-            raise Unsupported(f"{spelling} of the input")   # the torch back-end: EvaluationError
+            raise Unsupported(f"{spelling} of the input")  # the torch back-end: EvaluationError
         if method is not None and not self.depends_on_input(args[0]):
             raise Unsupported(f"the method .{method}() of a number")
         if all(self._numeric(a) for a in args) and all(self._numeric(v) for v in kwargs.values()):
-            self._shadow(lambda: TORCH.call(entry, spelling, method, [self._float(a) for a in args],
-                                            {k: self._float(v) for k, v in kwargs.items()}))
+            self._shadow(
+                lambda: TORCH.call(
+                    entry,
+                    spelling,
+                    method,
+                    [self._float(a) for a in args],
+                    {k: self._float(v) for k, v in kwargs.items()},
+                )
+            )
         return self._build(lambda: entry.sympy(tuple(args), kwargs))
 
     # -- bounds
@@ -378,6 +410,7 @@ class SympyBackend:
 # The interpreter
 # ------------------------------------------------------------------------------------------------
 
+
 class _BoundHelper:
     """A `Helper` bound to its module's namespace (late binding, as Python's globals)."""
 
@@ -412,8 +445,9 @@ class Interpreter:
         """The value of `program` at input `x` (whatever the back-end's value of the input is)."""
         namespace: dict[str, Any] = {}
         for target, value in program.setup:
-            namespace[target] = _BoundHelper(value, namespace, self) if isinstance(value, Helper) \
-                else self.evaluate(value, namespace)
+            namespace[target] = (
+                _BoundHelper(value, namespace, self) if isinstance(value, Helper) else self.evaluate(value, namespace)
+            )
         env = dict(namespace)
         env[program.param] = x
         for target, value in program.body:
@@ -462,8 +496,7 @@ class Interpreter:
         if isinstance(node, ast.Compare):
             if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARISONS:
                 raise Unsupported("a comparison other than one of < > <= >=")
-            return backend.compare(node.ops[0], self.evaluate(node.left, env),
-                                   self.evaluate(node.comparators[0], env))
+            return backend.compare(node.ops[0], self.evaluate(node.left, env), self.evaluate(node.comparators[0], env))
         if isinstance(node, ast.IfExp):
             test = backend.truth(self.evaluate(node.test, env))
             return self.evaluate(node.body if test else node.orelse, env)
@@ -489,7 +522,7 @@ class Interpreter:
                 method = func.attr
             if entry is None:
                 raise Unsupported(f"the function {spelling or ast.unparse(func)}")
-            receiver = [self.evaluate(func.value, env)]   # Python evaluates the receiver first
+            receiver = [self.evaluate(func.value, env)]  # Python evaluates the receiver first
             spelling = None
         args = receiver + [self.evaluate(a, env) for a in node.args]
         kwargs: dict[str, Any] = {}
@@ -503,6 +536,7 @@ class Interpreter:
 # ------------------------------------------------------------------------------------------------
 # Entry points
 # ------------------------------------------------------------------------------------------------
+
 
 def evaluate(node: ast.AST, env: dict[str, Any], backend: Backend = TORCH) -> Any:
     """Interpret one expression over `env` (names -> values, or helpers bound by an earlier run)."""

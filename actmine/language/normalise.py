@@ -105,6 +105,6 @@ def normalise(source: str) -> Normalised:
         return Normalised(source)
     try:
         normalised, changes = _Normaliser(source).run()
-    except Exception:   # noqa: BLE001 -- the contract: the policy sees the program as written instead
+    except Exception:  # noqa: BLE001 -- the contract: the policy sees the program as written instead
         return Normalised(source)
     return Normalised(normalised, changes)

@@ -19,8 +19,9 @@ from .normalise_scopes import _Analysis, _dotted, _parameters, _path_of
 from .normalise_vocabulary import _PREIMPORTED, ACTIVATION_MODULES
 
 
-def _is_constant(node: ast.AST, names_ok: Callable[[str], bool],
-                 call_ok: Callable[[ast.Call], bool] = lambda call: False) -> bool:
+def _is_constant(
+    node: ast.AST, names_ok: Callable[[str], bool], call_ok: Callable[[ast.Call], bool] = lambda call: False
+) -> bool:
     """An expression of literals, names that `names_ok` accepts, attribute chains of such names
     (`math.pi`), arithmetic and comparisons of those, and calls of math functions or of stateless
     activation modules on those: what may become a default argument."""
@@ -45,9 +46,13 @@ def _is_constant(node: ast.AST, names_ok: Callable[[str], bool],
         return all(_is_constant(v, names_ok, call_ok) for v in node.elts)
     if isinstance(node, ast.Call):
         dotted = _dotted(node.func)
-        return dotted is not None and names_ok(dotted[0].id) and call_ok(node) and \
-            all(_is_constant(v, names_ok, call_ok) for v in [*node.args, *(k.value for k in node.keywords)]) \
+        return (
+            dotted is not None
+            and names_ok(dotted[0].id)
+            and call_ok(node)
+            and all(_is_constant(v, names_ok, call_ok) for v in [*node.args, *(k.value for k in node.keywords)])
             and all(k.arg is not None for k in node.keywords)
+        )
     return False
 
 
@@ -81,8 +86,7 @@ class _ClassConverter:
             owner.remove_statement(body, statement)
         extra = f" (its attributes {', '.join(attributes)} as keyword arguments)" if attributes else ""
         uses = f", and its {len(call_sites)} use{'s' if len(call_sites) != 1 else ''}" if call_sites else ""
-        owner.changes.append(f"wrote the module class `{self.cls.name}` as the function "
-                             f"`{function.name}`{extra}{uses}")
+        owner.changes.append(f"wrote the module class `{self.cls.name}` as the function `{function.name}`{extra}{uses}")
 
     # -- the class itself --
 
@@ -93,20 +97,31 @@ class _ClassConverter:
         if _path_of(cls.bases[0], self.analysis, self.bindings) != "torch.nn.Module":
             return None
         init = forward = None
-        attributes: dict[str, ast.expr] = {}      # attribute -> its value (class level or __init__)
+        attributes: dict[str, ast.expr] = {}  # attribute -> its value (class level or __init__)
         docstring = None
         for index, statement in enumerate(cls.body):
-            if index == 0 and isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) \
-                    and isinstance(statement.value.value, str):
+            if (
+                index == 0
+                and isinstance(statement, ast.Expr)
+                and isinstance(statement.value, ast.Constant)
+                and isinstance(statement.value.value, str)
+            ):
                 docstring = statement
             elif isinstance(statement, ast.Pass):
                 continue
-            elif isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                    and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id not in attributes \
-                    and _is_constant(statement.value, self.global_name, self.call_ok):
+            elif (
+                isinstance(statement, ast.Assign)
+                and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)
+                and statement.targets[0].id not in attributes
+                and _is_constant(statement.value, self.global_name, self.call_ok)
+            ):
                 attributes[statement.targets[0].id] = statement.value
-            elif isinstance(statement, ast.FunctionDef) and not statement.decorator_list \
-                    and statement.name in ("__init__", "forward", "extra_repr"):
+            elif (
+                isinstance(statement, ast.FunctionDef)
+                and not statement.decorator_list
+                and statement.name in ("__init__", "forward", "extra_repr")
+            ):
                 if statement.name == "__init__":
                     init = statement
                 elif statement.name == "forward":
@@ -115,8 +130,8 @@ class _ClassConverter:
                 return None
         if forward is None:
             return None
-        init_parameters: dict[str, ast.expr] = {}   # __init__ parameter -> its default
-        parameter_of: dict[str, str] = {}           # attribute -> the __init__ parameter it holds
+        init_parameters: dict[str, ast.expr] = {}  # __init__ parameter -> its default
+        parameter_of: dict[str, str] = {}  # attribute -> the __init__ parameter it holds
         order: list[str] = []
         if init is not None:
             result = self.read_init(init, attributes)
@@ -168,8 +183,9 @@ class _ClassConverter:
             if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1):
                 return None
             target = statement.targets[0]
-            if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
-                    and target.value.id == "self") or target.attr.startswith("_"):
+            if not (
+                isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"
+            ) or target.attr.startswith("_"):
                 return None
             value = statement.value
             if isinstance(value, ast.Name) and value.id in parameters:
@@ -191,11 +207,24 @@ class _ClassConverter:
             return False
         inner = func.value
         if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id == "super":
-            return not call.args and not inner.keywords and (not inner.args or (
-                len(inner.args) == 2 and all(isinstance(a, ast.Name) for a in inner.args)
-                and [a.id for a in inner.args] == [self.cls.name, "self"]))
-        return _path_of(inner, self.analysis, self.bindings) == "torch.nn.Module" and \
-            len(call.args) == 1 and isinstance(call.args[0], ast.Name) and call.args[0].id == "self"
+            return (
+                not call.args
+                and not inner.keywords
+                and (
+                    not inner.args
+                    or (
+                        len(inner.args) == 2
+                        and all(isinstance(a, ast.Name) for a in inner.args)
+                        and [a.id for a in inner.args] == [self.cls.name, "self"]
+                    )
+                )
+            )
+        return (
+            _path_of(inner, self.analysis, self.bindings) == "torch.nn.Module"
+            and len(call.args) == 1
+            and isinstance(call.args[0], ast.Name)
+            and call.args[0].id == "self"
+        )
 
     def forward_names(self, forward: ast.FunctionDef):
         """(attributes read as `self.X`, every other identifier in forward), or None when `self` is
@@ -211,8 +240,9 @@ class _ClassConverter:
             if isinstance(node, ast.Name):
                 if node.id == "self":
                     parent = self.analysis.parent.get(id(node))
-                    if not (isinstance(parent, ast.Attribute) and parent.value is node
-                            and isinstance(parent.ctx, ast.Load)):
+                    if not (
+                        isinstance(parent, ast.Attribute) and parent.value is node and isinstance(parent.ctx, ast.Load)
+                    ):
                         return None
                     read.add(parent.attr)
                 else:
@@ -233,12 +263,19 @@ class _ClassConverter:
             return None
         construct = self.analysis.parent.get(id(uses[0]))
         assign = self.analysis.parent.get(id(construct))
-        if isinstance(construct, ast.Call) and construct.func is uses[0] and not construct.args \
-                and not construct.keywords and isinstance(assign, ast.Assign) and assign.value is construct \
-                and len(assign.targets) == 1 and isinstance(assign.targets[0], ast.Name) \
-                and any(assign is s for s in self.owner.tree.body) \
-                and len(self.analysis.module_bindings(assign.targets[0].id)) == 1 \
-                and not assign.targets[0].id.startswith("__"):
+        if (
+            isinstance(construct, ast.Call)
+            and construct.func is uses[0]
+            and not construct.args
+            and not construct.keywords
+            and isinstance(assign, ast.Assign)
+            and assign.value is construct
+            and len(assign.targets) == 1
+            and isinstance(assign.targets[0], ast.Name)
+            and any(assign is s for s in self.owner.tree.body)
+            and len(self.analysis.module_bindings(assign.targets[0].id)) == 1
+            and not assign.targets[0].id.startswith("__")
+        ):
             return assign.targets[0].id
         return None
 
@@ -259,20 +296,32 @@ class _ClassConverter:
         arguments.kwonlyargs = [*arguments.kwonlyargs, *(ast.arg(arg=a) for a in attributes)]
         arguments.kw_defaults = [*arguments.kw_defaults, *(copy.deepcopy(v) for v in attributes.values())]
         body = list(forward.body)
-        if docstring is not None and not (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                                          and isinstance(body[0].value.value, str)):
+        if docstring is not None and not (
+            isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             body.insert(0, docstring)
-        function = ast.FunctionDef(name=name, args=arguments, body=body, decorator_list=[], returns=None,
-                                   type_comment=None, **({"type_params": []} if "type_params" in
-                                                          ast.FunctionDef._fields else {}))
+        function = ast.FunctionDef(
+            name=name,
+            args=arguments,
+            body=body,
+            decorator_list=[],
+            returns=None,
+            type_comment=None,
+            **({"type_params": []} if "type_params" in ast.FunctionDef._fields else {}),
+        )
         for node in list(ast.walk(function)):
             for field, value in ast.iter_fields(node):
                 if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) and value.value.id == "self":
                     setattr(node, field, ast.copy_location(ast.Name(id=value.attr, ctx=ast.Load()), value))
                 elif isinstance(value, list):
                     for i, item in enumerate(value):
-                        if isinstance(item, ast.Attribute) and isinstance(item.value, ast.Name) \
-                                and item.value.id == "self":
+                        if (
+                            isinstance(item, ast.Attribute)
+                            and isinstance(item.value, ast.Name)
+                            and item.value.id == "self"
+                        ):
                             value[i] = ast.copy_location(ast.Name(id=item.attr, ctx=ast.Load()), item)
         return function
 
@@ -302,8 +351,9 @@ class _ClassConverter:
                 sites.append((call, self.direct_call(name, call, keywords), analysis.parent[id(call)]))
                 continue
             # `act = Act(...)`, then only `act(x)` / `act.forward(x)` in that scope
-            if not (isinstance(outer, ast.Assign) and len(outer.targets) == 1
-                    and isinstance(outer.targets[0], ast.Name)):
+            if not (
+                isinstance(outer, ast.Assign) and len(outer.targets) == 1 and isinstance(outer.targets[0], ast.Name)
+            ):
                 return None, None
             variable = outer.targets[0]
             scope = analysis.scope_of[id(variable)]
@@ -347,15 +397,21 @@ class _ClassConverter:
             given[keyword.arg] = keyword.value
         if not all(_is_constant(v, self.global_name, self.call_ok) for v in given.values()):
             return None
-        return [ast.keyword(arg=attribute, value=given[parameter])
-                for attribute, parameter in parameter_of.items() if parameter in given]
+        return [
+            ast.keyword(arg=attribute, value=given[parameter])
+            for attribute, parameter in parameter_of.items()
+            if parameter in given
+        ]
 
     def direct_call(self, name: str, call: ast.Call, keywords: list[ast.keyword]) -> ast.Call:
         taken = {k.arg for k in call.keywords}
         if any(k.arg in taken for k in keywords):
-            raise ValueError("a keyword of the call is also an attribute")   # normalise gives up
-        return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=call.args,
-                        keywords=[*call.keywords, *(copy.deepcopy(k) for k in keywords)])
+            raise ValueError("a keyword of the call is also an attribute")  # normalise gives up
+        return ast.Call(
+            func=ast.Name(id=name, ctx=ast.Load()),
+            args=call.args,
+            keywords=[*call.keywords, *(copy.deepcopy(k) for k in keywords)],
+        )
 
     def body_holding(self, statement: ast.stmt) -> list | None:
         for _parent, body in self.owner.bodies():

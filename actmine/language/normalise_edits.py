@@ -21,7 +21,7 @@ from typing import Callable
 class _Edit:
     start: int
     end: int
-    text: Callable[[], str]    # computed at the end, from the final tree
+    text: Callable[[], str]  # computed at the end, from the final tree
     order: int
 
 
@@ -34,7 +34,7 @@ class _SourceEditor:
         self.tree = ast.parse(source)
         self.changes: list[str] = []
         self.edits: list[_Edit] = []
-        self.text_ok = True     # False once an edit has no place in the text: written with ast.unparse
+        self.text_ok = True  # False once an edit has no place in the text: written with ast.unparse
         starts, offset = [0], 0
         for line in re.split(r"(?<=\r\n)|(?<=\r)(?!\n)|(?<=\n)", source):
             offset += len(line)
@@ -89,9 +89,11 @@ class _SourceEditor:
         if hasattr(old, "end_lineno"):
             new.end_lineno, new.end_col_offset = old.end_lineno, old.end_col_offset
         span = self.statement_span(old) if isinstance(old, ast.stmt) else self.span(old)
-        indent = self.lines[old.lineno - 1][:len(self.lines[old.lineno - 1]) -
-                                              len(self.lines[old.lineno - 1].lstrip())] \
-            if isinstance(old, ast.stmt) and getattr(old, "lineno", None) else ""
+        indent = (
+            self.lines[old.lineno - 1][: len(self.lines[old.lineno - 1]) - len(self.lines[old.lineno - 1].lstrip())]
+            if isinstance(old, ast.stmt) and getattr(old, "lineno", None)
+            else ""
+        )
         self.edit(span, lambda: ast.unparse(new).replace("\n", "\n" + indent))
 
     def remove_statement(self, body: list[ast.stmt], statement: ast.stmt):
@@ -151,12 +153,12 @@ class _SourceEditor:
         for edit in edits:
             if kept and edit.start < kept[-1].end:
                 if edit.end <= kept[-1].end:
-                    continue   # nested in the previous edit (same span: the later edit was sorted first)
+                    continue  # nested in the previous edit (same span: the later edit was sorted first)
                 return None
             kept.append(edit)
         out, position = [], 0
         for edit in kept:
-            out.append(self.source[position:edit.start])
+            out.append(self.source[position : edit.start])
             out.append(edit.text())
             position = edit.end
         out.append(self.source[position:])

@@ -17,8 +17,16 @@ from typing import Callable
 from .normalise_classes import _ClassConverter
 from .normalise_edits import _SourceEditor
 from .normalise_scopes import _Analysis, _dotted, _import_bindings, _import_path, _parameters, _path_of
-from .normalise_vocabulary import (_KNOWN_MODULES, _PREIMPORTED, _TEST_CALLS, _TRANSPARENT_DECORATOR_CALLS,
-                                   _TRANSPARENT_DECORATORS, ACTIVATION_MODULES, _fresh, _spell)
+from .normalise_vocabulary import (
+    _KNOWN_MODULES,
+    _PREIMPORTED,
+    _TEST_CALLS,
+    _TRANSPARENT_DECORATOR_CALLS,
+    _TRANSPARENT_DECORATORS,
+    ACTIVATION_MODULES,
+    _fresh,
+    _spell,
+)
 from .program import ast_depth
 
 #: Deeper programs are left as written (the policy refuses past 200 levels; recursion stays bounded).
@@ -50,31 +58,58 @@ def _literal(node: ast.AST) -> bool:
 # Rule 2's steps: which top-level statements are test code, and which assignments only feed them
 # ------------------------------------------------------------------------------------------------
 
+
 def _top_level_functions(tree: ast.Module) -> set[str]:
     """The names of the program's top-level functions (test code may call them)."""
     return {s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
-def _calls_only_test_functions(statement: ast.stmt, analysis: _Analysis, bindings: dict[str, str],
-                               functions: set[str]) -> bool:
+def _calls_only_test_functions(
+    statement: ast.stmt, analysis: _Analysis, bindings: dict[str, str], functions: set[str]
+) -> bool:
     """Whether every call `statement` makes is one test code makes -- `print`, a function of the
     program (`functions`), a function of the language or a tensor constructor (`_TEST_CALLS`), a
     method of a value -- and it defines, imports, declares, deletes, stores to attributes and awaits
     nothing."""
     for node in ast.walk(statement):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda,
-                             ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Delete,
-                             ast.With, ast.AsyncWith, ast.While, ast.Try, ast.NamedExpr, ast.Await,
-                             ast.Yield, ast.YieldFrom)) or type(node).__name__ == "TryStar":
+        if (
+            isinstance(
+                node,
+                (
+                    ast.FunctionDef,
+                    ast.AsyncFunctionDef,
+                    ast.ClassDef,
+                    ast.Lambda,
+                    ast.Import,
+                    ast.ImportFrom,
+                    ast.Global,
+                    ast.Nonlocal,
+                    ast.Delete,
+                    ast.With,
+                    ast.AsyncWith,
+                    ast.While,
+                    ast.Try,
+                    ast.NamedExpr,
+                    ast.Await,
+                    ast.Yield,
+                    ast.YieldFrom,
+                ),
+            )
+            or type(node).__name__ == "TryStar"
+        ):
             return False
-        if isinstance(node, ast.Attribute) and (isinstance(node.ctx, (ast.Store, ast.Del))
-                                                or node.attr.startswith("_")):
+        if isinstance(node, ast.Attribute) and (
+            isinstance(node.ctx, (ast.Store, ast.Del)) or node.attr.startswith("_")
+        ):
             return False
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        if isinstance(func, ast.Name) and func.id in functions | {"print"} and \
-                not (func.id == "print" and analysis.bound_anywhere("print")):
+        if (
+            isinstance(func, ast.Name)
+            and func.id in functions | {"print"}
+            and not (func.id == "print" and analysis.bound_anywhere("print"))
+        ):
             continue
         path = _path_of(func, analysis, bindings)
         if path is not None:
@@ -83,11 +118,14 @@ def _calls_only_test_functions(statement: ast.stmt, analysis: _Analysis, binding
                 continue
             return False
         if isinstance(func, ast.Attribute) and _dotted(func) is None:
-            continue          # a method of a value: `activation_function(x).mean()`
-        if isinstance(func, ast.Attribute) and not func.attr.endswith("_") and \
-                analysis.scope_of.get(id(_dotted(func)[0])) is analysis.module and \
-                _dotted(func)[0].id not in bindings:
-            continue          # a method of a top-level value: `xs.tolist()`
+            continue  # a method of a value: `activation_function(x).mean()`
+        if (
+            isinstance(func, ast.Attribute)
+            and not func.attr.endswith("_")
+            and analysis.scope_of.get(id(_dotted(func)[0])) is analysis.module
+            and _dotted(func)[0].id not in bindings
+        ):
+            continue  # a method of a top-level value: `xs.tolist()`
         return False
     return True
 
@@ -98,17 +136,23 @@ def _has_test_shape(statement: ast.stmt) -> bool:
         return isinstance(statement.value, ast.Call)
     if isinstance(statement, ast.Assert):
         return True
-    if isinstance(statement, ast.For):   # (a top-level `if` is the policy's: only __main__ goes)
-        return all(isinstance(s, (ast.Expr, ast.Assert, ast.For, ast.If, ast.Assign, ast.AugAssign,
-                                  ast.Pass)) for s in ast.walk(statement) if isinstance(s, ast.stmt)
-                   and s is not statement)
+    if isinstance(statement, ast.For):  # (a top-level `if` is the policy's: only __main__ goes)
+        return all(
+            isinstance(s, (ast.Expr, ast.Assert, ast.For, ast.If, ast.Assign, ast.AugAssign, ast.Pass))
+            for s in ast.walk(statement)
+            if isinstance(s, ast.stmt) and s is not statement
+        )
     return False
 
 
 def _global_reads(statements: list[ast.stmt], analysis: _Analysis) -> set[str]:
     """The module-level names that `statements` read."""
-    return {n.id for s in statements for n in ast.walk(s) if isinstance(n, ast.Name)
-            and isinstance(n.ctx, ast.Load) and analysis.scope_of.get(id(n)) is analysis.module}
+    return {
+        n.id
+        for s in statements
+        for n in ast.walk(s)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and analysis.scope_of.get(id(n)) is analysis.module
+    }
 
 
 def _assigned(statement: ast.Assign | ast.AugAssign) -> list[ast.expr]:
@@ -116,8 +160,9 @@ def _assigned(statement: ast.Assign | ast.AugAssign) -> list[ast.expr]:
     return statement.targets if isinstance(statement, ast.Assign) else [statement.target]
 
 
-def _with_test_inputs(dropped: list[ast.stmt], body: list[ast.stmt], analysis: _Analysis,
-                      only_test_calls: Callable[[ast.stmt], bool]) -> list[ast.stmt]:
+def _with_test_inputs(
+    dropped: list[ast.stmt], body: list[ast.stmt], analysis: _Analysis, only_test_calls: Callable[[ast.stmt], bool]
+) -> list[ast.stmt]:
     """`dropped` and, after it, the assignments of `body` whose names only the dropped statements (and
     other such assignments) read (`x = torch.randn(10)` for `print(activation_function(x))`)."""
     dropped = list(dropped)
@@ -125,10 +170,15 @@ def _with_test_inputs(dropped: list[ast.stmt], body: list[ast.stmt], analysis: _
         kept = [s for s in body if not any(s is d for d in dropped)]
         read_by_kept = _global_reads(kept, analysis)
         read_by_dropped = _global_reads(dropped, analysis)
-        more = [s for s in kept if isinstance(s, (ast.Assign, ast.AugAssign)) and only_test_calls(s)
-                and all(isinstance(t, ast.Name) for t in _assigned(s))
-                and {t.id for t in _assigned(s)} <= read_by_dropped
-                and not {t.id for t in _assigned(s)} & read_by_kept]
+        more = [
+            s
+            for s in kept
+            if isinstance(s, (ast.Assign, ast.AugAssign))
+            and only_test_calls(s)
+            and all(isinstance(t, ast.Name) for t in _assigned(s))
+            and {t.id for t in _assigned(s)} <= read_by_dropped
+            and not {t.id for t in _assigned(s)} & read_by_kept
+        ]
         if not more:
             return dropped
         dropped += more
@@ -139,8 +189,9 @@ def _unbinds_a_kept_read(dropped: list[ast.stmt], body: list[ast.stmt], analysis
     read later): then nothing is dropped."""
     kept = [s for s in body if not any(s is d for d in dropped)]
     read_by_kept = _global_reads(kept, analysis)
-    bound_by_dropped = {n.id for s in dropped for n in ast.walk(s) if isinstance(n, ast.Name)
-                        and isinstance(n.ctx, ast.Store)}
+    bound_by_dropped = {
+        n.id for s in dropped for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
     return bool(bound_by_dropped & read_by_kept)
 
 
@@ -149,7 +200,7 @@ class _Normaliser(_SourceEditor):
 
     def __init__(self, source: str):
         super().__init__(source)
-        self.dead_names: set[str] = set()   # names read by the test code that was dropped
+        self.dead_names: set[str] = set()  # names read by the test code that was dropped
 
     # -- the run --
 
@@ -182,8 +233,10 @@ class _Normaliser(_SourceEditor):
             if isinstance(statement, ast.If) and not statement.orelse and _is_main_test(statement.test):
                 self.remove_statement(self.tree.body, statement)
                 self.dead_names.update(n.id for n in ast.walk(statement) if isinstance(n, ast.Name))
-                self.changes.append(f"dropped the `if {ast.unparse(statement.test)}:` block "
-                                    f"(line {statement.lineno}): it does not run when the program is loaded")
+                self.changes.append(
+                    f"dropped the `if {ast.unparse(statement.test)}:` block "
+                    f"(line {statement.lineno}): it does not run when the program is loaded"
+                )
 
     def drop_test_lines(self):
         """Top-level test code without a `__main__` guard (`print(activation_function(x))`, an
@@ -197,9 +250,12 @@ class _Normaliser(_SourceEditor):
         names it binds. Nothing of this kind passes the policy, so a valid program never loses a line.
         """
         analysis = _Analysis(self.tree)
-        only_test_calls = functools.partial(_calls_only_test_functions, analysis=analysis,
-                                            bindings=_import_bindings(self.tree, analysis),
-                                            functions=_top_level_functions(self.tree))
+        only_test_calls = functools.partial(
+            _calls_only_test_functions,
+            analysis=analysis,
+            bindings=_import_bindings(self.tree, analysis),
+            functions=_top_level_functions(self.tree),
+        )
         dropped = [s for s in self.tree.body if _has_test_shape(s) and only_test_calls(s)]
         if not dropped:
             return
@@ -217,9 +273,11 @@ class _Normaliser(_SourceEditor):
         for statement in dropped:
             self.remove_statement(self.tree.body, statement)
             self.dead_names.update(n.id for n in ast.walk(statement) if isinstance(n, ast.Name))
-        self.changes.append(f"dropped {len(lines)} top-level test statement{'s' if len(lines) > 1 else ''} "
-                            f"(line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}): they print or "
-                            "check values and do not change what the functions compute")
+        self.changes.append(
+            f"dropped {len(lines)} top-level test statement{'s' if len(lines) > 1 else ''} "
+            f"(line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}): they print or "
+            "check values and do not change what the functions compute"
+        )
 
     # -- rule 3 --
 
@@ -232,8 +290,8 @@ class _Normaliser(_SourceEditor):
                         argument.annotation = None
                         count += 1
                         span = self.span(argument)
-                        if span is not None:   # `x: float = 1.0` → `x=1.0`
-                            equals = re.match(r"[ \t]*=[ \t]*", self.source[span[1]:])
+                        if span is not None:  # `x: float = 1.0` → `x=1.0`
+                            equals = re.match(r"[ \t]*=[ \t]*", self.source[span[1] :])
                             if equals:
                                 span = (span[0], span[1] + equals.end())
                         self.edit(span, argument.arg + ("=" if span is not None and equals else ""))
@@ -288,27 +346,34 @@ class _Normaliser(_SourceEditor):
             if isinstance(node, (ast.Subscript, ast.Tuple, ast.List, ast.BinOp, ast.Call)):
                 if isinstance(node, ast.BinOp) and not isinstance(node.op, ast.BitOr):
                     return None
-                parts = [typing_part(c) for c in ast.iter_child_nodes(node)
-                         if not isinstance(c, (ast.expr_context, ast.operator, ast.keyword))]
+                parts = [
+                    typing_part(c)
+                    for c in ast.iter_child_nodes(node)
+                    if not isinstance(c, (ast.expr_context, ast.operator, ast.keyword))
+                ]
                 if isinstance(node, ast.Call):
                     parts += [typing_part(k.value) for k in node.keywords]
                     if parts and parts[0] is not True:
-                        return None   # only calls of typing (TypeVar, NewType)
+                        return None  # only calls of typing (TypeVar, NewType)
                 return None if None in parts else any(parts)
             return None
 
         for statement in list(self.tree.body):
-            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                    and isinstance(statement.targets[0], ast.Name)):
+            if not (
+                isinstance(statement, ast.Assign)
+                and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)
+            ):
                 continue
             name = statement.targets[0].id
-            if not typing_part(statement.value):   # first: the uses below are looked up by a scan
+            if not typing_part(statement.value):  # first: the uses below are looked up by a scan
                 continue
             read = any(isinstance(n.ctx, ast.Load) for n in analysis.global_uses(name))
             if not read and len(analysis.module_bindings(name)) == 1:
                 self.remove_statement(self.tree.body, statement)
-                self.changes.append(f"dropped the type alias `{name}` (line {statement.lineno}): only annotations "
-                                    "used it")
+                self.changes.append(
+                    f"dropped the type alias `{name}` (line {statement.lineno}): only annotations used it"
+                )
 
     def returns_span(self, function: ast.FunctionDef) -> tuple[int, int] | None:
         """From the blank before `->` to the end of the return annotation (and its closing brackets)."""
@@ -317,7 +382,7 @@ class _Normaliser(_SourceEditor):
         if returns is None or start is None:
             return None
         arrow = self.source.rfind("->", start[0], returns[0])
-        between = self.source[arrow + 2:returns[0]] if arrow >= 0 else "x"
+        between = self.source[arrow + 2 : returns[0]] if arrow >= 0 else "x"
         if arrow < 0 or between.strip(" \t\f\r\n\\(") != "":
             return None
         end = returns[1]
@@ -344,9 +409,11 @@ class _Normaliser(_SourceEditor):
                 if path is None:
                     continue
                 if call:
-                    transparent = path in _TRANSPARENT_DECORATOR_CALLS and \
-                        all(_literal(a) for a in [*decorator.args, *(k.value for k in decorator.keywords)]) \
+                    transparent = (
+                        path in _TRANSPARENT_DECORATOR_CALLS
+                        and all(_literal(a) for a in [*decorator.args, *(k.value for k in decorator.keywords)])
                         and all(k.arg is not None for k in decorator.keywords)
+                    )
                 else:
                     transparent = path in _TRANSPARENT_DECORATORS
                 if not transparent:
@@ -356,14 +423,16 @@ class _Normaliser(_SourceEditor):
                 if span is not None:
                     at = self.source.rfind("@", 0, span[0])
                     line_start = self.source.rfind("\n", 0, at) + 1
-                    tail = re.match(r"[ \t\f]*(#[^\r\n]*)?(\r\n|\r|\n)", self.source[span[1]:])
+                    tail = re.match(r"[ \t\f]*(#[^\r\n]*)?(\r\n|\r|\n)", self.source[span[1] :])
                     if at < 0 or self.source[line_start:at].strip() or tail is None:
                         span = None
                     else:
                         span = (line_start, span[1] + tail.end())
                 self.edit(span, "")
-                self.changes.append(f"dropped the decorator `@{ast.unparse(decorator)}` of `{node.name}` "
-                                    "(the function computes the same values without it)")
+                self.changes.append(
+                    f"dropped the decorator `@{ast.unparse(decorator)}` of `{node.name}` "
+                    "(the function computes the same values without it)"
+                )
 
     # -- rule 5 --
 
@@ -379,16 +448,16 @@ class _Normaliser(_SourceEditor):
         analysis = _Analysis(self.tree)
         bindings = _import_bindings(self.tree, analysis)
         usable_roots = {root for root in _PREIMPORTED if self.root_usable(root)}
-        dropping: dict[str, list[str] | None] = {}   # name -> its rewrites (None: unused)
+        dropping: dict[str, list[str] | None] = {}  # name -> its rewrites (None: unused)
         for name, path in bindings.items():
             imported = any(isinstance(b, (ast.Import, ast.ImportFrom)) for b in analysis.module_bindings(name))
             if imported and path.split(".")[0] not in _KNOWN_MODULES:
                 if name in self.dead_names and not analysis.global_uses(name):
-                    dropping[name] = ["used only by the test code dropped above"]   # `import csv` for it
-                continue   # otherwise, `import os`: for the policy
+                    dropping[name] = ["used only by the test code dropped above"]  # `import csv` for it
+                continue  # otherwise, `import os`: for the policy
             rewrites = self.rewrites_of(name, path, analysis, usable_roots)
             if rewrites is None:
-                continue   # a use the language cannot spell: the import stays, for the policy
+                continue  # a use the language cannot spell: the import stays, for the policy
             described: list[str] = []
             for old, new in rewrites:
                 self.replace_node(old, new, analysis.parent[id(old)])
@@ -402,8 +471,9 @@ class _Normaliser(_SourceEditor):
         self.drop_imports(dropping)
         self.drop_nested_identity_imports()
 
-    def rewrites_of(self, name: str, path: str, analysis: _Analysis,
-                    usable_roots: set[str]) -> list[tuple[ast.AST, ast.AST]] | None:
+    def rewrites_of(
+        self, name: str, path: str, analysis: _Analysis, usable_roots: set[str]
+    ) -> list[tuple[ast.AST, ast.AST]] | None:
         """(old node, new node) for every use of the module-level `name` (holding `path`), or None when
         a use cannot be written in the language."""
         out: list[tuple[ast.AST, ast.AST]] = []
@@ -425,14 +495,15 @@ class _Normaliser(_SourceEditor):
                     rewrite = None
             if rewrite is None:
                 if identity:
-                    continue   # `torch.load` stays as written, for the policy
+                    continue  # `torch.load` stays as written, for the policy
                 return None
             if ast.dump(rewrite[0]) != ast.dump(rewrite[1]):
                 out.append(rewrite)
         return out
 
-    def spelled(self, use: ast.Name, top: ast.expr, path: str, attributes: list[str],
-                analysis: _Analysis) -> tuple[ast.AST, ast.AST] | None:
+    def spelled(
+        self, use: ast.Name, top: ast.expr, path: str, attributes: list[str], analysis: _Analysis
+    ) -> tuple[ast.AST, ast.AST] | None:
         """The longest prefix of the chain at `use` that has a spelling in the language, respelled."""
         node: ast.expr = top
         for cut in range(len(attributes), -1, -1):
@@ -479,9 +550,15 @@ class _Normaliser(_SourceEditor):
                 self.remove_statement(self.tree.body, statement)
             reasons = [dropping[(a.asname or a.name).split(".")[0]] for a in gone]
             rewrites = [text for reason in reasons for text in reason or ()]
-            why = rewrites[0] if rewrites == ["used only by the test code dropped above"] else \
-                f"rewrote {_shown(rewrites)}" if rewrites else \
-                "unused" if any(reason is None for reason in reasons) else "pre-imported"
+            why = (
+                rewrites[0]
+                if rewrites == ["used only by the test code dropped above"]
+                else f"rewrote {_shown(rewrites)}"
+                if rewrites
+                else "unused"
+                if any(reason is None for reason in reasons)
+                else "pre-imported"
+            )
             self.changes.append(f"dropped `{shown}` ({why})")
 
     def drop_nested_identity_imports(self):
@@ -495,12 +572,16 @@ class _Normaliser(_SourceEditor):
                     continue
                 if isinstance(statement, ast.ImportFrom) and (statement.level or not statement.module):
                     continue
-                if all(a.name != "*" and _PREIMPORTED.get((a.asname or a.name).split(".")[0])
-                       == _import_path(statement, a) and self.root_usable((a.asname or a.name).split(".")[0])
-                       for a in statement.names):
+                if all(
+                    a.name != "*"
+                    and _PREIMPORTED.get((a.asname or a.name).split(".")[0]) == _import_path(statement, a)
+                    and self.root_usable((a.asname or a.name).split(".")[0])
+                    for a in statement.names
+                ):
                     self.remove_statement(body, statement)
-                    self.changes.append(f"dropped `{ast.unparse(statement)}` (line {statement.lineno}): "
-                                        "the module is pre-imported")
+                    self.changes.append(
+                        f"dropped `{ast.unparse(statement)}` (line {statement.lineno}): the module is pre-imported"
+                    )
 
     def root_usable(self, root: str) -> bool:
         """Whether `root` (torch, F, math) means the pre-imported module everywhere in the program: no
@@ -518,12 +599,16 @@ class _Normaliser(_SourceEditor):
                 return False
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for alias in node.names:
-                    if alias.name == "*" or ((alias.asname or alias.name).split(".")[0] == root and (
-                            isinstance(node, ast.ImportFrom) and (node.level or not node.module)
-                            or _import_path(node, alias) != _PREIMPORTED[root])):
+                    if alias.name == "*" or (
+                        (alias.asname or alias.name).split(".")[0] == root
+                        and (
+                            isinstance(node, ast.ImportFrom)
+                            and (node.level or not node.module)
+                            or _import_path(node, alias) != _PREIMPORTED[root]
+                        )
+                    ):
                         return False
         return True
-
 
 
 def _shown(rewrites: list[str]) -> str:

@@ -19,8 +19,13 @@ _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
 def _parameters(arguments: ast.arguments) -> list[ast.arg]:
-    return [*arguments.posonlyargs, *arguments.args, *([arguments.vararg] if arguments.vararg else []),
-            *arguments.kwonlyargs, *([arguments.kwarg] if arguments.kwarg else [])]
+    return [
+        *arguments.posonlyargs,
+        *arguments.args,
+        *([arguments.vararg] if arguments.vararg else []),
+        *arguments.kwonlyargs,
+        *([arguments.kwarg] if arguments.kwarg else []),
+    ]
 
 
 def _bound_in_body(statements: list[ast.AST]) -> tuple[set[str], set[str]]:
@@ -64,8 +69,8 @@ def _bound_in_body(statements: list[ast.AST]) -> tuple[set[str], set[str]]:
 
 @dataclass
 class _Scope:
-    node: ast.AST | None       # None: the module
-    kind: str                  # module, function, class, comprehension
+    node: ast.AST | None  # None: the module
+    kind: str  # module, function, class, comprehension
     names: frozenset[str]
     parent: "_Scope | None"
 
@@ -79,8 +84,8 @@ class _Analysis:
         self.scope_of: dict[int, _Scope] = {}
         self.names: list[ast.Name] = []
         self.module = _Scope(None, "module", frozenset(), None)
-        self.module_globals: set[str] = set()   # names declared `global` somewhere
-        self.identifiers: set[str] = set()      # every identifier written anywhere
+        self.module_globals: set[str] = set()  # names declared `global` somewhere
+        self.identifiers: set[str] = set()  # every identifier written anywhere
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
                 self.parent[id(child)] = node
@@ -112,9 +117,12 @@ class _Analysis:
             arguments = node.args
             outer = [*arguments.defaults, *(d for d in arguments.kw_defaults if d is not None)]
             if not isinstance(node, ast.Lambda):
-                outer = [*node.decorator_list, *outer,
-                         *(a.annotation for a in _parameters(arguments) if a.annotation is not None),
-                         *([node.returns] if node.returns is not None else [])]
+                outer = [
+                    *node.decorator_list,
+                    *outer,
+                    *(a.annotation for a in _parameters(arguments) if a.annotation is not None),
+                    *([node.returns] if node.returns is not None else []),
+                ]
             body = node.body if isinstance(node.body, list) else [node.body]
             bound, declared = _bound_in_body(body)
             names = frozenset((bound | {a.arg for a in _parameters(arguments)}) - declared)
@@ -130,8 +138,12 @@ class _Analysis:
             inner = _Scope(node, "comprehension", frozenset(targets), scope)
             rest = [n for n in ast.iter_child_nodes(node) if n is not node.generators[0]]
             first = node.generators[0]
-            return [(first.iter, scope), (first.target, inner), *((n, inner) for n in first.ifs),
-                    *((n, inner) for n in rest)]
+            return [
+                (first.iter, scope),
+                (first.target, inner),
+                *((n, inner) for n in first.ifs),
+                *((n, inner) for n in rest),
+            ]
         return [(child, scope) for child in ast.iter_child_nodes(node)]
 
     def _resolve(self, name: str, scope: _Scope) -> _Scope:
@@ -151,12 +163,17 @@ class _Analysis:
         """The statements and nodes that bind `name` at the module level."""
         out: list[ast.AST] = [n for n in self.global_uses(name) if isinstance(n.ctx, (ast.Store, ast.Del))]
         for statement in ast.walk(self.tree):
-            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                    and statement.name == name and self._scope_of_statement(statement) is self.module:
+            if (
+                isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and statement.name == name
+                and self._scope_of_statement(statement) is self.module
+            ):
                 out.append(statement)
-            elif isinstance(statement, (ast.Import, ast.ImportFrom)) \
-                    and self._scope_of_statement(statement) is self.module \
-                    and any((a.asname or a.name).split(".")[0] == name for a in statement.names):
+            elif (
+                isinstance(statement, (ast.Import, ast.ImportFrom))
+                and self._scope_of_statement(statement) is self.module
+                and any((a.asname or a.name).split(".")[0] == name for a in statement.names)
+            ):
                 out.append(statement)
         return out
 
@@ -226,22 +243,28 @@ def _dotted(node: ast.AST) -> tuple[ast.Name, list[str]] | None:
 # Paths through the imports
 # ------------------------------------------------------------------------------------------------
 
+
 def _import_bindings(tree: ast.Module, analysis: _Analysis) -> dict[str, str]:
     """Module-level name of `tree` -> the dotted path it holds, for names bound only by imports of one
     path, and the pre-imported names that nothing in the program binds."""
     paths: dict[str, set[str]] = {}
     for statement in tree.body:
-        if isinstance(statement, (ast.Import, ast.ImportFrom)) and \
-                not (isinstance(statement, ast.ImportFrom) and (statement.level or not statement.module)):
+        if isinstance(statement, (ast.Import, ast.ImportFrom)) and not (
+            isinstance(statement, ast.ImportFrom) and (statement.level or not statement.module)
+        ):
             for alias in statement.names:
                 if alias.name != "*":
                     paths.setdefault((alias.asname or alias.name).split(".")[0], set()).add(
-                        _import_path(statement, alias))
+                        _import_path(statement, alias)
+                    )
     out = {}
     for name, held in paths.items():
         bindings = analysis.module_bindings(name)
-        if len(held) == 1 and all(isinstance(b, (ast.Import, ast.ImportFrom)) for b in bindings) \
-                and name not in analysis.module_globals:
+        if (
+            len(held) == 1
+            and all(isinstance(b, (ast.Import, ast.ImportFrom)) for b in bindings)
+            and name not in analysis.module_globals
+        ):
             out[name] = next(iter(held))
     for name, path in _PREIMPORTED.items():
         if name not in paths and not analysis.bound_anywhere(name):

@@ -21,23 +21,39 @@ _KNOWN_MODULES = frozenset({"torch", "math", "numpy", "functools", "typing", "ty
 
 #: Decorators (dotted paths after resolving the imports) that return the function itself or one that
 #: computes the same values; `_TRANSPARENT_DECORATOR_CALLS` may also be called with constant arguments.
-_TRANSPARENT_DECORATORS = frozenset({
-    "torch.jit.script", "torch.jit.ignore", "torch.jit.unused", "torch.jit.export", "torch.compile",
-    "functools.lru_cache", "functools.cache", "typing.final", "typing.no_type_check",
-    "typing_extensions.final",
-})
+_TRANSPARENT_DECORATORS = frozenset(
+    {
+        "torch.jit.script",
+        "torch.jit.ignore",
+        "torch.jit.unused",
+        "torch.jit.export",
+        "torch.compile",
+        "functools.lru_cache",
+        "functools.cache",
+        "typing.final",
+        "typing.no_type_check",
+        "typing_extensions.final",
+    }
+)
 _TRANSPARENT_DECORATOR_CALLS = frozenset({"torch.compile", "functools.lru_cache", "torch.jit.ignore"})
 
 #: torch functions outside the language that test code calls (`x = torch.randn(10)`, `torch.manual_seed(0)`):
 #: they change no state a candidate can see (a candidate cannot draw random numbers).
-_TEST_CALLS = frozenset(f"torch.{name}" for name in (
-    "randn rand randint randn_like rand_like randperm normal linspace logspace arange tensor as_tensor zeros "
-    "ones full empty zeros_like ones_like full_like eye allclose isclose equal manual_seed".split()))
+_TEST_CALLS = frozenset(
+    f"torch.{name}"
+    for name in (
+        "randn rand randint randn_like rand_like randperm normal linspace logspace arange tensor as_tensor zeros "
+        "ones full empty zeros_like ones_like full_like eye allclose isclose equal manual_seed".split()
+    )
+)
 
 #: numpy's constants (plain Python floats) and their spelling in the language.
 _NUMPY_CONSTANTS: dict[str, ast.expr | str] = {
-    "numpy.pi": "math.pi", "numpy.e": "math.e", "numpy.inf": "math.inf", "numpy.nan": "math.nan",
-    "numpy.euler_gamma": "0.5772156649015329",   # float(numpy.euler_gamma); math has no name for it
+    "numpy.pi": "math.pi",
+    "numpy.e": "math.e",
+    "numpy.inf": "math.inf",
+    "numpy.nan": "math.nan",
+    "numpy.euler_gamma": "0.5772156649015329",  # float(numpy.euler_gamma); math has no name for it
 }
 
 _SPELLINGS = frozenset(_ops.OP_BY_SPELLING) | frozenset(_ops.CONSTANT_BY_SPELLING)
@@ -70,17 +86,22 @@ def _activation_modules() -> dict[str, tuple[str, tuple[str, ...]]]:
         except (TypeError, ValueError):
             continue
         if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
-            parameters = []   # `Tanh(*args, **kwargs)`: takes nothing that matters
+            parameters = []  # `Tanh(*args, **kwargs)`: takes nothing that matters
         keywords = _ops.keywords_of(f"F.{twin}") | {"inplace"}
         if any(p.name not in keywords for p in parameters):
-            continue          # PReLU (learned weight), Hardtanh's deprecated min_value/max_value
+            continue  # PReLU (learned weight), Hardtanh's deprecated min_value/max_value
         try:
-            functional_defaults = {p.name: p.default for p in
-                                   inspect.signature(getattr(functional, twin)).parameters.values()}
+            functional_defaults = {
+                p.name: p.default for p in inspect.signature(getattr(functional, twin)).parameters.values()
+            }
         except (TypeError, ValueError):
             functional_defaults = {}
-        if any(p.name in functional_defaults and p.default is not inspect.Parameter.empty
-               and functional_defaults[p.name] != p.default for p in parameters):
+        if any(
+            p.name in functional_defaults
+            and p.default is not inspect.Parameter.empty
+            and functional_defaults[p.name] != p.default
+            for p in parameters
+        ):
             continue
         out[f"torch.nn.{class_name}"] = (f"F.{twin}", tuple(p.name for p in parameters))
     return out
@@ -93,7 +114,7 @@ ACTIVATION_MODULES: dict[str, tuple[str, tuple[str, ...]]] = _activation_modules
 def _spell(path: str) -> ast.expr | None:
     """The language's own spelling of the object at dotted `path` (an expression), or None."""
     if path.startswith("torch.nn.functional."):
-        path = "F." + path[len("torch.nn.functional."):]
+        path = "F." + path[len("torch.nn.functional.") :]
     elif path in _NUMPY_CONSTANTS:
         path = _NUMPY_CONSTANTS[path]
     if path not in _SPELLINGS and not path[0].isdigit():

@@ -112,7 +112,7 @@ _METHOD_KINDS = frozenset({"elementwise", "comparison", "reduction", "structure"
 
 
 def _expand(spellings: str) -> tuple[str, ...]:
-    """"torch.tanh F.tanh" -> ("torch.tanh", "F.tanh", "torch.nn.functional.tanh")."""
+    """ "torch.tanh F.tanh" -> ("torch.tanh", "F.tanh", "torch.nn.functional.tanh")."""
     out: list[str] = []
     for spelling in spellings.split():
         if spelling in _OPTIONAL_MATH and not _exists(spelling):
@@ -123,10 +123,20 @@ def _expand(spellings: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def op(name: str, spellings: str = "", sympy: SympyRule | None = None, *, weight: int = 1,
-       aten: Iterable[str] | object = _AUTO, keywords: str = "", kind: str = "elementwise",
-       arity: int | None = 1, methods: Iterable[str] | object = _AUTO, kernels: int = 1,
-       common_keywords: bool = True) -> Op:
+def op(
+    name: str,
+    spellings: str = "",
+    sympy: SympyRule | None = None,
+    *,
+    weight: int = 1,
+    aten: Iterable[str] | object = _AUTO,
+    keywords: str = "",
+    kind: str = "elementwise",
+    arity: int | None = 1,
+    methods: Iterable[str] | object = _AUTO,
+    kernels: int = 1,
+    common_keywords: bool = True,
+) -> Op:
     """An `Op` with the table's defaults: `aten` is `(name,)` for a one-kernel op (empty for a
     composite, kernels != 1, or for kinds without kernels); `methods` are the `torch.<name>`
     spellings that are also tensor methods (for the kinds in `_METHOD_KINDS`); `torch` is what the
@@ -135,13 +145,28 @@ def op(name: str, spellings: str = "", sympy: SympyRule | None = None, *, weight
     if aten is _AUTO:
         aten = (name,) if kernels == 1 and kind in ("elementwise", "comparison", "reduction") else ()
     if methods is _AUTO:
-        methods = [s.split(".")[1] for s in expanded
-                   if s.count(".") == 1 and s.startswith("torch.") and kind in _METHOD_KINDS
-                   and callable(getattr(torch.Tensor, s.split(".")[1], None))]
+        methods = [
+            s.split(".")[1]
+            for s in expanded
+            if s.count(".") == 1
+            and s.startswith("torch.")
+            and kind in _METHOD_KINDS
+            and callable(getattr(torch.Tensor, s.split(".")[1], None))
+        ]
     torch_object = resolve(expanded[0]) if expanded else None
     words = frozenset(keywords.split())
     if common_keywords and kind not in ("dtype", "utility", "scalar", "internal"):
         words |= _COMMON_KEYWORDS
-    return Op(name=name, spellings=expanded, methods=tuple(dict.fromkeys(methods)), torch=torch_object,
-              sympy=sympy, weight=weight, aten=tuple(aten), keywords=words, kind=kind, arity=arity,
-              kernels=kernels)
+    return Op(
+        name=name,
+        spellings=expanded,
+        methods=tuple(dict.fromkeys(methods)),
+        torch=torch_object,
+        sympy=sympy,
+        weight=weight,
+        aten=tuple(aten),
+        keywords=words,
+        kind=kind,
+        arity=arity,
+        kernels=kernels,
+    )

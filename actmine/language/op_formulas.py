@@ -19,17 +19,22 @@ from .op_entries import NoFormula, SympyRule
 # (torch.sinc is the normalised sinc, torch.frac and torch.fmod truncate towards zero).
 # ------------------------------------------------------------------------------------------------
 
+
 def _u(function: Callable[[Any], Any]) -> SympyRule:
     """A one-argument formula that takes no keywords except `input`."""
+
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         return function(*_operands(args, kwargs, 1))
+
     return rule
 
 
 def _b(function: Callable[[Any, Any], Any], second: str = "other") -> SympyRule:
     """A two-argument formula; the second may come as keyword `second`."""
+
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         return function(*_operands(args, kwargs, 2, second))
+
     return rule
 
 
@@ -75,7 +80,7 @@ def _sp_gelu(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     a = _input(args, kwargs)
     approximate = kwargs.get("approximate", "none")
     if approximate == "tanh":
-        return a / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (a + sp.Float(0.044715) * a ** 3)))
+        return a / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (a + sp.Float(0.044715) * a**3)))
     if approximate != "none":
         raise NoFormula(f"gelu approximate={approximate!r}")
     return a / 2 * (1 + sp.erf(a / sp.sqrt(2)))
@@ -125,6 +130,7 @@ def _sp_shrink(hard: bool) -> SympyRule:
         if hard:
             return sp.Piecewise((a, sp.Abs(a) > lambd), (0, True))
         return sp.Piecewise((a - lambd, a > lambd), (a + lambd, a < -lambd), (0, True))
+
     return rule
 
 
@@ -138,7 +144,7 @@ def _sp_threshold(args: tuple, kwargs: Mapping[str, Any]) -> Any:
 
 def _sp_pow(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     a, b = _operands(args, kwargs, 2, "exponent")
-    return a ** b
+    return a**b
 
 
 def _sp_log(args: tuple, kwargs: Mapping[str, Any]) -> Any:
@@ -152,6 +158,7 @@ def _sp_add(sign: int) -> SympyRule:
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         a, b = _operands(args, kwargs, 2)
         return a + sign * kwargs.get("alpha", 1) * b
+
     return rule
 
 
@@ -195,11 +202,12 @@ def _sp_clamp_bound(which: str) -> SympyRule:
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         a, bound = _operands(args, kwargs, 2, which)
         return sp.Max(a, bound) if which == "min" else sp.Min(a, bound)
+
     return rule
 
 
 def _sp_nan_to_num(args: tuple, kwargs: Mapping[str, Any]) -> Any:
-    return _input(args, kwargs)   # the formula is over the reals: nothing to replace
+    return _input(args, kwargs)  # the formula is over the reals: nothing to replace
 
 
 def _sp_xlogy(args: tuple, kwargs: Mapping[str, Any]) -> Any:
@@ -219,10 +227,12 @@ def _sp_polygamma(args: tuple, kwargs: Mapping[str, Any]) -> Any:
 
 def _sp_maxmin(function: Callable[..., Any]) -> SympyRule:
     """torch.max(a, b) / torch.min(a, b), the elementwise form only."""
+
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         if "other" in kwargs or len(args) == 2 and not _is_number(args[1]):
             return function(*_operands(args, kwargs, 2))
         raise NoFormula("torch.max/min over a dim is a reduction")
+
     return rule
 
 
@@ -235,6 +245,7 @@ def _sp_addc(combine: Callable[[Any, Any], Any]) -> SympyRule:
         if len(args) != 3:
             raise NoFormula("addcmul/addcdiv need three arguments")
         return args[0] + kwargs.get("value", 1) * combine(args[1], args[2])
+
     return rule
 
 
@@ -245,6 +256,7 @@ def _sp_relational(function: Callable[[Any, Any], Any]) -> SympyRule:
 def _sp_logical(function: Callable[..., Any], count: int = 2) -> SympyRule:
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         return function(*_operands(args, kwargs, count))
+
     return rule
 
 
@@ -261,11 +273,12 @@ def _sp_cbrt(a: Any) -> Any:
 
 def _sp_hypot(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     values = list(args) if len(args) != 1 else _operands(args, kwargs, 2)
-    return sp.sqrt(sum(v ** 2 for v in values))
+    return sp.sqrt(sum(v**2 for v in values))
 
 
 def _sp_gammainc(upper: bool) -> SympyRule:
     def rule(args: tuple, kwargs: Mapping[str, Any]) -> Any:
         a, x = _operands(args, kwargs, 2)
         return (sp.uppergamma if upper else sp.lowergamma)(a, x) / sp.gamma(a)
+
     return rule

@@ -15,20 +15,57 @@ import math
 import sympy as sp
 
 from .op_entries import TRANSCENDENTAL_WEIGHT, Constant, Op, op
-from .op_formulas import (_SELU_ALPHA, _SELU_SCALE, _b, _elu, _input, _kw, _sigmoid, _softplus, _sp_add,
-                          _sp_addc, _sp_cbrt, _sp_celu, _sp_clamp, _sp_clamp_bound, _sp_copysign, _sp_div,
-                          _sp_gammainc, _sp_gelu, _sp_hardtanh, _sp_heaviside, _sp_hypot, _sp_leaky,
-                          _sp_lerp, _sp_log, _sp_logical, _sp_logit, _sp_maxmin, _sp_nan_to_num,
-                          _sp_polygamma, _sp_pow, _sp_relational, _sp_shrink, _sp_softplus, _sp_threshold,
-                          _sp_where, _sp_xlog1py, _sp_xlogy, _trunc, _u)
+from .op_formulas import (
+    _SELU_ALPHA,
+    _SELU_SCALE,
+    _b,
+    _elu,
+    _input,
+    _kw,
+    _sigmoid,
+    _softplus,
+    _sp_add,
+    _sp_addc,
+    _sp_cbrt,
+    _sp_celu,
+    _sp_clamp,
+    _sp_clamp_bound,
+    _sp_copysign,
+    _sp_div,
+    _sp_gammainc,
+    _sp_gelu,
+    _sp_hardtanh,
+    _sp_heaviside,
+    _sp_hypot,
+    _sp_leaky,
+    _sp_lerp,
+    _sp_log,
+    _sp_logical,
+    _sp_logit,
+    _sp_maxmin,
+    _sp_nan_to_num,
+    _sp_polygamma,
+    _sp_pow,
+    _sp_relational,
+    _sp_shrink,
+    _sp_softplus,
+    _sp_threshold,
+    _sp_where,
+    _sp_xlog1py,
+    _sp_xlogy,
+    _trunc,
+    _u,
+)
 
-T = TRANSCENDENTAL_WEIGHT   # short, for the table below
+T = TRANSCENDENTAL_WEIGHT  # short, for the table below
 
 
 # ------------------------------------------------------------------------------------------------
 # The table
 # ------------------------------------------------------------------------------------------------
 
+# A table, one line per operation: kept as written by the formatter
+# fmt: off
 OPS: tuple[Op, ...] = (
     # -- elementwise, one tensor: arithmetic (weight 1) --
     op("abs", "torch.abs torch.absolute math.fabs", _u(sp.Abs)),
@@ -386,3 +423,4 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("inf", ("torch.inf", "math.inf"), math.inf, sp.oo),
     Constant("nan", ("torch.nan", "math.nan"), math.nan, sp.nan),
 )
+# fmt: on

@@ -60,21 +60,50 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .op_entries import (ROOTS as ROOTS, TRANSCENDENTAL_WEIGHT as TRANSCENDENTAL_WEIGHT, Constant as Constant,
-                         NoFormula as NoFormula, Op as Op, op as op, resolve as resolve)
+from .op_entries import (
+    ROOTS as ROOTS,
+    TRANSCENDENTAL_WEIGHT as TRANSCENDENTAL_WEIGHT,
+    Constant as Constant,
+    NoFormula as NoFormula,
+    Op as Op,
+    op as op,
+    resolve as resolve,
+)
 from .op_table import CONSTANTS as CONSTANTS, OPS as OPS
 
 __all__ = [
-    "Op", "Constant", "NoFormula", "OPS", "CONSTANTS", "TRANSCENDENTAL_WEIGHT", "ROOTS",
-    "OP_BY_NAME", "OP_BY_SPELLING", "CONSTANT_BY_SPELLING", "FUNCTIONS", "METHODS", "KEYWORDS",
-    "TRANSCENDENTAL_ATEN", "FREE_ATEN", "ATEN_WEIGHTS", "aten_weight", "resolve", "root_trees",
-    "allowed_names", "namespace_tree", "keywords_of", "unary_elementwise", "op_of", "method_op",
+    "Op",
+    "Constant",
+    "NoFormula",
+    "OPS",
+    "CONSTANTS",
+    "TRANSCENDENTAL_WEIGHT",
+    "ROOTS",
+    "OP_BY_NAME",
+    "OP_BY_SPELLING",
+    "CONSTANT_BY_SPELLING",
+    "FUNCTIONS",
+    "METHODS",
+    "KEYWORDS",
+    "TRANSCENDENTAL_ATEN",
+    "FREE_ATEN",
+    "ATEN_WEIGHTS",
+    "aten_weight",
+    "resolve",
+    "root_trees",
+    "allowed_names",
+    "namespace_tree",
+    "keywords_of",
+    "unary_elementwise",
+    "op_of",
+    "method_op",
 ]
 
 
 # ------------------------------------------------------------------------------------------------
 # Derived views
 # ------------------------------------------------------------------------------------------------
+
 
 def _index() -> tuple[dict[str, Op], dict[str, Op], dict[str, Constant]]:
     """The table indexed by name and by spelling; raises on a duplicate (a silent mismatch else)."""
@@ -87,8 +116,10 @@ def _index() -> tuple[dict[str, Op], dict[str, Op], dict[str, Constant]]:
         by_name[entry.name] = entry
         for spelling in entry.spellings:
             if spelling in by_spelling:
-                raise ValueError(f"`{spelling}` is spelled by both {by_spelling[spelling].name!r} and "
-                                 f"{entry.name!r} in actmine.language.ops.OPS")
+                raise ValueError(
+                    f"`{spelling}` is spelled by both {by_spelling[spelling].name!r} and "
+                    f"{entry.name!r} in actmine.language.ops.OPS"
+                )
             by_spelling[spelling] = entry
     for constant in CONSTANTS:
         for spelling in constant.spellings:
@@ -108,8 +139,10 @@ METHODS: dict[str, Op] = {}
 for _entry in OPS:
     for _method in _entry.methods:
         if METHODS.setdefault(_method, _entry) is not _entry:
-            raise ValueError(f"the tensor method .{_method}() is claimed by {METHODS[_method].name!r} and "
-                             f"{_entry.name!r} in actmine.language.ops.OPS")
+            raise ValueError(
+                f"the tensor method .{_method}() is claimed by {METHODS[_method].name!r} and "
+                f"{_entry.name!r} in actmine.language.ops.OPS"
+            )
 
 #: Every keyword argument some op accepts.
 KEYWORDS: frozenset[str] = frozenset().union(*(entry.keywords for entry in OPS))
@@ -120,15 +153,20 @@ def _aten_weights() -> dict[str, int]:
     owner: dict[str, str] = {}
     for entry in OPS:
         if entry.aten and entry.weight not in (0, 1, TRANSCENDENTAL_WEIGHT):
-            raise ValueError(f"op {entry.name!r} owns aten kernels but weighs {entry.weight}: a kernel weighs "
-                             f"0, 1 or {TRANSCENDENTAL_WEIGHT}; give a composite op no `aten`")
+            raise ValueError(
+                f"op {entry.name!r} owns aten kernels but weighs {entry.weight}: a kernel weighs "
+                f"0, 1 or {TRANSCENDENTAL_WEIGHT}; give a composite op no `aten`"
+            )
         for name in entry.aten:
             if name != name.rstrip("_"):
-                raise ValueError(f"aten name {name!r} of {entry.name!r}: strip the trailing `_` (the probes' "
-                                 "counter does)")
+                raise ValueError(
+                    f"aten name {name!r} of {entry.name!r}: strip the trailing `_` (the probes' counter does)"
+                )
             if weights.setdefault(name, entry.weight) != entry.weight:
-                raise ValueError(f"aten kernel {name!r} weighs {weights[name]} for {owner[name]!r} but "
-                                 f"{entry.weight} for {entry.name!r} in actmine.language.ops.OPS")
+                raise ValueError(
+                    f"aten kernel {name!r} weighs {weights[name]} for {owner[name]!r} but "
+                    f"{entry.weight} for {entry.name!r} in actmine.language.ops.OPS"
+                )
             owner.setdefault(name, entry.name)
     return weights
 
@@ -201,5 +239,8 @@ def allowed_names(prefix: str) -> frozenset[str]:
 def unary_elementwise() -> tuple[Op, ...]:
     """The one-tensor elementwise ops of float tensors (arity 1, kind "elementwise") that have a
     tensor spelling: what a mutator may swap or unwrap."""
-    return tuple(entry for entry in OPS if entry.kind == "elementwise" and entry.arity == 1
-                 and any(not s.startswith("math.") for s in entry.spellings))
+    return tuple(
+        entry
+        for entry in OPS
+        if entry.kind == "elementwise" and entry.arity == 1 and any(not s.startswith("math.") for s in entry.spellings)
+    )

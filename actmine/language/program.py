@@ -30,15 +30,32 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["ENTRY_POINT", "PARAM", "Helper", "Program", "ProgramError", "read_program", "parse_program",
-           "render_program"]
+__all__ = [
+    "ENTRY_POINT",
+    "PARAM",
+    "Helper",
+    "Program",
+    "ProgramError",
+    "read_program",
+    "parse_program",
+    "render_program",
+]
 
 ENTRY_POINT = "activation_function"
 PARAM = "x"
 
 #: Expression nodes that bind names or hide control flow: never part of a straight-line program.
-_BINDING_OR_CONTROL = (ast.NamedExpr, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
-                       ast.Await, ast.Yield, ast.YieldFrom)
+_BINDING_OR_CONTROL = (
+    ast.NamedExpr,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.Await,
+    ast.Yield,
+    ast.YieldFrom,
+)
 
 Statements = tuple[tuple[str, ast.expr], ...]
 
@@ -102,10 +119,17 @@ def _function(function: ast.FunctionDef) -> Helper:
     """A function of plain positional parameters whose body is assignments to names and a final
     return (a docstring allowed)."""
     arguments = function.args
-    if function.decorator_list or arguments.posonlyargs or arguments.vararg or arguments.kwarg \
-            or arguments.kwonlyargs or arguments.defaults:
-        raise ProgramError(f"{function.name}: only plain positional parameters, no defaults or decorators"
-                           f"{_where(function)}")
+    if (
+        function.decorator_list
+        or arguments.posonlyargs
+        or arguments.vararg
+        or arguments.kwarg
+        or arguments.kwonlyargs
+        or arguments.defaults
+    ):
+        raise ProgramError(
+            f"{function.name}: only plain positional parameters, no defaults or decorators{_where(function)}"
+        )
     statements = list(function.body)
     if statements and isinstance(statements[0], ast.Expr) and isinstance(statements[0].value, ast.Constant):
         statements = statements[1:]
@@ -114,11 +138,14 @@ def _function(function: ast.FunctionDef) -> Helper:
     params = tuple(a.arg for a in arguments.args)
     if len(set(params)) != len(params):
         raise ProgramError(f"{function.name}: repeated parameter names{_where(function)}")
-    assigned = {s.targets[0].id if isinstance(s, ast.Assign) else s.target.id
-                for s in statements[:-1] if isinstance(s, (ast.Assign, ast.AugAssign))
-                and isinstance(s.targets[0] if isinstance(s, ast.Assign) else s.target, ast.Name)}
-    bound: set[str] = set(params)      # names readable so far (locals are local to the whole body)
-    aliases: set[str] = set(params)    # names that may share a tensor with another live name
+    assigned = {
+        s.targets[0].id if isinstance(s, ast.Assign) else s.target.id
+        for s in statements[:-1]
+        if isinstance(s, (ast.Assign, ast.AugAssign))
+        and isinstance(s.targets[0] if isinstance(s, ast.Assign) else s.target, ast.Name)
+    }
+    bound: set[str] = set(params)  # names readable so far (locals are local to the whole body)
+    aliases: set[str] = set(params)  # names that may share a tensor with another live name
     body: list[tuple[str, ast.expr]] = []
 
     def check_reads(expr: ast.expr) -> None:
@@ -128,8 +155,11 @@ def _function(function: ast.FunctionDef) -> Helper:
                 raise ProgramError(f"{function.name} reads the local `{node.id}` before assigning it{_where(node)}")
 
     for statement in statements[:-1]:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                and isinstance(statement.targets[0], ast.Name):
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+        ):
             target, value = statement.targets[0].id, statement.value
             check_reads(value)
             if isinstance(value, ast.Name):
@@ -140,13 +170,14 @@ def _function(function: ast.FunctionDef) -> Helper:
             target = statement.target.id
             check_reads(statement.value)
             if target not in bound or target in aliases:
-                raise ProgramError(f"{function.name}: `{target} {type(statement.op).__name__}=` updates a "
-                                   f"parameter or an alias in place{_where(statement)}; write "
-                                   f"`{target} = {target} ... ` with a new name instead")
+                raise ProgramError(
+                    f"{function.name}: `{target} {type(statement.op).__name__}=` updates a "
+                    f"parameter or an alias in place{_where(statement)}; write "
+                    f"`{target} = {target} ... ` with a new name instead"
+                )
             value = ast.BinOp(ast.Name(target, ast.Load()), statement.op, statement.value)
         else:
-            raise ProgramError(f"{function.name}: only assignments to names before the final return"
-                               f"{_where(statement)}")
+            raise ProgramError(f"{function.name}: only assignments to names before the final return{_where(statement)}")
         body.append((target, value))
         bound.add(target)
     check_reads(statements[-1].value)
@@ -158,8 +189,11 @@ def read_program(module: ast.Module, cls: type[P] = Program) -> P:  # type: igno
     setup: list[tuple[str, ast.expr | Helper]] = []
     entry: Helper | None = None
     for statement in module.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                and isinstance(statement.targets[0], ast.Name):
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+        ):
             _check_expression(statement.value)
             setup.append((statement.targets[0].id, statement.value))
         elif isinstance(statement, ast.FunctionDef):
@@ -173,8 +207,10 @@ def read_program(module: ast.Module, cls: type[P] = Program) -> P:  # type: igno
         elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
             continue  # a docstring
         else:
-            raise ProgramError(f"a top-level {type(statement).__name__} statement is outside the straight-line "
-                               f"subset{_where(statement)}")
+            raise ProgramError(
+                f"a top-level {type(statement).__name__} statement is outside the straight-line "
+                f"subset{_where(statement)}"
+            )
     if entry is None:
         raise ProgramError(f"no `def {ENTRY_POINT}(x)`")
     if len(entry.params) != 1:

@@ -11,10 +11,26 @@ from .export import export_pack
 from .formula import safe_function, simplified_formula, sympy_expression
 from .html import write_report
 from .plots import (
-    curves_figure, data_uri, family_bars_figure, fitness_over_time_figure, heatmap_figure,
-    plot_comparison, png_bytes,
+    curves_figure,
+    data_uri,
+    family_bars_figure,
+    fitness_over_time_figure,
+    heatmap_figure,
+    plot_comparison,
+    png_bytes,
 )
 
-__all__ = ["export_pack", "write_report", "simplified_formula", "sympy_expression", "safe_function",
-           "curves_figure", "family_bars_figure", "fitness_over_time_figure", "heatmap_figure",
-           "plot_comparison", "png_bytes", "data_uri"]
+__all__ = [
+    "export_pack",
+    "write_report",
+    "simplified_formula",
+    "sympy_expression",
+    "safe_function",
+    "curves_figure",
+    "family_bars_figure",
+    "fitness_over_time_figure",
+    "heatmap_figure",
+    "plot_comparison",
+    "png_bytes",
+    "data_uri",
+]

@@ -78,21 +78,28 @@ def export_pack(run_dir: str | Path, top: int = 5, out: str | Path | None = None
         results = final_results(run_dir, db, run["id"])
         winner = db.get(results["winner"]) if results["winner"] is not None else None
         if winner is not None and winner.run_id == run["id"]:
-            records = [winner] + [r for r in records if r.id != winner.id][:max(top - 1, 0)]
+            records = [winner] + [r for r in records if r.id != winner.id][: max(top - 1, 0)]
         heldout = validation_by_program(results["validation"])
     if not records:
         raise ValueError(f"{run_dir} has no scored program to export")
     entries = [program_entry(record, run_dir.resolve(), heldout.get(record.id)) for record in records]
     # The docstring holds only numbers and fixed text; everything from the database is data.
-    listing = "\n".join(f"    mined_{e.info['program_id']}: search fitness "
-                        + ("n/a" if e.info["search_fitness"] is None else f"{e.info['search_fitness']:+.4f}")
-                        for e in entries)
-    first = ("the run's winner (chosen on validation) first, then the fittest by search score"
-             if winner is not None and entries[0].info["program_id"] == winner.id else "the fittest by search score")
-    doc = (f"Activations mined by actmine: {len(entries)} programs of a search run, {first}.\n\n{listing}\n\n"
-           "PROGRAMS holds each program's source, formula, scores, origin and rationale as data. Load with\n"
-           "actmine.activations.load_pack(this_file), actmine.activations.get('this_file.py:mined_<id>')\n"
-           "or import this file (actmine must be installed): ACTIVATIONS maps the names to modules, and\n"
-           "every program is checked and compiled by actmine's candidate policy, never run as plain code.")
+    listing = "\n".join(
+        f"    mined_{e.info['program_id']}: search fitness "
+        + ("n/a" if e.info["search_fitness"] is None else f"{e.info['search_fitness']:+.4f}")
+        for e in entries
+    )
+    first = (
+        "the run's winner (chosen on validation) first, then the fittest by search score"
+        if winner is not None and entries[0].info["program_id"] == winner.id
+        else "the fittest by search score"
+    )
+    doc = (
+        f"Activations mined by actmine: {len(entries)} programs of a search run, {first}.\n\n{listing}\n\n"
+        "PROGRAMS holds each program's source, formula, scores, origin and rationale as data. Load with\n"
+        "actmine.activations.load_pack(this_file), actmine.activations.get('this_file.py:mined_<id>')\n"
+        "or import this file (actmine must be installed): ACTIVATIONS maps the names to modules, and\n"
+        "every program is checked and compiled by actmine's candidate policy, never run as plain code."
+    )
     text = render_program_file(entries, doc)
     return write_text_atomically(out, text)

@@ -39,7 +39,7 @@ from .simplify import TIMEOUT_S, simplify_to_latex
 
 __all__ = ["simplified_formula", "simplified_formulas", "sympy_expression", "safe_function", "FormulaError"]
 
-FAST_PATH_OPS = 1        # sympy.count_ops at most this: printed without simplify, in-process
+FAST_PATH_OPS = 1  # sympy.count_ops at most this: printed without simplify, in-process
 _CACHE_SIZE = 256
 _cache: OrderedDict[str, str | None] = OrderedDict()
 
@@ -70,7 +70,7 @@ def simplified_formulas(sources: Sequence[str], timeout_s: float = TIMEOUT_S) ->
     """LaTeX of the simplified form of each program's `activation_function` (None where the source is
     outside the subset, or simplifying it failed or took longer than `timeout_s`). The sources are
     only parsed, never executed; all the simplifications share one child process."""
-    pending: dict[str, str] = {}   # source -> srepr, for the child
+    pending: dict[str, str] = {}  # source -> srepr, for the child
     results: dict[str, str | None] = {}
     for source in dict.fromkeys(sources):
         if source in _cache:
@@ -103,7 +103,7 @@ def safe_function(source: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     source is outside the supported subset. Differentiable with autograd."""
     try:
         program = parse_program(source, Evaluable)
-        run(program, torch.linspace(-1.0, 1.0, 3), TORCH)   # in the table, and runs: checked once, cheaply
+        run(program, torch.linspace(-1.0, 1.0, 3), TORCH)  # in the table, and runs: checked once, cheaply
     except (ProgramError, Unsupported, EvaluationError):
         return None
 

@@ -74,9 +74,10 @@ def _formula(latex: str | None) -> list[str]:
     picture = formula_svg(latex)
     if picture is None:
         return [f"<p>Simplified formula (LaTeX): <code class='formula'>{_e(latex)}</code></p>"]
-    return [f"<p>Simplified formula: <span class='formula-picture' title='{_e(latex)}'>{picture}</span></p>",
-            f"<details class='formula-latex'><summary>LaTeX</summary><code class='formula'>{_e(latex)}</code>"
-            "</details>"]
+    return [
+        f"<p>Simplified formula: <span class='formula-picture' title='{_e(latex)}'>{picture}</span></p>",
+        f"<details class='formula-latex'><summary>LaTeX</summary><code class='formula'>{_e(latex)}</code></details>",
+    ]
 
 
 def _original_answer(record: ProgramRecord) -> list[str]:
@@ -87,9 +88,11 @@ def _original_answer(record: ProgramRecord) -> list[str]:
         items = "".join(f"<li>{_e(change)}</li>" for change in record.normalisation_changes)
         parts.append(f"<p class='muted'>Normalised from the model's answer:</p><ul class='normalisation'>{items}</ul>")
     if record.original_answer:
-        parts.append(f"<details class='original-answer'><summary>the model's original answer "
-                     f"({len(record.original_answer):,} characters)</summary>"
-                     f"<pre>{_e(record.original_answer)}</pre></details>")
+        parts.append(
+            f"<details class='original-answer'><summary>the model's original answer "
+            f"({len(record.original_answer):,} characters)</summary>"
+            f"<pre>{_e(record.original_answer)}</pre></details>"
+        )
     return parts
 
 
@@ -102,8 +105,9 @@ def _lineage(db: ProgramDatabase, best: ProgramRecord, limit: int = 200) -> list
     return chain
 
 
-def _with_winner(db: ProgramDatabase, run_id: int, leaders: list[ProgramRecord],
-                 winner: int | None) -> list[ProgramRecord]:
+def _with_winner(
+    db: ProgramDatabase, run_id: int, leaders: list[ProgramRecord], winner: int | None
+) -> list[ProgramRecord]:
     """The programs that get their own section: the leaders, and the winner (chosen on the
     validation pools) when the search's ranking left it out of them."""
     if winner is None or any(record.id == winner for record in leaders):
@@ -120,6 +124,7 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
     try:
         from ..activations import get as get_activation
         from ..config import Config
+
         lab = Config.from_dict(config).build_lab()
         rows = {}
         for name in names:
@@ -135,6 +140,7 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
 class _RunData:
     """What the report reads from a run's database (read-only, in one go): the run's row, its
     proposals, the leaders and the programs that get a section (`shown`), and the results."""
+
     run: dict[str, Any]
     records: list[ProgramRecord]
     leaders: list[ProgramRecord]
@@ -198,8 +204,9 @@ def _winner_text(results: dict[str, Any]) -> str:
     if results["winner"] is None:
         return "—"
     chosen_on_validation = results.get("winner_chosen_by", "validation") == "validation"
-    return f"program {results['winner']}" + (" (chosen on validation)" if chosen_on_validation
-                                             else " (best by search score: nothing was validated)")
+    return f"program {results['winner']}" + (
+        " (chosen on validation)" if chosen_on_validation else " (best by search score: nothing was validated)"
+    )
 
 
 def _summary_section(run_dir: Path, data: _RunData, config_text: str) -> list[str]:
@@ -207,16 +214,26 @@ def _summary_section(run_dir: Path, data: _RunData, config_text: str) -> list[st
     run, counts, best = data.run, data.counts, data.best
     created = _dt.datetime.fromtimestamp(run["created_at"]).isoformat(timespec="seconds")
     updated = _dt.datetime.fromtimestamp(run["updated_at"]).isoformat(timespec="seconds")
-    summary = [("run directory", str(run_dir.resolve())), ("run id", run["id"]), ("status", run["status"]),
-               ("seed", run["seed"]), ("created", created), ("updated", updated),
-               ("proposals", len(data.records)), ("ok", counts["ok"]), ("failed", counts["failed"]),
-               ("duplicates", counts["duplicate"]),
-               ("best fitness", _with_se(best.fitness, best.fitness_se) if best else "—"),
-               ("winner", _winner_text(data.results)),
-               ("versions", json.dumps(run["versions"] or {}))]
-    return ["<h2 id='summary'>Run summary</h2>",
-            _table(["", ""], [[_td(k), _td(v)] for k, v in summary], "summary"),
-            f"<details><summary>config.yaml</summary><pre>{_e(config_text)}</pre></details>"]
+    summary = [
+        ("run directory", str(run_dir.resolve())),
+        ("run id", run["id"]),
+        ("status", run["status"]),
+        ("seed", run["seed"]),
+        ("created", created),
+        ("updated", updated),
+        ("proposals", len(data.records)),
+        ("ok", counts["ok"]),
+        ("failed", counts["failed"]),
+        ("duplicates", counts["duplicate"]),
+        ("best fitness", _with_se(best.fitness, best.fitness_se) if best else "—"),
+        ("winner", _winner_text(data.results)),
+        ("versions", json.dumps(run["versions"] or {})),
+    ]
+    return [
+        "<h2 id='summary'>Run summary</h2>",
+        _table(["", ""], [[_td(k), _td(v)] for k, v in summary], "summary"),
+        f"<details><summary>config.yaml</summary><pre>{_e(config_text)}</pre></details>",
+    ]
 
 
 def _leaderboard_row(rank: int, record: ProgramRecord, data: _RunData, families: list[str]) -> list[str]:
@@ -224,27 +241,46 @@ def _leaderboard_row(rank: int, record: ProgramRecord, data: _RunData, families:
     log-ratios, probes, mutator, model and rationale (untrusted: escaped by `_td`)."""
     probes = record.probes or {}
     mark = " (winner)" if record.id == data.results["winner"] else ""
-    return [_td(str(rank), num=True),
-            _td(f'<a href="#program-{record.id}">#{record.id}</a>{mark}', raw=True),
-            _td(_with_se(record.fitness, record.fitness_se), num=True), _td(_num(record.score), num=True),
-            _td(f"{record.rounds}" + ("" if record.settled else " (unsettled)"), num=True),
-            _td(_num(data.heldout.get(record.id)), num=True),
-            *[_td(_num((record.family_log_ratios or {}).get(f), 3), num=True) for f in families],
-            _td(str(probes.get("pointwise", "—"))),
-            _td(_num(probes.get("flops_per_element"), 3, signed=False), num=True),
-            _td(record.mutator), _td(record.model or "—"), _td(record.rationale, css="rationale")]
+    return [
+        _td(str(rank), num=True),
+        _td(f'<a href="#program-{record.id}">#{record.id}</a>{mark}', raw=True),
+        _td(_with_se(record.fitness, record.fitness_se), num=True),
+        _td(_num(record.score), num=True),
+        _td(f"{record.rounds}" + ("" if record.settled else " (unsettled)"), num=True),
+        _td(_num(data.heldout.get(record.id)), num=True),
+        *[_td(_num((record.family_log_ratios or {}).get(f), 3), num=True) for f in families],
+        _td(str(probes.get("pointwise", "—"))),
+        _td(_num(probes.get("flops_per_element"), 3, signed=False), num=True),
+        _td(record.mutator),
+        _td(record.model or "—"),
+        _td(record.rationale, css="rationale"),
+    ]
 
 
 def _leaderboard_section(data: _RunData) -> list[str]:
     """The top programs by score, one row each."""
     families = sorted({f for r in data.leaders for f in (r.family_log_ratios or {})})
-    headers = ["rank", "program", "fitness ± se", "score", "rounds", "validation fitness",
-               *[f"{f} log-ratio" for f in families], "pointwise", "flops/elem", "mutator", "model", "rationale"]
+    headers = [
+        "rank",
+        "program",
+        "fitness ± se",
+        "score",
+        "rounds",
+        "validation fitness",
+        *[f"{f} log-ratio" for f in families],
+        "pointwise",
+        "flops/elem",
+        "mutator",
+        "model",
+        "rationale",
+    ]
     rows = [_leaderboard_row(rank, record, data, families) for rank, record in enumerate(data.leaders, 1)]
-    return ["<h2 id='leaderboard'>Leaderboard</h2>",
-            "<p class='muted'>Ranked by score, the lower confidence bound of the search estimate "
-            "(fitness − a multiple of its standard error); rounds: task samples pooled into the estimate.</p>",
-            _table(headers, rows, "leaderboard") if rows else "<p class='muted'>no scored program yet</p>"]
+    return [
+        "<h2 id='leaderboard'>Leaderboard</h2>",
+        "<p class='muted'>Ranked by score, the lower confidence bound of the search estimate "
+        "(fitness − a multiple of its standard error); rounds: task samples pooled into the estimate.</p>",
+        _table(headers, rows, "leaderboard") if rows else "<p class='muted'>no scored program yet</p>",
+    ]
 
 
 def _curve_picture(record: ProgramRecord) -> str:
@@ -253,52 +289,63 @@ def _curve_picture(record: ProgramRecord) -> str:
     recorded = (record.probes or {}).get("curve")
     function = recorded if isinstance(recorded, dict) else safe_function(record.source)
     if function is None:
-        return ("<p class='muted'>no curve: the source is outside the subset the report draws "
-                "without executing it</p>")
-    return _img(plots.curves_figure({f"program {record.id}": function}),
-                f"program {record.id} and its derivative vs ReLU and GELU")
+        return "<p class='muted'>no curve: the source is outside the subset the report draws without executing it</p>"
+    return _img(
+        plots.curves_figure({f"program {record.id}": function}),
+        f"program {record.id} and its derivative vs ReLU and GELU",
+    )
 
 
 def _candidate(rank: int, record: ProgramRecord, leaders: int, winner: int | None) -> list[str]:
     """One program's section: heading, rationale, curve, formula, source and the model's answer.
     Ranks past the `leaders` count are the winner added from outside the leaderboard."""
     label = f"#{rank}" if rank <= leaders else "the winner"
-    return [f"<div class='candidate' id='program-{record.id}'>",
-            f"<h3>{label}: program {record.id} — fitness {_with_se(record.fitness, record.fitness_se)}"
-            f"{' (winner)' if record.id == winner and rank <= leaders else ''}</h3>",
-            f"<p class='rationale'>{_e(record.rationale)} <span class='muted'>({_e(record.mutator)}"
-            f"{', ' + _e(record.model) if record.model else ''})</span></p>",
-            _curve_picture(record),
-            *_formula(simplified_formula(record.source)),
-            f"<pre class='source'>{_e(record.source)}</pre>",
-            *_original_answer(record),
-            "</div>"]
+    return [
+        f"<div class='candidate' id='program-{record.id}'>",
+        f"<h3>{label}: program {record.id} — fitness {_with_se(record.fitness, record.fitness_se)}"
+        f"{' (winner)' if record.id == winner and rank <= leaders else ''}</h3>",
+        f"<p class='rationale'>{_e(record.rationale)} <span class='muted'>({_e(record.mutator)}"
+        f"{', ' + _e(record.model) if record.model else ''})</span></p>",
+        _curve_picture(record),
+        *_formula(simplified_formula(record.source)),
+        f"<pre class='source'>{_e(record.source)}</pre>",
+        *_original_answer(record),
+        "</div>",
+    ]
 
 
 def _candidates_section(data: _RunData) -> list[str]:
     """A section for each shown program (the leaders, then the winner if it is not among them)."""
     parts = ["<h2 id='candidates'>Top candidates</h2>"]
-    simplified_formulas([record.source for record in data.shown])   # one bounded sympy child for all (cached)
+    simplified_formulas([record.source for record in data.shown])  # one bounded sympy child for all (cached)
     for rank, record in enumerate(data.shown, 1):
         parts.extend(_candidate(rank, record, len(data.leaders), data.results["winner"]))
     return parts
 
 
-def _progress_section(records: list[ProgramRecord], baseline_records: list[ProgramRecord] | None,
-                      baseline: str | Path | None) -> list[str]:
+def _progress_section(
+    records: list[ProgramRecord], baseline_records: list[ProgramRecord] | None, baseline: str | Path | None
+) -> list[str]:
     """Fitness over evaluations, with the random-search baseline's best so far when there is one."""
-    parts = ["<h2 id='progress'>Fitness over evaluations</h2>",
-             _img(plots.fitness_over_time_figure(records, baseline=baseline_records), "fitness over evaluations")]
+    parts = [
+        "<h2 id='progress'>Fitness over evaluations</h2>",
+        _img(plots.fitness_over_time_figure(records, baseline=baseline_records), "fitness over evaluations"),
+    ]
     if baseline_records is not None:
-        parts.append(f"<p class='muted'>Dashed: the best so far of the random-search run in {_e(str(baseline))} "
-                     f"({len(baseline_records)} proposals).</p>")
+        parts.append(
+            f"<p class='muted'>Dashed: the best so far of the random-search run in {_e(str(baseline))} "
+            f"({len(baseline_records)} proposals).</p>"
+        )
     return parts
 
 
 def _failures_section(failures: dict) -> list[str]:
     """Failed proposals counted by (stage, reason); a single "no failures" row when there are none."""
-    rows = ([[_td(stage or "—"), _td(code or "—"), _td(str(n), num=True)] for (stage, code), n in failures.items()]
-            if failures else [[_td("—"), _td("no failures"), _td("0", num=True)]])
+    rows = (
+        [[_td(stage or "—"), _td(code or "—"), _td(str(n), num=True)] for (stage, code), n in failures.items()]
+        if failures
+        else [[_td("—"), _td("no failures"), _td("0", num=True)]]
+    )
     return ["<h2 id='failures'>Failures by reason</h2>", _table(["stage", "reason", "count"], rows, "failures")]
 
 
@@ -307,15 +354,26 @@ def _lineage_section(lineage: list[ProgramRecord]) -> list[str]:
     parts = ["<h2 id='lineage'>Lineage of the best</h2>"]
     if not lineage:
         return parts + ["<p class='muted'>no scored program yet</p>"]
-    rows = [[_td(f"#{r.id}"), _td(str(r.proposal_index), num=True), _td(_num(r.fitness), num=True),
-             _td(r.mutator), _td(r.rationale, css="rationale")] for r in lineage]
+    rows = [
+        [
+            _td(f"#{r.id}"),
+            _td(str(r.proposal_index), num=True),
+            _td(_num(r.fitness), num=True),
+            _td(r.mutator),
+            _td(r.rationale, css="rationale"),
+        ]
+        for r in lineage
+    ]
     return parts + [_table(["program", "proposal", "fitness", "mutator", "rationale"], rows, "lineage")]
 
 
 def _task_log_ratios(record: ProgramRecord) -> dict[str, Any]:
     """{task name: log-ratio} of a program's recorded tasks (malformed entries skipped)."""
-    return {t["name"]: t["log_ratio"] for t in (record.tasks or [])
-            if isinstance(t, dict) and "name" in t and isinstance(t.get("log_ratio"), (int, float))}
+    return {
+        t["name"]: t["log_ratio"]
+        for t in (record.tasks or [])
+        if isinstance(t, dict) and "name" in t and isinstance(t.get("log_ratio"), (int, float))
+    }
 
 
 def _heatmap_section(shown: list[ProgramRecord], config: Any, references: Sequence[str]) -> list[str]:
@@ -333,18 +391,22 @@ def _heatmap_section(shown: list[ProgramRecord], config: Any, references: Sequen
 def _document(title: str, data: _RunData, parts: list[str]) -> str:
     """The whole page: head with the inline CSS, title, generation time, then the sections."""
     generated = _dt.datetime.now().isoformat(timespec="seconds")
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class='muted'>generated {generated}; "
-            f"{len(data.records)} proposals; status {_e(data.run['status'])}</p>"
-            + "\n".join(parts) + "</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p class='muted'>generated {generated}; "
+        f"{len(data.records)} proposals; status {_e(data.run['status'])}</p>" + "\n".join(parts) + "</body></html>\n"
+    )
 
 
-
-
-def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 5,
-                 references: Sequence[str] = REFERENCE_NAMES, baseline: str | Path | None = None) -> Path:
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    top: int = 5,
+    references: Sequence[str] = REFERENCE_NAMES,
+    baseline: str | Path | None = None,
+) -> Path:
     """Write the HTML report of the latest run in `run_dir` (default `RUN_DIR/report.html`) and
     return its path. `top`: how many candidates get a leaderboard row and their own section;
     `references`: library activations evaluated on the search suite for the heatmap (`()` skips
@@ -355,15 +417,17 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = 
     out = Path(out) if out is not None else run_dir / REPORT
     data = _read_run(run_dir, top)
     config_text, config = _run_config(run_dir, data.run)
-    parts = [*_summary_section(run_dir, data, config_text),
-             *_leaderboard_section(data),
-             *_validation_section(data.results, data.linked),
-             *_test_section(data.results, data.linked),
-             *_gap_section(data.validations, data.linked, len(data.records)),
-             *_candidates_section(data),
-             *_progress_section(data.records, baseline_records, baseline),
-             *_failures_section(data.failures),
-             *_lineage_section(data.lineage),
-             *_heatmap_section(data.shown, config, references)]
+    parts = [
+        *_summary_section(run_dir, data, config_text),
+        *_leaderboard_section(data),
+        *_validation_section(data.results, data.linked),
+        *_test_section(data.results, data.linked),
+        *_gap_section(data.validations, data.linked, len(data.records)),
+        *_candidates_section(data),
+        *_progress_section(data.records, baseline_records, baseline),
+        *_failures_section(data.failures),
+        *_lineage_section(data.lineage),
+        *_heatmap_section(data.shown, config, references),
+    ]
     write_text_atomically(out, _document(f"actmine run {run_dir.name}", data, parts))
     return out

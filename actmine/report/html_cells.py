@@ -40,8 +40,11 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str
 
 def _td(text: str, num: bool = False, raw: bool = False, css: str = "") -> str:
     classes = " ".join(c for c in ("num" if num else "", css) if c)
-    return f'<td class="{classes}">' + (text if raw else _e(text)) + "</td>" if classes else \
-        "<td>" + (text if raw else _e(text)) + "</td>"
+    return (
+        f'<td class="{classes}">' + (text if raw else _e(text)) + "</td>"
+        if classes
+        else "<td>" + (text if raw else _e(text)) + "</td>"
+    )
 
 
 def _img(fig: Any, alt: str) -> str:

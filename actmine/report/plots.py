@@ -19,8 +19,17 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-__all__ = ["curves_figure", "family_bars_figure", "fitness_over_time_figure", "generalisation_gap_figure",
-           "heatmap_figure", "plot_comparison", "png_bytes", "data_uri", "REFERENCES"]
+__all__ = [
+    "curves_figure",
+    "family_bars_figure",
+    "fitness_over_time_figure",
+    "generalisation_gap_figure",
+    "heatmap_figure",
+    "plot_comparison",
+    "png_bytes",
+    "data_uri",
+    "REFERENCES",
+]
 
 X_RANGE = (-6.0, 6.0)
 POINTS = 481
@@ -78,8 +87,10 @@ def _draw_curves(axes: Sequence[Any], functions: Mapping[str, Callable], referen
         if isinstance(fn, Mapping):  # a recorded curve {"x", "y", "dy"} (the probes' `curve`)
             try:
                 points = [float(v) for v in fn["x"]]
-                curve = ([math.nan if v is None else float(v) for v in fn["y"]],
-                         [math.nan if v is None else float(v) for v in fn["dy"]])
+                curve = (
+                    [math.nan if v is None else float(v) for v in fn["y"]],
+                    [math.nan if v is None else float(v) for v in fn["dy"]],
+                )
                 if not len(points) == len(curve[0]) == len(curve[1]):
                     continue
             except (KeyError, TypeError, ValueError):
@@ -91,8 +102,11 @@ def _draw_curves(axes: Sequence[Any], functions: Mapping[str, Callable], referen
         reference = references and name in REFERENCES and name not in functions
         # references in greys; the others take C0, C1, … in order, as the family bars do, so that
         # one activation has one colour in every panel of `plot_comparison`
-        style = dict(linestyle="--", linewidth=1.0, color="0.35" if name == "ReLU" else "0.65") if reference \
+        style = (
+            dict(linestyle="--", linewidth=1.0, color="0.35" if name == "ReLU" else "0.65")
+            if reference
             else dict(linewidth=1.8, color=f"C{list(functions).index(name) % 10}")
+        )
         axes[0].plot(points, curve[0], label=name, **style)
         axes[1].plot(points, curve[1], label=name, **style)
     axes[0].set_title("f(x)")
@@ -107,8 +121,11 @@ def _draw_curves(axes: Sequence[Any], functions: Mapping[str, Callable], referen
     axes[0].legend(fontsize=8, loc="upper left")
 
 
-def curves_figure(functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
-                  path: str | Path | None = None, references: bool = True) -> Figure:
+def curves_figure(
+    functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    path: str | Path | None = None,
+    references: bool = True,
+) -> Figure:
     """Each function and its derivative on [−6, 6], in two panels; ReLU and GELU as dashed
     references (unless `references=False`). A value is a callable (derivative by autograd) or a
     recorded curve `{"x": [...], "y": [...], "dy": [...]}` such as the probes' `curve`."""
@@ -155,8 +172,9 @@ def family_bars_figure(evaluations: Sequence[Any], path: str | Path | None = Non
 
 
 def _best_so_far(records: Sequence[Any]) -> tuple[list[int], list[float]]:
-    scored = sorted((r.proposal_index, r.fitness) for r in records
-                    if getattr(r, "status", "ok") == "ok" and r.fitness is not None)
+    scored = sorted(
+        (r.proposal_index, r.fitness) for r in records if getattr(r, "status", "ok") == "ok" and r.fitness is not None
+    )
     best, xs, ys = -math.inf, [], []
     for index, fitness in scored:
         best = max(best, fitness)
@@ -165,14 +183,16 @@ def _best_so_far(records: Sequence[Any]) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
-def fitness_over_time_figure(records: Sequence[Any], path: str | Path | None = None,
-                             baseline: Sequence[Any] | None = None) -> Figure:
+def fitness_over_time_figure(
+    records: Sequence[Any], path: str | Path | None = None, baseline: Sequence[Any] | None = None
+) -> Figure:
     """Every scored program's fitness against its proposal index, and the best-so-far line;
     with `baseline` (the programs of a random-search run), its best-so-far line for comparison."""
     fig = Figure(figsize=(8, 3.6))
     ax = fig.subplots()
-    scored = sorted((r.proposal_index, r.fitness) for r in records
-                    if getattr(r, "status", "ok") == "ok" and r.fitness is not None)
+    scored = sorted(
+        (r.proposal_index, r.fitness) for r in records if getattr(r, "status", "ok") == "ok" and r.fitness is not None
+    )
     failed = [r.proposal_index for r in records if getattr(r, "status", "ok") == "failed"]
     if scored:
         ax.scatter([p for p, _ in scored], [f for _, f in scored], s=14, alpha=0.7, label="evaluated")
@@ -206,13 +226,22 @@ def _finite(value: Any) -> float:
 def _gap_points(validations: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, float, float]]:
     """(evaluated, search fitness, search se, validation fitness) of each row with a numeric
     `evaluated`, in order of `evaluated` (rows arrive oldest first; sorting guards a hand-made list)."""
-    points = [(_finite(row.get("evaluated")), _finite(row.get("search_fitness")), _finite(row.get("search_se")),
-               _finite(row.get("fitness"))) for row in validations if isinstance(row, Mapping)]
+    points = [
+        (
+            _finite(row.get("evaluated")),
+            _finite(row.get("search_fitness")),
+            _finite(row.get("search_se")),
+            _finite(row.get("fitness")),
+        )
+        for row in validations
+        if isinstance(row, Mapping)
+    ]
     return sorted((p for p in points if math.isfinite(p[0])), key=lambda p: p[0])
 
 
-def generalisation_gap_figure(validations: Sequence[Mapping[str, Any]], path: str | Path | None = None,
-                              until: int | None = None) -> Figure:
+def generalisation_gap_figure(
+    validations: Sequence[Mapping[str, Any]], path: str | Path | None = None, until: int | None = None
+) -> Figure:
     """The run's best program over the search (`ProgramDatabase.validations` rows: evaluated,
     search_fitness, search_se, fitness): its search estimate with a ±1.96·se band and its validation
     fitness, both as steps (a row holds until the best changes again; `until`, the run's proposal
@@ -221,7 +250,7 @@ def generalisation_gap_figure(validations: Sequence[Mapping[str, Any]], path: st
     fig = Figure(figsize=(8, 3.6))
     ax = fig.subplots()
     points = _gap_points(validations)
-    marked = list(range(len(points)))   # the recorded rows; not the carried-over end point
+    marked = list(range(len(points)))  # the recorded rows; not the carried-over end point
     if points and until is not None and until > points[-1][0]:
         points.append((float(until), *points[-1][1:]))
     if points:
@@ -231,10 +260,19 @@ def generalisation_gap_figure(validations: Sequence[Mapping[str, Any]], path: st
         high = [s + 1.96 * se if math.isfinite(se) else s for _, s, se, _ in points]
         validation = [p[3] for p in points]
         ax.fill_between(xs, low, high, step="post", color="C0", alpha=0.2, label="search ±1.96·se")
-        ax.step(xs, search, where="post", color="C0", marker="o", markersize=4, markevery=marked,
-                label="search estimate")
-        ax.step(xs, validation, where="post", color="C3", marker="s", markersize=4, markevery=marked,
-                label="validation fitness")
+        ax.step(
+            xs, search, where="post", color="C0", marker="o", markersize=4, markevery=marked, label="search estimate"
+        )
+        ax.step(
+            xs,
+            validation,
+            where="post",
+            color="C3",
+            marker="s",
+            markersize=4,
+            markevery=marked,
+            label="validation fitness",
+        )
         ax.axhline(0, color="0.5", linewidth=0.6, linestyle=":")
         ax.legend(fontsize=8)
     else:
@@ -258,8 +296,7 @@ def heatmap_figure(rows: Mapping[str, Mapping[str, float]], path: str | Path | N
     if names and tasks:
         finite = [abs(v) for row in values for v in row if math.isfinite(v)]
         bound = max(max(finite, default=0.0), 1e-3)
-        image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound),
-                          aspect="auto")
+        image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound), aspect="auto")
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)))
@@ -277,8 +314,11 @@ def heatmap_figure(rows: Mapping[str, Mapping[str, float]], path: str | Path | N
     return _finish(fig, path)
 
 
-def plot_comparison(evaluations: Sequence[Any], functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
-                    path: str | Path | None = None) -> Figure:
+def plot_comparison(
+    evaluations: Sequence[Any],
+    functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    path: str | Path | None = None,
+) -> Figure:
     """One figure: the curves and derivatives of `functions` (with ReLU/GELU references) above
     the per-family bar chart of `evaluations`. Used by `actmine compare --plot FILE.png`."""
     fig = Figure(figsize=(11, 7.5))

@@ -33,11 +33,11 @@ from typing import Sequence
 
 __all__ = ["simplify_to_latex", "TIMEOUT_S", "STARTUP_TIMEOUT_S"]
 
-TIMEOUT_S = 5.0              # per expression, in the child
-STARTUP_TIMEOUT_S = 30.0     # python + sympy import (a loaded machine can take a few seconds)
-SIMPLIFY_MAX_OPS = 80        # larger expressions are printed as they are (simplify is hopeless on them)
+TIMEOUT_S = 5.0  # per expression, in the child
+STARTUP_TIMEOUT_S = 30.0  # python + sympy import (a loaded machine can take a few seconds)
+SIMPLIFY_MAX_OPS = 80  # larger expressions are printed as they are (simplify is hopeless on them)
 CHILD_ADDRESS_SPACE = 2 << 30
-_MAX_ANSWER = 1 << 20        # one answer line; longer ones count as no formula
+_MAX_ANSWER = 1 << 20  # one answer line; longer ones count as no formula
 
 
 def _child_argv() -> list[str]:
@@ -48,8 +48,9 @@ class _Child:
     """One running child: send one line, read one line with a deadline."""
 
     def __init__(self, argv: Sequence[str]):
-        self.process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self.buffer = b""
 
     def send(self, text: str) -> bool:
@@ -92,9 +93,12 @@ class _Child:
         self.process.wait()
 
 
-def simplify_to_latex(sreprs: Sequence[str], timeout_s: float = TIMEOUT_S,
-                      startup_timeout_s: float = STARTUP_TIMEOUT_S,
-                      argv: Sequence[str] | None = None) -> list[str | None]:
+def simplify_to_latex(
+    sreprs: Sequence[str],
+    timeout_s: float = TIMEOUT_S,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    argv: Sequence[str] | None = None,
+) -> list[str | None]:
     """LaTeX of the simplified form of each expression (given as `sympy.srepr` text), or None for
     one that failed or took longer than `timeout_s`. `argv` replaces the child's command line
     (tests use it to stand in a child that hangs)."""
@@ -105,7 +109,7 @@ def simplify_to_latex(sreprs: Sequence[str], timeout_s: float = TIMEOUT_S,
         child = _Child(argv)
         try:
             if child.read_line(startup_timeout_s) != "ready":
-                break    # the child cannot start: no formulas (the report goes on without them)
+                break  # the child cannot start: no formulas (the report goes on without them)
             while index < len(sreprs):
                 if not child.send(json.dumps({"srepr": sreprs[index]})):
                     index += 1
@@ -113,7 +117,7 @@ def simplify_to_latex(sreprs: Sequence[str], timeout_s: float = TIMEOUT_S,
                 line = child.read_line(timeout_s)
                 index += 1
                 if line is None:
-                    break   # timed out (or died): kill it, this one has no formula, go on with the rest
+                    break  # timed out (or died): kill it, this one has no formula, go on with the rest
                 try:
                     answer = json.loads(line)
                 except ValueError:
@@ -129,13 +133,15 @@ def simplify_to_latex(sreprs: Sequence[str], timeout_s: float = TIMEOUT_S,
 # The child (runs with sympy and the standard library only)
 # ------------------------------------------------------------------------------------------------
 
+
 def _rebuild(text: str):
     """The sympy expression of `sympy.srepr` text, built by walking its ast: a call must name a
     sympy class, a bare name a sympy class or singleton (`pi`, `true`), and arguments are literals
     or such calls. Strings are accepted only by `Symbol`, `Float`, `Integer` and `Rational`."""
     import sympy
     from sympy.functions.elementary.piecewise import ExprCondPair
-    extra = {"ExprCondPair": ExprCondPair}   # srepr names that sympy does not export at the top
+
+    extra = {"ExprCondPair": ExprCondPair}  # srepr names that sympy does not export at the top
 
     def resolve(name: str):
         value = extra.get(name, getattr(sympy, name, None))
@@ -159,8 +165,10 @@ def _rebuild(text: str):
             if not isinstance(cls, type):
                 raise ValueError(f"not a sympy class: {node.func.id}")
             strings_ok = cls in (sympy.Symbol, sympy.Float, sympy.Integer, sympy.Rational)
-            args = [a.value if strings_ok and isinstance(a, ast.Constant) and isinstance(a.value, str) else build(a)
-                    for a in node.args]
+            args = [
+                a.value if strings_ok and isinstance(a, ast.Constant) and isinstance(a.value, str) else build(a)
+                for a in node.args
+            ]
             kwargs = {k.arg: build(k.value) for k in node.keywords if k.arg is not None}
             if len(kwargs) != len(node.keywords):
                 raise ValueError("** arguments")
@@ -172,11 +180,12 @@ def _rebuild(text: str):
 
 def _simplified_latex(text: str) -> str | None:
     import sympy
+
     expr = _rebuild(text)
     try:
         if sympy.count_ops(expr) <= SIMPLIFY_MAX_OPS:
             simpler = sympy.simplify(expr)
-            if sympy.count_ops(simpler) <= sympy.count_ops(expr):   # simplify() can make things longer
+            if sympy.count_ops(simpler) <= sympy.count_ops(expr):  # simplify() can make things longer
                 expr = simpler
     except Exception:  # sympy fails in many ways on odd expressions; fall back to the expression as built
         pass
@@ -186,10 +195,12 @@ def _simplified_latex(text: str) -> str | None:
 def child_main() -> None:
     try:
         import resource
+
         resource.setrlimit(resource.RLIMIT_AS, (CHILD_ADDRESS_SPACE, CHILD_ADDRESS_SPACE))
     except (ImportError, ValueError, OSError):
         pass
     import sympy  # noqa: F401  (imported before "ready": the startup limit covers it)
+
     sys.setrecursionlimit(10000)
     out = sys.stdout
     out.write("ready\n")

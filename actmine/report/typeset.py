@@ -36,16 +36,16 @@ from matplotlib.textpath import TextToPath
 
 __all__ = ["formula_svg", "mathtext_latex", "MAX_LATEX_CHARS", "MAX_PATH_CHARS"]
 
-MAX_LATEX_CHARS = 600        # longer formulas are shown as text: a picture would be unreadable anyway
-MAX_PATH_CHARS = 400_000     # outlines above this are not inlined (a page per formula is too much)
-MARGIN_EM = 0.05             # blank border so strokes at the edge are not clipped
-_UNITS_PER_EM = TextToPath.FONT_SCALE   # mathtext lays out at this font size, in these units
+MAX_LATEX_CHARS = 600  # longer formulas are shown as text: a picture would be unreadable anyway
+MAX_PATH_CHARS = 400_000  # outlines above this are not inlined (a page per formula is too much)
+MARGIN_EM = 0.05  # blank border so strokes at the edge are not clipped
+_UNITS_PER_EM = TextToPath.FONT_SCALE  # mathtext lays out at this font size, in these units
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c$")
 _CASES = re.compile(r"\\begin\{cases\}((?:(?!\\begin\{|\\end\{).)*)\\end\{cases\}", re.S)
 _DELIMITER = re.compile(r"\\(left|right)(\\[a-zA-Z]+|\\[{}|]|[()\[\]|./])")
 _TALL = re.compile(r"\\(frac|dfrac|tfrac|genfrac|sqrt|substack|sum|prod|int|binom)|[\^_]")
 _FRAC = re.compile(r"\\frac(?![a-zA-Z])")
-_MAX_CASES = 20              # nested Piecewise levels translated before giving up
+_MAX_CASES = 20  # nested Piecewise levels translated before giving up
 _CACHE_SIZE = 256
 _cache: OrderedDict[str, str | None] = OrderedDict()
 _text_to_path = TextToPath()
@@ -95,7 +95,7 @@ def _plain_delimiters(latex: str) -> str:
     for token in sorted(plain, key=lambda t: t.start(), reverse=True):
         delimiter = token.group(2)
         replacement = "" if delimiter == "." else delimiter + (" " if delimiter[-1].isalpha() else "")
-        latex = latex[:token.start()] + replacement + latex[token.end():]
+        latex = latex[: token.start()] + replacement + latex[token.end() :]
     return latex
 
 
@@ -144,7 +144,7 @@ def _render(latex: str) -> str | None:
         vertices, codes = _text_to_path.get_text_path(_font, f"${translated}$", ismath=True)
         path = Path(vertices, codes)
         extents = path.get_extents()
-    except Exception:   # mathtext's ValueError on unknown LaTeX, and its odd errors on empty layouts
+    except Exception:  # mathtext's ValueError on unknown LaTeX, and its odd errors on empty layouts
         return None
     if len(path.vertices) == 0 or not (extents.width > 0 and extents.height > 0):
         return None
@@ -154,13 +154,15 @@ def _render(latex: str) -> str | None:
     margin = MARGIN_EM * _UNITS_PER_EM
     left, top = extents.x0 - margin, -extents.y1 - margin
     width, height = extents.width + 2 * margin, extents.height + 2 * margin
-    bottom = extents.y0 - margin               # the picture's lower edge relative to the baseline
+    bottom = extents.y0 - margin  # the picture's lower edge relative to the baseline
     em = _UNITS_PER_EM
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="formula-svg" role="img" focusable="false" '
-            f'viewBox="{_number(left)} {_number(top)} {_number(width)} {_number(height)}" '
-            f'width="{width / em:.3f}em" height="{height / em:.3f}em" '
-            f'style="vertical-align:{bottom / em:.3f}em">'
-            f'<path fill="currentColor" d="{data}"/></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="formula-svg" role="img" focusable="false" '
+        f'viewBox="{_number(left)} {_number(top)} {_number(width)} {_number(height)}" '
+        f'width="{width / em:.3f}em" height="{height / em:.3f}em" '
+        f'style="vertical-align:{bottom / em:.3f}em">'
+        f'<path fill="currentColor" d="{data}"/></svg>'
+    )
 
 
 def formula_svg(latex: str) -> str | None:

@@ -48,32 +48,98 @@ from .claims import CLAIM_RULES, CLAIMS, Claim, ClaimCheck, Evidence, _lab_funct
 from .formatting import _duration, _f, _names
 from .markdown import _lab_table, _lab_text, write_markdown
 from .parts import analysis, available_benchmarks, part_alpha, part_batch, part_lab, part_search, part_transfer
-from .plots import (_grouped_bars, _plt, _save, _yerr, alpha_figure, batch_figure, correlation_figure, lab_figure,
-                    transfer_figure)
+from .plots import (
+    _grouped_bars,
+    _plt,
+    _save,
+    _yerr,
+    alpha_figure,
+    batch_figure,
+    correlation_figure,
+    lab_figure,
+    transfer_figure,
+)
 from .progress import Progress
+
 # the verdict rules and their statistics live in `rules`; re-exported here, where they always were
-from .rules import (LAB_SECONDS_LIMIT, NOT_CHECKABLE, NOT_REPRODUCED, REPRODUCED, SHORT, _ci_text, _pearson,
-                    average_ranks, load_validity, mean_ci, paired_ci, rule_all_beat, rule_alpha,
-                    rule_batch_statistics, rule_below_zero, rule_best, rule_no_failures, rule_not_above_zero,
-                    rule_probe, rule_seconds, rule_validity, short, spearman, spearman_p_value, t_quantile_975)
+from .rules import (
+    LAB_SECONDS_LIMIT,
+    NOT_CHECKABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    SHORT,
+    _ci_text,
+    _pearson,
+    average_ranks,
+    load_validity,
+    mean_ci,
+    paired_ci,
+    rule_all_beat,
+    rule_alpha,
+    rule_batch_statistics,
+    rule_below_zero,
+    rule_best,
+    rule_no_failures,
+    rule_not_above_zero,
+    rule_probe,
+    rule_seconds,
+    rule_validity,
+    short,
+    spearman,
+    spearman_p_value,
+    t_quantile_975,
+)
 from .runinfo import FULL_ESTIMATE, _load, _machine, run_info
 from .scoring import _add_paired, _entry, _make_lab, _per_model_vmap, _train, score_activation, score_matrix
-from .settings import (FUNCTIONS, OPTIONAL_BENCHMARKS, PAPER_FUNCTIONS, QUICK_TRANSFER_OPTIONS, REFERENCE,
-                       REQUIRED_BENCHMARKS, VALIDITY_FILE, WINNER_FILE, Settings, _search_config, _settings_key,
-                       full_settings, quick_settings)
+from .settings import (
+    FUNCTIONS,
+    OPTIONAL_BENCHMARKS,
+    PAPER_FUNCTIONS,
+    QUICK_TRANSFER_OPTIONS,
+    REFERENCE,
+    REQUIRED_BENCHMARKS,
+    VALIDITY_FILE,
+    WINNER_FILE,
+    Settings,
+    _search_config,
+    _settings_key,
+    full_settings,
+    quick_settings,
+)
 
 __all__ = [
-    "Claim", "Settings", "quick_settings", "full_settings", "run_reproduce",
-    "t_quantile_975", "mean_ci", "paired_ci", "average_ranks", "spearman", "spearman_p_value",
-    "rule_all_beat", "rule_below_zero", "rule_alpha", "rule_batch_statistics", "rule_probe",
-    "rule_best", "rule_validity", "load_validity", "rule_seconds", "rule_no_failures", "rule_not_above_zero",
-    "REPRODUCED", "NOT_REPRODUCED", "NOT_CHECKABLE",
+    "Claim",
+    "Settings",
+    "quick_settings",
+    "full_settings",
+    "run_reproduce",
+    "t_quantile_975",
+    "mean_ci",
+    "paired_ci",
+    "average_ranks",
+    "spearman",
+    "spearman_p_value",
+    "rule_all_beat",
+    "rule_below_zero",
+    "rule_alpha",
+    "rule_batch_statistics",
+    "rule_probe",
+    "rule_best",
+    "rule_validity",
+    "load_validity",
+    "rule_seconds",
+    "rule_no_failures",
+    "rule_not_above_zero",
+    "REPRODUCED",
+    "NOT_REPRODUCED",
+    "NOT_CHECKABLE",
 ]
 
 
 # ------------------------------------------------------------------------------------------------
 # Plots: drawn in `plots`, saved through this module's `_save` (a test keeps each figure on its way)
 # ------------------------------------------------------------------------------------------------
+
 
 def plot_lab(lab_part: Mapping, winner: Mapping | None, path: Path) -> Path:
     """Per suite: grouped bars (families and "all"), one bar per function, 95% intervals."""
@@ -117,6 +183,7 @@ def _draw_plots(parts: Mapping[str, Any], out_dir: Path) -> None:
 # The run
 # ------------------------------------------------------------------------------------------------
 
+
 def _write_winner_file(out_dir: Path, winner: Mapping[str, Any] | None) -> Path | None:
     """The search winner's source as a program file for the transfer (rewritten only when it changed)."""
     if not winner:
@@ -127,17 +194,26 @@ def _write_winner_file(out_dir: Path, winner: Mapping[str, Any] | None) -> Path 
     return winner_file
 
 
-def _transfer_part(settings: Settings, out_dir: Path, store: PartStore, progress: Progress,
-                   search_part: Mapping[str, Any] | None) -> dict[str, Any]:
+def _transfer_part(
+    settings: Settings, out_dir: Path, store: PartStore, progress: Progress, search_part: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The transfer part, keyed by the functions, the winner's source and the benchmarks present."""
     winner = (search_part or {}).get("winner")
     winner_file = _write_winner_file(out_dir, winner)
     benchmarks, missing = available_benchmarks(settings)
-    return store.run("transfer", {
-        "functions": list(settings.functions), "winner": winner["sha256"] if winner else None,
-        "benchmarks": benchmarks, "missing": sorted(missing), "transfer_seeds": settings.transfer_seeds,
-        "options": settings.transfer_options, "data_dir": settings.data_dir},
-        lambda: part_transfer(settings, out_dir, progress, winner_file, benchmarks, missing))
+    return store.run(
+        "transfer",
+        {
+            "functions": list(settings.functions),
+            "winner": winner["sha256"] if winner else None,
+            "benchmarks": benchmarks,
+            "missing": sorted(missing),
+            "transfer_seeds": settings.transfer_seeds,
+            "options": settings.transfer_options,
+            "data_dir": settings.data_dir,
+        },
+        lambda: part_transfer(settings, out_dir, progress, winner_file, benchmarks, missing),
+    )
 
 
 def _compute_parts(settings: Settings, out_dir: Path, store: PartStore, progress: Progress) -> dict[str, Any]:
@@ -148,13 +224,16 @@ def _compute_parts(settings: Settings, out_dir: Path, store: PartStore, progress
     torch.set_num_threads(1)
     try:
         if not settings.skip_search:
-            parts["search"] = store.run("search", {"search": settings.search, "config": _search_config(settings)},
-                                        lambda: part_search(settings, out_dir, progress))
-        parts["lab"] = store.run("lab", {"functions": list(settings.functions)},
-                                 lambda: part_lab(settings, progress))
+            parts["search"] = store.run(
+                "search",
+                {"search": settings.search, "config": _search_config(settings)},
+                lambda: part_search(settings, out_dir, progress),
+            )
+        parts["lab"] = store.run("lab", {"functions": list(settings.functions)}, lambda: part_lab(settings, progress))
         parts["alpha"] = store.run("alpha", {"alphas": list(settings.alphas)}, lambda: part_alpha(settings, progress))
-        parts["batch"] = store.run("batch", {"functions": list(settings.functions)},
-                                   lambda: part_batch(settings, progress, parts["lab"]))
+        parts["batch"] = store.run(
+            "batch", {"functions": list(settings.functions)}, lambda: part_batch(settings, progress, parts["lab"])
+        )
         if not settings.skip_transfer:
             parts["transfer"] = _transfer_part(settings, out_dir, store, progress, parts.get("search"))
         parts["analysis"] = _jsonable(analysis(settings, parts.get("lab"), parts.get("search"), parts.get("transfer")))
@@ -164,8 +243,13 @@ def _compute_parts(settings: Settings, out_dir: Path, store: PartStore, progress
     return parts
 
 
-def run_reproduce(settings: Settings, out_dir: str | Path = "reproduction", doc: str | Path = "docs/reproduction.md",
-                  force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+def run_reproduce(
+    settings: Settings,
+    out_dir: str | Path = "reproduction",
+    doc: str | Path = "docs/reproduction.md",
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Run (or resume) every part, then write the plots, `claims.json` and the markdown report.
 
     Returns ``{"claims": [...], "doc": path, "wall_seconds": …, "resumed": [...], "computed": [...]}``.
@@ -179,10 +263,18 @@ def run_reproduce(settings: Settings, out_dir: str | Path = "reproduction", doc:
     parts = _compute_parts(settings, out_dir, store, progress)
     parts["validity"] = load_validity(settings.validity)
     claims = build_claims(settings, parts)
-    _atomic_write_json(out_dir / "claims.json", {"command": settings.command(), "settings": settings.to_dict(),
-                                                "claims": [c.to_dict() for c in claims]})
+    _atomic_write_json(
+        out_dir / "claims.json",
+        {"command": settings.command(), "settings": settings.to_dict(), "claims": [c.to_dict() for c in claims]},
+    )
     _draw_plots(parts, out_dir)
     wall = time.perf_counter() - started
     write_markdown(doc, out_dir, settings, parts, claims, run_info(settings, wall, load_start, store))
-    return {"claims": claims, "doc": doc, "wall_seconds": wall, "resumed": store.resumed, "computed": store.computed,
-            "parts": parts}
+    return {
+        "claims": claims,
+        "doc": doc,
+        "wall_seconds": wall,
+        "resumed": store.resumed,
+        "computed": store.computed,
+        "parts": parts,
+    }

@@ -24,7 +24,7 @@ from .settings import Settings
 
 PART_FORMAT = 1
 
-_MISSING = object()   # no reusable saved result
+_MISSING = object()  # no reusable saved result
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
@@ -52,9 +52,15 @@ class PartStore:
         self.resumed: list[str] = []
         self.computed: list[str] = []
         # the settings every part depends on: part of every part's key
-        self.common = {"format": PART_FORMAT, "torch": torch.__version__, "suite": settings.suite,
-                       "heldout_suite": settings.heldout_suite, "seeds": settings.seeds, "steps": settings.steps,
-                       "device": settings.device}
+        self.common = {
+            "format": PART_FORMAT,
+            "torch": torch.__version__,
+            "suite": settings.suite,
+            "heldout_suite": settings.heldout_suite,
+            "seeds": settings.seeds,
+            "steps": settings.steps,
+            "device": settings.device,
+        }
 
     def run(self, name: str, key: Mapping[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Part `name`'s result: the saved one when it was made with the same settings (the common
@@ -68,9 +74,16 @@ class PartStore:
         t0 = time.perf_counter()
         result = _jsonable(compute())
         seconds = round(time.perf_counter() - t0, 1)
-        _atomic_write_json(path, {"part": name, "settings": key, "seconds": seconds,
-                                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                  "result": result})
+        _atomic_write_json(
+            path,
+            {
+                "part": name,
+                "settings": key,
+                "seconds": seconds,
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "result": result,
+            },
+        )
         self.part_seconds[name] = seconds
         self.computed.append(name)
         self.progress.say(f"{name}: done in {_duration(seconds)}, saved {path}")

@@ -46,18 +46,24 @@ class _Report:
 # The lab's text and table (one suite)
 # ------------------------------------------------------------------------------------------------
 
+
 def _lab_text(data: Mapping, suite: str) -> str:
     entries = {n: e for n, e in data["functions"].items() if n != REFERENCE}
     ok = {n: e for n, e in entries.items() if e.get("ok")}
     better = [n for n, e in ok.items() if e["ci"]["high"] is not None and e["ci"]["high"] < 0]
     worse = [n for n, e in ok.items() if e["ci"]["low"] is not None and e["ci"]["low"] > 0]
     tied = [n for n in ok if n not in better and n not in worse]
-    above_gelu = [n for n, e in ok.items() if n != "gelu" and e.get("vs_gelu") and e["vs_gelu"]["high"] is not None
-                  and e["vs_gelu"]["high"] < 0]
+    above_gelu = [
+        n
+        for n, e in ok.items()
+        if n != "gelu" and e.get("vs_gelu") and e["vs_gelu"]["high"] is not None and e["vs_gelu"]["high"] < 0
+    ]
     ranked = sorted(ok, key=lambda n: ok[n]["ci"]["mean"])
-    text = (f"On `{suite}` ({len(data['seeds'])} seeds), significantly better than ReLU (95% interval below 0): "
-            f"{_names(better)}; not distinguishable from ReLU: {_names(tied)}; significantly worse: "
-            f"{_names(worse)}. Significantly better than GELU: {_names(above_gelu)}.")
+    text = (
+        f"On `{suite}` ({len(data['seeds'])} seeds), significantly better than ReLU (95% interval below 0): "
+        f"{_names(better)}; not distinguishable from ReLU: {_names(tied)}; significantly worse: "
+        f"{_names(worse)}. Significantly better than GELU: {_names(above_gelu)}."
+    )
     if ranked:
         text += f" Best mean score: {short(ranked[0])} ({ok[ranked[0]]['ci']['mean']:+.3f})."
     failed = [n for n, e in entries.items() if not e.get("ok")]
@@ -68,8 +74,11 @@ def _lab_text(data: Mapping, suite: str) -> str:
 
 def _lab_table(data: Mapping, winner_entry: Mapping | None) -> list[str]:
     families = list(data["families"])
-    header = ["function", "ood_log_ratio (lab's)", "mean [95% CI] over seeds", "vs GELU [95% CI]"] + families + \
-        ["max ID error", "pointwise", "seconds"]
+    header = (
+        ["function", "ood_log_ratio (lab's)", "mean [95% CI] over seeds", "vs GELU [95% CI]"]
+        + families
+        + ["max ID error", "pointwise", "seconds"]
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     entries = dict(data["functions"])
     if winner_entry:
@@ -89,6 +98,7 @@ def _lab_table(data: Mapping, winner_entry: Mapping | None) -> list[str]:
 # The head: summary, run, settings, claims
 # ------------------------------------------------------------------------------------------------
 
+
 def _summary(r: _Report) -> list[str]:
     counts = {v: sum(c.verdict == v for c in r.claims) for v in (REPRODUCED, NOT_REPRODUCED, NOT_CHECKABLE)}
     return [
@@ -99,9 +109,13 @@ def _summary(r: _Report) -> list[str]:
         "says how to resume, force or change the run.",
         "",
         f"**{counts[REPRODUCED]} of {len(r.claims)} claims reproduced, {counts[NOT_REPRODUCED]} not reproduced, "
-        f"{counts[NOT_CHECKABLE]} not checkable here.**" + (
+        f"{counts[NOT_CHECKABLE]} not checkable here.**"
+        + (
             " This is the `--quick` run: fewer seeds, a shorter search and reduced transfer benchmarks "
-            "(see Settings); `actmine reproduce` without `--quick` is the full version." if r.settings.quick else ""),
+            "(see Settings); `actmine reproduce` without `--quick` is the full version."
+            if r.settings.quick
+            else ""
+        ),
         "",
     ]
 
@@ -117,8 +131,11 @@ def _run_section(r: _Report) -> list[str]:
         "process",
         f"- wall time of this invocation: **{_duration(info['wall_seconds'])}**; compute time of all parts when "
         f"they were computed: {_duration(info['parts_seconds'])} ("
-        + ", ".join(f"{p} {_duration(s)}" + (" resumed" if p in info['resumed'] else "")
-                    for p, s in info['part_seconds'].items()) + ")",
+        + ", ".join(
+            f"{p} {_duration(s)}" + (" resumed" if p in info["resumed"] else "")
+            for p, s in info["part_seconds"].items()
+        )
+        + ")",
         f"- full version (`actmine reproduce`): {info['full_estimate']}",
         "",
     ]
@@ -135,14 +152,23 @@ def _settings_section(r: _Report) -> list[str]:
         f"{settings.steps or 50} steps; batch dependence allowed (Turbulent) |",
         f"| functions | {', '.join(settings.functions)} |",
         f"| α grid (GELUSine) | {', '.join(f'{a:g}' for a in settings.alphas)} |",
-        "| transfer | " + ("skipped" if settings.skip_transfer else
-                            ", ".join(settings.benchmarks)
-                            + (f" (and {', '.join(settings.optional_benchmarks)} when their data are present)"
-                               if settings.optional_benchmarks else "")
-                            + f", seeds 0..{settings.transfer_seeds - 1}, options "
-                            f"`{json.dumps(settings.transfer_options)}`") + " |",
-        "| search | " + ("skipped" if settings.skip_search else
-                          f"default config with `{json.dumps(settings.search)}`") + " |",
+        "| transfer | "
+        + (
+            "skipped"
+            if settings.skip_transfer
+            else ", ".join(settings.benchmarks)
+            + (
+                f" (and {', '.join(settings.optional_benchmarks)} when their data are present)"
+                if settings.optional_benchmarks
+                else ""
+            )
+            + f", seeds 0..{settings.transfer_seeds - 1}, options "
+            f"`{json.dumps(settings.transfer_options)}`"
+        )
+        + " |",
+        "| search | "
+        + ("skipped" if settings.skip_search else f"default config with `{json.dumps(settings.search)}`")
+        + " |",
         f"| workers | {settings.workers} |",
         "",
         "Intervals are 95% Student-t intervals over training seeds of the per-seed score (the lab's "
@@ -152,26 +178,38 @@ def _settings_section(r: _Report) -> list[str]:
     ]
 
 
-_VERDICT_TEXT = {REPRODUCED: "**reproduced**", NOT_REPRODUCED: "**not reproduced**",
-                 NOT_CHECKABLE: "not checkable here"}
+_VERDICT_TEXT = {
+    REPRODUCED: "**reproduced**",
+    NOT_REPRODUCED: "**not reproduced**",
+    NOT_CHECKABLE: "not checkable here",
+}
 
 
 def _claims_section(r: _Report) -> list[str]:
-    lines = ["## Claims",
-             "",
-             "| # | the paper's claim | where it is stated | our measurement | verdict | rule | part (JSON) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Claims",
+        "",
+        "| # | the paper's claim | where it is stated | our measurement | verdict | rule | part (JSON) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, c in enumerate(r.claims, 1):
         json_name = {"analysis": "analysis.json"}.get(c.part, f"{c.part}.json")
-        lines.append(f"| {i} | {c.claim} | {c.source} | {c.measured} | {_VERDICT_TEXT[c.verdict]}: {c.why} | "
-                     f"{c.rule} | [{c.part}]({r.link(json_name)}) |")
-    return lines + ["", f"Every claim above was measured by `{r.command}`; the sections below give the equivalent "
-                    "stand-alone commands.", ""]
+        lines.append(
+            f"| {i} | {c.claim} | {c.source} | {c.measured} | {_VERDICT_TEXT[c.verdict]}: {c.why} | "
+            f"{c.rule} | [{c.part}]({r.link(json_name)}) |"
+        )
+    return lines + [
+        "",
+        f"Every claim above was measured by `{r.command}`; the sections below give the equivalent "
+        "stand-alone commands.",
+        "",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
 # 1. the lab comparison
 # ------------------------------------------------------------------------------------------------
+
 
 def _beats_relu(entries: Mapping[str, Any], name: str) -> bool:
     e = entries.get(name) or {}
@@ -186,9 +224,12 @@ def _suites_compared(lab_part: Mapping[str, Any]) -> list[str]:
     first, second = (lab_part["suites"][x]["functions"] for x in suites)
     only_first = [n for n in first if _beats_relu(first, n) and not _beats_relu(second, n)]
     both = [n for n in first if _beats_relu(first, n) and _beats_relu(second, n)]
-    return [f"Significantly better than ReLU on both suites: {_names(both)}; on `{suites[0]}` only: "
-            f"{_names(only_first)}. The held-out suite has other tasks of the same families: a function "
-            f"that wins only on `{suites[0]}` wins on its particular tasks.", ""]
+    return [
+        f"Significantly better than ReLU on both suites: {_names(both)}; on `{suites[0]}` only: "
+        f"{_names(only_first)}. The held-out suite has other tasks of the same families: a function "
+        f"that wins only on `{suites[0]}` wins on its particular tasks.",
+        "",
+    ]
 
 
 def _lab_section(r: _Report) -> list[str]:
@@ -197,25 +238,33 @@ def _lab_section(r: _Report) -> list[str]:
     if not lab_part:
         return lines + ["Not run.", ""]
     names = " ".join(settings.functions)
-    lines += [f"Command: `{r.command}` (part `lab`); the same scores (without intervals) from "
-              f"`actmine compare {names} --seeds {settings.seeds} --allow-batch-dependent` and the same "
-              f"with `--suite {settings.heldout_suite}`.", "",
-              f"![per-family log-ratios]({r.link('lab.png')})", ""]
+    lines += [
+        f"Command: `{r.command}` (part `lab`); the same scores (without intervals) from "
+        f"`actmine compare {names} --seeds {settings.seeds} --allow-batch-dependent` and the same "
+        f"with `--suite {settings.heldout_suite}`.",
+        "",
+        f"![per-family log-ratios]({r.link('lab.png')})",
+        "",
+    ]
     lines += _suites_compared(lab_part)
     for suite, data in lab_part["suites"].items():
         lines += [f"### `{suite}`", "", _lab_text(data, suite), ""]
         lines += _lab_table(data, (winner or {}).get("suites", {}).get(suite) if winner else None)
         lines.append("")
-    return lines + ["`ood_log_ratio (lab's)` is the lab's own score (per task: mean over seeds, then clipped); "
-                    "the interval column is over per-seed scores (clipped per task and seed), so the two differ "
-                    "slightly where the clip binds. Per-family columns: mean [95% CI] of the family's log-ratio. "
-                    "Turbulent is scored one example at a time, as `Lab.evaluate` scores batch-dependent functions "
-                    "(see section 3 for batch scoring).", ""]
+    return lines + [
+        "`ood_log_ratio (lab's)` is the lab's own score (per task: mean over seeds, then clipped); "
+        "the interval column is over per-seed scores (clipped per task and seed), so the two differ "
+        "slightly where the clip binds. Per-family columns: mean [95% CI] of the family's log-ratio. "
+        "Turbulent is scored one example at a time, as `Lab.evaluate` scores batch-dependent functions "
+        "(see section 3 for batch scoring).",
+        "",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
 # 2. GELUSine's α
 # ------------------------------------------------------------------------------------------------
+
 
 def _alpha_summary(alpha_part: Mapping[str, Any]) -> str:
     """The optimum, α = 0.1 against it and against GELU, and the points significantly worse."""
@@ -223,15 +272,24 @@ def _alpha_summary(alpha_part: Mapping[str, Any]) -> str:
     best = alpha_part["best_alpha"]
     target = next((p for p in points if p.get("alpha") == 0.1 and p["ok"]), None)
     zero = next((p for p in points if p.get("alpha") == 0 and p["ok"]), None)
-    significant_worse = [p["alpha"] for p in points if p["ok"] and p.get("vs_best")
-                         and p["vs_best"]["low"] is not None and p["vs_best"]["low"] > 0]
-    return (f"The grid optimum is α* = {best:g}" + (f" ({_ci_text(next(p for p in points if p.get('alpha') == best)['ci'])})"
-                                                   if best is not None else "")
-            + (f"; α = 0.1 scores {_ci_text(target['ci'])}" if target else "")
-            + (f", and α = 0.1 minus α = 0 (GELU) is {_ci_text(paired_ci(target['per_seed'], zero['per_seed']))}"
-               if target and zero else "")
-            + ". Points significantly worse than the optimum: "
-            + (", ".join(f"{a:g}" for a in significant_worse) or "none") + ".")
+    significant_worse = [
+        p["alpha"]
+        for p in points
+        if p["ok"] and p.get("vs_best") and p["vs_best"]["low"] is not None and p["vs_best"]["low"] > 0
+    ]
+    return (
+        f"The grid optimum is α* = {best:g}"
+        + (f" ({_ci_text(next(p for p in points if p.get('alpha') == best)['ci'])})" if best is not None else "")
+        + (f"; α = 0.1 scores {_ci_text(target['ci'])}" if target else "")
+        + (
+            f", and α = 0.1 minus α = 0 (GELU) is {_ci_text(paired_ci(target['per_seed'], zero['per_seed']))}"
+            if target and zero
+            else ""
+        )
+        + ". Points significantly worse than the optimum: "
+        + (", ".join(f"{a:g}" for a in significant_worse) or "none")
+        + "."
+    )
 
 
 def _alpha_section(r: _Report) -> list[str]:
@@ -239,15 +297,22 @@ def _alpha_section(r: _Report) -> list[str]:
     alpha_part = r.parts.get("alpha")
     if not alpha_part:
         return lines + ["Not run.", ""]
-    lines += [f"Command: `{r.command}` (part `alpha`); one point is `actmine evaluate` of "
-              "`gelu_sine` with that α (in Python: `activations.get('gelu_sine', alpha=α)`).", "",
-              f"![alpha sweep]({r.link('alpha.png')})", "",
-              _alpha_summary(alpha_part), "",
-              "| α | mean [95% CI] | minus α = 0.1 [95% CI] | minus optimum [95% CI] |", "|---|---|---|---|"]
+    lines += [
+        f"Command: `{r.command}` (part `alpha`); one point is `actmine evaluate` of "
+        "`gelu_sine` with that α (in Python: `activations.get('gelu_sine', alpha=α)`).",
+        "",
+        f"![alpha sweep]({r.link('alpha.png')})",
+        "",
+        _alpha_summary(alpha_part),
+        "",
+        "| α | mean [95% CI] | minus α = 0.1 [95% CI] | minus optimum [95% CI] |",
+        "|---|---|---|---|",
+    ]
     for p in alpha_part["points"]:
         if p["ok"]:
-            lines.append(f"| {p['alpha']:g} | {_ci_text(p['ci'])} | {_ci_text(p.get('vs_0.1'))} | "
-                         f"{_ci_text(p.get('vs_best'))} |")
+            lines.append(
+                f"| {p['alpha']:g} | {_ci_text(p['ci'])} | {_ci_text(p.get('vs_0.1'))} | {_ci_text(p.get('vs_best'))} |"
+            )
         else:
             lines.append(f"| {p['alpha']:g} | failed: {p['error']['code']} | | |")
     lines.append("")
@@ -258,24 +323,32 @@ def _alpha_section(r: _Report) -> list[str]:
 # 3. the batch-statistics failure
 # ------------------------------------------------------------------------------------------------
 
+
 def _probe_table(batch_part: Mapping[str, Any]) -> list[str]:
     lines = ["| function | pointwise (probe) | with the default probe budget |", "|---|---|---|"]
     for name, v in batch_part["probe"].items():
-        lines.append(f"| {short(name)} | {'yes' if v['pointwise'] else '**no**' if v['pointwise'] is False else v['error']} "
-                     f"| {v.get('default_budget', '—')} |")
+        lines.append(
+            f"| {short(name)} | {'yes' if v['pointwise'] else '**no**' if v['pointwise'] is False else v['error']} "
+            f"| {v.get('default_budget', '—')} |"
+        )
     return lines + [""]
 
 
 def _batch_table(r: _Report, batch_part: Mapping[str, Any]) -> list[str]:
-    lines = [f"![batch vs per example]({r.link('batch.png')})", "",
-             "| function | suite | in batches [95% CI] | per example [95% CI] | batches − per example |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"![batch vs per example]({r.link('batch.png')})",
+        "",
+        "| function | suite | in batches [95% CI] | per example [95% CI] | batches − per example |",
+        "|---|---|---|---|---|",
+    ]
     for suite, rows in batch_part["suites"].items():
         for name, row in rows.items():
             ib, pe = row["in_batches"], row.get("per_example") or {}
-            lines.append(f"| {short(name)} | `{suite}` | {_ci_text(ib.get('ci')) if ib.get('ok') else 'failed'} | "
-                         f"{_ci_text(pe.get('ci')) if pe.get('ok') else '—'} | "
-                         f"{_ci_text(row['batches_minus_per_example'])} |")
+            lines.append(
+                f"| {short(name)} | `{suite}` | {_ci_text(ib.get('ci')) if ib.get('ok') else 'failed'} | "
+                f"{_ci_text(pe.get('ci')) if pe.get('ok') else '—'} | "
+                f"{_ci_text(row['batches_minus_per_example'])} |"
+            )
     return lines + [""]
 
 
@@ -290,18 +363,29 @@ def _batch_findings(r: _Report, batch_part: Mapping[str, Any]) -> list[str]:
         ib, pe = row["in_batches"], row.get("per_example") or {}
         if ib.get("ok") and pe.get("ok"):
             diff = row["batches_minus_per_example"]
-            sig = ("significantly" if diff and diff["low"] is not None and (diff["low"] > 0 or diff["high"] < 0)
-                   else "not significantly")
-            lines.append(f"On `{settings.suite}`, {short(name)} scores {ib['ci']['mean']:+.3f} with batch "
-                         f"statistics and {pe['ci']['mean']:+.3f} one example at a time ({sig} different). "
-                         "In batches, each model's ID evaluation points, and separately its OOD points, share "
-                         "the statistics; training always uses each model's own minibatch.")
+            sig = (
+                "significantly"
+                if diff and diff["low"] is not None and (diff["low"] > 0 or diff["high"] < 0)
+                else "not significantly"
+            )
+            lines.append(
+                f"On `{settings.suite}`, {short(name)} scores {ib['ci']['mean']:+.3f} with batch "
+                f"statistics and {pe['ci']['mean']:+.3f} one example at a time ({sig} different). "
+                "In batches, each model's ID evaluation points, and separately its OOD points, share "
+                "the statistics; training always uses each model's own minibatch."
+            )
     if turbulent_rows:
-        lines.append("Downstream (where the network is trained and tested in minibatches): "
-                     + "; ".join(f"{t['benchmark']} {t['mean']:.4f} mean score, log-ratio vs ReLU "
-                                 f"{_ci_text(t['ci'])}" + (f", {t['failed']} failed" if t['failed'] else "")
-                                 if t["n"] else f"{t['benchmark']}: every job failed"
-                                 for t in turbulent_rows) + ".")
+        lines.append(
+            "Downstream (where the network is trained and tested in minibatches): "
+            + "; ".join(
+                f"{t['benchmark']} {t['mean']:.4f} mean score, log-ratio vs ReLU "
+                f"{_ci_text(t['ci'])}" + (f", {t['failed']} failed" if t["failed"] else "")
+                if t["n"]
+                else f"{t['benchmark']}: every job failed"
+                for t in turbulent_rows
+            )
+            + "."
+        )
     return lines + [""]
 
 
@@ -310,10 +394,13 @@ def _batch_section(r: _Report) -> list[str]:
     batch_part = r.parts.get("batch")
     if not batch_part:
         return lines + ["Not run.", ""]
-    lines += [f"Command: `{r.command}` (part `batch`); the probe alone: "
-              "`python -c \"from actmine import activations; from actmine.candidate.probes import is_pointwise; "
-              "print(is_pointwise(activations.get('turbulent')))\"`; `actmine evaluate turbulent` refuses it "
-              "(`batch_dependent`) unless `--allow-batch-dependent`.", ""]
+    lines += [
+        f"Command: `{r.command}` (part `batch`); the probe alone: "
+        '`python -c "from actmine import activations; from actmine.candidate.probes import is_pointwise; '
+        "print(is_pointwise(activations.get('turbulent')))\"`; `actmine evaluate turbulent` refuses it "
+        "(`batch_dependent`) unless `--allow-batch-dependent`.",
+        "",
+    ]
     lines += _probe_table(batch_part)
     if batch_part["batch_dependent"]:
         lines += _batch_table(r, batch_part) + _batch_findings(r, batch_part)
@@ -324,31 +411,43 @@ def _batch_section(r: _Report) -> list[str]:
 # 4. transfer
 # ------------------------------------------------------------------------------------------------
 
+
 def _transfer_command(r: _Report, transfer_part: Mapping[str, Any]) -> str:
     """The equivalent stand-alone `actmine transfer` command line."""
     out_dir = r.out_dir
     activations_arg = ",".join(list(r.settings.functions) + ([str(out_dir / WINNER_FILE)] if r.winner else []))
-    option_args = " ".join(f"--option {shlex.quote(f'{b}.{k}={json.dumps(v)}')}"
-                           for b, opts in transfer_part["options"].items() for k, v in opts.items())
-    return (f"Command: `{r.command}` (part `transfer`); equivalent: `actmine transfer --activations "
-            f"{activations_arg} --benchmarks {','.join(transfer_part['benchmarks'])} --seeds "
-            f"{len(transfer_part['seeds'])} {option_args} --out {out_dir / 'transfer'}`.")
+    option_args = " ".join(
+        f"--option {shlex.quote(f'{b}.{k}={json.dumps(v)}')}"
+        for b, opts in transfer_part["options"].items()
+        for k, v in opts.items()
+    )
+    return (
+        f"Command: `{r.command}` (part `transfer`); equivalent: `actmine transfer --activations "
+        f"{activations_arg} --benchmarks {','.join(transfer_part['benchmarks'])} --seeds "
+        f"{len(transfer_part['seeds'])} {option_args} --out {out_dir / 'transfer'}`."
+    )
 
 
 def _transfer_table(transfer_part: Mapping[str, Any]) -> list[str]:
     """Per function: each benchmark's score (mean ± sd) and log-ratio vs ReLU [95% CI]."""
     benchmarks = transfer_part["benchmarks"]
     metric = {r["benchmark"]: r["metric"] for r in transfer_part["rows"]}
-    header = ["function"] + [f"{b} {metric.get(b, '')} (mean ± sd)" for b in benchmarks] + \
-        [f"{b} log-ratio [95% CI]" for b in benchmarks]
+    header = (
+        ["function"]
+        + [f"{b} {metric.get(b, '')} (mean ± sd)" for b in benchmarks]
+        + [f"{b} log-ratio [95% CI]" for b in benchmarks]
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_cell = {(r["activation"], r["benchmark"]): r for r in transfer_part["rows"]}
     for name in dict.fromkeys(r["activation"] for r in transfer_part["rows"]):
         cells = [short(name)]
         for b in benchmarks:
             r = by_cell.get((name, b))
-            cells.append("—" if not r or not r["n"] else f"{r['mean']:.4f} ± {_f(r['std'], '.4f')}"
-                         + (f" ({r['failed']} failed)" if r["failed"] else ""))
+            cells.append(
+                "—"
+                if not r or not r["n"]
+                else f"{r['mean']:.4f} ± {_f(r['std'], '.4f')}" + (f" ({r['failed']} failed)" if r["failed"] else "")
+            )
         for b in benchmarks:
             r = by_cell.get((name, b))
             cells.append("0 (reference)" if name == REFERENCE else _ci_text(r["ci"]) if r else "—")
@@ -361,24 +460,38 @@ def _transfer_findings(r: _Report, transfer_part: Mapping[str, Any]) -> list[str
     failed jobs."""
     lines = []
     for b in transfer_part["benchmarks"]:
-        rows = [row for row in transfer_part["rows"] if row["benchmark"] == b and row["activation"] != REFERENCE
-                and row["ci"]["mean"] is not None]
+        rows = [
+            row
+            for row in transfer_part["rows"]
+            if row["benchmark"] == b and row["activation"] != REFERENCE and row["ci"]["mean"] is not None
+        ]
         better = [row["activation"] for row in rows if row["ci"]["high"] is not None and row["ci"]["high"] < 0]
         worse = [row["activation"] for row in rows if row["ci"]["low"] is not None and row["ci"]["low"] > 0]
         best = min(rows, key=lambda row: row["ci"]["mean"]) if rows else None
-        lines.append(f"On `{b}`: significantly better than ReLU: {_names(better)}; significantly worse: "
-                     f"{_names(worse)}" + (f"; best mean: {short(best['activation'])} "
-                                           f"({best['ci']['mean']:+.3f})" if best else "") + ".")
+        lines.append(
+            f"On `{b}`: significantly better than ReLU: {_names(better)}; significantly worse: "
+            f"{_names(worse)}"
+            + (f"; best mean: {short(best['activation'])} ({best['ci']['mean']:+.3f})" if best else "")
+            + "."
+        )
     if r.settings.quick and "clrs" in transfer_part["benchmarks"]:
         lines.append("")
-        lines.append("In `--quick`, CLRS is reduced (see Settings: one algorithm, a smaller model, fewer steps "
-                     "and test graphs than the benchmark's defaults of four algorithms × 300 steps), and "
-                     "`digits` trains for fewer epochs: a smoke check of the transfer claims, not a test of the "
-                     "paper's CLRS-30 numbers. The full run uses the benchmarks' defaults.")
+        lines.append(
+            "In `--quick`, CLRS is reduced (see Settings: one algorithm, a smaller model, fewer steps "
+            "and test graphs than the benchmark's defaults of four algorithms × 300 steps), and "
+            "`digits` trains for fewer epochs: a smoke check of the transfer claims, not a test of the "
+            "paper's CLRS-30 numbers. The full run uses the benchmarks' defaults."
+        )
     if transfer_part["failures"]:
-        lines += ["", "Failed jobs: " + "; ".join(
-            f"{short(f['activation'])} on {f['benchmark']} seed {f['seed']}: [{f['error']['code']}] "
-            f"{f['error']['message'][:160]}" for f in transfer_part["failures"])]
+        lines += [
+            "",
+            "Failed jobs: "
+            + "; ".join(
+                f"{short(f['activation'])} on {f['benchmark']} seed {f['seed']}: [{f['error']['code']}] "
+                f"{f['error']['message'][:160]}"
+                for f in transfer_part["failures"]
+            ),
+        ]
     return lines + [""]
 
 
@@ -388,12 +501,19 @@ def _transfer_section(r: _Report) -> list[str]:
     if transfer_part is None:
         return lines + ["Skipped (`--skip-transfer`).", ""]
     if not transfer_part.get("rows"):
-        return lines + ["No benchmark could run: " + "; ".join(f"`{b}`: {why}" for b, why in
-                                                                transfer_part.get("missing", {}).items()), ""]
+        return lines + [
+            "No benchmark could run: "
+            + "; ".join(f"`{b}`: {why}" for b, why in transfer_part.get("missing", {}).items()),
+            "",
+        ]
     lines += [_transfer_command(r, transfer_part), "", f"![transfer]({r.link('transfer.png')})", ""]
     if transfer_part.get("missing"):
-        lines += ["Not run (data or dependency missing): " + "; ".join(
-            f"`{b}`: {why}" for b, why in transfer_part["missing"].items()) + ".", ""]
+        lines += [
+            "Not run (data or dependency missing): "
+            + "; ".join(f"`{b}`: {why}" for b, why in transfer_part["missing"].items())
+            + ".",
+            "",
+        ]
     return lines + _transfer_table(transfer_part) + _transfer_findings(r, transfer_part)
 
 
@@ -401,24 +521,36 @@ def _transfer_section(r: _Report) -> list[str]:
 # 5. the correlation, 6. the search, and the files
 # ------------------------------------------------------------------------------------------------
 
+
 def _correlation_section(r: _Report) -> list[str]:
     corr = r.parts.get("analysis")
-    lines = ["## 5. Does lab fitness predict downstream rank?", "",
-             "The verdict of this claim comes from the validity study (`actmine validate`, "
-             "docs/validity.md): two dozen functions or more across the whole range of lab "
-             "fitness, lab fitness on the unseen test suites, real-data extrapolation benchmarks, bootstrap "
-             "intervals; " + _validity_measured(r.parts.get("validity")) + ". The correlation below uses only this "
-             "run's few functions and benchmarks and is shown for information.", ""]
+    lines = [
+        "## 5. Does lab fitness predict downstream rank?",
+        "",
+        "The verdict of this claim comes from the validity study (`actmine validate`, "
+        "docs/validity.md): two dozen functions or more across the whole range of lab "
+        "fitness, lab fitness on the unseen test suites, real-data extrapolation benchmarks, bootstrap "
+        "intervals; " + _validity_measured(r.parts.get("validity")) + ". The correlation below uses only this "
+        "run's few functions and benchmarks and is shown for information.",
+        "",
+    ]
     if not (corr and corr.get("correlations")):
         return lines + ["Not computed (needs the lab comparison and the transfer).", ""]
-    lines += ["Spearman's ρ (average ranks for ties) across all functions between lab fitness "
-              f"(−ood_log_ratio on `{r.settings.suite}`) and downstream fitness (−log-ratio vs ReLU; ReLU is "
-              "(0, 0)); p: one-sided permutation test of ρ > 0.", "",
-              f"![lab vs downstream]({r.link('correlation.png')})", "",
-              "| downstream | functions | Spearman ρ | one-sided p |", "|---|---|---|---|"]
+    lines += [
+        "Spearman's ρ (average ranks for ties) across all functions between lab fitness "
+        f"(−ood_log_ratio on `{r.settings.suite}`) and downstream fitness (−log-ratio vs ReLU; ReLU is "
+        "(0, 0)); p: one-sided permutation test of ρ > 0.",
+        "",
+        f"![lab vs downstream]({r.link('correlation.png')})",
+        "",
+        "| downstream | functions | Spearman ρ | one-sided p |",
+        "|---|---|---|---|",
+    ]
     for key, c in corr["correlations"].items():
-        lines.append(f"| {'mean over benchmarks' if key == 'mean' else key} | {c['n']} | {_f(c['rho'], '+.2f')} | "
-                     f"{_f(c['p_value'], '.3f')} |")
+        lines.append(
+            f"| {'mean over benchmarks' if key == 'mean' else key} | {c['n']} | {_f(c['rho'], '+.2f')} | "
+            f"{_f(c['p_value'], '.3f')} |"
+        )
     return lines + [""]
 
 
@@ -431,19 +563,25 @@ def _winner_ranks(r: _Report, winner: Mapping[str, Any]) -> list[str]:
         if entry.get("ok") and functions:
             means = sorted([e["ci"]["mean"] for e in functions.values() if e.get("ok")] + [entry["ci"]["mean"]])
             rank = means.index(entry["ci"]["mean"]) + 1
-            lines.append(f"- `{suite}` ({settings.seeds} seeds): {_ci_text(entry['ci'])}, rank {rank} of "
-                         f"{len(means)} functions (lowest first).")
+            lines.append(
+                f"- `{suite}` ({settings.seeds} seeds): {_ci_text(entry['ci'])}, rank {rank} of "
+                f"{len(means)} functions (lowest first)."
+            )
         elif entry:
             lines.append(f"- `{suite}`: failed ({(entry.get('error') or {}).get('code')}).")
     rows = [row for row in (transfer_part or {}).get("rows", []) if row["activation"] == "search_winner"]
     for row in rows:
-        others = sorted(0.0 if x["activation"] == REFERENCE else x["ci"]["mean"] for x in transfer_part["rows"]
-                        if x["benchmark"] == row["benchmark"] and (x["activation"] == REFERENCE or
-                                                                   x["ci"]["mean"] is not None))
+        others = sorted(
+            0.0 if x["activation"] == REFERENCE else x["ci"]["mean"]
+            for x in transfer_part["rows"]
+            if x["benchmark"] == row["benchmark"] and (x["activation"] == REFERENCE or x["ci"]["mean"] is not None)
+        )
         if row["ci"]["mean"] is not None:
-            lines.append(f"- `{row['benchmark']}`: log-ratio vs ReLU {_ci_text(row['ci'])}, rank "
-                         f"{others.index(row['ci']['mean']) + 1} of {len(others)} functions, ReLU included "
-                         "(lowest first).")
+            lines.append(
+                f"- `{row['benchmark']}`: log-ratio vs ReLU {_ci_text(row['ci'])}, rank "
+                f"{others.index(row['ci']['mean']) + 1} of {len(others)} functions, ReLU included "
+                "(lowest first)."
+            )
     return lines
 
 
@@ -451,15 +589,24 @@ def _winner_lines(r: _Report, config: Mapping[str, Any], winner: Mapping[str, An
     """The winner's source, where it lands, and (in `--quick`) why its held-out score is the honest one."""
     if not winner:
         return ["The search produced no scored program."]
-    lines = ["", f"The winner, program #{winner['program_id']} (search fitness "
-             f"{winner['search_fitness']:+.3f}; saved as [{WINNER_FILE}]({r.link(WINNER_FILE)})):", "",
-             "```python", winner["source"].rstrip(), "```", ""]
+    lines = [
+        "",
+        f"The winner, program #{winner['program_id']} (search fitness "
+        f"{winner['search_fitness']:+.3f}; saved as [{WINNER_FILE}]({r.link(WINNER_FILE)})):",
+        "",
+        "```python",
+        winner["source"].rstrip(),
+        "```",
+        "",
+    ]
     lines += _winner_ranks(r, winner)
     if r.settings.quick:
         lines.append("")
-        lines.append(f"With {config['lab']['training_seeds']} seeds and {config['search']['budget']} evaluations the "
-                     "search's best is partly selected on seed noise (docs/lab.md, \"Noise\"); its held-out "
-                     "score is the honest number.")
+        lines.append(
+            f"With {config['lab']['training_seeds']} seeds and {config['search']['budget']} evaluations the "
+            'search\'s best is partly selected on seed noise (docs/lab.md, "Noise"); its held-out '
+            "score is the honest number."
+        )
     return lines
 
 
@@ -469,31 +616,55 @@ def _search_section(r: _Report) -> list[str]:
     if not search_part:
         return lines + ["Skipped (`--skip-search`).", ""]
     config = search_part["config"]
-    lines += [f"Command: `{r.command}` (part `search`); equivalent: `actmine search --budget "
-              f"{config['search']['budget']} --run-dir {search_part['run_dir']}` with `lab.training_seeds: "
-              f"{config['lab']['training_seeds']}`, `search.time_limit: {config['search']['time_limit']}`, "
-              f"`search.heldout_top: {config['search']['heldout_top']}` in a config file.", "",
-              f"{search_part['evaluated']} evaluations in {_duration(search_part['seconds'])} "
-              f"({config['mutator']['kind']} mutator, {config['lab']['training_seeds']} seeds on `{config['lab']['suite']}`, "
-              f"{config['executor']['workers']} workers)."]
+    lines += [
+        f"Command: `{r.command}` (part `search`); equivalent: `actmine search --budget "
+        f"{config['search']['budget']} --run-dir {search_part['run_dir']}` with `lab.training_seeds: "
+        f"{config['lab']['training_seeds']}`, `search.time_limit: {config['search']['time_limit']}`, "
+        f"`search.heldout_top: {config['search']['heldout_top']}` in a config file.",
+        "",
+        f"{search_part['evaluated']} evaluations in {_duration(search_part['seconds'])} "
+        f"({config['mutator']['kind']} mutator, {config['lab']['training_seeds']} seeds on `{config['lab']['suite']}`, "
+        f"{config['executor']['workers']} workers).",
+    ]
     return lines + _winner_lines(r, config, r.winner) + [""]
 
 
 def _files_section(r: _Report) -> list[str]:
-    return ["## Files and resuming", "",
-            f"`{r.out_dir}/` holds one JSON file per part (`search.json`, `lab.json`, `alpha.json`, `batch.json`, "
-            "`transfer.json`, `analysis.json`, `claims.json`), the plots, the search winner's source, the transfer "
-            "journal (`transfer/`) and the search's run directory (`runs/`). Each part's JSON records the settings "
-            "that produced it; running the command again reuses every part whose JSON has the same settings (an "
-            "interrupted run resumes; only this report is rewritten) and `--force` recomputes them all.", ""]
+    return [
+        "## Files and resuming",
+        "",
+        f"`{r.out_dir}/` holds one JSON file per part (`search.json`, `lab.json`, `alpha.json`, `batch.json`, "
+        "`transfer.json`, `analysis.json`, `claims.json`), the plots, the search winner's source, the transfer "
+        "journal (`transfer/`) and the search's run directory (`runs/`). Each part's JSON records the settings "
+        "that produced it; running the command again reuses every part whose JSON has the same settings (an "
+        "interrupted run resumes; only this report is rewritten) and `--force` recomputes them all.",
+        "",
+    ]
 
 
-_SECTIONS = (_summary, _run_section, _settings_section, _claims_section, _lab_section, _alpha_section,
-             _batch_section, _transfer_section, _correlation_section, _search_section, _files_section)
+_SECTIONS = (
+    _summary,
+    _run_section,
+    _settings_section,
+    _claims_section,
+    _lab_section,
+    _alpha_section,
+    _batch_section,
+    _transfer_section,
+    _correlation_section,
+    _search_section,
+    _files_section,
+)
 
 
-def write_markdown(path: Path, out_dir: Path, settings: Settings, parts: Mapping[str, Any],
-                   claims: Sequence[Claim], info: Mapping[str, Any]) -> Path:
+def write_markdown(
+    path: Path,
+    out_dir: Path,
+    settings: Settings,
+    parts: Mapping[str, Any],
+    claims: Sequence[Claim],
+    info: Mapping[str, Any],
+) -> Path:
     """The report at ``path``: every section of `_SECTIONS` in order (``info``: the run's date,
     machine, load and times; links to the files of ``out_dir`` are relative to the report)."""
     report = _Report(path, out_dir, settings, parts, claims, info, settings.command())

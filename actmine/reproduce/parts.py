@@ -43,9 +43,14 @@ def part_lab(settings: Settings, progress: Progress) -> dict[str, Any]:
                 entries[name] = score_activation(lab, activations.get(name), name)
                 progress.advance(f"{name} on {suite}")
             _add_paired(entries, "gelu", "vs_gelu")
-            out["suites"][suite] = {"suite": lab.suite.name, "seeds": list(lab.suite.seeds),
-                                    "tasks": len(lab.suite.tasks), "families": lab.suite.families,
-                                    "steps": lab.protocol.steps, "functions": entries}
+            out["suites"][suite] = {
+                "suite": lab.suite.name,
+                "seeds": list(lab.suite.seeds),
+                "tasks": len(lab.suite.tasks),
+                "families": lab.suite.families,
+                "steps": lab.protocol.steps,
+                "functions": entries,
+            }
     finally:
         progress.stop()
     return out
@@ -62,8 +67,9 @@ def part_alpha(settings: Settings, progress: Progress) -> dict[str, Any]:
         lab.reference
         for alpha in settings.alphas:
             progress.describe(f"α = {alpha:g}")
-            points[f"{alpha:g}"] = score_activation(lab, activations.get("gelu_sine", alpha=alpha),
-                                                    f"gelu_sine(alpha={alpha:g})")
+            points[f"{alpha:g}"] = score_activation(
+                lab, activations.get("gelu_sine", alpha=alpha), f"gelu_sine(alpha={alpha:g})"
+            )
             points[f"{alpha:g}"]["alpha"] = alpha
             progress.advance(f"α = {alpha:g}")
     finally:
@@ -75,9 +81,13 @@ def part_alpha(settings: Settings, progress: Progress) -> dict[str, Any]:
         ok = p["ok"] and target is not None and target["ok"]
         p["vs_0.1"] = paired_ci(p["per_seed"], target["per_seed"]) if ok else None
         p["vs_best"] = paired_ci(p["per_seed"], best["per_seed"]) if p["ok"] and best else None
-    return {"suite": lab.suite.name, "seeds": list(lab.suite.seeds), "alphas": list(settings.alphas),
-            "points": [points[f"{a:g}"] for a in settings.alphas],
-            "best_alpha": best["alpha"] if best else None}
+    return {
+        "suite": lab.suite.name,
+        "seeds": list(lab.suite.seeds),
+        "alphas": list(settings.alphas),
+        "points": [points[f"{a:g}"] for a in settings.alphas],
+        "best_alpha": best["alpha"] if best else None,
+    }
 
 
 def _probe_verdicts(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -119,10 +129,12 @@ def part_batch(settings: Settings, progress: Progress, lab_part: Mapping[str, An
                 progress.describe(f"{name} in batches on {suite}")
                 in_batches = score_activation(lab, activations.get(name), name, in_batches=True)
                 per_example = lab_part["suites"][suite]["functions"].get(name)
-                paired = (paired_ci(in_batches["per_seed"], per_example["per_seed"])
-                          if in_batches.get("ok") and per_example and per_example.get("ok") else None)
-                rows[name] = {"in_batches": in_batches, "per_example": per_example,
-                              "batches_minus_per_example": paired}
+                paired = (
+                    paired_ci(in_batches["per_seed"], per_example["per_seed"])
+                    if in_batches.get("ok") and per_example and per_example.get("ok")
+                    else None
+                )
+                rows[name] = {"in_batches": in_batches, "per_example": per_example, "batches_minus_per_example": paired}
                 progress.advance(f"{name} on {suite}")
             out["suites"][suite] = rows
     finally:
@@ -138,31 +150,52 @@ def part_search(settings: Settings, out_dir: Path, progress: Progress) -> dict[s
 
     # The held-out suite is reported below, so it must not choose the winner: a top list of one
     # leaves the search's validation step nothing to choose from.
-    overrides = {"lab.suite": settings.suite, "lab.heldout_suite": settings.heldout_suite,
-                 "lab.steps": settings.steps, "executor.workers": settings.workers, "search.initial_programs": ["relu"],
-                 **settings.search, "search.heldout_top": 1}
+    overrides = {
+        "lab.suite": settings.suite,
+        "lab.heldout_suite": settings.heldout_suite,
+        "lab.steps": settings.steps,
+        "executor.workers": settings.workers,
+        "search.initial_programs": ["relu"],
+        **settings.search,
+        "search.heldout_top": 1,
+    }
     config = Config().with_overrides(overrides)
     # what the search computes names its run directory (workers may change on resume)
-    run_dir = out_dir / "runs" / f"search-{_settings_key({k: v for k, v in config.to_dict().items() if k != 'executor'})}"
-    progress.say(f"search: {config.search.budget} evaluations ({config.mutator.kind} mutator, "
-                 f"{config.lab.training_seeds} seeds, {config.executor.workers} workers) in {run_dir}")
+    run_dir = (
+        out_dir / "runs" / f"search-{_settings_key({k: v for k, v in config.to_dict().items() if k != 'executor'})}"
+    )
+    progress.say(
+        f"search: {config.search.budget} evaluations ({config.mutator.kind} mutator, "
+        f"{config.lab.training_seeds} seeds, {config.executor.workers} workers) in {run_dir}"
+    )
     started = time.perf_counter()
     summary = Search(config, run_dir, live=False).run()
     if summary.get("interrupted"):
         raise KeyboardInterrupt
     search_seconds = time.perf_counter() - started
     best = summary.get("best")
-    result: dict[str, Any] = {"config": config.to_dict(), "run_dir": str(run_dir),
-                              "evaluated": summary["evaluated"], "seconds": round(search_seconds, 1),
-                              "failures": summary.get("failures"), "heldout_check": summary.get("heldout"),
-                              "winner": None}
+    result: dict[str, Any] = {
+        "config": config.to_dict(),
+        "run_dir": str(run_dir),
+        "evaluated": summary["evaluated"],
+        "seconds": round(search_seconds, 1),
+        "failures": summary.get("failures"),
+        "heldout_check": summary.get("heldout"),
+        "winner": None,
+    }
     if best is None:
         return result
     source = best["source"]
     (out_dir / WINNER_FILE).write_text(source if source.endswith("\n") else source + "\n", encoding="utf-8")
-    winner: dict[str, Any] = {"program_id": best["id"], "search_fitness": best["fitness"], "source": source,
-                              "rationale": best.get("rationale"), "file": WINNER_FILE,
-                              "sha256": hashlib.sha256(source.encode()).hexdigest(), "suites": {}}
+    winner: dict[str, Any] = {
+        "program_id": best["id"],
+        "search_fitness": best["fitness"],
+        "source": source,
+        "rationale": best.get("rationale"),
+        "file": WINNER_FILE,
+        "sha256": hashlib.sha256(source.encode()).hexdigest(),
+        "suites": {},
+    }
     _score_winner(settings, source, progress, winner["suites"])
     result["winner"] = winner
     return result
@@ -173,7 +206,7 @@ def _score_winner(settings: Settings, source: str, progress: Progress, entries: 
     from ..candidate.sandbox import SandboxPool
     from ..config import Config
 
-    limits = Config.from_dict(_search_config(settings)).sandbox_limits()   # the search's own limits
+    limits = Config.from_dict(_search_config(settings)).sandbox_limits()  # the search's own limits
     suites = [settings.suite, settings.heldout_suite]
     progress.start("winner", len(suites) * (settings.seeds + 1))
     try:
@@ -190,12 +223,15 @@ def _winner_entry(settings: Settings, source: str, pool: Any, suite: str, progre
 
     # the search's probe budget: batch dependence refused
     lab = _make_lab(settings, suite, allow_batch_dependent=False)
-    singles = [_make_lab(settings, Suite(lab.suite.name, lab.suite.tasks, (seed,)), keep_seeds=True,
-                         allow_batch_dependent=False) for seed in lab.suite.seeds]
+    singles = [
+        _make_lab(
+            settings, Suite(lab.suite.name, lab.suite.tasks, (seed,)), keep_seeds=True, allow_batch_dependent=False
+        )
+        for seed in lab.suite.seeds
+    ]
     started = time.perf_counter()
     futures = [pool.submit(source, lab, "search_winner")]
-    futures += [pool.submit(source, single, f"search_winner seed {single.suite.seeds[0]}")
-                for single in singles]
+    futures += [pool.submit(source, single, f"search_winner seed {single.suite.seeds[0]}") for single in singles]
     evaluations = []
     for future in futures:
         evaluations.append(future.result())
@@ -204,8 +240,16 @@ def _winner_entry(settings: Settings, source: str, pool: Any, suite: str, progre
     failed = next((e for e in evaluations if not e.ok), None)
     if failed is not None:
         return _entry(lab, "search_winner", None, None, None, time.perf_counter() - started, None, failed.error)
-    return _entry(lab, "search_winner", None, full.ood_log_ratio, full.tasks, full.seconds,
-                  bool(full.probes.get("pointwise")), per_seed_evaluations=per_seed)
+    return _entry(
+        lab,
+        "search_winner",
+        None,
+        full.ood_log_ratio,
+        full.tasks,
+        full.seconds,
+        bool(full.probes.get("pointwise")),
+        per_seed_evaluations=per_seed,
+    )
 
 
 def available_benchmarks(settings: Settings) -> tuple[list[str], dict[str, str]]:
@@ -226,28 +270,51 @@ def available_benchmarks(settings: Settings) -> tuple[list[str], dict[str, str]]
     return present, missing
 
 
-def part_transfer(settings: Settings, out_dir: Path, progress: Progress, winner_file: Path | None,
-                  benchmarks: Sequence[str], missing: Mapping[str, str]) -> dict[str, Any]:
+def part_transfer(
+    settings: Settings,
+    out_dir: Path,
+    progress: Progress,
+    winner_file: Path | None,
+    benchmarks: Sequence[str],
+    missing: Mapping[str, str],
+) -> dict[str, Any]:
     """The functions (and the search's winner, as a program file) on the benchmarks present."""
     from ..transfer.runner import run_transfer
 
     names = list(settings.functions) + ([str(winner_file)] if winner_file else [])
     options = {b: settings.transfer_options.get(b, {}) for b in benchmarks}
-    result: dict[str, Any] = {"benchmarks": list(benchmarks), "missing": dict(missing),
-                              "seeds": list(range(settings.transfer_seeds)), "options": options, "rows": [],
-                              "per_seed": {}, "failures": []}
+    result: dict[str, Any] = {
+        "benchmarks": list(benchmarks),
+        "missing": dict(missing),
+        "seeds": list(range(settings.transfer_seeds)),
+        "options": options,
+        "rows": [],
+        "per_seed": {},
+        "failures": [],
+    }
     if not benchmarks:
         return result
-    run = run_transfer(names, benchmarks, settings.transfer_seeds, options=options, data_dir=settings.data_dir,
-                       device=settings.device, workers=settings.workers, out=out_dir / "transfer",
-                       progress=progress.enabled, notify=progress.say, console=progress.console)
+    run = run_transfer(
+        names,
+        benchmarks,
+        settings.transfer_seeds,
+        options=options,
+        data_dir=settings.data_dir,
+        device=settings.device,
+        workers=settings.workers,
+        out=out_dir / "transfer",
+        progress=progress.enabled,
+        notify=progress.say,
+        console=progress.console,
+    )
     scores: dict[tuple[str, str], dict[int, float]] = {}
     for r in run.results:
         if r.ok:
             scores.setdefault((r.activation, r.benchmark), {})[r.seed] = r.score
         else:
-            result["failures"].append({"activation": r.activation, "benchmark": r.benchmark, "seed": r.seed,
-                                       "error": r.error})
+            result["failures"].append(
+                {"activation": r.activation, "benchmark": r.benchmark, "seed": r.seed, "error": r.error}
+            )
     for row in run.rows:
         per_seed = _per_seed_log_ratios(scores, row["activation"], row["benchmark"])
         result["per_seed"].setdefault(row["activation"], {})[row["benchmark"]] = per_seed
@@ -257,8 +324,9 @@ def part_transfer(settings: Settings, out_dir: Path, progress: Progress, winner_
     return result
 
 
-def _per_seed_log_ratios(scores: Mapping[tuple[str, str], Mapping[int, float]], activation: str,
-                         benchmark: str) -> list[float]:
+def _per_seed_log_ratios(
+    scores: Mapping[tuple[str, str], Mapping[int, float]], activation: str, benchmark: str
+) -> list[float]:
     """One function's finite log-ratios vs ReLU on one benchmark, paired by seed (``scores``:
     ``{(activation, benchmark): {seed: score}}``)."""
     from ..transfer.runner import log_ratio
@@ -270,8 +338,9 @@ def _per_seed_log_ratios(scores: Mapping[tuple[str, str], Mapping[int, float]], 
     return [v for v in per_seed if math.isfinite(v)]
 
 
-def analysis(settings: Settings, lab_part: Mapping | None, search_part: Mapping | None,
-             transfer_part: Mapping | None) -> dict[str, Any]:
+def analysis(
+    settings: Settings, lab_part: Mapping | None, search_part: Mapping | None, transfer_part: Mapping | None
+) -> dict[str, Any]:
     """Spearman's ρ between lab fitness (−ood_log_ratio on the search suite) and downstream fitness
     (−log-ratio vs ReLU), per benchmark and for the mean over benchmarks, across every function."""
     out: dict[str, Any] = {"points": {}, "correlations": {}}
@@ -288,8 +357,12 @@ def analysis(settings: Settings, lab_part: Mapping | None, search_part: Mapping 
         x = [points[n]["lab_fitness"] for n in names]
         y = [points[n]["downstream"][key] for n in names]
         rho = spearman(x, y) if len(names) >= 3 else None
-        out["correlations"][key] = {"n": len(names), "functions": names, "rho": rho,
-                                    "p_value": spearman_p_value(x, y) if rho is not None else None}
+        out["correlations"][key] = {
+            "n": len(names),
+            "functions": names,
+            "rho": rho,
+            "p_value": spearman_p_value(x, y) if rho is not None else None,
+        }
     return out
 
 
@@ -303,16 +376,19 @@ def _downstream_log_ratios(transfer_part: Mapping) -> dict[str, dict[str, float]
     return downstream
 
 
-def _fitness_points(lab: Mapping[str, Any], downstream: Mapping[str, Mapping[str, float]],
-                    benchmarks: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _fitness_points(
+    lab: Mapping[str, Any], downstream: Mapping[str, Mapping[str, float]], benchmarks: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """Per function scored in both: its lab fitness and its downstream fitness per benchmark (and
     their mean when every benchmark has one)."""
     points = {}
     for name, entry in lab.items():
         if not entry or not entry.get("ok") or name not in downstream:
             continue
-        point = {"lab_fitness": entry["fitness"], "downstream": {b: -downstream[name][b]
-                                                                 for b in benchmarks if b in downstream[name]}}
+        point = {
+            "lab_fitness": entry["fitness"],
+            "downstream": {b: -downstream[name][b] for b in benchmarks if b in downstream[name]},
+        }
         if len(point["downstream"]) == len(benchmarks):
             point["downstream"]["mean"] = sum(point["downstream"][b] for b in benchmarks) / len(benchmarks)
         points[name] = point

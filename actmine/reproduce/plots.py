@@ -41,10 +41,19 @@ def lab_figure(lab_part: Mapping, winner: Mapping | None):
         if winner and winner.get("suites", {}).get(suite, {}).get("ok"):
             entries["search_winner"] = winner["suites"][suite]
         groups = list(data["families"]) + ["all"]
-        _grouped_bars(ax, groups, {name: [entry["families"][g]["ci"] for g in data["families"]] + [entry["ci"]]
-                                   for name, entry in entries.items()})
-        _label(ax, "ln(OOD error / ReLU's)",
-               f"suite {suite}: {len(data['seeds'])} seeds, mean and 95% interval over seeds (below 0 beats ReLU)")
+        _grouped_bars(
+            ax,
+            groups,
+            {
+                name: [entry["families"][g]["ci"] for g in data["families"]] + [entry["ci"]]
+                for name, entry in entries.items()
+            },
+        )
+        _label(
+            ax,
+            "ln(OOD error / ReLU's)",
+            f"suite {suite}: {len(data['seeds'])} seeds, mean and 95% interval over seeds (below 0 beats ReLU)",
+        )
     return fig
 
 
@@ -56,13 +65,21 @@ def alpha_figure(alpha_part: Mapping):
     xs = [p["alpha"] for p in points]
     ax.plot(xs, [p["ci"]["mean"] for p in points], marker="o", label="mean over seeds")
     if all(p["ci"]["low"] is not None for p in points):
-        ax.fill_between(xs, [p["ci"]["low"] for p in points], [p["ci"]["high"] for p in points], alpha=0.25,
-                        label="95% interval")
+        ax.fill_between(
+            xs, [p["ci"]["low"] for p in points], [p["ci"]["high"] for p in points], alpha=0.25, label="95% interval"
+        )
     best = alpha_part.get("best_alpha")
     if best is not None:
         point = next(p for p in points if p["alpha"] == best)
-        ax.plot([best], [point["ci"]["mean"]], marker="*", markersize=16, color="crimson", linestyle="none",
-                label=f"optimum α = {best:g}")
+        ax.plot(
+            [best],
+            [point["ci"]["mean"]],
+            marker="*",
+            markersize=16,
+            color="crimson",
+            linestyle="none",
+            label=f"optimum α = {best:g}",
+        )
     ax.axvline(0.1, color="grey", linestyle="--", linewidth=0.8, label="paper's α = 0.1")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("α in GELU(x) + α·sin(x)   (α = 0: GELU, tanh approximation)")
@@ -87,8 +104,13 @@ def batch_figure(batch_part: Mapping):
                 if entry and entry.get("ok"):
                     labels.append(f"{short(name)}\n{suite}\n{mode.replace('_', ' ')}")
                     cis.append(entry["ci"])
-    ax.bar(range(len(cis)), [c["mean"] for c in cis], yerr=_yerr(cis), capsize=3,
-           color=["tab:red" if "batches" in label else "tab:blue" for label in labels])
+    ax.bar(
+        range(len(cis)),
+        [c["mean"] for c in cis],
+        yerr=_yerr(cis),
+        capsize=3,
+        color=["tab:red" if "batches" in label else "tab:blue" for label in labels],
+    )
     ax.set_xticks(range(len(labels)), labels, fontsize="small")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylabel("ln(OOD error / ReLU's)")
@@ -104,10 +126,16 @@ def transfer_figure(transfer_part: Mapping):
     names = list(dict.fromkeys(r["activation"] for r in rows))
     by_cell = {(r["activation"], r["benchmark"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(max(6.0, 2.0 + 2.2 * len(benchmarks)), 3.8))
-    _grouped_bars(ax, benchmarks, {name: [by_cell[(name, b)]["ci"] if (name, b) in by_cell else None
-                                          for b in benchmarks] for name in names})
-    _label(ax, "ln(error / ReLU's error)",
-           f"transfer: mean and 95% interval over {len(transfer_part['seeds'])} seeds (below 0 beats ReLU)")
+    _grouped_bars(
+        ax,
+        benchmarks,
+        {name: [by_cell[(name, b)]["ci"] if (name, b) in by_cell else None for b in benchmarks] for name in names},
+    )
+    _label(
+        ax,
+        "ln(error / ReLU's error)",
+        f"transfer: mean and 95% interval over {len(transfer_part['seeds'])} seeds (below 0 beats ReLU)",
+    )
     return fig
 
 
@@ -143,8 +171,15 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Mappi
     colours = _plt().get_cmap("tab10")
     for i, (name, cis) in enumerate(series.items()):
         slots = [(j, ci) for j, ci in enumerate(cis) if ci is not None and ci["mean"] is not None]
-        ax.bar([j - 0.4 + width * (i + 0.5) for j, _ in slots], [ci["mean"] for _, ci in slots], width,
-               yerr=_yerr([ci for _, ci in slots]), capsize=2, label=short(name), color=colours(i % 10))
+        ax.bar(
+            [j - 0.4 + width * (i + 0.5) for j, _ in slots],
+            [ci["mean"] for _, ci in slots],
+            width,
+            yerr=_yerr([ci for _, ci in slots]),
+            capsize=2,
+            label=short(name),
+            color=colours(i % 10),
+        )
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(groups)), groups)
 

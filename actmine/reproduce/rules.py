@@ -24,11 +24,20 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 NOT_CHECKABLE = "not checkable here"
 
-LAB_SECONDS_LIMIT = 10.0      # "seconds per evaluation"
+LAB_SECONDS_LIMIT = 10.0  # "seconds per evaluation"
 
-SHORT = {"relu": "ReLU", "gelu": "GELU", "gelu_sine": "GELUSine", "gelu_sinc_perturbation": "GSP",
-         "gmtu": "GMTU", "turbulent": "Turbulent", "silu": "SiLU", "mish": "Mish", "snake": "Snake",
-         "search_winner": "search winner"}
+SHORT = {
+    "relu": "ReLU",
+    "gelu": "GELU",
+    "gelu_sine": "GELUSine",
+    "gelu_sinc_perturbation": "GSP",
+    "gmtu": "GMTU",
+    "turbulent": "Turbulent",
+    "silu": "SiLU",
+    "mish": "Mish",
+    "snake": "Snake",
+    "search_winner": "search winner",
+}
 
 
 def short(name: str) -> str:
@@ -41,9 +50,38 @@ def short(name: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 # Two-sided 95% quantiles of Student's t (the 0.975 quantile) for 1..30 degrees of freedom.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 _Z975 = 1.959963984540054
 
 
@@ -55,7 +93,7 @@ def t_quantile_975(df: int) -> float:
     if df <= len(_T975):
         return _T975[df - 1]
     z = _Z975
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def mean_ci(values: Sequence[float]) -> dict[str, Any]:
@@ -116,8 +154,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return _pearson(average_ranks(x), average_ranks(y))
 
 
-def spearman_p_value(x: Sequence[float], y: Sequence[float], permutations: int = 20_000,
-                     seed: int = 0) -> float | None:
+def spearman_p_value(x: Sequence[float], y: Sequence[float], permutations: int = 20_000, seed: int = 0) -> float | None:
     """One-sided permutation p-value of ρ ≥ the observed ρ (y permuted): exact for up to 8 pairs,
     else ``permutations`` draws from a fixed-seed generator (the observed order counted once)."""
     rho = spearman(x, y)
@@ -143,6 +180,7 @@ def spearman_p_value(x: Sequence[float], y: Sequence[float], permutations: int =
 # ------------------------------------------------------------------------------------------------
 # Claim rules (pure functions of measured numbers; each returns (verdict, one line of why))
 # ------------------------------------------------------------------------------------------------
+
 
 def _ci_text(ci: Mapping[str, Any] | None, digits: int = 3) -> str:
     if not ci or ci.get("mean") is None:
@@ -197,8 +235,13 @@ def rule_not_above_zero(ci: Mapping[str, Any] | None) -> tuple[str, str]:
     return NOT_REPRODUCED, f"the 95% interval lies above 0 (its low end is {ci['low']:+.3f})"
 
 
-def rule_alpha(alphas: Sequence[float], means: Sequence[float | None], best_vs_target: Mapping[str, Any] | None,
-               target: float = 0.1, near: tuple[float, float] = (0.05, 0.2)) -> tuple[str, str]:
+def rule_alpha(
+    alphas: Sequence[float],
+    means: Sequence[float | None],
+    best_vs_target: Mapping[str, Any] | None,
+    target: float = 0.1,
+    near: tuple[float, float] = (0.05, 0.2),
+) -> tuple[str, str]:
     """α = ``target`` is near the optimum: the grid optimum α* lies in ``near``, or α* > 0 and
     ``target`` is not significantly worse than α* (the paired interval of score(target) − score(α*)
     includes 0). ``means`` are mean log-ratios (lower is better); ``best_vs_target`` is that paired
@@ -209,10 +252,13 @@ def rule_alpha(alphas: Sequence[float], means: Sequence[float | None], best_vs_t
     best_alpha = min(scored, key=lambda am: am[1])[0]
     if near[0] <= best_alpha <= near[1]:
         return REPRODUCED, f"the grid optimum α* = {best_alpha:g} lies in [{near[0]:g}, {near[1]:g}]"
-    if best_alpha > 0 and best_vs_target and best_vs_target.get("low") is not None \
-            and best_vs_target["low"] <= 0 <= best_vs_target["high"]:
-        return REPRODUCED, (f"the grid optimum is α* = {best_alpha:g}, but α = {target:g} is not significantly "
-                            "worse")
+    if (
+        best_alpha > 0
+        and best_vs_target
+        and best_vs_target.get("low") is not None
+        and best_vs_target["low"] <= 0 <= best_vs_target["high"]
+    ):
+        return REPRODUCED, (f"the grid optimum is α* = {best_alpha:g}, but α = {target:g} is not significantly worse")
     why = "α = 0 (plain GELU) is best" if best_alpha == 0 else f"the grid optimum is α* = {best_alpha:g}"
     if best_vs_target and best_vs_target.get("low") is not None and best_vs_target["low"] > 0:
         why += f" and α = {target:g} is significantly worse"
@@ -254,16 +300,19 @@ def rule_best(values: Mapping[str, float | None], target: str) -> tuple[str, str
     ranked = sorted(scored, key=lambda n: scored[n])
     if ranked[0] == target:
         return REPRODUCED, f"{short(target)} is first of {len(ranked)}"
-    return NOT_REPRODUCED, (f"{short(target)} is {ranked.index(target) + 1}th of {len(ranked)}; "
-                            f"best: {short(ranked[0])}")
+    return NOT_REPRODUCED, (
+        f"{short(target)} is {ranked.index(target) + 1}th of {len(ranked)}; best: {short(ranked[0])}"
+    )
 
 
 def rule_validity(cell: Mapping[str, Any] | None) -> tuple[str, str]:
     """The validity study's pooled ρ (lab fitness on unseen test suites vs downstream fitness) has a
     bootstrap 95% interval above 0 (reproduced), below or across 0 (not reproduced)."""
     if not cell or cell.get("rho") is None or cell.get("low") is None or (cell.get("n") or 0) < 4:
-        return NOT_CHECKABLE, ("needs the validity study (`actmine validate`, at least 4 functions with an "
-                               "interval): the quick digits correlation of part 5 cannot decide it")
+        return NOT_CHECKABLE, (
+            "needs the validity study (`actmine validate`, at least 4 functions with an "
+            "interval): the quick digits correlation of part 5 cannot decide it"
+        )
     text = f"ρ = {cell['rho']:+.2f} [{cell['low']:+.2f}, {cell['high']:+.2f}] over {cell['n']} functions"
     if cell["low"] > 0:
         return REPRODUCED, f"{text}: the 95% interval lies above 0"
@@ -283,11 +332,18 @@ def load_validity(path: str | Path | None) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     overall = correlations.get("pooled") or (next(iter(per_benchmark.values())) if len(per_benchmark) == 1 else None)
-    if not isinstance(overall, Mapping) or not all(isinstance(overall.get(k), (int, float)) for k in ("rho", "low", "high")):
-        overall = None   # no interval: the study cannot decide the claim
-    return {"path": str(path), "overall": overall, "per_benchmark": per_benchmark,
-            "benchmarks": list(document.get("benchmarks") or per_benchmark), "seeds": document.get("seeds"),
-            "lab_suites": list(document.get("labs") or [])}
+    if not isinstance(overall, Mapping) or not all(
+        isinstance(overall.get(k), (int, float)) for k in ("rho", "low", "high")
+    ):
+        overall = None  # no interval: the study cannot decide the claim
+    return {
+        "path": str(path),
+        "overall": overall,
+        "per_benchmark": per_benchmark,
+        "benchmarks": list(document.get("benchmarks") or per_benchmark),
+        "seeds": document.get("seeds"),
+        "lab_suites": list(document.get("labs") or []),
+    }
 
 
 def rule_seconds(seconds: float | None, limit: float = LAB_SECONDS_LIMIT) -> tuple[str, str]:

@@ -15,11 +15,13 @@ from .cache import PartStore
 from .formatting import _duration
 from .settings import Settings
 
-FULL_ESTIMATE = ("not timed in this report; estimated at 2–3 hours on this 2-core machine under a similar load "
-                 "(lab parts with 8 seeds ~4 min, the default search ~15 min, digits with 12 epochs ~5 min, and CLRS "
-                 "with its defaults, 4 algorithms × 300 steps, about 8 min per job × 30 jobs ÷ 2 workers ≈ 2 h); "
-                 "the report of a full run records its own time. More cores and `--workers` shorten the search "
-                 "and the transfer; `--device cuda` the training")
+FULL_ESTIMATE = (
+    "not timed in this report; estimated at 2–3 hours on this 2-core machine under a similar load "
+    "(lab parts with 8 seeds ~4 min, the default search ~15 min, digits with 12 epochs ~5 min, and CLRS "
+    "with its defaults, 4 algorithms × 300 steps, about 8 min per job × 30 jobs ÷ 2 workers ≈ 2 h); "
+    "the report of a full run records its own time. More cores and `--workers` shorten the search "
+    "and the transfer; `--device cuda` the training"
+)
 
 
 def _machine() -> str:
@@ -46,9 +48,17 @@ def run_info(settings: Settings, wall: float, load_start: str, store: PartStore)
     wall time and each part's compute time (``store``: which parts were computed and reused)."""
     from ..version import __version__
 
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
-            "load_start": load_start, "load_end": _load(), "torch": torch.__version__,
-            "python": platform.python_version(), "actmine": __version__, "wall_seconds": wall,
-            "parts_seconds": sum(store.part_seconds.values()), "part_seconds": store.part_seconds,
-            "resumed": store.resumed,
-            "full_estimate": (f"this run ({_duration(wall)})" if not settings.quick else FULL_ESTIMATE)}
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "load_start": load_start,
+        "load_end": _load(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "actmine": __version__,
+        "wall_seconds": wall,
+        "parts_seconds": sum(store.part_seconds.values()),
+        "part_seconds": store.part_seconds,
+        "resumed": store.resumed,
+        "full_estimate": (f"this run ({_duration(wall)})" if not settings.quick else FULL_ESTIMATE),
+    }

@@ -24,8 +24,13 @@ def _make_lab(settings: Settings, suite: Any, keep_seeds: bool = False, allow_ba
     from ..config import Config
     from ..lab.tasks import get_suite
 
-    config = Config.from_dict({"lab": {"steps": settings.steps} if settings.steps else {},
-                               "probes": {"allow_batch_dependent": allow_batch_dependent}}, source="reproduce settings")
+    config = Config.from_dict(
+        {
+            "lab": {"steps": settings.steps} if settings.steps else {},
+            "probes": {"allow_batch_dependent": allow_batch_dependent},
+        },
+        source="reproduce settings",
+    )
     chosen = get_suite(suite)
     return config.build_lab(chosen if keep_seeds else chosen.with_seeds(settings.seeds), device=settings.device)
 
@@ -33,8 +38,10 @@ def _make_lab(settings: Settings, suite: Any, keep_seeds: bool = False, allow_ba
 def _per_model_vmap(activation: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """A batch-statistics activation applied to each model's slice of the stacked ensemble on its
     own (what `ensemble.per_model_activation` does with a loop), vectorised with `torch.func.vmap`."""
+
     def apply(h: torch.Tensor) -> torch.Tensor:
         return torch.func.vmap(activation)(h)
+
     return apply
 
 
@@ -58,8 +65,10 @@ def score_matrix(lab, ood_error: torch.Tensor) -> list[list[float]]:
     seeds = len(lab.suite.seeds)
     return ratios.reshape(len(lab.suite.tasks), seeds).tolist()
 
-def _seed_scores(lab, families: Sequence[str], matrix: list[list[float]] | None,
-                 per_seed_evaluations: Sequence[Any] | None) -> tuple[list[float], dict[str, list[float]]]:
+
+def _seed_scores(
+    lab, families: Sequence[str], matrix: list[list[float]] | None, per_seed_evaluations: Sequence[Any] | None
+) -> tuple[list[float], dict[str, list[float]]]:
     """The per-seed scores, overall and ``{family: per-seed scores}``: from the tasks × seeds
     ``matrix``, or from one single-seed evaluation per seed (program files, scored in the sandbox)."""
     if matrix is not None:
@@ -75,13 +84,26 @@ def _seed_scores(lab, families: Sequence[str], matrix: list[list[float]] | None,
     return per_seed, by_family
 
 
-def _entry(lab, name: str, matrix: list[list[float]] | None, official: float | None, tasks: list | None,
-           seconds: float, pointwise: bool | None, error: dict | None = None,
-           per_seed_evaluations: Sequence[Any] | None = None) -> dict[str, Any]:
+def _entry(
+    lab,
+    name: str,
+    matrix: list[list[float]] | None,
+    official: float | None,
+    tasks: list | None,
+    seconds: float,
+    pointwise: bool | None,
+    error: dict | None = None,
+    per_seed_evaluations: Sequence[Any] | None = None,
+) -> dict[str, Any]:
     """One function on one suite: the official score, the per-seed scores and their intervals,
     overall and per family."""
-    entry: dict[str, Any] = {"name": name, "ok": error is None, "error": error, "seconds": round(seconds, 3),
-                             "pointwise": pointwise}
+    entry: dict[str, Any] = {
+        "name": name,
+        "ok": error is None,
+        "error": error,
+        "seconds": round(seconds, 3),
+        "pointwise": pointwise,
+    }
     if error is not None:
         return entry
     families = sorted({t.family for t in lab.suite.tasks})
@@ -92,18 +114,24 @@ def _entry(lab, name: str, matrix: list[list[float]] | None, official: float | N
     for family in families:
         errors = [t.ood_error for t in tasks if t.family == family]
         geo[family] = geometric_mean(errors) if errors else None
-    entry.update({
-        "ood_log_ratio": official, "fitness": None if official is None else 0.0 - official,
-        "per_seed": per_seed, "ci": mean_ci(per_seed),
-        "families": {f: {"per_seed": by_family[f], "ci": mean_ci(by_family[f]), "ood_error": geo[f]}
-                     for f in families},
-        "max_id_error": max(t.id_error for t in tasks),
-    })
+    entry.update(
+        {
+            "ood_log_ratio": official,
+            "fitness": None if official is None else 0.0 - official,
+            "per_seed": per_seed,
+            "ci": mean_ci(per_seed),
+            "families": {
+                f: {"per_seed": by_family[f], "ci": mean_ci(by_family[f]), "ood_error": geo[f]} for f in families
+            },
+            "max_id_error": max(t.id_error for t in tasks),
+        }
+    )
     return entry
 
 
-def score_activation(lab, activation: Callable, name: str, in_batches: bool = False,
-                     probe: dict | None = None) -> dict[str, Any]:
+def score_activation(
+    lab, activation: Callable, name: str, in_batches: bool = False, probe: dict | None = None
+) -> dict[str, Any]:
     """A trusted activation on ``lab``: probes (batch dependence allowed), training, the lab's
     score and the per-seed scores. Non-finite training is an entry with ``ok`` False."""
     from ..candidate import probes
@@ -112,17 +140,33 @@ def score_activation(lab, activation: Callable, name: str, in_batches: bool = Fa
     try:
         probe = probe or probes.run_probes(activation, dtype=lab.protocol.torch_dtype, budget=lab.budget)
     except probes.ProbeFailure as failure:
-        return _entry(lab, name, None, None, None, time.perf_counter() - started, None,
-                      {"code": failure.code, "message": str(failure), "stage": "probes"})
+        return _entry(
+            lab,
+            name,
+            None,
+            None,
+            None,
+            time.perf_counter() - started,
+            None,
+            {"code": failure.code, "message": str(failure), "stage": "probes"},
+        )
     pointwise = bool(probe["pointwise"])
     result = _train(activation, lab, pointwise, in_batches)
     if result.non_finite:
-        return _entry(lab, name, None, None, None, time.perf_counter() - started, pointwise,
-                      {"code": "non_finite", "message": f"non-finite on {len(result.non_finite)} models",
-                       "stage": "train"})
+        return _entry(
+            lab,
+            name,
+            None,
+            None,
+            None,
+            time.perf_counter() - started,
+            pointwise,
+            {"code": "non_finite", "message": f"non-finite on {len(result.non_finite)} models", "stage": "train"},
+        )
     official, tasks = lab.score(result)
-    return _entry(lab, name, score_matrix(lab, result.ood_error), official, tasks,
-                  time.perf_counter() - started, pointwise)
+    return _entry(
+        lab, name, score_matrix(lab, result.ood_error), official, tasks, time.perf_counter() - started, pointwise
+    )
 
 
 def _add_paired(entries: Mapping[str, dict[str, Any]], against: str, key: str) -> None:

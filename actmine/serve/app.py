@@ -44,15 +44,17 @@ __all__ = ["create_app", "make_server", "serve", "check_host", "ServeError", "LO
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8765
-POLL_MS = 3000             # how often a page asks for new data
-PNG_CACHE = 64             # figures kept, by (kind, run, version)
+POLL_MS = 3000  # how often a page asks for new data
+PNG_CACHE = 64  # figures kept, by (kind, run, version)
 
 SECURITY_HEADERS = {
     # Only this server's own script, styles and images; the typeset formula's SVG carries one
     # numeric style attribute (vertical-align), hence style attributes but no style elements inline.
-    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; style-src-elem 'self'; "
-                                "style-src-attr 'unsafe-inline'; img-src 'self'; connect-src 'self'; "
-                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; style-src-elem 'self'; "
+        "style-src-attr 'unsafe-inline'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -71,9 +73,11 @@ class ServeError(Exception):
 def check_host(host: str) -> None:
     """Refuse every interface but the loopback one (see the module's doc for why)."""
     if host != LOOPBACK:
-        raise ServeError(f"actmine serve listens on {LOOPBACK} only, not {terminal_text(host, False)!r}: the pages "
-                         "show untrusted program text and have no login. To watch from another machine, forward the "
-                         f"port there with `ssh -L PORT:{LOOPBACK}:PORT THIS_HOST`.")
+        raise ServeError(
+            f"actmine serve listens on {LOOPBACK} only, not {terminal_text(host, False)!r}: the pages "
+            "show untrusted program text and have no login. To watch from another machine, forward the "
+            f"port there with `ssh -L PORT:{LOOPBACK}:PORT THIS_HOST`."
+        )
 
 
 class _FigureCache:
@@ -128,10 +132,12 @@ class _Viewer:
         default_b = "1" if len(self.runs) > 1 else "0"
         return self.snapshot(request.args.get("a", "0")), self.snapshot(request.args.get("b", default_b))
 
-    def page(self, template: str, title: str, api: str, blocks: dict[str, Any], run: ServedRun | None = None,
-             **context: Any) -> str:
-        return render_template(template, title=title, api=api, blocks=blocks, run=run, runs=self.runs,
-                               interval=POLL_MS, **context)
+    def page(
+        self, template: str, title: str, api: str, blocks: dict[str, Any], run: ServedRun | None = None, **context: Any
+    ) -> str:
+        return render_template(
+            template, title=title, api=api, blocks=blocks, run=run, runs=self.runs, interval=POLL_MS, **context
+        )
 
 
 def _data(blocks: dict[str, Any] | None, version: str = "") -> Response:
@@ -169,8 +175,12 @@ def _add_run_routes(app: Flask, viewer: _Viewer) -> None:
 
     @app.get("/")
     def overview() -> str:
-        return viewer.page("overview.html", "runs", url_for("overview_data"),
-                           overview_blocks([read_snapshot(served) for served in viewer.runs]))
+        return viewer.page(
+            "overview.html",
+            "runs",
+            url_for("overview_data"),
+            overview_blocks([read_snapshot(served) for served in viewer.runs]),
+        )
 
     @app.get("/api/overview")
     def overview_data() -> Response:
@@ -179,8 +189,13 @@ def _add_run_routes(app: Flask, viewer: _Viewer) -> None:
     @app.get("/run/<key>")
     def run_page(key: str) -> str:
         state = viewer.snapshot(key)
-        return viewer.page("run.html", state.served.name, url_for("run_data", key=key),
-                           run_blocks(state, viewer.baseline_of(key)), state.served)
+        return viewer.page(
+            "run.html",
+            state.served.name,
+            url_for("run_data", key=key),
+            run_blocks(state, viewer.baseline_of(key)),
+            state.served,
+        )
 
     @app.get("/api/run/<key>")
     def run_data(key: str) -> Response:
@@ -190,8 +205,13 @@ def _add_run_routes(app: Flask, viewer: _Viewer) -> None:
     @app.get("/run/<key>/leaderboard")
     def leaderboard(key: str) -> str:
         state = viewer.snapshot(key)
-        return viewer.page("leaderboard.html", f"{state.served.name}: leaderboard",
-                           url_for("leaderboard_data", key=key), leaderboard_blocks(state), state.served)
+        return viewer.page(
+            "leaderboard.html",
+            f"{state.served.name}: leaderboard",
+            url_for("leaderboard_data", key=key),
+            leaderboard_blocks(state),
+            state.served,
+        )
 
     @app.get("/api/run/<key>/leaderboard")
     def leaderboard_data(key: str) -> Response:
@@ -201,9 +221,13 @@ def _add_run_routes(app: Flask, viewer: _Viewer) -> None:
     @app.get("/compare")
     def compare() -> str:
         a, b = viewer.compared()
-        return viewer.page("compare.html", f"{a.served.name} vs {b.served.name}",
-                           url_for("compare_data", a=a.served.key, b=b.served.key), compare_blocks(a, b),
-                           pair=(a.served, b.served))
+        return viewer.page(
+            "compare.html",
+            f"{a.served.name} vs {b.served.name}",
+            url_for("compare_data", a=a.served.key, b=b.served.key),
+            compare_blocks(a, b),
+            pair=(a.served, b.served),
+        )
 
     @app.get("/api/compare")
     def compare_data() -> Response:
@@ -217,13 +241,19 @@ def _add_program_routes(app: Flask, viewer: _Viewer) -> None:
     @app.get("/run/<key>/program/<int:program_id>")
     def program(key: str, program_id: int) -> str:
         served = viewer.served_run(key)
-        with _FIGURES:   # the formula: sympy's child and mathtext
+        with _FIGURES:  # the formula: sympy's child and mathtext
             shown = program_page(served, program_id)
         if shown is None:
             abort(404)
-        return viewer.page("program.html", f"{served.name}: program {program_id}",
-                           url_for("program_data", key=key, program_id=program_id), shown["blocks"], served,
-                           program=shown, lineage=lineage_url(key, program_id))
+        return viewer.page(
+            "program.html",
+            f"{served.name}: program {program_id}",
+            url_for("program_data", key=key, program_id=program_id),
+            shown["blocks"],
+            served,
+            program=shown,
+            lineage=lineage_url(key, program_id),
+        )
 
     @app.get("/api/run/<key>/program/<int:program_id>")
     def program_data(key: str, program_id: int) -> Response:
@@ -235,9 +265,14 @@ def _add_program_routes(app: Flask, viewer: _Viewer) -> None:
         blocks = lineage_blocks(state, program_id)
         if blocks is None:
             abort(404)
-        return viewer.page("lineage.html", f"{state.served.name}: lineage of program {program_id}",
-                           url_for("lineage_data", key=key, program_id=program_id), blocks, state.served,
-                           program_url=program_url(key, program_id))
+        return viewer.page(
+            "lineage.html",
+            f"{state.served.name}: lineage of program {program_id}",
+            url_for("lineage_data", key=key, program_id=program_id),
+            blocks,
+            state.served,
+            program_url=program_url(key, program_id),
+        )
 
     @app.get("/api/run/<key>/lineage/<int:program_id>")
     def lineage_data(key: str, program_id: int) -> Response:
@@ -247,8 +282,9 @@ def _add_program_routes(app: Flask, viewer: _Viewer) -> None:
     @app.get("/run/<key>/grid")
     def grid(key: str) -> str:
         served = viewer.served_run(key)
-        return viewer.page("grid.html", f"{served.name}: MAP-Elites grids", url_for("grid_data", key=key),
-                           grid_blocks(served), served)
+        return viewer.page(
+            "grid.html", f"{served.name}: MAP-Elites grids", url_for("grid_data", key=key), grid_blocks(served), served
+        )
 
     @app.get("/api/run/<key>/grid")
     def grid_data(key: str) -> Response:
@@ -262,14 +298,22 @@ def _add_figure_routes(app: Flask, viewer: _Viewer) -> None:
     def fitness_png(key: str) -> Response:
         state, baseline = viewer.snapshot(key), viewer.baseline_of(key)
         version = (state.version, baseline.version if baseline else None)
-        return _png(viewer.figures.get(("fitness", key, version), lambda: plots.fitness_over_time_figure(
-            state.records, baseline=baseline.records if baseline else None)))
+        return _png(
+            viewer.figures.get(
+                ("fitness", key, version),
+                lambda: plots.fitness_over_time_figure(state.records, baseline=baseline.records if baseline else None),
+            )
+        )
 
     @app.get("/run/<key>/gap.png")
     def gap_png(key: str) -> Response:
         state = viewer.snapshot(key)
-        return _png(viewer.figures.get(("gap", key, state.version), lambda: plots.generalisation_gap_figure(
-            state.validations, until=len(state.records))))
+        return _png(
+            viewer.figures.get(
+                ("gap", key, state.version),
+                lambda: plots.generalisation_gap_figure(state.validations, until=len(state.records)),
+            )
+        )
 
     @app.get("/run/<key>/program/<int:program_id>/curve.png")
     def curve_png(key: str, program_id: int) -> Response:
@@ -279,14 +323,17 @@ def _add_figure_routes(app: Flask, viewer: _Viewer) -> None:
         function = curve_function(record) if record is not None else None
         if function is None:
             abort(404)
-        return _png(viewer.figures.get(("curve", key, program_id), lambda: plots.curves_figure(
-            {f"program {program_id}": function})))
+        return _png(
+            viewer.figures.get(
+                ("curve", key, program_id), lambda: plots.curves_figure({f"program {program_id}": function})
+            )
+        )
 
     @app.get("/favicon.ico")
-    def favicon() -> Response:   # browsers ask for one; no content rather than a 404 in their console
+    def favicon() -> Response:  # browsers ask for one; no content rather than a 404 in their console
         return Response(status=204)
 
-    @app.get("/pygments.css", endpoint="pygments_css")   # base.html's name; as a def it would hide the import
+    @app.get("/pygments.css", endpoint="pygments_css")  # base.html's name; as a def it would hide the import
     def pygments_stylesheet() -> Response:
         return Response(pygments_css(), mimetype="text/css")
 
@@ -305,25 +352,28 @@ def make_server(app: Flask, host: str = LOOPBACK, port: int = DEFAULT_PORT) -> B
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ServeError(f"--port {port}: give a port from 0 to 65535 (0 picks a free one)")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:   # bound here, not by werkzeug, whose own bind prints and exits the process on a busy port
+    try:  # bound here, not by werkzeug, whose own bind prints and exits the process on a busy port
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(128)
-        return werkzeug_server(host, listener.getsockname()[1], app, threaded=True, request_handler=_QuietHandler,
-                               fd=listener.fileno())
+        return werkzeug_server(
+            host, listener.getsockname()[1], app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno()
+        )
     except OSError as exc:
-        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
-                         "(--port 0 picks a free one)") from None
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port (--port 0 picks a free one)"
+        ) from None
     finally:
-        listener.close()   # the server holds its own duplicate of the socket
+        listener.close()  # the server holds its own duplicate of the socket
 
 
 def url_of(server: BaseWSGIServer) -> str:
     return f"http://{LOOPBACK}:{server.port}/"
 
 
-def serve(run_dirs: Sequence[str | Path], port: int = DEFAULT_PORT, host: str = LOOPBACK,
-          out: TextIO = sys.stdout) -> None:
+def serve(
+    run_dirs: Sequence[str | Path], port: int = DEFAULT_PORT, host: str = LOOPBACK, out: TextIO = sys.stdout
+) -> None:
     """`actmine serve`: view the runs in a browser until Ctrl-C. Prints the URL. A directory
     without a run, a damaged database, another host than 127.0.0.1 or a busy port: ServeError."""
     check_host(host)
@@ -334,8 +384,11 @@ def serve(run_dirs: Sequence[str | Path], port: int = DEFAULT_PORT, host: str = 
     except (FileNotFoundError, DatabaseError) as exc:
         raise ServeError(str(exc)) from None
     server = make_server(app, host, port)
-    print(terminal_text(f"actmine serve: {len(run_dirs)} run(s) at {url_of(server)} (Ctrl-C to stop)"), file=out,
-          flush=True)
+    print(
+        terminal_text(f"actmine serve: {len(run_dirs)} run(s) at {url_of(server)} (Ctrl-C to stop)"),
+        file=out,
+        flush=True,
+    )
     try:
         with _stopped_by_signals():
             server.serve_forever()

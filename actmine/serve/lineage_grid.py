@@ -14,26 +14,40 @@ from typing import Any, Mapping, Sequence
 
 from ..evolve.database import ProgramRecord
 from ..evolve.selection import AXES, AXIS_BINS, parse_cell
-from .pages import cell, count, failure_text, lineage_url, num, number, program_cell, program_url, selection_score, \
-    short, table, text
+from .pages import (
+    cell,
+    count,
+    failure_text,
+    lineage_url,
+    num,
+    number,
+    program_cell,
+    program_url,
+    selection_score,
+    short,
+    table,
+    text,
+)
 from .runs import ServedRun, Snapshot
 
-TREE_DEPTH = 8            # descendants shown under a program in its lineage tree
-TREE_NODES = 400          # and at most this many nodes in all
-HEAT_LEVELS = 10          # grid cells coloured by score in this many classes (heat0 … heat9)
+TREE_DEPTH = 8  # descendants shown under a program in its lineage tree
+TREE_NODES = 400  # and at most this many nodes in all
+HEAT_LEVELS = 10  # grid cells coloured by score in this many classes (heat0 … heat9)
 GRID_ROWS = ("gp", "gn")  # the MAP-Elites grid's axes (selection.AXES) laid out as rows …
-GRID_COLUMNS = ("b", "sc", "fl")   # … and as columns: 12 × 32 cells per island
+GRID_COLUMNS = ("b", "sc", "fl")  # … and as columns: 12 × 32 cells per island
 
 
 # ---- lineage ----------------------------------------------------------------------------------
+
 
 def _node_text(record: ProgramRecord) -> str:
     what = f"{number(record.fitness)}" if record.status != "failed" else failure_text(record)
     return f"#{record.id} · {record.status} · {what} · {text(record.mutator)}: {short(record.rationale, 100)}"
 
 
-def _descendants(key: str, record: ProgramRecord, children: Mapping[int, list[ProgramRecord]], depth: int,
-                 budget: list[int]) -> list[dict[str, Any]]:
+def _descendants(
+    key: str, record: ProgramRecord, children: Mapping[int, list[ProgramRecord]], depth: int, budget: list[int]
+) -> list[dict[str, Any]]:
     """The tree below `record` through first parents, `depth` levels and `budget[0]` nodes at most."""
     nodes = []
     kids = children.get(record.id, [])
@@ -43,8 +57,15 @@ def _descendants(key: str, record: ProgramRecord, children: Mapping[int, list[Pr
         budget[0] -= 1
         below = _descendants(key, child, children, depth - 1, budget) if depth > 1 else []
         hidden = len(children.get(child.id, [])) - len(below)
-        nodes.append({"text": _node_text(child), "href": lineage_url(key, child.id), "cls": child.status,
-                      "children": below, "more": max(hidden, 0)})
+        nodes.append(
+            {
+                "text": _node_text(child),
+                "href": lineage_url(key, child.id),
+                "cls": child.status,
+                "children": below,
+                "more": max(hidden, 0),
+            }
+        )
     return nodes
 
 
@@ -55,15 +76,25 @@ def lineage_blocks(snapshot: Snapshot, program_id: int) -> dict[str, Any] | None
     by_id = {record.id: record for record in snapshot.records}
     if program_id not in by_id:
         return None
-    chain = [int(pid) for pid in served.run.lineage(program_id)["id"].tolist()]   # newest first
+    chain = [int(pid) for pid in served.run.lineage(program_id)["id"].tolist()]  # newest first
     ancestors = [by_id[pid] for pid in reversed(chain) if pid in by_id]
     tree = _lineage_tree(key, by_id[program_id], ancestors, _first_parent_children(snapshot.records))
-    rows = [[program_cell(key, r.id), count(r.proposal_index), cell(r.status), num(r.fitness), cell(r.mutator),
-             cell(", ".join(f"#{pid}" for pid in r.parent_ids[1:]) or "—"), cell(short(r.rationale), cls="rationale")]
-            for r in ancestors]
-    return {"tree": {"type": "tree", "root": tree},
-            "ancestors": table(["program", "proposal", "status", "fitness", "mutator", "inspirations", "rationale"],
-                               rows)}
+    rows = [
+        [
+            program_cell(key, r.id),
+            count(r.proposal_index),
+            cell(r.status),
+            num(r.fitness),
+            cell(r.mutator),
+            cell(", ".join(f"#{pid}" for pid in r.parent_ids[1:]) or "—"),
+            cell(short(r.rationale), cls="rationale"),
+        ]
+        for r in ancestors
+    ]
+    return {
+        "tree": {"type": "tree", "root": tree},
+        "ancestors": table(["program", "proposal", "status", "fitness", "mutator", "inspirations", "rationale"], rows),
+    }
 
 
 def _first_parent_children(records: Sequence[ProgramRecord]) -> dict[int, list[ProgramRecord]]:
@@ -75,19 +106,31 @@ def _first_parent_children(records: Sequence[ProgramRecord]) -> dict[int, list[P
     return children
 
 
-def _lineage_tree(key: str, program: ProgramRecord, ancestors: Sequence[ProgramRecord],
-                  children: Mapping[int, list[ProgramRecord]]) -> dict[str, Any]:
+def _lineage_tree(
+    key: str, program: ProgramRecord, ancestors: Sequence[ProgramRecord], children: Mapping[int, list[ProgramRecord]]
+) -> dict[str, Any]:
     """The tree's root node: the program with its descendants, wrapped in its ancestors (seed first,
     the program last in `ancestors`), each ancestor counting its other children as `more`."""
-    node = {"text": _node_text(program), "href": program_url(key, program.id), "cls": "current",
-            "children": _descendants(key, program, children, TREE_DEPTH, [TREE_NODES]), "more": 0}
-    for ancestor in reversed(ancestors[:-1]):     # wrap the program in its ancestors, nearest first
-        node = {"text": _node_text(ancestor), "href": lineage_url(key, ancestor.id), "cls": ancestor.status,
-                "children": [node], "more": len(children.get(ancestor.id, [])) - 1}
+    node = {
+        "text": _node_text(program),
+        "href": program_url(key, program.id),
+        "cls": "current",
+        "children": _descendants(key, program, children, TREE_DEPTH, [TREE_NODES]),
+        "more": 0,
+    }
+    for ancestor in reversed(ancestors[:-1]):  # wrap the program in its ancestors, nearest first
+        node = {
+            "text": _node_text(ancestor),
+            "href": lineage_url(key, ancestor.id),
+            "cls": ancestor.status,
+            "children": [node],
+            "more": len(children.get(ancestor.id, [])) - 1,
+        }
     return node
 
 
 # ---- the MAP-Elites grid ----------------------------------------------------------------------
+
 
 def _bins(axes: Sequence[str]) -> list[tuple[int, ...]]:
     """Every combination of bins of `axes`, in order."""
@@ -124,17 +167,27 @@ def island_grid(key: str, elites: Sequence[ProgramRecord]) -> dict[str, Any]:
             if record is None:
                 line.append(cell("", cls="cell empty"))
             else:
-                line.append(cell(f"#{record.id}", href=program_url(key, record.id), sort=selection_score(record),
-                                 cls=_heat(selection_score(record), low, high)))
+                line.append(
+                    cell(
+                        f"#{record.id}",
+                        href=program_url(key, record.id),
+                        sort=selection_score(record),
+                        cls=_heat(selection_score(record), low, high),
+                    )
+                )
         rows.append(line)
     if strays:
-        shown = strays[:len(columns) - 1]
-        rows.append([cell("other cells", cls="axis"),
-                     *[cell(f"#{r.id} {text(r.cell)}", href=program_url(key, r.id)) for r in shown]])
+        shown = strays[: len(columns) - 1]
+        rows.append(
+            [
+                cell("other cells", cls="axis"),
+                *[cell(f"#{r.id} {text(r.cell)}", href=program_url(key, r.id)) for r in shown],
+            ]
+        )
     return table(columns, rows, empty="empty grid")
 
 
-Place = tuple[tuple[int, ...], tuple[int, ...]]    # (bins of GRID_ROWS, bins of GRID_COLUMNS)
+Place = tuple[tuple[int, ...], tuple[int, ...]]  # (bins of GRID_ROWS, bins of GRID_COLUMNS)
 
 
 def _place_elites(elites: Sequence[ProgramRecord]) -> tuple[dict[Place, ProgramRecord], list[ProgramRecord]]:
@@ -161,11 +214,26 @@ def grid_blocks(served: ServedRun) -> dict[str, Any]:
     with served.database() as db:
         for island in db.islands(run_id):
             elites = db.elites(run_id, island)
-            sections.append({"title": f"island {island}: {len(elites)} occupied cells",
-                             "table": island_grid(key, elites)})
-            rows = [[program_cell(key, r.id), cell(r.cell or "—"), num(selection_score(r)), num(r.fitness),
-                     count(r.island), cell(short(r.rationale), cls="rationale")] for r in elites]
-            sections.append({"title": f"island {island}: elites",
-                             "table": table(["program", "cell", "score", "fitness", "from island", "rationale"], rows,
-                                            sortable=True)})
+            sections.append(
+                {"title": f"island {island}: {len(elites)} occupied cells", "table": island_grid(key, elites)}
+            )
+            rows = [
+                [
+                    program_cell(key, r.id),
+                    cell(r.cell or "—"),
+                    num(selection_score(r)),
+                    num(r.fitness),
+                    count(r.island),
+                    cell(short(r.rationale), cls="rationale"),
+                ]
+                for r in elites
+            ]
+            sections.append(
+                {
+                    "title": f"island {island}: elites",
+                    "table": table(
+                        ["program", "cell", "score", "fitness", "from island", "rationale"], rows, sortable=True
+                    ),
+                }
+            )
     return {"grids": {"type": "sections", "sections": sections}}

@@ -31,12 +31,13 @@ from typing import Any, Iterable, Sequence
 from ..evolve.database import ProgramRecord
 from ..terminal import terminal_text
 
-SHORT_TEXT = 160          # rationales in tables are cut to this many characters (the program page has it all)
+SHORT_TEXT = 160  # rationales in tables are cut to this many characters (the program page has it all)
 
 
 # --------------------------------------------------------------------------------------------
 # URLs (the routes of app.py; keys are digits, ids integers: nothing from the database in a URL)
 # --------------------------------------------------------------------------------------------
+
 
 def run_url(key: str) -> str:
     return f"/run/{key}"
@@ -62,6 +63,7 @@ def lineage_url(key: str, program_id: int) -> str:
 # Cells, tables and numbers
 # --------------------------------------------------------------------------------------------
 
+
 def text(value: Any, newlines: bool = False) -> str:
     """Untrusted text as shown: control and bidirectional characters visible (`terminal_text`);
     without `newlines`, one line (line breaks and tabs become spaces)."""
@@ -74,7 +76,7 @@ def text(value: Any, newlines: bool = False) -> str:
 def short(value: Any, limit: int = SHORT_TEXT) -> str:
     """One line of text, cut to `limit` characters."""
     line = text(value)
-    return line if len(line) <= limit else line[:limit - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def finite(value: Any) -> float | None:
@@ -114,16 +116,29 @@ def program_cell(key: str, program_id: Any) -> dict[str, Any]:
     return cell(f"#{program_id}", href=program_url(key, program_id), sort=program_id)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[dict[str, Any]]], *, sortable: bool = False,
-          filterable: bool = False, facets: Sequence[int] = (), empty: str = "nothing yet") -> dict[str, Any]:
-    return {"type": "table", "columns": list(columns), "rows": [list(row) for row in rows], "sortable": sortable,
-            "filterable": filterable, "facets": list(facets), "empty": empty}
+def table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[dict[str, Any]]],
+    *,
+    sortable: bool = False,
+    filterable: bool = False,
+    facets: Sequence[int] = (),
+    empty: str = "nothing yet",
+) -> dict[str, Any]:
+    return {
+        "type": "table",
+        "columns": list(columns),
+        "rows": [list(row) for row in rows],
+        "sortable": sortable,
+        "filterable": filterable,
+        "facets": list(facets),
+        "empty": empty,
+    }
 
 
 def fields(pairs: Iterable[tuple[str, dict[str, Any] | str]]) -> dict[str, Any]:
     """A two-column table of labelled values (a value: a cell, or text)."""
-    return table(["", ""], [[cell(label), value if isinstance(value, dict) else cell(value)]
-                            for label, value in pairs])
+    return table(["", ""], [[cell(label), value if isinstance(value, dict) else cell(value)] for label, value in pairs])
 
 
 def image(src: str, alt: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from .runs import ServedRun, get_program
 
 # ---- the fixed parts ---------------------------------------------------------------------------
 
+
 def curve_function(record: ProgramRecord) -> Any:
     """What the curve figure draws for a program, as the report does: the curve the probes recorded
     in the sandbox, else the restricted-ast interpreter's function (never the source run as code);
@@ -57,11 +58,18 @@ def diff_lines(parent: ProgramRecord | None, record: ProgramRecord) -> list[dict
     `hunk`, `file`, `same`); [] without a parent."""
     if parent is None:
         return []
-    lines = difflib.unified_diff(text(parent.source, True).splitlines(), text(record.source, True).splitlines(),
-                                 fromfile=f"program #{parent.id}", tofile=f"program #{record.id}", lineterm="")
+    lines = difflib.unified_diff(
+        text(parent.source, True).splitlines(),
+        text(record.source, True).splitlines(),
+        fromfile=f"program #{parent.id}",
+        tofile=f"program #{record.id}",
+        lineterm="",
+    )
     kinds = (("+++", "file"), ("---", "file"), ("@@", "hunk"), ("+", "add"), ("-", "del"))
-    return [{"kind": next((kind for prefix, kind in kinds if line.startswith(prefix)), "same"), "text": line}
-            for line in lines]
+    return [
+        {"kind": next((kind for prefix, kind in kinds if line.startswith(prefix)), "same"), "text": line}
+        for line in lines
+    ]
 
 
 def formula(record: ProgramRecord) -> dict[str, Any] | None:
@@ -85,10 +93,15 @@ def _value_text(value: Any) -> str:
 
 def probes_table(record: ProgramRecord) -> dict[str, Any]:
     """The probes' measurements (the recorded curve is drawn, not listed) and the descriptors."""
-    rows = [[cell("descriptor"), cell(name), cell(_value_text(value))]
-            for name, value in sorted((record.descriptors or {}).items())]
-    rows += [[cell("probe"), cell(name), cell(_value_text(value))]
-             for name, value in sorted((record.probes or {}).items()) if name not in ("curve", "descriptors")]
+    rows = [
+        [cell("descriptor"), cell(name), cell(_value_text(value))]
+        for name, value in sorted((record.descriptors or {}).items())
+    ]
+    rows += [
+        [cell("probe"), cell(name), cell(_value_text(value))]
+        for name, value in sorted((record.probes or {}).items())
+        if name not in ("curve", "descriptors")
+    ]
     return table(["", "name", "value"], rows, empty="no probes recorded")
 
 
@@ -98,32 +111,62 @@ def families_table(record: ProgramRecord) -> dict[str, Any]:
 
 
 def tasks_table(record: ProgramRecord) -> dict[str, Any]:
-    rows = [[cell(task.get("name")), cell(task.get("family")), num(task.get("log_ratio"), 3),
-             num(task.get("ood_error"), 4, signed=False), num(task.get("id_error"), 4, signed=False)]
-            for task in record.tasks or [] if isinstance(task, dict)]
-    return table(["task", "family", "log-ratio", "OOD error", "ID error"], rows, sortable=True, filterable=True,
-                 empty="no task scores")
+    rows = [
+        [
+            cell(task.get("name")),
+            cell(task.get("family")),
+            num(task.get("log_ratio"), 3),
+            num(task.get("ood_error"), 4, signed=False),
+            num(task.get("id_error"), 4, signed=False),
+        ]
+        for task in record.tasks or []
+        if isinstance(task, dict)
+    ]
+    return table(
+        ["task", "family", "log-ratio", "OOD error", "ID error"],
+        rows,
+        sortable=True,
+        filterable=True,
+        empty="no task scores",
+    )
 
 
 def llm_calls_table(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    rows = [[cell(call.get("model") or "—"), cell(call.get("outcome")), count(int(call.get("prompt_tokens") or 0)),
-             count(int(call.get("completion_tokens") or 0)), num(call.get("latency_s"), 2, signed=False),
-             num(call.get("cost"), 6, signed=False), cell(call.get("error") or "")] for call in calls]
-    return table(["model", "outcome", "prompt tokens", "completion tokens", "seconds", "cost (USD)", "error"], rows,
-                 empty="no LLM call recorded for this program")
+    rows = [
+        [
+            cell(call.get("model") or "—"),
+            cell(call.get("outcome")),
+            count(int(call.get("prompt_tokens") or 0)),
+            count(int(call.get("completion_tokens") or 0)),
+            num(call.get("latency_s"), 2, signed=False),
+            num(call.get("cost"), 6, signed=False),
+            cell(call.get("error") or ""),
+        ]
+        for call in calls
+    ]
+    return table(
+        ["model", "outcome", "prompt tokens", "completion tokens", "seconds", "cost (USD)", "error"],
+        rows,
+        empty="no LLM call recorded for this program",
+    )
 
 
 # ---- the polled blocks -------------------------------------------------------------------------
 
+
 def estimate_fields(key: str, record: ProgramRecord, children: Sequence[ProgramRecord]) -> dict[str, Any]:
     """The program's changing numbers: status, estimate, rounds, its place, its children."""
-    pairs = [("status", cell(record.status + ("" if record.settled or record.status != "ok" else " (unsettled)"))),
-             ("fitness ± se", cell(with_se(record.fitness, record.fitness_se))), ("score", num(record.score)),
-             ("rounds", count(record.rounds)), ("OOD log-ratio", num(record.ood_log_ratio)),
-             ("island · cell · generation",
-              cell(f"{record.island} · {text(record.cell or '—')} · {record.generation}")),
-             ("mutator · model", cell(f"{text(record.mutator)} · {text(record.model or '—')}")),
-             ("proposal", count(record.proposal_index)), ("seconds", num(record.seconds, 2, signed=False))]
+    pairs = [
+        ("status", cell(record.status + ("" if record.settled or record.status != "ok" else " (unsettled)"))),
+        ("fitness ± se", cell(with_se(record.fitness, record.fitness_se))),
+        ("score", num(record.score)),
+        ("rounds", count(record.rounds)),
+        ("OOD log-ratio", num(record.ood_log_ratio)),
+        ("island · cell · generation", cell(f"{record.island} · {text(record.cell or '—')} · {record.generation}")),
+        ("mutator · model", cell(f"{text(record.mutator)} · {text(record.model or '—')}")),
+        ("proposal", count(record.proposal_index)),
+        ("seconds", num(record.seconds, 2, signed=False)),
+    ]
     if record.status == "failed":
         pairs.append(("failure", cell(f"{failure_text(record)}: {text(record.failure_message or '')}")))
     if record.duplicate_of is not None:
@@ -134,12 +177,20 @@ def estimate_fields(key: str, record: ProgramRecord, children: Sequence[ProgramR
 
 
 def rounds_table(evaluations: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    rows = [[count(e["round"]), cell(e["kind"]), num(e["fitness"]),
-             count(len(e["tasks"]) if isinstance(e["tasks"], list) else 0)] for e in evaluations]
+    rows = [
+        [
+            count(e["round"]),
+            cell(e["kind"]),
+            num(e["fitness"]),
+            count(len(e["tasks"]) if isinstance(e["tasks"], list) else 0),
+        ]
+        for e in evaluations
+    ]
     return table(["round", "kind", "fitness", "tasks"], rows, empty="no rounds recorded")
 
 
 # ---- the page ----------------------------------------------------------------------------------
+
 
 def _children(served: ServedRun, db: ProgramDatabase, record: ProgramRecord) -> list[ProgramRecord]:
     """The programs mutated from `record` (it is their first parent)."""
@@ -158,16 +209,26 @@ def program_page(served: ServedRun, program_id: int) -> dict[str, Any] | None:
         children = _children(served, db, record)
         evaluations = db.evaluations(record.id)
         calls = [call for call in db.llm_calls(served.run.run_id) if call.get("program_id") == record.id]
-    return {"record": record, "parent": parent, "source": highlighted(record.source),
-            "diff": diff_lines(parent, record), "formula": formula(record),
-            "curve": f"/run/{key}/program/{record.id}/curve.png" if curve_function(record) is not None else None,
-            "rationale": text(record.rationale, newlines=True),
-            "original_answer": text(record.original_answer, newlines=True) if record.original_answer else None,
-            "normalisation_changes": [text(change) for change in record.normalisation_changes or []],
-            "mutator": text(record.mutator), "model": text(record.model) if record.model else None,
-            "fixed": {"families": families_table(record), "tasks": tasks_table(record),
-                      "probes": probes_table(record), "calls": llm_calls_table(calls)},
-            "blocks": {"estimate": estimate_fields(key, record, children), "rounds": rounds_table(evaluations)}}
+    return {
+        "record": record,
+        "parent": parent,
+        "source": highlighted(record.source),
+        "diff": diff_lines(parent, record),
+        "formula": formula(record),
+        "curve": f"/run/{key}/program/{record.id}/curve.png" if curve_function(record) is not None else None,
+        "rationale": text(record.rationale, newlines=True),
+        "original_answer": text(record.original_answer, newlines=True) if record.original_answer else None,
+        "normalisation_changes": [text(change) for change in record.normalisation_changes or []],
+        "mutator": text(record.mutator),
+        "model": text(record.model) if record.model else None,
+        "fixed": {
+            "families": families_table(record),
+            "tasks": tasks_table(record),
+            "probes": probes_table(record),
+            "calls": llm_calls_table(calls),
+        },
+        "blocks": {"estimate": estimate_fields(key, record, children), "rounds": rounds_table(evaluations)},
+    }
 
 
 def program_blocks(served: ServedRun, program_id: int) -> dict[str, Any] | None:
@@ -176,5 +237,7 @@ def program_blocks(served: ServedRun, program_id: int) -> dict[str, Any] | None:
         record = get_program(served, db, program_id)
         if record is None:
             return None
-        return {"estimate": estimate_fields(served.key, record, _children(served, db, record)),
-                "rounds": rounds_table(db.evaluations(record.id))}
+        return {
+            "estimate": estimate_fields(served.key, record, _children(served, db, record)),
+            "rounds": rounds_table(db.evaluations(record.id)),
+        }

@@ -20,7 +20,7 @@ from ..run_files import DATABASE
 from ..evolve.database import ProgramDatabase, ProgramRecord, RunRecord
 from ..report.html import final_results
 
-TOP = 10                  # programs in a run's top list (compare page)
+TOP = 10  # programs in a run's top list (compare page)
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,10 @@ def served_runs(run_dirs: Sequence[str | Path]) -> list[ServedRun]:
     runs = [open_run(run_dir) for run_dir in run_dirs]
     names = [run.run_dir.resolve().name or str(run.run_dir) for run in runs]
     repeated = {name for name, n in Counter(names).items() if n > 1}
-    return [ServedRun(str(i), f"{name} ({i})" if name in repeated else name, run)
-            for i, (name, run) in enumerate(zip(names, runs))]
+    return [
+        ServedRun(str(i), f"{name} ({i})" if name in repeated else name, run)
+        for i, (name, run) in enumerate(zip(names, runs))
+    ]
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,15 @@ class Snapshot:
     def version(self) -> str:
         """Changes whenever anything shown changes (a program, a round, a validation, the status,
         the end-of-run results): pictures are redrawn only then."""
-        state = [len(self.records), sum(self.rounds.values()), len(self.validations), self.run.status,
-                 len(self.llm_calls), len(self.results["validation"]), len(self.results["test"])]
+        state = [
+            len(self.records),
+            sum(self.rounds.values()),
+            len(self.validations),
+            self.run.status,
+            len(self.llm_calls),
+            len(self.results["validation"]),
+            len(self.results["test"]),
+        ]
         return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()[:16]
 
 
@@ -79,10 +88,17 @@ def read_snapshot(served: ServedRun) -> Snapshot:
     """The run's current state, from one read-only opening of its database."""
     run_id = served.run.run_id
     with served.database() as db:
-        return Snapshot(served=served, run=db.get_run(run_id), records=db.programs(run_id), top=db.top(run_id, TOP),
-                        failures=db.failures_by_reason(run_id), llm_calls=db.llm_calls(run_id),
-                        validations=db.validations(run_id), rounds=db.evaluation_counts(run_id),
-                        results=final_results(served.run_dir, db, run_id))
+        return Snapshot(
+            served=served,
+            run=db.get_run(run_id),
+            records=db.programs(run_id),
+            top=db.top(run_id, TOP),
+            failures=db.failures_by_reason(run_id),
+            llm_calls=db.llm_calls(run_id),
+            validations=db.validations(run_id),
+            rounds=db.evaluation_counts(run_id),
+            results=final_results(served.run_dir, db, run_id),
+        )
 
 
 def get_program(served: ServedRun, db: ProgramDatabase, program_id: int) -> ProgramRecord | None:

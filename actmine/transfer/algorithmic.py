@@ -64,19 +64,38 @@ import torch
 
 from .base import ActivationFactory, BenchmarkScore, DatasetMissing, register_benchmark
 from .clrs_data import (
-    CATEGORICAL as CATEGORICAL, EDGE as EDGE, GRAPH as GRAPH, MASK as MASK, MASK_ONE as MASK_ONE,
-    MASKED as MASKED, NODE as NODE, POINTER as POINTER, SCALAR as SCALAR,
-    SHOULD_BE_PERMUTATION as SHOULD_BE_PERMUTATION, Dataset as Dataset, Probe as Probe,
-    _to_tensors as _to_tensors, randomize_pos as randomize_pos,
+    CATEGORICAL as CATEGORICAL,
+    EDGE as EDGE,
+    GRAPH as GRAPH,
+    MASK as MASK,
+    MASK_ONE as MASK_ONE,
+    MASKED as MASKED,
+    NODE as NODE,
+    POINTER as POINTER,
+    SCALAR as SCALAR,
+    SHOULD_BE_PERMUTATION as SHOULD_BE_PERMUTATION,
+    Dataset as Dataset,
+    Probe as Probe,
+    _to_tensors as _to_tensors,
+    randomize_pos as randomize_pos,
 )
 from .clrs_model import (
-    CLRSNet as CLRSNet, MPNNProcessor as MPNNProcessor, _Decoder as _Decoder, _Encoder as _Encoder,
-    build_model as build_model, evaluate_model as evaluate_model, hard_prediction as hard_prediction,
-    output_loss as output_loss, train_model as train_model,
+    CLRSNet as CLRSNet,
+    MPNNProcessor as MPNNProcessor,
+    _Decoder as _Decoder,
+    _Encoder as _Encoder,
+    build_model as build_model,
+    evaluate_model as evaluate_model,
+    hard_prediction as hard_prediction,
+    output_loss as output_loss,
+    train_model as train_model,
 )
 from .clrs_scores import (
-    categorical_accuracy as categorical_accuracy, evaluate_outputs as evaluate_outputs, mask_f1 as mask_f1,
-    pointer_accuracy as pointer_accuracy, scalar_mse as scalar_mse,
+    categorical_accuracy as categorical_accuracy,
+    evaluate_outputs as evaluate_outputs,
+    mask_f1 as mask_f1,
+    pointer_accuracy as pointer_accuracy,
+    scalar_mse as scalar_mse,
 )
 from .clrs_stubs import _stubs
 
@@ -99,12 +118,36 @@ INSTALL_COMMAND = "pip install --no-deps dm-clrs && pip install absl-py attrs"
 #: The 30 algorithms of the benchmark (``clrs._src.specs.CLRS_30_ALGS``), kept here so that a bad
 #: name is refused without importing anything.
 CLRS30_ALGORITHMS: tuple[str, ...] = (
-    "activity_selector", "articulation_points", "bellman_ford", "bfs", "binary_search", "bridges",
-    "bubble_sort", "dag_shortest_paths", "dfs", "dijkstra", "find_maximum_subarray_kadane",
-    "floyd_warshall", "graham_scan", "heapsort", "insertion_sort", "jarvis_march", "kmp_matcher",
-    "lcs_length", "matrix_chain_order", "minimum", "mst_kruskal", "mst_prim",
-    "naive_string_matcher", "optimal_bst", "quickselect", "quicksort", "segments_intersect",
-    "strongly_connected_components", "task_scheduling", "topological_sort",
+    "activity_selector",
+    "articulation_points",
+    "bellman_ford",
+    "bfs",
+    "binary_search",
+    "bridges",
+    "bubble_sort",
+    "dag_shortest_paths",
+    "dfs",
+    "dijkstra",
+    "find_maximum_subarray_kadane",
+    "floyd_warshall",
+    "graham_scan",
+    "heapsort",
+    "insertion_sort",
+    "jarvis_march",
+    "kmp_matcher",
+    "lcs_length",
+    "matrix_chain_order",
+    "minimum",
+    "mst_kruskal",
+    "mst_prim",
+    "naive_string_matcher",
+    "optimal_bst",
+    "quickselect",
+    "quicksort",
+    "segments_intersect",
+    "strongly_connected_components",
+    "task_scheduling",
+    "topological_sort",
 )
 
 #: Graph algorithms with short trajectories (a handful of processor steps on 64 nodes) that learn
@@ -119,11 +162,22 @@ CLRS30_ALGORITHMS: tuple[str, ...] = (
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("bfs", "bellman_ford")
 
 #: ``examples/run.py`` of dm-clrs: algorithms whose constant ``pred_h`` hint becomes an input.
-_PRED_AS_INPUT = frozenset({
-    "binary_search", "minimum", "find_maximum_subarray", "find_maximum_subarray_kadane",
-    "matrix_chain_order", "lcs_length", "optimal_bst", "activity_selector", "task_scheduling",
-    "naive_string_matcher", "kmp_matcher", "jarvis_march",
-})
+_PRED_AS_INPUT = frozenset(
+    {
+        "binary_search",
+        "minimum",
+        "find_maximum_subarray",
+        "find_maximum_subarray_kadane",
+        "matrix_chain_order",
+        "lcs_length",
+        "optimal_bst",
+        "activity_selector",
+        "task_scheduling",
+        "naive_string_matcher",
+        "kmp_matcher",
+        "jarvis_march",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +218,8 @@ def import_clrs() -> types.SimpleNamespace:
     if spec is None or not spec.submodule_search_locations:
         raise DatasetMissing(
             "the CLRS benchmark needs the procedural samplers of the `dm-clrs` package, which is not "
-            f"installed; install it without its TensorFlow/JAX dependencies: {INSTALL_COMMAND}")
+            f"installed; install it without its TensorFlow/JAX dependencies: {INSTALL_COMMAND}"
+        )
 
     package = sys.modules.get("clrs")
     placeholder = package is None or not hasattr(package, "__path__")
@@ -187,8 +242,7 @@ def import_clrs() -> types.SimpleNamespace:
         if placeholder:  # leave no half-loaded package behind
             for name in [m for m in sys.modules if m == "clrs" or m.startswith("clrs.")]:
                 del sys.modules[name]
-        raise DatasetMissing(
-            f"could not load the CLRS samplers ({exc}); install them with: {INSTALL_COMMAND}") from exc
+        raise DatasetMissing(f"could not load the CLRS samplers ({exc}); install them with: {INSTALL_COMMAND}") from exc
     finally:
         for name, module in saved.items():
             if module is None:
@@ -196,11 +250,25 @@ def import_clrs() -> types.SimpleNamespace:
             else:
                 sys.modules[name] = module
     _CLRS = types.SimpleNamespace(
-        build_sampler=samplers.build_sampler, SPECS=specs.SPECS, specs=specs, samplers=samplers,
-        evaluation=evaluation, probing=importlib.import_module("clrs._src.probing"))
+        build_sampler=samplers.build_sampler,
+        SPECS=specs.SPECS,
+        specs=specs,
+        samplers=samplers,
+        evaluation=evaluation,
+        probing=importlib.import_module("clrs._src.probing"),
+    )
     if placeholder:  # `import clrs` elsewhere gets the same light API rather than an empty package
-        for attr in ("build_sampler", "Sampler", "Feedback", "Features", "Trajectory", "CLRS30",
-                     "process_random_pos", "process_pred_as_input", "process_permutations"):
+        for attr in (
+            "build_sampler",
+            "Sampler",
+            "Feedback",
+            "Features",
+            "Trajectory",
+            "CLRS30",
+            "process_random_pos",
+            "process_pred_as_input",
+            "process_permutations",
+        ):
             setattr(package, attr, getattr(samplers, attr))
         for attr in ("SPECS", "Spec", "Stage", "Location", "Type", "OutputClass", "CLRS_30_ALGS_SETTINGS"):
             setattr(package, attr, getattr(specs, attr))
@@ -213,6 +281,7 @@ def import_clrs() -> types.SimpleNamespace:
 # Sampling
 # --------------------------------------------------------------------------------------------
 
+
 def _derived_seed(seed: int, *keys: str) -> int:
     entropy = [int(seed) & 0xFFFFFFFF] + [zlib.crc32(k.encode()) for k in keys]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] & 0x7FFFFFFF)
@@ -221,8 +290,7 @@ def _derived_seed(seed: int, *keys: str) -> int:
 def sample_dataset(algorithm: str, num_samples: int, length: int, seed: int) -> Dataset:
     """``num_samples`` trajectories of ``algorithm`` on inputs of ``length`` nodes (CLRS samplers)."""
     clrs = import_clrs()
-    sampler, _spec = clrs.build_sampler(algorithm, num_samples, length=length, seed=seed,
-                                        track_max_steps=False)
+    sampler, _spec = clrs.build_sampler(algorithm, num_samples, length=length, seed=seed, track_max_steps=False)
     feedback = sampler.next()  # the whole pregenerated set
     inputs = [Probe(dp.name, dp.location, dp.type_, np.asarray(dp.data)) for dp in feedback.features.inputs]
     if algorithm in _PRED_AS_INPUT:  # samplers.process_pred_as_input: the constant pred_h hint
@@ -236,6 +304,7 @@ def sample_dataset(algorithm: str, num_samples: int, length: int, seed: int) -> 
 # --------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------
+
 
 @register_benchmark
 class CLRS:
@@ -258,16 +327,27 @@ class CLRS:
     name: ClassVar[str] = "clrs"
     metric: ClassVar[str] = "score"
 
-    def __init__(self, *, algorithms: Sequence[str] = DEFAULT_ALGORITHMS, train_size: int = 16,
-                 test_size: int = 64, train_steps: int = 300, batch_size: int = 16, hidden: int = 32,
-                 lr: float = 3e-3, num_train_samples: int = 1000, num_test_samples: int = 32,
-                 msg_passing_steps: int = 1):
+    def __init__(
+        self,
+        *,
+        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+        train_size: int = 16,
+        test_size: int = 64,
+        train_steps: int = 300,
+        batch_size: int = 16,
+        hidden: int = 32,
+        lr: float = 3e-3,
+        num_train_samples: int = 1000,
+        num_test_samples: int = 32,
+        msg_passing_steps: int = 1,
+    ):
         if isinstance(algorithms, str):
             algorithms = (algorithms,)
         unknown = [a for a in algorithms if a not in CLRS30_ALGORITHMS]
         if unknown or not algorithms:
-            raise ValueError(f"unknown CLRS algorithm(s) {unknown or list(algorithms)}; known: "
-                             f"{', '.join(CLRS30_ALGORITHMS)}")
+            raise ValueError(
+                f"unknown CLRS algorithm(s) {unknown or list(algorithms)}; known: {', '.join(CLRS30_ALGORITHMS)}"
+            )
         self.algorithms = tuple(algorithms)
         self.train_size = train_size
         self.test_size = test_size
@@ -283,8 +363,7 @@ class CLRS:
         """The samplers are procedural: nothing to download, but dm-clrs must be importable."""
         import_clrs()
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore:
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
         """Train one model per algorithm; ``score`` is the mean OOD (``test_size``) score.
 
         ``details`` holds per algorithm the OOD score (``per_algorithm``, per output in
@@ -310,35 +389,54 @@ class CLRS:
             final_loss[algorithm] = record["final_loss"]
             diverged_at[algorithm] = record["diverged_at"]
         score = float(np.mean(list(per_algorithm.values())))
-        return BenchmarkScore(score=score, metric=self.metric, details={
-            "per_algorithm": per_algorithm, "per_output": per_output,
-            "id_score": float(np.mean(list(id_per_algorithm.values()))),
-            "id_per_algorithm": id_per_algorithm, "id_per_output": id_per_output,
-            "final_train_loss": final_loss, "diverged_at_step": diverged_at, "seconds": seconds,
-            "train_size": self.train_size, "test_size": self.test_size, "train_steps": self.train_steps,
-            "batch_size": self.batch_size, "hidden": self.hidden,
-            "num_test_samples": self.num_test_samples, "hints": False,
-        })
+        return BenchmarkScore(
+            score=score,
+            metric=self.metric,
+            details={
+                "per_algorithm": per_algorithm,
+                "per_output": per_output,
+                "id_score": float(np.mean(list(id_per_algorithm.values()))),
+                "id_per_algorithm": id_per_algorithm,
+                "id_per_output": id_per_output,
+                "final_train_loss": final_loss,
+                "diverged_at_step": diverged_at,
+                "seconds": seconds,
+                "train_size": self.train_size,
+                "test_size": self.test_size,
+                "train_steps": self.train_steps,
+                "batch_size": self.batch_size,
+                "hidden": self.hidden,
+                "num_test_samples": self.num_test_samples,
+                "hints": False,
+            },
+        )
 
     def datasets(self, algorithm: str, seed: int) -> tuple[Dataset, Dataset]:
         """The training set (``train_size`` nodes) and the OOD test set (``test_size``) for ``seed``."""
         _check_algorithm(algorithm)
-        train = sample_dataset(algorithm, self.num_train_samples, self.train_size,
-                               _derived_seed(seed, algorithm, "train"))
-        test = sample_dataset(algorithm, self.num_test_samples, self.test_size,
-                              _derived_seed(seed, algorithm, "test"))
+        train = sample_dataset(
+            algorithm, self.num_train_samples, self.train_size, _derived_seed(seed, algorithm, "train")
+        )
+        test = sample_dataset(algorithm, self.num_test_samples, self.test_size, _derived_seed(seed, algorithm, "test"))
         return train, test
 
     def id_test_set(self, algorithm: str, seed: int) -> Dataset:
         """The in-distribution test set: ``num_test_samples`` fresh instances of ``train_size``
         nodes, drawn from a seed of their own (not the training set's), so they are held out."""
         _check_algorithm(algorithm)
-        return sample_dataset(algorithm, self.num_test_samples, self.train_size,
-                              _derived_seed(seed, algorithm, "id-test"))
+        return sample_dataset(
+            algorithm, self.num_test_samples, self.train_size, _derived_seed(seed, algorithm, "id-test")
+        )
 
-    def run_algorithm(self, algorithm: str, make_activation: ActivationFactory, seed: int,
-                      device: str = "cpu", train_steps: int | None = None, score_at: Sequence[int] = (),
-                      ) -> tuple[dict[str, float], dict[str, Any]]:
+    def run_algorithm(
+        self,
+        algorithm: str,
+        make_activation: ActivationFactory,
+        seed: int,
+        device: str = "cpu",
+        train_steps: int | None = None,
+        score_at: Sequence[int] = (),
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """Train one model on ``algorithm`` and score it on the OOD and the ID test sets.
 
         Returns the OOD scores (per output and ``score``) and the record: ``id_scores`` (the same
@@ -366,30 +464,51 @@ class CLRS:
 
         def score_now() -> tuple[dict[str, float], dict[str, float], float]:
             begin = time.perf_counter()
-            ood, in_dist = (evaluate_model(model, test, self.batch_size, device),
-                            evaluate_model(model, id_test, self.batch_size, device))
+            ood, in_dist = (
+                evaluate_model(model, test, self.batch_size, device),
+                evaluate_model(model, id_test, self.batch_size, device),
+            )
             return ood, in_dist, time.perf_counter() - begin
 
         def on_step(done: int) -> None:
             if done in score_at and done < steps:
                 clock["train"] += time.perf_counter() - clock["since"]
                 ood, in_dist, evaluate_seconds = score_now()
-                scored_at[done] = {"score": ood["score"], "id_score": in_dist["score"],
-                                   "train_seconds": clock["train"], "evaluate_seconds": evaluate_seconds}
+                scored_at[done] = {
+                    "score": ood["score"],
+                    "id_score": in_dist["score"],
+                    "train_seconds": clock["train"],
+                    "evaluate_seconds": evaluate_seconds,
+                }
                 clock["since"] = time.perf_counter()
 
-        final_loss, diverged_at = train_model(model, train, steps, self.batch_size, self.lr, device,
-                                              np.random.RandomState(_derived_seed(seed, algorithm, "batches")),
-                                              on_step=on_step if score_at else None)
+        final_loss, diverged_at = train_model(
+            model,
+            train,
+            steps,
+            self.batch_size,
+            self.lr,
+            device,
+            np.random.RandomState(_derived_seed(seed, algorithm, "batches")),
+            on_step=on_step if score_at else None,
+        )
         clock["train"] += time.perf_counter() - clock["since"]
         ood, in_dist, evaluate_seconds = score_now()
         for k in score_at:  # not reached: training stopped at a non-finite loss, as a k-step run would
             if k < steps and k not in scored_at:
-                scored_at[k] = {"score": ood["score"], "id_score": in_dist["score"],
-                                "train_seconds": clock["train"], "evaluate_seconds": evaluate_seconds}
-        return ood, {"id_scores": in_dist, "final_loss": final_loss, "diverged_at": diverged_at,
-                     "seconds": {"data": data_seconds, "train": clock["train"], "evaluate": evaluate_seconds},
-                     "scored_at": scored_at}
+                scored_at[k] = {
+                    "score": ood["score"],
+                    "id_score": in_dist["score"],
+                    "train_seconds": clock["train"],
+                    "evaluate_seconds": evaluate_seconds,
+                }
+        return ood, {
+            "id_scores": in_dist,
+            "final_loss": final_loss,
+            "diverged_at": diverged_at,
+            "seconds": {"data": data_seconds, "train": clock["train"], "evaluate": evaluate_seconds},
+            "scored_at": scored_at,
+        }
 
 
 def _check_algorithm(algorithm: str) -> None:

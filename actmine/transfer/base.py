@@ -72,8 +72,7 @@ class Benchmark(Protocol):
 
     def check_data(self, data_dir: Path) -> None: ...
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore: ...
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore: ...
 
 
 _BENCHMARKS: dict[str, type] = {}

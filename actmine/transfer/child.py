@@ -153,22 +153,41 @@ def execute_job(job: TransferJob | Mapping[str, Any], data_dir: str | Path, devi
         return _failed(job, "dataset_missing", str(exc), metric, elapsed()).to_dict()
     except (Exception, SystemExit) as exc:  # the job fails, the run goes on
         if exception_code(exc) == "memory_limit":
-            return _failed(job, "memory_limit", f"the job ran out of memory{_memory_limit_note()}: "
-                                                f"{type(exc).__name__}: {exc}", metric, elapsed()).to_dict()
+            return _failed(
+                job,
+                "memory_limit",
+                f"the job ran out of memory{_memory_limit_note()}: {type(exc).__name__}: {exc}",
+                metric,
+                elapsed(),
+            ).to_dict()
         return _failed(job, "job_error", f"{type(exc).__name__}: {exc}", metric, elapsed()).to_dict()
     value = getattr(score, "score", None)
     try:
         value = float(value)
     except (TypeError, ValueError):
-        return _failed(job, "bad_answer", f"{type(benchmark).__name__}.run returned {score!r}, not a "
-                                          "BenchmarkScore", metric, elapsed()).to_dict()
+        return _failed(
+            job,
+            "bad_answer",
+            f"{type(benchmark).__name__}.run returned {score!r}, not a BenchmarkScore",
+            metric,
+            elapsed(),
+        ).to_dict()
     metric = str(getattr(score, "metric", "") or metric)
     if not math.isfinite(value):
         return _failed(job, "non_finite", f"the {metric or 'score'} is {value}", metric, elapsed()).to_dict()
     details = _finite(json.loads(json.dumps(getattr(score, "details", None) or {}, default=_jsonable)))
-    return TransferResult(activation=job.activation, benchmark=job.benchmark, seed=job.seed, ok=True, score=value,
-                          metric=metric, details=details, seconds=round(elapsed(), 3), options=dict(job.options),
-                          key=job.key).to_dict()
+    return TransferResult(
+        activation=job.activation,
+        benchmark=job.benchmark,
+        seed=job.seed,
+        ok=True,
+        score=value,
+        metric=metric,
+        details=details,
+        seconds=round(elapsed(), 3),
+        options=dict(job.options),
+        key=job.key,
+    ).to_dict()
 
 
 def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None = None) -> None:
@@ -184,9 +203,18 @@ def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None =
     os.dup2(2, 1)  # the job's own prints go to stderr
     sys.stdout = sys.stderr
     limits = dict(limits or {})
-    protocol.write(json.dumps({"hello": True, "pid": os.getpid(), "network_isolated": bool(network_isolated),
-                               "memory_mb": limits.get("memory_mb") or None,
-                               "cpu_s": limits.get("cpu_s") or None}) + "\n")
+    protocol.write(
+        json.dumps(
+            {
+                "hello": True,
+                "pid": os.getpid(),
+                "network_isolated": bool(network_isolated),
+                "memory_mb": limits.get("memory_mb") or None,
+                "cpu_s": limits.get("cpu_s") or None,
+            }
+        )
+        + "\n"
+    )
     protocol.flush()
     request = json.loads(sys.stdin.readline())
 
@@ -198,8 +226,9 @@ def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None =
     import torch
 
     torch.set_num_threads(max(1, int(request["threads"])))
-    answer = json.dumps(execute_job(request["job"], request["data_dir"], request["device"]), allow_nan=False,
-                        default=str)
+    answer = json.dumps(
+        execute_job(request["job"], request["data_dir"], request["device"]), allow_nan=False, default=str
+    )
     protocol.write(answer + "\n")
     protocol.flush()
     sys.stderr.flush()

@@ -44,9 +44,11 @@ class Dataset:
         return int(next(p for p in self.inputs if p.name == "pos").data.shape[1])
 
     def take(self, idx: np.ndarray) -> "Dataset":
-        return Dataset([Probe(p.name, p.location, p.type_, p.data[idx]) for p in self.inputs],
-                       [Probe(p.name, p.location, p.type_, p.data[idx]) for p in self.outputs],
-                       self.lengths[idx])
+        return Dataset(
+            [Probe(p.name, p.location, p.type_, p.data[idx]) for p in self.inputs],
+            [Probe(p.name, p.location, p.type_, p.data[idx]) for p in self.outputs],
+            self.lengths[idx],
+        )
 
 
 def randomize_pos(batch: Dataset, rng: np.random.RandomState) -> Dataset:

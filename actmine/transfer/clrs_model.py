@@ -15,8 +15,20 @@ from torch.nn import functional as F
 
 from .base import ActivationFactory
 from .clrs_data import (
-    CATEGORICAL, EDGE, GRAPH, MASK, MASK_ONE, MASKED, NODE, POINTER, SCALAR, SHOULD_BE_PERMUTATION, Dataset,
-    Probe, _to_tensors, randomize_pos,
+    CATEGORICAL,
+    EDGE,
+    GRAPH,
+    MASK,
+    MASK_ONE,
+    MASKED,
+    NODE,
+    POINTER,
+    SCALAR,
+    SHOULD_BE_PERMUTATION,
+    Dataset,
+    Probe,
+    _to_tensors,
+    randomize_pos,
 )
 from .clrs_scores import evaluate_outputs
 
@@ -52,8 +64,7 @@ class MPNNProcessor(nn.Module):
         """``We e_ij + Wg g``: the part of the messages that does not change between steps."""
         return self.m_e(edge_fts) + self.m_g(graph_fts)[:, None, None, :]
 
-    def forward(self, node_fts: torch.Tensor, const_msgs: torch.Tensor,
-                hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, node_fts: torch.Tensor, const_msgs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         z = torch.cat([node_fts, hidden], dim=-1)  # [B, n, 2h]
         # msgs[b, i, j]: from sender i to receiver j, max-aggregated over i (as in clrs).
         msgs = self.m_1(z)[:, :, None, :] + self.m_2(z)[:, None, :, :] + const_msgs
@@ -90,16 +101,27 @@ class _Decoder(nn.Module):
         if location == NODE:
             self.layers = nn.ModuleList(
                 [nn.Linear(h3, hidden), nn.Linear(h3, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)]
-                if pointer else [nn.Linear(h3, k)])
+                if pointer
+                else [nn.Linear(h3, k)]
+            )
         elif location == EDGE:
             self.layers = nn.ModuleList(
-                [nn.Linear(h3, hidden), nn.Linear(h3, hidden), nn.Linear(hidden, hidden),
-                 nn.Linear(h3, hidden), nn.Linear(hidden, 1)]
-                if pointer else [nn.Linear(h3, k), nn.Linear(h3, k), nn.Linear(hidden, k)])
+                [
+                    nn.Linear(h3, hidden),
+                    nn.Linear(h3, hidden),
+                    nn.Linear(hidden, hidden),
+                    nn.Linear(h3, hidden),
+                    nn.Linear(hidden, 1),
+                ]
+                if pointer
+                else [nn.Linear(h3, k), nn.Linear(h3, k), nn.Linear(hidden, k)]
+            )
         elif location == GRAPH:
             self.layers = nn.ModuleList(
                 [nn.Linear(h3, 1), nn.Linear(hidden, 1), nn.Linear(h3, 1)]
-                if pointer else [nn.Linear(h3, k), nn.Linear(hidden, k)])
+                if pointer
+                else [nn.Linear(h3, k), nn.Linear(hidden, k)]
+            )
         else:
             raise ValueError(f"invalid location {location!r}")
 
@@ -134,8 +156,14 @@ class CLRSNet(nn.Module):
     ``forward`` returns the raw predictions (logits/values) of every output.
     """
 
-    def __init__(self, inputs: Sequence[tuple[str, str, str, int]], outputs: Sequence[tuple[str, str, str, int]],
-                 hidden: int, make_activation: ActivationFactory, msg_passing_steps: int = 1):
+    def __init__(
+        self,
+        inputs: Sequence[tuple[str, str, str, int]],
+        outputs: Sequence[tuple[str, str, str, int]],
+        hidden: int,
+        make_activation: ActivationFactory,
+        msg_passing_steps: int = 1,
+    ):
         super().__init__()
         self.hidden = hidden
         self.msg_passing_steps = msg_passing_steps
@@ -174,8 +202,9 @@ class CLRSNet(nn.Module):
             whole = len(idx) == len(steps)
             nxt = hidden if whole else hidden[idx]
             for _ in range(self.msg_passing_steps):
-                nxt = self.processor(node_fts if whole else node_fts[idx],
-                                     const_msgs if whole else const_msgs[idx], nxt)
+                nxt = self.processor(
+                    node_fts if whole else node_fts[idx], const_msgs if whole else const_msgs[idx], nxt
+                )
             if whole:
                 prev, hidden = hidden, nxt
             else:
@@ -213,14 +242,11 @@ def hard_prediction(type_: str, pred: torch.Tensor) -> np.ndarray:
 
 
 def _spec_rows(probes: Sequence[Probe]) -> list[tuple[str, str, str, int]]:
-    return [(p.name, p.location, p.type_, int(p.data.shape[-1]) if p.type_ == CATEGORICAL else 1)
-            for p in probes]
+    return [(p.name, p.location, p.type_, int(p.data.shape[-1]) if p.type_ == CATEGORICAL else 1) for p in probes]
 
 
-def build_model(data: Dataset, hidden: int, make_activation: ActivationFactory,
-                msg_passing_steps: int = 1) -> CLRSNet:
-    return CLRSNet(_spec_rows(data.inputs), _spec_rows(data.outputs), hidden, make_activation,
-                   msg_passing_steps)
+def build_model(data: Dataset, hidden: int, make_activation: ActivationFactory, msg_passing_steps: int = 1) -> CLRSNet:
+    return CLRSNet(_spec_rows(data.inputs), _spec_rows(data.outputs), hidden, make_activation, msg_passing_steps)
 
 
 @torch.no_grad()
@@ -231,17 +257,23 @@ def evaluate_model(model: CLRSNet, data: Dataset, batch_size: int, device: str) 
     types_ = {p.name: p.type_ for p in data.outputs}
     for lo in range(0, data.size, batch_size):
         batch = data.take(np.arange(lo, min(lo + batch_size, data.size)))
-        out = model(_to_tensors(batch.inputs, device), torch.as_tensor(batch.lengths, device=device),
-                    batch.nb_nodes)
+        out = model(_to_tensors(batch.inputs, device), torch.as_tensor(batch.lengths, device=device), batch.nb_nodes)
         for name, value in out.items():
             preds[name].append(hard_prediction(types_[name], value))
     model.train()
     return evaluate_outputs(data.outputs, {k: np.concatenate(v) for k, v in preds.items()})
 
 
-def train_model(model: CLRSNet, train: Dataset, steps: int, batch_size: int, lr: float, device: str,
-                rng: np.random.RandomState, on_step: Callable[[int], None] | None = None,
-                ) -> tuple[float | None, int | None]:
+def train_model(
+    model: CLRSNet,
+    train: Dataset,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    rng: np.random.RandomState,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[float | None, int | None]:
     """Adam on random batches of ``train`` with randomised ``pos``; ``on_step(k)`` after the k-th update.
 
     Returns the mean of the last 20 losses (None if there was none) and the step at which the loss
@@ -254,8 +286,7 @@ def train_model(model: CLRSNet, train: Dataset, steps: int, batch_size: int, lr:
     model.train()
     for step in range(steps):
         batch = randomize_pos(train.take(rng.randint(0, train.size, size=batch_size)), rng)
-        preds = model(_to_tensors(batch.inputs, device), torch.as_tensor(batch.lengths, device=device),
-                      batch.nb_nodes)
+        preds = model(_to_tensors(batch.inputs, device), torch.as_tensor(batch.lengths, device=device), batch.nb_nodes)
         truths = _to_tensors(batch.outputs, device)
         loss = sum(output_loss(types_[name], preds[name], truths[name]) for name in preds)
         value = float(loss.detach())

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from .clrs_data import (
-    CATEGORICAL, MASK, MASK_ONE, MASKED, POINTER, SCALAR, SHOULD_BE_PERMUTATION, Probe as Probe,
+    CATEGORICAL,
+    MASK,
+    MASK_ONE,
+    MASKED,
+    POINTER,
+    SCALAR,
+    SHOULD_BE_PERMUTATION,
+    Probe as Probe,
 )
 
 
@@ -53,8 +60,12 @@ def scalar_mse(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 _SCORE_FN = {
-    POINTER: pointer_accuracy, SHOULD_BE_PERMUTATION: pointer_accuracy, MASK: mask_f1,
-    MASK_ONE: categorical_accuracy, CATEGORICAL: categorical_accuracy, SCALAR: scalar_mse,
+    POINTER: pointer_accuracy,
+    SHOULD_BE_PERMUTATION: pointer_accuracy,
+    MASK: mask_f1,
+    MASK_ONE: categorical_accuracy,
+    CATEGORICAL: categorical_accuracy,
+    SCALAR: scalar_mse,
 }
 
 

@@ -35,7 +35,7 @@ def _one_hot_np(x: Any, n: int) -> np.ndarray:
 
 
 def _assert_rank(xs: Any, rank: int) -> None:
-    for x in (xs if isinstance(xs, (list, tuple)) else [xs]):
+    for x in xs if isinstance(xs, (list, tuple)) else [xs]:
         if np.ndim(x) != rank:
             raise AssertionError(f"expected rank {rank}, got shape {np.shape(x)}")
 
@@ -61,13 +61,17 @@ def _stubs() -> dict[str, types.ModuleType]:
     * ``tensorflow``: ``tf.Tensor``, only in an ``isinstance`` test in ``probing`` (a class that
       nothing is an instance of).
     """
-    jax_numpy = _stub("jax.numpy", ndarray=np.ndarray, vectorize=np.vectorize,
-                      __getattr__=lambda name: getattr(np, name))
+    jax_numpy = _stub(
+        "jax.numpy", ndarray=np.ndarray, vectorize=np.vectorize, __getattr__=lambda name: getattr(np, name)
+    )
     tree_util = _stub("jax.tree_util", register_pytree_node_class=lambda cls: cls, tree_map=_tree_map)
     jax_nn = _stub("jax.nn", one_hot=_one_hot_np)
     jax = _stub("jax", Array=type("Array", (), {}), numpy=jax_numpy, tree_util=tree_util, nn=jax_nn)
     return {
-        "jax": jax, "jax.numpy": jax_numpy, "jax.tree_util": tree_util, "jax.nn": jax_nn,
+        "jax": jax,
+        "jax.numpy": jax_numpy,
+        "jax.tree_util": tree_util,
+        "jax.nn": jax_nn,
         "chex": _stub("chex", Array=np.ndarray, assert_rank=_assert_rank),
         "tensorflow": _stub("tensorflow", Tensor=type("Tensor", (), {})),
     }

@@ -68,8 +68,10 @@ def _load_checkpoint(checkpoint: Path, key: str, dev: torch.device, training: _I
     A checkpoint of a run with other settings (``key``) is refused."""
     state = torch.load(checkpoint, map_location=dev, weights_only=True)
     if state["config"] != key:
-        raise ValueError(f"{checkpoint} belongs to a run with other settings; use another "
-                         "checkpoint_dir (one per activation, seed and configuration)")
+        raise ValueError(
+            f"{checkpoint} belongs to a run with other settings; use another "
+            "checkpoint_dir (one per activation, seed and configuration)"
+        )
     training.net.load_state_dict(state["model"])
     training.optimizer.load_state_dict(state["optimizer"])
     training.schedule.load_state_dict(state["schedule"])
@@ -78,19 +80,28 @@ def _load_checkpoint(checkpoint: Path, key: str, dev: torch.device, training: _I
     return state["epoch"], state["train_loss"]
 
 
-def _save_checkpoint(checkpoint: Path, key: str, epochs_done: int, epoch_loss: float,
-                     training: _ImageNetTraining) -> None:
+def _save_checkpoint(
+    checkpoint: Path, key: str, epochs_done: int, epoch_loss: float, training: _ImageNetTraining
+) -> None:
     """Save the training state after an epoch, atomically."""
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     scaler = training.scaler
-    torch.save({"config": key, "epoch": epochs_done, "train_loss": epoch_loss,
-                "model": training.net.state_dict(), "optimizer": training.optimizer.state_dict(),
-                "schedule": training.schedule.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None}, buffer)
+    torch.save(
+        {
+            "config": key,
+            "epoch": epochs_done,
+            "train_loss": epoch_loss,
+            "model": training.net.state_dict(),
+            "optimizer": training.optimizer.state_dict(),
+            "schedule": training.schedule.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        },
+        buffer,
+    )
     partial = checkpoint.with_suffix(".tmp")
     partial.write_bytes(buffer.getvalue())
-    partial.replace(checkpoint)     # atomic: a crash mid-write keeps the last one
+    partial.replace(checkpoint)  # atomic: a crash mid-write keeps the last one
 
 
 def _top1_top5(training: _ImageNetTraining, data: _ImageNetData, dev: torch.device) -> tuple[int, int]:

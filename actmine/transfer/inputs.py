@@ -68,8 +68,10 @@ def resolve_activation(text: str) -> ActivationSpec:
     try:
         name = activations.info(text).name
     except activations.UnknownActivationError as exc:
-        raise TransferInputError(f"{exc}. Give a registry name (see `actmine list`), a .py file defining "
-                                 "activation_function(x), or an exported pack's PACK.py:NAME") from None
+        raise TransferInputError(
+            f"{exc}. Give a registry name (see `actmine list`), a .py file defining "
+            "activation_function(x), or an exported pack's PACK.py:NAME"
+        ) from None
     return ActivationSpec(name, "registry", reference=name, given=text)
 
 
@@ -84,8 +86,12 @@ def _resolve_activations(texts: Sequence[str]) -> tuple[list[ActivationSpec], bo
         specs.append(spec)
     # Display names must be unique, and a file or pack entry must not pass for a registry activation.
     names = [s.name for s in specs]
-    specs = [s if s.kind == "registry" or (names.count(s.name) == 1 and s.name not in activations.REGISTRY)
-             else ActivationSpec(s.given, s.kind, s.reference, s.source, s.given) for s in specs]
+    specs = [
+        s
+        if s.kind == "registry" or (names.count(s.name) == 1 and s.name not in activations.REGISTRY)
+        else ActivationSpec(s.given, s.kind, s.reference, s.source, s.given)
+        for s in specs
+    ]
     if len({s.name for s in specs}) != len(specs):
         raise TransferInputError("two activations have the same name: " + ", ".join(s.given for s in specs))
     added = not any(s.kind == "registry" and s.name == REFERENCE for s in specs)
@@ -94,9 +100,12 @@ def _resolve_activations(texts: Sequence[str]) -> tuple[list[ActivationSpec], bo
     return specs, added
 
 
-def check_benchmarks(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None = None,
-                     epochs: int | None = None, data_dir: str | Path | None = None,
-                     ) -> tuple[dict[str, type], dict[str, dict[str, Any]]]:
+def check_benchmarks(
+    names: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    epochs: int | None = None,
+    data_dir: str | Path | None = None,
+) -> tuple[dict[str, type], dict[str, dict[str, Any]]]:
     """Everything about the benchmarks that can be wrong before a job starts: ``({name: class},
     {name: constructor options})`` for ``names`` (duplicates dropped), or `TransferInputError` (an
     unknown name, an unknown option or a bad value) or `DatasetMissing` (its data are not in
@@ -118,7 +127,7 @@ def _benchmark_classes(names: Sequence[str]) -> dict[str, type]:
         key = name.strip().lower()
         if not key:
             raise TransferInputError("an empty benchmark name")
-        benchmark = registered_benchmark(key)   # imports the built-in benchmark modules if need be
+        benchmark = registered_benchmark(key)  # imports the built-in benchmark modules if need be
         if benchmark is None:
             import difflib
 
@@ -139,8 +148,10 @@ def _class_path(cls: type) -> str:
     except (ImportError, AttributeError):
         found = None
     if found is not cls:
-        raise TransferInputError(f"benchmark class {cls.__qualname__} cannot be imported as {path}: define it at "
-                                 "the top level of an importable module so that job processes can load it")
+        raise TransferInputError(
+            f"benchmark class {cls.__qualname__} cannot be imported as {path}: define it at "
+            "the top level of an importable module so that job processes can load it"
+        )
     return path
 
 
@@ -177,25 +188,30 @@ def parse_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
         try:
             json.dumps(value)
         except (TypeError, ValueError):
-            raise TransferInputError(f"--option {item!r}: the value must be a number, string, boolean or "
-                                     "null (or a list of them)") from None
+            raise TransferInputError(
+                f"--option {item!r}: the value must be a number, string, boolean or null (or a list of them)"
+            ) from None
         options.setdefault(benchmark.strip().lower(), {})[key.strip()] = value
     return options
 
 
-def _benchmark_options(classes: Mapping[str, type], options: Mapping[str, Mapping[str, Any]],
-                       epochs: int | None) -> dict[str, dict[str, Any]]:
+def _benchmark_options(
+    classes: Mapping[str, type], options: Mapping[str, Mapping[str, Any]], epochs: int | None
+) -> dict[str, dict[str, Any]]:
     resolved: dict[str, dict[str, Any]] = {name: {} for name in classes}
     for benchmark, values in options.items():
         key = benchmark.strip().lower()
         if key not in classes:
-            raise TransferInputError(f"--option {benchmark}.…: {benchmark!r} is not among the benchmarks of this "
-                                     f"run ({', '.join(classes)})")
+            raise TransferInputError(
+                f"--option {benchmark}.…: {benchmark!r} is not among the benchmarks of this run ({', '.join(classes)})"
+            )
         names, any_key = _option_names(classes[key])
         for option, value in values.items():
             if option not in names and not any_key:
-                raise TransferInputError(f"--option {benchmark}.{option}: {key} has no option {option!r}; its "
-                                         f"options: {', '.join(names) or 'none'}")
+                raise TransferInputError(
+                    f"--option {benchmark}.{option}: {key} has no option {option!r}; its "
+                    f"options: {', '.join(names) or 'none'}"
+                )
             resolved[key][option] = value
     if epochs is not None:
         takers = [name for name, cls in classes.items() if "epochs" in _option_names(cls)[0]]
@@ -207,6 +223,7 @@ def _benchmark_options(classes: Mapping[str, type], options: Mapping[str, Mappin
         try:
             cls(**resolved[name])
         except Exception as exc:  # noqa: BLE001 - a bad option value, reported as bad input
-            raise TransferInputError(f"benchmark {name} with options {resolved[name]}: "
-                                     f"{type(exc).__name__}: {exc}") from None
+            raise TransferInputError(
+                f"benchmark {name} with options {resolved[name]}: {type(exc).__name__}: {exc}"
+            ) from None
     return resolved

@@ -88,8 +88,7 @@ def _exited(process: Any) -> bool:
         return True
 
 
-def _read_answer(process: Any, deadline: float | None,
-                 cancelled: threading.Event | None) -> tuple[bytes, str | None]:
+def _read_answer(process: Any, deadline: float | None, cancelled: threading.Event | None) -> tuple[bytes, str | None]:
     """Everything the process writes to stdout until it ends; and why we stopped it, if we did:
     ``timeout`` (past ``deadline``), ``cancelled`` (``cancelled`` was set) or ``too_long``."""
     import selectors
@@ -129,10 +128,12 @@ def _sandbox_report(hello: Mapping[str, Any], limits: Mapping[str, Any]) -> dict
     """``TransferResult.sandbox``: what the job's process said it applied, and the parent's timeout."""
     number = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None  # noqa: E731
     isolated = hello.get("network_isolated")
-    return {"network_isolated": isolated if isinstance(isolated, bool) else None,
-            "timeout_s": number(limits.get("timeout_s")),
-            "cpu_s": number(hello.get("cpu_s", limits.get("cpu_s"))),
-            "memory_mb": number(hello.get("memory_mb", limits.get("memory_mb")))}
+    return {
+        "network_isolated": isolated if isinstance(isolated, bool) else None,
+        "timeout_s": number(limits.get("timeout_s")),
+        "cpu_s": number(hello.get("cpu_s", limits.get("cpu_s"))),
+        "memory_mb": number(hello.get("memory_mb", limits.get("memory_mb"))),
+    }
 
 
 def _death(status: int | None, limits: Mapping[str, Any]) -> tuple[str, str]:
@@ -145,11 +146,15 @@ def _death(status: int | None, limits: Mapping[str, Any]) -> tuple[str, str]:
         except ValueError:
             name = f"signal {-status}"
         if -status == signal.SIGXCPU:
-            return "cpu_limit", (f"the job used more than its {limits.get('cpu_s'):g} s of CPU time and was "
-                                 "stopped; raise --cpu-time (0: no limit)")
+            return "cpu_limit", (
+                f"the job used more than its {limits.get('cpu_s'):g} s of CPU time and was "
+                "stopped; raise --cpu-time (0: no limit)"
+            )
         memory = f" (its address-space limit was {limits['memory_mb']} MB)" if limits.get("memory_mb") else ""
-        return "worker_died", (f"the job's process ended with {name} before answering{memory}: killed (e.g. by "
-                               "the out-of-memory killer) or a crash in native code")
+        return "worker_died", (
+            f"the job's process ended with {name} before answering{memory}: killed (e.g. by "
+            "the out-of-memory killer) or a crash in native code"
+        )
     return "worker_died", f"the job's process ended with status {status} before answering"
 
 
@@ -172,13 +177,19 @@ def _start_job_process(home: str, gpu: str | None, limits: Mapping[str, Any]) ->
     import subprocess
 
     child_limits = {"memory_mb": limits.get("memory_mb") or None, "cpu_s": limits.get("cpu_s") or None}
-    return subprocess.Popen([sys.executable, "-c", _CHILD_BOOTSTRAP, json.dumps(child_limits)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home,
-                            env=_job_environment(home, gpu), start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD_BOOTSTRAP, json.dumps(child_limits)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=home,
+        env=_job_environment(home, gpu),
+        start_new_session=True,
+    )
 
 
-def _converse(process: Any, request: Mapping[str, Any], deadline: float | None,
-              cancelled: threading.Event | None) -> tuple[bytes, str | None]:
+def _converse(
+    process: Any, request: Mapping[str, Any], deadline: float | None, cancelled: threading.Event | None
+) -> tuple[bytes, str | None]:
     """Send the job's request, read its answer (`_read_answer`), then end its process group and
     close the pipes, whatever happened: no process of the job outlives this call."""
     try:
@@ -211,13 +222,16 @@ def _split_hello(answer: bytes) -> tuple[dict[str, Any], list[str]]:
     return {}, lines
 
 
-def _job_failure(stop: str | None, status: int | None, lines: Sequence[str], timeout: float | None,
-                 limits: Mapping[str, Any]) -> tuple[str, str] | None:
+def _job_failure(
+    stop: str | None, status: int | None, lines: Sequence[str], timeout: float | None, limits: Mapping[str, Any]
+) -> tuple[str, str] | None:
     """The reason code and message when the job did not answer (stopped by us, or dead), else
     ``None``: the answer is in its last line."""
     if stop == "timeout":
-        return "timeout", (f"the job ran longer than its {timeout:g} s of wall-clock time and was "
-                           "stopped (its process group killed); raise --timeout (0: no limit)")
+        return "timeout", (
+            f"the job ran longer than its {timeout:g} s of wall-clock time and was "
+            "stopped (its process group killed); raise --timeout (0: no limit)"
+        )
     if stop == "cancelled":
         return "executor_error", "the run was interrupted before the job finished"
     if stop == "too_long":
@@ -239,8 +253,15 @@ def _with_sandbox(line: str, sandbox: Mapping[str, Any]) -> str:
     return json.dumps(data, allow_nan=False, default=str)
 
 
-def run_in_subprocess(job: Mapping[str, Any], data_dir: str, device: str, limits: Mapping[str, Any] | None = None,
-                      *, slot: Slot | None = None, cancelled: threading.Event | None = None) -> str:
+def run_in_subprocess(
+    job: Mapping[str, Any],
+    data_dir: str,
+    device: str,
+    limits: Mapping[str, Any] | None = None,
+    *,
+    slot: Slot | None = None,
+    cancelled: threading.Event | None = None,
+) -> str:
     """Run one job in a fresh, confined ``python`` process; its answer as JSON text.
 
     The process (see `_CHILD_BOOTSTRAP`, `_job_main`) runs in its own session and process group,

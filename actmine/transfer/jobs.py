@@ -45,9 +45,14 @@ class TransferJob:
     @property
     def key(self) -> str:
         """Identity for resuming: activation (and its code), benchmark, seed and options."""
-        ident = {"activation": self.activation, "reference": self.reference, "benchmark": self.benchmark,
-                 "seed": self.seed, "options": self.options,
-                 "source": hashlib.sha256(self.source.encode()).hexdigest() if self.source is not None else None}
+        ident = {
+            "activation": self.activation,
+            "reference": self.reference,
+            "benchmark": self.benchmark,
+            "seed": self.seed,
+            "options": self.options,
+            "source": hashlib.sha256(self.source.encode()).hexdigest() if self.source is not None else None,
+        }
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,8 +60,10 @@ class TransferJob:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TransferJob":
-        return cls(**{k: data[k] for k in ("activation", "benchmark", "seed")},
-                   **{k: data[k] for k in ("options", "source", "reference", "benchmark_class") if k in data})
+        return cls(
+            **{k: data[k] for k in ("activation", "benchmark", "seed")},
+            **{k: data[k] for k in ("options", "source", "reference", "benchmark_class") if k in data},
+        )
 
 
 @dataclass
@@ -97,15 +104,28 @@ class TransferResult:
         if not isinstance(data, Mapping):
             raise ValueError(f"a result must be an object, got {type(data).__name__}")
         try:
-            result = cls(activation=data["activation"], benchmark=data["benchmark"], seed=data["seed"],
-                         ok=data["ok"], score=data.get("score"), metric=data.get("metric", ""),
-                         details=data.get("details") or {}, seconds=data.get("seconds", 0.0),
-                         error=data.get("error"), options=data.get("options") or {}, key=data.get("key", ""),
-                         sandbox=data.get("sandbox") or {})
+            result = cls(
+                activation=data["activation"],
+                benchmark=data["benchmark"],
+                seed=data["seed"],
+                ok=data["ok"],
+                score=data.get("score"),
+                metric=data.get("metric", ""),
+                details=data.get("details") or {},
+                seconds=data.get("seconds", 0.0),
+                error=data.get("error"),
+                options=data.get("options") or {},
+                key=data.get("key", ""),
+                sandbox=data.get("sandbox") or {},
+            )
         except KeyError as exc:
             raise ValueError(f"a result lacks {exc}") from None
-        if not (isinstance(result.activation, str) and isinstance(result.benchmark, str)
-                and isinstance(result.metric, str) and isinstance(result.key, str)):
+        if not (
+            isinstance(result.activation, str)
+            and isinstance(result.benchmark, str)
+            and isinstance(result.metric, str)
+            and isinstance(result.key, str)
+        ):
             raise ValueError("activation, benchmark, metric and key must be strings")
         if isinstance(result.seed, bool) or not isinstance(result.seed, int):
             raise ValueError(f"seed must be an integer, got {result.seed!r}")
@@ -116,16 +136,20 @@ class TransferResult:
         if isinstance(result.seconds, bool) or not isinstance(result.seconds, (int, float)):
             raise ValueError(f"seconds must be a number, got {result.seconds!r}")
         if result.ok:
-            if (isinstance(result.score, bool) or not isinstance(result.score, (int, float))
-                    or not math.isfinite(result.score)):
+            if (
+                isinstance(result.score, bool)
+                or not isinstance(result.score, (int, float))
+                or not math.isfinite(result.score)
+            ):
                 raise ValueError(f"an ok result needs a finite score, got {result.score!r}")
             if result.error is not None:
                 raise ValueError("an ok result has no error")
             result.score = float(result.score)
         else:
             error = result.error
-            if not (isinstance(error, dict) and isinstance(error.get("code"), str)
-                    and isinstance(error.get("message"), str)):
+            if not (
+                isinstance(error, dict) and isinstance(error.get("code"), str) and isinstance(error.get("message"), str)
+            ):
                 raise ValueError(f"a failed result needs error = {{code, message}}, got {error!r}")
             result.error = {"code": _printable(error["code"][:64]), "message": _printable(error["message"])}
             result.score = None
@@ -133,14 +157,28 @@ class TransferResult:
         return result
 
 
-def _failed(job: TransferJob, code: str, message: str, metric: str = "", seconds: float = 0.0,
-            sandbox: Mapping[str, Any] | None = None) -> TransferResult:
+def _failed(
+    job: TransferJob,
+    code: str,
+    message: str,
+    metric: str = "",
+    seconds: float = 0.0,
+    sandbox: Mapping[str, Any] | None = None,
+) -> TransferResult:
     """A failed result of ``job``: ``error = {code, message}``, the message made printable (it may
     come from the job's process, which ran untrusted code)."""
-    return TransferResult(activation=job.activation, benchmark=job.benchmark, seed=job.seed, ok=False,
-                          metric=metric, seconds=round(seconds, 3),
-                          error={"code": code, "message": _printable(message)},
-                          options=dict(job.options), key=job.key, sandbox=dict(sandbox or {}))
+    return TransferResult(
+        activation=job.activation,
+        benchmark=job.benchmark,
+        seed=job.seed,
+        ok=False,
+        metric=metric,
+        seconds=round(seconds, 3),
+        error={"code": code, "message": _printable(message)},
+        options=dict(job.options),
+        key=job.key,
+        sandbox=dict(sandbox or {}),
+    )
 
 
 def _printable(text: str) -> str:

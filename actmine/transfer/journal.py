@@ -44,12 +44,13 @@ def end_partial_line(path: Path) -> None:
                 stream.write("\n")
 
 
-def _resume(jobs: Sequence[TransferJob], out: Path, journal: Path,
-            notify: Callable[[str], None]) -> tuple[dict[str, TransferResult], list[TransferJob]]:
+def _resume(
+    jobs: Sequence[TransferJob], out: Path, journal: Path, notify: Callable[[str], None]
+) -> tuple[dict[str, TransferResult], list[TransferJob]]:
     """The results of ``jobs`` already done ok in ``journal`` (by key) and the jobs left to run,
     so that a rerun into the same ``out`` picks up where an interrupted one stopped."""
     done = _read_done(journal, notify)
-    end_partial_line(journal)   # an interrupted run's half-written last line: the next record starts afresh
+    end_partial_line(journal)  # an interrupted run's half-written last line: the next record starts afresh
     results = {job.key: done[job.key] for job in jobs if job.key in done}
     todo = [job for job in jobs if job.key not in results]
     if results:

@@ -56,14 +56,21 @@ def _fraction(benchmark: Any, attribute: str, full: int) -> float:
 # ImageNet's loader workers are processes of their own, each with this limit.
 JOB_BUDGETS: dict[str, JobBudget] = {
     "digits": JobBudget({"cpu": 10.0, "cuda": 10.0}, memory_mb=4096, base_s=300.0),
-    "cifar10": JobBudget({"cpu": 3600.0, "cuda": 300.0}, memory_mb=16384,
-                         units=lambda b: b.epochs * _fraction(b, "limit_train", 50_000)),
-    "imagenet": JobBudget({"cpu": 7 * 86400.0, "cuda": 6 * 3600.0}, memory_mb=65536, base_s=3600.0,
-                          units=lambda b: b.epochs * _fraction(b, "limit_train", 1_281_167)),
-    "clrs": JobBudget({"cpu": 3600.0, "cuda": 1800.0}, memory_mb=16384,
-                      units=lambda b: len(b.algorithms) * b.train_steps / 300),
-    "molhiv": JobBudget({"cpu": 1800.0, "cuda": 300.0}, memory_mb=16384,
-                        units=lambda b: b.epochs * _fraction(b, "max_train", 32_901)),
+    "cifar10": JobBudget(
+        {"cpu": 3600.0, "cuda": 300.0}, memory_mb=16384, units=lambda b: b.epochs * _fraction(b, "limit_train", 50_000)
+    ),
+    "imagenet": JobBudget(
+        {"cpu": 7 * 86400.0, "cuda": 6 * 3600.0},
+        memory_mb=65536,
+        base_s=3600.0,
+        units=lambda b: b.epochs * _fraction(b, "limit_train", 1_281_167),
+    ),
+    "clrs": JobBudget(
+        {"cpu": 3600.0, "cuda": 1800.0}, memory_mb=16384, units=lambda b: len(b.algorithms) * b.train_steps / 300
+    ),
+    "molhiv": JobBudget(
+        {"cpu": 1800.0, "cuda": 300.0}, memory_mb=16384, units=lambda b: b.epochs * _fraction(b, "max_train", 32_901)
+    ),
 }
 # A benchmark registered elsewhere, without a ``job_budget``: an hour per epoch.
 DEFAULT_BUDGET = JobBudget({"cpu": 3600.0, "cuda": 3600.0}, memory_mb=16384)
@@ -99,8 +106,9 @@ class TransferLimits:
     def __post_init__(self) -> None:
         for name in ("timeout_s", "cpu_s", "memory_mb"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value < 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            ):
                 raise TransferInputError(f"the job limit {name} must be a number ≥ 0 (0: no limit), got {value!r}")
 
     def resolve(self, benchmark: Any, name: str, device: str) -> dict[str, Any]:

@@ -50,8 +50,14 @@ DATASET_NAME = "ogbg-molhiv"
 DATASET_DIR = "ogbg_molhiv"  # OGB's folder name: '_'.join(name.split('-'))
 DATASET_VERSION = 1  # ogb/graphproppred/master.csv, column ogbg-molhiv, row `version`
 DOWNLOAD_URL = "http://snap.stanford.edu/ogb/data/graphproppred/csv_mol_download/hiv.zip"
-RAW_FILES = ("edge.csv.gz", "edge-feat.csv.gz", "graph-label.csv.gz", "node-feat.csv.gz",
-             "num-edge-list.csv.gz", "num-node-list.csv.gz")
+RAW_FILES = (
+    "edge.csv.gz",
+    "edge-feat.csv.gz",
+    "graph-label.csv.gz",
+    "node-feat.csv.gz",
+    "num-edge-list.csv.gz",
+    "num-node-list.csv.gz",
+)
 SPLIT = "scaffold"
 SPLIT_FILES = ("train.csv.gz", "valid.csv.gz", "test.csv.gz")
 
@@ -59,6 +65,7 @@ SPLIT_FILES = ("train.csv.gz", "valid.csv.gz", "test.csv.gz")
 # --------------------------------------------------------------------------------------------
 # OGB without the network
 # --------------------------------------------------------------------------------------------
+
 
 def import_ogb():
     """Import and return the ``ogb`` package with its PyPI version check switched off.
@@ -96,7 +103,8 @@ def _require(what: str):
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             f"the molhiv benchmark needs `ogb` and `torch_geometric` ({exc}); install them with "
-            "`pip install ogb torch-geometric` (rdkit too, to build graphs from SMILES)") from exc
+            "`pip install ogb torch-geometric` (rdkit too, to build graphs from SMILES)"
+        ) from exc
 
 
 _EVALUATOR = None
@@ -121,8 +129,11 @@ def _dataset_class():
 
         class _LocalPygGraphPropPredDataset(base):
             def download(self):  # called by torch_geometric only when raw files are missing
-                raise DatasetMissing(_missing_message(Path(self.original_root), Path(self.root),
-                                                      [f"{self.raw_dir}/{f}" for f in self.raw_file_names]))
+                raise DatasetMissing(
+                    _missing_message(
+                        Path(self.original_root), Path(self.root), [f"{self.raw_dir}/{f}" for f in self.raw_file_names]
+                    )
+                )
 
         _DATASET_CLASS = _LocalPygGraphPropPredDataset
     return _DATASET_CLASS
@@ -168,10 +179,11 @@ def _missing_message(data_dir: Path, root: Path, missing: list[str]) -> str:
     return (
         f"ogbg-molhiv not found: {what}. Nothing is downloaded here; obtain it on "
         "a machine with network access, either with\n"
-        f"  python -c \"from ogb.graphproppred import PygGraphPropPredDataset; "
+        f'  python -c "from ogb.graphproppred import PygGraphPropPredDataset; '
         f"PygGraphPropPredDataset('ogbg-molhiv', root='{data_dir}')\"\n"
         f"or by downloading {DOWNLOAD_URL}, unzipping it in {data_dir} and renaming the folder "
-        f"'hiv' to '{DATASET_DIR}'; then copy {data_dir / DATASET_DIR} to this machine.")
+        f"'hiv' to '{DATASET_DIR}'; then copy {data_dir / DATASET_DIR} to this machine."
+    )
 
 
 def dataset_root(data_dir: Path | str) -> Path:
@@ -200,8 +212,12 @@ def _gin_conv_class():
 
         def __init__(self, emb_dim: int, make_activation: ActivationFactory):
             super().__init__(aggr="add")
-            self.mlp = nn.Sequential(nn.Linear(emb_dim, 2 * emb_dim), nn.BatchNorm1d(2 * emb_dim),
-                                     make_activation(), nn.Linear(2 * emb_dim, emb_dim))
+            self.mlp = nn.Sequential(
+                nn.Linear(emb_dim, 2 * emb_dim),
+                nn.BatchNorm1d(2 * emb_dim),
+                make_activation(),
+                nn.Linear(2 * emb_dim, emb_dim),
+            )
             self.eps = nn.Parameter(torch.zeros(1))
             self.bond_encoder = BondEncoder(emb_dim=emb_dim)
             self.message_activation = make_activation()
@@ -223,8 +239,14 @@ def _gin_conv_class():
 class GIN(nn.Module):
     """OGB's GIN for molecules: node embeddings by ``layers`` GINConvs, mean pooling, linear head."""
 
-    def __init__(self, make_activation: ActivationFactory, hidden: int = 300, layers: int = 5,
-                 dropout: float = 0.5, num_tasks: int = 1):
+    def __init__(
+        self,
+        make_activation: ActivationFactory,
+        hidden: int = 300,
+        layers: int = 5,
+        dropout: float = 0.5,
+        num_tasks: int = 1,
+    ):
         super().__init__()
         if layers < 1:
             raise ValueError("layers must be ≥ 1")
@@ -253,6 +275,7 @@ class GIN(nn.Module):
 # --------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class MolHIVFit:
@@ -287,8 +310,14 @@ def _unscored_best() -> dict[str, Any]:
     """The best-epoch record of a fit that diverged before any epoch was scored: a non-finite
     score, which the runner reports as a failure (never a number to average)."""
     nan, empty = float("nan"), np.empty((0, 1), dtype=np.float32)
-    return {"epoch": None, "valid_rocauc": nan, "test_rocauc": nan, "valid": (empty, empty),
-            "test": (empty, empty), "state": None}
+    return {
+        "epoch": None,
+        "valid_rocauc": nan,
+        "test_rocauc": nan,
+        "valid": (empty, empty),
+        "test": (empty, empty),
+        "state": None,
+    }
 
 
 @register_benchmark
@@ -312,11 +341,26 @@ class MolHIV:
     name = "molhiv"
     metric = "rocauc"
 
-    def __init__(self, *, epochs: int = 50, batch_size: int = 32, hidden: int = 300, layers: int = 5,
-                 dropout: float = 0.5, lr: float = 1e-3, eval_batch_size: int = 256,
-                 max_train: int | None = None, max_eval: int | None = None):
-        for key, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden),
-                           ("layers", layers), ("eval_batch_size", eval_batch_size)):
+    def __init__(
+        self,
+        *,
+        epochs: int = 50,
+        batch_size: int = 32,
+        hidden: int = 300,
+        layers: int = 5,
+        dropout: float = 0.5,
+        lr: float = 1e-3,
+        eval_batch_size: int = 256,
+        max_train: int | None = None,
+        max_eval: int | None = None,
+    ):
+        for key, value in (
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("hidden", hidden),
+            ("layers", layers),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         for key, value in (("max_train", max_train), ("max_eval", max_eval)):
@@ -361,7 +405,8 @@ class MolHIV:
                 f"{release} is missing: {root} is not OGB's current release (v{DATASET_VERSION}) of "
                 f"ogbg-molhiv, and OGB would offer to delete and re-download it. Replace {root} with a "
                 f"fresh copy ({DOWNLOAD_URL}, unzipped and renamed to '{DATASET_DIR}'); if it is the "
-                f"current release, create the empty file {release}.")
+                f"current release, create the empty file {release}."
+            )
 
     def load(self, data_dir: Path | str):
         """The OGB dataset and its official split (limited by ``max_train`` / ``max_eval``)."""
@@ -369,8 +414,11 @@ class MolHIV:
         self.check_data(data_dir)  # before OGB's class is built: it would prompt or download
         cls = _dataset_class()
         # The first load turns raw/ into processed/; parallel jobs wait for it instead of racing.
-        with _exclusive(dataset_root(data_dir) / ".actmine-process.lock"), _pyg_safe_globals(), \
-                warnings.catch_warnings():
+        with (
+            _exclusive(dataset_root(data_dir) / ".actmine-process.lock"),
+            _pyg_safe_globals(),
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             dataset = cls(DATASET_NAME, root=str(data_dir))
         split = dataset.get_idx_split()
@@ -398,8 +446,14 @@ class MolHIV:
             trues.append(batch.y.view(preds[-1].shape).detach().cpu())
         return torch.cat(trues).numpy(), torch.cat(preds).numpy()
 
-    def fit(self, make_activation: ActivationFactory, seed: int, data_dir: Path | str,
-            device: str = "cpu", keep_model: bool = False) -> MolHIVFit:
+    def fit(
+        self,
+        make_activation: ActivationFactory,
+        seed: int,
+        data_dir: Path | str,
+        device: str = "cpu",
+        keep_model: bool = False,
+    ) -> MolHIVFit:
         """Train one GIN from scratch; the score and the predictions of the best validation epoch.
 
         After every epoch the model predicts the validation and test splits; the result is the test
@@ -417,14 +471,14 @@ class MolHIV:
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             shuffle = torch.Generator().manual_seed(seed)
-            train_loader = loader_cls(dataset[split["train"]], batch_size=self.batch_size, shuffle=True,
-                                      generator=shuffle)
+            train_loader = loader_cls(
+                dataset[split["train"]], batch_size=self.batch_size, shuffle=True, generator=shuffle
+            )
             valid_loader = loader_cls(dataset[split["valid"]], batch_size=self.eval_batch_size, shuffle=False)
             test_loader = loader_cls(dataset[split["test"]], batch_size=self.eval_batch_size, shuffle=False)
 
             model = self.build_model(make_activation).to(dev)
-            best, history, diverged_epoch = self._train(model, train_loader, valid_loader, test_loader, dev,
-                                                        keep_model)
+            best, history, diverged_epoch = self._train(model, train_loader, valid_loader, test_loader, dev, keep_model)
 
         if best is None:
             best = _unscored_best()
@@ -432,12 +486,18 @@ class MolHIV:
             model.load_state_dict(best["state"])
         details = self._details(best, history, diverged_epoch, split, model, started)
         score = BenchmarkScore(score=float(best["test_rocauc"]), metric=self.metric, details=details)
-        return MolHIVFit(score=score, valid_true=best["valid"][0], valid_pred=best["valid"][1],
-                         test_true=best["test"][0], test_pred=best["test"][1],
-                         model=model if keep_model else None)
+        return MolHIVFit(
+            score=score,
+            valid_true=best["valid"][0],
+            valid_pred=best["valid"][1],
+            test_true=best["test"][0],
+            test_pred=best["test"][1],
+            model=model if keep_model else None,
+        )
 
-    def _train(self, model: nn.Module, train_loader, valid_loader, test_loader, dev: torch.device,
-               keep_model: bool) -> tuple[dict[str, Any] | None, list[dict[str, float]], int | None]:
+    def _train(
+        self, model: nn.Module, train_loader, valid_loader, test_loader, dev: torch.device, keep_model: bool
+    ) -> tuple[dict[str, Any] | None, list[dict[str, float]], int | None]:
         """The epochs, each followed by predictions on the validation and test splits; keeps the
         epoch with the best validation ROC-AUC (the first, on ties). A non-finite loss or prediction
         stops training. ``(best epoch's record or None, per-epoch history, diverged epoch or None)``."""
@@ -460,15 +520,20 @@ class MolHIV:
             valid_auc, test_auc = rocauc(valid_true, valid_pred), rocauc(test_true, test_pred)
             history.append({"train_loss": train_loss, "valid_rocauc": valid_auc, "test_rocauc": test_auc})
             if best is None or valid_auc > best["valid_rocauc"]:
-                best = {"epoch": epoch, "valid_rocauc": valid_auc, "test_rocauc": test_auc,
-                        "valid": (valid_true, valid_pred), "test": (test_true, test_pred),
-                        "state": ({k: v.detach().clone() for k, v in model.state_dict().items()}
-                                  if keep_model else None)}
+                best = {
+                    "epoch": epoch,
+                    "valid_rocauc": valid_auc,
+                    "test_rocauc": test_auc,
+                    "valid": (valid_true, valid_pred),
+                    "test": (test_true, test_pred),
+                    "state": ({k: v.detach().clone() for k, v in model.state_dict().items()} if keep_model else None),
+                }
         return best, history, diverged_epoch
 
     @staticmethod
-    def _train_epoch(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-                     dev: torch.device) -> float | None:
+    def _train_epoch(
+        model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, criterion: nn.Module, dev: torch.device
+    ) -> float | None:
         """One epoch over the training split; the mean loss per labelled graph, or None when a
         loss was not finite (the epoch stops there, before that update)."""
         model.train()
@@ -492,8 +557,15 @@ class MolHIV:
             total, count = total + value * n, count + n
         return total / max(count, 1)
 
-    def _details(self, best: dict[str, Any], history: list[dict[str, float]], diverged_epoch: int | None,
-                 split: dict[str, Any], model: nn.Module, started: float) -> dict[str, Any]:
+    def _details(
+        self,
+        best: dict[str, Any],
+        history: list[dict[str, float]],
+        diverged_epoch: int | None,
+        split: dict[str, Any],
+        model: nn.Module,
+        started: float,
+    ) -> dict[str, Any]:
         """``BenchmarkScore.details`` of a fit: the best epoch's scores and the curves."""
         return {
             "valid_rocauc": best["valid_rocauc"],
@@ -512,7 +584,8 @@ class MolHIV:
             "seconds": time.perf_counter() - started,
         }
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path | str,
-            device: str = "cpu") -> BenchmarkScore:
+    def run(
+        self, make_activation: ActivationFactory, seed: int, data_dir: Path | str, device: str = "cpu"
+    ) -> BenchmarkScore:
         """Test ROC-AUC (official evaluator) at the epoch with the best validation ROC-AUC."""
         return self.fit(make_activation, seed, data_dir, device).score

@@ -76,8 +76,8 @@ __all__ = [
     "trend_split",
 ]
 
-NMSE_CEILING = 100.0    # a fit's test nMSE counts as at most this (100 × worse than the test mean)
-NMSE_FLOOR = 1e-4       # ... and at least this (the runner floors 1 − score at 1e-6 = 1e-4 / 100)
+NMSE_CEILING = 100.0  # a fit's test nMSE counts as at most this (100 × worse than the test mean)
+NMSE_FLOOR = 1e-4  # ... and at least this (the runner floors 1 − score at 1e-6 = 1e-4 / 100)
 SERIES_MODELS = ("trend", "ar")
 
 
@@ -92,7 +92,8 @@ def _statsmodels_datasets() -> Any:
         raise DatasetMissing(
             "the series benchmark reads the time series bundled with statsmodels "
             "(statsmodels.datasets: co2, sunspots, nile, elnino, macrodata), but statsmodels is "
-            "not installed: pip install statsmodels") from err
+            "not installed: pip install statsmodels"
+        ) from err
     return datasets
 
 
@@ -110,11 +111,11 @@ def _elnino(datasets: Any) -> np.ndarray:
 
 
 SERIES: dict[str, Callable[[Any], np.ndarray]] = {
-    "co2": _co2,                                                            # 526 months
+    "co2": _co2,  # 526 months
     "sunspots": lambda d: d.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(),  # 309 years
-    "nile": lambda d: d.nile.load_pandas().data["volume"].to_numpy(),      # 100 years
-    "elnino": _elnino,                                                      # 732 months
-    "realgdp": lambda d: d.macrodata.load_pandas().data["realgdp"].to_numpy(),      # 203 quarters
+    "nile": lambda d: d.nile.load_pandas().data["volume"].to_numpy(),  # 100 years
+    "elnino": _elnino,  # 732 months
+    "realgdp": lambda d: d.macrodata.load_pandas().data["realgdp"].to_numpy(),  # 203 quarters
 }
 
 
@@ -135,15 +136,19 @@ def _sklearn_load_diabetes() -> Any:
         raise DatasetMissing(
             "the diabetes benchmark reads the diabetes data bundled with scikit-learn "
             "(sklearn.datasets.load_diabetes), but scikit-learn is not installed: "
-            "pip install scikit-learn") from err
+            "pip install scikit-learn"
+        ) from err
     return sklearn_load_diabetes
 
 
 def load_diabetes() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(features (442, 10), target (442,), feature names) of scikit-learn's bundled copy."""
     data = _sklearn_load_diabetes()()
-    return (np.asarray(data.data, dtype=np.float64), np.asarray(data.target, dtype=np.float64),
-            list(data.feature_names))
+    return (
+        np.asarray(data.data, dtype=np.float64),
+        np.asarray(data.target, dtype=np.float64),
+        list(data.feature_names),
+    )
 
 
 # -- splits: training range and beyond ---------------------------------------------------------
@@ -206,8 +211,7 @@ def ar_split(values: np.ndarray, lags: int = 8, train_fraction: float = 0.8) -> 
     return Split(x[train], y[train], x[~train], y[~train], target_index[train], target_index[~train])
 
 
-def diabetes_split(features: np.ndarray, target: np.ndarray, column: int,
-                   train_fraction: float = 0.7) -> Split:
+def diabetes_split(features: np.ndarray, target: np.ndarray, column: int, train_fraction: float = 0.7) -> Split:
     """Rows below the ``train_fraction`` quantile of ``features[:, column]`` train, the others test.
 
     The cut is a value of the feature, and rows equal to it go to the test part, so every test
@@ -217,8 +221,10 @@ def diabetes_split(features: np.ndarray, target: np.ndarray, column: int,
     cut = features[order[_train_length(len(order), train_fraction)], column]
     train = features[:, column] < cut
     if not train.any():
-        raise ValueError(f"no row lies below the cut {cut} of feature {column}: too many ties at its "
-                         "lowest value for this train_fraction")
+        raise ValueError(
+            f"no row lies below the cut {cut} of feature {column}: too many ties at its "
+            "lowest value for this train_fraction"
+        )
     x_train, x_test = _standardise(features[train], features[~train])
     y_train, y_test = _standardise(target[train, None], target[~train, None])
     return Split(x_train, y_train, x_test, y_test, np.flatnonzero(train), np.flatnonzero(~train))
@@ -229,9 +235,9 @@ def diabetes_split(features: np.ndarray, target: np.ndarray, column: int,
 
 def regression_mlp(inputs: int, width: int, make_activation: ActivationFactory) -> nn.Sequential:
     """Linear → activation → Linear → activation → Linear(1): two fresh ``make_activation()``."""
-    return nn.Sequential(nn.Linear(inputs, width), make_activation(),
-                         nn.Linear(width, width), make_activation(),
-                         nn.Linear(width, 1))
+    return nn.Sequential(
+        nn.Linear(inputs, width), make_activation(), nn.Linear(width, width), make_activation(), nn.Linear(width, 1)
+    )
 
 
 def _fit_seed(seed: int, label: str) -> int:
@@ -258,14 +264,15 @@ class Training:
     width: int
     batch_size: int
 
-    def fit(self, make_activation: ActivationFactory, split: Split, seed: int,
-            device: torch.device) -> dict[str, Any]:
+    def fit(self, make_activation: ActivationFactory, split: Split, seed: int, device: torch.device) -> dict[str, Any]:
         """Train one MLP on ``split``'s training part; its train and test nMSE and whether the
         training diverged (then its test nMSE is the ceiling)."""
-        x_tr, y_tr, x_te, y_te = (torch.as_tensor(a, dtype=torch.float32, device=device)
-                                  for a in (split.x_train, split.y_train, split.x_test, split.y_test))
-        generator = torch.Generator().manual_seed(seed)    # the minibatches
-        with _seeded(seed, device):                          # the initial weights
+        x_tr, y_tr, x_te, y_te = (
+            torch.as_tensor(a, dtype=torch.float32, device=device)
+            for a in (split.x_train, split.y_train, split.x_test, split.y_test)
+        )
+        generator = torch.Generator().manual_seed(seed)  # the minibatches
+        with _seeded(seed, device):  # the initial weights
             model = regression_mlp(x_tr.shape[1], self.width, make_activation).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         schedule = _cosine_schedule(optimizer, self.steps)
@@ -275,7 +282,7 @@ class Training:
             idx = torch.randint(len(x_tr), (batch,), generator=generator).to(device)
             loss = ((model(x_tr[idx]) - y_tr[idx]) ** 2).mean()
             if not torch.isfinite(loss):
-                diverged = True         # nothing more to learn from a NaN network
+                diverged = True  # nothing more to learn from a NaN network
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -284,9 +291,13 @@ class Training:
         model.eval()
         train_nmse, test_nmse = _nmse(model, x_tr, y_tr), _nmse(model, x_te, y_te)
         diverged = diverged or not (math.isfinite(train_nmse) and math.isfinite(test_nmse))
-        return {"train_nmse": train_nmse if math.isfinite(train_nmse) else None,
-                "test_nmse": NMSE_CEILING if diverged else test_nmse,
-                "diverged": diverged, "n_train": len(x_tr), "n_test": len(x_te)}
+        return {
+            "train_nmse": train_nmse if math.isfinite(train_nmse) else None,
+            "test_nmse": NMSE_CEILING if diverged else test_nmse,
+            "diverged": diverged,
+            "n_train": len(x_tr),
+            "n_test": len(x_te),
+        }
 
 
 def nmse_score(test_nmses: Sequence[float]) -> tuple[float, float]:
@@ -302,18 +313,27 @@ def nmse_score(test_nmses: Sequence[float]) -> tuple[float, float]:
     return 1.0 - geometric_mean / NMSE_CEILING, geometric_mean
 
 
-def _summarise_fits(metric: str, fits: dict[str, dict[str, Any]], training: Training,
-                    started: float, extra: dict[str, Any]) -> BenchmarkScore:
+def _summarise_fits(
+    metric: str, fits: dict[str, dict[str, Any]], training: Training, started: float, extra: dict[str, Any]
+) -> BenchmarkScore:
     score, geometric_mean = nmse_score([f["test_nmse"] for f in fits.values()])
     train = [f["train_nmse"] for f in fits.values()]
-    return BenchmarkScore(score, metric, {
-        "test_nmse_geomean": geometric_mean,
-        "train_nmse_max": None if None in train else max(train),
-        "diverged": sum(f["diverged"] for f in fits.values()),
-        "fits": fits, "steps": training.steps, "lr": training.lr, "width": training.width,
-        "batch_size": training.batch_size, **extra,
-        "seconds": round(time.perf_counter() - started, 3),
-    })
+    return BenchmarkScore(
+        score,
+        metric,
+        {
+            "test_nmse_geomean": geometric_mean,
+            "train_nmse_max": None if None in train else max(train),
+            "diverged": sum(f["diverged"] for f in fits.values()),
+            "fits": fits,
+            "steps": training.steps,
+            "lr": training.lr,
+            "width": training.width,
+            "batch_size": training.batch_size,
+            **extra,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
 
 
 def _names(value: str | Sequence[str], known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -349,8 +369,10 @@ def _series_fits(fits: str | Sequence[str]) -> tuple[str, ...]:
     for label in labels:
         name, _, model = str(label).partition("/")
         if name not in SERIES or model not in SERIES_MODELS:
-            raise ValueError(f"unknown fit {label!r}: give series/model with a series among "
-                             f"{', '.join(SERIES)} and a model among {', '.join(SERIES_MODELS)}")
+            raise ValueError(
+                f"unknown fit {label!r}: give series/model with a series among "
+                f"{', '.join(SERIES)} and a model among {', '.join(SERIES_MODELS)}"
+            )
     if len(set(labels)) != len(labels):
         raise ValueError(f"fits repeats a label: {list(labels)}")
     return labels
@@ -360,8 +382,16 @@ def _series_fits(fits: str | Sequence[str]) -> tuple[str, ...]:
 # learn their ~24 and ~48 cycles (ReLU's training nMSE stays above 0.8 even at 6000 steps and
 # width 128), so its test error would measure underfitting, not extrapolation. Name them in
 # ``fits`` to include them anyway.
-DEFAULT_SERIES_FITS = ("co2/trend", "co2/ar", "sunspots/ar", "nile/trend", "nile/ar", "elnino/ar",
-                       "realgdp/trend", "realgdp/ar")
+DEFAULT_SERIES_FITS = (
+    "co2/trend",
+    "co2/ar",
+    "sunspots/ar",
+    "nile/trend",
+    "nile/ar",
+    "elnino/ar",
+    "realgdp/trend",
+    "realgdp/ar",
+)
 
 
 @register_benchmark
@@ -383,9 +413,17 @@ class Series:
     metric = "nmse_score"
     job_budget = REALDATA_BUDGET
 
-    def __init__(self, *, fits: Sequence[str] = DEFAULT_SERIES_FITS, lags: int = 8,
-                 train_fraction: float = 0.8, steps: int = 1000, lr: float = 3e-3, width: int = 64,
-                 batch_size: int = 32):
+    def __init__(
+        self,
+        *,
+        fits: Sequence[str] = DEFAULT_SERIES_FITS,
+        lags: int = 8,
+        train_fraction: float = 0.8,
+        steps: int = 1000,
+        lr: float = 3e-3,
+        width: int = 64,
+        batch_size: int = 32,
+    ):
         self.fits = _series_fits(fits)
         self.lags = lags
         self.train_fraction = train_fraction
@@ -407,10 +445,11 @@ class Series:
                 load_series(name)
             except DatasetMissing:
                 raise
-            except (OSError, ValueError) as err:   # a damaged installation without its data files
+            except (OSError, ValueError) as err:  # a damaged installation without its data files
                 raise DatasetMissing(
                     f"statsmodels is installed but its bundled series {name!r} could not be read "
-                    f"({err}); reinstall it: pip install --force-reinstall statsmodels") from err
+                    f"({err}); reinstall it: pip install --force-reinstall statsmodels"
+                ) from err
 
     def splits(self) -> dict[str, Split]:
         """``{"co2/trend": Split, ...}``: every fit's problem, in the order of ``fits``."""
@@ -418,26 +457,34 @@ class Series:
         splits = {}
         for label in self.fits:
             name, _, model = label.partition("/")
-            splits[label] = (trend_split(values[name], self.train_fraction) if model == "trend"
-                             else ar_split(values[name], self.lags, self.train_fraction))
+            splits[label] = (
+                trend_split(values[name], self.train_fraction)
+                if model == "trend"
+                else ar_split(values[name], self.lags, self.train_fraction)
+            )
         return splits
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore:
-        self.check_data(data_dir)     # data_dir itself is not used: the data ship with statsmodels
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
+        self.check_data(data_dir)  # data_dir itself is not used: the data ship with statsmodels
         started = time.perf_counter()
         training = Training(self.steps, self.lr, self.width, self.batch_size)
         dev = _resolve_device(device)
-        fits = {label: training.fit(make_activation, split, _fit_seed(seed, label), dev)
-                for label, split in self.splits().items()}
+        fits = {
+            label: training.fit(make_activation, split, _fit_seed(seed, label), dev)
+            for label, split in self.splits().items()
+        }
         by_model = {}
         for model in SERIES_MODELS:
             errors = [f["test_nmse"] for label, f in fits.items() if label.endswith("/" + model)]
             if errors:
                 by_model[model] = nmse_score(errors)[1]
-        return _summarise_fits(self.metric, fits, training, started,
-                               {"test_nmse_geomean_by_model": by_model, "lags": self.lags,
-                                "train_fraction": self.train_fraction})
+        return _summarise_fits(
+            self.metric,
+            fits,
+            training,
+            started,
+            {"test_nmse_geomean_by_model": by_model, "lags": self.lags, "train_fraction": self.train_fraction},
+        )
 
 
 DIABETES_FEATURES = ("bmi", "s5", "bp")
@@ -462,10 +509,17 @@ class Diabetes:
     metric = "nmse_score"
     job_budget = REALDATA_BUDGET
 
-    def __init__(self, *, features: Sequence[str] = DIABETES_FEATURES, train_fraction: float = 0.7,
-                 steps: int = 200, lr: float = 1e-3, width: int = 64, batch_size: int = 32):
-        self.features = _names(features, ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"),
-                               "feature")
+    def __init__(
+        self,
+        *,
+        features: Sequence[str] = DIABETES_FEATURES,
+        train_fraction: float = 0.7,
+        steps: int = 200,
+        lr: float = 1e-3,
+        width: int = 64,
+        batch_size: int = 32,
+    ):
+        self.features = _names(features, ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"), "feature")
         self.train_fraction = train_fraction
         self.steps = steps
         self.lr = lr
@@ -480,24 +534,26 @@ class Diabetes:
             load_diabetes()
         except DatasetMissing:
             raise
-        except OSError as err:   # a damaged installation without its data files
+        except OSError as err:  # a damaged installation without its data files
             raise DatasetMissing(
                 f"scikit-learn is installed but its bundled diabetes data could not be read ({err}); "
-                "reinstall it: pip install --force-reinstall scikit-learn") from err
+                "reinstall it: pip install --force-reinstall scikit-learn"
+            ) from err
 
     def splits(self) -> dict[str, Split]:
         """``{"bmi": Split, ...}``: one covariate-shift problem per feature."""
         features, target, names = load_diabetes()
-        return {name: diabetes_split(features, target, names.index(name), self.train_fraction)
-                for name in self.features}
+        return {
+            name: diabetes_split(features, target, names.index(name), self.train_fraction) for name in self.features
+        }
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore:
-        self.check_data(data_dir)     # data_dir itself is not used: the data ship with scikit-learn
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
+        self.check_data(data_dir)  # data_dir itself is not used: the data ship with scikit-learn
         started = time.perf_counter()
         training = Training(self.steps, self.lr, self.width, self.batch_size)
         dev = _resolve_device(device)
-        fits = {label: training.fit(make_activation, split, _fit_seed(seed, label), dev)
-                for label, split in self.splits().items()}
-        return _summarise_fits(self.metric, fits, training, started,
-                               {"train_fraction": self.train_fraction})
+        fits = {
+            label: training.fit(make_activation, split, _fit_seed(seed, label), dev)
+            for label, split in self.splits().items()
+        }
+        return _summarise_fits(self.metric, fits, training, started, {"train_fraction": self.train_fraction})

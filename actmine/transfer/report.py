@@ -44,12 +44,15 @@ def results_table(rows: Sequence[Mapping[str, Any]], title: str | None = None):
     table = Table(title=title, min_width=len(title) + 4)  # the title on one line
     table.add_column("activation", no_wrap=True)
     for benchmark in benchmarks:
-        table.add_column(f"{benchmark} ({metrics[benchmark]})" if metrics[benchmark] else benchmark,
-                         justify="right", no_wrap=True)
+        table.add_column(
+            f"{benchmark} ({metrics[benchmark]})" if metrics[benchmark] else benchmark, justify="right", no_wrap=True
+        )
     for activation in activations:
         # Text, not markup: an activation's name is a file stem or a path the user gave
-        table.add_row(Text(terminal_text(activation, keep_newlines=False)),
-                      *[_cell_text(by_cell.get((activation, b))) for b in benchmarks])
+        table.add_row(
+            Text(terminal_text(activation, keep_newlines=False)),
+            *[_cell_text(by_cell.get((activation, b))) for b in benchmarks],
+        )
     return table
 
 
@@ -98,6 +101,7 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for row in rows:
-        writer.writerow(["" if row[c] is None else (repr(row[c]) if isinstance(row[c], float) else row[c])
-                         for c in SUMMARY_COLUMNS])
+        writer.writerow(
+            ["" if row[c] is None else (repr(row[c]) if isinstance(row[c], float) else row[c]) for c in SUMMARY_COLUMNS]
+        )
     return buffer.getvalue()

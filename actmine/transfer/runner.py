@@ -59,16 +59,24 @@ from ..atomic_files import write_text_atomically
 from .base import DatasetMissing as DatasetMissing
 from .child import _job_main as _job_main, execute_job as execute_job
 from .inputs import (
-    ActivationSpec as ActivationSpec, TransferInputError as TransferInputError, _class_path as _class_path,
-    _resolve_activations, check_benchmarks as check_benchmarks, default_data_dir as default_data_dir,
-    parse_options as parse_options, resolve_activation as resolve_activation,
+    ActivationSpec as ActivationSpec,
+    TransferInputError as TransferInputError,
+    _class_path as _class_path,
+    _resolve_activations,
+    check_benchmarks as check_benchmarks,
+    default_data_dir as default_data_dir,
+    parse_options as parse_options,
+    resolve_activation as resolve_activation,
 )
 from .job_process import _answer, run_in_subprocess as run_in_subprocess
 from .jobs import TransferJob as TransferJob, TransferResult as TransferResult, _failed, _printable as _printable
 from .journal import _read_done as _read_done, _resume, end_partial_line as end_partial_line
 from .limits import (
-    DEFAULT_BUDGET as DEFAULT_BUDGET, JOB_BUDGETS as JOB_BUDGETS, JobBudget as JobBudget,
-    TransferLimits as TransferLimits, job_budget as job_budget,
+    DEFAULT_BUDGET as DEFAULT_BUDGET,
+    JOB_BUDGETS as JOB_BUDGETS,
+    JobBudget as JobBudget,
+    TransferLimits as TransferLimits,
+    job_budget as job_budget,
 )
 from .report import _csv_text, plot_log_ratios as plot_log_ratios, results_table as results_table
 from .summary import ERROR_FLOOR, LOG_RATIO_CLIP, REFERENCE, log_ratio, summarise
@@ -100,9 +108,18 @@ __all__ = [
     "summarise",
 ]
 
-def run_jobs(jobs: Sequence[TransferJob], data_dir: str, device: str, limits: Mapping[str, Mapping[str, Any]],
-             on_result: Callable[[TransferResult], None], executor: str = "local", workers: int | None = None,
-             scheduler: str | None = None, notify: Callable[[str], None] = lambda message: None) -> None:
+
+def run_jobs(
+    jobs: Sequence[TransferJob],
+    data_dir: str,
+    device: str,
+    limits: Mapping[str, Mapping[str, Any]],
+    on_result: Callable[[TransferResult], None],
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+) -> None:
     """Every job on the job system's pool ``executor`` (`actmine.executors.make_job_pool`), each in
     its own confined process (`run_in_subprocess`, under ``limits[job.benchmark]``); each result goes
     to ``on_result`` as it arrives, a job lost by the pool as a failed result (``executor_error``).
@@ -115,8 +132,10 @@ def run_jobs(jobs: Sequence[TransferJob], data_dir: str, device: str, limits: Ma
     except (ClusterUnavailable, ValueError) as exc:
         raise TransferInputError(str(exc)) from None
     try:
-        futures = {pool.submit(run_in_subprocess, job.to_dict(), data_dir, device, limits.get(job.benchmark)): job
-                   for job in jobs}
+        futures = {
+            pool.submit(run_in_subprocess, job.to_dict(), data_dir, device, limits.get(job.benchmark)): job
+            for job in jobs
+        }
         for future in concurrent.futures.as_completed(futures):
             job = futures[future]
             try:
@@ -124,8 +143,9 @@ def run_jobs(jobs: Sequence[TransferJob], data_dir: str, device: str, limits: Ma
             except concurrent.futures.CancelledError:
                 continue
             except Exception as exc:  # noqa: BLE001 - a lost Dask worker, no process could be started
-                result = _failed(job, "executor_error", f"the job was lost by the {executor} executor: "
-                                                        f"{type(exc).__name__}: {exc}")
+                result = _failed(
+                    job, "executor_error", f"the job was lost by the {executor} executor: {type(exc).__name__}: {exc}"
+                )
             on_result(result)
     finally:
         pool.close()
@@ -134,6 +154,7 @@ def run_jobs(jobs: Sequence[TransferJob], data_dir: str, device: str, limits: Ma
 # ------------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TransferRun:
@@ -155,8 +176,6 @@ class TransferRun:
         return all(r.ok for r in self.results)
 
 
-
-
 class _Progress:
     """A rich progress bar on a terminal's stderr; elsewhere one line per finished job."""
 
@@ -169,8 +188,15 @@ class _Progress:
         if enabled and self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("transfer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("{task.description}"), console=self.console, transient=True)
+            self.bar = Progress(
+                TextColumn("transfer"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=True,
+            )
             self.task = self.bar.add_task("", total=total)
             self.bar.start()
 
@@ -201,8 +227,15 @@ def _notify_on_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _checked_seeds(activations: Sequence[str], benchmarks: Sequence[str], seeds: int | Sequence[int],
-                   device: str, executor: str, scheduler: str | None, workers: int | None) -> list[int]:
+def _checked_seeds(
+    activations: Sequence[str],
+    benchmarks: Sequence[str],
+    seeds: int | Sequence[int],
+    device: str,
+    executor: str,
+    scheduler: str | None,
+    workers: int | None,
+) -> list[int]:
     """The run's seeds, after checking the arguments that need nothing resolved: bad input raises
     `TransferInputError` here, before anything is read or started."""
     if device not in ("cpu", "cuda"):
@@ -235,9 +268,13 @@ def _check_cuda(device: str, executor: str, scheduler: str | None) -> None:
             raise TransferInputError("--device cuda: no CUDA device is available to this PyTorch; use --device cpu")
 
 
-def _job_limits(limits: TransferLimits | None, classes: Mapping[str, type],
-                options: Mapping[str, Mapping[str, Any]], device: str,
-                notify: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _job_limits(
+    limits: TransferLimits | None,
+    classes: Mapping[str, type],
+    options: Mapping[str, Mapping[str, Any]],
+    device: str,
+    notify: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
     """Each benchmark's job limits (`TransferLimits.resolve` on an instance with its options, since
     a budget depends on them, e.g. the epochs); ``notify`` hears of a memory limit cuda ignores."""
     limits = limits if limits is not None else TransferLimits()
@@ -268,10 +305,20 @@ class _RunPlan:
     scheduler: str | None
 
 
-def _plan_run(activations: Sequence[str], benchmarks: Sequence[str], seeds: list[int],
-              options: Mapping[str, Mapping[str, Any]] | None, epochs: int | None,
-              data_dir: str | Path | None, device: str, executor: str, workers: int | None,
-              scheduler: str | None, limits: TransferLimits | None, notify: Callable[[str], None]) -> _RunPlan:
+def _plan_run(
+    activations: Sequence[str],
+    benchmarks: Sequence[str],
+    seeds: list[int],
+    options: Mapping[str, Mapping[str, Any]] | None,
+    epochs: int | None,
+    data_dir: str | Path | None,
+    device: str,
+    executor: str,
+    workers: int | None,
+    scheduler: str | None,
+    limits: TransferLimits | None,
+    notify: Callable[[str], None],
+) -> _RunPlan:
     """Resolve the activations, benchmarks, options and limits, and list the jobs; raises
     `TransferInputError` or `DatasetMissing` before any job starts, so that bad input costs nothing."""
     specs, added_relu = _resolve_activations(activations)
@@ -282,14 +329,36 @@ def _plan_run(activations: Sequence[str], benchmarks: Sequence[str], seeds: list
     job_limits = _job_limits(limits, classes, resolved_options, device, notify)
     if added_relu:
         notify(f"added {REFERENCE} to the activations: it is the reference of the log-ratios")
-    jobs = [TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source, s.reference, paths[name])
-            for name in classes for seed in seeds for s in specs]
-    return _RunPlan(specs, added_relu, data, classes, resolved_options, job_limits, seeds, jobs, device, executor,
-                    workers, scheduler)
+    jobs = [
+        TransferJob(s.name, name, seed, dict(resolved_options[name]), s.source, s.reference, paths[name])
+        for name in classes
+        for seed in seeds
+        for s in specs
+    ]
+    return _RunPlan(
+        specs,
+        added_relu,
+        data,
+        classes,
+        resolved_options,
+        job_limits,
+        seeds,
+        jobs,
+        device,
+        executor,
+        workers,
+        scheduler,
+    )
 
 
-def _run_jobs(todo: list[TransferJob], plan: _RunPlan, journal: Path, results: dict[str, TransferResult],
-              bar: _Progress, notify: Callable[[str], None]) -> None:
+def _run_jobs(
+    todo: list[TransferJob],
+    plan: _RunPlan,
+    journal: Path,
+    results: dict[str, TransferResult],
+    bar: _Progress,
+    notify: Callable[[str], None],
+) -> None:
     """Run ``todo`` on the plan's executor; each result goes into ``results``, is appended to ``journal``
     as it arrives (so an interrupted run loses only the jobs in flight) and advances ``bar``."""
     lock = threading.Lock()  # results arrive on the executor's threads
@@ -302,53 +371,92 @@ def _run_jobs(todo: list[TransferJob], plan: _RunPlan, journal: Path, results: d
             bar.advance(result)
 
     if todo:
-        run_jobs(todo, str(plan.data), plan.device, plan.limits, on_result, plan.executor, plan.workers,
-                 plan.scheduler, notify)
+        run_jobs(
+            todo,
+            str(plan.data),
+            plan.device,
+            plan.limits,
+            on_result,
+            plan.executor,
+            plan.workers,
+            plan.scheduler,
+            notify,
+        )
 
 
 def _in_run_order(results: Mapping[str, TransferResult], plan: _RunPlan) -> list[TransferResult]:
     """The run's results in activation × benchmark × seed order (jobs finish in any order)."""
-    order = {(s.name, b, seed): i for i, (s, b, seed) in enumerate(
-        (s, b, seed) for s in plan.specs for b in plan.classes for seed in plan.seeds)}
-    return sorted((results[job.key] for job in plan.jobs if job.key in results),
-                  key=lambda r: order[(r.activation, r.benchmark, r.seed)])
+    order = {
+        (s.name, b, seed): i
+        for i, (s, b, seed) in enumerate((s, b, seed) for s in plan.specs for b in plan.classes for seed in plan.seeds)
+    }
+    return sorted(
+        (results[job.key] for job in plan.jobs if job.key in results),
+        key=lambda r: order[(r.activation, r.benchmark, r.seed)],
+    )
 
 
-def _run_document(plan: _RunPlan, resumed: int, seconds: float,
-                  ordered: Sequence[TransferResult], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _run_document(
+    plan: _RunPlan, resumed: int, seconds: float, ordered: Sequence[TransferResult], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     """``results.json``'s content: the run's settings, every job's result and the summary."""
     return {
         "activations": [{"name": s.name, "kind": s.kind, "given": s.given} for s in plan.specs],
-        "benchmarks": list(plan.classes), "seeds": plan.seeds, "options": plan.options, "limits": plan.limits,
+        "benchmarks": list(plan.classes),
+        "seeds": plan.seeds,
+        "options": plan.options,
+        "limits": plan.limits,
         "device": plan.device,
-        "executor": plan.executor, "data_dir": str(plan.data), "added_relu": plan.added_relu, "resumed": resumed,
+        "executor": plan.executor,
+        "data_dir": str(plan.data),
+        "added_relu": plan.added_relu,
+        "resumed": resumed,
         "seconds": seconds,
-        "log_ratio": ("per benchmark: mean over the seeds both scored of clip(ln(error_act / error_relu), ±3), "
-                      f"error = 1 − score (floored at {ERROR_FLOOR:g}); for scores outside [0, 1]: "
-                      "−ln(score_act / score_relu). Negative beats ReLU."),
+        "log_ratio": (
+            "per benchmark: mean over the seeds both scored of clip(ln(error_act / error_relu), ±3), "
+            f"error = 1 − score (floored at {ERROR_FLOOR:g}); for scores outside [0, 1]: "
+            "−ln(score_act / score_relu). Negative beats ReLU."
+        ),
         "jobs": [r.to_dict() for r in ordered],
         "summary": rows,
     }
 
 
-def _write_outputs(out: Path, journal: Path, document: Mapping[str, Any],
-                   rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
+def _write_outputs(
+    out: Path, journal: Path, document: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Path]:
     """Write ``results.json``, ``summary.csv`` (each atomically: a reader never sees half a file)
     and ``transfer.png``; the run's files, the journal included."""
-    files = {"journal": journal, "json": out / "results.json", "csv": out / "summary.csv",
-             "figure": out / "transfer.png"}
+    files = {
+        "journal": journal,
+        "json": out / "results.json",
+        "csv": out / "summary.csv",
+        "figure": out / "transfer.png",
+    }
     write_text_atomically(files["json"], json.dumps(document, indent=2, allow_nan=False))
     write_text_atomically(files["csv"], _csv_text(rows))
     plot_log_ratios(rows, files["figure"])
     return files
 
 
-def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digits",),
-                 seeds: int | Sequence[int] = 3, *, options: Mapping[str, Mapping[str, Any]] | None = None,
-                 epochs: int | None = None, data_dir: str | Path | None = None, device: str = "cpu",
-                 executor: str = "local", workers: int | None = None, scheduler: str | None = None,
-                 limits: TransferLimits | None = None, out: str | Path = "transfer", progress: bool = True,
-                 notify: Callable[[str], None] | None = None, console: Any = None) -> TransferRun:
+def run_transfer(
+    activations: Sequence[str],
+    benchmarks: Sequence[str] = ("digits",),
+    seeds: int | Sequence[int] = 3,
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    epochs: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    limits: TransferLimits | None = None,
+    out: str | Path = "transfer",
+    progress: bool = True,
+    notify: Callable[[str], None] | None = None,
+    console: Any = None,
+) -> TransferRun:
     """Train every (activation × benchmark × seed) job and write ``out``'s files.
 
     Args:
@@ -376,8 +484,20 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
     started = time.perf_counter()
     notify = notify if notify is not None else _notify_on_stderr
     seed_list = _checked_seeds(activations, benchmarks, seeds, device, executor, scheduler, workers)
-    plan = _plan_run(activations, benchmarks, seed_list, options, epochs, data_dir, device, executor, workers,
-                     scheduler, limits, notify)
+    plan = _plan_run(
+        activations,
+        benchmarks,
+        seed_list,
+        options,
+        epochs,
+        data_dir,
+        device,
+        executor,
+        workers,
+        scheduler,
+        limits,
+        notify,
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     journal = out / "results.jsonl"
@@ -393,6 +513,14 @@ def run_transfer(activations: Sequence[str], benchmarks: Sequence[str] = ("digit
     seconds = round(time.perf_counter() - started, 3)
     resumed = len(plan.jobs) - len(todo)
     files = _write_outputs(out, journal, _run_document(plan, resumed, seconds, ordered, rows), rows)
-    return TransferRun(results=ordered, rows=rows, activations=[s.name for s in plan.specs],
-                       benchmarks=list(plan.classes), seeds=seed_list, added_relu=plan.added_relu,
-                       resumed=resumed, seconds=seconds, files=files)
+    return TransferRun(
+        results=ordered,
+        rows=rows,
+        activations=[s.name for s in plan.specs],
+        benchmarks=list(plan.classes),
+        seeds=seed_list,
+        added_relu=plan.added_relu,
+        resumed=resumed,
+        seconds=seconds,
+        files=files,
+    )

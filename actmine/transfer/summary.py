@@ -17,9 +17,9 @@ from typing import Any
 
 from .jobs import TransferResult
 
-REFERENCE = "relu"              # the activation every other one is compared with
-ERROR_FLOOR = 1e-6              # errors (1 − score) below this count as this (ln 0 is −∞)
-LOG_RATIO_CLIP = 3.0            # each seed's log-ratio is clipped to ±3, as in the lab's score
+REFERENCE = "relu"  # the activation every other one is compared with
+ERROR_FLOOR = 1e-6  # errors (1 − score) below this count as this (ln 0 is −∞)
+LOG_RATIO_CLIP = 3.0  # each seed's log-ratio is clipped to ±3, as in the lab's score
 
 
 def log_ratio(score: float, reference: float, bounded: bool = True) -> float:
@@ -84,7 +84,17 @@ def summarise(results: Iterable["TransferResult | Mapping[str, Any]"]) -> list[d
         ratios = [r for r in ratios if math.isfinite(r)]
         ratio, ratio_std = _mean_std(ratios)
         metric = next((r.metric for r in by_seed.values() if r.metric), "")
-        rows.append({"activation": activation, "benchmark": benchmark, "metric": metric, "n": len(ok),
-                     "failed": len(by_seed) - len(ok), "mean": mean, "std": std,
-                     "log_ratio_vs_relu": ratio, "log_ratio_std": ratio_std})
+        rows.append(
+            {
+                "activation": activation,
+                "benchmark": benchmark,
+                "metric": metric,
+                "n": len(ok),
+                "failed": len(by_seed) - len(ok),
+                "mean": mean,
+                "std": std,
+                "log_ratio_vs_relu": ratio,
+                "log_ratio_std": ratio_std,
+            }
+        )
     return rows

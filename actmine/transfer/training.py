@@ -55,8 +55,9 @@ def _backward_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: Any) 
         scaler.update()
 
 
-def _cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
-                     warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def _cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine decay to zero (Loshchilov & Hutter 2017), stepped per batch."""
     total_steps = max(1, total_steps)
     warmup_steps = min(max(0, warmup_steps), total_steps - 1)
@@ -84,13 +85,19 @@ def _log(verbose: bool, message: str) -> None:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
-              prepare: Callable[[Tensor], Tensor], autocast: Callable[[], Any]) -> float:
+def _accuracy(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+    prepare: Callable[[Tensor], Tensor],
+    autocast: Callable[[], Any],
+) -> float:
     """Top-1 accuracy of ``model`` on in-memory tensors, in eval mode (BatchNorm running stats)."""
     model.eval()
     correct = 0
     for start in range(0, len(x), batch_size):
         with autocast():
-            logits = model(prepare(x[start:start + batch_size]))
-        correct += int((logits.argmax(1) == y[start:start + batch_size]).sum())
+            logits = model(prepare(x[start : start + batch_size]))
+        correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
     return correct / max(1, len(x))

@@ -49,18 +49,36 @@ from torch import Tensor, nn
 from .base import ActivationFactory, BenchmarkScore, DatasetMissing, register_benchmark
 from .distributed import _all_reduce_sum, _process_group
 from .imagenet_training import (
-    _ImageNetData, _ImageNetTraining, _imagenet_input, _load_checkpoint, _save_checkpoint, _top1_top5,
+    _ImageNetData,
+    _ImageNetTraining,
+    _imagenet_input,
+    _load_checkpoint,
+    _save_checkpoint,
+    _top1_top5,
 )
 from .training import _accuracy, _amp, _backward_step, _cosine_schedule, _log, _resolve_device, _seeded
 from .vision_data import (
-    CIFAR10_MEAN as CIFAR10_MEAN, CIFAR10_STD as CIFAR10_STD, CIFAR10_URL as CIFAR10_URL,
-    IMAGENET_MEAN as IMAGENET_MEAN, IMAGENET_STD as IMAGENET_STD, IMAGENET_URL as IMAGENET_URL,
-    ImageFolder as ImageFolder, _digits_split, _find_cifar_dir, _find_imagenet_root, _fixed_subset,
-    center_crop as center_crop, cifar_augment as cifar_augment, load_cifar10 as load_cifar10,
+    CIFAR10_MEAN as CIFAR10_MEAN,
+    CIFAR10_STD as CIFAR10_STD,
+    CIFAR10_URL as CIFAR10_URL,
+    IMAGENET_MEAN as IMAGENET_MEAN,
+    IMAGENET_STD as IMAGENET_STD,
+    IMAGENET_URL as IMAGENET_URL,
+    ImageFolder as ImageFolder,
+    _digits_split,
+    _find_cifar_dir,
+    _find_imagenet_root,
+    _fixed_subset,
+    center_crop as center_crop,
+    cifar_augment as cifar_augment,
+    load_cifar10 as load_cifar10,
     random_resized_crop as random_resized_crop,
 )
 from .vision_models import (
-    CifarResNet as CifarResNet, DigitsCNN as DigitsCNN, ResNet as ResNet, resnet20 as resnet20,
+    CifarResNet as CifarResNet,
+    DigitsCNN as DigitsCNN,
+    ResNet as ResNet,
+    resnet20 as resnet20,
     resnet50 as resnet50,
 )
 
@@ -101,8 +119,16 @@ class Digits:
     name = "digits"
     metric = "accuracy"
 
-    def __init__(self, *, epochs: int = 12, batch_size: int = 32, lr: float = 3e-3,
-                 width: int = 16, test_size: int = 450, split_seed: int = 0):
+    def __init__(
+        self,
+        *,
+        epochs: int = 12,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        width: int = 16,
+        test_size: int = 450,
+        split_seed: int = 0,
+    ):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -117,22 +143,22 @@ class Digits:
             raise DatasetMissing(
                 "the digits benchmark reads the 8x8 UCI digits bundled with scikit-learn "
                 "(sklearn.datasets.load_digits), but scikit-learn is not installed: "
-                "pip install scikit-learn") from err
+                "pip install scikit-learn"
+            ) from err
         try:
             load_digits()
         except OSError as err:  # a damaged installation without its data files
             raise DatasetMissing(
                 f"scikit-learn is installed but its bundled digits data could not be read ({err}); "
-                "reinstall it: pip install --force-reinstall scikit-learn") from err
+                "reinstall it: pip install --force-reinstall scikit-learn"
+            ) from err
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore:
-        self.check_data(data_dir)     # data_dir itself is not used: the data ship with sklearn
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
+        self.check_data(data_dir)  # data_dir itself is not used: the data ship with sklearn
         dev = _resolve_device(device)
         started = time.perf_counter()
-        x_tr, y_tr, x_te, y_te = (torch.from_numpy(a).to(dev)
-                                  for a in _digits_split(self.test_size, self.split_seed))
-        generator = torch.Generator().manual_seed(seed)    # the minibatch order
+        x_tr, y_tr, x_te, y_te = (torch.from_numpy(a).to(dev) for a in _digits_split(self.test_size, self.split_seed))
+        generator = torch.Generator().manual_seed(seed)  # the minibatch order
         with _seeded(seed, dev):
             model = DigitsCNN(make_activation, width=self.width).to(dev)
             optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
@@ -144,22 +170,29 @@ class Digits:
                 order = torch.randperm(len(x_tr), generator=generator).to(dev)
                 total = torch.zeros((), device=dev)
                 for start in range(0, len(order), self.batch_size):
-                    idx = order[start:start + self.batch_size]
+                    idx = order[start : start + self.batch_size]
                     loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
                     _backward_step(loss, optimizer, None)
                     schedule.step()
                     total += loss.detach() * len(idx)
                 epoch_loss = float(total) / len(x_tr)
                 epochs_done += 1
-                if not math.isfinite(epoch_loss):   # nothing more to learn from a NaN network
+                if not math.isfinite(epoch_loss):  # nothing more to learn from a NaN network
                     diverged = True
                     break
             accuracy = _accuracy(model, x_te, y_te, 512, lambda x: x, contextlib.nullcontext)
-        return BenchmarkScore(accuracy, self.metric, {
-            "train_loss": epoch_loss if math.isfinite(epoch_loss) else None,
-            "diverged": diverged, "epochs": epochs_done, "n_train": len(x_tr), "n_test": len(x_te),
-            "seconds": round(time.perf_counter() - started, 3),
-        })
+        return BenchmarkScore(
+            accuracy,
+            self.metric,
+            {
+                "train_loss": epoch_loss if math.isfinite(epoch_loss) else None,
+                "diverged": diverged,
+                "epochs": epochs_done,
+                "n_train": len(x_tr),
+                "n_test": len(x_te),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
 
 # -- CIFAR-10: ResNet-20 ------------------------------------------------------------------------
@@ -183,10 +216,21 @@ class Cifar10:
     name = "cifar10"
     metric = "accuracy"
 
-    def __init__(self, *, epochs: int = 30, batch_size: int = 128, lr: float = 0.1,
-                 momentum: float = 0.9, weight_decay: float = 5e-4, depth: int = 20,
-                 limit_train: int | None = None, limit_test: int | None = None,
-                 augment: bool = True, amp: bool = True, verbose: bool = False):
+    def __init__(
+        self,
+        *,
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        depth: int = 20,
+        limit_train: int | None = None,
+        limit_test: int | None = None,
+        augment: bool = True,
+        amp: bool = True,
+        verbose: bool = False,
+    ):
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
         self.epochs = epochs
@@ -204,14 +248,13 @@ class Cifar10:
     def check_data(self, data_dir: Path) -> None:
         _find_cifar_dir(Path(data_dir))
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore:
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
         dev = _resolve_device(device)
         started = time.perf_counter()
         x_tr, y_tr, x_te, y_te = load_cifar10(Path(data_dir))
         # The batches are already in random order, so the first N images are a fair subset.
-        x_tr, y_tr = x_tr[:self.limit_train], y_tr[:self.limit_train]
-        x_te, y_te = x_te[:self.limit_test], y_te[:self.limit_test]
+        x_tr, y_tr = x_tr[: self.limit_train], y_tr[: self.limit_train]
+        x_te, y_te = x_te[: self.limit_test], y_te[: self.limit_test]
         # All of CIFAR-10 fits in GPU memory as uint8 (180 MB): no loader, augmentation on batches.
         x_tr, y_tr, x_te, y_te = (torch.from_numpy(a).to(dev) for a in (x_tr, y_tr, x_te, y_te))
         mean = torch.tensor(CIFAR10_MEAN, device=dev).view(1, 3, 1, 1)
@@ -222,11 +265,12 @@ class Cifar10:
             return ((x.float() / 255.0 - mean) / std).contiguous(memory_format=memory_format)
 
         autocast, scaler, amp_dtype = _amp(dev, self.amp)
-        generator = torch.Generator().manual_seed(seed)     # minibatch order and augmentation
+        generator = torch.Generator().manual_seed(seed)  # minibatch order and augmentation
         with _seeded(seed, dev):
             model = CifarResNet(make_activation, depth=self.depth).to(dev, memory_format=memory_format)
-            optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
-                                        nesterov=True, weight_decay=self.weight_decay)
+            optimizer = torch.optim.SGD(
+                model.parameters(), lr=self.lr, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay
+            )
             steps_per_epoch = math.ceil(len(x_tr) / self.batch_size)
             schedule = _cosine_schedule(optimizer, self.epochs * steps_per_epoch)
             epoch_loss, epochs_done, diverged = float("nan"), 0, False
@@ -235,7 +279,7 @@ class Cifar10:
                 order = torch.randperm(len(x_tr), generator=generator).to(dev)
                 total = torch.zeros((), device=dev)
                 for start in range(0, len(order), self.batch_size):
-                    idx = order[start:start + self.batch_size]
+                    idx = order[start : start + self.batch_size]
                     xb = x_tr[idx]
                     if self.augment:
                         xb = cifar_augment(xb, generator)
@@ -247,18 +291,29 @@ class Cifar10:
                 # One host sync per epoch, not per step.
                 epoch_loss = float(total) / len(x_tr)
                 epochs_done += 1
-                _log(self.verbose, f"cifar10 epoch {epoch + 1}/{self.epochs} loss {epoch_loss:.4f} "
-                                   f"({time.perf_counter() - started:.0f} s)")
+                _log(
+                    self.verbose,
+                    f"cifar10 epoch {epoch + 1}/{self.epochs} loss {epoch_loss:.4f} "
+                    f"({time.perf_counter() - started:.0f} s)",
+                )
                 if not math.isfinite(epoch_loss):
                     diverged = True
                     break
             accuracy = _accuracy(model, x_te, y_te, 1000, prepare, autocast)
-        return BenchmarkScore(accuracy, self.metric, {
-            "train_loss": epoch_loss if math.isfinite(epoch_loss) else None,
-            "diverged": diverged, "epochs": epochs_done, "depth": self.depth,
-            "n_train": len(x_tr), "n_test": len(x_te), "precision": amp_dtype,
-            "seconds": round(time.perf_counter() - started, 3),
-        })
+        return BenchmarkScore(
+            accuracy,
+            self.metric,
+            {
+                "train_loss": epoch_loss if math.isfinite(epoch_loss) else None,
+                "diverged": diverged,
+                "epochs": epochs_done,
+                "depth": self.depth,
+                "n_train": len(x_tr),
+                "n_test": len(x_te),
+                "precision": amp_dtype,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
 
 # -- ImageNet: ResNet-50 training, data-parallel under torchrun ---------------------------------
@@ -290,12 +345,26 @@ class ImageNet:
     name = "imagenet"
     metric = "top1"
 
-    def __init__(self, *, epochs: int = 90, batch_size: int = 128, lr: float | None = None,
-                 momentum: float = 0.9, weight_decay: float = 1e-4, label_smoothing: float = 0.1,
-                 warmup_epochs: int = 5, layers: Sequence[int] = (3, 4, 6, 3), width: int = 64,
-                 image_size: int = 224, workers: int = 8, limit_train: int | None = None,
-                 limit_test: int | None = None, amp: bool = True,
-                 checkpoint_dir: str | Path | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        *,
+        epochs: int = 90,
+        batch_size: int = 128,
+        lr: float | None = None,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.1,
+        warmup_epochs: int = 5,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        width: int = 64,
+        image_size: int = 224,
+        workers: int = 8,
+        limit_train: int | None = None,
+        limit_test: int | None = None,
+        amp: bool = True,
+        checkpoint_dir: str | Path | None = None,
+        verbose: bool = False,
+    ):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -316,24 +385,24 @@ class ImageNet:
     def check_data(self, data_dir: Path) -> None:
         _find_imagenet_root(Path(data_dir))
         if importlib.util.find_spec("PIL") is None:
-            raise DatasetMissing("the imagenet benchmark decodes JPEGs with Pillow, which is not "
-                                 "installed: pip install pillow")
+            raise DatasetMissing(
+                "the imagenet benchmark decodes JPEGs with Pillow, which is not installed: pip install pillow"
+            )
 
     def _config_key(self, seed: int, world_size: int, num_classes: int) -> str:
-        config = {k: v for k, v in vars(self).items()
-                  if k not in ("workers", "checkpoint_dir", "verbose")}
+        config = {k: v for k, v in vars(self).items() if k not in ("workers", "checkpoint_dir", "verbose")}
         config.update(seed=seed, world_size=world_size, num_classes=num_classes)
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
-    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path,
-            device: str) -> BenchmarkScore:
+    def run(self, make_activation: ActivationFactory, seed: int, data_dir: Path, device: str) -> BenchmarkScore:
         self.check_data(Path(data_dir))
         root = _find_imagenet_root(Path(data_dir))
         with _process_group(_resolve_device(device)) as (rank, world_size, dev):
             return self._run(make_activation, seed, root, dev, rank, world_size)
 
-    def _run(self, make_activation: ActivationFactory, seed: int, root: Path, dev: torch.device,
-             rank: int, world_size: int) -> BenchmarkScore:
+    def _run(
+        self, make_activation: ActivationFactory, seed: int, root: Path, dev: torch.device, rank: int, world_size: int
+    ) -> BenchmarkScore:
         started = time.perf_counter()
         data = self._data(root, seed, rank, world_size, dev.type == "cuda")
         memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
@@ -341,11 +410,9 @@ class ImageNet:
         autocast, scaler, amp_dtype = _amp(dev, self.amp)
         lr = self.lr if self.lr is not None else 0.1 * self.batch_size * world_size / 256
         net, model = self._network(make_activation, seed, dev, world_size, data.num_classes, memory_format)
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=self.momentum,
-                                    weight_decay=self.weight_decay)
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
         steps_per_epoch = max(1, len(data.train_loader))
-        schedule = _cosine_schedule(optimizer, self.epochs * steps_per_epoch,
-                                    self.warmup_epochs * steps_per_epoch)
+        schedule = _cosine_schedule(optimizer, self.epochs * steps_per_epoch, self.warmup_epochs * steps_per_epoch)
         training = _ImageNetTraining(net, model, optimizer, schedule, scaler, autocast, prepare)
 
         checkpoint = None
@@ -356,18 +423,31 @@ class ImageNet:
         if checkpoint is not None and checkpoint.is_file():
             start_epoch, epoch_loss = _load_checkpoint(checkpoint, key, dev, training)
             _log(self.verbose and rank == 0, f"imagenet: resumed from {checkpoint} after epoch {start_epoch}")
-        epoch_loss, diverged = self._train(training, data, start_epoch, epoch_loss, checkpoint, key, dev, rank,
-                                           world_size, started)
+        epoch_loss, diverged = self._train(
+            training, data, start_epoch, epoch_loss, checkpoint, key, dev, rank, world_size, started
+        )
         top1, top5, n_val = _all_reduce_sum([*_top1_top5(training, data, dev), len(data.val_data)], dev, world_size)
-        return BenchmarkScore(top1 / max(1.0, n_val), self.metric, {
-            "top5": top5 / max(1.0, n_val),
-            "train_loss": epoch_loss if math.isfinite(epoch_loss) else None,
-            "diverged": diverged, "epochs": self.epochs, "n_train": len(data.train_data),
-            "n_val": int(n_val), "num_classes": data.num_classes, "world_size": world_size,
-            "global_batch": self.batch_size * world_size, "lr": lr, "layers": list(self.layers),
-            "width": self.width, "image_size": self.image_size, "precision": amp_dtype,
-            "seconds": round(time.perf_counter() - started, 3),
-        })
+        return BenchmarkScore(
+            top1 / max(1.0, n_val),
+            self.metric,
+            {
+                "top5": top5 / max(1.0, n_val),
+                "train_loss": epoch_loss if math.isfinite(epoch_loss) else None,
+                "diverged": diverged,
+                "epochs": self.epochs,
+                "n_train": len(data.train_data),
+                "n_val": int(n_val),
+                "num_classes": data.num_classes,
+                "world_size": world_size,
+                "global_batch": self.batch_size * world_size,
+                "lr": lr,
+                "layers": list(self.layers),
+                "width": self.width,
+                "image_size": self.image_size,
+                "precision": amp_dtype,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
     def _data(self, root: Path, seed: int, rank: int, world_size: int, cuda: bool) -> _ImageNetData:
         """The training set (this rank's share, shuffled by (seed, epoch)) and this rank's shard
@@ -376,59 +456,81 @@ class ImageNet:
         from torch.utils.data.distributed import DistributedSampler
 
         train_set = ImageFolder(root / "train", train=True, image_size=self.image_size, seed=seed)
-        val_set = ImageFolder(root / "val", train=False, image_size=self.image_size,
-                              classes=train_set.classes)
+        val_set = ImageFolder(root / "val", train=False, image_size=self.image_size, classes=train_set.classes)
         train_data = Subset(train_set, _fixed_subset(len(train_set), self.limit_train))
         val_indices = _fixed_subset(len(val_set), self.limit_test)
         # Evaluation shards without padding (DistributedSampler would repeat images to even out
         # the shards and bias the accuracy); the counts are summed across ranks afterwards.
         val_data = Subset(val_set, val_indices[rank::world_size])
         # Also used with one process: it shuffles by (seed, epoch), the same in every setting.
-        sampler = DistributedSampler(train_data, num_replicas=world_size, rank=rank, shuffle=True,
-                                     seed=seed)
-        loader_options = dict(num_workers=self.workers, pin_memory=cuda,
-                              persistent_workers=False)
+        sampler = DistributedSampler(train_data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        loader_options = dict(num_workers=self.workers, pin_memory=cuda, persistent_workers=False)
         # drop_last: equal step counts on every rank, and no batch of one for BatchNorm.
-        train_loader = DataLoader(train_data, batch_size=self.batch_size, sampler=sampler,
-                                  drop_last=len(sampler) >= self.batch_size, **loader_options)
-        val_loader = DataLoader(val_data, batch_size=self.batch_size, shuffle=False,
-                                **loader_options)
+        train_loader = DataLoader(
+            train_data,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=len(sampler) >= self.batch_size,
+            **loader_options,
+        )
+        val_loader = DataLoader(val_data, batch_size=self.batch_size, shuffle=False, **loader_options)
         return _ImageNetData(train_set, train_data, val_data, sampler, train_loader, val_loader)
 
-    def _network(self, make_activation: ActivationFactory, seed: int, dev: torch.device, world_size: int,
-                 num_classes: int, memory_format: torch.memory_format) -> tuple[nn.Module, nn.Module]:
+    def _network(
+        self,
+        make_activation: ActivationFactory,
+        seed: int,
+        dev: torch.device,
+        world_size: int,
+        num_classes: int,
+        memory_format: torch.memory_format,
+    ) -> tuple[nn.Module, nn.Module]:
         """The ResNet, and the module that trains it: DistributedDataParallel around it when
         there are several processes, else the network itself."""
         from torch.nn.parallel import DistributedDataParallel
 
-        with _seeded(seed, dev):    # the same initial weights on every rank
-            net = ResNet(make_activation, layers=self.layers, width=self.width,
-                         num_classes=num_classes).to(dev, memory_format=memory_format)
+        with _seeded(seed, dev):  # the same initial weights on every rank
+            net = ResNet(make_activation, layers=self.layers, width=self.width, num_classes=num_classes).to(
+                dev, memory_format=memory_format
+            )
         model: nn.Module = net
         if world_size > 1:
             model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
         return net, model
 
-    def _train(self, training: _ImageNetTraining, data: _ImageNetData, start_epoch: int, epoch_loss: float,
-               checkpoint: Path | None, key: str, dev: torch.device, rank: int, world_size: int,
-               started: float) -> tuple[float, bool]:
+    def _train(
+        self,
+        training: _ImageNetTraining,
+        data: _ImageNetData,
+        start_epoch: int,
+        epoch_loss: float,
+        checkpoint: Path | None,
+        key: str,
+        dev: torch.device,
+        rank: int,
+        world_size: int,
+        started: float,
+    ) -> tuple[float, bool]:
         """The epochs from ``start_epoch`` on, each followed by a checkpoint (rank 0); stops at a
         non-finite loss. The last epoch's loss and whether training diverged."""
         diverged = False
         for epoch in range(start_epoch, self.epochs):
             epoch_loss = self._train_epoch(training, data, epoch, dev, world_size)
-            _log(self.verbose and rank == 0,
-                 f"imagenet epoch {epoch + 1}/{self.epochs} loss {epoch_loss:.4f} "
-                 f"lr {training.schedule.get_last_lr()[0]:.4f} ({time.perf_counter() - started:.0f} s)")
-            if not math.isfinite(epoch_loss):   # the same value on every rank: all stop together
+            _log(
+                self.verbose and rank == 0,
+                f"imagenet epoch {epoch + 1}/{self.epochs} loss {epoch_loss:.4f} "
+                f"lr {training.schedule.get_last_lr()[0]:.4f} ({time.perf_counter() - started:.0f} s)",
+            )
+            if not math.isfinite(epoch_loss):  # the same value on every rank: all stop together
                 diverged = True
                 break
             if checkpoint is not None and rank == 0:
                 _save_checkpoint(checkpoint, key, epoch + 1, epoch_loss, training)
         return epoch_loss, diverged
 
-    def _train_epoch(self, training: _ImageNetTraining, data: _ImageNetData, epoch: int, dev: torch.device,
-                     world_size: int) -> float:
+    def _train_epoch(
+        self, training: _ImageNetTraining, data: _ImageNetData, epoch: int, dev: torch.device, world_size: int
+    ) -> float:
         """One epoch over this rank's share; the mean training loss over all ranks."""
         training.model.train()
         data.sampler.set_epoch(epoch)
@@ -438,8 +540,9 @@ class ImageNet:
         for images, labels in data.train_loader:
             labels = labels.to(dev, non_blocking=True)
             with training.autocast():
-                loss = F.cross_entropy(training.model(training.prepare(images)), labels,
-                                       label_smoothing=self.label_smoothing)
+                loss = F.cross_entropy(
+                    training.model(training.prepare(images)), labels, label_smoothing=self.label_smoothing
+                )
             _backward_step(loss, training.optimizer, training.scaler)
             training.schedule.step()
             total += loss.detach().float() * len(labels)
@@ -457,20 +560,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m actmine.transfer.vision",
         description="Train a ResNet-50 on ImageNet with the given activation (run it under "
-                    "torchrun for several GPUs) and print the top-1 accuracy as JSON.")
-    parser.add_argument("--activation", default="relu",
-                        help="a registry name, or path/to/pack.py:name (default: relu)")
-    parser.add_argument("--data-dir", required=True, type=Path,
-                        help="folder with imagenet/train and imagenet/val (or train/ and val/)")
+        "torchrun for several GPUs) and print the top-1 accuracy as JSON.",
+    )
+    parser.add_argument("--activation", default="relu", help="a registry name, or path/to/pack.py:name (default: relu)")
+    parser.add_argument(
+        "--data-dir", required=True, type=Path, help="folder with imagenet/train and imagenet/val (or train/ and val/)"
+    )
     parser.add_argument("--epochs", type=int, default=90)
     parser.add_argument("--batch-size", type=int, default=128, help="per process (default: 128)")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate (default: 0.1 x global batch / 256)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.1 x global batch / 256)")
     parser.add_argument("--warmup-epochs", type=int, default=5)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--layers", type=lambda s: tuple(int(v) for v in s.split(",")),
-                        default=(3, 4, 6, 3), help="blocks per stage (default: 3,4,6,3)")
+    parser.add_argument(
+        "--layers",
+        type=lambda s: tuple(int(v) for v in s.split(",")),
+        default=(3, 4, 6, 3),
+        help="blocks per stage (default: 3,4,6,3)",
+    )
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=8, help="loader processes per rank")
@@ -479,35 +586,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too")
-    parser.add_argument("--checkpoint-dir", type=Path, default=None,
-                        help="save every epoch and resume from here (one per activation and seed)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="save every epoch and resume from here (one per activation and seed)",
+    )
     args = parser.parse_args(argv)
 
     import actmine.activations as activations
 
     try:
-        activations.get(args.activation)        # fail before any process group or data scan
+        activations.get(args.activation)  # fail before any process group or data scan
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    bench = ImageNet(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
-                     label_smoothing=args.label_smoothing, layers=args.layers, width=args.width,
-                     image_size=args.image_size, workers=args.workers,
-                     limit_train=args.limit_train, limit_test=args.limit_test,
-                     amp=not args.no_amp, checkpoint_dir=args.checkpoint_dir, verbose=True)
+    bench = ImageNet(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_epochs=args.warmup_epochs,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        layers=args.layers,
+        width=args.width,
+        image_size=args.image_size,
+        workers=args.workers,
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        amp=not args.no_amp,
+        checkpoint_dir=args.checkpoint_dir,
+        verbose=True,
+    )
     try:
         bench.check_data(args.data_dir)
     except DatasetMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    result = bench.run(lambda: activations.get(args.activation), seed=args.seed,
-                       data_dir=args.data_dir, device=device)
+    result = bench.run(lambda: activations.get(args.activation), seed=args.seed, data_dir=args.data_dir, device=device)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"benchmark": bench.name, "activation": args.activation,
-                          "seed": args.seed, "metric": result.metric, "top1": result.score,
-                          "details": result.details}))
+        print(
+            json.dumps(
+                {
+                    "benchmark": bench.name,
+                    "activation": args.activation,
+                    "seed": args.seed,
+                    "metric": result.metric,
+                    "top1": result.score,
+                    "details": result.details,
+                }
+            )
+        )
     return 0
 
 

@@ -38,10 +38,9 @@ def _digits_split(test_size: int, split_seed: int) -> tuple[np.ndarray, ...]:
 
     data = load_digits()
     # Pixels are counts 0..16 of a 4x4 block of the original 32x32 bitmaps.
-    x = (data.images / 16.0).astype(np.float32)[:, None]          # (N, 1, 8, 8)
+    x = (data.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
     y = data.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y,
-                                              random_state=split_seed)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=split_seed)
     return x_tr, y_tr, x_te, y_te
 
 
@@ -57,17 +56,20 @@ class _CifarUnpickler(pickle.Unpickler):
     """
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("_codecs", "encode"),   # bytes in protocol-2 pickles written by Python 3
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
     }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"CIFAR-10 batch refers to {module}.{name}, which a "
-                                         "CIFAR-10 batch never contains; refusing to load it")
+            raise pickle.UnpicklingError(
+                f"CIFAR-10 batch refers to {module}.{name}, which a CIFAR-10 batch never contains; refusing to load it"
+            )
         if module == "numpy.core.multiarray" and hasattr(np, "_core"):
-            module = "numpy._core.multiarray"   # numpy >= 2 moved it (the old name warns)
+            module = "numpy._core.multiarray"  # numpy >= 2 moved it (the old name warns)
         return super().find_class(module, name)
 
 
@@ -79,7 +81,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = batch.get(b"labels", batch.get("labels"))
     if data is None or labels is None:
         raise ValueError(f"{path} is not a CIFAR-10 batch (no 'data' and 'labels' keys)")
-    x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)   # rows are R, G, B planes
+    x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
     y = np.asarray(labels, dtype=np.int64)
     if len(x) != len(y):
         raise ValueError(f"{path}: {len(x)} images but {len(y)} labels")
@@ -102,7 +104,8 @@ def _find_cifar_dir(data_dir: Path) -> Path:
     raise DatasetMissing(
         f"CIFAR-10 not found: looked for data_batch_1..5 and test_batch in {looked}. "
         f"Download {CIFAR10_URL} and extract it into DATA_DIR "
-        f"(tar -xzf cifar-10-python.tar.gz -C {data_dir}), which creates cifar-10-batches-py/.")
+        f"(tar -xzf cifar-10-python.tar.gz -C {data_dir}), which creates cifar-10-batches-py/."
+    )
 
 
 def load_cifar10(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -133,9 +136,9 @@ def cifar_augment(x: Tensor, generator: torch.Generator, padding: int = 4) -> Te
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-    rows = oy[:, None] + torch.arange(h, device=x.device)                     # (B, H)
-    cols = ox[:, None] + torch.arange(w, device=x.device)                     # (B, W)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)   # a flip reads the columns backwards
+    rows = oy[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = ox[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flip reads the columns backwards
     batch = torch.arange(b, device=x.device)[:, None, None]
     # Advanced indices on dims 0, 2, 3 around a slice: the result is (B, H, W, C).
     out = padded[batch, :, rows[:, :, None], cols[:, None, :]]
@@ -161,7 +164,8 @@ def _find_imagenet_root(data_dir: Path) -> Path:
     raise DatasetMissing(
         f"ImageNet not found: looked for train/ and val/ folders with one sub-folder per class in "
         f"{looked}. Obtain ILSVRC2012 from {IMAGENET_URL} and arrange train/ and val/ one folder "
-        "per class (<wnid>/*.JPEG), e.g. with the standard valprep.sh for the validation images.")
+        "per class (<wnid>/*.JPEG), e.g. with the standard valprep.sh for the validation images."
+    )
 
 
 def _has_class_folder(folder: Path) -> bool:
@@ -182,8 +186,9 @@ class ImageFolder(torch.utils.data.Dataset):
     the device, so that only uint8 pixels travel through the loader.
     """
 
-    def __init__(self, root: Path, train: bool, image_size: int = 224, seed: int = 0,
-                 classes: Sequence[str] | None = None):
+    def __init__(
+        self, root: Path, train: bool, image_size: int = 224, seed: int = 0, classes: Sequence[str] | None = None
+    ):
         root = Path(root)
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
         self.classes = list(classes) if classes is not None else found
@@ -193,8 +198,11 @@ class ImageFolder(torch.utils.data.Dataset):
             raise ValueError(f"{root} has class folders that the training set lacks: {unknown[:5]}")
         # Paths as str: a list of 1.28M str is cheaper to copy into loader workers than Paths.
         self.samples: list[tuple[str, int]] = [
-            (str(p), index[c]) for c in found for p in sorted((root / c).iterdir())
-            if p.suffix.lower() in _IMAGE_SUFFIXES]
+            (str(p), index[c])
+            for c in found
+            for p in sorted((root / c).iterdir())
+            if p.suffix.lower() in _IMAGE_SUFFIXES
+        ]
         self.root = root
         self.train = train
         self.image_size = image_size
@@ -213,7 +221,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
         path, label = self.samples[i]
         with Image.open(path) as img:
-            img = img.convert("RGB")        # ImageNet has some greyscale and CMYK JPEGs
+            img = img.convert("RGB")  # ImageNet has some greyscale and CMYK JPEGs
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             img = random_resized_crop(img, self.image_size, rng)
@@ -225,9 +233,13 @@ class ImageFolder(torch.utils.data.Dataset):
         return torch.from_numpy(pixels.copy()).permute(2, 0, 1), label
 
 
-def random_resized_crop(img: Any, size: int, rng: np.random.Generator,
-                        scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Any:
+def random_resized_crop(
+    img: Any,
+    size: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Any:
     """Inception-style crop (Szegedy et al. 2015), torchvision's ``RandomResizedCrop``: a region
     of random area (``scale`` of the image) and aspect ratio (log-uniform in ``ratio``), resized
     to ``size`` x ``size``; after 10 failed draws, the largest central crop within ``ratio``."""

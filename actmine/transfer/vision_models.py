@@ -23,16 +23,19 @@ class DigitsCNN(nn.Module):
     Three nonlinearities, each a fresh ``make_activation()``.
     """
 
-    def __init__(self, make_activation: ActivationFactory, width: int = 16, hidden: int = 64,
-                 num_classes: int = 10):
+    def __init__(self, make_activation: ActivationFactory, width: int = 16, hidden: int = 64, num_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), make_activation(),
-            nn.Conv2d(width, 2 * width, 3, padding=1), make_activation(),
+            nn.Conv2d(1, width, 3, padding=1),
+            make_activation(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            make_activation(),
             nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(2 * width * 4 * 4, hidden), make_activation(),
+            nn.Flatten(),
+            nn.Linear(2 * width * 4 * 4, hidden),
+            make_activation(),
             nn.Linear(hidden, num_classes),
         )
 
@@ -73,7 +76,7 @@ class _BasicBlock(nn.Module):
 
     def shortcut(self, x: Tensor) -> Tensor:
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]
+            x = x[:, :, :: self.stride, :: self.stride]
         if self.extra_channels:
             half = self.extra_channels // 2
             x = F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
@@ -94,15 +97,22 @@ class CifarResNet(nn.Module):
     Every nonlinearity (the stem's and two per block) is a fresh ``make_activation()``.
     """
 
-    def __init__(self, make_activation: ActivationFactory, depth: int = 20, num_classes: int = 10,
-                 widths: Sequence[int] = (16, 32, 64)):
+    def __init__(
+        self,
+        make_activation: ActivationFactory,
+        depth: int = 20,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32, 64),
+    ):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, "
-                             f"110, ...), got {depth}")
+            raise ValueError(
+                f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, 110, ...), got {depth}"
+            )
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), make_activation())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), make_activation()
+        )
         blocks: list[nn.Module] = []
         cin = widths[0]
         for stage, cout in enumerate(widths):
@@ -149,8 +159,7 @@ class _Bottleneck(nn.Module):
         self.act3 = make_activation()
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                          nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
@@ -172,16 +181,22 @@ class ResNet(nn.Module):
     as the identity (Goyal et al. 2017), which helps large-batch training.
     """
 
-    def __init__(self, make_activation: ActivationFactory, layers: Sequence[int] = (3, 4, 6, 3),
-                 width: int = 64, num_classes: int = 1000, zero_init_residual: bool = True):
+    def __init__(
+        self,
+        make_activation: ActivationFactory,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        width: int = 64,
+        num_classes: int = 1000,
+        zero_init_residual: bool = True,
+    ):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), make_activation(),
-            nn.MaxPool2d(3, 2, 1))
+            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), make_activation(), nn.MaxPool2d(3, 2, 1)
+        )
         blocks: list[nn.Module] = []
         cin = width
         for stage, n in enumerate(layers):
-            planes = width * 2 ** stage
+            planes = width * 2**stage
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
                 blocks.append(_Bottleneck(cin, planes, stride, make_activation))

@@ -17,5 +17,14 @@ from .functions import Function, ValidityInputError
 from .stats import correlation, correlations, stratified_choice
 from .study import DEFAULT_BENCHMARKS, Settings, run_validity, summary_table
 
-__all__ = ["DEFAULT_BENCHMARKS", "Function", "Settings", "ValidityInputError", "correlation", "correlations",
-           "run_validity", "stratified_choice", "summary_table"]
+__all__ = [
+    "DEFAULT_BENCHMARKS",
+    "Function",
+    "Settings",
+    "ValidityInputError",
+    "correlation",
+    "correlations",
+    "run_validity",
+    "stratified_choice",
+    "summary_table",
+]

@@ -30,8 +30,12 @@ def lab_matrix(records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[s
             for task in result["tasks"]:
                 columns.setdefault(f"{suite}/{task['name']}", suite)
                 suite_families.setdefault(suite, set()).add(task["family"])
-    families = {f"{suite}/{task['name']}": task["family"] for record in records
-                for suite, result in record["suites"].items() for task in result["tasks"]}
+    families = {
+        f"{suite}/{task['name']}": task["family"]
+        for record in records
+        for suite, result in record["suites"].items()
+        for task in result["tasks"]
+    }
     names = list(columns)
     index = {name: i for i, name in enumerate(names)}
     matrix = np.full((len(records), len(names)), np.nan)
@@ -64,8 +68,9 @@ def downstream_log_ratios(results: Iterable[Any], reference: str = "relu") -> di
     return out
 
 
-def downstream_matrix(ratios: Mapping[str, Mapping[int, float]], names: Sequence[str],
-                      seeds: Sequence[int]) -> np.ndarray:
+def downstream_matrix(
+    ratios: Mapping[str, Mapping[int, float]], names: Sequence[str], seeds: Sequence[int]
+) -> np.ndarray:
     """(functions × seeds) log-ratios of one benchmark; NaN where missing."""
     matrix = np.full((len(names), len(seeds)), np.nan)
     for row, name in enumerate(names):

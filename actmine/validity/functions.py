@@ -25,10 +25,21 @@ from typing import Any, Sequence
 from ..atomic_files import write_text_atomically
 from ..run_files import BEST_PROGRAM
 
-__all__ = ["Draw", "Function", "ValidityInputError", "library_functions", "named_functions", "pool_functions",
-           "program_name", "random_pool", "registry_function", "winner_functions", "write_program"]
+__all__ = [
+    "Draw",
+    "Function",
+    "ValidityInputError",
+    "library_functions",
+    "named_functions",
+    "pool_functions",
+    "program_name",
+    "random_pool",
+    "registry_function",
+    "winner_functions",
+    "write_program",
+]
 
-WINNER_FILE = BEST_PROGRAM          # what a finished `actmine search` leaves in its run directory
+WINNER_FILE = BEST_PROGRAM  # what a finished `actmine search` leaves in its run directory
 
 
 class ValidityInputError(ValueError):
@@ -70,8 +81,9 @@ def registry_function(name: str, origin: str | None = None) -> Function:
     from ..reproduce import PAPER_FUNCTIONS
 
     canonical = activations.info(name).name
-    return Function(canonical, origin or ("paper" if canonical in PAPER_FUNCTIONS else "library"), canonical,
-                    given=name)
+    return Function(
+        canonical, origin or ("paper" if canonical in PAPER_FUNCTIONS else "library"), canonical, given=name
+    )
 
 
 def library_functions() -> tuple[list[Function], dict[str, str]]:
@@ -83,8 +95,10 @@ def library_functions() -> tuple[list[Function], dict[str, str]]:
         if activations.info(name).pointwise:
             functions.append(registry_function(name))
         else:
-            skipped[name] = ("not pointwise (it uses batch statistics): the lab scores element-wise functions, "
-                             "and its result would depend on the batch")
+            skipped[name] = (
+                "not pointwise (it uses batch statistics): the lab scores element-wise functions, "
+                "and its result would depend on the batch"
+            )
     return functions, skipped
 
 
@@ -149,8 +163,10 @@ def named_functions(items: Sequence[str], directory: Path, taken: set[str]) -> l
         try:
             functions.append(registry_function(item))
         except activations.UnknownActivationError as exc:
-            raise ValidityInputError(f"--functions {item!r}: {exc}. Give registry names (see `actmine list`), "
-                                     ".py files defining activation_function(x) or PACK.py:NAME") from None
+            raise ValidityInputError(
+                f"--functions {item!r}: {exc}. Give registry names (see `actmine list`), "
+                ".py files defining activation_function(x) or PACK.py:NAME"
+            ) from None
     return functions
 
 
@@ -163,8 +179,10 @@ def winner_functions(run_dirs: Sequence[str], directory: Path, taken: set[str]) 
             raise ValidityInputError(f"--run {run_dir!r}: no such directory; give the --run-dir of an `actmine search`")
         winner = path / WINNER_FILE
         if not winner.is_file():
-            raise ValidityInputError(f"--run {run_dir!r}: no {WINNER_FILE} there; a search writes it when it ends "
-                                     "(let the search finish, or resume it with `actmine search --run-dir` first)")
+            raise ValidityInputError(
+                f"--run {run_dir!r}: no {WINNER_FILE} there; a search writes it when it ends "
+                "(let the search finish, or resume it with `actmine search --run-dir` first)"
+            )
         _, source = _program(str(winner), "--run")
         name = program_name(f"winner_{path.resolve().name}", taken)
         functions.append(write_program(directory, name, source, "winner", str(run_dir)))
@@ -208,5 +226,7 @@ def random_pool(seed: int, size: int, attempts_per_draw: int = 20) -> list[Draw]
 def pool_functions(draws: Sequence[Draw], seed: int, directory: Path) -> list[Function]:
     """The random pool as program files ``random<seed>_<index>.py`` (named first: fixed names)."""
     taken: set[str] = set()
-    return [write_program(directory, program_name(f"random{seed}_{d.index:03d}", taken), d.source, "random",
-                          d.rationale) for d in draws]
+    return [
+        write_program(directory, program_name(f"random{seed}_{d.index:03d}", taken), d.source, "random", d.rationale)
+        for d in draws
+    ]

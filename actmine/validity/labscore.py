@@ -52,8 +52,9 @@ def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
             try:
                 lab = config.build_lab(name)
             except (SuiteError, ValueError, OSError) as exc:
-                raise ValidityInputError(f"--lab-suites {name!r}: {exc}; the test suites are "
-                                         f"{', '.join(built_in)}") from None
+                raise ValidityInputError(
+                    f"--lab-suites {name!r}: {exc}; the test suites are {', '.join(built_in)}"
+                ) from None
         if lab.suite.name in labs:
             raise ValidityInputError(f"--lab-suites: two suites are named {lab.suite.name!r}")
         labs[lab.suite.name] = lab
@@ -65,9 +66,12 @@ def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
 def lab_key(labs: Mapping[str, Any]) -> dict[str, str]:
     """Per lab, a hash of everything that changes its scores: the suite, protocol, clip, probe
     budget and ReLU reference's identity (which includes the lab's code and torch's version)."""
-    return {name: hashlib.sha256(json.dumps({"spec": lab.to_spec(), "reference": lab.reference_key()},
-                                            sort_keys=True, default=str).encode()).hexdigest()[:20]
-            for name, lab in labs.items()}
+    return {
+        name: hashlib.sha256(
+            json.dumps({"spec": lab.to_spec(), "reference": lab.reference_key()}, sort_keys=True, default=str).encode()
+        ).hexdigest()[:20]
+        for name, lab in labs.items()
+    }
 
 
 def function_key(function: Function, lab_keys: Mapping[str, str]) -> str:
@@ -78,10 +82,16 @@ def function_key(function: Function, lab_keys: Mapping[str, str]) -> str:
 
 
 def _suite_record(evaluation: Any) -> dict[str, Any]:
-    return {"ok": evaluation.ok, "fitness": evaluation.fitness, "error": evaluation.error,
-            "seconds": evaluation.seconds,
-            "tasks": [{"name": t.name, "family": t.family, "log_ratio": t.log_ratio,
-                       "seed_log_ratios": list(t.seed_log_ratios)} for t in evaluation.tasks]}
+    return {
+        "ok": evaluation.ok,
+        "fitness": evaluation.fitness,
+        "error": evaluation.error,
+        "seconds": evaluation.seconds,
+        "tasks": [
+            {"name": t.name, "family": t.family, "log_ratio": t.log_ratio, "seed_log_ratios": list(t.seed_log_ratios)}
+            for t in evaluation.tasks
+        ],
+    }
 
 
 def lab_record(function: Function, key: str, evaluations: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,20 +100,36 @@ def lab_record(function: Function, key: str, evaluations: Mapping[str, Any]) -> 
     suites = {name: _suite_record(e) for name, e in evaluations.items()}
     ok = all(s["ok"] for s in suites.values())
     ratios = [t["log_ratio"] for s in suites.values() for t in s["tasks"]]
-    return {"key": key, "name": function.name, "origin": function.origin, "ok": ok,
-            "fitness": (0.0 - sum(ratios) / len(ratios)) if ok and ratios else None,
-            "seconds": round(sum(s["seconds"] for s in suites.values()), 3), "suites": suites}
+    return {
+        "key": key,
+        "name": function.name,
+        "origin": function.origin,
+        "ok": ok,
+        "fitness": (0.0 - sum(ratios) / len(ratios)) if ok and ratios else None,
+        "seconds": round(sum(s["seconds"] for s in suites.values()), 3),
+        "suites": suites,
+    }
 
 
 def _valid_record(record: Any) -> bool:
-    if not (isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("ok"), bool)
-            and isinstance(record.get("suites"), dict) and isinstance(record.get("seconds"), (int, float))):
+    if not (
+        isinstance(record, dict)
+        and isinstance(record.get("key"), str)
+        and isinstance(record.get("ok"), bool)
+        and isinstance(record.get("suites"), dict)
+        and isinstance(record.get("seconds"), (int, float))
+    ):
         return False
     for suite in record["suites"].values():
         tasks = suite.get("tasks") if isinstance(suite, dict) else None
         if not isinstance(tasks, list) or not all(
-                isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("family"), str)
-                and isinstance(t.get("log_ratio"), (int, float)) and math.isfinite(t["log_ratio"]) for t in tasks):
+            isinstance(t, dict)
+            and isinstance(t.get("name"), str)
+            and isinstance(t.get("family"), str)
+            and isinstance(t.get("log_ratio"), (int, float))
+            and math.isfinite(t["log_ratio"])
+            for t in tasks
+        ):
             return False
     return not record["ok"] or isinstance(record.get("fitness"), (int, float))
 
@@ -153,13 +179,23 @@ def _say_done(say: Callable[[str], None], record: Mapping[str, Any], position: i
     else:
         error = next(s["error"] for s in record["suites"].values() if not s["ok"]) or {}
         outcome = f"refused [{error.get('code', '?')}] {error.get('message', '')}"
-    say(terminal_text(f"lab [{position}/{total}] {record['name']}: {outcome} ({record['seconds']:.1f} s)",
-                      keep_newlines=False))
+    say(
+        terminal_text(
+            f"lab [{position}/{total}] {record['name']}: {outcome} ({record['seconds']:.1f} s)", keep_newlines=False
+        )
+    )
 
 
-def score_functions(functions: Sequence[Function], labs: Mapping[str, Any], journal: Path, *,
-                    executor: str = "local", workers: int | None = None, scheduler: str | None = None,
-                    say: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, Any]]:
+def score_functions(
+    functions: Sequence[Function],
+    labs: Mapping[str, Any],
+    journal: Path,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, dict[str, Any]]:
     """``{name: lab record}`` of every function: from the journal when there, else scored now
     (programs in the sandbox, registry activations here) and journalled as each finishes."""
     import actmine.activations as activations
@@ -186,7 +222,7 @@ def score_functions(functions: Sequence[Function], labs: Mapping[str, Any], jour
 
     programs = [f for f in todo if not f.trusted]
     pending: dict[str, dict[str, Any]] = {f.name: {} for f in programs}
-    lock = threading.Lock()   # sandbox results arrive in the pool's threads while this one trains
+    lock = threading.Lock()  # sandbox results arrive in the pool's threads while this one trains
 
     def collect(function: Function, name: str, future: concurrent.futures.Future) -> None:
         # journalled the moment a program's last lab finishes, even while the library functions
@@ -207,12 +243,14 @@ def score_functions(functions: Sequence[Function], labs: Mapping[str, Any], jour
                 future.add_done_callback(functools.partial(collect, function, name))
                 futures.append(future)
         for function in (f for f in todo if f.trusted):
-            evaluations = {name: lab.evaluate(activations.get(function.reference), name=function.name)
-                           for name, lab in labs.items()}
+            evaluations = {
+                name: lab.evaluate(activations.get(function.reference), name=function.name)
+                for name, lab in labs.items()
+            }
             with lock:
                 finish(function, evaluations)
         for future in futures:
-            future.result()   # waits for the rest; an executor failure surfaces here
+            future.result()  # waits for the rest; an executor failure surfaces here
     finally:
         if pool is not None:
             pool.close()

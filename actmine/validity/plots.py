@@ -10,8 +10,13 @@ from typing import Any
 
 __all__ = ["ORIGIN_COLOURS", "scatter"]
 
-ORIGIN_COLOURS = {"library": "tab:blue", "paper": "tab:red", "given": "tab:purple", "winner": "tab:green",
-                  "random": "tab:gray"}
+ORIGIN_COLOURS = {
+    "library": "tab:blue",
+    "paper": "tab:red",
+    "given": "tab:purple",
+    "winner": "tab:green",
+    "random": "tab:gray",
+}
 
 
 def _label(name: str) -> str:
@@ -21,8 +26,13 @@ def _label(name: str) -> str:
     return text if len(text) <= 28 else text[:27] + "…"
 
 
-def scatter(points: Sequence[Mapping[str, Any]], correlation: Mapping[str, Any] | None, title: str,
-            ylabel: str, path: str | Path) -> Path:
+def scatter(
+    points: Sequence[Mapping[str, Any]],
+    correlation: Mapping[str, Any] | None,
+    title: str,
+    ylabel: str,
+    path: str | Path,
+) -> Path:
     """``points``: ``{name, origin, x, y}``. Writes a PNG to ``path`` (matplotlib's Agg backend)."""
     import matplotlib
 
@@ -38,8 +48,9 @@ def scatter(points: Sequence[Mapping[str, Any]], correlation: Mapping[str, Any] 
             ax.scatter([p["x"] for p in mine], [p["y"] for p in mine], s=22, color=colour, label=origin, zorder=3)
     for p in points:
         # parse_math=False: a name is a file stem, and "$" must not start TeX
-        ax.annotate(_label(p["name"]), (p["x"], p["y"]), textcoords="offset points", xytext=(3, 3), fontsize=7,
-                    parse_math=False)
+        ax.annotate(
+            _label(p["name"]), (p["x"], p["y"]), textcoords="offset points", xytext=(3, 3), fontsize=7, parse_math=False
+        )
     rho = (correlation or {}).get("rho")
     if rho is not None and math.isfinite(rho):
         low, high = correlation.get("low"), correlation.get("high")

@@ -88,8 +88,9 @@ def _functions(doc: Mapping[str, Any]) -> list[str]:
     for f in sorted((f for f in doc["functions"] if f["lab"]["ok"]), key=lambda f: -f["lab"]["fitness"]):
         cells = [_number((f["downstream"].get(b) or {}).get("fitness")) for b in benchmarks]
         pooled = [_number(f.get("pooled"))] if len(benchmarks) > 1 else []
-        rows.append([markdown_text(f["name"]), markdown_text(f["origin"]), _number(f["lab"]["fitness"]), *cells,
-                     *pooled])
+        rows.append(
+            [markdown_text(f["name"]), markdown_text(f["origin"]), _number(f["lab"]["fitness"]), *cells, *pooled]
+        )
     header = ["function", "included as", "lab fitness", *[markdown_text(b) for b in benchmarks]]
     return _table(header + (["pooled"] if len(benchmarks) > 1 else []), rows)
 
@@ -99,10 +100,13 @@ def _pool(doc: Mapping[str, Any]) -> list[str]:
     if not pool:
         return []
     kept = [p for p in pool if p["chosen"]]
-    return ["", f"Random programs: {len(pool)} drawn (seed {doc['settings']['random_seed']}), "
-                f"{sum(p['ok'] for p in pool)} scored by the lab, {len(kept)} kept at evenly spaced ranks of lab "
-                f"fitness: {', '.join(markdown_text(p['name']) for p in kept) or 'none'}. Their sources are in "
-                "`functions/`."]
+    return [
+        "",
+        f"Random programs: {len(pool)} drawn (seed {doc['settings']['random_seed']}), "
+        f"{sum(p['ok'] for p in pool)} scored by the lab, {len(kept)} kept at evenly spaced ranks of lab "
+        f"fitness: {', '.join(markdown_text(p['name']) for p in kept) or 'none'}. Their sources are in "
+        "`functions/`.",
+    ]
 
 
 def _excluded(doc: Mapping[str, Any]) -> list[str]:
@@ -110,31 +114,40 @@ def _excluded(doc: Mapping[str, Any]) -> list[str]:
     for f in doc["functions"]:
         if not f["lab"]["ok"]:
             error = f["lab"].get("error") or {}
-            lines.append(f"- {markdown_text(f['name'])} ({markdown_text(f['origin'])}): refused by the lab "
-                         f"[{markdown_text(error.get('code', '?'))}] {markdown_text(error.get('message', ''))}")
+            lines.append(
+                f"- {markdown_text(f['name'])} ({markdown_text(f['origin'])}): refused by the lab "
+                f"[{markdown_text(error.get('code', '?'))}] {markdown_text(error.get('message', ''))}"
+            )
     failures = doc["transfer_failures"]
     if failures:
         lines.append(f"- {len(failures)} transfer job(s) failed; the functions' other seeds count:")
-        lines += [f"  - {markdown_text(x['activation'])} on {markdown_text(x['benchmark'])} seed {x['seed']}: "
-                  f"[{markdown_text(x['error']['code'])}] {markdown_text(x['error']['message'][:200])}"
-                  for x in failures[:20]]
+        lines += [
+            f"  - {markdown_text(x['activation'])} on {markdown_text(x['benchmark'])} seed {x['seed']}: "
+            f"[{markdown_text(x['error']['code'])}] {markdown_text(x['error']['message'][:200])}"
+            for x in failures[:20]
+        ]
     return lines or ["- none"]
 
 
 def _cost(doc: Mapping[str, Any]) -> list[str]:
     cost = doc["cost"]
     lab, transfer = cost["lab"], cost["transfer"]
-    lines = [f"- lab: {lab['functions']} functions scored (the random pool included), {_duration(lab['seconds'])} of "
-             f"evaluation in all, {_number(lab['mean_seconds'], '.1f')} s per function",
-             f"- transfer: {transfer['jobs']} jobs, {_duration(transfer['job_seconds'])} of job time in all "
-             f"({transfer['resumed']} of them from earlier invocations)"]
-    lines += [f"  - {markdown_text(b)}: {c['jobs']} jobs, {_number(c['mean_seconds'], '.1f')} s per job"
-              for b, c in transfer["per_benchmark"].items()]
-    lines.append(f"- this invocation: {_duration(cost['wall_seconds'])} of wall-clock time "
-                 f"(transfer {_duration(transfer['wall_seconds'])}), executor {markdown_text(cost['executor'])}, "
-                 f"{cost['workers'] or 'one per core'} workers")
-    lines.append(f"- compute in all (each lab evaluation and each job uses one core): "
-                 f"{_duration(cost['cpu_seconds'])}")
+    lines = [
+        f"- lab: {lab['functions']} functions scored (the random pool included), {_duration(lab['seconds'])} of "
+        f"evaluation in all, {_number(lab['mean_seconds'], '.1f')} s per function",
+        f"- transfer: {transfer['jobs']} jobs, {_duration(transfer['job_seconds'])} of job time in all "
+        f"({transfer['resumed']} of them from earlier invocations)",
+    ]
+    lines += [
+        f"  - {markdown_text(b)}: {c['jobs']} jobs, {_number(c['mean_seconds'], '.1f')} s per job"
+        for b, c in transfer["per_benchmark"].items()
+    ]
+    lines.append(
+        f"- this invocation: {_duration(cost['wall_seconds'])} of wall-clock time "
+        f"(transfer {_duration(transfer['wall_seconds'])}), executor {markdown_text(cost['executor'])}, "
+        f"{cost['workers'] or 'one per core'} workers"
+    )
+    lines.append(f"- compute in all (each lab evaluation and each job uses one core): {_duration(cost['cpu_seconds'])}")
     return lines
 
 
@@ -149,34 +162,64 @@ METHOD = (
     "every function; a task keeps its seeds together) and recomputes both fitnesses and ρ. Pooled: downstream "
     "fitness averaged over the benchmarks, for the functions that have them all. Random programs come from the "
     "offline random mutator (seeded): a pool is scored in the lab and the ones at evenly spaced ranks of lab "
-    "fitness are kept, so the whole range is covered, below ReLU included.")
+    "fitness are kept, so the whole range is covered, below ReLU included."
+)
 
 
-RECOMMENDED_FUNCTIONS = 24   # fewer, and the interval of ρ is too wide to say much
+RECOMMENDED_FUNCTIONS = 24  # fewer, and the interval of ρ is too wide to say much
 
 
 def _size_note(doc: Mapping[str, Any]) -> list[str]:
     n = doc["counts"]["in_correlations"]
     if n >= RECOMMENDED_FUNCTIONS:
         return []
-    return ["", f"**Note:** {n} functions; with fewer than {RECOMMENDED_FUNCTIONS} the intervals are wide. A full "
-                "study uses the whole library, `--random 12` or more, and search winners (`--run`)."]
+    return [
+        "",
+        f"**Note:** {n} functions; with fewer than {RECOMMENDED_FUNCTIONS} the intervals are wide. A full "
+        "study uses the whole library, `--random 12` or more, and search winners (`--run`).",
+    ]
 
 
 def markdown_report(doc: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The report; ``plots``: ``{benchmark or "pooled": file name beside the report}``."""
-    lines = ["# Does the lab predict downstream extrapolation? (validity study)", "",
-             f"{doc['counts']['in_correlations']} functions scored by the lab on "
-             f"{', '.join(markdown_text(s) for s in doc['labs'])} ({len(doc['lab_columns'])} tasks) and trained on "
-             f"{', '.join(markdown_text(b) for b in doc['benchmarks'])} with {len(doc['seeds'])} seed(s) each; "
-             f"{doc['replicates']} bootstrap replicates. Command:", "",
-             "    " + _code(doc["command"]), "",
-             "## Spearman ρ between lab fitness and downstream fitness", "", *_summary(doc), *_size_note(doc), "",
-             "## Which lab families predict which benchmark", "", *_families(doc), "",
-             "## Functions (lab fitness and downstream fitness; > 0 beats ReLU)", "", *_functions(doc), *_pool(doc), "",
-             "## Not in the correlations", "", *_excluded(doc), "",
-             "## Compute cost", "", *_cost(doc), "",
-             "## Method", "", METHOD, "",
-             "## Plots", ""]
+    lines = [
+        "# Does the lab predict downstream extrapolation? (validity study)",
+        "",
+        f"{doc['counts']['in_correlations']} functions scored by the lab on "
+        f"{', '.join(markdown_text(s) for s in doc['labs'])} ({len(doc['lab_columns'])} tasks) and trained on "
+        f"{', '.join(markdown_text(b) for b in doc['benchmarks'])} with {len(doc['seeds'])} seed(s) each; "
+        f"{doc['replicates']} bootstrap replicates. Command:",
+        "",
+        "    " + _code(doc["command"]),
+        "",
+        "## Spearman ρ between lab fitness and downstream fitness",
+        "",
+        *_summary(doc),
+        *_size_note(doc),
+        "",
+        "## Which lab families predict which benchmark",
+        "",
+        *_families(doc),
+        "",
+        "## Functions (lab fitness and downstream fitness; > 0 beats ReLU)",
+        "",
+        *_functions(doc),
+        *_pool(doc),
+        "",
+        "## Not in the correlations",
+        "",
+        *_excluded(doc),
+        "",
+        "## Compute cost",
+        "",
+        *_cost(doc),
+        "",
+        "## Method",
+        "",
+        METHOD,
+        "",
+        "## Plots",
+        "",
+    ]
     lines += [f"![{markdown_text(key)}]({name})" for key, name in plots.items()]
     return "\n".join(lines) + "\n"

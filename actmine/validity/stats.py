@@ -47,7 +47,7 @@ LEVEL = 0.95
 def _negative_row_mean(matrix: np.ndarray) -> np.ndarray:
     """−(mean over columns, NaN ignored) per row; NaN for a row without values."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # "mean of empty slice": NaN is the answer
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice": NaN is the answer
         return 0.0 - np.nanmean(matrix, axis=1)
 
 
@@ -67,8 +67,14 @@ def _rho(x: np.ndarray, y: np.ndarray) -> float | None:
     return spearman(x[keep].tolist(), y[keep].tolist())
 
 
-def correlation(lab: np.ndarray, downstream: Sequence[np.ndarray], *, replicates: int = REPLICATES,
-                seed: int = 0, level: float = LEVEL) -> dict[str, Any]:
+def correlation(
+    lab: np.ndarray,
+    downstream: Sequence[np.ndarray],
+    *,
+    replicates: int = REPLICATES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, Any]:
     """ρ of lab vs downstream fitness and its bootstrap interval (see the module docstring).
 
     Returns ``{rho, low, high, n, seeds, tasks, replicates, dropped}``: ``n`` the functions with
@@ -81,9 +87,17 @@ def correlation(lab: np.ndarray, downstream: Sequence[np.ndarray], *, replicates
     keep = np.isfinite(x) & np.isfinite(y)
     lab, downstream = lab[keep], [d[keep] for d in downstream]
     n = int(keep.sum())
-    result: dict[str, Any] = {"rho": _rho(x[keep], y[keep]), "low": None, "high": None, "n": n,
-                              "seeds": [int(d.shape[1]) for d in downstream], "tasks": int(lab.shape[1]),
-                              "replicates": 0, "dropped": 0, "level": level}
+    result: dict[str, Any] = {
+        "rho": _rho(x[keep], y[keep]),
+        "low": None,
+        "high": None,
+        "n": n,
+        "seeds": [int(d.shape[1]) for d in downstream],
+        "tasks": int(lab.shape[1]),
+        "replicates": 0,
+        "dropped": 0,
+        "level": level,
+    }
     if result["rho"] is None:
         return result
     rng = np.random.default_rng(seed)
@@ -130,8 +144,14 @@ def family_columns(groups: Sequence[str]) -> dict[str, list[int]]:
     return columns
 
 
-def correlations(lab: np.ndarray, groups: Sequence[str], downstream: Mapping[str, np.ndarray], *,
-                 replicates: int = REPLICATES, seed: int = 0) -> dict[str, Any]:
+def correlations(
+    lab: np.ndarray,
+    groups: Sequence[str],
+    downstream: Mapping[str, np.ndarray],
+    *,
+    replicates: int = REPLICATES,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Every correlation of the study.
 
     ``per_benchmark[b]`` and ``pooled`` (the mean over all benchmarks; functions that have them
@@ -150,5 +170,8 @@ def correlations(lab: np.ndarray, groups: Sequence[str], downstream: Mapping[str
         return out
 
     overall = cells(range(lab.shape[1]))
-    return {"per_benchmark": {b: overall[b] for b in keys}, "pooled": overall.get("pooled"),
-            "families": {group: cells(columns) for group, columns in family_columns(groups).items()}}
+    return {
+        "per_benchmark": {b: overall[b] for b in keys},
+        "pooled": overall.get("pooled"),
+        "families": {group: cells(columns) for group, columns in family_columns(groups).items()},
+    }

@@ -24,8 +24,16 @@ import actmine.validity.data as data
 import actmine.validity.labscore as labscore
 import actmine.validity.stats as stats
 from ..atomic_files import write_text_atomically
-from .functions import (Function, ValidityInputError, library_functions, named_functions, pool_functions,
-                        random_pool, registry_function, winner_functions)
+from .functions import (
+    Function,
+    ValidityInputError,
+    library_functions,
+    named_functions,
+    pool_functions,
+    random_pool,
+    registry_function,
+    winner_functions,
+)
 
 __all__ = ["Settings", "run_validity", "summary_table"]
 
@@ -43,22 +51,39 @@ class Settings:
     random_pool: int = 48
     random_seed: int = 0
     runs: tuple[str, ...] = ()
-    functions: tuple[str, ...] | None = None     # None: every pointwise registry activation
-    lab_suites: tuple[str, ...] | None = None    # None: the default config's unseen test suites
+    functions: tuple[str, ...] | None = None  # None: every pointwise registry activation
+    lab_suites: tuple[str, ...] | None = None  # None: the default config's unseen test suites
     executor: str = "local"
     workers: int | None = None
     scheduler: str | None = None
-    options: tuple[str, ...] = ()                # BENCHMARK.KEY=VALUE
+    options: tuple[str, ...] = ()  # BENCHMARK.KEY=VALUE
     data_dir: str | None = None
     replicates: int = stats.REPLICATES
 
     def command(self, out: str | Path) -> str:
         """The `actmine validate` command line of these settings."""
-        words = ["actmine", "validate", "--out", str(out), "--benchmarks", ",".join(self.benchmarks),
-                 "--seeds", str(self.seeds), "--random", str(self.random), "--random-pool", str(self.random_pool)]
-        optional = [("--random-seed", self.random_seed, 0), ("--executor", self.executor, "local"),
-                    ("--workers", self.workers, None), ("--scheduler", self.scheduler, None),
-                    ("--data-dir", self.data_dir, None), ("--replicates", self.replicates, stats.REPLICATES)]
+        words = [
+            "actmine",
+            "validate",
+            "--out",
+            str(out),
+            "--benchmarks",
+            ",".join(self.benchmarks),
+            "--seeds",
+            str(self.seeds),
+            "--random",
+            str(self.random),
+            "--random-pool",
+            str(self.random_pool),
+        ]
+        optional = [
+            ("--random-seed", self.random_seed, 0),
+            ("--executor", self.executor, "local"),
+            ("--workers", self.workers, None),
+            ("--scheduler", self.scheduler, None),
+            ("--data-dir", self.data_dir, None),
+            ("--replicates", self.replicates, stats.REPLICATES),
+        ]
         words += [w for flag, value, default in optional if value != default for w in (flag, str(value))]
         if self.lab_suites is not None:
             words += ["--lab-suites", ",".join(self.lab_suites)]
@@ -75,25 +100,37 @@ def _check_settings(settings: Settings) -> tuple[list[str], dict[str, dict[str, 
     from ..transfer.base import DatasetMissing
     from ..transfer.runner import TransferInputError, check_benchmarks, parse_options
 
-    for name, value, low in (("--seeds", settings.seeds, 1), ("--random", settings.random, 0),
-                             ("--random-pool", settings.random_pool, 0), ("--replicates", settings.replicates, 100)):
+    for name, value, low in (
+        ("--seeds", settings.seeds, 1),
+        ("--random", settings.random, 0),
+        ("--random-pool", settings.random_pool, 0),
+        ("--replicates", settings.replicates, 100),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValidityInputError(f"{name} must be an integer of at least {low}, got {value!r}")
     if settings.random > settings.random_pool:
-        raise ValidityInputError(f"--random {settings.random} is more than --random-pool {settings.random_pool}: the "
-                                 "random programs are chosen from the pool")
+        raise ValidityInputError(
+            f"--random {settings.random} is more than --random-pool {settings.random_pool}: the "
+            "random programs are chosen from the pool"
+        )
     from ..executors import job_pool_names
 
-    if settings.executor not in job_pool_names():   # it runs the lab's programs and the transfer jobs
-        raise ValidityInputError(f"unknown executor {settings.executor!r}; choose one of: {', '.join(job_pool_names())}")
-    if settings.workers is not None and (isinstance(settings.workers, bool) or not isinstance(settings.workers, int)
-                                         or settings.workers < 1):
+    if settings.executor not in job_pool_names():  # it runs the lab's programs and the transfer jobs
+        raise ValidityInputError(
+            f"unknown executor {settings.executor!r}; choose one of: {', '.join(job_pool_names())}"
+        )
+    if settings.workers is not None and (
+        isinstance(settings.workers, bool) or not isinstance(settings.workers, int) or settings.workers < 1
+    ):
         raise ValidityInputError(f"--workers must be an integer of at least 1, got {settings.workers!r}")
     if settings.scheduler and settings.executor != "dask":
         raise ValidityInputError("--scheduler needs --executor dask")
     try:
-        classes, options = check_benchmarks([b for b in settings.benchmarks if b.strip()] or [""],
-                                            parse_options(settings.options), data_dir=settings.data_dir)
+        classes, options = check_benchmarks(
+            [b for b in settings.benchmarks if b.strip()] or [""],
+            parse_options(settings.options),
+            data_dir=settings.data_dir,
+        )
     except TransferInputError as exc:
         raise ValidityInputError(str(exc)) from None
     except DatasetMissing as exc:
@@ -111,13 +148,13 @@ def _fixed_functions(settings: Settings, out: Path) -> tuple[list[Function], dic
     Checked for a count of at least 3 with the random programs to come."""
     directory = out / "functions"
     skipped: dict[str, str] = {}
-    taken = pool_names(settings)          # the pool's names are fixed: every other program is named around them
+    taken = pool_names(settings)  # the pool's names are fixed: every other program is named around them
     if settings.functions is None:
         fixed, skipped = library_functions()
     else:
         fixed = named_functions(settings.functions, directory, taken)
     if not any(f.name == "relu" for f in fixed):
-        fixed.insert(0, registry_function("relu"))   # the reference: (0, 0) of every plot
+        fixed.insert(0, registry_function("relu"))  # the reference: (0, 0) of every plot
     fixed += winner_functions(settings.runs, directory, taken)
     names = [f.name for f in fixed]
     if len(set(names)) != len(names):
@@ -125,25 +162,33 @@ def _fixed_functions(settings: Settings, out: Path) -> tuple[list[Function], dic
         raise ValidityInputError(f"--functions names {', '.join(duplicates)} more than once")
     planned = len(fixed) + settings.random
     if planned < 3:
-        raise ValidityInputError(f"the study has {planned} function(s); a rank correlation needs at least 3: name more "
-                                 "with --functions, add --random K or search winners with --run")
+        raise ValidityInputError(
+            f"the study has {planned} function(s); a rank correlation needs at least 3: name more "
+            "with --functions, add --random K or search winners with --run"
+        )
     return fixed, skipped
 
 
-def _choose_random(pool: Sequence[Function], records: Mapping[str, Mapping[str, Any]], k: int,
-                   say) -> list[Function]:
+def _choose_random(pool: Sequence[Function], records: Mapping[str, Mapping[str, Any]], k: int, say) -> list[Function]:
     scored = [f for f in pool if records[f.name]["ok"]]
     if len(scored) < k:
-        say(f"random: the lab scored {len(scored)} of the {len(pool)} pool programs, fewer than --random {k}: "
-            f"the study keeps those {len(scored)} (raise --random-pool for more)")
+        say(
+            f"random: the lab scored {len(scored)} of the {len(pool)} pool programs, fewer than --random {k}: "
+            f"the study keeps those {len(scored)} (raise --random-pool for more)"
+        )
     chosen = stats.stratified_choice([records[f.name]["fitness"] for f in scored], k)
     return [scored[i] for i in chosen]
 
 
 def _lab_summary(record: Mapping[str, Any], groups: Mapping[str, list[int]], row: np.ndarray | None) -> dict[str, Any]:
     error = next((s["error"] for s in record["suites"].values() if not s["ok"]), None)
-    summary = {"ok": record["ok"], "fitness": record["fitness"], "seconds": record["seconds"], "error": error,
-               "suites": {name: s["fitness"] for name, s in record["suites"].items()}}
+    summary = {
+        "ok": record["ok"],
+        "fitness": record["fitness"],
+        "seconds": record["seconds"],
+        "error": error,
+        "suites": {name: s["fitness"] for name, s in record["suites"].items()},
+    }
     if row is not None:
         summary["groups"] = {g: float(0.0 - np.mean(row[columns])) for g, columns in groups.items()}
     return summary
@@ -163,13 +208,18 @@ def _transfer_cost(run: Any) -> dict[str, Any]:
     per: dict[str, list[float]] = {}
     for r in run.results:
         per.setdefault(r.benchmark, []).append(r.seconds)
-    return {"jobs": len(run.results), "job_seconds": round(sum(sum(v) for v in per.values()), 1),
-            "resumed": run.resumed, "wall_seconds": run.seconds,
-            "per_benchmark": {b: {"jobs": len(v), "mean_seconds": sum(v) / len(v)} for b, v in per.items()}}
+    return {
+        "jobs": len(run.results),
+        "job_seconds": round(sum(sum(v) for v in per.values()), 1),
+        "resumed": run.resumed,
+        "wall_seconds": run.seconds,
+        "per_benchmark": {b: {"jobs": len(v), "mean_seconds": sum(v) / len(v)} for b, v in per.items()},
+    }
 
 
-def run_validity(settings: Settings, out: str | Path, *, labs: Mapping[str, Any] | None = None,
-                 progress: Any = None) -> dict[str, Any]:
+def run_validity(
+    settings: Settings, out: str | Path, *, labs: Mapping[str, Any] | None = None, progress: Any = None
+) -> dict[str, Any]:
     """Run (or resume) the study in ``out``; returns ``validity.json``'s document.
 
     ``labs``: ``{name: Lab}`` to score on instead of ``settings.lab_suites`` (tests use small ones).
@@ -188,25 +238,52 @@ def run_validity(settings: Settings, out: str | Path, *, labs: Mapping[str, Any]
     benchmarks, options = _check_settings(settings)
     fixed, skipped = _fixed_functions(settings, out)
     labs = dict(labs) if labs is not None else labscore.build_labs(settings.lab_suites)
-    pool = pool_functions(random_pool(settings.random_seed, settings.random_pool), settings.random_seed,
-                          out / "functions") if settings.random else []
-    progress.say(terminal_text(f"validity study in {out}: {len(fixed)} functions, a random pool of {len(pool)} "
-                               f"(keeping {settings.random}), labs {', '.join(labs)}, benchmarks "
-                               f"{', '.join(benchmarks)}", keep_newlines=False))
-    records = labscore.score_functions([*fixed, *pool], labs, out / labscore.JOURNAL, executor=settings.executor,
-                                       workers=settings.workers, scheduler=settings.scheduler, say=progress.say)
+    pool = (
+        pool_functions(random_pool(settings.random_seed, settings.random_pool), settings.random_seed, out / "functions")
+        if settings.random
+        else []
+    )
+    progress.say(
+        terminal_text(
+            f"validity study in {out}: {len(fixed)} functions, a random pool of {len(pool)} "
+            f"(keeping {settings.random}), labs {', '.join(labs)}, benchmarks "
+            f"{', '.join(benchmarks)}",
+            keep_newlines=False,
+        )
+    )
+    records = labscore.score_functions(
+        [*fixed, *pool],
+        labs,
+        out / labscore.JOURNAL,
+        executor=settings.executor,
+        workers=settings.workers,
+        scheduler=settings.scheduler,
+        say=progress.say,
+    )
     chosen = _choose_random(pool, records, settings.random, progress.say) if pool else []
     study = [*fixed, *chosen]
     scored = [f for f in study if records[f.name]["ok"]]
     if len(scored) < 3:
-        raise ValidityInputError(f"only {len(scored)} of the {len(study)} functions were scored by the lab (the others "
-                                 f"were refused); a rank correlation needs at least 3. The lab's results are kept in "
-                                 f"{out / labscore.JOURNAL}")
+        raise ValidityInputError(
+            f"only {len(scored)} of the {len(study)} functions were scored by the lab (the others "
+            f"were refused); a rank correlation needs at least 3. The lab's results are kept in "
+            f"{out / labscore.JOURNAL}"
+        )
     try:
-        run = run_transfer([f.reference for f in scored], benchmarks, settings.seeds, options=options,
-                           data_dir=settings.data_dir, executor=settings.executor, workers=settings.workers,
-                           scheduler=settings.scheduler, out=out / "transfer", progress=progress.enabled,
-                           notify=progress.say, console=progress.console)
+        run = run_transfer(
+            [f.reference for f in scored],
+            benchmarks,
+            settings.seeds,
+            options=options,
+            data_dir=settings.data_dir,
+            executor=settings.executor,
+            workers=settings.workers,
+            scheduler=settings.scheduler,
+            out=out / "transfer",
+            progress=progress.enabled,
+            notify=progress.say,
+            console=progress.console,
+        )
     except (TransferInputError, DatasetMissing) as exc:
         raise ValidityInputError(str(exc)) from None
     document = analyse(settings, out, labs, study, scored, records, pool, chosen, skipped, benchmarks, run)
@@ -214,10 +291,19 @@ def run_validity(settings: Settings, out: str | Path, *, labs: Mapping[str, Any]
     return write_outputs(document, out)
 
 
-def analyse(settings: Settings, out: Path, labs: Mapping[str, Any], study: Sequence[Function],
-            scored: Sequence[Function], records: Mapping[str, Mapping[str, Any]], pool: Sequence[Function],
-            chosen: Sequence[Function], skipped: Mapping[str, str], benchmarks: Sequence[str],
-            run: Any) -> dict[str, Any]:
+def analyse(
+    settings: Settings,
+    out: Path,
+    labs: Mapping[str, Any],
+    study: Sequence[Function],
+    scored: Sequence[Function],
+    records: Mapping[str, Mapping[str, Any]],
+    pool: Sequence[Function],
+    chosen: Sequence[Function],
+    skipped: Mapping[str, str],
+    benchmarks: Sequence[str],
+    run: Any,
+) -> dict[str, Any]:
     """The document of ``validity.json`` (everything but the files it names)."""
     names = [f.name for f in scored]
     lab, columns, groups = data.lab_matrix([records[n] for n in names])
@@ -231,37 +317,74 @@ def analyse(settings: Settings, out: Path, labs: Mapping[str, Any], study: Seque
     functions = []
     for f in study:
         i = rows.get(f.name)
-        entry = {**f.to_dict(), "lab": _lab_summary(records[f.name], group_columns, lab[i] if i is not None else None),
-                 "downstream": {}, "pooled": float(pooled[i]) if i is not None else None}
+        entry = {
+            **f.to_dict(),
+            "lab": _lab_summary(records[f.name], group_columns, lab[i] if i is not None else None),
+            "downstream": {},
+            "pooled": float(pooled[i]) if i is not None else None,
+        }
         if i is not None:
-            entry["downstream"] = {b: {"fitness": float(downstream[b][i]),
-                                       "log_ratios": {str(s): v for s, v in ratios.get(b, {}).get(f.name, {}).items()}}
-                                   for b in benchmarks}
+            entry["downstream"] = {
+                b: {
+                    "fitness": float(downstream[b][i]),
+                    "log_ratios": {str(s): v for s, v in ratios.get(b, {}).get(f.name, {}).items()},
+                }
+                for b in benchmarks
+            }
         functions.append(entry)
     lab_seconds = sum(r["seconds"] for n, r in records.items())
-    return _finite({
-        "format": FORMAT, "command": settings.command(out), "settings": asdict(settings),
-        "labs": {name: {"tasks": len(lab.suite.tasks), "seeds": list(lab.suite.seeds), "steps": lab.protocol.steps}
-                 for name, lab in labs.items()},
-        "lab_columns": columns, "lab_groups": {g: len(c) for g, c in group_columns.items()},
-        "benchmarks": list(benchmarks), "seeds": list(run.seeds), "options": {b: dict(run_options(run, b))
-                                                                             for b in benchmarks},
-        "replicates": settings.replicates,
-        "counts": {"functions": len(study), "in_correlations": len(scored), "random_pool": len(pool)},
-        "functions": functions,
-        "random_pool": [{"name": f.name, "given": f.given, "ok": records[f.name]["ok"],
-                         "fitness": records[f.name]["fitness"], "chosen": f in chosen} for f in pool],
-        "skipped": dict(skipped), "correlations": correlations,
-        "transfer_failures": [{"activation": r.activation, "benchmark": r.benchmark, "seed": r.seed,
-                               "error": r.error} for r in run.results if not r.ok],
-        "cost": {"lab": {"functions": len(records), "seconds": round(lab_seconds, 1),
-                         "mean_seconds": lab_seconds / len(records) if records else None},
-                 "transfer": _transfer_cost(run), "executor": settings.executor, "workers": settings.workers,
-                 "cpu_seconds": round(lab_seconds + sum(r.seconds for r in run.results), 1)},
-        "method": {"x": "lab fitness: −mean over the test tasks of the task's log-ratio vs ReLU",
-                   "y": "downstream fitness: −mean over seeds of clip(ln(error / ReLU's error), ±3)",
-                   "interval": stats.__doc__.split("The interval is", 1)[1].strip()},
-    })
+    return _finite(
+        {
+            "format": FORMAT,
+            "command": settings.command(out),
+            "settings": asdict(settings),
+            "labs": {
+                name: {"tasks": len(lab.suite.tasks), "seeds": list(lab.suite.seeds), "steps": lab.protocol.steps}
+                for name, lab in labs.items()
+            },
+            "lab_columns": columns,
+            "lab_groups": {g: len(c) for g, c in group_columns.items()},
+            "benchmarks": list(benchmarks),
+            "seeds": list(run.seeds),
+            "options": {b: dict(run_options(run, b)) for b in benchmarks},
+            "replicates": settings.replicates,
+            "counts": {"functions": len(study), "in_correlations": len(scored), "random_pool": len(pool)},
+            "functions": functions,
+            "random_pool": [
+                {
+                    "name": f.name,
+                    "given": f.given,
+                    "ok": records[f.name]["ok"],
+                    "fitness": records[f.name]["fitness"],
+                    "chosen": f in chosen,
+                }
+                for f in pool
+            ],
+            "skipped": dict(skipped),
+            "correlations": correlations,
+            "transfer_failures": [
+                {"activation": r.activation, "benchmark": r.benchmark, "seed": r.seed, "error": r.error}
+                for r in run.results
+                if not r.ok
+            ],
+            "cost": {
+                "lab": {
+                    "functions": len(records),
+                    "seconds": round(lab_seconds, 1),
+                    "mean_seconds": lab_seconds / len(records) if records else None,
+                },
+                "transfer": _transfer_cost(run),
+                "executor": settings.executor,
+                "workers": settings.workers,
+                "cpu_seconds": round(lab_seconds + sum(r.seconds for r in run.results), 1),
+            },
+            "method": {
+                "x": "lab fitness: −mean over the test tasks of the task's log-ratio vs ReLU",
+                "y": "downstream fitness: −mean over seeds of clip(ln(error / ReLU's error), ±3)",
+                "interval": stats.__doc__.split("The interval is", 1)[1].strip(),
+            },
+        }
+    )
 
 
 def run_options(run: Any, benchmark: str) -> Mapping[str, Any]:
@@ -278,22 +401,35 @@ def write_outputs(document: dict[str, Any], out: Path) -> dict[str, Any]:
     figures: dict[str, str] = {}
     keys = list(document["benchmarks"]) + (["pooled"] if len(document["benchmarks"]) > 1 else [])
     for key in keys:
-        points = [{"name": n, "origin": f["origin"], "x": f["lab"]["fitness"],
-                   "y": f["pooled"] if key == "pooled" else (f["downstream"].get(key) or {}).get("fitness")}
-                  for n, f in by_name.items()]
+        points = [
+            {
+                "name": n,
+                "origin": f["origin"],
+                "x": f["lab"]["fitness"],
+                "y": f["pooled"] if key == "pooled" else (f["downstream"].get(key) or {}).get("fitness"),
+            }
+            for n, f in by_name.items()
+        ]
         points = [p for p in points if p["y"] is not None]
         cell = document["correlations"]["pooled"] if key == "pooled" else document["correlations"]["per_benchmark"][key]
-        ylabel = ("downstream fitness, mean over the benchmarks" if key == "pooled"
-                  else f"downstream fitness on {key} (−mean log-ratio vs ReLU)")
+        ylabel = (
+            "downstream fitness, mean over the benchmarks"
+            if key == "pooled"
+            else f"downstream fitness on {key} (−mean log-ratio vs ReLU)"
+        )
         figures[key] = f"scatter-{key}.png"
         plots.scatter(points, cell, f"lab vs {key}", ylabel, out / figures[key])
-    document["files"] = {"json": "validity.json", "markdown": "validity.md", "plots": figures,
-                         "lab_journal": labscore.JOURNAL, "transfer": "transfer/", "functions": "functions/"}
+    document["files"] = {
+        "json": "validity.json",
+        "markdown": "validity.md",
+        "plots": figures,
+        "lab_journal": labscore.JOURNAL,
+        "transfer": "transfer/",
+        "functions": "functions/",
+    }
     write_text_atomically(out / "validity.json", json.dumps(document, indent=2, allow_nan=False))
     write_text_atomically(out / "validity.md", markdown_report(document, figures))
     return document
-
-
 
 
 def summary_table(document: Mapping[str, Any]):

@@ -14,8 +14,17 @@ from __future__ import annotations
 from ...plugins import import_modules
 from .base import MUTATORS, Failure, LabContext, Mutator, Parent, Proposal, register_mutator
 
-__all__ = ["MUTATORS", "Failure", "LabContext", "Mutator", "Parent", "Proposal", "get_mutator", "mutator_names",
-           "register_mutator"]
+__all__ = [
+    "MUTATORS",
+    "Failure",
+    "LabContext",
+    "Mutator",
+    "Parent",
+    "Proposal",
+    "get_mutator",
+    "mutator_names",
+    "register_mutator",
+]
 
 
 def _discover() -> None:

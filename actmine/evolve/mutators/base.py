@@ -17,19 +17,19 @@ class Parent:
     """What a mutator sees of an existing program (a parent or an inspiration)."""
 
     source: str
-    fitness: float | None = None          # −ood_log_ratio on the search suite; None if not scored
+    fitness: float | None = None  # −ood_log_ratio on the search suite; None if not scored
     rationale: str = ""
-    family_log_ratios: dict[str, float] = field(default_factory=dict)   # per family, vs ReLU
+    family_log_ratios: dict[str, float] = field(default_factory=dict)  # per family, vs ReLU
     id: int | None = None
 
 
 @dataclass(frozen=True)
 class Proposal:
     source: str
-    rationale: str        # one line: what was changed and why
-    mutator: str          # the mutator's name
-    model: str | None = None   # the LLM that wrote it, for LLM mutators
-    calls: tuple = ()          # the LLM calls behind it (`llm.LLMCall`), recorded by the controller
+    rationale: str  # one line: what was changed and why
+    mutator: str  # the mutator's name
+    model: str | None = None  # the LLM that wrote it, for LLM mutators
+    calls: tuple = ()  # the LLM calls behind it (`llm.LLMCall`), recorded by the controller
     # Set when no program came of it: {"code", "message"}; `source` then holds the raw answer.
     # Code "budget" means no call was made (the spend cap was reached): nothing is recorded.
     failure: dict | None = None
@@ -56,7 +56,7 @@ class LabContext:
 class Failure:
     """A refused proposal, as the prompt shows it."""
 
-    reason: str          # "stage:code"
+    reason: str  # "stage:code"
     message: str
 
 
@@ -69,8 +69,8 @@ class Mutator:
     """
 
     name: str = ""
-    concurrency: int = 1              # proposals the controller may request at once (in threads when > 1)
-    uses_inspirations: bool = True    # False: `propose` ignores inspirations (so none are recorded as parents)
+    concurrency: int = 1  # proposals the controller may request at once (in threads when > 1)
+    uses_inspirations: bool = True  # False: `propose` ignores inspirations (so none are recorded as parents)
 
     def propose(self, parent: Parent | None, inspirations: Sequence[Parent], rng: random.Random) -> Proposal:
         """A new program. `parent` is None for mutators that need none (random search)."""
@@ -83,8 +83,9 @@ class Mutator:
         """A resumed run's history: its LLM calls, its children (model, fitness, parent fitness) and
         refusals (see `LLMMutator.restore`)."""
 
-    def observe(self, proposal: Proposal, fitness: float | None, parent_fitness: float | None,
-                failure: Failure | None) -> None:
+    def observe(
+        self, proposal: Proposal, fitness: float | None, parent_fitness: float | None, failure: Failure | None
+    ) -> None:
         """The outcome of one of its proposals."""
 
     def exhausted(self) -> str | None:

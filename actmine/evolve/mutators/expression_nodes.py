@@ -26,6 +26,7 @@ Path = tuple[tuple[str, int | None], ...]
 # Spelling helpers
 # ------------------------------------------------------------------------------------------------
 
+
 def spelling_node(spelling: str) -> ast.expr:
     """`"torch.nn.functional.gelu"` -> the attribute chain `torch.nn.functional.gelu`."""
     parts = spelling.split(".")
@@ -58,12 +59,13 @@ def add(left: ast.expr, right: ast.expr) -> ast.BinOp:
 def snippet(node: ast.AST, limit: int = 60) -> str:
     """Source of a node on one line, shortened to `limit` characters."""
     text = " ".join(ast.unparse(node).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ------------------------------------------------------------------------------------------------
 # Constants
 # ------------------------------------------------------------------------------------------------
+
 
 def round_sig(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
     """`value` rounded to `digits` significant digits (-0.0 becomes 0.0)."""
@@ -94,8 +96,9 @@ def const_value(node: ast.AST) -> float | int | None:
     return None
 
 
-def nice_number(rng: random.Random, low: float, high: float, round_values: Sequence[float],
-                p_round: float = 0.35, digits: int = 2) -> float:
+def nice_number(
+    rng: random.Random, low: float, high: float, round_values: Sequence[float], p_round: float = 0.35, digits: int = 2
+) -> float:
     """A positive number: one of `round_values` with probability `p_round`, else log-uniform in
     [low, high] rounded to `digits` significant digits."""
     if round_values and rng.random() < p_round:
@@ -108,14 +111,14 @@ def nice_number(rng: random.Random, low: float, high: float, round_values: Seque
 # Walking, counting, replacing
 # ------------------------------------------------------------------------------------------------
 
+
 def count_nodes(node: ast.AST) -> int:
     """Expression nodes in `node` (see the module docstring for the convention)."""
     if const_value(node) is not None:
         return 1
     if isinstance(node, ast.Call):
         return 1 + sum(count_nodes(a) for a in node.args) + sum(count_nodes(k.value) for k in node.keywords)
-    return 1 + sum(count_nodes(child) for child in ast.iter_child_nodes(node)
-                   if isinstance(child, ast.expr))
+    return 1 + sum(count_nodes(child) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
 
 
 def expression_depth(node: ast.AST) -> int:
@@ -166,9 +169,13 @@ def walk_paths(root: ast.AST, path: Path = ()) -> Iterator[tuple[Path, ast.AST]]
 def subexpressions(root: ast.expr, tensor_names: set[str] | frozenset[str]) -> list[tuple[Path, ast.expr]]:
     """The tensor-valued subexpressions of `root` (calls, arithmetic, names that depend on the
     input), with their paths; constants, scalar-only parts and a call's function are left out."""
-    return [(path, node) for path, node in walk_paths(root)
-            if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Name)) and const_value(node) is None
-            and depends_on(node, tensor_names)]
+    return [
+        (path, node)
+        for path, node in walk_paths(root)
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.Name))
+        and const_value(node) is None
+        and depends_on(node, tensor_names)
+    ]
 
 
 def get_at(root: ast.AST, path: Path) -> ast.AST:

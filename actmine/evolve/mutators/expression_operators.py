@@ -17,17 +17,18 @@ from actmine.language import ops as language_ops
 
 from .expression_nodes import add, call, clone, make_const, mul, nice_number, round_sig, snippet
 
+
 @dataclass(frozen=True)
 class Unary:
     """A unary function a mutator may introduce."""
 
-    key: str          # short name: "tanh"
-    spelling: str     # source spelling of the call: "torch.tanh" ("" for templates)
-    kind: str         # "rectifier", "saturating", "periodic" or "bump"
-    bounded: bool     # |f| is bounded
+    key: str  # short name: "tanh"
+    spelling: str  # source spelling of the call: "torch.tanh" ("" for templates)
+    kind: str  # "rectifier", "saturating", "periodic" or "bump"
+    bounded: bool  # |f| is bounded
 
     def apply(self, arg: ast.expr) -> ast.expr:
-        if self.key == "gaussian":   # exp(-e²): the one template that is not a plain call
+        if self.key == "gaussian":  # exp(-e²): the one template that is not a plain call
             return call("torch.exp", ast.UnaryOp(ast.USub(), call("torch.square", arg)))
         return call(self.spelling, arg)
 
@@ -56,17 +57,19 @@ UNARIES: tuple[Unary, ...] = (
 )
 GAUSSIAN = Unary("gaussian", "", "bump", True)
 UNARY_BY_SPELLING: dict[str, Unary] = {u.spelling: u for u in UNARIES}
-for _unary in UNARIES:   # the operator set is part of the one language table: a typo fails here, not silently
+for _unary in UNARIES:  # the operator set is part of the one language table: a typo fails here, not silently
     _op = language_ops.op_of(_unary.spelling)
     if _op is None or _op.kind != "elementwise" or _op.arity != 1:
-        raise ValueError(f"Unary {_unary.key!r}: `{_unary.spelling}` is not a one-tensor elementwise op of "
-                         "actmine.language.ops.OPS; add it there or fix the spelling")
+        raise ValueError(
+            f"Unary {_unary.key!r}: `{_unary.spelling}` is not a one-tensor elementwise op of "
+            "actmine.language.ops.OPS; add it there or fix the spelling"
+        )
 #: The calls that `swap_unary` may replace and `simplify` may unwrap: every tensor spelling of the
 #: language's one-tensor elementwise ops (`actmine.language.ops.unary_elementwise`), so spellings of
 #: the same function under other names (`torch.special.expit`, `torch.nn.functional.gelu`) count too.
 RECOGNIZED_UNARY_SPELLINGS: frozenset[str] = frozenset(
-    spelling for op in language_ops.unary_elementwise() for spelling in op.spellings
-    if not spelling.startswith("math."))
+    spelling for op in language_ops.unary_elementwise() for spelling in op.spellings if not spelling.startswith("math.")
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,9 @@ class Perturbation:
     """A bounded family g(b·x): perturbation terms are a·g(b·x), modulating gates 1 + a·g(b·x)."""
 
     key: str
-    label: str        # "periodic", "gaussian", ...
-    purpose: str      # why one would add it, for rationales
-    weight: float     # how often it is drawn
+    label: str  # "periodic", "gaussian", ...
+    purpose: str  # why one would add it, for rationales
+    weight: float  # how often it is drawn
 
     def build(self, x: ast.expr, b: float) -> ast.expr:
         """g(b·x), |g| <= 1: sin, cos, sinc, tanh of b·x, the rational bump b·x/(1 + (b·x)²) (at most
@@ -86,8 +89,11 @@ class Perturbation:
         if self.key == "gaussian":
             return call("torch.exp", mul(mul(make_const(-b), clone(x)), clone(x)))
         if self.key == "rational":
-            return ast.BinOp(scaled(b, x), ast.Div(),
-                             add(ast.Constant(1), mul(mul(ast.Constant(round_sig(b * b)), clone(x)), clone(x))))
+            return ast.BinOp(
+                scaled(b, x),
+                ast.Div(),
+                add(ast.Constant(1), mul(mul(ast.Constant(round_sig(b * b)), clone(x)), clone(x))),
+            )
         raise ValueError(self.key)
 
     def sample_b(self, rng: random.Random) -> float:
@@ -96,17 +102,29 @@ class Perturbation:
         return nice_number(rng, 0.5, 3.0, (0.5, 1, 1, 1.5, 2, 3))
 
 
-PERTURBATIONS: dict[str, Perturbation] = {p.key: p for p in (
-    Perturbation("sin", "periodic", "to let the network represent oscillations beyond the training range", 0.3),
-    Perturbation("cos", "periodic", "to give the function an even oscillation that persists beyond the "
-                 "training range", 0.1),
-    Perturbation("gaussian", "gaussian bump", "to reshape the function near the origin while leaving the "
-                 "tails unchanged", 0.2),
-    Perturbation("rational", "rational bump", "to bend the function near the origin with an odd bump that "
-                 "decays like 1/x", 0.15),
-    Perturbation("sinc", "sinc ripple", "to ripple the function near the origin, fading away from it", 0.15),
-    Perturbation("tanh", "saturating step", "to shift the two tails apart by a bounded step", 0.1),
-)}
+PERTURBATIONS: dict[str, Perturbation] = {
+    p.key: p
+    for p in (
+        Perturbation("sin", "periodic", "to let the network represent oscillations beyond the training range", 0.3),
+        Perturbation(
+            "cos", "periodic", "to give the function an even oscillation that persists beyond the training range", 0.1
+        ),
+        Perturbation(
+            "gaussian",
+            "gaussian bump",
+            "to reshape the function near the origin while leaving the tails unchanged",
+            0.2,
+        ),
+        Perturbation(
+            "rational",
+            "rational bump",
+            "to bend the function near the origin with an odd bump that decays like 1/x",
+            0.15,
+        ),
+        Perturbation("sinc", "sinc ripple", "to ripple the function near the origin, fading away from it", 0.15),
+        Perturbation("tanh", "saturating step", "to shift the two tails apart by a bounded step", 0.1),
+    )
+}
 
 
 def sample_perturbation(rng: random.Random) -> Perturbation:

@@ -49,9 +49,13 @@ def values(function: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | N
         return None
 
 
-def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Tensor | None = None,
-           budget: ProbeBudget | None = None, require_nonlinear: bool = False,
-           report: dict | None = None) -> str | None:
+def screen(
+    function: Callable[[torch.Tensor], torch.Tensor],
+    reference: torch.Tensor | None = None,
+    budget: ProbeBudget | None = None,
+    require_nonlinear: bool = False,
+    report: dict | None = None,
+) -> str | None:
     """Why `function` (an `Evaluable` or any trusted callable) would fail the probes or be useless,
     or None when it looks fine. Raises `Unsupported` when it cannot be interpreted.
 
@@ -85,7 +89,7 @@ def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Te
     if not gradient.abs().gt(0).any():
         return "zero gradient"
     y = y.detach().double()
-    grid = y[:401]   # the first 401 probe points are linspace(-10, 10, 401)
+    grid = y[:401]  # the first 401 probe points are linspace(-10, 10, 401)
     if float(grid.max() - grid.min()) < 1e-4:
         return "constant"
     if require_nonlinear:
@@ -94,13 +98,19 @@ def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Te
         fit = torch.linalg.lstsq(design, grid.unsqueeze(1)).solution
         if float((design @ fit).squeeze(1).sub(grid).abs().max()) < 1e-3 * (1 + float(grid.abs().max())):
             return "affine"
-    if reference is not None and reference.shape == y.shape \
-            and float((y - reference).abs().max()) < 1e-6 * (1 + float(reference.abs().max())):
+    if (
+        reference is not None
+        and reference.shape == y.shape
+        and float((y - reference).abs().max()) < 1e-6 * (1 + float(reference.abs().max()))
+    ):
         return "the same function as the parent"
     bound = cost_bound(function) if isinstance(function, Evaluable) else None
-    if bound is not None and bound[0] <= budget.max_flops_per_element \
-            and bound[1] <= budget.max_saved_bytes_per_element:
-        flops, saved, exact = *bound, False   # certainly within the budget: no need to measure
+    if (
+        bound is not None
+        and bound[0] <= budget.max_flops_per_element
+        and bound[1] <= budget.max_saved_bytes_per_element
+    ):
+        flops, saved, exact = *bound, False  # certainly within the budget: no need to measure
     else:
         exact = True
         try:
@@ -121,8 +131,11 @@ def screen(function: Callable[[torch.Tensor], torch.Tensor], reference: torch.Te
 #: elementwise ops, whose forward cost per element (`weight`, e.g. 8 for torch.tanh, 3 for F.softsign)
 #: and number of new tensors (`kernels`) the table states and tests/test_language_ops.py measures.
 _CALL_COST: dict[str, tuple[int, int]] = {
-    spelling: (op.weight, op.kernels) for op in language_ops.unary_elementwise() for spelling in op.spellings
-    if not spelling.startswith("math.")}
+    spelling: (op.weight, op.kernels)
+    for op in language_ops.unary_elementwise()
+    for spelling in op.spellings
+    if not spelling.startswith("math.")
+}
 
 
 def cost_bound(function: Evaluable) -> tuple[float, float] | None:
@@ -143,7 +156,7 @@ def cost_bound(function: Evaluable) -> tuple[float, float] | None:
         if const_value(node) is not None or isinstance(node, (ast.Constant, ast.Name)):
             return True
         if not depends_on(node, tensors):
-            return True   # Python scalar arithmetic: no tensor operation
+            return True  # Python scalar arithmetic: no tensor operation
         if isinstance(node, ast.BinOp):
             flops, made = flops + TRANSCENDENTAL_WEIGHT, made + 1
             return count(node.left) and count(node.right)
@@ -163,7 +176,7 @@ def cost_bound(function: Evaluable) -> tuple[float, float] | None:
             return None
         tensors.add(target)
     if function.setup and depends_on(function.expr, {t for t, _ in function.setup}):
-        return None   # module-level names are scalars here, but be safe
+        return None  # module-level names are scalars here, but be safe
     if not count(function.expr):
         return None
     return float(flops), 4.0 * made

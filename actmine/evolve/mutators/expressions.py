@@ -41,18 +41,58 @@ from dataclasses import dataclass
 
 from actmine.candidate.probes import ProbeBudget, measure_cost, probe_points  # noqa: F401  (re-exported)
 from actmine.language import ops as language_ops  # noqa: F401  (re-exported)
-from actmine.language.interpreter import (SCALAR_LIMIT, EvaluationError, Evaluable, Unsupported, evaluate,  # noqa: F401
-                                          spelling_of)
+from actmine.language.interpreter import (  # noqa: F401  (re-exported)
+    SCALAR_LIMIT,
+    EvaluationError,
+    Evaluable,
+    Unsupported,
+    evaluate,
+    spelling_of,
+)
 from actmine.language.ops import TRANSCENDENTAL_WEIGHT  # noqa: F401  (re-exported)
 from actmine.language.program import Helper, render_program  # noqa: F401  (re-exported)
 
-from .expression_nodes import (PARAM, SIGNIFICANT_DIGITS, Path, _is_number, add, binop, call, clone,  # noqa: F401
-                               const_value, count_nodes, depends_on, expression_depth, get_at, make_const, mul,
-                               name, names_in, nice_number, rename, replace_at, round_sig, snippet, spelling_node,
-                               subexpressions, walk_paths)
-from .expression_operators import (GATES, GAUSSIAN, PERTURBATIONS, RECOGNIZED_UNARY_SPELLINGS,  # noqa: F401
-                                   UNARIES, UNARY_BY_SPELLING, Perturbation, Unary, build_gate, sample_amplitude,
-                                   sample_perturbation, scaled)
+from .expression_nodes import (  # noqa: F401  (re-exported)
+    PARAM,
+    SIGNIFICANT_DIGITS,
+    Path,
+    _is_number,
+    add,
+    binop,
+    call,
+    clone,
+    const_value,
+    count_nodes,
+    depends_on,
+    expression_depth,
+    get_at,
+    make_const,
+    mul,
+    name,
+    names_in,
+    nice_number,
+    rename,
+    replace_at,
+    round_sig,
+    snippet,
+    spelling_node,
+    subexpressions,
+    walk_paths,
+)
+from .expression_operators import (  # noqa: F401  (re-exported)
+    GATES,
+    GAUSSIAN,
+    PERTURBATIONS,
+    RECOGNIZED_UNARY_SPELLINGS,
+    UNARIES,
+    UNARY_BY_SPELLING,
+    Perturbation,
+    Unary,
+    build_gate,
+    sample_amplitude,
+    sample_perturbation,
+    scaled,
+)
 from .expression_screen import cost_bound, evaluable_program, screen, screen_points, values  # noqa: F401
 
 ENTRY_POINT = "activation_function"
@@ -63,23 +103,62 @@ _SCALAR_LIMIT = SCALAR_LIMIT
 
 
 #: Calls whose argument's sign matters (a flipped sign could overflow or leave the domain).
-_SIGN_SENSITIVE_CALLS = frozenset(f"torch.{n}" for n in (
-    "exp", "expm1", "exp2", "sinh", "cosh", "sqrt", "rsqrt", "log", "log1p", "log2", "log10", "reciprocal",
-    "pow", "float_power"))
+_SIGN_SENSITIVE_CALLS = frozenset(
+    f"torch.{n}"
+    for n in (
+        "exp",
+        "expm1",
+        "exp2",
+        "sinh",
+        "cosh",
+        "sqrt",
+        "rsqrt",
+        "log",
+        "log1p",
+        "log2",
+        "log10",
+        "reciprocal",
+        "pow",
+        "float_power",
+    )
+)
 _MODULE_ROOTS = ("torch", "F", "math")
 #: Calls whose arguments after the first are real-valued parameters that may be tuned.
 _SCALAR_PARAMETER_CALLS = frozenset(
-    [f"torch.{n}" for n in ("clamp", "clip", "clamp_min", "clamp_max", "add", "sub", "subtract", "mul",
-                             "multiply", "maximum", "minimum", "fmax", "fmin", "lerp", "hypot", "atan2")]
-    + [f"{root}.{n}" for root in ("F", "torch.nn.functional")
-       for n in ("leaky_relu", "elu", "celu", "softplus", "hardtanh", "softshrink", "hardshrink")])
+    [
+        f"torch.{n}"
+        for n in (
+            "clamp",
+            "clip",
+            "clamp_min",
+            "clamp_max",
+            "add",
+            "sub",
+            "subtract",
+            "mul",
+            "multiply",
+            "maximum",
+            "minimum",
+            "fmax",
+            "fmin",
+            "lerp",
+            "hypot",
+            "atan2",
+        )
+    ]
+    + [
+        f"{root}.{n}"
+        for root in ("F", "torch.nn.functional")
+        for n in ("leaky_relu", "elu", "celu", "softplus", "hardtanh", "softshrink", "hardshrink")
+    ]
+)
 
 
 @dataclass(frozen=True)
 class ConstantSite:
     path: Path
     value: float | int
-    protected: bool   # in a denominator, an exponent's base or a sign-sensitive call: keep the sign
+    protected: bool  # in a denominator, an exponent's base or a sign-sensitive call: keep the sign
 
 
 def constant_sites(root: ast.expr) -> list[ConstantSite]:
@@ -97,21 +176,24 @@ def constant_sites(root: ast.expr) -> list[ConstantSite]:
             return
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, ast.Pow):
-                visit(node.left, path + (("left", None),), True)   # the exponent stays as it is
+                visit(node.left, path + (("left", None),), True)  # the exponent stays as it is
                 return
             visit(node.left, path + (("left", None),), protected)
-            visit(node.right, path + (("right", None),), protected or isinstance(node.op, (ast.Div, ast.FloorDiv,
-                                                                                           ast.Mod)))
+            visit(
+                node.right,
+                path + (("right", None),),
+                protected or isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)),
+            )
         elif isinstance(node, ast.UnaryOp):
             visit(node.operand, path + (("operand", None),), protected)
         elif isinstance(node, ast.Call):
             spelling = spelling_of(node.func) or ""
             if spelling.split(".")[0] not in _MODULE_ROOTS:
-                return   # a method or helper call: its arguments may be exponents, dims, counts
+                return  # a method or helper call: its arguments may be exponents, dims, counts
             sensitive = protected or spelling in _SIGN_SENSITIVE_CALLS
             for i, arg in enumerate(node.args):
                 if i >= 1 and spelling not in _SCALAR_PARAMETER_CALLS:
-                    continue   # dims, exponents, sizes
+                    continue  # dims, exponents, sizes
                 if not isinstance(arg, ast.Starred):
                     visit(arg, path + (("args", i),), sensitive)
         elif isinstance(node, ast.IfExp):
@@ -125,6 +207,7 @@ def constant_sites(root: ast.expr) -> list[ConstantSite]:
 # ------------------------------------------------------------------------------------------------
 # Cleanup and rounding
 # ------------------------------------------------------------------------------------------------
+
 
 def _negative_factor(node: ast.expr) -> ast.expr | None:
     """`-c` -> `c`, `-c * t` -> `c * t` (for `a + -c*t` -> `a - c*t`); None if not of that form."""
@@ -184,9 +267,14 @@ def _cleanup(node: ast.expr) -> ast.expr:
             if lv is not None and isinstance(node.right, ast.BinOp) and isinstance(node.right.op, ast.Mult):
                 # c * (a * b) -> c * a * b, folding c * c2 when a is a constant c2
                 return _cleanup(mul(mul(node.left, node.right.left), node.right.right))
-            if lv is not None and isinstance(node.right, ast.BinOp) and isinstance(node.right.op, ast.Div) \
-                    and isinstance(node.right.left, ast.BinOp) and isinstance(node.right.left.op, ast.Mult) \
-                    and const_value(node.right.left.left) is not None:   # c1 * (c2 * e / d) -> c1c2 * e / d
+            if (
+                lv is not None
+                and isinstance(node.right, ast.BinOp)
+                and isinstance(node.right.op, ast.Div)
+                and isinstance(node.right.left, ast.BinOp)
+                and isinstance(node.right.left.op, ast.Mult)
+                and const_value(node.right.left.left) is not None
+            ):  # c1 * (c2 * e / d) -> c1c2 * e / d
                 folded = _fold(lv, ast.Mult(), const_value(node.right.left.left))
                 if folded is not None:
                     return ast.BinOp(mul(make_const(folded), node.right.left.right), ast.Div(), node.right.right)
@@ -209,8 +297,11 @@ def _cleanup(node: ast.expr) -> ast.expr:
         return node
     if isinstance(node, ast.UnaryOp):
         node.operand = _cleanup(node.operand)
-        if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.UnaryOp) \
-                and isinstance(node.operand.op, ast.USub):
+        if (
+            isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.UnaryOp)
+            and isinstance(node.operand.op, ast.USub)
+        ):
             return node.operand.operand
         if isinstance(node.op, ast.UAdd):
             return node.operand

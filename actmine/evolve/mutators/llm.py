@@ -83,11 +83,22 @@ class LLMMutator(Mutator):
 
     name = "llm"
 
-    def __init__(self, models: Any = None, selection: str = "weights", exploration: float = 1.0,
-                 operators: dict[str, float] | None = None, concurrency: int = 4, timeout_s: float = 120.0,
-                 max_retries: int = 4, backoff_s: float = 2.0, max_backoff_s: float = 60.0,
-                 budget_usd: float | None = None, budget_tokens: int | None = None, failures_shown: int = 30,
-                 prompts_dir: str | None = None):
+    def __init__(
+        self,
+        models: Any = None,
+        selection: str = "weights",
+        exploration: float = 1.0,
+        operators: dict[str, float] | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        max_retries: int = 4,
+        backoff_s: float = 2.0,
+        max_backoff_s: float = 60.0,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+        failures_shown: int = 30,
+        prompts_dir: str | None = None,
+    ):
         if models is None:
             raise LLMConfigError("the llm mutator needs mutator.options.models (see examples/openai.yaml)")
         self.models = parse_models(models)
@@ -95,10 +106,16 @@ class LLMMutator(Mutator):
             raise LLMConfigError(f"mutator.options.selection must be weights or bandit, got {selection!r}")
         operators = dict(operators) if operators is not None else {"mutate": 0.7, "crossover": 0.2, "simplify": 0.1}
         unknown = sorted(set(operators) - set(OPERATORS))
-        if unknown or not operators or any(not isinstance(v, (int, float)) or v < 0 for v in operators.values()) \
-                or sum(operators.values()) <= 0:
-            raise LLMConfigError(f"mutator.options.operators must map some of {', '.join(OPERATORS)} to "
-                                 f"non-negative probabilities, got {operators!r}")
+        if (
+            unknown
+            or not operators
+            or any(not isinstance(v, (int, float)) or v < 0 for v in operators.values())
+            or sum(operators.values()) <= 0
+        ):
+            raise LLMConfigError(
+                f"mutator.options.operators must map some of {', '.join(OPERATORS)} to "
+                f"non-negative probabilities, got {operators!r}"
+            )
         for key, value in (("concurrency", concurrency), ("timeout_s", timeout_s), ("failures_shown", failures_shown)):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise LLMConfigError(f"mutator.options.{key} must be positive, got {value!r}")
@@ -124,20 +141,29 @@ class LLMMutator(Mutator):
         self._failures_lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._client_lock = threading.Lock()
-        for spec in self.models:      # fail at start, not mid-run, when a key is missing
+        for spec in self.models:  # fail at start, not mid-run, when a key is missing
             self._api_key(spec)
 
     # -- the controller's hooks ------------------------------------------------------------
     def setup(self, lab: LabContext) -> None:
         self.lab = lab
 
-    def restore(self, calls: Sequence[dict[str, Any]], children: Sequence[tuple[str, float | None, float | None]],
-                failures: Sequence[Failure]) -> None:
+    def restore(
+        self,
+        calls: Sequence[dict[str, Any]],
+        children: Sequence[tuple[str, float | None, float | None]],
+        failures: Sequence[Failure],
+    ) -> None:
         """Continue a resumed run: its past spend counts against the caps, its history feeds the bandit."""
         for row in calls:
-            call = LLMCall(row.get("model") or "", int(row.get("prompt_tokens") or 0),
-                           int(row.get("completion_tokens") or 0), float(row.get("latency_s") or 0),
-                           float(row.get("cost") or 0), row.get("outcome") or "ok")
+            call = LLMCall(
+                row.get("model") or "",
+                int(row.get("prompt_tokens") or 0),
+                int(row.get("completion_tokens") or 0),
+                float(row.get("latency_s") or 0),
+                float(row.get("cost") or 0),
+                row.get("outcome") or "ok",
+            )
             self.spend.add(call.cost, call.prompt_tokens + call.completion_tokens)
             self.chooser.record_call(call)
         for model, fitness, parent_fitness in children:
@@ -145,8 +171,9 @@ class LLMMutator(Mutator):
         for failure in failures:
             self.failures.append(failure)
 
-    def observe(self, proposal: Proposal, fitness: float | None, parent_fitness: float | None,
-                failure: Failure | None) -> None:
+    def observe(
+        self, proposal: Proposal, fitness: float | None, parent_fitness: float | None, failure: Failure | None
+    ) -> None:
         """The outcome of one of this mutator's proposals (for the bandit and the prompt)."""
         if proposal.model:
             self.chooser.record_child(proposal.model, fitness, parent_fitness)
@@ -164,17 +191,32 @@ class LLMMutator(Mutator):
 
     def usage(self) -> dict[str, Any]:
         with self.chooser._lock:
-            per_model = {k: {"calls": s.calls, "tokens": s.prompt_tokens + s.completion_tokens,
-                             "cost": round(s.cost, 6), "children": s.children, "reward": round(s.reward, 4)}
-                         for k, s in self.chooser.stats.items()}
-        return {"usd": round(self.spend.usd, 6), "tokens": self.spend.tokens, "budget_usd": self.spend.budget_usd,
-                "budget_tokens": self.spend.budget_tokens, "models": per_model}
+            per_model = {
+                k: {
+                    "calls": s.calls,
+                    "tokens": s.prompt_tokens + s.completion_tokens,
+                    "cost": round(s.cost, 6),
+                    "children": s.children,
+                    "reward": round(s.reward, 4),
+                }
+                for k, s in self.chooser.stats.items()
+            }
+        return {
+            "usd": round(self.spend.usd, 6),
+            "tokens": self.spend.tokens,
+            "budget_usd": self.spend.budget_usd,
+            "budget_tokens": self.spend.budget_tokens,
+            "models": per_model,
+        }
 
     # -- proposing -------------------------------------------------------------------------
     def propose(self, parent: Parent | None, inspirations: Sequence[Parent], rng: random.Random) -> Proposal:
-        if parent is None:   # no seed survived: start from ReLU
-            parent = Parent(source="def activation_function(x):\n    return torch.relu(x)\n", fitness=0.0,
-                            rationale="ReLU, the reference")
+        if parent is None:  # no seed survived: start from ReLU
+            parent = Parent(
+                source="def activation_function(x):\n    return torch.relu(x)\n",
+                fitness=0.0,
+                rationale="ReLU, the reference",
+            )
         operator = rng.choices(list(self.operators), weights=list(self.operators.values()))[0]
         other = inspirations[0] if operator == "crossover" and inspirations else None
         if operator == "crossover" and other is None:
@@ -184,35 +226,66 @@ class LLMMutator(Mutator):
         messages = build_prompt(self.templates, operator, parent, inspirations, failures, self.lab, other)
         spec = self.chooser.choose(rng)
         if spec is None:
-            return Proposal("", self.exhausted() or "no model available", self.name, None,
-                            failure={"code": "budget", "message": self.exhausted() or "no model available"})
+            return Proposal(
+                "",
+                self.exhausted() or "no model available",
+                self.name,
+                None,
+                failure={"code": "budget", "message": self.exhausted() or "no model available"},
+            )
         text, calls = self._complete(spec, messages, rng)
         tag = f"[{operator}] "
         if text is None:
             last = calls[-1] if calls else None
             if last is not None and last.outcome == "budget":
-                return Proposal("", last.error or "", self.name, spec.key, calls=tuple(calls[:-1]),
-                                failure={"code": "budget", "message": last.error or ""})
+                return Proposal(
+                    "",
+                    last.error or "",
+                    self.name,
+                    spec.key,
+                    calls=tuple(calls[:-1]),
+                    failure={"code": "budget", "message": last.error or ""},
+                )
             message = last.error if last is not None else "no call was made"
-            return Proposal("", tag + f"the model gave no answer ({message})", self.name, spec.key,
-                            calls=tuple(c for c in calls if c.outcome != "budget"),
-                            failure={"code": "llm_unavailable", "message": message})
+            return Proposal(
+                "",
+                tag + f"the model gave no answer ({message})",
+                self.name,
+                spec.key,
+                calls=tuple(c for c in calls if c.outcome != "budget"),
+                failure={"code": "llm_unavailable", "message": message},
+            )
         parsed = parse_response(text)
-        if parsed.source is None:   # the raw answer is the source: there is no program to show instead
-            return Proposal(text, tag + (parsed.rationale or "(no rationale)"), self.name, spec.key,
-                            calls=tuple(calls), failure={"code": "no_code", "message": parsed.error or "no code"},
-                            original_answer=text)
-        return Proposal(parsed.source, tag + parsed.rationale, self.name, spec.key, calls=tuple(calls),
-                        original_answer=text, normalisation_changes=parsed.changes)
+        if parsed.source is None:  # the raw answer is the source: there is no program to show instead
+            return Proposal(
+                text,
+                tag + (parsed.rationale or "(no rationale)"),
+                self.name,
+                spec.key,
+                calls=tuple(calls),
+                failure={"code": "no_code", "message": parsed.error or "no code"},
+                original_answer=text,
+            )
+        return Proposal(
+            parsed.source,
+            tag + parsed.rationale,
+            self.name,
+            spec.key,
+            calls=tuple(calls),
+            original_answer=text,
+            normalisation_changes=parsed.changes,
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
     def _api_key(self, spec: ModelSpec) -> str:
         if spec.api_key_env is None:
-            return "no-key"          # local servers (llama.cpp, vLLM, Ollama) accept anything
+            return "no-key"  # local servers (llama.cpp, vLLM, Ollama) accept anything
         key = os.environ.get(spec.api_key_env)
         if not key:
-            raise LLMConfigError(f"model {spec.key!r}: environment variable {spec.api_key_env} is not set; "
-                                 f"export {spec.api_key_env}=… (the key is never read from the config file)")
+            raise LLMConfigError(
+                f"model {spec.key!r}: environment variable {spec.api_key_env} is not set; "
+                f"export {spec.api_key_env}=… (the key is never read from the config file)"
+            )
         return key
 
     def _client(self, spec: ModelSpec):
@@ -222,13 +295,15 @@ class LLMMutator(Mutator):
                 from openai import OpenAI
 
                 # The client's own retries are off: every attempt is made (and recorded) here.
-                client = OpenAI(api_key=self._api_key(spec), base_url=spec.base_url, timeout=self.timeout_s,
-                                max_retries=0)
+                client = OpenAI(
+                    api_key=self._api_key(spec), base_url=spec.base_url, timeout=self.timeout_s, max_retries=0
+                )
                 self._clients[spec.key] = client
             return client
 
-    def _complete(self, spec: ModelSpec, messages: list[dict[str, str]],
-                  rng: random.Random) -> tuple[str | None, list[LLMCall]]:
+    def _complete(
+        self, spec: ModelSpec, messages: list[dict[str, str]], rng: random.Random
+    ) -> tuple[str | None, list[LLMCall]]:
         """The answer's text (None when every attempt failed) and one `LLMCall` per attempt."""
         import openai
 
@@ -246,32 +321,48 @@ class LLMMutator(Mutator):
             started = time.monotonic()
             retry_after = None
             spent_usd, spent_tokens = 0.0, 0
-            try:   # the reservation is settled whatever happens: waiting calls depend on it
+            try:  # the reservation is settled whatever happens: waiting calls depend on it
                 try:
-                    response = self._client(spec).chat.completions.create(model=spec.name, messages=messages,
-                                                                          **kwargs)
+                    response = self._client(spec).chat.completions.create(model=spec.name, messages=messages, **kwargs)
                 except openai.APIStatusError as exc:
                     status = exc.status_code
                     outcome = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
-                    call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome=outcome,
-                                   error=f"HTTP {status}: {_one_line(str(exc.message), 200)}")
+                    call = LLMCall(
+                        spec.key,
+                        latency_s=time.monotonic() - started,
+                        outcome=outcome,
+                        error=f"HTTP {status}: {_one_line(str(exc.message), 200)}",
+                    )
                     retry_after = _retry_after(exc.response)
                 except openai.APITimeoutError:
-                    call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome="timeout",
-                                   error=f"no answer within {self.timeout_s:g} s")
+                    call = LLMCall(
+                        spec.key,
+                        latency_s=time.monotonic() - started,
+                        outcome="timeout",
+                        error=f"no answer within {self.timeout_s:g} s",
+                    )
                 except openai.APIConnectionError as exc:
-                    call = LLMCall(spec.key, latency_s=time.monotonic() - started, outcome="connection_error",
-                                   error=_one_line(f"{exc}: {exc.__cause__ or ''}", 200))
+                    call = LLMCall(
+                        spec.key,
+                        latency_s=time.monotonic() - started,
+                        outcome="connection_error",
+                        error=_one_line(f"{exc}: {exc.__cause__ or ''}", 200),
+                    )
                 else:
                     usage = getattr(response, "usage", None)
                     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else prompt_estimate
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
                     text = response.choices[0].message.content if response.choices else None
-                    if not usage:     # no usage reported: count the answer's length instead
+                    if not usage:  # no usage reported: count the answer's length instead
                         completion_tokens = tokens_in(text)
-                    call = LLMCall(spec.key, prompt_tokens, completion_tokens, time.monotonic() - started,
-                                   spec.cost(prompt_tokens, completion_tokens),
-                                   "ok" if parse_response(text).source else "no_code")
+                    call = LLMCall(
+                        spec.key,
+                        prompt_tokens,
+                        completion_tokens,
+                        time.monotonic() - started,
+                        spec.cost(prompt_tokens, completion_tokens),
+                        "ok" if parse_response(text).source else "no_code",
+                    )
                     spent_usd, spent_tokens = call.cost, prompt_tokens + completion_tokens
                     self.chooser.record_call(call)
                     calls.append(call)
@@ -286,7 +377,7 @@ class LLMMutator(Mutator):
                     self.chooser.disabled[spec.key] = call.error
                 return None, calls
             if attempt < self.max_retries:
-                delay = retry_after if retry_after is not None else self.backoff_s * 2 ** attempt
+                delay = retry_after if retry_after is not None else self.backoff_s * 2**attempt
                 time.sleep(min(self.max_backoff_s, delay * (1 + 0.25 * rng.random())))
         return None, calls
 
@@ -297,5 +388,3 @@ def _retry_after(response: Any) -> float | None:
         return float(value) if value is not None else None
     except (AttributeError, TypeError, ValueError):
         return None
-
-

@@ -22,10 +22,10 @@ _CODE_START = re.compile(r"^(def |async def |import |from \S+ import |@|[A-Za-z_
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    source: str | None       # the normalised program; None: none could be found (the proposal fails as `no_code`)
+    source: str | None  # the normalised program; None: none could be found (the proposal fails as `no_code`)
     rationale: str
     error: str | None = None
-    changes: tuple[str, ...] = ()    # what the normaliser changed in the chosen code, one line each
+    changes: tuple[str, ...] = ()  # what the normaliser changed in the chosen code, one line each
 
 
 def _parses(code: str) -> bool:
@@ -47,12 +47,14 @@ def _unfenced_program(text: str) -> str | None:
     if entry is None:
         return None
     start = entry
-    while start > 0 and (not lines[start - 1].strip() or lines[start - 1].startswith((" ", "\t"))
-                         or _CODE_START.match(lines[start - 1])):
+    while start > 0 and (
+        not lines[start - 1].strip() or lines[start - 1].startswith((" ", "\t")) or _CODE_START.match(lines[start - 1])
+    ):
         start -= 1
     end = entry + 1
-    while end < len(lines) and (not lines[end].strip() or lines[end].startswith((" ", "\t"))
-                                or _CODE_START.match(lines[end])):
+    while end < len(lines) and (
+        not lines[end].strip() or lines[end].startswith((" ", "\t")) or _CODE_START.match(lines[end])
+    ):
         end += 1
     # trim prose picked up at either end until the block parses
     for lo in range(start, entry + 1):
@@ -93,12 +95,15 @@ def parse_response(text: str | None) -> ParsedAnswer:
     if not text or not text.strip():
         return ParsedAnswer(None, "", "the answer was empty")
     visible = _THINK.sub("", text)
-    if "</think>" in visible:      # an opening tag cut off by the server's chat template
+    if "</think>" in visible:  # an opening tag cut off by the server's chat template
         visible = visible.rsplit("</think>", 1)[1]
-    blocks = [(m.start(), m.end(), normalise(m.group(2).strip("\n") + "\n")) for m in _FENCE.finditer(visible)
-              if m.group(1).lower() in ("", "python", "py", "python3", "pytorch")]
+    blocks = [
+        (m.start(), m.end(), normalise(m.group(2).strip("\n") + "\n"))
+        for m in _FENCE.finditer(visible)
+        if m.group(1).lower() in ("", "python", "py", "python3", "pytorch")
+    ]
     chosen = next((block for block in reversed(blocks) if _defines_entry_at_top(block[2].source)), None)
-    if chosen is None:   # one that defines it but does not parse, or not at the top level: the policy says why
+    if chosen is None:  # one that defines it but does not parse, or not at the top level: the policy says why
         chosen = next((block for block in reversed(blocks) if _defines_entry(block[2].source)), None)
     if chosen is not None:
         start, end, normalised = chosen

@@ -53,9 +53,18 @@ class ModelSpec:
         return cost_usd(prompt_tokens, completion_tokens, self.price_in, self.price_out)
 
 
-_FIELD_TYPES = {"name": (str,), "base_url": (str, None), "api_key_env": (str, None), "label": (str, None),
-                "weight": (float,), "temperature": (float, None), "max_tokens": (int,),
-                "token_parameter": (str,), "price_in": (float,), "price_out": (float,)}
+_FIELD_TYPES = {
+    "name": (str,),
+    "base_url": (str, None),
+    "api_key_env": (str, None),
+    "label": (str, None),
+    "weight": (float,),
+    "temperature": (float, None),
+    "max_tokens": (int,),
+    "token_parameter": (str,),
+    "price_in": (float,),
+    "price_out": (float,),
+}
 
 
 def _model_spec(values: Any, where: str) -> ModelSpec:
@@ -79,8 +88,9 @@ def _model_spec(values: Any, where: str) -> ModelSpec:
         elif int in kinds and isinstance(value, int) and not isinstance(value, bool):
             kwargs[key] = value
         else:
-            wanted = " or ".join("null" if k is None else {str: "a string", float: "a number",
-                                                            int: "an integer"}[k] for k in kinds)
+            wanted = " or ".join(
+                "null" if k is None else {str: "a string", float: "a number", int: "an integer"}[k] for k in kinds
+            )
             raise LLMConfigError(f"{where}.{key} must be {wanted}, got {value!r}")
     if "name" not in kwargs:
         raise LLMConfigError(f"{where}.name is missing: the model's name at its endpoint, e.g. gpt-4.1-mini")
@@ -91,8 +101,10 @@ def parse_models(models: Any) -> tuple[ModelSpec, ...]:
     if isinstance(models, str):
         models = [{"name": models}]
     if not isinstance(models, (list, tuple)) or not models:
-        raise LLMConfigError("mutator.options.models must list at least one model, e.g. "
-                             "[{name: gpt-4.1-mini, base_url: https://api.openai.com/v1, api_key_env: OPENAI_API_KEY}]")
+        raise LLMConfigError(
+            "mutator.options.models must list at least one model, e.g. "
+            "[{name: gpt-4.1-mini, base_url: https://api.openai.com/v1, api_key_env: OPENAI_API_KEY}]"
+        )
     specs = []
     for i, entry in enumerate(models):
         spec = _model_spec(entry, f"mutator.options.models[{i}]")
@@ -101,11 +113,14 @@ def parse_models(models: Any) -> tuple[ModelSpec, ...]:
         if spec.weight < 0 or spec.max_tokens <= 0 or spec.price_in < 0 or spec.price_out < 0:
             raise LLMConfigError(f"mutator.options.models[{i}]: weight, prices must be >= 0 and max_tokens > 0")
         if spec.token_parameter not in ("max_tokens", "max_completion_tokens"):
-            raise LLMConfigError(f"mutator.options.models[{i}].token_parameter must be max_tokens or "
-                                 "max_completion_tokens")
+            raise LLMConfigError(
+                f"mutator.options.models[{i}].token_parameter must be max_tokens or max_completion_tokens"
+            )
         if spec.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(spec.api_key_env)):
-            raise LLMConfigError(f"mutator.options.models[{i}].api_key_env must be the NAME of an environment "
-                                 "variable (e.g. OPENAI_API_KEY), never the key itself")
+            raise LLMConfigError(
+                f"mutator.options.models[{i}].api_key_env must be the NAME of an environment "
+                "variable (e.g. OPENAI_API_KEY), never the key itself"
+            )
         specs.append(spec)
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
@@ -130,8 +145,8 @@ class LLMCall:
 
 @dataclass
 class ModelStats:
-    children: int = 0            # evaluated proposals (refusals count, with reward 0)
-    reward: float = 0.0          # summed improvement over the parent's fitness (>= 0 each)
+    children: int = 0  # evaluated proposals (refusals count, with reward 0)
+    reward: float = 0.0  # summed improvement over the parent's fitness (>= 0 each)
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -148,8 +163,9 @@ class ModelChooser:
     `min_trials` times first.
     """
 
-    def __init__(self, models: Sequence[ModelSpec], mode: str = "weights", exploration: float = 1.0,
-                 min_trials: int = 3):
+    def __init__(
+        self, models: Sequence[ModelSpec], mode: str = "weights", exploration: float = 1.0, min_trials: int = 3
+    ):
         self.models = list(models)
         self.mode = mode
         self.exploration = exploration
@@ -172,9 +188,12 @@ class ModelChooser:
     def values(self) -> dict[str, float]:
         """Each model's estimated improvement per unit cost (the bandit's exploitation term)."""
         with self._lock:
-            return {m.key: (self.stats[m.key].reward / self.stats[m.key].children
-                            / self._unit_cost(self.stats[m.key])) if self.stats[m.key].children else 0.0
-                    for m in self.models}
+            return {
+                m.key: (self.stats[m.key].reward / self.stats[m.key].children / self._unit_cost(self.stats[m.key]))
+                if self.stats[m.key].children
+                else 0.0
+                for m in self.models
+            }
 
     def choose(self, rng: random.Random) -> ModelSpec | None:
         models = self.available()
@@ -190,9 +209,11 @@ class ModelChooser:
             total = sum(self.stats[m.key].children for m in models)
         values = self.values()
         scale = max(max(values[m.key] for m in models), 1e-12)
+
         def ucb(m: ModelSpec) -> float:
             n = self.stats[m.key].children
             return values[m.key] + self.exploration * scale * math.sqrt(2 * math.log(total) / n)
+
         best = max(ucb(m) for m in models)
         return rng.choice([m for m in models if ucb(m) >= best - 1e-12])
 

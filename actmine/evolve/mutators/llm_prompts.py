@@ -69,30 +69,55 @@ def failure_items(failures: Sequence[Failure], shown: int = 5) -> str:
     return "\n".join(lines)
 
 
-def build_prompt(templates: dict[str, string.Template], operator: str, parent: Parent,
-                 inspirations: Sequence[Parent], failures: Sequence[Failure], lab: LabContext,
-                 other: Parent | None = None) -> list[dict[str, str]]:
+def build_prompt(
+    templates: dict[str, string.Template],
+    operator: str,
+    parent: Parent,
+    inspirations: Sequence[Parent],
+    failures: Sequence[Failure],
+    lab: LabContext,
+    other: Parent | None = None,
+) -> list[dict[str, str]]:
     """The chat messages for one call: the system prompt and the operator's user prompt."""
-    pointwise = ("Elementwise only: the output at each position must depend only on the input at that "
-                 "position (no mean, std, sum or sort over the tensor, no batch statistics)."
-                 if not lab.allow_batch_dependent else
-                 "Elementwise functions are preferred; batch statistics are allowed but often fail downstream.")
-    task = templates["task"].substitute(hidden=lab.hidden, steps=lab.steps, families=", ".join(lab.families),
-                                        pointwise_rule=pointwise, max_flops=f"{lab.max_flops_per_element:g}",
-                                        max_chars=lab.max_source_chars)
+    pointwise = (
+        "Elementwise only: the output at each position must depend only on the input at that "
+        "position (no mean, std, sum or sort over the tensor, no batch statistics)."
+        if not lab.allow_batch_dependent
+        else "Elementwise functions are preferred; batch statistics are allowed but often fail downstream."
+    )
+    task = templates["task"].substitute(
+        hidden=lab.hidden,
+        steps=lab.steps,
+        families=", ".join(lab.families),
+        pointwise_rule=pointwise,
+        max_flops=f"{lab.max_flops_per_element:g}",
+        max_chars=lab.max_source_chars,
+    )
     shown = [p for p in inspirations if other is None or p.source != other.source]
-    programs = "\n".join(f"## Fitness {_fitness(p.fitness)} (per family: {_families(p.family_log_ratios)})\n"
-                         f"```python\n{p.source.strip()}\n```" for p in shown)
+    programs = "\n".join(
+        f"## Fitness {_fitness(p.fitness)} (per family: {_families(p.family_log_ratios)})\n"
+        f"```python\n{p.source.strip()}\n```"
+        for p in shown
+    )
     inspiration_text = templates["inspirations"].substitute(programs=programs) if shown else ""
     items = failure_items(failures)
     failure_text = templates["failures"].substitute(items=items) if items else ""
-    values = dict(task=task, parent_fitness=_fitness(parent.fitness),
-                  parent_rationale=parent.rationale or "(none)", parent_families=_families(parent.family_log_ratios),
-                  parent_source=parent.source.strip(), inspirations=inspiration_text, failures=failure_text)
+    values = dict(
+        task=task,
+        parent_fitness=_fitness(parent.fitness),
+        parent_rationale=parent.rationale or "(none)",
+        parent_families=_families(parent.family_log_ratios),
+        parent_source=parent.source.strip(),
+        inspirations=inspiration_text,
+        failures=failure_text,
+    )
     if operator == "crossover":
         assert other is not None
-        values.update(other_fitness=_fitness(other.fitness), other_rationale=other.rationale or "(none)",
-                      other_families=_families(other.family_log_ratios), other_source=other.source.strip())
+        values.update(
+            other_fitness=_fitness(other.fitness),
+            other_rationale=other.rationale or "(none)",
+            other_families=_families(other.family_log_ratios),
+            other_source=other.source.strip(),
+        )
     user = templates[operator].substitute(values)
-    return [{"role": "system", "content": templates["system"].template.strip()},
-            {"role": "user", "content": user}]
+    return [{"role": "system", "content": templates["system"].template.strip()}, {"role": "user", "content": user}]

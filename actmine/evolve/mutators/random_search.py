@@ -34,8 +34,24 @@ from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
 from .base import Mutator, Parent, Proposal, register_mutator
-from .expressions import (GAUSSIAN, PARAM, UNARIES, Evaluable, Unsupported, add, call, cleanup, count_nodes,
-                          make_const, mul, name, nice_number, render_program, round_constants, screen)
+from .expressions import (
+    GAUSSIAN,
+    PARAM,
+    UNARIES,
+    Evaluable,
+    Unsupported,
+    add,
+    call,
+    cleanup,
+    count_nodes,
+    make_const,
+    mul,
+    name,
+    nice_number,
+    render_program,
+    round_constants,
+    screen,
+)
 
 LEAF_PROBABILITY = 0.3
 
@@ -53,12 +69,21 @@ class RandomMutator(Mutator):
     """
 
     name = "random"
-    uses_inspirations = False   # a fresh expression each time: a parent or inspirations play no part
+    uses_inspirations = False  # a fresh expression each time: a parent or inspirations play no part
 
-    def __init__(self, max_depth: int = 4, max_nodes: int = 30, screen: bool = True, max_attempts: int = 64,
-                 budget: ProbeBudget | dict | None = None):
-        for key, value, low in (("max_depth", max_depth, 1), ("max_nodes", max_nodes, 3),
-                                ("max_attempts", max_attempts, 1)):
+    def __init__(
+        self,
+        max_depth: int = 4,
+        max_nodes: int = 30,
+        screen: bool = True,
+        max_attempts: int = 64,
+        budget: ProbeBudget | dict | None = None,
+    ):
+        for key, value, low in (
+            ("max_depth", max_depth, 1),
+            ("max_nodes", max_nodes, 3),
+            ("max_attempts", max_attempts, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         self.max_depth = max_depth
@@ -89,7 +114,7 @@ class RandomMutator(Mutator):
                 if reason is not None:
                     continue
             break
-        if fallback is None:   # nothing small enough was drawn: a single unary of x always is
+        if fallback is None:  # nothing small enough was drawn: a single unary of x always is
             unary = rng.choice(UNARIES)
             expr = unary.apply(name())
             fallback = (render_program(expr), 1, count_nodes(expr))
@@ -128,5 +153,3 @@ class RandomMutator(Mutator):
         denominator, d2 = self._expression(levels - 1, rng)
         guarded = ast.BinOp(numerator, ast.Div(), add(ast.Constant(1), call("torch.abs", denominator)))
         return guarded, max(d1, d2) + 1
-
-

@@ -18,9 +18,9 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-CHARS_PER_TOKEN = 3.0        # a deliberately low estimate, so that budget reservations err on the safe side
+CHARS_PER_TOKEN = 3.0  # a deliberately low estimate, so that budget reservations err on the safe side
 PROMPT_OVERHEAD_TOKENS = 16  # the chat template's own tokens around the messages
-PER_MILLION = 1e6            # prices are US dollars per million tokens
+PER_MILLION = 1e6  # prices are US dollars per million tokens
 
 
 def tokens_in(text: str | None) -> int:
@@ -72,7 +72,7 @@ class Spend:
         self.tokens = 0
         self._reserved_usd = 0.0
         self._reserved_tokens = 0
-        self._in_flight = 0        # reservations not yet settled (counted: float sums don't return to 0)
+        self._in_flight = 0  # reservations not yet settled (counted: float sums don't return to 0)
         self.exhausted: str | None = None
         self._settled = threading.Condition()
 
@@ -89,16 +89,21 @@ class Spend:
             return self._in_flight
 
     def _fits(self, usd: float, tokens: int) -> bool:
-        return ((self.budget_usd is None or self.usd + self._reserved_usd + usd <= self.budget_usd)
-                and (self.budget_tokens is None or self.tokens + self._reserved_tokens + tokens <= self.budget_tokens))
+        return (self.budget_usd is None or self.usd + self._reserved_usd + usd <= self.budget_usd) and (
+            self.budget_tokens is None or self.tokens + self._reserved_tokens + tokens <= self.budget_tokens
+        )
 
     def _exhaustion(self, usd: float, tokens: int) -> str:
         """Why a reservation of ``usd`` and ``tokens`` can never fit (nothing is in flight)."""
         if self.budget_usd is not None and self.usd + usd > self.budget_usd:
-            return (f"LLM budget reached: ${self.usd:.4f} spent of ${self.budget_usd:g} "
-                    f"(the next call could cost up to ${usd:.4f})")
-        return (f"LLM token budget reached: {self.tokens:,} used of {self.budget_tokens:,} "
-                f"(the next call could use up to {tokens:,})")
+            return (
+                f"LLM budget reached: ${self.usd:.4f} spent of ${self.budget_usd:g} "
+                f"(the next call could cost up to ${usd:.4f})"
+            )
+        return (
+            f"LLM token budget reached: {self.tokens:,} used of {self.budget_tokens:,} "
+            f"(the next call could use up to {tokens:,})"
+        )
 
     def reserve(self, usd: float, tokens: int) -> bool:
         """Reserve one call's worst case; False (and `exhausted` set) when it can never fit.
@@ -107,10 +112,10 @@ class Spend:
         with self._settled:
             while not self.exhausted and not self._fits(usd, tokens):
                 if self._in_flight:
-                    self._settled.wait()      # calls in flight may leave room when they settle
+                    self._settled.wait()  # calls in flight may leave room when they settle
                     continue
                 self.exhausted = self._exhaustion(usd, tokens)
-                self._settled.notify_all()    # calls waiting for room: there will be none
+                self._settled.notify_all()  # calls waiting for room: there will be none
             if self.exhausted:
                 return False
             self._reserved_usd += usd

@@ -46,11 +46,43 @@ from actmine.candidate.probes import ProbeBudget
 from actmine.candidate.source import CandidateError, check_source
 
 from .base import Mutator, Parent, Proposal, register_mutator
-from .expressions import (ENTRY_POINT, clone, GATES, GAUSSIAN, Helper, RECOGNIZED_UNARY_SPELLINGS, RELU_SOURCE, UNARIES,
-                          UNARY_BY_SPELLING, Evaluable, Unsupported, add, build_gate, call, const_value,
-                          constant_sites, count_nodes, depends_on, evaluable_program, make_const, mul, name,
-                          nice_number, rename, replace_at, round_constants, round_sig, cleanup, sample_amplitude,
-                          sample_perturbation, screen, snippet, spelling_of, subexpressions, values)
+from .expressions import (
+    ENTRY_POINT,
+    clone,
+    GATES,
+    GAUSSIAN,
+    Helper,
+    RECOGNIZED_UNARY_SPELLINGS,
+    RELU_SOURCE,
+    UNARIES,
+    UNARY_BY_SPELLING,
+    Evaluable,
+    Unsupported,
+    add,
+    build_gate,
+    call,
+    const_value,
+    constant_sites,
+    count_nodes,
+    depends_on,
+    evaluable_program,
+    make_const,
+    mul,
+    name,
+    nice_number,
+    rename,
+    replace_at,
+    round_constants,
+    round_sig,
+    cleanup,
+    sample_amplitude,
+    sample_perturbation,
+    screen,
+    snippet,
+    spelling_of,
+    subexpressions,
+    values,
+)
 
 OPERATORS: tuple[str, ...] = ("swap_unary", "wrap", "perturb_term", "gate", "constants", "crossover", "simplify")
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -62,17 +94,23 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "crossover": 0.7,
     "simplify": 0.6,
 }
-MAX_ATTEMPTS = 24            # edits tried before falling back to `constants`
+MAX_ATTEMPTS = 24  # edits tried before falling back to `constants`
 FALLBACK_ATTEMPTS = 12
 BASE_NAME = "base_activation"
-MAX_INLINED_NODES = 200      # an inspiration whose inlined expression is larger is not used
+MAX_INLINED_NODES = 200  # an inspiration whose inlined expression is larger is not used
 #: Above this fraction of `max_nodes` (or of the probe budget) the mutator prefers `simplify`.
 CROWDED = 0.75
 _GROWING = ("wrap", "perturb_term", "gate", "crossover")
 
 # The key of each spelling that names the same function (F.tanh is torch.tanh).
-_SAME_FUNCTION = {"F.tanh": "tanh", "F.sigmoid": "sigmoid", "torch.special.expit": "sigmoid",
-                  "torch.special.erf": "erf", "torch.special.sinc": "sinc", "torch.arctan": "atan"}
+_SAME_FUNCTION = {
+    "F.tanh": "tanh",
+    "F.sigmoid": "sigmoid",
+    "torch.special.expit": "sigmoid",
+    "torch.special.erf": "erf",
+    "torch.special.sinc": "sinc",
+    "torch.arctan": "atan",
+}
 
 
 def _function_key(spelling: str) -> str:
@@ -86,6 +124,7 @@ def _function_key(spelling: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # The parent as an editable program
 # ------------------------------------------------------------------------------------------------
+
 
 def _function_nodes(func: ast.FunctionDef):
     """The nodes of a function's body, not descending into nested functions, lambdas or classes."""
@@ -115,14 +154,14 @@ def _tensor_names(func: ast.FunctionDef, param: str) -> frozenset[str]:
 
 @dataclass
 class _Program:
-    module: ast.Module        # the (checked) program; when `wrapped`, with the new function appended
-    index: int                # position of `def activation_function` in module.body
+    module: ast.Module  # the (checked) program; when `wrapped`, with the new function appended
+    index: int  # position of `def activation_function` in module.body
     param: str
-    expr: ast.expr            # the returned expression
+    expr: ast.expr  # the returned expression
     tensor_names: frozenset[str]
     wrapped: bool
     evaluable: Evaluable | None
-    original: str             # the parent's source as `ast.unparse` writes it
+    original: str  # the parent's source as `ast.unparse` writes it
 
     @classmethod
     def parse(cls, source: str, checked: bool = False) -> _Program:
@@ -135,16 +174,26 @@ class _Program:
         returns = [n for n in _function_nodes(func) if isinstance(n, ast.Return)]
         if len(returns) == 1 and func.body[-1] is returns[0] and returns[0].value is not None:
             param = params[0].arg
-            return cls(tree, index, param, returns[0].value, _tensor_names(func, param), False,
-                       evaluable_program(tree), original)
+            return cls(
+                tree,
+                index,
+                param,
+                returns[0].value,
+                _tensor_names(func, param),
+                False,
+                evaluable_program(tree),
+                original,
+            )
         # No single final `return <expr>`: call the whole function as a black box.
-        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} \
-            | {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} \
+        used = (
+            {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            | {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
             | {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+        )
         base, k = BASE_NAME, 1
         while base in used:
             base, k = f"{BASE_NAME}_{k}", k + 1
-        for node in ast.walk(tree):   # calls of the old function (recursion) now go to the base
+        for node in ast.walk(tree):  # calls of the old function (recursion) now go to the base
             if isinstance(node, ast.Name) and node.id == ENTRY_POINT:
                 node.id = base
         tree.body[index].name = base
@@ -189,15 +238,15 @@ def _inspiration_expression(parent: Parent, param: str) -> ast.expr | None:
         return _Inline().visit(node)
 
     for target, value in list(program.setup) + [(program.param, None)] + list(program.body) + [("", program.expr)]:
-        if value is None or isinstance(value, Helper):   # the parameter shadows a module-level name;
-            bindings.pop(target, None)                      # helpers are not inlined (nor used)
+        if value is None or isinstance(value, Helper):  # the parameter shadows a module-level name;
+            bindings.pop(target, None)  # helpers are not inlined (nor used)
             continue
         inlined = inline(value)
-        if count_nodes(inlined) > MAX_INLINED_NODES:   # chains of assignments can grow exponentially
+        if count_nodes(inlined) > MAX_INLINED_NODES:  # chains of assignments can grow exponentially
             return None
         bindings[target] = inlined
     expr = bindings[""]
-    expr = rename(expr, program.param, "\0")      # two steps: the parent's name may be a local here
+    expr = rename(expr, program.param, "\0")  # two steps: the parent's name may be a local here
     expr = rename(expr, "\0", param)
     if not {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} <= {param, "torch", "F", "math"}:
         return None
@@ -226,16 +275,25 @@ class SymbolicMutator(Mutator):
 
     name = "symbolic"
 
-    def __init__(self, weights: dict[str, float] | None = None, max_nodes: int = 60, screen: bool = True,
-                 budget: ProbeBudget | dict | None = None):
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        max_nodes: int = 60,
+        screen: bool = True,
+        budget: ProbeBudget | dict | None = None,
+    ):
         if weights is None:
             weights = dict(DEFAULT_WEIGHTS)
         unknown = sorted(set(weights) - set(OPERATORS))
         if unknown:
             raise ValueError(f"unknown symbolic operator(s) {', '.join(unknown)}; known: {', '.join(OPERATORS)}")
         for key, value in weights.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
-                    or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value >= 0
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"weight of {key} must be a finite number >= 0, got {value!r}")
         if not any(weights.values()):
             raise ValueError("at least one symbolic operator needs a positive weight")
@@ -245,11 +303,15 @@ class SymbolicMutator(Mutator):
         self.max_nodes = max_nodes
         self.screen = bool(screen)
         self.budget = ProbeBudget.from_dict(budget) if isinstance(budget, dict) else (budget or ProbeBudget())
-        self._stats: dict[str, tuple[torch.Tensor | None, bool]] = {}   # parent source -> (values, heavy)
-        self._checked: set[str] = set()   # proposals known to pass the policy (often the next parents)
+        self._stats: dict[str, tuple[torch.Tensor | None, bool]] = {}  # parent source -> (values, heavy)
+        self._checked: set[str] = set()  # proposals known to pass the policy (often the next parents)
         self._operators: dict[str, Callable[..., Edit]] = {
-            "swap_unary": self._swap_unary, "wrap": self._wrap, "perturb_term": self._perturb_term,
-            "gate": self._gate, "constants": self._constants, "crossover": self._crossover,
+            "swap_unary": self._swap_unary,
+            "wrap": self._wrap,
+            "perturb_term": self._perturb_term,
+            "gate": self._gate,
+            "constants": self._constants,
+            "crossover": self._crossover,
             "simplify": self._simplify,
         }
 
@@ -286,7 +348,7 @@ class SymbolicMutator(Mutator):
             source = self._attempt("constants", context, rng)
             if source is not None:
                 return Proposal(source[0], prefix + source[1], self.name)
-        for _ in range(FALLBACK_ATTEMPTS):   # unscreened: the parent itself may fail the screen
+        for _ in range(FALLBACK_ATTEMPTS):  # unscreened: the parent itself may fail the screen
             source = self._attempt("constants", context, rng, screened=False)
             if source is not None:
                 return Proposal(source[0], prefix + source[1], self.name)
@@ -311,7 +373,7 @@ class SymbolicMutator(Mutator):
                 if reason is None:
                     reference = report["values"]
                     heavy = report["exact"] and self._is_heavy(report["flops"], report["saved"])
-                else:   # a parent that fails the screen: still compare children with it if possible
+                else:  # a parent that fails the screen: still compare children with it if possible
                     reference = values(program.evaluable)
                     heavy = reason.startswith("over the")
             self._remember(key, reference, heavy)
@@ -323,8 +385,10 @@ class SymbolicMutator(Mutator):
         self._stats[source] = (reference, heavy)
 
     def _is_heavy(self, flops: float, saved: float) -> bool:
-        return flops > CROWDED * self.budget.max_flops_per_element \
+        return (
+            flops > CROWDED * self.budget.max_flops_per_element
             or saved > CROWDED * self.budget.max_saved_bytes_per_element
+        )
 
     def _attempt(self, op: str, context: _Context, rng: random.Random, screened: bool = True) -> tuple[str, str] | None:
         edit = self._operators[op](context, rng)
@@ -355,9 +419,10 @@ class SymbolicMutator(Mutator):
                         return None
                 except Unsupported:
                     pass
-                if report:   # the proposal is often the next parent: keep what the screen learnt
-                    self._remember(source, report["values"],
-                                   report["exact"] and self._is_heavy(report["flops"], report["saved"]))
+                if report:  # the proposal is often the next parent: keep what the screen learnt
+                    self._remember(
+                        source, report["values"], report["exact"] and self._is_heavy(report["flops"], report["saved"])
+                    )
         return source, " ".join(rationale.split())
 
     # -- operators -------------------------------------------------------------------------------
@@ -366,9 +431,13 @@ class SymbolicMutator(Mutator):
         program, expr = context.program, context.program.expr
         sites = []
         for path, node in subexpressions(expr, program.tensor_names):
-            if isinstance(node, ast.Call) and spelling_of(node.func) in RECOGNIZED_UNARY_SPELLINGS and node.args \
-                    and depends_on(node.args[0], program.tensor_names) \
-                    and all(const_value(a) is not None for a in node.args[1:]):
+            if (
+                isinstance(node, ast.Call)
+                and spelling_of(node.func) in RECOGNIZED_UNARY_SPELLINGS
+                and node.args
+                and depends_on(node.args[0], program.tensor_names)
+                and all(const_value(a) is not None for a in node.args[1:])
+            ):
                 sites.append((path, node))
         if not sites:
             return None
@@ -386,12 +455,14 @@ class SymbolicMutator(Mutator):
             return None
         if rng.random() < 0.4:
             path, node = sites[0]
-        else:   # bare names are many and the least interesting to wrap
+        else:  # bare names are many and the least interesting to wrap
             path, node = rng.choices(sites, weights=[0.3 if isinstance(n, ast.Name) else 1.0 for _, n in sites])[0]
         current = spelling_of(node.func) if isinstance(node, ast.Call) else None
         unary = rng.choice([u for u in UNARIES + (GAUSSIAN,) if u.spelling != current])
-        return (replace_at(expr, path, unary.apply(node)),
-                f"wrap `{snippet(node, 50)}` in {unary.label} ({unary.kind})")
+        return (
+            replace_at(expr, path, unary.apply(node)),
+            f"wrap `{snippet(node, 50)}` in {unary.label} ({unary.kind})",
+        )
 
     def _perturb_term(self, context: _Context, rng: random.Random) -> Edit:
         program, expr = context.program, context.program.expr
@@ -426,8 +497,10 @@ class SymbolicMutator(Mutator):
             if c == 1:
                 c = 1.5
             scaled_node = mul(make_const(c), node)
-            return (replace_at(expr, path, scaled_node),
-                    f"insert a scale constant: `{snippet(node, 40)}` → `{snippet(scaled_node, 50)}`")
+            return (
+                replace_at(expr, path, scaled_node),
+                f"insert a scale constant: `{snippet(node, 40)}` → `{snippet(scaled_node, 50)}`",
+            )
         if rng.random() < 0.6:
             chosen = [rng.choice(sites)]
         else:
@@ -465,19 +538,20 @@ class SymbolicMutator(Mutator):
                 return None
             inner = sites[1:] or sites
             path, node = rng.choice(inner)
-            return (replace_at(expr, path, donor),
-                    f"crossover: replace `{snippet(node, 40)}` with `{snippet(donor, 50)}` from {label}")
+            return (
+                replace_at(expr, path, donor),
+                f"crossover: replace `{snippet(node, 40)}` with `{snippet(donor, 50)}` from {label}",
+            )
         if mode == "average":
             new = ast.BinOp(add(clone(expr), clone(q)), ast.Div(), ast.Constant(2))
             return new, f"crossover: average with {label} `{snippet(q, 50)}`"
         a = nice_number(rng, 0.05, 0.5, (0.1, 0.2, 0.25, 0.5))
-        return (add(clone(expr), mul(make_const(a), clone(q))),
-                f"crossover: add {a} × {label} `{snippet(q, 50)}`")
+        return (add(clone(expr), mul(make_const(a), clone(q))), f"crossover: add {a} × {label} `{snippet(q, 50)}`")
 
     def _simplify(self, context: _Context, rng: random.Random) -> Edit:
         program, expr = context.program, context.program.expr
         names = program.tensor_names
-        options: list[tuple[tuple, ast.expr, int, str]] = []   # (path, kept node, nodes removed, rationale)
+        options: list[tuple[tuple, ast.expr, int, str]] = []  # (path, kept node, nodes removed, rationale)
 
         def option(path, node, kept, rationale):
             options.append((path, kept, count_nodes(node) - count_nodes(kept), rationale))
@@ -498,8 +572,12 @@ class SymbolicMutator(Mutator):
                         option(path, node, node.right, f"drop the factor `{snippet(node.left, 50)}`")
                 elif isinstance(node.op, ast.Div) and left:
                     option(path, node, node.left, f"drop the denominator `{snippet(node.right, 50)}`")
-            elif isinstance(node, ast.Call) and spelling_of(node.func) in RECOGNIZED_UNARY_SPELLINGS and node.args \
-                    and depends_on(node.args[0], names):
+            elif (
+                isinstance(node, ast.Call)
+                and spelling_of(node.func) in RECOGNIZED_UNARY_SPELLINGS
+                and node.args
+                and depends_on(node.args[0], names)
+            ):
                 option(path, node, node.args[0], f"unwrap {spelling_of(node.func)} from `{snippet(node.args[0], 50)}`")
         if not options:
             return None
@@ -550,5 +628,3 @@ def _perturb_constant(value: float | int, protected: bool, rng: random.Random) -
 
 def _format(value: float | int) -> str:
     return f"{value:g}"
-
-
