@@ -226,6 +226,15 @@ def _add_transfer_parser(sub) -> None:
         "(as jobs finish; a rerun with the same --out skips jobs done), OUT/results.json, "
         "OUT/summary.csv and OUT/transfer.png. See docs/transfer.md.",
     )
+    # --help lists the groups in this order: what to train, where it runs, the limits of one job.
+    _add_transfer_workload_options(p)
+    _add_transfer_execution_options(p)
+    _add_transfer_job_limit_options(p)
+    p.set_defaults(run=cmd_transfer)
+
+
+def _add_transfer_workload_options(p: argparse.ArgumentParser) -> None:
+    """`actmine transfer`'s options for what to train: activations, benchmarks, seeds, data and benchmark options."""
     p.add_argument(
         "--activations",
         default="relu,gelu,gelu_sine",
@@ -253,6 +262,10 @@ def _add_transfer_parser(sub) -> None:
         metavar="BENCHMARK.KEY=VALUE",
         help="a benchmark constructor option, value parsed as YAML (repeatable), e.g. cifar10.batch_size=256",
     )
+
+
+def _add_transfer_execution_options(p: argparse.ArgumentParser) -> None:
+    """`actmine transfer`'s options for where the jobs run and what the run writes and prints."""
     p.add_argument(
         "--device",
         choices=("cpu", "cuda"),
@@ -278,6 +291,10 @@ def _add_transfer_parser(sub) -> None:
     )
     p.add_argument("--out", default="transfer", metavar="DIR", help="output directory (default: ./%(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-job lines (failures still shown)")
+
+
+def _add_transfer_job_limit_options(p: argparse.ArgumentParser) -> None:
+    """`actmine transfer`'s limits of one job: wall clock, CPU time and address space."""
     p.add_argument(
         "--timeout",
         type=float,
@@ -298,7 +315,6 @@ def _add_transfer_parser(sub) -> None:
         help="address space of one job's process (memory_limit); 0: none; never applied with "
         "--device cuda (default: per benchmark, e.g. 4096 for digits, 16384 for cifar10)",
     )
-    p.set_defaults(run=cmd_transfer)
 
 
 def _add_reproduce_parser(sub) -> None:
@@ -405,6 +421,16 @@ def _add_validate_parser(sub) -> None:
     p.add_argument(
         "--seeds", type=int, default=3, metavar="N", help="training seeds 0..N-1 per benchmark (default: %(default)s)"
     )
+    # --help lists the groups in this order: which functions, then where the jobs run.
+    _add_validate_function_options(p)
+    _add_validate_execution_options(p)
+    p.add_argument("--replicates", type=int, default=2000, metavar="B", help="bootstrap replicates (default: 2000)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=cmd_validate)
+
+
+def _add_validate_function_options(p: argparse.ArgumentParser) -> None:
+    """`actmine validate`'s options for which functions join the study and which lab suites score them."""
     p.add_argument(
         "--random",
         type=int,
@@ -442,6 +468,10 @@ def _add_validate_parser(sub) -> None:
         help="lab suites to score on: feynman, expression-bump, lab-heldout or suite files "
         "(default: the unseen test suites, feynman,expression-bump)",
     )
+
+
+def _add_validate_execution_options(p: argparse.ArgumentParser) -> None:
+    """`actmine validate`'s options for where the lab's programs and the transfer jobs run, and on which data."""
     p.add_argument(
         "--executor",
         choices=job_pool_names(),
@@ -462,9 +492,6 @@ def _add_validate_parser(sub) -> None:
         metavar="DIR",
         help="where the benchmarks' datasets are (default: $ACTMINE_DATA_DIR, else ~/.cache/actmine/data)",
     )
-    p.add_argument("--replicates", type=int, default=2000, metavar="B", help="bootstrap replicates (default: 2000)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(run=cmd_validate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,26 @@ and does nothing. Rich markup is another channel: print untrusted text as `rich.
 
 from __future__ import annotations
 
-__all__ = ["terminal_text"]
+from typing import Any
+
+__all__ = ["progress_bar", "terminal_text"]
+
+
+def progress_bar(label: str, console: Any) -> Any:
+    """The project's progress bar on `console`: `label`, the bar, done of total, the time elapsed and
+    the task's description (escape it: it may quote a candidate's or a model's text); transient, so
+    that it leaves the terminal as it found it. Start it, add a task, update it, stop it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    )
 
 
 def _visible(char: str) -> str:

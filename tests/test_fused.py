@@ -279,3 +279,55 @@ def test_a_candidate_refused_before_training_is_never_compiled(tmp_path):
     assert not evaluation.ok and evaluation.stage == "probes"
     assert "kernel" not in evaluation.workload
     assert not list((tmp_path / "fused").glob("*.so"))
+
+
+def test_a_lab_fuses_by_default_and_the_kernel_record_says_why_a_candidate_trained_eagerly(tmp_path):
+    from actmine.candidate.probes import ProbeBudget
+    from actmine.lab.ensemble import TrainingProtocol
+
+    suite = get_suite("lab")
+    small = Suite("lab-small", suite.tasks[:2], suite.seeds[:1])
+    protocol = TrainingProtocol(steps=5)
+    source = program("torch.tanh(x) + 0.1 * torch.sin(x)")
+    default = Lab(small, protocol=protocol, cache_dir=tmp_path)
+    assert default.evaluate_source(source).workload["kernel"] == "fused"
+    callable_only = default.evaluate(compile_candidate(source, "candidate"))
+    assert callable_only.workload["kernel"] == "eager: a callable without its source"
+    float64 = Lab(small, protocol=TrainingProtocol(steps=5, dtype="float64"), cache_dir=tmp_path)
+    assert float64.evaluate_source(source).workload["kernel"] == "eager: fused kernels are float32 CPU only"
+    batch = Lab(small, protocol=protocol, cache_dir=tmp_path, budget=ProbeBudget(allow_batch_dependent=True))
+    centred = batch.evaluate_source("def activation_function(x):\n    return torch.tanh(x - x.mean())\n")
+    assert centred.workload["kernel"] == "eager: batch-dependent"
+
+
+def test_a_kernel_that_disagrees_before_training_is_never_used(tmp_path, monkeypatch):
+    source = program("torch.tanh(x) + 0.1 * torch.sin(x)")
+    eager_fitness = _small_lab(tmp_path, False).evaluate_source(source).fitness
+    monkeypatch.setattr(fusion, "agreement", lambda fused, candidate: "f' differs at x = 1")
+    evaluation = _small_lab(tmp_path, True).evaluate_source(source)
+    assert evaluation.ok and evaluation.workload["kernel"] == "eager: f' differs at x = 1"
+    assert evaluation.fitness == pytest.approx(eager_fitness, abs=1e-9)
+
+
+def test_a_kernel_of_another_function_is_caught_in_training_once_and_retrained_eagerly(tmp_path, monkeypatch):
+    # The agreement check is fooled (patched): the candidate's own training check catches the
+    # kernel at the first training (the screen), asks the candidate itself who is wrong, and every
+    # later training is eager.
+    source = program("torch.tanh(x) + 0.1 * torch.sin(x)")
+    other = program("torch.sin(2.0 * x)")
+    other_kernel = fusion.fused_or_reason(other, compile_candidate(other, "other"), tmp_path)
+    assert isinstance(other_kernel, fusion.FusedActivation)
+    eager_fitness = _small_lab(tmp_path, False).evaluate_source(source).fitness
+    monkeypatch.setattr(fusion, "agreement", lambda fused, candidate: None)
+    monkeypatch.setattr(Lab, "_fused", lambda self, source, function: other_kernel)
+    watched, real_check = [], fusion.fused_check
+
+    def counted(check, candidate):
+        watched.append(candidate)
+        return real_check(check, candidate)
+
+    monkeypatch.setattr(fusion, "fused_check", counted)
+    evaluation = _small_lab(tmp_path, True).evaluate_source(source)
+    assert evaluation.ok and evaluation.workload["kernel"].startswith("eager: the fused kernel differed")
+    assert evaluation.fitness == pytest.approx(eager_fitness, abs=1e-9)
+    assert len(watched) == 1 and callable(watched[0])  # the kernel trained once, then never again

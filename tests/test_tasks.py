@@ -1488,3 +1488,40 @@ def test_a_suite_file_is_read_as_utf8_whatever_the_locale(tmp_path, monkeypatch)
     path.write_text("name: accents\ntasks:\n  - {family: polynomial, seed: 0, name: pôly-é}\n", encoding="utf-8")
     monkeypatch.setattr(io, "text_encoding", lambda encoding, stacklevel=2: encoding or "latin-1")
     assert [task.name for task in T.load_suite_file(path).tasks] == ["pôly-é"]
+
+
+def test_draws_are_remembered_up_to_the_memo_size_and_the_oldest_is_forgotten(monkeypatch):
+    from collections import OrderedDict
+
+    from actmine.lab import tasks as tasks_module
+
+    monkeypatch.setattr(tasks_module, "_drawn", OrderedDict())
+    monkeypatch.setattr(tasks_module, "DRAW_MEMO_SIZE", 3)
+    calls = []
+
+    class Counting:  # a generator that says when it really draws
+        name = "counting"
+
+        def __init__(self, **params):
+            self._params = params
+
+        def params(self):
+            return dict(self._params)
+
+        def draw(self, index):
+            calls.append(index)
+            return object()
+
+    first = tasks_module.draw_task(Counting(a=1, b=2), 0)
+    assert tasks_module.draw_task(Counting(a=1, b=2), 0) is first and calls == [0]
+    # the same parameters in another order are the same generator: the same remembered draw
+    assert tasks_module.draw_task(Counting(b=2, a=1), 0) is first and calls == [0]
+    for index in (1, 2):
+        tasks_module.draw_task(Counting(a=1, b=2), index)
+    assert len(tasks_module._drawn) == 3
+    newest = tasks_module.draw_task(Counting(a=1, b=2), 3)  # a fourth: the oldest (0) is forgotten
+    assert len(tasks_module._drawn) == 3 and calls == [0, 1, 2, 3]
+    assert tasks_module.draw_task(Counting(a=1, b=2), 3) is newest and calls == [0, 1, 2, 3]
+    tasks_module.draw_task(Counting(a=1, b=2), 1)  # still remembered
+    assert calls == [0, 1, 2, 3]
+    assert tasks_module.draw_task(Counting(a=1, b=2), 0) is not first and calls == [0, 1, 2, 3, 0]

@@ -862,3 +862,28 @@ def test_a_half_written_journal_line_is_ended_before_new_records(tmp_path):
     assert len(lines) == 2 and json.loads(lines[1]) == {"next": 1}
     runner.end_partial_line(journal)  # a complete journal is left as it is
     assert journal.read_text().splitlines() == lines
+
+
+def test_on_a_terminal_the_progress_bar_counts_jobs_and_shows_their_names_as_text():
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    bar = runner._Progress(2, True, Console(file=out, force_terminal=True, width=120))
+    assert bar.bar is not None
+    bar.advance(
+        TransferResult.from_dict(
+            {
+                "activation": "[bold]x[/bold]",
+                "benchmark": "tiny",
+                "seed": 0,
+                "ok": True,
+                "score": 0.5,
+                "metric": "accuracy",
+            }
+        )
+    )
+    bar.close()
+    shown = out.getvalue()
+    assert "transfer" in shown and "1/2" in shown and "[bold]x[/bold]" in shown  # markup shown, not applied

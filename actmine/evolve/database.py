@@ -41,7 +41,6 @@ version i to i + 1 and runs, with the version bump, in one transaction when the 
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -53,19 +52,28 @@ from ..faults import fault_point
 
 # The database's parts; every name stays importable from here.
 from .database_file import (
-    BUSY_TIMEOUT_MS, DatabaseError, _check_header, _corrupt_message, _is_corruption, _newer_message,
+    BUSY_TIMEOUT_MS,
+    DatabaseError,
+    _check_header,
+    _corrupt_message,
+    _is_corruption,
+    _newer_message,
     check_before_opening,
 )
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
+from .database_results import ResultTables
 from .program_records import (
-    ProgramRecord as ProgramRecord, RunRecord as RunRecord, normalise_source as normalise_source,
+    ProgramRecord as ProgramRecord,
+    RunRecord as RunRecord,
+    _dumps,
+    _finite_or_none,
+    normalise_source as normalise_source,
     source_key as source_key,
 )
 
 STATUSES = ("ok", "failed", "duplicate")
 
-_JSON_FIELDS = ("parent_ids", "family_log_ratios", "tasks", "descriptors", "probes", "timings",
-                "normalisation_changes")
+_JSON_FIELDS = ("parent_ids", "family_log_ratios", "tasks", "descriptors", "probes", "timings", "normalisation_changes")
 _COLUMNS = tuple(f.name for f in fields(ProgramRecord) if f.name != "id")
 
 
@@ -74,20 +82,7 @@ def _selection_score(record: "ProgramRecord") -> float:
     return float(record.score if record.score is not None else record.fitness)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _finite_or_none(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    if not math.isfinite(value):  # SQLite would store NaN as NULL: refuse rather than lose it
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return value
-
-
-class ProgramDatabase:
+class ProgramDatabase(ResultTables):
     """The search's SQLite store. `ProgramDatabase(path)` creates or migrates the file;
     `ProgramDatabase(path, readonly=True)` opens an existing, current file without ever writing.
 
@@ -103,7 +98,7 @@ class ProgramDatabase:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         else:
-            check_before_opening(self.path)   # refuse what we cannot use before writing anything
+            check_before_opening(self.path)  # refuse what we cannot use before writing anything
             self._conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         self._depth = 0
         try:
@@ -119,8 +114,10 @@ class ProgramDatabase:
                 if version > SCHEMA_VERSION:
                     raise DatabaseError(_newer_message(self.path, version))
                 if version != SCHEMA_VERSION:
-                    raise DatabaseError(f"{self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
-                                        "; open it once read-write to migrate it")
+                    raise DatabaseError(
+                        f"{self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
+                        "; open it once read-write to migrate it"
+                    )
             else:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -142,7 +139,7 @@ class ProgramDatabase:
     def _upgrade_schema(self) -> None:
         with self.transaction():  # BEGIN IMMEDIATE: two processes opening a new file cannot both migrate
             version = self.schema_version()
-            if version > SCHEMA_VERSION:   # `check_before_opening` saw it already, unless it changed since
+            if version > SCHEMA_VERSION:  # `check_before_opening` saw it already, unless it changed since
                 raise DatabaseError(_newer_message(self.path, version))
             for step in range(version, SCHEMA_VERSION):
                 MIGRATIONS[step](self._conn)
@@ -195,13 +192,19 @@ class ProgramDatabase:
 
     # ---- runs -------------------------------------------------------------------------------
 
-    def create_run(self, config: dict[str, Any], seed: int | None = None,
-                   versions: dict[str, Any] | None = None, status: str = "running") -> int:
+    def create_run(
+        self,
+        config: dict[str, Any],
+        seed: int | None = None,
+        versions: dict[str, Any] | None = None,
+        status: str = "running",
+    ) -> int:
         now = time.time()
         with self.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (created_at, updated_at, seed, config, versions, status) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, now, seed, _dumps(config), _dumps(versions or {}), status))
+                (now, now, seed, _dumps(config), _dumps(versions or {}), status),
+            )
             return int(cursor.lastrowid)
 
     def update_run(self, run_id: int, config: dict[str, Any] | None = None, status: str | None = None) -> None:
@@ -215,24 +218,34 @@ class ProgramDatabase:
                 raise KeyError(f"no run {run_id}")
 
     def get_run(self, run_id: int) -> RunRecord | None:
-        row = self._conn.execute("SELECT id, created_at, updated_at, seed, config, versions, status FROM runs "
-                                 "WHERE id = ?", (run_id,)).fetchone()
+        row = self._conn.execute(
+            "SELECT id, created_at, updated_at, seed, config, versions, status FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
         return self._run(row) if row else None
 
     def latest_run(self) -> RunRecord | None:
-        row = self._conn.execute("SELECT id, created_at, updated_at, seed, config, versions, status FROM runs "
-                                 "ORDER BY id DESC LIMIT 1").fetchone()
+        row = self._conn.execute(
+            "SELECT id, created_at, updated_at, seed, config, versions, status FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         return self._run(row) if row else None
 
     def runs(self) -> list[RunRecord]:
-        rows = self._conn.execute("SELECT id, created_at, updated_at, seed, config, versions, status FROM runs "
-                                  "ORDER BY id").fetchall()
+        rows = self._conn.execute(
+            "SELECT id, created_at, updated_at, seed, config, versions, status FROM runs ORDER BY id"
+        ).fetchall()
         return [self._run(row) for row in rows]
 
     @staticmethod
     def _run(row: tuple) -> RunRecord:
-        return RunRecord(id=row[0], created_at=row[1], updated_at=row[2], seed=row[3], config=json.loads(row[4]),
-                         versions=json.loads(row[5]), status=row[6])
+        return RunRecord(
+            id=row[0],
+            created_at=row[1],
+            updated_at=row[2],
+            seed=row[3],
+            config=json.loads(row[4]),
+            versions=json.loads(row[5]),
+            status=row[6],
+        )
 
     # ---- programs ---------------------------------------------------------------------------
 
@@ -260,11 +273,14 @@ class ProgramDatabase:
         columns = _COLUMNS + ("source_hash",)
         values.append(source_key(record.source))
         with self.transaction() as conn:
-            cursor = conn.execute(f"INSERT INTO programs ({', '.join(columns)}) "
-                                  f"VALUES ({', '.join('?' * len(columns))})", values)
+            cursor = conn.execute(
+                f"INSERT INTO programs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values
+            )
             program_id = int(cursor.lastrowid)
-            conn.executemany("INSERT INTO program_parents (child_id, parent_id, position) VALUES (?, ?, ?)",
-                             [(program_id, int(p), i) for i, p in enumerate(record.parent_ids)])
+            conn.executemany(
+                "INSERT INTO program_parents (child_id, parent_id, position) VALUES (?, ?, ?)",
+                [(program_id, int(p), i) for i, p in enumerate(record.parent_ids)],
+            )
             fault_point("db_program_inserted")
             if record.status == "ok" and record.cell is not None and record.settled:
                 self._offer_elite(record.run_id, record.island, record.cell, program_id, _selection_score(record))
@@ -274,24 +290,32 @@ class ProgramDatabase:
     def _offer_elite(self, run_id: int, island: int, cell: str, program_id: int, fitness: float) -> bool:
         """Put the program in the cell if it is empty or the program's selection score (`fitness`
         here: the score column of the grid) is strictly higher. Call inside a transaction."""
-        row = self._conn.execute("SELECT program_id, fitness FROM elites WHERE run_id = ? AND island = ? AND cell = ?",
-                                 (run_id, island, cell)).fetchone()
+        row = self._conn.execute(
+            "SELECT program_id, fitness FROM elites WHERE run_id = ? AND island = ? AND cell = ?",
+            (run_id, island, cell),
+        ).fetchone()
         if row is not None and row[0] == program_id:
-            self._conn.execute("UPDATE elites SET fitness = ? WHERE run_id = ? AND island = ? AND cell = ?",
-                               (fitness, run_id, island, cell))
+            self._conn.execute(
+                "UPDATE elites SET fitness = ? WHERE run_id = ? AND island = ? AND cell = ?",
+                (fitness, run_id, island, cell),
+            )
             return False
         if row is not None and not fitness > row[1]:
             return False
-        self._conn.execute("INSERT OR REPLACE INTO elites (run_id, island, cell, program_id, fitness) "
-                           "VALUES (?, ?, ?, ?, ?)", (run_id, island, cell, program_id, fitness))
+        self._conn.execute(
+            "INSERT OR REPLACE INTO elites (run_id, island, cell, program_id, fitness) VALUES (?, ?, ?, ?, ?)",
+            (run_id, island, cell, program_id, fitness),
+        )
         return True
 
     def move_to_island(self, run_id: int, program_id: int, to_island: int) -> bool:
         """Offer a stored ok program to another island's grid, in its own cell (it takes the cell
         if empty or strictly fitter). Returns whether it took the cell. One transaction."""
         with self.transaction():
-            row = self._conn.execute("SELECT run_id, status, cell, COALESCE(score, fitness), settled FROM programs "
-                                     "WHERE id = ?", (program_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT run_id, status, cell, COALESCE(score, fitness), settled FROM programs WHERE id = ?",
+                (program_id,),
+            ).fetchone()
             if row is None:
                 raise KeyError(f"no program {program_id}")
             if row[0] != run_id:
@@ -321,7 +345,7 @@ class ProgramDatabase:
         ids = list(dict.fromkeys(int(i) for i in program_ids))
         found: dict[int, ProgramRecord] = {}
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             for record in self._records(f"{self._SELECT} WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
                 found[record.id] = record
         return [found[i] for i in ids if i in found]
@@ -366,8 +390,11 @@ class ProgramDatabase:
     def count(self, run_id: int, status: str | None = None) -> int:
         if status is None:
             return int(self._conn.execute("SELECT COUNT(*) FROM programs WHERE run_id = ?", (run_id,)).fetchone()[0])
-        return int(self._conn.execute("SELECT COUNT(*) FROM programs WHERE run_id = ? AND status = ?",
-                                      (run_id, status)).fetchone()[0])
+        return int(
+            self._conn.execute(
+                "SELECT COUNT(*) FROM programs WHERE run_id = ? AND status = ?", (run_id, status)
+            ).fetchone()[0]
+        )
 
     def max_proposal_index(self, run_id: int) -> int:
         """The largest proposal_index recorded in the run, −1 when there is none (so the next
@@ -392,156 +419,57 @@ class ProgramDatabase:
     def elites(self, run_id: int, island: int) -> list[ProgramRecord]:
         """The programs in the island's grid (one per occupied cell, migrants included), selection
         score descending, earlier first on ties. Each one's `cell` is the cell it occupies."""
-        sql = (f"SELECT p.id, {', '.join('p.' + c for c in _COLUMNS)} FROM elites e JOIN programs p "
-               "ON p.id = e.program_id WHERE e.run_id = ? AND e.island = ? ORDER BY e.fitness DESC, p.id ASC")
+        sql = (
+            f"SELECT p.id, {', '.join('p.' + c for c in _COLUMNS)} FROM elites e JOIN programs p "
+            "ON p.id = e.program_id WHERE e.run_id = ? AND e.island = ? ORDER BY e.fitness DESC, p.id ASC"
+        )
         return self._records(sql, (run_id, island))
 
     def grid(self, run_id: int, island: int) -> dict[str, int]:
         """The island's grid as {cell: program_id}."""
-        rows = self._conn.execute("SELECT cell, program_id FROM elites WHERE run_id = ? AND island = ? ORDER BY cell",
-                                  (run_id, island)).fetchall()
+        rows = self._conn.execute(
+            "SELECT cell, program_id FROM elites WHERE run_id = ? AND island = ? ORDER BY cell", (run_id, island)
+        ).fetchall()
         return {cell: program_id for cell, program_id in rows}
 
     def islands(self, run_id: int) -> list[int]:
         """Islands that have a program or a grid entry in the run."""
-        rows = self._conn.execute("SELECT island FROM programs WHERE run_id = ? UNION "
-                                  "SELECT island FROM elites WHERE run_id = ? ORDER BY 1", (run_id, run_id)).fetchall()
+        rows = self._conn.execute(
+            "SELECT island FROM programs WHERE run_id = ? UNION SELECT island FROM elites WHERE run_id = ? ORDER BY 1",
+            (run_id, run_id),
+        ).fetchall()
         return [row[0] for row in rows]
 
     def children_count(self, program_id: int) -> int:
         """How many programs list this one in their parent_ids."""
-        return int(self._conn.execute("SELECT COUNT(DISTINCT child_id) FROM program_parents WHERE parent_id = ?",
-                                      (program_id,)).fetchone()[0])
+        return int(
+            self._conn.execute(
+                "SELECT COUNT(DISTINCT child_id) FROM program_parents WHERE parent_id = ?", (program_id,)
+            ).fetchone()[0]
+        )
 
     def children_counts(self, program_ids: Sequence[int]) -> dict[int, int]:
         """`children_count` for many programs at once (0 for those without children)."""
         ids = list(dict.fromkeys(int(i) for i in program_ids))
         counts = dict.fromkeys(ids, 0)
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             rows = self._conn.execute(
                 f"SELECT parent_id, COUNT(DISTINCT child_id) FROM program_parents WHERE parent_id IN "
-                f"({', '.join('?' * len(chunk))}) GROUP BY parent_id", chunk).fetchall()
+                f"({', '.join('?' * len(chunk))}) GROUP BY parent_id",
+                chunk,
+            ).fetchall()
             counts.update({parent: int(n) for parent, n in rows})
         return counts
 
     def failures_by_reason(self, run_id: int) -> dict[tuple[str | None, str | None], int]:
         """{(failure_stage, failure_code): count} over the run's failed programs."""
-        rows = self._conn.execute("SELECT failure_stage, failure_code, COUNT(*) FROM programs WHERE run_id = ? "
-                                  "AND status = 'failed' GROUP BY failure_stage, failure_code "
-                                  "ORDER BY COUNT(*) DESC, failure_stage, failure_code", (run_id,)).fetchall()
+        rows = self._conn.execute(
+            "SELECT failure_stage, failure_code, COUNT(*) FROM programs WHERE run_id = ? "
+            "AND status = 'failed' GROUP BY failure_stage, failure_code "
+            "ORDER BY COUNT(*) DESC, failure_stage, failure_code",
+            (run_id,),
+        ).fetchall()
         return {(stage, code): int(n) for stage, code, n in rows}
 
     # ---- estimates: rounds, confirmation, validation over the run ------------------------------
-
-    def add_evaluation(self, run_id: int, program_id: int, round: int, kind: str, fitness: float,
-                       tasks: Sequence[dict[str, Any]], seconds: float = 0.0, created_at: float | None = None) -> None:
-        """One scored round of a program (`kind`: search, confirm or pooled); its per-task scores."""
-        with self.transaction() as conn:
-            conn.execute("INSERT INTO evaluations (run_id, program_id, round, kind, fitness, tasks, seconds, "
-                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (run_id, program_id, int(round), kind, _finite_or_none(fitness, "fitness"),
-                          _dumps(list(tasks)), float(seconds), time.time() if created_at is None else created_at))
-
-    def evaluations(self, program_id: int) -> list[dict[str, Any]]:
-        """A program's scored rounds in round order: {round, kind, fitness, tasks, seconds, created_at}."""
-        rows = self._conn.execute("SELECT round, kind, fitness, tasks, seconds, created_at FROM evaluations "
-                                  "WHERE program_id = ? ORDER BY round", (program_id,)).fetchall()
-        return [{"round": r, "kind": k, "fitness": f, "tasks": json.loads(t), "seconds": s, "created_at": c}
-                for r, k, f, t, s, c in rows]
-
-    def evaluation_counts(self, run_id: int) -> dict[str, int]:
-        """How many rounds the run scored, by kind."""
-        rows = self._conn.execute("SELECT kind, COUNT(*) FROM evaluations WHERE run_id = ? GROUP BY kind",
-                                  (run_id,)).fetchall()
-        return {kind: int(n) for kind, n in rows}
-
-    def update_estimate(self, program_id: int, *, fitness: float, ood_log_ratio: float,
-                        family_log_ratios: dict[str, float], tasks: Sequence[dict[str, Any]], fitness_se: float,
-                        score: float, rounds: int, settled: bool) -> None:
-        """A program's pooled estimate after a new round; a settled program is offered to its island's
-        grid (and every grid entry it holds takes its new score). One transaction."""
-        with self.transaction() as conn:
-            conn.execute("UPDATE programs SET fitness = ?, ood_log_ratio = ?, family_log_ratios = ?, tasks = ?, "
-                         "fitness_se = ?, score = ?, rounds = ?, settled = ? WHERE id = ?",
-                         (_finite_or_none(fitness, "fitness"), _finite_or_none(ood_log_ratio, "ood_log_ratio"),
-                          _dumps(family_log_ratios), _dumps(list(tasks)), _finite_or_none(fitness_se, "fitness_se"),
-                          _finite_or_none(score, "score"), int(rounds), int(bool(settled)), program_id))
-            conn.execute("UPDATE elites SET fitness = ? WHERE program_id = ?", (score, program_id))
-            record = self.get(program_id)
-            if settled and record is not None and record.status == "ok" and record.cell is not None:
-                self._offer_elite(record.run_id, record.island, record.cell, program_id, score)
-
-    def unsettled_count(self, run_id: int) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM programs WHERE run_id = ? AND status = 'ok' "
-                                      "AND settled = 0", (run_id,)).fetchone()[0])
-
-    def unsettled(self, run_id: int) -> list[ProgramRecord]:
-        """Ok programs still waiting for confirmation rounds, in insertion order."""
-        return self._records(f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 0 ORDER BY id",
-                             (run_id,))
-
-    def add_validation(self, run_id: int, program_id: int, evaluated: int, search_fitness: float | None,
-                       search_se: float | None, fitness: float | None, result: dict[str, Any],
-                       created_at: float | None = None) -> None:
-        """The validation score of the run's best program at the time `evaluated` proposals were recorded."""
-        with self.transaction() as conn:
-            conn.execute("INSERT INTO validations (run_id, program_id, evaluated, search_fitness, search_se, fitness, "
-                         "result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (run_id, program_id, int(evaluated), _finite_or_none(search_fitness, "search_fitness"),
-                          _finite_or_none(search_se, "search_se"), _finite_or_none(fitness, "fitness"),
-                          _dumps(result), time.time() if created_at is None else created_at))
-
-    def latest_validation(self, run_id: int) -> dict[str, Any] | None:
-        """The run's newest row of `validations`, or None."""
-        found = self.validations(run_id, latest=True)
-        return found[0] if found else None
-
-    def validations(self, run_id: int, latest: bool = False) -> list[dict[str, Any]]:
-        """The run's validations of its best program over time: {program_id, evaluated, search_fitness,
-        search_se, fitness, result, created_at}, oldest first."""
-        rows = self._conn.execute("SELECT program_id, evaluated, search_fitness, search_se, fitness, result, "
-                                  "created_at FROM validations WHERE run_id = ? ORDER BY id"
-                                  + (" DESC LIMIT 1" if latest else ""), (run_id,)).fetchall()
-        return [{"program_id": p, "evaluated": e, "search_fitness": sf, "search_se": se, "fitness": f,
-                 "result": json.loads(r), "created_at": c} for p, e, sf, se, f, r, c in rows]
-
-    # ---- LLM calls and held-out results --------------------------------------------------------
-
-    def add_llm_call(self, run_id: int, model: str | None, *, program_id: int | None = None,
-                     prompt_tokens: int = 0, completion_tokens: int = 0, latency_s: float = 0.0,
-                     cost: float = 0.0, outcome: str = "ok", error: str | None = None,
-                     created_at: float | None = None) -> int:
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO llm_calls (run_id, program_id, model, prompt_tokens, completion_tokens, latency_s, cost, "
-                "outcome, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, program_id, model, int(prompt_tokens), int(completion_tokens), float(latency_s), float(cost),
-                 outcome, error, time.time() if created_at is None else created_at))
-            return int(cursor.lastrowid)
-
-    def llm_calls(self, run_id: int) -> list[dict[str, Any]]:
-        cursor = self._conn.execute("SELECT id, run_id, program_id, model, prompt_tokens, completion_tokens, latency_s, "
-                                    "cost, outcome, error, created_at FROM llm_calls WHERE run_id = ? ORDER BY id",
-                                    (run_id,))
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-    def add_heldout(self, run_id: int, name: str, program_id: int | None, result: dict[str, Any],
-                    created_at: float | None = None) -> None:
-        """One held-out result (`program_id` None for a reference such as relu); `result` is JSON."""
-        with self.transaction() as conn:
-            conn.execute("INSERT INTO heldout (run_id, name, program_id, result, created_at) VALUES (?, ?, ?, ?, ?)",
-                         (run_id, name, program_id, _dumps(result), time.time() if created_at is None else created_at))
-
-    def clear_heldout(self, run_id: int) -> None:
-        """Remove the run's held-out results (before a new check writes its own; one transaction)."""
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM heldout WHERE run_id = ?", (run_id,))
-
-    def heldout(self, run_id: int) -> list[dict[str, Any]]:
-        """The run's held-out results in insertion order: {name, program_id, result, created_at}."""
-        rows = self._conn.execute("SELECT name, program_id, result, created_at FROM heldout WHERE run_id = ? "
-                                  "ORDER BY rowid", (run_id,)).fetchall()
-        return [{"name": name, "program_id": program_id, "result": json.loads(result), "created_at": created_at}
-                for name, program_id, result, created_at in rows]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -222,3 +224,19 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The JSON and number checks of the database's rows (`database`, `database_results`)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _finite_or_none(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):  # SQLite would store NaN as NULL: refuse rather than lose it
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return value

@@ -58,15 +58,20 @@ def default_cache_dir() -> Path:
 class TaskScore:
     name: str
     family: str
-    ood_error: float        # geometric mean over seeds of the normalised OOD error
-    id_error: float         # geometric mean over seeds of the normalised held-out ID error
-    log_ratio: float        # mean over seeds of ln(ood_error / ReLU's), clipped
-    seed_log_ratios: tuple[float, ...] = ()   # per seed, unclipped (log_ratio = their mean, clipped)
+    ood_error: float  # geometric mean over seeds of the normalised OOD error
+    id_error: float  # geometric mean over seeds of the normalised held-out ID error
+    log_ratio: float  # mean over seeds of ln(ood_error / ReLU's), clipped
+    seed_log_ratios: tuple[float, ...] = ()  # per seed, unclipped (log_ratio = their mean, clipped)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family, "ood_error": self.ood_error,
-                "id_error": self.id_error, "log_ratio": self.log_ratio,
-                "seed_log_ratios": list(self.seed_log_ratios)}
+        return {
+            "name": self.name,
+            "family": self.family,
+            "ood_error": self.ood_error,
+            "id_error": self.id_error,
+            "log_ratio": self.log_ratio,
+            "seed_log_ratios": list(self.seed_log_ratios),
+        }
 
 
 @dataclass
@@ -82,19 +87,29 @@ class Evaluation:
     probes: dict[str, Any] = field(default_factory=dict)
     workload: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    stage: str = "policy"   # the last stage reached: policy, probes, screen, train, done
-    timings: dict[str, float] = field(default_factory=dict)   # seconds spent in each stage
+    stage: str = "policy"  # the last stage reached: policy, probes, screen, train, done
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each stage
 
     def to_dict(self) -> dict[str, Any]:
-        return {"activation": self.activation, "ok": self.ok, "error": self.error, "fitness": self.fitness,
-                "ood_log_ratio": self.ood_log_ratio, "tasks": [t.to_dict() for t in self.tasks],
-                "probes": self.probes, "workload": self.workload, "seconds": self.seconds,
-                "stage": self.stage, "timings": self.timings}
+        return {
+            "activation": self.activation,
+            "ok": self.ok,
+            "error": self.error,
+            "fitness": self.fitness,
+            "ood_log_ratio": self.ood_log_ratio,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "probes": self.probes,
+            "workload": self.workload,
+            "seconds": self.seconds,
+            "stage": self.stage,
+            "timings": self.timings,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Evaluation":
         """Rebuild an evaluation from `to_dict()` output, checking every field's type: the data may
         come from a sandboxed worker that ran hostile code, so nothing is taken on trust."""
+
         def number(value: Any, allow_none: bool = True) -> float | None:
             if value is None and allow_none:
                 return None
@@ -105,22 +120,36 @@ class Evaluation:
         if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
             raise ValueError("not an evaluation record")
         error = data.get("error")
-        if error is not None and not (isinstance(error, dict) and len(error) <= 8
-                                      and all(isinstance(v, str) for v in error.values())):
+        if error is not None and not (
+            isinstance(error, dict) and len(error) <= 8 and all(isinstance(v, str) for v in error.values())
+        ):
             raise ValueError(f"malformed error field {cap_message(repr(error), 200)}")
         if error is not None:  # a worker's text is capped here too, whatever the worker did
             error = {cap_message(str(k), 64): cap_message(v, MESSAGE_LIMIT) for k, v in error.items()}
-        tasks = [TaskScore(str(t["name"]), str(t["family"]), number(t["ood_error"], False),
-                           number(t["id_error"], False), number(t["log_ratio"], False),
-                           tuple(number(v, False) for v in (t.get("seed_log_ratios") or ())[:1000]))
-                 for t in data.get("tasks", [])]
-        evaluation = cls(activation=cap_message(str(data.get("activation", "candidate")), 256), ok=data["ok"],
-                         error=error,
-                         fitness=number(data.get("fitness")), ood_log_ratio=number(data.get("ood_log_ratio")),
-                         tasks=tasks, probes=dict(data.get("probes") or {}), workload=dict(data.get("workload") or {}),
-                         seconds=number(data.get("seconds", 0.0), False),
-                         stage=cap_message(str(data.get("stage", "policy")), 64),
-                         timings={str(k): number(v, False) for k, v in (data.get("timings") or {}).items()})
+        tasks = [
+            TaskScore(
+                str(t["name"]),
+                str(t["family"]),
+                number(t["ood_error"], False),
+                number(t["id_error"], False),
+                number(t["log_ratio"], False),
+                tuple(number(v, False) for v in (t.get("seed_log_ratios") or ())[:1000]),
+            )
+            for t in data.get("tasks", [])
+        ]
+        evaluation = cls(
+            activation=cap_message(str(data.get("activation", "candidate")), 256),
+            ok=data["ok"],
+            error=error,
+            fitness=number(data.get("fitness")),
+            ood_log_ratio=number(data.get("ood_log_ratio")),
+            tasks=tasks,
+            probes=dict(data.get("probes") or {}),
+            workload=dict(data.get("workload") or {}),
+            seconds=number(data.get("seconds", 0.0), False),
+            stage=cap_message(str(data.get("stage", "policy")), 64),
+            timings={str(k): number(v, False) for k, v in (data.get("timings") or {}).items()},
+        )
         if evaluation.ok and (evaluation.fitness is None or not tasks):
             raise ValueError("an evaluation marked ok must carry a fitness and task scores")
         return evaluation
@@ -151,6 +180,21 @@ class Evaluation:
         return {family: scores["log_ratio"] for family, scores in self.by_family().items()}
 
 
+def _run_stage(evaluation: Evaluation, stage: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` as `evaluation`'s stage ``stage``; the candidate's failure (a probe's refusal or its own
+    exception) fails the evaluation there and gives None."""
+    from ..candidate import probes
+
+    evaluation.stage = stage
+    try:
+        return fn()
+    except probes.ProbeFailure as failure:
+        evaluation.fail(stage, failure.code, str(failure))
+    except Exception as exc:  # the candidate's own code raised (MemoryError included)
+        evaluation.fail(stage, probes.exception_code(exc), f"{type(exc).__name__}: {exc}")
+    return None
+
+
 def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(max(v, ERROR_FLOOR)) for v in values) / len(values))
 
@@ -163,10 +207,18 @@ class Lab:
     once per configuration and cached on disk under `cache_dir`.
     """
 
-    def __init__(self, suite: str | Suite = "lab", protocol: TrainingProtocol | None = None, seeds: int | None = None,
-                 cache_dir: str | Path | None = None, log_ratio_clip: float = 3.0,
-                 budget: ProbeBudget | None = None, screen_max_id_error: float | None = 0.5,
-                 max_source_chars: int = 20_000, fused: bool = True):
+    def __init__(
+        self,
+        suite: str | Suite = "lab",
+        protocol: TrainingProtocol | None = None,
+        seeds: int | None = None,
+        cache_dir: str | Path | None = None,
+        log_ratio_clip: float = 3.0,
+        budget: ProbeBudget | None = None,
+        screen_max_id_error: float | None = 0.5,
+        max_source_chars: int = 20_000,
+        fused: bool = True,
+    ):
         self.suite = get_suite(suite)
         if seeds is not None:
             self.suite = self.suite.with_seeds(seeds)
@@ -174,23 +226,34 @@ class Lab:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.log_ratio_clip = log_ratio_clip
         self.budget = budget or ProbeBudget()
-        self.screen_max_id_error = screen_max_id_error   # None: no screening stage
+        self.screen_max_id_error = screen_max_id_error  # None: no screening stage
         self.max_source_chars = max_source_chars
-        self.fused = fused   # train elementwise candidates with a compiled kernel (actmine.candidate.fused)
+        self.fused = fused  # train elementwise candidates with a compiled kernel (actmine.candidate.fused)
 
     def to_spec(self) -> dict[str, Any]:
         """Everything needed to rebuild this lab elsewhere (a worker process), as plain data."""
-        return {"suite": self.suite.to_dict(), "protocol": self.protocol.to_dict(),
-                "log_ratio_clip": self.log_ratio_clip, "budget": self.budget.to_dict(),
-                "screen_max_id_error": self.screen_max_id_error, "max_source_chars": self.max_source_chars,
-                "fused": self.fused}
+        return {
+            "suite": self.suite.to_dict(),
+            "protocol": self.protocol.to_dict(),
+            "log_ratio_clip": self.log_ratio_clip,
+            "budget": self.budget.to_dict(),
+            "screen_max_id_error": self.screen_max_id_error,
+            "max_source_chars": self.max_source_chars,
+            "fused": self.fused,
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], cache_dir: str | Path | None = None) -> "Lab":
-        return cls(Suite.from_dict(spec["suite"]), protocol=TrainingProtocol(**spec["protocol"]), cache_dir=cache_dir,
-                   log_ratio_clip=spec["log_ratio_clip"], budget=ProbeBudget(**spec["budget"]),
-                   screen_max_id_error=spec["screen_max_id_error"], max_source_chars=spec["max_source_chars"],
-                   fused=bool(spec.get("fused", True)))
+        return cls(
+            Suite.from_dict(spec["suite"]),
+            protocol=TrainingProtocol(**spec["protocol"]),
+            cache_dir=cache_dir,
+            log_ratio_clip=spec["log_ratio_clip"],
+            budget=ProbeBudget(**spec["budget"]),
+            screen_max_id_error=spec["screen_max_id_error"],
+            max_source_chars=spec["max_source_chars"],
+            fused=bool(spec.get("fused", True)),
+        )
 
     def use_reference(self, reference: TrainResult) -> None:
         """Score against a reference computed elsewhere (a worker gets it from its trusted parent)."""
@@ -202,8 +265,9 @@ class Lab:
     @cached_property
     def screen_workload(self) -> Workload:
         """The cascade's cheap stage: the suite's first task, first seed (one MLP)."""
-        return build_workload(Suite(self.suite.name + "-screen", self.suite.tasks[:1], self.suite.seeds[:1]),
-                              self.protocol)
+        return build_workload(
+            Suite(self.suite.name + "-screen", self.suite.tasks[:1], self.suite.seeds[:1]), self.protocol
+        )
 
     @cached_property
     def workload(self) -> Workload:
@@ -214,14 +278,26 @@ class Lab:
         return (len(self.suite.tasks) * len(self.suite.seeds), self.protocol.batch_size, self.protocol.hidden)
 
     def workload_summary(self) -> dict[str, Any]:
-        return {"models": len(self.suite.tasks) * len(self.suite.seeds), "steps": self.protocol.steps,
-                "batch_size": self.protocol.batch_size, "hidden": self.protocol.hidden,
-                "tasks": len(self.suite.tasks), "seeds": len(self.suite.seeds), "suite": self.suite.name}
+        return {
+            "models": len(self.suite.tasks) * len(self.suite.seeds),
+            "steps": self.protocol.steps,
+            "batch_size": self.protocol.batch_size,
+            "hidden": self.protocol.hidden,
+            "tasks": len(self.suite.tasks),
+            "seeds": len(self.suite.seeds),
+            "suite": self.suite.name,
+        }
 
     def reference_key(self) -> str:
         """A hash of everything that changes ReLU's numbers."""
-        payload = {"format": CACHE_FORMAT, "reference": REFERENCE, "suite": self.suite.to_dict(),
-                   "protocol": self.protocol.to_dict(), "torch": torch.__version__, "code": _lab_code_hash()}
+        payload = {
+            "format": CACHE_FORMAT,
+            "reference": REFERENCE,
+            "suite": self.suite.to_dict(),
+            "protocol": self.protocol.to_dict(),
+            "torch": torch.__version__,
+            "code": _lab_code_hash(),
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
     @cached_property
@@ -231,20 +307,35 @@ class Lab:
         if path.is_file():
             try:
                 data = json.loads(path.read_text())
-                return TrainResult(torch.tensor(data["losses"]), torch.tensor(data["id_error"]),
-                                   torch.tensor(data["ood_error"]), [])
+                return TrainResult(
+                    torch.tensor(data["losses"]), torch.tensor(data["id_error"]), torch.tensor(data["ood_error"]), []
+                )
             except (ValueError, KeyError):
                 pass  # a damaged cache entry is recomputed and overwritten
         result = train_ensemble(torch.relu, self.workload)
         if result.non_finite:
             raise RuntimeError(f"ReLU diverged on {self._describe(result.non_finite)}: the protocol is unstable")
-        write_text_atomically(path, json.dumps({"losses": result.losses.tolist(), "id_error": result.id_error.tolist(),
-                                                "ood_error": result.ood_error.tolist(), "key": self.reference_key()}))
+        write_text_atomically(
+            path,
+            json.dumps(
+                {
+                    "losses": result.losses.tolist(),
+                    "id_error": result.id_error.tolist(),
+                    "ood_error": result.ood_error.tolist(),
+                    "key": self.reference_key(),
+                }
+            ),
+        )
         return result
 
     @staticmethod
-    def _trainer(activation: Callable[[torch.Tensor], torch.Tensor], fused: Any, check: Any,
-                 evaluation: Evaluation, pointwise: bool) -> Callable[[Workload], TrainResult]:
+    def _trainer(
+        activation: Callable[[torch.Tensor], torch.Tensor],
+        fused: Any,
+        check: Any,
+        evaluation: Evaluation,
+        pointwise: bool,
+    ) -> Callable[[Workload], TrainResult]:
         """train_ensemble for this candidate: with its fused kernel where that agrees with the
         candidate (`fused.agreement`; a disagreement seen in training retrains eagerly), else eagerly."""
         from ..candidate import fused as fusion
@@ -261,6 +352,7 @@ class Lab:
                 except fusion.FusedMismatch as exc:
                     evaluation.workload["kernel"] = f"eager: {exc}"
             return train_ensemble(activation, workload, pointwise=pointwise, per_example=not pointwise, check=check)
+
         return train
 
     def _describe(self, models: list[int]) -> str:
@@ -270,8 +362,10 @@ class Lab:
 
     def log_ratios(self, ood_error: torch.Tensor) -> torch.Tensor:
         """ln(OOD error ÷ ReLU's) per model (task-major, as `build_workload` orders them), unclipped."""
-        return (ood_error.double().clamp_min(ERROR_FLOOR).log()
-                - self.reference.ood_error.double().clamp_min(ERROR_FLOOR).log())
+        return (
+            ood_error.double().clamp_min(ERROR_FLOOR).log()
+            - self.reference.ood_error.double().clamp_min(ERROR_FLOOR).log()
+        )
 
     def score(self, result: TrainResult) -> tuple[float, list[TaskScore]]:
         """`ood_log_ratio` and per-task scores of a finished training against the ReLU reference."""
@@ -281,16 +375,21 @@ class Lab:
         for i, task in enumerate(self.suite.tasks):
             rows = slice(i * seeds, (i + 1) * seeds)  # build_workload orders models task-major
             ratio = float(log_ratios[rows].mean().clamp(-self.log_ratio_clip, self.log_ratio_clip))
-            scores.append(TaskScore(
-                task.name, task.family,
-                ood_error=float(result.ood_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
-                id_error=float(result.id_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
-                log_ratio=ratio,
-                seed_log_ratios=tuple(float(v) for v in log_ratios[rows])))
+            scores.append(
+                TaskScore(
+                    task.name,
+                    task.family,
+                    ood_error=float(result.ood_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
+                    id_error=float(result.id_error[rows].double().clamp_min(ERROR_FLOOR).log().mean().exp()),
+                    log_ratio=ratio,
+                    seed_log_ratios=tuple(float(v) for v in log_ratios[rows]),
+                )
+            )
         return sum(s.log_ratio for s in scores) / len(scores), scores
 
-    def evaluate_source(self, source: str, name: str = "candidate",
-                        skip_fingerprints: Collection[str] = ()) -> Evaluation:
+    def evaluate_source(
+        self, source: str, name: str = "candidate", skip_fingerprints: Collection[str] = ()
+    ) -> Evaluation:
         """The whole cascade for program text: static policy, compile, then `evaluate`.
 
         Runs the candidate's code in this process: call it only inside a sandboxed worker
@@ -321,10 +420,16 @@ class Lab:
         if self.protocol.torch_dtype != torch.float32 or self.protocol.device != "cpu":
             return "eager: fused kernels are float32 CPU only"
         from ..candidate.fused import fused_or_reason
+
         return fused_or_reason(source, function, self.cache_dir)
 
-    def evaluate(self, activation: Callable[[torch.Tensor], torch.Tensor], name: str = "candidate",
-                 skip_fingerprints: Collection[str] = (), source: str | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        activation: Callable[[torch.Tensor], torch.Tensor],
+        name: str = "candidate",
+        skip_fingerprints: Collection[str] = (),
+        source: str | None = None,
+    ) -> Evaluation:
         """The cascade for a callable: probes → a short training on one task → the full suite.
 
         Each stage's time is recorded in `timings`; a refusal records its stage and reason code.
@@ -350,23 +455,24 @@ class Lab:
             evaluation.timings[name_] = round(now - since, 4)
             return now
 
-        def run(stage_: str, fn: Callable[[], Any]) -> Any:
-            evaluation.stage = stage_
-            try:
-                return fn()
-            except probes.ProbeFailure as failure:
-                evaluation.fail(stage_, failure.code, str(failure))
-            except Exception as exc:  # the candidate's own code raised (MemoryError included)
-                evaluation.fail(stage_, probes.exception_code(exc), f"{type(exc).__name__}: {exc}")
-            return None
-
-        evaluation.probes = run("probes", lambda: probes.run_probes(activation, dtype=self.protocol.torch_dtype,
-                                                                     budget=self.budget,
-                                                                     shapes=(self.training_shape(),))) or {}
+        evaluation.probes = (
+            _run_stage(
+                evaluation,
+                "probes",
+                lambda: probes.run_probes(
+                    activation, dtype=self.protocol.torch_dtype, budget=self.budget, shapes=(self.training_shape(),)
+                ),
+            )
+            or {}
+        )
         clock = stage("probes", started)
         if not evaluation.error and evaluation.probes.get("fingerprint") in skip_fingerprints:
-            evaluation.fail("probes", "duplicate", "computes the same function as an already evaluated program "
-                            f"(fingerprint {evaluation.probes['fingerprint']})")
+            evaluation.fail(
+                "probes",
+                "duplicate",
+                "computes the same function as an already evaluated program "
+                f"(fingerprint {evaluation.probes['fingerprint']})",
+            )
         if evaluation.error:
             evaluation.seconds = round(clock - started, 4)
             return evaluation
@@ -377,27 +483,45 @@ class Lab:
         fused = "eager: batch-dependent" if batch_wise else self._fused(source, activation)
         train = self._trainer(activation, fused, check, evaluation, pointwise=not batch_wise)
         if self.screen_max_id_error is not None:
-            screen = run("screen", lambda: train(self.screen_workload))
+            screen = _run_stage(evaluation, "screen", lambda: train(self.screen_workload))
             clock = stage("screen", clock)
-            if screen is not None and screen.non_finite:
-                evaluation.fail("screen", "non_finite", "non-finite loss, gradient, parameters or output on "
-                                f"{self.suite.tasks[0].name} (the screening task)")
-            elif screen is not None and not float(screen.id_error[0]) <= self.screen_max_id_error:
-                evaluation.fail("screen", "screen_failed",
-                                f"the MLP did not learn the screening task {self.suite.tasks[0].name}: normalised ID "
-                                f"error {float(screen.id_error[0]):.3g} > {self.screen_max_id_error}")
+            if screen is not None:
+                self._judge_screen(evaluation, screen)
             if evaluation.error:
                 evaluation.seconds = round(clock - started, 4)
                 return evaluation
-        result = run("train", lambda: train(self.workload))
+        result = _run_stage(evaluation, "train", lambda: train(self.workload))
         clock = stage("train", clock)
         if result is not None:
-            if result.non_finite:
-                evaluation.fail("train", "non_finite", "non-finite loss, gradient, parameters or output on "
-                                f"{self._describe(result.non_finite)}")
-            else:
-                evaluation.ood_log_ratio, evaluation.tasks = self.score(result)
-                evaluation.fitness = 0.0 - evaluation.ood_log_ratio  # 0.0 - x: no "-0.0" for ReLU
-                evaluation.ok, evaluation.stage = True, "done"
+            self._judge_training(evaluation, result)
         evaluation.seconds = round(clock - started, 4)
         return evaluation
+
+    def _judge_screen(self, evaluation: Evaluation, screen: TrainResult) -> None:
+        """Fail `evaluation` at the screen unless the one-task training was finite and learnt its task."""
+        if screen.non_finite:
+            evaluation.fail(
+                "screen",
+                "non_finite",
+                f"non-finite loss, gradient, parameters or output on {self.suite.tasks[0].name} (the screening task)",
+            )
+        elif not float(screen.id_error[0]) <= self.screen_max_id_error:
+            evaluation.fail(
+                "screen",
+                "screen_failed",
+                f"the MLP did not learn the screening task {self.suite.tasks[0].name}: normalised ID "
+                f"error {float(screen.id_error[0]):.3g} > {self.screen_max_id_error}",
+            )
+
+    def _judge_training(self, evaluation: Evaluation, result: TrainResult) -> None:
+        """Score the suite's training into `evaluation` (ok, fitness, per-task scores), or fail it."""
+        if result.non_finite:
+            evaluation.fail(
+                "train",
+                "non_finite",
+                f"non-finite loss, gradient, parameters or output on {self._describe(result.non_finite)}",
+            )
+        else:
+            evaluation.ood_log_ratio, evaluation.tasks = self.score(result)
+            evaluation.fitness = 0.0 - evaluation.ood_log_ratio  # 0.0 - x: no "-0.0" for ReLU
+            evaluation.ok, evaluation.stage = True, "done"

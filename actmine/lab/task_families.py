@@ -127,15 +127,19 @@ def _generate(task: Task, spec_key: str, seed: int, n_train: int, n_eval: int) -
         return torch.from_numpy(((y - y_mean) / y_std)[:, None])
 
     return TaskData(
-        to_tensor_x(x_train), to_tensor_y(ys[0]),
-        to_tensor_x(x_id), to_tensor_y(ys[1]),
-        to_tensor_x(x_ood), to_tensor_y(ys[2]),
+        to_tensor_x(x_train),
+        to_tensor_y(ys[0]),
+        to_tensor_x(x_id),
+        to_tensor_y(ys[1]),
+        to_tensor_x(x_ood),
+        to_tensor_y(ys[2]),
     )
 
 
 # --------------------------------------------------------------------------------------------
 # Families
 # --------------------------------------------------------------------------------------------
+
 
 def _check_range(name: str, field_name: str, value: Sequence[float]) -> tuple[float, float]:
     try:
@@ -155,6 +159,21 @@ def _check_seed(name: str, seed: Any) -> int:
         return operator.index(seed)
     except TypeError:
         raise SuiteError(f"task {name!r}: field 'seed' must be an integer, got {seed!r}") from None
+
+
+def _draw_count(rng: np.random.Generator, value: int | Sequence[int], field_name: str, name: str) -> int:
+    """``value`` itself, or a draw from its inclusive [low, high] range (task ``name``'s field ``field_name``)."""
+    try:
+        if not isinstance(value, int) and len(value) != 2:  # [low, high], not a longer list read in part
+            raise ValueError(value)
+        lo, hi = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+    except (TypeError, ValueError, IndexError):
+        raise SuiteError(
+            f"task {name!r}: field {field_name!r} must be an integer or [low, high], got {value!r}"
+        ) from None
+    if not 1 <= lo <= hi:
+        raise SuiteError(f"task {name!r}: field {field_name!r} must satisfy 1 <= low <= high, got {value!r}")
+    return int(rng.integers(lo, hi + 1))
 
 
 def polynomial(
@@ -183,19 +202,7 @@ def polynomial(
     ood_lo_hi = _check_range(name, "ood_range", ood_range)
     rng = np.random.default_rng(stable_seed("polynomial", dim, seed))
 
-    def draw(value: int | Sequence[int], field_name: str) -> int:
-        try:
-            if not isinstance(value, int) and len(value) != 2:   # [low, high], not a longer list read in part
-                raise ValueError(value)
-            lo, hi = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-        except (TypeError, ValueError, IndexError):
-            raise SuiteError(f"task {name!r}: field {field_name!r} must be an integer or [low, high], "
-                             f"got {value!r}") from None
-        if not 1 <= lo <= hi:
-            raise SuiteError(f"task {name!r}: field {field_name!r} must satisfy 1 <= low <= high, got {value!r}")
-        return int(rng.integers(lo, hi + 1))
-
-    deg = draw(degree, "degree")
+    deg = _draw_count(rng, degree, "degree", name)
     if dim == 1:
         coefficients = rng.normal(size=deg + 1)
         powers = np.arange(deg + 1)
@@ -205,7 +212,7 @@ def polynomial(
 
         text = " + ".join(f"{c:.3g}·x^{k}" for k, c in enumerate(coefficients))
     else:
-        terms = draw(n_terms, "n_terms")
+        terms = _draw_count(rng, n_terms, "n_terms", name)
         linear = rng.normal(size=dim) / math.sqrt(dim)
         monomials = []
         for _ in range(terms):
@@ -219,11 +226,25 @@ def polynomial(
             return y
 
         text = f"{terms} random monomials of degree ≤ {deg} in {dim} variables + a linear part"
-    spec = {"dim": dim, "seed": seed, "degree": degree if isinstance(degree, int) else list(degree),
-            "n_terms": n_terms if isinstance(n_terms, int) else list(n_terms),
-            "id_range": list(id_lo_hi), "ood_range": list(ood_lo_hi), "name": name}
-    return Task(name, "polynomial", tuple(f"x{i}" for i in range(dim)), target,
-                (id_lo_hi,) * dim, (ood_lo_hi,) * dim, spec, text)
+    spec = {
+        "dim": dim,
+        "seed": seed,
+        "degree": degree if isinstance(degree, int) else list(degree),
+        "n_terms": n_terms if isinstance(n_terms, int) else list(n_terms),
+        "id_range": list(id_lo_hi),
+        "ood_range": list(ood_lo_hi),
+        "name": name,
+    }
+    return Task(
+        name,
+        "polynomial",
+        tuple(f"x{i}" for i in range(dim)),
+        target,
+        (id_lo_hi,) * dim,
+        (ood_lo_hi,) * dim,
+        spec,
+        text,
+    )
 
 
 def harmonic(
@@ -256,16 +277,34 @@ def harmonic(
         return np.sin(2 * math.pi * x[:, :1] * freq + phase) @ amplitude
 
     text = " + ".join(f"{a:.2f}·sin(2π·{f:.2f}·x + {p:.2f})" for a, f, p in zip(amplitude, freq, phase))
-    spec = {"seed": seed, "n_terms": n_terms, "frequencies": [f_lo, f_hi],
-            "id_range": list(id_lo_hi), "ood_range": list(ood_lo_hi), "name": name}
+    spec = {
+        "seed": seed,
+        "n_terms": n_terms,
+        "frequencies": [f_lo, f_hi],
+        "id_range": list(id_lo_hi),
+        "ood_range": list(ood_lo_hi),
+        "name": name,
+    }
     return Task(name, "harmonic", ("x",), target, (id_lo_hi,), (ood_lo_hi,), spec, text)
 
 
 # sympy reads names such as gamma, beta, E, I, S, N, Q as its own functions and constants; every
 # variable is passed explicitly as a Symbol so that a formula means what its author wrote.
-_SYMPY_FUNCTIONS = {"arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan, "ln": sympy.log,
-                    "exp": sympy.exp, "sqrt": sympy.sqrt, "sin": sympy.sin, "cos": sympy.cos,
-                    "tan": sympy.tan, "tanh": sympy.tanh, "log": sympy.log, "pi": sympy.pi, "abs": sympy.Abs}
+_SYMPY_FUNCTIONS = {
+    "arcsin": sympy.asin,
+    "arccos": sympy.acos,
+    "arctan": sympy.atan,
+    "ln": sympy.log,
+    "exp": sympy.exp,
+    "sqrt": sympy.sqrt,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+    "tanh": sympy.tanh,
+    "log": sympy.log,
+    "pi": sympy.pi,
+    "abs": sympy.Abs,
+}
 
 
 #: The Python syntax a formula may use: numbers, names, + - * / ** and calls of _SYMPY_FUNCTIONS (and of
@@ -280,8 +319,10 @@ _NUMBER_CONSTRUCTORS = {"Integer": sympy.Integer, "Float": sympy.Float, "Rationa
 
 def _check_formula_syntax(expression: str, task_name: str) -> None:
     def refuse(why: str) -> SuiteError:
-        return SuiteError(f"task {task_name!r}: field 'expression' {why}; a formula is numbers, variables, "
-                          f"+ - * / ** and the functions and constants {', '.join(sorted(_SYMPY_FUNCTIONS))}")
+        return SuiteError(
+            f"task {task_name!r}: field 'expression' {why}; a formula is numbers, variables, "
+            f"+ - * / ** and the functions and constants {', '.join(sorted(_SYMPY_FUNCTIONS))}"
+        )
 
     try:
         tree = ast.parse(expression.strip(), mode="eval")
@@ -294,8 +335,13 @@ def _check_formula_syntax(expression: str, task_name: str) -> None:
             continue
         if isinstance(node, ast.Name) and not node.id.startswith("_"):
             continue
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)   # sin(x), Rational(1, 4)
-                and (node.func.id in _SYMPY_FUNCTIONS or node.func.id in _NUMBER_CONSTRUCTORS) and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)  # sin(x), Rational(1, 4)
+            and (node.func.id in _SYMPY_FUNCTIONS or node.func.id in _NUMBER_CONSTRUCTORS)
+            and not node.keywords
+            and not any(isinstance(a, ast.Starred) for a in node.args)
+        ):
             continue
         if isinstance(node, ast.operator):
             hint = " (use ** for powers)" if isinstance(node, ast.BitXor) else ""
@@ -313,15 +359,19 @@ def parse_expression(expression: str, variables: Sequence[str], task_name: str =
     local = dict(_SYMPY_FUNCTIONS)
     local.update({v: sympy.Symbol(v) for v in variables})
     try:
-        expr = sympy.parse_expr(expression, local_dict=local, global_dict={**_NUMBER_CONSTRUCTORS, "Symbol": sympy.Symbol})
+        expr = sympy.parse_expr(
+            expression, local_dict=local, global_dict={**_NUMBER_CONSTRUCTORS, "Symbol": sympy.Symbol}
+        )
     except Exception as exc:  # sympy raises many kinds for bad text; all mean the same to the user
         raise SuiteError(f"task {task_name!r}: field 'expression' could not be parsed: {exc}") from None
-    if not isinstance(expr, sympy.Expr):   # e.g. a bare function name such as "sin"
+    if not isinstance(expr, sympy.Expr):  # e.g. a bare function name such as "sin"
         raise SuiteError(f"task {task_name!r}: field 'expression' is not a formula of the variables: {expression!r}")
     unknown = sorted(str(s) for s in expr.free_symbols - {local[v] for v in variables})
     if unknown:
-        raise SuiteError(f"task {task_name!r}: field 'expression' uses {', '.join(unknown)}, which are "
-                         f"not among the variables {list(variables)}; give each one an ID and OOD range")
+        raise SuiteError(
+            f"task {task_name!r}: field 'expression' uses {', '.join(unknown)}, which are "
+            f"not among the variables {list(variables)}; give each one an ID and OOD range"
+        )
     return expr
 
 
@@ -343,8 +393,9 @@ def formula(
     if not isinstance(id, Mapping) or not id:
         raise SuiteError(f"task {name!r}: field 'id' must map each variable to [low, high]")
     if not isinstance(ood, Mapping) or set(ood) != set(id):
-        raise SuiteError(f"task {name!r}: field 'ood' must give a range for exactly the variables of 'id' "
-                         f"({', '.join(id)})")
+        raise SuiteError(
+            f"task {name!r}: field 'ood' must give a range for exactly the variables of 'id' ({', '.join(id)})"
+        )
     variables = tuple(str(v) for v in id)
     id_box = tuple(_check_range(name, f"id.{v}", id[v]) for v in variables)
     ood_box = tuple(_check_range(name, f"ood.{v}", ood[v]) for v in variables)
@@ -355,8 +406,12 @@ def formula(
         with np.errstate(all="ignore"):  # non-finite values are reported by `generate`
             return np.broadcast_to(np.asarray(fn(*x.T), dtype=np.float64), (len(x),))
 
-    spec = {"expression": expression, "id": {v: list(r) for v, r in zip(variables, id_box)},
-            "ood": {v: list(r) for v, r in zip(variables, ood_box)}, "name": name}
+    spec = {
+        "expression": expression,
+        "id": {v: list(r) for v, r in zip(variables, id_box)},
+        "ood": {v: list(r) for v, r in zip(variables, ood_box)},
+        "name": name,
+    }
     return Task(name, family, variables, target, id_box, ood_box, spec, str(expr))
 
 
@@ -386,7 +441,8 @@ def feynman_equations() -> dict[str, FeynmanEquation]:
             if var:
                 variables.append((var, float(row[f"v{i}_low"]), float(row[f"v{i}_high"])))
         equations[row["Filename"].strip()] = FeynmanEquation(
-            row["Filename"].strip(), row["Output"].strip(), row["Formula"].strip(), tuple(variables))
+            row["Filename"].strip(), row["Output"].strip(), row["Formula"].strip(), tuple(variables)
+        )
     return equations
 
 
@@ -401,8 +457,10 @@ def feynman(equation: str, id_fraction: float = 0.5, name: str | None = None) ->
     equations = feynman_equations()
     if equation not in equations:
         close = ", ".join(difflib.get_close_matches(equation, equations, n=3)) or "none"
-        raise SuiteError(f"task {name!r}: field 'equation': unknown AI Feynman equation {equation!r} "
-                         f"(close matches: {close}; see actmine/data/FeynmanEquations.csv)")
+        raise SuiteError(
+            f"task {name!r}: field 'equation': unknown AI Feynman equation {equation!r} "
+            f"(close matches: {close}; see actmine/data/FeynmanEquations.csv)"
+        )
     if not (isinstance(id_fraction, (int, float)) and 0.0 < id_fraction < 1.0):
         raise SuiteError(f"task {name!r}: field 'id_fraction' must be strictly between 0 and 1, got {id_fraction!r}")
     eq = equations[equation]
@@ -414,8 +472,16 @@ def feynman(equation: str, id_fraction: float = 0.5, name: str | None = None) ->
         name=name,
     )
     spec = {"equation": equation, "id_fraction": id_fraction, "name": name}
-    return Task(task.name, "feynman", task.variables, task.target, task.id_box, task.ood_box, spec,
-                f"{eq.output} = {eq.formula}")
+    return Task(
+        task.name,
+        "feynman",
+        task.variables,
+        task.target,
+        task.id_box,
+        task.ood_box,
+        spec,
+        f"{eq.output} = {eq.formula}",
+    )
 
 
 FAMILIES: dict[str, Callable[..., Task]] = {

@@ -23,9 +23,25 @@ import sympy  # noqa: F401  (part of this module's namespace before the split; t
 
 from .generators import get_generator
 from .task_families import (  # noqa: F401  (re-exported: the task families were defined here)
-    FAMILIES, Box, FeynmanEquation, SuiteError, Task, TaskData, _check_formula_syntax, _check_range,
-    _check_seed, _generate, _sample_box, feynman, feynman_equations, formula, generate, harmonic,
-    parse_expression, polynomial, stable_seed,
+    FAMILIES,
+    Box,
+    FeynmanEquation,
+    SuiteError,
+    Task,
+    TaskData,
+    _check_formula_syntax,
+    _check_range,
+    _check_seed,
+    _generate,
+    _sample_box,
+    feynman,
+    feynman_equations,
+    formula,
+    generate,
+    harmonic,
+    parse_expression,
+    polynomial,
+    stable_seed,
 )
 
 
@@ -50,24 +66,9 @@ def draw_task(generator: Any, index: int) -> Task:
     return task
 
 
-def expand_generator_entry(definition: Mapping[str, Any], where: str = "task") -> list[Task]:
-    """The tasks of a suite entry {generator, params, index | indexes: [start, stop) | count (+ start)}.
-
-    A drawn task's own `to_dict()` ({family, generator, params, index, name}) is such an entry with
-    one index, so this also rebuilds drawn tasks.
-    """
-    args = dict(definition)
-    generator = args.get("generator")
-    label = f"{where} (generator {generator!r})"
-    unknown = sorted(set(args) - set(GENERATOR_ENTRY_FIELDS))
-    if unknown:
-        raise SuiteError(f"{label}: unknown field(s) {', '.join(unknown)} for a generator entry; "
-                         f"allowed: {', '.join(GENERATOR_ENTRY_FIELDS)}")
-    if not isinstance(generator, str):
-        raise SuiteError(f"{where}: field 'generator' must be a generator name, got {generator!r}")
-    params = args.get("params", {})
-    if not isinstance(params, Mapping):
-        raise SuiteError(f"{label}: field 'params' must be a mapping of parameter names to values, got {params!r}")
+def _entry_indexes(args: Mapping[str, Any], label: str) -> range:
+    """The draw indexes a generator entry asks for: one of 'index', 'indexes: [start, stop]' or
+    'count' (+ 'start'), each checked."""
 
     def integer(field_name: str, minimum: int) -> int:
         value = args[field_name]
@@ -77,9 +78,11 @@ def expand_generator_entry(definition: Mapping[str, Any], where: str = "task") -
 
     forms = [f for f in ("index", "indexes", "count") if f in args]
     if len(forms) != 1:
-        raise SuiteError(f"{label}: give exactly one of 'index' (one task), 'indexes: [start, stop]' (the "
-                         f"indexes start..stop-1) or 'count' (with an optional 'start'); got "
-                         f"{', '.join(forms) or 'none'}")
+        raise SuiteError(
+            f"{label}: give exactly one of 'index' (one task), 'indexes: [start, stop]' (the "
+            f"indexes start..stop-1) or 'count' (with an optional 'start'); got "
+            f"{', '.join(forms) or 'none'}"
+        )
     if "start" in args and "count" not in args:
         raise SuiteError(f"{label}: field 'start' goes with 'count'; with 'indexes' write [start, stop]")
     if "name" in args and "index" not in args:
@@ -91,27 +94,69 @@ def expand_generator_entry(definition: Mapping[str, Any], where: str = "task") -
         indexes = range(start, start + integer("count", 1))
     else:
         pair = args["indexes"]
-        if (not isinstance(pair, list) or len(pair) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-                or not 0 <= pair[0] < pair[1]):
-            raise SuiteError(f"{label}: field 'indexes' must be [start, stop] with 0 <= start < stop (the indexes "
-                             f"start..stop-1, as Python's range), got {pair!r}")
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+            or not 0 <= pair[0] < pair[1]
+        ):
+            raise SuiteError(
+                f"{label}: field 'indexes' must be [start, stop] with 0 <= start < stop (the indexes "
+                f"start..stop-1, as Python's range), got {pair!r}"
+            )
         indexes = range(pair[0], pair[1])
+    return indexes
+
+
+def expand_generator_entry(definition: Mapping[str, Any], where: str = "task") -> list[Task]:
+    """The tasks of a suite entry {generator, params, index | indexes: [start, stop) | count (+ start)}.
+
+    A drawn task's own `to_dict()` ({family, generator, params, index, name}) is such an entry with
+    one index, so this also rebuilds drawn tasks.
+    """
+    args = dict(definition)
+    generator = args.get("generator")
+    label = f"{where} (generator {generator!r})"
+    unknown = sorted(set(args) - set(GENERATOR_ENTRY_FIELDS))
+    if unknown:
+        raise SuiteError(
+            f"{label}: unknown field(s) {', '.join(unknown)} for a generator entry; "
+            f"allowed: {', '.join(GENERATOR_ENTRY_FIELDS)}"
+        )
+    if not isinstance(generator, str):
+        raise SuiteError(f"{where}: field 'generator' must be a generator name, got {generator!r}")
+    params = args.get("params", {})
+    if not isinstance(params, Mapping):
+        raise SuiteError(f"{label}: field 'params' must be a mapping of parameter names to values, got {params!r}")
+
+    indexes = _entry_indexes(args, label)
     if len(indexes) > MAX_DRAWS_PER_ENTRY:
         raise SuiteError(f"{label}: {len(indexes)} draws in one entry; at most {MAX_DRAWS_PER_ENTRY}")
     try:
         chosen = get_generator(generator, **dict(params))
         family = args.get("family", chosen.family)
         if family != chosen.family:
-            raise SuiteError(f"field 'family' is {family!r}, but generator {generator!r} draws "
-                             f"{chosen.family!r} tasks; drop the field or fix it")
+            raise SuiteError(
+                f"field 'family' is {family!r}, but generator {generator!r} draws "
+                f"{chosen.family!r} tasks; drop the field or fix it"
+            )
         drawn = [draw_task(chosen, i) for i in indexes]
     except SuiteError as exc:
         raise SuiteError(f"{where}: {exc}") from None
     if "name" in args and args["name"] != drawn[0].name:
         task = drawn[0]
-        drawn = [Task(str(args["name"]), task.family, task.variables, task.target, task.id_box, task.ood_box,
-                      {**task.spec, "name": str(args["name"])}, task.description)]
+        drawn = [
+            Task(
+                str(args["name"]),
+                task.family,
+                task.variables,
+                task.target,
+                task.id_box,
+                task.ood_box,
+                {**task.spec, "name": str(args["name"])},
+                task.description,
+            )
+        ]
     return drawn
 
 
@@ -126,21 +171,27 @@ def build_task(definition: Mapping[str, Any], where: str = "task") -> Task:
     if "generator" in definition:
         tasks = expand_generator_entry(definition, where)
         if len(tasks) != 1:
-            raise SuiteError(f"{where}: a single task was expected; this generator entry draws {len(tasks)} "
-                             "(use 'index', or put the entry in a suite's task list)")
+            raise SuiteError(
+                f"{where}: a single task was expected; this generator entry draws {len(tasks)} "
+                "(use 'index', or put the entry in a suite's task list)"
+            )
         return tasks[0]
     args = dict(definition)
     family = args.pop("family", None)
     label = f"{where} ({args['name']!r})" if "name" in args else where
     if family not in FAMILIES:
-        raise SuiteError(f"{label}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r} "
-                         "(or draw tasks with a 'generator' field; see docs/lab.md)")
+        raise SuiteError(
+            f"{label}: field 'family' must be one of {', '.join(FAMILIES)}, got {family!r} "
+            "(or draw tasks with a 'generator' field; see docs/lab.md)"
+        )
     constructor = FAMILIES[family]
     parameters = inspect.signature(constructor).parameters
     unknown = sorted(set(args) - set(parameters))
     if unknown:
-        raise SuiteError(f"{label}: unknown field(s) {', '.join(unknown)} for family {family!r}; "
-                         f"allowed: {', '.join(p for p in parameters if p != 'family')}")
+        raise SuiteError(
+            f"{label}: unknown field(s) {', '.join(unknown)} for family {family!r}; "
+            f"allowed: {', '.join(p for p in parameters if p != 'family')}"
+        )
     missing = [p.name for p in parameters.values() if p.default is inspect.Parameter.empty and p.name not in args]
     if missing:
         raise SuiteError(f"{label}: missing field(s) {', '.join(missing)} for family {family!r}")
@@ -203,7 +254,7 @@ class Suite:
         for i, entry in enumerate(tasks):
             where = f"{source}: task {i + 1}"
             if isinstance(entry, Mapping) and "generator" in entry:
-                built += expand_generator_entry(entry, where)   # one entry may draw many tasks
+                built += expand_generator_entry(entry, where)  # one entry may draw many tasks
             else:
                 built.append(build_task(entry, where=where))
         return cls(str(name), tuple(built), tuple(seeds))
@@ -218,9 +269,11 @@ def load_suite_file(path: str | Path) -> Suite:
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
+
             data = yaml.safe_load(text)
         elif path.suffix == ".toml":
             import tomllib
+
             data = tomllib.loads(text)
         elif path.suffix == ".json":
             data = json.loads(text)
@@ -238,8 +291,7 @@ def load_suite_file(path: str | Path) -> Suite:
 # --------------------------------------------------------------------------------------------
 
 # Feynman equations of the default suite, 1 to 5 variables; see docs/lab.md for why these.
-LAB_FEYNMAN = ("I.6.2a", "I.29.4", "II.8.31", "I.14.3", "I.47.23", "III.17.37", "I.13.4", "I.18.4",
-               "II.2.42")
+LAB_FEYNMAN = ("I.6.2a", "I.29.4", "II.8.31", "I.14.3", "I.47.23", "III.17.37", "I.13.4", "I.18.4", "II.2.42")
 
 
 def lab_suite() -> Suite:
@@ -248,14 +300,12 @@ def lab_suite() -> Suite:
     tasks += [polynomial(dim=20, seed=s, degree=2, n_terms=(3, 6)) for s in range(2)]
     tasks += [harmonic(seed=s) for s in range(3)]
     tasks += [feynman(eq) for eq in LAB_FEYNMAN]
-    tasks.append(formula("exp(-x/4)*sin(3*x) + x/2", id={"x": [0, 2]}, ood={"x": [2, 3]},
-                         name="damped-oscillation"))
+    tasks.append(formula("exp(-x/4)*sin(3*x) + x/2", id={"x": [0, 2]}, ood={"x": [2, 3]}, name="damped-oscillation"))
     return Suite("lab", tuple(tasks), (0, 1, 2))
 
 
 # Held-out Feynman equations: none of them is in LAB_FEYNMAN.
-HELDOUT_FEYNMAN = ("I.25.13", "I.34.27", "I.39.1", "I.43.31", "II.34.2", "III.15.27", "I.18.14",
-                   "II.34.29b")
+HELDOUT_FEYNMAN = ("I.25.13", "I.34.27", "I.39.1", "I.43.31", "II.34.2", "III.15.27", "I.18.14", "II.34.29b")
 
 
 def lab_heldout_suite() -> Suite:
@@ -283,5 +333,6 @@ def get_suite(name_or_path: str | Suite) -> Suite:
         return SUITES[name_or_path]()
     if Path(name_or_path).suffix in (".yaml", ".yml", ".toml", ".json"):
         return load_suite_file(name_or_path)
-    raise SuiteError(f"unknown suite {name_or_path!r}: use one of {', '.join(SUITES)} or a path to a "
-                     ".yaml/.toml/.json suite file")
+    raise SuiteError(
+        f"unknown suite {name_or_path!r}: use one of {', '.join(SUITES)} or a path to a .yaml/.toml/.json suite file"
+    )

@@ -301,6 +301,16 @@ def _stale(what: str) -> ProgramFileError:
     )
 
 
+# The statements a program file holds after its docstring, as messages show them (what
+# `render_program_file` writes; anything else is refused rather than run).
+_FILE_SHAPE = (
+    "ACTMINE_FORMAT = <int>",
+    "PROGRAMS = {...}",
+    f"from {LOADER_MODULE} import {LOADER_FUNCTION}",
+    f"{LOADER_FUNCTION}(globals())",
+)
+
+
 def read_program_file(text: str, what: str = "the file") -> ProgramFile:
     """The programs of a generated file's `text`, read with `ast` and `ast.literal_eval` only.
 
@@ -308,6 +318,19 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
     <version>`, `PROGRAMS = {...}` and the loader's import and call. `what` names the file in
     messages. Raises `ProgramFileError`: `stale_program_file` when there is no `ACTMINE_FORMAT`
     (plain code), `bad_program_file` for anything else out of shape."""
+    tree = _parse_program_module(text, what)
+    version, programs, loader_import, loader_call = _program_statements(tree, what)
+    _check_statement_shapes(version, programs, loader_import, loader_call, what)
+    found, data = _literal_values(version, programs, what)
+    _check_format_version(found, what)
+    try:
+        return programs_from_data(data)
+    except ProgramFileError as exc:
+        raise ProgramFileError(exc.code, f"{what}: {exc}") from None
+
+
+def _parse_program_module(text: str, what: str) -> ast.Module:
+    """`text` parsed, once it is known to be small enough and to declare itself a program file."""
     if len(text) > MAX_FILE_BYTES:
         raise ProgramFileError(
             "bad_program_file",
@@ -321,6 +344,11 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
         ) from None
     if not is_program_file(tree):
         raise _stale(what)
+    return tree
+
+
+def _program_statements(tree: ast.Module, what: str) -> list[ast.stmt]:
+    """The module's statements after its docstring: exactly as many as `_FILE_SHAPE` names."""
     body = list(tree.body)
     if (
         body
@@ -329,43 +357,54 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
         and isinstance(body[0].value.value, str)
     ):
         body = body[1:]
-    shape = (
-        "ACTMINE_FORMAT = <int>",
-        "PROGRAMS = {...}",
-        f"from {LOADER_MODULE} import {LOADER_FUNCTION}",
-        f"{LOADER_FUNCTION}(globals())",
-    )
-    if len(body) != len(shape):
+    if len(body) != len(_FILE_SHAPE):
         raise ProgramFileError(
             "bad_program_file",
             f"{what} has {len(body)} statements after its docstring; a program "
-            f"file has exactly {len(shape)}: " + "; ".join(shape) + ". Regenerate it rather than edit it.",
+            f"file has exactly {len(_FILE_SHAPE)}: " + "; ".join(_FILE_SHAPE) + ". Regenerate it rather than edit it.",
         )
-    version, programs, loader_import, loader_call = body
+    return body
 
-    def out_of_shape(node: ast.stmt, expected: str) -> ProgramFileError:
-        return ProgramFileError(
-            "bad_program_file",
-            f"{what}, line {node.lineno}: expected `{expected}`, found "
-            f"`{ast.unparse(node)[:80]}`. Regenerate the file rather than "
-            "edit it.",
-        )
 
+def _out_of_shape(what: str, node: ast.stmt, expected: str) -> ProgramFileError:
+    return ProgramFileError(
+        "bad_program_file",
+        f"{what}, line {node.lineno}: expected `{expected}`, found "
+        f"`{ast.unparse(node)[:80]}`. Regenerate the file rather than "
+        "edit it.",
+    )
+
+
+def _check_statement_shapes(
+    version: ast.stmt, programs: ast.stmt, loader_import: ast.stmt, loader_call: ast.stmt, what: str
+) -> None:
+    """Each of the four statements is the one `_FILE_SHAPE` names there, checked in file order."""
     if _assigned_name(version) != FORMAT_NAME:
-        raise out_of_shape(version, shape[0])
+        raise _out_of_shape(what, version, _FILE_SHAPE[0])
     if _assigned_name(programs) != PROGRAMS_NAME:
-        raise out_of_shape(programs, shape[1])
-    if not (
-        isinstance(loader_import, ast.ImportFrom)
-        and loader_import.module == LOADER_MODULE
-        and loader_import.level == 0
-        and len(loader_import.names) == 1
-        and loader_import.names[0].name == LOADER_FUNCTION
-        and loader_import.names[0].asname is None
-    ):
-        raise out_of_shape(loader_import, shape[2])
-    call = loader_call.value if isinstance(loader_call, ast.Expr) else None
-    if not (
+        raise _out_of_shape(what, programs, _FILE_SHAPE[1])
+    if not _is_loader_import(loader_import):
+        raise _out_of_shape(what, loader_import, _FILE_SHAPE[2])
+    if not _is_loader_call(loader_call):
+        raise _out_of_shape(what, loader_call, _FILE_SHAPE[3])
+
+
+def _is_loader_import(node: ast.stmt) -> bool:
+    """Whether `node` is exactly `from <LOADER_MODULE> import <LOADER_FUNCTION>` (no alias, not relative)."""
+    return (
+        isinstance(node, ast.ImportFrom)
+        and node.module == LOADER_MODULE
+        and node.level == 0
+        and len(node.names) == 1
+        and node.names[0].name == LOADER_FUNCTION
+        and node.names[0].asname is None
+    )
+
+
+def _is_loader_call(node: ast.stmt) -> bool:
+    """Whether `node` is exactly `<LOADER_FUNCTION>(globals())`."""
+    call = node.value if isinstance(node, ast.Expr) else None
+    return (
         isinstance(call, ast.Call)
         and isinstance(call.func, ast.Name)
         and call.func.id == LOADER_FUNCTION
@@ -376,8 +415,11 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
         and call.args[0].func.id == "globals"
         and not call.args[0].args
         and not call.args[0].keywords
-    ):
-        raise out_of_shape(loader_call, shape[3])
+    )
+
+
+def _literal_values(version: ast.stmt, programs: ast.stmt, what: str) -> tuple[object, object]:
+    """The format version and the programs' data, evaluated as plain literals only (never run)."""
     try:
         found = ast.literal_eval(version.value)
         data = ast.literal_eval(programs.value)
@@ -386,16 +428,17 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
             "bad_program_file",
             f"{what}: the data is not made of plain literals ({type(exc).__name__}); regenerate the file",
         ) from None
+    return found, data
+
+
+def _check_format_version(found: object, what: str) -> None:
+    """Refuse any other format: an older integer version is stale (regenerate), anything else is bad."""
     if found != FORMAT_VERSION:
         raise ProgramFileError(
             "stale_program_file" if isinstance(found, int) and found < FORMAT_VERSION else "bad_program_file",
             f"{what} is in program-file format {found!r}; this actmine reads format "
             f"{FORMAT_VERSION}: regenerate it with this version (`actmine export RUN_DIR`)",
         )
-    try:
-        return programs_from_data(data)
-    except ProgramFileError as exc:
-        raise ProgramFileError(exc.code, f"{what}: {exc}") from None
 
 
 def split_program_reference(text: str) -> tuple[str, str] | None:

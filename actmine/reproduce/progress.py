@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..terminal import progress_bar
+
 
 class Progress:
     """A rich progress bar per part on a terminal (stderr); one line per part elsewhere."""
@@ -23,18 +25,7 @@ class Progress:
 
     def start(self, part: str, total: int) -> None:
         if self.enabled and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn(f"{part:9s}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=self.console,
-                transient=True,
-            )
+            self._bar = progress_bar(f"{part:9s}", self.console)
             self._task = self._bar.add_task("", total=total)
             self._bar.start()
 

@@ -211,6 +211,23 @@ def import_clrs() -> types.SimpleNamespace:
     global _CLRS
     if _CLRS is not None:
         return _CLRS
+    package, placeholder = _clrs_package(_installed_clrs_spec())
+    specs, samplers, evaluation = _import_light_modules(placeholder)
+    _CLRS = types.SimpleNamespace(
+        build_sampler=samplers.build_sampler,
+        SPECS=specs.SPECS,
+        specs=specs,
+        samplers=samplers,
+        evaluation=evaluation,
+        probing=importlib.import_module("clrs._src.probing"),
+    )
+    if placeholder:  # `import clrs` elsewhere gets the same light API rather than an empty package
+        _publish_light_api(package, _CLRS)
+    return _CLRS
+
+
+def _installed_clrs_spec() -> importlib.machinery.ModuleSpec:
+    """Where dm-clrs is installed, found without importing it; :class:`DatasetMissing` when it is not."""
     try:
         spec = importlib.util.find_spec("clrs")
     except (ImportError, ValueError):
@@ -220,7 +237,12 @@ def import_clrs() -> types.SimpleNamespace:
             "the CLRS benchmark needs the procedural samplers of the `dm-clrs` package, which is not "
             f"installed; install it without its TensorFlow/JAX dependencies: {INSTALL_COMMAND}"
         )
+    return spec
 
+
+def _clrs_package(spec: importlib.machinery.ModuleSpec) -> tuple[types.ModuleType, bool]:
+    """Step 1 of :func:`import_clrs`: the ``clrs`` package already registered, else a bare one
+    registered in its place (``clrs/__init__.py`` not run); and whether it is that placeholder."""
     package = sys.modules.get("clrs")
     placeholder = package is None or not hasattr(package, "__path__")
     if placeholder:
@@ -230,7 +252,13 @@ def import_clrs() -> types.SimpleNamespace:
         package.__spec__.submodule_search_locations = package.__path__
         package.__file__ = spec.origin
         sys.modules["clrs"] = package
+    return package, placeholder
 
+
+def _import_light_modules(placeholder: bool) -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """Step 2 of :func:`import_clrs`: ``clrs._src.specs``, ``samplers`` and ``evaluation``, imported
+    with the stand-ins of :func:`_stubs` in ``sys.modules`` only meanwhile (then whatever was there
+    is put back). :class:`DatasetMissing` when a light dependency is missing."""
     stubs = _stubs()
     saved = {name: sys.modules.get(name) for name in stubs}
     try:
@@ -249,32 +277,28 @@ def import_clrs() -> types.SimpleNamespace:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
-    _CLRS = types.SimpleNamespace(
-        build_sampler=samplers.build_sampler,
-        SPECS=specs.SPECS,
-        specs=specs,
-        samplers=samplers,
-        evaluation=evaluation,
-        probing=importlib.import_module("clrs._src.probing"),
-    )
-    if placeholder:  # `import clrs` elsewhere gets the same light API rather than an empty package
-        for attr in (
-            "build_sampler",
-            "Sampler",
-            "Feedback",
-            "Features",
-            "Trajectory",
-            "CLRS30",
-            "process_random_pos",
-            "process_pred_as_input",
-            "process_permutations",
-        ):
-            setattr(package, attr, getattr(samplers, attr))
-        for attr in ("SPECS", "Spec", "Stage", "Location", "Type", "OutputClass", "CLRS_30_ALGS_SETTINGS"):
-            setattr(package, attr, getattr(specs, attr))
-        package.evaluate, package.evaluate_hints = evaluation.evaluate, evaluation.evaluate_hints
-        package.DataPoint = _CLRS.probing.DataPoint
-    return _CLRS
+    return specs, samplers, evaluation
+
+
+def _publish_light_api(package: types.ModuleType, clrs: types.SimpleNamespace) -> None:
+    """Give the placeholder ``clrs`` package the samplers', specs' and evaluation's public names
+    of the real ``clrs`` namespace."""
+    for attr in (
+        "build_sampler",
+        "Sampler",
+        "Feedback",
+        "Features",
+        "Trajectory",
+        "CLRS30",
+        "process_random_pos",
+        "process_pred_as_input",
+        "process_permutations",
+    ):
+        setattr(package, attr, getattr(clrs.samplers, attr))
+    for attr in ("SPECS", "Spec", "Stage", "Location", "Type", "OutputClass", "CLRS_30_ALGS_SETTINGS"):
+        setattr(package, attr, getattr(clrs.specs, attr))
+    package.evaluate, package.evaluate_hints = clrs.evaluation.evaluate, clrs.evaluation.evaluate_hints
+    package.DataPoint = clrs.probing.DataPoint
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,24 +486,11 @@ class CLRS:
         scored_at: dict[int, dict[str, float]] = {}
         clock = {"train": 0.0, "since": time.perf_counter()}  # training time, evaluations left out
 
-        def score_now() -> tuple[dict[str, float], dict[str, float], float]:
-            begin = time.perf_counter()
-            ood, in_dist = (
-                evaluate_model(model, test, self.batch_size, device),
-                evaluate_model(model, id_test, self.batch_size, device),
-            )
-            return ood, in_dist, time.perf_counter() - begin
-
         def on_step(done: int) -> None:
             if done in score_at and done < steps:
                 clock["train"] += time.perf_counter() - clock["since"]
-                ood, in_dist, evaluate_seconds = score_now()
-                scored_at[done] = {
-                    "score": ood["score"],
-                    "id_score": in_dist["score"],
-                    "train_seconds": clock["train"],
-                    "evaluate_seconds": evaluate_seconds,
-                }
+                ood, in_dist, evaluate_seconds = self._score_model(model, test, id_test, device)
+                scored_at[done] = _scored_at_entry(ood, in_dist, clock["train"], evaluate_seconds)
                 clock["since"] = time.perf_counter()
 
         final_loss, diverged_at = train_model(
@@ -493,15 +504,10 @@ class CLRS:
             on_step=on_step if score_at else None,
         )
         clock["train"] += time.perf_counter() - clock["since"]
-        ood, in_dist, evaluate_seconds = score_now()
+        ood, in_dist, evaluate_seconds = self._score_model(model, test, id_test, device)
         for k in score_at:  # not reached: training stopped at a non-finite loss, as a k-step run would
             if k < steps and k not in scored_at:
-                scored_at[k] = {
-                    "score": ood["score"],
-                    "id_score": in_dist["score"],
-                    "train_seconds": clock["train"],
-                    "evaluate_seconds": evaluate_seconds,
-                }
+                scored_at[k] = _scored_at_entry(ood, in_dist, clock["train"], evaluate_seconds)
         return ood, {
             "id_scores": in_dist,
             "final_loss": final_loss,
@@ -509,6 +515,29 @@ class CLRS:
             "seconds": {"data": data_seconds, "train": clock["train"], "evaluate": evaluate_seconds},
             "scored_at": scored_at,
         }
+
+    def _score_model(
+        self, model: CLRSNet, test: Dataset, id_test: Dataset, device: str
+    ) -> tuple[dict[str, float], dict[str, float], float]:
+        """``model``'s scores on the OOD and the ID test sets, and the seconds both took."""
+        begin = time.perf_counter()
+        ood, in_dist = (
+            evaluate_model(model, test, self.batch_size, device),
+            evaluate_model(model, id_test, self.batch_size, device),
+        )
+        return ood, in_dist, time.perf_counter() - begin
+
+
+def _scored_at_entry(
+    ood: dict[str, float], in_dist: dict[str, float], train_seconds: float, evaluate_seconds: float
+) -> dict[str, float]:
+    """One entry of ``record["scored_at"]`` of :meth:`CLRS.run_algorithm`."""
+    return {
+        "score": ood["score"],
+        "id_score": in_dist["score"],
+        "train_seconds": train_seconds,
+        "evaluate_seconds": evaluate_seconds,
+    }
 
 
 def _check_algorithm(algorithm: str) -> None:

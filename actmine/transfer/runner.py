@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_files import write_text_atomically
+from ..terminal import progress_bar
 from .base import DatasetMissing as DatasetMissing
 from .child import _job_main as _job_main, execute_job as execute_job
 from .inputs import (
@@ -186,17 +187,7 @@ class _Progress:
         self.console = console or Console(stderr=True)
         self.bar = None
         if enabled and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("transfer"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=self.console,
-                transient=True,
-            )
+            self.bar = progress_bar("transfer", self.console)
             self.task = self.bar.add_task("", total=total)
             self.bar.start()
 
@@ -499,6 +490,17 @@ def run_transfer(
         notify,
     )
     out = Path(out)
+    journal, results, resumed = _run_pending_jobs(plan, out, progress, console, notify)
+    return _finished_run(plan, out, journal, results, resumed, started)
+
+
+def _run_pending_jobs(
+    plan: _RunPlan, out: Path, progress: bool, console: Any, notify: Callable[[str], None]
+) -> tuple[Path, dict[str, TransferResult], int]:
+    """Run the plan's jobs not already done ok in ``out``'s journal, behind a progress bar.
+
+    Returns the journal, every job's result (those resumed from the journal included) and how
+    many jobs were resumed rather than run."""
     out.mkdir(parents=True, exist_ok=True)
     journal = out / "results.jsonl"
     results, todo = _resume(plan.jobs, out, journal, notify)
@@ -507,18 +509,29 @@ def run_transfer(
         _run_jobs(todo, plan, journal, results, bar, notify)
     finally:
         bar.close()
+    return journal, results, len(plan.jobs) - len(todo)
 
+
+def _finished_run(
+    plan: _RunPlan,
+    out: Path,
+    journal: Path,
+    results: Mapping[str, TransferResult],
+    resumed: int,
+    started: float,
+) -> TransferRun:
+    """Order and summarise the results, write ``out``'s files and say what the run did; its
+    ``seconds`` count from ``started`` (`time.perf_counter`) to the summary, writing left out."""
     ordered = _in_run_order(results, plan)
     rows = summarise(ordered)
     seconds = round(time.perf_counter() - started, 3)
-    resumed = len(plan.jobs) - len(todo)
     files = _write_outputs(out, journal, _run_document(plan, resumed, seconds, ordered, rows), rows)
     return TransferRun(
         results=ordered,
         rows=rows,
         activations=[s.name for s in plan.specs],
         benchmarks=list(plan.classes),
-        seeds=seed_list,
+        seeds=plan.seeds,
         added_relu=plan.added_relu,
         resumed=resumed,
         seconds=seconds,

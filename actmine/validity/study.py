@@ -313,6 +313,56 @@ def analyse(
     group_columns = stats.family_columns(groups)
     downstream = {b: stats.fitness_rows(lab, [m])[1] for b, m in matrices.items()}
     pooled = stats.fitness_rows(lab, list(matrices.values()))[1]
+    functions = _function_entries(study, names, records, lab, group_columns, downstream, pooled, ratios, benchmarks)
+    return _finite(
+        {
+            "format": FORMAT,
+            "command": settings.command(out),
+            "settings": asdict(settings),
+            "labs": {
+                name: {"tasks": len(lab.suite.tasks), "seeds": list(lab.suite.seeds), "steps": lab.protocol.steps}
+                for name, lab in labs.items()
+            },
+            "lab_columns": columns,
+            "lab_groups": {g: len(c) for g, c in group_columns.items()},
+            "benchmarks": list(benchmarks),
+            "seeds": list(run.seeds),
+            "options": {b: dict(run_options(run, b)) for b in benchmarks},
+            "replicates": settings.replicates,
+            "counts": {"functions": len(study), "in_correlations": len(scored), "random_pool": len(pool)},
+            "functions": functions,
+            "random_pool": _random_pool_entries(pool, records, chosen),
+            "skipped": dict(skipped),
+            "correlations": correlations,
+            "transfer_failures": [
+                {"activation": r.activation, "benchmark": r.benchmark, "seed": r.seed, "error": r.error}
+                for r in run.results
+                if not r.ok
+            ],
+            "cost": _study_cost(settings, records, run),
+            "method": {
+                "x": "lab fitness: −mean over the test tasks of the task's log-ratio vs ReLU",
+                "y": "downstream fitness: −mean over seeds of clip(ln(error / ReLU's error), ±3)",
+                "interval": stats.__doc__.split("The interval is", 1)[1].strip(),
+            },
+        }
+    )
+
+
+def _function_entries(
+    study: Sequence[Function],
+    names: Sequence[str],
+    records: Mapping[str, Mapping[str, Any]],
+    lab: np.ndarray,
+    group_columns: Mapping[str, list[int]],
+    downstream: Mapping[str, np.ndarray],
+    pooled: np.ndarray,
+    ratios: Mapping[str, Mapping[str, Mapping[int, float]]],
+    benchmarks: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The document's ``functions``: every function of the study with its lab summary; those in the
+    correlations (``names``, the rows of ``lab``, ``downstream`` and ``pooled``) also with their
+    downstream fitness and log-ratios per benchmark (the others were refused by the lab)."""
     rows = {n: i for i, n in enumerate(names)}
     functions = []
     for f in study:
@@ -332,59 +382,40 @@ def analyse(
                 for b in benchmarks
             }
         functions.append(entry)
-    lab_seconds = sum(r["seconds"] for n, r in records.items())
-    return _finite(
+    return functions
+
+
+def _random_pool_entries(
+    pool: Sequence[Function], records: Mapping[str, Mapping[str, Any]], chosen: Sequence[Function]
+) -> list[dict[str, Any]]:
+    """The document's ``random_pool``: each random program drawn, its lab fitness and whether it was kept."""
+    return [
         {
-            "format": FORMAT,
-            "command": settings.command(out),
-            "settings": asdict(settings),
-            "labs": {
-                name: {"tasks": len(lab.suite.tasks), "seeds": list(lab.suite.seeds), "steps": lab.protocol.steps}
-                for name, lab in labs.items()
-            },
-            "lab_columns": columns,
-            "lab_groups": {g: len(c) for g, c in group_columns.items()},
-            "benchmarks": list(benchmarks),
-            "seeds": list(run.seeds),
-            "options": {b: dict(run_options(run, b)) for b in benchmarks},
-            "replicates": settings.replicates,
-            "counts": {"functions": len(study), "in_correlations": len(scored), "random_pool": len(pool)},
-            "functions": functions,
-            "random_pool": [
-                {
-                    "name": f.name,
-                    "given": f.given,
-                    "ok": records[f.name]["ok"],
-                    "fitness": records[f.name]["fitness"],
-                    "chosen": f in chosen,
-                }
-                for f in pool
-            ],
-            "skipped": dict(skipped),
-            "correlations": correlations,
-            "transfer_failures": [
-                {"activation": r.activation, "benchmark": r.benchmark, "seed": r.seed, "error": r.error}
-                for r in run.results
-                if not r.ok
-            ],
-            "cost": {
-                "lab": {
-                    "functions": len(records),
-                    "seconds": round(lab_seconds, 1),
-                    "mean_seconds": lab_seconds / len(records) if records else None,
-                },
-                "transfer": _transfer_cost(run),
-                "executor": settings.executor,
-                "workers": settings.workers,
-                "cpu_seconds": round(lab_seconds + sum(r.seconds for r in run.results), 1),
-            },
-            "method": {
-                "x": "lab fitness: −mean over the test tasks of the task's log-ratio vs ReLU",
-                "y": "downstream fitness: −mean over seeds of clip(ln(error / ReLU's error), ±3)",
-                "interval": stats.__doc__.split("The interval is", 1)[1].strip(),
-            },
+            "name": f.name,
+            "given": f.given,
+            "ok": records[f.name]["ok"],
+            "fitness": records[f.name]["fitness"],
+            "chosen": f in chosen,
         }
-    )
+        for f in pool
+    ]
+
+
+def _study_cost(settings: Settings, records: Mapping[str, Mapping[str, Any]], run: Any) -> dict[str, Any]:
+    """The document's ``cost``: the lab's and the transfer's seconds (``wall_seconds`` is added by
+    `run_validity`, which alone knows when the study started)."""
+    lab_seconds = sum(r["seconds"] for n, r in records.items())
+    return {
+        "lab": {
+            "functions": len(records),
+            "seconds": round(lab_seconds, 1),
+            "mean_seconds": lab_seconds / len(records) if records else None,
+        },
+        "transfer": _transfer_cost(run),
+        "executor": settings.executor,
+        "workers": settings.workers,
+        "cpu_seconds": round(lab_seconds + sum(r.seconds for r in run.results), 1),
+    }
 
 
 def run_options(run: Any, benchmark: str) -> Mapping[str, Any]:
