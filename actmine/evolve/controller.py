@@ -42,7 +42,7 @@ from .database import ProgramDatabase, ProgramRecord
 from .final_check import HELDOUT, REFERENCES, FinalCheck, write_best_program  # noqa: F401  (re-exported)
 from .live_view import SearchState, live_view, render
 from .mutators import Failure, LabContext, Proposal, get_mutator
-from .recording import RecordPrograms, _Pending, normalised_source
+from .recording import RecordPrograms, _Pending
 from .rounds import _Round
 from .runlock import RunLock
 from .search_tasks import SearchTasks
@@ -507,7 +507,7 @@ class Search(RecordPrograms):
             evaluation.fail("policy", exc.code, str(exc))
             self._record(database, run_id, pending, evaluation, state, mutator)
             return True
-        original = database.by_source(normalised_source(pending.proposal.source))
+        original = database.by_source(pending.proposal.source)  # by_source normalises
         if original is not None:
             self._record_duplicate(database, run_id, pending, original, state)
             return True

@@ -5,13 +5,13 @@ run's database once it is settled (evaluated by a worker, or failed or found a d
 controller's cheap checks): a new program with its first round, its LLM calls and a seed's island
 places; or a duplicate of a known function, linked to the original and pooled into its estimate.
 It also tells the mutator how its proposal did and keeps the live view's counters. `Search`
-(controller.py) inherits it; the module also holds `_Pending`, a proposal on its way to a record,
-and `normalised_source`, the text that exact-duplicate detection compares.
+(controller.py) inherits it; the module also holds `_Pending`, a proposal on its way to a record.
+A program's source is stored as `normalise_source` gives it, the text that exact-duplicate
+detection compares (one normalisation for the rows and the lookups: `program_records`).
 """
 
 from __future__ import annotations
 
-import ast
 import time
 from dataclasses import dataclass
 
@@ -19,17 +19,10 @@ from ..lab.estimate import Estimate
 from ..lab.fitness import Evaluation
 from .cells import cell_of
 from .database import ProgramDatabase, ProgramRecord
+from .program_records import normalise_source
 from .live_view import SearchState
 from .mutators import Failure, Proposal
 from .rounds import EstimateRounds
-
-
-def normalised_source(source: str) -> str:
-    """Source text with comments and formatting removed, for exact-duplicate detection."""
-    try:
-        return ast.unparse(ast.parse(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return source
 
 
 @dataclass
@@ -123,7 +116,7 @@ class RecordPrograms(EstimateRounds):
             cell=cell,
         )
         record.source = (
-            normalised_source(pending.proposal.source)
+            normalise_source(pending.proposal.source)
             if evaluation.stage not in ("policy", "mutator")
             else pending.proposal.source
         )
