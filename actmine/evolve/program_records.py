@@ -39,6 +39,33 @@ def source_key(source: str) -> str:
     return hashlib.sha256(normalise_source(source).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _proposal_fields(
+    proposal: Proposal,
+    run_id: int,
+    proposal_index: int,
+    parent_ids: Sequence[int],
+    island: int,
+    generation: int,
+    created_at: float | None,
+) -> dict[str, Any]:
+    """A record's fields that come from the proposal and its place in the search (the same for an
+    evaluated program and a duplicate)."""
+    return {
+        "run_id": run_id,
+        "proposal_index": proposal_index,
+        "source": proposal.source,
+        "parent_ids": list(parent_ids),
+        "island": island,
+        "generation": generation,
+        "rationale": proposal.rationale,
+        "mutator": proposal.mutator,
+        "model": proposal.model,
+        "created_at": time.time() if created_at is None else created_at,
+        "original_answer": proposal.original_answer,
+        "normalisation_changes": list(proposal.normalisation_changes),
+    }
+
+
 @dataclass
 class ProgramRecord:
     """One proposal and what became of it.
@@ -119,15 +146,7 @@ class ProgramRecord:
             cell = cell_of(descriptors, probes)
         family = evaluation.family_log_ratios()
         return cls(
-            run_id=run_id,
-            proposal_index=proposal_index,
-            source=proposal.source,
-            parent_ids=list(parent_ids),
-            island=island,
-            generation=generation,
-            rationale=proposal.rationale,
-            mutator=proposal.mutator,
-            model=proposal.model,
+            **_proposal_fields(proposal, run_id, proposal_index, parent_ids, island, generation, created_at),
             status=status,
             failure_stage=(error.get("stage") or evaluation.stage) if not evaluation.ok else None,
             failure_code=error.get("code") if not evaluation.ok else None,
@@ -143,9 +162,6 @@ class ProgramRecord:
             cell=cell,
             duplicate_of=duplicate_of,
             seconds=float(evaluation.seconds),
-            created_at=time.time() if created_at is None else created_at,
-            original_answer=proposal.original_answer,
-            normalisation_changes=list(proposal.normalisation_changes),
         )
 
     @classmethod
@@ -167,15 +183,7 @@ class ProgramRecord:
         if original.id is None:
             raise ValueError("the original must be a stored program (with an id)")
         return cls(
-            run_id=run_id,
-            proposal_index=proposal_index,
-            source=proposal.source,
-            parent_ids=list(parent_ids),
-            island=island,
-            generation=generation,
-            rationale=proposal.rationale,
-            mutator=proposal.mutator,
-            model=proposal.model,
+            **_proposal_fields(proposal, run_id, proposal_index, parent_ids, island, generation, created_at),
             status="duplicate",
             fitness=original.fitness,
             ood_log_ratio=original.ood_log_ratio,
@@ -187,9 +195,6 @@ class ProgramRecord:
             cell=original.cell,
             duplicate_of=original.id,
             seconds=seconds,
-            created_at=time.time() if created_at is None else created_at,
-            original_answer=proposal.original_answer,
-            normalisation_changes=list(proposal.normalisation_changes),
         )
 
     def to_parent(self) -> Parent:
