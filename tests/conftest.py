@@ -30,6 +30,25 @@ def restore_registry():
     REGISTRY._entries, REGISTRY._aliases, REGISTRY._by_class = saved
 
 
+@pytest.fixture()
+def loopback_dask_cluster():
+    """A one-worker Dask cluster in this process (threads, no nanny), listening on 127.0.0.1 only,
+    no dashboard: a running cluster to hand to `--scheduler`."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+    ) as cluster:
+        yield cluster
+
+
 def pytest_make_parametrize_id(config, val, argname):
     """A parameter's text (a program, a message) shown in the id readably and without escapes, so
     that every test can be re-run by its node id (see case_ids.py)."""

@@ -105,30 +105,19 @@ def _where(value, *, slot, cancelled):
     return {"value": value, "threads": slot.threads, "gpu": slot.gpu, "cancelled": cancelled}
 
 
-def test_dask_pool_on_a_running_cluster_and_its_gpu_check():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp",
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    ) as cluster:
-        pool = make_job_pool("dask", scheduler=cluster.scheduler_address)
-        try:
-            assert isinstance(pool, DaskJobPool) and pool.capacity == 1
-            answers = [f.result(timeout=60) for f in [pool.submit(_where, v) for v in range(3)]]
-        finally:
-            pool.close()
-        assert [a["value"] for a in answers] == [0, 1, 2]
-        assert all(a["threads"] == 1 and a["gpu"] is None and a["cancelled"] is None for a in answers)
-        # no worker of this cluster offers the resource GPU: refused before anything is submitted
-        with pytest.raises(ClusterUnavailable, match="--resources GPU=1"):
-            make_job_pool("dask", scheduler=cluster.scheduler_address, device="cuda")
+def test_dask_pool_on_a_running_cluster_and_its_gpu_check(loopback_dask_cluster):
+    cluster = loopback_dask_cluster
+    pool = make_job_pool("dask", scheduler=cluster.scheduler_address)
+    try:
+        assert isinstance(pool, DaskJobPool) and pool.capacity == 1
+        answers = [f.result(timeout=60) for f in [pool.submit(_where, v) for v in range(3)]]
+    finally:
+        pool.close()
+    assert [a["value"] for a in answers] == [0, 1, 2]
+    assert all(a["threads"] == 1 and a["gpu"] is None and a["cancelled"] is None for a in answers)
+    # no worker of this cluster offers the resource GPU: refused before anything is submitted
+    with pytest.raises(ClusterUnavailable, match="--resources GPU=1"):
+        make_job_pool("dask", scheduler=cluster.scheduler_address, device="cuda")
     with pytest.raises(ClusterUnavailable, match="cannot use the Dask cluster at tcp://127.0.0.1:1"):
         DaskJobPool(scheduler="tcp://127.0.0.1:1", workers=1, start_timeout_s=3)
 

@@ -566,76 +566,65 @@ def test_data_dir_defaults_to_the_environment(tiny, data_dir, tmp_path, monkeypa
     assert code == 2 and str(tmp_path / "elsewhere" / "tiny" / "READY") in stderr
 
 
-def test_dask_executor_on_a_local_cluster(tiny, data_dir, tmp_path, capsys, monkeypatch):
-    from distributed import LocalCluster
-
+def test_dask_executor_on_a_local_cluster(tiny, data_dir, tmp_path, capsys, monkeypatch, loopback_dask_cluster):
+    cluster = loopback_dask_cluster
     monkeypatch.setenv(SECRET, "hunter2")  # must not reach the job processes
 
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp",
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    ) as cluster:
-        out = tmp_path / "out"
-        code, stdout, stderr = run_cli(
-            capsys,
-            "--activations",
-            "relu",
-            "--benchmarks",
-            "tiny",
-            "--seeds",
-            "1",
-            "--epochs",
-            "10",
-            "--executor",
-            "dask",
-            "--scheduler",
-            cluster.scheduler_address,
-            "--data-dir",
-            str(data_dir),
-            "--out",
-            str(out),
-            "--timeout",
-            "60",
-            "--memory-mb",
-            "3000",
-        )
-        assert code == 0, stderr
-        jobs = json.loads((out / "results.json").read_text())["jobs"]
-        assert [j["activation"] for j in jobs] == ["relu"]  # one job: each costs a process start
-        assert all(j["ok"] and j["details"]["pid"] != os.getpid() for j in jobs)
-        assert all(j["details"]["secret"] is None and j["details"]["threads"] == 1 for j in jobs)
-        # the same limits as locally, applied by the job's process on the Dask worker
-        assert all(
-            j["sandbox"]["timeout_s"] == 60
-            and j["sandbox"]["cpu_s"] == 60
-            and j["sandbox"]["memory_mb"] == 3000
-            and isinstance(j["sandbox"]["network_isolated"], bool)
-            for j in jobs
-        )
-        assert "tiny (accuracy)" in stdout and (out / "transfer.png").is_file()
-        # on a cluster without the GPU resource, --device cuda is refused before anything is submitted
-        code, _, stderr = run_cli(
-            capsys,
-            "--benchmarks",
-            "tiny",
-            "--executor",
-            "dask",
-            "--scheduler",
-            cluster.scheduler_address,
-            "--device",
-            "cuda",
-            "--data-dir",
-            str(data_dir),
-            "--out",
-            str(tmp_path / "gpu"),
-        )
-        assert code == 2 and "--resources GPU=1" in stderr
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        capsys,
+        "--activations",
+        "relu",
+        "--benchmarks",
+        "tiny",
+        "--seeds",
+        "1",
+        "--epochs",
+        "10",
+        "--executor",
+        "dask",
+        "--scheduler",
+        cluster.scheduler_address,
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--timeout",
+        "60",
+        "--memory-mb",
+        "3000",
+    )
+    assert code == 0, stderr
+    jobs = json.loads((out / "results.json").read_text())["jobs"]
+    assert [j["activation"] for j in jobs] == ["relu"]  # one job: each costs a process start
+    assert all(j["ok"] and j["details"]["pid"] != os.getpid() for j in jobs)
+    assert all(j["details"]["secret"] is None and j["details"]["threads"] == 1 for j in jobs)
+    # the same limits as locally, applied by the job's process on the Dask worker
+    assert all(
+        j["sandbox"]["timeout_s"] == 60
+        and j["sandbox"]["cpu_s"] == 60
+        and j["sandbox"]["memory_mb"] == 3000
+        and isinstance(j["sandbox"]["network_isolated"], bool)
+        for j in jobs
+    )
+    assert "tiny (accuracy)" in stdout and (out / "transfer.png").is_file()
+    # on a cluster without the GPU resource, --device cuda is refused before anything is submitted
+    code, _, stderr = run_cli(
+        capsys,
+        "--benchmarks",
+        "tiny",
+        "--executor",
+        "dask",
+        "--scheduler",
+        cluster.scheduler_address,
+        "--device",
+        "cuda",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "gpu"),
+    )
+    assert code == 2 and "--resources GPU=1" in stderr
 
 
 # -- the limits of a job's process -----------------------------------------------------------------
