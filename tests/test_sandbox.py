@@ -353,8 +353,18 @@ def test_a_candidate_that_kills_its_own_worker_is_not_retried_and_keeps_its_code
         assert pool.evaluate(GOOD, small_lab, "after").ok
 
 
-def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab):
-    """An orphaned worker (its pool's process SIGKILLed mid-evaluation) does not run on for nobody."""
+@pytest.mark.parametrize("state", ["busy", "idle"])
+def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab, state):
+    """An orphaned worker (its pool's process SIGKILLed mid-evaluation, or while the worker waits for
+    a request and so reads EOF at once) does not run on for nobody, and leaves no directory behind."""
+    if state == "busy":
+        work = (
+            f"pool.submit({(CORPUS / 'busy_loop.py').read_text()!r}, lab, 'busy')\n"
+            "while not pool.busy_workers():\n    time.sleep(0.01)\n"
+            "print(*pool.busy_workers(), flush=True)\n"
+        )
+    else:
+        work = "pool.start()\nprint(*pool.worker_pids(), flush=True)\n"
     script = (
         "import sys, time\nfrom actmine.candidate.sandbox import SandboxLimits, SandboxPool\n"
         "from actmine.lab.ensemble import TrainingProtocol\nfrom actmine.lab.fitness import Lab\n"
@@ -362,9 +372,8 @@ def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab):
         "suite = Suite('sandbox-test', (polynomial(dim=1, seed=0), feynman('I.14.3')), (0,))\n"
         f"lab = Lab(suite, protocol=TrainingProtocol(steps=20, n_train=256, n_eval=128), cache_dir={str(small_lab.cache_dir)!r})\n"
         "pool = SandboxPool(workers=1, limits=SandboxLimits(timeout_s=600, cpu_s=600, memory_mb=3072))\n"
-        f"pool.submit({(CORPUS / 'busy_loop.py').read_text()!r}, lab, 'busy')\n"
-        "while not pool.busy_workers():\n    time.sleep(0.01)\n"
-        "print(*pool.busy_workers(), flush=True)\ntime.sleep(600)\n"
+        + work
+        + "time.sleep(600)\n"
     )
     parent = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent

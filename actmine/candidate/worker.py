@@ -200,6 +200,9 @@ def main() -> None:
         send({"id": request["id"], "evaluation": evaluation.to_dict(), "recycle": recycle})
         if recycle:
             break
+    # EOF or recycled: this worker is done. Its pool removes the directory of a worker it stops, but
+    # EOF also means the pool's process died, and EOF arrives before the parent watcher's next look.
+    remove_own_directory()
 
 
 if __name__ == "__main__":
