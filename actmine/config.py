@@ -133,8 +133,10 @@ class TasksSection:
     # size each, at least 10, seeds 0 and 1).
     validation: tuple[dict, ...] = ()
     test: dict = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_TEST_POOLS.items()})
-    # How a program's task scores become its fitness: mean (over tasks) | softmin (a smooth worst
-    # family of the per-family means, the winner rule's aggregate; lab.estimate.OBJECTIVES).
+    # How a program's task scores become its fitness (lab.estimate.OBJECTIVES): mean (over tasks) |
+    # softmin (a smooth worst family of the per-family means, the winner rule's aggregate) | bounded
+    # (the mean of the task scores clipped to ±1). Each alternative was measured on fresh runs against
+    # the mean and gave no better winners (docs/lab.md, "The objective").
     objective: str = "mean"
     confirm_rounds: int = 2  # extra rounds at most for a program that would change a decision
     lcb_z: float = 1.0  # selection ranks by fitness − lcb_z · standard error

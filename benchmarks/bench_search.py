@@ -1,7 +1,7 @@
 """Does evolution beat random search? Both at the same proposal budget, several run seeds, judged
 on the test suites (generators the search never draws), never on what chose the winners.
 
-    python benchmarks/bench_search.py [--budget 250] [--seeds 0 1 2] [--workers 2]
+    python benchmarks/bench_search.py [--budget 250] [--seeds 0 1 2] [--workers 2] [--keep DIR] [--set KEY=VALUE]
 
 For each run seed: a search with the symbolic mutator and one with the random mutator (fresh random
 expressions, no parent: best-of-N), both from the default config otherwise (the same pools, seeds,
@@ -18,10 +18,13 @@ is better), issue 13's bar.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
 from pathlib import Path
+
+import yaml
 
 from actmine.config import Config
 from actmine.evolve.controller import Search
@@ -31,9 +34,10 @@ from actmine.lab.estimate import paired_interval
 BAR = ("relu", "gelu", "gelu_sine")  # the references issue 13's winner must beat on unseen generators
 
 
-def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
+def run(mutator: str, seed: int, budget: int, workers: int, keep: Path | None = None, settings=()) -> dict:
     config = Config().with_overrides(
         {
+            **dict(settings),
             "search.budget": budget,
             "search.time_limit": 0,
             "search.seed": seed,
@@ -41,7 +45,12 @@ def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
             "executor.workers": workers,
         }
     )
-    with tempfile.TemporaryDirectory(prefix="actmine-bench-") as run_dir:
+    place = (
+        contextlib.nullcontext(keep / f"seed{seed}-{mutator}")  # kept for later study (bench_objectives.py)
+        if keep is not None
+        else tempfile.TemporaryDirectory(prefix="actmine-bench-")
+    )
+    with place as run_dir:
         summary = Search(config, run_dir, live=False).run()
         final = json.loads((Path(run_dir) / "heldout.json").read_text())
     unseen = list(config.tasks.test)
@@ -62,17 +71,36 @@ def run(mutator: str, seed: int, budget: int, workers: int) -> dict:
     }
 
 
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=VALUE, e.g. tasks.objective=bounded, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=Config().search.budget)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--keep", type=Path, help="keep each run in KEEP/seed<N>-<mutator> (default: a temporary directory)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="a config key to change in every run, e.g. tasks.objective=bounded (the value is YAML); repeatable",
+    )
     args = parser.parse_args()
     runs: dict[tuple[str, int], dict] = {}
     suites: list[str] = []
     for seed in args.seeds:
         for mutator in ("symbolic", "random"):
-            result = runs[mutator, seed] = run(mutator, seed, args.budget, args.workers)
+            result = runs[mutator, seed] = run(mutator, seed, args.budget, args.workers, args.keep, args.settings)
             suites = sorted(result["tests"])
             s = result["summary"]
             rounds = s.get("rounds", {})

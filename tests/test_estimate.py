@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 
 from actmine.lab.estimate import (
     OBJECTIVES,
+    TASK_SCORE_BOUND,
     WINNER_RULES,
     Estimate,
     family_mean_fitness,
     paired_interval,
+    bounded_estimate,
     softmin_estimate,
     softmin_fitness,
     worst_family_fitness,
@@ -490,3 +492,44 @@ def test_the_softmin_estimate_errors_say_exactly_what_is_wrong():
     with pytest.raises(ValueError) as infinite:
         softmin_estimate({"a": [0.1, math.inf]})
     assert str(infinite.value) == "scores must be finite"
+
+
+# -- the search's objective: the bounded mean ----------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=30), st.sampled_from([0.5, 1.0, 3.0]))
+def test_the_bounded_estimate_is_the_estimate_of_the_clipped_scores(scores, bound):
+    estimate = bounded_estimate(scores, bound)
+    clipped = [min(bound, max(-bound, s)) for s in scores]
+    assert estimate.n == len(scores)
+    assert estimate.mean == pytest.approx(statistics.fmean(clipped), abs=1e-12)
+    assert estimate.se == pytest.approx(
+        statistics.stdev(clipped) / math.sqrt(len(clipped)) if len(clipped) > 1 else 0.0
+    )
+    assert -bound <= estimate.mean <= bound
+    # within the bound it is the plain estimate
+    if all(abs(s) <= bound for s in scores):
+        assert estimate == pytest.approx(Estimate.of(scores))
+
+
+def test_one_huge_win_does_not_outrank_many_small_ones():
+    specialist = [3.0] + [-0.1] * 9  # one target extrapolated far better, the rest a little worse
+    generalist = [0.15] * 10  # a little better on every target
+    assert Estimate.of(specialist).mean > Estimate.of(generalist).mean
+    assert bounded_estimate(specialist).mean < bounded_estimate(generalist).mean
+    assert bounded_estimate(specialist).mean == pytest.approx((TASK_SCORE_BOUND - 0.9) / 10)
+
+
+def test_the_bounded_objective_reads_family_score_pairs_and_refuses_what_it_cannot_bound():
+    scores = [("poly", 0.4), ("harm", 2.0), ("poly", -1.5)]
+    assert OBJECTIVES["bounded"](scores) == Estimate.of([0.4, 1.0, -1.0])
+    for bad, message in (
+        ([0.1, math.inf], "scores must be finite"),
+        ([math.nan], "scores must be finite"),
+        ([], "at least one"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            bounded_estimate(bad)
+    with pytest.raises(ValueError, match="the bound must be positive, got 0"):
+        bounded_estimate([0.1], 0)

@@ -10,6 +10,7 @@ per module into the session's temporary cache (tests/conftest.py sets ACTMINE_CA
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -24,7 +25,7 @@ from actmine.evolve.controller import HELDOUT, Search, SearchState, _Pending, _R
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Proposal
 from actmine.evolve.search_tasks import SEED_SHIFT, SearchTasks
-from actmine.lab.estimate import WINNER_RULES, Estimate, softmin_estimate
+from actmine.lab.estimate import WINNER_RULES, Estimate, bounded_estimate, softmin_estimate
 from actmine.lab.fitness import Evaluation, Lab, TaskScore
 from search_runs import write_tiny_config
 
@@ -436,36 +437,48 @@ def test_the_same_function_found_again_is_pooled_into_the_original(controller):
     assert [p.status for p in database.programs(run_id)] == ["ok", "duplicate", "duplicate"]
 
 
+@contextlib.contextmanager
+def _search_under(objective: str, config: Config, tasks, tmp_path):
+    """A search under `tasks.objective: objective` with its open database and run, and the lab of
+    proposal 0's first round."""
+    search = Search(config.with_overrides({"tasks.objective": objective}), tmp_path / "run", live=False)
+    search.tasks = tasks
+    database, run_id = search._open()
+    try:
+        yield search, database, run_id, search.tasks.lab_for(0, 0)
+    finally:
+        database.close()
+
+
+def _record_all(search, database, run_id: int, lab, score_lists: list[list[float]]) -> list:
+    """Record one program per list of per-task fitness scores on `lab`; their stored records."""
+    state = SearchState(budget=len(score_lists) + 1)
+    ids = [
+        search._record(database, run_id, pending(i), scored(lab, scores, f"fp-{i}"), state).id
+        for i, scores in enumerate(score_lists)
+    ]
+    return [database.get(program_id) for program_id in ids]
+
+
 def test_the_softmin_objective_ranks_a_one_family_loser_below_a_balanced_program(config, tasks, tmp_path):
     """`tasks.objective: softmin`: the fitness is the softmin over families of the pooled task scores
     (the winner rule's aggregate), so a program that loses one family ranks below one that loses none
     even when its mean over tasks is higher."""
-    search = Search(config.with_overrides({"tasks.objective": "softmin"}), tmp_path / "run", live=False)
-    search.tasks = tasks
-    database, run_id = search._open()
-    try:
-        state = SearchState(budget=3)
-        lab = search.tasks.lab_for(0, 0)
+    with _search_under("softmin", config, tasks, tmp_path) as (search, database, run_id, lab):
         families = [t.family for t in lab.suite.tasks]
         assert len(set(families)) == 2, families  # the sample holds both families of the search side
         loser = [-0.4 if f == "polynomial" else 1.5 for f in families]  # loses the polynomials only
         balanced = [0.2] * len(families)
         assert np.mean(loser) > np.mean(balanced)  # the mean would prefer it
-        ids = [
-            search._record(database, run_id, pending(i), scored(lab, scores, f"fp-{i}"), state).id
-            for i, scores in enumerate((loser, balanced))
-        ]
-        for program_id, scores in zip(ids, (loser, balanced)):
-            stored = database.get(program_id)
+        stored = _record_all(search, database, run_id, lab, [loser, balanced])
+        for record, scores in zip(stored, (loser, balanced)):
             by_family: dict[str, list[float]] = {}
             for family, score in zip(families, scores):
                 by_family.setdefault(family, []).append(score)
             expected = softmin_estimate(by_family)
-            assert (stored.fitness, stored.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
-            assert stored.score == pytest.approx(expected.lcb(1.0))
-        assert database.get(ids[0]).fitness < database.get(ids[1]).fitness
-    finally:
-        database.close()
+            assert (record.fitness, record.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
+            assert record.score == pytest.approx(expected.lcb(1.0))
+        assert stored[0].fitness < stored[1].fitness
 
 
 def test_a_function_known_only_as_a_failure_is_not_pooled(controller):
@@ -634,3 +647,21 @@ def test_a_fixed_suite_confirms_on_shifted_training_seeds(suite_tasks, index, ro
     assert lab.suite.tasks == base.suite.tasks and lab.protocol == base.protocol
     assert lab.suite.seeds == suite_tasks.lab_for(index + 1, round).suite.seeds  # the index plays no part
     assert suite_tasks.validation is not None and suite_tasks.tests == {}
+
+
+def test_the_bounded_objective_ranks_many_small_gains_above_one_huge_one(config, tasks, tmp_path):
+    """`tasks.objective: bounded`: each task's score is clipped to ±1 before the mean, so a program
+    that extrapolates one target far better and the rest a little worse ranks below one that is a
+    little better on every target, though the plain mean would prefer the first."""
+    with _search_under("bounded", config, tasks, tmp_path) as (search, database, run_id, lab):
+        n = len(lab.suite.tasks)
+        specialist = [2.9] + [-0.3] * (n - 1)
+        generalist = [0.1] * n
+        assert np.mean(specialist) > np.mean(generalist)  # the mean would prefer the specialist
+        stored = _record_all(search, database, run_id, lab, [specialist, generalist])
+        for record, scores in zip(stored, (specialist, generalist)):
+            expected = bounded_estimate(scores)
+            assert (record.fitness, record.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
+            assert record.score == pytest.approx(expected.lcb(1.0))
+            assert record.ood_log_ratio == pytest.approx(-np.mean(scores))  # the plain mean is still recorded
+        assert stored[0].fitness < stored[1].fitness

@@ -1,0 +1,157 @@
+"""Which aggregate of a program's task scores should the search rank by? Judged on the unseen tests.
+
+    python benchmarks/bench_objectives.py RUN_DIR [RUN_DIR ...] [--top 15] [--scores objectives.json]
+
+A finished run's `evaluations` table holds every program's per-task scores (−log-ratio against
+ReLU, one training seed, each task at its mean over the rounds that scored it). Each aggregate below
+ranks the run's programs from those scores alone; the union of every aggregate's `--top` programs is
+then scored (sandboxed) on the default config's unseen test suites, per task and seed (journalled in
+`--scores`, so a second call scores nothing twice). Printed per run and aggregate:
+
+* Spearman's ρ across the scored programs between the aggregate and the unseen test fitness (all
+  unseen tasks, and per suite): which search statistic ranks programs as the unseen targets do;
+* the unseen test fitness of the aggregate's first program and the mean of its first five, each
+  minus GELU's (the run's own test row; above 0 = better than GELU).
+
+The aggregates: the search's objectives (`actmine.lab.estimate.OBJECTIVES`: `mean`, `bounded`,
+`softmin`) and, for comparison only, the mean of the scores clipped at other bounds, the median,
+a win rate (the share of tasks better than ReLU minus the share worse) and a 10% trimmed mean.
+The scored programs are chosen by the aggregates themselves, so ρ is measured where selection
+happens (the upper end), not over the whole run. An aggregate proposed on some runs must be
+confirmed on runs it did not see (docs/lab.md, "The objective").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from bench_winner_rules import REFERENCES, flat, suite_fitness  # benchmarks/ is on the path as a script
+from scipy.stats import spearmanr
+
+from actmine.candidate.sandbox import SandboxLimits, SandboxPool
+from actmine.config import Config
+from actmine.evolve.search_tasks import SearchTasks
+from actmine.lab.estimate import OBJECTIVES, bounded_estimate
+from actmine.run_files import DATABASE
+
+MIN_TASKS = 40  # programs scored on fewer tasks (refused early, or duplicates) are not ranked
+
+
+def _objective(name: str):
+    return lambda scores: OBJECTIVES[name](scores).mean
+
+
+def _plain(statistic):
+    return lambda scores: statistic(np.array([s for _, s in scores]))
+
+
+AGGREGATES = {
+    **{name: _objective(name) for name in OBJECTIVES},
+    "clip 0.5": _plain(lambda v: bounded_estimate(v, 0.5).mean),
+    "clip 2": _plain(lambda v: bounded_estimate(v, 2.0).mean),
+    "median": _plain(np.median),
+    "win rate": _plain(lambda v: float(np.mean(v > 0) - np.mean(v < 0))),
+    "trimmed 10%": _plain(lambda v: float(np.sort(v)[len(v) // 10 : len(v) - len(v) // 10].mean())),
+}
+
+
+def task_scores(run_dir: Path) -> dict[int, list[tuple[str, float]]]:
+    """{program id: [(family, −mean log-ratio over the rounds that scored the task)]}."""
+    connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
+    pooled: dict[int, dict[str, tuple[str, list[float]]]] = {}
+    for program_id, tasks in connection.execute("SELECT program_id, tasks FROM evaluations"):
+        for task in json.loads(tasks):
+            family, ratios = pooled.setdefault(program_id, {}).setdefault(task["name"], (task["family"], []))
+            ratios.append(task["log_ratio"])
+    connection.close()
+    return {
+        pid: [(family, -float(np.mean(ratios))) for family, ratios in tasks.values()]
+        for pid, tasks in pooled.items()
+        if len(tasks) >= MIN_TASKS
+    }
+
+
+def rankings(scores: dict[int, list[tuple[str, float]]]) -> dict[str, dict[int, float]]:
+    return {name: {pid: aggregate(s) for pid, s in scores.items()} for name, aggregate in AGGREGATES.items()}
+
+
+def chosen(ranked: dict[str, dict[int, float]], top: int) -> list[int]:
+    return sorted({pid for values in ranked.values() for pid in sorted(values, key=lambda p: -values[p])[:top]})
+
+
+def score_programs(run_dir: Path, programs: list[int], journal: Path, workers: int) -> dict[str, dict]:
+    """{run#program: {suite: {task: per-seed log-ratios}}}, sandboxed, journalled."""
+    tasks = SearchTasks.from_config(Config(), progress=False)
+    scores = json.loads(journal.read_text()) if journal.exists() else {}
+    connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
+    sources = dict(connection.execute("SELECT id, source FROM programs"))
+    connection.close()
+    todo = [pid for pid in programs if f"{run_dir}#{pid}" not in scores]
+    with SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096)) as pool:
+        futures = {
+            pid: {s: pool.submit(sources[pid], tasks.tests[s], f"#{pid}") for s in tasks.unseen_tests()} for pid in todo
+        }
+        for pid, by_suite in futures.items():
+            scores[f"{run_dir}#{pid}"] = {
+                s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
+                for s, f in by_suite.items()
+            }
+            journal.write_text(json.dumps(scores))
+            print(f"scored {run_dir}#{pid}", flush=True)
+    return scores
+
+
+def report(run_dir: Path, ranked: dict[str, dict[int, float]], scores: dict[str, dict]) -> None:
+    final = json.loads((run_dir / "heldout.json").read_text())
+    references = {}
+    for row in final["test"]:
+        if row["program_id"] is None and row["name"] in REFERENCES:
+            references.setdefault(row["name"], {})[row["suite"]] = row["tasks"]
+    gelu = suite_fitness(flat(references["gelu"]))
+    tested = {
+        int(key.rsplit("#", 1)[1]): by_suite
+        for key, by_suite in scores.items()
+        if key.rsplit("#", 1)[0] == str(run_dir) and all(by_suite.values())
+    }
+    programs = sorted(set(tested) & set(next(iter(ranked.values()))))
+    unseen = {pid: suite_fitness(flat(tested[pid])) for pid in programs}
+    suites = sorted(next(iter(tested.values())))
+    per_suite = {s: [suite_fitness(tested[pid][s]) for pid in programs] for s in suites}
+    print(
+        f"\n{run_dir}: {len(programs)} programs scored; unseen fitness: GELU {gelu:+.3f}, "
+        f"GELUSine {suite_fitness(flat(references['gelu_sine'])):+.3f}, best program {max(unseen.values()):+.3f}"
+    )
+    print(
+        f"  {'aggregate':<12} {'ρ unseen':>8} " + " ".join(f"{s:>16}" for s in suites) + "   first − GELU  top 5 − GELU"
+    )
+    for name, values in ranked.items():
+        order = sorted(programs, key=lambda p: -values[p])
+        rhos = [spearmanr([values[p] for p in programs], per_suite[s])[0] for s in suites]
+        print(
+            f"  {name:<12} {spearmanr([values[p] for p in programs], [unseen[p] for p in programs])[0]:>+8.2f} "
+            + " ".join(f"{r:>+16.2f}" for r in rhos)
+            + f"   {unseen[order[0]] - gelu:>+12.3f}  {np.mean([unseen[p] for p in order[:5]]) - gelu:>+12.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
+    parser.add_argument("--top", type=int, default=15, help="programs scored per aggregate (their union is scored)")
+    parser.add_argument("--scores", type=Path, default=Path("objectives.json"), help="journal of test scores")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    ranked = {}
+    for run_dir in args.runs:
+        ranked[run_dir] = rankings(task_scores(run_dir))
+        scores = score_programs(run_dir, chosen(ranked[run_dir], args.top), args.scores, args.workers)
+    for run_dir in args.runs:
+        report(run_dir, ranked[run_dir], scores)
+
+
+if __name__ == "__main__":
+    main()
