@@ -165,6 +165,28 @@ def test_a_second_run_reuses_the_saved_parts_and_force_recomputes(tiny_run, caps
     assert code == 0 and "reused" not in stdout and "lab: running" in stderr
 
 
+@pytest.mark.parametrize("skip_search, skip_transfer", [(False, False), (True, False), (False, True), (True, True)])
+def test_force_removes_what_the_parts_that_run_would_resume(tmp_path, skip_search, skip_transfer):
+    """`--force` recomputes everything: a finished search's run directory or the transfer's journal
+    would be resumed (an earlier version's numbers back), so they go, unless their part is skipped."""
+    from actmine.reproduce.cache import clear_resumable_state
+
+    out = tmp_path / "rep"
+    (out / "runs" / "search-abc").mkdir(parents=True)
+    (out / "runs" / "search-abc" / "programs.sqlite").write_text("a finished run")
+    (out / "transfer").mkdir()
+    (out / "transfer" / "results.jsonl").write_text('{"activation": "gelu", "score": 0.52}\n')
+    (out / "lab.json").write_text("{}")
+    settings = reproduce.Settings(skip_search=skip_search, skip_transfer=skip_transfer)
+    removed = clear_resumable_state(settings, out)
+    assert removed == [
+        p for p, skipped in ((out / "runs", skip_search), (out / "transfer", skip_transfer)) if not skipped
+    ]
+    assert (out / "runs").exists() == skip_search and (out / "transfer").exists() == skip_transfer
+    assert (out / "lab.json").is_file()  # a part's saved result is ignored under --force, not removed
+    assert clear_resumable_state(settings, out) == []  # nothing left to remove
+
+
 def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, monkeypatch):
     """The transfer, correlation and search sections, from synthetic parts (no training here)."""
     _, out, _ = tiny_run

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from .cache import PART_FORMAT, PartStore, _atomic_write_json, _jsonable
+from .cache import PART_FORMAT, PartStore, _atomic_write_json, _jsonable, clear_resumable_state
 from .claims import CLAIM_RULES, CLAIMS, Claim, ClaimCheck, Evidence, _lab_functions, _validity_measured, build_claims
 from .formatting import _duration, _f, _names
 from .markdown import _lab_table, _lab_text, write_markdown
@@ -260,6 +260,9 @@ def run_reproduce(
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = progress or Progress(enabled=False)
     store = PartStore(settings, out_dir, force, progress)
+    if force:
+        for path in clear_resumable_state(settings, out_dir):
+            progress.say(f"--force: removed {path} (it would have been resumed)")
     parts = _compute_parts(settings, out_dir, store, progress)
     parts["validity"] = load_validity(settings.validity)
     claims = build_claims(settings, parts)

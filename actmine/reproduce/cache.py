@@ -2,13 +2,15 @@
 
 Each part's result is written as `OUT/<part>.json` (atomically) as soon as it finishes; a later run
 with the same settings reads it back instead of recomputing it, so an interrupted run resumes where
-it stopped, and `force` recomputes everything.
+it stopped, and `force` recomputes everything: the parts' saved results and what their own
+resuming would reuse (the search's run directories, the transfer's job journal).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -40,6 +42,21 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def clear_resumable_state(settings: Settings, out_dir: Path) -> list[Path]:
+    """For `--force`: remove what the parts that will run would resume from, and return it.
+
+    A part's saved JSON is ignored under `--force`, but the search part resumes its run directory
+    (`OUT/runs/`: a finished search is read back, not run again) and the transfer part its job
+    journal (`OUT/transfer/`: every finished job is kept), so without this an earlier version's
+    numbers would come back. A part that is skipped keeps its files."""
+    removed = []
+    for skipped, path in ((settings.skip_search, out_dir / "runs"), (settings.skip_transfer, out_dir / "transfer")):
+        if not skipped and path.exists():
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
 
 
 class PartStore:
