@@ -58,9 +58,12 @@ def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
 
 
 def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[str, dict]:
-    """{run#program: {suite: {task: per-seed log-ratios}}} for every candidate, sandboxed."""
+    """{run#program: {suite: {task: per-seed log-ratios}}} for every candidate, sandboxed. A source
+    already scored (the seeds are in every run; runs find the same function) is not scored again:
+    the same program on the same tasks gives the same numbers in any worker (docs/lab.md)."""
     tasks = SearchTasks.from_config(Config(), progress=False)
     scores = json.loads(journal.read_text()) if journal.exists() else {}
+    by_source: dict[str, dict] = {}
     with SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096)) as pool:
         for run_dir in run_dirs:
             _, rows = candidates(run_dir)
@@ -68,11 +71,15 @@ def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[
             try:
                 for row in rows:
                     key = f"{run_dir}#{row['program_id']}"
-                    if key in scores:
-                        continue
                     source = database.get(row["program_id"]).source
+                    if key in scores:
+                        by_source.setdefault(source, scores[key])
+                        continue
+                    if source in by_source:
+                        scores[key] = by_source[source]
+                        continue
                     futures = {s: pool.submit(source, tasks.tests[s], row["name"]) for s in tasks.unseen_tests()}
-                    scores[key] = {
+                    scores[key] = by_source[source] = {
                         s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
                         for s, f in futures.items()
                     }
