@@ -29,12 +29,10 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import REFERENCES, flat, suite_fitness  # benchmarks/ is on the path as a script
+from bench_winner_rules import REFERENCES, UnseenScores, flat, suite_fitness  # benchmarks/ is on the path as a script
 from scipy.stats import spearmanr
 
-from actmine.candidate.sandbox import SandboxLimits, SandboxPool
-from actmine.config import Config
-from actmine.evolve.search_tasks import SearchTasks
+from actmine.evolve.rounds import pooled_task_scores
 from actmine.lab.estimate import OBJECTIVES, bounded_estimate
 from actmine.run_files import DATABASE
 
@@ -60,16 +58,16 @@ AGGREGATES = {
 
 
 def task_scores(run_dir: Path) -> dict[int, list[tuple[str, float]]]:
-    """{program id: [(family, −mean log-ratio over the rounds that scored the task)]}."""
+    """{program id: [(family, −mean log-ratio over the rounds that scored the task)]}, pooled as the
+    search pools them."""
     connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
-    pooled: dict[int, dict[str, tuple[str, list[float]]]] = {}
+    rounds: dict[int, list[dict]] = {}
     for program_id, tasks in connection.execute("SELECT program_id, tasks FROM evaluations"):
-        for task in json.loads(tasks):
-            family, ratios = pooled.setdefault(program_id, {}).setdefault(task["name"], (task["family"], []))
-            ratios.append(task["log_ratio"])
+        rounds.setdefault(program_id, []).extend(json.loads(tasks))
     connection.close()
+    pooled = {pid: pooled_task_scores(tasks) for pid, tasks in rounds.items()}
     return {
-        pid: [(family, -float(np.mean(ratios))) for family, ratios in tasks.values()]
+        pid: [(family, -ratio) for family, ratio in tasks.values()]
         for pid, tasks in pooled.items()
         if len(tasks) >= MIN_TASKS
     }
@@ -81,28 +79,6 @@ def rankings(scores: dict[int, list[tuple[str, float]]]) -> dict[str, dict[int, 
 
 def chosen(ranked: dict[str, dict[int, float]], top: int) -> list[int]:
     return sorted({pid for values in ranked.values() for pid in sorted(values, key=lambda p: -values[p])[:top]})
-
-
-def score_programs(run_dir: Path, programs: list[int], journal: Path, workers: int) -> dict[str, dict]:
-    """{run#program: {suite: {task: per-seed log-ratios}}}, sandboxed, journalled."""
-    tasks = SearchTasks.from_config(Config(), progress=False)
-    scores = json.loads(journal.read_text()) if journal.exists() else {}
-    connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
-    sources = dict(connection.execute("SELECT id, source FROM programs"))
-    connection.close()
-    todo = [pid for pid in programs if f"{run_dir}#{pid}" not in scores]
-    with SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096)) as pool:
-        futures = {
-            pid: {s: pool.submit(sources[pid], tasks.tests[s], f"#{pid}") for s in tasks.unseen_tests()} for pid in todo
-        }
-        for pid, by_suite in futures.items():
-            scores[f"{run_dir}#{pid}"] = {
-                s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
-                for s, f in by_suite.items()
-            }
-            journal.write_text(json.dumps(scores))
-            print(f"scored {run_dir}#{pid}", flush=True)
-    return scores
 
 
 def report(run_dir: Path, ranked: dict[str, dict[int, float]], scores: dict[str, dict]) -> None:
@@ -145,12 +121,12 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, default=Path("objectives.json"), help="journal of test scores")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    ranked = {}
+    ranked = {run_dir: rankings(task_scores(run_dir)) for run_dir in args.runs}
+    with UnseenScores(args.scores, args.workers) as unseen:
+        for run_dir in args.runs:
+            unseen.score(run_dir, chosen(ranked[run_dir], args.top))
     for run_dir in args.runs:
-        ranked[run_dir] = rankings(task_scores(run_dir))
-        scores = score_programs(run_dir, chosen(ranked[run_dir], args.top), args.scores, args.workers)
-    for run_dir in args.runs:
-        report(run_dir, ranked[run_dir], scores)
+        report(run_dir, ranked[run_dir], unseen.scores)
 
 
 if __name__ == "__main__":

@@ -57,37 +57,54 @@ def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
     return final, rows
 
 
-def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[str, dict]:
-    """{run#program: {suite: {task: per-seed log-ratios}}} for every candidate, sandboxed. A source
-    already scored (the seeds are in every run; runs find the same function) is not scored again:
-    the same program on the same tasks gives the same numbers in any worker (docs/lab.md)."""
-    tasks = SearchTasks.from_config(Config(), progress=False)
-    scores = json.loads(journal.read_text()) if journal.exists() else {}
-    by_source: dict[str, dict] = {}
-    with SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096)) as pool:
-        for run_dir in run_dirs:
-            _, rows = candidates(run_dir)
-            database = ProgramDatabase(run_dir / "programs.sqlite", readonly=True)
-            try:
-                for row in rows:
-                    key = f"{run_dir}#{row['program_id']}"
-                    source = database.get(row["program_id"]).source
-                    if key in scores:
-                        by_source.setdefault(source, scores[key])
-                        continue
-                    if source in by_source:
-                        scores[key] = by_source[source]
-                        continue
-                    futures = {s: pool.submit(source, tasks.tests[s], row["name"]) for s in tasks.unseen_tests()}
-                    scores[key] = by_source[source] = {
+class UnseenScores:
+    """Programs' per-task, per-seed log-ratios on the default config's unseen test suites, scored in
+    sandboxed workers and journalled (`scores`: {run#program: {suite: {task: log-ratios}}}). A source
+    scored once is not scored again (the seeds are candidates in every run; runs find the same
+    function): the same program on the same tasks gives the same numbers in any worker."""
+
+    def __init__(self, journal: Path, workers: int):
+        self.journal, self.tasks = journal, SearchTasks.from_config(Config(), progress=False)
+        self.scores: dict[str, dict] = json.loads(journal.read_text()) if journal.exists() else {}
+        self.by_source: dict[str, dict] = {}
+        self.pool = SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096))
+
+    def __enter__(self) -> "UnseenScores":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.close()
+
+    def score(self, run_dir: Path, program_ids: list[int]) -> None:
+        database = ProgramDatabase(run_dir / "programs.sqlite", readonly=True)
+        try:
+            for program_id in program_ids:
+                key, source = f"{run_dir}#{program_id}", database.get(program_id).source
+                if key in self.scores:
+                    self.by_source.setdefault(source, self.scores[key])
+                    continue
+                if source not in self.by_source:
+                    futures = {
+                        s: self.pool.submit(source, self.tasks.tests[s], f"#{program_id}")
+                        for s in self.tasks.unseen_tests()
+                    }
+                    self.by_source[source] = {
                         s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
                         for s, f in futures.items()
                     }
-                    journal.write_text(json.dumps(scores))
                     print(f"scored {key}", flush=True)
-            finally:
-                database.close()
-    return scores
+                self.scores[key] = self.by_source[source]
+                self.journal.write_text(json.dumps(self.scores))
+        finally:
+            database.close()
+
+
+def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[str, dict]:
+    """{run#program: {suite: {task: per-seed log-ratios}}} for every final-check candidate."""
+    with UnseenScores(journal, workers) as unseen:
+        for run_dir in run_dirs:
+            unseen.score(run_dir, [row["program_id"] for row in candidates(run_dir)[1]])
+    return unseen.scores
 
 
 def flat(by_suite: dict) -> dict[str, list[float]]:

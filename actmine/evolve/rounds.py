@@ -21,6 +21,18 @@ from .database import ProgramDatabase, ProgramRecord
 from .live_view import SearchState
 
 
+def pooled_task_scores(tasks: list[dict[str, Any]]) -> dict[str, tuple[str, float]]:
+    """A program's rounds' task scores pooled by task: {name: (family, mean log-ratio over the rounds
+    that scored it)}. A task scored again (a fixed suite's rounds, a repeat draw) is one task, so the
+    standard error counts tasks, not rounds."""
+    scores: dict[str, list[float]] = {}
+    families: dict[str, str] = {}
+    for task in tasks:
+        scores.setdefault(str(task["name"]), []).append(float(task["log_ratio"]))
+        families[str(task["name"])] = str(task["family"])
+    return {name: (families[name], sum(v) / len(v)) for name, v in scores.items()}
+
+
 @dataclass
 class _Round:
     """A scoring job for a recorded program: a confirmation round on a fresh sample, or the
@@ -45,23 +57,11 @@ class EstimateRounds:
     _validated_at: int  # state.evaluated when the last validation was submitted
 
     # -- estimates and confirmation rounds ---------------------------------------------------
-    @staticmethod
-    def _per_task(tasks: list[dict[str, Any]]) -> dict[str, tuple[str, float]]:
-        """Pooled task scores by task: (family, mean log-ratio over the rounds that scored it). A task
-        scored again (a fixed suite's rounds, a repeat draw) is one task, so the standard error
-        counts tasks, not rounds."""
-        scores: dict[str, list[float]] = {}
-        families: dict[str, str] = {}
-        for task in tasks:
-            scores.setdefault(str(task["name"]), []).append(float(task["log_ratio"]))
-            families[str(task["name"])] = str(task["family"])
-        return {name: (families[name], sum(v) / len(v)) for name, v in scores.items()}
-
     def _estimate(self, tasks: list[dict[str, Any]], objective: str | None = None) -> Estimate:
         """The fitness estimate of pooled task scores (fitness = −log-ratio per task), aggregated by
         `objective` (default: the config's `tasks.objective`: the mean over tasks, or the softmin
         over families)."""
-        scores = [(family, -ratio) for family, ratio in self._per_task(tasks).values()]
+        scores = [(family, -ratio) for family, ratio in pooled_task_scores(tasks).values()]
         return OBJECTIVES[objective or self.config.tasks.objective](scores)
 
     @staticmethod
@@ -147,7 +147,7 @@ class EstimateRounds:
             or not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
         )
         families: dict[str, list[float]] = {}
-        for family, ratio in self._per_task(tasks).values():
+        for family, ratio in pooled_task_scores(tasks).values():
             families.setdefault(family, []).append(ratio)
         mean_ratio = -self._estimate(tasks, "mean").mean  # the mean log-ratio, whatever the objective
         database.update_estimate(
