@@ -29,7 +29,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import REFERENCES, UnseenScores, flat, suite_fitness  # benchmarks/ is on the path as a script
+from bench_winner_rules import REFERENCES, CandidateScores, flat, suite_fitness  # benchmarks/: a script's path
 from scipy.stats import spearmanr
 
 from actmine.evolve.rounds import pooled_task_scores
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     ranked = {run_dir: rankings(task_scores(run_dir)) for run_dir in args.runs}
-    with UnseenScores(args.scores, args.workers) as unseen:
+    with CandidateScores(args.scores, args.workers) as unseen:
         for run_dir in args.runs:
             unseen.score(run_dir, chosen(ranked[run_dir], args.top))
     for run_dir in args.runs:

@@ -35,6 +35,7 @@ from actmine.config import Config
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.search_tasks import SearchTasks
 from actmine.lab.estimate import WINNER_RULES, paired_interval
+from actmine.lab.fitness import Lab
 
 REFERENCES = ("relu", "gelu", "gelu_sine")
 
@@ -57,19 +58,23 @@ def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
     return final, rows
 
 
-class UnseenScores:
-    """Programs' per-task, per-seed log-ratios on the default config's unseen test suites, scored in
-    sandboxed workers and journalled (`scores`: {run#program: {suite: {task: log-ratios}}}). A source
-    scored once is not scored again (the seeds are candidates in every run; runs find the same
-    function): the same program on the same tasks gives the same numbers in any worker."""
+class CandidateScores:
+    """Programs' per-task, per-seed log-ratios on named labs (by default the default config's unseen
+    test suites), scored in sandboxed workers and journalled (`scores`: {run#program: {lab: {task:
+    log-ratios}}}). A source scored once is not scored again (the seeds are candidates in every run;
+    runs find the same function): the same program on the same tasks gives the same numbers in any
+    worker."""
 
-    def __init__(self, journal: Path, workers: int):
-        self.journal, self.tasks = journal, SearchTasks.from_config(Config(), progress=False)
+    def __init__(self, journal: Path, workers: int, labs: dict[str, Lab] | None = None):
+        if labs is None:
+            tasks = SearchTasks.from_config(Config(), progress=False)
+            labs = {name: tasks.tests[name] for name in tasks.unseen_tests()}
+        self.journal, self.labs = journal, labs
         self.scores: dict[str, dict] = json.loads(journal.read_text()) if journal.exists() else {}
         self.by_source: dict[str, dict] = {}
-        self.pool = SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=600, cpu_s=1200, memory_mb=4096))
+        self.pool = SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=900, cpu_s=1800, memory_mb=4096))
 
-    def __enter__(self) -> "UnseenScores":
+    def __enter__(self) -> "CandidateScores":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,13 +89,10 @@ class UnseenScores:
                     self.by_source.setdefault(source, self.scores[key])
                     continue
                 if source not in self.by_source:
-                    futures = {
-                        s: self.pool.submit(source, self.tasks.tests[s], f"#{program_id}")
-                        for s in self.tasks.unseen_tests()
-                    }
+                    futures = {name: self.pool.submit(source, lab, f"#{program_id}") for name, lab in self.labs.items()}
                     self.by_source[source] = {
-                        s: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
-                        for s, f in futures.items()
+                        name: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
+                        for name, f in futures.items()
                     }
                     print(f"scored {key}", flush=True)
                 self.scores[key] = self.by_source[source]
@@ -101,7 +103,7 @@ class UnseenScores:
 
 def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[str, dict]:
     """{run#program: {suite: {task: per-seed log-ratios}}} for every final-check candidate."""
-    with UnseenScores(journal, workers) as unseen:
+    with CandidateScores(journal, workers) as unseen:
         for run_dir in run_dirs:
             unseen.score(run_dir, [row["program_id"] for row in candidates(run_dir)[1]])
     return unseen.scores
