@@ -23,6 +23,12 @@ spec.loader.exec_module(soak)
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the sampler reads /proc (Linux)")
 
 
+def test_held_levels_drop_short_spikes_and_keep_steps():
+    series = [(i, float(i), v) for i, v in enumerate([3.0, 9.0, 3.0, 3.0, 7.0, 7.0, 7.0, 7.0])]
+    assert [v for _, _, v in soak.held(series, 3)] == [3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 7.0, 7.0]
+    assert soak.held(series, 1) == series
+
+
 def test_slope_and_envelope_measure_what_they_say():
     assert soak.slope_per_100([(0, 10.0), (100, 12.0), (200, 14.0)]) == pytest.approx(2.0)
     assert soak.slope_per_100([(5, 1.0), (5, 2.0)]) == 0.0
@@ -54,6 +60,13 @@ def test_figures_flag_growth_and_pass_a_flat_curve():
     for metric in ("fds", "threads"):
         assert soak.figures(flat, "p", "controller", metric, warmup=2, budget=100).ok
         assert not soak.figures(leaking, "p", "controller", metric, warmup=2, budget=100).ok
+    # a worker replaced during a model call: one sample 5 above the level, late in the run
+    spike = _rows([5, 40, 12, 13, 12, 13, 12, 12, 13, 12, 12, 13, 18, 13, 12, 12])
+    lasting = _rows([5, 40, 12, 13, 12, 13, 12, 12, 13, 12, 12, 13, 18, 18, 18, 18])  # the same level, held
+    for metric in ("fds", "threads"):
+        found = soak.figures(spike, "p", "controller", metric, warmup=2, budget=100)
+        assert found.ok and found.second_half_max == 13 and found.end == 12, found.line()
+        assert not soak.figures(lasting, "p", "controller", metric, warmup=2, budget=100).ok
     rss = soak.figures(_rows([5, 300] + [300 + i for i in range(14)]), "p", "controller", "rss_kb", 2, 100)
     assert rss.slope == pytest.approx(100.0) and not rss.ok  # 1 MiB per evaluation
     assert rss.start == 5 and rss.warm == 300 and rss.end == 313
