@@ -29,7 +29,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import REFERENCES, CandidateScores, flat, suite_fitness  # benchmarks/: a script's path
+from bench_winner_rules import REFERENCES, CandidateScores, flat, refuse_unfinished, suite_fitness  # on the path
 from scipy.stats import spearmanr
 
 from actmine.evolve.rounds import pooled_task_scores
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, default=Path("objectives.json"), help="journal of test scores")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    refuse_unfinished(parser, args.runs)
     ranked = {run_dir: rankings(task_scores(run_dir)) for run_dir in args.runs}
     with CandidateScores(args.scores, args.workers) as unseen:
         for run_dir in args.runs:

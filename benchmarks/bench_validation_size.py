@@ -35,7 +35,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import REFERENCES, CandidateScores, candidates, flat, suite_fitness
+from bench_winner_rules import REFERENCES, CandidateScores, candidates, flat, refuse_unfinished, suite_fitness
 from scipy.stats import spearmanr
 
 from actmine.config import Config
@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, default=Path("validation_size.json"), help="journal of scores")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    refuse_unfinished(parser, args.runs)
     config = Config()
     default_sizes = family_sizes(SearchTasks.from_config(config, progress=False))
     pools = large_validation(config, args.scale, args.min_size)

@@ -48,6 +48,16 @@ def _rank(rule: str, row: dict) -> float:
     return WINNER_RULES[rule](row["heldout_fitness"], row["families"])
 
 
+def refuse_unfinished(parser: argparse.ArgumentParser, run_dirs: list[Path]) -> None:
+    """Exit with a usage error naming the first of `run_dirs` that is not a finished run directory."""
+    for run_dir in run_dirs:
+        if not (run_dir / "heldout.json").is_file() or not (run_dir / "programs.sqlite").is_file():
+            parser.error(
+                f"{run_dir} is not a finished run directory (it needs heldout.json and programs.sqlite): "
+                f"finish it with `actmine search --run-dir {run_dir}`"
+            )
+
+
 def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
     final = json.loads((run_dir / "heldout.json").read_text())
     rows = [
@@ -156,6 +166,7 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, default=Path("winner_rules.json"), help="journal of test scores")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    refuse_unfinished(parser, args.runs)
     scores = score_candidates(args.runs, args.scores, args.workers)
     for run_dir in args.runs:
         report(run_dir, scores)

@@ -4,6 +4,7 @@ validation scores as the search's final check does. (Scoring is the sandbox's, t
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_validation_size as bench  # noqa: E402
+from bench_winner_rules import refuse_unfinished  # noqa: E402
 
 from actmine.config import Config, ConfigError  # noqa: E402
 from actmine.evolve.search_tasks import split_spec  # noqa: E402
@@ -74,3 +76,14 @@ def test_a_candidate_better_on_every_task_is_picked_by_every_rule_from_any_draw(
     assert set(bench.picks(rule, validation, families, {"expression": 4, "harmonic": 2, "polynomial": 2}, 30, rng)) == {
         3
     }
+
+
+def test_an_unfinished_run_directory_is_refused_with_what_it_lacks(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="bench")
+    (tmp_path / "programs.sqlite").write_bytes(b"")
+    with pytest.raises(SystemExit) as exited:
+        refuse_unfinished(parser, [tmp_path])
+    assert exited.value.code == 2
+    assert f"{tmp_path} is not a finished run directory (it needs heldout.json" in capsys.readouterr().err
+    (tmp_path / "heldout.json").write_text("{}")
+    refuse_unfinished(parser, [tmp_path])  # both files: accepted

@@ -60,7 +60,7 @@ def test_figures_flag_growth_and_pass_a_flat_curve():
     for metric in ("fds", "threads"):
         assert soak.figures(flat, "p", "controller", metric, warmup=2, budget=100).ok
         assert not soak.figures(leaking, "p", "controller", metric, warmup=2, budget=100).ok
-    # a worker replaced during a model call: one sample 5 above the level, late in the run
+    # a transient: one sample 5 above the level, late in the run (as in a CI run of the short soak)
     spike = _rows([5, 40, 12, 13, 12, 13, 12, 12, 13, 12, 12, 13, 18, 13, 12, 12])
     lasting = _rows([5, 40, 12, 13, 12, 13, 12, 12, 13, 12, 12, 13, 18, 18, 18, 18])  # the same level, held
     for metric in ("fds", "threads"):
