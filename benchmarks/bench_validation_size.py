@@ -32,6 +32,7 @@ rule picks the winner").
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,7 @@ def families(tasks: SearchTasks) -> dict[str, str]:
 
 def family_sizes(tasks: SearchTasks) -> dict[str, int]:
     """Tasks per family of a validation."""
-    sizes: dict[str, int] = {}
-    for family in families(tasks).values():
-        sizes[family] = sizes.get(family, 0) + 1
-    return sizes
+    return dict(Counter(families(tasks).values()))
 
 
 def pick(rule: str, validation: np.ndarray, columns: dict[str, np.ndarray]) -> int:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from actmine.atomic_files import write_text_atomically
 from actmine.candidate.sandbox import SandboxLimits, SandboxPool
 from actmine.config import Config
 from actmine.evolve.database import ProgramDatabase
@@ -73,7 +74,8 @@ class CandidateScores:
     test suites), scored in sandboxed workers and journalled (`scores`: {run#program: {lab: {task:
     log-ratios}}}). A source scored once is not scored again (the seeds are candidates in every run;
     runs find the same function): the same program on the same tasks gives the same numbers in any
-    worker."""
+    worker. The journal is rewritten (atomically: an interrupted call leaves the last whole one) after
+    each program trained, and at the end for programs that only reused a score."""
 
     def __init__(self, journal: Path, workers: int, labs: dict[str, Lab] | None = None):
         if labs is None:
@@ -82,6 +84,7 @@ class CandidateScores:
         self.journal, self.labs = journal, labs
         self.scores: dict[str, dict] = json.loads(journal.read_text()) if journal.exists() else {}
         self.by_source: dict[str, dict] = {}
+        self.unsaved = False
         self.pool = SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=900, cpu_s=1800, memory_mb=4096))
 
     def __enter__(self) -> "CandidateScores":
@@ -89,6 +92,12 @@ class CandidateScores:
 
     def __exit__(self, *exc) -> None:
         self.pool.close()
+        self.save()
+
+    def save(self) -> None:
+        if self.unsaved:
+            write_text_atomically(self.journal, json.dumps(self.scores))
+            self.unsaved = False
 
     def score(self, run_dir: Path, program_ids: list[int]) -> None:
         database = ProgramDatabase(run_dir / "programs.sqlite", readonly=True)
@@ -98,15 +107,17 @@ class CandidateScores:
                 if key in self.scores:
                     self.by_source.setdefault(source, self.scores[key])
                     continue
-                if source not in self.by_source:
+                trained = source not in self.by_source
+                if trained:
                     futures = {name: self.pool.submit(source, lab, f"#{program_id}") for name, lab in self.labs.items()}
                     self.by_source[source] = {
                         name: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
                         for name, f in futures.items()
                     }
                     print(f"scored {key}", flush=True)
-                self.scores[key] = self.by_source[source]
-                self.journal.write_text(json.dumps(self.scores))
+                self.scores[key], self.unsaved = self.by_source[source], True
+                if trained:
+                    self.save()
         finally:
             database.close()
 

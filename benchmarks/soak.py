@@ -425,15 +425,11 @@ def figures(
     after = warm or [(e, v) for e, _, v in series]
     slope = slope_per_100(after)
     middle = (after[0][0] + after[-1][0]) / 2
-    first = [v for e, v in after if e <= middle] or [after[0][1]]
-    second = [v for e, v in after if e > middle] or [after[-1][1]]
-    if metric == "rss_kb":
-        ok = slope < RSS_SLOPE_BOUND_MB
-    else:
-        levels = held(series, HELD_SAMPLES)[len(series) - len(after) :]  # `after` is a suffix of `series`
-        first = [v for e, _, v in levels if e <= middle] or [levels[0][2]]
-        second = [v for e, _, v in levels if e > middle] or [levels[-1][2]]
-        ok = max(second) <= max(first) + FLAT_TOLERANCE
+    # fds and threads: the held levels (`after` is a suffix of `series`)
+    judged = after if metric == "rss_kb" else [(e, v) for e, _, v in held(series, HELD_SAMPLES)[-len(after) :]]
+    first = [v for e, v in judged if e <= middle] or [judged[0][1]]
+    second = [v for e, v in judged if e > middle] or [judged[-1][1]]
+    ok = slope < RSS_SLOPE_BOUND_MB if metric == "rss_kb" else max(second) <= max(first) + FLAT_TOLERANCE
     return Figures(
         phase, role, metric, series[0][2], after[0][1], series[-1][2], slope, max(first), max(second), ok, len(after)
     )
