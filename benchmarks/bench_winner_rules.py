@@ -72,10 +72,11 @@ def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
 class CandidateScores:
     """Programs' per-task, per-seed log-ratios on named labs (by default the default config's unseen
     test suites), scored in sandboxed workers and journalled (`scores`: {run#program: {lab: {task:
-    log-ratios}}}). A source scored once is not scored again (the seeds are candidates in every run;
-    runs find the same function): the same program on the same tasks gives the same numbers in any
-    worker. The journal is rewritten (atomically: an interrupted call leaves the last whole one) after
-    each program trained, and at the end for programs that only reused a score."""
+    log-ratios}}}). A source scored once on a lab is not scored on it again (the seeds are candidates
+    in every run; runs find the same function): the same program on the same tasks gives the same
+    numbers in any worker; a journal entry that lacks one of the labs is scored on that lab only. The
+    journal is rewritten (atomically: an interrupted call leaves the last whole one) after each
+    program trained, and at the end for programs that only reused a score."""
 
     def __init__(self, journal: Path, workers: int, labs: dict[str, Lab] | None = None):
         if labs is None:
@@ -103,23 +104,30 @@ class CandidateScores:
         database = ProgramDatabase(run_dir / "programs.sqlite", readonly=True)
         try:
             for program_id in program_ids:
-                key, source = f"{run_dir}#{program_id}", database.get(program_id).source
-                if key in self.scores:
-                    self.by_source.setdefault(source, self.scores[key])
-                    continue
-                trained = source not in self.by_source
-                if trained:
-                    futures = {name: self.pool.submit(source, lab, f"#{program_id}") for name, lab in self.labs.items()}
-                    self.by_source[source] = {
-                        name: ({t.name: list(t.seed_log_ratios) for t in f.result().tasks} if f.result().ok else None)
-                        for name, f in futures.items()
-                    }
-                    print(f"scored {key}", flush=True)
-                self.scores[key], self.unsaved = self.by_source[source], True
-                if trained:
-                    self.save()
+                self.score_source(f"{run_dir}#{program_id}", database.get(program_id).source)
         finally:
             database.close()
+
+    def score_source(self, key: str, source: str) -> dict[str, dict | None]:
+        """The scores of `source` on every lab, journalled under `key`; only the labs that neither the
+        journal's entry nor another key of the same source holds are trained."""
+        known = self.by_source.setdefault(source, {})
+        known.update(self.scores.get(key, {}))
+        missing = [name for name in self.labs if name not in known]
+        if missing:
+            futures = {
+                name: self.pool.submit(source, self.labs[name], "#" + key.rsplit("#", 1)[-1]) for name in missing
+            }
+            for name, future in futures.items():
+                result = future.result()
+                known[name] = {t.name: list(t.seed_log_ratios) for t in result.tasks} if result.ok else None
+            print(f"scored {key}" + (f" on {', '.join(missing)}" if len(missing) < len(self.labs) else ""), flush=True)
+        entry = {**self.scores.get(key, {}), **{name: known[name] for name in self.labs}}
+        if entry != self.scores.get(key):
+            self.scores[key], self.unsaved = entry, True
+        if missing:
+            self.save()
+        return entry
 
 
 def score_candidates(run_dirs: list[Path], journal: Path, workers: int) -> dict[str, dict]:

@@ -1,0 +1,65 @@
+"""The fused-kernel benchmark's search-round mode (benchmarks/bench_fused.py --run RUN_DIR --rounds),
+short: each program is evaluated on its own first search round, eagerly and fused, cold and cached,
+beside ReLU and the matmul-only bound, and the report's totals come from those rows."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_fused as bench  # noqa: E402
+
+from actmine.config import Config  # noqa: E402
+from actmine.evolve.seeds import SEED_EXPRESSIONS, program  # noqa: E402
+
+SMALL_POOLS = {
+    "search": {"budget": 4, "initial_programs": ["relu"]},
+    "lab": {"suite": None, "heldout_suite": None, "steps": 20},
+    "tasks": {
+        "search": [{"generator": "polynomial", "size": 6}, {"generator": "harmonic", "size": 4}],
+        "sample": 4,
+        "validation": [{"generator": "polynomial", "size": 2, "start": 1_000_000}],
+        "test": {"feynman": [{"generator": "feynman", "size": 2, "seeds": [0]}]},
+    },
+}
+
+
+@pytest.fixture()
+def finished_run(tmp_path) -> Path:
+    """A run directory with the run's config and three scored programs (the columns the benchmark reads)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(Config.from_dict(SMALL_POOLS).to_dict()))
+    database = sqlite3.connect(run / "programs.sqlite")
+    database.execute("CREATE TABLE programs (source TEXT, proposal_index INTEGER, status TEXT, fitness REAL)")
+    sources = [program(SEED_EXPRESSIONS[name]) for name in ("gelu_sine", "gelu_sinc_perturbation", "gmtu")]
+    database.executemany(
+        "INSERT INTO programs VALUES (?, ?, ?, ?)",
+        [(source, index, "ok", 0.1 * index) for index, source in enumerate(sources)]
+        + [("def activation_function(x):\n    return x\n", 7, "failed", None)],
+    )
+    database.commit()
+    database.close()
+    return run
+
+
+def test_each_program_is_timed_on_its_own_search_round_every_way(finished_run, tmp_path, capsys):
+    assert [index for _, index in bench.program_rounds(finished_run, 10)] == [0, 1, 2]  # the failed one is left out
+    bench.search_rounds(finished_run, 10, tmp_path / "cache")
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s+\d+\s+\d", line)]
+    assert len(rows) == 3
+    for row in rows:
+        build, eager, cold, warm, relu, bound = map(float, row[1:7])
+        assert min(build, eager, cold, warm, relu, bound) > 0
+        assert row[7] == "fused"  # three multi-op library functions: every one has a kernel
+    assert "3 programs, each on its own first search round" in out
+    per_hour = dict(re.findall(r"(eager|fused cold|fused|relu) (\d+) \(×", out))
+    assert set(per_hour) == {"eager", "fused cold", "fused", "relu"}
+    assert re.search(r"Spearman ρ \(eager vs fused fitness\) 1\.0000", out)  # three programs, the same order
