@@ -45,6 +45,7 @@ from actmine.evolve.mutators.symbolic import SymbolicMutator
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.fitness import Lab
 from actmine.reproduce.rules import spearman
+from actmine.terminal import terminal_text
 
 from bench_fitness import best_seconds, matmul_only  # benchmarks/ is on the path when run as a script
 
@@ -127,7 +128,7 @@ def search_rounds(run_dir: Path, count: int, cache: Path) -> None:
             cold = cold_lab.evaluate_source(source)
             warm = cold_lab.evaluate_source(source)
         if not (eager.ok and cold.ok and warm.ok):
-            print(f"{n:>4} refused: {eager.error or cold.error or warm.error}")
+            print(f"{n:>4} refused: {terminal_text(eager.error or cold.error or warm.error, keep_newlines=False)}")
             continue
         seconds.update({"eager": eager.seconds, "fused cold": cold.seconds, "fused": warm.seconds})
         seconds.update(best_seconds({"relu": lambda: lab(False, cache).evaluate(torch.relu)}, 1))
@@ -136,7 +137,11 @@ def search_rounds(run_dir: Path, count: int, cache: Path) -> None:
             totals[column] += seconds[column]
         fitness[0].append(eager.fitness)
         fitness[1].append(warm.fitness)
-        print(f"{n:>4} " + " ".join(f"{seconds[c]:>10.3f}" for c in columns) + f"  {warm.workload['kernel'][:40]}")
+        print(
+            f"{n:>4} "
+            + " ".join(f"{seconds[c]:>10.3f}" for c in columns)
+            + f"  {terminal_text(warm.workload['kernel'], keep_newlines=False)[:40]}"
+        )
     rows = len(fitness[0])
     per_hour = {c: 3600 * rows / (totals["build"] + totals[c]) for c in ("eager", "fused cold", "fused", "relu")}
     print(f"\n{rows} programs, each on its own first search round (the round's build counted in every column)")
@@ -192,7 +197,7 @@ def main() -> None:
         rows.append((eager, fused))
         print(
             f"{i:>3} {eager.seconds:>8.2f} {fused.seconds:>8.2f} {eager.seconds / fused.seconds:>4.1f}× "
-            f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {fused.workload['kernel'][:60]}"
+            f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {terminal_text(fused.workload['kernel'], keep_newlines=False)[:60]}"
         )
     eager_s, fused_s = sum(e.seconds for e, _ in rows), sum(f.seconds for _, f in rows)
     fused_train = [f.timings["train"] for _, f in rows if f.workload["kernel"] == "fused"]

@@ -38,6 +38,7 @@ from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.search_tasks import SearchTasks, split_spec
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.fitness import Lab
+from actmine.terminal import terminal_text
 
 KINDS_START = 3_000_000  # beyond the default (1,000,000) and the large (2,000,000) validations' indexes
 EXPRESSION_KINDS, GENERATOR_KINDS = "kinds: expression groups", "kinds: other generators"
@@ -108,11 +109,11 @@ def unseen_gains(entry: dict, gelu: dict, suites: list[str]) -> dict[str, float]
     return gains | {s: suite_fitness(entry[s]) - suite_fitness(gelu[s]) for s in suites}
 
 
-def kind_scores(entry: dict, kind_labs: list[str]) -> dict[str, list[float]] | None:
+def kind_scores(entry: dict, lab_names: list[str]) -> dict[str, list[float]] | None:
     """A journal entry's per-task scores on all the kind labs, or None where one of them failed."""
-    if not all(entry.get(lab) for lab in kind_labs):
+    if not all(entry.get(lab) for lab in lab_names):
         return None
-    return {task: v for lab in kind_labs for task, v in entry[lab].items()}
+    return {task: v for lab in lab_names for task, v in entry[lab].items()}
 
 
 def report_run(run_dir: Path, scores: dict, gelu: dict, kind_of: dict, suites: list[str], summary: dict) -> None:
@@ -132,6 +133,9 @@ def report_run(run_dir: Path, scores: dict, gelu: dict, kind_of: dict, suites: l
         )
         for k in keys
     ]
+    if not rows:
+        print(f"\n{run_dir}: no candidate scored on every kind and test suite")
+        return
     better = [k for k, gaps, _ in rows if worst_gap(gaps) < 0]
     print(f"\n{run_dir}: {len(rows)} candidates, {len(better)} better than GELU on every kind")
     for key, gaps, gains in sorted(rows, key=lambda row: worst_gap(row[1]))[:3]:
@@ -162,7 +166,7 @@ def report_summary(summary: dict, sources: dict[str, str], suites: list[str]) ->
     better = sum(worst_gap(gaps) < 0 for _, gaps, _ in rows)
     print(f"\nover all runs: {len(rows)} distinct programs, {better} better than GELU on every kind; the closest:")
     for key, gaps, gains in rows[:8]:
-        body = sources[key].split("return", 1)[-1].strip().replace("\n", " ")
+        body = terminal_text(sources[key].split("return", 1)[-1].strip(), keep_newlines=False)  # a candidate's text
         print(
             f"  worst-kind gap {worst_gap(gaps):+.3f} | "
             + "  ".join(f"{s} {v:+.3f}" for s, v in gains.items())

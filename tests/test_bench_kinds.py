@@ -89,3 +89,22 @@ def test_a_journal_entry_that_lacks_a_lab_is_scored_on_that_lab_only(tmp_path, t
     assert again == entry
     on_disk = json.loads(journal.read_text())
     assert on_disk["run#1"] == on_disk["run#2"] == entry and on_disk["run#9"] == {"other": {}}
+
+
+def test_the_summary_prints_a_candidates_source_escaped(capsys):
+    hostile = "def activation_function(x):\n    return torch.relu(x)  # \x1b]0;title\x07\x1b[2J\n"
+    rows = [("run#3", {"smooth": 0.1, "bumpy": -0.2}, {"all": 0.01, "feynman": -0.1})]
+    rows.append(("run#4", {"smooth": 0.3, "bumpy": 0.2}, {"all": -0.2, "feynman": -0.3}))
+    summary = {
+        "rows": rows,
+        "ρ": [{"all": 0.5, "feynman": 0.1}],
+        "worst kind": [rows[0][2]],
+        "mean over kinds": [rows[0][2]],
+    }
+    bench.report_summary(
+        summary, {"run#3": hostile, "run#4": "def activation_function(x):\n    return x\n"}, ["feynman"]
+    )
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;title\\x07" in out  # shown, not obeyed
+    assert "2 distinct programs, 0 better than GELU on every kind" in out
