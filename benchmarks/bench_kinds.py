@@ -30,11 +30,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import CandidateScores, candidates, refuse_unfinished, suite_fitness
+from bench_winner_rules import CandidateScores, candidates, finished_runs_arguments, refuse_unfinished, suite_fitness
 from scipy.stats import spearmanr
 
 from actmine.config import Config
-from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.search_tasks import SearchTasks, split_spec
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.fitness import Lab
@@ -119,20 +118,12 @@ def kind_scores(entry: dict, lab_names: list[str]) -> dict[str, list[float]] | N
 def report_run(run_dir: Path, scores: dict, gelu: dict, kind_of: dict, suites: list[str], summary: dict) -> None:
     kind_lab_names = [lab for lab in (EXPRESSION_KINDS, GENERATOR_KINDS) if lab in gelu]
     reference = kind_scores(gelu, kind_lab_names)
-    keys = [f"{run_dir}#{row['program_id']}" for row in candidates(run_dir)[1]]
-    keys = [
-        k
-        for k in keys
-        if k in scores and kind_scores(scores[k], kind_lab_names) and all(scores[k].get(s) for s in suites)
-    ]
-    rows = [
-        (
-            k,
-            kind_gaps(kind_scores(scores[k], kind_lab_names), reference, kind_of),
-            unseen_gains(scores[k], gelu, suites),
-        )
-        for k in keys
-    ]
+    rows = []
+    for row in candidates(run_dir)[1]:
+        key = f"{run_dir}#{row['program_id']}"
+        by_task = kind_scores(scores.get(key, {}), kind_lab_names)
+        if by_task and all(scores[key].get(s) for s in suites):
+            rows.append((key, kind_gaps(by_task, reference, kind_of), unseen_gains(scores[key], gelu, suites)))
     if not rows:
         print(f"\n{run_dir}: no candidate scored on every kind and test suite")
         return
@@ -191,26 +182,10 @@ def report_summary(summary: dict, sources: dict[str, str], suites: list[str]) ->
         )
 
 
-def sources_of(keys: list[str]) -> dict[str, str]:
-    """The source of each run#program key."""
-    sources = {}
-    for run_dir in {key.rsplit("#", 1)[0] for key in keys}:
-        database = ProgramDatabase(Path(run_dir) / "programs.sqlite", readonly=True)
-        try:
-            for key in keys:
-                if key.rsplit("#", 1)[0] == run_dir:
-                    sources[key] = database.get(int(key.rsplit("#", 1)[1])).source
-        finally:
-            database.close()
-    return sources
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
+    finished_runs_arguments(parser, "kinds.json")
     parser.add_argument("--size", type=int, default=40, help="tasks per kind")
-    parser.add_argument("--scores", type=Path, default=Path("kinds.json"), help="journal of scores")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     refuse_unfinished(parser, args.runs)
     labs, kind_of, tasks = kind_labs(Config(), args.size)
@@ -224,7 +199,7 @@ def main() -> None:
     summary: dict = {}
     for run_dir in args.runs:
         report_run(run_dir, scorer.scores, gelu, kind_of, suites, summary)
-    report_summary(summary, sources_of([key for key, _, _ in summary["rows"]]), suites)
+    report_summary(summary, scorer.sources, suites)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,14 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import REFERENCES, CandidateScores, flat, refuse_unfinished, suite_fitness  # on the path
+from bench_winner_rules import (
+    REFERENCES,
+    CandidateScores,
+    flat,
+    finished_runs_arguments,
+    refuse_unfinished,
+    suite_fitness,
+)  # on the path
 from scipy.stats import spearmanr
 
 from actmine.evolve.rounds import pooled_task_scores
@@ -116,10 +123,8 @@ def report(run_dir: Path, ranked: dict[str, dict[int, float]], scores: dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
+    finished_runs_arguments(parser, "objectives.json")
     parser.add_argument("--top", type=int, default=15, help="programs scored per aggregate (their union is scored)")
-    parser.add_argument("--scores", type=Path, default=Path("objectives.json"), help="journal of test scores")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     refuse_unfinished(parser, args.runs)
     ranked = {run_dir: rankings(task_scores(run_dir)) for run_dir in args.runs}

@@ -36,7 +36,15 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from bench_winner_rules import REFERENCES, CandidateScores, candidates, flat, refuse_unfinished, suite_fitness
+from bench_winner_rules import (
+    REFERENCES,
+    CandidateScores,
+    candidates,
+    flat,
+    finished_runs_arguments,
+    refuse_unfinished,
+    suite_fitness,
+)
 from scipy.stats import spearmanr
 
 from actmine.config import Config
@@ -200,12 +208,10 @@ def report_summary(summary: dict, runs: int, suites: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
+    finished_runs_arguments(parser, "validation_size.json")
     parser.add_argument("--scale", type=int, default=4, help="large validation pools: this many times the default")
     parser.add_argument("--min-size", type=int, default=120, help="and at least this many tasks per pool")
     parser.add_argument("--draws", type=int, default=200, help="validations drawn per size")
-    parser.add_argument("--scores", type=Path, default=Path("validation_size.json"), help="journal of scores")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     refuse_unfinished(parser, args.runs)
     config = Config()

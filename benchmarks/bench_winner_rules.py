@@ -49,6 +49,14 @@ def _rank(rule: str, row: dict) -> float:
     return WINNER_RULES[rule](row["heldout_fitness"], row["families"])
 
 
+def finished_runs_arguments(parser: argparse.ArgumentParser, journal: str) -> None:
+    """The arguments of a benchmark that reads finished runs: the run directories, the score journal
+    (default `journal`) and the sandbox workers that fill it."""
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
+    parser.add_argument("--scores", type=Path, default=Path(journal), help="journal of scores")
+    parser.add_argument("--workers", type=int, default=2)
+
+
 def refuse_unfinished(parser: argparse.ArgumentParser, run_dirs: list[Path]) -> None:
     """Exit with a usage error naming the first of `run_dirs` that is not a finished run directory."""
     for run_dir in run_dirs:
@@ -85,6 +93,7 @@ class CandidateScores:
         self.journal, self.labs = journal, labs
         self.scores: dict[str, dict] = json.loads(journal.read_text()) if journal.exists() else {}
         self.by_source: dict[str, dict] = {}
+        self.sources: dict[str, str] = {}  # run#program (or a library key) -> its source, as scored
         self.unsaved = False
         self.pool = SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=900, cpu_s=1800, memory_mb=4096))
 
@@ -111,6 +120,7 @@ class CandidateScores:
     def score_source(self, key: str, source: str) -> dict[str, dict | None]:
         """The scores of `source` on every lab, journalled under `key`; only the labs that neither the
         journal's entry nor another key of the same source holds are trained."""
+        self.sources[key] = source
         known = self.by_source.setdefault(source, {})
         known.update(self.scores.get(key, {}))
         missing = [name for name in self.labs if name not in known]
@@ -181,9 +191,7 @@ def report(run_dir: Path, scores: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (heldout.json, programs.sqlite)")
-    parser.add_argument("--scores", type=Path, default=Path("winner_rules.json"), help="journal of test scores")
-    parser.add_argument("--workers", type=int, default=2)
+    finished_runs_arguments(parser, "winner_rules.json")
     args = parser.parse_args()
     refuse_unfinished(parser, args.runs)
     scores = score_candidates(args.runs, args.scores, args.workers)
