@@ -1,7 +1,7 @@
 """Helpers for tests (and benchmarks) that run real searches: a tiny config, `actmine search` as a
 subprocess, and a run directory's recorded programs.
 
-Shared by tests/test_search.py, tests/test_crash_stress.py and benchmarks/crash_stress.py, so that
+Shared by tests/test_search.py, tests/test_crash_stress.py, the benchmark tests and benchmarks/crash_stress.py, so that
 every end-to-end search uses the same small suite and starts the command the same way.
 """
 
@@ -25,6 +25,19 @@ SMALL_SUITE = {
         {"family": "feynman", "equation": "I.14.3"},
     ],
 }
+#: A config of the pools mode small enough for a test: two search generators, a validation pool and
+#: one test suite (a few seconds to build from an empty cache).
+SMALL_POOLS = {
+    "search": {"budget": 4, "initial_programs": ["relu"]},
+    "lab": {"suite": None, "heldout_suite": None, "steps": 20},
+    "tasks": {
+        "search": [{"generator": "polynomial", "size": 6}, {"generator": "harmonic", "size": 4}],
+        "sample": 4,
+        "validation": [{"generator": "polynomial", "size": 2, "start": 1_000_000}],
+        "test": {"feynman": [{"generator": "feynman", "size": 2, "seeds": [0]}]},
+    },
+}
+
 HELDOUT_SUITE = {
     "name": "tiny-heldout",
     "seeds": [7],

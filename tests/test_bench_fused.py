@@ -17,17 +17,7 @@ import bench_fused as bench  # noqa: E402
 
 from actmine.config import Config  # noqa: E402
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program  # noqa: E402
-
-SMALL_POOLS = {
-    "search": {"budget": 4, "initial_programs": ["relu"]},
-    "lab": {"suite": None, "heldout_suite": None, "steps": 20},
-    "tasks": {
-        "search": [{"generator": "polynomial", "size": 6}, {"generator": "harmonic", "size": 4}],
-        "sample": 4,
-        "validation": [{"generator": "polynomial", "size": 2, "start": 1_000_000}],
-        "test": {"feynman": [{"generator": "feynman", "size": 2, "seeds": [0]}]},
-    },
-}
+from search_runs import SMALL_POOLS  # noqa: E402
 
 
 @pytest.fixture()
