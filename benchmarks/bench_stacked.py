@@ -4,7 +4,8 @@
 
 Candidates: the library's references (relu, gelu, gelu_sine, gelu_sinc_perturbation, silu, mish,
 elu, softplus), or with `--run` the distinct scored programs of a finished run, spread over its
-fitness range, each as the lab trains it (its fused kernel where it has one, else eager).
+fitness range, each as the lab trains it (its fused kernel where it has one, else eager), read by
+the candidate language's interpreter (never executed as Python).
 Workloads, two ways:
 
 - **shared**: every candidate on the default suite `lab` (54 models), as the final check,
@@ -31,12 +32,13 @@ import torch
 
 from actmine import activations
 from actmine.candidate import fused as fusion
-from actmine.candidate.source import compile_candidate
 from actmine.config import Config
 from actmine.evolve.search_tasks import SearchTasks
 from actmine.lab.ensemble import Activation, TrainingProtocol, Workload, build_workload, train_ensemble
 from actmine.lab.stacked import stack_workloads, train_sliced
 from actmine.lab.tasks import get_suite
+from actmine.language.interpreter import Evaluable
+from actmine.language.program import ProgramError, parse_program
 from actmine.terminal import terminal_text
 
 from bench_fitness import best_seconds, matmul_only  # benchmarks/ is on the path when run as a script
@@ -46,10 +48,18 @@ REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "silu", "mi
 
 
 def run_candidates(run_dir: Path, count: int, cache: Path) -> list[tuple[str, Activation, int]]:
-    """(label, activation as the lab trains it, proposal index) of up to `count` programs of a run."""
+    """(label, activation as the lab trains it, proposal index) of up to `count` programs of a run.
+
+    A program is read by the candidate language's interpreter (`Evaluable`: parsed, never executed),
+    so a run's text trains here without a sandbox only as a composition of the language's ops; a
+    program the language cannot read is left out and said so."""
     chosen = []
     for source, index in program_rounds(run_dir, count):
-        function = compile_candidate(source)  # the checked namespace, as a worker loads it
+        try:
+            function = parse_program(source, Evaluable)
+        except ProgramError as exc:
+            print(f"#{index} left out: {terminal_text(str(exc), keep_newlines=False)[:80]}")
+            continue
         fused = fusion.fused_or_reason(source, function, cache)
         label = "fused" if not isinstance(fused, str) else terminal_text(fused, keep_newlines=False)[:30]
         chosen.append((f"#{index} {label}", function if isinstance(fused, str) else fused, index))

@@ -124,3 +124,39 @@ def test_the_benchmark_times_both_ways_on_the_same_candidates(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("small: 3 candidates")
     assert [line.split()[0] for line in lines[-2:]] == ["1", "3"]
+
+
+def test_a_runs_programs_are_read_by_the_language_and_never_executed(tmp_path, capsys):
+    """bench_stacked --run trains a run's programs in its own process: only as the language's
+    interpreter reads them, so a program's own Python never runs, and its text is shown escaped."""
+    import sqlite3
+    import sys
+    from pathlib import Path
+
+    from actmine.evolve.seeds import SEED_EXPRESSIONS, program
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_stacked
+
+    marker = tmp_path / "MARKER"
+    hostile = (
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+        "def activation_function(x):\n    return x  # \x1b]0;title\x07\n"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    database = sqlite3.connect(run / "programs.sqlite")
+    database.execute("CREATE TABLE programs (source TEXT, proposal_index INTEGER, status TEXT, fitness REAL)")
+    database.executemany(
+        "INSERT INTO programs VALUES (?, ?, ?, ?)",
+        [(program(SEED_EXPRESSIONS["gelu_sine"]), 3, "ok", 0.2), (hostile, 5, "ok", 0.1)],
+    )
+    database.commit()
+    database.close()
+    chosen = bench_stacked.run_candidates(run, 10, tmp_path / "cache")
+    assert [label for label, _, _ in chosen] == ["#3 fused"]
+    assert not marker.exists()
+    out = capsys.readouterr().out
+    assert "#5 left out" in out and "\x1b" not in out
+    x = torch.linspace(-3, 3, 50)
+    torch.testing.assert_close(chosen[0][1](x), activations.get("gelu_sine")(x), rtol=1e-5, atol=1e-6)

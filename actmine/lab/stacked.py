@@ -11,7 +11,9 @@ layer instead of K, one Adam step, one loss, K times fewer operator dispatches.
 
 Trusted activations only (library functions, compiled references): the K candidates share one
 process, so an untrusted candidate must keep its own sandboxed worker (`actmine.candidate.sandbox`).
-`benchmarks/bench_stacked.py` measures whether stacking pays, per K and per workload.
+`benchmarks/bench_stacked.py` measures whether stacking pays, per K and per workload: on a CPU it
+does not (0.70–0.89× the speed of one call per candidate for K = 2–8; docs/lab.md), so the lab
+trains one candidate per call and nothing calls this module yet.
 """
 
 from __future__ import annotations
