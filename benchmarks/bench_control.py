@@ -33,7 +33,6 @@ import numpy as np
 
 from actmine.config import Config
 from actmine.evolve.search_tasks import SearchTasks
-from actmine.lab.fitness import ERROR_FLOOR
 from actmine.reproduce.rules import spearman
 from actmine.run_files import DATABASE
 
@@ -42,18 +41,16 @@ WAYS = ("plain", "beta 1", "beta fitted", "beta run")
 
 def gelu_controls(config: Config) -> tuple[Callable[[str], float], Callable[[str], float]]:
     """(GELU's score on a search task, GELU's mean score over that task's pool), from the pool cache:
-    the lab's per-task score (mean over seeds of the log-ratio to ReLU, clipped), negated."""
+    GELU's cached errors scored by the lab against ReLU's, as any candidate's are."""
     distribution = SearchTasks.from_config(config, progress=False).split.search
-    clip = config.lab_options().get("log_ratio_clip", 3.0)
-    pool_of = {task.name: pool for pool in distribution.pools for task in pool.tasks}
-
-    def score(name: str) -> float:
-        reference = pool_of[name].reference(name)
-        gelu, relu = (np.maximum(np.asarray(reference.ood_error[a]), ERROR_FLOOR) for a in ("gelu", "relu"))
-        return -float(np.clip((np.log(gelu) - np.log(relu)).mean(), -clip, clip))
-
-    means = {id(pool): float(np.mean([score(t.name) for t in pool.tasks])) for pool in distribution.pools}
-    return score, lambda name: means[id(pool_of[name])]
+    lab = distribution.lab(**config.lab_options())
+    _, task_scores = lab.score(distribution.reference_result(distribution.tasks, "gelu"))
+    scores = {t.name: -t.log_ratio for t in task_scores}
+    means = {}
+    for pool in distribution.pools:
+        pool_mean = float(np.mean([scores[t.name] for t in pool.tasks]))
+        means.update(dict.fromkeys((t.name for t in pool.tasks), pool_mean))
+    return scores.__getitem__, means.__getitem__
 
 
 def fitted_beta(scores: np.ndarray, controls: np.ndarray) -> float:
@@ -81,7 +78,7 @@ def adjusted(
     return scores - beta * (controls - control_means)
 
 
-def program_rounds(run_dir: Path) -> dict[int, dict[int, list[tuple[str, float]]]]:
+def rounds_by_program(run_dir: Path) -> dict[int, dict[int, list[tuple[str, float]]]]:
     """{program: {round: [(task name, score)]}} of every scored round of the run."""
     connection = sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True)
     try:
@@ -114,7 +111,7 @@ def summarise(run_dir: Path, min_tasks: int) -> None:
         print(f"{run_dir}: a fixed-suite run (no pools, no cached GELU scores): skipped")
         return
     score, mean = gelu_controls(config)
-    programs = program_rounds(run_dir)
+    programs = rounds_by_program(run_dir)
     pooled = [arrays([t for r in rounds.values() for t in r], score, mean) for rounds in programs.values()]
     beta = run_beta([(s, g) for s, g, _ in pooled if s.size >= min_tasks])
     ratios: dict[str, dict[str, list[float]]] = {group: {w: [] for w in WAYS[1:]} for group in ("all", "confirmed")}

@@ -1,14 +1,22 @@
 """Cross-candidate batches: K candidates stacked in one batched model train exactly what K calls would."""
 
+import sqlite3
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actmine import activations
+from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.ensemble import TrainingProtocol, build_workload, train_ensemble
 from actmine.lab.stacked import stack_workloads, train_sliced, train_stacked
 from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_stacked  # noqa: E402
 
 PROTOCOL = TrainingProtocol(steps=6, dtype="float64", n_train=128, n_eval=64, hidden=16, batch_size=32)
 
@@ -106,12 +114,6 @@ def test_any_stack_of_candidates_matches_their_own_calls(candidates):
 def test_the_benchmark_times_both_ways_on_the_same_candidates(capsys):
     """benchmarks/bench_stacked.py, short: per K, seconds per candidate both ways and the bound,
     and the two ways' OOD errors agree (stacking changes the float rounding only)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import bench_stacked
-
     protocol = TrainingProtocol(steps=6, n_train=128, n_eval=64, hidden=16, batch_size=32)  # float32, as the lab
     workloads = [build_workload(Suite(f"s{i}", TASKS[i : i + 2], (i,)), protocol) for i in range(3)]
     acts = [activations.get(n) for n in ("relu", "gelu", "tanh")]
@@ -129,15 +131,6 @@ def test_the_benchmark_times_both_ways_on_the_same_candidates(capsys):
 def test_a_runs_programs_are_read_by_the_language_and_never_executed(tmp_path, capsys):
     """bench_stacked --run trains a run's programs in its own process: only as the language's
     interpreter reads them, so a program's own Python never runs, and its text is shown escaped."""
-    import sqlite3
-    import sys
-    from pathlib import Path
-
-    from actmine.evolve.seeds import SEED_EXPRESSIONS, program
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import bench_stacked
-
     marker = tmp_path / "MARKER"
     hostile = (
         f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
