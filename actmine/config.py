@@ -8,7 +8,7 @@ defaults to the embedded values, so an empty file (or none) is the default searc
     executor: {kind: local, workers: null, scheduler: null}
     lab:      {suite: null, training_seeds: 6, steps: 50, heldout_suite: lab-heldout, fused: true}
     tasks:    {search: [...pools], sample: 48, first_sample: null, shared_samples: false, validation: [], test: {...},
-               confirm_rounds: 2, lcb_z: 1.0}
+               confirm_rounds: 2, lcb_z: 1.0, control_beta: 0.5}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
     sandbox:  {timeout_s: 300, cpu_s: 300, memory_mb: 4096, max_tasks_per_worker: 50}
     candidate: {max_source_chars: 20000}
@@ -140,6 +140,11 @@ class TasksSection:
     objective: str = "mean"
     confirm_rounds: int = 2  # extra rounds at most for a program that would change a decision
     lcb_z: float = 1.0  # selection ranks by fitness − lcb_z · standard error
+    # GELU's cached task scores as a control variate: each task score of a program minus
+    # control_beta × (GELU's score on the task − GELU's mean over the task's pool). The same expected
+    # fitness, a smaller standard error (pools mode only; 0 turns it off). 0.5 is the within-program
+    # regression coefficient measured on two default runs (0.51, 0.49; docs/lab.md).
+    control_beta: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -449,6 +454,11 @@ def _check_tasks(tasks: TasksSection) -> None:
         raise ConfigError(f"config key 'tasks.confirm_rounds' must be non-negative, got {tasks.confirm_rounds!r}")
     if not tasks.lcb_z >= 0:
         raise ConfigError(f"config key 'tasks.lcb_z' must be non-negative, got {tasks.lcb_z!r}")
+    if not 0 <= tasks.control_beta <= 1:
+        raise ConfigError(
+            f"config key 'tasks.control_beta' must be between 0 (no control variate) and 1 (the plain "
+            f"difference from GELU), got {tasks.control_beta!r}"
+        )
     sides = [("tasks.search", tasks.search), ("tasks.validation", tasks.validation)]
     for name, pools in tasks.test.items():
         if not isinstance(pools, (list, tuple)) or not pools:

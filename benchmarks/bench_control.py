@@ -1,4 +1,4 @@
-"""Would GELU's cached scores, as a control variate, make the search's estimates less noisy? Offline.
+"""Do GELU's cached scores, as a control variate, make the search's estimates less noisy? Offline.
 
     python benchmarks/bench_control.py RUN_DIR [RUN_DIR ...]
 
@@ -12,12 +12,17 @@ scores explain (the tasks that are hard for every GELU-like function stop counti
 For each finished run (its database and config; the pools are read from the cache, nothing trains):
 
 - **variance ratio**: per program with at least `--min-tasks` pooled tasks, the variance of the
-  per-task scores with the control ÷ without, for β = 1 (the difference from GELU) and β fitted
-  per program (the regression estimator), and one β fitted on the whole run's programs (printed); the median and the 10th–90th percentiles, over all
-  such programs and over those the confirmation rule gave a second round (near the top list);
+  per-task scores with the control ÷ without, for β = 1 (the difference from GELU), β fitted per
+  program (the regression estimator), one β fitted on the whole run's programs (printed) and the
+  default config's `tasks.control_beta` (what the search does since it was measured here); the
+  median and the 10th–90th percentiles, over all such programs and over those the confirmation
+  rule gave a second round (near the top list);
 - **split-half reliability**: programs with two full rounds (independent samples of tasks): each
-  round's estimate three ways, round 0 against round 1 across programs — Pearson, Spearman and the
+  round's estimate each way, round 0 against round 1 across programs — Pearson, Spearman and the
   standard deviation of the difference. A less noisy estimate agrees with itself more.
+
+The control is the search's own (`TaskDistribution.control_offsets`); a run's recorded task scores
+are the plain ones whatever its `tasks.control_beta`, so runs made with or without it compare.
 """
 
 from __future__ import annotations
@@ -36,21 +41,16 @@ from actmine.evolve.search_tasks import SearchTasks
 from actmine.reproduce.rules import spearman
 from actmine.run_files import DATABASE
 
-WAYS = ("plain", "beta 1", "beta fitted", "beta run")
+WAYS = ("plain", "beta 1", "beta fitted", "beta run", "beta config")
 
 
 def gelu_controls(config: Config) -> tuple[Callable[[str], float], Callable[[str], float]]:
-    """(GELU's score on a search task, GELU's mean score over that task's pool), from the pool cache:
-    GELU's cached errors scored by the lab against ReLU's, as any candidate's are."""
+    """(GELU's offset on a search task, 0): the search's own control variate
+    (`TaskDistribution.control_offsets`: GELU's cached score on the task less its pool's mean), read
+    from the pool cache, and the offsets' mean (0 by construction, over each pool)."""
     distribution = SearchTasks.from_config(config, progress=False).split.search
-    lab = distribution.lab(**config.lab_options())
-    _, task_scores = lab.score(distribution.reference_result(distribution.tasks, "gelu"))
-    scores = {t.name: -t.log_ratio for t in task_scores}
-    means = {}
-    for pool in distribution.pools:
-        pool_mean = float(np.mean([scores[t.name] for t in pool.tasks]))
-        means.update(dict.fromkeys((t.name for t in pool.tasks), pool_mean))
-    return scores.__getitem__, means.__getitem__
+    offsets = distribution.control_offsets("gelu", **config.lab_options())
+    return offsets.__getitem__, lambda name: 0.0
 
 
 def fitted_beta(scores: np.ndarray, controls: np.ndarray) -> float:
@@ -70,10 +70,11 @@ def run_beta(programs: list[tuple[np.ndarray, np.ndarray]]) -> float:
 def adjusted(
     scores: np.ndarray, controls: np.ndarray, control_means: np.ndarray, way: str, beta_run: float = 1.0
 ) -> np.ndarray:
-    """Per-task scores with the control subtracted (`way`: one of WAYS; "beta run" uses `beta_run`)."""
+    """Per-task scores with the control subtracted (`way`: one of WAYS; "beta run" uses `beta_run`,
+    "beta config" the default config's `tasks.control_beta`: what the search does)."""
     if way == "plain":
         return scores
-    beta = {"beta 1": 1.0, "beta run": beta_run}.get(way)
+    beta = {"beta 1": 1.0, "beta run": beta_run, "beta config": Config().tasks.control_beta}.get(way)
     beta = fitted_beta(scores, controls) if beta is None else beta
     return scores - beta * (controls - control_means)
 

@@ -88,11 +88,12 @@ def test_the_report_reads_the_runs_pools_and_shows_the_gain(finished_run, capsys
     assert ratio < 0.5  # the programs are GELU plus an offset and a little noise
     sd = dict(
         re.findall(
-            r"split-half \(6 programs\), (plain|beta 1|beta fitted|beta run): .* sd of round 0 − round 1 ([\d.]+)", out
+            r"split-half \(6 programs\), (plain|beta 1|beta fitted|beta run|beta config): .* sd of round 0 − round 1 ([\d.]+)",
+            out,
         )
     )
     assert set(sd) == set(bench.WAYS)
-    assert float(sd["beta 1"]) < float(sd["plain"])
+    assert float(sd["beta 1"]) < float(sd["beta config"]) < float(sd["plain"])
 
 
 def test_a_directory_that_is_not_a_run_is_refused(tmp_path, monkeypatch, capsys):

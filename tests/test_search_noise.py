@@ -26,7 +26,9 @@ from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Proposal
 from actmine.evolve.search_tasks import SEED_SHIFT, SearchTasks
 from actmine.lab.estimate import WINNER_RULES, Estimate, bounded_estimate, softmin_estimate
+from actmine.lab.ensemble import train_ensemble
 from actmine.lab.fitness import Evaluation, Lab, TaskScore
+from actmine.lab.pools import REFERENCES
 from search_runs import write_tiny_config
 
 CONFIRM_ROUNDS = 2
@@ -54,6 +56,9 @@ POOLS_CONFIG = {
         # a fresh sample per proposal, where pooling by fingerprint adds tasks (shared samples:
         # test_shared_samples_pair_every_program_and_pool_nothing)
         "shared_samples": False,
+        # the tests below choose each program's task scores to mean "lucky" or "good"; GELU's control
+        # variate would shift them by GELU's offsets (its own tests: section 5)
+        "control_beta": 0.0,
     },
     "sandbox": {"timeout_s": 60, "cpu_s": 60, "memory_mb": 3072},
 }
@@ -665,3 +670,91 @@ def test_the_bounded_objective_ranks_many_small_gains_above_one_huge_one(config,
             assert record.score == pytest.approx(expected.lcb(1.0))
             assert record.ood_log_ratio == pytest.approx(-np.mean(scores))  # the plain mean is still recorded
         assert stored[0].fitness < stored[1].fitness
+
+
+# --------------------------------------------------------------------------------------------
+# 5. GELU's cached scores as a control variate (tasks.control_beta)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def controlled(config) -> SearchTasks:
+    """The same split with the default control variate on (the pools come from the module's cache)."""
+    return SearchTasks.from_config(config.with_overrides({"tasks.control_beta": 0.5}), progress=False)
+
+
+def test_the_control_offsets_are_gelus_own_scores_centred_on_each_pool(controlled):
+    """Each offset is GELU's score on the task, as GELU really trains there, less GELU's mean over the
+    task's pool; over each pool the offsets sum to 0, so subtracting them keeps any estimate's
+    expectation. A fixed suite or a beta of 0 has none."""
+    distribution = controlled.split.search
+    assert set(controlled.control) == {t.name for t in distribution.tasks}
+    for pool in distribution.pools:
+        assert abs(sum(controlled.control[t.name] for t in pool.tasks)) < 1e-9
+    lab = controlled.lab_for(0, 0)
+    trained = lab.score(train_ensemble(REFERENCES["gelu"], lab.workload))[1]  # GELU trained now, not read
+    scores = {t.name: -t.log_ratio for t in trained}
+    for pool in distribution.pools:
+        here = [t.name for t in pool.tasks if t.name in scores]
+        if len(here) < 2:
+            continue
+        # the difference of two offsets of one pool is the difference of GELU's trained scores
+        a, b = here[:2]
+        expected = scores[a] - scores[b]
+        assert controlled.control[a] - controlled.control[b] == pytest.approx(expected, abs=1e-4)
+    assert controlled.describe()["control"] == {"reference": "gelu", "beta": 0.5}
+    assert (
+        SearchTasks.from_config(controlled.config.with_overrides({"tasks.control_beta": 0}), progress=False).control
+        == {}
+    )
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from([0.0, 0.5, 1.0]), st.lists(st.floats(-2, 2, allow_nan=False), min_size=4, max_size=4))
+def test_a_programs_fitness_is_its_task_scores_less_beta_times_gelus_offsets(
+    config, controlled, tmp_path_factory, beta, fitnesses
+):
+    """The recorded fitness and its standard error are those of the adjusted task scores; the plain
+    mean log-ratio is still recorded as `ood_log_ratio`."""
+    search = Search(config.with_overrides({"tasks.control_beta": beta}), tmp_path_factory.mktemp("run"), live=False)
+    search.tasks = controlled
+    database, run_id = search._open()
+    try:
+        lab = controlled.lab_for(0, 0)
+        record = search._record(database, run_id, pending(0), scored(lab, fitnesses, "fp-0"), SearchState(budget=2))
+        adjusted = [f - beta * controlled.control[t.name] for t, f in zip(lab.suite.tasks, fitnesses)]
+        expected = Estimate.of(adjusted)
+        stored = database.get(record.id)
+        assert (stored.fitness, stored.fitness_se) == (pytest.approx(expected.mean), pytest.approx(expected.se))
+        assert stored.ood_log_ratio == pytest.approx(-np.mean(fitnesses))
+    finally:
+        database.close()
+
+
+def test_with_beta_1_gelu_scores_its_distribution_mean_on_every_sample(config, controlled, tmp_path):
+    """At beta = 1 a program that scores exactly as GELU does on every task (GELU itself) has the same
+    fitness on any sample: the pools' GELU means at the sample's shares. The tasks' spread that GELU's
+    scores explain is gone from the estimate."""
+    search = Search(config.with_overrides({"tasks.control_beta": 1.0}), tmp_path / "run", live=False)
+    search.tasks = controlled
+    database, run_id = search._open()
+    try:
+        distribution, state = controlled.split.search, SearchState(budget=10)
+        lab = distribution.lab(**config.lab_options())
+        gelu = {t.name: -t.log_ratio for t in lab.score(distribution.reference_result(distribution.tasks, "gelu"))[1]}
+        samples = {tuple(_names(controlled.lab_for(i, 0))): i for i in range(20)}  # distinct samples
+        assert len(samples) >= 3
+        fitness, plain = [], []
+        for index in list(samples.values())[:3]:
+            sample = controlled.lab_for(index, 0)
+            evaluation = scored(sample, [gelu[t.name] for t in sample.suite.tasks], f"fp-{index}")
+            fitness.append(database.get(search._record(database, run_id, pending(index), evaluation, state).id).fitness)
+            plain.append(np.mean([gelu[t.name] for t in sample.suite.tasks]))
+        assert max(fitness) - min(fitness) < 1e-9
+        pools = {t.name: pool for pool in distribution.pools for t in pool.tasks}
+        shares = [pools[t.name] for t in controlled.lab_for(0, 0).suite.tasks]
+        expected = np.mean([np.mean([gelu[t.name] for t in pool.tasks]) for pool in shares])
+        assert fitness[0] == pytest.approx(expected)
+        assert max(plain) - min(plain) > 1e-3  # without the control the samples' means differ
+    finally:
+        database.close()

@@ -2,10 +2,11 @@
 
 `EstimateRounds` is the part of the search controller that treats a program's fitness as a noisy
 estimate (docs/lab.md, "Selection that resists noise" and "See the gap"): it turns the task
-scores of every round into the program's estimate under `tasks.objective`, asks the confirmation
-rule whether a program needs another round on a fresh sample (queued as a `_Round`), pools
-same-function samples, settles programs, and validates the current best now and then. `Search`
-(controller.py) inherits it; the methods read the search's `config`, `tasks`, `rule` and queues.
+scores of every round into the program's estimate under `tasks.objective` (less GELU's control
+variate, `tasks.control_beta`), asks the confirmation rule whether a program needs another round on
+a fresh sample (queued as a `_Round`), pools same-function samples, settles programs, and validates
+the current best now and then. `Search` (controller.py) inherits it; the methods read the search's
+`config`, `tasks`, `rule` and queues.
 """
 
 from __future__ import annotations
@@ -57,11 +58,17 @@ class EstimateRounds:
     _validated_at: int  # state.evaluated when the last validation was submitted
 
     # -- estimates and confirmation rounds ---------------------------------------------------
-    def _estimate(self, tasks: list[dict[str, Any]], objective: str | None = None) -> Estimate:
+    def _estimate(self, tasks: list[dict[str, Any]], objective: str | None = None, controlled: bool = True) -> Estimate:
         """The fitness estimate of pooled task scores (fitness = −log-ratio per task), aggregated by
         `objective` (default: the config's `tasks.objective`: the mean over tasks, or the softmin
-        over families)."""
-        scores = [(family, -ratio) for family, ratio in pooled_task_scores(tasks).values()]
+        over families). `controlled`: each task's score less `tasks.control_beta` × GELU's offset on
+        it (`SearchTasks.control`; the same expectation, less noise); False: the plain scores."""
+        beta = self.config.tasks.control_beta if controlled else 0.0
+        control = self.tasks.control if beta else {}
+        scores = [
+            (family, -ratio - beta * control.get(name, 0.0))
+            for name, (family, ratio) in pooled_task_scores(tasks).items()
+        ]
         return OBJECTIVES[objective or self.config.tasks.objective](scores)
 
     @staticmethod
@@ -149,7 +156,7 @@ class EstimateRounds:
         families: dict[str, list[float]] = {}
         for family, ratio in pooled_task_scores(tasks).values():
             families.setdefault(family, []).append(ratio)
-        mean_ratio = -self._estimate(tasks, "mean").mean  # the mean log-ratio, whatever the objective
+        mean_ratio = -self._estimate(tasks, "mean", controlled=False).mean  # the plain mean log-ratio
         database.update_estimate(
             program_id,
             fitness=estimate.mean,

@@ -46,6 +46,9 @@ class SearchTasks:
     suite_lab: Lab | None = None  # fixed-suite mode: round 0's lab
     validation: Lab | None = None
     tests: dict[str, Lab] = field(default_factory=dict)
+    # {search task: GELU's score on it − its pool's mean}; empty: no control variate (a fixed suite,
+    # or tasks.control_beta = 0)
+    control: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config, progress: bool | None = None) -> "SearchTasks":
@@ -64,7 +67,8 @@ class SearchTasks:
                     "test suite of tasks.test: rename that test suite"
                 )
             tests[fixed.suite.name] = fixed
-        return cls(config, split, None, split.validation.lab(name="validation", **options), tests)
+        control = split.search.control_offsets("gelu", **options) if config.tasks.control_beta else {}
+        return cls(config, split, None, split.validation.lab(name="validation", **options), tests, control)
 
     @property
     def mode(self) -> str:
@@ -113,6 +117,7 @@ class SearchTasks:
             "mode": "pools",
             "sample": self.config.tasks.sample,
             "first_sample": self.config.tasks.first_sample,
+            "control": {"reference": "gelu", "beta": self.config.tasks.control_beta} if self.control else None,
             "search": self.split.search.describe(),
             "validation": self.split.validation.describe(),
             "tests": {n: len(lab.suite.tasks) for n, lab in self.tests.items()},

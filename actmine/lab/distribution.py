@@ -210,6 +210,21 @@ class TaskDistribution:
             torch.empty(0, 0), torch.cat([p.id_error for p in parts]), torch.cat([p.ood_error for p in parts]), []
         )
 
+    def control_offsets(self, activation: str = "gelu", **lab_options: Any) -> dict[str, float]:
+        """{task: the reference's fitness on it − its mean fitness over the task's pool}, from the
+        pools' cached errors (nothing trains): a control variate for any estimate made on samples of
+        this distribution. A sample is stratified by pool, so each offset has mean 0 over the draws of
+        its pool, and a program's task score minus β times the offset keeps its expectation while
+        losing the spread the reference's scores explain (docs/lab.md, "GELU as a control variate")."""
+        lab = self.lab(**lab_options)
+        _, scores = lab.score(self.reference_result(self.tasks, activation))
+        fitness = {s.name: -s.log_ratio for s in scores}
+        offsets: dict[str, float] = {}
+        for pool in self.pools:
+            pool_mean = float(np.mean([fitness[t.name] for t in pool.tasks]))
+            offsets.update({t.name: fitness[t.name] - pool_mean for t in pool.tasks})
+        return offsets
+
     def lab(self, tasks: Sequence[Task] | None = None, name: str | None = None, **lab_options: Any) -> Lab:
         """A Lab over these tasks (default: all) scored against the cached ReLU numbers."""
         tasks = list(tasks if tasks is not None else self.tasks)
