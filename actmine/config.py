@@ -143,7 +143,7 @@ class TasksSection:
     # GELU's cached task scores as a control variate: each task score of a program minus
     # control_beta × (GELU's score on the task − GELU's mean over the task's pool). The same expected
     # fitness, a smaller standard error (pools mode only; 0 turns it off). 0.5 is the within-program
-    # regression coefficient measured on two default runs (0.51, 0.49; docs/lab.md).
+    # regression coefficient measured on three default runs (0.50, 0.48, 0.50; docs/lab.md).
     control_beta: float = 0.5
 
 

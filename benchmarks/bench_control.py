@@ -42,15 +42,15 @@ from actmine.reproduce.rules import spearman
 from actmine.run_files import DATABASE
 
 WAYS = ("plain", "beta 1", "beta fitted", "beta run", "beta config")
+CONFIG_BETA = Config().tasks.control_beta  # what the search does
 
 
-def gelu_controls(config: Config) -> tuple[Callable[[str], float], Callable[[str], float]]:
-    """(GELU's offset on a search task, 0): the search's own control variate
-    (`TaskDistribution.control_offsets`: GELU's cached score on the task less its pool's mean), read
-    from the pool cache, and the offsets' mean (0 by construction, over each pool)."""
+def gelu_offsets(config: Config) -> Callable[[str], float]:
+    """GELU's offset on a search task: the search's own control variate
+    (`TaskDistribution.control_offsets`: GELU's cached score on the task less its pool's mean, so the
+    offsets have mean 0 over each pool), read from the pool cache."""
     distribution = SearchTasks.from_config(config, progress=False).split.search
-    offsets = distribution.control_offsets("gelu", **config.lab_options())
-    return offsets.__getitem__, lambda name: 0.0
+    return distribution.control_offsets("gelu", **config.lab_options()).__getitem__
 
 
 def fitted_beta(scores: np.ndarray, controls: np.ndarray) -> float:
@@ -67,16 +67,14 @@ def run_beta(programs: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return covariance / spread if spread > 0 else 0.0
 
 
-def adjusted(
-    scores: np.ndarray, controls: np.ndarray, control_means: np.ndarray, way: str, beta_run: float = 1.0
-) -> np.ndarray:
+def adjusted(scores: np.ndarray, offsets: np.ndarray, way: str, beta_run: float = 1.0) -> np.ndarray:
     """Per-task scores with the control subtracted (`way`: one of WAYS; "beta run" uses `beta_run`,
     "beta config" the default config's `tasks.control_beta`: what the search does)."""
     if way == "plain":
         return scores
-    beta = {"beta 1": 1.0, "beta run": beta_run, "beta config": Config().tasks.control_beta}.get(way)
-    beta = fitted_beta(scores, controls) if beta is None else beta
-    return scores - beta * (controls - control_means)
+    beta = {"beta 1": 1.0, "beta run": beta_run, "beta config": CONFIG_BETA}.get(way)
+    beta = fitted_beta(scores, offsets) if beta is None else beta
+    return scores - beta * offsets
 
 
 def rounds_by_program(run_dir: Path) -> dict[int, dict[int, list[tuple[str, float]]]]:
@@ -93,16 +91,15 @@ def rounds_by_program(run_dir: Path) -> dict[int, dict[int, list[tuple[str, floa
     return programs
 
 
-def arrays(tasks: list[tuple[str, float]], score: Callable, mean: Callable) -> tuple[np.ndarray, ...]:
-    """(scores, GELU's scores, GELU's pool means) of a list of (task, score), pooled by task."""
+def arrays(tasks: list[tuple[str, float]], offset: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, GELU's offsets) of a list of (task, score), pooled by task."""
     pooled: dict[str, list[float]] = {}
     for name, value in tasks:
         pooled.setdefault(name, []).append(value)
     names = sorted(pooled)
     return (
         np.array([np.mean(pooled[n]) for n in names]),
-        np.array([score(n) for n in names]),
-        np.array([mean(n) for n in names]),
+        np.array([offset(n) for n in names]),
     )
 
 
@@ -111,20 +108,20 @@ def summarise(run_dir: Path, min_tasks: int) -> None:
     if config.lab.suite is not None:
         print(f"{run_dir}: a fixed-suite run (no pools, no cached GELU scores): skipped")
         return
-    score, mean = gelu_controls(config)
+    offset = gelu_offsets(config)
     programs = rounds_by_program(run_dir)
-    pooled = [arrays([t for r in rounds.values() for t in r], score, mean) for rounds in programs.values()]
-    beta = run_beta([(s, g) for s, g, _ in pooled if s.size >= min_tasks])
+    pooled = [arrays([t for r in rounds.values() for t in r], offset) for rounds in programs.values()]
+    beta = run_beta([(s, g) for s, g in pooled if s.size >= min_tasks])
     ratios: dict[str, dict[str, list[float]]] = {group: {w: [] for w in WAYS[1:]} for group in ("all", "confirmed")}
     halves: dict[str, tuple[list[float], list[float]]] = {w: ([], []) for w in WAYS}
-    for rounds, (s, g, m) in zip(programs.values(), pooled):
+    for rounds, (s, g) in zip(programs.values(), pooled):
         if s.size >= min_tasks and np.var(s, ddof=1) > 0:
             for group in ("all", "confirmed") if len(rounds) > 1 else ("all",):
                 for way in WAYS[1:]:
-                    ratio = np.var(adjusted(s, g, m, way, beta), ddof=1) / np.var(s, ddof=1)
+                    ratio = np.var(adjusted(s, g, way, beta), ddof=1) / np.var(s, ddof=1)
                     ratios[group][way].append(float(ratio))
         if all(len(rounds.get(r, ())) >= min_tasks for r in (0, 1)):
-            first, second = arrays(rounds[0], score, mean), arrays(rounds[1], score, mean)
+            first, second = arrays(rounds[0], offset), arrays(rounds[1], offset)
             for way in WAYS:
                 halves[way][0].append(float(adjusted(*first, way, beta).mean()))
                 halves[way][1].append(float(adjusted(*second, way, beta).mean()))

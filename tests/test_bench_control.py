@@ -31,27 +31,26 @@ def test_over_a_whole_pool_the_control_changes_nothing_in_the_mean(pairs, way):
     """Summed over every task of a pool, the controls minus their pool mean add up to zero: the
     adjusted estimate has the plain one's expectation, whatever β."""
     scores, controls = (np.array(v) for v in zip(*pairs))
-    means = np.full_like(controls, controls.mean())
-    assert bench.adjusted(scores, controls, means, way).mean() == pytest.approx(scores.mean(), abs=1e-9)
+    offsets = controls - controls.mean()  # the pool's mean taken off, as `control_offsets` does
+    assert bench.adjusted(scores, offsets, way).mean() == pytest.approx(scores.mean(), abs=1e-9)
 
 
 def test_the_control_removes_the_spread_it_explains():
     rng = np.random.default_rng(0)
     controls = rng.normal(0, 1.0, 400)
     scores = 0.8 * controls + rng.normal(0, 0.3, 400)  # a GELU-like program: most of its spread is GELU's
-    means = np.zeros_like(controls)
     assert bench.fitted_beta(scores, controls) == pytest.approx(0.8, abs=0.05)
     plain = np.var(scores)
-    assert np.var(bench.adjusted(scores, controls, means, "beta fitted")) < 0.2 * plain
-    assert np.var(bench.adjusted(scores, controls, means, "beta 1")) < 0.3 * plain
+    assert np.var(bench.adjusted(scores, controls, "beta fitted")) < 0.2 * plain
+    assert np.var(bench.adjusted(scores, controls, "beta 1")) < 0.3 * plain
     unrelated = rng.normal(0, 1.0, 400)  # a program GELU says nothing about: β = 1 only adds noise
-    assert np.var(bench.adjusted(unrelated, controls, means, "beta 1")) > 1.5 * np.var(unrelated)
+    assert np.var(bench.adjusted(unrelated, controls, "beta 1")) > 1.5 * np.var(unrelated)
     assert abs(bench.fitted_beta(unrelated, controls)) < 0.15
     assert bench.fitted_beta(scores, np.ones_like(scores)) == 0.0  # controls that do not vary
     # one β for a run: programs differ in level (their own means), not in how they follow GELU
     shifted = [(scores[:200] + 5.0, controls[:200]), (scores[200:] - 5.0, controls[200:])]
     assert bench.run_beta(shifted) == pytest.approx(0.8, abs=0.05)
-    assert bench.adjusted(scores, controls, means, "beta run", 0.8) == pytest.approx(scores - 0.8 * controls)
+    assert bench.adjusted(scores, controls, "beta run", 0.8) == pytest.approx(scores - 0.8 * controls)
 
 
 @pytest.fixture()
@@ -62,7 +61,7 @@ def finished_run(tmp_path) -> Path:
     run.mkdir()
     config = Config.from_dict(SMALL_POOLS)
     (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
-    score, _ = bench.gelu_controls(config)
+    score = bench.gelu_offsets(config)
     names = [t.name for t in bench.SearchTasks.from_config(config, progress=False).split.search.tasks]
     rng = np.random.default_rng(1)
     database = sqlite3.connect(run / "programs.sqlite")

@@ -683,7 +683,7 @@ def controlled(config) -> SearchTasks:
     return SearchTasks.from_config(config.with_overrides({"tasks.control_beta": 0.5}), progress=False)
 
 
-def test_the_control_offsets_are_gelus_own_scores_centred_on_each_pool(controlled):
+def test_the_control_offsets_are_gelus_own_scores_centred_on_each_pool(controlled, suite_tasks):
     """Each offset is GELU's score on the task, as GELU really trains there, less GELU's mean over the
     task's pool; over each pool the offsets sum to 0, so subtracting them keeps any estimate's
     expectation. A fixed suite or a beta of 0 has none."""
@@ -703,6 +703,7 @@ def test_the_control_offsets_are_gelus_own_scores_centred_on_each_pool(controlle
         expected = scores[a] - scores[b]
         assert controlled.control[a] - controlled.control[b] == pytest.approx(expected, abs=1e-4)
     assert controlled.describe()["control"] == {"reference": "gelu", "beta": 0.5}
+    assert suite_tasks.control == {} and "control" not in suite_tasks.describe()
     assert (
         SearchTasks.from_config(controlled.config.with_overrides({"tasks.control_beta": 0}), progress=False).control
         == {}
