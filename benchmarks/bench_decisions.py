@@ -172,6 +172,10 @@ def main() -> None:
             + " ".join(f"{fitness[w]:>+8.3f}" for w in ways)
             + f" {row['exact']:>+8.3f}  {terminal_text(source.splitlines()[-1].strip(), keep_newlines=False)[:50]}"
         )
+    if len(rows) < 3:
+        sys.exit(
+            f"error: only {len(rows)} programs were scored every way; a ranking needs at least 3 (more --candidates)"
+        )
     report(rows, ways, args, config)
 
 

@@ -77,3 +77,19 @@ def test_every_way_is_timed_and_ranked_against_the_exact_fitness(finished_run, t
         assert int(printed.group(1)) == pytest.approx(3600 * 4 / sum(row[column] for row in seconds), rel=0.03)
     assert re.search(r"exact = 2 fresh rounds of 4 tasks, its halves agree with ρ", out)
     assert re.search(r"matmul-only bound: [\d.]+ s ÷ [\d.]+ s = [\d.]+×", out)
+
+
+def test_too_few_programs_is_a_clear_error(finished_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTMINE_BENCH_AS_WORKER", "1")
+    argv = ["bench_decisions.py", str(finished_run), "--candidates", "2", "--exact-rounds", "2", "--small", "2"]
+    monkeypatch.setattr(sys, "argv", argv + ["--before-seeds", "1", "--cache", str(tmp_path / "cache")])
+    with pytest.raises(SystemExit, match=r"only 2 programs were scored every way; a ranking needs at least 3"):
+        bench.main()
+
+
+def test_an_odd_number_of_exact_rounds_is_refused(finished_run, monkeypatch, capsys):
+    monkeypatch.setenv("ACTMINE_BENCH_AS_WORKER", "1")
+    monkeypatch.setattr(sys, "argv", ["bench_decisions.py", str(finished_run), "--exact-rounds", "3"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "--exact-rounds must be even" in capsys.readouterr().err
