@@ -1,8 +1,10 @@
 """`actmine search` end to end: a short run, a real kill -9 and resume, Ctrl-C, config changes."""
 
 import importlib.util
+import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -27,8 +29,15 @@ def config_file(tmp_path):
 
 def test_short_search_end_to_end(tmp_path, config_file):
     run_dir = tmp_path / "run"
-    summary = Search(Config.load(config_file), run_dir, live=False).run()
+    log = io.StringIO()  # what a search writes where its output is not a terminal
+    summary = Search(Config.load(config_file), run_dir, live=False, log=log).run()
     assert summary["evaluated"] == 16 and not summary["interrupted"]
+    lines = log.getvalue().splitlines()  # a budget of 16: a tenth is one evaluation, a line at each update
+    assert lines.pop(0).startswith("preparing the search's tasks")
+    assert lines.pop().startswith("validation: the top 2 and the seeds on the validation tasks")  # the last phase
+    counts = [int(re.match(r"evaluated (\d+)/16 · [\d.]+ evals/s", line).group(1)) for line in lines]
+    assert counts == sorted(set(counts)) and counts[-1] == 16
+    assert re.search(r"· best #\d+ [+-]\d\.\d{3} ± \d\.\d{3} \(\d+ rounds\) · \d+ waiting for confirmation", lines[-1])
     records = programs(run_dir)
     assert len(records) == 16
     assert sorted(r.proposal_index for r in records) == list(range(16))

@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 import yaml
@@ -80,10 +80,11 @@ class _Loop:
 class Search(RecordPrograms):
     """One search run in `run_dir`, created or resumed. Configuration only until `run()`."""
 
-    def __init__(self, config: Config, run_dir: str | Path, live: bool = True):
+    def __init__(self, config: Config, run_dir: str | Path, live: bool = True, log: TextIO | None = None):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.live = live
+        self.live = live  # the rich live view on the terminal
+        self.log = log  # not live: plain progress lines on this stream (a log file, a pipe), or none
         self._stop = False
         self.stop_reason: str | None = None  # set when the mutator can propose no more (LLM budget)
         first = config.tasks.first_sample
@@ -353,6 +354,8 @@ class Search(RecordPrograms):
                 f"validation: the top {self.config.search.heldout_top} and the seeds on the validation tasks; "
                 "then the winner and the library's references on the test suites"
             )
+            if self.log is not None and not self.live:  # a log sees what the spinner would say
+                print(f"{message} …", file=self.log, flush=True)
             with Console(stderr=True).status(message) if self.live else nullcontext():
                 final = self.final_check(database, run_id)
             summary.update(final)
@@ -389,6 +392,10 @@ class Search(RecordPrograms):
 
     def _build_tasks(self) -> SearchTasks:
         """The run's labs; pools are built (or read from the cache) here, with a progress bar."""
+        if self.log is not None and not self.live:  # what the progress bar would show
+            print(
+                "preparing the search's tasks (a first run on a machine builds its pools) …", file=self.log, flush=True
+            )
         started = time.monotonic()
         tasks = SearchTasks.from_config(self.config, progress=self.live)
         if tasks.suite_lab is not None:
@@ -523,7 +530,7 @@ class Search(RecordPrograms):
 
     # -- live view -------------------------------------------------------------------------
     def _live_view(self, state: SearchState):
-        return live_view(state, self.live)
+        return live_view(state, self.live, self.log)
 
     _render = staticmethod(render)
 

@@ -1,15 +1,17 @@
 """What a running search shows on the terminal: its state and the rich live view of it.
 
 `SearchState` is what the controller updates as results arrive; `render` draws it (progress, LLM
-spend, confirmation rounds, the top 5, the generalisation gap, failures by reason). Every text a
-model, a worker or the database wrote goes through `terminal_text` and rich's `Text`, never markup.
+spend, confirmation rounds, the top 5, the generalisation gap, failures by reason). Where the output
+is not a terminal (a log file, a pipe), `ProgressLines` writes one plain line now and then instead.
+Every text a model, a worker or the database wrote goes through `terminal_text` and rich's `Text`,
+never markup.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TextIO
 
 from ..terminal import terminal_text
 from .database import ProgramRecord
@@ -37,12 +39,56 @@ class SearchState:
         return self.evaluated / elapsed if elapsed > 0 else 0.0
 
 
-def live_view(state: SearchState, live: bool):
-    """A rich Live display of `render(state)`; a quiet stand-in when `live` is false."""
+def progress_line(state: SearchState) -> str:
+    """One plain line of a search's progress: evaluations, rate, the best program, what waits."""
+    line = f"evaluated {state.evaluated}/{state.budget} · {state.rate():.2f} evals/s"
+    if state.top:
+        best = state.top[0]
+        line += f" · best #{best.id} {best.fitness:+.3f} ± {best.fitness_se or 0:.3f} ({best.rounds} rounds)"
+    line += f" · {state.unsettled} waiting for confirmation · {sum(state.failures.values())} refused"
+    return terminal_text(line, keep_newlines=False)
+
+
+class ProgressLines:
+    """A search's progress as plain lines on a stream that is not a terminal (`tail -f` on a log):
+    a line whenever the evaluations pass another tenth of the budget, and at most every
+    `interval_s` seconds in between while they move; nothing while nothing changes."""
+
+    def __init__(
+        self,
+        state: SearchState,
+        stream: TextIO,
+        interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.state, self.stream, self.interval_s, self.clock = state, stream, interval_s, clock
+        self._printed = state.evaluated  # a resumed run says nothing until it moves
+        self._printed_at = clock()
+
+    def __enter__(self) -> "ProgressLines":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
+    def update(self, _renderable: object = None) -> None:
+        evaluated, now = self.state.evaluated, self.clock()
+        tenth = max(1, self.state.budget // 10)
+        passed_a_tenth = evaluated // tenth > self._printed // tenth
+        if evaluated != self._printed and (passed_a_tenth or now - self._printed_at >= self.interval_s):
+            print(progress_line(self.state), file=self.stream, flush=True)
+            self._printed, self._printed_at = evaluated, now
+
+
+def live_view(state: SearchState, live: bool, log: TextIO | None = None):
+    """A rich Live display of `render(state)`; without `live`, plain `ProgressLines` on `log`, or a
+    quiet stand-in when there is no `log` either."""
     from contextlib import nullcontext
 
     from rich.live import Live
 
+    if not live and log is not None:
+        return ProgressLines(state, log)
     if not live:
 
         class _Quiet(nullcontext):
