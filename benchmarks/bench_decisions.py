@@ -172,15 +172,15 @@ def main() -> None:
             + " ".join(f"{fitness[w]:>+8.3f}" for w in ways)
             + f" {row['exact']:>+8.3f}  {terminal_text(source.splitlines()[-1].strip(), keep_newlines=False)[:50]}"
         )
-    if len(rows) < 3:
-        sys.exit(
-            f"error: only {len(rows)} programs were scored every way; a ranking needs at least 3 (more --candidates)"
-        )
     report(rows, ways, args, config)
 
 
 def report(rows: list[dict], ways: tuple[str, ...], args: argparse.Namespace, config: Config) -> None:
     """Throughput and ranking of each way, the exact fitness's own reliability, ReLU against the bound."""
+    if len(rows) < 3:
+        sys.exit(
+            f"error: only {len(rows)} programs were scored every way; a ranking needs at least 3 (more --candidates)"
+        )
     exact = [r["exact"] for r in rows]
     first, second = zip(*(r["halves"] for r in rows))
     split = spearman(list(first), list(second)) or 0.0

@@ -4,6 +4,7 @@ sizes, and on fresh rounds for its exact fitness; the report's rates and ranks c
 
 from __future__ import annotations
 
+import argparse
 import re
 import sqlite3
 import sys
@@ -79,12 +80,16 @@ def test_every_way_is_timed_and_ranked_against_the_exact_fitness(finished_run, t
     assert re.search(r"matmul-only bound: [\d.]+ s ÷ [\d.]+ s = [\d.]+×", out)
 
 
-def test_too_few_programs_is_a_clear_error(finished_run, tmp_path, monkeypatch):
-    monkeypatch.setenv("ACTMINE_BENCH_AS_WORKER", "1")
-    argv = ["bench_decisions.py", str(finished_run), "--candidates", "2", "--exact-rounds", "2", "--small", "2"]
-    monkeypatch.setattr(sys, "argv", argv + ["--before-seeds", "1", "--cache", str(tmp_path / "cache")])
+def test_too_few_programs_is_a_clear_error(finished_run):
+    row = {
+        "seconds": {"before": 1.0, "now": 0.5},
+        "fitness": {"before": 0.1, "now": 0.2},
+        "exact": 0.1,
+        "halves": [0, 0],
+    }
+    args = argparse.Namespace(run=finished_run, exact_rounds=2, cache=finished_run)
     with pytest.raises(SystemExit, match=r"only 2 programs were scored every way; a ranking needs at least 3"):
-        bench.main()
+        bench.report([row, row], ("before", "now"), args, Config.load(finished_run / "config.yaml"))
 
 
 def test_an_odd_number_of_exact_rounds_is_refused(finished_run, monkeypatch, capsys):
