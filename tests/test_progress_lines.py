@@ -88,3 +88,13 @@ def test_the_line_escapes_what_a_model_wrote():
     line = progress_line(state)
     assert line.startswith("evaluated 3/10 · ") and "best #7 +0.250 ± 0.050 (2 rounds)" in line
     assert "1 waiting for confirmation · 2 refused" in line and "\x1b" not in line
+
+
+def test_a_live_search_writes_no_plain_lines(tmp_path):
+    """On a terminal the rich view shows everything; the plain lines are for a log or a pipe."""
+    from actmine.config import Config
+    from actmine.evolve.controller import Search
+
+    log = io.StringIO()
+    assert Search(Config(), tmp_path / "run", live=True, log=log).log is None
+    assert Search(Config(), tmp_path / "run", live=False, log=log).log is log

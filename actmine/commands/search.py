@@ -30,9 +30,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                 "executor.scheduler": args.scheduler,
             }
         )
-        terminal = sys.stdout.isatty()  # else a log or a pipe: plain progress lines on stderr
-        log = None if terminal or args.quiet else sys.stderr
-        search = Search(config, args.run_dir, live=terminal and not args.quiet, log=log)
+        # the live view on a terminal; else (a log, a pipe) plain progress lines on stderr
+        log = None if args.quiet else sys.stderr
+        search = Search(config, args.run_dir, live=sys.stdout.isatty() and not args.quiet, log=log)
         summary = search.run()
     except RunLocked as exc:  # not the user's input: the run is busy, and the message says with whom
         print(f"actmine: error: {terminal_text(exc, keep_newlines=False)}", file=sys.stderr)

@@ -84,7 +84,7 @@ class Search(RecordPrograms):
         self.config = config
         self.run_dir = Path(run_dir)
         self.live = live  # the rich live view on the terminal
-        self.log = log  # not live: plain progress lines on this stream (a log file, a pipe), or none
+        self.log = None if live else log  # else plain progress lines on this stream (a log file, a pipe)
         self._stop = False
         self.stop_reason: str | None = None  # set when the mutator can propose no more (LLM budget)
         first = config.tasks.first_sample
@@ -354,8 +354,7 @@ class Search(RecordPrograms):
                 f"validation: the top {self.config.search.heldout_top} and the seeds on the validation tasks; "
                 "then the winner and the library's references on the test suites"
             )
-            if self.log is not None and not self.live:  # a log sees what the spinner would say
-                print(f"{message} …", file=self.log, flush=True)
+            self._tell_log(f"{message} …")  # what the spinner says
             with Console(stderr=True).status(message) if self.live else nullcontext():
                 final = self.final_check(database, run_id)
             summary.update(final)
@@ -392,10 +391,7 @@ class Search(RecordPrograms):
 
     def _build_tasks(self) -> SearchTasks:
         """The run's labs; pools are built (or read from the cache) here, with a progress bar."""
-        if self.log is not None and not self.live:  # what the progress bar would show
-            print(
-                "preparing the search's tasks (a first run on a machine builds its pools) …", file=self.log, flush=True
-            )
+        self._tell_log("preparing the search's tasks (a first run on a machine builds its pools) …")  # the bar's job
         started = time.monotonic()
         tasks = SearchTasks.from_config(self.config, progress=self.live)
         if tasks.suite_lab is not None:
@@ -529,6 +525,11 @@ class Search(RecordPrograms):
             state.llm = mutator.usage()
 
     # -- live view -------------------------------------------------------------------------
+    def _tell_log(self, line: str) -> None:
+        """A phase's start on the plain-lines log (none when live or quiet)."""
+        if self.log is not None:
+            print(line, file=self.log, flush=True)
+
     def _live_view(self, state: SearchState):
         return live_view(state, self.live, self.log)
 
