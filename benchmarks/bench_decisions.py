@@ -4,17 +4,19 @@
 
 A search decides by ranking candidates, so an evaluation is worth what it costs and how well it ranks.
 For programs of a finished default run (its scored programs, evenly spaced over its fitness ranking),
-each evaluated in this one process and one thread with the sandbox workers' environment:
+each evaluated as the search evaluates it: in a sandboxed worker (`SandboxPool`, the run's
+`sandbox` limits, one thread), timed by the worker (`Evaluation.seconds`), one worker at a time:
 
 - **before**: the evaluation of the default search when issue 19 was filed: every proposal trained
   eagerly on the fixed `lab` suite with 6 training seeds (18 tasks × 6 = 108 MLPs), fitness = its
   mean score. The suite's workload is built once (a worker kept it), ReLU's numbers are cached.
 - **now**: today's default: a first search round — `tasks.sample` tasks drawn from the run's search
-  pools (one seed; the round's workload built, as a worker builds each round's), trained with the
-  candidate's fused kernel compiled from an empty cache (as for every new program of a search),
-  fitness = the search's own estimate (less `tasks.control_beta` × GELU's offsets).
+  pools (one seed; the round's workload built, as a worker builds each round's: timed here, on the
+  same tasks), trained with the candidate's fused kernel compiled in the worker (a worker that has
+  not seen the program: the compile is paid, as for every new program of a search), fitness = the
+  search's own estimate (less `tasks.control_beta` × GELU's offsets).
 - **now, `--small` tasks**: the same with a smaller first round (`tasks.first_sample`, racing's
-  first stage), drawn afresh.
+  first stage), drawn afresh, in a worker of its own (so its compile is paid too).
 - **exact**: what all of them estimate today: the program's fitness over the search distribution,
   the plain mean over `--exact-rounds` further fresh rounds (192 tasks by default; none of them a
   fast way's round), fused (Spearman ρ = 1.0000 with eager, `bench_fused.py`). Its two halves
@@ -26,7 +28,7 @@ the run selected its programs on. Printed: per program the seconds and fitness o
 the evaluations per core-hour (× before) and Spearman's ρ against the exact fitness (95% bootstrap
 interval over programs), over all programs and over the better half, where decisions are close;
 ReLU's evaluation of the `lab` workload against the matmul-only bound (`bench_fitness.py`), in the
-same run.
+same run (in this process, with the workers' environment and one thread: no run's program runs here).
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ import math
 import random
 import statistics
 import sys
-import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
+from actmine.candidate.sandbox import SandboxPool
 from actmine.config import Config
 from actmine.evolve.rounds import EstimateRounds
 from actmine.evolve.search_tasks import SearchTasks
@@ -96,13 +99,14 @@ def agreement(label: str, fast: list[float], exact: list[float]) -> str:
     return f"{label} {rho:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def evaluate_round(tasks: SearchTasks, index: int, source: str, cache: Path) -> tuple[Evaluation, float]:
-    """A new program's first round as a search worker runs it: the round's workload built, the kernel
-    compiled from an empty cache; (the evaluation, its seconds including the build)."""
+def evaluate_round(
+    tasks: SearchTasks, index: int, source: str, cache: Path, pool: SandboxPool
+) -> tuple[Evaluation, float]:
+    """A new program's first round as a search worker runs it, in a worker of `pool` that has not
+    compiled the program's kernel (the compile is paid): (the evaluation, the worker's seconds plus
+    the round's build, timed here on the same tasks)."""
     lab, build_s = round_lab(tasks, index, 0, cache)
-    with tempfile.TemporaryDirectory(dir=cache, prefix="cold-") as empty:
-        lab.cache_dir = Path(empty)
-        evaluation = lab.evaluate_source(source)
+    evaluation = pool.evaluate(source, lab)
     return evaluation, evaluation.seconds + build_s
 
 
@@ -135,20 +139,40 @@ def main() -> None:
         dataclasses.replace(config, tasks=dataclasses.replace(config.tasks, first_sample=args.small)), progress=False
     )
     before_lab = Lab("lab", seeds=args.before_seeds, cache_dir=args.cache, fused=False)
-    before_lab.workload, before_lab.reference  # noqa: B018  (built once, as a worker kept it)
+    before_lab.reference  # noqa: B018  (ReLU's numbers, sent to the worker; its workload is built there once)
     ways = ("before", "now", f"now, {args.small} tasks")
+    # A worker per way, as a search's workers are used: "before" keeps its suite's workload (a worker
+    # kept it), "now" and the small round each compile the program's kernel, and none of them is
+    # replaced more often than a search's (the exact rounds, untimed, have a worker of their own).
+    limits = config.sandbox_limits()
+    with ExitStack() as stack:
+        pools = tuple(stack.enter_context(SandboxPool(1, limits)) for _ in range(4))
+        rows = score_programs(args, tasks, small, before_lab, ways, pools)
+    report(rows, ways, args, config)
 
+
+def score_programs(
+    args: argparse.Namespace,
+    tasks: SearchTasks,
+    small: SearchTasks,
+    before_lab: Lab,
+    ways: tuple[str, ...],
+    pools: tuple[SandboxPool, ...],
+) -> list[dict]:
+    """Each program every way in sandboxed workers: `pools` = (before, now, small, exact); a row each."""
+    before_pool, now_pool, small_pool, exact_pool = pools
     print(
         f"{'#':>3} {'before s':>9} {'now s':>7} {'small s':>8} {'before':>8} {'now':>8} {'small':>8} {'exact':>8}  program"
     )
     rows = []
     for n, (source, _) in enumerate(program_rounds(args.run, args.candidates)):
         index = FIRST_INDEX + n
-        before = before_lab.evaluate_source(source)
-        now, now_s = evaluate_round(tasks, index, source, args.cache)
-        little, little_s = evaluate_round(small, index + FIRST_INDEX, source, args.cache)
+        before = before_pool.evaluate(source, before_lab)
+        now, now_s = evaluate_round(tasks, index, source, args.cache, now_pool)
+        little, little_s = evaluate_round(small, index + FIRST_INDEX, source, args.cache, small_pool)
         exact = [
-            round_lab(tasks, index, r, args.cache)[0].evaluate_source(source) for r in range(1, args.exact_rounds + 1)
+            exact_pool.evaluate(source, round_lab(tasks, index, r, args.cache)[0])
+            for r in range(1, args.exact_rounds + 1)
         ]
         failed = next((e for e in (before, now, little, *exact) if not e.ok), None)
         if failed is not None:
@@ -172,7 +196,7 @@ def main() -> None:
             + " ".join(f"{fitness[w]:>+8.3f}" for w in ways)
             + f" {row['exact']:>+8.3f}  {terminal_text(source.splitlines()[-1].strip(), keep_newlines=False)[:50]}"
         )
-    report(rows, ways, args, config)
+    return rows
 
 
 def report(rows: list[dict], ways: tuple[str, ...], args: argparse.Namespace, config: Config) -> None:

@@ -5,11 +5,13 @@
 Takes the programs of a finished run (`--run`: its scored programs, spread over its fitness range)
 or draws candidates as the search makes them (random expressions of the random mutator, and chains
 of one to four symbolic edits of a seed activation, as `tests/test_fused.py` does), and evaluates each
-with the whole lab cascade (probes, screen, training on the suite, scoring) twice, in this one
-process and one thread, with the sandbox workers' environment (`WORKER_ENV`): `Lab(fused=False)` (eager PyTorch: what the lab ran before) and
-`Lab(fused=True)` (the default). The kernels are compiled once before timing (the cost of a first
-compile is printed separately). The matmul-only bound of `bench_fitness.py` is timed in the same
-run. Prints per candidate the seconds of both paths and the fitness of both, then:
+with the whole lab cascade (probes, screen, training on the suite, scoring) as the search does: in
+a sandboxed worker (`SandboxPool`, one thread), timed by the worker. `Lab(fused=False)` (eager
+PyTorch: what the lab ran before) and `Lab(fused=True)` (the default), the fused path twice: its
+first evaluation compiles the kernel (the cost of first compiles is printed separately), the second
+is timed. The matmul-only bound of `bench_fitness.py` is timed in the same run, in this process
+with the workers' environment (`WORKER_ENV`); no candidate runs in this process. Prints per
+candidate the seconds of both paths and the fitness of both, then:
 
 - evaluations per core-hour, eager and fused (the sum over all candidates), and their ratio;
 - the fused train stage ÷ the matmul-only bound (median);
@@ -17,10 +19,11 @@ run. Prints per candidate the seconds of both paths and the fitness of both, the
 
 `--rounds` (with `--run`) evaluates each program on its own first search round instead of `--suite`
 (the run's config: 48 tasks drawn for that proposal, one seed), as a search worker does: the round's
-workload is built (timed) and each candidate is evaluated eagerly, fused with a cold kernel cache
-(the compile paid, as for every new program of a search) and fused again with the kernel cached;
-ReLU and the matmul-only bound are timed on the same workload. It prints evaluations per core-hour
-of each, and the ceiling: a round whose activation cost no more than ReLU's.
+workload is built (timed here) and each candidate is evaluated in the worker eagerly, fused with
+the kernel not yet compiled (the compile paid, as for every new program of a search) and fused
+again with the kernel cached; ReLU and the matmul-only bound are timed here on the same workload.
+It prints evaluations per core-hour of each, and the ceiling: a round whose activation cost no more
+than ReLU's.
 """
 
 from __future__ import annotations
@@ -30,15 +33,12 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from actmine.candidate import fused as fusion
-from actmine.candidate.sandbox import WORKER_ENV
-from actmine.candidate.source import compile_candidate
+from actmine.candidate.sandbox import WORKER_ENV, SandboxPool
 from actmine.evolve.mutators.base import Parent
 from actmine.evolve.mutators.random_search import RandomMutator
 from actmine.evolve.mutators.symbolic import SymbolicMutator
@@ -101,47 +101,12 @@ def program_rounds(run_dir: Path, count: int) -> list[tuple[str, int]]:
 def search_rounds(run_dir: Path, count: int, cache: Path) -> None:
     """Each program on its own first search round: build, eager, fused cold, fused cached, ReLU, bound."""
     from actmine.config import Config
-    from actmine.evolve.search_tasks import SearchTasks
 
     config = Config.load(run_dir / "config.yaml")
-    tasks = SearchTasks.from_config(config, progress=False)
     columns = ("build", "eager", "fused cold", "fused", "relu", "bound")
-    totals, fitness = dict.fromkeys(columns, 0.0), ([], [])
     print(f"{'#':>4} " + " ".join(f"{c:>10}" for c in columns) + "  kernel")
-    for n, (source, index) in enumerate(program_rounds(run_dir, count)):
-        round_lab = tasks.lab_for(index, 0)
-        started = time.perf_counter()
-        workload, reference = round_lab.workload, round_lab.reference
-        seconds = {"build": time.perf_counter() - started}
-
-        def lab(fused: bool, cache_dir: Path) -> Lab:
-            options = {**config.lab_options(), "fused": fused}
-            made = Lab(round_lab.suite, protocol=round_lab.protocol, cache_dir=cache_dir, **options)
-            made.__dict__["workload"] = workload
-            made.use_reference(reference)
-            return made
-
-        eager = lab(False, cache).evaluate_source(source)
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache, prefix="cold-") as empty:  # this evaluation compiles
-            cold_lab = lab(True, Path(empty))
-            cold = cold_lab.evaluate_source(source)
-            warm = cold_lab.evaluate_source(source)
-        if not (eager.ok and cold.ok and warm.ok):
-            print(f"{n:>4} refused: {terminal_text(eager.error or cold.error or warm.error, keep_newlines=False)}")
-            continue
-        seconds.update({"eager": eager.seconds, "fused cold": cold.seconds, "fused": warm.seconds})
-        seconds.update(best_seconds({"relu": lambda: lab(False, cache).evaluate(torch.relu)}, 1))
-        seconds.update(best_seconds({"bound": lambda: matmul_only(workload)}, 1))
-        for column in columns:
-            totals[column] += seconds[column]
-        fitness[0].append(eager.fitness)
-        fitness[1].append(warm.fitness)
-        print(
-            f"{n:>4} "
-            + " ".join(f"{seconds[c]:>10.3f}" for c in columns)
-            + f"  {terminal_text(warm.workload['kernel'], keep_newlines=False)[:40]}"
-        )
+    with SandboxPool(1, config.sandbox_limits()) as pool:
+        totals, fitness = time_rounds(pool, config, program_rounds(run_dir, count), columns, cache)
     rows = len(fitness[0])
     per_hour = {c: 3600 * rows / (totals["build"] + totals[c]) for c in ("eager", "fused cold", "fused", "relu")}
     print(f"\n{rows} programs, each on its own first search round (the round's build counted in every column)")
@@ -159,13 +124,80 @@ def search_rounds(run_dir: Path, count: int, cache: Path) -> None:
     print(f"Spearman ρ (eager vs fused fitness) {'n/a' if rho is None else f'{rho:.4f}'}")
 
 
+def time_rounds(
+    pool: SandboxPool, config, programs: list[tuple[str, int]], columns: tuple[str, ...], cache: Path
+) -> tuple[dict[str, float], tuple[list[float], list[float]]]:
+    """Time every column of each program's first round (the program evaluated in `pool`'s worker,
+    ReLU and the bound here) and print a row each; the column totals and the eager and fused fitness."""
+    from actmine.evolve.search_tasks import SearchTasks
+
+    tasks = SearchTasks.from_config(config, progress=False)
+    totals, fitness = dict.fromkeys(columns, 0.0), ([], [])
+    for n, (source, index) in enumerate(programs):
+        round_lab = tasks.lab_for(index, 0)
+        started = time.perf_counter()
+        workload, reference = round_lab.workload, round_lab.reference
+        seconds = {"build": time.perf_counter() - started}
+
+        def lab(fused: bool, cache_dir: Path) -> Lab:
+            options = {**config.lab_options(), "fused": fused}
+            made = Lab(round_lab.suite, protocol=round_lab.protocol, cache_dir=cache_dir, **options)
+            made.__dict__["workload"] = workload
+            made.use_reference(reference)
+            return made
+
+        # The worker builds the same workload from the lab's spec; its first fused evaluation of a
+        # program compiles the kernel, the second finds it in the worker's cache.
+        eager, cold, warm = (pool.evaluate(source, lab(flag, cache)) for flag in (False, True, True))
+        if not (eager.ok and cold.ok and warm.ok):
+            print(f"{n:>4} refused: {terminal_text(eager.error or cold.error or warm.error, keep_newlines=False)}")
+            continue
+        seconds.update({"eager": eager.seconds, "fused cold": cold.seconds, "fused": warm.seconds})
+        seconds.update(best_seconds({"relu": lambda: lab(False, cache).evaluate(torch.relu)}, 1))
+        seconds.update(best_seconds({"bound": lambda: matmul_only(workload)}, 1))
+        for column in columns:
+            totals[column] += seconds[column]
+        fitness[0].append(eager.fitness)
+        fitness[1].append(warm.fitness)
+        print(
+            f"{n:>4} "
+            + " ".join(f"{seconds[c]:>10.3f}" for c in columns)
+            + f"  {terminal_text(warm.workload['kernel'], keep_newlines=False)[:40]}"
+        )
+    return totals, fitness
+
+
+def time_suite(pool: SandboxPool, labs: dict[bool, Lab], sources: list[str]) -> tuple[list, float]:
+    """Each program eagerly and fused in `pool`'s worker (the workloads are built there, untimed),
+    printing a row each; the (eager, fused) evaluations of the programs that both paths scored, and
+    the seconds of the first compiles (a program's first fused evaluation less its second)."""
+    rows, compile_s = [], 0.0
+    print(f"{'#':>3} {'eager s':>8} {'fused s':>8} {'×':>5} {'eager fitness':>14} {'fused fitness':>14}  kernel")
+    for i, source in enumerate(sources):
+        eager, cold, fused = (pool.evaluate(source, labs[flag]) for flag in (False, True, True))
+        if not (eager.ok and cold.ok and fused.ok):
+            print(
+                f"{i:>3} refused: eager {eager.error and eager.error['code']}, fused {fused.error and fused.error['code']}"
+            )
+            continue
+        compile_s += max(0.0, cold.seconds - fused.seconds)
+        rows.append((eager, fused))
+        print(
+            f"{i:>3} {eager.seconds:>8.2f} {fused.seconds:>8.2f} {eager.seconds / fused.seconds:>4.1f}× "
+            f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {terminal_text(fused.workload['kernel'], keep_newlines=False)[:60]}"
+        )
+    return rows, compile_s
+
+
 def main() -> None:
     as_in_a_worker()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suite", default="lab")
-    parser.add_argument("--cache", default="/tmp/actmine-bench-fused", help="kernel cache directory")
+    parser.add_argument(
+        "--cache", default="/tmp/actmine-bench-fused", help="ReLU's reference numbers (kernels compile in the worker)"
+    )
     parser.add_argument("--run", type=Path, help="take the programs of this finished run instead of drawing")
     parser.add_argument("--rounds", action="store_true", help="with --run: each program on its own search round")
     args = parser.parse_args()
@@ -180,25 +212,9 @@ def main() -> None:
     for lab in labs.values():
         lab.reference  # noqa: B018  (ReLU's numbers, computed once before timing)
     sources = run_programs(args.run, args.candidates) if args.run else draw_candidates(args.candidates, args.seed)
-    started = time.perf_counter()
-    for source in sources:  # the first compile of each kernel, outside the timed evaluations
-        fusion.fused_or_reason(source, compile_candidate(source, "candidate"), cache)
-    compile_s = time.perf_counter() - started
     bound = best_seconds({"bound": lambda: matmul_only(labs[True].workload)}, 5)["bound"]
-    rows = []
-    print(f"{'#':>3} {'eager s':>8} {'fused s':>8} {'×':>5} {'eager fitness':>14} {'fused fitness':>14}  kernel")
-    for i, source in enumerate(sources):
-        eager, fused = (labs[flag].evaluate_source(source) for flag in (False, True))
-        if not (eager.ok and fused.ok):
-            print(
-                f"{i:>3} refused: eager {eager.error and eager.error['code']}, fused {fused.error and fused.error['code']}"
-            )
-            continue
-        rows.append((eager, fused))
-        print(
-            f"{i:>3} {eager.seconds:>8.2f} {fused.seconds:>8.2f} {eager.seconds / fused.seconds:>4.1f}× "
-            f"{eager.fitness:>+14.5f} {fused.fitness:>+14.5f}  {terminal_text(fused.workload['kernel'], keep_newlines=False)[:60]}"
-        )
+    with SandboxPool(1) as pool:
+        rows, compile_s = time_suite(pool, labs, sources)
     eager_s, fused_s = sum(e.seconds for e, _ in rows), sum(f.seconds for _, f in rows)
     fused_train = [f.timings["train"] for _, f in rows if f.workload["kernel"] == "fused"]
     print(

@@ -8,7 +8,11 @@ Each run is a default search (`actmine search` in a child process) whose search 
 the proposal budget large enough never to bind); the end of the run (validation of the top list,
 tests) is not counted. `after` is this checkout's default config. `before` is the code of
 `--baseline DIR` (a checkout of the commit to compare with, e.g. `git worktree add /tmp/base
-cbfd8cd`) with its default config; without `--baseline`, this checkout with `lab.fused: false`. Prints per run the
+cbfd8cd`) with its default config; without `--baseline`, this checkout with `lab.fused: false`. A
+baseline older than the three-way split (issue 13), such as 173b6cf, the code when issue 19 was filed
+(the fixed `lab` suite, 6 training seeds, eager), has no test suites: its winner (its best search
+fitness, as that code chose) is scored on this checkout's unseen suites in a sandboxed worker, and
+its "validation" is its held-out suite's fitness. Prints per run the
 proposals and rounds it scored, rounds per CPU-minute, the winner's validation fitness and its test
 fitness on "all unseen" (−mean log-ratio vs ReLU over the test suites drawn from generators the
 search never uses); then per run seed the paired difference after − before on those unseen tasks
@@ -49,6 +53,9 @@ def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> d
         path = Path(run_dir) / "bench.yaml"
         path.write_text(yaml.safe_dump(config))
         env = {**os.environ, "PYTHONPATH": str(code)}
+        # Not from this checkout's directory: `python -m` puts the working directory first on the
+        # path, ahead of PYTHONPATH, and the child would run this checkout whatever `code` is.
+        check_imports(code, env, run_dir)
         subprocess.run(
             [
                 sys.executable,
@@ -64,20 +71,36 @@ def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> d
                 "--quiet",
             ],
             env=env,
+            cwd=run_dir,
             check=True,
             stdout=subprocess.DEVNULL,
         )
         final = json.loads((Path(run_dir) / "run" / "heldout.json").read_text())
         database = sqlite3.connect(f"file:{Path(run_dir) / 'run' / 'programs.sqlite'}?mode=ro", uri=True)
-        proposals = database.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
-        rounds = database.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
-        database.close()
-    unseen = list(Config().tasks.test)  # the suites of generators the search never draws
-    winner = final["winner"]
-    tests = {r["suite"]: r for r in final["test"] if r["program_id"] == winner}
-    tasks = {f"{suite}/{t}": v for suite in unseen for t, v in tests[suite]["tasks"].items()}
+        try:
+            proposals = database.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
+            if isinstance(final, list):  # code older than the split (issue 13): one round per proposal
+                rounds = database.execute("SELECT COUNT(*) FROM programs WHERE status != 'duplicate'").fetchone()[0]
+                winner, source = database.execute(
+                    "SELECT id, source FROM programs WHERE status = 'ok' ORDER BY fitness DESC, id ASC LIMIT 1"
+                ).fetchone()
+            else:
+                rounds = database.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        finally:
+            database.close()
+    against: dict[str, dict] = {}  # the winner against each reference on "all unseen" (issue 13's bar)
+    if isinstance(final, list):
+        # Its winner was its best search fitness; its check scored a fixed suite, not the unseen ones.
+        tasks = unseen_scores(source, f"program {winner}")
+        validation = next((r["heldout_fitness"] for r in final if r.get("program_id") == winner), None)
+    else:
+        winner = final["winner"]
+        unseen = list(Config().tasks.test)  # the suites of generators the search never draws
+        tests = {r["suite"]: r for r in final["test"] if r["program_id"] == winner}
+        tasks = {f"{suite}/{t}": v for suite in unseen for t, v in tests[suite]["tasks"].items()}
+        validation = next((r["heldout_fitness"] for r in final["validation"] if r.get("winner")), None)
+        against = {c["against"]: c for c in final["comparisons"] if c["suite"] == "all unseen"}
     scores = [min(max(statistics.fmean(v), -3.0), 3.0) for v in tasks.values()]
-    validation = next((r["heldout_fitness"] for r in final["validation"] if r.get("winner")), None)
     return {
         "proposals": proposals,
         "rounds": rounds,
@@ -85,10 +108,45 @@ def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> d
         "unseen": -statistics.fmean(scores),
         "tasks": tasks,
         "winner": winner,
+        "against": against,
     }
 
 
+def check_imports(code: Path, env: dict[str, str], cwd: str) -> None:
+    """Refuse to measure a child that would import `actmine` from anywhere but checkout `code`."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import actmine; print(actmine.__file__)"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(found).resolve().is_relative_to(code.resolve()):
+        sys.exit(f"error: the search would import actmine from {found}, not from {code}")
+
+
+def unseen_scores(source: str, name: str) -> dict[str, list[float]]:
+    """A program's per-seed log-ratios on this checkout's unseen test suites (the default config's
+    `tasks.test`, the tasks and seeds a run's final check uses), scored in a sandboxed worker."""
+    from actmine.candidate.sandbox import SandboxPool
+    from actmine.evolve.search_tasks import SearchTasks
+
+    config = Config()
+    tests = SearchTasks.from_config(config, progress=False).tests
+    scores: dict[str, list[float]] = {}
+    with SandboxPool(1, config.sandbox_limits()) as pool:
+        for suite in config.tasks.test:
+            evaluation = pool.evaluate(source, tests[suite], name)
+            if not evaluation.ok:
+                raise RuntimeError(f"{name} failed on {suite}: {evaluation.error}")
+            scores.update({f"{suite}/{t.name}": list(t.seed_log_ratios) for t in evaluation.tasks})
+    return scores
+
+
 def t_interval(values: list[float], form: str = "+.3f") -> str:
+    if not values:
+        return "n/a"
     mean = statistics.fmean(values)
     if len(values) < 2:
         return f"{mean:{form}}"
@@ -115,15 +173,17 @@ def main() -> None:
             print(
                 f"{label:<6} seed {seed}: {r['proposals']} proposals, {r['rounds']} rounds "
                 f"({r['rounds'] / args.cpu_minutes:.1f} per CPU-minute); winner #{r['winner']} validation "
-                f"{r['validation']:+.3f}, all unseen {r['unseen']:+.3f}",
+                f"{'n/a' if r['validation'] is None else format(r['validation'], '+.3f')}, all unseen {r['unseen']:+.3f}",
                 flush=True,
             )
+            for reference, c in r["against"].items():
+                print(f"         vs {reference}: {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]", flush=True)
     print(f"\nover run seeds (mean, 95% t-interval), {args.cpu_minutes:g} CPU-minutes of search each:")
     for label in ("before", "after"):
         print(
             f"  {label:<6} rounds per CPU-minute "
             f"{t_interval([runs[label, s]['rounds'] / args.cpu_minutes for s in args.seeds], '.1f')}; "
-            f"validation {t_interval([runs[label, s]['validation'] for s in args.seeds])}; "
+            f"validation {t_interval([v for s in args.seeds if (v := runs[label, s]['validation']) is not None])}; "
             f"all unseen {t_interval([runs[label, s]['unseen'] for s in args.seeds])}"
         )
     print("\nafter's winner − before's on the unseen test tasks (paired by task and seed; below 0 = after better):")

@@ -19,7 +19,7 @@ import bench_decisions as bench  # noqa: E402
 from actmine.config import Config  # noqa: E402
 from actmine.evolve.search_tasks import SearchTasks  # noqa: E402
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program  # noqa: E402
-from actmine.lab.fitness import Evaluation, TaskScore  # noqa: E402
+from actmine.lab.fitness import Evaluation, Lab, TaskScore  # noqa: E402
 from search_runs import SMALL_POOLS  # noqa: E402
 
 NAMES = ("gelu_sine", "gmtu", "tanh", "softplus")
@@ -63,6 +63,13 @@ def test_search_fitness_is_the_controllers_estimate(finished_run):
 
 def test_every_way_is_timed_and_ranked_against_the_exact_fitness(finished_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ACTMINE_BENCH_AS_WORKER", "1")  # already "in a worker": no re-exec of pytest
+
+    def in_this_process(*args, **kwargs):
+        raise AssertionError("a run's program ran in the benchmark's own process, outside a sandboxed worker")
+
+    # A run's programs are untrusted text: every way evaluates them in sandbox workers, never here.
+    monkeypatch.setattr(Lab, "evaluate_source", in_this_process)
+    monkeypatch.setattr(Lab, "evaluate", in_this_process)
     argv = ["bench_decisions.py", str(finished_run), "--candidates", "4", "--exact-rounds", "2", "--small", "2"]
     monkeypatch.setattr(sys, "argv", argv + ["--before-seeds", "1", "--cache", str(tmp_path / "cache")])
     bench.main()

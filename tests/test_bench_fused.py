@@ -17,6 +17,10 @@ import bench_fused as bench  # noqa: E402
 
 from actmine.config import Config  # noqa: E402
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program  # noqa: E402
+from actmine.candidate.sandbox import SandboxPool  # noqa: E402
+from actmine.lab.ensemble import TrainingProtocol  # noqa: E402
+from actmine.lab.fitness import Lab  # noqa: E402
+from actmine.lab.tasks import Suite, get_suite  # noqa: E402
 from search_runs import SMALL_POOLS  # noqa: E402
 
 
@@ -39,7 +43,11 @@ def finished_run(tmp_path) -> Path:
     return run
 
 
-def test_each_program_is_timed_on_its_own_search_round_every_way(finished_run, tmp_path, capsys):
+def test_each_program_is_timed_on_its_own_search_round_every_way(finished_run, tmp_path, capsys, monkeypatch):
+    def in_this_process(*args, **kwargs):
+        raise AssertionError("a run's program ran in the benchmark's own process, outside a sandboxed worker")
+
+    monkeypatch.setattr(Lab, "evaluate_source", in_this_process)  # ReLU's `Lab.evaluate` runs here: it is ours
     assert [index for _, index in bench.program_rounds(finished_run, 10)] == [0, 1, 2]  # the failed one is left out
     bench.search_rounds(finished_run, 10, tmp_path / "cache")
     out = capsys.readouterr().out
@@ -53,3 +61,23 @@ def test_each_program_is_timed_on_its_own_search_round_every_way(finished_run, t
     per_hour = dict(re.findall(r"(eager|fused cold|fused|relu) (\d+) \(×", out))
     assert set(per_hour) == {"eager", "fused cold", "fused", "relu"}
     assert re.search(r"Spearman ρ \(eager vs fused fitness\) 1\.0000", out)  # three programs, the same order
+
+
+def test_the_suite_mode_times_both_paths_in_a_worker_and_counts_the_first_compile(tmp_path, monkeypatch, capsys):
+    def in_this_process(*args, **kwargs):
+        raise AssertionError("a program ran in the benchmark's own process, outside a sandboxed worker")
+
+    monkeypatch.setattr(Lab, "evaluate_source", in_this_process)
+    small = Suite("lab-small", get_suite("lab").tasks[:3], (0,))
+    labs = {
+        flag: Lab(small, protocol=TrainingProtocol(steps=20), cache_dir=tmp_path, fused=flag) for flag in (False, True)
+    }
+    sources = [program(SEED_EXPRESSIONS[name]) for name in ("gelu_sine", "gmtu")] + ["def activation_function(x):\n"]
+    with SandboxPool(1) as pool:
+        rows, compile_s = bench.time_suite(pool, labs, sources)
+    assert len(rows) == 2  # the third does not parse: refused on both paths, left out
+    assert re.search(r"\n\s+2 refused: eager syntax", capsys.readouterr().out)
+    for eager, fused in rows:
+        assert eager.workload["kernel"].startswith("eager") and fused.workload["kernel"] == "fused"
+        assert fused.fitness == pytest.approx(eager.fitness, abs=1e-3)
+    assert compile_s > 0  # each program's first fused evaluation compiled its kernel in the worker
