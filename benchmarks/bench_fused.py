@@ -98,15 +98,17 @@ def program_rounds(run_dir: Path, count: int) -> list[tuple[str, int]]:
     return [rows[int(i * step)] for i in range(min(count, len(rows)))]
 
 
+ROUND_COLUMNS = ("build", "eager", "fused cold", "fused", "relu", "bound")  # seconds of a round, each way
+
+
 def search_rounds(run_dir: Path, count: int, cache: Path) -> None:
     """Each program on its own first search round: build, eager, fused cold, fused cached, ReLU, bound."""
     from actmine.config import Config
 
     config = Config.load(run_dir / "config.yaml")
-    columns = ("build", "eager", "fused cold", "fused", "relu", "bound")
-    print(f"{'#':>4} " + " ".join(f"{c:>10}" for c in columns) + "  kernel")
+    print(f"{'#':>4} " + " ".join(f"{c:>10}" for c in ROUND_COLUMNS) + "  kernel")
     with SandboxPool(1, config.sandbox_limits()) as pool:
-        totals, fitness = time_rounds(pool, config, program_rounds(run_dir, count), columns, cache)
+        totals, fitness = time_rounds(pool, config, program_rounds(run_dir, count), cache)
     rows = len(fitness[0])
     per_hour = {c: 3600 * rows / (totals["build"] + totals[c]) for c in ("eager", "fused cold", "fused", "relu")}
     print(f"\n{rows} programs, each on its own first search round (the round's build counted in every column)")
@@ -125,14 +127,14 @@ def search_rounds(run_dir: Path, count: int, cache: Path) -> None:
 
 
 def time_rounds(
-    pool: SandboxPool, config, programs: list[tuple[str, int]], columns: tuple[str, ...], cache: Path
+    pool: SandboxPool, config, programs: list[tuple[str, int]], cache: Path
 ) -> tuple[dict[str, float], tuple[list[float], list[float]]]:
     """Time every column of each program's first round (the program evaluated in `pool`'s worker,
     ReLU and the bound here) and print a row each; the column totals and the eager and fused fitness."""
     from actmine.evolve.search_tasks import SearchTasks
 
     tasks = SearchTasks.from_config(config, progress=False)
-    totals, fitness = dict.fromkeys(columns, 0.0), ([], [])
+    totals, fitness = dict.fromkeys(ROUND_COLUMNS, 0.0), ([], [])
     for n, (source, index) in enumerate(programs):
         round_lab = tasks.lab_for(index, 0)
         started = time.perf_counter()
@@ -155,13 +157,13 @@ def time_rounds(
         seconds.update({"eager": eager.seconds, "fused cold": cold.seconds, "fused": warm.seconds})
         seconds.update(best_seconds({"relu": lambda: lab(False, cache).evaluate(torch.relu)}, 1))
         seconds.update(best_seconds({"bound": lambda: matmul_only(workload)}, 1))
-        for column in columns:
+        for column in ROUND_COLUMNS:
             totals[column] += seconds[column]
         fitness[0].append(eager.fitness)
         fitness[1].append(warm.fitness)
         print(
             f"{n:>4} "
-            + " ".join(f"{seconds[c]:>10.3f}" for c in columns)
+            + " ".join(f"{seconds[c]:>10.3f}" for c in ROUND_COLUMNS)
             + f"  {terminal_text(warm.workload['kernel'], keep_newlines=False)[:40]}"
         )
     return totals, fitness
