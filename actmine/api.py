@@ -32,7 +32,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-import actmine.activations as _activations
 
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
@@ -41,7 +40,7 @@ from .evolve.controller import Search
 from .run_files import CONFIG_SNAPSHOT, DATABASE
 from .evolve.database import ProgramDatabase, ProgramRecord
 from .lab.fitness import Evaluation, Lab
-from .targets import UsageError, evaluate_targets, lab_for, pack_members, scoring_config
+from .targets import UsageError, evaluate_targets, lab_for, object_target, pack_members, scoring_config
 
 __all__ = ["Heldout", "Run", "compare", "evaluate", "open_run", "search"]
 
@@ -297,7 +296,8 @@ def evaluate(
     (`Evaluation.to_dict()` is that JSON). `activation`: a registry name, a .py file defining
     `activation_function(x)` or `PACK.py:NAME` (run only in a sandboxed worker, under `timeout`
     seconds and `memory_mb`), or your own nn.Module or callable (trusted: it runs here, named
-    `name`). A refused candidate is returned with `ok` False, not raised; bad options raise ValueError."""
+    `name`; a program compiled from a file or a run -- `Run.best_module()`, a pack program,
+    `best_activation.activation_function` -- is not yours, and runs in a sandboxed worker). A refused candidate is returned with `ok` False, not raised; bad options raise ValueError."""
     lab, limits = _lab_and_limits(suite, seeds, steps, device, max_flops, allow_batch_dependent, timeout, memory_mb)
     (evaluation,) = _score([activation], lab, limits, [name], progress, expand_packs=False)
     return evaluation
@@ -364,13 +364,15 @@ def _score(
 ) -> list[Evaluation]:
     """Texts (names, files, pack programs) through `targets.evaluate_targets` (as the CLI) in one batch;
     modules and callables evaluated here. Results in the order of the (expanded) targets."""
-    plan: list[tuple[str, Any]] = []  # ("text", target) or ("object", (module, name))
+    plan: list[tuple[str, Any]] = []  # ("text", target or Target) or ("object", (module, name))
     for target, name in zip(targets, names):
         if isinstance(target, (str, os.PathLike)):
             texts = pack_members([os.fspath(target)]) if expand_packs else [os.fspath(target)]
             plan += [("text", text) for text in texts]
         elif isinstance(target, nn.Module) or callable(target):
-            plan.append(("object", (_activations.get(target), name or _object_name(target))))
+            resolved = object_target(target, name or _object_name(target))
+            # a program compiled here (best_module, a pack's) is scored in a sandboxed worker
+            plan.append(("text", resolved) if resolved.source is not None else ("object", resolved))
         else:
             raise ValueError(
                 f"cannot evaluate {target!r}: give a registry name, a .py file, PACK.py:NAME, an "
@@ -381,7 +383,7 @@ def _score(
         scored = iter(evaluate_targets(lab, texts, limits, show_progress=progress) if texts else [])
     except UsageError as exc:
         raise ValueError(str(exc)) from None
-    return [next(scored) if kind == "text" else lab.evaluate(target[0], name=target[1]) for kind, target in plan]
+    return [next(scored) if kind == "text" else lab.evaluate(t.module, name=t.name) for kind, t in plan]
 
 
 def _object_name(target: Any) -> str:

@@ -1,7 +1,9 @@
 """The activations a user names on the command line or in the Python API, and how they are scored.
 
 A target is a registry name (trusted: runs here) or a program file, `FILE.py` or `PACK.py:NAME`
-(untrusted: read as data here and run only in sandboxed workers). `scoring_config` turns the options of
+(untrusted: read as data here and run only in sandboxed workers). A program compiled in this process
+(a pack program registered by `load_pack`, `Run.best_module()`, an imported `best_activation.py`) is
+untrusted too, whether it is named or passed as an object: its text goes to a sandboxed worker. `scoring_config` turns the options of
 `actmine evaluate/compare` into a `Config`, `lab_for` builds their lab from it, and `evaluate_targets` scores the targets in it. Shared
 by `cli.py` and `api.py`, which both sit above this module, so that both score alike and neither
 imports the other.
@@ -21,7 +23,7 @@ import actmine.activations as activations
 from .config import Config, ConfigError
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits, SandboxPool
-from .candidate.source import CandidateError, read_candidate_reference
+from .candidate.source import CandidateError, program_source, read_candidate_reference
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
 from .language.files import split_program_reference
@@ -32,6 +34,7 @@ __all__ = [
     "console",
     "evaluate_targets",
     "lab_for",
+    "object_target",
     "pack_members",
     "resolve_target",
     "scoring_config",
@@ -67,7 +70,17 @@ def resolve_target(target: str) -> Target:
         raise UsageError(
             f"{exc}. Give a registry name (see `actmine list`) or a .py file defining activation_function(x)."
         ) from None
-    return Target(activations.info(target).name, module=module)
+    return object_target(module, activations.info(target).name)
+
+
+def object_target(activation: object, name: str) -> Target:
+    """A module or callable to score: trusted code (it runs here), unless it is a candidate program
+    compiled in this process (`program_source`: a registered pack program, `Run.best_module()`,
+    `best_activation.activation_function`), whose text then goes to a sandboxed worker like a file's."""
+    source = program_source(activation)
+    if source is not None:
+        return Target(name, source=source)
+    return Target(name, module=activations.get(activation))
 
 
 def scoring_config(
@@ -118,12 +131,14 @@ def console(stderr: bool = False):
 
 
 def evaluate_targets(
-    lab: Lab, targets: Sequence[str], limits: SandboxLimits, show_progress: bool = True
+    lab: Lab, targets: Sequence[str | Target], limits: SandboxLimits, show_progress: bool = True
 ) -> list[Evaluation]:
-    """Evaluate each target, with a progress bar on a terminal (when `show_progress`). Program files run
-    in sandboxed workers (several at once) under `limits`; registry activations run in this process.
+    """Evaluate each target (a text for `resolve_target`, or a `Target` already resolved), with a
+    progress bar on a terminal (when `show_progress`). Programs run in sandboxed workers (several at
+    once) under `limits`; the library's activations and the user's own modules run in this process.
     Shared by `actmine evaluate/compare` and `actmine.api`."""
-    resolved = [resolve_target(t) for t in targets]  # fail on a bad name before any training
+    # fail on a bad name before any training
+    resolved = [t if isinstance(t, Target) else resolve_target(t) for t in targets]
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     files = [t for t in resolved if t.source is not None]

@@ -22,8 +22,8 @@ no-grad forward passes over the evaluation points). Profiler shares carry the pr
 per-op overhead, which inflates many small elementwise ops: read them as ranks, the wall-clock
 column as the cost.
 
-Candidates are untrusted programs: each one is compiled and profiled in a child process that
-first does what a sandbox worker does (`actmine.candidate.worker`: leaves the network, caps its
+Candidates are untrusted programs: each one is compiled and profiled in a child process
+(`isolated.py`) that first does what a sandbox worker does (`actmine.candidate.worker`: leaves the network, caps its
 memory and CPU time, ends with its parent, keeps stdout for its one answer line; a throw-away
 directory as its cwd, HOME and TMPDIR, and the sandbox's scrubbed environment), compiles the
 program through the checked namespace (`compile_candidate`), passes the probes, and is killed
@@ -33,14 +33,10 @@ after `--timeout` seconds.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from isolated import isolate, reply, run_isolated  # benchmarks/ is on the path when run as a script
 
 CATEGORIES = ("activation forward", "activation backward", "matmul fwd", "matmul bwd", "loss", "optimiser", "other")
 MATMUL_OPS = {"aten::baddbmm", "aten::bmm", "aten::addmm", "aten::mm"}
@@ -101,14 +97,7 @@ def profile_shares(train, act) -> dict[str, float]:
 
 def child_main() -> None:
     """Read {source | name, suite, repeats} on stdin, print one JSON line of timings and shares."""
-    from actmine.candidate import worker
-
-    request = json.loads(sys.stdin.readline())
-    worker.isolate_network()
-    worker.limit_resources(int(request["memory_mb"]))
-    worker.set_cpu_budget(float(request["cpu_s"]))
-    worker.exit_with_parent(os.getppid())
-    _, answer = worker.take_protocol_streams()  # fds 0 and 1 become /dev/null: only this line answers
+    request, answer = isolate()  # first: nothing of the candidate runs before the child is isolated
 
     import time
 
@@ -146,20 +135,17 @@ def child_main() -> None:
     )
     started = time.perf_counter()
     shares = profile_shares(lambda a: train_ensemble(a, workload), act)
-    answer.write(
-        json.dumps(
-            {
-                "seconds": best["train"],
-                "bound": best["bound"],
-                "scoring": best["scoring"],
-                "profiled_seconds": time.perf_counter() - started,
-                "shares": shares,
-                "models": workload.models,
-            }
-        )
-        + "\n"
+    reply(
+        answer,
+        {
+            "seconds": best["train"],
+            "bound": best["bound"],
+            "scoring": best["scoring"],
+            "profiled_seconds": time.perf_counter() - started,
+            "shares": shares,
+            "models": workload.models,
+        },
     )
-    answer.flush()
 
 
 # -- the parent: choose candidates, run each child, print the table ---------------------------------
@@ -186,34 +172,7 @@ def sample_programs(run_dir: Path, count: int) -> list[tuple[str, str, float]]:
 
 def run_child(request: dict, timeout: float) -> dict:
     """One candidate's profile in its own isolated, killable process; {"error": …} if it fails."""
-    from actmine.candidate.sandbox import SandboxLimits, worker_environment
-
-    home = tempfile.mkdtemp(prefix="actmine-profile-")  # its cwd, HOME and TMPDIR, removed after
-    env = worker_environment(home, SandboxLimits(memory_mb=request["memory_mb"]))
-    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(Path(__file__).resolve().parent)])
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--child"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=home,
-        start_new_session=True,
-    )
-    try:
-        out, err = process.communicate(json.dumps(request) + "\n", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        return {"error": f"timed out after {timeout:g} s"}
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if process.returncode != 0 or not lines:
-        last = (err.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"exit {process.returncode}: {last[:200]}"}
-    return json.loads(lines[-1])
+    return run_isolated(Path(__file__), request, timeout)
 
 
 def newest_run(root: Path) -> Path | None:

@@ -15,7 +15,9 @@ fitness, as that code chose) is scored on this checkout's unseen suites in a san
 its "validation" is its held-out suite's fitness. Prints per run the
 proposals and rounds it scored, rounds per CPU-minute, the winner's validation fitness and its test
 fitness on "all unseen" (−mean log-ratio vs ReLU over the test suites drawn from generators the
-search never uses); then per run seed the paired difference after − before on those unseen tasks
+search never uses; a pre-split baseline's winner that this checkout's lab refuses, e.g. for NaN at
+huge inputs that its probes let through, gives way to its next best program, and the report says
+so); then per run seed the paired difference after − before on those unseen tasks
 (the two winners per task and seed, 95% cluster-bootstrap interval; below 0 = `after`'s winner
 extrapolates better), and the mean of each over run seeds with a t-interval.
 """
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from scipy.stats import t as t_distribution
@@ -40,6 +43,7 @@ from actmine.config import Config
 from actmine.lab.estimate import paired_interval
 
 HERE = Path(__file__).resolve().parents[1]
+MAX_REFUSED = 10  # a pre-split baseline's best programs tried in order when this checkout refuses one
 
 
 def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> dict:
@@ -81,17 +85,19 @@ def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> d
             proposals = database.execute("SELECT COUNT(*) FROM programs").fetchone()[0]
             if isinstance(final, list):  # code older than the split (issue 13): one round per proposal
                 rounds = database.execute("SELECT COUNT(*) FROM programs WHERE status != 'duplicate'").fetchone()[0]
-                winner, source = database.execute(
-                    "SELECT id, source FROM programs WHERE status = 'ok' ORDER BY fitness DESC, id ASC LIMIT 1"
-                ).fetchone()
+                ranked = database.execute(
+                    "SELECT id, source FROM programs WHERE status = 'ok' ORDER BY fitness DESC, id ASC LIMIT ?",
+                    (MAX_REFUSED + 1,),
+                ).fetchall()
             else:
                 rounds = database.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
         finally:
             database.close()
     against: dict[str, dict] = {}  # the winner against each reference on "all unseen" (issue 13's bar)
+    refused: list[str] = []
     if isinstance(final, list):
         # Its winner was its best search fitness; its check scored a fixed suite, not the unseen ones.
-        tasks = unseen_scores(source, f"program {winner}")
+        winner, tasks, refused = first_accepted(ranked, unseen_scores)
         validation = next((r["heldout_fitness"] for r in final if r.get("program_id") == winner), None)
     else:
         winner = final["winner"]
@@ -109,7 +115,24 @@ def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> d
         "tasks": tasks,
         "winner": winner,
         "against": against,
+        "refused": refused,
     }
+
+
+def first_accepted(
+    ranked: list[tuple[int, str]], score: Callable[[str, str], tuple[dict | None, str]]
+) -> tuple[int, dict, list[str]]:
+    """The first of a pre-split baseline's programs (best first) that this checkout's lab accepts:
+    (its id, its unseen scores, the refusals before it). A program today's lab refuses (e.g. NaN at
+    inputs of 1e19, which the old probes let through) is no winner a user could take today: the next
+    of its ranking stands in."""
+    refused = []
+    for winner, source in ranked:
+        tasks, error = score(source, f"program {winner}")
+        if tasks is not None:
+            return winner, tasks, refused
+        refused.append(f"#{winner} ({error})")
+    raise RuntimeError(f"the {len(ranked)} best programs of the run are all refused: {'; '.join(refused)}")
 
 
 def check_imports(code: Path, env: dict[str, str], cwd: str) -> None:
@@ -126,9 +149,10 @@ def check_imports(code: Path, env: dict[str, str], cwd: str) -> None:
         sys.exit(f"error: the search would import actmine from {found}, not from {code}")
 
 
-def unseen_scores(source: str, name: str) -> dict[str, list[float]]:
+def unseen_scores(source: str, name: str) -> tuple[dict[str, list[float]] | None, str]:
     """A program's per-seed log-ratios on this checkout's unseen test suites (the default config's
-    `tasks.test`, the tasks and seeds a run's final check uses), scored in a sandboxed worker."""
+    `tasks.test`, the tasks and seeds a run's final check uses), scored in a sandboxed worker; (None,
+    the reason) when this checkout's lab refuses it."""
     from actmine.candidate.sandbox import SandboxPool
     from actmine.evolve.search_tasks import SearchTasks
 
@@ -139,9 +163,10 @@ def unseen_scores(source: str, name: str) -> dict[str, list[float]]:
         for suite in config.tasks.test:
             evaluation = pool.evaluate(source, tests[suite], name)
             if not evaluation.ok:
-                raise RuntimeError(f"{name} failed on {suite}: {evaluation.error}")
+                error = evaluation.error or {}
+                return None, f"{suite}: {error.get('code')} at {error.get('stage')}"
             scores.update({f"{suite}/{t.name}": list(t.seed_log_ratios) for t in evaluation.tasks})
-    return scores
+    return scores, ""
 
 
 def t_interval(values: list[float], form: str = "+.3f") -> str:
@@ -176,6 +201,8 @@ def main() -> None:
                 f"{'n/a' if r['validation'] is None else format(r['validation'], '+.3f')}, all unseen {r['unseen']:+.3f}",
                 flush=True,
             )
+            for refusal in r["refused"]:
+                print(f"         (its best program {refusal} is refused by this checkout's lab: the next stands in)")
             for reference, c in r["against"].items():
                 print(f"         vs {reference}: {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]", flush=True)
     print(f"\nover run seeds (mean, 95% t-interval), {args.cpu_minutes:g} CPU-minutes of search each:")

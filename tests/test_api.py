@@ -255,6 +255,58 @@ def test_a_module_is_scored_here_like_its_registry_name(suite_file):
     assert by_module.fitness == by_name.fitness and by_module.tasks == by_name.tasks
 
 
+def test_a_program_compiled_here_is_scored_in_a_sandboxed_worker(run, suite_file, monkeypatch):
+    """A run's program is untrusted however it reaches evaluate/compare: as `Run.best_module()`, its
+    class, its function, a pack program registered by `load_pack` (by name or module), or the
+    function of an imported `best_activation.py`. Compiling it here went through the policy; training
+    it here would run it without a worker's limits, so its text goes to a sandboxed worker."""
+    import importlib.util
+
+    import actmine.activations as activations
+    from actmine.candidate.source import program_source
+    from actmine.lab.fitness import Lab
+
+    source = run.programs().set_index("id").loc[run.heldout().winner, "source"]
+    module = run.best_module()
+    (registered,) = activations.load_pack(run.run_dir / "best_activation.py")
+    spec = importlib.util.spec_from_file_location("best_activation_under_test", run.run_dir / "best_activation.py")
+    generated = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generated)
+    objects = [module, type(module), type(module).function, activations.get(registered), generated.activation_function]
+    assert all(program_source(o) == source for o in objects)
+    assert program_source(torch.nn.GELU()) is None and program_source(torch.relu) is None
+    assert program_source(activations.get("gelu_sine")) is None  # the library's own code: trusted
+
+    options = {"suite": str(suite_file), "seeds": 1, "steps": 5}
+    program = run.run_dir / "winner_program.py"
+    program.write_text(source)
+    expected = without_times(actmine.evaluate(program, **options).to_dict())  # a file: sandboxed
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a program compiled from a run was trained in the caller's process")
+
+    monkeypatch.setattr(Lab, "evaluate", not_here)
+    monkeypatch.setattr(Lab, "evaluate_source", not_here)
+    scored = actmine.compare([*objects, registered], **options)
+    named = actmine.evaluate(module, name="the winner", **options)
+    assert named.activation == "the winner" and named.fitness == expected["fitness"]
+    for evaluation in scored:
+        assert evaluation.ok
+        assert {k: v for k, v in without_times(evaluation.to_dict()).items() if k != "activation"} == {
+            k: v for k, v in expected.items() if k != "activation"
+        }
+
+
+def test_the_reports_references_are_the_librarys_only(run):
+    """A program named as a report reference (PACK.py:NAME) is not trained in the report's process."""
+    import actmine.activations as activations
+
+    (name,) = activations.load_pack(run.run_dir / "best_activation.py")
+    config = run.config().to_dict()
+    rows, note = report_html._reference_rows(config, [f"{run.run_dir / 'best_activation.py'}:{name}", name])
+    assert rows == {} and "not evaluated here" in note
+
+
 def test_bad_evaluate_options_are_value_errors(suite_file):
     with pytest.raises(ValueError, match="no_such_activation"):
         actmine.evaluate("no_such_activation", suite=str(suite_file))

@@ -37,3 +37,21 @@ def test_a_child_started_in_its_run_directory_runs_the_named_checkout(baseline, 
     run_dir.mkdir()
     bench.check_imports(baseline, {**os.environ, "PYTHONPATH": str(baseline)}, str(run_dir))
     bench.check_imports(CHECKOUT, {**os.environ, "PYTHONPATH": str(CHECKOUT)}, str(run_dir))
+
+
+def test_a_baseline_winner_this_lab_refuses_gives_way_to_the_next_of_its_ranking():
+    """A pre-split baseline's best program that today's lab refuses (its probes let NaN at huge inputs
+    through) is not scored as if it had passed: the next program of its ranking stands in, and says so."""
+    scored = []
+
+    def score(source, name):
+        scored.append(name)
+        return (None, "feynman: non_finite at probes") if "nan" in source else ({"t/a": [0.1]}, "")
+
+    ranked = [(35, "nan program"), (12, "fine"), (40, "also fine")]
+    winner, tasks, refused = bench.first_accepted(ranked, score)
+    assert (winner, tasks) == (12, {"t/a": [0.1]}) and scored == ["program 35", "program 12"]
+    assert refused == ["#35 (feynman: non_finite at probes)"]
+    assert bench.first_accepted(ranked[1:], score)[:2] == (12, {"t/a": [0.1]})
+    with pytest.raises(RuntimeError, match="all refused"):
+        bench.first_accepted(ranked[:1], score)

@@ -1,5 +1,6 @@
 """Cross-candidate batches: K candidates stacked in one batched model train exactly what K calls would."""
 
+import argparse
 import sqlite3
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import yaml
+
 from actmine import activations
+from actmine.config import Config
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.ensemble import TrainingProtocol, build_workload, train_ensemble
 from actmine.lab.stacked import stack_workloads, train_sliced, train_stacked
@@ -17,6 +21,7 @@ from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_stacked  # noqa: E402
+from search_runs import SMALL_POOLS  # noqa: E402
 
 PROTOCOL = TrainingProtocol(steps=6, dtype="float64", n_train=128, n_eval=64, hidden=16, batch_size=32)
 
@@ -122,22 +127,21 @@ def test_the_benchmark_times_both_ways_on_the_same_candidates(capsys):
     assert set(row) == {"one by one", "stacked", "bound", "stacked bound", "difference"}
     assert all(row[k] > 0 for k in ("one by one", "stacked", "bound", "stacked bound"))
     assert row["difference"] < 1e-4  # the same arithmetic up to float32 rounding
-    bench_stacked.report("small", acts, workloads, [1, 3], repeats=1)
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith("small: 3 candidates")
+    lines = bench_stacked.report("small", acts, workloads, [1, 3], repeats=1)
+    assert lines[0].strip().startswith("small: 3 candidates")
     assert [line.split()[0] for line in lines[-2:]] == ["1", "3"]
 
 
-def test_a_runs_programs_are_read_by_the_language_and_never_executed(tmp_path, capsys):
-    """bench_stacked --run trains a run's programs in its own process: only as the language's
-    interpreter reads them, so a program's own Python never runs, and its text is shown escaped."""
-    marker = tmp_path / "MARKER"
+def hostile_run(tmp_path: Path, marker: Path) -> Path:
+    """A finished run's directory (a small pools config) whose programs are GELUSine and a hostile
+    text: Python that would touch `marker`, with a terminal escape in its comment."""
     hostile = (
         f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
         "def activation_function(x):\n    return x  # \x1b]0;title\x07\n"
     )
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(Config.from_dict(SMALL_POOLS).to_dict()))
     database = sqlite3.connect(run / "programs.sqlite")
     database.execute("CREATE TABLE programs (source TEXT, proposal_index INTEGER, status TEXT, fitness REAL)")
     database.executemany(
@@ -146,10 +150,47 @@ def test_a_runs_programs_are_read_by_the_language_and_never_executed(tmp_path, c
     )
     database.commit()
     database.close()
-    chosen = bench_stacked.run_candidates(run, 10, tmp_path / "cache")
+    return run
+
+
+def test_a_runs_programs_are_read_by_the_language_and_never_executed(tmp_path):
+    """What the isolated child does with a run's programs: reads them with the language's
+    interpreter, so a program's own Python never runs, and its text is shown escaped."""
+    marker = tmp_path / "MARKER"
+    run = hostile_run(tmp_path, marker)
+    lines: list[str] = []
+    chosen = bench_stacked.run_candidates(bench_stacked.program_rounds(run, 10), tmp_path / "cache", lines)
     assert [label for label, _, _ in chosen] == ["#3 fused"]
     assert not marker.exists()
-    out = capsys.readouterr().out
-    assert "#5 left out" in out and "\x1b" not in out
+    assert any("#5 left out" in line for line in lines) and not any("\x1b" in line for line in lines)
     x = torch.linspace(-3, 3, 50)
     torch.testing.assert_close(chosen[0][1](x), activations.get("gelu_sine")(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_run_mode_trains_a_runs_programs_only_in_an_isolated_child(tmp_path, monkeypatch):
+    """`bench_stacked.py --run`: the benchmark's process reads the run's rows and builds the rounds'
+    labs; the programs are read and trained only in the isolated child, whose lines come back."""
+    marker = tmp_path / "MARKER"
+    run = hostile_run(tmp_path, marker)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a run's program was read in the benchmark's own process")
+
+    monkeypatch.setattr(bench_stacked, "parse_program", not_here)
+    monkeypatch.setattr(bench_stacked.fusion, "fused_or_reason", not_here)
+    args = argparse.Namespace(run=run, candidates=10, k=[1, 2], repeats=1, timeout=600.0)
+    lines = bench_stacked.run_mode(args)
+    assert not marker.exists() and not any("\x1b" in line for line in lines)
+    assert any("#5 left out" in line for line in lines)
+    assert any(line.startswith("candidates: #3 fused;") for line in lines)
+    tables = [i for i, line in enumerate(lines) if "candidates," in line]
+    assert len(tables) == 2  # the suite `lab`, then each program on its own search round
+    for start in tables:
+        assert [line.split()[0] for line in lines[start + 2 : start + 4]] == ["1", "2"]
+
+
+def test_a_child_that_overruns_its_time_is_killed_with_a_clear_error(tmp_path, capsys):
+    run = hostile_run(tmp_path, tmp_path / "MARKER")
+    args = argparse.Namespace(run=run, candidates=10, k=[1], repeats=1, timeout=0.5)
+    with pytest.raises(SystemExit, match="the isolated child failed: timed out after 0.5 s"):
+        bench_stacked.run_mode(args)

@@ -99,6 +99,7 @@ from __future__ import annotations
 import ast
 import math
 import types
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -269,7 +270,35 @@ def compile_candidate(
             "missing_function",
             f"{filename} must define a function `{ENTRY_POINT}(x)` that takes and returns a torch.Tensor",
         )
+    _COMPILED_SOURCES[function] = source
     return function
+
+
+# The checked text of every function `compile_candidate` returned, kept beside it (weakly) rather than
+# on it: a program's function stays marked as untrusted code wherever it travels in this process.
+_COMPILED_SOURCES: "weakref.WeakKeyDictionary[types.FunctionType, str]" = weakref.WeakKeyDictionary()
+
+
+def program_source(activation: object) -> str | None:
+    """The source of a candidate program compiled in this process, or None for anything else.
+
+    `activation` may be the function `compile_candidate` returned, a module or module class built
+    on it (a generated file's `ProgramModule`: `actmine.activations.get("pack.py:NAME")`,
+    `load_pack`, `Run.best_module()`, `best_activation.activation_function`) or an
+    `ActivationFromCallable` wrapping it. Whatever would *train* such an activation sends this text to
+    a sandboxed worker instead (`actmine.targets`): compiling it here went through the policy and the
+    restricted namespace, but training it here would run it without a worker's limits."""
+    for _ in range(4):  # a wrapper of a wrapper, at most a few levels
+        if isinstance(activation, types.FunctionType):
+            return _COMPILED_SOURCES.get(activation)
+        if isinstance(activation, torch.nn.Module):
+            # a ProgramModule's class holds the function; ActivationFromCallable holds it as `fn`
+            activation = getattr(type(activation), "function", None) or getattr(activation, "fn", None)
+        elif isinstance(activation, type):
+            activation = getattr(activation, "function", None)
+        else:
+            return None
+    return None
 
 
 def _read_text(path: Path, max_bytes: int, limit_hint: str) -> str:

@@ -123,15 +123,21 @@ def _reference_rows(config: dict[str, Any] | None, names: Sequence[str]) -> tupl
         return {}, ""
     try:
         from ..activations import get as get_activation
+        from ..candidate.source import program_source
         from ..config import Config
 
         lab = Config.from_dict(config).build_lab()
-        rows = {}
+        rows, programs = {}, []
         for name in names:
-            evaluation = lab.evaluate(get_activation(name), name=name)
+            activation = get_activation(name)
+            if program_source(activation) is not None:  # a program (PACK.py:NAME), not the library's
+                programs.append(name)
+                continue
+            evaluation = lab.evaluate(activation, name=name)
             if evaluation.ok:
                 rows[name] = {t.name: t.log_ratio for t in evaluation.tasks}
-        return rows, ""
+        note = f"not evaluated here, programs are not library references: {', '.join(programs)}" if programs else ""
+        return rows, note
     except Exception as error:  # the report is still useful without the references
         return {}, f"library references not evaluated: {type(error).__name__}: {error}"
 
