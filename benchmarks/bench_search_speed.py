@@ -1,7 +1,7 @@
 """What does a CPU-minute of search buy? The default configuration against the one before issue 19's
 fused kernels and racing, at the same CPU time, several run seeds, judged on the unseen test suites.
 
-    python benchmarks/bench_search_speed.py [--cpu-minutes 10] [--seeds 0 1 2] [--workers 2] [--baseline DIR]
+    python benchmarks/bench_search_speed.py [--cpu-minutes 10] [--seeds 0 1 2] [--workers 2] [--baseline DIR] [--keep DIR]
 
 Each run is a default search (`actmine search` in a child process) whose search phase stops at
 `--cpu-minutes` of worker time (the time limit is cpu-minutes × 60 ÷ workers of wall-clock time,
@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -46,8 +47,9 @@ HERE = Path(__file__).resolve().parents[1]
 MAX_REFUSED = 10  # a pre-split baseline's best programs tried in order when this checkout refuses one
 
 
-def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> dict:
-    """One search with the code of checkout `code` in a child process; what it found."""
+def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int, keep: Path | None = None) -> dict:
+    """One search with the code of checkout `code` in a child process; what it found. With `keep`,
+    the finished run directory is copied there (for offline studies: bench_kinds.py, bench_winner_rules.py)."""
     config = {
         "search": {"budget": 100_000, "time_limit": round(cpu_minutes * 60 / workers)},
         "executor": {"workers": workers},
@@ -79,6 +81,8 @@ def run(code: Path, lab: dict, seed: int, cpu_minutes: float, workers: int) -> d
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        if keep is not None:
+            shutil.copytree(Path(run_dir) / "run", keep)
         final = json.loads((Path(run_dir) / "run" / "heldout.json").read_text())
         database = sqlite3.connect(f"file:{Path(run_dir) / 'run' / 'programs.sqlite'}?mode=ro", uri=True)
         try:
@@ -189,12 +193,21 @@ def main() -> None:
         type=Path,
         help="a checkout of the code to compare with (default: this checkout with lab.fused: false)",
     )
+    parser.add_argument("--keep", type=Path, help="copy each finished run to KEEP/<before|after>-seed<N>")
     args = parser.parse_args()
+    taken = (
+        []
+        if args.keep is None
+        else [args.keep / f"{label}-seed{seed}" for seed in args.seeds for label in ("before", "after")]
+    )
+    if any(path.exists() for path in taken):
+        parser.error(f"--keep {args.keep}: a run of these seeds is already kept there; choose another directory")
     before = (args.baseline.resolve(), {}) if args.baseline else (HERE, {"fused": False})
     runs: dict[tuple[str, int], dict] = {}
     for seed in args.seeds:
         for label, (code, lab) in (("before", before), ("after", (HERE, {}))):
-            r = runs[label, seed] = run(code, lab, seed, args.cpu_minutes, args.workers)
+            kept = None if args.keep is None else args.keep / f"{label}-seed{seed}"
+            r = runs[label, seed] = run(code, lab, seed, args.cpu_minutes, args.workers, kept)
             print(
                 f"{label:<6} seed {seed}: {r['proposals']} proposals, {r['rounds']} rounds "
                 f"({r['rounds'] / args.cpu_minutes:.1f} per CPU-minute); winner #{r['winner']} validation "

@@ -171,11 +171,12 @@ def run_mode(args: argparse.Namespace) -> list[str]:
         "cpu_s": args.timeout,
     }
     result = run_isolated(Path(__file__), request, args.timeout)
+    # the child read untrusted text: what it says is shown escaped, whatever it sends
+    lines = [terminal_text(line) for line in result.get("lines", []) if isinstance(line, str)]
     if "error" in result:
-        for line in result.get("lines", []):
-            print(line)
+        print("\n".join(lines))
         sys.exit(f"error: the isolated child failed: {terminal_text(str(result['error']), keep_newlines=False)}")
-    return result["lines"]
+    return lines
 
 
 def main() -> None:

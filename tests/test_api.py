@@ -272,7 +272,15 @@ def test_a_program_compiled_here_is_scored_in_a_sandboxed_worker(run, suite_file
     spec = importlib.util.spec_from_file_location("best_activation_under_test", run.run_dir / "best_activation.py")
     generated = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generated)
-    objects = [module, type(module), type(module).function, activations.get(registered), generated.activation_function]
+    objects = [
+        module,
+        type(module),
+        type(module).function,
+        activations.get(registered),
+        generated.activation_function,
+        functools.partial(generated.activation_function),
+        activations.ActivationFromCallable(type(module).function),
+    ]
     assert all(program_source(o) == source for o in objects)
     assert program_source(torch.nn.GELU()) is None and program_source(torch.relu) is None
     assert program_source(activations.get("gelu_sine")) is None  # the library's own code: trusted
