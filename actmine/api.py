@@ -32,7 +32,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-
 from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
 from .config import Config
@@ -297,7 +296,8 @@ def evaluate(
     `activation_function(x)` or `PACK.py:NAME` (run only in a sandboxed worker, under `timeout`
     seconds and `memory_mb`), or your own nn.Module or callable (trusted: it runs here, named
     `name`; a program compiled from a file or a run -- `Run.best_module()`, a pack program,
-    `best_activation.activation_function` -- is not yours, and runs in a sandboxed worker). A refused candidate is returned with `ok` False, not raised; bad options raise ValueError."""
+    `best_activation.activation_function` -- is not yours, and runs in a sandboxed worker). A refused
+    candidate is returned with `ok` False, not raised; bad options raise ValueError."""
     lab, limits = _lab_and_limits(suite, seeds, steps, device, max_flops, allow_batch_dependent, timeout, memory_mb)
     (evaluation,) = _score([activation], lab, limits, [name], progress, expand_packs=False)
     return evaluation
@@ -364,7 +364,7 @@ def _score(
 ) -> list[Evaluation]:
     """Texts (names, files, pack programs) through `targets.evaluate_targets` (as the CLI) in one batch;
     modules and callables evaluated here. Results in the order of the (expanded) targets."""
-    plan: list[tuple[str, Any]] = []  # ("text", target or Target) or ("object", (module, name))
+    plan: list[tuple[str, Any]] = []  # ("text", a text or a program's Target) or ("object", a module's Target)
     for target, name in zip(targets, names):
         if isinstance(target, (str, os.PathLike)):
             texts = pack_members([os.fspath(target)]) if expand_packs else [os.fspath(target)]

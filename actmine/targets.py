@@ -3,8 +3,9 @@
 A target is a registry name (trusted: runs here) or a program file, `FILE.py` or `PACK.py:NAME`
 (untrusted: read as data here and run only in sandboxed workers). A program compiled in this process
 (a pack program registered by `load_pack`, `Run.best_module()`, an imported `best_activation.py`) is
-untrusted too, whether it is named or passed as an object: its text goes to a sandboxed worker. `scoring_config` turns the options of
-`actmine evaluate/compare` into a `Config`, `lab_for` builds their lab from it, and `evaluate_targets` scores the targets in it. Shared
+untrusted too, whether it is named or passed as an object: its text goes to a sandboxed worker.
+`scoring_config` turns the options of `actmine evaluate/compare` into a `Config`, `lab_for` builds
+their lab from it, and `evaluate_targets` scores the targets in it. Shared
 by `cli.py` and `api.py`, which both sit above this module, so that both score alike and neither
 imports the other.
 """

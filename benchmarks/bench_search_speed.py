@@ -195,12 +195,9 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="copy each finished run to KEEP/<before|after>-seed<N>")
     args = parser.parse_args()
-    taken = (
-        []
-        if args.keep is None
-        else [args.keep / f"{label}-seed{seed}" for seed in args.seeds for label in ("before", "after")]
-    )
-    if any(path.exists() for path in taken):
+    if args.keep is not None and any(
+        (args.keep / f"{label}-seed{seed}").exists() for seed in args.seeds for label in ("before", "after")
+    ):
         parser.error(f"--keep {args.keep}: a run of these seeds is already kept there; choose another directory")
     before = (args.baseline.resolve(), {}) if args.baseline else (HERE, {"fused": False})
     runs: dict[tuple[str, int], dict] = {}

@@ -286,9 +286,10 @@ def program_source(activation: object) -> str | None:
     `activation` may be the function `compile_candidate` returned, a module or module class built
     on it (a generated file's `ProgramModule`: `actmine.activations.get("pack.py:NAME")`,
     `load_pack`, `Run.best_module()`, `best_activation.activation_function`), or an
-    `ActivationFromCallable` or `functools.partial` wrapping one of those. Whatever would *train* such an activation sends this text to
-    a sandboxed worker instead (`actmine.targets`): compiling it here went through the policy and the
-    restricted namespace, but training it here would run it without a worker's limits."""
+    `ActivationFromCallable` or `functools.partial` wrapping one of those. Whatever would *train*
+    such an activation sends this text to a sandboxed worker instead (`actmine.targets`): compiling
+    it here went through the policy and the restricted namespace, but training it here would run it
+    without a worker's limits."""
     for _ in range(4):  # a wrapper of a wrapper, at most a few levels
         if isinstance(activation, types.FunctionType):
             return _COMPILED_SOURCES.get(activation)
