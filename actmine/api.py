@@ -150,6 +150,9 @@ class Heldout:
     validation: pd.DataFrame
     test: pd.DataFrame
     comparisons: pd.DataFrame
+    # the validation's choice blended with a reference: {reference, weight, chosen, program_id (the
+    # blend, the winner), error (why there is no blend)}; None when the run does not blend
+    blend: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ class Run:
             results["winner"],
             results.get("winner_chosen_by"),
             *(_results_frame(results[key]) for key in ("validation", "test", "comparisons")),
+            results.get("blend"),
         )
 
     def best_module(self, program_id: int | None = None) -> nn.Module:

@@ -65,6 +65,11 @@ class SearchSection:
     validate_every: int = 25  # evaluations between validations of a new best (the gap over the run)
     winner_rule: str = "softmin"  # how validation picks the winner: mean | family_mean | maximin | softmin
     # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule picks the winner")
+    # The winner is the validation's choice blended with `blend_reference`: (1 − w)·choice + w·reference
+    # (evolve/blend.py; docs/lab.md "Shrinking the winner toward GELU"); 0 = the choice as it is.
+    # Pools mode only: a fixed suite has no test suites to report the blend on.
+    winner_blend: float = 0.5
+    blend_reference: str = "gelu"  # a registry name with a source form (evolve/seeds.SEED_EXPRESSIONS)
 
 
 @dataclass(frozen=True)
@@ -411,6 +416,15 @@ def _check_values(config: Config) -> None:
     if s.winner_rule not in WINNER_RULES:
         raise ConfigError(
             f"config key 'search.winner_rule' must be one of {', '.join(WINNER_RULES)}, got {s.winner_rule!r}"
+        )
+    if not (isinstance(s.winner_blend, (int, float)) and 0 <= s.winner_blend < 1):
+        raise ConfigError(f"config key 'search.winner_blend' must lie in [0, 1) (0: no blend), got {s.winner_blend!r}")
+    from .evolve.seeds import SEED_EXPRESSIONS
+
+    if s.blend_reference not in SEED_EXPRESSIONS:
+        raise ConfigError(
+            f"config key 'search.blend_reference' must be one of {', '.join(SEED_EXPRESSIONS)}, "
+            f"got {s.blend_reference!r}"
         )
     from .evolve.mutators import mutator_names  # the registries: a new plug-in is a valid choice at once
     from .executors import executor_names

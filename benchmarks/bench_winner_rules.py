@@ -68,11 +68,14 @@ def refuse_unfinished(parser: argparse.ArgumentParser, run_dirs: list[Path]) -> 
 
 
 def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
+    """The run's heldout.json and its final-check candidates' validation rows: the top list and the
+    seeds, not the blend of the choice (`search.winner_blend`), which no rule chooses."""
     final = json.loads((run_dir / "heldout.json").read_text())
+    blended = (final.get("blend") or {}).get("program_id")
     rows = [
         r
         for r in final.get("validation", [])
-        if r.get("program_id") is not None and r.get("heldout_fitness") is not None and r.get("families")
+        if r.get("program_id") not in (None, blended) and r.get("heldout_fitness") is not None and r.get("families")
     ]
     return final, rows
 

@@ -105,6 +105,7 @@ def test_heldout_is_the_end_of_run_check(run):
     heldout = run.heldout()
     assert heldout.winner == final["winner"] and heldout.winner is not None
     assert heldout.winner_chosen_by == final["winner_chosen_by"]
+    assert heldout.blend is None and final["blend"] is None  # a fixed suite: no blend (pools runs: test_search_noise)
     expected = pd.DataFrame(final["validation"]).astype({"program_id": "Int64"})
     pd.testing.assert_frame_equal(heldout.validation, expected)
     assert heldout.validation["program_id"].dropna().tolist() == [

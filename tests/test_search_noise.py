@@ -16,10 +16,15 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actmine.api import open_run
+from actmine.candidate.loader import load_program_file
+from actmine.candidate.source import compile_candidate
 from actmine.config import Config, ConfigError
+from actmine.evolve.blend import aligned_signs, partner_name
 from actmine.evolve.confirmation import ConfirmationRule
 from actmine.evolve.controller import HELDOUT, Search, SearchState, _Pending, _Round
 from actmine.evolve.database import ProgramDatabase
@@ -603,19 +608,21 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
         assert db.unsettled(run_id) == []
         ok_ids = {p.id for p in db.programs(run_id, status="ok")}
         # the validation's candidates: the top list, and the run's seeds besides
-        expected_candidates = {p.id for p in db.top(run_id, TOP)} | {
+        top = [p.id for p in db.top(run_id, TOP + 1) if p.mutator != "blend"][:TOP]  # a blend is no candidate
+        expected_candidates = set(top) | {
             p.id for p in db.programs(run_id, status="ok") if p.mutator == "seed" and p.settled
         }
 
     final = json.loads((run_dir / HELDOUT).read_text())
-    assert set(final) == {"winner", "winner_chosen_by", "winner_rule", "validation", "test", "comparisons"}
+    assert set(final) == {"winner", "winner_chosen_by", "winner_rule", "blend", "validation", "test", "comparisons"}
     assert final["winner_chosen_by"] == "validation"
-    candidates = [r for r in final["validation"] if r["program_id"] is not None]
+    blended = (final["blend"] or {}).get("program_id")  # the choice blended with GELU (its own test below)
+    candidates = [r for r in final["validation"] if r["program_id"] not in (None, blended)]
     assert {r["program_id"] for r in candidates} == expected_candidates and expected_candidates <= ok_ids
     scored_rows = [r for r in candidates if r["heldout_fitness"] is not None]
     rule = WINNER_RULES[final["winner_rule"]]
     chosen = max(scored_rows, key=lambda r: rule(r["heldout_fitness"], r["families"]))
-    assert final["winner"] == chosen["program_id"]
+    assert (final["blend"]["chosen"], final["winner"]) == (chosen["program_id"], blended or chosen["program_id"])
     assert [r["program_id"] for r in final["validation"] if r["winner"]] == [final["winner"]]
     assert {r["name"] for r in final["validation"] if r["program_id"] is None} == set(Search.REFERENCES)
 
@@ -629,6 +636,109 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
         c["suite"] == "feynman" and c["program_id"] == final["winner"] and c["low"] <= c["mean"] <= c["high"]
         for c in comparisons
     )
+
+
+# --------------------------------------------------------------------------------------------
+# 5b. the winner: the validation's choice blended with GELU (search.winner_blend)
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_winner_is_the_validations_choice_blended_with_gelu_and_a_resumed_check_keeps_it(config, tasks, tmp_path):
+    run_dir = tmp_path / "run"
+    blending = config.with_overrides({"search.initial_programs": ["relu", "silu", "elu"], "search.budget": 3})
+    assert blending.search.winner_blend == 0.5 and blending.search.blend_reference == "gelu"  # the defaults
+    Search(blending, run_dir, live=False).run()
+    final = json.loads((run_dir / HELDOUT).read_text())
+    blend = final["blend"]
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        run_id = db.latest_run()["id"]
+        record = db.get(final["winner"])
+        others = [p for p in db.programs(run_id) if p.id != record.id]
+        # the choice: the rule's best among the candidates (the blend's own row is not one)
+        rule = WINNER_RULES[final["winner_rule"]]
+        candidates = [r for r in final["validation"] if r["program_id"] not in (None, record.id)]
+        chosen = max(
+            (r for r in candidates if r["heldout_fitness"] is not None),
+            key=lambda r: rule(r["heldout_fitness"], r["families"]),
+        )
+        signs = aligned_signs(db.get(chosen["program_id"]).probes["curve"], "gelu")
+        assert blend == {
+            "reference": "gelu",
+            "partner": partner_name("gelu", signs),
+            "weight": 0.5,
+            "chosen": chosen["program_id"],
+            "program_id": record.id,
+            "error": None,
+        }
+        assert final["winner_chosen_by"] == "validation"
+        # a program of the run: the blend of the choice, scored on fresh search rounds, never an elite
+        assert (record.mutator, record.parent_ids, record.status, record.settled, record.cell) == (
+            "blend",
+            [chosen["program_id"]],
+            "ok",
+            True,
+            None,
+        )
+        assert record.proposal_index == max(p.proposal_index for p in others) + 1
+        rounds = db.evaluations(record.id)
+        assert [(r["round"], r["kind"]) for r in rounds] == [(0, "search")] + [
+            (r, "confirm") for r in range(1, CONFIRM_ROUNDS + 1)
+        ]
+        for r in rounds:
+            assert [t["name"] for t in r["tasks"]] == _names(tasks.lab_for(record.proposal_index, r["round"]))
+        assert record.rounds == 1 + CONFIRM_ROUNDS and record.fitness == pytest.approx(_expected(db, record.id).mean)
+        x = torch.linspace(-8, 8, 401)
+        expected = 0.5 * compile_candidate(db.get(chosen["program_id"]).source)(x) + 0.5 * signs[
+            0
+        ] * torch.nn.functional.gelu(signs[1] * x)
+        torch.testing.assert_close(compile_candidate(record.source)(x), expected, rtol=1e-5, atol=1e-6)
+    # the blend is validated beside the others and is the one winner; the tests report on it
+    row = next(r for r in final["validation"] if r["program_id"] == record.id)
+    assert (
+        row["winner"] and row["heldout_fitness"] is not None and row["search_fitness"] == pytest.approx(record.fitness)
+    )
+    assert [r["program_id"] for r in final["validation"] if r["winner"]] == [record.id]
+    assert {r["name"] for r in final["test"]} == {f"program {record.id}", *Search.REFERENCES}
+    assert all(c["program_id"] == record.id for c in final["comparisons"])
+    best = load_program_file(run_dir / "best_activation.py")["best_activation"]()
+    torch.testing.assert_close(best(x), expected, rtol=1e-5, atol=1e-6)
+    assert f"blended with {blend['partner']}" in (run_dir / "report.html").read_text()
+    assert open_run(run_dir).heldout().blend == blend and open_run(run_dir).heldout().winner == record.id
+
+    # a resumed run checks again: the same choice, the same blend, not a blend of the blend
+    Search(blending, run_dir, live=False).run()
+    again = json.loads((run_dir / HELDOUT).read_text())
+    assert (again["winner"], again["blend"]) == (final["winner"], blend)
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert [p.id for p in db.programs(db.latest_run()["id"]) if p.mutator == "blend"] == [record.id]
+
+
+@pytest.mark.parametrize(
+    "overrides, error",
+    [
+        ({"search.initial_programs": ["gelu"]}, "the validation chose gelu itself"),
+        ({"search.initial_programs": ["relu"], "search.winner_blend": 0.0}, None),
+        # SiLU costs 8 weighted ops per element, its blend with GELU 19: the policy refuses the blend
+        ({"search.initial_programs": ["silu"], "probes.max_flops_per_element": 12.0}, "the blend was refused: "),
+    ],
+)
+def test_without_a_blend_the_winner_is_the_validations_choice(config, tmp_path, overrides, error):
+    run_dir = tmp_path / "run"
+    Search(config.with_overrides({"search.budget": 1, **overrides}), run_dir, live=False).run()
+    final = json.loads((run_dir / HELDOUT).read_text())
+    assert [r["program_id"] for r in final["validation"] if r["winner"]] == [final["winner"]]
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert db.get(final["winner"]).mutator == "seed"
+        blends = [p for p in db.programs(db.latest_run()["id"]) if p.mutator == "blend"]
+    if error is None:
+        assert final["blend"] is None and not blends
+    elif "refused" in error:  # recorded as what it is: a failed program, the reason in heldout.json
+        assert [(p.id, p.status, p.failure_code) for p in blends] == [
+            (final["blend"]["program_id"], "failed", "over_flop_budget")
+        ]
+        assert final["blend"]["error"].startswith(error) and blends[0].failure_message in final["blend"]["error"]
+    else:
+        assert final["blend"]["error"] == error and final["blend"]["program_id"] is None and not blends
 
 
 # --------------------------------------------------------------------------------------------

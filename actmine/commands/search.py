@@ -103,6 +103,13 @@ def print_search_summary(summary: dict, run_dir: str) -> None:
             if summary.get("winner_chosen_by") == "validation"
             else "best by search score: nothing was validated"
         )
+        blend = summary.get("blend") or {}
+        if blend.get("program_id") == best["id"]:
+            w = blend["weight"]
+            partner = terminal_text(str(blend.get("partner") or blend["reference"]), keep_newlines=False)
+            chosen += f", then blended: {1 - w:g}·#{blend['chosen']} + {w:g}·{partner}"
+        elif blend.get("error"):
+            chosen += f"; not blended: {terminal_text(blend['error'], keep_newlines=False)}"
         say(
             f"best program #{best['id']} ({chosen}; search fitness {best['fitness']:+.3f}{se}): "
             f"{terminal_text(best['rationale'] or '', keep_newlines=False)}"

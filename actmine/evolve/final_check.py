@@ -1,10 +1,11 @@
 """The end of a run: validation chooses the winner, the test suites report on it.
 
 `FinalCheck.run` scores the run's top list, its seeds and the library's reference activations on
-the validation tasks, picks the winner under `search.winner_rule`, then scores the winner and the
-references on every test suite with paired intervals (docs/lab.md, "The end: validation chooses,
-the tests report"). `write_best_program` writes `best_activation.py` for the chosen program.
-Candidates train only in sandboxed workers; the references are library code and train here.
+the validation tasks, picks the choice under `search.winner_rule`, blends it with GELU into the
+winner (`blend.py`), then scores the winner and the references on every test suite with paired
+intervals (docs/lab.md, "The end: validation chooses, the tests report"). `write_best_program`
+writes `best_activation.py` for the winner. Candidates train only in sandboxed workers; the
+references are library code and train here.
 """
 
 from __future__ import annotations
@@ -20,8 +21,17 @@ from ..lab.estimate import WINNER_RULES
 from ..lab.fitness import Evaluation, Lab
 from ..language.files import ProgramEntry, render_program_file
 from ..run_files import HELDOUT
+from ..language.program import ProgramError
+from .blend import aligned_signs, blend_source, partner_name
 from .database import ProgramDatabase, ProgramRecord
+from .mutators import Proposal
+from .program_records import normalise_source
+from .rounds import pooled_estimate
 from .search_tasks import SearchTasks
+from .seeds import SEED_EXPRESSIONS, program
+
+#: The mutator name of a blended winner's program row (`_blend`).
+BLEND_MUTATOR = "blend"
 
 #: The library's activations every run is compared with, on the validation and the test tasks.
 REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu")
@@ -36,23 +46,25 @@ class FinalCheck:
 
     def run(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
         """Validation chooses, the tests report: the top programs (by score), the run's seeds and the
-        library's references on the validation tasks; the winner is the program with the best score
-        under `search.winner_rule` (`lab.estimate.WINNER_RULES`); then the winner and the references on every test suite, with paired intervals of
-        the winner against each reference. All rows replace an earlier check's in one transaction."""
+        library's references on the validation tasks; the choice is the program with the best score
+        under `search.winner_rule` (`lab.estimate.WINNER_RULES`), and the winner that choice blended
+        with `search.blend_reference` (`_blend`; pools mode, `search.winner_blend` > 0); then the
+        winner and the references on every test suite, with paired intervals of the winner against
+        each reference. All rows replace an earlier check's in one transaction."""
         from ..candidate.sandbox import SandboxPool
 
         tasks = self.tasks
         # the top list, and the seeds (the known functions the search set out to beat): the winner is
         # never a program the validation ranks below a seed of the run
-        top = database.top(run_id, self.config.search.heldout_top)
-        top += [
-            p
-            for p in database.programs(run_id, status="ok")
-            if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}
-        ]
+        k, ok = self.config.search.heldout_top, database.programs(run_id, status="ok")
+        # blends of an earlier check (a resumed run) are not candidates: the choice is blended anew
+        blends = sum(p.mutator == BLEND_MUTATOR for p in ok)
+        top = [p for p in database.top(run_id, k + blends) if p.mutator != BLEND_MUTATOR][:k]
+        top += [p for p in ok if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}]
         limits = self.config.sandbox_limits()
         validation_rows: list[dict[str, Any]] = []
         test_rows: list[dict[str, Any]] = []
+        blend: dict[str, Any] | None = None  # what became of the blend of the validation's choice
         winner = top[0] if top else None
         chosen_by = "search score"  # unless the validation below scores at least one program
         with SandboxPool(workers=max(1, min(len(top) or 1, self.config.executor.workers or 2)), limits=limits) as pool:
@@ -69,6 +81,12 @@ class FinalCheck:
                     chosen = max(scored, key=lambda r: r["winner_score"])
                     winner = next(p for p in top if p.id == chosen["program_id"])
                     chosen_by = "validation"
+                    if self.config.search.winner_blend > 0 and tasks.mode == "pools":
+                        blended, row, blend = self._blend(database, run_id, winner, pool)
+                        if blended is not None:
+                            row["winner_score"] = rule(row["heldout_fitness"], row["families"])
+                            validation_rows.append(row)
+                            winner = blended  # still the validation's choice, shrunk (`blend` says so)
             for row in validation_rows:
                 row["winner"] = winner is not None and row["program_id"] == winner.id
             if winner is not None:
@@ -85,6 +103,7 @@ class FinalCheck:
             "winner": winner.id if winner is not None else None,
             "winner_chosen_by": chosen_by,
             "winner_rule": self.config.search.winner_rule,
+            "blend": blend,
             "validation": validation_rows,
             "test": test_rows,
             "comparisons": comparisons,
@@ -124,29 +143,104 @@ class FinalCheck:
                 }
             )
         for record, future in futures:
-            row = {
-                "split": "validation",
-                "name": f"program {record.id}",
-                "program_id": record.id,
-                "search_fitness": record.fitness,
-                "search_se": record.fitness_se,
-            }
             if future is None:
-                row.update(
-                    heldout_fitness=earlier[record.id]["fitness"],
-                    families=earlier[record.id]["result"].get("families", {}),
-                    error=None,
+                rows.append(
+                    _program_row(
+                        record, earlier[record.id]["fitness"], earlier[record.id]["result"].get("families", {}), None
+                    )
                 )
             else:
                 evaluation = future.result()
                 fault_point("heldout_evaluated")
-                row.update(
-                    heldout_fitness=evaluation.fitness if evaluation.ok else None,
-                    error=evaluation.error,
-                    families=evaluation.family_log_ratios(),
-                )
-            rows.append(row)
+                fitness = evaluation.fitness if evaluation.ok else None
+                rows.append(_program_row(record, fitness, evaluation.family_log_ratios(), evaluation.error))
         return rows
+
+    def _blend(
+        self, database: ProgramDatabase, run_id: int, chosen: ProgramRecord, pool
+    ) -> tuple[ProgramRecord | None, dict[str, Any] | None, dict[str, Any]]:
+        """The validation's choice blended with `search.blend_reference` (`blend.blend_source`), recorded
+        as a program of the run: mutator "blend", parent the choice, its search estimate over the rounds a
+        confirmed program gets (fresh samples, the next proposal index) and its validation row. It enters
+        no grid and no top list. Returns the blend's record and validation row (None, None when it cannot
+        be written or was refused: the choice stays the winner) and what happened, for heldout.json. A
+        resumed run's check finds the blend it recorded and validates it again."""
+        search = self.config.search
+        reference, weight = search.blend_reference, search.winner_blend
+        signs = aligned_signs((chosen.probes or {}).get("curve"), reference)
+        blend = {
+            "reference": reference,
+            "partner": partner_name(reference, signs),  # the reference aligned with the choice
+            "weight": weight,
+            "chosen": chosen.id,
+            "program_id": None,
+            "error": None,
+        }
+        if normalise_source(chosen.source) == normalise_source(program(SEED_EXPRESSIONS[reference])):
+            blend["error"] = f"the validation chose {reference} itself"
+            return None, None, blend
+        try:
+            source = normalise_source(blend_source(chosen.source, reference, weight, signs))
+        except ProgramError as exc:
+            blend["error"] = f"the choice cannot be blended: {exc}"
+            return None, None, blend
+        record = database.by_source(source, run_id)
+        validation = pool.submit(source, self.tasks.validation, f"blend of program {chosen.id}")
+        if record is None:
+            record = self._record_blend(database, run_id, chosen, source, blend["partner"], pool)
+        evaluation = validation.result()
+        blend["program_id"] = record.id
+        if record.status != "ok" or not evaluation.ok:
+            failure = record.failure_message if record.status != "ok" else (evaluation.error or {}).get("message")
+            blend["error"] = f"the blend was refused: {failure}"
+            return None, None, blend
+        return record, _program_row(record, evaluation.fitness, evaluation.family_log_ratios(), None), blend
+
+    def _record_blend(
+        self, database: ProgramDatabase, run_id: int, chosen: ProgramRecord, source: str, partner: str, pool
+    ) -> ProgramRecord:
+        """Score the blend on 1 + `tasks.confirm_rounds` search rounds and write it with them."""
+        search = self.config.search
+        index = database.max_proposal_index(run_id) + 1
+        labs = [self.tasks.lab_for(index, r) for r in range(1 + self.config.tasks.confirm_rounds)]
+        rounds = [pool.submit(source, lab, f"blend of program {chosen.id} round {r}") for r, lab in enumerate(labs)]
+        evaluations = [future.result() for future in rounds]
+        failed = next((e for e in evaluations if not e.ok), None)
+        rationale = (
+            f"the validation's choice, program {chosen.id}, blended with {partner}: "
+            f"{1 - search.winner_blend:g}·#{chosen.id} + {search.winner_blend:g}·{partner} "
+            "(shrinkage against the winner's curse)"
+        )
+        record = ProgramRecord.from_evaluation(
+            failed or evaluations[0],
+            Proposal(source, rationale, BLEND_MUTATOR),
+            run_id=run_id,
+            proposal_index=index,
+            parent_ids=[chosen.id],
+            island=chosen.island,
+            generation=chosen.generation + 1,
+        )
+        record.cell = None  # never an elite: not a parent, not a candidate of a later check
+        if failed is None:
+            tasks = [t.to_dict() for e in evaluations for t in e.tasks]
+            estimate, fields = pooled_estimate(self.config, self.tasks, tasks)
+            for name, value in fields.items():
+                setattr(record, name, value)
+            record.score, record.rounds, record.settled = estimate.lcb(self.config.tasks.lcb_z), len(evaluations), True
+        with database.transaction():  # the program and its rounds, together
+            database.add_program(record)
+            if failed is None:
+                for r, evaluation in enumerate(evaluations):
+                    database.add_evaluation(
+                        run_id,
+                        record.id,
+                        r,
+                        "search" if r == 0 else "confirm",
+                        evaluation.fitness,
+                        [t.to_dict() for t in evaluation.tasks],
+                        evaluation.seconds,
+                    )
+        return record
 
     def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
         """The winner and the references on one test suite (all in the pool at once), per task and seed."""
@@ -204,12 +298,26 @@ class FinalCheck:
         return comparisons
 
 
+def _program_row(
+    record: ProgramRecord, fitness: float | None, families: dict[str, float], error: dict | None
+) -> dict[str, Any]:
+    """A program's validation row: its search estimate beside its validation fitness and families."""
+    return {
+        "split": "validation",
+        "name": f"program {record.id}",
+        "program_id": record.id,
+        "search_fitness": record.fitness,
+        "search_se": record.fitness_se,
+        "heldout_fitness": fitness,
+        "families": families,
+        "error": error,
+    }
+
+
 def _submit_references(pool, lab: Lab) -> dict[str, Any]:
     """The references as programs (their source forms, `seeds.SEED_EXPRESSIONS`) submitted to the
     pool: they train beside the top programs, with fused kernels where those apply, instead of one
     after another in this process while the workers wait."""
-    from .seeds import SEED_EXPRESSIONS, program
-
     return {name: pool.submit(program(SEED_EXPRESSIONS[name]), lab, name) for name in REFERENCES}
 
 

@@ -34,6 +34,38 @@ def pooled_task_scores(tasks: list[dict[str, Any]]) -> dict[str, tuple[str, floa
     return {name: (families[name], sum(v) / len(v)) for name, v in scores.items()}
 
 
+def fitness_estimate(
+    config: Any, search_tasks: Any, tasks: list[dict[str, Any]], objective: str | None = None, controlled: bool = True
+) -> Estimate:
+    """A program's fitness estimate from its rounds' task scores (`EstimateRounds._estimate`, which
+    documents the arguments): `config` a run's Config, `search_tasks` its SearchTasks (for GELU's
+    control offsets)."""
+    beta = config.tasks.control_beta if controlled else 0.0
+    control = search_tasks.control if beta else {}
+    scores = [
+        (family, -ratio - beta * control.get(name, 0.0)) for name, (family, ratio) in pooled_task_scores(tasks).items()
+    ]
+    return OBJECTIVES[objective or config.tasks.objective](scores)
+
+
+def pooled_estimate(config: Any, search_tasks: Any, tasks: list[dict[str, Any]]) -> tuple[Estimate, dict[str, Any]]:
+    """The estimate of a program's pooled rounds (`tasks`: every round's task scores) and the
+    program row's fields that follow from it: fitness and its standard error, the plain mean
+    log-ratio, the per-family mean log-ratios, the tasks."""
+    estimate = fitness_estimate(config, search_tasks, tasks)
+    families: dict[str, list[float]] = {}
+    for family, ratio in pooled_task_scores(tasks).values():
+        families.setdefault(family, []).append(ratio)
+    mean_ratio = -fitness_estimate(config, search_tasks, tasks, "mean", controlled=False).mean
+    return estimate, {
+        "fitness": estimate.mean,
+        "fitness_se": estimate.se,
+        "ood_log_ratio": mean_ratio,  # the plain mean log-ratio
+        "family_log_ratios": {f: sum(v) / len(v) for f, v in sorted(families.items())},
+        "tasks": tasks,
+    }
+
+
 @dataclass
 class _Round:
     """A scoring job for a recorded program: a confirmation round on a fresh sample, or the
@@ -63,13 +95,7 @@ class EstimateRounds:
         `objective` (default: the config's `tasks.objective`: the mean over tasks, or the softmin
         over families). `controlled`: each task's score less `tasks.control_beta` × GELU's offset on
         it (`SearchTasks.control`; the same expectation, less noise); False: the plain scores."""
-        beta = self.config.tasks.control_beta if controlled else 0.0
-        control = self.tasks.control if beta else {}
-        scores = [
-            (family, -ratio - beta * control.get(name, 0.0))
-            for name, (family, ratio) in pooled_task_scores(tasks).items()
-        ]
-        return OBJECTIVES[objective or self.config.tasks.objective](scores)
+        return fitness_estimate(self.config, self.tasks, tasks, objective, controlled)
 
     @staticmethod
     def _new_sample(database: ProgramDatabase, program_id: int, evaluation: Evaluation) -> bool:
@@ -146,27 +172,15 @@ class EstimateRounds:
         record = database.get(program_id)
         rounds = database.evaluations(program_id)
         tasks = [t for r in rounds for t in r["tasks"]]
-        estimate = self._estimate(tasks)
+        estimate, fields = pooled_estimate(self.config, self.tasks, tasks)
         record.fitness, record.fitness_se = estimate.mean, estimate.se  # for the bars' own-id check
         settled = (
             record.settled
             or force_settle
             or not self.rule.needs_round(estimate, len(rounds), self._bars(database, run_id, record))
         )
-        families: dict[str, list[float]] = {}
-        for family, ratio in pooled_task_scores(tasks).values():
-            families.setdefault(family, []).append(ratio)
-        mean_ratio = -self._estimate(tasks, "mean", controlled=False).mean  # the plain mean log-ratio
         database.update_estimate(
-            program_id,
-            fitness=estimate.mean,
-            ood_log_ratio=mean_ratio,
-            family_log_ratios={f: sum(v) / len(v) for f, v in sorted(families.items())},
-            tasks=tasks,
-            fitness_se=estimate.se,
-            score=self.rule.score(estimate),
-            rounds=len(rounds),
-            settled=settled,
+            program_id, **fields, score=self.rule.score(estimate), rounds=len(rounds), settled=settled
         )
         if settled and not record.settled and record.mutator == "seed":
             self._place_seed(database, run_id, program_id)

@@ -210,9 +210,17 @@ def _winner_text(results: dict[str, Any]) -> str:
     if results["winner"] is None:
         return "—"
     chosen_on_validation = results.get("winner_chosen_by", "validation") == "validation"
-    return f"program {results['winner']}" + (
-        " (chosen on validation)" if chosen_on_validation else " (best by search score: nothing was validated)"
-    )
+    if not chosen_on_validation:
+        return f"program {results['winner']} (best by search score: nothing was validated)"
+    blend = results.get("blend")
+    if blend is None:
+        return f"program {results['winner']} (chosen on validation)"
+    if blend["program_id"] == results["winner"] and blend["weight"] is not None:
+        return (
+            f"program {results['winner']}: the validation's choice, program {blend['chosen']}, blended with "
+            f"{blend['partner']} ({1 - blend['weight']:g}·#{blend['chosen']} + {blend['weight']:g}·{blend['partner']})"
+        )
+    return f"program {results['winner']} (chosen on validation; not blended: {blend['error'] or 'no blend'})"
 
 
 def _summary_section(run_dir: Path, data: _RunData, config_text: str) -> list[str]:

@@ -48,9 +48,30 @@ def _results_from_file(path: Path) -> dict[str, Any]:
         results["winner"] = _program_id(data.get("winner"))
         if data.get("winner_chosen_by") in ("validation", "search score"):
             results["winner_chosen_by"] = data["winner_chosen_by"]
+        blend = _blend(data.get("blend"))
+        if blend is not None:
+            results["blend"] = blend
         for key in SPLITS.values():
             results[key] = _dict_rows(data.get(key))
     return results
+
+
+def _blend(data: Any) -> dict[str, Any] | None:
+    """heldout.json's `blend` (what became of blending the validation's choice with a reference),
+    its fields checked: ids as ints, the reference and the error as capped text (still untrusted:
+    escape before showing), the weight as a number."""
+    if not isinstance(data, dict) or _program_id(data.get("chosen")) is None:
+        return None
+    weight = data.get("weight")
+    error = data.get("error")
+    return {
+        "chosen": _program_id(data["chosen"]),
+        "program_id": _program_id(data.get("program_id")),
+        "reference": str(data.get("reference", ""))[:64],
+        "partner": str(data.get("partner") or data.get("reference", ""))[:64],
+        "weight": float(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else None,
+        "error": str(error)[:500] if error is not None else None,
+    }
 
 
 def _results_from_database(db: ProgramDatabase, run_id: int) -> dict[str, Any]:
