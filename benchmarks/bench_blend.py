@@ -66,6 +66,10 @@ def compare(entry: dict, references: dict[str, dict]) -> dict[str, float]:
     return out
 
 
+def interval_text(mean: float, low: float, high: float) -> str:
+    return f"{mean:+.3f} " + ("(one run: no interval)" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]")
+
+
 def t_interval(values: list[float]) -> tuple[float, float, float]:
     mean = float(np.mean(values))
     if len(values) < 2:
@@ -112,18 +116,16 @@ def main() -> None:
                 )
     print(f"\nover {len(args.runs)} runs (all unseen, mean paired log-ratio; below 0 = better):")
     for way, rows in results.items():
-        mean, low, high = t_interval([r["gelu"] for r in rows])
+        against = interval_text(*t_interval([r["gelu"] for r in rows]))
         met = sum(all(r[ref] < 0 for ref in REFERENCES) for r in rows)
-        print(f"  {way:<10} vs gelu {mean:+.3f} [{low:+.3f}, {high:+.3f}]  bar met in {met} of {len(rows)} runs")
+        print(f"  {way:<10} vs gelu {against}  bar met in {met} of {len(rows)} runs")
     base = results.get("choice", [])
     for way, rows in results.items():
         if way == "choice" or len(rows) != len(base):
             continue
-        mean, low, high = t_interval([r["gelu"] - b["gelu"] for r, b in zip(rows, base)])
+        difference = interval_text(*t_interval([r["gelu"] - b["gelu"] for r, b in zip(rows, base)]))
         better = sum(r["gelu"] < b["gelu"] for r, b in zip(rows, base))
-        print(
-            f"  {way} − choice: {mean:+.3f} [{low:+.3f}, {high:+.3f}] (t over runs; better in {better} of {len(rows)})"
-        )
+        print(f"  {way} − choice: {difference} (t over runs; better in {better} of {len(rows)})")
     (args.scores.with_suffix(".summary.json")).write_text(json.dumps(results, indent=1))
 
 

@@ -67,3 +67,9 @@ def test_the_interval_over_runs_is_students_t():
     mean, low, high = bench.t_interval(values)
     expected = stats.t.interval(0.95, len(values) - 1, loc=sum(values) / 5, scale=stats.sem(values))
     assert mean == pytest.approx(sum(values) / 5) and (low, high) == pytest.approx(expected)
+
+
+def test_one_run_has_no_interval_and_says_so():
+    mean, low, high = bench.t_interval([0.25])
+    assert bench.interval_text(mean, low, high) == "+0.250 (one run: no interval)"
+    assert bench.interval_text(-0.05, -0.1, 0.0) == "-0.050 [-0.100, +0.000]"
