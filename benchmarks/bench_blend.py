@@ -36,6 +36,7 @@ from bench_winner_rules import (  # benchmarks/ is on the path when run as a scr
     finished_runs_arguments,
     flat,
     refuse_unfinished,
+    reference_rows,
 )
 
 from actmine.evolve.blend import aligned_signs, blend_source, partner_name
@@ -50,11 +51,7 @@ def choice(run_dir: Path) -> tuple[dict, dict, dict[str, dict]]:
     final, rows = candidates(run_dir)  # the blend's own row is not a candidate
     rule = final.get("winner_rule", "mean")
     chosen = max(rows, key=lambda row: _rank(rule, row))
-    references: dict[str, dict] = {}
-    for r in final["test"]:
-        if r["program_id"] is None and r["name"] in REFERENCES:
-            references.setdefault(r["name"], {})[r["suite"]] = r["tasks"]
-    return final, chosen, references
+    return final, chosen, reference_rows(final, REFERENCES)
 
 
 def compare(entry: dict, references: dict[str, dict]) -> dict[str, float]:

@@ -34,6 +34,7 @@ from bench_winner_rules import (
     CandidateScores,
     flat,
     finished_runs_arguments,
+    reference_rows,
     refuse_unfinished,
     suite_fitness,
 )  # on the path
@@ -90,10 +91,7 @@ def chosen(ranked: dict[str, dict[int, float]], top: int) -> list[int]:
 
 def report(run_dir: Path, ranked: dict[str, dict[int, float]], scores: dict[str, dict]) -> None:
     final = json.loads((run_dir / "heldout.json").read_text())
-    references = {}
-    for row in final["test"]:
-        if row["program_id"] is None and row["name"] in REFERENCES:
-            references.setdefault(row["name"], {})[row["suite"]] = row["tasks"]
+    references = reference_rows(final, REFERENCES)
     gelu = suite_fitness(flat(references["gelu"]))
     tested = {
         int(key.rsplit("#", 1)[1]): by_suite

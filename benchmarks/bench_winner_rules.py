@@ -80,6 +80,15 @@ def candidates(run_dir: Path) -> tuple[dict, list[dict]]:
     return final, rows
 
 
+def reference_rows(final: dict, names=REFERENCES) -> dict[str, dict]:
+    """{reference: {suite: its per-task, per-seed log-ratios}} from a run's heldout.json test rows."""
+    references: dict[str, dict] = {}
+    for row in final["test"]:
+        if row["program_id"] is None and row["name"] in names:
+            references.setdefault(row["name"], {})[row["suite"]] = row["tasks"]
+    return references
+
+
 class CandidateScores:
     """Programs' per-task, per-seed log-ratios on named labs (by default the default config's unseen
     test suites), scored in sandboxed workers and journalled (`scores`: {run#program: {lab: {task:
@@ -163,10 +172,7 @@ def suite_fitness(tasks: dict[str, list[float]]) -> float:
 def report(run_dir: Path, scores: dict[str, dict]) -> None:
     final, rows = candidates(run_dir)
     rows = [r for r in rows if scores.get(f"{run_dir}#{r['program_id']}")]
-    references: dict[str, dict] = {}
-    for r in final["test"]:
-        if r["program_id"] is None and r["name"] in REFERENCES:
-            references.setdefault(r["name"], {})[r["suite"]] = r["tasks"]
+    references = reference_rows(final)
     print(f"\n{run_dir}: {len(rows)} candidates")
     for name in WINNER_RULES:
         pick = max(rows, key=lambda row: _rank(name, row))

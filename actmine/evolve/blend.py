@@ -35,6 +35,7 @@ __all__ = ["aligned_signs", "blend_source", "partner_name", "BLENDED_HELPER"]
 
 #: The name the chosen program's entry point takes inside the blend (a suffix is added on a clash).
 BLENDED_HELPER = "chosen_activation"
+_SIGNS = ((1, 1), (1, -1), (-1, 1), (-1, -1))  # (output, input) signs of the reference's variants
 
 
 def aligned_signs(curve: Mapping[str, Any] | None, reference: str) -> tuple[int, int]:
@@ -57,7 +58,7 @@ def aligned_signs(curve: Mapping[str, Any] | None, reference: str) -> tuple[int,
     values = torch.tensor([b for _, b in pairs], dtype=torch.float64)
     function = get(reference)
     distances = {}
-    for signs in ((1, 1), (1, -1), (-1, 1), (-1, -1)):  # ties go to the reference as it is
+    for signs in _SIGNS:  # ties go to the reference as it is
         with torch.no_grad():
             variant = signs[0] * function(signs[1] * points)
         distances[signs] = float(((variant - values) ** 2).sum())
@@ -80,6 +81,8 @@ def blend_source(source: str, reference: str, weight: float, signs: tuple[int, i
         raise ValueError(f"no source form for the reference {reference!r}; use one of {', '.join(SEED_EXPRESSIONS)}")
     if not 0 < weight < 1:
         raise ValueError(f"the blend's weight must lie in (0, 1), got {weight!r}")
+    if signs not in _SIGNS:
+        raise ValueError(f"signs must be a pair of ±1, got {signs!r}")
     try:
         module = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
@@ -102,8 +105,6 @@ def blend_source(source: str, reference: str, weight: float, signs: tuple[int, i
     for statement in module.body:
         if isinstance(statement, ast.FunctionDef) and statement.name == ENTRY_POINT:
             statement.name = helper
-    if signs not in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-        raise ValueError(f"signs must be a pair of ±1, got {signs!r}")
     partner = ast.parse(expression, mode="eval").body
     if signs[1] == -1:  # g(−x): every x of the expression negated
         partner = _NegateX().visit(partner)

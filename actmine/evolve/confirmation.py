@@ -42,6 +42,13 @@ class ConfirmationRule:
     z: float = 1.0
     first_share: float = 1.0
 
+    @classmethod
+    def from_config(cls, config) -> "ConfirmationRule":  # noqa: ANN001 (a Config; config.py imports evolve)
+        """The rule of a run's `tasks` section: `confirm_rounds`, `lcb_z`, `first_sample` ÷ `sample`."""
+        tasks = config.tasks
+        first = tasks.first_sample
+        return cls(tasks.confirm_rounds, tasks.lcb_z, first / tasks.sample if first is not None else 1.0)
+
     def score(self, estimate: Estimate) -> float:
         return estimate.lcb(self.z)
 

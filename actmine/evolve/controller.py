@@ -87,10 +87,7 @@ class Search(RecordPrograms):
         self.log = None if live else log  # else plain progress lines on this stream (a log file, a pipe)
         self._stop = False
         self.stop_reason: str | None = None  # set when the mutator can propose no more (LLM budget)
-        first = config.tasks.first_sample
-        self.rule = ConfirmationRule(
-            config.tasks.confirm_rounds, config.tasks.lcb_z, first / config.tasks.sample if first is not None else 1.0
-        )
+        self.rule = ConfirmationRule.from_config(config)
         self.tasks: SearchTasks | None = None  # built by run()
         self._rounds: deque[_Round] = deque()  # confirmation rounds waiting for a slot
         self._confirming: set[int] = set()  # programs with a round queued or in flight

@@ -23,6 +23,7 @@ from ..language.files import ProgramEntry, render_program_file
 from ..run_files import HELDOUT
 from ..language.program import ProgramError
 from .blend import aligned_signs, blend_source, partner_name
+from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .mutators import Proposal
 from .program_records import normalise_source
@@ -221,25 +222,19 @@ class FinalCheck:
             generation=chosen.generation + 1,
         )
         record.cell = None  # never an elite: not a parent, not a candidate of a later check
+        per_round = [[t.to_dict() for t in e.tasks] for e in evaluations]
         if failed is None:
-            tasks = [t.to_dict() for e in evaluations for t in e.tasks]
-            estimate, fields = pooled_estimate(self.config, self.tasks, tasks)
+            estimate, fields = pooled_estimate(self.config, self.tasks, [t for tasks in per_round for t in tasks])
             for name, value in fields.items():
                 setattr(record, name, value)
-            record.score, record.rounds, record.settled = estimate.lcb(self.config.tasks.lcb_z), len(evaluations), True
+            record.score = ConfirmationRule.from_config(self.config).score(estimate)
+            record.rounds, record.settled = len(evaluations), True
         with database.transaction():  # the program and its rounds, together
             database.add_program(record)
             if failed is None:
-                for r, evaluation in enumerate(evaluations):
-                    database.add_evaluation(
-                        run_id,
-                        record.id,
-                        r,
-                        "search" if r == 0 else "confirm",
-                        evaluation.fitness,
-                        [t.to_dict() for t in evaluation.tasks],
-                        evaluation.seconds,
-                    )
+                for r, (evaluation, tasks) in enumerate(zip(evaluations, per_round)):
+                    kind = "search" if r == 0 else "confirm"
+                    database.add_evaluation(run_id, record.id, r, kind, evaluation.fitness, tasks, evaluation.seconds)
         return record
 
     def _test_suite(self, suite: str, lab: Lab, winner: ProgramRecord, pool) -> list[dict[str, Any]]:
