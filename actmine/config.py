@@ -10,7 +10,7 @@ defaults to the embedded values, so an empty file (or none) is the default searc
     tasks:    {search: [...pools], sample: 48, first_sample: null, shared_samples: false, validation: [], test: {...},
                confirm_rounds: 2, lcb_z: 1.0, control_beta: 0.5}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
-    sandbox:  {timeout_s: 300, cpu_s: 300, memory_mb: 4096, max_tasks_per_worker: 50}
+    sandbox:  {timeout_s: 300, cpu_s: 300, memory_mb: 4096, max_tasks_per_worker: 200}
     candidate: {max_source_chars: 20000}
 """
 
@@ -164,7 +164,7 @@ class SandboxSection:
     timeout_s: float = 300.0
     cpu_s: float = 300.0
     memory_mb: int = 4096
-    max_tasks_per_worker: int = 50
+    max_tasks_per_worker: int = 200  # a fresh worker costs ~2 s; docs/lab.md, "Sandbox workers"
 
 
 @dataclass(frozen=True)

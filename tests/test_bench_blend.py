@@ -73,3 +73,72 @@ def test_one_run_has_no_interval_and_says_so():
     mean, low, high = bench.t_interval([0.25])
     assert bench.interval_text(mean, low, high) == "+0.250 (one run: no interval)"
     assert bench.interval_text(-0.05, -0.1, 0.0) == "-0.050 [-0.100, +0.000]"
+
+
+CHOICE = "def activation_function(x):\n    return F.gelu(x) + 0.1 * torch.tanh(x)\n"
+CURVE = {"x": [-2.0, -1.0, 0.0, 1.0, 2.0], "y": [-0.05, -0.16, 0.0, 0.84, 1.95]}  # GELU-like, not mirrored
+
+
+def _function(source):
+    """The blend's function through the checked namespace (the test wrote the choice: no run's program runs)."""
+    from actmine.candidate.source import compile_candidate
+
+    return compile_candidate(source)
+
+
+def test_the_ways_are_the_choice_its_blends_with_each_partner_and_their_equal_mix():
+    import torch
+
+    from actmine.activations import get
+
+    got = bench.ways(CHOICE, CURVE, [0.5], ["gelu", "gelu_sine"])
+    assert list(got) == ["choice", "blend 0.5", "blend 0.5 gelu_sine", "mix"]
+    x = torch.linspace(-6, 6, 101)
+    choice, gelu, gelu_sine = _function(CHOICE)(x), get("gelu")(x), get("gelu_sine")(x)
+    assert torch.allclose(_function(got["blend 0.5"])(x), (choice + gelu) / 2, atol=1e-6)
+    assert torch.allclose(_function(got["blend 0.5 gelu_sine"])(x), (choice + gelu_sine) / 2, atol=1e-6)
+    assert torch.allclose(_function(got["mix"])(x), (choice + gelu + gelu_sine) / 3, atol=1e-6)
+    assert list(bench.ways(CHOICE, CURVE, [0.25, 0.75], ["gelu"])) == ["choice", "blend 0.25", "blend 0.75"]
+
+
+def test_a_choice_the_language_cannot_blend_leaves_only_the_choice(capsys):
+    source = "F = 2\ndef activation_function(x):\n    return F * x\n"  # binds F, which GELU's expression reads
+    assert list(bench.ways(source, None, [0.5], ["gelu", "gelu_sine"])) == ["choice"]
+    assert "cannot be blended" in capsys.readouterr().out
+
+
+def test_kind_groups_are_paired_by_task_and_the_issue_13_group_adds_the_bump_suite():
+    kind_of = {"p1": "expression/periodic", "s1": "expression/saturating", "k1": "expression/kinked"}
+    kind_of |= {"h1": "harmonic", "q1": "polynomial"}
+    entry = {
+        bench.KIND_LABS[0]: {"p1": [-1.0, -0.6], "s1": [0.4, 0.4], "k1": [5.0, 5.0]},  # k1 clips at +3
+        bench.KIND_LABS[1]: {"h1": [0.0, 0.2], "q1": [1.0, 1.0]},
+        "expression-bump": {"b1": [-0.3, -0.3, -0.3]},
+        "feynman": {"f1": [2.0, 2.0, 2.0]},
+    }
+    mine = bench.task_scores(entry, kind_of, ["expression-bump", "feynman"])
+    assert mine["expression/kinked|k1"] == 3.0 and mine["expression/periodic|p1"] == pytest.approx(-0.8)
+    reference = {key: 0.5 for key in mine}
+    groups = bench.kind_groups(kind_of)
+    assert groups["search kinds"] == set(kind_of.values())
+    search = [-0.8, 0.4, 3.0, 0.1, 1.0]
+    assert bench.group_gap(mine, reference, groups["search kinds"]) == pytest.approx(sum(search) / 5 - 0.5)
+    issue = [-0.8, 0.4, 3.0, 0.1, -0.3]  # periodic, saturating, kinked, harmonic, bump; not polynomial, not feynman
+    assert bench.group_gap(mine, reference, groups["issue 13's kinds"]) == pytest.approx(sum(issue) / 5 - 0.5)
+    row = bench.compare_kinds(mine, {ref: reference for ref in bench.REFERENCES}, groups)
+    assert set(row) == {f"{g} vs {ref}" for g in groups for ref in bench.REFERENCES}
+
+
+def test_kind_groups_refuse_a_search_that_lost_a_kind_of_issue_13():
+    with pytest.raises(SystemExit, match="expression/kinked"):
+        bench.kind_groups({"p": "expression/periodic", "s": "expression/saturating", "h": "harmonic"})
+
+
+def test_compare_reads_only_the_references_suites():
+    references = {ref: {"s": {"t": [0.0]}} for ref in bench.REFERENCES}
+    numbers = bench.compare({"s": {"t": [-0.5]}, bench.KIND_LABS[0]: {"p1": [1.0]}}, references)
+    assert numbers["gelu"] == pytest.approx(-0.5) and set(numbers) == {*bench.REFERENCES, "gelu/s"}
+
+
+def test_a_tie_within_float_rounding_meets_no_bar():
+    assert bench.better(-0.01) and not bench.better(-1e-9) and not bench.better(0.0) and not bench.better(0.02)

@@ -7,7 +7,7 @@ the evaluation as plain JSON. The pool enforces, per request:
 - a wall-clock timeout: a worker that does not answer in time is killed and replaced;
 - a CPU-time limit (RLIMIT_CPU, set by the worker before each request) and an address-space limit
   (RLIMIT_AS): a worker that exceeds them dies or reports `memory_limit`, and is replaced;
-- a fresh worker after `max_tasks_per_worker` requests, to bound leaks;
+- a fresh worker after `max_tasks_per_worker` requests (default 200), to bound leaks;
 - an answer of at most MAX_ANSWER_BYTES: a worker that writes a longer line is killed
   (`answer_too_large`) before the parent holds more of it.
 
@@ -83,7 +83,7 @@ class SandboxLimits:
     timeout_s: float = 300.0  # wall clock for one evaluation, start to answer
     cpu_s: float = 300.0  # CPU seconds for one evaluation
     memory_mb: int = 4096  # address space of a worker (torch alone maps ~1 GB)
-    max_tasks_per_worker: int = 50  # then the worker is replaced
+    max_tasks_per_worker: int = 200  # then the worker is replaced (a fresh one costs ~2 s: docs/lab.md)
     start_timeout_s: float = 120.0  # for a new worker to import torch and say hello
 
     def __post_init__(self) -> None:
