@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench_kinds import EXPRESSION_KINDS, GENERATOR_KINDS, kind_labs, task_score
+from bench_kinds import EXPRESSION_KINDS, GENERATOR_KINDS, kind_labs, kind_scores, task_score
 from bench_winner_rules import (  # benchmarks/ is on the path when run as a script
     CandidateScores,
     _rank,
@@ -128,8 +128,8 @@ def ways(source: str, curve: dict | None, weights: list[float], partners: list[s
 def task_scores(entry: dict, kind_of: dict[str, str], suites: list[str]) -> dict[str, float]:
     """{kind|task: the lab's per-task score} of a journal entry on the kind labs and the unseen suites
     (a suite's tasks are of the kind named by the suite)."""
-    out = {f"{kind_of[task]}|{task}": task_score(v) for lab in KIND_LABS for task, v in (entry.get(lab) or {}).items()}
-    return out | {f"{suite}|{task}": task_score(v) for suite in suites for task, v in entry[suite].items()}
+    kinds = {f"{kind_of[task]}|{task}": task_score(v) for task, v in (kind_scores(entry, KIND_LABS) or {}).items()}
+    return kinds | {f"{suite}|{task}": task_score(v) for suite in suites for task, v in entry[suite].items()}
 
 
 def group_gap(mine: dict[str, float], reference: dict[str, float], kinds: set[str]) -> float:
@@ -232,9 +232,7 @@ def main() -> None:
     refuse_unfinished(parser, args.runs)
     labs, kind_of, suites = None, {}, []
     if args.kinds:
-        labs, kind_of, tasks = kind_labs(Config(), KIND_SIZE)
-        suites = tasks.unseen_tests()
-        labs.update({name: tasks.tests[name] for name in suites})
+        labs, kind_of, suites = kind_labs(Config(), KIND_SIZE)
     results: dict[str, list[dict]] = {}
     with CandidateScores(args.scores, args.workers, labs) as scores:
         kinds = kind_setup(scores, kind_of, suites) if args.kinds else {}

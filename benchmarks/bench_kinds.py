@@ -60,10 +60,10 @@ def kind_pools(config: Config, size: int, seeds: tuple[int, ...] = (0, 1)) -> di
     return pools
 
 
-def kind_labs(config: Config, size: int) -> tuple[dict[str, Lab], dict[str, str], SearchTasks]:
+def kind_labs(config: Config, size: int) -> tuple[dict[str, Lab], dict[str, str], list[str]]:
     """The kinds as labs — the expression operator groups in one, the other generators in another
-    (each a validation lab of its own pools) — the kind of each of their tasks, and the tasks of
-    the config with its unseen test suites."""
+    (each a validation lab of its own pools) — beside the config's unseen test suites (a lab each,
+    by name); the kind of each kind lab's task; and the unseen suites' names."""
     pools = kind_pools(config, size)
     labs, kind_of, tasks = {}, {}, None
     for lab, kinds in (
@@ -78,7 +78,8 @@ def kind_labs(config: Config, size: int) -> tuple[dict[str, Lab], dict[str, str]
         labs[lab] = tasks.validation
         for kind, pool in zip(kinds, tasks.split.validation.pools):
             kind_of.update({task.name: kind for task in pool.tasks})
-    return labs, kind_of, tasks
+    suites = tasks.unseen_tests()
+    return labs | {name: tasks.tests[name] for name in suites}, kind_of, suites
 
 
 def task_score(log_ratios: list[float]) -> float:
@@ -188,9 +189,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=40, help="tasks per kind")
     args = parser.parse_args()
     refuse_unfinished(parser, args.runs)
-    labs, kind_of, tasks = kind_labs(Config(), args.size)
-    suites = tasks.unseen_tests()
-    labs.update({name: tasks.tests[name] for name in suites})
+    labs, kind_of, suites = kind_labs(Config(), args.size)
     print("kinds: " + ", ".join(f"{k} {list(kind_of.values()).count(k)}" for k in dict.fromkeys(kind_of.values())))
     with CandidateScores(args.scores, args.workers, labs) as scorer:
         for run_dir in args.runs:

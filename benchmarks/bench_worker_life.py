@@ -6,7 +6,7 @@ A sandbox worker is replaced after `sandbox.max_tasks_per_worker` requests, to b
 process could accumulate. A fresh worker pays for itself: the interpreter, torch's import and, on its
 first probe, torch's lazy imports — seconds, against about half a second for a search round. This
 script sends the same requests — first search rounds (`tasks.sample` drawn tasks, from proposal
-index 3,000,000, where no run draws) of a finished run's programs, in the run's order — through a
+index 3,000,000, where no run draws) of a finished run's programs, spread over its ranking — through a
 `SandboxPool` of one worker, once per lifetime of `--lives`, and prints for each: requests per hour,
 the ratio to the first lifetime (the baseline), the share of the bound it reaches (the bound: the
 sum of the workers' own `Evaluation.seconds`, a worker that never started and never waited), the
@@ -19,35 +19,32 @@ they run only in the sandboxed worker.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import time
 from pathlib import Path
+
+from bench_fused import program_rounds  # benchmarks/ is on the path when run as a script
+from soak import sample_process
 
 from actmine.candidate.sandbox import SandboxPool
 from actmine.config import Config
 from actmine.evolve.search_tasks import SearchTasks
-from actmine.run_files import DATABASE
 
 FIRST_INDEX = 3_000_000  # proposal indexes of the benchmark's rounds: beyond any run's
 
 
 def programs(run_dir: Path, count: int) -> list[str]:
-    """The first `count` scored programs of the run (repeated when it has fewer)."""
-    with sqlite3.connect(f"file:{run_dir / DATABASE}?mode=ro", uri=True) as database:
-        sources = [row[0] for row in database.execute("SELECT source FROM programs WHERE status = 'ok' ORDER BY id")]
+    """`count` requests: the run's distinct scored programs spread over its ranking
+    (`bench_fused.program_rounds`), repeated when it has fewer."""
+    sources = [source for source, _ in program_rounds(run_dir, count)]
     if not sources:
         raise SystemExit(f"{run_dir} has no scored programs")
     return [sources[i % len(sources)] for i in range(count)]
 
 
 def memory_mb(pid: int) -> tuple[int, int]:
-    """(resident, virtual) megabytes of a process, from /proc; (0, 0) once it has gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0, 0
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmSize"].split()[0]) // 1024
+    """(resident, virtual) megabytes of a process (`soak.sample_process`); (0, 0) once it has gone."""
+    sample = sample_process(pid)
+    return (sample.rss_kb // 1024, sample.vm_kb // 1024) if sample else (0, 0)
 
 
 def one_life(sources: list[str], tasks: SearchTasks, life: int) -> dict:

@@ -163,6 +163,7 @@ class ProcessSample:
     fds: int
     threads: int
     state: str
+    vm_kb: int = 0  # virtual size (VmSize): what the sandbox's memory limit (RLIMIT_AS) bounds
 
 
 def _stat(pid: int) -> tuple[int, str, int] | None:
@@ -220,7 +221,13 @@ def sample_process(pid: int) -> ProcessSample | None:
         if fds < 0:
             return None
     return ProcessSample(
-        pid, stat[2], int(status.get("VmRSS", "0 kB").split()[0]), fds, int(status.get("Threads", "0")), stat[1]
+        pid,
+        stat[2],
+        int(status.get("VmRSS", "0 kB").split()[0]),
+        fds,
+        int(status.get("Threads", "0")),
+        stat[1],
+        int(status.get("VmSize", "0 kB").split()[0]),
     )
 
 

@@ -11,18 +11,25 @@ from pathlib import Path
 
 import pytest
 
+from actmine.run_files import DATABASE
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_worker_life as bench  # noqa: E402
 
 
 def _run(tmp_path, rows):
-    with sqlite3.connect(tmp_path / bench.DATABASE) as database:
-        database.execute("CREATE TABLE programs (id INTEGER PRIMARY KEY, source TEXT, status TEXT)")
-        database.executemany("INSERT INTO programs (id, source, status) VALUES (?, ?, ?)", rows)
+    with sqlite3.connect(tmp_path / DATABASE) as database:
+        database.execute(
+            "CREATE TABLE programs (id INTEGER PRIMARY KEY, source TEXT, status TEXT, fitness REAL, proposal_index INT)"
+        )
+        database.executemany(
+            "INSERT INTO programs (id, source, status, fitness, proposal_index) VALUES (?, ?, ?, ?, ?)",
+            [(i, source, status, 0.1 * i, i) for i, source, status in rows],
+        )
     return tmp_path
 
 
-def test_the_requests_are_the_runs_scored_programs_in_order_repeated_to_the_count(tmp_path):
+def test_the_requests_are_the_runs_scored_programs_by_ranking_repeated_to_the_count(tmp_path):
     run = _run(tmp_path, [(1, "a", "ok"), (2, "b", "failed"), (3, "c", "ok"), (4, "d", "duplicate")])
     assert bench.programs(run, 5) == ["a", "c", "a", "c", "a"]
 
