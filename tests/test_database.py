@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actmine.evolve.database import (
+    BLEND_MUTATOR,
     MIGRATIONS,
     SCHEMA_VERSION,
     DatabaseError,
@@ -370,6 +371,21 @@ def test_top_and_best_ordering(db, run):
     assert db.best(other) is None and db.top(other, 3) == []
     db.add_program(record(other, 0, 100.0))
     assert db.best(run).id == ids[1]  # runs are separate
+
+
+def test_a_final_checks_blend_is_never_the_searchs(db, run):
+    """A resumed run's search must not see the previous check's blend (mutator "blend", no cell):
+    not in top/best, so never a parent, an inspiration or the confirmation bar."""
+    from actmine.evolve.selection import sample_inspirations, sample_parent
+
+    ids = [db.add_program(record(run, i, f, cell=f"gp{i}.gn1.sc0.b0.fl0")) for i, f in enumerate([0.1, 0.3, 0.2])]
+    blend = db.add_program(record(run, 3, 5.0, cell=None, mutator=BLEND_MUTATOR, parent_ids=[ids[1]]))
+    assert [r.id for r in db.top(run, 10)] == [ids[1], ids[2], ids[0]]
+    assert db.best(run).id == ids[1] and db.get(blend).fitness == 5.0  # stored, but not the search's
+    rng = random.Random(0)
+    parents = {sample_parent(db, run, 0, rng, exploitation=0.0, exploration=0.0).id for _ in range(50)}
+    assert parents == set(ids)  # the global fallback draws from `top`: every search program, no blend
+    assert blend not in {r.id for r in sample_inspirations(db, run, 1, None, 5, rng)}
 
 
 def test_dedup_lookups(db, run):

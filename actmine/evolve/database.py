@@ -63,6 +63,7 @@ from .database_file import (
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
 from .database_results import ResultTables
 from .program_records import (
+    BLEND_MUTATOR as BLEND_MUTATOR,
     ProgramRecord as ProgramRecord,
     RunRecord as RunRecord,
     _dumps,
@@ -403,10 +404,13 @@ class ProgramDatabase(ResultTables):
         return -1 if value is None else int(value)
 
     def top(self, run_id: int, k: int, island: int | None = None) -> list[ProgramRecord]:
-        """The k best settled ok programs (duplicates and programs awaiting confirmation excluded)
-        by selection score (the lower confidence bound of the fitness), descending, earlier first on
-        ties; `island` restricts to programs evaluated on that island (not migrants)."""
-        sql, params = f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 1", [run_id]
+        """The k best settled ok programs of the search (duplicates, programs awaiting confirmation
+        and a final check's blends excluded) by selection score (the lower confidence bound of the
+        fitness), descending, earlier first on ties; `island` restricts to programs evaluated on that
+        island (not migrants). A blend is the final check's, never the search's: were it here, a
+        resumed run would mutate it, confirm against it and validate it as a candidate."""
+        sql = f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 1 AND mutator != ?"
+        params: list[Any] = [run_id, BLEND_MUTATOR]
         if island is not None:
             sql += " AND island = ?"
             params.append(island)

@@ -24,15 +24,12 @@ from ..run_files import HELDOUT
 from ..language.program import ProgramError
 from .blend import aligned_signs, blend_source, partner_name
 from .confirmation import ConfirmationRule
-from .database import ProgramDatabase, ProgramRecord
+from .database import BLEND_MUTATOR, ProgramDatabase, ProgramRecord
 from .mutators import Proposal
 from .program_records import normalise_source
 from .rounds import pooled_estimate
 from .search_tasks import SearchTasks
 from .seeds import SEED_EXPRESSIONS, program
-
-#: The mutator name of a blended winner's program row (`_blend`).
-BLEND_MUTATOR = "blend"
 
 #: The library's activations every run is compared with, on the validation and the test tasks.
 REFERENCES = ("relu", "gelu", "gelu_sine", "gelu_sinc_perturbation", "gmtu")
@@ -58,9 +55,8 @@ class FinalCheck:
         # the top list, and the seeds (the known functions the search set out to beat): the winner is
         # never a program the validation ranks below a seed of the run
         k, ok = self.config.search.heldout_top, database.programs(run_id, status="ok")
-        # blends of an earlier check (a resumed run) are not candidates: the choice is blended anew
-        blends = sum(p.mutator == BLEND_MUTATOR for p in ok)
-        top = [p for p in database.top(run_id, k + blends) if p.mutator != BLEND_MUTATOR][:k]
+        # `top` leaves out the blends of an earlier check (a resumed run): the choice is blended anew
+        top = database.top(run_id, k)
         top += [p for p in ok if p.mutator == "seed" and p.settled and p.id not in {t.id for t in top}]
         limits = self.config.sandbox_limits()
         validation_rows: list[dict[str, Any]] = []

@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..lab.fitness import Evaluation
 
 
+#: The mutator name of a final check's blended winner (`final_check.FinalCheck._blend`): a program of
+#: the run that the search never proposed, so it is never a parent, an inspiration, a confirmation
+#: bar or a top-list entry (`ProgramDatabase.top` leaves it out) when a finished run is resumed.
+BLEND_MUTATOR = "blend"
+
+
 def normalise_source(source: str) -> str:
     """Program text with comments, blank lines and formatting removed: `ast.unparse(ast.parse(s))`.
 
