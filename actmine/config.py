@@ -39,7 +39,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class SearchSection:
     budget: int = 300  # proposals (every one counts, refused ones included; confirmation
-    # rounds and validations come on top, see docs/lab.md)
+    # rounds and validations come on top, see docs/lab.md). 600 gave no better winner on 16 runs
+    # (docs/lab.md, "Twice the proposals").
     time_limit: float = 360.0  # seconds of search before the validation and tests; 0 = none
     seed: int = 0  # the run's seed: mutations and parent choices derive from it
     islands: int = 2  # sub-populations with ring migration of elites

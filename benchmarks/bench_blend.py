@@ -1,7 +1,7 @@
 """Does blending the validation's choice with GELU extrapolate better than the choice itself?
 
     python benchmarks/bench_blend.py RUN_DIR [RUN_DIR ...] [--weights 0.5] [--partners gelu ...] [--kinds]
-                                     [--scores blend.json]
+                                     [--scores blend.json] [--against OTHER.summary.json]
 
 For each finished run: the validation's choice under the run's winner rule (read from heldout.json's
 validation rows, the blend's own row left out), and that choice blended with each partner of
@@ -15,6 +15,10 @@ references. Printed per run: each function's mean paired log-ratio against ReLU,
 how many runs meet issue 13's bar (means below 0 against all three), and each way's difference
 from the choice with a t-interval over runs (paired by run; each run's difference is itself paired
 by task and seed).
+
+`--against OTHER.summary.json` (the summary another call wrote beside its journal, over the same runs
+in the same order: e.g. the same run seeds resumed with a larger `--budget`) prints each way of this
+call minus the same way there, paired by run, with t-intervals over runs.
 
 `--kinds` also scores every function and the references on fresh draws of each kind of target the
 search draws (`bench_kinds.kind_labs`: each expression operator group alone, harmonic, polynomial;
@@ -203,7 +207,7 @@ def report(results: dict[str, list[dict]], runs: int) -> None:
     print(f"\nover {runs} runs (mean paired log-ratio; below 0 = better; t-intervals over runs):")
     for way, rows in results.items():
         against = interval_text(*t_interval([r["gelu"] for r in rows]))
-        met = sum(all(better(r[ref]) for ref in REFERENCES) for r in rows)
+        met = sum(bars_met(r)[0] for r in rows)
         print(f"  {way:<10} all unseen vs gelu {against}  bar met in {met} of {len(rows)} runs")
         for group in dict.fromkeys(key.split(" vs ")[0] for key in rows[0] if " vs " in key):
             against = "  ".join(
@@ -220,6 +224,39 @@ def report(results: dict[str, list[dict]], runs: int) -> None:
         print(f"  {way} − choice, all unseen: {difference} (better in {wins} of {len(rows)})")
 
 
+def bars_met(row: dict) -> tuple[bool, bool]:
+    """Whether one run's way beats ReLU, GELU and GELUSine (means below 0) on "all unseen", and on
+    issue 13's kinds (False where the row has no kinds)."""
+    unseen = all(better(row[ref]) for ref in REFERENCES)
+    kinds = all(better(row.get(f"issue 13's kinds vs {ref}", math.inf)) for ref in REFERENCES)
+    return unseen, kinds
+
+
+def report_against(results: dict[str, list[dict]], other: dict[str, list[dict]]) -> None:
+    """Each way of this call minus the same way of `other` (the summary of an earlier call over the
+    same runs in the same order, e.g. the same run seeds searched with another config), paired by run:
+    t-intervals over runs, and how many runs meet both of issue 13's bars in each."""
+    print(
+        "\nthis call − the --against summary, paired by run (below 0 = this call's way is better; the same"
+        " against every reference, which cancels):"
+    )
+    keys = {
+        "gelu": "all unseen",
+        "issue 13's kinds vs gelu": "issue 13's kinds",
+        "search kinds vs gelu": "search kinds",
+    }
+    for way, rows in results.items():
+        base = other.get(way, [])
+        if len(base) != len(rows):
+            print(f"  {way:<10} not in the --against summary for {len(rows)} runs: not compared")
+            continue
+        for n, key in enumerate(k for k in keys if all(k in r for r in rows + base)):
+            difference = interval_text(*t_interval([r[key] - b[key] for r, b in zip(rows, base)]))
+            print(f"  {way if n == 0 else '':<10} {keys[key]} {difference}")
+        both = sum(all(bars_met(r)) for r in rows), sum(all(bars_met(b)) for b in base)
+        print(f"  {'':<10} both bars met in {both[0]} of {len(rows)} runs (there: {both[1]})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     finished_runs_arguments(parser, "blend.json")
@@ -228,8 +265,14 @@ def main() -> None:
         "--partners", nargs="+", default=["gelu"], choices=sorted(SEED_EXPRESSIONS), help="the blends' partners"
     )
     parser.add_argument("--kinds", action="store_true", help="also compare on fresh draws of the search's kinds")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="the .summary.json of an earlier call over the same runs in the same order: paired differences",
+    )
     args = parser.parse_args()
     refuse_unfinished(parser, args.runs)
+    against = json.loads(args.against.read_text()) if args.against else None
     labs, kind_of, suites = None, {}, []
     if args.kinds:
         labs, kind_of, suites = kind_labs(Config(), KIND_SIZE)
@@ -240,6 +283,8 @@ def main() -> None:
             for way, row in score_run(run_dir, scores, args, kinds).items():
                 results.setdefault(way, []).append(row)
     report(results, len(args.runs))
+    if against is not None:
+        report_against(results, against)
     (args.scores.with_suffix(".summary.json")).write_text(json.dumps(results, indent=1))
 
 

@@ -142,3 +142,33 @@ def test_compare_reads_only_the_references_suites():
 
 def test_a_tie_within_float_rounding_meets_no_bar():
     assert bench.better(-0.01) and not bench.better(-1e-9) and not bench.better(0.0) and not bench.better(0.02)
+
+
+def _way(unseen: tuple[float, float, float], kinds: tuple[float, float, float] | None = None) -> dict:
+    row = dict(zip(bench.REFERENCES, unseen))
+    if kinds is not None:
+        row.update({f"issue 13's kinds vs {ref}": v for ref, v in zip(bench.REFERENCES, kinds)})
+        row.update({f"search kinds vs {ref}": v / 2 for ref, v in zip(bench.REFERENCES, kinds)})
+    return row
+
+
+def test_both_bars_need_every_reference_beaten_on_both_groups_and_a_tie_is_not_a_win():
+    assert bench.bars_met(_way((-0.2, -0.01, -0.2), (-0.4, -0.05, -0.01))) == (True, True)
+    assert bench.bars_met(_way((-0.2, -0.01, -0.2), (-0.4, -0.05, +0.01))) == (True, False)
+    assert bench.bars_met(_way((-0.2, 0.0, -0.2), (-0.4, -0.05, -0.01))) == (False, True)  # tie with GELU
+    assert bench.bars_met(_way((-0.2, -0.01, -0.2))) == (True, False)  # no kinds scored: that bar not met
+
+
+def test_against_pairs_each_way_by_run_and_says_which_it_cannot_compare(capsys):
+    now = {
+        "choice": [_way((0.1, 0.2, 0.0), (0.0, 0.1, 0.2)), _way((0.0, 0.1, 0.1), (-0.1, -0.1, 0.1))],
+        "mix": [_way((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))],
+    }
+    before = {"choice": [_way((0.3, 0.1, 0.0), (0.0, 0.2, 0.2)), _way((0.0, 0.3, 0.1), (-0.1, 0.1, 0.1))]}
+    bench.report_against(now, before)
+    out = capsys.readouterr().out
+    mean, low, high = bench.t_interval([0.2 - 0.1, 0.1 - 0.3])  # this call − the other, per run (vs GELU)
+    assert f"choice     all unseen {bench.interval_text(mean, low, high)}" in out
+    mean, low, high = bench.t_interval([0.1 - 0.2, -0.1 - 0.1])
+    assert f"issue 13's kinds {bench.interval_text(mean, low, high)}" in out
+    assert "mix        not in the --against summary for 1 runs: not compared" in out
