@@ -36,7 +36,7 @@ from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
 from .config import Config
 from .evolve.controller import Search
-from .run_files import CONFIG_SNAPSHOT, DATABASE
+from .run_files import CONFIG_SNAPSHOT, DATABASE, resume_config_file
 from .evolve.database import ProgramDatabase, ProgramRecord
 from .lab.fitness import Evaluation, Lab
 from .targets import UsageError, evaluate_targets, lab_for, object_target, pack_members, scoring_config
@@ -112,12 +112,14 @@ def search(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> "Run":
-    """Run a search in `run_dir` (an existing run there is resumed, as `actmine search --run-dir`)
-    and return its handle, with the search's summary in `Run.summary`. `progress`: the live view on
-    the terminal. Call it from the main thread (Ctrl-C stops the search cleanly there).
+    """Run a search in `run_dir` (an existing run there is resumed, as `actmine search --run-dir`;
+    with `config=None`, from that run's own config.yaml) and return its handle, with the search's
+    summary in `Run.summary`. `progress`: the live view on the terminal. Call it from the main thread
+    (Ctrl-C stops the search cleanly there).
 
     Raises `ConfigError` for a bad config, `RunLocked` when another search holds the directory,
     `DatabaseError` / `RunDirError` for a run directory that cannot be used."""
+    config = resume_config_file(config, run_dir) if config is None else config
     summary = Search(load_config(config, overrides), Path(run_dir), live=progress).run()
     return Run(Path(run_dir), int(summary["run_id"]), summary)
 
