@@ -36,7 +36,7 @@ from .candidate.probes import ProbeBudget
 from .candidate.sandbox import SandboxLimits
 from .config import Config
 from .evolve.controller import Search
-from .run_files import CONFIG_SNAPSHOT, DATABASE, resume_config_file
+from .run_files import CONFIG_SNAPSHOT, DATABASE, stored_config
 from .evolve.database import ProgramDatabase, ProgramRecord
 from .lab.fitness import Evaluation, Lab
 from .targets import UsageError, evaluate_targets, lab_for, object_target, pack_members, scoring_config
@@ -119,7 +119,7 @@ def search(
 
     Raises `ConfigError` for a bad config, `RunLocked` when another search holds the directory,
     `DatabaseError` / `RunDirError` for a run directory that cannot be used."""
-    config = resume_config_file(config, run_dir) if config is None else config
+    config = stored_config(run_dir) if config is None else config
     summary = Search(load_config(config, overrides), Path(run_dir), live=progress).run()
     return Run(Path(run_dir), int(summary["run_id"]), summary)
 

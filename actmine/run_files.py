@@ -16,12 +16,10 @@ REPORT = "report.html"  # written at the end of a search, or by `actmine report`
 LOCK_FILE = ".controller.lock"  # held by the one controller of the directory
 
 
-def resume_config_file(config: str | os.PathLike | None, run_dir: str | os.PathLike) -> str | os.PathLike | None:
-    """The config file a search starts from: `config` if given; else, where `run_dir` already holds a
-    run, the config that run was made with (its CONFIG_SNAPSHOT), so that the same command resumes it
-    after an upgrade changed a default; else None (the embedded defaults). Overrides apply on top, and
-    a resume still refuses what may not change (`Config.resume_conflicts`)."""
+def stored_config(run_dir: str | os.PathLike) -> Path | None:
+    """The config a run in `run_dir` was made with (its CONFIG_SNAPSHOT), where `run_dir` holds a run;
+    else None. A search given no config resumes from it, so that the same command continues a run
+    after an upgrade changed a default (overrides apply on top; `Config.resume_conflicts` still
+    refuses what may not change)."""
     stored = Path(run_dir) / CONFIG_SNAPSHOT
-    if config is None and (Path(run_dir) / DATABASE).is_file() and stored.is_file():
-        return stored
-    return config
+    return stored if (Path(run_dir) / DATABASE).is_file() and stored.is_file() else None

@@ -292,23 +292,26 @@ def _run_made_with(run_dir: Path, config) -> None:
     (run_dir / CONFIG_SNAPSHOT).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def test_the_same_search_command_resumes_a_run_whose_defaults_have_changed_since(tmp_path):
+def test_the_same_search_command_resumes_a_run_whose_defaults_have_changed_since(tmp_path, capsys):
     """`actmine search --run-dir D` with no --config starts from D's own config.yaml where D holds a
     run (a default changed by an upgrade does not refuse the resume); --config still wins, the
     options still apply on top, and a change that may not happen on resume is still refused."""
-    from actmine.run_files import resume_config_file
+    from actmine.run_files import stored_config
     from actmine.config import Config, ConfigError
     from actmine.evolve.controller import Search
 
     older = Config().with_overrides({"sandbox.max_tasks_per_worker": 50, "search.seed": 7})
     run_dir = tmp_path / "run"
     _run_made_with(run_dir, older)
-    assert resume_config_file(None, tmp_path / "new") is None  # a new run: the embedded defaults
-    assert resume_config_file("my.yaml", run_dir) == "my.yaml"
-    resumed = Config.load(resume_config_file(None, run_dir)).with_overrides({"search.budget": 600})
+    assert stored_config(tmp_path / "new") is None  # a new run: the embedded defaults
+    assert stored_config(run_dir) == run_dir / "config.yaml"
+    # --config still wins over the run's own: a missing file is refused before anything runs
+    assert main(["search", "--run-dir", str(run_dir), "--config", str(tmp_path / "my.yaml")]) == 2
+    resumed = Config.load(stored_config(run_dir)).with_overrides({"search.budget": 600})
     assert resumed.search.seed == 7 and resumed.sandbox.max_tasks_per_worker == 50 and resumed.search.budget == 600
     Search(resumed, run_dir)._open()[0].close()  # accepted: the budget may change on resume
     with pytest.raises(ConfigError, match="max_tasks_per_worker"):
         Search(Config().with_overrides({"search.seed": 7}), run_dir)._open()  # today's defaults: refused
     with pytest.raises(ConfigError, match="search.seed"):
         Search(resumed.with_overrides({"search.seed": 8}), run_dir)._open()
+    assert "my.yaml" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..lab.tasks import SuiteError
-from ..run_files import resume_config_file
+from ..run_files import stored_config
 from ..targets import UsageError
 from ..targets import console as _console
 from ..terminal import terminal_text
@@ -20,7 +20,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..evolve.runlock import RunDirError, RunLocked
 
     try:
-        config = Config.load(resume_config_file(args.config, args.run_dir)).with_overrides(
+        config = Config.load(args.config or stored_config(args.run_dir)).with_overrides(
             {
                 "search.budget": args.budget,
                 "search.time_limit": args.time,
