@@ -22,7 +22,7 @@ from actmine.evolve.mutators.symbolic import SymbolicMutator
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, get_suite
-from actmine.language.ccode import SUPPORTED_OPS, c_kernel
+from actmine.language.ccode import SUPPORTED_OPS, c_kernel, kernel_digest
 from actmine.language.program import parse_program
 
 pytestmark = pytest.mark.skipif(fusion.compiler() is None, reason="no C compiler on this machine")
@@ -56,6 +56,17 @@ def _fused(source: str, tmp_path: Path):
     return fusion.fused_or_reason(source, eager, tmp_path), eager
 
 
+def _instruction_sets() -> dict[str, tuple[str, ...]]:
+    """The flag sets `compiler_flags` can choose on this machine, each a different build of a kernel
+    (libmvec has other implementations of tanhf, erfcf, … for SSE, AVX2 and AVX-512)."""
+    sets = {"portable": fusion._BASE_FLAGS}
+    if fusion._cpu_has("avx2", "fma"):
+        sets["avx2"] = fusion._BASE_FLAGS + ("-mavx2", "-mfma")
+        if fusion._cpu_has("avx512f"):
+            sets["avx512"] = sets["avx2"] + ("-mavx512f",)
+    return sets
+
+
 def test_the_rule_programs_call_every_fused_rule_by_name():
     text = " ".join(RULE_PROGRAMS)
     assert not {op for op in SUPPORTED_OPS if f"{op}(" not in text}
@@ -75,6 +86,47 @@ def test_every_rule_gives_the_eager_values_and_derivatives(expression, tmp_path)
     assert y_fused.shape == x.shape and y_fused.dtype == torch.float32
     torch.testing.assert_close(y_fused, y_eager, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(g_fused, g_eager, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("flags", sorted(_instruction_sets()))
+@pytest.mark.parametrize("expression", RULE_PROGRAMS)
+def test_every_rule_agrees_under_every_instruction_set_this_machine_has(expression, flags, tmp_path, monkeypatch):
+    monkeypatch.setattr(fusion, "compiler_flags", lambda: _instruction_sets()[flags])
+    fused, eager = _fused(program(expression), tmp_path)
+    assert isinstance(fused, fusion.FusedActivation), fused
+    assert fusion.agreement(fused, eager) is None
+
+
+def test_the_flags_follow_the_processor_and_name_the_kernel(monkeypatch):
+    """AVX-512 only where the processor lists it (after AVX2 and FMA); the flags are part of the
+    kernel's digest, so a kernel built for one processor is never found by another."""
+    if fusion.platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64 flags")
+    chosen = {}
+    for present in ({"avx2", "fma", "avx512f"}, {"avx2", "fma"}, {"avx512f"}, set()):
+        monkeypatch.setattr(fusion, "_cpu_has", lambda *features, present=present: set(features) <= present)
+        fusion.compiler_flags.cache_clear()
+        chosen[frozenset(present)] = fusion.compiler_flags()
+    fusion.compiler_flags.cache_clear()
+    assert chosen[frozenset({"avx2", "fma", "avx512f"})][-3:] == ("-mavx2", "-mfma", "-mavx512f")
+    assert chosen[frozenset({"avx2", "fma"})][-2:] == ("-mavx2", "-mfma")
+    assert chosen[frozenset({"avx512f"})] == chosen[frozenset()] == fusion._BASE_FLAGS
+    source = c_kernel(parse_program(program("torch.tanh(x) * torch.sigmoid(2 * x)"))).source
+    digests = {kernel_digest(source, ("gcc", *flags)) for flags in chosen.values()}
+    assert len(digests) == 3
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["F.gelu(-0.2262 * x) * F.elu(0.25 * x) * (x * x) + 0.5", "1000.0 * F.gelu(x)", "F.gelu(-x) * x * x * x"],
+)
+def test_gelus_left_tail_agrees_where_a_candidate_magnifies_it(expression, tmp_path):
+    """Φ(a) = erfc(−a/√2)/2, not (1 + erf(a/√2))/2, whose float32 cancellation at a ≈ −4 a candidate
+    scaled past the agreement's tolerance (found by the property test below: the kernel was refused
+    and the program trained eagerly)."""
+    fused, eager = _fused(program(expression), tmp_path)
+    assert isinstance(fused, fusion.FusedActivation), fused
+    assert fusion.agreement(fused, eager) is None
 
 
 @pytest.mark.parametrize("name", sorted(SEED_EXPRESSIONS))

@@ -131,10 +131,13 @@ import os, subprocess, sys, time
 from actmine.evolve.runlock import RunLock
 
 lock = RunLock(sys.argv[1]).acquire()
+ready_r, ready_w = os.pipe()
 forked = os.fork()
 if forked == 0:                    # a child forked without exec (multiprocessing's "fork" method)
+    os.write(ready_w, b"x")        # running: the fork hook that closes its copy of the lock has run
     time.sleep(120)
     os._exit(0)
+os.read(ready_r, 1)                # on a busy machine the child may not have run yet when killed
 spawned = subprocess.Popen(["sleep", "120"], close_fds=False)   # exec'd, even asked to keep descriptors
 print(forked, spawned.pid, flush=True)
 time.sleep(120)

@@ -73,7 +73,9 @@ def _number(params: dict, name: str, default: float) -> float:
 def _gelu(b: Emitter, a: str, params: dict) -> tuple[str, Callable[[str], str]]:
     approximate = params.get("approximate") or "none"
     if approximate == "none":
-        phi = b.let(f"0.5f * (1.0f + erff({a} * {_literal(_INV_SQRT_2)}))")
+        # Φ(a) as erfc: 1 + erf(a/√2) cancels for a < −3 (float32 keeps ~4 digits of it at a = −4,
+        # which a candidate can scale past the agreement's tolerance); erfc(−a/√2) does not.
+        phi = b.let(f"0.5f * erfcf(-{a} * {_literal(_INV_SQRT_2)})")
         return f"{a} * {phi}", lambda y: f"{phi} + {a} * {_literal(_INV_SQRT_2PI)} * expf(-0.5f * {a} * {a})"
     if approximate == "tanh":
         inner = b.let(f"{_literal(_GELU_TANH_BETA)} * ({a} + {_literal(_GELU_TANH_KAPPA)} * {a} * {a} * {a})")
