@@ -91,8 +91,8 @@ def compiler_flags() -> tuple[str, ...]:
     has that too (never -march=native: see the Makefile).
 
     With `-mavx512f` gcc calls libmvec's 16-wide variants (`_ZGVeN16v_tanhf`, …): measured on a
-    2-core AMD EPYC (Zen 4) with AVX-512, a search program's kernel ran 1.4–2.0× faster than with
-    the 8-wide AVX2 ones (benchmarks/results/bench_fused_avx512.txt). Linux lists `avx512f` in
+    2-core AMD EPYC (Zen 4) with AVX-512, a default run's kernels ran 1.41× faster in all than
+    with the 8-wide AVX2 ones (`benchmarks/bench_fused_isa.py`). Linux lists `avx512f` in
     /proc/cpuinfo only where the kernel has enabled its registers, and the flags are part of a
     kernel's cache digest, so a library built for one machine is never loaded on another."""
     flags = _BASE_FLAGS
