@@ -41,16 +41,6 @@ from actmine.language.program import ProgramError, parse_program
 from bench_fused import as_in_a_worker, draw_candidates, run_programs  # benchmarks/ is on the path
 
 
-def instruction_sets() -> dict[str, tuple[str, ...]]:
-    """Every flag set `compiler_flags` can choose that this processor runs, widest last."""
-    sets = {"portable": fused._BASE_FLAGS}
-    if fused._cpu_has("avx2", "fma"):
-        sets["avx2"] = fused._BASE_FLAGS + ("-mavx2", "-mfma")
-        if fused._cpu_has("avx512f"):
-            sets["avx512"] = sets["avx2"] + ("-mavx512f",)
-    return sets
-
-
 def kernel_seconds(library_path: Path, x: torch.Tensor, repeats: int) -> tuple[float, torch.Tensor]:
     """The best of `repeats` calls of the kernel on `x`, and its values."""
     library = ctypes.CDLL(str(library_path))
@@ -130,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     if fused.compiler() is None:
         sys.exit("error: no C compiler (gcc or cc) on the PATH: there are no fused kernels to time")
-    sets = instruction_sets()
+    sets = fused.instruction_sets()
     if "avx2" not in sets:
         sys.exit("error: this processor has no AVX2: there is nothing to compare (every kernel is portable)")
     torch.set_num_threads(1)

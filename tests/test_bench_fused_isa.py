@@ -17,13 +17,13 @@ from actmine.candidate import fused  # noqa: E402
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
-    fused.compiler() is None or "avx2" not in bench.instruction_sets(), reason="needs a C compiler and AVX2"
+    fused.compiler() is None or "avx2" not in fused.instruction_sets(), reason="needs a C compiler and AVX2"
 )
 
 
 def test_every_fusable_program_is_timed_under_every_set_and_they_agree(tmp_path, capsys):
     sources = [program(SEED_EXPRESSIONS[name]) for name in ("gelu_sine", "gelu_sinc_perturbation", "relu", "gmtu")]
-    sets = bench.instruction_sets()
+    sets = fused.instruction_sets()
     x = torch.randn(4, 32, 16) * 2
     rows = bench.time_kernels(sources, sets, x, repeats=2, cache=tmp_path)
     assert [row["source"] for row in rows] == [sources[0], sources[1], sources[3]]  # ReLU: one op, no kernel

@@ -56,17 +56,6 @@ def _fused(source: str, tmp_path: Path):
     return fusion.fused_or_reason(source, eager, tmp_path), eager
 
 
-def _instruction_sets() -> dict[str, tuple[str, ...]]:
-    """The flag sets `compiler_flags` can choose on this machine, each a different build of a kernel
-    (libmvec has other implementations of tanhf, erfcf, … for SSE, AVX2 and AVX-512)."""
-    sets = {"portable": fusion._BASE_FLAGS}
-    if fusion._cpu_has("avx2", "fma"):
-        sets["avx2"] = fusion._BASE_FLAGS + ("-mavx2", "-mfma")
-        if fusion._cpu_has("avx512f"):
-            sets["avx512"] = sets["avx2"] + ("-mavx512f",)
-    return sets
-
-
 def test_the_rule_programs_call_every_fused_rule_by_name():
     text = " ".join(RULE_PROGRAMS)
     assert not {op for op in SUPPORTED_OPS if f"{op}(" not in text}
@@ -88,10 +77,10 @@ def test_every_rule_gives_the_eager_values_and_derivatives(expression, tmp_path)
     torch.testing.assert_close(g_fused, g_eager, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("flags", sorted(_instruction_sets()))
+@pytest.mark.parametrize("flags", sorted(fusion.instruction_sets()))
 @pytest.mark.parametrize("expression", RULE_PROGRAMS)
 def test_every_rule_agrees_under_every_instruction_set_this_machine_has(expression, flags, tmp_path, monkeypatch):
-    monkeypatch.setattr(fusion, "compiler_flags", lambda: _instruction_sets()[flags])
+    monkeypatch.setattr(fusion, "compiler_flags", lambda: fusion.instruction_sets()[flags])
     fused, eager = _fused(program(expression), tmp_path)
     assert isinstance(fused, fusion.FusedActivation), fused
     assert fusion.agreement(fused, eager) is None

@@ -54,6 +54,7 @@ __all__ = [
     "fused_check",
     "compile_kernel",
     "compiler_flags",
+    "instruction_sets",
     "COMPILE_TIMEOUT_S",
     "MIN_OPERATIONS",
     "AGREEMENT_POINTS",
@@ -85,22 +86,27 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
+def instruction_sets() -> dict[str, tuple[str, ...]]:
+    """The flag sets this processor runs, narrowest first: `portable` (the compiler's default),
+    `avx2` (AVX2 and FMA) and `avx512` (AVX-512 too) on x86-64 processors that have them."""
+    sets = {"portable": _BASE_FLAGS}
+    if platform.machine() in ("x86_64", "AMD64") and _cpu_has("avx2", "fma"):
+        sets["avx2"] = _BASE_FLAGS + ("-mavx2", "-mfma")
+        if _cpu_has("avx512f"):
+            sets["avx512"] = sets["avx2"] + ("-mavx512f",)
+    return sets
+
+
 @functools.lru_cache(maxsize=1)
 def compiler_flags() -> tuple[str, ...]:
-    """The flags: AVX2 and FMA on x86-64 processors that have them, and AVX-512 where the processor
-    has that too (never -march=native: see the Makefile).
+    """The flags: the widest of `instruction_sets` (never -march=native: see the Makefile).
 
     With `-mavx512f` gcc calls libmvec's 16-wide variants (`_ZGVeN16v_tanhf`, …): measured on a
     2-core AMD EPYC (Zen 4) with AVX-512, a default run's kernels ran 1.41× faster in all than
     with the 8-wide AVX2 ones (`benchmarks/bench_fused_isa.py`). Linux lists `avx512f` in
     /proc/cpuinfo only where the kernel has enabled its registers, and the flags are part of a
     kernel's cache digest, so a library built for one machine is never loaded on another."""
-    flags = _BASE_FLAGS
-    if platform.machine() in ("x86_64", "AMD64") and _cpu_has("avx2", "fma"):
-        flags += ("-mavx2", "-mfma")
-        if _cpu_has("avx512f"):
-            flags += ("-mavx512f",)
-    return flags
+    return list(instruction_sets().values())[-1]
 
 
 def _cpu_has(*features: str) -> bool:
