@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actmine.candidate import fused as fusion
+from actmine.candidate.probe_calls import SAME_ATOL
+from actmine.candidate.probe_calls import _same as same
 from actmine.candidate.probes import ProbeFailure
 from actmine.candidate.source import CandidateError, compile_candidate
 from actmine.evolve.mutators.base import Parent
@@ -165,9 +167,34 @@ def test_search_candidates_agree_with_their_fused_kernels(seed, tmp_path):
             source = mutator.propose(Parent(source), [], rng).source
     fused, eager = _fused(source, tmp_path)
     if isinstance(fused, fusion.FusedActivation):
-        assert fusion.agreement(fused, eager) is None, source
+        problem = fusion.agreement(fused, eager)
+        assert problem is None or _only_where_float32_itself_misses(fused, eager), (source, problem)
     else:
         assert "single operation" in fused or "no fused rule" in fused, (source, fused)
+
+
+def _only_where_float32_itself_misses(fused, eager) -> bool:
+    """True when, at every agreement point where the kernel's value differs from the candidate's
+    (in float32 and in float64), the kernel's value lies within the range the float64 function
+    takes on inputs within 256 ulp of that point, widened by twice the candidate's own float32
+    error there: the program is ill-conditioned at that point, either as a function (cos(x) near
+    its zero times x⁶, 1/(1 + cos 9x²) near its pole) or in its arithmetic (softplus(x) − elu(x) at
+    x ≈ 14, x − silu(x) at x ≈ 8, magnified: one ulp of an intermediate is 1e-4 of the result). The
+    agreement refuses such a kernel and the lab trains the program eagerly, which is right; but the
+    kernel is not computing another function, and this test must not fail on the rounding noise of
+    float32 (it did, about one program in 700 drawn)."""
+    x = fusion._agreement_points()
+    with torch.no_grad():
+        got, expected, exact = fused(x), eager(x), eager(x.double())
+        differs = ~(same(got, expected) | same(got.double(), exact))
+        if not differs.any():
+            return False
+        steps = torch.arange(-256, 257, dtype=torch.float32) * 2.0**-23
+        near = (x[differs][:, None] * (1 + steps)[None, :]).contiguous()
+        truth = eager(near.double())
+        slack = 2 * (eager(near).double() - truth).abs().amax(dim=1) + SAME_ATOL
+        value = got[differs].double()
+    return bool(((value >= truth.amin(dim=1) - slack) & (value <= truth.amax(dim=1) + slack)).all())
 
 
 def test_the_c_text_holds_nothing_of_the_program_but_numbers():
@@ -222,6 +249,24 @@ def test_a_kernel_for_another_function_is_refused_by_the_agreement(tmp_path):
     fused, _ = _fused(program("torch.tanh(x) + 0.1 * torch.sin(x)"), tmp_path)
     other = compile_candidate(program("torch.tanh(x) + 0.1 * torch.sin(1.01 * x)"), "other")
     assert "values differ" in fusion.agreement(fused, other)
+    # and the property test's allowance for float32 noise does not excuse it
+    assert not _only_where_float32_itself_misses(fused, other)
+
+
+def test_the_allowance_for_float32_noise_excuses_only_ill_conditioned_points(tmp_path):
+    """Programs the property test drew whose kernels the agreement refused: the kernel differs from
+    the candidate only where float32 is noise (arithmetic or function ill-conditioned there)."""
+    for expression in (
+        "torch.relu(F.softplus(x) - F.elu(x)) * (-1.5 * x)",
+        "(x + 2) * ((x - F.silu(x)) * (torch.sinc(0.26 * x) - F.softplus(x)))",
+        "torch.cos(x) * x * (F.leaky_relu(x) - x * (0.55 * x)) * (x * (0.13 * x) * x - (x - (x + 1.3 * x)))",
+        "F.leaky_relu(x, 0.01) + 0.6 * x / (1 + torch.cos(9.0 * x * x)) + 0.1 * torch.exp(-0.1 * x * x)",
+    ):
+        fused, eager = _fused(program(expression), tmp_path)
+        problem = fusion.agreement(fused, eager)
+        assert problem is None or _only_where_float32_itself_misses(fused, eager), (expression, problem)
+    fused, eager = _fused(program("torch.tanh(x) * torch.sigmoid(x)"), tmp_path)
+    assert fusion.agreement(fused, eager) is None and not _only_where_float32_itself_misses(fused, eager)
 
 
 def test_a_kernel_with_a_wrong_derivative_is_refused_by_the_agreement(tmp_path):
