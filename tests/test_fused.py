@@ -253,6 +253,7 @@ def test_a_kernel_for_another_function_is_refused_by_the_agreement(tmp_path):
     assert not _only_where_float32_itself_misses(fused, other)
 
 
+@pytest.mark.skipif("avx2" not in fusion.instruction_sets(), reason="measured with the AVX2 and AVX-512 builds")
 def test_the_allowance_for_float32_noise_excuses_only_ill_conditioned_points(tmp_path):
     """Programs the property test drew whose kernels the agreement refused: the kernel differs from
     the candidate only where float32 is noise (arithmetic or function ill-conditioned there)."""
@@ -264,7 +265,8 @@ def test_the_allowance_for_float32_noise_excuses_only_ill_conditioned_points(tmp
     ):
         fused, eager = _fused(program(expression), tmp_path)
         problem = fusion.agreement(fused, eager)
-        assert problem is None or _only_where_float32_itself_misses(fused, eager), (expression, problem)
+        assert problem and "values differ" in problem, expression  # refused: the lab trains it eagerly
+        assert _only_where_float32_itself_misses(fused, eager), (expression, problem)
     fused, eager = _fused(program("torch.tanh(x) * torch.sigmoid(x)"), tmp_path)
     assert fusion.agreement(fused, eager) is None and not _only_where_float32_itself_misses(fused, eager)
 
