@@ -22,7 +22,6 @@ formatted numbers, never the program's own Python (nothing of a run's text reach
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import sys
 import tempfile
@@ -43,9 +42,7 @@ from bench_fused import as_in_a_worker, draw_candidates, run_programs  # benchma
 
 def kernel_seconds(library_path: Path, x: torch.Tensor, repeats: int) -> tuple[float, torch.Tensor]:
     """The best of `repeats` calls of the kernel on `x`, and its values."""
-    library = ctypes.CDLL(str(library_path))
-    function = getattr(library, FORWARD_BACKWARD)
-    function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long]
+    function = getattr(fused._library(library_path), FORWARD_BACKWARD)  # loaded and typed as the lab does
     y, slope = torch.empty_like(x), torch.empty_like(x)
     best = float("inf")
     for _ in range(repeats):
@@ -71,7 +68,7 @@ def time_kernels(
     """Each fusable program's kernel under every flag set: a row with its seconds per set and the
     largest relative difference of each set's values from AVX2's (programs without a kernel are left
     out); printed as it goes."""
-    rows = []
+    rows, widest = [], list(sets)[-1]
     for n, source in enumerate(sources):
         try:
             kernel = c_kernel(parse_program(source))
@@ -86,7 +83,6 @@ def time_kernels(
         scale = values["avx2"].abs().clamp_min(1e-3)
         differs = {name: float(((values[name] - values["avx2"]).abs() / scale).max()) for name in sets}
         rows.append({"source": source, "operations": kernel.operations, "seconds": seconds, "differs": differs})
-        widest = list(sets)[-1]
         print(
             f"{n:>3} {kernel.operations:>4} "
             + " ".join(f"{1e9 * seconds[name] / x.numel():>11.2f}" for name in sets)

@@ -24,7 +24,6 @@ here chooses a function: the pair is fixed, and the test suites are only read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import statistics
 import time
@@ -41,17 +40,9 @@ from bench_kinds import kind_labs, task_score
 
 
 def with_steps(lab: Lab, steps: int) -> Lab:
-    """The same tasks and seeds under the same protocol with `steps` training steps."""
-    return Lab(
-        lab.suite,
-        protocol=dataclasses.replace(lab.protocol, steps=steps),
-        cache_dir=lab.cache_dir,
-        log_ratio_clip=lab.log_ratio_clip,
-        budget=lab.budget,
-        screen_max_id_error=lab.screen_max_id_error,
-        max_source_chars=lab.max_source_chars,
-        fused=lab.fused,
-    )
+    """The same tasks, seeds and settings with `steps` training steps."""
+    spec = lab.to_spec()
+    return Lab.from_spec({**spec, "protocol": {**spec["protocol"], "steps": steps}}, cache_dir=lab.cache_dir)
 
 
 def task_scores(lab: Lab, name: str) -> tuple[dict[str, float], float]:
@@ -98,16 +89,15 @@ def main() -> None:
             for task in a:
                 differences.setdefault(kind_of.get(task, lab_name), []).append(b[task] - a[task])
         per_task = seconds / tasks_trained
-        for kind in sorted(differences, key=lambda k: (k in suites, k)):
-            row = difference_row(differences[kind], per_task)
+        rows = {kind: difference_row(xs, per_task) for kind, xs in differences.items()}
+        for kind in sorted(rows, key=lambda k: (k in suites, k)):
+            row = rows[kind]
             print(
                 f"{steps:>5} {kind[:22]:<22} {row['n']:>5} {row['mean']:>+8.3f} {row['sd']:>6.3f} "
                 f"{row['d']:>+7.3f} {row['core_s']:>15.0f}"
             )
         search = [x for kind, xs in differences.items() if kind not in suites for x in xs]
-        d_search = statistics.mean(
-            abs(difference_row(xs, per_task)["d"]) for k, xs in differences.items() if k not in suites
-        )
+        d_search = statistics.mean(abs(row["d"]) for kind, row in rows.items() if kind not in suites)
         print(
             f"{steps:>5} {'all search kinds':<22} {len(search):>5} {np.mean(search):>+8.3f} "
             f"{np.std(search, ddof=1):>6.3f}   mean |d| over kinds {d_search:.3f}; "
