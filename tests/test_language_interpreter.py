@@ -281,6 +281,20 @@ def test_sympy_bounds_apply_to_every_power_spelling():
     assert sympy_of(parse_program(src("torch.pow(x, 64) + math.pow(2.0, 10.0)"))) == X**64 + 1024
 
 
+@pytest.mark.parametrize("spelling, function", [("gammainc", sp.lowergamma), ("gammaincc", sp.uppergamma)])
+def test_a_special_function_is_not_expanded_by_a_large_integer(spelling, function):
+    """`lowergamma(n, x)` at an integer n is a sum of n terms that sympy builds at once (n = 10⁵: about
+    an hour, in the process of a report or an export); above `MAX_EXPONENT` n reaches it as a float."""
+    for n in (3000, 100_000):
+        text = f"F.gelu(x) + 0.5 * torch.special.{spelling}(torch.where(x > 0, {n}, {n}), torch.sigmoid(x))"
+        expr = sympy_of(parse_program(src(text)))
+        (special,) = expr.atoms(function)
+        assert special.args[0] == sp.Float(n) and not special.args[0].is_Integer
+        assert sp.count_ops(expr) < 40
+    small = sympy_of(parse_program(src(f"torch.special.{spelling}(3, x)")))
+    assert not small.atoms(function) and small.has(sp.exp)  # a small integer still gives the exact formula
+
+
 def test_formulas_of_a_batch():
     sources = [
         src("torch.relu(x)"),

@@ -401,6 +401,17 @@ def test_check_source_never_runs_the_candidate(capsys):
     assert capsys.readouterr().out == "function ran\n"
 
 
+def test_a_candidates_print_shows_control_characters_as_escapes(capsys):
+    """A pack or `best_activation.py` runs the program in the user's own process: its print must not
+    drive the terminal (window title, colours, clearing the screen)."""
+    fn = compile_candidate(body('print("\\x1b]0;TITLE\\x07", "\\x1b[31mred", x.shape, sep="|")'))
+    fn(torch.zeros(2))
+    out = capsys.readouterr().out
+    assert out == "\\x1b]0;TITLE\\x07|\\x1b[31mred|torch.Size([2])\n" and "\x1b" not in out
+    with pytest.raises(TypeError, match="stdout only"):
+        compile_candidate(body("print(x, file=x)"))(torch.zeros(1))
+
+
 # --------------------------------------------------------------------------------------------
 # Programs that must pass
 # --------------------------------------------------------------------------------------------

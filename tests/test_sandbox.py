@@ -30,6 +30,7 @@ from actmine.candidate.sandbox import (
 from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, feynman, polynomial
+from actmine.scratch import WORKER_PREFIX, ScratchDirectory
 from worker_loss import LOSS_LIMITS, SLOW_GOOD, wait_ended
 
 CORPUS = Path(__file__).parent / "candidates"
@@ -237,7 +238,9 @@ def test_cli_refuses_corpus_files_with_json_and_non_zero_exit(tmp_path, name):
 def test_the_parent_reads_no_more_than_max_answer_bytes_from_a_worker(tmp_path):
     """A process that writes a line far longer than any answer (no newline) is killed, not buffered."""
     worker = object.__new__(_Worker)  # the real reader, on a process that floods its pipe
-    worker.limits, worker.directory, worker.buffer, worker.tasks = LIMITS, str(tmp_path / "w"), b"", 0
+    worker.limits, worker.buffer, worker.tasks = LIMITS, b"", 0
+    worker.scratch = ScratchDirectory(WORKER_PREFIX)
+    worker.directory = worker.scratch.path
     worker.process = subprocess.Popen(
         [
             sys.executable,
@@ -258,6 +261,7 @@ def test_the_parent_reads_no_more_than_max_answer_bytes_from_a_worker(tmp_path):
     assert info.value.code == "answer_too_large"
     assert worker.process.returncode is not None  # killed
     assert len(worker.buffer) <= MAX_ANSWER_BYTES + (1 << 16)
+    assert not os.path.exists(worker.directory)  # and its directory removed
 
 
 def test_worker_state_sees_the_global_rng():

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import sys
 import socket
 from pathlib import Path
 
@@ -56,12 +57,14 @@ class TinyBenchmark:
         hidden: int = 16,
         fail_seed: int | None = None,
         crash_activation: str | None = None,
+        crash_text: str = "",
         probe_port: int | None = None,
     ):
         self.epochs = epochs
         self.hidden = hidden
         self.fail_seed = fail_seed
         self.crash_activation = crash_activation
+        self.crash_text = crash_text  # written to stderr just before the crash
         self.probe_port = probe_port  # try to connect to 127.0.0.1:probe_port; details["reached"] says
 
     def check_data(self, data_dir: Path) -> None:
@@ -75,6 +78,8 @@ class TinyBenchmark:
             raise RuntimeError(f"boom on seed {seed}")
         activation = make_activation()
         if self.crash_activation and type(activation).__name__.lower() == self.crash_activation:
+            sys.stderr.write(self.crash_text)
+            sys.stderr.flush()
             os._exit(3)  # the process dies, as under the out-of-memory killer
         generator = torch.Generator().manual_seed(1234)  # the same data for every job
         x = torch.rand(1000, 2, generator=generator) * 4 - 2
@@ -503,6 +508,42 @@ def test_a_job_whose_process_dies_fails_alone(tiny, data_dir, tmp_path):
     assert not by["gelu"].ok and by["gelu"].error["code"] == "worker_died"
     assert "ended with status 3 before answering" in by["gelu"].error["message"]
     assert not run.ok and (tmp_path / "out" / "results.json").is_file()
+
+
+def test_a_jobs_output_never_reaches_the_terminal_and_a_dead_jobs_last_output_is_escaped(
+    tiny, data_dir, tmp_path, capfd
+):
+    loud = tmp_path / "loud.py"  # its print would set the terminal's title and colour
+    loud.write_text('def activation_function(x):\n    print("\\x1b]0;TITLE\\x07\\x1b[31mLOUD")\n    return F.gelu(x)\n')
+    code, stdout, stderr = run_cli(
+        capfd,
+        "--activations",
+        f"{loud},gelu",
+        "--benchmarks",
+        "tiny",
+        "--seeds",
+        "1",
+        "--option",
+        "tiny.crash_activation=gelu",
+        "--option",
+        'tiny.crash_text="\\e[2Jlast words"',  # YAML: \e is ESC
+        "--option",
+        "tiny.epochs=3",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "out"),
+        "--workers",
+        "1",
+        "--quiet",
+    )
+    assert code == 1, stderr  # gelu's job died
+    assert "LOUD" not in stdout + stderr and "\x1b" not in stdout + stderr
+    jobs = {j["activation"]: j for j in json.loads((tmp_path / "out" / "results.json").read_text())["jobs"]}
+    assert jobs["loud"]["ok"]
+    message = jobs["gelu"]["error"]["message"]
+    assert jobs["gelu"]["error"]["code"] == "worker_died" and message.endswith("last words")
+    assert "\\x1b[2J" in message and "\x1b" not in message  # quoted, escaped
 
 
 def test_hostile_candidate_is_refused_before_any_job(tiny, data_dir, tmp_path, capsys):

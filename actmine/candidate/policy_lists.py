@@ -168,18 +168,37 @@ def _import_guard(name, globals=None, locals=None, fromlist=(), level=0):
     raise ImportError(f"candidates cannot import modules (tried {name!r}); torch, F and math are pre-imported")
 
 
+def _escaped_print(
+    *values: object, sep: object = " ", end: object = "\n", file: object = None, flush: bool = False
+) -> None:
+    """The `print` of a candidate's builtins: what it prints reaches stdout with every control
+    character written as a visible escape (`terminal_text`), so a program loaded in a user's own
+    process (a pack, `best_activation.py`) cannot send escape sequences to the terminal. Only
+    stdout: a candidate holds no file objects, and `file=` is refused."""
+    from actmine.terminal import terminal_text
+
+    if file is not None:
+        raise TypeError("a candidate's print writes to stdout only (file= is not supported)")
+    text = (" " if sep is None else str(sep)).join(map(str, values)) + ("\n" if end is None else str(end))
+    sys.stdout.write(terminal_text(text))
+    if flush:
+        sys.stdout.flush()
+
+
 #: The builtins of a candidate's namespace (`__builtins__`); `candidate_namespace` gives a copy.
-#: `__import__` is `_import_guard`, which imports nothing (see there for why it must exist).
+#: `__import__` is `_import_guard`, which imports nothing (see there for why it must exist);
+#: `print` is `_escaped_print`.
 SAFE_BUILTINS: dict[str, object] = {
     name: getattr(builtins, name)
     for name in """
     abs min max range len float int bool sum round enumerate zip list tuple dict set pow divmod
-    sorted reversed any all isinstance print slice complex
+    sorted reversed any all isinstance slice complex
     ValueError TypeError ZeroDivisionError ArithmeticError Exception RuntimeError IndexError KeyError
     OverflowError
 """.split()
 }
 SAFE_BUILTINS["__import__"] = _import_guard
+SAFE_BUILTINS["print"] = _escaped_print
 
 _LOOP_HELPERS = frozenset({"range", "enumerate", "zip", "reversed"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)

@@ -30,11 +30,9 @@ import json
 import os
 import queue
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Collection
 
 from ..lab.fitness import Evaluation, Lab
+from ..scratch import ScratchDirectory
 from .worker import DIRECTORY_PREFIX
 
 # Environment variables a worker may inherit: locale, and the numeric libraries' settings (on some
@@ -128,16 +127,22 @@ class _Worker:
 
     def __init__(self, limits: SandboxLimits):
         self.limits = limits
-        self.directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "actmine.candidate.worker"],
-            cwd=self.directory,
-            env=worker_environment(self.directory, limits),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.scratch = ScratchDirectory(DIRECTORY_PREFIX)  # swept by a later pool if we are killed
+        self.directory = self.scratch.path
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "actmine.candidate.worker"],
+                cwd=self.directory,
+                env=worker_environment(self.directory, limits),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(self.scratch.lock_fd,),  # the directory's lock lives as long as the worker too
+            )
+        except BaseException:
+            self.scratch.remove()
+            raise
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.process.stdout, selectors.EVENT_READ)
         self.buffer = b""
@@ -236,7 +241,7 @@ class _Worker:
             except OSError:
                 pass
         self.selector.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.scratch.remove()
 
 
 class SandboxPool:

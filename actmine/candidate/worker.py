@@ -31,13 +31,13 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import sys
 import threading
 import time
 
-#: The pool names every worker's throw-away directory with this prefix (`sandbox._Worker`).
-DIRECTORY_PREFIX = "actmine-worker-"
+from actmine.scratch import WORKER_PREFIX as DIRECTORY_PREFIX  # noqa: F401  (the pool's name for it)
+from actmine.scratch import remove_own_directory
+
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 
@@ -86,13 +86,6 @@ def exit_with_parent(parent: int, interval_s: float = 0.5) -> threading.Thread:
     watcher = threading.Thread(target=watch, name="actmine-parent-watch", daemon=True)
     watcher.start()
     return watcher
-
-
-def remove_own_directory() -> None:
-    """Remove this worker's throw-away directory (its TMPDIR, made by the pool for it alone)."""
-    directory = os.environ.get("TMPDIR", "")
-    if os.path.basename(directory).startswith(DIRECTORY_PREFIX):
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def take_protocol_streams():

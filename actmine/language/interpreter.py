@@ -239,6 +239,9 @@ class SympyBackend:
       scalar arithmetic (bounded, and failing exactly where the program would fail on numbers);
       only then is it built exactly in sympy. So `exp(exp(exp(100)))` or `10 ** 10 ** 10` are
       refused before sympy evaluates anything.
+    - An integer argument above `MAX_EXPONENT` in size reaches a special function (an op of
+      transcendental weight) as a float: sympy would otherwise evaluate it exactly or expand by it
+      (`lowergamma(10**5, x)` is a sum of 10⁵ terms).
     - Every result is checked once per new node (memoised): a power whose exponent is a number
       of size above `MAX_EXPONENT` (any spelling: `**`, `torch.pow`, `x.pow`, `torch.float_power`,
       `math.pow`, nested `torch.square`, which sympy folds into one power), an exponential tower
@@ -357,9 +360,24 @@ class SympyBackend:
                     {k: self._float(v) for k, v in kwargs.items()},
                 )
             )
+        if entry.weight >= ops.TRANSCENDENTAL_WEIGHT:
+            args = [self._inexact_if_large(a) for a in args]
+            kwargs = {k: self._inexact_if_large(v) for k, v in kwargs.items()}
         return self._build(lambda: entry.sympy(tuple(args), kwargs))
 
     # -- bounds
+
+    def _inexact_if_large(self, value: Any) -> Any:
+        """An integer above `MAX_EXPONENT` in size as a float, for a special function's argument.
+
+        Sympy evaluates special functions exactly at integers, and some expand term by term first:
+        `lowergamma(n, x)` is a sum of n terms (n = 10⁵: about an hour, before any size bound could
+        look at the result), `gamma(n)` a factorial. A float argument leaves the function
+        unevaluated (symbolic partner) or evaluates it numerically.
+        """
+        if isinstance(value, sp.Integer) and abs(value) > MAX_EXPONENT:
+            return sp.Float(value, 15)
+        return value
 
     def _build(self, make: Callable[[], Any]) -> Any:
         try:

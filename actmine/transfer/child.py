@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..scratch import remove_own_directory
 from .base import DatasetMissing, UnknownBenchmarkError, registered_benchmark
 from .jobs import TransferJob, TransferResult, _failed
 
@@ -196,7 +197,7 @@ def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None =
     TrainingProtocol, JSON lines on the process's original stdout: first ``{"hello": true, "pid",
     "network_isolated", "memory_mb", "cpu_s"}`` (how this process is confined, as the lab's worker
     says in its hello), then, after one request line on stdin (``{"job", "data_dir", "device",
-    "threads"}``), the job's result. Prints of the job go to stderr. The process ends when stdin
+    "threads"}``), the job's result. Prints of the job go to stderr, which the parent reads (`job_process._StderrTail`: never the terminal). The process ends when stdin
     closes (whoever started it is gone: nobody would read the answer).
     """
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -220,6 +221,7 @@ def _job_main(network_isolated: bool = False, limits: Mapping[str, Any] | None =
 
     def watch() -> None:
         sys.stdin.read()
+        remove_own_directory()  # the parent that would have removed it is gone
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()

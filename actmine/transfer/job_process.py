@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..scratch import TRANSFER_PREFIX, ScratchDirectory
 from .jobs import TransferJob, TransferResult, _failed
 
 if TYPE_CHECKING:  # not at run time: the job's own process imports this package, and must not pay for Dask
@@ -62,6 +61,33 @@ _job_main(isolated, limits)
 
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a job's answer is a few KB; more is a misbehaving process
+# The job's stderr (its prints and warnings, a candidate's included) never reaches the terminal: the
+# parent keeps its last bytes and quotes them, escaped, when the process dies without answering.
+STDERR_TAIL_BYTES = 2048
+
+
+class _StderrTail(threading.Thread):
+    """Reads the job process's stderr to its end (so the process never blocks on a full pipe) and
+    keeps the last `STDERR_TAIL_BYTES` bytes."""
+
+    def __init__(self, stream: Any):
+        super().__init__(name="actmine-job-stderr", daemon=True)
+        self.stream, self.tail = stream, b""
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while chunk := os.read(self.stream.fileno(), 1 << 16):
+                self.tail = (self.tail + chunk)[-STDERR_TAIL_BYTES:]
+        except (OSError, ValueError):
+            pass
+
+    def text(self) -> str:
+        """The tail as text a terminal shows as it is (`terminal_text`), after the group is gone."""
+        from ..terminal import terminal_text
+
+        self.join(timeout=2.0)
+        return terminal_text(self.tail.decode("utf-8", "replace").strip())
 
 
 def _end_process_group(process: Any) -> None:
@@ -170,10 +196,11 @@ def _job_environment(home: str, gpu: str | None) -> dict[str, str]:
     return env
 
 
-def _start_job_process(home: str, gpu: str | None, limits: Mapping[str, Any]) -> Any:
+def _start_job_process(home: str, gpu: str | None, limits: Mapping[str, Any], lock_fd: int) -> Any:
     """Start the job's ``python`` process (`_CHILD_BOOTSTRAP`) in ``home``, in a session and
     process group of its own (so that `_end_process_group` can kill all it starts), told the
-    limits it sets on itself (RLIMIT_AS, RLIMIT_CPU); the wall clock stays with the parent."""
+    limits it sets on itself (RLIMIT_AS, RLIMIT_CPU); the wall clock stays with the parent. It
+    inherits ``lock_fd``, the lock of ``home`` (`actmine.scratch`)."""
     import subprocess
 
     child_limits = {"memory_mb": limits.get("memory_mb") or None, "cpu_s": limits.get("cpu_s") or None}
@@ -181,9 +208,11 @@ def _start_job_process(home: str, gpu: str | None, limits: Mapping[str, Any]) ->
         [sys.executable, "-c", _CHILD_BOOTSTRAP, json.dumps(child_limits)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,  # never the terminal: `_StderrTail`
         cwd=home,
         env=_job_environment(home, gpu),
         start_new_session=True,
+        pass_fds=(lock_fd,),
     )
 
 
@@ -206,6 +235,7 @@ def _converse(
                 stream.close()
             except OSError:
                 pass
+        # stderr is closed by its reader's owner, `run_in_subprocess`, once the tail is read
 
 
 def _split_hello(answer: bytes) -> tuple[dict[str, Any], list[str]]:
@@ -278,20 +308,27 @@ def run_in_subprocess(
     threads, gpu = (slot.threads, slot.gpu) if slot is not None else (1, None)
     timeout = limits.get("timeout_s") or None
     described = TransferJob.from_dict(job)
-    home = tempfile.mkdtemp(prefix="actmine-transfer-")
+    scratch = ScratchDirectory(TRANSFER_PREFIX)  # swept by a later run if this process is killed
+    home = scratch.path
     started = time.monotonic()
     try:
-        process = _start_job_process(home, gpu, limits)
+        process = _start_job_process(home, gpu, limits, scratch.lock_fd)
+        stderr = _StderrTail(process.stderr)
         request = {"job": dict(job), "data_dir": data_dir, "device": device, "threads": threads}
         answer, stop = _converse(process, request, started + timeout if timeout else None, cancelled)
+        last_output = stderr.text()
+        process.stderr.close()
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        scratch.remove()
     seconds = time.monotonic() - started
     hello, lines = _split_hello(answer)
     sandbox = _sandbox_report(hello, limits)
     failure = _job_failure(stop, process.returncode, lines, timeout, limits)
     if failure is not None:
-        return json.dumps(_failed(described, *failure, seconds=seconds, sandbox=sandbox).to_dict())
+        code, message = failure
+        if code == "worker_died" and last_output:
+            message += f"; the last of its output: {last_output}"
+        return json.dumps(_failed(described, code, message, seconds=seconds, sandbox=sandbox).to_dict())
     return _with_sandbox(lines[-1], sandbox)
 
 
