@@ -17,6 +17,7 @@ defaults to the embedded values, so an empty file (or none) is the default searc
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .yaml_text import load_yaml
+
+# A value quoted in an error message, cut to a readable size (a config's value can be a huge list).
+_REPR = reprlib.Repr()  # Python 3.11's takes no keywords
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 6, 120, 120
+_shown = _REPR.repr
 
 
 #: Keys renamed since an earlier version: `section.old` -> the new key in the same section. A config
@@ -292,7 +300,7 @@ class Config:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
         return cls.from_dict(data, source=str(path))
@@ -347,7 +355,7 @@ def _flatten(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _build_section(section_type: type, values: Any, where: str, name: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: must be a mapping of keys, got {values!r}")
+        raise ConfigError(f"{where}: must be a mapping of keys, got {_shown(values)}")
     hints = typing.get_type_hints(section_type)
     unknown = sorted(set(values) - set(hints))
     if unknown:
@@ -366,27 +374,27 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         return _convert(value, options[0], key)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be true or false, got {_shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be an integer, got {_shown(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a number, got {_shown(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a string, got {_shown(value)}")
         return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a list, got {_shown(value)}")
         return tuple(_convert(v, args[0], key) for v in value)
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a mapping, got {_shown(value)}")
         return dict(value)
     return value
 
@@ -397,7 +405,7 @@ def _check_values(config: Config) -> None:
     def positive(key: str, value: float | int | None, allow_zero: bool = False) -> None:
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
             raise ConfigError(
-                f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}"
+                f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}, got {_shown(value)}"
             )
 
     s = config.search

@@ -613,6 +613,44 @@ def test_budget_cap_stops_the_search_and_survives_resume(tmp_path, monkeypatch):
     assert sum(c["cost"] for c in calls) <= 0.1
 
 
+def test_an_answer_with_a_lone_surrogate_is_stored_not_fatal(tmp_path, monkeypatch):
+    # JSON may carry "\\ud800", which no UTF-8 encoder accepts (SQLite's included): it aborted the search
+    monkeypatch.setenv("ACTMINE_TEST_KEY", "sk-test")
+    odd = "Better \ud800 idea.\n```python\ndef activation_function(x):\n    return F.gelu(x) * 1.01  # \udfff\n```\n"
+    with ChatServer([odd]) as server:
+        summary = Search(search_config(tmp_path, server.base_url, budget=3), tmp_path / "run", live=False).run()
+    programs, calls = run_records(tmp_path / "run")
+    assert summary["evaluated"] == 3 and {c["outcome"] for c in calls} == {"ok"}
+    llm = [p for p in programs if p.mutator == "llm"]
+    assert llm[0].status == "ok" and "\ufffd" in llm[0].rationale and "\ufffd" in llm[0].original_answer
+    assert "\ud800" not in llm[0].original_answer
+
+
+def test_negative_or_odd_usage_never_refunds_the_budget():
+    answers = [{"content": GOOD}] * 4
+    with ChatServer(answers, prompt_tokens=-10_000_000, completion_tokens=50) as server:
+        m = mutator(server, model={"price_in": 3.0, "price_out": 15.0}, budget_usd=1.0)
+        proposal = m.propose(PARENT, [], random.Random(0))
+    (call,) = proposal.calls
+    assert call.prompt_tokens == 0 and call.cost == pytest.approx(50 * 15.0 / 1e6)
+    assert m.usage()["usd"] == pytest.approx(call.cost) and m.usage()["tokens"] == 50
+
+
+def test_an_unfenced_answer_is_parsed_in_bounded_work(monkeypatch):
+    """Without fences the parser trims prose from both ends of the block; an answer of n odd lines has
+    n² trimmings, each a parse (n = 400: 9.5 s before the bound, 20 KB: many minutes)."""
+    import actmine.evolve.mutators.llm_answers as answers
+
+    parses = []
+    real = answers._parses
+    monkeypatch.setattr(answers, "_parses", lambda code: parses.append(1) or real(code))
+    n = 400
+    hostile = "Here is...\n" + "a = 1 +\n" * n + "def activation_function(x):\n" + "    )\n" * n
+    assert parse_response(hostile).source is None
+    assert 0 < len(parses) <= answers.MAX_UNFENCED_ATTEMPTS
+    assert len(answers.answer_text("x" * (answers.MAX_ANSWER_CHARS + 10))) == answers.MAX_ANSWER_CHARS
+
+
 def test_changing_the_models_on_resume_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTMINE_TEST_KEY", "sk-test")
     config = search_config(tmp_path, "http://127.0.0.1:9/v1", budget=3)

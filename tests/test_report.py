@@ -765,3 +765,64 @@ def test_new_sections_render_in_chromium(tmp_path, results_run):
     dom = chromium(tmp_path, "--dump-dom", path.resolve().as_uri())
     assert console_problems(dom.stderr) == []
     assert "Generalisation gap" in dom.stdout and "not distinguishable" in dom.stdout
+
+
+# ---- a run database edited by hand ------------------------------------------------------------
+
+FIRST = "(SELECT MIN(id) FROM programs)"
+EDITS = {
+    "not JSON": f"UPDATE programs SET family_log_ratios = 'not json' WHERE id = {FIRST}",
+    "JSON too deep": f"UPDATE programs SET probes = '{'[' * 100_000}{']' * 100_000}' WHERE id = {FIRST}",
+    "an integer of 5000 digits": f"UPDATE programs SET probes = '{{\"a\": {'9' * 5000}}}' WHERE id = {FIRST}",
+    "text for a number": f"UPDATE programs SET fitness = 'abc' WHERE id = {FIRST}",
+    "a list of text for ids": f"UPDATE programs SET parent_ids = '[\"x\"]' WHERE id = {FIRST}",
+    "a list for a mapping": f"UPDATE programs SET family_log_ratios = '[1, 2]' WHERE id = {FIRST}",
+    "a time beyond any clock": "UPDATE runs SET created_at = 1e300",
+    "a table dropped": "DROP TABLE validations",
+    "a column dropped": "ALTER TABLE programs DROP COLUMN settled",
+}
+
+
+def edited_copy(run_dir, tmp_path, edit: str):
+    import sqlite3
+
+    copy = tmp_path / "edited"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.html", "*-wal", "*-shm"))
+    with sqlite3.connect(copy / "programs.sqlite") as conn:
+        conn.execute(edit)
+    return copy
+
+
+@pytest.mark.parametrize(
+    "command, edit",
+    [("report", edit) for edit in EDITS]
+    + [("export", edit) for edit in EDITS if edit != "a table dropped"],  # an export reads no validations
+)
+def test_an_edited_database_is_one_line_of_error_not_a_traceback(run_dir, tmp_path, capsys, command, edit):
+    from actmine.cli import main
+
+    edit = EDITS[edit]
+    copy = edited_copy(run_dir, tmp_path, edit)
+    argv = [command, str(copy), "--out", str(tmp_path / ("out.html" if command == "report" else "pack.py"))]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "edited or damaged" in err and "restore it, or start a new --run-dir" in err
+
+
+def test_a_served_run_whose_database_is_edited_says_so_on_its_pages(run_dir, tmp_path):
+    import sqlite3
+
+    from actmine.serve.app import create_app
+
+    copy = edited_copy(run_dir, tmp_path, "SELECT 1")
+    client = create_app([copy]).test_client()
+    assert client.get("/run/0").status_code == 200
+    with sqlite3.connect(copy / "programs.sqlite") as conn:
+        conn.execute(EDITS["not JSON"])
+        conn.execute("UPDATE runs SET status = 'running'")  # the viewer reads again
+    page = client.get("/run/0")
+    assert page.status_code == 500 and page.mimetype == "text/plain"
+    assert "database cannot be read" in page.get_data(as_text=True) and "family_log_ratios" in page.get_data(
+        as_text=True
+    )

@@ -587,3 +587,16 @@ def test_leaderboard_filters_from_the_address(tmp_path, served):
     shown = re.findall(r'<a href="/run/0/program/(\d+)">#\d+</a></td><td>(ok|failed|duplicate)', dom.stdout)
     assert shown == [(str(ids["child"]), "ok")]  # "scaled the sine term"; status ok
     assert 'value="sine"' in dom.stdout
+
+
+def test_a_failure_s_stage_and_code_are_shown_with_control_characters_escaped():
+    """The lineage grid, the leaderboard and the program page show `stage:code` from the database."""
+    from actmine.evolve.database import ProgramRecord
+    from actmine.serve.pages import failure_text
+
+    record = ProgramRecord(
+        run_id=1, proposal_index=0, source="", status="failed", failure_stage="probe\x1b[2J", failure_code="x\u202e\x07"
+    )
+    shown = failure_text(record)
+    assert shown == "probe\\x1b[2J:x\\u202e\\x07"
+    assert failure_text(ProgramRecord(run_id=1, proposal_index=0, source="")) == ""

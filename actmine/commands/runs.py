@@ -60,12 +60,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 @contextmanager
 def _readable_run():
     """A damaged or too-new database (or no scored program) is bad input: one line, exit 2."""
+    import sqlite3
+
     from ..evolve.database import DatabaseError
 
     try:
         yield
     except DatabaseError as exc:
         raise UsageError(str(exc)) from None
+    except sqlite3.Error as exc:  # a table or column missing: the file was edited by hand or damaged
+        raise UsageError(
+            f"the run's database cannot be read ({type(exc).__name__}: {exc}); it was edited or damaged "
+            "(restore it, or start a new --run-dir)"
+        ) from None
 
 
 def _existing_run(run_dir: str) -> str:

@@ -37,6 +37,7 @@ from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
 from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
 from ..version import __version__
+from ..yaml_text import load_yaml
 from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .final_check import HELDOUT, REFERENCES, FinalCheck, write_best_program  # noqa: F401  (re-exported)
@@ -103,7 +104,7 @@ class Search(RecordPrograms):
         run = database.latest_run()
         if run is not None:
             previous = Config.from_dict(
-                yaml.safe_load(snapshot.read_text()) if snapshot.is_file() else run["config"], source=str(snapshot)
+                load_yaml(snapshot.read_text()) if snapshot.is_file() else run["config"], source=str(snapshot)
             )
             conflicts = self.config.resume_conflicts(previous)
             if conflicts:

@@ -40,7 +40,6 @@ version i to i + 1 and runs, with the version bump, in one transaction when the 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -62,6 +61,7 @@ from .database_file import (
 )
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
 from .database_results import ResultTables
+from .database_rows import typed_record
 from .program_records import (
     BLEND_MUTATOR as BLEND_MUTATOR,
     ProgramRecord as ProgramRecord,
@@ -236,17 +236,9 @@ class ProgramDatabase(ResultTables):
         ).fetchall()
         return [self._run(row) for row in rows]
 
-    @staticmethod
-    def _run(row: tuple) -> RunRecord:
-        return RunRecord(
-            id=row[0],
-            created_at=row[1],
-            updated_at=row[2],
-            seed=row[3],
-            config=json.loads(row[4]),
-            versions=json.loads(row[5]),
-            status=row[6],
-        )
+    def _run(self, row: tuple) -> RunRecord:
+        data = dict(zip(("id", "created_at", "updated_at", "seed", "config", "versions", "status"), row))
+        return typed_record(RunRecord, data, ("config", "versions"), self.path, f"run {data['id']}")
 
     # ---- programs ---------------------------------------------------------------------------
 
@@ -329,10 +321,8 @@ class ProgramDatabase(ResultTables):
 
     def _record(self, row: tuple) -> ProgramRecord:
         data = dict(zip(("id",) + _COLUMNS, row))
-        for name in _JSON_FIELDS:
-            data[name] = json.loads(data[name])
-        data["settled"] = bool(data["settled"])
-        return ProgramRecord(**data)
+        data["settled"] = bool(data["settled"]) if isinstance(data["settled"], int) else data["settled"]
+        return typed_record(ProgramRecord, data, _JSON_FIELDS, self.path, f"program {data['id']}")
 
     def _records(self, sql: str, params: Sequence[Any] = ()) -> list[ProgramRecord]:
         return [self._record(row) for row in self._conn.execute(sql, params).fetchall()]

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import sympy  # noqa: F401  (part of this module's namespace before the split; tests patch `tasks.sympy`)
 
+from ..yaml_text import load_yaml
 from .generators import get_generator
 from .task_families import (  # noqa: F401  (re-exported: the task families were defined here)
     FAMILIES,
@@ -268,9 +269,7 @@ def load_suite_file(path: str | Path) -> Suite:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         elif path.suffix == ".toml":
             import tomllib
 

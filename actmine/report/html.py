@@ -38,6 +38,7 @@ import actmine.report.plots as plots
 from ..atomic_files import write_text_atomically
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..run_files import CONFIG_SNAPSHOT, DATABASE, REPORT
+from ..yaml_text import load_yaml
 from .formula import safe_function, simplified_formula, simplified_formulas
 from .html_cells import _e, _img, _num, _table, _td, _with_se
 from .results import final_results as final_results
@@ -200,7 +201,7 @@ def _run_config(run_dir: Path, run: dict[str, Any]) -> tuple[str, Any]:
     config_path = run_dir / CONFIG_SNAPSHOT
     config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
     try:
-        return config_text, yaml.safe_load(config_text)
+        return config_text, load_yaml(config_text)
     except yaml.YAMLError:
         return config_text, run["config"]
 

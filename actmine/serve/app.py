@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 from contextlib import contextmanager
@@ -161,6 +162,15 @@ def create_app(run_dirs: Sequence[str | Path]) -> Flask:
     _add_run_routes(app, viewer)
     _add_program_routes(app, viewer)
     _add_figure_routes(app, viewer)
+
+    @app.errorhandler(DatabaseError)
+    @app.errorhandler(sqlite3.Error)
+    def unreadable(exc: Exception) -> Response:
+        """A run database edited or damaged while served: the page says so in one line (plain text)."""
+        message = exc if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
+        return Response(
+            terminal_text(f"this run's database cannot be read: {message}") + "\n", status=500, mimetype="text/plain"
+        )
 
     @app.after_request
     def headers(response: Response) -> Response:

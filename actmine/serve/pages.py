@@ -157,6 +157,7 @@ def selection_score(record: ProgramRecord) -> float | None:
 
 
 def failure_text(record: ProgramRecord) -> str:
+    """`stage:code` of a failed program, as shown (`text`: the database's words are untrusted)."""
     if record.status != "failed":
         return ""
-    return ":".join(str(part) for part in (record.failure_stage, record.failure_code) if part) or "failed"
+    return text(":".join(str(part) for part in (record.failure_stage, record.failure_code) if part) or "failed")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..yaml_text import load_yaml
 from .base import DatasetMissing, list_benchmarks, registered_benchmark
 from .child import _import_object
 from .summary import REFERENCE
@@ -177,7 +178,7 @@ def parse_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
         if not (eq and dot and benchmark and key):
             raise TransferInputError(f"--option {item!r}: write BENCHMARK.KEY=VALUE, e.g. digits.epochs=5")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = load_yaml(text) if text.strip() else ""
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             reason = getattr(exc, "problem", None) or type(exc).__name__

@@ -55,7 +55,7 @@ from typing import Any, Sequence
 from .base import Failure, LabContext, Mutator, Parent, Proposal, register_mutator
 from .llm_answers import ENTRY as ENTRY
 from .llm_answers import ParsedAnswer as ParsedAnswer
-from .llm_answers import _one_line, parse_response
+from .llm_answers import _one_line, answer_text, parse_response
 from .llm_models import LLMCall, LLMConfigError, ModelChooser, ModelSpec, parse_models
 from .llm_models import ModelStats as ModelStats
 from .llm_prompts import PROMPT_FILES as PROMPT_FILES
@@ -64,6 +64,7 @@ from .llm_prompts import failure_items as failure_items
 from .spend import Spend, prompt_tokens_estimate, tokens_in, worst_case
 
 OPERATORS = ("mutate", "crossover", "simplify")
+MAX_REPORTED_TOKENS = 10_000_000  # per call: more is an endpoint reporting nonsense
 
 
 @register_mutator
@@ -350,9 +351,9 @@ class LLMMutator(Mutator):
                     )
                 else:
                     usage = getattr(response, "usage", None)
-                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else prompt_estimate
-                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
-                    text = response.choices[0].message.content if response.choices else None
+                    prompt_tokens = _token_count(getattr(usage, "prompt_tokens", 0)) if usage else prompt_estimate
+                    completion_tokens = _token_count(getattr(usage, "completion_tokens", 0)) if usage else 0
+                    text = answer_text(response.choices[0].message.content if response.choices else None)
                     if not usage:  # no usage reported: count the answer's length instead
                         completion_tokens = tokens_in(text)
                     call = LLMCall(
@@ -380,6 +381,16 @@ class LLMMutator(Mutator):
                 delay = retry_after if retry_after is not None else self.backoff_s * 2**attempt
                 time.sleep(min(self.max_backoff_s, delay * (1 + 0.25 * rng.random())))
         return None, calls
+
+
+def _token_count(value: Any) -> int:
+    """A token count the endpoint reported, as a count: not a number, negative (which would refund
+    the budget) or absurd → 0 or the cap."""
+    try:
+        count = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(count, 0), MAX_REPORTED_TOKENS)
 
 
 def _retry_after(response: Any) -> float | None:

@@ -9,12 +9,18 @@ too; nothing here runs the model's code.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from dataclasses import dataclass
 
 from ...language.normalise import normalise
 
 ENTRY = "activation_function"
+#: An answer is kept (stored, parsed, shown) up to this many characters: `max_tokens` keeps an
+#: honest answer far below it (1,000 tokens ≈ 4 KB), and the rest of a runaway one is cut.
+MAX_ANSWER_CHARS = 200_000
+#: How many trimmings of an unfenced block `_unfenced_program` tries (each an `ast.parse`).
+MAX_UNFENCED_ATTEMPTS = 400
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|\Z)", re.S | re.I)
 _CODE_START = re.compile(r"^(def |async def |import |from \S+ import |@|[A-Za-z_]\w*\s*(:[^=]+)?=[^=]|#)")
@@ -26,6 +32,16 @@ class ParsedAnswer:
     rationale: str
     error: str | None = None
     changes: tuple[str, ...] = ()  # what the normaliser changed in the chosen code, one line each
+
+
+def answer_text(text: object) -> str | None:
+    """A model's answer as text this program can store and show: a string (None stays None), its
+    lone surrogates (which no UTF-8 encoder accepts: SQLite, a file, a terminal) replaced by U+FFFD,
+    cut to `MAX_ANSWER_CHARS`."""
+    if text is None:
+        return None
+    text = str(text)[:MAX_ANSWER_CHARS]
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _parses(code: str) -> bool:
@@ -56,12 +72,13 @@ def _unfenced_program(text: str) -> str | None:
         not lines[end].strip() or lines[end].startswith((" ", "\t")) or _CODE_START.match(lines[end])
     ):
         end += 1
-    # trim prose picked up at either end until the block parses
-    for lo in range(start, entry + 1):
-        for hi in range(end, entry, -1):
-            code = "\n".join(lines[lo:hi]).strip("\n")
-            if _parses(code) and _defines_entry(code):
-                return code + "\n"
+    # trim prose picked up at either end until the block parses (a bounded number of tries: each is
+    # a parse of the block, and a block of n lines has n² trimmings)
+    trimmings = ((lo, hi) for lo in range(start, entry + 1) for hi in range(end, entry, -1))
+    for lo, hi in itertools.islice(trimmings, MAX_UNFENCED_ATTEMPTS):
+        code = "\n".join(lines[lo:hi]).strip("\n")
+        if _parses(code) and _defines_entry(code):
+            return code + "\n"
     return None
 
 
@@ -92,6 +109,7 @@ def parse_response(text: str | None) -> ParsedAnswer:
     before the program (or after it, when there is none before), as one line. `changes` lists what
     the normaliser changed in the chosen code.
     """
+    text = answer_text(text)
     if not text or not text.strip():
         return ParsedAnswer(None, "", "the answer was empty")
     visible = _THINK.sub("", text)

@@ -129,8 +129,8 @@ class Spend:
             self._in_flight -= 1
             self._reserved_usd = max(0.0, self._reserved_usd - reserved_usd) if self._in_flight else 0.0
             self._reserved_tokens = self._reserved_tokens - reserved_tokens if self._in_flight else 0
-            self.usd += usd
-            self.tokens += tokens
+            self.usd += max(usd, 0.0)  # a call never refunds the budget, whatever its usage said
+            self.tokens += max(tokens, 0)
             self._settled.notify_all()
 
     def add(self, usd: float, tokens: int) -> None:

@@ -1,0 +1,69 @@
+"""YAML text is loaded bounded: billion laughs, recursive aliases and deep nesting are refused before
+anything is built; ordinary anchors keep working."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actmine.config import Config, ConfigError
+from actmine.yaml_text import MAX_DEPTH, MAX_VALUES, YAMLTooLarge, load_yaml
+
+
+def laughs(levels: int, width: int = 9) -> str:
+    """`levels` levels of `width` aliases of the level below: width**levels values in ~100·levels bytes."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * width) + "]"]
+    lines += [f"l{k}: &l{k} [" + ", ".join([f"*l{k - 1}"] * width) + "]" for k in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_is_refused_before_it_is_built():
+    with pytest.raises(YAMLTooLarge, match=f"more than {MAX_VALUES:,} values"):
+        load_yaml(laughs(9))  # 9**10 values: gigabytes when walked
+    assert len(yaml.safe_dump(load_yaml(laughs(3)))) > 0  # 9**4 values: within the bound
+
+
+def test_recursive_aliases_and_deep_nesting_are_refused():
+    with pytest.raises(YAMLTooLarge, match="contains itself"):
+        load_yaml("&a [1, *a]\n")
+    with pytest.raises(YAMLTooLarge, match=f"more than {MAX_DEPTH} levels"):
+        load_yaml("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    with pytest.raises(YAMLTooLarge, match="levels"):
+        load_yaml("[" * 5000 + "]" * 5000)  # past the composer's own recursion
+    assert load_yaml("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        max_leaves=30,
+    )
+)
+def test_ordinary_documents_load_as_safe_load_does(data):
+    text = yaml.safe_dump(data)
+    assert load_yaml(text) == yaml.safe_load(text)
+
+
+def test_anchors_within_the_bound_keep_working():
+    assert load_yaml("base: &m {name: a, max_tokens: 4}\nmodels: [*m, *m]\n") == {
+        "base": {"name": "a", "max_tokens": 4},
+        "models": [{"name": "a", "max_tokens": 4}] * 2,
+    }
+    assert load_yaml("") is None
+
+
+def test_a_config_file_bomb_is_a_short_config_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("levels:\n  " + laughs(8).replace("\n", "\n  ") + "\nsearch:\n  budget: *l8\n")
+    with pytest.raises(ConfigError, match="not valid YAML: the YAML document stands for more than") as info:
+        Config.load(path)
+    assert len(str(info.value)) < 500
+    # a value that is merely large is quoted in the error, cut short
+    path.write_text("search:\n  budget: [" + ", ".join(["1"] * 5000) + "]\n")
+    with pytest.raises(ConfigError, match="must be an integer") as info:
+        Config.load(path)
+    assert len(str(info.value)) < 300
