@@ -19,8 +19,22 @@ def write_text_atomically(path: str | Path, text: str, before_replace: Callable[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    if before_replace is not None:
-        before_replace()
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        if before_replace is not None:
+            before_replace()
+        os.replace(temporary, path)
+    except OSError:  # a full disk, a directory where the file should be: the temporary goes too
+        temporary.unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_cache_file(path: str | Path, text: str) -> bool:
+    """`write_text_atomically` for a cache, which only saves work: a cache directory that is
+    read-only or full is not an error (the entry is computed again next time). Whether it was written."""
+    try:
+        write_text_atomically(path, text)
+        return True
+    except OSError:
+        return False

@@ -43,3 +43,27 @@ def test_any_text_round_trips_as_utf8(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("atomic") / "f.txt"
     write_text_atomically(path, text)
     assert path.read_bytes() == text.encode("utf-8")
+
+
+def test_a_write_that_fails_leaves_no_temporary_and_a_cache_write_is_best_effort(tmp_path):
+    import os
+
+    import pytest
+
+    from actmine.atomic_files import write_cache_file
+
+    taken = tmp_path / "report.html"
+    taken.mkdir()  # a directory where the file should go: the rename fails
+    with pytest.raises(IsADirectoryError):
+        write_text_atomically(taken, "text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    assert not write_cache_file(taken, "text")  # a cache that cannot be written is not an error
+    readonly = tmp_path / "cache"
+    readonly.mkdir()
+    os.chmod(readonly, 0o555)
+    try:
+        if not os.access(readonly, os.W_OK):  # root ignores the mode: nothing to show there
+            assert not write_cache_file(readonly / "entry.json", "{}") and not list(readonly.iterdir())
+    finally:
+        os.chmod(readonly, 0o755)
+    assert write_cache_file(tmp_path / "ok" / "entry.json", "{}")

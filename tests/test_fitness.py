@@ -88,6 +88,14 @@ def test_reference_is_cached_on_disk_and_keyed_by_configuration(small_lab, tmp_p
     assert Lab(small_lab.suite.with_seeds(3), protocol=small_lab.protocol).reference_key() != small_lab.reference_key()
 
 
+def test_a_cache_that_cannot_be_written_only_costs_the_work_again(small_lab, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache directory should be")  # read-only or full: the same OSError
+    lab = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=blocked)
+    torch.testing.assert_close(lab.reference.ood_error.float(), small_lab.reference.ood_error.float())
+    assert blocked.read_text() == "a file where the cache directory should be"
+
+
 def test_cached_reference_is_what_training_gives(small_lab, tmp_path):
     cached = Lab(small_lab.suite, protocol=small_lab.protocol, cache_dir=tmp_path)
     cached.reference  # written

@@ -823,6 +823,26 @@ def test_a_served_run_whose_database_is_edited_says_so_on_its_pages(run_dir, tmp
         conn.execute("UPDATE runs SET status = 'running'")  # the viewer reads again
     page = client.get("/run/0")
     assert page.status_code == 500 and page.mimetype == "text/plain"
-    assert "database cannot be read" in page.get_data(as_text=True) and "family_log_ratios" in page.get_data(
-        as_text=True
-    )
+    assert "edited or damaged" in page.get_data(as_text=True) and "family_log_ratios" in page.get_data(as_text=True)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_leaves_nothing(run_dir, tmp_path, capsys):
+    from actmine.cli import main
+
+    for command, name in (("report", "taken.html"), ("export", "taken.py")):
+        (tmp_path / name).mkdir()  # a directory where the output should go
+        assert main([command, str(run_dir), "--out", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot write" in err and "give another --out" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.html", "taken.py"]
+
+
+def test_a_database_the_machine_cannot_read_now_is_not_called_damaged():
+    import sqlite3
+
+    from actmine.evolve.database_file import read_failure_message
+
+    assert "check the disk" in read_failure_message(sqlite3.OperationalError("disk I/O error"))
+    assert "edited or damaged" not in read_failure_message(sqlite3.OperationalError("database or disk is full"))
+    assert "edited or damaged" in read_failure_message(sqlite3.OperationalError("no such table: validations"))
+    assert "edited or damaged" in read_failure_message(sqlite3.DatabaseError("database disk image is malformed"))

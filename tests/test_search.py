@@ -167,3 +167,24 @@ def test_seed_override_applies_to_the_search_suite_only():
     config = Config().with_overrides({"lab.training_seeds": 6})
     assert config.build_lab().suite.seeds == tuple(range(6))
     assert config.build_lab("lab-heldout").suite.seeds == (100, 101, 102)
+
+
+def test_a_search_the_disk_stops_says_so_in_one_line_and_resumes(tmp_path):
+    """A file-size limit stands in for a full disk: SQLite cannot grow the database mid-run."""
+    config = write_tiny_config(tmp_path, search={"budget": 8})
+    run_dir = tmp_path / "run"
+    limited = subprocess.run(
+        ["bash", "-c", f'ulimit -f 200; exec "{Path(sys.executable).with_name("actmine")}" "$@"', "actmine"]
+        + ["search", "--config", str(config), "--run-dir", str(run_dir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert limited.returncode == 1, limited.stderr
+    assert limited.stderr.count("\n") == 1 and "Traceback" not in limited.stderr
+    assert "the search stopped" in limited.stderr and "run the same command again to resume" in limited.stderr
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    resumed = run_cli(config, run_dir)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert len(programs(run_dir)) == 8

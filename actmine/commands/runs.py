@@ -59,19 +59,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _readable_run():
-    """A damaged or too-new database (or no scored program) is bad input: one line, exit 2."""
+    """A damaged or too-new database (or no scored program), a database the disk cannot read now,
+    or an output that cannot be written: one line, exit 2."""
     import sqlite3
 
     from ..evolve.database import DatabaseError
+    from ..evolve.database_file import read_failure_message
 
     try:
         yield
     except DatabaseError as exc:
         raise UsageError(str(exc)) from None
-    except sqlite3.Error as exc:  # a table or column missing: the file was edited by hand or damaged
+    except sqlite3.Error as exc:  # a table or column missing (edited, damaged), or a full disk
+        raise UsageError(read_failure_message(exc)) from None
+    except OSError as exc:  # the output: a directory in its place, a full disk, no permission
         raise UsageError(
-            f"the run's database cannot be read ({type(exc).__name__}: {exc}); it was edited or damaged "
-            "(restore it, or start a new --run-dir)"
+            f"cannot write {exc.filename or 'the output'} ({exc.strerror or exc}); give another --out"
         ) from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 
 from ..lab.tasks import SuiteError
@@ -40,8 +41,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     except (ConfigError, ValueError, SuiteError, DatabaseError, RunDirError) as exc:
         raise UsageError(str(exc)) from None
+    except (OSError, sqlite3.OperationalError) as exc:  # the machine, not the input: a full disk, an I/O error
+        print(f"actmine: error: {terminal_text(_stopped_by_machine(exc, args.run_dir), False)}", file=sys.stderr)
+        return 1
     print_search_summary(summary, args.run_dir)
     return 0
+
+
+def _stopped_by_machine(exc: Exception, run_dir: str) -> str:
+    """One line for a search the machine stopped: what failed, and that the run resumes."""
+    what = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) and exc.strerror else f"{exc}"
+    return (
+        f"the search stopped: {what}. Every evaluation committed before is kept: fix the cause (free "
+        f"disk space, permissions) and run the same command again to resume {run_dir}"
+    )
 
 
 def cmd_llm_check(args: argparse.Namespace) -> int:

@@ -45,6 +45,20 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
 
 
+def read_failure_message(exc: sqlite3.Error) -> str:
+    """What to tell a user when reading a run's database failed mid-way: the file edited or damaged
+    (a table or column missing, a malformed page), or the machine (a full disk, an I/O error, a
+    lock) -- which must not read as "throw the run away"."""
+    text = f"{type(exc).__name__}: {exc}"
+    damaged = isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc)
+    if damaged or str(exc).startswith(("no such table", "no such column")):
+        return f"the run's database cannot be read ({text}); it was edited or damaged (restore it, or start a new --run-dir)"
+    return (
+        f"the run's database cannot be read now ({text}); the file may be fine: check the disk (free "
+        "space, permissions, errors) and try again"
+    )
+
+
 def _not_writable(path: Path, what: str) -> DatabaseError:
     return DatabaseError(
         f"{what} {path} is not writable ({unwritable_reason(path)}); nothing was changed. Give a "

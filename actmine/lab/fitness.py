@@ -27,7 +27,7 @@ from typing import Any, Callable, Collection
 
 import torch
 
-from ..atomic_files import write_text_atomically
+from ..atomic_files import write_cache_file
 from .ensemble import TrainingProtocol, TrainResult, Workload, build_workload, train_ensemble
 from ..candidate.probes import MESSAGE_LIMIT, ProbeBudget, cap_message
 from .tasks import Suite, get_suite
@@ -315,7 +315,7 @@ class Lab:
         result = train_ensemble(torch.relu, self.workload)
         if result.non_finite:
             raise RuntimeError(f"ReLU diverged on {self._describe(result.non_finite)}: the protocol is unstable")
-        write_text_atomically(
+        write_cache_file(  # a read-only or full cache: computed again next time
             path,
             json.dumps(
                 {

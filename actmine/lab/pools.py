@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic_files import write_text_atomically
+from ..atomic_files import write_cache_file
 from .ensemble import TrainingProtocol, TrainResult, build_workload, train_ensemble
 from .fitness import Lab, _lab_code_hash, default_cache_dir
 from .generators import GeneratorError, TaskGenerator, get_generator
@@ -247,7 +247,7 @@ class Pool:
                 entry["id_error"] = {a: list(v) for a, v in draw.reference.id_error.items()}
                 entry["ood_error"] = {a: list(v) for a, v in draw.reference.ood_error.items()}
             entries[str(draw.index)] = entry
-        write_text_atomically(
+        write_cache_file(  # a read-only or full cache: computed again next time
             self.cache_path,
             json.dumps(
                 {

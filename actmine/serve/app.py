@@ -33,6 +33,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.serving import make_server as werkzeug_server
 
 from ..evolve.database import DatabaseError
+from ..evolve.database_file import read_failure_message
 from ..report import plots
 from ..terminal import terminal_text
 from .lineage_grid import grid_blocks, lineage_blocks
@@ -167,10 +168,8 @@ def create_app(run_dirs: Sequence[str | Path]) -> Flask:
     @app.errorhandler(sqlite3.Error)
     def unreadable(exc: Exception) -> Response:
         """A run database edited or damaged while served: the page says so in one line (plain text)."""
-        message = exc if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
-        return Response(
-            terminal_text(f"this run's database cannot be read: {message}") + "\n", status=500, mimetype="text/plain"
-        )
+        message = str(exc) if isinstance(exc, DatabaseError) else read_failure_message(exc)
+        return Response(terminal_text(message) + "\n", status=500, mimetype="text/plain")
 
     @app.after_request
     def headers(response: Response) -> Response:
