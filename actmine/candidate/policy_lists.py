@@ -11,6 +11,7 @@ import builtins
 import sys
 
 from actmine.language import ops as _language
+from actmine.terminal import terminal_text
 
 ENTRY_POINT = "activation_function"
 DEFAULT_MAX_SOURCE_CHARS = 20_000
@@ -175,8 +176,6 @@ def _escaped_print(
     character written as a visible escape (`terminal_text`), so a program loaded in a user's own
     process (a pack, `best_activation.py`) cannot send escape sequences to the terminal. Only
     stdout: a candidate holds no file objects, and `file=` is refused."""
-    from actmine.terminal import terminal_text
-
     if file is not None:
         raise TypeError("a candidate's print writes to stdout only (file= is not supported)")
     text = (" " if sep is None else str(sep)).join(map(str, values)) + ("\n" if end is None else str(end))

@@ -40,8 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Collection
 
 from ..lab.fitness import Evaluation, Lab
-from ..scratch import ScratchDirectory
-from .worker import DIRECTORY_PREFIX
+from ..scratch import WORKER_PREFIX, ScratchDirectory
 
 # Environment variables a worker may inherit: locale, and the numeric libraries' settings (on some
 # processors OPENBLAS_CORETYPE is needed for correct results). Everything else — API keys above
@@ -127,7 +126,7 @@ class _Worker:
 
     def __init__(self, limits: SandboxLimits):
         self.limits = limits
-        self.scratch = ScratchDirectory(DIRECTORY_PREFIX)  # swept by a later pool if we are killed
+        self.scratch = ScratchDirectory(WORKER_PREFIX)  # swept by a later pool if we are killed
         self.directory = self.scratch.path
         try:
             self.process = subprocess.Popen(

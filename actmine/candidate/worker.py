@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 
-from actmine.scratch import WORKER_PREFIX as DIRECTORY_PREFIX  # noqa: F401  (the pool's name for it)
 from actmine.scratch import remove_own_directory
 
 CLONE_NEWUSER = 0x10000000
