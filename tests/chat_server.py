@@ -7,6 +7,9 @@ next script entry (the last one repeats once the script is used up):
     {"content": "...", "delay": 0.5}        answer after a delay (a slow model)
     {"status": 429, "retry_after": 0}       an error status (rate limit, 500, 401, ...)
     {"content": "...", "usage": False}      an answer without a usage block
+    {"content": "...", "drip": 0.1}         the answer's bytes one at a time, that many seconds apart
+    {"drip_headers": 0.1}                   a status line, then header bytes that never end
+    {"raw": b"...", "status": 200, "headers": {...}}   exactly these bytes (an HTML page, gzip, a redirect)
 
 Every request is kept (`requests`: path, headers, JSON body) for the tests to inspect.
 """
@@ -68,6 +71,26 @@ class ChatServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send_bytes(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _drip(self, data: bytes, pause_s: float, head_bytes: int = 0) -> None:
+                """`data` (a whole response) with `pause_s` between its bytes after the first `head_bytes`."""
+                try:
+                    self.wfile.write(data[:head_bytes])
+                    for i in range(head_bytes, len(data)):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(pause_s)
+                except OSError:  # the client gave up: that is the point
+                    pass
+                self.close_connection = True
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -83,6 +106,12 @@ class ChatServer:
                     entry = {"content": entry}
                 if entry.get("delay"):
                     time.sleep(entry["delay"])
+                if "raw" in entry:
+                    self._send_bytes(entry.get("status", 200), entry["raw"], entry.get("headers", {}))
+                    return
+                if "drip_headers" in entry:
+                    self._drip(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 10**6, entry["drip_headers"])
+                    return
                 status = entry.get("status", 200)
                 if status != 200:
                     headers = {"retry-after": str(entry["retry_after"])} if "retry_after" in entry else {}
@@ -119,6 +148,11 @@ class ChatServer:
                         "completion_tokens": server.completion_tokens,
                         "total_tokens": server.prompt_tokens + server.completion_tokens,
                     }
+                if entry.get("drip"):
+                    data = json.dumps(answer).encode()
+                    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                    self._drip(head.encode() + data, entry["drip"], head_bytes=len(head))
+                    return
                 self._send(200, answer)
 
         return Handler

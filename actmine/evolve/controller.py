@@ -148,6 +148,7 @@ class Search(RecordPrograms):
                     pass
         finally:
             signal.signal(signal.SIGINT, previous_handler)
+            mutator.stop()
             for future in list(loop.in_flight) + list(loop.proposing):
                 future.cancel()
             if loop.proposer is not None:
@@ -200,6 +201,8 @@ class Search(RecordPrograms):
         if self.stop_reason is None:
             self.stop_reason = loop.mutator.exhausted()
         halted = self._stop or time.monotonic() > loop.deadline  # nothing new starts, rounds included
+        if halted:
+            loop.mutator.stop()  # proposals waiting on a model give up instead of holding the stop
         stopping = self._fill_slots(database, run_id, loop, halted)
         if not loop.in_flight and not loop.proposing:
             return not (stopping and not loop.ready and (halted or not self._rounds))
@@ -494,7 +497,7 @@ class Search(RecordPrograms):
         """Cheap checks here (text and ast only). True when the proposal was settled without a worker."""
         failure = pending.proposal.failure
         if failure is not None:
-            if failure.get("code") == "budget":  # no call was made: nothing to record but earlier attempts
+            if failure.get("code") in ("budget", "stopped"):  # no program: nothing to record but its calls
                 self._record_calls(database, run_id, None, pending.proposal)
                 return True
             evaluation = Evaluation(activation=f"p{pending.index}", ok=False)

@@ -92,6 +92,11 @@ class Mutator:
         """Why no more proposals can be made (a spent budget), or None."""
         return None
 
+    def stop(self) -> None:
+        """The search is stopping (Ctrl-C, its time limit): proposals being made may give up now and
+        come back with failure code `stopped`, which the controller does not record (a resume
+        proposes them again)."""
+
     def usage(self) -> dict:
         """Spend, for the live view and the run summary ({} when there is none)."""
         return {}

@@ -296,7 +296,7 @@ FIXES: dict[str, Fix] = {
 #: executor failed, the budget ran out, a worker was killed from outside twice): not shown in
 #: prompts, since the model can learn nothing from them.
 NOT_THE_ANSWER = frozenset(
-    {"llm_unavailable", "mutator_error", "budget", "executor_error", "worker_lost", "worker_start_timeout"}
+    {"llm_unavailable", "mutator_error", "budget", "stopped", "executor_error", "worker_lost", "worker_start_timeout"}
 )
 
 

@@ -142,6 +142,7 @@ class LLMMutator(Mutator):
         self._failures_lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._client_lock = threading.Lock()
+        self._stopping = threading.Event()  # set by `stop`: calls in flight end, no new attempt starts
         for spec in self.models:  # fail at start, not mid-run, when a key is missing
             self._api_key(spec)
 
@@ -190,6 +191,12 @@ class LLMMutator(Mutator):
             return "every LLM was disabled: " + "; ".join(f"{k}: {v}" for k, v in self.chooser.disabled.items())
         return None
 
+    def stop(self) -> None:
+        """The search is stopping: calls in flight end within `llm_http.POLL_S`, retries and backoffs
+        are dropped, and the proposals come back with failure code `stopped` (not recorded as
+        programs: a resume proposes them again)."""
+        self._stopping.set()
+
     def usage(self) -> dict[str, Any]:
         with self.chooser._lock:
             per_model = {
@@ -236,6 +243,15 @@ class LLMMutator(Mutator):
             )
         text, calls = self._complete(spec, messages, rng)
         tag = f"[{operator}] "
+        if text is None and self._stopping.is_set():
+            return Proposal(
+                "",
+                "the search stopped before the model answered",
+                self.name,
+                spec.key,
+                calls=tuple(calls),
+                failure={"code": "stopped", "message": "the search stopped before the model answered"},
+            )
         if text is None:
             last = calls[-1] if calls else None
             if last is not None and last.outcome == "budget":
@@ -295,9 +311,17 @@ class LLMMutator(Mutator):
             if client is None:
                 from openai import OpenAI
 
-                # The client's own retries are off: every attempt is made (and recorded) here.
+                from .llm_http import limited_client
+
+                # The client's own retries are off: every attempt is made (and recorded) here. Its
+                # HTTP client holds each call to `timeout_s` overall, refuses compressed or huge
+                # answers and follows no redirect (see llm_http).
                 client = OpenAI(
-                    api_key=self._api_key(spec), base_url=spec.base_url, timeout=self.timeout_s, max_retries=0
+                    api_key=self._api_key(spec),
+                    base_url=spec.base_url,
+                    timeout=self.timeout_s,
+                    max_retries=0,
+                    http_client=limited_client(self.timeout_s),
                 )
                 self._clients[spec.key] = client
             return client
@@ -305,73 +329,29 @@ class LLMMutator(Mutator):
     def _complete(
         self, spec: ModelSpec, messages: list[dict[str, str]], rng: random.Random
     ) -> tuple[str | None, list[LLMCall]]:
-        """The answer's text (None when every attempt failed) and one `LLMCall` per attempt."""
-        import openai
-
+        """The answer's text (None when every attempt failed, or the search is stopping) and one
+        `LLMCall` per attempt."""
         prompt_estimate = prompt_tokens_estimate(messages)
         # the worst case (prompt + a full max_tokens completion): concurrent calls cannot overshoot the cap
         reserve = worst_case(prompt_estimate, spec.max_tokens, spec.price_in, spec.price_out)
         calls: list[LLMCall] = []
-        kwargs: dict[str, Any] = {spec.token_parameter: spec.max_tokens}
-        if spec.temperature is not None:
-            kwargs["temperature"] = spec.temperature
         for attempt in range(self.max_retries + 1):
+            if self._stopping.is_set():
+                return None, calls
             if not self.spend.reserve(reserve.usd, reserve.tokens):
                 calls.append(LLMCall(spec.key, outcome="budget", error=self.spend.exhausted))
                 return None, calls
-            started = time.monotonic()
-            retry_after = None
             spent_usd, spent_tokens = 0.0, 0
             try:  # the reservation is settled whatever happens: waiting calls depend on it
-                try:
-                    response = self._client(spec).chat.completions.create(model=spec.name, messages=messages, **kwargs)
-                except openai.APIStatusError as exc:
-                    status = exc.status_code
-                    outcome = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
-                    call = LLMCall(
-                        spec.key,
-                        latency_s=time.monotonic() - started,
-                        outcome=outcome,
-                        error=f"HTTP {status}: {_one_line(str(exc.message), 200)}",
-                    )
-                    retry_after = _retry_after(exc.response)
-                except openai.APITimeoutError:
-                    call = LLMCall(
-                        spec.key,
-                        latency_s=time.monotonic() - started,
-                        outcome="timeout",
-                        error=f"no answer within {self.timeout_s:g} s",
-                    )
-                except openai.APIConnectionError as exc:
-                    call = LLMCall(
-                        spec.key,
-                        latency_s=time.monotonic() - started,
-                        outcome="connection_error",
-                        error=_one_line(f"{exc}: {exc.__cause__ or ''}", 200),
-                    )
-                else:
-                    usage = getattr(response, "usage", None)
-                    prompt_tokens = _token_count(getattr(usage, "prompt_tokens", 0)) if usage else prompt_estimate
-                    completion_tokens = _token_count(getattr(usage, "completion_tokens", 0)) if usage else 0
-                    text = answer_text(response.choices[0].message.content if response.choices else None)
-                    if not usage:  # no usage reported: count the answer's length instead
-                        completion_tokens = tokens_in(text)
-                    call = LLMCall(
-                        spec.key,
-                        prompt_tokens,
-                        completion_tokens,
-                        time.monotonic() - started,
-                        spec.cost(prompt_tokens, completion_tokens),
-                        "ok" if parse_response(text).source else "no_code",
-                    )
-                    spent_usd, spent_tokens = call.cost, prompt_tokens + completion_tokens
-                    self.chooser.record_call(call)
-                    calls.append(call)
-                    return text or "", calls
+                call, text, retry_after = self._attempt(spec, messages, prompt_estimate)
+                if text is not None:
+                    spent_usd, spent_tokens = call.cost, call.prompt_tokens + call.completion_tokens
             finally:
                 self.spend.settle(reserve.usd, reserve.tokens, spent_usd, spent_tokens)
             self.chooser.record_call(call)
             calls.append(call)
+            if text is not None:
+                return text, calls
             if call.outcome == "client_error":
                 if call.error and call.error.startswith(("HTTP 401", "HTTP 403", "HTTP 404")):
                     # a wrong key, model name or URL will not fix itself: stop using this model
@@ -379,8 +359,74 @@ class LLMMutator(Mutator):
                 return None, calls
             if attempt < self.max_retries:
                 delay = retry_after if retry_after is not None else self.backoff_s * 2**attempt
-                time.sleep(min(self.max_backoff_s, delay * (1 + 0.25 * rng.random())))
+                self._stopping.wait(min(self.max_backoff_s, delay * (1 + 0.25 * rng.random())))
         return None, calls
+
+    def _attempt(
+        self, spec: ModelSpec, messages: list[dict[str, str]], prompt_estimate: int
+    ) -> tuple[LLMCall, str | None, float | None]:
+        """One HTTP call: its record, the answer's text (None when it failed) and the Retry-After."""
+        import openai
+
+        from .llm_http import call_limits
+
+        kwargs: dict[str, Any] = {spec.token_parameter: spec.max_tokens}
+        if spec.temperature is not None:
+            kwargs["temperature"] = spec.temperature
+        started = time.monotonic()
+
+        def failed(outcome: str, error: str, retry_after: float | None = None):
+            return (
+                LLMCall(spec.key, latency_s=time.monotonic() - started, outcome=outcome, error=error),
+                None,
+                retry_after,
+            )
+
+        try:
+            with call_limits(self.timeout_s, self._stopping):
+                response = self._client(spec).chat.completions.create(model=spec.name, messages=messages, **kwargs)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            outcome = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
+            return failed(outcome, f"HTTP {status}: {_status_message(exc)}", _retry_after(exc.response))
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            if self._stopping.is_set():
+                return failed("cancelled", "the search stopped")
+            if isinstance(exc, openai.APITimeoutError):
+                return failed("timeout", f"no answer within {self.timeout_s:g} s")
+            return failed("connection_error", _one_line(f"{exc}: {exc.__cause__ or ''}", 200))
+        except (openai.APIResponseValidationError, ValueError) as exc:  # a body that is not JSON
+            return failed("server_error", _one_line(f"HTTP 200 without a chat completion: {exc}", 200))
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list):  # an HTML page, plain text, `{}`: no chat completion at all
+            shown = response if isinstance(response, str) else type(response).__name__
+            return failed("server_error", _one_line(f"HTTP 200 without a chat completion: {shown!r}", 200))
+        usage = getattr(response, "usage", None)
+        prompt_tokens = _token_count(getattr(usage, "prompt_tokens", 0)) if usage else prompt_estimate
+        completion_tokens = _token_count(getattr(usage, "completion_tokens", 0)) if usage else 0
+        message = getattr(choices[0], "message", None) if choices else None
+        text = answer_text(getattr(message, "content", None))
+        if not usage:  # no usage reported: count the answer's length instead
+            completion_tokens = tokens_in(text)
+        call = LLMCall(
+            spec.key,
+            prompt_tokens,
+            completion_tokens,
+            time.monotonic() - started,
+            spec.cost(prompt_tokens, completion_tokens),
+            "ok" if parse_response(text).source else "no_code",
+        )
+        return call, text or "", None
+
+
+def _status_message(exc: Any) -> str:
+    """An error status's message, one line; a redirect says where to (followed it is not: the
+    endpoint's configured address is the one the key is sent to)."""
+    message = _one_line(str(exc.message), 200)
+    location = exc.response.headers.get("location") if 300 <= exc.status_code < 400 else None
+    if location:
+        message += f" (the endpoint redirects to {_one_line(location, 200)}: set base_url to that if you trust it)"
+    return message
 
 
 def _token_count(value: Any) -> int:

@@ -356,6 +356,11 @@ def diagnose(call: LLMCall | None, spec: ModelSpec, index: int, timeout_s: float
         )
     if outcome == "server_error":
         return "server_error", f"{endpoint} failed ({error}); try again later"
+    if status_code is not None and 300 <= status_code < 400:
+        return "client_error", (
+            f"{endpoint} redirects elsewhere ({error}); actmine sends the key only to the address "
+            f"configured: set {where}.base_url to the new one if you trust it"
+        )
     if outcome == "client_error":
         return "client_error", (
             f"{endpoint} refused the request ({error}); check {where}'s temperature (null omits "

@@ -129,7 +129,7 @@ def parse_models(models: Any) -> tuple[ModelSpec, ...]:
 
 
 # Outcomes recorded per call: ok, no_code, rate_limited, server_error, timeout, connection_error,
-# client_error (and "budget" for a call not made, which is never recorded).
+# client_error, cancelled (the search stopped during the call; "budget" is a call not made, never recorded).
 @dataclass(frozen=True)
 class LLMCall:
     """One HTTP attempt, as recorded in the run's `llm_calls` table."""
