@@ -5,6 +5,7 @@ loopback interface only and that its workers start with the allocator settings.
 """
 
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
@@ -253,9 +254,9 @@ def started_processes(me: psutil.Process, before: set[int]) -> list[psutil.Proce
 
 
 def kill_busy_dask_worker(
-    executor: DaskExecutor, spare: set[int] = frozenset(), timeout_s: float = 120
+    executor: DaskExecutor, spare: set[int] = frozenset(), timeout_s: float = 120, sig: int = signal.SIGKILL
 ) -> tuple[int, int]:
-    """SIGKILL the Dask worker (not one of `spare`) whose sandbox is evaluating: (worker pid, sandbox pid)."""
+    """Send `sig` to the Dask worker (not one of `spare`) whose sandbox is evaluating: (worker pid, sandbox pid)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         # (the scheduler's worker identities carry no pid in this Dask version: ask the workers)
@@ -263,10 +264,28 @@ def kill_busy_dask_worker(
         busy = executor.client.run(worker_busy_sandboxes, on_error="ignore")
         for address, sandboxes in busy.items():
             if sandboxes and pids.get(address) not in spare:
-                os.kill(pids[address], signal.SIGKILL)
+                os.kill(pids[address], sig)
                 return pids[address], next(iter(sandboxes))
         time.sleep(0.02)
     raise AssertionError("no Dask worker's sandbox became busy")
+
+
+def test_a_dask_worker_that_stops_answering_is_declared_lost_and_its_candidate_runs_elsewhere(lab, monkeypatch):
+    """SIGSTOP: the worker neither dies nor answers (a hung or swapped-out machine). Its heartbeats
+    stop, the scheduler drops it after WORKER_TTL_S, and the candidate's one retry runs elsewhere
+    (Dask's default is five minutes of waiting)."""
+    from actmine.executors import dask_setup
+
+    monkeypatch.setattr(dask_setup, "WORKER_TTL_S", 5)
+    with DaskExecutor(workers=2, limits=LOSS_LIMITS) as executor:
+        future = executor.submit(SLOW_GOOD, lab, "slow")
+        stopped, _ = kill_busy_dask_worker(executor, sig=signal.SIGSTOP)
+        try:
+            evaluation = future.result(timeout=90)
+            assert evaluation.ok, evaluation.error
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the nanny restarts the worker it lost
+                os.kill(stopped, signal.SIGKILL)
 
 
 def test_a_dask_worker_killed_mid_evaluation_costs_at_most_its_candidate(lab, in_process):

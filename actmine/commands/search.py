@@ -50,10 +50,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _stopped_by_machine(exc: Exception, run_dir: str) -> str:
     """One line for a search the machine stopped: what failed, and that the run resumes."""
+    from ..executors.base import ExecutorLost
+
     what = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) and exc.strerror else f"{exc}"
+    hint = "" if isinstance(exc, ExecutorLost) else " (free disk space, permissions)"
     return (
-        f"the search stopped: {what}. Every evaluation committed before is kept: fix the cause (free "
-        f"disk space, permissions) and run the same command again to resume {run_dir}"
+        f"the search stopped: {what}. Every evaluation committed before is kept: fix the cause{hint} "
+        f"and run the same command again to resume {run_dir}"
     )
 
 

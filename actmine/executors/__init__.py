@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from ..plugins import import_modules
 from ..candidate.sandbox import SandboxLimits
-from .base import EXECUTORS, Executor, failed_evaluation, register_executor
+from .base import EXECUTORS, Executor, ExecutorLost, failed_evaluation, register_executor
 from .dask_setup import ClusterUnavailable
 from .job_pool import DaskJobPool, JobPool, LocalJobPool, Slot, visible_gpus
 from .dask_cluster import DaskExecutor
@@ -68,6 +68,7 @@ __all__ = [
     "DaskExecutor",
     "DaskJobPool",
     "Executor",
+    "ExecutorLost",
     "JobPool",
     "LocalExecutor",
     "LocalJobPool",

@@ -36,13 +36,22 @@ class Executor(TypingProtocol):
     def submit(
         self, source: str, lab: Lab, name: str = "candidate", skip_fingerprints: Collection[str] = ()
     ) -> concurrent.futures.Future:
-        """Evaluate `source` on `lab`; the Future's result is an `Evaluation` (never an exception).
+        """Evaluate `source` on `lab`; the Future's result is an `Evaluation`: a failed one for
+        anything the candidate or a worker did. Only the loss of the executor itself (`ExecutorLost`:
+        a cluster's scheduler gone) is raised, here or by the Future, since no evaluation can go on.
 
         `skip_fingerprints`: functions already evaluated (a duplicate stops after the probes).
         """
 
     def close(self) -> None:
         """Stop everything this executor started; idempotent."""
+
+
+class ExecutorLost(ConnectionError):
+    """The executor itself is gone (a Dask scheduler died or cannot be reached): evaluations in
+    flight have no result and none can start. The search stops without recording them (a resume
+    evaluates them again); being a `ConnectionError`, the CLI reports it in one line as a fault
+    of the machine, not of the input."""
 
 
 def failed_evaluation(lab: Lab, name: str, code: str, message: str, stage: str = "sandbox") -> Evaluation:

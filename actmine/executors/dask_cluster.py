@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from typing import Collection
 
 from ..candidate.sandbox import LOSS_RETRIES, SandboxLimits
 from ..lab.fitness import Evaluation, Lab
-from .base import failed_evaluation, register_executor
+from .base import ExecutorLost, failed_evaluation, register_executor
 from .dask_setup import close_quietly, connect, local_cluster
 from .job_pool import DaskJobPool
 from .dask_worker import (
@@ -29,6 +30,18 @@ from .dask_worker import (
 )
 
 log = logging.getLogger("actmine.executors")
+CAPACITY_TIMEOUT_S = 10.0  # asking the scheduler for its workers' threads
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _Submission:
@@ -47,6 +60,12 @@ class _Submission:
             self.result.set_result(evaluation)
         except concurrent.futures.InvalidStateError:
             pass  # the caller cancelled it, or close() failed it first
+
+    def fail(self, error: Exception) -> None:
+        try:
+            self.result.set_exception(error)
+        except concurrent.futures.InvalidStateError:
+            pass
 
 
 @register_executor
@@ -103,12 +122,14 @@ class DaskExecutor:
         self._capacity = self._count_threads()
 
     def _count_threads(self) -> int:
-        return int(sum(self.client.nthreads().values()))
+        # bounded: a scheduler that just died is only noticed by the client's reconnection, 120 s later
+        return int(sum(self.client.nthreads(callback_timeout=CAPACITY_TIMEOUT_S).values()))
 
     @property
     def capacity(self) -> int:
-        """Total threads of the cluster's workers (asked of the scheduler; last value once closed)."""
-        if not self._closed:
+        """Total threads of the cluster's workers (asked of the scheduler; the last value once
+        closed or while the scheduler is lost, which `submit` reports)."""
+        if not self._closed and not self._scheduler_lost():
             try:
                 self._capacity = self._count_threads()
             except Exception:  # the scheduler went away: keep the last known value
@@ -141,6 +162,7 @@ class DaskExecutor:
     ) -> concurrent.futures.Future:
         if self._closed:
             raise RuntimeError("the executor is closed")
+        self._check_scheduler()
         spec, reference = self._lab_payload(lab)
         submission = _Submission(
             (source, name, spec, reference, asdict(self.limits), sorted(skip_fingerprints)),
@@ -183,6 +205,10 @@ class DaskExecutor:
                 self._pending.pop(key, None)
             if submission.result.done():  # cancelled by the caller, or failed by close()
                 return
+            if task.status == "cancelled" and self._scheduler_lost():
+                # Dask cancels every task when the client loses its scheduler: not the candidate's doing
+                submission.fail(ExecutorLost(self._lost_message(f"while evaluating {submission.name}")))
+                return
             try:
                 exc = task.exception(timeout=60) if task.status == "error" else None
             except Exception:  # the client went away meanwhile: _collect says so
@@ -196,6 +222,21 @@ class DaskExecutor:
             submission.settle(self._collect(task, submission.lab, submission.name, submission.losses))
 
         task.add_done_callback(finished)
+
+    def _scheduler_lost(self) -> bool:
+        # the client says "connecting" (reconnecting, up to its timeout) or "closed" once it lost the scheduler
+        return not self._closed and self.client.status not in ("running", "newly-created")
+
+    def _check_scheduler(self) -> None:
+        if self._scheduler_lost():
+            raise ExecutorLost(self._lost_message("before a new evaluation could start"))
+
+    def _lost_message(self, when: str) -> str:
+        where = self.client.scheduler.address if self.client.scheduler is not None else "its address"
+        return (
+            f"the connection to the Dask scheduler at {where} was lost {when}; the evaluations in flight "
+            "are not recorded. Restart the scheduler (or check the network to it)"
+        )
 
     @staticmethod
     def _collect(task, lab: Lab, name: str, losses: list[str] = ()) -> Evaluation:
@@ -248,7 +289,12 @@ class DaskExecutor:
                     "the executor was closed before the evaluation finished",
                 )
             )
-        close_quietly(self.client, self.cluster)
+        if self.client is not None and self.client.status not in ("running", "newly-created"):
+            # its reconnection loop, cancelled by the close, logs a traceback: the caller says it in one line
+            with _quiet("distributed.client"):
+                close_quietly(self.client, self.cluster)
+        else:
+            close_quietly(self.client, self.cluster)
 
     def __enter__(self) -> "DaskExecutor":
         return self

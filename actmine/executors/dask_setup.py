@@ -8,6 +8,9 @@ import os
 from collections.abc import Mapping
 
 
+WORKER_TTL_S = 60  # a LocalCluster's workers send heartbeats every second or so
+
+
 class ClusterUnavailable(ValueError):
     """A scheduler that cannot be used (unreachable, too few workers in time); says which and why."""
 
@@ -37,13 +40,19 @@ def local_cluster(
     ``environment``: set in each worker process *before* it starts (the nanny's pre-spawn-environ:
     glibc reads MALLOC_TRIM_THRESHOLD_ only at start-up); this process's environment is left as it
     was. ``resources``: what each worker offers (e.g. ``{"GPU": 1}``). The scheduler re-runs no task
-    whose worker died (``allowed_failures=0``): the caller decides about retries.
+    whose worker died (``allowed_failures=0``): the caller decides about retries. A worker silent
+    for ``WORKER_TTL_S`` counts as dead. (A cluster of one's own sets these in its own config.)
     """
     import dask
     from distributed import LocalCluster
 
     pre_spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(environment or {})}
-    settings = {"distributed.nanny.pre-spawn-environ": pre_spawn}
+    # a worker whose heartbeats stop (stopped, swapping, hung) is declared lost after WORKER_TTL_S,
+    # and its evaluation retried elsewhere, instead of Dask's default of five minutes
+    settings = {
+        "distributed.nanny.pre-spawn-environ": pre_spawn,
+        "distributed.scheduler.worker-ttl": f"{WORKER_TTL_S}s",
+    }
     if resources:
         settings["distributed.worker.resources"] = dict(resources)
     # The nannies run in this process and write pre-spawn-environ into os.environ before spawning.
