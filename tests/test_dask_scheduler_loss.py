@@ -5,6 +5,7 @@ processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -36,17 +37,16 @@ def free_port() -> int:
 class Cluster:
     """A scheduler and one single-threaded worker as separate processes, on a fixed loopback port."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, scratch: Path):
         self.address = f"tcp://127.0.0.1:{port}"
+        # killed processes leave their scratch space behind: in the test's directory, not TMPDIR
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        quiet["env"] = dict(os.environ, DASK_TEMPORARY_DIRECTORY=str(scratch))
         self.scheduler = subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet
         )
         self.worker = subprocess.Popen(
-            [DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"], **quiet
         )
 
     def kill_scheduler(self) -> None:
@@ -60,8 +60,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster():
-    started = Cluster(free_port())
+def cluster(tmp_path):
+    started = Cluster(free_port(), tmp_path)
     yield started
     started.stop()
 
@@ -96,7 +96,7 @@ def test_a_search_stops_on_a_lost_scheduler_records_nothing_in_flight_and_resume
     config = Config.load(write_tiny_config(tmp_path, search={"budget": 24}, executor=executor))
     run_dir = tmp_path / "run"
 
-    first = Cluster(port)
+    first = Cluster(port, tmp_path)
     killed_at: list[float] = []
 
     def kill_the_scheduler_once_two_programs_are_recorded() -> None:
@@ -116,7 +116,7 @@ def test_a_search_stops_on_a_lost_scheduler_records_nothing_in_flight_and_resume
     recorded = programs_so_far(run_dir)
     assert 2 <= len(recorded) < 24
     assert not [p for p in recorded if p.failure_code in ("executor_error", "worker_lost")]
-    second = Cluster(port)
+    second = Cluster(port, tmp_path)
     try:
         summary = Search(config, run_dir, live=False).run()
     finally:

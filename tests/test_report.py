@@ -4,6 +4,7 @@ import json
 import math
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 
@@ -846,3 +847,27 @@ def test_a_database_the_machine_cannot_read_now_is_not_called_damaged():
     assert "edited or damaged" not in read_failure_message(sqlite3.OperationalError("database or disk is full"))
     assert "edited or damaged" in read_failure_message(sqlite3.OperationalError("no such table: validations"))
     assert "edited or damaged" in read_failure_message(sqlite3.DatabaseError("database disk image is malformed"))
+
+
+def test_a_megabyte_rationale_or_source_is_cut_on_the_page(run_dir, tmp_path):
+    """Texts are capped where they are stored (LLM answers, the policy's source length), but a row
+    edited by hand is not: the page shows a bounded part of each and says how much is left out."""
+    from actmine.report.html_cells import SECTION_TEXT, TABLE_TEXT
+
+    long = SECTION_TEXT + 50_000
+    copy = edited_copy(run_dir, tmp_path, f"UPDATE programs SET rationale = '{'R' * long}'")
+    with sqlite3.connect(copy / "programs.sqlite") as conn:
+        source = "def activation_function(x):\n    return torch.tanh(x)  # " + "S" * long + "\n"
+        conn.execute("UPDATE programs SET source = ?, original_answer = ?", (source, "A" * long))
+    page = write_report(copy, references=()).read_text()
+    leaderboard = page.split("<h2 id='leaderboard'>")[1].split("</table>")[0]
+    assert "R" * TABLE_TEXT in leaderboard and "R" * (TABLE_TEXT + 1) not in leaderboard
+    for letter in "RSA":
+        assert letter * (SECTION_TEXT - 100) in page and letter * (SECTION_TEXT + 1) not in page
+    assert "50,000 more characters in the run&#x27;s database" in page
+    from actmine.serve.app import create_app
+
+    served = create_app([copy]).test_client().get("/run/0/program/1").get_data(as_text=True)
+    for letter in "RA":  # the program page of `actmine serve`: the same bound
+        assert letter * (SECTION_TEXT - 100) in served and letter * (SECTION_TEXT + 1) not in served
+    assert len(served) < 4 * SECTION_TEXT

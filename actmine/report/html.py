@@ -40,7 +40,7 @@ from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..run_files import CONFIG_SNAPSHOT, DATABASE, REPORT
 from ..yaml_text import load_yaml
 from .formula import safe_function, simplified_formula, simplified_formulas
-from .html_cells import _e, _img, _num, _table, _td, _with_se
+from .html_cells import SECTION_TEXT, TABLE_TEXT, _e, _img, _num, _table, _td, _with_se, cut_text
 from .results import final_results as final_results
 from .results import heldout_results as heldout_results
 from .results import validation_by_program as validation_by_program
@@ -92,7 +92,7 @@ def _original_answer(record: ProgramRecord) -> list[str]:
         parts.append(
             f"<details class='original-answer'><summary>the model's original answer "
             f"({len(record.original_answer):,} characters)</summary>"
-            f"<pre>{_e(record.original_answer)}</pre></details>"
+            f"<pre>{_e(cut_text(record.original_answer, SECTION_TEXT))}</pre></details>"
         )
     return parts
 
@@ -268,7 +268,7 @@ def _leaderboard_row(rank: int, record: ProgramRecord, data: _RunData, families:
         _td(_num(probes.get("flops_per_element"), 3, signed=False), num=True),
         _td(record.mutator),
         _td(record.model or "—"),
-        _td(record.rationale, css="rationale"),
+        _td(cut_text(record.rationale, TABLE_TEXT), css="rationale"),
     ]
 
 
@@ -319,11 +319,11 @@ def _candidate(rank: int, record: ProgramRecord, leaders: int, winner: int | Non
         f"<div class='candidate' id='program-{record.id}'>",
         f"<h3>{label}: program {record.id} — fitness {_with_se(record.fitness, record.fitness_se)}"
         f"{' (winner)' if record.id == winner and rank <= leaders else ''}</h3>",
-        f"<p class='rationale'>{_e(record.rationale)} <span class='muted'>({_e(record.mutator)}"
+        f"<p class='rationale'>{_e(cut_text(record.rationale, SECTION_TEXT))} <span class='muted'>({_e(record.mutator)}"
         f"{', ' + _e(record.model) if record.model else ''})</span></p>",
         _curve_picture(record),
         *_formula(simplified_formula(record.source)),
-        f"<pre class='source'>{_e(record.source)}</pre>",
+        f"<pre class='source'>{_e(cut_text(record.source, SECTION_TEXT))}</pre>",
         *_original_answer(record),
         "</div>",
     ]
@@ -375,7 +375,7 @@ def _lineage_section(lineage: list[ProgramRecord]) -> list[str]:
             _td(str(r.proposal_index), num=True),
             _td(_num(r.fitness), num=True),
             _td(r.mutator),
-            _td(r.rationale, css="rationale"),
+            _td(cut_text(r.rationale, TABLE_TEXT), css="rationale"),
         ]
         for r in lineage
     ]

@@ -22,6 +22,19 @@ def _e(value: Any) -> str:
     return html.escape(terminal_text("" if value is None else value), quote=True)
 
 
+TABLE_TEXT = 300  # a rationale in a table (the program's own section shows more)
+SECTION_TEXT = 200_000  # one text of a program shown at all (LLM answers are stored up to this)
+
+
+def cut_text(value: Any, limit: int) -> str:
+    """Text from a run cut to `limit` characters, saying how much is left out (a hand-edited row
+    of megabytes must not make the page megabytes)."""
+    text = "" if value is None else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … ({len(text) - limit:,} more characters in the run's database)"
+
+
 def _num(value: Any, digits: int = 4, signed: bool = True) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from ..evolve.database import ProgramDatabase, ProgramRecord
 from ..report.formula import safe_function, simplified_formula
+from ..report.html_cells import SECTION_TEXT, cut_text
 from ..report.typeset import formula_svg
 from .pages import cell, count, failure_text, fields, num, number, program_cell, short, table, text, with_se
 from .runs import ServedRun, get_program
@@ -43,7 +44,8 @@ def highlighted(source: str) -> Markup:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    return Markup(highlight(text(source, newlines=True), PythonLexer(), HtmlFormatter(cssclass="highlight")))
+    shown = text(cut_text(source, SECTION_TEXT), newlines=True)
+    return Markup(highlight(shown, PythonLexer(), HtmlFormatter(cssclass="highlight")))
 
 
 def pygments_css() -> str:
@@ -59,8 +61,8 @@ def diff_lines(parent: ProgramRecord | None, record: ProgramRecord) -> list[dict
     if parent is None:
         return []
     lines = difflib.unified_diff(
-        text(parent.source, True).splitlines(),
-        text(record.source, True).splitlines(),
+        text(cut_text(parent.source, SECTION_TEXT), True).splitlines(),
+        text(cut_text(record.source, SECTION_TEXT), True).splitlines(),
         fromfile=f"program #{parent.id}",
         tofile=f"program #{record.id}",
         lineterm="",
@@ -216,8 +218,10 @@ def program_page(served: ServedRun, program_id: int) -> dict[str, Any] | None:
         "diff": diff_lines(parent, record),
         "formula": formula(record),
         "curve": f"/run/{key}/program/{record.id}/curve.png" if curve_function(record) is not None else None,
-        "rationale": text(record.rationale, newlines=True),
-        "original_answer": text(record.original_answer, newlines=True) if record.original_answer else None,
+        "rationale": text(cut_text(record.rationale, SECTION_TEXT), newlines=True),
+        "original_answer": (
+            text(cut_text(record.original_answer, SECTION_TEXT), newlines=True) if record.original_answer else None
+        ),
         "normalisation_changes": [text(change) for change in record.normalisation_changes or []],
         "mutator": text(record.mutator),
         "model": text(record.model) if record.model else None,
