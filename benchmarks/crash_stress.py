@@ -1,10 +1,11 @@
 """Crash-stress, the long version: kill `actmine search` at many random moments, resume, check.
 
     python benchmarks/crash_stress.py [--minutes 10] [--cycles 0] [--seed 0] [--budget 16]
-                                      [--mutators symbolic llm] [--kills-per-run 8]
+                                      [--mutators symbolic llm] [--kills-per-run 8] [--pools]
 
 Runs searches one after another (alternating the symbolic mutator and the LLM mutator against the
-scripted server of tests/chat_server.py). Each start of the controller is one cycle, killed at a
+scripted server of tests/chat_server.py), on a fixed suite or, with `--pools`, in the default
+config's pools mode (task samples, GELU's control variate, the blend of the winner). Each start of the controller is one cycle, killed at a
 moment drawn from the seeded generator:
 - a named fault point at one of its next passes (`ACTMINE_FAULT=POINT:N`, actmine/faults.py),
 - every point at once with a small probability per pass (`ACTMINE_FAULT=random:SEED:P`),
@@ -66,6 +67,7 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=16, help="evaluations per search")
     parser.add_argument("--mutators", nargs="+", choices=("symbolic", "llm"), default=["symbolic", "llm"])
     parser.add_argument("--kills-per-run", type=int, default=8)
+    parser.add_argument("--pools", action="store_true", help="the pools mode (tests/search_runs.py SMALL_POOLS)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     end = time.monotonic() + args.minutes * 60
@@ -81,7 +83,10 @@ def main() -> int:
             directory = root / f"run{run_number}"
             directory.mkdir()
             config = stress_config(
-                directory, budget=args.budget, llm_base_url=server.base_url if mutator == "llm" else None
+                directory,
+                budget=args.budget,
+                llm_base_url=server.base_url if mutator == "llm" else None,
+                pools=args.pools,
             )
             checker = Checker(
                 config, directory / "run", budget=args.budget, islands=2, max_gaps=4 if mutator == "llm" else 2

@@ -17,13 +17,14 @@ The invariants (issue 16):
 - every `llm_calls` row belongs to a program of the run or has no program (spent without one),
   and no recorded call is lost or changed;
 - a program's identity (index, source, status, cell, lineage, ...) never changes; its estimate may
-  (confirmation rounds), but always equals the pooled mean of its recorded rounds (`evaluations`),
-  and rows of rounds are never lost or changed;
+  (confirmation rounds), and rows of rounds (`evaluations`) are never lost or changed;
 - every elite is a recorded, settled ok program of the run, in its own cell, at its own score; a
   settled ok seed sits on every island (its cell there holds it or something with a higher score);
-- held-out rows: one per name (a resumed run replaces its check, never adds a second);
-- finished: as many programs as the budget, status finished, and best_activation.py,
-  heldout.json and report.html written.
+- a program's plain mean log-ratio is its rounds' pooled mean (and so is its fitness, where the
+  objective is that mean and no control variate applies);
+- held-out rows: one per name, split and suite (a resumed run replaces its check, never adds a second);
+- finished: as many programs as the budget (and at most one blend of the winner, pools mode),
+  status finished, and best_activation.py, heldout.json and report.html written.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search_runs import run_cli, write_tiny_config
+from search_runs import SMALL_POOLS, run_cli, write_tiny_config
 
 PROGRAM_FIELDS = (
     "proposal_index",
@@ -55,13 +56,19 @@ PROGRAM_FIELDS = (
 STATUS, CELL, MUTATOR = 2, 6, 9
 
 
-def stress_config(directory: Path, *, budget: int, llm_base_url: str | None = None) -> Path:
+def stress_config(directory: Path, *, budget: int, llm_base_url: str | None = None, pools: bool = False) -> Path:
     """The tiny search config of tests/search_runs.py with a cheap end (one held-out task, the top
     program only: every resume of a finished run checks again), 10 training steps, 2 islands and a
     migration every 3 evaluations; with `llm_base_url`, the LLM mutator on that server (its key in
-    ACTMINE_TEST_KEY, 2 calls at once) and two seeds."""
+    ACTMINE_TEST_KEY, 2 calls at once) and two seeds. `pools`: the pools mode of the default config
+    instead of a fixed suite (`SMALL_POOLS`: task samples per round, GELU's control variate, a
+    validation pool, a test suite)."""
     search: dict[str, Any] = {"budget": budget, "migration_interval": 3, "heldout_top": 1}
     sections: dict[str, Any] = {"search": search, "lab": {"steps": 10}}
+    if pools:
+        search["initial_programs"] = SMALL_POOLS["search"]["initial_programs"]
+        sections["lab"] = dict(SMALL_POOLS["lab"])  # 20 steps: fewer, and no drawn task is learnable
+        sections["tasks"] = SMALL_POOLS["tasks"]
     if llm_base_url is not None:
         search["initial_programs"] = ["gelu", "relu"]
         sections["mutator"] = {
@@ -112,11 +119,11 @@ class Snapshot:
     """What a run directory's database holds, as plain rows."""
 
     programs: dict[int, tuple] = field(default_factory=dict)  # id -> PROGRAM_FIELDS
-    estimates: dict[int, tuple] = field(default_factory=dict)  # id -> (fitness, score, settled)
+    estimates: dict[int, tuple] = field(default_factory=dict)  # id -> (fitness, score, settled, ood_log_ratio)
     rounds: dict[tuple, tuple] = field(default_factory=dict)  # (program_id, round) -> (kind, tasks)
     llm_calls: dict[int, tuple] = field(default_factory=dict)  # id -> (program_id, model, tokens, cost, outcome)
     elites: list[tuple] = field(default_factory=list)  # (island, cell, program_id, fitness)
-    heldout: list[tuple] = field(default_factory=list)  # (name, program_id)
+    heldout: list[tuple] = field(default_factory=list)  # (split, suite, name, program_id)
     runs: list[tuple] = field(default_factory=list)  # (id, status, config)
     problems: list[str] = field(default_factory=list)  # integrity / foreign-key findings
 
@@ -143,10 +150,10 @@ def read_snapshot(run_dir: Path) -> Snapshot:
         snap.runs = connection.execute("SELECT id, status, config FROM runs ORDER BY id").fetchall()
         for row in connection.execute(f"SELECT id, {', '.join(PROGRAM_FIELDS)} FROM programs ORDER BY id"):
             snap.programs[row[0]] = tuple(row[1:])
-        for program_id, fitness, score, settled in connection.execute(
-            "SELECT id, fitness, COALESCE(score, fitness), settled FROM programs WHERE status = 'ok'"
+        for program_id, fitness, score, settled, ood_log_ratio in connection.execute(
+            "SELECT id, fitness, COALESCE(score, fitness), settled, ood_log_ratio FROM programs WHERE status = 'ok'"
         ):
-            snap.estimates[program_id] = (fitness, score, bool(settled))
+            snap.estimates[program_id] = (fitness, score, bool(settled), ood_log_ratio)
         if "evaluations" in tables:
             for program_id, number, kind, tasks in connection.execute(
                 "SELECT program_id, round, kind, tasks FROM evaluations ORDER BY id"
@@ -159,7 +166,10 @@ def read_snapshot(run_dir: Path) -> Snapshot:
         snap.elites = connection.execute(
             "SELECT island, cell, program_id, fitness FROM elites ORDER BY island, cell"
         ).fetchall()
-        snap.heldout = connection.execute("SELECT name, program_id FROM heldout ORDER BY rowid").fetchall()
+        snap.heldout = connection.execute(
+            "SELECT json_extract(result, '$.split'), json_extract(result, '$.suite'), name, program_id "
+            "FROM heldout ORDER BY rowid"
+        ).fetchall()
     finally:
         connection.close()
     return snap
@@ -195,17 +205,20 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
         if snap.rounds.get(key) != row:
             found.append(f"round {key[1]} of program {key[0]} lost or changed")
     ok = {pid: row for pid, row in snap.programs.items() if row[STATUS] == "ok"}
+    plain_fitness = _fitness_is_the_plain_mean(snap)
     for program_id in ok:
         per_task: dict[str, list[float]] = {}  # a task scored in several rounds counts once, at its mean
         for (pid, _), (_, text) in snap.rounds.items():
             if pid == program_id:
                 for task in json.loads(text):
                     per_task.setdefault(task["name"], []).append(-task["log_ratio"])
-        fitness = snap.estimates[program_id][0]
+        fitness, _, _, ood_log_ratio = snap.estimates[program_id]
         pooled = sum(sum(v) / len(v) for v in per_task.values()) / len(per_task) if per_task else None
-        if pooled is None:
-            found.append(f"ok program {program_id} has no recorded round")
-        elif abs(fitness - pooled) > 1e-9:
+        if pooled is None or ood_log_ratio is None:
+            found.append(f"ok program {program_id} has no recorded round or no log-ratio")
+        elif abs(-ood_log_ratio - pooled) > 1e-9:  # the plain mean, in every mode
+            found.append(f"ok program {program_id} says log-ratio {ood_log_ratio}, its rounds pool to {-pooled}")
+        elif plain_fitness and abs(fitness - pooled) > 1e-9:
             found.append(f"ok program {program_id} says fitness {fitness}, its rounds pool to {pooled}")
     for island, cell, program_id, score in snap.elites:
         row = ok.get(program_id)
@@ -218,7 +231,7 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
             )
     grid = {(island, cell): score for island, cell, _, score in snap.elites}
     for program_id, row in ok.items():
-        score, settled = snap.estimates[program_id][1:]
+        score, settled = snap.estimates[program_id][1:3]
         if row[MUTATOR] == "seed" and settled:
             for island in range(islands):
                 held = grid.get((island, row[CELL]))
@@ -227,16 +240,32 @@ def snapshot_violations(snap: Snapshot, previous: Snapshot, *, islands: int, max
                         f"settled seed program {program_id} is not on island {island} (cell {row[CELL]} "
                         f"holds {'nothing' if held is None else held})"
                     )
-    names = [name for name, _ in snap.heldout]
-    if len(names) != len(set(names)):
-        found.append(f"held-out rows recorded twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    keys = [row[:3] for row in snap.heldout]  # a name once per split (validation, test) and suite
+    if len(keys) != len(set(keys)):
+        found.append(f"held-out rows recorded twice: {sorted({k for k in keys if keys.count(k) > 1}, key=str)}")
     return found
+
+
+def _fitness_is_the_plain_mean(snap: Snapshot) -> bool:
+    """Whether the run's fitness is the mean of its tasks' −log-ratios: the `mean` objective, and no
+    control variate (GELU's offsets apply in the pools mode only, where `control_beta` is not 0)."""
+    if not snap.runs:
+        return True
+    config = json.loads(snap.runs[-1][2] or "{}")
+    tasks, lab = config.get("tasks") or {}, config.get("lab") or {}
+    controlled = bool(tasks.get("control_beta")) and not lab.get("suite")
+    return tasks.get("objective", "mean") == "mean" and not controlled
 
 
 def final_violations(run_dir: Path, snap: Snapshot, budget: int) -> list[str]:
     """What a finished run must have: its budget reached, no gaps, its files."""
     found = []
-    indexes = sorted(row[0] for row in snap.programs.values())
+    # the pools mode's final check records the validation's choice blended with GELU as one more
+    # program (mutator "blend", the next index): not one of the budget's proposals
+    blends = [row[0] for row in snap.programs.values() if row[MUTATOR] == "blend"]
+    if len(blends) > 1:
+        found.append(f"{len(blends)} blends of the winner recorded (indexes {sorted(blends)}), not at most one")
+    indexes = sorted(row[0] for row in snap.programs.values() if row[MUTATOR] != "blend")
     if indexes != list(range(budget)):
         found.append(
             f"a finished run of budget {budget} holds indexes {indexes[:5]}…{indexes[-5:]} "

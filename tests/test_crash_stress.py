@@ -70,6 +70,21 @@ def test_llm_search_survives_kills_at_every_moment_and_finishes(tmp_path, monkey
     assert any(row[0] is not None for row in calls)  # calls really recorded, with the programs they wrote
 
 
+def test_a_pools_mode_search_survives_kills_and_finishes(tmp_path):
+    """The default config's mode: samples of task pools per round, GELU's control variate, a
+    validation pool and a test suite; killed in the loop, mid-way through writing the final check's
+    rows and during the report, then finished."""
+    config = stress_config(tmp_path, budget=8, pools=True)
+    checker = Checker(config, tmp_path / "run", budget=8, islands=2, max_gaps=2)
+    for moment in ("result_ready:2", "db_commit:4", "heldout_write:3", "report:1"):
+        cycle = checker.cycle(moment)
+        assert cycle.killed and cycle.fired, (moment, cycle.returncode, cycle.stderr_tail)
+        assert not cycle.violations, (cycle.moment, cycle.violations)
+    final = checker.finish()
+    assert final.returncode == 0 and not final.violations, (final.violations, final.stderr_tail)
+    assert len({row[:2] for row in checker.previous.heldout}) > 1  # validation and test rows were checked
+
+
 def test_every_fault_point_has_a_moment():
     """A new fault point needs a moment in the search above."""
     named = {moment.split(":")[0] for moment in MOMENTS if moment}
