@@ -28,6 +28,7 @@ from .candidate.source import CandidateError, program_source, read_candidate_ref
 from .lab.fitness import Evaluation, Lab
 from .lab.tasks import SuiteError
 from .language.files import split_program_reference
+from .terminal import progress_text
 
 __all__ = [
     "Target",
@@ -160,7 +161,7 @@ def evaluate_targets(
         lab.reference  # computed (or read from the cache) once, before the candidates
         futures = {i: pool.submit(t.source, lab, t.name) for i, t in enumerate(resolved) if t.source is not None}
         for i, target in enumerate(resolved):
-            progress.update(bar, description=f"evaluating: {target.name}")
+            progress.update(bar, description=f"evaluating: {progress_text(target.name)}")
             results[i] = futures[i].result() if i in futures else lab.evaluate(target.module, name=target.name)
             progress.advance(bar)
     return [results[i] for i in range(len(resolved))]

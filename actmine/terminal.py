@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["progress_bar", "terminal_text"]
+__all__ = ["progress_bar", "progress_text", "terminal_text"]
 
 
 def progress_bar(label: str, console: Any) -> Any:
     """The project's progress bar on `console`: `label`, the bar, done of total, the time elapsed and
-    the task's description (escape it: it may quote a candidate's or a model's text); transient, so
+    the task's description (`progress_text` of it: it may quote a candidate's or a model's text); transient, so
     that it leaves the terminal as it found it. Start it, add a task, update it, stop it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -33,6 +33,14 @@ def progress_bar(label: str, console: Any) -> Any:
         console=console,
         transient=True,
     )
+
+
+def progress_text(text: object) -> str:
+    """Untrusted text for a progress bar's description (a rich markup string): one line, control
+    characters as visible escapes, rich markup escaped (`a[/]b` would raise, `[red]` would style)."""
+    from rich.markup import escape
+
+    return escape(terminal_text(text, keep_newlines=False))
 
 
 def _visible(char: str) -> str:

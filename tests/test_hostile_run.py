@@ -7,8 +7,11 @@ import importlib
 import importlib.util
 import io
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import torch
 
 from actmine import activations
@@ -207,3 +210,43 @@ def test_terminal_text_leaves_nothing_a_terminal_acts_on(text):
         safe = terminal_text(text, keep_newlines=keep)
         assert all(c.isprintable() or (keep and c in "\n\t") for c in safe)
     assert terminal_text("line\n\tnext") == "line\n\tnext" and terminal_text("a\nb", keep_newlines=False) == "a\\x0ab"
+
+
+@given(st.text(max_size=80))
+def test_a_progress_description_is_the_names_visible_text_never_markup(text):
+    """A target's file name in a progress bar (`evaluate`, `compare`, `transfer`, `reproduce`): `a[/]b`
+    raised rich's MarkupError, `[red]` styled the bar, ESC reached the terminal."""
+    from rich.text import Text
+
+    from actmine.terminal import progress_text
+
+    shown = Text.from_markup(progress_text(text))
+    assert shown.plain == terminal_text(text, keep_newlines=False) and not shown.spans
+
+
+@pytest.mark.parametrize("name", ["m$\\foo{$", "a$b$c", "t\x1b]0;PWNED\x07x", "$\\frac{1}{0}$"])
+def test_a_name_in_a_figure_is_drawn_as_text(name, tmp_path, recwarn):
+    """matplotlib parsed `$…$` in a label as mathtext (an unknown command raised and the figure was
+    lost) and warned with a raw ESC on stderr about the missing glyph."""
+    from actmine.report import plots
+    from actmine.transfer.report import plot_log_ratios
+
+    row = {"benchmark": "digits", "log_ratio_vs_relu": 0.1, "log_ratio_std": 0.0}
+    plot_log_ratios([{**row, "activation": name}, {**row, "activation": "relu"}], tmp_path / "t.png")
+    figure = plots.family_bars_figure([])  # the bars and curves of `compare --plot` use the same labels
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], label=plots.plot_label(name))
+    axes.legend()
+    plots.png_bytes(figure)
+    assert (tmp_path / "t.png").stat().st_size > 0
+    assert not [w for w in recwarn if "\x1b" in str(w.message)]
+
+
+def test_a_name_with_a_pipe_keeps_the_markdown_table_whole():
+    from actmine.commands.scoring import comparison_markdown
+    from actmine.lab.fitness import Evaluation
+
+    failed = Evaluation(activation="a|b<script>`x`", ok=False).fail("policy", "unbounded_loop", "no")
+    header, rule, row = comparison_markdown([failed], ["polynomial"]).splitlines()
+    cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
+    assert cells(row) == cells(header) and "<script>" not in row

@@ -202,6 +202,30 @@ def test_a_formula_that_is_more_than_arithmetic_is_refused_before_parsing(expres
         T.formula(expression, id={"x": [0, 1]}, ood={"x": [1, 2]}, name="f")
 
 
+@pytest.mark.parametrize(
+    "expression, why",
+    [
+        ("x**(9**9**9**9)", "raises to the power 3.87"),  # sympy computed 9**9**9 exactly: the CLI hung
+        ("x + 1e308 * 10", "beyond"),
+        ("2**(10**6) * x", "raises to the power 1e\\+06, above 1000"),
+        ("x**(-(9**9))", "raises to the power -3.87"),
+        ("x**Rational(10**7, 3)", "raises to the power 3.33"),
+        ("1" + "0" * 400 + " * x", "holds a number beyond"),
+        ("((10**300)**2) * x", "beyond"),
+        ("1" + "+1" * 100_000 + " + x", "nested too deeply"),
+    ],
+)
+def test_a_formula_whose_constants_sympy_cannot_compute_is_refused_before_parsing(expression, why, monkeypatch):
+    monkeypatch.setattr(T.sympy, "parse_expr", lambda *a, **k: pytest.fail("sympy's parser was reached"))
+    with pytest.raises(SuiteError, match=rf"^task 'f': field 'expression' .*({why})"):
+        T.formula(expression, id={"x": [0, 1]}, ood={"x": [1, 2]}, name="f")
+
+
+@pytest.mark.parametrize("expression", ["x**0.5", "x**(3/2)", "x**Rational(3, 2)", "2**10 * x", "-(x**2)", "x**-1.5"])
+def test_ordinary_constant_powers_still_parse(expression):
+    T.formula(expression, id={"x": [0.5, 1]}, ood={"x": [1, 2]}, name="f")
+
+
 def test_xor_gets_a_hint_and_names_outside_the_table_stay_unknown_symbols():
     with pytest.raises(SuiteError, match=r"operator BitXor, which is not allowed \(use \*\* for powers\)"):
         T.formula("x^2", id={"x": [0, 1]}, ood={"x": [1, 2]})

@@ -145,15 +145,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def comparison_markdown(evaluations: Sequence[Evaluation], families: Sequence[str]) -> str:
     """A markdown table of ID and OOD error per family and the log-ratio (docs/lab.md's calibration)."""
+    from ..validity.report import markdown_text
+
     header = ["activation"] + [f"{f} ID / OOD" for f in families] + ["max task ID", "ood_log_ratio"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in evaluations:
-        name = terminal_text(e.activation, keep_newlines=False)
+        name = markdown_text(e.activation)  # a file's name may hold `|`, `<`, backticks
         if not e.ok:
             lines.append(
-                f"| {name} | "
-                + " | ".join(["—"] * (len(header) - 2))
-                + f" | {terminal_text(e.error['code'], keep_newlines=False)} |"
+                f"| {name} | " + " | ".join(["—"] * (len(header) - 2)) + f" | {markdown_text(e.error['code'])} |"
             )
             continue
         by_family = e.by_family()

@@ -25,6 +25,7 @@ import difflib
 import functools
 import json
 import math
+import sys
 import operator
 import zlib
 from dataclasses import dataclass, field
@@ -328,6 +329,8 @@ def _check_formula_syntax(expression: str, task_name: str) -> None:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
         raise SuiteError(f"task {task_name!r}: field 'expression' could not be parsed: {exc.msg}") from None
+    except (RecursionError, MemoryError):  # Python's own parser, on thousands of chained terms
+        raise refuse("is nested too deeply") from None
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Load) + _FORMULA_OPERATORS):
             continue
@@ -347,6 +350,54 @@ def _check_formula_syntax(expression: str, task_name: str) -> None:
             hint = " (use ** for powers)" if isinstance(node, ast.BitXor) else ""
             raise refuse(f"uses the operator {type(node).__name__}, which is not allowed{hint}")
         raise refuse(f"uses {ast.unparse(node)[:60]!r}, which is not allowed")
+    try:
+        _fold_constants(tree.body, refuse)
+    except RecursionError:
+        raise refuse("is nested too deeply") from None
+
+
+MAX_FORMULA_EXPONENT = 1000  # a constant exponent; sympy computes powers of constants exactly
+_FOLDED = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b}
+
+
+def _fold_constants(node: ast.AST, refuse) -> float | None:
+    """The value of `node` as a float where it is a constant (None where it holds a variable or a
+    function), refusing what sympy's exact arithmetic could not finish: a constant exponent above
+    MAX_FORMULA_EXPONENT, or a constant beyond a float's range (`9**9**9` has 369 million digits)."""
+    if isinstance(node, ast.Constant):
+        try:
+            return float(node.value)
+        except OverflowError:
+            raise refuse(f"holds a number beyond {sys.float_info.max:.3g}") from None
+    if isinstance(node, ast.UnaryOp):
+        value = _fold_constants(node.operand, refuse)
+        return None if value is None else (-value if isinstance(node.op, ast.USub) else value)
+    if isinstance(node, ast.Call):
+        values = [_fold_constants(a, refuse) for a in node.args]
+        if node.func.id != "Rational" or len(values) != 2 or None in values or values[1] == 0:
+            return values[0] if node.func.id in ("Integer", "Float") and len(values) == 1 else None
+        return values[0] / values[1]
+    if not isinstance(node, ast.BinOp):
+        return None
+    left, right = _fold_constants(node.left, refuse), _fold_constants(node.right, refuse)
+    if isinstance(node.op, ast.Pow) and right is not None and abs(right) > MAX_FORMULA_EXPONENT:
+        raise refuse(f"raises to the power {right:.6g}, above {MAX_FORMULA_EXPONENT}")
+    if left is None or right is None:
+        return None
+    try:
+        if isinstance(node.op, ast.Pow):
+            value = abs(left) ** right  # the magnitude: a negative base's root is complex
+        elif isinstance(node.op, ast.Div):
+            value = left / right
+        else:
+            value = _FOLDED[type(node.op)](left, right)
+    except ZeroDivisionError:
+        return None  # sympy's zoo: refused later as not finite, cheaply
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise refuse(f"computes a constant beyond {sys.float_info.max:.3g} ({ast.unparse(node)[:60]!r})")
+    return value
 
 
 def parse_expression(expression: str, variables: Sequence[str], task_name: str = "?") -> sympy.Expr:

@@ -19,7 +19,10 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from ..terminal import terminal_text
+
 __all__ = [
+    "plot_label",
     "curves_figure",
     "family_bars_figure",
     "fitness_over_time_figure",
@@ -33,6 +36,13 @@ __all__ = [
 
 X_RANGE = (-6.0, 6.0)
 POINTS = 481
+
+
+def plot_label(text: Any) -> str:
+    """A name from outside (a file stem, a program's name) as matplotlib text: control characters as
+    visible escapes (matplotlib would draw nothing and warn with the raw character on stderr), and
+    `$` escaped (a pair of them starts mathtext, whose parser raises on an unknown command)."""
+    return terminal_text(text, keep_newlines=False).replace("$", r"\$")
 
 
 def _references() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -107,8 +117,8 @@ def _draw_curves(axes: Sequence[Any], functions: Mapping[str, Callable], referen
             if reference
             else dict(linewidth=1.8, color=f"C{list(functions).index(name) % 10}")
         )
-        axes[0].plot(points, curve[0], label=name, **style)
-        axes[1].plot(points, curve[1], label=name, **style)
+        axes[0].plot(points, curve[0], label=plot_label(name), **style)
+        axes[1].plot(points, curve[1], label=plot_label(name), **style)
     axes[0].set_title("f(x)")
     axes[1].set_title("f'(x) (autograd)")
     for ax in axes:
@@ -152,7 +162,7 @@ def _draw_bars(ax: Any, names: Sequence[str], families: Sequence[str], values: S
     width = 0.8 / max(len(names), 1)
     for i, (name, row) in enumerate(zip(names, values)):
         positions = [j + (i - (len(names) - 1) / 2) * width for j in range(len(families))]
-        ax.bar(positions, row, width=width, label=name)
+        ax.bar(positions, row, width=width, label=plot_label(name))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(families)))
     ax.set_xticklabels(families)
@@ -300,7 +310,7 @@ def heatmap_figure(rows: Mapping[str, Mapping[str, float]], path: str | Path | N
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)))
-        ax.set_yticklabels(names, fontsize=8)
+        ax.set_yticklabels([plot_label(name) for name in names], fontsize=8)
         for i, row in enumerate(values):
             for j, value in enumerate(row):
                 if math.isfinite(value):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..terminal import progress_bar
+from ..terminal import progress_bar, progress_text, terminal_text
 
 
 class Progress:
@@ -21,7 +21,7 @@ class Progress:
 
     def say(self, message: str) -> None:
         if self.enabled:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(terminal_text(message), markup=False, highlight=False)
 
     def start(self, part: str, total: int) -> None:
         if self.enabled and self.console.is_terminal:
@@ -31,15 +31,11 @@ class Progress:
 
     def advance(self, description: str = "") -> None:
         if self._bar is not None:
-            from rich.markup import escape
-
-            self._bar.update(self._task, advance=1, description=escape(description))
+            self._bar.update(self._task, advance=1, description=progress_text(description))
 
     def describe(self, description: str) -> None:
         if self._bar is not None:
-            from rich.markup import escape
-
-            self._bar.update(self._task, description=escape(description))
+            self._bar.update(self._task, description=progress_text(description))
 
     def stop(self) -> None:
         if self._bar is not None:

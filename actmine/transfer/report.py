@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..report.plots import plot_label
 from .summary import REFERENCE
 
 SUMMARY_COLUMNS = ("activation", "benchmark", "metric", "n", "mean", "std", "log_ratio_vs_relu", "log_ratio_std")
@@ -79,7 +80,7 @@ def plot_log_ratios(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path
             xs.append(j - 0.4 + width * (i + 0.5))
             heights.append(row["log_ratio_vs_relu"])
             errors.append(row["log_ratio_std"] or 0.0)
-        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=activation, color=colours(i % colours.N))
+        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=plot_label(activation), color=colours(i % colours.N))
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(benchmarks)), benchmarks)
     ax.set_xlim(-0.6, len(benchmarks) - 0.4)

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_files import write_text_atomically
-from ..terminal import progress_bar
+from ..terminal import progress_bar, progress_text, terminal_text
 from .base import DatasetMissing as DatasetMissing
 from .child import _job_main as _job_main, execute_job as execute_job
 from .inputs import (
@@ -192,17 +192,15 @@ class _Progress:
             self.bar.start()
 
     def advance(self, result: TransferResult) -> None:
-        from rich.markup import escape
-
         self.done += 1
         what = f"{result.activation} on {result.benchmark} seed {result.seed}"
         if result.ok:
             outcome = f"{result.metric or 'score'} {result.score:.4f} ({result.seconds:.1f} s)"
         else:
             outcome = f"failed [{result.error['code']}] {result.error['message']}"
-        line = f"[{self.done}/{self.total}] {what}: {outcome}"
+        line = terminal_text(f"[{self.done}/{self.total}] {what}: {outcome}", keep_newlines=False)
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=escape(what))
+            self.bar.update(self.task, advance=1, description=progress_text(what))
             if not result.ok:
                 self.bar.console.print(line, style="red", markup=False, highlight=False)
         elif self.enabled or not result.ok:
