@@ -877,3 +877,20 @@ def test_the_hostile_corpus_gets_the_same_verdict_after_normalisation(path):
 def test_normalising_twice_changes_nothing(source):
     once = normalise(source)
     assert normalise(once.source) == Normalised(once.source, ())
+
+
+def test_a_module_of_many_classes_is_left_as_written_in_bounded_time():
+    """Each class conversion analyses the whole module again: 1,570 trivial classes (79 KB, under a
+    file's byte gate) kept `actmine evaluate` busy for three minutes before the policy saw them."""
+    from actmine.language.normalise_rules import MAX_CONVERTED_CLASSES
+
+    def module(classes: int) -> str:
+        wrappers = "".join(
+            f"class C{i}(nn.Module):\n    def forward(self, x):\n        return torch.tanh(x)\n" for i in range(classes)
+        )
+        return "import torch.nn as nn\n" + wrappers
+
+    few = normalise(module(MAX_CONVERTED_CLASSES))
+    assert "class C0" not in few.source and few.changes  # converted, as before
+    many = normalise(module(MAX_CONVERTED_CLASSES + 1))
+    assert "class C0" in many.source and "class C16" in many.source  # for the policy to refuse

@@ -36,7 +36,7 @@ from actmine.candidate.source import (
     read_candidate_reference,
     read_program_file_at,
 )
-from actmine.language.files import MAX_FILE_BYTES, ProgramEntry, render_program_file
+from actmine.language.files import MAX_FILE_BYTES, MAX_FILE_ITEMS, ProgramEntry, render_program_file
 from policy_cases import ENTRY, refusal
 
 LIMIT_KEY = "shorten it or raise the config key `candidate.max_source_chars`"
@@ -111,6 +111,26 @@ def test_a_program_file_over_its_size_is_refused_with_that_size(tmp_path):
             f"candidate file {str(path)!r} is {MAX_FILE_BYTES + 1:,} bytes, more than a program "
             f"file may hold ({MAX_FILE_BYTES:,} bytes)"
         )
+
+
+def test_a_program_file_of_millions_of_tiny_literals_is_refused_before_it_is_parsed(tmp_path):
+    """Under the byte limit, 8 MB of `[],` is 2.8 million nodes: `ast.parse` took 4 GB and 40 s."""
+    good = render_program_file([ProgramEntry("first", "First", ENTRY)], "a pack")
+    bloated = good.replace("'source':", "'x': [" + "[]," * (MAX_FILE_ITEMS // 2) + "], 'source':", 1)
+    path = tmp_path / "pack.py"
+    path.write_text(bloated)
+    assert len(bloated) < MAX_FILE_BYTES
+    error = file_error(read_program_file_at, path)
+    assert "commas and brackets, more than a program file has" in str(error)
+
+
+def test_a_program_file_naming_one_program_twice_is_refused(tmp_path):
+    """A dict literal keeps the last of two equal keys: `pack.py:first` would be a program nobody saw."""
+    good = render_program_file([ProgramEntry("first", "First", ENTRY), ProgramEntry("second", "Second", ENTRY)], "")
+    path = tmp_path / "pack.py"
+    path.write_text(good.replace("'second':", "'first':"))
+    for read in (read_program_file_at, lambda p: read_candidate_reference(f"{p}:first")):
+        assert "names the program(s) first twice" in str(file_error(read, path))
 
 
 def test_a_file_that_is_not_python_is_refused_naming_it(tmp_path):

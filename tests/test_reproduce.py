@@ -161,6 +161,12 @@ def test_a_second_run_reuses_the_saved_parts_and_force_recomputes(tiny_run, caps
     code, stdout, stderr = run_cli(capsys, *changed)
     assert code == 0 and "reused: lab, batch" in " ".join(stdout.split()) and "alpha: running" in stderr
     assert json.loads((rep / "alpha.json").read_text())["settings"]["alphas"] == [0.0, 0.1]
+    # a saved part that is not one (edited by hand: `[]`, a result of the wrong kind) is computed again
+    batch = json.loads((rep / "batch.json").read_text())
+    (rep / "batch.json").write_text(json.dumps({**batch, "result": []}))
+    (rep / "alpha.json").write_text("[]")
+    code, stdout, stderr = run_cli(capsys, *changed)
+    assert code == 0 and "alpha: running" in stderr and "batch: running" in stderr and "lab: reusing" in stderr
     code, stdout, stderr = run_cli(capsys, *changed, "--force")
     assert code == 0 and "reused" not in stdout and "lab: running" in stderr
 
@@ -313,6 +319,24 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     assert undecided.verdict == NOT_CHECKABLE and "validity study not found" in undecided.measured
     study.write_text("{not json")
     assert reproduce.load_validity(study) is None and reproduce.load_validity(tmp_path / "absent.json") is None
+    # hand-made files whose shapes the claim would trip over (a TypeError, a KeyError after hours)
+    for document in (
+        {"correlations": {"per_benchmark": {}}, "benchmarks": 5},
+        {"correlations": {"per_benchmark": []}},
+        {"correlations": {"per_benchmark": {"a": {}}}, "labs": "x"},
+        [],
+    ):
+        study.write_text(json.dumps(document))
+        assert reproduce.load_validity(study) is None, document
+    study.write_text(
+        json.dumps({"correlations": {"per_benchmark": cells, "pooled": {"rho": 0.3, "low": 0, "high": 1}}})
+    )
+    parts["validity"] = reproduce.load_validity(study)  # no count of functions: it cannot be quoted
+    assert parts["validity"]["overall"] is None
+    assert (
+        "validity study not found"
+        in {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"].measured
+    )
     # the winner's held-out entry is GELU's: below 0 or not decides the claim
     assert claims["search"].verdict == (REPRODUCED if winner_entry["ci"]["high"] < 0 else NOT_REPRODUCED)
     info = {

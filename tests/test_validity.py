@@ -347,3 +347,24 @@ def test_a_program_is_journalled_while_the_library_still_trains(tmp_path, monkey
     assert seen == [True] and set(records) == {"gelu", "soft"} and all(r["ok"] for r in records.values())
     written = [json.loads(line)["name"] for line in lines(journal)]
     assert written == ["soft", "gelu"]  # the program first: it finished while the library trained
+
+
+def test_a_journal_line_without_what_the_study_reads_is_unreadable_not_a_crash(tmp_path):
+    """`lab.jsonl` lines are resumed from; a line whose suites lack `ok`, `error` or `fitness` passed
+    the check and ended the analysis in a KeyError after the transfer had run."""
+    from actmine.validity.labscore import read_journal
+
+    task = {"name": "t1", "family": "poly", "log_ratio": 0.1}
+    suite = {"ok": True, "fitness": -0.1, "error": None, "seconds": 1.0, "tasks": [task]}
+    good = {"key": "a", "name": "relu", "origin": "paper", "ok": True, "fitness": -0.1, "seconds": 1.0}
+    lines = [
+        {**good, "suites": {"lab": suite}},
+        {**good, "key": "b", "suites": {"lab": {"tasks": [task]}}},
+        {**good, "key": "c", "suites": {"lab": {**suite, "ok": "yes"}}},
+        {**good, "key": "d", "suites": {"lab": {**suite, "error": 5}}},
+        {**good, "key": "e", "ok": False, "suites": {"lab": {**suite, "ok": False, "error": {"code": "x"}}}},
+    ]
+    journal = tmp_path / "lab.jsonl"
+    journal.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    done, bad = read_journal(journal)
+    assert sorted(done) == ["a", "e"] and bad == 3

@@ -47,6 +47,7 @@ __all__ = [
     "LOADER_FUNCTION",
     "LOADER_MODULE",
     "MAX_FILE_BYTES",
+    "MAX_FILE_ITEMS",
     "ProgramEntry",
     "ProgramFile",
     "ProgramFileError",
@@ -64,6 +65,7 @@ LOADER_FUNCTION = "install_programs"
 #: Generated files larger than this are refused before they are parsed (a pack of a few programs
 #: with their lineages is tens of kilobytes).
 MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_FILE_ITEMS = 500_000  # commas and brackets: an export of 50 programs holds about 3,000
 
 #: Program names: registry spellings (lower case, digits, `_`), so `get("pack.py:NAME")` finds them.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,99}\Z")
@@ -336,6 +338,14 @@ def _parse_program_module(text: str, what: str) -> ast.Module:
             "bad_program_file",
             f"{what} is {len(text):,} characters, more than a program file may hold ({MAX_FILE_BYTES:,})",
         )
+    items = sum(text.count(c) for c in ",([{")  # an upper bound on the literals' nodes, counted cheaply
+    if items > MAX_FILE_ITEMS:
+        # 8 MB of `[],` is 2.8 million nodes, and `ast.parse` took 4 GB for them
+        raise ProgramFileError(
+            "bad_program_file",
+            f"{what} holds {items:,} commas and brackets, more than a program file has ({MAX_FILE_ITEMS:,}): "
+            "regenerate it with `actmine export` rather than edit it",
+        )
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
@@ -428,6 +438,13 @@ def _literal_values(version: ast.stmt, programs: ast.stmt, what: str) -> tuple[o
             "bad_program_file",
             f"{what}: the data is not made of plain literals ({type(exc).__name__}); regenerate the file",
         ) from None
+    if isinstance(programs.value, ast.Dict):  # a literal dict keeps the last of two equal keys, unseen
+        names = [k.value for k in programs.value.keys if isinstance(k, ast.Constant)]
+        twice = sorted({str(n) for n in names if names.count(n) > 1})
+        if twice:
+            raise ProgramFileError(
+                "bad_program_file", f"{what} names the program(s) {', '.join(twice)[:200]} twice; regenerate the file"
+            )
     return found, data
 
 

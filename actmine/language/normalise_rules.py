@@ -51,6 +51,11 @@ def _literal(node: ast.AST) -> bool:
     return False
 
 
+#: More `nn.Module` classes than this in one program are left as written (for the policy to judge):
+#: a well-meaning answer wraps its function in one or two.
+MAX_CONVERTED_CLASSES = 16
+
+
 class _Normaliser(_SourceEditor):
     """One program through rules 1-6 (`run`), each edit made with the `_SourceEditor` machinery."""
 
@@ -293,10 +298,12 @@ class _Normaliser(_SourceEditor):
     # -- rule 5 --
 
     def convert_module_classes(self):
-        for statement in list(self.tree.body):
-            if isinstance(statement, ast.ClassDef):
-                analysis = _Analysis(self.tree)
-                _ClassConverter(self, statement, analysis, _import_bindings(self.tree, analysis)).convert()
+        classes = [statement for statement in self.tree.body if isinstance(statement, ast.ClassDef)]
+        if len(classes) > MAX_CONVERTED_CLASSES:
+            return  # each conversion analyses the whole module again: 1,570 classes took minutes
+        for statement in classes:
+            analysis = _Analysis(self.tree)
+            _ClassConverter(self, statement, analysis, _import_bindings(self.tree, analysis)).convert()
 
     # -- rule 6 --
 

@@ -112,11 +112,13 @@ class PartStore:
         if not self.force and path.is_file():
             try:
                 saved = json.loads(path.read_text(encoding="utf-8"))
-                if saved.get("settings") == key:
+                seconds = saved.get("seconds", 0.0) if isinstance(saved, dict) else None
+                usable = isinstance(saved, dict) and isinstance(saved.get("result"), dict)
+                if usable and isinstance(seconds, (int, float)) and saved.get("settings") == key:
                     self.resumed.append(name)
-                    self.part_seconds[name] = saved.get("seconds", 0.0)
+                    self.part_seconds[name] = float(seconds)
                     self.progress.say(f"{name}: reusing {path} (same settings; --force recomputes it)")
                     return saved["result"]
-            except (ValueError, KeyError, OSError):
-                pass  # unreadable: recomputed
+            except (ValueError, KeyError, OSError, RecursionError):
+                pass  # unreadable, or not a part's result (`[]`, a hand edit): recomputed
         return _MISSING

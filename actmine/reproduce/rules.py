@@ -328,22 +328,35 @@ def load_validity(path: str | Path | None) -> dict[str, Any] | None:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         correlations = document["correlations"]
-        per_benchmark = dict(correlations["per_benchmark"])
-    except (OSError, ValueError, KeyError, TypeError):
+        per_benchmark = correlations["per_benchmark"]
+        benchmarks, labs = document.get("benchmarks") or list(per_benchmark or []), document.get("labs") or []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+    if not (isinstance(per_benchmark, dict) and _strings(benchmarks) and isinstance(labs, list)):
+        return None  # a hand-made file: the claim reads these as lists of names
     overall = correlations.get("pooled") or (next(iter(per_benchmark.values())) if len(per_benchmark) == 1 else None)
-    if not isinstance(overall, Mapping) or not all(
-        isinstance(overall.get(k), (int, float)) for k in ("rho", "low", "high")
-    ):
+    if not isinstance(overall, Mapping) or not _is_correlation(overall):
         overall = None  # no interval: the study cannot decide the claim
     return {
         "path": str(path),
         "overall": overall,
-        "per_benchmark": per_benchmark,
-        "benchmarks": list(document.get("benchmarks") or per_benchmark),
+        "per_benchmark": {b: c for b, c in per_benchmark.items() if isinstance(c, Mapping) and _is_correlation(c)},
+        "benchmarks": list(benchmarks),
         "seeds": document.get("seeds"),
-        "lab_suites": list(document.get("labs") or []),
+        "lab_suites": [str(lab) for lab in labs],
     }
+
+
+def _strings(values: Any) -> bool:
+    return isinstance(values, list) and all(isinstance(v, str) for v in values)
+
+
+def _is_correlation(cell: Mapping[str, Any]) -> bool:
+    """A correlation cell as `actmine validate` writes it: ρ, its interval and the count of functions."""
+    numbers = all(
+        isinstance(cell.get(k), (int, float)) and not isinstance(cell.get(k), bool) for k in ("rho", "low", "high")
+    )
+    return numbers and isinstance(cell.get("n"), int) and not isinstance(cell.get("n"), bool)
 
 
 def rule_seconds(seconds: float | None, limit: float = LAB_SECONDS_LIMIT) -> tuple[str, str]:

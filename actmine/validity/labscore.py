@@ -122,7 +122,15 @@ def _valid_record(record: Any) -> bool:
         return False
     for suite in record["suites"].values():
         tasks = suite.get("tasks") if isinstance(suite, dict) else None
-        if not isinstance(tasks, list) or not all(
+        if not (  # what the study reads of each suite (`study._lab_summary`)
+            isinstance(tasks, list)
+            and isinstance(suite.get("ok"), bool)
+            and (suite.get("error") is None or isinstance(suite["error"], (str, dict)))
+            and (suite.get("fitness") is None or isinstance(suite["fitness"], (int, float)))
+            and "fitness" in suite
+        ):
+            return False
+        if not all(
             isinstance(t, dict)
             and isinstance(t.get("name"), str)
             and isinstance(t.get("family"), str)
