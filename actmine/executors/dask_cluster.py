@@ -223,9 +223,12 @@ class DaskExecutor:
 
         task.add_done_callback(finished)
 
-    def _scheduler_lost(self) -> bool:
+    def _connected(self) -> bool:
         # the client says "connecting" (reconnecting, up to its timeout) or "closed" once it lost the scheduler
-        return not self._closed and self.client.status not in ("running", "newly-created")
+        return self.client is not None and self.client.status in ("running", "newly-created")
+
+    def _scheduler_lost(self) -> bool:
+        return not self._closed and not self._connected()
 
     def _check_scheduler(self) -> None:
         if self._scheduler_lost():
@@ -289,7 +292,7 @@ class DaskExecutor:
                     "the executor was closed before the evaluation finished",
                 )
             )
-        if self.client is not None and self.client.status not in ("running", "newly-created"):
+        if self.client is not None and not self._connected():
             # its reconnection loop, cancelled by the close, logs a traceback: the caller says it in one line
             with _quiet("distributed.client"):
                 close_quietly(self.client, self.cluster)

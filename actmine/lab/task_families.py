@@ -25,8 +25,8 @@ import difflib
 import functools
 import json
 import math
-import sys
 import operator
+import sys
 import zlib
 from dataclasses import dataclass, field
 from importlib import resources
