@@ -133,6 +133,19 @@ def test_a_program_file_naming_one_program_twice_is_refused(tmp_path):
         assert "names the program(s) first twice" in str(file_error(read, path))
 
 
+def test_a_pack_read_once_per_program_is_parsed_once_and_a_changed_one_again(tmp_path):
+    """`compare PACK.py` resolves each program as `PACK.py:NAME`: a thousand-program export was parsed
+    a thousand times."""
+    path = tmp_path / "pack.py"
+    path.write_text(
+        render_program_file([ProgramEntry("first", "First", ENTRY), ProgramEntry("second", "S", ENTRY)], "")
+    )
+    first = read_program_file_at(path)
+    assert read_program_file_at(path) is first and read_program_file_at(str(path)) is first
+    path.write_text(render_program_file([ProgramEntry("third", "Third", ENTRY)], ""))
+    assert read_program_file_at(path).names == ["third"]
+
+
 def test_a_file_that_is_not_python_is_refused_naming_it(tmp_path):
     path = tmp_path / "candidate.txt"
     path.write_text(ENTRY)

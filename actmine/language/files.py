@@ -36,9 +36,11 @@ This module imports nothing from the rest of actmine (the loader's module is nam
 from __future__ import annotations
 
 import ast
+import hashlib
 import math
 import numbers
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -320,15 +322,27 @@ def read_program_file(text: str, what: str = "the file") -> ProgramFile:
     <version>`, `PROGRAMS = {...}` and the loader's import and call. `what` names the file in
     messages. Raises `ProgramFileError`: `stale_program_file` when there is no `ACTMINE_FORMAT`
     (plain code), `bad_program_file` for anything else out of shape."""
+    key = (what, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    if key in _READ:  # `compare PACK.py` reads the pack once per program: parse it once
+        _READ.move_to_end(key)
+        return _READ[key]
     tree = _parse_program_module(text, what)
     version, programs, loader_import, loader_call = _program_statements(tree, what)
     _check_statement_shapes(version, programs, loader_import, loader_call, what)
     found, data = _literal_values(version, programs, what)
     _check_format_version(found, what)
     try:
-        return programs_from_data(data)
+        program_file = programs_from_data(data)
     except ProgramFileError as exc:
         raise ProgramFileError(exc.code, f"{what}: {exc}") from None
+    _READ[key] = program_file
+    while len(_READ) > 8:
+        _READ.popitem(last=False)
+    return program_file
+
+
+#: the last files read, by name and content (a `ProgramFile` is frozen)
+_READ: "OrderedDict[tuple[str, str], ProgramFile]" = OrderedDict()
 
 
 def _parse_program_module(text: str, what: str) -> ast.Module:
