@@ -24,8 +24,12 @@ def write_text_atomically(path: str | Path, text: str, before_replace: Callable[
         if before_replace is not None:
             before_replace()
         os.replace(temporary, path)
-    except OSError:  # a full disk, a directory where the file should be: the temporary goes too
+    except OSError as exc:  # a full disk, a directory where the file should be: the temporary goes too
         temporary.unlink(missing_ok=True)
+        if exc.filename == str(temporary):
+            exc.filename = str(path)  # the error names the file the caller asked for
+        if exc.filename2 == str(path):
+            exc.filename, exc.filename2 = str(path), None  # os.replace(temporary, path)
         raise
     return path
 

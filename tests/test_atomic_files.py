@@ -54,8 +54,9 @@ def test_a_write_that_fails_leaves_no_temporary_and_a_cache_write_is_best_effort
 
     taken = tmp_path / "report.html"
     taken.mkdir()  # a directory where the file should go: the rename fails
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(IsADirectoryError) as failed:
         write_text_atomically(taken, "text")
+    assert failed.value.filename == str(taken) and failed.value.filename2 is None  # not the temporary
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
     assert not write_cache_file(taken, "text")  # a cache that cannot be written is not an error
     readonly = tmp_path / "cache"

@@ -835,6 +835,7 @@ def test_an_output_that_cannot_be_written_is_one_line_and_leaves_nothing(run_dir
         assert main([command, str(run_dir), "--out", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "cannot write" in err and "give another --out" in err
+        assert f"cannot write {tmp_path / name} (" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.html", "taken.py"]
 
 

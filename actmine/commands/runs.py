@@ -7,7 +7,6 @@ database is a usage error (`_readable_run`), so each of these fails with one lin
 from __future__ import annotations
 
 import argparse
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,17 +73,9 @@ def _readable_run():
     except sqlite3.Error as exc:  # a table or column missing (edited, damaged), or a full disk
         raise UsageError(read_failure_message(exc)) from None
     except OSError as exc:  # the output: a directory in its place, a full disk, no permission
-        raise UsageError(f"cannot write {_output_name(exc)} ({exc.strerror or exc}); give another --out") from None
-
-
-def _output_name(exc: OSError) -> str:
-    """The file a failed write was for (the destination, not `write_text_atomically`'s temporary)."""
-    name = exc.filename2 or exc.filename
-    if not name:
-        return "the output"
-    path = Path(str(name))
-    temporary = re.fullmatch(r"\.(.+)\.\d+\.tmp", path.name)
-    return str(path.with_name(temporary.group(1)) if temporary else path)
+        raise UsageError(
+            f"cannot write {exc.filename or 'the output'} ({exc.strerror or exc}); give another --out"
+        ) from None
 
 
 def _existing_run(run_dir: str) -> str:
