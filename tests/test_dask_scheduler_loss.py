@@ -5,6 +5,7 @@ processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from search_runs import programs_so_far, write_tiny_config
+from test_transfer_runner import TinyBenchmark
 from worker_loss import LOSS_LIMITS, SLOW_GOOD
 
 from actmine.commands.search import _stopped_by_machine
@@ -24,6 +26,7 @@ from actmine.executors import DaskExecutor, ExecutorLost
 from actmine.lab.ensemble import TrainingProtocol
 from actmine.lab.fitness import Lab
 from actmine.lab.tasks import Suite, polynomial
+from actmine.transfer import base
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -37,11 +40,13 @@ def free_port() -> int:
 class Cluster:
     """A scheduler and one single-threaded worker as separate processes, on a fixed loopback port."""
 
-    def __init__(self, port: int, scratch: Path):
+    def __init__(self, port: int, scratch: Path, python_path: str | None = None):
         self.address = f"tcp://127.0.0.1:{port}"
         # killed processes leave their scratch space behind: in the test's directory, not TMPDIR
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         quiet["env"] = dict(os.environ, DASK_TEMPORARY_DIRECTORY=str(scratch))
+        if python_path:  # what the worker's jobs import (a test's benchmark)
+            quiet["env"]["PYTHONPATH"] = os.pathsep.join(filter(None, [python_path, os.environ.get("PYTHONPATH")]))
         self.scheduler = subprocess.Popen(
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet
         )
@@ -123,3 +128,67 @@ def test_a_search_stops_on_a_lost_scheduler_records_nothing_in_flight_and_resume
         second.stop()
     recorded = programs_so_far(run_dir)
     assert summary["evaluated"] == 24 and sorted(p.proposal_index for p in recorded) == list(range(24))
+
+
+def _transfer(cluster_address: str, data_dir: Path, out: Path, capsys) -> tuple[int, str, str]:
+    from actmine.cli import main
+
+    code = main(
+        ["transfer", "--activations", "gelu,silu", "--benchmarks", "tiny", "--seeds", "3", "--epochs", "10"]
+        + ["--executor", "dask", "--scheduler", cluster_address, "--data-dir", str(data_dir), "--out", str(out)]
+        + ["--timeout", "60", "--quiet"]
+    )
+    stdout, stderr = capsys.readouterr()
+    return code, stdout, stderr
+
+
+def _journal(out: Path) -> list[dict]:
+    path = out / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def test_a_transfer_stops_on_a_lost_scheduler_keeps_what_finished_and_resumes(tmp_path, capsys):
+    """The job pool's side (transfer, validate): a job cancelled because the scheduler died is not
+    the job's failure, nor a Ctrl-C's cancellation (which the runner skips): before, the transfer
+    skipped every job in flight and after, wrote a summary of what was left, and said exit 0."""
+    base.register_benchmark(TinyBenchmark)
+    try:
+        data_dir = tmp_path / "data"
+        (data_dir / "tiny").mkdir(parents=True)
+        (data_dir / "tiny" / "READY").touch()
+        out = tmp_path / "out"
+        port = free_port()
+        tests = str(Path(__file__).parent)
+        first = Cluster(port, tmp_path, python_path=tests)
+
+        def kill_the_scheduler_once_a_job_is_recorded() -> None:
+            deadline = time.monotonic() + 120
+            while not _journal(out) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            first.kill_scheduler()
+
+        try:
+            threading.Thread(target=kill_the_scheduler_once_a_job_is_recorded, daemon=True).start()
+            code, _, stderr = _transfer(first.address, data_dir, out, capsys)
+        finally:
+            first.stop()
+        assert code == 1, stderr
+        last = stderr.strip().splitlines()[-1]
+        assert "Dask scheduler at tcp://127.0.0.1" in last and "run the same command again to resume" in last
+        assert "Traceback" not in stderr
+        recorded = _journal(out)
+        total = 2 * 3 + 3  # gelu, silu and ReLU (added as the reference), three seeds
+        assert 1 <= len(recorded) < total and all(r["ok"] for r in recorded)  # no job recorded as lost
+        assert not (out / "results.json").exists()  # no summary of a part
+
+        second = Cluster(port, tmp_path, python_path=tests)
+        try:
+            code, stdout, stderr = _transfer(second.address, data_dir, out, capsys)
+        finally:
+            second.stop()
+        assert code == 0, stderr
+        jobs = json.loads((out / "results.json").read_text())["jobs"]
+        assert len(jobs) == total and all(j["ok"] for j in jobs)
+        assert f"({len(recorded)} from an earlier run)" in stdout
+    finally:
+        base._BENCHMARKS.pop("tiny", None)

@@ -295,6 +295,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, argv, message)
     assert not (tmp_path / "study" / "lab.jsonl").exists()  # nothing ran
 
 
+def test_a_lost_dask_scheduler_is_one_line_exit_1_and_says_how_to_resume(capsys, tmp_path, monkeypatch):
+    """What `run_validity` raises when its cluster is lost (the executor's and the job pool's
+    `ExecutorLost`, tests/test_dask_scheduler_loss.py) reaches the user as one line, not a traceback."""
+    import actmine.validity as validity
+    from actmine.executors import ExecutorLost
+
+    def lost(*args, **kwargs):
+        raise ExecutorLost("the connection to the Dask scheduler at tcp://127.0.0.1:9 was lost while a job ran")
+
+    monkeypatch.setattr(validity, "run_validity", lost)
+    code, err = run_cli(capsys, "--out", str(tmp_path / "study"), "--quiet", "--executor", "dask")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "Dask scheduler at tcp://127.0.0.1:9 was lost" in err and "run the same command again to resume" in err
+
+
 def test_validate_parses_repeated_runs_and_functions():
     from actmine.cli import build_parser
 

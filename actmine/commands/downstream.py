@@ -10,10 +10,21 @@ import argparse
 import os
 import sys
 
+from ..executors.base import ExecutorLost
 from ..targets import UsageError
 from ..targets import console as _console
 from ..terminal import terminal_text
 from .common import EXIT_REFUSED, _comma_list
+
+
+def _stopped_by_cluster(exc: Exception, kept: str) -> int:
+    """One line for work whose Dask cluster was lost (`ExecutorLost`): what happened, what is kept,
+    how to resume; exit 1 (the machine, not the input)."""
+    print(
+        terminal_text(f"actmine: error: {exc}; {kept}: run the same command again to resume"),
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -51,6 +62,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except ExecutorLost as exc:
+        return _stopped_by_cluster(exc, f"finished jobs are in {args.out}/results.jsonl")
     console = _console()
     seeds = f"{len(run.seeds)} seed" + ("s" if len(run.seeds) != 1 else "")
     console.print(results_table(run.rows, title=f"transfer: mean ± std over {seeds} (log-ratio vs ReLU)"))
@@ -98,6 +111,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     except validity.ValidityInputError as exc:
         raise UsageError(str(exc)) from None
+    except ExecutorLost as exc:
+        return _stopped_by_cluster(exc, f"the finished lab scores and transfer jobs are saved in {args.out}/")
     except KeyboardInterrupt:
         print(
             terminal_text(

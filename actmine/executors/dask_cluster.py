@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from typing import Collection
 from ..candidate.sandbox import LOSS_RETRIES, SandboxLimits
 from ..lab.fitness import Evaluation, Lab
 from .base import ExecutorLost, failed_evaluation, register_executor
-from .dask_setup import close_quietly, connect, local_cluster
+from .dask_setup import close_quietly, connect, local_cluster, lost_scheduler_message, scheduler_connected
 from .job_pool import DaskJobPool
 from .dask_worker import (
     DASK_WORKER_ENV,
@@ -31,17 +30,6 @@ from .dask_worker import (
 
 log = logging.getLogger("actmine.executors")
 CAPACITY_TIMEOUT_S = 10.0  # asking the scheduler for its workers' threads
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 class _Submission:
@@ -223,23 +211,15 @@ class DaskExecutor:
 
         task.add_done_callback(finished)
 
-    def _connected(self) -> bool:
-        # the client says "connecting" (reconnecting, up to its timeout) or "closed" once it lost the scheduler
-        return self.client is not None and self.client.status in ("running", "newly-created")
-
     def _scheduler_lost(self) -> bool:
-        return not self._closed and not self._connected()
+        return not self._closed and not scheduler_connected(self.client)
 
     def _check_scheduler(self) -> None:
         if self._scheduler_lost():
             raise ExecutorLost(self._lost_message("before a new evaluation could start"))
 
     def _lost_message(self, when: str) -> str:
-        where = self.client.scheduler.address if self.client.scheduler is not None else "its address"
-        return (
-            f"the connection to the Dask scheduler at {where} was lost {when}; the evaluations in flight "
-            "are not recorded. Restart the scheduler (or check the network to it)"
-        )
+        return lost_scheduler_message(self.client, when, "the evaluations in flight are not recorded")
 
     @staticmethod
     def _collect(task, lab: Lab, name: str, losses: list[str] = ()) -> Evaluation:
@@ -292,12 +272,7 @@ class DaskExecutor:
                     "the executor was closed before the evaluation finished",
                 )
             )
-        if self.client is not None and not self._connected():
-            # its reconnection loop, cancelled by the close, logs a traceback: the caller says it in one line
-            with _quiet("distributed.client"):
-                close_quietly(self.client, self.cluster)
-        else:
-            close_quietly(self.client, self.cluster)
+        close_quietly(self.client, self.cluster)
 
     def __enter__(self) -> "DaskExecutor":
         return self

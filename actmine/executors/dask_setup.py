@@ -32,6 +32,21 @@ def connect(scheduler: str, workers: int | None = None, timeout_s: float = 120.0
         raise ClusterUnavailable(f"cannot use the Dask cluster at {scheduler}: {type(exc).__name__}: {exc}") from exc
 
 
+def scheduler_connected(client) -> bool:
+    """Whether ``client`` still has its scheduler: once it lost it, it says "connecting" (trying
+    again, for up to two minutes) or "closed", and Dask cancels every task it had submitted."""
+    return client is not None and client.status in ("running", "newly-created")
+
+
+def lost_scheduler_message(client, when: str, consequence: str) -> str:
+    """One line for a client that lost its scheduler: where, when, what it means, what to do."""
+    where = client.scheduler.address if client.scheduler is not None else "its address"
+    return (
+        f"the connection to the Dask scheduler at {where} was lost {when}; {consequence}. "
+        "Restart the scheduler (or check the network to it)"
+    )
+
+
 def local_cluster(
     workers: int, environment: Mapping[str, str] | None = None, resources: Mapping[str, float] | None = None
 ):
@@ -80,11 +95,20 @@ def local_cluster(
                 os.environ[key] = value
 
 
-def close_quietly(*closables) -> None:
-    """Close each client or cluster that is not None; a failure to close is logged, never raised."""
-    for closing in closables:
-        if closing is not None:
-            try:
-                closing.close()
-            except Exception as exc:  # noqa: BLE001 - best effort at the end of a run
-                logging.getLogger("actmine.executors").warning("closing %r: %s", closing, exc)
+def close_quietly(client, cluster=None) -> None:
+    """Close the client and the cluster (either may be None); a failure to close is logged, never
+    raised. A client that lost its scheduler is closed without the traceback its cancelled
+    reconnection loop logs: the caller has said what happened in one line."""
+    client_log = logging.getLogger("distributed.client")
+    level = client_log.level
+    if client is not None and not scheduler_connected(client):
+        client_log.setLevel(logging.CRITICAL + 1)
+    try:
+        for closing in (client, cluster):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception as exc:  # noqa: BLE001 - best effort at the end of a run
+                    logging.getLogger("actmine.executors").warning("closing %r: %s", closing, exc)
+    finally:
+        client_log.setLevel(level)

@@ -30,7 +30,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
-from .dask_setup import ClusterUnavailable, close_quietly, connect, local_cluster
+from .base import ExecutorLost
+from .dask_setup import (
+    ClusterUnavailable,
+    close_quietly,
+    connect,
+    local_cluster,
+    lost_scheduler_message,
+    scheduler_connected,
+)
 
 DEVICES = ("cpu", "cuda")
 
@@ -187,8 +195,13 @@ class DaskJobPool:
             )
 
     def submit(self, run: Callable[..., str], *args) -> concurrent.futures.Future:
+        """The Future of ``run``'s answer. A job the cluster lost with its scheduler ends in
+        `ExecutorLost` (never a cancellation, which is what `close` does to a job); with the
+        scheduler already lost, `submit` raises it."""
         if self.client is None:
             raise RuntimeError("the job pool is closed")
+        if not scheduler_connected(self.client):
+            raise ExecutorLost(self._lost_message("before a new job could start"))
         result: concurrent.futures.Future = concurrent.futures.Future()
         key = f"actmine-job-{uuid.uuid4().hex}"
         task = self.client.submit(
@@ -207,6 +220,10 @@ class DaskJobPool:
         def finished(task) -> None:
             with self._lock:
                 self._tasks.pop(key, None)
+            if task.status == "cancelled" and self.client is not None and not scheduler_connected(self.client):
+                # Dask cancels every task when the client loses its scheduler: not the job's doing
+                result.set_exception(ExecutorLost(self._lost_message("while a job ran")))
+                return
             try:
                 result.set_result(task.result(timeout=60))
             except BaseException as exc:  # noqa: BLE001 - a lost worker, a cancelled task
@@ -215,6 +232,9 @@ class DaskJobPool:
 
         task.add_done_callback(finished)
         return result
+
+    def _lost_message(self, when: str) -> str:
+        return lost_scheduler_message(self.client, when, "the jobs in flight have no result")
 
     def close(self) -> None:
         """Cancel the tasks still pending and close the client and the cluster started here."""

@@ -124,9 +124,11 @@ def run_jobs(
     """Every job on the job system's pool ``executor`` (`actmine.executors.make_job_pool`), each in
     its own confined process (`run_in_subprocess`, under ``limits[job.benchmark]``); each result goes
     to ``on_result`` as it arrives, a job lost by the pool as a failed result (``executor_error``).
-    Interrupted (Ctrl-C), the running jobs' processes are killed and nothing more is started."""
+    Interrupted (Ctrl-C), the running jobs' processes are killed and nothing more is started. A pool
+    that lost its cluster (`ExecutorLost`: a Dask scheduler died) stops the run: the jobs in flight
+    are not recorded, so that the same command runs them again."""
     # imported here, not above: every job's own process imports this package, and need not load Dask
-    from ..executors import ClusterUnavailable, make_job_pool
+    from ..executors import ClusterUnavailable, ExecutorLost, make_job_pool
 
     try:
         pool = make_job_pool(executor, workers, scheduler, device, notify, at_most=len(jobs))
@@ -143,6 +145,8 @@ def run_jobs(
                 result = _answer(job, future.result())
             except concurrent.futures.CancelledError:
                 continue
+            except ExecutorLost:
+                raise  # the cluster, not the job: nothing more can run, and a rerun resumes
             except Exception as exc:  # noqa: BLE001 - a lost Dask worker, no process could be started
                 result = _failed(
                     job, "executor_error", f"the job was lost by the {executor} executor: {type(exc).__name__}: {exc}"
