@@ -712,6 +712,16 @@ def test_the_winner_is_the_validations_choice_blended_with_gelu_and_a_resumed_ch
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
         assert [p.id for p in db.programs(db.latest_run()["id"]) if p.mutator == "blend"] == [record.id]
 
+    # resumed with a larger budget: the blend is no proposal of the budget's (it once counted as one,
+    # so the search made one fewer), and the indexes stay gap-free around it
+    larger = blending.with_overrides({"search.budget": blending.search.budget + 2})
+    Search(larger, run_dir, live=False).run()
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        programs = db.programs(db.latest_run()["id"])
+    searched = [p for p in programs if p.mutator != "blend"]
+    assert len(searched) == larger.search.budget
+    assert sorted(p.proposal_index for p in programs) == list(range(len(programs)))
+
 
 @pytest.mark.parametrize(
     "overrides, error",

@@ -189,6 +189,8 @@ def make_random_run(base: Path) -> Path:
                     rationale=f"random {index}",
                 )
             )
+        # the final check's blend of the winner: one more program, not one of the budget's proposals
+        db.add_program(scored(run_id, 3, "0.5 * torch.relu(x) * 3 + 0.5 * F.gelu(x)", 0.1, mutator="blend"))
         db.update_run(run_id, status="finished")
     return run_dir
 
@@ -326,7 +328,7 @@ def test_overview_shows_progress_failures_and_llm_spend(served):
     llm_row, random_row = blocks["runs"]["rows"]
     assert [c["text"] for c in llm_row[:6]] == ["llm-run", "running", "6 / 20", "4", "1", "1"]
     assert llm_row[10]["text"] == "$0.0125 of $1 (1%)"
-    assert [c["text"] for c in random_row[:3]] == ["random<b>run", "finished", "3 / 3"]
+    assert [c["text"] for c in random_row[:4]] == ["random<b>run", "finished", "3 / 3", "4"]  # 3 proposals, 1 blend
     assert random_row[10]["text"] == "—"  # no LLM: no spend
     failures = blocks["failures"]["sections"][0]["table"]
     assert [c["text"] for c in failures["rows"][0]] == ["policy", "forbidden_name", "1"]

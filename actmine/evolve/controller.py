@@ -166,7 +166,7 @@ class Search(RecordPrograms):
             config.executor.kind, config.executor.workers, config.sandbox_limits(), config.executor.scheduler
         )
         state = SearchState(budget=config.search.budget, capacity=executor.capacity)
-        state.evaluated = database.count(run_id)
+        state.evaluated = database.proposal_count(run_id)
         next_index = database.max_proposal_index(run_id) + 1
         # Mutators that call remote models propose in threads, so that evaluation goes on while
         # they wait; finished proposals queue in `ready` until an executor slot is free.

@@ -387,6 +387,13 @@ class ProgramDatabase(ResultTables):
             ).fetchone()[0]
         )
 
+    def proposal_count(self, run_id: int) -> int:
+        """The run's programs that count against its budget: all but a final check's blends, which
+        take the next index but are no proposal of the search's (a finished run resumed with a
+        larger budget makes all of its new proposals)."""
+        sql = "SELECT COUNT(*) FROM programs WHERE run_id = ? AND mutator != ?"
+        return int(self._conn.execute(sql, (run_id, BLEND_MUTATOR)).fetchone()[0])
+
     def max_proposal_index(self, run_id: int) -> int:
         """The largest proposal_index recorded in the run, −1 when there is none (so the next
         proposal is always `max_proposal_index(run_id) + 1`)."""

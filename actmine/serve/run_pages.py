@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from ..evolve.database import ProgramRecord
+from ..evolve.program_records import BLEND_MUTATOR
 from .pages import (
     cell,
     count,
@@ -54,7 +55,8 @@ def progress(snapshot: Snapshot, now: float | None = None) -> dict[str, Any]:
     budget = config_value(snapshot.run.config, "search", "budget")
     return {
         "status": snapshot.run.status,
-        "evaluated": len(records),
+        # against the budget: a final check's blend is one more program, not one of the proposals
+        "evaluated": sum(1 for record in records if record.mutator != BLEND_MUTATOR),
         "budget": budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
         "ok": statuses["ok"],
         "failed": statuses["failed"],
