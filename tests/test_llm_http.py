@@ -60,8 +60,12 @@ def test_a_compressed_answer_is_refused_before_it_is_inflated():
         asked = server.requests[0]["headers"].get("accept-encoding")
     assert asked == "identity"
     first, second = proposal.calls
-    assert first.outcome == "connection_error" and "compressed its answer (gzip)" in first.error
+    # the server answered, wrongly: a server error (retried), not "cannot connect"
+    assert first.outcome == "server_error" and "compressed it (gzip)" in first.error
+    assert first.error.startswith(llm_http.REFUSED_ANSWER)
     assert second.outcome == "ok" and proposal.failure is None
+    status, message = diagnose(first, mutator(server).models[0], 0, 10)
+    assert status == "server_error" and "cannot connect" not in message and "Accept-Encoding: identity" in message
 
 
 def test_an_answer_past_the_byte_cap_is_cut(monkeypatch):
@@ -69,8 +73,13 @@ def test_an_answer_past_the_byte_cap_is_cut(monkeypatch):
     with ChatServer(["x" * 50_000, GOOD]) as server:
         proposal, _ = timed_proposal(mutator(server, max_retries=1))
     first, second = proposal.calls
-    assert first.outcome == "connection_error" and "more than 20000 bytes" in first.error
+    assert (
+        first.outcome == "server_error"
+        and first.error == f"{llm_http.REFUSED_ANSWER}: the endpoint sent more than 20000 bytes"
+    )
     assert second.outcome == "ok"
+    status, message = diagnose(first, mutator(server).models[0], 0, 10)
+    assert status == "server_error" and "max_tokens" in message and "try again later" not in message
 
 
 @pytest.mark.parametrize(

@@ -368,7 +368,7 @@ class LLMMutator(Mutator):
         """One HTTP call: its record, the answer's text (None when it failed) and the Retry-After."""
         import openai
 
-        from .llm_http import call_limits
+        from .llm_http import REFUSED_ANSWER, call_limits
 
         kwargs: dict[str, Any] = {spec.token_parameter: spec.max_tokens}
         if spec.temperature is not None:
@@ -394,6 +394,8 @@ class LLMMutator(Mutator):
                 return failed("cancelled", "the search stopped")
             if isinstance(exc, openai.APITimeoutError):
                 return failed("timeout", f"no answer within {self.timeout_s:g} s")
+            if REFUSED_ANSWER in str(exc.__cause__ or ""):  # connected and answered, but not acceptably
+                return failed("server_error", _one_line(str(exc.__cause__), 200))
             return failed("connection_error", _one_line(f"{exc}: {exc.__cause__ or ''}", 200))
         except (openai.APIResponseValidationError, ValueError) as exc:  # a body that is not JSON
             return failed("server_error", _one_line(f"HTTP 200 without a chat completion: {exc}", 200))

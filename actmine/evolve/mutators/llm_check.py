@@ -41,6 +41,7 @@ from ...terminal import terminal_text
 from ..seeds import seed_source
 from .base import LabContext, Parent, Proposal
 from .llm import LLMCall, LLMConfigError, LLMMutator, ModelSpec, build_prompt, parse_models
+from .llm_http import REFUSED_ANSWER
 from .spend import Reservation, Spend, prompt_tokens_estimate, worst_case
 
 EXIT_OK = 0
@@ -353,6 +354,11 @@ def diagnose(call: LLMCall | None, spec: ModelSpec, index: int, timeout_s: float
         return "rate_limited", (
             f"{endpoint} answered with a rate limit or quota error ({error}): the URL, key and "
             "model look right; check the account's quota and billing, or try again later"
+        )
+    if REFUSED_ANSWER in error:
+        return "server_error", (
+            f"{endpoint} answered, but not as actmine accepts ({error}); check that the server, or a proxy "
+            f"in front of it, honours `Accept-Encoding: identity` (no compression) and {where}.max_tokens"
         )
     if outcome == "server_error":
         return "server_error", f"{endpoint} failed ({error}); try again later"

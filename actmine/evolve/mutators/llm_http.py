@@ -38,6 +38,9 @@ httpcore = importlib.import_module(_HTTPX_NAME.replace("httpx", "httpcore"))
 
 POLL_S = 0.25  # how soon a cancelled call notices
 MAX_ANSWER_BYTES = 16 * 2**20  # an answer is cut at 200,000 characters anyway (`answer_text`)
+#: begins the error of an answer that arrived but is refused (compressed, past MAX_ANSWER_BYTES): the
+#: server misbehaved, which the mutator records as a server error and `llm check` explains
+REFUSED_ANSWER = "actmine refuses the answer"
 
 
 @dataclass
@@ -104,7 +107,7 @@ class _LimitedStream(httpcore.NetworkStream):
                 continue  # nothing yet: look at the deadline and the cancel event again
             limits.received += len(data)
             if limits.received > limits.max_bytes:
-                raise httpcore.ReadError(f"the endpoint sent more than {limits.max_bytes} bytes")
+                raise httpcore.ReadError(f"{REFUSED_ANSWER}: the endpoint sent more than {limits.max_bytes} bytes")
             return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -154,7 +157,8 @@ class _IdentityOnly(httpx.BaseTransport):
         if encoding not in ("", "identity"):
             response.close()
             raise httpx.DecodingError(
-                f"the endpoint compressed its answer ({encoding[:40]}) though actmine asks for none", request=request
+                f"{REFUSED_ANSWER}: the endpoint compressed it ({encoding[:40]}) though actmine asks for none",
+                request=request,
             )
         return response
 
