@@ -316,7 +316,8 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     )
     parts["validity"] = reproduce.load_validity(study)
     undecided = {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"]
-    assert undecided.verdict == NOT_CHECKABLE and "validity study not found" in undecided.measured
+    assert undecided.verdict == NOT_CHECKABLE and "validity study not found" not in undecided.measured
+    assert f"validity study ({study}): no pooled Spearman ρ with a 95% interval" in undecided.measured
     study.write_text("{not json")
     assert reproduce.load_validity(study) is None and reproduce.load_validity(tmp_path / "absent.json") is None
     # hand-made files whose shapes the claim would trip over (a TypeError, a KeyError after hours)
@@ -333,10 +334,8 @@ def test_claims_and_report_with_transfer_and_search_parts(tiny_run, tmp_path, mo
     )
     parts["validity"] = reproduce.load_validity(study)  # no count of functions: it cannot be quoted
     assert parts["validity"]["overall"] is None
-    assert (
-        "validity study not found"
-        in {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"].measured
-    )
+    measured = {c.id: c for c in reproduce.build_claims(settings, parts)}["lab_predicts"].measured
+    assert "no pooled Spearman ρ" in measured and "series: +0.41 [+0.05, +0.70]" in measured
     # the winner's held-out entry is GELU's: below 0 or not decides the claim
     assert claims["search"].verdict == (REPRODUCED if winner_entry["ci"]["high"] < 0 else NOT_REPRODUCED)
     info = {

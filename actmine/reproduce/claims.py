@@ -52,14 +52,20 @@ class Claim:
 
 def _validity_measured(validity: Mapping[str, Any] | None) -> str:
     """The validity study's numbers as the claim's "measured" text."""
-    if not validity or not validity.get("overall") or validity["overall"].get("rho") is None:
+    if not validity:
         return "validity study not found (run `actmine validate --out validity`)"
-    c = validity["overall"]
     cells = ", ".join(
         f"{b}: {v['rho']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
         for b, v in validity["per_benchmark"].items()
         if isinstance(v, Mapping) and all(isinstance(v.get(k), (int, float)) for k in ("rho", "low", "high"))
     )
+    if not validity.get("overall") or validity["overall"].get("rho") is None:
+        # a study, but no ρ to quote: undefined (a constant side), or a cell without its interval or count
+        return (
+            f"validity study ({validity['path']}): no pooled Spearman ρ with a 95% interval and a count of "
+            f"functions to decide by; per benchmark: {cells or 'none either'}"
+        )
+    c = validity["overall"]
     benchmarks = validity["benchmarks"] or ["its benchmark"]
     scope = "mean over " + ", ".join(benchmarks) if len(benchmarks) > 1 else benchmarks[0]
     return (
