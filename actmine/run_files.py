@@ -23,3 +23,24 @@ def stored_config(run_dir: str | os.PathLike) -> Path | None:
     refuses what may not change)."""
     stored = Path(run_dir) / CONFIG_SNAPSHOT
     return stored if (Path(run_dir) / DATABASE).is_file() and stored.is_file() else None
+
+
+#: heldout.json of a default run is about a megabyte; more than this is not a file a search wrote
+MAX_RESULTS_BYTES = 64 * 2**20
+
+
+def read_run_text(path: str | os.PathLike, max_bytes: int | None = None) -> str | None:
+    """The UTF-8 text of a file a search wrote into its run directory, or None where it is not one
+    to read: missing, not a regular file (a FIFO would block the reader forever, /dev/zero fill
+    its memory), larger than ``max_bytes`` (default `MAX_RESULTS_BYTES`), unreadable or not UTF-8.
+    Readers fall back to the database, which holds everything the files do."""
+    path = Path(path)
+    max_bytes = MAX_RESULTS_BYTES if max_bytes is None else max_bytes
+    try:
+        if not path.is_file() or path.stat().st_size > max_bytes:
+            return None
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)  # the file may have grown since the stat
+        return data.decode("utf-8") if len(data) <= max_bytes else None
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -2,16 +2,19 @@
 
 import json
 import math
+import os
 import re
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
 import torch
 import yaml
 
+from actmine import run_files
 from actmine.config import Config
 from actmine.evolve.controller import Search
 from actmine.evolve.database import ProgramDatabase, ProgramRecord
@@ -636,7 +639,11 @@ def test_old_list_format_heldout_json_still_works(tmp_path):
     assert sorted(p.info["heldout_fitness"] for p in entries if p.info["heldout_fitness"] is not None) == [0.05, 0.11]
 
 
-@pytest.mark.parametrize("content", ["", "not json {", "null", '{"winner": "x", "validation": 5}', "[1, 2]"])
+@pytest.mark.parametrize(
+    "content",
+    ["", "not json {", "null", '{"winner": "x", "validation": 5}', "[1, 2]", "[" * 100_000 + "]" * 100_000],
+    ids=["empty", "not-json", "null", "wrong-types", "list-of-ints", "nested-100000-deep"],
+)
 def test_missing_or_damaged_results_never_break_the_report(results_run, content):
     run_dir, _ = results_run
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
@@ -645,6 +652,30 @@ def test_missing_or_damaged_results_never_break_the_report(results_run, content)
     text = write_report(run_dir, references=()).read_text()
     assert "not available: this run recorded no validation results" in text
     assert "not available: this run recorded no test results" in text and "</html>" in text
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-large"])
+def test_a_results_file_that_is_no_file_a_search_wrote_is_not_read(results_run, kind, monkeypatch):
+    """heldout.json as a FIFO blocked report, export and serve forever; a link to /dev/zero filled
+    memory. Neither is read now, nor a file past the cap: the database's rows are shown instead."""
+    run_dir, _ = results_run
+    path = run_dir / "heldout.json"
+    kept = path.read_text()
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        monkeypatch.setattr(run_files, "MAX_RESULTS_BYTES", len(kept) - 1)
+        path.write_text(kept)
+    finished = []
+    reader = threading.Thread(target=lambda: finished.append(write_report(run_dir, references=()).read_text()))
+    reader.daemon = True  # on the old code it blocks in open() for ever
+    reader.start()
+    reader.join(120)
+    assert finished, "the report did not finish"
+    assert "not available: this run recorded no validation results" not in finished[0]  # the database's rows
 
 
 def test_hostile_names_are_escaped_in_the_new_sections(tmp_path):

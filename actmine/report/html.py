@@ -37,7 +37,7 @@ import actmine.report.plots as plots
 
 from ..atomic_files import write_text_atomically
 from ..evolve.database import ProgramDatabase, ProgramRecord
-from ..run_files import CONFIG_SNAPSHOT, DATABASE, REPORT
+from ..run_files import CONFIG_SNAPSHOT, DATABASE, REPORT, read_run_text
 from ..yaml_text import load_yaml
 from .formula import safe_function, simplified_formula, simplified_formulas
 from .html_cells import SECTION_TEXT, TABLE_TEXT, _e, _img, _num, _table, _td, _with_se, cut_text
@@ -198,8 +198,9 @@ def _baseline_records(baseline: str | Path | None) -> list[ProgramRecord] | None
 def _run_config(run_dir: Path, run: dict[str, Any]) -> tuple[str, Any]:
     """(the config's text as shown, the config as data): config.yaml when the run directory has
     one, else the config recorded in the database; unparsable YAML falls back to the recorded one."""
-    config_path = run_dir / CONFIG_SNAPSHOT
-    config_text = config_path.read_text() if config_path.is_file() else yaml.safe_dump(run["config"], sort_keys=False)
+    config_text = read_run_text(run_dir / CONFIG_SNAPSHOT)  # None: missing, or not a file a search wrote
+    if config_text is None:
+        config_text = yaml.safe_dump(run["config"], sort_keys=False)
     try:
         return config_text, load_yaml(config_text)
     except yaml.YAMLError:

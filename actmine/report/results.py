@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evolve.database import ProgramDatabase
-from ..run_files import HELDOUT
+from ..run_files import HELDOUT, read_run_text
 
 
 SPLITS = {"validation": "validation", "test": "test", "comparison": "comparisons"}
@@ -38,9 +38,10 @@ def _results_from_file(path: Path) -> dict[str, Any]:
     test, comparisons}; older runs wrote a plain list of held-out rows, which were the same kind
     of check as today's validation rows and are read as such."""
     results = _empty_results()
+    text = read_run_text(path)
     try:
-        data = json.loads(path.read_text())
-    except (ValueError, OSError):
+        data = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):  # damaged, or nested past the parser's depth by hand
         return results
     if isinstance(data, list):
         results["validation"] = _dict_rows(data)
