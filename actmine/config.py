@@ -17,7 +17,9 @@ defaults to the embedded values, so an empty file (or none) is the default searc
 from __future__ import annotations
 
 import dataclasses
+import math
 import reprlib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .yaml_text import load_yaml
+from .yaml_text import UnreadableFile, load_yaml_file
 
 # A value quoted in an error message, cut to a readable size (a config's value can be a huge list).
 _REPR = reprlib.Repr()  # Python 3.11's takes no keywords
@@ -297,10 +299,12 @@ class Config:
         if path is None:
             return cls()
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
+            data = load_yaml_file(path)
+        except UnreadableFile as exc:
+            raise ConfigError(f"config file {str(path)!r} cannot be used: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
         return cls.from_dict(data, source=str(path))
@@ -399,13 +403,24 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+#: the largest sandbox limits: a year of seconds, 16 TiB of memory, requests per worker
+SANDBOX_BOUNDS = {"timeout_s": 31_536_000, "cpu_s": 31_536_000, "memory_mb": 16 * 2**20, "max_tasks_per_worker": 10**9}
+
+
 def _check_values(config: Config) -> None:
     """Range checks that types alone cannot express."""
 
-    def positive(key: str, value: float | int | None, allow_zero: bool = False) -> None:
-        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+    def positive(key: str, value: float | int | None, allow_zero: bool = False, at_most: float = math.inf) -> None:
+        # NaN passes every comparison: refused first, as infinity is where a bound is a number
+        if value is not None and (
+            (isinstance(value, float) and math.isnan(value))
+            or value < 0
+            or (value == 0 and not allow_zero)
+            or (value > at_most)
+        ):
+            bound = "" if math.isinf(at_most) else f" and at most {at_most:,}" if at_most < 1e15 else " and finite"
             raise ConfigError(
-                f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}, got {_shown(value)}"
+                f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}{bound}, got {_shown(value)}"
             )
 
     s = config.search
@@ -445,12 +460,16 @@ def _check_values(config: Config) -> None:
         if kind not in names:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(names)}, got {kind!r}")
     positive("executor.workers", config.executor.workers)
-    positive("lab.training_seeds", config.lab.training_seeds)
+    from .lab.tasks import MAX_SEEDS
+
+    positive("lab.training_seeds", config.lab.training_seeds, at_most=MAX_SEEDS)
     positive("lab.steps", config.lab.steps)
     for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
-        positive(f"probes.{key}", getattr(config.probes, key))
-    for key in ("timeout_s", "cpu_s", "memory_mb", "max_tasks_per_worker"):
-        positive(f"sandbox.{key}", getattr(config.sandbox, key))
+        positive(f"probes.{key}", getattr(config.probes, key), at_most=sys.float_info.max)
+    # the worker turns these into rlimits (whole seconds, bytes): beyond the bounds they overflow there,
+    # and every evaluation of the run would fail
+    for key, bound in SANDBOX_BOUNDS.items():
+        positive(f"sandbox.{key}", getattr(config.sandbox, key), at_most=bound)
     positive("candidate.max_source_chars", config.candidate.max_source_chars)
     _check_tasks(config.tasks)
 

@@ -1,10 +1,13 @@
 """The search configuration: defaults, validation that names the key, overrides and resume rules."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
-from actmine.config import Config, ConfigError
+from actmine.config import SANDBOX_BOUNDS, Config, ConfigError
 
 
 def test_empty_file_is_the_default_config(tmp_path):
@@ -83,6 +86,16 @@ def test_an_old_and_a_new_name_together_are_refused(section, old, new):
         ({"executor": {"kind": "slurm"}}, "executor.kind"),
         ({"executor": {"workers": -1}}, "executor.workers"),
         ({"sandbox": {"memory_mb": 0}}, "sandbox.memory_mb"),
+        # past what the worker can turn into rlimits: every evaluation failed, and the search said exit 0
+        ({"sandbox": {"timeout_s": float("inf")}}, "sandbox.timeout_s"),
+        ({"sandbox": {"cpu_s": 1e300}}, "sandbox.cpu_s"),
+        ({"sandbox": {"memory_mb": 10**40}}, "sandbox.memory_mb"),
+        # NaN passed every comparison of the check, and was refused only after the run directory was made
+        ({"sandbox": {"timeout_s": float("nan")}}, "sandbox.timeout_s"),
+        ({"probes": {"max_flops_per_element": float("nan")}}, "probes.max_flops_per_element"),
+        ({"probes": {"max_saved_bytes_per_element": float("inf")}}, "probes.max_saved_bytes_per_element"),
+        ({"search": {"time_limit": float("nan")}}, "search.time_limit"),
+        ({"lab": {"training_seeds": 10**9}}, "lab.training_seeds"),
         ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
         ({"lab": 3}, "lab"),
     ],
@@ -99,6 +112,45 @@ def test_bad_yaml_and_missing_file(tmp_path):
         Config.load(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         Config.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"search: {budget: 3, budget: 5}\n", "the key 'budget' appears twice in one mapping (line 1)"),
+        (b"search:\n  budget: 12 # \xff\n", "not UTF-8 text (byte 0xff at offset 23)"),
+        (b"search: {budget: " + b"9" * 5000 + b"}\n", "a value cannot be read: Exceeds the limit"),
+    ],
+    ids=["duplicate-key", "not-utf8", "5000-digits"],
+)
+def test_a_config_file_error_names_the_file_and_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(f"config file {str(path)!r}")) as raised:
+        Config.load(path)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_a_config_that_is_no_regular_file_is_refused_at_once(tmp_path, kind):
+    path = tmp_path / "config.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would block for ever
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")  # reading it would fill memory
+    else:
+        path.mkdir()
+    with pytest.raises(ConfigError, match="cannot be used: it is not a regular file"):
+        Config.load(path)
+
+
+def test_the_largest_sandbox_limits_are_ones_a_worker_can_set():
+    # the bounds of the config check, applied as a sandbox worker applies them (a child: rlimits stick)
+    code = (
+        "from actmine.candidate.worker import limit_resources, set_cpu_budget\n"
+        f"limit_resources({SANDBOX_BOUNDS['memory_mb']}); set_cpu_budget({SANDBOX_BOUNDS['cpu_s']})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_overrides_are_validated_and_none_is_ignored():

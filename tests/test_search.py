@@ -131,7 +131,17 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
     with pytest.raises(ConfigError, match="search.seed"):
         Search(changed, run_dir, live=False).run()
     more = Config.load(config_file).with_overrides({"search.budget": 5})  # a larger budget is fine
+    # the run's own config.yaml, broken by hand: named, not a YAML traceback or a bare codec error
+    snapshot = run_dir / "config.yaml"
+    for broken, why in ((b"search: [\n", "while parsing"), (b"search:\n  budget: 3 # \xff\n", "not UTF-8")):
+        snapshot.write_bytes(broken)
+        with pytest.raises(
+            ConfigError, match=f"{re.escape(str(snapshot))}, the run's own config, cannot be used: .*{why}"
+        ):
+            Search(more, run_dir, live=False).run()
+    snapshot.unlink()  # as the error says: the config recorded in the database is used
     assert Search(more, run_dir, live=False).run()["evaluated"] == 5
+    assert snapshot.read_bytes() != b"" and Config.load(snapshot).search.budget == 5
 
 
 def test_ctrl_c_stops_cleanly(tmp_path, config_file):

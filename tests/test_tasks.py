@@ -621,6 +621,20 @@ def test_unnamed_task_error_names_its_index_and_default_name(tmp_path):
         T.load_suite_file(path)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "not-utf8"])
+def test_a_suite_file_that_is_no_text_file_is_refused_by_name(tmp_path, kind):
+    # a FIFO blocked `evaluate --suite` for ever, /dev/zero filled its memory, bad UTF-8 named no file
+    path = tmp_path / "suite.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(b"tasks:\n  - {family: harmonic} # \xff\n")
+    with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(path)))} cannot be used: it "):
+        T.load_suite_file(path)
+
+
 @pytest.mark.parametrize("seeds", ["three", [0, "a"], [0, True], 1.5])
 def test_wrong_seeds_type(tmp_path, seeds):
     path = _write_yaml_with_second_task(tmp_path, {"family": "harmonic", "name": "also-fine"}, seeds=seeds)
@@ -867,15 +881,19 @@ def test_polynomial_task_fields():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"dim": 0}, "field 'dim' must be a positive integer, got 0"),
-        ({"dim": 1.0}, "field 'dim' must be a positive integer, got 1.0"),
-        ({"degree": 0}, "field 'degree' must satisfy 1 <= low <= high, got 0"),
-        ({"degree": [3, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [3, 2]"),
-        ({"degree": [0, 2]}, "field 'degree' must satisfy 1 <= low <= high, got [0, 2]"),
+        ({"dim": 0}, "field 'dim' must be an integer in [1, 32], got 0"),
+        ({"dim": 1.0}, "field 'dim' must be an integer in [1, 32], got 1.0"),
+        # a suite file's `dim: 1000000` allocated gigabytes (the generators stop at 32 too)
+        ({"dim": 33}, "field 'dim' must be an integer in [1, 32], got 33"),
+        ({"degree": 0}, "field 'degree' must satisfy 1 <= low <= high <= 8, got 0"),
+        ({"degree": [3, 2]}, "field 'degree' must satisfy 1 <= low <= high <= 8, got [3, 2]"),
+        ({"degree": [0, 2]}, "field 'degree' must satisfy 1 <= low <= high <= 8, got [0, 2]"),
+        ({"degree": [2, 9]}, "field 'degree' must satisfy 1 <= low <= high <= 8, got [2, 9]"),
         ({"degree": [2]}, "field 'degree' must be an integer or [low, high], got [2]"),
         ({"degree": None}, "field 'degree' must be an integer or [low, high], got None"),
         ({"dim": 2, "n_terms": "many"}, "field 'n_terms' must be an integer or [low, high], got 'many'"),
-        ({"dim": 2, "n_terms": [0, 0]}, "field 'n_terms' must satisfy 1 <= low <= high, got [0, 0]"),
+        ({"dim": 2, "n_terms": [0, 0]}, "field 'n_terms' must satisfy 1 <= low <= high <= 256, got [0, 0]"),
+        ({"dim": 2, "n_terms": 10**9}, "field 'n_terms' must satisfy 1 <= low <= high <= 256, got 1000000000"),
     ],
 )
 def test_polynomial_argument_errors_in_full(kwargs, message):
@@ -927,10 +945,11 @@ def test_harmonic_task_fields():
     assert T.harmonic().id_box == ((0.0, 2.0),) and T.harmonic().ood_box == ((2.0, 3.0),)
     assert T.harmonic().spec["n_terms"] == 3 and T.harmonic().spec["frequencies"] == [0.2, 0.7]
     assert T.harmonic(name="h").name == "h" and T.harmonic(n_terms=1).input_dim == 1
-    with pytest.raises(SuiteError, match=r"^task 'h': field 'n_terms' must be a positive integer, got 0$"):
-        T.harmonic(n_terms=0, name="h")
-    with pytest.raises(SuiteError, match=r"^task 'h': field 'n_terms' must be a positive integer, got 2.0$"):
-        T.harmonic(n_terms=2.0, name="h")
+    for n_terms in (0, 2.0, 17, 10**9):
+        with pytest.raises(
+            SuiteError, match=rf"^task 'h': field 'n_terms' must be an integer in \[1, 16\], got {n_terms}$"
+        ):
+            T.harmonic(n_terms=n_terms, name="h")
     for field in ("frequencies", "id_range", "ood_range"):
         with pytest.raises(SuiteError, match=rf"^task 'h': field '{field}' must satisfy low < high"):
             T.harmonic(name="h", **{field: (1, 1)})
@@ -1093,7 +1112,7 @@ def test_build_task_by_family():
         ({"family": "formula", "expression": "x"}, "where: missing field(s) id, ood for family 'formula'"),
         (
             {"family": "harmonic", "n_terms": 0, "name": "n"},
-            "where: task 'n': field 'n_terms' must be a positive integer, got 0",
+            "where: task 'n': field 'n_terms' must be an integer in [1, 16], got 0",
         ),
     ],
 )
@@ -1254,8 +1273,10 @@ def test_suite_fields_and_dict():
     assert suite.with_seeds(1).seeds == (0,) and suite.with_seeds(1).tasks == suite.tasks
     assert suite.with_seeds(1).name == "s"
     for n in (0, -1):
-        with pytest.raises(SuiteError, match=r"^the number of seeds must be at least 1$"):
+        with pytest.raises(SuiteError, match=rf"^the number of seeds must be at least 1 and at most 1,000, got {n}$"):
             suite.with_seeds(n)
+    with pytest.raises(SuiteError, match="at most 1,000, got 100,000,000"):  # `--seeds 100000000`
+        suite.with_seeds(10**8)
     with pytest.raises(SuiteError, match=r"^suite 's': field 'tasks' is empty$"):
         T.Suite("s", ())
     with pytest.raises(SuiteError, match=r"^suite 's': field 'seeds' is empty$"):
@@ -1283,15 +1304,19 @@ def test_suite_fields_and_dict():
         ),
         (
             {"tasks": [{"family": "harmonic"}], "seeds": "3"},
-            "src: field 'seeds' must be a list of integers or a count, got '3'",
+            "src: field 'seeds' must be a list of at most 1,000 integers or a count up to 1,000, got '3'",
         ),
         (
             {"tasks": [{"family": "harmonic"}], "seeds": True},
-            "src: field 'seeds' must be a list of integers or a count, got True",
+            "src: field 'seeds' must be a list of at most 1,000 integers or a count up to 1,000, got True",
         ),
         (
             {"tasks": [{"family": "harmonic"}], "seeds": (0, 1)},
-            "src: field 'seeds' must be a list of integers or a count, got (0, 1)",
+            "src: field 'seeds' must be a list of at most 1,000 integers or a count up to 1,000, got (0, 1)",
+        ),
+        (  # a count was built as a list first: 10**8 took 5 GB
+            {"tasks": [{"family": "harmonic"}], "seeds": 10**9},
+            "src: field 'seeds' must be a list of at most 1,000 integers or a count up to 1,000, got 1000000000",
         ),
         ({"tasks": []}, "src: field 'tasks' must be a non-empty list of task mappings"),
         ({}, "src: field 'tasks' must be a non-empty list of task mappings"),

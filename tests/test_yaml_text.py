@@ -3,13 +3,24 @@ anything is built; ordinary anchors keep working."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actmine.config import Config, ConfigError
-from actmine.yaml_text import MAX_DEPTH, MAX_VALUES, YAMLTooLarge, load_yaml
+from actmine.yaml_text import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_VALUES,
+    UnreadableFile,
+    YAMLTooLarge,
+    load_yaml,
+    load_yaml_file,
+    read_small_text,
+)
 
 
 def laughs(levels: int, width: int = 9) -> str:
@@ -67,3 +78,38 @@ def test_a_config_file_bomb_is_a_short_config_error(tmp_path):
     with pytest.raises(ConfigError, match="must be an integer") as info:
         Config.load(path)
     assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [("search: {budget: 3, budget: 5}\n", 1), ("a: 1\nb:\n  c: 2\n  d: 3\n  c: 4\n", 5), ("'1': x\n'1': y\n", 2)],
+)
+def test_a_key_given_twice_is_refused_where_it_stands(text, line):
+    # PyYAML keeps the last silently: `{budget: 3, budget: 5}` ran a search of 5
+    with pytest.raises(yaml.YAMLError, match=rf"appears twice in one mapping \(line {line}\)"):
+        load_yaml(text)
+    assert load_yaml("1: x\n'1': y\n") == {1: "x", "1": "y"}  # an int and a string: two keys
+
+
+def test_a_value_its_constructor_refuses_is_a_yaml_error():
+    with pytest.raises(yaml.YAMLError, match="a value cannot be read: Exceeds the limit"):
+        load_yaml("budget: " + "9" * 5000)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "large", "not-utf8"])
+def test_a_file_that_is_no_small_text_file_is_refused_without_reading_it(tmp_path, kind):
+    path = tmp_path / "file.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "large":
+        with path.open("wb") as file:
+            file.truncate(MAX_FILE_BYTES + 1)
+    else:
+        path.write_bytes(b"a: \xff\n")
+    with pytest.raises(UnreadableFile):
+        load_yaml_file(path)
+    path.unlink()
+    path.write_text("a: 1\n")
+    assert load_yaml_file(path) == {"a": 1} and read_small_text(path) == "a: 1\n"

@@ -37,7 +37,7 @@ from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
 from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
 from ..version import __version__
-from ..yaml_text import load_yaml
+from ..yaml_text import UnreadableFile, load_yaml_file
 from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .final_check import HELDOUT, REFERENCES, FinalCheck, write_best_program  # noqa: F401  (re-exported)
@@ -103,9 +103,7 @@ class Search(RecordPrograms):
         database = ProgramDatabase(self.run_dir / DATABASE)
         run = database.latest_run()
         if run is not None:
-            previous = Config.from_dict(
-                load_yaml(snapshot.read_text()) if snapshot.is_file() else run["config"], source=str(snapshot)
-            )
+            previous = self._previous_config(database, snapshot, run)
             conflicts = self.config.resume_conflicts(previous)
             if conflicts:
                 database.close()
@@ -121,6 +119,24 @@ class Search(RecordPrograms):
             run_id = database.create_run(self.config.to_dict(), self.config.search.seed, versions)
         write_text_atomically(snapshot, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         return database, run_id
+
+    @staticmethod
+    def _previous_config(database: ProgramDatabase, snapshot: Path, run: dict) -> Config:
+        """The config the run was made with: its config.yaml, else the one the database recorded.
+        A config.yaml that cannot be read is refused by name (it may have been edited by hand)."""
+        try:
+            data = load_yaml_file(snapshot) if snapshot.exists() else run["config"]
+        except (UnreadableFile, yaml.YAMLError) as exc:
+            database.close()
+            raise ConfigError(
+                f"{snapshot}, the run's own config, cannot be used: {exc}. Repair it, or remove it to "
+                "resume with the config recorded in the run's database"
+            ) from None
+        try:
+            return Config.from_dict(data, source=str(snapshot))
+        except ConfigError:
+            database.close()
+            raise
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

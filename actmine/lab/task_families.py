@@ -162,8 +162,14 @@ def _check_seed(name: str, seed: Any) -> int:
         raise SuiteError(f"task {name!r}: field 'seed' must be an integer, got {seed!r}") from None
 
 
-def _draw_count(rng: np.random.Generator, value: int | Sequence[int], field_name: str, name: str) -> int:
-    """``value`` itself, or a draw from its inclusive [low, high] range (task ``name``'s field ``field_name``)."""
+#: the fixed tasks' size fields stop where their generators' do (docs/lab.md): a suite file's
+#: `dim: 1000000` or `n_terms: 10**9` allocated gigabytes before any training
+MAX_DIM, MAX_DEGREE, MAX_TERMS, MAX_TONES = 32, 8, 256, 16
+
+
+def _draw_count(rng: np.random.Generator, value: int | Sequence[int], field_name: str, name: str, most: int) -> int:
+    """``value`` itself, or a draw from its inclusive [low, high] range (task ``name``'s field
+    ``field_name``), within [1, ``most``]."""
     try:
         if not isinstance(value, int) and len(value) != 2:  # [low, high], not a longer list read in part
             raise ValueError(value)
@@ -172,8 +178,8 @@ def _draw_count(rng: np.random.Generator, value: int | Sequence[int], field_name
         raise SuiteError(
             f"task {name!r}: field {field_name!r} must be an integer or [low, high], got {value!r}"
         ) from None
-    if not 1 <= lo <= hi:
-        raise SuiteError(f"task {name!r}: field {field_name!r} must satisfy 1 <= low <= high, got {value!r}")
+    if not 1 <= lo <= hi <= most:
+        raise SuiteError(f"task {name!r}: field {field_name!r} must satisfy 1 <= low <= high <= {most}, got {value!r}")
     return int(rng.integers(lo, hi + 1))
 
 
@@ -197,13 +203,13 @@ def polynomial(
     """
     name = name or f"poly{dim}d-s{seed}"
     seed = _check_seed(name, seed)
-    if not isinstance(dim, int) or dim < 1:
-        raise SuiteError(f"task {name!r}: field 'dim' must be a positive integer, got {dim!r}")
+    if not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+        raise SuiteError(f"task {name!r}: field 'dim' must be an integer in [1, {MAX_DIM}], got {dim!r}")
     id_lo_hi = _check_range(name, "id_range", id_range)
     ood_lo_hi = _check_range(name, "ood_range", ood_range)
     rng = np.random.default_rng(stable_seed("polynomial", dim, seed))
 
-    deg = _draw_count(rng, degree, "degree", name)
+    deg = _draw_count(rng, degree, "degree", name, MAX_DEGREE)
     if dim == 1:
         coefficients = rng.normal(size=deg + 1)
         powers = np.arange(deg + 1)
@@ -213,7 +219,7 @@ def polynomial(
 
         text = " + ".join(f"{c:.3g}·x^{k}" for k, c in enumerate(coefficients))
     else:
-        terms = _draw_count(rng, n_terms, "n_terms", name)
+        terms = _draw_count(rng, n_terms, "n_terms", name, MAX_TERMS)
         linear = rng.normal(size=dim) / math.sqrt(dim)
         monomials = []
         for _ in range(terms):
@@ -264,8 +270,8 @@ def harmonic(
     """
     name = name or f"harmonic-s{seed}"
     seed = _check_seed(name, seed)
-    if not isinstance(n_terms, int) or n_terms < 1:
-        raise SuiteError(f"task {name!r}: field 'n_terms' must be a positive integer, got {n_terms!r}")
+    if not isinstance(n_terms, int) or not 1 <= n_terms <= MAX_TONES:
+        raise SuiteError(f"task {name!r}: field 'n_terms' must be an integer in [1, {MAX_TONES}], got {n_terms!r}")
     f_lo, f_hi = _check_range(name, "frequencies", frequencies)
     id_lo_hi = _check_range(name, "id_range", id_range)
     ood_lo_hi = _check_range(name, "ood_range", ood_range)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import reprlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import sympy  # noqa: F401  (part of this module's namespace before the split; tests patch `tasks.sympy`)
 
-from ..yaml_text import load_yaml
+from ..yaml_text import UnreadableFile, load_yaml, read_small_text
 from .generators import get_generator
 from .task_families import (  # noqa: F401  (re-exported: the task families were defined here)
     FAMILIES,
@@ -49,6 +50,7 @@ from .task_families import (  # noqa: F401  (re-exported: the task families were
 # The fields of a suite entry that names a generator (see docs/lab.md, "Task generators").
 GENERATOR_ENTRY_FIELDS = ("generator", "params", "index", "indexes", "start", "count", "name", "family")
 MAX_DRAWS_PER_ENTRY = 100_000
+MAX_SEEDS = 1000  # training seeds of a suite: each is a model per task
 # Draws already made in this process, by (generator, params, index): a draw is a pure function of
 # those, and a worker rebuilds the 48 tasks of every sample it is sent from their specs (an
 # expression draw re-runs its domain checks: ~3 ms each, 0.13 s a sample, a fifth of an evaluation).
@@ -228,8 +230,8 @@ class Suite:
 
     def with_seeds(self, n: int) -> "Suite":
         """The same tasks with seeds 0..n-1."""
-        if n < 1:
-            raise SuiteError("the number of seeds must be at least 1")
+        if not 1 <= n <= MAX_SEEDS:
+            raise SuiteError(f"the number of seeds must be at least 1 and at most {MAX_SEEDS:,}, got {n:,}")
         return Suite(self.name, self.tasks, tuple(range(n)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,10 +246,17 @@ class Suite:
             raise SuiteError(f"{source}: unknown field(s) {', '.join(unknown)}; allowed: name, seeds, tasks")
         name = data.get("name", Path(source).stem)
         seeds = data.get("seeds", [0, 1, 2])
-        if isinstance(seeds, int) and not isinstance(seeds, bool):
-            seeds = list(range(seeds))
-        if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-            raise SuiteError(f"{source}: field 'seeds' must be a list of integers or a count, got {seeds!r}")
+        if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds <= MAX_SEEDS:
+            seeds = list(range(seeds))  # a count; a larger one is refused below, not built (10**9: gigabytes)
+        if (
+            not isinstance(seeds, list)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            or len(seeds) > MAX_SEEDS
+        ):
+            raise SuiteError(
+                f"{source}: field 'seeds' must be a list of at most {MAX_SEEDS:,} integers or a count up to "
+                f"{MAX_SEEDS:,}, got {reprlib.repr(seeds)}"
+            )
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise SuiteError(f"{source}: field 'tasks' must be a non-empty list of task mappings")
@@ -264,9 +273,12 @@ class Suite:
 def load_suite_file(path: str | Path) -> Suite:
     """Load a suite from a .yaml/.yml/.toml/.json file (see docs/lab.md for the format)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SuiteError(f"suite file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_small_text(path)
+    except UnreadableFile as exc:
+        raise SuiteError(f"suite file {str(path)!r} cannot be used: {exc}") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             data = load_yaml(text)
