@@ -315,3 +315,30 @@ def test_the_same_search_command_resumes_a_run_whose_defaults_have_changed_since
     with pytest.raises(ConfigError, match="search.seed"):
         Search(resumed.with_overrides({"search.seed": 8}), run_dir)._open()
     assert "my.yaml" in capsys.readouterr().err
+
+
+def test_a_search_on_a_database_with_a_column_gone_is_a_usage_error_not_a_full_disk(tmp_path, capsys):
+    """A table or column removed by hand is the database's fault: exit 2 and "edited or damaged",
+    not exit 1 with "free disk space, permissions … run the same command again"."""
+    import sqlite3
+
+    from actmine.config import Config
+    from actmine.evolve.database import ProgramDatabase
+    from actmine.run_files import DATABASE
+
+    from search_runs import write_tiny_config
+    from test_database import record
+
+    config = Config.load(write_tiny_config(tmp_path, search={"budget": 4}, executor={"workers": 1}))
+    run_dir = tmp_path / "run"
+    _run_made_with(run_dir, config)
+    with ProgramDatabase(run_dir / DATABASE) as db:
+        db.add_program(record(db.latest_run()["id"], 0, 0.5))
+    with sqlite3.connect(run_dir / DATABASE) as connection:
+        connection.execute("DROP INDEX IF EXISTS programs_fitness")
+        connection.execute("ALTER TABLE programs DROP COLUMN fitness")
+    connection.close()
+    assert main(["search", "--run-dir", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such column: fitness" in err and "edited or damaged" in err
+    assert "free disk space" not in err

@@ -192,6 +192,7 @@ def test_every_field_round_trips(db, run):
     assert failed.original_answer is None and failed.normalisation_changes == []  # other mutators: none
     assert back.fitness == original.fitness and back.cell == original.cell
     assert db.get(10_000) is None
+    assert db.get(2**63) is None and db.get(-(2**70)) is None  # past SQLite's integers: no row, no OverflowError
     assert db.get_many([dup.id, 10_000, parent]) == [dup, db.get(parent)]
     assert db.by_proposal(run, 1) == original
     # JSON columns are JSON text in the file
@@ -827,6 +828,27 @@ def test_a_newer_file_is_refused_before_anything_is_written(tmp_path):
     connection.close()
     message = _refused(path, f"schema version {SCHEMA_VERSION + 1}", "newer actmine", f"up to {SCHEMA_VERSION}")
     assert "Nothing was changed" in message
+
+
+def test_another_programs_database_is_refused_not_taken_over(tmp_path):
+    # before, a writer migrated it: actmine's eight tables were added beside the other program's data
+    path = tmp_path / "programs.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE invoices (id, amount)")
+        connection.execute('CREATE TABLE "\x1b[2Jclients" (id)')
+        connection.execute("INSERT INTO invoices VALUES (1, 99.5)")
+    connection.close()
+    message = _refused(path, "an SQLite database of another program", "invoices", "not an actmine run")
+    assert "\x1b" not in message and "\\x1b[2Jclients" in message  # its names escaped
+    with pytest.raises(DatabaseError, match="another program") as refused:  # readers say the same,
+        ProgramDatabase(path, readonly=True)
+    assert "migrate" not in str(refused.value)  # not "open it once read-write to migrate it"
+    with sqlite3.connect(path) as connection:
+        assert [r[0] for r in connection.execute("SELECT name FROM sqlite_master ORDER BY name")] == [
+            "\x1b[2Jclients",
+            "invoices",
+        ]
+    connection.close()
 
 
 @pytest.mark.parametrize(

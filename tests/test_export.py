@@ -279,3 +279,21 @@ def test_the_run_winner_is_exported_first_even_when_its_search_score_ranks_it_lo
         f"mined_{ranked[1]}",
         f"mined_{ranked[0]}",
     ]
+
+
+def test_a_program_too_large_for_a_program_file_is_one_line_exit_2(run_dir, tmp_path, capsys):
+    """A database edited by hand so that a top program's source is past what a program file may hold:
+    `actmine export` said so in a traceback; now in one line, and no pack is written."""
+    from actmine.cli import main
+    from actmine.language.files import MAX_FILE_BYTES
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    with ProgramDatabase(copy / "programs.sqlite") as db:
+        best = db.top(db.latest_run()["id"], 1)[0]
+        db._conn.execute("UPDATE programs SET source = source || ? WHERE id = ?", ("#" * MAX_FILE_BYTES, best.id))
+    out = tmp_path / "pack.py"
+    assert main(["export", str(copy), "--out", str(out), "--top", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "more than a program file may hold" in err and "Traceback" not in err
+    assert not out.exists()

@@ -318,6 +318,11 @@ def test_json_images_and_missing_things(served):
         f"/run/0/program/{ids['failed']}/curve.png",
         "/compare?a=0&b=9",
         "/api/run/0/lineage/999999",
+        # past SQLite's integers: was an OverflowError in the query (500, a traceback on the terminal)
+        "/run/0/program/9223372036854775808",
+        "/api/run/0/program/99999999999999999999",
+        "/run/0/lineage/99999999999999999999",
+        "/run/0/program/99999999999999999999/curve.png",
     ):
         assert get(url + path)[0] == 404, path
 

@@ -65,11 +65,14 @@ def _readable_run():
 
     from ..evolve.database import DatabaseError
     from ..evolve.database_file import read_failure_message
+    from ..language.files import ProgramFileError
 
     try:
         yield
     except DatabaseError as exc:
         raise UsageError(str(exc)) from None
+    except ProgramFileError as exc:  # programs a search could not have recorded (a database edited by hand)
+        raise UsageError(f"cannot write the program file: {exc}") from None
     except sqlite3.Error as exc:  # a table or column missing (edited, damaged), or a full disk
         raise UsageError(read_failure_message(exc)) from None
     except OSError as exc:  # the output: a directory in its place, a full disk, no permission

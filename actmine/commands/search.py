@@ -18,6 +18,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..config import Config, ConfigError
     from ..evolve.controller import Search
     from ..evolve.database import DatabaseError
+    from ..evolve.database_file import edited_or_damaged, read_failure_message
     from ..evolve.runlock import RunDirError, RunLocked
 
     try:
@@ -42,6 +43,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, SuiteError, DatabaseError, RunDirError) as exc:
         raise UsageError(str(exc)) from None
     except (OSError, sqlite3.OperationalError) as exc:  # the machine, not the input: a full disk, an I/O error
+        if isinstance(exc, sqlite3.Error) and edited_or_damaged(exc):  # …unless a table or column is gone
+            raise UsageError(read_failure_message(exc)) from None
         print(f"actmine: error: {terminal_text(_stopped_by_machine(exc, args.run_dir), False)}", file=sys.stderr)
         return 1
     print_search_summary(summary, args.run_dir)

@@ -58,6 +58,7 @@ from .database_file import (
     _is_corruption,
     _newer_message,
     check_before_opening,
+    refuse_foreign,
 )
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
 from .database_results import ResultTables
@@ -114,6 +115,7 @@ class ProgramDatabase(ResultTables):
                     raise DatabaseError(_corrupt_message(self.path, str(exc))) from None
                 if version > SCHEMA_VERSION:
                     raise DatabaseError(_newer_message(self.path, version))
+                refuse_foreign(self.path, self._conn, version)
                 if version != SCHEMA_VERSION:
                     raise DatabaseError(
                         f"{self.path} has schema version {version}, this code reads {SCHEMA_VERSION}"
@@ -328,6 +330,8 @@ class ProgramDatabase(ResultTables):
         return [self._record(row) for row in self._conn.execute(sql, params).fetchall()]
 
     def get(self, program_id: int) -> ProgramRecord | None:
+        if not -(2**63) <= program_id < 2**63:  # no such row: SQLite's integers end there (not an OverflowError)
+            return None
         found = self._records(f"{self._SELECT} WHERE id = ?", (program_id,))
         return found[0] if found else None
 

@@ -9,6 +9,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from ..terminal import terminal_text
 from .database_schema import SCHEMA_VERSION
 from .runlock import unwritable_reason
 
@@ -45,13 +46,19 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
 
 
+def edited_or_damaged(exc: sqlite3.Error) -> bool:
+    """Whether a failure mid-way is the database's own (a table or column missing or changed by
+    hand, a malformed page), not the machine's (a full disk, an I/O error, a lock)."""
+    damaged = isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc)
+    return damaged or str(exc).startswith(("no such table", "no such column")) or "has no column named" in str(exc)
+
+
 def read_failure_message(exc: sqlite3.Error) -> str:
     """What to tell a user when reading a run's database failed mid-way: the file edited or damaged
     (a table or column missing, a malformed page), or the machine (a full disk, an I/O error, a
     lock) -- which must not read as "throw the run away"."""
     text = f"{type(exc).__name__}: {exc}"
-    damaged = isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc)
-    if damaged or str(exc).startswith(("no such table", "no such column")):
+    if edited_or_damaged(exc):
         return f"the run's database cannot be read ({text}); it was edited or damaged (restore it, or start a new --run-dir)"
     return (
         f"the run's database cannot be read now ({text}); the file may be fine: check the disk (free "
@@ -94,6 +101,25 @@ def _check_header(path: Path, settled: bool = False) -> bool:
         if counter == valid_for and pages * page_size > size:  # the count is valid when these agree
             raise DatabaseError(_corrupt_message(path, f"truncated: {size // page_size} of its {pages} pages"))
     return True
+
+
+def refuse_foreign(path: Path, connection: sqlite3.Connection, version: int) -> None:
+    """Refuse another program's SQLite database: schema version 0 (actmine's first migration sets 1)
+    with tables in it. Migrating would add actmine's tables beside the other program's data."""
+    if version != 0:
+        return
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+    if tables:
+        shown = ", ".join(terminal_text(name[:40], False) for name in tables[:5]) + (", …" if len(tables) > 5 else "")
+        raise DatabaseError(
+            f"{path} is an SQLite database of another program (tables: {shown}), not an actmine run; "
+            "give a --run-dir without a programs.sqlite in it, or move that file away"
+        )
 
 
 def check_before_opening(path: Path) -> None:
@@ -144,6 +170,7 @@ def check_before_opening(path: Path) -> None:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise DatabaseError(_newer_message(path, version))
+        refuse_foreign(path, connection, version)
         problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)").fetchall()]
     except sqlite3.DatabaseError as exc:
         if not _is_corruption(exc):
