@@ -147,7 +147,7 @@ def evaluate_targets(
     results: dict[int, Evaluation] = {}
     with (
         Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # names are untrusted text (`progress_text`)
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(),

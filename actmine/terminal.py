@@ -29,18 +29,18 @@ def progress_bar(label: str, console: Any) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # plain text: no markup, no :emoji: codes
         console=console,
         transient=True,
     )
 
 
 def progress_text(text: object) -> str:
-    """Untrusted text for a progress bar's description (a rich markup string): one line, control
-    characters as visible escapes, rich markup escaped (`a[/]b` would raise, `[red]` would style)."""
-    from rich.markup import escape
-
-    return escape(terminal_text(text, keep_newlines=False))
+    """Untrusted text for a progress bar's description: one line, control characters as visible
+    escapes. The bars show descriptions as plain text (`TextColumn(markup=False)`): as markup,
+    `a[/]b` raised, `[red]` styled, `:smile:` became an emoji, and rich's own escaping showed a
+    name ending in a backslash with two and `a\\[` as `a[`."""
+    return terminal_text(text, keep_newlines=False)
 
 
 def _visible(char: str) -> str:
