@@ -1,6 +1,5 @@
 """The search configuration: defaults, validation that names the key, overrides and resume rules."""
 
-import os
 import re
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import sys
 import pytest
 
 from actmine.config import SANDBOX_BOUNDS, Config, ConfigError
+from special_files import KINDS, make_special
 
 
 def test_empty_file_is_the_default_config(tmp_path):
@@ -131,15 +131,9 @@ def test_a_config_file_error_names_the_file_and_what_is_wrong(tmp_path, content,
     assert message in str(raised.value)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_config_that_is_no_regular_file_is_refused_at_once(tmp_path, kind):
-    path = tmp_path / "config.yaml"
-    if kind == "fifo":
-        os.mkfifo(path)  # reading it would block for ever
-    elif kind == "dev-zero":
-        path.symlink_to("/dev/zero")  # reading it would fill memory
-    else:
-        path.mkdir()
+    path = make_special(tmp_path / "config.yaml", kind)
     with pytest.raises(ConfigError, match="cannot be used: it is not a regular file"):
         Config.load(path)
 

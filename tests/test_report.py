@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import re
 import shutil
 import sqlite3
@@ -32,6 +31,7 @@ from actmine.report import (
     write_report,
 )
 from figure_checks import assert_png_about, bar_heights, line, png_size
+from special_files import KINDS, make_special
 
 SMALL_SUITE = {
     "name": "tiny",
@@ -654,7 +654,7 @@ def test_missing_or_damaged_results_never_break_the_report(results_run, content)
     assert "not available: this run recorded no test results" in text and "</html>" in text
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-large"])
+@pytest.mark.parametrize("kind", [*KINDS, "too-large"])
 def test_a_results_file_that_is_no_file_a_search_wrote_is_not_read(results_run, kind, monkeypatch):
     """heldout.json as a FIFO blocked report, export and serve forever; a link to /dev/zero filled
     memory. Neither is read now, nor a file past the cap: the database's rows are shown instead."""
@@ -662,13 +662,11 @@ def test_a_results_file_that_is_no_file_a_search_wrote_is_not_read(results_run, 
     path = run_dir / "heldout.json"
     kept = path.read_text()
     path.unlink()
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev-zero":
-        path.symlink_to("/dev/zero")
-    else:
+    if kind == "too-large":
         monkeypatch.setattr(run_files, "MAX_RESULTS_BYTES", len(kept) - 1)
         path.write_text(kept)
+    else:
+        make_special(path, kind)
     finished = []
     reader = threading.Thread(target=lambda: finished.append(write_report(run_dir, references=()).read_text()))
     reader.daemon = True  # on the old code it blocks in open() for ever

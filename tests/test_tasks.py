@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from actmine.lab import tasks as T
 from actmine.lab.tasks import SuiteError
+from special_files import KINDS, make_special
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -621,16 +622,14 @@ def test_unnamed_task_error_names_its_index_and_default_name(tmp_path):
         T.load_suite_file(path)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "not-utf8"])
+@pytest.mark.parametrize("kind", [*KINDS, "not-utf8"])
 def test_a_suite_file_that_is_no_text_file_is_refused_by_name(tmp_path, kind):
     # a FIFO blocked `evaluate --suite` for ever, /dev/zero filled its memory, bad UTF-8 named no file
     path = tmp_path / "suite.yaml"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev-zero":
-        path.symlink_to("/dev/zero")
-    else:
+    if kind == "not-utf8":
         path.write_bytes(b"tasks:\n  - {family: harmonic} # \xff\n")
+    else:
+        make_special(path, kind)
     with pytest.raises(SuiteError, match=rf"^suite file {re.escape(repr(str(path)))} cannot be used: it "):
         T.load_suite_file(path)
 

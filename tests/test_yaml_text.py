@@ -3,14 +3,13 @@ anything is built; ordinary anchors keep working."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actmine.config import Config, ConfigError
+from special_files import KINDS, make_special
 from actmine.yaml_text import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -96,20 +95,18 @@ def test_a_value_its_constructor_refuses_is_a_yaml_error():
         load_yaml("budget: " + "9" * 5000)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "large", "not-utf8"])
+@pytest.mark.parametrize("kind", [*KINDS, "large", "not-utf8"])
 def test_a_file_that_is_no_small_text_file_is_refused_without_reading_it(tmp_path, kind):
     path = tmp_path / "file.yaml"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev-zero":
-        path.symlink_to("/dev/zero")
-    elif kind == "large":
+    if kind == "large":
         with path.open("wb") as file:
             file.truncate(MAX_FILE_BYTES + 1)
-    else:
+    elif kind == "not-utf8":
         path.write_bytes(b"a: \xff\n")
+    else:
+        make_special(path, kind)
     with pytest.raises(UnreadableFile):
         load_yaml_file(path)
-    path.unlink()
+    path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
     path.write_text("a: 1\n")
     assert load_yaml_file(path) == {"a": 1} and read_small_text(path) == "a: 1\n"
