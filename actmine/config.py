@@ -460,6 +460,13 @@ def _check_values(config: Config) -> None:
         if kind not in names:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(names)}, got {kind!r}")
     positive("executor.workers", config.executor.workers)
+    if config.executor.kind == "local":  # here, before a run directory is made (SandboxPool refuses too)
+        from .candidate.sandbox import check_local_workers
+
+        try:
+            check_local_workers(config.executor.workers, "config key 'executor.workers':")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     from .lab.tasks import MAX_SEEDS
 
     positive("lab.training_seeds", config.lab.training_seeds, at_most=MAX_SEEDS)

@@ -1,5 +1,6 @@
 """The search configuration: defaults, validation that names the key, overrides and resume rules."""
 
+import os
 import re
 import subprocess
 import sys
@@ -96,6 +97,8 @@ def test_an_old_and_a_new_name_together_are_refused(section, old, new):
         ({"probes": {"max_saved_bytes_per_element": float("inf")}}, "probes.max_saved_bytes_per_element"),
         ({"search": {"time_limit": float("nan")}}, "search.time_limit"),
         ({"lab": {"training_seeds": 10**9}}, "lab.training_seeds"),
+        # a sandboxed process per evaluation in flight: a typo could start hundreds (a Dask cluster may be large)
+        ({"executor": {"workers": 100_000}}, "executor.workers"),
         ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
         ({"lab": 3}, "lab"),
     ],
@@ -175,3 +178,16 @@ def test_the_config_builds_the_sandbox_limits_and_the_probe_budget_with_every_ke
     assert config.probe_budget() == ProbeBudget(
         max_flops_per_element=99, max_saved_bytes_per_element=40, allow_batch_dependent=True
     )
+
+
+def test_local_workers_are_bounded_per_core_where_they_start():
+    from actmine.candidate.sandbox import MAX_WORKERS_PER_CORE, SandboxPool
+    from actmine.executors import LocalJobPool
+
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    with pytest.raises(ValueError, match=f"at most {most} here"):
+        SandboxPool(workers=most + 1)  # before any process starts
+    with pytest.raises(ValueError, match=f"--workers {most + 1:,} is more than"):
+        LocalJobPool(workers=most + 1)
+    assert SandboxPool(workers=most).workers == most and LocalJobPool(workers=most).capacity == most
+    assert Config().with_overrides({"executor.kind": "dask", "executor.workers": 10_000}).executor.workers == 10_000

@@ -578,6 +578,7 @@ def test_hostile_candidate_is_refused_before_any_job(tiny, data_dir, tmp_path, c
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--scheduler", "tcp://127.0.0.1:1"], "needs the 'dask' executor"),
+        (["--workers", "100000"], "--workers 100,000 is more than"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tiny, data_dir, tmp_path, capsys, argv, message):

@@ -319,12 +319,15 @@ def test_validate_parses_repeated_runs_and_functions():
     assert args.runs == ["a", "b", "c"] and args.functions == ["relu", "x.py"] and args.seeds == 3
 
 
-@pytest.mark.parametrize("workers", [0, -1, True])
-def test_the_api_refuses_bad_workers_before_any_work(tmp_path, workers):
+@pytest.mark.parametrize(
+    "workers, message",
+    [(0, "must be an integer of at least 1"), (-1, "at least 1"), (True, "at least 1"), (10**5, "per core")],
+)
+def test_the_api_refuses_bad_workers_before_any_work(tmp_path, workers, message):
     """The Python API has no argparse in front of it: the study's own check refuses the value."""
     from actmine.validity import Settings, run_validity
 
-    with pytest.raises(ValidityInputError, match="--workers must be an integer of at least 1"):
+    with pytest.raises(ValidityInputError, match=f"--workers .*{message}"):
         run_validity(
             Settings(functions=("relu", "gelu", "tanh"), random=0, benchmarks=("diabetes",), workers=workers),
             tmp_path / "study",

@@ -243,6 +243,23 @@ class _Worker:
         self.scratch.remove()
 
 
+#: local workers (sandboxed evaluations, transfer jobs) per core at most: each is a process of its
+#: own with up to its memory limit; `workers: 100000` would have started one per evaluation in flight
+MAX_WORKERS_PER_CORE = 4
+
+
+def check_local_workers(workers: int | None, what: str = "workers") -> None:
+    """Refuse (`ValueError`, saying why and what to do) more local worker processes than
+    `MAX_WORKERS_PER_CORE` per core of this machine."""
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if workers is not None and workers > most:
+        raise ValueError(
+            f"{what} {workers:,} is more than {MAX_WORKERS_PER_CORE} per core of this machine (at most "
+            f"{most} here): each is a process of its own, with up to its memory limit; use the dask "
+            "executor to spread work over machines"
+        )
+
+
 class SandboxPool:
     """Evaluate candidate programs in sandboxed worker processes.
 
@@ -252,6 +269,7 @@ class SandboxPool:
     """
 
     def __init__(self, workers: int | None = None, limits: SandboxLimits | None = None):
+        check_local_workers(workers)
         self.workers = workers or os.cpu_count() or 1
         self.limits = limits or SandboxLimits()
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()

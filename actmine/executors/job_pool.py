@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
+from ..candidate.sandbox import check_local_workers
 from .base import ExecutorLost
 from .dask_setup import (
     ClusterUnavailable,
@@ -91,6 +92,7 @@ class LocalJobPool:
         gpus: Sequence[str] | None = None,
         at_most: int | None = None,
     ):
+        check_local_workers(workers, "--workers")
         if gpus is None:
             gpus = visible_gpus() if device == "cuda" else []
         self.capacity = max(1, min(workers or len(gpus) or os.cpu_count() or 1, at_most or 1 << 30))

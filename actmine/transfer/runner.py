@@ -241,6 +241,13 @@ def _checked_seeds(
         raise TransferInputError("a scheduler address needs the 'dask' executor (--executor dask)")
     if workers is not None and workers < 1:
         raise TransferInputError("workers must be at least 1")
+    if executor == "local":
+        from ..candidate.sandbox import check_local_workers
+
+        try:
+            check_local_workers(workers, "--workers")
+        except ValueError as exc:
+            raise TransferInputError(str(exc)) from None
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise TransferInputError(f"seeds must be at least one, without repeats; got {seeds!r}")

@@ -123,6 +123,13 @@ def _check_settings(settings: Settings) -> tuple[list[str], dict[str, dict[str, 
         isinstance(settings.workers, bool) or not isinstance(settings.workers, int) or settings.workers < 1
     ):
         raise ValidityInputError(f"--workers must be an integer of at least 1, got {settings.workers!r}")
+    if settings.executor == "local":
+        from ..candidate.sandbox import check_local_workers
+
+        try:
+            check_local_workers(settings.workers, "--workers")
+        except ValueError as exc:
+            raise ValidityInputError(str(exc)) from None
     if settings.scheduler and settings.executor != "dask":
         raise ValidityInputError("--scheduler needs --executor dask")
     try:
