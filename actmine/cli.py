@@ -155,7 +155,7 @@ def _add_search_parser(sub) -> None:
     p.add_argument("--mutator", choices=mutator_names(), help="the mutation operator")
     p.add_argument("--budget", type=int, help="evaluations in total (a resumed run counts those done)")
     p.add_argument("--time", type=float, help="seconds of search before the held-out check (0: no limit)")
-    p.add_argument("--workers", type=int, help="evaluations at once (default: one per core)")
+    p.add_argument("--workers", type=int, help="evaluations at once (default: one per core; local: at most 4 per core)")
     p.add_argument("--executor", choices=executor_names(), help="local processes or a Dask cluster")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local one)")
     p.add_argument("--seed", type=int, help="the run's seed")
