@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .yaml_text import UnreadableFile, read_small_text
+
 DATABASE = "programs.sqlite"  # the whole state of the run (resume reads only it and the config)
 CONFIG_SNAPSHOT = "config.yaml"  # the resolved config the run was started with
 BEST_PROGRAM = "best_activation.py"  # the validation's winner as a generated program file
@@ -31,16 +33,10 @@ MAX_RESULTS_BYTES = 64 * 2**20
 
 def read_run_text(path: str | os.PathLike, max_bytes: int | None = None) -> str | None:
     """The UTF-8 text of a file a search wrote into its run directory, or None where it is not one
-    to read: missing, not a regular file (a FIFO would block the reader forever, /dev/zero fill
-    its memory), larger than ``max_bytes`` (default `MAX_RESULTS_BYTES`), unreadable or not UTF-8.
-    Readers fall back to the database, which holds everything the files do."""
-    path = Path(path)
-    max_bytes = MAX_RESULTS_BYTES if max_bytes is None else max_bytes
+    to read (`read_small_text`'s refusals: not a regular file -- a FIFO would block the reader for
+    ever, /dev/zero fill its memory --, larger than ``max_bytes`` (default `MAX_RESULTS_BYTES`),
+    unreadable or not UTF-8). Readers fall back to the database, which holds everything the files do."""
     try:
-        if not path.is_file() or path.stat().st_size > max_bytes:
-            return None
-        with path.open("rb") as file:
-            data = file.read(max_bytes + 1)  # the file may have grown since the stat
-        return data.decode("utf-8") if len(data) <= max_bytes else None
-    except (OSError, UnicodeDecodeError):
+        return read_small_text(path, MAX_RESULTS_BYTES if max_bytes is None else max_bytes)
+    except UnreadableFile:
         return None

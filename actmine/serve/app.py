@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from flask import Flask, Response, abort, jsonify, render_template, request, url_for
-from werkzeug.routing import IntegerConverter
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.serving import make_server as werkzeug_server
 
@@ -143,14 +142,6 @@ class _Viewer:
         )
 
 
-class ProgramIdConverter(IntegerConverter):
-    """A program id in a path: digits within SQLite's integers. A larger number is no page (404);
-    passed on, it was an OverflowError in the database query (500, a traceback on the terminal)."""
-
-    def __init__(self, url_map: Any) -> None:
-        super().__init__(url_map, max=2**63 - 1)
-
-
 def _data(blocks: dict[str, Any] | None, version: str = "") -> Response:
     """A page's JSON twin (what `static/viewer.js` polls); 404 where the page has no such thing."""
     if blocks is None:
@@ -167,7 +158,6 @@ def create_app(run_dirs: Sequence[str | Path]) -> Flask:
     run, DatabaseError for a damaged or newer database; see `serve` for the command's messages)."""
     viewer = _Viewer(run_dirs)
     app = Flask(__name__)
-    app.url_map.converters["program_id"] = ProgramIdConverter
     app.config["TRUSTED_HOSTS"] = [LOOPBACK, "localhost"]
     app.json.sort_keys = False
     _add_run_routes(app, viewer)
@@ -257,7 +247,7 @@ def _add_run_routes(app: Flask, viewer: _Viewer) -> None:
 def _add_program_routes(app: Flask, viewer: _Viewer) -> None:
     """The pages of programs and their JSON: one program, its lineage, the MAP-Elites grids."""
 
-    @app.get("/run/<key>/program/<program_id:program_id>")
+    @app.get("/run/<key>/program/<int:program_id>")
     def program(key: str, program_id: int) -> str:
         served = viewer.served_run(key)
         with _FIGURES:  # the formula: sympy's child and mathtext
@@ -274,11 +264,11 @@ def _add_program_routes(app: Flask, viewer: _Viewer) -> None:
             lineage=lineage_url(key, program_id),
         )
 
-    @app.get("/api/run/<key>/program/<program_id:program_id>")
+    @app.get("/api/run/<key>/program/<int:program_id>")
     def program_data(key: str, program_id: int) -> Response:
         return _data(program_blocks(viewer.served_run(key), program_id))
 
-    @app.get("/run/<key>/lineage/<program_id:program_id>")
+    @app.get("/run/<key>/lineage/<int:program_id>")
     def lineage(key: str, program_id: int) -> str:
         state = viewer.snapshot(key)
         blocks = lineage_blocks(state, program_id)
@@ -293,7 +283,7 @@ def _add_program_routes(app: Flask, viewer: _Viewer) -> None:
             program_url=program_url(key, program_id),
         )
 
-    @app.get("/api/run/<key>/lineage/<program_id:program_id>")
+    @app.get("/api/run/<key>/lineage/<int:program_id>")
     def lineage_data(key: str, program_id: int) -> Response:
         state = viewer.snapshot(key)
         return _data(lineage_blocks(state, program_id), state.version)
@@ -334,7 +324,7 @@ def _add_figure_routes(app: Flask, viewer: _Viewer) -> None:
             )
         )
 
-    @app.get("/run/<key>/program/<program_id:program_id>/curve.png")
+    @app.get("/run/<key>/program/<int:program_id>/curve.png")
     def curve_png(key: str, program_id: int) -> Response:
         served = viewer.served_run(key)
         with served.database() as db:
