@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .yaml_text import UnreadableFile, load_yaml_file
+from .yaml_text import UnreadableFile, load_yaml_file, yaml_error_text
 
 # A value quoted in an error message, cut to a readable size (a config's value can be a huge list).
 _REPR = reprlib.Repr()  # Python 3.11's takes no keywords
@@ -306,7 +306,7 @@ class Config:
         except UnreadableFile as exc:
             raise ConfigError(f"config file {str(path)!r} cannot be used: {exc}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_error_text(exc)}") from None
         return cls.from_dict(data, source=str(path))
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Config":

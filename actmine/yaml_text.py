@@ -26,6 +26,7 @@ __all__ = [
     "load_yaml",
     "load_yaml_file",
     "read_small_text",
+    "yaml_error_text",
 ]
 
 MAX_VALUES = 100_000  # scalars, lists and mappings, aliases counted as often as they are used
@@ -104,6 +105,27 @@ def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
                 line = key.start_mark.line + 1 if key.start_mark is not None else "?"
                 raise yaml.YAMLError(f"the key {key.value[:80]!r} appears twice in one mapping (line {line})")
             seen.add((key.tag, key.value))
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line that names its place: ``line 3, column 6: expected ',' or ']', but got
+    ':' (while parsing a flow sequence at line 2, column 10)``. PyYAML's own text spans several lines,
+    quotes the source as "<unicode string>" and draws carets under a copy of it."""
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return str(exc)  # our own refusals (`YAMLTooLarge`, a repeated key) are one line already
+    text = f"{_place(getattr(exc, 'problem_mark', None))}{problem}"
+    context = getattr(exc, "context", None)
+    if context:
+        text += f" ({context}{_place(getattr(exc, 'context_mark', None), ' at ', '')})"
+    return text
+
+
+def _place(mark: yaml.Mark | None, before: str = "", after: str = ": ") -> str:
+    """``line L, column C`` of a YAML mark (1-based), framed by ``before`` and ``after``; "" without one."""
+    if mark is None:
+        return ""
+    return f"{before}line {mark.line + 1}, column {mark.column + 1}{after}"
 
 
 def load_yaml(text: str) -> Any:

@@ -19,7 +19,9 @@ from actmine.yaml_text import (
     load_yaml,
     load_yaml_file,
     read_small_text,
+    yaml_error_text,
 )
+from actmine.lab.tasks import SuiteError, load_suite_file
 
 
 def laughs(levels: int, width: int = 9) -> str:
@@ -110,3 +112,32 @@ def test_a_file_that_is_no_small_text_file_is_refused_without_reading_it(tmp_pat
     path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
     path.write_text("a: 1\n")
     assert load_yaml_file(path) == {"a": 1} and read_small_text(path) == "a: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "place", "problem"),
+    [
+        ("lab:\n  steps: [1\n  foo: 2\n", "line 3, column 6", "expected ',' or ']', but got ':'"),
+        ("a: 'open\n", "line 2, column 1", "found unexpected end of stream"),
+        ("a: b: c\n", "line 1, column 5", "mapping values are not allowed here"),
+        ("a: *nowhere\n", "line 1, column 4", "found undefined alias 'nowhere'"),
+        ("- a\nb: 1\n", "line 2, column 1", "expected <block end>"),
+    ],
+)
+def test_a_yaml_error_is_one_line_that_names_its_place(tmp_path, text, place, problem):
+    with pytest.raises(yaml.YAMLError) as info:
+        load_yaml(text)
+    line = yaml_error_text(info.value)
+    assert "\n" not in line and "<unicode string>" not in line and "^" not in line
+    assert line.startswith(f"{place}: {problem}")
+    for name, load, error in (("config.yaml", Config.load, ConfigError), ("suite.yaml", load_suite_file, SuiteError)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(error) as refused:
+            load(tmp_path / name)
+        assert str(refused.value).endswith(f"is not valid YAML: {line}")
+
+
+def test_our_own_refusals_keep_their_text():
+    with pytest.raises(yaml.YAMLError) as info:
+        load_yaml("a: 1\na: 2\n")
+    assert yaml_error_text(info.value) == "the key 'a' appears twice in one mapping (line 2)"

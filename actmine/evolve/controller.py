@@ -37,7 +37,7 @@ from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
 from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
 from ..version import __version__
-from ..yaml_text import UnreadableFile, load_yaml_file
+from ..yaml_text import UnreadableFile, load_yaml_file, yaml_error_text
 from .confirmation import ConfirmationRule
 from .database import ProgramDatabase, ProgramRecord
 from .final_check import HELDOUT, REFERENCES, FinalCheck, write_best_program  # noqa: F401  (re-exported)
@@ -128,8 +128,9 @@ class Search(RecordPrograms):
             data = load_yaml_file(snapshot) if snapshot.exists() else run["config"]
         except (UnreadableFile, yaml.YAMLError) as exc:
             database.close()
+            reason = yaml_error_text(exc) if isinstance(exc, yaml.YAMLError) else exc
             raise ConfigError(
-                f"{snapshot}, the run's own config, cannot be used: {exc}. Repair it, or remove it to "
+                f"{snapshot}, the run's own config, cannot be used: {reason}. Repair it, or remove it to "
                 "resume with the config recorded in the run's database"
             ) from None
         try:

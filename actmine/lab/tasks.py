@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import sympy  # noqa: F401  (part of this module's namespace before the split; tests patch `tasks.sympy`)
+import yaml
 
-from ..yaml_text import UnreadableFile, load_yaml, read_small_text
+from ..yaml_text import UnreadableFile, load_yaml, read_small_text, yaml_error_text
 from .generators import get_generator
 from .task_families import (  # noqa: F401  (re-exported: the task families were defined here)
     FAMILIES,
@@ -292,6 +293,8 @@ def load_suite_file(path: str | Path) -> Suite:
             raise SuiteError(f"suite file {str(path)!r}: use a .yaml, .yml, .toml or .json file")
     except SuiteError:
         raise
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"suite file {str(path)!r} is not valid YAML: {yaml_error_text(exc)}") from None
     except Exception as exc:  # the parsers' own errors carry the line
         raise SuiteError(f"suite file {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}") from None
     return Suite.from_dict(data, source=str(path))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..yaml_text import load_yaml
+from ..yaml_text import load_yaml, yaml_error_text
 from .base import DatasetMissing, list_benchmarks, registered_benchmark
 from .child import _import_object
 from .summary import REFERENCE
@@ -180,10 +180,9 @@ def parse_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
         try:
             value = load_yaml(text) if text.strip() else ""
         except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            reason = getattr(exc, "problem", None) or type(exc).__name__
-            at = f" at column {where.column + 1}" if where is not None else ""
-            raise TransferInputError(f"--option {item!r}: the value is not valid YAML ({reason}{at})") from None
+            raise TransferInputError(
+                f"--option {item!r}: the value is not valid YAML ({yaml_error_text(exc)})"
+            ) from None
         if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         try:
