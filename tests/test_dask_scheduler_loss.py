@@ -88,7 +88,8 @@ def test_the_executor_raises_executor_lost_when_its_scheduler_dies(cluster, tmp_
         started = time.monotonic()
         with pytest.raises(ExecutorLost, match="before a new evaluation could start"):
             executor.submit(SLOW_GOOD, lab, "next")
-        assert time.monotonic() - started < 5  # not the client's 120 s of reconnecting
+        # not the client's 120 s of reconnecting (a bound far from both, so a busy machine cannot fail it)
+        assert time.monotonic() - started < 60
     finally:
         executor.close()
     message = _stopped_by_machine(ExecutorLost("the Dask scheduler at X was lost"), "runs/a")
