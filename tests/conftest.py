@@ -1,5 +1,7 @@
 """Shared test set-up: nothing a test computes is written outside its temporary directories."""
 
+import tempfile
+
 import pytest
 import torch
 from case_ids import readable_id, unselectable
@@ -10,6 +12,19 @@ def _isolated_cache(tmp_path_factory):
     """Reference numbers are cached in a per-session directory, never in the user's ~/.cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("ACTMINE_CACHE_DIR", str(tmp_path_factory.mktemp("actmine-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_tmpdir(tmp_path_factory):
+    """TMPDIR (and this process's `tempfile`) is a per-session directory that pytest prunes: what
+    libraries leave in the temporary directory -- Dask's scratch-space locks, torch_geometric's
+    templates, Jupyter's connection files -- goes there, not into the machine's /tmp."""
+    mp = pytest.MonkeyPatch()
+    directory = str(tmp_path_factory.mktemp("tmpdir"))
+    mp.setenv("TMPDIR", directory)
+    mp.setattr(tempfile, "tempdir", directory)
     yield
     mp.undo()
 
