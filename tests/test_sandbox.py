@@ -393,3 +393,35 @@ def test_a_sandbox_worker_ends_when_its_parent_is_killed(small_lab, state):
     finally:
         parent.kill()
         parent.wait()
+
+
+def _reader_of(tmp_path, code: str) -> _Worker:
+    """The real reader of `_Worker` on a process running `code` in a session of its own, as a worker."""
+    import selectors
+
+    worker = object.__new__(_Worker)
+    worker.limits, worker.buffer, worker.tasks = LIMITS, b"", 0
+    worker.scratch = ScratchDirectory(WORKER_PREFIX)
+    worker.directory = worker.scratch.path
+    worker.process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+    )
+    worker.selector = selectors.DefaultSelector()
+    worker.selector.register(worker.process.stdout, selectors.EVENT_READ)
+    return worker
+
+
+def test_an_answer_waiting_past_the_deadline_is_read_not_a_timeout(tmp_path):
+    """The search stopped by Ctrl-Z (SIGSTOP) for longer than the timeout while its worker, in a
+    session of its own, answered: after `fg` the answer is in the pipe and the deadline has passed.
+    It is the candidate's answer, not a sandbox timeout recorded against a good program."""
+    answered = _reader_of(tmp_path, "import sys, time\nprint('{\"id\": 7}', flush=True)\ntime.sleep(60)\n")
+    try:
+        assert answered.selector.select(30)  # the answer waits in the pipe
+        assert answered._read_message(0) == {"id": 7}  # a deadline already past
+    finally:
+        answered.kill()
+    silent = _reader_of(tmp_path, "import time\ntime.sleep(60)\n")
+    with pytest.raises(WorkerLost) as info:  # with nothing waiting, the deadline still holds
+        silent._read_message(0.2)
+    assert info.value.code == "timeout" and silent.process.returncode is not None

@@ -72,6 +72,7 @@ WORKER_ENV = {
 # The longest answer line the parent reads from a worker. A real evaluation is a few tens of KB
 # (its error message is capped at probes.MESSAGE_LIMIT characters in the worker).
 MAX_ANSWER_BYTES = 1 << 20
+ANSWER_GRACE_S = 1.0  # past the deadline, how long the rest of an answer that has begun may take
 
 
 @dataclass(frozen=True)
@@ -162,15 +163,18 @@ class _Worker:
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining > 0:
+                if not self.selector.select(remaining):
+                    continue
+            elif not self.selector.select(ANSWER_GRACE_S if self.buffer else 0.0):
+                # Past the deadline an answer already on its way is still read: this process may have
+                # been stopped (Ctrl-Z, SIGSTOP) while the worker, in a session of its own, answered.
                 self.kill()
                 raise WorkerLost(
                     "timeout",
                     f"no answer within {timeout:g} s of wall-clock time; the worker was "
                     "killed (raise sandbox.timeout_s for slow candidates)",
                 )
-            if not self.selector.select(remaining):
-                continue
             chunk = os.read(self.process.stdout.fileno(), 1 << 16)
             if not chunk:
                 self.process.wait()
