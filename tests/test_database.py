@@ -30,6 +30,7 @@ from actmine.evolve.database import (
     normalise_source,
     source_key,
 )
+from actmine.evolve.database_file import refuse_foreign
 from actmine.evolve.mutators import Parent, Proposal
 from actmine.lab.fitness import Evaluation, TaskScore
 
@@ -849,6 +850,19 @@ def test_another_programs_database_is_refused_not_taken_over(tmp_path):
             "invoices",
         ]
     connection.close()
+
+
+def test_a_reader_racing_the_first_migration_is_not_told_the_run_is_another_programs(tmp_path):
+    """A reader (report, serve, the API) that reads `user_version` 0 of a run a search is creating,
+    then its tables once the first migration committed (tables and version at once), read in two
+    statements: the run is the search's, not another program's."""
+    path = tmp_path / "programs.sqlite"
+    ProgramDatabase(path).close()  # migrated: the search committed between the reader's two reads
+    connection = sqlite3.connect(path)
+    try:
+        refuse_foreign(path, connection, 0)  # the version the reader had read before the commit
+    finally:
+        connection.close()
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,9 @@ def refuse_foreign(path: Path, connection: sqlite3.Connection, version: int) -> 
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         )
     ]
-    if tables:
+    # The version was read in an earlier statement: a search creating the file may have committed
+    # its first migration (tables and version at once) between the two reads.
+    if tables and int(connection.execute("PRAGMA user_version").fetchone()[0]) == 0:
         shown = ", ".join(terminal_text(name[:40], False) for name in tables[:5]) + (", …" if len(tables) > 5 else "")
         raise DatabaseError(
             f"{path} is an SQLite database of another program (tables: {shown}), not an actmine run; "
