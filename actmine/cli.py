@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import sys
 from typing import Sequence
 
@@ -65,6 +66,7 @@ from .targets import (  # noqa: F401  (defined here before: re-exported)
     pack_members,
     resolve_target,
 )
+from .stop_signals import exit_status
 from .terminal import terminal_text
 from .version import __version__
 
@@ -541,6 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"actmine: error: {terminal_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # commands that keep partial work say how to resume; the rest stop here
+        print("actmine: interrupted", file=sys.stderr)
+        return exit_status(signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Named fault-injection points: SIGKILL this process at a chosen moment, for crash tests.
+"""Named fault-injection points: SIGKILL (or signal) this process at a chosen moment, for crash tests.
 
 The controller and the database call `fault_point("name")` at the moments a crash is most likely
 to break a guarantee (a proposal made but not submitted, work in flight, a result not yet written,
@@ -10,12 +10,16 @@ inert unless the environment variable `ACTMINE_FAULT` (read once, at import) nam
     ACTMINE_FAULT=in_flight:2,report:1     whichever of these is reached first
     ACTMINE_FAULT=random:SEED:P            at every pass of any point, SIGKILL with probability P
                                            (random.Random(SEED): the same run dies at the same pass)
+    ACTMINE_FAULT=heldout_write:1:INT      SIGINT (a Ctrl-C) at that pass instead, and go on; also
+                                           TERM and HUP (what `timeout`, Slurm or a closed terminal
+                                           send), and KILL, the default
 
 Why SIGKILL and not an exception: a crash test must not run `finally` blocks, context managers
 or atexit hooks, and must leave the SQLite file exactly as a power cut of the process would
 (SQLite's own crash tests and Jepsen-style fault injection work the same way). Before dying, one
 line goes to stderr (`actmine fault: SIGKILL at NAME (pass N)`) so that a test can tell which
-moment it hit.
+moment it hit. The other signals are sent the same way, and the process goes on: its own handlers
+decide, as they would for a user's Ctrl-C at that moment.
 
 When `ACTMINE_FAULT` is unset, `fault_point` is one global lookup and a comparison. This module
 depends on nothing else in actmine, so any layer may call it.
@@ -47,6 +51,10 @@ POINTS: dict[str, str] = {
 }
 
 
+#: The signals a plan may send (NAME:N:SIGNAL); KILL when none is named.
+SIGNALS = {"KILL": signal.SIGKILL, "INT": signal.SIGINT, "TERM": signal.SIGTERM, "HUP": signal.SIGHUP}
+
+
 class FaultPlanError(ValueError):
     """ACTMINE_FAULT does not say a fault plan this module understands."""
 
@@ -54,7 +62,7 @@ class FaultPlanError(ValueError):
 class _Plan:
     """What to kill at: {point: pass number}, or a random draw at every pass."""
 
-    def __init__(self, targets: dict[str, int], rng: random.Random | None = None, probability: float = 0.0):
+    def __init__(self, targets: dict[str, tuple[int, int]], rng: random.Random | None = None, probability: float = 0.0):
         self.targets = targets
         self.rng = rng
         self.probability = probability
@@ -68,11 +76,12 @@ class _Plan:
             count = self.passes.get(name, 0) + 1
             self.passes[name] = count
             if self.rng is not None:
-                fire = self.rng.random() < self.probability
+                fire, signum = self.rng.random() < self.probability, signal.SIGKILL
             else:
-                fire = self.targets.get(name) == count
+                at, signum = self.targets.get(name, (0, signal.SIGKILL))
+                fire = at == count
         if fire:
-            kill(name, count)
+            kill(name, count, signum)
 
 
 def parse_plan(text: str | None) -> _Plan | None:
@@ -95,34 +104,40 @@ def parse_plan(text: str | None) -> _Plan | None:
         if not 0.0 <= probability <= 1.0:
             raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: the probability must be in [0, 1]")
         return _Plan({}, random.Random(seed), probability)
-    targets: dict[str, int] = {}
+    targets: dict[str, tuple[int, int]] = {}
     for item in text.split(","):
-        name, _, count = item.strip().partition(":")
+        name, _, rest = item.strip().partition(":")
+        count, _, signal_name = rest.partition(":")
         if name not in POINTS:
             raise FaultPlanError(
                 f"{ENVIRONMENT_VARIABLE}={text!r}: unknown fault point {name!r}; "
                 f"the points are {', '.join(POINTS)} (or random:SEED:P)"
             )
         try:
-            targets[name] = int(count) if count else 1
+            at = int(count) if count else 1
         except ValueError:
             raise FaultPlanError(
-                f"{ENVIRONMENT_VARIABLE}={text!r}: {item.strip()!r} should be NAME or NAME:N "
+                f"{ENVIRONMENT_VARIABLE}={text!r}: {item.strip()!r} should be NAME, NAME:N or NAME:N:SIGNAL "
                 "with N the pass to kill at (1 = the first)"
             ) from None
-        if targets[name] < 1:
+        if at < 1:
             raise FaultPlanError(f"{ENVIRONMENT_VARIABLE}={text!r}: the pass number must be ≥ 1")
+        if (signal_name or "KILL") not in SIGNALS:
+            raise FaultPlanError(
+                f"{ENVIRONMENT_VARIABLE}={text!r}: unknown signal {signal_name!r}; use one of {', '.join(SIGNALS)}"
+            )
+        targets[name] = (at, SIGNALS[signal_name or "KILL"])
     return _Plan(targets)
 
 
-def kill(name: str, count: int) -> None:
-    """Say where, then SIGKILL this process: no clean-up of any kind runs."""
+def kill(name: str, count: int, signum: int = signal.SIGKILL) -> None:
+    """Say where, then send `signum` to this process: for SIGKILL no clean-up of any kind runs."""
     try:
-        sys.stderr.write(f"actmine fault: SIGKILL at {name} (pass {count})\n")
+        sys.stderr.write(f"actmine fault: {signal.Signals(signum).name} at {name} (pass {count})\n")
         sys.stderr.flush()
     except Exception:  # a closed stderr must not save the process
         pass
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signum)
 
 
 _UNREAD = object()

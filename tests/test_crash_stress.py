@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 
@@ -96,11 +97,16 @@ def test_every_fault_point_has_a_moment():
 
 def test_fault_plans_parse_and_bad_ones_say_what_is_wrong():
     assert parse_plan(None) is None and parse_plan("  ") is None
-    assert parse_plan("db_commit:3,report").targets == {"db_commit": 3, "report": 1}
+    assert parse_plan("db_commit:3,report").targets == {"db_commit": (3, signal.SIGKILL), "report": (1, signal.SIGKILL)}
+    assert parse_plan("report:2:INT,in_flight:1:TERM").targets == {
+        "report": (2, signal.SIGINT),
+        "in_flight": (1, signal.SIGTERM),
+    }
     assert parse_plan("random:7:0.25").probability == 0.25
     for text, message in (
         ("db_comit:2", "unknown fault point 'db_comit'"),
         ("report:x", "NAME:N"),
+        ("report:1:STOP", "unknown signal 'STOP'; use one of KILL, INT, TERM, HUP"),
         ("report:0", "≥ 1"),
         ("random:7", "random:SEED:P"),
         ("random:1:2", "in \\[0, 1\\]"),
@@ -128,6 +134,13 @@ def test_a_fault_point_kills_at_its_nth_pass_and_is_inert_otherwise():
     third = _passes_before_death("in_flight:3")
     assert third.returncode == -9 and third.stdout.split() == ["0", "1", "2"]
     assert "actmine fault: SIGKILL at in_flight (pass 3)" in third.stderr
+    # another signal: sent, and the process's own handling decides (here Python's: KeyboardInterrupt)
+    interrupted = _passes_before_death("in_flight:2:INT")
+    assert interrupted.returncode == -signal.SIGINT and interrupted.stdout.split() == ["0", "1"]
+    assert (
+        "actmine fault: SIGINT at in_flight (pass 2)" in interrupted.stderr
+        and "KeyboardInterrupt" in interrupted.stderr
+    )
     # the random form: the same seed dies at the same pass
     first, again = _passes_before_death("random:5:0.3", 50), _passes_before_death("random:5:0.3", 50)
     assert first.returncode == -9 and first.stdout == again.stdout

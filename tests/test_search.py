@@ -144,19 +144,54 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, config_file):
     assert snapshot.read_bytes() != b"" and Config.load(snapshot).search.budget == 5
 
 
-def test_ctrl_c_stops_cleanly(tmp_path, config_file):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_stops_cleanly(tmp_path, config_file, stop):
+    """Ctrl-C, and alike SIGTERM (`timeout`, `docker stop`, Slurm) and SIGHUP (a closed terminal):
+    the work in flight finishes, the run is "interrupted" with its files, the exit status is the
+    shell's 128 + the signal (so `search && export` does not go on), and the same command resumes."""
     run_dir = tmp_path / "run"
     process = run_cli(config_file, run_dir, "--budget", "200")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(programs_so_far(run_dir)) < 4:
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    assert "interrupted" in out
+    assert process.returncode == 128 + stop, err
+    assert "search interrupted" in out and "Traceback" not in err
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
         assert db.latest_run()["status"] == "interrupted"
     assert (run_dir / "best_activation.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ("proposal_ready:2:INT,result_ready:3:INT", 130),  # a second Ctrl-C: stop waiting for work in flight
+        ("heldout_write:2:INT", 130),  # Ctrl-C during the final check
+        ("heldout_write:1:TERM", 143),
+    ],
+)
+def test_a_stop_signal_outside_the_loop_is_one_line_and_the_same_command_finishes_the_run(
+    tmp_path, config_file, fault, status
+):
+    run_dir = tmp_path / "run"
+    process = run_cli(config_file, run_dir, env={**os.environ, "ACTMINE_FAULT": fault})
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == status, err
+    lines = [line for line in err.splitlines() if not line.startswith("actmine fault:")]
+    assert lines == [
+        f"actmine: search interrupted; every evaluation committed is kept: run the same command again to resume {run_dir}"
+    ]
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert db.latest_run()["status"] == "interrupted"  # not "running" with no process behind it
+    assert not (run_dir / "heldout.json").exists()
+    again = run_cli(config_file, run_dir)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert db.latest_run()["status"] == "finished"
+    assert sorted(r.proposal_index for r in programs(run_dir) if r.mutator != "blend") == list(range(16))
+    assert (run_dir / "heldout.json").is_file() and (run_dir / "report.html").is_file()
 
 
 def test_bad_config_is_a_usage_error(tmp_path):

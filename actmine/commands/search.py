@@ -8,6 +8,7 @@ import sys
 
 from ..lab.tasks import SuiteError
 from ..run_files import stored_config
+from ..stop_signals import exit_status
 from ..targets import UsageError
 from ..targets import console as _console
 from ..terminal import terminal_text
@@ -21,6 +22,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..evolve.database_file import edited_or_damaged, read_failure_message
     from ..evolve.runlock import RunDirError, RunLocked
 
+    search = None
     try:
         config = Config.load(args.config or stored_config(args.run_dir)).with_overrides(
             {
@@ -37,6 +39,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         log = None if args.quiet else sys.stderr
         search = Search(config, args.run_dir, live=sys.stdout.isatty() and not args.quiet, log=log)
         summary = search.run()
+    except KeyboardInterrupt:  # a second Ctrl-C, or a stop signal while the tasks or the final check ran
+        signum = search.stop_signal if search is not None else None
+        print(
+            f"actmine: search interrupted; every evaluation committed is kept: run the same command again to "
+            f"resume {terminal_text(args.run_dir, False)}",
+            file=sys.stderr,
+        )
+        return exit_status(signum)
     except RunLocked as exc:  # not the user's input: the run is busy, and the message says with whom
         print(f"actmine: error: {terminal_text(exc, keep_newlines=False)}", file=sys.stderr)
         return EXIT_BUSY
@@ -48,7 +58,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"actmine: error: {terminal_text(_stopped_by_machine(exc, args.run_dir), False)}", file=sys.stderr)
         return 1
     print_search_summary(summary, args.run_dir)
-    return 0
+    return exit_status(search.stop_signal) if summary["interrupted"] else 0
 
 
 def _stopped_by_machine(exc: Exception, run_dir: str) -> str:

@@ -16,7 +16,6 @@ directory's `RunLock` from before the database opens to the end, so a second one
 from __future__ import annotations
 
 import random
-import signal
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -36,6 +35,7 @@ from ..lab.ensemble import TrainingProtocol
 from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
 from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
+from ..stop_signals import handling_stop_signals
 from ..version import __version__
 from ..yaml_text import UnreadableFile, load_yaml_file, yaml_error_text
 from .confirmation import ConfirmationRule
@@ -87,6 +87,8 @@ class Search(RecordPrograms):
         self.live = live  # the rich live view on the terminal
         self.log = None if live else log  # else plain progress lines on this stream (a log file, a pipe)
         self._stop = False
+        self._in_loop = False  # a stop signal in the loop lets work in flight finish; elsewhere it stops at once
+        self.stop_signal: int | None = None  # the signal that stopped the search (SIGINT, SIGTERM, SIGHUP)
         self.stop_reason: str | None = None  # set when the mutator can propose no more (LLM budget)
         self.rule = ConfirmationRule.from_config(config)
         self.tasks: SearchTasks | None = None  # built by run()
@@ -145,7 +147,7 @@ class Search(RecordPrograms):
         summary. The run directory's lock (`RunLock`) is taken first, before the lab is built or the
         database opened, and held until the report is written: a second controller on the
         directory fails at once with `RunLocked` instead of writing the same database."""
-        with RunLock(self.run_dir):
+        with RunLock(self.run_dir), handling_stop_signals(self._interrupt):
             return self._run()
 
     def _run(self) -> dict[str, Any]:
@@ -153,18 +155,26 @@ class Search(RecordPrograms):
         # mutators' in-process screening fast (torch's thread pool costs more than it saves here).
         torch.set_num_threads(1)
         database, run_id = self._open()
+        try:
+            return self._search(database, run_id)
+        except KeyboardInterrupt:  # a second Ctrl-C, or a stop signal outside the loop
+            database.close()
+            self._mark_interrupted(run_id)
+            raise
+
+    def _search(self, database: ProgramDatabase, run_id: int) -> dict[str, Any]:
         self.tasks = self._build_tasks()
         mutator = self._mutator(database, run_id)
         loop = self._start_loop(database, run_id, mutator)
-        previous_handler = signal.signal(signal.SIGINT, self._interrupt)
         self._refresh_state(database, run_id, loop.state, mutator)
         view = self._live_view(loop.state)
         try:
+            self._in_loop = True
             with view:
                 while self._step(database, run_id, loop, view):
                     pass
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            self._in_loop = False
             mutator.stop()
             for future in list(loop.in_flight) + list(loop.proposing):
                 future.cancel()
@@ -418,9 +428,23 @@ class Search(RecordPrograms):
         return tasks
 
     def _interrupt(self, signum, frame) -> None:  # noqa: ANN001 (signal handler signature)
-        if self._stop:  # a second Ctrl-C: stop waiting for in-flight work too
+        """Ctrl-C, SIGTERM or SIGHUP. In the loop the first one stops new work and lets what is in
+        flight finish (the run ends "interrupted", with its files); a second one, or one while the
+        tasks are prepared or the final check or report runs, stops at once (KeyboardInterrupt)."""
+        self.stop_signal = signum
+        if self._stop or not self._in_loop:
             raise KeyboardInterrupt
         self._stop = True
+
+    def _mark_interrupted(self, run_id: int) -> None:
+        """A run that a signal stopped before its end is "interrupted", not "running" (a finished
+        run whose report was being written stays finished). Best effort: the signal wins."""
+        try:
+            with ProgramDatabase(self.run_dir / DATABASE) as database:
+                if database.get_run(run_id).status == "running":
+                    database.update_run(run_id, status="interrupted")
+        except Exception:
+            pass
 
     def _mutator(self, database: ProgramDatabase, run_id: int):
         """The configured mutator, told what the lab scores and, on resume, what it did before."""

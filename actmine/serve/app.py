@@ -18,12 +18,10 @@ read the runs through a visitor's browser.
 
 from __future__ import annotations
 
-import signal
 import socket
 import sqlite3
 import sys
 import threading
-from contextlib import contextmanager
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -36,6 +34,7 @@ from ..evolve.database import DatabaseError
 from ..evolve.database_file import read_failure_message
 from ..report import plots
 from ..terminal import terminal_text
+from ..stop_signals import handling_stop_signals
 from .lineage_grid import grid_blocks, lineage_blocks
 from .pages import lineage_url, program_url
 from .program_page import curve_function, program_blocks, program_page, pygments_css
@@ -399,29 +398,9 @@ def serve(
         flush=True,
     )
     try:
-        with _stopped_by_signals():
+        with handling_stop_signals():  # Ctrl-C, SIGTERM and SIGHUP stop the server
             server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def _stopped_by_signals():
-    """Ctrl-C (SIGINT) and SIGTERM stop the server, whatever the parent did: a process started with
-    SIGINT ignored (a script's background job, a test runner's worker) inherits that, and Python then
-    installs no KeyboardInterrupt handler of its own. Only the main thread can set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
