@@ -114,8 +114,8 @@ def search(
 ) -> "Run":
     """Run a search in `run_dir` (an existing run there is resumed, as `actmine search --run-dir`;
     with `config=None`, from that run's own config.yaml) and return its handle, with the search's
-    summary in `Run.summary`. `progress`: the live view on the terminal. Call it from the main thread
-    (Ctrl-C stops the search cleanly there).
+    summary in `Run.summary`. `progress`: the live view on the terminal. In the main thread Ctrl-C,
+    SIGTERM and SIGHUP stop the search cleanly; another thread may call it too (no handlers there).
 
     Raises `ConfigError` for a bad config, `RunLocked` when another search holds the directory,
     `DatabaseError` / `RunDirError` for a run directory that cannot be used."""
