@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -850,6 +851,36 @@ def test_another_programs_database_is_refused_not_taken_over(tmp_path):
             "invoices",
         ]
     connection.close()
+
+
+def test_a_run_in_a_read_only_directory_reads_after_its_last_writer_left(tmp_path):
+    """chmod 555 on a finished run, or a copy of programs.sqlite alone: no -wal or -shm file beside it,
+    and SQLite's read-only mode would have to create the -shm file to read a WAL database ("attempt to
+    write a readonly database" from report, export, serve and the API). It is read as immutable."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ProgramDatabase(run_dir / "programs.sqlite") as database:
+        database.create_run({"budget": 3}, seed=5, status="finished")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["programs.sqlite"]  # the last writer took -wal, -shm
+    read = (
+        "from actmine.evolve.database import ProgramDatabase\n"
+        f"with ProgramDatabase({str(run_dir / 'programs.sqlite')!r}, readonly=True) as db:\n"
+        "    print(db.latest_run()['status'])\n"
+    )
+    as_owner = []  # root passes permission bits; without these capabilities it obeys them as an owner does
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: the directory's permissions would not apply")
+        caps = "-dac_override,-dac_read_search"
+        as_owner = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    run_dir.chmod(0o555)
+    try:
+        result = subprocess.run([*as_owner, sys.executable, "-c", read], capture_output=True, text=True, timeout=60)
+    finally:
+        run_dir.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["finished"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["programs.sqlite"]  # and nothing was written
 
 
 def test_a_reader_racing_the_first_migration_is_not_told_the_run_is_another_programs(tmp_path):

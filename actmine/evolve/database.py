@@ -40,6 +40,7 @@ version i to i + 1 and runs, with the version bump, in one transaction when the 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -84,6 +85,19 @@ def _selection_score(record: "ProgramRecord") -> float:
     return float(record.score if record.score is not None else record.fitness)
 
 
+def _may_be_written(path: Path) -> bool:
+    """Whether a writer may have the database open or open it while we read: its directory is
+    writable, or a -wal or -journal file holds changes. Otherwise (a read-only run directory whose
+    -wal and -shm files went with the last writer) SQLite's read-only mode would still need to create
+    the -shm file beside it and fails ("attempt to write a readonly database"); such a file can be
+    read as immutable."""
+    live = any(
+        companion.exists() and companion.stat().st_size > 0
+        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
+    )
+    return live or os.access(path.parent, os.W_OK)
+
+
 class ProgramDatabase(ResultTables):
     """The search's SQLite store. `ProgramDatabase(path)` creates or migrates the file;
     `ProgramDatabase(path, readonly=True)` opens an existing, current file without ever writing.
@@ -97,7 +111,7 @@ class ProgramDatabase(ResultTables):
             if not self.path.is_file():
                 raise DatabaseError(f"no program database at {self.path}")
             _check_header(self.path)
-            uri = self.path.resolve().as_uri() + "?mode=ro"
+            uri = self.path.resolve().as_uri() + ("?mode=ro" if _may_be_written(self.path) else "?mode=ro&immutable=1")
             self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         else:
             check_before_opening(self.path)  # refuse what we cannot use before writing anything
