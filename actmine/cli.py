@@ -15,6 +15,7 @@ are re-exported here, so `actmine.cli.<name>` keeps working for everything defin
 from __future__ import annotations
 
 import argparse
+import io
 import platform
 import signal
 import sys
@@ -518,7 +519,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable_output() -> None:
+    """Text that the terminal's encoding cannot show becomes "?" instead of a UnicodeEncodeError:
+    in an ASCII locale (LC_ALL=C with PYTHONUTF8=0) the "±" of a summary or the "÷" of a table
+    crashed `list`, `compare` and the end of `search` after the work was done; a run directory's
+    undecodable name does the same in any locale. (stderr already escapes what it cannot encode.)"""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_output()
     args = build_parser().parse_args(argv)
     from .faults import FaultPlanError, active_plan
 

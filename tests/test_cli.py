@@ -342,3 +342,15 @@ def test_a_search_on_a_database_with_a_column_gone_is_a_usage_error_not_a_full_d
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such column: fitness" in err and "edited or damaged" in err
     assert "free disk space" not in err
+
+
+def test_an_ascii_terminal_gets_question_marks_not_a_traceback():
+    """LC_ALL=C without Python's UTF-8 mode: stdout is ASCII. `list` printed "α=0.1" and "√(2/π)", the
+    end of a search "±", `compare` "÷" -- each a UnicodeEncodeError after the work was done."""
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    exe = Path(sys.executable).with_name("actmine")
+    result = subprocess.run([str(exe), "list"], capture_output=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr.decode("ascii", "backslashreplace")
+    assert b"Traceback" not in result.stderr
+    out = result.stdout.decode("ascii")  # every byte ASCII: what the terminal cannot show is "?"
+    assert "gelu_sine" in out and "GELU(x) + ?" in out
