@@ -245,6 +245,8 @@ def test_a_name_in_a_figure_is_drawn_as_text(name, tmp_path, recwarn):
     axes.plot([0, 1], [0, 1], label=plots.plot_label(name))
     axes.legend()
     plots.png_bytes(figure)
+    # a suite's task names are free text: the report's heatmap labels its columns with them
+    plots.png_bytes(plots.heatmap_figure({name: {name: 0.5, "harmonic-s1": -0.2}, "relu": {name: 0.0}}))
     assert (tmp_path / "t.png").stat().st_size > 0
     assert not [w for w in recwarn if "\x1b" in str(w.message)]
 

@@ -165,7 +165,7 @@ def _draw_bars(ax: Any, names: Sequence[str], families: Sequence[str], values: S
         ax.bar(positions, row, width=width, label=plot_label(name))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(families)))
-    ax.set_xticklabels(families)
+    ax.set_xticklabels([plot_label(family) for family in families])
     ax.set_ylabel("OOD log-ratio vs ReLU (lower is better)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
@@ -308,7 +308,7 @@ def heatmap_figure(rows: Mapping[str, Mapping[str, float]], path: str | Path | N
         bound = max(max(finite, default=0.0), 1e-3)
         image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound), aspect="auto")
         ax.set_xticks(range(len(tasks)))
-        ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
+        ax.set_xticklabels([plot_label(task) for task in tasks], rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels([plot_label(name) for name in names], fontsize=8)
         for i, row in enumerate(values):

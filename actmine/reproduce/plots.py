@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..report.plots import plot_label
 from .rules import short
 from .settings import REFERENCE
 
@@ -84,7 +85,9 @@ def alpha_figure(alpha_part: Mapping):
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("α in GELU(x) + α·sin(x)   (α = 0: GELU, tanh approximation)")
     ax.set_ylabel("ln(OOD error / ReLU's)")
-    ax.set_title(f"GELUSine α sweep on {alpha_part['suite']} ({len(alpha_part['seeds'])} seeds; lower is better)")
+    ax.set_title(
+        f"GELUSine α sweep on {plot_label(alpha_part['suite'])} ({len(alpha_part['seeds'])} seeds; lower is better)"
+    )
     ax.legend(fontsize="small")
     return fig
 
@@ -151,11 +154,11 @@ def correlation_figure(analysis_part: Mapping):
         y = [analysis_part["points"][n]["downstream"][key] for n in names]
         ax.scatter(x, y, color=["crimson" if n == "search_winner" else "tab:blue" for n in names])
         for n, a, b in zip(names, x, y):
-            ax.annotate(short(n), (a, b), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+            ax.annotate(plot_label(short(n)), (a, b), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
         ax.axhline(0.0, color="grey", linewidth=0.6)
         ax.axvline(0.0, color="grey", linewidth=0.6)
         rho = "—" if corr["rho"] is None else f"{corr['rho']:+.2f} (p = {corr['p_value']:.3f})"
-        ax.set_title(f"{key}: Spearman ρ = {rho}", fontsize="medium")
+        ax.set_title(f"{plot_label(key)}: Spearman ρ = {rho}", fontsize="medium")
         ax.set_xlabel("lab fitness (−ood_log_ratio)")
         if i == 0:
             ax.set_ylabel("downstream fitness (−log-ratio vs ReLU)")
@@ -177,11 +180,11 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Mappi
             width,
             yerr=_yerr([ci for _, ci in slots]),
             capsize=2,
-            label=short(name),
+            label=plot_label(short(name)),
             color=colours(i % 10),
         )
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xticks(range(len(groups)), [plot_label(group) for group in groups])
 
 
 def _label(ax, ylabel: str, title: str) -> None:
