@@ -259,3 +259,21 @@ def test_a_name_with_a_pipe_keeps_the_markdown_table_whole():
     header, rule, row = comparison_markdown([failed], ["polynomial"]).splitlines()
     cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
     assert cells(row) == cells(header) and "<script>" not in row
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_suites_names_reach_the_terminal_as_text(tmp_path, capsys, command):
+    """A suite's task and suite names are free text: rich read `[/]` as markup (a MarkupError after
+    the training) and printed ESC sequences raw into the tables of `evaluate` and `compare`."""
+    suite = tmp_path / "names.yaml"
+    suite.write_text(
+        'name: "s[/]\\e]0;TITLE\\a"\nseeds: [0]\ntasks:\n'
+        '  - {family: formula, name: "a[/]b\\e[31mRED", expression: sin(3*x), id: {x: [0, 2]}, ood: {x: [2, 3]}}\n'
+    )
+    targets = ["relu", "gelu"] if command == "compare" else ["gelu"]
+    assert main([command, *targets, "--suite", str(suite), "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;TITLE\\x07" in out  # the suite's name, shown escaped
+    if command == "evaluate":
+        assert "a[/]b\\x1b[31mRED" in out  # the task's name, whole

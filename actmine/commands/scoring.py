@@ -72,14 +72,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             table = Table(
                 title=Text(
-                    f"{terminal_text(evaluation.activation)} on suite {lab.suite.name!r} "
+                    f"{terminal_text(evaluation.activation)} on suite {terminal_text(repr(lab.suite.name))} "
                     f"({len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"
                 )
             )
             for column in ("task", "family", "ID error", "OOD error", "ln(OOD / ReLU OOD)"):
                 table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
             for t in evaluation.tasks:
-                table.add_row(t.name, t.family, _fmt(t.id_error), _fmt(t.ood_error), f"{t.log_ratio + 0.0:+.3f}")
+                table.add_row(  # a suite's names are free text: as Text, not markup, control characters escaped
+                    Text(terminal_text(t.name, keep_newlines=False)),
+                    Text(terminal_text(t.family, keep_newlines=False)),
+                    _fmt(t.id_error),
+                    _fmt(t.ood_error),
+                    f"{t.log_ratio + 0.0:+.3f}",
+                )
             console.print(table)
             console.print(
                 f"ood_log_ratio [bold]{evaluation.ood_log_ratio:+.4f}[/bold]   fitness "
@@ -104,12 +110,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from rich.text import Text
 
         table = Table(
-            title=f"OOD error per family (geometric mean; suite {lab.suite.name!r}, "
-            f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"
+            title=Text(
+                f"OOD error per family (geometric mean; suite {terminal_text(repr(lab.suite.name))}, "
+                f"{len(lab.suite.seeds)} seeds, {lab.protocol.steps} steps)"
+            )
         )
         table.add_column("activation", no_wrap=True)
         for family in families:
-            table.add_column(family, justify="right", min_width=len(family))
+            header = terminal_text(family, keep_newlines=False)
+            table.add_column(Text(header), justify="right", min_width=len(header))
         table.add_column("max ID error", justify="right")
         table.add_column("ood_log_ratio", justify="right")
         for e in sorted(evaluations, key=lambda e: (not e.ok, e.ood_log_ratio or 0.0)):
