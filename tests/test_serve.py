@@ -174,7 +174,7 @@ def make_llm_run(base: Path) -> tuple[Path, dict[str, int]]:
 
 def make_random_run(base: Path) -> Path:
     """A finished random-search run (the baseline) in a directory whose name is markup."""
-    run_dir = base / "random<b>run"
+    run_dir = base / "random<b>run\x1b[2J\u202e"  # markup, an escape sequence, a right-to-left override
     run_dir.mkdir()
     with ProgramDatabase(run_dir / "programs.sqlite") as db:
         run_id = db.create_run({"search": {"budget": 3, "islands": 1}, "mutator": {"kind": "random"}}, seed=1)
@@ -252,6 +252,9 @@ def texts(block) -> list[str]:
     return [c["text"] for row in block["rows"] for c in row]
 
 
+RANDOM_NAME = "random<b>run\\x1b[2J\\u202e"  # the random run's directory name, as pages show it
+
+
 def page_paths(ids: dict[str, int]) -> list[str]:
     return [
         "/",
@@ -279,6 +282,7 @@ def test_every_page_answers_and_escapes_hostile_text(served):
         assert text.count("<script") == 1 and '<script src="/static/viewer.js" defer></script>' in text, path
         assert "default-src 'none'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
+        assert not {"\x1b", "\u202e"} & set(text), path  # a directory's name shown escaped everywhere
     program = get(f"{url}/run/0/program/{ids['llm']}")[2].decode()
     assert f'<p class="rationale">{ESCAPED}' in program
     assert "Here.&lt;/pre&gt;&lt;/details&gt;" + ESCAPED in program  # the model's answer, collapsed
@@ -291,7 +295,7 @@ def test_every_page_answers_and_escapes_hostile_text(served):
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="formula-svg"' in child  # the typeset formula
     failed = get(f"{url}/run/0/program/{ids['failed']}")[2].decode()
     assert "policy:forbidden_name: " + ESCAPED in failed
-    assert "random&lt;b&gt;run" in get(url + "/")[2].decode()  # a directory name is text too
+    assert "random&lt;b&gt;run\\x1b[2J\\u202e" in get(url + "/")[2].decode()  # a directory name is text too
 
 
 def test_json_images_and_missing_things(served):
@@ -333,14 +337,14 @@ def test_overview_shows_progress_failures_and_llm_spend(served):
     llm_row, random_row = blocks["runs"]["rows"]
     assert [c["text"] for c in llm_row[:6]] == ["llm-run", "running", "6 / 20", "4", "1", "1"]
     assert llm_row[10]["text"] == "$0.0125 of $1 (1%)"
-    assert [c["text"] for c in random_row[:4]] == ["random<b>run", "finished", "3 / 3", "4"]  # 3 proposals, 1 blend
+    assert [c["text"] for c in random_row[:4]] == [RANDOM_NAME, "finished", "3 / 3", "4"]  # 3 proposals, 1 blend
     assert random_row[10]["text"] == "—"  # no LLM: no spend
     failures = blocks["failures"]["sections"][0]["table"]
     assert [c["text"] for c in failures["rows"][0]] == ["policy", "forbidden_name", "1"]
     run = get_json(url + "/api/run/0")["blocks"]
     summary = {row[0]["text"]: row[1]["text"] for row in run["summary"]["rows"]}
     assert summary["LLM tokens"] == "1,500 of 50,000 (3%)" and summary["best by score"] == f"#{ids['child']}"
-    assert run["baseline"]["rows"][0][1]["text"] == "random<b>run"  # the random run is the baseline
+    assert run["baseline"]["rows"][0][1]["text"] == RANDOM_NAME  # the random run is the baseline
     gap = [c["text"] for c in run["gap_table"]["rows"][0][1:]]
     assert gap == ["+0.3000 ± 0.0500", "+0.1800", "+0.1200"]  # search, validation, gap
 

@@ -19,6 +19,7 @@ from ..api import Run, open_run
 from ..run_files import DATABASE
 from ..evolve.database import ProgramDatabase, ProgramRecord, RunRecord
 from ..report.html import final_results
+from .pages import text
 
 TOP = 10  # programs in a run's top list (compare page)
 
@@ -36,6 +37,11 @@ class ServedRun:
     def run_dir(self) -> Path:
         return self.run.run_dir
 
+    @property
+    def path_text(self) -> str:
+        """The run directory's path as pages show it (`pages.text`: control characters visible)."""
+        return text(str(self.run.run_dir))
+
     def database(self) -> ProgramDatabase:
         """The run's database, read-only (a fresh snapshot of what the search has committed)."""
         return ProgramDatabase(self.run.run_dir / DATABASE, readonly=True)
@@ -46,7 +52,9 @@ def served_runs(run_dirs: Sequence[str | Path]) -> list[ServedRun]:
     without a run, DatabaseError for a damaged or newer database), keyed "0", "1", …; names are
     the directories' names, numbered where two are alike."""
     runs = [open_run(run_dir) for run_dir in run_dirs]
-    names = [run.run_dir.resolve().name or str(run.run_dir) for run in runs]
+    # a directory's name is free text: shown as `pages.text` shows any (control and bidirectional
+    # characters visible) in every title, heading, link and JSON field that carries it
+    names = [text(run.run_dir.resolve().name or str(run.run_dir)) for run in runs]
     repeated = {name for name, n in Counter(names).items() if n > 1}
     return [
         ServedRun(str(i), f"{name} ({i})" if name in repeated else name, run)
