@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import signal
 import socket
 import subprocess
@@ -611,3 +612,36 @@ def test_a_failure_s_stage_and_code_are_shown_with_control_characters_escaped():
     shown = failure_text(record)
     assert shown == "probe\\x1b[2J:x\\u202e\\x07"
     assert failure_text(ProgramRecord(run_id=1, proposal_index=0, source="")) == ""
+
+
+def _page_width(tmp_path, html: str, base_url: str) -> int:
+    """document.scrollWidth of a page in a 1200-pixel window: the page saved as a file (its links and
+    stylesheet still from the server) with one script of ours that writes the width into the title."""
+    page = tmp_path / f"measure-{len(list(tmp_path.iterdir()))}.html"
+    page.write_text(
+        html.replace('href="/', f'href="{base_url}/').replace('src="/', f'src="{base_url}/')
+        + "<script>document.title = 'W=' + document.documentElement.scrollWidth</script>"
+    )
+    dom = chromium(tmp_path, "--window-size=1200,900", "--dump-dom", page.resolve().as_uri())
+    return int(re.search(r"<title>W=(\d+)", dom.stdout).group(1))
+
+
+@NEEDS_CHROMIUM
+def test_one_long_word_wraps_instead_of_widening_the_page(tmp_path, runs):
+    """A rationale or a failure message of one 10,000-character word (a model's or a worker's text)
+    made the program page about 80 times wider than the window."""
+    run_dir = tmp_path / "long"
+    shutil.copytree(runs[0], run_dir)
+    with sqlite3.connect(run_dir / "programs.sqlite") as connection:
+        first, second = [row[0] for row in connection.execute("SELECT id FROM programs ORDER BY id LIMIT 2")]
+        connection.execute("UPDATE programs SET rationale = ? WHERE id = ?", ("x" * 10_000, first))
+        connection.execute(
+            "UPDATE programs SET status = 'failed', failure_stage = 'screen', failure_code = 'screen_failed', "
+            "failure_message = ? WHERE id = ?",
+            ("y" * 10_000, second),
+        )
+    connection.close()
+    with running(create_app([run_dir])) as url:
+        for program in (first, second):
+            html = get(f"{url}/run/0/program/{program}")[2].decode()
+            assert _page_width(tmp_path, html, url) <= 1200, program

@@ -170,7 +170,8 @@ def estimate_fields(key: str, record: ProgramRecord, children: Sequence[ProgramR
         ("seconds", num(record.seconds, 2, signed=False)),
     ]
     if record.status == "failed":
-        pairs.append(("failure", cell(f"{failure_text(record)}: {text(record.failure_message or '')}")))
+        message = f"{failure_text(record)}: {text(record.failure_message or '')}"
+        pairs.append(("failure", cell(message, cls="long")))  # a worker's message: long text that wraps
     if record.duplicate_of is not None:
         pairs.append(("duplicate of", program_cell(key, record.duplicate_of)))
     pairs.append(("parents", cell(", ".join(f"#{pid}" for pid in record.parent_ids) or "— (a seed)")))
