@@ -23,6 +23,7 @@ namespace), never by running its text as plain code.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +192,10 @@ class Run:
     def best(self, n: int = 5) -> pd.DataFrame:
         """The n best settled ok programs by selection score (the lower confidence bound of the
         fitness), best first: the search's own ranking (`ProgramDatabase.top`)."""
-        with self._database() as db:
-            return _frame(db.top(self.run_id, int(n)))
+        if isinstance(n, bool) or int(n) != n or n < 0:
+            raise ValueError(f"best(n): n is how many programs, a whole number ≥ 0; got {n!r}")
+        with self._database() as db:  # more than the run holds is all of them (SQLite's LIMIT stops at int64)
+            return _frame(db.top(self.run_id, min(int(n), 2**62)))
 
     def lineage(self, program_id: int) -> pd.DataFrame:
         """The program and its ancestors through each one's first parent (the program it was
@@ -260,8 +263,18 @@ def _results_frame(rows: list[dict]) -> pd.DataFrame:
     """Result rows as a DataFrame; `program_id` as integers (<NA> for a library reference)."""
     frame = pd.DataFrame(rows)
     if "program_id" in frame.columns:
-        frame["program_id"] = frame["program_id"].astype("Int64")
+        frame["program_id"] = pd.array([_program_id(value) for value in frame["program_id"]], dtype="Int64")
     return frame
+
+
+def _program_id(value: Any) -> int | None:
+    """A result row's program id as an integer, or None: a library reference, or a hand-edited
+    heldout.json's id that no SQLite row can have (beyond int64 it was an OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if value != int(value) or not -(2**63) <= int(value) < 2**63:
+        return None
+    return int(value)
 
 
 def _frame(records: Iterable[ProgramRecord]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ tests that read a run; the others build their databases by hand or only score ac
 import functools
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,28 @@ def test_heldout_is_the_end_of_run_check(run):
         row["program_id"] for row in final["validation"] if row["program_id"] is not None
     ]
     assert {"relu", "gelu"} <= set(heldout.validation["name"])
+
+
+def test_best_takes_a_count(run):
+    everything = run.best(10**30)  # more than the run holds: all of them (LIMIT past int64 was an OverflowError)
+    assert len(everything) == len(run.best(1000)) > 2 and run.best(0).empty
+    assert run.best(2)["id"].tolist() == everything["id"].iloc[:2].tolist()
+    for bad in (-1, 2.5, True):  # -1 gave every program
+        with pytest.raises(ValueError, match="a whole number ≥ 0"):
+            run.best(bad)
+
+
+def test_heldout_ids_no_row_can_have_are_missing_not_an_overflow(run, tmp_path):
+    """A hand-edited heldout.json with program ids beyond SQLite's integers: report, export and serve
+    read it; `heldout()` raised OverflowError converting the ids to pandas' Int64."""
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy)
+    final = json.loads((copy / "heldout.json").read_text())
+    edited = [{**row, "program_id": 2**64 + 7} for row in final["validation"]]
+    (copy / "heldout.json").write_text(json.dumps({**final, "validation": edited}))
+    validation = actmine.open_run(copy).heldout().validation
+    assert validation["program_id"].isna().all() and len(validation) == len(edited)
+    assert validation["name"].tolist() == [row["name"] for row in edited]
 
 
 @settings(max_examples=25, deadline=None)
