@@ -452,6 +452,19 @@ def test_a_run_directory_through_a_file_is_refused(tmp_path, config_file):
     assert blocker.read_text() == "not a directory\n"
 
 
+def test_a_run_directory_that_is_a_link_to_a_directory_not_made_yet_is_made_there(tmp_path):
+    """runs/x -> /big/disk/x before the first search: its target is made, where the link says
+    (mkdir on the link itself failed with "File exists", which said to give a writable --run-dir)."""
+    link, target = tmp_path / "link", tmp_path / "disk" / "x"
+    link.symlink_to(target)
+    with RunLock(link):
+        assert target.is_dir() and (target / LOCK_FILE).is_file() and link.is_symlink()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(RunDirError, match="cannot create the run directory"):  # a link to itself: one line
+        RunLock(loop).acquire()
+
+
 def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path):
     run_dir, victim = tmp_path / "run", tmp_path / "victim.txt"
     run_dir.mkdir()

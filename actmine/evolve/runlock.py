@@ -185,11 +185,13 @@ class RunLock:
         if self.held:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a read-only parent, a path through a regular file, no permission
+            # through a link to a directory not made yet (runs/x -> /big/disk/x), its target is made:
+            # mkdir on the link itself fails with "File exists"
+            self.run_dir.resolve().mkdir(parents=True, exist_ok=True)
+        except (OSError, RuntimeError) as exc:  # a read-only parent, a path through a file, a link loop
             raise RunDirError(
-                f"cannot create the run directory {self.run_dir} ({exc.strerror or exc}); give a "
-                "--run-dir in a place you can write to"
+                f"cannot create the run directory {self.run_dir} "
+                f"({getattr(exc, 'strerror', None) or exc}); give a --run-dir in a place you can write to"
             ) from None
         if not self.run_dir.is_dir():
             raise RunDirError(f"{self.run_dir} is not a directory; give a --run-dir that is a directory")
