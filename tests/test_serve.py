@@ -3,6 +3,7 @@ by a real server on 127.0.0.1 in a thread, read over real HTTP and in headless c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -645,3 +647,48 @@ def test_one_long_word_wraps_instead_of_widening_the_page(tmp_path, runs):
         for program in (first, second):
             html = get(f"{url}/run/0/program/{program}")[2].decode()
             assert _page_width(tmp_path, html, url) <= 1200, program
+
+
+def test_pages_are_computed_a_few_at_a_time_and_static_files_pass():
+    """Hundreds of requests at once each read the whole run (gigabytes); they wait their turn."""
+    from actmine.serve.app import PAGE_SLOTS, _Bounded
+
+    running_now, most, lock = [0], [0], threading.Lock()
+
+    def slow_page(environ, start_response):
+        with lock:
+            running_now[0] += 1
+            most[0] = max(most[0], running_now[0])
+        time.sleep(0.05)
+        with lock:
+            running_now[0] -= 1
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    bounded = _Bounded(slow_page)
+    answers = []
+    threads = [
+        threading.Thread(target=lambda i=i: answers.append(bounded({"PATH_INFO": f"/run/{i}"}, lambda *a: None)))
+        for i in range(4 * PAGE_SLOTS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == PAGE_SLOTS and sorted(answers) == sorted([[f"/run/{i}".encode()] for i in range(4 * PAGE_SLOTS)])
+    with contextlib.ExitStack() as stack:  # every slot taken: a static file still passes
+        for _ in range(PAGE_SLOTS):
+            stack.enter_context(bounded.slots)
+        assert list(bounded({"PATH_INFO": "/static/viewer.js"}, lambda *a: None)) == [b"/static/viewer.js"]
+
+
+def test_an_idle_connection_is_closed(monkeypatch, runs):
+    """A client that connects and sends nothing held a server thread for ever (slowloris)."""
+    from actmine.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app._QuietHandler, "timeout", 1)
+    with running(create_app([runs[0]])) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+            assert idle.recv(1) == b""  # closed by the server (before, the 30 s wait ran out: socket.timeout)
+        assert get(url + "/")[0] == 200  # and the server goes on

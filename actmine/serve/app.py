@@ -346,11 +346,44 @@ def _add_figure_routes(app: Flask, viewer: _Viewer) -> None:
         return Response(pygments_css(), mimetype="text/css")
 
 
+IDLE_TIMEOUT_S = 60  # a connection that sends nothing for this long is closed (each one holds a thread)
+PAGE_SLOTS = 4  # requests computed at once; each reads the run, so hundreds at once took gigabytes
+
+
 class _QuietHandler(WSGIRequestHandler):
-    """No line per request: the pages poll every few seconds."""
+    """No line per request (the pages poll every few seconds), and an idle connection is closed
+    after `IDLE_TIMEOUT_S` (a client that connects and sends nothing kept its thread for ever)."""
+
+    timeout = IDLE_TIMEOUT_S
 
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        if not format.startswith("Request timed out"):  # an idle connection closed: nothing to say
+            super().log_error(format, *args)
+
+
+class _Bounded:
+    """WSGI middleware: at most `slots` requests are computed at once, the others wait their turn;
+    static files and the favicon pass at once. Each page reads every program of its run, so a few
+    hundred requests at once (one local script can send them) grew the server by gigabytes."""
+
+    def __init__(self, app: Callable, slots: int = PAGE_SLOTS):
+        self.app = app
+        self.slots = threading.BoundedSemaphore(slots)
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/static/") or path == "/favicon.ico":
+            return self.app(environ, start_response)
+        with self.slots:  # the body is made inside the slot (pages and JSON are built whole anyway)
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):  # as a WSGI server would, once the body is read
+                    body.close()
 
 
 def make_server(app: Flask, host: str = LOOPBACK, port: int = DEFAULT_PORT) -> BaseWSGIServer:
@@ -365,7 +398,12 @@ def make_server(app: Flask, host: str = LOOPBACK, port: int = DEFAULT_PORT) -> B
         listener.bind((host, port))
         listener.listen(128)
         return werkzeug_server(
-            host, listener.getsockname()[1], app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno()
+            host,
+            listener.getsockname()[1],
+            _Bounded(app),
+            threaded=True,
+            request_handler=_QuietHandler,
+            fd=listener.fileno(),
         )
     except OSError as exc:
         raise ServeError(
