@@ -530,7 +530,15 @@ def _printable_output() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _printable_output()
-    args = build_parser().parse_args(argv)
+    try:
+        return _run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:  # commands that keep partial work say how to resume; the rest stop here
+        print("actmine: interrupted", file=sys.stderr)
+        return exit_status(signal.SIGINT)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The options several subcommands share, checked; then the subcommand."""
     from .faults import FaultPlanError, active_plan
 
     try:
@@ -554,9 +562,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"actmine: error: {terminal_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:  # commands that keep partial work say how to resume; the rest stop here
-        print("actmine: interrupted", file=sys.stderr)
-        return exit_status(signal.SIGINT)
 
 
 if __name__ == "__main__":

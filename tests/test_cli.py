@@ -354,3 +354,17 @@ def test_an_ascii_terminal_gets_question_marks_not_a_traceback():
     assert b"Traceback" not in result.stderr
     out = result.stdout.decode("ascii")  # every byte ASCII: what the terminal cannot show is "?"
     assert "gelu_sine" in out and "GELU(x) + ?" in out
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_130(monkeypatch, capsys):
+    """Report, export, list …: a Ctrl-C printed KeyboardInterrupt's traceback."""
+    import actmine.cli as cli
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "actmine: interrupted\n"
+    monkeypatch.setattr(cli, "build_parser", interrupted)  # while the command line is read (plugins import)
+    assert main(["list"]) == 130
