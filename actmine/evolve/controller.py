@@ -174,13 +174,13 @@ class Search(RecordPrograms):
                 while self._step(database, run_id, loop, view):
                     pass
         finally:
-            self._in_loop = False
             mutator.stop()
             for future in list(loop.in_flight) + list(loop.proposing):
                 future.cancel()
             if loop.proposer is not None:
                 loop.proposer.shutdown(wait=False, cancel_futures=True)
             loop.executor.close()
+            self._in_loop = False  # a first signal while the workers close still lets them close
         return self._finish(database, run_id, loop.state, mutator)
 
     def _start_loop(self, database: ProgramDatabase, run_id: int, mutator) -> _Loop:
