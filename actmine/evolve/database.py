@@ -59,6 +59,7 @@ from .database_file import (
     _is_corruption,
     _newer_message,
     check_before_opening,
+    journal_in_use,
     refuse_foreign,
 )
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
@@ -91,11 +92,7 @@ def _may_be_written(path: Path) -> bool:
     -wal and -shm files went with the last writer) SQLite's read-only mode would still need to create
     the -shm file beside it and fails ("attempt to write a readonly database"); such a file can be
     read as immutable."""
-    live = any(
-        companion.exists() and companion.stat().st_size > 0
-        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
-    )
-    return live or os.access(path.parent, os.W_OK)
+    return journal_in_use(path) or os.access(path.parent, os.W_OK)
 
 
 class ProgramDatabase(ResultTables):

@@ -124,6 +124,13 @@ def refuse_foreign(path: Path, connection: sqlite3.Connection, version: int) -> 
         )
 
 
+def journal_in_use(path: Path) -> bool:
+    """Whether a -wal or -journal file beside the database holds changes: a writer has it open (or
+    died before a checkpoint), so a reader must not open it `immutable`."""
+    companions = (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
+    return any(file.exists() and file.stat().st_size > 0 for file in companions)
+
+
 def check_before_opening(path: Path) -> None:
     """Refuse, before anything is written, a database file that a writer cannot use: its directory
     not writable (SQLite creates the -wal and -shm files there), the file or its -wal/-shm not
@@ -159,8 +166,7 @@ def check_before_opening(path: Path) -> None:
     for file in [path] + companions:
         if file.exists() and not os.access(file, os.R_OK | os.W_OK):
             raise _not_writable(file, "the database file")
-    wal, journal = companions[0], companions[2]
-    in_use = any(file.exists() and file.stat().st_size > 0 for file in (wal, journal))
+    in_use = journal_in_use(path)
     if not _check_header(path, settled=not in_use):
         return
     uri = path.resolve().as_uri() + ("?mode=ro" if in_use else "?mode=ro&immutable=1")
