@@ -33,8 +33,8 @@ from werkzeug.serving import make_server as werkzeug_server
 from ..evolve.database import DatabaseError
 from ..evolve.database_file import read_failure_message
 from ..report import plots
-from ..terminal import terminal_text
 from ..stop_signals import handling_stop_signals
+from ..terminal import terminal_text
 from .lineage_grid import grid_blocks, lineage_blocks
 from .pages import lineage_url, program_url
 from .program_page import curve_function, program_blocks, program_page, pygments_css
