@@ -7,6 +7,7 @@ every end-to-end search uses the same small suite and starts the command the sam
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,9 +77,16 @@ def write_tiny_config(directory: Path, **sections: dict[str, Any]) -> Path:
     return path
 
 
+def _signals_as_in_a_terminal() -> None:
+    """In the child: SIGINT and SIGHUP at their defaults, whatever the test runner inherited (a CI
+    job started under `nohup` ignores SIGHUP, and actmine keeps an ignored SIGHUP ignored)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def run_cli(config_file: Path, run_dir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`actmine search` in its own session (so `os.killpg` reaches it and its workers), quiet,
-    stdout and stderr piped."""
+    stdout and stderr piped, its stop signals as in a terminal."""
     exe = Path(sys.executable).with_name("actmine")
     return subprocess.Popen(
         [str(exe), "search", "--config", str(config_file), "--run-dir", str(run_dir), "--quiet", *extra],
@@ -87,6 +95,7 @@ def run_cli(config_file: Path, run_dir: Path, *extra: str, env: dict[str, str] |
         text=True,
         start_new_session=True,
         env=env,
+        preexec_fn=_signals_as_in_a_terminal,
     )
 
 

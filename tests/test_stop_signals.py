@@ -1,0 +1,61 @@
+"""The stop signals: Ctrl-C, SIGTERM and SIGHUP handled alike, what nohup asks kept, nothing
+installed outside the main thread, and the shell's exit status."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from actmine.stop_signals import STOP_SIGNALS, exit_status, handling_stop_signals
+
+
+def _handler(signum, frame):  # noqa: ARG001
+    pass
+
+
+def test_each_stop_signal_gets_the_handler_and_the_previous_ones_come_back():
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        with handling_stop_signals(_handler):
+            assert all(signal.getsignal(sig) is _handler for sig in STOP_SIGNALS)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+        assert all(signal.getsignal(sig) == before[sig] for sig in (signal.SIGINT, signal.SIGTERM))
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
+def test_a_sighup_that_nohup_ignores_stays_ignored_and_an_ignored_sigint_does_not():
+    """`nohup actmine search …` must outlive its terminal; a script's background job inherits an
+    ignored SIGINT, and Ctrl-C must still stop the search."""
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with handling_stop_signals(_handler):
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGINT) is _handler
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
+def test_outside_the_main_thread_nothing_is_installed():
+    """`actmine.search()` from a notebook's thread: signal.signal would raise ValueError there."""
+    seen = []
+
+    def body():
+        with handling_stop_signals(_handler):
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not _handler
+
+
+def test_the_exit_status_is_128_plus_the_signal():
+    assert exit_status(signal.SIGINT) == 130 and exit_status(signal.SIGTERM) == 143
+    assert exit_status(signal.SIGHUP) == 129 and exit_status(None) == 130
