@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import reprlib
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -410,15 +409,21 @@ SANDBOX_BOUNDS = {"timeout_s": 31_536_000, "cpu_s": 31_536_000, "memory_mb": 16 
 def _check_values(config: Config) -> None:
     """Range checks that types alone cannot express."""
 
-    def positive(key: str, value: float | int | None, allow_zero: bool = False, at_most: float = math.inf) -> None:
-        # NaN passes every comparison: refused first, as infinity is where a bound is a number
+    def positive(
+        key: str,
+        value: float | int | None,
+        allow_zero: bool = False,
+        at_most: float | None = None,
+        finite: bool = False,
+    ) -> None:
+        # NaN passes every comparison: refused first; infinity where a bound or `finite` says so
         if value is not None and (
-            (isinstance(value, float) and math.isnan(value))
+            (isinstance(value, float) and (math.isnan(value) or (finite and math.isinf(value))))
             or value < 0
             or (value == 0 and not allow_zero)
-            or (value > at_most)
+            or (at_most is not None and value > at_most)
         ):
-            bound = "" if math.isinf(at_most) else f" and at most {at_most:,}" if at_most < 1e15 else " and finite"
+            bound = f" and at most {at_most:,}" if at_most is not None else " and finite" if finite else ""
             raise ConfigError(
                 f"config key {key!r} must be {'non-negative' if allow_zero else 'positive'}{bound}, got {_shown(value)}"
             )
@@ -472,7 +477,7 @@ def _check_values(config: Config) -> None:
     positive("lab.training_seeds", config.lab.training_seeds, at_most=MAX_SEEDS)
     positive("lab.steps", config.lab.steps)
     for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
-        positive(f"probes.{key}", getattr(config.probes, key), at_most=sys.float_info.max)
+        positive(f"probes.{key}", getattr(config.probes, key), finite=True)
     # the worker turns these into rlimits (whole seconds, bytes): beyond the bounds they overflow there,
     # and every evaluation of the run would fail
     for key, bound in SANDBOX_BOUNDS.items():

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from ..executors.base import ExecutorLost
 from ..targets import UsageError
 from ..targets import console as _console
+from ..stop_signals import exit_status
 from ..terminal import terminal_text
 from .common import EXIT_REFUSED, _comma_list
 
@@ -61,7 +63,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             "again to resume",
             file=sys.stderr,
         )
-        return 130
+        return exit_status(signal.SIGINT)
     except ExecutorLost as exc:
         return _stopped_by_cluster(exc, f"finished jobs are in {args.out}/results.jsonl")
     console = _console()
@@ -121,7 +123,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             ),
             file=sys.stderr,
         )
-        return 130
+        return exit_status(signal.SIGINT)
     console = _console()
     console.print(validity.summary_table(document))
     cost = document["cost"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import torch
 import actmine.activations as activations
 
 from ..lab.tasks import SuiteError
+from ..stop_signals import exit_status
 from ..targets import UsageError
 from ..targets import console as _console
 from .common import _comma_list
@@ -201,6 +203,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"actmine: interrupted; finished parts are saved in {args.out_dir}/: run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return exit_status(signal.SIGINT)
     _print_claims(outcome, args.out_dir)
     return 0
