@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .closed_form import ClosedForm, closed_form
 from .tasks import Suite, TaskData, generate, stable_seed
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -276,8 +277,14 @@ def train_ensemble(
     `check` (untrusted candidates: `actmine.candidate.probes.TrainingCheck`) watches the
     activation's calls at `check_steps` and in the OOD scoring pass, and raises to stop the
     training when the candidate computes something other than what its probes saw.
+
+    A pointwise activation with a closed form (ReLU, a candidate's compiled kernel) trains without
+    autograd (`actmine.lab.closed_form`), with the same result to the bit.
     """
     protocol = workload.protocol
+    form = closed_form(activation, workload.init) if pointwise and not per_example else None
+    if form is not None:
+        return train_closed_form(activation, form, workload, check)
     act = activation if pointwise else per_model_activation(activation)
     scoring_act = per_example_activation(activation) if per_example else act
     watch = check_steps(protocol.steps) if check is not None else frozenset()
@@ -297,6 +304,18 @@ def train_ensemble(
         losses[step] = loss.detach()
         optimizer.step()
         optimizer.zero_grad()
+    return score_trained(params, workload, losses, scoring_act, check)
+
+
+def score_trained(
+    params: Sequence[torch.Tensor],
+    workload: Workload,
+    losses: torch.Tensor,
+    scoring_act: Activation,
+    check: CallCheck | None = None,
+) -> TrainResult:
+    """The trained models' ID and OOD errors (one no-grad pass each; `check` watches the OOD
+    pass's calls) and which models stopped being finite."""
     with torch.no_grad():
         pred_id = forward(params, workload.x_id, scoring_act)
         pred_ood = forward(
@@ -312,6 +331,85 @@ def train_ensemble(
         finite &= torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
     non_finite = torch.nonzero(~finite).flatten().tolist()
     return TrainResult(losses.cpu(), id_error.cpu(), ood_error.cpu(), non_finite)
+
+
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the autograd path uses
+
+
+def train_closed_form(
+    activation: Activation, form: ClosedForm, workload: Workload, check: CallCheck | None = None
+) -> TrainResult:
+    """`train_ensemble` for a pointwise activation with a closed form (`actmine.lab.closed_form`):
+    the same result to the bit, without autograd.
+
+    The MLP is three batched products with the activation between them, so its backward pass is
+    short enough to write out, with every tensor allocated once before the first step and Adam's
+    fused kernel called directly:
+
+        forward   h_l = b_l + a_{l-1} W_l,  a_l = f(h_l)            (a_0 = x; no f after the last layer)
+        loss      per model: mean over the batch of (h_L − y)²
+        backward  g_L = (2/B)(h_L − y);  ∂W_l = a_{l-1}ᵀ g_l,  ∂b_l = Σ_batch g_l
+                  g_{l-1} = (g_l W_lᵀ) · f'(h_{l-1})
+
+    These are the operations autograd runs for `train_ensemble`'s loss, in the same order (tests
+    compare every loss and error to the bit); what goes is autograd's graph, its allocation of every
+    intermediate and gradient, and `torch.optim.Adam`'s per-step bookkeeping.
+
+    `check` sees every activation call of the watched steps (`check_steps`) and of the OOD scoring
+    pass, as in `train_ensemble`; the scoring passes call `activation` itself."""
+    protocol = workload.protocol
+    models, in_dim, batch = workload.models, workload.batches_x.shape[-1], protocol.batch_size
+    like = workload.init
+    params = [p.clone() for p in split_parameters(workload.init, models, in_dim, protocol)]
+    grads = [torch.empty_like(p) for p in params]
+    moments = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    adam_steps = [torch.zeros((), dtype=torch.float32, device=like.device) for _ in params]
+    weights, biases, weight_grads, bias_grads = params[0::2], params[1::2], grads[0::2], grads[1::2]
+    widths = [w.shape[2] for w in weights]
+    pre = [like.new_empty(models, batch, width) for width in widths]  # h_l
+    post = [like.new_empty(models, batch, width) for width in widths[:-1]]  # a_l = f(h_l), unless in place
+    slopes = [like.new_empty(models, batch, width) for width in widths[:-1]]
+    delta = [like.new_empty(models, batch, width) for width in widths]  # g_l
+    residual = like.new_empty(models, batch, widths[-1])
+    # the loss's gradient factor as autograd forms it: mean's 1/N in the tensors' dtype
+    inverse_n = torch.ones((), dtype=like.dtype, device=like.device) / (batch * widths[-1])
+    losses = like.new_empty(protocol.steps, models)
+    watch = check_steps(protocol.steps) if check is not None else frozenset()
+    for step, lr in enumerate(protocol.learning_rates()):
+        inputs = [workload.batches_x[step]]  # a_0 … a_{L-1}
+        for layer, (weight, bias) in enumerate(zip(weights, biases)):
+            torch.baddbmm(bias, inputs[layer], weight, out=pre[layer])
+            if layer < len(post):
+                out = pre[layer] if form.in_place and step not in watch else post[layer]
+                form.forward_into(pre[layer], out, slopes[layer])
+                if step in watch:
+                    check(pre[layer], out, f"at training step {step}", False)  # type: ignore[misc]
+                inputs.append(out)
+        torch.sub(pre[-1], workload.batches_y[step], out=residual)
+        torch.mean(residual.pow(2), dim=(1, 2), out=losses[step])
+        torch.mul(inverse_n, residual.mul(2), out=delta[-1])
+        for layer in reversed(range(len(weights))):
+            torch.bmm(inputs[layer].transpose(1, 2), delta[layer], out=weight_grads[layer])
+            torch.sum(delta[layer], dim=1, keepdim=True, out=bias_grads[layer])
+            if layer:
+                torch.bmm(delta[layer], weights[layer].transpose(1, 2), out=delta[layer - 1])
+                form.backward_into(delta[layer - 1], inputs[layer], slopes[layer - 1])
+        torch._foreach_add_(adam_steps, 1)
+        torch._fused_adam_(
+            params,
+            grads,
+            *moments,
+            [],
+            adam_steps,
+            amsgrad=False,
+            lr=lr,
+            beta1=ADAM_BETAS[0],
+            beta2=ADAM_BETAS[1],
+            weight_decay=0.0,
+            eps=ADAM_EPS,
+            maximize=False,
+        )
+    return score_trained(params, workload, losses, activation, check)
 
 
 # --------------------------------------------------------------------------------------------
