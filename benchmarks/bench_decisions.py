@@ -10,6 +10,9 @@ each evaluated as the search evaluates it: in a sandboxed worker (`SandboxPool`,
 - **before**: the evaluation of the default search when issue 19 was filed: every proposal trained
   eagerly on the fixed `lab` suite with 6 training seeds (18 tasks × 6 = 108 MLPs), fitness = its
   mean score. The suite's workload is built once (a worker kept it), ReLU's numbers are cached.
+- **before, fused**: the same evaluation (the same 108 MLPs, the same fitness) with today's fused
+  kernel, compiled in its own worker, and the closed-form training: what the speed-ups that leave
+  the scores as they were give on their own (its ρ against "before" is the equal-ranking check).
 - **now**: today's default: a first search round — `tasks.sample` tasks drawn from the run's search
   pools (one seed; the round's workload built, as a worker builds each round's: timed here, on the
   same tasks), trained with the candidate's fused kernel compiled in the worker (a worker that has
@@ -25,8 +28,9 @@ each evaluated as the search evaluates it: in a sandboxed worker (`SandboxPool`,
 
 The rounds are drawn for proposal indexes no run uses (from 1,000,000), so no way sees the samples
 the run selected its programs on. Printed: per program the seconds and fitness of each way; per way
-the evaluations per core-hour (× before) and Spearman's ρ against the exact fitness (95% bootstrap
-interval over programs), over all programs and over the better half, where decisions are close;
+the evaluations per core-hour (× before), Spearman's ρ against "before" (the same ranking?) and
+against the exact fitness (95% bootstrap intervals over programs), over all programs and over the
+better half, where decisions are close;
 ReLU's evaluation of the `lab` workload against the matmul-only bound (`bench_fitness.py`), in the
 same run (in this process, with the workers' environment and one thread: no run's program runs here).
 """
@@ -140,14 +144,16 @@ def main() -> None:
     )
     before_lab = Lab("lab", seeds=args.before_seeds, cache_dir=args.cache, fused=False)
     before_lab.reference  # noqa: B018  (ReLU's numbers, sent to the worker; its workload is built there once)
-    ways = ("before", "now", f"now, {args.small} tasks")
+    before_fused = Lab("lab", seeds=args.before_seeds, cache_dir=args.cache, fused=True)
+    before_fused.reference  # noqa: B018
+    ways = ("before", "before, fused", "now", f"now, {args.small} tasks")
     # A worker per way, as a search's workers are used: "before" keeps its suite's workload (a worker
     # kept it), "now" and the small round each compile the program's kernel, and none of them is
     # replaced more often than a search's (the exact rounds, untimed, have a worker of their own).
     limits = config.sandbox_limits()
     with ExitStack() as stack:
-        pools = tuple(stack.enter_context(SandboxPool(1, limits)) for _ in range(4))
-        rows = score_programs(args, tasks, small, before_lab, ways, pools)
+        pools = tuple(stack.enter_context(SandboxPool(1, limits)) for _ in range(5))
+        rows = score_programs(args, tasks, small, (before_lab, before_fused), ways, pools)
     report(rows, ways, args, config)
 
 
@@ -155,36 +161,40 @@ def score_programs(
     args: argparse.Namespace,
     tasks: SearchTasks,
     small: SearchTasks,
-    before_lab: Lab,
+    before_labs: tuple[Lab, Lab],
     ways: tuple[str, ...],
     pools: tuple[SandboxPool, ...],
 ) -> list[dict]:
-    """Each program every way in sandboxed workers: `pools` = (before, now, small, exact); a row each."""
-    before_pool, now_pool, small_pool, exact_pool = pools
+    """Each program every way in sandboxed workers: `pools` = (before, before fused, now, small,
+    exact); a row each."""
+    before_pool, fused_pool, now_pool, small_pool, exact_pool = pools
     print(
-        f"{'#':>3} {'before s':>9} {'now s':>7} {'small s':>8} {'before':>8} {'now':>8} {'small':>8} {'exact':>8}  program"
+        f"{'#':>3} {'before s':>9} {'fused s':>8} {'now s':>7} {'small s':>8} {'before':>8} {'fused':>8} {'now':>8} "
+        f"{'small':>8} {'exact':>8}  program"
     )
     rows = []
     for n, (source, _) in enumerate(program_rounds(args.run, args.candidates)):
         index = FIRST_INDEX + n
-        before = before_pool.evaluate(source, before_lab)
+        before = before_pool.evaluate(source, before_labs[0])
+        before_fused = fused_pool.evaluate(source, before_labs[1])
         now, now_s = evaluate_round(tasks, index, source, args.cache, now_pool)
         little, little_s = evaluate_round(small, index + FIRST_INDEX, source, args.cache, small_pool)
         exact = [
             exact_pool.evaluate(source, round_lab(tasks, index, r, args.cache)[0])
             for r in range(1, args.exact_rounds + 1)
         ]
-        failed = next((e for e in (before, now, little, *exact) if not e.ok), None)
+        failed = next((e for e in (before, before_fused, now, little, *exact) if not e.ok), None)
         if failed is not None:
             print(f"{n:>3} refused: {terminal_text(str(failed.error), keep_newlines=False)[:100]}")
             continue
         half = args.exact_rounds // 2
         row = {
-            "seconds": {"before": before.seconds, "now": now_s, ways[2]: little_s},
+            "seconds": {"before": before.seconds, ways[1]: before_fused.seconds, "now": now_s, ways[3]: little_s},
             "fitness": {
                 "before": before.fitness,
+                ways[1]: before_fused.fitness,
                 "now": search_fitness(tasks, now, controlled=True),
-                ways[2]: search_fitness(tasks, little, controlled=True),
+                ways[3]: search_fitness(tasks, little, controlled=True),
             },
             "exact": search_fitness(tasks, pooled(exact), controlled=False),
             "halves": [search_fitness(tasks, pooled(part), controlled=False) for part in (exact[:half], exact[half:])],
@@ -192,7 +202,7 @@ def score_programs(
         rows.append(row)
         seconds, fitness = row["seconds"], row["fitness"]
         print(
-            f"{n:>3} {seconds['before']:>9.2f} {seconds['now']:>7.2f} {seconds[ways[2]]:>8.2f} "
+            f"{n:>3} {seconds['before']:>9.2f} {seconds[ways[1]]:>8.2f} {seconds['now']:>7.2f} {seconds[ways[3]]:>8.2f} "
             + " ".join(f"{fitness[w]:>+8.3f}" for w in ways)
             + f" {row['exact']:>+8.3f}  {terminal_text(source.splitlines()[-1].strip(), keep_newlines=False)[:50]}"
         )
@@ -218,6 +228,10 @@ def report(rows: list[dict], ways: tuple[str, ...], args: argparse.Namespace, co
     rate = {w: 3600 * len(rows) / sum(r["seconds"][w] for r in rows) for w in ways}
     for way in ways:
         line = f"{way:>16}: {rate[way]:>6.0f} evaluations per core-hour (×{rate[way] / rate['before']:.2f})"
+        if way != "before":
+            line += "; " + agreement(
+                "ρ vs before", [r["fitness"][way] for r in rows], [r["fitness"]["before"] for r in rows]
+            )
         for group, members in (("all", range(len(rows))), (f"better half ({len(better)})", better)):
             fast, truth = [rows[i]["fitness"][way] for i in members], [exact[i] for i in members]
             line += "; " + agreement(f"ρ vs exact, {group}", fast, truth)
