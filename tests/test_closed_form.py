@@ -206,6 +206,11 @@ def test_the_librarys_relu_has_the_closed_form_unless_hooks_would_be_skipped():
         assert cf.closed_form(module, like) is None  # the hook runs on every call: autograd keeps it
     finally:
         handle.remove()
+    handle = module.register_full_backward_hook(lambda *args: None)
+    try:
+        assert cf.closed_form(module, like) is None  # a backward hook sees the gradient autograd computes
+    finally:
+        handle.remove()
     global_handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda *args: None)
     try:
         assert cf.closed_form(module, like) is None

@@ -78,12 +78,14 @@ _RELUS = (torch.relu, torch.nn.functional.relu, classic.relu)
 
 
 def _hooked(module: torch.nn.Module) -> bool:
-    """Whether calling `module` runs more than its `forward` (hooks of its own or global ones)."""
+    """Whether calling `module` runs more than its `forward`: hooks of its own or global ones,
+    forward or backward (a hook table this torch does not have counts as a hook)."""
     from torch.nn.modules import module as torch_module
 
-    return bool(
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
-    )
+    tables = [getattr(module, name, None) for name in _HOOKS] + [
+        getattr(torch_module, f"_global{name}", None) for name in _HOOKS
+    ]
+    return any(table is None or len(table) for table in tables)
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
