@@ -35,6 +35,24 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def mixed_suite():
+    """Tasks of input widths 1, 2, 3 and 5 (the ensemble pads them to 5), two seeds each."""
+    from actmine.lab.tasks import Suite, feynman, harmonic, polynomial
+
+    return Suite(
+        "mixed",
+        (
+            polynomial(dim=1, seed=0),
+            polynomial(dim=3, seed=1, degree=2, n_terms=3),
+            harmonic(seed=0),
+            feynman("I.29.4"),
+            feynman("II.2.42"),
+        ),
+        (0, 1),
+    )
+
+
 @pytest.fixture()
 def restore_registry():
     """Tests that register activations in the global registry leave it as they found it."""
