@@ -374,6 +374,15 @@ def test_top_and_best_ordering(db, run):
     assert db.best(other) is None and db.top(other, 3) == []
     db.add_program(record(other, 0, 100.0))
     assert db.best(run).id == ids[1]  # runs are separate
+    # the scores alone, in the same order (the controller's confirmation bar reads only these)
+    for k in (0, 2, 10):
+        assert db.top_scores(run, k) == [(r.id, r.fitness) for r in db.top(run, k)]
+    db._conn.execute("UPDATE programs SET score = -0.1 WHERE id = ?", (ids[4],))  # a lower bound below its mean
+    assert db.top_scores(run, 10) == [(r.id, r.score if r.score is not None else r.fitness) for r in db.top(run, 10)]
+    assert [i for i, _ in db.top_scores(run, 10)] == [ids[1], ids[3], ids[0], ids[4], ids[2]]
+    db._conn.execute("UPDATE programs SET fitness = 'high', score = NULL WHERE id = ?", (ids[2],))
+    with pytest.raises(DatabaseError, match=rf"program {ids[2]}, field 'score': a str where float belongs"):
+        db.top_scores(run, 10)
 
 
 def test_a_final_checks_blend_is_never_the_searchs(db, run):

@@ -64,7 +64,7 @@ from .database_file import (
 )
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
 from .database_results import ResultTables
-from .database_rows import typed_record
+from .database_rows import typed_record, typed_value
 from .program_records import (
     BLEND_MUTATOR as BLEND_MUTATOR,
     ProgramRecord as ProgramRecord,
@@ -421,12 +421,23 @@ class ProgramDatabase(ResultTables):
         fitness), descending, earlier first on ties; `island` restricts to programs evaluated on that
         island (not migrants). A blend is the final check's, never the search's: were it here, a
         resumed run would mutate it, confirm against it and validate it as a candidate."""
-        sql = f"{self._SELECT} WHERE run_id = ? AND status = 'ok' AND settled = 1 AND mutator != ?"
+        sql, params = self._top_query(self._SELECT, run_id, k, island)
+        return self._records(sql, params)
+
+    def top_scores(self, run_id: int, k: int) -> list[tuple[int, float]]:
+        """(id, selection score) of `top(run_id, k)`'s programs, in its order, without reading
+        the records (the controller asks after every evaluation: a record's JSON is most of it)."""
+        sql, params = self._top_query("SELECT id, COALESCE(score, fitness) FROM programs", run_id, k, None)
+        rows = self._conn.execute(sql, params).fetchall()
+        return [(i, typed_value(score, float, self.path, f"program {i}", "score")) for i, score in rows]
+
+    def _top_query(self, select: str, run_id: int, k: int, island: int | None) -> tuple[str, list[Any]]:
+        sql = f"{select} WHERE run_id = ? AND status = 'ok' AND settled = 1 AND mutator != ?"
         params: list[Any] = [run_id, BLEND_MUTATOR]
         if island is not None:
             sql += " AND island = ?"
             params.append(island)
-        return self._records(sql + " ORDER BY COALESCE(score, fitness) DESC, id ASC LIMIT ?", params + [int(k)])
+        return sql + " ORDER BY COALESCE(score, fitness) DESC, id ASC LIMIT ?", params + [int(k)]
 
     def best(self, run_id: int) -> ProgramRecord | None:
         found = self.top(run_id, 1)

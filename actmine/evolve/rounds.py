@@ -109,11 +109,8 @@ class EstimateRounds:
         prefers most, and the programs the validation chooses from): the last place's score, or
         −inf while the list is not full (everything enters, so everything early is confirmed)."""
         k = self.config.search.heldout_top
-        top = [p for p in database.top(run_id, k + 1) if p.id != record.id][:k]
-        if len(top) < k:
-            return [-math.inf]
-        last = top[-1]
-        return [last.score if last.score is not None else last.fitness]
+        top = [score for i, score in database.top_scores(run_id, k + 1) if i != record.id][:k]
+        return [top[-1] if len(top) == k else -math.inf]
 
     def _queue_round(self, database: ProgramDatabase, record: ProgramRecord) -> None:
         """Queue the program's next confirmation round (on a fresh sample) unless one is pending."""
