@@ -28,6 +28,7 @@ from .closed_form import ClosedForm, closed_form
 from .tasks import Suite, TaskData, generate, stable_seed
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # Adam's settings on both training paths (torch's defaults)
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ def train_ensemble(
     # zero-fill and copy per view in the backward pass); the fused Adam updates all of them in
     # one kernel per step.
     params = [p.clone().requires_grad_(True) for p in split_parameters(workload.init, models, in_dim, protocol)]
-    optimizer = torch.optim.Adam(params, lr=protocol.lr, fused=True)
+    optimizer = torch.optim.Adam(params, lr=protocol.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
     losses = torch.empty(protocol.steps, models, dtype=workload.init.dtype, device=workload.init.device)
     for step, lr in enumerate(protocol.learning_rates()):
         optimizer.param_groups[0]["lr"] = lr
@@ -331,9 +332,6 @@ def score_trained(
         finite &= torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
     non_finite = torch.nonzero(~finite).flatten().tolist()
     return TrainResult(losses.cpu(), id_error.cpu(), ood_error.cpu(), non_finite)
-
-
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the autograd path uses
 
 
 def train_closed_form(
