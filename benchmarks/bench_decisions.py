@@ -18,6 +18,10 @@ each evaluated as the search evaluates it: in a sandboxed worker (`SandboxPool`,
   same tasks), trained with the candidate's fused kernel compiled in the worker (a worker that has
   not seen the program: the compile is paid, as for every new program of a search), fitness = the
   search's own estimate (less `tasks.control_beta` × GELU's offsets).
+- **now, eager**: the same round (the same tasks, seeds and initial weights) with the candidate's own
+  code run eagerly under autograd (`lab.fused: false`): the exact numerics of today's estimate. Its ρ
+  against "now" says whether the fast path (fused kernel, closed-form training) ranks as the exact
+  computation of the same estimate does.
 - **now, `--small` tasks**: the same with a smaller first round (`tasks.first_sample`, racing's
   first stage), drawn afresh, in a worker of its own (so its compile is paid too).
 - **exact**: what all of them estimate today: the program's fitness over the search distribution,
@@ -142,35 +146,38 @@ def main() -> None:
     small = SearchTasks.from_config(
         dataclasses.replace(config, tasks=dataclasses.replace(config.tasks, first_sample=args.small)), progress=False
     )
+    eager = SearchTasks.from_config(
+        dataclasses.replace(config, lab=dataclasses.replace(config.lab, fused=False)), progress=False
+    )
     before_lab = Lab("lab", seeds=args.before_seeds, cache_dir=args.cache, fused=False)
     before_lab.reference  # noqa: B018  (ReLU's numbers, sent to the worker; its workload is built there once)
     before_fused = Lab("lab", seeds=args.before_seeds, cache_dir=args.cache, fused=True)
     before_fused.reference  # noqa: B018
-    ways = ("before", "before, fused", "now", f"now, {args.small} tasks")
+    ways = ("before", "before, fused", "now", "now, eager", f"now, {args.small} tasks")
     # A worker per way, as a search's workers are used: "before" keeps its suite's workload (a worker
     # kept it), "now" and the small round each compile the program's kernel, and none of them is
     # replaced more often than a search's (the exact rounds, untimed, have a worker of their own).
     limits = config.sandbox_limits()
     with ExitStack() as stack:
-        pools = tuple(stack.enter_context(SandboxPool(1, limits)) for _ in range(5))
-        rows = score_programs(args, tasks, small, (before_lab, before_fused), ways, pools)
+        pools = tuple(stack.enter_context(SandboxPool(1, limits)) for _ in range(6))
+        rows = score_programs(args, (tasks, eager, small), (before_lab, before_fused), ways, pools)
     report(rows, ways, args, config)
 
 
 def score_programs(
     args: argparse.Namespace,
-    tasks: SearchTasks,
-    small: SearchTasks,
+    round_tasks: tuple[SearchTasks, SearchTasks, SearchTasks],
     before_labs: tuple[Lab, Lab],
     ways: tuple[str, ...],
     pools: tuple[SandboxPool, ...],
 ) -> list[dict]:
-    """Each program every way in sandboxed workers: `pools` = (before, before fused, now, small,
-    exact); a row each."""
-    before_pool, fused_pool, now_pool, small_pool, exact_pool = pools
+    """Each program every way in sandboxed workers: `round_tasks` = (now, now eager, small), `pools` =
+    (before, before fused, now, now eager, small, exact); a row each."""
+    tasks, eager, small = round_tasks
+    before_pool, fused_pool, now_pool, eager_pool, small_pool, exact_pool = pools
     print(
-        f"{'#':>3} {'before s':>9} {'fused s':>8} {'now s':>7} {'small s':>8} {'before':>8} {'fused':>8} {'now':>8} "
-        f"{'small':>8} {'exact':>8}  program"
+        f"{'#':>3} {'before s':>9} {'fused s':>8} {'now s':>7} {'eager s':>8} {'small s':>8} {'before':>8} "
+        f"{'fused':>8} {'now':>8} {'eager':>8} {'small':>8} {'exact':>8}  program"
     )
     rows = []
     for n, (source, _) in enumerate(program_rounds(args.run, args.candidates)):
@@ -178,24 +185,29 @@ def score_programs(
         before = before_pool.evaluate(source, before_labs[0])
         before_fused = fused_pool.evaluate(source, before_labs[1])
         now, now_s = evaluate_round(tasks, index, source, args.cache, now_pool)
+        exact_numerics, eager_s = evaluate_round(eager, index, source, args.cache, eager_pool)
         little, little_s = evaluate_round(small, index + FIRST_INDEX, source, args.cache, small_pool)
         exact = [
             exact_pool.evaluate(source, round_lab(tasks, index, r, args.cache)[0])
             for r in range(1, args.exact_rounds + 1)
         ]
-        failed = next((e for e in (before, before_fused, now, little, *exact) if not e.ok), None)
+        failed = next((e for e in (before, before_fused, now, exact_numerics, little, *exact) if not e.ok), None)
         if failed is not None:
             print(f"{n:>3} refused: {terminal_text(str(failed.error), keep_newlines=False)[:100]}")
             continue
         half = args.exact_rounds // 2
         row = {
-            "seconds": {"before": before.seconds, ways[1]: before_fused.seconds, "now": now_s, ways[3]: little_s},
-            "fitness": {
-                "before": before.fitness,
-                ways[1]: before_fused.fitness,
-                "now": search_fitness(tasks, now, controlled=True),
-                ways[3]: search_fitness(tasks, little, controlled=True),
-            },
+            "seconds": dict(zip(ways, (before.seconds, before_fused.seconds, now_s, eager_s, little_s))),
+            "fitness": dict(
+                zip(
+                    ways,
+                    (
+                        before.fitness,
+                        before_fused.fitness,
+                        *(search_fitness(tasks, e, controlled=True) for e in (now, exact_numerics, little)),
+                    ),
+                )
+            ),
             "exact": search_fitness(tasks, pooled(exact), controlled=False),
             "halves": [search_fitness(tasks, pooled(part), controlled=False) for part in (exact[:half], exact[half:])],
         }
@@ -203,6 +215,7 @@ def score_programs(
         seconds, fitness = row["seconds"], row["fitness"]
         print(
             f"{n:>3} {seconds['before']:>9.2f} {seconds[ways[1]]:>8.2f} {seconds['now']:>7.2f} {seconds[ways[3]]:>8.2f} "
+            f"{seconds[ways[4]]:>8.2f} "
             + " ".join(f"{fitness[w]:>+8.3f}" for w in ways)
             + f" {row['exact']:>+8.3f}  {terminal_text(source.splitlines()[-1].strip(), keep_newlines=False)[:50]}"
         )
@@ -231,6 +244,10 @@ def report(rows: list[dict], ways: tuple[str, ...], args: argparse.Namespace, co
         if way != "before":
             line += "; " + agreement(
                 "ρ vs before", [r["fitness"][way] for r in rows], [r["fitness"]["before"] for r in rows]
+            )
+        if way == "now":  # the fast path against the exact numerics of the same estimate
+            line += "; " + agreement(
+                "ρ vs now, eager", [r["fitness"]["now"] for r in rows], [r["fitness"]["now, eager"] for r in rows]
             )
         for group, members in (("all", range(len(rows))), (f"better half ({len(better)})", better)):
             fast, truth = [rows[i]["fitness"][way] for i in members], [exact[i] for i in members]
