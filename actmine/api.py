@@ -171,7 +171,8 @@ class Run:
         return ProgramDatabase(self.run_dir / DATABASE, readonly=True)
 
     def status(self) -> str:
-        """ "running", "finished" or "interrupted"."""
+        """ "running", "finished" or "interrupted" ("interrupted" too for a run the database still calls
+        running whose controller is gone: killed by SIGKILL or out of memory, with nothing left to say so)."""
         with self._database() as db:
             return db.get_run(self.run_id).status
 

@@ -14,6 +14,7 @@ everywhere.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -23,13 +24,22 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from actmine.evolve.database import SCHEMA_VERSION, DatabaseError, ProgramDatabase, ProgramRecord
-from actmine.evolve.runlock import LOCK_FILE, Holder, RunDirError, RunLock, RunLocked, read_holder
+from actmine.evolve.runlock import (
+    LOCK_FILE,
+    Holder,
+    RunDirError,
+    RunLock,
+    RunLocked,
+    controller_holds,
+    read_holder,
+)
 from search_runs import programs, run_cli, write_tiny_config
 
 ACTMINE = str(Path(sys.executable).with_name("actmine"))
@@ -182,8 +192,11 @@ def test_a_killed_holder_leaves_no_lock_even_while_its_children_live(tmp_path):
         assert read_holder(run_dir).pid == holder.pid
         with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
             RunLock(run_dir).acquire()
+        assert controller_holds(run_dir)  # a reader's probe sees the live holder
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+        assert not controller_holds(run_dir)  # and sees that it is gone, its identity left in the file
+        assert read_holder(run_dir, attempts=1).pid == holder.pid
         assert alive(forked) and alive(spawned)  # the children outlive the holder ...
         with RunLock(run_dir) as taken:  # ... and hold nothing: no stale lock
             assert taken.held and read_holder(run_dir).pid == os.getpid()
@@ -480,3 +493,66 @@ def test_a_holder_record_with_an_impossible_time_reads_as_unknown(started):
     text = '{"pid": 7, "host": "h", "started": %s, "command": ["actmine"]}' % started
     assert Holder.from_json(text) is None
     assert "another actmine search is running" in str(RunLocked(Path("/r"), Holder.from_json(text)))
+
+
+# --------------------------------------------------------------------------------------------
+# Readers: is a "running" run still running?
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_probe_tells_a_held_lock_from_a_free_one_and_never_writes(tmp_path):
+    run_dir = tmp_path / "run"
+    assert not controller_holds(run_dir)  # no directory, no lock file: nobody runs there
+    with RunLock(run_dir):
+        assert controller_holds(run_dir)  # another open file of this process: the lock is held
+    before = (run_dir / LOCK_FILE).stat()
+    assert not controller_holds(run_dir)
+    after = (run_dir / LOCK_FILE).stat()
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
+
+
+def test_a_lock_file_that_cannot_be_probed_keeps_what_the_database_says(tmp_path):
+    """A FIFO must not hang the reader, a link is not followed: both read as "cannot tell" (held)."""
+    fifo, link = tmp_path / "fifo", tmp_path / "link"
+    fifo.mkdir(), link.mkdir()
+    os.mkfifo(fifo / LOCK_FILE)
+    (tmp_path / "target").write_text("")
+    (link / LOCK_FILE).symlink_to(tmp_path / "target")
+    assert controller_holds(fifo) and controller_holds(link)
+
+
+def test_acquire_waits_out_a_readers_probe_but_not_a_holder(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    RunLock(run_dir).acquire().release()
+    probe = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)  # a reader caught mid-probe ...
+    timer = threading.Timer(0.05, lambda: os.close(probe))  # ... lets go at once
+    timer.start()
+    try:
+        with RunLock(run_dir) as taken:
+            assert taken.held
+    finally:
+        timer.join()
+    with RunLock(run_dir):  # a holder is still refused, after the same short wait
+        started = time.monotonic()
+        with pytest.raises(RunLocked):
+            RunLock(run_dir).acquire()
+        assert time.monotonic() - started < 5
+
+
+def test_readers_see_a_run_whose_controller_is_gone_as_interrupted(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:
+        run_id = db.create_run({})
+    with RunLock(run_dir):
+        with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+            assert db.get_run(run_id).status == "running"
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert db.get_run(run_id).status == db.latest_run().status == "interrupted"
+        assert [r.status for r in db.runs()] == ["interrupted"]
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:  # the file itself is unchanged
+        assert db.get_run(run_id).status == "running"
+        db.update_run(run_id, status="finished")
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:
+        assert db.get_run(run_id).status == "finished"  # only "running" is probed

@@ -107,6 +107,8 @@ def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path,
             break
     os.killpg(process.pid, signal.SIGKILL)  # the controller and its workers, no clean-up at all
     process.wait()
+    with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as db:  # as report and serve read it
+        assert db.latest_run().status == "interrupted"  # nothing marked it, but nobody holds its lock
     before = {r.proposal_index: (r.id, r.source, r.fitness, r.status) for r in programs(run_dir)}
     assert 8 <= len(before) < 40
     with sqlite3.connect(run_dir / "programs.sqlite") as connection:

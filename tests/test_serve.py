@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from actmine.cli import main
 from actmine.evolve.database import ProgramDatabase, ProgramRecord
+from actmine.evolve.runlock import RunLock
 from actmine.evolve.selection import cell_of
 from actmine.serve import ServeError, check_host, create_app, make_server
 from actmine.serve import pages
@@ -202,7 +203,8 @@ def make_random_run(base: Path) -> Path:
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("serve")
     llm_run, ids = make_llm_run(base)
-    return llm_run, make_random_run(base), ids
+    with RunLock(llm_run):  # a controller holds it: the run is still going
+        yield llm_run, make_random_run(base), ids
 
 
 @contextmanager
@@ -332,6 +334,17 @@ def test_json_images_and_missing_things(served):
         "/run/0/program/99999999999999999999/curve.png",
     ):
         assert get(url + path)[0] == 404, path
+
+
+def test_a_running_run_whose_controller_is_gone_shows_as_interrupted(tmp_path):
+    """SIGKILL, out of memory, a machine that went down: nothing marked the run, nobody holds its lock."""
+    killed, _ = make_llm_run(tmp_path)
+    with running(create_app([killed])) as url:
+        row = get_json(url + "/api/overview")["blocks"]["runs"]["rows"][0]
+        assert [c["text"] for c in row[:2]] == ["llm-run", "interrupted"]
+        with RunLock(killed):  # resumed: running again
+            row = get_json(url + "/api/overview")["blocks"]["runs"]["rows"][0]
+            assert [c["text"] for c in row[:2]] == ["llm-run", "running"]
 
 
 def test_overview_shows_progress_failures_and_llm_spend(served):

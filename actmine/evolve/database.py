@@ -65,6 +65,7 @@ from .database_file import (
 from .database_schema import MIGRATIONS as MIGRATIONS, SCHEMA_VERSION as SCHEMA_VERSION
 from .database_results import ResultTables
 from .database_rows import typed_record, typed_value
+from .runlock import controller_holds
 from .program_records import (
     BLEND_MUTATOR as BLEND_MUTATOR,
     ProgramRecord as ProgramRecord,
@@ -251,6 +252,10 @@ class ProgramDatabase(ResultTables):
 
     def _run(self, row: tuple) -> RunRecord:
         data = dict(zip(("id", "created_at", "updated_at", "seed", "config", "versions", "status"), row))
+        if self.readonly and data["status"] == "running" and not controller_holds(self.path.parent):
+            # nobody holds the directory's lock: the controller was killed (SIGKILL, out of memory, a
+            # machine that went down) before it could say so. Readers see what a signal would have left.
+            data["status"] = "interrupted"
         return typed_record(RunRecord, data, ("config", "versions"), self.path, f"run {data['id']}")
 
     # ---- programs ---------------------------------------------------------------------------

@@ -24,8 +24,11 @@ Why `flock` on `RUN_DIR/.controller.lock`:
 
 The holder writes its identity into the file only after it holds the lock, and empties it on a
 clean release; readers look at the file only when they could not take the lock, so they never
-report a dead holder. Readers of the run (`actmine report`, `actmine export`) never take the lock:
-they open the database read-only (`ProgramDatabase(path, readonly=True)`) beside the writer.
+report a dead holder. Readers of the run (`actmine report`, `actmine export`, `actmine serve`) open
+the database read-only (`ProgramDatabase(path, readonly=True)`) beside the writer and never hold the
+lock; to tell a live "running" run from one whose controller was killed (SIGKILL, out of memory, a
+machine that went down: nothing marked it "interrupted"), they probe it (`controller_holds`): a
+shared lock taken and dropped at once, which `acquire` waits out (`ACQUIRE_TRIES`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ from ..run_files import LOCK_FILE
 
 # Descriptors of the locks this process holds; a forked child closes its copies (see the module doc).
 _HELD: set[int] = set()
+
+# `acquire` tries this many times, ACQUIRE_PAUSE_S apart, before it calls the lock held: a reader's
+# probe (`controller_holds`) holds a shared lock for microseconds, a controller for the run's life.
+ACQUIRE_TRIES = 10
+ACQUIRE_PAUSE_S = 0.02
 
 
 def _close_inherited_locks() -> None:
@@ -163,13 +171,54 @@ def _unwritable(directory: Path, error: OSError | None = None) -> RunDirError:
     )
 
 
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def _lock_exclusive(fd: int) -> None:
+    """flock(LOCK_EX) without waiting for a holder, but past a reader's momentary probe."""
+    for attempt in range(ACQUIRE_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in _BUSY or attempt == ACQUIRE_TRIES - 1:
+                raise
+            time.sleep(ACQUIRE_PAUSE_S)
+
+
+def controller_holds(run_dir: str | Path) -> bool:
+    """Whether a controller holds `run_dir`'s lock now, i.e. a search is running on it. False when the
+    lock is free or there is no lock file (a run copied from elsewhere); True when it is held, and
+    when it cannot be told (a lock file that is a link or not a plain file, a file system without
+    locks): then the caller keeps what the database says. Never creates, writes or waits."""
+    path = Path(run_dir) / LOCK_FILE
+    try:  # O_NONBLOCK: a FIFO planted as the lock file must not hang the reader
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held (EWOULDBLOCK), or a file system without locks: cannot tell
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 class RunLock:
     """The lock of one run directory, held by this process from `acquire()` to `release()` (or the
     process's end, whatever ends it). `with RunLock(run_dir):` takes and releases it.
 
     `acquire` creates the directory if needed and raises `RunLocked` when another process (or
     another `RunLock` in this one) holds it, `RunDirError` when the directory cannot be created,
-    written or locked. It never waits."""
+    written or locked. It waits out a reader's momentary probe (`controller_holds`; at most
+    ACQUIRE_TRIES × ACQUIRE_PAUSE_S, 0.2 s), never a holder."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
@@ -212,10 +261,10 @@ class RunLock:
             os.close(fd)
             raise RunDirError(f"{self.path} is not a regular file; remove it and run this command again")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusive(fd)
         except OSError as exc:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if exc.errno in _BUSY:
                 raise RunLocked(self.run_dir, read_holder(self.run_dir)) from None
             raise RunDirError(
                 f"cannot lock {self.path} ({exc.strerror or exc}): the file system of the run "
