@@ -4,7 +4,12 @@ installed outside the main thread, and the shell's exit status."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
+import time
+import tomllib
+from pathlib import Path
 
 from actmine.stop_signals import STOP_SIGNALS, exit_status, handling_stop_signals
 
@@ -59,3 +64,24 @@ def test_outside_the_main_thread_nothing_is_installed():
 def test_the_exit_status_is_128_plus_the_signal():
     assert exit_status(signal.SIGINT) == 130 and exit_status(signal.SIGTERM) == 143
     assert exit_status(signal.SIGHUP) == 129 and exit_status(None) == 130
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
+    """The console script (`actmine.entry:main`, as its generated wrapper calls it), interrupted while
+    torch is still being imported: the one line of any Ctrl-C, not a traceback from inside torch."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["actmine"] == "actmine.entry:main"
+    wrapper = "import sys; from actmine.entry import main; sys.exit(main())"
+    process = subprocess.Popen(
+        [sys.executable, "-c", wrapper, "search", "--run-dir", str(tmp_path / "run"), "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored, as in a terminal
+    )
+    maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
+    while time.monotonic() < deadline and "libtorch" not in maps.read_text():
+        time.sleep(0.005)  # torch's library is mapped: its import has a second or so to go
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("interrupted"), err
