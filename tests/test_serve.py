@@ -30,6 +30,7 @@ from actmine.evolve.runlock import RunLock
 from actmine.evolve.selection import cell_of
 from actmine.serve import ServeError, check_host, create_app, make_server
 from actmine.serve import pages
+from actmine.serve.app import SECURITY_HEADERS
 from test_report import chromium, console_problems
 
 HOSTILE = "</script><script>alert(1)</script>"
@@ -705,3 +706,33 @@ def test_an_idle_connection_is_closed(monkeypatch, runs):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
             assert idle.recv(1) == b""  # closed by the server (before, the 30 s wait ran out: socket.timeout)
         assert get(url + "/")[0] == 200  # and the server goes on
+
+
+def test_a_request_the_app_never_sees_gets_the_pages_security_headers(runs):
+    """A malformed request line, an unknown HTTP version, an overlong header: http.server answers them
+    with its own error page, which must carry the app's Content-Security-Policy and nosniff too, and
+    show what the client sent only escaped."""
+    with running(create_app([runs[0]])) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        for request in (
+            b"GET /<script>alert(1)</script> HTTP/9.9\r\n\r\n",
+            b"<img src=x onerror=alert(1)> / HTTP/1.1\r\n\r\n",
+            b"<img src=x onerror=alert(1)>\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+                connection.sendall(request)
+                answer = b""
+                while chunk := connection.recv(65536):
+                    answer += chunk
+            if not answer.startswith(b"HTTP/"):  # an HTTP/0.9 answer (a request line without a version): a
+                assert b"<script>" not in answer and b"<img" not in answer  # body alone, no headers exist
+                continue
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+            assert 400 <= status < 600, head
+            assert headers[b"Content-Security-Policy"].decode() == SECURITY_HEADERS["Content-Security-Policy"]
+            assert headers[b"X-Content-Type-Options"] == b"nosniff"
+            assert b"<script>" not in body and b"<img" not in body
+        assert get(url + "/")[0] == 200  # the server goes on

@@ -359,6 +359,22 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own error page, for a request the app never sees (a malformed request line,
+        a header too long, an unsupported HTTP version), with the headers of every page of the app:
+        its Content-Security-Policy and nosniff (`SECURITY_HEADERS`)."""
+        self._error_headers = True
+        try:
+            super().send_error(code, message, explain)
+        finally:
+            self._error_headers = False
+
+    def end_headers(self) -> None:
+        if getattr(self, "_error_headers", False):
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+        super().end_headers()
+
     def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         if not format.startswith("Request timed out"):  # an idle connection closed: nothing to say
             super().log_error(format, *args)
