@@ -901,3 +901,47 @@ def test_a_megabyte_rationale_or_source_is_cut_on_the_page(run_dir, tmp_path):
     for letter in "RA":  # the program page of `actmine serve`: the same bound
         assert letter * (SECTION_TEXT - 100) in served and letter * (SECTION_TEXT + 1) not in served
     assert len(served) < 4 * SECTION_TEXT
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+def test_a_wide_leaderboard_scrolls_inside_its_box_not_the_page(tmp_path):
+    """A default run's leaderboard (three families, rationales, a model) was 1228 px wide and widened
+    the page past a 1200-px window; with more families it grows further. The table scrolls itself."""
+    run_dir = tmp_path / "wide-run"
+    run_dir.mkdir()
+    families = ("expression", "harmonic", "polynomial", "feynman", "periodic")
+    with ProgramDatabase(run_dir / "programs.sqlite") as db:
+        run_id = db.create_run({"search": {"budget": 10}}, seed=0)
+        for index in range(6):
+            db.add_program(
+                ProgramRecord(
+                    run_id=run_id,
+                    proposal_index=index,
+                    source=src(f"F.gelu(x) + {index / 10} * torch.tanh(0.64 * x)"),
+                    fitness=0.4317 - index / 100,
+                    fitness_se=0.0865,
+                    score=0.3453 - index / 100,
+                    rounds=3,
+                    mutator="symbolic",
+                    model="HuggingFaceTB/SmolLM2-1.7B-Instruct-Q4_K_M",
+                    rationale="add a saturating step perturbation 0.25 * torch.tanh(0.64 * x) to shift the two "
+                    "tails apart by a bounded step, keeping the slope at the origin",
+                    family_log_ratios={family: -0.352 - index / 100 for family in families},
+                    probes={"pointwise": True, "flops_per_element": 22},
+                )
+            )
+    page = write_report(run_dir, references=())
+    probe = tmp_path / "probe.html"  # the report's own policy forbids inline scripts: a copy measures it
+    probe.write_text(
+        re.sub(r"<meta http-equiv=[^>]*Content-Security-Policy[^>]*>", "", page.read_text()).replace(
+            "</body>",
+            "<script>document.title = 'W=' + document.documentElement.scrollWidth + ' T=' + "
+            "document.querySelector('table.leaderboard').scrollWidth</script></body>",
+        )
+    )
+    dom = chromium(tmp_path, "--window-size=1200,900", "--dump-dom", probe.resolve().as_uri())
+    widths = re.search(r"<title>W=(\d+) T=(\d+)</title>", dom.stdout)
+    assert widths, dom.stdout[:500]
+    page_width, table_width = int(widths.group(1)), int(widths.group(2))
+    assert table_width > 1200  # the case: a leaderboard wider than the window ...
+    assert page_width <= 1200  # ... that no longer widens the page

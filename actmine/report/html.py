@@ -60,7 +60,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px sol
 vertical-align:top;text-align:left}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:.6em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
 code{font-size:.9em}img{max-width:100%;height:auto}.muted{color:#777}.candidate{margin-bottom:2em}
-.rationale{max-width:30em}p,td.rationale{overflow-wrap:anywhere}
+.rationale{max-width:30em}p,td.rationale{overflow-wrap:anywhere}.table-box{max-width:100%;overflow-x:auto}
 .formula-picture{display:inline-block;max-width:100%;overflow-x:auto;font-size:1.25em;vertical-align:middle}
 .formula-latex summary{cursor:pointer;color:#777;font-size:.85em}
 """

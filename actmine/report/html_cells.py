@@ -45,10 +45,15 @@ def _num(value: Any, digits: int = 4, signed: bool = True) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str = "") -> str:
-    """`rows` cells are already-escaped HTML."""
+    """`rows` cells are already-escaped HTML. The table sits in a box that scrolls sideways
+    (`table-box`), so a table wider than the window (many families, long rationales) never widens
+    the page."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'<div class="table-box"><table class="{css_class}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _td(text: str, num: bool = False, raw: bool = False, css: str = "") -> str:
