@@ -85,3 +85,21 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("interrupted"), err
+
+
+def test_a_deleted_current_directory_is_named_not_a_fatal_error_from_torch(tmp_path):
+    """torch's oneMKL cannot load its library from a deleted directory ("Intel oneMKL FATAL ERROR")."""
+    from actmine.commands.common import EXIT_USAGE
+    from actmine.entry import EXIT_USAGE as ENTRY_EXIT_USAGE
+
+    assert ENTRY_EXIT_USAGE == EXIT_USAGE
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    wrapper = (
+        "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); from actmine.entry import main; sys.exit(main())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, str(gone), "list"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert "the current directory no longer exists" in result.stderr and "FATAL" not in result.stderr
