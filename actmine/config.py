@@ -73,7 +73,7 @@ class SearchSection:
     exploration: float = 0.3  # probability of a uniform parent over the grid
     heldout_top: int = 16  # the top list: programs scored on the validation pool at the end
     validate_every: int = 25  # evaluations between validations of a new best (the gap over the run)
-    winner_rule: str = "softmin"  # how validation picks the winner: mean | family_mean | maximin | softmin
+    winner_rule: str = "softmin"  # how validation picks the winner: mean | family_mean | maximin | softmin | references
     # (lab.estimate.WINNER_RULES; docs/lab.md "Which rule picks the winner")
     # The winner is the validation's choice blended with `blend_reference`: (1 − w)·choice + w·reference
     # (evolve/blend.py; docs/lab.md "Shrinking the winner toward GELU"); 0 = the choice as it is.

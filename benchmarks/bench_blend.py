@@ -1,7 +1,7 @@
 """Does blending the validation's choice with GELU extrapolate better than the choice itself?
 
     python benchmarks/bench_blend.py RUN_DIR [RUN_DIR ...] [--weights 0.5] [--partners gelu ...] [--kinds]
-                                     [--scores blend.json] [--against OTHER.summary.json]
+                                     [--scores blend.json] [--against OTHER.summary.json] [--rule RULE]
 
 For each finished run: the validation's choice under the run's winner rule (read from heldout.json's
 validation rows, the blend's own row left out), and that choice blended with each partner of
@@ -53,13 +53,14 @@ from bench_winner_rules import (  # benchmarks/ is on the path when run as a scr
     flat,
     refuse_unfinished,
     reference_rows,
+    validation_references,
 )
 
 from actmine.config import Config
 from actmine.evolve.blend import aligned_signs, blend_source, partner_name
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.seeds import SEED_EXPRESSIONS, program
-from actmine.lab.estimate import paired_interval
+from actmine.lab.estimate import WINNER_RULES, paired_interval
 
 REFERENCES = ("relu", "gelu", "gelu_sine")
 TIE = 1e-6  # |mean paired difference| below this is a tie (`better`)
@@ -70,11 +71,13 @@ KIND_SIZE = 40  # tasks per kind (× seeds 0 and 1), as bench_kinds.py
 ISSUE_13_KINDS = ("expression/periodic", "harmonic", "expression/saturating", "expression/kinked", "expression-bump")
 
 
-def choice(run_dir: Path) -> tuple[dict, dict, dict[str, dict]]:
-    """The run's heldout.json, the validation's choice (its row) and the references' test rows by suite."""
+def choice(run_dir: Path, rule: str | None = None) -> tuple[dict, dict, dict[str, dict]]:
+    """The run's heldout.json, the validation's choice (its row) under `rule` (default: the run's own
+    winner rule) and the references' test rows by suite."""
     final, rows = candidates(run_dir)  # the blend's own row is not a candidate
-    rule = final.get("winner_rule", "mean")
-    chosen = max(rows, key=lambda row: _rank(rule, row))
+    rule = rule or final.get("winner_rule", "mean")
+    known = validation_references(final)
+    chosen = max(rows, key=lambda row: _rank(rule, row, known))
     return final, chosen, reference_rows(final, REFERENCES)
 
 
@@ -160,13 +163,13 @@ def compare_kinds(mine: dict[str, float], references: dict[str, dict[str, float]
 
 def score_run(run_dir: Path, scores: CandidateScores, args: argparse.Namespace, kinds: dict) -> dict[str, dict]:
     """Each way's comparisons for one run ({way: {name: mean paired difference}}), printed."""
-    final, chosen, references = choice(run_dir)
+    final, chosen, references = choice(run_dir, args.rule)
     with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as database:
         record = database.get(chosen["program_id"])
     curve = (record.probes or {}).get("curve")
     print(
         f"\n{run_dir}: the validation's choice is program {chosen['program_id']} "
-        f"(rule {final.get('winner_rule')}); partners "
+        f"(rule {args.rule or final.get('winner_rule')}); partners "
         + ", ".join(partner_name(p, aligned_signs(curve, p)) for p in args.partners)
     )
     numbers: dict[str, dict] = {}
@@ -265,6 +268,11 @@ def main() -> None:
         "--partners", nargs="+", default=["gelu"], choices=sorted(SEED_EXPRESSIONS), help="the blends' partners"
     )
     parser.add_argument("--kinds", action="store_true", help="also compare on fresh draws of the search's kinds")
+    parser.add_argument(
+        "--rule",
+        choices=sorted(WINNER_RULES),
+        help="the winner rule that makes the choice (default: each run's own); give each rule its own --scores",
+    )
     parser.add_argument(
         "--against",
         type=Path,

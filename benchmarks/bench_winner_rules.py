@@ -45,8 +45,20 @@ def _worst(row: dict) -> float:
     return max(row["families"].values())
 
 
-def _rank(rule: str, row: dict) -> float:
-    return WINNER_RULES[rule](row["heldout_fitness"], row["families"])
+def _rank(rule: str, row: dict, references: dict[str, dict] | None = None) -> float:
+    """`row`'s score under winner rule `rule`; `references`: the references' validation families
+    ({name: families}, `validation_references`)."""
+    return WINNER_RULES[rule](row["heldout_fitness"], row["families"], references or {})
+
+
+def validation_references(final: dict) -> dict[str, dict]:
+    """{reference: its per-family validation log-ratios} from a run's heldout.json (the rows without a
+    program id: the library's references the final check validated)."""
+    return {
+        r["name"]: r["families"]
+        for r in final.get("validation", [])
+        if r.get("program_id") is None and r.get("families")
+    }
 
 
 def finished_runs_arguments(parser: argparse.ArgumentParser, journal: str) -> None:
@@ -174,8 +186,9 @@ def report(run_dir: Path, scores: dict[str, dict]) -> None:
     rows = [r for r in rows if scores.get(f"{run_dir}#{r['program_id']}")]
     references = reference_rows(final)
     print(f"\n{run_dir}: {len(rows)} candidates")
+    known = validation_references(final)
     for name in WINNER_RULES:
-        pick = max(rows, key=lambda row: _rank(name, row))
+        pick = max(rows, key=lambda row: _rank(name, row, known))
         mine = flat(scores[f"{run_dir}#{pick['program_id']}"])
         against = "  ".join(
             f"{ref} {paired_interval(mine, flat(references[ref]))['mean']:+.3f}"

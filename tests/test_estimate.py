@@ -262,10 +262,42 @@ def test_the_winner_rules_rank_a_one_family_loser_below_a_balanced_function():
     lopsided = (0.438, {"expression": -0.45, "harmonic": -1.02, "polynomial": 0.19})
     balanced = (0.360, {"expression": -0.37, "harmonic": -0.53, "polynomial": -0.13})
     prefers = {name: rule(*lopsided) > rule(*balanced) for name, rule in WINNER_RULES.items()}
-    assert prefers == {"mean": True, "family_mean": True, "maximin": False, "softmin": False}
+    assert prefers == {"mean": True, "family_mean": True, "maximin": False, "softmin": False, "references": False}
     nothing = (0.1, {})
     assert WINNER_RULES["mean"](*nothing) == 0.1
-    assert all(WINNER_RULES[name](*nothing) == float("-inf") for name in ("family_mean", "maximin", "softmin"))
+    assert all(
+        WINNER_RULES[name](*nothing) == float("-inf") for name in ("family_mean", "maximin", "softmin", "references")
+    )
+
+
+FAMILY_VALUES = st.floats(-3, 3, allow_nan=False)
+FAMILY_NAMES = st.sampled_from(["expression", "harmonic", "polynomial", "feynman"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    families=st.dictionaries(FAMILY_NAMES, FAMILY_VALUES, min_size=1),
+    references=st.dictionaries(
+        st.sampled_from(["gelu", "gelu_sine", "gmtu"]), st.dictionaries(FAMILY_NAMES, FAMILY_VALUES)
+    ),
+    margin=st.floats(0.01, 1),
+)
+def test_the_references_rule_is_above_zero_only_for_a_function_better_than_every_reference(
+    families, references, margin
+):
+    rule = WINNER_RULES["references"]
+    value = rule(0.0, families, references)
+    # ReLU (l_f = 0) is always a reference, so no function scores above its softmin against ReLU
+    assert value <= softmin_fitness(families) + 1e-9
+    for name, reference in references.items():
+        # against itself a reference scores at most 0 (families it lacks compare with ReLU)
+        itself = {f: reference.get(f, 0.0) for f in families}
+        assert rule(0.0, itself, references) <= 1e-9
+    # better than every reference (and ReLU) on every family by `margin`: above 0
+    best = {f: min([0.0] + [r.get(f, 0.0) for r in references.values()]) - margin for f in families}
+    assert rule(0.0, best, references) > 0
+    # with no references it is the softmin rule
+    assert rule(0.0, families, {}) == pytest.approx(softmin_fitness(families))
 
 
 # --------------------------------------------------------------------------------------------

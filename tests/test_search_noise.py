@@ -30,7 +30,7 @@ from actmine.evolve.controller import HELDOUT, Search, SearchState, _Pending, _R
 from actmine.evolve.database import ProgramDatabase
 from actmine.evolve.mutators import Proposal
 from actmine.evolve.search_tasks import SEED_SHIFT, SearchTasks
-from actmine.lab.estimate import WINNER_RULES, Estimate, bounded_estimate, softmin_estimate
+from actmine.lab.estimate import WINNER_RULES, Estimate, bounded_estimate, references_fitness, softmin_estimate
 from actmine.lab.ensemble import train_ensemble
 from actmine.lab.fitness import Evaluation, Lab, TaskScore
 from actmine.lab.pools import REFERENCES
@@ -636,6 +636,27 @@ def test_resume_gives_an_unsettled_program_its_rounds(config, tasks, tmp_path):
         c["suite"] == "feynman" and c["program_id"] == final["winner"] and c["low"] <= c["mean"] <= c["high"]
         for c in comparisons
     )
+
+
+def test_the_references_rule_is_given_the_references_validation_rows(config, tmp_path):
+    """`search.winner_rule: references` ranks each candidate by how far it beats the hardest library
+    reference on its hardest family: the final check must hand the rule the references' own rows."""
+    run_dir = tmp_path / "run"
+    rule_config = config.with_overrides(
+        {"search.initial_programs": ["relu", "silu", "elu"], "search.budget": 3, "search.winner_rule": "references"}
+    )
+    Search(rule_config, run_dir, live=False).run()
+    final = json.loads((run_dir / HELDOUT).read_text())
+    assert final["winner_rule"] == "references"
+    known = {r["name"]: r["families"] for r in final["validation"] if r["program_id"] is None and r["families"]}
+    assert set(known) == set(Search.REFERENCES)
+    scored = [r for r in final["validation"] if r["program_id"] is not None and r["heldout_fitness"] is not None]
+    assert scored and all(r["winner_score"] == pytest.approx(references_fitness(r["families"], known)) for r in scored)
+    # against the references a candidate scores no higher than against ReLU alone (the softmin rule)
+    assert any(r["winner_score"] < WINNER_RULES["softmin"](r["heldout_fitness"], r["families"]) - 1e-9 for r in scored)
+    blended = (final["blend"] or {}).get("program_id")
+    chosen = max((r for r in scored if r["program_id"] != blended), key=lambda r: r["winner_score"])
+    assert final["blend"]["chosen"] == chosen["program_id"]
 
 
 # --------------------------------------------------------------------------------------------

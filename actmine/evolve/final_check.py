@@ -72,8 +72,13 @@ class FinalCheck:
                 ]
                 if scored:
                     rule = WINNER_RULES[self.config.search.winner_rule]
+                    known = {  # the references' families, for a rule that compares with them
+                        r["name"]: r["families"]
+                        for r in validation_rows
+                        if r["program_id"] is None and r["heldout_fitness"] is not None and r["families"]
+                    }
                     for row in scored:
-                        row["winner_score"] = rule(row["heldout_fitness"], row["families"])
+                        row["winner_score"] = rule(row["heldout_fitness"], row["families"], known)
                     # ties (a seed and its duplicate) go to the earlier row: `max` keeps the first
                     chosen = max(scored, key=lambda r: r["winner_score"])
                     winner = next(p for p in top if p.id == chosen["program_id"])
@@ -81,7 +86,7 @@ class FinalCheck:
                     if self.config.search.winner_blend > 0 and tasks.mode == "pools":
                         blended, row, blend = self._blend(database, run_id, winner, pool)
                         if blended is not None:
-                            row["winner_score"] = rule(row["heldout_fitness"], row["families"])
+                            row["winner_score"] = rule(row["heldout_fitness"], row["families"], known)
                             validation_rows.append(row)
                             winner = blended  # still the validation's choice, shrunk (`blend` says so)
             for row in validation_rows:

@@ -195,13 +195,47 @@ OBJECTIVES = {
     "softmin": lambda scores: softmin_estimate(_by_family(scores)),
 }
 
+
+def references_fitness(
+    families: Mapping[str, float],
+    references: Mapping[str, Mapping[str, float]],
+    temperature: float = SOFTMIN_TEMPERATURE,
+) -> float:
+    """How far a function beats the hardest of `references` on its hardest family: the minimum over
+    references r of `softmin_fitness` of the per-family differences l_f − l_f(r) (both mean log-ratios
+    against ReLU on the same tasks, so each difference is paired). Above 0 only for a function better
+    than every reference on (nearly) every family; a reference scores at most 0 (itself). ReLU is
+    always a reference (l_f = 0), so with no others this is `softmin_fitness`. A family that a
+    reference lacks compares with ReLU."""
+    values = {f: v for f, v in families.items() if v is not None and math.isfinite(v)}
+    if not values:
+        return float("-inf")
+    scores = [softmin_fitness(values, temperature)]
+    for reference in references.values():
+        if not reference:
+            continue
+        baseline = {f: reference.get(f) for f in values}
+        scores.append(
+            softmin_fitness(
+                {
+                    f: v - (baseline[f] if baseline[f] is not None and math.isfinite(baseline[f]) else 0.0)
+                    for f, v in values.items()
+                },
+                temperature,
+            )
+        )
+    return min(scores)
+
+
 #: How the end of a run ranks its candidates on the validation tasks (higher is better):
-#: ``rule(fitness, families)`` of the validation fitness (−mean log-ratio over tasks) and the
-#: per-family mean log-ratios. Measured side by side by benchmarks/bench_winner_rules.py
+#: ``rule(fitness, families, references)`` of the validation fitness (−mean log-ratio over tasks),
+#: the per-family mean log-ratios, and the library references' per-family mean log-ratios on the same
+#: tasks ({name: families}). Measured side by side by benchmarks/bench_winner_rules.py
 #: (docs/lab.md, "Which rule picks the winner").
 WINNER_RULES = {
-    "mean": lambda fitness, families: fitness,
-    "family_mean": lambda fitness, families: family_mean_fitness(families),
-    "maximin": lambda fitness, families: worst_family_fitness(families),
-    "softmin": lambda fitness, families: softmin_fitness(families),
+    "mean": lambda fitness, families, references=None: fitness,
+    "family_mean": lambda fitness, families, references=None: family_mean_fitness(families),
+    "maximin": lambda fitness, families, references=None: worst_family_fitness(families),
+    "softmin": lambda fitness, families, references=None: softmin_fitness(families),
+    "references": lambda fitness, families, references=None: references_fitness(families, references or {}),
 }
