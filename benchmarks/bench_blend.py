@@ -3,8 +3,8 @@
     python benchmarks/bench_blend.py RUN_DIR [RUN_DIR ...] [--weights 0.5] [--partners gelu ...] [--kinds]
                                      [--scores blend.json] [--against OTHER.summary.json] [--rule RULE]
 
-For each finished run: the validation's choice under the run's winner rule (read from heldout.json's
-validation rows, the blend's own row left out), and that choice blended with each partner of
+For each finished run: the validation's choice under the run's winner rule, or under `--rule` (read
+from heldout.json's validation rows, the blend's own row left out), and that choice blended with each partner of
 `--partners` (default GELU), (1 − w)·choice + w·partner (`actmine.evolve.blend.blend_source`; the
 partner mirrored or negated as the choice is, `aligned_signs`), for each weight w of `--weights`;
 with two partners or more, also their equal `mix` (the choice and every partner, each 1/(k + 1)).

@@ -17,8 +17,9 @@ call scores nothing twice), then prints per run:
 The rules (`actmine.lab.estimate.WINNER_RULES`, the config's `search.winner_rule`) read only
 validation rows, never the tests: `mean` (the highest validation fitness), `family_mean` (each
 family weighs the same), `maximin` (the best worst family: distributionally robust over the
-validation families) and `softmin` (a smooth maximin, temperature 0.1). A rule chosen on some runs
-must be confirmed on runs it did not see.
+validation families), `softmin` (a smooth maximin, temperature 0.1) and `references` (the softmin of
+the paired differences to the hardest library reference, from the references' own validation rows).
+A rule chosen on some runs must be confirmed on runs it did not see.
 """
 
 from __future__ import annotations
