@@ -210,21 +210,16 @@ def references_fitness(
     values = {f: v for f, v in families.items() if v is not None and math.isfinite(v)}
     if not values:
         return float("-inf")
-    scores = [softmin_fitness(values, temperature)]
+    scores = [softmin_fitness(values, temperature)]  # against ReLU
     for reference in references.values():
-        if not reference:
-            continue
-        baseline = {f: reference.get(f) for f in values}
-        scores.append(
-            softmin_fitness(
-                {
-                    f: v - (baseline[f] if baseline[f] is not None and math.isfinite(baseline[f]) else 0.0)
-                    for f, v in values.items()
-                },
-                temperature,
-            )
-        )
+        if reference:
+            scores.append(softmin_fitness({f: v - _or_zero(reference.get(f)) for f, v in values.items()}, temperature))
     return min(scores)
+
+
+def _or_zero(value: float | None) -> float:
+    """A reference's family log-ratio, or ReLU's (0) where it has none."""
+    return value if value is not None and math.isfinite(value) else 0.0
 
 
 #: How the end of a run ranks its candidates on the validation tasks (higher is better):
