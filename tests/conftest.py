@@ -29,6 +29,20 @@ def _session_tmpdir(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _library_registry_restored():
+    """A test that registers activations in the library's registry (a generated pack loaded with
+    `activations.load_pack`) leaves it as it found it: a later test in the same worker (any order,
+    any xdist schedule) sees the library's own activations only."""
+    from actmine.activations.registry import REGISTRY
+
+    saved = [dict(table) for table in (REGISTRY._entries, REGISTRY._aliases, REGISTRY._by_class)]
+    yield
+    for table, before in zip((REGISTRY._entries, REGISTRY._aliases, REGISTRY._by_class), saved):
+        table.clear()
+        table.update(before)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """One thread per test process, as in the lab's workers (and results do not depend on it)."""
