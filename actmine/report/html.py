@@ -57,10 +57,12 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;m
 color:#222;padding:0 1em;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .5em;
-vertical-align:top;text-align:left}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+vertical-align:top;text-align:left}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;
+white-space:nowrap}
 pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:.6em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
 code{font-size:.9em}img{max-width:100%;height:auto}.muted{color:#777}.candidate{margin-bottom:2em}
-.rationale{max-width:30em}p,td.rationale{overflow-wrap:anywhere}.table-box{max-width:100%;overflow-x:auto}
+.rationale{max-width:30em}td.rationale{min-width:16em}p,td.rationale{overflow-wrap:anywhere}
+.table-box{max-width:100%;overflow-x:auto}
 .formula-picture{display:inline-block;max-width:100%;overflow-x:auto;font-size:1.25em;vertical-align:middle}
 .formula-latex summary{cursor:pointer;color:#777;font-size:.85em}
 """
