@@ -35,6 +35,7 @@ from actmine.atomic_files import write_text_atomically
 from actmine.candidate.sandbox import SandboxLimits, SandboxPool
 from actmine.config import Config
 from actmine.evolve.database import ProgramDatabase
+from actmine.evolve.final_check import reference_families
 from actmine.evolve.search_tasks import SearchTasks
 from actmine.lab.estimate import WINNER_RULES, paired_interval
 from actmine.lab.fitness import Lab
@@ -53,13 +54,9 @@ def _rank(rule: str, row: dict, references: dict[str, dict] | None = None) -> fl
 
 
 def validation_references(final: dict) -> dict[str, dict]:
-    """{reference: its per-family validation log-ratios} from a run's heldout.json (the rows without a
-    program id: the library's references the final check validated)."""
-    return {
-        r["name"]: r["families"]
-        for r in final.get("validation", [])
-        if r.get("program_id") is None and r.get("families")
-    }
+    """{reference: its per-family validation log-ratios} from a run's heldout.json, as the final
+    check hands them to the winner rule (`final_check.reference_families`)."""
+    return reference_families(final.get("validation", []))
 
 
 def finished_runs_arguments(parser: argparse.ArgumentParser, journal: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from ..atomic_files import write_text_atomically
 from ..config import Config
@@ -72,11 +72,7 @@ class FinalCheck:
                 ]
                 if scored:
                     rule = WINNER_RULES[self.config.search.winner_rule]
-                    known = {  # the references' families, for a rule that compares with them
-                        r["name"]: r["families"]
-                        for r in validation_rows
-                        if r["program_id"] is None and r["heldout_fitness"] is not None and r["families"]
-                    }
+                    known = reference_families(validation_rows)  # for a rule that compares with them
                     for row in scored:
                         row["winner_score"] = rule(row["heldout_fitness"], row["families"], known)
                     # ties (a seed and its duplicate) go to the earlier row: `max` keeps the first
@@ -307,6 +303,16 @@ def _program_row(
         "heldout_fitness": fitness,
         "families": families,
         "error": error,
+    }
+
+
+def reference_families(validation_rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """{reference: its per-family validation log-ratios} of the validation rows (a run's or its
+    heldout.json's) that are the library's references (no program id), where they were scored."""
+    return {
+        r["name"]: r["families"]
+        for r in validation_rows
+        if r.get("program_id") is None and r.get("heldout_fitness") is not None and r.get("families")
     }
 
 
