@@ -6,7 +6,7 @@ defaults to the embedded values, so an empty file (or none) is the default searc
     search:   {budget: 300, time_limit: 360, seed: 0, islands: 2, initial_programs: [relu, gelu, ...], ...}
     mutator:  {kind: symbolic, options: {}}
     executor: {kind: local, workers: null, scheduler: null}
-    lab:      {suite: null, training_seeds: 6, steps: 50, heldout_suite: lab-heldout, fused: true}
+    lab:      {suite: null, training_seeds: 6, steps: 50, hidden: 64, heldout_suite: lab-heldout, fused: true}
     tasks:    {search: [...pools], sample: 48, first_sample: null, shared_samples: false, validation: [], test: {...},
                confirm_rounds: 2, lcb_z: 1.0, control_beta: 0.5}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
@@ -95,6 +95,9 @@ class ExecutorSection:
     scheduler: str | None = None  # a Dask scheduler address; None starts a LocalCluster
 
 
+MAX_HIDDEN = 4096  # lab.hidden: a 4096-wide pair of layers already takes ~1 GB of pool training per chunk
+
+
 @dataclass(frozen=True)
 class LabSection:
     # A suite name or file: every evaluation on all of its tasks (a fixed suite; confirmations use
@@ -105,6 +108,10 @@ class LabSection:
     # suite); with 6 its top 5 scored +0.13…+0.46 (docs/lab.md, "Noise"). Formerly `lab.seeds`.
     training_seeds: int | None = 6
     steps: int = 50
+    # Width of the MLPs' two hidden layers. 64: wider nets at the lab's learning rate extrapolate with
+    # more training noise, not less (256: the paired noise to GELU 3-5x larger, GELU worse than ReLU;
+    # docs/lab.md, "Is any simple function better than both references?").
+    hidden: int = 64
     # With a fixed suite: the validation suite. With pools: reported with the test suites.
     heldout_suite: str | None = "lab-heldout"
     # Train elementwise candidates with a compiled kernel of f and f' (actmine.candidate.fused): the
@@ -243,6 +250,13 @@ class Config:
             "fused": self.lab.fused,
         }
 
+    def protocol(self, device: str = "cpu"):
+        """How this config's MLPs are trained (`lab.steps`, `lab.hidden`; the rest `TrainingProtocol`'s
+        defaults): every lab and pool of the config is trained under it."""
+        from .lab.ensemble import TrainingProtocol
+
+        return TrainingProtocol(device=device, steps=self.lab.steps, hidden=self.lab.hidden)
+
     def build_lab(self, suite: Any = None, *, device: str = "cpu"):
         """A fixed suite as a `Lab` of this config: `suite` (a name, a suite file or a `Suite`) with its
         own seeds, else `lab.suite` with `lab.training_seeds` (the default suite `lab` when that is
@@ -250,12 +264,11 @@ class Config:
         `lab_options`.
         The one way settings become a lab: the search, `actmine evaluate`/`compare` and the API
         (`targets.scoring_config`), the validity study, the report and `reproduce` all build it here."""
-        from .lab.ensemble import TrainingProtocol
         from .lab.fitness import Lab
 
         return Lab(
             suite or self.lab.suite or "lab",
-            protocol=TrainingProtocol(device=device, steps=self.lab.steps),
+            protocol=self.protocol(device),
             seeds=self.lab.training_seeds if suite is None else None,
             **self.lab_options(),
         )
@@ -476,6 +489,7 @@ def _check_values(config: Config) -> None:
 
     positive("lab.training_seeds", config.lab.training_seeds, at_most=MAX_SEEDS)
     positive("lab.steps", config.lab.steps)
+    positive("lab.hidden", config.lab.hidden, at_most=MAX_HIDDEN)
     for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
         positive(f"probes.{key}", getattr(config.probes, key), finite=True)
     # the worker turns these into rlimits (whole seconds, bytes): beyond the bounds they overflow there,

@@ -44,12 +44,13 @@ EXPRESSION_KINDS, GENERATOR_KINDS = "kinds: expression groups", "kinds: other ge
 GELU_KEY = "library#gelu"
 
 
-def kind_pools(config: Config, size: int, seeds: tuple[int, ...] = (0, 1)) -> dict[str, dict]:
+def kind_pools(config: Config, size: int, seeds: tuple[int, ...] = (0, 1), start: int = KINDS_START) -> dict[str, dict]:
     """One pool spec per kind of the config's search pools: each operator group of an expression
-    pool alone (named `expression/GROUP`), and each other pool's generator (named by it)."""
+    pool alone (named `expression/GROUP`), and each other pool's generator (named by it); their draws
+    from index `start`."""
     pools = {}
     for spec in split_spec(config).search:
-        base = {**spec.to_dict(), "size": size, "start": KINDS_START, "seeds": list(seeds)}
+        base = {**spec.to_dict(), "size": size, "start": start, "seeds": list(seeds)}
         base.pop("weight", None)
         groups = spec.params.get("operators") if spec.generator == "expression" else None
         if groups:
@@ -60,11 +61,11 @@ def kind_pools(config: Config, size: int, seeds: tuple[int, ...] = (0, 1)) -> di
     return pools
 
 
-def kind_labs(config: Config, size: int) -> tuple[dict[str, Lab], dict[str, str], list[str]]:
+def kind_labs(config: Config, size: int, start: int = KINDS_START) -> tuple[dict[str, Lab], dict[str, str], list[str]]:
     """The kinds as labs — the expression operator groups in one, the other generators in another
     (each a validation lab of its own pools) — beside the config's unseen test suites (a lab each,
     by name); the kind of each kind lab's task; and the unseen suites' names."""
-    pools = kind_pools(config, size)
+    pools = kind_pools(config, size, start=start)
     labs, kind_of, tasks = {}, {}, None
     for lab, kinds in (
         (EXPRESSION_KINDS, [k for k in pools if k.startswith("expression/")]),

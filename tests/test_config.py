@@ -1,5 +1,6 @@
 """The search configuration: defaults, validation that names the key, overrides and resume rules."""
 
+import math
 import os
 import re
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from actmine.config import SANDBOX_BOUNDS, Config, ConfigError
+from actmine.lab.ensemble import TrainingProtocol
 from special_files import KINDS, make_special
 
 
@@ -97,6 +99,9 @@ def test_an_old_and_a_new_name_together_are_refused(section, old, new):
         ({"probes": {"max_saved_bytes_per_element": float("inf")}}, "probes.max_saved_bytes_per_element"),
         ({"search": {"time_limit": float("nan")}}, "search.time_limit"),
         ({"lab": {"training_seeds": 10**9}}, "lab.training_seeds"),
+        ({"lab": {"hidden": 0}}, "lab.hidden"),
+        ({"lab": {"hidden": 10**6}}, "lab.hidden"),  # a typo would train million-wide layers in the controller
+        ({"lab": {"hidden": 64.5}}, "lab.hidden"),
         # a sandboxed process per evaluation in flight: a typo could start hundreds (a Dask cluster may be large)
         ({"executor": {"workers": 100_000}}, "executor.workers"),
         ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
@@ -162,6 +167,40 @@ def test_resume_allows_budget_and_workers_but_not_what_changes_results():
     assert before.with_overrides({"search.budget": 999, "executor.workers": 4}).resume_conflicts(before) == []
     changed = before.with_overrides({"search.seed": 5, "mutator.kind": "random"})
     assert changed.resume_conflicts(before) == ["mutator.kind", "search.seed"]
+
+
+def test_the_lab_width_reaches_every_lab_the_config_builds_and_changes_no_old_run(tmp_path):
+    narrow = Config().with_overrides({"lab.hidden": 16, "lab.steps": 7})
+    assert narrow.protocol() == TrainingProtocol(hidden=16, steps=7)
+    lab = narrow.build_lab("lab")
+    assert (lab.protocol.hidden, lab.protocol.steps) == (16, 7)
+    assert lab.reference_key() != Config().build_lab("lab").reference_key()  # its own cached ReLU numbers
+    from actmine.evolve.mutators.llm_check import lab_context
+
+    assert lab_context(narrow).hidden == 16  # what the LLM's prompt says the network is
+    # a run made before the key existed resumes: its snapshot reads as the default width
+    old = {section: values for section, values in Config().to_dict().items()}
+    old["lab"] = {k: v for k, v in old["lab"].items() if k != "hidden"}
+    assert Config().resume_conflicts(Config.from_dict(old)) == []
+    assert narrow.resume_conflicts(Config()) == ["lab.hidden", "lab.steps"]
+
+
+def test_the_lab_width_is_the_width_trained():
+    import torch
+
+    from actmine.lab.ensemble import build_workload, parameter_shapes, train_ensemble
+    from actmine.lab.tasks import Suite, get_suite
+
+    task = get_suite("lab").tasks[0]
+    errors = {}
+    for width in (8, 64):
+        protocol = Config().with_overrides({"lab.hidden": width, "lab.steps": 5}).protocol()
+        workload = build_workload(Suite("one", (task,), (0,)), protocol)
+        shapes = parameter_shapes(1, task.input_dim, protocol)
+        assert workload.init.numel() == sum(math.prod(shape) for shape in shapes)
+        assert shapes[0][-1] == width
+        errors[width] = train_ensemble(torch.relu, workload).ood_error
+    assert torch.isfinite(errors[8]).all() and not torch.equal(errors[8], errors[64])
 
 
 def test_the_config_builds_the_sandbox_limits_and_the_probe_budget_with_every_key():

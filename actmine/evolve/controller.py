@@ -31,7 +31,6 @@ from ..candidate.source import CandidateError, check_source
 from ..config import Config, ConfigError
 from ..executors import make_executor
 from ..faults import fault_point
-from ..lab.ensemble import TrainingProtocol
 from ..lab.fitness import Evaluation
 from ..lab.tasks import stable_seed
 from ..run_files import BEST_PROGRAM, CONFIG_SNAPSHOT, DATABASE  # noqa: F401  (were defined here: re-exported)
@@ -459,8 +458,8 @@ class Search(RecordPrograms):
         mutator.setup(
             LabContext(
                 families=tuple(sorted({t.family for t in tasks})),
-                hidden=TrainingProtocol().hidden,
-                steps=config.lab.steps or TrainingProtocol().steps,
+                hidden=config.lab.hidden,
+                steps=config.lab.steps,
                 max_flops_per_element=config.probes.max_flops_per_element,
                 max_source_chars=config.candidate.max_source_chars,
                 allow_batch_dependent=config.probes.allow_batch_dependent,

@@ -25,7 +25,6 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..lab.distribution import Split, SplitSpec, split_spec_from
-from ..lab.ensemble import TrainingProtocol
 from ..lab.fitness import Lab
 from ..lab.tasks import stable_seed
 
@@ -55,7 +54,7 @@ class SearchTasks:
         if config.lab.suite is not None:
             validation = config.build_lab(config.lab.heldout_suite) if config.lab.heldout_suite else None
             return cls(config, None, config.build_lab(), validation, {})
-        protocol = TrainingProtocol(steps=config.lab.steps)
+        protocol = config.protocol()
         options = config.lab_options()
         split = Split.build(split_spec(config), protocol, progress=progress)
         tests = {name: distribution.lab(name=name, **options) for name, distribution in split.test.items()}

@@ -189,7 +189,6 @@ def validated_models(options: dict) -> tuple[ModelSpec, ...]:
 
 def lab_context(config: Config) -> LabContext:
     """What the prompt says about the lab, as the controller fills it, without building any pool."""
-    from ...lab.ensemble import TrainingProtocol
     from ...lab.generators import get_generator
     from ...lab.tasks import SuiteError, get_suite
 
@@ -202,8 +201,8 @@ def lab_context(config: Config) -> LabContext:
         raise CheckConfigError(f"the config's tasks: {exc}") from None
     return LabContext(
         families=tuple(sorted(families)),
-        hidden=TrainingProtocol().hidden,
-        steps=config.lab.steps or TrainingProtocol().steps,
+        hidden=config.lab.hidden,
+        steps=config.lab.steps,
         max_flops_per_element=config.probes.max_flops_per_element,
         max_source_chars=config.candidate.max_source_chars,
         allow_batch_dependent=config.probes.allow_batch_dependent,
