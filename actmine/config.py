@@ -109,8 +109,8 @@ class LabSection:
     training_seeds: int | None = 6
     steps: int = 50
     # Width of the MLPs' two hidden layers. 64: wider nets at the lab's learning rate extrapolate with
-    # more training noise, not less (256: the paired noise to GELU 3-5x larger, GELU worse than ReLU;
-    # docs/lab.md, "Is any simple function better than both references?").
+    # more training noise, not less (256: the paired noise to GELU 2.4-4.7x larger; docs/lab.md, "Is
+    # any simple function better than both references?").
     hidden: int = 64
     # With a fixed suite: the validation suite. With pools: reported with the test suites.
     heldout_suite: str | None = "lab-heldout"
