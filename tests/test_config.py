@@ -102,6 +102,9 @@ def test_an_old_and_a_new_name_together_are_refused(section, old, new):
         ({"lab": {"hidden": 0}}, "lab.hidden"),
         ({"lab": {"hidden": 10**6}}, "lab.hidden"),  # a typo would train million-wide layers in the controller
         ({"lab": {"hidden": 64.5}}, "lab.hidden"),
+        ({"lab": {"lr": 0}}, "lab.lr"),
+        ({"lab": {"lr": float("nan")}}, "lab.lr"),
+        ({"lab": {"lr": float("inf")}}, "lab.lr"),
         # a sandboxed process per evaluation in flight: a typo could start hundreds (a Dask cluster may be large)
         ({"executor": {"workers": 100_000}}, "executor.workers"),
         ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
@@ -169,20 +172,21 @@ def test_resume_allows_budget_and_workers_but_not_what_changes_results():
     assert changed.resume_conflicts(before) == ["mutator.kind", "search.seed"]
 
 
-def test_the_lab_width_reaches_every_lab_the_config_builds_and_changes_no_old_run(tmp_path):
-    narrow = Config().with_overrides({"lab.hidden": 16, "lab.steps": 7})
-    assert narrow.protocol() == TrainingProtocol(hidden=16, steps=7)
+def test_the_lab_width_and_rate_reach_every_lab_the_config_builds_and_change_no_old_run(tmp_path):
+    narrow = Config().with_overrides({"lab.hidden": 16, "lab.steps": 7, "lab.lr": 0.01})
+    assert narrow.protocol() == TrainingProtocol(hidden=16, steps=7, lr=0.01)
+    assert Config().protocol() == TrainingProtocol()  # the keys' defaults are the protocol's
     lab = narrow.build_lab("lab")
-    assert (lab.protocol.hidden, lab.protocol.steps) == (16, 7)
+    assert (lab.protocol.hidden, lab.protocol.steps, lab.protocol.lr) == (16, 7, 0.01)
     assert lab.reference_key() != Config().build_lab("lab").reference_key()  # its own cached ReLU numbers
     from actmine.evolve.mutators.llm_check import lab_context
 
     assert lab_context(narrow).hidden == 16  # what the LLM's prompt says the network is
     # a run made before the key existed resumes: its snapshot reads as the default width
     old = {section: values for section, values in Config().to_dict().items()}
-    old["lab"] = {k: v for k, v in old["lab"].items() if k != "hidden"}
+    old["lab"] = {k: v for k, v in old["lab"].items() if k not in ("hidden", "lr")}
     assert Config().resume_conflicts(Config.from_dict(old)) == []
-    assert narrow.resume_conflicts(Config()) == ["lab.hidden", "lab.steps"]
+    assert narrow.resume_conflicts(Config()) == ["lab.hidden", "lab.lr", "lab.steps"]
 
 
 def test_the_lab_width_is_the_width_trained():
