@@ -1,7 +1,7 @@
 """Is any simple function better than GELU *and* GELUSine where each is strong? And where is the noise?
 
     python benchmarks/bench_design.py [--size 100] [--start 4000000] [--scores design.json] [--only NAME ...]
-                                      [--runs RUN_DIR ...] [--set lab.hidden=128 ...]
+                                      [--runs RUN_DIR ... [--against RUN_DIR ...]] [--set lab.hidden=128 ...]
 
 Issue 13's bar is two bars: a winner must beat GELU on "all unseen" (60% Feynman equations, where GELU
 extrapolates best of the references) and GELUSine on the kinds the filing named (oscillating,
@@ -22,12 +22,15 @@ another activation) and the variance left *between* tasks (what the tasks themse
 their sum the tasks of one seed each a search would need to resolve a mean difference of 0.02 or
 0.05 at two standard errors. `--set lab.hidden=W` (any `Config` override) scores under another
 protocol, its pools built for it. `--runs` adds the winner of each finished run (heldout.json's
-`winner`, as `run:DIR`) to the same tables: where the searches' winners sit among the hand-written.
+`winner`, as `run:DIR`) to the same tables: where the searches' winners sit among the hand-written;
+`--against` as many other runs (`against:DIR`: e.g. the same run seeds searched with another config)
+pairs them in order and prints each difference with a t-interval over the pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from bench_blend import ISSUE_13_KINDS
 from bench_kinds import KINDS_START, kind_labs
 from bench_search import _setting
 from bench_winner_rules import CandidateScores
+from scipy import stats
 
 from actmine.config import Config
 from actmine.evolve.database import ProgramDatabase
@@ -83,22 +87,25 @@ FUNCTIONS = {
 }
 
 
-def journal_key(name: str, settings: list[tuple[str, object]]) -> str:
-    """The journal's key of a function scored under `settings`: the journal keeps a lab's scores by
-    the lab's name, and the same kinds trained under another protocol (`--set lab.hidden=…`) must
-    not reuse this protocol's numbers."""
-    return "design" + "".join(f"[{key}={value}]" for key, value in settings) + f"#{name}"
+def journal_key(name: str, settings: list[tuple[str, object]], source: str) -> str:
+    """The journal's key of `source` scored under `settings`. The journal trusts a key's scores, so
+    the key names all they depend on: the settings (the same kinds trained under another protocol,
+    `--set lab.hidden=…`, must not reuse this protocol's numbers) and the source's hash (another
+    run of the same directory name, or a function whose expression was edited, is another key)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return "design" + "".join(f"[{key}={value}]" for key, value in settings) + f"#{name}#{digest}"
 
 
-def run_winners(run_dirs: list[Path]) -> dict[str, str]:
-    """{"run:DIR": the source of its winner} for finished runs (heldout.json names the winner)."""
+def run_winners(run_dirs: list[Path], prefix: str = "run") -> dict[str, str]:
+    """{"PREFIX:DIR": the source of its winner} for finished runs (heldout.json names the winner); DIR
+    is the directory's name, or its whole path where two of the runs share a name."""
     sources = {}
     names = [run_dir.name for run_dir in run_dirs]
     for run_dir in run_dirs:
         final = json.loads((run_dir / "heldout.json").read_text())
         label = run_dir.name if names.count(run_dir.name) == 1 else str(run_dir)
         with ProgramDatabase(run_dir / "programs.sqlite", readonly=True) as database:
-            sources[f"run:{label}"] = database.get(final["winner"]).source
+            sources[f"{prefix}:{label}"] = database.get(final["winner"]).source
     return sources
 
 
@@ -125,7 +132,8 @@ def in_group(scores: dict[str, list[float]], kinds: set[str]) -> dict[str, list[
 
 def noise(scores: dict[str, list[float]], gelu: dict[str, list[float]], kinds: set[str]) -> dict[str, float]:
     """Within-task (one seed's training noise) and between-task variance of the paired difference to
-    GELU on the tasks of `kinds`, and the one-seed tasks needed to resolve 0.02 and 0.05."""
+    GELU on the tasks of `kinds` (each seed's log-ratio clipped to ±3, as the lab clips a task's), and
+    the one-seed tasks needed to resolve 0.02 and 0.05 at two standard errors."""
     rows = [
         np.clip(scores[key], -CLIP, CLIP) - np.clip(gelu[key], -CLIP, CLIP)
         for key in in_group(scores, kinds)
@@ -191,15 +199,37 @@ def report(rows: dict[str, dict], noises: dict[str, dict]) -> None:
     shares = [n["within"] / (n["within"] + n["between"]) for n in noises.values()]
     if shares:
         print(f"median within-task share over {len(shares)} functions: {np.median(shares):.0%}")
-    runs = [row for name, row in rows.items() if name.startswith("run:")]
+    for prefix in ("run:", "against:"):
+        report_winners(rows, prefix)
+
+
+def report_winners(rows: dict[str, dict], prefix: str) -> None:
+    runs = [row for name, row in rows.items() if name.startswith(prefix)]
     if runs:
         unseen = [row["all unseen vs gelu"]["mean"] for row in runs]
         kinds = [row["issue 13's kinds vs gelu_sine"]["mean"] for row in runs]
         print(
-            f"\nthe {len(runs)} runs' winners: all unseen vs gelu {np.mean(unseen):+.3f} (below 0 in "
+            f"\nthe {len(runs)} {'runs' if prefix == 'run:' else '--against runs'}' winners: all unseen vs gelu {np.mean(unseen):+.3f} (below 0 in "
             f"{sum(u < 0 for u in unseen)}), issue 13's kinds vs gelu_sine {np.mean(kinds):+.3f} (below 0 in "
             f"{sum(k < 0 for k in kinds)}), both bars in {sum(bool(both_bars(row)) for row in runs)}"
         )
+
+
+def report_pairs(rows: dict[str, dict], runs: list[str], against: list[str]) -> None:
+    """Each --runs winner minus the --against winner in the same place, per group (t-interval over the
+    pairs; below 0 = the --runs winner is better), and how many of each meet both bars."""
+    pairs = [(a, b) for a, b in zip(runs, against) if a in rows and b in rows]
+    print(f"\n--runs minus --against, paired in order ({len(pairs)} pairs; below 0 = the --runs winner is better):")
+    for key in ("search kinds vs gelu", "issue 13's kinds vs gelu_sine", "all unseen vs gelu"):
+        differences = [rows[a][key]["mean"] - rows[b][key]["mean"] for a, b in pairs]
+        mean = float(np.mean(differences))
+        if len(differences) > 1:
+            half = stats.t.ppf(0.975, len(differences) - 1) * np.std(differences, ddof=1) / np.sqrt(len(differences))
+            print(f"  {key:<30} {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]")
+        else:
+            print(f"  {key:<30} {mean:+.3f} (one pair: no interval)")
+    met = [sum(bool(both_bars(rows[p[i]])) for p in pairs) for i in (0, 1)]
+    print(f"  both bars met: --runs {met[0]}, --against {met[1]} of {len(pairs)}")
 
 
 def main() -> None:
@@ -213,6 +243,9 @@ def main() -> None:
     )
     parser.add_argument("--runs", nargs="+", type=Path, default=[], help="finished runs whose winners to add")
     parser.add_argument(
+        "--against", nargs="+", type=Path, default=[], help="as many finished runs, paired with --runs in order"
+    )
+    parser.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -222,13 +255,17 @@ def main() -> None:
         help="a config key to change, e.g. lab.hidden=128 (the value is YAML); repeatable",
     )
     args = parser.parse_args()
+    if args.against and len(args.against) != len(args.runs):
+        parser.error(f"--against names {len(args.against)} runs and --runs {len(args.runs)}: pair them one to one")
     config = Config().with_overrides(dict(args.settings))
     labs, kind_of, suites = kind_labs(config, args.size, start=args.start)
     names = list(dict.fromkeys([*REFERENCES, *(args.only or FUNCTIONS)]))
-    sources = {name: program(FUNCTIONS[name][0]) for name in names} | run_winners(args.runs)
+    runs, against = run_winners(args.runs), run_winners(args.against, "against")
+    sources = {name: program(FUNCTIONS[name][0]) for name in names} | runs | against
     with CandidateScores(args.scores, args.workers, labs) as scorer:
         entries = {
-            name: scorer.score_source(journal_key(name, args.settings), source) for name, source in sources.items()
+            name: scorer.score_source(journal_key(name, args.settings, source), source)
+            for name, source in sources.items()
         }
     scores = {
         name: by_kind(entry, kind_of, suites) for name, entry in entries.items() if all(entry.get(lab) for lab in labs)
@@ -240,6 +277,8 @@ def main() -> None:
     rows = {name: compare(s, references, group_kinds) for name, s in scores.items()}
     noises = {n: noise(s, scores["gelu"], group_kinds["search kinds"]) for n, s in scores.items() if n != "gelu"}
     report(rows, noises)
+    if against:
+        report_pairs(rows, list(runs), list(against))
 
 
 if __name__ == "__main__":

@@ -134,7 +134,13 @@ def test_a_runs_winner_is_read_by_its_heldout_json_and_labelled_by_its_directory
     assert only == {"run:seed0": program("torch.relu(x) * 2")}
 
 
-def test_scores_under_other_settings_are_journalled_apart():
-    assert bench.journal_key("gs05", []) == "design#gs05"
-    assert bench.journal_key("gs05", [("lab.hidden", 256)]) != bench.journal_key("gs05", [])
-    assert bench.journal_key("gs05", [("lab.hidden", 256)]) != bench.journal_key("gs05", [("lab.hidden", 128)])
+def test_scores_under_other_settings_or_of_another_source_are_journalled_apart():
+    source = program(bench.FUNCTIONS["gs05"][0])
+    key = bench.journal_key("gs05", [], source)
+    assert key.startswith("design#gs05#") and key == bench.journal_key("gs05", [], source)
+    assert bench.journal_key("gs05", [("lab.hidden", 256)], source) != key
+    assert bench.journal_key("gs05", [("lab.hidden", 256)], source) != bench.journal_key(
+        "gs05", [("lab.hidden", 128)], source
+    )
+    # two runs named alike (seed 50 of two studies) whose winners differ: never each other's scores
+    assert bench.journal_key("run:50", [], program("x")) != bench.journal_key("run:50", [], program("2 * x"))
