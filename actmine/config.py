@@ -95,7 +95,8 @@ class ExecutorSection:
     scheduler: str | None = None  # a Dask scheduler address; None starts a LocalCluster
 
 
-MAX_HIDDEN = 4096  # lab.hidden: a 4096-wide pair of layers already takes ~1 GB of pool training per chunk
+# lab.hidden at most: one model's 4096 × 4096 layer is 64 MB of float32, ×4 with its gradient and Adam's moments
+MAX_HIDDEN = 4096
 
 
 @dataclass(frozen=True)

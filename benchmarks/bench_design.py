@@ -38,7 +38,7 @@ import numpy as np
 
 from bench_blend import ISSUE_13_KINDS
 from bench_kinds import KINDS_START, kind_labs
-from bench_search import _setting
+from bench_search import settings_argument
 from bench_winner_rules import CandidateScores
 from scipy import stats
 
@@ -245,15 +245,7 @@ def main() -> None:
     parser.add_argument(
         "--against", nargs="+", type=Path, default=[], help="as many finished runs, paired with --runs in order"
     )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        type=_setting,
-        metavar="KEY=VALUE",
-        help="a config key to change, e.g. lab.hidden=128 (the value is YAML); repeatable",
-    )
+    settings_argument(parser, "a config key to change, e.g. lab.hidden=128")
     args = parser.parse_args()
     if args.against and len(args.against) != len(args.runs):
         parser.error(f"--against names {len(args.against)} runs and --runs {len(args.runs)}: pair them one to one")

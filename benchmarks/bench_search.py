@@ -78,6 +78,19 @@ def _setting(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def settings_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE` (repeatable; the value is YAML), gathered as `args.settings`: [(key, value)]."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help=f"{help} (the value is YAML); repeatable",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=Config().search.budget)
@@ -86,15 +99,7 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep each run in KEEP/seed<N>-<mutator> (default: a temporary directory)"
     )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        type=_setting,
-        metavar="KEY=VALUE",
-        help="a config key to change in every run, e.g. tasks.objective=bounded (the value is YAML); repeatable",
-    )
+    settings_argument(parser, "a config key to change in every run, e.g. tasks.objective=bounded")
     args = parser.parse_args()
     runs: dict[tuple[str, int], dict] = {}
     suites: list[str] = []

@@ -172,7 +172,7 @@ def test_resume_allows_budget_and_workers_but_not_what_changes_results():
     assert changed.resume_conflicts(before) == ["mutator.kind", "search.seed"]
 
 
-def test_the_lab_width_and_rate_reach_every_lab_the_config_builds_and_change_no_old_run(tmp_path):
+def test_the_lab_width_and_rate_reach_every_lab_the_config_builds_and_change_no_old_run():
     narrow = Config().with_overrides({"lab.hidden": 16, "lab.steps": 7, "lab.lr": 0.01})
     assert narrow.protocol() == TrainingProtocol(hidden=16, steps=7, lr=0.01)
     assert Config().protocol() == TrainingProtocol()  # the keys' defaults are the protocol's
@@ -183,7 +183,7 @@ def test_the_lab_width_and_rate_reach_every_lab_the_config_builds_and_change_no_
 
     assert lab_context(narrow).hidden == 16  # what the LLM's prompt says the network is
     # a run made before the key existed resumes: its snapshot reads as the default width
-    old = {section: values for section, values in Config().to_dict().items()}
+    old = Config().to_dict()
     old["lab"] = {k: v for k, v in old["lab"].items() if k not in ("hidden", "lr")}
     assert Config().resume_conflicts(Config.from_dict(old)) == []
     assert narrow.resume_conflicts(Config()) == ["lab.hidden", "lab.lr", "lab.steps"]
