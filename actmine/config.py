@@ -6,7 +6,8 @@ defaults to the embedded values, so an empty file (or none) is the default searc
     search:   {budget: 300, time_limit: 360, seed: 0, islands: 2, initial_programs: [relu, gelu, ...], ...}
     mutator:  {kind: symbolic, options: {}}
     executor: {kind: local, workers: null, scheduler: null}
-    lab:      {suite: null, training_seeds: 6, steps: 50, hidden: 64, lr: 0.03, heldout_suite: lab-heldout, fused: true}
+    lab:      {suite: null, training_seeds: 6, steps: 50, hidden: 64, lr: 0.03, adam_eps: 1.0e-08,
+              heldout_suite: lab-heldout, fused: true}
     tasks:    {search: [...pools], sample: 48, first_sample: null, shared_samples: false, validation: [], test: {...},
                confirm_rounds: 2, lcb_z: 1.0, control_beta: 0.5}
     probes:   {max_flops_per_element: 200, max_saved_bytes_per_element: 64, allow_batch_dependent: false}
@@ -117,6 +118,9 @@ class LabSection:
     # the lab suite in 50 steps (docs/lab.md, "Calibration"). Lower rates train with less noise
     # between similar activations and learn fewer draws ("Is any simple function better ...").
     lr: float = 3e-2
+    # Adam's ε (torch's default). Larger values damp Adam's first, sign-like steps, and with them some
+    # of the training noise between similar activations (docs/lab.md, "Is any simple function ...").
+    adam_eps: float = 1e-8
     # With a fixed suite: the validation suite. With pools: reported with the test suites.
     heldout_suite: str | None = "lab-heldout"
     # Train elementwise candidates with a compiled kernel of f and f' (actmine.candidate.fused): the
@@ -256,11 +260,12 @@ class Config:
         }
 
     def protocol(self, device: str = "cpu"):
-        """How this config's MLPs are trained (`lab.steps`, `lab.hidden`, `lab.lr`; the rest `TrainingProtocol`'s
+        """How this config's MLPs are trained (`lab.steps`, `hidden`, `lr`, `adam_eps`; the rest `TrainingProtocol`'s
         defaults): every lab and pool of the config is trained under it."""
         from .lab.ensemble import TrainingProtocol
 
-        return TrainingProtocol(device=device, steps=self.lab.steps, hidden=self.lab.hidden, lr=self.lab.lr)
+        lab = self.lab
+        return TrainingProtocol(device=device, steps=lab.steps, hidden=lab.hidden, lr=lab.lr, adam_eps=lab.adam_eps)
 
     def build_lab(self, suite: Any = None, *, device: str = "cpu"):
         """A fixed suite as a `Lab` of this config: `suite` (a name, a suite file or a `Suite`) with its
@@ -496,6 +501,7 @@ def _check_values(config: Config) -> None:
     positive("lab.steps", config.lab.steps)
     positive("lab.hidden", config.lab.hidden, at_most=MAX_HIDDEN)
     positive("lab.lr", config.lab.lr, finite=True)
+    positive("lab.adam_eps", config.lab.adam_eps, finite=True)
     for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
         positive(f"probes.{key}", getattr(config.probes, key), finite=True)
     # the worker turns these into rlimits (whole seconds, bytes): beyond the bounds they overflow there,

@@ -36,23 +36,38 @@ def assert_identical(a, b) -> None:
     depth=st.integers(1, 3),
     steps=st.integers(1, 8),
     dtype=st.sampled_from(["float32", "float64"]),
+    adam_eps=st.sampled_from([1e-8, 1e-3]),
 )
-def test_relu_trains_to_the_bit_as_autograd_trains_it(mixed_suite, batch, hidden, depth, steps, dtype):
+def test_relu_trains_to_the_bit_as_autograd_trains_it(mixed_suite, batch, hidden, depth, steps, dtype, adam_eps):
     protocol = TrainingProtocol(
-        steps=steps, batch_size=batch, hidden=hidden, depth=depth, dtype=dtype, n_train=64, n_eval=32, warmup=2
+        steps=steps,
+        batch_size=batch,
+        hidden=hidden,
+        depth=depth,
+        dtype=dtype,
+        n_train=64,
+        n_eval=32,
+        warmup=2,
+        adam_eps=adam_eps,
     )
     workload = build_workload(mixed_suite, protocol)
     assert cf.closed_form(torch.relu, workload.init) is cf.RELU
     assert_identical(train_ensemble(torch.relu, workload), train_ensemble(autograd_relu, workload))
 
 
-def test_relu_in_closed_form_matches_one_mlp_per_model(mixed_suite):
-    """Against the slow reference too (one nn.Module and one torch.optim.Adam per MLP)."""
-    workload = build_workload(mixed_suite, TrainingProtocol(steps=12, dtype="float64", n_train=256, n_eval=128))
+@pytest.mark.parametrize("adam_eps", [1e-8, 1e-2])
+def test_relu_in_closed_form_matches_one_mlp_per_model(mixed_suite, adam_eps):
+    """Against the slow reference too (one nn.Module and one torch.optim.Adam per MLP), at Adam's
+    default ε and at a larger one, which must change the training."""
+    protocol = TrainingProtocol(steps=12, dtype="float64", n_train=256, n_eval=128, adam_eps=adam_eps)
+    workload = build_workload(mixed_suite, protocol)
     batched, reference = train_ensemble(torch.relu, workload), train_per_model(torch.relu, workload)
     torch.testing.assert_close(batched.losses, reference.losses, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(batched.ood_error, reference.ood_error, rtol=1e-8, atol=1e-12)
     assert batched.losses[-1].mean() < batched.losses[0].mean()
+    if adam_eps != 1e-8:
+        default = build_workload(mixed_suite, TrainingProtocol(steps=12, dtype="float64", n_train=256, n_eval=128))
+        assert not torch.equal(train_ensemble(torch.relu, default).losses, batched.losses)
 
 
 def test_a_model_that_overflows_is_reported_as_autograd_reports_it(mixed_suite):

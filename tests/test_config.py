@@ -105,6 +105,8 @@ def test_an_old_and_a_new_name_together_are_refused(section, old, new):
         ({"lab": {"lr": 0}}, "lab.lr"),
         ({"lab": {"lr": float("nan")}}, "lab.lr"),
         ({"lab": {"lr": float("inf")}}, "lab.lr"),
+        ({"lab": {"adam_eps": 0}}, "lab.adam_eps"),
+        ({"lab": {"adam_eps": float("nan")}}, "lab.adam_eps"),
         # a sandboxed process per evaluation in flight: a typo could start hundreds (a Dask cluster may be large)
         ({"executor": {"workers": 100_000}}, "executor.workers"),
         ({"probes": {"allow_batch_dependent": "yes"}}, "probes.allow_batch_dependent"),
@@ -173,8 +175,8 @@ def test_resume_allows_budget_and_workers_but_not_what_changes_results():
 
 
 def test_the_lab_width_and_rate_reach_every_lab_the_config_builds_and_change_no_old_run():
-    narrow = Config().with_overrides({"lab.hidden": 16, "lab.steps": 7, "lab.lr": 0.01})
-    assert narrow.protocol() == TrainingProtocol(hidden=16, steps=7, lr=0.01)
+    narrow = Config().with_overrides({"lab.hidden": 16, "lab.steps": 7, "lab.lr": 0.01, "lab.adam_eps": 1e-3})
+    assert narrow.protocol() == TrainingProtocol(hidden=16, steps=7, lr=0.01, adam_eps=1e-3)
     assert Config().protocol() == TrainingProtocol()  # the keys' defaults are the protocol's
     lab = narrow.build_lab("lab")
     assert (lab.protocol.hidden, lab.protocol.steps, lab.protocol.lr) == (16, 7, 0.01)
@@ -184,9 +186,9 @@ def test_the_lab_width_and_rate_reach_every_lab_the_config_builds_and_change_no_
     assert lab_context(narrow).hidden == 16  # what the LLM's prompt says the network is
     # a run made before the key existed resumes: its snapshot reads as the default width
     old = Config().to_dict()
-    old["lab"] = {k: v for k, v in old["lab"].items() if k not in ("hidden", "lr")}
+    old["lab"] = {k: v for k, v in old["lab"].items() if k not in ("hidden", "lr", "adam_eps")}
     assert Config().resume_conflicts(Config.from_dict(old)) == []
-    assert narrow.resume_conflicts(Config()) == ["lab.hidden", "lab.lr", "lab.steps"]
+    assert narrow.resume_conflicts(Config()) == ["lab.adam_eps", "lab.hidden", "lab.lr", "lab.steps"]
 
 
 def test_the_lab_width_is_the_width_trained():

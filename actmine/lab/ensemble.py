@@ -46,6 +46,7 @@ class TrainingProtocol:
     n_eval: int = 512  # held-out ID points and OOD points per (task, seed)
     dtype: str = "float32"
     device: str = "cpu"
+    adam_eps: float = ADAM_EPS  # Adam's ε; larger values damp its first, sign-like steps
 
     def __post_init__(self) -> None:
         for name in ("hidden", "depth", "steps", "batch_size", "n_train", "n_eval"):
@@ -54,6 +55,8 @@ class TrainingProtocol:
                 raise ValueError(f"protocol field {name!r} must be a positive integer, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"protocol field 'lr' must be positive, got {self.lr!r}")
+        if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):
+            raise ValueError(f"protocol field 'adam_eps' must be positive and finite, got {self.adam_eps!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"protocol field 'dtype' must be 'float32' or 'float64', got {self.dtype!r}")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
@@ -294,7 +297,7 @@ def train_ensemble(
     # zero-fill and copy per view in the backward pass); the fused Adam updates all of them in
     # one kernel per step.
     params = [p.clone().requires_grad_(True) for p in split_parameters(workload.init, models, in_dim, protocol)]
-    optimizer = torch.optim.Adam(params, lr=protocol.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
+    optimizer = torch.optim.Adam(params, lr=protocol.lr, betas=ADAM_BETAS, eps=protocol.adam_eps, fused=True)
     losses = torch.empty(protocol.steps, models, dtype=workload.init.dtype, device=workload.init.device)
     for step, lr in enumerate(protocol.learning_rates()):
         optimizer.param_groups[0]["lr"] = lr
@@ -404,7 +407,7 @@ def train_closed_form(
             beta1=ADAM_BETAS[0],
             beta2=ADAM_BETAS[1],
             weight_decay=0.0,
-            eps=ADAM_EPS,
+            eps=protocol.adam_eps,
             maximize=False,
         )
     return score_trained(params, workload, losses, activation, check)
@@ -446,7 +449,7 @@ def train_per_model(activation: Activation, workload: Workload) -> TrainResult:
                 weight = stacked[2 * i][m]
                 layer.weight.copy_((weight[:d] if i == 0 else weight).T)
                 layer.bias.copy_(stacked[2 * i + 1][m, 0])
-        optimizer = torch.optim.Adam(mlp.parameters(), lr=protocol.lr)
+        optimizer = torch.optim.Adam(mlp.parameters(), lr=protocol.lr, betas=ADAM_BETAS, eps=protocol.adam_eps)
         for step, lr in enumerate(rates):
             optimizer.param_groups[0]["lr"] = lr
             optimizer.zero_grad()
