@@ -497,11 +497,10 @@ def _check_values(config: Config) -> None:
             raise ConfigError(str(exc)) from None
     from .lab.tasks import MAX_SEEDS
 
-    positive("lab.training_seeds", config.lab.training_seeds, at_most=MAX_SEEDS)
-    positive("lab.steps", config.lab.steps)
-    positive("lab.hidden", config.lab.hidden, at_most=MAX_HIDDEN)
-    positive("lab.lr", config.lab.lr, finite=True)
-    positive("lab.adam_eps", config.lab.adam_eps, finite=True)
+    for key, bound in (("training_seeds", MAX_SEEDS), ("steps", None), ("hidden", MAX_HIDDEN)):
+        positive(f"lab.{key}", getattr(config.lab, key), at_most=bound)
+    for key in ("lr", "adam_eps"):
+        positive(f"lab.{key}", getattr(config.lab, key), finite=True)
     for key in ("max_flops_per_element", "max_saved_bytes_per_element"):
         positive(f"probes.{key}", getattr(config.probes, key), finite=True)
     # the worker turns these into rlimits (whole seconds, bytes): beyond the bounds they overflow there,

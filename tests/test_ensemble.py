@@ -240,6 +240,7 @@ def test_protocol_defaults_and_dict():
         "n_eval": 512,
         "dtype": "float32",
         "device": "cpu",
+        "adam_eps": 1e-8,
     }
     assert TrainingProtocol(**TrainingProtocol(hidden=3, lr=0.5).to_dict()) == TrainingProtocol(hidden=3, lr=0.5)
 
