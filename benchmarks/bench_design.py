@@ -36,11 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_blend import ISSUE_13_KINDS
+from bench_blend import interval_text, kind_groups, t_interval
 from bench_kinds import KINDS_START, kind_labs
 from bench_search import settings_argument
 from bench_winner_rules import CandidateScores
-from scipy import stats
 
 from actmine.config import Config
 from actmine.evolve.database import ProgramDatabase
@@ -110,9 +109,9 @@ def run_winners(run_dirs: list[Path], prefix: str = "run") -> dict[str, str]:
 
 
 def groups(kind_of: dict[str, str], suites: list[str]) -> dict[str, set[str]]:
-    """The groups compared, as sets of kinds (a test suite is a kind of its own)."""
-    search = set(kind_of.values())
-    return {"search kinds": search, "issue 13's kinds": set(ISSUE_13_KINDS), "all unseen": set(suites)}
+    """The groups compared, as sets of kinds (a test suite is a kind of its own): bench_blend's two
+    and all unseen."""
+    return kind_groups(kind_of) | {"all unseen": set(suites)}
 
 
 def by_kind(entry: dict, kind_of: dict[str, str], suites: list[str]) -> dict[str, list[float]]:
@@ -222,12 +221,7 @@ def report_pairs(rows: dict[str, dict], runs: list[str], against: list[str]) -> 
     print(f"\n--runs minus --against, paired in order ({len(pairs)} pairs; below 0 = the --runs winner is better):")
     for key in ("search kinds vs gelu", "issue 13's kinds vs gelu_sine", "all unseen vs gelu"):
         differences = [rows[a][key]["mean"] - rows[b][key]["mean"] for a, b in pairs]
-        mean = float(np.mean(differences))
-        if len(differences) > 1:
-            half = stats.t.ppf(0.975, len(differences) - 1) * np.std(differences, ddof=1) / np.sqrt(len(differences))
-            print(f"  {key:<30} {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]")
-        else:
-            print(f"  {key:<30} {mean:+.3f} (one pair: no interval)")
+        print(f"  {key:<30} {interval_text(*t_interval(differences))}")
     met = [sum(bool(both_bars(rows[p[i]])) for p in pairs) for i in (0, 1)]
     print(f"  both bars met: --runs {met[0]}, --against {met[1]} of {len(pairs)}")
 

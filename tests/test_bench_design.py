@@ -61,6 +61,7 @@ def scores_of(task_effects: dict[str, float], seeds: int, shift: float = 0.0) ->
 
 def test_comparisons_are_paired_by_task_on_each_group_and_both_bars_need_both_means():
     kind_of = {"t1": "harmonic", "t2": "expression/kinked", "t3": "polynomial"}
+    kind_of |= {"t4": "expression/periodic", "t5": "expression/saturating"}  # every kind of issue 13's group
     suites = ["feynman", "expression-bump"]
     entry = {
         "kinds": {"t1": [0.1, 0.3], "t2": [0.0, 0.0], "t3": [0.5, 0.5]},
