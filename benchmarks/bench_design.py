@@ -30,7 +30,6 @@ pairs them in order and prints each difference with a t-interval over the pairs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 from bench_blend import interval_text, kind_groups, t_interval
 from bench_kinds import KINDS_START, kind_labs
 from bench_search import settings_argument
-from bench_winner_rules import CandidateScores
+from bench_winner_rules import CandidateScores, source_digest
 
 from actmine.config import Config
 from actmine.evolve.database import ProgramDatabase
@@ -91,8 +90,7 @@ def journal_key(name: str, settings: list[tuple[str, object]], source: str) -> s
     the key names all they depend on: the settings (the same kinds trained under another protocol,
     `--set lab.hidden=…`, must not reuse this protocol's numbers) and the source's hash (another
     run of the same directory name, or a function whose expression was edited, is another key)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return "design" + "".join(f"[{key}={value}]" for key, value in settings) + f"#{name}#{digest}"
+    return "design" + "".join(f"[{key}={value}]" for key, value in settings) + f"#{name}#{source_digest(source)}"
 
 
 def run_winners(run_dirs: list[Path], prefix: str = "run") -> dict[str, str]:

@@ -25,6 +25,7 @@ A rule chosen on some runs must be confirmed on runs it did not see.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -99,6 +100,11 @@ def reference_rows(final: dict, names=REFERENCES) -> dict[str, dict]:
     return references
 
 
+def source_digest(source: str) -> str:
+    """The first 16 hex digits of the source's SHA-256: what a journal key was scored for."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 class CandidateScores:
     """Programs' per-task, per-seed log-ratios on named labs (by default the default config's unseen
     test suites), scored in sandboxed workers and journalled (`scores`: {run#program: {lab: {task:
@@ -106,7 +112,13 @@ class CandidateScores:
     in every run; runs find the same function): the same program on the same tasks gives the same
     numbers in any worker; a journal entry that lacks one of the labs is scored on that lab only. The
     journal is rewritten (atomically: an interrupted call leaves the last whole one) after each
-    program trained, and at the end for programs that only reused a score."""
+    program trained, and at the end for programs that only reused a score.
+
+    A key names a place (a run directory and a program id), not a source: a run directory reused for
+    another run holds other programs under the same keys. So the journal has a companion,
+    `JOURNAL.sources.json`, with each key's `source_digest`; an entry whose digest differs from the
+    source now at its key is dropped and scored again. Entries of a journal written before the
+    companion existed have no digest and are kept."""
 
     def __init__(self, journal: Path, workers: int, labs: dict[str, Lab] | None = None):
         if labs is None:
@@ -114,6 +126,8 @@ class CandidateScores:
             labs = {name: tasks.tests[name] for name in tasks.unseen_tests()}
         self.journal, self.labs = journal, labs
         self.scores: dict[str, dict] = json.loads(journal.read_text()) if journal.exists() else {}
+        self.digests_path = journal.with_name(journal.name + ".sources.json")
+        self.digests: dict[str, str] = json.loads(self.digests_path.read_text()) if self.digests_path.exists() else {}
         self.by_source: dict[str, dict] = {}
         self.sources: dict[str, str] = {}  # run#program (or a library key) -> its source, as scored
         self.unsaved = False
@@ -129,6 +143,7 @@ class CandidateScores:
     def save(self) -> None:
         if self.unsaved:
             write_text_atomically(self.journal, json.dumps(self.scores))
+            write_text_atomically(self.digests_path, json.dumps(self.digests))
             self.unsaved = False
 
     def score(self, run_dir: Path, program_ids: list[int]) -> None:
@@ -143,6 +158,12 @@ class CandidateScores:
         """The scores of `source` on every lab, journalled under `key`; only the labs that neither the
         journal's entry nor another key of the same source holds are trained."""
         self.sources[key] = source
+        digest = source_digest(source)
+        if self.digests.get(key, digest) != digest:  # the key's entry was scored for another source
+            print(f"journal entry {key} was scored for another source: scoring it again", flush=True)
+            self.scores.pop(key, None)
+        if self.digests.get(key) != digest:
+            self.digests[key], self.unsaved = digest, True
         known = self.by_source.setdefault(source, {})
         known.update(self.scores.get(key, {}))
         missing = [name for name in self.labs if name not in known]

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_kinds as bench  # noqa: E402
 import bench_validation_size  # noqa: E402
-from bench_winner_rules import CandidateScores  # noqa: E402
+from bench_winner_rules import CandidateScores, source_digest  # noqa: E402
 
 from actmine.config import Config  # noqa: E402
 from actmine.evolve.search_tasks import split_spec  # noqa: E402
@@ -108,3 +108,23 @@ def test_the_summary_prints_a_candidates_source_escaped(capsys):
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b]0;title\\x07" in out  # shown, not obeyed
     assert "2 distinct programs, 0 better than GELU on every kind" in out
+
+
+def test_a_journal_entry_scored_for_another_source_at_the_same_key_is_scored_again(tmp_path, two_labs, capsys):
+    journal = tmp_path / "scores.json"
+    relu, gelu = program(SEED_EXPRESSIONS["relu"]), program(SEED_EXPRESSIONS["gelu"])
+    with CandidateScores(tmp_path / "reference.json", 1, two_labs) as scorer:
+        trained = scorer.score_source("reference#1", gelu)  # what scoring GELU gives
+    with CandidateScores(journal, 1, two_labs) as scorer:
+        scorer.score_source("runs/a#7", relu)
+    stale = {"first": {"stale task": [0.5]}, "second": {"stale task": [0.5]}}
+    journal.write_text(json.dumps({"runs/a#7": stale, "legacy#1": stale}))  # ReLU's place, and a legacy entry
+    with CandidateScores(journal, 1, two_labs) as scorer:
+        assert scorer.score_source("runs/a#7", relu) == stale  # the same source: the journal is trusted
+        reused = scorer.score_source("runs/a#7", gelu)  # the directory now holds another program
+        assert scorer.score_source("legacy#1", gelu) == stale  # no digest recorded: kept
+    assert reused == trained != stale
+    assert "journal entry runs/a#7 was scored for another source" in capsys.readouterr().out
+    assert json.loads(journal.read_text())["runs/a#7"] == trained
+    digests = json.loads((tmp_path / "scores.json.sources.json").read_text())
+    assert digests["runs/a#7"] == digests["legacy#1"] == source_digest(gelu) != source_digest(relu)
