@@ -86,10 +86,11 @@ FUNCTIONS = {
 
 
 def journal_key(name: str, settings: list[tuple[str, object]], source: str) -> str:
-    """The journal's key of `source` scored under `settings`. The journal trusts a key's scores, so
-    the key names all they depend on: the settings (the same kinds trained under another protocol,
-    `--set lab.hidden=…`, must not reuse this protocol's numbers) and the source's hash (another
-    run of the same directory name, or a function whose expression was edited, is another key)."""
+    """The journal's key of `source` scored under `settings`: the settings (the same kinds trained
+    under another protocol, `--set lab.hidden=…`, must not reuse this protocol's numbers) and the
+    source's digest. The journal itself drops a key's scores when the source at the key changes
+    (`CandidateScores`); the digest in the key lets both versions stay (two studies' "run:50", a
+    function whose expression was edited), so going back to one does not score it again."""
     return "design" + "".join(f"[{key}={value}]" for key, value in settings) + f"#{name}#{source_digest(source)}"
 
 
