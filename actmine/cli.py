@@ -468,8 +468,8 @@ def _add_validate_function_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lab-suites",
         metavar="S,…",
-        help="lab suites to score on: feynman, expression-bump, lab-heldout or suite files "
-        "(default: the unseen test suites, feynman,expression-bump)",
+        help="lab suites to score on: feynman, expression-bump, response, lab-heldout or suite files "
+        "(default: the unseen test suites, feynman,expression-bump,response)",
     )
 
 

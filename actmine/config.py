@@ -139,10 +139,12 @@ DEFAULT_SEARCH_POOLS = (
     {"generator": "polynomial", "size": 60, "seeds": [0]},
 )
 #: Test suites: generators the search never draws (the AI Feynman equations; expressions made of the
-#: held-out `bump` group), three seeds each; reported only, never used to choose.
+#: held-out `bump` group; response curves of classic models: oscillators, resonances, saturations,
+#: pulses, waves), three seeds each; reported only, never used to choose.
 DEFAULT_TEST_POOLS = {
     "feynman": [{"generator": "feynman", "size": 60, "seeds": [0, 1, 2]}],
     "expression-bump": [{"generator": "expression", "params": {"operators": ["bump"]}, "size": 40, "seeds": [0, 1, 2]}],
+    "response": [{"generator": "response", "size": 60, "seeds": [0, 1, 2]}],
 }
 
 

@@ -108,9 +108,9 @@ def run_winners(run_dirs: list[Path], prefix: str = "run") -> dict[str, str]:
 
 
 def groups(kind_of: dict[str, str], suites: list[str]) -> dict[str, set[str]]:
-    """The groups compared, as sets of kinds (a test suite is a kind of its own): bench_blend's two
-    and all unseen."""
-    return kind_groups(kind_of) | {"all unseen": set(suites)}
+    """The groups compared, as sets of kinds (a test suite is a kind of its own): bench_blend's two,
+    all unseen, and each unseen suite alone ("suite NAME")."""
+    return kind_groups(kind_of) | {"all unseen": set(suites)} | {f"suite {name}": {name} for name in suites}
 
 
 def by_kind(entry: dict, kind_of: dict[str, str], suites: list[str]) -> dict[str, list[float]]:
@@ -184,6 +184,12 @@ def report(rows: dict[str, dict], noises: dict[str, dict]) -> None:
                 for k in ("search kinds vs gelu_sine", "issue 13's kinds vs gelu", "all unseen vs gelu_sine")
             )
         )
+    suites = sorted({key.split(" vs ")[0] for row in rows.values() for key in row if key.startswith("suite ")})
+    if suites:
+        print("\neach unseen suite alone (means): " + ", ".join(f"{s[6:]} vs gelu, vs gelu_sine" for s in suites))
+        for name in order:
+            row = rows[name]
+            print(f"{name:<12} " + "  ".join(f"{row[f'{s} vs {r}']['mean']:+.3f}" for s in suites for r in REFERENCES))
     print("\nnoise of the paired difference to GELU on the kinds' tasks (one seed of one task):")
     print(f"{'function':<12} within-task  between-task  within share  one-seed tasks to resolve 0.02 / 0.05")
     for name in order:

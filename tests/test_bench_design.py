@@ -72,12 +72,14 @@ def test_comparisons_are_paired_by_task_on_each_group_and_both_bars_need_both_me
     assert scores["harmonic|t1"] == [0.1, 0.3] and scores["feynman|f1"] == [1.0] * 3
     group_kinds = bench.groups(kind_of, suites)
     assert group_kinds["all unseen"] == set(suites) and "expression-bump" in group_kinds["issue 13's kinds"]
+    assert group_kinds["suite feynman"] == {"feynman"} and group_kinds["suite expression-bump"] == {"expression-bump"}
     gelu = {k: [v[0] + 0.2] * len(v) for k, v in scores.items()}  # worse everywhere by 0.2 (or less)
     gelu_sine = {k: [v[0] - 0.1] * len(v) for k, v in scores.items()}  # better everywhere
     row = bench.compare(scores, {"gelu": gelu, "gelu_sine": gelu_sine}, group_kinds)
     assert row["all unseen vs gelu"]["mean"] == pytest.approx(-0.2)
     assert row["issue 13's kinds vs gelu_sine"]["mean"] > 0
     assert bench.both_bars(row) == ""
+    assert row["suite feynman vs gelu"]["mean"] == pytest.approx(-0.2)  # one suite alone, paired the same way
     better = {k: [v[0] - 0.3] * len(v) for k, v in gelu_sine.items()}
     row = bench.compare(better, {"gelu": gelu, "gelu_sine": gelu_sine}, group_kinds)
     assert bench.both_bars(row) == "both, at 95%"

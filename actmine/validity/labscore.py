@@ -34,7 +34,7 @@ JOURNAL = "lab.jsonl"
 
 def build_labs(suites: Sequence[str] | None) -> dict[str, Any]:
     """``{name: Lab}``: the default config's test suites by name (``feynman``, ``expression-bump``,
-    ``lab-heldout``), other registered suites or suite files with the default config's protocol;
+    ``response``, ``lab-heldout``), other registered suites or suite files with the default config's protocol;
     None: the unseen test suites."""
     from ..config import Config
     from ..evolve.search_tasks import SearchTasks
