@@ -112,3 +112,14 @@ def test_the_default_split_reports_response_as_an_unseen_test_suite():
     assert [p["generator"] for p in config.tasks.test["response"]] == ["response"]
     assert all(p["generator"] != "response" for p in config.tasks.search)
     assert "response" in G.generator_names()
+
+
+def test_docs_list_every_parameter_and_model():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "lab.md").read_text(encoding="utf-8")
+    section = text.split("**response**", 1)[1].split("### Suite files that name generators", 1)[0]
+    for param in G.GENERATORS["response"].PARAMETERS:
+        assert f"| `{param}` |" in section, param
+    for model in MODELS:
+        assert f"`{model}`" in section, model
