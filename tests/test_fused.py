@@ -174,26 +174,51 @@ def test_search_candidates_agree_with_their_fused_kernels(seed, tmp_path):
 
 
 def _only_where_float32_itself_misses(fused, eager) -> bool:
-    """True when, at every agreement point where the kernel's value differs from the candidate's
-    (in float32 and in float64), the kernel's value lies within the range the float64 function
-    takes on inputs within 256 ulp of that point, widened by twice the candidate's own float32
-    error there: the program is ill-conditioned at that point, either as a function (cos(x) near
-    its zero times x⁶, 1/(1 + cos 9x²) near its pole) or in its arithmetic (softplus(x) − elu(x) at
+    """True when, at every agreement point where the kernel's value (or derivative) differs from the
+    candidate's (in float32 and in float64), the kernel's lies within the range the float64 function
+    (or its derivative) takes on inputs within 256 ulp of that point, widened by twice the
+    candidate's own float32 error there: the program is ill-conditioned at that point, either as a
+    function (cos(x) near its zero times x⁶, 1/(1 + cos 9x²) near its pole; the slope of
+    sin(|2x·mish(0.17x)|) at x ≈ 27, a sine of ~250) or in its arithmetic (softplus(x) − elu(x) at
     x ≈ 14, x − silu(x) at x ≈ 8, magnified: one ulp of an intermediate is 1e-4 of the result). The
     agreement refuses such a kernel and the lab trains the program eagerly, which is right; but the
     kernel is not computing another function, and this test must not fail on the rounding noise of
     float32 (it did, about one program in 700 drawn)."""
     x = fusion._agreement_points()
-    with torch.no_grad():
-        got, expected, exact = fused(x), eager(x), eager(x.double())
-        differs = ~(same(got, expected) | same(got.double(), exact))
-        if not differs.any():
-            return False
-        steps = torch.arange(-256, 257, dtype=torch.float32) * 2.0**-23
-        near = (x[differs][:, None] * (1 + steps)[None, :]).contiguous()
-        truth = eager(near.double())
-        slack = 2 * (eager(near).double() - truth).abs().amax(dim=1) + SAME_ATOL
-        value = got[differs].double()
+    got, got_slope = fusion._value_and_slope(fused, x)
+    expected, expected_slope = fusion._value_and_slope(eager, x)
+    exact, exact_slope = fusion._value_and_slope(eager, x.double())
+    value_differs = ~(same(got, expected) | same(got.double(), exact))
+    slope_differs = ~(
+        fusion._close_slope(got_slope, expected_slope) | fusion._close_slope(got_slope.double(), exact_slope)
+    )
+    if not (value_differs.any() or slope_differs.any()):
+        return False
+
+    def value(t):
+        return fusion._value_and_slope(eager, t)[0]
+
+    def slope(t):
+        return fusion._value_and_slope(eager, t)[1]
+
+    # Where the value itself is ill-conditioned (excused above) its slope is more so (near a pole
+    # f ~ 1/δ, f' ~ 1/δ²): the slope is judged only where the values agree.
+    slope_only = slope_differs & ~value_differs
+    return _within_conditioning(x[value_differs], got[value_differs], value, SAME_ATOL) and _within_conditioning(
+        x[slope_only], got_slope[slope_only], slope, fusion.SLOPE_ATOL
+    )
+
+
+def _within_conditioning(points, kernel, function, atol) -> bool:
+    """The kernel's numbers at `points` lie within the range `function` takes in float64 within 256
+    ulp of each point, widened by twice its own float32 error there and by `atol`."""
+    if points.numel() == 0:
+        return True
+    steps = torch.arange(-256, 257, dtype=torch.float32) * 2.0**-23
+    near = (points[:, None] * (1 + steps)[None, :]).contiguous()
+    truth = function(near.double()).reshape(near.shape)
+    slack = 2 * (function(near).double().reshape(near.shape) - truth).abs().amax(dim=1) + atol
+    value = kernel.double()
     return bool(((value >= truth.amin(dim=1) - slack) & (value <= truth.amax(dim=1) + slack)).all())
 
 
@@ -269,6 +294,17 @@ def test_the_allowance_for_float32_noise_excuses_only_ill_conditioned_points(tmp
         assert _only_where_float32_itself_misses(fused, eager), (expression, problem)
     fused, eager = _fused(program("torch.tanh(x) * torch.sigmoid(x)"), tmp_path)
     assert fusion.agreement(fused, eager) is None and not _only_where_float32_itself_misses(fused, eager)
+
+
+@pytest.mark.skipif("avx2" not in fusion.instruction_sets(), reason="measured with the AVX2 and AVX-512 builds")
+def test_the_allowance_excuses_an_ill_conditioned_derivative_and_not_a_wrong_one(tmp_path):
+    """Drawn by the property test (seed 35799634): the values agree everywhere, the slope of a sine of
+    ~250 at x ≈ 27 differs by float32 noise. A kernel whose slope is off by 0.5 is not excused."""
+    fused, eager = _fused(program("torch.sin(torch.abs(-2 * x * F.mish(0.17 * x)))"), tmp_path)
+    problem = fusion.agreement(fused, eager)
+    assert problem is None or "derivative differs" in problem  # refused: the lab trains it eagerly
+    assert problem is None or _only_where_float32_itself_misses(fused, eager)
+    assert not _only_where_float32_itself_misses(lambda x: fused(x) + 0.5 * (x - x.detach()), eager)
 
 
 def test_a_kernel_with_a_wrong_derivative_is_refused_by_the_agreement(tmp_path):

@@ -140,7 +140,7 @@ def _clipper(rng: np.random.Generator, cycles: float, dim: int):
 def _wave_packet(rng: np.random.Generator, cycles: float, dim: int):
     """A Gaussian wave packet moving at speed v: u1 is position, u2 time."""
     m, v, sigma = rng.uniform(0.3, 0.7), rng.uniform(-0.5, 0.5), rng.uniform(0.2, 0.4)
-    k = min(cycles, 1.2)
+    k = cycles
 
     def f(u):
         xi = u[:, 0] - m - v * u[:, 1]
@@ -150,6 +150,8 @@ def _wave_packet(rng: np.random.Generator, cycles: float, dim: int):
 
 
 def _standing_wave(rng: np.random.Generator, cycles: float, dim: int):
+    """A mode of a vibrating membrane; each axis makes 0.4–0.8 × `cycles` periods (two axes at once
+    are harder to learn than one)."""
     c1, c2 = cycles * rng.uniform(0.4, 0.8), cycles * rng.uniform(0.4, 0.8)
     p1, p2 = rng.uniform(0, TWO_PI, size=2)
     return (
@@ -178,7 +180,8 @@ def _sources(rng: np.random.Generator, dim: int, count: int) -> np.ndarray:
 
 
 def _interference(rng: np.random.Generator, cycles: float, dim: int):
-    """Two coherent point sources in a plane: rings that cross."""
+    """Two coherent point sources in a plane: rings that cross (0.4–0.8 × `cycles` periods per unit
+    of distance, the box's diagonal being √2 units)."""
     sources, k = _sources(rng, 2, 2), cycles * rng.uniform(0.4, 0.8)
 
     def f(u):
@@ -286,7 +289,7 @@ class ResponseGenerator(ParametrisedGenerator):
         def target(x: np.ndarray) -> np.ndarray:
             return shape((x - starts) / lengths)
 
-        variables = ("x",) if dim == 1 else tuple(f"x{j}" for j in range(dim))
+        variables = ("x",) if dim == 1 else tuple(f"x{j + 1}" for j in range(dim))  # u_j is x_j's position
         where = ", ".join(
             f"u{'' if dim == 1 else j + 1} = ({v} {_signed(-a)})/{w:.2f}"
             for j, (v, a, w) in enumerate(zip(variables, starts, lengths))
