@@ -15,9 +15,10 @@ drawn from `ood_sides`, so an OOD point lies beyond the ID box in every coordina
 written in u_j = (x_j − a_j)/L_j: ID is u ∈ [0, 1], OOD u ∈ [1, 1 + r] or [−r, 0], and since
 r ≤ 1 every model is finite on u ∈ [−1, 2] (each model's constants keep its logarithms, roots and
 denominators away from 0 there; tested). A model's features (a peak, a kink, a knee) are placed
-inside the ID interval, and periodic ones make at most `cycles` periods per ID length (the lab
-learns ~1.4 in 50 steps, docs/lab.md "harmonic"). Which draws a network can learn is the pools'
-learnability filter's decision.
+inside the ID interval, and periodic ones make c ~ U(`cycles`) periods per ID length (two-axis
+ones 0.4–0.8 of that per axis; the default's 1.2 stays under the ~1.4 the lab learns in 50 steps,
+docs/lab.md "harmonic"). Which draws a network can learn is the pools' learnability filter's
+decision.
 
 The draw depends only on (params, index), through `ParametrisedGenerator`'s seed.
 """
