@@ -161,7 +161,7 @@ def both_bars(row: dict) -> str:
     return "both" if unseen["mean"] < 0 and kinds["mean"] < 0 else ""
 
 
-def report(rows: dict[str, dict], noises: dict[str, dict]) -> None:
+def report(rows: dict[str, dict], noises: dict[str, dict], suites: list[str]) -> None:
     def cell(c: dict) -> str:
         return f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
 
@@ -184,12 +184,12 @@ def report(rows: dict[str, dict], noises: dict[str, dict]) -> None:
                 for k in ("search kinds vs gelu_sine", "issue 13's kinds vs gelu", "all unseen vs gelu_sine")
             )
         )
-    suites = sorted({key.split(" vs ")[0] for row in rows.values() for key in row if key.startswith("suite ")})
-    if suites:
-        print("\neach unseen suite alone (means): " + ", ".join(f"{s[6:]} vs gelu, vs gelu_sine" for s in suites))
-        for name in order:
-            row = rows[name]
-            print(f"{name:<12} " + "  ".join(f"{row[f'{s} vs {r}']['mean']:+.3f}" for s in suites for r in REFERENCES))
+    print("\neach unseen suite alone (means): " + ", ".join(f"{s} vs gelu, vs gelu_sine" for s in suites))
+    for name in order:
+        row = rows[name]
+        print(
+            f"{name:<12} " + "  ".join(f"{row[f'suite {s} vs {r}']['mean']:+.3f}" for s in suites for r in REFERENCES)
+        )
     print("\nnoise of the paired difference to GELU on the kinds' tasks (one seed of one task):")
     print(f"{'function':<12} within-task  between-task  within share  one-seed tasks to resolve 0.02 / 0.05")
     for name in order:
@@ -205,6 +205,32 @@ def report(rows: dict[str, dict], noises: dict[str, dict]) -> None:
         print(f"median within-task share over {len(shares)} functions: {np.median(shares):.0%}")
     for prefix in ("run:", "against:"):
         report_winners(rows, prefix)
+
+
+def report_by_model(scores: dict[str, dict], tasks: list, suite: str) -> None:
+    """Per model of a suite whose task descriptions start with their model (`response`): the mean
+    over its tasks of the clipped task score minus GELU's, for the runs' winners (their mean), GELUSine
+    and ReLU."""
+    model_of = {task.name: task.description.split(" ", 1)[0] for task in tasks}
+    columns = {
+        "the runs' winners": [n for n in scores if n.startswith("run:")],
+        "gelu_sine": ["gelu_sine"],
+        "relu": ["relu"],
+    }
+    columns = {label: names for label, names in columns.items() if names and all(n in scores for n in names)}
+
+    def gap(name: str, task: str) -> float:
+        key = f"{suite}|{task}"
+        return float(
+            np.clip(np.mean(scores[name][key]), -CLIP, CLIP) - np.clip(np.mean(scores["gelu"][key]), -CLIP, CLIP)
+        )
+
+    print(f"\n{suite} per model, minus GELU (mean over the model's tasks; below 0 = better):")
+    print(f"{'model':<20} tasks  " + "  ".join(f"{label:>18}" for label in columns))
+    for model in sorted(set(model_of.values())):
+        members = [t for t, m in model_of.items() if m == model]
+        cells = [np.mean([np.mean([gap(n, t) for n in names]) for t in members]) for names in columns.values()]
+        print(f"{model:<20} {len(members):>5}  " + "  ".join(f"{c:>+18.3f}" for c in cells))
 
 
 def report_winners(rows: dict[str, dict], prefix: str) -> None:
@@ -267,7 +293,9 @@ def main() -> None:
     references = {ref: scores[ref] for ref in REFERENCES}
     rows = {name: compare(s, references, group_kinds) for name, s in scores.items()}
     noises = {n: noise(s, scores["gelu"], group_kinds["search kinds"]) for n, s in scores.items() if n != "gelu"}
-    report(rows, noises)
+    report(rows, noises, suites)
+    if "response" in suites:
+        report_by_model(scores, list(labs["response"].suite.tasks), "response")
     if against:
         report_pairs(rows, list(runs), list(against))
 

@@ -38,8 +38,8 @@ def study_functions(study: Path) -> tuple[list[Function], dict]:
         if entry["kind"] == "registry":
             functions.append(registry_function(entry["reference"], entry["origin"]))
         else:
-            spec = resolve_activation(str(study / "functions" / f"{name}.py"))
-            functions.append(Function(name, entry["origin"], str(study / "functions" / f"{name}.py"), spec.source))
+            path = str(study / "functions" / f"{name}.py")
+            functions.append(Function(name, entry["origin"], path, resolve_activation(path).source))
     return functions, entries
 
 

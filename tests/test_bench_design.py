@@ -147,3 +147,19 @@ def test_scores_under_other_settings_or_of_another_source_are_journalled_apart()
     )
     # two runs named alike (seed 50 of two studies) whose winners differ: never each other's scores
     assert bench.journal_key("run:50", [], program("x")) != bench.journal_key("run:50", [], program("2 * x"))
+
+
+def test_the_per_model_table_pairs_each_function_with_gelu_by_task(capsys):
+    from types import SimpleNamespace
+
+    tasks = [
+        SimpleNamespace(name="r1", description="planck (bump): …"),
+        SimpleNamespace(name="r2", description="planck (bump): …"),
+        SimpleNamespace(name="r3", description="logistic (saturating): …"),
+    ]
+    gelu = {"response|r1": [0.0, 0.0], "response|r2": [1.0, 1.0], "response|r3": [0.5, 0.5]}
+    shifted = {k: [v[0] - 0.25] * 2 for k, v in gelu.items()}  # better than GELU by 0.25 on every task
+    scores = {"gelu": gelu, "gelu_sine": shifted, "run:a": shifted, "run:b": gelu}  # the runs' mean: −0.125
+    bench.report_by_model(scores, tasks, "response")
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert lines["planck"][1:] == ["2", "-0.125", "-0.250"] and lines["logistic"][1] == "1"
